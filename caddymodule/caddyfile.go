@@ -1,0 +1,102 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_policy", parseCaddyfile)
+	// Decide before forwarding, without a global `order` in every
+	// Caddyfile.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_policy", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	mcp_policy {
+//		policy <paths...>
+//		decision <ref>
+//		server <name>
+//		max_body <size>
+//		max_depth <n>
+//		allowed_origins <origins...>
+//		eval_timeout <duration>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "policy":
+			paths := d.RemainingArgs()
+			if len(paths) == 0 {
+				return d.ArgErr()
+			}
+			h.Policies = append(h.Policies, paths...)
+		case "decision":
+			if !d.AllArgs(&h.Decision) {
+				return d.ArgErr()
+			}
+		case "server":
+			if !d.AllArgs(&h.Server) {
+				return d.ArgErr()
+			}
+		case "max_body":
+			var size string
+			if !d.AllArgs(&size) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(size)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: invalid size %q", size)
+			}
+			h.MaxBody = int64(n)
+		case "max_depth":
+			var depth string
+			if !d.AllArgs(&depth) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(depth)
+			if err != nil || n <= 0 {
+				return d.Errf("max_depth: invalid depth %q", depth)
+			}
+			h.MaxDepth = n
+		case "allowed_origins":
+			origins := d.RemainingArgs()
+			if len(origins) == 0 {
+				return d.ArgErr()
+			}
+			h.AllowedOrigins = append(h.AllowedOrigins, origins...)
+		case "eval_timeout":
+			var value string
+			if !d.AllArgs(&value) {
+				return d.ArgErr()
+			}
+			timeout, err := caddy.ParseDuration(value)
+			if err != nil || timeout <= 0 {
+				return d.Errf("eval_timeout: invalid duration %q", value)
+			}
+			h.EvalTimeout = caddy.Duration(timeout)
+		default:
+			return d.Errf("unrecognized mcp_policy subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

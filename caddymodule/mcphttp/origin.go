@@ -1,0 +1,77 @@
+package mcphttp
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// OriginPolicy decides which browser origins may reach the MCP endpoint,
+// the transport spec's defence against DNS rebinding (2025-06-18,
+// basic/transports, "Security Warning": servers MUST validate Origin).
+// Requests without an Origin header (non-browser clients) are not affected.
+type OriginPolicy struct {
+	// Allowed lists origins ("https://app.example.com") that may connect;
+	// "*" allows any. When empty, a site reached on a loopback address
+	// accepts only loopback origins, and any other site only its own
+	// origin.
+	Allowed []string
+}
+
+// Check returns an error when the request's Origin is not allowed.
+func (p OriginPolicy) Check(r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	if len(p.Allowed) > 0 {
+		if slices.Contains(p.Allowed, "*") || slices.ContainsFunc(p.Allowed, func(allowed string) bool {
+			return strings.EqualFold(strings.TrimSuffix(allowed, "/"), origin)
+		}) {
+			return nil
+		}
+		return fmt.Errorf("origin %q is not allowed", origin)
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("origin %q is not a valid origin", origin)
+	}
+	if servedOnLoopback(r) {
+		// A rebinding attacker's page carries its own (non-loopback)
+		// origin even though its name resolves to 127.0.0.1.
+		if isLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("origin %q is not a loopback origin, and this site is served on loopback", origin)
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	return fmt.Errorf("origin %q is not this site's origin", origin)
+}
+
+// servedOnLoopback reports whether the request arrived on a loopback
+// address of this machine.
+func servedOnLoopback(r *http.Request) bool {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,59 @@
+// Package mcphttp holds the rules of MCP's HTTP transports that the gateway
+// enforces before policy: protocol revisions, the standard request headers
+// of 2026-07-28 and their agreement with the body, and Origin checks
+// against DNS rebinding. It knows nothing of Caddy or OPA.
+package mcphttp
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Protocol revisions the gateway understands.
+const (
+	Version20250326 = "2025-03-26"
+	Version20250618 = "2025-06-18"
+	Version20251125 = "2025-11-25"
+	Version20260728 = "2026-07-28"
+)
+
+// SupportedVersions lists the revisions the gateway accepts, oldest first.
+var SupportedVersions = []string{Version20250326, Version20250618, Version20251125, Version20260728}
+
+// DefaultVersion is the revision assumed when a request names none: the
+// spec (2025-06-18, basic/transports, "Protocol Version Header") tells
+// servers to assume 2025-03-26 for backwards compatibility.
+const DefaultVersion = Version20250326
+
+// Header names used by the Streamable HTTP transport.
+const (
+	HeaderProtocolVersion = "Mcp-Protocol-Version"
+	HeaderSessionID       = "Mcp-Session-Id"
+	HeaderMethod          = "Mcp-Method"
+	HeaderName            = "Mcp-Name"
+	HeaderLastEventID     = "Last-Event-ID"
+)
+
+// MetaProtocolVersion is the _meta key that carries the protocol revision
+// in every 2026-07-28 request body.
+const MetaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
+
+// CheckVersion reports an error when version is not a supported revision.
+func CheckVersion(version string) error {
+	if !slices.Contains(SupportedVersions, version) {
+		return fmt.Errorf("unsupported MCP protocol version %q (supported: %v)", version, SupportedVersions)
+	}
+	return nil
+}
+
+// BatchesAllowed reports whether JSON-RPC batches may be sent under the
+// given revision: 2025-03-26 allowed them, 2025-06-18 removed them.
+func BatchesAllowed(version string) bool {
+	return version == Version20250326
+}
+
+// StandardHeadersRequired reports whether the revision requires the
+// Mcp-Method and Mcp-Name request headers (2026-07-28 and later).
+func StandardHeadersRequired(version string) bool {
+	return version >= Version20260728
+}

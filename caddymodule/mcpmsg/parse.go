@@ -1,0 +1,250 @@
+package mcpmsg
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Parse parses a POST body holding one JSON-RPC message or a batch of them.
+//
+// It checks syntax first, over the whole body, and then the JSON-RPC and MCP
+// rules for each message. Any failure is returned as an *Error whose Code is
+// CodeParseError when the body is not well-formed JSON and
+// CodeInvalidRequest otherwise. The Raw and ID slices of the returned
+// messages alias data.
+func Parse(data []byte, lim Limits) (*Body, error) {
+	elems, batch, perr := readBody(data, lim.maxDepth())
+	if perr != nil {
+		return nil, perr
+	}
+	if batch && len(elems) == 0 {
+		return nil, invalidRequest("empty batch")
+	}
+	body := &Body{Batch: batch, Messages: make([]Message, len(elems))}
+	for i, e := range elems {
+		if verr := e.validate(&body.Messages[i]); verr != nil {
+			if batch {
+				verr.Message = fmt.Sprintf("batch element %d: %s", i, verr.Message)
+			}
+			return nil, verr
+		}
+	}
+	return body, nil
+}
+
+// element is one message (a whole body, or one element of a batch) after the
+// syntactic pass, before the JSON-RPC rules are checked.
+type element struct {
+	raw []byte
+	// members holds the decoded members; nil when the element is not an
+	// object, in which case notObject names what it is instead.
+	members   map[string]any
+	notObject string
+	// id is the exact bytes of the id member's value; nil when absent.
+	id []byte
+}
+
+// bodyReader decodes one body into elements.
+//
+// It drives jsontext (the proposed encoding/json/v2 tokenizer) rather than a
+// hand-written scanner because that decoder, by default, already rejects
+// exactly the ambiguities the gateway must refuse: duplicate member names
+// (after unescaping, at any depth), invalid UTF-8, and escaped lone
+// surrogates such as "\ud800", which encoding/json would silently replace
+// with U+FFFD. Its token API also reports offsets and nesting depth, which
+// give each message's raw bytes and enforce Limits.MaxDepth without a second
+// pass.
+type bodyReader struct {
+	dec      *jsontext.Decoder
+	data     []byte
+	maxDepth int
+}
+
+// readBody decodes data into its elements and reports whether it is a batch.
+func readBody(data []byte, maxDepth int) ([]element, bool, *Error) {
+	if len(skipSpace(data)) == 0 {
+		return nil, false, &Error{Code: CodeParseError, Message: "empty body"}
+	}
+	// A *bytes.Buffer lets the decoder read data in place, without a copy.
+	r := &bodyReader{dec: jsontext.NewDecoder(bytes.NewBuffer(data)), data: data, maxDepth: maxDepth}
+	elems, batch, err := r.readTop()
+	if err != nil {
+		return nil, false, syntaxError(err)
+	}
+	end := r.dec.InputOffset()
+	if _, err := r.dec.ReadToken(); !errors.Is(err, io.EOF) {
+		rest := data[end:]
+		at := end + int64(len(rest)-len(skipSpace(rest)))
+		return nil, false, &Error{Code: CodeParseError, Message: fmt.Sprintf("trailing data after the message at byte %d", at)}
+	}
+	return elems, batch, nil
+}
+
+// readTop reads the top-level value: one message or a batch array of them.
+func (r *bodyReader) readTop() ([]element, bool, error) {
+	if r.dec.PeekKind() != '[' {
+		e, err := r.readElement()
+		return []element{e}, false, err
+	}
+	if _, err := r.readToken(); err != nil {
+		return nil, true, err
+	}
+	var elems []element
+	for r.dec.PeekKind() != ']' {
+		e, err := r.readElement()
+		if err != nil {
+			return nil, true, err
+		}
+		elems = append(elems, e)
+	}
+	_, err := r.dec.ReadToken()
+	return elems, true, err
+}
+
+// readElement reads one message, recording its raw bytes and those of its id.
+func (r *bodyReader) readElement() (element, error) {
+	if r.dec.PeekKind() != '{' {
+		v, err := r.readValue()
+		return element{notObject: typeName(v)}, err
+	}
+	if _, err := r.readToken(); err != nil {
+		return element{}, err
+	}
+	start := r.dec.InputOffset() - 1
+	e := element{members: make(map[string]any)}
+	for r.dec.PeekKind() != '}' {
+		name, err := r.dec.ReadToken()
+		if err != nil {
+			return element{}, err
+		}
+		key := name.String()
+		afterName := r.dec.InputOffset()
+		v, err := r.readValue()
+		if err != nil {
+			return element{}, err
+		}
+		if key == "id" {
+			e.id = r.data[valueStart(r.data, afterName):r.dec.InputOffset()]
+		}
+		e.members[key] = v
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return element{}, err
+	}
+	e.raw = r.data[start:r.dec.InputOffset()]
+	return e, nil
+}
+
+// readValue reads and decodes the next value: objects as map[string]any,
+// arrays as []any, numbers as json.Number.
+func (r *bodyReader) readValue() (any, error) {
+	tok, err := r.readToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '{':
+		obj := make(map[string]any)
+		for r.dec.PeekKind() != '}' {
+			name, err := r.dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			key := name.String()
+			v, err := r.readValue()
+			if err != nil {
+				return nil, err
+			}
+			obj[key] = v
+		}
+		_, err := r.dec.ReadToken()
+		return obj, err
+	case '[':
+		arr := []any{}
+		for r.dec.PeekKind() != ']' {
+			v, err := r.readValue()
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		_, err := r.dec.ReadToken()
+		return arr, err
+	case '"':
+		return tok.String(), nil
+	case '0':
+		return json.Number(tok.String()), nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	default: // 'n': the decoder yields no other kind at the start of a value.
+		return nil, nil
+	}
+}
+
+// readToken reads the next token, enforcing the nesting limit on the objects
+// and arrays it opens.
+func (r *bodyReader) readToken() (jsontext.Token, error) {
+	tok, err := r.dec.ReadToken()
+	if err != nil {
+		return tok, err
+	}
+	if k := tok.Kind(); (k == '{' || k == '[') && r.dec.StackDepth() > r.maxDepth {
+		return tok, invalidRequest("JSON nesting deeper than %d levels", r.maxDepth)
+	}
+	return tok, nil
+}
+
+// syntaxError turns an error from the syntactic pass into an *Error.
+func syntaxError(err error) *Error {
+	var perr *Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	var serr *jsontext.SyntacticError
+	if !errors.As(err, &serr) {
+		return &Error{Code: CodeParseError, Message: fmt.Sprintf("malformed JSON: %v", err)}
+	}
+	if errors.Is(serr.Err, jsontext.ErrDuplicateName) {
+		// Decoders disagree on which duplicate wins, so this is ambiguous
+		// rather than malformed.
+		return invalidRequest("duplicate member name %q%s", serr.JSONPointer.LastToken(), within(serr.JSONPointer.Parent()))
+	}
+	return &Error{Code: CodeParseError, Message: fmt.Sprintf("malformed JSON at byte %d%s: %v", serr.ByteOffset, within(serr.JSONPointer), serr.Err)}
+}
+
+// within describes where in the body p points, or nothing at the top level.
+func within(p jsontext.Pointer) string {
+	if p == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in %s", p)
+}
+
+// valueStart returns the offset of the member value that follows the member
+// name ending at afterName. Only whitespace and the colon lie between them.
+func valueStart(data []byte, afterName int64) int64 {
+	i := afterName
+	for data[i] == ':' || isSpace(data[i]) {
+		i++
+	}
+	return i
+}
+
+// skipSpace removes leading JSON whitespace (RFC 8259 section 2), which is
+// narrower than what bytes.TrimSpace removes.
+func skipSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	return b
+}
+
+// isSpace reports whether c is JSON whitespace.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}

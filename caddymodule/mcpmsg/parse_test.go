@@ -1,0 +1,387 @@
+package mcpmsg
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// wantMessage is what a parse case expects of one accepted message.
+type wantMessage struct {
+	kind   Kind
+	id     string // raw JSON; empty for notifications
+	method string
+	tool   string // empty unless the message is a tools/call
+}
+
+// parseCase is one Parse input and its expected outcome. The fuzz target uses
+// the bodies as its seed corpus.
+type parseCase struct {
+	name    string
+	body    string
+	lim     Limits
+	code    int    // expected Error.Code; 0 means Parse must accept the body
+	errText string // expected substring of Error.Message
+	batch   bool
+	want    []wantMessage
+}
+
+// nested returns a notification whose nesting reaches depth levels, counting
+// the message object and its params as the first two.
+func nested(depth int) string {
+	return `{"jsonrpc":"2.0","method":"x","params":{"a":` +
+		strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2) + `}}`
+}
+
+var parseCases = []parseCase{
+	// Accepted messages.
+	{
+		name: "request with number id",
+		body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/list"}},
+	},
+	{
+		name: "request with string id kept raw",
+		body: `{"jsonrpc":"2.0","id":"a\u0062c","method":"ping"}`,
+		want: []wantMessage{{kind: KindRequest, id: `"a\u0062c"`, method: "ping"}},
+	},
+	{
+		name: "notification",
+		body: `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		want: []wantMessage{{kind: KindNotification, method: "notifications/initialized"}},
+	},
+	{
+		name: "response with result",
+		body: `{"jsonrpc":"2.0","id":7,"result":{}}`,
+		want: []wantMessage{{kind: KindResponse, id: `7`}},
+	},
+	{
+		name: "error response with null id",
+		body: `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad"}}`,
+		want: []wantMessage{{kind: KindResponse, id: `null`}},
+	},
+	{
+		name: "tools/call",
+		body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_issue","arguments":{"n":1}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `2`, method: "tools/call", tool: "get_issue"}},
+	},
+	{
+		name: "tools/call without arguments",
+		body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_issues"}}`,
+		want: []wantMessage{{kind: KindRequest, id: `2`, method: "tools/call", tool: "list_issues"}},
+	},
+	{
+		name: "escaped tool name is decoded",
+		body: `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete\u005fissue","arguments":{}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `3`, method: "tools/call", tool: "delete_issue"}},
+	},
+	{
+		name: "escaped method is decoded",
+		body: `{"jsonrpc":"2.0","id":4,"method":"tools\/call","params":{"name":"x"}}`,
+		want: []wantMessage{{kind: KindRequest, id: `4`, method: "tools/call", tool: "x"}},
+	},
+	{
+		name: "unknown members allowed",
+		body: `{"jsonrpc":"2.0","id":1,"method":"ping","extra":{"Method":1}}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "ping"}},
+	},
+	{
+		name: "case variants inside arguments allowed",
+		body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"NAME":1,"name":2}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/call", tool: "t"}},
+	},
+	{
+		name: "valid surrogate pair",
+		body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"s":"\ud83d\ude00"}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/call", tool: "t"}},
+	},
+	{
+		name: "surrounding whitespace",
+		body: "\r\n\t {\"jsonrpc\":\"2.0\",\"method\":\"ping\"} \n",
+		want: []wantMessage{{kind: KindNotification, method: "ping"}},
+	},
+	{
+		name: "progress token",
+		body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":42}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/call", tool: "t"}},
+	},
+	{
+		name: "depth 64",
+		body: nested(64),
+		want: []wantMessage{{kind: KindNotification, method: "x"}},
+	},
+	{
+		name: "depth within a custom limit",
+		body: `{"jsonrpc":"2.0","method":"x","params":{}}`,
+		lim:  Limits{MaxDepth: 2},
+		want: []wantMessage{{kind: KindNotification, method: "x"}},
+	},
+	{
+		name:  "batch",
+		body:  `[{"jsonrpc":"2.0","id":1,"method":"ping"}, {"jsonrpc":"2.0","method":"notifications/initialized"}]`,
+		batch: true,
+		want: []wantMessage{
+			{kind: KindRequest, id: `1`, method: "ping"},
+			{kind: KindNotification, method: "notifications/initialized"},
+		},
+	},
+
+	// Malformed JSON.
+	{name: "empty body", body: ``, code: CodeParseError, errText: "empty body"},
+	{name: "whitespace body", body: " \n\t", code: CodeParseError, errText: "empty body"},
+	{name: "truncated", body: `{"jsonrpc":"2.0",`, code: CodeParseError, errText: "malformed JSON"},
+	{name: "trailing object", body: `{"jsonrpc":"2.0","method":"ping"}{}`, code: CodeParseError, errText: "trailing data after the message at byte 33"},
+	{name: "trailing garbage", body: `{"jsonrpc":"2.0","method":"ping"} x`, code: CodeParseError, errText: "trailing data after the message at byte 34"},
+	{name: "trailing bracket", body: `{"jsonrpc":"2.0","method":"ping"}]`, code: CodeParseError, errText: "trailing data"},
+	{name: "invalid UTF-8 in a string", body: "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":{\"uri\":\"a\xffb\"}}", code: CodeParseError, errText: "invalid UTF-8"},
+	{name: "invalid UTF-8 in a name", body: "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"\xff\":1}", code: CodeParseError, errText: "invalid UTF-8"},
+	{name: "UTF-8 encoded surrogate", body: "{\"jsonrpc\":\"2.0\",\"method\":\"\xed\xa0\x80\"}", code: CodeParseError, errText: "invalid UTF-8"},
+	{name: "lone high surrogate escape", body: `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a\ud800"}}`, code: CodeParseError, errText: "surrogate"},
+	{name: "lone low surrogate escape", body: `{"jsonrpc":"2.0","method":"ping\udc00"}`, code: CodeParseError, errText: "surrogate"},
+	{name: "high surrogate then non-surrogate", body: `{"jsonrpc":"2.0","method":"ping\ud800\u0041"}`, code: CodeParseError, errText: "surrogate"},
+	{name: "reversed surrogate pair", body: `{"jsonrpc":"2.0","method":"ping\ude00\ud83d"}`, code: CodeParseError, errText: "surrogate"},
+	{name: "lone surrogate in a name", body: `{"jsonrpc":"2.0","method":"ping","\ud800":1}`, code: CodeParseError, errText: "surrogate"},
+	{name: "syntax error inside a batch", body: `[{"jsonrpc":"2.0","method":"ping"},]`, code: CodeParseError, errText: "malformed JSON"},
+
+	// Ambiguous or invalid JSON-RPC.
+	{name: "duplicate top-level member", body: `{"jsonrpc":"2.0","method":"ping","method":"tools/call"}`, code: CodeInvalidRequest, errText: `duplicate member name "method"`},
+	{name: "duplicate member via escape", body: `{"jsonrpc":"2.0","method":"ping","\u006dethod":"tools/call"}`, code: CodeInvalidRequest, errText: `duplicate member name "method"`},
+	{
+		name:    "duplicate member deep in arguments",
+		body:    `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":{"b":[{"c":1,"c":2}]}}}}`,
+		code:    CodeInvalidRequest,
+		errText: `duplicate member name "c" in /params/arguments/a/b/0`,
+	},
+	{name: "duplicate tool name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","name":"delete"}}`, code: CodeInvalidRequest, errText: `duplicate member name "name" in /params`},
+	{name: "Method alongside method", body: `{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call"}`, code: CodeInvalidRequest, errText: `member "Method" differs from "method" only by case`},
+	{name: "Method alone", body: `{"jsonrpc":"2.0","id":1,"Method":"ping"}`, code: CodeInvalidRequest, errText: `"Method" differs from "method"`},
+	{name: "JSONRPC", body: `{"JSONRPC":"2.0","method":"ping"}`, code: CodeInvalidRequest, errText: `"JSONRPC" differs from "jsonrpc"`},
+	{name: "Unicode case variant of params", body: `{"jsonrpc":"2.0","method":"ping","param\u017f":{}}`, code: CodeInvalidRequest, errText: `differs from "params" only by case`},
+	{name: "NAME in tools/call params", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","NAME":"delete"}}`, code: CodeInvalidRequest, errText: `params member "NAME" differs from "name" only by case`},
+	{name: "Arguments in params", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","Arguments":{}}}`, code: CodeInvalidRequest, errText: `"Arguments" differs from "arguments"`},
+	{name: "Kelvin sign in params", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"progressTo\u212Aen":1}}`, code: CodeInvalidRequest, errText: `differs from "progressToken" only by case`},
+	{name: "lowercase protocolversion", body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolversion":"2025-06-18"}}`, code: CodeInvalidRequest, errText: `"protocolversion" differs from "protocolVersion"`},
+	{name: "case variant of progressToken", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"progresstoken":1}}}`, code: CodeInvalidRequest, errText: `params._meta member "progresstoken"`},
+	{name: "missing jsonrpc", body: `{"id":1,"method":"ping"}`, code: CodeInvalidRequest, errText: `missing "jsonrpc"`},
+	{name: "jsonrpc 1.0", body: `{"jsonrpc":"1.0","id":1,"method":"ping"}`, code: CodeInvalidRequest, errText: `"jsonrpc" must be the string "2.0"`},
+	{name: "jsonrpc as a number", body: `{"jsonrpc":2.0,"id":1,"method":"ping"}`, code: CodeInvalidRequest, errText: `"jsonrpc" must be the string "2.0"`},
+	{name: "number body", body: `1`, code: CodeInvalidRequest, errText: "message must be a JSON object, not a number"},
+	{name: "null body", body: `null`, code: CodeInvalidRequest, errText: "not null"},
+	{name: "method not a string", body: `{"jsonrpc":"2.0","id":1,"method":1}`, code: CodeInvalidRequest, errText: `"method" must be a string, not a number`},
+	{name: "null request id", body: `{"jsonrpc":"2.0","id":null,"method":"ping"}`, code: CodeInvalidRequest, errText: `request "id" must be a string or number, not null`},
+	{name: "boolean request id", body: `{"jsonrpc":"2.0","id":true,"method":"ping"}`, code: CodeInvalidRequest, errText: "not a boolean"},
+	{name: "object request id", body: `{"jsonrpc":"2.0","id":{},"method":"ping"}`, code: CodeInvalidRequest, errText: "not an object"},
+	{name: "array request id", body: `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, code: CodeInvalidRequest, errText: "not an array"},
+	{name: "method and result", body: `{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}`, code: CodeInvalidRequest, errText: `both "method" and "result" or "error"`},
+	{name: "method and error", body: `{"jsonrpc":"2.0","method":"ping","error":{}}`, code: CodeInvalidRequest, errText: `both "method" and "result" or "error"`},
+	{name: "neither method nor id", body: `{"jsonrpc":"2.0","result":{}}`, code: CodeInvalidRequest, errText: `neither "method" nor "id"`},
+	{name: "response with result and error", body: `{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`, code: CodeInvalidRequest, errText: `both "result" and "error"`},
+	{name: "response with neither result nor error", body: `{"jsonrpc":"2.0","id":1}`, code: CodeInvalidRequest, errText: `neither "result" nor "error"`},
+	{name: "result with null id", body: `{"jsonrpc":"2.0","id":null,"result":{}}`, code: CodeInvalidRequest, errText: `may be null only in an error response`},
+	{name: "response with boolean id", body: `{"jsonrpc":"2.0","id":false,"result":{}}`, code: CodeInvalidRequest, errText: `response "id" must be a string, number or null, not a boolean`},
+	{name: "error not an object", body: `{"jsonrpc":"2.0","id":1,"error":"bad"}`, code: CodeInvalidRequest, errText: `"error" must be an object, not a string`},
+	{name: "params as array", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":[]}`, code: CodeInvalidRequest, errText: `"params" must be an object, not an array`},
+	{name: "params null", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":null}`, code: CodeInvalidRequest, errText: `"params" must be an object, not null`},
+	{name: "_meta not an object", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":[]}}`, code: CodeInvalidRequest, errText: `"params._meta" must be an object`},
+	{name: "progressToken boolean", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"progressToken":true}}}`, code: CodeInvalidRequest, errText: "must be a string or an integer"},
+	{name: "progressToken fraction", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"progressToken":1.5}}}`, code: CodeInvalidRequest, errText: "must be a string or an integer"},
+	{name: "tools/call without params", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, code: CodeInvalidRequest, errText: `tools/call requires "params"`},
+	{name: "tools/call without name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}`, code: CodeInvalidRequest, errText: `"params.name" must be a non-empty string`},
+	{name: "tools/call empty name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":""}}`, code: CodeInvalidRequest, errText: `"params.name" must be a non-empty string`},
+	{name: "tools/call name a number", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, code: CodeInvalidRequest, errText: `"params.name" must be a non-empty string`},
+	{name: "tools/call arguments array", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":[]}}`, code: CodeInvalidRequest, errText: `"params.arguments" must be an object, not an array`},
+	{name: "tools/call arguments null", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":null}}`, code: CodeInvalidRequest, errText: `"params.arguments" must be an object, not null`},
+	{name: "depth 65", body: nested(65), code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},
+	{name: "depth beyond a custom limit", body: `{"jsonrpc":"2.0","method":"x","params":{"a":[]}}`, lim: Limits{MaxDepth: 2}, code: CodeInvalidRequest, errText: "nesting deeper than 2 levels"},
+	{name: "batch adds a level", body: "[" + nested(64) + "]", code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},
+	{name: "empty batch", body: `[]`, code: CodeInvalidRequest, errText: "empty batch"},
+	{name: "batch with a non-object", body: `[{"jsonrpc":"2.0","method":"ping"},1]`, code: CodeInvalidRequest, errText: "batch element 1: message must be a JSON object, not a number"},
+	{name: "nested batch", body: `[[{"jsonrpc":"2.0","method":"ping"}]]`, code: CodeInvalidRequest, errText: "batch element 0: message must be a JSON object, not an array"},
+	{name: "batch with an invalid message", body: `[{"jsonrpc":"2.0","method":"ping"},{"jsonrpc":"2.0","id":1,"method":"ping","params":[]}]`, code: CodeInvalidRequest, errText: `batch element 1: "params" must be an object`},
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range parseCases {
+		t.Run(tc.name, func(t *testing.T) {
+			body, err := Parse([]byte(tc.body), tc.lim)
+			if tc.code != 0 {
+				checkParseError(t, err, tc.code, tc.errText)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q) failed: %v", tc.body, err)
+			}
+			if body.Batch != tc.batch {
+				t.Errorf("Batch = %v, want %v", body.Batch, tc.batch)
+			}
+			if len(body.Messages) != len(tc.want) {
+				t.Fatalf("got %d messages, want %d", len(body.Messages), len(tc.want))
+			}
+			for i, want := range tc.want {
+				got := body.Messages[i]
+				if got.Kind != want.kind || string(got.ID) != want.id || got.Method != want.method {
+					t.Errorf("message %d = {%v %s %q}, want {%v %s %q}", i, got.Kind, got.ID, got.Method, want.kind, want.id, want.method)
+				}
+				if gotTool := toolName(got); gotTool != want.tool {
+					t.Errorf("message %d tool = %q, want %q", i, gotTool, want.tool)
+				}
+			}
+		})
+	}
+}
+
+// checkParseError fails t unless err is an *Error with the given code whose
+// message contains text.
+func checkParseError(t *testing.T, err error, code int, text string) {
+	t.Helper()
+	var perr *Error
+	if !errors.As(err, &perr) {
+		t.Fatalf("got error %v (%T), want *Error with code %d", err, err, code)
+	}
+	if perr.Code != code || !strings.Contains(perr.Message, text) {
+		t.Errorf("got error %d %q, want %d containing %q", perr.Code, perr.Message, code, text)
+	}
+}
+
+// toolName returns the name of the tool m calls, or "" when m is not a
+// tools/call.
+func toolName(m Message) string {
+	if m.Tool == nil {
+		return ""
+	}
+	return m.Tool.Name
+}
+
+func TestParseDecodesValues(t *testing.T) {
+	const body = ` {"jsonrpc":"2.0","id":"r-1","method":"tools/call","params":{"name":"create_issue",` +
+		`"arguments":{"title":"caf\u00e9","count":12,"ratio":-0.5e3,"labels":["bug",null],"draft":false,"emoji":"\ud83d\ude00"},` +
+		`"_meta":{"progressToken":"p-7"}}} `
+	tests := []struct {
+		name string
+		got  func(m Message) any
+		want any
+	}{
+		{"raw", func(m Message) any { return string(m.Raw) }, strings.TrimSpace(body)},
+		{"id", func(m Message) any { return string(m.ID) }, `"r-1"`},
+		{"tool", func(m Message) any { return toolName(m) }, "create_issue"},
+		{"arguments", func(m Message) any { return m.Tool.Arguments }, map[string]any{
+			"title":  "café",
+			"count":  json.Number("12"),
+			"ratio":  json.Number("-0.5e3"),
+			"labels": []any{"bug", nil},
+			"draft":  false,
+			"emoji":  "😀",
+		}},
+		{"progress token", func(m Message) any { return m.ProgressToken }, "p-7"},
+	}
+	parsed, err := Parse([]byte(body), Limits{})
+	if err != nil {
+		t.Fatalf("Parse failed: %v", err)
+	}
+	m := parsed.Messages[0]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.got(m); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOptionalValues(t *testing.T) {
+	tests := []struct {
+		name          string
+		body          string
+		wantParams    bool
+		wantArguments bool
+		wantToken     any
+	}{
+		{"no params", `{"jsonrpc":"2.0","method":"ping"}`, false, false, nil},
+		{"no arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}`, true, false, nil},
+		{"integer progress token", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"progressToken":-3}}}`, true, true, json.Number("-3")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := Parse([]byte(tt.body), Limits{})
+			if err != nil {
+				t.Fatalf("Parse failed: %v", err)
+			}
+			m := body.Messages[0]
+			if (m.Params != nil) != tt.wantParams {
+				t.Errorf("Params = %v, want present %v", m.Params, tt.wantParams)
+			}
+			if m.Tool != nil && (m.Tool.Arguments != nil) != tt.wantArguments {
+				t.Errorf("Arguments = %v, want present %v", m.Tool.Arguments, tt.wantArguments)
+			}
+			if !reflect.DeepEqual(m.ProgressToken, tt.wantToken) {
+				t.Errorf("ProgressToken = %#v, want %#v", m.ProgressToken, tt.wantToken)
+			}
+		})
+	}
+}
+
+func TestParseBatchRaw(t *testing.T) {
+	first := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}`
+	second := `{ "jsonrpc" : "2.0", "id" : "x" , "result" : [] }`
+	data := []byte("[ " + first + " ,\n" + second + " ]")
+	body, err := Parse(data, Limits{})
+	if err != nil {
+		t.Fatalf("Parse failed: %v", err)
+	}
+	tests := []struct {
+		name    string
+		message int
+		raw     string
+		id      string
+	}{
+		{"first", 0, first, `1`},
+		{"second", 1, second, `"x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := body.Messages[tt.message]
+			if string(m.Raw) != tt.raw || string(m.ID) != tt.id {
+				t.Errorf("Raw, ID = %s, %s; want %s, %s", m.Raw, m.ID, tt.raw, tt.id)
+			}
+			if !bytes.Contains(data, m.Raw) {
+				t.Errorf("Raw %s is not part of the body", m.Raw)
+			}
+		})
+	}
+}
+
+func TestKindString(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		want string
+	}{
+		{KindRequest, "request"},
+		{KindNotification, "notification"},
+		{KindResponse, "response"},
+		{Kind(0), "Kind(0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := tt.kind.String(); got != tt.want {
+				t.Errorf("Kind(%d).String() = %q, want %q", int(tt.kind), got, tt.want)
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	data := []byte(`{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"create_issue",` +
+		`"arguments":{"owner":"mcpgate","repo":"mcpgate","title":"Gateway drops progress notifications",` +
+		`"body":"Seen with two concurrent calls.","labels":["bug","triage"],"assignees":["octocat"],"milestone":3},` +
+		`"_meta":{"progressToken":"call-42"}}}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

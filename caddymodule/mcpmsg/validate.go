@@ -1,0 +1,224 @@
+package mcpmsg
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// messageMembers are the members of a JSON-RPC message (JSON-RPC 2.0
+// sections 4 and 5).
+var messageMembers = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+// paramsMembers are the params members of MCP requests and notifications
+// that the gateway or an upstream server acts on (MCP specification,
+// schema.ts: CallToolRequest, PaginatedRequest, ReadResourceRequest,
+// InitializeRequest, CancelledNotification, ProgressNotification and
+// RequestParams._meta).
+var paramsMembers = []string{
+	"name", "arguments", "_meta", "cursor", "uri", "protocolVersion",
+	"capabilities", "clientInfo", "requestId", "reason", "progressToken",
+}
+
+// metaMembers are the members of params._meta that the gateway acts on.
+var metaMembers = []string{"progressToken"}
+
+// validate checks e against the JSON-RPC and MCP rules and fills m from it.
+func (e element) validate(m *Message) *Error {
+	if e.members == nil {
+		return invalidRequest("message must be a JSON object, not %s", e.notObject)
+	}
+	if err := checkCase(e.members, messageMembers, ""); err != nil {
+		return err
+	}
+	switch v, ok := e.members["jsonrpc"]; {
+	case !ok:
+		return invalidRequest(`missing "jsonrpc" member`)
+	case v != "2.0":
+		return invalidRequest(`"jsonrpc" must be the string "2.0"`)
+	}
+	if err := e.validateKind(m); err != nil {
+		return err
+	}
+	m.Raw = e.raw
+	if err := validateParams(e.members, m); err != nil {
+		return err
+	}
+	if m.Method == "tools/call" {
+		return validateToolCall(m)
+	}
+	return nil
+}
+
+// validateKind classifies the message as a request, notification or
+// response (JSON-RPC 2.0 sections 4, 4.1 and 5) and sets m.Kind, m.ID and
+// m.Method.
+func (e element) validateKind(m *Message) *Error {
+	method, hasMethod := e.members["method"]
+	id, hasID := e.members["id"]
+	_, hasResult := e.members["result"]
+	errorValue, hasError := e.members["error"]
+	switch {
+	case hasMethod:
+		name, ok := method.(string)
+		if !ok {
+			return invalidRequest(`"method" must be a string, not %s`, typeName(method))
+		}
+		if hasResult || hasError {
+			return invalidRequest(`message has both "method" and "result" or "error"`)
+		}
+		m.Method = name
+		m.Kind = KindNotification
+		if hasID {
+			if !isStringOrNumber(id) {
+				return invalidRequest(`request "id" must be a string or number, not %s`, typeName(id))
+			}
+			m.Kind = KindRequest
+			m.ID = e.id
+		}
+	case !hasID:
+		return invalidRequest(`message has neither "method" nor "id"`)
+	case hasResult && hasError:
+		return invalidRequest(`response has both "result" and "error"`)
+	case !hasResult && !hasError:
+		return invalidRequest(`response has neither "result" nor "error"`)
+	case id == nil && !hasError:
+		return invalidRequest(`response "id" may be null only in an error response`)
+	case id != nil && !isStringOrNumber(id):
+		return invalidRequest(`response "id" must be a string, number or null, not %s`, typeName(id))
+	default:
+		if hasError {
+			if _, ok := errorValue.(map[string]any); !ok {
+				return invalidRequest(`"error" must be an object, not %s`, typeName(errorValue))
+			}
+		}
+		m.Kind = KindResponse
+		m.ID = e.id
+	}
+	return nil
+}
+
+// validateParams checks the params member, when present, and sets m.Params
+// and m.ProgressToken.
+func validateParams(members map[string]any, m *Message) *Error {
+	// JSON-RPC also allows params to be an array, but every MCP method takes
+	// an object.
+	params, err := objectMember(members, "params", "params", paramsMembers)
+	if params == nil {
+		return err
+	}
+	m.Params = params
+	meta, err := objectMember(params, "_meta", "params._meta", metaMembers)
+	if meta == nil {
+		return err
+	}
+	if token, ok := meta["progressToken"]; ok {
+		if !isProgressToken(token) {
+			return invalidRequest(`"params._meta.progressToken" must be a string or an integer`)
+		}
+		m.ProgressToken = token
+	}
+	return nil
+}
+
+// objectMember returns the member key of obj, which must be an object none of
+// whose member names differ from one of known only by case; nil when the
+// member is absent or invalid. path names the member in error messages.
+func objectMember(obj map[string]any, key, path string, known []string) (map[string]any, *Error) {
+	v, ok := obj[key]
+	if !ok {
+		return nil, nil
+	}
+	member, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalidRequest(`%q must be an object, not %s`, path, typeName(v))
+	}
+	if err := checkCase(member, known, path+" "); err != nil {
+		return nil, err
+	}
+	return member, nil
+}
+
+// validateToolCall checks the params of a tools/call request (MCP
+// specification, server/tools, "Calling Tools") and sets m.Tool.
+func validateToolCall(m *Message) *Error {
+	if m.Params == nil {
+		return invalidRequest(`tools/call requires "params"`)
+	}
+	name, _ := m.Params["name"].(string)
+	if name == "" {
+		return invalidRequest(`tools/call "params.name" must be a non-empty string`)
+	}
+	tool := &ToolCall{Name: name}
+	if v, ok := m.Params["arguments"]; ok {
+		args, ok := v.(map[string]any)
+		if !ok {
+			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, typeName(v))
+		}
+		tool.Arguments = args
+	}
+	m.Tool = tool
+	return nil
+}
+
+// checkCase rejects a member of obj whose name equals one of known under case
+// folding without being identical to it. encoding/json, and so many
+// upstream servers, match member names to struct fields case-insensitively,
+// so such a member could be read as the known one upstream while the gateway
+// ignores it. strings.EqualFold folds exactly as encoding/json does (simple
+// Unicode folding, so "ſ" matches "s" and the Kelvin sign matches "k").
+// where prefixes the error message.
+func checkCase(obj map[string]any, known []string, where string) *Error {
+	var bad, of string
+	for name := range obj {
+		for _, k := range known {
+			// Keep the smallest offending name so that the message does not
+			// depend on map iteration order.
+			if name != k && strings.EqualFold(name, k) && (bad == "" || name < bad) {
+				bad, of = name, k
+			}
+		}
+	}
+	if bad == "" {
+		return nil
+	}
+	return invalidRequest("%smember %q differs from %q only by case", where, bad, of)
+}
+
+// isStringOrNumber reports whether v is a decoded JSON string or number.
+func isStringOrNumber(v any) bool {
+	switch v.(type) {
+	case string, json.Number:
+		return true
+	}
+	return false
+}
+
+// isProgressToken reports whether v is a valid MCP progress token: a string
+// or an integer (MCP specification, schema.ts: ProgressToken).
+func isProgressToken(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return true
+	case json.Number:
+		return !strings.ContainsAny(string(t), ".eE")
+	}
+	return false
+}
+
+// typeName names the JSON type of a decoded value, for error messages.
+func typeName(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	default:
+		return "null"
+	}
+}

@@ -1,0 +1,71 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// CodeRefusedByPolicy is the JSON-RPC error code of the errors the gateway
+// answers refused requests (other than tools/call) with. It lies in the
+// range JSON-RPC 2.0 reserves for implementation-defined server errors.
+const CodeRefusedByPolicy = -32003
+
+// verdict is the policy's decision on one message.
+type verdict struct {
+	message  *mcpmsg.Message
+	decision policy.Decision
+}
+
+func (v verdict) allowed() bool {
+	return v.decision.Action == policy.ActionAllow
+}
+
+// refusal is the text the client (and, through it, the model and the
+// person) sees for a message the gateway did not forward.
+func (v verdict) refusal() string {
+	reason := v.decision.Reason
+	switch v.decision.Action {
+	case policy.ActionNeedsApproval:
+		text := "This call needs approval, but no approval is configured on this gateway, so it was refused."
+		if reason != "" {
+			text += " Policy: " + reason
+		}
+		return text
+	default:
+		if reason == "" {
+			return "Blocked by policy."
+		}
+		return "Blocked by policy: " + reason
+	}
+}
+
+// response is the JSON-RPC response the gateway answers a refused request
+// with: a tool result with isError for tools/call, so the model sees the
+// reason as the tool's output, and an error for any other method. It is nil
+// for notifications and responses, which have nothing to answer.
+func (v verdict) response() []byte {
+	m := v.message
+	switch {
+	case m.Kind != mcpmsg.KindRequest:
+		return nil
+	case m.Tool != nil:
+		return mcpmsg.ToolErrorResult(m.ID, v.refusal())
+	default:
+		return mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, v.refusal())
+	}
+}
+
+// writeRefusal answers a single refused message: HTTP 200 with the
+// JSON-RPC response for a request, and 403 with an id-less JSON-RPC error
+// for a notification or response (the transport's way to say a message
+// without id was not accepted).
+func writeRefusal(w http.ResponseWriter, v verdict) error {
+	if response := v.response(); response != nil {
+		writeJSON(w, http.StatusOK, response)
+		return nil
+	}
+	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(nil, CodeRefusedByPolicy, v.refusal()))
+	return nil
+}
