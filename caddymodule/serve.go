@@ -44,12 +44,12 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	body, err := mcpmsg.Parse(raw, h.limits)
 	if err != nil {
-		code := mcpmsg.CodeInvalidRequest
+		code, message := mcpmsg.CodeInvalidRequest, err.Error()
 		var perr *mcpmsg.Error
 		if errors.As(err, &perr) {
-			code = perr.Code
+			code, message = perr.Code, perr.Message
 		}
-		return h.reject(w, r, http.StatusBadRequest, code, err.Error())
+		return h.reject(w, r, http.StatusBadRequest, code, message)
 	}
 	version, err := protocolVersion(r.Header, body)
 	if err != nil {

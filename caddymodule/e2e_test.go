@@ -1,0 +1,186 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestToolCallsThroughGateway runs go-sdk clients through real Caddy
+// against go-sdk servers in every Streamable HTTP mode: allowed calls run,
+// refused ones never reach the upstream, and the reason reaches the client.
+func TestToolCallsThroughGateway(t *testing.T) {
+	for _, mode := range upstreamModes {
+		t.Run(mode.name, func(t *testing.T) {
+			up := newUpstream(t, mode)
+			gateway := startGateway(t, up.URL, gatewayOptions{})
+			session := connect(t, gateway, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			tools, err := session.ListTools(ctx, nil)
+			if err != nil {
+				t.Fatalf("tools/list through the gateway: %v", err)
+			}
+			if len(tools.Tools) != 4 {
+				t.Errorf("tools/list gave %d tools, want the upstream's 4", len(tools.Tools))
+			}
+
+			res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}})
+			if err != nil {
+				t.Fatalf("calling allowed tool echo: %v", err)
+			}
+			if res.IsError || resultText(res) != "echo:hi" {
+				t.Errorf("echo result = %q (isError %v), want %q", resultText(res), res.IsError, "echo:hi")
+			}
+
+			refusals := []struct {
+				tool, want string
+			}{
+				{"delete_issue", "Blocked by policy: deleting issues is not allowed here"},
+				{"create_issue", "needs approval, but no approval is configured"},
+				{"not_listed", "Blocked by policy: not on the test allowlist"},
+			}
+			for _, refusal := range refusals {
+				res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: refusal.tool, Arguments: map[string]any{"text": "x"}})
+				if err != nil {
+					t.Fatalf("calling %s: want a tool result with isError, got error %v", refusal.tool, err)
+				}
+				if !res.IsError || !strings.Contains(resultText(res), refusal.want) {
+					t.Errorf("%s result = %q (isError %v), want isError with %q", refusal.tool, resultText(res), res.IsError, refusal.want)
+				}
+				if n := up.callCount(refusal.tool); n != 0 {
+					t.Errorf("upstream ran %s %d times, want 0", refusal.tool, n)
+				}
+				if up.sawBodyContaining(`"` + refusal.tool + `"`) {
+					t.Errorf("upstream received a body naming %s", refusal.tool)
+				}
+			}
+
+			_, err = session.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///etc/passwd"})
+			if err == nil || !strings.Contains(err.Error(), "reading resources is off in tests") {
+				t.Errorf("resources/read: want a JSON-RPC error carrying the reason, got %v", err)
+			}
+			if up.sawBodyContaining("resources/read") {
+				t.Error("upstream received the refused resources/read")
+			}
+
+			if mode.stateless {
+				assertUpstreamSawHeader(t, up, "Mcp-Method", "tools/call")
+			}
+		})
+	}
+}
+
+// assertUpstreamSawHeader checks that some request reached the upstream
+// with the header set to value (proof that the client spoke a revision
+// that sends it, and that the gateway kept it).
+func assertUpstreamSawHeader(t *testing.T, up *upstream, name, value string) {
+	t.Helper()
+	for _, r := range up.received() {
+		if r.Header.Get(name) == value {
+			return
+		}
+	}
+	t.Errorf("upstream never saw %s: %s", name, value)
+}
+
+// TestStreamsPassThroughUnbuffered proves the gateway streams SSE as the
+// upstream flushes it: the slow tool sends a progress notification and then
+// waits until the client has seen it, which deadlocks if anything buffers.
+func TestStreamsPassThroughUnbuffered(t *testing.T) {
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{})
+	var once sync.Once
+	session := connect(t, gateway, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			if req.Params.Message == "half way" {
+				once.Do(func() { close(up.slowRelease) })
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	params := &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{"text": "s"}}
+	params.SetProgressToken("p1")
+	res, err := session.CallTool(ctx, params)
+	if err != nil {
+		t.Fatalf("slow call: %v (the progress event did not reach the client before the result: buffered?)", err)
+	}
+	if resultText(res) != "slow:s" {
+		t.Errorf("slow result = %q, want %q", resultText(res), "slow:s")
+	}
+}
+
+// TestSessionStreamsAndDelete checks what the stateful transport needs of a
+// proxy: the session id is kept, the standalone GET stream carries server
+// notifications, and DELETE reaches the upstream when the client closes.
+func TestSessionStreamsAndDelete(t *testing.T) {
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{})
+	changed := make(chan struct{}, 1)
+	session := connect(t, gateway, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if session.ID() == "" {
+		t.Fatal("no Mcp-Session-Id came back through the gateway")
+	}
+	// The notification may only be sent once the client's GET stream is
+	// open; adding tools until one arrives tolerates that race.
+	deadline := time.After(10 * time.Second)
+	for i := 0; ; i++ {
+		mcp.AddTool(up.server, &mcp.Tool{Name: "added_" + string(rune('a'+i%26))}, func(context.Context, *mcp.CallToolRequest, textInput) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{}, nil, nil
+		})
+		select {
+		case <-changed:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		case <-deadline:
+			t.Fatal("notifications/tools/list_changed never arrived on the GET stream through the gateway")
+		}
+		break
+	}
+
+	sessionSeen := false
+	for _, r := range up.received() {
+		if r.Method == "GET" && r.Header.Get("Mcp-Session-Id") == session.ID() {
+			sessionSeen = true
+		}
+	}
+	if !sessionSeen {
+		t.Errorf("upstream saw no GET stream for session %q", session.ID())
+	}
+	if err := session.Close(); err != nil {
+		t.Fatalf("closing the session: %v", err)
+	}
+	deleted := false
+	for _, r := range up.received() {
+		if r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") == session.ID() {
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Error("DELETE for the session did not reach the upstream")
+	}
+}
+
+// jsonRPCError is the part of an error response the tests look at.
+type jsonRPCError struct {
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}

@@ -1,0 +1,244 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	_ "github.com/mcpgate/mcpgate/caddymodule"
+)
+
+// startCaddy runs Caddy in this process with the given Caddyfile until the
+// test ends. Caddy's configuration is process-wide, so tests that call it
+// must not run in parallel.
+func startCaddy(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		t.Logf("caddyfile warning: %s", w.String())
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading Caddy config: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping Caddy: %v", err)
+		}
+	})
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// gatewayOptions shapes the gateway site a test runs.
+type gatewayOptions struct {
+	// policy overrides the mcp_policy block's body; default: the test
+	// policy.
+	policy string
+}
+
+// startGateway runs the gateway in front of upstream and returns its URL.
+func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
+	t.Helper()
+	policyBlock := opts.policy
+	if policyBlock == "" {
+		policyBlock = "policy testdata/policy\n\t\tserver test"
+	}
+	port := freePort(t)
+	startCaddy(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+}
+
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		%s
+	}
+	reverse_proxy %s
+}
+`, port, policyBlock, strings.TrimPrefix(upstream, "http://")))
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	waitForListener(t, port)
+	return url
+}
+
+func waitForListener(t testing.TB, port int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on 127.0.0.1:%d", port)
+}
+
+// upstream is a real MCP server (the go-sdk's Streamable HTTP handler)
+// that records every request it receives, so tests can prove what the
+// gateway did not forward.
+type upstream struct {
+	URL    string
+	server *mcp.Server
+
+	mu       sync.Mutex
+	requests []recordedRequest
+	calls    map[string]int
+
+	// slowRelease is closed by a test to let the slow tool finish.
+	slowRelease chan struct{}
+}
+
+type recordedRequest struct {
+	Method string
+	Header http.Header
+	Body   []byte
+}
+
+type upstreamMode struct {
+	name         string
+	stateless    bool
+	jsonResponse bool
+}
+
+var upstreamModes = []upstreamMode{
+	{name: "stateful SSE"},
+	{name: "stateful JSON", jsonResponse: true},
+	{name: "stateless SSE", stateless: true},
+	{name: "stateless JSON", stateless: true, jsonResponse: true},
+}
+
+type textInput struct {
+	Text string `json:"text,omitempty"`
+}
+
+func newUpstream(t testing.TB, mode upstreamMode) *upstream {
+	t.Helper()
+	u := &upstream{calls: make(map[string]int), slowRelease: make(chan struct{})}
+	u.server = mcp.NewServer(&mcp.Implementation{Name: "test-upstream", Version: "1"}, nil)
+	tool := func(name string, annotations *mcp.ToolAnnotations) {
+		mcp.AddTool(u.server, &mcp.Tool{Name: name, Annotations: annotations}, func(ctx context.Context, req *mcp.CallToolRequest, in textInput) (*mcp.CallToolResult, any, error) {
+			u.mu.Lock()
+			u.calls[name]++
+			u.mu.Unlock()
+			if name == "slow" {
+				if err := u.slow(ctx, req); err != nil {
+					return nil, nil, err
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
+		})
+	}
+	tool("echo", &mcp.ToolAnnotations{ReadOnlyHint: true})
+	tool("slow", &mcp.ToolAnnotations{ReadOnlyHint: true})
+	tool("delete_issue", nil)
+	tool("create_issue", nil)
+
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
+		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.jsonResponse})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		u.mu.Lock()
+		u.requests = append(u.requests, recordedRequest{Method: r.Method, Header: r.Header.Clone(), Body: body})
+		u.mu.Unlock()
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	u.URL = srv.URL
+	return u
+}
+
+// slow sends one progress notification, then waits until the test
+// releases it: a test that sees the notification before releasing proves
+// the gateway streams without buffering.
+func (u *upstream) slow(ctx context.Context, req *mcp.CallToolRequest) error {
+	if token := req.Params.GetProgressToken(); token != nil {
+		if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: 1, Total: 2, Message: "half way"}); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-u.slowRelease:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (u *upstream) callCount(tool string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[tool]
+}
+
+// received returns copies of the requests the upstream saw.
+func (u *upstream) received() []recordedRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]recordedRequest(nil), u.requests...)
+}
+
+// sawBodyContaining reports whether any request body the upstream received
+// contains s.
+func (u *upstream) sawBodyContaining(s string) bool {
+	for _, r := range u.received() {
+		if bytes.Contains(r.Body, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// connect opens a go-sdk client session to the gateway.
+func connect(t testing.TB, url string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	if err != nil {
+		t.Fatalf("connecting to the gateway at %s: %v", url, err)
+	}
+	t.Cleanup(func() { session.Close() })
+	return session
+}
+
+// resultText joins the text contents of a tool result.
+func resultText(res *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if text, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(text.Text)
+		}
+	}
+	return b.String()
+}
