@@ -73,6 +73,10 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	startCaddy(t, fmt.Sprintf(`{
 	admin off
 	persist_config off
+	storage file_system %q
+	log {
+		level ERROR
+	}
 }
 
 :%d {
@@ -82,7 +86,7 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	}
 	reverse_proxy %s
 }
-`, port, policyBlock, strings.TrimPrefix(upstream, "http://")))
+`, t.TempDir(), port, policyBlock, strings.TrimPrefix(upstream, "http://")))
 	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	waitForListener(t, port)
 	return url

@@ -1,0 +1,232 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// post sends one raw POST to the gateway and returns the status and body.
+func post(t *testing.T, url string, header http.Header, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("building request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for name, values := range header {
+		req.Header.Del(name)
+		for _, v := range values {
+			if v != "" {
+				req.Header.Add(name, v)
+			}
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	return resp.StatusCode, got
+}
+
+const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
+
+// TestHostileInputNeverForwarded sends every encoding trick that could make
+// the gateway and the upstream read one message two ways; each must be
+// refused with a clear JSON-RPC error, and the upstream must see nothing.
+func TestHostileInputNeverForwarded(t *testing.T) {
+	up := newUpstream(t, upstreamMode{name: "stateless JSON", stateless: true, jsonResponse: true})
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/policy\n\t\tmax_body 2KB"})
+
+	deep := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":` +
+		strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}}`
+	v0618 := http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	v0728 := func(method, name string) http.Header {
+		return http.Header{mcphttp.HeaderProtocolVersion: {"2026-07-28"}, mcphttp.HeaderMethod: {method}, mcphttp.HeaderName: {name}}
+	}
+	tests := []struct {
+		name       string
+		header     http.Header
+		body       string
+		wantStatus int
+		wantCode   int
+		wantText   string
+	}{
+		{"duplicate method", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"echo"}}`, 400, mcpmsg.CodeInvalidRequest, "duplicate"},
+		{"duplicate tool name", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_issue"}}`, 400, mcpmsg.CodeInvalidRequest, "duplicate"},
+		{"duplicate deep in arguments", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":[{"b":{"c":1,"c":2}}]}}}`, 400, mcpmsg.CodeInvalidRequest, "duplicate"},
+		{"case variant of method", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"ping","params":{"name":"echo"}}`, 400, mcpmsg.CodeInvalidRequest, "Method"},
+		{"case variant instead of method", nil, `{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","params":{"name":"echo"}}`, 400, mcpmsg.CodeInvalidRequest, "METHOD"},
+		{"case variant of params", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"delete_issue"}}`, 400, mcpmsg.CodeInvalidRequest, "Params"},
+		{"case variant of tool name", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","NAME":"delete_issue"}}`, 400, mcpmsg.CodeInvalidRequest, "NAME"},
+		{"invalid UTF-8", nil, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}", 400, mcpmsg.CodeParseError, "UTF-8"},
+		{"lone high surrogate", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\ud800"}}`, 400, mcpmsg.CodeParseError, ""},
+		{"lone low surrogate", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"t":"\udc00"}}}`, 400, mcpmsg.CodeParseError, ""},
+		{"params array", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`, 400, mcpmsg.CodeInvalidRequest, "params"},
+		{"params string", nil, `{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}`, 400, mcpmsg.CodeInvalidRequest, "params"},
+		{"params null", nil, `{"jsonrpc":"2.0","id":1,"method":"ping","params":null}`, 400, mcpmsg.CodeInvalidRequest, "params"},
+		{"nesting too deep", nil, deep, 400, mcpmsg.CodeInvalidRequest, "deep"},
+		{"body over max_body", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + strings.Repeat("a", 3000) + `"}}}`, 413, mcpmsg.CodeInvalidRequest, "max_body"},
+		{"second message after the first", nil, callEcho + `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_issue"}}`, 400, mcpmsg.CodeParseError, ""},
+		{"trailing garbage", nil, callEcho + ` x`, 400, mcpmsg.CodeParseError, ""},
+		{"not JSON", nil, `tools/call delete_issue`, 400, mcpmsg.CodeParseError, ""},
+		{"empty body", nil, ``, 400, mcpmsg.CodeParseError, ""},
+		{"content type text/plain", http.Header{"Content-Type": {"text/plain"}}, callEcho, 400, mcpmsg.CodeInvalidRequest, "content type"},
+		{"content type missing", http.Header{"Content-Type": {""}}, callEcho, 400, mcpmsg.CodeInvalidRequest, "content type"},
+		{"charset other than UTF-8", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, callEcho, 400, mcpmsg.CodeInvalidRequest, "charset"},
+		{"gzip encoding", http.Header{"Content-Encoding": {"gzip"}}, callEcho, 400, mcpmsg.CodeInvalidRequest, "encoding"},
+		{"jsonrpc 1.0", nil, `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, mcpmsg.CodeInvalidRequest, "jsonrpc"},
+		{"null id on a request", nil, `{"jsonrpc":"2.0","id":null,"method":"ping"}`, 400, mcpmsg.CodeInvalidRequest, "id"},
+		{"tool name not a string", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["delete_issue"]}}`, 400, mcpmsg.CodeInvalidRequest, "name"},
+		{"batch under 2025-06-18", v0618, `[` + callEcho + `]`, 400, mcpmsg.CodeInvalidRequest, "batch"},
+		{"batch under 2025-11-25", http.Header{mcphttp.HeaderProtocolVersion: {"2025-11-25"}}, `[` + callEcho + `]`, 400, mcpmsg.CodeInvalidRequest, "batch"},
+		{"unsupported protocol version", http.Header{mcphttp.HeaderProtocolVersion: {"1999-01-01"}}, callEcho, 400, mcpmsg.CodeInvalidRequest, "unsupported"},
+		{"Mcp-Method disagrees with body", v0728("ping", "echo"), callEcho, 400, mcphttp.CodeHeaderMismatch, "Mcp-Method"},
+		{"Mcp-Name disagrees with body", v0728("tools/call", "echo"), strings.Replace(callEcho, `"echo"`, `"delete_issue"`, 1), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"Mcp-Name missing under 2026-07-28", v0728("tools/call", ""), callEcho, 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"Mcp-Method missing under 2026-07-28", v0728("", "echo"), callEcho, 400, mcphttp.CodeHeaderMismatch, "Mcp-Method"},
+		{"Mcp-Name disagrees under an older revision", http.Header{mcphttp.HeaderName: {"echo"}}, strings.Replace(callEcho, `"echo"`, `"delete_issue"`, 1), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"Mcp-Method given twice", http.Header{mcphttp.HeaderProtocolVersion: {"2026-07-28"}, mcphttp.HeaderMethod: {"tools/call", "ping"}, mcphttp.HeaderName: {"echo"}}, callEcho, 400, mcphttp.CodeHeaderMismatch, "given 2 times"},
+		{"foreign Origin", http.Header{"Origin": {"http://evil.example"}}, callEcho, 403, mcpmsg.CodeInvalidRequest, "origin"},
+		{"rebinding Origin with a loopback port", http.Header{"Origin": {"http://attacker.example:8080"}}, callEcho, 403, mcpmsg.CodeInvalidRequest, "origin"},
+		{"escaped name of a blocked tool", nil, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete\u005fissue"}}`, 200, 0, "deleting issues is not allowed here"},
+		{"escaped case trick", nil, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","n\u0041me":"delete_issue"}}`, 400, mcpmsg.CodeInvalidRequest, "nAme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.received())
+			status, body := post(t, gateway, tt.header, tt.body)
+			if status != tt.wantStatus {
+				t.Errorf("status = %d, want %d; body %s", status, tt.wantStatus, body)
+			}
+			var resp jsonRPCError
+			if err := json.Unmarshal(body, &resp); err != nil {
+				t.Fatalf("response is not JSON-RPC: %v; body %s", err, body)
+			}
+			switch {
+			case tt.wantCode == 0:
+				if resp.Result == nil || !strings.Contains(string(resp.Result), tt.wantText) || !strings.Contains(string(resp.Result), `"isError":true`) {
+					t.Errorf("want an isError tool result with %q, got %s", tt.wantText, body)
+				}
+			case resp.Error == nil:
+				t.Errorf("want JSON-RPC error %d, got %s", tt.wantCode, body)
+			case resp.Error.Code != tt.wantCode || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.wantText)):
+				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.wantCode, tt.wantText)
+			}
+			if got := up.received()[before:]; len(got) != 0 {
+				t.Errorf("upstream received %d requests, want none; first body: %s", len(got), got[0].Body)
+			}
+		})
+	}
+
+	t.Run("a clean call still runs", func(t *testing.T) {
+		status, body := post(t, gateway, nil, callEcho)
+		if status != 200 || !strings.Contains(string(body), "echo:a") {
+			t.Errorf("clean call: status %d, body %s; want 200 with echo:a", status, body)
+		}
+	})
+}
+
+// sseMessages returns the data of each event in an SSE body, or the body
+// itself when it is plain JSON.
+func sseMessages(t *testing.T, body []byte) []json.RawMessage {
+	t.Helper()
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && (trimmed[0] == '[' || trimmed[0] == '{') {
+		var batch []json.RawMessage
+		if trimmed[0] == '{' {
+			return []json.RawMessage{trimmed}
+		}
+		if err := json.Unmarshal(trimmed, &batch); err != nil {
+			t.Fatalf("reply is not a JSON array: %v; %s", err, body)
+		}
+		return batch
+	}
+	var out []json.RawMessage
+	scanner := bufio.NewScanner(bytes.NewReader(body))
+	for scanner.Scan() {
+		if data, ok := strings.CutPrefix(scanner.Text(), "data: "); ok {
+			out = append(out, json.RawMessage(data))
+		}
+	}
+	return out
+}
+
+// TestBatch20250326 checks that in a 2025-03-26 batch every element is
+// decided, refused elements never reach the upstream, allowed ones run,
+// and the client gets one reply holding every answer.
+func TestBatch20250326(t *testing.T) {
+	v0326 := http.Header{mcphttp.HeaderProtocolVersion: {"2025-03-26"}}
+	call := func(id, tool string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"text":"b` + id + `"}}}`
+	}
+	tests := []struct {
+		name    string
+		mode    upstreamMode
+		body    string
+		wantIDs map[string]string // id -> text the answer must hold
+		wantUp  bool              // whether anything reaches the upstream
+	}{
+		{"mixed, JSON reply", upstreamMode{stateless: true, jsonResponse: true},
+			`[` + call("1", "echo") + `,` + call("2", "delete_issue") + `,` + call("3", "echo") + `]`,
+			map[string]string{"1": "echo:b1", "2": "deleting issues is not allowed here", "3": "echo:b3"}, true},
+		{"mixed, SSE reply", upstreamMode{stateless: true},
+			`[` + call("1", "delete_issue") + `,` + call("2", "echo") + `]`,
+			map[string]string{"1": "deleting issues is not allowed here", "2": "echo:b2"}, true},
+		{"all refused", upstreamMode{stateless: true, jsonResponse: true},
+			`[` + call("1", "delete_issue") + `,` + call("2", "create_issue") + `]`,
+			map[string]string{"1": "deleting issues", "2": "needs approval"}, false},
+		{"refused request beside an allowed notification", upstreamMode{stateless: true, jsonResponse: true},
+			`[` + call("1", "delete_issue") + `,{"jsonrpc":"2.0","method":"notifications/initialized"}]`,
+			map[string]string{"1": "deleting issues"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, tt.mode)
+			gateway := startGateway(t, up.URL, gatewayOptions{})
+			status, body := post(t, gateway, v0326, tt.body)
+			if status != 200 {
+				t.Fatalf("status = %d, want 200; body %s", status, body)
+			}
+			answers := map[string]string{}
+			for _, msg := range sseMessages(t, body) {
+				var m struct {
+					ID json.RawMessage `json:"id"`
+				}
+				if err := json.Unmarshal(msg, &m); err != nil {
+					t.Fatalf("answer is not JSON: %v; %s", err, msg)
+				}
+				answers[string(m.ID)] = string(msg)
+			}
+			for id, want := range tt.wantIDs {
+				if !strings.Contains(answers[id], want) {
+					t.Errorf("answer for id %s = %s, want it to hold %q (whole reply %s)", id, answers[id], want, body)
+				}
+			}
+			if len(answers) != len(tt.wantIDs) {
+				t.Errorf("reply holds %d answers, want %d: %s", len(answers), len(tt.wantIDs), body)
+			}
+			for _, refused := range []string{"delete_issue", "create_issue"} {
+				if up.sawBodyContaining(refused) {
+					t.Errorf("upstream received the refused %s", refused)
+				}
+			}
+			if got := len(up.received()) > 0; got != tt.wantUp {
+				t.Errorf("upstream received something: %v, want %v", got, tt.wantUp)
+			}
+		})
+	}
+}
