@@ -9,6 +9,7 @@ require (
 	github.com/modelcontextprotocol/go-sdk v1.8.0
 	github.com/open-policy-agent/opa v1.22.3
 	go.uber.org/zap v1.28.0
+	golang.org/x/mod v0.43.0
 )
 
 require (

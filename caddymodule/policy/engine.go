@@ -68,7 +68,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading policy data: %w", err)
 	}
-	regoOpts := []func(*rego.Rego){rego.Query(query), rego.Store(store)}
+	// Strict built-in errors: a built-in that fails (to_number on text,
+	// say) stops the evaluation, and so blocks, instead of quietly making
+	// one rule undefined while another, more permissive one applies.
+	regoOpts := []func(*rego.Rego){rego.Query(query), rego.Store(store), rego.StrictBuiltinErrors(true)}
 	for _, module := range loaded.ParsedModules() {
 		regoOpts = append(regoOpts, rego.ParsedModule(module))
 	}

@@ -10,8 +10,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/mcpgate/mcpgate/caddymodule"
-	_ "github.com/mcpgate/mcpgate/caddymodule/demo"
+	_ "github.com/mcpgate/mcpgate"
 )
 
 func main() {

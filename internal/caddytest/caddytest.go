@@ -1,0 +1,78 @@
+// Package caddytest runs Caddy inside a test process, on loopback ports,
+// for mcpgate's end-to-end tests and benchmarks.
+package caddytest
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the caddyfile adapter
+)
+
+// Start runs Caddy in this process with the given Caddyfile until the test
+// ends. Caddy's configuration is process-wide, so tests that call it must
+// not run in parallel.
+func Start(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		t.Logf("caddyfile warning: %s", w.String())
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading Caddy config: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping Caddy: %v", err)
+		}
+	})
+}
+
+// GlobalOptions returns a Caddyfile global options block for tests: no
+// admin endpoint, nothing persisted, storage in a temporary folder, and
+// only errors logged.
+func GlobalOptions(t testing.TB) string {
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %q
+	log {
+		level ERROR
+	}
+}
+`, t.TempDir())
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitForListener waits until something accepts connections on
+// 127.0.0.1:port.
+func WaitForListener(t testing.TB, port int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on 127.0.0.1:%d", port)
+}

@@ -1,0 +1,10 @@
+// Package mcpgate registers mcpgate's Caddy modules: the mcp_policy
+// gateway handler and the mcp_demo example server. Import it for its side
+// effects, or build Caddy with `xcaddy build --with github.com/mcpgate/mcpgate`
+// (see xcaddy.json and README.md).
+package mcpgate
+
+import (
+	_ "github.com/mcpgate/mcpgate/caddymodule"
+	_ "github.com/mcpgate/mcpgate/caddymodule/demo"
+)
