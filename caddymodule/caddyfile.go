@@ -33,6 +33,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_depth <n>
 //		allowed_origins <origins...>
 //		eval_timeout <duration>
+//		permissions {
+//			read_only|write|destructive <action>
+//			tool <name> <action>
+//		}
+//		bundle <service_url> <resource> {
+//			polling <min_delay> <max_delay>
+//			token <bearer_token>
+//		}
+//		disable_watch
+//		log_arguments
+//		pins_file <path>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -91,6 +102,35 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("eval_timeout: invalid duration %q", value)
 			}
 			h.EvalTimeout = caddy.Duration(timeout)
+		case "permissions":
+			if h.Permissions != nil {
+				return d.Err("permissions given twice")
+			}
+			permissions, err := unmarshalPermissions(d)
+			if err != nil {
+				return err
+			}
+			h.Permissions = permissions
+		case "bundle":
+			bundle, err := unmarshalBundle(d)
+			if err != nil {
+				return err
+			}
+			h.Bundle = bundle
+		case "disable_watch":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.DisableWatch = true
+		case "log_arguments":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.LogArguments = true
+		case "pins_file":
+			if !d.AllArgs(&h.PinsFile) {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized mcp_policy subdirective %q", d.Val())
 		}

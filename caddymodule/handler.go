@@ -12,10 +12,13 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 func init() {
@@ -62,10 +65,38 @@ type Handler struct {
 	// message. Default: 1s.
 	EvalTimeout caddy.Duration `json:"eval_timeout,omitempty"`
 
-	engine  *policy.Engine
-	origins mcphttp.OriginPolicy
-	limits  mcpmsg.Limits
-	logger  *zap.Logger
+	// Permissions is the organization's tool table, given to the policy
+	// as data.mcp.permissions. With a table and no policies, the shipped
+	// library (embedded in the binary) decides.
+	Permissions *Permissions `json:"permissions,omitempty"`
+
+	// Bundle loads the policy from an OPA bundle server, through OPA's own
+	// bundle plugin, so that many gateways share one policy.
+	Bundle *BundleSource `json:"bundle,omitempty"`
+
+	// DisableWatch stops the gateway from watching its policy files. By
+	// default an edit takes effect without a restart, and a broken edit
+	// keeps the previous policy (and is logged).
+	DisableWatch bool `json:"disable_watch,omitempty"`
+
+	// LogArguments includes tool arguments in decision logs. Off by
+	// default: arguments often hold personal or secret data.
+	LogArguments bool `json:"log_arguments,omitempty"`
+
+	// PinsFile is where accepted tool definitions (pins against changed
+	// tool definitions) are kept. Default: mcpgate/pins.json in Caddy's
+	// data directory.
+	PinsFile string `json:"pins_file,omitempty"`
+
+	engine   *policy.Engine
+	catalog  *catalog.Catalog
+	pinsFile string
+	metrics  *gatewayMetrics
+	// refreshes shares one tools/list fetch among concurrent calls.
+	refreshes *singleflight.Group
+	origins  mcphttp.OriginPolicy
+	limits   mcpmsg.Limits
+	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,7 +107,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads and compiles the policy and prepares its decision query.
+// Provision loads and compiles the policy, prepares its queries, and
+// attaches the shared tool catalog and metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.MaxBody == 0 {
@@ -84,35 +116,84 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.limits = mcpmsg.Limits{MaxDepth: h.MaxDepth}
 	h.origins = mcphttp.OriginPolicy{Allowed: h.AllowedOrigins}
+	h.refreshes = new(singleflight.Group)
 
 	repl := caddy.NewReplacer()
-	paths := make([]string, len(h.Policies))
-	for i, path := range h.Policies {
-		paths[i] = repl.ReplaceKnown(path, "")
-	}
-	engine, err := policy.New(ctx, policy.Options{
-		Paths:   paths,
+	opts := policy.Options{
 		Query:   h.Decision,
 		Timeout: time.Duration(h.EvalTimeout),
-	})
+		Logger:  h.logger,
+	}
+	for _, path := range h.Policies {
+		opts.Paths = append(opts.Paths, repl.ReplaceKnown(path, ""))
+	}
+	opts.Watch = len(opts.Paths) > 0 && !h.DisableWatch
+	if h.Bundle != nil {
+		opts.Bundle = h.Bundle.config(repl)
+	}
+	if h.Permissions != nil {
+		opts.Data = h.Permissions.data()
+		if len(opts.Paths) == 0 && opts.Bundle == nil {
+			opts.Modules = policies.Library()
+		}
+	}
+	engine, err := policy.New(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
 	h.engine = engine
-	h.logger.Info("policy loaded", zap.Strings("paths", paths), zap.String("decision", h.decisionQuery()))
+
+	h.pinsFile = h.PinsFile
+	if h.pinsFile == "" {
+		h.pinsFile = defaultPinsFile()
+	}
+	h.pinsFile = repl.ReplaceKnown(h.pinsFile, "")
+	h.catalog, err = loadCatalog(ctx, h.pinsFile)
+	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	h.metrics, err = newGatewayMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	h.logger.Info("policy loaded",
+		zap.Strings("paths", opts.Paths),
+		zap.Bool("library", opts.Modules != nil),
+		zap.Bool("bundle", opts.Bundle != nil),
+		zap.String("decision", h.decisionQuery()))
 	return nil
 }
 
 // Validate checks the configuration for values that can never work.
 func (h *Handler) Validate() error {
-	if len(h.Policies) == 0 {
-		return errors.New("mcp_policy: at least one policy path is required")
+	if len(h.Policies) == 0 && h.Permissions == nil && h.Bundle == nil {
+		return errors.New("mcp_policy: a policy path, a permissions table or a bundle is required")
+	}
+	if len(h.Policies) > 0 && h.Bundle != nil {
+		return errors.New("mcp_policy: policy paths and a bundle cannot be combined")
+	}
+	if h.Permissions != nil {
+		if err := h.Permissions.validate(); err != nil {
+			return fmt.Errorf("mcp_policy: %w", err)
+		}
 	}
 	if h.MaxBody < 0 {
 		return fmt.Errorf("mcp_policy: max_body must not be negative, got %d", h.MaxBody)
 	}
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("mcp_policy: max_depth must not be negative, got %d", h.MaxDepth)
+	}
+	return nil
+}
+
+// Cleanup stops policy watchers and bundle polling and releases the tool
+// catalog.
+func (h *Handler) Cleanup() error {
+	if h.catalog != nil {
+		releaseCatalog(h.pinsFile)
+	}
+	if h.engine != nil {
+		return h.engine.Close()
 	}
 	return nil
 }
@@ -128,5 +209,6 @@ func (h *Handler) decisionQuery() string {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -70,15 +70,7 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 		policyBlock = "policy testdata/policy\n\t\tserver test"
 	}
 	port := freePort(t)
-	startCaddy(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	storage file_system %q
-	log {
-		level ERROR
-	}
-}
-
+	startCaddy(t, globalOptions(t)+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {
@@ -86,10 +78,26 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	}
 	reverse_proxy %s
 }
-`, t.TempDir(), port, policyBlock, strings.TrimPrefix(upstream, "http://")))
+`, port, policyBlock, strings.TrimPrefix(upstream, "http://")))
 	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	waitForListener(t, port)
 	return url
+}
+
+// globalOptions is the Caddyfile global block every test config starts
+// with: no admin endpoint, nothing persisted outside the test's temporary
+// folder, and only errors logged.
+func globalOptions(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %q
+	log {
+		level ERROR
+	}
+}
+`, t.TempDir())
 }
 
 func waitForListener(t testing.TB, port int) {
@@ -209,6 +217,18 @@ func (u *upstream) received() []recordedRequest {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]recordedRequest(nil), u.requests...)
+}
+
+// receivedFromClients returns the requests the upstream saw, leaving out
+// the gateway's own tools/list fetches.
+func (u *upstream) receivedFromClients() []recordedRequest {
+	var out []recordedRequest
+	for _, r := range u.received() {
+		if !bytes.Contains(r.Body, []byte(`"mcpgate-tools-list"`)) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // sawBodyContaining reports whether any request body the upstream received

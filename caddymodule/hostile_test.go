@@ -107,7 +107,7 @@ func TestHostileInputNeverForwarded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.received())
+			before := len(up.receivedFromClients())
 			status, body := post(t, gateway, tt.header, tt.body)
 			if status != tt.wantStatus {
 				t.Errorf("status = %d, want %d; body %s", status, tt.wantStatus, body)
@@ -126,7 +126,7 @@ func TestHostileInputNeverForwarded(t *testing.T) {
 			case resp.Error.Code != tt.wantCode || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.wantText)):
 				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.wantCode, tt.wantText)
 			}
-			if got := up.received()[before:]; len(got) != 0 {
+			if got := up.receivedFromClients()[before:]; len(got) != 0 {
 				t.Errorf("upstream received %d requests, want none; first body: %s", len(got), got[0].Body)
 			}
 		})
@@ -224,7 +224,7 @@ func TestBatch20250326(t *testing.T) {
 					t.Errorf("upstream received the refused %s", refused)
 				}
 			}
-			if got := len(up.received()) > 0; got != tt.wantUp {
+			if got := len(up.receivedFromClients()) > 0; got != tt.wantUp {
 				t.Errorf("upstream received something: %v, want %v", got, tt.wantUp)
 			}
 		})

@@ -6,10 +6,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -67,7 +70,7 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 
 	verdicts := make([]verdict, len(body.Messages))
 	for i := range body.Messages {
-		verdicts[i] = h.decide(r, &body.Messages[i], version)
+		verdicts[i] = h.decide(r, next, &body.Messages[i], version)
 	}
 	if !body.Batch {
 		if v := verdicts[0]; v.allowed() {
@@ -154,8 +157,10 @@ func metaProtocolVersion(m *mcpmsg.Message) string {
 	return version
 }
 
-// decide builds the policy input for one message and evaluates it.
-func (h *Handler) decide(r *http.Request, m *mcpmsg.Message, version string) verdict {
+// decide builds the policy input for one message and evaluates it. For a
+// tools/call it first makes sure the catalog knows the tool, fetching the
+// upstream's tools/list when it does not.
+func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Message, version string) verdict {
 	input := &policy.Input{
 		Kind:            m.Kind.String(),
 		Method:          m.Method,
@@ -166,25 +171,87 @@ func (h *Handler) decide(r *http.Request, m *mcpmsg.Message, version string) ver
 		ProtocolVersion: version,
 		Request:         requestInfo(r),
 	}
+	toolLabel := ""
 	if m.Tool != nil {
-		input.Tool = &policy.Tool{Name: m.Tool.Name, Arguments: m.Tool.Arguments}
+		tool, listed := h.lookupTool(r, next, input.Server, m.Tool.Name, version)
+		input.Tool = &policy.Tool{
+			Name:        m.Tool.Name,
+			Arguments:   m.Tool.Arguments,
+			Annotations: tool.Annotations,
+			Category:    string(tool.Category),
+			Changed:     tool.Changed,
+		}
+		toolLabel = unlistedTool
+		if listed {
+			toolLabel = m.Tool.Name
+		}
 	}
+	start := time.Now()
 	decision, err := h.engine.Decide(r.Context(), input)
+	elapsed := time.Since(start)
+	h.metrics.evalSeconds.WithLabelValues(input.Server).Observe(elapsed.Seconds())
+	h.metrics.decisions.WithLabelValues(input.Server, toolLabel, string(decision.Action)).Inc()
+	h.logDecision(r, input, decision, elapsed, err)
+	return verdict{message: m, decision: decision}
+}
+
+// lookupTool returns what the catalog knows of a tool, refreshing the
+// server's tool list first when it is stale (never fetched whole, or
+// announced changed). A tool the upstream does not list is destructive
+// (the MCP defaults); naming one does not trigger another fetch.
+func (h *Handler) lookupTool(r *http.Request, next caddyhttp.Handler, server, name, version string) (catalog.Tool, bool) {
+	if h.catalog.Stale(server) {
+		if err := h.refreshTools(r, next, server, version); err != nil {
+			h.logger.Warn("could not fetch the upstream's tool list; the tool is treated as destructive",
+				zap.String("server", server), zap.String("tool", name), zap.Error(err))
+		}
+	}
+	tool, listed := h.catalog.Lookup(server, name)
+	if !listed {
+		tool = catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
+	}
+	return tool, listed
+}
+
+// logDecision writes the decision log: one structured entry per decision.
+// Arguments are left out unless log_arguments is set.
+func (h *Handler) logDecision(r *http.Request, input *policy.Input, d policy.Decision, elapsed time.Duration, err error) {
 	fields := []zap.Field{
 		zap.String("server", input.Server),
-		zap.String("method", m.Method),
-		zap.String("action", string(decision.Action)),
-		zap.String("reason", decision.Reason),
+		zap.String("method", input.Method),
+		zap.String("action", string(d.Action)),
+		zap.String("reason", d.Reason),
+		zap.Duration("evaluation_time", elapsed),
+		zap.String("request_id", requestID(r)),
+		zap.String("remote_ip", input.Request.RemoteIP),
 	}
-	if m.Tool != nil {
-		fields = append(fields, zap.String("tool", m.Tool.Name))
+	if input.Tool != nil {
+		fields = append(fields, zap.String("tool", input.Tool.Name), zap.String("category", input.Tool.Category))
+		if h.LogArguments {
+			fields = append(fields, zap.Any("arguments", input.Tool.Arguments))
+		}
+	}
+	if input.User != nil {
+		fields = append(fields, zap.String("user", input.User.ID))
+	}
+	if input.Session != "" {
+		fields = append(fields, zap.String("session", input.Session))
 	}
 	if err != nil {
 		h.logger.Error("policy evaluation failed; message blocked", append(fields, zap.Error(err))...)
-	} else {
-		h.logger.Debug("policy decision", fields...)
+		return
 	}
-	return verdict{message: m, decision: decision}
+	h.logger.Info("decision", fields...)
+}
+
+// requestID is Caddy's unique id of the request ({http.request.uuid}).
+func requestID(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	id, _ := repl.GetString("http.request.uuid")
+	return id
 }
 
 func (h *Handler) serverName(r *http.Request) string {
