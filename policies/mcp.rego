@@ -1,10 +1,23 @@
 # METADATA
 # title: mcpgate's shipped decision
 # description: |
-#   data.mcp.decision for every MCP message a client posts. Protocol
-#   messages that any client needs are allowed; each tool call is decided by
-#   the tool table in data.mcp.tools (see tools.json); a tool missing from
-#   the table, and any method not listed here, is blocked.
+#   data.mcp.decision for every MCP message a client posts: the most
+#   restrictive of the base decision and the organization's own rules.
+#
+#   The base decision allows the protocol messages any client needs,
+#   notifications and responses; decides each tools/call by
+#   data.mcp.tool_permission (permissions.rego); and blocks every other
+#   method.
+#
+#   The organization's rules are partial set rules in package mcp, in its
+#   own files, each contributing a reason:
+#
+#     block contains reason if { ... }
+#     needs_approval contains reason if { ... }
+#
+#   They can make a decision stricter (block over needs_approval over
+#   allow), never looser. When one of them is the most restrictive, its
+#   reason is the decision's (several are joined with "; ").
 package mcp
 
 import rego.v1
@@ -26,16 +39,24 @@ protocol_methods := {
 	"logging/setLevel",
 }
 
-# The actions a tool table entry may name.
+# The actions a decision, and a permissions entry, may name.
 actions := {"allow", "needs_approval", "block"}
 
 default decision := {"action": "block", "reason": "no rule of the policy allows this message"}
 
-decision := tool_decision if input.method == "tools/call"
+decision := {"action": "block", "reason": concat("; ", custom_block_reasons)} if {
+	count(custom_block_reasons) > 0
+} else := base_decision if {
+	base_decision.action == "block"
+} else := {"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)} if {
+	count(custom_approval_reasons) > 0
+} else := base_decision
 
-decision := method_decision if input.method != "tools/call"
-
-method_decision := {"action": "allow", "reason": "protocol message"} if {
+# base_decision is what the library alone decides.
+base_decision := tool_permission if {
+	input.kind == "request"
+	input.method == "tools/call"
+} else := {"action": "allow", "reason": "protocol message"} if {
 	protocol_message
 } else := {"action": "block", "reason": sprintf("method %q is not allowed by this gateway's policy", [input.method])}
 
@@ -52,14 +73,13 @@ protocol_message if {
 	input.method in protocol_methods
 }
 
-# tool_decision reads the tool's entry: either an action, or an object with
-# an action and a reason.
-tool_decision := {"action": entry, "reason": sprintf("tool %q is set to %s", [input.tool.name, entry])} if {
-	entry := data.mcp.tools[input.tool.name]
-	is_string(entry)
-	entry in actions
-} else := {"action": entry.action, "reason": entry.reason} if {
-	entry := data.mcp.tools[input.tool.name]
-	entry.action in actions
-	is_string(entry.reason)
-} else := {"action": "block", "reason": sprintf("tool %q is not in this gateway's tool table", [input.tool.name])}
+# The reasons of the organization's rules. They are read through data so
+# that a policy without such rules needs no empty ones.
+custom_block_reasons := {reason_text(reason) | some reason in data.mcp.block}
+
+custom_approval_reasons := {reason_text(reason) | some reason in data.mcp.needs_approval}
+
+# reason_text lets a rule contribute something other than a string and
+# still be heard.
+reason_text(reason) := reason if is_string(reason)
+else := json.marshal(reason)

@@ -4,56 +4,221 @@ import rego.v1
 
 import data.mcp
 
-tool_call(name) := {"kind": "request", "method": "tools/call", "tool": {"name": name, "arguments": {}}}
+table := {
+	"read_only": "allow",
+	"write": "needs_approval",
+	"destructive": "block",
+	"tools": {"delete_issue": {"action": "block", "reason": "deleting issues is never allowed through assistants"}},
+}
 
-test_read_only_tools_allowed if {
-	every name in ["list_issues", "get_issue", "search_issues"] {
-		mcp.decision.action == "allow" with input as tool_call(name)
+tool_call(name, category) := {
+	"kind": "request",
+	"method": "tools/call",
+	"params": {"name": name, "arguments": {}},
+	"direction": "client_to_server",
+	"tool": {"name": name, "arguments": {}, "annotations": {}, "category": category, "changed": false},
+	"server": "tracker",
+}
+
+push(arguments) := {
+	"kind": "request",
+	"method": "tools/call",
+	"params": {"name": "push", "arguments": arguments},
+	"tool": {"name": "push", "arguments": arguments, "annotations": {}, "category": "write", "changed": false},
+	"server": "org-rules-test",
+	"request": {"headers": {}},
+}
+
+method(kind, name) := {"kind": kind, "method": name, "server": "tracker"}
+
+# Tool calls
+
+test_tool_calls_follow_tool_permission if {
+	every name_category in [["list_issues", "read_only"], ["create_issue", "write"], ["drop_all", "destructive"], ["delete_issue", "read_only"]] {
+		[name, category] := name_category
+		d := mcp.decision with input as tool_call(name, category) with data.mcp.permissions as table
+		p := mcp.tool_permission with input as tool_call(name, category) with data.mcp.permissions as table
+		d == p
 	}
 }
 
-test_create_needs_approval if {
-	mcp.decision.action == "needs_approval" with input as tool_call("create_issue")
+test_tool_call_decisions if {
+	mcp.decision.action == "allow" with input as tool_call("list_issues", "read_only") with data.mcp.permissions as table
+	mcp.decision.action == "needs_approval" with input as tool_call("create_issue", "write") with data.mcp.permissions as table
+	mcp.decision == {"action": "block", "reason": "deleting issues is never allowed through assistants"} with input as tool_call("delete_issue", "destructive")
+		with data.mcp.permissions as table
 }
 
-test_status_change_blocked_with_reason if {
-	d := mcp.decision with input as tool_call("update_status")
+test_changed_tool_call_blocked if {
+	changed := json.patch(tool_call("list_issues", "read_only"), [{"op": "replace", "path": "/tool/changed", "value": true}])
+	d := mcp.decision with input as changed with data.mcp.permissions as table
 	d.action == "block"
-	contains(d.reason, "people in the tracker")
+	contains(d.reason, "mcpgate tools accept --server tracker --tool list_issues")
 }
 
-test_delete_blocked if {
-	mcp.decision.action == "block" with input as tool_call("delete_issue")
-}
-
-test_unknown_tool_blocked if {
-	d := mcp.decision with input as tool_call("format_disk")
+test_tool_call_without_tool_blocked if {
+	d := mcp.decision with input as method("request", "tools/call") with data.mcp.permissions as table
 	d.action == "block"
-	contains(d.reason, "format_disk")
 }
 
-test_bad_table_entry_blocked if {
-	mcp.decision.action == "block" with input as tool_call("list_issues")
-		with data.mcp.tools.list_issues as "yes please"
+test_tool_call_as_notification_blocked if {
+	d := mcp.decision with input as object.union(tool_call("list_issues", "read_only"), {"kind": "notification"})
+		with data.mcp.permissions as table
+	d.action == "block"
 }
+
+# Other methods
 
 test_protocol_methods_allowed if {
-	every method in ["initialize", "tools/list", "ping"] {
-		mcp.decision.action == "allow" with input as {"kind": "request", "method": method}
+	every name in mcp.protocol_methods {
+		mcp.decision == {"action": "allow", "reason": "protocol message"} with input as method("request", name)
 	}
+}
+
+test_protocol_methods_need_no_table if {
+	mcp.decision.action == "allow" with input as method("request", "tools/list") with data.mcp.permissions as {}
 }
 
 test_notifications_and_responses_allowed if {
-	mcp.decision.action == "allow" with input as {"kind": "notification", "method": "notifications/initialized"}
-	mcp.decision.action == "allow" with input as {"kind": "response", "method": ""}
+	mcp.decision.action == "allow" with input as method("notification", "notifications/initialized")
+	mcp.decision.action == "allow" with input as method("notification", "notifications/cancelled")
+	mcp.decision.action == "allow" with input as method("response", "")
 }
 
 test_unknown_method_blocked if {
-	d := mcp.decision with input as {"kind": "request", "method": "admin/shutdown"}
-	d.action == "block"
-	contains(d.reason, "admin/shutdown")
+	d := mcp.decision with input as method("request", "admin/shutdown")
+	d == {"action": "block", "reason": `method "admin/shutdown" is not allowed by this gateway's policy`}
 }
 
 test_request_disguised_as_notification_blocked if {
-	mcp.decision.action == "block" with input as {"kind": "request", "method": "notifications/initialized"}
+	mcp.decision.action == "block" with input as method("request", "notifications/initialized")
+}
+
+test_notification_outside_notifications_blocked if {
+	mcp.decision.action == "block" with input as method("notification", "tools/list")
+}
+
+test_empty_input_blocked if {
+	mcp.decision.action == "block" with input as {}
+}
+
+# The organization's rules (org_rules_test.rego, and `with` stand-ins)
+
+test_custom_block_narrows_allow if {
+	d := mcp.decision with input as tool_call("list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"issues are read in the tracker this week"}
+	d == {"action": "block", "reason": "issues are read in the tracker this week"}
+}
+
+test_custom_block_narrows_needs_approval if {
+	d := mcp.decision with input as tool_call("create_issue", "write")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"no new issues"}
+	d == {"action": "block", "reason": "no new issues"}
+}
+
+test_custom_block_reason_wins_over_base_block if {
+	d := mcp.decision with input as tool_call("delete_issue", "destructive")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"the tracker is read-only today"}
+	d == {"action": "block", "reason": "the tracker is read-only today"}
+}
+
+test_custom_needs_approval_narrows_allow if {
+	d := mcp.decision with input as tool_call("list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"reads are reviewed"}
+	d == {"action": "needs_approval", "reason": "reads are reviewed"}
+}
+
+test_custom_needs_approval_reason_wins_over_base_needs_approval if {
+	d := mcp.decision with input as tool_call("create_issue", "write")
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"new issues are reviewed by triage"}
+	d == {"action": "needs_approval", "reason": "new issues are reviewed by triage"}
+}
+
+test_custom_needs_approval_cannot_widen_block if {
+	d := mcp.decision with input as tool_call("delete_issue", "destructive")
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"deletes are reviewed"}
+	d == {"action": "block", "reason": "deleting issues is never allowed through assistants"}
+}
+
+test_custom_rules_cannot_allow_unknown_methods if {
+	d := mcp.decision with input as method("request", "admin/shutdown")
+		with data.mcp.needs_approval as {"shutdowns are reviewed"}
+	d.action == "block"
+}
+
+test_custom_block_beats_custom_needs_approval if {
+	d := mcp.decision with input as tool_call("list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"b"}
+		with data.mcp.needs_approval as {"n"}
+	d == {"action": "block", "reason": "b"}
+}
+
+test_several_reasons_joined if {
+	d := mcp.decision with input as tool_call("list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"second", "first"}
+	d == {"action": "block", "reason": "first; second"}
+}
+
+test_custom_reason_that_is_not_text_still_blocks if {
+	d := mcp.decision with input as tool_call("list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.block as {{"code": 7}}
+	d == {"action": "block", "reason": `{"code":7}`}
+}
+
+test_custom_rules_apply_to_other_methods if {
+	d := mcp.decision with input as method("request", "initialize")
+		with data.mcp.block as {"this client may not connect"}
+	d == {"action": "block", "reason": "this client may not connect"}
+}
+
+test_org_rule_allows_our_repositories if {
+	d := mcp.decision with input as push({"repo": "acme/widgets", "branch": "feature"})
+		with data.mcp.permissions as {"write": "allow"}
+	d == {"action": "allow", "reason": `tool "push" is a write tool, and write tools are set to allow`}
+}
+
+test_org_rule_blocks_other_repositories if {
+	d := mcp.decision with input as push({"repo": "evil/widgets", "branch": "feature"})
+		with data.mcp.permissions as {"write": "allow"}
+	d == {"action": "block", "reason": `repository "evil/widgets" is not one of ours`}
+}
+
+test_org_rules_reasons_joined if {
+	d := mcp.decision with input as push({"repo": "evil/widgets", "branch": "main"})
+		with data.mcp.permissions as {"write": "allow"}
+	d == {"action": "block", "reason": `pushing to main is done by the release process; repository "evil/widgets" is not one of ours`}
+}
+
+test_org_needs_approval_rule if {
+	call := json.patch(push({"repo": "acme/widgets"}), [{"op": "add", "path": "/request/headers/x-after-hours", "value": "1"}])
+	d := mcp.decision with input as call with data.mcp.permissions as {"write": "allow"}
+	d == {"action": "needs_approval", "reason": "pushes outside working hours are reviewed"}
+}
+
+test_org_rules_cannot_widen if {
+	# The table blocks write tools on this server; the org's allow set and
+	# its needs_approval rule change nothing.
+	call := json.patch(push({"repo": "acme/widgets"}), [{"op": "add", "path": "/request/headers/x-after-hours", "value": "1"}])
+	d := mcp.decision with input as call with data.mcp.permissions as {"write": "block"}
+	d == {"action": "block", "reason": `tool "push" is a write tool, and write tools are set to block`}
+	mcp.decision.action == "block" with input as {"kind": "request", "method": "admin/shutdown", "server": "org-rules-test"}
+}
+
+test_org_rules_on_other_methods if {
+	d := mcp.decision with input as {"kind": "request", "method": "prompts/get", "server": "org-rules-test"}
+	d == {"action": "needs_approval", "reason": "every prompt on this server is reviewed"}
+}
+
+test_org_rules_do_not_change_tool_permission if {
+	p := mcp.tool_permission with input as push({"repo": "evil/widgets"}) with data.mcp.permissions as {"write": "allow"}
+	p.action == "allow"
 }

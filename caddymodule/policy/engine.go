@@ -7,96 +7,162 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"go.uber.org/zap"
 )
 
 // DefaultDecisionQuery is the query evaluated when none is configured.
 const DefaultDecisionQuery = "data.mcp.decision"
 
+// DefaultPermissionQuery is the tool permission query evaluated when none
+// is configured.
+const DefaultPermissionQuery = "data.mcp.tool_permission"
+
 // DefaultTimeout bounds one evaluation when no timeout is configured.
 const DefaultTimeout = time.Second
 
-// Options configures an Engine.
+// Options configures an Engine. The policy comes from Paths, or from a
+// Bundle, plus Modules and Data, which combine with either; together they
+// must give at least one Rego module.
 type Options struct {
 	// Paths are Rego files or folders; folders are read recursively. Their
 	// .json and .yaml files load as data. Rego test files (*_test.rego)
 	// are left out: they belong to `opa test`, not to the running policy.
+	// Paths cannot be combined with Bundle.
 	Paths []string
+	// Modules are further Rego modules, file name to source, such as the
+	// library built into the gateway. Names ending in _test.rego are left
+	// out, as in Paths. A name also loaded from Paths is an error.
+	Modules map[string]string
+	// Data is merged at the root of the data document, beside the data
+	// of Paths or the Bundle (for example {"mcp": {"permissions": ...}}).
+	// Objects merge member by member; a path that both set is an error
+	// naming it, at New for Paths and at activation for a bundle.
+	Data map[string]any
 	// Query is the decision reference; DefaultDecisionQuery when empty.
 	Query string
+	// PermissionQuery is the reference to a tool's permission in the
+	// organization's table alone, which ToolPermission evaluates to hide
+	// blocked tools from tools/list; DefaultPermissionQuery when empty.
+	PermissionQuery string
 	// Timeout bounds one evaluation; DefaultTimeout when zero.
 	Timeout time.Duration
+	// Watch reloads the policy whenever a file or folder under Paths
+	// changes, including files added later. An edit that does not load or
+	// compile is logged and the previous policy stays in force. Watch
+	// needs Paths.
+	Watch bool
+	// Bundle loads the policy and its data from an OPA bundle server,
+	// polling for new revisions; see BundleConfig.
+	Bundle *BundleConfig
+	// Logger receives reload and bundle messages; nil discards them.
+	Logger *zap.Logger
 }
 
-// Engine holds a compiled policy and its prepared decision query.
-// It is safe for concurrent use.
+// Engine holds a compiled policy and its prepared queries. It is safe for
+// concurrent use; a reload swaps the prepared queries without blocking
+// evaluations in progress.
 type Engine struct {
-	query   rego.PreparedEvalQuery
+	queries atomic.Pointer[preparedQueries]
 	timeout time.Duration
+	logger  *zap.Logger
+	builder *policyBuilder
+
+	// stop cancels the context of reloads that run in the background.
+	stop      context.CancelFunc
+	watcher   *policyWatcher
+	bundle    *policyBundle
+	closeOnce sync.Once
 }
 
-// New loads and compiles the policy and prepares its decision query, so
-// that every later evaluation only runs the query.
+// preparedQueries are the queries of one compiled policy.
+type preparedQueries struct {
+	decision   rego.PreparedEvalQuery
+	permission rego.PreparedEvalQuery
+}
+
+// New loads and compiles the policy and prepares its queries, so that every
+// later evaluation only runs them. With a Bundle, New waits until the first
+// bundle is activated, so the gateway never runs without a policy; ctx
+// bounds that wait, and BundleConfig.ActivationTimeout bounds it when ctx
+// has no deadline. Background work (watching, polling) runs until Close,
+// not until ctx ends.
 func New(ctx context.Context, opts Options) (*Engine, error) {
-	if len(opts.Paths) == 0 {
-		return nil, errors.New("no policy paths given")
-	}
-	query := opts.Query
-	if query == "" {
-		query = DefaultDecisionQuery
-	}
-	if _, err := ast.ParseRef(query); err != nil {
-		return nil, fmt.Errorf("decision query %q is not a reference: %w", query, err)
+	builder, err := newPolicyBuilder(opts)
+	if err != nil {
+		return nil, err
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	background, stop := context.WithCancel(context.Background())
+	e := &Engine{timeout: timeout, logger: logger, builder: builder, stop: stop}
 
-	loaded, err := loader.NewFileLoader().Filtered(opts.Paths, skipNonPolicyFiles)
-	if err != nil {
-		return nil, fmt.Errorf("loading policy from %s: %w", strings.Join(opts.Paths, ", "), err)
+	switch {
+	case opts.Bundle != nil:
+		if len(opts.Paths) > 0 {
+			return nil, e.closeWith(errors.New("policy paths and a policy bundle cannot be combined"))
+		}
+		if opts.Watch {
+			return nil, e.closeWith(errors.New("watching needs policy paths; a policy bundle is polled instead"))
+		}
+		if e.bundle, err = startBundle(ctx, background, e, opts.Bundle); err != nil {
+			return nil, e.closeWith(err)
+		}
+	case opts.Watch:
+		if len(opts.Paths) == 0 {
+			return nil, e.closeWith(errors.New("watching needs policy paths"))
+		}
+		// Watch first, so that an edit made while the policy loads is
+		// not missed.
+		if e.watcher, err = watchPolicy(opts.Paths, logger, func() { e.reloadFiles(background, opts.Paths) }); err != nil {
+			return nil, e.closeWith(err)
+		}
+		if err := e.loadFiles(ctx, opts.Paths); err != nil {
+			return nil, e.closeWith(err)
+		}
+	default:
+		if len(opts.Paths) == 0 && len(builder.modules) == 0 {
+			return nil, e.closeWith(errors.New("no policy paths, modules or bundle given"))
+		}
+		if err := e.loadFiles(ctx, opts.Paths); err != nil {
+			return nil, e.closeWith(err)
+		}
 	}
-	if len(loaded.Modules) == 0 {
-		return nil, fmt.Errorf("no Rego modules found in %s", strings.Join(opts.Paths, ", "))
-	}
-	store, err := loaded.Store()
-	if err != nil {
-		return nil, fmt.Errorf("loading policy data: %w", err)
-	}
-	// Strict built-in errors: a built-in that fails (to_number on text,
-	// say) stops the evaluation, and so blocks, instead of quietly making
-	// one rule undefined while another, more permissive one applies.
-	regoOpts := []func(*rego.Rego){rego.Query(query), rego.Store(store), rego.StrictBuiltinErrors(true)}
-	for _, module := range loaded.ParsedModules() {
-		regoOpts = append(regoOpts, rego.ParsedModule(module))
-	}
-	prepared, err := rego.New(regoOpts...).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compiling policy: %w", err)
-	}
-	return &Engine{query: prepared, timeout: timeout}, nil
+	return e, nil
 }
 
-// skipNonPolicyFiles is a loader filter: it keeps folders, Rego modules
-// other than tests, and data files.
-func skipNonPolicyFiles(_ string, info fs.FileInfo, _ int) bool {
-	if info.IsDir() {
-		return false
-	}
-	name := info.Name()
-	switch filepath.Ext(name) {
-	case ".rego":
-		return strings.HasSuffix(name, "_test.rego")
-	case ".json", ".yaml", ".yml":
-		return false
-	default:
-		return true
-	}
+// closeWith closes a half-built engine and returns err.
+func (e *Engine) closeWith(err error) error {
+	return errors.Join(err, e.Close())
+}
+
+// Close stops watching files and polling for bundles. The engine keeps
+// deciding with the last policy it loaded. Close may be called more than
+// once.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		e.stop()
+		if e.watcher != nil {
+			err = e.watcher.close()
+		}
+		if e.bundle != nil {
+			e.bundle.stop()
+		}
+	})
+	return err
 }
 
 // Decide evaluates the policy for one input. It always returns a decision
@@ -104,11 +170,9 @@ func skipNonPolicyFiles(_ string, info fs.FileInfo, _ int) bool {
 // anything but a well-formed decision, the decision is a block whose reason
 // says why, and the error is returned too so the caller can log it.
 func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	rs, err := e.query.Eval(ctx, rego.EvalInput(input.Document()))
+	rs, err := e.eval(ctx, &e.queries.Load().decision, input)
 	if err != nil {
-		return blockedByError(fmt.Errorf("evaluating policy: %w", err))
+		return blockedByError(err)
 	}
 	d, err := parseDecision(rs)
 	if err != nil {
@@ -117,6 +181,93 @@ func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
 	return d, nil
 }
 
+// ToolPermission evaluates the permission query for a tools/call input:
+// the action the organization's table alone gives the tool, which the
+// gateway uses to hide blocked tools from tools/list. ok is false when the
+// policy leaves the permission undefined, and then the tool is shown. When
+// evaluation fails or yields anything but a well-formed decision, the
+// result errs on the side of hiding: a block, ok true, and the error.
+func (e *Engine) ToolPermission(ctx context.Context, input *Input) (d Decision, ok bool, err error) {
+	rs, err := e.eval(ctx, &e.queries.Load().permission, input)
+	if err != nil {
+		d, err = blockedByError(err)
+		return d, true, err
+	}
+	d, err = parseDecision(rs)
+	switch {
+	case errors.Is(err, errUndefined):
+		return Decision{}, false, nil
+	case err != nil:
+		d, err = blockedByError(err)
+		return d, true, err
+	}
+	return d, true, nil
+}
+
+// eval runs a prepared query on input within the evaluation timeout.
+func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input *Input) (rego.ResultSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	rs, err := query.Eval(ctx, rego.EvalInput(input.Document()))
+	if err != nil {
+		return nil, fmt.Errorf("evaluating policy: %w", err)
+	}
+	return rs, nil
+}
+
 func blockedByError(err error) (Decision, error) {
 	return Decision{Action: ActionBlock, Reason: "blocked: the policy gave no valid decision (" + err.Error() + ")"}, err
 }
+
+// loadFiles loads and compiles the policy in paths, with the builder's
+// modules and data, and makes it the one in force.
+func (e *Engine) loadFiles(ctx context.Context, paths []string) error {
+	modules := map[string]*ast.Module{}
+	var data map[string]any
+	origin := "the gateway's modules"
+	if len(paths) > 0 {
+		origin = strings.Join(paths, ", ")
+		loaded, err := loader.NewFileLoader().Filtered(paths, skipNonPolicyFiles)
+		if err != nil {
+			return fmt.Errorf("loading policy from %s: %w", origin, err)
+		}
+		modules = loaded.ParsedModules()
+		data = loaded.Documents
+	}
+	queries, err := e.builder.build(ctx, modules, data, origin)
+	if err != nil {
+		return err
+	}
+	e.queries.Store(queries)
+	return nil
+}
+
+// reloadFiles is loadFiles for the watcher: the outcome is logged, and a
+// policy that does not load leaves the previous one in force.
+func (e *Engine) reloadFiles(ctx context.Context, paths []string) {
+	if err := e.loadFiles(ctx, paths); err != nil {
+		e.logger.Error("policy reload failed; keeping the previous policy", zap.Strings("paths", paths), zap.Error(err))
+		return
+	}
+	e.logger.Info("policy reloaded", zap.Strings("paths", paths))
+}
+
+// skipNonPolicyFiles is a loader filter: it keeps folders, Rego modules
+// other than tests, and data files.
+func skipNonPolicyFiles(_ string, info fs.FileInfo, _ int) bool {
+	return !info.IsDir() && !isPolicyFile(info.Name())
+}
+
+// isPolicyFile reports whether a file of this name is part of a policy:
+// a Rego module other than a test, or a data file.
+func isPolicyFile(name string) bool {
+	switch filepath.Ext(name) {
+	case ".rego":
+		return !strings.HasSuffix(name, "_test.rego")
+	case ".json", ".yaml", ".yml":
+		return true
+	default:
+		return false
+	}
+}
+

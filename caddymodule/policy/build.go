@@ -1,0 +1,164 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// policyBuilder compiles a policy from the modules and data of its source
+// (files or a bundle) together with what the gateway adds to every source,
+// and prepares its queries.
+type policyBuilder struct {
+	decisionQuery   string
+	permissionQuery string
+	// modules are Options.Modules, parsed once.
+	modules map[string]*ast.Module
+	// data is Options.Data as plain JSON values.
+	data map[string]any
+}
+
+// newPolicyBuilder checks the queries, parses Options.Modules and turns
+// Options.Data into plain JSON values.
+func newPolicyBuilder(opts Options) (*policyBuilder, error) {
+	b := &policyBuilder{
+		decisionQuery:   opts.Query,
+		permissionQuery: opts.PermissionQuery,
+		modules:         make(map[string]*ast.Module, len(opts.Modules)),
+	}
+	if b.decisionQuery == "" {
+		b.decisionQuery = DefaultDecisionQuery
+	}
+	if b.permissionQuery == "" {
+		b.permissionQuery = DefaultPermissionQuery
+	}
+	for what, query := range map[string]string{"decision": b.decisionQuery, "permission": b.permissionQuery} {
+		if _, err := ast.ParseRef(query); err != nil {
+			return nil, fmt.Errorf("%s query %q is not a reference: %w", what, query, err)
+		}
+	}
+	for name, source := range opts.Modules {
+		if strings.HasSuffix(name, "_test.rego") {
+			continue
+		}
+		module, err := ast.ParseModule(name, source)
+		if err != nil {
+			return nil, fmt.Errorf("parsing policy module %s: %w", name, err)
+		}
+		b.modules[name] = module
+	}
+	if opts.Data != nil {
+		var data any = opts.Data
+		if err := util.RoundTrip(&data); err != nil {
+			return nil, fmt.Errorf("policy data is not a JSON document: %w", err)
+		}
+		b.data = data.(map[string]any)
+	}
+	return b, nil
+}
+
+// build compiles modules and data, from origin, with the builder's own,
+// and prepares both queries. Neither modules nor data is modified.
+func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Module, data map[string]any, origin string) (*preparedQueries, error) {
+	all := make(map[string]*ast.Module, len(modules)+len(b.modules))
+	for name, module := range modules {
+		all[name] = module
+	}
+	for name, module := range b.modules {
+		if _, ok := all[name]; ok {
+			return nil, fmt.Errorf("policy module %s is loaded from %s and given by the gateway", name, origin)
+		}
+		all[name] = module
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no Rego modules found in %s", origin)
+	}
+	data, err := mergeData(data, b.data, ast.DefaultRootRef)
+	if err != nil {
+		return nil, fmt.Errorf("merging the gateway's policy data with %s: %w", origin, err)
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	// The store copies data, so the policy in force shares nothing with
+	// the loader, Options.Data or a bundle plugin's store.
+	store := inmem.New()
+	compiler := ast.NewCompiler()
+	err = storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
+		if err := store.Write(ctx, txn, storage.AddOp, storage.RootPath, data); err != nil {
+			return fmt.Errorf("storing policy data: %w", err)
+		}
+		// Rules and data must not define the same document.
+		compiler = compiler.WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
+		if compiler.Compile(all); compiler.Failed() {
+			return fmt.Errorf("compiling policy from %s: %w", origin, compiler.Errors)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var q preparedQueries
+	for _, p := range []struct {
+		query    string
+		prepared *rego.PreparedEvalQuery
+	}{{b.decisionQuery, &q.decision}, {b.permissionQuery, &q.permission}} {
+		// Strict built-in errors: a built-in that fails (to_number on
+		// text, say) stops the evaluation, and so blocks, instead of
+		// quietly making one rule undefined while another, more
+		// permissive one applies.
+		*p.prepared, err = rego.New(
+			rego.Query(p.query),
+			rego.Compiler(compiler),
+			rego.Store(store),
+			rego.StrictBuiltinErrors(true),
+		).PrepareForEval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("preparing query %s: %w", p.query, err)
+		}
+	}
+	return &q, nil
+}
+
+// mergeData returns base with extra merged into it, member by member for
+// objects both hold. A path both set to anything else is a conflict, named
+// in the error. Neither argument is modified; the result shares their
+// values.
+func mergeData(base, extra map[string]any, at ast.Ref) (map[string]any, error) {
+	if len(extra) == 0 {
+		return base, nil
+	}
+	if len(base) == 0 {
+		return extra, nil
+	}
+	merged := make(map[string]any, len(base)+len(extra))
+	for key, value := range base {
+		merged[key] = value
+	}
+	for key, value := range extra {
+		prev, ok := merged[key]
+		if !ok {
+			merged[key] = value
+			continue
+		}
+		path := at.Append(ast.StringTerm(key))
+		prevObject, prevIsObject := prev.(map[string]any)
+		object, isObject := value.(map[string]any)
+		if !prevIsObject || !isObject {
+			return nil, fmt.Errorf("%s is set twice", path)
+		}
+		sub, err := mergeData(prevObject, object, path)
+		if err != nil {
+			return nil, err
+		}
+		merged[key] = sub
+	}
+	return merged, nil
+}

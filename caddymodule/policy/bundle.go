@@ -1,0 +1,251 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"go.uber.org/zap"
+)
+
+// Defaults for BundleConfig.
+const (
+	DefaultBundleMinDelay          = 10 * time.Second
+	DefaultBundleMaxDelay          = 20 * time.Second
+	DefaultBundleActivationTimeout = 30 * time.Second
+)
+
+// bundleName names the one bundle (and its service) in the OPA
+// configuration the engine builds.
+const bundleName = "mcpgate"
+
+// BundleConfig says where to poll for an OPA bundle. The bundle is
+// downloaded and activated by OPA's own bundle plugin, which compiles it
+// alone; the engine then compiles the activated bundle's modules and data
+// with Options.Modules and Options.Data. So a bundle may refer to rules and
+// data those give, but not call functions they define. Bundles must be
+// Rego v1, OPA 1.x's default.
+type BundleConfig struct {
+	// URL is the bundle service's base URL, e.g. https://bundles.example.com.
+	URL string
+	// Resource is the bundle's path on the service, e.g. bundles/mcp.tar.gz.
+	Resource string
+	// Token, when set, is sent as a bearer token.
+	Token string
+	// MinDelay and MaxDelay bound the wait between polls (OPA picks a
+	// random delay in between). OPA counts them in whole seconds: each is
+	// rounded up to one, and the least is one second. Defaults are
+	// DefaultBundleMinDelay and DefaultBundleMaxDelay.
+	MinDelay, MaxDelay time.Duration
+	// ActivationTimeout bounds how long New waits for the first bundle
+	// when its context has no deadline; DefaultBundleActivationTimeout
+	// when zero.
+	ActivationTimeout time.Duration
+}
+
+// policyBundle runs OPA's bundle plugin and rebuilds the engine's policy
+// each time it activates a bundle.
+type policyBundle struct {
+	engine  *Engine
+	ctx     context.Context
+	manager *plugins.Manager
+	url     string
+
+	// lastActivation is the activation the policy in force was built from;
+	// only the plugin's status listener, which OPA calls serially, uses it.
+	lastActivation time.Time
+	// active is closed once a bundle has been activated and built.
+	active     chan struct{}
+	activeOnce sync.Once
+
+	mu      sync.Mutex
+	lastErr error
+}
+
+// startBundle starts polling and waits for the first activation. ctx bounds
+// the wait; background is the context of the rebuilds.
+func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) (*policyBundle, error) {
+	config, err := pluginConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// OPA's own log lines are printf-style; the engine logs each outcome
+	// with fields instead, from the plugin's status.
+	quiet := logging.NewNoOpLogger()
+	manager, err := plugins.New(config, bundleName, inmem.New(), plugins.Logger(quiet), plugins.ConsoleLogger(quiet))
+	if err != nil {
+		return nil, fmt.Errorf("configuring policy bundle: %w", err)
+	}
+	b := &policyBundle{engine: e, ctx: background, manager: manager, url: cfg.URL, active: make(chan struct{})}
+	pluginConfig, err := bundleplugin.NewConfigBuilder().
+		WithBytes(manager.Config.Bundles).
+		WithServices(manager.Services()).
+		WithKeyConfigs(manager.PublicKeys()).
+		Parse()
+	if err != nil {
+		b.stop()
+		return nil, fmt.Errorf("configuring policy bundle: %w", err)
+	}
+	plugin := bundleplugin.New(pluginConfig, manager)
+	plugin.Register(bundleName, b.statusChanged)
+	manager.Register(bundleplugin.Name, plugin)
+	if err := manager.Start(ctx); err != nil {
+		b.stop()
+		return nil, fmt.Errorf("starting policy bundle: %w", err)
+	}
+
+	wait := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := cfg.ActivationTimeout
+		if timeout <= 0 {
+			timeout = DefaultBundleActivationTimeout
+		}
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	select {
+	case <-b.active:
+		return b, nil
+	case <-wait.Done():
+		b.stop()
+		b.mu.Lock()
+		last := b.lastErr
+		b.mu.Unlock()
+		if last == nil {
+			last = wait.Err()
+		}
+		return nil, fmt.Errorf("no policy bundle activated from %s: %w", cfg.URL, last)
+	}
+}
+
+// pluginConfig is the OPA configuration for one bundle from one service.
+func pluginConfig(cfg *BundleConfig) ([]byte, error) {
+	if cfg.URL == "" || cfg.Resource == "" {
+		return nil, errors.New("a policy bundle needs a service URL and a resource")
+	}
+	minDelay, maxDelay := cfg.MinDelay, cfg.MaxDelay
+	if minDelay <= 0 {
+		minDelay = DefaultBundleMinDelay
+	}
+	if maxDelay <= 0 {
+		maxDelay = max(DefaultBundleMaxDelay, minDelay)
+	}
+	if maxDelay < minDelay {
+		return nil, fmt.Errorf("policy bundle polling: max delay %s is less than min delay %s", maxDelay, minDelay)
+	}
+	service := map[string]any{"url": cfg.URL}
+	if cfg.Token != "" {
+		service["credentials"] = map[string]any{"bearer": map[string]any{"token": cfg.Token}}
+	}
+	config := map[string]any{
+		"services": map[string]any{bundleName: service},
+		"bundles": map[string]any{bundleName: map[string]any{
+			"service":  bundleName,
+			"resource": cfg.Resource,
+			"polling": map[string]any{
+				"min_delay_seconds": wholeSeconds(minDelay),
+				"max_delay_seconds": wholeSeconds(maxDelay),
+			},
+		}},
+	}
+	raw, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("configuring policy bundle: %w", err)
+	}
+	return raw, nil
+}
+
+// wholeSeconds rounds d up to whole seconds, for OPA's polling settings.
+func wholeSeconds(d time.Duration) int64 {
+	return int64(math.Ceil(d.Seconds()))
+}
+
+// statusChanged is the bundle plugin's status listener, called after every
+// download attempt. A new activation is compiled with the gateway's modules
+// and data; if that fails, the previous policy stays in force.
+func (b *policyBundle) statusChanged(status bundleplugin.Status) {
+	logger := b.engine.logger.With(zap.String("bundle_url", b.url), zap.String("revision", status.ActiveRevision))
+	if status.Code != "" {
+		err := errors.New(status.Message)
+		if len(status.Errors) > 0 {
+			err = fmt.Errorf("%s: %w", status.Message, errors.Join(status.Errors...))
+		}
+		b.failed(err)
+		logger.Error("policy bundle failed; keeping the previous policy", zap.Error(err))
+		return
+	}
+	if status.LastSuccessfulActivation.IsZero() || status.LastSuccessfulActivation.Equal(b.lastActivation) {
+		return
+	}
+	b.lastActivation = status.LastSuccessfulActivation
+	queries, err := b.build()
+	if err != nil {
+		b.failed(err)
+		logger.Error("policy bundle rejected; keeping the previous policy", zap.Error(err))
+		return
+	}
+	b.engine.queries.Store(queries)
+	select {
+	case <-b.active:
+		logger.Info("policy reloaded")
+	default:
+		b.activeOnce.Do(func() { close(b.active) })
+	}
+}
+
+// failed records err for New to report if no bundle ever activates.
+func (b *policyBundle) failed(err error) {
+	b.mu.Lock()
+	b.lastErr = err
+	b.mu.Unlock()
+}
+
+// build compiles the modules and data of the activated bundle, as the
+// plugin stored them, with the gateway's own.
+func (b *policyBundle) build() (*preparedQueries, error) {
+	store := b.manager.Store
+	var queries *preparedQueries
+	err := storage.Txn(b.ctx, store, storage.TransactionParams{}, func(txn storage.Transaction) error {
+		ids, err := store.ListPolicies(b.ctx, txn)
+		if err != nil {
+			return fmt.Errorf("reading bundle policies: %w", err)
+		}
+		modules := make(map[string]*ast.Module, len(ids))
+		for _, id := range ids {
+			source, err := store.GetPolicy(b.ctx, txn, id)
+			if err != nil {
+				return fmt.Errorf("reading bundle policy %s: %w", id, err)
+			}
+			if modules[id], err = ast.ParseModuleWithOpts(id, string(source), b.manager.ParserOptions()); err != nil {
+				return fmt.Errorf("parsing bundle policy %s: %w", id, err)
+			}
+		}
+		value, err := store.Read(b.ctx, txn, storage.RootPath)
+		if err != nil {
+			return fmt.Errorf("reading bundle data: %w", err)
+		}
+		data, ok := value.(map[string]any)
+		if !ok {
+			return fmt.Errorf("bundle data is %T, want an object", value)
+		}
+		queries, err = b.engine.builder.build(b.ctx, modules, data, "the bundle from "+b.url)
+		return err
+	})
+	return queries, err
+}
+
+// stop stops polling.
+func (b *policyBundle) stop() {
+	b.manager.Stop(context.Background())
+}

@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// watchSettle is how long the policy files must stay unchanged before a
+// reload: editors and deploy tools often write a file in several steps, or
+// several files at once.
+const watchSettle = 100 * time.Millisecond
+
+// policyWatcher calls reload when policy files under the watched paths
+// change, once they have settled.
+type policyWatcher struct {
+	fs     *fsnotify.Watcher
+	logger *zap.Logger
+	reload func()
+	// files are the paths given as files; their folders are watched,
+	// because editors replace a file rather than write it in place.
+	files map[string]bool
+	// dirs are the watched folders: true for folders whose files all load
+	// (given as folders, or inside one), false for folders watched only
+	// for a file in files.
+	dirs map[string]bool
+	done chan struct{}
+}
+
+// watchPolicy starts watching paths (files, and folders recursively).
+func watchPolicy(paths []string, logger *zap.Logger, reload func()) (*policyWatcher, error) {
+	notify, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watching policy: %w", err)
+	}
+	w := &policyWatcher{
+		fs:     notify,
+		logger: logger,
+		reload: reload,
+		files:  map[string]bool{},
+		dirs:   map[string]bool{},
+		done:   make(chan struct{}),
+	}
+	for _, path := range paths {
+		path = filepath.Clean(path)
+		info, err := os.Stat(path)
+		if err == nil && info.IsDir() {
+			err = w.addTree(path)
+		} else if err == nil {
+			w.files[path] = true
+			err = w.addDir(filepath.Dir(path), false)
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("watching policy %s: %w", path, err), notify.Close())
+		}
+	}
+	go w.run()
+	return w, nil
+}
+
+// addTree watches root and every folder below it.
+func (w *policyWatcher) addTree(root string) error {
+	return filepath.WalkDir(root, func(path string, entry fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !entry.IsDir() {
+			return nil
+		}
+		return w.addDir(path, true)
+	})
+}
+
+// addDir watches one folder; all says whether all its files load.
+func (w *policyWatcher) addDir(dir string, all bool) error {
+	if known, ok := w.dirs[dir]; ok && (known || !all) {
+		return nil
+	}
+	if err := w.fs.Add(dir); err != nil {
+		return err
+	}
+	w.dirs[dir] = all
+	return nil
+}
+
+// run reloads once changes have settled, until the watcher is closed.
+func (w *policyWatcher) run() {
+	defer close(w.done)
+	settled := time.NewTimer(watchSettle)
+	settled.Stop()
+	for {
+		select {
+		case event, ok := <-w.fs.Events:
+			if !ok {
+				settled.Stop()
+				return
+			}
+			if w.changed(event) {
+				settled.Reset(watchSettle)
+			}
+		case err, ok := <-w.fs.Errors:
+			if !ok {
+				settled.Stop()
+				return
+			}
+			w.logger.Error("watching policy failed", zap.Error(err))
+		case <-settled.C:
+			w.reload()
+		}
+	}
+}
+
+// changed reports whether event changes the policy, and watches folders
+// created inside loaded folders.
+func (w *policyWatcher) changed(event fsnotify.Event) bool {
+	if event.Op == fsnotify.Chmod {
+		return false
+	}
+	name := filepath.Clean(event.Name)
+	if w.files[name] {
+		return true
+	}
+	if !w.dirs[filepath.Dir(name)] {
+		return false
+	}
+	if event.Has(fsnotify.Create) {
+		if info, err := os.Stat(name); err == nil && info.IsDir() {
+			if err := w.addTree(name); err != nil {
+				w.logger.Error("watching policy failed", zap.String("path", name), zap.Error(err))
+			}
+			return true
+		}
+	}
+	if _, isDir := w.dirs[name]; isDir && (event.Has(fsnotify.Remove) || event.Has(fsnotify.Rename)) {
+		w.forgetTree(name)
+		return true
+	}
+	return isPolicyFile(filepath.Base(name))
+}
+
+// forgetTree stops watching a folder that was removed or moved away, and
+// the folders below it, so that a folder created later in its place is
+// watched afresh.
+func (w *policyWatcher) forgetTree(root string) {
+	for dir := range w.dirs {
+		if rel, err := filepath.Rel(root, dir); err == nil && filepath.IsLocal(rel) {
+			// The watch may be gone with the folder already.
+			_ = w.fs.Remove(dir)
+			delete(w.dirs, dir)
+		}
+	}
+}
+
+// close stops watching and waits for a reload in progress to end.
+func (w *policyWatcher) close() error {
+	err := w.fs.Close()
+	<-w.done
+	if err != nil {
+		return fmt.Errorf("closing policy watcher: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+# mcpgate's tool permissions: data.mcp.tool_permission, from the
+# organization's permissions table, data.mcp.permissions.
+package mcp
+
+import rego.v1
+
+# The categories the gateway files tools under, from their annotations.
+categories := {"read_only", "write", "destructive"}
+
+# The members a permissions table, and a server's section of it, may have.
+table_keys := categories | {"tools", "servers"}
+
+server_section_keys := categories | {"tools"}
+
+# The members an object entry may have.
+entry_keys := {"action", "reason"}
+
+# METADATA
+# title: tool permission
+# scope: document
+# description: |
+#   data.mcp.tool_permission: what the organization's permissions table
+#   (data.mcp.permissions) says about input.tool. The table sets an action
+#   (allow, needs_approval or block) per category of tools and per tool,
+#   for every server and per server:
+#
+#     {"read_only": "allow", "write": "needs_approval", "destructive": "block",
+#      "tools": {"create_issue": "block",
+#                "update_status": {"action": "needs_approval", "reason": "..."}},
+#      "servers": {"tracker": {"write": "block", "tools": {...}}}}
+#
+#   For a tool on server S the first entry found wins:
+#   servers[S].tools[name], tools[name], servers[S][category], [category].
+#   Nothing found blocks, and so does anything malformed on the way. A tool
+#   whose definition changed since an operator accepted it blocks whatever
+#   the table says. The rule reads no arguments: the gateway also uses it to
+#   hide blocked tools from tools/list.
+default tool_permission := {"action": "block", "reason": "no tool permission applies to this message"}
+
+tool_permission := {"action": "block", "reason": changed_reason} if {
+	input.tool.changed == true
+} else := {"action": "block", "reason": sprintf("tool %q is blocked: %s", [input.tool.name, concat("; ", table_problems)])} if {
+	input.tool
+	count(table_problems) > 0
+} else := entry_permission(found) if {
+	found := permission_entry
+} else := {"action": "block", "reason": no_entry_reason} if {
+	input.tool
+}
+
+changed_reason := sprintf(
+	"the definition of tool %q changed since an operator accepted it; it stays blocked until an operator accepts it again (mcpgate tools accept --server %s --tool %s)",
+	[input.tool.name, object.get(input, "server", ""), input.tool.name],
+)
+
+no_entry_reason := sprintf(
+	"tool %q is a %s tool, and the permissions table sets nothing for %s tools",
+	[input.tool.name, category_label, category_label],
+) if {
+	input.tool.category in categories
+} else := sprintf("tool %q has no known category and no entry in the permissions table", [input.tool.name])
+
+# category_label is the tool's category as prose: "read-only", "write",
+# "destructive".
+category_label := replace(input.tool.category, "_", "-")
+
+# server_section is this server's section of the table, when it has one.
+server_section := data.mcp.permissions.servers[input.server]
+
+# permission_entry is the first entry that applies to the tool: the entry,
+# where in the table it is, and whether it names the tool or its category.
+permission_entry := {
+	"entry": entry,
+	"where": sprintf("servers[%q].tools[%q]", [input.server, input.tool.name]),
+	"names_tool": true,
+	"on_server": true,
+} if {
+	entry := server_section.tools[input.tool.name]
+} else := {
+	"entry": entry,
+	"where": sprintf("tools[%q]", [input.tool.name]),
+	"names_tool": true,
+	"on_server": false,
+} if {
+	entry := data.mcp.permissions.tools[input.tool.name]
+} else := {
+	"entry": entry,
+	"where": sprintf("servers[%q].%s", [input.server, input.tool.category]),
+	"names_tool": false,
+	"on_server": true,
+} if {
+	input.tool.category in categories
+	entry := server_section[input.tool.category]
+} else := {
+	"entry": entry,
+	"where": input.tool.category,
+	"names_tool": false,
+	"on_server": false,
+} if {
+	input.tool.category in categories
+	entry := data.mcp.permissions[input.tool.category]
+}
+
+# entry_permission reads the entry found: an action, or an object with an
+# action and, optionally, a reason. Anything else blocks.
+entry_permission(found) := {"action": found.entry, "reason": entry_reason(found, found.entry)} if {
+	is_string(found.entry)
+	found.entry in actions
+} else := {"action": found.entry.action, "reason": found.entry.reason} if {
+	is_object(found.entry)
+	object.keys(found.entry) == entry_keys
+	found.entry.action in actions
+	is_string(found.entry.reason)
+} else := {"action": found.entry.action, "reason": entry_reason(found, found.entry.action)} if {
+	is_object(found.entry)
+	object.keys(found.entry) == {"action"}
+	found.entry.action in actions
+} else := {"action": "block", "reason": sprintf(
+	"tool %q is blocked: the permissions entry %s is %s, want allow, needs_approval, block, or {\"action\": ..., \"reason\": ...}",
+	[input.tool.name, found.where, json.marshal(found.entry)],
+)}
+
+# entry_reason says why an entry without a reason of its own applies.
+entry_reason(found, action) := sprintf("tool %q is set to %s%s", [input.tool.name, action, server_note(found)]) if {
+	found.names_tool
+} else := sprintf(
+	"tool %q is a %s tool, and %s tools are set to %s%s",
+	[input.tool.name, category_label, category_label, action, server_note(found)],
+)
+
+server_note(found) := sprintf(" on server %q", [input.server]) if found.on_server
+else := ""
+
+# table_problems says what is wrong with the parts of the table a decision
+# on this tool reads: the table itself and this server's section. Entries
+# are checked where they are used, by entry_permission.
+table_problems contains "no permissions table (data.mcp.permissions) is configured" if {
+	not data.mcp.permissions
+}
+
+table_problems contains sprintf("the permissions table is %s, want an object", [json.marshal(table)]) if {
+	table := data.mcp.permissions
+	not is_object(table)
+}
+
+table_problems contains sprintf("the permissions table has an unknown member %q (want %s)", [key, concat(", ", table_keys)]) if {
+	is_object(data.mcp.permissions)
+	some key, _ in data.mcp.permissions
+	not key in table_keys
+}
+
+table_problems contains sprintf("the permissions table's %s is %s, want an object", [key, json.marshal(section)]) if {
+	some key in {"tools", "servers"}
+	section := data.mcp.permissions[key]
+	not is_object(section)
+}
+
+table_problems contains sprintf("the permissions table's section for server %q is %s, want an object", [input.server, json.marshal(section)]) if {
+	section := server_section
+	not is_object(section)
+}
+
+table_problems contains sprintf("the permissions table's section for server %q has an unknown member %q (want %s)", [input.server, key, concat(", ", server_section_keys)]) if {
+	is_object(server_section)
+	some key, _ in server_section
+	not key in server_section_keys
+}
+
+table_problems contains sprintf("the permissions table's tools for server %q is %s, want an object", [input.server, json.marshal(tools)]) if {
+	tools := server_section.tools
+	not is_object(tools)
+}

@@ -1,0 +1,237 @@
+package mcp_permissions_test
+
+import rego.v1
+
+import data.mcp
+
+# A table with every kind of entry: categories, tools, a reason, and
+# per-server sections.
+table := {
+	"read_only": "allow",
+	"write": "needs_approval",
+	"destructive": "block",
+	"tools": {
+		"create_issue": "block",
+		"update_status": {"action": "needs_approval", "reason": "status changes are reviewed"},
+		"archive_issue": {"action": "allow"},
+	},
+	"servers": {
+		"tracker": {
+			"write": "block",
+			"tools": {"create_issue": "allow", "get_issue": "needs_approval"},
+		},
+		"wiki": {"read_only": "needs_approval"},
+	},
+}
+
+tool(name, category, server) := {
+	"kind": "request",
+	"method": "tools/call",
+	"params": {"name": name, "arguments": {}},
+	"direction": "client_to_server",
+	"tool": {"name": name, "arguments": {}, "annotations": {}, "category": category, "changed": false},
+	"server": server,
+}
+
+permission(name, category, server) := p if {
+	p := mcp.tool_permission with input as tool(name, category, server)
+		with data.mcp.permissions as table
+}
+
+test_categories_apply_to_tools_without_entries if {
+	permission("list_issues", "read_only", "crm") == {
+		"action": "allow",
+		"reason": `tool "list_issues" is a read-only tool, and read-only tools are set to allow`,
+	}
+	permission("add_label", "write", "crm").action == "needs_approval"
+	permission("drop_table", "destructive", "crm") == {
+		"action": "block",
+		"reason": `tool "drop_table" is a destructive tool, and destructive tools are set to block`,
+	}
+}
+
+test_tool_entry_beats_its_category if {
+	# create_issue is a write tool (needs_approval) but is set to block.
+	permission("create_issue", "write", "crm") == {"action": "block", "reason": `tool "create_issue" is set to block`}
+
+	# A per-tool line wins even when it is looser than the category:
+	# annotations are only the server's hints.
+	permission("archive_issue", "destructive", "crm") == {"action": "allow", "reason": `tool "archive_issue" is set to allow`}
+}
+
+test_tool_entry_reason if {
+	permission("update_status", "write", "crm") == {"action": "needs_approval", "reason": "status changes are reviewed"}
+}
+
+test_server_tool_entry_beats_tool_entry if {
+	permission("create_issue", "write", "tracker") == {
+		"action": "allow",
+		"reason": `tool "create_issue" is set to allow on server "tracker"`,
+	}
+}
+
+test_server_tool_entry_beats_server_category if {
+	permission("get_issue", "read_only", "tracker").action == "needs_approval"
+	permission("get_issue", "read_only", "crm").action == "allow"
+}
+
+test_tool_entry_beats_server_category if {
+	# tracker blocks write tools, but update_status has its own line.
+	permission("update_status", "write", "tracker") == {"action": "needs_approval", "reason": "status changes are reviewed"}
+}
+
+test_server_category_beats_category if {
+	permission("add_label", "write", "tracker") == {
+		"action": "block",
+		"reason": `tool "add_label" is a write tool, and write tools are set to block on server "tracker"`,
+	}
+	permission("page_search", "read_only", "wiki").action == "needs_approval"
+}
+
+test_server_section_silent_on_a_category_falls_back if {
+	permission("list_issues", "read_only", "tracker").action == "allow"
+	permission("delete_page", "destructive", "wiki").action == "block"
+}
+
+test_silent_table_blocks if {
+	p := mcp.tool_permission with input as tool("add_label", "write", "crm")
+		with data.mcp.permissions as {"read_only": "allow"}
+	p == {
+		"action": "block",
+		"reason": `tool "add_label" is a write tool, and the permissions table sets nothing for write tools`,
+	}
+}
+
+test_empty_table_blocks_everything if {
+	every category in mcp.categories {
+		p := mcp.tool_permission with input as tool("t", category, "crm") with data.mcp.permissions as {}
+		p.action == "block"
+	}
+}
+
+test_unknown_category_only_tool_entries_apply if {
+	permission("create_issue", "", "tracker").action == "allow"
+	p := permission("list_issues", "", "crm")
+	p == {"action": "block", "reason": `tool "list_issues" has no known category and no entry in the permissions table`}
+}
+
+test_category_cannot_name_other_table_members if {
+	# "tools" and "servers" are members of the table, not categories.
+	every category in ["tools", "servers", "Read_Only"] {
+		p := permission("list_issues", category, "crm")
+		p.action == "block"
+		contains(p.reason, "no known category")
+	}
+}
+
+test_missing_category_blocks if {
+	p := mcp.tool_permission with input as {"kind": "request", "method": "tools/call", "tool": {"name": "list_issues", "arguments": {}}}
+		with data.mcp.permissions as table
+	p.action == "block"
+}
+
+test_malformed_entries_block if {
+	every entry in [
+		"yes please",
+		"Allow",
+		"",
+		true,
+		1,
+		null,
+		["allow"],
+		{},
+		{"action": "maybe"},
+		{"action": "allow", "reason": 7},
+		{"action": "allow", "reason": "fine", "until": "friday"},
+		{"reason": "no action"},
+	] {
+		p := mcp.tool_permission with input as tool("list_issues", "read_only", "crm")
+			with data.mcp.permissions as {"read_only": "allow", "tools": {"list_issues": entry}}
+		p.action == "block"
+		contains(p.reason, `the permissions entry tools["list_issues"] is`)
+	}
+}
+
+test_malformed_category_entry_blocks if {
+	p := mcp.tool_permission with input as tool("page_search", "read_only", "wiki")
+		with data.mcp.permissions as {"read_only": "allow", "servers": {"wiki": {"read_only": "sometimes"}}}
+	p.action == "block"
+	contains(p.reason, `servers["wiki"].read_only is "sometimes"`)
+}
+
+test_malformed_table_blocks if {
+	every bad in [
+		"allow",
+		["allow"],
+		{"read_only": "allow", "tool": {"list_issues": "allow"}},
+		{"read_only": "allow", "tools": ["list_issues"]},
+		{"read_only": "allow", "servers": "crm"},
+		{"read_only": "allow", "servers": {"crm": "allow"}},
+		{"read_only": "allow", "servers": {"crm": {"read-only": "allow"}}},
+		{"read_only": "allow", "servers": {"crm": {"tools": "list_issues"}}},
+	] {
+		p := mcp.tool_permission with input as tool("list_issues", "read_only", "crm")
+			with data.mcp.permissions as bad
+		p.action == "block"
+		contains(p.reason, "the permissions table")
+	}
+}
+
+test_unknown_member_is_named if {
+	p := mcp.tool_permission with input as tool("list_issues", "read_only", "crm")
+		with data.mcp.permissions as {"read_only": "allow", "tool": {"list_issues": "block"}}
+	p.reason == `tool "list_issues" is blocked: the permissions table has an unknown member "tool" (want destructive, read_only, servers, tools, write)`
+}
+
+test_other_servers_sections_are_not_read if {
+	p := mcp.tool_permission with input as tool("list_issues", "read_only", "crm")
+		with data.mcp.permissions as {"read_only": "allow", "servers": {"wiki": "block"}}
+	p.action == "allow"
+}
+
+test_changed_tool_blocks_whatever_the_table_says if {
+	changed := object.union(tool("create_issue", "write", "tracker"), {"tool": {"changed": true}})
+	p := mcp.tool_permission with input as changed with data.mcp.permissions as table
+	p.action == "block"
+	contains(p.reason, `the definition of tool "create_issue" changed since an operator accepted it`)
+	contains(p.reason, "mcpgate tools accept --server tracker --tool create_issue")
+}
+
+test_changed_tool_blocks_even_with_a_malformed_table if {
+	changed := object.union(tool("list_issues", "read_only", "crm"), {"tool": {"changed": true}})
+	p := mcp.tool_permission with input as changed with data.mcp.permissions as "allow"
+	p.action == "block"
+	contains(p.reason, "changed since an operator accepted it")
+}
+
+test_unchanged_tool_follows_the_table if {
+	unchanged := json.remove(tool("list_issues", "read_only", "crm"), ["tool/changed"])
+	not unchanged.tool.changed
+	mcp.tool_permission.action == "allow" with input as unchanged with data.mcp.permissions as table
+}
+
+test_arguments_do_not_matter if {
+	every arguments in [{}, {"id": 1}, {"query": "x", "tool": "delete_issue"}] {
+		call := object.union(tool("list_issues", "read_only", "crm"), {"tool": {"arguments": arguments}})
+		p := mcp.tool_permission with input as call with data.mcp.permissions as table
+		p.action == "allow"
+	}
+}
+
+test_no_tool_blocks if {
+	p := mcp.tool_permission with input as {"kind": "request", "method": "tools/list"} with data.mcp.permissions as table
+	p.action == "block"
+}
+
+test_hostile_tool_names_are_quoted if {
+	p := permission("x%s\"y", "write", "crm")
+	p.reason == `tool "x%s\"y" is a write tool, and write tools are set to needs_approval`
+}
+
+test_changed_tool_blocks_without_a_server if {
+	changed := json.remove(tool("list_issues", "read_only", "crm"), ["server"])
+	p := mcp.tool_permission with input as json.patch(changed, [{"op": "replace", "path": "/tool/changed", "value": true}])
+		with data.mcp.permissions as table
+	p.action == "block"
+	contains(p.reason, "changed since an operator accepted it")
+}
