@@ -69,6 +69,7 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	if policyBlock == "" {
 		policyBlock = "policy testdata/policy\n\t\tserver test"
 	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
 	port := freePort(t)
 	startCaddy(t, globalOptions(t)+fmt.Sprintf(`
 :%d {

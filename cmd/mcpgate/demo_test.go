@@ -44,6 +44,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
 	gatewayPort, demoPort := caddytest.FreePort(t), caddytest.FreePort(t)
 	caddyfile := strings.NewReplacer(
 		"admin localhost:2019", fmt.Sprintf("admin off\n\tstorage file_system %q", t.TempDir()),
@@ -87,8 +88,8 @@ func TestDemo(t *testing.T) {
 		{"search_issues", map[string]any{"query": "csv"}, false, "Export to CSV"},
 		{"get_issue", map[string]any{"id": 3}, false, "Dark mode"},
 		{"create_issue", map[string]any{"title": "x"}, true, "needs approval"},
-		{"update_status", map[string]any{"id": 1, "status": "closed"}, true, "done by people in the tracker"},
-		{"delete_issue", map[string]any{"id": 1}, true, "never allowed through assistants"},
+		{"update_status", map[string]any{"id": 1, "status": "closed"}, true, `Blocked by policy: tool "update_status"`},
+		{"delete_issue", map[string]any{"id": 1}, true, `Blocked by policy: tool "delete_issue"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.tool, func(t *testing.T) {
