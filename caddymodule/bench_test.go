@@ -46,7 +46,7 @@ const (
 	benchRounds          = 7
 	benchSequentialCalls = 2000
 	benchConcurrentCalls = 4000
-	benchSlices          = 5
+	benchSlices          = 10
 	benchClients         = 16
 	benchWarmUpCalls     = 800
 )

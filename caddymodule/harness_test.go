@@ -153,27 +153,28 @@ type textInput struct {
 	Text string `json:"text,omitempty"`
 }
 
+// defaultTools are the test upstream's tools, name to annotations.
+var defaultTools = []*mcp.Tool{
+	{Name: "echo", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+	{Name: "slow", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+	{Name: "delete_issue"},
+	{Name: "create_issue"},
+}
+
 func newUpstream(t testing.TB, mode upstreamMode) *upstream {
 	t.Helper()
+	return newUpstreamWith(t, mode, defaultTools, 0)
+}
+
+// newUpstreamWith starts an upstream serving the given tools, listing
+// pageSize tools per tools/list page (0: the SDK's default).
+func newUpstreamWith(t testing.TB, mode upstreamMode, tools []*mcp.Tool, pageSize int) *upstream {
+	t.Helper()
 	u := &upstream{calls: make(map[string]int), slowRelease: make(chan struct{})}
-	u.server = mcp.NewServer(&mcp.Implementation{Name: "test-upstream", Version: "1"}, nil)
-	tool := func(name string, annotations *mcp.ToolAnnotations) {
-		mcp.AddTool(u.server, &mcp.Tool{Name: name, Annotations: annotations}, func(ctx context.Context, req *mcp.CallToolRequest, in textInput) (*mcp.CallToolResult, any, error) {
-			u.mu.Lock()
-			u.calls[name]++
-			u.mu.Unlock()
-			if name == "slow" {
-				if err := u.slow(ctx, req); err != nil {
-					return nil, nil, err
-				}
-			}
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
-		})
+	u.server = mcp.NewServer(&mcp.Implementation{Name: "test-upstream", Version: "1"}, &mcp.ServerOptions{PageSize: pageSize})
+	for _, tool := range tools {
+		u.addTool(tool)
 	}
-	tool("echo", &mcp.ToolAnnotations{ReadOnlyHint: true})
-	tool("slow", &mcp.ToolAnnotations{ReadOnlyHint: true})
-	tool("delete_issue", nil)
-	tool("create_issue", nil)
 
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
 		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.jsonResponse})
@@ -188,6 +189,24 @@ func newUpstream(t testing.TB, mode upstreamMode) *upstream {
 	t.Cleanup(srv.Close)
 	u.URL = srv.URL
 	return u
+}
+
+// addTool adds (or replaces) a tool that answers "<name>:<text>" and
+// counts its calls.
+func (u *upstream) addTool(tool *mcp.Tool) {
+	name := tool.Name
+	tool = new(*tool) // AddTool fills in the schema; keep the caller's copy intact
+	mcp.AddTool(u.server, tool, func(ctx context.Context, req *mcp.CallToolRequest, in textInput) (*mcp.CallToolResult, any, error) {
+		u.mu.Lock()
+		u.calls[name]++
+		u.mu.Unlock()
+		if name == "slow" {
+			if err := u.slow(ctx, req); err != nil {
+				return nil, nil, err
+			}
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
+	})
 }
 
 // slow sends one progress notification, then waits until the test

@@ -173,7 +173,8 @@ func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Mess
 	}
 	toolLabel := ""
 	if m.Tool != nil {
-		tool, listed := h.lookupTool(r, next, input.Server, m.Tool.Name, version)
+		meta, _ := m.Params["_meta"].(map[string]any)
+		tool, listed := h.lookupTool(r, next, input.Server, m.Tool.Name, version, meta)
 		input.Tool = &policy.Tool{
 			Name:        m.Tool.Name,
 			Arguments:   m.Tool.Arguments,
@@ -199,9 +200,9 @@ func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Mess
 // server's tool list first when it is stale (never fetched whole, or
 // announced changed). A tool the upstream does not list is destructive
 // (the MCP defaults); naming one does not trigger another fetch.
-func (h *Handler) lookupTool(r *http.Request, next caddyhttp.Handler, server, name, version string) (catalog.Tool, bool) {
+func (h *Handler) lookupTool(r *http.Request, next caddyhttp.Handler, server, name, version string, meta map[string]any) (catalog.Tool, bool) {
 	if h.catalog.Stale(server) {
-		if err := h.refreshTools(r, next, server, version); err != nil {
+		if err := h.refreshTools(r, next, server, version, meta); err != nil {
 			h.logger.Warn("could not fetch the upstream's tool list; the tool is treated as destructive",
 				zap.String("server", server), zap.String("tool", name), zap.Error(err))
 		}

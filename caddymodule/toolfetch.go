@@ -29,14 +29,16 @@ const fetchedToolsID = `"mcpgate-tools-list"`
 // behalf (same credentials, same session, through the same next handler),
 // and teaches the catalog what it lists. The gateway does this when a call
 // names a tool it has no annotations for, rather than guess its category.
-// Concurrent refreshes for one server and session share one fetch.
-func (h *Handler) refreshTools(r *http.Request, next caddyhttp.Handler, server, version string) error {
+// Concurrent refreshes for one server and session share one fetch. meta is
+// the caller's params._meta: under 2026-07-28 it carries the client's
+// revision, info and capabilities, which every request must repeat.
+func (h *Handler) refreshTools(r *http.Request, next caddyhttp.Handler, server, version string, meta map[string]any) error {
 	key := server + "\x00" + r.Header.Get(mcphttp.HeaderSessionID)
 	_, err, _ := h.refreshes.Do(key, func() (any, error) {
 		var tools []json.RawMessage
 		cursor := ""
 		for range maxToolPages {
-			result, err := h.requestToolsPage(r, next, version, cursor)
+			result, err := h.requestToolsPage(r, next, version, cursor, meta)
 			if err != nil {
 				return nil, err
 			}
@@ -57,13 +59,19 @@ func (h *Handler) refreshTools(r *http.Request, next caddyhttp.Handler, server, 
 
 // requestToolsPage sends one tools/list request to the next handler and
 // returns the result.
-func (h *Handler) requestToolsPage(r *http.Request, next caddyhttp.Handler, version, cursor string) ([]byte, error) {
+func (h *Handler) requestToolsPage(r *http.Request, next caddyhttp.Handler, version, cursor string, meta map[string]any) ([]byte, error) {
 	params := map[string]any{}
 	if cursor != "" {
 		params["cursor"] = cursor
 	}
-	if mcphttp.StandardHeadersRequired(version) {
-		params["_meta"] = map[string]any{mcphttp.MetaProtocolVersion: version}
+	if len(meta) > 0 {
+		ownMeta := make(map[string]any, len(meta))
+		for key, value := range meta {
+			if key != "progressToken" {
+				ownMeta[key] = value
+			}
+		}
+		params["_meta"] = ownMeta
 	}
 	body, err := json.Marshal(map[string]any{
 		"jsonrpc": "2.0",

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/mcpgate/mcpgate/caddymodule"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "tools",
+		Usage: "list|accept ...",
+		Short: "Lists upstream tools and accepts changed tool definitions",
+		Long: `
+Talks to a running gateway through Caddy's admin API (--address, default
+localhost:2019).
+
+  mcpgate tools list [--server tracker]
+  mcpgate tools accept --server tracker --tool create_issue [--hash <sha256>]
+
+A tool whose definition (description, schemas, annotations) changed since an
+operator accepted it is blocked and hidden until it is accepted again. Give
+--hash (from "tools list") to accept only the definition you reviewed.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			listCmd := &cobra.Command{Use: "list [--server <name>]", Short: "Lists the tools the gateway knows"}
+			listCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			listCmd.Flags().String("server", "", "Only this server's tools")
+			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				return listToolsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.String("server"))
+			})
+			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition"}
+			acceptCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			acceptCmd.Flags().String("server", "", "The tool's server (required)")
+			acceptCmd.Flags().String("tool", "", "The tool (required)")
+			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")
+			acceptCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				return acceptToolCommand(acceptCmd.OutOrStdout(), fl.String("address"), caddymodule.AcceptRequest{
+					Server: fl.String("server"), Tool: fl.String("tool"), Hash: fl.String("hash"),
+				})
+			})
+			cmd.AddCommand(listCmd, acceptCmd)
+		},
+	})
+}
+
+// adminAddress resolves the admin API address the way Caddy's own commands
+// do when none is given.
+func adminAddress(address string) (string, error) {
+	return caddycmd.DetermineAdminAPIAddress(address, nil, "", "")
+}
+
+func listToolsCommand(out io.Writer, address, server string) (int, error) {
+	addr, err := adminAddress(address)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uri := "/mcpgate/tools"
+	if server != "" {
+		uri += "?server=" + url.QueryEscape(server)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, nil, nil)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing tools: %w", err)
+	}
+	defer resp.Body.Close()
+	var tools []caddymodule.ListedTool
+	if err := json.NewDecoder(resp.Body).Decode(&tools); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the tool list: %w", err)
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER\tTOOL\tCATEGORY\tSTATUS\tHASH")
+	for _, t := range tools {
+		status := "accepted"
+		if t.Changed {
+			status = "CHANGED (blocked until accepted)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Server, t.Name, t.Category, status, t.Hash)
+	}
+	return caddy.ExitCodeSuccess, tw.Flush()
+}
+
+func acceptToolCommand(out io.Writer, address string, req caddymodule.AcceptRequest) (int, error) {
+	if req.Server == "" || req.Tool == "" {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
+	}
+	addr, err := adminAddress(address)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/mcpgate/tools/accept",
+		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("accepting %s on %s: %w", req.Tool, req.Server, err)
+	}
+	resp.Body.Close()
+	fmt.Fprintf(out, "accepted the current definition of %s on %s\n", req.Tool, req.Server)
+	return caddy.ExitCodeSuccess, nil
+}
