@@ -94,9 +94,9 @@ type Handler struct {
 	metrics  *gatewayMetrics
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes *singleflight.Group
-	origins  mcphttp.OriginPolicy
-	limits   mcpmsg.Limits
-	logger   *zap.Logger
+	origins   mcphttp.OriginPolicy
+	limits    mcpmsg.Limits
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
