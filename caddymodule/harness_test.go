@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,53 +12,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	_ "github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
-// startCaddy runs Caddy in this process with the given Caddyfile until the
-// test ends. Caddy's configuration is process-wide, so tests that call it
-// must not run in parallel.
-func startCaddy(t testing.TB, caddyfile string) {
-	t.Helper()
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
-	}
-	for _, w := range warnings {
-		t.Logf("caddyfile warning: %s", w.String())
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading Caddy config: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := caddy.Stop(); err != nil {
-			t.Errorf("stopping Caddy: %v", err)
-		}
-	})
-}
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+
+// The Caddy harness shared with cmd/mcpgate's tests.
+var (
+	startCaddy      = caddytest.Start
+	freePort        = caddytest.FreePort
+	waitForListener = caddytest.WaitForListener
+	globalOptions   = caddytest.GlobalOptions
+)
 
 // gatewayOptions shapes the gateway site a test runs.
 type gatewayOptions struct {
 	// policy overrides the mcp_policy block's body; default: the test
 	// policy.
 	policy string
+	// global adds lines to the global options block.
+	global []string
+	// sites adds site blocks to the Caddyfile.
+	sites string
 }
 
 // startGateway runs the gateway in front of upstream and returns its URL.
@@ -71,7 +49,7 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	}
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
 	port := freePort(t)
-	startCaddy(t, globalOptions(t)+fmt.Sprintf(`
+	startCaddy(t, globalOptions(t, opts.global...)+opts.sites+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {
@@ -83,36 +61,6 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	waitForListener(t, port)
 	return url
-}
-
-// globalOptions is the Caddyfile global block every test config starts
-// with: no admin endpoint, nothing persisted outside the test's temporary
-// folder, and only errors logged.
-func globalOptions(t testing.TB) string {
-	t.Helper()
-	return fmt.Sprintf(`{
-	admin off
-	persist_config off
-	storage file_system %q
-	log {
-		level ERROR
-	}
-}
-`, t.TempDir())
-}
-
-func waitForListener(t testing.TB, port int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			conn.Close()
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on 127.0.0.1:%d", port)
 }
 
 // upstream is a real MCP server (the go-sdk's Streamable HTTP handler)

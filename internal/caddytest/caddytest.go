@@ -5,6 +5,7 @@ package caddytest
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,19 +36,24 @@ func Start(t testing.TB, caddyfile string) {
 	})
 }
 
-// GlobalOptions returns a Caddyfile global options block for tests: no
-// admin endpoint, nothing persisted, storage in a temporary folder, and
-// only errors logged.
-func GlobalOptions(t testing.TB) string {
+// GlobalOptions returns a Caddyfile global options block for tests:
+// nothing persisted, storage in a temporary folder, and only errors
+// logged, plus the extra lines given. Unless an extra line configures the
+// admin endpoint, it is off.
+func GlobalOptions(t testing.TB, extra ...string) string {
+	lines := strings.Join(extra, "\n\t")
+	if !strings.Contains(lines, "admin ") {
+		lines = "admin off\n\t" + lines
+	}
 	return fmt.Sprintf(`{
-	admin off
+	%s
 	persist_config off
 	storage file_system %q
 	log {
 		level ERROR
 	}
 }
-`, t.TempDir())
+`, lines, t.TempDir())
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
