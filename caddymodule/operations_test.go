@@ -1,0 +1,254 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/open-policy-agent/opa/v1/bundle"
+)
+
+// allowEchoPolicy allows protocol messages, and echo with the given action
+// and reason.
+func echoPolicy(action, reason string) string {
+	return fmt.Sprintf(`package mcp
+import rego.v1
+default decision := {"action": "block", "reason": "not allowed"}
+decision := {"action": "allow"} if input.method != "tools/call"
+decision := {"action": %q, "reason": %q} if input.tool.name == "echo"
+`, action, reason)
+}
+
+// callEchoText calls echo and returns its text, and whether it was refused.
+func callEchoText(t *testing.T, session *mcp.ClientSession) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "e"}})
+	if err != nil {
+		t.Fatalf("calling echo: %v", err)
+	}
+	return resultText(res), res.IsError
+}
+
+// eventually retries check until it returns "" or the wait is over, then
+// fails with its last message. It waits for things that happen in the
+// background (a file watcher, a bundle poll); it asserts no timing.
+func eventually(t *testing.T, wait time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPolicyHotReload edits the policy under a running gateway: a good
+// edit takes effect without a restart; a broken one keeps the previous
+// policy.
+func TestPolicyHotReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.rego")
+	write := func(source string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(source), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(echoPolicy("allow", "fine"))
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test"})
+	session := connect(t, gateway, nil)
+	if text, refused := callEchoText(t, session); refused {
+		t.Fatalf("echo refused before the edit: %s", text)
+	}
+
+	write(echoPolicy("block", "edited while running"))
+	eventually(t, 10*time.Second, func() string {
+		if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "edited while running") {
+			return "the edit never took effect; last answer: " + text
+		}
+		return ""
+	})
+
+	write("package mcp\ndecision := {")
+	// Give the watcher time to see (and reject) the broken file, then
+	// check the previous policy still decides.
+	time.Sleep(time.Second)
+	if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "edited while running") {
+		t.Errorf("after a broken edit: refused %v, %q; want the previous policy's refusal", refused, text)
+	}
+
+	write(echoPolicy("allow", "fixed"))
+	eventually(t, 10*time.Second, func() string {
+		if text, refused := callEchoText(t, session); refused {
+			return "the fixed policy never took effect; last answer: " + text
+		}
+		return ""
+	})
+}
+
+// bundleServer serves one OPA bundle that a test can replace.
+type bundleServer struct {
+	mu      sync.Mutex
+	tarball []byte
+	etag    string
+}
+
+func (s *bundleServer) set(t *testing.T, revision, source string) {
+	t.Helper()
+	b := bundle.Bundle{Manifest: bundle.Manifest{Revision: revision}, Data: map[string]any{},
+		Modules: []bundle.ModuleFile{{URL: "/mcp.rego", Path: "/mcp.rego", Raw: []byte(source)}}}
+	var buf bytes.Buffer
+	if err := bundle.Write(&buf, b); err != nil {
+		t.Fatalf("writing bundle: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tarball, s.etag = buf.Bytes(), `"`+revision+`"`
+}
+
+func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.URL.Path != "/bundles/mcp.tar.gz" {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Header.Get("If-None-Match") == s.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("ETag", s.etag)
+	w.Header().Set("Content-Type", "application/gzip")
+	_, _ = w.Write(s.tarball)
+}
+
+// TestPolicyFromBundle loads the gateway's policy from an OPA bundle
+// server, and follows a new revision.
+func TestPolicyFromBundle(t *testing.T) {
+	bundles := new(bundleServer)
+	bundles.set(t, "r1", echoPolicy("allow", "from bundle r1"))
+	srv := httptest.NewServer(bundles)
+	t.Cleanup(srv.Close)
+
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tbundle " + srv.URL + " bundles/mcp.tar.gz {\n\t\t\tpolling 1s 2s\n\t\t}"})
+	session := connect(t, gateway, nil)
+	if text, refused := callEchoText(t, session); refused {
+		t.Fatalf("echo refused under bundle r1: %s", text)
+	}
+	bundles.set(t, "r2", echoPolicy("block", "from bundle r2"))
+	eventually(t, 15*time.Second, func() string {
+		if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "from bundle r2") {
+			return "bundle r2 never took effect; last answer: " + text
+		}
+		return ""
+	})
+}
+
+// TestMetricsAndDecisionLog checks that decisions appear on Caddy's
+// metrics endpoint and in the decision log, with arguments redacted
+// unless log_arguments is set.
+func TestMetricsAndDecisionLog(t *testing.T) {
+	for _, logArguments := range []bool{false, true} {
+		t.Run(fmt.Sprintf("log_arguments=%v", logArguments), func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "decisions.log")
+			metricsPort := freePort(t)
+			policyBlock := "policy testdata/policy\n\t\tserver test"
+			if logArguments {
+				policyBlock += "\n\t\tlog_arguments"
+			}
+			up := newUpstream(t, upstreamModes[0])
+			gateway := startGateway(t, up.URL, gatewayOptions{
+				policy: policyBlock,
+				global: []string{fmt.Sprintf("log decisions {\n\t\toutput file %s\n\t\tinclude http.handlers.mcp_policy\n\t\tlevel INFO\n\t}", logFile)},
+				sites:  fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
+			})
+			session := connect(t, gateway, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for _, tool := range []string{"echo", "delete_issue", "delete_issue"} {
+				if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": "secret-argument"}}); err != nil {
+					t.Fatalf("calling %s: %v", tool, err)
+				}
+			}
+
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+			if err != nil {
+				t.Fatalf("reading metrics: %v", err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, want := range []string{
+				`mcpgate_decisions_total{action="block",server="test",tool="delete_issue"} 2`,
+				`mcpgate_decisions_total{action="allow",server="test",tool="echo"} 1`,
+				`mcpgate_policy_evaluation_seconds_count{server="test"}`,
+			} {
+				if !strings.Contains(string(metrics), want) {
+					t.Errorf("metrics lack %s", want)
+				}
+			}
+
+			entries := readDecisionLog(t, logFile)
+			var blocked map[string]any
+			for _, e := range entries {
+				if e["tool"] == "delete_issue" {
+					blocked = e
+				}
+			}
+			if blocked == nil {
+				t.Fatalf("no decision log entry for delete_issue in %v", entries)
+			}
+			for _, field := range []string{"server", "tool", "category", "action", "reason", "evaluation_time", "request_id"} {
+				if _, ok := blocked[field]; !ok {
+					t.Errorf("decision log entry lacks %q: %v", field, blocked)
+				}
+			}
+			if blocked["action"] != "block" || blocked["category"] != "destructive" {
+				t.Errorf("decision log entry = %v, want action block, category destructive", blocked)
+			}
+			raw, _ := os.ReadFile(logFile)
+			if got := bytes.Contains(raw, []byte("secret-argument")); got != logArguments {
+				t.Errorf("arguments in the decision log: %v, want %v", got, logArguments)
+			}
+		})
+	}
+}
+
+// readDecisionLog returns the "decision" entries of a JSON log file.
+func readDecisionLog(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("opening the decision log: %v", err)
+	}
+	defer f.Close()
+	var entries []map[string]any
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		var e map[string]any
+		if json.Unmarshal(scanner.Bytes(), &e) == nil && e["msg"] == "decision" {
+			entries = append(entries, e)
+		}
+	}
+	return entries
+}
