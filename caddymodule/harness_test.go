@@ -19,8 +19,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
-
-
 // The Caddy harness shared with cmd/mcpgate's tests.
 var (
 	startCaddy      = caddytest.Start
