@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -60,7 +61,14 @@ func BenchmarkMessagePath(b *testing.B) {
 	if err != nil {
 		b.Fatalf("loading %s: %v", benchPolicy, err)
 	}
+	b.Cleanup(func() {
+		if err := engine.Close(); err != nil {
+			b.Errorf("closing the policy engine: %v", err)
+		}
+	})
 	data := []byte(benchToolCall)
+	// What the catalog knows of echo, as the gateway would pass it on.
+	annotations := map[string]any{"readOnlyHint": true}
 	request := policy.Request{
 		RemoteIP: "127.0.0.1",
 		Host:     "127.0.0.1:8080",
@@ -90,7 +98,12 @@ func BenchmarkMessagePath(b *testing.B) {
 			Request:         request,
 		}
 		if m.Tool != nil {
-			input.Tool = &policy.Tool{Name: m.Tool.Name, Arguments: m.Tool.Arguments}
+			input.Tool = &policy.Tool{
+				Name:        m.Tool.Name,
+				Arguments:   m.Tool.Arguments,
+				Annotations: annotations,
+				Category:    string(catalog.ReadOnly),
+			}
 		}
 		return engine.Decide(ctx, input)
 	}
@@ -190,38 +203,28 @@ func startBenchUpstream(b *testing.B) string {
 }
 
 // startBenchSites runs one Caddy config with two sites in front of
-// upstream: bare reverse_proxy, and the gateway with the benchmark policy.
+// upstream: the gateway with the benchmark policy, and bare reverse_proxy.
 func startBenchSites(b *testing.B, upstream string) (bare, gateway *benchSite) {
 	b.Helper()
-	barePort, gatewayPort := freePort(b), freePort(b)
-	for gatewayPort == barePort {
-		gatewayPort = freePort(b)
-	}
-	target := strings.TrimPrefix(upstream, "http://")
-	startCaddy(b, globalOptions(b)+fmt.Sprintf(`
+	barePort := freePort(b)
+	gatewayURL := startGateway(b, upstream, gatewayOptions{
+		policy: "policy " + benchPolicy,
+		sites: fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	reverse_proxy %s
 }
-
-:%d {
-	bind 127.0.0.1
-	mcp_policy {
-		policy %s
-	}
-	reverse_proxy %s
-}
-`, barePort, target, gatewayPort, benchPolicy, target))
+`, barePort, strings.TrimPrefix(upstream, "http://")),
+	})
 	waitForListener(b, barePort)
-	waitForListener(b, gatewayPort)
 	return &benchSite{name: "bare", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", barePort)},
-		&benchSite{name: "gateway", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", gatewayPort)}
+		&benchSite{name: "gateway", url: gatewayURL}
 }
 
 // benchClient posts benchToolCall over keep-alive connections, with room
 // for one idle connection per concurrent client to each site.
 type benchClient struct {
-	http *http.Client
+	client *http.Client
 }
 
 func newBenchClient(b *testing.B) *benchClient {
@@ -231,7 +234,7 @@ func newBenchClient(b *testing.B) *benchClient {
 		IdleConnTimeout:     time.Minute,
 	}
 	b.Cleanup(transport.CloseIdleConnections)
-	return &benchClient{http: &http.Client{Transport: transport, Timeout: 10 * time.Second}}
+	return &benchClient{client: &http.Client{Transport: transport, Timeout: 10 * time.Second}}
 }
 
 // call makes one tools/call of echo and checks that echo answered it.
@@ -243,7 +246,7 @@ func (c *benchClient) call(url string) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set(mcphttp.HeaderProtocolVersion, mcphttp.Version20250618)
-	resp, err := c.http.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch r.Method {
 	case http.MethodPost:
 		return h.servePost(w, r, next)
-	case http.MethodGet, http.MethodDelete, http.MethodHead, http.MethodOptions:
-		// Streams opened with GET carry only what the server sends, and
+	case http.MethodGet:
+		// A GET stream carries only what the server sends; the gateway
+		// watches it for tool list changes.
+		observed, finish := h.observeStream(w, r)
+		err := next.ServeHTTP(observed, r)
+		return errors.Join(err, finish())
+	case http.MethodDelete, http.MethodHead, http.MethodOptions:
 		// DELETE ends a session: nothing for a client-side policy to see.
 		return next.ServeHTTP(w, r)
 	default:
@@ -73,13 +78,17 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 		verdicts[i] = h.decide(r, next, &body.Messages[i], version)
 	}
 	if !body.Batch {
-		if v := verdicts[0]; v.allowed() {
-			return h.forward(w, r, next, raw)
-		} else {
+		if v := verdicts[0]; !v.allowed() {
 			return writeRefusal(w, v)
 		}
 	}
-	return h.serveBatch(w, r, next, raw, verdicts)
+	observed, finish := h.observeReply(w, r, version, verdicts)
+	if body.Batch {
+		err = h.serveBatch(observed, r, next, raw, verdicts)
+	} else {
+		err = h.forward(observed, r, next, raw)
+	}
+	return errors.Join(err, finish())
 }
 
 // readBody reads the whole body within max_body, refusing encodings and
@@ -161,16 +170,8 @@ func metaProtocolVersion(m *mcpmsg.Message) string {
 // tools/call it first makes sure the catalog knows the tool, fetching the
 // upstream's tools/list when it does not.
 func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Message, version string) verdict {
-	input := &policy.Input{
-		Kind:            m.Kind.String(),
-		Method:          m.Method,
-		Params:          m.Params,
-		Direction:       policy.DirectionClientToServer,
-		Server:          h.serverName(r),
-		Session:         r.Header.Get(mcphttp.HeaderSessionID),
-		ProtocolVersion: version,
-		Request:         requestInfo(r),
-	}
+	input := h.baseInput(r, version)
+	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
 	toolLabel := ""
 	if m.Tool != nil {
 		meta, _ := m.Params["_meta"].(map[string]any)
@@ -194,6 +195,17 @@ func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Mess
 	h.metrics.decisions.WithLabelValues(input.Server, toolLabel, string(decision.Action)).Inc()
 	h.logDecision(r, input, decision, elapsed, err)
 	return verdict{message: m, decision: decision}
+}
+
+// baseInput is the policy input every message of the request shares.
+func (h *Handler) baseInput(r *http.Request, version string) *policy.Input {
+	return &policy.Input{
+		Direction:       policy.DirectionClientToServer,
+		Server:          h.serverName(r),
+		Session:         r.Header.Get(mcphttp.HeaderSessionID),
+		ProtocolVersion: version,
+		Request:         requestInfo(r),
+	}
 }
 
 // lookupTool returns what the catalog knows of a tool, refreshing the

@@ -242,7 +242,7 @@ func (d *SSEDecoder) feed(p []byte, emit func(Event) error) error {
 		if err := d.processLine(line, emit); err != nil {
 			return err
 		}
-		d.line = d.line[:0]
+		d.line = reuse(d.line)
 	}
 	return nil
 }
@@ -322,7 +322,7 @@ func (d *SSEDecoder) dispatch(emit func(Event) error) error {
 	d.event, d.size = Event{}, 0
 	if e.HasData {
 		e.Data = string(d.data[:len(d.data)-1])
-		d.data = d.data[:0]
+		d.data = reuse(d.data)
 	} else {
 		e.Type = ""
 		if !e.HasID && e.Retry == "" && len(e.Comments) == 0 {
@@ -330,6 +330,15 @@ func (d *SSEDecoder) dispatch(emit func(Event) error) error {
 		}
 	}
 	return emit(e)
+}
+
+// reuse empties b for the next event, but lets the memory of an unusually
+// large one go: a stream may stay open for hours.
+func reuse(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // SSEReader reads the events of a stream from an io.Reader, one at a time,

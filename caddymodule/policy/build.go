@@ -81,7 +81,7 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 	data, err := mergeData(data, b.data, ast.DefaultRootRef)
 	if err != nil {
-		return nil, fmt.Errorf("merging the gateway's policy data with %s: %w", origin, err)
+		return nil, fmt.Errorf("policy data from %s conflicts with the gateway's configuration: %w", origin, err)
 	}
 	if data == nil {
 		data = map[string]any{}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,14 +60,14 @@ type policyBundle struct {
 	engine  *Engine
 	ctx     context.Context
 	manager *plugins.Manager
-	url     string
+	// location is the bundle's URL, for logs and errors.
+	location string
 
 	// lastActivation is the activation the policy in force was built from;
 	// only the plugin's status listener, which OPA calls serially, uses it.
 	lastActivation time.Time
 	// active is closed once a bundle has been activated and built.
-	active     chan struct{}
-	activeOnce sync.Once
+	active chan struct{}
 
 	mu      sync.Mutex
 	lastErr error
@@ -86,8 +87,9 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("configuring policy bundle: %w", err)
 	}
-	b := &policyBundle{engine: e, ctx: background, manager: manager, url: cfg.URL, active: make(chan struct{})}
-	pluginConfig, err := bundleplugin.NewConfigBuilder().
+	location := strings.TrimSuffix(cfg.URL, "/") + "/" + strings.TrimPrefix(cfg.Resource, "/")
+	b := &policyBundle{engine: e, ctx: background, manager: manager, location: location, active: make(chan struct{})}
+	parsed, err := bundleplugin.NewConfigBuilder().
 		WithBytes(manager.Config.Bundles).
 		WithServices(manager.Services()).
 		WithKeyConfigs(manager.PublicKeys()).
@@ -96,7 +98,7 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 		b.stop()
 		return nil, fmt.Errorf("configuring policy bundle: %w", err)
 	}
-	plugin := bundleplugin.New(pluginConfig, manager)
+	plugin := bundleplugin.New(parsed, manager)
 	plugin.Register(bundleName, b.statusChanged)
 	manager.Register(bundleplugin.Name, plugin)
 	if err := manager.Start(ctx); err != nil {
@@ -118,14 +120,16 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 	case <-b.active:
 		return b, nil
 	case <-wait.Done():
-		b.stop()
+		// The last failure explains more than the deadline does; it is
+		// read before stopping, which fails the download in progress.
 		b.mu.Lock()
 		last := b.lastErr
 		b.mu.Unlock()
+		b.stop()
 		if last == nil {
 			last = wait.Err()
 		}
-		return nil, fmt.Errorf("no policy bundle activated from %s: %w", cfg.URL, last)
+		return nil, fmt.Errorf("no policy bundle activated from %s: %w", location, last)
 	}
 }
 
@@ -175,7 +179,7 @@ func wholeSeconds(d time.Duration) int64 {
 // download attempt. A new activation is compiled with the gateway's modules
 // and data; if that fails, the previous policy stays in force.
 func (b *policyBundle) statusChanged(status bundleplugin.Status) {
-	logger := b.engine.logger.With(zap.String("bundle_url", b.url), zap.String("revision", status.ActiveRevision))
+	logger := b.engine.logger.With(zap.String("bundle", b.location), zap.String("revision", status.ActiveRevision))
 	if status.Code != "" {
 		err := errors.New(status.Message)
 		if len(status.Errors) > 0 {
@@ -200,7 +204,7 @@ func (b *policyBundle) statusChanged(status bundleplugin.Status) {
 	case <-b.active:
 		logger.Info("policy reloaded")
 	default:
-		b.activeOnce.Do(func() { close(b.active) })
+		close(b.active)
 	}
 }
 
@@ -239,7 +243,7 @@ func (b *policyBundle) build() (*preparedQueries, error) {
 		if !ok {
 			return fmt.Errorf("bundle data is %T, want an object", value)
 		}
-		queries, err = b.engine.builder.build(b.ctx, modules, data, "the bundle from "+b.url)
+		queries, err = b.engine.builder.build(b.ctx, modules, data, "the bundle "+b.location)
 		return err
 	})
 	return queries, err

@@ -1,7 +1,9 @@
 // Package policy evaluates MCP messages against Rego policies with Open
-// Policy Agent. It loads policy and data files, prepares the decision query
-// once, and turns every evaluation into a Decision, failing closed: anything
-// but a well-formed decision is a block.
+// Policy Agent. It compiles a policy from files, built-in modules and data,
+// or from an OPA bundle server, prepares its queries once per compile
+// (reloading when watched files change or a new bundle is activated), and
+// turns every evaluation into a Decision, failing closed: anything but a
+// well-formed decision is a block.
 package policy
 
 import (

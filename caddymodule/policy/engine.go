@@ -74,6 +74,10 @@ type Engine struct {
 	logger  *zap.Logger
 	builder *policyBuilder
 
+	// loading serializes loading files, so that a load that started
+	// earlier never replaces the policy of one that started later.
+	loading sync.Mutex
+
 	// stop cancels the context of reloads that run in the background.
 	stop      context.CancelFunc
 	watcher   *policyWatcher
@@ -222,6 +226,8 @@ func blockedByError(err error) (Decision, error) {
 // loadFiles loads and compiles the policy in paths, with the builder's
 // modules and data, and makes it the one in force.
 func (e *Engine) loadFiles(ctx context.Context, paths []string) error {
+	e.loading.Lock()
+	defer e.loading.Unlock()
 	modules := map[string]*ast.Module{}
 	var data map[string]any
 	origin := "the gateway's modules"
@@ -270,4 +276,3 @@ func isPolicyFile(name string) bool {
 		return false
 	}
 }
-

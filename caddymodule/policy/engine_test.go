@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +125,11 @@ decision := {"action": "allow", "reason": "shape ok"} if {
 	input.request.path == "/mcp"
 	input.request.headers["user-agent"] == "test"
 	not input.params
+	input.tool.annotations.readOnlyHint == true
+	input.tool.category == "read_only"
+	input.tool.changed == true
+	input.user.id == "ada"
+	input.user.claims.groups == ["eng"]
 }`})
 	engine, err := New(context.Background(), Options{Paths: []string{dir}})
 	if err != nil {
@@ -132,6 +139,9 @@ decision := {"action": "allow", "reason": "shape ok"} if {
 	in.Direction = DirectionClientToServer
 	in.Server, in.Session, in.ProtocolVersion = "tracker", "s1", "2025-06-18"
 	in.Request = Request{RemoteIP: "10.0.0.1", Host: "gw.example", Path: "/mcp", Headers: map[string]string{"user-agent": "test"}}
+	in.Tool.Annotations = map[string]any{"readOnlyHint": true}
+	in.Tool.Category, in.Tool.Changed = "read_only", true
+	in.User = &User{ID: "ada", Claims: map[string]any{"groups": []any{"eng"}}}
 	if d, err := engine.Decide(context.Background(), in); d.Action != ActionAllow {
 		t.Errorf("decision = %+v (err %v), want allow: the input document does not have the documented shape", d, err)
 	}
@@ -182,5 +192,203 @@ func TestDataFilesLoad(t *testing.T) {
 	d, err := engine.Decide(context.Background(), toolInput("t"))
 	if d.Action != ActionAllow || d.Reason != "from yaml" {
 		t.Errorf("decision = %+v (err %v), want allow with reason from yaml", d, err)
+	}
+}
+
+// TestDocumentDefaults checks that objects a policy may index are objects
+// even when the gateway knows nothing, and that an unknown user is absent.
+func TestDocumentDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		input *Input
+		check func(doc map[string]any) error
+	}{
+		{"no tool, no user", &Input{Kind: "request", Method: "ping"}, func(doc map[string]any) error {
+			for _, key := range []string{"tool", "user", "params"} {
+				if _, ok := doc[key]; ok {
+					return fmt.Errorf("%q is present, want it absent", key)
+				}
+			}
+			return nil
+		}},
+		{"tool without arguments or annotations", &Input{Tool: &Tool{Name: "t"}}, func(doc map[string]any) error {
+			tool := doc["tool"].(map[string]any)
+			for _, key := range []string{"arguments", "annotations"} {
+				if m, ok := tool[key].(map[string]any); !ok || m == nil {
+					return fmt.Errorf("tool.%s = %#v, want an empty object", key, tool[key])
+				}
+			}
+			if tool["category"] != "" || tool["changed"] != false {
+				return fmt.Errorf("tool = %v, want empty category and changed false", tool)
+			}
+			return nil
+		}},
+		{"user without claims", &Input{User: &User{ID: "ada"}}, func(doc map[string]any) error {
+			user, ok := doc["user"].(map[string]any)
+			if !ok || user["id"] != "ada" {
+				return fmt.Errorf("user = %#v, want id ada", doc["user"])
+			}
+			if m, ok := user["claims"].(map[string]any); !ok || m == nil {
+				return fmt.Errorf("user.claims = %#v, want an empty object", user["claims"])
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.check(tt.input.Document()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// checkAllows checks that New fails with an error containing wantErr or,
+// when that is empty, that the engine allows a tool call for wantReason.
+func checkAllows(t *testing.T, opts Options, wantReason, wantErr string) {
+	t.Helper()
+	engine, err := New(context.Background(), opts)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("New error = %v, want one containing %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	d, err := engine.Decide(context.Background(), toolInput("t"))
+	if d.Action != ActionAllow || d.Reason != wantReason {
+		t.Errorf("decision = %+v (err %v), want allow with reason %q", d, err, wantReason)
+	}
+}
+
+// TestModules checks policies given as sources, alone and beside files.
+func TestModules(t *testing.T) {
+	allowModule := "package mcp\ndecision := {\"action\": \"allow\", \"reason\": data.mcp.lib.reason}"
+	libModule := "package mcp.lib\nreason := \"from the library\""
+	tests := []struct {
+		name       string
+		files      map[string]string
+		modules    map[string]string
+		wantReason string
+		wantErr    string
+	}{
+		{"modules only", nil, map[string]string{"mcp.rego": allowModule, "lib.rego": libModule}, "from the library", ""},
+		{"modules beside files", map[string]string{"mcp.rego": allowModule}, map[string]string{"lib.rego": libModule}, "from the library", ""},
+		{"test modules left out", nil, map[string]string{"mcp.rego": allowModule, "lib.rego": libModule, "mcp_test.rego": "package mcp\ndecision := 1"}, "from the library", ""},
+		{"only test modules", nil, map[string]string{"mcp_test.rego": allowModule}, "", "no policy paths, modules or bundle"},
+		{"syntax error", nil, map[string]string{"mcp.rego": "package mcp\ndecision := {"}, "", "parsing policy module mcp.rego"},
+		{"compile error", nil, map[string]string{"mcp.rego": "package mcp\ndecision := data.mcp.lib.f(1)"}, "", "compiling policy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var paths []string
+			if tt.files != nil {
+				paths = []string{writePolicy(t, tt.files)}
+			}
+			checkAllows(t, Options{Paths: paths, Modules: tt.modules}, tt.wantReason, tt.wantErr)
+		})
+	}
+}
+
+// TestData checks that Options.Data joins the data document, and that a
+// path set both by it and by the policy's files is refused by name.
+func TestData(t *testing.T) {
+	policy := `package mcp
+decision := {"action": data.mcp.permissions.tools[input.tool.name], "reason": data.mcp.note}`
+	tests := []struct {
+		name       string
+		files      map[string]string
+		data       map[string]any
+		wantReason string
+		wantErr    string
+	}{
+		{"merged beside file data", map[string]string{"note.json": `{"mcp": {"note": "from a file"}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "from a file", ""},
+		{"merged into the same object", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": {"tools": {"u": "block"}}}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "n", ""},
+		{"same leaf", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": {"tools": {"t": "block"}}}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "", `data.mcp.permissions.tools.t is set twice`},
+		{"object against a value", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": "none"}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{}}}}, "", `data.mcp.permissions is set twice`},
+		{"against a rule", nil,
+			map[string]any{"mcp": map[string]any{"decision": "allow"}}, "", "compiling policy"},
+		{"not JSON", nil, map[string]any{"mcp": make(chan int)}, "", "not a JSON document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := map[string]string{"policy.rego": policy}
+			maps.Copy(files, tt.files)
+			checkAllows(t, Options{Paths: []string{writePolicy(t, files)}, Data: tt.data}, tt.wantReason, tt.wantErr)
+		})
+	}
+}
+
+// TestToolPermission checks the permission query: defined, undefined (the
+// tool is shown) and failing (the tool is hidden).
+func TestToolPermission(t *testing.T) {
+	policy := `package mcp
+decision := {"action": "allow"}
+tool_permission := {"action": data.table[input.tool.name], "reason": "table"} if data.table[input.tool.name] != "broken"
+tool_permission := {"action": to_number("x")} if data.table[input.tool.name] == "broken"
+`
+	table := `{"table": {"open": "allow", "shut": "block", "odd": "maybe", "broken": "broken"}}`
+	tests := []struct {
+		name       string
+		policy     string
+		query      string
+		tool       string
+		wantAction Action
+		wantOK     bool
+		wantErr    bool
+	}{
+		{"allowed", policy, "", "open", ActionAllow, true, false},
+		{"blocked", policy, "", "shut", ActionBlock, true, false},
+		{"not in the table", policy, "", "other", "", false, false},
+		{"policy without permissions", "package mcp\ndecision := {\"action\": \"allow\"}", "", "open", "", false, false},
+		{"malformed", policy, "", "odd", ActionBlock, true, true},
+		{"evaluation error", policy, "", "broken", ActionBlock, true, true},
+		{"custom query", "package org\nperm := {\"action\": \"needs_approval\"}\n", "data.org.perm", "open", ActionNeedsApproval, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writePolicy(t, map[string]string{"policy.rego": tt.policy, "table.json": table})
+			engine, err := New(context.Background(), Options{Paths: []string{dir}, PermissionQuery: tt.query})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			d, ok, err := engine.ToolPermission(context.Background(), toolInput(tt.tool))
+			if d.Action != tt.wantAction || ok != tt.wantOK || (err != nil) != tt.wantErr {
+				t.Errorf("ToolPermission = %+v, %v, %v; want action %q, ok %v, error %v", d, ok, err, tt.wantAction, tt.wantOK, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestNewRejectsBadOptions checks option combinations that cannot work.
+func TestNewRejectsBadOptions(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": "package mcp\ndecision := {\"action\": \"allow\"}"})
+	bundle := &BundleConfig{URL: "http://127.0.0.1:1", Resource: "b.tar.gz"}
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr string
+	}{
+		{"nothing", Options{}, "no policy paths, modules or bundle"},
+		{"permission query not a reference", Options{Paths: []string{dir}, PermissionQuery: "1 +"}, "permission query"},
+		{"watch without paths", Options{Modules: map[string]string{"p.rego": "package mcp"}, Watch: true}, "watching needs policy paths"},
+		{"paths and bundle", Options{Paths: []string{dir}, Bundle: bundle}, "cannot be combined"},
+		{"watch and bundle", Options{Bundle: bundle, Watch: true}, "watching needs policy paths"},
+		{"bundle without resource", Options{Bundle: &BundleConfig{URL: "http://127.0.0.1:1"}}, "needs a service URL and a resource"},
+		{"bundle delays reversed", Options{Bundle: &BundleConfig{URL: "http://127.0.0.1:1", Resource: "b", MinDelay: time.Minute, MaxDelay: time.Second}}, "less than min delay"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(context.Background(), tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("New error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -1,0 +1,585 @@
+package observe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+)
+
+const (
+	toolsResult    = `{"tools":[{"name":"delete_issue"},{"name":"get_issue"}]}`
+	filteredResult = `{"tools":[{"name":"get_issue"}]}`
+	toolsList      = `{"jsonrpc":"2.0","id":1,"result":` + toolsResult + `}`
+	toolsFiltered  = `{"jsonrpc":"2.0","id":1,"result":` + filteredResult + `}`
+	listChanged    = `{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`
+	progress       = `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}`
+	otherResponse  = `{"jsonrpc":"2.0","id":2,"result":{}}`
+	errorResponse  = `{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no such method"}}`
+)
+
+// filterTools is a RewriteResult that expects toolsResult and replaces it
+// with filteredResult.
+func filterTools(_, result []byte) ([]byte, error) {
+	if string(result) != toolsResult {
+		return nil, fmt.Errorf("RewriteResult got %s, want %s", result, toolsResult)
+	}
+	return []byte(filteredResult), nil
+}
+
+// returning is a RewriteResult that returns result and err.
+func returning(result string, err error) func(_, _ []byte) ([]byte, error) {
+	return func(_, _ []byte) ([]byte, error) { return []byte(result), err }
+}
+
+// watch returns hooks that rewrite the responses to ids with rewrite.
+func watch(rewrite func(id, result []byte) ([]byte, error), ids ...string) observe.Hooks {
+	hooks := observe.Hooks{RewriteResult: rewrite}
+	for _, id := range ids {
+		hooks.WatchIDs = append(hooks.WatchIDs, []byte(id))
+	}
+	return hooks
+}
+
+// reply is what an upstream sends: a status (none means an implicit 200),
+// headers, and a body written in pieces.
+type reply struct {
+	status int
+	header http.Header
+	chunks []string
+}
+
+// jsonReply returns a 200 JSON reply with body written in one piece.
+func jsonReply(body string) reply {
+	return reply{status: http.StatusOK, header: contentType("application/json"), chunks: []string{body}}
+}
+
+// streamReply returns a 200 event stream written in the given pieces.
+func streamReply(chunks ...string) reply {
+	return reply{status: http.StatusOK, header: contentType("text/event-stream"), chunks: chunks}
+}
+
+func contentType(value string) http.Header {
+	return http.Header{"Content-Type": {value}}
+}
+
+// outcome is what came of writing a reply through the wrapper.
+type outcome struct {
+	rec       *httptest.ResponseRecorder
+	seen      []string // the messages OnMessage saw, described
+	reported  []error  // the errors OnError got
+	writeErr  error    // the first error from Write
+	finishErr error
+}
+
+// send writes r through a wrapper with hooks to a recorder, as Caddy's
+// reverse_proxy does: headers, then each piece followed by a flush, stopping
+// at the first failed Write; then it calls finish.
+func send(t *testing.T, hooks observe.Hooks, r reply) outcome {
+	t.Helper()
+	var out outcome
+	hooks.OnMessage = func(m *mcpmsg.Message) {
+		out.seen = append(out.seen, describe(m))
+	}
+	hooks.OnError = func(err error) {
+		out.reported = append(out.reported, err)
+	}
+	out.rec = httptest.NewRecorder()
+	w, finish := observe.Wrap(out.rec, hooks)
+	for name, values := range r.header {
+		w.Header()[name] = values
+	}
+	if r.status != 0 {
+		w.WriteHeader(r.status)
+	}
+	for _, chunk := range r.chunks {
+		if _, err := io.WriteString(w, chunk); err != nil {
+			out.writeErr = err
+			break
+		}
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("flushing the wrapper: %v", err)
+		}
+	}
+	out.finishErr = finish()
+	return out
+}
+
+// describe names a message by its method, or a response by its id.
+func describe(m *mcpmsg.Message) string {
+	if m.Kind == mcpmsg.KindResponse {
+		return "response " + string(m.ID)
+	}
+	return m.Method
+}
+
+// checkRefused fails t unless out is a 502 JSON-RPC error reported to
+// OnError and returned by finish.
+func checkRefused(t *testing.T, out outcome) {
+	t.Helper()
+	if out.rec.Code != http.StatusBadGateway {
+		t.Errorf("status %d, want %d", out.rec.Code, http.StatusBadGateway)
+	}
+	body := out.rec.Body.Bytes()
+	parsed, err := mcpmsg.Parse(body, mcpmsg.Limits{})
+	if err != nil || parsed.Messages[0].Kind != mcpmsg.KindResponse || !strings.Contains(string(body), `"code":-32603`) {
+		t.Errorf("body %s is not a JSON-RPC internal error (%v)", body, err)
+	}
+	if got := out.rec.Header().Get("Content-Length"); got != strconv.Itoa(len(body)) {
+		t.Errorf("Content-Length %s for a body of %d bytes", got, len(body))
+	}
+	if out.rec.Header().Get("Content-Encoding") != "" {
+		t.Errorf("Content-Encoding %q kept on the gateway's own body", out.rec.Header().Get("Content-Encoding"))
+	}
+	if len(out.reported) != 1 || out.finishErr == nil || !errors.Is(out.finishErr, out.reported[0]) {
+		t.Errorf("OnError got %v and finish returned %v, want the same one error", out.reported, out.finishErr)
+	}
+}
+
+func TestJSONReplies(t *testing.T) {
+	tests := []struct {
+		name     string
+		hooks    observe.Hooks
+		reply    reply
+		wantBody string
+		wantSeen []string
+	}{
+		{
+			name:     "watched result rewritten",
+			hooks:    watch(filterTools, `1`),
+			reply:    jsonReply(toolsList),
+			wantBody: toolsFiltered,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "no watched id passes byte for byte",
+			hooks:    watch(filterTools, `2`),
+			reply:    jsonReply(" {\"jsonrpc\": \"2.0\", \"id\": 1, \"result\": {\"tools\": [ ]}}\n"),
+			wantBody: " {\"jsonrpc\": \"2.0\", \"id\": 1, \"result\": {\"tools\": [ ]}}\n",
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "no hooks at all",
+			reply:    jsonReply(toolsList),
+			wantBody: toolsList,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "unchanged result leaves the reply as it was",
+			hooks:    watch(func(_, result []byte) ([]byte, error) { return result, nil }, `1`),
+			reply:    jsonReply(toolsList + "\n"),
+			wantBody: toolsList + "\n",
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "only the result is replaced",
+			hooks:    watch(filterTools, `1`),
+			reply:    jsonReply(`{"result" : ` + toolsResult + ` , "id":1,"jsonrpc":"2.0"}`),
+			wantBody: `{"result" : ` + filteredResult + ` , "id":1,"jsonrpc":"2.0"}`,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "ids compare as JSON strings",
+			hooks:    watch(filterTools, `"\u0061"`),
+			reply:    jsonReply(`{"jsonrpc":"2.0","id":"a","result":` + toolsResult + `}`),
+			wantBody: `{"jsonrpc":"2.0","id":"a","result":` + filteredResult + `}`,
+			wantSeen: []string{`response "a"`},
+		},
+		{
+			name:     "ids compare as JSON numbers",
+			hooks:    watch(filterTools, `1.0`),
+			reply:    jsonReply(toolsList),
+			wantBody: toolsFiltered,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "a string id does not match a number id",
+			hooks:    watch(filterTools, `"1"`),
+			reply:    jsonReply(toolsList),
+			wantBody: toolsList,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "error response to a watched id passes",
+			hooks:    watch(filterTools, `1`),
+			reply:    jsonReply(errorResponse),
+			wantBody: errorResponse,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "batch with one watched response",
+			hooks:    watch(filterTools, `1`),
+			reply:    jsonReply("[" + otherResponse + ", " + toolsList + "]"),
+			wantBody: "[" + otherResponse + "," + toolsFiltered + "]",
+			wantSeen: []string{"response 2", "response 1"},
+		},
+		{
+			name:     "batch without watched responses passes byte for byte",
+			hooks:    watch(filterTools, `3`),
+			reply:    jsonReply("[" + otherResponse + ", " + toolsList + "]"),
+			wantBody: "[" + otherResponse + ", " + toolsList + "]",
+			wantSeen: []string{"response 2", "response 1"},
+		},
+		{
+			name:     "rewrite failure answers an error for the id",
+			hooks:    watch(returning("", errors.New("policy unavailable")), `1`),
+			reply:    jsonReply(toolsList),
+			wantBody: string(mcpmsg.ErrorResponse([]byte(`1`), mcpmsg.CodeInternalError, "rewriting the result for id 1: policy unavailable")),
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "rewrite to invalid JSON answers an error for the id",
+			hooks:    watch(returning(`{"tools":[`, nil), `1`),
+			reply:    jsonReply(toolsList),
+			wantBody: string(mcpmsg.ErrorResponse([]byte(`1`), mcpmsg.CodeInternalError, "rewriting the result for id 1: rewritten result is not valid JSON")),
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "reply written in pieces",
+			hooks:    watch(filterTools, `1`),
+			reply:    reply{status: http.StatusOK, header: contentType("application/json; charset=utf-8"), chunks: strings.SplitAfter(toolsList, ",")},
+			wantBody: toolsFiltered,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:     "implicit status",
+			hooks:    watch(filterTools, `1`),
+			reply:    reply{header: contentType("application/json"), chunks: []string{toolsList}},
+			wantBody: toolsFiltered,
+			wantSeen: []string{"response 1"},
+		},
+		{
+			name:  "empty body",
+			reply: reply{status: http.StatusAccepted, header: contentType("application/json")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := send(t, tt.hooks, tt.reply)
+			wantStatus := tt.reply.status
+			if wantStatus == 0 {
+				wantStatus = http.StatusOK
+			}
+			if out.rec.Code != wantStatus {
+				t.Errorf("status %d, want %d", out.rec.Code, wantStatus)
+			}
+			if got := out.rec.Body.String(); got != tt.wantBody {
+				t.Errorf("body\n got %s\nwant %s", got, tt.wantBody)
+			}
+			if got := out.rec.Header().Get("Content-Length"); tt.wantBody != "" && got != strconv.Itoa(len(tt.wantBody)) {
+				t.Errorf("Content-Length %s, want %d", got, len(tt.wantBody))
+			}
+			if !reflect.DeepEqual(out.seen, tt.wantSeen) {
+				t.Errorf("OnMessage saw %q, want %q", out.seen, tt.wantSeen)
+			}
+			if out.writeErr != nil || out.finishErr != nil {
+				t.Errorf("Write failed with %v and finish with %v, want neither", out.writeErr, out.finishErr)
+			}
+		})
+	}
+}
+
+func TestRefusedReplies(t *testing.T) {
+	gzip := contentType("application/json")
+	gzip.Set("Content-Encoding", "gzip")
+	tests := []struct {
+		name  string
+		hooks observe.Hooks
+		reply reply
+	}{
+		{"not JSON", observe.Hooks{}, jsonReply(`<html>`)},
+		{"not JSON-RPC", observe.Hooks{}, jsonReply(`{"hello":"world"}`)},
+		{"duplicate member names", observe.Hooks{}, jsonReply(`{"jsonrpc":"2.0","id":1,"result":{},"result":{}}`)},
+		{"trailing data", observe.Hooks{}, jsonReply(toolsList + toolsList)},
+		{"larger than the limit", observe.Hooks{MaxBodySize: 10}, reply{status: http.StatusOK, header: contentType("application/json"), chunks: []string{toolsList[:8], toolsList[8:]}}},
+		{"encoded JSON", observe.Hooks{}, reply{status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}},
+		{"encoded stream", observe.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/event-stream"}, "Content-Encoding": {"br"}}}},
+		{"unclear content type", observe.Hooks{}, reply{status: http.StatusOK, header: contentType("text/plain, application/json"), chunks: []string{toolsList}}},
+		{"JSON suffix type", observe.Hooks{}, reply{status: http.StatusOK, header: contentType("application/vnd.mcp+json"), chunks: []string{toolsList}}},
+		{"two content types", observe.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/plain", "application/json"}}, chunks: []string{toolsList}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkRefused(t, send(t, tt.hooks, tt.reply))
+		})
+	}
+}
+
+func TestPassThrough(t *testing.T) {
+	tests := []struct {
+		name  string
+		reply reply
+	}{
+		{"accepted without a body", reply{status: http.StatusAccepted}},
+		{"client error in plain text", reply{status: http.StatusNotFound, header: contentType("text/plain"), chunks: []string{"session not found"}}},
+		{"server error in JSON that is not JSON-RPC", reply{status: http.StatusInternalServerError, header: contentType("application/json"), chunks: []string{`{"oops":1}`}}},
+		{"other content type", reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"<p>", "hi</p>"}}},
+		{"no content type", reply{chunks: []string{"data: not an event stream\n"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
+			out := send(t, hooks, tt.reply)
+			wantStatus := tt.reply.status
+			if wantStatus == 0 {
+				wantStatus = http.StatusOK
+			}
+			if want := strings.Join(tt.reply.chunks, ""); out.rec.Code != wantStatus || out.rec.Body.String() != want {
+				t.Errorf("got %d %q, want %d %q", out.rec.Code, out.rec.Body.String(), wantStatus, want)
+			}
+			if out.seen != nil || out.reported != nil || out.writeErr != nil || out.finishErr != nil {
+				t.Errorf("OnMessage saw %q, OnError got %v, Write returned %v, finish returned %v; want nothing",
+					out.seen, out.reported, out.writeErr, out.finishErr)
+			}
+		})
+	}
+}
+
+// event returns data as an event of type "message" with an id, the way the
+// go-sdk server writes them.
+func event(id, data string) string {
+	return "event: message\nid: " + id + "\ndata: " + data + "\n\n"
+}
+
+func TestEventStreams(t *testing.T) {
+	tests := []struct {
+		name     string
+		hooks    observe.Hooks
+		reply    reply
+		wantBody string
+		wantSeen []string
+		// wantCut is the error that cut the stream, if one should.
+		wantCut error
+		// wantReports counts the errors OnError gets, the cut included.
+		wantReports int
+	}{
+		{
+			name:     "watched response among notifications",
+			hooks:    watch(filterTools, `1`),
+			reply:    streamReply(event("a", progress), event("b", listChanged), event("c", toolsList), event("d", otherResponse)),
+			wantBody: event("a", progress) + event("b", listChanged) + event("c", toolsFiltered) + event("d", otherResponse),
+			wantSeen: []string{"notifications/progress", "notifications/tools/list_changed", "response 1", "response 2"},
+		},
+		{
+			name:     "events of a GET stream pass in canonical form",
+			reply:    streamReply("id:x\ndata:"+listChanged+"\n\n", "retry: 5000\n\n"),
+			wantBody: "id: x\ndata: " + listChanged + "\n\n" + "retry: 5000\n\n",
+			wantSeen: []string{"notifications/tools/list_changed"},
+		},
+		{
+			name:     "one event split across many writes",
+			hooks:    watch(filterTools, `1`),
+			reply:    streamReply(strings.Split(event("1", toolsList)+event("2", listChanged), "")...),
+			wantBody: event("1", toolsFiltered) + event("2", listChanged),
+			wantSeen: []string{"response 1", "notifications/tools/list_changed"},
+		},
+		{
+			name:     "many events in one write",
+			reply:    streamReply(event("1", progress) + event("2", listChanged) + event("3", otherResponse)),
+			wantBody: event("1", progress) + event("2", listChanged) + event("3", otherResponse),
+			wantSeen: []string{"notifications/progress", "notifications/tools/list_changed", "response 2"},
+		},
+		{
+			name:     "CR line ends become LF",
+			reply:    streamReply("event: message\rid: 1\rdata: "+listChanged+"\r\r", "data: "+progress+"\r\n\r\n"),
+			wantBody: event("1", listChanged) + "data: " + progress + "\n\n",
+			wantSeen: []string{"notifications/tools/list_changed", "notifications/progress"},
+		},
+		{
+			name:     "data split over lines",
+			reply:    streamReply("data: {\"jsonrpc\":\"2.0\",\ndata: \"method\":\"ping\",\"id\":7}\n\n"),
+			wantBody: "data: {\"jsonrpc\":\"2.0\",\ndata: \"method\":\"ping\",\"id\":7}\n\n",
+			wantSeen: []string{"ping"},
+		},
+		{
+			name:     "batch in one event",
+			hooks:    watch(filterTools, `1`),
+			reply:    streamReply("data: [" + otherResponse + "," + toolsList + "]\n\n"),
+			wantBody: "data: [" + otherResponse + "," + toolsFiltered + "]\n\n",
+			wantSeen: []string{"response 2", "response 1"},
+		},
+		{
+			name:     "keepalive comments pass",
+			reply:    streamReply(": ping\n\n", event("1", listChanged), ":\n\n"),
+			wantBody: ": ping\n\n" + event("1", listChanged) + ":\n\n",
+			wantSeen: []string{"notifications/tools/list_changed"},
+		},
+		{
+			name:     "priming event with empty data passes",
+			reply:    streamReply("id: s-0\ndata:\n\n", event("s-1", listChanged)),
+			wantBody: "id: s-0\ndata:\n\n" + event("s-1", listChanged),
+			wantSeen: []string{"notifications/tools/list_changed"},
+		},
+		{
+			name:        "rewrite failure sends an error for the id",
+			hooks:       watch(returning("", errors.New("policy unavailable")), `1`),
+			reply:       streamReply(event("1", toolsList), event("2", listChanged)),
+			wantBody:    event("1", string(mcpmsg.ErrorResponse([]byte(`1`), mcpmsg.CodeInternalError, "rewriting the result for id 1: policy unavailable"))) + event("2", listChanged),
+			wantSeen:    []string{"response 1", "notifications/tools/list_changed"},
+			wantReports: 1,
+		},
+		{
+			name:     "data that is not JSON cuts the stream",
+			reply:    streamReply(event("1", listChanged)+event("2", "hello"), event("3", progress)),
+			wantBody: event("1", listChanged),
+			wantSeen: []string{"notifications/tools/list_changed"},
+			wantCut:  &mcpmsg.Error{},
+		},
+		{
+			name:     "data that is not JSON-RPC cuts the stream",
+			reply:    streamReply(event("1", `{"jsonrpc":"2.0"}`)),
+			wantCut:  &mcpmsg.Error{},
+			wantSeen: nil,
+		},
+		{
+			name:     "whitespace data cuts the stream",
+			reply:    streamReply("data: \ndata: \n\n"),
+			wantCut:  &mcpmsg.Error{},
+			wantSeen: nil,
+		},
+		{
+			name:     "event larger than the limit cuts the stream",
+			hooks:    observe.Hooks{MaxEventSize: 256},
+			reply:    streamReply(event("1", listChanged), "data: "+strings.Repeat(" ", 300)),
+			wantBody: event("1", listChanged),
+			wantSeen: []string{"notifications/tools/list_changed"},
+			wantCut:  mcpmsg.ErrEventTooLarge,
+		},
+		{
+			name:     "invalid UTF-8 cuts the stream",
+			reply:    streamReply("data: \xff\n\n"),
+			wantCut:  mcpmsg.ErrEventInvalidUTF8,
+			wantSeen: nil,
+		},
+		{
+			name:     "stream that ends inside an event drops it",
+			reply:    streamReply(event("1", listChanged), "data: "+progress+"\n"),
+			wantBody: event("1", listChanged),
+			wantSeen: []string{"notifications/tools/list_changed"},
+			wantCut:  mcpmsg.ErrEventTruncated,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.reply.header.Set("Content-Length", "12345")
+			out := send(t, tt.hooks, tt.reply)
+			if out.rec.Code != http.StatusOK {
+				t.Errorf("status %d, want %d", out.rec.Code, http.StatusOK)
+			}
+			if got := out.rec.Header().Get("Content-Length"); got != "" {
+				t.Errorf("Content-Length %s kept on a stream", got)
+			}
+			if got := out.rec.Body.String(); got != tt.wantBody {
+				t.Errorf("stream\n got %q\nwant %q", got, tt.wantBody)
+			}
+			if !reflect.DeepEqual(out.seen, tt.wantSeen) {
+				t.Errorf("OnMessage saw %q, want %q", out.seen, tt.wantSeen)
+			}
+			if tt.wantCut != nil && tt.wantReports == 0 {
+				tt.wantReports = 1
+			}
+			if len(out.reported) != tt.wantReports {
+				t.Errorf("OnError got %v, want %d errors", out.reported, tt.wantReports)
+			}
+			checkCut(t, out, tt.wantCut)
+		})
+	}
+}
+
+// checkCut fails t unless the stream in out was cut by want (matched with
+// errors.As when it is an *mcpmsg.Error, else errors.Is), or not cut when
+// want is nil. A cut is reported last to OnError and returned by finish.
+func checkCut(t *testing.T, out outcome, want error) {
+	t.Helper()
+	if want == nil {
+		if out.writeErr != nil || out.finishErr != nil {
+			t.Errorf("Write returned %v and finish %v; want no error", out.writeErr, out.finishErr)
+		}
+		return
+	}
+	matches := func(err error) bool {
+		if target, ok := want.(*mcpmsg.Error); ok {
+			return errors.As(err, &target)
+		}
+		return errors.Is(err, want)
+	}
+	if !matches(out.finishErr) || len(out.reported) == 0 || !matches(out.reported[len(out.reported)-1]) {
+		t.Errorf("finish returned %v and OnError got %v, want one %T %v", out.finishErr, out.reported, want, want)
+	}
+	if !errors.Is(want, mcpmsg.ErrEventTruncated) && !matches(out.writeErr) {
+		t.Errorf("Write returned %v, want the error that cut the stream", out.writeErr)
+	}
+}
+
+// TestEventStreamIsNotBuffered streams through a real server and checks
+// that each event reaches the client before the upstream writes the next.
+func TestEventStreamIsNotBuffered(t *testing.T) {
+	events := []string{event("1", progress), event("2", listChanged), event("3", toolsList)}
+	for _, upstreamFlushes := range []bool{true, false} {
+		t.Run("upstream flushes "+strconv.FormatBool(upstreamFlushes), func(t *testing.T) {
+			proceed := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ow, finish := observe.Wrap(w, watch(filterTools, `1`))
+				ow.Header().Set("Content-Type", "text/event-stream")
+				ow.WriteHeader(http.StatusOK)
+				for i, e := range events {
+					if i > 0 {
+						select {
+						case <-proceed:
+						case <-r.Context().Done():
+							return
+						}
+					}
+					if _, err := io.WriteString(ow, e); err != nil {
+						t.Errorf("writing event %d: %v", i, err)
+						return
+					}
+					if upstreamFlushes {
+						_ = http.NewResponseController(ow).Flush()
+					}
+				}
+				if err := finish(); err != nil {
+					t.Errorf("finish: %v", err)
+				}
+			}))
+			defer srv.Close()
+			// A wrapper that held events back would hold back the headers
+			// too, so the deadline covers the whole exchange.
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatalf("no reply before the upstream's second event: %v", err)
+			}
+			defer resp.Body.Close()
+			stream := mcpmsg.NewSSEReader(resp.Body, 0)
+			want := []string{progress, listChanged, toolsFiltered}
+			for i := range want {
+				e, err := stream.Next()
+				if err != nil || e.Data != want[i] {
+					t.Fatalf("event %d: got %q, %v; want data %s before the upstream writes the next", i, e.Data, err, want[i])
+				}
+				if i < len(want)-1 {
+					proceed <- struct{}{}
+				}
+			}
+			if _, err := stream.Next(); err != io.EOF {
+				t.Errorf("after the last event: %v, want io.EOF", err)
+			}
+		})
+	}
+}

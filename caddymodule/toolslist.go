@@ -1,0 +1,134 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// toolsListRequests returns the ids of the allowed tools/list requests
+// among the verdicts, and which of them ask for the first page.
+func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]bool) {
+	for _, v := range verdicts {
+		m := v.message
+		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Method != "tools/list" {
+			continue
+		}
+		if firstPage == nil {
+			firstPage = make(map[string]bool)
+		}
+		ids = append(ids, m.ID)
+		_, paged := m.Params["cursor"]
+		firstPage[string(m.ID)] = !paged
+	}
+	return ids, firstPage
+}
+
+// observeReply wraps w so that the replies to tools/list requests teach
+// the catalog what the upstream offers and lose the tools the permissions
+// table blocks, and so that notifications/tools/list_changed marks the
+// server's list stale. Replies to anything else are not touched (nor
+// parsed) when no tools/list request is among them.
+func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, version string, verdicts []verdict) (http.ResponseWriter, func() error) {
+	ids, firstPage := toolsListRequests(verdicts)
+	if ids == nil {
+		return w, func() error { return nil }
+	}
+	return observe.Wrap(w, observe.Hooks{
+		WatchIDs: ids,
+		RewriteResult: func(id, result []byte) ([]byte, error) {
+			return h.hideBlockedTools(r, version, result, firstPage[string(id)])
+		},
+		OnMessage: h.watchToolListChanges(h.serverName(r)),
+		OnError:   h.logReplyError(r),
+	})
+}
+
+// observeStream watches a GET stream for tool list changes.
+func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, func() error) {
+	return observe.Wrap(w, observe.Hooks{
+		OnMessage: h.watchToolListChanges(h.serverName(r)),
+		OnError:   h.logReplyError(r),
+	})
+}
+
+func (h *Handler) watchToolListChanges(server string) func(*mcpmsg.Message) {
+	return func(m *mcpmsg.Message) {
+		if m.Kind == mcpmsg.KindNotification && m.Method == "notifications/tools/list_changed" {
+			h.catalog.Forget(server)
+		}
+	}
+}
+
+func (h *Handler) logReplyError(r *http.Request) func(error) {
+	return func(err error) {
+		h.logger.Error("upstream reply refused or cut",
+			zap.String("server", h.serverName(r)),
+			zap.String("request_id", requestID(r)),
+			zap.Error(err))
+	}
+}
+
+// hideBlockedTools records one tools/list result in the catalog and
+// returns it without the tools whose permission is block, so the model
+// never tries them. Tools that need approval stay listed. A result the
+// gateway cannot read is an error, which the client receives instead.
+func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byte, firstPage bool) ([]byte, error) {
+	server := h.serverName(r)
+	tools, nextCursor, err := catalog.ParseToolsList(result)
+	if err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	}
+	learn := h.catalog.LearnPage
+	if firstPage && nextCursor == "" {
+		learn = h.catalog.Learn
+	}
+	if err := learn(r.Context(), server, tools); err != nil {
+		h.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
+	}
+
+	kept := make([]json.RawMessage, 0, len(tools))
+	for _, raw := range tools {
+		var named struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(raw, &named); err != nil {
+			return nil, fmt.Errorf("reading a listed tool: %w", err)
+		}
+		tool, listed := h.catalog.Lookup(server, named.Name)
+		if !listed {
+			tool = catalog.Tool{Name: named.Name, Annotations: map[string]any{}, Category: catalog.Destructive}
+		}
+		input := h.baseInput(r, version)
+		input.Kind, input.Method = mcpmsg.KindRequest.String(), "tools/call"
+		input.Tool = &policy.Tool{Name: named.Name, Annotations: tool.Annotations, Category: string(tool.Category), Changed: tool.Changed}
+		permission, defined, err := h.engine.ToolPermission(r.Context(), input)
+		if err != nil {
+			h.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", named.Name), zap.Error(err))
+		}
+		if defined && permission.Action == policy.ActionBlock {
+			continue
+		}
+		kept = append(kept, raw)
+	}
+	if len(kept) == len(tools) {
+		return result, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(result, &members); err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	}
+	keptJSON, err := json.Marshal(kept)
+	if err != nil {
+		return nil, fmt.Errorf("encoding tools/list: %w", err)
+	}
+	members["tools"] = keptJSON
+	return json.Marshal(members)
+}
