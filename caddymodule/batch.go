@@ -41,6 +41,7 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, next caddyh
 	case len(answers) == 0:
 		return h.forward(w, r, next, mcpmsg.BatchResponse(allowed))
 	}
+	readReplyUncompressed(r)
 	merger := &batchMerger{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, answers: answers}
 	err := h.forward(merger, r, next, mcpmsg.BatchResponse(allowed))
 	merger.finish()
@@ -159,8 +160,5 @@ func mergeBatchReplies(reply []byte, answers [][]byte) []byte {
 
 // sseMessageEvent frames one JSON-RPC message as a Server-Sent Event.
 func sseMessageEvent(message []byte) []byte {
-	event := make([]byte, 0, len(message)+24)
-	event = append(event, "event: message\ndata: "...)
-	event = append(event, message...)
-	return append(event, "\n\n"...)
+	return mcpmsg.Event{Type: "message", Data: string(message), HasData: true}.Encode()
 }

@@ -41,6 +41,7 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, version s
 	if ids == nil {
 		return w, func() error { return nil }
 	}
+	readReplyUncompressed(r)
 	return observe.Wrap(w, observe.Hooks{
 		WatchIDs: ids,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
@@ -53,10 +54,17 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, version s
 
 // observeStream watches a GET stream for tool list changes.
 func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, func() error) {
+	readReplyUncompressed(r)
 	return observe.Wrap(w, observe.Hooks{
 		OnMessage: h.watchToolListChanges(h.serverName(r)),
 		OnError:   h.logReplyError(r),
 	})
+}
+
+// readReplyUncompressed asks the upstream for an uncompressed reply, for
+// replies the gateway reads: it refuses compressed ones rather than guess.
+func readReplyUncompressed(r *http.Request) {
+	r.Header.Set("Accept-Encoding", "identity")
 }
 
 func (h *Handler) watchToolListChanges(server string) func(*mcpmsg.Message) {

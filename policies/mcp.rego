@@ -81,5 +81,6 @@ custom_approval_reasons := {reason_text(reason) | some reason in data.mcp.needs_
 
 # reason_text lets a rule contribute something other than a string and
 # still be heard.
-reason_text(reason) := reason if is_string(reason)
-else := json.marshal(reason)
+reason_text(reason) := reason if {
+	is_string(reason)
+} else := json.marshal(reason)

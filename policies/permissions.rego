@@ -128,8 +128,9 @@ entry_reason(found, action) := sprintf("tool %q is set to %s%s", [input.tool.nam
 	[input.tool.name, category_label, category_label, action, server_note(found)],
 )
 
-server_note(found) := sprintf(" on server %q", [input.server]) if found.on_server
-else := ""
+server_note(found) := sprintf(" on server %q", [input.server]) if {
+	found.on_server
+} else := ""
 
 # table_problems says what is wrong with the parts of the table a decision
 # on this tool reads: the table itself and this server's section. Entries

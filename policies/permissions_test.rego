@@ -136,6 +136,7 @@ test_malformed_entries_block if {
 		"Allow",
 		"",
 		true,
+		false,
 		1,
 		null,
 		["allow"],
@@ -163,6 +164,7 @@ test_malformed_table_blocks if {
 	every bad in [
 		"allow",
 		["allow"],
+		false,
 		{"read_only": "allow", "tool": {"list_issues": "allow"}},
 		{"read_only": "allow", "tools": ["list_issues"]},
 		{"read_only": "allow", "servers": "crm"},

@@ -16,15 +16,20 @@ import (
 	"github.com/mcpgate/mcpgate/policies"
 )
 
+// TestRegoLibrary runs the library's Rego tests with built-in errors
+// raised, as the gateway evaluates, and as `mcpgate policy test` runs them.
 func TestRegoLibrary(t *testing.T) {
-	results, err := tester.Run(context.Background(), ".")
+	modules, store, err := tester.Load([]string{"."}, nil)
+	if err != nil {
+		t.Fatalf("loading the Rego tests: %v", err)
+	}
+	results, err := tester.NewRunner().SetStore(store).RaiseBuiltinErrors(true).SetModules(modules).RunTests(context.Background(), nil)
 	if err != nil {
 		t.Fatalf("running the Rego tests: %v", err)
 	}
-	if len(results) == 0 {
-		t.Fatal("no Rego tests found")
-	}
-	for _, r := range results {
+	n := 0
+	for r := range results {
+		n++
 		t.Run(r.Package+"."+r.Name, func(t *testing.T) {
 			switch {
 			case r.Error != nil:
@@ -33,6 +38,9 @@ func TestRegoLibrary(t *testing.T) {
 				t.Errorf("%s: failed", r.Location)
 			}
 		})
+	}
+	if n == 0 {
+		t.Fatal("no Rego tests found")
 	}
 }
 

@@ -1,0 +1,66 @@
+# An organization's own rule, beside the shipped library: on server github,
+# a tool that changes a repository may only change one of ours. It can only
+# make decisions stricter; the permissions table (permissions.yaml) still
+# decides everything else.
+package mcp
+
+import rego.v1
+
+our_organization := "acme"
+
+# Tools that change a repository, whatever their annotations say; any
+# other tool that is not read-only counts too.
+repository_changes := {
+	"create_or_update_file",
+	"push_files",
+	"delete_file",
+	"create_branch",
+	"create_pull_request",
+	"update_pull_request",
+	"merge_pull_request",
+	"create_issue",
+	"update_issue",
+	"add_issue_comment",
+	"create_release",
+}
+
+changes_a_repository if input.tool.name in repository_changes
+
+changes_a_repository if {
+	input.tool
+	input.tool.category != "read_only"
+}
+
+# repository_owners are the owners a call names: its owner argument, and
+# the part before the slash of a repo or repository argument written
+# "owner/name". The upstream could read either, so every one must be ours.
+repository_owners contains lower(owner) if {
+	owner := input.tool.arguments.owner
+	is_string(owner)
+}
+
+repository_owners contains json.marshal(owner) if {
+	owner := input.tool.arguments.owner
+	not is_string(owner)
+}
+
+repository_owners contains lower(owner) if {
+	some key in ["repo", "repository"]
+	repo := input.tool.arguments[key]
+	is_string(repo)
+	contains(repo, "/")
+	owner := split(repo, "/")[0]
+}
+
+block contains sprintf("tool %q may only change repositories of %s, not of %q", [input.tool.name, our_organization, owner]) if {
+	input.server == "github"
+	changes_a_repository
+	some owner in repository_owners
+	owner != our_organization
+}
+
+block contains sprintf("tool %q changes a repository but does not say whose (want an owner argument, or repo as \"owner/name\")", [input.tool.name]) if {
+	input.server == "github"
+	changes_a_repository
+	count(repository_owners) == 0
+}
