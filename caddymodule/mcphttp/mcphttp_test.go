@@ -1,0 +1,97 @@
+package mcphttp
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestCheckHeaders(t *testing.T) {
+	call := BodyFacts{IsRequest: true, Method: "tools/call", Params: map[string]any{"name": "echo"}}
+	read := BodyFacts{IsRequest: true, Method: "resources/read", Params: map[string]any{"uri": "file:///a"}}
+	tests := []struct {
+		name    string
+		header  http.Header
+		version string
+		body    BodyFacts
+		wantErr string
+	}{
+		{"no headers before 2026", http.Header{}, Version20251125, call, ""},
+		{"agreeing headers before 2026", http.Header{HeaderMethod: {"tools/call"}, HeaderName: {"echo"}}, Version20251125, call, ""},
+		{"disagreeing name before 2026", http.Header{HeaderName: {"other"}}, Version20251125, call, "does not match"},
+		{"required under 2026", http.Header{}, Version20260728, call, "missing required Mcp-Method"},
+		{"name required under 2026", http.Header{HeaderMethod: {"tools/call"}}, Version20260728, call, "missing required Mcp-Name"},
+		{"complete under 2026", http.Header{HeaderMethod: {"tools/call"}, HeaderName: {"echo"}}, Version20260728, call, ""},
+		{"resource uri", http.Header{HeaderMethod: {"resources/read"}, HeaderName: {"file:///a"}}, Version20260728, read, ""},
+		{"base64 name", http.Header{HeaderMethod: {"tools/call"}, HeaderName: {"=?base64?ZWNobw==?="}}, Version20260728, call, ""},
+		{"malformed base64", http.Header{HeaderMethod: {"tools/call"}, HeaderName: {"=?base64?!!?="}}, Version20260728, call, "malformed"},
+		{"name for a method that names nothing", http.Header{HeaderMethod: {"ping"}, HeaderName: {"x"}}, Version20260728, BodyFacts{IsRequest: true, Method: "ping"}, "names nothing"},
+		{"notification needs no headers", http.Header{}, Version20260728, BodyFacts{Method: "notifications/initialized"}, ""},
+		{"version header disagrees with _meta", http.Header{HeaderProtocolVersion: {Version20251125}, HeaderMethod: {"tools/call"}, HeaderName: {"echo"}},
+			Version20260728, BodyFacts{IsRequest: true, Method: "tools/call", Params: map[string]any{"name": "echo"}, ProtocolVersion: Version20260728}, "does not match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckHeaders(tt.header, tt.version, tt.body)
+			if tt.wantErr == "" && err != nil {
+				t.Errorf("CheckHeaders = %v, want no error", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("CheckHeaders = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestOriginPolicy(t *testing.T) {
+	loopback := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	public := &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 443}
+	tests := []struct {
+		name    string
+		policy  OriginPolicy
+		local   net.Addr
+		host    string
+		origin  string
+		allowed bool
+	}{
+		{"no origin", OriginPolicy{}, public, "gw.example.com", "", true},
+		{"loopback origin on loopback", OriginPolicy{}, loopback, "127.0.0.1:8080", "http://localhost:3000", true},
+		{"rebinding on loopback", OriginPolicy{}, loopback, "evil.example:8080", "http://evil.example:8080", false},
+		{"same origin on a public site", OriginPolicy{}, public, "gw.example.com", "https://gw.example.com", true},
+		{"foreign origin on a public site", OriginPolicy{}, public, "gw.example.com", "https://evil.example", false},
+		{"configured origin", OriginPolicy{Allowed: []string{"https://app.example.com"}}, public, "gw.example.com", "https://app.example.com", true},
+		{"configured list excludes others", OriginPolicy{Allowed: []string{"https://app.example.com"}}, loopback, "127.0.0.1", "http://localhost", false},
+		{"wildcard", OriginPolicy{Allowed: []string{"*"}}, public, "gw.example.com", "https://any.example", true},
+		{"null origin", OriginPolicy{}, public, "gw.example.com", "null", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "http://"+tt.host+"/mcp", nil)
+			r.Host = tt.host
+			if tt.origin != "" {
+				r.Header.Set("Origin", tt.origin)
+			}
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tt.local))
+			if err := tt.policy.Check(r); (err == nil) != tt.allowed {
+				t.Errorf("Check = %v, want allowed %v", err, tt.allowed)
+			}
+		})
+	}
+}
+
+func TestVersions(t *testing.T) {
+	for _, v := range SupportedVersions {
+		if err := CheckVersion(v); err != nil {
+			t.Errorf("CheckVersion(%s) = %v", v, err)
+		}
+	}
+	if CheckVersion("2024-11-05") == nil || CheckVersion("") == nil {
+		t.Error("CheckVersion accepted an unsupported revision")
+	}
+	if !BatchesAllowed(Version20250326) || BatchesAllowed(Version20250618) {
+		t.Error("batches are allowed in 2025-03-26 only")
+	}
+}
