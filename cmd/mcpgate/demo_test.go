@@ -37,10 +37,10 @@ func TestCaddyfilesAdapt(t *testing.T) {
 	}
 }
 
-// TestDemo runs the root Caddyfile (on free ports) and drives the demo
-// tracker through the gateway with a go-sdk client: reads run, the shipped
-// policy's refusals reach the client.
-func TestDemo(t *testing.T) {
+// startDemo runs the root Caddyfile on free ports, with the given admin
+// setting, and returns a go-sdk client session through its gateway.
+func startDemo(t *testing.T, admin string) *mcp.ClientSession {
+	t.Helper()
 	raw, err := os.ReadFile("../../Caddyfile")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestDemo(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
 	gatewayPort, demoPort := caddytest.FreePort(t), caddytest.FreePort(t)
 	caddyfile := strings.NewReplacer(
-		"admin localhost:2019", fmt.Sprintf("admin off\n\tstorage file_system %q", t.TempDir()),
+		"admin localhost:2019", fmt.Sprintf("admin %s\n\tstorage file_system %q", admin, t.TempDir()),
 		":8080", fmt.Sprintf(":%d", gatewayPort),
 		":9000", fmt.Sprintf(":%d", demoPort),
 		"./policies", "../../policies",
@@ -63,7 +63,17 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connecting through the demo gateway: %v", err)
 	}
-	defer session.Close()
+	t.Cleanup(func() { session.Close() })
+	return session
+}
+
+// TestDemo runs the root Caddyfile (on free ports) and drives the demo
+// tracker through the gateway with a go-sdk client: reads run, the shipped
+// policy's refusals reach the client.
+func TestDemo(t *testing.T) {
+	session := startDemo(t, "off")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
 
 	tools, err := session.ListTools(ctx, nil)
 	if err != nil {

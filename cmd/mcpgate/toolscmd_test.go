@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/caddytest"
+)
+
+// TestToolsCommand runs `mcpgate tools list|accept` against the demo's
+// admin API.
+func TestToolsCommand(t *testing.T) {
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
+	session := startDemo(t, adminAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := session.ListTools(ctx, nil); err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+
+	var out bytes.Buffer
+	if _, err := listToolsCommand(&out, adminAddr, "tracker"); err != nil {
+		t.Fatalf("tools list: %v", err)
+	}
+	for _, want := range []string{"SERVER", "list_issues", "read_only", "delete_issue", "destructive", "accepted"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("tools list output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	tests := []struct {
+		name    string
+		req     caddymodule.AcceptRequest
+		wantErr string
+	}{
+		{"unknown tool", caddymodule.AcceptRequest{Server: "tracker", Tool: "nope"}, "404"},
+		{"stale hash", caddymodule.AcceptRequest{Server: "tracker", Tool: "list_issues", Hash: "00"}, "409"},
+		{"missing flags", caddymodule.AcceptRequest{Server: "tracker"}, "--server and --tool are required"},
+		{"accept", caddymodule.AcceptRequest{Server: "tracker", Tool: "list_issues"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := acceptToolCommand(&out, adminAddr, tt.req)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("accept: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("accept error = %v, want one containing %q", err, tt.wantErr)
+			case tt.wantErr == "" && !strings.Contains(out.String(), "accepted"):
+				t.Errorf("accept output = %q", out.String())
+			}
+		})
+	}
+}
