@@ -212,7 +212,11 @@ func (e *Engine) ToolPermission(ctx context.Context, input *Input) (d Decision, 
 func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input *Input) (rego.ResultSet, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := query.Eval(ctx, rego.EvalInput(input.Document()))
+	value, err := input.Value()
+	if err != nil {
+		return nil, fmt.Errorf("building policy input: %w", err)
+	}
+	rs, err := query.Eval(ctx, rego.EvalParsedInput(value))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}

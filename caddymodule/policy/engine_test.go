@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"context"
 	"fmt"
 	"maps"
@@ -236,7 +238,7 @@ func TestDocumentDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.check(tt.input.Document()); err != nil {
+			if err := tt.check(document(t, tt.input)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -391,4 +393,18 @@ func TestNewRejectsBadOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// document returns the input as policies see it, in plain Go values.
+func document(t *testing.T, in *Input) map[string]any {
+	t.Helper()
+	value, err := in.Value()
+	if err != nil {
+		t.Fatalf("Value: %v", err)
+	}
+	doc, err := ast.JSON(value)
+	if err != nil {
+		t.Fatalf("ast.JSON: %v", err)
+	}
+	return doc.(map[string]any)
 }

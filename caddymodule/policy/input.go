@@ -1,8 +1,15 @@
 package policy
 
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
 // Input is the document a policy sees as `input` for one MCP message. It is
 // built by the gateway in one place and converted to the JSON shape
-// documented in README.md by Document.
+// documented in README.md by Value.
 type Input struct {
 	// Kind is "request", "notification" or "response".
 	Kind string
@@ -11,7 +18,9 @@ type Input struct {
 	Method string
 	// Params is the message's params object, decoded; nil when absent.
 	Params map[string]any
-	// Direction is "client_to_server" for messages a client posts.
+	// Direction is "client_to_server" for messages a client posts, and
+	// "server_to_client" for requests the upstream sends the client
+	// (sampling/createMessage, elicitation/create, roots/list, ...).
 	Direction string
 	// Tool is set for tools/call only.
 	Tool *Tool
@@ -66,10 +75,11 @@ type Request struct {
 // Direction values for Input.Direction.
 const (
 	DirectionClientToServer = "client_to_server"
+	DirectionServerToClient = "server_to_client"
 )
 
-// Document returns the input as the plain JSON-shaped map OPA evaluates,
-// the one place that defines what policies see:
+// Value returns the input as the document OPA evaluates, the one place
+// that defines what policies see:
 //
 //	{
 //	  "kind": "request", "method": "tools/call", "direction": "client_to_server",
@@ -84,49 +94,105 @@ const (
 //	}
 //
 // Objects a policy may index (arguments, annotations, claims, headers) are
-// always objects, never null. A map rather than a tagged struct spares OPA
-// a JSON round trip per call.
-func (in *Input) Document() map[string]any {
-	headers := make(map[string]any, len(in.Request.Headers))
+// always objects, never null. The document is built as OPA's own value
+// rather than a map that OPA would copy and convert on every evaluation,
+// and the arguments, which a tools/call carries twice (in params and in
+// tool), are converted once.
+func (in *Input) Value() (ast.Value, error) {
+	headers := ast.NewObject()
 	for name, value := range in.Request.Headers {
-		headers[name] = value
+		headers.Insert(ast.StringTerm(name), ast.StringTerm(value))
 	}
-	doc := make(map[string]any, 10)
-	doc["kind"] = in.Kind
-	doc["method"] = in.Method
-	doc["direction"] = in.Direction
-	doc["server"] = in.Server
-	doc["session"] = in.Session
-	doc["protocol_version"] = in.ProtocolVersion
-	doc["request"] = map[string]any{
-		"remote_ip": in.Request.RemoteIP,
-		"host":      in.Request.Host,
-		"path":      in.Request.Path,
-		"headers":   headers,
-	}
+	doc := ast.NewObject(
+		ast.Item(ast.StringTerm("kind"), ast.StringTerm(in.Kind)),
+		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
+		ast.Item(ast.StringTerm("direction"), ast.StringTerm(in.Direction)),
+		ast.Item(ast.StringTerm("server"), ast.StringTerm(in.Server)),
+		ast.Item(ast.StringTerm("session"), ast.StringTerm(in.Session)),
+		ast.Item(ast.StringTerm("protocol_version"), ast.StringTerm(in.ProtocolVersion)),
+		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("remote_ip"), ast.StringTerm(in.Request.RemoteIP)),
+			ast.Item(ast.StringTerm("host"), ast.StringTerm(in.Request.Host)),
+			ast.Item(ast.StringTerm("path"), ast.StringTerm(in.Request.Path)),
+			ast.Item(ast.StringTerm("headers"), ast.NewTerm(headers)),
+		)),
+	)
+	var params ast.Object
 	if in.Params != nil {
-		doc["params"] = in.Params
+		value, err := objectValue(in.Params)
+		if err != nil {
+			return nil, fmt.Errorf("converting params: %w", err)
+		}
+		params = value
+		doc.Insert(ast.StringTerm("params"), ast.NewTerm(params))
 	}
 	if in.Tool != nil {
-		doc["tool"] = map[string]any{
-			"name":        in.Tool.Name,
-			"arguments":   objectOrEmpty(in.Tool.Arguments),
-			"annotations": objectOrEmpty(in.Tool.Annotations),
-			"category":    in.Tool.Category,
-			"changed":     in.Tool.Changed,
+		arguments, err := in.argumentsValue(params)
+		if err != nil {
+			return nil, err
 		}
+		annotations, err := objectValue(in.Tool.Annotations)
+		if err != nil {
+			return nil, fmt.Errorf("converting annotations: %w", err)
+		}
+		doc.Insert(ast.StringTerm("tool"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("name"), ast.StringTerm(in.Tool.Name)),
+			ast.Item(ast.StringTerm("arguments"), ast.NewTerm(arguments)),
+			ast.Item(ast.StringTerm("annotations"), ast.NewTerm(annotations)),
+			ast.Item(ast.StringTerm("category"), ast.StringTerm(in.Tool.Category)),
+			ast.Item(ast.StringTerm("changed"), ast.BooleanTerm(in.Tool.Changed)),
+		))
 	}
 	if in.User != nil {
-		doc["user"] = map[string]any{"id": in.User.ID, "claims": objectOrEmpty(in.User.Claims)}
+		claims, err := objectValue(in.User.Claims)
+		if err != nil {
+			return nil, fmt.Errorf("converting claims: %w", err)
+		}
+		doc.Insert(ast.StringTerm("user"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("id"), ast.StringTerm(in.User.ID)),
+			ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
+		))
 	}
-	return doc
+	return doc, nil
 }
 
-// objectOrEmpty returns m, or an empty object when m is nil, so that a
-// policy reading a member of it gets undefined rather than an error.
-func objectOrEmpty(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
+// argumentsValue converts the tool's arguments, reusing the converted
+// params.arguments when it is the same map (as it is for a tools/call).
+func (in *Input) argumentsValue(params ast.Object) (ast.Object, error) {
+	if params != nil {
+		if fromParams, ok := in.Params["arguments"].(map[string]any); ok && sameMap(fromParams, in.Tool.Arguments) {
+			if term := params.Get(ast.StringTerm("arguments")); term != nil {
+				if obj, ok := term.Value.(ast.Object); ok {
+					return obj, nil
+				}
+			}
+		}
 	}
-	return m
+	arguments, err := objectValue(in.Tool.Arguments)
+	if err != nil {
+		return nil, fmt.Errorf("converting arguments: %w", err)
+	}
+	return arguments, nil
+}
+
+// sameMap reports whether a and b are the same map (not merely equal).
+func sameMap(a, b map[string]any) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// objectValue converts a decoded JSON object; nil becomes {}, so that a
+// policy reading a member of it gets undefined rather than an error.
+func objectValue(m map[string]any) (ast.Object, error) {
+	if m == nil {
+		return ast.NewObject(), nil
+	}
+	value, err := ast.InterfaceToValue(m)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("want an object, got %T", value)
+	}
+	return obj, nil
 }

@@ -1,0 +1,416 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/httprc/v3"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// Defaults and limits for JWTConfig.
+const (
+	// DefaultLeeway is the clock skew allowed when checking exp, nbf and
+	// iat: small enough that an expired token is not honoured for long,
+	// large enough to absorb the drift of NTP-synchronised clocks.
+	DefaultLeeway = 30 * time.Second
+	// DefaultRefreshInterval is how often the JWKS is fetched anew.
+	DefaultRefreshInterval = 15 * time.Minute
+	// MinRefreshGap is the least time between two fetches of the JWKS made
+	// because a token names a key the verifier does not know, so that a
+	// flood of such tokens cannot become a flood of fetches. It is also the
+	// least RefreshInterval.
+	MinRefreshGap = 10 * time.Second
+)
+
+// fetchTimeout bounds one on-demand fetch of the JWKS, and so the time a
+// request can wait for it.
+const fetchTimeout = 10 * time.Second
+
+// closeTimeout bounds the wait for the background refresh to stop.
+const closeTimeout = 5 * time.Second
+
+// keyTypes maps every algorithm a JWTVerifier can accept to the type of key
+// that signs with it. Symmetric algorithms (HS256...) are absent on purpose:
+// a JWKS publishes keys, so an HMAC "secret" from it is public, and a token
+// claiming one is the classic key-confusion attack. "none" is absent too.
+var keyTypes = map[string]jwa.KeyType{
+	jwa.RS256().String():        jwa.RSA(),
+	jwa.RS384().String():        jwa.RSA(),
+	jwa.RS512().String():        jwa.RSA(),
+	jwa.PS256().String():        jwa.RSA(),
+	jwa.PS384().String():        jwa.RSA(),
+	jwa.PS512().String():        jwa.RSA(),
+	jwa.ES256().String():        jwa.EC(),
+	jwa.ES384().String():        jwa.EC(),
+	jwa.ES512().String():        jwa.EC(),
+	jwa.EdDSA().String():        jwa.OKP(),
+	jwa.EdDSAEd25519().String(): jwa.OKP(),
+}
+
+// JWTConfig configures a JWTVerifier.
+type JWTConfig struct {
+	// JWKSURL is where the authorization server publishes its signing
+	// keys. It must use https, or http to a loopback host.
+	JWKSURL string
+	// Issuer is the exact "iss" tokens must carry. Required.
+	Issuer string
+	// Audience lists the values accepted in "aud": a token is accepted
+	// when its audience contains at least one of them. For an MCP server
+	// this is the gateway's canonical URI (RFC 8707). At least one is
+	// required.
+	Audience []string
+	// Leeway is the clock skew allowed when checking exp, nbf and iat;
+	// zero means DefaultLeeway.
+	Leeway time.Duration
+	// Algorithms are the signing algorithms accepted; empty means every
+	// asymmetric algorithm supported: RS256, RS384, RS512, PS256, PS384,
+	// PS512, ES256, ES384, ES512, EdDSA and Ed25519. HMAC algorithms and
+	// "none" are refused.
+	Algorithms []string
+	// RefreshInterval is how often the JWKS is fetched anew in the
+	// background; zero means DefaultRefreshInterval.
+	RefreshInterval time.Duration
+	// HTTPClient fetches the JWKS; nil means jwx's default client. Either
+	// way the fetch gets jwx's protections: a 30-second timeout unless the
+	// client sets one, no redirect from https to http, at most 5 redirects.
+	HTTPClient *http.Client
+}
+
+// JWTVerifier verifies bearer tokens that are JWTs signed by a key from a
+// JWKS. It is safe for concurrent use.
+type JWTVerifier struct {
+	jwksURL    string
+	issuer     string
+	audience   []string
+	leeway     time.Duration
+	algorithms []string
+
+	cache *jwk.Cache
+	// jwks is the cached key set; its Resource is nil until the first
+	// successful fetch.
+	jwks *httprc.ResourceBase[jwk.Set]
+	// refreshing is a one-slot semaphore that serialises on-demand
+	// fetches; whoever holds it may read and write lastRefresh.
+	refreshing  chan struct{}
+	lastRefresh time.Time
+	refreshGap  time.Duration
+}
+
+// NewJWTVerifier checks cfg and starts keeping the JWKS in a cache that
+// refreshes it in the background until ctx is done or Close is called.
+//
+// The first fetch starts at once but is not waited for, and its failure
+// does not fail NewJWTVerifier: a gateway should start even while its
+// identity provider blips. Until keys have been fetched, Verify fetches
+// them itself (at most once per MinRefreshGap) and returns
+// ErrKeysUnavailable when it cannot.
+func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
+	v, err := newJWTVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	refreshInterval := cfg.RefreshInterval
+	if refreshInterval == 0 {
+		refreshInterval = DefaultRefreshInterval
+	}
+	options := []jwk.RegisterOption{
+		jwk.WithWaitReady(false),
+		jwk.WithConstantInterval(refreshInterval),
+	}
+	if cfg.HTTPClient != nil {
+		options = append(options, jwk.WithHTTPClient(jwk.WrapHTTPClientDefaults(cfg.HTTPClient)))
+	}
+	cache, err := jwk.NewCache(ctx, httprc.NewClient(httprc.WithWorkers(1)))
+	if err != nil {
+		return nil, fmt.Errorf("starting JWKS cache: %w", err)
+	}
+	v.cache = cache
+	if err := cache.Register(ctx, v.jwksURL, options...); err != nil {
+		return nil, errors.Join(fmt.Errorf("registering JWKS %s: %w", v.jwksURL, err), v.Close())
+	}
+	v.jwks, err = cache.LookupResource(ctx, v.jwksURL)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("looking up JWKS %s: %w", v.jwksURL, err), v.Close())
+	}
+	return v, nil
+}
+
+// newJWTVerifier checks cfg and returns a verifier without its cache.
+func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
+	if cfg.JWKSURL == "" {
+		return nil, errors.New("jwks_url is required")
+	}
+	if _, err := parseEndpoint(cfg.JWKSURL); err != nil {
+		return nil, fmt.Errorf("jwks_url %q: %w", cfg.JWKSURL, err)
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("issuer is required")
+	}
+	if len(cfg.Audience) == 0 {
+		return nil, errors.New("at least one audience is required")
+	}
+	if slices.Contains(cfg.Audience, "") {
+		return nil, errors.New("audience must not be empty")
+	}
+	if cfg.Leeway < 0 {
+		return nil, fmt.Errorf("leeway %s must not be negative", cfg.Leeway)
+	}
+	if cfg.RefreshInterval != 0 && cfg.RefreshInterval < MinRefreshGap {
+		return nil, fmt.Errorf("refresh interval %s must be at least %s", cfg.RefreshInterval, MinRefreshGap)
+	}
+	algorithms := cfg.Algorithms
+	if len(algorithms) == 0 {
+		algorithms = slices.Sorted(maps.Keys(keyTypes))
+	}
+	for _, alg := range algorithms {
+		if _, ok := keyTypes[alg]; !ok {
+			return nil, fmt.Errorf("algorithm %q is not accepted: use an asymmetric algorithm (%s)",
+				alg, strings.Join(slices.Sorted(maps.Keys(keyTypes)), ", "))
+		}
+	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = DefaultLeeway
+	}
+	return &JWTVerifier{
+		jwksURL:    cfg.JWKSURL,
+		issuer:     cfg.Issuer,
+		audience:   slices.Clone(cfg.Audience),
+		leeway:     leeway,
+		algorithms: slices.Clone(algorithms),
+		refreshing: make(chan struct{}, 1),
+		refreshGap: MinRefreshGap,
+	}, nil
+}
+
+// Close stops the background refresh of the JWKS.
+func (v *JWTVerifier) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	if err := v.cache.Shutdown(ctx); err != nil {
+		return fmt.Errorf("stopping JWKS refresh: %w", err)
+	}
+	return nil
+}
+
+// errWrongAudience is the cause of a rejection for audience.
+var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences`)
+
+// Verify checks a bearer token in JWS compact serialization and returns
+// its caller. The token must be signed with an accepted algorithm by the
+// key its "kid" names in the JWKS, that key's type and declared algorithm
+// must match, and the token must carry "exp", be within exp and nbf and
+// not issued in the future (give or take the leeway), carry the configured
+// "iss", an "aud" containing an accepted audience, and a non-empty "sub".
+// Tokens with a "crit" header are refused: the verifier implements no
+// extension.
+//
+// A token naming an unknown key makes Verify fetch the JWKS again, at most
+// once per MinRefreshGap, so that rotated keys are picked up.
+//
+// A rejected token yields a *TokenError; ErrKeysUnavailable means the
+// token could not be judged.
+func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
+	if strings.Count(token, ".") != 2 {
+		return nil, invalidToken("malformed token", errors.New("not a JWS in compact serialization"))
+	}
+	payload, err := jws.Verify([]byte(token),
+		jws.WithCompact(),
+		jws.WithContext(ctx),
+		// No extension is implemented, so every "crit" header is refused,
+		// and with it unencoded payloads ("b64": false, RFC 7797 §3).
+		jws.WithCritValidation(true),
+		jws.WithKeyProvider(jws.KeyProviderFunc(v.provideKey)),
+	)
+	if err != nil {
+		return nil, verifyError(ctx, err)
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return nil, invalidToken("malformed claims", err)
+	}
+	parsed, err := jwt.ParseInsecure(payload)
+	if err != nil {
+		return nil, invalidToken("malformed claims", err)
+	}
+	err = jwt.Validate(parsed,
+		jwt.WithContext(ctx),
+		jwt.WithAcceptableSkew(v.leeway),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithIssuer(v.issuer),
+		jwt.WithValidator(jwt.ValidatorFunc(v.checkAudience)),
+	)
+	if err != nil {
+		return nil, invalidToken(describeValidation(err), err)
+	}
+	sub, ok := claims[jwt.SubjectKey].(string)
+	if !ok || sub == "" {
+		return nil, invalidToken("missing subject", errors.New(`"sub" is absent or empty`))
+	}
+	return &User{ID: sub, Claims: claims}, nil
+}
+
+// verifyError turns an error from jws.Verify into what Verify returns.
+func verifyError(ctx context.Context, err error) error {
+	var tokenErr *TokenError
+	switch {
+	case errors.As(err, &tokenErr):
+		return tokenErr
+	case errors.Is(err, ErrKeysUnavailable):
+		return fmt.Errorf("verifying bearer token: %w", err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("verifying bearer token: %w", ctx.Err())
+	case errors.Is(err, jws.ParseError()):
+		return invalidToken("malformed token", err)
+	}
+	return invalidToken("invalid signature", err)
+}
+
+// provideKey is the jws.KeyProvider for Verify: it picks the key the
+// signature's "kid" names, after checking the algorithm, so that jws only
+// ever verifies with an accepted algorithm and the key the JWKS binds to it.
+func (v *JWTVerifier) provideKey(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+	header := sig.ProtectedHeaders()
+	alg, ok := header.Algorithm()
+	if !ok || !slices.Contains(v.algorithms, alg.String()) {
+		return invalidToken("signing algorithm not accepted", fmt.Errorf("alg %q", alg))
+	}
+	kid, ok := header.KeyID()
+	if !ok || kid == "" {
+		return invalidToken("no key id", errors.New(`the token has no "kid" header`))
+	}
+	key, err := v.signingKey(ctx, kid, keyTypes[alg.String()])
+	if err != nil {
+		return err
+	}
+	if keyAlg, ok := key.Algorithm(); ok && keyAlg.String() != alg.String() {
+		return invalidToken("signing algorithm does not match the key",
+			fmt.Errorf("alg %q, key %q is for %q", alg, kid, keyAlg))
+	}
+	if use, ok := key.KeyUsage(); ok && use != "" && use != jwk.ForSignature.String() {
+		return invalidToken("key is not for signatures", fmt.Errorf("key %q has use %q", kid, use))
+	}
+	sink.Key(alg, key)
+	return nil
+}
+
+// signingKey returns the JWKS key with the given id and type, fetching the
+// JWKS again when it has none (as after a key rotation), at most once per
+// refresh gap.
+func (v *JWTVerifier) signingKey(ctx context.Context, kid string, kty jwa.KeyType) (jwk.Key, error) {
+	if key, ok := findKey(v.jwks.Resource(), kid, kty); ok {
+		return key, nil
+	}
+	refreshErr := v.refresh(ctx)
+	set := v.jwks.Resource()
+	if set == nil {
+		if refreshErr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, refreshErr)
+		}
+		return nil, ErrKeysUnavailable
+	}
+	if key, ok := findKey(set, kid, kty); ok {
+		return key, nil
+	}
+	return nil, invalidToken("unknown signing key", errors.Join(fmt.Errorf("no %s key %q in the JWKS", kty, kid), refreshErr))
+}
+
+// findKey returns the first key in set with the given id and type.
+func findKey(set jwk.Set, kid string, kty jwa.KeyType) (jwk.Key, bool) {
+	if set == nil {
+		return nil, false
+	}
+	for i := range set.Len() {
+		key, ok := set.Key(i)
+		if !ok {
+			continue
+		}
+		if id, _ := key.KeyID(); id == kid && key.KeyType() == kty {
+			return key, true
+		}
+	}
+	return nil, false
+}
+
+// refresh fetches the JWKS now unless that was done less than the refresh
+// gap ago; callers that find a fetch under way wait for it and then use
+// its result.
+func (v *JWTVerifier) refresh(ctx context.Context) error {
+	select {
+	case v.refreshing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-v.refreshing }()
+	if !v.lastRefresh.IsZero() && time.Since(v.lastRefresh) < v.refreshGap {
+		return nil
+	}
+	v.lastRefresh = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	if _, err := v.cache.Refresh(ctx, v.jwksURL); err != nil {
+		return fmt.Errorf("fetching JWKS %s: %w", v.jwksURL, err)
+	}
+	return nil
+}
+
+// checkAudience is the jwt.Validator for "aud".
+func (v *JWTVerifier) checkAudience(_ context.Context, token jwt.Token) error {
+	audience, _ := token.Audience()
+	for _, aud := range audience {
+		if slices.Contains(v.audience, aud) {
+			return nil
+		}
+	}
+	return errWrongAudience
+}
+
+// describeValidation says in safe words why jwt.Validate refused a token.
+func describeValidation(err error) string {
+	switch {
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return "token expired"
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return "token not yet valid"
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return "token issued in the future"
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return "wrong issuer"
+	case errors.Is(err, errWrongAudience):
+		return "wrong audience"
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return "missing expiry"
+	}
+	return "invalid claims"
+}
+
+// decodeClaims decodes a JWT claims set as a JSON object, numbers as
+// json.Number.
+func decodeClaims(payload []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return nil, fmt.Errorf("decoding claims: %w", err)
+	}
+	if claims == nil {
+		return nil, errors.New("claims are not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the claims object")
+	}
+	return claims, nil
+}

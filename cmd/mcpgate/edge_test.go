@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/caddytest"
+)
+
+// TestEdgeAllowlist runs examples/edge/Caddyfile on loopback: a client whose
+// address is outside ASSISTANT_IP_RANGES gets 403 and reaches nothing;
+// inside it, MCP traffic passes to the upstream.
+func TestEdgeAllowlist(t *testing.T) {
+	tests := []struct {
+		name       string
+		ranges     string
+		wantStatus int
+	}{
+		{"outside the allowlist", "10.0.0.0/8", http.StatusForbidden},
+		{"inside the allowlist", "127.0.0.1/32", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			demoPort, edgePort := caddytest.FreePort(t), caddytest.FreePort(t)
+			t.Setenv("MCPGATE_SITE", fmt.Sprintf("http://127.0.0.1:%d", edgePort))
+			t.Setenv("ASSISTANT_IP_RANGES", tt.ranges)
+			t.Setenv("MCP_UPSTREAM", fmt.Sprintf("127.0.0.1:%d", demoPort))
+			edge := strings.ReplaceAll(readFile(t, "../../examples/edge/Caddyfile"), "./policies", "../../policies")
+			caddytest.Start(t, caddytest.GlobalOptions(t)+edge+fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_demo\n}\n", demoPort))
+			caddytest.WaitForListener(t, edgePort)
+
+			req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/", edgePort), strings.NewReader(
+				`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
