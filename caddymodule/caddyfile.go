@@ -44,6 +44,24 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		disable_watch
 //		log_arguments
 //		pins_file <path>
+//		approval {
+//			webhook <url>...
+//			secret <whsec_...>
+//			callback_url <url>
+//			timeout|keepalive|hold <duration>
+//			store memory|redis <address>
+//			instance <name>
+//		}
+//		identity jwt {
+//			jwks_url <url>
+//			issuer <iss>
+//			audience <aud>...
+//			resource <canonical URI>
+//			authorization_servers <issuer>...
+//			scopes <scope>...
+//		}
+//		identity caddy [<user placeholder>]
+//		forward_token
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -127,10 +145,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.LogArguments = true
+		case "identity":
+			if h.Identity != nil {
+				return d.Err("identity given twice")
+			}
+			identityConfig, err := unmarshalIdentity(d)
+			if err != nil {
+				return err
+			}
+			h.Identity = identityConfig
+		case "forward_token":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ForwardToken = true
 		case "pins_file":
 			if !d.AllArgs(&h.PinsFile) {
 				return d.ArgErr()
 			}
+		case "approval":
+			if h.Approval != nil {
+				return d.Err("approval given twice")
+			}
+			approvalConfig, err := unmarshalApproval(d)
+			if err != nil {
+				return err
+			}
+			h.Approval = approvalConfig
 		default:
 			return d.Errf("unrecognized mcp_policy subdirective %q", d.Val())
 		}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -83,17 +84,42 @@ type Handler struct {
 	// default: arguments often hold personal or secret data.
 	LogArguments bool `json:"log_arguments,omitempty"`
 
+	// Identity says how the gateway learns who is calling: verified JWT
+	// bearer tokens, or the user an earlier Caddy handler authenticated.
+	// The caller is given to policies as input.user, and sessions are
+	// bound to the caller who created them.
+	Identity *IdentityConfig `json:"identity,omitempty"`
+
+	// ForwardToken forwards the caller's Authorization header upstream.
+	// By default, when an identity is configured, the header (a token
+	// issued for the gateway) is removed before forwarding.
+	ForwardToken bool `json:"forward_token,omitempty"`
+
 	// PinsFile is where accepted tool definitions (pins against changed
 	// tool definitions) are kept. Default: mcpgate/pins.json in Caddy's
 	// data directory.
 	PinsFile string `json:"pins_file,omitempty"`
 
+	// Approval holds the tool calls that the policy answers with
+	// needs_approval until a person approves them (by signed webhook
+	// callback, the admin API or the inbox page). Without it, such calls
+	// are refused.
+	Approval *ApprovalConfig `json:"approval,omitempty"`
+
 	engine   *policy.Engine
+	callers  *callerGate
+	// approvals is the shared approval service; approvalConfig is this
+	// handler's resolved approval block.
+	approvals      *approval.Service
+	approvalConfig *resolvedApproval
 	catalog  *catalog.Catalog
 	pinsFile string
 	metrics  *gatewayMetrics
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes *singleflight.Group
+	// sessions is what the gateway remembers of live sessions: the
+	// HTTP+SSE streams open through it and the server requests it relayed.
+	sessions  *sessionState
 	origins   mcphttp.OriginPolicy
 	limits    mcpmsg.Limits
 	logger    *zap.Logger
@@ -143,6 +169,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.engine = engine
 
+	if h.Identity != nil {
+		identityConfig := *h.Identity
+		for _, field := range []*string{&identityConfig.JWKSURL, &identityConfig.Issuer, &identityConfig.Resource} {
+			*field = repl.ReplaceKnown(*field, "")
+		}
+		if h.callers, err = newCallerGate(ctx, &identityConfig); err != nil {
+			return fmt.Errorf("mcp_policy: %w", err)
+		}
+	}
+
 	h.pinsFile = h.PinsFile
 	if h.pinsFile == "" {
 		h.pinsFile = defaultPinsFile()
@@ -152,8 +188,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
+	h.sessions = loadSessionState()
 	h.metrics, err = newGatewayMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	if err := h.provisionApprovals(ctx); err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
 	h.logger.Info("policy loaded",
@@ -177,6 +217,11 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
 	}
+	if h.Approval != nil {
+		if err := h.Approval.validate(); err != nil {
+			return fmt.Errorf("mcp_policy: %w", err)
+		}
+	}
 	if h.MaxBody < 0 {
 		return fmt.Errorf("mcp_policy: max_body must not be negative, got %d", h.MaxBody)
 	}
@@ -191,6 +236,17 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	if h.catalog != nil {
 		releaseCatalog(h.pinsFile)
+	}
+	if h.sessions != nil {
+		releaseSessionState()
+	}
+	if h.approvals != nil {
+		releaseApprovals(h.approvalConfig.poolKey())
+	}
+	if h.callers != nil {
+		if err := h.callers.close(); err != nil {
+			h.logger.Warn("closing the identity verifier", zap.Error(err))
+		}
 	}
 	if h.engine != nil {
 		return h.engine.Close()

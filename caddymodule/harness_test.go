@@ -36,6 +36,8 @@ type gatewayOptions struct {
 	global []string
 	// sites adds site blocks to the Caddyfile.
 	sites string
+	// before adds directives to the gateway's site (e.g. basic_auth).
+	before string
 }
 
 // startGateway runs the gateway in front of upstream and returns its URL.
@@ -50,12 +52,13 @@ func startGateway(t testing.TB, upstream string, opts gatewayOptions) string {
 	startCaddy(t, globalOptions(t, opts.global...)+opts.sites+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
+	%s
 	mcp_policy {
 		%s
 	}
 	reverse_proxy %s
 }
-`, port, policyBlock, strings.TrimPrefix(upstream, "http://")))
+`, port, opts.before, policyBlock, strings.TrimPrefix(upstream, "http://")))
 	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 	waitForListener(t, port)
 	return url
@@ -78,6 +81,7 @@ type upstream struct {
 
 type recordedRequest struct {
 	Method string
+	URL    string
 	Header http.Header
 	Body   []byte
 }
@@ -124,17 +128,22 @@ func newUpstreamWith(t testing.TB, mode upstreamMode, tools []*mcp.Tool, pageSiz
 
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
 		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.jsonResponse})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		u.mu.Lock()
-		u.requests = append(u.requests, recordedRequest{Method: r.Method, Header: r.Header.Clone(), Body: body})
-		u.mu.Unlock()
-		handler.ServeHTTP(w, r)
-	}))
+	srv := httptest.NewServer(u.recording(handler))
 	t.Cleanup(srv.Close)
 	u.URL = srv.URL
 	return u
+}
+
+// recording returns handler, recording every request it receives.
+func (u *upstream) recording(handler http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		u.mu.Lock()
+		u.requests = append(u.requests, recordedRequest{Method: r.Method, URL: r.URL.String(), Header: r.Header.Clone(), Body: body})
+		u.mu.Unlock()
+		handler.ServeHTTP(w, r)
+	})
 }
 
 // addTool adds (or replaces) a tool that answers "<name>:<text>" and

@@ -45,20 +45,25 @@ func checkContentType(header http.Header) error {
 // protocolVersion returns the MCP revision a POST was sent under: the
 // Mcp-Protocol-Version header, else the revision a 2026-07-28 body names in
 // _meta, else the revision an initialize request proposes, else the
-// spec's default for requests without the header.
-func protocolVersion(header http.Header, body *mcpmsg.Body) (string, error) {
+// spec's default for requests without the header. legacy is set for the
+// HTTP+SSE transport, which has revisions and a default of its own.
+func protocolVersion(header http.Header, body *mcpmsg.Body, legacy bool) (string, error) {
+	check, fallback := mcphttp.CheckVersion, mcphttp.DefaultVersion
+	if legacy {
+		check, fallback = mcphttp.CheckLegacySSEVersion, mcphttp.LegacySSEDefaultVersion
+	}
 	if values := header.Values(mcphttp.HeaderProtocolVersion); len(values) > 0 {
 		if len(values) > 1 {
 			return "", fmt.Errorf("%s header given %d times", mcphttp.HeaderProtocolVersion, len(values))
 		}
-		return values[0], mcphttp.CheckVersion(values[0])
+		return values[0], check(values[0])
 	}
 	if body.Batch {
-		return mcphttp.DefaultVersion, nil
+		return fallback, nil
 	}
 	m := &body.Messages[0]
 	if version := metaProtocolVersion(m); version != "" {
-		return version, mcphttp.CheckVersion(version)
+		return version, check(version)
 	}
 	if m.Method == "initialize" {
 		// The client proposes; the server may answer with an older
@@ -67,7 +72,7 @@ func protocolVersion(header http.Header, body *mcpmsg.Body) (string, error) {
 			return proposed, nil
 		}
 	}
-	return mcphttp.DefaultVersion, nil
+	return fallback, nil
 }
 
 // credentialHeaders are left out of policy input.

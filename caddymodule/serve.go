@@ -25,13 +25,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err := h.origins.Check(r); err != nil {
 		return h.reject(w, r, http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
+	if h.callers != nil {
+		var admitted bool
+		if r, w, admitted = h.admit(w, r); !admitted {
+			return nil
+		}
+	}
 	switch r.Method {
 	case http.MethodPost:
 		return h.servePost(w, r, next)
 	case http.MethodGet:
 		// A GET stream carries only what the server sends; the gateway
-		// watches it for tool list changes.
-		observed, finish := h.observeStream(w, r)
+		// watches it for tool list changes and decides the server's
+		// requests in it.
+		observed, finish := h.observeStream(w, r, next)
 		err := next.ServeHTTP(observed, r)
 		return errors.Join(err, finish())
 	case http.MethodDelete, http.MethodHead, http.MethodOptions:
@@ -46,6 +53,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // servePost reads, validates and decides a POSTed body, then answers the
 // blocked messages itself and forwards the allowed ones.
 func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	legacy := h.legacyPost(r)
 	raw, status, err := h.readBody(w, r)
 	if err != nil {
 		return h.reject(w, r, status, mcpmsg.CodeInvalidRequest, err.Error())
@@ -59,9 +67,12 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.reject(w, r, http.StatusBadRequest, code, message)
 	}
-	version, err := protocolVersion(r.Header, body)
+	version, err := protocolVersion(r.Header, body, legacy != nil)
 	if err != nil {
 		return h.reject(w, r, http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
+	}
+	if body.Batch && legacy != nil {
+		return h.reject(w, r, http.StatusBadRequest, mcpmsg.CodeInvalidRequest, errLegacyBatch.Error())
 	}
 	if body.Batch && !mcphttp.BatchesAllowed(version) {
 		return h.reject(w, r, http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
@@ -72,17 +83,31 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.reject(w, r, http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
 		}
 	}
+	session := h.sessionOf(r)
+	if legacy != nil {
+		session = legacy.session
+	}
+	if err := h.checkAnswers(session, body); err != nil {
+		return h.reject(w, r, http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
+	}
 
+	h.cancelHeldCalls(r, body)
 	verdicts := make([]verdict, len(body.Messages))
 	for i := range body.Messages {
 		verdicts[i] = h.decide(r, next, &body.Messages[i], version)
 	}
 	if !body.Batch {
 		if v := verdicts[0]; !v.allowed() {
+			if legacy != nil {
+				return legacy.refuse(w, h, v)
+			}
+			if v.decision.Action == policy.ActionNeedsApproval && v.approvals && v.message.Tool != nil {
+				return h.holdForApproval(w, r, next, v, raw)
+			}
 			return writeRefusal(w, v)
 		}
 	}
-	observed, finish := h.observeReply(w, r, version, verdicts)
+	observed, finish := h.observeReply(w, r, next, version, session, verdicts)
 	if body.Batch {
 		err = h.serveBatch(observed, r, next, raw, verdicts)
 	} else {
@@ -188,13 +213,20 @@ func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Mess
 			toolLabel = m.Tool.Name
 		}
 	}
+	decision := h.evaluate(r, input, toolLabel)
+	return verdict{message: m, decision: decision, input: input, approvals: h.approvals != nil}
+}
+
+// evaluate decides one policy input, and records the decision in the
+// metrics and the decision log.
+func (h *Handler) evaluate(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
 	start := time.Now()
 	decision, err := h.engine.Decide(r.Context(), input)
 	elapsed := time.Since(start)
 	h.metrics.evalSeconds.WithLabelValues(input.Server).Observe(elapsed.Seconds())
 	h.metrics.decisions.WithLabelValues(input.Server, toolLabel, string(decision.Action)).Inc()
 	h.logDecision(r, input, decision, elapsed, err)
-	return verdict{message: m, decision: decision}
+	return decision
 }
 
 // baseInput is the policy input every message of the request shares.
@@ -205,6 +237,7 @@ func (h *Handler) baseInput(r *http.Request, version string) *policy.Input {
 		Session:         r.Header.Get(mcphttp.HeaderSessionID),
 		ProtocolVersion: version,
 		Request:         requestInfo(r),
+		User:            caller(r),
 	}
 }
 
@@ -229,6 +262,16 @@ func (h *Handler) lookupTool(r *http.Request, next caddyhttp.Handler, server, na
 // logDecision writes the decision log: one structured entry per decision.
 // Arguments are left out unless log_arguments is set.
 func (h *Handler) logDecision(r *http.Request, input *policy.Input, d policy.Decision, elapsed time.Duration, err error) {
+	level, message := zap.InfoLevel, "decision"
+	if err != nil {
+		level, message = zap.ErrorLevel, "policy evaluation failed; message blocked"
+	}
+	// Check first: the fields (and Caddy's request id) cost time on every
+	// call, and are only worth it when the entry is written.
+	entry := h.logger.Check(level, message)
+	if entry == nil {
+		return
+	}
 	fields := []zap.Field{
 		zap.String("server", input.Server),
 		zap.String("method", input.Method),
@@ -251,10 +294,9 @@ func (h *Handler) logDecision(r *http.Request, input *policy.Input, d policy.Dec
 		fields = append(fields, zap.String("session", input.Session))
 	}
 	if err != nil {
-		h.logger.Error("policy evaluation failed; message blocked", append(fields, zap.Error(err))...)
-		return
+		fields = append(fields, zap.Error(err))
 	}
-	h.logger.Info("decision", fields...)
+	entry.Write(fields...)
 }
 
 // requestID is Caddy's unique id of the request ({http.request.uuid}).

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -82,18 +81,8 @@ func (h *Handler) requestToolsPage(r *http.Request, next caddyhttp.Handler, vers
 	if err != nil {
 		return nil, fmt.Errorf("encoding tools/list: %w", err)
 	}
-	req := r.Clone(r.Context())
-	req.Method = http.MethodPost
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	req.ContentLength = int64(len(body))
-	req.GetBody = nil
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	req.Header.Del("Content-Encoding")
-	req.Header.Del(mcphttp.HeaderLastEventID)
-	req.Header.Del(mcphttp.HeaderName)
-	if mcphttp.StandardHeadersRequired(version) || req.Header.Get(mcphttp.HeaderMethod) != "" {
+	req := upstreamPost(r, body)
+	if mcphttp.StandardHeadersRequired(version) || r.Header.Get(mcphttp.HeaderMethod) != "" {
 		req.Header.Set(mcphttp.HeaderMethod, "tools/list")
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
@@ -14,7 +15,8 @@ import (
 )
 
 // toolsListRequests returns the ids of the allowed tools/list requests
-// among the verdicts, and which of them ask for the first page.
+// among the verdicts, and which of them ask for the first page (by
+// canonical id).
 func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]bool) {
 	for _, v := range verdicts {
 		m := v.message
@@ -26,36 +28,33 @@ func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]b
 		}
 		ids = append(ids, m.ID)
 		_, paged := m.Params["cursor"]
-		firstPage[string(m.ID)] = !paged
+		firstPage[mcpmsg.CanonicalID(m.ID)] = !paged
 	}
 	return ids, firstPage
 }
 
 // observeReply wraps w so that the replies to tools/list requests teach
 // the catalog what the upstream offers and lose the tools the permissions
-// table blocks, and so that notifications/tools/list_changed marks the
-// server's list stale. Replies to anything else are not touched (nor
-// parsed) when no tools/list request is among them.
-func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, version string, verdicts []verdict) (http.ResponseWriter, func() error) {
+// table blocks, so that notifications/tools/list_changed marks the
+// server's list stale, and so that the requests the upstream sends the
+// client, on its own or inside a result, are decided (servertoclient.go).
+// Every event stream is read; a JSON reply (which carries no request of
+// the server's) only when it answers tools/list, or may ask for input.
+func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, version string, session sessionKey, verdicts []verdict) (http.ResponseWriter, func() error) {
 	ids, firstPage := toolsListRequests(verdicts)
-	if ids == nil {
-		return w, func() error { return nil }
-	}
+	rl := h.newRelay(r, next, version, session)
+	rl.answering(verdicts)
 	readReplyUncompressed(r)
 	return observe.Wrap(w, observe.Hooks{
-		WatchIDs: ids,
+		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
-			return h.hideBlockedTools(r, version, result, firstPage[string(id)])
+			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
+				return h.hideBlockedTools(r, version, result, first)
+			}
+			return rl.checkInputRequests(id, result)
 		},
-		OnMessage: h.watchToolListChanges(h.serverName(r)),
-		OnError:   h.logReplyError(r),
-	})
-}
-
-// observeStream watches a GET stream for tool list changes.
-func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, func() error) {
-	readReplyUncompressed(r)
-	return observe.Wrap(w, observe.Hooks{
+		PassJSON:  ids == nil && !rl.mayAskForInput(),
+		Intercept: rl.intercept,
 		OnMessage: h.watchToolListChanges(h.serverName(r)),
 		OnError:   h.logReplyError(r),
 	})

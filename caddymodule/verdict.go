@@ -16,6 +16,10 @@ const CodeRefusedByPolicy = -32003
 type verdict struct {
 	message  *mcpmsg.Message
 	decision policy.Decision
+	// input is what the policy decided on.
+	input *policy.Input
+	// approvals is set when the gateway holds calls for approval.
+	approvals bool
 }
 
 func (v verdict) allowed() bool {
@@ -29,6 +33,9 @@ func (v verdict) refusal() string {
 	switch v.decision.Action {
 	case policy.ActionNeedsApproval:
 		text := "This call needs approval, but no approval is configured on this gateway, so it was refused."
+		if v.approvals {
+			text = "This message needs approval, which the gateway asks for only for a tools/call sent alone (not in a batch), so it was refused."
+		}
 		if reason != "" {
 			text += " Policy: " + reason
 		}

@@ -7,7 +7,10 @@
 #   The base decision allows the protocol messages any client needs,
 #   notifications and responses; decides each tools/call by
 #   data.mcp.tool_permission (permissions.rego); and blocks every other
-#   method.
+#   method. Requests a server sends a client (input.direction
+#   "server_to_client") are allowed for the client features MCP defines
+#   (sampling, elicitation, roots, and ping and tasks around them), which
+#   the client answers with its own consent, and blocked otherwise.
 #
 #   The organization's rules are partial set rules in package mcp, in its
 #   own files, each contributing a reason:
@@ -39,6 +42,20 @@ protocol_methods := {
 	"logging/setLevel",
 }
 
+# Requests a server may send a client: the client features of MCP, each
+# answered by the client itself (a sampling or elicitation request is shown
+# to its user), and the ping and task requests that go with them.
+server_request_methods := {
+	"ping",
+	"sampling/createMessage",
+	"elicitation/create",
+	"roots/list",
+	"tasks/get",
+	"tasks/result",
+	"tasks/list",
+	"tasks/cancel",
+}
+
 # The actions a decision, and a permissions entry, may name.
 actions := {"allow", "needs_approval", "block"}
 
@@ -53,12 +70,20 @@ decision := {"action": "block", "reason": concat("; ", custom_block_reasons)} if
 } else := base_decision
 
 # base_decision is what the library alone decides.
-base_decision := tool_permission if {
+base_decision := server_request_decision if {
+	input.direction == "server_to_client"
+} else := tool_permission if {
 	input.kind == "request"
 	input.method == "tools/call"
 } else := {"action": "allow", "reason": "protocol message"} if {
 	protocol_message
 } else := {"action": "block", "reason": sprintf("method %q is not allowed by this gateway's policy", [input.method])}
+
+# server_request_decision decides a request the server sends the client.
+server_request_decision := {"action": "allow", "reason": "client feature"} if {
+	input.kind == "request"
+	input.method in server_request_methods
+} else := {"action": "block", "reason": sprintf("servers may not send %q requests to clients through this gateway", [input.method])}
 
 # Responses to server requests and notifications carry no tool call.
 protocol_message if input.kind == "response"

@@ -91,7 +91,15 @@ func TestVersions(t *testing.T) {
 	if CheckVersion("2024-11-05") == nil || CheckVersion("") == nil {
 		t.Error("CheckVersion accepted an unsupported revision")
 	}
-	if !BatchesAllowed(Version20250326) || BatchesAllowed(Version20250618) {
+	if !BatchesAllowed(Version20250326) || BatchesAllowed(Version20250618) || BatchesAllowed(Version20241105) {
 		t.Error("batches are allowed in 2025-03-26 only")
+	}
+	for _, v := range LegacySSEVersions {
+		if err := CheckLegacySSEVersion(v); err != nil {
+			t.Errorf("CheckLegacySSEVersion(%s) = %v", v, err)
+		}
+	}
+	if CheckLegacySSEVersion(Version20260728) == nil || CheckLegacySSEVersion("") == nil {
+		t.Error("CheckLegacySSEVersion accepted a revision not spoken over HTTP+SSE")
 	}
 }

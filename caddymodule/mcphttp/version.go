@@ -11,14 +11,28 @@ import (
 
 // Protocol revisions the gateway understands.
 const (
+	// Version20241105 is spoken only over the HTTP+SSE transport it
+	// defined (see LegacySSEVersions).
+	Version20241105 = "2024-11-05"
 	Version20250326 = "2025-03-26"
 	Version20250618 = "2025-06-18"
 	Version20251125 = "2025-11-25"
 	Version20260728 = "2026-07-28"
 )
 
-// SupportedVersions lists the revisions the gateway accepts, oldest first.
+// SupportedVersions lists the revisions the gateway accepts on the
+// Streamable HTTP transport, oldest first.
 var SupportedVersions = []string{Version20250326, Version20250618, Version20251125, Version20260728}
+
+// LegacySSEVersions lists the revisions the gateway accepts on the HTTP+SSE
+// transport of 2024-11-05 (deprecated by 2025-03-26, still served): that
+// revision, and the later ones SDKs negotiate over the same transport.
+// 2026-07-28 is not among them: it defines only stdio and Streamable HTTP.
+var LegacySSEVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125}
+
+// LegacySSEDefaultVersion is the revision assumed for a message posted on
+// the HTTP+SSE transport that names none: the transport's own.
+const LegacySSEDefaultVersion = Version20241105
 
 // DefaultVersion is the revision assumed when a request names none: the
 // spec (2025-06-18, basic/transports, "Protocol Version Header") tells
@@ -42,6 +56,15 @@ const MetaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
 func CheckVersion(version string) error {
 	if !slices.Contains(SupportedVersions, version) {
 		return fmt.Errorf("unsupported MCP protocol version %q (supported: %v)", version, SupportedVersions)
+	}
+	return nil
+}
+
+// CheckLegacySSEVersion reports an error when version is not a revision
+// spoken over the HTTP+SSE transport.
+func CheckLegacySSEVersion(version string) error {
+	if !slices.Contains(LegacySSEVersions, version) {
+		return fmt.Errorf("MCP protocol version %q is not spoken over the HTTP+SSE transport (supported there: %v)", version, LegacySSEVersions)
 	}
 	return nil
 }

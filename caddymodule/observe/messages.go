@@ -13,26 +13,33 @@ import (
 // errNotJSON is why a rewritten result that is not valid JSON is refused.
 var errNotJSON = errors.New("rewritten result is not valid JSON")
 
+// ResponseError is an error that RewriteResult returns to answer for the
+// upstream: the response is replaced by a JSON-RPC error with this code and
+// message, for the same id. Unlike other errors, it is a deliberate answer,
+// not a failure, and OnError is not told of it.
+type ResponseError struct {
+	Code    int
+	Message string
+}
+
+// Error returns the message and its code.
+func (e *ResponseError) Error() string {
+	return fmt.Sprintf("%s (JSON-RPC error %d)", e.Message, e.Code)
+}
+
 // inspect reads data, a JSON-RPC message or batch, as strictly as the
-// gateway reads what clients send. It tells OnMessage of each message and
-// rewrites the results of watched responses. It returns what to forward in
-// place of data, or nil when that is data itself.
+// gateway reads what clients send. It tells OnMessage of each message,
+// drops those Intercept claims and rewrites the results of watched
+// responses. It returns what to forward in place of data: nil when that is
+// data itself, and an empty slice when every message was dropped.
 func (o *writer) inspect(data []byte) ([]byte, error) {
 	body, err := mcpmsg.Parse(data, mcpmsg.Limits{})
 	if err != nil {
 		return nil, err
 	}
-	// messages stays nil until a message changes.
+	// messages stays nil until a message changes; a dropped one is nil.
 	var messages [][]byte
-	for i := range body.Messages {
-		m := &body.Messages[i]
-		if o.hooks.OnMessage != nil {
-			o.hooks.OnMessage(m)
-		}
-		out := o.rewrite(m)
-		if out == nil {
-			continue
-		}
+	changed := func(i int, out []byte) {
 		if messages == nil {
 			messages = make([][]byte, len(body.Messages))
 			for j := range body.Messages {
@@ -41,13 +48,35 @@ func (o *writer) inspect(data []byte) ([]byte, error) {
 		}
 		messages[i] = out
 	}
-	switch {
-	case messages == nil:
+	for i := range body.Messages {
+		m := &body.Messages[i]
+		if o.hooks.OnMessage != nil {
+			o.hooks.OnMessage(m)
+		}
+		if o.hooks.Intercept != nil && o.hooks.Intercept(m) {
+			changed(i, nil)
+			continue
+		}
+		if out := o.rewrite(m); out != nil {
+			changed(i, out)
+		}
+	}
+	if messages == nil {
 		return nil, nil
+	}
+	kept := messages[:0]
+	for _, m := range messages {
+		if m != nil {
+			kept = append(kept, m)
+		}
+	}
+	switch {
+	case len(kept) == 0:
+		return []byte{}, nil
 	case body.Batch:
-		return mcpmsg.BatchResponse(messages), nil
+		return mcpmsg.BatchResponse(kept), nil
 	default:
-		return messages[0], nil
+		return kept[0], nil
 	}
 }
 
@@ -55,7 +84,11 @@ func (o *writer) inspect(data []byte) ([]byte, error) {
 // response to a watched id, with a result that RewriteResult changes or
 // fails on; otherwise nil.
 func (o *writer) rewrite(m *mcpmsg.Message) []byte {
-	if m.Kind != mcpmsg.KindResponse || len(o.watched) == 0 || !o.watched[canonicalID(m.ID)] {
+	switch {
+	case m.Kind != mcpmsg.KindResponse || o.hooks.RewriteResult == nil:
+		return nil
+	case o.hooks.WatchAll:
+	case !o.watched[mcpmsg.CanonicalID(m.ID)]:
 		return nil
 	}
 	start, end, ok := resultSpan(m.Raw)
@@ -64,6 +97,9 @@ func (o *writer) rewrite(m *mcpmsg.Message) []byte {
 	}
 	result := m.Raw[start:end]
 	out, err := o.hooks.RewriteResult(m.ID, result)
+	if answer, ok := errors.AsType[*ResponseError](err); ok {
+		return mcpmsg.ErrorResponse(m.ID, answer.Code, answer.Message)
+	}
 	if err == nil && !jsontext.Value(out).IsValid() {
 		err = errNotJSON
 	}
@@ -111,15 +147,4 @@ func resultSpan(msg []byte) (start, end int, ok bool) {
 		return end - len(value), end, true
 	}
 	return 0, 0, false
-}
-
-// canonicalID returns id in the canonical form of RFC 8785, so that ids
-// equal as JSON values (as a JavaScript client compares them) are equal
-// strings: "\u0061" becomes "a", and 1.0 and 1e0 become 1.
-func canonicalID(id []byte) string {
-	v := jsontext.Value(bytes.Clone(id))
-	if err := v.Canonicalize(); err != nil {
-		return string(id)
-	}
-	return string(v)
 }

@@ -9,15 +9,20 @@
 // read event by event, and each event is forwarded in canonical form as soon
 // as its blank line arrives; any other reply passes through untouched. What
 // the wrapper cannot read as JSON-RPC it does not pass on: a JSON reply is
-// replaced by a 502 JSON-RPC error, and a stream is cut.
+// replaced by a 502 JSON-RPC error, and a stream is cut. Messages the
+// gateway must not relay (a server's request that policy refuses) can be
+// dropped, and messages of the gateway's own can be injected into a stream
+// between the upstream's events.
 package observe
 
 import (
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
@@ -33,6 +38,10 @@ type Hooks struct {
 	// them: "\u0061" matches "a" and 1.0 matches 1, but "1" does not
 	// match 1.
 	WatchIDs [][]byte
+	// WatchAll makes RewriteResult see every response, whatever its id
+	// (for streams whose requests the gateway does not know, such as a
+	// resumed one).
+	WatchAll bool
 	// RewriteResult, when set, is called with the raw id and the raw
 	// "result" of each response to a watched id, and returns the result to
 	// forward in its place; returning result itself leaves the response as
@@ -45,6 +54,28 @@ type Hooks struct {
 	// reply, as the upstream sent it, before any rewrite. It must not
 	// block, since the reply waits for it, and must not modify msg.
 	OnMessage func(msg *mcpmsg.Message)
+	// Intercept, when set, is called for each JSON-RPC message of the
+	// reply after OnMessage, before any rewrite, and returns true to drop
+	// the message: it is not forwarded. A batch loses only the dropped
+	// elements. An event whose messages are all dropped is forwarded
+	// without its data, so that its id, retry time and comments still take
+	// effect (a client that resumes the stream resumes after it). A JSON
+	// reply whose messages are all dropped is refused. Like OnMessage, it
+	// runs while the reply waits, and must not modify msg.
+	Intercept func(msg *mcpmsg.Message) bool
+	// Endpoint, when set, is called with the data of an "endpoint" event
+	// that opens an event stream, and returns the data to forward in its
+	// place; an error cuts the stream. In the HTTP+SSE transport of MCP
+	// 2024-11-05 the server names in that event the URL that clients post
+	// their messages to. Any other endpoint event, and every endpoint
+	// event when Endpoint is nil, is read as JSON-RPC like all events
+	// (clients that take the first event as the endpoint take the others
+	// for messages), and so, not being JSON-RPC, cuts the stream.
+	Endpoint func(uri string) (string, error)
+	// PassJSON passes JSON replies through untouched and unread, as if
+	// they were of any other type; event streams are still read. It is for
+	// replies in which nothing the hooks look for can come as JSON.
+	PassJSON bool
 	// OnError, when set, is told why a reply was refused or a stream cut,
 	// and why a rewrite failed.
 	OnError func(err error)
@@ -64,16 +95,17 @@ type Hooks struct {
 // is complete, nothing of a JSON reply has been written yet: the caller may
 // skip finish and answer the error itself.
 //
-// Like any ResponseWriter, the wrapper is not safe for concurrent use.
+// Like any ResponseWriter, the wrapper is not safe for concurrent use, with
+// one exception: Inject may be called from any goroutine.
 func Wrap(w http.ResponseWriter, hooks Hooks) (http.ResponseWriter, func() error) {
 	if hooks.MaxBodySize <= 0 {
 		hooks.MaxBodySize = DefaultMaxBodySize
 	}
 	o := &writer{w: w, hooks: hooks}
-	if hooks.RewriteResult != nil && len(hooks.WatchIDs) > 0 {
+	if hooks.RewriteResult != nil && len(hooks.WatchIDs) > 0 && !hooks.WatchAll {
 		o.watched = make(map[string]bool, len(hooks.WatchIDs))
 		for _, id := range hooks.WatchIDs {
-			o.watched[canonicalID(id)] = true
+			o.watched[mcpmsg.CanonicalID(id)] = true
 		}
 	}
 	return o, o.finish
@@ -94,6 +126,9 @@ const (
 	modeStream
 	// modeFailed: a reply refused or a stream cut; nothing more goes out.
 	modeFailed
+	// modeEnded: finish has run; the ResponseWriter is no longer the
+	// wrapper's to write to.
+	modeEnded
 )
 
 // writer is the ResponseWriter that Wrap returns.
@@ -103,7 +138,12 @@ type writer struct {
 	// watched holds the canonical forms of hooks.WatchIDs; nil when there
 	// is nothing to rewrite.
 	watched map[string]bool
-	mode    mode
+	// mu serializes what goes out to w once the reply is a stream (the
+	// relayed events and the injected ones) and guards changes of mode and
+	// err, which Inject reads from other goroutines. The goroutine that
+	// writes the reply reads them without it.
+	mu   sync.Mutex
+	mode mode
 	// status and body are a JSON reply's, held until finish.
 	status int
 	body   []byte
@@ -111,6 +151,9 @@ type writer struct {
 	// Write completes, encoded.
 	events *mcpmsg.SSEDecoder
 	out    []byte
+	// opened is set once an event with data has been read: only the first
+	// may be an endpoint event.
+	opened bool
 	// err is why the reply was refused or the stream cut.
 	err error
 }
@@ -130,24 +173,34 @@ func (o *writer) WriteHeader(status int) {
 		o.w.WriteHeader(status)
 		return
 	}
-	m, err := replyMode(status, o.w.Header())
+	m, err := replyMode(status, o.w.Header(), o.hooks.PassJSON)
 	switch m {
 	case modeJSON:
-		o.mode, o.status = m, status
+		o.setMode(m)
+		o.status = status
 		if n, convErr := strconv.Atoi(o.w.Header().Get("Content-Length")); convErr == nil && n > 0 && n <= o.hooks.MaxBodySize {
 			o.body = make([]byte, 0, n)
 		}
 	case modeStream:
-		o.mode = m
 		o.events = mcpmsg.NewSSEDecoder(o.hooks.MaxEventSize)
 		o.w.Header().Del("Content-Length")
+		o.mu.Lock()
 		o.w.WriteHeader(status)
-	case modePass:
 		o.mode = m
+		o.mu.Unlock()
+	case modePass:
+		o.setMode(m)
 		o.w.WriteHeader(status)
 	default:
 		_ = o.refuse(err)
 	}
+}
+
+// setMode changes the mode, under mu since Inject reads it.
+func (o *writer) setMode(m mode) {
+	o.mu.Lock()
+	o.mode = m
+	o.mu.Unlock()
 }
 
 // Write passes on, holds or reads p, as the reply's mode says. After the
@@ -181,8 +234,39 @@ func (o *writer) FlushError() error {
 	if o.mode == modeUndecided {
 		o.WriteHeader(http.StatusOK)
 	}
-	if o.mode == modeJSON {
+	switch o.mode {
+	case modeJSON:
 		return nil
+	case modeStream:
+		o.mu.Lock()
+		defer o.mu.Unlock()
+	}
+	return http.NewResponseController(o.w).Flush()
+}
+
+// errNotStream is why Inject fails on a reply that is not an open event
+// stream.
+var errNotStream = errors.New("the reply is not an open event stream")
+
+// Inject writes data, one JSON-RPC message, as a "message" event to the
+// event stream that w (a ResponseWriter from Wrap) relays, between two of
+// the upstream's events, and flushes it. It may be called from any
+// goroutine while the reply is being written. It fails when w is not from
+// Wrap, when the reply is not an event stream, or when the stream has
+// ended or been cut.
+func Inject(w http.ResponseWriter, data []byte) error {
+	o, ok := w.(*writer)
+	if !ok {
+		return errNotStream
+	}
+	e := mcpmsg.Event{Type: "message", Data: string(data), HasData: true}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mode != modeStream {
+		return errNotStream
+	}
+	if _, err := o.w.Write(e.Encode()); err != nil {
+		return fmt.Errorf("writing event stream: %w", err)
 	}
 	return http.NewResponseController(o.w).Flush()
 }
@@ -192,8 +276,10 @@ func (o *writer) Unwrap() http.ResponseWriter {
 	return o.w
 }
 
-// finish writes a held JSON reply and reports how the reply ended.
+// finish writes a held JSON reply and reports how the reply ended. After
+// it, nothing is written to the underlying ResponseWriter.
 func (o *writer) finish() error {
+	defer o.setMode(modeEnded)
 	switch o.mode {
 	case modeJSON:
 		return o.writeJSON()
@@ -211,6 +297,9 @@ func (o *writer) writeJSON() error {
 	body := o.body
 	if len(body) > 0 {
 		out, err := o.inspect(body)
+		if err == nil && out != nil && len(out) == 0 {
+			err = errors.New("the gateway dropped every message of it")
+		}
 		if err != nil {
 			return o.refuse(fmt.Errorf("upstream JSON reply: %w", err))
 		}
@@ -219,7 +308,7 @@ func (o *writer) writeJSON() error {
 		}
 		o.w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	}
-	o.mode = modePass
+	o.setMode(modePass)
 	o.w.WriteHeader(o.status)
 	if _, err := o.w.Write(body); err != nil {
 		return fmt.Errorf("writing JSON reply: %w", err)
@@ -237,12 +326,17 @@ func (o *writer) writeEvents(p []byte) (int, error) {
 	}
 	err := o.events.Feed(p, o.forwardEvent)
 	if len(o.out) > 0 {
-		if _, werr := o.w.Write(o.out); werr != nil {
+		o.mu.Lock()
+		_, werr := o.w.Write(o.out)
+		if werr == nil {
+			// Flushing is best effort: a client that has gone fails the
+			// next write.
+			_ = http.NewResponseController(o.w).Flush()
+		}
+		o.mu.Unlock()
+		if werr != nil {
 			return 0, fmt.Errorf("writing event stream: %w", werr)
 		}
-		// Flushing is best effort: a client that has gone fails the next
-		// write.
-		_ = http.NewResponseController(o.w).Flush()
 	}
 	if err != nil {
 		err = fmt.Errorf("upstream event stream cut: %w", err)
@@ -255,6 +349,17 @@ func (o *writer) writeEvents(p []byte) (int, error) {
 // forwardEvent reads the message an event carries and queues the event, in
 // canonical form, with the message rewritten if it must be.
 func (o *writer) forwardEvent(e mcpmsg.Event) error {
+	first := e.HasData && !o.opened
+	o.opened = o.opened || e.HasData
+	if first && e.Type == "endpoint" && o.hooks.Endpoint != nil {
+		uri, err := o.hooks.Endpoint(e.Data)
+		if err != nil {
+			return fmt.Errorf("endpoint event: %w", err)
+		}
+		e.Data = uri
+		o.out = e.AppendTo(o.out)
+		return nil
+	}
 	// Blocks without data (comments, id, retry), and the event with empty
 	// data that primes a client to resume a stream (MCP 2025-11-25,
 	// basic/transports, "Resumability and Redelivery"), carry no message.
@@ -263,7 +368,15 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 		if err != nil {
 			return fmt.Errorf("event data: %w", err)
 		}
-		if out != nil {
+		switch {
+		case out == nil:
+		case len(out) == 0:
+			// Every message dropped: what else the event says stays.
+			e.Type, e.Data, e.HasData = "", "", false
+			if !e.HasID && e.Retry == "" && len(e.Comments) == 0 {
+				return nil
+			}
+		default:
 			e.Data = string(out)
 		}
 	}
@@ -288,18 +401,21 @@ func (o *writer) refuse(err error) error {
 
 // fail stops all further output and reports err.
 func (o *writer) fail(err error) {
+	o.mu.Lock()
 	o.mode, o.err = modeFailed, err
+	o.mu.Unlock()
 	if o.hooks.OnError != nil {
 		o.hooks.OnError(err)
 	}
 }
 
 // replyMode chooses how to treat a reply from its final status and headers.
-// A 2xx reply is read when it is JSON or an event stream, and refused when
-// its type or encoding leave in doubt how a client would read it: clients
-// look for these types loosely (the TypeScript SDK checks only that the
-// header contains them), and cannot read an encoding the gateway did not.
-func replyMode(status int, h http.Header) (mode, error) {
+// A 2xx reply is read when it is JSON (unless passJSON) or an event stream,
+// and refused when its type or encoding leave in doubt how a client would
+// read it: clients look for these types loosely (the TypeScript SDK checks
+// only that the header contains them), and cannot read an encoding the
+// gateway did not.
+func replyMode(status int, h http.Header, passJSON bool) (mode, error) {
 	if status < 200 || status > 299 {
 		return modePass, nil
 	}
@@ -312,12 +428,15 @@ func replyMode(status int, h http.Header) (mode, error) {
 	}
 	var m mode
 	mediaType, _, err := mime.ParseMediaType(types[0])
+	lower := strings.ToLower(types[0])
 	switch {
-	case err == nil && mediaType == "application/json":
-		m = modeJSON
 	case err == nil && mediaType == "text/event-stream":
 		m = modeStream
-	case strings.Contains(strings.ToLower(types[0]), "json") || strings.Contains(strings.ToLower(types[0]), "event-stream"):
+	case passJSON && !strings.Contains(lower, "event-stream"):
+		return modePass, nil
+	case err == nil && mediaType == "application/json":
+		m = modeJSON
+	case strings.Contains(lower, "json") || strings.Contains(lower, "event-stream"):
 		return modeFailed, fmt.Errorf("upstream reply has an unclear Content-Type %q", types[0])
 	default:
 		return modePass, nil

@@ -583,3 +583,177 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 		})
 	}
 }
+
+const samplingRequest = `{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}}`
+
+// dropRequests is an Intercept that drops every request.
+func dropRequests(m *mcpmsg.Message) bool {
+	return m.Kind == mcpmsg.KindRequest
+}
+
+func TestIntercept(t *testing.T) {
+	tests := []struct {
+		name     string
+		reply    reply
+		wantBody string
+		wantCut  error
+	}{
+		{
+			name:     "dropped event keeps its id and comments",
+			reply:    streamReply(event("1", listChanged), ": hi\nid: 2\nevent: message\ndata: "+samplingRequest+"\n\n", event("3", progress)),
+			wantBody: event("1", listChanged) + "id: 2\n: hi\n\n" + event("3", progress),
+		},
+		{
+			name:     "dropped event without id leaves nothing",
+			reply:    streamReply("data: "+samplingRequest+"\n\n", event("3", progress)),
+			wantBody: event("3", progress),
+		},
+		{
+			name:     "batch loses only the dropped element",
+			reply:    streamReply("data: [" + samplingRequest + "," + progress + "]\n\n"),
+			wantBody: "data: [" + progress + "]\n\n",
+		},
+		{
+			name:    "endpoint event without an Endpoint hook cuts the stream",
+			reply:   streamReply("event: endpoint\ndata: /messages?sessionId=1\n\n"),
+			wantCut: &mcpmsg.Error{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := send(t, observe.Hooks{Intercept: dropRequests}, tt.reply)
+			if got := out.rec.Body.String(); got != tt.wantBody {
+				t.Errorf("stream\n got %q\nwant %q", got, tt.wantBody)
+			}
+			checkCut(t, out, tt.wantCut)
+		})
+	}
+
+	t.Run("JSON reply of dropped messages only is refused", func(t *testing.T) {
+		checkRefused(t, send(t, observe.Hooks{Intercept: dropRequests}, jsonReply(samplingRequest)))
+	})
+	t.Run("JSON reply loses the dropped element", func(t *testing.T) {
+		out := send(t, observe.Hooks{Intercept: dropRequests}, jsonReply("["+samplingRequest+","+otherResponse+"]"))
+		if got, want := out.rec.Body.String(), "["+otherResponse+"]"; got != want {
+			t.Errorf("body %s, want %s", got, want)
+		}
+	})
+}
+
+func TestEndpoint(t *testing.T) {
+	errElsewhere := errors.New("endpoint elsewhere")
+	rewrite := func(uri string) (string, error) {
+		if uri != "/messages?sessionId=1" {
+			return "", errElsewhere
+		}
+		return "/api/messages?sessionId=1", nil
+	}
+	tests := []struct {
+		name     string
+		reply    reply
+		wantBody string
+		wantCut  error
+	}{
+		{
+			name:     "first event rewritten",
+			reply:    streamReply(": open\n\n", "event: endpoint\r\ndata: /messages?sessionId=1\r\n\r\n", event("1", progress)),
+			wantBody: ": open\n\n" + "event: endpoint\ndata: /api/messages?sessionId=1\n\n" + event("1", progress),
+		},
+		{
+			name:    "hook error cuts the stream",
+			reply:   streamReply("event: endpoint\ndata: https://elsewhere.example/messages\n\n", event("1", progress)),
+			wantCut: errElsewhere,
+		},
+		{
+			name:     "later endpoint event is read as a message",
+			reply:    streamReply(event("1", progress), "event: endpoint\ndata: /messages?sessionId=1\n\n"),
+			wantBody: event("1", progress),
+			wantCut:  &mcpmsg.Error{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := send(t, observe.Hooks{Endpoint: rewrite}, tt.reply)
+			if got := out.rec.Body.String(); got != tt.wantBody {
+				t.Errorf("stream\n got %q\nwant %q", got, tt.wantBody)
+			}
+			checkCut(t, out, tt.wantCut)
+		})
+	}
+}
+
+func TestPassJSON(t *testing.T) {
+	hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
+	hooks.PassJSON = true
+	gzip := contentType("application/json")
+	gzip.Set("Content-Encoding", "gzip")
+	for _, r := range []reply{jsonReply(toolsList), jsonReply(`not JSON at all`), {status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}} {
+		out := send(t, hooks, r)
+		if want := strings.Join(r.chunks, ""); out.rec.Body.String() != want || out.seen != nil || out.finishErr != nil {
+			t.Errorf("body %q, seen %q, finish %v; want %q passed unread", out.rec.Body.String(), out.seen, out.finishErr, want)
+		}
+	}
+	out := send(t, hooks, streamReply(event("1", listChanged)))
+	if !reflect.DeepEqual(out.seen, []string{"notifications/tools/list_changed"}) {
+		t.Errorf("with PassJSON an event stream is still read; OnMessage saw %q", out.seen)
+	}
+	checkRefused(t, send(t, hooks, reply{status: http.StatusOK, header: contentType("text/event-stream+json"), chunks: []string{"data: x\n\n"}}))
+}
+
+func TestResponseError(t *testing.T) {
+	refuse := returning("", &observe.ResponseError{Code: -32003, Message: "Blocked by policy: no"})
+	out := send(t, watch(refuse, `1`), streamReply(event("1", toolsList)))
+	want := event("1", string(mcpmsg.ErrorResponse([]byte(`1`), -32003, "Blocked by policy: no")))
+	if got := out.rec.Body.String(); got != want {
+		t.Errorf("stream\n got %q\nwant %q", got, want)
+	}
+	if out.reported != nil {
+		t.Errorf("OnError got %v for a deliberate answer", out.reported)
+	}
+}
+
+func TestInject(t *testing.T) {
+	rec := httptest.NewRecorder()
+	if err := observe.Inject(rec, []byte(progress)); err == nil {
+		t.Error("Inject into a ResponseWriter not from Wrap succeeded")
+	}
+	w, finish := observe.Wrap(rec, observe.Hooks{})
+	if err := observe.Inject(w, []byte(progress)); err == nil {
+		t.Error("Inject before the reply is known to be a stream succeeded")
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	half := event("1", listChanged)
+	if _, err := io.WriteString(w, half[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := observe.Inject(w, []byte(otherResponse)); err != nil {
+		t.Fatalf("Inject into an open stream: %v", err)
+	}
+	if _, err := io.WriteString(w, half[10:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := observe.Inject(w, []byte(progress)); err == nil {
+		t.Error("Inject after finish succeeded")
+	}
+	// The injected event goes out between the upstream's events, never
+	// inside one.
+	if got, want := rec.Body.String(), "event: message\ndata: "+otherResponse+"\n\n"+half; got != want {
+		t.Errorf("stream\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestWatchAll(t *testing.T) {
+	var ids []string
+	hooks := observe.Hooks{WatchAll: true, RewriteResult: func(id, result []byte) ([]byte, error) {
+		ids = append(ids, string(id))
+		return result, nil
+	}}
+	send(t, hooks, streamReply(event("1", toolsList), event("2", listChanged), event("3", otherResponse)))
+	if want := []string{"1", "2"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("RewriteResult saw ids %q, want every response's %q", ids, want)
+	}
+}

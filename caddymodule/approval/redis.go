@@ -1,0 +1,266 @@
+package approval
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// redisStore keeps approvals in Redis, shared by every gateway that uses
+// the same Redis, and tells them all of every change by pub/sub.
+//
+// Keys (prefix "mcpgate:"):
+//
+//	approval:<id>          the approval, JSON; expires when it may be forgotten
+//	approval-binding:<h>   the id of the approval that stands for binding h
+//	approvals:pending      sorted set of pending ids, by expiry (ms)
+//	approvals:all          sorted set of every id, by when it may be forgotten
+//	webhook-id:<id>        callbacks' webhook-ids seen, for replay refusal
+//
+// and the channel "mcpgate:approvals", which carries the id of each
+// approval created or changed. Changes are optimistic transactions
+// (WATCH/MULTI), so the rules stay in Go, in one place. A single Redis
+// (or a primary with replicas) is assumed, not a Redis Cluster.
+type redisStore struct {
+	client   *redis.Client
+	prefix   string
+	pubsub   *redis.PubSub
+	stop     context.CancelFunc
+	listener sync.WaitGroup
+}
+
+// maxTxAttempts bounds the retries of an optimistic transaction that other
+// gateways keep changing under it.
+const maxTxAttempts = 32
+
+// NewRedisStore returns a store in the Redis at address, either host:port
+// or a redis:// or rediss:// URL (with user, password and database). Every
+// change any gateway makes there reaches onChange.
+func NewRedisStore(address string, onChange ChangeFunc) (Store, error) {
+	opts := &redis.Options{Addr: address}
+	if strings.Contains(address, "://") {
+		var err error
+		if opts, err = redis.ParseURL(address); err != nil {
+			return nil, fmt.Errorf("redis address %q: %w", address, err)
+		}
+	}
+	s := &redisStore{client: redis.NewClient(opts), prefix: "mcpgate:"}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.pubsub = s.client.Subscribe(ctx, s.channel())
+	messages := s.pubsub.Channel()
+	s.listener.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-messages:
+				if !ok {
+					return
+				}
+				onChange(m.Payload)
+			}
+		}
+	})
+	return s, nil
+}
+
+func (s *redisStore) recordKey(id string) string       { return s.prefix + "approval:" + id }
+func (s *redisStore) bindingKey(binding string) string { return s.prefix + "approval-binding:" + binding }
+func (s *redisStore) pendingKey() string               { return s.prefix + "approvals:pending" }
+func (s *redisStore) allKey() string                   { return s.prefix + "approvals:all" }
+func (s *redisStore) claimKey(key string) string       { return s.prefix + "webhook-id:" + key }
+func (s *redisStore) channel() string                  { return s.prefix + "approvals" }
+
+// get reads one approval through c (the client or a transaction).
+func (s *redisStore) get(ctx context.Context, c redis.Cmdable, id string) (*Approval, error) {
+	raw, err := c.Get(ctx, s.recordKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading approval %s from redis: %w", id, err)
+	}
+	var a Approval
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, fmt.Errorf("decoding approval %s from redis: %w", id, err)
+	}
+	return &a, nil
+}
+
+// save queues the writes that store a and tell every gateway of it.
+func (s *redisStore) save(ctx context.Context, p redis.Pipeliner, a *Approval, ownsBinding bool) error {
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encoding approval %s: %w", a.ID, err)
+	}
+	forget := a.forgetAt()
+	p.Set(ctx, s.recordKey(a.ID), raw, 0)
+	p.PExpireAt(ctx, s.recordKey(a.ID), forget)
+	p.ZAdd(ctx, s.allKey(), redis.Z{Score: float64(forget.UnixMilli()), Member: a.ID})
+	if a.State == Pending {
+		p.ZAdd(ctx, s.pendingKey(), redis.Z{Score: float64(a.ExpiresAt.UnixMilli()), Member: a.ID})
+	} else {
+		p.ZRem(ctx, s.pendingKey(), a.ID)
+	}
+	switch {
+	case ownsBinding && a.settled():
+		p.Del(ctx, s.bindingKey(a.Binding))
+	case ownsBinding:
+		p.Set(ctx, s.bindingKey(a.Binding), a.ID, 0)
+		p.PExpireAt(ctx, s.bindingKey(a.Binding), a.liveUntil())
+	}
+	p.Publish(ctx, s.channel(), a.ID)
+	return nil
+}
+
+// transact runs fn as an optimistic transaction on the watched keys,
+// again while another gateway changes them first.
+func (s *redisStore) transact(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	for range maxTxAttempts {
+		err := s.client.Watch(ctx, fn, keys...)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+	}
+	return fmt.Errorf("redis: approval changed by others %d times in a row", maxTxAttempts)
+}
+
+func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time) (*Approval, bool, error) {
+	var existing *Approval
+	err := s.transact(ctx, func(tx *redis.Tx) error {
+		existing = nil
+		id, err := tx.Get(ctx, s.bindingKey(a.Binding)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("reading approval binding from redis: %w", err)
+		}
+		if id != "" {
+			current, err := s.get(ctx, tx, id)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if current != nil && current.Live(now) {
+				existing = current
+				return nil
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			return s.save(ctx, p, a, true)
+		})
+		return err
+	}, s.bindingKey(a.Binding))
+	if err != nil {
+		return nil, false, fmt.Errorf("creating approval in redis: %w", err)
+	}
+	if existing != nil {
+		return existing, false, nil
+	}
+	return a, true, nil
+}
+
+func (s *redisStore) Get(ctx context.Context, id string) (*Approval, error) {
+	return s.get(ctx, s.client, id)
+}
+
+func (s *redisStore) Update(ctx context.Context, id string, change func(*Approval) error) (*Approval, error) {
+	var updated *Approval
+	err := s.transact(ctx, func(tx *redis.Tx) error {
+		a, err := s.get(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		binding := s.bindingKey(a.Binding)
+		if err := tx.Watch(ctx, binding).Err(); err != nil {
+			return fmt.Errorf("watching approval binding in redis: %w", err)
+		}
+		owner, err := tx.Get(ctx, binding).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("reading approval binding from redis: %w", err)
+		}
+		if err := change(a); err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			return s.save(ctx, p, a, owner == id)
+		})
+		updated = a
+		return err
+	}, s.recordKey(id))
+	if err != nil {
+		return nil, err
+	}
+	return updated, nil
+}
+
+func (s *redisStore) List(ctx context.Context) ([]*Approval, error) {
+	ids, err := s.client.ZRange(ctx, s.allKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing approvals in redis: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.recordKey(id)
+	}
+	values, err := s.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading approvals from redis: %w", err)
+	}
+	list := make([]*Approval, 0, len(values))
+	for _, value := range values {
+		raw, ok := value.(string)
+		if !ok {
+			continue // forgotten since the listing
+		}
+		var a Approval
+		if err := json.Unmarshal([]byte(raw), &a); err != nil {
+			return nil, fmt.Errorf("decoding an approval from redis: %w", err)
+		}
+		list = append(list, &a)
+	}
+	sortByRequest(list)
+	return list, nil
+}
+
+func (s *redisStore) Due(ctx context.Context, now time.Time) ([]string, error) {
+	nowMs := fmt.Sprint(now.UnixMilli())
+	if err := s.client.ZRemRangeByScore(ctx, s.allKey(), "-inf", "("+nowMs).Err(); err != nil {
+		return nil, fmt.Errorf("forgetting old approvals in redis: %w", err)
+	}
+	due, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.pendingKey(), Start: "-inf", Stop: nowMs, ByScore: true}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("finding expired approvals in redis: %w", err)
+	}
+	return due, nil
+}
+
+func (s *redisStore) CountPending(ctx context.Context) (int, error) {
+	n, err := s.client.ZCard(ctx, s.pendingKey()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("counting pending approvals in redis: %w", err)
+	}
+	return int(n), nil
+}
+
+func (s *redisStore) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	fresh, err := s.client.SetNX(ctx, s.claimKey(key), 1, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("recording webhook-id in redis: %w", err)
+	}
+	return fresh, nil
+}
+
+func (s *redisStore) Close() error {
+	s.stop()
+	err := s.pubsub.Close()
+	s.listener.Wait()
+	return errors.Join(err, s.client.Close())
+}

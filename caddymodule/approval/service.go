@@ -1,0 +1,357 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Settings are what a configuration says about approvals. A Service keeps
+// the last settings it was given: they change with a config reload while
+// its approvals stay.
+type Settings struct {
+	// Webhooks are the URLs that approval events are POSTed to.
+	Webhooks []string
+	// Secret signs webhooks and verifies callbacks.
+	Secret Secret
+	// CallbackURL is where decisions come in, as CallbackURL/<id>; no
+	// trailing slash.
+	CallbackURL string
+	// Timeout is how long an approval waits for a decision, and how long
+	// a decision then waits for its call to be made again.
+	Timeout time.Duration
+	// Logger receives one entry for every approval event.
+	Logger *zap.Logger
+	// Metrics, when set, count pending approvals and observe waits.
+	Metrics *Metrics
+	// Client sends webhooks; nil means http.DefaultClient.
+	Client *http.Client
+	// FirstRetry is the delay before the first retry of a webhook that
+	// failed; zero means one second.
+	FirstRetry time.Duration
+}
+
+// Metrics are the approval metrics a Service keeps up to date.
+type Metrics struct {
+	// Pending is the number of pending approvals in the store.
+	Pending prometheus.Gauge
+	// Wait observes how long approvals waited, by outcome (the state they
+	// left pending for).
+	Wait prometheus.ObserverVec
+}
+
+// Service keeps the approvals of one store: it creates and announces
+// them, takes decisions, expires them, and wakes the calls held on them,
+// whichever gateway sharing the store changed them.
+type Service struct {
+	store    Store
+	settings atomic.Pointer[Settings]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// work tracks the goroutines the service owns: webhook deliveries
+	// and the sweeper.
+	work sync.WaitGroup
+
+	mu sync.Mutex
+	// changed holds, per approval id, a channel closed at its next change.
+	changed map[string]chan struct{}
+	// held maps calls held in this process (session and request id) to
+	// a channel closed when the client cancels them.
+	held map[string]chan struct{}
+}
+
+// sweepInterval is how often pending approvals are checked for expiry,
+// and the pending gauge refreshed.
+const sweepInterval = time.Second
+
+// NewService starts a service over the store that newStore makes (given
+// the function that the store must tell of every change).
+func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
+	s := &Service{changed: make(map[string]chan struct{}), held: make(map[string]chan struct{})}
+	store, err := newStore(s.notify)
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
+	s.Configure(settings)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.work.Go(s.sweep)
+	return s, nil
+}
+
+// Configure replaces the service's settings.
+func (s *Service) Configure(settings *Settings) {
+	c := *settings
+	if c.Client == nil {
+		c.Client = http.DefaultClient
+	}
+	if c.FirstRetry <= 0 {
+		c.FirstRetry = defaultFirstRetry
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	s.settings.Store(&c)
+}
+
+// Secret returns the secret that callbacks must be signed with.
+func (s *Service) Secret() Secret {
+	return s.settings.Load().Secret
+}
+
+// Close stops the service's goroutines and closes its store. Calls still
+// held see Done closed.
+func (s *Service) Close() error {
+	s.cancel()
+	s.work.Wait()
+	return s.store.Close()
+}
+
+// Done is closed when the service stops.
+func (s *Service) Done() <-chan struct{} {
+	return s.ctx.Done()
+}
+
+// Request returns the approval that stands for call: a live one for the
+// same binding (pending, or decided and not yet used), or else a new
+// pending approval, announced by webhook.
+func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
+	args, err := call.canonicalArguments()
+	if err != nil {
+		return nil, err
+	}
+	binding, err := call.Binding()
+	if err != nil {
+		return nil, err
+	}
+	settings := s.settings.Load()
+	now := time.Now()
+	a := &Approval{
+		ID:          newID(),
+		Binding:     binding,
+		Server:      call.Server,
+		Tool:        call.Tool,
+		Arguments:   args,
+		Reason:      call.Reason,
+		User:        call.User,
+		Session:     call.Session,
+		RequestedAt: now,
+		ExpiresAt:   now.Add(settings.Timeout),
+		State:       Pending,
+	}
+	got, created, err := s.store.Create(ctx, a, now)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		settings.Logger.Info("approval requested",
+			zap.String("id", a.ID), zap.String("server", a.Server), zap.String("tool", a.Tool),
+			zap.String("user", a.User), zap.String("session", a.Session),
+			zap.String("reason", a.Reason), zap.Time("expires_at", a.ExpiresAt))
+		s.announce(EventRequested, a)
+		s.refreshPending(ctx)
+	}
+	return got, nil
+}
+
+// Get returns the approval with the id.
+func (s *Service) Get(ctx context.Context, id string) (*Approval, error) {
+	return s.store.Get(ctx, id)
+}
+
+// List returns the approvals the store remembers, oldest first.
+func (s *Service) List(ctx context.Context) ([]*Approval, error) {
+	return s.store.List(ctx)
+}
+
+// Decide approves or denies a pending approval on behalf of approver.
+// The first decision wins: a later one gets ErrConflict.
+func (s *Service) Decide(ctx context.Context, id string, approve bool, approver, reason string) (*Approval, error) {
+	to := Denied
+	if approve {
+		to = Approved
+	}
+	return s.settle(ctx, id, to, approver, reason)
+}
+
+// Cancel cancels a pending approval, because the caller cancelled the
+// call or went away (why), and announces it.
+func (s *Service) Cancel(ctx context.Context, id, why string) (*Approval, error) {
+	return s.settle(ctx, id, Cancelled, "client", why)
+}
+
+// Expire expires a pending approval whose time ran out, and announces it.
+// Several gateways may try; one does it.
+func (s *Service) Expire(ctx context.Context, id string) (*Approval, error) {
+	return s.settle(ctx, id, Expired, "timeout", "no decision in time")
+}
+
+// settle moves a pending approval to a final state, logs who did it and
+// how long it waited, and announces cancellations and expiries.
+func (s *Service) settle(ctx context.Context, id string, to State, by, reason string) (*Approval, error) {
+	settings := s.settings.Load()
+	now := time.Now()
+	a, err := s.store.Update(ctx, id, func(a *Approval) error {
+		if to == Expired && now.Before(a.ExpiresAt) {
+			return fmt.Errorf("%w: approval %s expires at %s", ErrConflict, id, a.ExpiresAt)
+		}
+		return a.decide(to, by, reason, now, settings.Timeout)
+	})
+	if err != nil {
+		return nil, err
+	}
+	waited := a.Waited(now)
+	settings.Logger.Info("approval settled",
+		zap.String("id", a.ID), zap.String("state", string(to)), zap.String("server", a.Server), zap.String("tool", a.Tool),
+		zap.String("user", a.User), zap.String("by", by), zap.String("reason", reason),
+		zap.Duration("waited", waited))
+	if m := settings.Metrics; m != nil {
+		m.Wait.WithLabelValues(string(to)).Observe(waited.Seconds())
+	}
+	switch to {
+	case Cancelled:
+		s.announce(EventCancelled, a)
+	case Expired:
+		s.announce(EventExpired, a)
+	}
+	s.refreshPending(ctx)
+	return a, nil
+}
+
+// Use uses up a decided approval: the approved call is about to run, or
+// the caller is told of the denial. Only one caller can use an approval;
+// the others get ErrConflict.
+func (s *Service) Use(ctx context.Context, id string) (*Approval, error) {
+	now := time.Now()
+	a, err := s.store.Update(ctx, id, func(a *Approval) error { return a.deliver(now) })
+	if err != nil {
+		return nil, err
+	}
+	s.settings.Load().Logger.Info("approval used",
+		zap.String("id", a.ID), zap.String("state", string(a.State)),
+		zap.String("server", a.Server), zap.String("tool", a.Tool), zap.String("user", a.User),
+		zap.Duration("since_decision", now.Sub(a.DecidedAt)))
+	return a, nil
+}
+
+// Claim records the webhook-id of a verified callback, and returns
+// ErrReplayed if it was used before (by this gateway or another sharing
+// the store).
+func (s *Service) Claim(ctx context.Context, webhookID string) error {
+	// Messages older than the tolerance are refused as stale, so their
+	// ids need not be kept longer than both sides of it.
+	fresh, err := s.store.Claim(ctx, webhookID, 2*Tolerance)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return fmt.Errorf("%w: %s", ErrReplayed, webhookID)
+	}
+	return nil
+}
+
+// Changed returns a channel closed at the next change of the approval,
+// made by this gateway or another sharing the store. Take it before
+// reading the approval, so that no change falls in between.
+func (s *Service) Changed(id string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.changed[id]
+	if !ok {
+		ch = make(chan struct{})
+		s.changed[id] = ch
+	}
+	return ch
+}
+
+// notify wakes whoever waits for a change of the approval.
+func (s *Service) notify(id string) {
+	s.mu.Lock()
+	ch, ok := s.changed[id]
+	delete(s.changed, id)
+	s.mu.Unlock()
+	if ok {
+		close(ch)
+	}
+}
+
+// Hold records that this process holds the call with the request id in
+// the session, and returns a channel closed if the client cancels it (see
+// CancelHeld), and a release function to call when the hold ends.
+func (s *Service) Hold(session, requestID string) (<-chan struct{}, func()) {
+	key := session + "\x00" + requestID
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.held[key] = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		if s.held[key] == ch {
+			delete(s.held, key)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// CancelHeld tells the held call with the request id in the session that
+// its client cancelled it (notifications/cancelled), and reports whether
+// such a call was held.
+func (s *Service) CancelHeld(session, requestID string) bool {
+	key := session + "\x00" + requestID
+	s.mu.Lock()
+	ch, ok := s.held[key]
+	delete(s.held, key)
+	s.mu.Unlock()
+	if ok {
+		close(ch)
+	}
+	return ok
+}
+
+// sweep expires pending approvals whose time ran out (whether or not a
+// call is held on them), lets the store forget old ones, and keeps the
+// pending gauge current.
+func (s *Service) sweep() {
+	ticker := time.NewTicker(sweepInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		due, err := s.store.Due(s.ctx, time.Now())
+		if err != nil {
+			s.settings.Load().Logger.Error("finding expired approvals", zap.Error(err))
+			continue
+		}
+		for _, id := range due {
+			if _, err := s.Expire(s.ctx, id); err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) {
+				s.settings.Load().Logger.Error("expiring approval", zap.String("id", id), zap.Error(err))
+			}
+		}
+		s.refreshPending(s.ctx)
+	}
+}
+
+// refreshPending sets the pending gauge from the store.
+func (s *Service) refreshPending(ctx context.Context) {
+	settings := s.settings.Load()
+	if settings.Metrics == nil {
+		return
+	}
+	n, err := s.store.CountPending(ctx)
+	if err != nil {
+		settings.Logger.Warn("counting pending approvals", zap.Error(err))
+		return
+	}
+	settings.Metrics.Pending.Set(float64(n))
+}

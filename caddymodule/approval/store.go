@@ -1,0 +1,187 @@
+package approval
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Store keeps approvals where every gateway that shares it sees them. The
+// rules (what is live, which changes are allowed) are Approval's; a store
+// only makes each change atomic and tells of it.
+type Store interface {
+	// Create saves a, a new pending approval, unless an approval that is
+	// live at now has the same binding: then it returns that one and
+	// false, and saves nothing.
+	Create(ctx context.Context, a *Approval, now time.Time) (*Approval, bool, error)
+	// Get returns the approval with the id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Approval, error)
+	// Update applies change to the approval with the id atomically and
+	// returns the result. When change returns an error, nothing is saved
+	// and Update returns that error.
+	Update(ctx context.Context, id string, change func(*Approval) error) (*Approval, error)
+	// List returns the approvals the store remembers, oldest first.
+	List(ctx context.Context) ([]*Approval, error)
+	// Due returns the ids of pending approvals whose time ran out before
+	// now, and lets the store forget what it no longer needs to keep.
+	Due(ctx context.Context, now time.Time) ([]string, error)
+	// CountPending returns how many approvals are pending.
+	CountPending(ctx context.Context) (int, error)
+	// Claim records key (a webhook-id) for ttl and reports whether it was
+	// new.
+	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Close releases the store's connections.
+	Close() error
+}
+
+// ChangeFunc is told the id of every approval that a store created or
+// updated, by this gateway or (for a shared store) another one.
+type ChangeFunc func(id string)
+
+// memoryStore keeps approvals in this process.
+type memoryStore struct {
+	onChange ChangeFunc
+
+	mu        sync.Mutex
+	approvals map[string]*Approval
+	// bindings maps a binding to the approval that last stood for it.
+	bindings map[string]string
+	// claims maps claimed keys to when they may be forgotten.
+	claims map[string]time.Time
+}
+
+// NewMemoryStore returns a store that lives in this process: approvals
+// outlive config reloads (the service holding the store is shared) but
+// not a restart, and are not shared with other gateways.
+func NewMemoryStore(onChange ChangeFunc) Store {
+	return &memoryStore{
+		onChange:  onChange,
+		approvals: make(map[string]*Approval),
+		bindings:  make(map[string]string),
+		claims:    make(map[string]time.Time),
+	}
+}
+
+func (s *memoryStore) Create(_ context.Context, a *Approval, now time.Time) (*Approval, bool, error) {
+	s.mu.Lock()
+	if id, ok := s.bindings[a.Binding]; ok {
+		if existing := s.approvals[id]; existing != nil && existing.Live(now) {
+			s.mu.Unlock()
+			return clone(existing), false, nil
+		}
+	}
+	s.approvals[a.ID] = clone(a)
+	s.bindings[a.Binding] = a.ID
+	s.mu.Unlock()
+	s.onChange(a.ID)
+	return a, true, nil
+}
+
+func (s *memoryStore) Get(_ context.Context, id string) (*Approval, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.approvals[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return clone(a), nil
+}
+
+func (s *memoryStore) Update(_ context.Context, id string, change func(*Approval) error) (*Approval, error) {
+	s.mu.Lock()
+	current, ok := s.approvals[id]
+	if !ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	a := clone(current)
+	if err := change(a); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.approvals[id] = a
+	if a.settled() && s.bindings[a.Binding] == id {
+		delete(s.bindings, a.Binding)
+	}
+	s.mu.Unlock()
+	s.onChange(id)
+	return clone(a), nil
+}
+
+func (s *memoryStore) List(context.Context) ([]*Approval, error) {
+	s.mu.Lock()
+	list := make([]*Approval, 0, len(s.approvals))
+	for _, a := range s.approvals {
+		list = append(list, clone(a))
+	}
+	s.mu.Unlock()
+	sortByRequest(list)
+	return list, nil
+}
+
+func (s *memoryStore) Due(_ context.Context, now time.Time) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []string
+	for id, a := range s.approvals {
+		switch {
+		case a.State == Pending && !now.Before(a.ExpiresAt):
+			due = append(due, id)
+		case now.After(a.forgetAt()):
+			delete(s.approvals, id)
+			if s.bindings[a.Binding] == id {
+				delete(s.bindings, a.Binding)
+			}
+		}
+	}
+	for key, until := range s.claims {
+		if now.After(until) {
+			delete(s.claims, key)
+		}
+	}
+	return due, nil
+}
+
+func (s *memoryStore) CountPending(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.approvals {
+		if a.State == Pending {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if until, ok := s.claims[key]; ok && now.Before(until) {
+		return false, nil
+	}
+	s.claims[key] = now.Add(ttl)
+	return true, nil
+}
+
+func (s *memoryStore) Close() error { return nil }
+
+// clone copies an approval, so that no caller shares a store's record.
+func clone(a *Approval) *Approval {
+	c := *a
+	return &c
+}
+
+// sortByRequest orders approvals oldest first.
+func sortByRequest(list []*Approval) {
+	slices.SortFunc(list, func(a, b *Approval) int {
+		if c := a.RequestedAt.Compare(b.RequestedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}

@@ -1,0 +1,290 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// Approval defaults.
+const (
+	defaultApprovalTimeout   = 10 * time.Minute
+	defaultApprovalKeepalive = 15 * time.Second
+	// defaultApprovalHold stays under the 60 seconds after which many MCP
+	// clients give up on a call.
+	defaultApprovalHold = 50 * time.Second
+	// defaultApprovalInstance names the approval service of handlers
+	// that do not name one.
+	defaultApprovalInstance = "default"
+)
+
+// Approval store types.
+const (
+	storeMemory = "memory"
+	storeRedis  = "redis"
+)
+
+// ApprovalConfig holds the tool calls that the policy answers with
+// needs_approval until a person decides: an approval request goes out as a
+// signed webhook, and the call is forwarded only once a signed approve
+// comes back (to mcp_approvals, the admin API or the inbox page).
+type ApprovalConfig struct {
+	// Webhooks are the URLs that approval events (approval.requested,
+	// approval.cancelled, approval.expired) are POSTed to, signed as
+	// Standard Webhooks. At least one is required.
+	Webhooks []string `json:"webhooks,omitempty"`
+
+	// Secret is the Standard Webhooks secret ("whsec_" and a base64 key of
+	// at least 24 bytes) that signs webhooks and verifies callbacks.
+	// Placeholders such as {env.MCP_WEBHOOK_SECRET} are replaced.
+	Secret string `json:"secret,omitempty"`
+
+	// CallbackURL is the URL at which mcp_approvals is reached; decisions
+	// are POSTed to CallbackURL/<id>. Required.
+	CallbackURL string `json:"callback_url,omitempty"`
+
+	// Timeout is how long a call waits for a decision before it is
+	// refused, and how long a decision waits for the call to be made
+	// again. Default: 10m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Keepalive is how often a held call whose client sent a progress
+	// token gets a notifications/progress. Default: 15s.
+	Keepalive caddy.Duration `json:"keepalive,omitempty"`
+
+	// Hold is the longest a call is held in one request. With no decision
+	// by then, the client gets a tool result saying the approval is
+	// pending, and the same call, made again, waits on the same approval
+	// (or runs, once approved). Default: 50s.
+	Hold caddy.Duration `json:"hold,omitempty"`
+
+	// Store is where pending approvals live: "memory" (default; they
+	// survive config reloads, not restarts) or "redis" (shared by every
+	// gateway using the same Redis).
+	Store string `json:"store,omitempty"`
+
+	// Redis is the Redis address when Store is "redis": host:port, or a
+	// redis:// or rediss:// URL.
+	Redis string `json:"redis,omitempty"`
+
+	// Instance names this handler's approval service. Handlers with the
+	// same store and instance share one service (and its last loaded
+	// settings); mcp_approvals can be tied to one instance. Default:
+	// "default".
+	Instance string `json:"instance,omitempty"`
+}
+
+// unmarshalApproval reads an approval block:
+//
+//	approval {
+//		webhook <url>...
+//		secret <whsec_...>
+//		callback_url <url>
+//		timeout <duration>
+//		keepalive <duration>
+//		hold <duration>
+//		store memory|redis <address>
+//		instance <name>
+//	}
+func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := new(ApprovalConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "webhook":
+			urls := d.RemainingArgs()
+			if len(urls) == 0 {
+				return nil, d.ArgErr()
+			}
+			c.Webhooks = append(c.Webhooks, urls...)
+		case "secret":
+			if !d.AllArgs(&c.Secret) {
+				return nil, d.ArgErr()
+			}
+		case "callback_url":
+			if !d.AllArgs(&c.CallbackURL) {
+				return nil, d.ArgErr()
+			}
+		case "timeout":
+			if err := positiveDuration(d, &c.Timeout); err != nil {
+				return nil, err
+			}
+		case "keepalive":
+			if err := positiveDuration(d, &c.Keepalive); err != nil {
+				return nil, err
+			}
+		case "hold":
+			if err := positiveDuration(d, &c.Hold); err != nil {
+				return nil, err
+			}
+		case "store":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == storeMemory:
+				c.Store = storeMemory
+			case len(args) == 2 && args[0] == storeRedis:
+				c.Store, c.Redis = storeRedis, args[1]
+			default:
+				return nil, d.Err("store: want `memory` or `redis <address>`")
+			}
+		case "instance":
+			if !d.AllArgs(&c.Instance) {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("unrecognized approval subdirective %q", d.Val())
+		}
+	}
+	return c, nil
+}
+
+// provisionApprovals resolves the approval block, if any, and attaches
+// the shared approval service it names.
+func (h *Handler) provisionApprovals(ctx caddy.Context) error {
+	if h.Approval == nil {
+		return nil
+	}
+	if err := h.Approval.validate(); err != nil {
+		return err
+	}
+	resolved, err := h.Approval.resolve(caddy.NewReplacer())
+	if err != nil {
+		return err
+	}
+	service, err := loadApprovals(ctx, resolved)
+	if err != nil {
+		return err
+	}
+	h.approvals, h.approvalConfig = service, resolved
+	return nil
+}
+
+// positiveDuration reads the subdirective's one argument, a positive
+// duration, into to.
+func positiveDuration(d *caddyfile.Dispenser, to *caddy.Duration) error {
+	name := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return d.ArgErr()
+	}
+	duration, err := caddy.ParseDuration(value)
+	if err != nil || duration <= 0 {
+		return d.Errf("%s: invalid duration %q", name, value)
+	}
+	*to = caddy.Duration(duration)
+	return nil
+}
+
+// validate checks what can be checked before placeholders are replaced.
+func (c *ApprovalConfig) validate() error {
+	if len(c.Webhooks) == 0 {
+		return errors.New("approval: at least one webhook is required")
+	}
+	if c.Secret == "" {
+		return errors.New("approval: a secret is required")
+	}
+	if c.CallbackURL == "" {
+		return errors.New("approval: callback_url is required")
+	}
+	switch c.Store {
+	case "", storeMemory:
+		if c.Redis != "" {
+			return errors.New("approval: a redis address needs store redis")
+		}
+	case storeRedis:
+		if c.Redis == "" {
+			return errors.New("approval: store redis needs an address")
+		}
+	default:
+		return fmt.Errorf("approval: unknown store %q, want memory or redis", c.Store)
+	}
+	if c.Timeout < 0 || c.Keepalive < 0 || c.Hold < 0 {
+		return errors.New("approval: durations must not be negative")
+	}
+	return nil
+}
+
+// resolved is an approval configuration with placeholders replaced and
+// defaults applied.
+type resolvedApproval struct {
+	settings  approval.Settings
+	keepalive time.Duration
+	hold      time.Duration
+	store     string
+	redis     string
+	instance  string
+}
+
+// resolve replaces placeholders, applies defaults and checks the values.
+func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error) {
+	r := &resolvedApproval{
+		keepalive: durationOr(c.Keepalive, defaultApprovalKeepalive),
+		hold:      durationOr(c.Hold, defaultApprovalHold),
+		store:     c.Store,
+		redis:     repl.ReplaceKnown(c.Redis, ""),
+		instance:  c.Instance,
+	}
+	if r.store == "" {
+		r.store = storeMemory
+	}
+	if r.instance == "" {
+		r.instance = defaultApprovalInstance
+	}
+	r.settings.Timeout = durationOr(c.Timeout, defaultApprovalTimeout)
+	secret, err := approval.ParseSecret(repl.ReplaceKnown(c.Secret, ""))
+	if err != nil {
+		return nil, fmt.Errorf("approval: %w", err)
+	}
+	r.settings.Secret = secret
+	callback, err := absoluteURL(repl.ReplaceKnown(c.CallbackURL, ""))
+	if err != nil {
+		return nil, fmt.Errorf("approval: callback_url: %w", err)
+	}
+	r.settings.CallbackURL = strings.TrimSuffix(callback, "/")
+	for _, webhook := range c.Webhooks {
+		u, err := absoluteURL(repl.ReplaceKnown(webhook, ""))
+		if err != nil {
+			return nil, fmt.Errorf("approval: webhook: %w", err)
+		}
+		r.settings.Webhooks = append(r.settings.Webhooks, u)
+	}
+	return r, nil
+}
+
+// poolKey names the approval service a handler uses: the store's identity
+// and the instance. Handlers of one config that name distinct instances
+// get distinct services even over one Redis (as two replicas would).
+func (r *resolvedApproval) poolKey() string {
+	if r.store == storeRedis {
+		return storeRedis + "|" + r.redis + "|" + r.instance
+	}
+	return storeMemory + "|" + r.instance
+}
+
+func durationOr(d caddy.Duration, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return fallback
+}
+
+// absoluteURL checks that s is an absolute http or https URL.
+func absoluteURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return s, nil
+}

@@ -1,0 +1,316 @@
+package caddymodule_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	testIssuer   = "https://idp.example"
+	testAudience = "http://localhost/mcp"
+)
+
+// identityProvider signs tokens and serves its keys as a JWKS on loopback.
+type identityProvider struct {
+	keys map[string]*rsa.PrivateKey
+	jwks atomic.Pointer[[]byte]
+	url  string
+}
+
+func newIdentityProvider(t *testing.T, kids ...string) *identityProvider {
+	t.Helper()
+	p := &identityProvider{keys: map[string]*rsa.PrivateKey{}}
+	for _, kid := range kids {
+		p.addKey(t, kid)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(*p.jwks.Load())
+	}))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// addKey generates a key and publishes it (key rotation).
+func (p *identityProvider) addKey(t *testing.T, kid string) {
+	t.Helper()
+	private, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.keys[kid] = private
+	set := jwk.NewSet()
+	for kid, private := range p.keys {
+		key, err := jwk.Import(private.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = key.Set(jwk.KeyIDKey, kid)
+		_ = key.Set(jwk.AlgorithmKey, jwa.RS256())
+		_ = key.Set(jwk.KeyUsageKey, "sig")
+		_ = set.AddKey(key)
+	}
+	raw, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.jwks.Store(&raw)
+}
+
+// token signs claims (over sensible defaults) with the key kid.
+func (p *identityProvider) token(t *testing.T, kid string, claims map[string]any) string {
+	t.Helper()
+	all := map[string]any{
+		"iss": testIssuer, "aud": []string{testAudience}, "sub": "alice",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}
+	for name, value := range claims {
+		if value == nil {
+			delete(all, name)
+		} else {
+			all[name] = value
+		}
+	}
+	token := jwt.New()
+	for name, value := range all {
+		if err := token.Set(name, value); err != nil {
+			t.Fatalf("claim %s: %v", name, err)
+		}
+	}
+	headers := jws.NewHeaders()
+	_ = headers.Set(jws.KeyIDKey, kid)
+	signed, err := jwt.Sign(token, jwt.WithKey(jwa.RS256(), p.keys[kid], jws.WithProtectedHeaders(headers)))
+	if err != nil {
+		t.Fatalf("signing: %v", err)
+	}
+	return string(signed)
+}
+
+// identityBlock is the mcp_policy body of a gateway that verifies tokens.
+func identityBlock(jwksURL string, extra string) string {
+	return fmt.Sprintf(`policy testdata/userpolicy
+		server test
+		identity jwt {
+			jwks_url %s
+			issuer %s
+			audience %s
+		}%s`, jwksURL, testIssuer, testAudience, extra)
+}
+
+// bearer is an http.RoundTripper that adds a bearer token.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func connectAs(t *testing.T, url, token string) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
+	if err != nil {
+		t.Fatalf("connecting with a token: %v", err)
+	}
+	t.Cleanup(func() { session.Close() })
+	return session
+}
+
+// TestJWTIdentity runs the gateway as an OAuth-protected MCP resource:
+// tokens are verified, refused ones get the MCP authorization challenge,
+// per-user decisions differ, sessions are bound to their creator, and the
+// token is not passed upstream.
+func TestJWTIdentity(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
+	base := strings.TrimSuffix(gateway, "/mcp")
+	const wantChallenge = `Bearer resource_metadata="http://localhost/.well-known/oauth-protected-resource/mcp"`
+
+	t.Run("protected resource metadata", func(t *testing.T) {
+		resp, err := http.Get(base + "/.well-known/oauth-protected-resource/mcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var meta map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("metadata: %d, %v", resp.StatusCode, err)
+		}
+		if meta["resource"] != testAudience || fmt.Sprint(meta["authorization_servers"]) != "["+testIssuer+"]" ||
+			fmt.Sprint(meta["bearer_methods_supported"]) != "[header]" {
+			t.Errorf("metadata = %v", meta)
+		}
+	})
+
+	tampered := func() string {
+		parts := strings.Split(idp.token(t, "k1", nil), ".")
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		parts[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"alice"`, `"admin"`, 1)))
+		return strings.Join(parts, ".")
+	}
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"k1"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"alice","exp":%d}`, testIssuer, testAudience, time.Now().Add(time.Hour).Unix()))) + "."
+	refused := []struct {
+		name, authorization string
+		wantError           bool // an error="invalid_token" in the challenge
+	}{
+		{"no token", "", false},
+		{"expired", "Bearer " + idp.token(t, "k1", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), true},
+		{"not yet valid", "Bearer " + idp.token(t, "k1", map[string]any{"nbf": time.Now().Add(time.Hour).Unix()}), true},
+		{"wrong issuer", "Bearer " + idp.token(t, "k1", map[string]any{"iss": "https://evil.example"}), true},
+		{"wrong audience", "Bearer " + idp.token(t, "k1", map[string]any{"aud": []string{"https://other.example/mcp"}}), true},
+		{"unsigned (alg none)", "Bearer " + none, true},
+		{"tampered payload", "Bearer " + tampered(), true},
+	}
+	for _, tt := range refused {
+		t.Run("refused: "+tt.name, func(t *testing.T) {
+			before := len(up.received())
+			header := http.Header{}
+			if tt.authorization != "" {
+				header.Set("Authorization", tt.authorization)
+			}
+			req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(callEcho))
+			req.Header = header
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			challenge := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(challenge, wantChallenge) ||
+				strings.Contains(challenge, `error="invalid_token"`) != tt.wantError {
+				t.Errorf("status %d, WWW-Authenticate %q; want 401 with %s (error code: %v)", resp.StatusCode, challenge, wantChallenge, tt.wantError)
+			}
+			if len(up.received()) != before {
+				t.Error("the upstream received a request with a refused token")
+			}
+		})
+	}
+
+	t.Run("per-user decisions", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		admin := connectAs(t, gateway, idp.token(t, "k1", map[string]any{"sub": "alice", "groups": []string{"eng-admins"}}))
+		user := connectAs(t, gateway, idp.token(t, "k1", map[string]any{"sub": "bob", "groups": []string{"eng"}}))
+		res, err := admin.CallTool(ctx, &mcp.CallToolParams{Name: "delete_issue", Arguments: map[string]any{"text": "1"}})
+		if err != nil || res.IsError {
+			t.Errorf("alice (eng-admins) deleting: %v %q, want it to run", err, resultText(res))
+		}
+		res, err = user.CallTool(ctx, &mcp.CallToolParams{Name: "delete_issue", Arguments: map[string]any{"text": "2"}})
+		if err != nil || !res.IsError || !strings.Contains(resultText(res), "bob is not in eng-admins") {
+			t.Errorf("bob deleting: %v %q, want a refusal naming bob", err, resultText(res))
+		}
+		for _, r := range up.received() {
+			if r.Header.Get("Authorization") != "" {
+				t.Fatal("the token was forwarded upstream without forward_token")
+			}
+		}
+
+		// Bob presents Alice's session.
+		req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(callEcho))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+idp.token(t, "k1", map[string]any{"sub": "bob"}))
+		req.Header.Set("Mcp-Session-Id", admin.ID())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("bob using alice's session: status %d, want 403", resp.StatusCode)
+		}
+	})
+
+	t.Run("key rotation", func(t *testing.T) {
+		idp.addKey(t, "k2")
+		session := connectAs(t, gateway, idp.token(t, "k2", map[string]any{"sub": "carol"}))
+		if text, refused := callEchoText(t, session); refused || !strings.Contains(text, "echo:") {
+			t.Errorf("echo with a token signed by a rotated-in key: %q (refused %v)", text, refused)
+		}
+	})
+}
+
+// TestForwardToken checks that forward_token passes the caller's token on.
+func TestForwardToken(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "\n\t\tforward_token")})
+	token := idp.token(t, "k1", nil)
+	session := connectAs(t, gateway, token)
+	if _, refused := callEchoText(t, session); refused {
+		t.Fatal("echo refused")
+	}
+	for _, r := range up.received() {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			t.Fatalf("upstream got Authorization %q, want the caller's token", r.Header.Get("Authorization"))
+		}
+	}
+}
+
+// TestCaddyAuthIdentity composes the gateway with Caddy's basic_auth: the
+// user it authenticated is the policy's input.user.
+func TestCaddyAuthIdentity(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t, upstreamModes[3]) // stateless: one raw POST is a whole exchange
+	gateway := startGateway(t, up.URL, gatewayOptions{
+		policy: "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy",
+		before: fmt.Sprintf("basic_auth {\n\t\talice %s\n\t}", hash),
+	})
+	req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(callEcho))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.SetBasicAuth("alice", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		body.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	if resp.StatusCode != 200 || !strings.Contains(body.String(), "echo:a") {
+		t.Errorf("alice through basic_auth: %d %s, want echo to run", resp.StatusCode, body.String())
+	}
+	req.SetBasicAuth("alice", "wrong")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong password: status %d, want 401 from basic_auth", resp2.StatusCode)
+	}
+}

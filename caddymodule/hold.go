@@ -1,0 +1,358 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/go-json-experiment/json/jsontext"
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+)
+
+// cancelTimeout bounds the store update that cancels an approval after
+// its client went away (the request's own context is done by then).
+const cancelTimeout = 5 * time.Second
+
+// holdForApproval holds a tools/call that the policy said needs approval.
+// It finds the approval that stands for the call (asking for a new one,
+// by webhook, when there is none) and waits, for at most the hold time,
+// until it is decided: approved, the call is forwarded (once per
+// approval); denied, expired or cancelled, the client gets a refusal that
+// says so. With no decision by the end of the hold, the client gets a
+// tool result saying the approval is pending; the same call, made again,
+// waits on the same approval. While it waits, a client that sent a
+// progress token and accepts an event stream gets progress notifications.
+// A client that disconnects, or cancels the call, cancels the approval.
+func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, v verdict, raw []byte) error {
+	m := v.message
+	call := &approval.Call{
+		Session:   r.Header.Get(mcphttp.HeaderSessionID),
+		Server:    v.input.Server,
+		Tool:      m.Tool.Name,
+		Arguments: m.Tool.Arguments,
+		Reason:    v.decision.Reason,
+	}
+	if v.input.User != nil {
+		call.User = v.input.User.ID
+	}
+	held := &heldCall{h: h, w: w, r: r, id: m.ID}
+	cancelled, release := h.approvals.Hold(call.Session, requestKey(m.ID))
+	defer release()
+
+	a, err := h.approvals.Request(r.Context(), call)
+	if err != nil {
+		return held.fail(err)
+	}
+	if m.ProgressToken != nil && acceptsEventStream(r) {
+		held.startStream(m.ProgressToken)
+		held.progress(a)
+	}
+	holdTimer := time.NewTimer(h.approvalConfig.hold)
+	defer holdTimer.Stop()
+	keepalive := time.NewTicker(h.approvalConfig.keepalive)
+	defer keepalive.Stop()
+	var expiry *time.Timer
+	defer func() {
+		if expiry != nil {
+			expiry.Stop()
+		}
+	}()
+	expiringID := ""
+	for {
+		changed := h.approvals.Changed(a.ID)
+		if a, err = h.approvals.Get(r.Context(), a.ID); err != nil {
+			return held.fail(err)
+		}
+		switch a.State {
+		case approval.Approved:
+			if _, err := h.approvals.Use(r.Context(), a.ID); err == nil {
+				return held.forward(next, raw)
+			} else if !errors.Is(err, approval.ErrConflict) {
+				return held.fail(err)
+			}
+			// Another call used this approval first: this one needs
+			// its own.
+			if a, err = h.approvals.Request(r.Context(), call); err != nil {
+				return held.fail(err)
+			}
+			continue
+		case approval.Denied:
+			// Every call held on a denial hears of it; using it up
+			// means the next identical call asks again.
+			_, _ = h.approvals.Use(r.Context(), a.ID)
+			return held.answer(denialText(a))
+		case approval.Expired:
+			return held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
+				a.ID, a.ExpiresAt.Sub(a.RequestedAt).Round(time.Second)))
+		case approval.Cancelled:
+			return held.answer(fmt.Sprintf("Approval %s was cancelled (%s): the call did not run.", a.ID, a.DecisionReason))
+		}
+		if expiringID != a.ID {
+			if expiry != nil {
+				expiry.Stop()
+			}
+			expiry, expiringID = time.NewTimer(time.Until(a.ExpiresAt)), a.ID
+		}
+		select {
+		case <-changed:
+		case <-keepalive.C:
+			// Also a chance to see a decision whose notice was lost
+			// (a Redis subscriber reconnecting).
+			held.progress(a)
+		case <-expiry.C:
+			if _, err := h.approvals.Expire(r.Context(), a.ID); err != nil && !errors.Is(err, approval.ErrConflict) {
+				return held.fail(err)
+			}
+		case <-holdTimer.C:
+			return held.answer(pendingText(a))
+		case <-cancelled:
+			held.cancel(a, "the client cancelled the call")
+			return held.answer(fmt.Sprintf("Approval %s was cancelled (the client cancelled the call): the call did not run.", a.ID))
+		case <-r.Context().Done():
+			held.cancel(a, "the client disconnected")
+			return nil
+		case <-h.approvals.Done():
+			return held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID))
+		}
+	}
+}
+
+// pendingText tells the model (and the person) that the call did not run
+// yet, and how to run it once approved.
+func pendingText(a *approval.Approval) string {
+	return fmt.Sprintf("Approval pending (id %s): this call needs a person's approval and has not run yet. "+
+		"Once it is approved, the same call (same tool, same arguments) will run when it is made again; "+
+		"made again before then, it waits for the decision. The approval expires at %s.",
+		a.ID, a.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// denialText is the refusal of a denied call, with the approver's reason.
+func denialText(a *approval.Approval) string {
+	text := "Denied by " + a.Approver
+	if a.Approver == "" {
+		text = "Denied by an approver"
+	}
+	if a.DecisionReason != "" {
+		return text + ": " + a.DecisionReason
+	}
+	return text + "."
+}
+
+// acceptsEventStream reports whether the client accepts an event stream
+// in reply to its POST.
+func acceptsEventStream(r *http.Request) bool {
+	for _, value := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(value, ",") {
+			if mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mediaType == "text/event-stream" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// requestKey is a JSON-RPC id in canonical form (RFC 8785), so that a
+// notifications/cancelled names the held request however its id is spelled.
+func requestKey(id []byte) string {
+	v := jsontext.Value(bytes.Clone(id))
+	if err := v.Canonicalize(); err != nil {
+		return string(id)
+	}
+	return string(v)
+}
+
+// cancelHeldCalls tells calls held in this gateway that their client
+// cancelled them (notifications/cancelled, in the same session). The
+// notification goes on to the policy and the upstream as any other.
+func (h *Handler) cancelHeldCalls(r *http.Request, body *mcpmsg.Body) {
+	if h.approvals == nil {
+		return
+	}
+	session := r.Header.Get(mcphttp.HeaderSessionID)
+	for _, m := range body.Messages {
+		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
+			continue
+		}
+		id, err := json.Marshal(m.Params["requestId"])
+		if err != nil || m.Params["requestId"] == nil {
+			continue
+		}
+		if h.approvals.CancelHeld(session, requestKey(id)) {
+			h.logger.Info("held call cancelled by the client", zap.String("session", session), zap.ByteString("request_id", id))
+		}
+	}
+}
+
+// heldCall answers one held tools/call: as JSON, or in the event stream
+// opened for progress notifications.
+type heldCall struct {
+	h  *Handler
+	w  http.ResponseWriter
+	r  *http.Request
+	id []byte
+	// token is the progress token, as JSON, once a stream is open.
+	token []byte
+	// sent counts the progress notifications sent.
+	sent int
+}
+
+// startStream answers with an event stream, to send progress on token.
+func (c *heldCall) startStream(token any) {
+	raw, err := json.Marshal(token)
+	if err != nil {
+		return
+	}
+	c.token = raw
+	header := c.w.Header()
+	header.Set("Content-Type", "text/event-stream")
+	header.Set("Cache-Control", "no-cache")
+	header.Del("Content-Length")
+	c.w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(c.w).Flush()
+}
+
+// progress sends one notifications/progress (MCP basic/utilities,
+// "Progress") in an open stream: its progress value grows with each, as
+// the specification requires.
+func (c *heldCall) progress(a *approval.Approval) {
+	if c.token == nil {
+		return
+	}
+	c.sent++
+	notification, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"method":  "notifications/progress",
+		"params": map[string]any{
+			"progressToken": json.RawMessage(c.token),
+			"progress":      c.sent,
+			"message":       "Waiting for approval " + a.ID,
+		},
+	})
+	if err != nil {
+		return
+	}
+	c.writeEvent(notification)
+}
+
+func (c *heldCall) writeEvent(message []byte) {
+	_, _ = c.w.Write(sseMessageEvent(message))
+	_ = http.NewResponseController(c.w).Flush()
+}
+
+// answer ends the held call with a tool result that has isError and text.
+func (c *heldCall) answer(text string) error {
+	response := mcpmsg.ToolErrorResult(c.id, text)
+	if c.token != nil {
+		c.writeEvent(response)
+		return nil
+	}
+	writeJSON(c.w, http.StatusOK, response)
+	return nil
+}
+
+// fail refuses the held call because the approval machinery failed: a
+// call that needs approval never runs without one.
+func (c *heldCall) fail(err error) error {
+	c.h.logger.Error("approval failed; call refused",
+		zap.String("request_id", requestID(c.r)), zap.Error(err))
+	return c.answer("This call needs approval, and the approval could not be handled, so it was refused: " + err.Error())
+}
+
+// cancel cancels the approval the call waited on, the request's context
+// being done or about to end.
+func (c *heldCall) cancel(a *approval.Approval, why string) {
+	ctx, stop := context.WithTimeout(context.WithoutCancel(c.r.Context()), cancelTimeout)
+	defer stop()
+	if _, err := c.h.approvals.Cancel(ctx, a.ID, why); err != nil && !errors.Is(err, approval.ErrConflict) {
+		c.h.logger.Error("could not cancel approval", zap.String("id", a.ID), zap.Error(err))
+	}
+}
+
+// forward passes the approved call on. In an open event stream, the
+// upstream's reply follows the progress notifications: its events as
+// they come, or its JSON reply as one event.
+func (c *heldCall) forward(next caddyhttp.Handler, raw []byte) error {
+	if c.token == nil {
+		return c.h.forward(c.w, c.r, next, raw)
+	}
+	readReplyUncompressed(c.r)
+	reply := &streamedReply{w: c.w, header: make(http.Header), id: c.id}
+	observed, finish := observe.Wrap(reply, observe.Hooks{OnError: c.h.logReplyError(c.r)})
+	err := c.h.forward(observed, c.r, next, raw)
+	err = errors.Join(err, finish())
+	reply.finish()
+	return err
+}
+
+// streamedReply writes the upstream's reply to an approved call into the
+// event stream already open to the client. The upstream's headers and
+// status are not sent (the stream's are); an event stream reply passes
+// on event by event; a JSON reply becomes one event; anything else
+// becomes a JSON-RPC error for the call.
+type streamedReply struct {
+	w      http.ResponseWriter
+	header http.Header
+	id     []byte
+	status int
+	stream bool
+	body   bytes.Buffer
+}
+
+func (s *streamedReply) Header() http.Header { return s.header }
+
+func (s *streamedReply) WriteHeader(status int) {
+	if s.status != 0 || status < 200 {
+		return
+	}
+	s.status = status
+	mediaType, _, _ := mime.ParseMediaType(s.header.Get("Content-Type"))
+	s.stream = status < 300 && mediaType == "text/event-stream"
+}
+
+func (s *streamedReply) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.WriteHeader(http.StatusOK)
+	}
+	if s.stream {
+		return s.w.Write(p)
+	}
+	return s.body.Write(p)
+}
+
+// FlushError flushes a streamed reply; http.ResponseController finds it.
+func (s *streamedReply) FlushError() error {
+	if s.stream {
+		return http.NewResponseController(s.w).Flush()
+	}
+	return nil
+}
+
+// finish writes what was held back.
+func (s *streamedReply) finish() {
+	mediaType, _, _ := mime.ParseMediaType(s.header.Get("Content-Type"))
+	switch {
+	case s.stream:
+	case s.status >= 200 && s.status < 300 && mediaType == "application/json" && s.body.Len() > 0:
+		_, _ = s.w.Write(sseMessageEvent(s.body.Bytes()))
+	default:
+		status := s.status
+		if status == 0 {
+			status = http.StatusBadGateway
+		}
+		_, _ = s.w.Write(sseMessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
+			fmt.Sprintf("the upstream answered the approved call with HTTP %d", status))))
+	}
+	_ = http.NewResponseController(s.w).Flush()
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "approvals",
+		Usage: "list|approve|deny ...",
+		Short: "Lists held tool calls and approves or denies them",
+		Long: `
+Talks to a running gateway through Caddy's admin API (--address, default
+localhost:2019).
+
+  mcpgate approvals list [--all]
+  mcpgate approvals approve <id> [--approver <name>] [--reason <text>]
+  mcpgate approvals deny <id> [--approver <name>] [--reason <text>]
+
+A decision taken here is like a signed callback: the first decision on an
+approval wins. A denial's reason reaches the client. The approver defaults
+to $USER.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals"}
+			listCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			listCmd.Flags().Bool("all", false, "Also list decided, cancelled and expired approvals the gateway remembers")
+			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				return listApprovalsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.Bool("all"))
+			})
+			cmd.AddCommand(listCmd)
+			for _, decision := range []struct{ verb, short string }{
+				{"approve", "Approves a held call: it runs when made again, or at once if still held"},
+				{"deny", "Denies a held call"},
+			} {
+				verb := decision.verb
+				decideCmd := &cobra.Command{
+					Use:   verb + " <id> [--approver <name>] [--reason <text>]",
+					Short: decision.short,
+					Args:  cobra.ExactArgs(1),
+				}
+				decideCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who decides (logged, and sent in the refusal of a denial)")
+				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
+				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+					return decideApprovalCommand(decideCmd.OutOrStdout(), fl.String("address"), fl.Arg(0), verb,
+						caddymodule.AdminDecision{Approver: fl.String("approver"), Reason: fl.String("reason")})
+				})
+				cmd.AddCommand(decideCmd)
+			}
+		},
+	})
+}
+
+func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) {
+	addr, err := adminAddress(address)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	uri := "/mcpgate/approvals"
+	if all {
+		uri += "?all=1"
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, nil, nil)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing approvals: %w", err)
+	}
+	defer resp.Body.Close()
+	var approvals []approval.Approval
+	if err := json.NewDecoder(resp.Body).Decode(&approvals); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the approval list: %w", err)
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSERVER\tTOOL\tUSER\tWAITING\tARGUMENTS\tREASON")
+	now := time.Now()
+	for _, a := range approvals {
+		state := string(a.State)
+		if a.Approver != "" && a.State != approval.Pending {
+			state += " by " + a.Approver
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, state, a.Server, a.Tool, a.User,
+			a.Waited(now).Round(time.Second), a.Arguments, a.Reason)
+	}
+	return caddy.ExitCodeSuccess, tw.Flush()
+}
+
+func decideApprovalCommand(out io.Writer, address, id, verb string, decision caddymodule.AdminDecision) (int, error) {
+	addr, err := adminAddress(address)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	body, err := json.Marshal(decision)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/mcpgate/approvals/"+url.PathEscape(id)+"/"+verb,
+		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", verb, id, err)
+	}
+	defer resp.Body.Close()
+	var decided approval.Approval
+	if err := json.NewDecoder(resp.Body).Decode(&decided); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the decision: %w", err)
+	}
+	fmt.Fprintf(out, "%s is %s (%s on %s, waited %s)\n", decided.ID, decided.State, decided.Tool, decided.Server,
+		decided.Waited(time.Now()).Round(time.Second))
+	return caddy.ExitCodeSuccess, nil
+}
