@@ -106,23 +106,23 @@ type Handler struct {
 	// are refused.
 	Approval *ApprovalConfig `json:"approval,omitempty"`
 
-	engine   *policy.Engine
-	callers  *callerGate
+	engine  *policy.Engine
+	callers *callerGate
 	// approvals is the shared approval service; approvalConfig is this
 	// handler's resolved approval block.
 	approvals      *approval.Service
 	approvalConfig *resolvedApproval
-	catalog  *catalog.Catalog
-	pinsFile string
-	metrics  *gatewayMetrics
+	catalog        *catalog.Catalog
+	pinsFile       string
+	metrics        *gatewayMetrics
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes *singleflight.Group
 	// sessions is what the gateway remembers of live sessions: the
 	// HTTP+SSE streams open through it and the server requests it relayed.
-	sessions  *sessionState
-	origins   mcphttp.OriginPolicy
-	limits    mcpmsg.Limits
-	logger    *zap.Logger
+	sessions *sessionState
+	origins  mcphttp.OriginPolicy
+	limits   mcpmsg.Limits
+	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
