@@ -88,7 +88,9 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 	// The store copies data, so the policy in force shares nothing with
 	// the loader, Options.Data or a bundle plugin's store.
-	store := inmem.New()
+	// Keep data as OPA values, so that reading data.mcp.tools on every
+	// evaluation does not convert a large table from Go values each time.
+	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	compiler := ast.NewCompiler()
 	err = storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
 		if err := store.Write(ctx, txn, storage.AddOp, storage.RootPath, data); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"go.uber.org/zap"
 )
 
@@ -210,13 +211,18 @@ func (e *Engine) ToolPermission(ctx context.Context, input *Input) (d Decision, 
 
 // eval runs a prepared query on input within the evaluation timeout.
 func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input *Input) (rego.ResultSet, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
 	value, err := input.Value()
 	if err != nil {
 		return nil, fmt.Errorf("building policy input: %w", err)
 	}
-	rs, err := query.Eval(ctx, rego.EvalParsedInput(value))
+	// Cancel through timers rather than a context: given a context that
+	// can end, OPA starts a goroutine per evaluation to watch it, a cost
+	// paid on every call of the gateway's hot path.
+	cancel := topdown.NewCancel()
+	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
+	defer timeout.Stop()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
+	rs, err := query.Eval(context.WithoutCancel(ctx), rego.EvalParsedInput(value), rego.EvalExternalCancel(cancel))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}
