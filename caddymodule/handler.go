@@ -217,11 +217,6 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
 	}
-	if h.Approval != nil {
-		if err := h.Approval.validate(); err != nil {
-			return fmt.Errorf("mcp_policy: %w", err)
-		}
-	}
 	if h.MaxBody < 0 {
 		return fmt.Errorf("mcp_policy: max_body must not be negative, got %d", h.MaxBody)
 	}

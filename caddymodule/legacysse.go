@@ -1,12 +1,14 @@
 package caddymodule
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -32,11 +34,84 @@ type legacyStreams struct {
 	streams map[sessionKey]*legacyStream
 }
 
-// legacyStream is one open HTTP+SSE stream.
+// legacyStream is one open HTTP+SSE stream. On this transport the
+// responses to what is posted come on the stream, so the stream is where
+// the gateway finds the replies it reads: to the client's tools/list
+// requests, and to its own.
 type legacyStream struct {
 	// inject writes a message to the stream, between the upstream's
 	// events.
 	inject func(message []byte) error
+
+	mu sync.Mutex
+	// toolsLists are the session's tools/list requests awaiting their
+	// response: canonical id to whether it asks for the first page.
+	toolsLists map[string]bool
+	// awaited are the gateway's own requests awaiting their response, by
+	// canonical id.
+	awaited map[string]chan []byte
+}
+
+func newLegacyStream(inject func(message []byte) error) *legacyStream {
+	return &legacyStream{inject: inject, toolsLists: make(map[string]bool), awaited: make(map[string]chan []byte)}
+}
+
+// expectToolsLists records the allowed tools/list requests a POST
+// forwards, whose responses the stream will carry.
+func (s *legacyStream) expectToolsLists(verdicts []verdict) {
+	_, firstPage := toolsListRequests(verdicts)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, first := range firstPage {
+		if len(s.toolsLists) < maxPendingPerSession {
+			s.toolsLists[id] = first
+		}
+	}
+}
+
+// toolsList reports whether id is that of a tools/list request of the
+// session, and whether it asked for the first page, and forgets it.
+func (s *legacyStream) toolsList(id []byte) (firstPage, ok bool) {
+	key := mcpmsg.CanonicalID(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	firstPage, ok = s.toolsLists[key]
+	delete(s.toolsLists, key)
+	return firstPage, ok
+}
+
+// await returns where the response to the gateway's own request with this
+// id will be delivered, and a function to call when no longer waiting.
+func (s *legacyStream) await(id string) (<-chan []byte, func()) {
+	key := mcpmsg.CanonicalID([]byte(id))
+	response := make(chan []byte, 1)
+	s.mu.Lock()
+	s.awaited[key] = response
+	s.mu.Unlock()
+	return response, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.awaited[key] == response {
+			delete(s.awaited, key)
+		}
+	}
+}
+
+// deliver hands m to the gateway's request awaiting it, and reports
+// whether one was: such a response is the gateway's, not the client's.
+func (s *legacyStream) deliver(m *mcpmsg.Message) bool {
+	if m.Kind != mcpmsg.KindResponse {
+		return false
+	}
+	key := mcpmsg.CanonicalID(m.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	response, ok := s.awaited[key]
+	if ok {
+		delete(s.awaited, key)
+		response <- bytes.Clone(m.Raw)
+	}
+	return ok
 }
 
 func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
@@ -84,15 +159,27 @@ func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request, next cad
 	var observed http.ResponseWriter
 	var stream *legacyStream
 	observed, finish := observe.Wrap(w, observe.Hooks{
-		WatchAll:      true,
-		RewriteResult: rl.checkInputRequests,
-		Intercept:     rl.intercept,
+		WatchAll: true,
+		RewriteResult: func(id, result []byte) ([]byte, error) {
+			if stream != nil {
+				if first, listed := stream.toolsList(id); listed {
+					return h.hideBlockedTools(r, rl.version, result, first)
+				}
+			}
+			return rl.checkInputRequests(id, result)
+		},
+		Intercept: func(m *mcpmsg.Message) bool {
+			if stream != nil && stream.deliver(m) {
+				return true
+			}
+			return rl.intercept(m)
+		},
 		Endpoint: func(uri string) (string, error) {
 			client, err := rl.openLegacySession(uri)
 			if err != nil {
 				return "", err
 			}
-			stream = &legacyStream{inject: func(message []byte) error { return observe.Inject(observed, message) }}
+			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
 			h.sessions.legacy.open(rl.session, stream)
 			return client, nil
 		},
@@ -204,6 +291,41 @@ func (p *legacyPost) refuse(w http.ResponseWriter, h *Handler, v verdict) error 
 	}
 	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, message))
 	return nil
+}
+
+// expect prepares the session's stream for the replies to the messages a
+// POST forwards.
+func (p *legacyPost) expect(verdicts []verdict) {
+	if p.stream != nil {
+		p.stream.expectToolsLists(verdicts)
+	}
+}
+
+// awaitLegacyResponse returns, when r posts to an HTTP+SSE session with a
+// stream open through the gateway, where the response to the gateway's own
+// request with this id will be delivered (the POST itself is only
+// accepted); nil otherwise. stop must be called when no longer waiting.
+func (h *Handler) awaitLegacyResponse(r *http.Request, id string) (response <-chan []byte, stop func()) {
+	if p := h.legacyPost(r); p != nil && p.stream != nil {
+		return p.stream.await(id)
+	}
+	return nil, func() {}
+}
+
+// legacyResponseTimeout bounds the wait for the response to a request of
+// the gateway's own on an HTTP+SSE stream.
+const legacyResponseTimeout = 10 * time.Second
+
+// awaitResponse waits for the response the stream delivers.
+func awaitResponse(r *http.Request, response <-chan []byte) ([]byte, error) {
+	select {
+	case message := <-response:
+		return message, nil
+	case <-time.After(legacyResponseTimeout):
+		return nil, errors.New("no response on the session's event stream")
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
 }
 
 // errLegacyBatch is why a batch posted on the HTTP+SSE transport is

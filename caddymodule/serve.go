@@ -78,8 +78,14 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.reject(w, r, http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
 			"JSON-RPC batches are not part of MCP "+version+" (removed in 2025-06-18)")
 	}
+	headerRules := version
+	if legacy != nil {
+		// HTTP+SSE has no standard headers to require; those present must
+		// still agree with the body.
+		headerRules = mcphttp.LegacySSEDefaultVersion
+	}
 	for i := range body.Messages {
-		if err := mcphttp.CheckHeaders(r.Header, version, bodyFacts(&body.Messages[i])); err != nil {
+		if err := mcphttp.CheckHeaders(r.Header, headerRules, bodyFacts(&body.Messages[i])); err != nil {
 			return h.reject(w, r, http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
 		}
 	}
@@ -106,6 +112,9 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			return writeRefusal(w, v)
 		}
+	}
+	if legacy != nil {
+		legacy.expect(verdicts)
 	}
 	observed, finish := h.observeReply(w, r, next, version, session, verdicts)
 	if body.Batch {
@@ -275,6 +284,7 @@ func (h *Handler) logDecision(r *http.Request, input *policy.Input, d policy.Dec
 	fields := []zap.Field{
 		zap.String("server", input.Server),
 		zap.String("method", input.Method),
+		zap.String("direction", input.Direction),
 		zap.String("action", string(d.Action)),
 		zap.String("reason", d.Reason),
 		zap.Duration("evaluation_time", elapsed),

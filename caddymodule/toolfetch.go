@@ -86,12 +86,22 @@ func (h *Handler) requestToolsPage(r *http.Request, next caddyhttp.Handler, vers
 		req.Header.Set(mcphttp.HeaderMethod, "tools/list")
 	}
 
+	awaited, stop := h.awaitLegacyResponse(r, fetchedToolsID)
+	defer stop()
 	rec := &responseRecorder{header: make(http.Header), limit: h.MaxBody * 4}
 	if err := next.ServeHTTP(rec, req); err != nil {
 		return nil, fmt.Errorf("fetching tools/list: %w", err)
 	}
 	if rec.overflow {
 		return nil, errors.New("fetching tools/list: response too large")
+	}
+	if awaited != nil && rec.status == http.StatusAccepted {
+		// HTTP+SSE: the response comes on the session's stream.
+		response, err := awaitResponse(r, awaited)
+		if err != nil {
+			return nil, fmt.Errorf("fetching tools/list: %w", err)
+		}
+		return findResult("application/json", response, fetchedToolsID)
 	}
 	if rec.status != 0 && rec.status != http.StatusOK {
 		return nil, fmt.Errorf("fetching tools/list: upstream answered HTTP %d", rec.status)

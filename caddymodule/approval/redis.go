@@ -71,12 +71,14 @@ func NewRedisStore(address string, onChange ChangeFunc) (Store, error) {
 	return s, nil
 }
 
-func (s *redisStore) recordKey(id string) string       { return s.prefix + "approval:" + id }
-func (s *redisStore) bindingKey(binding string) string { return s.prefix + "approval-binding:" + binding }
-func (s *redisStore) pendingKey() string               { return s.prefix + "approvals:pending" }
-func (s *redisStore) allKey() string                   { return s.prefix + "approvals:all" }
-func (s *redisStore) claimKey(key string) string       { return s.prefix + "webhook-id:" + key }
-func (s *redisStore) channel() string                  { return s.prefix + "approvals" }
+func (s *redisStore) recordKey(id string) string { return s.prefix + "approval:" + id }
+func (s *redisStore) bindingKey(binding string) string {
+	return s.prefix + "approval-binding:" + binding
+}
+func (s *redisStore) pendingKey() string         { return s.prefix + "approvals:pending" }
+func (s *redisStore) allKey() string             { return s.prefix + "approvals:all" }
+func (s *redisStore) claimKey(key string) string { return s.prefix + "webhook-id:" + key }
+func (s *redisStore) channel() string            { return s.prefix + "approvals" }
 
 // get reads one approval through c (the client or a transaction).
 func (s *redisStore) get(ctx context.Context, c redis.Cmdable, id string) (*Approval, error) {

@@ -274,13 +274,20 @@ func (s *Service) Changed(id string) <-chan struct{} {
 
 // notify wakes whoever waits for a change of the approval.
 func (s *Service) notify(id string) {
+	s.closeOnce(s.changed, id)
+}
+
+// closeOnce closes and forgets the channel under key in m (changed or
+// held), and reports whether there was one.
+func (s *Service) closeOnce(m map[string]chan struct{}, key string) bool {
 	s.mu.Lock()
-	ch, ok := s.changed[id]
-	delete(s.changed, id)
+	ch, ok := m[key]
+	delete(m, key)
 	s.mu.Unlock()
 	if ok {
 		close(ch)
 	}
+	return ok
 }
 
 // Hold records that this process holds the call with the request id in
@@ -305,15 +312,7 @@ func (s *Service) Hold(session, requestID string) (<-chan struct{}, func()) {
 // its client cancelled it (notifications/cancelled), and reports whether
 // such a call was held.
 func (s *Service) CancelHeld(session, requestID string) bool {
-	key := session + "\x00" + requestID
-	s.mu.Lock()
-	ch, ok := s.held[key]
-	delete(s.held, key)
-	s.mu.Unlock()
-	if ok {
-		close(ch)
-	}
-	return ok
+	return s.closeOnce(s.held, session+"\x00"+requestID)
 }
 
 // sweep expires pending approvals whose time ran out (whether or not a

@@ -99,7 +99,7 @@ func TestVersions(t *testing.T) {
 			t.Errorf("CheckLegacySSEVersion(%s) = %v", v, err)
 		}
 	}
-	if CheckLegacySSEVersion(Version20260728) == nil || CheckLegacySSEVersion("") == nil {
+	if CheckLegacySSEVersion("2024-10-07") == nil || CheckLegacySSEVersion("") == nil {
 		t.Error("CheckLegacySSEVersion accepted a revision not spoken over HTTP+SSE")
 	}
 }

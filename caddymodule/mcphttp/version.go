@@ -27,8 +27,11 @@ var SupportedVersions = []string{Version20250326, Version20250618, Version202511
 // LegacySSEVersions lists the revisions the gateway accepts on the HTTP+SSE
 // transport of 2024-11-05 (deprecated by 2025-03-26, still served): that
 // revision, and the later ones SDKs negotiate over the same transport.
-// 2026-07-28 is not among them: it defines only stdio and Streamable HTTP.
-var LegacySSEVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125}
+// 2026-07-28 defines only stdio and Streamable HTTP, but clients still
+// propose it there (the Go SDK's does, and falls back to an earlier
+// revision when the server declines), so it is accepted too: declining is
+// the server's answer to give.
+var LegacySSEVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125, Version20260728}
 
 // LegacySSEDefaultVersion is the revision assumed for a message posted on
 // the HTTP+SSE transport that names none: the transport's own.

@@ -591,81 +591,68 @@ func dropRequests(m *mcpmsg.Message) bool {
 	return m.Kind == mcpmsg.KindRequest
 }
 
-func TestIntercept(t *testing.T) {
+// rewriteEndpoint is an Endpoint hook that moves /messages under /api, and
+// fails on anything else.
+func rewriteEndpoint(uri string) (string, error) {
+	if uri != "/messages?sessionId=1" {
+		return "", errElsewhere
+	}
+	return "/api/messages?sessionId=1", nil
+}
+
+var errElsewhere = errors.New("endpoint elsewhere")
+
+// TestStreamHooks covers the hooks for streams: Intercept dropping
+// messages, and Endpoint rewriting the HTTP+SSE endpoint event.
+func TestStreamHooks(t *testing.T) {
+	drop := observe.Hooks{Intercept: dropRequests}
+	endpoint := observe.Hooks{Endpoint: rewriteEndpoint}
 	tests := []struct {
 		name     string
+		hooks    observe.Hooks
 		reply    reply
 		wantBody string
 		wantCut  error
 	}{
 		{
 			name:     "dropped event keeps its id and comments",
+			hooks:    drop,
 			reply:    streamReply(event("1", listChanged), ": hi\nid: 2\nevent: message\ndata: "+samplingRequest+"\n\n", event("3", progress)),
 			wantBody: event("1", listChanged) + "id: 2\n: hi\n\n" + event("3", progress),
 		},
 		{
 			name:     "dropped event without id leaves nothing",
+			hooks:    drop,
 			reply:    streamReply("data: "+samplingRequest+"\n\n", event("3", progress)),
 			wantBody: event("3", progress),
 		},
 		{
 			name:     "batch loses only the dropped element",
+			hooks:    drop,
 			reply:    streamReply("data: [" + samplingRequest + "," + progress + "]\n\n"),
 			wantBody: "data: [" + progress + "]\n\n",
 		},
 		{
 			name:    "endpoint event without an Endpoint hook cuts the stream",
+			hooks:   drop,
 			reply:   streamReply("event: endpoint\ndata: /messages?sessionId=1\n\n"),
 			wantCut: &mcpmsg.Error{},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out := send(t, observe.Hooks{Intercept: dropRequests}, tt.reply)
-			if got := out.rec.Body.String(); got != tt.wantBody {
-				t.Errorf("stream\n got %q\nwant %q", got, tt.wantBody)
-			}
-			checkCut(t, out, tt.wantCut)
-		})
-	}
-
-	t.Run("JSON reply of dropped messages only is refused", func(t *testing.T) {
-		checkRefused(t, send(t, observe.Hooks{Intercept: dropRequests}, jsonReply(samplingRequest)))
-	})
-	t.Run("JSON reply loses the dropped element", func(t *testing.T) {
-		out := send(t, observe.Hooks{Intercept: dropRequests}, jsonReply("["+samplingRequest+","+otherResponse+"]"))
-		if got, want := out.rec.Body.String(), "["+otherResponse+"]"; got != want {
-			t.Errorf("body %s, want %s", got, want)
-		}
-	})
-}
-
-func TestEndpoint(t *testing.T) {
-	errElsewhere := errors.New("endpoint elsewhere")
-	rewrite := func(uri string) (string, error) {
-		if uri != "/messages?sessionId=1" {
-			return "", errElsewhere
-		}
-		return "/api/messages?sessionId=1", nil
-	}
-	tests := []struct {
-		name     string
-		reply    reply
-		wantBody string
-		wantCut  error
-	}{
 		{
 			name:     "first event rewritten",
+			hooks:    endpoint,
 			reply:    streamReply(": open\n\n", "event: endpoint\r\ndata: /messages?sessionId=1\r\n\r\n", event("1", progress)),
 			wantBody: ": open\n\n" + "event: endpoint\ndata: /api/messages?sessionId=1\n\n" + event("1", progress),
 		},
 		{
-			name:    "hook error cuts the stream",
+			name:    "endpoint hook error cuts the stream",
+			hooks:   endpoint,
 			reply:   streamReply("event: endpoint\ndata: https://elsewhere.example/messages\n\n", event("1", progress)),
 			wantCut: errElsewhere,
 		},
 		{
 			name:     "later endpoint event is read as a message",
+			hooks:    endpoint,
 			reply:    streamReply(event("1", progress), "event: endpoint\ndata: /messages?sessionId=1\n\n"),
 			wantBody: event("1", progress),
 			wantCut:  &mcpmsg.Error{},
@@ -673,12 +660,20 @@ func TestEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := send(t, observe.Hooks{Endpoint: rewrite}, tt.reply)
+			out := send(t, tt.hooks, tt.reply)
 			if got := out.rec.Body.String(); got != tt.wantBody {
 				t.Errorf("stream\n got %q\nwant %q", got, tt.wantBody)
 			}
 			checkCut(t, out, tt.wantCut)
 		})
+	}
+}
+
+func TestInterceptJSON(t *testing.T) {
+	checkRefused(t, send(t, observe.Hooks{Intercept: dropRequests}, jsonReply(samplingRequest)))
+	out := send(t, observe.Hooks{Intercept: dropRequests}, jsonReply("["+samplingRequest+","+otherResponse+"]"))
+	if got, want := out.rec.Body.String(), "["+otherResponse+"]"; got != want {
+		t.Errorf("JSON batch with a dropped element: body %s, want %s", got, want)
 	}
 }
 

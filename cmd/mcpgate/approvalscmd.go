@@ -68,22 +68,13 @@ to $USER.
 }
 
 func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) {
-	addr, err := adminAddress(address)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
 	uri := "/mcpgate/approvals"
 	if all {
 		uri += "?all=1"
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, nil, nil)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing approvals: %w", err)
-	}
-	defer resp.Body.Close()
 	var approvals []approval.Approval
-	if err := json.NewDecoder(resp.Body).Decode(&approvals); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the approval list: %w", err)
+	if err := adminJSON(address, http.MethodGet, uri, nil, &approvals); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing approvals: %w", err)
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tSERVER\tTOOL\tUSER\tWAITING\tARGUMENTS\tREASON")
@@ -100,25 +91,39 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 }
 
 func decideApprovalCommand(out io.Writer, address, id, verb string, decision caddymodule.AdminDecision) (int, error) {
-	addr, err := adminAddress(address)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	body, err := json.Marshal(decision)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/mcpgate/approvals/"+url.PathEscape(id)+"/"+verb,
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", verb, id, err)
-	}
-	defer resp.Body.Close()
 	var decided approval.Approval
-	if err := json.NewDecoder(resp.Body).Decode(&decided); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the decision: %w", err)
+	if err := adminJSON(address, http.MethodPost, "/mcpgate/approvals/"+url.PathEscape(id)+"/"+verb, decision, &decided); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", verb, id, err)
 	}
 	fmt.Fprintf(out, "%s is %s (%s on %s, waited %s)\n", decided.ID, decided.State, decided.Tool, decided.Server,
 		decided.Waited(time.Now()).Round(time.Second))
 	return caddy.ExitCodeSuccess, nil
+}
+
+// adminJSON calls the admin API at address with body (nil: none) as JSON,
+// and decodes the answer into into. A non-2xx answer is an error that
+// carries the API's message.
+func adminJSON(address, method, uri string, body, into any) error {
+	addr, err := adminAddress(address)
+	if err != nil {
+		return err
+	}
+	var header http.Header
+	var reader io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		header, reader = http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(raw)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, reader)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return nil
 }

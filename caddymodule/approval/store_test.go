@@ -1,0 +1,184 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/redistest"
+)
+
+// changeLog records the ids a store reports changed.
+type changeLog struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (c *changeLog) record(id string) {
+	c.mu.Lock()
+	c.ids = append(c.ids, id)
+	c.mu.Unlock()
+}
+
+func (c *changeLog) saw(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, got := range c.ids {
+		if got == id {
+			return true
+		}
+	}
+	return false
+}
+
+// storeKinds make each kind of store for the contract tests.
+var storeKinds = []struct {
+	name string
+	open func(t *testing.T, onChange ChangeFunc) Store
+}{
+	{"memory", func(t *testing.T, onChange ChangeFunc) Store { return NewMemoryStore(onChange) }},
+	{"redis", func(t *testing.T, onChange ChangeFunc) Store {
+		s, err := NewRedisStore(redistest.Start(t), onChange)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
+
+func pendingApproval(binding string, now time.Time, ttl time.Duration) *Approval {
+	return &Approval{ID: newID(), Binding: binding, Server: "s", Tool: "t", Arguments: []byte(`{}`),
+		RequestedAt: now, ExpiresAt: now.Add(ttl), State: Pending}
+}
+
+// TestStoreContract runs the same story against every store: one live
+// approval per binding, first decision wins, a decision is used once,
+// expiry is found, webhook-ids are claimed once, and every change is told.
+func TestStoreContract(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			changes := new(changeLog)
+			store := kind.open(t, changes.record)
+			now := time.Now()
+
+			first := pendingApproval("b1", now, time.Minute)
+			got, created, err := store.Create(ctx, first, now)
+			if err != nil || !created || got.ID != first.ID {
+				t.Fatalf("Create: got %v created %v err %v, want the new approval", got, created, err)
+			}
+			second := pendingApproval("b1", now, time.Minute)
+			got, created, err = store.Create(ctx, second, now)
+			if err != nil || created || got.ID != first.ID {
+				t.Fatalf("Create with a live binding: got id %v created %v err %v, want the first approval %s", got, created, err, first.ID)
+			}
+
+			approve := func(a *Approval) error { return a.decide(Approved, "alice", "ok", now, time.Minute) }
+			if _, err := store.Update(ctx, first.ID, approve); err != nil {
+				t.Fatalf("approving: %v", err)
+			}
+			if _, err := store.Update(ctx, first.ID, approve); !errors.Is(err, ErrConflict) {
+				t.Errorf("second decision: got %v, want ErrConflict", err)
+			}
+			if _, err := store.Update(ctx, "apr_unknown", approve); !errors.Is(err, ErrNotFound) {
+				t.Errorf("unknown id: got %v, want ErrNotFound", err)
+			}
+			// Approved and unused, it still stands for the binding.
+			if got, created, _ := store.Create(ctx, pendingApproval("b1", now, time.Minute), now); created || got.ID != first.ID {
+				t.Errorf("an approved, unused approval should still stand for its binding; got %s (created %v)", got.ID, created)
+			}
+			use := func(a *Approval) error { return a.deliver(now) }
+			if _, err := store.Update(ctx, first.ID, use); err != nil {
+				t.Fatalf("using the approval: %v", err)
+			}
+			if _, err := store.Update(ctx, first.ID, use); !errors.Is(err, ErrConflict) {
+				t.Errorf("using it twice: got %v, want ErrConflict", err)
+			}
+			third := pendingApproval("b1", now, time.Minute)
+			if got, created, _ := store.Create(ctx, third, now); !created || got.ID != third.ID {
+				t.Errorf("after use, the binding should take a new approval; got %s (created %v)", got.ID, created)
+			}
+
+			expiring := pendingApproval("b2", now.Add(-2*time.Second), time.Second)
+			if _, _, err := store.Create(ctx, expiring, now.Add(-2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			due, err := store.Due(ctx, now)
+			if err != nil || len(due) != 1 || due[0] != expiring.ID {
+				t.Errorf("Due = %v (%v), want [%s]", due, err, expiring.ID)
+			}
+			if n, err := store.CountPending(ctx); err != nil || n != 2 {
+				t.Errorf("CountPending = %d (%v), want 2", n, err)
+			}
+			list, err := store.List(ctx)
+			if err != nil || len(list) != 3 {
+				t.Errorf("List gave %d approvals (%v), want 3", len(list), err)
+			}
+
+			fresh, err := store.Claim(ctx, "msg_1", time.Minute)
+			if err != nil || !fresh {
+				t.Errorf("first Claim = %v (%v), want fresh", fresh, err)
+			}
+			if fresh, _ := store.Claim(ctx, "msg_1", time.Minute); fresh {
+				t.Error("a second Claim of the same key was fresh")
+			}
+
+			waitFor(t, func() bool { return changes.saw(first.ID) && changes.saw(third.ID) },
+				"the store did not tell of every change")
+		})
+	}
+}
+
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, cond func() bool, failure string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBindingCanonical checks what an approval is bound to: equal JSON
+// arguments bind alike whatever their spelling; another user, tool,
+// server or argument does not.
+func TestBindingCanonical(t *testing.T) {
+	base := Call{User: "alice", Server: "tracker", Tool: "create_issue", Arguments: map[string]any{"title": "x", "n": 1.0}}
+	binding := func(c Call) string {
+		t.Helper()
+		b, err := c.Binding()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	want := binding(base)
+	same := base
+	same.Arguments = map[string]any{"n": 1, "title": "x"}
+	same.Session = "another session"
+	if got := binding(same); got != want {
+		t.Errorf("equal arguments (and the same user in another session) bind differently")
+	}
+	for name, change := range map[string]func(*Call){
+		"user":      func(c *Call) { c.User = "bob" },
+		"server":    func(c *Call) { c.Server = "other" },
+		"tool":      func(c *Call) { c.Tool = "delete_issue" },
+		"arguments": func(c *Call) { c.Arguments = map[string]any{"title": "y", "n": 1} },
+	} {
+		c := base
+		change(&c)
+		if binding(c) == want {
+			t.Errorf("another %s binds to the same approval", name)
+		}
+	}
+	anonymousA := Call{Session: "a", Server: "s", Tool: "t"}
+	anonymousB := Call{Session: "b", Server: "s", Tool: "t"}
+	if binding(anonymousA) == binding(anonymousB) {
+		t.Error("without a user, calls in different sessions bind to the same approval")
+	}
+}

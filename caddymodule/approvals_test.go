@@ -1,0 +1,916 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/internal/redistest"
+)
+
+// testWebhookSecret signs webhooks and callbacks in these tests.
+const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// approver is a webhook receiver on 127.0.0.1 that checks every
+// webhook's signature, as a real approval service would, and sends signed
+// decisions.
+type approver struct {
+	URL    string
+	secret approval.Secret
+	// keepEvents is off in the scale test, whose memory figure must not
+	// count the receiver's copies.
+	keepEvents bool
+
+	mu       sync.Mutex
+	events   []approval.Event
+	ids      []string
+	counts   map[string]int
+	arrived  chan struct{}
+	unsigned atomic.Int32
+}
+
+func newApprover(t testing.TB) *approver {
+	t.Helper()
+	secret, err := approval.ParseSecret(testWebhookSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &approver{secret: secret, keepEvents: true, counts: make(map[string]int), arrived: make(chan struct{}, 1)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := a.secret.Verify(r.Header, body, time.Now()); err != nil {
+			a.unsigned.Add(1)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var e approval.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.counts[e.Type]++
+		if e.Type == approval.EventRequested {
+			a.ids = append(a.ids, e.ID)
+		}
+		if a.keepEvents {
+			a.events = append(a.events, e)
+		}
+		a.mu.Unlock()
+		select {
+		case a.arrived <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	a.URL = srv.URL + "/hook"
+	return a
+}
+
+// count returns how many webhooks of the type arrived.
+func (a *approver) count(eventType string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.counts[eventType]
+}
+
+// waitFor waits until n webhooks of the type arrived, and returns the
+// last one (when events are kept).
+func (a *approver) waitFor(t testing.TB, eventType string, n int) approval.Event {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for a.count(eventType) < n {
+		select {
+		case <-a.arrived:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("waited for %d %s webhooks, got %d", n, eventType, a.count(eventType))
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := len(a.events) - 1; i >= 0; i-- {
+		if a.events[i].Type == eventType {
+			return a.events[i]
+		}
+	}
+	return approval.Event{}
+}
+
+// callback POSTs a decision to url, signed by sign (nil: unsigned), and
+// returns the status.
+func callback(t testing.TB, url string, body any, sign func(http.Header, []byte)) int {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if sign != nil {
+		sign(req.Header, raw)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// signNow signs as the approver would, with a fresh webhook-id.
+func (a *approver) signNow(h http.Header, body []byte) {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	a.secret.SetHeaders(h, "msg_"+hex.EncodeToString(id[:]), time.Now(), body)
+}
+
+// decide sends a signed decision for the approval and returns the status.
+func (a *approver) decide(t testing.TB, callbackURL, decision, reason string) int {
+	t.Helper()
+	return callback(t, callbackURL, map[string]string{"decision": decision, "approver": "alice", "reason": reason}, a.signNow)
+}
+
+// approvalSetup shapes the gateway of an approval test.
+type approvalSetup struct {
+	timeout, keepalive, hold string
+	// store is the store line ("store redis <addr>"); default memory.
+	store string
+	// approvals is the mcp_approvals block's body.
+	approvals string
+	// global adds global options (an admin endpoint).
+	global []string
+}
+
+// approvalGateway is a running gateway that holds calls for approval.
+type approvalGateway struct {
+	URL       string
+	Callbacks string
+	approver  *approver
+	caddyfile string
+}
+
+// startApprovalGateway runs, in one Caddy, a gateway in front of up whose
+// approvals go to a fresh approver, and a separate site serving the
+// callbacks (mcp_approvals).
+func startApprovalGateway(t testing.TB, up *upstream, s approvalSetup) *approvalGateway {
+	t.Helper()
+	g := &approvalGateway{approver: newApprover(t)}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	gatewayPort, callbackPort := freePort(t), freePort(t)
+	g.URL = fmt.Sprintf("http://127.0.0.1:%d/mcp", gatewayPort)
+	g.Callbacks = fmt.Sprintf("http://127.0.0.1:%d/approvals", callbackPort)
+	g.caddyfile = globalOptions(t, s.global...) + fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	handle /approvals/* {
+		mcp_approvals {
+			%s
+		}
+	}
+	handle /metrics {
+		metrics
+	}
+}
+`, callbackPort, s.approvals) + approvalSite(gatewayPort, up, g.approver.URL, g.Callbacks,
+		"timeout "+or(s.timeout, "10s"), "keepalive "+or(s.keepalive, "100ms"), "hold "+or(s.hold, "10s"), s.store)
+	startCaddy(t, g.caddyfile)
+	waitForListener(t, gatewayPort)
+	waitForListener(t, callbackPort)
+	return g
+}
+
+// approvalSite is a gateway site on port in front of up, whose approvals
+// go to webhook and come back at callbacks, with more approval lines.
+func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...string) string {
+	return fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		policy testdata/policy
+		server test
+		approval {
+			webhook %s
+			secret %s
+			callback_url %s
+			%s
+		}
+	}
+	reverse_proxy %s
+}
+`, port, webhook, testWebhookSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
+}
+
+func or(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// callResult is what a held call came back with.
+type callResult struct {
+	res *mcp.CallToolResult
+	err error
+}
+
+// callAsync calls create_issue (which needs approval in the test policy)
+// in the background.
+func callAsync(ctx context.Context, session *mcp.ClientSession, params *mcp.CallToolParams) <-chan callResult {
+	done := make(chan callResult, 1)
+	go func() {
+		res, err := session.CallTool(ctx, params)
+		done <- callResult{res, err}
+	}()
+	return done
+}
+
+func createIssue(title string) *mcp.CallToolParams {
+	return &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"text": title}}
+}
+
+// awaitResult waits for a held call's result.
+func awaitResult(t testing.TB, done <-chan callResult) *mcp.CallToolResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("held call failed: %v", r.err)
+		}
+		return r.res
+	case <-time.After(20 * time.Second):
+		t.Fatal("held call never returned")
+		return nil
+	}
+}
+
+// holdCall starts a gateway with the setup in front of a stateful SSE
+// upstream, and has a client make one create_issue call with text, which
+// the gateway holds. It returns the approval.requested webhook and where
+// the call's result will come.
+func holdCall(t *testing.T, setup approvalSetup, text string) (*approvalGateway, *upstream, approval.Event, <-chan callResult) {
+	t.Helper()
+	g, up, session, ctx := approvalClient(t, setup)
+	done := callAsync(ctx, session, createIssue(text))
+	return g, up, g.approver.waitFor(t, approval.EventRequested, 1), done
+}
+
+// approvalClient starts a gateway with the setup in front of a stateful
+// SSE upstream, and connects a client; calls get the returned context.
+func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstream, *mcp.ClientSession, context.Context) {
+	t.Helper()
+	up := newUpstream(t, upstreamModes[0])
+	g := startApprovalGateway(t, up, setup)
+	session := connect(t, g.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return g, up, session, ctx
+}
+
+// TestApprovalApprovedOrDenied holds a call until a signed decision comes:
+// approved, it runs and its result reaches the client; denied, the reason
+// reaches the client and the upstream never sees the call.
+func TestApprovalApprovedOrDenied(t *testing.T) {
+	for _, mode := range []upstreamMode{upstreamModes[0], upstreamModes[3]} {
+		t.Run(mode.name, func(t *testing.T) {
+			up := newUpstream(t, mode)
+			g := startApprovalGateway(t, up, approvalSetup{})
+			session := connect(t, g.URL, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+
+			done := callAsync(ctx, session, createIssue("approve me"))
+			e := g.approver.waitFor(t, approval.EventRequested, 1)
+			if e.Server != "test" || e.Tool.Name != "create_issue" || string(e.Tool.Arguments) != `{"text":"approve me"}` ||
+				e.Reason != "creating issues needs a human" || e.CallbackURL != g.Callbacks+"/"+e.ID ||
+				e.Session != session.ID() || e.RequestedAt.IsZero() || !e.ExpiresAt.After(e.RequestedAt) {
+				t.Errorf("approval.requested webhook = %+v; want the call, the policy's reason, the session and a callback URL", e)
+			}
+			if up.callCount("create_issue") != 0 {
+				t.Fatal("the upstream ran the call before any decision")
+			}
+			if status := g.approver.decide(t, e.CallbackURL, "approve", "looks fine"); status != http.StatusOK {
+				t.Fatalf("approve callback: status %d, want 200", status)
+			}
+			res := awaitResult(t, done)
+			if res.IsError || resultText(res) != "create_issue:approve me" {
+				t.Errorf("approved call: isError %v, %q; want the upstream's result", res.IsError, resultText(res))
+			}
+			if n := up.callCount("create_issue"); n != 1 {
+				t.Errorf("upstream ran the approved call %d times, want 1", n)
+			}
+
+			done = callAsync(ctx, session, createIssue("deny me"))
+			e = g.approver.waitFor(t, approval.EventRequested, 2)
+			if status := g.approver.decide(t, e.CallbackURL, "deny", "not on a Friday"); status != http.StatusOK {
+				t.Fatalf("deny callback: status %d, want 200", status)
+			}
+			res = awaitResult(t, done)
+			if !res.IsError || !strings.Contains(resultText(res), "Denied by alice: not on a Friday") {
+				t.Errorf("denied call: isError %v, %q; want a refusal with the approver's reason", res.IsError, resultText(res))
+			}
+			if up.sawBodyContaining("deny me") {
+				t.Error("the upstream saw the denied call")
+			}
+		})
+	}
+}
+
+// TestApprovalTimeout: no decision within the timeout refuses the call,
+// announces approval.expired, and a late approve changes nothing.
+func TestApprovalTimeout(t *testing.T) {
+	g, up, session, ctx := approvalClient(t, approvalSetup{timeout: "500ms"})
+
+	res := awaitResult(t, callAsync(ctx, session, createIssue("too slow")))
+	if !res.IsError || !strings.Contains(resultText(res), "No decision on approval") {
+		t.Errorf("timed-out call: isError %v, %q; want a refusal saying no decision came", res.IsError, resultText(res))
+	}
+	e := g.approver.waitFor(t, approval.EventExpired, 1)
+	if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusConflict {
+		t.Errorf("approving an expired approval: status %d, want 409", status)
+	}
+	if up.sawBodyContaining("too slow") {
+		t.Error("the upstream saw the refused call")
+	}
+}
+
+// TestApprovalCallbacksRefused sends callbacks that must change nothing:
+// unsigned, signed with another key, stale, for an unknown id, replayed,
+// and a second decision after the first.
+func TestApprovalCallbacksRefused(t *testing.T) {
+	g, up, e, done := holdCall(t, approvalSetup{}, "guarded")
+
+	forger, err := approval.ParseSecret("whsec_" + strings.Repeat("A", 43) + "=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	approve := map[string]string{"decision": "approve", "approver": "mallory"}
+	tests := []struct {
+		name string
+		url  string
+		sign func(http.Header, []byte)
+		want int
+	}{
+		{"unsigned", e.CallbackURL, nil, http.StatusUnauthorized},
+		{"another key", e.CallbackURL, func(h http.Header, b []byte) { forger.SetHeaders(h, "msg_forged", time.Now(), b) }, http.StatusUnauthorized},
+		{"stale", e.CallbackURL, func(h http.Header, b []byte) {
+			g.approver.secret.SetHeaders(h, "msg_stale", time.Now().Add(-6*time.Minute), b)
+		}, http.StatusUnauthorized},
+		{"signature of another body", e.CallbackURL, func(h http.Header, _ []byte) {
+			g.approver.secret.SetHeaders(h, "msg_other", time.Now(), []byte(`{"decision":"deny"}`))
+		}, http.StatusUnauthorized},
+		{"unknown id", g.Callbacks + "/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", g.approver.signNow, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if status := callback(t, tt.url, approve, tt.sign); status != tt.want {
+				t.Errorf("status %d, want %d", status, tt.want)
+			}
+		})
+	}
+	resp, err := http.Get(g.Callbacks + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET on mcp_approvals without an inbox: %d, want 404", resp.StatusCode)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("a refused callback released the call: %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// A valid decision, then the very same message again, then another
+	// decision: only the first counts.
+	raw, _ := json.Marshal(map[string]string{"decision": "deny", "approver": "alice", "reason": "first"})
+	header := make(http.Header)
+	g.approver.signNow(header, raw)
+	replay := func(h http.Header, _ []byte) {
+		for name, values := range header {
+			h[name] = values
+		}
+	}
+	if status := callback(t, e.CallbackURL, json.RawMessage(raw), replay); status != http.StatusOK {
+		t.Fatalf("first valid decision: status %d, want 200", status)
+	}
+	if status := callback(t, e.CallbackURL, json.RawMessage(raw), replay); status != http.StatusConflict {
+		t.Errorf("replayed webhook-id: status %d, want 409", status)
+	}
+	if status := g.approver.decide(t, e.CallbackURL, "approve", "second"); status != http.StatusConflict {
+		t.Errorf("second decision: status %d, want 409", status)
+	}
+	res := awaitResult(t, done)
+	if !res.IsError || !strings.Contains(resultText(res), "first") {
+		t.Errorf("call after deny then approve: isError %v, %q; want the first decision (deny)", res.IsError, resultText(res))
+	}
+	if up.sawBodyContaining("guarded") {
+		t.Error("the upstream saw the call")
+	}
+}
+
+// TestApprovalProgressWhileHeld: a client that sent a progress token sees
+// progress every keepalive while the call is held, then the upstream's
+// result in the same stream, whether the upstream answers with an event
+// stream or with JSON.
+func TestApprovalProgressWhileHeld(t *testing.T) {
+	for _, mode := range []upstreamMode{upstreamModes[0], upstreamModes[1]} {
+		t.Run(mode.name, func(t *testing.T) {
+			up := newUpstream(t, mode)
+			g := startApprovalGateway(t, up, approvalSetup{keepalive: "100ms"})
+			var progress atomic.Int32
+			session := connect(t, g.URL, &mcp.ClientOptions{
+				ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+					if strings.HasPrefix(req.Params.Message, "Waiting for approval apr_") {
+						progress.Add(1)
+					}
+				},
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			params := createIssue("with progress")
+			params.SetProgressToken("tok-1")
+			done := callAsync(ctx, session, params)
+			e := g.approver.waitFor(t, approval.EventRequested, 1)
+			eventually(t, 10*time.Second, func() string {
+				if n := progress.Load(); n < 3 {
+					return fmt.Sprintf("the client saw %d progress notifications while held, want 3 or more", n)
+				}
+				return ""
+			})
+			if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusOK {
+				t.Fatalf("approve: status %d", status)
+			}
+			res := awaitResult(t, done)
+			if res.IsError || resultText(res) != "create_issue:with progress" {
+				t.Errorf("approved call: isError %v, %q; want the upstream's result after the progress", res.IsError, resultText(res))
+			}
+		})
+	}
+}
+
+// pendingID matches the approval id in a pending answer.
+var pendingID = regexp.MustCompile(`Approval pending \(id (apr_[a-z2-7]{26})\)`)
+
+// TestApprovalPendingThenRetry: a call not decided within hold comes back
+// as pending, with the approval's id; the same call made again once it is
+// approved runs once, without a new webhook; a third identical call needs
+// a new approval.
+func TestApprovalPendingThenRetry(t *testing.T) {
+	g, up, session, ctx := approvalClient(t, approvalSetup{hold: "300ms"})
+	call := func() *mcp.CallToolResult { return awaitResult(t, callAsync(ctx, session, createIssue("later"))) }
+
+	res := call()
+	match := pendingID.FindStringSubmatch(resultText(res))
+	if !res.IsError || match == nil || !strings.Contains(resultText(res), "same call") {
+		t.Fatalf("first call: isError %v, %q; want a pending answer with the approval id", res.IsError, resultText(res))
+	}
+	id := match[1]
+	if res := call(); !strings.Contains(resultText(res), id) {
+		t.Errorf("the same call while pending: %q; want it to wait on %s again", resultText(res), id)
+	}
+	if n := g.approver.count(approval.EventRequested); n != 1 {
+		t.Errorf("%d approval webhooks for one call asked twice, want 1", n)
+	}
+	if status := g.approver.decide(t, g.Callbacks+"/"+id, "approve", ""); status != http.StatusOK {
+		t.Fatalf("approve: status %d", status)
+	}
+	if res := call(); res.IsError || resultText(res) != "create_issue:later" {
+		t.Errorf("the same call after approval: isError %v, %q; want it to run", res.IsError, resultText(res))
+	}
+	if n := g.approver.count(approval.EventRequested); n != 1 {
+		t.Errorf("running the approved call sent a new webhook (%d in all)", n)
+	}
+	res = call()
+	if match := pendingID.FindStringSubmatch(resultText(res)); match == nil || match[1] == id {
+		t.Errorf("a third identical call: %q; want a new pending approval (the first is used up)", resultText(res))
+	}
+	if n := up.callCount("create_issue"); n != 1 {
+		t.Errorf("upstream ran create_issue %d times, want exactly once", n)
+	}
+}
+
+// postMCP POSTs one JSON-RPC message to the gateway.
+func postMCP(ctx context.Context, url, session, body string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	if session != "" {
+		req.Header.Set("Mcp-Session-Id", session)
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// postAsync POSTs one JSON-RPC message in the background, and returns
+// where the answer's body (or the error) will come.
+func postAsync(ctx context.Context, url, session, body string) <-chan string {
+	answer := make(chan string, 1)
+	go func() {
+		resp, err := postMCP(ctx, url, session, body)
+		if err != nil {
+			answer <- err.Error()
+			return
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answer <- string(raw)
+	}()
+	return answer
+}
+
+// rawSession opens an MCP session by hand and returns its id.
+func rawSession(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := postMCP(context.Background(), url, "",
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	session := resp.Header.Get("Mcp-Session-Id")
+	if session == "" {
+		t.Fatalf("initialize gave no session (status %d)", resp.StatusCode)
+	}
+	resp, err = postMCP(context.Background(), url, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return session
+}
+
+// TestApprovalCancelled: a client that cancels a held call (by
+// notifications/cancelled, or by going away) cancels its approval, which
+// is announced; a later approve gets 409, and the call never runs.
+func TestApprovalCancelled(t *testing.T) {
+	up := newUpstream(t, upstreamModes[0])
+	g := startApprovalGateway(t, up, approvalSetup{})
+	call := `{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"%s"}}}`
+
+	t.Run("notifications/cancelled", func(t *testing.T) {
+		session := rawSession(t, g.URL)
+		answer := postAsync(context.Background(), g.URL, session, fmt.Sprintf(call, "cancel me"))
+		e := g.approver.waitFor(t, approval.EventRequested, 1)
+		// Another session's cancel for the same request id is not ours.
+		resp, err := postMCP(context.Background(), g.URL, rawSession(t, g.URL),
+			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7"}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		select {
+		case body := <-answer:
+			t.Fatalf("another session cancelled the held call: %s", body)
+		case <-time.After(200 * time.Millisecond):
+		}
+		resp, err = postMCP(context.Background(), g.URL, session,
+			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7","reason":"user pressed stop"}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		select {
+		case body := <-answer:
+			if !strings.Contains(body, "cancelled") {
+				t.Errorf("held call after cancel answered %s", body)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the held call did not end on notifications/cancelled")
+		}
+		g.approver.waitFor(t, approval.EventCancelled, 1)
+		if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusConflict {
+			t.Errorf("approve after cancel: status %d, want 409", status)
+		}
+	})
+
+	t.Run("client disconnect", func(t *testing.T) {
+		session := rawSession(t, g.URL)
+		ctx, hangUp := context.WithCancel(context.Background())
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			if resp, err := postMCP(ctx, g.URL, session, fmt.Sprintf(call, "hang up")); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		e := g.approver.waitFor(t, approval.EventRequested, 2)
+		hangUp()
+		<-ended
+		g.approver.waitFor(t, approval.EventCancelled, 2)
+		if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusConflict {
+			t.Errorf("approve after the client went away: status %d, want 409", status)
+		}
+	})
+
+	time.Sleep(100 * time.Millisecond)
+	if n := up.callCount("create_issue"); n != 0 || up.sawBodyContaining("create_issue") {
+		t.Errorf("the upstream ran a cancelled call (%d times)", n)
+	}
+}
+
+// TestApprovalInBatchRefused: a batch element that needs approval is
+// refused with a reason that says why (batches cannot be held).
+func TestApprovalInBatchRefused(t *testing.T) {
+	up := newUpstream(t, upstreamModes[0])
+	g := startApprovalGateway(t, up, approvalSetup{})
+	req, err := http.NewRequest(http.MethodPost, g.URL, strings.NewReader(
+		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"b"}}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "sent alone (not in a batch)") || !strings.Contains(string(body), `"isError":true`) {
+		t.Errorf("batched call that needs approval answered %s", body)
+	}
+	if n := g.approver.count(approval.EventRequested); n != 0 {
+		t.Errorf("a batched call asked for approval (%d webhooks)", n)
+	}
+}
+
+// TestApprovalSurvivesReload: a pending approval outlives a config reload
+// (the memory store lives in a service shared across configs): approved
+// after the reload, the same call runs.
+func TestApprovalSurvivesReload(t *testing.T) {
+	g, _, session, ctx := approvalClient(t, approvalSetup{hold: "300ms"})
+	res := awaitResult(t, callAsync(ctx, session, createIssue("across reload")))
+	match := pendingID.FindStringSubmatch(resultText(res))
+	if match == nil {
+		t.Fatalf("want a pending answer, got %q", resultText(res))
+	}
+
+	startCaddy(t, strings.Replace(g.caddyfile, "hold 300ms", "hold 400ms", 1))
+
+	if status := g.approver.decide(t, g.Callbacks+"/"+match[1], "approve", ""); status != http.StatusOK {
+		t.Fatalf("approve after reload: status %d, want 200 (the approval was lost?)", status)
+	}
+	res = awaitResult(t, callAsync(ctx, session, createIssue("across reload")))
+	if res.IsError || resultText(res) != "create_issue:across reload" {
+		t.Errorf("the approved call after a reload: isError %v, %q; want it to run", res.IsError, resultText(res))
+	}
+}
+
+// TestApprovalAcrossReplicas runs two gateways over one Redis, as two
+// replicas: one Caddy config with two gateway sites whose approval blocks
+// name distinct instances (so each has its own approval service, as
+// separate processes would), and a callback site tied to the second. A
+// call held on the first is released by a decision taken by the second,
+// which reaches it through Redis pub/sub only.
+func TestApprovalAcrossReplicas(t *testing.T) {
+	redisAddr := redistest.Start(t)
+	up := newUpstream(t, upstreamModes[2])
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	portA, portB, callbackPort := freePort(t), freePort(t), freePort(t)
+	callbacks := fmt.Sprintf("http://127.0.0.1:%d/approvals", callbackPort)
+	replica := func(port int, instance string) string {
+		return approvalSite(port, up, approver.URL, callbacks, "hold 3s", "store redis "+redisAddr, "instance "+instance)
+	}
+	startCaddy(t, globalOptions(t)+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	handle /approvals/* {
+		mcp_approvals {
+			instance replica-b
+		}
+	}
+}
+`, callbackPort))
+	waitForListener(t, portA)
+	waitForListener(t, callbackPort)
+
+	urlA := fmt.Sprintf("http://127.0.0.1:%d/mcp", portA)
+	urlB := fmt.Sprintf("http://127.0.0.1:%d/mcp", portB)
+	// Stateless sessions, so the same call can be asked on either replica.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"replicated"}}}`
+	heldOnA := postAsync(ctx, urlA, "", call)
+	e := approver.waitFor(t, approval.EventRequested, 1)
+	// The same call on the other replica waits on the same approval.
+	heldOnB := postAsync(ctx, urlB, "", call)
+	time.Sleep(200 * time.Millisecond)
+	if n := approver.count(approval.EventRequested); n != 1 {
+		t.Errorf("the same call on the second replica sent a new webhook (%d in all)", n)
+	}
+	if status := approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusOK {
+		t.Fatalf("approve through replica b's callbacks: status %d", status)
+	}
+	var ran, refused int
+	for _, held := range []<-chan string{heldOnA, heldOnB} {
+		select {
+		case body := <-held:
+			switch {
+			case strings.Contains(body, "create_issue:replicated"):
+				ran++
+			case strings.Contains(body, "Approval pending"):
+				refused++
+			default:
+				t.Errorf("a held call answered %s", body)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("a held call was not released by the decision taken on the other replica")
+		}
+	}
+	// One approval runs one call; the other identical call asked anew
+	// (and, with no decision within hold, came back pending).
+	if ran != 1 || up.callCount("create_issue") != 1 {
+		t.Errorf("%d held calls ran (upstream ran %d), want exactly 1", ran, up.callCount("create_issue"))
+	}
+}
+
+// TestApprovalAdminAPI lists held calls and decides them through Caddy's
+// admin API (what `mcpgate approvals` uses), and reads the approval
+// metrics.
+func TestApprovalAdminAPI(t *testing.T) {
+	adminPort := freePort(t)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	g, _, e, done := holdCall(t, approvalSetup{global: []string{fmt.Sprintf("admin 127.0.0.1:%d", adminPort)}}, "via admin")
+
+	status, body := adminRequest(t, http.MethodGet, admin+"/mcpgate/approvals", nil)
+	var listed []approval.Approval
+	if err := json.Unmarshal(body, &listed); status != http.StatusOK || err != nil || len(listed) != 1 ||
+		listed[0].ID != e.ID || listed[0].State != approval.Pending || string(listed[0].Arguments) != `{"text":"via admin"}` {
+		t.Fatalf("GET /mcpgate/approvals: %d %s (%v); want the one pending call", status, body, err)
+	}
+	metrics := func() string {
+		resp, err := http.Get(strings.TrimSuffix(g.Callbacks, "/approvals") + "/metrics")
+		if err != nil {
+			t.Fatalf("reading metrics: %v", err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return string(raw)
+	}
+	if m := metrics(); !strings.Contains(m, `mcpgate_pending_approvals{instance="default"} 1`) {
+		t.Errorf("metrics lack one pending approval:\n%s", grepLines(m, "mcpgate_"))
+	}
+
+	tests := []struct {
+		name, path string
+		want       int
+	}{
+		{"unknown id", "/mcpgate/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa/approve", http.StatusNotFound},
+		{"unknown verb", "/mcpgate/approvals/" + e.ID + "/maybe", http.StatusNotFound},
+		{"deny", "/mcpgate/approvals/" + e.ID + "/deny", http.StatusOK},
+		{"second decision", "/mcpgate/approvals/" + e.ID + "/approve", http.StatusConflict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := adminRequest(t, http.MethodPost, admin+tt.path, map[string]string{"approver": "ops", "reason": "use the staging tracker"})
+			if status != tt.want {
+				t.Errorf("POST %s: %d %s, want %d", tt.path, status, body, tt.want)
+			}
+		})
+	}
+	res := awaitResult(t, done)
+	if !res.IsError || !strings.Contains(resultText(res), "Denied by ops: use the staging tracker") {
+		t.Errorf("denied through the admin API, the call answered %q", resultText(res))
+	}
+	eventually(t, 5*time.Second, func() string {
+		m := metrics()
+		for _, want := range []string{
+			`mcpgate_pending_approvals{instance="default"} 0`,
+			`mcpgate_approval_wait_seconds_count{instance="default",outcome="denied"} 1`,
+		} {
+			if !strings.Contains(m, want) {
+				return "metrics lack " + want + ":\n" + grepLines(m, "mcpgate_")
+			}
+		}
+		return ""
+	})
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestThousandHeldCalls holds 1,000 calls at once, each on its own
+// connection and its own approval, measures the heap and stacks in use
+// per held call, then denies them all through callbacks. It asserts no
+// timing; run with -v to see the figure (README, "Approvals").
+func TestThousandHeldCalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 connections")
+	}
+	const calls = 1000
+	up := newUpstream(t, upstreamModes[3])
+	g := startApprovalGateway(t, up, approvalSetup{hold: "60s", keepalive: "15s", timeout: "10m"})
+	g.approver.keepEvents = false
+	host := strings.TrimPrefix(strings.TrimSuffix(g.URL, "/mcp"), "http://")
+
+	// One call first, so that the tool list is fetched and every pool is
+	// warm before measuring.
+	warm := callOn(t, host, -1)
+	g.approver.waitFor(t, approval.EventRequested, 1)
+	heapBefore, stackBefore := memInUse()
+
+	conns := make([]net.Conn, calls)
+	for i := range conns {
+		conns[i] = callOn(t, host, i)
+	}
+	g.approver.waitFor(t, approval.EventRequested, calls+1)
+	heapAfter, stackAfter := memInUse()
+	heap := float64(heapAfter-heapBefore) / calls / 1024
+	stack := float64(stackAfter-stackBefore) / calls / 1024
+	t.Logf("%d held calls: %.1f KiB in use per held call (%.1f KiB heap, %.1f KiB goroutine stacks; the gateway and the test's raw connections, one process)",
+		calls, heap+stack, heap, stack)
+
+	g.approver.mu.Lock()
+	ids := append([]string(nil), g.approver.ids...)
+	g.approver.mu.Unlock()
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for id := range work {
+				if status := g.approver.decide(t, g.Callbacks+"/"+id, "deny", "load test"); status != http.StatusOK {
+					t.Errorf("deny %s: status %d", id, status)
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	for i, conn := range append(conns, warm) {
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("held call %d: reading the answer: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if !strings.Contains(string(body), "Denied by alice: load test") {
+			t.Fatalf("held call %d answered %s", i, body)
+		}
+	}
+	if up.callCount("create_issue") != 0 {
+		t.Error("the upstream ran a denied call")
+	}
+}
+
+// callOn sends call number i (each with its own arguments, so its own
+// approval) on a raw connection, and leaves the answer unread.
+func callOn(t *testing.T, host string, i int) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatalf("connecting to the gateway: %v", err)
+	}
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"call %d"}}}`, i)
+	fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+
+		"MCP-Protocol-Version: 2025-06-18\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+	return conn
+}
+
+// memInUse returns the heap and stack memory in use after a collection.
+func memInUse() (heap, stack uint64) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse, m.StackInuse
+}

@@ -1,0 +1,214 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// inboxApprovals returns an mcp_approvals body with an inbox for alice
+// and bob (passwords "wonderland" and "builder").
+func inboxApprovals(t testing.TB) string {
+	t.Helper()
+	hash := func(password string) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	return fmt.Sprintf("inbox {\n\t\t\t\tbasic_auth {\n\t\t\t\t\talice %s\n\t\t\t\t\tbob %s\n\t\t\t\t}\n\t\t\t}",
+		hash("wonderland"), hash("builder"))
+}
+
+// inboxRequest sends a request to the inbox as user (no credentials when
+// user is empty), with extra headers, and returns the response and body.
+func inboxRequest(t *testing.T, method, target, user, password string, form url.Values, header http.Header) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for name, values := range header {
+		req.Header[name] = values
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, string(raw)
+}
+
+var formToken = regexp.MustCompile(`name="token" value="([^"]+)"`)
+
+// TestInboxProtected checks the inbox's guards: only inbox accounts see
+// it, and a decision needs the page's token for the same approver and a
+// same-origin request.
+func TestInboxProtected(t *testing.T) {
+	g, _, e, done := holdCall(t, approvalSetup{approvals: inboxApprovals(t)}, "<script>alert(1)</script>")
+	inbox := g.Callbacks + "/"
+
+	resp, _ := inboxRequest(t, http.MethodGet, inbox, "", "", nil, nil)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("inbox without credentials: %d (WWW-Authenticate %q), want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if resp, _ := inboxRequest(t, http.MethodGet, inbox, "alice", "guess", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("inbox with a wrong password: %d, want 401", resp.StatusCode)
+	}
+	resp, page := inboxRequest(t, http.MethodGet, inbox, "alice", "wonderland", nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, e.ID) || !strings.Contains(page, "&lt;script&gt;") {
+		t.Fatalf("inbox for alice: %d, want 200 listing %s with its arguments escaped:\n%s", resp.StatusCode, e.ID, page)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("inbox Content-Security-Policy = %q, want default-src 'none'", csp)
+	}
+	match := formToken.FindStringSubmatch(page)
+	if match == nil {
+		t.Fatal("the inbox page has no form token")
+	}
+	aliceToken := match[1]
+	_, bobPage := inboxRequest(t, http.MethodGet, inbox, "bob", "builder", nil, nil)
+	bobToken := formToken.FindStringSubmatch(bobPage)[1]
+
+	approve := func(token string) url.Values {
+		return url.Values{"id": {e.ID}, "decision": {"approve"}, "token": {token}}
+	}
+	refused := []struct {
+		name   string
+		user   string
+		form   url.Values
+		header http.Header
+	}{
+		{"no token", "alice", approve(""), nil},
+		{"another approver's token", "alice", approve(bobToken), nil},
+		{"cross-site", "alice", approve(aliceToken), http.Header{"Sec-Fetch-Site": {"cross-site"}}},
+		{"another origin", "alice", approve(aliceToken), http.Header{"Origin": {"https://evil.example"}}},
+		{"no credentials", "", approve(aliceToken), nil},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			password := map[string]string{"alice": "wonderland"}[tt.user]
+			if resp, body := inboxRequest(t, http.MethodPost, inbox, tt.user, password, tt.form, tt.header); resp.StatusCode < 400 {
+				t.Errorf("decision accepted (%d %s), want it refused", resp.StatusCode, body)
+			}
+		})
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("a refused inbox decision released the call: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	resp, _ = inboxRequest(t, http.MethodPost, inbox, "alice", "wonderland", approve(aliceToken), http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("alice's decision from her page: %d, want 303", resp.StatusCode)
+	}
+	if res := awaitResult(t, done); res.IsError {
+		t.Errorf("approved from the inbox, the call answered %q", resultText(res))
+	}
+}
+
+// chromiumPath returns the Chromium binary, skipping the test without one
+// unless in CI, where .ci/run installs it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed")
+	}
+	t.Skip("chromium is not installed")
+	return ""
+}
+
+// TestInboxInBrowser drives the inbox page in headless Chromium as an
+// approver would: the held call is listed with its arguments, and the
+// Approve button releases it.
+func TestInboxInBrowser(t *testing.T) {
+	chromium := chromiumPath(t)
+	g, _, e, done := holdCall(t, approvalSetup{approvals: inboxApprovals(t)}, "from the browser")
+
+	allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer stopAllocator()
+	browser, stopBrowser := chromedp.NewContext(allocator)
+	defer stopBrowser()
+
+	credentials := base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
+	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + credentials}}); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	// The browser lives as long as browser's context; the steps get a
+	// deadline of their own.
+	steps, stopSteps := context.WithTimeout(browser, 20*time.Second)
+	defer stopSteps()
+	section := chromedp.CSS("#" + e.ID)
+	err := chromedp.Do(steps,
+		chromedp.Navigate(g.Callbacks+"/"),
+		chromedp.WaitVisible(section),
+		chromedp.SendKeys(chromedp.CSS("#"+e.ID+" input[name=reason]"), "fine by me"),
+	)
+	if err != nil {
+		t.Fatalf("opening the inbox in Chromium: %v", err)
+	}
+	arguments, err := chromedp.Run(steps, chromedp.Text(chromedp.CSS("#"+e.ID+" .arguments")))
+	if err != nil {
+		t.Fatalf("reading the arguments: %v", err)
+	}
+	if err := chromedp.Do(steps, chromedp.Click(chromedp.CSS("#approve-"+e.ID)), chromedp.WaitVisible(chromedp.CSS("#decided"))); err != nil {
+		t.Fatalf("approving in Chromium: %v", err)
+	}
+	notice, err := chromedp.Run(steps, chromedp.Text(chromedp.CSS("#decided")))
+	if err != nil {
+		t.Fatalf("reading the notice: %v", err)
+	}
+	if !strings.Contains(arguments, `"text": "from the browser"`) {
+		t.Errorf("the inbox shows arguments %q, want the call's", arguments)
+	}
+	if !strings.Contains(notice, e.ID+" is approved (alice)") {
+		t.Errorf("after Approve the page says %q, want it approved by alice", notice)
+	}
+	res := awaitResult(t, done)
+	if res.IsError || resultText(res) != "create_issue:from the browser" {
+		t.Errorf("approved in the browser, the call answered isError %v, %q", res.IsError, resultText(res))
+	}
+}
