@@ -120,6 +120,7 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 			rego.Query(p.query),
 			rego.Compiler(compiler),
 			rego.Store(store),
+			rego.StoreReadAST(true),
 			rego.StrictBuiltinErrors(true),
 		).PrepareForEval(ctx)
 		if err != nil {
