@@ -99,24 +99,23 @@ const (
 // and the arguments, which a tools/call carries twice (in params and in
 // tool), are converted once.
 func (in *Input) Value() (ast.Value, error) {
-	headers := ast.NewObject()
+	headers := ast.NewObjectWithCapacity(len(in.Request.Headers))
 	for name, value := range in.Request.Headers {
-		headers.Insert(ast.StringTerm(name), ast.StringTerm(value))
+		headers.Insert(ast.InternedTerm(name), ast.StringTerm(value))
 	}
-	doc := ast.NewObject(
-		ast.Item(ast.StringTerm("kind"), ast.StringTerm(in.Kind)),
-		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
-		ast.Item(ast.StringTerm("direction"), ast.StringTerm(in.Direction)),
-		ast.Item(ast.StringTerm("server"), ast.StringTerm(in.Server)),
-		ast.Item(ast.StringTerm("session"), ast.StringTerm(in.Session)),
-		ast.Item(ast.StringTerm("protocol_version"), ast.StringTerm(in.ProtocolVersion)),
-		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("remote_ip"), ast.StringTerm(in.Request.RemoteIP)),
-			ast.Item(ast.StringTerm("host"), ast.StringTerm(in.Request.Host)),
-			ast.Item(ast.StringTerm("path"), ast.StringTerm(in.Request.Path)),
-			ast.Item(ast.StringTerm("headers"), ast.NewTerm(headers)),
-		)),
-	)
+	doc := ast.NewObjectWithCapacity(11)
+	doc.Insert(keyKind, ast.InternedTerm(in.Kind))
+	doc.Insert(keyMethod, ast.InternedTerm(in.Method))
+	doc.Insert(keyDirection, ast.InternedTerm(in.Direction))
+	doc.Insert(keyServer, ast.StringTerm(in.Server))
+	doc.Insert(keySession, ast.StringTerm(in.Session))
+	doc.Insert(keyProtocolVersion, ast.InternedTerm(in.ProtocolVersion))
+	request := ast.NewObjectWithCapacity(4)
+	request.Insert(keyRemoteIP, ast.StringTerm(in.Request.RemoteIP))
+	request.Insert(keyHost, ast.StringTerm(in.Request.Host))
+	request.Insert(keyPath, ast.StringTerm(in.Request.Path))
+	request.Insert(keyHeaders, ast.NewTerm(headers))
+	doc.Insert(keyRequest, ast.NewTerm(request))
 	var params ast.Object
 	if in.Params != nil {
 		value, err := objectValue(in.Params)
@@ -124,7 +123,7 @@ func (in *Input) Value() (ast.Value, error) {
 			return nil, fmt.Errorf("converting params: %w", err)
 		}
 		params = value
-		doc.Insert(ast.StringTerm("params"), ast.NewTerm(params))
+		doc.Insert(keyParams, ast.NewTerm(params))
 	}
 	if in.Tool != nil {
 		arguments, err := in.argumentsValue(params)
@@ -135,33 +134,59 @@ func (in *Input) Value() (ast.Value, error) {
 		if err != nil {
 			return nil, fmt.Errorf("converting annotations: %w", err)
 		}
-		doc.Insert(ast.StringTerm("tool"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("name"), ast.StringTerm(in.Tool.Name)),
-			ast.Item(ast.StringTerm("arguments"), ast.NewTerm(arguments)),
-			ast.Item(ast.StringTerm("annotations"), ast.NewTerm(annotations)),
-			ast.Item(ast.StringTerm("category"), ast.StringTerm(in.Tool.Category)),
-			ast.Item(ast.StringTerm("changed"), ast.BooleanTerm(in.Tool.Changed)),
-		))
+		tool := ast.NewObjectWithCapacity(5)
+		tool.Insert(keyName, ast.StringTerm(in.Tool.Name))
+		tool.Insert(keyArguments, ast.NewTerm(arguments))
+		tool.Insert(keyAnnotations, ast.NewTerm(annotations))
+		tool.Insert(keyCategory, ast.InternedTerm(in.Tool.Category))
+		tool.Insert(keyChanged, ast.InternedTerm(in.Tool.Changed))
+		doc.Insert(keyTool, ast.NewTerm(tool))
 	}
 	if in.User != nil {
 		claims, err := objectValue(in.User.Claims)
 		if err != nil {
 			return nil, fmt.Errorf("converting claims: %w", err)
 		}
-		doc.Insert(ast.StringTerm("user"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("id"), ast.StringTerm(in.User.ID)),
-			ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
-		))
+		user := ast.NewObjectWithCapacity(2)
+		user.Insert(keyID, ast.StringTerm(in.User.ID))
+		user.Insert(keyClaims, ast.NewTerm(claims))
+		doc.Insert(keyUser, ast.NewTerm(user))
 	}
 	return doc, nil
 }
+
+// The input document's member names, made once: OPA treats terms as
+// immutable, so one copy serves every evaluation.
+var (
+	keyKind            = ast.StringTerm("kind")
+	keyMethod          = ast.StringTerm("method")
+	keyDirection       = ast.StringTerm("direction")
+	keyServer          = ast.StringTerm("server")
+	keySession         = ast.StringTerm("session")
+	keyProtocolVersion = ast.StringTerm("protocol_version")
+	keyRequest         = ast.StringTerm("request")
+	keyRemoteIP        = ast.StringTerm("remote_ip")
+	keyHost            = ast.StringTerm("host")
+	keyPath            = ast.StringTerm("path")
+	keyHeaders         = ast.StringTerm("headers")
+	keyParams          = ast.StringTerm("params")
+	keyTool            = ast.StringTerm("tool")
+	keyName            = ast.StringTerm("name")
+	keyArguments       = ast.StringTerm("arguments")
+	keyAnnotations     = ast.StringTerm("annotations")
+	keyCategory        = ast.StringTerm("category")
+	keyChanged         = ast.StringTerm("changed")
+	keyUser            = ast.StringTerm("user")
+	keyID              = ast.StringTerm("id")
+	keyClaims          = ast.StringTerm("claims")
+)
 
 // argumentsValue converts the tool's arguments, reusing the converted
 // params.arguments when it is the same map (as it is for a tools/call).
 func (in *Input) argumentsValue(params ast.Object) (ast.Object, error) {
 	if params != nil {
 		if fromParams, ok := in.Params["arguments"].(map[string]any); ok && sameMap(fromParams, in.Tool.Arguments) {
-			if term := params.Get(ast.StringTerm("arguments")); term != nil {
+			if term := params.Get(keyArguments); term != nil {
 				if obj, ok := term.Value.(ast.Object); ok {
 					return obj, nil
 				}
