@@ -81,8 +81,9 @@ func eachApprovalService(instance string, f func(*approval.Service) bool) {
 }
 
 // approvalServiceFor returns the approval service (of the instance, or
-// any when instance is empty) whose store knows approval id and which
-// accept, when given, accepts; nil when there is none.
+// any when instance is empty) whose store knows approval id, that owns it
+// (its secret announced it), and which accept, when given, accepts; nil
+// when there is none.
 func approvalServiceFor(ctx context.Context, instance, id string, accept func(*approval.Service) bool) *approval.Service {
 	if !approval.ValidID(id) {
 		return nil
@@ -92,7 +93,7 @@ func approvalServiceFor(ctx context.Context, instance, id string, accept func(*a
 		if accept != nil && !accept(s) {
 			return true
 		}
-		if _, err := s.Get(ctx, id); err == nil {
+		if a, err := s.Get(ctx, id); err == nil && s.Owns(a) {
 			found = s
 		}
 		return found == nil

@@ -20,11 +20,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 )
+
+// testClient bounds every request of these tests, so that a gateway that
+// stalls fails a test instead of hanging it.
+var testClient = &http.Client{Timeout: 20 * time.Second}
 
 // testWebhookSecret signs webhooks and callbacks in these tests.
 const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -131,7 +137,7 @@ func callback(t testing.TB, url string, body any, sign func(http.Header, []byte)
 	if sign != nil {
 		sign(req.Header, raw)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
@@ -389,7 +395,7 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 			}
 		})
 	}
-	resp, err := http.Get(g.Callbacks + "/")
+	resp, err := testClient.Get(g.Callbacks + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,7 +530,7 @@ func postMCP(ctx context.Context, url, session, body string) (*http.Response, er
 	if session != "" {
 		req.Header.Set("Mcp-Session-Id", session)
 	}
-	return http.DefaultClient.Do(req)
+	return testClient.Do(req)
 }
 
 // postAsync POSTs one JSON-RPC message in the background, and returns
@@ -647,13 +653,13 @@ func TestApprovalInBatchRefused(t *testing.T) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "sent alone (not in a batch)") || !strings.Contains(string(body), `"isError":true`) {
+	if !strings.Contains(string(body), "sent alone over Streamable HTTP (not in a batch") || !strings.Contains(string(body), `"isError":true`) {
 		t.Errorf("batched call that needs approval answered %s", body)
 	}
 	if n := g.approver.count(approval.EventRequested); n != 0 {
@@ -767,7 +773,7 @@ func TestApprovalAdminAPI(t *testing.T) {
 		t.Fatalf("GET /mcpgate/approvals: %d %s (%v); want the one pending call", status, body, err)
 	}
 	metrics := func() string {
-		resp, err := http.Get(strings.TrimSuffix(g.Callbacks, "/approvals") + "/metrics")
+		resp, err := testClient.Get(strings.TrimSuffix(g.Callbacks, "/approvals") + "/metrics")
 		if err != nil {
 			t.Fatalf("reading metrics: %v", err)
 		}
@@ -823,6 +829,96 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestApprovalConfig adapts the approval Caddyfile syntax to JSON, and
+// checks that configurations that can never work are refused when Caddy
+// loads them.
+func TestApprovalConfig(t *testing.T) {
+	t.Setenv("MCP_WEBHOOK_SECRET", testWebhookSecret)
+	site := func(approvalBlock string) string {
+		return `
+http://gw.example.com {
+	handle /approvals/* {
+		mcp_approvals {
+			instance main
+		}
+	}
+	handle {
+		mcp_policy {
+			policy testdata/policy
+			approval {
+				` + approvalBlock + `
+			}
+		}
+		reverse_proxy 127.0.0.1:9000
+	}
+}
+`
+	}
+	full := site(`webhook https://approver.internal/hook https://backup.internal/hook
+				secret {env.MCP_WEBHOOK_SECRET}
+				callback_url https://gw.example.com/approvals
+				timeout 10m
+				keepalive 15s
+				hold 50s
+				store redis 127.0.0.1:6379
+				instance main`)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(full), nil)
+	if err != nil {
+		t.Fatalf("adapting the approval Caddyfile: %v", err)
+	}
+	for _, want := range []string{
+		`"approval":{"callback_url":"https://gw.example.com/approvals","hold":50000000000,"instance":"main","keepalive":15000000000,` +
+			`"redis":"127.0.0.1:6379","secret":"{env.MCP_WEBHOOK_SECRET}","store":"redis","timeout":600000000000,` +
+			`"webhooks":["https://approver.internal/hook","https://backup.internal/hook"]}`,
+		`{"handler":"mcp_approvals","instance":"main"}`,
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, cfg)
+		}
+	}
+
+	for _, bad := range []string{"store redis", "hold -1s", "timeout soon", "retries 3", "store sqlite"} {
+		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(bad)), nil); err == nil {
+			t.Errorf("the Caddyfile accepted %q in an approval block", bad)
+		}
+	}
+
+	required := "webhook https://approver.internal/hook\n\t\t\t\tsecret " + testWebhookSecret + "\n\t\t\t\tcallback_url https://gw.example.com/approvals"
+	tests := []struct {
+		name, block string
+		loads       bool
+	}{
+		{"the required lines", required, true},
+		{"no webhook", "secret " + testWebhookSecret + "\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
+		{"no secret", "webhook https://approver.internal/hook\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
+		{"short secret", "webhook https://a.internal/hook\n\t\t\t\tsecret whsec_c2hvcnQ=\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
+		{"relative callback_url", "webhook https://a.internal/hook\n\t\t\t\tsecret " + testWebhookSecret + "\n\t\t\t\tcallback_url /approvals", false},
+		{"redis address without store redis", required + "\n\t\t\t\tstore memory\n\t\t\t\t", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(tt.block)), nil)
+			if err != nil && !tt.loads {
+				return // refused already
+			}
+			if tt.name == "redis address without store redis" {
+				adapted = bytes.Replace(adapted, []byte(`"store":"memory"`), []byte(`"store":"memory","redis":"127.0.0.1:1"`), 1)
+			}
+			var c caddy.Config
+			if err := json.Unmarshal(adapted, &c); err != nil {
+				t.Fatal(err)
+			}
+			err = caddy.Validate(&c)
+			switch {
+			case tt.loads && err != nil:
+				t.Errorf("Caddy refused a good approval block: %v", err)
+			case !tt.loads && err == nil:
+				t.Errorf("Caddy loaded an approval block with %s", tt.name)
+			}
+		})
+	}
 }
 
 // TestThousandHeldCalls holds 1,000 calls at once, each on its own

@@ -11,14 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/go-json-experiment/json/jsontext"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // cancelTimeout bounds the store update that cancels an approval after
@@ -35,7 +33,10 @@ const cancelTimeout = 5 * time.Second
 // waits on the same approval. While it waits, a client that sent a
 // progress token and accepts an event stream gets progress notifications.
 // A client that disconnects, or cancels the call, cancels the approval.
-func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, v verdict, raw []byte) error {
+//
+// forward passes the approved call on, with its reply written to the
+// given writer.
+func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, v verdict, forward func(http.ResponseWriter) error) error {
 	m := v.message
 	call := &approval.Call{
 		Session:   r.Header.Get(mcphttp.HeaderSessionID),
@@ -48,7 +49,7 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next c
 		call.User = v.input.User.ID
 	}
 	held := &heldCall{h: h, w: w, r: r, id: m.ID}
-	cancelled, release := h.approvals.Hold(call.Session, requestKey(m.ID))
+	cancelled, release := h.approvals.Hold(call.Session, mcpmsg.CanonicalID(m.ID))
 	defer release()
 
 	a, err := h.approvals.Request(r.Context(), call)
@@ -78,7 +79,7 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next c
 		switch a.State {
 		case approval.Approved:
 			if _, err := h.approvals.Use(r.Context(), a.ID); err == nil {
-				return held.forward(next, raw)
+				return held.forward(forward)
 			} else if !errors.Is(err, approval.ErrConflict) {
 				return held.fail(err)
 			}
@@ -97,7 +98,7 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next c
 			return held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
 				a.ID, a.ExpiresAt.Sub(a.RequestedAt).Round(time.Second)))
 		case approval.Cancelled:
-			return held.answer(fmt.Sprintf("Approval %s was cancelled (%s): the call did not run.", a.ID, a.DecisionReason))
+			return held.answer(cancelledText(a.ID, a.DecisionReason))
 		}
 		if expiringID != a.ID {
 			if expiry != nil {
@@ -118,8 +119,11 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next c
 		case <-holdTimer.C:
 			return held.answer(pendingText(a))
 		case <-cancelled:
-			held.cancel(a, "the client cancelled the call")
-			return held.answer(fmt.Sprintf("Approval %s was cancelled (the client cancelled the call): the call did not run.", a.ID))
+			// Answered as cancelled even if a decision came first: the
+			// client no longer wants the call run.
+			why := "the client cancelled the call"
+			held.cancel(a, why)
+			return held.answer(cancelledText(a.ID, why))
 		case <-r.Context().Done():
 			held.cancel(a, "the client disconnected")
 			return nil
@@ -129,6 +133,13 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, next c
 	}
 }
 
+// approved is the verdict on a call that a person approved: from now on
+// an allowed call, whose reply the gateway watches as any other's.
+func (v verdict) approved() verdict {
+	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved"}
+	return v
+}
+
 // pendingText tells the model (and the person) that the call did not run
 // yet, and how to run it once approved.
 func pendingText(a *approval.Approval) string {
@@ -136,6 +147,11 @@ func pendingText(a *approval.Approval) string {
 		"Once it is approved, the same call (same tool, same arguments) will run when it is made again; "+
 		"made again before then, it waits for the decision. The approval expires at %s.",
 		a.ID, a.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// cancelledText is the answer to a call whose approval was cancelled.
+func cancelledText(id, why string) string {
+	return fmt.Sprintf("Approval %s was cancelled (%s): the call did not run.", id, why)
 }
 
 // denialText is the refusal of a denied call, with the approver's reason.
@@ -163,16 +179,6 @@ func acceptsEventStream(r *http.Request) bool {
 	return false
 }
 
-// requestKey is a JSON-RPC id in canonical form (RFC 8785), so that a
-// notifications/cancelled names the held request however its id is spelled.
-func requestKey(id []byte) string {
-	v := jsontext.Value(bytes.Clone(id))
-	if err := v.Canonicalize(); err != nil {
-		return string(id)
-	}
-	return string(v)
-}
-
 // cancelHeldCalls tells calls held in this gateway that their client
 // cancelled them (notifications/cancelled, in the same session). The
 // notification goes on to the policy and the upstream as any other.
@@ -189,7 +195,7 @@ func (h *Handler) cancelHeldCalls(r *http.Request, body *mcpmsg.Body) {
 		if err != nil || m.Params["requestId"] == nil {
 			continue
 		}
-		if h.approvals.CancelHeld(session, requestKey(id)) {
+		if h.approvals.CancelHeld(session, mcpmsg.CanonicalID(id)) {
 			h.logger.Info("held call cancelled by the client", zap.String("session", session), zap.ByteString("request_id", id))
 		}
 	}
@@ -263,11 +269,12 @@ func (c *heldCall) answer(text string) error {
 }
 
 // fail refuses the held call because the approval machinery failed: a
-// call that needs approval never runs without one.
+// call that needs approval never runs without one. The client is not told
+// the details (they name the gateway's infrastructure); the log is.
 func (c *heldCall) fail(err error) error {
 	c.h.logger.Error("approval failed; call refused",
 		zap.String("request_id", requestID(c.r)), zap.Error(err))
-	return c.answer("This call needs approval, and the approval could not be handled, so it was refused: " + err.Error())
+	return c.answer("This call needs approval, and the gateway could not handle the approval (its log says why), so it was refused.")
 }
 
 // cancel cancels the approval the call waited on, the request's context
@@ -283,15 +290,12 @@ func (c *heldCall) cancel(a *approval.Approval, why string) {
 // forward passes the approved call on. In an open event stream, the
 // upstream's reply follows the progress notifications: its events as
 // they come, or its JSON reply as one event.
-func (c *heldCall) forward(next caddyhttp.Handler, raw []byte) error {
+func (c *heldCall) forward(forward func(http.ResponseWriter) error) error {
 	if c.token == nil {
-		return c.h.forward(c.w, c.r, next, raw)
+		return forward(c.w)
 	}
-	readReplyUncompressed(c.r)
 	reply := &streamedReply{w: c.w, header: make(http.Header), id: c.id}
-	observed, finish := observe.Wrap(reply, observe.Hooks{OnError: c.h.logReplyError(c.r)})
-	err := c.h.forward(observed, c.r, next, raw)
-	err = errors.Join(err, finish())
+	err := forward(reply)
 	reply.finish()
 	return err
 }

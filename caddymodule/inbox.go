@@ -123,7 +123,7 @@ func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, u
 			if a.ID == decided {
 				page.Decided = a
 			}
-			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) {
+			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) || !s.Owns(a) {
 				continue
 			}
 			seen[a.ID] = true

@@ -108,7 +108,11 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 				return legacy.refuse(w, h, v)
 			}
 			if v.decision.Action == policy.ActionNeedsApproval && v.approvals && v.message.Tool != nil {
-				return h.holdForApproval(w, r, next, v, raw)
+				// Once approved, the call goes on as an allowed one.
+				return h.holdForApproval(w, r, v, func(w http.ResponseWriter) error {
+					observed, finish := h.observeReply(w, r, next, version, session, []verdict{v.approved()})
+					return errors.Join(h.forward(observed, r, next, raw), finish())
+				})
 			}
 			return writeRefusal(w, v)
 		}

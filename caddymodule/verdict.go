@@ -34,7 +34,7 @@ func (v verdict) refusal() string {
 	case policy.ActionNeedsApproval:
 		text := "This call needs approval, but no approval is configured on this gateway, so it was refused."
 		if v.approvals {
-			text = "This message needs approval, which the gateway asks for only for a tools/call sent alone (not in a batch), so it was refused."
+			text = "This message needs approval, which the gateway asks for only for a tools/call sent alone over Streamable HTTP (not in a batch, nor over the legacy HTTP+SSE transport), so it was refused."
 		}
 		if reason != "" {
 			text += " Policy: " + reason

@@ -74,6 +74,9 @@ type Approval struct {
 	User string `json:"user,omitempty"`
 	// Session is the Mcp-Session-Id the call came with.
 	Session string `json:"session,omitempty"`
+	// KeyID names the secret the approval was announced with, the only
+	// one that can decide it (see Secret.ID).
+	KeyID string `json:"key_id"`
 	// RequestedAt is when the approval was first asked for.
 	RequestedAt time.Time `json:"requested_at"`
 	// ExpiresAt is when a pending approval expires.

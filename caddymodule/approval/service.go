@@ -143,6 +143,7 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		Reason:      call.Reason,
 		User:        call.User,
 		Session:     call.Session,
+		KeyID:       settings.Secret.ID(),
 		RequestedAt: now,
 		ExpiresAt:   now.Add(settings.Timeout),
 		State:       Pending,
@@ -160,6 +161,13 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		s.refreshPending(ctx)
 	}
 	return got, nil
+}
+
+// Owns reports whether this service's secret announced the approval, and
+// so may decide it: gateways that share a Redis but not a secret cannot
+// decide each other's approvals.
+func (s *Service) Owns(a *Approval) bool {
+	return a.KeyID == s.Secret().ID()
 }
 
 // Get returns the approval with the id.

@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/redistest"
 )
 
 // receiver is a webhook receiver that verifies signatures, fails the
@@ -126,5 +129,37 @@ func TestExpiredAnnounced(t *testing.T) {
 	}, "no approval.expired webhook")
 	if _, err := s.Decide(ctx, a.ID, true, "late", ""); !errors.Is(err, ErrConflict) {
 		t.Errorf("approving an expired approval: got %v, want ErrConflict", err)
+	}
+}
+
+// TestOnlyItsSecretDecides: gateways sharing a Redis but not a secret see
+// each other's approvals, but none owns the other's, so none can decide
+// them (the callback API and the inbox look for the owner).
+func TestOnlyItsSecretDecides(t *testing.T) {
+	address := redistest.Start(t)
+	open := func(secret string) *Service {
+		key, err := ParseSecret(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, onChange) },
+			&Settings{Secret: key, CallbackURL: "https://gw.example/approvals", Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	mine, theirs := open(testSecret), open("whsec_"+strings.Repeat("B", 43)+"=")
+	a, err := mine.Request(context.Background(), &Call{Server: "s", Tool: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := theirs.Get(context.Background(), a.ID)
+	if err != nil {
+		t.Fatalf("the other gateway does not see the shared approval: %v", err)
+	}
+	if !mine.Owns(a) || theirs.Owns(seen) {
+		t.Errorf("Owns: mine %v, theirs %v; want only the announcing secret to own it", mine.Owns(a), theirs.Owns(seen))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,6 +61,14 @@ func ParseSecret(s string) (Secret, error) {
 		return Secret{}, fmt.Errorf("webhook secret key has %d bytes, want at least 24", len(key))
 	}
 	return Secret{key: key}, nil
+}
+
+// ID names the key without revealing it: the first 8 bytes of its
+// SHA-256, in hex. Approvals record it, so that only the secret that
+// announced an approval can decide it.
+func (s Secret) ID() string {
+	sum := sha256.Sum256(s.key)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Equal reports whether both secrets hold the same key.
