@@ -1,6 +1,8 @@
 package caddymodule_test
 
 import (
+	"github.com/redis/go-redis/v9"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -755,6 +757,18 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	// (and, with no decision within hold, came back pending).
 	if ran != 1 || up.callCount("create_issue") != 1 {
 		t.Errorf("%d held calls ran (upstream ran %d), want exactly 1", ran, up.callCount("create_issue"))
+	}
+
+	// With the approval store in Redis, the replicas keep their tool pins
+	// there too, so an accepted definition is accepted everywhere.
+	pins := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer pins.Close()
+	keys, err := pins.Keys(ctx, "mcpgate:pins:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("pin keys in Redis = %v (%v), want one server's", keys, err)
+	}
+	if hash, err := pins.HGet(ctx, keys[0], "create_issue").Result(); err != nil || len(hash) != 64 {
+		t.Errorf("pin of create_issue in Redis = %q (%v), want a SHA-256", hash, err)
 	}
 }
 

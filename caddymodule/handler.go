@@ -96,8 +96,9 @@ type Handler struct {
 	ForwardToken bool `json:"forward_token,omitempty"`
 
 	// PinsFile is where accepted tool definitions (pins against changed
-	// tool definitions) are kept. Default: mcpgate/pins.json in Caddy's
-	// data directory.
+	// tool definitions) are kept. Default: in the approval store's Redis
+	// when that is the store (so replicas share them), else
+	// mcpgate/pins.json in Caddy's data directory.
 	PinsFile string `json:"pins_file,omitempty"`
 
 	// Approval holds the tool calls that the policy answers with
@@ -113,7 +114,7 @@ type Handler struct {
 	approvals      *approval.Service
 	approvalConfig *resolvedApproval
 	catalog        *catalog.Catalog
-	pinsFile       string
+	pins           pinSource
 	metrics        *gatewayMetrics
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes *singleflight.Group
@@ -179,12 +180,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	h.pinsFile = h.PinsFile
-	if h.pinsFile == "" {
-		h.pinsFile = defaultPinsFile()
+	switch {
+	case h.PinsFile != "":
+		h.pins = pinSource{file: repl.ReplaceKnown(h.PinsFile, "")}
+	case h.Approval != nil && h.Approval.Store == storeRedis:
+		h.pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, "")}
+	default:
+		h.pins = pinSource{file: defaultPinsFile()}
 	}
-	h.pinsFile = repl.ReplaceKnown(h.pinsFile, "")
-	h.catalog, err = loadCatalog(ctx, h.pinsFile)
+	h.catalog, err = loadCatalog(ctx, h.pins)
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
@@ -230,7 +234,7 @@ func (h *Handler) Validate() error {
 // catalog.
 func (h *Handler) Cleanup() error {
 	if h.catalog != nil {
-		releaseCatalog(h.pinsFile)
+		releaseCatalog(h.pins)
 	}
 	if h.sessions != nil {
 		releaseSessionState()

@@ -39,16 +39,26 @@ type redisStore struct {
 // gateways keep changing under it.
 const maxTxAttempts = 32
 
+// RedisOptions reads a Redis address: host:port, or a redis:// or
+// rediss:// URL (with user, password and database).
+func RedisOptions(address string) (*redis.Options, error) {
+	if !strings.Contains(address, "://") {
+		return &redis.Options{Addr: address}, nil
+	}
+	opts, err := redis.ParseURL(address)
+	if err != nil {
+		return nil, fmt.Errorf("redis address %q: %w", address, err)
+	}
+	return opts, nil
+}
+
 // NewRedisStore returns a store in the Redis at address, either host:port
 // or a redis:// or rediss:// URL (with user, password and database). Every
 // change any gateway makes there reaches onChange.
 func NewRedisStore(address string, onChange ChangeFunc) (Store, error) {
-	opts := &redis.Options{Addr: address}
-	if strings.Contains(address, "://") {
-		var err error
-		if opts, err = redis.ParseURL(address); err != nil {
-			return nil, fmt.Errorf("redis address %q: %w", address, err)
-		}
+	opts, err := RedisOptions(address)
+	if err != nil {
+		return nil, err
 	}
 	s := &redisStore{client: redis.NewClient(opts), prefix: "mcpgate:"}
 	ctx, stop := context.WithCancel(context.Background())
