@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,32 +96,4 @@ func decideApprovalCommand(out io.Writer, address, id, verb string, decision cad
 	fmt.Fprintf(out, "%s is %s (%s on %s, waited %s)\n", decided.ID, decided.State, decided.Tool, decided.Server,
 		decided.Waited(time.Now()).Round(time.Second))
 	return caddy.ExitCodeSuccess, nil
-}
-
-// adminJSON calls the admin API at address with body (nil: none) as JSON,
-// and decodes the answer into into. A non-2xx answer is an error that
-// carries the API's message.
-func adminJSON(address, method, uri string, body, into any) error {
-	addr, err := adminAddress(address)
-	if err != nil {
-		return err
-	}
-	var header http.Header
-	var reader io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		header, reader = http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(raw)
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, reader)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
-		return fmt.Errorf("reading the answer: %w", err)
-	}
-	return nil
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,29 +52,14 @@ operator accepted it is blocked and hidden until it is accepted again. Give
 	})
 }
 
-// adminAddress resolves the admin API address the way Caddy's own commands
-// do when none is given.
-func adminAddress(address string) (string, error) {
-	return caddycmd.DetermineAdminAPIAddress(address, nil, "", "")
-}
-
 func listToolsCommand(out io.Writer, address, server string) (int, error) {
-	addr, err := adminAddress(address)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
 	uri := "/mcpgate/tools"
 	if server != "" {
 		uri += "?server=" + url.QueryEscape(server)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, uri, nil, nil)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing tools: %w", err)
-	}
-	defer resp.Body.Close()
 	var tools []caddymodule.ListedTool
-	if err := json.NewDecoder(resp.Body).Decode(&tools); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the tool list: %w", err)
+	if err := adminJSON(address, http.MethodGet, uri, nil, &tools); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing tools: %w", err)
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tTOOL\tCATEGORY\tSTATUS\tHASH")
@@ -94,20 +77,10 @@ func acceptToolCommand(out io.Writer, address string, req caddymodule.AcceptRequ
 	if req.Server == "" || req.Tool == "" {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
 	}
-	addr, err := adminAddress(address)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/mcpgate/tools/accept",
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-	if err != nil {
+	var answer map[string]any
+	if err := adminJSON(address, http.MethodPost, "/mcpgate/tools/accept", req, &answer); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("accepting %s on %s: %w", req.Tool, req.Server, err)
 	}
-	resp.Body.Close()
 	fmt.Fprintf(out, "accepted the current definition of %s on %s\n", req.Tool, req.Server)
 	return caddy.ExitCodeSuccess, nil
 }
