@@ -46,11 +46,13 @@ func startDemo(t *testing.T, admin string) *mcp.ClientSession {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
-	gatewayPort, demoPort := caddytest.FreePort(t), caddytest.FreePort(t)
+	gatewayPort, demoPort, hookPort := caddytest.FreePort(t), caddytest.FreePort(t), caddytest.FreePort(t)
 	caddyfile := strings.NewReplacer(
 		"admin localhost:2019", fmt.Sprintf("admin %s\n\tstorage file_system %q", admin, t.TempDir()),
 		":8080", fmt.Sprintf(":%d", gatewayPort),
 		":9000", fmt.Sprintf(":%d", demoPort),
+		":9001", fmt.Sprintf(":%d", hookPort),
+		"hold 50s", "hold 300ms",
 		"./policies", "../../policies",
 	).Replace(string(raw))
 	caddytest.Start(t, caddyfile)
@@ -99,7 +101,7 @@ func TestDemo(t *testing.T) {
 		{"list_issues", map[string]any{"status": "open"}, false, "Login page times out"},
 		{"search_issues", map[string]any{"query": "csv"}, false, "Export to CSV"},
 		{"get_issue", map[string]any{"id": 3}, false, "Dark mode"},
-		{"create_issue", map[string]any{"title": "x"}, true, "needs approval"},
+		{"create_issue", map[string]any{"title": "x"}, true, "Approval pending"},
 		{"update_status", map[string]any{"id": 1, "status": "closed"}, true, `Blocked by policy: tool "update_status"`},
 		{"delete_issue", map[string]any{"id": 1}, true, `Blocked by policy: tool "delete_issue"`},
 	}
