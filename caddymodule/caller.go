@@ -197,6 +197,11 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*http.Request, 
 		writeJSON(w, status, mcpmsg.ErrorResponse(nil, mcpmsg.CodeInvalidRequest, "unauthorized: "+err.Error()))
 		return nil, nil, false
 	}
+	if sessions := r.Header.Values(mcphttp.HeaderSessionID); len(sessions) > 1 {
+		// Which copy an upstream reads is not something to guess.
+		writeJSON(w, http.StatusBadRequest, mcpmsg.ErrorResponse(nil, mcpmsg.CodeInvalidRequest, "Mcp-Session-Id given more than once"))
+		return nil, nil, false
+	}
 	if session := r.Header.Get(mcphttp.HeaderSessionID); session != "" {
 		if owner, bound := g.sessions.owner(session); bound && owner != user.ID {
 			h.logger.Warn("session presented by another user refused",

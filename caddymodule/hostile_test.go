@@ -230,3 +230,28 @@ func TestBatch20250326(t *testing.T) {
 		})
 	}
 }
+
+// TestBodiesOnlyOnPost checks that a body sent with a method other than
+// POST, which the gateway does not decide, never reaches the upstream.
+func TestBodiesOnlyOnPost(t *testing.T) {
+	up := newUpstream(t, upstreamModes[0])
+	gateway := startGateway(t, up.URL, gatewayOptions{})
+	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
+		t.Run(method, func(t *testing.T) {
+			before := len(up.received())
+			req, _ := http.NewRequest(method, gateway, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_issue"}}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s with a body: status %d, want 400", method, resp.StatusCode)
+			}
+			if len(up.received()) != before {
+				t.Errorf("%s with a body reached the upstream", method)
+			}
+		})
+	}
+}

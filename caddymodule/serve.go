@@ -34,20 +34,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch r.Method {
 	case http.MethodPost:
 		return h.servePost(w, r, next)
-	case http.MethodGet:
+	case http.MethodGet, http.MethodDelete, http.MethodHead, http.MethodOptions:
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE, HEAD, OPTIONS")
+		return h.reject(w, r, http.StatusMethodNotAllowed, mcpmsg.CodeInvalidRequest, "method "+r.Method+" is not used by MCP")
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// Nothing in MCP sends a body with these methods, and the gateway
+		// decides bodies only on POST: a body here would reach the
+		// upstream unread.
+		return h.reject(w, r, http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "a "+r.Method+" request must not carry a body")
+	}
+	r.Body = http.NoBody
+	if r.Method == http.MethodGet {
 		// A GET stream carries only what the server sends; the gateway
 		// watches it for tool list changes and decides the server's
 		// requests in it.
 		observed, finish := h.observeStream(w, r, next)
 		err := next.ServeHTTP(observed, r)
 		return errors.Join(err, finish())
-	case http.MethodDelete, http.MethodHead, http.MethodOptions:
-		// DELETE ends a session: nothing for a client-side policy to see.
-		return next.ServeHTTP(w, r)
-	default:
-		w.Header().Set("Allow", "GET, POST, DELETE, HEAD, OPTIONS")
-		return h.reject(w, r, http.StatusMethodNotAllowed, mcpmsg.CodeInvalidRequest, "method "+r.Method+" is not used by MCP")
 	}
+	// DELETE ends a session: nothing for a client-side policy to see.
+	return next.ServeHTTP(w, r)
 }
 
 // servePost reads, validates and decides a POSTed body, then answers the

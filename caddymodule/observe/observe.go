@@ -16,6 +16,7 @@
 package observe
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"mime"
@@ -72,9 +73,12 @@ type Hooks struct {
 	// (clients that take the first event as the endpoint take the others
 	// for messages), and so, not being JSON-RPC, cuts the stream.
 	Endpoint func(uri string) (string, error)
-	// PassJSON passes JSON replies through untouched and unread, as if
-	// they were of any other type; event streams are still read. It is for
-	// replies in which nothing the hooks look for can come as JSON.
+	// PassJSON lets JSON replies that cannot hold a JSON-RPC request pass
+	// without being parsed: replies whose bytes name no "method" member
+	// (neither spelled out nor escaped). Any other JSON reply is read as
+	// usual, so a request smuggled into a reply is still intercepted. It
+	// is for replies in which nothing but requests would interest the
+	// hooks; event streams are always read.
 	PassJSON bool
 	// OnError, when set, is told why a reply was refused or a stream cut,
 	// and why a rewrite failed.
@@ -173,7 +177,7 @@ func (o *writer) WriteHeader(status int) {
 		o.w.WriteHeader(status)
 		return
 	}
-	m, err := replyMode(status, o.w.Header(), o.hooks.PassJSON)
+	m, err := replyMode(status, o.w.Header())
 	switch m {
 	case modeJSON:
 		o.setMode(m)
@@ -295,7 +299,7 @@ func (o *writer) finish() error {
 // writeJSON writes the held JSON reply, or what replaces it.
 func (o *writer) writeJSON() error {
 	body := o.body
-	if len(body) > 0 {
+	if len(body) > 0 && !(o.hooks.PassJSON && cannotHoldRequest(body)) {
 		out, err := o.inspect(body)
 		if err == nil && out != nil && len(out) == 0 {
 			err = errors.New("the gateway dropped every message of it")
@@ -314,6 +318,13 @@ func (o *writer) writeJSON() error {
 		return fmt.Errorf("writing JSON reply: %w", err)
 	}
 	return nil
+}
+
+// cannotHoldRequest reports whether a JSON text certainly holds no member
+// named "method", and so no JSON-RPC request: it contains neither the word
+// nor any \u escape (with which the name could be spelled).
+func cannotHoldRequest(body []byte) bool {
+	return !bytes.Contains(body, []byte("method")) && !bytes.Contains(body, []byte(`\u`))
 }
 
 // writeEvents reads p as the next piece of an event stream, forwards the
@@ -410,12 +421,12 @@ func (o *writer) fail(err error) {
 }
 
 // replyMode chooses how to treat a reply from its final status and headers.
-// A 2xx reply is read when it is JSON (unless passJSON) or an event stream,
+// A 2xx reply is read when it is JSON or an event stream,
 // and refused when its type or encoding leave in doubt how a client would
 // read it: clients look for these types loosely (the TypeScript SDK checks
 // only that the header contains them), and cannot read an encoding the
 // gateway did not.
-func replyMode(status int, h http.Header, passJSON bool) (mode, error) {
+func replyMode(status int, h http.Header) (mode, error) {
 	if status < 200 || status > 299 {
 		return modePass, nil
 	}
@@ -432,8 +443,6 @@ func replyMode(status int, h http.Header, passJSON bool) (mode, error) {
 	switch {
 	case err == nil && mediaType == "text/event-stream":
 		m = modeStream
-	case passJSON && !strings.Contains(lower, "event-stream"):
-		return modePass, nil
 	case err == nil && mediaType == "application/json":
 		m = modeJSON
 	case strings.Contains(lower, "json") || strings.Contains(lower, "event-stream"):

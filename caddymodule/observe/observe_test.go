@@ -680,14 +680,28 @@ func TestInterceptJSON(t *testing.T) {
 func TestPassJSON(t *testing.T) {
 	hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
 	hooks.PassJSON = true
-	gzip := contentType("application/json")
-	gzip.Set("Content-Encoding", "gzip")
-	for _, r := range []reply{jsonReply(toolsList), jsonReply(`not JSON at all`), {status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}} {
+	// Replies that cannot hold a request pass unread, byte for byte.
+	for _, r := range []reply{jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`), jsonReply(`not JSON at all`)} {
 		out := send(t, hooks, r)
 		if want := strings.Join(r.chunks, ""); out.rec.Body.String() != want || out.seen != nil || out.finishErr != nil {
 			t.Errorf("body %q, seen %q, finish %v; want %q passed unread", out.rec.Body.String(), out.seen, out.finishErr, want)
 		}
 	}
+	// A request smuggled into a JSON reply, spelled out or escaped, is
+	// read like any other reply, so the hooks see it.
+	for _, r := range []reply{
+		jsonReply(`[{"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":"evil","method":"sampling/createMessage","params":{}}]`),
+		jsonReply(`[{"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":"evil","m\u0065thod":"sampling/createMessage","params":{}}]`),
+	} {
+		out := send(t, hooks, r)
+		if !reflect.DeepEqual(out.seen, []string{"response 2", "sampling/createMessage"}) {
+			t.Errorf("a request inside a JSON reply: OnMessage saw %q, want sampling/createMessage", out.seen)
+		}
+	}
+	// A compressed JSON reply cannot be scanned: refused.
+	gzip := contentType("application/json")
+	gzip.Set("Content-Encoding", "gzip")
+	checkRefused(t, send(t, hooks, reply{status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}))
 	out := send(t, hooks, streamReply(event("1", listChanged)))
 	if !reflect.DeepEqual(out.seen, []string{"notifications/tools/list_changed"}) {
 		t.Errorf("with PassJSON an event stream is still read; OnMessage saw %q", out.seen)
