@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -312,5 +313,52 @@ func TestCaddyAuthIdentity(t *testing.T) {
 	resp2.Body.Close()
 	if resp2.StatusCode != http.StatusUnauthorized {
 		t.Errorf("wrong password: status %d, want 401 from basic_auth", resp2.StatusCode)
+	}
+}
+
+// TestLegacySessionBoundToCaller: on the HTTP+SSE transport a session is
+// its message endpoint; another user posting to it is refused.
+func TestLegacySessionBoundToCaller(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newTransportUpstream(t, legacyHandler)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
+	base := strings.TrimSuffix(gateway, "/mcp")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gateway, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+idp.token(t, "k1", map[string]any{"sub": "alice"}))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("opening alice's stream: %v", err)
+	}
+	defer resp.Body.Close()
+	endpoint := ""
+	lines := bufio.NewScanner(resp.Body)
+	for endpoint == "" && lines.Scan() {
+		if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+			endpoint = data
+		}
+	}
+	if !strings.Contains(endpoint, "sessionid=") {
+		t.Fatalf("no endpoint event on alice's stream (got %q)", endpoint)
+	}
+	postAs := func(user string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+idp.token(t, "k1", map[string]any{"sub": user}))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := postAs("bob"); status != http.StatusForbidden {
+		t.Errorf("bob posting to alice's HTTP+SSE session: status %d, want 403", status)
+	}
+	if status := postAs("alice"); status != http.StatusAccepted {
+		t.Errorf("alice posting to her own session: status %d, want 202", status)
 	}
 }

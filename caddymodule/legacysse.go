@@ -50,10 +50,23 @@ type legacyStream struct {
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
+	// owner is the identified caller who opened the stream ("" without
+	// identity): only they may post to its session.
+	owner string
 }
 
-func newLegacyStream(inject func(message []byte) error) *legacyStream {
-	return &legacyStream{inject: inject, toolsLists: make(map[string]bool), awaited: make(map[string]chan []byte)}
+func newLegacyStream(owner string, inject func(message []byte) error) *legacyStream {
+	return &legacyStream{owner: owner, inject: inject, toolsLists: make(map[string]bool), awaited: make(map[string]chan []byte)}
+}
+
+// postedByOwner reports whether r may post to the stream's session: any
+// caller when the stream has no owner, else only its owner.
+func (s *legacyStream) postedByOwner(r *http.Request) bool {
+	if s.owner == "" {
+		return true
+	}
+	user := caller(r)
+	return user != nil && user.ID == s.owner
 }
 
 // expectToolsLists records the allowed tools/list requests a POST
@@ -179,7 +192,11 @@ func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request, next cad
 			if err != nil {
 				return "", err
 			}
-			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
+			owner := ""
+			if user := caller(r); user != nil {
+				owner = user.ID
+			}
+			stream = newLegacyStream(owner, func(message []byte) error { return observe.Inject(observed, message) })
 			h.sessions.legacy.open(rl.session, stream)
 			return client, nil
 		},

@@ -62,6 +62,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // blocked messages itself and forwards the allowed ones.
 func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	legacy := h.legacyPost(r)
+	if legacy != nil && legacy.stream != nil && !legacy.stream.postedByOwner(r) {
+		return h.reject(w, r, http.StatusForbidden, mcpmsg.CodeInvalidRequest, "this session belongs to another user")
+	}
 	raw, status, err := h.readBody(w, r)
 	if err != nil {
 		return h.reject(w, r, status, mcpmsg.CodeInvalidRequest, err.Error())
