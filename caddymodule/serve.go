@@ -150,7 +150,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	if r.ContentLength > h.MaxBody {
 		return nil, http.StatusRequestEntityTooLarge, errBodyTooLarge(h.MaxBody)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBody))
+	body := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead))
+	_, err := body.ReadFrom(http.MaxBytesReader(w, r.Body, h.MaxBody))
+	raw := body.Bytes()
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
