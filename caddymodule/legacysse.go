@@ -178,6 +178,10 @@ func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request, next cad
 				if first, listed := stream.toolsList(id); listed {
 					return h.hideBlockedTools(r, rl.version, result, first)
 				}
+			} else if rl.session.id != "" && h.sessions.toolsLists.take(rl.session, id) {
+				// The response to a tools/list whose POST stream was
+				// lost, replayed on a resumed stream.
+				return h.hideBlockedTools(r, rl.version, result, false)
 			}
 			return rl.checkInputRequests(id, result)
 		},

@@ -79,6 +79,11 @@ const sessionStateKey = "mcpgate/sessions"
 type sessionState struct {
 	relayed *relayedRequests
 	legacy  *legacyStreams
+	// toolsLists are the session's forwarded tools/list requests whose
+	// response has not been seen yet: a client that loses a POST's stream
+	// gets the response on a resumed GET stream, and it must be filtered
+	// there too.
+	toolsLists *relayedRequests
 }
 
 // Destruct implements caddy.Destructor: open streams end with their
@@ -90,8 +95,9 @@ func (*sessionState) Destruct() error { return nil }
 func loadSessionState() *sessionState {
 	value, _, _ := sessionStates.LoadOrNew(sessionStateKey, func() (caddy.Destructor, error) {
 		return &sessionState{
-			relayed: &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)},
-			legacy:  &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
+			relayed:    &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)},
+			legacy:     &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
+			toolsLists: &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)},
 		}, nil
 	})
 	return value.(*sessionState)

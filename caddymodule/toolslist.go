@@ -42,6 +42,11 @@ func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]b
 // the server's) only when it answers tools/list, or may ask for input.
 func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, version string, session sessionKey, verdicts []verdict) (http.ResponseWriter, func() error) {
 	ids, firstPage := toolsListRequests(verdicts)
+	if session.id != "" && !session.legacy {
+		for _, id := range ids {
+			h.sessions.toolsLists.add(session, id)
+		}
+	}
 	rl := h.newRelay(r, next, version, session)
 	rl.answering(verdicts)
 	readReplyUncompressed(r)
@@ -49,6 +54,7 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next cadd
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
+				h.sessions.toolsLists.take(session, id)
 				return h.hideBlockedTools(r, version, result, first)
 			}
 			return rl.checkInputRequests(id, result)

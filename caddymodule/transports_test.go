@@ -701,3 +701,46 @@ func TestRequestInJSONReplyIsDecided(t *testing.T) {
 		t.Errorf("the upstream's refused request was not answered with an error; upstream saw %q", posts)
 	}
 }
+
+// TestResumedToolsListIsFiltered: when the stream of a tools/list POST is
+// lost and its response comes on the resumed GET stream, the tools the
+// table blocks are hidden there too.
+func TestResumedToolsListIsFiltered(t *testing.T) {
+	up := newTransportUpstream(t, func(server *mcp.Server) http.Handler {
+		server.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				if method == "tools/list" {
+					req.GetExtra().CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: 10 * time.Millisecond})
+				}
+				return next(ctx, method, req)
+			}
+		})
+		return streamableHandler(&mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)})(server)
+	})
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	var client clientHandlers
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), legacyVersion)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tools, err := session.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatalf("tools/list with a dropped stream: %v", err)
+	}
+	if len(tools.Tools) == 0 {
+		t.Fatal("tools/list came back empty")
+	}
+	for _, tool := range tools.Tools {
+		if tool.Name == "delete_issue" {
+			t.Error("the resumed tools/list lists delete_issue, which the table blocks")
+		}
+	}
+	resumed := false
+	for _, r := range up.received() {
+		if r.Method == http.MethodGet && r.Header.Get("Last-Event-ID") != "" {
+			resumed = true
+		}
+	}
+	if !resumed {
+		t.Error("no GET with Last-Event-ID reached the upstream: the tools/list stream was not resumed")
+	}
+}
