@@ -227,13 +227,7 @@ func (h *Handler) decide(r *http.Request, next caddyhttp.Handler, m *mcpmsg.Mess
 	if m.Tool != nil {
 		meta, _ := m.Params["_meta"].(map[string]any)
 		tool, listed := h.lookupTool(r, next, input.Server, m.Tool.Name, version, meta)
-		input.Tool = &policy.Tool{
-			Name:        m.Tool.Name,
-			Arguments:   m.Tool.Arguments,
-			Annotations: tool.Annotations,
-			Category:    string(tool.Category),
-			Changed:     tool.Changed,
-		}
+		input.Tool = policyTool(tool, m.Tool.Arguments)
 		toolLabel = unlistedTool
 		if listed {
 			toolLabel = m.Tool.Name
@@ -278,11 +272,30 @@ func (h *Handler) lookupTool(r *http.Request, next caddyhttp.Handler, server, na
 				zap.String("server", server), zap.String("tool", name), zap.Error(err))
 		}
 	}
+	return h.knownTool(server, name)
+}
+
+// knownTool returns what the catalog knows of a tool, and whether the
+// upstream listed it. A tool it did not list is destructive (the MCP
+// defaults).
+func (h *Handler) knownTool(server, name string) (catalog.Tool, bool) {
 	tool, listed := h.catalog.Lookup(server, name)
 	if !listed {
 		tool = catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
 	}
 	return tool, listed
+}
+
+// policyTool is the input's tool: what the catalog knows of it, and the
+// call's arguments (nil when there is no call, as in a tools/list).
+func policyTool(tool catalog.Tool, arguments map[string]any) *policy.Tool {
+	return &policy.Tool{
+		Name:        tool.Name,
+		Arguments:   arguments,
+		Annotations: tool.Annotations,
+		Category:    string(tool.Category),
+		Changed:     tool.Changed,
+	}
 }
 
 // logDecision writes the decision log: one structured entry per decision.

@@ -107,6 +107,8 @@ func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byt
 		h.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
 	}
 
+	base := h.baseInput(r, version)
+	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
 	kept := make([]json.RawMessage, 0, len(tools))
 	for _, raw := range tools {
 		var named struct {
@@ -115,14 +117,10 @@ func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byt
 		if err := json.Unmarshal(raw, &named); err != nil {
 			return nil, fmt.Errorf("reading a listed tool: %w", err)
 		}
-		tool, listed := h.catalog.Lookup(server, named.Name)
-		if !listed {
-			tool = catalog.Tool{Name: named.Name, Annotations: map[string]any{}, Category: catalog.Destructive}
-		}
-		input := h.baseInput(r, version)
-		input.Kind, input.Method = mcpmsg.KindRequest.String(), "tools/call"
-		input.Tool = &policy.Tool{Name: named.Name, Annotations: tool.Annotations, Category: string(tool.Category), Changed: tool.Changed}
-		permission, defined, err := h.engine.ToolPermission(r.Context(), input)
+		tool, _ := h.knownTool(server, named.Name)
+		input := *base
+		input.Tool = policyTool(tool, nil)
+		permission, defined, err := h.engine.ToolPermission(r.Context(), &input)
 		if err != nil {
 			h.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", named.Name), zap.Error(err))
 		}
