@@ -160,5 +160,5 @@ func mergeBatchReplies(reply []byte, answers [][]byte) []byte {
 
 // sseMessageEvent frames one JSON-RPC message as a Server-Sent Event.
 func sseMessageEvent(message []byte) []byte {
-	return mcpmsg.Event{Type: "message", Data: string(message), HasData: true}.Encode()
+	return mcpmsg.MessageEvent(message).Encode()
 }

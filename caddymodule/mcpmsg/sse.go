@@ -71,6 +71,12 @@ type Event struct {
 	Comments []string
 }
 
+// MessageEvent returns the event that carries one JSON-RPC message on an
+// MCP event stream: type "message", the message as its data.
+func MessageEvent(message []byte) Event {
+	return Event{Type: "message", Data: string(message), HasData: true}
+}
+
 // Encode returns the event in canonical form; see AppendTo.
 func (e Event) Encode() []byte {
 	return e.AppendTo(nil)

@@ -263,7 +263,7 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	if !ok {
 		return errNotStream
 	}
-	e := mcpmsg.Event{Type: "message", Data: string(data), HasData: true}
+	e := mcpmsg.MessageEvent(data)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.mode != modeStream {
