@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"reflect"
 
 	"context"
 	"fmt"
@@ -407,4 +410,52 @@ func document(t *testing.T, in *Input) map[string]any {
 		t.Fatalf("ast.JSON: %v", err)
 	}
 	return doc.(map[string]any)
+}
+
+// TestParseInputMatchesValue keeps the two statements of the input's shape
+// in step: a full document read by ParseInput comes back from Value as it
+// was.
+func TestParseInputMatchesValue(t *testing.T) {
+	raw := `{"kind":"request","method":"tools/call","params":{"name":"t","arguments":{"n":1.50}},
+		"direction":"client_to_server",
+		"tool":{"name":"t","arguments":{"n":1.50},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true},
+		"server":"s","session":"x","protocol_version":"2025-06-18",
+		"user":{"id":"u","claims":{"groups":["g"]}},
+		"request":{"remote_ip":"10.0.0.1","host":"h","path":"/mcp","headers":{"user-agent":"a"}}}`
+	in, err := ParseInput([]byte(raw))
+	if err != nil {
+		t.Fatalf("ParseInput: %v", err)
+	}
+	var want map[string]any
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&want); err != nil {
+		t.Fatal(err)
+	}
+	got := document(t, in)
+	if !reflect.DeepEqual(normalize(t, got), normalize(t, want)) {
+		t.Errorf("Value(ParseInput(doc)) = %v\nwant %v", got, want)
+	}
+	for _, bad := range []string{`{"kind":"request","tol":{}}`, `{"tool":{"name":"t","argument":{}}}`, `{} {}`, `[]`} {
+		if _, err := ParseInput([]byte(bad)); err == nil {
+			t.Errorf("ParseInput(%s): want an error", bad)
+		}
+	}
+}
+
+// normalize re-encodes v as JSON and decodes it with numbers kept exact,
+// so that documents from different decoders compare.
+func normalize(t *testing.T, v any) any {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

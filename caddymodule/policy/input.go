@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -12,64 +15,64 @@ import (
 // documented in README.md by Value.
 type Input struct {
 	// Kind is "request", "notification" or "response".
-	Kind string
+	Kind string `json:"kind"`
 	// Method is the JSON-RPC method ("tools/call", "initialize", ...);
 	// empty for responses.
-	Method string
+	Method string `json:"method"`
 	// Params is the message's params object, decoded; nil when absent.
-	Params map[string]any
+	Params map[string]any `json:"params"`
 	// Direction is "client_to_server" for messages a client posts, and
 	// "server_to_client" for requests the upstream sends the client
 	// (sampling/createMessage, elicitation/create, roots/list, ...).
-	Direction string
+	Direction string `json:"direction"`
 	// Tool is set for tools/call only.
-	Tool *Tool
+	Tool *Tool `json:"tool"`
 	// Server is the upstream's logical name.
-	Server string
+	Server string `json:"server"`
 	// Session is the Mcp-Session-Id the client sent, if any.
-	Session string
+	Session string `json:"session"`
 	// ProtocolVersion is the MCP revision the message was sent under.
-	ProtocolVersion string
+	ProtocolVersion string `json:"protocol_version"`
 	// User is who is calling; nil when the gateway knows nobody.
-	User *User
+	User *User `json:"user"`
 	// Request describes the HTTP request that carried the message.
-	Request Request
+	Request Request `json:"request"`
 }
 
 // Tool is the tool a tools/call names, with what the gateway has learnt
 // about it from the upstream's tools/list.
 type Tool struct {
-	Name      string
-	Arguments map[string]any
+	Name      string         `json:"name"`
+	Arguments map[string]any `json:"arguments"`
 	// Annotations are the tool's MCP annotations (readOnlyHint,
 	// destructiveHint, ...); nil when the gateway has not seen the tool
 	// listed, which policies see as {}.
-	Annotations map[string]any
+	Annotations map[string]any `json:"annotations"`
 	// Category is "read_only", "write" or "destructive", from the
 	// annotations (destructive when they are unknown).
-	Category string
+	Category string `json:"category"`
 	// Changed reports that the tool's definition differs from the one the
 	// gateway first saw, a sign the upstream may have swapped it.
-	Changed bool
+	Changed bool `json:"changed"`
 }
 
 // User is the caller the gateway identified.
 type User struct {
 	// ID is the caller's stable identifier, such as a token's subject.
-	ID string
+	ID string `json:"id"`
 	// Claims are the caller's verified claims; nil is seen as {}.
-	Claims map[string]any
+	Claims map[string]any `json:"claims"`
 }
 
 // Request describes the HTTP request that carried a message.
 type Request struct {
-	RemoteIP string
-	Host     string
-	Path     string
+	RemoteIP string `json:"remote_ip"`
+	Host     string `json:"host"`
+	Path     string `json:"path"`
 	// Headers holds lower-case header names and their values joined by
 	// ", ". Credentials (Authorization, Cookie, Proxy-Authorization) are
 	// never included, so neither a policy nor a decision log can leak them.
-	Headers map[string]string
+	Headers map[string]string `json:"headers"`
 }
 
 // Direction values for Input.Direction.
@@ -220,4 +223,22 @@ func objectValue(m map[string]any) (ast.Object, error) {
 		return nil, fmt.Errorf("want an object, got %T", value)
 	}
 	return obj, nil
+}
+
+// ParseInput reads an input document in the shape Value produces (the
+// shape README.md documents), as `mcpgate policy eval` takes it. A member
+// the gateway never sets is an error: a policy would never see it, so a
+// decision on it would mislead. Numbers stay exact (json.Number).
+func ParseInput(raw []byte) (*Input, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	var in Input
+	if err := dec.Decode(&in); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("more than one JSON value")
+	}
+	return &in, nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -165,7 +164,7 @@ func evalPolicy(ctx context.Context, stdin io.Reader, w io.Writer, req evalReque
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	input, err := parseInput(raw)
+	input, err := policy.ParseInput(raw)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("input %s: %w", req.Input, err)
 	}
@@ -209,72 +208,6 @@ func readInputFile(stdin io.Reader, name string) ([]byte, error) {
 		return nil, fmt.Errorf("reading input %s: %w", name, err)
 	}
 	return raw, nil
-}
-
-// inputDocument is the JSON shape of policy.Input (README.md, "Policy
-// input"), for reading input files.
-type inputDocument struct {
-	Kind      string         `json:"kind"`
-	Method    string         `json:"method"`
-	Params    map[string]any `json:"params"`
-	Direction string         `json:"direction"`
-	Tool      *struct {
-		Name        string         `json:"name"`
-		Arguments   map[string]any `json:"arguments"`
-		Annotations map[string]any `json:"annotations"`
-		Category    string         `json:"category"`
-		Changed     bool           `json:"changed"`
-	} `json:"tool"`
-	Server          string `json:"server"`
-	Session         string `json:"session"`
-	ProtocolVersion string `json:"protocol_version"`
-	User            *struct {
-		ID     string         `json:"id"`
-		Claims map[string]any `json:"claims"`
-	} `json:"user"`
-	Request struct {
-		RemoteIP string            `json:"remote_ip"`
-		Host     string            `json:"host"`
-		Path     string            `json:"path"`
-		Headers  map[string]string `json:"headers"`
-	} `json:"request"`
-}
-
-// parseInput reads an input document. A member the gateway never sets is
-// an error: the policy would not see it, and a test of it would mislead.
-func parseInput(raw []byte) (*policy.Input, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	var doc inputDocument
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value")
-	}
-	in := &policy.Input{
-		Kind:            doc.Kind,
-		Method:          doc.Method,
-		Params:          doc.Params,
-		Direction:       doc.Direction,
-		Server:          doc.Server,
-		Session:         doc.Session,
-		ProtocolVersion: doc.ProtocolVersion,
-		Request: policy.Request{
-			RemoteIP: doc.Request.RemoteIP,
-			Host:     doc.Request.Host,
-			Path:     doc.Request.Path,
-			Headers:  doc.Request.Headers,
-		},
-	}
-	if t := doc.Tool; t != nil {
-		in.Tool = &policy.Tool{Name: t.Name, Arguments: t.Arguments, Annotations: t.Annotations, Category: t.Category, Changed: t.Changed}
-	}
-	if u := doc.User; u != nil {
-		in.User = &policy.User{ID: u.ID, Claims: u.Claims}
-	}
-	return in, nil
 }
 
 // loadDataFiles reads JSON or YAML data files, each merged at the root of
