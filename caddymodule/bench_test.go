@@ -1,12 +1,15 @@
 package caddymodule_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,19 +190,77 @@ type benchInput struct {
 	Repo string `json:"repo"`
 }
 
-// startBenchUpstream runs a stateless go-sdk MCP server that answers in
-// JSON and has an echo tool, and returns its URL.
-func startBenchUpstream(b *testing.B) string {
-	b.Helper()
+// benchUpstreamEnv, when set, makes the test binary run the benchmark's
+// upstream instead of its tests (see TestMain).
+const benchUpstreamEnv = "MCPGATE_BENCH_UPSTREAM"
+
+// TestMain runs the tests, or, in the process startBenchUpstream starts,
+// the benchmark's upstream.
+func TestMain(m *testing.M) {
+	if os.Getenv(benchUpstreamEnv) != "" {
+		serveBenchUpstream()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serveBenchUpstream serves a stateless go-sdk MCP server that answers in
+// JSON and has an echo tool on a free loopback port, writes its URL as the
+// first line of standard output, and serves until its standard input
+// closes (when the benchmark ends, or dies).
+func serveBenchUpstream() {
 	server := mcp.NewServer(&mcp.Implementation{Name: "bench-upstream", Version: "1"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in benchInput) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo:" + in.Text}}}, nil, nil
 	})
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
-	srv := httptest.NewServer(handler)
-	b.Cleanup(srv.Close)
-	return srv.URL
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark upstream:", err)
+		os.Exit(1)
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	fmt.Printf("http://%s\n", listener.Addr())
+	err = http.Serve(listener, handler)
+	fmt.Fprintln(os.Stderr, "benchmark upstream:", err)
+	os.Exit(1)
+}
+
+// startBenchUpstream runs the benchmark's upstream in a process of its own
+// (this test binary, see TestMain) and returns its URL. In production the
+// upstream never shares the gateway's process; sharing it here would charge
+// the gateway for the upstream's garbage collection (the go-sdk server
+// allocates hundreds of KiB per call), since one Go runtime collects for
+// both.
+func startBenchUpstream(b *testing.B) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchUpstreamEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting the benchmark upstream: %v", err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	url, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("reading the benchmark upstream's URL: %v", err)
+	}
+	return strings.TrimSpace(url)
 }
 
 // startBenchSites runs one Caddy config with two sites in front of
