@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,14 +33,19 @@ const benchPolicy = "testdata/benchpolicy"
 // benchText is what the benchmarks ask echo to repeat.
 const benchText = "Summarise the open issues labelled p1 in the widgets repository, oldest first, with their owners and the date of their last activity"
 
-// benchToolCall is a tools/call of about 300 bytes that the benchmark
-// policy allows: echo, with a repo its argument rule accepts.
-const benchToolCall = `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` +
-	benchText + `","repo":"acme/widgets"},"_meta":{"progressToken":"bench-7f3a9c21"}}}`
+// benchToolCall returns the n-th tools/call the benchmarks make, of about
+// 300 bytes, that the benchmark policy allows: echo, with a repo its
+// argument rule accepts. Each call asks for a text of its own, as real
+// calls do, so that no cache sees the same call twice; the policy reads
+// only the tool's name and repo.
+func benchToolCall(n int64) string {
+	return `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` +
+		benchText + ` (call ` + strconv.FormatInt(n, 10) + `)","repo":"acme/widgets"},"_meta":{"progressToken":"bench-7f3a9c21"}}}`
+}
 
-// benchResult is part of every answer echo gives to benchToolCall, and of
-// no refusal.
-var benchResult = []byte(`"text":"echo:` + benchText + `"`)
+// benchResult is part of every answer echo gives to a benchToolCall, and
+// of no refusal.
+var benchResult = []byte(`"text":"echo:` + benchText + ` (call `)
 
 // What BenchmarkEndToEnd runs: rounds, each of benchSequentialCalls calls to
 // every site one after the other, then benchConcurrentCalls calls to each
@@ -57,10 +63,23 @@ const (
 
 // BenchmarkMessagePath measures what the gateway does for each message
 // before forwarding it: the strict parse, building the policy input, and
-// evaluating the policy.
+// deciding, with the decision cache (each call has a text of its own, which
+// the policy does not read, so all but the first are found in the cache)
+// and without it (every call evaluated).
 func BenchmarkMessagePath(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		cacheSize int
+	}{{"cached", 0}, {"uncached", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			benchmarkMessagePath(b, bc.cacheSize)
+		})
+	}
+}
+
+func benchmarkMessagePath(b *testing.B, cacheSize int) {
 	ctx := context.Background()
-	engine, err := policy.New(ctx, policy.Options{Paths: []string{benchPolicy}})
+	engine, err := policy.New(ctx, policy.Options{Paths: []string{benchPolicy}, CacheSize: cacheSize})
 	if err != nil {
 		b.Fatalf("loading %s: %v", benchPolicy, err)
 	}
@@ -69,7 +88,10 @@ func BenchmarkMessagePath(b *testing.B) {
 			b.Errorf("closing the policy engine: %v", err)
 		}
 	})
-	data := []byte(benchToolCall)
+	calls := make([][]byte, 1024)
+	for i := range calls {
+		calls[i] = []byte(benchToolCall(int64(i)))
+	}
 	// What the catalog knows of echo, as the gateway would pass it on.
 	annotations := map[string]any{"readOnlyHint": true}
 	request := policy.Request{
@@ -79,13 +101,13 @@ func BenchmarkMessagePath(b *testing.B) {
 		Headers: map[string]string{
 			"accept":               "application/json, text/event-stream",
 			"accept-encoding":      "gzip",
-			"content-length":       strconv.Itoa(len(data)),
+			"content-length":       strconv.Itoa(len(calls[0])),
 			"content-type":         "application/json",
 			"mcp-protocol-version": mcphttp.Version20250618,
 			"user-agent":           "Go-http-client/1.1",
 		},
 	}
-	decide := func() (policy.Decision, error) {
+	decide := func(data []byte) (policy.Decision, error) {
 		body, err := mcpmsg.Parse(data, mcpmsg.Limits{})
 		if err != nil {
 			return policy.Decision{}, err
@@ -110,29 +132,33 @@ func BenchmarkMessagePath(b *testing.B) {
 		}
 		return engine.Decide(ctx, input)
 	}
-	if d, err := decide(); err != nil || d.Action != policy.ActionAllow {
+	if d, err := decide(calls[0]); err != nil || d.Action != policy.ActionAllow {
 		b.Fatalf("decision on the benchmark's echo call = %+v (error %v), want allow", d, err)
 	}
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		if _, err := decide(); err != nil {
+		if _, err := decide(calls[i%len(calls)]); err != nil {
 			b.Fatal(err)
 		}
+		i++
 	}
 }
 
-// BenchmarkEndToEnd compares the gateway with bare reverse_proxy, both in
-// one Caddy config in front of one go-sdk server, on an allowed tools/call.
-// The two are measured side by side in every round (sequential calls
+// BenchmarkEndToEnd compares the gateway with bare reverse_proxy, all in
+// one Caddy config in front of one go-sdk server, on allowed tools/calls:
+// the gateway as configured by default ("gateway", with its decision
+// cache) and with decision_cache off ("uncached", every call evaluated).
+// The sites are measured side by side in every round (sequential calls
 // alternate between them call by call, concurrent ones slice by slice), so
-// that noise falls on both alike. One op is the whole comparison; the
-// figures are its metrics: the median latency of each and the difference
-// (added-µs), and the median calls per second of each at benchClients
-// concurrent clients and the median of the rounds' gateway/bare ratios
-// (throughput-ratio).
+// that noise falls on all alike. One op is the whole comparison; the
+// figures are its metrics: the median latency of each and, for each
+// gateway, the difference (added-µs), and the median calls per second of
+// each at benchClients concurrent clients and the median of the rounds'
+// gateway/bare ratios (throughput-ratio).
 func BenchmarkEndToEnd(b *testing.B) {
-	bare, gateway := startBenchSites(b, startBenchUpstream(b))
-	sites := []*benchSite{bare, gateway}
+	bare, gateway, uncached := startBenchSites(b, startBenchUpstream(b))
+	sites := []*benchSite{bare, gateway, uncached}
 	client := newBenchClient(b)
 	for _, site := range sites {
 		if err := client.call(site.url); err != nil {
@@ -146,30 +172,37 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 	}
 
-	var ratios []float64
 	for b.Loop() {
 		for round := range benchRounds {
-			firsts := []int{len(bare.latencies), len(gateway.latencies)}
+			firsts := make([]int, len(sites))
+			for i, site := range sites {
+				firsts[i] = len(site.latencies)
+			}
 			if err := client.alternate(sites, benchSequentialCalls); err != nil {
 				b.Fatal(err)
 			}
 			if err := client.throughput(sites, round); err != nil {
 				b.Fatal(err)
 			}
-			ratios = append(ratios, gateway.rates[len(gateway.rates)-1]/bare.rates[len(bare.rates)-1])
-			b.Logf("round %d: median µs bare %.0f, gateway %.0f; calls/s bare %.0f, gateway %.0f",
-				round, median(bare.latencies[firsts[0]:]), median(gateway.latencies[firsts[1]:]),
-				bare.rates[len(bare.rates)-1], gateway.rates[len(gateway.rates)-1])
+			line := fmt.Sprintf("round %d:", round)
+			for i, site := range sites {
+				rate := site.rates[len(site.rates)-1]
+				site.ratios = append(site.ratios, rate/bare.rates[len(bare.rates)-1])
+				line += fmt.Sprintf(" %s median %.0f µs, %.0f calls/s;", site.name, median(site.latencies[firsts[i]:]), rate)
+			}
+			b.Log(line)
 		}
 	}
 
-	bareMedian, gatewayMedian := median(bare.latencies), median(gateway.latencies)
+	bareMedian := median(bare.latencies)
 	b.ReportMetric(bareMedian, "bare-µs/median")
-	b.ReportMetric(gatewayMedian, "gateway-µs/median")
-	b.ReportMetric(gatewayMedian-bareMedian, "added-µs")
 	b.ReportMetric(median(bare.rates), "bare-calls/s")
-	b.ReportMetric(median(gateway.rates), "gateway-calls/s")
-	b.ReportMetric(median(ratios), "throughput-ratio")
+	for _, site := range []*benchSite{gateway, uncached} {
+		b.ReportMetric(median(site.latencies), site.name+"-µs/median")
+		b.ReportMetric(median(site.latencies)-bareMedian, site.name+"-added-µs")
+		b.ReportMetric(median(site.rates), site.name+"-calls/s")
+		b.ReportMetric(median(site.ratios), site.name+"-throughput-ratio")
+	}
 }
 
 // benchSite is one of the sites BenchmarkEndToEnd compares, with what was
@@ -181,6 +214,8 @@ type benchSite struct {
 	latencies []float64
 	// rates are the concurrent runs' calls per second, one per round.
 	rates []float64
+	// ratios are the rates over bare reverse_proxy's of the same round.
+	ratios []float64
 }
 
 // benchInput is echo's arguments; repo is there for the policy's argument
@@ -263,11 +298,13 @@ func startBenchUpstream(b *testing.B) string {
 	return strings.TrimSpace(url)
 }
 
-// startBenchSites runs one Caddy config with two sites in front of
-// upstream: the gateway with the benchmark policy, and bare reverse_proxy.
-func startBenchSites(b *testing.B, upstream string) (bare, gateway *benchSite) {
+// startBenchSites runs one Caddy config with three sites in front of
+// upstream: bare reverse_proxy, and the gateway with the benchmark policy,
+// with and without its decision cache.
+func startBenchSites(b *testing.B, upstream string) (bare, gateway, uncached *benchSite) {
 	b.Helper()
-	barePort := freePort(b)
+	barePort, uncachedPort := freePort(b), freePort(b)
+	upstreamAddress := strings.TrimPrefix(upstream, "http://")
 	gatewayURL := startGateway(b, upstream, gatewayOptions{
 		policy: "policy " + benchPolicy,
 		sites: fmt.Sprintf(`
@@ -275,17 +312,30 @@ func startBenchSites(b *testing.B, upstream string) (bare, gateway *benchSite) {
 	bind 127.0.0.1
 	reverse_proxy %s
 }
-`, barePort, strings.TrimPrefix(upstream, "http://")),
+
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		policy %s
+		decision_cache off
+	}
+	reverse_proxy %s
+}
+`, barePort, upstreamAddress, uncachedPort, benchPolicy, upstreamAddress),
 	})
 	waitForListener(b, barePort)
+	waitForListener(b, uncachedPort)
 	return &benchSite{name: "bare", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", barePort)},
-		&benchSite{name: "gateway", url: gatewayURL}
+		&benchSite{name: "gateway", url: gatewayURL},
+		&benchSite{name: "uncached", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", uncachedPort)}
 }
 
-// benchClient posts benchToolCall over keep-alive connections, with room
+// benchClient posts benchToolCalls over keep-alive connections, with room
 // for one idle connection per concurrent client to each site.
 type benchClient struct {
 	client *http.Client
+	// calls numbers the calls made, so that each asks for its own text.
+	calls atomic.Int64
 }
 
 func newBenchClient(b *testing.B) *benchClient {
@@ -300,7 +350,7 @@ func newBenchClient(b *testing.B) *benchClient {
 
 // call makes one tools/call of echo and checks that echo answered it.
 func (c *benchClient) call(url string) error {
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchToolCall))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchToolCall(c.calls.Add(1))))
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_depth <n>
 //		allowed_origins <origins...>
 //		eval_timeout <duration>
+//		decision_cache <size>|off
 //		permissions {
 //			read_only|write|destructive <action>
 //			tool <name> <action>
@@ -120,6 +121,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("eval_timeout: invalid duration %q", value)
 			}
 			h.EvalTimeout = caddy.Duration(timeout)
+		case "decision_cache":
+			var value string
+			if !d.AllArgs(&value) {
+				return d.ArgErr()
+			}
+			size := 0
+			if value != "off" {
+				n, err := strconv.Atoi(value)
+				if err != nil || n <= 0 {
+					return d.Errf("decision_cache: want a positive number of decisions or off, got %q", value)
+				}
+				size = n
+			}
+			h.DecisionCache = &size
 		case "permissions":
 			if h.Permissions != nil {
 				return d.Err("permissions given twice")

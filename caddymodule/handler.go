@@ -66,6 +66,14 @@ type Handler struct {
 	// message. Default: 1s.
 	EvalTimeout caddy.Duration `json:"eval_timeout,omitempty"`
 
+	// DecisionCache is how many decisions are remembered, by the part of
+	// the policy input the policy reads, so that a message the policy
+	// would decide the same way is not evaluated again. Only a policy
+	// that calls no non-deterministic built-in (time.now_ns, http.send,
+	// rand.intn, ...) is cached, and a reload starts afresh; 0 turns
+	// caching off. Default: 10000.
+	DecisionCache *int `json:"decision_cache,omitempty"`
+
 	// Permissions is the organization's tool table, given to the policy
 	// as data.mcp.permissions. With a table and no policies, the shipped
 	// library (embedded in the binary) decides.
@@ -151,6 +159,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Timeout: time.Duration(h.EvalTimeout),
 		Logger:  h.logger,
 	}
+	if h.DecisionCache != nil {
+		opts.CacheSize = *h.DecisionCache
+		if opts.CacheSize == 0 {
+			opts.CacheSize = -1 // policy.Options: negative is off
+		}
+	}
 	for _, path := range h.Policies {
 		opts.Paths = append(opts.Paths, repl.ReplaceKnown(path, ""))
 	}
@@ -226,6 +240,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("mcp_policy: max_depth must not be negative, got %d", h.MaxDepth)
+	}
+	if h.DecisionCache != nil && *h.DecisionCache < 0 {
+		return fmt.Errorf("mcp_policy: decision_cache must not be negative (0 turns it off), got %d", *h.DecisionCache)
 	}
 	return nil
 }

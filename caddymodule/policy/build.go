@@ -18,6 +18,8 @@ import (
 type policyBuilder struct {
 	decisionQuery   string
 	permissionQuery string
+	// cacheSize is Options.CacheSize.
+	cacheSize int
 	// modules are Options.Modules, parsed once.
 	modules map[string]*ast.Module
 	// data is Options.Data as plain JSON values.
@@ -30,6 +32,7 @@ func newPolicyBuilder(opts Options) (*policyBuilder, error) {
 	b := &policyBuilder{
 		decisionQuery:   opts.Query,
 		permissionQuery: opts.PermissionQuery,
+		cacheSize:       opts.CacheSize,
 		modules:         make(map[string]*ast.Module, len(opts.Modules)),
 	}
 	if b.decisionQuery == "" {
@@ -108,15 +111,30 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 
 	var q preparedQueries
+	var queries []ast.Body
+	for _, query := range []string{b.decisionQuery, b.permissionQuery} {
+		body, err := ast.ParseBody(query)
+		if err != nil {
+			return nil, fmt.Errorf("parsing query %s: %w", query, err)
+		}
+		queries = append(queries, body)
+	}
+	q.input = inputUseOf(compiler.Modules, queries...)
+	cacheable := deterministic(compiler.Modules)
 	for _, p := range []struct {
 		query    string
-		prepared *rego.PreparedEvalQuery
+		prepared *preparedQuery
 	}{{b.decisionQuery, &q.decision}, {b.permissionQuery, &q.permission}} {
+		if cacheable {
+			if p.prepared.cache, err = newDecisionCache(b.cacheSize); err != nil {
+				return nil, err
+			}
+		}
 		// Strict built-in errors: a built-in that fails (to_number on
 		// text, say) stops the evaluation, and so blocks, instead of
 		// quietly making one rule undefined while another, more
 		// permissive one applies.
-		*p.prepared, err = rego.New(
+		p.prepared.prepared, err = rego.New(
 			rego.Query(p.query),
 			rego.Compiler(compiler),
 			rego.Store(store),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"go.uber.org/zap"
@@ -54,6 +55,11 @@ type Options struct {
 	PermissionQuery string
 	// Timeout bounds one evaluation; DefaultTimeout when zero.
 	Timeout time.Duration
+	// CacheSize is how many results each query remembers, by the part of
+	// the input its policy reads, when the policy calls no
+	// non-deterministic built-in; DefaultCacheSize when zero, none when
+	// negative.
+	CacheSize int
 	// Watch reloads the policy whenever a file or folder under Paths
 	// changes, including files added later. An edit that does not load or
 	// compile is logged and the previous policy stays in force. Watch
@@ -88,8 +94,19 @@ type Engine struct {
 
 // preparedQueries are the queries of one compiled policy.
 type preparedQueries struct {
-	decision   rego.PreparedEvalQuery
-	permission rego.PreparedEvalQuery
+	decision   preparedQuery
+	permission preparedQuery
+	// input is what the policy reads of the input document: all of it
+	// that evaluations build.
+	input *inputUse
+}
+
+// preparedQuery is one query of a compiled policy, with the results it
+// remembers; cache is nil when the policy is not deterministic or caching
+// is off.
+type preparedQuery struct {
+	prepared rego.PreparedEvalQuery
+	cache    *decisionCache
 }
 
 // New loads and compiles the policy and prepares its queries, so that every
@@ -175,15 +192,15 @@ func (e *Engine) Close() error {
 // anything but a well-formed decision, the decision is a block whose reason
 // says why, and the error is returned too so the caller can log it.
 func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
-	rs, err := e.eval(ctx, &e.queries.Load().decision, input)
-	if err != nil {
+	queries := e.queries.Load()
+	r, err := e.result(ctx, queries, &queries.decision, input)
+	switch {
+	case err != nil:
 		return blockedByError(err)
+	case !r.defined:
+		return blockedByError(errUndefined)
 	}
-	d, err := parseDecision(rs)
-	if err != nil {
-		return blockedByError(err)
-	}
-	return d, nil
+	return r.decision, nil
 }
 
 // ToolPermission evaluates the permission query for a tools/call input:
@@ -193,28 +210,51 @@ func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
 // evaluation fails or yields anything but a well-formed decision, the
 // result errs on the side of hiding: a block, ok true, and the error.
 func (e *Engine) ToolPermission(ctx context.Context, input *Input) (d Decision, ok bool, err error) {
-	rs, err := e.eval(ctx, &e.queries.Load().permission, input)
+	queries := e.queries.Load()
+	r, err := e.result(ctx, queries, &queries.permission, input)
 	if err != nil {
 		d, err = blockedByError(err)
 		return d, true, err
 	}
-	d, err = parseDecision(rs)
-	switch {
-	case errors.Is(err, errUndefined):
-		return Decision{}, false, nil
-	case err != nil:
-		d, err = blockedByError(err)
-		return d, true, err
-	}
-	return d, true, nil
+	return r.decision, r.defined, nil
 }
 
-// eval runs a prepared query on input within the evaluation timeout.
-func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input *Input) (rego.ResultSet, error) {
-	value, err := input.Value()
+// result evaluates one of the policy's queries for input, or recalls the
+// result of an earlier evaluation on the same part of the input (see
+// decisionCache).
+func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *preparedQuery, input *Input) (cachedResult, error) {
+	value, err := input.value(queries.input)
 	if err != nil {
-		return nil, fmt.Errorf("building policy input: %w", err)
+		return cachedResult{}, fmt.Errorf("building policy input: %w", err)
 	}
+	var key string
+	if query.cache != nil {
+		if key, err = cacheKey(value); err != nil {
+			return cachedResult{}, err
+		}
+		if r, found := query.cache.get(key); found {
+			return r, nil
+		}
+	}
+	rs, err := e.eval(ctx, &query.prepared, value)
+	if err != nil {
+		return cachedResult{}, err
+	}
+	r := cachedResult{defined: true}
+	r.decision, err = parseDecision(rs)
+	switch {
+	case errors.Is(err, errUndefined):
+		r = cachedResult{}
+	case err != nil:
+		return cachedResult{}, err
+	}
+	query.cache.put(key, r)
+	return r, nil
+}
+
+// eval runs a prepared query on an input document within the evaluation
+// timeout.
+func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input ast.Value) (rego.ResultSet, error) {
 	// Cancel through timers rather than a context: given a context that
 	// can end, OPA starts a goroutine per evaluation to watch it, a cost
 	// paid on every call of the gateway's hot path.
@@ -222,7 +262,10 @@ func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input 
 	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
 	defer timeout.Stop()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
-	rs, err := query.Eval(context.WithoutCancel(ctx), rego.EvalParsedInput(value), rego.EvalExternalCancel(cancel))
+	rs, err := query.Eval(context.WithoutCancel(ctx), rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel),
+		// Nothing reads an evaluation's metrics; OPA would otherwise
+		// make and time a set for each.
+		rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}

@@ -102,57 +102,88 @@ const (
 // and the arguments, which a tools/call carries twice (in params and in
 // tool), are converted once.
 func (in *Input) Value() (ast.Value, error) {
-	headers := ast.NewObjectWithCapacity(len(in.Request.Headers))
-	for name, value := range in.Request.Headers {
-		headers.Insert(ast.InternedTerm(name), ast.StringTerm(value))
-	}
+	return in.value(wholeInput)
+}
+
+// value builds the part of the input document that use reads (see
+// inputUse): members no policy rule reads are left out.
+func (in *Input) value(use *inputUse) (ast.Value, error) {
 	doc := ast.NewObjectWithCapacity(11)
-	doc.Insert(keyKind, ast.InternedTerm(in.Kind))
-	doc.Insert(keyMethod, ast.InternedTerm(in.Method))
-	doc.Insert(keyDirection, ast.InternedTerm(in.Direction))
-	doc.Insert(keyServer, ast.StringTerm(in.Server))
-	doc.Insert(keySession, ast.StringTerm(in.Session))
-	doc.Insert(keyProtocolVersion, ast.InternedTerm(in.ProtocolVersion))
-	request := ast.NewObjectWithCapacity(4)
-	request.Insert(keyRemoteIP, ast.StringTerm(in.Request.RemoteIP))
-	request.Insert(keyHost, ast.StringTerm(in.Request.Host))
-	request.Insert(keyPath, ast.StringTerm(in.Request.Path))
-	request.Insert(keyHeaders, ast.NewTerm(headers))
-	doc.Insert(keyRequest, ast.NewTerm(request))
+	insertString := func(obj ast.Object, use *inputUse, key *ast.Term, value string, intern bool) {
+		if use.member(string(key.Value.(ast.String))) == nil {
+			return
+		}
+		if intern {
+			obj.Insert(key, ast.InternedTerm(value))
+		} else {
+			obj.Insert(key, ast.StringTerm(value))
+		}
+	}
+	insertString(doc, use, keyKind, in.Kind, true)
+	insertString(doc, use, keyMethod, in.Method, true)
+	insertString(doc, use, keyDirection, in.Direction, true)
+	insertString(doc, use, keyServer, in.Server, false)
+	insertString(doc, use, keySession, in.Session, false)
+	insertString(doc, use, keyProtocolVersion, in.ProtocolVersion, true)
+	if requestUse := use.member("request"); requestUse != nil {
+		request := ast.NewObjectWithCapacity(4)
+		insertString(request, requestUse, keyRemoteIP, in.Request.RemoteIP, false)
+		insertString(request, requestUse, keyHost, in.Request.Host, false)
+		insertString(request, requestUse, keyPath, in.Request.Path, false)
+		if headersUse := requestUse.member("headers"); headersUse != nil {
+			headers := ast.NewObjectWithCapacity(len(in.Request.Headers))
+			for name, value := range in.Request.Headers {
+				if headersUse.member(name) != nil {
+					headers.Insert(ast.InternedTerm(name), ast.StringTerm(value))
+				}
+			}
+			request.Insert(keyHeaders, ast.NewTerm(headers))
+		}
+		doc.Insert(keyRequest, ast.NewTerm(request))
+	}
+	paramsUse := use.member("params")
 	var params ast.Object
-	if in.Params != nil {
-		value, err := objectValue(in.Params)
+	if in.Params != nil && paramsUse != nil {
+		value, err := objectValue(in.Params, paramsUse)
 		if err != nil {
 			return nil, fmt.Errorf("converting params: %w", err)
 		}
 		params = value
 		doc.Insert(keyParams, ast.NewTerm(params))
 	}
-	if in.Tool != nil {
-		arguments, err := in.argumentsValue(params)
-		if err != nil {
-			return nil, err
-		}
-		annotations, err := objectValue(in.Tool.Annotations)
-		if err != nil {
-			return nil, fmt.Errorf("converting annotations: %w", err)
-		}
+	if toolUse := use.member("tool"); in.Tool != nil && toolUse != nil {
 		tool := ast.NewObjectWithCapacity(5)
-		tool.Insert(keyName, ast.StringTerm(in.Tool.Name))
-		tool.Insert(keyArguments, ast.NewTerm(arguments))
-		tool.Insert(keyAnnotations, ast.NewTerm(annotations))
-		tool.Insert(keyCategory, ast.InternedTerm(in.Tool.Category))
-		tool.Insert(keyChanged, ast.InternedTerm(in.Tool.Changed))
+		insertString(tool, toolUse, keyName, in.Tool.Name, false)
+		if argumentsUse := toolUse.member("arguments"); argumentsUse != nil {
+			arguments, err := in.argumentsValue(params, paramsUse, argumentsUse)
+			if err != nil {
+				return nil, err
+			}
+			tool.Insert(keyArguments, ast.NewTerm(arguments))
+		}
+		if annotationsUse := toolUse.member("annotations"); annotationsUse != nil {
+			annotations, err := objectValue(in.Tool.Annotations, annotationsUse)
+			if err != nil {
+				return nil, fmt.Errorf("converting annotations: %w", err)
+			}
+			tool.Insert(keyAnnotations, ast.NewTerm(annotations))
+		}
+		insertString(tool, toolUse, keyCategory, in.Tool.Category, true)
+		if toolUse.member("changed") != nil {
+			tool.Insert(keyChanged, ast.InternedTerm(in.Tool.Changed))
+		}
 		doc.Insert(keyTool, ast.NewTerm(tool))
 	}
-	if in.User != nil {
-		claims, err := objectValue(in.User.Claims)
-		if err != nil {
-			return nil, fmt.Errorf("converting claims: %w", err)
-		}
+	if userUse := use.member("user"); in.User != nil && userUse != nil {
 		user := ast.NewObjectWithCapacity(2)
-		user.Insert(keyID, ast.StringTerm(in.User.ID))
-		user.Insert(keyClaims, ast.NewTerm(claims))
+		insertString(user, userUse, keyID, in.User.ID, false)
+		if claimsUse := userUse.member("claims"); claimsUse != nil {
+			claims, err := objectValue(in.User.Claims, claimsUse)
+			if err != nil {
+				return nil, fmt.Errorf("converting claims: %w", err)
+			}
+			user.Insert(keyClaims, ast.NewTerm(claims))
+		}
 		doc.Insert(keyUser, ast.NewTerm(user))
 	}
 	return doc, nil
@@ -185,9 +216,10 @@ var (
 )
 
 // argumentsValue converts the tool's arguments, reusing the converted
-// params.arguments when it is the same map (as it is for a tools/call).
-func (in *Input) argumentsValue(params ast.Object) (ast.Object, error) {
-	if params != nil {
+// params.arguments when it is the same map converted whole (as it is for a
+// tools/call whose policy reads both whole).
+func (in *Input) argumentsValue(params ast.Object, paramsUse, use *inputUse) (ast.Object, error) {
+	if params != nil && use.whole && paramsUse.member("arguments").isWhole() {
 		if fromParams, ok := in.Params["arguments"].(map[string]any); ok && sameMap(fromParams, in.Tool.Arguments) {
 			if term := params.Get(keyArguments); term != nil {
 				if obj, ok := term.Value.(ast.Object); ok {
@@ -196,7 +228,7 @@ func (in *Input) argumentsValue(params ast.Object) (ast.Object, error) {
 			}
 		}
 	}
-	arguments, err := objectValue(in.Tool.Arguments)
+	arguments, err := objectValue(in.Tool.Arguments, use)
 	if err != nil {
 		return nil, fmt.Errorf("converting arguments: %w", err)
 	}
@@ -208,11 +240,33 @@ func sameMap(a, b map[string]any) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-// objectValue converts a decoded JSON object; nil becomes {}, so that a
-// policy reading a member of it gets undefined rather than an error.
-func objectValue(m map[string]any) (ast.Object, error) {
+// objectValue converts the part of a decoded JSON object that use reads;
+// nil becomes {}, so that a policy reading a member of it gets undefined
+// rather than an error.
+func objectValue(m map[string]any, use *inputUse) (ast.Object, error) {
 	if m == nil {
 		return ast.NewObject(), nil
+	}
+	if !use.whole {
+		obj := ast.NewObjectWithCapacity(len(use.members))
+		for name, memberUse := range use.members {
+			member, ok := m[name]
+			if !ok {
+				continue
+			}
+			var value ast.Value
+			var err error
+			if nested, isObject := member.(map[string]any); isObject && !memberUse.whole {
+				value, err = objectValue(nested, memberUse)
+			} else {
+				value, err = ast.InterfaceToValue(member)
+			}
+			if err != nil {
+				return nil, err
+			}
+			obj.Insert(ast.StringTerm(name), ast.NewTerm(value))
+		}
+		return obj, nil
 	}
 	value, err := ast.InterfaceToValue(m)
 	if err != nil {

@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"fmt"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// DefaultCacheSize is how many decisions an Engine remembers per query when
+// Options.CacheSize is zero.
+const DefaultCacheSize = 10000
+
+// decisionCache remembers the results of one prepared query by the part of
+// the input its policy reads. Evaluating a policy is a pure function of that
+// part and of the policy's data when the policy calls no non-deterministic
+// built-in (time.now_ns, http.send, rand.intn, ...), so a result found here
+// is exactly the one evaluation would give. Each compiled policy has caches
+// of its own: a reload starts empty ones, and no result outlives the
+// policy and data that gave it. Failed evaluations are never remembered.
+type decisionCache struct {
+	results *lru.Cache[string, cachedResult]
+}
+
+// cachedResult is one remembered evaluation: the decision, and whether the
+// policy defined it.
+type cachedResult struct {
+	decision Decision
+	defined  bool
+}
+
+// newDecisionCache returns a cache of size results, or nil when size is
+// negative (caching is off).
+func newDecisionCache(size int) (*decisionCache, error) {
+	if size < 0 {
+		return nil, nil
+	}
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	results, err := lru.New[string, cachedResult](size)
+	if err != nil {
+		return nil, fmt.Errorf("making the decision cache: %w", err)
+	}
+	return &decisionCache{results: results}, nil
+}
+
+// cacheKey is the canonical text of an input part: OPA writes objects with
+// their keys sorted and strings quoted, so two parts have the same key
+// exactly when they are equal.
+func cacheKey(value ast.Value) (string, error) {
+	appender, ok := value.(interface {
+		AppendText([]byte) ([]byte, error)
+	})
+	if !ok {
+		return value.String(), nil
+	}
+	key, err := appender.AppendText(make([]byte, 0, 512))
+	if err != nil {
+		return "", fmt.Errorf("writing the decision cache key: %w", err)
+	}
+	return string(key), nil
+}
+
+// get returns the remembered result for key; a nil cache remembers
+// nothing.
+func (c *decisionCache) get(key string) (cachedResult, bool) {
+	if c == nil {
+		return cachedResult{}, false
+	}
+	return c.results.Get(key)
+}
+
+// put remembers a result; a nil cache does nothing.
+func (c *decisionCache) put(key string, result cachedResult) {
+	if c != nil {
+		c.results.Add(key, result)
+	}
+}
+
+// deterministic reports whether the compiled modules call no built-in
+// whose result can change between two evaluations on the same input and
+// data (those OPA marks non-deterministic), nor print or trace, whose
+// output a remembered result would skip. Built-ins are found by name, so
+// a rule that mocks one (with time.now_ns as ...) counts as calling it.
+func deterministic(modules map[string]*ast.Module) bool {
+	pure := true
+	check := func(operator *ast.Term) {
+		ref, ok := operator.Value.(ast.Ref)
+		if !ok {
+			return
+		}
+		name := ref.String()
+		if builtin, ok := ast.BuiltinMap[name]; ok && builtin.Nondeterministic ||
+			name == ast.Print.Name || name == ast.InternalPrint.Name || name == ast.Trace.Name {
+			pure = false
+		}
+	}
+	visitor := ast.NewGenericVisitor(func(x any) bool {
+		if !pure {
+			return true
+		}
+		switch x := x.(type) {
+		case *ast.Expr:
+			if terms, ok := x.Terms.([]*ast.Term); ok && x.IsCall() {
+				check(terms[0])
+			}
+		case ast.Call:
+			if len(x) > 0 {
+				check(x[0])
+			}
+		case *ast.With:
+			check(x.Target)
+			check(x.Value)
+		}
+		return false
+	})
+	for _, module := range modules {
+		visitor.Walk(module)
+	}
+	return pure
+}

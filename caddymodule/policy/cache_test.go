@@ -1,0 +1,121 @@
+package policy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// cachedDecisions returns how many results the engine's decision query
+// remembers, or -1 when it does not cache.
+func cachedDecisions(e *Engine) int {
+	cache := e.queries.Load().decision.cache
+	if cache == nil {
+		return -1
+	}
+	return cache.results.Len()
+}
+
+// repoPolicy allows tools/call only on repositories under acme/, reading
+// the tool's name and its repo argument and nothing else of the call.
+const repoPolicy = `package mcp
+decision := {"action": "allow", "reason": concat(" ", [input.tool.name, "on", repo])} if startswith(repo, "acme/")
+else := {"action": "block", "reason": "not an acme repository"}
+repo := object.get(input.tool.arguments, "repo", "")
+`
+
+// TestDecisionCacheRemembers checks that the decision cache is keyed by
+// what the policy reads: arguments it does not read share a result, and
+// each result is the one evaluation gives.
+func TestDecisionCacheRemembers(t *testing.T) {
+	engine := newEngine(t, context.Background(), Options{Paths: []string{writePolicy(t, map[string]string{"p.rego": repoPolicy})}})
+	call := func(tool, repo, text string) *Input {
+		return &Input{Kind: "request", Method: "tools/call", Tool: &Tool{Name: tool, Arguments: map[string]any{"repo": repo, "text": text}}}
+	}
+	for i, tc := range []struct {
+		input  *Input
+		want   Decision
+		cached int
+	}{
+		{call("echo", "acme/widgets", "one"), Decision{ActionAllow, "echo on acme/widgets"}, 1},
+		{call("echo", "acme/widgets", "two"), Decision{ActionAllow, "echo on acme/widgets"}, 1},
+		{call("echo", "other/widgets", "two"), Decision{ActionBlock, "not an acme repository"}, 2},
+		{call("list", "acme/widgets", "two"), Decision{ActionAllow, "list on acme/widgets"}, 3},
+		{call("echo", "acme/widgets", "three"), Decision{ActionAllow, "echo on acme/widgets"}, 3},
+		{call("echo", "other/widgets", "four"), Decision{ActionBlock, "not an acme repository"}, 3},
+	} {
+		d, err := engine.Decide(context.Background(), tc.input)
+		if err != nil || d != tc.want {
+			t.Errorf("call %d: decision %+v (error %v), want %+v", i, d, err, tc.want)
+		}
+		if n := cachedDecisions(engine); n != tc.cached {
+			t.Errorf("call %d: %d decisions remembered, want %d", i, n, tc.cached)
+		}
+	}
+}
+
+// TestDecisionCacheSkipsFailures checks that an evaluation that fails is
+// not remembered, and that its block is given again.
+func TestDecisionCacheSkipsFailures(t *testing.T) {
+	policy := "package mcp\ndecision := {\"action\": \"allow\"} if to_number(input.tool.arguments.repo) > 1\n"
+	engine := newEngine(t, context.Background(), Options{Paths: []string{writePolicy(t, map[string]string{"p.rego": policy})}})
+	for range 2 {
+		d, err := engine.Decide(context.Background(), toolInput("t"))
+		if err == nil || d.Action != ActionBlock {
+			t.Errorf("decision %+v (error %v), want a block with an error", d, err)
+		}
+	}
+	if n := cachedDecisions(engine); n != 0 {
+		t.Errorf("%d failed evaluations remembered, want none", n)
+	}
+}
+
+// TestDecisionCacheOnlyDeterministic checks that a policy calling a
+// non-deterministic built-in is never cached, and that caching can be
+// turned off.
+func TestDecisionCacheOnlyDeterministic(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rules     string
+		cacheSize int
+		cached    bool
+	}{
+		{"pure", `decision := {"action": "allow"} if input.tool.name == "t"`, 0, true},
+		{"pure, caching off", `decision := {"action": "allow"} if input.tool.name == "t"`, -1, false},
+		{"clock", `decision := {"action": "allow"} if time.now_ns() > 0`, 0, false},
+		{"clock in a helper", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent", 0, false},
+		{"http.send", `decision := {"action": "allow"} if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200`, 0, false},
+		{"random", `decision := {"action": "allow"} if rand.intn("x", 10) >= 0`, 0, false},
+		{"uuid", `decision := {"action": "allow"} if uuid.rfc4122("x") != ""`, 0, false},
+		{"mocked clock", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent with time.now_ns as 1", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writePolicy(t, map[string]string{"p.rego": "package mcp\n" + tc.rules + "\n"})
+			engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, CacheSize: tc.cacheSize})
+			if cached := cachedDecisions(engine) >= 0; cached != tc.cached {
+				t.Errorf("cached = %v, want %v", cached, tc.cached)
+			}
+			if cached := engine.queries.Load().permission.cache != nil; cached != tc.cached {
+				t.Errorf("permission query cached = %v, want %v", cached, tc.cached)
+			}
+		})
+	}
+}
+
+// TestDeterministicPrint checks that print and trace, whose output a
+// remembered result would skip, make a module uncacheable.
+func TestDeterministicPrint(t *testing.T) {
+	for source, want := range map[string]bool{
+		"package t\np if input.x == 1":                  true,
+		"package t\np if { print(input.x); true }":      false,
+		"package t\np if { trace(\"here\"); true }":     false,
+		"package t\np if { time.now_ns() > 0 }":         false,
+		"package t\np if { net.lookup_ip_addr(\"x\") }": false,
+	} {
+		module := ast.MustParseModule(source)
+		if got := deterministic(map[string]*ast.Module{"t.rego": module}); got != want {
+			t.Errorf("deterministic(%q) = %v, want %v", source, got, want)
+		}
+	}
+}
