@@ -34,18 +34,20 @@ entry_keys := {"action", "reason"}
 #   Nothing found blocks, and so does anything malformed on the way. A tool
 #   whose definition changed since an operator accepted it blocks whatever
 #   the table says. The rule reads no arguments: the gateway also uses it to
-#   hide blocked tools from tools/list.
+#   hide blocked tools from tools/list. (It names the members of input.tool
+#   it reads, input.tool.name rather than input.tool, so that the gateway
+#   builds, and keys its decision cache by, those alone.)
 default tool_permission := {"action": "block", "reason": "no tool permission applies to this message"}
 
 tool_permission := {"action": "block", "reason": changed_reason} if {
 	input.tool.changed == true
 } else := {"action": "block", "reason": sprintf("tool %q is blocked: %s", [input.tool.name, concat("; ", table_problems)])} if {
-	input.tool
+	input.tool.name
 	count(table_problems) > 0
 } else := entry_permission(found) if {
 	found := permission_entry
 } else := {"action": "block", "reason": no_entry_reason} if {
-	input.tool
+	input.tool.name
 }
 
 changed_reason := sprintf(

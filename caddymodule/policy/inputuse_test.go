@@ -9,6 +9,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // richInput sets every member of the input document.
@@ -205,5 +207,23 @@ func TestInputValueParts(t *testing.T) {
 	}
 	if got := slices.Sorted(maps.Keys(in.Request.Headers)); len(got) != 4 {
 		t.Errorf("value changed the input's headers: %q", got)
+	}
+}
+
+// TestLibraryInputUse checks what the shipped library reads of input: no
+// arguments, params, headers or user, so that its decisions are built from,
+// and cached by, the tool and the message's kind alone.
+func TestLibraryInputUse(t *testing.T) {
+	engine := newEngine(t, context.Background(), Options{
+		Modules: policies.Library(),
+		Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"read_only": "allow"}}},
+	})
+	queries := engine.queries.Load()
+	want := []string{"direction", "kind", "method", "server", "tool.category", "tool.changed", "tool.name"}
+	if got := queries.input.paths(); !slices.Equal(got, want) {
+		t.Errorf("the library reads %q, want %q", got, want)
+	}
+	if queries.decision.cache == nil {
+		t.Error("the library's decisions are not cached")
 	}
 }
