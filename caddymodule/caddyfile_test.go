@@ -1,0 +1,60 @@
+package caddymodule_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/mcpgate/mcpgate/caddymodule"
+)
+
+// TestCaddyfileDecisionCache checks how decision_cache reads: a size, off,
+// and clear errors for anything else.
+func TestCaddyfileDecisionCache(t *testing.T) {
+	for _, tc := range []struct {
+		line    string
+		want    int // -1: not set
+		wantErr string
+	}{
+		{"", -1, ""},
+		{"decision_cache 500", 500, ""},
+		{"decision_cache off", 0, ""},
+		{"decision_cache 0", 0, "want a positive number of decisions or off"},
+		{"decision_cache -3", 0, "want a positive number of decisions or off"},
+		{"decision_cache lots", 0, "want a positive number of decisions or off"},
+		{"decision_cache", 0, "wrong argument count"},
+		{"decision_cache 5 6", 0, "wrong argument count"},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			var h caddymodule.Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\t" + tc.line + "\n}"))
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			}
+			got := -1
+			if h.DecisionCache != nil {
+				got = *h.DecisionCache
+			}
+			if got != tc.want {
+				t.Errorf("DecisionCache = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateDecisionCache checks that a negative decision_cache in JSON
+// config is refused.
+func TestValidateDecisionCache(t *testing.T) {
+	size := -1
+	h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &size}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "decision_cache must not be negative") {
+		t.Errorf("Validate() = %v, want an error about the negative decision_cache", err)
+	}
+}
