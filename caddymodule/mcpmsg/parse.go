@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -65,13 +66,34 @@ type bodyReader struct {
 	maxDepth int
 }
 
+// decoders pools jsontext decoders, whose state (buffers, the stack of
+// member names seen) is worth keeping between bodies: a decoder is most of
+// what a parse allocates.
+var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(emptyReader) }}
+
+// emptyReader is what a pooled decoder reads, so that it holds no body.
+var emptyReader io.Reader = noInput{}
+
+// noInput is a reader with nothing in it, and no state to share between
+// goroutines.
+type noInput struct{}
+
+func (noInput) Read([]byte) (int, error) { return 0, io.EOF }
+
 // readBody decodes data into its elements and reports whether it is a batch.
 func readBody(data []byte, maxDepth int) ([]element, bool, *Error) {
 	if len(skipSpace(data)) == 0 {
 		return nil, false, &Error{Code: CodeParseError, Message: "empty body"}
 	}
 	// A *bytes.Buffer lets the decoder read data in place, without a copy.
-	r := &bodyReader{dec: jsontext.NewDecoder(bytes.NewBuffer(data)), data: data, maxDepth: maxDepth}
+	dec := decoders.Get().(*jsontext.Decoder)
+	dec.Reset(bytes.NewBuffer(data))
+	defer func() {
+		// Drop the reference to data before pooling the decoder.
+		dec.Reset(emptyReader)
+		decoders.Put(dec)
+	}()
+	r := &bodyReader{dec: dec, data: data, maxDepth: maxDepth}
 	elems, batch, err := r.readTop()
 	if err != nil {
 		return nil, false, syntaxError(err)

@@ -11,6 +11,11 @@ import (
 // Options.CacheSize is zero.
 const DefaultCacheSize = 10000
 
+// maxCacheKeyBytes bounds the key of a remembered result, and so the
+// cache's memory: a policy that reads a whole large argument is evaluated
+// every time rather than remembered by it (such keys rarely repeat).
+const maxCacheKeyBytes = 2048
+
 // decisionCache remembers the results of one prepared query by the part of
 // the input its policy reads. Evaluating a policy is a pure function of that
 // part and of the policy's data when the policy calls no non-deterministic
@@ -47,19 +52,24 @@ func newDecisionCache(size int) (*decisionCache, error) {
 
 // cacheKey is the canonical text of an input part: OPA writes objects with
 // their keys sorted and strings quoted, so two parts have the same key
-// exactly when they are equal.
-func cacheKey(value ast.Value) (string, error) {
+// exactly when they are equal. ok is false when the key is too long to be
+// worth remembering (see maxCacheKeyBytes).
+func cacheKey(value ast.Value) (key string, ok bool, err error) {
 	appender, ok := value.(interface {
 		AppendText([]byte) ([]byte, error)
 	})
 	if !ok {
-		return value.String(), nil
+		key = value.String()
+		return key, len(key) <= maxCacheKeyBytes, nil
 	}
-	key, err := appender.AppendText(make([]byte, 0, 512))
+	text, err := appender.AppendText(make([]byte, 0, 512))
 	if err != nil {
-		return "", fmt.Errorf("writing the decision cache key: %w", err)
+		return "", false, fmt.Errorf("writing the decision cache key: %w", err)
 	}
-	return string(key), nil
+	if len(text) > maxCacheKeyBytes {
+		return "", false, nil
+	}
+	return string(text), true, nil
 }
 
 // get returns the remembered result for key; a nil cache remembers

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -68,6 +69,27 @@ func TestDecisionCacheSkipsFailures(t *testing.T) {
 	}
 	if n := cachedDecisions(engine); n != 0 {
 		t.Errorf("%d failed evaluations remembered, want none", n)
+	}
+}
+
+// TestDecisionCacheSkipsLongKeys checks that a call whose read part is
+// longer than maxCacheKeyBytes is decided, and not remembered.
+func TestDecisionCacheSkipsLongKeys(t *testing.T) {
+	policy := "package mcp\ndecision := {\"action\": \"allow\", \"reason\": input.tool.arguments.text}\n"
+	engine := newEngine(t, context.Background(), Options{Paths: []string{writePolicy(t, map[string]string{"p.rego": policy})}})
+	for _, tc := range []struct {
+		size   int
+		cached int
+	}{{maxCacheKeyBytes / 2, 1}, {maxCacheKeyBytes, 1}, {2 * maxCacheKeyBytes, 1}} {
+		text := strings.Repeat("x", tc.size)
+		in := &Input{Kind: "request", Method: "tools/call", Tool: &Tool{Name: "t", Arguments: map[string]any{"text": text}}}
+		d, err := engine.Decide(context.Background(), in)
+		if err != nil || d.Action != ActionAllow || d.Reason != text {
+			t.Errorf("text of %d bytes: decision %.40v (error %v), want allow with the text", tc.size, d, err)
+		}
+		if n := cachedDecisions(engine); n != tc.cached {
+			t.Errorf("after a text of %d bytes, %d decisions remembered, want %d", tc.size, n, tc.cached)
+		}
 	}
 }
 

@@ -227,12 +227,16 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 	if err != nil {
 		return cachedResult{}, fmt.Errorf("building policy input: %w", err)
 	}
+	cache := query.cache
 	var key string
-	if query.cache != nil {
-		if key, err = cacheKey(value); err != nil {
+	if cache != nil {
+		var ok bool
+		if key, ok, err = cacheKey(value); err != nil {
 			return cachedResult{}, err
 		}
-		if r, found := query.cache.get(key); found {
+		if !ok {
+			cache = nil
+		} else if r, found := cache.get(key); found {
 			return r, nil
 		}
 	}
@@ -248,7 +252,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 	case err != nil:
 		return cachedResult{}, err
 	}
-	query.cache.put(key, r)
+	cache.put(key, r)
 	return r, nil
 }
 
