@@ -88,11 +88,23 @@ func (c *decisionCache) put(key string, result cachedResult) {
 	}
 }
 
+// impure are the built-ins that OPA does not mark non-deterministic but
+// that a remembered result would misrepresent: print and trace, whose
+// output it would skip, and certificate verification, which checks
+// validity against the clock unless told a time.
+var impure = map[string]bool{
+	ast.Print.Name:         true,
+	ast.InternalPrint.Name: true,
+	ast.Trace.Name:         true,
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
+}
+
 // deterministic reports whether the compiled modules call no built-in
 // whose result can change between two evaluations on the same input and
-// data (those OPA marks non-deterministic), nor print or trace, whose
-// output a remembered result would skip. Built-ins are found by name, so
-// a rule that mocks one (with time.now_ns as ...) counts as calling it.
+// data (those OPA marks non-deterministic), nor any of impure. Built-ins
+// are found by name, so a rule that mocks one (with time.now_ns as ...)
+// counts as calling it.
 func deterministic(modules map[string]*ast.Module) bool {
 	pure := true
 	check := func(operator *ast.Term) {
@@ -101,8 +113,7 @@ func deterministic(modules map[string]*ast.Module) bool {
 			return
 		}
 		name := ref.String()
-		if builtin, ok := ast.BuiltinMap[name]; ok && builtin.Nondeterministic ||
-			name == ast.Print.Name || name == ast.InternalPrint.Name || name == ast.Trace.Name {
+		if builtin, ok := ast.BuiltinMap[name]; ok && builtin.Nondeterministic || impure[name] {
 			pure = false
 		}
 	}
