@@ -120,9 +120,12 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 	// skip holds the compiler's bindings of temporaries whose reads
 	// narrowObjectGets has already accounted for.
 	skip := map[*ast.Expr]bool{}
-	for _, module := range modules {
-		for _, rule := range module.Rules {
-			narrowObjectGets(rule, use, skip)
+	narrow := !mocksObjectGet(modules)
+	if narrow {
+		for _, module := range modules {
+			for _, rule := range module.Rules {
+				narrowObjectGets(rule, use, skip)
+			}
 		}
 	}
 	var visitor *ast.GenericVisitor
@@ -132,7 +135,7 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 			if skip[x] {
 				return true
 			}
-			if terms, ok := x.Terms.([]*ast.Term); ok && x.IsCall() {
+			if terms, ok := x.Terms.([]*ast.Term); ok && x.IsCall() && narrow {
 				if path, ok := objectGetPath(terms[0], terms[1:]); ok {
 					use.add(path)
 					for _, term := range terms[2:] {
@@ -186,6 +189,20 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 		visitor.Walk(query)
 	}
 	return use
+}
+
+// mocksObjectGet reports whether a module replaces object.get (with
+// object.get as f): the replacement may read the whole object, so no call
+// of object.get can be trusted to read only its key.
+func mocksObjectGet(modules map[string]*ast.Module) bool {
+	mocked := false
+	for _, module := range modules {
+		ast.WalkWiths(module, func(w *ast.With) bool {
+			mocked = mocked || w.Target.Equal(objectGetRef)
+			return mocked
+		})
+	}
+	return mocked
 }
 
 // narrowObjectGets finds, in a rule (with its else branches), the

@@ -109,6 +109,10 @@ var inputUseCases = []struct {
 	{"object.get with an empty path", `out := object.get(input.tool, [], 0)`, []string{"tool"}},
 	{"object.get of input itself", `out := object.get(input, "method", 0)`, []string{"method"}},
 	{"object.get nested in a call", "f(x) := x\nout := f(object.get(input.user.claims, \"email\", \"\"))", []string{"user.claims.email"}},
+	{"object.get replaced by a function", "key_count(o, _, _) := count(o)\nn := object.get(input.tool.arguments, \"repo\", 0)\nout := k if { k := n with object.get as key_count }",
+		[]string{"tool.arguments"}},
+	{"object.get of input replaced", "g(o, _, _) := count(o)\nr := object.get(input, \"method\", 0)\nout := k if { k := r with object.get as g }",
+		[]string{""}},
 	{"nothing", `out := 1`, nil},
 }
 
