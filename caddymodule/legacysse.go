@@ -45,8 +45,8 @@ type legacyStream struct {
 
 	mu sync.Mutex
 	// toolsLists are the session's tools/list requests awaiting their
-	// response: canonical id to whether it asks for the first page.
-	toolsLists map[string]bool
+	// response, by canonical id.
+	toolsLists map[string]pendingToolsList
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -55,8 +55,16 @@ type legacyStream struct {
 	owner string
 }
 
+// pendingToolsList is a tools/list request awaiting its response: whether
+// it asks for the first page, and the catalog's Generation when it was
+// forwarded.
+type pendingToolsList struct {
+	firstPage bool
+	asOf      uint64
+}
+
 func newLegacyStream(owner string, inject func(message []byte) error) *legacyStream {
-	return &legacyStream{owner: owner, inject: inject, toolsLists: make(map[string]bool), awaited: make(map[string]chan []byte)}
+	return &legacyStream{owner: owner, inject: inject, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
 }
 
 // postedByOwner reports whether r may post to the stream's session: any
@@ -70,27 +78,28 @@ func (s *legacyStream) postedByOwner(r *http.Request) bool {
 }
 
 // expectToolsLists records the allowed tools/list requests a POST
-// forwards, whose responses the stream will carry.
-func (s *legacyStream) expectToolsLists(verdicts []verdict) {
+// forwards, whose responses the stream will carry, with the catalog's
+// generation asOf.
+func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) {
 	_, firstPage := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, first := range firstPage {
 		if len(s.toolsLists) < maxPendingPerSession {
-			s.toolsLists[id] = first
+			s.toolsLists[id] = pendingToolsList{firstPage: first, asOf: asOf}
 		}
 	}
 }
 
-// toolsList reports whether id is that of a tools/list request of the
-// session, and whether it asked for the first page, and forgets it.
-func (s *legacyStream) toolsList(id []byte) (firstPage, ok bool) {
+// toolsList returns the tools/list request of the session with this id,
+// and forgets it; ok is false when there is none.
+func (s *legacyStream) toolsList(id []byte) (request pendingToolsList, ok bool) {
 	key := mcpmsg.CanonicalID(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	firstPage, ok = s.toolsLists[key]
+	request, ok = s.toolsLists[key]
 	delete(s.toolsLists, key)
-	return firstPage, ok
+	return request, ok
 }
 
 // await returns where the response to the gateway's own request with this
@@ -175,13 +184,14 @@ func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request, next cad
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
-				if first, listed := stream.toolsList(id); listed {
-					return h.hideBlockedTools(r, rl.version, result, first)
+				if request, listed := stream.toolsList(id); listed {
+					return h.hideBlockedTools(r, rl.version, result, request.firstPage, request.asOf)
 				}
 			} else if rl.session.id != "" && h.sessions.toolsLists.take(rl.session, id) {
 				// The response to a tools/list whose POST stream was
 				// lost, replayed on a resumed stream.
-				return h.hideBlockedTools(r, rl.version, result, false)
+				// Not a first page: nothing is marked current.
+				return h.hideBlockedTools(r, rl.version, result, false, 0)
 			}
 			return rl.checkInputRequests(id, result)
 		},
@@ -315,10 +325,10 @@ func (p *legacyPost) refuse(w http.ResponseWriter, h *Handler, v verdict) error 
 }
 
 // expect prepares the session's stream for the replies to the messages a
-// POST forwards.
-func (p *legacyPost) expect(verdicts []verdict) {
+// POST forwards, as of the catalog's generation asOf.
+func (p *legacyPost) expect(verdicts []verdict, asOf uint64) {
 	if p.stream != nil {
-		p.stream.expectToolsLists(verdicts)
+		p.stream.expectToolsLists(verdicts, asOf)
 	}
 }
 

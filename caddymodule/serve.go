@@ -129,7 +129,7 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if legacy != nil {
-		legacy.expect(verdicts)
+		legacy.expect(verdicts, h.catalog.Generation(legacy.session.server))
 	}
 	observed, finish := h.observeReply(w, r, next, version, session, verdicts)
 	if body.Batch {

@@ -34,6 +34,7 @@ const fetchedToolsID = `"mcpgate-tools-list"`
 func (h *Handler) refreshTools(r *http.Request, next caddyhttp.Handler, server, version string, meta map[string]any) error {
 	key := server + "\x00" + r.Header.Get(mcphttp.HeaderSessionID)
 	_, err, _ := h.refreshes.Do(key, func() (any, error) {
+		asOf := h.catalog.Generation(server)
 		var tools []json.RawMessage
 		cursor := ""
 		for range maxToolPages {
@@ -47,7 +48,7 @@ func (h *Handler) refreshTools(r *http.Request, next caddyhttp.Handler, server, 
 			}
 			tools = append(tools, page...)
 			if nextCursor == "" {
-				return nil, h.catalog.Learn(r.Context(), server, tools)
+				return nil, h.catalog.Learn(r.Context(), server, tools, asOf)
 			}
 			cursor = nextCursor
 		}

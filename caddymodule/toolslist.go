@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -49,13 +50,15 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	rl := h.newRelay(r, next, version, session)
 	rl.answering(verdicts)
+	// A tools/list_changed that overtakes the list keeps it stale.
+	asOf := h.catalog.Generation(h.serverName(r))
 	readReplyUncompressed(r)
 	return observe.Wrap(w, observe.Hooks{
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
 				h.sessions.toolsLists.take(session, id)
-				return h.hideBlockedTools(r, version, result, first)
+				return h.hideBlockedTools(r, version, result, first, asOf)
 			}
 			return rl.checkInputRequests(id, result)
 		},
@@ -93,7 +96,7 @@ func (h *Handler) logReplyError(r *http.Request) func(error) {
 // returns it without the tools whose permission is block, so the model
 // never tries them. Tools that need approval stay listed. A result the
 // gateway cannot read is an error, which the client receives instead.
-func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byte, firstPage bool) ([]byte, error) {
+func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byte, firstPage bool, asOf uint64) ([]byte, error) {
 	server := h.serverName(r)
 	tools, nextCursor, err := catalog.ParseToolsList(result)
 	if err != nil {
@@ -101,7 +104,9 @@ func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byt
 	}
 	learn := h.catalog.LearnPage
 	if firstPage && nextCursor == "" {
-		learn = h.catalog.Learn
+		learn = func(ctx context.Context, server string, tools []json.RawMessage) error {
+			return h.catalog.Learn(ctx, server, tools, asOf)
+		}
 	}
 	if err := learn(r.Context(), server, tools); err != nil {
 		h.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))

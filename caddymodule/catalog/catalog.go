@@ -61,6 +61,9 @@ type Catalog struct {
 	mu      sync.RWMutex
 	servers map[string]*server
 	pins    map[string]map[string]string
+	// generations counts each server's Forget calls, so that a list
+	// fetched before a change is not taken as current (see Generation).
+	generations map[string]uint64
 }
 
 // server is what the catalog knows of one upstream server. Its tools are
@@ -82,12 +85,15 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	if pins == nil {
 		pins = map[string]map[string]string{}
 	}
-	return &Catalog{store: store, servers: map[string]*server{}, pins: pins}, nil
+	return &Catalog{store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}}, nil
 }
 
 // Learn records a server's full tool list (every page of a tools/list, in
 // order, as ParseToolsList returns them), replacing all that was known of
-// the server's tools, and marks the list current (see Stale).
+// the server's tools, and marks the list current (see Stale) unless the
+// server was forgotten since asOf, the Generation read before the list was
+// requested: a list the server announced changed while it was on its way is
+// recorded, but stays stale, so that the next lookup fetches it again.
 //
 // A tool never pinned before is pinned to its hash, trusting it on first
 // use. A pinned tool whose hash differs is Changed, and its pin is kept
@@ -99,19 +105,27 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // saving a new pin is returned once everything is recorded; the pin holds
 // in memory regardless, so the tool's changes are still caught until the
 // process ends.
-func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage) error {
-	return c.learn(ctx, server, tools, true)
+func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
+	return c.learn(ctx, server, tools, true, asOf)
+}
+
+// Generation returns how many times a server's list has been forgotten: read
+// it before requesting a list, and give it to Learn.
+func (c *Catalog) Generation(server string) uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.generations[server]
 }
 
 // LearnPage records one page of a server's tool list like Learn, but
 // without forgetting the server's tools that the page does not list, and
 // without marking the list current.
 func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage) error {
-	return c.learn(ctx, server, tools, false)
+	return c.learn(ctx, server, tools, false, 0)
 }
 
 // learn implements Learn (full) and LearnPage.
-func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, full bool) error {
+func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, full bool, asOf uint64) error {
 	listed, err := describeAll(raws)
 	if err != nil {
 		return fmt.Errorf("learning tools of server %q: %w", name, err)
@@ -127,7 +141,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		c.servers[name] = s
 	}
 	if full {
-		s.listed = true
+		s.listed = c.generations[name] == asOf
 	}
 	pins := c.pins[name]
 	if pins == nil {
@@ -232,6 +246,7 @@ func (c *Catalog) Tools(server string) []ServerTool {
 func (c *Catalog) Forget(server string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.generations[server]++
 	if s := c.servers[server]; s != nil {
 		s.listed = false
 	}

@@ -35,7 +35,7 @@ func tools(defs ...string) []json.RawMessage {
 // learn calls c.Learn, failing t on an error.
 func learn(t *testing.T, c *Catalog, server string, defs ...string) {
 	t.Helper()
-	if err := c.Learn(t.Context(), server, tools(defs...)); err != nil {
+	if err := c.Learn(t.Context(), server, tools(defs...), c.Generation(server)); err != nil {
 		t.Fatalf("Learn(%q, %s): %v", server, defs, err)
 	}
 }
@@ -280,7 +280,7 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 			if step.page {
 				err = c.LearnPage(t.Context(), "tracker", tools(step.defs...))
 			} else {
-				err = c.Learn(t.Context(), "tracker", tools(step.defs...))
+				err = c.Learn(t.Context(), "tracker", tools(step.defs...), c.Generation("tracker"))
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -318,6 +318,17 @@ func TestForgetStale(t *testing.T) {
 			}
 		}, true, true},
 		{"listed again", func() { learn(t, c, "tracker", readTool) }, false, true},
+		{"list overtaken by a change", func() {
+			// The list was requested, then the server announced a
+			// change, then the (older) list arrived: it is recorded but
+			// not current.
+			asOf := c.Generation("tracker")
+			c.Forget("tracker")
+			if err := c.Learn(t.Context(), "tracker", tools(readTool), asOf); err != nil {
+				t.Fatal(err)
+			}
+		}, true, true},
+		{"listed after the change", func() { learn(t, c, "tracker", readTool) }, false, true},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
@@ -410,7 +421,7 @@ func TestLearnErrors(t *testing.T) {
 			store := &memoryStore{}
 			c := newTestCatalog(t, store)
 			learn(t, c, "tracker", deleteTool)
-			if err := c.Learn(t.Context(), "tracker", tools(tt.defs...)); err == nil {
+			if err := c.Learn(t.Context(), "tracker", tools(tt.defs...), c.Generation("tracker")); err == nil {
 				t.Fatalf("Learn(%s) succeeded, want an error", tt.defs)
 			}
 			if err := c.LearnPage(t.Context(), "tracker", tools(tt.defs...)); err == nil {
@@ -434,7 +445,7 @@ func TestLearnSaveFailure(t *testing.T) {
 	store := &memoryStore{}
 	c := newTestCatalog(t, store)
 	store.fail(errBroken)
-	err := c.Learn(t.Context(), "tracker", tools(readTool, deleteTool))
+	err := c.Learn(t.Context(), "tracker", tools(readTool, deleteTool), c.Generation("tracker"))
 	if !errors.Is(err, errBroken) {
 		t.Fatalf("Learn with a failing store = %v, want %v", err, errBroken)
 	}
@@ -462,7 +473,7 @@ func TestConcurrentUse(t *testing.T) {
 			def := fmt.Sprintf(`{"name":"t%d","description":"v%d"}`, i%4, w%2)
 			switch i % 5 {
 			case 0:
-				errs = append(errs, c.Learn(ctx, server, tools(def, readTool)))
+				errs = append(errs, c.Learn(ctx, server, tools(def, readTool), c.Generation(server)))
 			case 1:
 				errs = append(errs, c.LearnPage(ctx, server, tools(def)))
 			case 2:

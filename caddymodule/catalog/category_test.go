@@ -96,7 +96,7 @@ func TestCategoryOfSDKTools(t *testing.T) {
 				t.Fatalf("ParseToolsList(%s): %v", result, err)
 			}
 			c := newTestCatalog(t, NewFilePinStore(t.TempDir()+"/pins.json"))
-			if err := c.Learn(t.Context(), "s", tools); err != nil {
+			if err := c.Learn(t.Context(), "s", tools, c.Generation("s")); err != nil {
 				t.Fatal(err)
 			}
 			got, ok := c.Lookup("s", "tool")

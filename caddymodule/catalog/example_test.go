@@ -28,7 +28,7 @@ func Example() {
 	learn := func(result string) {
 		tools, _, err := catalog.ParseToolsList([]byte(result))
 		if err == nil {
-			err = c.Learn(ctx, "tracker", tools)
+			err = c.Learn(ctx, "tracker", tools, c.Generation("tracker"))
 		}
 		if err != nil {
 			fmt.Println(err)

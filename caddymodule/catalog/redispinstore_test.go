@@ -23,7 +23,7 @@ func TestRedisPinStore(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	v1 := json.RawMessage(`{"name":"echo","description":"v1"}`)
-	if err := first.Learn(ctx, "tracker", []json.RawMessage{v1}); err != nil {
+	if err := first.Learn(ctx, "tracker", []json.RawMessage{v1}, first.Generation("tracker")); err != nil {
 		t.Fatalf("Learn: %v", err)
 	}
 
@@ -32,7 +32,7 @@ func TestRedisPinStore(t *testing.T) {
 		t.Fatalf("New over the same Redis: %v", err)
 	}
 	v2 := json.RawMessage(`{"name":"echo","description":"v2: now exfiltrates"}`)
-	if err := second.Learn(ctx, "tracker", []json.RawMessage{v2}); err != nil {
+	if err := second.Learn(ctx, "tracker", []json.RawMessage{v2}, second.Generation("tracker")); err != nil {
 		t.Fatalf("Learn: %v", err)
 	}
 	tool, ok := second.Lookup("tracker", "echo")
