@@ -17,8 +17,9 @@ import (
 // reach a member it was not given (input[k], walk(input), x := input,
 // json.marshal(input), input.params[k], ...) is a reference whose static
 // prefix stops above that member, and marks all below the prefix as read.
-// OPA has no such projection of its own; it reads whatever input it is
-// handed.
+// One built-in is understood: object.get(input.a, "b", d) reads input.a.b
+// alone, unless a module replaces object.get (with object.get as f). OPA
+// has no such projection of its own; it reads whatever input it is handed.
 type inputUse struct {
 	whole   bool
 	members map[string]*inputUse
@@ -61,6 +62,20 @@ func (u *inputUse) add(path []string) {
 	node.whole, node.members = true, nil
 }
 
+// staticPrefix returns the member names that a reference into input
+// starts with: a.b for input.a.b[k].c.
+func staticPrefix(ref ast.Ref) []string {
+	path := make([]string, 0, len(ref)-1)
+	for _, t := range ref[1:] {
+		name, ok := t.Value.(ast.String)
+		if !ok {
+			break
+		}
+		path = append(path, string(name))
+	}
+	return path
+}
+
 // staticPath returns the member names of a reference into input made of
 // names only (input.tool.arguments), and whether it is one.
 func staticPath(term *ast.Term) ([]string, bool) {
@@ -68,15 +83,8 @@ func staticPath(term *ast.Term) ([]string, bool) {
 	if !ok || !ref.HasPrefix(ast.InputRootRef) {
 		return nil, false
 	}
-	path := make([]string, 0, len(ref)-1)
-	for _, t := range ref[1:] {
-		name, ok := t.Value.(ast.String)
-		if !ok {
-			return nil, false
-		}
-		path = append(path, string(name))
-	}
-	return path, true
+	path := staticPrefix(ref)
+	return path, len(path) == len(ref)-1
 }
 
 // objectGetPath returns the path that object.get(operands...) reads when
@@ -157,18 +165,9 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 			if !x.HasPrefix(ast.InputRootRef) {
 				return false
 			}
-			// input.a.b[k].c reads a.b whole: its static prefix is
-			// a.b. The terms after the head can hold references of
-			// their own (input.a[input.b]).
-			var path []string
-			for _, term := range x[1:] {
-				name, ok := term.Value.(ast.String)
-				if !ok {
-					break
-				}
-				path = append(path, string(name))
-			}
-			use.add(path)
+			// input.a.b[k].c reads a.b whole. The terms after the head
+			// can hold references of their own (input.a[input.b]).
+			use.add(staticPrefix(x))
 			for _, term := range x[1:] {
 				visitor.Walk(term)
 			}
