@@ -11,6 +11,7 @@ import (
 // Caddy's registry so they appear on Caddy's metrics endpoint.
 type gatewayMetrics struct {
 	decisions   *prometheus.CounterVec
+	recalled    *prometheus.CounterVec
 	evalSeconds *prometheus.HistogramVec
 }
 
@@ -28,16 +29,24 @@ func newGatewayMetrics(registry prometheus.Registerer) (*gatewayMetrics, error) 
 	if err != nil {
 		return nil, err
 	}
+	recalled, err := registerOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcpgate",
+		Name:      "decisions_recalled_total",
+		Help:      "Policy decisions recalled from the decision cache rather than evaluated, by server.",
+	}, []string{"server"}))
+	if err != nil {
+		return nil, err
+	}
 	evalSeconds, err := registerOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "mcpgate",
 		Name:      "policy_evaluation_seconds",
-		Help:      "Time to evaluate the policy for one MCP message.",
+		Help:      "Time to evaluate the policy for one MCP message (decisions recalled from the cache are not evaluated, and not counted).",
 		Buckets:   []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
 	}, []string{"server"}))
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayMetrics{decisions: decisions, evalSeconds: evalSeconds}, nil
+	return &gatewayMetrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds}, nil
 }
 
 // registerOrReuse registers c, or returns the collector already registered

@@ -202,6 +202,9 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 				`mcpgate_decisions_total{action="block",server="test",tool="delete_issue"} 2`,
 				`mcpgate_decisions_total{action="allow",server="test",tool="echo"} 1`,
 				`mcpgate_policy_evaluation_seconds_count{server="test"}`,
+				// The second delete_issue is read by the policy as the
+				// first was.
+				`mcpgate_decisions_recalled_total{server="test"}`,
 			} {
 				if !strings.Contains(string(metrics), want) {
 					t.Errorf("metrics lack %s", want)
@@ -210,9 +213,14 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 
 			entries := readDecisionLog(t, logFile)
 			var blocked map[string]any
+			deletes := 0
 			for _, e := range entries {
 				if e["tool"] == "delete_issue" {
 					blocked = e
+					if cached := e["cached"] == true; cached != (deletes > 0) {
+						t.Errorf("delete_issue decision %d logged with cached = %v, want %v", deletes, cached, deletes > 0)
+					}
+					deletes++
 				}
 			}
 			if blocked == nil {

@@ -243,7 +243,11 @@ func (h *Handler) evaluate(r *http.Request, input *policy.Input, toolLabel strin
 	start := time.Now()
 	decision, err := h.engine.Decide(r.Context(), input)
 	elapsed := time.Since(start)
-	h.metrics.evalSeconds.WithLabelValues(input.Server).Observe(elapsed.Seconds())
+	if decision.Cached {
+		h.metrics.recalled.WithLabelValues(input.Server).Inc()
+	} else {
+		h.metrics.evalSeconds.WithLabelValues(input.Server).Observe(elapsed.Seconds())
+	}
 	h.metrics.decisions.WithLabelValues(input.Server, toolLabel, string(decision.Action)).Inc()
 	h.logDecision(r, input, decision, elapsed, err)
 	return decision
@@ -332,6 +336,9 @@ func (h *Handler) logDecision(r *http.Request, input *policy.Input, d policy.Dec
 	}
 	if input.Session != "" {
 		fields = append(fields, zap.String("session", input.Session))
+	}
+	if d.Cached {
+		fields = append(fields, zap.Bool("cached", true))
 	}
 	if err != nil {
 		fields = append(fields, zap.Error(err))

@@ -34,17 +34,19 @@ func TestDecisionCacheRemembers(t *testing.T) {
 	call := func(tool, repo, text string) *Input {
 		return &Input{Kind: "request", Method: "tools/call", Tool: &Tool{Name: tool, Arguments: map[string]any{"repo": repo, "text": text}}}
 	}
+	allow := func(reason string, cached bool) Decision { return Decision{ActionAllow, reason, cached} }
+	block := func(cached bool) Decision { return Decision{ActionBlock, "not an acme repository", cached} }
 	for i, tc := range []struct {
 		input  *Input
 		want   Decision
 		cached int
 	}{
-		{call("echo", "acme/widgets", "one"), Decision{ActionAllow, "echo on acme/widgets"}, 1},
-		{call("echo", "acme/widgets", "two"), Decision{ActionAllow, "echo on acme/widgets"}, 1},
-		{call("echo", "other/widgets", "two"), Decision{ActionBlock, "not an acme repository"}, 2},
-		{call("list", "acme/widgets", "two"), Decision{ActionAllow, "list on acme/widgets"}, 3},
-		{call("echo", "acme/widgets", "three"), Decision{ActionAllow, "echo on acme/widgets"}, 3},
-		{call("echo", "other/widgets", "four"), Decision{ActionBlock, "not an acme repository"}, 3},
+		{call("echo", "acme/widgets", "one"), allow("echo on acme/widgets", false), 1},
+		{call("echo", "acme/widgets", "two"), allow("echo on acme/widgets", true), 1},
+		{call("echo", "other/widgets", "two"), block(false), 2},
+		{call("list", "acme/widgets", "two"), allow("list on acme/widgets", false), 3},
+		{call("echo", "acme/widgets", "three"), allow("echo on acme/widgets", true), 3},
+		{call("echo", "other/widgets", "four"), block(true), 3},
 	} {
 		d, err := engine.Decide(context.Background(), tc.input)
 		if err != nil || d != tc.want {

@@ -28,6 +28,9 @@ const (
 type Decision struct {
 	Action Action `json:"action"`
 	Reason string `json:"reason,omitempty"`
+	// Cached reports that the decision was recalled from the decision
+	// cache rather than evaluated (see Options.CacheSize).
+	Cached bool `json:"-"`
 }
 
 // errUndefined reports a decision query with no value, the usual result of a

@@ -237,6 +237,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 		if !ok {
 			cache = nil
 		} else if r, found := cache.get(key); found {
+			r.decision.Cached = true
 			return r, nil
 		}
 	}
