@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -102,13 +101,12 @@ func (h *Handler) hideBlockedTools(r *http.Request, version string, result []byt
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
-	learn := h.catalog.LearnPage
 	if firstPage && nextCursor == "" {
-		learn = func(ctx context.Context, server string, tools []json.RawMessage) error {
-			return h.catalog.Learn(ctx, server, tools, asOf)
-		}
+		err = h.catalog.Learn(r.Context(), server, tools, asOf)
+	} else {
+		err = h.catalog.LearnPage(r.Context(), server, tools)
 	}
-	if err := learn(r.Context(), server, tools); err != nil {
+	if err != nil {
 		h.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
 	}
 

@@ -73,6 +73,8 @@ type server struct {
 	// listed reports that a full list has been learned since the server
 	// was last forgotten.
 	listed bool
+	// asOf is the generation the last full list was requested at.
+	asOf uint64
 }
 
 // New returns a catalog with the pins in store, which keeps the pins it
@@ -93,7 +95,9 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // the server's tools, and marks the list current (see Stale) unless the
 // server was forgotten since asOf, the Generation read before the list was
 // requested: a list the server announced changed while it was on its way is
-// recorded, but stays stale, so that the next lookup fetches it again.
+// recorded, but stays stale, so that the next lookup fetches it again. A
+// list requested before the one already recorded (two fetches crossing) is
+// older than it, and changes nothing.
 //
 // A tool never pinned before is pinned to its hash, trusting it on first
 // use. A pinned tool whose hash differs is Changed, and its pin is kept
@@ -136,8 +140,12 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 
 	c.mu.Lock()
 	s := c.servers[name]
+	if full && s != nil && asOf < s.asOf {
+		c.mu.Unlock()
+		return nil
+	}
 	if s == nil || full {
-		s = &server{tools: map[string]Tool{}}
+		s = &server{tools: map[string]Tool{}, asOf: asOf}
 		c.servers[name] = s
 	}
 	if full {

@@ -329,6 +329,19 @@ func TestForgetStale(t *testing.T) {
 			}
 		}, true, true},
 		{"listed after the change", func() { learn(t, c, "tracker", readTool) }, false, true},
+		{"lists crossing", func() {
+			// A list requested before a change arrives after the list
+			// requested since: the newer one stands.
+			older := c.Generation("tracker")
+			c.Forget("tracker")
+			learn(t, c, "tracker", readTool)
+			if err := c.Learn(t.Context(), "tracker", tools(deleteTool), older); err != nil {
+				t.Fatal(err)
+			}
+			if _, known := c.Lookup("tracker", "delete"); known {
+				t.Error("the older list replaced the newer one")
+			}
+		}, false, true},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {

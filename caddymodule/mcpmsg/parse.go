@@ -78,6 +78,7 @@ var emptyReader io.Reader = noInput{}
 // goroutines.
 type noInput struct{}
 
+// Read reports the end of the input.
 func (noInput) Read([]byte) (int, error) { return 0, io.EOF }
 
 // readBody decodes data into its elements and reports whether it is a batch.

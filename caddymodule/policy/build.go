@@ -120,7 +120,7 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 		queries = append(queries, body)
 	}
 	q.input = inputUseOf(compiler.Modules, queries...)
-	cacheable := deterministic(compiler.Modules)
+	cacheable := deterministic(compiler.Modules, queries...)
 	for _, p := range []struct {
 		query    string
 		prepared *preparedQuery

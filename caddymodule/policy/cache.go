@@ -53,16 +53,17 @@ func newDecisionCache(size int) (*decisionCache, error) {
 // cacheKey is the canonical text of an input part: OPA writes objects with
 // their keys sorted and strings quoted, so two parts have the same key
 // exactly when they are equal. ok is false when the key is too long to be
-// worth remembering (see maxCacheKeyBytes).
+// worth remembering (see maxCacheKeyBytes), which is found before the key
+// is written.
 func cacheKey(value ast.Value) (key string, ok bool, err error) {
-	appender, ok := value.(interface {
-		AppendText([]byte) ([]byte, error)
-	})
-	if !ok {
-		key = value.String()
-		return key, len(key) <= maxCacheKeyBytes, nil
+	if value.StringLength() > maxCacheKeyBytes {
+		return "", false, nil
 	}
-	text, err := appender.AppendText(make([]byte, 0, 512))
+	appender, isAppender := value.(textAppender)
+	if !isAppender {
+		return "", false, nil // not cacheable; every OPA value is an appender
+	}
+	text, err := appender.AppendText(make([]byte, 0, value.StringLength()))
 	if err != nil {
 		return "", false, fmt.Errorf("writing the decision cache key: %w", err)
 	}
@@ -70,6 +71,11 @@ func cacheKey(value ast.Value) (key string, ok bool, err error) {
 		return "", false, nil
 	}
 	return string(text), true, nil
+}
+
+// textAppender is how OPA values write their canonical text.
+type textAppender interface {
+	AppendText(b []byte) ([]byte, error)
 }
 
 // get returns the remembered result for key; a nil cache remembers
@@ -100,12 +106,12 @@ var impure = map[string]bool{
 	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
 }
 
-// deterministic reports whether the compiled modules call no built-in
-// whose result can change between two evaluations on the same input and
-// data (those OPA marks non-deterministic), nor any of impure. Built-ins
-// are found by name, so a rule that mocks one (with time.now_ns as ...)
-// counts as calling it.
-func deterministic(modules map[string]*ast.Module) bool {
+// deterministic reports whether the compiled modules and the queries call
+// no built-in whose result can change between two evaluations on the same
+// input and data (those OPA marks non-deterministic), nor any of impure.
+// Built-ins are found by name, so a rule that mocks one (with time.now_ns
+// as ...) counts as calling it.
+func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 	pure := true
 	check := func(operator *ast.Term) {
 		ref, ok := operator.Value.(ast.Ref)
@@ -138,6 +144,9 @@ func deterministic(modules map[string]*ast.Module) bool {
 	})
 	for _, module := range modules {
 		visitor.Walk(module)
+	}
+	for _, query := range queries {
+		visitor.Walk(query)
 	}
 	return pure
 }

@@ -104,19 +104,22 @@ func TestDecisionCacheOnlyDeterministic(t *testing.T) {
 		rules     string
 		cacheSize int
 		cached    bool
+		query     string
 	}{
-		{"pure", `decision := {"action": "allow"} if input.tool.name == "t"`, 0, true},
-		{"pure, caching off", `decision := {"action": "allow"} if input.tool.name == "t"`, -1, false},
-		{"clock", `decision := {"action": "allow"} if time.now_ns() > 0`, 0, false},
-		{"clock in a helper", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent", 0, false},
-		{"http.send", `decision := {"action": "allow"} if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200`, 0, false},
-		{"random", `decision := {"action": "allow"} if rand.intn("x", 10) >= 0`, 0, false},
-		{"uuid", `decision := {"action": "allow"} if uuid.rfc4122("x") != ""`, 0, false},
-		{"mocked clock", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent with time.now_ns as 1", 0, false},
+		{"pure", `decision := {"action": "allow"} if input.tool.name == "t"`, 0, true, ""},
+		{"pure, caching off", `decision := {"action": "allow"} if input.tool.name == "t"`, -1, false, ""},
+		{"clock", `decision := {"action": "allow"} if time.now_ns() > 0`, 0, false, ""},
+		{"clock in a helper", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent", 0, false, ""},
+		{"http.send", `decision := {"action": "allow"} if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200`, 0, false, ""},
+		{"random", `decision := {"action": "allow"} if rand.intn("x", 10) >= 0`, 0, false, ""},
+		{"uuid", `decision := {"action": "allow"} if uuid.rfc4122("x") != ""`, 0, false, ""},
+		{"mocked clock", "recent if time.now_ns() > 0\ndecision := {\"action\": \"allow\"} if recent with time.now_ns as 1", 0, false, ""},
+		{"clock in the decision query", "by := {0: {\"action\": \"allow\"}, 1: {\"action\": \"block\"}}", 0, false,
+			"data.mcp.by[time.now_ns() % 2]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writePolicy(t, map[string]string{"p.rego": "package mcp\n" + tc.rules + "\n"})
-			engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, CacheSize: tc.cacheSize})
+			engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, CacheSize: tc.cacheSize, Query: tc.query})
 			if cached := cachedDecisions(engine) >= 0; cached != tc.cached {
 				t.Errorf("cached = %v, want %v", cached, tc.cached)
 			}
@@ -127,21 +130,31 @@ func TestDecisionCacheOnlyDeterministic(t *testing.T) {
 	}
 }
 
-// TestDeterministicPrint checks that print and trace, whose output a
-// remembered result would skip, make a module uncacheable.
-func TestDeterministicPrint(t *testing.T) {
-	for source, want := range map[string]bool{
-		"package t\np if input.x == 1":                                              true,
-		"package t\np if { print(input.x); true }":                                  false,
-		"package t\np if { trace(\"here\"); true }":                                 false,
-		"package t\np if { time.now_ns() > 0 }":                                     false,
-		"package t\np if { net.lookup_ip_addr(\"x\") }":                             false,
-		"package t\np if { crypto.x509.parse_and_verify_certificates(input.x)[0] }": false,
-		"package t\np if { io.jwt.decode_verify(input.x, {})[0] }":                  false,
+// TestDeterministic checks which modules and queries are found pure: print
+// and trace, whose output a remembered result would skip, the clock, DNS
+// and certificate verification make them impure.
+func TestDeterministic(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		module string
+		query  string
+		want   bool
+	}{
+		{"pure", "p if input.x == 1", "data.t.p", true},
+		{"print", "p if { print(input.x); true }", "data.t.p", false},
+		{"trace", "p if { trace(\"here\"); true }", "data.t.p", false},
+		{"clock", "p if { time.now_ns() > 0 }", "data.t.p", false},
+		{"dns", "p if { net.lookup_ip_addr(\"x\") }", "data.t.p", false},
+		{"certificates", "p if { crypto.x509.parse_and_verify_certificates(input.x)[0] }", "data.t.p", false},
+		{"jwt with the clock", "p if { io.jwt.decode_verify(input.x, {})[0] }", "data.t.p", false},
+		{"clock in the query", "by := {0: 1, 1: 2}", "data.t.by[time.now_ns() % 2]", false},
 	} {
-		module := ast.MustParseModule(source)
-		if got := deterministic(map[string]*ast.Module{"t.rego": module}); got != want {
-			t.Errorf("deterministic(%q) = %v, want %v", source, got, want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			module := ast.MustParseModule("package t\n" + tc.module)
+			query := ast.MustParseBody(tc.query)
+			if got := deterministic(map[string]*ast.Module{"t.rego": module}, query); got != tc.want {
+				t.Errorf("deterministic(%q, %q) = %v, want %v", tc.module, tc.query, got, tc.want)
+			}
+		})
 	}
 }
