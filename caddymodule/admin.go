@@ -61,9 +61,35 @@ type AcceptRequest struct {
 	Hash   string `json:"hash,omitempty"`
 }
 
-func listTools(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
+// maxAdminBody bounds the JSON body of an mcpgate admin request.
+const maxAdminBody = 1 << 16
+
+// requireMethod refuses, with 405, an admin request not made with method.
+func requireMethod(r *http.Request, method string) error {
+	if r.Method != method {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	return nil
+}
+
+// decodeAdminBody reads an admin request's JSON body (within
+// maxAdminBody) into v, refusing what does not decode with 400.
+func decodeAdminBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody)).Decode(v); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
+	}
+	return nil
+}
+
+// writeAdminJSON answers an admin request with v as JSON.
+func writeAdminJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func listTools(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodGet); err != nil {
+		return err
 	}
 	server := r.URL.Query().Get("server")
 	listed := []ListedTool{}
@@ -76,17 +102,16 @@ func listTools(w http.ResponseWriter, r *http.Request) error {
 		}
 		return true
 	})
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(listed)
+	return writeAdminJSON(w, listed)
 }
 
 func acceptTool(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	if err := requireMethod(r, http.MethodPost); err != nil {
+		return err
 	}
 	var req AcceptRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
+	if err := decodeAdminBody(w, r, &req); err != nil {
+		return err
 	}
 	if req.Server == "" || req.Tool == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("server and tool are required")}
@@ -118,8 +143,7 @@ func acceptTool(w http.ResponseWriter, r *http.Request) error {
 	if !found {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no tool %s known on server %s", req.Tool, req.Server)}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(map[string]any{"accepted": req})
+	return writeAdminJSON(w, map[string]any{"accepted": req})
 }
 
 // Interface guard

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,8 +50,8 @@ type AdminDecision struct {
 }
 
 func listApprovals(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	if err := requireMethod(r, http.MethodGet); err != nil {
+		return err
 	}
 	all := r.URL.Query().Get("all") != ""
 	listed := []*approval.Approval{}
@@ -77,13 +76,12 @@ func listApprovals(w http.ResponseWriter, r *http.Request) error {
 	if listErr != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: listErr}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(listed)
+	return writeAdminJSON(w, listed)
 }
 
 func decideApproval(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	if err := requireMethod(r, http.MethodPost); err != nil {
+		return err
 	}
 	id, verb, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/mcpgate/approvals/"), "/")
 	if !ok || (verb != "approve" && verb != "deny") {
@@ -91,8 +89,8 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req AdminDecision
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
+		if err := decodeAdminBody(w, r, &req); err != nil {
+			return err
 		}
 	}
 	if req.Approver == "" {
@@ -106,8 +104,7 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: statusFor(err), Err: err}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(decided)
+	return writeAdminJSON(w, decided)
 }
 
 // Interface guard
