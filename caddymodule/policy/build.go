@@ -18,6 +18,9 @@ import (
 type policyBuilder struct {
 	decisionQuery   string
 	permissionQuery string
+	// queryBodies are both queries, parsed, for what they read of input
+	// and which built-ins they call.
+	queryBodies []ast.Body
 	// cacheSize is Options.CacheSize.
 	cacheSize int
 	// modules are Options.Modules, parsed once.
@@ -41,10 +44,12 @@ func newPolicyBuilder(opts Options) (*policyBuilder, error) {
 	if b.permissionQuery == "" {
 		b.permissionQuery = DefaultPermissionQuery
 	}
-	for what, query := range map[string]string{"decision": b.decisionQuery, "permission": b.permissionQuery} {
-		if _, err := ast.ParseRef(query); err != nil {
-			return nil, fmt.Errorf("%s query %q is not a reference: %w", what, query, err)
+	for _, q := range []struct{ what, query string }{{"decision", b.decisionQuery}, {"permission", b.permissionQuery}} {
+		ref, err := ast.ParseRef(q.query)
+		if err != nil {
+			return nil, fmt.Errorf("%s query %q is not a reference: %w", q.what, q.query, err)
 		}
+		b.queryBodies = append(b.queryBodies, ast.NewBody(ast.NewExpr(ast.NewTerm(ref))))
 	}
 	for name, source := range opts.Modules {
 		if strings.HasSuffix(name, "_test.rego") {
@@ -111,16 +116,8 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 
 	var q preparedQueries
-	var queries []ast.Body
-	for _, query := range []string{b.decisionQuery, b.permissionQuery} {
-		body, err := ast.ParseBody(query)
-		if err != nil {
-			return nil, fmt.Errorf("parsing query %s: %w", query, err)
-		}
-		queries = append(queries, body)
-	}
-	q.input = inputUseOf(compiler.Modules, queries...)
-	cacheable := deterministic(compiler.Modules, queries...)
+	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
+	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
 		query    string
 		prepared *preparedQuery
