@@ -129,8 +129,8 @@ func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 		}
 		switch x := x.(type) {
 		case *ast.Expr:
-			if terms, ok := x.Terms.([]*ast.Term); ok && x.IsCall() {
-				check(terms[0])
+			if x.IsCall() {
+				check(x.OperatorTerm())
 			}
 		case ast.Call:
 			if len(x) > 0 {
@@ -142,11 +142,6 @@ func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 		}
 		return false
 	})
-	for _, module := range modules {
-		visitor.Walk(module)
-	}
-	for _, query := range queries {
-		visitor.Walk(query)
-	}
+	walkPolicy(visitor, modules, queries)
 	return pure
 }

@@ -88,9 +88,8 @@ func staticPath(term *ast.Term) ([]string, bool) {
 }
 
 // objectGetPath returns the path that object.get(operands...) reads when
-// its object is a static reference into input and its key a constant
-// string or a constant non-empty array of strings: object.get(input.a, "b",
-// d) reads input.a.b, not all of input.a.
+// its object is a static reference into input and its key a constant:
+// object.get(input.a, "b", d) reads input.a.b, not all of input.a.
 func objectGetPath(operator *ast.Term, operands []*ast.Term) ([]string, bool) {
 	if !operator.Equal(objectGetRef) || len(operands) < 3 {
 		return nil, false
@@ -99,23 +98,44 @@ func objectGetPath(operator *ast.Term, operands []*ast.Term) ([]string, bool) {
 	if !ok {
 		return nil, false
 	}
-	switch key := operands[1].Value.(type) {
+	key, ok := objectGetKey(operands[1])
+	if !ok {
+		return nil, false
+	}
+	return append(path, key...), true
+}
+
+// objectGetKey returns the member names an object.get key names, when it
+// is a constant string or a constant non-empty array of strings.
+func objectGetKey(term *ast.Term) ([]string, bool) {
+	switch key := term.Value.(type) {
 	case ast.String:
-		return append(path, string(key)), true
+		return []string{string(key)}, true
 	case *ast.Array:
 		if key.Len() == 0 {
 			return nil, false
 		}
+		names := make([]string, 0, key.Len())
 		for i := range key.Len() {
 			name, ok := key.Elem(i).Value.(ast.String)
 			if !ok {
 				return nil, false
 			}
-			path = append(path, string(name))
+			names = append(names, string(name))
 		}
-		return path, true
+		return names, true
 	}
 	return nil, false
+}
+
+// walkPolicy walks every module and query of a policy.
+func walkPolicy(visitor *ast.GenericVisitor, modules map[string]*ast.Module, queries []ast.Body) {
+	for _, module := range modules {
+		visitor.Walk(module)
+	}
+	for _, query := range queries {
+		visitor.Walk(query)
+	}
 }
 
 // objectGetRef is the operator of object.get.
@@ -143,17 +163,13 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 			if skip[x] {
 				return true
 			}
-			if terms, ok := x.Terms.([]*ast.Term); ok && x.IsCall() && narrow {
-				if path, ok := objectGetPath(terms[0], terms[1:]); ok {
-					use.add(path)
-					for _, term := range terms[2:] {
-						visitor.Walk(term)
-					}
-					for _, with := range x.With {
-						visitor.Walk(with)
-					}
-					return true
-				}
+			if !narrow || !x.IsCall() {
+				return false
+			}
+			if path, ok := objectGetPath(x.OperatorTerm(), x.Operands()); ok {
+				use.add(path)
+				walkAfterObject(visitor, x)
+				return true
 			}
 		case *ast.Head:
 			// The visitor walks a head's name, key and value, not the
@@ -181,13 +197,19 @@ func inputUseOf(modules map[string]*ast.Module, queries ...ast.Body) *inputUse {
 		}
 		return false
 	})
-	for _, module := range modules {
-		visitor.Walk(module)
-	}
-	for _, query := range queries {
-		visitor.Walk(query)
-	}
+	walkPolicy(visitor, modules, queries)
 	return use
+}
+
+// walkAfterObject walks what an object.get call holds besides its object
+// (key, default, output, with modifiers), for references of their own.
+func walkAfterObject(visitor *ast.GenericVisitor, call *ast.Expr) {
+	for _, term := range call.Operands()[1:] {
+		visitor.Walk(term)
+	}
+	for _, with := range call.With {
+		visitor.Walk(with)
+	}
 }
 
 // mocksObjectGet reports whether a module replaces object.get (with
@@ -220,6 +242,7 @@ func narrowObjectGets(rule *ast.Rule, use *inputUse, skip map[*ast.Expr]bool) {
 		escapes bool
 	}
 	temporaries := map[ast.Var]*temporary{}
+	bindings := map[*ast.Expr]bool{}
 	ast.WalkExprs(rule, func(e *ast.Expr) bool {
 		if !e.IsEquality() || len(e.With) > 0 {
 			return false
@@ -231,6 +254,7 @@ func narrowObjectGets(rule *ast.Rule, use *inputUse, skip map[*ast.Expr]bool) {
 			}
 			if path, ok := staticPath(pair[1]); ok {
 				temporaries[name] = &temporary{path: path, binding: e}
+				bindings[e] = true
 			}
 		}
 		return false
@@ -242,31 +266,24 @@ func narrowObjectGets(rule *ast.Rule, use *inputUse, skip map[*ast.Expr]bool) {
 	visitor = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
 		case *ast.Expr:
-			for _, t := range temporaries {
-				if t.binding == x {
-					return true
-				}
+			if bindings[x] {
+				return true
 			}
-			terms, ok := x.Terms.([]*ast.Term)
-			if !ok || !x.IsCall() || !terms[0].Equal(objectGetRef) || len(terms) < 4 {
+			operands := x.Operands()
+			if !x.IsCall() || !x.OperatorTerm().Equal(objectGetRef) || len(operands) < 3 {
 				return false
 			}
-			name, isVar := terms[1].Value.(ast.Var)
+			name, isVar := operands[0].Value.(ast.Var)
 			t := temporaries[name]
 			if !isVar || t == nil {
 				return false
 			}
-			key, ok := objectGetPath(terms[0], append([]*ast.Term{ast.NewTerm(ast.InputRootRef)}, terms[2:]...))
+			key, ok := objectGetKey(operands[1])
 			if !ok {
 				return false
 			}
 			t.keys = append(t.keys, append(slices.Clone(t.path), key...))
-			for _, term := range terms[2:] {
-				visitor.Walk(term)
-			}
-			for _, with := range x.With {
-				visitor.Walk(with)
-			}
+			walkAfterObject(visitor, x)
 			return true
 		case ast.Var:
 			if t := temporaries[x]; t != nil {
