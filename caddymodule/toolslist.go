@@ -49,8 +49,12 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	rl := h.newRelay(r, next, version, session)
 	rl.answering(verdicts)
-	// A tools/list_changed that overtakes the list keeps it stale.
-	asOf := h.catalog.Generation(h.serverName(r))
+	server := h.serverName(r)
+	var asOf uint64
+	if len(ids) > 0 {
+		// A tools/list_changed that overtakes the list keeps it stale.
+		asOf = h.catalog.Generation(server)
+	}
 	readReplyUncompressed(r)
 	return observe.Wrap(w, observe.Hooks{
 		WatchAll: true,
@@ -63,7 +67,7 @@ func (h *Handler) observeReply(w http.ResponseWriter, r *http.Request, next cadd
 		},
 		PassJSON:  ids == nil && !rl.mayAskForInput(),
 		Intercept: rl.intercept,
-		OnMessage: h.watchToolListChanges(h.serverName(r)),
+		OnMessage: h.watchToolListChanges(server),
 		OnError:   h.logReplyError(r),
 	})
 }
