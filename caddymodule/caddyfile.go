@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -112,15 +111,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.AllowedOrigins = append(h.AllowedOrigins, origins...)
 		case "eval_timeout":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
+			if err := positiveDuration(d, &h.EvalTimeout); err != nil {
+				return err
 			}
-			timeout, err := caddy.ParseDuration(value)
-			if err != nil || timeout <= 0 {
-				return d.Errf("eval_timeout: invalid duration %q", value)
-			}
-			h.EvalTimeout = caddy.Duration(timeout)
 		case "decision_cache":
 			var value string
 			if !d.AllArgs(&value) {

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -56,5 +57,35 @@ func TestValidateDecisionCache(t *testing.T) {
 	h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &size}
 	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "decision_cache must not be negative") {
 		t.Errorf("Validate() = %v, want an error about the negative decision_cache", err)
+	}
+}
+
+// TestCaddyfileEvalTimeout checks how eval_timeout reads: a positive
+// duration, and a clear error for anything else.
+func TestCaddyfileEvalTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		line    string
+		want    time.Duration
+		wantErr string
+	}{
+		{"eval_timeout 250ms", 250 * time.Millisecond, ""},
+		{"eval_timeout 0s", 0, `eval_timeout: invalid duration "0s"`},
+		{"eval_timeout soon", 0, `eval_timeout: invalid duration "soon"`},
+		{"eval_timeout", 0, "wrong argument count"},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			var h caddymodule.Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\t" + tc.line + "\n}"))
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case time.Duration(h.EvalTimeout) != tc.want:
+				t.Errorf("EvalTimeout = %v, want %v", time.Duration(h.EvalTimeout), tc.want)
+			}
+		})
 	}
 }
