@@ -109,16 +109,6 @@ func (in *Input) Value() (ast.Value, error) {
 // inputUse): members no policy rule reads are left out.
 func (in *Input) value(use *inputUse) (ast.Value, error) {
 	doc := ast.NewObjectWithCapacity(11)
-	insertString := func(obj ast.Object, use *inputUse, key *ast.Term, value string, intern bool) {
-		if use.member(string(key.Value.(ast.String))) == nil {
-			return
-		}
-		if intern {
-			obj.Insert(key, ast.InternedTerm(value))
-		} else {
-			obj.Insert(key, ast.StringTerm(value))
-		}
-	}
 	insertString(doc, use, keyKind, in.Kind, true)
 	insertString(doc, use, keyMethod, in.Method, true)
 	insertString(doc, use, keyDirection, in.Direction, true)
@@ -187,6 +177,20 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 		doc.Insert(keyUser, ast.NewTerm(user))
 	}
 	return doc, nil
+}
+
+// insertString sets obj's member key to value when use reads it; intern
+// takes the value from OPA's interned strings where it is one of them
+// (method names, kinds, versions).
+func insertString(obj ast.Object, use *inputUse, key *ast.Term, value string, intern bool) {
+	if use.member(string(key.Value.(ast.String))) == nil {
+		return
+	}
+	if intern {
+		obj.Insert(key, ast.InternedTerm(value))
+	} else {
+		obj.Insert(key, ast.StringTerm(value))
+	}
 }
 
 // The input document's member names, made once: OPA treats terms as
