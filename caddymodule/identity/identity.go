@@ -5,7 +5,10 @@
 // get a token, as the MCP authorization specification (revisions 2025-06-18
 // and 2025-11-25, "basic/authorization") requires.
 //
-// A handler that requires identity maps the errors to responses:
+// A handler that requires identity maps the errors to responses with
+// Refusal, which tells the client only a status, a code and a fixed phrase
+// (the details, such as the JWKS URL of an identity provider that is down,
+// stay in the error, for the log):
 //
 //   - ErrNoToken: 401 with Challenge, which then names no error (RFC 6750
 //     §3.1: a request without credentials gets no error code);
@@ -53,8 +56,10 @@ const (
 type TokenError struct {
 	// Code is CodeInvalidRequest or CodeInvalidToken.
 	Code string
-	// Description says what was wrong in words that are safe to send back
-	// to the client: it never quotes the token.
+	// Description says what was wrong in a short fixed phrase, one per
+	// kind of rejection ("malformed token", "token expired"), that is safe
+	// to send back to the client: it never holds the token, a key id, a
+	// URL or the cause.
 	Description string
 	// Err is the underlying cause, for logs; it may be nil.
 	Err error
@@ -74,12 +79,35 @@ func (e *TokenError) Unwrap() error {
 	return e.Err
 }
 
-func invalidRequest(description string) *TokenError {
-	return &TokenError{Code: CodeInvalidRequest, Description: description}
+// phrase is a TokenError's Description. Only constants convert to it
+// implicitly, so a description built from a cause, a key id or the token
+// does not compile.
+type phrase string
+
+func invalidRequest(description phrase) *TokenError {
+	return &TokenError{Code: CodeInvalidRequest, Description: string(description)}
 }
 
-func invalidToken(description string, cause error) *TokenError {
-	return &TokenError{Code: CodeInvalidToken, Description: description, Err: cause}
+func invalidToken(description phrase, cause error) *TokenError {
+	return &TokenError{Code: CodeInvalidToken, Description: string(description), Err: cause}
+}
+
+// Refusal returns what a client may be told about a failed identification:
+// the HTTP status, the RFC 6750 error code ("" when none) and a short fixed
+// description. Details stay in err, for the log.
+func Refusal(err error) (status int, code, description string) {
+	var tokenErr *TokenError
+	switch {
+	case errors.Is(err, ErrNoToken):
+		return http.StatusUnauthorized, "", "no bearer token"
+	case errors.As(err, &tokenErr) && tokenErr.Code == CodeInvalidRequest:
+		return http.StatusBadRequest, CodeInvalidRequest, tokenErr.Description
+	case errors.As(err, &tokenErr) && tokenErr.Code == CodeInvalidToken:
+		return http.StatusUnauthorized, CodeInvalidToken, tokenErr.Description
+	case errors.Is(err, ErrKeysUnavailable):
+		return http.StatusServiceUnavailable, "", "the identity provider's signing keys are unavailable; try again later"
+	}
+	return http.StatusServiceUnavailable, "", "could not verify the token; try again later"
 }
 
 // BearerToken extracts the token from the request's Authorization header

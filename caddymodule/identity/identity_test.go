@@ -1,8 +1,11 @@
 package identity
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -73,6 +76,58 @@ func TestTokenError(t *testing.T) {
 			}
 			if got := errors.Unwrap(tt.err); got != tt.wantCause {
 				t.Errorf("Unwrap() = %v, want %v", got, tt.wantCause)
+			}
+		})
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	const (
+		jwksURL = "https://idp.internal.example.com/jwks.json"
+		dialErr = "dial tcp 10.0.0.7:443: connect: connection refused"
+		kid     = "kid-2026-secret"
+	)
+	idpDown := fmt.Errorf("fetching JWKS %s: %w", jwksURL, errors.New(dialErr))
+	const keysUnavailable = "the identity provider's signing keys are unavailable; try again later"
+	tests := []struct {
+		name            string
+		err             error
+		wantStatus      int
+		wantCode        string
+		wantDescription string
+		// hidden is what err says, for the log, and the description must not.
+		hidden []string
+	}{
+		{"no token", ErrNoToken, http.StatusUnauthorized, "", "no bearer token", nil},
+		{"malformed request", invalidRequest("several Authorization headers"),
+			http.StatusBadRequest, CodeInvalidRequest, "several Authorization headers", nil},
+		{"rejected token", invalidToken("token expired", errors.New(`"exp" not satisfied`)),
+			http.StatusUnauthorized, CodeInvalidToken, "token expired", []string{`"exp" not satisfied`}},
+		{"unknown key while the identity provider is down",
+			invalidToken("unknown signing key", errors.Join(fmt.Errorf("no EC key %q in the JWKS", kid), idpDown)),
+			http.StatusUnauthorized, CodeInvalidToken, "unknown signing key", []string{kid, jwksURL, dialErr}},
+		{"wrapped rejection", fmt.Errorf("identifying caller: %w", invalidToken("wrong audience", nil)),
+			http.StatusUnauthorized, CodeInvalidToken, "wrong audience", nil},
+		{"keys unavailable", fmt.Errorf("verifying bearer token: %w", fmt.Errorf("%w: %w", ErrKeysUnavailable, idpDown)),
+			http.StatusServiceUnavailable, "", keysUnavailable, []string{jwksURL, dialErr}},
+		{"canceled", fmt.Errorf("verifying bearer token: %w", context.Canceled),
+			http.StatusServiceUnavailable, "", "could not verify the token; try again later", []string{context.Canceled.Error()}},
+		{"unknown error", fmt.Errorf("reading %s: %w", jwksURL, errors.New(dialErr)),
+			http.StatusServiceUnavailable, "", "could not verify the token; try again later", []string{jwksURL, dialErr}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, code, description := Refusal(tt.err)
+			if status != tt.wantStatus || code != tt.wantCode || description != tt.wantDescription {
+				t.Errorf("Refusal = %d, %q, %q; want %d, %q, %q", status, code, description, tt.wantStatus, tt.wantCode, tt.wantDescription)
+			}
+			for _, detail := range tt.hidden {
+				if !strings.Contains(tt.err.Error(), detail) {
+					t.Errorf("error %q does not hold %q, want it kept for the log", tt.err, detail)
+				}
+				if strings.Contains(description, detail) {
+					t.Errorf("description %q holds %q, want it left in the error", description, detail)
+				}
 			}
 		})
 	}

@@ -1,12 +1,9 @@
 package identity
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -218,14 +215,20 @@ var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences
 // Tokens with a "crit" header are refused: the verifier implements no
 // extension.
 //
+// The token must have one reading only: each segment canonical unpadded
+// base64url, the signature not empty, and the header and the claims each
+// one JSON object with valid UTF-8 and no duplicate member names. Any other
+// token is refused as "malformed token" before a key is looked up.
+//
 // A token naming an unknown key makes Verify fetch the JWKS again, at most
 // once per MinRefreshGap, so that rotated keys are picked up.
 //
 // A rejected token yields a *TokenError; ErrKeysUnavailable means the
 // token could not be judged.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
-	if strings.Count(token, ".") != 2 {
-		return nil, invalidToken("malformed token", errors.New("not a JWS in compact serialization"))
+	claims, err := readCompact(token)
+	if err != nil {
+		return nil, invalidToken("malformed token", err)
 	}
 	payload, err := jws.Verify([]byte(token),
 		jws.WithCompact(),
@@ -237,10 +240,6 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
 	)
 	if err != nil {
 		return nil, verifyError(ctx, err)
-	}
-	claims, err := decodeClaims(payload)
-	if err != nil {
-		return nil, invalidToken("malformed claims", err)
 	}
 	parsed, err := jwt.ParseInsecure(payload)
 	if err != nil {
@@ -379,7 +378,7 @@ func (v *JWTVerifier) checkAudience(_ context.Context, token jwt.Token) error {
 }
 
 // describeValidation says in safe words why jwt.Validate refused a token.
-func describeValidation(err error) string {
+func describeValidation(err error) phrase {
 	switch {
 	case errors.Is(err, jwt.TokenExpiredError()):
 		return "token expired"
@@ -395,22 +394,4 @@ func describeValidation(err error) string {
 		return "missing expiry"
 	}
 	return "invalid claims"
-}
-
-// decodeClaims decodes a JWT claims set as a JSON object, numbers as
-// json.Number.
-func decodeClaims(payload []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil {
-		return nil, fmt.Errorf("decoding claims: %w", err)
-	}
-	if claims == nil {
-		return nil, errors.New("claims are not a JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the claims object")
-	}
-	return claims, nil
 }

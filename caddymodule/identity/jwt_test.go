@@ -303,9 +303,12 @@ func TestVerify(t *testing.T) {
 
 		{"unsigned (alg none)",
 			b64(`{"alg":"none"}`) + "." + strings.Split(valid, ".")[1] + ".",
+			"malformed token"},
+		{"alg none with a signature",
+			b64(`{"alg":"none"}`) + "." + strings.Split(valid, ".")[1] + "." + b64("sig"),
 			"signing algorithm not accepted"},
-		{"unsigned with the kid of a real key",
-			b64(`{"alg":"none","kid":"rsa-1"}`) + "." + strings.Split(valid, ".")[1] + ".",
+		{"alg none with the kid of a real key",
+			b64(`{"alg":"none","kid":"rsa-1"}`) + "." + strings.Split(valid, ".")[1] + "." + b64("sig"),
 			"signing algorithm not accepted"},
 		{"HS256 keyed with the RSA public key",
 			sign(t, jwa.HS256(), rsaPublicPEM, map[string]any{jws.KeyIDKey: "rsa-1"}, validClaims(nil)),
@@ -330,9 +333,12 @@ func TestVerify(t *testing.T) {
 		{"five segments (JWE)", "a.b.c.d.e", "malformed token"},
 		{"garbage base64", "!!!.###.$$$", "malformed token"},
 		{"header not JSON", b64("hello") + "." + b64("{}") + ".c2ln", "malformed token"},
-		{"payload not JSON", signPayload(t, ecKey, []byte("hello")), "malformed claims"},
-		{"payload a JSON array", signPayload(t, ecKey, []byte(`["sub"]`)), "malformed claims"},
-		{"payload a nested token", signPayload(t, ecKey, []byte(`"`+valid+`"`)), "malformed claims"},
+		{"payload not JSON", signPayload(t, ecKey, []byte("hello")), "malformed token"},
+		{"payload a JSON array", signPayload(t, ecKey, []byte(`["sub"]`)), "malformed token"},
+		{"payload a nested token", signPayload(t, ecKey, []byte(`"`+valid+`"`)), "malformed token"},
+		{"expiry not a number",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":"soon"}`)),
+			"malformed claims"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -372,6 +378,7 @@ func TestVerifyClaims(t *testing.T) {
 	user, err := v.Verify(t.Context(), signWith(t, key, validClaims(map[string]any{
 		"exp":    exp,
 		"groups": []string{"eng", "ops"},
+		"cnf":    map[string]any{"ratio": json.Number("1.50"), "tags": []any{}},
 	})))
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -385,6 +392,7 @@ func TestVerifyClaims(t *testing.T) {
 		{"exp", json.Number(fmt.Sprint(exp.Unix()))},
 		{"quota", json.Number("9007199254740993")},
 		{"groups", []any{"eng", "ops"}},
+		{"cnf", map[string]any{"ratio": json.Number("1.50"), "tags": []any{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.claim, func(t *testing.T) {
@@ -504,6 +512,46 @@ func TestVerifyKeysUnavailable(t *testing.T) {
 	v.refreshGap = 0
 	if _, err := v.Verify(t.Context(), token); err != nil {
 		t.Fatalf("Verify once the JWKS is back: %v", err)
+	}
+}
+
+func TestRefusalIdentityProviderDown(t *testing.T) {
+	key, stranger := newECKey(t, "ec-1"), newECKey(t, "stranger")
+	server := newJWKSServer(t, key)
+	withKeys := newTestVerifier(t, server.URL)
+	waitForKeys(t, withKeys)
+	withKeys.refreshGap = 0
+	server.Close()
+	withoutKeys := newTestVerifier(t, server.URL)
+	host := strings.TrimPrefix(server.URL, "http://")
+
+	tests := []struct {
+		name            string
+		verifier        *JWTVerifier
+		token           string
+		wantStatus      int
+		wantCode        string
+		wantDescription string
+	}{
+		{"unknown key, the JWKS not fetched again", withKeys, signWith(t, stranger, validClaims(nil)),
+			http.StatusUnauthorized, CodeInvalidToken, "unknown signing key"},
+		{"no keys fetched yet", withoutKeys, signWith(t, key, validClaims(nil)),
+			http.StatusServiceUnavailable, "", "the identity provider's signing keys are unavailable; try again later"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.verifier.Verify(t.Context(), tt.token)
+			if err == nil || !strings.Contains(err.Error(), host) {
+				t.Fatalf("Verify: %v, want an error naming the JWKS host %s", err, host)
+			}
+			status, code, description := Refusal(err)
+			if status != tt.wantStatus || code != tt.wantCode || description != tt.wantDescription {
+				t.Errorf("Refusal = %d, %q, %q; want %d, %q, %q", status, code, description, tt.wantStatus, tt.wantCode, tt.wantDescription)
+			}
+			if challenge := Challenge("https://gw.example.com/.well-known/oauth-protected-resource", err, nil); strings.Contains(challenge, host) {
+				t.Errorf("Challenge = %s, want no mention of the JWKS host %s", challenge, host)
+			}
+		})
 	}
 }
 

@@ -103,8 +103,9 @@ func isLoopback(host string) bool {
 // Challenge returns the WWW-Authenticate value for a 401 or 400 response:
 // `Bearer resource_metadata="<metadataURL>"` (RFC 9728 §5.1), with
 // scope="<scopes>" when scopes are given, and, when err is a *TokenError,
-// its error code and description (RFC 6750 §3). A missing token (ErrNoToken)
-// gets no error code, as RFC 6750 §3.1 asks.
+// the error code and fixed description Refusal gives for it (RFC 6750 §3),
+// never the cause. A missing token (ErrNoToken) gets no error code, as
+// RFC 6750 §3.1 asks.
 func Challenge(metadataURL string, err error, scopes []string) string {
 	var params []string
 	if metadataURL != "" {
@@ -113,11 +114,10 @@ func Challenge(metadataURL string, err error, scopes []string) string {
 	if len(scopes) > 0 {
 		params = append(params, "scope="+quote(strings.Join(scopes, " ")))
 	}
-	var tokenErr *TokenError
-	if errors.As(err, &tokenErr) {
+	if _, code, description := Refusal(err); code != "" {
 		params = append(params,
-			"error="+quote(tokenErr.Code),
-			"error_description="+quote(tokenErr.Description))
+			"error="+quote(code),
+			"error_description="+quote(description))
 	}
 	if len(params) == 0 {
 		return "Bearer"
