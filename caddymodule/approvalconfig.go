@@ -147,27 +147,6 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 	return c, nil
 }
 
-// provisionApprovals resolves the approval block, if any, and attaches
-// the shared approval service it names.
-func (h *Handler) provisionApprovals(ctx caddy.Context) error {
-	if h.Approval == nil {
-		return nil
-	}
-	if err := h.Approval.validate(); err != nil {
-		return err
-	}
-	resolved, err := h.Approval.resolve(caddy.NewReplacer())
-	if err != nil {
-		return err
-	}
-	service, err := loadApprovals(ctx, resolved)
-	if err != nil {
-		return err
-	}
-	h.approvals, h.approvalConfig = service, resolved
-	return nil
-}
-
 // positiveDuration reads the subdirective's one argument, a positive
 // duration, into to.
 func positiveDuration(d *caddyfile.Dispenser, to *caddy.Duration) error {

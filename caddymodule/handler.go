@@ -7,15 +7,15 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
-	"github.com/mcpgate/mcpgate/caddymodule/approval"
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -115,23 +115,12 @@ type Handler struct {
 	// are refused.
 	Approval *ApprovalConfig `json:"approval,omitempty"`
 
-	engine  *policy.Engine
-	callers *callerGate
-	// approvals is the shared approval service; approvalConfig is this
-	// handler's resolved approval block.
-	approvals      *approval.Service
-	approvalConfig *resolvedApproval
-	catalog        *catalog.Catalog
-	pins           pinSource
-	metrics        *gatewayMetrics
-	// refreshes shares one tools/list fetch among concurrent calls.
-	refreshes *singleflight.Group
-	// sessions is what the gateway remembers of live sessions: the
-	// HTTP+SSE streams open through it and the server requests it relayed.
-	sessions *sessionState
-	origins  mcphttp.OriginPolicy
-	limits   mcpmsg.Limits
-	logger   *zap.Logger
+	gateway *gateway.Gateway
+	// approvalKey names the shared approval service this handler uses
+	// ("" without approvals).
+	approvalKey string
+	pins        pinSource
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -142,18 +131,51 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads and compiles the policy, prepares its queries, and
-// attaches the shared tool catalog and metrics.
+// Provision checks the configuration, loads and compiles the policy,
+// attaches the shared tool catalog, session state and approval service,
+// and builds the gateway.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	// Caddy calls Provision before Validate: the cheap checks go first,
+	// so that a configuration that can never work loads nothing.
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
 	}
-	h.limits = mcpmsg.Limits{MaxDepth: h.MaxDepth}
-	h.origins = mcphttp.OriginPolicy{Allowed: h.AllowedOrigins}
-	h.refreshes = new(singleflight.Group)
-
 	repl := caddy.NewReplacer()
+	engine, err := policy.New(ctx, h.policyOptions(repl))
+	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	cfg := gateway.Config{
+		Engine:       engine,
+		Server:       h.Server,
+		MaxBody:      h.MaxBody,
+		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth},
+		Origins:      mcphttp.OriginPolicy{Allowed: h.AllowedOrigins},
+		LogArguments: h.LogArguments,
+		ForwardToken: h.ForwardToken,
+		Host:         caddyHost,
+		Logger:       h.logger,
+	}
+	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
+		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
+	}
+	if h.gateway, err = gateway.New(cfg); err != nil {
+		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
+	}
+	h.logger.Info("policy loaded",
+		zap.Strings("paths", h.Policies),
+		zap.Bool("library", len(h.Policies) == 0 && h.Bundle == nil),
+		zap.Bool("bundle", h.Bundle != nil),
+		zap.String("decision", h.decisionQuery()))
+	return nil
+}
+
+// policyOptions are the policy engine's options for this handler.
+func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
 	opts := policy.Options{
 		Query:   h.Decision,
 		Timeout: time.Duration(h.EvalTimeout),
@@ -178,22 +200,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			opts.Modules = policies.Library()
 		}
 	}
-	engine, err := policy.New(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("mcp_policy: %w", err)
-	}
-	h.engine = engine
+	return opts
+}
 
+// provisionShared fills in the parts of the gateway's configuration that
+// outlive it or own resources: identity, catalog, session state, metrics
+// and approvals. What it attached is released by Cleanup.
+func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config) error {
+	var err error
 	if h.Identity != nil {
-		identityConfig := *h.Identity
-		for _, field := range []*string{&identityConfig.JWKSURL, &identityConfig.Issuer, &identityConfig.Resource} {
-			*field = repl.ReplaceKnown(*field, "")
-		}
-		if h.callers, err = newCallerGate(ctx, &identityConfig); err != nil {
-			return fmt.Errorf("mcp_policy: %w", err)
+		if cfg.Identity, err = h.Identity.gatewayIdentity(ctx, repl); err != nil {
+			return err
 		}
 	}
-
 	switch {
 	case h.PinsFile != "":
 		h.pins = pinSource{file: repl.ReplaceKnown(h.PinsFile, "")}
@@ -202,24 +221,36 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	default:
 		h.pins = pinSource{file: defaultPinsFile()}
 	}
-	h.catalog, err = loadCatalog(ctx, h.pins)
-	if err != nil {
-		return fmt.Errorf("mcp_policy: %w", err)
+	if cfg.Catalog, err = loadCatalog(ctx, h.pins); err != nil {
+		h.pins = pinSource{}
+		return err
 	}
-	h.sessions = loadSessionState()
-	h.metrics, err = newGatewayMetrics(ctx.GetMetricsRegistry())
-	if err != nil {
-		return fmt.Errorf("mcp_policy: %w", err)
+	cfg.Sessions = loadSessions()
+	if cfg.Metrics, err = gateway.NewMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
 	}
-	if err := h.provisionApprovals(ctx); err != nil {
-		return fmt.Errorf("mcp_policy: %w", err)
+	if h.Approval != nil {
+		resolved, err := h.Approval.resolve(repl)
+		if err != nil {
+			return err
+		}
+		service, err := loadApprovals(ctx, resolved)
+		if err != nil {
+			return err
+		}
+		h.approvalKey = resolved.poolKey()
+		cfg.Approvals = &gateway.Approvals{Service: service, Hold: resolved.hold, Keepalive: resolved.keepalive}
 	}
-	h.logger.Info("policy loaded",
-		zap.Strings("paths", opts.Paths),
-		zap.Bool("library", opts.Modules != nil),
-		zap.Bool("bundle", opts.Bundle != nil),
-		zap.String("decision", h.decisionQuery()))
 	return nil
+}
+
+// closeIdentity closes the token verifier of an identity the gateway did
+// not take over.
+func closeIdentity(id *gateway.Identity) error {
+	if id == nil || id.Verifier == nil {
+		return nil
+	}
+	return id.Verifier.Close()
 }
 
 // Validate checks the configuration for values that can never work.
@@ -244,28 +275,33 @@ func (h *Handler) Validate() error {
 	if h.DecisionCache != nil && *h.DecisionCache < 0 {
 		return fmt.Errorf("mcp_policy: decision_cache must not be negative (0 turns it off), got %d", *h.DecisionCache)
 	}
+	if h.Identity != nil && h.Identity.Source != IdentityJWT && h.Identity.Source != IdentityCaddy {
+		return fmt.Errorf("mcp_policy: identity: unknown source %q (want jwt or caddy)", h.Identity.Source)
+	}
+	if h.Approval != nil {
+		if err := h.Approval.validate(); err != nil {
+			return fmt.Errorf("mcp_policy: %w", err)
+		}
+	}
 	return nil
 }
 
-// Cleanup stops policy watchers and bundle polling and releases the tool
-// catalog.
+// ServeHTTP runs the request through the gateway.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.gateway.Serve(w, r, next)
+}
+
+// Cleanup closes the gateway and releases the shared state it used.
 func (h *Handler) Cleanup() error {
-	if h.catalog != nil {
+	if h.pins != (pinSource{}) {
 		releaseCatalog(h.pins)
+		releaseSessions()
 	}
-	if h.sessions != nil {
-		releaseSessionState()
+	if h.approvalKey != "" {
+		releaseApprovals(h.approvalKey)
 	}
-	if h.approvals != nil {
-		releaseApprovals(h.approvalConfig.poolKey())
-	}
-	if h.callers != nil {
-		if err := h.callers.close(); err != nil {
-			h.logger.Warn("closing the identity verifier", zap.Error(err))
-		}
-	}
-	if h.engine != nil {
-		return h.engine.Close()
+	if h.gateway != nil {
+		return h.gateway.Close()
 	}
 	return nil
 }
@@ -275,6 +311,41 @@ func (h *Handler) decisionQuery() string {
 		return policy.DefaultDecisionQuery
 	}
 	return h.Decision
+}
+
+// caddyHost tells the gateway what Caddy knows of a request.
+var caddyHost = gateway.Host{
+	ClientIP:  clientIP,
+	RequestID: requestID,
+	OriginalPath: func(r *http.Request) string {
+		original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+		if !ok || original.URL == nil {
+			return ""
+		}
+		return original.URL.Path
+	},
+}
+
+// clientIP returns the client address as Caddy determined it (honouring
+// the server's trusted_proxies), falling back to the peer address.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// requestID is Caddy's unique id of the request ({http.request.uuid}).
+func requestID(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	id, _ := repl.GetString("http.request.uuid")
+	return id
 }
 
 // Interface guards

@@ -3,12 +3,23 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
+
+// This file holds the state that outlives a configuration: the approval
+// services (pending approvals and the calls held on them), the tool
+// catalogs (with their pins) and what the gateways remember of live
+// sessions. Each lives in a caddy.UsagePool, so a config reload hands it
+// on to the next configuration, and it is released when no configuration
+// uses it any more.
 
 // approvalServices holds one approval service per store and instance. It
 // lives outside any one config, so pending approvals (and the calls held
@@ -104,7 +115,7 @@ func approvalServiceFor(ctx context.Context, instance, id string, accept func(*a
 // newApprovalMetrics registers (or finds) the approval metrics in the
 // config's registry, for one instance.
 func newApprovalMetrics(registry prometheus.Registerer, instance string) (*approval.Metrics, error) {
-	pending, err := registerOrReuse(registry, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	pending, err := gateway.RegisterOrReuse(registry, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "mcpgate",
 		Name:      "pending_approvals",
 		Help:      "Approvals waiting for a decision, in the store of each approval instance.",
@@ -112,7 +123,7 @@ func newApprovalMetrics(registry prometheus.Registerer, instance string) (*appro
 	if err != nil {
 		return nil, err
 	}
-	wait, err := registerOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	wait, err := gateway.RegisterOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "mcpgate",
 		Name:      "approval_wait_seconds",
 		Help:      "How long approvals waited before they were approved, denied, cancelled or expired.",
@@ -126,4 +137,113 @@ func newApprovalMetrics(registry prometheus.Registerer, instance string) (*appro
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	return &approval.Metrics{Pending: pending.WithLabelValues(instance), Wait: curried}, nil
+}
+
+// catalogs holds one tool catalog per pins file. It lives outside any one
+// config, so what the gateway knows of upstream tools, and which changed
+// definitions await acceptance, survives config reloads.
+var catalogs = caddy.NewUsagePool()
+
+// sharedCatalog wraps a catalog for the usage pool.
+type sharedCatalog struct {
+	*catalog.Catalog
+	redis *redis.Client
+}
+
+// Destruct implements caddy.Destructor: pins are saved as they change, so
+// only a Redis connection is left to close.
+func (c sharedCatalog) Destruct() error {
+	if c.redis != nil {
+		return c.redis.Close()
+	}
+	return nil
+}
+
+// pinSource says where a catalog keeps its pins: a file, or (when the
+// approval store is Redis) the same Redis, so that replicas share them.
+type pinSource struct {
+	file  string
+	redis string
+}
+
+func (p pinSource) key() string {
+	if p.redis != "" {
+		return "redis:" + p.redis
+	}
+	return "file:" + p.file
+}
+
+// defaultPinsFile is where pins live when pins_file is not set.
+func defaultPinsFile() string {
+	return filepath.Join(caddy.AppDataDir(), "mcpgate", "pins.json")
+}
+
+// loadCatalog returns the catalog whose pins are kept in source, loading
+// it on first use. Each call must be matched by releaseCatalog.
+func loadCatalog(ctx context.Context, source pinSource) (*catalog.Catalog, error) {
+	value, _, err := catalogs.LoadOrNew(source.key(), func() (caddy.Destructor, error) {
+		if source.redis == "" {
+			c, err := catalog.New(ctx, catalog.NewFilePinStore(source.file))
+			if err != nil {
+				return nil, fmt.Errorf("loading tool pins from %s: %w", source.file, err)
+			}
+			return sharedCatalog{Catalog: c}, nil
+		}
+		opts, err := approval.RedisOptions(source.redis)
+		if err != nil {
+			return nil, err
+		}
+		client := redis.NewClient(opts)
+		c, err := catalog.New(ctx, catalog.NewRedisPinStore(client, "mcpgate:pins:"))
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("loading tool pins from Redis: %w", err)
+		}
+		return sharedCatalog{Catalog: c, redis: client}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return value.(sharedCatalog).Catalog, nil
+}
+
+func releaseCatalog(source pinSource) {
+	_, _ = catalogs.Delete(source.key())
+}
+
+// eachCatalog calls f for every catalog in use, for the admin API.
+func eachCatalog(f func(*catalog.Catalog) bool) {
+	catalogs.Range(func(_, value any) bool {
+		return f(value.(sharedCatalog).Catalog)
+	})
+}
+
+// sessionStates holds what the gateways remember of live sessions. It is
+// shared by every mcp_policy handler and outlives config reloads, so that a
+// stream opened under one config is still governed under the next.
+var sessionStates = caddy.NewUsagePool()
+
+// sessionStateKey is the one entry of sessionStates.
+const sessionStateKey = "mcpgate/sessions"
+
+// sharedSessions wraps the session state for the usage pool.
+type sharedSessions struct {
+	*gateway.Sessions
+}
+
+// Destruct implements caddy.Destructor: open streams end with their
+// requests, so there is nothing to release.
+func (sharedSessions) Destruct() error { return nil }
+
+// loadSessions returns the shared session state; each call must be
+// matched by releaseSessions.
+func loadSessions() *gateway.Sessions {
+	value, _, _ := sessionStates.LoadOrNew(sessionStateKey, func() (caddy.Destructor, error) {
+		return sharedSessions{gateway.NewSessions()}, nil
+	})
+	return value.(sharedSessions).Sessions
+}
+
+func releaseSessions() {
+	_, _ = sessionStates.Delete(sessionStateKey)
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
@@ -16,28 +16,27 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // cancelTimeout bounds the store update that cancels an approval after
 // its client went away (the request's own context is done by then).
 const cancelTimeout = 5 * time.Second
 
-// holdForApproval holds a tools/call that the policy said needs approval.
-// It finds the approval that stands for the call (asking for a new one,
-// by webhook, when there is none) and waits, for at most the hold time,
-// until it is decided: approved, the call is forwarded (once per
-// approval); denied, expired or cancelled, the client gets a refusal that
-// says so. With no decision by the end of the hold, the client gets a
-// tool result saying the approval is pending; the same call, made again,
-// waits on the same approval. While it waits, a client that sent a
+// hold holds a tools/call that the policy said needs approval. It finds
+// the approval that stands for the call (asking for a new one, by
+// webhook, when there is none) and waits, for at most the hold time,
+// until it is decided. Approved, it returns approved with the writer to
+// forward the call's reply to and a finish function to call after (once
+// per approval); denied, expired or cancelled, the client gets a refusal
+// that says so. With no decision by the end of the hold, the client gets
+// a tool result saying the approval is pending; the same call, made
+// again, waits on the same approval. While it waits, a client that sent a
 // progress token and accepts an event stream gets progress notifications.
 // A client that disconnects, or cancels the call, cancels the approval.
-//
-// forward passes the approved call on, with its reply written to the
-// given writer.
-func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, v verdict, forward func(http.ResponseWriter) error) error {
-	m := v.message
+func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approved bool, err error) {
+	approvals := x.g.cfg.Approvals
+	service := approvals.Service
+	m, r := v.message, x.r
 	call := &approval.Call{
 		Session:   r.Header.Get(mcphttp.HeaderSessionID),
 		Server:    v.input.Server,
@@ -48,21 +47,21 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, v verd
 	if v.input.User != nil {
 		call.User = v.input.User.ID
 	}
-	held := &heldCall{h: h, w: w, r: r, id: m.ID}
-	cancelled, release := h.approvals.Hold(call.Session, mcpmsg.CanonicalID(m.ID))
+	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
+	cancelled, release := service.Hold(call.Session, mcpmsg.CanonicalID(m.ID))
 	defer release()
 
-	a, err := h.approvals.Request(r.Context(), call)
+	a, err := service.Request(r.Context(), call)
 	if err != nil {
-		return held.fail(err)
+		return nil, nil, false, held.fail(err)
 	}
 	if m.ProgressToken != nil && acceptsEventStream(r) {
 		held.startStream(m.ProgressToken)
 		held.progress(a)
 	}
-	holdTimer := time.NewTimer(h.approvalConfig.hold)
+	holdTimer := time.NewTimer(approvals.Hold)
 	defer holdTimer.Stop()
-	keepalive := time.NewTicker(h.approvalConfig.keepalive)
+	keepalive := time.NewTicker(approvals.Keepalive)
 	defer keepalive.Stop()
 	var expiry *time.Timer
 	defer func() {
@@ -72,33 +71,34 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, v verd
 	}()
 	expiringID := ""
 	for {
-		changed := h.approvals.Changed(a.ID)
-		if a, err = h.approvals.Get(r.Context(), a.ID); err != nil {
-			return held.fail(err)
+		changed := service.Changed(a.ID)
+		if a, err = service.Get(r.Context(), a.ID); err != nil {
+			return nil, nil, false, held.fail(err)
 		}
 		switch a.State {
 		case approval.Approved:
-			if _, err := h.approvals.Use(r.Context(), a.ID); err == nil {
-				return held.forward(forward)
+			if _, err := service.Use(r.Context(), a.ID); err == nil {
+				w, finish := held.replyWriter()
+				return w, finish, true, nil
 			} else if !errors.Is(err, approval.ErrConflict) {
-				return held.fail(err)
+				return nil, nil, false, held.fail(err)
 			}
 			// Another call used this approval first: this one needs
 			// its own.
-			if a, err = h.approvals.Request(r.Context(), call); err != nil {
-				return held.fail(err)
+			if a, err = service.Request(r.Context(), call); err != nil {
+				return nil, nil, false, held.fail(err)
 			}
 			continue
 		case approval.Denied:
 			// Every call held on a denial hears of it; using it up
 			// means the next identical call asks again.
-			_, _ = h.approvals.Use(r.Context(), a.ID)
-			return held.answer(denialText(a))
+			_, _ = service.Use(r.Context(), a.ID)
+			return nil, nil, false, held.answer(denialText(a))
 		case approval.Expired:
-			return held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
+			return nil, nil, false, held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
 				a.ID, a.ExpiresAt.Sub(a.RequestedAt).Round(time.Second)))
 		case approval.Cancelled:
-			return held.answer(cancelledText(a.ID, a.DecisionReason))
+			return nil, nil, false, held.answer(cancelledText(a.ID, a.DecisionReason))
 		}
 		if expiringID != a.ID {
 			if expiry != nil {
@@ -113,31 +113,24 @@ func (h *Handler) holdForApproval(w http.ResponseWriter, r *http.Request, v verd
 			// (a Redis subscriber reconnecting).
 			held.progress(a)
 		case <-expiry.C:
-			if _, err := h.approvals.Expire(r.Context(), a.ID); err != nil && !errors.Is(err, approval.ErrConflict) {
-				return held.fail(err)
+			if _, err := service.Expire(r.Context(), a.ID); err != nil && !errors.Is(err, approval.ErrConflict) {
+				return nil, nil, false, held.fail(err)
 			}
 		case <-holdTimer.C:
-			return held.answer(pendingText(a))
+			return nil, nil, false, held.answer(pendingText(a))
 		case <-cancelled:
 			// Answered as cancelled even if a decision came first: the
 			// client no longer wants the call run.
 			why := "the client cancelled the call"
 			held.cancel(a, why)
-			return held.answer(cancelledText(a.ID, why))
+			return nil, nil, false, held.answer(cancelledText(a.ID, why))
 		case <-r.Context().Done():
 			held.cancel(a, "the client disconnected")
-			return nil
-		case <-h.approvals.Done():
-			return held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID))
+			return nil, nil, false, nil
+		case <-service.Done():
+			return nil, nil, false, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID))
 		}
 	}
-}
-
-// approved is the verdict on a call that a person approved: from now on
-// an allowed call, whose reply the gateway watches as any other's.
-func (v verdict) approved() verdict {
-	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved"}
-	return v
 }
 
 // pendingText tells the model (and the person) that the call did not run
@@ -182,12 +175,12 @@ func acceptsEventStream(r *http.Request) bool {
 // cancelHeldCalls tells calls held in this gateway that their client
 // cancelled them (notifications/cancelled, in the same session). The
 // notification goes on to the policy and the upstream as any other.
-func (h *Handler) cancelHeldCalls(r *http.Request, body *mcpmsg.Body) {
-	if h.approvals == nil {
+func (x *exchange) cancelHeldCalls() {
+	if x.g.cfg.Approvals == nil {
 		return
 	}
-	session := r.Header.Get(mcphttp.HeaderSessionID)
-	for _, m := range body.Messages {
+	session := x.r.Header.Get(mcphttp.HeaderSessionID)
+	for _, m := range x.body.Messages {
 		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
 			continue
 		}
@@ -195,8 +188,8 @@ func (h *Handler) cancelHeldCalls(r *http.Request, body *mcpmsg.Body) {
 		if err != nil || m.Params["requestId"] == nil {
 			continue
 		}
-		if h.approvals.CancelHeld(session, mcpmsg.CanonicalID(id)) {
-			h.logger.Info("held call cancelled by the client", zap.String("session", session), zap.ByteString("request_id", id))
+		if x.g.cfg.Approvals.Service.CancelHeld(session, mcpmsg.CanonicalID(id)) {
+			x.g.logger.Info("held call cancelled by the client", zap.String("session", session), zap.ByteString("request_id", id))
 		}
 	}
 }
@@ -204,10 +197,12 @@ func (h *Handler) cancelHeldCalls(r *http.Request, body *mcpmsg.Body) {
 // heldCall answers one held tools/call: as JSON, or in the event stream
 // opened for progress notifications.
 type heldCall struct {
-	h  *Handler
-	w  http.ResponseWriter
-	r  *http.Request
-	id []byte
+	w         http.ResponseWriter
+	r         *http.Request
+	id        []byte
+	service   *approval.Service
+	logger    *zap.Logger
+	requestID string
 	// token is the progress token, as JSON, once a stream is open.
 	token []byte
 	// sent counts the progress notifications sent.
@@ -253,7 +248,7 @@ func (c *heldCall) progress(a *approval.Approval) {
 }
 
 func (c *heldCall) writeEvent(message []byte) {
-	_, _ = c.w.Write(sseMessageEvent(message))
+	_, _ = c.w.Write(mcpmsg.MessageEvent(message).Encode())
 	_ = http.NewResponseController(c.w).Flush()
 }
 
@@ -272,8 +267,8 @@ func (c *heldCall) answer(text string) error {
 // call that needs approval never runs without one. The client is not told
 // the details (they name the gateway's infrastructure); the log is.
 func (c *heldCall) fail(err error) error {
-	c.h.logger.Error("approval failed; call refused",
-		zap.String("request_id", requestID(c.r)), zap.Error(err))
+	c.logger.Error("approval failed; call refused",
+		zap.String("request_id", c.requestID), zap.Error(err))
 	return c.answer("This call needs approval, and the gateway could not handle the approval (its log says why), so it was refused.")
 }
 
@@ -282,22 +277,21 @@ func (c *heldCall) fail(err error) error {
 func (c *heldCall) cancel(a *approval.Approval, why string) {
 	ctx, stop := context.WithTimeout(context.WithoutCancel(c.r.Context()), cancelTimeout)
 	defer stop()
-	if _, err := c.h.approvals.Cancel(ctx, a.ID, why); err != nil && !errors.Is(err, approval.ErrConflict) {
-		c.h.logger.Error("could not cancel approval", zap.String("id", a.ID), zap.Error(err))
+	if _, err := c.service.Cancel(ctx, a.ID, why); err != nil && !errors.Is(err, approval.ErrConflict) {
+		c.logger.Error("could not cancel approval", zap.String("id", a.ID), zap.Error(err))
 	}
 }
 
-// forward passes the approved call on. In an open event stream, the
-// upstream's reply follows the progress notifications: its events as
-// they come, or its JSON reply as one event.
-func (c *heldCall) forward(forward func(http.ResponseWriter) error) error {
+// replyWriter returns where the approved call's reply goes, and what to
+// call once it is written. In an open event stream, the upstream's reply
+// follows the progress notifications: its events as they come, or its
+// JSON reply as one event.
+func (c *heldCall) replyWriter() (http.ResponseWriter, func()) {
 	if c.token == nil {
-		return forward(c.w)
+		return c.w, func() {}
 	}
 	reply := &streamedReply{w: c.w, header: make(http.Header), id: c.id}
-	err := forward(reply)
-	reply.finish()
-	return err
+	return reply, reply.finish
 }
 
 // streamedReply writes the upstream's reply to an approved call into the
@@ -349,14 +343,14 @@ func (s *streamedReply) finish() {
 	switch {
 	case s.stream:
 	case s.status >= 200 && s.status < 300 && mediaType == "application/json" && s.body.Len() > 0:
-		_, _ = s.w.Write(sseMessageEvent(s.body.Bytes()))
+		_, _ = s.w.Write(mcpmsg.MessageEvent(s.body.Bytes()).Encode())
 	default:
 		status := s.status
 		if status == 0 {
 			status = http.StatusBadGateway
 		}
-		_, _ = s.w.Write(sseMessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
-			fmt.Sprintf("the upstream answered the approved call with HTTP %d", status))))
+		_, _ = s.w.Write(mcpmsg.MessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
+			fmt.Sprintf("the upstream answered the approved call with HTTP %d", status))).Encode())
 	}
 	_ = http.NewResponseController(s.w).Flush()
 }

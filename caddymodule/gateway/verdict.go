@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"net/http"
@@ -26,14 +26,28 @@ func (v verdict) allowed() bool {
 	return v.decision.Action == policy.ActionAllow
 }
 
-// refusal is the text the client (and, through it, the model and the
+// approved is the verdict on a call that a person approved: from now on
+// an allowed call, whose reply the gateway watches as any other's.
+func (v verdict) approved() verdict {
+	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved"}
+	return v
+}
+
+// holdable reports whether the gateway holds the message for approval
+// rather than refuse it: a tools/call the policy said needs approval, sent
+// while approvals are configured.
+func (v verdict) holdable() bool {
+	return v.decision.Action == policy.ActionNeedsApproval && v.approvals && v.message.Tool != nil
+}
+
+// refusalText is the text the client (and, through it, the model and the
 // person) sees for a message the gateway did not forward.
-func (v verdict) refusal() string {
-	reason := v.decision.Reason
-	switch v.decision.Action {
+func refusalText(d policy.Decision, approvals bool) string {
+	reason := d.Reason
+	switch d.Action {
 	case policy.ActionNeedsApproval:
 		text := "This call needs approval, but no approval is configured on this gateway, so it was refused."
-		if v.approvals {
+		if approvals {
 			text = "This message needs approval, which the gateway asks for only for a tools/call sent alone over Streamable HTTP (not in a batch, nor over the legacy HTTP+SSE transport), so it was refused."
 		}
 		if reason != "" {
@@ -46,6 +60,10 @@ func (v verdict) refusal() string {
 		}
 		return "Blocked by policy: " + reason
 	}
+}
+
+func (v verdict) refusal() string {
+	return refusalText(v.decision, v.approvals)
 }
 
 // response is the JSON-RPC response the gateway answers a refused request

@@ -1,15 +1,17 @@
-package caddymodule
+package gateway
 
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
-// gatewayMetrics are the gateway's Prometheus metrics, registered in
-// Caddy's registry so they appear on Caddy's metrics endpoint.
-type gatewayMetrics struct {
+// Metrics are the gateway's Prometheus metrics.
+type Metrics struct {
 	decisions   *prometheus.CounterVec
 	recalled    *prometheus.CounterVec
 	evalSeconds *prometheus.HistogramVec
@@ -20,8 +22,10 @@ type gatewayMetrics struct {
 // any client grow the metrics without limit.
 const unlistedTool = "(unlisted)"
 
-func newGatewayMetrics(registry prometheus.Registerer) (*gatewayMetrics, error) {
-	decisions, err := registerOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+// NewMetrics registers the gateway's metrics in registry, or finds them
+// there when another gateway registered them first.
+func NewMetrics(registry prometheus.Registerer) (*Metrics, error) {
+	decisions, err := RegisterOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcpgate",
 		Name:      "decisions_total",
 		Help:      "Policy decisions on MCP messages, by server, tool (empty for other methods) and action.",
@@ -29,7 +33,7 @@ func newGatewayMetrics(registry prometheus.Registerer) (*gatewayMetrics, error) 
 	if err != nil {
 		return nil, err
 	}
-	recalled, err := registerOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+	recalled, err := RegisterOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcpgate",
 		Name:      "decisions_recalled_total",
 		Help:      "Policy decisions recalled from the decision cache rather than evaluated, by server.",
@@ -37,7 +41,7 @@ func newGatewayMetrics(registry prometheus.Registerer) (*gatewayMetrics, error) 
 	if err != nil {
 		return nil, err
 	}
-	evalSeconds, err := registerOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	evalSeconds, err := RegisterOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "mcpgate",
 		Name:      "policy_evaluation_seconds",
 		Help:      "Time to evaluate the policy for one MCP message (decisions recalled from the cache are not evaluated, and not counted).",
@@ -46,13 +50,22 @@ func newGatewayMetrics(registry prometheus.Registerer) (*gatewayMetrics, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayMetrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds}, nil
+	return &Metrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds}, nil
 }
 
-// registerOrReuse registers c, or returns the collector already registered
-// under the same description (several mcp_policy handlers share one
-// registry).
-func registerOrReuse[C prometheus.Collector](registry prometheus.Registerer, c C) (C, error) {
+// count records one decision and how long it took.
+func (m *Metrics) count(server, toolLabel string, d policy.Decision, elapsed time.Duration) {
+	if d.Cached {
+		m.recalled.WithLabelValues(server).Inc()
+	} else {
+		m.evalSeconds.WithLabelValues(server).Observe(elapsed.Seconds())
+	}
+	m.decisions.WithLabelValues(server, toolLabel, string(d.Action)).Inc()
+}
+
+// RegisterOrReuse registers c, or returns the collector already registered
+// under the same description (several gateways share one registry).
+func RegisterOrReuse[C prometheus.Collector](registry prometheus.Registerer, c C) (C, error) {
 	err := registry.Register(c)
 	if err == nil {
 		return c, nil

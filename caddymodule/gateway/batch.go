@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
@@ -7,31 +7,29 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
-// serveBatch handles a 2025-03-26 JSON-RPC batch whose elements have been
-// decided one by one: the allowed elements go upstream as a smaller batch,
-// never the refused ones, and the gateway's answers to the refused requests
-// are added to the upstream's reply.
-func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, raw []byte, verdicts []verdict) error {
+// forwardBatch forwards a 2025-03-26 JSON-RPC batch whose elements have
+// been decided one by one: the allowed elements go upstream as a smaller
+// batch, never the refused ones, and the gateway's answers to the refused
+// requests are added to the upstream's reply.
+func (x *exchange) forwardBatch(w http.ResponseWriter) error {
 	var allowed, answers [][]byte
 	var refused *verdict
-	for i, v := range verdicts {
+	for i, v := range x.verdicts {
 		if v.allowed() {
 			allowed = append(allowed, v.message.Raw)
 			continue
 		}
-		refused = &verdicts[i]
+		refused = &x.verdicts[i]
 		if response := v.response(); response != nil {
 			answers = append(answers, response)
 		}
 	}
 	switch {
 	case refused == nil:
-		return h.forward(w, r, next, raw)
+		return x.pass(w, x.raw)
 	case len(allowed) == 0 && len(answers) == 0:
 		// Only notifications and responses, all refused.
 		return writeRefusal(w, *refused)
@@ -39,11 +37,11 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, next caddyh
 		writeJSON(w, http.StatusOK, mcpmsg.BatchResponse(answers))
 		return nil
 	case len(answers) == 0:
-		return h.forward(w, r, next, mcpmsg.BatchResponse(allowed))
+		return x.pass(w, mcpmsg.BatchResponse(allowed))
 	}
-	readReplyUncompressed(r)
-	merger := &batchMerger{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, answers: answers}
-	err := h.forward(merger, r, next, mcpmsg.BatchResponse(allowed))
+	readReplyUncompressed(x.r)
+	merger := &batchMerger{ResponseWriter: w, answers: answers}
+	err := x.pass(merger, mcpmsg.BatchResponse(allowed))
 	merger.finish()
 	return err
 }
@@ -69,7 +67,7 @@ const (
 // batchMerger adds the gateway's answers for refused batch elements to the
 // upstream's reply to the allowed ones.
 type batchMerger struct {
-	*caddyhttp.ResponseWriterWrapper
+	http.ResponseWriter
 	answers [][]byte
 	mode    batchMode
 	status  int
@@ -92,7 +90,7 @@ func (m *batchMerger) WriteHeader(status int) {
 		m.Header().Del("Content-Length")
 		m.ResponseWriter.WriteHeader(status)
 		for _, answer := range m.answers {
-			_, _ = m.ResponseWriter.Write(sseMessageEvent(answer))
+			_, _ = m.ResponseWriter.Write(mcpmsg.MessageEvent(answer).Encode())
 		}
 		_ = http.NewResponseController(m.ResponseWriter).Flush()
 	default:
@@ -125,6 +123,9 @@ func (m *batchMerger) FlushError() error {
 	return nil
 }
 
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (m *batchMerger) Unwrap() http.ResponseWriter { return m.ResponseWriter }
+
 // finish writes what was held back: the merged JSON array, or the answers
 // alone when the upstream had nothing to say.
 func (m *batchMerger) finish() {
@@ -156,9 +157,4 @@ func mergeBatchReplies(reply []byte, answers [][]byte) []byte {
 		all = append(all, element)
 	}
 	return mcpmsg.BatchResponse(append(all, answers...))
-}
-
-// sseMessageEvent frames one JSON-RPC message as a Server-Sent Event.
-func sseMessageEvent(message []byte) []byte {
-	return mcpmsg.MessageEvent(message).Encode()
 }

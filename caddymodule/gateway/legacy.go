@@ -1,21 +1,17 @@
-package caddymodule
+package gateway
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
 )
 
 // This file speaks the HTTP+SSE transport of MCP 2024-11-05 (basic/
@@ -32,6 +28,27 @@ import (
 type legacyStreams struct {
 	mu      sync.Mutex
 	streams map[sessionKey]*legacyStream
+}
+
+func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.streams[session] = stream
+}
+
+// close forgets the stream, unless another has taken its session since.
+func (ls *legacyStreams) close(session sessionKey, stream *legacyStream) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.streams[session] == stream {
+		delete(ls.streams, session)
+	}
+}
+
+func (ls *legacyStreams) lookup(session sessionKey) *legacyStream {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.streams[session]
 }
 
 // legacyStream is one open HTTP+SSE stream. On this transport the
@@ -73,7 +90,7 @@ func (s *legacyStream) postedByOwner(r *http.Request) bool {
 	if s.owner == "" {
 		return true
 	}
-	user := caller(r)
+	user := callerOf(r)
 	return user != nil && user.ID == s.owner
 }
 
@@ -136,27 +153,6 @@ func (s *legacyStream) deliver(m *mcpmsg.Message) bool {
 	return ok
 }
 
-func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	ls.streams[session] = stream
-}
-
-// close forgets the stream, unless another has taken its session since.
-func (ls *legacyStreams) close(session sessionKey, stream *legacyStream) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.streams[session] == stream {
-		delete(ls.streams, session)
-	}
-}
-
-func (ls *legacyStreams) lookup(session sessionKey) *legacyStream {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.streams[session]
-}
-
 // legacyKey names the HTTP+SSE session whose message endpoint is u, a URL
 // as the upstream sees it: by path and query, the query in canonical order
 // and encoding (clients may re-encode the URL they were given).
@@ -168,101 +164,38 @@ func legacyKey(server string, u *url.URL) (sessionKey, error) {
 	return sessionKey{server: server, legacy: true, id: u.Path + "?" + query.Encode()}, nil
 }
 
-// observeStream watches a GET stream: for tool list changes, for the
-// requests the upstream sends the client, and, on the HTTP+SSE transport,
-// for the endpoint event that opens the session.
-func (h *Handler) observeStream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (http.ResponseWriter, func() error) {
-	readReplyUncompressed(r)
-	version := r.Header.Get(mcphttp.HeaderProtocolVersion)
-	if mcphttp.CheckVersion(version) != nil {
-		version = mcphttp.DefaultVersion
-	}
-	rl := h.newRelay(r, next, version, h.sessionOf(r))
-	var observed http.ResponseWriter
-	var stream *legacyStream
-	observed, finish := observe.Wrap(w, observe.Hooks{
-		WatchAll: true,
-		RewriteResult: func(id, result []byte) ([]byte, error) {
-			if stream != nil {
-				if request, listed := stream.toolsList(id); listed {
-					return h.hideBlockedTools(r, rl.version, result, request.firstPage, request.asOf)
-				}
-			} else if rl.session.id != "" && h.sessions.toolsLists.take(rl.session, id) {
-				// The response to a tools/list whose POST stream was
-				// lost, replayed on a resumed stream.
-				// Not a first page: nothing is marked current.
-				return h.hideBlockedTools(r, rl.version, result, false, 0)
-			}
-			return rl.checkInputRequests(id, result)
-		},
-		Intercept: func(m *mcpmsg.Message) bool {
-			if stream != nil && stream.deliver(m) {
-				return true
-			}
-			return rl.intercept(m)
-		},
-		Endpoint: func(uri string) (string, error) {
-			client, err := rl.openLegacySession(uri)
-			if err != nil {
-				return "", err
-			}
-			owner := ""
-			if user := caller(r); user != nil {
-				owner = user.ID
-			}
-			stream = newLegacyStream(owner, func(message []byte) error { return observe.Inject(observed, message) })
-			h.sessions.legacy.open(rl.session, stream)
-			return client, nil
-		},
-		OnMessage: h.watchToolListChanges(h.serverName(r)),
-		OnError:   h.logReplyError(r),
-	})
-	return observed, func() error {
-		if stream != nil {
-			h.sessions.legacy.close(rl.session, stream)
-		}
-		return finish()
-	}
-}
-
-// openLegacySession turns the relay into an HTTP+SSE session's: uri, the
-// data of the endpoint event, names where messages go. It returns the URL
-// to send the client in its place: the same endpoint on the gateway. A
-// relative uri resolves against the stream's URL as the upstream saw it;
-// an absolute one names the upstream's own host, which the client is not
+// openLegacySession reads uri, the data of the endpoint event of a stream
+// that r opened, which names where the session's messages go. It returns
+// the session, its endpoint as the upstream sees it, and the URL to send
+// the client in its place: the same endpoint on the gateway, with the
+// path prefix originalPath lost before the gateway put back. A relative
+// uri resolves against the stream's URL as the upstream saw it; an
+// absolute one names the upstream's own host, which the client is not
 // sent to: every message goes through the gateway to the same upstream.
-func (rl *relay) openLegacySession(uri string) (string, error) {
-	target, err := rl.r.URL.Parse(uri)
+func openLegacySession(r *http.Request, server, uri, originalPath string) (sessionKey, *url.URL, string, error) {
+	target, err := r.URL.Parse(uri)
 	if err != nil {
-		return "", fmt.Errorf("endpoint %q is not a URL: %w", uri, err)
+		return sessionKey{}, nil, "", fmt.Errorf("endpoint %q is not a URL: %w", uri, err)
 	}
 	if target.Scheme != "" && target.Scheme != "http" && target.Scheme != "https" || target.Opaque != "" {
-		return "", fmt.Errorf("endpoint %q is not an HTTP URL", uri)
+		return sessionKey{}, nil, "", fmt.Errorf("endpoint %q is not an HTTP URL", uri)
 	}
 	endpoint := &url.URL{Path: target.Path, RawPath: target.RawPath, RawQuery: target.RawQuery}
-	session, err := legacyKey(rl.h.serverName(rl.r), endpoint)
+	session, err := legacyKey(server, endpoint)
 	if err != nil {
-		return "", err
+		return sessionKey{}, nil, "", err
 	}
-	rl.session, rl.endpoint = session, endpoint
-	if rl.r.Header.Get(mcphttp.HeaderProtocolVersion) == "" {
-		rl.version = mcphttp.LegacySSEDefaultVersion
-	}
-	client := &url.URL{Path: clientPrefix(rl.r) + endpoint.Path, RawQuery: endpoint.RawQuery}
-	return client.String(), nil
+	client := &url.URL{Path: strippedPrefix(originalPath, r.URL.Path) + endpoint.Path, RawQuery: endpoint.RawQuery}
+	return session, endpoint, client.String(), nil
 }
 
-// clientPrefix returns the path prefix that routes before the gateway
-// stripped from the client's URL (as handle_path does), so that URLs the
+// strippedPrefix returns the path prefix that routes before the gateway
+// stripped from the client's path (as handle_path does), so that URLs the
 // upstream names can be given back to the client with it: "" when the
 // path was not stripped, or was rewritten in a way the gateway cannot
 // undo.
-func clientPrefix(r *http.Request) string {
-	original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
-	if !ok || original.URL == nil {
-		return ""
-	}
-	prefix, stripped := strings.CutSuffix(original.URL.Path, r.URL.Path)
+func strippedPrefix(originalPath, path string) string {
+	prefix, stripped := strings.CutSuffix(originalPath, path)
 	if !stripped {
 		return ""
 	}
@@ -282,12 +215,12 @@ type legacyPost struct {
 // an event, a URL that names a session in its query (sessionId, as the
 // TypeScript SDK's servers name it, sessionid as the Go SDK's do) on a
 // request without Mcp-Session-Id. It returns nil for Streamable HTTP.
-func (h *Handler) legacyPost(r *http.Request) *legacyPost {
-	session, err := legacyKey(h.serverName(r), r.URL)
+func (g *Gateway) legacyPost(r *http.Request) *legacyPost {
+	session, err := legacyKey(g.serverName(r), r.URL)
 	if err != nil {
 		return nil
 	}
-	if stream := h.sessions.legacy.lookup(session); stream != nil {
+	if stream := g.sessions.legacy.lookup(session); stream != nil {
 		return &legacyPost{session: session, stream: stream}
 	}
 	if r.Header.Get(mcphttp.HeaderSessionID) != "" {
@@ -306,14 +239,14 @@ func (h *Handler) legacyPost(r *http.Request) *legacyPost {
 // and the POST gets 202 Accepted. A notification or response, or a request
 // whose session has no stream open through the gateway, gets a JSON-RPC
 // error with 403.
-func (p *legacyPost) refuse(w http.ResponseWriter, h *Handler, v verdict) error {
+func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger) error {
 	if response := v.response(); response != nil && p.stream != nil {
 		err := p.stream.inject(response)
 		if err == nil {
 			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
-		h.logger.Warn("could not deliver a refusal on the session's event stream",
+		logger.Warn("could not deliver a refusal on the session's event stream",
 			zap.String("server", p.session.server), zap.Error(err))
 	}
 	message := v.refusal()
@@ -331,35 +264,3 @@ func (p *legacyPost) expect(verdicts []verdict, asOf uint64) {
 		p.stream.expectToolsLists(verdicts, asOf)
 	}
 }
-
-// awaitLegacyResponse returns, when r posts to an HTTP+SSE session with a
-// stream open through the gateway, where the response to the gateway's own
-// request with this id will be delivered (the POST itself is only
-// accepted); nil otherwise. stop must be called when no longer waiting.
-func (h *Handler) awaitLegacyResponse(r *http.Request, id string) (response <-chan []byte, stop func()) {
-	if p := h.legacyPost(r); p != nil && p.stream != nil {
-		return p.stream.await(id)
-	}
-	return nil, func() {}
-}
-
-// legacyResponseTimeout bounds the wait for the response to a request of
-// the gateway's own on an HTTP+SSE stream.
-const legacyResponseTimeout = 10 * time.Second
-
-// awaitResponse waits for the response the stream delivers.
-func awaitResponse(r *http.Request, response <-chan []byte) ([]byte, error) {
-	select {
-	case message := <-response:
-		return message, nil
-	case <-time.After(legacyResponseTimeout):
-		return nil, errors.New("no response on the session's event stream")
-	case <-r.Context().Done():
-		return nil, r.Context().Err()
-	}
-}
-
-// errLegacyBatch is why a batch posted on the HTTP+SSE transport is
-// refused: its replies come one event each, and the gateway answers
-// refused messages there one by one.
-var errLegacyBatch = errors.New("JSON-RPC batches are not accepted on the HTTP+SSE transport")

@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// decide is the stage that gives every message its verdict. A
+// notifications/cancelled first releases the held call it names (and is
+// then decided as any other message).
+func (x *exchange) decide() {
+	x.cancelHeldCalls()
+	x.verdicts = make([]verdict, len(x.body.Messages))
+	for i := range x.body.Messages {
+		x.verdicts[i] = x.decideMessage(&x.body.Messages[i])
+	}
+}
+
+// decideMessage builds the policy input for one message and evaluates it.
+// For a tools/call it first makes sure the catalog knows the tool,
+// fetching the upstream's tools/list when it does not.
+func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
+	g := x.g
+	input := g.baseInput(x.r, x.version)
+	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
+	toolLabel := ""
+	if m.Tool != nil {
+		tool, listed := x.lookupTool(input.Server, m.Tool.Name, m.Params)
+		input.Tool = policyTool(tool, m.Tool.Arguments)
+		toolLabel = unlistedTool
+		if listed {
+			toolLabel = m.Tool.Name
+		}
+	}
+	decision := g.evaluate(x.r, input, toolLabel)
+	return verdict{message: m, decision: decision, input: input, approvals: g.cfg.Approvals != nil}
+}
+
+// lookupTool returns what the catalog knows of a tool, refreshing the
+// server's tool list first when it is stale (never fetched whole, or
+// announced changed). A tool the upstream does not list is destructive
+// (the MCP defaults); naming one does not trigger another fetch.
+func (x *exchange) lookupTool(server, name string, params map[string]any) (catalog.Tool, bool) {
+	g := x.g
+	if g.catalog.Stale(server) {
+		meta, _ := params["_meta"].(map[string]any)
+		if err := x.fetcher().refresh(server, meta); err != nil {
+			g.logger.Warn("could not fetch the upstream's tool list; the tool is treated as destructive",
+				zap.String("server", server), zap.String("tool", name), zap.Error(err))
+		}
+	}
+	return g.knownTool(server, name)
+}
+
+// knownTool returns what the catalog knows of a tool, and whether the
+// upstream listed it. A tool it did not list is destructive (the MCP
+// defaults).
+func (g *Gateway) knownTool(server, name string) (catalog.Tool, bool) {
+	tool, listed := g.catalog.Lookup(server, name)
+	if !listed {
+		tool = catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
+	}
+	return tool, listed
+}
+
+// policyTool is the input's tool: what the catalog knows of it, and the
+// call's arguments (nil when there is no call, as in a tools/list).
+func policyTool(tool catalog.Tool, arguments map[string]any) *policy.Tool {
+	return &policy.Tool{
+		Name:        tool.Name,
+		Arguments:   arguments,
+		Annotations: tool.Annotations,
+		Category:    string(tool.Category),
+		Changed:     tool.Changed,
+	}
+}
+
+// baseInput is the policy input every message of the request shares.
+func (g *Gateway) baseInput(r *http.Request, version string) *policy.Input {
+	return &policy.Input{
+		Direction:       policy.DirectionClientToServer,
+		Server:          g.serverName(r),
+		Session:         r.Header.Get(mcphttp.HeaderSessionID),
+		ProtocolVersion: version,
+		Request:         g.requestInfo(r),
+		User:            callerOf(r),
+	}
+}
+
+// credentialHeaders are left out of policy input.
+var credentialHeaders = map[string]bool{
+	"authorization":       true,
+	"proxy-authorization": true,
+	"cookie":              true,
+}
+
+// requestInfo describes the HTTP request for policy input.
+func (g *Gateway) requestInfo(r *http.Request) policy.Request {
+	headers := make(map[string]string, len(r.Header))
+	for name, values := range r.Header {
+		name = strings.ToLower(name)
+		if credentialHeaders[name] {
+			continue
+		}
+		headers[name] = strings.Join(values, ", ")
+	}
+	return policy.Request{
+		RemoteIP: g.host.ClientIP(r),
+		Host:     r.Host,
+		Path:     r.URL.Path,
+		Headers:  headers,
+	}
+}
+
+// evaluate decides one policy input, and records the decision in the
+// metrics and the decision log.
+func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
+	start := time.Now()
+	decision, err := g.cfg.Engine.Decide(r.Context(), input)
+	elapsed := time.Since(start)
+	g.cfg.Metrics.count(input.Server, toolLabel, decision, elapsed)
+	g.logDecision(r, input, decision, elapsed, err)
+	return decision
+}
+
+// logDecision writes the decision log: one structured entry per decision.
+// Arguments are left out unless log_arguments is set.
+func (g *Gateway) logDecision(r *http.Request, input *policy.Input, d policy.Decision, elapsed time.Duration, err error) {
+	level, message := zap.InfoLevel, "decision"
+	if err != nil {
+		level, message = zap.ErrorLevel, "policy evaluation failed; message blocked"
+	}
+	// Check first: the fields (and the request id) cost time on every
+	// call, and are only worth it when the entry is written.
+	entry := g.logger.Check(level, message)
+	if entry == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("server", input.Server),
+		zap.String("method", input.Method),
+		zap.String("direction", input.Direction),
+		zap.String("action", string(d.Action)),
+		zap.String("reason", d.Reason),
+		zap.Duration("evaluation_time", elapsed),
+		zap.String("request_id", g.host.RequestID(r)),
+		zap.String("remote_ip", input.Request.RemoteIP),
+	}
+	if input.Tool != nil {
+		fields = append(fields, zap.String("tool", input.Tool.Name), zap.String("category", input.Tool.Category))
+		if g.cfg.LogArguments {
+			fields = append(fields, zap.Any("arguments", input.Tool.Arguments))
+		}
+	}
+	if input.User != nil {
+		fields = append(fields, zap.String("user", input.User.ID))
+	}
+	if input.Session != "" {
+		fields = append(fields, zap.String("session", input.Session))
+	}
+	if d.Cached {
+		fields = append(fields, zap.Bool("cached", true))
+	}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	entry.Write(fields...)
+}
+
+// decideServerRequest decides a request the server sends the client, on
+// the stream the exchange's request carries, sent under version.
+func (x *exchange) decideServerRequest(version, method string, params map[string]any) policy.Decision {
+	input := x.g.baseInput(x.r, version)
+	input.Direction = policy.DirectionServerToClient
+	input.Kind, input.Method, input.Params = mcpmsg.KindRequest.String(), method, params
+	return x.g.evaluate(x.r, input, "")
+}

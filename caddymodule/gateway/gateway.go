@@ -1,0 +1,165 @@
+// Package gateway is mcpgate's request pipeline, free of Caddy: it parses
+// every MCP message a client posts, decides it with the policy, answers
+// the refused ones itself, holds those that need a person's approval, and
+// passes the allowed ones to the next handler (normally a reverse proxy),
+// watching the reply for what the gateway must see or rewrite.
+//
+// A Gateway is built once per configuration by New and serves requests
+// with Serve. Each request becomes one exchange (pipeline.go), which flows
+// through named stages: admit, read, parse, check the transport, decide,
+// route (refuse, hold, batch or forward) and watch the reply. The
+// transports sit at the edge of the pipeline, each in its own file: GET
+// streams (stream.go), the HTTP+SSE transport of 2024-11-05 (legacy.go),
+// the server's requests to the client (relay.go) and the gateway's own
+// tools/list fetch (toolfetch.go).
+package gateway
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// Next is the rest of the route: what an allowed message is passed to.
+// Caddy's caddyhttp.Handler satisfies it.
+type Next interface {
+	ServeHTTP(http.ResponseWriter, *http.Request) error
+}
+
+// Host tells the gateway what the server hosting it knows of a request.
+// Every function may be nil.
+type Host struct {
+	// ClientIP returns the client's address as the server determined it
+	// (honouring trusted proxies). Default: the peer address.
+	ClientIP func(*http.Request) string
+	// RequestID returns the server's unique id of the request, for logs.
+	RequestID func(*http.Request) string
+	// OriginalPath returns the request's path before earlier handlers
+	// rewrote it (as a path prefix stripped by routing), "" when unknown:
+	// URLs the upstream names are given back to the client with the
+	// stripped prefix.
+	OriginalPath func(*http.Request) string
+}
+
+// Config is everything a Gateway needs, resolved by its host: values
+// with placeholders replaced, and the long-lived parts (catalog, session
+// state, approval service) shared across configurations.
+type Config struct {
+	// Engine decides. The Gateway owns it and closes it on Close.
+	Engine *policy.Engine
+	// Server is the upstream's logical name, given to policies as
+	// input.server. Default: the request's host name.
+	Server string
+	// MaxBody is the largest request body accepted, in bytes.
+	MaxBody int64
+	// Limits bound what the parser accepts.
+	Limits mcpmsg.Limits
+	// Origins says which browser origins may connect.
+	Origins mcphttp.OriginPolicy
+	// LogArguments includes tool arguments in decision logs.
+	LogArguments bool
+	// ForwardToken passes the caller's Authorization header upstream;
+	// by default it is removed when Identity is set.
+	ForwardToken bool
+	// Identity, when set, identifies every caller.
+	Identity *Identity
+	// Catalog is what the gateway knows of the upstream's tools.
+	Catalog *catalog.Catalog
+	// Sessions is what the gateway remembers of live sessions.
+	Sessions *Sessions
+	// Approvals, when set, holds calls that need approval.
+	Approvals *Approvals
+	// Metrics count decisions.
+	Metrics *Metrics
+	// Host tells what the server knows of each request.
+	Host Host
+	// Logger receives the decision log and the gateway's warnings.
+	Logger *zap.Logger
+}
+
+// Approvals is how the gateway holds calls for approval.
+type Approvals struct {
+	// Service keeps the approvals.
+	Service *approval.Service
+	// Hold is the longest a call is held in one request.
+	Hold time.Duration
+	// Keepalive is how often a held call with a progress token hears of
+	// its wait.
+	Keepalive time.Duration
+}
+
+// Gateway is the request pipeline of one configuration.
+type Gateway struct {
+	cfg      Config
+	callers  *callerIdentifier
+	host     Host
+	logger   *zap.Logger
+	catalog  *catalog.Catalog
+	sessions *Sessions
+	// refreshes shares one tools/list fetch among concurrent calls.
+	refreshes singleflight.Group
+}
+
+// New builds a Gateway from cfg.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Engine == nil || cfg.Catalog == nil || cfg.Sessions == nil || cfg.Metrics == nil {
+		return nil, errors.New("gateway: an engine, a catalog, session state and metrics are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions}
+	if g.host.ClientIP == nil {
+		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
+	}
+	if g.host.RequestID == nil {
+		g.host.RequestID = func(*http.Request) string { return "" }
+	}
+	if g.host.OriginalPath == nil {
+		g.host.OriginalPath = func(*http.Request) string { return "" }
+	}
+	if cfg.Identity != nil {
+		callers, err := newCallerIdentifier(cfg.Identity)
+		if err != nil {
+			return nil, err
+		}
+		g.callers = callers
+	}
+	return g, nil
+}
+
+// Close releases what the gateway owns: the policy engine and the token
+// verifier.
+func (g *Gateway) Close() error {
+	var err error
+	if g.cfg.Identity != nil && g.cfg.Identity.Verifier != nil {
+		err = g.cfg.Identity.Verifier.Close()
+	}
+	return errors.Join(err, g.cfg.Engine.Close())
+}
+
+// serverName is the upstream's logical name for a request.
+func (g *Gateway) serverName(r *http.Request) string {
+	if g.cfg.Server != "" {
+		return g.cfg.Server
+	}
+	return hostname(r.Host)
+}
+
+// hostname strips the port from host:port, if there is one.
+func hostname(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return hostport
+}

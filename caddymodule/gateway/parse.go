@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// parse is the stage that reads the body strictly as one JSON-RPC message
+// or a batch, and finds the MCP revision it was sent under.
+func (x *exchange) parse() error {
+	body, err := mcpmsg.Parse(x.raw, x.g.cfg.Limits)
+	if err != nil {
+		code, message := mcpmsg.CodeInvalidRequest, err.Error()
+		var perr *mcpmsg.Error
+		if errors.As(err, &perr) {
+			code, message = perr.Code, perr.Message
+		}
+		return refuse(http.StatusBadRequest, code, message)
+	}
+	x.body = body
+	if x.version, err = protocolVersion(x.r.Header, body, x.legacy != nil); err != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
+	}
+	return nil
+}
+
+// protocolVersion returns the MCP revision a POST was sent under: the
+// Mcp-Protocol-Version header, else the revision a 2026-07-28 body names in
+// _meta, else the revision an initialize request proposes, else the
+// spec's default for requests without the header. legacy is set for the
+// HTTP+SSE transport, which has revisions and a default of its own.
+func protocolVersion(header http.Header, body *mcpmsg.Body, legacy bool) (string, error) {
+	check, fallback := mcphttp.CheckVersion, mcphttp.DefaultVersion
+	if legacy {
+		check, fallback = mcphttp.CheckLegacySSEVersion, mcphttp.LegacySSEDefaultVersion
+	}
+	if values := header.Values(mcphttp.HeaderProtocolVersion); len(values) > 0 {
+		if len(values) > 1 {
+			return "", fmt.Errorf("%s header given %d times", mcphttp.HeaderProtocolVersion, len(values))
+		}
+		return values[0], check(values[0])
+	}
+	if body.Batch {
+		return fallback, nil
+	}
+	m := &body.Messages[0]
+	if version := metaProtocolVersion(m); version != "" {
+		return version, check(version)
+	}
+	if m.Method == "initialize" {
+		// The client proposes; the server may answer with an older
+		// revision it supports, so this one is not checked.
+		if proposed, ok := m.Params["protocolVersion"].(string); ok {
+			return proposed, nil
+		}
+	}
+	return fallback, nil
+}
+
+// metaProtocolVersion returns the revision a 2026-07-28 message names in
+// params._meta, if any.
+func metaProtocolVersion(m *mcpmsg.Message) string {
+	meta, _ := m.Params["_meta"].(map[string]any)
+	version, _ := meta[mcphttp.MetaProtocolVersion].(string)
+	return version
+}

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// exchange is one request on its way through the gateway: what the stages
+// learn of it, in the order they learn it.
+type exchange struct {
+	g    *Gateway
+	w    http.ResponseWriter
+	r    *http.Request
+	next Next
+
+	// caller is who is calling (admit); nil without an identity.
+	caller *policy.User
+	// raw is the POST's body as received (read), and body its messages
+	// (parse).
+	raw  []byte
+	body *mcpmsg.Body
+	// version is the MCP revision the messages were sent under (parse).
+	version string
+	// legacy is set when the POST is a message of the HTTP+SSE transport
+	// (findTransport); nil on Streamable HTTP.
+	legacy *legacyPost
+	// session is the MCP session the request belongs to.
+	session sessionKey
+	// verdicts are the policy's decisions, one per message (decide).
+	verdicts []verdict
+}
+
+// Serve runs one request through the gateway: next sees only what the
+// policy allowed.
+func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
+	x := &exchange{g: g, w: w, r: r, next: next}
+	err := x.run()
+	var refused *refusal
+	if errors.As(err, &refused) {
+		return x.reject(refused)
+	}
+	return err
+}
+
+// run is the pipeline. A stage that refuses the request returns a
+// *refusal, which Serve answers; a stage that answered the request itself
+// (or passed it on) ends the run with done.
+func (x *exchange) run() error {
+	if err := x.admit(); err != nil {
+		return ignoreDone(err)
+	}
+	switch x.r.Method {
+	case http.MethodPost:
+	case http.MethodGet, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		return x.passBodyless()
+	default:
+		x.w.Header().Set("Allow", "GET, POST, DELETE, HEAD, OPTIONS")
+		return refuse(http.StatusMethodNotAllowed, mcpmsg.CodeInvalidRequest, "method "+x.r.Method+" is not used by MCP")
+	}
+	if err := x.findTransport(); err != nil {
+		return err
+	}
+	if err := x.read(); err != nil {
+		return err
+	}
+	if err := x.parse(); err != nil {
+		return err
+	}
+	if err := x.checkTransport(); err != nil {
+		return err
+	}
+	x.decide()
+	return x.route()
+}
+
+// errDone ends a run whose request a stage answered itself.
+var errDone = errors.New("request answered")
+
+// ignoreDone turns errDone into success.
+func ignoreDone(err error) error {
+	if errors.Is(err, errDone) {
+		return nil
+	}
+	return err
+}
+
+// passBodyless passes GET, DELETE, HEAD and OPTIONS on: a GET as a
+// watched stream, the others as they are. None may carry a body.
+func (x *exchange) passBodyless() error {
+	r := x.r
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// Nothing in MCP sends a body with these methods, and the gateway
+		// decides bodies only on POST: a body here would reach the
+		// upstream unread.
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "a "+r.Method+" request must not carry a body")
+	}
+	r.Body = http.NoBody
+	if r.Method == http.MethodGet {
+		return x.stream()
+	}
+	// DELETE ends a session: nothing for a client-side policy to see.
+	return x.next.ServeHTTP(x.w, r)
+}

@@ -1,0 +1,43 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// refusal is a request the gateway refuses before (or instead of)
+// policy: answered with an HTTP status and a JSON-RPC error without id.
+type refusal struct {
+	status  int
+	code    int
+	message string
+}
+
+func (e *refusal) Error() string { return e.message }
+
+// refuse returns the refusal of a request.
+func refuse(status, code int, message string) error {
+	return &refusal{status: status, code: code, message: message}
+}
+
+// reject answers a refused request.
+func (x *exchange) reject(e *refusal) error {
+	x.g.logger.Debug("request refused",
+		zap.Int("status", e.status),
+		zap.String("reason", e.message),
+		zap.String("remote_ip", x.g.host.ClientIP(x.r)))
+	writeJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
+	return nil
+}
+
+// writeJSON answers with a JSON body.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// This file governs what an upstream sends clients of its own accord: the
+// requests of MCP's client features (sampling/createMessage,
+// elicitation/create, roots/list, ...) that a server sends on any event
+// stream, and, from 2026-07-28, the same requests embedded in a result that
+// asks for input (basic/patterns/mrtr). The policy decides each with
+// input.direction "server_to_client" before the client sees it. A refused
+// request never reaches the client: the gateway answers it to the upstream
+// itself. And a client may answer only the requests the gateway relayed to
+// its session (checkTransport).
+
+// relay is one event stream (or JSON reply) the upstream sends a client
+// through the gateway, with what the gateway needs to govern the requests
+// in it.
+type relay struct {
+	// decide decides a request of the server's to the client, sent under
+	// the given revision.
+	decide func(version, method string, params map[string]any) policy.Decision
+	// answer posts the gateway's answer to a refused request to endpoint.
+	answer func(endpoint *url.URL, message []byte) error
+	// relayed remembers the requests the client may answer.
+	relayed *relayedRequests
+	// logger carries the server and the request id.
+	logger *zap.Logger
+
+	version string
+	session sessionKey
+	// endpoint is the URL, as the upstream sees it, where the client posts
+	// its messages and the gateway its answers: the stream's own on
+	// Streamable HTTP, the message endpoint on HTTP+SSE.
+	endpoint *url.URL
+	// methods are the methods of the requests a POST's reply answers, by
+	// canonical id.
+	methods map[string]string
+}
+
+// newRelay returns the relay of the exchange's reply or stream.
+func (x *exchange) newRelay() *relay {
+	return &relay{
+		decide: x.decideServerRequest,
+		answer: func(endpoint *url.URL, message []byte) error {
+			return postAnswer(x.next, x.r, endpoint, message)
+		},
+		relayed:  x.g.sessions.relayed,
+		logger:   x.g.logger.With(zap.String("server", x.session.server), zap.String("request_id", x.g.host.RequestID(x.r))),
+		version:  x.version,
+		session:  x.session,
+		endpoint: x.r.URL,
+	}
+}
+
+// answering records the requests whose responses the reply carries.
+func (rl *relay) answering(verdicts []verdict) {
+	rl.methods = make(map[string]string, len(verdicts))
+	for _, v := range verdicts {
+		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+			rl.methods[mcpmsg.CanonicalID(v.message.ID)] = v.message.Method
+		}
+	}
+}
+
+// multiRoundTripMethods are the requests whose results may ask the client
+// for input (2026-07-28, basic/patterns/mrtr).
+var multiRoundTripMethods = []string{"tools/call", "prompts/get", "resources/read"}
+
+// mayAskForInput reports whether a JSON reply must be read for the input
+// requests its results may embed: under 2026-07-28 and later, when it
+// answers a request that may ask for input. Before that revision a JSON
+// reply is passed unread, so that allowed calls keep their fast path.
+func (rl *relay) mayAskForInput() bool {
+	if rl.version < mcphttp.Version20260728 {
+		return false
+	}
+	for _, method := range rl.methods {
+		if slices.Contains(multiRoundTripMethods, method) {
+			return true
+		}
+	}
+	return false
+}
+
+// intercept decides a request the upstream sends the client. An allowed
+// one is relayed, and remembered so that the client may answer it; a
+// refused one is answered to the upstream by the gateway and dropped.
+// Other messages pass.
+func (rl *relay) intercept(m *mcpmsg.Message) bool {
+	if m.Kind != mcpmsg.KindRequest {
+		return false
+	}
+	decision := rl.decide(rl.version, m.Method, m.Params)
+	if decision.Action == policy.ActionAllow {
+		rl.relayed.add(rl.session, m.ID)
+		return false
+	}
+	answer := mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false))
+	if err := rl.answer(rl.endpoint, answer); err != nil {
+		rl.logger.Warn("could not answer a refused server request to the upstream",
+			zap.String("method", m.Method), zap.Error(err))
+	}
+	return true
+}
+
+// checkInputRequests decides the requests a result embeds for the client
+// to fulfil, as requests from the server. From 2026-07-28 servers ask for
+// sampling, elicitation or roots this way (basic/patterns/mrtr): the result
+// has "inputRequests", a map from keys to {"method", "params"}, and the
+// client retries its call with "inputResponses". A result that asks for
+// anything the policy refuses does not reach the client, which gets the
+// refusal instead: a tool result with isError for tools/call, an error
+// otherwise. Clients act on inputRequests whatever the revision and the
+// resultType (the Go SDK does), so the gateway reads them wherever it reads
+// a result.
+func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
+	requests, err := inputRequests(result)
+	if err != nil || len(requests) == 0 {
+		return result, err
+	}
+	for _, key := range slices.Sorted(maps.Keys(requests)) {
+		request := requests[key]
+		decision := rl.decide(rl.version, request.Method, request.Params)
+		if decision.Action == policy.ActionAllow {
+			continue
+		}
+		refusal := refusalText(decision, false)
+		if rl.methods[mcpmsg.CanonicalID(id)] != "tools/call" {
+			return nil, &observe.ResponseError{Code: CodeRefusedByPolicy, Message: refusal}
+		}
+		return json.Marshal(map[string]any{
+			"content": []any{map[string]any{"type": "text", "text": refusal}},
+			"isError": true,
+		})
+	}
+	return result, nil
+}
+
+// inputRequest is one request a result embeds.
+type inputRequest struct {
+	Method string         `json:"method"`
+	Params map[string]any `json:"params"`
+}
+
+// inputRequests returns the requests a result embeds in "inputRequests",
+// none when it has no such member (or null). A member whose name differs
+// from "inputRequests" only by case is an error, as are entries that are
+// not {"method": string, "params": object}: a client matching names loosely
+// could read them as requests.
+func inputRequests(result []byte) (map[string]inputRequest, error) {
+	raw, err := memberValue(result, "inputRequests")
+	if err != nil || raw == nil || string(raw) == "null" {
+		return nil, err
+	}
+	var entries map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, fmt.Errorf("inputRequests is not an object: %w", err)
+	}
+	requests := make(map[string]inputRequest, len(entries))
+	for key, entry := range entries {
+		method, err := memberValue(entry, "method")
+		if err == nil {
+			_, err = memberValue(entry, "params")
+		}
+		if err != nil || method == nil {
+			return nil, fmt.Errorf("inputRequests[%q] is not a request: %v", key, err)
+		}
+		decoder := json.NewDecoder(bytes.NewReader(entry))
+		decoder.UseNumber()
+		var request inputRequest
+		if err := decoder.Decode(&request); err != nil {
+			return nil, fmt.Errorf("inputRequests[%q] is not a request: %w", key, err)
+		}
+		requests[key] = request
+	}
+	return requests, nil
+}
+
+// memberValue returns the value of the named member of object, nil when it
+// has none. A member whose name matches only case-insensitively (as
+// encoding/json would match it) is an error.
+func memberValue(object []byte, name string) ([]byte, error) {
+	decoder := jsontext.NewDecoder(bytes.NewReader(object))
+	if token, err := decoder.ReadToken(); err != nil || token.Kind() != '{' {
+		return nil, errors.New("not an object")
+	}
+	var found []byte
+	for decoder.PeekKind() == '"' {
+		token, err := decoder.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		member := token.String()
+		value, err := decoder.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case member == name:
+			found = bytes.Clone(value)
+		case strings.EqualFold(member, name):
+			return nil, fmt.Errorf("member %q is ambiguous with %q", member, name)
+		}
+	}
+	return found, nil
+}

@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// route is the stage that acts on the verdicts. A single message that is
+// not allowed is refused (as its transport delivers answers) or held for
+// approval; anything else is forwarded, a batch without its refused
+// elements.
+func (x *exchange) route() error {
+	if !x.body.Batch {
+		if v := x.verdicts[0]; !v.allowed() {
+			switch {
+			case x.legacy != nil:
+				return x.legacy.refuse(x.w, v, x.g.logger)
+			case v.holdable():
+				return x.holdThenForward(v)
+			default:
+				return writeRefusal(x.w, v)
+			}
+		}
+	}
+	return x.forward()
+}
+
+// holdThenForward holds a call for approval; once approved, it goes on as
+// an allowed call.
+func (x *exchange) holdThenForward(v verdict) error {
+	w, finish, approved, err := x.hold(v)
+	if !approved {
+		return err
+	}
+	x.w, x.verdicts = w, []verdict{v.approved()}
+	err = x.forward()
+	finish()
+	return err
+}
+
+// forward passes the allowed messages on to the next handler, watching the
+// reply.
+func (x *exchange) forward() error {
+	if x.legacy != nil {
+		x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.legacy.session.server))
+	}
+	w, finish := x.watchReply()
+	var err error
+	if x.body.Batch {
+		err = x.forwardBatch(w)
+	} else {
+		err = x.pass(w, x.raw)
+	}
+	return errors.Join(err, finish())
+}
+
+// pass hands body to the next handler as the request's body. On a single
+// message these are the very bytes that passed the strict parse: since
+// that parse refuses everything a lenient parser could read another way
+// (duplicate names, case variants of known fields, invalid UTF-8, trailing
+// data), the upstream reads exactly what the policy saw, and a canonical
+// re-encoding (with its own cost and its own chance of changing a number
+// or an escape the upstream depends on) is not needed.
+func (x *exchange) pass(w http.ResponseWriter, body []byte) error {
+	r := x.r
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return x.next.ServeHTTP(w, r)
+}

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// Bounds on what the gateway remembers of the server requests it relayed.
+const (
+	// maxPendingPerSession bounds the unanswered requests remembered for
+	// one session; the oldest is forgotten first.
+	maxPendingPerSession = 64
+	// maxTrackedSessions bounds the sessions with unanswered requests;
+	// the one least recently sent a request is forgotten first.
+	maxTrackedSessions = 10000
+	// pendingTTL is how long a relayed request may wait for the client's
+	// answer: an elicitation waits on a person.
+	pendingTTL = 30 * time.Minute
+)
+
+// sessionKey names one MCP session with one upstream.
+type sessionKey struct {
+	server string
+	// legacy is set for the HTTP+SSE transport, where id is the message
+	// endpoint (see legacyKey); on Streamable HTTP, id is the
+	// Mcp-Session-Id, empty when the upstream is stateless.
+	legacy bool
+	id     string
+}
+
+// sessionOf returns the Streamable HTTP session r belongs to.
+func (g *Gateway) sessionOf(r *http.Request) sessionKey {
+	return sessionKey{server: g.serverName(r), id: r.Header.Get(mcphttp.HeaderSessionID)}
+}
+
+// Sessions is what the gateway remembers of live sessions: the server
+// requests it relayed, the HTTP+SSE streams open through it, and the
+// tools/list requests whose responses it has yet to see. Its host keeps
+// one for every gateway of the process, across configurations, so that a
+// stream opened under one configuration is still governed under the next.
+type Sessions struct {
+	relayed *relayedRequests
+	legacy  *legacyStreams
+	// toolsLists are the session's forwarded tools/list requests whose
+	// response has not been seen yet: a client that loses a POST's stream
+	// gets the response on a resumed GET stream, and it must be filtered
+	// there too.
+	toolsLists *relayedRequests
+}
+
+// NewSessions returns empty session state.
+func NewSessions() *Sessions {
+	return &Sessions{
+		relayed:    newRelayedRequests(),
+		legacy:     &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
+		toolsLists: newRelayedRequests(),
+	}
+}
+
+// relayedRequests remembers, per session, the ids of requests relayed
+// through the gateway that have not been answered yet.
+type relayedRequests struct {
+	mu       sync.Mutex
+	sessions map[sessionKey]*pendingRequests
+}
+
+func newRelayedRequests() *relayedRequests {
+	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)}
+}
+
+// pendingRequests are one session's relayed requests, oldest first.
+type pendingRequests struct {
+	ids     []string
+	relayed []time.Time
+}
+
+// add remembers that the request with this id was relayed.
+func (rr *relayedRequests) add(session sessionKey, id []byte) {
+	now := time.Now()
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	pending := rr.sessions[session]
+	if pending == nil {
+		if len(rr.sessions) >= maxTrackedSessions {
+			rr.evict(now)
+		}
+		pending = new(pendingRequests)
+		rr.sessions[session] = pending
+	}
+	pending.expire(now)
+	if len(pending.ids) >= maxPendingPerSession {
+		pending.ids, pending.relayed = pending.ids[1:], pending.relayed[1:]
+	}
+	pending.ids = append(pending.ids, mcpmsg.CanonicalID(id))
+	pending.relayed = append(pending.relayed, now)
+}
+
+// take reports whether the request with this id was relayed and is still
+// unanswered, and forgets it: a request is answered once.
+func (rr *relayedRequests) take(session sessionKey, id []byte) bool {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	pending := rr.sessions[session]
+	if pending == nil {
+		return false
+	}
+	pending.expire(time.Now())
+	i := slices.Index(pending.ids, mcpmsg.CanonicalID(id))
+	if i >= 0 {
+		pending.ids = slices.Delete(pending.ids, i, i+1)
+		pending.relayed = slices.Delete(pending.relayed, i, i+1)
+	}
+	if len(pending.ids) == 0 {
+		delete(rr.sessions, session)
+	}
+	return i >= 0
+}
+
+// evict makes room for a session: it forgets the sessions whose requests
+// have all expired, or else the one whose latest request is oldest.
+func (rr *relayedRequests) evict(now time.Time) {
+	var oldest sessionKey
+	var oldestAt time.Time
+	for session, pending := range rr.sessions {
+		pending.expire(now)
+		if len(pending.ids) == 0 {
+			delete(rr.sessions, session)
+			continue
+		}
+		if latest := pending.relayed[len(pending.relayed)-1]; oldestAt.IsZero() || latest.Before(oldestAt) {
+			oldest, oldestAt = session, latest
+		}
+	}
+	if len(rr.sessions) >= maxTrackedSessions {
+		delete(rr.sessions, oldest)
+	}
+}
+
+// expire forgets the requests relayed longer than pendingTTL ago.
+func (p *pendingRequests) expire(now time.Time) {
+	n := 0
+	for n < len(p.relayed) && now.Sub(p.relayed[n]) > pendingTTL {
+		n++
+	}
+	p.ids, p.relayed = p.ids[n:], p.relayed[n:]
+}

@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"errors"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+)
+
+// stream passes a GET on and watches the stream it opens: for tool list
+// changes, for the requests the upstream sends the client, and, on the
+// HTTP+SSE transport, for the endpoint event that opens a session.
+func (x *exchange) stream() error {
+	g := x.g
+	readReplyUncompressed(x.r)
+	x.version = x.r.Header.Get(mcphttp.HeaderProtocolVersion)
+	if mcphttp.CheckVersion(x.version) != nil {
+		x.version = mcphttp.DefaultVersion
+	}
+	x.session = g.sessionOf(x.r)
+	rl := x.newRelay()
+	var stream *legacyStream
+	var observed = x.w
+	observed, finish := observe.Wrap(x.w, observe.Hooks{
+		WatchAll: true,
+		RewriteResult: func(id, result []byte) ([]byte, error) {
+			if stream != nil {
+				if request, listed := stream.toolsList(id); listed {
+					return x.hideBlockedTools(rl.version, result, request.firstPage, request.asOf)
+				}
+			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) {
+				// The response to a tools/list whose POST stream was
+				// lost, replayed on a resumed stream.
+				// Not a first page: nothing is marked current.
+				return x.hideBlockedTools(rl.version, result, false, 0)
+			}
+			return rl.checkInputRequests(id, result)
+		},
+		Intercept: func(m *mcpmsg.Message) bool {
+			if stream != nil && stream.deliver(m) {
+				return true
+			}
+			return rl.intercept(m)
+		},
+		Endpoint: func(uri string) (string, error) {
+			session, endpoint, client, err := openLegacySession(x.r, rl.session.server, uri, g.host.OriginalPath(x.r))
+			if err != nil {
+				return "", err
+			}
+			rl.session, rl.endpoint = session, endpoint
+			if x.r.Header.Get(mcphttp.HeaderProtocolVersion) == "" {
+				rl.version = mcphttp.LegacySSEDefaultVersion
+			}
+			owner := ""
+			if x.caller != nil {
+				owner = x.caller.ID
+			}
+			stream = newLegacyStream(owner, func(message []byte) error { return observe.Inject(observed, message) })
+			g.sessions.legacy.open(session, stream)
+			return client, nil
+		},
+		OnMessage: g.watchToolListChanges(x.session.server),
+		OnError:   x.logReplyError,
+	})
+	err := x.next.ServeHTTP(observed, x.r)
+	if stream != nil {
+		g.sessions.legacy.close(rl.session, stream)
+	}
+	return errors.Join(err, finish())
+}

@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// maxToolPages bounds how many tools/list pages one refresh follows, so a
+// server that hands out cursors forever cannot hold a request.
+const maxToolPages = 100
+
+// fetchedToolsID is the JSON-RPC id of the gateway's own tools/list
+// requests.
+const fetchedToolsID = `"mcpgate-tools-list"`
+
+// toolsFetcher asks the upstream for its whole tool list, on a client's
+// behalf, and teaches the catalog what it lists. The gateway does this
+// when a call names a tool it has no annotations for, rather than guess
+// its category.
+type toolsFetcher struct {
+	catalog   *catalog.Catalog
+	refreshes *singleflight.Group
+	// send sends one request of the gateway's own and returns the reply's
+	// content type and body (see exchange.sendOwnRequest).
+	send func(body []byte, id string, header http.Header) (string, []byte, error)
+	// ctx of the client's request, for the catalog.
+	r *http.Request
+	// version is the client's revision; sessionID its session.
+	version   string
+	sessionID string
+	// methodHeader is set when the request's own Mcp-Method header was
+	// present, so the gateway's requests carry one too.
+	methodHeader bool
+}
+
+// fetcher returns the tools fetcher for the exchange's client.
+func (x *exchange) fetcher() *toolsFetcher {
+	return &toolsFetcher{
+		catalog:      x.g.catalog,
+		refreshes:    &x.g.refreshes,
+		send:         x.sendOwnRequest,
+		r:            x.r,
+		version:      x.version,
+		sessionID:    x.r.Header.Get(mcphttp.HeaderSessionID),
+		methodHeader: x.r.Header.Get(mcphttp.HeaderMethod) != "",
+	}
+}
+
+// refresh fetches the server's tool list whole. Concurrent refreshes for
+// one server and session share one fetch. meta is the caller's
+// params._meta: under 2026-07-28 it carries the client's revision, info
+// and capabilities, which every request must repeat.
+func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
+	key := server + "\x00" + f.sessionID
+	_, err, _ := f.refreshes.Do(key, func() (any, error) {
+		asOf := f.catalog.Generation(server)
+		var tools []json.RawMessage
+		cursor := ""
+		for range maxToolPages {
+			result, err := f.page(cursor, meta)
+			if err != nil {
+				return nil, err
+			}
+			page, nextCursor, err := catalog.ParseToolsList(result)
+			if err != nil {
+				return nil, err
+			}
+			tools = append(tools, page...)
+			if nextCursor == "" {
+				return nil, f.catalog.Learn(f.r.Context(), server, tools, asOf)
+			}
+			cursor = nextCursor
+		}
+		return nil, fmt.Errorf("tools/list did not end within %d pages", maxToolPages)
+	})
+	return err
+}
+
+// page sends one tools/list request and returns its result.
+func (f *toolsFetcher) page(cursor string, meta map[string]any) ([]byte, error) {
+	params := map[string]any{}
+	if cursor != "" {
+		params["cursor"] = cursor
+	}
+	if len(meta) > 0 {
+		ownMeta := make(map[string]any, len(meta))
+		for key, value := range meta {
+			if key != "progressToken" {
+				ownMeta[key] = value
+			}
+		}
+		params["_meta"] = ownMeta
+	}
+	body, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      json.RawMessage(fetchedToolsID),
+		"method":  "tools/list",
+		"params":  params,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding tools/list: %w", err)
+	}
+	header := http.Header{}
+	if mcphttp.StandardHeadersRequired(f.version) || f.methodHeader {
+		header.Set(mcphttp.HeaderMethod, "tools/list")
+	}
+	contentType, reply, err := f.send(body, fetchedToolsID, header)
+	if err != nil {
+		return nil, fmt.Errorf("fetching tools/list: %w", err)
+	}
+	return findResult(contentType, reply, fetchedToolsID)
+}
+
+// findResult picks the result of the response with the given id out of a
+// JSON or SSE reply.
+func findResult(contentType string, reply []byte, id string) ([]byte, error) {
+	mediaType, _, _ := mime.ParseMediaType(contentType)
+	var candidates [][]byte
+	switch mediaType {
+	case "application/json":
+		candidates = [][]byte{reply}
+	case "text/event-stream":
+		events := mcpmsg.NewSSEReader(bytes.NewReader(reply), len(reply)+1)
+		for {
+			event, err := events.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading tools/list events: %w", err)
+			}
+			if event.Type == "" || event.Type == "message" {
+				candidates = append(candidates, []byte(event.Data))
+			}
+		}
+	default:
+		return nil, fmt.Errorf("tools/list reply has content type %q", contentType)
+	}
+	for _, candidate := range candidates {
+		var response struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(candidate, &response) != nil || string(response.ID) != id {
+			continue
+		}
+		if response.Error != nil {
+			return nil, fmt.Errorf("tools/list failed upstream: %s", response.Error.Message)
+		}
+		return response.Result, nil
+	}
+	return nil, errors.New("tools/list reply holds no response to the gateway's request")
+}

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// toolsListRequests returns the ids of the allowed tools/list requests
+// among the verdicts, and which of them ask for the first page (by
+// canonical id).
+func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]bool) {
+	for _, v := range verdicts {
+		m := v.message
+		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Method != "tools/list" {
+			continue
+		}
+		if firstPage == nil {
+			firstPage = make(map[string]bool)
+		}
+		ids = append(ids, m.ID)
+		_, paged := m.Params["cursor"]
+		firstPage[mcpmsg.CanonicalID(m.ID)] = !paged
+	}
+	return ids, firstPage
+}
+
+// watchToolListChanges marks the server's tool list stale when the
+// upstream announces it changed.
+func (g *Gateway) watchToolListChanges(server string) func(*mcpmsg.Message) {
+	return func(m *mcpmsg.Message) {
+		if m.Kind == mcpmsg.KindNotification && m.Method == "notifications/tools/list_changed" {
+			g.catalog.Forget(server)
+		}
+	}
+}
+
+// hideBlockedTools records one tools/list result in the catalog and
+// returns it without the tools whose permission is block, so the model
+// never tries them. Tools that need approval stay listed. A result the
+// gateway cannot read is an error, which the client receives instead.
+func (x *exchange) hideBlockedTools(version string, result []byte, firstPage bool, asOf uint64) ([]byte, error) {
+	g, r := x.g, x.r
+	server := x.session.server
+	tools, nextCursor, err := catalog.ParseToolsList(result)
+	if err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	}
+	if firstPage && nextCursor == "" {
+		err = g.catalog.Learn(r.Context(), server, tools, asOf)
+	} else {
+		err = g.catalog.LearnPage(r.Context(), server, tools)
+	}
+	if err != nil {
+		g.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
+	}
+
+	base := g.baseInput(r, version)
+	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
+	kept := make([]json.RawMessage, 0, len(tools))
+	for _, raw := range tools {
+		var named struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(raw, &named); err != nil {
+			return nil, fmt.Errorf("reading a listed tool: %w", err)
+		}
+		tool, _ := g.knownTool(server, named.Name)
+		input := *base
+		input.Tool = policyTool(tool, nil)
+		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)
+		if err != nil {
+			g.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", named.Name), zap.Error(err))
+		}
+		if defined && permission.Action == policy.ActionBlock {
+			continue
+		}
+		kept = append(kept, raw)
+	}
+	if len(kept) == len(tools) {
+		return result, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(result, &members); err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	}
+	keptJSON, err := json.Marshal(kept)
+	if err != nil {
+		return nil, fmt.Errorf("encoding tools/list: %w", err)
+	}
+	members["tools"] = keptJSON
+	return json.Marshal(members)
+}

@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// findTransport is the stage that tells which transport and session a
+// POST belongs to: a message of an HTTP+SSE session the gateway relays the
+// stream of (which only the stream's owner may post to), or else
+// Streamable HTTP.
+func (x *exchange) findTransport() error {
+	x.legacy = x.g.legacyPost(x.r)
+	if x.legacy == nil {
+		x.session = x.g.sessionOf(x.r)
+		return nil
+	}
+	if x.legacy.stream != nil && !x.legacy.stream.postedByOwner(x.r) {
+		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, "this session belongs to another user")
+	}
+	x.session = x.legacy.session
+	return nil
+}
+
+// checkTransport is the stage that holds the parsed body to the rules of
+// its transport and revision: batches only where the revision has them,
+// standard headers that agree with the body, and responses only to
+// requests the gateway relayed to this session.
+func (x *exchange) checkTransport() error {
+	if x.body.Batch && x.legacy != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "JSON-RPC batches are not accepted on the HTTP+SSE transport")
+	}
+	if x.body.Batch && !mcphttp.BatchesAllowed(x.version) {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
+			"JSON-RPC batches are not part of MCP "+x.version+" (removed in 2025-06-18)")
+	}
+	headerRules := x.version
+	if x.legacy != nil {
+		// HTTP+SSE has no standard headers to require; those present must
+		// still agree with the body.
+		headerRules = mcphttp.LegacySSEDefaultVersion
+	}
+	for i := range x.body.Messages {
+		if err := mcphttp.CheckHeaders(x.r.Header, headerRules, bodyFacts(&x.body.Messages[i])); err != nil {
+			return refuse(http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
+		}
+	}
+	for i := range x.body.Messages {
+		m := &x.body.Messages[i]
+		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.take(x.session, m.ID) {
+			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest,
+				fmt.Sprintf("response for id %s answers no request the gateway relayed to this session", m.ID))
+		}
+	}
+	return nil
+}
+
+func bodyFacts(m *mcpmsg.Message) mcphttp.BodyFacts {
+	return mcphttp.BodyFacts{
+		IsRequest:       m.Kind == mcpmsg.KindRequest,
+		Method:          m.Method,
+		Params:          m.Params,
+		ProtocolVersion: metaProtocolVersion(m),
+	}
+}

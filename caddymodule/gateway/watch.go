@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/observe"
+)
+
+// watchReply is the last stage: it wraps the writer the next handler
+// writes the upstream's reply to, so that the replies to tools/list
+// requests teach the catalog what the upstream offers and lose the tools
+// the permissions table blocks, so that notifications/tools/list_changed
+// marks the server's list stale, and so that the requests the upstream
+// sends the client, on their own or inside a result, are decided
+// (relay.go). Every event stream is read; a JSON reply (which carries no
+// request of the server's) only when it answers tools/list, or may ask
+// for input. finish must be called once the next handler has returned.
+func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
+	g, session := x.g, x.session
+	ids, firstPage := toolsListRequests(x.verdicts)
+	if session.id != "" && !session.legacy {
+		for _, id := range ids {
+			g.sessions.toolsLists.add(session, id)
+		}
+	}
+	rl := x.newRelay()
+	rl.answering(x.verdicts)
+	var asOf uint64
+	if len(ids) > 0 {
+		// A tools/list_changed that overtakes the list keeps it stale.
+		asOf = g.catalog.Generation(session.server)
+	}
+	readReplyUncompressed(x.r)
+	return observe.Wrap(x.w, observe.Hooks{
+		WatchAll: true,
+		RewriteResult: func(id, result []byte) ([]byte, error) {
+			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
+				g.sessions.toolsLists.take(session, id)
+				return x.hideBlockedTools(x.version, result, first, asOf)
+			}
+			return rl.checkInputRequests(id, result)
+		},
+		PassJSON:  ids == nil && !rl.mayAskForInput(),
+		Intercept: rl.intercept,
+		OnMessage: g.watchToolListChanges(session.server),
+		OnError:   x.logReplyError,
+	})
+}
+
+// readReplyUncompressed asks the upstream for an uncompressed reply, for
+// replies the gateway reads: it refuses compressed ones rather than guess.
+func readReplyUncompressed(r *http.Request) {
+	r.Header.Set("Accept-Encoding", "identity")
+}
+
+// logReplyError logs why a reply was refused or a stream cut.
+func (x *exchange) logReplyError(err error) {
+	x.g.logger.Error("upstream reply refused or cut",
+		zap.String("server", x.session.server),
+		zap.String("request_id", x.g.host.RequestID(x.r)),
+		zap.Error(err))
+}

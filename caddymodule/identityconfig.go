@@ -1,0 +1,161 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/identity"
+)
+
+// Identity sources.
+const (
+	// IdentityJWT verifies bearer tokens (JWTs signed by a key from a JWKS).
+	IdentityJWT = "jwt"
+	// IdentityCaddy takes the user an earlier Caddy handler established
+	// (basic_auth, forward_auth, any http.auth.user.* provider).
+	IdentityCaddy = "caddy"
+)
+
+// IdentityConfig says how the gateway learns who is calling. With an
+// identity, every request must identify its caller, sessions are bound to
+// the caller who created them, and policy input carries input.user.
+type IdentityConfig struct {
+	// Source is "jwt" or "caddy".
+	Source string `json:"source"`
+
+	// JWKSURL is where the authorization server publishes its keys (jwt).
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// Issuer is the exact "iss" tokens must carry (jwt).
+	Issuer string `json:"issuer,omitempty"`
+	// Audience lists accepted "aud" values: the gateway's canonical URI
+	// (jwt).
+	Audience []string `json:"audience,omitempty"`
+	// Resource is the gateway's canonical URI, named in the protected
+	// resource metadata (RFC 9728). Default: the first audience (jwt).
+	Resource string `json:"resource,omitempty"`
+	// AuthorizationServers are named in the protected resource metadata,
+	// so MCP clients know where to get tokens. Default: the issuer (jwt).
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
+	// Scopes are advertised in the metadata and in 401 challenges (jwt).
+	Scopes []string `json:"scopes,omitempty"`
+
+	// User is the placeholder holding the user id an earlier handler set
+	// (caddy). Default: {http.auth.user.id}.
+	User string `json:"user,omitempty"`
+}
+
+// gatewayIdentity resolves the configuration into the gateway's
+// identity: a JWT verifier with the metadata it advertises, or the user
+// an earlier handler authenticated, read from a placeholder.
+func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Replacer) (*gateway.Identity, error) {
+	switch cfg.Source {
+	case IdentityCaddy:
+		placeholder := cfg.User
+		if placeholder == "" {
+			placeholder = "{http.auth.user.id}"
+		}
+		return &gateway.Identity{AuthenticatedUser: func(r *http.Request) string {
+			requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			if requestRepl == nil {
+				return ""
+			}
+			return requestRepl.ReplaceKnown(placeholder, "")
+		}}, nil
+	case IdentityJWT:
+	default:
+		return nil, fmt.Errorf("identity: unknown source %q (want jwt or caddy)", cfg.Source)
+	}
+	jwksURL, issuer, resource := repl.ReplaceKnown(cfg.JWKSURL, ""), repl.ReplaceKnown(cfg.Issuer, ""), repl.ReplaceKnown(cfg.Resource, "")
+	verifier, err := identity.NewJWTVerifier(ctx, identity.JWTConfig{
+		JWKSURL:  jwksURL,
+		Issuer:   issuer,
+		Audience: cfg.Audience,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity jwt: %w", err)
+	}
+	if resource == "" && len(cfg.Audience) > 0 {
+		resource = cfg.Audience[0]
+	}
+	servers := cfg.AuthorizationServers
+	if len(servers) == 0 {
+		servers = []string{issuer}
+	}
+	return &gateway.Identity{
+		Verifier: verifier,
+		Metadata: &identity.ProtectedResourceMetadata{
+			Resource:               resource,
+			AuthorizationServers:   servers,
+			ScopesSupported:        cfg.Scopes,
+			BearerMethodsSupported: []string{"header"},
+		},
+		Scopes: cfg.Scopes,
+	}, nil
+}
+
+// unmarshalIdentity parses `identity jwt { jwks_url; issuer; audience...;
+// resource; authorization_servers...; scopes... }` or
+// `identity caddy [<placeholder>]`.
+func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
+	cfg := new(IdentityConfig)
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	cfg.Source = d.Val()
+	switch cfg.Source {
+	case IdentityCaddy:
+		if d.NextArg() {
+			cfg.User = d.Val()
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		return cfg, nil
+	case IdentityJWT:
+	default:
+		return nil, d.Errf("identity: unknown source %q (want jwt or caddy)", cfg.Source)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		args := d.RemainingArgs()
+		single := func(dst *string) error {
+			if len(args) != 1 {
+				return d.Errf("identity jwt: %s takes one value", key)
+			}
+			*dst = args[0]
+			return nil
+		}
+		var err error
+		switch key {
+		case "jwks_url":
+			err = single(&cfg.JWKSURL)
+		case "issuer":
+			err = single(&cfg.Issuer)
+		case "resource":
+			err = single(&cfg.Resource)
+		case "audience":
+			cfg.Audience = append(cfg.Audience, args...)
+		case "authorization_servers":
+			cfg.AuthorizationServers = append(cfg.AuthorizationServers, args...)
+		case "scopes":
+			cfg.Scopes = append(cfg.Scopes, args...)
+		default:
+			return nil, d.Errf("identity jwt: unrecognized subdirective %q", key)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(args) == 0 {
+			return nil, d.Errf("identity jwt: %s needs a value", key)
+		}
+	}
+	return cfg, nil
+}
