@@ -218,6 +218,7 @@ func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...st
 	mcp_policy {
 		policy testdata/policy
 		server test
+		upstream test
 		approval {
 			webhook %s
 			secret %s
@@ -288,7 +289,7 @@ func holdCall(t *testing.T, setup approvalSetup, text string) (*approvalGateway,
 // SSE upstream, and connects a client; calls get the returned context.
 func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstream, *mcp.ClientSession, context.Context) {
 	t.Helper()
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	g := startApprovalGateway(t, up, setup)
 	session := connect(t, g.URL, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -300,7 +301,7 @@ func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstr
 // approved, it runs and its result reaches the client; denied, the reason
 // reaches the client and the upstream never sees the call.
 func TestApprovalApprovedOrDenied(t *testing.T) {
-	for _, mode := range []upstreamMode{upstreamModes[0], upstreamModes[3]} {
+	for _, mode := range []upstreamMode{statefulSSE, statelessJSON} {
 		t.Run(mode.name, func(t *testing.T) {
 			up := newUpstream(t, mode)
 			g := startApprovalGateway(t, up, approvalSetup{})
@@ -444,7 +445,7 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 // result in the same stream, whether the upstream answers with an event
 // stream or with JSON.
 func TestApprovalProgressWhileHeld(t *testing.T) {
-	for _, mode := range []upstreamMode{upstreamModes[0], upstreamModes[1]} {
+	for _, mode := range []upstreamMode{statefulSSE, statefulJSON} {
 		t.Run(mode.name, func(t *testing.T) {
 			up := newUpstream(t, mode)
 			g := startApprovalGateway(t, up, approvalSetup{keepalive: "100ms"})
@@ -578,7 +579,7 @@ func rawSession(t *testing.T, url string) string {
 // notifications/cancelled, or by going away) cancels its approval, which
 // is announced; a later approve gets 409, and the call never runs.
 func TestApprovalCancelled(t *testing.T) {
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	g := startApprovalGateway(t, up, approvalSetup{})
 	call := `{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"%s"}}}`
 
@@ -646,7 +647,7 @@ func TestApprovalCancelled(t *testing.T) {
 // TestApprovalInBatchRefused: a batch element that needs approval is
 // refused with a reason that says why (batches cannot be held).
 func TestApprovalInBatchRefused(t *testing.T) {
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statelessJSON)
 	g := startApprovalGateway(t, up, approvalSetup{})
 	req, err := http.NewRequest(http.MethodPost, g.URL, strings.NewReader(
 		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"b"}}}]`))
@@ -704,7 +705,7 @@ func TestApprovalSurvivesReload(t *testing.T) {
 // which reaches it through Redis pub/sub only.
 func TestApprovalAcrossReplicas(t *testing.T) {
 	redisAddr := redistest.Start(t)
-	up := newUpstream(t, upstreamModes[2])
+	up := newUpstream(t, statelessSSE)
 	approver := newApprover(t)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	portA, portB, callbackPort := freePort(t), freePort(t), freePort(t)
@@ -949,7 +950,7 @@ func TestThousandHeldCalls(t *testing.T) {
 		t.Skip("1,000 connections")
 	}
 	const calls = 1000
-	up := newUpstream(t, upstreamModes[3])
+	up := newUpstream(t, statelessJSON)
 	g := startApprovalGateway(t, up, approvalSetup{hold: "60s", keepalive: "15s", timeout: "10m"})
 	g.approver.keepEvents = false
 	host := strings.TrimPrefix(strings.TrimSuffix(g.URL, "/mcp"), "http://")

@@ -28,6 +28,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		policy <paths...>
 //		decision <ref>
 //		server <name>
+//		upstream <name>
+//		session_keys <base64 key>...
 //		max_body <size>
 //		max_depth <n>
 //		allowed_origins <origins...>
@@ -84,6 +86,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Server) {
 				return d.ArgErr()
 			}
+		case "upstream":
+			if !d.AllArgs(&h.Upstream) {
+				return d.ArgErr()
+			}
+		case "session_keys":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return d.ArgErr()
+			}
+			h.SessionKeys = append(h.SessionKeys, keys...)
 		case "max_body":
 			var size string
 			if !d.AllArgs(&size) {

@@ -144,7 +144,7 @@ func connectAs(t *testing.T, url, token string) *mcp.ClientSession {
 // token is not passed upstream.
 func TestJWTIdentity(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
 	base := strings.TrimSuffix(gateway, "/mcp")
 	const wantChallenge = `Bearer resource_metadata="http://localhost/.well-known/oauth-protected-resource/mcp"`
@@ -258,7 +258,7 @@ func TestJWTIdentity(t *testing.T) {
 // TestForwardToken checks that forward_token passes the caller's token on.
 func TestForwardToken(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "\n\t\tforward_token")})
 	token := idp.token(t, "k1", nil)
 	session := connectAs(t, gateway, token)
@@ -279,7 +279,7 @@ func TestCaddyAuthIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := newUpstream(t, upstreamModes[3]) // stateless: one raw POST is a whole exchange
+	up := newUpstream(t, statelessJSON) // stateless: one raw POST is a whole exchange
 	gateway := startGateway(t, up.URL, gatewayOptions{
 		policy: "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy",
 		before: fmt.Sprintf("basic_auth {\n\t\talice %s\n\t}", hash),

@@ -44,7 +44,7 @@ func TestToolCallsThroughGateway(t *testing.T) {
 			}{
 				{"delete_issue", "Blocked by policy: deleting issues is not allowed here"},
 				{"create_issue", "needs approval, but no approval is configured"},
-				{"not_listed", "Blocked by policy: not on the test allowlist"},
+				{"not_listed", `Blocked by policy: the server does not offer a tool named "not_listed"`},
 			}
 			for _, refusal := range refusals {
 				res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: refusal.tool, Arguments: map[string]any{"text": "x"}})
@@ -94,7 +94,7 @@ func assertUpstreamSawHeader(t *testing.T, up *upstream, name, value string) {
 // upstream flushes it: the slow tool sends a progress notification and then
 // waits until the client has seen it, which deadlocks if anything buffers.
 func TestStreamsPassThroughUnbuffered(t *testing.T) {
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	var once sync.Once
 	session := connect(t, gateway, &mcp.ClientOptions{
@@ -118,10 +118,11 @@ func TestStreamsPassThroughUnbuffered(t *testing.T) {
 }
 
 // TestSessionStreamsAndDelete checks what the stateful transport needs of a
-// proxy: the session id is kept, the standalone GET stream carries server
-// notifications, and DELETE reaches the upstream when the client closes.
+// proxy: the session holds (the client sees a sealed id, the upstream its
+// own), the standalone GET stream carries server notifications, and
+// DELETE reaches the upstream when the client closes.
 func TestSessionStreamsAndDelete(t *testing.T) {
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	changed := make(chan struct{}, 1)
 	session := connect(t, gateway, &mcp.ClientOptions{
@@ -152,21 +153,22 @@ func TestSessionStreamsAndDelete(t *testing.T) {
 		break
 	}
 
-	sessionSeen := false
+	upstreamSession := ""
 	for _, r := range up.received() {
-		if r.Method == "GET" && r.Header.Get("Mcp-Session-Id") == session.ID() {
-			sessionSeen = true
+		if r.Method == "GET" && r.Header.Get("Mcp-Session-Id") != "" {
+			upstreamSession = r.Header.Get("Mcp-Session-Id")
 		}
 	}
-	if !sessionSeen {
-		t.Errorf("upstream saw no GET stream for session %q", session.ID())
+	if upstreamSession == "" || upstreamSession == session.ID() {
+		t.Errorf("upstream saw the GET stream with session %q, client has %q; want the upstream's own id, sealed for the client",
+			upstreamSession, session.ID())
 	}
 	if err := session.Close(); err != nil {
 		t.Fatalf("closing the session: %v", err)
 	}
 	deleted := false
 	for _, r := range up.received() {
-		if r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") == session.ID() {
+		if r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") == upstreamSession {
 			deleted = true
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -46,8 +47,26 @@ type Handler struct {
 	Decision string `json:"decision,omitempty"`
 
 	// Server is the upstream's logical name, given to policies as
-	// input.server. Default: the request's host name.
+	// input.server, and the name what the gateway learns of the
+	// upstream's tools is kept under. Default: the request's host name
+	// and the port it came in on (host:port). Two handlers of one
+	// configuration may not name the same server, nor both leave it out,
+	// unless both name the same upstream.
 	Server string `json:"server,omitempty"`
+
+	// Upstream declares that handlers front the same MCP server: handlers
+	// with the same upstream share what the gateway learns of its tools
+	// (categories, pins) and accept each other's sessions. Default: the
+	// server name.
+	Upstream string `json:"upstream,omitempty"`
+
+	// SessionKeys seal the session ids the gateway hands clients (base64
+	// AES-256 keys; placeholders such as {env.MCPGATE_SESSION_KEY} are
+	// replaced). The first seals; all open, so a new key goes first and
+	// the old one stays until its sessions may end. Default: a key kept in
+	// Caddy's storage, made on first use (replicas that share storage
+	// share it).
+	SessionKeys []string `json:"session_keys,omitempty"`
 
 	// MaxBody is the largest request body accepted, in bytes; larger
 	// bodies are refused with 413. Default: 4 MiB.
@@ -152,6 +171,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	cfg := gateway.Config{
 		Engine:       engine,
 		Server:       h.Server,
+		Upstream:     h.upstream(),
 		MaxBody:      h.MaxBody,
 		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth},
 		Origins:      mcphttp.OriginPolicy{Allowed: h.AllowedOrigins},
@@ -207,7 +227,16 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
 // outlive it or own resources: identity, catalog, session state, metrics
 // and approvals. What it attached is released by Cleanup.
 func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config) error {
-	var err error
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
+	if err := app.claimUpstream(cfg.Upstream, h.Upstream != ""); err != nil {
+		return err
+	}
+	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
+		return err
+	}
 	if h.Identity != nil {
 		if cfg.Identity, err = h.Identity.gatewayIdentity(ctx, repl); err != nil {
 			return err
@@ -242,6 +271,35 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		cfg.Approvals = &gateway.Approvals{Service: service, Hold: resolved.hold, Keepalive: resolved.keepalive}
 	}
 	return nil
+}
+
+// upstream is the name the handler's upstream is known by.
+func (h *Handler) upstream() string {
+	if h.Upstream != "" {
+		return h.Upstream
+	}
+	return h.Server
+}
+
+// sessionSealer returns the sealer of the configured session keys, or of
+// the key kept in Caddy's storage.
+func (h *Handler) sessionSealer(ctx caddy.Context, repl *caddy.Replacer) (*sessiontoken.Sealer, error) {
+	if len(h.SessionKeys) == 0 {
+		key, err := storedSessionKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sessiontoken.New(key)
+	}
+	keys := make([][]byte, 0, len(h.SessionKeys))
+	for i, encoded := range h.SessionKeys {
+		key, err := sessiontoken.ParseKey(repl.ReplaceKnown(encoded, ""))
+		if err != nil {
+			return nil, fmt.Errorf("session key %d: %w", i+1, err)
+		}
+		keys = append(keys, key)
+	}
+	return sessiontoken.New(keys...)
 }
 
 // closeIdentity closes the token verifier of an identity the gateway did

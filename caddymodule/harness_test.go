@@ -92,12 +92,15 @@ type upstreamMode struct {
 	jsonResponse bool
 }
 
-var upstreamModes = []upstreamMode{
-	{name: "stateful SSE"},
-	{name: "stateful JSON", jsonResponse: true},
-	{name: "stateless SSE", stateless: true},
-	{name: "stateless JSON", stateless: true, jsonResponse: true},
-}
+// The upstream modes tests run in.
+var (
+	statefulSSE   = upstreamMode{name: "stateful SSE"}
+	statefulJSON  = upstreamMode{name: "stateful JSON", jsonResponse: true}
+	statelessSSE  = upstreamMode{name: "stateless SSE", stateless: true}
+	statelessJSON = upstreamMode{name: "stateless JSON", stateless: true, jsonResponse: true}
+	// upstreamModes are all of them.
+	upstreamModes = []upstreamMode{statefulSSE, statefulJSON, statelessSSE, statelessJSON}
+)
 
 type textInput struct {
 	Text string `json:"text,omitempty"`

@@ -234,7 +234,7 @@ func TestBatch20250326(t *testing.T) {
 // TestBodiesOnlyOnPost checks that a body sent with a method other than
 // POST, which the gateway does not decide, never reaches the upstream.
 func TestBodiesOnlyOnPost(t *testing.T) {
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		t.Run(method, func(t *testing.T) {

@@ -74,7 +74,7 @@ func TestPolicyHotReload(t *testing.T) {
 		}
 	}
 	write(echoPolicy("allow", "fine"))
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test"})
 	session := connect(t, gateway, nil)
 	if text, refused := callEchoText(t, session); refused {
@@ -150,7 +150,7 @@ func TestPolicyFromBundle(t *testing.T) {
 	srv := httptest.NewServer(bundles)
 	t.Cleanup(srv.Close)
 
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tbundle " + srv.URL + " bundles/mcp.tar.gz {\n\t\t\tpolling 1s 2s\n\t\t}"})
 	session := connect(t, gateway, nil)
 	if text, refused := callEchoText(t, session); refused {
@@ -177,7 +177,7 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 			if logArguments {
 				policyBlock += "\n\t\tlog_arguments"
 			}
-			up := newUpstream(t, upstreamModes[0])
+			up := newUpstream(t, statefulSSE)
 			gateway := startGateway(t, up.URL, gatewayOptions{
 				policy: policyBlock,
 				global: []string{fmt.Sprintf("log decisions {\n\t\toutput file %s\n\t\tinclude http.handlers.mcp_policy\n\t\tlevel INFO\n\t}", logFile)},

@@ -42,7 +42,7 @@ const issueTable = `server test
 // TestPermissionsTableDecides runs the issue's table with no policy line:
 // the library built into the binary decides, per tool and per category.
 func TestPermissionsTableDecides(t *testing.T) {
-	for _, mode := range []upstreamMode{upstreamModes[0], upstreamModes[3]} {
+	for _, mode := range []upstreamMode{statefulSSE, statelessJSON} {
 		t.Run(mode.name, func(t *testing.T) {
 			up := newUpstreamWith(t, mode, trackerTools, 0)
 			gateway := startGateway(t, up.URL, gatewayOptions{policy: issueTable})
@@ -60,7 +60,7 @@ func TestPermissionsTableDecides(t *testing.T) {
 				{"add_comment", "needs approval"},
 				{"delete_issue", `Blocked by policy: tool "delete_issue"`},
 				{"plain", `Blocked by policy: tool "plain"`},
-				{"never_listed", `Blocked by policy: tool "never_listed"`},
+				{"never_listed", `Blocked by policy: the server does not offer a tool named "never_listed"`},
 			}
 			for _, tt := range tests {
 				res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tt.tool, Arguments: map[string]any{"text": "x"}})
@@ -152,7 +152,7 @@ func TestChangedToolBlockedUntilAccepted(t *testing.T) {
 		policy: "server test\n\t\tpins_file " + pins + "\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t\twrite allow\n\t\t\tdestructive allow\n\t\t}",
 		global: []string{fmt.Sprintf("admin 127.0.0.1:%d", adminPort)},
 	}
-	up := newUpstream(t, upstreamModes[0])
+	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, opts)
 	session := connect(t, gateway, nil)
 	if !slices.Contains(listedNames(t, session), "echo") {

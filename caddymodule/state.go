@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
 // This file holds the state that outlives a configuration: the approval
@@ -246,4 +250,31 @@ func loadSessions() *gateway.Sessions {
 
 func releaseSessions() {
 	_, _ = sessionStates.Delete(sessionStateKey)
+}
+
+// sessionKeyPath is where, in Caddy's storage, the session key lives when
+// none is configured.
+const sessionKeyPath = "mcpgate/session.key"
+
+// storedSessionKey returns the session key kept in Caddy's storage,
+// making it on first use. Replicas that share storage share the key.
+func storedSessionKey(ctx caddy.Context) ([]byte, error) {
+	storage := ctx.Storage()
+	if encoded, err := storage.Load(ctx, sessionKeyPath); err == nil {
+		return sessiontoken.ParseKey(string(encoded))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("loading the session key: %w", err)
+	}
+	if err := storage.Lock(ctx, sessionKeyPath); err != nil {
+		return nil, fmt.Errorf("locking the session key: %w", err)
+	}
+	defer func() { _ = storage.Unlock(ctx, sessionKeyPath) }()
+	if encoded, err := storage.Load(ctx, sessionKeyPath); err == nil {
+		return sessiontoken.ParseKey(string(encoded))
+	}
+	key := sessiontoken.NewKey()
+	if err := storage.Store(ctx, sessionKeyPath, []byte(base64.StdEncoding.EncodeToString(key))); err != nil {
+		return nil, fmt.Errorf("storing the session key: %w", err)
+	}
+	return key, nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -26,45 +27,61 @@ func (x *exchange) decide() {
 
 // decideMessage builds the policy input for one message and evaluates it.
 // For a tools/call it first makes sure the catalog knows the tool,
-// fetching the upstream's tools/list when it does not.
+// fetching the upstream's tools/list when it does not. A call to a tool
+// the upstream does not list is refused without asking the policy: the
+// gateway cannot tell what the tool does.
 func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	g := x.g
 	input := g.baseInput(x.r, x.version)
 	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
-	toolLabel := ""
-	if m.Tool != nil {
-		tool, listed := x.lookupTool(input.Server, m.Tool.Name, m.Params)
-		input.Tool = policyTool(tool, m.Tool.Arguments)
-		toolLabel = unlistedTool
-		if listed {
-			toolLabel = m.Tool.Name
-		}
+	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
+	if m.Tool == nil {
+		v.decision = g.evaluate(x.r, input, "")
+		return v
 	}
-	decision := g.evaluate(x.r, input, toolLabel)
-	return verdict{message: m, decision: decision, input: input, approvals: g.cfg.Approvals != nil}
+	tool, listed, fetchErr := x.lookupTool(m.Tool.Name, m.Params)
+	input.Tool = policyTool(tool, m.Tool.Arguments)
+	if !listed {
+		v.decision = policy.Decision{Action: policy.ActionBlock, Reason: unlistedReason(m.Tool.Name, fetchErr)}
+		g.record(x.r, input, unlistedTool, v.decision, 0, nil)
+		return v
+	}
+	v.decision = g.evaluate(x.r, input, m.Tool.Name)
+	return v
 }
 
-// lookupTool returns what the catalog knows of a tool, refreshing the
-// server's tool list first when it is stale (never fetched whole, or
-// announced changed). A tool the upstream does not list is destructive
-// (the MCP defaults); naming one does not trigger another fetch.
-func (x *exchange) lookupTool(server, name string, params map[string]any) (catalog.Tool, bool) {
+// unlistedReason says why a call to a tool the catalog does not know was
+// refused.
+func unlistedReason(name string, fetchErr error) string {
+	if fetchErr != nil {
+		return fmt.Sprintf("the gateway could not learn the server's tools, so it cannot tell what tool %q does", name)
+	}
+	return fmt.Sprintf("the server does not offer a tool named %q (it is not in the server's tools/list)", name)
+}
+
+// lookupTool returns what the catalog knows of a tool, and whether the
+// upstream listed it, refreshing the upstream's tool list first when it
+// is stale (never fetched whole, or announced changed); fetchErr says why
+// a refresh failed. Naming an unlisted tool does not trigger another
+// fetch.
+func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
-	if g.catalog.Stale(server) {
+	if g.catalog.Stale(g.cfg.Upstream) {
 		meta, _ := params["_meta"].(map[string]any)
-		if err := x.fetcher().refresh(server, meta); err != nil {
-			g.logger.Warn("could not fetch the upstream's tool list; the tool is treated as destructive",
-				zap.String("server", server), zap.String("tool", name), zap.Error(err))
+		if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); fetchErr != nil {
+			g.logger.Warn("could not fetch the upstream's tool list",
+				zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
 		}
 	}
-	return g.knownTool(server, name)
+	tool, listed = g.knownTool(name)
+	return tool, listed, fetchErr
 }
 
 // knownTool returns what the catalog knows of a tool, and whether the
 // upstream listed it. A tool it did not list is destructive (the MCP
 // defaults).
-func (g *Gateway) knownTool(server, name string) (catalog.Tool, bool) {
-	tool, listed := g.catalog.Lookup(server, name)
+func (g *Gateway) knownTool(name string) (catalog.Tool, bool) {
+	tool, listed := g.catalog.Lookup(g.cfg.Upstream, name)
 	if !listed {
 		tool = catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
 	}
@@ -125,10 +142,15 @@ func (g *Gateway) requestInfo(r *http.Request) policy.Request {
 func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
 	start := time.Now()
 	decision, err := g.cfg.Engine.Decide(r.Context(), input)
-	elapsed := time.Since(start)
-	g.cfg.Metrics.count(input.Server, toolLabel, decision, elapsed)
-	g.logDecision(r, input, decision, elapsed, err)
+	g.record(r, input, toolLabel, decision, time.Since(start), err)
 	return decision
+}
+
+// record counts a decision in the metrics and writes it to the decision
+// log.
+func (g *Gateway) record(r *http.Request, input *policy.Input, toolLabel string, d policy.Decision, elapsed time.Duration, err error) {
+	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, elapsed)
+	g.logDecision(r, input, d, elapsed, err)
 }
 
 // logDecision writes the decision log: one structured entry per decision.

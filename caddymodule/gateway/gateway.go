@@ -28,6 +28,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
 // Next is the rest of the route: what an allowed message is passed to.
@@ -58,8 +59,17 @@ type Config struct {
 	// Engine decides. The Gateway owns it and closes it on Close.
 	Engine *policy.Engine
 	// Server is the upstream's logical name, given to policies as
-	// input.server. Default: the request's host name.
+	// input.server. Default: the request's host name and the port it
+	// came in on (host:port).
 	Server string
+	// Upstream names the MCP server behind the gateway: what the
+	// gateway learns of its tools (the catalog, the pins) and the
+	// sessions it opens are kept under this name, and nothing of another
+	// upstream's applies to it. The host must give every upstream its
+	// own name; gateways with the same Upstream share what they learn.
+	Upstream string
+	// Sealer seals the session ids handed to clients.
+	Sealer *sessiontoken.Sealer
 	// MaxBody is the largest request body accepted, in bytes.
 	MaxBody int64
 	// Limits bound what the parser accepts.
@@ -102,6 +112,8 @@ type Approvals struct {
 type Gateway struct {
 	cfg      Config
 	callers  *callerIdentifier
+	// metricsLabel is the upstream's name in metrics.
+	metricsLabel string
 	host     Host
 	logger   *zap.Logger
 	catalog  *catalog.Catalog
@@ -112,13 +124,16 @@ type Gateway struct {
 
 // New builds a Gateway from cfg.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Engine == nil || cfg.Catalog == nil || cfg.Sessions == nil || cfg.Metrics == nil {
-		return nil, errors.New("gateway: an engine, a catalog, session state and metrics are required")
+	if cfg.Engine == nil || cfg.Catalog == nil || cfg.Sessions == nil || cfg.Metrics == nil || cfg.Sealer == nil {
+		return nil, errors.New("gateway: an engine, a catalog, session state, a session sealer and metrics are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions}
+	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metricsLabel: cfg.Upstream}
+	if g.metricsLabel == "" {
+		g.metricsLabel = "default"
+	}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
 	}
@@ -148,12 +163,21 @@ func (g *Gateway) Close() error {
 	return errors.Join(err, g.cfg.Engine.Close())
 }
 
-// serverName is the upstream's logical name for a request.
+// serverName is the upstream's logical name for a request: the
+// configured one, or the request's host name with the port of the
+// listener it came in on, so that two sites on one host name have
+// distinct names.
 func (g *Gateway) serverName(r *http.Request) string {
 	if g.cfg.Server != "" {
 		return g.cfg.Server
 	}
-	return hostname(r.Host)
+	host := hostname(r.Host)
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, port, err := net.SplitHostPort(local.String()); err == nil {
+			return net.JoinHostPort(host, port)
+		}
+	}
+	return host
 }
 
 // hostname strips the port from host:port, if there is one.

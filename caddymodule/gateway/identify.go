@@ -31,11 +31,10 @@ type callerIdentifier struct {
 	metadata     []byte
 	metadataPath string
 	metadataURL  string
-	sessions     *sessionOwners
 }
 
 func newCallerIdentifier(cfg *Identity) (*callerIdentifier, error) {
-	c := &callerIdentifier{config: cfg, sessions: newSessionOwners(sessionOwnerLimit)}
+	c := &callerIdentifier{config: cfg}
 	if cfg.Verifier == nil {
 		if cfg.AuthenticatedUser == nil {
 			return nil, errors.New("identity: a token verifier or an authenticated user source is required")

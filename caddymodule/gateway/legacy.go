@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
 // This file speaks the HTTP+SSE transport of MCP 2024-11-05 (basic/
@@ -67,9 +67,6 @@ type legacyStream struct {
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
-	// owner is the identified caller who opened the stream ("" without
-	// identity): only they may post to its session.
-	owner string
 }
 
 // pendingToolsList is a tools/list request awaiting its response: whether
@@ -80,18 +77,8 @@ type pendingToolsList struct {
 	asOf      uint64
 }
 
-func newLegacyStream(owner string, inject func(message []byte) error) *legacyStream {
-	return &legacyStream{owner: owner, inject: inject, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
-}
-
-// postedByOwner reports whether r may post to the stream's session: any
-// caller when the stream has no owner, else only its owner.
-func (s *legacyStream) postedByOwner(r *http.Request) bool {
-	if s.owner == "" {
-		return true
-	}
-	user := callerOf(r)
-	return user != nil && user.ID == s.owner
+func newLegacyStream(inject func(message []byte) error) *legacyStream {
+	return &legacyStream{inject: inject, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
 }
 
 // expectToolsLists records the allowed tools/list requests a POST
@@ -153,27 +140,29 @@ func (s *legacyStream) deliver(m *mcpmsg.Message) bool {
 	return ok
 }
 
-// legacyKey names the HTTP+SSE session whose message endpoint is u, a URL
-// as the upstream sees it: by path and query, the query in canonical order
-// and encoding (clients may re-encode the URL they were given).
-func legacyKey(server string, u *url.URL) (sessionKey, error) {
+// legacyKey names the HTTP+SSE session of base's upstream and caller whose
+// message endpoint is u, a URL as the upstream sees it: by path and query,
+// the query in canonical order and encoding.
+func legacyKey(base sessionKey, u *url.URL) (sessionKey, error) {
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return sessionKey{}, fmt.Errorf("message endpoint query: %w", err)
 	}
-	return sessionKey{server: server, legacy: true, id: u.Path + "?" + query.Encode()}, nil
+	base.legacy, base.id = true, u.Path+"?"+query.Encode()
+	return base, nil
 }
 
-// openLegacySession reads uri, the data of the endpoint event of a stream
-// that r opened, which names where the session's messages go. It returns
-// the session, its endpoint as the upstream sees it, and the URL to send
-// the client in its place: the same endpoint on the gateway, with the
-// path prefix originalPath lost before the gateway put back. A relative
-// uri resolves against the stream's URL as the upstream saw it; an
-// absolute one names the upstream's own host, which the client is not
-// sent to: every message goes through the gateway to the same upstream.
-func openLegacySession(r *http.Request, server, uri, originalPath string) (sessionKey, *url.URL, string, error) {
-	target, err := r.URL.Parse(uri)
+// startLegacySession reads uri, the data of the endpoint event of the
+// stream the exchange opened, which names where the session's messages
+// go. It returns the session, its endpoint as the upstream sees it, and
+// the URL to send the client in its place: the same path on the gateway
+// (with the prefix that routing stripped before the gateway put back),
+// whose query is only the sealed session. A relative uri resolves
+// against the stream's URL as the upstream saw it; an absolute one names
+// the upstream's own host, which the client is not sent to: every message
+// goes through the gateway to the same upstream.
+func (x *exchange) startLegacySession(uri string) (sessionKey, *url.URL, string, error) {
+	target, err := x.r.URL.Parse(uri)
 	if err != nil {
 		return sessionKey{}, nil, "", fmt.Errorf("endpoint %q is not a URL: %w", uri, err)
 	}
@@ -181,11 +170,17 @@ func openLegacySession(r *http.Request, server, uri, originalPath string) (sessi
 		return sessionKey{}, nil, "", fmt.Errorf("endpoint %q is not an HTTP URL", uri)
 	}
 	endpoint := &url.URL{Path: target.Path, RawPath: target.RawPath, RawQuery: target.RawQuery}
-	session, err := legacyKey(server, endpoint)
+	session, err := legacyKey(x.session, endpoint)
 	if err != nil {
 		return sessionKey{}, nil, "", err
 	}
-	client := &url.URL{Path: strippedPrefix(originalPath, r.URL.Path) + endpoint.Path, RawQuery: endpoint.RawQuery}
+	token := x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
+		Kind: sessiontoken.Legacy, Caller: session.caller, ID: endpoint.String(),
+	})
+	client := &url.URL{
+		Path:     strippedPrefix(x.g.host.OriginalPath(x.r), x.r.URL.Path) + endpoint.Path,
+		RawQuery: url.Values{legacySessionParam: {token}}.Encode(),
+	}
 	return session, endpoint, client.String(), nil
 }
 
@@ -205,62 +200,31 @@ func strippedPrefix(originalPath, path string) string {
 // legacyPost is a message posted on the HTTP+SSE transport.
 type legacyPost struct {
 	session sessionKey
-	// stream is the session's stream, nil when none is open through the
-	// gateway.
+	// stream is the session's stream, open through the gateway.
 	stream *legacyStream
-}
-
-// legacyPost returns the HTTP+SSE session that r posts a message to: the
-// one whose endpoint event named r's URL, or, when no stream relayed such
-// an event, a URL that names a session in its query (sessionId, as the
-// TypeScript SDK's servers name it, sessionid as the Go SDK's do) on a
-// request without Mcp-Session-Id. It returns nil for Streamable HTTP.
-func (g *Gateway) legacyPost(r *http.Request) *legacyPost {
-	session, err := legacyKey(g.serverName(r), r.URL)
-	if err != nil {
-		return nil
-	}
-	if stream := g.sessions.legacy.lookup(session); stream != nil {
-		return &legacyPost{session: session, stream: stream}
-	}
-	if r.Header.Get(mcphttp.HeaderSessionID) != "" {
-		return nil
-	}
-	for name := range r.URL.Query() {
-		if strings.EqualFold(strings.NewReplacer("_", "", "-", "").Replace(name), "sessionid") {
-			return &legacyPost{session: session}
-		}
-	}
-	return nil
 }
 
 // refuse answers a refused message as the HTTP+SSE transport answers: the
 // response to a request goes to the session's stream as a message event,
-// and the POST gets 202 Accepted. A notification or response, or a request
-// whose session has no stream open through the gateway, gets a JSON-RPC
+// and the POST gets 202 Accepted. A notification or response, or a
+// request whose answer cannot be delivered on the stream, gets a JSON-RPC
 // error with 403.
 func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger) error {
-	if response := v.response(); response != nil && p.stream != nil {
+	if response := v.response(); response != nil {
 		err := p.stream.inject(response)
 		if err == nil {
 			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
 		logger.Warn("could not deliver a refusal on the session's event stream",
-			zap.String("server", p.session.server), zap.Error(err))
+			zap.String("upstream", p.session.upstream), zap.Error(err))
 	}
-	message := v.refusal()
-	if v.message.Kind == mcpmsg.KindRequest && p.stream == nil {
-		message += " (No event stream of this session is open through the gateway to deliver this answer on.)"
-	}
-	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, message))
+	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, v.refusal()))
 	return nil
 }
 
 // expect prepares the session's stream for the replies to the messages a
 // POST forwards, as of the catalog's generation asOf.
 func (p *legacyPost) expect(verdicts []verdict, asOf uint64) {
-	if p.stream != nil {
-		p.stream.expectToolsLists(verdicts, asOf)
-	}
+	p.stream.expectToolsLists(verdicts, asOf)
 }

@@ -24,11 +24,11 @@ type exchange struct {
 	body *mcpmsg.Body
 	// version is the MCP revision the messages were sent under (parse).
 	version string
-	// legacy is set when the POST is a message of the HTTP+SSE transport
-	// (findTransport); nil on Streamable HTTP.
-	legacy *legacyPost
-	// session is the MCP session the request belongs to.
+	// session is the MCP session the request belongs to, and legacy is
+	// set when the POST is a message of an HTTP+SSE session (findSession);
+	// nil on Streamable HTTP.
 	session sessionKey
+	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
 }
@@ -52,6 +52,9 @@ func (x *exchange) run() error {
 	if err := x.admit(); err != nil {
 		return ignoreDone(err)
 	}
+	if err := x.findSession(); err != nil {
+		return err
+	}
 	switch x.r.Method {
 	case http.MethodPost:
 	case http.MethodGet, http.MethodDelete, http.MethodHead, http.MethodOptions:
@@ -59,9 +62,6 @@ func (x *exchange) run() error {
 	default:
 		x.w.Header().Set("Allow", "GET, POST, DELETE, HEAD, OPTIONS")
 		return refuse(http.StatusMethodNotAllowed, mcpmsg.CodeInvalidRequest, "method "+x.r.Method+" is not used by MCP")
-	}
-	if err := x.findTransport(); err != nil {
-		return err
 	}
 	if err := x.read(); err != nil {
 		return err

@@ -62,7 +62,7 @@ func (x *exchange) newRelay() *relay {
 			return postAnswer(x.next, x.r, endpoint, message)
 		},
 		relayed:  x.g.sessions.relayed,
-		logger:   x.g.logger.With(zap.String("server", x.session.server), zap.String("request_id", x.g.host.RequestID(x.r))),
+		logger:   x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r))),
 		version:  x.version,
 		session:  x.session,
 		endpoint: x.r.URL,

@@ -45,7 +45,7 @@ func (x *exchange) holdThenForward(v verdict) error {
 // reply.
 func (x *exchange) forward() error {
 	if x.legacy != nil {
-		x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.legacy.session.server))
+		x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.g.cfg.Upstream))
 	}
 	w, finish := x.watchReply()
 	var err error

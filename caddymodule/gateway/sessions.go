@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"net/http"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -23,19 +21,18 @@ const (
 	pendingTTL = 30 * time.Minute
 )
 
-// sessionKey names one MCP session with one upstream.
+// sessionKey names one MCP session: with one upstream, of one caller.
 type sessionKey struct {
-	server string
+	// upstream is the gateway's upstream (Config.Upstream).
+	upstream string
+	// caller is the identified caller's id, "" without identity: the
+	// requests of a stateless upstream's callers are kept apart too.
+	caller string
 	// legacy is set for the HTTP+SSE transport, where id is the message
-	// endpoint (see legacyKey); on Streamable HTTP, id is the
+	// endpoint (see legacyKey); on Streamable HTTP, id is the upstream's
 	// Mcp-Session-Id, empty when the upstream is stateless.
 	legacy bool
 	id     string
-}
-
-// sessionOf returns the Streamable HTTP session r belongs to.
-func (g *Gateway) sessionOf(r *http.Request) sessionKey {
-	return sessionKey{server: g.serverName(r), id: r.Header.Get(mcphttp.HeaderSessionID)}
 }
 
 // Sessions is what the gateway remembers of live sessions: the server

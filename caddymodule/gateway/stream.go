@@ -18,7 +18,6 @@ func (x *exchange) stream() error {
 	if mcphttp.CheckVersion(x.version) != nil {
 		x.version = mcphttp.DefaultVersion
 	}
-	x.session = g.sessionOf(x.r)
 	rl := x.newRelay()
 	var stream *legacyStream
 	var observed = x.w
@@ -44,7 +43,7 @@ func (x *exchange) stream() error {
 			return rl.intercept(m)
 		},
 		Endpoint: func(uri string) (string, error) {
-			session, endpoint, client, err := openLegacySession(x.r, rl.session.server, uri, g.host.OriginalPath(x.r))
+			session, endpoint, client, err := x.startLegacySession(uri)
 			if err != nil {
 				return "", err
 			}
@@ -52,15 +51,11 @@ func (x *exchange) stream() error {
 			if x.r.Header.Get(mcphttp.HeaderProtocolVersion) == "" {
 				rl.version = mcphttp.LegacySSEDefaultVersion
 			}
-			owner := ""
-			if x.caller != nil {
-				owner = x.caller.ID
-			}
-			stream = newLegacyStream(owner, func(message []byte) error { return observe.Inject(observed, message) })
+			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
 			g.sessions.legacy.open(session, stream)
 			return client, nil
 		},
-		OnMessage: g.watchToolListChanges(x.session.server),
+		OnMessage: g.watchToolListChanges(),
 		OnError:   x.logReplyError,
 	})
 	err := x.next.ServeHTTP(observed, x.r)

@@ -36,9 +36,9 @@ type toolsFetcher struct {
 	send func(body []byte, id string, header http.Header) (string, []byte, error)
 	// ctx of the client's request, for the catalog.
 	r *http.Request
-	// version is the client's revision; sessionID its session.
-	version   string
-	sessionID string
+	// version is the client's revision; session its session.
+	version string
+	session sessionKey
 	// methodHeader is set when the request's own Mcp-Method header was
 	// present, so the gateway's requests carry one too.
 	methodHeader bool
@@ -52,17 +52,17 @@ func (x *exchange) fetcher() *toolsFetcher {
 		send:         x.sendOwnRequest,
 		r:            x.r,
 		version:      x.version,
-		sessionID:    x.r.Header.Get(mcphttp.HeaderSessionID),
+		session:      x.session,
 		methodHeader: x.r.Header.Get(mcphttp.HeaderMethod) != "",
 	}
 }
 
-// refresh fetches the server's tool list whole. Concurrent refreshes for
-// one server and session share one fetch. meta is the caller's
+// refresh fetches the upstream's tool list whole. Concurrent refreshes
+// for one session share one fetch. meta is the caller's
 // params._meta: under 2026-07-28 it carries the client's revision, info
 // and capabilities, which every request must repeat.
 func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
-	key := server + "\x00" + f.sessionID
+	key := fmt.Sprintf("%q %q %t %q", server, f.session.caller, f.session.legacy, f.session.id)
 	_, err, _ := f.refreshes.Do(key, func() (any, error) {
 		asOf := f.catalog.Generation(server)
 		var tools []json.RawMessage

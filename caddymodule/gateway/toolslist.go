@@ -30,12 +30,12 @@ func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]b
 	return ids, firstPage
 }
 
-// watchToolListChanges marks the server's tool list stale when the
-// upstream announces it changed.
-func (g *Gateway) watchToolListChanges(server string) func(*mcpmsg.Message) {
+// watchToolListChanges marks the upstream's tool list stale when it
+// announces it changed.
+func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 	return func(m *mcpmsg.Message) {
 		if m.Kind == mcpmsg.KindNotification && m.Method == "notifications/tools/list_changed" {
-			g.catalog.Forget(server)
+			g.catalog.Forget(g.cfg.Upstream)
 		}
 	}
 }
@@ -46,7 +46,7 @@ func (g *Gateway) watchToolListChanges(server string) func(*mcpmsg.Message) {
 // gateway cannot read is an error, which the client receives instead.
 func (x *exchange) hideBlockedTools(version string, result []byte, firstPage bool, asOf uint64) ([]byte, error) {
 	g, r := x.g, x.r
-	server := x.session.server
+	server := g.cfg.Upstream
 	tools, nextCursor, err := catalog.ParseToolsList(result)
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
@@ -70,7 +70,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 		if err := json.Unmarshal(raw, &named); err != nil {
 			return nil, fmt.Errorf("reading a listed tool: %w", err)
 		}
-		tool, _ := g.knownTool(server, named.Name)
+		tool, _ := g.knownTool(named.Name)
 		input := *base
 		input.Tool = policyTool(tool, nil)
 		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)

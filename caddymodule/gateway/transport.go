@@ -8,23 +8,6 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
-// findTransport is the stage that tells which transport and session a
-// POST belongs to: a message of an HTTP+SSE session the gateway relays the
-// stream of (which only the stream's owner may post to), or else
-// Streamable HTTP.
-func (x *exchange) findTransport() error {
-	x.legacy = x.g.legacyPost(x.r)
-	if x.legacy == nil {
-		x.session = x.g.sessionOf(x.r)
-		return nil
-	}
-	if x.legacy.stream != nil && !x.legacy.stream.postedByOwner(x.r) {
-		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, "this session belongs to another user")
-	}
-	x.session = x.legacy.session
-	return nil
-}
-
 // checkTransport is the stage that holds the parsed body to the rules of
 // its transport and revision: batches only where the revision has them,
 // standard headers that agree with the body, and responses only to

@@ -31,7 +31,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
 	var asOf uint64
 	if len(ids) > 0 {
 		// A tools/list_changed that overtakes the list keeps it stale.
-		asOf = g.catalog.Generation(session.server)
+		asOf = g.catalog.Generation(g.cfg.Upstream)
 	}
 	readReplyUncompressed(x.r)
 	return observe.Wrap(x.w, observe.Hooks{
@@ -45,7 +45,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
 		},
 		PassJSON:  ids == nil && !rl.mayAskForInput(),
 		Intercept: rl.intercept,
-		OnMessage: g.watchToolListChanges(session.server),
+		OnMessage: g.watchToolListChanges(),
 		OnError:   x.logReplyError,
 	})
 }
@@ -59,7 +59,7 @@ func readReplyUncompressed(r *http.Request) {
 // logReplyError logs why a reply was refused or a stream cut.
 func (x *exchange) logReplyError(err error) {
 	x.g.logger.Error("upstream reply refused or cut",
-		zap.String("server", x.session.server),
+		zap.String("upstream", x.g.cfg.Upstream),
 		zap.String("request_id", x.g.host.RequestID(x.r)),
 		zap.Error(err))
 }
