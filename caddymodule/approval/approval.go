@@ -4,7 +4,9 @@
 // Standard Webhooks), and the wait of the calls held until a decision.
 //
 // An approval is bound to one call: who makes it, on which server, with
-// which tool and which arguments. It authorises that call once.
+// which tool and which arguments (every number exactly as written), and
+// who may decide it. It authorises that call once, and only a decider
+// entitled to (see Approval.Entitled) decides it.
 package approval
 
 import (
@@ -358,7 +360,7 @@ type Decider struct {
 // Entitled reports whether by may decide the approval. With no approvers,
 // any reviewer may: a decider holding a principal other than "caller" (the
 // caller alone never approves their own call). With approvers, a decider
-// holding one of them may.
+// holding one of them may. An empty principal counts for nothing.
 func (a *Approval) Entitled(by Decider) bool {
 	for _, p := range by.Principals {
 		switch {

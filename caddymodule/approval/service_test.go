@@ -273,19 +273,35 @@ func TestDecideEntitled(t *testing.T) {
 	}
 }
 
-// TestRequestStoresApprovers: an approval records its call's approvers
-// sorted, without repeats, and a call naming no principal is refused.
-func TestRequestStoresApprovers(t *testing.T) {
-	s := newStoreService(t, storeKinds[0].open, mustSecret(t, testDecisionSecret))
-	a, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", Approvers: []string{"webhook", "inbox:alice", "webhook"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(a.Approvers, ","); got != "inbox:alice,webhook" {
-		t.Errorf("approval's approvers = %q, want inbox:alice,webhook", got)
-	}
-	if a, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", Approvers: []string{"alice"}}); err == nil {
-		t.Errorf("a call with approver alice made approval %+v, want an error", a)
+// TestRequestRecordsCall: an approval records its call's arguments with
+// every number as written, and its approvers sorted, without repeats, in
+// every store; a call naming something that is not a principal is refused.
+func TestRequestRecordsCall(t *testing.T) {
+	const args = `{"big":9007199254740993,"float":1.0,"huge":1e400,"zero":-0,"s":"\u0061"}`
+	const want = `{"big":9007199254740993,"float":1.0,"huge":1e400,"s":"a","zero":-0}`
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStoreService(t, kind.open, mustSecret(t, testDecisionSecret))
+			call := callWith(t, args)
+			call.Approvers = []string{"webhook", "inbox:alice", "webhook"}
+			a, err := s.Request(context.Background(), &call)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := s.Get(context.Background(), a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(stored.Arguments) != want {
+				t.Errorf("stored arguments = %s, want %s", stored.Arguments, want)
+			}
+			if got := strings.Join(stored.Approvers, ","); got != "inbox:alice,webhook" {
+				t.Errorf("stored approvers = %q, want inbox:alice,webhook", got)
+			}
+			if a, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", Approvers: []string{"alice"}}); err == nil {
+				t.Errorf("a call with approver alice made approval %+v, want an error", a)
+			}
+		})
 	}
 }
 
