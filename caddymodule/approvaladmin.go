@@ -45,6 +45,8 @@ func (ApprovalsAdmin) Routes() []caddy.AdminRoute {
 
 // AdminDecision is the body of POST /mcpgate/approvals/<id>/approve|deny.
 type AdminDecision struct {
+	// Approver is who the operator says decided: recorded beside the
+	// verified approver "admin", never trusted.
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
@@ -93,14 +95,12 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if req.Approver == "" {
-		req.Approver = "admin API"
-	}
 	service := approvalServiceFor(r.Context(), "", id, nil)
 	if service == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("%w: %s", approval.ErrNotFound, id)}
 	}
-	decided, err := service.Decide(r.Context(), id, verb == "approve", req.Approver, req.Reason)
+	by := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}, Claim: req.Approver}
+	decided, err := service.Decide(r.Context(), id, verb == "approve", by, req.Reason)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: statusFor(err), Err: err}
 	}

@@ -41,10 +41,21 @@ type ApprovalConfig struct {
 	// Standard Webhooks. At least one is required.
 	Webhooks []string `json:"webhooks,omitempty"`
 
-	// Secret is the Standard Webhooks secret ("whsec_" and a base64 key of
-	// at least 24 bytes) that signs webhooks and verifies callbacks.
-	// Placeholders such as {env.MCP_WEBHOOK_SECRET} are replaced.
-	Secret string `json:"secret,omitempty"`
+	// WebhookSecrets are the Standard Webhooks secrets ("whsec_" and a
+	// base64 key of at least 24 bytes) that sign webhooks: each webhook
+	// carries one signature per secret, so receivers can rotate at their
+	// own pace. At least one is required. Placeholders such as
+	// {env.MCP_WEBHOOK_SECRET} are replaced.
+	WebhookSecrets []string `json:"webhook_secrets,omitempty"`
+
+	// DecisionSecrets are the Standard Webhooks secrets that verify
+	// decision callbacks: one signed with any of them is authentic. New
+	// approvals are bound to the first; list a new secret first and keep
+	// the old one until the approvals announced under it are settled. At
+	// least one is required, and none may also be a webhook secret, so
+	// that receiving approval requests does not confer the power to
+	// decide them. Placeholders are replaced.
+	DecisionSecrets []string `json:"decision_secrets,omitempty"`
 
 	// CallbackURL is the URL at which mcp_approvals is reached; decisions
 	// are POSTed to CallbackURL/<id>. Required.
@@ -85,7 +96,8 @@ type ApprovalConfig struct {
 //
 //	approval {
 //		webhook <url>...
-//		secret <whsec_...>
+//		webhook_secret <whsec_...>...
+//		decision_secret <whsec_...>...
 //		callback_url <url>
 //		timeout <duration>
 //		keepalive <duration>
@@ -106,10 +118,18 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 				return nil, d.ArgErr()
 			}
 			c.Webhooks = append(c.Webhooks, urls...)
-		case "secret":
-			if !d.AllArgs(&c.Secret) {
+		case "webhook_secret":
+			secrets := d.RemainingArgs()
+			if len(secrets) == 0 {
 				return nil, d.ArgErr()
 			}
+			c.WebhookSecrets = append(c.WebhookSecrets, secrets...)
+		case "decision_secret":
+			secrets := d.RemainingArgs()
+			if len(secrets) == 0 {
+				return nil, d.ArgErr()
+			}
+			c.DecisionSecrets = append(c.DecisionSecrets, secrets...)
 		case "callback_url":
 			if !d.AllArgs(&c.CallbackURL) {
 				return nil, d.ArgErr()
@@ -168,8 +188,11 @@ func (c *ApprovalConfig) validate() error {
 	if len(c.Webhooks) == 0 {
 		return errors.New("approval: at least one webhook is required")
 	}
-	if c.Secret == "" {
-		return errors.New("approval: a secret is required")
+	if len(c.WebhookSecrets) == 0 {
+		return errors.New("approval: a webhook secret is required")
+	}
+	if len(c.DecisionSecrets) == 0 {
+		return errors.New("approval: a decision secret is required")
 	}
 	if c.CallbackURL == "" {
 		return errors.New("approval: callback_url is required")
@@ -219,11 +242,16 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 		r.instance = defaultApprovalInstance
 	}
 	r.settings.Timeout = durationOr(c.Timeout, defaultApprovalTimeout)
-	secret, err := approval.ParseSecret(repl.ReplaceKnown(c.Secret, ""))
-	if err != nil {
+	var err error
+	if r.settings.WebhookSecrets, err = parseSecrets(repl, "webhook_secrets", c.WebhookSecrets); err != nil {
+		return nil, err
+	}
+	if r.settings.DecisionSecrets, err = parseSecrets(repl, "decision_secrets", c.DecisionSecrets); err != nil {
+		return nil, err
+	}
+	if err := approval.CheckDistinctSecrets(r.settings.WebhookSecrets, r.settings.DecisionSecrets); err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
-	r.settings.Secret = secret
 	callback, err := absoluteURL(repl.ReplaceKnown(c.CallbackURL, ""))
 	if err != nil {
 		return nil, fmt.Errorf("approval: callback_url: %w", err)
@@ -237,6 +265,19 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 		r.settings.Webhooks = append(r.settings.Webhooks, u)
 	}
 	return r, nil
+}
+
+// parseSecrets replaces the placeholders in the secrets of the field and
+// reads them.
+func parseSecrets(repl *caddy.Replacer, field string, secrets []string) ([]approval.Secret, error) {
+	parsed := make([]approval.Secret, len(secrets))
+	for i, secret := range secrets {
+		var err error
+		if parsed[i], err = approval.ParseSecret(repl.ReplaceKnown(secret, "")); err != nil {
+			return nil, fmt.Errorf("approval: %s: %w", field, err)
+		}
+	}
+	return parsed, nil
 }
 
 // poolKey names the approval service a handler uses: the store's identity

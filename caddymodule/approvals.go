@@ -34,15 +34,16 @@ const maxCallbackBody = 64 << 10
 // ApprovalsHandler serves the approval callback API wherever it is
 // mounted: a decision for approval <id> is POSTed to a path whose last
 // segment is <id> (callback_url/<id>), signed as a Standard Webhook with
-// the approval secret:
+// a decision secret:
 //
-//	{"decision": "approve" | "deny", "approver": "...", "reason": "..."}
+//	{"id": "<id>", "decision": "approve" | "deny", "approver": "...", "reason": "..."}
 //
 // Answers: 200 with the approval's new state; 401 for an unsigned, badly
-// signed or stale callback (timestamp more than 5 minutes off); 409 for a
-// replayed webhook-id, or an approval already decided, cancelled or
-// expired; 404 for an unknown id; 400 for a body that is not a decision.
-// Only a 200 changes anything.
+// signed or stale callback (timestamp more than 5 minutes off); 404 for an
+// unknown id; 400 for a body that is not a decision for <id> (see
+// approval.ParseCallback); 409 for a replayed webhook-id, or an approval
+// already decided, cancelled or expired; 403 for an approval that signed
+// callbacks may not decide. Only a 200 changes anything.
 //
 // With an inbox, it also serves an approval inbox page at its mount path
 // (a path ending in "/"), to the accounts of the inbox's basic_auth only.
@@ -114,27 +115,17 @@ func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ c
 	}
 }
 
-// CallbackDecision is the body of a decision callback.
-type CallbackDecision struct {
-	// Decision is "approve" or "deny".
-	Decision string `json:"decision"`
-	// Approver says who decided.
-	Approver string `json:"approver,omitempty"`
-	// Reason is given to the client with a denial, and logged.
-	Reason string `json:"reason,omitempty"`
-}
-
 // serveCallback takes one signed decision.
 func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request, id string) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
 	if err != nil {
 		return h.refuseCallback(r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
 	}
-	// Any service whose secret verifies the callback may hold the id;
-	// the one whose store knows it takes the decision.
+	// Any service whose decision secrets verify the callback may hold the
+	// id; the one whose store knows it takes the decision.
 	verified, verifyErr := false, approval.ErrUnsigned
 	service := approvalServiceFor(r.Context(), h.Instance, id, func(s *approval.Service) bool {
-		if _, err := s.Secret().Verify(r.Header, body, time.Now()); err != nil {
+		if _, err := s.VerifyDecision(r.Header, body, time.Now()); err != nil {
 			verifyErr = err
 			return false
 		}
@@ -147,21 +138,15 @@ func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request,
 	if service == nil {
 		return h.refuseCallback(r, id, http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
 	}
+	decision, err := approval.ParseCallback(body, id)
+	if err != nil {
+		return h.refuseCallback(r, id, http.StatusBadRequest, err)
+	}
 	if err := service.Claim(r.Context(), r.Header.Get(approval.HeaderID)); err != nil {
 		return h.refuseCallback(r, id, statusFor(err), err)
 	}
-	var decision CallbackDecision
-	if err := json.Unmarshal(body, &decision); err != nil {
-		return h.refuseCallback(r, id, http.StatusBadRequest, fmt.Errorf("decoding the decision: %w", err))
-	}
-	if decision.Decision != "approve" && decision.Decision != "deny" {
-		return h.refuseCallback(r, id, http.StatusBadRequest, fmt.Errorf("decision %q is neither approve nor deny", decision.Decision))
-	}
-	approver := decision.Approver
-	if approver == "" {
-		approver = "webhook"
-	}
-	a, err := service.Decide(r.Context(), id, decision.Decision == "approve", approver, decision.Reason)
+	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
+	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
 	if err != nil {
 		return h.refuseCallback(r, id, statusFor(err), err)
 	}
@@ -174,6 +159,8 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, approval.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, approval.ErrNotEntitled):
+		return http.StatusForbidden
 	case errors.Is(err, approval.ErrConflict), errors.Is(err, approval.ErrReplayed):
 		return http.StatusConflict
 	default:

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"regexp"
 	"runtime"
 	"strings"
@@ -34,15 +35,19 @@ import (
 // stalls fails a test instead of hanging it.
 var testClient = &http.Client{Timeout: 20 * time.Second}
 
-// testWebhookSecret signs webhooks and callbacks in these tests.
+// testWebhookSecret signs webhooks in these tests.
 const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// testDecisionSecret signs decision callbacks in these tests.
+const testDecisionSecret = "whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ=="
 
 // approver is a webhook receiver on 127.0.0.1 that checks every
 // webhook's signature, as a real approval service would, and sends signed
 // decisions.
 type approver struct {
-	URL    string
-	secret approval.Secret
+	URL string
+	// webhookSecret verifies webhooks; secret signs decisions.
+	webhookSecret, secret approval.Secret
 	// keepEvents is off in the scale test, whose memory figure must not
 	// count the receiver's copies.
 	keepEvents bool
@@ -57,14 +62,18 @@ type approver struct {
 
 func newApprover(t testing.TB) *approver {
 	t.Helper()
-	secret, err := approval.ParseSecret(testWebhookSecret)
+	webhookSecret, err := approval.ParseSecret(testWebhookSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &approver{secret: secret, keepEvents: true, counts: make(map[string]int), arrived: make(chan struct{}, 1)}
+	secret, err := approval.ParseSecret(testDecisionSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &approver{webhookSecret: webhookSecret, secret: secret, keepEvents: true, counts: make(map[string]int), arrived: make(chan struct{}, 1)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if _, err := a.secret.Verify(r.Header, body, time.Now()); err != nil {
+		if _, err := a.webhookSecret.Verify(r.Header, body, time.Now()); err != nil {
 			a.unsigned.Add(1)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
@@ -154,10 +163,12 @@ func (a *approver) signNow(h http.Header, body []byte) {
 	a.secret.SetHeaders(h, "msg_"+hex.EncodeToString(id[:]), time.Now(), body)
 }
 
-// decide sends a signed decision for the approval and returns the status.
+// decide sends a signed decision for the approval at callbackURL (whose
+// last segment is its id) and returns the status.
 func (a *approver) decide(t testing.TB, callbackURL, decision, reason string) int {
 	t.Helper()
-	return callback(t, callbackURL, map[string]string{"decision": decision, "approver": "alice", "reason": reason}, a.signNow)
+	body := map[string]string{"id": path.Base(callbackURL), "decision": decision, "approver": "alice", "reason": reason}
+	return callback(t, callbackURL, body, a.signNow)
 }
 
 // approvalSetup shapes the gateway of an approval test.
@@ -221,14 +232,15 @@ func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...st
 		upstream test
 		approval {
 			webhook %s
-			secret %s
+			webhook_secret %s
+			decision_secret %s
 			callback_url %s
 			%s
 		}
 	}
 	reverse_proxy %s
 }
-`, port, webhook, testWebhookSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
+`, port, webhook, testWebhookSecret, testDecisionSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
 }
 
 func or(s, fallback string) string {
@@ -336,7 +348,7 @@ func TestApprovalApprovedOrDenied(t *testing.T) {
 				t.Fatalf("deny callback: status %d, want 200", status)
 			}
 			res = awaitResult(t, done)
-			if !res.IsError || !strings.Contains(resultText(res), "Denied by alice: not on a Friday") {
+			if !res.IsError || !strings.Contains(resultText(res), "Denied by webhook: not on a Friday") {
 				t.Errorf("denied call: isError %v, %q; want a refusal with the approver's reason", res.IsError, resultText(res))
 			}
 			if up.sawBodyContaining("deny me") {
@@ -365,8 +377,9 @@ func TestApprovalTimeout(t *testing.T) {
 }
 
 // TestApprovalCallbacksRefused sends callbacks that must change nothing:
-// unsigned, signed with another key, stale, for an unknown id, replayed,
-// and a second decision after the first.
+// unsigned, signed with another key (the webhook secret included), stale,
+// for an unknown id, with a body that is not a decision for the approval
+// it was sent to, replayed, and a second decision after the first.
 func TestApprovalCallbacksRefused(t *testing.T) {
 	g, up, e, done := holdCall(t, approvalSetup{}, "guarded")
 
@@ -374,26 +387,35 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approve := map[string]string{"decision": "approve", "approver": "mallory"}
+	const unknown = "apr_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	approve := map[string]string{"id": e.ID, "decision": "approve", "approver": "mallory"}
 	tests := []struct {
 		name string
 		url  string
+		body any
 		sign func(http.Header, []byte)
 		want int
 	}{
-		{"unsigned", e.CallbackURL, nil, http.StatusUnauthorized},
-		{"another key", e.CallbackURL, func(h http.Header, b []byte) { forger.SetHeaders(h, "msg_forged", time.Now(), b) }, http.StatusUnauthorized},
-		{"stale", e.CallbackURL, func(h http.Header, b []byte) {
+		{"unsigned", e.CallbackURL, approve, nil, http.StatusUnauthorized},
+		{"another key", e.CallbackURL, approve, func(h http.Header, b []byte) { forger.SetHeaders(h, "msg_forged", time.Now(), b) }, http.StatusUnauthorized},
+		{"the webhook secret", e.CallbackURL, approve, func(h http.Header, b []byte) {
+			g.approver.webhookSecret.SetHeaders(h, "msg_webhook", time.Now(), b)
+		}, http.StatusUnauthorized},
+		{"stale", e.CallbackURL, approve, func(h http.Header, b []byte) {
 			g.approver.secret.SetHeaders(h, "msg_stale", time.Now().Add(-6*time.Minute), b)
 		}, http.StatusUnauthorized},
-		{"signature of another body", e.CallbackURL, func(h http.Header, _ []byte) {
+		{"signature of another body", e.CallbackURL, approve, func(h http.Header, _ []byte) {
 			g.approver.secret.SetHeaders(h, "msg_other", time.Now(), []byte(`{"decision":"deny"}`))
 		}, http.StatusUnauthorized},
-		{"unknown id", g.Callbacks + "/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", g.approver.signNow, http.StatusNotFound},
+		{"unknown id", g.Callbacks + "/" + unknown, map[string]string{"id": unknown, "decision": "approve"}, g.approver.signNow, http.StatusNotFound},
+		{"decision for another approval", e.CallbackURL, map[string]string{"id": unknown, "decision": "approve"}, g.approver.signNow, http.StatusBadRequest},
+		{"no id", e.CallbackURL, map[string]string{"decision": "approve"}, g.approver.signNow, http.StatusBadRequest},
+		{"member Decision", e.CallbackURL, map[string]string{"id": e.ID, "Decision": "approve"}, g.approver.signNow, http.StatusBadRequest},
+		{"duplicate decision", e.CallbackURL, json.RawMessage(`{"id":"` + e.ID + `","decision":"deny","decision":"approve"}`), g.approver.signNow, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if status := callback(t, tt.url, approve, tt.sign); status != tt.want {
+			if status := callback(t, tt.url, tt.body, tt.sign); status != tt.want {
 				t.Errorf("status %d, want %d", status, tt.want)
 			}
 		})
@@ -414,7 +436,7 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 
 	// A valid decision, then the very same message again, then another
 	// decision: only the first counts.
-	raw, _ := json.Marshal(map[string]string{"decision": "deny", "approver": "alice", "reason": "first"})
+	raw, _ := json.Marshal(map[string]string{"id": e.ID, "decision": "deny", "approver": "alice", "reason": "first"})
 	header := make(http.Header)
 	g.approver.signNow(header, raw)
 	replay := func(h http.Header, _ []byte) {
@@ -823,7 +845,7 @@ func TestApprovalAdminAPI(t *testing.T) {
 		})
 	}
 	res := awaitResult(t, done)
-	if !res.IsError || !strings.Contains(resultText(res), "Denied by ops: use the staging tracker") {
+	if !res.IsError || !strings.Contains(resultText(res), "Denied by admin: use the staging tracker") {
 		t.Errorf("denied through the admin API, the call answered %q", resultText(res))
 	}
 	eventually(t, 5*time.Second, func() string {
@@ -877,7 +899,9 @@ http://gw.example.com {
 `
 	}
 	full := site(`webhook https://approver.internal/hook https://backup.internal/hook
-				secret {env.MCP_WEBHOOK_SECRET}
+				webhook_secret {env.MCP_WEBHOOK_SECRET} {env.MCP_WEBHOOK_SECRET_OLD}
+				decision_secret {env.MCP_DECISION_SECRET}
+				decision_secret {env.MCP_DECISION_SECRET_OLD}
 				callback_url https://gw.example.com/approvals
 				timeout 10m
 				keepalive 15s
@@ -889,8 +913,11 @@ http://gw.example.com {
 		t.Fatalf("adapting the approval Caddyfile: %v", err)
 	}
 	for _, want := range []string{
-		`"approval":{"callback_url":"https://gw.example.com/approvals","hold":50000000000,"instance":"main","keepalive":15000000000,` +
-			`"redis":"127.0.0.1:6379","secret":"{env.MCP_WEBHOOK_SECRET}","store":"redis","timeout":600000000000,` +
+		`"approval":{"callback_url":"https://gw.example.com/approvals",` +
+			`"decision_secrets":["{env.MCP_DECISION_SECRET}","{env.MCP_DECISION_SECRET_OLD}"],` +
+			`"hold":50000000000,"instance":"main","keepalive":15000000000,` +
+			`"redis":"127.0.0.1:6379","store":"redis","timeout":600000000000,` +
+			`"webhook_secrets":["{env.MCP_WEBHOOK_SECRET}","{env.MCP_WEBHOOK_SECRET_OLD}"],` +
 			`"webhooks":["https://approver.internal/hook","https://backup.internal/hook"]}`,
 		`{"handler":"mcp_approvals","instance":"main"}`,
 	} {
@@ -899,22 +926,35 @@ http://gw.example.com {
 		}
 	}
 
-	for _, bad := range []string{"store redis", "hold -1s", "timeout soon", "retries 3", "store sqlite"} {
+	for _, bad := range []string{"store redis", "hold -1s", "timeout soon", "retries 3", "store sqlite", "secret " + testWebhookSecret, "webhook_secret", "decision_secret"} {
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(bad)), nil); err == nil {
 			t.Errorf("the Caddyfile accepted %q in an approval block", bad)
 		}
 	}
 
-	required := "webhook https://approver.internal/hook\n\t\t\t\tsecret " + testWebhookSecret + "\n\t\t\t\tcallback_url https://gw.example.com/approvals"
+	lines := func(lines ...string) string { return strings.Join(lines, "\n\t\t\t\t") }
+	const (
+		webhook  = "webhook https://approver.internal/hook"
+		callback = "callback_url https://gw.example.com/approvals"
+		other    = "whsec_" + "b3RoZXIgc2VjcmV0cyBhcmUgbG9uZyBlbm91Z2ggdG9v"
+		older    = "whsec_" + "YW4gb2xkZXIgZGVjaXNpb24gc2VjcmV0LCByb3RhdGVk"
+	)
+	webhookSecret, decisionSecret := "webhook_secret "+testWebhookSecret, "decision_secret "+testDecisionSecret
+	required := lines(webhook, webhookSecret, decisionSecret, callback)
 	tests := []struct {
 		name, block string
 		loads       bool
 	}{
 		{"the required lines", required, true},
-		{"no webhook", "secret " + testWebhookSecret + "\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
-		{"no secret", "webhook https://approver.internal/hook\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
-		{"short secret", "webhook https://a.internal/hook\n\t\t\t\tsecret whsec_c2hvcnQ=\n\t\t\t\tcallback_url https://gw.example.com/approvals", false},
-		{"relative callback_url", "webhook https://a.internal/hook\n\t\t\t\tsecret " + testWebhookSecret + "\n\t\t\t\tcallback_url /approvals", false},
+		{"several secrets each", lines(webhook, "webhook_secret "+testWebhookSecret+" "+other, decisionSecret, "decision_secret "+older, callback), true},
+		{"no webhook", lines(webhookSecret, decisionSecret, callback), false},
+		{"no webhook secret", lines(webhook, decisionSecret, callback), false},
+		{"no decision secret", lines(webhook, webhookSecret, callback), false},
+		{"one secret for both", lines(webhook, webhookSecret, "decision_secret "+testWebhookSecret, callback), false},
+		{"a webhook secret among the decision secrets", lines(webhook, "webhook_secret "+other+" "+testWebhookSecret,
+			"decision_secret "+testDecisionSecret+" "+other, callback), false},
+		{"short secret", lines(webhook, webhookSecret, "decision_secret whsec_c2hvcnQ=", callback), false},
+		{"relative callback_url", lines(webhook, webhookSecret, decisionSecret, "callback_url /approvals"), false},
 		{"redis address without store redis", required + "\n\t\t\t\tstore memory\n\t\t\t\t", false},
 	}
 	for _, tt := range tests {
@@ -999,7 +1039,7 @@ func TestThousandHeldCalls(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		conn.Close()
-		if !strings.Contains(string(body), "Denied by alice: load test") {
+		if !strings.Contains(string(body), "Denied by webhook: load test") {
 			t.Fatalf("held call %d answered %s", i, body)
 		}
 	}

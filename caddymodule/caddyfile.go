@@ -48,7 +48,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		pins_file <path>
 //		approval {
 //			webhook <url>...
-//			secret <whsec_...>
+//			webhook_secret <whsec_...>...
+//			decision_secret <whsec_...>...
 //			callback_url <url>
 //			timeout|keepalive|hold <duration>
 //			store memory|redis <address>

@@ -20,7 +20,7 @@ import (
 // credentials of an inbox account (HTTP basic authentication, as Caddy's
 // basic_auth checks them); a decision must come from the page's own origin
 // (Go's http.CrossOriginProtection: Sec-Fetch-Site, else Origin); and its
-// form must carry a token that is an HMAC, under the approval secret, of
+// form must carry a token that is an HMAC, under a decision secret, of
 // the signed-in approver and the approval id, so that no other site can
 // make a signed-in approver's browser decide. The token needs no server
 // state, so replicas sharing the secret accept each other's pages. The page
@@ -78,12 +78,13 @@ func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Reques
 	if service == nil {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
 	}
-	if !service.Secret().CheckFormToken(r.PostForm.Get("token"), user, id) {
+	if !service.CheckFormToken(r.PostForm.Get("token"), user, id) {
 		h.logger.Warn("inbox decision refused: bad form token",
 			zap.String("id", id), zap.String("approver", user), zap.String("remote_ip", clientIP(r)))
 		return caddyhttp.Error(http.StatusForbidden, errors.New("the form's token does not match; reload the inbox"))
 	}
-	_, err := service.Decide(r.Context(), id, decision == "approve", user, r.PostForm.Get("reason"))
+	by := approval.Decider{ID: "inbox:" + user, Principals: []string{approval.PrincipalInbox, "inbox:" + user}}
+	_, err := service.Decide(r.Context(), id, decision == "approve", by, r.PostForm.Get("reason"))
 	if err != nil && !errors.Is(err, approval.ErrConflict) {
 		return caddyhttp.Error(statusFor(err), err)
 	}
@@ -127,7 +128,7 @@ func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, u
 				continue
 			}
 			seen[a.ID] = true
-			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: indentJSON(a.Arguments), Token: s.Secret().FormToken(user, a.ID)})
+			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: indentJSON(a.Arguments), Token: s.FormToken(user, a.ID)})
 		}
 		return true
 	})

@@ -204,7 +204,7 @@ func TestInboxInBrowser(t *testing.T) {
 	if !strings.Contains(arguments, `"text": "from the browser"`) {
 		t.Errorf("the inbox shows arguments %q, want the call's", arguments)
 	}
-	if !strings.Contains(notice, e.ID+" is approved (alice)") {
+	if !strings.Contains(notice, e.ID+" is approved (inbox:alice)") {
 		t.Errorf("after Approve the page says %q, want it approved by alice", notice)
 	}
 	res := awaitResult(t, done)

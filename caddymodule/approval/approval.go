@@ -4,7 +4,9 @@
 // Standard Webhooks), and the wait of the calls held until a decision.
 //
 // An approval is bound to one call: who makes it, on which server, with
-// which tool and which arguments. It authorises that call once.
+// which tool and which arguments (every number exactly as written), and
+// who may decide it. It authorises that call once, and only a decider
+// entitled to (see Approval.Entitled) decides it.
 package approval
 
 import (
@@ -15,9 +17,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -49,6 +53,9 @@ var (
 	ErrConflict = errors.New("approval already settled")
 	// ErrReplayed: a callback reused a webhook-id.
 	ErrReplayed = errors.New("webhook-id already used")
+	// ErrNotEntitled: the decider holds none of the principals entitled
+	// to decide the approval.
+	ErrNotEntitled = errors.New("not entitled to decide this approval")
 )
 
 // Retention is how long an approval is remembered after it stops being
@@ -74,8 +81,12 @@ type Approval struct {
 	User string `json:"user,omitempty"`
 	// Session is the Mcp-Session-Id the call came with.
 	Session string `json:"session,omitempty"`
-	// KeyID names the secret the approval was announced with, the only
-	// one that can decide it (see Secret.ID).
+	// Approvers are the principals entitled to decide, sorted; empty
+	// means any reviewer (see Call.Approvers and Entitled).
+	Approvers []string `json:"approvers,omitempty"`
+	// KeyID names the decision secret that was first when the approval
+	// was announced (see Secret.ID): a service decides the approval while
+	// that secret is among its decision secrets (see Service.Owns).
 	KeyID string `json:"key_id"`
 	// RequestedAt is when the approval was first asked for.
 	RequestedAt time.Time `json:"requested_at"`
@@ -83,8 +94,12 @@ type Approval struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// State is where the approval stands.
 	State State `json:"state"`
-	// Approver is who decided (or what cancelled or expired it).
+	// Approver is who decided, as verified (Decider.ID), or what
+	// cancelled or expired it.
 	Approver string `json:"approver,omitempty"`
+	// ApproverClaim is what the decider said of itself (Decider.Claim),
+	// when it says more than Approver; recorded, never trusted.
+	ApproverClaim string `json:"approver_claim,omitempty"`
 	// DecisionReason is the reason given with the decision.
 	DecisionReason string `json:"decision_reason,omitempty"`
 	// DecidedAt is when the approval left the pending state.
@@ -137,12 +152,15 @@ func (a *Approval) Waited(now time.Time) time.Duration {
 	return now.Sub(a.RequestedAt)
 }
 
-// decide moves a pending approval to state to.
-func (a *Approval) decide(to State, by, reason string, now time.Time, usable time.Duration) error {
+// decide moves a pending approval to state to, recording who did it.
+func (a *Approval) decide(to State, by Decider, reason string, now time.Time, usable time.Duration) error {
 	if a.State != Pending {
 		return fmt.Errorf("%w: approval %s is %s", ErrConflict, a.ID, a.State)
 	}
-	a.State, a.Approver, a.DecisionReason, a.DecidedAt = to, by, reason, now
+	a.State, a.Approver, a.DecisionReason, a.DecidedAt = to, by.ID, reason, now
+	if by.Claim != by.ID {
+		a.ApproverClaim = by.Claim
+	}
 	a.UsableUntil = now.Add(usable)
 	return nil
 }
@@ -178,36 +196,132 @@ type Call struct {
 	Arguments map[string]any
 	// Reason is why the policy asked for approval.
 	Reason string
+	// Approvers are the principals entitled to decide; empty means any
+	// reviewer (see Approval.Entitled). A principal is one of:
+	//
+	//	webhook        a callback signed with a decision secret
+	//	admin          the admin API
+	//	admin:<name>   a named admin, such as a remote-admin client
+	//	               certificate's common name
+	//	inbox          any inbox account
+	//	inbox:<user>   one inbox account
+	//	group:<name>   an inbox group
+	//	caller         the person who made the call, asked by the gateway
+	//	               itself in their client
+	//
+	// Only the code that asks the caller of this very approval may give a
+	// decider the principal "caller".
+	Approvers []string
 }
 
-// canonicalArguments returns the arguments as canonical JSON (RFC 8785),
-// so that calls equal as JSON values have equal arguments whatever the
-// member order, spacing or number spelling.
+// The principals without a name; see Call.Approvers.
+const (
+	// PrincipalWebhook is held by a callback signed with a decision secret.
+	PrincipalWebhook = "webhook"
+	// PrincipalAdmin is held by the admin API.
+	PrincipalAdmin = "admin"
+	// PrincipalInbox is held by every inbox account.
+	PrincipalInbox = "inbox"
+	// PrincipalCaller is held by the person who made the call, when the
+	// gateway asks them in their client.
+	PrincipalCaller = "caller"
+)
+
+// namedPrincipals are the prefixes of the principals that carry a name;
+// see Call.Approvers.
+var namedPrincipals = []string{"admin:", "inbox:", "group:"}
+
+// validPrincipal reports whether p is spelled as a principal of
+// Call.Approvers.
+func validPrincipal(p string) bool {
+	switch p {
+	case PrincipalWebhook, PrincipalAdmin, PrincipalInbox, PrincipalCaller:
+		return true
+	}
+	for _, prefix := range namedPrincipals {
+		if name, ok := strings.CutPrefix(p, prefix); ok {
+			return name != ""
+		}
+	}
+	return false
+}
+
+// approvers returns the call's approvers sorted and without repeats, or an
+// error naming one that is not a principal: an approval that nobody could
+// decide is refused when asked for, rather than left to expire.
+func (c *Call) approvers() ([]string, error) {
+	for _, p := range c.Approvers {
+		if !validPrincipal(p) {
+			return nil, fmt.Errorf("approver %q is not a principal (webhook, admin, admin:<name>, inbox, inbox:<user>, group:<name> or caller)", p)
+		}
+	}
+	if len(c.Approvers) == 0 {
+		return nil, nil
+	}
+	approvers := slices.Clone(c.Approvers)
+	slices.Sort(approvers)
+	return slices.Compact(approvers), nil
+}
+
+// canonicalArguments returns the arguments as canonical JSON without loss:
+// RFC 8785 for member order, string escapes and whitespace, which no JSON
+// reader can tell apart, but every number exactly as written (RFC 8785
+// would round it through float64, so that 9007199254740993 and
+// 9007199254740992, or 1e400 and 1e401, would bind alike, though many
+// upstreams read them differently). So 1.0 and 1, -0 and 0, 1e2 and 100
+// are different arguments. Numbers come as json.Number, as the gateway's
+// message parser decodes them, and are written from their text.
 func (c *Call) canonicalArguments() (json.RawMessage, error) {
 	args := c.Arguments
 	if args == nil {
 		args = map[string]any{}
 	}
-	raw, err := json.Marshal(args)
+	raw, err := jsonv2.Marshal(args, jsonv2.WithMarshalers(jsonv2.MarshalToFunc(writeNumber)))
 	if err != nil {
 		return nil, fmt.Errorf("encoding arguments: %w", err)
 	}
 	v := jsontext.Value(raw)
-	if err := v.Canonicalize(); err != nil {
+	if err := v.Canonicalize(jsontext.CanonicalizeRawInts(false), jsontext.CanonicalizeRawFloats(false)); err != nil {
 		return nil, fmt.Errorf("canonicalizing arguments: %w", err)
 	}
 	return json.RawMessage(v), nil
 }
 
+// writeNumber writes a json.Number as the number it spells.
+func writeNumber(enc *jsontext.Encoder, n json.Number) error {
+	if v := jsontext.Value(n); !v.IsValid() || v.Kind() != '0' {
+		return fmt.Errorf("%q is not a JSON number", string(n))
+	}
+	return enc.WriteValue(jsontext.Value(n))
+}
+
 // Binding returns what an approval for the call is bound to: a hash of the
-// caller, the server, the tool and the canonical arguments. The caller is
-// the user when known, else the session: without an identity, an approval
-// granted in one session does not run a call made in another. Calls with
-// neither share one anonymous caller.
+// caller, the server, the tool, the approvers (sorted, without repeats)
+// and the canonical arguments. The caller is the user when known, else the
+// session: without an identity, an approval granted in one session does
+// not run a call made in another. Calls with neither share one anonymous
+// caller. A policy that changes who may decide gets a fresh approval.
 func (c *Call) Binding() (string, error) {
+	b, err := c.bind()
+	return b.binding, err
+}
+
+// bound is what an approval for a call records of it.
+type bound struct {
+	binding   string
+	arguments json.RawMessage
+	approvers []string
+}
+
+// bind works out the call's binding, canonical arguments and approvers.
+func (c *Call) bind() (bound, error) {
 	args, err := c.canonicalArguments()
 	if err != nil {
-		return "", err
+		return bound{}, err
+	}
+	approvers, err := c.approvers()
+	if err != nil {
+		return bound{}, err
 	}
 	caller := "anonymous"
 	switch {
@@ -217,12 +331,60 @@ func (c *Call) Binding() (string, error) {
 		caller = "session:" + c.Session
 	}
 	h := sha256.New()
+	// Length-prefixed, so no two different calls hash the same parts.
 	for _, part := range []string{caller, c.Server, c.Tool} {
-		// Length-prefixed, so no two different calls hash the same parts.
 		fmt.Fprintf(h, "%d:%s\n", len(part), part)
 	}
+	fmt.Fprintf(h, "%d\n", len(approvers))
+	for _, p := range approvers {
+		fmt.Fprintf(h, "%d:%s\n", len(p), p)
+	}
 	h.Write(args)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return bound{binding: hex.EncodeToString(h.Sum(nil)), arguments: args, approvers: approvers}, nil
+}
+
+// Decider is who decides an approval: a verified identity and the
+// principals it holds (see Call.Approvers).
+type Decider struct {
+	// ID is the verified identity recorded as the approver, such as
+	// "inbox:alice", "admin" or "webhook".
+	ID string
+	// Principals are the principals the decider holds, such as
+	// {"inbox", "inbox:alice", "group:leads"}.
+	Principals []string
+	// Claim is what the decider says of itself, such as a webhook body's
+	// "approver": recorded, never trusted.
+	Claim string
+}
+
+// Entitled reports whether by may decide the approval. With no approvers,
+// any reviewer may: a decider holding a principal other than "caller" (the
+// caller alone never approves their own call). With approvers, a decider
+// holding one of them may. An empty principal counts for nothing.
+func (a *Approval) Entitled(by Decider) bool {
+	for _, p := range by.Principals {
+		switch {
+		case p == "":
+		case len(a.Approvers) == 0 && p != PrincipalCaller:
+			return true
+		case slices.Contains(a.Approvers, p):
+			return true
+		}
+	}
+	return false
+}
+
+// entitle returns nil when by may decide the approval, else ErrNotEntitled
+// saying who may.
+func (a *Approval) entitle(by Decider) error {
+	if a.Entitled(by) {
+		return nil
+	}
+	who := "any reviewer but the caller alone"
+	if len(a.Approvers) > 0 {
+		who = "only " + strings.Join(a.Approvers, ", ")
+	}
+	return fmt.Errorf("%w: %q may not decide approval %s; %s may", ErrNotEntitled, by.ID, a.ID, who)
 }
 
 // idEncoding spells approval ids: lower-case, URL-safe, no padding.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,17 @@ import (
 type Settings struct {
 	// Webhooks are the URLs that approval events are POSTed to.
 	Webhooks []string
-	// Secret signs webhooks and verifies callbacks.
-	Secret Secret
+	// WebhookSecrets sign outgoing webhooks, each message with every one
+	// of them, so that receivers can rotate at their own pace. At least
+	// one is required.
+	WebhookSecrets []Secret
+	// DecisionSecrets verify incoming decisions: one signed with any of
+	// them is authentic. New approvals are bound to the first (see
+	// Approval.KeyID), so a rotation lists the new secret first and keeps
+	// the old one until the approvals announced under it are settled. At
+	// least one is required, and none may be a webhook secret: whoever
+	// receives approval requests must not be able to decide them.
+	DecisionSecrets []Secret
 	// CallbackURL is where decisions come in, as CallbackURL/<id>; no
 	// trailing slash.
 	CallbackURL string
@@ -73,23 +83,32 @@ type Service struct {
 const sweepInterval = time.Second
 
 // NewService starts a service over the store that newStore makes (given
-// the function that the store must tell of every change).
+// the function that the store must tell of every change). It refuses
+// settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
 	s := &Service{changed: make(map[string]chan struct{}), held: make(map[string]chan struct{})}
+	if err := s.Configure(settings); err != nil {
+		return nil, err
+	}
 	store, err := newStore(s.notify)
 	if err != nil {
 		return nil, err
 	}
 	s.store = store
-	s.Configure(settings)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.work.Go(s.sweep)
 	return s, nil
 }
 
-// Configure replaces the service's settings.
-func (s *Service) Configure(settings *Settings) {
+// Configure replaces the service's settings. It refuses, keeping the
+// current settings, secrets that CheckDistinctSecrets refuses.
+func (s *Service) Configure(settings *Settings) error {
+	if err := CheckDistinctSecrets(settings.WebhookSecrets, settings.DecisionSecrets); err != nil {
+		return fmt.Errorf("configuring approvals: %w", err)
+	}
 	c := *settings
+	c.WebhookSecrets = slices.Clone(c.WebhookSecrets)
+	c.DecisionSecrets = slices.Clone(c.DecisionSecrets)
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
@@ -100,11 +119,31 @@ func (s *Service) Configure(settings *Settings) {
 		c.Logger = zap.NewNop()
 	}
 	s.settings.Store(&c)
+	return nil
 }
 
-// Secret returns the secret that callbacks must be signed with.
-func (s *Service) Secret() Secret {
-	return s.settings.Load().Secret
+// VerifyDecision checks the Standard Webhooks headers of a decision
+// callback with body, received at now, against every decision secret,
+// and returns its webhook-id. Errors wrap ErrUnsigned, ErrBadSignature or
+// ErrStale.
+func (s *Service) VerifyDecision(h http.Header, body []byte, now time.Time) (webhookID string, err error) {
+	return verify(h, body, now, s.settings.Load().DecisionSecrets)
+}
+
+// FormToken returns the token that the inbox page's form for approval id
+// carries for user: an HMAC under the first decision secret, so that no
+// other site can make a signed-in approver's browser decide.
+func (s *Service) FormToken(user, id string) string {
+	return s.settings.Load().DecisionSecrets[0].formToken(user, id)
+}
+
+// CheckFormToken reports whether token is a form token for user and
+// approval id under any decision secret, so that pages served before a
+// rotation still work.
+func (s *Service) CheckFormToken(token, user, id string) bool {
+	return slices.ContainsFunc(s.settings.Load().DecisionSecrets, func(secret Secret) bool {
+		return secret.checkFormToken(token, user, id)
+	})
 }
 
 // Close stops the service's goroutines and closes its store. Calls still
@@ -124,11 +163,7 @@ func (s *Service) Done() <-chan struct{} {
 // same binding (pending, or decided and not yet used), or else a new
 // pending approval, announced by webhook.
 func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
-	args, err := call.canonicalArguments()
-	if err != nil {
-		return nil, err
-	}
-	binding, err := call.Binding()
+	b, err := call.bind()
 	if err != nil {
 		return nil, err
 	}
@@ -136,14 +171,15 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	now := time.Now()
 	a := &Approval{
 		ID:          newID(),
-		Binding:     binding,
+		Binding:     b.binding,
 		Server:      call.Server,
 		Tool:        call.Tool,
-		Arguments:   args,
+		Arguments:   b.arguments,
 		Reason:      call.Reason,
 		User:        call.User,
 		Session:     call.Session,
-		KeyID:       settings.Secret.ID(),
+		Approvers:   b.approvers,
+		KeyID:       settings.DecisionSecrets[0].ID(),
 		RequestedAt: now,
 		ExpiresAt:   now.Add(settings.Timeout),
 		State:       Pending,
@@ -155,7 +191,7 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	if created {
 		settings.Logger.Info("approval requested",
 			zap.String("id", a.ID), zap.String("server", a.Server), zap.String("tool", a.Tool),
-			zap.String("user", a.User), zap.String("session", a.Session),
+			zap.String("user", a.User), zap.String("session", a.Session), zap.Strings("approvers", a.Approvers),
 			zap.String("reason", a.Reason), zap.Time("expires_at", a.ExpiresAt))
 		s.announce(EventRequested, a)
 		s.refreshPending(ctx)
@@ -163,11 +199,15 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	return got, nil
 }
 
-// Owns reports whether this service's secret announced the approval, and
-// so may decide it: gateways that share a Redis but not a secret cannot
-// decide each other's approvals.
+// Owns reports whether the approval's key (see Approval.KeyID) is one of
+// this service's decision secrets, and so whether the service may decide
+// it: gateways that share a Redis but not a decision secret cannot decide
+// each other's approvals, and a rotation keeps the approvals announced
+// under an old secret decidable while that secret is listed.
 func (s *Service) Owns(a *Approval) bool {
-	return a.KeyID == s.Secret().ID()
+	return slices.ContainsFunc(s.settings.Load().DecisionSecrets, func(secret Secret) bool {
+		return secret.ID() == a.KeyID
+	})
 }
 
 // Get returns the approval with the id.
@@ -180,36 +220,46 @@ func (s *Service) List(ctx context.Context) ([]*Approval, error) {
 	return s.store.List(ctx)
 }
 
-// Decide approves or denies a pending approval on behalf of approver.
-// The first decision wins: a later one gets ErrConflict.
-func (s *Service) Decide(ctx context.Context, id string, approve bool, approver, reason string) (*Approval, error) {
+// Decide approves or denies a pending approval on behalf of by, who must
+// be entitled to (see Approval.Entitled; ErrNotEntitled otherwise). The
+// check and the decision are one atomic change of the store. The first
+// decision wins: a later one gets ErrConflict.
+func (s *Service) Decide(ctx context.Context, id string, approve bool, by Decider, reason string) (*Approval, error) {
 	to := Denied
 	if approve {
 		to = Approved
 	}
-	return s.settle(ctx, id, to, approver, reason)
+	return s.settle(ctx, id, to, by, reason, func(a *Approval, _ time.Time) error { return a.entitle(by) })
 }
 
 // Cancel cancels a pending approval, because the caller cancelled the
 // call or went away (why), and announces it.
 func (s *Service) Cancel(ctx context.Context, id, why string) (*Approval, error) {
-	return s.settle(ctx, id, Cancelled, "client", why)
+	return s.settle(ctx, id, Cancelled, Decider{ID: "client"}, why, nil)
 }
 
 // Expire expires a pending approval whose time ran out, and announces it.
 // Several gateways may try; one does it.
 func (s *Service) Expire(ctx context.Context, id string) (*Approval, error) {
-	return s.settle(ctx, id, Expired, "timeout", "no decision in time")
+	return s.settle(ctx, id, Expired, Decider{ID: "timeout"}, "no decision in time", func(a *Approval, now time.Time) error {
+		if now.Before(a.ExpiresAt) {
+			return fmt.Errorf("%w: approval %s expires at %s", ErrConflict, id, a.ExpiresAt)
+		}
+		return nil
+	})
 }
 
-// settle moves a pending approval to a final state, logs who did it and
+// settle moves a pending approval to a final state, if allowed (when
+// given) lets it, in one atomic change of the store; logs who did it and
 // how long it waited, and announces cancellations and expiries.
-func (s *Service) settle(ctx context.Context, id string, to State, by, reason string) (*Approval, error) {
+func (s *Service) settle(ctx context.Context, id string, to State, by Decider, reason string, allowed func(*Approval, time.Time) error) (*Approval, error) {
 	settings := s.settings.Load()
 	now := time.Now()
 	a, err := s.store.Update(ctx, id, func(a *Approval) error {
-		if to == Expired && now.Before(a.ExpiresAt) {
-			return fmt.Errorf("%w: approval %s expires at %s", ErrConflict, id, a.ExpiresAt)
+		if allowed != nil {
+			if err := allowed(a, now); err != nil {
+				return err
+			}
 		}
 		return a.decide(to, by, reason, now, settings.Timeout)
 	})
@@ -219,8 +269,8 @@ func (s *Service) settle(ctx context.Context, id string, to State, by, reason st
 	waited := a.Waited(now)
 	settings.Logger.Info("approval settled",
 		zap.String("id", a.ID), zap.String("state", string(to)), zap.String("server", a.Server), zap.String("tool", a.Tool),
-		zap.String("user", a.User), zap.String("by", by), zap.String("reason", reason),
-		zap.Duration("waited", waited))
+		zap.String("user", a.User), zap.String("by", a.Approver), zap.String("by_claim", a.ApproverClaim),
+		zap.String("reason", reason), zap.Duration("waited", waited))
 	if m := settings.Metrics; m != nil {
 		m.Wait.WithLabelValues(string(to)).Observe(waited.Seconds())
 	}

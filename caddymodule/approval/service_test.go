@@ -58,19 +58,16 @@ func (rc *receiver) received() ([]Event, []string, int) {
 
 func newTestService(t *testing.T, rc *receiver, timeout time.Duration) *Service {
 	t.Helper()
-	secret, err := ParseSecret(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.secret = secret
+	rc.secret = mustSecret(t, testSecret)
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)
 	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
-		Webhooks:    []string{srv.URL},
-		Secret:      secret,
-		CallbackURL: "https://gw.example/approvals",
-		Timeout:     timeout,
-		FirstRetry:  20 * time.Millisecond,
+		Webhooks:        []string{srv.URL},
+		WebhookSecrets:  []Secret{rc.secret},
+		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         timeout,
+		FirstRetry:      20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -127,30 +124,31 @@ func TestExpiredAnnounced(t *testing.T) {
 		events, _, _ := rc.received()
 		return len(events) == 2 && events[1].Type == EventExpired
 	}, "no approval.expired webhook")
-	if _, err := s.Decide(ctx, a.ID, true, "late", ""); !errors.Is(err, ErrConflict) {
+	if _, err := s.Decide(ctx, a.ID, true, webhookDecider, ""); !errors.Is(err, ErrConflict) {
 		t.Errorf("approving an expired approval: got %v, want ErrConflict", err)
 	}
 }
 
-// TestOnlyItsSecretDecides: gateways sharing a Redis but not a secret see
-// each other's approvals, but none owns the other's, so none can decide
-// them (the callback API and the inbox look for the owner).
+// TestOnlyItsSecretDecides: gateways sharing a Redis but not a decision
+// secret see each other's approvals, but none owns the other's, so none
+// can decide them (the callback API and the inbox look for the owner).
 func TestOnlyItsSecretDecides(t *testing.T) {
 	address := redistest.Start(t)
-	open := func(secret string) *Service {
-		key, err := ParseSecret(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
+	open := func(decision string) *Service {
 		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, onChange) },
-			&Settings{Secret: key, CallbackURL: "https://gw.example/approvals", Timeout: time.Minute})
+			&Settings{
+				WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
+				DecisionSecrets: []Secret{mustSecret(t, decision)},
+				CallbackURL:     "https://gw.example/approvals",
+				Timeout:         time.Minute,
+			})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	mine, theirs := open(testSecret), open("whsec_"+strings.Repeat("B", 43)+"=")
+	mine, theirs := open(testDecisionSecret), open("whsec_"+strings.Repeat("B", 43)+"=")
 	a, err := mine.Request(context.Background(), &Call{Server: "s", Tool: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -161,5 +159,368 @@ func TestOnlyItsSecretDecides(t *testing.T) {
 	}
 	if !mine.Owns(a) || theirs.Owns(seen) {
 		t.Errorf("Owns: mine %v, theirs %v; want only the announcing secret to own it", mine.Owns(a), theirs.Owns(seen))
+	}
+}
+
+// webhookDecider decides as a signed callback does.
+var webhookDecider = Decider{ID: "webhook", Principals: []string{"webhook"}}
+
+// testCallbackURL is where the test services' decisions come in.
+const testCallbackURL = "https://gw.example/approvals"
+
+// newStoreService starts a service over a store that open makes, with the
+// decision secrets given and testSecret for webhooks (none are sent).
+func newStoreService(t *testing.T, open func(*testing.T, ChangeFunc) Store, decision ...Secret) *Service {
+	t.Helper()
+	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return open(t, onChange), nil }, &Settings{
+		WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
+		DecisionSecrets: decision,
+		CallbackURL:     testCallbackURL,
+		Timeout:         time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestDecideEntitled: only a decider holding one of an approval's
+// approvers decides it (with none, anyone but the caller alone), in every
+// store; a refusal changes nothing, and the decider's claim is recorded
+// beside the verified identity.
+func TestDecideEntitled(t *testing.T) {
+	inbox := func(user string, more ...string) Decider {
+		return Decider{ID: "inbox:" + user, Principals: append([]string{"inbox", "inbox:" + user}, more...)}
+	}
+	tests := []struct {
+		name      string
+		approvers []string
+		refused   []Decider
+		by        Decider
+		want      Approval // Approver and ApproverClaim
+	}{
+		{
+			name:      "named approvers",
+			approvers: []string{"inbox:alice", "group:leads"},
+			refused: []Decider{webhookDecider, {ID: "admin", Principals: []string{"admin"}}, inbox("carol"),
+				{ID: "caller", Principals: []string{"caller"}}, {ID: "nobody"}},
+			by:   Decider{ID: "inbox:alice", Principals: []string{"inbox", "inbox:alice"}, Claim: "Alice A."},
+			want: Approval{Approver: "inbox:alice", ApproverClaim: "Alice A."},
+		},
+		{
+			name:      "a group",
+			approvers: []string{"group:leads"},
+			refused:   []Decider{inbox("alice")},
+			by:        inbox("dave", "group:leads"),
+			want:      Approval{Approver: "inbox:dave"},
+		},
+		{
+			name:    "any reviewer",
+			refused: []Decider{{ID: "caller", Principals: []string{"caller"}}, {ID: "nobody"}},
+			by:      Decider{ID: "webhook", Principals: []string{"webhook"}, Claim: "alice"},
+			want:    Approval{Approver: "webhook", ApproverClaim: "alice"},
+		},
+		{
+			name:      "the caller",
+			approvers: []string{"caller"},
+			refused:   []Decider{webhookDecider, inbox("alice")},
+			by:        Decider{ID: "caller", Principals: []string{"caller"}, Claim: "caller"},
+			want:      Approval{Approver: "caller"},
+		},
+	}
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStoreService(t, kind.open, mustSecret(t, testDecisionSecret))
+			ctx := context.Background()
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					a, err := s.Request(ctx, &Call{User: "bob", Server: "s", Tool: tt.name, Approvers: tt.approvers})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, by := range tt.refused {
+						_, err := s.Decide(ctx, a.ID, true, by, "")
+						if !errors.Is(err, ErrNotEntitled) {
+							t.Errorf("%s deciding: got %v, want ErrNotEntitled", by.ID, err)
+						} else if len(tt.approvers) > 0 && !strings.Contains(err.Error(), tt.approvers[0]) {
+							t.Errorf("%s deciding: error %q does not say who may decide (%s)", by.ID, err, tt.approvers[0])
+						}
+					}
+					if got, err := s.Get(ctx, a.ID); err != nil || got.State != Pending {
+						t.Fatalf("after refused decisions the approval is %v (%v), want pending", got, err)
+					}
+					decided, err := s.Decide(ctx, a.ID, false, tt.by, "no")
+					if err != nil {
+						t.Fatalf("%s deciding: %v, want it entitled", tt.by.ID, err)
+					}
+					if decided.State != Denied || decided.Approver != tt.want.Approver || decided.ApproverClaim != tt.want.ApproverClaim {
+						t.Errorf("decided: state %s, approver %q, claim %q; want denied, %q, %q",
+							decided.State, decided.Approver, decided.ApproverClaim, tt.want.Approver, tt.want.ApproverClaim)
+					}
+					stored, err := s.Get(ctx, a.ID)
+					if err != nil || stored.Approver != tt.want.Approver || stored.ApproverClaim != tt.want.ApproverClaim ||
+						strings.Join(stored.Approvers, ",") != strings.Join(a.Approvers, ",") {
+						t.Errorf("stored: %+v (%v); want approver %q, claim %q, approvers %q",
+							stored, err, tt.want.Approver, tt.want.ApproverClaim, a.Approvers)
+					}
+					if _, err := s.Decide(ctx, a.ID, true, tt.by, ""); !errors.Is(err, ErrConflict) {
+						t.Errorf("a second decision: got %v, want ErrConflict", err)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestRequestRecordsCall: an approval records its call's arguments with
+// every number as written, and its approvers sorted, without repeats, in
+// every store; a call naming something that is not a principal is refused.
+func TestRequestRecordsCall(t *testing.T) {
+	const args = `{"big":9007199254740993,"float":1.0,"huge":1e400,"zero":-0,"s":"\u0061"}`
+	const want = `{"big":9007199254740993,"float":1.0,"huge":1e400,"s":"a","zero":-0}`
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStoreService(t, kind.open, mustSecret(t, testDecisionSecret))
+			call := callWith(t, args)
+			call.Approvers = []string{"webhook", "inbox:alice", "webhook"}
+			a, err := s.Request(context.Background(), &call)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := s.Get(context.Background(), a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(stored.Arguments) != want {
+				t.Errorf("stored arguments = %s, want %s", stored.Arguments, want)
+			}
+			if got := strings.Join(stored.Approvers, ","); got != "inbox:alice,webhook" {
+				t.Errorf("stored approvers = %q, want inbox:alice,webhook", got)
+			}
+			if a, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", Approvers: []string{"alice"}}); err == nil {
+				t.Errorf("a call with approver alice made approval %+v, want an error", a)
+			}
+		})
+	}
+}
+
+// TestRotation rotates the decision secret from [old] to [new, old] to
+// [new], in every store: while old is listed, approvals announced under it
+// stay decidable, by callbacks signed with either secret and inbox forms
+// made under either; new approvals are bound to new.
+func TestRotation(t *testing.T) {
+	old, fresh, other := mustSecret(t, testDecisionSecret), mustSecret(t, "whsec_"+strings.Repeat("C", 43)+"="), mustSecret(t, "whsec_"+strings.Repeat("D", 43)+"=")
+	signed := func(s Secret) http.Header {
+		h := make(http.Header)
+		s.SetHeaders(h, "msg_1", time.Now(), []byte(`{}`))
+		return h
+	}
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStoreService(t, kind.open, old)
+			underOld, err := s.Request(ctx, &Call{Server: "s", Tool: "first"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, err := s.Request(ctx, &Call{Server: "s", Tool: "second"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldToken := s.FormToken("alice", underOld.ID)
+			if underOld.KeyID != old.ID() {
+				t.Fatalf("KeyID = %s, want the decision secret's %s", underOld.KeyID, old.ID())
+			}
+
+			reconfigure := func(decision ...Secret) {
+				t.Helper()
+				if err := s.Configure(&Settings{WebhookSecrets: []Secret{mustSecret(t, testSecret)}, DecisionSecrets: decision,
+					CallbackURL: testCallbackURL, Timeout: time.Minute}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reconfigure(fresh, old)
+			underNew, err := s.Request(ctx, &Call{Server: "s", Tool: "third"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if underNew.KeyID != fresh.ID() {
+				t.Errorf("after the rotation KeyID = %s, want the first decision secret's %s", underNew.KeyID, fresh.ID())
+			}
+			if !s.Owns(underOld) || !s.Owns(underNew) {
+				t.Errorf("with [new, old]: owns the old approval %v, the new %v; want both", s.Owns(underOld), s.Owns(underNew))
+			}
+			for name, secret := range map[string]Secret{"old": old, "new": fresh} {
+				if _, err := s.VerifyDecision(signed(secret), []byte(`{}`), time.Now()); err != nil {
+					t.Errorf("with [new, old], a decision signed with the %s secret: %v, want it verified", name, err)
+				}
+			}
+			if _, err := s.VerifyDecision(signed(other), []byte(`{}`), time.Now()); !errors.Is(err, ErrBadSignature) {
+				t.Errorf("a decision signed with another secret: got %v, want ErrBadSignature", err)
+			}
+			newToken := s.FormToken("alice", underOld.ID)
+			if newToken == oldToken || !s.CheckFormToken(oldToken, "alice", underOld.ID) || !s.CheckFormToken(newToken, "alice", underOld.ID) {
+				t.Errorf("with [new, old]: tokens made under old and new should both check, and differ")
+			}
+			if _, err := s.Decide(ctx, underOld.ID, true, webhookDecider, ""); err != nil {
+				t.Errorf("deciding the approval announced under old, after the rotation: %v", err)
+			}
+
+			reconfigure(fresh)
+			if s.Owns(kept) || !s.Owns(underNew) {
+				t.Errorf("with [new]: owns the old approval %v, the new %v; want only the new", s.Owns(kept), s.Owns(underNew))
+			}
+			if _, err := s.VerifyDecision(signed(old), []byte(`{}`), time.Now()); !errors.Is(err, ErrBadSignature) {
+				t.Errorf("with [new], a decision signed with the old secret: got %v, want ErrBadSignature", err)
+			}
+			if s.CheckFormToken(oldToken, "alice", underOld.ID) {
+				t.Error("with [new], a token made under the old secret still checks")
+			}
+		})
+	}
+}
+
+// TestRotationAcrossGateways: a gateway that shares the Redis and lists
+// the old decision secret after the new one decides the approvals another
+// gateway announced under the old one.
+func TestRotationAcrossGateways(t *testing.T) {
+	address := redistest.Start(t)
+	open := func(t *testing.T, onChange ChangeFunc) Store {
+		s, err := NewRedisStore(address, onChange)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old, fresh := mustSecret(t, testDecisionSecret), mustSecret(t, "whsec_"+strings.Repeat("C", 43)+"=")
+	announcing := newStoreService(t, open, old)
+	rotated := newStoreService(t, open, fresh, old)
+	a, err := announcing.Request(context.Background(), &Call{Server: "s", Tool: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := rotated.Get(context.Background(), a.ID)
+	if err != nil || !rotated.Owns(seen) {
+		t.Fatalf("the rotated gateway sees %+v (%v), owns it: %v; want it to own the approval", seen, err, err == nil && rotated.Owns(seen))
+	}
+	if _, err := rotated.Decide(context.Background(), a.ID, true, webhookDecider, ""); err != nil {
+		t.Errorf("the rotated gateway deciding: %v", err)
+	}
+}
+
+// TestSettingsRefused: a service never runs with a webhook secret that is
+// also a decision secret, or without either; a refused reconfiguration
+// keeps the settings it had.
+func TestSettingsRefused(t *testing.T) {
+	webhook, decision := mustSecret(t, testSecret), mustSecret(t, testDecisionSecret)
+	tests := []struct {
+		name              string
+		webhook, decision []Secret
+	}{
+		{"shared secret", []Secret{webhook}, []Secret{decision, webhook}},
+		{"no webhook secret", nil, []Secret{decision}},
+		{"no decision secret", []Secret{webhook}, nil},
+		{"unset decision secret", []Secret{webhook}, []Secret{{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opened := false
+			_, err := NewService(func(onChange ChangeFunc) (Store, error) {
+				opened = true
+				return NewMemoryStore(onChange), nil
+			}, &Settings{WebhookSecrets: tt.webhook, DecisionSecrets: tt.decision, Timeout: time.Minute})
+			if err == nil || opened {
+				t.Errorf("NewService: error %v, store opened %v; want an error before the store", err, opened)
+			}
+
+			s := newStoreService(t, storeKinds[0].open, decision)
+			if err := s.Configure(&Settings{WebhookSecrets: tt.webhook, DecisionSecrets: tt.decision, Timeout: time.Minute}); err == nil {
+				t.Error("Configure accepted the settings, want an error")
+			}
+			h := make(http.Header)
+			decision.SetHeaders(h, "msg_1", time.Now(), nil)
+			if _, err := s.VerifyDecision(h, nil, time.Now()); err != nil {
+				t.Errorf("after a refused Configure, the old decision secret: %v, want it still verified", err)
+			}
+		})
+	}
+}
+
+// TestWebhookSignedWithEverySecret: each webhook carries one signature per
+// webhook secret, so a receiver knowing any one of them verifies it, and
+// none made with a decision secret.
+func TestWebhookSignedWithEverySecret(t *testing.T) {
+	first, second, decision := mustSecret(t, testSecret), mustSecret(t, "whsec_"+strings.Repeat("E", 43)+"="), mustSecret(t, testDecisionSecret)
+	type message struct {
+		header http.Header
+		body   []byte
+	}
+	got := make(chan message, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case got <- message{r.Header.Clone(), body}:
+		default:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
+		Webhooks: []string{srv.URL}, WebhookSecrets: []Secret{first, second}, DecisionSecrets: []Secret{decision},
+		CallbackURL: testCallbackURL, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", Approvers: []string{"webhook"}}); err != nil {
+		t.Fatal(err)
+	}
+	var m message
+	select {
+	case m = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no webhook arrived")
+	}
+	if n := len(strings.Fields(m.header.Get(HeaderSignature))); n != 2 {
+		t.Errorf("%s holds %d signatures, want 2: %q", HeaderSignature, n, m.header.Get(HeaderSignature))
+	}
+	for name, secret := range map[string]Secret{"first": first, "second": second} {
+		if _, err := secret.Verify(m.header, m.body, time.Now()); err != nil {
+			t.Errorf("a receiver with the %s webhook secret: %v, want the webhook verified", name, err)
+		}
+	}
+	if _, err := decision.Verify(m.header, m.body, time.Now()); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("the decision secret verifies the webhook (%v); want ErrBadSignature", err)
+	}
+	if _, err := s.VerifyDecision(m.header, m.body, time.Now()); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("the webhook, sent back as a decision: got %v, want ErrBadSignature", err)
+	}
+	var e Event
+	if err := json.Unmarshal(m.body, &e); err != nil || strings.Join(e.Approvers, ",") != "webhook" {
+		t.Errorf("webhook event approvers = %q (%v), want [webhook]", e.Approvers, err)
+	}
+}
+
+func TestFormToken(t *testing.T) {
+	s := newStoreService(t, storeKinds[0].open, mustSecret(t, testDecisionSecret))
+	token := s.FormToken("alice", "apr_x")
+	tests := []struct {
+		name, token, user, id string
+		want                  bool
+	}{
+		{"its user and approval", token, "alice", "apr_x", true},
+		{"another user", token, "mallory", "apr_x", false},
+		{"another approval", token, "alice", "apr_y", false},
+		{"no token", "", "alice", "apr_x", false},
+		{"not base64", "!!", "alice", "apr_x", false},
+		{"made with the webhook secret", mustSecret(t, testSecret).formToken("alice", "apr_x"), "alice", "apr_x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.CheckFormToken(tt.token, tt.user, tt.id); got != tt.want {
+				t.Errorf("CheckFormToken(%q, %q, %q) = %v, want %v", tt.token, tt.user, tt.id, got, tt.want)
+			}
+		})
 	}
 }

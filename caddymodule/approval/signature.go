@@ -64,8 +64,8 @@ func ParseSecret(s string) (Secret, error) {
 }
 
 // ID names the key without revealing it: the first 8 bytes of its
-// SHA-256, in hex. Approvals record it, so that only the secret that
-// announced an approval can decide it.
+// SHA-256, in hex. Approvals record the ID of the decision secret they
+// were announced under (see Approval.KeyID).
 func (s Secret) ID() string {
 	sum := sha256.Sum256(s.key)
 	return hex.EncodeToString(sum[:8])
@@ -83,22 +83,63 @@ func (s Secret) Sign(id string, timestamp time.Time, body []byte) string {
 
 // SetHeaders signs body as message id, sent now, into h.
 func (s Secret) SetHeaders(h http.Header, id string, now time.Time, body []byte) {
-	h.Set(HeaderID, id)
-	h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	h.Set(HeaderSignature, s.Sign(id, now, body))
+	setHeaders(h, id, now, body, []Secret{s})
 }
 
-// FormToken returns a token that only holders of the secret can make,
-// bound to a user and an approval id: the inbox page's forms carry it, so
-// that no other site can make a signed-in approver's browser decide.
-func (s Secret) FormToken(user, id string) string {
+// setHeaders signs body as message id, sent now, into h, with every one of
+// secrets: webhook-signature holds one signature per secret, separated by
+// spaces.
+func setHeaders(h http.Header, id string, now time.Time, body []byte, secrets []Secret) {
+	signatures := make([]string, len(secrets))
+	for i, s := range secrets {
+		signatures[i] = s.Sign(id, now, body)
+	}
+	h.Set(HeaderID, id)
+	h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	h.Set(HeaderSignature, strings.Join(signatures, " "))
+}
+
+// formToken returns a token that only holders of the secret can make,
+// bound to a user and an approval id (see Service.FormToken).
+func (s Secret) formToken(user, id string) string {
 	return base64.RawURLEncoding.EncodeToString(s.mac("mcpgate-inbox", user, []byte(id)))
 }
 
-// CheckFormToken reports whether token is FormToken(user, id).
-func (s Secret) CheckFormToken(token, user, id string) bool {
+// checkFormToken reports whether token is formToken(user, id).
+func (s Secret) checkFormToken(token, user, id string) bool {
 	got, err := base64.RawURLEncoding.DecodeString(token)
 	return err == nil && hmac.Equal(got, s.mac("mcpgate-inbox", user, []byte(id)))
+}
+
+// CheckDistinctSecrets checks the secrets of approvals: at least one
+// webhook secret and one decision secret, none of them unset, and no
+// webhook secret that is also a decision secret. A webhook secret is given
+// to whoever receives approval requests; were it a decision secret, they
+// could decide the approvals as well as read them.
+func CheckDistinctSecrets(webhook, decision []Secret) error {
+	if len(webhook) == 0 {
+		return errors.New("at least one webhook secret is required")
+	}
+	if len(decision) == 0 {
+		return errors.New("at least one decision secret is required")
+	}
+	for i, w := range webhook {
+		if len(w.key) == 0 {
+			return fmt.Errorf("webhook secret %d is unset", i+1)
+		}
+	}
+	for j, d := range decision {
+		if len(d.key) == 0 {
+			return fmt.Errorf("decision secret %d is unset", j+1)
+		}
+		for i, w := range webhook {
+			if w.Equal(d) {
+				return fmt.Errorf("webhook secret %d is also decision secret %d (key %s): "+
+					"whoever receives approval requests could decide them; use distinct secrets", i+1, j+1, d.ID())
+			}
+		}
+	}
+	return nil
 }
 
 func (s Secret) mac(id, timestamp string, body []byte) []byte {
@@ -115,24 +156,16 @@ func (s Secret) mac(id, timestamp string, body []byte) []byte {
 // received at now, and returns its webhook-id. The signature is checked
 // before the timestamp, so that an unsigned sender learns nothing.
 func (s Secret) Verify(h http.Header, body []byte, now time.Time) (string, error) {
+	return verify(h, body, now, []Secret{s})
+}
+
+// verify is Verify for a message that any of secrets may have signed.
+func verify(h http.Header, body []byte, now time.Time, secrets []Secret) (string, error) {
 	id, timestamp, signatures := h.Get(HeaderID), h.Get(HeaderTimestamp), h.Get(HeaderSignature)
 	if id == "" || timestamp == "" || signatures == "" {
 		return "", fmt.Errorf("%w: %s, %s and %s are required", ErrUnsigned, HeaderID, HeaderTimestamp, HeaderSignature)
 	}
-	want := s.mac(id, timestamp, body)
-	matched := false
-	for _, signature := range strings.Fields(signatures) {
-		version, value, ok := strings.Cut(signature, ",")
-		if !ok || version != "v1" {
-			continue
-		}
-		got, err := base64.StdEncoding.DecodeString(value)
-		if err == nil && hmac.Equal(got, want) {
-			matched = true
-			break
-		}
-	}
-	if !matched {
+	if !signedByAny(id, timestamp, body, strings.Fields(signatures), secrets) {
 		return "", ErrBadSignature
 	}
 	seconds, err := strconv.ParseInt(timestamp, 10, 64)
@@ -143,4 +176,26 @@ func (s Secret) Verify(h http.Header, body []byte, now time.Time) (string, error
 		return "", fmt.Errorf("%w: sent %s from now", ErrStale, skew.Round(time.Second))
 	}
 	return id, nil
+}
+
+// signedByAny reports whether one of the v1 signatures is the message's
+// signature under one of the secrets.
+func signedByAny(id, timestamp string, body []byte, signatures []string, secrets []Secret) bool {
+	for _, s := range secrets {
+		if len(s.key) == 0 {
+			continue // an unset secret would let anyone sign
+		}
+		want := s.mac(id, timestamp, body)
+		for _, signature := range signatures {
+			version, value, ok := strings.Cut(signature, ",")
+			if !ok || version != "v1" {
+				continue
+			}
+			got, err := base64.StdEncoding.DecodeString(value)
+			if err == nil && hmac.Equal(got, want) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -4,12 +4,27 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// testSecret is a Standard Webhooks secret for tests (a 32-byte key).
+// testSecret is a Standard Webhooks secret for tests (a 32-byte key); the
+// tests sign webhooks with it.
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// testDecisionSecret signs the tests' decisions (a 32-byte key).
+const testDecisionSecret = "whsec_" + "ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ=="
+
+// mustSecret parses a secret, failing the test if it cannot.
+func mustSecret(t *testing.T, s string) Secret {
+	t.Helper()
+	secret, err := ParseSecret(s)
+	if err != nil {
+		t.Fatalf("ParseSecret(%q): %v", s, err)
+	}
+	return secret
+}
 
 // TestSignatureMatchesSpecExample checks Sign against the example of the
 // Standard Webhooks specification's reference libraries.
@@ -89,13 +104,32 @@ func TestParseSecret(t *testing.T) {
 	}
 }
 
-func TestFormToken(t *testing.T) {
-	secret, _ := ParseSecret(testSecret)
-	token := secret.FormToken("alice", "apr_x")
-	if !secret.CheckFormToken(token, "alice", "apr_x") {
-		t.Error("a token does not check for the user and id it was made for")
+func TestCheckDistinctSecrets(t *testing.T) {
+	a, b, c := mustSecret(t, testSecret), mustSecret(t, testDecisionSecret), mustSecret(t, "whsec_"+strings.Repeat("C", 43)+"=")
+	sameAsA := mustSecret(t, testSecret[len("whsec_"):])
+	tests := []struct {
+		name              string
+		webhook, decision []Secret
+		wantErr           string // "" when accepted
+	}{
+		{"distinct", []Secret{a}, []Secret{b}, ""},
+		{"several, distinct", []Secret{a, c}, []Secret{b}, ""},
+		{"same key", []Secret{a}, []Secret{a}, "webhook secret 1 is also decision secret 1"},
+		{"same key spelled otherwise", []Secret{c, a}, []Secret{b, sameAsA}, "webhook secret 2 is also decision secret 2"},
+		{"no webhook secret", nil, []Secret{b}, "webhook secret is required"},
+		{"no decision secret", []Secret{a}, []Secret{}, "decision secret is required"},
+		{"unset webhook secret", []Secret{{}}, []Secret{b}, "webhook secret 1 is unset"},
+		{"unset decision secret", []Secret{a}, []Secret{b, {}}, "decision secret 2 is unset"},
 	}
-	if secret.CheckFormToken(token, "mallory", "apr_x") || secret.CheckFormToken(token, "alice", "apr_y") {
-		t.Error("a token checks for another user or approval")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckDistinctSecrets(tt.webhook, tt.decision)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("CheckDistinctSecrets: %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("CheckDistinctSecrets: %v, want an error saying %q", err, tt.wantErr)
+			}
+		})
 	}
 }

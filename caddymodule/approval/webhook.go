@@ -43,6 +43,9 @@ type Event struct {
 	User *EventUser `json:"user,omitempty"`
 	// Session is the call's Mcp-Session-Id, if any.
 	Session string `json:"session,omitempty"`
+	// Approvers are the principals entitled to decide (see
+	// Call.Approvers); absent when any reviewer may.
+	Approvers []string `json:"approvers,omitempty"`
 	// State is the approval's state when the event was sent.
 	State State `json:"state"`
 	// RequestedAt and ExpiresAt bound the time to decide.
@@ -74,6 +77,7 @@ func newEvent(eventType string, a *Approval, callbackURL string, now time.Time) 
 		Tool:        EventTool{Name: a.Tool, Arguments: a.Arguments},
 		Reason:      a.Reason,
 		Session:     a.Session,
+		Approvers:   a.Approvers,
 		State:       a.State,
 		RequestedAt: a.RequestedAt.UTC(),
 		ExpiresAt:   a.ExpiresAt.UTC(),
@@ -169,7 +173,7 @@ func (s *Service) post(settings *Settings, url, messageID string, body []byte) e
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "mcpgate")
-	settings.Secret.SetHeaders(req.Header, messageID, time.Now(), body)
+	setHeaders(req.Header, messageID, time.Now(), body, settings.WebhookSecrets)
 	resp, err := settings.Client.Do(req)
 	if err != nil {
 		return err

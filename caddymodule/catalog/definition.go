@@ -66,13 +66,14 @@ func ParseToolsList(result []byte) (tools []json.RawMessage, nextCursor string, 
 //
 // The definition is the tool object restricted to name, title, description,
 // inputSchema, outputSchema and annotations; other members are left out. It
-// is canonicalised as RFC 8785 (JSON Canonicalization Scheme) describes:
-// members sorted by name at every depth, no whitespace, strings in their
-// shortest escaping, and non-integer numbers in their shortest form, so that
-// neither member order nor formatting changes the hash. Integers are kept as
-// written rather than rounded to float64, so that no two different integers
-// share a hash. A member present as null hashes differently from one that is
-// absent.
+// is canonicalised as RFC 8785 (JSON Canonicalization Scheme) describes,
+// but for numbers: members sorted by name at every depth, no whitespace, and
+// strings in their shortest escaping, so that neither member order nor
+// formatting changes the hash. Every number is kept exactly as written
+// rather than rounded to float64 (as RFC 8785 would), so that no two
+// numbers that a reader could tell apart share a hash: not 9007199254740993
+// and 9007199254740992, nor 1e400 and 1e401, nor 1.0 and 1. A member
+// present as null hashes differently from one that is absent.
 //
 // The tool must be a JSON object without duplicate member names at any depth
 // and with a non-empty string name.
@@ -97,7 +98,7 @@ func definitionHash(members map[string]jsontext.Value) (string, error) {
 		return "", fmt.Errorf("hashing tool definition: %w", err)
 	}
 	canonical := jsontext.Value(b)
-	if err := canonical.Canonicalize(jsontext.CanonicalizeRawInts(false)); err != nil {
+	if err := canonical.Canonicalize(jsontext.CanonicalizeRawInts(false), jsontext.CanonicalizeRawFloats(false)); err != nil {
 		return "", fmt.Errorf("hashing tool definition: %w", err)
 	}
 	sum := sha256.Sum256(canonical)

@@ -37,7 +37,7 @@ func TestDefinitionHash(t *testing.T) {
 			`"description":"Deletes an issue.","title":"Delete issue","name":"delete_issue"}`, true},
 		{"whitespace", strings.NewReplacer(",", ",\n  ", ":", " : ", "{", "{ ").Replace(baseTool), true},
 		{"escaped characters", strings.Replace(baseTool, `"Deletes an issue."`, `"Deletes an \u0069ssue\u002e"`, 1), true},
-		{"integer written as float", strings.Replace(baseTool, `"minimum":1`, `"minimum":1.0`, 1), true},
+		{"integer written as float", strings.Replace(baseTool, `"minimum":1`, `"minimum":1.0`, 1), false},
 		{"_meta added", strings.Replace(baseTool, `{"name"`, `{"_meta":{"k":"v"},"name"`, 1), true},
 		{"icons added", strings.Replace(baseTool, `{"name"`, `{"icons":[{"src":"https://example.com/i.png"}],"name"`, 1), true},
 		{"unknown member added", strings.Replace(baseTool, `{"name"`, `{"execution":{"taskSupport":"optional"},"name"`, 1), true},
@@ -73,11 +73,17 @@ func TestDefinitionHashNumbers(t *testing.T) {
 		a, b string
 		same bool
 	}{
-		{"float spellings", "1.5e1", "15.0", true},
-		{"float and integer", "15.0", "15", true},
+		{"same spelling", "1.5e1", "1.5e1", true},
 		{"different floats", "0.1", "0.2", false},
-		// 2^53+1 and 2^53 are one float64; as integers they must differ.
+		// Each pair below is one float64, which RFC 8785 would hash alike;
+		// readers that keep the number (as decimals or big integers) tell
+		// them apart, so the hashes must differ.
 		{"integers beyond float64 precision", "9007199254740993", "9007199254740992", false},
+		{"exponents beyond float64", "1e400", "1e401", false},
+		{"floats beyond float64 precision", "0.1", "0.10000000000000001", false},
+		{"float spellings", "1.5e1", "15.0", false},
+		{"float and integer", "15.0", "15", false},
+		{"negative zero", "-0", "0", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,8 +31,8 @@ localhost:2019).
   mcpgate approvals deny <id> [--approver <name>] [--reason <text>]
 
 A decision taken here is like a signed callback: the first decision on an
-approval wins. A denial's reason reaches the client. The approver defaults
-to $USER.
+approval wins. A denial's reason reaches the client. The approver recorded
+is "admin"; --approver (default $USER) is recorded beside it as a claim.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals"}
@@ -53,7 +53,7 @@ to $USER.
 					Args:  cobra.ExactArgs(1),
 				}
 				decideCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
-				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who decides (logged, and sent in the refusal of a denial)")
+				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who says they decide (recorded and logged beside the approver \"admin\")")
 				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
 				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 					return decideApprovalCommand(decideCmd.OutOrStdout(), fl.String("address"), fl.Arg(0), verb,

@@ -38,7 +38,8 @@ func TestApprovalsCommand(t *testing.T) {
 		}
 		approval {
 			webhook %s
-			secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+			webhook_secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+			decision_secret whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ==
 			callback_url http://127.0.0.1:%d/approvals
 		}
 	}
