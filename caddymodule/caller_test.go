@@ -341,8 +341,8 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 			endpoint = data
 		}
 	}
-	if !strings.Contains(endpoint, "sessionid=") {
-		t.Fatalf("no endpoint event on alice's stream (got %q)", endpoint)
+	if !strings.Contains(endpoint, "mcpgate_session=") || strings.Contains(endpoint, "sessionid=") {
+		t.Fatalf("endpoint event on alice's stream = %q; want the gateway's endpoint with a sealed session, not the upstream's id", endpoint)
 	}
 	postAs := func(user string) int {
 		req, _ := http.NewRequest(http.MethodPost, base+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))

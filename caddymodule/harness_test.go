@@ -114,6 +114,19 @@ var defaultTools = []*mcp.Tool{
 	{Name: "create_issue"},
 }
 
+// lastSession is the Mcp-Session-Id of the last request the upstream
+// received that had one: the upstream's own id of the session.
+func (u *upstream) lastSession() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := len(u.requests) - 1; i >= 0; i-- {
+		if id := u.requests[i].Header.Get("Mcp-Session-Id"); id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
 func newUpstream(t testing.TB, mode upstreamMode) *upstream {
 	t.Helper()
 	return newUpstreamWith(t, mode, defaultTools, 0)

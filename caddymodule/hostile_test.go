@@ -42,6 +42,30 @@ func post(t *testing.T, url string, header http.Header, body string) (int, []byt
 	return resp.StatusCode, got
 }
 
+// initializeSession opens a session through the gateway with a raw
+// initialize and returns the session id the client is given.
+func initializeSession(t *testing.T, gateway string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}`))
+	if err != nil {
+		t.Fatalf("building initialize: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	session := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || session == "" {
+		t.Fatalf("initialize: status %d, session %q; want 200 with a session", resp.StatusCode, session)
+	}
+	return session
+}
+
 const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
 
 // TestHostileInputNeverForwarded sends every encoding trick that could make

@@ -74,7 +74,10 @@ func loadApprovals(ctx caddy.Context, r *resolvedApproval) (*approval.Service, e
 	}
 	service := value.(sharedApprovals).Service
 	if loaded {
-		service.Configure(&settings)
+		if err := service.Configure(&settings); err != nil {
+			releaseApprovals(r.poolKey())
+			return nil, err
+		}
 	}
 	return service, nil
 }
@@ -97,8 +100,8 @@ func eachApprovalService(instance string, f func(*approval.Service) bool) {
 
 // approvalServiceFor returns the approval service (of the instance, or
 // any when instance is empty) whose store knows approval id, that owns it
-// (its secret announced it), and which accept, when given, accepts; nil
-// when there is none.
+// (one of its decision secrets announced it), and which accept, when
+// given, accepts; nil when there is none.
 func approvalServiceFor(ctx context.Context, instance, id string, accept func(*approval.Service) bool) *approval.Service {
 	if !approval.ValidID(id) {
 		return nil

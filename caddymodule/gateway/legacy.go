@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -56,11 +57,14 @@ func (ls *legacyStreams) lookup(session sessionKey) *legacyStream {
 // the gateway finds the replies it reads: to the client's tools/list
 // requests, and to its own.
 type legacyStream struct {
-	// inject writes a message to the stream, between the upstream's
+	// write writes a message to the stream, between the upstream's
 	// events.
-	inject func(message []byte) error
+	write func(message []byte) error
 
 	mu sync.Mutex
+	// ended is set once the client's request is done: nothing more may
+	// be written to its stream.
+	ended bool
 	// toolsLists are the session's tools/list requests awaiting their
 	// response, by canonical id.
 	toolsLists map[string]pendingToolsList
@@ -77,8 +81,29 @@ type pendingToolsList struct {
 	asOf      uint64
 }
 
-func newLegacyStream(inject func(message []byte) error) *legacyStream {
-	return &legacyStream{inject: inject, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
+func newLegacyStream(write func(message []byte) error) *legacyStream {
+	return &legacyStream{write: write, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
+}
+
+// errStreamEnded is why nothing can be written to a stream whose client
+// went away.
+var errStreamEnded = errors.New("the session's event stream has ended")
+
+// inject writes a message to the stream, unless it has ended.
+func (s *legacyStream) inject(message []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errStreamEnded
+	}
+	return s.write(message)
+}
+
+// end marks the stream ended: its client's request is done.
+func (s *legacyStream) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
 }
 
 // expectToolsLists records the allowed tools/list requests a POST

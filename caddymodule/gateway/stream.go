@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -53,6 +54,14 @@ func (x *exchange) stream() error {
 			}
 			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
 			g.sessions.legacy.open(session, stream)
+			// Once the client is gone its stream is over, although the
+			// upstream's reply may take a while to end: the session's
+			// endpoint answers 404 from then on, and nothing is written
+			// to a response whose connection may be gone.
+			context.AfterFunc(x.r.Context(), func() {
+				stream.end()
+				g.sessions.legacy.close(session, stream)
+			})
 			return client, nil
 		},
 		OnMessage: g.watchToolListChanges(),
@@ -60,6 +69,7 @@ func (x *exchange) stream() error {
 	})
 	err := x.next.ServeHTTP(observed, x.r)
 	if stream != nil {
+		stream.end()
 		g.sessions.legacy.close(rl.session, stream)
 	}
 	return errors.Join(err, finish())
