@@ -52,4 +52,3 @@ func (x *exchange) admit() error {
 	x.r = x.r.WithContext(context.WithValue(x.r.Context(), callerKey{}, user))
 	return nil
 }
-

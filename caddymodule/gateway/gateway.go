@@ -110,14 +110,14 @@ type Approvals struct {
 
 // Gateway is the request pipeline of one configuration.
 type Gateway struct {
-	cfg      Config
-	callers  *callerIdentifier
+	cfg     Config
+	callers *callerIdentifier
 	// metricsLabel is the upstream's name in metrics.
 	metricsLabel string
-	host     Host
-	logger   *zap.Logger
-	catalog  *catalog.Catalog
-	sessions *Sessions
+	host         Host
+	logger       *zap.Logger
+	catalog      *catalog.Catalog
+	sessions     *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
 }
