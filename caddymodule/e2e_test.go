@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -185,4 +186,23 @@ type jsonRPCError struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// TestInitializeProposingAFutureRevision: a client may propose a revision
+// newer than any the gateway knows, without the headers of the revisions
+// that require them; the server negotiates it down, as it would without
+// the gateway.
+func TestInitializeProposingAFutureRevision(t *testing.T) {
+	up := newUpstream(t, statefulJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{})
+	status, body := post(t, gateway, nil,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{},"clientInfo":{"name":"future","version":"1"}}}`)
+	var reply struct {
+		Result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(body, &reply); status != http.StatusOK || err != nil || reply.Result.ProtocolVersion == "" || reply.Result.ProtocolVersion == "2099-01-01" {
+		t.Errorf("initialize proposing 2099-01-01: %d %s; want the server's answer with a revision it speaks", status, body)
+	}
 }

@@ -48,7 +48,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		call.User = v.input.User.ID
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
-	cancelled, release := service.Hold(call.Session, mcpmsg.CanonicalID(m.ID))
+	cancelled, release := service.Hold(x.session.String(), mcpmsg.CanonicalID(m.ID))
 	defer release()
 
 	a, err := service.Request(r.Context(), call)
@@ -179,7 +179,7 @@ func (x *exchange) cancelHeldCalls() {
 	if x.g.cfg.Approvals == nil {
 		return
 	}
-	session := x.r.Header.Get(mcphttp.HeaderSessionID)
+	session := x.session.String()
 	for _, m := range x.body.Messages {
 		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
 			continue
@@ -189,7 +189,7 @@ func (x *exchange) cancelHeldCalls() {
 			continue
 		}
 		if x.g.cfg.Approvals.Service.CancelHeld(session, mcpmsg.CanonicalID(id)) {
-			x.g.logger.Info("held call cancelled by the client", zap.String("session", session), zap.ByteString("request_id", id))
+			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.id), zap.ByteString("request_id", id))
 		}
 	}
 }

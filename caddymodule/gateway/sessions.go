@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -33,6 +34,11 @@ type sessionKey struct {
 	// Mcp-Session-Id, empty when the upstream is stateless.
 	legacy bool
 	id     string
+}
+
+// String spells the key unambiguously, for maps outside this package.
+func (k sessionKey) String() string {
+	return fmt.Sprintf("%q %q %t %q", k.upstream, k.caller, k.legacy, k.id)
 }
 
 // Sessions is what the gateway remembers of live sessions: the server

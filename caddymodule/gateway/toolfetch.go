@@ -62,7 +62,7 @@ func (x *exchange) fetcher() *toolsFetcher {
 // params._meta: under 2026-07-28 it carries the client's revision, info
 // and capabilities, which every request must repeat.
 func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
-	key := fmt.Sprintf("%q %q %t %q", server, f.session.caller, f.session.legacy, f.session.id)
+	key := f.session.String()
 	_, err, _ := f.refreshes.Do(key, func() (any, error) {
 		asOf := f.catalog.Generation(server)
 		var tools []json.RawMessage

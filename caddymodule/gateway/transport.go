@@ -21,10 +21,12 @@ func (x *exchange) checkTransport() error {
 			"JSON-RPC batches are not part of MCP "+x.version+" (removed in 2025-06-18)")
 	}
 	headerRules := x.version
-	if x.legacy != nil {
-		// HTTP+SSE has no standard headers to require; those present must
-		// still agree with the body.
-		headerRules = mcphttp.LegacySSEDefaultVersion
+	if x.legacy != nil || mcphttp.CheckVersion(x.version) != nil {
+		// HTTP+SSE has no standard headers to require, nor has a revision
+		// the gateway does not know (which only an initialize gets this
+		// far with: the server answers with a revision it speaks); those
+		// present must still agree with the body.
+		headerRules = mcphttp.DefaultVersion
 	}
 	for i := range x.body.Messages {
 		if err := mcphttp.CheckHeaders(x.r.Header, headerRules, bodyFacts(&x.body.Messages[i])); err != nil {

@@ -1,0 +1,234 @@
+package caddymodule_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// These tests pin the bindings the gateway keeps exact: which upstream a
+// tool's facts come from, and which upstream and caller a session belongs
+// to.
+
+// loadCaddyfile loads a Caddyfile and returns Caddy's error, if any; a
+// config that loads is stopped when the test ends.
+func loadCaddyfile(t *testing.T, caddyfile string) error {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return err
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return nil
+}
+
+// policySite is a site on port whose mcp_policy has the given body,
+// routing to upstream, under an optional path.
+func policySite(port int, path, body, upstream string) string {
+	route := fmt.Sprintf(`
+	mcp_policy {
+		%s
+	}
+	reverse_proxy %s`, body, strings.TrimPrefix(upstream, "http://"))
+	if path != "" {
+		route = fmt.Sprintf("\n\thandle_path %s/* {%s\n\t}", path, route)
+	}
+	return fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1%s\n}\n", port, route)
+}
+
+// TestUpstreamsKeptApart: two upstreams behind one host name (two ports,
+// or two routes of one site) list a tool of the same name, read-only on
+// one and destructive on the other. What one lists never decides a call
+// to the other.
+func TestUpstreamsKeptApart(t *testing.T) {
+	readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+	destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
+	table := func(server string) string {
+		return "server " + server + `
+		permissions {
+			read_only allow
+			destructive block
+		}`
+	}
+	portA, portB, portC := freePort(t), freePort(t), freePort(t)
+	startCaddy(t, globalOptions(t)+
+		policySite(portA, "", table("a"), readOnly.URL)+
+		policySite(portB, "", table("b"), destructive.URL)+
+		fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", portC)+
+		strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/ro", table("ro"), readOnly.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+
+		strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/rw", table("rw"), destructive.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+"}\n")
+	for _, port := range []int{portA, portB, portC} {
+		waitForListener(t, port)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	call := func(url string) *mcp.CallToolResult {
+		t.Helper()
+		session := connect(t, url, nil)
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "shared", Arguments: map[string]any{"text": "x"}})
+		if err != nil {
+			t.Fatalf("calling shared at %s: %v", url, err)
+		}
+		return res
+	}
+	for _, pair := range []struct{ name, readOnly, destructive string }{
+		{"two ports", fmt.Sprintf("http://127.0.0.1:%d/", portA), fmt.Sprintf("http://127.0.0.1:%d/", portB)},
+		{"two routes", fmt.Sprintf("http://127.0.0.1:%d/ro/", portC), fmt.Sprintf("http://127.0.0.1:%d/rw/", portC)},
+	} {
+		t.Run(pair.name, func(t *testing.T) {
+			// The read-only upstream's list is learned first.
+			if res := call(pair.readOnly); res.IsError {
+				t.Fatalf("the read-only upstream's tool was refused: %q", resultText(res))
+			}
+			before := destructive.callCount("shared")
+			if res := call(pair.destructive); !res.IsError || destructive.callCount("shared") != before {
+				t.Errorf("the destructive upstream's tool of the same name ran (%q): it was decided with the other upstream's annotations", resultText(res))
+			}
+		})
+	}
+}
+
+// TestUpstreamNamesRefused: handlers that could not tell their upstreams
+// apart make a configuration that does not load; naming the same upstream
+// in both is a declaration that they front one server, and loads.
+func TestUpstreamNamesRefused(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	tests := []struct {
+		name          string
+		first, second string
+		want          string // "" when the configuration loads
+	}{
+		{"neither named", "policy testdata/policy", "policy testdata/policy", "name no server"},
+		{"same server", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t", `name the server "t"`},
+		{"distinct servers", "policy testdata/policy\n\t\tserver t1", "policy testdata/policy\n\t\tserver t2", ""},
+		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", tt.first, up.URL)+policySite(freePort(t), "", tt.second, up.URL))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("configuration refused: %v; want it loaded", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("configuration: %v; want it refused with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDefaultServerNameHasPort: without a server line, input.server is the
+// host name and the port the request came in on.
+func TestDefaultServerNameHasPort(t *testing.T) {
+	up := newUpstream(t, statefulJSON)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port := freePort(t)
+	startCaddy(t, globalOptions(t)+policySite(port, "", "policy testdata/serverpolicy", up.URL))
+	waitForListener(t, port)
+	session := connect(t, fmt.Sprintf("http://localhost:%d/", port), nil)
+	res, err := session.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+	if want := fmt.Sprintf("server is localhost:%d", port); err != nil || !strings.Contains(resultText(res), want) {
+		t.Errorf("refusal = %q, %v; want it to name %q", resultText(res), err, want)
+	}
+}
+
+// rawCall posts a tools/call in session (the id the client was given) as
+// the holder of token ("" for none), and returns the status and body.
+func rawCall(t *testing.T, url, session, token, text string) (int, string) {
+	t.Helper()
+	header := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	status, body := post(t, url, header, fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":%q}}}`, text))
+	return status, string(body)
+}
+
+// initializeAs opens a session through the gateway as the holder of token.
+func initializeAs(t *testing.T, url, token string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Mcp-Session-Id")
+	if session == "" {
+		t.Fatalf("initialize: status %d, no session", resp.StatusCode)
+	}
+	return session
+}
+
+// TestSessionBindingSurvivesRestart: a session stays bound to its caller
+// and upstream across a gateway restart (no state kept in the process),
+// with the key from Caddy's storage or configured; keys rotate without
+// ending live sessions, and a retired key ends them.
+func TestSessionBindingSurvivesRestart(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, statefulJSON)
+	alice := idp.token(t, "k1", map[string]any{"sub": "alice"})
+	bob := idp.token(t, "k1", map[string]any{"sub": "bob"})
+	global := globalOptions(t) // one storage folder for every start
+	const k1, k2 = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=", "ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleWZha2U="
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	start := func(keys string) {
+		t.Helper()
+		_ = caddy.Stop()
+		extra := ""
+		if keys != "" {
+			extra = "\n\t\tsession_keys " + keys
+		}
+		startCaddy(t, global+policySite(port, "", identityBlock(idp.url, extra), up.URL))
+		waitForListener(t, port)
+	}
+
+	t.Run("key from storage", func(t *testing.T) {
+		start("")
+		session := initializeAs(t, url, alice)
+		start("")
+		if status, body := rawCall(t, url, session, alice, "after restart"); status != http.StatusOK || strings.Contains(body, `"error"`) {
+			t.Errorf("alice's session after a restart: %d %s; want it to go on", status, body)
+		}
+		if status, _ := rawCall(t, url, session, bob, "hijack"); status != http.StatusForbidden {
+			t.Errorf("bob presenting alice's session after a restart: %d; want 403", status)
+		}
+		if status, _ := rawCall(t, url, up.lastSession(), alice, "raw id"); status != http.StatusNotFound {
+			t.Errorf("the upstream's own session id, presented directly: %d; want 404 (the gateway never issued it)", status)
+		}
+		if up.sawBodyContaining("hijack") || up.sawBodyContaining("raw id") {
+			t.Error("the upstream received a refused request")
+		}
+	})
+
+	t.Run("rotation", func(t *testing.T) {
+		start(k1)
+		session := initializeAs(t, url, alice)
+		start(k2 + " " + k1)
+		if status, body := rawCall(t, url, session, alice, "rotating"); status != http.StatusOK {
+			t.Errorf("a session sealed with the old key while both are listed: %d %s; want it to go on", status, body)
+		}
+		start(k2)
+		if status, body := rawCall(t, url, session, alice, "retired"); status != http.StatusNotFound {
+			t.Errorf("a session sealed with a retired key: %d %s; want 404", status, body)
+		}
+	})
+}
