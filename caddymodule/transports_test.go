@@ -567,16 +567,19 @@ func TestLegacySessionEnds(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 
-	call := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after the end"}}}`
+	// The gateway learns that the client went away when the connection
+	// closes; until then it refuses this unrelayed response (403) without
+	// forwarding it, and from then on answers 404.
+	unrelayed := `{"jsonrpc":"2.0","id":"x","result":{}}`
 	deadline := time.Now().Add(5 * time.Second)
-	status, body := post(t, base+endpoint, nil, call)
-	for status != http.StatusNotFound && time.Now().Before(deadline) {
-		// The gateway forgets the stream once the upstream's reply to the
-		// GET has ended, which follows the client's disconnect.
+	for status, _ := post(t, base+endpoint, nil, unrelayed); status != http.StatusNotFound; status, _ = post(t, base+endpoint, nil, unrelayed) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session's endpoint still answers %d 5s after its stream closed; want 404", status)
+		}
 		time.Sleep(20 * time.Millisecond)
-		status, body = post(t, base+endpoint, nil, call)
 	}
-	if status != http.StatusNotFound || !strings.Contains(string(body), "session has ended") {
+	call := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after the end"}}}`
+	if status, body := post(t, base+endpoint, nil, call); status != http.StatusNotFound || !strings.Contains(string(body), "session has ended") {
 		t.Errorf("posting after the stream closed: %d %s; want 404 saying the session has ended", status, body)
 	}
 	if up.sawBodyContaining("after the end") {

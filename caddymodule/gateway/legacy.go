@@ -62,9 +62,10 @@ type legacyStream struct {
 	write func(message []byte) error
 
 	mu sync.Mutex
-	// ended is set once the client's request is done: nothing more may
-	// be written to its stream.
+	// ended is set, and done closed, once the client's request is done:
+	// nothing more may be written to its stream, nor awaited on it.
 	ended bool
+	done  chan struct{}
 	// toolsLists are the session's tools/list requests awaiting their
 	// response, by canonical id.
 	toolsLists map[string]pendingToolsList
@@ -82,7 +83,7 @@ type pendingToolsList struct {
 }
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
-	return &legacyStream{write: write, toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
+	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -103,7 +104,10 @@ func (s *legacyStream) inject(message []byte) error {
 func (s *legacyStream) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ended = true
+	if !s.ended {
+		s.ended = true
+		close(s.done)
+	}
 }
 
 // expectToolsLists records the allowed tools/list requests a POST

@@ -73,9 +73,11 @@ func (x *exchange) sendOwnRequest(body []byte, id string, header http.Header) (s
 		req.Header[name] = values
 	}
 	var awaited <-chan []byte
-	if x.legacy != nil && x.legacy.stream != nil {
+	var ended <-chan struct{}
+	if x.legacy != nil {
 		var stop func()
 		awaited, stop = x.legacy.stream.await(id)
+		ended = x.legacy.stream.done
 		defer stop()
 	}
 	rec := &responseRecorder{header: make(http.Header), limit: x.g.cfg.MaxBody * 4}
@@ -89,6 +91,8 @@ func (x *exchange) sendOwnRequest(body []byte, id string, header http.Header) (s
 		select {
 		case message := <-awaited:
 			return "application/json", message, nil
+		case <-ended:
+			return "", nil, errStreamEnded
 		case <-time.After(legacyResponseTimeout):
 			return "", nil, errors.New("no response on the session's event stream")
 		case <-x.r.Context().Done():
