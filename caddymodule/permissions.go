@@ -1,49 +1,114 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
-// Permissions is the organization's tool table: an action (allow,
-// needs_approval or block) for each category of tools and for single tools.
-// Per-tool entries win over categories; a category left unset blocks. The
-// shipped Rego library reads it as data.mcp.permissions.
+// Permissions is the organization's tool table: what happens to calls of
+// each category of tools and of single tools. Per-tool entries win over
+// categories; a category left unset blocks. The shipped Rego library
+// reads it as data.mcp.permissions.
 type Permissions struct {
-	// ReadOnly is the action for tools annotated readOnlyHint: true.
-	ReadOnly policy.Action `json:"read_only,omitempty"`
-	// Write is the action for tools annotated readOnlyHint: false and
+	// ReadOnly is for tools annotated readOnlyHint: true.
+	ReadOnly Permission `json:"read_only,omitzero"`
+	// Write is for tools annotated readOnlyHint: false and
 	// destructiveHint: false.
-	Write policy.Action `json:"write,omitempty"`
-	// Destructive is the action for every other tool, including tools
-	// without annotations (the MCP defaults).
-	Destructive policy.Action `json:"destructive,omitempty"`
-	// Tools maps tool names to actions, overriding their category.
-	Tools map[string]policy.Action `json:"tools,omitempty"`
+	Write Permission `json:"write,omitzero"`
+	// Destructive is for every other tool, including tools without
+	// annotations (the MCP defaults).
+	Destructive Permission `json:"destructive,omitzero"`
+	// Tools maps tool names to their permission, overriding their
+	// category.
+	Tools map[string]Permission `json:"tools,omitempty"`
 }
 
-// validate checks that every action is one the library knows.
-func (p *Permissions) validate() error {
-	check := func(what string, a policy.Action) error {
-		switch a {
-		case "", policy.ActionAllow, policy.ActionNeedsApproval, policy.ActionBlock:
-			return nil
-		}
-		return fmt.Errorf("permissions: %s: action %q is not one of allow, needs_approval, block", what, a)
+// Permission is one entry of the tool table: an action (allow,
+// needs_approval or block), and for needs_approval who may approve. In
+// JSON it is the action alone ("allow") or an object ({"action":
+// "needs_approval", "approvers": ["caller"]}).
+type Permission struct {
+	// Action is allow, needs_approval or block.
+	Action policy.Action `json:"action"`
+	// Approvers name who may approve a needs_approval call: "caller"
+	// (the person who made it, in their own client), "inbox",
+	// "inbox:<user>", "group:<name>", "webhook", "admin" or
+	// "admin:<name>". Empty: any reviewer.
+	Approvers []string `json:"approvers,omitempty"`
+}
+
+// UnmarshalJSON reads an action alone or an object.
+func (p *Permission) UnmarshalJSON(data []byte) error {
+	var action string
+	if err := json.Unmarshal(data, &action); err == nil {
+		*p = Permission{Action: policy.Action(action)}
+		return nil
 	}
-	for what, a := range map[string]policy.Action{"read_only": p.ReadOnly, "write": p.Write, "destructive": p.Destructive} {
-		if err := check(what, a); err != nil {
+	type object Permission
+	return json.Unmarshal(data, (*object)(p))
+}
+
+// MarshalJSON writes the action alone when there are no approvers.
+func (p Permission) MarshalJSON() ([]byte, error) {
+	if len(p.Approvers) == 0 {
+		return json.Marshal(string(p.Action))
+	}
+	type object Permission
+	return json.Marshal(object(p))
+}
+
+// validate checks the action and the approvers.
+func (p Permission) validate(what string) error {
+	switch p.Action {
+	case policy.ActionAllow, policy.ActionNeedsApproval, policy.ActionBlock:
+	default:
+		return fmt.Errorf("permissions: %s: action %q is not one of allow, needs_approval, block", what, p.Action)
+	}
+	if len(p.Approvers) > 0 && p.Action != policy.ActionNeedsApproval {
+		return fmt.Errorf("permissions: %s: approvers go with needs_approval only", what)
+	}
+	for _, approver := range p.Approvers {
+		if !approval.ValidPrincipal(approver) {
+			return fmt.Errorf("permissions: %s: unknown approver %q (want caller, inbox, inbox:<user>, group:<name>, webhook, admin or admin:<name>)", what, approver)
+		}
+	}
+	return nil
+}
+
+// data is the entry as data.mcp.permissions holds it.
+func (p Permission) data() any {
+	if len(p.Approvers) == 0 {
+		return string(p.Action)
+	}
+	return map[string]any{"action": string(p.Action), "approvers": slices.Clone(p.Approvers)}
+}
+
+// categories returns the table's category entries by name.
+func (p *Permissions) categories() map[string]Permission {
+	return map[string]Permission{"read_only": p.ReadOnly, "write": p.Write, "destructive": p.Destructive}
+}
+
+// validate checks every entry.
+func (p *Permissions) validate() error {
+	for what, entry := range p.categories() {
+		if entry.Action == "" && len(entry.Approvers) == 0 {
+			continue
+		}
+		if err := entry.validate(what); err != nil {
 			return err
 		}
 	}
-	for name, a := range p.Tools {
-		if a == "" {
+	for name, entry := range p.Tools {
+		if entry.Action == "" {
 			return fmt.Errorf("permissions: tool %s: an action is required", name)
 		}
-		if err := check("tool "+name, a); err != nil {
+		if err := entry.validate("tool " + name); err != nil {
 			return err
 		}
 	}
@@ -53,14 +118,14 @@ func (p *Permissions) validate() error {
 // data returns the table in the shape of data.mcp.permissions.
 func (p *Permissions) data() map[string]any {
 	table := map[string]any{}
-	for key, a := range map[string]policy.Action{"read_only": p.ReadOnly, "write": p.Write, "destructive": p.Destructive} {
-		if a != "" {
-			table[key] = string(a)
+	for key, entry := range p.categories() {
+		if entry.Action != "" {
+			table[key] = entry.data()
 		}
 	}
 	tools := make(map[string]any, len(p.Tools))
-	for name, a := range p.Tools {
-		tools[name] = string(a)
+	for name, entry := range p.Tools {
+		tools[name] = entry.data()
 	}
 	table["tools"] = tools
 	return map[string]any{"mcp": map[string]any{"permissions": table}}
@@ -70,12 +135,12 @@ func (p *Permissions) data() map[string]any {
 //
 //	permissions {
 //		read_only    allow
-//		write        needs_approval
+//		write        needs_approval [<approver>...]
 //		destructive  block
-//		tool <name>  <action>
+//		tool <name>  <action> [<approver>...]
 //	}
 func unmarshalPermissions(d *caddyfile.Dispenser) (*Permissions, error) {
-	p := &Permissions{Tools: map[string]policy.Action{}}
+	p := &Permissions{Tools: map[string]Permission{}}
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -84,26 +149,26 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*Permissions, error) {
 		args := d.RemainingArgs()
 		switch key {
 		case "read_only", "write", "destructive":
-			if len(args) != 1 {
-				return nil, d.Errf("permissions: %s takes one action", key)
+			if len(args) < 1 {
+				return nil, d.Errf("permissions: %s takes an action, and approvers after needs_approval", key)
 			}
-			a := policy.Action(args[0])
+			entry := Permission{Action: policy.Action(args[0]), Approvers: args[1:]}
 			switch key {
 			case "read_only":
-				p.ReadOnly = a
+				p.ReadOnly = entry
 			case "write":
-				p.Write = a
+				p.Write = entry
 			default:
-				p.Destructive = a
+				p.Destructive = entry
 			}
 		case "tool":
-			if len(args) != 2 {
-				return nil, d.Errf("permissions: tool takes a name and an action")
+			if len(args) < 2 {
+				return nil, d.Errf("permissions: tool takes a name and an action, and approvers after needs_approval")
 			}
 			if _, dup := p.Tools[args[0]]; dup {
 				return nil, d.Errf("permissions: tool %s given twice", args[0])
 			}
-			p.Tools[args[0]] = policy.Action(args[1])
+			p.Tools[args[0]] = Permission{Action: policy.Action(args[1]), Approvers: args[2:]}
 		default:
 			return nil, d.Errf("permissions: unrecognized line %q (want read_only, write, destructive or tool)", key)
 		}

@@ -20,7 +20,10 @@
 #
 #   They can make a decision stricter (block over needs_approval over
 #   allow), never looser. When one of them is the most restrictive, its
-#   reason is the decision's (several are joined with "; ").
+#   reason is the decision's (several are joined with "; "). Who may
+#   approve what needs_approval asks for is another partial set rule:
+#
+#     approvers contains "group:security" if { ... }
 package mcp
 
 import rego.v1
@@ -65,7 +68,10 @@ decision := {"action": "block", "reason": concat("; ", custom_block_reasons)} if
 	count(custom_block_reasons) > 0
 } else := base_decision if {
 	base_decision.action == "block"
-} else := {"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)} if {
+} else := object.union(
+	{"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)},
+	custom_approvers_member,
+) if {
 	count(custom_approval_reasons) > 0
 } else := base_decision
 
@@ -103,6 +109,19 @@ protocol_message if {
 custom_block_reasons := {reason_text(reason) | some reason in data.mcp.block}
 
 custom_approval_reasons := {reason_text(reason) | some reason in data.mcp.needs_approval}
+
+# custom_approvers are who may approve what the organization's
+# needs_approval rules ask for: its own partial set rule
+#
+#   approvers contains "group:security" if { ... }
+#
+# ("caller" to ask the person who made the call; see the approvals docs).
+# None: any reviewer.
+custom_approvers := {approver | some approver in data.mcp.approvers}
+
+custom_approvers_member := {"approvers": sort(custom_approvers)} if {
+	count(custom_approvers) > 0
+} else := {}
 
 # reason_text lets a rule contribute something other than a string and
 # still be heard.

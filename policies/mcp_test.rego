@@ -222,3 +222,11 @@ test_org_rules_do_not_change_tool_permission if {
 	p := mcp.tool_permission with input as push({"repo": "evil/widgets"}) with data.mcp.permissions as {"write": "allow"}
 	p.action == "allow"
 }
+
+test_custom_approvers_name_who_approves if {
+	d := mcp.decision with input as {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "read_only", "changed": false}, "server": "s"}
+		with data.mcp.permissions as {"read_only": "allow"}
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"group:security", "caller"}
+	d == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["caller", "group:security"]}
+}

@@ -13,7 +13,7 @@ table_keys := categories | {"tools", "servers"}
 server_section_keys := categories | {"tools"}
 
 # The members an object entry may have.
-entry_keys := {"action", "reason"}
+entry_keys := {"action", "reason", "approvers"}
 
 # METADATA
 # title: tool permission
@@ -104,25 +104,47 @@ permission_entry := {
 }
 
 # entry_permission reads the entry found: an action, or an object with an
-# action and, optionally, a reason. Anything else blocks.
+# action and optionally a reason (which then replaces the generated one)
+# and, for needs_approval, approvers (who may approve, as a decision's
+# approvers). Anything else blocks, with a reason that says what is wrong.
 entry_permission(found) := {"action": found.entry, "reason": entry_reason(found, found.entry)} if {
 	is_string(found.entry)
 	found.entry in actions
-} else := {"action": found.entry.action, "reason": found.entry.reason} if {
+} else := object.union(
+	{"action": found.entry.action, "reason": object.get(found.entry, "reason", entry_reason(found, found.entry.action))},
+	entry_approvers(found.entry),
+) if {
 	is_object(found.entry)
-	object.keys(found.entry) == entry_keys
 	found.entry.action in actions
-	is_string(found.entry.reason)
-} else := {"action": found.entry.action, "reason": entry_reason(found, found.entry.action)} if {
-	is_object(found.entry)
-	object.keys(found.entry) == {"action"}
-	found.entry.action in actions
+	every key, _ in found.entry {
+		key in entry_keys
+	}
+	valid_entry_reason(found.entry)
+	valid_entry_approvers(found.entry)
 } else := {"action": "block", "reason": sprintf(
-	"tool %q is blocked: the permissions entry %s is %s, want allow, needs_approval, block, or {\"action\": ..., \"reason\": ...}",
+	"tool %q is blocked: the permissions entry %s is %s, want allow, needs_approval, block, or {\"action\": ..., \"reason\": ..., \"approvers\": [...]} (approvers with needs_approval only)",
 	[input.tool.name, found.where, json.marshal(found.entry)],
 )}
 
-# entry_reason says why an entry without a reason of its own applies.
+valid_entry_reason(entry) if not "reason" in object.keys(entry)
+
+valid_entry_reason(entry) if is_string(entry.reason)
+
+valid_entry_approvers(entry) if not "approvers" in object.keys(entry)
+
+valid_entry_approvers(entry) if {
+	entry.action == "needs_approval"
+	is_array(entry.approvers)
+	every approver in entry.approvers {
+		is_string(approver)
+	}
+}
+
+# entry_approvers is the approvers member a decision takes from an entry.
+entry_approvers(entry) := {"approvers": entry.approvers} if {
+	count(object.get(entry, "approvers", [])) > 0
+} else := {}
+
 entry_reason(found, action) := sprintf("tool %q is set to %s%s", [input.tool.name, action, server_note(found)]) if {
 	found.names_tool
 } else := sprintf(

@@ -237,3 +237,26 @@ test_changed_tool_blocks_without_a_server if {
 	p.action == "block"
 	contains(p.reason, "changed since an operator accepted it")
 }
+
+test_entry_approvers_reach_the_decision if {
+	entries := {"tools": {
+		"create_issue": {"action": "needs_approval", "approvers": ["caller"]},
+		"merge": {"action": "needs_approval", "reason": "merges are reviewed", "approvers": ["group:leads", "admin"]},
+	}}
+	p := mcp.tool_permission with input as tool("create_issue", "write", "crm") with data.mcp.permissions as entries
+	p == {"action": "needs_approval", "reason": `tool "create_issue" is set to needs_approval`, "approvers": ["caller"]}
+	m := mcp.tool_permission with input as tool("merge", "write", "crm") with data.mcp.permissions as entries
+	m == {"action": "needs_approval", "reason": "merges are reviewed", "approvers": ["group:leads", "admin"]}
+}
+
+test_malformed_approvers_block if {
+	every entry in [
+		{"action": "allow", "approvers": ["caller"]},
+		{"action": "needs_approval", "approvers": "caller"},
+		{"action": "needs_approval", "approvers": [1]},
+	] {
+		p := mcp.tool_permission with input as tool("t", "write", "crm") with data.mcp.permissions as {"tools": {"t": entry}}
+		p.action == "block"
+		contains(p.reason, "approvers with needs_approval only")
+	}
+}

@@ -231,9 +231,9 @@ const (
 // see Call.Approvers.
 var namedPrincipals = []string{"admin:", "inbox:", "group:"}
 
-// validPrincipal reports whether p is spelled as a principal of
+// ValidPrincipal reports whether p is spelled as a principal of
 // Call.Approvers.
-func validPrincipal(p string) bool {
+func ValidPrincipal(p string) bool {
 	switch p {
 	case PrincipalWebhook, PrincipalAdmin, PrincipalInbox, PrincipalCaller:
 		return true
@@ -251,7 +251,7 @@ func validPrincipal(p string) bool {
 // decide is refused when asked for, rather than left to expire.
 func (c *Call) approvers() ([]string, error) {
 	for _, p := range c.Approvers {
-		if !validPrincipal(p) {
+		if !ValidPrincipal(p) {
 			return nil, fmt.Errorf("approver %q is not a principal (webhook, admin, admin:<name>, inbox, inbox:<user>, group:<name> or caller)", p)
 		}
 	}

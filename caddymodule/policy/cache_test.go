@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -34,8 +35,8 @@ func TestDecisionCacheRemembers(t *testing.T) {
 	call := func(tool, repo, text string) *Input {
 		return &Input{Kind: "request", Method: "tools/call", Tool: &Tool{Name: tool, Arguments: map[string]any{"repo": repo, "text": text}}}
 	}
-	allow := func(reason string, cached bool) Decision { return Decision{ActionAllow, reason, cached} }
-	block := func(cached bool) Decision { return Decision{ActionBlock, "not an acme repository", cached} }
+	allow := func(reason string, cached bool) Decision { return Decision{Action: ActionAllow, Reason: reason, Cached: cached} }
+	block := func(cached bool) Decision { return Decision{Action: ActionBlock, Reason: "not an acme repository", Cached: cached} }
 	for i, tc := range []struct {
 		input  *Input
 		want   Decision
@@ -49,7 +50,7 @@ func TestDecisionCacheRemembers(t *testing.T) {
 		{call("echo", "other/widgets", "four"), block(true), 3},
 	} {
 		d, err := engine.Decide(context.Background(), tc.input)
-		if err != nil || d != tc.want {
+		if err != nil || !reflect.DeepEqual(d, tc.want) {
 			t.Errorf("call %d: decision %+v (error %v), want %+v", i, d, err, tc.want)
 		}
 		if n := cachedDecisions(engine); n != tc.cached {

@@ -24,10 +24,16 @@ const (
 )
 
 // Decision is the result of evaluating one message: the policy's
-// {"action": ..., "reason": ...} object.
+// {"action": ..., "reason": ..., "approvers": [...]} object.
 type Decision struct {
 	Action Action `json:"action"`
 	Reason string `json:"reason,omitempty"`
+	// Approvers name who may approve a needs_approval decision: "caller"
+	// (the person who made the call, asked in their own client), or
+	// reviewers ("inbox", "inbox:<user>", "group:<name>", "webhook",
+	// "admin", "admin:<name>"). Empty: any reviewer. The policy package
+	// checks only that they are strings; the gateway checks the names.
+	Approvers []string `json:"approvers,omitempty"`
 	// Cached reports that the decision was recalled from the decision
 	// cache rather than evaluated (see Options.CacheSize).
 	Cached bool `json:"-"`
@@ -52,7 +58,7 @@ func parseDecision(rs rego.ResultSet) (Decision, error) {
 		return Decision{}, fmt.Errorf("decision is %T, want an object with action and reason", rs[0].Expressions[0].Value)
 	}
 	for key := range obj {
-		if key != "action" && key != "reason" {
+		if key != "action" && key != "reason" && key != "approvers" {
 			return Decision{}, fmt.Errorf("decision has unknown member %q", key)
 		}
 	}
@@ -61,6 +67,7 @@ func parseDecision(rs rego.ResultSet) (Decision, error) {
 		return Decision{}, fmt.Errorf("decision action is %T, want a string", obj["action"])
 	}
 	var d Decision
+	var err error
 	switch Action(action) {
 	case ActionAllow, ActionNeedsApproval, ActionBlock:
 		d.Action = Action(action)
@@ -74,5 +81,31 @@ func parseDecision(rs rego.ResultSet) (Decision, error) {
 		}
 		d.Reason = s
 	}
+	if approvers, present := obj["approvers"]; present {
+		if d.Approvers, err = parseApprovers(d.Action, approvers); err != nil {
+			return Decision{}, err
+		}
+	}
 	return d, nil
+}
+
+// parseApprovers reads a decision's approvers: an array of strings, which
+// only a needs_approval decision may carry.
+func parseApprovers(action Action, value any) ([]string, error) {
+	if action != ActionNeedsApproval {
+		return nil, fmt.Errorf("decision action %q carries approvers, which only needs_approval may", action)
+	}
+	list, ok := value.([]any)
+	if !ok {
+		return nil, fmt.Errorf("decision approvers is %T, want an array of strings", value)
+	}
+	approvers := make([]string, 0, len(list))
+	for _, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fmt.Errorf("decision approvers holds %T, want strings", item)
+		}
+		approvers = append(approvers, s)
+	}
+	return approvers, nil
 }

@@ -65,6 +65,14 @@ decision := {"action": "allow"} if true
 decision := {"action": "block"} if true`, "", ActionBlock, "evaluating policy", true},
 		{"set of decisions", `package mcp
 decisions contains {"action": "allow"}`, "data.mcp.decisions", ActionBlock, "want an object", true},
+		{"approvers", `package mcp
+decision := {"action": "needs_approval", "reason": "ask", "approvers": ["caller", "group:leads"]}`, "", ActionNeedsApproval, "ask", false},
+		{"approvers on allow", `package mcp
+decision := {"action": "allow", "approvers": ["caller"]}`, "", ActionBlock, "carries approvers", true},
+		{"approvers not an array", `package mcp
+decision := {"action": "needs_approval", "approvers": "caller"}`, "", ActionBlock, "want an array", true},
+		{"approvers not strings", `package mcp
+decision := {"action": "needs_approval", "approvers": [1]}`, "", ActionBlock, "want strings", true},
 		{"custom query", `package gate.v2
 verdict := {"action": "allow", "reason": "custom"}`, "data.gate.v2.verdict", ActionAllow, "custom", false},
 	}
