@@ -27,3 +27,20 @@ func ExampleParse() {
 	// request 1 delete_issue 42
 	// {"jsonrpc":"2.0","id":2,"error":{"code":-32600,"message":"params member \"NAME\" differs from \"name\" only by case"}}
 }
+
+func ExampleFoldName() {
+	for _, name := range []string{"Repo", " repo", "\uff52\uff45\uff50\uff4f", "\u017fort", "\u212a"} {
+		fmt.Printf("%+q folds to %q\n", name, mcpmsg.FoldName(name))
+	}
+
+	_, err := mcpmsg.Parse([]byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call",`+
+		`"params":{"name":"delete_issue","arguments":{"repo":"sandbox","Repo":"production"}}}`), mcpmsg.Limits{})
+	fmt.Println(err)
+	// Output:
+	// "Repo" folds to "repo"
+	// " repo" folds to "repo"
+	// "\uff52\uff45\uff50\uff4f" folds to "repo"
+	// "\u017fort" folds to "sort"
+	// "\u212a" folds to "k"
+	// tools/call argument names "Repo" and "repo" in /params/arguments differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one (JSON-RPC error -32602)
+}

@@ -12,7 +12,8 @@ import (
 // gateway forwards those bytes), returns only *Error failures, and that
 // whatever it accepts reads the same alone and to encoding/json, which
 // is what a typical Go upstream server decodes with (case-insensitive member
-// names, last duplicate wins).
+// names, last duplicate wins), and carries only ids that every reader reads
+// alike.
 func FuzzParse(f *testing.F) {
 	for _, tc := range parseCases {
 		f.Add([]byte(tc.body))
@@ -33,6 +34,7 @@ func FuzzParse(f *testing.F) {
 		for _, m := range body.Messages {
 			checkReparse(t, m)
 			checkUpstreamView(t, m)
+			checkIDsReadAlike(t, m)
 		}
 	})
 }
@@ -85,5 +87,24 @@ func checkUpstreamView(t *testing.T, m Message) {
 	params, ok := generic["params"]
 	if ok != (m.Params != nil) || (ok && !reflect.DeepEqual(params, m.Params)) {
 		t.Errorf("encoding/json reads params %#v from %q, Parse read %#v", params, m.Raw, m.Params)
+	}
+}
+
+// checkIDsReadAlike fails t unless every numeric id that m carries (its id,
+// progress token, or the request id of a cancellation) is read as the same
+// integer by every reader.
+func checkIDsReadAlike(t *testing.T, m Message) {
+	t.Helper()
+	ids := []any{m.ProgressToken}
+	if len(m.ID) > 0 && m.ID[0] != '"' && string(m.ID) != "null" {
+		ids = append(ids, json.Number(m.ID))
+	}
+	if m.Method == "notifications/cancelled" {
+		ids = append(ids, m.Params["requestId"])
+	}
+	for _, id := range ids {
+		if n, ok := id.(json.Number); ok {
+			checkReadAlike(t, string(n))
+		}
 	}
 }

@@ -7,7 +7,10 @@
 // construct on which JSON decoders are known to disagree: duplicate member
 // names, invalid UTF-8 and lone surrogates, member names that differ from a
 // protocol member only by case (Go's encoding/json matches names
-// case-insensitively), data after the message, and excessive nesting.
+// case-insensitively), tool arguments with two names that an upstream may
+// read as one (see FoldName), numeric ids that are not integers every reader
+// reads alike (1.0, 9007199254740993), data after the message, and
+// excessive nesting.
 package mcpmsg
 
 import "fmt"
@@ -81,8 +84,10 @@ type Message struct {
 	// Kind says whether the message is a request, notification or response.
 	Kind Kind
 	// ID is the raw JSON of the id exactly as received (for example 1 or
-	// "abc", quotes included), or nil for notifications. It aliases the data
-	// passed to Parse.
+	// "abc", quotes included), or nil for notifications. It is a string,
+	// an integer from -(2^53-1) to 2^53-1 written without fraction,
+	// exponent or minus zero, or null in an error response. It aliases the
+	// data passed to Parse; compare ids with CanonicalID.
 	ID []byte
 	// Method is the decoded method name; empty for responses.
 	Method string
@@ -91,7 +96,7 @@ type Message struct {
 	// Tool is the tool being called; non-nil only for method "tools/call".
 	Tool *ToolCall
 	// ProgressToken is params._meta.progressToken (a string or a
-	// json.Number holding an integer) when present, else nil.
+	// json.Number holding an integer, as for ID) when present, else nil.
 	ProgressToken any
 }
 

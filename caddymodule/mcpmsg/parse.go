@@ -15,7 +15,8 @@ import (
 //
 // It checks syntax first, over the whole body, and then the JSON-RPC and MCP
 // rules for each message. Any failure is returned as an *Error whose Code is
-// CodeParseError when the body is not well-formed JSON and
+// CodeParseError when the body is not well-formed JSON, CodeInvalidParams
+// when tools/call arguments hold names that an upstream may merge, and
 // CodeInvalidRequest otherwise. The Raw and ID slices of the returned
 // messages alias data.
 func Parse(data []byte, lim Limits) (*Body, error) {

@@ -43,6 +43,9 @@ func (e element) validate(m *Message) *Error {
 	if err := validateParams(e.members, m); err != nil {
 		return err
 	}
+	if err := validateIDParam(m); err != nil {
+		return err
+	}
 	if m.Method == "tools/call" {
 		return validateToolCall(m)
 	}
@@ -69,8 +72,8 @@ func (e element) validateKind(m *Message) *Error {
 		m.Method = name
 		m.Kind = KindNotification
 		if hasID {
-			if !isStringOrNumber(id) {
-				return invalidRequest(`request "id" must be a string or number, not %s`, typeName(id))
+			if err := checkID(`request "id"`, id); err != nil {
+				return err
 			}
 			m.Kind = KindRequest
 			m.ID = e.id
@@ -83,9 +86,12 @@ func (e element) validateKind(m *Message) *Error {
 		return invalidRequest(`response has neither "result" nor "error"`)
 	case id == nil && !hasError:
 		return invalidRequest(`response "id" may be null only in an error response`)
-	case id != nil && !isStringOrNumber(id):
-		return invalidRequest(`response "id" must be a string, number or null, not %s`, typeName(id))
 	default:
+		if id != nil {
+			if err := checkID(`response "id"`, id); err != nil {
+				return err
+			}
+		}
 		if hasError {
 			if _, ok := errorValue.(map[string]any); !ok {
 				return invalidRequest(`"error" must be an object, not %s`, typeName(errorValue))
@@ -112,10 +118,34 @@ func validateParams(members map[string]any, m *Message) *Error {
 		return err
 	}
 	if token, ok := meta["progressToken"]; ok {
-		if !isProgressToken(token) {
-			return invalidRequest(`"params._meta.progressToken" must be a string or an integer`)
+		if err := checkID(`"params._meta.progressToken"`, token); err != nil {
+			return err
 		}
 		m.ProgressToken = token
+	}
+	return nil
+}
+
+// idParams names, for the MCP notifications that carry the id of another
+// message in their params, the member that carries it (MCP specification,
+// schema.ts: CancelledNotification and ProgressNotification). The gateway
+// matches a cancellation to the call it holds, and the upstream to the
+// request it serves, so both must read the id alike.
+var idParams = map[string]string{
+	"notifications/cancelled": "requestId",
+	"notifications/progress":  "progressToken",
+}
+
+// validateIDParam checks the id that the params of m carry, when its method
+// is one of idParams and the id is present. (Revision 2025-11-25 made
+// requestId optional, for cancelling tasks, which have no request id.)
+func validateIDParam(m *Message) *Error {
+	member, ok := idParams[m.Method]
+	if !ok {
+		return nil
+	}
+	if id, ok := m.Params[member]; ok {
+		return checkID(`"params.`+member+`"`, id)
 	}
 	return nil
 }
@@ -154,6 +184,9 @@ func validateToolCall(m *Message) *Error {
 		if !ok {
 			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, typeName(v))
 		}
+		if err := checkArgumentNames(args); err != nil {
+			return err
+		}
 		tool.Arguments = args
 	}
 	m.Tool = tool
@@ -182,27 +215,6 @@ func checkCase(obj map[string]any, known []string, where string) *Error {
 		return nil
 	}
 	return invalidRequest("%smember %q differs from %q only by case", where, bad, of)
-}
-
-// isStringOrNumber reports whether v is a decoded JSON string or number.
-func isStringOrNumber(v any) bool {
-	switch v.(type) {
-	case string, json.Number:
-		return true
-	}
-	return false
-}
-
-// isProgressToken reports whether v is a valid MCP progress token: a string
-// or an integer (MCP specification, schema.ts: ProgressToken).
-func isProgressToken(v any) bool {
-	switch t := v.(type) {
-	case string:
-		return true
-	case json.Number:
-		return !strings.ContainsAny(string(t), ".eE")
-	}
-	return false
 }
 
 // typeName names the JSON type of a decoded value, for error messages.

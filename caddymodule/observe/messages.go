@@ -32,6 +32,15 @@ func (e *ResponseError) Error() string {
 // drops those Intercept claims and rewrites the results of watched
 // responses. It returns what to forward in place of data: nil when that is
 // data itself, and an empty slice when every message was dropped.
+//
+// What Parse refuses fails the whole of data, which refuses a JSON reply
+// and cuts a stream. That includes a message whose numeric id, progress
+// token or cancelled request id readers may read differently (1.0, or
+// 9007199254740993): the gateway could not tell for sure which request
+// such a response answers, nor which of its requests a client's answer
+// answers, and so must not relay it as it is. Dropping the message alone
+// would leave the reply looking whole; failing closed tells the client
+// that something was lost.
 func (o *writer) inspect(data []byte) ([]byte, error) {
 	body, err := mcpmsg.Parse(data, mcpmsg.Limits{})
 	if err != nil {

@@ -35,9 +35,10 @@ const DefaultMaxBodySize = 16 << 20
 // Hooks says what the gateway wants from a reply.
 type Hooks struct {
 	// WatchIDs are the raw JSON ids of the requests whose responses
-	// RewriteResult sees. Ids compare as JSON values, as a client compares
-	// them: "\u0061" matches "a" and 1.0 matches 1, but "1" does not
-	// match 1.
+	// RewriteResult sees. Ids compare as mcpmsg.CanonicalID makes them:
+	// "\u0061" matches "a", which no reader tells apart, but "1" does not
+	// match 1, and numbers match only when written alike (the replies the
+	// wrapper reads carry no numeric ids but integers written plainly).
 	WatchIDs [][]byte
 	// WatchAll makes RewriteResult see every response, whatever its id
 	// (for streams whose requests the gateway does not know, such as a

@@ -1,0 +1,164 @@
+package mcpmsg
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// FoldName returns the form of a JSON member name under which names that
+// some reader may take for one another are equal: its Unicode NFKC
+// normalization, case-folded (full Unicode case folding), normalized again
+// (folding can leave a letter and a combining mark that NFKC composes, as
+// for "\u03aa\u0342" and "\u03ca\u0342", which encoding/json equates) and
+// without surrounding white space.
+//
+// Readers merge names that differ. Go's encoding/json matches member names
+// to struct fields case-insensitively, with simple Unicode folding, so that
+// "Repo" and "REPO" fill the field "repo", "\u017fort" (with a long s)
+// fills "sort", and "\u212a" (the Kelvin sign) fills "k". Other servers trim
+// names, or normalise them to NFKC, which also maps fullwidth
+// "\uff52\uff45\uff50\uff4f" to "repo". Names that FoldName keeps apart are
+// kept apart by all these readers, with one exception that no fold can
+// avoid: U+0345 (combining ypogegrammeni, which folds to the letter iota)
+// next to another combining mark, where normalization reorders the marks
+// but encoding/json compares rune by rune.
+//
+// Parse refuses tool arguments with two names that FoldName makes equal,
+// and a policy can use it to see argument names as an upstream might.
+func FoldName(name string) string {
+	if isFolded(name) {
+		return name
+	}
+	folded := strings.Map(foldCherokee, cases.Fold().String(norm.NFKC.String(name)))
+	return strings.TrimSpace(norm.NFKC.String(folded))
+}
+
+// foldCherokee maps a Cherokee letter to the capital letter that Unicode
+// case folds it to (CaseFolding.txt: small Cherokee letters, added after
+// the capitals, fold to them), and leaves other runes alone. It corrects
+// golang.org/x/text/cases, whose Fold swaps capital and small Cherokee
+// letters instead, so that it never makes them equal
+// (https://go.dev/issue/46101).
+func foldCherokee(r rune) rune {
+	if unicode.Is(unicode.Cherokee, r) {
+		return unicode.ToUpper(r)
+	}
+	return r
+}
+
+// isFolded reports, cheaply and without allocating, whether FoldName
+// certainly leaves name as it is: ASCII without upper case letters or
+// surrounding white space, which NFKC normalization and case folding both
+// keep.
+func isFolded(name string) bool {
+	for i := range len(name) {
+		if c := name[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return name == "" || !isTrimmed(name[0]) && !isTrimmed(name[len(name)-1])
+}
+
+// isTrimmed reports whether strings.TrimSpace removes the ASCII byte c.
+func isTrimmed(c byte) bool {
+	return c == ' ' || '\t' <= c && c <= '\r'
+}
+
+// checkArgumentNames refuses tool arguments that hold, in one object at any
+// depth, two member names that FoldName makes equal: the gateway and its
+// policy would see two arguments where an upstream may see one, whose value
+// depends on its decoder.
+func checkArgumentNames(args map[string]any) *Error {
+	merged := findMergedNames(args)
+	if merged == nil {
+		return nil
+	}
+	at := jsontext.Pointer("/params/arguments")
+	for _, token := range slices.Backward(merged.up) {
+		at = at.AppendToken(token)
+	}
+	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
+		"tools/call argument names %q and %q in %s differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one",
+		merged.a, merged.b, at)}
+}
+
+// mergedNames are two member names of one object that FoldName makes equal,
+// a before b, and where that object lies.
+type mergedNames struct {
+	a, b string
+	// up are the tokens of the JSON Pointer to the object from where the
+	// search began, innermost first.
+	up []string
+}
+
+// findMergedNames returns two member names that FoldName makes equal in
+// one object of v, at any depth; nil when there are none. Whatever the
+// order of map iteration, it finds the same pair: an object's own names
+// before those of its members, members in the order of their names, and
+// array elements in order.
+func findMergedNames(v any) *mergedNames {
+	switch v := v.(type) {
+	case map[string]any:
+		if a, b, ok := collidingNames(v); ok {
+			return &mergedNames{a: a, b: b}
+		}
+		var found *mergedNames
+		var at string
+		for name, member := range v {
+			if found != nil && name > at {
+				continue
+			}
+			if m := findMergedNames(member); m != nil {
+				found, at = m, name
+			}
+		}
+		if found != nil {
+			found.up = append(found.up, at)
+		}
+		return found
+	case []any:
+		for i, elem := range v {
+			if m := findMergedNames(elem); m != nil {
+				m.up = append(m.up, strconv.Itoa(i))
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// collidingNames returns the first two member names of obj, in sorted
+// order, that FoldName makes equal; ok is false when there are none. It
+// allocates only when some name is not already folded.
+func collidingNames(obj map[string]any) (a, b string, ok bool) {
+	// Member names are distinct, so two can collide only when folding
+	// changes one of them.
+	unfolded := false
+	for name := range obj {
+		if !isFolded(name) {
+			unfolded = true
+			break
+		}
+	}
+	if !unfolded {
+		return "", "", false
+	}
+	first := make(map[string]string, len(obj))
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		folded := FoldName(name)
+		if earlier, seen := first[folded]; seen {
+			return earlier, name, true
+		}
+		first[folded] = name
+	}
+	return "", "", false
+}
