@@ -230,3 +230,11 @@ test_custom_approvers_name_who_approves if {
 		with data.mcp.approvers as {"group:security", "caller"}
 	d == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["caller", "group:security"]}
 }
+
+test_argument_reads_names_as_upstreams_do if {
+	tool := {"arguments": {"Repo ": "acme/x", "n": 1}, "argument_names": {"repo": "Repo ", "n": "n"}}
+	mcp.argument(tool, "repo") == "acme/x"
+	mcp.argument(tool, "REPO") == "acme/x"
+	mcp.argument(tool, "n") == 1
+	not mcp.argument(tool, "missing")
+}

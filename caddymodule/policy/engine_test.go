@@ -419,7 +419,7 @@ func document(t *testing.T, in *Input) map[string]any {
 func TestParseInputMatchesValue(t *testing.T) {
 	raw := `{"kind":"request","method":"tools/call","params":{"name":"t","arguments":{"n":1.50}},
 		"direction":"client_to_server",
-		"tool":{"name":"t","arguments":{"n":1.50},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true},
+		"tool":{"name":"t","arguments":{"n":1.50},"argument_names":{"n":"n"},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true},
 		"server":"s","session":"x","protocol_version":"2025-06-18",
 		"user":{"id":"u","claims":{"groups":["g"]}},
 		"request":{"remote_ip":"10.0.0.1","host":"h","path":"/mcp","headers":{"user-agent":"a"}}}`

@@ -8,6 +8,8 @@ import (
 	"reflect"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // Input is the document a policy sees as `input` for one MCP message. It is
@@ -44,6 +46,14 @@ type Input struct {
 type Tool struct {
 	Name      string         `json:"name"`
 	Arguments map[string]any `json:"arguments"`
+	// ArgumentNames maps each argument's name, folded as upstreams may
+	// match names (mcpmsg.FoldName: case, Unicode compatibility forms,
+	// surrounding space), to the name as sent, so that a policy can find
+	// an argument however it is spelled (the library's
+	// argument(name)). The gateway refuses calls in which two names
+	// fold alike, so each folded name stands for one argument. Nil:
+	// derived from Arguments when a policy reads it.
+	ArgumentNames map[string]string `json:"argument_names,omitempty"`
 	// Annotations are the tool's MCP annotations (readOnlyHint,
 	// destructiveHint, ...); nil when the gateway has not seen the tool
 	// listed, which policies see as {}.
@@ -88,7 +98,7 @@ const (
 //	  "kind": "request", "method": "tools/call", "direction": "client_to_server",
 //	  "params": {...},                 // only when the message has params
 //	  "tool": {                        // only for tools/call
-//	    "name": "...", "arguments": {...}, "annotations": {...},
+//	    "name": "...", "arguments": {...}, "argument_names": {...}, "annotations": {...},
 //	    "category": "read_only" | "write" | "destructive", "changed": false
 //	  },
 //	  "server": "...", "session": "...", "protocol_version": "...",
@@ -151,6 +161,9 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 			}
 			tool.Insert(keyArguments, ast.NewTerm(arguments))
 		}
+		if namesUse := toolUse.member("argument_names"); namesUse != nil {
+			tool.Insert(keyArgumentNames, ast.NewTerm(in.Tool.argumentNamesValue(namesUse)))
+		}
 		if annotationsUse := toolUse.member("annotations"); annotationsUse != nil {
 			annotations, err := objectValue(in.Tool.Annotations, annotationsUse)
 			if err != nil {
@@ -211,6 +224,7 @@ var (
 	keyTool            = ast.StringTerm("tool")
 	keyName            = ast.StringTerm("name")
 	keyArguments       = ast.StringTerm("arguments")
+	keyArgumentNames   = ast.StringTerm("argument_names")
 	keyAnnotations     = ast.StringTerm("annotations")
 	keyCategory        = ast.StringTerm("category")
 	keyChanged         = ast.StringTerm("changed")
@@ -237,6 +251,24 @@ func (in *Input) argumentsValue(params ast.Object, paramsUse, use *inputUse) (as
 		return nil, fmt.Errorf("converting arguments: %w", err)
 	}
 	return arguments, nil
+}
+
+// argumentNamesValue is the tool's argument_names, the part use reads.
+func (t *Tool) argumentNamesValue(use *inputUse) ast.Object {
+	names := t.ArgumentNames
+	if names == nil {
+		names = make(map[string]string, len(t.Arguments))
+		for name := range t.Arguments {
+			names[mcpmsg.FoldName(name)] = name
+		}
+	}
+	obj := ast.NewObjectWithCapacity(len(names))
+	for folded, name := range names {
+		if use.member(folded) != nil {
+			obj.Insert(ast.StringTerm(folded), ast.StringTerm(name))
+		}
+	}
+	return obj
 }
 
 // sameMap reports whether a and b are the same map (not merely equal).

@@ -6,6 +6,8 @@ package mcp
 
 import rego.v1
 
+import data.mcp
+
 our_organization := "acme"
 
 # Tools that change a repository, whatever their annotations say; any
@@ -34,19 +36,21 @@ changes_a_repository if {
 # repository_owners are the owners a call names: its owner argument, and
 # the part before the slash of a repo or repository argument written
 # "owner/name". The upstream could read either, so every one must be ours.
+# mcp.argument reads them however the call spells their names ("Owner",
+# "REPO ", ...), as an upstream that matches names loosely would.
 repository_owners contains lower(owner) if {
-	owner := input.tool.arguments.owner
+	owner := mcp.argument(input.tool, "owner")
 	is_string(owner)
 }
 
 repository_owners contains json.marshal(owner) if {
-	owner := input.tool.arguments.owner
+	owner := mcp.argument(input.tool, "owner")
 	not is_string(owner)
 }
 
 repository_owners contains lower(owner) if {
 	some key in ["repo", "repository"]
-	repo := input.tool.arguments[key]
+	repo := mcp.argument(input.tool, key)
 	is_string(repo)
 	contains(repo, "/")
 	owner := split(repo, "/")[0]

@@ -13,8 +13,24 @@ call(name, category, arguments) := {
 	"method": "tools/call",
 	"params": {"name": name, "arguments": arguments},
 	"direction": "client_to_server",
-	"tool": {"name": name, "arguments": arguments, "annotations": {}, "category": category, "changed": false},
+	"tool": {
+		"name": name, "arguments": arguments, "annotations": {}, "category": category, "changed": false,
+		# As the gateway folds them (mcpmsg.FoldName); lower for these names.
+		"argument_names": {lower(trim_space(key)): key | some key, _ in arguments},
+	},
 	"server": "github",
+}
+
+test_names_spelled_otherwise_are_read_as_upstreams_read_them if {
+	every arguments in [
+		{"Owner": "evil", "repo": "widgets"},
+		{"OWNER ": "evil", "repo": "widgets"},
+		{"owner": "acme", "Repo": "evil/widgets"},
+	] {
+		d := mcp.decision with input as call("create_pull_request", "write", arguments)
+		d.action == "block"
+		contains(d.reason, "evil")
+	}
 }
 
 test_changes_to_our_repositories_are_allowed if {

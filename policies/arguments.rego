@@ -1,0 +1,23 @@
+# Reading a call's arguments as upstreams read them.
+#
+#   input.tool.arguments.repo sees only an argument named exactly "repo",
+#   but an upstream may match argument names more loosely: Go's
+#   encoding/json ignores case, and servers trim or normalise names. A
+#   rule on input.tool.arguments.repo would not see "Repo", "REPO" or
+#   "repo " that such an upstream reads as repo. argument reads an
+#   argument as they do:
+#
+#     repo := mcp.argument(input.tool, "repo")
+#
+#   The gateway refuses calls in which two argument names fold alike, so
+#   one name can only mean one argument.
+package mcp
+
+import rego.v1
+
+# argument is the value of the argument of tool (input.tool) named name,
+# however the call spells it: input.tool.argument_names maps every name,
+# folded (lower case, Unicode compatibility forms, no surrounding space),
+# to the name as sent. Write name in lower case. Undefined when the call
+# has no such argument.
+argument(tool, name) := tool.arguments[tool.argument_names[lower(trim_space(name))]]
