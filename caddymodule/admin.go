@@ -22,10 +22,13 @@ func init() {
 //	GET  /mcpgate/tools[?server=<name>]   the tools the gateway knows
 //	POST /mcpgate/tools/accept            {"server", "tool", "hash"}
 //
-// Accepting pins a tool's current definition, lifting the block on a tool
-// whose definition changed. With "hash", the accept only succeeds if the
-// current definition still has that hash, so an operator never accepts a
-// definition other than the one they reviewed.
+// "server" is the name the upstream's tools are kept under: its upstream
+// name, else its server name. Accepting pins a tool's current definition,
+// lifting the block on a tool whose definition changed. With "hash", the
+// accept only succeeds if the current definition still has that hash, so
+// an operator never accepts a definition other than the one they
+// reviewed. Like the approval routes, accepting answers only operators
+// (see ApprovalsAdmin): accepting a changed tool lifts a block.
 type ToolsAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -113,6 +116,9 @@ func acceptTool(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeAdminBody(w, r, &req); err != nil {
 		return err
 	}
+	if _, err := adminOperator(r, ""); err != nil {
+		return err
+	}
 	if req.Server == "" || req.Tool == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("server and tool are required")}
 	}
@@ -130,7 +136,7 @@ func acceptTool(w http.ResponseWriter, r *http.Request) error {
 			return false
 		}
 		if err := c.Accept(r.Context(), req.Server, req.Tool); err != nil {
-			apiErr = fmt.Errorf("accepting %s on %s: %w", req.Tool, req.Server, err)
+			apiErr = internalError(fmt.Sprintf("accepting %s on %s", req.Tool, req.Server), err)
 			return false
 		}
 		caddy.Log().Named("mcpgate.tools").Info("tool definition accepted",

@@ -3,11 +3,13 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 )
@@ -23,8 +25,13 @@ func init() {
 //	POST /mcpgate/approvals/<id>/approve    {"approver", "reason"}
 //	POST /mcpgate/approvals/<id>/deny       {"approver", "reason"}
 //
-// A decision here is like a signed callback: the first one wins, a later
-// one gets 409.
+// Only operators reach them: requests that come over an admin endpoint on
+// a unix socket (whose file permissions say who may use it), or over
+// Caddy's remote admin (with a verified client certificate, and its
+// access control). Over the local TCP endpoint, which any process on the
+// host can reach, including the agent whose call is held, they are
+// refused. A decision here is like a signed callback: the first one
+// wins, a later one gets 409.
 type ApprovalsAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -51,8 +58,44 @@ type AdminDecision struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
+// errNotAnOperator is why the admin API refuses mcpgate's operator
+// routes over a local TCP endpoint.
+var errNotAnOperator = errors.New("mcpgate's approval and tool routes answer only operators: " +
+	"put Caddy's admin endpoint on a unix socket (admin unix//run/mcpgate/admin.sock), whose file permissions say who may use it, " +
+	"or use Caddy's remote admin with client certificates; or decide in the approval inbox")
+
+// adminOperator returns who calls mcpgate's operator routes on the admin
+// API, as an approval decider: "admin" over a unix socket, "admin:<CN>"
+// over the remote admin (its client certificate's common name), with the
+// claim the request makes of itself. Over any other endpoint the caller
+// could be any process on the host, and it is refused with 403.
+func adminOperator(r *http.Request, claim string) (approval.Decider, error) {
+	by := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}, Claim: claim}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		if name := r.TLS.VerifiedChains[0][0].Subject.CommonName; name != "" {
+			by.ID = approval.PrincipalAdmin + ":" + name
+			by.Principals = append(by.Principals, by.ID)
+		}
+		return by, nil
+	}
+	if _, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); unix {
+		return by, nil
+	}
+	return approval.Decider{}, caddy.APIError{HTTPStatus: http.StatusForbidden, Err: errNotAnOperator}
+}
+
+// internalError answers an admin request that failed inside the gateway
+// with a fixed message; the details go to the log.
+func internalError(what string, err error) error {
+	caddy.Log().Named("mcpgate.admin").Error(what, zap.Error(err))
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: errors.New(what + " failed; the gateway's log says why")}
+}
+
 func listApprovals(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMethod(r, http.MethodGet); err != nil {
+		return err
+	}
+	if _, err := adminOperator(r, ""); err != nil {
 		return err
 	}
 	all := r.URL.Query().Get("all") != ""
@@ -76,7 +119,7 @@ func listApprovals(w http.ResponseWriter, r *http.Request) error {
 		return true
 	})
 	if listErr != nil {
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: listErr}
+		return internalError("listing approvals", listErr)
 	}
 	return writeAdminJSON(w, listed)
 }
@@ -95,14 +138,20 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	by, err := adminOperator(r, req.Approver)
+	if err != nil {
+		return err
+	}
 	service := approvalServiceFor(r.Context(), "", id, nil)
 	if service == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("%w: %s", approval.ErrNotFound, id)}
 	}
-	by := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}, Claim: req.Approver}
 	decided, err := service.Decide(r.Context(), id, verb == "approve", by, req.Reason)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: statusFor(err), Err: err}
+		if status := statusFor(err); status != http.StatusInternalServerError {
+			return caddy.APIError{HTTPStatus: status, Err: errors.New(refusalText(status))}
+		}
+		return internalError("deciding approval "+id, err)
 	}
 	return writeAdminJSON(w, decided)
 }

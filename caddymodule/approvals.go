@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,11 @@ type ApprovalInbox struct {
 	// BasicAuth lists the approvers who may use the page. Required.
 	BasicAuth *caddyauth.HTTPBasicAuth `json:"basic_auth,omitempty"`
 
+	// Groups name groups of inbox accounts, for policies that say who may
+	// approve a call ("group:<name>"). An account sees, and may decide,
+	// only the approvals it is entitled to.
+	Groups map[string][]string `json:"groups,omitempty"`
+
 	crossOrigin *http.CrossOriginProtection
 }
 
@@ -86,6 +92,13 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 	}
 	if h.Inbox.BasicAuth == nil || len(h.Inbox.BasicAuth.AccountList) == 0 {
 		return errors.New("mcp_approvals: the inbox needs basic_auth accounts")
+	}
+	for group, members := range h.Inbox.Groups {
+		for _, member := range members {
+			if !slices.ContainsFunc(h.Inbox.BasicAuth.AccountList, func(a caddyauth.Account) bool { return a.Username == member }) {
+				return fmt.Errorf("mcp_approvals: inbox group %s names %q, which is not a basic_auth account", group, member)
+			}
+		}
 	}
 	if h.Inbox.BasicAuth.HashCache == nil {
 		// Password hashes are slow on purpose; the page is used often.
@@ -119,7 +132,7 @@ func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ c
 func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request, id string) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
 	if err != nil {
-		return h.refuseCallback(r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
 	}
 	// Any service whose decision secrets verify the callback may hold the
 	// id; the one whose store knows it takes the decision.
@@ -133,22 +146,22 @@ func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request,
 		return true
 	})
 	if !verified {
-		return h.refuseCallback(r, id, http.StatusUnauthorized, verifyErr)
+		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr)
 	}
 	if service == nil {
-		return h.refuseCallback(r, id, http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
+		return h.refuseCallback(w, r, id, http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
 	}
 	decision, err := approval.ParseCallback(body, id)
 	if err != nil {
-		return h.refuseCallback(r, id, http.StatusBadRequest, err)
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
 	}
 	if err := service.Claim(r.Context(), r.Header.Get(approval.HeaderID)); err != nil {
-		return h.refuseCallback(r, id, statusFor(err), err)
+		return h.refuseCallback(w, r, id, statusFor(err), err)
 	}
 	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
 	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
 	if err != nil {
-		return h.refuseCallback(r, id, statusFor(err), err)
+		return h.refuseCallback(w, r, id, statusFor(err), err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
@@ -168,13 +181,37 @@ func statusFor(err error) int {
 	}
 }
 
+// refusalText is what a decider is told of a refused decision, by its
+// status: a fixed text that says what to do, and nothing of the gateway's
+// internals (the log has the details).
+func refusalText(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "the body is not a decision for this approval: want {\"id\": <the URL's id>, \"decision\": \"approve\"|\"deny\", \"approver\", \"reason\"}"
+	case http.StatusUnauthorized:
+		return "the decision is unsigned, not signed with a decision secret, or too old or new"
+	case http.StatusForbidden:
+		return "you are not among those who may decide this approval"
+	case http.StatusNotFound:
+		return "no such approval"
+	case http.StatusConflict:
+		return "this approval is already decided, cancelled or expired, or this webhook-id was used before"
+	default:
+		return "the gateway could not take the decision; try again"
+	}
+}
+
 // refuseCallback logs a refused callback (who sent what matters when
-// someone forges decisions) and answers with status.
-func (h *ApprovalsHandler) refuseCallback(r *http.Request, id string, status int, err error) error {
+// someone forges decisions) and answers with status and a fixed text.
+func (h *ApprovalsHandler) refuseCallback(w http.ResponseWriter, r *http.Request, id string, status int, err error) error {
 	h.logger.Warn("approval callback refused",
 		zap.String("id", id), zap.Int("status", status),
 		zap.String("remote_ip", clientIP(r)), zap.Error(err))
-	return caddyhttp.Error(status, err)
+	body, _ := json.Marshal(map[string]string{"error": refusalText(status)})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
 }
 
 // parseApprovalsCaddyfile reads:
@@ -185,6 +222,7 @@ func (h *ApprovalsHandler) refuseCallback(r *http.Request, id string, status int
 //			basic_auth [<hash_algorithm> [<realm>]] {
 //				<username> <hashed_password>
 //			}
+//			group <name> <username>...
 //		}
 //	}
 func parseApprovalsCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -228,6 +266,20 @@ func unmarshalInbox(d *caddyfile.Dispenser) (*ApprovalInbox, error) {
 	}
 	inbox := new(ApprovalInbox)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "group" {
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("group takes a name and its accounts")
+			}
+			if inbox.Groups == nil {
+				inbox.Groups = make(map[string][]string)
+			}
+			if _, dup := inbox.Groups[args[0]]; dup {
+				return nil, d.Errf("group %s given twice", args[0])
+			}
+			inbox.Groups[args[0]] = args[1:]
+			continue
+		}
 		if d.Val() != "basic_auth" {
 			return nil, d.Errf("unrecognized inbox subdirective %q", d.Val())
 		}

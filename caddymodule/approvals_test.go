@@ -28,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 )
 
@@ -173,6 +174,9 @@ func (a *approver) decide(t testing.TB, callbackURL, decision, reason string) in
 
 // approvalSetup shapes the gateway of an approval test.
 type approvalSetup struct {
+	// policy replaces the mcp_policy block's policy lines; default: the
+	// test policy.
+	policy string
 	timeout, keepalive, hold string
 	// store is the store line ("store redis <addr>"); default memory.
 	store string
@@ -212,7 +216,7 @@ func startApprovalGateway(t testing.TB, up *upstream, s approvalSetup) *approval
 		metrics
 	}
 }
-`, callbackPort, s.approvals) + approvalSite(gatewayPort, up, g.approver.URL, g.Callbacks,
+`, callbackPort, s.approvals) + approvalSiteWith(gatewayPort, or(s.policy, testPolicy), up, g.approver.URL, g.Callbacks,
 		"timeout "+or(s.timeout, "10s"), "keepalive "+or(s.keepalive, "100ms"), "hold "+or(s.hold, "10s"), s.store)
 	startCaddy(t, g.caddyfile)
 	waitForListener(t, gatewayPort)
@@ -220,14 +224,22 @@ func startApprovalGateway(t testing.TB, up *upstream, s approvalSetup) *approval
 	return g
 }
 
+// testPolicy is the policy lines of the approval tests' gateways.
+const testPolicy = "policy testdata/policy"
+
 // approvalSite is a gateway site on port in front of up, whose approvals
 // go to webhook and come back at callbacks, with more approval lines.
 func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...string) string {
+	return approvalSiteWith(port, testPolicy, up, webhook, callbacks, lines...)
+}
+
+// approvalSiteWith is approvalSite with other policy lines.
+func approvalSiteWith(port int, policy string, up *upstream, webhook, callbacks string, lines ...string) string {
 	return fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {
-		policy testdata/policy
+		%s
 		server test
 		upstream test
 		approval {
@@ -240,7 +252,7 @@ func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...st
 	}
 	reverse_proxy %s
 }
-`, port, webhook, testWebhookSecret, testDecisionSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
+`, port, policy, webhook, testWebhookSecret, testDecisionSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
 }
 
 func or(s, fallback string) string {
@@ -804,11 +816,11 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 // admin API (what `mcpgate approvals` uses), and reads the approval
 // metrics.
 func TestApprovalAdminAPI(t *testing.T) {
-	adminPort := freePort(t)
-	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	g, _, e, done := holdCall(t, approvalSetup{global: []string{fmt.Sprintf("admin 127.0.0.1:%d", adminPort)}}, "via admin")
+	adminOption, _, adminClient := caddytest.AdminSocket(t)
+	const admin = "http://admin"
+	g, _, e, done := holdCall(t, approvalSetup{global: []string{adminOption}}, "via admin")
 
-	status, body := adminRequest(t, http.MethodGet, admin+"/mcpgate/approvals", nil)
+	status, body := adminRequest(t, adminClient, http.MethodGet, admin+"/mcpgate/approvals", nil)
 	var listed []approval.Approval
 	if err := json.Unmarshal(body, &listed); status != http.StatusOK || err != nil || len(listed) != 1 ||
 		listed[0].ID != e.ID || listed[0].State != approval.Pending || string(listed[0].Arguments) != `{"text":"via admin"}` {
@@ -838,7 +850,7 @@ func TestApprovalAdminAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := adminRequest(t, http.MethodPost, admin+tt.path, map[string]string{"approver": "ops", "reason": "use the staging tracker"})
+			status, body := adminRequest(t, adminClient, http.MethodPost, admin+tt.path, map[string]string{"approver": "ops", "reason": "use the staging tracker"})
 			if status != tt.want {
 				t.Errorf("POST %s: %d %s, want %d", tt.path, status, body, tt.want)
 			}

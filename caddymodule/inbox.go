@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -25,6 +27,18 @@ import (
 // make a signed-in approver's browser decide. The token needs no server
 // state, so replicas sharing the secret accept each other's pages. The page
 // runs no script, and its Content-Security-Policy allows none.
+
+// decider is the inbox account user as an approval decider: an inbox
+// account, that account, and the groups it belongs to.
+func (inbox *ApprovalInbox) decider(user string) approval.Decider {
+	by := approval.Decider{ID: approval.PrincipalInbox + ":" + user, Principals: []string{approval.PrincipalInbox, approval.PrincipalInbox + ":" + user}}
+	for _, group := range slices.Sorted(maps.Keys(inbox.Groups)) {
+		if slices.Contains(inbox.Groups[group], user) {
+			by.Principals = append(by.Principals, "group:"+group)
+		}
+	}
+	return by
+}
 
 // maxInboxForm bounds a decision form's body.
 const maxInboxForm = 16 << 10
@@ -83,7 +97,7 @@ func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Reques
 			zap.String("id", id), zap.String("approver", user), zap.String("remote_ip", clientIP(r)))
 		return caddyhttp.Error(http.StatusForbidden, errors.New("the form's token does not match; reload the inbox"))
 	}
-	by := approval.Decider{ID: "inbox:" + user, Principals: []string{approval.PrincipalInbox, "inbox:" + user}}
+	by := h.Inbox.decider(user)
 	_, err := service.Decide(r.Context(), id, decision == "approve", by, r.PostForm.Get("reason"))
 	if err != nil && !errors.Is(err, approval.ErrConflict) {
 		return caddyhttp.Error(statusFor(err), err)
@@ -124,7 +138,7 @@ func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, u
 			if a.ID == decided {
 				page.Decided = a
 			}
-			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) || !s.Owns(a) {
+			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) || !s.Owns(a) || !a.Entitled(h.Inbox.decider(user)) {
 				continue
 			}
 			seen[a.ID] = true

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
 func boolPtr(b bool) *bool { return &b }
@@ -115,8 +117,9 @@ func TestBlockedToolsHidden(t *testing.T) {
 	}
 }
 
-// adminRequest calls Caddy's admin API and returns the status and body.
-func adminRequest(t *testing.T, method, url string, body any) (int, []byte) {
+// adminRequest calls Caddy's admin API with client and returns the status
+// and body.
+func adminRequest(t *testing.T, client *http.Client, method, url string, body any) (int, []byte) {
 	t.Helper()
 	var reader io.Reader
 	if body != nil {
@@ -131,7 +134,7 @@ func adminRequest(t *testing.T, method, url string, body any) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -146,11 +149,11 @@ func adminRequest(t *testing.T, method, url string, body any) (int, []byte) {
 // admin API, and then only the definition the operator reviewed.
 func TestChangedToolBlockedUntilAccepted(t *testing.T) {
 	pins := filepath.Join(t.TempDir(), "pins.json")
-	adminPort := freePort(t)
-	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	adminOption, _, adminClient := caddytest.AdminSocket(t)
+	const admin = "http://admin"
 	opts := gatewayOptions{
 		policy: "server test\n\t\tpins_file " + pins + "\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t\twrite allow\n\t\t\tdestructive allow\n\t\t}",
-		global: []string{fmt.Sprintf("admin 127.0.0.1:%d", adminPort)},
+		global: []string{adminOption},
 	}
 	up := newUpstream(t, statefulSSE)
 	gateway := startGateway(t, up.URL, opts)
@@ -180,7 +183,7 @@ func TestChangedToolBlockedUntilAccepted(t *testing.T) {
 		t.Errorf("after a reload: refused %v, %q; want the changed echo still blocked", refused, text)
 	}
 
-	status, body := adminRequest(t, http.MethodGet, admin+"/mcpgate/tools?server=test", nil)
+	status, body := adminRequest(t, adminClient, http.MethodGet, admin+"/mcpgate/tools?server=test", nil)
 	var listed []struct {
 		Name    string `json:"name"`
 		Hash    string `json:"hash"`
@@ -209,14 +212,14 @@ func TestChangedToolBlockedUntilAccepted(t *testing.T) {
 		{"missing server", map[string]string{"tool": "echo"}, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
-		if status, body := adminRequest(t, http.MethodPost, admin+"/mcpgate/tools/accept", tt.req); status != tt.status {
+		if status, body := adminRequest(t, adminClient, http.MethodPost, admin+"/mcpgate/tools/accept", tt.req); status != tt.status {
 			t.Errorf("accept %s: status %d (%s), want %d", tt.name, status, body, tt.status)
 		}
 	}
 	if text, refused := callEchoText(t, session); !refused {
 		t.Fatalf("echo ran after refused accepts: %s", text)
 	}
-	if status, body := adminRequest(t, http.MethodPost, admin+"/mcpgate/tools/accept", map[string]string{"server": "test", "tool": "echo", "hash": hash}); status != 200 {
+	if status, body := adminRequest(t, adminClient, http.MethodPost, admin+"/mcpgate/tools/accept", map[string]string{"server": "test", "tool": "echo", "hash": hash}); status != 200 {
 		t.Fatalf("accepting echo: %d %s", status, body)
 	}
 	if text, refused := callEchoText(t, session); refused {

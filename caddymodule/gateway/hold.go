@@ -43,11 +43,18 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		Tool:      m.Tool.Name,
 		Arguments: m.Tool.Arguments,
 		Reason:    v.decision.Reason,
+		Approvers: v.decision.Approvers,
 	}
 	if v.input.User != nil {
 		call.User = v.input.User.ID
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
+	for _, approver := range call.Approvers {
+		if !approval.ValidPrincipal(approver) {
+			x.g.logger.Error("the policy names an unknown approver; call refused", zap.String("approver", approver))
+			return nil, nil, false, held.answer(fmt.Sprintf("This call needs approval, but the policy names an approver the gateway does not know (%q), so it was refused.", approver))
+		}
+	}
 	cancelled, release := service.Hold(x.session.String(), mcpmsg.CanonicalID(m.ID))
 	defer release()
 

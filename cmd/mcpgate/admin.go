@@ -6,14 +6,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
-// adminAddress resolves the admin API address the way Caddy's own commands
-// do when none is given.
+// adminAddress resolves the admin API address: the one given, else the
+// admin address of the Caddyfile in the current folder (as `mcpgate run`
+// would serve it), else Caddy's default.
 func adminAddress(address string) (string, error) {
-	return caddycmd.DetermineAdminAPIAddress(address, nil, "", "")
+	configFile := ""
+	if address == "" {
+		if _, err := os.Stat("Caddyfile"); err == nil {
+			configFile = "Caddyfile"
+		}
+	}
+	return caddycmd.DetermineAdminAPIAddress(address, nil, configFile, "")
 }
 
 // adminJSON calls the admin API at address with body (nil: none) as JSON,

@@ -23,8 +23,11 @@ func init() {
 		Usage: "list|approve|deny ...",
 		Short: "Lists held tool calls and approves or denies them",
 		Long: `
-Talks to a running gateway through Caddy's admin API (--address, default
-localhost:2019).
+Talks to a running gateway through Caddy's admin API: --address, or the
+admin address of ./Caddyfile, else localhost:2019. mcpgate answers these
+routes only over a unix socket (admin unix//run/mcpgate/admin.sock) or
+Caddy's remote admin: a TCP port on the host is open to every local
+process, the agent whose call is held among them.
 
   mcpgate approvals list [--all]
   mcpgate approvals approve <id> [--approver <name>] [--reason <text>]
@@ -36,7 +39,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals"}
-			listCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			listCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
 			listCmd.Flags().Bool("all", false, "Also list decided, cancelled and expired approvals the gateway remembers")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listApprovalsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.Bool("all"))
@@ -52,7 +55,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 					Short: decision.short,
 					Args:  cobra.ExactArgs(1),
 				}
-				decideCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+				decideCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
 				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who says they decide (recorded and logged beside the approver \"admin\")")
 				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
 				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {

@@ -24,9 +24,9 @@ func TestApprovalsCommand(t *testing.T) {
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(hook.Close)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
+	adminOption, adminAddr, _ := caddytest.AdminSocket(t)
 	gatewayPort, demoPort := caddytest.FreePort(t), caddytest.FreePort(t)
-	caddytest.Start(t, caddytest.GlobalOptions(t, "admin "+adminAddr)+fmt.Sprintf(`
+	caddytest.Start(t, caddytest.GlobalOptions(t, adminOption)+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {

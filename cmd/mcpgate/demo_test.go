@@ -48,7 +48,7 @@ func startDemo(t *testing.T, admin string) *mcp.ClientSession {
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
 	gatewayPort, demoPort, hookPort := caddytest.FreePort(t), caddytest.FreePort(t), caddytest.FreePort(t)
 	caddyfile := strings.NewReplacer(
-		"admin localhost:2019", fmt.Sprintf("admin %s\n\tstorage file_system %q", admin, t.TempDir()),
+		"admin unix/mcpgate-admin.sock", fmt.Sprintf("admin %s\n\tstorage file_system %q", admin, t.TempDir()),
 		":8080", fmt.Sprintf(":%d", gatewayPort),
 		":9000", fmt.Sprintf(":%d", demoPort),
 		":9001", fmt.Sprintf(":%d", hookPort),

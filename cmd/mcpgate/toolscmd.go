@@ -20,8 +20,11 @@ func init() {
 		Usage: "list|accept ...",
 		Short: "Lists upstream tools and accepts changed tool definitions",
 		Long: `
-Talks to a running gateway through Caddy's admin API (--address, default
-localhost:2019).
+Talks to a running gateway through Caddy's admin API: --address, or the
+admin address of ./Caddyfile, else localhost:2019. mcpgate answers these
+routes only over a unix socket (admin unix//run/mcpgate/admin.sock) or
+Caddy's remote admin: a TCP port on the host is open to every local
+process, the agent whose call is held among them.
 
   mcpgate tools list [--server tracker]
   mcpgate tools accept --server tracker --tool create_issue [--hash <sha256>]
@@ -32,13 +35,13 @@ operator accepted it is blocked and hidden until it is accepted again. Give
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			listCmd := &cobra.Command{Use: "list [--server <name>]", Short: "Lists the tools the gateway knows"}
-			listCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			listCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
 			listCmd.Flags().String("server", "", "Only this server's tools")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listToolsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.String("server"))
 			})
 			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition"}
-			acceptCmd.Flags().String("address", "", "Admin API address (default: localhost:2019)")
+			acceptCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
 			acceptCmd.Flags().String("server", "", "The tool's server (required)")
 			acceptCmd.Flags().String("tool", "", "The tool (required)")
 			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")

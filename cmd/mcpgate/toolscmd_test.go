@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 // TestToolsCommand runs `mcpgate tools list|accept` against the demo's
 // admin API.
 func TestToolsCommand(t *testing.T) {
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
+	_, adminAddr, _ := caddytest.AdminSocket(t)
 	session := startDemo(t, adminAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -3,8 +3,12 @@
 package caddytest
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +85,27 @@ func WaitForListener(t testing.TB, port int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on 127.0.0.1:%d", port)
+}
+
+// AdminSocket puts Caddy's admin endpoint on a unix socket in a temporary
+// folder, as operators do to keep mcpgate's operator routes from other
+// processes: it returns the global option to give GlobalOptions, the
+// socket's address as `mcpgate` commands take it (unix//path), and an
+// HTTP client whose every request (to any http:// URL, for example
+// http://admin/config/) reaches that endpoint.
+func AdminSocket(t testing.TB) (option, address string, client *http.Client) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mcpgate-admin")
+	if err != nil {
+		t.Fatalf("making a folder for the admin socket: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "admin.sock")
+	client = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	return "admin unix/" + path, "unix/" + path, client
 }
