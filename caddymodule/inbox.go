@@ -84,6 +84,13 @@ func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Reques
 	if err := r.ParseForm(); err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
+	for name, values := range r.Form {
+		// A field given twice (in the body, or in the body and the URL)
+		// is read one way here and could be read another elsewhere.
+		if len(values) > 1 {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("form field %q given %d times", name, len(values)))
+		}
+	}
 	id, decision := r.PostForm.Get("id"), r.PostForm.Get("decision")
 	if decision != "approve" && decision != "deny" {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("decision %q is neither approve nor deny", decision))
