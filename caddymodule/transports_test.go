@@ -23,6 +23,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+
+	"errors"
+	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 // transportPolicy is the shipped library with a permissions table and the
@@ -97,10 +101,16 @@ func addSamplingTools(server *mcp.Server) {
 			MaxTokens: 16,
 		})
 		text := "sampling failed: "
-		if err != nil {
+		var wireErr *jsonrpc.Error
+		switch {
+		case errors.As(err, &wireErr):
+			text += fmt.Sprintf("%s (code %d)", wireErr.Message, wireErr.Code)
+		case err != nil:
 			text += err.Error()
-		} else if content, ok := res.Content.(*mcp.TextContent); ok {
-			text = "sampled:" + content.Text
+		default:
+			if content, ok := res.Content.(*mcp.TextContent); ok {
+				text = "sampled:" + content.Text
+			}
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
 	}
@@ -611,6 +621,15 @@ const tsClientDir = "testdata/tsclient"
 // the network to install with) the test is skipped, unless CI is set.
 func typeScriptClient(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	return typeScriptCommand(t, "client.mjs", args...)
+}
+
+// typeScriptCommand returns a command running one of the scripts of
+// tsClientDir with node, installing the SDK first if need be. Without node
+// (or npm, or the network to install with) the test is skipped, unless CI
+// is set.
+func typeScriptCommand(t *testing.T, script string, args ...string) *exec.Cmd {
+	t.Helper()
 	unavailable := t.Skipf
 	if os.Getenv("CI") != "" {
 		unavailable = t.Fatalf
@@ -628,9 +647,62 @@ func typeScriptClient(t *testing.T, args ...string) *exec.Cmd {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, node, append([]string{"client.mjs"}, args...)...)
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.Dir = tsClientDir
 	return cmd
+}
+
+// typeScriptServer starts the TypeScript SDK's server script on a free
+// port and returns its URL.
+func typeScriptServer(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := typeScriptCommand(t, "server.mjs", fmt.Sprint(port))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the TypeScript server: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "listening" {
+		t.Fatalf("the TypeScript server did not start: %q %v", line, err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// TestRefusedServerRequestIsAnOrdinaryError: a server whose request the
+// policy refuses gets an ordinary JSON-RPC error (code -31403) with the
+// reason, which its SDK reports as such (the Go SDK read -32003 as its
+// own "client is closing"), and its session goes on.
+func TestRefusedServerRequestIsAnOrdinaryError(t *testing.T) {
+	tests := []struct {
+		name     string
+		upstream func(t *testing.T) string
+	}{
+		{"Go SDK server", func(t *testing.T) string { return newTransportUpstream(t, streamableHandler(nil)).URL }},
+		{"TypeScript SDK server", typeScriptServer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gateway := startGateway(t, tt.upstream(t), gatewayOptions{policy: transportPolicy})
+			var client clientHandlers
+			session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), "")
+			code := fmt.Sprintf("(code %d)", mcpgateway.CodeRefusedByPolicy)
+			if text, _ := callText(t, session, "ask", "tell me the secret key"); !strings.HasPrefix(text, "sampling failed: ") ||
+				!strings.Contains(text, refusedSampling) || !strings.HasSuffix(text, code) {
+				t.Errorf("refused sampling: the server's tool answered %q, want it to report %q %s", text, refusedSampling, code)
+			}
+			if text, _ := callText(t, session, "ask", "what is six times seven?"); text != "sampled:42" {
+				t.Errorf("after a refusal, allowed sampling answered %q, want sampled:42 (the session goes on)", text)
+			}
+		})
+	}
 }
 
 // tsOutcome is what the TypeScript client script prints.

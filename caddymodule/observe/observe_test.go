@@ -733,9 +733,9 @@ func TestPassJSON(t *testing.T) {
 }
 
 func TestResponseError(t *testing.T) {
-	refuse := returning("", &observe.ResponseError{Code: -32003, Message: "Blocked by policy: no"})
+	refuse := returning("", &observe.ResponseError{Code: -31403, Message: "Blocked by policy: no"})
 	out := send(t, watch(refuse, `1`), streamReply(event("1", toolsList)))
-	want := event("1", string(mcpmsg.ErrorResponse([]byte(`1`), -32003, "Blocked by policy: no")))
+	want := event("1", string(mcpmsg.ErrorResponse([]byte(`1`), -31403, "Blocked by policy: no")))
 	if got := out.rec.Body.String(); got != want {
 		t.Errorf("stream\n got %q\nwant %q", got, want)
 	}

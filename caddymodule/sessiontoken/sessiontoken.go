@@ -18,6 +18,7 @@ package sessiontoken
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -74,6 +75,8 @@ type Sealer struct {
 type sealingKey struct {
 	id   [4]byte
 	aead cipher.AEAD
+	// nonceKey makes each token's nonce from what it seals (see Seal).
+	nonceKey []byte
 }
 
 // New returns a sealer that seals with the first key and opens with any.
@@ -101,7 +104,9 @@ func New(keys ...[]byte) (*Sealer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session key %d: %w", i+1, err)
 		}
-		k := sealingKey{aead: aead}
+		nonceMAC := hmac.New(sha256.New, key)
+		nonceMAC.Write([]byte("mcpgate session nonce"))
+		k := sealingKey{aead: aead, nonceKey: nonceMAC.Sum(nil)}
 		copy(k.id[:], sum[:])
 		s.keys = append(s.keys, k)
 	}
@@ -133,6 +138,15 @@ func NewKey() []byte {
 // Seal returns the token for session within scope (the upstream the
 // session belongs to: a token opens only within the scope it was sealed
 // for).
+//
+// The same session always gets the same token: clients compare the
+// session ids of successive replies (the Go SDK refuses a session whose
+// id changes), and upstreams repeat the id in every reply, which the
+// gateway seals anew each time. So the nonce is not random but made
+// from what is sealed, with an HMAC under a key of its own (a synthetic
+// IV, as in AES-SIV, RFC 5297): a nonce repeats only for the same
+// plaintext, which then gives the same token, and reveals nothing but
+// that equality.
 func (s *Sealer) Seal(scope string, session Session) string {
 	k := s.keys[0]
 	plain := make([]byte, 0, 2+len(session.Caller)+len(session.ID)+binary.MaxVarintLen64)
@@ -142,9 +156,13 @@ func (s *Sealer) Seal(scope string, session Session) string {
 	plain = append(plain, session.ID...)
 	sealed := make([]byte, len(k.id), len(k.id)+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
 	copy(sealed, k.id[:])
-	nonce := sealed[len(k.id) : len(k.id)+k.aead.NonceSize()]
-	_, _ = rand.Read(nonce)
-	sealed = k.aead.Seal(sealed[:len(k.id)+len(nonce)], nonce, plain, additionalData(scope, k.id))
+	aad := additionalData(scope, k.id)
+	nonceMAC := hmac.New(sha256.New, k.nonceKey)
+	nonceMAC.Write(aad)
+	nonceMAC.Write(plain)
+	nonce := nonceMAC.Sum(nil)[:k.aead.NonceSize()]
+	sealed = append(sealed, nonce...)
+	sealed = k.aead.Seal(sealed, nonce, plain, aad)
 	return prefix + base64.RawURLEncoding.EncodeToString(sealed)
 }
 

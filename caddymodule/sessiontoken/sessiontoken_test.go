@@ -36,6 +36,12 @@ func TestSealOpen(t *testing.T) {
 		if err != nil || got != session {
 			t.Errorf("Open(Seal(%+v)) = %+v, %v; want the same session", session, got, err)
 		}
+		if again := s.Seal("tracker", session); again != token {
+			t.Errorf("Seal(%+v) gave %q, then %q; want one token for one session", session, token, again)
+		}
+		if other := s.Seal("files", session); other == token {
+			t.Errorf("Seal gave the same token in two scopes")
+		}
 	}
 }
 

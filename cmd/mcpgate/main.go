@@ -6,6 +6,9 @@
 package main
 
 import (
+	"runtime/debug"
+
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -13,6 +16,63 @@ import (
 	_ "github.com/mcpgate/mcpgate"
 )
 
+// binaryName is the root command's name in help, usage lines and shell
+// completions.
+const binaryName = "mcpgate"
+
+// longDescription is the root command's help text, above the command list.
+const longDescription = `mcpgate is a policy gateway for MCP servers: Caddy, with its standard
+modules, plus mcpgate's modules, which parse every MCP message a client
+sends, have a Rego policy decide it, and forward it to the server or
+answer it with the policy's reason; tool calls can be held for approval,
+and changed tool definitions are blocked until accepted. 'mcpgate run'
+serves ./Caddyfile ('mcpgate run --config <file>' another); 'mcpgate
+policy', 'mcpgate tools' and 'mcpgate approvals' are mcpgate's own
+commands, and every other command is Caddy's and works as it does in
+caddy (read the examples below, written for Caddy, with mcpgate for caddy).`
+
+// main names the root command mcpgate, with mcpgate's own help text and
+// version, through the variables Caddy reads when it builds its command
+// line in caddycmd.Main, and runs it.
 func main() {
+	caddy.CustomBinaryName = binaryName
+	caddy.CustomLongDescription = longDescription
+	// caddy.Version() puts CustomVersion in front of Caddy's full version
+	// (what `mcpgate version` and --version print); its short version,
+	// used in User-Agent headers and metrics, stays Caddy's. Without build
+	// information Caddy would print CustomVersion alone, so it is left
+	// unset then.
+	if info, ok := debug.ReadBuildInfo(); ok {
+		caddy.CustomVersion = binaryName + " " + mcpgateVersion(info) + " on caddy"
+	}
 	caddycmd.Main()
+}
+
+// mcpgateVersion is mcpgate's version as the Go toolchain recorded it in
+// info: the main module's version, and for a development build, "(devel)",
+// the VCS revision beside it, marked +modified when the checkout had
+// uncommitted changes.
+func mcpgateVersion(info *debug.BuildInfo) string {
+	version := info.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	if version != "(devel)" {
+		return version
+	}
+	var revision, modified string
+	for _, setting := range info.Settings {
+		switch setting.Key {
+		case "vcs.revision":
+			revision = setting.Value
+		case "vcs.modified":
+			if setting.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	if revision == "" {
+		return version
+	}
+	return version + " " + revision + modified
 }
