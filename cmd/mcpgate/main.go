@@ -20,16 +20,18 @@ import (
 // completions.
 const binaryName = "mcpgate"
 
-// longDescription is the root command's help text, above the command list.
-const longDescription = `mcpgate is a policy gateway for MCP servers: Caddy, with its standard
-modules, plus mcpgate's modules, which parse every MCP message a client
-sends, have a Rego policy decide it, and forward it to the server or
-answer it with the policy's reason; tool calls can be held for approval,
-and changed tool definitions are blocked until accepted. 'mcpgate run'
-serves ./Caddyfile ('mcpgate run --config <file>' another); 'mcpgate
-policy', 'mcpgate tools' and 'mcpgate approvals' are mcpgate's own
-commands, and every other command is Caddy's and works as it does in
-caddy (read the examples below, written for Caddy, with mcpgate for caddy).`
+// longDescription is the root command's help text, above its usage.
+// Caddy's examples follow it, written for a binary named caddy: caddycmd
+// builds them without CustomBinaryName, and no exported API replaces them.
+const longDescription = `mcpgate is a policy gateway for MCP servers. It is Caddy, with Caddy's
+standard modules, plus mcpgate's modules, which parse every MCP message a
+client sends, have a Rego policy decide it, and either forward it to the
+server or answer it with the policy's reason.
+
+'mcpgate run' serves ./Caddyfile, 'mcpgate run --config <file>' another
+config. policy, tools and approvals are mcpgate's own commands; the others
+are Caddy's and work as they do in caddy, as do the examples below, which
+are written for caddy.`
 
 // main names the root command mcpgate, with mcpgate's own help text and
 // version, through the variables Caddy reads when it builds its command
