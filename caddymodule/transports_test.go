@@ -539,7 +539,9 @@ func TestEventStreamSmuggling(t *testing.T) {
 			if bytes.ContainsRune(body, '\r') {
 				t.Errorf("a CR reached the client: %q", body)
 			}
-			answered := up.sawBodyContaining(`"id":"s1","error"`) && up.sawBodyContaining(refusedSampling)
+			// The POST declares no capabilities: the sampling request is
+			// refused for that before the policy could refuse it.
+			answered := up.sawBodyContaining(`"id":"s1","error"`) && up.sawBodyContaining("did not declare the sampling capability")
 			if answered != tt.wantAnswer {
 				t.Errorf("upstream got the refusal of the hidden request: %v, want %v", answered, tt.wantAnswer)
 			}
@@ -862,5 +864,78 @@ func TestResumedToolsListIsFiltered(t *testing.T) {
 	}
 	if !resumed {
 		t.Error("no GET with Last-Event-ID reached the upstream: the tools/list stream was not resumed")
+	}
+}
+
+// capabilityIgnoringUpstream is a raw MCP server that ignores what its
+// client declared: every tools/call is answered by an event stream that
+// first asks the client for an elicitation, then gives the result. It
+// records every POST.
+func capabilityIgnoringUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{calls: make(map[string]int)}
+	srv := httptest.NewServer(u.recording(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &m)
+		switch m.Method {
+		case "initialize":
+			w.Header().Set("Mcp-Session-Id", "raw-1")
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
+		case "tools/list":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+		case "tools/call":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: %s\n\n", `{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"Proceed?","requestedSchema":{"type":"object","properties":{}}}}`)
+			fmt.Fprintf(w, "data: %s\n\n", fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"done"}]}}`, m.ID))
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})))
+	t.Cleanup(srv.Close)
+	u.URL = srv.URL
+	return u
+}
+
+// TestUndeclaredCapabilityRefused: a server that asks a client for a
+// feature the client did not declare is refused by the gateway (the
+// client never sees the request), whatever the policy says; a client
+// that declared it is asked.
+func TestUndeclaredCapabilityRefused(t *testing.T) {
+	for _, declared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("elicitation declared %v", declared), func(t *testing.T) {
+			up := capabilityIgnoringUpstream(t)
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+			client := clientHandlers{action: "accept"}
+			opts := client.options()
+			if !declared {
+				opts.ElicitationHandler = nil
+			}
+			session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, opts, legacyVersion)
+			if text, _ := callText(t, session, "t", "x"); text != "done" {
+				t.Errorf("the call answered %q, want the server's result", text)
+			}
+			// The server's request is answered after the call's result:
+			// by the client, or by the gateway.
+			eventually(t, 5*time.Second, func() string {
+				if !up.sawBodyContaining(`"id":"e1"`) {
+					return "the server's elicitation was never answered"
+				}
+				return ""
+			})
+			_, elicited := client.seen()
+			refused := up.sawBodyContaining(`"id":"e1","error"`) && up.sawBodyContaining("did not declare the elicitation (form mode) capability")
+			switch {
+			case declared && (len(elicited) != 1 || refused):
+				t.Errorf("a client that declared elicitation: asked %q, server refused %v; want it asked", elicited, refused)
+			case !declared && (len(elicited) != 0 || !refused):
+				t.Errorf("a client that did not declare elicitation: asked %q, server refused %v; want the gateway to refuse the server", elicited, refused)
+			}
+		})
 	}
 }

@@ -32,7 +32,7 @@ func (x *exchange) decide() {
 // gateway cannot tell what the tool does.
 func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	g := x.g
-	input := g.baseInput(x.r, x.version)
+	input := x.baseInput(x.version)
 	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
 	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
 	if m.Tool == nil {
@@ -101,15 +101,19 @@ func policyTool(tool catalog.Tool, arguments map[string]any) *policy.Tool {
 }
 
 // baseInput is the policy input every message of the request shares.
-func (g *Gateway) baseInput(r *http.Request, version string) *policy.Input {
-	return &policy.Input{
+func (x *exchange) baseInput(version string) *policy.Input {
+	input := &policy.Input{
 		Direction:       policy.DirectionClientToServer,
-		Server:          g.serverName(r),
-		Session:         r.Header.Get(mcphttp.HeaderSessionID),
+		Server:          x.g.serverName(x.r),
+		Session:         x.r.Header.Get(mcphttp.HeaderSessionID),
 		ProtocolVersion: version,
-		Request:         g.requestInfo(r),
-		User:            callerOf(r),
+		Request:         x.g.requestInfo(x.r),
+		User:            x.caller,
 	}
+	if client, known := x.capabilities(); known {
+		input.Client = client.input()
+	}
+	return input
 }
 
 // credentialHeaders are left out of policy input.
@@ -198,10 +202,22 @@ func (g *Gateway) logDecision(r *http.Request, input *policy.Input, d policy.Dec
 }
 
 // decideServerRequest decides a request the server sends the client, on
-// the stream the exchange's request carries, sent under version.
-func (x *exchange) decideServerRequest(version, method string, params map[string]any) policy.Decision {
-	input := x.g.baseInput(x.r, version)
+// the stream the exchange's request carries, sent under version, to a
+// client that declared the given capabilities (known: whether it
+// declared any). A request for a client feature the client did not
+// declare is refused without asking the policy.
+func (x *exchange) decideServerRequest(version, method string, params map[string]any, declared capabilities, known bool) policy.Decision {
+	input := x.baseInput(version)
 	input.Direction = policy.DirectionServerToClient
 	input.Kind, input.Method, input.Params = mcpmsg.KindRequest.String(), method, params
+	input.Client = nil
+	if known {
+		input.Client = declared.input()
+	}
+	if reason := declared.undeclared(method, params); reason != "" {
+		decision := policy.Decision{Action: policy.ActionBlock, Reason: reason}
+		x.g.record(x.r, input, "", decision, 0, nil)
+		return decision
+	}
 	return x.g.evaluate(x.r, input, "")
 }

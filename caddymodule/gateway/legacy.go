@@ -66,6 +66,10 @@ type legacyStream struct {
 	// nothing more may be written to its stream, nor awaited on it.
 	ended bool
 	done  chan struct{}
+	// declared is what the client declared at initialize, when
+	// clientKnown.
+	declared    capabilities
+	clientKnown bool
 	// toolsLists are the session's tools/list requests awaiting their
 	// response, by canonical id.
 	toolsLists map[string]pendingToolsList
@@ -98,6 +102,20 @@ func (s *legacyStream) inject(message []byte) error {
 		return errStreamEnded
 	}
 	return s.write(message)
+}
+
+// declare records the capabilities the session's client declared.
+func (s *legacyStream) declare(c capabilities) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.declared, s.clientKnown = c, true
+}
+
+// capabilities returns what the session's client declared, if known.
+func (s *legacyStream) capabilities() (capabilities, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.declared, s.clientKnown
 }
 
 // end marks the stream ended: its client's request is done.

@@ -25,6 +25,7 @@ func (x *exchange) parse() error {
 	if x.version, err = protocolVersion(x.r.Header, body, x.legacy != nil); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
+	x.learnCapabilities()
 	return nil
 }
 

@@ -18,6 +18,14 @@ type exchange struct {
 
 	// caller is who is calling (admit); nil without an identity.
 	caller *policy.User
+	// client is what the client declared of itself, when clientKnown:
+	// from the session (findSession), or from the message (parse).
+	client      capabilities
+	clientKnown bool
+	// sessionClient is what the session's client declared when it opened
+	// it, which its sealed id carries: the capabilities in the token the
+	// request came with, or those of an initialize.
+	sessionClient capabilities
 	// raw is the POST's body as received (read), and body its messages
 	// (parse).
 	raw  []byte

@@ -34,8 +34,11 @@ import (
 // in it.
 type relay struct {
 	// decide decides a request of the server's to the client, sent under
-	// the given revision.
-	decide func(version, method string, params map[string]any) policy.Decision
+	// the given revision, to a client that declared the given
+	// capabilities (exchange.decideServerRequest).
+	decide func(version, method string, params map[string]any, declared capabilities, known bool) policy.Decision
+	// capabilities returns what the client declared, if known.
+	capabilities func() (capabilities, bool)
 	// answer posts the gateway's answer to a refused request to endpoint.
 	answer func(endpoint *url.URL, message []byte) error
 	// relayed remembers the requests the client may answer.
@@ -57,7 +60,8 @@ type relay struct {
 // newRelay returns the relay of the exchange's reply or stream.
 func (x *exchange) newRelay() *relay {
 	return &relay{
-		decide: x.decideServerRequest,
+		decide:       x.decideServerRequest,
+		capabilities: x.capabilities,
 		answer: func(endpoint *url.URL, message []byte) error {
 			return postAnswer(x.next, x.r, endpoint, message)
 		},
@@ -99,6 +103,12 @@ func (rl *relay) mayAskForInput() bool {
 	return false
 }
 
+// decideRequest decides a request of the server's to the client.
+func (rl *relay) decideRequest(method string, params map[string]any) policy.Decision {
+	declared, known := rl.capabilities()
+	return rl.decide(rl.version, method, params, declared, known)
+}
+
 // intercept decides a request the upstream sends the client. An allowed
 // one is relayed, and remembered so that the client may answer it; a
 // refused one is answered to the upstream by the gateway and dropped.
@@ -107,7 +117,7 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	if m.Kind != mcpmsg.KindRequest {
 		return false
 	}
-	decision := rl.decide(rl.version, m.Method, m.Params)
+	decision := rl.decideRequest(m.Method, m.Params)
 	if decision.Action == policy.ActionAllow {
 		rl.relayed.add(rl.session, m.ID)
 		return false
@@ -137,7 +147,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	}
 	for _, key := range slices.Sorted(maps.Keys(requests)) {
 		request := requests[key]
-		decision := rl.decide(rl.version, request.Method, request.Params)
+		decision := rl.decideRequest(request.Method, request.Params)
 		if decision.Action == policy.ActionAllow {
 			continue
 		}

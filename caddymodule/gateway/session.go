@@ -43,7 +43,7 @@ func (x *exchange) findSession() error {
 	case len(legacyTokens) > 0:
 		return x.openLegacySession(legacyTokens)
 	}
-	x.w = &sessionSealer{ResponseWriter: x.w, sealer: x.g.cfg.Sealer, scope: x.g.cfg.Upstream, caller: x.session.caller}
+	x.w = &sessionSealer{ResponseWriter: x.w, x: x}
 	return nil
 }
 
@@ -84,6 +84,8 @@ func (x *exchange) openStreamableSession(token string) error {
 	}
 	x.r.Header.Set(mcphttp.HeaderSessionID, s.ID)
 	x.session.id = s.ID
+	x.client, x.clientKnown = capabilities(s.Capabilities), true
+	x.sessionClient = x.client
 	return nil
 }
 
@@ -117,13 +119,13 @@ func (x *exchange) openLegacySession(tokens []string) error {
 	return nil
 }
 
-// sessionSealer seals the session id the upstream names in its reply.
+// sessionSealer seals the session id the upstream names in its reply,
+// with the exchange's caller and what the client declared (at
+// initialize, learned after the sealer was put in place).
 type sessionSealer struct {
 	http.ResponseWriter
-	sealer *sessiontoken.Sealer
-	scope  string
-	caller string
-	done   bool
+	x    *exchange
+	done bool
 }
 
 // WriteHeader seals the reply's Mcp-Session-Id, if any.
@@ -132,8 +134,9 @@ func (s *sessionSealer) WriteHeader(status int) {
 		s.done = true
 		header := s.Header()
 		if ids := header.Values(mcphttp.HeaderSessionID); len(ids) > 0 {
-			header.Set(mcphttp.HeaderSessionID, s.sealer.Seal(s.scope, sessiontoken.Session{
-				Kind: sessiontoken.Streamable, Caller: s.caller, ID: ids[0],
+			x := s.x
+			header.Set(mcphttp.HeaderSessionID, x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
+				Kind: sessiontoken.Streamable, Caller: x.session.caller, ID: ids[0], Capabilities: byte(x.sessionClient),
 			}))
 		}
 	}

@@ -53,6 +53,7 @@ func (x *exchange) stream() error {
 				rl.version = mcphttp.LegacySSEDefaultVersion
 			}
 			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
+			rl.capabilities = stream.capabilities
 			g.sessions.legacy.open(session, stream)
 			// Once the client is gone its stream is over, although the
 			// upstream's reply may take a while to end: the session's

@@ -60,7 +60,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 		g.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
 	}
 
-	base := g.baseInput(r, version)
+	base := x.baseInput(version)
 	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
 	kept := make([]json.RawMessage, 0, len(tools))
 	for _, raw := range tools {

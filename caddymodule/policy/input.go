@@ -37,6 +37,9 @@ type Input struct {
 	ProtocolVersion string `json:"protocol_version"`
 	// User is who is calling; nil when the gateway knows nobody.
 	User *User `json:"user"`
+	// Client is what the client declared of itself; nil when the
+	// gateway knows nothing of it.
+	Client *Client `json:"client,omitempty"`
 	// Request describes the HTTP request that carried the message.
 	Request Request `json:"request"`
 }
@@ -74,6 +77,30 @@ type User struct {
 	Claims map[string]any `json:"claims"`
 }
 
+// Client is what a client declared of itself: the client features it
+// offers servers (MCP basic/lifecycle, "Capability Negotiation"), as it
+// declared them at initialize or, under 2026-07-28, in the request's
+// _meta. The gateway refuses a server's request for a feature the client
+// did not declare.
+type Client struct {
+	Capabilities ClientCapabilities `json:"capabilities"`
+}
+
+// ClientCapabilities say which client features a client declared.
+type ClientCapabilities struct {
+	Sampling    bool                  `json:"sampling"`
+	Roots       bool                  `json:"roots"`
+	Elicitation ElicitationCapability `json:"elicitation"`
+}
+
+// ElicitationCapability says which modes of elicitation a client
+// declared: form (also declared by an elicitation member naming no mode)
+// and url (2025-11-25).
+type ElicitationCapability struct {
+	Form bool `json:"form"`
+	URL  bool `json:"url"`
+}
+
 // Request describes the HTTP request that carried a message.
 type Request struct {
 	RemoteIP string `json:"remote_ip"`
@@ -103,6 +130,8 @@ const (
 //	  },
 //	  "server": "...", "session": "...", "protocol_version": "...",
 //	  "user": {"id": "...", "claims": {...}},   // only when a user is known
+//	  "client": {"capabilities": {"sampling": true, "roots": false,
+//	             "elicitation": {"form": true, "url": false}}},  // when known
 //	  "request": {"remote_ip": "...", "host": "...", "path": "...", "headers": {...}}
 //	}
 //
@@ -177,6 +206,9 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 		}
 		doc.Insert(keyTool, ast.NewTerm(tool))
 	}
+	if clientUse := use.member("client"); in.Client != nil && clientUse != nil {
+		doc.Insert(keyClient, ast.NewTerm(in.Client.value()))
+	}
 	if userUse := use.member("user"); in.User != nil && userUse != nil {
 		user := ast.NewObjectWithCapacity(2)
 		insertString(user, userUse, keyID, in.User.ID, false)
@@ -229,6 +261,7 @@ var (
 	keyCategory        = ast.StringTerm("category")
 	keyChanged         = ast.StringTerm("changed")
 	keyUser            = ast.StringTerm("user")
+	keyClient          = ast.StringTerm("client")
 	keyID              = ast.StringTerm("id")
 	keyClaims          = ast.StringTerm("claims")
 )
@@ -251,6 +284,22 @@ func (in *Input) argumentsValue(params ast.Object, paramsUse, use *inputUse) (as
 		return nil, fmt.Errorf("converting arguments: %w", err)
 	}
 	return arguments, nil
+}
+
+// value is the client as policies see it. It is small enough to build
+// whole.
+func (c *Client) value() ast.Object {
+	flag := func(b bool) *ast.Term { return ast.InternedTerm(b) }
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("capabilities"), ast.NewTerm(ast.NewObject(
+			ast.Item(ast.StringTerm("sampling"), flag(c.Capabilities.Sampling)),
+			ast.Item(ast.StringTerm("roots"), flag(c.Capabilities.Roots)),
+			ast.Item(ast.StringTerm("elicitation"), ast.NewTerm(ast.NewObject(
+				ast.Item(ast.StringTerm("form"), flag(c.Capabilities.Elicitation.Form)),
+				ast.Item(ast.StringTerm("url"), flag(c.Capabilities.Elicitation.URL)),
+			))),
+		))),
+	)
 }
 
 // argumentNamesValue is the tool's argument_names, the part use reads.

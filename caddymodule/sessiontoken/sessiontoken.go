@@ -56,6 +56,9 @@ type Session struct {
 	Caller string
 	// ID is the upstream's own id of the session.
 	ID string
+	// Capabilities are what the client declared when it opened the
+	// session, as flags its user defines.
+	Capabilities byte
 }
 
 // Errors Open returns.
@@ -150,7 +153,7 @@ func NewKey() []byte {
 func (s *Sealer) Seal(scope string, session Session) string {
 	k := s.keys[0]
 	plain := make([]byte, 0, 2+len(session.Caller)+len(session.ID)+binary.MaxVarintLen64)
-	plain = append(plain, byte(session.Kind))
+	plain = append(plain, byte(session.Kind), session.Capabilities)
 	plain = binary.AppendUvarint(plain, uint64(len(session.Caller)))
 	plain = append(plain, session.Caller...)
 	plain = append(plain, session.ID...)
@@ -202,18 +205,18 @@ func additionalData(scope string, id [4]byte) []byte {
 
 // decode reads the plaintext Seal wrote.
 func decode(plain []byte) (Session, error) {
-	if len(plain) < 2 {
+	if len(plain) < 3 {
 		return Session{}, ErrMalformed
 	}
-	session := Session{Kind: Kind(plain[0])}
+	session := Session{Kind: Kind(plain[0]), Capabilities: plain[1]}
 	if session.Kind != Streamable && session.Kind != Legacy {
 		return Session{}, ErrMalformed
 	}
-	n, size := binary.Uvarint(plain[1:])
-	if size <= 0 || n > uint64(len(plain)-1-size) {
+	n, size := binary.Uvarint(plain[2:])
+	if size <= 0 || n > uint64(len(plain)-2-size) {
 		return Session{}, ErrMalformed
 	}
-	rest := plain[1+size:]
+	rest := plain[2+size:]
 	session.Caller, session.ID = string(rest[:n]), string(rest[n:])
 	return session, nil
 }

@@ -21,7 +21,7 @@ func mustSealer(t *testing.T, keys ...[]byte) *sessiontoken.Sealer {
 func TestSealOpen(t *testing.T) {
 	s := mustSealer(t, sessiontoken.NewKey())
 	for _, session := range []sessiontoken.Session{
-		{Kind: sessiontoken.Streamable, Caller: "alice", ID: "abc-123"},
+		{Kind: sessiontoken.Streamable, Caller: "alice", ID: "abc-123", Capabilities: 0b1011},
 		{Kind: sessiontoken.Streamable, ID: "abc"},
 		{Kind: sessiontoken.Legacy, Caller: "", ID: "/message?sessionId=x"},
 		{Kind: sessiontoken.Streamable, Caller: "b\x00ob", ID: ""},

@@ -22,3 +22,10 @@ block contains "the user declined, so the call may not go on" if {
 	some response in input.params.inputResponses
 	response.action == "decline"
 }
+
+block contains "url elicitation only for clients that declared it" if {
+	input.direction == "server_to_client"
+	input.method == "elicitation/create"
+	input.params.mode == "url"
+	not input.client.capabilities.elicitation.url
+}
