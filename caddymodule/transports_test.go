@@ -130,9 +130,10 @@ func addConfirmTool(server *mcp.Server) {
 	mcp.AddTool(server, &mcp.Tool{Name: "confirm", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(_ context.Context, req *mcp.CallToolRequest, in askInput) (*mcp.CallToolResult, any, error) {
 			if answer, ok := req.Params.InputResponses["confirm"].(*mcp.ElicitResult); ok {
-				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "confirmed:" + answer.Action}}}, nil, nil
+				text := "confirmed:" + answer.Action + " state:" + req.Params.RequestState
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
 			}
-			return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"confirm": &mcp.ElicitParams{
+			return &mcp.CallToolResult{RequestState: "server-state-1", InputRequests: mcp.InputRequestMap{"confirm": &mcp.ElicitParams{
 				Message:         in.Text,
 				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
 			}}}, nil, nil
@@ -400,7 +401,7 @@ func TestMultiRoundTrip(t *testing.T) {
 				wantError          bool
 				wantElicited       int
 			}{
-				{"allowed and accepted", "Deploy to staging?", "accept", "confirmed:accept", false, 1},
+				{"allowed and accepted", "Deploy to staging?", "accept", "confirmed:accept state:server-state-1", false, 1},
 				{"elicitation refused", "Type your password", "accept", refusedElicitation, true, 0},
 				{"retried call refused", "Deploy to production?", "decline", refusedDecline, true, 1},
 			}
@@ -937,5 +938,75 @@ func TestUndeclaredCapabilityRefused(t *testing.T) {
 				t.Errorf("a client that did not declare elicitation: asked %q, server refused %v; want the gateway to refuse the server", elicited, refused)
 			}
 		})
+	}
+}
+
+// mrtrCall is a raw 2026-07-28 tools/call of tool with text, carrying
+// params (inputResponses, requestState) beside the arguments.
+func mrtrCall(t *testing.T, gateway, tool, text string, params map[string]any) (int, map[string]any) {
+	t.Helper()
+	p := map[string]any{
+		"name":      tool,
+		"arguments": map[string]any{"text": text},
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/protocolVersion":    mcphttp.Version20260728,
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw", "version": "1"},
+			"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{}},
+		},
+	}
+	for key, value := range params {
+		p[key] = value
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, reply := post(t, gateway, http.Header{
+		"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {tool},
+	}, string(body))
+	var decoded map[string]any
+	_ = json.Unmarshal(reply, &decoded)
+	return status, decoded
+}
+
+// TestInputResponsesBoundToWhatWasAsked: the answers a retried 2026-07-28
+// request carries must answer input requests the gateway relayed for that
+// request, with the requestState the gateway sealed; the upstream gets its
+// own requestState back.
+func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	status, reply := mrtrCall(t, gateway, "confirm", "Deploy?", nil)
+	result, _ := reply["result"].(map[string]any)
+	state, _ := result["requestState"].(string)
+	if status != http.StatusOK || state == "" || state == "server-state-1" {
+		t.Fatalf("the first call: %d %v; want an input_required result with the gateway's sealed requestState", status, reply)
+	}
+	accept := map[string]any{"action": "accept"}
+	tests := []struct {
+		name   string
+		tool   string
+		params map[string]any
+		want   int
+	}{
+		{"an answer to a key never asked", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"other": accept}}, http.StatusForbidden},
+		{"answers without a requestState", "confirm", map[string]any{"inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
+		{"a requestState the gateway never issued", "confirm", map[string]any{"requestState": "server-state-1", "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
+		{"answers replayed on another request", "ask", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
+		{"the answer asked for", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, reply := mrtrCall(t, gateway, tt.tool, "Deploy?", tt.params)
+			if status != tt.want {
+				t.Errorf("retry: %d %v; want %d", status, reply, tt.want)
+			}
+		})
+	}
+	if !up.sawBodyContaining(`"requestState":"server-state-1"`) {
+		t.Error("the upstream never got its own requestState back")
+	}
+	if n := up.callCount("ask"); n != 0 {
+		t.Errorf("the upstream ran ask %d times with answers given for confirm", n)
 	}
 }

@@ -52,9 +52,11 @@ type relay struct {
 	// its messages and the gateway its answers: the stream's own on
 	// Streamable HTTP, the message endpoint on HTTP+SSE.
 	endpoint *url.URL
-	// methods are the methods of the requests a POST's reply answers, by
-	// canonical id.
-	methods map[string]string
+	// requests are the requests a POST's reply answers, by canonical id.
+	requests map[string]answeredRequest
+	// seal seals the state of a result that asks for input
+	// (exchange.sealRequestState).
+	seal func(state requestState) string
 }
 
 // newRelay returns the relay of the exchange's reply or stream.
@@ -66,6 +68,7 @@ func (x *exchange) newRelay() *relay {
 			return postAnswer(x.next, x.r, endpoint, message)
 		},
 		relayed:  x.g.sessions.relayed,
+		seal:     x.sealRequestState,
 		logger:   x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r))),
 		version:  x.version,
 		session:  x.session,
@@ -73,12 +76,20 @@ func (x *exchange) newRelay() *relay {
 	}
 }
 
+// answeredRequest is a request whose response a reply carries.
+type answeredRequest struct {
+	method string
+	// name is what the request names: the tool or prompt, or the
+	// resource's URI.
+	name string
+}
+
 // answering records the requests whose responses the reply carries.
 func (rl *relay) answering(verdicts []verdict) {
-	rl.methods = make(map[string]string, len(verdicts))
+	rl.requests = make(map[string]answeredRequest, len(verdicts))
 	for _, v := range verdicts {
 		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
-			rl.methods[mcpmsg.CanonicalID(v.message.ID)] = v.message.Method
+			rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{method: v.message.Method, name: requestName(v.message)}
 		}
 	}
 }
@@ -95,8 +106,8 @@ func (rl *relay) mayAskForInput() bool {
 	if rl.version < mcphttp.Version20260728 {
 		return false
 	}
-	for _, method := range rl.methods {
-		if slices.Contains(multiRoundTripMethods, method) {
+	for _, request := range rl.requests {
+		if slices.Contains(multiRoundTripMethods, request.method) {
 			return true
 		}
 	}
@@ -139,20 +150,24 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 // refusal instead: a tool result with isError for tools/call, an error
 // otherwise. Clients act on inputRequests whatever the revision and the
 // resultType (the Go SDK does), so the gateway reads them wherever it reads
-// a result.
+// a result. A result whose requests are all allowed goes on with its
+// requestState sealed together with the keys it asked for (see
+// inputresponses.go), so that the retry can answer only those.
 func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	requests, err := inputRequests(result)
 	if err != nil || len(requests) == 0 {
 		return result, err
 	}
-	for _, key := range slices.Sorted(maps.Keys(requests)) {
+	answered := rl.requests[mcpmsg.CanonicalID(id)]
+	keys := slices.Sorted(maps.Keys(requests))
+	for _, key := range keys {
 		request := requests[key]
 		decision := rl.decideRequest(request.Method, request.Params)
 		if decision.Action == policy.ActionAllow {
 			continue
 		}
 		refusal := refusalText(decision, false)
-		if rl.methods[mcpmsg.CanonicalID(id)] != "tools/call" {
+		if answered.method != "tools/call" {
 			return nil, &observe.ResponseError{Code: CodeRefusedByPolicy, Message: refusal}
 		}
 		return json.Marshal(map[string]any{
@@ -160,7 +175,17 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 			"isError": true,
 		})
 	}
-	return result, nil
+	state, err := memberValue(result, "requestState")
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := json.Marshal(rl.seal(requestState{
+		Keys: keys, Method: answered.method, Name: answered.name, Original: state,
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("sealing requestState: %w", err)
+	}
+	return replaceMember(result, "requestState", sealed)
 }
 
 // inputRequest is one request a result embeds.

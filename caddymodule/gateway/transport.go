@@ -33,6 +33,9 @@ func (x *exchange) checkTransport() error {
 			return refuse(http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
 		}
 	}
+	if err := x.checkInputResponses(); err != nil {
+		return err
+	}
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
 		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.take(x.session, m.ID) {

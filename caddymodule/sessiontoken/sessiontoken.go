@@ -45,6 +45,9 @@ const (
 	// Legacy is an HTTP+SSE session of MCP 2024-11-05: the id is the
 	// message endpoint the upstream named (path and query).
 	Legacy Kind = 2
+	// RequestState is not a session but what a sealed requestState of a
+	// multi-round-trip request holds (2026-07-28): the id holds it.
+	RequestState Kind = 3
 )
 
 // Session is what a token carries.
@@ -209,7 +212,7 @@ func decode(plain []byte) (Session, error) {
 		return Session{}, ErrMalformed
 	}
 	session := Session{Kind: Kind(plain[0]), Capabilities: plain[1]}
-	if session.Kind != Streamable && session.Kind != Legacy {
+	if session.Kind != Streamable && session.Kind != Legacy && session.Kind != RequestState {
 		return Session{}, ErrMalformed
 	}
 	n, size := binary.Uvarint(plain[2:])

@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+)
+
+// This file binds the answers of a multi-round-trip request (2026-07-28,
+// basic/patterns/mrtr) to what was asked. A result that asks for input
+// carries inputRequests (keys to requests) and an opaque requestState; the
+// client retries its request with inputResponses (keys to answers) and the
+// requestState. The gateway seals the requestState it relays with the keys
+// it allowed, the request they belong to (method and name) and the caller
+// (the sessiontoken sealer, so no gateway needs to remember anything), and
+// on the retry opens it: answers to keys it did not relay, a requestState
+// it did not issue, answers without one, or answers given for another
+// request are refused. The upstream gets back its own requestState.
+
+// requestState is what a sealed requestState holds.
+type requestState struct {
+	// Keys are the input requests the gateway relayed, sorted.
+	Keys []string `json:"k"`
+	// Method and Name are the request's; empty when the gateway could not
+	// tell which request the result answered (a result replayed on a
+	// resumed stream), and then not checked.
+	Method string `json:"m,omitempty"`
+	Name   string `json:"n,omitempty"`
+	// Original is the upstream's own requestState, as JSON; nil when the
+	// result had none.
+	Original json.RawMessage `json:"s,omitempty"`
+	// Issued is when it was sealed (Unix seconds).
+	Issued int64 `json:"t"`
+}
+
+// requestStateTTL is how long a sealed requestState is good for: an
+// elicitation waits on a person.
+const requestStateTTL = pendingTTL
+
+// requestStateScope keeps sealed requestStates apart from session ids.
+func (x *exchange) requestStateScope() string {
+	return x.g.cfg.Upstream + "\x00requestState"
+}
+
+// sealRequestState seals state for the exchange's caller.
+func (x *exchange) sealRequestState(state requestState) string {
+	state.Issued = time.Now().Unix()
+	payload, _ := json.Marshal(state)
+	return x.g.cfg.Sealer.Seal(x.requestStateScope(), sessiontoken.Session{
+		Kind: sessiontoken.RequestState, Caller: x.session.caller, ID: string(payload),
+	})
+}
+
+// requestName is what a request names: the tool or prompt, or the
+// resource's URI.
+func requestName(m *mcpmsg.Message) string {
+	key := "name"
+	if m.Method == "resources/read" {
+		key = "uri"
+	}
+	name, _ := m.Params[key].(string)
+	return name
+}
+
+// errUnboundAnswers is why a retried request's answers are refused.
+var errUnboundAnswers = errors.New("inputResponses answer only input requests the gateway relayed for this request")
+
+// checkInputResponses holds every retried request of the body to what was
+// asked, and gives the upstream back its own requestState (re-encoding the
+// message).
+func (x *exchange) checkInputResponses() error {
+	for i := range x.body.Messages {
+		m := &x.body.Messages[i]
+		if m.Kind != mcpmsg.KindRequest || !slices.Contains(multiRoundTripMethods, m.Method) {
+			continue
+		}
+		sealed, hasState := m.Params["requestState"]
+		responses, hasResponses := m.Params["inputResponses"]
+		if !hasState && !hasResponses {
+			continue
+		}
+		if !hasState {
+			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, errUnboundAnswers.Error()+": the request carries no requestState")
+		}
+		state, err := x.openRequestState(sealed)
+		if err != nil {
+			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
+		}
+		if state.Method != "" && (state.Method != m.Method || state.Name != requestName(m)) {
+			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
+				fmt.Sprintf("%s: the requestState was given for %s %q", errUnboundAnswers, state.Method, state.Name))
+		}
+		if hasResponses {
+			answers, ok := responses.(map[string]any)
+			if !ok {
+				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "inputResponses is not an object")
+			}
+			for key := range answers {
+				if !slices.Contains(state.Keys, key) {
+					return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, fmt.Sprintf("%s: no input request %q was relayed", errUnboundAnswers, key))
+				}
+			}
+		}
+		if err := restoreRequestState(m, state.Original); err != nil {
+			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
+		}
+		if !x.body.Batch {
+			x.raw = m.Raw
+		}
+	}
+	return nil
+}
+
+// openRequestState opens a requestState the gateway sealed for the
+// exchange's caller, and checks its age.
+func (x *exchange) openRequestState(value any) (requestState, error) {
+	token, ok := value.(string)
+	if !ok {
+		return requestState{}, errors.New("requestState is not a string")
+	}
+	s, err := x.g.cfg.Sealer.Open(x.requestStateScope(), token)
+	if err != nil || s.Kind != sessiontoken.RequestState {
+		return requestState{}, errors.New("requestState was not issued by this gateway")
+	}
+	if s.Caller != x.session.caller {
+		return requestState{}, errors.New("requestState was issued to another user")
+	}
+	var state requestState
+	if err := json.Unmarshal([]byte(s.ID), &state); err != nil {
+		return requestState{}, errors.New("requestState was not issued by this gateway")
+	}
+	if age := time.Since(time.Unix(state.Issued, 0)); age > requestStateTTL {
+		return requestState{}, fmt.Errorf("requestState expired %s ago; make the request anew", (age - requestStateTTL).Round(time.Second))
+	}
+	return state, nil
+}
+
+// restoreRequestState puts the upstream's own requestState back into a
+// retried request (or takes it out, when it had none) and re-encodes the
+// message, which the upstream then reads as the policy saw it.
+func restoreRequestState(m *mcpmsg.Message, original json.RawMessage) error {
+	params := make(map[string]any, len(m.Params))
+	for key, value := range m.Params {
+		params[key] = value
+	}
+	delete(params, "requestState")
+	if original != nil {
+		var value any
+		decoder := json.NewDecoder(bytes.NewReader(original))
+		decoder.UseNumber()
+		if err := decoder.Decode(&value); err != nil {
+			return fmt.Errorf("restoring requestState: %w", err)
+		}
+		params["requestState"] = value
+	}
+	raw, err := encodeMessage(m.ID, m.Method, params)
+	if err != nil {
+		return err
+	}
+	m.Params, m.Raw = params, raw
+	return nil
+}
+
+// encodeMessage writes a request of the client's anew: numbers as they
+// came (json.Number), no HTML escaping.
+func encodeMessage(id []byte, method string, params map[string]any) ([]byte, error) {
+	var out bytes.Buffer
+	encoder := json.NewEncoder(&out)
+	encoder.SetEscapeHTML(false)
+	if err := encoder.Encode(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": method, "params": params}); err != nil {
+		return nil, fmt.Errorf("encoding the request: %w", err)
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+}
+
+// replaceMember returns object with the named member's value replaced by
+// value (added when it has none), every other member as it was.
+func replaceMember(object []byte, name string, value []byte) ([]byte, error) {
+	decoder := jsontext.NewDecoder(bytes.NewReader(object))
+	var out bytes.Buffer
+	encoder := jsontext.NewEncoder(&out)
+	if token, err := decoder.ReadToken(); err != nil || token.Kind() != '{' {
+		return nil, errors.New("result is not an object")
+	}
+	if err := encoder.WriteToken(jsontext.BeginObject); err != nil {
+		return nil, err
+	}
+	for decoder.PeekKind() == '"' {
+		token, err := decoder.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		key := token.String()
+		member, err := decoder.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		if key == name {
+			continue
+		}
+		if err := encoder.WriteToken(jsontext.String(key)); err != nil {
+			return nil, err
+		}
+		if err := encoder.WriteValue(member); err != nil {
+			return nil, err
+		}
+	}
+	if err := encoder.WriteToken(jsontext.String(name)); err != nil {
+		return nil, err
+	}
+	if err := encoder.WriteValue(value); err != nil {
+		return nil, err
+	}
+	if err := encoder.WriteToken(jsontext.EndObject); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+}
