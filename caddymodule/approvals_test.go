@@ -1082,3 +1082,110 @@ func memInUse() (heap, stack uint64) {
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse, m.StackInuse
 }
+
+// TestSecretRotation rotates the decision secret and the session key of
+// two replicas sharing Redis while an approval is pending and a session
+// is open: listed second, the old ones still decide the approvals and
+// open the sessions made with them; retired, they no longer do.
+func TestSecretRotation(t *testing.T) {
+	redisAddr := redistest.Start(t)
+	up := newUpstream(t, statefulSSE)
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	const (
+		oldDecision = testDecisionSecret
+		newDecision = "whsec_bmV3IGRlY2lzaW9ucyBhcmUgc2lnbmVkIHdpdGggdGhpcw=="
+		oldSession  = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="
+		newSession  = "ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleWZha2U="
+	)
+	portA, portB, callbackPort := freePort(t), freePort(t), freePort(t)
+	callbacks := fmt.Sprintf("http://127.0.0.1:%d/approvals", callbackPort)
+	global := globalOptions(t)
+	configure := func(decisionSecrets, sessionKeys string) {
+		t.Helper()
+		replica := func(port int, instance string) string {
+			return fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		policy testdata/policy
+		server test
+		upstream test
+		session_keys %s
+		approval {
+			webhook %s
+			webhook_secret %s
+			decision_secret %s
+			callback_url %s
+			store redis %s
+			instance %s
+			hold 15s
+		}
+	}
+	reverse_proxy %s
+}
+`, port, sessionKeys, approver.URL, testWebhookSecret, decisionSecrets, callbacks, redisAddr, instance, strings.TrimPrefix(up.URL, "http://"))
+		}
+		startCaddy(t, global+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	handle /approvals/* {
+		mcp_approvals {
+			instance replica-b
+		}
+	}
+}
+`, callbackPort))
+		waitForListener(t, portA)
+		waitForListener(t, callbackPort)
+	}
+	signWith := func(secret string) func(http.Header, []byte) {
+		s, err := approval.ParseSecret(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(h http.Header, body []byte) {
+			var id [8]byte
+			_, _ = rand.Read(id[:])
+			s.SetHeaders(h, "msg_"+hex.EncodeToString(id[:]), time.Now(), body)
+		}
+	}
+	decide := func(e approval.Event, secret string) int {
+		return callback(t, e.CallbackURL, map[string]string{"id": e.ID, "decision": "approve"}, signWith(secret))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	configure(oldDecision, oldSession)
+	session := connect(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", portA), nil)
+	done := callAsync(ctx, session, createIssue("rotated"))
+	e := approver.waitFor(t, approval.EventRequested, 1)
+
+	configure(newDecision+" "+oldDecision, newSession+" "+oldSession)
+	if status := decide(e, newDecision); status != http.StatusOK {
+		t.Fatalf("deciding, with the new secret, an approval announced under the old one: %d, want 200", status)
+	}
+	if res := awaitResult(t, done); res.IsError || up.callCount("create_issue") != 1 {
+		t.Errorf("the call held across the rotation answered %q (ran %d times); want it run", resultText(res), up.callCount("create_issue"))
+	}
+	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "still here"}}); err != nil {
+		t.Errorf("the session opened under the old key, during the rotation: %v; want it to go on", err)
+	}
+
+	configure(newDecision, newSession)
+	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "retired"}}); err == nil {
+		t.Error("the session opened under a retired key still works")
+	}
+	fresh := connect(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", portB), nil)
+	done = callAsync(ctx, fresh, createIssue("after the rotation"))
+	e = approver.waitFor(t, approval.EventRequested, 2)
+	if status := decide(e, oldDecision); status != http.StatusUnauthorized {
+		t.Errorf("a decision signed with the retired secret: %d, want 401", status)
+	}
+	if status := decide(e, newDecision); status != http.StatusOK {
+		t.Errorf("a decision signed with the new secret: %d, want 200", status)
+	}
+	if res := awaitResult(t, done); res.IsError {
+		t.Errorf("approved after the rotation, the call answered %q", resultText(res))
+	}
+}
