@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/url"
 	"strings"
 	"time"
@@ -36,10 +39,12 @@ const (
 // signed webhook, and the call is forwarded only once a signed approve
 // comes back (to mcp_approvals, the admin API or the inbox page).
 type ApprovalConfig struct {
-	// Webhooks are the URLs that approval events (approval.requested,
-	// approval.cancelled, approval.expired) are POSTed to, signed as
-	// Standard Webhooks. At least one is required.
-	Webhooks []string `json:"webhooks,omitempty"`
+	// Webhooks are the receivers that approval events
+	// (approval.requested, approval.cancelled, approval.expired) are
+	// POSTed to, signed as Standard Webhooks: each a URL, which gets the
+	// event as JSON, or an object whose template renders what it gets
+	// (see Webhook). At least one is required.
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 
 	// WebhookSecrets are the Standard Webhooks secrets ("whsec_" and a
 	// base64 key of at least 24 bytes) that sign webhooks: each webhook
@@ -60,6 +65,13 @@ type ApprovalConfig struct {
 	// CallbackURL is the URL at which mcp_approvals is reached; decisions
 	// are POSTed to CallbackURL/<id>. Required.
 	CallbackURL string `json:"callback_url,omitempty"`
+
+	// InboxURL is the URL of the inbox page, where mcp_approvals with an
+	// inbox is mounted (e.g. https://gw.example.com/approvals/). When
+	// set, webhook events carry a link to each approval there
+	// (inbox_url: InboxURL?approval=<id>). It may have no query or
+	// fragment. Placeholders are replaced. Optional.
+	InboxURL string `json:"inbox_url,omitempty"`
 
 	// Timeout is how long a call waits for a decision before it is
 	// refused, and how long a decision waits for the call to be made
@@ -92,13 +104,75 @@ type ApprovalConfig struct {
 	Instance string `json:"instance,omitempty"`
 }
 
+// Webhook is a receiver of approval events. In JSON it is either a URL
+// string, which gets each event as JSON, or an object:
+//
+//	{"url": "https://hooks.slack.com/services/...", "template": "slack.json.tmpl"}
+type Webhook struct {
+	// URL is where events are POSTed. Placeholders such as
+	// {env.SLACK_WEBHOOK_URL} are replaced. Required.
+	URL string `json:"url"`
+
+	// Template is the path of a Go text/template file that renders the
+	// body of each event; the template's data is the event (the JSON
+	// members' Go names: .Type, .ID, .Tool.Name, .Tool.Arguments,
+	// .Reason, .User.ID, .InboxURL, ...), and besides text/template's own
+	// functions it can call json, jsonIndent, truncate, join and
+	// slackEscape. It is read when the config loads. Placeholders are
+	// replaced. Default: none, the event is sent as JSON.
+	Template string `json:"template,omitempty"`
+
+	// ContentType is the media type of what the template renders.
+	// With a JSON type (application/json or a +json one), a rendering
+	// that is not valid JSON is logged and not sent. Only with a
+	// template. Default: application/json.
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// UnmarshalJSON reads a webhook from a URL string or an object.
+func (w *Webhook) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.HasPrefix(b, []byte(`"`)):
+		*w = Webhook{}
+		return json.Unmarshal(b, &w.URL)
+	case bytes.HasPrefix(b, []byte("{")):
+		// fields is Webhook without its methods.
+		type fields Webhook
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		var f fields
+		if err := dec.Decode(&f); err != nil {
+			return fmt.Errorf("approval webhook: %w", err)
+		}
+		*w = Webhook(f)
+		return nil
+	default:
+		return fmt.Errorf("approval webhook: want a URL or an object of url, template and content_type, got %s", b)
+	}
+}
+
+// MarshalJSON writes a webhook without a template as its URL string.
+func (w Webhook) MarshalJSON() ([]byte, error) {
+	if w.Template == "" && w.ContentType == "" {
+		return json.Marshal(w.URL)
+	}
+	type fields Webhook
+	return json.Marshal(fields(w))
+}
+
 // unmarshalApproval reads an approval block:
 //
 //	approval {
 //		webhook <url>...
+//		webhook <url> {
+//			template <path>
+//			content_type <media type>
+//		}
 //		webhook_secret <whsec_...>...
 //		decision_secret <whsec_...>...
 //		callback_url <url>
+//		inbox_url <url>
 //		timeout <duration>
 //		keepalive <duration>
 //		hold <duration>
@@ -113,11 +187,11 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "webhook":
-			urls := d.RemainingArgs()
-			if len(urls) == 0 {
-				return nil, d.ArgErr()
+			webhooks, err := unmarshalWebhook(d)
+			if err != nil {
+				return nil, err
 			}
-			c.Webhooks = append(c.Webhooks, urls...)
+			c.Webhooks = append(c.Webhooks, webhooks...)
 		case "webhook_secret":
 			secrets := d.RemainingArgs()
 			if len(secrets) == 0 {
@@ -132,6 +206,10 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 			c.DecisionSecrets = append(c.DecisionSecrets, secrets...)
 		case "callback_url":
 			if !d.AllArgs(&c.CallbackURL) {
+				return nil, d.ArgErr()
+			}
+		case "inbox_url":
+			if !d.AllArgs(&c.InboxURL) {
 				return nil, d.ArgErr()
 			}
 		case "timeout":
@@ -167,6 +245,37 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 	return c, nil
 }
 
+// unmarshalWebhook reads a webhook line: one or more URLs, or one URL
+// and a block setting its template.
+func unmarshalWebhook(d *caddyfile.Dispenser) ([]Webhook, error) {
+	urls := d.RemainingArgs()
+	if len(urls) == 0 {
+		return nil, d.ArgErr()
+	}
+	webhooks := make([]Webhook, len(urls))
+	for i, u := range urls {
+		webhooks[i].URL = u
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if len(urls) > 1 {
+			return nil, d.Err("webhook: a webhook with a block takes one URL")
+		}
+		switch d.Val() {
+		case "template":
+			if !d.AllArgs(&webhooks[0].Template) {
+				return nil, d.ArgErr()
+			}
+		case "content_type":
+			if !d.AllArgs(&webhooks[0].ContentType) {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("unrecognized webhook subdirective %q", d.Val())
+		}
+	}
+	return webhooks, nil
+}
+
 // positiveDuration reads the subdirective's one argument, a positive
 // duration, into to.
 func positiveDuration(d *caddyfile.Dispenser, to *caddy.Duration) error {
@@ -187,6 +296,14 @@ func positiveDuration(d *caddyfile.Dispenser, to *caddy.Duration) error {
 func (c *ApprovalConfig) validate() error {
 	if len(c.Webhooks) == 0 {
 		return errors.New("approval: at least one webhook is required")
+	}
+	for _, w := range c.Webhooks {
+		if w.URL == "" {
+			return errors.New("approval: a webhook needs a url")
+		}
+		if w.ContentType != "" && w.Template == "" {
+			return fmt.Errorf("approval: webhook %s: content_type needs a template (without one, the event is sent as JSON)", w.URL)
+		}
 	}
 	if len(c.WebhookSecrets) == 0 {
 		return errors.New("approval: a webhook secret is required")
@@ -257,14 +374,52 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 		return nil, fmt.Errorf("approval: callback_url: %w", err)
 	}
 	r.settings.CallbackURL = strings.TrimSuffix(callback, "/")
-	for _, webhook := range c.Webhooks {
-		u, err := absoluteURL(repl.ReplaceKnown(webhook, ""))
-		if err != nil {
-			return nil, fmt.Errorf("approval: webhook: %w", err)
+	if c.InboxURL != "" {
+		if r.settings.InboxURL, err = inboxURL(repl.ReplaceKnown(c.InboxURL, "")); err != nil {
+			return nil, fmt.Errorf("approval: inbox_url: %w", err)
 		}
-		r.settings.Webhooks = append(r.settings.Webhooks, u)
+	}
+	for _, w := range c.Webhooks {
+		webhook, err := w.resolve(repl)
+		if err != nil {
+			return nil, fmt.Errorf("approval: webhook %s: %w", w.URL, err)
+		}
+		r.settings.Webhooks = append(r.settings.Webhooks, webhook)
 	}
 	return r, nil
+}
+
+// resolve replaces the webhook's placeholders, checks its URL and
+// content type, and loads its template.
+func (w *Webhook) resolve(repl *caddy.Replacer) (approval.Webhook, error) {
+	u, err := absoluteURL(repl.ReplaceKnown(w.URL, ""))
+	if err != nil {
+		return approval.Webhook{}, err
+	}
+	webhook := approval.Webhook{URL: u, ContentType: w.ContentType}
+	if w.ContentType != "" {
+		if _, _, err := mime.ParseMediaType(w.ContentType); err != nil {
+			return approval.Webhook{}, fmt.Errorf("content_type %q: %w", w.ContentType, err)
+		}
+	}
+	if w.Template != "" {
+		if webhook.Template, err = approval.LoadTemplate(repl.ReplaceKnown(w.Template, "")); err != nil {
+			return approval.Webhook{}, err
+		}
+	}
+	return webhook, nil
+}
+
+// inboxURL checks that s is an absolute http(s) URL to which a query can
+// be added.
+func inboxURL(s string) (string, error) {
+	if _, err := absoluteURL(s); err != nil {
+		return "", err
+	}
+	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("%q has a query or fragment; the inbox link adds ?approval=<id>", s)
+	}
+	return s, nil
 }
 
 // parseSecrets replaces the placeholders in the secrets of the field and

@@ -911,6 +911,11 @@ http://gw.example.com {
 `
 	}
 	full := site(`webhook https://approver.internal/hook https://backup.internal/hook
+				webhook {env.SLACK_WEBHOOK_URL} {
+					template ../examples/webhooks/slack.json.tmpl
+					content_type "application/json; charset=utf-8"
+				}
+				inbox_url https://gw.example.com/approvals/
 				webhook_secret {env.MCP_WEBHOOK_SECRET} {env.MCP_WEBHOOK_SECRET_OLD}
 				decision_secret {env.MCP_DECISION_SECRET}
 				decision_secret {env.MCP_DECISION_SECRET_OLD}
@@ -927,10 +932,11 @@ http://gw.example.com {
 	for _, want := range []string{
 		`"approval":{"callback_url":"https://gw.example.com/approvals",` +
 			`"decision_secrets":["{env.MCP_DECISION_SECRET}","{env.MCP_DECISION_SECRET_OLD}"],` +
-			`"hold":50000000000,"instance":"main","keepalive":15000000000,` +
+			`"hold":50000000000,"inbox_url":"https://gw.example.com/approvals/","instance":"main","keepalive":15000000000,` +
 			`"redis":"127.0.0.1:6379","store":"redis","timeout":600000000000,` +
 			`"webhook_secrets":["{env.MCP_WEBHOOK_SECRET}","{env.MCP_WEBHOOK_SECRET_OLD}"],` +
-			`"webhooks":["https://approver.internal/hook","https://backup.internal/hook"]}`,
+			`"webhooks":["https://approver.internal/hook","https://backup.internal/hook",` +
+			`{"content_type":"application/json; charset=utf-8","template":"../examples/webhooks/slack.json.tmpl","url":"{env.SLACK_WEBHOOK_URL}"}]}`,
 		`{"handler":"mcp_approvals","instance":"main"}`,
 	} {
 		if !strings.Contains(string(cfg), want) {
@@ -938,7 +944,9 @@ http://gw.example.com {
 		}
 	}
 
-	for _, bad := range []string{"store redis", "hold -1s", "timeout soon", "retries 3", "store sqlite", "secret " + testWebhookSecret, "webhook_secret", "decision_secret"} {
+	for _, bad := range []string{"store redis", "hold -1s", "timeout soon", "retries 3", "store sqlite", "secret " + testWebhookSecret, "webhook_secret", "decision_secret",
+		"inbox_url", "inbox_url https://a.example/ https://b.example/", "webhook https://a.example/hook https://b.example/hook {\n template x.tmpl\n }",
+		"webhook https://a.example/hook {\n templte x.tmpl\n }", "webhook https://a.example/hook {\n template\n }", "webhook {\n template x.tmpl\n }"} {
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(bad)), nil); err == nil {
 			t.Errorf("the Caddyfile accepted %q in an approval block", bad)
 		}
@@ -953,22 +961,39 @@ http://gw.example.com {
 	)
 	webhookSecret, decisionSecret := "webhook_secret "+testWebhookSecret, "decision_secret "+testDecisionSecret
 	required := lines(webhook, webhookSecret, decisionSecret, callback)
+	secrets := lines(webhookSecret, decisionSecret, callback)
+	withTemplate := func(url, options string) string {
+		return "webhook " + url + " {\n\t\t\t\t\t" + options + "\n\t\t\t\t}"
+	}
 	tests := []struct {
 		name, block string
 		loads       bool
+		// errorSays is in the error of a block that does not load.
+		errorSays string
 	}{
-		{"the required lines", required, true},
-		{"several secrets each", lines(webhook, "webhook_secret "+testWebhookSecret+" "+other, decisionSecret, "decision_secret "+older, callback), true},
-		{"no webhook", lines(webhookSecret, decisionSecret, callback), false},
-		{"no webhook secret", lines(webhook, decisionSecret, callback), false},
-		{"no decision secret", lines(webhook, webhookSecret, callback), false},
-		{"one secret for both", lines(webhook, webhookSecret, "decision_secret "+testWebhookSecret, callback), false},
+		{"the required lines", required, true, ""},
+		{"several secrets each", lines(webhook, "webhook_secret "+testWebhookSecret+" "+other, decisionSecret, "decision_secret "+older, callback), true, ""},
+		{"no webhook", lines(webhookSecret, decisionSecret, callback), false, ""},
+		{"no webhook secret", lines(webhook, decisionSecret, callback), false, ""},
+		{"no decision secret", lines(webhook, webhookSecret, callback), false, ""},
+		{"one secret for both", lines(webhook, webhookSecret, "decision_secret "+testWebhookSecret, callback), false, ""},
 		{"a webhook secret among the decision secrets", lines(webhook, "webhook_secret "+other+" "+testWebhookSecret,
-			"decision_secret "+testDecisionSecret+" "+other, callback), false},
-		{"short secret", lines(webhook, webhookSecret, "decision_secret whsec_c2hvcnQ=", callback), false},
-		{"relative callback_url", lines(webhook, webhookSecret, decisionSecret, "callback_url /approvals"), false},
-		{"redis address without store redis", required + "\n\t\t\t\tstore memory\n\t\t\t\t", false},
+			"decision_secret "+testDecisionSecret+" "+other, callback), false, ""},
+		{"short secret", lines(webhook, webhookSecret, "decision_secret whsec_c2hvcnQ=", callback), false, ""},
+		{"relative callback_url", lines(webhook, webhookSecret, decisionSecret, "callback_url /approvals"), false, ""},
+		{"redis address without store redis", required + "\n\t\t\t\tstore memory\n\t\t\t\t", false, ""},
+		{"the shipped templates and an inbox", lines(withTemplate("https://hooks.slack.com/services/T/B/X", "template ../examples/webhooks/slack.json.tmpl"),
+			withTemplate("https://tickets.internal/new", "template ../examples/webhooks/ticket.json.tmpl\n\t\t\t\t\tcontent_type application/json"),
+			"inbox_url https://gw.example.com/approvals/", secrets), true, ""},
+		{"a template path from the environment", lines(withTemplate("https://hooks.slack.com/services/T/B/X", "template {env.APPROVAL_TEMPLATES}/slack.json.tmpl"), secrets), true, ""},
+		{"a missing template", lines(withTemplate("https://a.example/hook", "template approval/testdata/missing.tmpl"), secrets), false, "missing.tmpl"},
+		{"a template with a syntax error", lines(withTemplate("https://a.example/hook", "template approval/testdata/broken.json.tmpl"), secrets), false, "approval/testdata/broken.json.tmpl:2"},
+		{"content_type without a template", lines(withTemplate("https://a.example/hook", "content_type text/plain"), secrets), false, "content_type needs a template"},
+		{"an invalid content_type", lines(withTemplate("https://a.example/hook", "template ../examples/webhooks/ticket.json.tmpl\n\t\t\t\t\tcontent_type a/b/c"), secrets), false, "content_type"},
+		{"a relative inbox_url", lines(required, "inbox_url /approvals/"), false, "inbox_url"},
+		{"an inbox_url with a query", lines(required, "inbox_url https://gw.example.com/approvals/?tenant=a"), false, "query"},
 	}
+	t.Setenv("APPROVAL_TEMPLATES", "../examples/webhooks")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(tt.block)), nil)
@@ -988,9 +1013,98 @@ http://gw.example.com {
 				t.Errorf("Caddy refused a good approval block: %v", err)
 			case !tt.loads && err == nil:
 				t.Errorf("Caddy loaded an approval block with %s", tt.name)
+			case !tt.loads && !strings.Contains(err.Error(), tt.errorSays):
+				t.Errorf("Caddy refused an approval block with %s saying %v; want it to mention %q", tt.name, err, tt.errorSays)
 			}
 		})
 	}
+
+	t.Run("webhooks in JSON", func(t *testing.T) {
+		adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(site(required)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name, webhooks string
+			loads          bool
+		}{
+			{"URL strings", `["https://a.example/hook"]`, true},
+			{"objects and strings", `[{"url":"https://a.example/hook","template":"../examples/webhooks/slack.json.tmpl"},"https://b.example/hook"]`, true},
+			{"an object without a template", `[{"url":"https://a.example/hook"}]`, true},
+			{"an object with an unknown member", `[{"url":"https://a.example/hook","templates":"x"}]`, false},
+			{"an object without a url", `[{"template":"../examples/webhooks/slack.json.tmpl"}]`, false},
+			{"a number", `[1]`, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				config := bytes.Replace(adapted, []byte(`"webhooks":["https://approver.internal/hook"]`), []byte(`"webhooks":`+tt.webhooks), 1)
+				if bytes.Equal(config, adapted) {
+					t.Fatalf("the adapted config has no webhooks to replace:\n%s", adapted)
+				}
+				var c caddy.Config
+				err := json.Unmarshal(config, &c)
+				if err == nil {
+					err = caddy.Validate(&c)
+				}
+				switch {
+				case tt.loads && err != nil:
+					t.Errorf("webhooks %s refused: %v", tt.webhooks, err)
+				case !tt.loads && err == nil:
+					t.Errorf("webhooks %s loaded, want them refused", tt.webhooks)
+				}
+			})
+		}
+	})
+
+	t.Run("a template reaches its receiver", func(t *testing.T) {
+		webhookSecret, err := approval.ParseSecret(testWebhookSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type delivery struct {
+			header http.Header
+			body   []byte
+		}
+		arrived := make(chan delivery, 8)
+		receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			arrived <- delivery{r.Header.Clone(), body}
+		}))
+		t.Cleanup(receiver.Close)
+		up := newUpstream(t, statefulSSE)
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+		port := freePort(t)
+		startCaddy(t, globalOptions(t)+approvalSite(port, up, receiver.URL+"/hook {\n\t\t\t\ttemplate ../examples/webhooks/ticket.json.tmpl\n\t\t\t}",
+			"https://gw.example.com/approvals", "inbox_url https://gw.example.com/approvals/"))
+		waitForListener(t, port)
+		session := connect(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		t.Cleanup(cancel)
+		callAsync(ctx, session, createIssue(`say "hi"`))
+		var d delivery
+		select {
+		case d = <-arrived:
+		case <-ctx.Done():
+			t.Fatal("no webhook reached the template's receiver")
+		}
+		if _, err := webhookSecret.Verify(d.header, d.body, time.Now()); err != nil {
+			t.Errorf("the rendered webhook's signature: %v, want it verified", err)
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(d.header.Get(approval.HeaderID), "msg_"), "_requested")
+		var ticket struct {
+			Subject string
+			Body    string
+			Links   []struct{ URL string }
+		}
+		if err := json.Unmarshal(d.body, &ticket); err != nil {
+			t.Fatalf("the receiver got %s, not the ticket JSON: %v", d.body, err)
+		}
+		inbox := "https://gw.example.com/approvals/?approval=" + id
+		if ticket.Subject != "Approval requested: create_issue on test" || !strings.Contains(ticket.Body, `"text": "say \"hi\""`) ||
+			len(ticket.Links) != 1 || ticket.Links[0].URL != inbox {
+			t.Errorf("the receiver got %s; want the ticket of create_issue on test, its arguments, and the link %s", d.body, inbox)
+		}
+	})
 }
 
 // TestThousandHeldCalls holds 1,000 calls at once, each on its own

@@ -18,8 +18,8 @@ import (
 // the last settings it was given: they change with a config reload while
 // its approvals stay.
 type Settings struct {
-	// Webhooks are the URLs that approval events are POSTed to.
-	Webhooks []string
+	// Webhooks are the receivers that approval events are POSTed to.
+	Webhooks []Webhook
 	// WebhookSecrets sign outgoing webhooks, each message with every one
 	// of them, so that receivers can rotate at their own pace. At least
 	// one is required.
@@ -34,6 +34,10 @@ type Settings struct {
 	// CallbackURL is where decisions come in, as CallbackURL/<id>; no
 	// trailing slash.
 	CallbackURL string
+	// InboxURL, when set, is the URL of the inbox page; webhook events
+	// and InboxLink then link to each approval there, as
+	// InboxURL?approval=<id>.
+	InboxURL string
 	// Timeout is how long an approval waits for a decision, and how long
 	// a decision then waits for its call to be made again.
 	Timeout time.Duration
@@ -107,6 +111,7 @@ func (s *Service) Configure(settings *Settings) error {
 		return fmt.Errorf("configuring approvals: %w", err)
 	}
 	c := *settings
+	c.Webhooks = slices.Clone(c.Webhooks)
 	c.WebhookSecrets = slices.Clone(c.WebhookSecrets)
 	c.DecisionSecrets = slices.Clone(c.DecisionSecrets)
 	if c.Client == nil {

@@ -62,7 +62,7 @@ func newTestService(t *testing.T, rc *receiver, timeout time.Duration) *Service 
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)
 	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
-		Webhooks:        []string{srv.URL},
+		Webhooks:        []Webhook{{URL: srv.URL}},
 		WebhookSecrets:  []Secret{rc.secret},
 		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
 		CallbackURL:     "https://gw.example/approvals",
@@ -466,7 +466,7 @@ func TestWebhookSignedWithEverySecret(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
-		Webhooks: []string{srv.URL}, WebhookSecrets: []Secret{first, second}, DecisionSecrets: []Secret{decision},
+		Webhooks: []Webhook{{URL: srv.URL}}, WebhookSecrets: []Secret{first, second}, DecisionSecrets: []Secret{decision},
 		CallbackURL: testCallbackURL, Timeout: time.Minute,
 	})
 	if err != nil {
