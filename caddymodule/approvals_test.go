@@ -176,7 +176,7 @@ func (a *approver) decide(t testing.TB, callbackURL, decision, reason string) in
 type approvalSetup struct {
 	// policy replaces the mcp_policy block's policy lines; default: the
 	// test policy.
-	policy string
+	policy                   string
 	timeout, keepalive, hold string
 	// store is the store line ("store redis <addr>"); default memory.
 	store string

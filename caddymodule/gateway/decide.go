@@ -21,7 +21,7 @@ func (x *exchange) decide() {
 	x.cancelHeldCalls()
 	x.verdicts = make([]verdict, len(x.body.Messages))
 	for i := range x.body.Messages {
-		x.verdicts[i] = x.decideMessage(&x.body.Messages[i])
+		x.verdicts[i] = x.confirmedByCaller(x.decideMessage(&x.body.Messages[i]))
 	}
 }
 

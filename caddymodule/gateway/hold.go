@@ -49,12 +49,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		call.User = v.input.User.ID
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
-	for _, approver := range call.Approvers {
-		if !approval.ValidPrincipal(approver) {
-			x.g.logger.Error("the policy names an unknown approver; call refused", zap.String("approver", approver))
-			return nil, nil, false, held.answer(fmt.Sprintf("This call needs approval, but the policy names an approver the gateway does not know (%q), so it was refused.", approver))
-		}
-	}
+
 	cancelled, release := service.Hold(x.session.String(), mcpmsg.CanonicalID(m.ID))
 	defer release()
 
@@ -210,19 +205,28 @@ type heldCall struct {
 	service   *approval.Service
 	logger    *zap.Logger
 	requestID string
-	// token is the progress token, as JSON, once a stream is open.
+	// streaming is set once the reply is an event stream.
+	streaming bool
+	// token is the progress token, as JSON, when the client sent one.
 	token []byte
 	// sent counts the progress notifications sent.
 	sent int
 }
 
-// startStream answers with an event stream, to send progress on token.
+// startStream answers with an event stream, to send progress on token
+// (nil: no progress).
 func (c *heldCall) startStream(token any) {
-	raw, err := json.Marshal(token)
-	if err != nil {
+	if token != nil {
+		raw, err := json.Marshal(token)
+		if err != nil {
+			return
+		}
+		c.token = raw
+	}
+	if c.streaming {
 		return
 	}
-	c.token = raw
+	c.streaming = true
 	header := c.w.Header()
 	header.Set("Content-Type", "text/event-stream")
 	header.Set("Cache-Control", "no-cache")
@@ -262,7 +266,7 @@ func (c *heldCall) writeEvent(message []byte) {
 // answer ends the held call with a tool result that has isError and text.
 func (c *heldCall) answer(text string) error {
 	response := mcpmsg.ToolErrorResult(c.id, text)
-	if c.token != nil {
+	if c.streaming {
 		c.writeEvent(response)
 		return nil
 	}
@@ -294,7 +298,7 @@ func (c *heldCall) cancel(a *approval.Approval, why string) {
 // follows the progress notifications: its events as they come, or its
 // JSON reply as one event.
 func (c *heldCall) replyWriter() (http.ResponseWriter, func()) {
-	if c.token == nil {
+	if !c.streaming {
 		return c.w, func() {}
 	}
 	reply := &streamedReply{w: c.w, header: make(http.Header), id: c.id}

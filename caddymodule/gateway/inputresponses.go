@@ -12,6 +12,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
@@ -40,6 +41,12 @@ type requestState struct {
 	Original json.RawMessage `json:"s,omitempty"`
 	// Issued is when it was sealed (Unix seconds).
 	Issued int64 `json:"t"`
+	// Binding, when set, makes this the gateway's own question to the
+	// caller (confirm.go): the binding of the call asked about
+	// (approval.Call.Binding), and a nonce that lets the answer run the
+	// call once.
+	Binding string `json:"b,omitempty"`
+	Nonce   string `json:"x,omitempty"`
 }
 
 // requestStateTTL is how long a sealed requestState is good for: an
@@ -110,13 +117,60 @@ func (x *exchange) checkInputResponses() error {
 				}
 			}
 		}
-		if err := restoreRequestState(m, state.Original); err != nil {
+		if state.Binding != "" {
+			if err := x.takeCallerAnswer(m, state, responses); err != nil {
+				return err
+			}
+		} else if err := restoreRequestState(m, state.Original); err != nil {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
 		}
 		if !x.body.Batch {
 			x.raw = m.Raw
 		}
 	}
+	return nil
+}
+
+// takeCallerAnswer takes the caller's answer to the gateway's own question
+// from a retried call, which must be the very call asked about, and
+// removes the question's traces: the upstream sees the call as it was
+// first made.
+func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, responses any) error {
+	if m.Tool == nil {
+		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, errUnboundAnswers.Error())
+	}
+	v := verdict{message: m, input: &policy.Input{Server: x.g.serverName(x.r)}}
+	binding, err := x.callerBinding(v)
+	if err != nil || binding != state.Binding {
+		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
+			errUnboundAnswers.Error()+": the confirmation was given for another call (other arguments, or another caller)")
+	}
+	answers, _ := responses.(map[string]any)
+	answer, _ := answers[callerApproval].(map[string]any)
+	action, _ := answer["action"].(string)
+	if action != "accept" && action != "decline" {
+		action = "cancel"
+	}
+	if action == "accept" {
+		if err := x.claimAnswer(state.Nonce); err != nil {
+			return refuse(http.StatusConflict, mcpmsg.CodeInvalidParams, "this confirmation ran its call already; make the call anew to be asked again")
+		}
+	}
+	if x.callerAnswers == nil {
+		x.callerAnswers = make(map[*mcpmsg.Message]string)
+	}
+	x.callerAnswers[m] = action
+	params := make(map[string]any, len(m.Params))
+	for key, value := range m.Params {
+		if key != "inputResponses" && key != "requestState" {
+			params[key] = value
+		}
+	}
+	raw, err := encodeMessage(m.ID, m.Method, params)
+	if err != nil {
+		return err
+	}
+	m.Params, m.Raw = params, raw
 	return nil
 }
 

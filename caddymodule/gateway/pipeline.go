@@ -39,6 +39,9 @@ type exchange struct {
 	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
+	// callerAnswers are the answers retried calls bring to the gateway's
+	// own question, whether the caller confirms them (checkTransport).
+	callerAnswers map[*mcpmsg.Message]string
 }
 
 // Serve runs one request through the gateway: next sees only what the
@@ -50,15 +53,15 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error
 	if errors.As(err, &refused) {
 		return x.reject(refused)
 	}
-	return err
+	return ignoreDone(err)
 }
 
 // run is the pipeline. A stage that refuses the request returns a
 // *refusal, which Serve answers; a stage that answered the request itself
-// (or passed it on) ends the run with done.
+// ends the run with errDone.
 func (x *exchange) run() error {
 	if err := x.admit(); err != nil {
-		return ignoreDone(err)
+		return err
 	}
 	if err := x.findSession(); err != nil {
 		return err
@@ -87,7 +90,7 @@ func (x *exchange) run() error {
 // errDone ends a run whose request a stage answered itself.
 var errDone = errors.New("request answered")
 
-// ignoreDone turns errDone into success.
+// ignoreDone turns errDone into success: the request was answered.
 func ignoreDone(err error) error {
 	if errors.Is(err, errDone) {
 		return nil

@@ -9,17 +9,17 @@ import (
 )
 
 // route is the stage that acts on the verdicts. A single message that is
-// not allowed is refused (as its transport delivers answers) or held for
-// approval; anything else is forwarded, a batch without its refused
-// elements.
+// not allowed is refused (as its transport delivers answers), or, a tool
+// call that needs approval, put to its approvers (approve); anything else
+// is forwarded, a batch without its refused elements.
 func (x *exchange) route() error {
 	if !x.body.Batch {
 		if v := x.verdicts[0]; !v.allowed() {
 			switch {
 			case x.legacy != nil:
 				return x.legacy.refuse(x.w, v, x.g.logger)
-			case v.holdable():
-				return x.holdThenForward(v)
+			case v.needsApproval():
+				return x.approve(v)
 			default:
 				return writeRefusal(x.w, v)
 			}

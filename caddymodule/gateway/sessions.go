@@ -54,14 +54,20 @@ type Sessions struct {
 	// gets the response on a resumed GET stream, and it must be filtered
 	// there too.
 	toolsLists *relayedRequests
+	// own are the gateway's own requests to clients awaiting answers.
+	own *ownRequests
+	// confirmations are the caller confirmations used, without a store.
+	confirmations *usedConfirmations
 }
 
 // NewSessions returns empty session state.
 func NewSessions() *Sessions {
 	return &Sessions{
-		relayed:    newRelayedRequests(),
-		legacy:     &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
-		toolsLists: newRelayedRequests(),
+		relayed:       newRelayedRequests(),
+		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
+		toolsLists:    newRelayedRequests(),
+		own:           newOwnRequests(),
+		confirmations: newUsedConfirmations(),
 	}
 }
 

@@ -33,6 +33,14 @@ func (x *exchange) checkTransport() error {
 			return refuse(http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
 		}
 	}
+	if !x.body.Batch {
+		// The client's answer to the gateway's own question goes no
+		// further (confirm.go).
+		if m := &x.body.Messages[0]; m.Kind == mcpmsg.KindResponse && x.g.sessions.own.deliver(x.session, m) {
+			x.w.WriteHeader(http.StatusAccepted)
+			return errDone
+		}
+	}
 	if err := x.checkInputResponses(); err != nil {
 		return err
 	}

@@ -25,6 +25,9 @@ type verdict struct {
 	input *policy.Input
 	// approvals is set when the gateway holds calls for approval.
 	approvals bool
+	// text, when set, is the whole refusal the client sees, in place of
+	// the one the decision makes.
+	text string
 }
 
 func (v verdict) allowed() bool {
@@ -38,11 +41,10 @@ func (v verdict) approved() verdict {
 	return v
 }
 
-// holdable reports whether the gateway holds the message for approval
-// rather than refuse it: a tools/call the policy said needs approval, sent
-// while approvals are configured.
-func (v verdict) holdable() bool {
-	return v.decision.Action == policy.ActionNeedsApproval && v.approvals && v.message.Tool != nil
+// needsApproval reports whether the message is a tools/call the policy
+// said needs approval.
+func (v verdict) needsApproval() bool {
+	return v.decision.Action == policy.ActionNeedsApproval && v.message.Tool != nil
 }
 
 // refusalText is the text the client (and, through it, the model and the
@@ -68,7 +70,17 @@ func refusalText(d policy.Decision, approvals bool) string {
 }
 
 func (v verdict) refusal() string {
+	if v.text != "" {
+		return v.text
+	}
 	return refusalText(v.decision, v.approvals)
+}
+
+// refusedWith is the verdict refusing the message with text.
+func (v verdict) refusedWith(text string) verdict {
+	v.decision = policy.Decision{Action: policy.ActionBlock, Reason: v.decision.Reason}
+	v.text = text
+	return v
 }
 
 // response is the JSON-RPC response the gateway answers a refused request

@@ -35,6 +35,17 @@ func ToolErrorResult(id []byte, text string) []byte {
 	return append(b, `}],"isError":true}}`...)
 }
 
+// ResultResponse encodes a successful JSON-RPC response for id whose
+// result is the raw JSON object result:
+//
+//	{"jsonrpc":"2.0","id":<id>,"result":<result>}
+func ResultResponse(id, result []byte) []byte {
+	b := appendHeader(nil, id)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	return append(b, '}')
+}
+
 // BatchResponse joins encoded responses into a JSON array, the response to a
 // batch (JSON-RPC 2.0 section 6).
 func BatchResponse(responses [][]byte) []byte {

@@ -35,8 +35,12 @@ func TestDecisionCacheRemembers(t *testing.T) {
 	call := func(tool, repo, text string) *Input {
 		return &Input{Kind: "request", Method: "tools/call", Tool: &Tool{Name: tool, Arguments: map[string]any{"repo": repo, "text": text}}}
 	}
-	allow := func(reason string, cached bool) Decision { return Decision{Action: ActionAllow, Reason: reason, Cached: cached} }
-	block := func(cached bool) Decision { return Decision{Action: ActionBlock, Reason: "not an acme repository", Cached: cached} }
+	allow := func(reason string, cached bool) Decision {
+		return Decision{Action: ActionAllow, Reason: reason, Cached: cached}
+	}
+	block := func(cached bool) Decision {
+		return Decision{Action: ActionBlock, Reason: "not an acme repository", Cached: cached}
+	}
 	for i, tc := range []struct {
 		input  *Input
 		want   Decision

@@ -1,0 +1,212 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+)
+
+// callerTable has the caller confirm create_issue, and reviewers decide
+// delete_issue.
+const callerTable = `server test
+		permissions {
+			read_only allow
+			tool create_issue needs_approval caller
+			tool delete_issue needs_approval
+		}`
+
+// TestCallerConfirms has the person who makes a call confirm it in their
+// own client, on every revision that can ask (2025-06-18 and 2025-11-25
+// with an elicitation on the call's event stream, 2026-07-28 with a result
+// that asks for input): accepted, the call runs once; declined or
+// cancelled, it does not, and the upstream never sees the answer.
+func TestCallerConfirms(t *testing.T) {
+	tests := []struct {
+		name      string
+		stateless bool
+		version   string
+	}{
+		{"2025-06-18", false, mcphttp.Version20250618},
+		{"2025-11-25", false, mcphttp.Version20251125},
+		{"2026-07-28", true, mcphttp.Version20260728},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: tt.stateless}))
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+			for _, answer := range []struct{ action, want string }{
+				{"accept", "create_issue:first"},
+				{"decline", "You declined this call"},
+				{"cancel", "You cancelled this call"},
+			} {
+				client := clientHandlers{action: answer.action}
+				session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), tt.version)
+				before := up.callCount("create_issue")
+				text, isError := callText(t, session, "create_issue", "first")
+				ran := up.callCount("create_issue") - before
+				if !strings.Contains(text, answer.want) || (answer.action == "accept") == isError || ran != map[bool]int{true: 1, false: 0}[answer.action == "accept"] {
+					t.Errorf("%s: the call answered %q (isError %v, ran %d times); want %q", answer.action, text, isError, ran, answer.want)
+				}
+				_, asked := client.seen()
+				if len(asked) != 1 || !strings.Contains(asked[0], `"create_issue"`) || !strings.Contains(asked[0], `"first"`) {
+					t.Errorf("%s: the client was asked %q; want one question naming the tool and its arguments", answer.action, asked)
+				}
+			}
+			if up.sawBodyContaining("io.mcpgate/approve") || up.sawBodyContaining("mcpgate-confirm") {
+				t.Error("the upstream saw the gateway's question or its answer")
+			}
+		})
+	}
+}
+
+// TestCallerCannotBeAsked: a client that did not declare elicitation is
+// not asked; with reviewers configured the call goes to them, without
+// them it is refused with a reason that says why.
+func TestCallerCannotBeAsked(t *testing.T) {
+	t.Run("no reviewers", func(t *testing.T) {
+		up := newUpstream(t, statefulSSE)
+		gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+		session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, nil, mcphttp.Version20250618)
+		if text, isError := callText(t, session, "create_issue", "x"); !isError || !strings.Contains(text, "your client cannot ask you") {
+			t.Errorf("the call answered %q (isError %v); want a refusal saying the client cannot ask its user", text, isError)
+		}
+	})
+	t.Run("reviewers", func(t *testing.T) {
+		_, _, e, _ := holdCall(t, approvalSetup{policy: callerTable}, "to the reviewers")
+		if e.Tool.Name != "create_issue" || len(e.Approvers) != 0 {
+			t.Errorf("the reviewers were asked about %q with approvers %q; want create_issue for any reviewer", e.Tool.Name, e.Approvers)
+		}
+	})
+}
+
+// sseEvents reads the data of an event stream's events.
+func sseEvents(resp *http.Response) <-chan string {
+	events := make(chan string, 16)
+	go func() {
+		defer close(events)
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+				events <- data
+			}
+		}
+	}()
+	return events
+}
+
+// TestCallerAnswerBound: only the session that was asked, answering the
+// gateway's own request id, once, within the time, confirms a call.
+func TestCallerAnswerBound(t *testing.T) {
+	up := newUpstream(t, statefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+	initialize := func() string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
+			`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Mcp-Session-Id")
+	}
+	asked, other := initialize(), initialize()
+	header := func(session string) http.Header {
+		return http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gateway, strings.NewReader(
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"bound"}}}`))
+	req.Header = header(asked)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := sseEvents(resp)
+	var question struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if err := json.Unmarshal([]byte(<-events), &question); err != nil || question.Method != "elicitation/create" {
+		t.Fatalf("the first event is not the gateway's question: %+v (%v)", question, err)
+	}
+	answer := func(id json.RawMessage) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"action":"accept"}}`, id)
+	}
+	refused := []struct {
+		name    string
+		session string
+		body    string
+	}{
+		{"from another session", other, answer(question.ID)},
+		{"to a forged id", asked, answer(json.RawMessage(`"mcpgate-confirm-forged"`))},
+	}
+	for _, r := range refused {
+		if status, body := post(t, gateway, header(r.session), r.body); status != http.StatusForbidden {
+			t.Errorf("an answer %s: %d %s; want 403", r.name, status, body)
+		}
+	}
+	if up.callCount("create_issue") != 0 {
+		t.Fatal("the call ran on an answer that was not the caller's")
+	}
+	if status, body := post(t, gateway, header(asked), answer(question.ID)); status != http.StatusAccepted {
+		t.Fatalf("the caller's answer: %d %s; want 202", status, body)
+	}
+	if result := <-events; !strings.Contains(result, "create_issue:bound") {
+		t.Errorf("after the answer, the stream carried %s; want the call's result", result)
+	}
+	if status, _ := post(t, gateway, header(asked), answer(question.ID)); status != http.StatusForbidden {
+		t.Errorf("the same answer posted twice: %d; want 403", status)
+	}
+	if n := up.callCount("create_issue"); n != 1 || up.sawBodyContaining(`"action":"accept"`) {
+		t.Errorf("the upstream ran the call %d times (want 1), or saw the answer", n)
+	}
+}
+
+// TestCallerTimeout: a caller who does not answer within the hold gets
+// a refusal saying so; the call does not run.
+func TestCallerTimeout(t *testing.T) {
+	up := newUpstream(t, statefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable + `
+		approval {
+			webhook http://127.0.0.1:9/unused
+			webhook_secret ` + testWebhookSecret + `
+			decision_secret ` + testDecisionSecret + `
+			callback_url http://127.0.0.1:9/approvals
+			hold 300ms
+		}`})
+	cancelled := make(chan struct{})
+	opts := &mcp.ClientOptions{ElicitationHandler: func(ctx context.Context, _ *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		// The person never answers; the gateway withdraws its question.
+		<-ctx.Done()
+		close(cancelled)
+		return nil, ctx.Err()
+	}}
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, opts, mcphttp.Version20250618)
+	if text, isError := callText(t, session, "create_issue", "late"); !isError || !strings.Contains(text, "No answer came from you") {
+		t.Errorf("an unanswered confirmation: %q (isError %v); want a refusal saying no answer came", text, isError)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Error("the gateway never withdrew its question (notifications/cancelled)")
+	}
+	if up.callCount("create_issue") != 0 {
+		t.Error("the call ran without an answer")
+	}
+}

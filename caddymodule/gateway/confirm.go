@@ -1,0 +1,348 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// This file has the person who makes a call confirm it in their own
+// client, when the policy names the caller among its approvers: the
+// gateway itself asks them, with an elicitation (MCP client/elicitation),
+// what will run and why it needs their approval. Under 2025-06-18 and
+// 2025-11-25 the question is a request on the call's own event stream,
+// whose answer the client posts in the same session; under 2026-07-28 it
+// is a result that asks for input (basic/patterns/mrtr), answered by the
+// retried call. The answer is the gateway's: it never reaches the
+// upstream. Accepted, the call runs once; declined or cancelled, it does
+// not.
+
+// callerApproval is the key of the gateway's own input request in a
+// 2026-07-28 result that asks the caller.
+const callerApproval = "io.mcpgate/approve"
+
+// defaultConfirmTimeout is how long the gateway waits for the caller's
+// answer when no hold is configured: under the 60 seconds after which
+// many clients give up on a call.
+const defaultConfirmTimeout = 50 * time.Second
+
+// approve routes a tools/call the policy said needs approval: to its
+// caller, when the policy names the caller and the client can ask its
+// user; else to reviewers (those the policy names, or any when it named
+// only the caller), when approvals are configured; else it is refused
+// with a reason that says why nobody could be asked.
+func (x *exchange) approve(v verdict) error {
+	for _, approver := range v.decision.Approvers {
+		if !approval.ValidPrincipal(approver) {
+			x.g.logger.Error("the policy names an unknown approver; call refused", zap.String("approver", approver))
+			return writeRefusal(x.w, v.refusedWith(fmt.Sprintf(
+				"This call needs approval, but the policy names an approver the gateway does not know (%q), so it was refused.", approver)))
+		}
+	}
+	askCaller := slices.Contains(v.decision.Approvers, approval.PrincipalCaller)
+	reviewers := slices.DeleteFunc(slices.Clone(v.decision.Approvers), func(a string) bool { return a == approval.PrincipalCaller })
+	if askCaller {
+		switch x.callerChannel() {
+		case askInResult:
+			return x.askCallerInResult(v)
+		case askOnStream:
+			return x.askCallerOnStream(v)
+		}
+	}
+	if x.g.cfg.Approvals == nil || x.legacy != nil {
+		text := v.refusal()
+		if askCaller {
+			text = "This call needs your approval, but your client cannot ask you (it did not declare elicitation, or does not accept an event stream in reply), and no reviewers are configured, so it was refused."
+			if v.decision.Reason != "" {
+				text += " Policy: " + v.decision.Reason
+			}
+		}
+		return writeRefusal(x.w, v.refusedWith(text))
+	}
+	v.decision.Approvers = reviewers
+	return x.holdThenForward(v)
+}
+
+// callerChannels say how the gateway can ask the caller.
+type callerChannel int
+
+const (
+	cannotAsk callerChannel = iota
+	// askInResult: a 2026-07-28 result that asks for input.
+	askInResult
+	// askOnStream: an elicitation request on the call's event stream.
+	askOnStream
+)
+
+// callerChannel tells how the gateway can ask the exchange's caller to
+// confirm a call: only a client that declared form elicitation can be
+// asked, over Streamable HTTP, and before 2026-07-28 only in an event
+// stream.
+func (x *exchange) callerChannel() callerChannel {
+	declared, known := x.capabilities()
+	switch {
+	case x.legacy != nil || x.body.Batch || !known || declared&capElicitationForm == 0:
+		return cannotAsk
+	case x.version >= mcphttp.Version20260728:
+		return askInResult
+	case acceptsEventStream(x.r):
+		return askOnStream
+	}
+	return cannotAsk
+}
+
+// confirmation is what the caller is asked.
+func (x *exchange) confirmation(v verdict) map[string]any {
+	args, _ := json.MarshalIndent(v.message.Tool.Arguments, "", "  ")
+	if len(args) > 2000 {
+		args = append(args[:2000], []byte("\n…")...)
+	}
+	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", v.input.Server, v.message.Tool.Name, args)
+	if v.decision.Reason != "" {
+		message += "\n\nWhy you are asked: " + v.decision.Reason
+	}
+	params := map[string]any{
+		"message":         message,
+		"requestedSchema": map[string]any{"type": "object", "properties": map[string]any{}},
+	}
+	if x.version >= mcphttp.Version20251125 {
+		params["mode"] = "form"
+	}
+	return params
+}
+
+// callerBinding is what a caller's confirmation is bound to: the caller,
+// the server, the tool and its exact arguments.
+func (x *exchange) callerBinding(v verdict) (string, error) {
+	call := approval.Call{
+		Session:   x.session.id,
+		Server:    v.input.Server,
+		Tool:      v.message.Tool.Name,
+		Arguments: v.message.Tool.Arguments,
+		Approvers: []string{approval.PrincipalCaller},
+	}
+	if x.caller != nil {
+		call.User = x.caller.ID
+	}
+	return call.Binding()
+}
+
+// askCallerInResult answers the call with a result that asks the caller
+// to confirm it (2026-07-28): the retried call carries the answer, and a
+// requestState that binds it to this very call (checkInputResponses).
+func (x *exchange) askCallerInResult(v verdict) error {
+	binding, err := x.callerBinding(v)
+	if err != nil {
+		return writeRefusal(x.w, v.refusedWith("This call needs your approval, and the gateway could not ask for it, so it was refused."))
+	}
+	state := x.sealRequestState(requestState{
+		Keys: []string{callerApproval}, Method: v.message.Method, Name: v.message.Tool.Name, Binding: binding, Nonce: newNonce(),
+	})
+	result, err := json.Marshal(map[string]any{
+		"resultType": "input_required",
+		"content":    []any{},
+		"inputRequests": map[string]any{
+			callerApproval: map[string]any{"method": "elicitation/create", "params": x.confirmation(v)},
+		},
+		"requestState": state,
+	})
+	if err != nil {
+		return err
+	}
+	x.g.logger.Info("caller asked to confirm the call", zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
+	writeJSON(x.w, http.StatusOK, mcpmsg.ResultResponse(v.message.ID, result))
+	return nil
+}
+
+// askCallerOnStream asks the caller, in the call's event stream, to
+// confirm the call, and waits for the answer the client posts: accepted,
+// the call runs and its reply follows in the stream.
+func (x *exchange) askCallerOnStream(v verdict) error {
+	g := x.g
+	id := `"mcpgate-confirm-` + newNonce() + `"`
+	answers, forget := g.sessions.own.await(x.session, id)
+	defer forget()
+	request, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": x.confirmation(v)})
+	if err != nil {
+		return err
+	}
+	held := &heldCall{w: x.w, r: x.r, id: v.message.ID, logger: g.logger, requestID: g.host.RequestID(x.r)}
+	held.startStream(v.message.ProgressToken)
+	held.writeEvent(request)
+	wait := defaultConfirmTimeout
+	if g.cfg.Approvals != nil {
+		wait = g.cfg.Approvals.Hold
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	logger := g.logger.With(zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
+	select {
+	case answer := <-answers:
+		switch answer {
+		case "accept":
+			logger.Info("caller confirmed the call")
+			w, finish := held.replyWriter()
+			x.w, x.verdicts = w, []verdict{v.approved()}
+			err := x.forward()
+			finish()
+			return err
+		case "decline":
+			logger.Info("caller declined the call")
+			return held.answer("You declined this call, so it did not run.")
+		default:
+			logger.Info("caller cancelled the call", zap.String("answer", answer))
+			return held.answer("You cancelled this call, so it did not run.")
+		}
+	case <-timer.C:
+		// Withdraw the question, so the client stops asking its user
+		// (MCP basic/utilities, "Cancellation").
+		if withdrawn, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
+			"params": map[string]any{"requestId": json.RawMessage(id), "reason": "no answer in time"}}); err == nil {
+			held.writeEvent(withdrawn)
+		}
+		return held.answer(fmt.Sprintf("No answer came from you within %s: the call did not run. Make it again to be asked again.", wait.Round(time.Second)))
+	case <-x.r.Context().Done():
+		return nil
+	}
+}
+
+// ownRequests are the gateway's own requests to clients (the caller's
+// confirmations) awaiting the client's answer, by session and id.
+type ownRequests struct {
+	mu      sync.Mutex
+	waiting map[string]chan string
+}
+
+func newOwnRequests() *ownRequests {
+	return &ownRequests{waiting: make(map[string]chan string)}
+}
+
+// await registers the gateway's request id in session and returns where
+// the answer's action comes, and a function to call when no longer
+// waiting.
+func (o *ownRequests) await(session sessionKey, id string) (<-chan string, func()) {
+	key := session.String() + "\x00" + mcpmsg.CanonicalID([]byte(id))
+	answers := make(chan string, 1)
+	o.mu.Lock()
+	o.waiting[key] = answers
+	o.mu.Unlock()
+	return answers, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.waiting[key] == answers {
+			delete(o.waiting, key)
+		}
+	}
+}
+
+// deliver hands the client's response m, in session, to the gateway's
+// request awaiting it, and reports whether one was: such a response is
+// the gateway's, and goes no further. An answer is taken once.
+func (o *ownRequests) deliver(session sessionKey, m *mcpmsg.Message) bool {
+	key := session.String() + "\x00" + mcpmsg.CanonicalID(m.ID)
+	o.mu.Lock()
+	answers, ok := o.waiting[key]
+	delete(o.waiting, key)
+	o.mu.Unlock()
+	if ok {
+		answers <- elicitationAction(m.Raw)
+	}
+	return ok
+}
+
+// elicitationAction reads the action of an elicitation's answer:
+// "accept", "decline" or "cancel"; an error or anything else is
+// "cancel".
+func elicitationAction(raw []byte) string {
+	var response struct {
+		Result *struct {
+			Action string `json:"action"`
+		} `json:"result"`
+	}
+	decoder := json.NewDecoder(bytes.NewReader(raw))
+	if err := decoder.Decode(&response); err != nil || response.Result == nil {
+		return "cancel"
+	}
+	switch response.Result.Action {
+	case "accept", "decline":
+		return response.Result.Action
+	}
+	return "cancel"
+}
+
+// confirmedByCaller applies a retried 2026-07-28 call's answer to the
+// gateway's own question (see checkInputResponses): accepted, a call
+// the policy says needs approval runs once; declined or cancelled, it is
+// refused. It returns the verdict to act on.
+func (x *exchange) confirmedByCaller(v verdict) verdict {
+	answer, answered := x.callerAnswers[v.message]
+	if !answered || v.decision.Action != policy.ActionNeedsApproval {
+		return v
+	}
+	if answer == "accept" {
+		return v.approved()
+	}
+	text := "You declined this call, so it did not run."
+	if answer != "decline" {
+		text = "You cancelled this call, so it did not run."
+	}
+	return v.refusedWith(text)
+}
+
+// claimAnswer makes sure a caller's confirmation runs its call once: its
+// nonce is claimed in the approval store (shared by replicas) when there
+// is one, else in this process.
+func (x *exchange) claimAnswer(nonce string) error {
+	if approvals := x.g.cfg.Approvals; approvals != nil {
+		ctx, cancel := context.WithTimeout(x.r.Context(), 5*time.Second)
+		defer cancel()
+		return approvals.Service.Claim(ctx, "confirm:"+nonce)
+	}
+	if !x.g.sessions.confirmations.claim(nonce) {
+		return fmt.Errorf("this confirmation was used already")
+	}
+	return nil
+}
+
+// newNonce returns 128 random bits, base64url.
+func newNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// usedConfirmations remembers, in a process without an approval store,
+// the caller confirmations that ran their call.
+type usedConfirmations struct {
+	used *expirable.LRU[string, struct{}]
+}
+
+func newUsedConfirmations() *usedConfirmations {
+	return &usedConfirmations{used: expirable.NewLRU[string, struct{}](100_000, nil, requestStateTTL)}
+}
+
+// claim reports whether nonce was not used before, and marks it used.
+// An evicted nonce (past the bound) is older than most, and its
+// requestState expires with it.
+func (u *usedConfirmations) claim(nonce string) bool {
+	if u.used.Contains(nonce) {
+		return false
+	}
+	u.used.Add(nonce, struct{}{})
+	return true
+}
