@@ -180,6 +180,8 @@ type approvalSetup struct {
 	timeout, keepalive, hold string
 	// store is the store line ("store redis <addr>"); default memory.
 	store string
+	// inbox is the inbox URL of the approval block, if any.
+	inbox string
 	// approvals is the mcp_approvals block's body.
 	approvals string
 	// global adds global options (an admin endpoint).
@@ -217,7 +219,7 @@ func startApprovalGateway(t testing.TB, up *upstream, s approvalSetup) *approval
 	}
 }
 `, callbackPort, s.approvals) + approvalSiteWith(gatewayPort, or(s.policy, testPolicy), up, g.approver.URL, g.Callbacks,
-		"timeout "+or(s.timeout, "10s"), "keepalive "+or(s.keepalive, "100ms"), "hold "+or(s.hold, "10s"), s.store)
+		"timeout "+or(s.timeout, "10s"), "keepalive "+or(s.keepalive, "100ms"), "hold "+or(s.hold, "10s"), s.store, inboxLine(s.inbox))
 	startCaddy(t, g.caddyfile)
 	waitForListener(t, gatewayPort)
 	waitForListener(t, callbackPort)
@@ -253,6 +255,14 @@ func approvalSiteWith(port int, policy string, up *upstream, webhook, callbacks 
 	reverse_proxy %s
 }
 `, port, policy, webhook, testWebhookSecret, testDecisionSecret, callbacks, strings.Join(lines, "\n\t\t\t"), strings.TrimPrefix(up.URL, "http://"))
+}
+
+// inboxLine is the approval block's inbox_url line for url, if any.
+func inboxLine(url string) string {
+	if url == "" {
+		return ""
+	}
+	return "inbox_url " + url
 }
 
 func or(s, fallback string) string {
@@ -552,6 +562,52 @@ func TestApprovalPendingThenRetry(t *testing.T) {
 	}
 	if n := up.callCount("create_issue"); n != 1 {
 		t.Errorf("upstream ran create_issue %d times, want exactly once", n)
+	}
+}
+
+// TestApprovalSurvivesReconnect: many clients open a new session for
+// every attempt. An anonymous caller's pending answer carries a token
+// (in its text and _meta) and the inbox link; the same call made in a new
+// session with the token runs once approved, and neither the call
+// without it nor another call with it runs on the approval.
+func TestApprovalSurvivesReconnect(t *testing.T) {
+	g, up, first, ctx := approvalClient(t, approvalSetup{hold: "300ms", inbox: "http://127.0.0.1:9/approvals/"})
+	res := awaitResult(t, callAsync(ctx, first, createIssue("reconnect")))
+	var meta struct {
+		Approval struct {
+			ID, Token, Inbox string
+		} `json:"io.mcpgate/approval"`
+	}
+	raw, _ := json.Marshal(res.Meta)
+	if err := json.Unmarshal(raw, &meta); err != nil || meta.Approval.Token == "" || !strings.Contains(resultText(res), meta.Approval.Token) ||
+		meta.Approval.Inbox != "http://127.0.0.1:9/approvals/?approval="+meta.Approval.ID || !strings.Contains(resultText(res), meta.Approval.Inbox) {
+		t.Fatalf("pending answer %q with _meta %s; want the approval's token and inbox link in both", resultText(res), raw)
+	}
+	if status := g.approver.decide(t, g.Callbacks+"/"+meta.Approval.ID, "approve", ""); status != http.StatusOK {
+		t.Fatalf("approve: status %d", status)
+	}
+	second := connect(t, g.URL, nil)
+	withToken := func(text string) *mcp.CallToolParams {
+		return &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"text": text, "mcpgate_approval": meta.Approval.Token}}
+	}
+	if res := awaitResult(t, callAsync(ctx, second, withToken("other text"))); !res.IsError || up.callCount("create_issue") != 0 {
+		t.Errorf("another call with the token: %q; want it held on an approval of its own, not run", resultText(res))
+	}
+	if res := awaitResult(t, callAsync(ctx, second, createIssue("reconnect"))); !res.IsError || up.callCount("create_issue") != 0 {
+		t.Errorf("the same call in a new session without the token: %q; want it held anew, not run", resultText(res))
+	}
+	if res := awaitResult(t, callAsync(ctx, second, withToken("reconnect"))); res.IsError || resultText(res) != "create_issue:reconnect" {
+		t.Errorf("the same call in a new session with the token: %q; want it run", resultText(res))
+	}
+	if up.sawBodyContaining("mcpgate_approval") {
+		t.Error("the upstream saw the approval token")
+	}
+	forged := &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"text": "reconnect", "mcpgate_approval": "mcpgate1.forged"}}
+	if _, err := second.CallTool(ctx, forged); err == nil {
+		t.Error("a forged approval token was accepted")
+	}
+	if n := up.callCount("create_issue"); n != 1 {
+		t.Errorf("upstream ran create_issue %d times, want once", n)
 	}
 }
 

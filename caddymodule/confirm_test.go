@@ -210,3 +210,37 @@ func TestCallerTimeout(t *testing.T) {
 		t.Error("the call ran without an answer")
 	}
 }
+
+// TestCallerConfirmsInTypeScriptClient: the official TypeScript SDK's
+// client, asked by the gateway, confirms or declines a call.
+func TestCallerConfirmsInTypeScriptClient(t *testing.T) {
+	up := newUpstream(t, statefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+	for _, tt := range []struct{ action, want string }{
+		{"accept", "create_issue:from typescript"},
+		{"decline", "You declined this call"},
+	} {
+		t.Run(tt.action, func(t *testing.T) {
+			cmd := typeScriptCommand(t, "confirm.mjs", gateway, tt.action)
+			stdout, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("the TypeScript client failed: %v", err)
+			}
+			var got struct {
+				Asked   []string `json:"asked"`
+				Text    string   `json:"text"`
+				IsError bool     `json:"isError"`
+				Error   string   `json:"error"`
+			}
+			if err := json.Unmarshal(stdout, &got); err != nil || got.Error != "" {
+				t.Fatalf("the TypeScript client printed %q (%v)", stdout, err)
+			}
+			if len(got.Asked) != 1 || !strings.Contains(got.Text, tt.want) || got.IsError != (tt.action != "accept") {
+				t.Errorf("asked %q, the call answered %q (isError %v); want one question and %q", got.Asked, got.Text, got.IsError, tt.want)
+			}
+		})
+	}
+	if n := up.callCount("create_issue"); n != 1 {
+		t.Errorf("the upstream ran create_issue %d times, want once (accepted)", n)
+	}
+}

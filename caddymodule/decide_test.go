@@ -79,6 +79,12 @@ func TestWhoMayDecide(t *testing.T) {
 	if _, page := inboxRequest(t, http.MethodGet, inbox, "bob", "builder", nil, nil); strings.Contains(page, e.ID) {
 		t.Error("bob's inbox lists a call only alice may decide")
 	}
+	if _, page := inboxRequest(t, http.MethodGet, inbox+"?approval="+e.ID, "bob", "builder", nil, nil); !strings.Contains(page, "It is for admin:ops, inbox:alice to decide, not you") {
+		t.Errorf("bob following the approval's link: want to be told who decides it:\n%s", page)
+	}
+	if _, page := inboxRequest(t, http.MethodGet, inbox+"?approval="+e.ID, "alice", "wonderland", nil, nil); !strings.Contains(page, "You may decide it below") {
+		t.Errorf("alice following the approval's link: want to be told she may decide it:\n%s", page)
+	}
 	if up.callCount("create_issue") != 0 {
 		t.Fatal("the call ran before its approver decided")
 	}

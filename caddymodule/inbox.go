@@ -126,6 +126,10 @@ type inboxPage struct {
 	User    string
 	Pending []inboxEntry
 	Decided *approval.Approval
+	// Focused is the approval a link named (?approval=<id>), with
+	// whether the signed-in user may decide it.
+	Focused  *approval.Approval
+	Entitled bool
 }
 
 // renderInbox lists the pending approvals, each with its form.
@@ -133,7 +137,7 @@ func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, u
 	page := inboxPage{User: user}
 	seen := make(map[string]bool)
 	var listErr error
-	decided := r.URL.Query().Get("decided")
+	decided, focused := r.URL.Query().Get("decided"), r.URL.Query().Get("approval")
 	eachApprovalService(h.Instance, func(s *approval.Service) bool {
 		list, err := s.List(r.Context())
 		if err != nil {
@@ -144,6 +148,9 @@ func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, u
 		for _, a := range list {
 			if a.ID == decided {
 				page.Decided = a
+			}
+			if a.ID == focused && s.Owns(a) {
+				page.Focused, page.Entitled = a, a.Entitled(h.Inbox.decider(user))
 			}
 			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) || !s.Owns(a) || !a.Entitled(h.Inbox.decider(user)) {
 				continue
@@ -196,6 +203,8 @@ button { font-size: 1rem; margin-right: .5rem; }
 <h1>Pending approvals</h1>
 <p>Signed in as <b>{{.User}}</b>.</p>
 {{with .Decided}}<p class="notice" id="decided">Approval {{.ID}} is {{.State}}{{with .Approver}} ({{.}}){{end}}.</p>{{end}}
+{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}} ({{.Tool}} on {{.Server}}) is {{.State}}.
+{{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is for {{range $i, $a := .Approvers}}{{if $i}}, {{end}}{{$a}}{{end}} to decide, not you.{{end}}{{end}}</p>{{end}}
 {{range .Pending}}
 <section class="approval" id="{{.ID}}">
 <dl>

@@ -47,6 +47,10 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 	}
 	if v.input.User != nil {
 		call.User = v.input.User.ID
+	} else if session, named := x.approvalSessions[m]; named {
+		// An anonymous caller's token binds the call to the session
+		// its approval was asked in.
+		call.Session = session
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
 
@@ -119,7 +123,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 				return nil, nil, false, held.fail(err)
 			}
 		case <-holdTimer.C:
-			return nil, nil, false, held.answer(pendingText(a))
+			return nil, nil, false, held.pending(x.pendingAnswer(a, call))
 		case <-cancelled:
 			// Answered as cancelled even if a decision came first: the
 			// client no longer wants the call run.
@@ -133,15 +137,6 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 			return nil, nil, false, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID))
 		}
 	}
-}
-
-// pendingText tells the model (and the person) that the call did not run
-// yet, and how to run it once approved.
-func pendingText(a *approval.Approval) string {
-	return fmt.Sprintf("Approval pending (id %s): this call needs a person's approval and has not run yet. "+
-		"Once it is approved, the same call (same tool, same arguments) will run when it is made again; "+
-		"made again before then, it waits for the decision. The approval expires at %s.",
-		a.ID, a.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
 // cancelledText is the answer to a call whose approval was cancelled.
@@ -261,6 +256,18 @@ func (c *heldCall) progress(a *approval.Approval) {
 func (c *heldCall) writeEvent(message []byte) {
 	_, _ = c.w.Write(mcpmsg.MessageEvent(message).Encode())
 	_ = http.NewResponseController(c.w).Flush()
+}
+
+// pending ends the held call with the answer that its approval is
+// pending (a tool result with isError and _meta).
+func (c *heldCall) pending(result []byte) error {
+	response := mcpmsg.ResultResponse(c.id, result)
+	if c.streaming {
+		c.writeEvent(response)
+		return nil
+	}
+	writeJSON(c.w, http.StatusOK, response)
+	return nil
 }
 
 // answer ends the held call with a tool result that has isError and text.

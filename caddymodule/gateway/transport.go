@@ -44,6 +44,9 @@ func (x *exchange) checkTransport() error {
 	if err := x.checkInputResponses(); err != nil {
 		return err
 	}
+	if err := x.takeApprovalTokens(); err != nil {
+		return err
+	}
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
 		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.take(x.session, m.ID) {

@@ -48,6 +48,9 @@ const (
 	// RequestState is not a session but what a sealed requestState of a
 	// multi-round-trip request holds (2026-07-28): the id holds it.
 	RequestState Kind = 3
+	// Approval is not a session but a token naming the session an
+	// approval was asked in: the id holds that session's id.
+	Approval Kind = 4
 )
 
 // Session is what a token carries.
@@ -212,7 +215,7 @@ func decode(plain []byte) (Session, error) {
 		return Session{}, ErrMalformed
 	}
 	session := Session{Kind: Kind(plain[0]), Capabilities: plain[1]}
-	if session.Kind != Streamable && session.Kind != Legacy && session.Kind != RequestState {
+	if session.Kind < Streamable || session.Kind > Approval {
 		return Session{}, ErrMalformed
 	}
 	n, size := binary.Uvarint(plain[2:])
