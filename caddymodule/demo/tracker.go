@@ -12,10 +12,11 @@ import (
 
 // Issue is one issue of the demo tracker.
 type Issue struct {
-	ID     int    `json:"id"`
-	Title  string `json:"title"`
-	Body   string `json:"body,omitempty"`
-	Status string `json:"status"`
+	ID       int      `json:"id"`
+	Title    string   `json:"title"`
+	Body     string   `json:"body,omitempty"`
+	Status   string   `json:"status"`
+	Comments []string `json:"comments,omitempty"`
 }
 
 // Tracker is a small in-memory issue tracker, served as an MCP server with
@@ -68,6 +69,11 @@ type createIssueInput struct {
 	Body  string `json:"body,omitempty" jsonschema:"the details"`
 }
 
+type addCommentInput struct {
+	ID      int    `json:"id" jsonschema:"the issue number"`
+	Comment string `json:"comment" jsonschema:"the comment's text"`
+}
+
 type updateStatusInput struct {
 	ID     int    `json:"id" jsonschema:"the issue number"`
 	Status string `json:"status" jsonschema:"open, in_progress or closed"`
@@ -89,6 +95,8 @@ func (t *Tracker) Server() *mcp.Server {
 	mcp.AddTool(server, &mcp.Tool{Name: "search_issues", Description: "Search issue titles and bodies.", Annotations: readOnly}, t.searchIssues)
 	mcp.AddTool(server, &mcp.Tool{Name: "create_issue", Description: "Open a new issue.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: falsePtr()}}, t.createIssue)
+	mcp.AddTool(server, &mcp.Tool{Name: "add_comment", Description: "Comment on an issue.",
+		Annotations: &mcp.ToolAnnotations{DestructiveHint: falsePtr()}}, t.addComment)
 	mcp.AddTool(server, &mcp.Tool{Name: "update_status", Description: "Change an issue's status.",
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: falsePtr(), IdempotentHint: true}}, t.updateStatus)
 	mcp.AddTool(server, &mcp.Tool{Name: "delete_issue", Description: "Delete an issue for good.",
@@ -138,6 +146,20 @@ func (t *Tracker) createIssue(_ context.Context, _ *mcp.CallToolRequest, in crea
 		return nil, Issue{}, fmt.Errorf("an issue needs a title")
 	}
 	return nil, t.create(in.Title, in.Body, "open"), nil
+}
+
+func (t *Tracker) addComment(_ context.Context, _ *mcp.CallToolRequest, in addCommentInput) (*mcp.CallToolResult, Issue, error) {
+	if strings.TrimSpace(in.Comment) == "" {
+		return nil, Issue{}, fmt.Errorf("a comment needs text")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	issue, ok := t.issues[in.ID]
+	if !ok {
+		return nil, Issue{}, fmt.Errorf("no issue #%d", in.ID)
+	}
+	issue.Comments = append(issue.Comments, in.Comment)
+	return nil, *issue, nil
 }
 
 func (t *Tracker) updateStatus(_ context.Context, _ *mcp.CallToolRequest, in updateStatusInput) (*mcp.CallToolResult, Issue, error) {

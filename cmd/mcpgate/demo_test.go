@@ -87,8 +87,8 @@ func TestDemo(t *testing.T) {
 	}
 	slices.Sort(listed)
 	// update_status and delete_issue are blocked, so the model never sees
-	// them; create_issue needs approval and stays listed.
-	if want := []string{"create_issue", "get_issue", "list_issues", "search_issues"}; !slices.Equal(listed, want) {
+	// them; create_issue and add_comment need approval and stay listed.
+	if want := []string{"add_comment", "create_issue", "get_issue", "list_issues", "search_issues"}; !slices.Equal(listed, want) {
 		t.Errorf("demo lists %v, want %v", listed, want)
 	}
 
@@ -101,7 +101,10 @@ func TestDemo(t *testing.T) {
 		{"list_issues", map[string]any{"status": "open"}, false, "Login page times out"},
 		{"search_issues", map[string]any{"query": "csv"}, false, "Export to CSV"},
 		{"get_issue", map[string]any{"id": 3}, false, "Dark mode"},
+		// This client cannot ask its user, so the caller's confirmation
+		// falls back to the reviewers.
 		{"create_issue", map[string]any{"title": "x"}, true, "Approval pending"},
+		{"add_comment", map[string]any{"id": 1, "comment": "x"}, true, "Approval pending"},
 		{"update_status", map[string]any{"id": 1, "status": "closed"}, true, `Blocked by policy: tool "update_status"`},
 		{"delete_issue", map[string]any{"id": 1}, true, `Blocked by policy: tool "delete_issue"`},
 	}
