@@ -10,6 +10,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
+
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
 )
 
 // policyBuilder compiles a policy from the modules and data of its source
@@ -116,6 +121,9 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 
 	var q preparedQueries
+	if q.revision, err = revisionOf(all, data); err != nil {
+		return nil, err
+	}
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
@@ -143,6 +151,28 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 		}
 	}
 	return &q, nil
+}
+
+// revisionOf names a policy by its content: a SHA-256 of its modules (as
+// OPA prints them, in order, whatever the files were called) and its data
+// (as canonical JSON), so that audit records say exactly which policy
+// decided, alike on replicas that load it from different places.
+func revisionOf(modules map[string]*ast.Module, data map[string]any) (string, error) {
+	printed := make([]string, 0, len(modules))
+	for _, module := range modules {
+		printed = append(printed, module.String())
+	}
+	slices.Sort(printed)
+	h := sha256.New()
+	for _, module := range printed {
+		fmt.Fprintf(h, "%d\n%s\n", len(module), module)
+	}
+	encoded, err := json.Marshal(data)
+	if err != nil {
+		return "", fmt.Errorf("hashing policy data: %w", err)
+	}
+	h.Write(encoded)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // mergeData returns base with extra merged into it, member by member for

@@ -37,6 +37,9 @@ type Decision struct {
 	// Cached reports that the decision was recalled from the decision
 	// cache rather than evaluated (see Options.CacheSize).
 	Cached bool `json:"-"`
+	// Revision names the policy and data that decided (a hash of their
+	// content), for audit records.
+	Revision string `json:"-"`
 }
 
 // errUndefined reports a decision query with no value, the usual result of a

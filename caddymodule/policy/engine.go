@@ -99,6 +99,8 @@ type preparedQueries struct {
 	// input is what the policy reads of the input document: all of it
 	// that evaluations build.
 	input *inputUse
+	// revision names the policy and data (revisionOf).
+	revision string
 }
 
 // preparedQuery is one query of a compiled policy, with the results it
@@ -196,11 +198,12 @@ func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
 	r, err := e.result(ctx, queries, &queries.decision, input)
 	switch {
 	case err != nil:
-		return blockedByError(err)
+		r.decision, err = blockedByError(err)
 	case !r.defined:
-		return blockedByError(errUndefined)
+		r.decision, err = blockedByError(errUndefined)
 	}
-	return r.decision, nil
+	r.decision.Revision = queries.revision
+	return r.decision, err
 }
 
 // ToolPermission evaluates the permission query for a tools/call input:

@@ -461,3 +461,25 @@ func normalize(t *testing.T, v any) any {
 	}
 	return out
 }
+
+// TestRevisionNamesThePolicy: decisions name the policy and data that
+// gave them, by content.
+func TestRevisionNamesThePolicy(t *testing.T) {
+	revision := func(data map[string]any) string {
+		t.Helper()
+		engine := newEngine(t, context.Background(), Options{Paths: []string{writePolicy(t, map[string]string{"p.rego": `package mcp
+decision := {"action": "allow"}`})}, Data: data})
+		d, err := engine.Decide(context.Background(), toolInput("t"))
+		if err != nil || !strings.HasPrefix(d.Revision, "sha256:") {
+			t.Fatalf("decision %+v (%v); want a revision", d, err)
+		}
+		return d.Revision
+	}
+	a, b := revision(map[string]any{"x": 1}), revision(map[string]any{"x": 1})
+	if a != b {
+		t.Errorf("one policy and data gave revisions %s and %s; want one", a, b)
+	}
+	if c := revision(map[string]any{"x": 2}); c == a {
+		t.Errorf("other data gave the same revision %s", c)
+	}
+}
