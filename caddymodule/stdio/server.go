@@ -1,0 +1,414 @@
+// Package stdio serves an MCP server that speaks over stdio (a program
+// the gateway starts) on MCP's Streamable HTTP transport: each session
+// gets a process of its own, started on initialize and stopped when the
+// session ends, and a message pump between the two. Stateless clients
+// (MCP 2026-07-28) are served by a small pool of warm processes.
+//
+// It knows nothing of Caddy: the mcp_stdio module (package stdiomodule)
+// wraps a Server as a Caddy handler.
+package stdio
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+)
+
+// Header names of the Streamable HTTP transport.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+)
+
+// Server serves one stdio MCP server's sessions over HTTP. It is an
+// http.Handler; Close stops every process it started.
+type Server struct {
+	cfg    Config
+	logger atomic.Pointer[zap.Logger]
+	pool   *pool
+
+	mu sync.Mutex
+	// sessions are the initialized sessions, by id.
+	sessions map[string]*session
+	// live are all sessions whose process has not been reaped yet,
+	// starting and pooled ones included.
+	live map[*session]struct{}
+	// processes counts the session processes (not the pool's) that
+	// started and are not reaped yet.
+	processes int
+	closed    bool
+	stopped   sync.WaitGroup
+}
+
+// New returns a Server that runs cfg.Command for each session; it starts
+// nothing until a client asks. cfg should have passed Validate; its zero
+// values take the defaults.
+func New(cfg Config, logger *zap.Logger) *Server {
+	srv := &Server{
+		cfg:      cfg.withDefaults(),
+		sessions: make(map[string]*session),
+		live:     make(map[*session]struct{}),
+	}
+	srv.logger.Store(logger)
+	srv.pool = newPool(srv, srv.cfg.StatelessPool)
+	return srv
+}
+
+// SetLogger replaces the logger that new sessions log to (after a config
+// reload that keeps the Server).
+func (srv *Server) SetLogger(logger *zap.Logger) {
+	srv.logger.Store(logger)
+}
+
+// ServeHTTP serves MCP's Streamable HTTP transport: POST carries client
+// messages, GET opens a session's stream of server messages, DELETE ends
+// a session.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		srv.servePOST(w, r)
+	case http.MethodGet:
+		if s := srv.sessionOf(w, r); s != nil {
+			s.serveGET(w, r)
+		}
+	case http.MethodDelete:
+		if s := srv.sessionOf(w, r); s != nil {
+			s.end(&ending{status: http.StatusNotFound, message: "the client ended the session"})
+			w.WriteHeader(http.StatusNoContent)
+		}
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "method "+r.Method+" is not used by MCP")
+	}
+}
+
+// servePOST routes a POST: to its session; to the stateless pool when it
+// speaks MCP 2026-07-28; to a new session when it is initialize.
+func (srv *Server) servePOST(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(srv.cfg.MaxMessageSize)))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest,
+				"the body is larger than max_message_size ("+strconv.Itoa(srv.cfg.MaxMessageSize)+" bytes)")
+			return
+		}
+		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "reading the body: "+err.Error())
+		return
+	}
+	msgs, err := decodeBody(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, err.Error())
+		return
+	}
+	if r.Header.Get(headerSessionID) != "" {
+		s := srv.sessionOf(w, r)
+		if s == nil {
+			return
+		}
+		if !s.begin() {
+			writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session ended; initialize a new one")
+			return
+		}
+		defer s.finish()
+		s.post(w, r, msgs, nil)
+		return
+	}
+	if version := statelessVersion(r.Header, msgs); version != "" {
+		srv.serveStateless(w, r, msgs, version)
+		return
+	}
+	if request := initializeRequest(msgs); request != nil {
+		srv.initialize(w, r, request)
+		return
+	}
+	writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest,
+		"no "+headerSessionID+" header: start a session with initialize first")
+}
+
+// sessionOf returns the session the request names, or answers the request
+// itself (400 without a session id, 404 for an unknown one) and returns
+// nil.
+func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
+	id := r.Header.Get(headerSessionID)
+	if id == "" {
+		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "no "+headerSessionID+" header")
+		return nil
+	}
+	srv.mu.Lock()
+	s := srv.sessions[id]
+	srv.mu.Unlock()
+	if s == nil {
+		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session not found (it may have ended); initialize a new one")
+	}
+	return s
+}
+
+// initialize starts a session: a new process, to which it forwards the
+// client's initialize. The session exists for the client once the server
+// has answered; a server that does not answer within init_timeout is
+// killed.
+func (srv *Server) initialize(w http.ResponseWriter, r *http.Request, request *jsonrpc.Request) {
+	if err := srv.reserve(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, request.ID, codeServerError, err.Error())
+		return
+	}
+	s, err := srv.startSession(false, srv.unreserve)
+	if err != nil {
+		srv.unreserve()
+		writeError(w, startFailureStatus(err), request.ID, codeServerError, err.Error())
+		return
+	}
+	s.begin()
+	defer s.finish()
+	response, failure := srv.handshake(r.Context(), s, request)
+	if failure != nil {
+		writeError(w, failure.status, request.ID, codeServerError, failure.message)
+		return
+	}
+	data, err := jsonrpc.EncodeMessage(response)
+	if err != nil {
+		s.end(&ending{status: http.StatusBadGateway, message: "encoding the server's answer to initialize: " + err.Error()})
+		writeError(w, http.StatusBadGateway, request.ID, codeServerError, err.Error())
+		return
+	}
+	if response.Error != nil {
+		s.end(&ending{status: http.StatusNotFound, message: "the MCP server refused initialize"})
+		writeJSON(w, http.StatusOK, data)
+		return
+	}
+	srv.list(s)
+	w.Header().Set(headerSessionID, s.id)
+	writeJSON(w, http.StatusOK, data)
+}
+
+// handshake sends initialize to a new process and waits, within
+// init_timeout, for the answer. On failure the session has ended and its
+// process is reaped.
+func (srv *Server) handshake(ctx context.Context, s *session, request *jsonrpc.Request) (*jsonrpc.Response, *ending) {
+	ctx, cancel := context.WithTimeout(ctx, srv.cfg.InitTimeout)
+	defer cancel()
+	response, err := s.call(ctx, request)
+	if err == nil {
+		return response, nil
+	}
+	var failure *ending
+	switch {
+	case errors.As(err, &failure):
+	case errors.Is(err, context.DeadlineExceeded):
+		failure = &ending{
+			status:  http.StatusGatewayTimeout,
+			message: fmt.Sprintf("the MCP server did not answer initialize within %s (init_timeout); it was killed", srv.cfg.InitTimeout),
+			kill:    true,
+		}
+	default:
+		failure = &ending{status: http.StatusBadGateway, message: "the client left during initialize", kill: true}
+	}
+	s.end(failure)
+	<-s.stopped
+	return nil, s.ended
+}
+
+// startSession starts a process and the session around it; onStopped
+// runs once the process is reaped.
+func (srv *Server) startSession(stateless bool, onStopped func()) (*session, error) {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		return nil, errClosed
+	}
+	srv.stopped.Add(1)
+	srv.mu.Unlock()
+
+	id := rand.Text()
+	logger := srv.logger.Load().With(zap.String("session", id))
+	proc, err := startProcess(srv.cfg.Command, srv.cfg.MaxMessageSize, srv.cfg.InitTimeout, logger.Named("stderr"))
+	if err != nil {
+		srv.stopped.Done()
+		logger.Error("starting the MCP server", zap.Error(err))
+		return nil, &startError{err}
+	}
+	logger = logger.With(zap.Int("pid", proc.pid()))
+	var s *session
+	s = newSession(srv, id, proc, stateless, logger, func() {
+		srv.mu.Lock()
+		delete(srv.live, s)
+		srv.mu.Unlock()
+		onStopped()
+		srv.stopped.Done()
+	})
+	srv.mu.Lock()
+	srv.live[s] = struct{}{}
+	closed := srv.closed
+	srv.mu.Unlock()
+	if closed {
+		// Close began after this session was counted: it ends here.
+		s.end(shuttingDown())
+	}
+	logger.Info("session started", zap.Bool("stateless", stateless))
+	go s.pump()
+	go s.run()
+	return s, nil
+}
+
+// reserve counts a session process about to start, within max_sessions.
+func (srv *Server) reserve() error {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	switch {
+	case srv.closed:
+		return errClosed
+	case srv.processes >= srv.cfg.MaxSessions:
+		return fmt.Errorf("the MCP server already runs %d sessions (max_sessions); retry later", srv.cfg.MaxSessions)
+	}
+	srv.processes++
+	return nil
+}
+
+func (srv *Server) unreserve() {
+	srv.mu.Lock()
+	srv.processes--
+	srv.mu.Unlock()
+}
+
+// list makes an initialized session reachable by its id, unless it
+// has ended meanwhile.
+func (srv *Server) list(s *session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		srv.sessions[s.id] = s
+	}
+}
+
+// unlist makes an ended session unreachable.
+func (srv *Server) unlist(s *session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.sessions[s.id] == s {
+		delete(srv.sessions, s.id)
+	}
+}
+
+// Close ends every session (each once its POSTs in progress are answered,
+// or after stop_grace) and stops every process, gracefully; it returns
+// once all are reaped.
+func (srv *Server) Close() error {
+	srv.mu.Lock()
+	srv.closed = true
+	live := make([]*session, 0, len(srv.live))
+	for s := range srv.live {
+		live = append(live, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range live {
+		go s.drain(srv.cfg.StopGrace, shuttingDown())
+	}
+	srv.stopped.Wait()
+	return nil
+}
+
+// shuttingDown is the ending of the sessions a closing Server ends.
+func shuttingDown() *ending {
+	return &ending{status: http.StatusServiceUnavailable, message: "the gateway is shutting down or reloading a changed configuration; initialize a new session"}
+}
+
+// errClosed is what a closed Server answers new sessions with.
+var errClosed = errors.New("the gateway is shutting down or reloading a changed configuration; retry")
+
+// startError is a failure to start the server's program.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "starting the MCP server: " + e.err.Error() }
+
+func (e *startError) Unwrap() error { return e.err }
+
+// startFailureStatus is the HTTP status of a failure to start a session.
+func startFailureStatus(err error) int {
+	if errors.Is(err, errClosed) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+// decodeBody reads a POST body: one JSON-RPC message, or a batch of them.
+// Numeric ids must be integers: the go-sdk reads ids as int64, and one it
+// would round could not be matched with its response.
+func decodeBody(body []byte) ([]jsonrpc.Message, error) {
+	raws := []json.RawMessage{body}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(body, &raws); err != nil {
+			return nil, fmt.Errorf("reading the batch: %w", err)
+		}
+		if len(raws) == 0 {
+			return nil, errors.New("an empty batch")
+		}
+	}
+	msgs := make([]jsonrpc.Message, 0, len(raws))
+	for _, raw := range raws {
+		var envelope struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if err := json.Unmarshal(raw, &envelope); err != nil {
+			return nil, fmt.Errorf("reading a message: %w", err)
+		}
+		if id := string(envelope.ID); id != "" && id != "null" && id[0] != '"' {
+			if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+				return nil, fmt.Errorf("the id %s is neither a string nor an integer", id)
+			}
+		}
+		msg, err := jsonrpc.DecodeMessage(raw)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+// initializeRequest returns the POST's message when it is initialize
+// alone.
+func initializeRequest(msgs []jsonrpc.Message) *jsonrpc.Request {
+	if len(msgs) != 1 {
+		return nil
+	}
+	if request, ok := msgs[0].(*jsonrpc.Request); ok && request.IsCall() && request.Method == "initialize" {
+		return request
+	}
+	return nil
+}
+
+// statelessVersion returns the revision a POST without a session speaks
+// when it is 2026-07-28 or later (which has no sessions): from the
+// MCP-Protocol-Version header, or from a request's
+// _meta["io.modelcontextprotocol/protocolVersion"]; "" otherwise.
+func statelessVersion(header http.Header, msgs []jsonrpc.Message) string {
+	if version := header.Get(headerProtocolVersion); version >= mcphttp.Version20260728 {
+		return version
+	}
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok {
+			var version string
+			if json.Unmarshal(metaOf(request.Params)[mcp.MetaKeyProtocolVersion], &version) == nil && version >= mcphttp.Version20260728 {
+				return version
+			}
+		}
+	}
+	return ""
+}
