@@ -119,24 +119,14 @@ func (r *reply) beginStream() {
 	r.w.WriteHeader(http.StatusOK)
 }
 
-// fail answers every pending request with a JSON-RPC error, as an event
-// if the stream has begun, else as the whole answer with status.
-func (r *reply) fail(status int, code int64, message string) {
+// fail answers every pending request with a JSON-RPC error.
+func (r *reply) fail(code int64, message string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id := range r.pending {
 		response := &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: message}}
 		data, err := jsonrpc.EncodeMessage(response)
-		if err != nil {
-			continue
-		}
-		if r.single && !r.streaming {
-			writeJSON(r.w, status, data)
-			delete(r.pending, id)
-			r.finishLocked()
-			return
-		}
-		if r.deliverLocked(response, data) != nil {
+		if err != nil || r.deliverLocked(response, data) != nil {
 			return
 		}
 	}

@@ -87,7 +87,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case http.MethodDelete:
 		if s := srv.sessionOf(w, r); s != nil {
-			s.end(&ending{status: http.StatusNotFound, message: "the client ended the session"})
+			s.end(&ending{message: "the client ended the session"})
 			w.WriteHeader(http.StatusNoContent)
 		}
 	default:
@@ -164,30 +164,31 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 // killed.
 func (srv *Server) initialize(w http.ResponseWriter, r *http.Request, request *jsonrpc.Request) {
 	if err := srv.reserve(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, request.ID, codeServerError, err.Error())
+		answerFailure(w, request.ID, err)
 		return
 	}
 	s, err := srv.startSession(false, srv.unreserve)
 	if err != nil {
 		srv.unreserve()
-		writeError(w, startFailureStatus(err), request.ID, codeServerError, err.Error())
+		answerFailure(w, request.ID, err)
 		return
 	}
 	s.begin()
 	defer s.finish()
 	response, failure := srv.handshake(r.Context(), s, request)
 	if failure != nil {
-		writeError(w, failure.status, request.ID, codeServerError, failure.message)
+		answerFailure(w, request.ID, failure)
 		return
 	}
 	data, err := jsonrpc.EncodeMessage(response)
 	if err != nil {
-		s.end(&ending{status: http.StatusBadGateway, message: "encoding the server's answer to initialize: " + err.Error()})
-		writeError(w, http.StatusBadGateway, request.ID, codeServerError, err.Error())
+		failure := &ending{message: "encoding the MCP server's answer to initialize: " + err.Error()}
+		s.end(failure)
+		answerFailure(w, request.ID, failure)
 		return
 	}
 	if response.Error != nil {
-		s.end(&ending{status: http.StatusNotFound, message: "the MCP server refused initialize"})
+		s.end(&ending{message: "the MCP server refused initialize"})
 		writeJSON(w, http.StatusOK, data)
 		return
 	}
@@ -211,12 +212,11 @@ func (srv *Server) handshake(ctx context.Context, s *session, request *jsonrpc.R
 	case errors.As(err, &failure):
 	case errors.Is(err, context.DeadlineExceeded):
 		failure = &ending{
-			status:  http.StatusGatewayTimeout,
 			message: fmt.Sprintf("the MCP server did not answer initialize within %s (init_timeout); it was killed", srv.cfg.InitTimeout),
 			kill:    true,
 		}
 	default:
-		failure = &ending{status: http.StatusBadGateway, message: "the client left during initialize", kill: true}
+		failure = &ending{message: "the client left during initialize", kill: true}
 	}
 	s.end(failure)
 	<-s.stopped
@@ -240,7 +240,7 @@ func (srv *Server) startSession(stateless bool, onStopped func()) (*session, err
 	if err != nil {
 		srv.stopped.Done()
 		logger.Error("starting the MCP server", zap.Error(err))
-		return nil, &startError{err}
+		return nil, fmt.Errorf("starting the MCP server: %w", err)
 	}
 	logger = logger.With(zap.Int("pid", proc.pid()))
 	var s *session
@@ -273,7 +273,7 @@ func (srv *Server) reserve() error {
 	case srv.closed:
 		return errClosed
 	case srv.processes >= srv.cfg.MaxSessions:
-		return fmt.Errorf("the MCP server already runs %d sessions (max_sessions); retry later", srv.cfg.MaxSessions)
+		return &busy{fmt.Sprintf("the MCP server already runs %d sessions (max_sessions); retry later", srv.cfg.MaxSessions)}
 	}
 	srv.processes++
 	return nil
@@ -326,25 +326,27 @@ func (srv *Server) Close() error {
 
 // shuttingDown is the ending of the sessions a closing Server ends.
 func shuttingDown() *ending {
-	return &ending{status: http.StatusServiceUnavailable, message: "the gateway is shutting down or reloading a changed configuration; initialize a new session"}
+	return &ending{message: "the gateway is shutting down or reloading a changed configuration; initialize a new session"}
 }
 
 // errClosed is what a closed Server answers new sessions with.
-var errClosed = errors.New("the gateway is shutting down or reloading a changed configuration; retry")
+var errClosed = &busy{"the gateway is shutting down or reloading a changed configuration; retry"}
 
-// startError is a failure to start the server's program.
-type startError struct{ err error }
+// busy is a refusal for want of capacity.
+type busy struct{ message string }
 
-func (e *startError) Error() string { return "starting the MCP server: " + e.err.Error() }
+func (b *busy) Error() string { return b.message }
 
-func (e *startError) Unwrap() error { return e.err }
-
-// startFailureStatus is the HTTP status of a failure to start a session.
-func startFailureStatus(err error) int {
-	if errors.Is(err, errClosed) {
-		return http.StatusServiceUnavailable
+// answerFailure answers a request that the gateway could not take to the
+// server with a JSON-RPC error: with HTTP 503 and a Retry-After when it is
+// busy, else with 200, as the server's own error would come (a client
+// SDK may read no further than the status of a 5xx).
+func answerFailure(w http.ResponseWriter, id jsonrpc.ID, err error) {
+	status := http.StatusOK
+	if errors.As(err, new(*busy)) {
+		status = http.StatusServiceUnavailable
 	}
-	return http.StatusBadGateway
+	writeError(w, status, id, codeServerError, err.Error())
 }
 
 // decodeBody reads a POST body: one JSON-RPC message, or a batch of them.

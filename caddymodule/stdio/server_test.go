@@ -70,7 +70,11 @@ func callText(t *testing.T, session *mcp.ClientSession, name string, args map[st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+	params := &mcp.CallToolParams{Name: name}
+	if args != nil {
+		params.Arguments = args
+	}
+	res, err := session.CallTool(ctx, params)
 	if err != nil {
 		t.Fatalf("calling %s: %v", name, err)
 	}

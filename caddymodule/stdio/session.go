@@ -69,10 +69,9 @@ type call struct {
 	token  string
 }
 
-// ending is why a session ended: what its pending requests are answered
-// with, and with which HTTP status when nothing was streamed yet.
+// ending is why a session ended: the message of the JSON-RPC error that
+// its pending requests are answered with.
 type ending struct {
-	status  int
 	message string
 	// kill stops the process at once rather than gracefully.
 	kill bool
@@ -94,7 +93,7 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 		progress:  make(map[string]*reply),
 	}
 	s.idle = time.AfterFunc(srv.cfg.IdleTimeout, func() {
-		s.end(&ending{status: http.StatusNotFound, message: "the session was idle for " + srv.cfg.IdleTimeout.String() + " and has ended; initialize a new one"})
+		s.end(&ending{message: "the session was idle for " + srv.cfg.IdleTimeout.String() + " and has ended; initialize a new one"})
 	})
 	return s
 }
@@ -104,7 +103,7 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 func (s *session) run() {
 	select {
 	case <-s.proc.exited:
-		s.end(&ending{status: http.StatusBadGateway, message: s.proc.exitReason()})
+		s.end(&ending{message: s.proc.exitReason()})
 	case <-s.done:
 	}
 	if s.ended.kill {
@@ -135,17 +134,17 @@ func (s *session) pump() {
 // reason.
 func (s *session) readFailure(err error) *ending {
 	if !errors.Is(err, io.EOF) {
-		return &ending{status: http.StatusBadGateway, message: "reading from the MCP server: " + err.Error()}
+		return &ending{message: "reading from the MCP server: " + err.Error()}
 	}
 	timer := time.NewTimer(s.srv.cfg.StopGrace)
 	defer timer.Stop()
 	select {
 	case <-s.proc.exited:
-		return &ending{status: http.StatusBadGateway, message: s.proc.exitReason()}
+		return &ending{message: s.proc.exitReason()}
 	case <-s.done:
 		return s.ended
 	case <-timer.C:
-		return &ending{status: http.StatusBadGateway, message: "the MCP server closed its stdout"}
+		return &ending{message: "the MCP server closed its stdout"}
 	}
 }
 
@@ -256,7 +255,7 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			if err := s.send(msg); err != nil {
 				failure := writeFailure(err)
 				s.end(failure)
-				writeError(w, failure.status, jsonrpc.ID{}, codeServerError, failure.message)
+				writeError(w, http.StatusBadGateway, jsonrpc.ID{}, codeServerError, failure.message)
 				return false
 			}
 		}
@@ -527,7 +526,7 @@ func (s *session) end(why *ending) {
 
 	s.srv.unlist(s)
 	for _, rep := range replies {
-		rep.fail(why.status, codeServerError, why.message)
+		rep.fail(codeServerError, why.message)
 	}
 	if get != nil {
 		get.close()
@@ -538,7 +537,7 @@ func (s *session) end(why *ending) {
 // writeFailure is the ending of a session whose server could not be
 // written to.
 func writeFailure(err error) *ending {
-	return &ending{status: http.StatusBadGateway, message: "writing to the MCP server: " + err.Error()}
+	return &ending{message: "writing to the MCP server: " + err.Error()}
 }
 
 // metaOf returns the _meta member of a request's params, nil if none.

@@ -53,9 +53,9 @@ func (srv *Server) serveStateless(w http.ResponseWriter, r *http.Request, msgs [
 			"subscriptions/listen is not served to stateless clients of a stdio server")
 		return
 	}
-	worker, failure := srv.pool.acquire(r.Context())
-	if failure != nil {
-		writeError(w, failure.status, request.ID, codeServerError, failure.message)
+	worker, err := srv.pool.acquire(r.Context())
+	if err != nil {
+		answerFailure(w, request.ID, err)
 		return
 	}
 	if request.Method == "server/discover" {
@@ -131,7 +131,7 @@ func newPool(srv *Server, size int) *pool {
 
 // acquire lends a warm process to one request: an idle one, or a new
 // one, or the first to come free within init_timeout.
-func (p *pool) acquire(ctx context.Context) (*session, *ending) {
+func (p *pool) acquire(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.srv.cfg.InitTimeout)
 	defer cancel()
 	for {
@@ -154,10 +154,7 @@ func (p *pool) acquire(ctx context.Context) (*session, *ending) {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, &ending{
-				status:  http.StatusServiceUnavailable,
-				message: fmt.Sprintf("all %d pooled processes (stateless_pool) stayed busy for %s; retry later", p.size, p.srv.cfg.InitTimeout),
-			}
+			return nil, &busy{fmt.Sprintf("all %d pooled processes (stateless_pool) stayed busy for %s; retry later", p.size, p.srv.cfg.InitTimeout)}
 		}
 	}
 }
@@ -165,11 +162,11 @@ func (p *pool) acquire(ctx context.Context) (*session, *ending) {
 // start starts a process for the pool and initializes it as a client
 // with no capabilities: the stateless clients it will serve cannot answer
 // requests from it.
-func (p *pool) start(ctx context.Context) (*session, *ending) {
+func (p *pool) start(ctx context.Context) (*session, error) {
 	worker, err := p.srv.startSession(true, p.gone)
 	if err != nil {
 		p.gone()
-		return nil, &ending{status: startFailureStatus(err), message: err.Error()}
+		return nil, err
 	}
 	worker.begin()
 	params, _ := json.Marshal(&mcp.InitializeParams{
@@ -181,12 +178,12 @@ func (p *pool) start(ctx context.Context) (*session, *ending) {
 	request := &jsonrpc.Request{ID: id, Method: "initialize", Params: params}
 	response, failure := p.srv.handshake(ctx, worker, request)
 	if failure == nil && response.Error != nil {
-		failure = &ending{status: http.StatusBadGateway, message: "the MCP server refused the gateway's initialize: " + response.Error.Error()}
+		failure = &ending{message: "the MCP server refused the gateway's initialize: " + response.Error.Error()}
 	}
 	var initialized mcp.InitializeResult
 	if failure == nil {
 		if err := json.Unmarshal(response.Result, &initialized); err != nil {
-			failure = &ending{status: http.StatusBadGateway, message: "reading the MCP server's answer to initialize: " + err.Error()}
+			failure = &ending{message: "reading the MCP server's answer to initialize: " + err.Error()}
 		}
 	}
 	if failure == nil {
@@ -209,7 +206,7 @@ func (p *pool) start(ctx context.Context) (*session, *ending) {
 func (p *pool) release(worker *session, answered bool) {
 	worker.finish()
 	if !answered {
-		worker.end(&ending{status: http.StatusBadGateway, message: "its stateless client left before the answer"})
+		worker.end(&ending{message: "its stateless client left before the answer"})
 		return
 	}
 	p.mu.Lock()

@@ -112,8 +112,11 @@ type Input struct {
 //     is cancelled; cancellations counts how many were
 //   - ask: elicits a colour from the client, answers "colour:<colour>"
 //   - sample: asks the client's model, answers "sampled:<text>"
+//   - ping_client: pings the client, answers "pong"
 //   - shout: writes <text> repeated <steps> times as one stderr line
 //   - crash: exits with status 3 mid-call, saying so on stderr
+//   - grow: adds a tool named <text>, so that the server tells its client
+//     the tool list changed (on no request's stream)
 //   - write_note (write) and delete_all (destructive): answer "done"
 func Server() *mcp.Server {
 	server := mcp.NewServer(&mcp.Implementation{Name: "stdiotest", Version: "1"}, nil)
@@ -198,6 +201,12 @@ func Server() *mcp.Server {
 		}
 		return "sampled:" + sampled.Text, nil
 	})
+	tool("ping_client", readOnly, func(ctx context.Context, req *mcp.CallToolRequest, _ Input) (string, error) {
+		if err := req.Session.Ping(ctx, nil); err != nil {
+			return "", err
+		}
+		return "pong", nil
+	})
 	tool("shout", readOnly, func(_ context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
 		fmt.Fprintln(os.Stderr, strings.Repeat(in.Text, in.Steps))
 		return "done", nil
@@ -206,6 +215,12 @@ func Server() *mcp.Server {
 		fmt.Fprintln(os.Stderr, "crashing on purpose")
 		os.Exit(3)
 		return "", nil
+	})
+	tool("grow", readOnly, func(_ context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
+		mcp.AddTool(server, &mcp.Tool{Name: in.Text, Annotations: readOnly}, func(context.Context, *mcp.CallToolRequest, Input) (*mcp.CallToolResult, any, error) {
+			return text("grown"), nil, nil
+		})
+		return "done", nil
 	})
 	tool("write_note", &mcp.ToolAnnotations{DestructiveHint: new(false)}, func(context.Context, *mcp.CallToolRequest, Input) (string, error) {
 		return "done", nil
