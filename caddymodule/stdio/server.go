@@ -56,8 +56,11 @@ type Server struct {
 
 // New returns a Server that runs cfg.Command for each session; it starts
 // nothing until a client asks. cfg should have passed Validate; its zero
-// values take the defaults.
+// values take the defaults. A nil logger logs nothing.
 func New(cfg Config, logger *zap.Logger) *Server {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	srv := &Server{
 		cfg:      cfg.withDefaults(),
 		sessions: make(map[string]*session),
@@ -71,7 +74,9 @@ func New(cfg Config, logger *zap.Logger) *Server {
 // SetLogger replaces the logger that new sessions log to (after a config
 // reload that keeps the Server).
 func (srv *Server) SetLogger(logger *zap.Logger) {
-	srv.logger.Store(logger)
+	if logger != nil {
+		srv.logger.Store(logger)
+	}
 }
 
 // ServeHTTP serves MCP's Streamable HTTP transport: POST carries client
@@ -233,15 +238,21 @@ func (srv *Server) startSession(stateless bool, onStopped func()) (*session, err
 	}
 	srv.stopped.Add(1)
 	srv.mu.Unlock()
+	started := false
+	defer func() {
+		if !started {
+			srv.stopped.Done()
+		}
+	}()
 
 	id := rand.Text()
 	logger := srv.logger.Load().With(zap.String("session", id))
 	proc, err := startProcess(srv.cfg.Command, srv.cfg.MaxMessageSize, srv.cfg.InitTimeout, logger.Named("stderr"))
 	if err != nil {
-		srv.stopped.Done()
 		logger.Error("starting the MCP server", zap.Error(err))
 		return nil, fmt.Errorf("starting the MCP server: %w", err)
 	}
+	started = true
 	logger = logger.With(zap.Int("pid", proc.pid()))
 	var s *session
 	s = newSession(srv, id, proc, stateless, logger, func() {

@@ -24,7 +24,8 @@ func TestMain(m *testing.M) {
 }
 
 // testServer runs a stdio.Server for the test binary in the given mode,
-// behind httptest, and returns its URL; Close runs at cleanup.
+// behind httptest, and returns its URL; Close runs at cleanup. A nil
+// logger logs nothing.
 func testServer(t *testing.T, mode string, cfg stdio.Config, logger *zap.Logger) (string, *stdio.Server) {
 	t.Helper()
 	self, err := os.Executable()
@@ -37,18 +38,21 @@ func testServer(t *testing.T, mode string, cfg stdio.Config, logger *zap.Logger)
 		env[name] = value
 	}
 	cfg.Command = stdio.Command{Path: self, Env: stdio.Environment(env)}
-	if logger == nil {
-		logger = zap.NewNop()
-	}
 	srv := stdio.New(cfg, logger)
-	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
-		ts.Close()
 		if err := srv.Close(); err != nil {
 			t.Errorf("closing the server: %v", err)
 		}
 	})
-	return ts.URL, srv
+	return serve(t, srv), srv
+}
+
+// serve serves srv over HTTP until the test ends, and returns its URL.
+func serve(t *testing.T, srv *stdio.Server) string {
+	t.Helper()
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // connect opens a go-sdk client session to url.
@@ -148,4 +152,46 @@ func TestStderrIsLogged(t *testing.T) {
 	if line, _ := shout["line"].(string); len(line) != 8<<10 || shout["truncated"] != true {
 		t.Errorf("a 20000-byte line was logged with %d bytes (truncated %v), want 8192 and truncated", len(line), shout["truncated"])
 	}
+}
+
+// TestStopEscalates: a server that ignores the end of its stdin and
+// SIGTERM is killed after two grace periods.
+func TestStopEscalates(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	url, _ := testServer(t, stdiotest.ModeStubborn, stdio.Config{StopGrace: grace}, nil)
+	session := connect(t, url, nil)
+	pid := pidOf(t, session)
+	start := time.Now()
+	if err := session.Close(); err != nil {
+		t.Fatalf("ending the session: %v", err)
+	}
+	waitGone(t, pid)
+	if took := time.Since(start); took < 2*grace {
+		t.Errorf("the stubborn server was gone after %s, before stdin's grace and SIGTERM's (%s)", took, 2*grace)
+	}
+}
+
+// TestIdleTimeout: a session without requests ends after idle_timeout,
+// its open GET stream notwithstanding, and its process stops.
+func TestIdleTimeout(t *testing.T) {
+	url, _ := testServer(t, stdiotest.ModeServe, stdio.Config{IdleTimeout: 200 * time.Millisecond}, nil)
+	session := connect(t, url, nil)
+	pid := pidOf(t, session)
+	waitGone(t, pid)
+	if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo"}); err == nil {
+		t.Error("the idle session still answers")
+	}
+}
+
+// TestGrandchildrenStop: stopping a session stops what its server
+// started, in its process group.
+func TestGrandchildrenStop(t *testing.T) {
+	url, _ := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	session := connect(t, url, nil)
+	grandchild, err := strconv.Atoi(callText(t, session, "spawn", nil))
+	if err != nil || stdiotest.Gone(grandchild) {
+		t.Fatalf("spawn started no grandchild (%v)", err)
+	}
+	session.Close()
+	waitGone(t, grandchild)
 }

@@ -130,6 +130,25 @@ func TestServerToClient(t *testing.T) {
 	})
 }
 
+// TestRequestBeforeAnyStream: a server that asks its client something as
+// soon as the session is initialized (the filesystem server asks for
+// roots) asks before the client has a stream open to hear it; the request
+// waits, and goes out on the first stream the client opens.
+func TestRequestBeforeAnyStream(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+	client.AddRoots(&mcp.Root{URI: "file:///data", Name: "data"})
+	session, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer session.Close()
+	waitFor(t, "the server to get the roots", func() bool {
+		res, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "roots"})
+		return err == nil && !res.IsError && resultText(res) == "file:///data"
+	})
+}
+
 // TestGETStream opens a session by hand, then its GET stream, and checks
 // that what the server sends outside any request (here, that its tool
 // list changed) arrives there.

@@ -113,13 +113,38 @@ type Input struct {
 //   - ask: elicits a colour from the client, answers "colour:<colour>"
 //   - sample: asks the client's model, answers "sampled:<text>"
 //   - ping_client: pings the client, answers "pong"
+//   - roots: the roots the client listed when asked, as soon as the
+//     session was initialized (before the client could open a stream)
 //   - shout: writes <text> repeated <steps> times as one stderr line
 //   - crash: exits with status 3 mid-call, saying so on stderr
 //   - grow: adds a tool named <text>, so that the server tells its client
 //     the tool list changed (on no request's stream)
 //   - write_note (write) and delete_all (destructive): answer "done"
 func Server() *mcp.Server {
-	server := mcp.NewServer(&mcp.Implementation{Name: "stdiotest", Version: "1"}, nil)
+	var roots atomic.Pointer[string]
+	server := mcp.NewServer(&mcp.Implementation{Name: "stdiotest", Version: "1"}, &mcp.ServerOptions{
+		InitializedHandler: func(_ context.Context, req *mcp.InitializedRequest) {
+			if params := req.Session.InitializeParams(); params == nil || params.Capabilities == nil || params.Capabilities.RootsV2 == nil {
+				return
+			}
+			// Not in the handler itself: the answer comes in through the
+			// connection that is waiting for the handler to return.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				listed, err := req.Session.ListRoots(ctx, nil)
+				if err != nil {
+					return
+				}
+				var uris []string
+				for _, root := range listed.Roots {
+					uris = append(uris, root.URI)
+				}
+				joined := strings.Join(uris, ",")
+				roots.Store(&joined)
+			}()
+		},
+	})
 	var cancellations atomic.Int64
 	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
 	text := func(s string) *mcp.CallToolResult {
@@ -206,6 +231,12 @@ func Server() *mcp.Server {
 			return "", err
 		}
 		return "pong", nil
+	})
+	tool("roots", readOnly, func(context.Context, *mcp.CallToolRequest, Input) (string, error) {
+		if listed := roots.Load(); listed != nil {
+			return *listed, nil
+		}
+		return "", errors.New("no roots listed yet")
 	})
 	tool("shout", readOnly, func(_ context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
 		fmt.Fprintln(os.Stderr, strings.Repeat(in.Text, in.Steps))
