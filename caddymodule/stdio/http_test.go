@@ -49,7 +49,7 @@ type jsonrpcError struct {
 // TestRefusals checks what the gateway answers itself, before any
 // process starts or reaches a session.
 func TestRefusals(t *testing.T) {
-	url, _ := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
 	tests := []struct {
 		name    string
 		method  string
@@ -104,7 +104,7 @@ func TestRefusals(t *testing.T) {
 // stateless request is told which revisions the sessions speak, so that a
 // client can fall back (the go-sdk client does: TestSessionLifecycle).
 func TestSessionsOnlyNamesTheirRevisions(t *testing.T) {
-	url, _ := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
 	_, _, body := post(t, url, `{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
 		"Mcp-Protocol-Version", "2026-07-28")
 	var answer jsonrpcError

@@ -119,6 +119,7 @@ func startProcess(c Command, maxMessage int, writeTimeout time.Duration, logger 
 	go func() {
 		defer close(stderrDone)
 		p.logStderr(stderr)
+		stderr.Close()
 	}()
 	go p.reap(stderr, stderrDone)
 	return p, nil
@@ -149,7 +150,7 @@ func (p *process) reap(stderr *os.File, stderrDone <-chan struct{}) {
 	select {
 	case <-stderrDone:
 	case <-time.After(stderrDrain):
-		stderr.Close()
+		stderr.Close() // ends the read, and logStderr
 		<-stderrDone
 	}
 	p.exitErr = err

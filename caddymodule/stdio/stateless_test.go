@@ -59,7 +59,7 @@ func toolText(t *testing.T, body string) string {
 // the warm process, a 503 while it is busy, and a new process after a
 // client left mid-call.
 func TestStatelessPool(t *testing.T) {
-	url, _ := testServer(t, stdiotest.ModeServe, stdio.Config{StatelessPool: 1, InitTimeout: 500 * time.Millisecond}, nil)
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{StatelessPool: 1, InitTimeout: 500 * time.Millisecond}, nil)
 	version := []string{"Mcp-Protocol-Version", "2026-07-28"}
 
 	status, _, body := post(t, url, stateless(1, "server/discover", ""), version...)
@@ -109,7 +109,7 @@ func TestStatelessPool(t *testing.T) {
 	}
 
 	leave()
-	waitGone(t, pid)
+	stdiotest.WaitGone(t, pid)
 	_, _, body = post(t, url, stateless(7, "tools/call", `"name":"pid"`), version...)
 	if fresh := toolText(t, body); fresh == strconv.Itoa(pid) {
 		t.Errorf("after its client left mid-call, the process %d served again; want it replaced", pid)

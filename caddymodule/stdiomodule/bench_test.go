@@ -96,8 +96,8 @@ func BenchmarkStdioToolCall(b *testing.B) {
 }
 
 // BenchmarkStdioStart measures starting a session: spawning the server
-// and the initialize round trip (and, through the gateway, the 2026-07-28
-// probe that clients send first is skipped by pinning the revision).
+// and the initialize round trip (the 2026-07-28 probe that clients send
+// first is skipped by pinning the revision).
 func BenchmarkStdioStart(b *testing.B) {
 	transports := benchTransports(b)
 	for _, name := range benchOrder {
@@ -108,8 +108,12 @@ func BenchmarkStdioStart(b *testing.B) {
 				if err != nil {
 					b.Fatalf("connecting: %v", err)
 				}
+				// Untimed: the process ends before the next one starts, so
+				// that no run pays for the last one's exit.
 				b.StopTimer()
+				pid := stdiotest.PID(b, session)
 				session.Close()
+				stdiotest.WaitFor(b, "the session's process to end", func() bool { return stdiotest.Gone(pid) })
 				b.StartTimer()
 			}
 		})

@@ -10,7 +10,7 @@ import (
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
-//	mcp_stdio [<command> [<args...>]] {
+//	mcp_stdio {
 //		command <command> [<args...>]
 //		env <name> <value>
 //		dir <path>
@@ -22,12 +22,13 @@ import (
 //		max_message_size <size>
 //	}
 //
-// The command goes on the directive's line or in the block, not both.
-// env may be given once per variable.
+// The command is required. It has no short form on the directive's line,
+// where Caddy would read an absolute path (/usr/bin/node) as a path
+// matcher. env may be given once per variable.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if command := d.RemainingArgs(); len(command) > 0 {
-		h.Command, h.Args = command[0], command[1:]
+	if d.NextArg() {
+		return d.Err("the command goes in the block: mcp_stdio { command <command> [<args...>] }")
 	}
 	var err error
 	for d.NextBlock(0) {
@@ -38,7 +39,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			if h.Command != "" {
-				return d.Err("the command is given twice")
+				return d.Err("command is given twice")
 			}
 			h.Command, h.Args = command[0], command[1:]
 		case "env":
@@ -92,7 +93,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if h.Command == "" {
-		return d.Err("mcp_stdio needs a command: mcp_stdio <command> [<args...>], or command in its block")
+		return d.Err("mcp_stdio needs a command: mcp_stdio { command <command> [<args...>] }")
 	}
 	return nil
 }

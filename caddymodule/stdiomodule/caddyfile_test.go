@@ -47,10 +47,9 @@ func TestCaddyfile(t *testing.T) {
 		want      map[string]any
 	}{
 		{
-			name:      "the command on the directive's line",
-			caddyfile: `mcp_stdio npx -y @modelcontextprotocol/server-filesystem /srv/shared`,
-			want: map[string]any{"handler": "mcp_stdio", "command": "npx",
-				"args": []any{"-y", "@modelcontextprotocol/server-filesystem", "/srv/shared"}},
+			name:      "an absolute command",
+			caddyfile: "mcp_stdio {\ncommand /usr/bin/node /opt/server/index.js\n}",
+			want:      map[string]any{"handler": "mcp_stdio", "command": "/usr/bin/node", "args": []any{"/opt/server/index.js"}},
 		},
 		{
 			name: "every subdirective",
@@ -96,7 +95,7 @@ func TestCaddyfile(t *testing.T) {
 // TestCaddyfileOrder: mcp_policy runs before mcp_stdio, with no global
 // order option, whatever order the site lists them in.
 func TestCaddyfileOrder(t *testing.T) {
-	handlers, err := handlersOf(t, "mcp_stdio server\nmcp_policy {\n\tpermissions {\n\t\tread_only allow\n\t}\n}")
+	handlers, err := handlersOf(t, "mcp_stdio {\n\tcommand server\n}\nmcp_policy {\n\tpermissions {\n\t\tread_only allow\n\t}\n}")
 	if err != nil {
 		t.Fatalf("adapting: %v", err)
 	}
@@ -116,16 +115,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		want      string
 	}{
 		{"no command", "mcp_stdio", "needs a command"},
+		{"the command on the directive's line", "mcp_stdio npx server", "the command goes in the block"},
 		{"an empty command", "mcp_stdio {\ncommand\n}", "wrong argument count"},
-		{"the command twice", "mcp_stdio server {\ncommand other\n}", "the command is given twice"},
-		{"env without a value", "mcp_stdio server {\nenv TOKEN\n}", "wrong argument count"},
-		{"env twice", "mcp_stdio server {\nenv A 1\nenv A 2\n}", "env A is given twice"},
-		{"zero sessions", "mcp_stdio server {\nmax_sessions 0\n}", "at least 1"},
-		{"a negative pool", "mcp_stdio server {\nstateless_pool -1\n}", "at least 0"},
-		{"a bad duration", "mcp_stdio server {\nidle_timeout soon\n}", "idle_timeout: want a positive duration"},
-		{"a zero duration", "mcp_stdio server {\nstop_grace 0s\n}", "stop_grace: want a positive duration"},
-		{"a bad size", "mcp_stdio server {\nmax_message_size huge\n}", "max_message_size: invalid size"},
-		{"an unknown subdirective", "mcp_stdio server {\nuser nobody\n}", `unrecognized mcp_stdio subdirective "user"`},
+		{"the command twice", "mcp_stdio {\ncommand server\ncommand other\n}", "command is given twice"},
+		{"env without a value", "mcp_stdio {\ncommand server\nenv TOKEN\n}", "wrong argument count"},
+		{"env twice", "mcp_stdio {\ncommand server\nenv A 1\nenv A 2\n}", "env A is given twice"},
+		{"zero sessions", "mcp_stdio {\ncommand server\nmax_sessions 0\n}", "at least 1"},
+		{"a negative pool", "mcp_stdio {\ncommand server\nstateless_pool -1\n}", "at least 0"},
+		{"a bad duration", "mcp_stdio {\ncommand server\nidle_timeout soon\n}", "idle_timeout: want a positive duration"},
+		{"a zero duration", "mcp_stdio {\ncommand server\nstop_grace 0s\n}", "stop_grace: want a positive duration"},
+		{"a bad size", "mcp_stdio {\ncommand server\nmax_message_size huge\n}", "max_message_size: invalid size"},
+		{"an unknown subdirective", "mcp_stdio {\ncommand server\nuser nobody\n}", `unrecognized mcp_stdio subdirective "user"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

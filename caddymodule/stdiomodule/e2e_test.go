@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 sampling and roots are deprecated (SEP-2577) but stdio servers still use them, and they must get through.
+
 package stdiomodule_test
 
 import (
@@ -28,7 +30,7 @@ import (
 // tools run, a write tool needs approval (and, with no approval
 // configured, is refused), a destructive one is blocked and hidden.
 func TestPolicyInFront(t *testing.T) {
-	session := connect(t, startGateway(t, stdiotest.ModeServe), nil)
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), nil)
 	tests := []struct {
 		tool    string
 		want    string
@@ -40,20 +42,13 @@ func TestPolicyInFront(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.tool, func(t *testing.T) {
-			text, isError := call(t, session, tt.tool, map[string]any{"text": "hi"})
+			text, isError := stdiotest.Call(t, session, tt.tool, map[string]any{"text": "hi"})
 			if isError != tt.isError || !strings.Contains(text, tt.want) {
 				t.Errorf("%s answered %q (isError %v), want %q (isError %v)", tt.tool, text, isError, tt.want, tt.isError)
 			}
 		})
 	}
-	tools, err := session.ListTools(t.Context(), nil)
-	if err != nil {
-		t.Fatalf("listing tools: %v", err)
-	}
-	var names []string
-	for _, tool := range tools.Tools {
-		names = append(names, tool.Name)
-	}
+	names := stdiotest.ToolNames(t, session)
 	if !slices.Contains(names, "echo") || slices.Contains(names, "delete_all") {
 		t.Errorf("tools/list gave %q, want echo and not the blocked delete_all", names)
 	}
@@ -64,7 +59,7 @@ func TestPolicyInFront(t *testing.T) {
 // and mcp_stdio, and that a client's cancellation reaches the server.
 func TestServerToClient(t *testing.T) {
 	progress := make(chan *mcp.ProgressNotificationParams, 16)
-	session := connect(t, startGateway(t, stdiotest.ModeServe), &mcp.ClientOptions{
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), &mcp.ClientOptions{
 		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"colour": "green"}}, nil
 		},
@@ -77,12 +72,12 @@ func TestServerToClient(t *testing.T) {
 	})
 
 	t.Run("elicitation", func(t *testing.T) {
-		if text, _ := call(t, session, "ask", nil); text != "colour:green" {
+		if text, _ := stdiotest.Call(t, session, "ask", nil); text != "colour:green" {
 			t.Errorf("ask answered %q, want colour:green", text)
 		}
 	})
 	t.Run("sampling", func(t *testing.T) {
-		if text, _ := call(t, session, "sample", map[string]any{"text": "six times seven?"}); text != "sampled:42" {
+		if text, _ := stdiotest.Call(t, session, "sample", map[string]any{"text": "six times seven?"}); text != "sampled:42" {
 			t.Errorf("sample answered %q, want sampled:42", text)
 		}
 	})
@@ -92,7 +87,7 @@ func TestServerToClient(t *testing.T) {
 			Arguments: map[string]any{"steps": 3},
 			Meta:      mcp.Meta{"progressToken": "p1"},
 		})
-		if err != nil || resultText(res) != "done" {
+		if err != nil || stdiotest.ResultText(res) != "done" {
 			t.Fatalf("progress answered %v, %v; want done", res, err)
 		}
 		for step := 1; step <= 3; step++ {
@@ -123,8 +118,8 @@ func TestServerToClient(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("the cancelled call returned %v, want context.Canceled", err)
 		}
-		waitFor(t, "the server to see the cancellation", func() bool {
-			text, _ := call(t, session, "cancellations", nil)
+		stdiotest.WaitFor(t, "the server to see the cancellation", func() bool {
+			text, _ := stdiotest.Call(t, session, "cancellations", nil)
 			return text == "1"
 		})
 	})
@@ -143,9 +138,9 @@ func TestRequestBeforeAnyStream(t *testing.T) {
 		t.Fatalf("connecting: %v", err)
 	}
 	defer session.Close()
-	waitFor(t, "the server to get the roots", func() bool {
+	stdiotest.WaitFor(t, "the server to get the roots", func() bool {
 		res, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "roots"})
-		return err == nil && !res.IsError && resultText(res) == "file:///data"
+		return err == nil && !res.IsError && stdiotest.ResultText(res) == "file:///data"
 	})
 }
 
@@ -192,8 +187,8 @@ func TestGETStream(t *testing.T) {
 func TestEnvironment(t *testing.T) {
 	t.Setenv("MCPGATE_TEST_SECRET", "do-not-leak")
 	t.Setenv("MCPGATE_TEST_TOKEN", "t0ken")
-	session := connect(t, startGateway(t, stdiotest.ModeServe, "env TOKEN {env.MCPGATE_TEST_TOKEN}"), nil)
-	text, _ := call(t, session, "environ", nil)
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe, "env TOKEN {env.MCPGATE_TEST_TOKEN}"), nil)
+	text, _ := stdiotest.Call(t, session, "environ", nil)
 	env := strings.Split(text, "\n")
 	var names []string
 	for _, pair := range env {
@@ -219,7 +214,7 @@ func TestConcurrentSessions(t *testing.T) {
 	pids := make(chan int, sessions)
 	for i := range sessions {
 		wg.Go(func() {
-			session, err := dial(t, url, nil)
+			session, err := stdiotest.Dial(url, nil)
 			if err != nil {
 				errs <- fmt.Errorf("session %d: connecting: %w", i, err)
 				return
@@ -234,10 +229,10 @@ func TestConcurrentSessions(t *testing.T) {
 				case err != nil:
 					errs <- fmt.Errorf("session %d: calling %s: %w", i, tool, err)
 					return
-				case tool == "echo" && resultText(res) != want:
-					errs <- fmt.Errorf("session %d: echo answered %q, want %q", i, resultText(res), want)
+				case tool == "echo" && stdiotest.ResultText(res) != want:
+					errs <- fmt.Errorf("session %d: echo answered %q, want %q", i, stdiotest.ResultText(res), want)
 				case tool == "pid":
-					pid, _ := strconv.Atoi(resultText(res))
+					pid, _ := strconv.Atoi(stdiotest.ResultText(res))
 					pids <- pid
 				}
 			}
@@ -262,8 +257,8 @@ func TestConcurrentSessions(t *testing.T) {
 // the client gets an error at once that says why, and the session is
 // gone.
 func TestCrashMidCall(t *testing.T) {
-	session := connect(t, startGateway(t, stdiotest.ModeServe), nil)
-	pid := pidOf(t, session)
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), nil)
+	pid := stdiotest.PID(t, session)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "crash"})
@@ -311,8 +306,8 @@ func TestInitTimeout(t *testing.T) {
 // Retry-After and a JSON-RPC error, at once.
 func TestMaxSessions(t *testing.T) {
 	url := startGateway(t, stdiotest.ModeServe, "max_sessions 2")
-	connect(t, url, nil)
-	connect(t, url, nil)
+	stdiotest.Connect(t, url, nil)
+	stdiotest.Connect(t, url, nil)
 	resp := rawPost(t, url, "", initialize)
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
@@ -349,13 +344,13 @@ func TestReload(t *testing.T) {
 		t.Fatalf("connecting: %v", err)
 	}
 	defer session.Close()
-	pid := pidOf(t, session)
+	pid := stdiotest.PID(t, session)
 
 	reload(t, global+site(t, port, stdiotest.ModeServe)+fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\trespond ok\n}\n", other))
-	if got := pidOf(t, session); got != pid {
+	if got := stdiotest.PID(t, session); got != pid {
 		t.Fatalf("after a reload that kept the block, the session runs in process %d, want %d", got, pid)
 	}
-	if text, _ := call(t, session, "echo", map[string]any{"text": "still here"}); text != "echo:still here" {
+	if text, _ := stdiotest.Call(t, session, "echo", map[string]any{"text": "still here"}); text != "echo:still here" {
 		t.Errorf("after the reload, echo answered %q", text)
 	}
 
@@ -366,8 +361,8 @@ func TestReload(t *testing.T) {
 	if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo"}); err == nil {
 		t.Error("the drained session still answers")
 	}
-	fresh := connect(t, url, nil)
-	if text, _ := call(t, fresh, "environ", nil); !strings.Contains(text, "CHANGED=yes") {
+	fresh := stdiotest.Connect(t, url, nil)
+	if text, _ := stdiotest.Call(t, fresh, "environ", nil); !strings.Contains(text, "CHANGED=yes") {
 		t.Errorf("a new session runs with the old configuration: %q", text)
 	}
 }
@@ -378,10 +373,10 @@ func TestNothingLeftAfterStop(t *testing.T) {
 	url := startGateway(t, stdiotest.ModeServe)
 	var pids []int
 	for range 3 {
-		pids = append(pids, pidOf(t, connect(t, url, nil)))
+		pids = append(pids, stdiotest.PID(t, stdiotest.Connect(t, url, nil)))
 	}
-	parent := connect(t, url, nil)
-	text, _ := call(t, parent, "spawn", nil)
+	parent := stdiotest.Connect(t, url, nil)
+	text, _ := stdiotest.Call(t, parent, "spawn", nil)
 	grandchild, err := strconv.Atoi(text)
 	if err != nil {
 		t.Fatalf("spawn answered %q", text)
@@ -389,7 +384,7 @@ func TestNothingLeftAfterStop(t *testing.T) {
 	if stdiotest.Gone(grandchild) {
 		t.Fatalf("the grandchild %d is not running", grandchild)
 	}
-	pids = append(pids, pidOf(t, parent))
+	pids = append(pids, stdiotest.PID(t, parent))
 
 	if err := caddy.Stop(); err != nil {
 		t.Fatalf("stopping Caddy: %v", err)
@@ -399,7 +394,7 @@ func TestNothingLeftAfterStop(t *testing.T) {
 			t.Errorf("process %d is still there after Caddy stopped (%v)", pid, err)
 		}
 	}
-	waitFor(t, fmt.Sprintf("the grandchild %d to end", grandchild), func() bool { return stdiotest.Gone(grandchild) })
+	stdiotest.WaitFor(t, fmt.Sprintf("the grandchild %d to end", grandchild), func() bool { return stdiotest.Gone(grandchild) })
 }
 
 // TestStateless serves a stateless client (MCP 2026-07-28): the go-sdk
@@ -407,29 +402,29 @@ func TestNothingLeftAfterStop(t *testing.T) {
 // pooled process.
 func TestStateless(t *testing.T) {
 	url := startGateway(t, stdiotest.ModeServe, "stateless_pool 2")
-	session := connect(t, url, nil)
+	session := stdiotest.Connect(t, url, nil)
 	if version := session.InitializeResult().ProtocolVersion; version != "2026-07-28" {
 		t.Fatalf("the client negotiated %s, want the stateless 2026-07-28", version)
 	}
 	if name := session.InitializeResult().ServerInfo; name == nil || name.Name != "stdiotest" {
 		t.Errorf("server/discover gave server info %+v, want the server's own", name)
 	}
-	if text, _ := call(t, session, "echo", map[string]any{"text": "stateless"}); text != "echo:stateless" {
+	if text, _ := stdiotest.Call(t, session, "echo", map[string]any{"text": "stateless"}); text != "echo:stateless" {
 		t.Errorf("echo answered %q", text)
 	}
-	if text, isError := call(t, session, "delete_all", nil); !isError || !strings.Contains(text, "Blocked by policy") {
+	if text, isError := stdiotest.Call(t, session, "delete_all", nil); !isError || !strings.Contains(text, "Blocked by policy") {
 		t.Errorf("delete_all answered %q (isError %v), want blocked", text, isError)
 	}
 	// The gateway initialized the server as a client without capabilities,
 	// so the server does not even try to elicit; a request it sends
 	// anyway is refused on the client's behalf.
-	if text, isError := call(t, session, "ask", nil); !isError || !strings.Contains(text, "does not support elicitation") {
+	if text, isError := stdiotest.Call(t, session, "ask", nil); !isError || !strings.Contains(text, "does not support elicitation") {
 		t.Errorf("ask answered %q (isError %v), want the server's refusal to elicit", text, isError)
 	}
-	if text, isError := call(t, session, "ping_client", nil); !isError || !strings.Contains(text, "stateless") {
+	if text, isError := stdiotest.Call(t, session, "ping_client", nil); !isError || !strings.Contains(text, "stateless") {
 		t.Errorf("ping_client answered %q (isError %v), want an error saying a stateless client cannot be asked", text, isError)
 	}
-	first, second := pidOf(t, session), pidOf(t, session)
+	first, second := stdiotest.PID(t, session), stdiotest.PID(t, session)
 	if first != second {
 		t.Errorf("two calls in a row ran in processes %d and %d, want the warm one reused", first, second)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/stdiotest"
 )
 
 // filesystemDir holds the reference filesystem MCP server, pinned by its
@@ -71,7 +72,7 @@ func TestFilesystemServer(t *testing.T) {
 }
 `, port, permissions, node, script, root))
 	caddytest.WaitForListener(t, port)
-	session := connect(t, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+	session := stdiotest.Connect(t, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
 
 	tests := []struct {
 		tool    string
@@ -86,7 +87,7 @@ func TestFilesystemServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.tool, func(t *testing.T) {
-			text, isError := call(t, session, tt.tool, tt.args)
+			text, isError := stdiotest.Call(t, session, tt.tool, tt.args)
 			if isError != tt.isError || !strings.Contains(text, tt.want) {
 				t.Errorf("%s answered %q (isError %v), want %q (isError %v)", tt.tool, text, isError, tt.want, tt.isError)
 			}
@@ -99,14 +100,7 @@ func TestFilesystemServer(t *testing.T) {
 		t.Errorf("the refused calls changed the folder: %v", entries)
 	}
 
-	tools, err := session.ListTools(t.Context(), nil)
-	if err != nil {
-		t.Fatalf("listing tools: %v", err)
-	}
-	var names []string
-	for _, tool := range tools.Tools {
-		names = append(names, tool.Name)
-	}
+	names := stdiotest.ToolNames(t, session)
 	for _, hidden := range []string{"write_file", "edit_file", "move_file"} {
 		if slices.Contains(names, hidden) {
 			t.Errorf("tools/list shows the blocked %s: %q", hidden, names)

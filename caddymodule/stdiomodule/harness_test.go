@@ -3,20 +3,16 @@ package stdiomodule_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	_ "github.com/mcpgate/mcpgate/caddymodule"
 	_ "github.com/mcpgate/mcpgate/caddymodule/stdiomodule"
@@ -85,78 +81,6 @@ func reload(t testing.TB, caddyfile string) {
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("reloading Caddy: %v", err)
-	}
-}
-
-// connect opens a go-sdk client session through the gateway.
-func connect(t testing.TB, url string, opts *mcp.ClientOptions) *mcp.ClientSession {
-	t.Helper()
-	session, err := dial(t, url, opts)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", url, err)
-	}
-	t.Cleanup(func() { session.Close() })
-	return session
-}
-
-// dial opens a go-sdk client session, or fails.
-func dial(t testing.TB, url string, opts *mcp.ClientOptions) (*mcp.ClientSession, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts)
-	return client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url}, nil)
-}
-
-// call calls a tool and returns its result's text.
-func call(t testing.TB, session *mcp.ClientSession, name string, args map[string]any) (string, bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	params := &mcp.CallToolParams{Name: name}
-	if args != nil {
-		// A nil map would go out as "arguments": null, which mcp_policy
-		// refuses: MCP wants an object or nothing.
-		params.Arguments = args
-	}
-	res, err := session.CallTool(ctx, params)
-	if err != nil {
-		t.Fatalf("calling %s: %v", name, err)
-	}
-	return resultText(res), res.IsError
-}
-
-// resultText joins the text contents of a tool result.
-func resultText(res *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range res.Content {
-		if text, ok := c.(*mcp.TextContent); ok {
-			b.WriteString(text.Text)
-		}
-	}
-	return b.String()
-}
-
-// pidOf asks the session's process for its pid.
-func pidOf(t testing.TB, session *mcp.ClientSession) int {
-	t.Helper()
-	text, _ := call(t, session, "pid", nil)
-	pid, err := strconv.Atoi(text)
-	if err != nil {
-		t.Fatalf("the pid tool answered %q", text)
-	}
-	return pid
-}
-
-// waitFor polls cond until it holds, failing the test after a while with
-// what.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

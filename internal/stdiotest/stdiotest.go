@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 sampling and roots are deprecated (SEP-2577) but stdio servers still use them, and the tests check that they get through.
+
 // Package stdiotest is a small MCP server that speaks over stdio, built
 // on the go-sdk, for mcpgate's tests of stdio servers. A test binary
 // runs itself as the server: its TestMain calls Main first, which serves
