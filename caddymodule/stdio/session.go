@@ -20,6 +20,11 @@ import (
 // among them is answered with an error, so the server does not wait).
 const maxBacklog = 64
 
+// askingMethods are the requests during which a server asks its client
+// for something (sampling, elicitation, roots): the methods whose results
+// may ask for input under MCP 2026-07-28 (basic/patterns/mrtr).
+var askingMethods = []string{"tools/call", "prompts/get", "resources/read"}
+
 // session is one client's conversation with one server process: the
 // message pump between the process's stdio connection and the client's
 // HTTP requests. A session serves one client; a stateless session is a
@@ -47,8 +52,9 @@ type session struct {
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
-	// posts are the open replies to POSTs, oldest first; get is the open
-	// GET stream.
+	// posts are the open replies to POSTs that carry what the server sends
+	// of its own accord when there is no GET stream (see route), oldest
+	// first; get is the open GET stream.
 	posts []*reply
 	get   *reply
 	// backlog holds what the server sent while no reply was open.
@@ -150,9 +156,13 @@ func (s *session) readFailure(err error) *ending {
 
 // route sends one message from the server to where the client reads it:
 // a response to the reply of its request; a progress notification to the
-// reply of the request it reports on; anything else to the GET stream, or
-// else to the newest POST's reply, or else to the backlog, until the
-// client opens one.
+// reply of the request it reports on; anything else (a stdio server does
+// not say what it relates to) to the GET stream, or else to the reply of
+// the newest request during which a server asks its client things (a
+// tools/call: that is where sampling and elicitation come from), or else
+// to the backlog, until the client opens one of those. Never to the reply
+// of another request: who sent it may read nothing but its response (as
+// mcp_policy, fetching tools/list on a client's behalf, does).
 func (s *session) route(msg jsonrpc.Message) {
 	data, err := jsonrpc.EncodeMessage(msg)
 	if err != nil {
@@ -294,9 +304,11 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			}
 		}
 	}
-	s.posts = append(s.posts, rep)
-	backlog := s.backlog
-	s.backlog = nil
+	var backlog []*jsonrpc.Request
+	if s.stateless || asks(msgs) {
+		s.posts = append(s.posts, rep)
+		backlog, s.backlog = s.backlog, nil
+	}
 	s.mu.Unlock()
 	// What waited in the backlog goes first, before the pump can deliver
 	// anything newer to this reply (it waits for rep.mu).
@@ -532,6 +544,17 @@ func (s *session) end(why *ending) {
 		get.close()
 	}
 	s.logger.Info("session ended", zap.String("reason", why.message))
+}
+
+// asks reports whether a POST holds a request during which a server asks
+// its client things (see askingMethods).
+func asks(msgs []jsonrpc.Message) bool {
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() && slices.Contains(askingMethods, request.Method) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeFailure is the ending of a session whose server could not be

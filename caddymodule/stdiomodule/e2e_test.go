@@ -144,6 +144,32 @@ func TestRequestBeforeAnyStream(t *testing.T) {
 	})
 }
 
+// TestRefusedServerRequest: a request from the server that the policy
+// refuses is answered to the server by the gateway, and the client never
+// sees it. The server asks as the session starts, before the client (with
+// no GET stream) has a stream to hear it on; the request waits for the
+// client's first tools/call, not for the tools/list that mcp_policy sends
+// first on its own account (which would swallow it).
+func TestRefusedServerRequest(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port := caddytest.FreePort(t)
+	caddyfile := strings.Replace(site(t, port, stdiotest.ModeServe), "server stdio", "server stdio\n\t\tpolicy ../../policies testdata/noroots", 1)
+	caddytest.Start(t, caddytest.GlobalOptions(t)+caddyfile)
+	caddytest.WaitForListener(t, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	resp := rawPost(t, url, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":{}},"clientInfo":{"name":"curl","version":"1"}}}`)
+	session := resp.Header.Get("Mcp-Session-Id")
+	rawPost(t, url, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	stdiotest.WaitFor(t, "the server to hear that its request was refused", func() bool {
+		body := readAll(t, rawPost(t, url, session, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"roots","arguments":{}}}`))
+		if strings.Contains(body, `"roots/list"`) {
+			t.Fatalf("the client was sent the refused request: %s", body)
+		}
+		return strings.Contains(body, "refused:") && strings.Contains(body, "servers may not ask for roots here")
+	})
+}
+
 // TestGETStream opens a session by hand, then its GET stream, and checks
 // that what the server sends outside any request (here, that its tool
 // list changed) arrives there.

@@ -57,3 +57,20 @@ test_moving_is_blocked_whatever_the_server_claims if {
 test_other_destructive_tools_are_blocked if {
 	mcp.decision.action == "block" with input as call("delete_file", "destructive") with data.mcp.permissions as table
 }
+
+test_the_server_may_not_ask_for_roots if {
+	request := {
+		"kind": "request",
+		"method": "roots/list",
+		"params": {},
+		"direction": "server_to_client",
+		"server": "files",
+	}
+	d := mcp.decision with input as request with data.mcp.permissions as table
+	d == {"action": "block", "reason": "the filesystem server keeps the folders it was started with: it may not ask its client for roots"}
+}
+
+test_other_servers_may_ask_for_roots if {
+	request := {"kind": "request", "method": "roots/list", "params": {}, "direction": "server_to_client", "server": "other"}
+	mcp.decision.action == "allow" with input as request with data.mcp.permissions as table
+}

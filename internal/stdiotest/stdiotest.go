@@ -116,7 +116,8 @@ type Input struct {
 //   - sample: asks the client's model, answers "sampled:<text>"
 //   - ping_client: pings the client, answers "pong"
 //   - roots: the roots the client listed when asked, as soon as the
-//     session was initialized (before the client could open a stream)
+//     session was initialized (before the client could open a stream), or
+//     "refused: " and why the request failed
 //   - shout: writes <text> repeated <steps> times as one stderr line
 //   - crash: exits with status 3 mid-call, saying so on stderr
 //   - grow: adds a tool named <text>, so that the server tells its client
@@ -136,6 +137,8 @@ func Server() *mcp.Server {
 				defer cancel()
 				listed, err := req.Session.ListRoots(ctx, nil)
 				if err != nil {
+					refused := "refused: " + err.Error()
+					roots.Store(&refused)
 					return
 				}
 				var uris []string
