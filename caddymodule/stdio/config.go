@@ -44,11 +44,12 @@ type Config struct {
 	// long. Open GET streams do not keep a session alive.
 	IdleTimeout time.Duration
 	// InitTimeout bounds the wait for a new process's answer to
-	// initialize, and for a process to take a message off its stdin;
-	// past it, the process is killed.
+	// initialize (past it, the process is killed), and for a process to
+	// take a message off its stdin (past it, its session ends).
 	InitTimeout time.Duration
 	// StopGrace is how long a stopping process gets after its stdin
-	// closes before SIGTERM, and after SIGTERM before SIGKILL.
+	// closes before SIGTERM, and after SIGTERM before SIGKILL; and how
+	// long Close lets the POSTs in progress finish.
 	StopGrace time.Duration
 	// StatelessPool is how many warm processes serve stateless clients
 	// (MCP 2026-07-28). Zero refuses stateless requests, so that clients

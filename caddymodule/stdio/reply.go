@@ -62,9 +62,9 @@ func (r *reply) openLocked() {
 	_ = http.NewResponseController(r.w).Flush()
 }
 
-// deliver writes a message to the client. For a response, id is the
-// request it answers, which is then no longer pending; the reply is done
-// when none is.
+// deliver writes a message (data is its encoding) to the client. A
+// response's request is then no longer pending; the reply is done when
+// none is.
 func (r *reply) deliver(msg jsonrpc.Message, data []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,10 +101,7 @@ func (r *reply) deliverLocked(msg jsonrpc.Message, data []byte) error {
 			}
 		}
 	}
-	if last {
-		r.finishLocked()
-	}
-	if err != nil {
+	if last || err != nil {
 		r.finishLocked()
 	}
 	return err

@@ -103,8 +103,8 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// servePOST routes a POST: to its session; to the stateless pool when it
-// speaks MCP 2026-07-28; to a new session when it is initialize.
+// servePOST routes a POST: to its session; to a new session when it is
+// initialize; to the stateless pool when it speaks MCP 2026-07-28.
 func (srv *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(srv.cfg.MaxMessageSize)))
 	if err != nil {
@@ -135,12 +135,12 @@ func (srv *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 		s.post(w, r, msgs, nil)
 		return
 	}
-	if version := statelessVersion(r.Header, msgs); version != "" {
-		srv.serveStateless(w, r, msgs, version)
-		return
-	}
 	if request := initializeRequest(msgs); request != nil {
 		srv.initialize(w, r, request)
+		return
+	}
+	if version := statelessVersion(r.Header, msgs); version != "" {
+		srv.serveStateless(w, r, msgs, version)
 		return
 	}
 	writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest,

@@ -15,6 +15,27 @@ import (
 	"go.uber.org/zap"
 )
 
+// This file and reply.go are the HTTP side of the pump: MCP's Streamable
+// HTTP transport, server side, for a server whose messages come as they
+// are from a stdio connection. The go-sdk's mcp.StreamableServerTransport
+// is that transport for the SDK's own servers, and does not fit a pump:
+//
+//   - it puts a server's request or notification on the stream of the
+//     request it relates to only when it is written with a context that
+//     carries that request's id, which only the SDK's ServerSession can
+//     make (the context key is unexported): a pump could send a stdio
+//     server's progress notifications on the GET stream alone, and would
+//     lose them when there is none;
+//   - it reads the MCP-Protocol-Version header only from a context value
+//     that only the SDK's StreamableHTTPHandler sets (unexported too), so
+//     it refuses every 2026-07-28 request handed to it directly;
+//   - without the SDK's Server, it refuses every method that is not a
+//     standard one.
+//
+// So this package keeps the SDK's framing and messages and writes the
+// rest: POST, GET and DELETE, replies as JSON or as event streams, and
+// where each message goes (see route).
+
 // maxBacklog bounds the messages a server sends while its client has no
 // stream open to receive them; past it the oldest is dropped (a request
 // among them is answered with an error, so the server does not wait).

@@ -45,15 +45,15 @@ var servers = caddy.NewUsagePool()
 type Handler struct {
 	// The program each session runs: a path, or a name looked up in the
 	// PATH it runs with (see env). Required.
+	//
+	// In command, args, env values and dir, global placeholders such as
+	// {env.GITHUB_TOKEN} are replaced when the config loads.
 	Command string `json:"command,omitempty"`
 	// The program's arguments.
 	Args []string `json:"args,omitempty"`
 	// Environment variables for the program. It gets these, plus PATH and
 	// HOME from Caddy's environment unless they are set here, and nothing
 	// else: secrets in Caddy's environment do not reach it.
-	//
-	// In command, args, env values and dir, global placeholders such as
-	// {env.GITHUB_TOKEN} are replaced when the config loads.
 	Env map[string]string `json:"env,omitempty"`
 	// The program's working directory. Default: Caddy's.
 	Dir string `json:"dir,omitempty"`
@@ -71,10 +71,15 @@ type Handler struct {
 	// Default: 30s.
 	InitTimeout caddy.Duration `json:"init_timeout,omitempty"`
 	// How long a stopping process gets after its stdin closes before
-	// SIGTERM, and after SIGTERM before SIGKILL. Default: 5s.
+	// SIGTERM, and after SIGTERM before SIGKILL; also how long a changed
+	// config waits for the calls in progress in the sessions it ends.
+	// Default: 5s.
 	StopGrace caddy.Duration `json:"stop_grace,omitempty"`
 	// How many warm processes serve stateless clients (MCP 2026-07-28),
-	// each one request at a time. 0 (the default) serves sessions only:
+	// each one request at a time; server/discover then offers 2026-07-28,
+	// so clients that speak it go stateless. Only for servers whose calls
+	// stand alone: what a process keeps between requests is shared by
+	// every stateless client. 0 (the default) serves sessions only:
 	// stateless requests get an Unsupported Protocol Version error that
 	// lists the session revisions, and SDK clients then initialize a
 	// session.
