@@ -30,6 +30,10 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 )
 
+// maxEndings bounds the ended sessions whose reason the gateway keeps,
+// to tell the requests that still name them why they ended.
+const maxEndings = 1024
+
 // Header names of the Streamable HTTP transport.
 const (
 	headerSessionID       = "Mcp-Session-Id"
@@ -46,6 +50,10 @@ type Server struct {
 	mu sync.Mutex
 	// sessions are the initialized sessions, by id.
 	sessions map[string]*session
+	// endings are why the latest sessions to end did, by id; endingOrder
+	// lists them oldest first.
+	endings     map[string]string
+	endingOrder []string
 	// live are all sessions whose process has not been reaped yet,
 	// starting and pooled ones included.
 	live map[*session]struct{}
@@ -66,6 +74,7 @@ func New(cfg Config, logger *zap.Logger) *Server {
 	srv := &Server{
 		cfg:      cfg.withDefaults(),
 		sessions: make(map[string]*session),
+		endings:  make(map[string]string),
 		live:     make(map[*session]struct{}),
 	}
 	srv.logger.Store(logger)
@@ -158,8 +167,13 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 	}
 	srv.mu.Lock()
 	s := srv.sessions[id]
+	ending, ended := srv.endings[id]
 	srv.mu.Unlock()
-	if s == nil {
+	switch {
+	case s != nil:
+	case ended:
+		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session ended: "+ending+"; initialize a new one")
+	default:
 		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session not found (it may have ended); initialize a new one")
 	}
 	return s
@@ -310,13 +324,20 @@ func (srv *Server) list(s *session) {
 	}
 }
 
-// unlist makes an ended session unreachable.
-func (srv *Server) unlist(s *session) {
+// unlist makes an ended session unreachable, and keeps why it ended.
+func (srv *Server) unlist(s *session, why *ending) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if srv.sessions[s.id] == s {
-		delete(srv.sessions, s.id)
+	if srv.sessions[s.id] != s {
+		return
 	}
+	delete(srv.sessions, s.id)
+	if len(srv.endingOrder) == maxEndings {
+		delete(srv.endings, srv.endingOrder[0])
+		srv.endingOrder = srv.endingOrder[1:]
+	}
+	srv.endings[s.id] = why.message
+	srv.endingOrder = append(srv.endingOrder, s.id)
 }
 
 // Close ends every session (each once its POSTs in progress are answered,

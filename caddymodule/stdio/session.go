@@ -557,7 +557,7 @@ func (s *session) end(why *ending) {
 	close(s.done)
 	s.mu.Unlock()
 
-	s.srv.unlist(s)
+	s.srv.unlist(s, why)
 	for _, rep := range replies {
 		rep.fail(codeServerError, why.message)
 	}

@@ -283,7 +283,8 @@ func TestConcurrentSessions(t *testing.T) {
 // the client gets an error at once that says why, and the session is
 // gone.
 func TestCrashMidCall(t *testing.T) {
-	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), nil)
+	url := startGateway(t, stdiotest.ModeServe)
+	session := stdiotest.Connect(t, url, nil)
 	pid := stdiotest.PID(t, session)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -294,8 +295,9 @@ func TestCrashMidCall(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("the crashed process %d is still there (%v): it was not reaped", pid, err)
 	}
-	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo"}); err == nil {
-		t.Error("a call in the crashed session succeeded")
+	later := rawPost(t, url, session.ID(), `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`)
+	if body := readAll(t, later); later.StatusCode != http.StatusNotFound || !strings.Contains(body, "exit status 3") {
+		t.Errorf("a request in the crashed session: %d %s, want 404 with the reason it ended", later.StatusCode, body)
 	}
 }
 
