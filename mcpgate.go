@@ -7,4 +7,5 @@ package mcpgate
 import (
 	_ "github.com/mcpgate/mcpgate/caddymodule"
 	_ "github.com/mcpgate/mcpgate/caddymodule/demo"
+	_ "github.com/mcpgate/mcpgate/caddymodule/stdiomodule"
 )

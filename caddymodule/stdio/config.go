@@ -1,0 +1,171 @@
+package stdio
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Defaults for the zero values of Config.
+const (
+	// DefaultMaxSessions bounds the session processes that run at once.
+	DefaultMaxSessions = 32
+	// DefaultIdleTimeout is how long a session may go without a POST in
+	// progress before its process is stopped.
+	DefaultIdleTimeout = 30 * time.Minute
+	// DefaultInitTimeout is how long a new process may take to answer
+	// initialize (npx may be downloading the server meanwhile).
+	DefaultInitTimeout = 30 * time.Second
+	// DefaultStopGrace is how long a process gets after its stdin closes
+	// before SIGTERM, and again after SIGTERM before SIGKILL: the go-sdk's
+	// CommandTransport waits as long.
+	DefaultStopGrace = 5 * time.Second
+	// DefaultMaxMessageSize bounds one JSON-RPC message in either
+	// direction: the go-sdk's bound on a line from a stdio peer.
+	DefaultMaxMessageSize = mcp.DefaultMaxLineLength
+)
+
+// Config is what a Server runs and within which limits. Zero values take
+// the defaults above.
+type Config struct {
+	// Command is the program each session runs.
+	Command Command
+	// MaxSessions bounds the session processes that run at once; past it,
+	// initialize is answered with HTTP 503.
+	MaxSessions int
+	// IdleTimeout ends a session that has had no POST in progress for this
+	// long. Open GET streams do not keep a session alive.
+	IdleTimeout time.Duration
+	// InitTimeout bounds the wait for a new process's answer to
+	// initialize (past it, the process is killed), and for a process to
+	// take a message off its stdin (past it, its session ends).
+	InitTimeout time.Duration
+	// StopGrace is how long a stopping process gets after its stdin
+	// closes before SIGTERM, and after SIGTERM before SIGKILL; and how
+	// long Close lets the POSTs in progress finish.
+	StopGrace time.Duration
+	// StatelessPool is how many warm processes serve stateless clients
+	// (MCP 2026-07-28). Zero refuses stateless requests, so that clients
+	// fall back to a session.
+	StatelessPool int
+	// MaxMessageSize bounds one JSON-RPC message, a POST body or a line the
+	// server writes, in bytes.
+	MaxMessageSize int
+}
+
+// Command is a program to run, with exactly the environment it gets.
+type Command struct {
+	// Path is the program. A name without a slash is looked up in the PATH
+	// of Env.
+	Path string
+	// Args are its arguments.
+	Args []string
+	// Env is its whole environment, as KEY=value pairs (see Environment).
+	Env []string
+	// Dir is its working directory; empty is the gateway's.
+	Dir string
+}
+
+// Environment returns the environment a server runs with: the configured
+// variables, plus PATH and HOME from the gateway's own environment unless
+// configured. Nothing else of the gateway's environment is passed, so
+// that its secrets do not reach every server. HOME is passed because npx
+// (npm) and most other launchers keep their cache and configuration under
+// it, and fail without it when the user has no home in /etc/passwd, as
+// arbitrary container users do not.
+func Environment(configured map[string]string) []string {
+	env := make([]string, 0, len(configured)+2)
+	for _, name := range []string{"PATH", "HOME"} {
+		if _, ok := configured[name]; ok {
+			continue
+		}
+		if value, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+value)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(configured)) {
+		env = append(env, name+"="+configured[name])
+	}
+	return env
+}
+
+// Validate reports what is wrong with the configuration, if anything.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Command.Path == "" {
+		errs = append(errs, errors.New("no command to run"))
+	}
+	for _, pair := range c.Command.Env {
+		if name, _, _ := strings.Cut(pair, "="); name == "" || !strings.Contains(pair, "=") {
+			errs = append(errs, fmt.Errorf("environment entry %q is not NAME=value", pair))
+		}
+	}
+	for _, bound := range []struct {
+		name  string
+		value int64
+	}{
+		{"max_sessions", int64(c.MaxSessions)},
+		{"idle_timeout", int64(c.IdleTimeout)},
+		{"init_timeout", int64(c.InitTimeout)},
+		{"stop_grace", int64(c.StopGrace)},
+		{"stateless_pool", int64(c.StatelessPool)},
+		{"max_message_size", int64(c.MaxMessageSize)},
+	} {
+		if bound.value < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", bound.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with its zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = DefaultInitTimeout
+	}
+	if c.StopGrace == 0 {
+		c.StopGrace = DefaultStopGrace
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	return c
+}
+
+// lookPath resolves the program the way a shell with the command's own
+// PATH would, rather than with the gateway's (which is what exec.Command
+// would use).
+func (c Command) lookPath() (string, error) {
+	if strings.ContainsRune(c.Path, filepath.Separator) {
+		return c.Path, nil
+	}
+	var path string
+	for _, pair := range c.Env {
+		if value, ok := strings.CutPrefix(pair, "PATH="); ok {
+			path = value
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		candidate := filepath.Join(dir, c.Path)
+		if info, err := os.Stat(candidate); err == nil && !info.IsDir() && info.Mode()&0o111 != 0 {
+			return candidate, nil
+		}
+	}
+	return "", fmt.Errorf("%q not found in the server's PATH %q", c.Path, path)
+}

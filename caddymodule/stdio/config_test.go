@@ -1,0 +1,68 @@
+package stdio_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/stdio"
+)
+
+func TestEnvironment(t *testing.T) {
+	t.Setenv("PATH", "/gateway/bin")
+	t.Setenv("HOME", "/home/gateway")
+	t.Setenv("GATEWAY_SECRET", "do-not-leak")
+	tests := []struct {
+		name       string
+		configured map[string]string
+		want       []string
+	}{
+		{"nothing configured", nil, []string{"PATH=/gateway/bin", "HOME=/home/gateway"}},
+		{"variables of its own", map[string]string{"TOKEN": "t", "A": "1"}, []string{"PATH=/gateway/bin", "HOME=/home/gateway", "A=1", "TOKEN=t"}},
+		{"PATH and HOME set", map[string]string{"PATH": "/srv/bin", "HOME": "/srv"}, []string{"HOME=/srv", "PATH=/srv/bin"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stdio.Environment(tt.configured); !slices.Equal(got, tt.want) {
+				t.Errorf("Environment(%v) = %q, want %q", tt.configured, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		config stdio.Config
+		want   string // in the error; "" for none
+	}{
+		{"defaults", stdio.Config{Command: stdio.Command{Path: "server"}}, ""},
+		{"no command", stdio.Config{}, "no command"},
+		{"a bad environment entry", stdio.Config{Command: stdio.Command{Path: "server", Env: []string{"=x"}}}, "not NAME=value"},
+		{"negative max_sessions", stdio.Config{Command: stdio.Command{Path: "server"}, MaxSessions: -1}, "max_sessions must not be negative"},
+		{"negative stop_grace", stdio.Config{Command: stdio.Command{Path: "server"}, StopGrace: -1}, "stop_grace must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.config.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate() = %v, want an error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCommandNotFound: a program that is not in the server's PATH is an
+// error the client reads, not a hang.
+func TestCommandNotFound(t *testing.T) {
+	srv := stdio.New(stdio.Config{Command: stdio.Command{Path: "no-such-mcp-server", Env: []string{"PATH=/nonexistent"}}}, nil)
+	t.Cleanup(func() { srv.Close() })
+	url := serve(t, srv)
+	status, _, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+	if status != 200 || !strings.Contains(body, `not found in the server's PATH \"/nonexistent\"`) || !strings.Contains(body, `"id":1`) {
+		t.Errorf("initialize with a missing program: %d %s, want a JSON-RPC error that names the PATH searched", status, body)
+	}
+}

@@ -1,0 +1,248 @@
+package stdio
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// This file, route.go and reply.go are the HTTP side of the pump: MCP's
+// Streamable HTTP transport, server side, for a server whose messages
+// come as they are from a stdio connection. This file takes what the
+// client sends to the server; route.go, what the server sends to the
+// client; reply.go writes it. The go-sdk's mcp.StreamableServerTransport
+// is that transport for the SDK's own servers, and does not fit a pump:
+//
+//   - it puts a server's request or notification on the stream of the
+//     request it relates to only when it is written with a context that
+//     carries that request's id, which only the SDK's ServerSession can
+//     make (the context key is unexported): a pump could send a stdio
+//     server's progress notifications on the GET stream alone, and would
+//     lose them when there is none;
+//   - it reads the MCP-Protocol-Version header only from a context value
+//     that only the SDK's StreamableHTTPHandler sets (unexported too), so
+//     it refuses every 2026-07-28 request handed to it directly;
+//   - without the SDK's Server, it refuses every method that is not a
+//     standard one.
+//
+// So this package keeps the SDK's framing and messages and writes the
+// rest: POST, GET and DELETE, replies as JSON or as event streams, and
+// where each message goes.
+
+// post forwards the messages of a client's POST to the server and answers
+// the POST: 202 when it holds no request, else a reply that carries the
+// responses, and whatever else the server sends meanwhile that goes there
+// (see route). It reports whether every request got its response.
+func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Message, status func(*jsonrpc.Response) int) bool {
+	var ids []jsonrpc.ID
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
+			ids = append(ids, request.ID)
+		}
+	}
+	if len(ids) == 0 {
+		for _, msg := range msgs {
+			s.cancelled(msg)
+			if err := s.send(msg); err != nil {
+				failure := writeFailure(err)
+				s.end(failure)
+				writeError(w, http.StatusBadGateway, jsonrpc.ID{}, codeServerError, failure.message)
+				return false
+			}
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return true
+	}
+
+	rep := newReply(w, ids, len(msgs) == 1, status)
+	if len(rep.pending) != len(ids) {
+		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "the POST holds two requests with the same id")
+		return false
+	}
+	rep.mu.Lock()
+	s.mu.Lock()
+	if s.ended != nil {
+		ended := s.ended
+		s.mu.Unlock()
+		rep.mu.Unlock()
+		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session ended: "+ended.message)
+		return false
+	}
+	for _, id := range ids {
+		if s.calls[id] != nil {
+			s.mu.Unlock()
+			rep.mu.Unlock()
+			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "a request with this id is already in progress in this session")
+			return false
+		}
+	}
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
+			c := &call{reply: rep, token: progressToken(metaOf(request.Params)["progressToken"])}
+			s.calls[request.ID] = c
+			if c.token != "" {
+				s.progress[c.token] = rep
+			}
+		}
+	}
+	var backlog []*jsonrpc.Request
+	if s.stateless || asks(msgs) {
+		s.posts = append(s.posts, rep)
+		backlog, s.backlog = s.backlog, nil
+	}
+	s.mu.Unlock()
+	// What waited in the backlog goes first, before the pump can deliver
+	// anything newer to this reply (it waits for rep.mu).
+	for _, request := range backlog {
+		if data, err := jsonrpc.EncodeMessage(request); err == nil {
+			_ = rep.deliverLocked(request, data)
+		}
+	}
+	rep.mu.Unlock()
+
+	for _, msg := range msgs {
+		s.cancelled(msg)
+		if err := s.send(msg); err != nil {
+			s.end(writeFailure(err))
+			break
+		}
+	}
+	select {
+	case <-rep.done:
+	case <-r.Context().Done():
+	}
+	s.mu.Lock()
+	s.detachLocked(rep)
+	s.mu.Unlock()
+	rep.close()
+	return rep.answered()
+}
+
+// serveGET holds the client's GET stream open for what the server sends
+// (see route) until the client leaves or the session ends.
+func (s *session) serveGET(w http.ResponseWriter, r *http.Request) {
+	rep := newStreamReply(w)
+	rep.mu.Lock()
+	s.mu.Lock()
+	switch {
+	case s.ended != nil:
+		ended := s.ended
+		s.mu.Unlock()
+		rep.mu.Unlock()
+		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session ended: "+ended.message)
+		return
+	case s.get != nil:
+		s.mu.Unlock()
+		rep.mu.Unlock()
+		writeError(w, http.StatusConflict, jsonrpc.ID{}, jsonrpc.CodeInvalidRequest, "this session already has a GET stream open")
+		return
+	}
+	s.get = rep
+	backlog := s.backlog
+	s.backlog = nil
+	s.mu.Unlock()
+	rep.openLocked()
+	for _, request := range backlog {
+		if data, err := jsonrpc.EncodeMessage(request); err == nil {
+			_ = rep.deliverLocked(request, data)
+		}
+	}
+	rep.mu.Unlock()
+
+	select {
+	case <-r.Context().Done():
+	case <-s.done:
+	case <-rep.done:
+	}
+	s.mu.Lock()
+	s.detachLocked(rep)
+	s.mu.Unlock()
+	rep.close()
+}
+
+// call sends a request of the gateway's own and waits for the response.
+func (s *session) call(ctx context.Context, request *jsonrpc.Request) (*jsonrpc.Response, error) {
+	c := &call{answer: make(chan *jsonrpc.Response, 1)}
+	s.mu.Lock()
+	if s.ended != nil {
+		s.mu.Unlock()
+		return nil, s.ended
+	}
+	s.calls[request.ID] = c
+	s.mu.Unlock()
+	if err := s.send(request); err != nil {
+		failure := writeFailure(err)
+		s.end(failure)
+		return nil, failure
+	}
+	select {
+	case response := <-c.answer:
+		return response, nil
+	case <-s.done:
+		return nil, s.ended
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.forgetLocked(request.ID)
+		s.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// send writes a message to the server's stdin.
+func (s *session) send(msg jsonrpc.Message) error {
+	return s.proc.conn.Write(context.Background(), msg)
+}
+
+// cancelled stops waiting for the response to a request that the client
+// cancels with msg, if msg is such a notification: a server need not
+// answer a cancelled request (basic/utilities/cancellation).
+func (s *session) cancelled(msg jsonrpc.Message) {
+	request, ok := msg.(*jsonrpc.Request)
+	if !ok || request.IsCall() || request.Method != "notifications/cancelled" {
+		return
+	}
+	var params struct {
+		RequestID any `json:"requestId"`
+	}
+	if json.Unmarshal(request.Params, &params) != nil {
+		return
+	}
+	id, err := jsonrpc.MakeID(params.RequestID)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	c := s.calls[id]
+	s.forgetLocked(id)
+	s.mu.Unlock()
+	if c != nil && c.reply != nil {
+		c.reply.abandon(id)
+	}
+}
+
+// forgetLocked stops waiting for the response to id.
+func (s *session) forgetLocked(id jsonrpc.ID) {
+	if c := s.calls[id]; c != nil {
+		delete(s.calls, id)
+		if c.token != "" && s.progress[c.token] == c.reply {
+			delete(s.progress, c.token)
+		}
+	}
+}
+
+// detachLocked forgets a reply that has ended, and the requests it was
+// waiting for: their responses have no one to go to.
+func (s *session) detachLocked(rep *reply) {
+	if s.get == rep {
+		s.get = nil
+	}
+	s.posts = slices.DeleteFunc(s.posts, func(r *reply) bool { return r == rep })
+	for id, c := range s.calls {
+		if c.reply == rep {
+			s.forgetLocked(id)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package stdio_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/stdio"
+	"github.com/mcpgate/mcpgate/internal/stdiotest"
+)
+
+// post sends a JSON-RPC body as an MCP client does, with extra headers
+// (name, value pairs), and returns the status and the body.
+func post(t *testing.T, url, body string, headers ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("posting %s: %v", body, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(answer)
+}
+
+// jsonrpcError is the error member of a JSON-RPC answer.
+type jsonrpcError struct {
+	ID    any `json:"id"`
+	Error *struct {
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	} `json:"error"`
+}
+
+// TestRefusals checks what the gateway answers itself, before any
+// process starts or reaches a session.
+func TestRefusals(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	tests := []struct {
+		name    string
+		method  string
+		body    string
+		headers []string
+		status  int
+		code    int
+	}{
+		{"no session", http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, nil, http.StatusBadRequest, -32600},
+		{"unknown session", http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, []string{"Mcp-Session-Id", "nope"}, http.StatusNotFound, -32001},
+		{"GET without a session", http.MethodGet, "", nil, http.StatusBadRequest, -32600},
+		{"DELETE of an unknown session", http.MethodDelete, "", []string{"Mcp-Session-Id", "nope"}, http.StatusNotFound, -32001},
+		{"PUT", http.MethodPut, "", nil, http.StatusMethodNotAllowed, -32600},
+		{"not JSON", http.MethodPost, `{"jsonrpc":`, nil, http.StatusBadRequest, -32700},
+		{"an empty batch", http.MethodPost, `[]`, nil, http.StatusBadRequest, -32700},
+		{"a fractional id", http.MethodPost, `{"jsonrpc":"2.0","id":1.5,"method":"initialize","params":{}}`, nil, http.StatusBadRequest, -32700},
+		{"an id in exponent form", http.MethodPost, `{"jsonrpc":"2.0","id":1e3,"method":"initialize","params":{}}`, nil, http.StatusBadRequest, -32700},
+		{"an id past 2^53", http.MethodPost, `{"jsonrpc":"2.0","id":9007199254740993,"method":"initialize","params":{}}`, nil, http.StatusBadRequest, -32700},
+		{"a duplicate member", http.MethodPost, `{"jsonrpc":"2.0","id":1,"id":2,"method":"initialize","params":{}}`, nil, http.StatusBadRequest, -32700},
+		{"not JSON-RPC 2.0", http.MethodPost, `{"jsonrpc":"1.0","id":1,"method":"initialize","params":{}}`, nil, http.StatusBadRequest, -32700},
+		{"stateless, with sessions only", http.MethodPost,
+			`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+			[]string{"Mcp-Protocol-Version", "2026-07-28"}, http.StatusBadRequest, -32022},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, url, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			for i := 0; i+1 < len(tt.headers); i += 2 {
+				req.Header.Set(tt.headers[i], tt.headers[i+1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var answer jsonrpcError
+			if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || answer.Error == nil {
+				t.Fatalf("%d with no JSON-RPC error (%v)", resp.StatusCode, err)
+			}
+			if resp.StatusCode != tt.status || answer.Error.Code != tt.code {
+				t.Errorf("%d with code %d (%s), want %d with code %d", resp.StatusCode, answer.Error.Code, answer.Error.Message, tt.status, tt.code)
+			}
+		})
+	}
+}
+
+// TestSessionsOnlyNamesTheirRevisions: without a stateless pool, a
+// stateless request is told which revisions the sessions speak, so that a
+// client can fall back (the go-sdk client does: TestSessionLifecycle).
+func TestSessionsOnlyNamesTheirRevisions(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	_, _, body := post(t, url, `{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+		"Mcp-Protocol-Version", "2026-07-28")
+	var answer jsonrpcError
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Error == nil {
+		t.Fatalf("server/discover answered %s", body)
+	}
+	var data struct {
+		Supported []string `json:"supported"`
+		Requested string   `json:"requested"`
+	}
+	if err := json.Unmarshal(answer.Error.Data, &data); err != nil || data.Requested != "2026-07-28" || len(data.Supported) == 0 || data.Supported[0] != "2025-11-25" {
+		t.Errorf("the error's data is %s, want the session revisions, newest first, and the one requested", answer.Error.Data)
+	}
+}

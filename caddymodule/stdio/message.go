@@ -1,0 +1,143 @@
+package stdio
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+)
+
+// decodeBody reads a POST body: one JSON-RPC message, or a batch of them.
+func decodeBody(body []byte) ([]jsonrpc.Message, error) {
+	raws := []jsontext.Value{body}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := jsonv2.Unmarshal(body, &raws); err != nil {
+			return nil, fmt.Errorf("reading the batch: %w", err)
+		}
+		if len(raws) == 0 {
+			return nil, errors.New("an empty batch")
+		}
+	}
+	msgs := make([]jsonrpc.Message, len(raws))
+	for i, raw := range raws {
+		msg, err := decodeMessage(raw)
+		if err != nil {
+			return nil, err
+		}
+		msgs[i] = msg
+	}
+	return msgs, nil
+}
+
+// maxExactID is the largest integer a float64 holds exactly, and so past
+// which no other is a valid numeric id.
+const maxExactID = 1 << 53
+
+// wireMessage is a JSON-RPC message as a client posts it.
+type wireMessage struct {
+	JSONRPC string         `json:"jsonrpc"`
+	ID      jsontext.Value `json:"id"`
+	Method  *string        `json:"method"`
+	Params  jsontext.Value `json:"params"`
+	Result  jsontext.Value `json:"result"`
+	Error   *struct {
+		Code    int64          `json:"code"`
+		Message string         `json:"message"`
+		Data    jsontext.Value `json:"data"`
+	} `json:"error"`
+}
+
+// decodeMessage reads one JSON-RPC message strictly (member names match
+// exactly, and only once). jsonrpc.DecodeMessage would do, but its
+// decoder allocates some 128 KiB a message, which cost the gateway a
+// tenth of a millisecond a call. Numeric ids must be integers: the go-sdk
+// keeps ids as int64, and an id it would round could not be matched with
+// its response; and the go-sdk makes numeric ids from float64, so they
+// must be exact in one (as JavaScript's are).
+func decodeMessage(raw jsontext.Value) (jsonrpc.Message, error) {
+	var m wireMessage
+	if err := jsonv2.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("reading a message: %w", err)
+	}
+	if m.JSONRPC != "2.0" {
+		return nil, fmt.Errorf("the message's jsonrpc is %q, want \"2.0\"", m.JSONRPC)
+	}
+	var id jsonrpc.ID
+	switch kind := m.ID.Kind(); kind {
+	case 0, 'n':
+	case '"':
+		var text string
+		if err := jsonv2.Unmarshal(m.ID, &text); err != nil {
+			return nil, fmt.Errorf("reading the id: %w", err)
+		}
+		id, _ = jsonrpc.MakeID(text)
+	default:
+		n, err := strconv.ParseInt(string(m.ID), 10, 64)
+		if err != nil || n > maxExactID || n < -maxExactID {
+			return nil, fmt.Errorf("the id %s is neither a string nor an integer of at most 2^53", m.ID)
+		}
+		id, _ = jsonrpc.MakeID(float64(n))
+	}
+	if m.Method != nil {
+		return &jsonrpc.Request{ID: id, Method: *m.Method, Params: json.RawMessage(m.Params)}, nil
+	}
+	if !id.IsValid() {
+		return nil, errors.New("a message with neither a method nor an id")
+	}
+	response := &jsonrpc.Response{ID: id, Result: json.RawMessage(m.Result)}
+	if m.Error != nil {
+		response.Error = &jsonrpc.Error{Code: m.Error.Code, Message: m.Error.Message, Data: json.RawMessage(m.Error.Data)}
+	}
+	return response, nil
+}
+
+// initializeRequest returns the POST's message when it is initialize
+// alone.
+func initializeRequest(msgs []jsonrpc.Message) *jsonrpc.Request {
+	if len(msgs) != 1 {
+		return nil
+	}
+	if request, ok := msgs[0].(*jsonrpc.Request); ok && request.IsCall() && request.Method == "initialize" {
+		return request
+	}
+	return nil
+}
+
+// statelessVersion returns the revision a POST without a session speaks
+// when it is 2026-07-28 or later (which has no sessions): from the
+// MCP-Protocol-Version header, or from a request's
+// _meta["io.modelcontextprotocol/protocolVersion"]; "" otherwise.
+func statelessVersion(header http.Header, msgs []jsonrpc.Message) string {
+	if version := header.Get(headerProtocolVersion); version >= mcphttp.Version20260728 {
+		return version
+	}
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok {
+			var version string
+			if json.Unmarshal(metaOf(request.Params)[mcp.MetaKeyProtocolVersion], &version) == nil && version >= mcphttp.Version20260728 {
+				return version
+			}
+		}
+	}
+	return ""
+}
+
+// metaOf returns the _meta member of a request's params, nil if none.
+func metaOf(params json.RawMessage) map[string]json.RawMessage {
+	var p struct {
+		Meta map[string]json.RawMessage `json:"_meta"`
+	}
+	if len(params) == 0 || json.Unmarshal(params, &p) != nil {
+		return nil
+	}
+	return p.Meta
+}

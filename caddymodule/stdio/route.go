@@ -1,0 +1,151 @@
+package stdio
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"go.uber.org/zap"
+)
+
+// maxBacklog bounds the messages a server sends while its client has no
+// stream open to receive them; past it the oldest is dropped (a request
+// among them is answered with an error, so the server does not wait).
+const maxBacklog = 64
+
+// askingMethods are the requests during which a server asks its client
+// for something (sampling, elicitation, roots): the methods whose results
+// may ask for input under MCP 2026-07-28 (basic/patterns/mrtr).
+var askingMethods = []string{"tools/call", "prompts/get", "resources/read"}
+
+// route sends one message from the server to where the client reads it:
+// a response to the reply of its request; a progress notification to the
+// reply of the request it reports on; anything else (a stdio server does
+// not say what it relates to) to the GET stream, or else to the reply of
+// the newest request during which a server asks its client things (a
+// tools/call: that is where sampling and elicitation come from), or else
+// to the backlog, until the client opens one of those. Never to the reply
+// of another request: who sent it may read nothing but its response (as
+// mcp_policy, fetching tools/list on a client's behalf, does).
+func (s *session) route(msg jsonrpc.Message) {
+	data, err := jsonrpc.EncodeMessage(msg)
+	if err != nil {
+		s.logger.Error("encoding a message from the server", zap.Error(err))
+		return
+	}
+	if response, ok := msg.(*jsonrpc.Response); ok {
+		s.mu.Lock()
+		c := s.calls[response.ID]
+		s.forgetLocked(response.ID)
+		s.mu.Unlock()
+		switch {
+		case c == nil:
+			s.logger.Debug("dropping a response to no pending request", zap.Any("id", response.ID.Raw()))
+		case c.reply == nil:
+			c.answer <- response
+		default:
+			_ = c.reply.deliver(response, data)
+		}
+		return
+	}
+	request := msg.(*jsonrpc.Request)
+	if s.stateless && request.IsCall() {
+		s.refuse(request, jsonrpc.CodeMethodNotFound,
+			"the client is stateless (MCP 2026-07-28) and cannot answer server requests; connect with a session to use sampling, elicitation or roots")
+		return
+	}
+	for {
+		s.mu.Lock()
+		target, dropped := s.targetLocked(request)
+		s.mu.Unlock()
+		if dropped != nil {
+			s.refuse(dropped, codeServerError, "the client had no stream open to receive this request")
+		}
+		if target == nil || target.deliver(request, data) == nil {
+			return
+		}
+		// The reply ended meanwhile: forget it and choose again.
+		s.mu.Lock()
+		s.detachLocked(target)
+		s.mu.Unlock()
+	}
+}
+
+// targetLocked chooses the reply that carries a request or notification
+// from the server. When there is none it keeps the message in the backlog
+// (a stateless session drops it: its client reads only its own reply),
+// and returns nil and, if the backlog overflowed with a request, that
+// request, for the caller to refuse.
+func (s *session) targetLocked(request *jsonrpc.Request) (target *reply, dropped *jsonrpc.Request) {
+	if s.ended != nil {
+		return nil, nil
+	}
+	if request.Method == "notifications/progress" {
+		if target := s.progress[notifiedToken(request.Params)]; target != nil {
+			return target, nil
+		}
+	}
+	if s.get != nil {
+		return s.get, nil
+	}
+	if len(s.posts) > 0 {
+		return s.posts[len(s.posts)-1], nil
+	}
+	if s.stateless {
+		return nil, nil
+	}
+	if len(s.backlog) == maxBacklog {
+		if s.backlog[0].IsCall() {
+			dropped = s.backlog[0]
+		}
+		s.backlog = s.backlog[1:]
+	}
+	s.backlog = append(s.backlog, request)
+	return nil, dropped
+}
+
+// refuse answers a request from the server on the client's behalf.
+func (s *session) refuse(request *jsonrpc.Request, code int64, message string) {
+	response := &jsonrpc.Response{ID: request.ID, Error: &jsonrpc.Error{Code: code, Message: message}}
+	if err := s.send(response); err != nil {
+		s.end(writeFailure(err))
+	}
+}
+
+// asks reports whether a POST holds a request during which a server asks
+// its client things (see askingMethods).
+func asks(msgs []jsonrpc.Message) bool {
+	for _, msg := range msgs {
+		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() && slices.Contains(askingMethods, request.Method) {
+			return true
+		}
+	}
+	return false
+}
+
+// progressToken returns a progress token (raw JSON: a string or a
+// number) in a form that compares equal for equal tokens; "" when there
+// is none.
+func progressToken(raw json.RawMessage) string {
+	var token any
+	if len(raw) == 0 || json.Unmarshal(raw, &token) != nil {
+		return ""
+	}
+	switch token.(type) {
+	case string, float64:
+		canonical, _ := json.Marshal(token)
+		return string(canonical)
+	}
+	return ""
+}
+
+// notifiedToken returns the progress token of a notifications/progress.
+func notifiedToken(params json.RawMessage) string {
+	var p struct {
+		Token json.RawMessage `json:"progressToken"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	return progressToken(p.Token)
+}

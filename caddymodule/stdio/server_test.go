@@ -1,0 +1,130 @@
+package stdio_test
+
+import (
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mcpgate/mcpgate/caddymodule/stdio"
+	"github.com/mcpgate/mcpgate/internal/stdiotest"
+)
+
+// TestMain lets the test binary be the stdio server the tests start.
+func TestMain(m *testing.M) {
+	stdiotest.Main()
+	os.Exit(m.Run())
+}
+
+// testServer runs a stdio.Server for the test binary in the given mode,
+// behind httptest, and returns its URL; Close runs at cleanup. A nil
+// logger logs nothing.
+func testServer(t *testing.T, mode string, cfg stdio.Config, logger *zap.Logger) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Command = stdio.Command{Path: self, Env: stdio.Environment(map[string]string{stdiotest.EnvMode: mode})}
+	srv := stdio.New(cfg, logger)
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("closing the server: %v", err)
+		}
+	})
+	return serve(t, srv)
+}
+
+// serve serves srv over HTTP until the test ends, and returns its URL.
+func serve(t *testing.T, srv *stdio.Server) string {
+	t.Helper()
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func TestSessionLifecycle(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	session := stdiotest.Connect(t, url, nil)
+	if got, _ := stdiotest.Call(t, session, "echo", map[string]any{"text": "hi"}); got != "echo:hi" {
+		t.Errorf("echo answered %q, want echo:hi", got)
+	}
+	pid := stdiotest.PID(t, session)
+	if err := session.Close(); err != nil {
+		t.Fatalf("closing the session: %v", err)
+	}
+	stdiotest.WaitGone(t, pid)
+}
+
+// TestStderrIsLogged checks that the server's stderr reaches the log line
+// by line, with the session and pid, and that long lines are cut.
+func TestStderrIsLogged(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, zap.New(core))
+	session := stdiotest.Connect(t, url, nil)
+	pid := stdiotest.PID(t, session)
+	stdiotest.Call(t, session, "shout", map[string]any{"text": "a", "steps": 20000})
+	session.Close()
+	stdiotest.WaitGone(t, pid)
+
+	lines := logs.FilterMessage("stderr").All()
+	if len(lines) != 2 {
+		t.Fatalf("logged %d stderr lines, want 2 (ready, shout): %v", len(lines), lines)
+	}
+	ready := lines[0].ContextMap()
+	if ready["line"] != "stdiotest ready" || ready["pid"] != int64(pid) || ready["session"] == "" || lines[0].LoggerName != "stderr" {
+		t.Errorf("the first stderr entry is %s %v, want logger stderr with line, session and pid %d", lines[0].LoggerName, ready, pid)
+	}
+	shout := lines[1].ContextMap()
+	if line, _ := shout["line"].(string); len(line) != 8<<10 || shout["truncated"] != true {
+		t.Errorf("a 20000-byte line was logged with %d bytes (truncated %v), want 8192 and truncated", len(line), shout["truncated"])
+	}
+}
+
+// TestStopEscalates: a server that ignores the end of its stdin and
+// SIGTERM is killed after two grace periods.
+func TestStopEscalates(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	url := testServer(t, stdiotest.ModeStubborn, stdio.Config{StopGrace: grace}, nil)
+	session := stdiotest.Connect(t, url, nil)
+	pid := stdiotest.PID(t, session)
+	start := time.Now()
+	if err := session.Close(); err != nil {
+		t.Fatalf("ending the session: %v", err)
+	}
+	stdiotest.WaitGone(t, pid)
+	if took := time.Since(start); took < 2*grace {
+		t.Errorf("the stubborn server was gone after %s, before stdin's grace and SIGTERM's (%s)", took, 2*grace)
+	}
+}
+
+// TestIdleTimeout: a session without requests ends after idle_timeout,
+// its open GET stream notwithstanding, and its process stops.
+func TestIdleTimeout(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{IdleTimeout: 200 * time.Millisecond}, nil)
+	session := stdiotest.Connect(t, url, nil)
+	pid := stdiotest.PID(t, session)
+	stdiotest.WaitGone(t, pid)
+	if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo"}); err == nil {
+		t.Error("the idle session still answers")
+	}
+}
+
+// TestGrandchildrenStop: stopping a session stops what its server
+// started, in its process group.
+func TestGrandchildrenStop(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	session := stdiotest.Connect(t, url, nil)
+	text, _ := stdiotest.Call(t, session, "spawn", nil)
+	grandchild, err := strconv.Atoi(text)
+	if err != nil || stdiotest.Gone(grandchild) {
+		t.Fatalf("spawn started no grandchild (%v)", err)
+	}
+	session.Close()
+	stdiotest.WaitGone(t, grandchild)
+}

@@ -1,0 +1,117 @@
+package stdio_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/stdio"
+	"github.com/mcpgate/mcpgate/internal/stdiotest"
+)
+
+// stateless is a request of MCP 2026-07-28, without a session: its _meta
+// carries the revision and the client's capabilities.
+func stateless(id int, method, params string) string {
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"progressToken":"t` +
+		strconv.Itoa(id) + `"}`
+	if params != "" {
+		meta += "," + params
+	}
+	return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"` + method + `","params":{` + meta + `}}`
+}
+
+// resultOf decodes the result of a JSON-RPC response.
+func resultOf(t *testing.T, body string, into any) {
+	t.Helper()
+	var response struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(body), &response); err != nil || response.Result == nil {
+		t.Fatalf("not a JSON-RPC result: %s (%v)", body, err)
+	}
+	if err := json.Unmarshal(response.Result, into); err != nil {
+		t.Fatalf("reading the result %s: %v", response.Result, err)
+	}
+}
+
+// toolText returns the text of a tools/call result.
+func toolText(t *testing.T, body string) string {
+	t.Helper()
+	var result struct {
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	resultOf(t, body, &result)
+	if len(result.Content) != 1 {
+		t.Fatalf("the result %s has %d contents, want 1", body, len(result.Content))
+	}
+	return result.Content[0].Text
+}
+
+// TestStatelessPool serves stateless requests with one pooled process:
+// server/discover from the process's own answer to initialize, calls on
+// the warm process, a 503 while it is busy, and a new process after a
+// client left mid-call.
+func TestStatelessPool(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{StatelessPool: 1, InitTimeout: 500 * time.Millisecond}, nil)
+	version := []string{"Mcp-Protocol-Version", "2026-07-28"}
+
+	status, _, body := post(t, url, stateless(1, "server/discover", ""), version...)
+	var discovered struct {
+		SupportedVersions []string        `json:"supportedVersions"`
+		Capabilities      map[string]any  `json:"capabilities"`
+		Meta              map[string]any  `json:"_meta"`
+		Instructions      json.RawMessage `json:"instructions"`
+	}
+	resultOf(t, body, &discovered)
+	info, _ := discovered.Meta["io.modelcontextprotocol/serverInfo"].(map[string]any)
+	if status != http.StatusOK || len(discovered.SupportedVersions) == 0 || discovered.SupportedVersions[0] != "2026-07-28" ||
+		discovered.Capabilities["tools"] == nil || info["name"] != "stdiotest" {
+		t.Errorf("server/discover: %d %s, want the stateless revision first, the server's capabilities and its info", status, body)
+	}
+
+	status, header, body := post(t, url, stateless(2, "tools/call", `"name":"echo","arguments":{"text":"x"}`), version...)
+	if status != http.StatusOK || header.Get("Content-Type") != "application/json" || toolText(t, body) != "echo:x" {
+		t.Errorf("echo: %d %s %s, want a JSON answer echo:x", status, header.Get("Content-Type"), body)
+	}
+	_, _, first := post(t, url, stateless(3, "tools/call", `"name":"pid"`), version...)
+	_, _, second := post(t, url, stateless(4, "tools/call", `"name":"pid"`), version...)
+	pid, _ := strconv.Atoi(toolText(t, first))
+	if toolText(t, second) != toolText(t, first) {
+		t.Errorf("two calls ran in processes %s and %s, want the warm one reused", first, second)
+	}
+
+	// Hold the only process with a call that blocks until its client
+	// leaves.
+	ctx, leave := context.WithCancel(t.Context())
+	defer leave()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(stateless(5, "tools/call", `"name":"block"`)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("calling block: %v", err)
+	}
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("block answered %q %q (%v), want its progress on an event stream", resp.Header.Get("Content-Type"), line, err)
+	}
+
+	status, header, body = post(t, url, stateless(6, "tools/call", `"name":"echo"`), version...)
+	if status != http.StatusServiceUnavailable || header.Get("Retry-After") == "" || !strings.Contains(body, "stateless_pool") {
+		t.Errorf("a call while the pool is busy: %d (Retry-After %q) %s, want 503 with Retry-After", status, header.Get("Retry-After"), body)
+	}
+
+	leave()
+	stdiotest.WaitGone(t, pid)
+	_, _, body = post(t, url, stateless(7, "tools/call", `"name":"pid"`), version...)
+	if fresh := toolText(t, body); fresh == strconv.Itoa(pid) {
+		t.Errorf("after its client left mid-call, the process %d served again; want it replaced", pid)
+	}
+}

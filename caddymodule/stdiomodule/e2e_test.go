@@ -1,0 +1,459 @@
+//lint:file-ignore SA1019 sampling and roots are deprecated (SEP-2577) but stdio servers still use them, and they must get through.
+
+package stdiomodule_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/stdiotest"
+)
+
+// TestPolicyInFront checks that mcp_policy decides the calls to a stdio
+// server by its permissions table, as it does for any upstream: read-only
+// tools run, a write tool needs approval (and, with no approval
+// configured, is refused), a destructive one is blocked and hidden.
+func TestPolicyInFront(t *testing.T) {
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), nil)
+	tests := []struct {
+		tool    string
+		want    string
+		isError bool
+	}{
+		{"echo", "echo:hi", false},
+		{"write_note", "needs approval", true},
+		{"delete_all", "Blocked by policy", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tool, func(t *testing.T) {
+			text, isError := stdiotest.Call(t, session, tt.tool, map[string]any{"text": "hi"})
+			if isError != tt.isError || !strings.Contains(text, tt.want) {
+				t.Errorf("%s answered %q (isError %v), want %q (isError %v)", tt.tool, text, isError, tt.want, tt.isError)
+			}
+		})
+	}
+	names := stdiotest.ToolNames(t, session)
+	if !slices.Contains(names, "echo") || slices.Contains(names, "delete_all") {
+		t.Errorf("tools/list gave %q, want echo and not the blocked delete_all", names)
+	}
+}
+
+// TestServerToClient checks that what the server asks of the client
+// (elicitation, sampling) and tells it (progress) gets through mcp_policy
+// and mcp_stdio, and that a client's cancellation reaches the server.
+func TestServerToClient(t *testing.T) {
+	progress := make(chan *mcp.ProgressNotificationParams, 16)
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe), &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"colour": "green"}}, nil
+		},
+		CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return &mcp.CreateMessageResult{Model: "test", Role: "assistant", Content: &mcp.TextContent{Text: "42"}}, nil
+		},
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			progress <- req.Params
+		},
+	})
+
+	t.Run("elicitation", func(t *testing.T) {
+		if text, _ := stdiotest.Call(t, session, "ask", nil); text != "colour:green" {
+			t.Errorf("ask answered %q, want colour:green", text)
+		}
+	})
+	t.Run("sampling", func(t *testing.T) {
+		if text, _ := stdiotest.Call(t, session, "sample", map[string]any{"text": "six times seven?"}); text != "sampled:42" {
+			t.Errorf("sample answered %q, want sampled:42", text)
+		}
+	})
+	t.Run("progress", func(t *testing.T) {
+		res, err := session.CallTool(t.Context(), &mcp.CallToolParams{
+			Name:      "progress",
+			Arguments: map[string]any{"steps": 3},
+			Meta:      mcp.Meta{"progressToken": "p1"},
+		})
+		if err != nil || stdiotest.ResultText(res) != "done" {
+			t.Fatalf("progress answered %v, %v; want done", res, err)
+		}
+		for step := 1; step <= 3; step++ {
+			select {
+			case p := <-progress:
+				if p.ProgressToken != "p1" || p.Progress != float64(step) {
+					t.Errorf("progress notification %d is %+v, want token p1, progress %d", step, p, step)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("got %d of 3 progress notifications", step-1)
+			}
+		}
+	})
+	t.Run("cancellation", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "block", Meta: mcp.Meta{"progressToken": "c1"}})
+			done <- err
+		}()
+		select {
+		case <-progress: // the call is running on the server
+		case <-time.After(10 * time.Second):
+			t.Fatal("the blocking call never started")
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("the cancelled call returned %v, want context.Canceled", err)
+		}
+		stdiotest.WaitFor(t, "the server to see the cancellation", func() bool {
+			text, _ := stdiotest.Call(t, session, "cancellations", nil)
+			return text == "1"
+		})
+	})
+}
+
+// TestRequestBeforeAnyStream: a server that asks its client something as
+// soon as the session is initialized (the filesystem server asks for
+// roots) asks before the client has a stream open to hear it; the request
+// waits, and goes out on the first stream the client opens.
+func TestRequestBeforeAnyStream(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+	client.AddRoots(&mcp.Root{URI: "file:///data", Name: "data"})
+	session, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer session.Close()
+	stdiotest.WaitFor(t, "the server to get the roots", func() bool {
+		res, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "roots"})
+		return err == nil && !res.IsError && stdiotest.ResultText(res) == "file:///data"
+	})
+}
+
+// TestRefusedServerRequest: a request from the server that the policy
+// refuses is answered to the server by the gateway, and the client never
+// sees it. The server asks as the session starts, before the client (with
+// no GET stream) has a stream to hear it on; the request waits for the
+// client's first tools/call, not for the tools/list that mcp_policy sends
+// first on its own account (which would swallow it).
+func TestRefusedServerRequest(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port := caddytest.FreePort(t)
+	caddyfile := strings.Replace(site(t, port, stdiotest.ModeServe), "server stdio", "server stdio\n\t\tpolicy ../../policies testdata/noroots", 1)
+	caddytest.Start(t, caddytest.GlobalOptions(t)+caddyfile)
+	caddytest.WaitForListener(t, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	resp := rawPost(t, url, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":{}},"clientInfo":{"name":"curl","version":"1"}}}`)
+	session := resp.Header.Get("Mcp-Session-Id")
+	rawPost(t, url, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	stdiotest.WaitFor(t, "the server to hear that its request was refused", func() bool {
+		body := readAll(t, rawPost(t, url, session, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"roots","arguments":{}}}`))
+		if strings.Contains(body, `"roots/list"`) {
+			t.Fatalf("the client was sent the refused request: %s", body)
+		}
+		return strings.Contains(body, "refused:") && strings.Contains(body, "servers may not ask for roots here")
+	})
+}
+
+// TestGETStream opens a session by hand, then its GET stream, and checks
+// that what the server sends outside any request (here, that its tool
+// list changed) arrives there.
+func TestGETStream(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	resp := rawPost(t, url, "", initialize)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Mcp-Session-Id") == "" {
+		t.Fatalf("initialize: %d %s, want 200 with a session id", resp.StatusCode, readAll(t, resp))
+	}
+	id := resp.Header.Get("Mcp-Session-Id")
+	if resp := rawPost(t, url, id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("notifications/initialized: %d, want 202", resp.StatusCode)
+	}
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("opening the GET stream: %v", err)
+	}
+	defer stream.Body.Close()
+	if stream.StatusCode != http.StatusOK || !strings.HasPrefix(stream.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("GET: %d %s, want 200 with an event stream", stream.StatusCode, stream.Header.Get("Content-Type"))
+	}
+
+	grow := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"grow","arguments":{"text":"grown"}}}`
+	if resp := rawPost(t, url, id, grow); resp.StatusCode != http.StatusOK || !strings.Contains(readAll(t, resp), `"done"`) {
+		t.Fatalf("calling grow: %d, want 200 with done", resp.StatusCode)
+	}
+	event := nextEvent(t, bufio.NewReader(stream.Body))
+	if !strings.Contains(event, `"notifications/tools/list_changed"`) {
+		t.Errorf("the GET stream carried %s, want notifications/tools/list_changed", event)
+	}
+}
+
+// TestEnvironment checks that the server gets its configured variables
+// (with placeholders replaced), PATH and HOME, and nothing else of the
+// gateway's environment.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("MCPGATE_TEST_SECRET", "do-not-leak")
+	t.Setenv("MCPGATE_TEST_TOKEN", "t0ken")
+	session := stdiotest.Connect(t, startGateway(t, stdiotest.ModeServe, "env TOKEN {env.MCPGATE_TEST_TOKEN}"), nil)
+	text, _ := stdiotest.Call(t, session, "environ", nil)
+	env := strings.Split(text, "\n")
+	var names []string
+	for _, pair := range env {
+		name, _, _ := strings.Cut(pair, "=")
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if want := []string{"HOME", stdiotest.EnvMode, "PATH", "TOKEN"}; !slices.Equal(names, want) {
+		t.Errorf("the server's environment has %q, want exactly %q", names, want)
+	}
+	if !slices.Contains(env, "TOKEN=t0ken") {
+		t.Errorf("the server's environment %q lacks TOKEN=t0ken", env)
+	}
+}
+
+// TestConcurrentSessions runs 50 sessions at once, each with a process of
+// its own.
+func TestConcurrentSessions(t *testing.T) {
+	const sessions = 50
+	url := startGateway(t, stdiotest.ModeServe, "max_sessions 60")
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	pids := make(chan int, sessions)
+	for i := range sessions {
+		wg.Go(func() {
+			session, err := stdiotest.Dial(url, nil)
+			if err != nil {
+				errs <- fmt.Errorf("session %d: connecting: %w", i, err)
+				return
+			}
+			defer session.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			want := fmt.Sprintf("echo:%d", i)
+			for _, tool := range []string{"echo", "pid"} {
+				res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": strconv.Itoa(i)}})
+				switch {
+				case err != nil:
+					errs <- fmt.Errorf("session %d: calling %s: %w", i, tool, err)
+					return
+				case tool == "echo" && stdiotest.ResultText(res) != want:
+					errs <- fmt.Errorf("session %d: echo answered %q, want %q", i, stdiotest.ResultText(res), want)
+				case tool == "pid":
+					pid, _ := strconv.Atoi(stdiotest.ResultText(res))
+					pids <- pid
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	close(pids)
+	for err := range errs {
+		t.Error(err)
+	}
+	distinct := map[int]bool{}
+	for pid := range pids {
+		distinct[pid] = true
+	}
+	if len(distinct) != sessions {
+		t.Errorf("%d sessions ran in %d processes, want one each", sessions, len(distinct))
+	}
+}
+
+// TestCrashMidCall: a server that exits during a call ends its session;
+// the client gets an error at once that says why, and the session is
+// gone.
+func TestCrashMidCall(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	session := stdiotest.Connect(t, url, nil)
+	pid := stdiotest.PID(t, session)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "crash"})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "crashing on purpose") {
+		t.Fatalf("the crashing call returned %v, want an error with the exit status and the server's last words", err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the crashed process %d is still there (%v): it was not reaped", pid, err)
+	}
+	later := rawPost(t, url, session.ID(), `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`)
+	if body := readAll(t, later); later.StatusCode != http.StatusNotFound || !strings.Contains(body, "exit status 3") {
+		t.Errorf("a request in the crashed session: %d %s, want 404 with the reason it ended", later.StatusCode, body)
+	}
+}
+
+// TestInitTimeout: a server that never answers initialize is killed after
+// init_timeout, and the client is told so.
+func TestInitTimeout(t *testing.T) {
+	pids := t.TempDir()
+	url := startGateway(t, stdiotest.ModeSilent, "init_timeout 300ms", fmt.Sprintf("env %s %q", stdiotest.EnvPIDDir, pids))
+	resp := rawPost(t, url, "", initialize)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "did not answer initialize within 300ms") || resp.Header.Get("Mcp-Session-Id") != "" {
+		t.Errorf("initialize of a silent server: %d %s, want a JSON-RPC error and no session", resp.StatusCode, body)
+	}
+	var answer struct {
+		ID    int `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.ID != 1 || answer.Error.Code != -32000 {
+		t.Errorf("the answer %s is not a JSON-RPC error for id 1 (%v)", body, err)
+	}
+	files, err := os.ReadDir(pids)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("the silent server wrote %d pid files (%v), want 1", len(files), err)
+	}
+	pid, _ := strconv.Atoi(files[0].Name())
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the silent server %d is still there after the answer (%v), want it killed and reaped", pid, err)
+	}
+}
+
+// TestMaxSessions: past max_sessions, initialize gets a 503 with
+// Retry-After and a JSON-RPC error, at once.
+func TestMaxSessions(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe, "max_sessions 2")
+	stdiotest.Connect(t, url, nil)
+	stdiotest.Connect(t, url, nil)
+	resp := rawPost(t, url, "", initialize)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(body, `"id":1`) || !strings.Contains(body, "max_sessions") {
+		t.Errorf("a third session: %d (Retry-After %q) %s, want 503 with Retry-After and a JSON-RPC error for id 1",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestUnknownSession: a request for a session that does not exist gets
+// 404, the client's signal to initialize anew.
+func TestUnknownSession(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	resp := rawPost(t, url, "no-such-session", `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"code":-32001`) {
+		t.Errorf("a request in an unknown session: %d %s, want 404 with a JSON-RPC error", resp.StatusCode, body)
+	}
+}
+
+// TestReload: a reload that keeps the mcp_stdio block keeps its sessions
+// and processes; one that changes it drains them.
+func TestReload(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port, other := caddytest.FreePort(t), caddytest.FreePort(t)
+	global := caddytest.GlobalOptions(t)
+	caddytest.Start(t, global+site(t, port, stdiotest.ModeServe))
+	caddytest.WaitForListener(t, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	// A reload closes the old server's idle connections: a client that
+	// reused one would see it reset. Each request gets its own.
+	session, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}, nil)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer session.Close()
+	pid := stdiotest.PID(t, session)
+
+	reload(t, global+site(t, port, stdiotest.ModeServe)+fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\trespond ok\n}\n", other))
+	if got := stdiotest.PID(t, session); got != pid {
+		t.Fatalf("after a reload that kept the block, the session runs in process %d, want %d", got, pid)
+	}
+	if text, _ := stdiotest.Call(t, session, "echo", map[string]any{"text": "still here"}); text != "echo:still here" {
+		t.Errorf("after the reload, echo answered %q", text)
+	}
+
+	reload(t, global+site(t, port, stdiotest.ModeServe, "env CHANGED yes"))
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("after a reload that changed the block, process %d is still there (%v)", pid, err)
+	}
+	if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo"}); err == nil {
+		t.Error("the drained session still answers")
+	}
+	fresh := stdiotest.Connect(t, url, nil)
+	if text, _ := stdiotest.Call(t, fresh, "environ", nil); !strings.Contains(text, "CHANGED=yes") {
+		t.Errorf("a new session runs with the old configuration: %q", text)
+	}
+}
+
+// TestNothingLeftAfterStop: when Caddy stops, every process it started is
+// gone, and so are the processes those started.
+func TestNothingLeftAfterStop(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe)
+	var pids []int
+	for range 3 {
+		pids = append(pids, stdiotest.PID(t, stdiotest.Connect(t, url, nil)))
+	}
+	parent := stdiotest.Connect(t, url, nil)
+	text, _ := stdiotest.Call(t, parent, "spawn", nil)
+	grandchild, err := strconv.Atoi(text)
+	if err != nil {
+		t.Fatalf("spawn answered %q", text)
+	}
+	if stdiotest.Gone(grandchild) {
+		t.Fatalf("the grandchild %d is not running", grandchild)
+	}
+	pids = append(pids, stdiotest.PID(t, parent))
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatalf("stopping Caddy: %v", err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d is still there after Caddy stopped (%v)", pid, err)
+		}
+	}
+	stdiotest.WaitFor(t, fmt.Sprintf("the grandchild %d to end", grandchild), func() bool { return stdiotest.Gone(grandchild) })
+}
+
+// TestStateless serves a stateless client (MCP 2026-07-28): the go-sdk
+// client discovers the server, then posts each request on its own, to a
+// pooled process.
+func TestStateless(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe, "stateless_pool 2")
+	session := stdiotest.Connect(t, url, nil)
+	if version := session.InitializeResult().ProtocolVersion; version != "2026-07-28" {
+		t.Fatalf("the client negotiated %s, want the stateless 2026-07-28", version)
+	}
+	if name := session.InitializeResult().ServerInfo; name == nil || name.Name != "stdiotest" {
+		t.Errorf("server/discover gave server info %+v, want the server's own", name)
+	}
+	if text, _ := stdiotest.Call(t, session, "echo", map[string]any{"text": "stateless"}); text != "echo:stateless" {
+		t.Errorf("echo answered %q", text)
+	}
+	if text, isError := stdiotest.Call(t, session, "delete_all", nil); !isError || !strings.Contains(text, "Blocked by policy") {
+		t.Errorf("delete_all answered %q (isError %v), want blocked", text, isError)
+	}
+	// The gateway initialized the server as a client without capabilities,
+	// so the server does not even try to elicit; a request it sends
+	// anyway is refused on the client's behalf.
+	if text, isError := stdiotest.Call(t, session, "ask", nil); !isError || !strings.Contains(text, "does not support elicitation") {
+		t.Errorf("ask answered %q (isError %v), want the server's refusal to elicit", text, isError)
+	}
+	if text, isError := stdiotest.Call(t, session, "ping_client", nil); !isError || !strings.Contains(text, "stateless") {
+		t.Errorf("ping_client answered %q (isError %v), want an error saying a stateless client cannot be asked", text, isError)
+	}
+	first, second := stdiotest.PID(t, session), stdiotest.PID(t, session)
+	if first != second {
+		t.Errorf("two calls in a row ran in processes %d and %d, want the warm one reused", first, second)
+	}
+}

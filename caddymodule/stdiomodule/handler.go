@@ -1,0 +1,196 @@
+// Package stdiomodule provides http.handlers.mcp_stdio, which serves an
+// MCP server that speaks over stdio (a program Caddy starts, one process
+// per session) on MCP's Streamable HTTP transport, so that mcp_policy
+// sits in front of it as it sits in front of reverse_proxy. The work is
+// done by package stdio; this package is its Caddy glue.
+package stdiomodule
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/stdio"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("mcp_stdio", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		handler := new(Handler)
+		return handler, handler.UnmarshalCaddyfile(h.Dispenser)
+	})
+	httpcaddyfile.RegisterDirectiveOrder("mcp_stdio", httpcaddyfile.After, "reverse_proxy")
+}
+
+// servers holds the running stdio servers, keyed by their whole resolved
+// configuration, so that a config reload that leaves an mcp_stdio block
+// unchanged keeps its sessions and processes, and one that changes or
+// removes it drains them.
+var servers = caddy.NewUsagePool()
+
+// Handler serves an MCP server that speaks over stdio. Each MCP session
+// gets a process of its own, started on initialize and stopped
+// (gracefully: stdin closed, then SIGTERM, then SIGKILL, to its whole
+// process group) when the client ends the session, when it idles, and
+// when the config changes or Caddy stops. It is a terminal handler: it
+// answers every request.
+type Handler struct {
+	// The program each session runs: a path, or a name looked up in the
+	// PATH it runs with (see env). Required.
+	//
+	// In command, args, env values and dir, global placeholders such as
+	// {env.GITHUB_TOKEN} are replaced when the config loads.
+	Command string `json:"command,omitempty"`
+	// The program's arguments.
+	Args []string `json:"args,omitempty"`
+	// Environment variables for the program. It gets these, plus PATH and
+	// HOME from Caddy's environment unless they are set here, and nothing
+	// else: secrets in Caddy's environment do not reach it.
+	Env map[string]string `json:"env,omitempty"`
+	// The program's working directory. Default: Caddy's.
+	Dir string `json:"dir,omitempty"`
+	// How many session processes may run at once. Past it, initialize is
+	// answered with HTTP 503, a Retry-After, and a JSON-RPC error.
+	// Default: 32.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// How long a session may go without a POST in progress before it
+	// ends and its process stops (open GET streams do not count; clients
+	// keep a session alive with pings). Default: 30m.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// How long a new process may take to answer initialize, and any
+	// process to take a message off its stdin; past it, the process is
+	// killed and the client gets an error (HTTP 504 for initialize).
+	// Default: 30s.
+	InitTimeout caddy.Duration `json:"init_timeout,omitempty"`
+	// How long a stopping process gets after its stdin closes before
+	// SIGTERM, and after SIGTERM before SIGKILL; also how long a changed
+	// config waits for the calls in progress in the sessions it ends.
+	// Default: 5s.
+	StopGrace caddy.Duration `json:"stop_grace,omitempty"`
+	// How many warm processes serve stateless clients (MCP 2026-07-28),
+	// each one request at a time; server/discover then offers 2026-07-28,
+	// so clients that speak it go stateless. Only for servers whose calls
+	// stand alone: what a process keeps between requests is shared by
+	// every stateless client. 0 (the default) serves sessions only:
+	// stateless requests get an Unsupported Protocol Version error that
+	// lists the session revisions, and SDK clients then initialize a
+	// session.
+	StatelessPool int `json:"stateless_pool,omitempty"`
+	// The largest JSON-RPC message, in bytes, that a client may post or
+	// the program may write. Default: 16 MiB.
+	MaxMessageSize int `json:"max_message_size,omitempty"`
+
+	config stdio.Config
+	key    string
+	server *stdio.Server
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_stdio",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves placeholders and takes the stdio server for this
+// configuration from the pool, which starts no process until a client
+// asks.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	repl := caddy.NewReplacer()
+	args := make([]string, len(h.Args))
+	for i, arg := range h.Args {
+		args[i] = repl.ReplaceKnown(arg, "")
+	}
+	env := make(map[string]string, len(h.Env))
+	for name, value := range h.Env {
+		env[name] = repl.ReplaceKnown(value, "")
+	}
+	h.config = stdio.Config{
+		Command: stdio.Command{
+			Path: repl.ReplaceKnown(h.Command, ""),
+			Args: args,
+			Env:  stdio.Environment(env),
+			Dir:  repl.ReplaceKnown(h.Dir, ""),
+		},
+		MaxSessions:    h.MaxSessions,
+		IdleTimeout:    time.Duration(h.IdleTimeout),
+		InitTimeout:    time.Duration(h.InitTimeout),
+		StopGrace:      time.Duration(h.StopGrace),
+		StatelessPool:  h.StatelessPool,
+		MaxMessageSize: h.MaxMessageSize,
+	}
+	key, err := poolKey(h.config)
+	if err != nil {
+		return err
+	}
+	logger := ctx.Logger()
+	value, _, err := servers.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledServer{stdio.New(h.config, logger)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.key = key
+	h.server = value.(pooledServer).Server
+	h.server.SetLogger(logger)
+	return nil
+}
+
+// Validate checks the resolved configuration.
+func (h *Handler) Validate() error {
+	if err := h.config.Validate(); err != nil {
+		return fmt.Errorf("mcp_stdio: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP answers the request with the stdio server.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	h.server.ServeHTTP(w, r)
+	return nil
+}
+
+// Cleanup lets go of the stdio server; when no config uses it any more,
+// its sessions drain and its processes stop.
+func (h *Handler) Cleanup() error {
+	if h.key == "" {
+		return nil
+	}
+	_, err := servers.Delete(h.key)
+	return err
+}
+
+// poolKey names a resolved configuration: a digest, so that the secrets
+// in its environment are not kept as a key.
+func poolKey(config stdio.Config) (string, error) {
+	raw, err := json.Marshal(config)
+	if err != nil {
+		return "", fmt.Errorf("mcp_stdio: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	return "mcp_stdio:" + hex.EncodeToString(sum[:]), nil
+}
+
+// pooledServer is a stdio server in the usage pool.
+type pooledServer struct{ *stdio.Server }
+
+// Destruct stops the server's processes, once no config uses it.
+func (s pooledServer) Destruct() error { return s.Close() }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
