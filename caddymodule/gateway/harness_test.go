@@ -1,0 +1,478 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/policies"
+)
+
+// The harness runs the pipeline without Caddy: a Gateway built from a
+// Config, served by httptest, whose next handler is a real reverse proxy
+// to a real MCP server (the go-sdk's Streamable HTTP handler) that records
+// what reaches it.
+
+// The names the test gateway is configured with.
+const (
+	// testServer is Config.Server, the policy's input.server.
+	testServer = "test"
+	// testUpstream is Config.Upstream: what sessions are sealed for.
+	testUpstream = "test-upstream"
+)
+
+// permissionsTable is the organization's tool table the shipped library
+// decides with: read-only tools run, write tools need approval,
+// destructive ones are blocked, and so is peek by name.
+func permissionsTable() map[string]any {
+	return map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only":   "allow",
+		"write":       "needs_approval",
+		"destructive": "block",
+		"tools":       map[string]any{"peek": "block"},
+	}}}
+}
+
+// The refusals permissionsTable gives, as the client reads them.
+const (
+	refusedDestructive = `Blocked by policy: tool "delete_issue" is a destructive tool`
+	refusedPeek        = `Blocked by policy: tool "peek" is set to block`
+	refusedApproval    = "This call needs approval, but no approval is configured on this gateway"
+	refusedUnlisted    = `Blocked by policy: the server does not offer a tool named "not_listed"`
+)
+
+// gatewayOptions shapes the gateway a test runs.
+type gatewayOptions struct {
+	// maxBody is Config.MaxBody; default 64 KiB.
+	maxBody int64
+	// userHeader, when set, identifies every caller by this request
+	// header (Identity.AuthenticatedUser), as an earlier handler would.
+	userHeader string
+	// approvals holds calls that need approval (in memory), each for
+	// holdFor before it is answered as pending.
+	approvals bool
+	holdFor   time.Duration
+}
+
+// testGateway is a Gateway served over HTTP.
+type testGateway struct {
+	// URL is the MCP endpoint.
+	URL string
+	// sealer is the gateway's session sealer, for tests that forge
+	// tokens.
+	sealer *sessiontoken.Sealer
+}
+
+// startGateway serves a Gateway in front of the MCP server at upstreamURL.
+func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGateway {
+	t.Helper()
+	ctx := context.Background()
+	engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatalf("compiling the shipped library with the permissions table: %v", err)
+	}
+	tools, err := catalog.New(ctx, catalog.NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	if err != nil {
+		t.Fatalf("opening the tool catalog: %v", err)
+	}
+	metrics, err := gateway.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("registering metrics: %v", err)
+	}
+	sealer, err := sessiontoken.New(sessiontoken.NewKey())
+	if err != nil {
+		t.Fatalf("making the session sealer: %v", err)
+	}
+	cfg := gateway.Config{
+		Engine:   engine,
+		Server:   testServer,
+		Upstream: testUpstream,
+		Sealer:   sealer,
+		MaxBody:  opts.maxBody,
+		Catalog:  tools,
+		Sessions: gateway.NewSessions(),
+		Metrics:  metrics,
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if opts.userHeader != "" {
+		cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get(opts.userHeader) }}
+	}
+	if opts.approvals {
+		cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t), Hold: opts.holdFor, Keepalive: time.Second}
+	}
+	g, err := gateway.New(cfg)
+	if err != nil {
+		t.Fatalf("building the gateway: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := g.Close(); err != nil {
+			t.Errorf("closing the gateway: %v", err)
+		}
+	})
+	next := proxyTo(t, upstreamURL)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, next); err != nil {
+			// What Caddy does with a handler's error, when nothing was
+			// written yet.
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return &testGateway{URL: srv.URL + "/mcp", sealer: sealer}
+}
+
+// newApprovalService starts an approval service over an in-memory store,
+// which sends no webhooks.
+func newApprovalService(t *testing.T) *approval.Service {
+	t.Helper()
+	secret := func() approval.Secret {
+		s, err := approval.ParseSecret(base64.StdEncoding.EncodeToString(sessiontoken.NewKey()))
+		if err != nil {
+			t.Fatalf("making an approval secret: %v", err)
+		}
+		return s
+	}
+	service, err := approval.NewService(func(onChange approval.ChangeFunc) (approval.Store, error) {
+		return approval.NewMemoryStore(onChange), nil
+	}, &approval.Settings{
+		WebhookSecrets:  []approval.Secret{secret()},
+		DecisionSecrets: []approval.Secret{secret()},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("starting the approval service: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := service.Close(); err != nil {
+			t.Errorf("closing the approval service: %v", err)
+		}
+	})
+	return service
+}
+
+// reverseProxy is the gateway's next handler: a reverse proxy, as Caddy's
+// reverse_proxy would be.
+type reverseProxy struct {
+	proxy *httputil.ReverseProxy
+}
+
+// ServeHTTP implements gateway.Next.
+func (p reverseProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	p.proxy.ServeHTTP(w, r)
+	return nil
+}
+
+// proxyTo returns a next handler proxying to target.
+func proxyTo(t *testing.T, target string) gateway.Next {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("parsing the upstream's URL %q: %v", target, err)
+	}
+	return reverseProxy{proxy: &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		// Streams end with cancelled requests when clients leave.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}}
+}
+
+// upstreamMode is how the go-sdk's Streamable HTTP handler serves.
+type upstreamMode struct {
+	name         string
+	stateless    bool
+	jsonResponse bool
+}
+
+// The upstream modes tests run in.
+var (
+	statefulSSE   = upstreamMode{name: "stateful SSE"}
+	statefulJSON  = upstreamMode{name: "stateful JSON", jsonResponse: true}
+	statelessSSE  = upstreamMode{name: "stateless SSE", stateless: true}
+	statelessJSON = upstreamMode{name: "stateless JSON", stateless: true, jsonResponse: true}
+	upstreamModes = []upstreamMode{statefulSSE, statefulJSON, statelessSSE, statelessJSON}
+)
+
+// upstreamTools are the tools the test upstream serves: echo and peek are
+// read-only, create_issue writes, delete_issue (no annotations) is
+// destructive by MCP's defaults.
+var upstreamTools = []*mcp.Tool{
+	{Name: "echo", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+	{Name: "peek", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+	{Name: "create_issue", Annotations: &mcp.ToolAnnotations{DestructiveHint: new(false)}},
+	{Name: "delete_issue"},
+}
+
+// upstream is a real MCP server that records every HTTP request it
+// receives and counts the calls each tool runs, so that tests can prove
+// what the gateway did not forward.
+type upstream struct {
+	URL    string
+	server *mcp.Server
+
+	mu       sync.Mutex
+	requests []recordedRequest
+	calls    map[string]int
+}
+
+// recordedRequest is one HTTP request the upstream received.
+type recordedRequest struct {
+	Method string
+	Header http.Header
+	Body   []byte
+}
+
+// textInput is what the upstream's tools take.
+type textInput struct {
+	Text string `json:"text,omitempty"`
+}
+
+// newUpstream starts a go-sdk MCP server serving upstreamTools in mode;
+// each tool answers "<name>:<text>".
+func newUpstream(t *testing.T, mode upstreamMode) *upstream {
+	t.Helper()
+	u := &upstream{calls: make(map[string]int)}
+	u.server = mcp.NewServer(&mcp.Implementation{Name: "test-upstream", Version: "1"}, nil)
+	for _, tool := range upstreamTools {
+		u.addTool(tool)
+	}
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
+		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.jsonResponse})
+	srv := httptest.NewServer(u.recording(handler))
+	t.Cleanup(srv.Close)
+	u.URL = srv.URL
+	return u
+}
+
+// addTool adds (or redefines) a tool that answers "<name>:<text>" and
+// counts its calls.
+func (u *upstream) addTool(tool *mcp.Tool) {
+	name := tool.Name
+	mcp.AddTool(u.server, new(*tool), func(_ context.Context, _ *mcp.CallToolRequest, in textInput) (*mcp.CallToolResult, any, error) {
+		u.mu.Lock()
+		u.calls[name]++
+		u.mu.Unlock()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
+	})
+}
+
+// recording returns handler, recording every request it receives.
+func (u *upstream) recording(handler http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		u.mu.Lock()
+		u.requests = append(u.requests, recordedRequest{Method: r.Method, Header: r.Header.Clone(), Body: body})
+		u.mu.Unlock()
+		handler.ServeHTTP(w, r)
+	})
+}
+
+// received returns the requests the upstream saw so far.
+func (u *upstream) received() []recordedRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]recordedRequest(nil), u.requests...)
+}
+
+// receivedFromClients returns the requests the upstream saw, leaving out
+// the gateway's own tools/list fetches.
+func (u *upstream) receivedFromClients() []recordedRequest {
+	var out []recordedRequest
+	for _, r := range u.received() {
+		if !bytes.Contains(r.Body, []byte(`"mcpgate-tools-list"`)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// sawBodyContaining reports whether a request body the upstream received
+// contains s.
+func (u *upstream) sawBodyContaining(s string) bool {
+	for _, r := range u.received() {
+		if bytes.Contains(r.Body, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// callCount is how many times the tool ran.
+func (u *upstream) callCount(tool string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[tool]
+}
+
+// reply is an HTTP response, read whole.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// rpc decodes the reply as one JSON-RPC response.
+func (r reply) rpc(t *testing.T) rpcResponse {
+	t.Helper()
+	var resp rpcResponse
+	if err := json.Unmarshal(r.body, &resp); err != nil {
+		t.Fatalf("reply is not one JSON-RPC message: %v; HTTP %d, body %s", err, r.status, r.body)
+	}
+	return resp
+}
+
+// rpcResponse is the part of a JSON-RPC response the tests read.
+type rpcResponse struct {
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// send sends req and reads the whole reply.
+func send(t *testing.T, req *http.Request) reply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the reply to %s %s: %v", req.Method, req.URL, err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// newRequest builds a request as an MCP client sends it: JSON, accepting
+// JSON or an event stream. header replaces those headers; an empty value
+// removes one.
+func newRequest(t *testing.T, method, url string, header http.Header, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatalf("building %s %s: %v", method, url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for name, values := range header {
+		req.Header.Del(name)
+		for _, v := range values {
+			if v != "" {
+				req.Header.Add(name, v)
+			}
+		}
+	}
+	return req
+}
+
+// post sends one raw POST of body.
+func post(t *testing.T, url string, header http.Header, body string) reply {
+	t.Helper()
+	return send(t, newRequest(t, http.MethodPost, url, header, strings.NewReader(body)))
+}
+
+// initialize opens a session with a raw initialize under 2025-06-18 and
+// returns the session id the client is given.
+func initialize(t *testing.T, url string, header http.Header) string {
+	t.Helper()
+	r := post(t, url, header,
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session := r.header.Get("Mcp-Session-Id")
+	if r.status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: HTTP %d, session %q, body %s; want 200 with a session", r.status, session, r.body)
+	}
+	return session
+}
+
+// connect opens a go-sdk client session through the gateway, speaking
+// version ("" for the SDK's latest).
+func connect(t *testing.T, url string, opts *mcp.ClientOptions, version string) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("connecting through the gateway at %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = session.Close() })
+	return session
+}
+
+// callTool calls a tool with text and returns the result's text and
+// isError, failing t on a protocol error.
+func callTool(t *testing.T, session *mcp.ClientSession, tool, text string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": text}})
+	if err != nil {
+		t.Fatalf("calling %s: want a result, got error %v", tool, err)
+	}
+	var b strings.Builder
+	for _, c := range res.Content {
+		if text, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(text.Text)
+		}
+	}
+	return b.String(), res.IsError
+}
+
+// eventually polls check until it reports nothing, failing t with its
+// last report after timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		problem := check()
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, problem)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// callBody is a raw tools/call of tool with text, as id.
+func callBody(id, tool, text string) string {
+	return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"text":"` + text + `"}}}`
+}
+
+// codeRefused is the JSON-RPC code of the gateway's refusals of messages
+// other than tools/call.
+const codeRefused = gateway.CodeRefusedByPolicy
+
+// Codes of the refusals before policy.
+const (
+	codeParse   = mcpmsg.CodeParseError
+	codeInvalid = mcpmsg.CodeInvalidRequest
+)

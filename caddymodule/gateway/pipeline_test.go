@@ -1,0 +1,710 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+)
+
+const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
+
+// TestRefusedBeforeForwarding sends what each stage before the policy
+// refuses (admit, findSession, the method switch, read, parse,
+// checkTransport): each is answered by the gateway with its status and a
+// JSON-RPC error without id, and the upstream sees nothing.
+func TestRefusedBeforeForwarding(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	const maxBody = 2048
+	gw := startGateway(t, up.URL, gatewayOptions{maxBody: maxBody})
+
+	otherSealer, err := sessiontoken.New(sessiontoken.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0728 := func(method, name string) http.Header {
+		return http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {method}, mcphttp.HeaderName: {name}}
+	}
+	session := func(token string) http.Header { return http.Header{mcphttp.HeaderSessionID: {token}} }
+	oversized := callBody("1", "echo", strings.Repeat("a", maxBody))
+	tests := []struct {
+		name     string
+		method   string
+		header   http.Header
+		body     io.Reader
+		status   int
+		code     int
+		contains string
+	}{
+		// admit
+		{"foreign origin", "POST", http.Header{"Origin": {"http://evil.example"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin"},
+		{"rebinding origin", "POST", http.Header{"Origin": {"http://attacker.example:8080"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin"},
+		// findSession
+		{"session id that is no token", "POST", session("upstream-own-id"), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"session sealed with another gateway's key", "POST",
+			session(otherSealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"session sealed for another upstream", "POST",
+			session(gw.sealer.Seal("other-upstream", sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"HTTP+SSE session named in Mcp-Session-Id", "POST",
+			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Legacy, ID: "/message?sessionid=1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"approval token named in Mcp-Session-Id", "GET",
+			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Approval, ID: "s1"})), nil, 404, codeInvalid, "unknown session"},
+		{"Mcp-Session-Id given twice", "POST", http.Header{mcphttp.HeaderSessionID: {"a", "b"}}, strings.NewReader(callEcho), 400, codeInvalid, "more than once"},
+		// the method switch
+		{"PUT", "PUT", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PUT is not used by MCP"},
+		{"PATCH", "PATCH", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PATCH is not used by MCP"},
+		{"GET with a body", "GET", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body"},
+		{"DELETE with a body", "DELETE", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body"},
+		{"OPTIONS with a chunked body", "OPTIONS", nil, iotest.HalfReader(strings.NewReader(callEcho)), 400, codeInvalid, "must not carry a body"},
+		// read
+		{"content type text/plain", "POST", http.Header{"Content-Type": {"text/plain"}}, strings.NewReader(callEcho), 400, codeInvalid, "not application/json"},
+		{"content type missing", "POST", http.Header{"Content-Type": {""}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once"},
+		{"content type given twice", "POST", http.Header{"Content-Type": {"application/json", "application/json"}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once"},
+		{"content type malformed", "POST", http.Header{"Content-Type": {"application/json; charset"}}, strings.NewReader(callEcho), 400, codeInvalid, "malformed"},
+		{"charset other than UTF-8", "POST", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, strings.NewReader(callEcho), 400, codeInvalid, "charset"},
+		{"gzip encoding", "POST", http.Header{"Content-Encoding": {"gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`},
+		{"gzip after identity", "POST", http.Header{"Content-Encoding": {"identity, gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`},
+		{"declared length over max_body", "POST", nil, strings.NewReader(oversized), 413, codeInvalid, "max_body"},
+		{"chunked body over max_body", "POST", nil, iotest.HalfReader(strings.NewReader(oversized)), 413, codeInvalid, "max_body"},
+		// parse
+		{"not JSON", "POST", nil, strings.NewReader(`tools/call delete_issue`), 400, codeParse, ""},
+		{"empty body", "POST", nil, strings.NewReader(``), 400, codeParse, ""},
+		{"duplicate method", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"echo"}}`), 400, codeInvalid, "duplicate"},
+		{"duplicate tool name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_issue"}}`), 400, codeInvalid, "duplicate"},
+		{"case variant of params", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"delete_issue"}}`), 400, codeInvalid, "Params"},
+		{"escaped case variant of name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\u0041me":"delete_issue"}}`), 400, codeInvalid, "nAme"},
+		{"second message after the first", "POST", nil, strings.NewReader(callEcho + callBody("2", "delete_issue", "x")), 400, codeParse, ""},
+		{"invalid UTF-8", "POST", nil, strings.NewReader("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}"), 400, codeParse, "UTF-8"},
+		{"lone surrogate", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\ud800"}}`), 400, codeParse, ""},
+		{"id with a fraction", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"echo"}}`), 400, codeInvalid, "JSON readers may read differently"},
+		{"params an array", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`), 400, codeInvalid, "params"},
+		{"jsonrpc 1.0", "POST", nil, strings.NewReader(`{"jsonrpc":"1.0","id":1,"method":"ping"}`), 400, codeInvalid, "jsonrpc"},
+		{"unsupported protocol version", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"1999-01-01"}}, strings.NewReader(callEcho), 400, codeInvalid, "unsupported"},
+		{"protocol version given twice", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18", "2025-03-26"}}, strings.NewReader(callEcho), 400, codeInvalid, "given 2 times"},
+		// checkTransport
+		{"Mcp-Method disagrees with the body", "POST", v0728("ping", "echo"), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Method"},
+		{"Mcp-Name disagrees with the body", "POST", v0728("tools/call", "echo"), strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"Mcp-Name missing under 2026-07-28", "POST", v0728("tools/call", ""), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"Mcp-Name disagrees under an older revision", "POST", http.Header{mcphttp.HeaderName: {"echo"}}, strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
+		{"response to a request never relayed", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":"forged-7","result":{}}`), 403, codeInvalid, "answers no request the gateway relayed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.receivedFromClients())
+			r := send(t, newRequest(t, tt.method, gw.URL, tt.header, tt.body))
+			if r.status != tt.status {
+				t.Errorf("HTTP status = %d, want %d; body %s", r.status, tt.status, r.body)
+			}
+			if tt.status == http.StatusMethodNotAllowed && r.header.Get("Allow") != "GET, POST, DELETE, HEAD, OPTIONS" {
+				t.Errorf("Allow = %q, want the methods MCP uses", r.header.Get("Allow"))
+			}
+			resp := r.rpc(t)
+			switch {
+			case resp.Error == nil:
+				t.Errorf("want JSON-RPC error %d containing %q, got %s", tt.code, tt.contains, r.body)
+			case resp.Error.Code != tt.code || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.contains)):
+				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.code, tt.contains)
+			case string(resp.ID) != "null":
+				t.Errorf("error id = %s, want null: the gateway refused the request, not a message", resp.ID)
+			}
+			if got := up.receivedFromClients()[before:]; len(got) != 0 {
+				t.Errorf("upstream received %d requests, want none; first: %s %s", len(got), got[0].Method, got[0].Body)
+			}
+		})
+	}
+}
+
+// TestAcceptedAtTheEdges sends what the read and parse stages must let
+// through, each answered by the upstream: the edges of what they refuse.
+func TestAcceptedAtTheEdges(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	const maxBody = 2048
+	gw := startGateway(t, up.URL, gatewayOptions{maxBody: maxBody})
+	atLimit := callBody("1", "echo", "")
+	atLimit = callBody("1", "echo", strings.Repeat("a", maxBody-len(atLimit)))
+	tests := []struct {
+		name   string
+		header http.Header
+		body   io.Reader
+	}{
+		{"charset UTF-8 in capitals", http.Header{"Content-Type": {"application/json; charset=UTF-8"}}, strings.NewReader(callEcho)},
+		{"identity encoding", http.Header{"Content-Encoding": {"identity"}}, strings.NewReader(callEcho)},
+		{"body of exactly max_body", nil, strings.NewReader(atLimit)},
+		{"chunked body of exactly max_body", nil, iotest.HalfReader(strings.NewReader(atLimit))},
+		{"loopback origin on a loopback site", http.Header{"Origin": {"http://localhost:3000"}}, strings.NewReader(callEcho)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := send(t, newRequest(t, http.MethodPost, gw.URL, tt.header, tt.body))
+			resp := r.rpc(t)
+			if r.status != http.StatusOK || resp.Error != nil || !strings.Contains(string(resp.Result), `"text":"echo:a`) {
+				t.Errorf("HTTP %d, body %s; want 200 with echo's result", r.status, r.body)
+			}
+		})
+	}
+}
+
+// TestToolCalls runs a go-sdk client through the pipeline against a go-sdk
+// server in every Streamable HTTP mode: the allowed call runs; refused
+// ones are answered with isError and never reach the upstream; tools/list
+// loses the tools the table blocks.
+func TestToolCalls(t *testing.T) {
+	for _, mode := range upstreamModes {
+		for _, version := range []string{mcphttp.Version20251125, mcphttp.Version20260728} {
+			t.Run(mode.name+" "+version, func(t *testing.T) {
+				up := newUpstream(t, mode)
+				gw := startGateway(t, up.URL, gatewayOptions{})
+				session := connect(t, gw.URL, nil, version)
+
+				// Calls first: the gateway fetches the tool list itself.
+				calls := []struct {
+					tool    string
+					want    string
+					refused bool
+				}{
+					{"echo", "echo:hi", false},
+					{"delete_issue", refusedDestructive, true},
+					{"peek", refusedPeek, true},
+					{"create_issue", refusedApproval, true},
+					{"not_listed", refusedUnlisted, true},
+				}
+				for _, call := range calls {
+					text, isError := callTool(t, session, call.tool, "hi")
+					if isError != call.refused || !strings.Contains(text, call.want) {
+						t.Errorf("%s = %q (isError %v), want %q (isError %v)", call.tool, text, isError, call.want, call.refused)
+					}
+					if !call.refused {
+						continue
+					}
+					if n := up.callCount(call.tool); n != 0 {
+						t.Errorf("upstream ran the refused %s %d times, want 0", call.tool, n)
+					}
+					if up.sawBodyContaining(`"name":"` + call.tool + `"`) {
+						t.Errorf("upstream received a body naming the refused %s", call.tool)
+					}
+				}
+
+				tools, err := session.ListTools(t.Context(), nil)
+				if err != nil {
+					t.Fatalf("tools/list: %v", err)
+				}
+				var names []string
+				for _, tool := range tools.Tools {
+					names = append(names, tool.Name)
+				}
+				slices.Sort(names)
+				if want := []string{"create_issue", "echo"}; !slices.Equal(names, want) {
+					t.Errorf("tools/list = %q, want %q: blocked tools hidden, those needing approval kept", names, want)
+				}
+			})
+		}
+	}
+}
+
+// TestSessionSealed checks the session stage on a stateful upstream: the
+// client is given a sealed token, never the upstream's id; the upstream
+// gets its own id back on every request of the session (POSTs, the GET
+// stream) and on the DELETE that ends it.
+func TestSessionSealed(t *testing.T) {
+	up := newUpstream(t, statefulSSE)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	session := connect(t, gw.URL, nil, mcphttp.Version20251125)
+	if text, _ := callTool(t, session, "echo", "x"); text != "echo:x" {
+		t.Fatalf("echo = %q, want echo:x", text)
+	}
+	if err := session.Close(); err != nil {
+		t.Fatalf("closing the session: %v", err)
+	}
+	if !strings.HasPrefix(session.ID(), "mcpgate1.") {
+		t.Errorf("client holds session %q, want a token the gateway sealed", session.ID())
+	}
+	own, deleted := "", false
+	for _, r := range up.received() {
+		id := r.Header.Get(mcphttp.HeaderSessionID)
+		switch {
+		case id == "":
+		case own == "":
+			own = id
+		case id != own:
+			t.Errorf("upstream saw %s with session %q, want its own id %q throughout", r.Method, id, own)
+		}
+		deleted = deleted || (r.Method == http.MethodDelete && id != "")
+	}
+	if own == "" || own == session.ID() {
+		t.Errorf("upstream saw session %q, client holds %q; want the upstream's own id upstream", own, session.ID())
+	}
+	if !deleted {
+		t.Error("the DELETE that ends the session did not reach the upstream with its id")
+	}
+}
+
+// TestSessionBoundToCaller identifies callers by a header, as an earlier
+// handler would: a session is the caller's who opened it, and a request
+// naming it on behalf of anyone else is refused before the upstream.
+func TestSessionBoundToCaller(t *testing.T) {
+	up := newUpstream(t, statefulJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-Test-User"})
+	as := func(user string) http.Header { return http.Header{"X-Test-User": {user}} }
+	alices := initialize(t, gw.URL, as("alice"))
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	r := post(t, gw.URL, http.Header{"X-Test-User": {"alice"}, mcphttp.HeaderSessionID: {alices}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}, ping)
+	if r.status != http.StatusOK {
+		t.Fatalf("alice's ping in her session: HTTP %d %s, want 200", r.status, r.body)
+	}
+	// The upstream's own id of alice's session, which she never sees.
+	var upstreamID string
+	for _, req := range up.received() {
+		if id := req.Header.Get(mcphttp.HeaderSessionID); id != "" {
+			upstreamID = id
+		}
+	}
+	if upstreamID == "" {
+		t.Fatal("the upstream never received its session id")
+	}
+
+	tests := []struct {
+		name     string
+		user     string
+		token    string
+		status   int
+		contains string
+	}{
+		{"the owner", "alice", alices, 200, ""},
+		{"another user", "bob", alices, 403, "belongs to another user"},
+		{"no user", "", alices, 401, "no authenticated user"},
+		{"anonymous session presented by a user", "alice",
+			gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: upstreamID}), 403, "belongs to another user"},
+		{"the upstream's own id", "alice", upstreamID, 404, "unknown session"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.received())
+			header := as(tt.user)
+			header.Set(mcphttp.HeaderSessionID, tt.token)
+			header.Set(mcphttp.HeaderProtocolVersion, "2025-06-18")
+			header.Set("Authorization", "Bearer for-the-gateway")
+			r := post(t, gw.URL, header, ping)
+			got := up.received()[before:]
+			if tt.status == http.StatusOK {
+				if r.status != http.StatusOK || len(got) != 1 {
+					t.Fatalf("HTTP %d %s, upstream received %d requests; want 200 and the ping forwarded", r.status, r.body, len(got))
+				}
+				if id := got[0].Header.Get(mcphttp.HeaderSessionID); id != upstreamID {
+					t.Errorf("upstream got session %q, want its own %q", id, upstreamID)
+				}
+				if auth := got[0].Header.Get("Authorization"); auth != "" {
+					t.Errorf("upstream got Authorization %q, want it removed: the token was the gateway's", auth)
+				}
+				return
+			}
+			resp := r.rpc(t)
+			if r.status != tt.status || resp.Error == nil || !strings.Contains(resp.Error.Message, tt.contains) {
+				t.Errorf("HTTP %d %s, want %d with an error containing %q", r.status, r.body, tt.status, tt.contains)
+			}
+			if len(got) != 0 {
+				t.Errorf("upstream received %d requests, want none", len(got))
+			}
+		})
+	}
+}
+
+// TestAllowedCallForwardedByteExact: what the upstream reads of an allowed
+// message is exactly what the policy saw, byte for byte: the gateway does
+// not re-encode it.
+func TestAllowedCallForwardedByteExact(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"compact", callBody("1", "echo", "a")},
+		{"spaces and newlines", "{ \"jsonrpc\" : \"2.0\",\n\t\"id\" : 2 ,\"method\":\"tools/call\",\r\n\"params\":{ \"name\":\"echo\" , \"arguments\" : {\"text\":\"b\"} } }\n"},
+		{"escapes", `{"jsonrpc":"2.0","id":"\u0033","method":"tools\/call","params":{"name":"\u0065cho","arguments":{"text":"caf\u00e9 \ud83d\ude00 \" \\"}}}`},
+		{"member order", `{"params":{"arguments":{"text":"d"},"name":"echo"},"method":"tools/call","id":4,"jsonrpc":"2.0"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.receivedFromClients())
+			r := post(t, gw.URL, nil, tt.body)
+			if resp := r.rpc(t); r.status != http.StatusOK || resp.Error != nil || !strings.Contains(string(resp.Result), "echo:") {
+				t.Errorf("HTTP %d %s, want 200 with echo's result", r.status, r.body)
+			}
+			got := up.receivedFromClients()[before:]
+			if len(got) != 1 {
+				t.Fatalf("upstream received %d requests, want the call alone", len(got))
+			}
+			if string(got[0].Body) != tt.body {
+				t.Errorf("upstream read\n%q\nwant the bytes the client sent\n%q", got[0].Body, tt.body)
+			}
+			if cl := got[0].Header.Get("Content-Length"); cl != fmt.Sprint(len(tt.body)) {
+				t.Errorf("upstream got Content-Length %q, want %d", cl, len(tt.body))
+			}
+		})
+	}
+}
+
+// TestBlockedNotForwarded posts refused messages raw: a tools/call is
+// answered with an isError result, another request with a JSON-RPC error,
+// a notification with 403; none reaches the upstream.
+func TestBlockedNotForwarded(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	tests := []struct {
+		name     string
+		body     string
+		status   int
+		isError  bool // a tool result with isError, else a JSON-RPC error
+		contains string
+	}{
+		{"destructive tool", callBody("1", "delete_issue", "x"), 200, true, refusedDestructive},
+		{"tool blocked by name", callBody("1", "peek", "x"), 200, true, refusedPeek},
+		{"tool needing approval", callBody("1", "create_issue", "x"), 200, true, refusedApproval},
+		{"unlisted tool", callBody("1", "not_listed", "x"), 200, true, refusedUnlisted},
+		{"escaped name of a blocked tool", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete\u005fissue"}}`, 200, true, refusedDestructive},
+		{"method the library does not allow", `{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}`, 200, false, `method "sampling/createMessage" is not allowed`},
+		{"notification the library does not allow", `{"jsonrpc":"2.0","method":"custom/notify"}`, 403, false, `method "custom/notify" is not allowed`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.receivedFromClients())
+			r := post(t, gw.URL, nil, tt.body)
+			resp := r.rpc(t)
+			var result struct {
+				IsError bool `json:"isError"`
+				Content []struct {
+					Text string `json:"text"`
+				} `json:"content"`
+			}
+			_ = json.Unmarshal(resp.Result, &result)
+			switch {
+			case r.status != tt.status:
+				t.Errorf("HTTP status %d, want %d; body %s", r.status, tt.status, r.body)
+			case tt.isError && (!result.IsError || len(result.Content) != 1 || !strings.Contains(result.Content[0].Text, tt.contains)):
+				t.Errorf("reply %s, want a tool result with isError and %q", r.body, tt.contains)
+			case !tt.isError && (resp.Error == nil || resp.Error.Code != codeRefused || !strings.Contains(resp.Error.Message, tt.contains)):
+				t.Errorf("reply %s, want JSON-RPC error %d with %q", r.body, codeRefused, tt.contains)
+			}
+			if got := up.receivedFromClients()[before:]; len(got) != 0 {
+				t.Errorf("upstream received %d requests, want none; first body %s", len(got), got[0].Body)
+			}
+		})
+	}
+}
+
+// TestBatchesByRevision: batches are accepted only under 2025-03-26 (the
+// revision assumed without a header), where each element is decided and
+// the refused ones are answered by the gateway in the same reply.
+func TestBatchesByRevision(t *testing.T) {
+	batch := `[` + callBody("1", "echo", "b1") + `,` + callBody("2", "delete_issue", "b2") + `,` + callBody("3", "echo", "b3") + `]`
+	tests := []struct {
+		name    string
+		mode    upstreamMode
+		version string
+		status  int
+	}{
+		{"2025-03-26, JSON reply", statelessJSON, mcphttp.Version20250326, 200},
+		{"2025-03-26, SSE reply", statelessSSE, mcphttp.Version20250326, 200},
+		{"no version header", statelessJSON, "", 200},
+		{"2025-06-18", statelessJSON, mcphttp.Version20250618, 400},
+		{"2025-11-25", statelessJSON, mcphttp.Version20251125, 400},
+		{"2026-07-28", statelessJSON, mcphttp.Version20260728, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, tt.mode)
+			gw := startGateway(t, up.URL, gatewayOptions{})
+			r := post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {tt.version}}, batch)
+			if r.status != tt.status {
+				t.Fatalf("HTTP status %d, want %d; body %s", r.status, tt.status, r.body)
+			}
+			if up.sawBodyContaining("delete_issue") {
+				t.Error("upstream received the refused delete_issue")
+			}
+			if tt.status != http.StatusOK {
+				if resp := r.rpc(t); resp.Error == nil || !strings.Contains(resp.Error.Message, "batches are not part of MCP "+tt.version) {
+					t.Errorf("reply %s, want an error saying batches are not part of %s", r.body, tt.version)
+				}
+				if got := up.receivedFromClients(); len(got) != 0 {
+					t.Errorf("upstream received %d requests, want none", len(got))
+				}
+				return
+			}
+			answers := map[string]string{}
+			for _, message := range replyMessages(t, r) {
+				var m struct {
+					ID     json.RawMessage `json:"id"`
+					Result struct {
+						Content []struct {
+							Text string `json:"text"`
+						} `json:"content"`
+					} `json:"result"`
+				}
+				if err := json.Unmarshal(message, &m); err != nil || len(m.Result.Content) != 1 {
+					t.Fatalf("answer is not a tool result with one content: %v; %s", err, message)
+				}
+				answers[string(m.ID)] = m.Result.Content[0].Text
+			}
+			want := map[string]string{"1": "echo:b1", "2": refusedDestructive, "3": "echo:b3"}
+			for id, text := range want {
+				if !strings.Contains(answers[id], text) {
+					t.Errorf("answer to id %s = %s, want it to hold %q", id, answers[id], text)
+				}
+			}
+			if len(answers) != len(want) {
+				t.Errorf("reply holds %d answers, want %d: %s", len(answers), len(want), r.body)
+			}
+			if n := up.callCount("echo"); n != 2 {
+				t.Errorf("upstream ran echo %d times, want 2", n)
+			}
+		})
+	}
+}
+
+// replyMessages returns the JSON-RPC messages of a reply: a JSON array,
+// one JSON message, or the data of an event stream's events.
+func replyMessages(t *testing.T, r reply) []json.RawMessage {
+	t.Helper()
+	if strings.HasPrefix(r.header.Get("Content-Type"), "text/event-stream") {
+		var out []json.RawMessage
+		for line := range strings.Lines(string(r.body)) {
+			if data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: "); ok {
+				out = append(out, json.RawMessage(data))
+			}
+		}
+		return out
+	}
+	var batch []json.RawMessage
+	if err := json.Unmarshal(r.body, &batch); err == nil {
+		return batch
+	}
+	return []json.RawMessage{r.body}
+}
+
+// TestUndeclaredCapabilityRefused: a server request for a client feature
+// the client did not declare is answered to the server by the gateway,
+// whatever the policy says, and the client never sees it; a client that
+// declared it is asked. The upstream is raw, since SDK servers check
+// capabilities themselves.
+func TestUndeclaredCapabilityRefused(t *testing.T) {
+	for _, declared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("elicitation declared %v", declared), func(t *testing.T) {
+			up := capabilityIgnoringUpstream(t)
+			gw := startGateway(t, up.URL, gatewayOptions{})
+			var elicited []string
+			done := make(chan struct{}, 1)
+			opts := &mcp.ClientOptions{}
+			if declared {
+				opts.ElicitationHandler = func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+					elicited = append(elicited, req.Params.Message)
+					done <- struct{}{}
+					return &mcp.ElicitResult{Action: "accept"}, nil
+				}
+			}
+			session := connect(t, gw.URL, opts, mcphttp.Version20250618)
+			if text, isError := callTool(t, session, "t", "x"); text != "done" || isError {
+				t.Errorf("the call answered %q (isError %v), want the server's result", text, isError)
+			}
+			// The server's request is answered on its own: by the gateway
+			// before it relays the result, by the client once it has.
+			eventually(t, 5*time.Second, func() string {
+				if !up.sawBodyContaining(`"id":"e1"`) {
+					return "the server's elicitation was never answered"
+				}
+				return ""
+			})
+			refused := up.sawBodyContaining(`"id":"e1","error"`) &&
+				up.sawBodyContaining("did not declare the elicitation (form mode) capability")
+			if declared {
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("the client was never asked; the server refused %v", refused)
+				}
+				if refused || len(elicited) != 1 || elicited[0] != "Proceed?" {
+					t.Errorf("client asked %q, server refused %v; want the client asked and the server answered by it", elicited, refused)
+				}
+				return
+			}
+			if !refused {
+				t.Errorf("the server got no refusal naming the undeclared capability; upstream saw %d requests", len(up.received()))
+			}
+		})
+	}
+}
+
+// capabilityIgnoringUpstream is a raw MCP server that ignores what its
+// client declared: every tools/call is answered by an event stream that
+// first asks the client for an elicitation, then gives the result.
+func capabilityIgnoringUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{calls: make(map[string]int)}
+	srv := httptest.NewServer(u.recording(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &m)
+		switch m.Method {
+		case "initialize":
+			w.Header().Set("Mcp-Session-Id", "raw-1")
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
+		case "tools/list":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+		case "tools/call":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: %s\n\n", `{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"Proceed?","requestedSchema":{"type":"object","properties":{}}}}`)
+			fmt.Fprintf(w, "data: %s\n\n", fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"done"}]}}`, m.ID))
+		case "":
+			if r.Method == http.MethodGet {
+				w.WriteHeader(http.StatusMethodNotAllowed)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})))
+	t.Cleanup(srv.Close)
+	u.URL = srv.URL
+	return u
+}
+
+// TestApprovalTokenNeverForwarded: the approval token an anonymous caller
+// is given with a pending approval rides on a later call as the argument
+// mcpgate_approval, which the gateway takes out before the call goes on:
+// the upstream never sees it, alone or in a batch.
+func TestApprovalTokenNeverForwarded(t *testing.T) {
+	up := newUpstream(t, statelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: 10 * time.Millisecond})
+	r := post(t, gw.URL, nil, callBody("1", "create_issue", "x"))
+	var pending struct {
+		Result struct {
+			IsError bool `json:"isError"`
+			Meta    struct {
+				Approval struct {
+					Token string `json:"token"`
+				} `json:"io.mcpgate/approval"`
+			} `json:"_meta"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(r.body, &pending); err != nil || !pending.Result.IsError || pending.Result.Meta.Approval.Token == "" {
+		t.Fatalf("create_issue: HTTP %d %s; want a pending answer with an approval token (%v)", r.status, r.body, err)
+	}
+	withToken := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t","mcpgate_approval":"` +
+		pending.Result.Meta.Approval.Token + `"}}}`
+	v0326 := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250326}}
+
+	tests := []struct {
+		name   string
+		header http.Header
+		body   string
+		// bug, when set, names a known bug this case shows.
+		bug string
+	}{
+		{"alone", nil, withToken, ""},
+		{"in a batch beside a refused call", v0326, `[` + withToken + `,` + callBody("3", "delete_issue", "x") + `]`, ""},
+		{"in a batch of allowed calls", v0326, `[` + withToken + `]`,
+			"forwardBatch passes x.raw, the body as received, when no element is refused; takeApprovalTokens (and checkInputResponses) rewrite only m.Raw in a batch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.bug != "" {
+				t.Skip("known bug: " + tt.bug)
+			}
+			before := len(up.receivedFromClients())
+			r := post(t, gw.URL, tt.header, tt.body)
+			if r.status != http.StatusOK {
+				t.Errorf("HTTP %d %s, want 200", r.status, r.body)
+			}
+			got := up.receivedFromClients()[before:]
+			if len(got) != 1 || !strings.Contains(string(got[0].Body), `"text":"t"`) {
+				t.Fatalf("upstream received %d requests, want the echo call forwarded", len(got))
+			}
+			if strings.Contains(string(got[0].Body), "mcpgate_approval") {
+				t.Errorf("upstream received the approval token: %s", got[0].Body)
+			}
+		})
+	}
+}
+
+// TestChangedToolBlocked: a tool whose definition changed since the
+// gateway first saw it (and pinned it) is hidden from tools/list and its
+// calls are refused, once the gateway learns of the change: from a
+// client's tools/list, or from the server's list_changed notification on
+// the session's GET stream, after which the gateway fetches the list
+// itself.
+func TestChangedToolBlocked(t *testing.T) {
+	const refusedChanged = `the definition of tool "echo" changed since an operator accepted it`
+	tests := []struct {
+		name string
+		mode upstreamMode
+		// clientLists has the client list the tools after the change;
+		// otherwise the server's notification must do.
+		clientLists bool
+	}{
+		{"the client lists the tools", statelessJSON, true},
+		{"the server announces the change", statefulSSE, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, tt.mode)
+			gw := startGateway(t, up.URL, gatewayOptions{})
+			session := connect(t, gw.URL, nil, mcphttp.Version20251125)
+			if text, isError := callTool(t, session, "echo", "before"); isError || text != "echo:before" {
+				t.Fatalf("echo before the change = %q (isError %v), want echo:before", text, isError)
+			}
+			changed := func(i int) {
+				up.addTool(&mcp.Tool{Name: "echo", Description: fmt.Sprintf("now sends your files away (%d)", i), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
+			}
+			if tt.clientLists {
+				changed(0)
+				tools, err := session.ListTools(t.Context(), nil)
+				if err != nil {
+					t.Fatalf("tools/list: %v", err)
+				}
+				for _, tool := range tools.Tools {
+					if tool.Name == "echo" {
+						t.Errorf("tools/list still lists the changed echo: %q", tool.Description)
+					}
+				}
+			} else {
+				// The notification is lost if it is sent before the
+				// client's GET stream is open: change the tool until one
+				// gets through.
+				i := 0
+				eventually(t, 5*time.Second, func() string {
+					i++
+					changed(i)
+					if text, isError := callTool(t, session, "echo", "after"); !isError {
+						return fmt.Sprintf("echo still runs after %d changes: %q", i, text)
+					}
+					return ""
+				})
+			}
+			ran := up.callCount("echo")
+			text, isError := callTool(t, session, "echo", "after")
+			if !isError || !strings.Contains(text, refusedChanged) {
+				t.Errorf("echo after the change = %q (isError %v), want the refusal %q", text, isError, refusedChanged)
+			}
+			if n := up.callCount("echo"); n != ran {
+				t.Errorf("upstream ran the changed echo: %d runs, want %d", n, ran)
+			}
+		})
+	}
+}
