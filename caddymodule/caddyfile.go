@@ -65,6 +65,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		identity caddy [<user placeholder>]
 //		forward_token
+//		rate_limit <key> <rate> [burst <n>] {
+//			methods <method>...
+//		}
+//		audit {
+//			arguments
+//			claims <name>...
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -184,6 +191,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.PinsFile) {
 				return d.ArgErr()
 			}
+		case "rate_limit":
+			limit, err := unmarshalRateLimit(d)
+			if err != nil {
+				return err
+			}
+			h.RateLimits = append(h.RateLimits, limit)
+		case "audit":
+			if h.Audit != nil {
+				return d.Err("audit given twice")
+			}
+			audit, err := unmarshalAudit(d)
+			if err != nil {
+				return err
+			}
+			h.Audit = audit
 		case "approval":
 			if h.Approval != nil {
 				return d.Err("approval given twice")

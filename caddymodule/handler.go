@@ -128,6 +128,13 @@ type Handler struct {
 	// mcpgate/pins.json in Caddy's data directory.
 	PinsFile string `json:"pins_file,omitempty"`
 
+	// RateLimits limit how often messages pass, per key (per user, per
+	// tool, ...).
+	RateLimits []RateLimit `json:"rate_limits,omitempty"`
+
+	// Audit writes the audit trail to the logger mcpgate.audit.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
 	// Approval holds the tool calls that the policy answers with
 	// needs_approval until a person approves them (by signed webhook
 	// callback, the admin API or the inbox page). Without it, such calls
@@ -139,7 +146,9 @@ type Handler struct {
 	// ("" without approvals).
 	approvalKey string
 	pins        pinSource
-	logger      *zap.Logger
+	// releaseLimits releases the rate limits' counts or connection.
+	releaseLimits func()
+	logger        *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -255,6 +264,16 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		return err
 	}
 	cfg.Sessions = loadSessions()
+	redisAddr := ""
+	if h.Approval != nil && h.Approval.Store == storeRedis {
+		redisAddr = repl.ReplaceKnown(h.Approval.Redis, "")
+	}
+	if cfg.RateLimits, h.releaseLimits, err = h.rateLimits(redisAddr, cfg.Upstream); err != nil {
+		return err
+	}
+	if h.Audit != nil {
+		cfg.Audit = h.Audit.audit(ctx)
+	}
 	if cfg.Metrics, err = gateway.NewMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -263,7 +282,11 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if err != nil {
 			return err
 		}
-		service, err := loadApprovals(ctx, resolved)
+		var audit *zap.Logger
+		if cfg.Audit != nil {
+			audit = cfg.Audit.Logger
+		}
+		service, err := loadApprovals(ctx, resolved, audit)
 		if err != nil {
 			return err
 		}
@@ -341,6 +364,11 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
 	}
+	for i := range h.RateLimits {
+		if _, err := h.RateLimits[i].rule(); err != nil {
+			return fmt.Errorf("mcp_policy: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -357,6 +385,9 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.approvalKey != "" {
 		releaseApprovals(h.approvalKey)
+	}
+	if h.releaseLimits != nil {
+		h.releaseLimits()
 	}
 	if h.gateway != nil {
 		return h.gateway.Close()
@@ -375,6 +406,7 @@ func (h *Handler) decisionQuery() string {
 var caddyHost = gateway.Host{
 	ClientIP:  clientIP,
 	RequestID: requestID,
+	Annotate:  annotate,
 	OriginalPath: func(r *http.Request) string {
 		original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 		if !ok || original.URL == nil {

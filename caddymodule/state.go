@@ -11,10 +11,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
@@ -46,13 +48,14 @@ func (s sharedApprovals) Destruct() error {
 // loadApprovals returns the service for the handler's approval config,
 // starting it on first use, and gives it the config's settings. Each call
 // must be matched by releaseApprovals with the same key.
-func loadApprovals(ctx caddy.Context, r *resolvedApproval) (*approval.Service, error) {
+func loadApprovals(ctx caddy.Context, r *resolvedApproval, audit *zap.Logger) (*approval.Service, error) {
 	metrics, err := newApprovalMetrics(ctx.GetMetricsRegistry(), r.instance)
 	if err != nil {
 		return nil, err
 	}
 	settings := r.settings
 	settings.Logger = ctx.Logger().Named("approvals")
+	settings.Audit = audit
 	settings.Metrics = metrics
 	value, loaded, err := approvalServices.LoadOrNew(r.poolKey(), func() (caddy.Destructor, error) {
 		newStore := func(onChange approval.ChangeFunc) (approval.Store, error) {
@@ -280,4 +283,40 @@ func storedSessionKey(ctx caddy.Context) ([]byte, error) {
 		return nil, fmt.Errorf("storing the session key: %w", err)
 	}
 	return key, nil
+}
+
+// localLimits holds the rate limit counts of this process, shared by
+// every mcp_policy handler (their keys name their upstream) and kept
+// across reloads.
+var localLimits = caddy.NewUsagePool()
+
+// localLimitsKey is the one entry of localLimits.
+const localLimitsKey = "mcpgate/ratelimits"
+
+// sharedLimiter wraps the process's limiter for the usage pool.
+type sharedLimiter struct {
+	*ratelimit.Local
+}
+
+// Destruct implements caddy.Destructor; counts live in memory only.
+func (sharedLimiter) Destruct() error { return nil }
+
+// loadLocalLimiter returns the process's limiter; each call must be
+// matched by releaseLocalLimiter.
+func loadLocalLimiter() (*ratelimit.Local, error) {
+	value, _, err := localLimits.LoadOrNew(localLimitsKey, func() (caddy.Destructor, error) {
+		local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+		if err != nil {
+			return nil, fmt.Errorf("starting rate limits: %w", err)
+		}
+		return sharedLimiter{local}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return value.(sharedLimiter).Local, nil
+}
+
+func releaseLocalLimiter() {
+	_, _ = localLimits.Delete(localLimitsKey)
 }

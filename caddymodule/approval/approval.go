@@ -272,7 +272,12 @@ func (c *Call) approvers() ([]string, error) {
 // are different arguments. Numbers come as json.Number, as the gateway's
 // message parser decodes them, and are written from their text.
 func (c *Call) canonicalArguments() (json.RawMessage, error) {
-	args := c.Arguments
+	return CanonicalArguments(c.Arguments)
+}
+
+// CanonicalArguments writes a call's arguments as canonicalArguments
+// does: the form approvals bind and audit records digest.
+func CanonicalArguments(args map[string]any) (json.RawMessage, error) {
 	if args == nil {
 		args = map[string]any{}
 	}

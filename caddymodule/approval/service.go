@@ -43,6 +43,9 @@ type Settings struct {
 	Timeout time.Duration
 	// Logger receives one entry for every approval event.
 	Logger *zap.Logger
+	// Audit, when set, receives one audit record per approval settled
+	// (approved, denied, cancelled, expired), with who settled it.
+	Audit *zap.Logger
 	// Metrics, when set, count pending approvals and observe waits.
 	Metrics *Metrics
 	// Client sends webhooks; nil means http.DefaultClient.
@@ -276,6 +279,13 @@ func (s *Service) settle(ctx context.Context, id string, to State, by Decider, r
 		zap.String("id", a.ID), zap.String("state", string(to)), zap.String("server", a.Server), zap.String("tool", a.Tool),
 		zap.String("user", a.User), zap.String("by", a.Approver), zap.String("by_claim", a.ApproverClaim),
 		zap.String("reason", reason), zap.Duration("waited", waited))
+	if settings.Audit != nil {
+		settings.Audit.Info("approval settled",
+			zap.String("outcome", string(to)), zap.String("approval", a.ID), zap.String("server", a.Server), zap.String("tool", a.Tool),
+			zap.String("user", a.User), zap.String("session", a.Session), zap.Strings("approvers", a.Approvers),
+			zap.String("approver", a.Approver), zap.String("approver_claim", a.ApproverClaim),
+			zap.String("reason", reason), zap.Duration("waited", waited))
+	}
 	if m := settings.Metrics; m != nil {
 		m.Wait.WithLabelValues(string(to)).Observe(waited.Seconds())
 	}

@@ -50,8 +50,10 @@ func (x *exchange) approve(v verdict) error {
 	for _, approver := range v.decision.Approvers {
 		if !approval.ValidPrincipal(approver) {
 			x.g.logger.Error("the policy names an unknown approver; call refused", zap.String("approver", approver))
-			return writeRefusal(x.w, v.refusedWith(fmt.Sprintf(
-				"This call needs approval, but the policy names an approver the gateway does not know (%q), so it was refused.", approver)))
+			refused := v.refusedWith(fmt.Sprintf(
+				"This call needs approval, but the policy names an approver the gateway does not know (%q), so it was refused.", approver))
+			x.audit(refused, outcomeRefused, nil)
+			return writeRefusal(x.w, refused)
 		}
 	}
 	askCaller := slices.Contains(v.decision.Approvers, approval.PrincipalCaller)
@@ -72,7 +74,9 @@ func (x *exchange) approve(v verdict) error {
 				text += " Policy: " + v.decision.Reason
 			}
 		}
-		return writeRefusal(x.w, v.refusedWith(text))
+		refused := v.refusedWith(text)
+		x.audit(refused, outcomeRefused, nil)
+		return writeRefusal(x.w, refused)
 	}
 	v.decision.Approvers = reviewers
 	return x.holdThenForward(v)
@@ -165,6 +169,7 @@ func (x *exchange) askCallerInResult(v verdict) error {
 		return err
 	}
 	x.g.logger.Info("caller asked to confirm the call", zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
+	x.audit(v, outcomeAsked, nil)
 	writeJSON(x.w, http.StatusOK, mcpmsg.ResultResponse(v.message.ID, result))
 	return nil
 }
@@ -184,11 +189,12 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	held := &heldCall{w: x.w, r: x.r, id: v.message.ID, logger: g.logger, requestID: g.host.RequestID(x.r)}
 	held.startStream(v.message.ProgressToken)
 	held.writeEvent(request)
-	wait := defaultConfirmTimeout
+	wait := x.startWaitSpan(v, "mcpgate.confirmation.wait")
+	patience := defaultConfirmTimeout
 	if g.cfg.Approvals != nil {
-		wait = g.cfg.Approvals.Hold
+		patience = g.cfg.Approvals.Hold
 	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(patience)
 	defer timer.Stop()
 	logger := g.logger.With(zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
 	select {
@@ -196,16 +202,21 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 		switch answer {
 		case "accept":
 			logger.Info("caller confirmed the call")
+			endWaitSpan(wait, outcomeConfirmed, "")
 			w, finish := held.replyWriter()
-			x.w, x.verdicts = w, []verdict{v.approved()}
+			x.w, x.verdicts = w, []verdict{v.approved(outcomeConfirmed, nil)}
 			err := x.forward()
 			finish()
 			return err
 		case "decline":
 			logger.Info("caller declined the call")
+			endWaitSpan(wait, outcomeDeclined, "")
+			x.audit(v, outcomeDeclined, nil)
 			return held.answer("You declined this call, so it did not run.")
 		default:
 			logger.Info("caller cancelled the call", zap.String("answer", answer))
+			endWaitSpan(wait, outcomeCancelled, "")
+			x.audit(v, outcomeCancelled, nil)
 			return held.answer("You cancelled this call, so it did not run.")
 		}
 	case <-timer.C:
@@ -215,8 +226,12 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 			"params": map[string]any{"requestId": json.RawMessage(id), "reason": "no answer in time"}}); err == nil {
 			held.writeEvent(withdrawn)
 		}
-		return held.answer(fmt.Sprintf("No answer came from you within %s: the call did not run. Make it again to be asked again.", wait.Round(time.Second)))
+		endWaitSpan(wait, outcomeUnanswered, "")
+		x.audit(v, outcomeUnanswered, nil)
+		return held.answer(fmt.Sprintf("No answer came from you within %s: the call did not run. Make it again to be asked again.", patience.Round(time.Second)))
 	case <-x.r.Context().Done():
+		endWaitSpan(wait, outcomeCancelled, "")
+		x.audit(v, outcomeCancelled, nil)
 		return nil
 	}
 }
@@ -295,7 +310,7 @@ func (x *exchange) confirmedByCaller(v verdict) verdict {
 		return v
 	}
 	if answer == "accept" {
-		return v.approved()
+		return v.approved(outcomeConfirmed, nil)
 	}
 	text := "You declined this call, so it did not run."
 	if answer != "decline" {

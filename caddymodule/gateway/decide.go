@@ -35,18 +35,25 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	input := x.baseInput(x.version)
 	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
 	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
+	start := time.Now()
 	if m.Tool == nil {
-		v.decision = g.evaluate(x.r, input, "")
+		ctx, span := x.startMessageSpan(input, m.ID)
+		v.decision = g.evaluate(x.r.WithContext(ctx), input, "")
+		v.span = span.SpanContext()
+		endMessageSpan(span, v.decision, time.Since(start))
 		return v
 	}
 	tool, listed, fetchErr := x.lookupTool(m.Tool.Name, m.Params)
 	input.Tool = policyTool(tool, m.Tool.Arguments)
+	ctx, span := x.startMessageSpan(input, m.ID)
+	v.span = span.SpanContext()
 	if !listed {
 		v.decision = policy.Decision{Action: policy.ActionBlock, Reason: unlistedReason(m.Tool.Name, fetchErr)}
 		g.record(x.r, input, unlistedTool, v.decision, 0, nil)
-		return v
+	} else {
+		v.decision = g.evaluate(x.r.WithContext(ctx), input, m.Tool.Name)
 	}
-	v.decision = g.evaluate(x.r, input, m.Tool.Name)
+	endMessageSpan(span, v.decision, time.Since(start))
 	return v
 }
 

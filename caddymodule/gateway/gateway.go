@@ -50,6 +50,10 @@ type Host struct {
 	// URLs the upstream names are given back to the client with the
 	// stripped prefix.
 	OriginalPath func(*http.Request) string
+	// Annotate, when set, is told what the gateway learned of a POST's
+	// messages before the rest of the route sees the request (in Caddy:
+	// placeholders and variables).
+	Annotate func(*http.Request, Facts)
 }
 
 // Config is everything a Gateway needs, resolved by its host: values
@@ -91,6 +95,10 @@ type Config struct {
 	Approvals *Approvals
 	// Metrics count decisions.
 	Metrics *Metrics
+	// RateLimits limit how often messages pass.
+	RateLimits []RateLimit
+	// Audit, when set, receives the audit trail.
+	Audit *Audit
 	// Host tells what the server knows of each request.
 	Host Host
 	// Logger receives the decision log and the gateway's warnings.

@@ -25,15 +25,15 @@ const cancelTimeout = 5 * time.Second
 // hold holds a tools/call that the policy said needs approval. It finds
 // the approval that stands for the call (asking for a new one, by
 // webhook, when there is none) and waits, for at most the hold time,
-// until it is decided. Approved, it returns approved with the writer to
-// forward the call's reply to and a finish function to call after (once
-// per approval); denied, expired or cancelled, the client gets a refusal
+// until it is decided. Approved, it returns the approval with the writer
+// to forward the call's reply to and a finish function to call after
+// (once per approval); denied, expired or cancelled, the client gets a refusal
 // that says so. With no decision by the end of the hold, the client gets
 // a tool result saying the approval is pending; the same call, made
 // again, waits on the same approval. While it waits, a client that sent a
 // progress token and accepts an event stream gets progress notifications.
 // A client that disconnects, or cancels the call, cancels the approval.
-func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approved bool, err error) {
+func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approved *approval.Approval, err error) {
 	approvals := x.g.cfg.Approvals
 	service := approvals.Service
 	m, r := v.message, x.r
@@ -53,13 +53,24 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		call.Session = session
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
+	wait := x.startWaitSpan(v, "mcpgate.approval.wait")
+	// end records how the hold ended, in the audit trail and the trace.
+	end := func(outcome string, a *approval.Approval, err error) (http.ResponseWriter, func(), *approval.Approval, error) {
+		id := ""
+		if a != nil {
+			id = a.ID
+		}
+		endWaitSpan(wait, outcome, id)
+		x.audit(v, outcome, a)
+		return nil, nil, nil, err
+	}
 
 	cancelled, release := service.Hold(x.session.String(), mcpmsg.CanonicalID(m.ID))
 	defer release()
 
 	a, err := service.Request(r.Context(), call)
 	if err != nil {
-		return nil, nil, false, held.fail(err)
+		return end(outcomeFailed, nil, held.fail(err))
 	}
 	if m.ProgressToken != nil && acceptsEventStream(r) {
 		held.startStream(m.ProgressToken)
@@ -79,32 +90,34 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 	for {
 		changed := service.Changed(a.ID)
 		if a, err = service.Get(r.Context(), a.ID); err != nil {
-			return nil, nil, false, held.fail(err)
+			return end(outcomeFailed, nil, held.fail(err))
 		}
 		switch a.State {
 		case approval.Approved:
 			if _, err := service.Use(r.Context(), a.ID); err == nil {
+				// The forward records the outcome, with the approval.
+				endWaitSpan(wait, outcomeApproved, a.ID)
 				w, finish := held.replyWriter()
-				return w, finish, true, nil
+				return w, finish, a, nil
 			} else if !errors.Is(err, approval.ErrConflict) {
-				return nil, nil, false, held.fail(err)
+				return end(outcomeFailed, a, held.fail(err))
 			}
 			// Another call used this approval first: this one needs
 			// its own.
 			if a, err = service.Request(r.Context(), call); err != nil {
-				return nil, nil, false, held.fail(err)
+				return end(outcomeFailed, nil, held.fail(err))
 			}
 			continue
 		case approval.Denied:
 			// Every call held on a denial hears of it; using it up
 			// means the next identical call asks again.
 			_, _ = service.Use(r.Context(), a.ID)
-			return nil, nil, false, held.answer(denialText(a))
+			return end(outcomeDenied, a, held.answer(denialText(a)))
 		case approval.Expired:
-			return nil, nil, false, held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
-				a.ID, a.ExpiresAt.Sub(a.RequestedAt).Round(time.Second)))
+			return end(outcomeExpired, a, held.answer(fmt.Sprintf("No decision on approval %s came within %s: the call was refused and did not run.",
+				a.ID, a.ExpiresAt.Sub(a.RequestedAt).Round(time.Second))))
 		case approval.Cancelled:
-			return nil, nil, false, held.answer(cancelledText(a.ID, a.DecisionReason))
+			return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, a.DecisionReason)))
 		}
 		if expiringID != a.ID {
 			if expiry != nil {
@@ -120,21 +133,21 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 			held.progress(a)
 		case <-expiry.C:
 			if _, err := service.Expire(r.Context(), a.ID); err != nil && !errors.Is(err, approval.ErrConflict) {
-				return nil, nil, false, held.fail(err)
+				return end(outcomeFailed, a, held.fail(err))
 			}
 		case <-holdTimer.C:
-			return nil, nil, false, held.pending(x.pendingAnswer(a, call))
+			return end(outcomePending, a, held.pending(x.pendingAnswer(a, call)))
 		case <-cancelled:
 			// Answered as cancelled even if a decision came first: the
 			// client no longer wants the call run.
 			why := "the client cancelled the call"
 			held.cancel(a, why)
-			return nil, nil, false, held.answer(cancelledText(a.ID, why))
+			return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
 		case <-r.Context().Done():
 			held.cancel(a, "the client disconnected")
-			return nil, nil, false, nil
+			return end(outcomeCancelled, a, nil)
 		case <-service.Done():
-			return nil, nil, false, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID))
+			return end(outcomeFailed, a, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID)))
 		}
 	}
 }

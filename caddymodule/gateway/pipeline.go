@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -15,6 +16,8 @@ type exchange struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	next Next
+	// started is when the request reached the gateway.
+	started time.Time
 
 	// caller is who is calling (admit); nil without an identity.
 	caller *policy.User
@@ -50,7 +53,7 @@ type exchange struct {
 // Serve runs one request through the gateway: next sees only what the
 // policy allowed.
 func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
-	x := &exchange{g: g, w: w, r: r, next: next}
+	x := &exchange{g: g, w: w, r: r, next: next, started: time.Now()}
 	err := x.run()
 	var refused *refusal
 	if errors.As(err, &refused) {
@@ -87,6 +90,8 @@ func (x *exchange) run() error {
 		return err
 	}
 	x.decide()
+	x.limit()
+	x.annotate()
 	return x.route()
 }
 

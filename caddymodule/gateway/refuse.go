@@ -30,6 +30,8 @@ func (x *exchange) reject(e *refusal) error {
 		zap.Int("status", e.status),
 		zap.String("reason", e.message),
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)))
+	x.annotateRejection(e)
+	x.auditRejection(e)
 	writeJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
 	return nil
 }

@@ -16,11 +16,13 @@ func (x *exchange) route() error {
 	if !x.body.Batch {
 		if v := x.verdicts[0]; !v.allowed() {
 			switch {
-			case x.legacy != nil:
-				return x.legacy.refuse(x.w, v, x.g.logger)
-			case v.needsApproval():
+			case v.needsApproval() && x.legacy == nil:
 				return x.approve(v)
+			case x.legacy != nil:
+				x.audit(v, v.refusedOutcome(), nil)
+				return x.legacy.refuse(x.w, v, x.g.logger)
 			default:
+				x.audit(v, v.refusedOutcome(), nil)
 				return writeRefusal(x.w, v)
 			}
 		}
@@ -31,11 +33,11 @@ func (x *exchange) route() error {
 // holdThenForward holds a call for approval; once approved, it goes on as
 // an allowed call.
 func (x *exchange) holdThenForward(v verdict) error {
-	w, finish, approved, err := x.hold(v)
-	if !approved {
+	w, finish, a, err := x.hold(v)
+	if a == nil {
 		return err
 	}
-	x.w, x.verdicts = w, []verdict{v.approved()}
+	x.w, x.verdicts = w, []verdict{v.approved(outcomeApproved, a)}
 	err = x.forward()
 	finish()
 	return err
@@ -46,6 +48,16 @@ func (x *exchange) holdThenForward(v verdict) error {
 func (x *exchange) forward() error {
 	if x.legacy != nil {
 		x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.g.cfg.Upstream))
+	}
+	for _, v := range x.verdicts {
+		switch {
+		case v.allowed() && v.outcome != "":
+			x.audit(v, v.outcome, v.approval)
+		case v.allowed():
+			x.audit(v, outcomeForwarded, nil)
+		default:
+			x.audit(v, v.refusedOutcome(), nil)
+		}
 	}
 	w, finish := x.watchReply()
 	var err error
@@ -70,5 +82,6 @@ func (x *exchange) pass(w http.ResponseWriter, body []byte) error {
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	x.propagateTrace(r)
 	return x.next.ServeHTTP(w, r)
 }

@@ -3,6 +3,9 @@ package gateway
 import (
 	"net/http"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
@@ -26,8 +29,19 @@ type verdict struct {
 	// approvals is set when the gateway holds calls for approval.
 	approvals bool
 	// text, when set, is the whole refusal the client sees, in place of
-	// the one the decision makes.
+	// the one the decision makes; code the JSON-RPC error code of a
+	// refused request other than tools/call (default
+	// CodeRefusedByPolicy).
 	text string
+	code int
+	// rateLimited is set when a rate limit refused the message.
+	rateLimited bool
+	// span is the message's trace span, when traced.
+	span trace.SpanContext
+	// outcome is what the audit trail records of a forwarded message
+	// (default "forwarded"), and approval the approval that let it pass.
+	outcome  string
+	approval *approval.Approval
 }
 
 func (v verdict) allowed() bool {
@@ -35,10 +49,20 @@ func (v verdict) allowed() bool {
 }
 
 // approved is the verdict on a call that a person approved: from now on
-// an allowed call, whose reply the gateway watches as any other's.
-func (v verdict) approved() verdict {
-	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved"}
+// an allowed call, whose reply the gateway watches as any other's. The
+// audit trail records the outcome (approved, confirmed) and the approval.
+func (v verdict) approved(outcome string, a *approval.Approval) verdict {
+	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved", Revision: v.decision.Revision}
+	v.outcome, v.approval = outcome, a
 	return v
+}
+
+// refusedOutcome is what the audit trail records of a refused message.
+func (v verdict) refusedOutcome() string {
+	if v.rateLimited {
+		return outcomeRateLimited
+	}
+	return outcomeRefused
 }
 
 // needsApproval reports whether the message is a tools/call the policy
@@ -95,8 +119,16 @@ func (v verdict) response() []byte {
 	case m.Tool != nil:
 		return mcpmsg.ToolErrorResult(m.ID, v.refusal())
 	default:
-		return mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, v.refusal())
+		return mcpmsg.ErrorResponse(m.ID, v.errorCode(), v.refusal())
 	}
+}
+
+// errorCode is the JSON-RPC error code of the verdict's refusal.
+func (v verdict) errorCode() int {
+	if v.code != 0 {
+		return v.code
+	}
+	return CodeRefusedByPolicy
 }
 
 // writeRefusal answers a single refused message: HTTP 200 with the
@@ -108,6 +140,6 @@ func writeRefusal(w http.ResponseWriter, v verdict) error {
 		writeJSON(w, http.StatusOK, response)
 		return nil
 	}
-	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(nil, CodeRefusedByPolicy, v.refusal()))
+	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(nil, v.errorCode(), v.refusal()))
 	return nil
 }

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// Audit is the audit trail: one record per message the gateway decided
+// or refused, for security teams, written to a logger of its own so that
+// the host can route it to a sink of its own. The records' schema is
+// stable (see the docs): what happened ("outcome"), who asked (user,
+// claims), what (server, tool, arguments or their digest), what decided
+// (decision, policy revision, approval and approver), and when.
+type Audit struct {
+	// Logger receives the records.
+	Logger *zap.Logger
+	// Arguments records a call's arguments in full; by default only
+	// their SHA-256 (of their canonical JSON) is.
+	Arguments bool
+	// Claims are the caller's claims to record (by name).
+	Claims []string
+}
+
+// The outcomes an audit record names.
+const (
+	outcomeForwarded   = "forwarded"
+	outcomeRefused     = "refused"
+	outcomeRateLimited = "rate_limited"
+	outcomeRejected    = "rejected"
+	outcomePending     = "pending"
+	outcomeApproved    = "approved"
+	outcomeDenied      = "denied"
+	outcomeExpired     = "expired"
+	outcomeCancelled   = "cancelled"
+	outcomeFailed      = "failed"
+	outcomeAsked       = "asked"
+	outcomeConfirmed   = "confirmed"
+	outcomeDeclined    = "declined"
+	outcomeUnanswered  = "unanswered"
+)
+
+// audit writes one record: what happened to the message of v.
+func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
+	trail := x.g.cfg.Audit
+	if trail == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("outcome", outcome),
+		zap.String("request_id", x.g.host.RequestID(x.r)),
+		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
+		zap.String("server", x.g.serverName(x.r)),
+		zap.String("upstream", x.g.cfg.Upstream),
+		zap.String("session", x.session.id),
+		zap.String("protocol_version", x.version),
+		zap.Duration("elapsed", time.Since(x.started)),
+	}
+	if x.caller != nil {
+		fields = append(fields, zap.String("user", x.caller.ID))
+		if len(trail.Claims) > 0 {
+			claims := make(map[string]any, len(trail.Claims))
+			for _, name := range trail.Claims {
+				if value, ok := x.caller.Claims[name]; ok {
+					claims[name] = value
+				}
+			}
+			fields = append(fields, zap.Any("claims", claims))
+		}
+	}
+	if v.message != nil {
+		m := v.message
+		fields = append(fields, zap.String("kind", m.Kind.String()), zap.String("method", m.Method), zap.ByteString("id", m.ID))
+		if m.Tool != nil {
+			fields = append(fields, zap.String("tool", m.Tool.Name))
+			if v.input != nil && v.input.Tool != nil {
+				fields = append(fields, zap.String("category", v.input.Tool.Category))
+			}
+			if trail.Arguments {
+				fields = append(fields, zap.Any("arguments", m.Tool.Arguments))
+			} else if digest, err := argumentsDigest(m.Tool.Arguments); err == nil {
+				fields = append(fields, zap.String("arguments_sha256", digest))
+			}
+		}
+	}
+	if v.decision.Action != "" {
+		fields = append(fields, zap.String("action", string(v.decision.Action)), zap.String("reason", v.decision.Reason),
+			zap.String("policy_revision", v.decision.Revision))
+	}
+	if v.text != "" {
+		fields = append(fields, zap.String("refusal", v.text))
+	}
+	if a != nil {
+		fields = append(fields, zap.String("approval", a.ID), zap.String("approval_state", string(a.State)))
+		if a.Approver != "" {
+			fields = append(fields, zap.String("approver", a.Approver))
+		}
+		if a.ApproverClaim != "" {
+			fields = append(fields, zap.String("approver_claim", a.ApproverClaim))
+		}
+	}
+	trail.Logger.Info("mcp message", fields...)
+}
+
+// argumentsDigest is the SHA-256 of arguments as canonical JSON (exact
+// numbers, sorted members): equal for the calls an approval would bind
+// alike.
+func argumentsDigest(arguments map[string]any) (string, error) {
+	canonical, err := approval.CanonicalArguments(arguments)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// auditRejection records a request refused before it was understood.
+func (x *exchange) auditRejection(e *refusal) {
+	x.audit(verdict{text: e.message}, outcomeRejected, nil)
+}

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"strings"
+
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// Facts are what the gateway learned of one message, or of a POST's
+// messages, for its host to show the rest of the route (in Caddy:
+// placeholders and variables such as {mcp.tool.name}).
+type Facts struct {
+	// Method is the JSON-RPC method; empty for responses.
+	Method string
+	// ToolName and ToolCategory are a tools/call's tool and its category.
+	ToolName, ToolCategory string
+	// Server is the upstream's name (input.server); Session the
+	// upstream's session id; UserID the identified caller.
+	Server, Session, UserID string
+	// ProtocolVersion is the MCP revision the message was sent under.
+	ProtocolVersion string
+	// Action and Reason are what the gateway does with the message
+	// ("allow", "needs_approval", "block") and why; Action is "reject"
+	// for a request refused before it was understood.
+	Action, Reason string
+}
+
+// factsOf are the facts of one verdict.
+func (x *exchange) factsOf(v verdict) Facts {
+	f := Facts{
+		Method:          v.message.Method,
+		Server:          x.g.serverName(x.r),
+		Session:         x.session.id,
+		UserID:          x.session.caller,
+		ProtocolVersion: x.version,
+		Action:          string(v.decision.Action),
+		Reason:          v.decision.Reason,
+	}
+	if v.text != "" {
+		f.Reason = v.text
+	}
+	if v.input != nil && v.input.Tool != nil {
+		f.ToolName, f.ToolCategory = v.input.Tool.Name, v.input.Tool.Category
+	}
+	return f
+}
+
+// annotate tells the host what the gateway learned of the POST, before
+// the rest of the route sees it. Of a batch (2025-03-26), each fact holds
+// the values of its messages in order, joined by ",": {mcp.method} is
+// "tools/call,tools/list", {mcp.decision.action} "allow,block".
+func (x *exchange) annotate() {
+	if x.g.host.Annotate == nil || len(x.verdicts) == 0 {
+		return
+	}
+	if len(x.verdicts) == 1 {
+		x.g.host.Annotate(x.r, x.factsOf(x.verdicts[0]))
+		return
+	}
+	var joined Facts
+	parts := func(get func(Facts) string) string {
+		values := make([]string, len(x.verdicts))
+		for i, v := range x.verdicts {
+			values[i] = get(x.factsOf(v))
+		}
+		return strings.Join(values, ",")
+	}
+	first := x.factsOf(x.verdicts[0])
+	joined.Server, joined.Session, joined.UserID, joined.ProtocolVersion = first.Server, first.Session, first.UserID, first.ProtocolVersion
+	joined.Method = parts(func(f Facts) string { return f.Method })
+	joined.ToolName = parts(func(f Facts) string { return f.ToolName })
+	joined.ToolCategory = parts(func(f Facts) string { return f.ToolCategory })
+	joined.Action = parts(func(f Facts) string { return f.Action })
+	joined.Reason = parts(func(f Facts) string { return f.Reason })
+	x.g.host.Annotate(x.r, joined)
+}
+
+// annotateRejection tells the host of a request refused before it was
+// understood.
+func (x *exchange) annotateRejection(e *refusal) {
+	if x.g.host.Annotate == nil {
+		return
+	}
+	x.g.host.Annotate(x.r, Facts{
+		Server: x.g.serverName(x.r), Session: x.session.id, UserID: x.session.caller,
+		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
+	})
+}
+
+// actionReject is the action of a request refused before policy.
+const actionReject = "reject"
+
+// blocked reports whether the verdict refuses its message.
+func (v verdict) blocked() bool {
+	return v.decision.Action == policy.ActionBlock
+}

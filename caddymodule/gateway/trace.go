@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// The gateway traces with the tracer provider of the span its host
+// started for the request (in Caddy, the tracing directive's), so that
+// its spans join the request's trace; without one, tracing costs nothing.
+// Each decided message gets a span named and attributed as the
+// OpenTelemetry semantic conventions for MCP say ("{mcp.method.name}
+// {target}", mcp.method.name, gen_ai.tool.name, mcp.session.id,
+// mcp.protocol.version, jsonrpc.request.id), plus the decision; a held
+// call's wait for a decision is a span of its own; and the trace context
+// passed upstream is the message's.
+
+// tracerName names the gateway's tracer.
+const tracerName = "github.com/mcpgate/mcpgate/caddymodule/gateway"
+
+// tracer is the tracer of the request's trace; a no-op one when the
+// request is not traced.
+func tracer(ctx context.Context) trace.Tracer {
+	return trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
+}
+
+// startMessageSpan starts the span of one message's decision.
+func (x *exchange) startMessageSpan(input *policy.Input, id []byte) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(x.r.Context())
+	if !parent.SpanContext().IsValid() {
+		return x.r.Context(), parent
+	}
+	name := input.Method
+	if input.Tool != nil {
+		name += " " + input.Tool.Name
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("mcp.method.name", input.Method),
+		attribute.String("mcp.protocol.version", input.ProtocolVersion),
+		attribute.String("jsonrpc.protocol.version", "2.0"),
+		attribute.String("mcpgate.direction", input.Direction),
+	}
+	if input.Session != "" {
+		attrs = append(attrs, attribute.String("mcp.session.id", input.Session))
+	}
+	if len(id) > 0 {
+		attrs = append(attrs, attribute.String("jsonrpc.request.id", string(id)))
+	}
+	if input.Tool != nil {
+		attrs = append(attrs, attribute.String("gen_ai.tool.name", input.Tool.Name),
+			attribute.String("gen_ai.operation.name", "execute_tool"))
+	}
+	return tracer(x.r.Context()).Start(x.r.Context(), name, trace.WithAttributes(attrs...))
+}
+
+// endMessageSpan records the decision on the span, and ends it.
+func endMessageSpan(span trace.Span, d policy.Decision, elapsed time.Duration) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(
+		attribute.String("mcpgate.decision.action", string(d.Action)),
+		attribute.String("mcpgate.decision.reason", d.Reason),
+		attribute.Bool("mcpgate.decision.cached", d.Cached),
+		attribute.Float64("mcpgate.decision.evaluation_seconds", elapsed.Seconds()),
+		attribute.String("mcpgate.policy.revision", d.Revision),
+	)
+	if d.Action == policy.ActionBlock {
+		span.SetStatus(codes.Error, d.Reason)
+	}
+	span.End()
+}
+
+// startWaitSpan starts the span of a call's wait for approval, under its
+// message's span.
+func (x *exchange) startWaitSpan(v verdict, name string) trace.Span {
+	ctx := trace.ContextWithSpanContext(x.r.Context(), v.span)
+	_, span := tracer(x.r.Context()).Start(ctx, name)
+	return span
+}
+
+// endWaitSpan records how the wait ended, and ends it.
+func endWaitSpan(span trace.Span, outcome, approvalID string) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.String("mcpgate.approval.outcome", outcome))
+	if approvalID != "" {
+		span.SetAttributes(attribute.String("mcpgate.approval.id", approvalID))
+	}
+	span.End()
+}
+
+// propagateTrace passes the trace context of the message forwarded (the
+// first allowed one) upstream, in place of the request's.
+func (x *exchange) propagateTrace(r *http.Request) {
+	for _, v := range x.verdicts {
+		if v.allowed() && v.span.IsValid() {
+			ctx := trace.ContextWithSpanContext(r.Context(), v.span)
+			propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(r.Header))
+			return
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
+)
+
+// This file shows the rest of Caddy what the gateway learns of each
+// message (placeholders and variables), and configures what operators
+// add: rate limits and the audit trail.
+
+// placeholders maps the names of mcpgate's placeholders (and variables)
+// to the facts they hold.
+var placeholders = map[string]func(gateway.Facts) string{
+	"mcp.method":           func(f gateway.Facts) string { return f.Method },
+	"mcp.tool.name":        func(f gateway.Facts) string { return f.ToolName },
+	"mcp.tool.category":    func(f gateway.Facts) string { return f.ToolCategory },
+	"mcp.server":           func(f gateway.Facts) string { return f.Server },
+	"mcp.session":          func(f gateway.Facts) string { return f.Session },
+	"mcp.user.id":          func(f gateway.Facts) string { return f.UserID },
+	"mcp.decision.action":  func(f gateway.Facts) string { return f.Action },
+	"mcp.decision.reason":  func(f gateway.Facts) string { return f.Reason },
+	"mcp.protocol_version": func(f gateway.Facts) string { return f.ProtocolVersion },
+}
+
+// annotate sets mcpgate's placeholders ({mcp.tool.name}, ...) and the
+// variables of the same names (for the vars matcher and
+// {http.vars.mcp.tool.name}) on the request, for the rest of the route.
+func annotate(r *http.Request, facts gateway.Facts) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for name, get := range placeholders {
+		value := get(facts)
+		caddyhttp.SetVar(r.Context(), name, value)
+		if repl != nil {
+			repl.Set(name, value)
+		}
+	}
+}
+
+// RateLimit limits how often messages pass through the gateway, per key.
+// Over the limit, a tools/call is answered with a tool result (isError)
+// that says when to retry, any other request with a JSON-RPC error
+// (-31429), and the HTTP response carries Retry-After; nothing over the
+// limit reaches the upstream. Counts live in the process, or, when the
+// approval store is Redis, in that Redis, shared by replicas.
+type RateLimit struct {
+	// Key is what calls count against, with placeholders: mcpgate's
+	// ({mcp.user.id}, {mcp.tool.name}, {mcp.tool.category}, ...) and any
+	// of the request's ({http.request.remote.host}, ...). Example:
+	// "{mcp.user.id}/{mcp.tool.name}".
+	Key string `json:"key"`
+	// Rate is how many calls per period: "30/1m", "1000/1h", "5/1d".
+	Rate string `json:"rate"`
+	// Burst is how many calls may come at once. Default: the rate's
+	// count.
+	Burst int `json:"burst,omitempty"`
+	// Methods are the methods counted. Default: tools/call.
+	Methods []string `json:"methods,omitempty"`
+}
+
+// rule reads the limit's rate and burst.
+func (l *RateLimit) rule() (ratelimit.Rule, error) {
+	events, per, err := ratelimit.ParseRate(l.Rate)
+	if err != nil {
+		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: %w", l.Key, err)
+	}
+	rule := ratelimit.Rule{Events: events, Per: per, Burst: l.Burst}
+	if err := rule.Validate(); err != nil {
+		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: %w", l.Key, err)
+	}
+	if strings.TrimSpace(l.Key) == "" {
+		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
+	}
+	return rule, nil
+}
+
+// keyOf returns the limit's key function: its placeholders replaced with
+// the message's facts, then the request's.
+func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) string {
+	return func(r *http.Request, facts gateway.Facts) string {
+		requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		repl := caddy.NewEmptyReplacer()
+		repl.Map(func(key string) (any, bool) {
+			if get, ok := placeholders[key]; ok {
+				return get(facts), true
+			}
+			if requestRepl != nil {
+				return requestRepl.Get(key)
+			}
+			return nil, false
+		})
+		return scope + "\x00" + repl.ReplaceAll(l.Key, "")
+	}
+}
+
+// rateLimits builds the gateway's rate limits, over Redis when redisAddr
+// is set, else over the counts this process keeps for the upstream
+// (across reloads). The returned function releases what was built.
+func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, func(), error) {
+	if len(h.RateLimits) == 0 {
+		return nil, func() {}, nil
+	}
+	var limiter ratelimit.Limiter
+	release := func() {}
+	if redisAddr != "" {
+		opts, err := approval.RedisOptions(redisAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		client := redis.NewClient(opts)
+		limiter, release = ratelimit.NewRedis(client, "mcpgate:"), func() { _ = client.Close() }
+	} else {
+		local, err := loadLocalLimiter()
+		if err != nil {
+			return nil, nil, err
+		}
+		limiter, release = local, releaseLocalLimiter
+	}
+	limits := make([]gateway.RateLimit, 0, len(h.RateLimits))
+	for i := range h.RateLimits {
+		l := &h.RateLimits[i]
+		rule, err := l.rule()
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		limits = append(limits, gateway.RateLimit{
+			Name: l.Key + " " + l.Rate, Key: l.keyOf(upstream), Rule: rule, Methods: l.Methods, Limiter: limiter,
+		})
+	}
+	return limits, release, nil
+}
+
+// unmarshalRateLimit parses `rate_limit <key> <rate> [burst <n>] [{
+// methods <method>... }]`.
+func unmarshalRateLimit(d *caddyfile.Dispenser) (RateLimit, error) {
+	var l RateLimit
+	if !d.Args(&l.Key, &l.Rate) {
+		return l, d.ArgErr()
+	}
+	if d.NextArg() {
+		if d.Val() != "burst" || !d.NextArg() {
+			return l, d.Err("rate_limit: want `burst <n>` after the rate")
+		}
+		if _, err := fmt.Sscan(d.Val(), &l.Burst); err != nil || l.Burst <= 0 {
+			return l, d.Errf("rate_limit: invalid burst %q", d.Val())
+		}
+	}
+	if d.NextArg() {
+		return l, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "methods" {
+			return l, d.Errf("rate_limit: unrecognized subdirective %q", d.Val())
+		}
+		methods := d.RemainingArgs()
+		if len(methods) == 0 {
+			return l, d.ArgErr()
+		}
+		l.Methods = append(l.Methods, methods...)
+	}
+	if _, err := l.rule(); err != nil {
+		return l, d.Err(err.Error())
+	}
+	return l, nil
+}
+
+// AuditConfig writes the audit trail: one record per message the gateway
+// decided or refused, and one per approval settled, to the logger named
+// mcpgate.audit, which Caddy's log configuration can send to a sink of
+// its own (`log audit { include mcpgate.audit; output file audit.log }`).
+type AuditConfig struct {
+	// Arguments records tool calls' arguments in full; by default, their
+	// SHA-256 only (they often hold personal or secret data).
+	Arguments bool `json:"arguments,omitempty"`
+	// Claims names the caller's claims to record.
+	Claims []string `json:"claims,omitempty"`
+}
+
+// auditLog names the audit trail's logger in Caddy's logging.
+type auditLog struct{}
+
+// CaddyModule names the logger; it is not a module anyone loads.
+func (auditLog) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "mcpgate.audit"}
+}
+
+// audit builds the gateway's audit trail.
+func (c *AuditConfig) audit(ctx caddy.Context) *gateway.Audit {
+	return &gateway.Audit{Logger: ctx.Logger(auditLog{}), Arguments: c.Arguments, Claims: c.Claims}
+}
+
+// unmarshalAudit parses `audit [{ arguments; claims <name>... }]`.
+func unmarshalAudit(d *caddyfile.Dispenser) (*AuditConfig, error) {
+	c := new(AuditConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "arguments":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			c.Arguments = true
+		case "claims":
+			claims := d.RemainingArgs()
+			if len(claims) == 0 {
+				return nil, d.ArgErr()
+			}
+			c.Claims = append(c.Claims, claims...)
+		default:
+			return nil, d.Errf("audit: unrecognized subdirective %q", d.Val())
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,240 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/internal/redistest"
+)
+
+// openTable allows every category of tools.
+const openTable = `server test
+		permissions {
+			read_only allow
+			write allow
+			destructive allow
+		}`
+
+// logLines waits until the JSON log at path has a line for which match is
+// true, and returns it decoded.
+func logLine(t *testing.T, path string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	var found map[string]any
+	eventually(t, 10*time.Second, func() string {
+		file, err := os.Open(path)
+		if err != nil {
+			return err.Error()
+		}
+		defer file.Close()
+		lines := bufio.NewScanner(file)
+		lines.Buffer(make([]byte, 1<<20), 1<<20)
+		for lines.Scan() {
+			var entry map[string]any
+			if json.Unmarshal(lines.Bytes(), &entry) == nil && match(entry) {
+				found = entry
+				return ""
+			}
+		}
+		return "no matching line in " + path
+	})
+	return found
+}
+
+// TestPlaceholders: after mcp_policy, the rest of the route sees what it
+// learned: a route matches on {mcp.tool.name} (as a variable), a header
+// carries it, and the access log has it appended.
+func TestPlaceholders(t *testing.T) {
+	echoes := newUpstream(t, statelessJSON)
+	others := newUpstream(t, statelessJSON)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	port := freePort(t)
+	startCaddy(t, globalOptions(t)+fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	log {
+		output file %s
+		format json
+	}
+	log_append mcp_tool {mcp.tool.name}
+	log_append mcp_action {mcp.decision.action}
+	header >X-MCP-Tool {mcp.tool.name}
+	route {
+		mcp_policy {
+			%s
+		}
+		@echo vars mcp.tool.name echo
+		reverse_proxy @echo %s
+		reverse_proxy %s
+	}
+}
+`, port, accessLog, openTable, strings.TrimPrefix(echoes.URL, "http://"), strings.TrimPrefix(others.URL, "http://")))
+	waitForListener(t, port)
+	gateway := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	call := func(tool string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
+			fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"x"}}}`, tool)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := call("echo"); resp.Header.Get("X-MCP-Tool") != "echo" {
+		t.Errorf("X-MCP-Tool = %q, want echo", resp.Header.Get("X-MCP-Tool"))
+	}
+	call("create_issue")
+	if echoes.callCount("echo") != 1 || others.callCount("create_issue") != 1 || echoes.callCount("create_issue") != 0 {
+		t.Errorf("routing on {mcp.tool.name}: echo went %d/%d, create_issue %d/%d (first/second upstream); want echo to the first only",
+			echoes.callCount("echo"), others.callCount("echo"), echoes.callCount("create_issue"), others.callCount("create_issue"))
+	}
+	entry := logLine(t, accessLog, func(e map[string]any) bool { return e["mcp_tool"] == "create_issue" })
+	if entry["mcp_action"] != "allow" {
+		t.Errorf("access log entry %v; want mcp_action allow beside mcp_tool", entry)
+	}
+}
+
+// TestRateLimits: per user and tool, over the limit a tools/call gets an
+// isError result saying when to retry and Retry-After, another method a
+// JSON-RPC error; nothing over the limit reaches the upstream.
+func TestRateLimits(t *testing.T) {
+	up := newUpstream(t, statefulJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
+		rate_limit {mcp.user.id}/{mcp.tool.name} 2/1h
+		rate_limit {mcp.server} 1/1h {
+			methods tools/list
+		}`})
+	session := initializeSession(t, gateway)
+	header := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	callEchoRaw := func() (int, string) {
+		status, body := post(t, gateway, header, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`)
+		return status, string(body)
+	}
+	for i := range 2 {
+		if status, body := callEchoRaw(); status != http.StatusOK || strings.Contains(body, "isError") {
+			t.Fatalf("call %d within the limit: %d %s", i+1, status, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`))
+	req.Header = header.Clone()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var over struct {
+		Result struct {
+			IsError bool `json:"isError"`
+			Content []struct {
+				Text string `json:"text"`
+			} `json:"content"`
+		} `json:"result"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&over)
+	resp.Body.Close()
+	if !over.Result.IsError || len(over.Result.Content) == 0 || !strings.Contains(over.Result.Content[0].Text, "try again in") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the third call: %+v (Retry-After %q); want an isError result saying when to retry, and Retry-After", over, resp.Header.Get("Retry-After"))
+	}
+	if n := up.callCount("echo"); n != 2 {
+		t.Errorf("the upstream ran echo %d times, want 2", n)
+	}
+	list := `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`
+	if _, body := post(t, gateway, header, list); strings.Contains(string(body), "error") {
+		t.Fatalf("the first tools/list: %s", body)
+	}
+	if _, body := post(t, gateway, header, list); !strings.Contains(string(body), fmt.Sprint(mcpgateway.CodeRateLimited)) {
+		t.Errorf("the second tools/list: %s; want a JSON-RPC error %d", body, mcpgateway.CodeRateLimited)
+	}
+}
+
+// TestRateLimitsSharedByReplicas: with the approval store in Redis, two
+// replicas share one count.
+func TestRateLimitsSharedByReplicas(t *testing.T) {
+	redisAddr := redistest.Start(t)
+	up := newUpstream(t, statelessJSON)
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	portA, portB := freePort(t), freePort(t)
+	site := func(port int, instance string) string {
+		return approvalSiteWith(port, openTable+"\n\t\trate_limit shared/{mcp.tool.name} 3/1h", up, approver.URL,
+			"http://127.0.0.1:9/approvals", "store redis "+redisAddr, "instance "+instance)
+	}
+	startCaddy(t, globalOptions(t)+site(portA, "a")+site(portB, "b"))
+	waitForListener(t, portA)
+	waitForListener(t, portB)
+	ran := 0
+	for i := range 6 {
+		port := []int{portA, portB}[i%2]
+		_, body := post(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), http.Header{"Mcp-Protocol-Version": {"2025-06-18"}},
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`)
+		if !strings.Contains(string(body), "Rate limit") {
+			ran++
+		}
+	}
+	if ran != 3 || up.callCount("echo") != 3 {
+		t.Errorf("%d of 6 calls over two replicas passed (upstream ran %d); want 3, the shared limit", ran, up.callCount("echo"))
+	}
+}
+
+// TestAuditTrail: the audit logger (mcpgate.audit), routed to a file of
+// its own, gets one record per message with who, what, the decision,
+// the policy revision and the outcome, the arguments digested unless
+// asked for, and one per approval settled.
+func TestAuditTrail(t *testing.T) {
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	global := []string{fmt.Sprintf("log audit {\n\t\toutput file %s\n\t\tformat json\n\t\tinclude mcpgate.audit\n\t}", auditLog)}
+	g, up, session, ctx := approvalClient(t, approvalSetup{global: global, policy: testPolicy + "\n\t\taudit", hold: "5s"})
+	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "secret words"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = session.CallTool(ctx, &mcp.CallToolParams{Name: "delete_issue", Arguments: map[string]any{"text": "x"}})
+	done := callAsync(ctx, session, createIssue("audited"))
+	e := g.approver.waitFor(t, "approval.requested", 1)
+	if status := g.approver.decide(t, e.CallbackURL, "approve", "fine"); status != http.StatusOK {
+		t.Fatalf("approve: %d", status)
+	}
+	awaitResult(t, done)
+	_, _ = post(t, g.URL, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"dup"}}`)
+
+	record := func(outcome, tool string) map[string]any {
+		t.Helper()
+		return logLine(t, auditLog, func(r map[string]any) bool { return r["outcome"] == outcome && (tool == "" || r["tool"] == tool) })
+	}
+	forwarded := record("forwarded", "echo")
+	if forwarded["logger"] != "mcpgate.audit" || forwarded["action"] != "allow" || forwarded["arguments_sha256"] == nil ||
+		forwarded["arguments"] != nil || !strings.HasPrefix(fmt.Sprint(forwarded["policy_revision"]), "sha256:") || forwarded["server"] != "test" {
+		t.Errorf("forwarded record %v; want the logger, the decision, the policy revision and an arguments digest (no arguments)", forwarded)
+	}
+	if refused := record("refused", "delete_issue"); refused["action"] != "block" || refused["reason"] == "" {
+		t.Errorf("refused record %v; want the block and its reason", refused)
+	}
+	if approved := record("approved", "create_issue"); approved["approval"] != e.ID || approved["approver"] != "webhook" {
+		t.Errorf("approved record %v; want the approval and its approver", approved)
+	}
+	if settled := logLine(t, auditLog, func(r map[string]any) bool { return r["msg"] == "approval settled" }); settled["outcome"] != "approved" || settled["approval"] != e.ID {
+		t.Errorf("approval record %v; want the approval settled as approved", settled)
+	}
+	if rejected := record("rejected", ""); !strings.Contains(fmt.Sprint(rejected["refusal"]), "duplicate") {
+		t.Errorf("rejected record %v; want the hostile request's refusal", rejected)
+	}
+	if up.callCount("delete_issue") != 0 {
+		t.Error("the refused call ran")
+	}
+}

@@ -1,0 +1,118 @@
+package caddymodule_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// spans records the spans of the requests test_trace starts.
+var spans = tracetest.NewSpanRecorder()
+
+func init() {
+	caddy.RegisterModule(testTrace{})
+	httpcaddyfile.RegisterHandlerDirective("test_trace", func(httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		return testTrace{}, nil
+	})
+}
+
+// testTrace starts a span for each request with a tracer provider that
+// records in memory, as Caddy's tracing directive does with one that
+// exports, so that tests read the spans the gateway adds.
+type testTrace struct{}
+
+func (testTrace) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.test_trace", New: func() caddy.Module { return testTrace{} }}
+}
+
+func (testTrace) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	ctx, span := provider.Tracer("test").Start(r.Context(), "request")
+	defer span.End()
+	return next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// TestTracing: in a traced request, each message gets a span named and
+// attributed per the OpenTelemetry conventions for MCP, with the
+// decision; a held call's wait is a span of its own; and the upstream gets
+// the message's trace context.
+func TestTracing(t *testing.T) {
+	up := newUpstream(t, statefulJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{before: "route {\n\t\ttest_trace\n\t}", policy: callerTable})
+	client := clientHandlers{action: "accept"}
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), "2025-06-18")
+	if text, _ := callText(t, session, "echo", "traced"); text != "echo:traced" {
+		t.Fatalf("echo answered %q", text)
+	}
+	if text, _ := callText(t, session, "create_issue", "confirmed"); !strings.Contains(text, "create_issue:confirmed") {
+		t.Fatalf("create_issue answered %q", text)
+	}
+
+	echo := findSpan(t, "tools/call echo")
+	attrs := attributes(echo)
+	for key, want := range map[attribute.Key]string{
+		"mcp.method.name":         "tools/call",
+		"gen_ai.tool.name":        "echo",
+		"mcp.protocol.version":    "2025-06-18",
+		"mcpgate.decision.action": "allow",
+	} {
+		if attrs[key] != want {
+			t.Errorf("span %q: %s = %q, want %q", echo.Name(), key, attrs[key], want)
+		}
+	}
+	if attrs["mcp.session.id"] == "" || attrs["jsonrpc.request.id"] == "" {
+		t.Errorf("span %q lacks the session or the request id: %v", echo.Name(), attrs)
+	}
+	if !echo.Parent().IsValid() {
+		t.Error("the message's span has no parent: it does not join the request's trace")
+	}
+	propagated := false
+	for _, r := range up.received() {
+		if strings.Contains(string(r.Body), `"traced"`) && strings.Contains(r.Header.Get("Traceparent"), echo.SpanContext().SpanID().String()) {
+			propagated = true
+		}
+	}
+	if !propagated {
+		t.Error("the upstream did not get the message's trace context")
+	}
+
+	wait := findSpan(t, "mcpgate.confirmation.wait")
+	create := findSpan(t, "tools/call create_issue")
+	if wait.Parent().SpanID() != create.SpanContext().SpanID() || attributes(wait)["mcpgate.approval.outcome"] != "confirmed" {
+		t.Errorf("the confirmation's wait: parent %s (want %s), outcome %q (want confirmed)",
+			wait.Parent().SpanID(), create.SpanContext().SpanID(), attributes(wait)["mcpgate.approval.outcome"])
+	}
+}
+
+// findSpan returns the recorded span named name.
+func findSpan(t *testing.T, name string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	for _, s := range spans.Ended() {
+		if s.Name() == name {
+			return s
+		}
+	}
+	var names []string
+	for _, s := range spans.Ended() {
+		names = append(names, s.Name())
+	}
+	t.Fatalf("no span %q among %q", name, names)
+	return nil
+}
+
+// attributes maps a span's attributes by key.
+func attributes(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
+	m := map[attribute.Key]string{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value.Emit()
+	}
+	return m
+}
