@@ -1,24 +1,13 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
-
-// callerKey is the request context key of the identified caller.
-type callerKey struct{}
-
-// callerOf returns the caller admit identified for r, or nil.
-func callerOf(r *http.Request) *policy.User {
-	user, _ := r.Context().Value(callerKey{}).(*policy.User)
-	return user
-}
 
 // admit is the first stage: the request's origin must be allowed, and,
 // with an identity, the caller is identified.
@@ -27,7 +16,9 @@ func (x *exchange) admit() error {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	c := x.g.callers
-	if c == nil {
+	if c == nil || x.r.Method == http.MethodOptions {
+		// A browser's CORS preflight never carries credentials; it has
+		// no body and reaches nothing a caller could use.
 		return nil
 	}
 	if c.servesMetadata(x.r) {
@@ -49,6 +40,5 @@ func (x *exchange) admit() error {
 		x.r.Header.Del("Authorization")
 	}
 	x.caller = user
-	x.r = x.r.WithContext(context.WithValue(x.r.Context(), callerKey{}, user))
 	return nil
 }

@@ -28,8 +28,10 @@ func (x *exchange) forwardBatch(w http.ResponseWriter) error {
 		}
 	}
 	switch {
-	case refused == nil:
+	case refused == nil && !x.rewritten:
 		return x.pass(w, x.raw)
+	case refused == nil:
+		return x.pass(w, mcpmsg.BatchResponse(allowed))
 	case len(allowed) == 0 && len(answers) == 0:
 		// Only notifications and responses, all refused.
 		return writeRefusal(w, *refused)

@@ -124,6 +124,7 @@ func (x *exchange) checkInputResponses() error {
 		} else if err := restoreRequestState(m, state.Original); err != nil {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
 		}
+		x.rewritten = true
 		if !x.body.Batch {
 			x.raw = m.Raw
 		}

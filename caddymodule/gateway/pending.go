@@ -109,6 +109,7 @@ func (x *exchange) takeApprovalTokens() error {
 			return err
 		}
 		m.Params, m.Raw, m.Tool.Arguments = params, raw, arguments
+		x.rewritten = true
 		if !x.body.Batch {
 			x.raw = raw
 		}

@@ -33,6 +33,10 @@ type exchange struct {
 	// (parse).
 	raw  []byte
 	body *mcpmsg.Body
+	// rewritten is set when a stage re-encoded a message (to take out
+	// what is the gateway's): the body goes on as its messages, not as
+	// received.
+	rewritten bool
 	// version is the MCP revision the messages were sent under (parse).
 	version string
 	// session is the MCP session the request belongs to, and legacy is
