@@ -677,18 +677,24 @@ func TestApprovalCancelled(t *testing.T) {
 		session := rawSession(t, g.URL)
 		answer := postAsync(context.Background(), g.URL, session, fmt.Sprintf(call, "cancel me"))
 		e := g.approver.waitFor(t, approval.EventRequested, 1)
-		// Another session's cancel for the same request id is not ours.
+		// Another session's cancel for the same request id is not ours:
+		// once it was taken (its POST answered), the approval is still
+		// pending, so the reviewer's decision is accepted.
 		resp, err := postMCP(context.Background(), g.URL, rawSession(t, g.URL),
 			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7"}}`)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		select {
-		case body := <-answer:
-			t.Fatalf("another session cancelled the held call: %s", body)
-		case <-time.After(200 * time.Millisecond):
+		if status := g.approver.decide(t, e.CallbackURL, "deny", "not this one"); status != http.StatusOK {
+			t.Fatalf("deciding after another session's cancel: status %d, want 200 (the approval still pending)", status)
 		}
+		if body := <-answer; !strings.Contains(body, "not this one") {
+			t.Fatalf("the held call answered %s; want the denial (another session's cancel did not cancel it)", body)
+		}
+
+		answer = postAsync(context.Background(), g.URL, session, fmt.Sprintf(call, "cancel me too"))
+		e = g.approver.waitFor(t, approval.EventRequested, 2)
 		resp, err = postMCP(context.Background(), g.URL, session,
 			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7","reason":"user pressed stop"}}`)
 		if err != nil {
@@ -719,7 +725,7 @@ func TestApprovalCancelled(t *testing.T) {
 				resp.Body.Close()
 			}
 		}()
-		e := g.approver.waitFor(t, approval.EventRequested, 2)
+		e := g.approver.waitFor(t, approval.EventRequested, 3)
 		hangUp()
 		<-ended
 		g.approver.waitFor(t, approval.EventCancelled, 2)
@@ -728,7 +734,7 @@ func TestApprovalCancelled(t *testing.T) {
 		}
 	})
 
-	time.Sleep(100 * time.Millisecond)
+	// Every held call has ended by now: what the upstream saw is final.
 	if n := up.callCount("create_issue"); n != 0 || up.sawBodyContaining("create_issue") {
 		t.Errorf("the upstream ran a cancelled call (%d times)", n)
 	}
@@ -824,12 +830,30 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"replicated"}}}`
 	heldOnA := postAsync(ctx, urlA, "", call)
 	e := approver.waitFor(t, approval.EventRequested, 1)
-	// The same call on the other replica waits on the same approval.
-	heldOnB := postAsync(ctx, urlB, "", call)
-	time.Sleep(200 * time.Millisecond)
-	if n := approver.count(approval.EventRequested); n != 1 {
-		t.Errorf("the same call on the second replica sent a new webhook (%d in all)", n)
+	// The same call on the other replica waits on the same approval: its
+	// first progress notification names the approval it waits on.
+	withProgress := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"replicated"},"_meta":{"progressToken":"b"}}}`
+	heldOnB := make(chan string, 1)
+	reqB, _ := http.NewRequestWithContext(ctx, http.MethodPost, urlB, strings.NewReader(withProgress))
+	reqB.Header.Set("Content-Type", "application/json")
+	reqB.Header.Set("Accept", "application/json, text/event-stream")
+	reqB.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	respB, err := testClient.Do(reqB)
+	if err != nil {
+		t.Fatal(err)
 	}
+	eventsB := sseEvents(respB)
+	if first := <-eventsB; !strings.Contains(first, "notifications/progress") || !strings.Contains(first, e.ID) {
+		t.Fatalf("the same call on the second replica first heard %s; want it to wait on %s", first, e.ID)
+	}
+	go func() {
+		defer respB.Body.Close()
+		var all []string
+		for event := range eventsB {
+			all = append(all, event)
+		}
+		heldOnB <- strings.Join(all, "\n")
+	}()
 	if status := approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusOK {
 		t.Fatalf("approve through replica b's callbacks: status %d", status)
 	}

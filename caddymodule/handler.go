@@ -173,7 +173,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.MaxBody = DefaultMaxBody
 	}
 	repl := caddy.NewReplacer()
-	engine, err := policy.New(ctx, h.policyOptions(repl))
+	metrics, err := gateway.NewMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	opts := h.policyOptions(repl)
+	opts.OnReload = metrics.PolicyReloaded
+	engine, err := policy.New(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
@@ -187,6 +193,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		LogArguments: h.LogArguments,
 		ForwardToken: h.ForwardToken,
 		Host:         caddyHost,
+		Metrics:      metrics,
 		Logger:       h.logger,
 	}
 	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
@@ -273,9 +280,6 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	}
 	if h.Audit != nil {
 		cfg.Audit = h.Audit.audit(ctx)
-	}
-	if cfg.Metrics, err = gateway.NewMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
 	}
 	if h.Approval != nil {
 		resolved, err := h.Approval.resolve(repl)

@@ -75,7 +75,25 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	write(echoPolicy("allow", "fine"))
 	up := newUpstream(t, statefulSSE)
-	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test"})
+	metricsPort := freePort(t)
+	gateway := startGateway(t, up.URL, gatewayOptions{
+		policy: "policy " + dir + "\n\t\tserver test",
+		sites:  fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
+	})
+	reloads := func(result string) string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, `mcpgate_policy_reloads_total{result="`+result+`"}`) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "0"
+	}
 	session := connect(t, gateway, nil)
 	if text, refused := callEchoText(t, session); refused {
 		t.Fatalf("echo refused before the edit: %s", text)
@@ -90,9 +108,14 @@ func TestPolicyHotReload(t *testing.T) {
 	})
 
 	write("package mcp\ndecision := {")
-	// Give the watcher time to see (and reject) the broken file, then
-	// check the previous policy still decides.
-	time.Sleep(time.Second)
+	// The watcher sees, and rejects, the broken file: the failure is
+	// counted, and the previous policy still decides.
+	eventually(t, 10*time.Second, func() string {
+		if n := reloads("failed"); n == "0" {
+			return "the broken edit was never counted as a failed reload"
+		}
+		return ""
+	})
 	if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "edited while running") {
 		t.Errorf("after a broken edit: refused %v, %q; want the previous policy's refusal", refused, text)
 	}

@@ -15,6 +15,7 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec
 	recalled    *prometheus.CounterVec
 	evalSeconds *prometheus.HistogramVec
+	reloads     *prometheus.CounterVec
 }
 
 // unlistedTool is the tool label of calls naming a tool the upstream never
@@ -50,7 +51,24 @@ func NewMetrics(registry prometheus.Registerer) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Metrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds}, nil
+	reloads, err := RegisterOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcpgate",
+		Name:      "policy_reloads_total",
+		Help:      "Policy reloads after the first load (watched files, bundles), by result: ok, or failed (the previous policy stays in force).",
+	}, []string{"result"}))
+	if err != nil {
+		return nil, err
+	}
+	return &Metrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds, reloads: reloads}, nil
+}
+
+// PolicyReloaded counts a policy reload, for policy.Options.OnReload.
+func (m *Metrics) PolicyReloaded(err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.reloads.WithLabelValues(result).Inc()
 }
 
 // count records one decision and how long it took.

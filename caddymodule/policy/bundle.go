@@ -186,6 +186,7 @@ func (b *policyBundle) statusChanged(status bundleplugin.Status) {
 			err = fmt.Errorf("%s: %w", status.Message, errors.Join(status.Errors...))
 		}
 		b.failed(err)
+		b.reloaded(err)
 		logger.Error("policy bundle failed; keeping the previous policy", zap.Error(err))
 		return
 	}
@@ -196,15 +197,27 @@ func (b *policyBundle) statusChanged(status bundleplugin.Status) {
 	queries, err := b.build()
 	if err != nil {
 		b.failed(err)
+		b.reloaded(err)
 		logger.Error("policy bundle rejected; keeping the previous policy", zap.Error(err))
 		return
 	}
 	b.engine.queries.Store(queries)
 	select {
 	case <-b.active:
+		b.reloaded(nil)
 		logger.Info("policy reloaded")
 	default:
 		close(b.active)
+	}
+}
+
+// reloaded tells Options.OnReload how a reload went, once a first
+// bundle is active (before, New reports failures).
+func (b *policyBundle) reloaded(err error) {
+	select {
+	case <-b.active:
+		b.engine.reloaded(err)
+	default:
 	}
 }
 

@@ -70,6 +70,10 @@ type Options struct {
 	Bundle *BundleConfig
 	// Logger receives reload and bundle messages; nil discards them.
 	Logger *zap.Logger
+	// OnReload, when set, is told of every reload after the first load
+	// (a watched file changed, a bundle came or failed): nil on success,
+	// else why the previous policy stays in force.
+	OnReload func(error)
 }
 
 // Engine holds a compiled policy and its prepared queries. It is safe for
@@ -79,6 +83,8 @@ type Engine struct {
 	queries atomic.Pointer[preparedQueries]
 	timeout time.Duration
 	logger  *zap.Logger
+	// onReload is Options.OnReload.
+	onReload func(error)
 	builder *policyBuilder
 
 	// loading serializes loading files, so that a load that started
@@ -131,7 +137,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		logger = zap.NewNop()
 	}
 	background, stop := context.WithCancel(context.Background())
-	e := &Engine{timeout: timeout, logger: logger, builder: builder, stop: stop}
+	e := &Engine{timeout: timeout, logger: logger, builder: builder, stop: stop, onReload: opts.OnReload}
 
 	switch {
 	case opts.Bundle != nil:
@@ -312,11 +318,20 @@ func (e *Engine) loadFiles(ctx context.Context, paths []string) error {
 // reloadFiles is loadFiles for the watcher: the outcome is logged, and a
 // policy that does not load leaves the previous one in force.
 func (e *Engine) reloadFiles(ctx context.Context, paths []string) {
-	if err := e.loadFiles(ctx, paths); err != nil {
+	err := e.loadFiles(ctx, paths)
+	e.reloaded(err)
+	if err != nil {
 		e.logger.Error("policy reload failed; keeping the previous policy", zap.Strings("paths", paths), zap.Error(err))
 		return
 	}
 	e.logger.Info("policy reloaded", zap.Strings("paths", paths))
+}
+
+// reloaded tells Options.OnReload how a reload went.
+func (e *Engine) reloaded(err error) {
+	if e.onReload != nil {
+		e.onReload(err)
+	}
 }
 
 // skipNonPolicyFiles is a loader filter: it keeps folders, Rego modules
