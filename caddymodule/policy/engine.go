@@ -85,7 +85,7 @@ type Engine struct {
 	logger  *zap.Logger
 	// onReload is Options.OnReload.
 	onReload func(error)
-	builder *policyBuilder
+	builder  *policyBuilder
 
 	// loading serializes loading files, so that a load that started
 	// earlier never replaces the policy of one that started later.
