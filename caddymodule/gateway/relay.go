@@ -15,7 +15,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
@@ -168,7 +168,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 		}
 		refusal := refusalText(decision, false)
 		if answered.method != "tools/call" {
-			return nil, &observe.ResponseError{Code: CodeRefusedByPolicy, Message: refusal}
+			return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: refusal}
 		}
 		return json.Marshal(map[string]any{
 			"content": []any{map[string]any{"type": "text", "text": refusal}},

@@ -6,7 +6,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // stream passes a GET on and watches the stream it opens: for tool list
@@ -22,7 +22,7 @@ func (x *exchange) stream() error {
 	rl := x.newRelay()
 	var stream *legacyStream
 	var observed = x.w
-	observed, finish := observe.Wrap(x.w, observe.Hooks{
+	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
@@ -52,7 +52,7 @@ func (x *exchange) stream() error {
 			if x.r.Header.Get(mcphttp.HeaderProtocolVersion) == "" {
 				rl.version = mcphttp.LegacySSEDefaultVersion
 			}
-			stream = newLegacyStream(func(message []byte) error { return observe.Inject(observed, message) })
+			stream = newLegacyStream(func(message []byte) error { return replyfilter.Inject(observed, message) })
 			rl.capabilities = stream.capabilities
 			g.sessions.legacy.open(session, stream)
 			// Once the client is gone its stream is over, although the

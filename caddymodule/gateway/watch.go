@@ -6,7 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // watchReply is the last stage: it wraps the writer the next handler
@@ -34,7 +34,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
 		asOf = g.catalog.Generation(g.cfg.Upstream)
 	}
 	readReplyUncompressed(x.r)
-	return observe.Wrap(x.w, observe.Hooks{
+	return replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {

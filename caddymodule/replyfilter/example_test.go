@@ -1,4 +1,4 @@
-package observe_test
+package replyfilter_test
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 func ExampleWrap() {
@@ -20,7 +20,7 @@ func ExampleWrap() {
 	})
 
 	rec := httptest.NewRecorder()
-	w, finish := observe.Wrap(rec, observe.Hooks{
+	w, finish := replyfilter.Wrap(rec, replyfilter.Hooks{
 		WatchIDs: [][]byte{[]byte(`1`)},
 		RewriteResult: func(_, _ []byte) ([]byte, error) {
 			return []byte(`{"tools":[]}`), nil // hide every tool

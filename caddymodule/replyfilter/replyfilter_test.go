@@ -1,4 +1,4 @@
-package observe_test
+package replyfilter_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/observe"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 const (
@@ -43,8 +43,8 @@ func returning(result string, err error) func(_, _ []byte) ([]byte, error) {
 }
 
 // watch returns hooks that rewrite the responses to ids with rewrite.
-func watch(rewrite func(id, result []byte) ([]byte, error), ids ...string) observe.Hooks {
-	hooks := observe.Hooks{RewriteResult: rewrite}
+func watch(rewrite func(id, result []byte) ([]byte, error), ids ...string) replyfilter.Hooks {
+	hooks := replyfilter.Hooks{RewriteResult: rewrite}
 	for _, id := range ids {
 		hooks.WatchIDs = append(hooks.WatchIDs, []byte(id))
 	}
@@ -85,7 +85,7 @@ type outcome struct {
 // send writes r through a wrapper with hooks to a recorder, as Caddy's
 // reverse_proxy does: headers, then each piece followed by a flush, stopping
 // at the first failed Write; then it calls finish.
-func send(t *testing.T, hooks observe.Hooks, r reply) outcome {
+func send(t *testing.T, hooks replyfilter.Hooks, r reply) outcome {
 	t.Helper()
 	var out outcome
 	hooks.OnMessage = func(m *mcpmsg.Message) {
@@ -95,7 +95,7 @@ func send(t *testing.T, hooks observe.Hooks, r reply) outcome {
 		out.reported = append(out.reported, err)
 	}
 	out.rec = httptest.NewRecorder()
-	w, finish := observe.Wrap(out.rec, hooks)
+	w, finish := replyfilter.Wrap(out.rec, hooks)
 	for name, values := range r.header {
 		w.Header()[name] = values
 	}
@@ -149,7 +149,7 @@ func checkRefused(t *testing.T, out outcome) {
 func TestJSONReplies(t *testing.T) {
 	tests := []struct {
 		name     string
-		hooks    observe.Hooks
+		hooks    replyfilter.Hooks
 		reply    reply
 		wantBody string
 		wantSeen []string
@@ -301,22 +301,22 @@ func TestRefusedReplies(t *testing.T) {
 	gzip.Set("Content-Encoding", "gzip")
 	tests := []struct {
 		name  string
-		hooks observe.Hooks
+		hooks replyfilter.Hooks
 		reply reply
 	}{
-		{"not JSON", observe.Hooks{}, jsonReply(`<html>`)},
-		{"not JSON-RPC", observe.Hooks{}, jsonReply(`{"hello":"world"}`)},
-		{"duplicate member names", observe.Hooks{}, jsonReply(`{"jsonrpc":"2.0","id":1,"result":{},"result":{}}`)},
+		{"not JSON", replyfilter.Hooks{}, jsonReply(`<html>`)},
+		{"not JSON-RPC", replyfilter.Hooks{}, jsonReply(`{"hello":"world"}`)},
+		{"duplicate member names", replyfilter.Hooks{}, jsonReply(`{"jsonrpc":"2.0","id":1,"result":{},"result":{}}`)},
 		{"response id with a fraction", watch(filterTools, `1`), jsonReply(`{"jsonrpc":"2.0","id":1.0,"result":` + toolsResult + `}`)},
-		{"server request id beyond 2^53", observe.Hooks{Intercept: dropRequests}, jsonReply(`{"jsonrpc":"2.0","id":9007199254740993,"method":"sampling/createMessage","params":{}}`)},
-		{"server cancellation with an exponent", observe.Hooks{}, jsonReply(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1e0}}`)},
-		{"trailing data", observe.Hooks{}, jsonReply(toolsList + toolsList)},
-		{"larger than the limit", observe.Hooks{MaxBodySize: 10}, reply{status: http.StatusOK, header: contentType("application/json"), chunks: []string{toolsList[:8], toolsList[8:]}}},
-		{"encoded JSON", observe.Hooks{}, reply{status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}},
-		{"encoded stream", observe.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/event-stream"}, "Content-Encoding": {"br"}}}},
-		{"unclear content type", observe.Hooks{}, reply{status: http.StatusOK, header: contentType("text/plain, application/json"), chunks: []string{toolsList}}},
-		{"JSON suffix type", observe.Hooks{}, reply{status: http.StatusOK, header: contentType("application/vnd.mcp+json"), chunks: []string{toolsList}}},
-		{"two content types", observe.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/plain", "application/json"}}, chunks: []string{toolsList}}},
+		{"server request id beyond 2^53", replyfilter.Hooks{Intercept: dropRequests}, jsonReply(`{"jsonrpc":"2.0","id":9007199254740993,"method":"sampling/createMessage","params":{}}`)},
+		{"server cancellation with an exponent", replyfilter.Hooks{}, jsonReply(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1e0}}`)},
+		{"trailing data", replyfilter.Hooks{}, jsonReply(toolsList + toolsList)},
+		{"larger than the limit", replyfilter.Hooks{MaxBodySize: 10}, reply{status: http.StatusOK, header: contentType("application/json"), chunks: []string{toolsList[:8], toolsList[8:]}}},
+		{"encoded JSON", replyfilter.Hooks{}, reply{status: http.StatusOK, header: gzip, chunks: []string{"\x1f\x8b"}}},
+		{"encoded stream", replyfilter.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/event-stream"}, "Content-Encoding": {"br"}}}},
+		{"unclear content type", replyfilter.Hooks{}, reply{status: http.StatusOK, header: contentType("text/plain, application/json"), chunks: []string{toolsList}}},
+		{"JSON suffix type", replyfilter.Hooks{}, reply{status: http.StatusOK, header: contentType("application/vnd.mcp+json"), chunks: []string{toolsList}}},
+		{"two content types", replyfilter.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/plain", "application/json"}}, chunks: []string{toolsList}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,7 +364,7 @@ func event(id, data string) string {
 func TestEventStreams(t *testing.T) {
 	tests := []struct {
 		name     string
-		hooks    observe.Hooks
+		hooks    replyfilter.Hooks
 		reply    reply
 		wantBody string
 		wantSeen []string
@@ -472,7 +472,7 @@ func TestEventStreams(t *testing.T) {
 		},
 		{
 			name:     "event larger than the limit cuts the stream",
-			hooks:    observe.Hooks{MaxEventSize: 256},
+			hooks:    replyfilter.Hooks{MaxEventSize: 256},
 			reply:    streamReply(event("1", listChanged), "data: "+strings.Repeat(" ", 300)),
 			wantBody: event("1", listChanged),
 			wantSeen: []string{"notifications/tools/list_changed"},
@@ -552,7 +552,7 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 		t.Run("upstream flushes "+strconv.FormatBool(upstreamFlushes), func(t *testing.T) {
 			proceed := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ow, finish := observe.Wrap(w, watch(filterTools, `1`))
+				ow, finish := replyfilter.Wrap(w, watch(filterTools, `1`))
 				ow.Header().Set("Content-Type", "text/event-stream")
 				ow.WriteHeader(http.StatusOK)
 				for i, e := range events {
@@ -628,11 +628,11 @@ var errElsewhere = errors.New("endpoint elsewhere")
 // TestStreamHooks covers the hooks for streams: Intercept dropping
 // messages, and Endpoint rewriting the HTTP+SSE endpoint event.
 func TestStreamHooks(t *testing.T) {
-	drop := observe.Hooks{Intercept: dropRequests}
-	endpoint := observe.Hooks{Endpoint: rewriteEndpoint}
+	drop := replyfilter.Hooks{Intercept: dropRequests}
+	endpoint := replyfilter.Hooks{Endpoint: rewriteEndpoint}
 	tests := []struct {
 		name     string
-		hooks    observe.Hooks
+		hooks    replyfilter.Hooks
 		reply    reply
 		wantBody string
 		wantCut  error
@@ -693,8 +693,8 @@ func TestStreamHooks(t *testing.T) {
 }
 
 func TestInterceptJSON(t *testing.T) {
-	checkRefused(t, send(t, observe.Hooks{Intercept: dropRequests}, jsonReply(samplingRequest)))
-	out := send(t, observe.Hooks{Intercept: dropRequests}, jsonReply("["+samplingRequest+","+otherResponse+"]"))
+	checkRefused(t, send(t, replyfilter.Hooks{Intercept: dropRequests}, jsonReply(samplingRequest)))
+	out := send(t, replyfilter.Hooks{Intercept: dropRequests}, jsonReply("["+samplingRequest+","+otherResponse+"]"))
 	if got, want := out.rec.Body.String(), "["+otherResponse+"]"; got != want {
 		t.Errorf("JSON batch with a dropped element: body %s, want %s", got, want)
 	}
@@ -733,7 +733,7 @@ func TestPassJSON(t *testing.T) {
 }
 
 func TestResponseError(t *testing.T) {
-	refuse := returning("", &observe.ResponseError{Code: -31403, Message: "Blocked by policy: no"})
+	refuse := returning("", &replyfilter.ResponseError{Code: -31403, Message: "Blocked by policy: no"})
 	out := send(t, watch(refuse, `1`), streamReply(event("1", toolsList)))
 	want := event("1", string(mcpmsg.ErrorResponse([]byte(`1`), -31403, "Blocked by policy: no")))
 	if got := out.rec.Body.String(); got != want {
@@ -746,11 +746,11 @@ func TestResponseError(t *testing.T) {
 
 func TestInject(t *testing.T) {
 	rec := httptest.NewRecorder()
-	if err := observe.Inject(rec, []byte(progress)); err == nil {
+	if err := replyfilter.Inject(rec, []byte(progress)); err == nil {
 		t.Error("Inject into a ResponseWriter not from Wrap succeeded")
 	}
-	w, finish := observe.Wrap(rec, observe.Hooks{})
-	if err := observe.Inject(w, []byte(progress)); err == nil {
+	w, finish := replyfilter.Wrap(rec, replyfilter.Hooks{})
+	if err := replyfilter.Inject(w, []byte(progress)); err == nil {
 		t.Error("Inject before the reply is known to be a stream succeeded")
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -759,7 +759,7 @@ func TestInject(t *testing.T) {
 	if _, err := io.WriteString(w, half[:10]); err != nil {
 		t.Fatal(err)
 	}
-	if err := observe.Inject(w, []byte(otherResponse)); err != nil {
+	if err := replyfilter.Inject(w, []byte(otherResponse)); err != nil {
 		t.Fatalf("Inject into an open stream: %v", err)
 	}
 	if _, err := io.WriteString(w, half[10:]); err != nil {
@@ -768,7 +768,7 @@ func TestInject(t *testing.T) {
 	if err := finish(); err != nil {
 		t.Fatal(err)
 	}
-	if err := observe.Inject(w, []byte(progress)); err == nil {
+	if err := replyfilter.Inject(w, []byte(progress)); err == nil {
 		t.Error("Inject after finish succeeded")
 	}
 	// The injected event goes out between the upstream's events, never
@@ -780,7 +780,7 @@ func TestInject(t *testing.T) {
 
 func TestWatchAll(t *testing.T) {
 	var ids []string
-	hooks := observe.Hooks{WatchAll: true, RewriteResult: func(id, result []byte) ([]byte, error) {
+	hooks := replyfilter.Hooks{WatchAll: true, RewriteResult: func(id, result []byte) ([]byte, error) {
 		ids = append(ids, string(id))
 		return result, nil
 	}}

@@ -1,4 +1,4 @@
-// Package observe lets the gateway watch, and where it must rewrite, the
+// Package replyfilter lets the gateway watch, and where it must rewrite, the
 // JSON-RPC messages that an MCP server sends back through it: the body of a
 // JSON reply to a POST, and the events of an event stream (the reply to a
 // POST, or the stream that a GET opens).
@@ -13,7 +13,7 @@
 // gateway must not relay (a server's request that policy refuses) can be
 // dropped, and messages of the gateway's own can be injected into a stream
 // between the upstream's events.
-package observe
+package replyfilter
 
 import (
 	"bytes"
