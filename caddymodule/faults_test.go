@@ -338,6 +338,39 @@ func TestFaultRedisPinsWhileDown(t *testing.T) {
 	}
 }
 
+// TestFaultRedisRateLimitWhileDown: with the rate limits' counts in
+// Redis, a call a limit counts is refused while Redis is away (the limit
+// cannot be checked, and the gateway fails closed) and never reaches the
+// upstream; once Redis is back, calls pass again.
+func TestFaultRedisRateLimitWhileDown(t *testing.T) {
+	redisServer := redistest.StartDurable(t)
+	up := newUpstream(t, statefulSSE)
+	g := startApprovalGateway(t, up, approvalSetup{
+		store:  "store redis " + redisServer.Addr,
+		policy: testPolicy + "\n\t\trate_limit shared/{mcp.tool.name} 1000/1h",
+	})
+	session := connect(t, g.URL, nil)
+	if text, refused := callEchoText(t, session); refused {
+		t.Fatalf("echo refused before Redis goes away: %s", text)
+	}
+
+	redisServer.Kill()
+	if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "could not be checked") {
+		t.Errorf("echo while Redis is away: refused %v, %q; want a refusal saying the rate limit could not be checked", refused, text)
+	}
+	if n := up.callCount("echo"); n != 1 {
+		t.Errorf("the upstream ran echo %d times; want once, before Redis went away", n)
+	}
+
+	redisServer.Restart()
+	eventually(t, faultDeadline, func() string {
+		if text, refused := callEchoText(t, session); refused {
+			return "echo after Redis came back: refused with " + text
+		}
+		return ""
+	})
+}
+
 // upstreamProcessEnv, when set, makes TestFaultUpstreamProcess serve an
 // upstream instead of skipping.
 const upstreamProcessEnv = "MCPGATE_FAULT_UPSTREAM"
@@ -952,7 +985,15 @@ func TestFaultPolicyFileBroken(t *testing.T) {
 	write(policyFile, lastGood)
 	logOption, log := captureLog(t, "http.handlers.mcp_policy")
 	up := newUpstream(t, statefulSSE)
-	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test", global: []string{logOption}})
+	metricsPort := freePort(t)
+	gateway := startGateway(t, up.URL, gatewayOptions{
+		policy: "policy " + dir + "\n\t\tserver test",
+		global: []string{logOption},
+		sites:  fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
+	})
+	failedReloads := func() float64 {
+		return metricSum(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), `mcpgate_policy_reloads_total{result="failed"}`)
+	}
 	session := connect(t, gateway, nil)
 	lastGoodDecides := func(when string) {
 		t.Helper()
@@ -984,10 +1025,13 @@ func TestFaultPolicyFileBroken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			failures, reloads := len(log.entries(t, policyReloadFailed)), len(log.entries(t, policyReloaded))
+			failures, reloads, counted := len(log.entries(t, policyReloadFailed)), len(log.entries(t, policyReloaded)), failedReloads()
 			tt.breakIt()
 			entry := log.waitFor(t, policyReloadFailed, failures+1)
 			t.Logf("logged: %v", entry["error"])
+			if n := failedReloads(); n <= counted {
+				t.Errorf("mcpgate_policy_reloads_total{result=\"failed\"} stayed at %v after the failure was logged; want it counted", n)
+			}
 			if n := len(log.entries(t, policyReloaded)); n != reloads {
 				t.Errorf("the broken policy was logged as reloaded")
 			}
@@ -1021,10 +1065,15 @@ func TestFaultPolicyBundleBroken(t *testing.T) {
 	t.Cleanup(srv.Close)
 	logOption, log := captureLog(t, "http.handlers.mcp_policy")
 	up := newUpstream(t, statefulSSE)
+	metricsPort := freePort(t)
 	gateway := startGateway(t, up.URL, gatewayOptions{
 		policy: "server test\n\t\tbundle " + srv.URL + " bundles/mcp.tar.gz {\n\t\t\tpolling 1s 2s\n\t\t}",
 		global: []string{logOption},
+		sites:  fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
 	})
+	failedReloads := func() float64 {
+		return metricSum(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), `mcpgate_policy_reloads_total{result="failed"}`)
+	}
 	session := connect(t, gateway, nil)
 	decides := func(when, revision string, refused bool) {
 		t.Helper()
@@ -1040,6 +1089,9 @@ func TestFaultPolicyBundleBroken(t *testing.T) {
 	bundles.mu.Unlock()
 	entry := log.waitFor(t, bundleFailed, 1)
 	t.Logf("garbage logged: %v", entry["error"])
+	if n := failedReloads(); n < 1 {
+		t.Errorf("mcpgate_policy_reloads_total{result=\"failed\"} is %v after the garbage was logged; want it counted", n)
+	}
 	decides("after garbage", "r1", false)
 
 	bundles.set(t, "r2", echoPolicy("block", "from bundle r2"))
@@ -1052,8 +1104,12 @@ func TestFaultPolicyBundleBroken(t *testing.T) {
 
 	failures := len(log.entries(t, bundleFailed))
 	srv.Close()
+	counted := failedReloads()
 	entry = log.waitFor(t, bundleFailed, failures+1)
 	t.Logf("the server's absence logged: %v", entry["error"])
+	if n := failedReloads(); n <= counted {
+		t.Errorf("mcpgate_policy_reloads_total{result=\"failed\"} stayed at %v after the server's absence was logged; want it counted", n)
+	}
 	decides("with the bundle server away", "r2", true)
 }
 
