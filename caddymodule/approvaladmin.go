@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -142,18 +141,18 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	service := approvalServiceFor(r.Context(), "", id, nil)
-	if service == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("%w: %s", approval.ErrNotFound, id)}
-	}
-	decided, err := service.Decide(r.Context(), id, verb == "approve", by, req.Reason)
-	if err != nil {
-		if status := statusFor(err); status != http.StatusInternalServerError {
-			return caddy.APIError{HTTPStatus: status, Err: errors.New(refusalText(status))}
+	service, err := approvalServiceFor(r.Context(), "", id, nil)
+	if err == nil {
+		var decided *approval.Approval
+		if decided, err = service.Decide(r.Context(), id, verb == "approve", by, req.Reason); err == nil {
+			return writeAdminJSON(w, decided)
 		}
-		return internalError("deciding approval "+id, err)
 	}
-	return writeAdminJSON(w, decided)
+	status := statusFor(err)
+	if status == http.StatusServiceUnavailable {
+		caddy.Log().Named("mcpgate.admin").Error("deciding approval failed", zap.String("id", id), zap.Error(err))
+	}
+	return caddy.APIError{HTTPStatus: status, Err: errors.New(refusalText(status))}
 }
 
 // Interface guard

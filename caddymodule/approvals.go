@@ -137,7 +137,7 @@ func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request,
 	// Any service whose decision secrets verify the callback may hold the
 	// id; the one whose store knows it takes the decision.
 	verified, verifyErr := false, approval.ErrUnsigned
-	service := approvalServiceFor(r.Context(), h.Instance, id, func(s *approval.Service) bool {
+	service, findErr := approvalServiceFor(r.Context(), h.Instance, id, func(s *approval.Service) bool {
 		if _, err := s.VerifyDecision(r.Header, body, time.Now()); err != nil {
 			verifyErr = err
 			return false
@@ -148,8 +148,8 @@ func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request,
 	if !verified {
 		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr)
 	}
-	if service == nil {
-		return h.refuseCallback(w, r, id, http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
+	if findErr != nil {
+		return h.refuseCallback(w, r, id, statusFor(findErr), findErr)
 	}
 	decision, err := approval.ParseCallback(body, id)
 	if err != nil {
@@ -177,7 +177,8 @@ func statusFor(err error) int {
 	case errors.Is(err, approval.ErrConflict), errors.Is(err, approval.ErrReplayed):
 		return http.StatusConflict
 	default:
-		return http.StatusInternalServerError
+		// The store could not be reached: the decider should try again.
+		return http.StatusServiceUnavailable
 	}
 }
 
@@ -197,7 +198,7 @@ func refusalText(status int) string {
 	case http.StatusConflict:
 		return "this approval is already decided, cancelled or expired, or this webhook-id was used before"
 	default:
-		return "the gateway could not take the decision; try again"
+		return "the gateway could not take the decision just now; try again"
 	}
 }
 

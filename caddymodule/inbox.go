@@ -95,9 +95,9 @@ func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Reques
 	if decision != "approve" && decision != "deny" {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("decision %q is neither approve nor deny", decision))
 	}
-	service := approvalServiceFor(r.Context(), h.Instance, id, nil)
-	if service == nil {
-		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("%w: %s", approval.ErrNotFound, id))
+	service, err := approvalServiceFor(r.Context(), h.Instance, id, nil)
+	if err != nil {
+		return caddyhttp.Error(statusFor(err), err)
 	}
 	if !service.CheckFormToken(r.PostForm.Get("token"), user, id) {
 		h.logger.Warn("inbox decision refused: bad form token",
@@ -105,7 +105,7 @@ func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Reques
 		return caddyhttp.Error(http.StatusForbidden, errors.New("the form's token does not match; reload the inbox"))
 	}
 	by := h.Inbox.decider(user)
-	_, err := service.Decide(r.Context(), id, decision == "approve", by, r.PostForm.Get("reason"))
+	_, err = service.Decide(r.Context(), id, decision == "approve", by, r.PostForm.Get("reason"))
 	if err != nil && !errors.Is(err, approval.ErrConflict) {
 		return caddyhttp.Error(statusFor(err), err)
 	}

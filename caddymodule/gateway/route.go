@@ -66,8 +66,11 @@ func (x *exchange) forward() error {
 	} else {
 		err = x.pass(w, x.raw)
 	}
-	return errors.Join(err, finish())
+	return errors.Join(err, finish(err))
 }
+
+// errUpstreamAborted is why a reply ended before it was complete.
+var errUpstreamAborted = errors.New("the upstream's reply ended before it was complete")
 
 // pass hands body to the next handler as the request's body. On a single
 // message these are the very bytes that passed the strict parse: since
@@ -76,7 +79,19 @@ func (x *exchange) forward() error {
 // data), the upstream reads exactly what the policy saw, and a canonical
 // re-encoding (with its own cost and its own chance of changing a number
 // or an escape the upstream depends on) is not needed.
-func (x *exchange) pass(w http.ResponseWriter, body []byte) error {
+func (x *exchange) pass(w http.ResponseWriter, body []byte) (err error) {
+	defer func() {
+		// A proxy that loses its upstream in the middle of a reply
+		// aborts the request (Caddy's reverse_proxy panics with
+		// http.ErrAbortHandler): the reply filter then tells the client,
+		// in the stream, which of its requests will get no answer.
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			err = errUpstreamAborted
+		}
+	}()
 	r := x.r
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))

@@ -17,8 +17,12 @@ import (
 // sends the client, on their own or inside a result, are decided
 // (relay.go). Every event stream is read; a JSON reply (which carries no
 // request of the server's) only when it answers tools/list, or may ask
-// for input. finish must be called once the next handler has returned.
-func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
+// for input. finish must be called once the next handler has returned,
+// with the error it returned: when the upstream failed in the middle of an
+// event stream (it crashed, say), the requests it left unanswered get a
+// JSON-RPC error in the stream, so that their clients learn at once that
+// no answer will come.
+func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, firstPage := toolsListRequests(x.verdicts)
 	if session.id != "" && !session.legacy {
@@ -34,7 +38,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
 		asOf = g.catalog.Generation(g.cfg.Upstream)
 	}
 	readReplyUncompressed(x.r)
-	return replyfilter.Wrap(x.w, replyfilter.Hooks{
+	answered := make(map[string]bool)
+	watchChanges := g.watchToolListChanges()
+	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
@@ -45,9 +51,26 @@ func (x *exchange) watchReply() (http.ResponseWriter, func() error) {
 		},
 		PassJSON:  ids == nil && !rl.mayAskForInput(),
 		Intercept: rl.intercept,
-		OnMessage: g.watchToolListChanges(),
-		OnError:   x.logReplyError,
+		OnMessage: func(m *mcpmsg.Message) {
+			if m.Kind == mcpmsg.KindResponse {
+				answered[mcpmsg.CanonicalID(m.ID)] = true
+			}
+			watchChanges(m)
+		},
+		OnError: x.logReplyError,
 	})
+	return w, func(upstreamErr error) error {
+		if upstreamErr != nil {
+			for _, v := range x.verdicts {
+				m := v.message
+				if v.allowed() && m.Kind == mcpmsg.KindRequest && !answered[mcpmsg.CanonicalID(m.ID)] {
+					_ = replyfilter.Inject(w, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError,
+						"the upstream failed before it answered (its connection ended); the request may or may not have run"))
+				}
+			}
+		}
+		return finish()
+	}
 }
 
 // readReplyUncompressed asks the upstream for an uncompressed reply, for
