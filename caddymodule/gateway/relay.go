@@ -15,8 +15,8 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // This file governs what an upstream sends clients of its own accord: the

@@ -66,7 +66,13 @@ func (x *exchange) forward() error {
 	} else {
 		err = x.pass(w, x.raw)
 	}
-	return errors.Join(err, finish(err))
+	filterErr := finish(err)
+	if errors.Is(err, errUpstreamAborted) && filterErr != nil {
+		// The gateway cut a stream it could not read: the client must
+		// see it cut, not ended.
+		panic(http.ErrAbortHandler)
+	}
+	return errors.Join(err, filterErr)
 }
 
 // errUpstreamAborted is why a reply ended before it was complete.
