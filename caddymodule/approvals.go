@@ -155,16 +155,49 @@ func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
 	}
-	if err := service.Claim(r.Context(), r.Header.Get(approval.HeaderID)); err != nil {
-		return h.refuseCallback(w, r, id, statusFor(err), err)
-	}
+	// The decision is taken before its webhook-id is recorded, so that a
+	// sender retrying after a failure (the store away: 503) is not refused
+	// as a replay. The approval's own state machine is what stops a
+	// replayed decision from deciding twice; the recorded id tells a
+	// sender's retry of a delivered decision (answered as delivered) from
+	// another decision arriving late (409).
+	webhookID := r.Header.Get(approval.HeaderID)
 	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
 	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
-	if err != nil {
+	switch {
+	case err == nil:
+		if err := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); err != nil && !errors.Is(err, approval.ErrReplayed) {
+			h.logger.Warn("recording a callback's webhook-id", zap.String("approval", id), zap.Error(err))
+		}
+	case errors.Is(err, approval.ErrConflict):
+		if claimErr := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); !errors.Is(claimErr, approval.ErrReplayed) {
+			return h.refuseCallback(w, r, id, statusFor(err), err)
+		}
+		// A retry of a message seen before: answered as delivered if it
+		// is what decided the approval.
+		settled, getErr := service.Get(r.Context(), id)
+		if getErr != nil {
+			return h.refuseCallback(w, r, id, statusFor(getErr), getErr)
+		}
+		if !decidedBy(settled, decision) {
+			return h.refuseCallback(w, r, id, statusFor(err), err)
+		}
+		a = settled
+	default:
 		return h.refuseCallback(w, r, id, statusFor(err), err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
+}
+
+// decidedBy reports whether the approval stands as the webhook decision
+// would have left it.
+func decidedBy(a *approval.Approval, d approval.CallbackDecision) bool {
+	want := approval.Denied
+	if d.Decision == approval.DecisionApprove {
+		want = approval.Approved
+	}
+	return a.State == want && a.Approver == approval.PrincipalWebhook
 }
 
 // statusFor maps approval errors to HTTP statuses.

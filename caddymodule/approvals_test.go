@@ -401,7 +401,8 @@ func TestApprovalTimeout(t *testing.T) {
 // TestApprovalCallbacksRefused sends callbacks that must change nothing:
 // unsigned, signed with another key (the webhook secret included), stale,
 // for an unknown id, with a body that is not a decision for the approval
-// it was sent to, replayed, and a second decision after the first.
+// it was sent to, another decision under a used webhook-id, and a second
+// decision after the first.
 func TestApprovalCallbacksRefused(t *testing.T) {
 	g, up, e, done := holdCall(t, approvalSetup{}, "guarded")
 
@@ -469,8 +470,17 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 	if status := callback(t, e.CallbackURL, json.RawMessage(raw), replay); status != http.StatusOK {
 		t.Fatalf("first valid decision: status %d, want 200", status)
 	}
-	if status := callback(t, e.CallbackURL, json.RawMessage(raw), replay); status != http.StatusConflict {
-		t.Errorf("replayed webhook-id: status %d, want 409", status)
+	// A sender retrying a delivered message is told it was delivered
+	// (Standard Webhooks senders retry until they see a 2xx); it decides
+	// nothing again.
+	if status := callback(t, e.CallbackURL, json.RawMessage(raw), replay); status != http.StatusOK {
+		t.Errorf("the same message again: status %d, want 200", status)
+	}
+	// Another decision under a webhook-id used before is refused.
+	other, _ := json.Marshal(map[string]string{"id": e.ID, "decision": "approve", "approver": "alice"})
+	reuse := func(h http.Header, b []byte) { g.approver.secret.SetHeaders(h, header.Get("webhook-id"), time.Now(), b) }
+	if status := callback(t, e.CallbackURL, json.RawMessage(other), reuse); status != http.StatusConflict {
+		t.Errorf("another decision under a used webhook-id: status %d, want 409", status)
 	}
 	if status := g.approver.decide(t, e.CallbackURL, "approve", "second"); status != http.StatusConflict {
 		t.Errorf("second decision: status %d, want 409", status)

@@ -288,6 +288,31 @@ func TestFaultRedisDownDecisionRetryable(t *testing.T) {
 			}
 		})
 	}
+
+	// The sender retries the very message (same webhook-id) once Redis is
+	// back: it is taken, not refused as a replay.
+	raw, _ := json.Marshal(map[string]string{"id": e.ID, "decision": "deny", "approver": "alice"})
+	header := make(http.Header)
+	g.approver.signNow(header, raw)
+	same := func(h http.Header, _ []byte) {
+		for name, values := range header {
+			h[name] = values
+		}
+	}
+	if status := callback(t, e.CallbackURL, json.RawMessage(raw), same); status < 500 {
+		t.Fatalf("the message to retry, while Redis is away: status %d; want a 5xx", status)
+	}
+	redisServer.Restart()
+	status := 0
+	for range 40 { // as a sender retries: again after each 5xx
+		if status = callback(t, e.CallbackURL, json.RawMessage(raw), same); status < 500 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status != http.StatusOK {
+		t.Errorf("the same message once Redis is back: status %d, want 200", status)
+	}
 	if up.sawBodyContaining("decided in the dark") {
 		t.Error("the upstream saw the call")
 	}

@@ -326,7 +326,8 @@ func (x *exchange) claimAnswer(nonce string) error {
 	if approvals := x.g.cfg.Approvals; approvals != nil {
 		ctx, cancel := context.WithTimeout(x.r.Context(), 5*time.Second)
 		defer cancel()
-		return approvals.Service.Claim(ctx, "confirm:"+nonce)
+		// As long as the sealed state carrying the nonce is accepted.
+		return approvals.Service.Claim(ctx, "confirm:"+nonce, requestStateTTL)
 	}
 	if !x.g.sessions.confirmations.claim(nonce) {
 		return fmt.Errorf("this confirmation was used already")
