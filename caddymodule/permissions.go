@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -43,7 +45,9 @@ type Permission struct {
 	Approvers []string `json:"approvers,omitempty"`
 }
 
-// UnmarshalJSON reads an action alone or an object.
+// UnmarshalJSON reads an action alone or an object. Unknown and repeated
+// members are refused: a misspelt "approvers" must not leave a table
+// entry open to any reviewer.
 func (p *Permission) UnmarshalJSON(data []byte) error {
 	var action string
 	if err := json.Unmarshal(data, &action); err == nil {
@@ -51,7 +55,20 @@ func (p *Permission) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	type object Permission
-	return json.Unmarshal(data, (*object)(p))
+	if err := jsonv2.Unmarshal(data, (*object)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("permission: %w", err)
+	}
+	return nil
+}
+
+// UnmarshalJSON reads the table, refusing unknown and repeated members: a
+// tool named twice must not leave one of its entries unread.
+func (p *Permissions) UnmarshalJSON(data []byte) error {
+	type table Permissions
+	if err := jsonv2.Unmarshal(data, (*table)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("permissions: %w", err)
+	}
+	return nil
 }
 
 // MarshalJSON writes the action alone when there are no approvers.

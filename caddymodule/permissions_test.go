@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
@@ -227,5 +229,33 @@ func TestChangedToolBlockedUntilAccepted(t *testing.T) {
 	}
 	if !slices.Contains(listedNames(t, session), "echo") {
 		t.Error("echo is not listed after it was accepted")
+	}
+}
+
+// TestPermissionsJSONStrict: in JSON config, a table entry or table with
+// a member the gateway does not know, or a member given twice, is refused
+// rather than read as something looser (a misspelt "approvers" would let
+// any reviewer decide).
+func TestPermissionsJSONStrict(t *testing.T) {
+	tests := []struct {
+		name, table string
+		ok          bool
+	}{
+		{"actions", `{"read_only": "allow", "tools": {"send": {"action": "needs_approval", "approvers": ["caller"]}}}`, true},
+		{"misspelt approvers", `{"tools": {"send": {"action": "needs_approval", "approver": ["caller"]}}}`, false},
+		{"Approvers in another case", `{"tools": {"send": {"action": "needs_approval", "Approvers": ["caller"]}}}`, false},
+		{"action twice", `{"tools": {"send": {"action": "block", "action": "allow"}}}`, false},
+		{"tool twice", `{"tools": {"send": "block", "send": "allow"}}`, false},
+		{"category twice", `{"write": "block", "write": "allow"}`, false},
+		{"unknown category", `{"read_only": "allow", "delete": "block"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h caddymodule.Handler
+			err := caddy.StrictUnmarshalJSON([]byte(`{"permissions": `+tt.table+`}`), &h)
+			if (err == nil) != tt.ok {
+				t.Errorf("decoding %s: error %v, want ok %v", tt.table, err, tt.ok)
+			}
+		})
 	}
 }
