@@ -70,7 +70,7 @@ decision := {"action": "block", "reason": concat("; ", custom_block_reasons)} if
 	base_decision.action == "block"
 } else := object.union(
 	{"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)},
-	custom_approvers_member,
+	approval_approvers_member,
 ) if {
 	count(custom_approval_reasons) > 0
 } else := base_decision
@@ -119,8 +119,16 @@ custom_approval_reasons := {reason_text(reason) | some reason in data.mcp.needs_
 # None: any reviewer.
 custom_approvers := {approver | some approver in data.mcp.approvers}
 
-custom_approvers_member := {"approvers": sort(custom_approvers)} if {
+# approval_approvers_member is who may approve when the organization's
+# needs_approval rules decide: the approvers its rules name, else those
+# the base decision named (a permissions entry's), so that a rule asking
+# for approval of a call the table already holds for, say, its caller
+# does not open it to any reviewer. Neither: any reviewer.
+approval_approvers_member := {"approvers": sort(custom_approvers)} if {
 	count(custom_approvers) > 0
+} else := {"approvers": base_decision.approvers} if {
+	base_decision.action == "needs_approval"
+	count(base_decision.approvers) > 0
 } else := {}
 
 # reason_text lets a rule contribute something other than a string and

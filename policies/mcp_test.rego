@@ -238,3 +238,24 @@ test_argument_reads_names_as_upstreams_do if {
 	mcp.argument(tool, "n") == 1
 	not mcp.argument(tool, "missing")
 }
+
+# An organization's needs_approval rule on a call the table already holds
+# for named approvers keeps those approvers, unless its own approvers rule
+# names others: it never opens the call to any reviewer.
+test_custom_needs_approval_keeps_table_approvers if {
+	call := {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "write", "changed": false}, "server": "s"}
+	table := {"tools": {"t": {"action": "needs_approval", "approvers": ["inbox:alice"]}}}
+	kept := mcp.decision with input as call
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"t needs a look"}
+	kept == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["inbox:alice"]}
+	named := mcp.decision with input as call
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"group:security"}
+	named.approvers == ["group:security"]
+	any_reviewer := mcp.decision with input as call
+		with data.mcp.permissions as {"write": "needs_approval"}
+		with data.mcp.needs_approval as {"t needs a look"}
+	not any_reviewer.approvers
+}
