@@ -215,13 +215,36 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 				}
 			}
 
-			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-			if err != nil {
-				t.Fatalf("reading metrics: %v", err)
+			scrape := func() string {
+				t.Helper()
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+				if err != nil {
+					t.Fatalf("reading metrics: %v", err)
+				}
+				defer resp.Body.Close()
+				metrics, _ := io.ReadAll(resp.Body)
+				return string(metrics)
 			}
-			metrics, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			evaluations := func(metrics string) string {
+				for line := range strings.Lines(metrics) {
+					if strings.HasPrefix(line, `mcpgate_policy_evaluation_seconds_count{server="test"} `) {
+						return line
+					}
+				}
+				return ""
+			}
+			before := scrape()
+			// A tool the upstream does not list is refused by the gateway
+			// without asking the policy: a decision, not an evaluation.
+			if res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "no_such_tool"}); err == nil && !res.IsError {
+				t.Fatalf("an unlisted tool was not refused: %+v", res)
+			}
+			metrics := scrape()
+			if evaluations(metrics) != evaluations(before) {
+				t.Errorf("refusing an unlisted tool counted as a policy evaluation: %q, then %q", evaluations(before), evaluations(metrics))
+			}
 			for _, want := range []string{
+				`mcpgate_decisions_total{action="block",server="test",tool="(unlisted)"} 1`,
 				`mcpgate_decisions_total{action="block",server="test",tool="delete_issue"} 2`,
 				`mcpgate_decisions_total{action="allow",server="test",tool="echo"} 1`,
 				`mcpgate_policy_evaluation_seconds_count{server="test"}`,
@@ -229,7 +252,7 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 				// first was.
 				`mcpgate_decisions_recalled_total{server="test"}`,
 			} {
-				if !strings.Contains(string(metrics), want) {
+				if !strings.Contains(metrics, want) {
 					t.Errorf("metrics lack %s", want)
 				}
 			}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -49,7 +48,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	v.span = span.SpanContext()
 	if !listed {
 		v.decision = policy.Decision{Action: policy.ActionBlock, Reason: unlistedReason(m.Tool.Name, fetchErr)}
-		g.record(x.r, input, unlistedTool, v.decision, 0, nil)
+		g.recordRefusal(x.r, input, unlistedTool, v.decision)
 	} else {
 		v.decision = g.evaluate(x.r.WithContext(ctx), input, m.Tool.Name)
 	}
@@ -123,28 +122,14 @@ func (x *exchange) baseInput(version string) *policy.Input {
 	return input
 }
 
-// credentialHeaders are left out of policy input.
-var credentialHeaders = map[string]bool{
-	"authorization":       true,
-	"proxy-authorization": true,
-	"cookie":              true,
-}
-
-// requestInfo describes the HTTP request for policy input.
+// requestInfo describes the HTTP request for policy input. Its headers
+// are made from the request's only for a policy that reads them.
 func (g *Gateway) requestInfo(r *http.Request) policy.Request {
-	headers := make(map[string]string, len(r.Header))
-	for name, values := range r.Header {
-		name = strings.ToLower(name)
-		if credentialHeaders[name] {
-			continue
-		}
-		headers[name] = strings.Join(values, ", ")
-	}
 	return policy.Request{
 		RemoteIP: g.host.ClientIP(r),
 		Host:     r.Host,
 		Path:     r.URL.Path,
-		Headers:  headers,
+		Header:   r.Header,
 	}
 }
 
@@ -157,11 +142,19 @@ func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel strin
 	return decision
 }
 
-// record counts a decision in the metrics and writes it to the decision
-// log.
+// record counts a decision the policy took in the metrics, with how long
+// it took, and writes it to the decision log.
 func (g *Gateway) record(r *http.Request, input *policy.Input, toolLabel string, d policy.Decision, elapsed time.Duration, err error) {
-	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, elapsed)
+	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, elapsed, true)
 	g.logDecision(r, input, d, elapsed, err)
+}
+
+// recordRefusal counts and logs a refusal the gateway made without asking
+// the policy: it is not an evaluation, so it stays out of the evaluation
+// time histogram.
+func (g *Gateway) recordRefusal(r *http.Request, input *policy.Input, toolLabel string, d policy.Decision) {
+	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, 0, false)
+	g.logDecision(r, input, d, 0, nil)
 }
 
 // logDecision writes the decision log: one structured entry per decision.
@@ -223,7 +216,7 @@ func (x *exchange) decideServerRequest(version, method string, params map[string
 	}
 	if reason := declared.undeclared(method, params); reason != "" {
 		decision := policy.Decision{Action: policy.ActionBlock, Reason: reason}
-		x.g.record(x.r, input, "", decision, 0, nil)
+		x.g.recordRefusal(x.r, input, "", decision)
 		return decision
 	}
 	return x.g.evaluate(x.r, input, "")

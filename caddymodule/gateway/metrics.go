@@ -71,11 +71,13 @@ func (m *Metrics) PolicyReloaded(err error) {
 	m.reloads.WithLabelValues(result).Inc()
 }
 
-// count records one decision and how long it took.
-func (m *Metrics) count(server, toolLabel string, d policy.Decision, elapsed time.Duration) {
-	if d.Cached {
+// count records one decision and, when the policy was evaluated for it,
+// how long that took.
+func (m *Metrics) count(server, toolLabel string, d policy.Decision, elapsed time.Duration, evaluated bool) {
+	switch {
+	case d.Cached:
 		m.recalled.WithLabelValues(server).Inc()
-	} else {
+	case evaluated:
 		m.evalSeconds.WithLabelValues(server).Observe(elapsed.Seconds())
 	}
 	m.decisions.WithLabelValues(server, toolLabel, string(d.Action)).Inc()
