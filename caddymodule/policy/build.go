@@ -2,8 +2,10 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -28,6 +30,9 @@ type policyBuilder struct {
 	queryBodies []ast.Body
 	// cacheSize is Options.CacheSize.
 	cacheSize int
+	// timeout bounds evaluating a policy ahead of its input, as it
+	// bounds every evaluation.
+	timeout time.Duration
 	// modules are Options.Modules, parsed once.
 	modules map[string]*ast.Module
 	// data is Options.Data as plain JSON values.
@@ -41,6 +46,7 @@ func newPolicyBuilder(opts Options) (*policyBuilder, error) {
 		decisionQuery:   opts.Query,
 		permissionQuery: opts.PermissionQuery,
 		cacheSize:       opts.CacheSize,
+		timeout:         opts.Timeout,
 		modules:         make(map[string]*ast.Module, len(opts.Modules)),
 	}
 	if b.decisionQuery == "" {
@@ -99,19 +105,40 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	if data == nil {
 		data = map[string]any{}
 	}
+	q, err := b.prepare(ctx, all, data, origin, true)
+	if errors.Is(err, errAhead) {
+		q, err = b.prepare(ctx, all, data, origin, false)
+	}
+	return q, err
+}
+
+// errAhead marks a failure to evaluate a policy ahead of its input, after
+// which it is prepared as it is.
+var errAhead = errors.New("evaluating the policy ahead of its input")
+
+// prepare compiles modules and data and prepares both queries, and, when
+// ahead is set and the policy is deterministic, evaluates them ahead of
+// their input (OPA's partial evaluation, with input unknown): what depends
+// on data alone is evaluated once here (a tool table is looked up, rules
+// that read no input are decided), so that each evaluation does only what
+// depends on the input. That evaluation is bounded by the evaluation
+// timeout; one that fails or takes longer fails with errAhead. A
+// non-deterministic policy is never evaluated ahead, since what it does
+// with data alone can change from one evaluation to the next.
+func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, origin string, ahead bool) (*preparedQueries, error) {
 	// The store copies data, so the policy in force shares nothing with
 	// the loader, Options.Data or a bundle plugin's store.
 	// Keep data as OPA values, so that reading data.mcp.tools on every
 	// evaluation does not convert a large table from Go values each time.
 	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	compiler := ast.NewCompiler()
-	err = storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
+	err := storage.Txn(ctx, store, storage.WriteParams, func(txn storage.Transaction) error {
 		if err := store.Write(ctx, txn, storage.AddOp, storage.RootPath, data); err != nil {
 			return fmt.Errorf("storing policy data: %w", err)
 		}
 		// Rules and data must not define the same document.
 		compiler = compiler.WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
-		if compiler.Compile(all); compiler.Failed() {
+		if compiler.Compile(modules); compiler.Failed() {
 			return fmt.Errorf("compiling policy from %s: %w", origin, compiler.Errors)
 		}
 		return nil
@@ -121,15 +148,15 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	}
 
 	var q preparedQueries
-	if q.revision, err = revisionOf(all, data); err != nil {
+	if q.revision, err = revisionOf(modules, data); err != nil {
 		return nil, err
 	}
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
-		query    string
-		prepared *preparedQuery
-	}{{b.decisionQuery, &q.decision}, {b.permissionQuery, &q.permission}} {
+		query, namespace string
+		prepared         *preparedQuery
+	}{{b.decisionQuery, "mcpgate_decision", &q.decision}, {b.permissionQuery, "mcpgate_permission", &q.permission}} {
 		if cacheable {
 			if p.prepared.cache, err = newDecisionCache(b.cacheSize); err != nil {
 				return nil, err
@@ -138,18 +165,36 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 		// Strict built-in errors: a built-in that fails (to_number on
 		// text, say) stops the evaluation, and so blocks, instead of
 		// quietly making one rule undefined while another, more
-		// permissive one applies.
-		p.prepared.prepared, err = rego.New(
+		// permissive one applies. Evaluating ahead, they make it fail
+		// rather than leave out what would have failed.
+		r := rego.New(
 			rego.Query(p.query),
 			rego.Compiler(compiler),
 			rego.Store(store),
 			rego.StoreReadAST(true),
 			rego.StrictBuiltinErrors(true),
-		).PrepareForEval(ctx)
-		if err != nil {
+			rego.PartialNamespace(p.namespace),
+		)
+		if ahead && cacheable {
+			aheadCtx, cancel := context.WithTimeout(ctx, b.timeout)
+			p.prepared.prepared, err = r.PrepareForEval(aheadCtx, rego.WithPartialEval())
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("%w: query %s: %w", errAhead, p.query, err)
+			}
+		} else if p.prepared.prepared, err = r.PrepareForEval(ctx); err != nil {
 			return nil, fmt.Errorf("preparing query %s: %w", p.query, err)
 		}
 	}
+	// Every evaluation reads the store in one transaction, opened once:
+	// nothing writes to this store after it is built (a reload builds a
+	// new one), and reads in a read transaction share no state.
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening the policy data: %w", err)
+	}
+	options := []rego.EvalOption{rego.EvalTransaction(txn), termResults, noMetrics}
+	q.decision.options, q.permission.options = options, options
 	return &q, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
@@ -48,7 +49,11 @@ var errUndefined = errors.New("decision is undefined")
 
 // parseDecision turns a query result into a Decision. Only a single object
 // with a known action and an optional string reason is accepted; anything
-// else is an error, which the caller turns into a block.
+// else is an error, which the caller turns into a block. The result's value
+// is OPA's own (the engine evaluates with termResults): a well-formed
+// decision is read from it as it is, and anything else is first made a Go
+// value, so that what is wrong with it is said alike whatever the policy
+// gave.
 func parseDecision(rs rego.ResultSet) (Decision, error) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return Decision{}, errUndefined
@@ -56,9 +61,95 @@ func parseDecision(rs rego.ResultSet) (Decision, error) {
 	if len(rs) > 1 || len(rs[0].Expressions) > 1 {
 		return Decision{}, fmt.Errorf("decision has %d results, want exactly one", len(rs))
 	}
-	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	value := rs[0].Expressions[0].Value
+	if term, ok := value.(*ast.Term); ok {
+		if d, ok := wellFormedDecision(term.Value); ok {
+			return d, nil
+		}
+		var err error
+		if value, err = ast.JSON(term.Value); err != nil {
+			return Decision{}, fmt.Errorf("reading the decision: %w", err)
+		}
+	}
+	return decisionOf(value)
+}
+
+// termResults makes an evaluation's results OPA's own values, left as
+// they are rather than made Go values: parseDecision reads them.
+var termResults = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+
+// Decision members, as OPA values.
+var (
+	memberAction    = ast.String("action")
+	memberReason    = ast.String("reason")
+	memberApprovers = ast.String("approvers")
+)
+
+// wellFormedDecision reads a decision that is in every way what
+// decisionOf accepts: an object with a known action, a string reason if
+// any, and, with needs_approval, an array of strings as approvers if any.
+// ok is false for anything else, which decisionOf then refuses.
+func wellFormedDecision(value ast.Value) (d Decision, ok bool) {
+	obj, isObject := value.(ast.Object)
+	if !isObject {
+		return Decision{}, false
+	}
+	wellFormed := true
+	obj.Foreach(func(key, member *ast.Term) {
+		if !wellFormed {
+			return
+		}
+		name, isString := key.Value.(ast.String)
+		switch {
+		case !isString:
+			wellFormed = false
+		case name == memberAction:
+			action, isString := member.Value.(ast.String)
+			switch Action(action) {
+			case ActionAllow, ActionNeedsApproval, ActionBlock:
+				d.Action = Action(action)
+			default:
+				wellFormed = false
+			}
+			wellFormed = wellFormed && isString
+		case name == memberReason:
+			reason, isString := member.Value.(ast.String)
+			d.Reason, wellFormed = string(reason), isString
+		case name == memberApprovers:
+			d.Approvers, wellFormed = approversOf(member.Value)
+		default:
+			wellFormed = false
+		}
+	})
+	if !wellFormed || d.Action == "" || d.Approvers != nil && d.Action != ActionNeedsApproval {
+		return Decision{}, false
+	}
+	return d, true
+}
+
+// approversOf reads an array of strings.
+func approversOf(value ast.Value) ([]string, bool) {
+	list, isArray := value.(*ast.Array)
+	if !isArray {
+		return nil, false
+	}
+	approvers := make([]string, 0, list.Len())
+	for i := range list.Len() {
+		approver, isString := list.Elem(i).Value.(ast.String)
+		if !isString {
+			return nil, false
+		}
+		approvers = append(approvers, string(approver))
+	}
+	return approvers, true
+}
+
+// decisionOf reads a decision made a Go value, and says what is wrong
+// with anything but a well-formed one.
+func decisionOf(value any) (Decision, error) {
+	obj, ok := value.(map[string]any)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision is %T, want an object with action and reason", rs[0].Expressions[0].Value)
+		return Decision{}, fmt.Errorf("decision is %T, want an object with action and reason", value)
 	}
 	for key := range obj {
 		if key != "action" && key != "reason" && key != "approvers" {

@@ -115,6 +115,10 @@ type preparedQueries struct {
 type preparedQuery struct {
 	prepared rego.PreparedEvalQuery
 	cache    *decisionCache
+	// options are what every evaluation of the query is given besides
+	// its input: the policy's transaction, results left as OPA values,
+	// no metrics.
+	options []rego.EvalOption
 }
 
 // New loads and compiles the policy and prepares its queries, so that every
@@ -124,20 +128,19 @@ type preparedQuery struct {
 // has no deadline. Background work (watching, polling) runs until Close,
 // not until ctx ends.
 func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	builder, err := newPolicyBuilder(opts)
 	if err != nil {
 		return nil, err
-	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	background, stop := context.WithCancel(context.Background())
-	e := &Engine{timeout: timeout, logger: logger, builder: builder, stop: stop, onReload: opts.OnReload}
+	e := &Engine{timeout: opts.Timeout, logger: logger, builder: builder, stop: stop, onReload: opts.OnReload}
 
 	switch {
 	case opts.Bundle != nil:
@@ -250,7 +253,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 			return r, nil
 		}
 	}
-	rs, err := e.eval(ctx, &query.prepared, value)
+	rs, err := e.eval(ctx, query, value)
 	if err != nil {
 		return cachedResult{}, err
 	}
@@ -268,7 +271,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 
 // eval runs a prepared query on an input document within the evaluation
 // timeout.
-func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input ast.Value) (rego.ResultSet, error) {
+func (e *Engine) eval(ctx context.Context, query *preparedQuery, input ast.Value) (rego.ResultSet, error) {
 	// Cancel through timers rather than a context: given a context that
 	// can end, OPA starts a goroutine per evaluation to watch it, a cost
 	// paid on every call of the gateway's hot path.
@@ -276,15 +279,17 @@ func (e *Engine) eval(ctx context.Context, query *rego.PreparedEvalQuery, input 
 	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
 	defer timeout.Stop()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
-	rs, err := query.Eval(context.WithoutCancel(ctx), rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel),
-		// Nothing reads an evaluation's metrics; OPA would otherwise
-		// make and time a set for each.
-		rego.EvalMetrics(metrics.NoOp()))
+	options := append(query.options[:len(query.options):len(query.options)], rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	rs, err := query.prepared.Eval(context.WithoutCancel(ctx), options...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}
 	return rs, nil
 }
+
+// noMetrics spares evaluations the metrics OPA would otherwise make and
+// time for each: nothing reads them.
+var noMetrics = rego.EvalMetrics(metrics.NoOp())
 
 func blockedByError(err error) (Decision, error) {
 	return Decision{Action: ActionBlock, Reason: "blocked: the policy gave no valid decision (" + err.Error() + ")"}, err

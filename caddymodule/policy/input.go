@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -109,7 +111,36 @@ type Request struct {
 	// Headers holds lower-case header names and their values joined by
 	// ", ". Credentials (Authorization, Cookie, Proxy-Authorization) are
 	// never included, so neither a policy nor a decision log can leak them.
+	// Nil: made from Header, when a policy reads them.
 	Headers map[string]string `json:"headers"`
+	// Header is the request's header as received, from which Headers is
+	// made when it is nil: only for the policies that read headers, which
+	// are few, since making them costs more than many a policy's
+	// evaluation.
+	Header http.Header `json:"-"`
+}
+
+// credentialHeaders are left out of Headers.
+var credentialHeaders = map[string]bool{
+	"authorization":       true,
+	"proxy-authorization": true,
+	"cookie":              true,
+}
+
+// headers returns Headers, or makes them from Header.
+func (r *Request) headers() map[string]string {
+	if r.Headers != nil || r.Header == nil {
+		return r.Headers
+	}
+	headers := make(map[string]string, len(r.Header))
+	for name, values := range r.Header {
+		name = strings.ToLower(name)
+		if credentialHeaders[name] {
+			continue
+		}
+		headers[name] = strings.Join(values, ", ")
+	}
+	return headers
 }
 
 // Direction values for Input.Direction.
@@ -160,8 +191,9 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 		insertString(request, requestUse, keyHost, in.Request.Host, false)
 		insertString(request, requestUse, keyPath, in.Request.Path, false)
 		if headersUse := requestUse.member("headers"); headersUse != nil {
-			headers := ast.NewObjectWithCapacity(len(in.Request.Headers))
-			for name, value := range in.Request.Headers {
+			all := in.Request.headers()
+			headers := ast.NewObjectWithCapacity(len(all))
+			for name, value := range all {
 				if headersUse.member(name) != nil {
 					headers.Insert(ast.InternedTerm(name), ast.StringTerm(value))
 				}

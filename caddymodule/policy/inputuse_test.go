@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -229,5 +230,52 @@ func TestLibraryInputUse(t *testing.T) {
 	}
 	if queries.decision.cache == nil {
 		t.Error("the library's decisions are not cached")
+	}
+}
+
+// TestHeadersFromRequest checks that headers made from the request's
+// header, when a policy reads them, are those the gateway would give:
+// lower-case names, values joined, no credentials.
+func TestHeadersFromRequest(t *testing.T) {
+	header := http.Header{
+		"Accept":        {"application/json", "text/event-stream"},
+		"X-Team":        {"platform"},
+		"Authorization": {"Bearer secret"},
+		"Cookie":        {"session=secret"},
+	}
+	want := map[string]string{"accept": "application/json, text/event-stream", "x-team": "platform"}
+	tests := []struct {
+		name   string
+		policy string
+		want   map[string]string
+	}{
+		{"all headers", "package t\nout := input.request.headers", want},
+		{"one header", "package t\nout := input.request.headers[\"x-team\"]", map[string]string{"x-team": "platform"}},
+		{"a credential", "package t\nout := input.request.headers.authorization", map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := &Input{Request: Request{Header: header}}
+			value, err := in.value(inputUseOf(compileTestModule(t, tt.policy).Modules))
+			if err != nil {
+				t.Fatal(err)
+			}
+			headers, err := value.(ast.Object).Find(ast.MustParseRef("x.request.headers")[1:])
+			if err != nil {
+				t.Fatalf("no headers in %v: %v", value, err)
+			}
+			var got map[string]string
+			if err := ast.As(headers, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("headers = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if unread, err := (&Input{Request: Request{Header: header}}).value(inputUseOf(compileTestModule(t, "package t\nout := input.request.path").Modules)); err != nil {
+		t.Fatal(err)
+	} else if _, err := unread.(ast.Object).Find(ast.MustParseRef("x.request.headers")[1:]); err == nil {
+		t.Errorf("headers were made for a policy that does not read them: %v", unread)
 	}
 }
