@@ -43,8 +43,10 @@ type relay struct {
 	answer func(endpoint *url.URL, message []byte) error
 	// relayed remembers the requests the client may answer.
 	relayed *relayedRequests
-	// logger carries the server and the request id.
-	logger *zap.Logger
+	// logger returns a logger that names the upstream and the request,
+	// made only when the relay logs (finding the request's id can cost
+	// the host work).
+	logger func() *zap.Logger
 
 	version string
 	session sessionKey
@@ -52,7 +54,10 @@ type relay struct {
 	// its messages and the gateway its answers: the stream's own on
 	// Streamable HTTP, the message endpoint on HTTP+SSE.
 	endpoint *url.URL
-	// requests are the requests a POST's reply answers, by canonical id.
+	// verdicts are those of the messages of the POST that the reply
+	// answers, and requests its allowed requests by canonical id, found
+	// from them only when a result asks for input.
+	verdicts []verdict
 	requests map[string]answeredRequest
 	// seal seals the state of a result that asks for input
 	// (exchange.sealRequestState).
@@ -67,9 +72,11 @@ func (x *exchange) newRelay() *relay {
 		answer: func(endpoint *url.URL, message []byte) error {
 			return postAnswer(x.next, x.r, endpoint, message)
 		},
-		relayed:  x.g.sessions.relayed,
-		seal:     x.sealRequestState,
-		logger:   x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r))),
+		relayed: x.g.sessions.relayed,
+		seal:    x.sealRequestState,
+		logger: func() *zap.Logger {
+			return x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r)))
+		},
 		version:  x.version,
 		session:  x.session,
 		endpoint: x.r.URL,
@@ -84,14 +91,22 @@ type answeredRequest struct {
 	name string
 }
 
-// answering records the requests whose responses the reply carries.
+// answering records the messages whose replies the reply carries.
 func (rl *relay) answering(verdicts []verdict) {
-	rl.requests = make(map[string]answeredRequest, len(verdicts))
-	for _, v := range verdicts {
-		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
-			rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{method: v.message.Method, name: requestName(v.message)}
+	rl.verdicts = verdicts
+}
+
+// answeredRequest returns the request the response with this id answers.
+func (rl *relay) answeredRequest(id []byte) answeredRequest {
+	if rl.requests == nil {
+		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
+		for _, v := range rl.verdicts {
+			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{method: v.message.Method, name: requestName(v.message)}
+			}
 		}
 	}
+	return rl.requests[mcpmsg.CanonicalID(id)]
 }
 
 // multiRoundTripMethods are the requests whose results may ask the client
@@ -106,8 +121,8 @@ func (rl *relay) mayAskForInput() bool {
 	if rl.version < mcphttp.Version20260728 {
 		return false
 	}
-	for _, request := range rl.requests {
-		if slices.Contains(multiRoundTripMethods, request.method) {
+	for _, v := range rl.verdicts {
+		if v.allowed() && v.message.Kind == mcpmsg.KindRequest && slices.Contains(multiRoundTripMethods, v.message.Method) {
 			return true
 		}
 	}
@@ -135,7 +150,7 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	}
 	answer := mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false))
 	if err := rl.answer(rl.endpoint, answer); err != nil {
-		rl.logger.Warn("could not answer a refused server request to the upstream",
+		rl.logger().Warn("could not answer a refused server request to the upstream",
 			zap.String("method", m.Method), zap.Error(err))
 	}
 	return true
@@ -158,7 +173,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	if err != nil || len(requests) == 0 {
 		return result, err
 	}
-	answered := rl.requests[mcpmsg.CanonicalID(id)]
+	answered := rl.answeredRequest(id)
 	keys := slices.Sorted(maps.Keys(requests))
 	for _, key := range keys {
 		request := requests[key]
