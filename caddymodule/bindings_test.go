@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,50 +50,58 @@ func policySite(port int, path, body, upstream string) string {
 // TestUpstreamsKeptApart: two upstreams behind one host name (two ports,
 // or two routes of one site) list a tool of the same name, read-only on
 // one and destructive on the other. What one lists never decides a call
-// to the other.
+// to the other, whether the handlers name their servers or not.
 func TestUpstreamsKeptApart(t *testing.T) {
-	readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
-	destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
-	table := func(server string) string {
-		return "server " + server + `
-		permissions {
+	for _, named := range []bool{true, false} {
+		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+			destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
+			table := func(server string) string {
+				line := ""
+				if named {
+					line = "server " + server + "\n\t\t"
+				}
+				return line + `permissions {
 			read_only allow
 			destructive block
 		}`
-	}
-	portA, portB, portC := freePort(t), freePort(t), freePort(t)
-	startCaddy(t, globalOptions(t)+
-		policySite(portA, "", table("a"), readOnly.URL)+
-		policySite(portB, "", table("b"), destructive.URL)+
-		fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", portC)+
-		strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/ro", table("ro"), readOnly.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+
-		strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/rw", table("rw"), destructive.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+"}\n")
-	for _, port := range []int{portA, portB, portC} {
-		waitForListener(t, port)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	call := func(url string) *mcp.CallToolResult {
-		t.Helper()
-		session := connect(t, url, nil)
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "shared", Arguments: map[string]any{"text": "x"}})
-		if err != nil {
-			t.Fatalf("calling shared at %s: %v", url, err)
-		}
-		return res
-	}
-	for _, pair := range []struct{ name, readOnly, destructive string }{
-		{"two ports", fmt.Sprintf("http://127.0.0.1:%d/", portA), fmt.Sprintf("http://127.0.0.1:%d/", portB)},
-		{"two routes", fmt.Sprintf("http://127.0.0.1:%d/ro/", portC), fmt.Sprintf("http://127.0.0.1:%d/rw/", portC)},
-	} {
-		t.Run(pair.name, func(t *testing.T) {
-			// The read-only upstream's list is learned first.
-			if res := call(pair.readOnly); res.IsError {
-				t.Fatalf("the read-only upstream's tool was refused: %q", resultText(res))
 			}
-			before := destructive.callCount("shared")
-			if res := call(pair.destructive); !res.IsError || destructive.callCount("shared") != before {
-				t.Errorf("the destructive upstream's tool of the same name ran (%q): it was decided with the other upstream's annotations", resultText(res))
+			portA, portB, portC := freePort(t), freePort(t), freePort(t)
+			startCaddy(t, globalOptions(t)+
+				policySite(portA, "", table("a"), readOnly.URL)+
+				policySite(portB, "", table("b"), destructive.URL)+
+				fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", portC)+
+				strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/ro", table("ro"), readOnly.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+
+				strings.TrimPrefix(strings.TrimSuffix(policySite(0, "/rw", table("rw"), destructive.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")+"}\n")
+			for _, port := range []int{portA, portB, portC} {
+				waitForListener(t, port)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			call := func(url string) *mcp.CallToolResult {
+				t.Helper()
+				session := connect(t, url, nil)
+				res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "shared", Arguments: map[string]any{"text": "x"}})
+				if err != nil {
+					t.Fatalf("calling shared at %s: %v", url, err)
+				}
+				return res
+			}
+			for _, pair := range []struct{ name, readOnly, destructive string }{
+				{"two ports", fmt.Sprintf("http://127.0.0.1:%d/", portA), fmt.Sprintf("http://127.0.0.1:%d/", portB)},
+				{"two routes", fmt.Sprintf("http://127.0.0.1:%d/ro/", portC), fmt.Sprintf("http://127.0.0.1:%d/rw/", portC)},
+			} {
+				t.Run(pair.name, func(t *testing.T) {
+					// The read-only upstream's list is learned first.
+					if res := call(pair.readOnly); res.IsError {
+						t.Fatalf("the read-only upstream's tool was refused: %q", resultText(res))
+					}
+					before := destructive.callCount("shared")
+					if res := call(pair.destructive); !res.IsError || destructive.callCount("shared") != before {
+						t.Errorf("the destructive upstream's tool of the same name ran (%q): it was decided with the other upstream's annotations", resultText(res))
+					}
+				})
 			}
 		})
 	}
@@ -108,7 +117,8 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		first, second string
 		want          string // "" when the configuration loads
 	}{
-		{"neither named", "policy testdata/policy", "policy testdata/policy", "name no server"},
+		{"neither named", "policy testdata/policy", "policy testdata/policy", ""},
+		{"a server named as another's default", "policy testdata/policy", "policy testdata/policy\n\t\tserver 127.0.0.1:{first}", `name the server "127.0.0.1:`},
 		{"same server", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t", `name the server "t"`},
 		{"distinct servers", "policy testdata/policy\n\t\tserver t1", "policy testdata/policy\n\t\tserver t2", ""},
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
@@ -116,7 +126,9 @@ func TestUpstreamNamesRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", tt.first, up.URL)+policySite(freePort(t), "", tt.second, up.URL))
+			first := freePort(t)
+			second := strings.ReplaceAll(tt.second, "{first}", strconv.Itoa(first))
+			err := loadCaddyfile(t, globalOptions(t)+policySite(first, "", tt.first, up.URL)+policySite(freePort(t), "", second, up.URL))
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("configuration refused: %v; want it loaded", err)
@@ -127,19 +139,55 @@ func TestUpstreamNamesRefused(t *testing.T) {
 	}
 }
 
-// TestDefaultServerNameHasPort: without a server line, input.server is the
-// host name and the port the request came in on.
-func TestDefaultServerNameHasPort(t *testing.T) {
+// TestDefaultServerName: without a server line, input.server is the
+// listener address of the handler's HTTP server, "#2" on for its second
+// handler without one; it comes from the configuration, so no Host header
+// changes it.
+func TestDefaultServerName(t *testing.T) {
 	up := newUpstream(t, statefulJSON)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	port := freePort(t)
-	startCaddy(t, globalOptions(t)+policySite(port, "", "policy testdata/serverpolicy", up.URL))
-	waitForListener(t, port)
-	session := connect(t, fmt.Sprintf("http://localhost:%d/", port), nil)
-	res, err := session.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
-	if want := fmt.Sprintf("server is localhost:%d", port); err != nil || !strings.Contains(resultText(res), want) {
-		t.Errorf("refusal = %q, %v; want it to name %q", resultText(res), err, want)
+	site := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", port)
+	for _, path := range []string{"/a", "/b"} {
+		site += strings.TrimPrefix(strings.TrimSuffix(policySite(0, path, "policy testdata/serverpolicy", up.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")
 	}
+	startCaddy(t, globalOptions(t)+site+"}\n")
+	waitForListener(t, port)
+	tests := []struct{ host, path, want string }{
+		{"localhost", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
+		{"127.0.0.1", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
+		{"127.0.0.1:1", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
+		{"127.0.0.1", "/b/", fmt.Sprintf("server is 127.0.0.1:%d#2", port)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host+tt.path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+			session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
+				Endpoint:   fmt.Sprintf("http://127.0.0.1:%d%s", port, tt.path),
+				HTTPClient: &http.Client{Transport: hostHeader(tt.host)},
+			}, nil)
+			if err != nil {
+				t.Fatalf("connecting with Host %s: %v", tt.host, err)
+			}
+			defer session.Close()
+			res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+			if err != nil || resultText(res) != "Blocked by policy: "+tt.want {
+				t.Errorf("refusal = %q, %v; want it to name %q", resultText(res), err, tt.want)
+			}
+		})
+	}
+}
+
+// hostHeader is a transport that sends every request with its Host header.
+type hostHeader string
+
+// RoundTrip implements http.RoundTripper.
+func (h hostHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Host = string(h)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // rawCall posts a tools/call in session (the id the client was given) as

@@ -48,10 +48,11 @@ type Handler struct {
 
 	// Server is the upstream's logical name, given to policies as
 	// input.server, and the name what the gateway learns of the
-	// upstream's tools is kept under. Default: the request's host name
-	// and the port it came in on (host:port). Two handlers of one
-	// configuration may not name the same server, nor both leave it out,
-	// unless both name the same upstream.
+	// upstream's tools is kept under. Default: the listener addresses of
+	// the HTTP server the handler is in (":8443"), with "#2", "#3", ...
+	// for its second and later handlers without a server, in route
+	// order. Two handlers of one configuration may not name the same
+	// server unless both name the same upstream.
 	Server string `json:"server,omitempty"`
 
 	// Upstream declares that handlers front the same MCP server: handlers
@@ -186,7 +187,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	cfg := gateway.Config{
 		Engine:       engine,
 		Server:       h.Server,
-		Upstream:     h.upstream(),
+		Upstream:     h.Upstream,
 		MaxBody:      h.MaxBody,
 		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth},
 		Origins:      mcphttp.OriginPolicy{Allowed: h.AllowedOrigins},
@@ -247,6 +248,12 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if err != nil {
 		return err
 	}
+	if cfg.Server == "" {
+		cfg.Server = app.defaultServer(ctx)
+	}
+	if cfg.Upstream == "" {
+		cfg.Upstream = cfg.Server
+	}
 	if err := app.claimUpstream(cfg.Upstream, h.Upstream != ""); err != nil {
 		return err
 	}
@@ -298,14 +305,6 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		cfg.Approvals = &gateway.Approvals{Service: service, Hold: resolved.hold, Keepalive: resolved.keepalive}
 	}
 	return nil
-}
-
-// upstream is the name the handler's upstream is known by.
-func (h *Handler) upstream() string {
-	if h.Upstream != "" {
-		return h.Upstream
-	}
-	return h.Server
 }
 
 // sessionSealer returns the sealer of the configured session keys, or of

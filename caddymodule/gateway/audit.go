@@ -54,7 +54,7 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 		zap.String("outcome", outcome),
 		zap.String("request_id", x.g.host.RequestID(x.r)),
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
-		zap.String("server", x.g.serverName(x.r)),
+		zap.String("server", x.g.cfg.Server),
 		zap.String("upstream", x.g.cfg.Upstream),
 		zap.String("session", x.session.id),
 		zap.String("protocol_version", x.version),

@@ -110,7 +110,7 @@ func policyTool(tool catalog.Tool, arguments map[string]any) *policy.Tool {
 func (x *exchange) baseInput(version string) *policy.Input {
 	input := &policy.Input{
 		Direction:       policy.DirectionClientToServer,
-		Server:          x.g.serverName(x.r),
+		Server:          x.g.cfg.Server,
 		Session:         x.r.Header.Get(mcphttp.HeaderSessionID),
 		ProtocolVersion: version,
 		Request:         x.g.requestInfo(x.r),

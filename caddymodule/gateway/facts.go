@@ -29,7 +29,7 @@ type Facts struct {
 func (x *exchange) factsOf(v verdict) Facts {
 	f := Facts{
 		Method:          v.message.Method,
-		Server:          x.g.serverName(x.r),
+		Server:          x.g.cfg.Server,
 		Session:         x.session.id,
 		UserID:          x.session.caller,
 		ProtocolVersion: x.version,
@@ -82,7 +82,7 @@ func (x *exchange) annotateRejection(e *refusal) {
 		return
 	}
 	x.g.host.Annotate(x.r, Facts{
-		Server: x.g.serverName(x.r), Session: x.session.id, UserID: x.session.caller,
+		Server: x.g.cfg.Server, Session: x.session.id, UserID: x.session.caller,
 		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
 	})
 }

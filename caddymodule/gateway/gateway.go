@@ -56,6 +56,9 @@ type Host struct {
 	Annotate func(*http.Request, Facts)
 }
 
+// DefaultServer is the server name of a gateway configured with none.
+const DefaultServer = "default"
+
 // Config is everything a Gateway needs, resolved by its host: values
 // with placeholders replaced, and the long-lived parts (catalog, session
 // state, approval service) shared across configurations.
@@ -63,8 +66,9 @@ type Config struct {
 	// Engine decides. The Gateway owns it and closes it on Close.
 	Engine *policy.Engine
 	// Server is the upstream's logical name, given to policies as
-	// input.server. Default: the request's host name and the port it
-	// came in on (host:port).
+	// input.server. It must come from configuration, never from the
+	// request (a Host header is the client's to choose). Default:
+	// DefaultServer.
 	Server string
 	// Upstream names the MCP server behind the gateway: what the
 	// gateway learns of its tools (the catalog, the pins) and the
@@ -138,10 +142,13 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metricsLabel: cfg.Upstream}
-	if g.metricsLabel == "" {
-		g.metricsLabel = "default"
+	if cfg.Server == "" {
+		cfg.Server = DefaultServer
 	}
+	if cfg.Upstream == "" {
+		cfg.Upstream = cfg.Server
+	}
+	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metricsLabel: cfg.Upstream}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
 	}
@@ -169,23 +176,6 @@ func (g *Gateway) Close() error {
 		err = g.cfg.Identity.Verifier.Close()
 	}
 	return errors.Join(err, g.cfg.Engine.Close())
-}
-
-// serverName is the upstream's logical name for a request: the
-// configured one, or the request's host name with the port of the
-// listener it came in on, so that two sites on one host name have
-// distinct names.
-func (g *Gateway) serverName(r *http.Request) string {
-	if g.cfg.Server != "" {
-		return g.cfg.Server
-	}
-	host := hostname(r.Host)
-	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if _, port, err := net.SplitHostPort(local.String()); err == nil {
-			return net.JoinHostPort(host, port)
-		}
-	}
-	return host
 }
 
 // hostname strips the port from host:port, if there is one.

@@ -140,7 +140,7 @@ func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, respo
 	if m.Tool == nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, errUnboundAnswers.Error())
 	}
-	v := verdict{message: m, input: &policy.Input{Server: x.g.serverName(x.r)}}
+	v := verdict{message: m, input: &policy.Input{Server: x.g.cfg.Server}}
 	binding, err := x.callerBinding(v)
 	if err != nil || binding != state.Binding {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
