@@ -193,6 +193,7 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 	if err != nil {
 		return nil, fmt.Errorf("opening the policy data: %w", err)
 	}
+	q.shared = findSharedRules(ctx, compiler, store, txn, b.timeout)
 	options := []rego.EvalOption{rego.EvalTransaction(txn), termResults, noMetrics}
 	q.decision.options, q.permission.options = options, options
 	return &q, nil

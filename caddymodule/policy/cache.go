@@ -113,6 +113,14 @@ var impure = map[string]bool{
 // as ...) counts as calling it.
 func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 	pure := true
+	walkPolicy(purityVisitor(&pure), modules, queries)
+	return pure
+}
+
+// purityVisitor returns a visitor that sets *pure to false at the first
+// call of a built-in whose result can change between two evaluations (see
+// deterministic), and then stops.
+func purityVisitor(pure *bool) *ast.GenericVisitor {
 	check := func(operator *ast.Term) {
 		ref, ok := operator.Value.(ast.Ref)
 		if !ok {
@@ -120,11 +128,11 @@ func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 		}
 		name := ref.String()
 		if builtin, ok := ast.BuiltinMap[name]; ok && builtin.Nondeterministic || impure[name] {
-			pure = false
+			*pure = false
 		}
 	}
-	visitor := ast.NewGenericVisitor(func(x any) bool {
-		if !pure {
+	return ast.NewGenericVisitor(func(x any) bool {
+		if !*pure {
 			return true
 		}
 		switch x := x.(type) {
@@ -142,6 +150,4 @@ func deterministic(modules map[string]*ast.Module, queries ...ast.Body) bool {
 		}
 		return false
 	})
-	walkPolicy(visitor, modules, queries)
-	return pure
 }

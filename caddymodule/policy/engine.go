@@ -107,6 +107,8 @@ type preparedQueries struct {
 	input *inputUse
 	// revision names the policy and data (revisionOf).
 	revision string
+	// shared are the values of the rules every evaluation computes alike.
+	shared *sharedRules
 }
 
 // preparedQuery is one query of a compiled policy, with the results it
@@ -253,7 +255,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 			return r, nil
 		}
 	}
-	rs, err := e.eval(ctx, query, value)
+	rs, err := e.eval(ctx, query, queries.shared, value)
 	if err != nil {
 		return cachedResult{}, err
 	}
@@ -271,7 +273,7 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 
 // eval runs a prepared query on an input document within the evaluation
 // timeout.
-func (e *Engine) eval(ctx context.Context, query *preparedQuery, input ast.Value) (rego.ResultSet, error) {
+func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedRules, input ast.Value) (rego.ResultSet, error) {
 	// Cancel through timers rather than a context: given a context that
 	// can end, OPA starts a goroutine per evaluation to watch it, a cost
 	// paid on every call of the gateway's hot path.
@@ -279,7 +281,8 @@ func (e *Engine) eval(ctx context.Context, query *preparedQuery, input ast.Value
 	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
 	defer timeout.Stop()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
-	options := append(query.options[:len(query.options):len(query.options)], rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	options := append(query.options[:len(query.options):len(query.options)],
+		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(newRuleCache(shared)))
 	rs, err := query.prepared.Eval(context.WithoutCancel(ctx), options...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)

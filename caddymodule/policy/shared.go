@@ -1,0 +1,234 @@
+package policy
+
+import (
+	"context"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// sharedRules are the values of the rules that every evaluation of a
+// policy would compute alike: rules that read no input, modify nothing
+// with `with`, call no built-in whose result can change, and depend only
+// on rules of the same kind (in the shipped library: the permissions
+// table's checks of itself, the organization's custom reasons, the sets
+// of methods and categories). They are computed once, when the policy is
+// prepared, and each evaluation finds them in its rule cache (ruleCache)
+// rather than evaluating them again. Evaluating ahead folds such rules
+// into what it leaves too, but gives up on rules with else branches, which
+// the library uses throughout.
+type sharedRules struct {
+	root sharedNode
+}
+
+// sharedNode is one level of the paths under data: the value of the rule
+// at this path when shared is set (nil: the rule is undefined), and the
+// levels below.
+type sharedNode struct {
+	shared   bool
+	value    *ast.Term
+	children map[string]*sharedNode
+}
+
+// lookup returns the value of the shared rule at ref, and whether there
+// is one: (value, true) for a defined rule, (nil, true) for an undefined
+// one.
+func (s *sharedRules) lookup(ref ast.Ref) (*ast.Term, bool) {
+	if len(ref) < 2 || !ref[0].Equal(ast.DefaultRootDocument) {
+		return nil, false
+	}
+	node := &s.root
+	for _, term := range ref[1:] {
+		name, ok := term.Value.(ast.String)
+		if !ok {
+			return nil, false
+		}
+		if node = node.children[string(name)]; node == nil {
+			return nil, false
+		}
+	}
+	return node.value, node.shared
+}
+
+// add records the value of the rule at path, under data.
+func (s *sharedRules) add(path []string, value *ast.Term) {
+	node := &s.root
+	for _, name := range path {
+		child := node.children[name]
+		if child == nil {
+			if node.children == nil {
+				node.children = map[string]*sharedNode{}
+			}
+			child = &sharedNode{}
+			node.children[name] = child
+		}
+		node = child
+	}
+	node.shared, node.value = true, value
+}
+
+// findSharedRules finds the rules of a compiled policy that evaluate alike
+// whatever the input, and evaluates them, within one evaluation timeout
+// for all. A rule whose evaluation fails, or does not end in time, is
+// left to each evaluation, which fails or takes as long as it would have.
+func findSharedRules(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, timeout time.Duration) *sharedRules {
+	shared := &sharedRules{}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, path := range alikeRulePaths(compiler) {
+		query := ast.DefaultRootRef.Copy()
+		for _, name := range path {
+			query = query.Append(ast.StringTerm(name))
+		}
+		prepared, err := rego.New(
+			rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(query)))),
+			rego.Compiler(compiler),
+			rego.Store(store),
+			rego.StoreReadAST(true),
+			rego.StrictBuiltinErrors(true),
+		).PrepareForEval(ctx)
+		if err != nil {
+			continue
+		}
+		rs, err := prepared.Eval(ctx, rego.EvalTransaction(txn), termResults, noMetrics)
+		switch {
+		case ctx.Err() != nil:
+			return shared
+		case err != nil:
+		case len(rs) == 0 || len(rs[0].Expressions) == 0:
+			shared.add(path, nil)
+		default:
+			if term, ok := rs[0].Expressions[0].Value.(*ast.Term); ok {
+				shared.add(path, term)
+			}
+		}
+	}
+	return shared
+}
+
+// alikeRulePaths returns the paths under data of the rules that evaluate
+// alike whatever the input: every rule at the path (else branches
+// included) is no function, varies not by itself (variesByItself), and
+// depends only on rules that do not vary either. Paths that hold rules
+// below them, or that are not made of names alone, are left out.
+func alikeRulePaths(compiler *ast.Compiler) [][]string {
+	alike := map[*ast.Rule]bool{}
+	var evaluatesAlike func(rule *ast.Rule) bool
+	evaluatesAlike = func(rule *ast.Rule) bool {
+		if same, known := alike[rule]; known {
+			return same
+		}
+		alike[rule] = false // policies have no recursion: this only ends a cycle
+		same := !variesByItself(rule)
+		for dependency := range compiler.Graph.Dependencies(rule) {
+			if !same {
+				break
+			}
+			same = evaluatesAlike(dependency.(*ast.Rule))
+		}
+		alike[rule] = same
+		return same
+	}
+	var paths [][]string
+	var walk func(node *ast.TreeNode, path []string)
+	walk = func(node *ast.TreeNode, path []string) {
+		for key, child := range node.Children {
+			if name, ok := key.(ast.String); ok {
+				walk(child, append(path[:len(path):len(path)], string(name)))
+			}
+		}
+		if len(node.Values) == 0 || len(node.Children) > 0 || len(path) == 0 {
+			return
+		}
+		for _, value := range node.Values {
+			for rule := value; rule != nil; rule = rule.Else {
+				if len(rule.Head.Args) > 0 || !rule.Ref().IsGround() || !evaluatesAlike(rule) {
+					return
+				}
+			}
+		}
+		paths = append(paths, path)
+	}
+	if data := compiler.RuleTree.Child(ast.DefaultRootDocument.Value); data != nil {
+		walk(data, nil)
+	}
+	return paths
+}
+
+// variesByItself reports whether a rule, leaving aside the rules it
+// depends on and its else branches (rules of their own), may evaluate
+// differently from one evaluation to the next: it reads input, modifies
+// something with `with`, or calls a built-in whose result can change (see
+// deterministic).
+func variesByItself(rule *ast.Rule) bool {
+	alone := *rule
+	alone.Else = nil
+	varies := false
+	ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.With:
+			varies = true
+		case ast.Ref:
+			varies = varies || x.HasPrefix(ast.InputRootRef)
+		case ast.Var:
+			varies = varies || x.Equal(ast.InputRootDocument.Value)
+		}
+		return varies
+	}).Walk(&alone)
+	pure := true
+	purityVisitor(&pure).Walk(&alone)
+	return varies || !pure
+}
+
+// ruleCache is the cache of rule values of one evaluation
+// (topdown.VirtualCache): the policy's shared rules, then what the
+// evaluation computes itself. Inside a `with` (a frame pushed), which can
+// change what rules evaluate to, only the latter count.
+type ruleCache struct {
+	shared *sharedRules
+	frames int
+	own    topdown.VirtualCache
+}
+
+// newRuleCache returns the rule cache of one evaluation.
+func newRuleCache(shared *sharedRules) *ruleCache {
+	return &ruleCache{shared: shared, own: topdown.NewVirtualCache()}
+}
+
+// Push enters a `with`.
+func (c *ruleCache) Push() {
+	c.frames++
+	c.own.Push()
+}
+
+// Pop leaves a `with`.
+func (c *ruleCache) Pop() {
+	c.frames--
+	c.own.Pop()
+}
+
+// Get returns the value of ref: (value, false) when known, (nil, true)
+// when known to be undefined, (nil, false) when not known.
+func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
+	if c.frames == 0 {
+		if value, shared := c.shared.lookup(ref); shared {
+			return value, value == nil
+		}
+	}
+	return c.own.Get(ref)
+}
+
+// Put records the value of ref (nil: undefined).
+func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
+	c.own.Put(ref, value)
+}
+
+// Keys returns the refs the evaluation recorded itself.
+func (c *ruleCache) Keys() []ast.Ref {
+	return c.own.Keys()
+}
+
+var _ topdown.VirtualCache = (*ruleCache)(nil)
