@@ -142,11 +142,10 @@ func (r *bodyReader) readElement() (element, error) {
 	start := r.dec.InputOffset() - 1
 	e := element{members: make(map[string]any)}
 	for r.dec.PeekKind() != '}' {
-		name, err := r.dec.ReadToken()
+		key, err := r.readName()
 		if err != nil {
 			return element{}, err
 		}
-		key := name.String()
 		afterName := r.dec.InputOffset()
 		v, err := r.readValue()
 		if err != nil {
@@ -167,6 +166,9 @@ func (r *bodyReader) readElement() (element, error) {
 // readValue reads and decodes the next value: objects as map[string]any,
 // arrays as []any, numbers as json.Number.
 func (r *bodyReader) readValue() (any, error) {
+	if r.dec.PeekKind() == '"' {
+		return r.readString()
+	}
 	tok, err := r.readToken()
 	if err != nil {
 		return nil, err
@@ -175,11 +177,10 @@ func (r *bodyReader) readValue() (any, error) {
 	case '{':
 		obj := make(map[string]any)
 		for r.dec.PeekKind() != '}' {
-			name, err := r.dec.ReadToken()
+			key, err := r.readName()
 			if err != nil {
 				return nil, err
 			}
-			key := name.String()
 			v, err := r.readValue()
 			if err != nil {
 				return nil, err
@@ -199,8 +200,6 @@ func (r *bodyReader) readValue() (any, error) {
 		}
 		_, err := r.dec.ReadToken()
 		return arr, err
-	case '"':
-		return tok.String(), nil
 	case '0':
 		return json.Number(tok.String()), nil
 	case 't', 'f':
@@ -208,6 +207,73 @@ func (r *bodyReader) readValue() (any, error) {
 	default: // 'n': the decoder yields no other kind at the start of a value.
 		return nil, nil
 	}
+}
+
+// readName reads the name of an object's member. Names the gateway
+// knows are not allocated again for each message: a message's names are
+// mostly the few that JSON-RPC and MCP define.
+func (r *bodyReader) readName() (string, error) {
+	raw, err := r.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	if quoted, plain := unescaped(raw); plain {
+		if name, ok := knownNames[string(quoted)]; ok {
+			return name, nil
+		}
+		return string(quoted), nil
+	}
+	name, err := jsontext.AppendUnquote(nil, raw)
+	return string(name), err
+}
+
+// readString reads a string value; the most frequent ones (knownValues)
+// are not allocated again for each message.
+func (r *bodyReader) readString() (any, error) {
+	raw, err := r.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	if quoted, plain := unescaped(raw); plain {
+		if value, ok := knownValues[string(quoted)]; ok {
+			return value, nil
+		}
+		return string(quoted), nil
+	}
+	value, err := jsontext.AppendUnquote(nil, raw)
+	return string(value), err
+}
+
+// unescaped returns the text of a JSON string that the decoder read, and
+// whether it holds no escape, in which case the text is the string itself
+// (the decoder checked that it is UTF-8).
+func unescaped(raw jsontext.Value) ([]byte, bool) {
+	quoted := raw[1 : len(raw)-1]
+	return quoted, bytes.IndexByte(quoted, '\\') < 0
+}
+
+// knownNames are the member names of JSON-RPC and MCP messages.
+var knownNames = func() map[string]string {
+	names := map[string]string{}
+	for _, list := range [][]string{messageMembers, paramsMembers, metaMembers, {"code", "message", "data", "text", "type", "content"}} {
+		for _, name := range list {
+			names[name] = name
+		}
+	}
+	return names
+}()
+
+// knownValues are string values that most messages hold, made values
+// once: the JSON-RPC version and the most frequent methods.
+var knownValues = map[string]any{
+	"2.0":                       "2.0",
+	"tools/call":                "tools/call",
+	"tools/list":                "tools/list",
+	"initialize":                "initialize",
+	"ping":                      "ping",
+	"notifications/initialized": "notifications/initialized",
+	"notifications/cancelled":   "notifications/cancelled",
+	"notifications/progress":    "notifications/progress",
 }
 
 // readToken reads the next token, enforcing the nesting limit on the objects
