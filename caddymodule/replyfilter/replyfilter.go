@@ -438,23 +438,37 @@ func replyMode(status int, h http.Header) (mode, error) {
 	if len(types) > 1 {
 		return modeFailed, fmt.Errorf("upstream reply has %d Content-Type headers", len(types))
 	}
-	var m mode
-	mediaType, _, err := mime.ParseMediaType(types[0])
-	lower := strings.ToLower(types[0])
-	switch {
-	case err == nil && mediaType == "text/event-stream":
-		m = modeStream
-	case err == nil && mediaType == "application/json":
-		m = modeJSON
-	case strings.Contains(lower, "json") || strings.Contains(lower, "event-stream"):
-		return modeFailed, fmt.Errorf("upstream reply has an unclear Content-Type %q", types[0])
-	default:
-		return modePass, nil
+	m, err := contentMode(types[0])
+	if m != modeJSON && m != modeStream {
+		return m, err
 	}
 	if enc := h.Values("Content-Encoding"); len(enc) > 1 || len(enc) == 1 && !strings.EqualFold(enc[0], "identity") {
 		return modeFailed, fmt.Errorf("upstream reply has Content-Encoding %q, which the gateway does not decode", strings.Join(enc, ", "))
 	}
 	return m, nil
+}
+
+// contentMode chooses how to treat a 2xx reply of the given Content-Type.
+// The types MCP servers send, as they send them, are known at once.
+func contentMode(contentType string) (mode, error) {
+	switch contentType {
+	case "application/json":
+		return modeJSON, nil
+	case "text/event-stream":
+		return modeStream, nil
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	lower := strings.ToLower(contentType)
+	switch {
+	case err == nil && mediaType == "text/event-stream":
+		return modeStream, nil
+	case err == nil && mediaType == "application/json":
+		return modeJSON, nil
+	case strings.Contains(lower, "json") || strings.Contains(lower, "event-stream"):
+		return modeFailed, fmt.Errorf("upstream reply has an unclear Content-Type %q", contentType)
+	default:
+		return modePass, nil
+	}
 }
 
 var (
