@@ -478,7 +478,9 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 	}
 	// Another decision under a webhook-id used before is refused.
 	other, _ := json.Marshal(map[string]string{"id": e.ID, "decision": "approve", "approver": "alice"})
-	reuse := func(h http.Header, b []byte) { g.approver.secret.SetHeaders(h, header.Get("webhook-id"), time.Now(), b) }
+	reuse := func(h http.Header, b []byte) {
+		g.approver.secret.SetHeaders(h, header.Get("webhook-id"), time.Now(), b)
+	}
 	if status := callback(t, e.CallbackURL, json.RawMessage(other), reuse); status != http.StatusConflict {
 		t.Errorf("another decision under a used webhook-id: status %d, want 409", status)
 	}

@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ErrUnknownTool is returned by Accept for a tool the catalog has not seen
@@ -64,7 +66,16 @@ type Catalog struct {
 	// generations counts each server's Forget calls, so that a list
 	// fetched before a change is not taken as current (see Generation).
 	generations map[string]uint64
+
+	// rechecked is when each changed tool's pin was last read again from
+	// the store (see Recheck), keyed by server and tool name.
+	recheckMu sync.Mutex
+	rechecked map[[2]string]time.Time
 }
+
+// RecheckInterval is how often, at most, Recheck reads a changed tool's
+// pin from the store again.
+const RecheckInterval = time.Second
 
 // server is what the catalog knows of one upstream server. Its tools are
 // stored with Changed unset; Lookup works it out.
@@ -87,7 +98,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	if pins == nil {
 		pins = map[string]map[string]string{}
 	}
-	return &Catalog{store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}}, nil
+	return &Catalog{store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, rechecked: map[[2]string]time.Time{}}, nil
 }
 
 // Learn records a server's full tool list (every page of a tools/list, in
@@ -99,16 +110,19 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // list requested before the one already recorded (two fetches crossing) is
 // older than it, and changes nothing.
 //
-// A tool never pinned before is pinned to its hash, trusting it on first
-// use. A pinned tool whose hash differs is Changed, and its pin is kept
-// until Accept. A name listed more than once with different definitions is
-// recorded once, from its most cautious listing, with a hash over all of its
-// listings in order, so that a change to any of them is a change.
+// The server's pins are read from the store first, so that what another
+// gateway sharing the store pinned or accepted holds here too. A tool
+// never pinned before is pinned to its hash, trusting it on first use,
+// unless another gateway pinned it first (see PinStore.PinFirst). A
+// pinned tool whose hash differs is Changed, and its pin is kept until
+// Accept. A name listed more than once with different definitions is
+// recorded once, from its most cautious listing, with a hash over all of
+// its listings in order, so that a change to any of them is a change.
 //
 // A tool that cannot be read is an error, and nothing is recorded. An error
-// saving a new pin is returned once everything is recorded; the pin holds
-// in memory regardless, so the tool's changes are still caught until the
-// process ends.
+// reading or saving pins is returned once everything is recorded: the pins
+// already in memory stand, and a new pin holds in memory regardless, so
+// the tool's changes are still caught until the process ends.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
 	return c.learn(ctx, server, tools, true, asOf)
 }
@@ -138,11 +152,17 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
 
+	var errs []error
+	stored, err := c.store.Pins(ctx, name)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("reading pins of server %q: %w", name, err))
+	}
+
 	c.mu.Lock()
 	s := c.servers[name]
 	if full && s != nil && asOf < s.asOf {
 		c.mu.Unlock()
-		return nil
+		return errors.Join(errs...)
 	}
 	if s == nil || full {
 		s = &server{tools: map[string]Tool{}, asOf: asOf}
@@ -156,22 +176,30 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		pins = map[string]string{}
 		c.pins[name] = pins
 	}
+	maps.Copy(pins, stored)
 	var unpinned []Tool
 	for _, t := range listed {
 		s.tools[t.Name] = t
 		if _, ok := pins[t.Name]; !ok {
-			pins[t.Name] = t.Hash
+			// Not pinned in memory until the store says what the pin is:
+			// meanwhile the tool is Changed, so refused.
 			unpinned = append(unpinned, t)
 		}
 	}
 	c.mu.Unlock()
 
 	slices.SortFunc(unpinned, func(a, b Tool) int { return cmp.Compare(a.Name, b.Name) })
-	var errs []error
 	for _, t := range unpinned {
-		if err := c.store.Save(ctx, name, t.Name, t.Hash); err != nil {
+		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
+			pin = t.Hash
 		}
+		c.mu.Lock()
+		if _, ok := pins[t.Name]; !ok {
+			pins[t.Name] = pin
+		}
+		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -198,6 +226,42 @@ func (c *Catalog) lookup(server, name string) (Tool, bool) {
 	pin, pinned := c.pins[server][name]
 	t.Changed = !pinned || pin != t.Hash
 	return t, true
+}
+
+// Recheck returns what is known of a server's tool like Lookup, after
+// reading its pin from the store again if it is Changed, so that a new
+// definition an operator accepted through another gateway sharing the
+// store is accepted here too. It reads the store at most once per
+// RecheckInterval for each tool; if the store cannot be read, the pin in
+// memory stands.
+func (c *Catalog) Recheck(ctx context.Context, server, name string) (Tool, bool) {
+	t, ok := c.Lookup(server, name)
+	if !ok || !t.Changed {
+		return t, ok
+	}
+	key, now := [2]string{server, name}, time.Now()
+	c.recheckMu.Lock()
+	due := now.Sub(c.rechecked[key]) >= RecheckInterval
+	if due {
+		c.rechecked[key] = now
+	}
+	c.recheckMu.Unlock()
+	if !due {
+		return t, ok
+	}
+	stored, err := c.store.Pins(ctx, server)
+	pin, pinned := stored[name]
+	if err != nil || !pinned {
+		return t, ok
+	}
+	c.mu.Lock()
+	if c.pins[server] == nil {
+		c.pins[server] = map[string]string{}
+	}
+	c.pins[server][name] = pin
+	t, ok = c.lookup(server, name)
+	c.mu.Unlock()
+	return t, ok
 }
 
 // Accept pins a server's tool to its current definition, as an operator

@@ -557,6 +557,18 @@ func (m *memoryStore) Load(context.Context) (map[string]map[string]string, error
 	return nil, m.err
 }
 
+// Pins implements PinStore: the store keeps nothing it could return.
+func (m *memoryStore) Pins(context.Context, string) (map[string]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return nil, m.err
+}
+
+// PinFirst implements PinStore, counting the save.
+func (m *memoryStore) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	return hash, m.Save(ctx, server, tool, hash)
+}
+
 // Save implements PinStore, counting the save.
 func (m *memoryStore) Save(context.Context, string, string, string) error {
 	m.mu.Lock()

@@ -14,10 +14,18 @@ import (
 )
 
 // PinStore persists the definition hashes an operator has accepted (pins),
-// so that they survive a restart.
+// so that they survive a restart, and, for a store gateways share, so
+// that what one of them pins or accepts holds for all.
 type PinStore interface {
 	// Load returns every pin, as server name -> tool name -> hash.
 	Load(ctx context.Context) (map[string]map[string]string, error)
+	// Pins returns one server's pins, tool name -> hash, as the store has
+	// them now.
+	Pins(ctx context.Context, server string) (map[string]string, error)
+	// PinFirst pins one tool of one server to hash unless it is pinned
+	// already, atomically, and returns the pin it has now: hash, or the
+	// pin another gateway sharing the store made first.
+	PinFirst(ctx context.Context, server, tool, hash string) (string, error)
 	// Save pins one tool of one server to hash, replacing any pin it had.
 	// Each call is atomic: after a crash the pin is either saved whole or
 	// not at all, and other pins are untouched.
@@ -67,6 +75,35 @@ func (s *FilePinStore) Load(ctx context.Context) (map[string]map[string]string, 
 	return s.read()
 }
 
+// Pins implements PinStore.
+func (s *FilePinStore) Pins(ctx context.Context, server string) (map[string]string, error) {
+	pins, err := s.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pins[server], nil
+}
+
+// PinFirst implements PinStore.
+func (s *FilePinStore) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("saving tool pin to %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pins, err := s.read()
+	if err != nil {
+		return "", fmt.Errorf("saving tool pin: %w", err)
+	}
+	if pin, ok := pins[server][tool]; ok {
+		return pin, nil
+	}
+	if err := s.set(pins, server, tool, hash); err != nil {
+		return "", err
+	}
+	return hash, nil
+}
+
 // Save implements PinStore.
 func (s *FilePinStore) Save(ctx context.Context, server, tool, hash string) error {
 	if err := ctx.Err(); err != nil {
@@ -78,6 +115,11 @@ func (s *FilePinStore) Save(ctx context.Context, server, tool, hash string) erro
 	if err != nil {
 		return fmt.Errorf("saving tool pin: %w", err)
 	}
+	return s.set(pins, server, tool, hash)
+}
+
+// set writes pins with one tool's pin set; s.mu must be held.
+func (s *FilePinStore) set(pins map[string]map[string]string, server, tool, hash string) error {
 	if pins[server] == nil {
 		pins[server] = map[string]string{}
 	}

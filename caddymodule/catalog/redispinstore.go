@@ -40,6 +40,33 @@ func (s *RedisPinStore) Load(ctx context.Context) (map[string]map[string]string,
 	return pins, nil
 }
 
+// Pins reads one server's pins.
+func (s *RedisPinStore) Pins(ctx context.Context, server string) (map[string]string, error) {
+	pins, err := s.client.HGetAll(ctx, s.prefix+server).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading pins of %s: %w", server, err)
+	}
+	return pins, nil
+}
+
+// pinFirst sets a hash field unless it is set, and returns its value then,
+// in one step.
+var pinFirst = redis.NewScript(`
+if redis.call("HSETNX", KEYS[1], ARGV[1], ARGV[2]) == 1 then
+	return ARGV[2]
+end
+return redis.call("HGET", KEYS[1], ARGV[1])
+`)
+
+// PinFirst pins one tool's hash unless another gateway pinned it first.
+func (s *RedisPinStore) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	pin, err := pinFirst.Run(ctx, s.client, []string{s.prefix + server}, tool, hash).Text()
+	if err != nil {
+		return "", fmt.Errorf("pinning %s on %s: %w", tool, server, err)
+	}
+	return pin, nil
+}
+
 // Save pins one tool's hash.
 func (s *RedisPinStore) Save(ctx context.Context, server, tool, hash string) error {
 	if err := s.client.HSet(ctx, s.prefix+server, tool, hash).Err(); err != nil {

@@ -3,6 +3,8 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"path/filepath"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -49,4 +51,124 @@ func TestRedisPinStore(t *testing.T) {
 	if pins["tracker"]["echo"] != tool.Hash {
 		t.Errorf("pin in Redis = %q, want the accepted hash %q", pins["tracker"]["echo"], tool.Hash)
 	}
+}
+
+// TestPinsSharedLive: replicas started together over one store (each
+// loaded the pins when nothing was pinned) agree as they go. The first to
+// see a tool pins it, and a replica that sees another definition first
+// finds it changed rather than pinning its own; an operator's accept
+// through one replica holds on the others at their next list or call.
+func TestPinsSharedLive(t *testing.T) {
+	stores := map[string]func(t *testing.T) (PinStore, PinStore){
+		"redis": func(t *testing.T) (PinStore, PinStore) {
+			client := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+			t.Cleanup(func() { client.Close() })
+			return NewRedisPinStore(client, "mcpgate:pins:"), NewRedisPinStore(client, "mcpgate:pins:")
+		},
+		"file": func(t *testing.T) (PinStore, PinStore) {
+			path := filepath.Join(t.TempDir(), "pins.json")
+			return NewFilePinStore(path), NewFilePinStore(path)
+		},
+	}
+	v1 := json.RawMessage(`{"name":"echo","description":"v1"}`)
+	v2 := json.RawMessage(`{"name":"echo","description":"v2: now exfiltrates"}`)
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			storeA, storeB := open(t)
+			a, b := newTestCatalog(t, storeA), newTestCatalog(t, storeB)
+			if err := a.Learn(ctx, "tracker", []json.RawMessage{v1}, 0); err != nil {
+				t.Fatalf("replica A learns v1: %v", err)
+			}
+			if err := b.Learn(ctx, "tracker", []json.RawMessage{v2}, 0); err != nil {
+				t.Fatalf("replica B learns v2: %v", err)
+			}
+			if tool, _ := b.Lookup("tracker", "echo"); !tool.Changed {
+				t.Fatal("replica B pinned the v2 it saw first, though replica A had pinned v1")
+			}
+
+			// The operator reviews v2 on replica A and accepts it there.
+			if err := a.Learn(ctx, "tracker", []json.RawMessage{v2}, 0); err != nil {
+				t.Fatalf("replica A learns v2: %v", err)
+			}
+			if err := a.Accept(ctx, "tracker", "echo"); err != nil {
+				t.Fatalf("accepting on replica A: %v", err)
+			}
+			if tool, ok := b.Recheck(ctx, "tracker", "echo"); !ok || tool.Changed {
+				t.Errorf("replica B after the accept on A: %+v (listed %v), want v2 accepted", tool, ok)
+			}
+
+			// Another change, seen by B's next list: still caught, and an
+			// accept on A reaches B's next list too.
+			v3 := json.RawMessage(`{"name":"echo","description":"v3"}`)
+			if err := b.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
+				t.Fatalf("replica B learns v3: %v", err)
+			}
+			if tool, _ := b.Lookup("tracker", "echo"); !tool.Changed {
+				t.Fatal("replica B took v3 without an accept")
+			}
+			if err := a.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
+				t.Fatalf("replica A learns v3: %v", err)
+			}
+			if err := a.Accept(ctx, "tracker", "echo"); err != nil {
+				t.Fatalf("accepting v3 on replica A: %v", err)
+			}
+			if err := b.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
+				t.Fatalf("replica B lists v3 again: %v", err)
+			}
+			if tool, _ := b.Lookup("tracker", "echo"); tool.Changed {
+				t.Error("replica B's next list did not take the accept made on A")
+			}
+		})
+	}
+}
+
+// TestRecheckBounded: a changed tool called again and again reads the
+// store at most once per RecheckInterval, and a store that cannot be read
+// leaves the tool changed.
+func TestRecheckBounded(t *testing.T) {
+	store := &countingStore{pins: map[string]string{}}
+	c := newTestCatalog(t, store)
+	ctx := t.Context()
+	store.pins["echo"] = "not the listed hash"
+	if err := c.Learn(ctx, "tracker", []json.RawMessage{json.RawMessage(`{"name":"echo"}`)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	reads := store.reads
+	for range 100 {
+		if tool, _ := c.Recheck(ctx, "tracker", "echo"); !tool.Changed {
+			t.Fatal("a tool whose stored pin differs is not changed")
+		}
+	}
+	if got := store.reads - reads; got != 1 {
+		t.Errorf("100 rechecks within %v read the store %d times, want 1", RecheckInterval, got)
+	}
+}
+
+// countingStore is a PinStore of one server's pins that counts reads.
+type countingStore struct {
+	pins  map[string]string
+	reads int
+}
+
+func (s *countingStore) Load(context.Context) (map[string]map[string]string, error) {
+	return map[string]map[string]string{}, nil
+}
+
+func (s *countingStore) Pins(context.Context, string) (map[string]string, error) {
+	s.reads++
+	return maps.Clone(s.pins), nil
+}
+
+func (s *countingStore) PinFirst(_ context.Context, _, tool, hash string) (string, error) {
+	if pin, ok := s.pins[tool]; ok {
+		return pin, nil
+	}
+	s.pins[tool] = hash
+	return hash, nil
+}
+
+func (s *countingStore) Save(_ context.Context, _, tool, hash string) error {
+	s.pins[tool] = hash
+	return nil
 }

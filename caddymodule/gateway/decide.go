@@ -80,6 +80,10 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		}
 	}
 	tool, listed = g.knownTool(name)
+	if listed && tool.Changed {
+		// Accepted through another gateway sharing the pins, perhaps.
+		tool, _ = g.catalog.Recheck(x.r.Context(), g.cfg.Upstream, name)
+	}
 	return tool, listed, fetchErr
 }
 

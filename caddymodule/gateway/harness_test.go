@@ -73,6 +73,9 @@ type gatewayOptions struct {
 	// holdFor before it is answered as pending.
 	approvals bool
 	holdFor   time.Duration
+	// pins is the pin file, shared by gateways started with the same
+	// one as replicas share a store; default: one of the gateway's own.
+	pins string
 }
 
 // testGateway is a Gateway served over HTTP.
@@ -82,6 +85,9 @@ type testGateway struct {
 	// sealer is the gateway's session sealer, for tests that forge
 	// tokens.
 	sealer *sessiontoken.Sealer
+	// catalog is the gateway's tool catalog, for tests that accept
+	// tools as an operator does.
+	catalog *catalog.Catalog
 }
 
 // startGateway serves a Gateway in front of the MCP server at upstreamURL.
@@ -92,7 +98,10 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 	if err != nil {
 		t.Fatalf("compiling the shipped library with the permissions table: %v", err)
 	}
-	tools, err := catalog.New(ctx, catalog.NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	if opts.pins == "" {
+		opts.pins = filepath.Join(t.TempDir(), "pins.json")
+	}
+	tools, err := catalog.New(ctx, catalog.NewFilePinStore(opts.pins))
 	if err != nil {
 		t.Fatalf("opening the tool catalog: %v", err)
 	}
@@ -141,7 +150,7 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return &testGateway{URL: srv.URL + "/mcp", sealer: sealer}
+	return &testGateway{URL: srv.URL + "/mcp", sealer: sealer, catalog: tools}
 }
 
 // newApprovalService starts an approval service over an in-memory store,
