@@ -55,7 +55,7 @@ errs, or when no test is found.
 				Use:   "eval --input <file> [--query <ref>] [--data <file>]... [<path>...]",
 				Short: "Prints the decision a policy gives one input",
 				Long: `
-Decides one policy input (a JSON file in the shape documented in README.md,
+Decides one policy input (a JSON file in the shape documented in docs/policy.md,
 "Policy input"; - reads standard input) with the gateway's own policy
 engine, and prints the decision as JSON. Like the gateway it fails closed:
 a policy that gives no valid decision prints a block with the reason, and
