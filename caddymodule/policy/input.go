@@ -16,7 +16,7 @@ import (
 
 // Input is the document a policy sees as `input` for one MCP message. It is
 // built by the gateway in one place and converted to the JSON shape
-// documented in README.md by Value.
+// documented in docs/policy.md by Value.
 type Input struct {
 	// Kind is "request", "notification" or "response".
 	Kind string `json:"kind"`
@@ -397,7 +397,7 @@ func objectValue(m map[string]any, use *inputUse) (ast.Object, error) {
 }
 
 // ParseInput reads an input document in the shape Value produces (the
-// shape README.md documents), as `mcpgate policy eval` takes it. A member
+// shape docs/policy.md documents), as `mcpgate policy eval` takes it. A member
 // the gateway never sets is an error: a policy would never see it, so a
 // decision on it would mislead. Numbers stay exact (json.Number).
 func ParseInput(raw []byte) (*Input, error) {
