@@ -80,9 +80,9 @@ var termResults = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (
 
 // Decision members, as OPA values.
 var (
-	memberAction    = ast.String("action")
-	memberReason    = ast.String("reason")
-	memberApprovers = ast.String("approvers")
+	memberAction    = ast.StringTerm("action")
+	memberReason    = ast.StringTerm("reason")
+	memberApprovers = ast.StringTerm("approvers")
 )
 
 // wellFormedDecision reads a decision that is in every way what
@@ -94,37 +94,36 @@ func wellFormedDecision(value ast.Value) (d Decision, ok bool) {
 	if !isObject {
 		return Decision{}, false
 	}
-	wellFormed := true
-	obj.Foreach(func(key, member *ast.Term) {
-		if !wellFormed {
-			return
-		}
-		name, isString := key.Value.(ast.String)
-		switch {
-		case !isString:
-			wellFormed = false
-		case name == memberAction:
-			action, isString := member.Value.(ast.String)
-			switch Action(action) {
-			case ActionAllow, ActionNeedsApproval, ActionBlock:
-				d.Action = Action(action)
-			default:
-				wellFormed = false
-			}
-			wellFormed = wellFormed && isString
-		case name == memberReason:
-			reason, isString := member.Value.(ast.String)
-			d.Reason, wellFormed = string(reason), isString
-		case name == memberApprovers:
-			d.Approvers, wellFormed = approversOf(member.Value)
-		default:
-			wellFormed = false
-		}
-	})
-	if !wellFormed || d.Action == "" || d.Approvers != nil && d.Action != ActionNeedsApproval {
+	action, isString := termString(obj.Get(memberAction))
+	switch Action(action) {
+	case ActionAllow, ActionNeedsApproval, ActionBlock:
+		d.Action = Action(action)
+	default:
 		return Decision{}, false
 	}
-	return d, true
+	members := 1
+	if reason := obj.Get(memberReason); reason != nil {
+		if d.Reason, isString = termString(reason); !isString {
+			return Decision{}, false
+		}
+		members++
+	}
+	if approvers := obj.Get(memberApprovers); approvers != nil {
+		if d.Approvers, ok = approversOf(approvers.Value); !ok || d.Action != ActionNeedsApproval {
+			return Decision{}, false
+		}
+		members++
+	}
+	return d, obj.Len() == members
+}
+
+// termString returns the string a term holds, if it is one.
+func termString(term *ast.Term) (string, bool) {
+	if term == nil {
+		return "", false
+	}
+	s, ok := term.Value.(ast.String)
+	return string(s), ok
 }
 
 // approversOf reads an array of strings.

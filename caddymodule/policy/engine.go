@@ -274,16 +274,16 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 // eval runs a prepared query on an input document within the evaluation
 // timeout.
 func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedRules, input ast.Value) (rego.ResultSet, error) {
-	// Cancel through timers rather than a context: given a context that
-	// can end, OPA starts a goroutine per evaluation to watch it, a cost
-	// paid on every call of the gateway's hot path.
+	// Cancel through timers rather than a context: without a cancel of
+	// its own, OPA starts a goroutine per evaluation to watch the
+	// context, a cost paid on every call of the gateway's hot path.
 	cancel := topdown.NewCancel()
 	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
 	defer timeout.Stop()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
 	options := append(query.options[:len(query.options):len(query.options)],
 		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(newRuleCache(shared)))
-	rs, err := query.prepared.Eval(context.WithoutCancel(ctx), options...)
+	rs, err := query.prepared.Eval(ctx, options...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}
