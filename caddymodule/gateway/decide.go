@@ -37,7 +37,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	start := time.Now()
 	if m.Tool == nil {
 		ctx, span := x.startMessageSpan(input, m.ID)
-		v.decision = g.evaluate(x.r.WithContext(ctx), input, "")
+		v.decision = g.evaluate(x.requestIn(ctx), input, "")
 		v.span = span.SpanContext()
 		endMessageSpan(span, v.decision, time.Since(start))
 		return v
@@ -50,7 +50,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		v.decision = policy.Decision{Action: policy.ActionBlock, Reason: unlistedReason(m.Tool.Name, fetchErr)}
 		g.recordRefusal(x.r, input, unlistedTool, v.decision)
 	} else {
-		v.decision = g.evaluate(x.r.WithContext(ctx), input, m.Tool.Name)
+		v.decision = g.evaluate(x.requestIn(ctx), input, m.Tool.Name)
 	}
 	endMessageSpan(span, v.decision, time.Since(start))
 	return v

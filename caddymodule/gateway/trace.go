@@ -61,6 +61,16 @@ func (x *exchange) startMessageSpan(input *policy.Input, id []byte) (context.Con
 	return tracer(x.r.Context()).Start(x.r.Context(), name, trace.WithAttributes(attrs...))
 }
 
+// requestIn is the exchange's request in ctx: the request itself when
+// ctx is its own, as it is when the message is not traced, since a copy
+// would cost every message.
+func (x *exchange) requestIn(ctx context.Context) *http.Request {
+	if ctx == x.r.Context() {
+		return x.r
+	}
+	return x.r.WithContext(ctx)
+}
+
 // endMessageSpan records the decision on the span, and ends it.
 func endMessageSpan(span trace.Span, d policy.Decision, elapsed time.Duration) {
 	if !span.IsRecording() {
