@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/permissions"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/policies"
@@ -97,7 +98,7 @@ type Handler struct {
 	// Permissions is the organization's tool table, given to the policy
 	// as data.mcp.permissions. With a table and no policies, the shipped
 	// library (embedded in the binary) decides.
-	Permissions *Permissions `json:"permissions,omitempty"`
+	Permissions *permissions.Table `json:"permissions,omitempty"`
 
 	// Bundle loads the policy from an OPA bundle server, through OPA's own
 	// bundle plugin, so that many gateways share one policy.
@@ -232,7 +233,7 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
 		opts.Bundle = h.Bundle.config(repl)
 	}
 	if h.Permissions != nil {
-		opts.Data = h.Permissions.data()
+		opts.Data = h.Permissions.Data()
 		if len(opts.Paths) == 0 && opts.Bundle == nil {
 			opts.Modules = policies.Library()
 		}
@@ -346,7 +347,7 @@ func (h *Handler) Validate() error {
 		return errors.New("mcp_policy: policy paths and a bundle cannot be combined")
 	}
 	if h.Permissions != nil {
-		if err := h.Permissions.validate(); err != nil {
+		if err := h.Permissions.Validate(); err != nil {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
 	}

@@ -1,152 +1,11 @@
 package caddymodule
 
 import (
-	"encoding/json"
-	"fmt"
-	"slices"
-
-	jsonv2 "github.com/go-json-experiment/json"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/permissions"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
-
-// Permissions is the organization's tool table: what happens to calls of
-// each category of tools and of single tools. Per-tool entries win over
-// categories; a category left unset blocks. The shipped Rego library
-// reads it as data.mcp.permissions.
-type Permissions struct {
-	// ReadOnly is for tools annotated readOnlyHint: true.
-	ReadOnly Permission `json:"read_only,omitzero"`
-	// Write is for tools annotated readOnlyHint: false and
-	// destructiveHint: false.
-	Write Permission `json:"write,omitzero"`
-	// Destructive is for every other tool, including tools without
-	// annotations (the MCP defaults).
-	Destructive Permission `json:"destructive,omitzero"`
-	// Tools maps tool names to their permission, overriding their
-	// category.
-	Tools map[string]Permission `json:"tools,omitempty"`
-}
-
-// Permission is one entry of the tool table: an action (allow,
-// needs_approval or block), and for needs_approval who may approve. In
-// JSON it is the action alone ("allow") or an object ({"action":
-// "needs_approval", "approvers": ["caller"]}).
-type Permission struct {
-	// Action is allow, needs_approval or block.
-	Action policy.Action `json:"action"`
-	// Approvers name who may approve a needs_approval call: "caller"
-	// (the person who made it, in their own client), "inbox",
-	// "inbox:<user>", "group:<name>", "webhook", "admin" or
-	// "admin:<name>". Empty: any reviewer.
-	Approvers []string `json:"approvers,omitempty"`
-}
-
-// UnmarshalJSON reads an action alone or an object. Unknown and repeated
-// members are refused: a misspelt "approvers" must not leave a table
-// entry open to any reviewer.
-func (p *Permission) UnmarshalJSON(data []byte) error {
-	var action string
-	if err := json.Unmarshal(data, &action); err == nil {
-		*p = Permission{Action: policy.Action(action)}
-		return nil
-	}
-	type object Permission
-	if err := jsonv2.Unmarshal(data, (*object)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
-		return fmt.Errorf("permission: %w", err)
-	}
-	return nil
-}
-
-// UnmarshalJSON reads the table, refusing unknown and repeated members: a
-// tool named twice must not leave one of its entries unread.
-func (p *Permissions) UnmarshalJSON(data []byte) error {
-	type table Permissions
-	if err := jsonv2.Unmarshal(data, (*table)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
-		return fmt.Errorf("permissions: %w", err)
-	}
-	return nil
-}
-
-// MarshalJSON writes the action alone when there are no approvers.
-func (p Permission) MarshalJSON() ([]byte, error) {
-	if len(p.Approvers) == 0 {
-		return json.Marshal(string(p.Action))
-	}
-	type object Permission
-	return json.Marshal(object(p))
-}
-
-// validate checks the action and the approvers.
-func (p Permission) validate(what string) error {
-	switch p.Action {
-	case policy.ActionAllow, policy.ActionNeedsApproval, policy.ActionBlock:
-	default:
-		return fmt.Errorf("permissions: %s: action %q is not one of allow, needs_approval, block", what, p.Action)
-	}
-	if len(p.Approvers) > 0 && p.Action != policy.ActionNeedsApproval {
-		return fmt.Errorf("permissions: %s: approvers go with needs_approval only", what)
-	}
-	for _, approver := range p.Approvers {
-		if !approval.ValidPrincipal(approver) {
-			return fmt.Errorf("permissions: %s: unknown approver %q (want caller, inbox, inbox:<user>, group:<name>, webhook, admin or admin:<name>)", what, approver)
-		}
-	}
-	return nil
-}
-
-// data is the entry as data.mcp.permissions holds it.
-func (p Permission) data() any {
-	if len(p.Approvers) == 0 {
-		return string(p.Action)
-	}
-	return map[string]any{"action": string(p.Action), "approvers": slices.Clone(p.Approvers)}
-}
-
-// categories returns the table's category entries by name.
-func (p *Permissions) categories() map[string]Permission {
-	return map[string]Permission{"read_only": p.ReadOnly, "write": p.Write, "destructive": p.Destructive}
-}
-
-// validate checks every entry.
-func (p *Permissions) validate() error {
-	for what, entry := range p.categories() {
-		if entry.Action == "" && len(entry.Approvers) == 0 {
-			continue
-		}
-		if err := entry.validate(what); err != nil {
-			return err
-		}
-	}
-	for name, entry := range p.Tools {
-		if entry.Action == "" {
-			return fmt.Errorf("permissions: tool %s: an action is required", name)
-		}
-		if err := entry.validate("tool " + name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// data returns the table in the shape of data.mcp.permissions.
-func (p *Permissions) data() map[string]any {
-	table := map[string]any{}
-	for key, entry := range p.categories() {
-		if entry.Action != "" {
-			table[key] = entry.data()
-		}
-	}
-	tools := make(map[string]any, len(p.Tools))
-	for name, entry := range p.Tools {
-		tools[name] = entry.data()
-	}
-	table["tools"] = tools
-	return map[string]any{"mcp": map[string]any{"permissions": table}}
-}
 
 // unmarshalPermissions parses a permissions block:
 //
@@ -156,8 +15,8 @@ func (p *Permissions) data() map[string]any {
 //		destructive  block
 //		tool <name>  <action> [<approver>...]
 //	}
-func unmarshalPermissions(d *caddyfile.Dispenser) (*Permissions, error) {
-	p := &Permissions{Tools: map[string]Permission{}}
+func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
+	p := &permissions.Table{Tools: map[string]permissions.Entry{}}
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -169,7 +28,7 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*Permissions, error) {
 			if len(args) < 1 {
 				return nil, d.Errf("permissions: %s takes an action, and approvers after needs_approval", key)
 			}
-			entry := Permission{Action: policy.Action(args[0]), Approvers: args[1:]}
+			entry := permissions.Entry{Action: policy.Action(args[0]), Approvers: args[1:]}
 			switch key {
 			case "read_only":
 				p.ReadOnly = entry
@@ -185,12 +44,12 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*Permissions, error) {
 			if _, dup := p.Tools[args[0]]; dup {
 				return nil, d.Errf("permissions: tool %s given twice", args[0])
 			}
-			p.Tools[args[0]] = Permission{Action: policy.Action(args[1]), Approvers: args[2:]}
+			p.Tools[args[0]] = permissions.Entry{Action: policy.Action(args[1]), Approvers: args[2:]}
 		default:
 			return nil, d.Errf("permissions: unrecognized line %q (want read_only, write, destructive or tool)", key)
 		}
 	}
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, d.Err(err.Error())
 	}
 	return p, nil
