@@ -151,4 +151,3 @@ func (p *Table) Data() map[string]any {
 	table["tools"] = tools
 	return map[string]any{"mcp": map[string]any{"permissions": table}}
 }
-
