@@ -266,6 +266,7 @@ func (c *heldCall) progress(a *approval.Approval) {
 	c.writeEvent(notification)
 }
 
+// writeEvent sends one message event on the held call's stream, at once.
 func (c *heldCall) writeEvent(message []byte) {
 	_, _ = c.w.Write(mcpmsg.MessageEvent(message).Encode())
 	_ = http.NewResponseController(c.w).Flush()
@@ -274,18 +275,17 @@ func (c *heldCall) writeEvent(message []byte) {
 // pending ends the held call with the answer that its approval is
 // pending (a tool result with isError and _meta).
 func (c *heldCall) pending(result []byte) error {
-	response := mcpmsg.ResultResponse(c.id, result)
-	if c.streaming {
-		c.writeEvent(response)
-		return nil
-	}
-	writeJSON(c.w, http.StatusOK, response)
-	return nil
+	return c.end(mcpmsg.ResultResponse(c.id, result))
 }
 
 // answer ends the held call with a tool result that has isError and text.
 func (c *heldCall) answer(text string) error {
-	response := mcpmsg.ToolErrorResult(c.id, text)
+	return c.end(mcpmsg.ToolErrorResult(c.id, text))
+}
+
+// end ends the held call with its response: the last event of the
+// stream, or the JSON body.
+func (c *heldCall) end(response []byte) error {
 	if c.streaming {
 		c.writeEvent(response)
 		return nil
