@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
 )
 
 func init() {
@@ -148,11 +149,11 @@ func decideApproval(w http.ResponseWriter, r *http.Request) error {
 			return writeAdminJSON(w, decided)
 		}
 	}
-	status := statusFor(err)
+	status := approvalhttp.Status(err)
 	if status == http.StatusServiceUnavailable {
 		caddy.Log().Named("mcpgate.admin").Error("deciding approval failed", zap.String("id", id), zap.Error(err))
 	}
-	return caddy.APIError{HTTPStatus: status, Err: errors.New(refusalText(status))}
+	return caddy.APIError{HTTPStatus: status, Err: errors.New(approvalhttp.RefusalText(status))}
 }
 
 // Interface guard

@@ -1,14 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -16,9 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
-	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
 )
 
 func init() {
@@ -28,9 +23,6 @@ func init() {
 	// ordered before reverse_proxy, when both are in one route.
 	httpcaddyfile.RegisterDirectiveOrder("mcp_approvals", httpcaddyfile.Before, "respond")
 }
-
-// maxCallbackBody bounds a decision's body.
-const maxCallbackBody = 64 << 10
 
 // ApprovalsHandler serves the approval callback API wherever it is
 // mounted: a decision for approval <id> is POSTed to a path whose last
@@ -58,22 +50,7 @@ type ApprovalsHandler struct {
 	// approve and deny buttons. Without it no page is served.
 	Inbox *ApprovalInbox `json:"inbox,omitempty"`
 
-	logger *zap.Logger
-}
-
-// ApprovalInbox is the approval inbox page's access: HTTP basic
-// authentication (Caddy's basic_auth, with its hashes), and forms that
-// carry a token bound to the signed-in approver and the approval.
-type ApprovalInbox struct {
-	// BasicAuth lists the approvers who may use the page. Required.
-	BasicAuth *caddyauth.HTTPBasicAuth `json:"basic_auth,omitempty"`
-
-	// Groups name groups of inbox accounts, for policies that say who may
-	// approve a call ("group:<name>"). An account sees, and may decide,
-	// only the approvals it is entitled to.
-	Groups map[string][]string `json:"groups,omitempty"`
-
-	crossOrigin *http.CrossOriginProtection
+	approvals *approvalhttp.Handler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -84,168 +61,50 @@ func (ApprovalsHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the inbox's authentication.
+// Provision resolves the handler's approval services and sets up the
+// inbox's authentication.
 func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	if h.Inbox == nil {
-		return nil
+	cfg := approvalhttp.Config{
+		Services: instanceApprovals(h.Instance),
+		Logger:   ctx.Logger(),
+		ClientIP: clientIP,
 	}
-	if h.Inbox.BasicAuth == nil || len(h.Inbox.BasicAuth.AccountList) == 0 {
-		return errors.New("mcp_approvals: the inbox needs basic_auth accounts")
-	}
-	for group, members := range h.Inbox.Groups {
-		for _, member := range members {
-			if !slices.ContainsFunc(h.Inbox.BasicAuth.AccountList, func(a caddyauth.Account) bool { return a.Username == member }) {
-				return fmt.Errorf("mcp_approvals: inbox group %s names %q, which is not a basic_auth account", group, member)
-			}
+	if h.Inbox != nil {
+		inbox, err := h.Inbox.provision(ctx)
+		if err != nil {
+			return err
 		}
+		cfg.Inbox = inbox
 	}
-	if h.Inbox.BasicAuth.HashCache == nil {
-		// Password hashes are slow on purpose; the page is used often.
-		h.Inbox.BasicAuth.HashCache = new(caddyauth.Cache)
-	}
-	if err := h.Inbox.BasicAuth.Provision(ctx); err != nil {
-		return fmt.Errorf("mcp_approvals: inbox: %w", err)
-	}
-	h.Inbox.crossOrigin = http.NewCrossOriginProtection()
+	h.approvals = approvalhttp.New(cfg)
 	return nil
 }
 
 // ServeHTTP answers callbacks (POST …/<id>), and the inbox page (GET and
-// POST on a path ending in "/") when there is an inbox.
+// POST on a path ending in "/") when there is an inbox, with approvalhttp;
+// its refusals become Caddy handler errors, for the server's error
+// handling.
 func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-	switch {
-	case id != "" && r.Method == http.MethodPost:
-		return h.serveCallback(w, r, id)
-	case id != "":
-		w.Header().Set("Allow", http.MethodPost)
-		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("decisions are POSTed"))
-	case h.Inbox == nil:
-		return caddyhttp.Error(http.StatusNotFound, errors.New("no approval inbox is configured"))
-	default:
-		return h.serveInbox(w, r)
+	err := h.approvals.Serve(w, r)
+	if refused, ok := errors.AsType[*approvalhttp.Error](err); ok {
+		return caddyhttp.Error(refused.Status, refused.Err)
 	}
+	return err
 }
 
-// serveCallback takes one signed decision.
-func (h *ApprovalsHandler) serveCallback(w http.ResponseWriter, r *http.Request, id string) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
-	if err != nil {
-		return h.refuseCallback(w, r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
-	}
-	// Any service whose decision secrets verify the callback may hold the
-	// id; the one whose store knows it takes the decision.
-	verified, verifyErr := false, approval.ErrUnsigned
-	service, findErr := approvalServiceFor(r.Context(), h.Instance, id, func(s *approval.Service) bool {
-		if _, err := s.VerifyDecision(r.Header, body, time.Now()); err != nil {
-			verifyErr = err
-			return false
-		}
-		verified = true
-		return true
-	})
-	if !verified {
-		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr)
-	}
-	if findErr != nil {
-		return h.refuseCallback(w, r, id, statusFor(findErr), findErr)
-	}
-	decision, err := approval.ParseCallback(body, id)
-	if err != nil {
-		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
-	}
-	// The decision is taken before its webhook-id is recorded, so that a
-	// sender retrying after a failure (the store away: 503) is not refused
-	// as a replay. The approval's own state machine is what stops a
-	// replayed decision from deciding twice; the recorded id tells a
-	// sender's retry of a delivered decision (answered as delivered) from
-	// another decision arriving late (409).
-	webhookID := r.Header.Get(approval.HeaderID)
-	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
-	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
-	switch {
-	case err == nil:
-		if err := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); err != nil && !errors.Is(err, approval.ErrReplayed) {
-			h.logger.Warn("recording a callback's webhook-id", zap.String("approval", id), zap.Error(err))
-		}
-	case errors.Is(err, approval.ErrConflict):
-		if claimErr := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); !errors.Is(claimErr, approval.ErrReplayed) {
-			return h.refuseCallback(w, r, id, statusFor(err), err)
-		}
-		// A retry of a message seen before: answered as delivered if it
-		// is what decided the approval.
-		settled, getErr := service.Get(r.Context(), id)
-		if getErr != nil {
-			return h.refuseCallback(w, r, id, statusFor(getErr), getErr)
-		}
-		if !decidedBy(settled, decision) {
-			return h.refuseCallback(w, r, id, statusFor(err), err)
-		}
-		a = settled
-	default:
-		return h.refuseCallback(w, r, id, statusFor(err), err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
+// instanceApprovals are the approval services of the mcp_policy handlers
+// whose approval block names an instance (every one, when it is empty), as
+// the process's usage pool keeps them across config reloads.
+type instanceApprovals string
+
+// Find returns the service that holds approval id (see approvalServiceFor).
+func (instance instanceApprovals) Find(ctx context.Context, id string, accept func(*approval.Service) bool) (*approval.Service, error) {
+	return approvalServiceFor(ctx, string(instance), id, accept)
 }
 
-// decidedBy reports whether the approval stands as the webhook decision
-// would have left it.
-func decidedBy(a *approval.Approval, d approval.CallbackDecision) bool {
-	want := approval.Denied
-	if d.Decision == approval.DecisionApprove {
-		want = approval.Approved
-	}
-	return a.State == want && a.Approver == approval.PrincipalWebhook
-}
-
-// statusFor maps approval errors to HTTP statuses.
-func statusFor(err error) int {
-	switch {
-	case errors.Is(err, approval.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, approval.ErrNotEntitled):
-		return http.StatusForbidden
-	case errors.Is(err, approval.ErrConflict), errors.Is(err, approval.ErrReplayed):
-		return http.StatusConflict
-	default:
-		// The store could not be reached: the decider should try again.
-		return http.StatusServiceUnavailable
-	}
-}
-
-// refusalText is what a decider is told of a refused decision, by its
-// status: a fixed text that says what to do, and nothing of the gateway's
-// internals (the log has the details).
-func refusalText(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return "the body is not a decision for this approval: want {\"id\": <the URL's id>, \"decision\": \"approve\"|\"deny\", \"approver\", \"reason\"}"
-	case http.StatusUnauthorized:
-		return "the decision is unsigned, not signed with a decision secret, or too old or new"
-	case http.StatusForbidden:
-		return "you are not among those who may decide this approval"
-	case http.StatusNotFound:
-		return "no such approval"
-	case http.StatusConflict:
-		return "this approval is already decided, cancelled or expired, or this webhook-id was used before"
-	default:
-		return "the gateway could not take the decision just now; try again"
-	}
-}
-
-// refuseCallback logs a refused callback (who sent what matters when
-// someone forges decisions) and answers with status and a fixed text.
-func (h *ApprovalsHandler) refuseCallback(w http.ResponseWriter, r *http.Request, id string, status int, err error) error {
-	h.logger.Warn("approval callback refused",
-		zap.String("id", id), zap.Int("status", status),
-		zap.String("remote_ip", clientIP(r)), zap.Error(err))
-	body, _ := json.Marshal(map[string]string{"error": refusalText(status)})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	return nil
+// Each calls f for every service of the instance.
+func (instance instanceApprovals) Each(f func(*approval.Service) bool) {
+	eachApprovalService(string(instance), f)
 }
 
 // parseApprovalsCaddyfile reads:
@@ -360,4 +219,5 @@ var (
 	_ caddy.Provisioner           = (*ApprovalsHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*ApprovalsHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*ApprovalsHandler)(nil)
+	_ approvalhttp.Services       = instanceApprovals("")
 )

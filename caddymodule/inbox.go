@@ -1,230 +1,59 @@
 package caddymodule
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
-	"maps"
 	"net/http"
-	"net/url"
 	"slices"
-	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 
-	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
 )
 
-// The inbox page is guarded three ways: every request must carry the
-// credentials of an inbox account (HTTP basic authentication, as Caddy's
-// basic_auth checks them); a decision must come from the page's own origin
-// (Go's http.CrossOriginProtection: Sec-Fetch-Site, else Origin); and its
-// form must carry a token that is an HMAC, under a decision secret, of
-// the signed-in approver and the approval id, so that no other site can
-// make a signed-in approver's browser decide. The token needs no server
-// state, so replicas sharing the secret accept each other's pages. The page
-// runs no script, and its Content-Security-Policy allows none.
+// The inbox page itself (what it shows, how it takes decisions, how its
+// forms are guarded) is approvalhttp's; this file gives it Caddy's
+// basic_auth for signing approvers in.
 
-// decider is the inbox account user as an approval decider: an inbox
-// account, that account, and the groups it belongs to.
-func (inbox *ApprovalInbox) decider(user string) approval.Decider {
-	by := approval.Decider{ID: approval.PrincipalInbox + ":" + user, Principals: []string{approval.PrincipalInbox, approval.PrincipalInbox + ":" + user}}
-	for _, group := range slices.Sorted(maps.Keys(inbox.Groups)) {
-		if slices.Contains(inbox.Groups[group], user) {
-			by.Principals = append(by.Principals, "group:"+group)
-		}
-	}
-	return by
+// ApprovalInbox is the approval inbox page's access: HTTP basic
+// authentication (Caddy's basic_auth, with its hashes), and forms that
+// carry a token bound to the signed-in approver and the approval.
+type ApprovalInbox struct {
+	// BasicAuth lists the approvers who may use the page. Required.
+	BasicAuth *caddyauth.HTTPBasicAuth `json:"basic_auth,omitempty"`
+
+	// Groups name groups of inbox accounts, for policies that say who may
+	// approve a call ("group:<name>"). An account sees, and may decide,
+	// only the approvals it is entitled to.
+	Groups map[string][]string `json:"groups,omitempty"`
 }
 
-// maxInboxForm bounds a decision form's body.
-const maxInboxForm = 16 << 10
-
-// inboxPageHeaders keep the page out of caches, frames and referrers.
-var inboxPageHeaders = map[string]string{
-	"Content-Type":            "text/html; charset=utf-8",
-	"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-	"X-Frame-Options":         "DENY",
-	"X-Content-Type-Options":  "nosniff",
-	"Referrer-Policy":         "no-referrer",
-	"Cache-Control":           "no-store",
-}
-
-// serveInbox serves the inbox to signed-in approvers: the page (GET) and
-// its decisions (POST).
-func (h *ApprovalsHandler) serveInbox(w http.ResponseWriter, r *http.Request) error {
-	user, ok, err := h.Inbox.BasicAuth.Authenticate(w, r)
-	if err != nil {
-		h.logger.Warn("inbox sign-in failed", zap.String("remote_ip", clientIP(r)), zap.Error(err))
+// provision checks the inbox's accounts and groups, and returns the inbox
+// that signs them in with Caddy's basic_auth.
+func (inbox *ApprovalInbox) provision(ctx caddy.Context) (*approvalhttp.Inbox, error) {
+	if inbox.BasicAuth == nil || len(inbox.BasicAuth.AccountList) == 0 {
+		return nil, errors.New("mcp_approvals: the inbox needs basic_auth accounts")
 	}
-	if !ok {
-		return caddyhttp.Error(http.StatusUnauthorized, errors.New("sign in to the approval inbox"))
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		return h.renderInbox(w, r, user.ID)
-	case http.MethodPost:
-		return h.decideFromInbox(w, r, user.ID)
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed", r.Method))
-	}
-}
-
-// decideFromInbox takes an approve or deny from the inbox page's form and
-// sends the browser back to the page.
-func (h *ApprovalsHandler) decideFromInbox(w http.ResponseWriter, r *http.Request, user string) error {
-	if err := h.Inbox.crossOrigin.Check(r); err != nil {
-		return caddyhttp.Error(http.StatusForbidden, err)
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxInboxForm)
-	if err := r.ParseForm(); err != nil {
-		return caddyhttp.Error(http.StatusBadRequest, err)
-	}
-	for name, values := range r.Form {
-		// A field given twice (in the body, or in the body and the URL)
-		// is read one way here and could be read another elsewhere.
-		if len(values) > 1 {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("form field %q given %d times", name, len(values)))
-		}
-	}
-	id, decision := r.PostForm.Get("id"), r.PostForm.Get("decision")
-	if decision != "approve" && decision != "deny" {
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("decision %q is neither approve nor deny", decision))
-	}
-	service, err := approvalServiceFor(r.Context(), h.Instance, id, nil)
-	if err != nil {
-		return caddyhttp.Error(statusFor(err), err)
-	}
-	if !service.CheckFormToken(r.PostForm.Get("token"), user, id) {
-		h.logger.Warn("inbox decision refused: bad form token",
-			zap.String("id", id), zap.String("approver", user), zap.String("remote_ip", clientIP(r)))
-		return caddyhttp.Error(http.StatusForbidden, errors.New("the form's token does not match; reload the inbox"))
-	}
-	by := h.Inbox.decider(user)
-	_, err = service.Decide(r.Context(), id, decision == "approve", by, r.PostForm.Get("reason"))
-	if err != nil && !errors.Is(err, approval.ErrConflict) {
-		return caddyhttp.Error(statusFor(err), err)
-	}
-	// The page shows how the approval stands, whoever decided first.
-	http.Redirect(w, r, r.URL.Path+"?decided="+url.QueryEscape(id), http.StatusSeeOther)
-	return nil
-}
-
-// inboxEntry is one approval as the page shows it.
-type inboxEntry struct {
-	*approval.Approval
-	Arguments string
-	Token     string
-}
-
-// inboxPage is what the page template sees.
-type inboxPage struct {
-	User    string
-	Pending []inboxEntry
-	Decided *approval.Approval
-	// Focused is the approval a link named (?approval=<id>), with
-	// whether the signed-in user may decide it.
-	Focused  *approval.Approval
-	Entitled bool
-}
-
-// renderInbox lists the pending approvals, each with its form.
-func (h *ApprovalsHandler) renderInbox(w http.ResponseWriter, r *http.Request, user string) error {
-	page := inboxPage{User: user}
-	seen := make(map[string]bool)
-	var listErr error
-	decided, focused := r.URL.Query().Get("decided"), r.URL.Query().Get("approval")
-	eachApprovalService(h.Instance, func(s *approval.Service) bool {
-		list, err := s.List(r.Context())
-		if err != nil {
-			listErr = err
-			return false
-		}
-		now := time.Now()
-		for _, a := range list {
-			if a.ID == decided {
-				page.Decided = a
+	for group, members := range inbox.Groups {
+		for _, member := range members {
+			if !slices.ContainsFunc(inbox.BasicAuth.AccountList, func(a caddyauth.Account) bool { return a.Username == member }) {
+				return nil, fmt.Errorf("mcp_approvals: inbox group %s names %q, which is not a basic_auth account", group, member)
 			}
-			if a.ID == focused && s.Owns(a) {
-				page.Focused, page.Entitled = a, a.Entitled(h.Inbox.decider(user))
-			}
-			if seen[a.ID] || a.State != approval.Pending || !a.Live(now) || !s.Owns(a) || !a.Entitled(h.Inbox.decider(user)) {
-				continue
-			}
-			seen[a.ID] = true
-			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: indentJSON(a.Arguments), Token: s.FormToken(user, a.ID)})
 		}
-		return true
-	})
-	if listErr != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, listErr)
 	}
-	var body bytes.Buffer
-	if err := inboxTemplate.Execute(&body, page); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	if inbox.BasicAuth.HashCache == nil {
+		// Password hashes are slow on purpose; the page is used often.
+		inbox.BasicAuth.HashCache = new(caddyauth.Cache)
 	}
-	for name, value := range inboxPageHeaders {
-		w.Header().Set(name, value)
+	if err := inbox.BasicAuth.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("mcp_approvals: inbox: %w", err)
 	}
-	_, err := w.Write(body.Bytes())
-	return err
+	return approvalhttp.NewInbox(inbox.authenticate, inbox.Groups), nil
 }
 
-// indentJSON shows arguments readably.
-func indentJSON(raw []byte) string {
-	var out bytes.Buffer
-	if err := json.Indent(&out, raw, "", "  "); err != nil {
-		return string(raw)
-	}
-	return out.String()
+// authenticate signs an inbox account in with Caddy's basic_auth.
+func (inbox *ApprovalInbox) authenticate(w http.ResponseWriter, r *http.Request) (string, bool, error) {
+	user, ok, err := inbox.BasicAuth.Authenticate(w, r)
+	return user.ID, ok, err
 }
-
-var inboxTemplate = template.Must(template.New("inbox").Funcs(template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-}).Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>mcpgate approvals</title>
-<style>
-body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }
-.approval { border: 1px solid #ccc; border-radius: 6px; padding: 1rem; margin: 1rem 0; max-width: 60rem; }
-pre { background: #f5f5f5; padding: .5rem; overflow: auto; }
-dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
-.notice { background: #eef6ee; padding: .5rem 1rem; border-radius: 6px; }
-button { font-size: 1rem; margin-right: .5rem; }
-</style>
-</head>
-<body>
-<h1>Pending approvals</h1>
-<p>Signed in as <b>{{.User}}</b>.</p>
-{{with .Decided}}<p class="notice" id="decided">Approval {{.ID}} is {{.State}}{{with .Approver}} ({{.}}){{end}}.</p>{{end}}
-{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}} ({{.Tool}} on {{.Server}}) is {{.State}}.
-{{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is for {{range $i, $a := .Approvers}}{{if $i}}, {{end}}{{$a}}{{end}} to decide, not you.{{end}}{{end}}</p>{{end}}
-{{range .Pending}}
-<section class="approval" id="{{.ID}}">
-<dl>
-<dt>Tool</dt><dd><code class="tool">{{.Tool}}</code> on <code>{{.Server}}</code></dd>
-<dt>Arguments</dt><dd><pre class="arguments">{{.Arguments}}</pre></dd>
-<dt>Why approval is needed</dt><dd>{{.Reason}}</dd>
-<dt>Caller</dt><dd>{{with .User}}{{.}}{{else}}unknown{{end}}{{with .Session}} (session {{.}}){{end}}</dd>
-<dt>Requested</dt><dd>{{when .RequestedAt}}, expires {{when .ExpiresAt}}</dd>
-</dl>
-<form method="post">
-<input type="hidden" name="id" value="{{.ID}}">
-<input type="hidden" name="token" value="{{.Token}}">
-<label>Reason <input type="text" name="reason" size="50"></label>
-<button type="submit" name="decision" value="approve" id="approve-{{.ID}}">Approve</button>
-<button type="submit" name="decision" value="deny" id="deny-{{.ID}}">Deny</button>
-</form>
-</section>
-{{else}}
-<p id="empty">Nothing waits for approval.</p>
-{{end}}
-</body>
-</html>
-`))

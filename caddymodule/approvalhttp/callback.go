@@ -1,0 +1,141 @@
+package approvalhttp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// maxCallbackBody bounds a decision's body.
+const maxCallbackBody = 64 << 10
+
+// serveCallback takes one signed decision.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id string) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
+	if err != nil {
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
+	}
+	// Any service whose decision secrets verify the callback may hold the
+	// id; the one whose store knows it takes the decision.
+	verified, verifyErr := false, approval.ErrUnsigned
+	service, findErr := h.services.Find(r.Context(), id, func(s *approval.Service) bool {
+		if _, err := s.VerifyDecision(r.Header, body, time.Now()); err != nil {
+			verifyErr = err
+			return false
+		}
+		verified = true
+		return true
+	})
+	if !verified {
+		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr)
+	}
+	if findErr != nil {
+		return h.refuseCallback(w, r, id, Status(findErr), findErr)
+	}
+	decision, err := approval.ParseCallback(body, id)
+	if err != nil {
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
+	}
+	// The decision is taken before its webhook-id is recorded, so that a
+	// sender retrying after a failure (the store away: 503) is not refused
+	// as a replay. The approval's own state machine is what stops a
+	// replayed decision from deciding twice; the recorded id tells a
+	// sender's retry of a delivered decision (answered as delivered) from
+	// another decision arriving late (409).
+	webhookID := r.Header.Get(approval.HeaderID)
+	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
+	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
+	switch {
+	case err == nil:
+		if err := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); err != nil && !errors.Is(err, approval.ErrReplayed) {
+			h.logger.Warn("recording a callback's webhook-id", zap.String("approval", id), zap.Error(err))
+		}
+	case errors.Is(err, approval.ErrConflict):
+		if claimErr := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); !errors.Is(claimErr, approval.ErrReplayed) {
+			return h.refuseCallback(w, r, id, Status(err), err)
+		}
+		// A retry of a message seen before: answered as delivered if it
+		// is what decided the approval.
+		settled, getErr := service.Get(r.Context(), id)
+		if getErr != nil {
+			return h.refuseCallback(w, r, id, Status(getErr), getErr)
+		}
+		if !decidedBy(settled, decision) {
+			return h.refuseCallback(w, r, id, Status(err), err)
+		}
+		a = settled
+	default:
+		return h.refuseCallback(w, r, id, Status(err), err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
+}
+
+// decidedBy reports whether the approval stands as the webhook decision
+// would have left it.
+func decidedBy(a *approval.Approval, d approval.CallbackDecision) bool {
+	want := approval.Denied
+	if d.Decision == approval.DecisionApprove {
+		want = approval.Approved
+	}
+	return a.State == want && a.Approver == approval.PrincipalWebhook
+}
+
+// Status maps an error of the approval package to the HTTP status that
+// answers a decider: 404 for an unknown approval, 403 for a decider not
+// entitled to it, 409 for an approval no longer pending or a replayed
+// message, and 503 for anything else (a store that could not be reached:
+// the decider should try again).
+func Status(err error) int {
+	switch {
+	case errors.Is(err, approval.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, approval.ErrNotEntitled):
+		return http.StatusForbidden
+	case errors.Is(err, approval.ErrConflict), errors.Is(err, approval.ErrReplayed):
+		return http.StatusConflict
+	default:
+		// The store could not be reached: the decider should try again.
+		return http.StatusServiceUnavailable
+	}
+}
+
+// RefusalText is what a decider is told of a refused decision, by its
+// status: a fixed text that says what to do, and nothing of the gateway's
+// internals (the log has the details).
+func RefusalText(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "the body is not a decision for this approval: want {\"id\": <the URL's id>, \"decision\": \"approve\"|\"deny\", \"approver\", \"reason\"}"
+	case http.StatusUnauthorized:
+		return "the decision is unsigned, not signed with a decision secret, or too old or new"
+	case http.StatusForbidden:
+		return "you are not among those who may decide this approval"
+	case http.StatusNotFound:
+		return "no such approval"
+	case http.StatusConflict:
+		return "this approval is already decided, cancelled or expired, or this webhook-id was used before"
+	default:
+		return "the gateway could not take the decision just now; try again"
+	}
+}
+
+// refuseCallback logs a refused callback (who sent what matters when
+// someone forges decisions) and answers with status and a fixed text.
+func (h *Handler) refuseCallback(w http.ResponseWriter, r *http.Request, id string, status int, err error) error {
+	h.logger.Warn("approval callback refused",
+		zap.String("id", id), zap.Int("status", status),
+		zap.String("remote_ip", h.clientIP(r)), zap.Error(err))
+	body, _ := json.Marshal(map[string]string{"error": RefusalText(status)})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}

@@ -1,0 +1,299 @@
+package approvalhttp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// accounts are the inbox accounts the tests sign in, with their
+// passwords.
+var accounts = map[string]string{"alice": "wonderland", "bob": "builder", "dave": "lead"}
+
+// testGroups are the inbox's groups: dave leads.
+var testGroups = map[string][]string{"leads": {"dave"}}
+
+// signIn authenticates as a host's basic authentication does: it asks for
+// credentials when they are missing or wrong, and says why a sign-in
+// failed.
+func signIn(w http.ResponseWriter, r *http.Request) (string, bool, error) {
+	user, password, ok := r.BasicAuth()
+	if ok && password != "" && accounts[user] == password {
+		return user, true, nil
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="restricted"`)
+	if !ok {
+		return "", false, nil
+	}
+	return "", false, errors.New("wrong password")
+}
+
+// inboxRequest returns a request to the inbox at target, signed in as
+// user (not at all when user is empty), with form as its body when given.
+func inboxRequest(method, target, user string, form url.Values) *http.Request {
+	var req *http.Request
+	if form != nil {
+		req = httptest.NewRequest(method, target, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		req = httptest.NewRequest(method, target, nil)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, accounts[user])
+	}
+	return req
+}
+
+// TestInboxSignIn: only signed-in accounts reach the inbox, with GET,
+// HEAD and POST; failed sign-ins are logged.
+func TestInboxSignIn(t *testing.T) {
+	tests := []struct {
+		name       string
+		method     string
+		user       string
+		password   string
+		wantStatus int
+		wantHeader http.Header
+		wantLogged bool
+	}{
+		{name: "no credentials", method: http.MethodGet, wantStatus: http.StatusUnauthorized,
+			wantHeader: http.Header{"Www-Authenticate": {`Basic realm="restricted"`}}},
+		{name: "wrong password", method: http.MethodGet, user: "alice", password: "guess", wantStatus: http.StatusUnauthorized,
+			wantHeader: http.Header{"Www-Authenticate": {`Basic realm="restricted"`}}, wantLogged: true},
+		{name: "signed in, DELETE", method: http.MethodDelete, user: "alice", password: accounts["alice"], wantStatus: http.StatusMethodNotAllowed,
+			wantHeader: http.Header{"Allow": {"GET, HEAD, POST"}}},
+		{name: "signed in, PUT", method: http.MethodPut, user: "alice", password: accounts["alice"], wantStatus: http.StatusMethodNotAllowed,
+			wantHeader: http.Header{"Allow": {"GET, HEAD, POST"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, logs := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{newService(t, decisionSecret)}})
+			req := httptest.NewRequest(tt.method, "/approvals/", nil)
+			if tt.user != "" {
+				req.SetBasicAuth(tt.user, tt.password)
+			}
+			rec, refused := serve(t, h, req)
+			if refused == nil || refused.Status != tt.wantStatus {
+				t.Fatalf("refusal = %v, want status %d", refused, tt.wantStatus)
+			}
+			for name, want := range tt.wantHeader {
+				if got := rec.Header().Values(name); !slices.Equal(got, want) {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+			failed := logs.FilterMessage("inbox sign-in failed").AllUntimed()
+			if got := len(failed) == 1 && failed[0].ContextMap()["remote_ip"] == testClientIP; got != tt.wantLogged {
+				t.Errorf("sign-in failure logged with the client's address: %v (entries %v), want %v", got, failed, tt.wantLogged)
+			}
+		})
+	}
+}
+
+// TestInboxDecide: a decision from the page's form, by a signed-in
+// approver entitled to it, with its token, decides the approval and sends
+// the browser back to the page; anything else is refused and changes
+// nothing.
+func TestInboxDecide(t *testing.T) {
+	stranger := request(t, newService(t, decisionSecret)) // in no service the handler knows
+	tests := []struct {
+		name      string
+		user      string
+		approvers []string
+		// settle, when set, decides the approval before the form is sent.
+		settle bool
+		// form edits the valid form (id, the user's token, approve).
+		form     func(v url.Values, s *approval.Service)
+		query    string
+		header   http.Header
+		storeErr error
+		// wantStatus is 303 for a decision taken (or taken before),
+		// else the refusal's status.
+		wantStatus   int
+		wantState    approval.State
+		wantApprover string
+		wantLog      string
+	}{
+		{name: "approve", user: "alice",
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:alice"},
+		{name: "deny", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Set("decision", "deny") },
+			wantStatus: http.StatusSeeOther, wantState: approval.Denied, wantApprover: "inbox:alice"},
+		{name: "a group's member", user: "dave", approvers: []string{"group:leads"},
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:dave"},
+		{name: "the approver named", user: "bob", approvers: []string{"inbox:bob"},
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:bob"},
+		{name: "decided before", user: "alice", settle: true, form: func(v url.Values, _ *approval.Service) { v.Set("decision", "deny") },
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: approval.PrincipalAdmin},
+		{name: "from another site", user: "alice", header: http.Header{"Sec-Fetch-Site": {"cross-site"}},
+			wantStatus: http.StatusForbidden, wantState: approval.Pending},
+		{name: "from another origin", user: "alice", header: http.Header{"Origin": {"https://evil.example"}},
+			wantStatus: http.StatusForbidden, wantState: approval.Pending},
+		{name: "a field given twice", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Add("decision", "deny") },
+			wantStatus: http.StatusBadRequest, wantState: approval.Pending},
+		{name: "a field in the body and the URL", user: "alice", query: "?decision=deny",
+			wantStatus: http.StatusBadRequest, wantState: approval.Pending},
+		{name: "neither approve nor deny", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Set("decision", "maybe") },
+			wantStatus: http.StatusBadRequest, wantState: approval.Pending},
+		{name: "form too large", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Set("reason", strings.Repeat("x", maxInboxForm)) },
+			wantStatus: http.StatusBadRequest, wantState: approval.Pending},
+		{name: "no token", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Del("token") },
+			wantStatus: http.StatusForbidden, wantState: approval.Pending, wantLog: "inbox decision refused: bad form token"},
+		{name: "another account's token", user: "alice", form: func(v url.Values, s *approval.Service) { v.Set("token", s.FormToken("bob", v.Get("id"))) },
+			wantStatus: http.StatusForbidden, wantState: approval.Pending, wantLog: "inbox decision refused: bad form token"},
+		{name: "another approval's token", user: "alice", form: func(v url.Values, s *approval.Service) { v.Set("token", s.FormToken("alice", stranger.ID)) },
+			wantStatus: http.StatusForbidden, wantState: approval.Pending, wantLog: "inbox decision refused: bad form token"},
+		{name: "not entitled", user: "alice", approvers: []string{"inbox:bob", "group:leads"},
+			wantStatus: http.StatusForbidden, wantState: approval.Pending},
+		{name: "unknown approval", user: "alice", form: func(v url.Values, s *approval.Service) {
+			v.Set("id", stranger.ID)
+			v.Set("token", s.FormToken("alice", stranger.ID))
+		}, wantStatus: http.StatusNotFound, wantState: approval.Pending},
+		{name: "store unreachable", user: "alice", storeErr: errors.New("dial tcp: connection refused"),
+			wantStatus: http.StatusServiceUnavailable, wantState: approval.Pending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, a := oneApproval(t, tt.approvers, tt.settle)
+			form := url.Values{"id": {a.ID}, "token": {s.FormToken(tt.user, a.ID)}, "decision": {"approve"}, "reason": {"looked at it"}}
+			if tt.form != nil {
+				tt.form(form, s)
+			}
+			req := inboxRequest(http.MethodPost, "/approvals/"+tt.query, tt.user, form)
+			for name, values := range tt.header {
+				req.Header[name] = values
+			}
+			h, logs := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{s}, storeErr: tt.storeErr})
+			rec, refused := serve(t, h, req)
+			switch {
+			case tt.wantStatus == http.StatusSeeOther && refused != nil:
+				t.Fatalf("refused with %v, want a decision taken", refused)
+			case tt.wantStatus == http.StatusSeeOther:
+				if want := "/approvals/?decided=" + url.QueryEscape(a.ID); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
+					t.Errorf("response = %d to %q, want 303 to %q", rec.Code, rec.Header().Get("Location"), want)
+				}
+			case refused == nil || refused.Status != tt.wantStatus:
+				t.Errorf("refusal = %v (response %d), want status %d", refused, rec.Code, tt.wantStatus)
+			}
+			got, err := s.Get(context.Background(), a.ID)
+			if err != nil {
+				t.Fatalf("getting the approval: %v", err)
+			}
+			if got.State != tt.wantState || got.Approver != tt.wantApprover {
+				t.Errorf("approval is %s by %q, want %s by %q", got.State, got.Approver, tt.wantState, tt.wantApprover)
+			}
+			if tt.wantLog != "" {
+				entries := logs.FilterMessage(tt.wantLog).AllUntimed()
+				if len(entries) != 1 || entries[0].ContextMap()["approver"] != tt.user || entries[0].ContextMap()["remote_ip"] != testClientIP {
+					t.Errorf("logged %v, want one %q for approver %s from %s", entries, tt.wantLog, tt.user, testClientIP)
+				}
+			}
+		})
+	}
+}
+
+// TestInboxPage: an approver sees the pending approvals it may decide,
+// each with a form carrying its token, on a page kept out of caches and
+// frames; a decided or linked approval is told of at the top.
+func TestInboxPage(t *testing.T) {
+	s := newService(t, decisionSecret)
+	anyone, forAlice, forBob, forLeads := request(t, s), request(t, s, "inbox:alice"), request(t, s, "inbox:bob"), request(t, s, "group:leads")
+	decided := request(t, s)
+	approveAsAdmin(t, s, decided.ID)
+	tests := []struct {
+		name        string
+		user        string
+		query       string
+		wantListed  []*approval.Approval
+		wantContain []string
+	}{
+		{name: "alice", user: "alice", wantListed: []*approval.Approval{anyone, forAlice},
+			wantContain: []string{"Signed in as <b>alice</b>.", `<pre class="arguments">{
+  &#34;path&#34;: &#34;/srv/report.txt&#34;
+}</pre>`}},
+		{name: "bob", user: "bob", wantListed: []*approval.Approval{anyone, forBob}},
+		{name: "a group's member", user: "dave", wantListed: []*approval.Approval{anyone, forLeads}},
+		{name: "back from a decision", user: "alice", query: "?decided=" + decided.ID, wantListed: []*approval.Approval{anyone, forAlice},
+			wantContain: []string{`<p class="notice" id="decided">Approval ` + decided.ID + ` is approved (admin).</p>`}},
+		{name: "linked to another's approval", user: "alice", query: "?approval=" + forBob.ID, wantListed: []*approval.Approval{anyone, forAlice},
+			wantContain: []string{`<p class="notice" id="focused">Approval ` + forBob.ID + ` (delete_file on files) is pending.
+It is for inbox:bob to decide, not you.</p>`}},
+		{name: "linked to one's own approval", user: "bob", query: "?approval=" + forBob.ID, wantListed: []*approval.Approval{anyone, forBob},
+			wantContain: []string{`<p class="notice" id="focused">Approval ` + forBob.ID + ` (delete_file on files) is pending.
+You may decide it below.</p>`}},
+	}
+	all := []*approval.Approval{anyone, forAlice, forBob, forLeads, decided}
+	h, _ := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{s}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+tt.query, tt.user, nil))
+			if refused != nil || rec.Code != http.StatusOK {
+				t.Fatalf("response = %d, refusal %v; want 200", rec.Code, refused)
+			}
+			wantHeaders := map[string]string{
+				"Content-Type":            "text/html; charset=utf-8",
+				"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+				"X-Frame-Options":         "DENY",
+				"X-Content-Type-Options":  "nosniff",
+				"Referrer-Policy":         "no-referrer",
+				"Cache-Control":           "no-store",
+			}
+			for name, want := range wantHeaders {
+				if got := rec.Header().Get(name); got != want {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+			page := rec.Body.String()
+			for _, a := range all {
+				listed := strings.Contains(page, `<section class="approval" id="`+a.ID+`">`)
+				if want := slices.Contains(tt.wantListed, a); listed != want {
+					t.Errorf("approval for %v listed: %v, want %v", a.Approvers, listed, want)
+				}
+				if hasToken := strings.Contains(page, `name="token" value="`+s.FormToken(tt.user, a.ID)+`"`); hasToken != listed {
+					t.Errorf("approval for %v listed %v, with %s's form token %v; want the token with the listing", a.Approvers, listed, tt.user, hasToken)
+				}
+			}
+			for _, want := range tt.wantContain {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q:\n%s", want, page)
+				}
+			}
+		})
+	}
+}
+
+// TestInboxPageEmpty: with nothing pending, the page says so.
+func TestInboxPageEmpty(t *testing.T) {
+	h, _ := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{newService(t, decisionSecret)}})
+	rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", "alice", nil))
+	if want := `<p id="empty">Nothing waits for approval.</p>`; refused != nil || !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("response %d (refusal %v) %s; want a page with %q", rec.Code, refused, rec.Body, want)
+	}
+}
+
+// TestDecider: an inbox account decides as any inbox account, as itself,
+// and as each group it belongs to, in the groups' order.
+func TestDecider(t *testing.T) {
+	inbox := NewInbox(signIn, map[string][]string{"ops": {"erin"}, "leads": {"dave", "erin"}, "admins": {"dave"}})
+	tests := []struct {
+		user string
+		want []string
+	}{
+		{"alice", []string{"inbox", "inbox:alice"}},
+		{"dave", []string{"inbox", "inbox:dave", "group:admins", "group:leads"}},
+		{"erin", []string{"inbox", "inbox:erin", "group:leads", "group:ops"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			by := inbox.decider(tt.user)
+			if by.ID != "inbox:"+tt.user || !slices.Equal(by.Principals, tt.want) || by.Claim != "" {
+				t.Errorf("decider(%s) = %+v, want ID inbox:%s, principals %v and no claim", tt.user, by, tt.user, tt.want)
+			}
+		})
+	}
+}
