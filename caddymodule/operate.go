@@ -112,7 +112,7 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 		return nil, func() {}, nil
 	}
 	var limiter ratelimit.Limiter
-	release := func() {}
+	var release func()
 	if redisAddr != "" {
 		opts, err := approval.RedisOptions(redisAddr)
 		if err != nil {
