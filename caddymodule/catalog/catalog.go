@@ -181,8 +181,11 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	for _, t := range listed {
 		s.tools[t.Name] = t
 		if _, ok := pins[t.Name]; !ok {
-			// Not pinned in memory until the store says what the pin is:
-			// meanwhile the tool is Changed, so refused.
+			// Trusted on first use at once, so that the calls that
+			// follow this list are decided by it; corrected below if
+			// another gateway pinned the tool between the read above and
+			// the store's answer.
+			pins[t.Name] = t.Hash
 			unpinned = append(unpinned, t)
 		}
 	}
@@ -193,13 +196,13 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
-			pin = t.Hash
+			continue
 		}
-		c.mu.Lock()
-		if _, ok := pins[t.Name]; !ok {
+		if pin != t.Hash {
+			c.mu.Lock()
 			pins[t.Name] = pin
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -172,3 +172,37 @@ func (s *countingStore) Save(_ context.Context, _, tool, hash string) error {
 	s.pins[tool] = hash
 	return nil
 }
+
+// TestFirstPinTrustedWhileSaving: a tool first listed is decided by its
+// listing while the store saves its pin, so that the calls following a
+// first tools/list run (many sessions start at once) rather than find the
+// tool changed.
+func TestFirstPinTrustedWhileSaving(t *testing.T) {
+	store := &slowStore{countingStore: countingStore{pins: map[string]string{}}, entered: make(chan struct{}), release: make(chan struct{})}
+	c := newTestCatalog(t, store)
+	learned := make(chan error, 1)
+	go func() {
+		learned <- c.Learn(t.Context(), "tracker", []json.RawMessage{json.RawMessage(`{"name":"echo"}`)}, 0)
+	}()
+	<-store.entered
+	tool, ok := c.Lookup("tracker", "echo")
+	close(store.release)
+	if !ok || tool.Changed {
+		t.Errorf("echo while its first pin is saved: %+v (listed %v), want it listed and unchanged", tool, ok)
+	}
+	if err := <-learned; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowStore is a countingStore whose PinFirst waits for release.
+type slowStore struct {
+	countingStore
+	entered, release chan struct{}
+}
+
+func (s *slowStore) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	close(s.entered)
+	<-s.release
+	return s.countingStore.PinFirst(ctx, server, tool, hash)
+}
