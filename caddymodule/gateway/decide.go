@@ -149,7 +149,7 @@ func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel strin
 // record counts a decision the policy took in the metrics, with how long
 // it took, and writes it to the decision log.
 func (g *Gateway) record(r *http.Request, input *policy.Input, toolLabel string, d policy.Decision, elapsed time.Duration, err error) {
-	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, elapsed, true)
+	g.metrics.count(toolLabel, d, elapsed, true)
 	g.logDecision(r, input, d, elapsed, err)
 }
 
@@ -157,7 +157,7 @@ func (g *Gateway) record(r *http.Request, input *policy.Input, toolLabel string,
 // the policy: it is not an evaluation, so it stays out of the evaluation
 // time histogram.
 func (g *Gateway) recordRefusal(r *http.Request, input *policy.Input, toolLabel string, d policy.Decision) {
-	g.cfg.Metrics.count(g.metricsLabel, toolLabel, d, 0, false)
+	g.metrics.count(toolLabel, d, 0, false)
 	g.logDecision(r, input, d, 0, nil)
 }
 

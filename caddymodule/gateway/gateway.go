@@ -124,12 +124,12 @@ type Approvals struct {
 type Gateway struct {
 	cfg     Config
 	callers *callerIdentifier
-	// metricsLabel is the upstream's name in metrics.
-	metricsLabel string
-	host         Host
-	logger       *zap.Logger
-	catalog      *catalog.Catalog
-	sessions     *Sessions
+	// metrics are the upstream's.
+	metrics  upstreamMetrics
+	host     Host
+	logger   *zap.Logger
+	catalog  *catalog.Catalog
+	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
 }
@@ -148,7 +148,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metricsLabel: cfg.Upstream}
+	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream)}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
 	}

@@ -71,16 +71,35 @@ func (m *Metrics) PolicyReloaded(err error) {
 	m.reloads.WithLabelValues(result).Inc()
 }
 
+// upstreamMetrics are the metrics of one upstream, with the series that
+// only the upstream names found once rather than on every decision.
+type upstreamMetrics struct {
+	decisions   *prometheus.CounterVec
+	recalled    prometheus.Counter
+	evalSeconds prometheus.Observer
+	upstream    string
+}
+
+// of returns the metrics of the named upstream.
+func (m *Metrics) of(upstream string) upstreamMetrics {
+	return upstreamMetrics{
+		decisions:   m.decisions,
+		recalled:    m.recalled.WithLabelValues(upstream),
+		evalSeconds: m.evalSeconds.WithLabelValues(upstream),
+		upstream:    upstream,
+	}
+}
+
 // count records one decision and, when the policy was evaluated for it,
 // how long that took.
-func (m *Metrics) count(server, toolLabel string, d policy.Decision, elapsed time.Duration, evaluated bool) {
+func (m upstreamMetrics) count(toolLabel string, d policy.Decision, elapsed time.Duration, evaluated bool) {
 	switch {
 	case d.Cached:
-		m.recalled.WithLabelValues(server).Inc()
+		m.recalled.Inc()
 	case evaluated:
-		m.evalSeconds.WithLabelValues(server).Observe(elapsed.Seconds())
+		m.evalSeconds.Observe(elapsed.Seconds())
 	}
-	m.decisions.WithLabelValues(server, toolLabel, string(d.Action)).Inc()
+	m.decisions.WithLabelValues(m.upstream, toolLabel, string(d.Action)).Inc()
 }
 
 // RegisterOrReuse registers c, or returns the collector already registered
