@@ -28,7 +28,11 @@ const legacySessionParam = "mcpgate_session"
 func (x *exchange) findSession() error {
 	x.session = sessionKey{upstream: x.g.cfg.Upstream, caller: x.callerID()}
 	headers := x.r.Header.Values(mcphttp.HeaderSessionID)
-	legacyTokens := x.r.URL.Query()[legacySessionParam]
+	var legacyTokens []string
+	if x.r.URL.RawQuery != "" {
+		// Parsing makes a map even of nothing; most requests have no query.
+		legacyTokens = x.r.URL.Query()[legacySessionParam]
+	}
 	switch {
 	case len(headers) > 1:
 		// Which copy an upstream reads is not something to guess.
