@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -24,23 +27,49 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
-// The benchmarks decide with a realistic policy: a 1,000-entry tool table
-// in data plus an argument rule, which echo is subject to.
+// The benchmarks decide with a 1,000-entry tool table in two realistic
+// configurations: the table in data plus an argument rule that echo is
+// subject to, in Rego (benchPolicy), and the same table as a permissions
+// block that the shipped library decides with (benchPermissions).
 const benchPolicy = "testdata/benchpolicy"
 
 // benchText is what the benchmarks ask echo to repeat.
 const benchText = "Summarise the open issues labelled p1 in the widgets repository, oldest first, with their owners and the date of their last activity"
 
-// benchToolCall returns the n-th tools/call the benchmarks make, of about
-// 300 bytes, that the benchmark policy allows: echo, with a repo its
-// argument rule accepts. Each call asks for a text of its own, as real
-// calls do, so that no cache sees the same call twice; the policy reads
-// only the tool's name and repo.
-func benchToolCall(n int64) string {
+// benchRecall makes every call the end-to-end benchmark makes name the
+// same repository, as calls that the decision cache recalls do. By
+// default each call names a repository of its own, which the argument
+// rule reads, so that every call is evaluated.
+var benchRecall = flag.Bool("mcpgate.recall", false, "BenchmarkEndToEnd: every call names the same repository, so the decision cache recalls")
+
+// benchOnly, when set, names the configurations of benchConfigs that
+// BenchmarkEndToEnd measures (beside bare reverse_proxy), comma-separated:
+// to profile one at a time.
+var benchOnly = flag.String("mcpgate.only", "", "BenchmarkEndToEnd: measure only these configurations (comma-separated names), beside bare reverse_proxy")
+
+// benchRounds is how many rounds BenchmarkEndToEnd runs.
+var benchRounds = flag.Int("mcpgate.rounds", 7, "BenchmarkEndToEnd: how many rounds to run (fewer to profile or trace)")
+
+// benchRepo is the repository the n-th call names: one of its own, under
+// acme/ (which the argument rule accepts), unless every call is to name
+// the same.
+func benchRepo(n int64, same bool) string {
+	if same {
+		return "acme/widgets"
+	}
+	return "acme/widgets-" + strconv.FormatInt(n, 10)
+}
+
+// benchToolCall returns a tools/call of echo of about 300 bytes, asking
+// for the n-th text, on repo, which the benchmark policies allow. Each
+// call asks for a text of its own, as real calls do; the policies read
+// the tool's name and, with the argument rule, repo.
+func benchToolCall(n int64, repo string) string {
 	return `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` +
-		benchText + ` (call ` + strconv.FormatInt(n, 10) + `)","repo":"acme/widgets"},"_meta":{"progressToken":"bench-7f3a9c21"}}}`
+		benchText + ` (call ` + strconv.FormatInt(n, 10) + `)","repo":"` + repo + `"},"_meta":{"progressToken":"bench-7f3a9c21"}}}`
 }
 
 // benchResult is part of every answer echo gives to a benchToolCall, and
@@ -53,7 +82,6 @@ var benchResult = []byte(`"text":"echo:` + benchText + ` (call `)
 // alternate between the sites. The slices share out evenly among the
 // clients.
 const (
-	benchRounds          = 7
 	benchSequentialCalls = 2000
 	benchConcurrentCalls = 4000
 	benchSlices          = 10
@@ -61,37 +89,136 @@ const (
 	benchWarmUpCalls     = 800
 )
 
+// benchConfig is one gateway configuration the benchmarks measure.
+type benchConfig struct {
+	// name names the configuration in the benchmarks' metrics.
+	name string
+	// permissions decides with the permissions table and the shipped
+	// library; otherwise benchPolicy decides.
+	permissions bool
+	// uncached turns the decision cache off.
+	uncached bool
+}
+
+// benchConfigs are the configurations measured: the table with the
+// argument rule, and the table alone, each with the decision cache (the
+// default) and without.
+var benchConfigs = []benchConfig{
+	{name: "rule"},
+	{name: "rule-uncached", uncached: true},
+	{name: "table", permissions: true},
+	{name: "table-uncached", permissions: true, uncached: true},
+}
+
+// policyBlock is the body of the configuration's mcp_policy block.
+func (c benchConfig) policyBlock(tb testing.TB) string {
+	tb.Helper()
+	block := "server bench-" + c.name + "\n"
+	if c.permissions {
+		block += benchPermissions(tb)
+	} else {
+		block += "policy " + benchPolicy + "\n"
+	}
+	if c.uncached {
+		block += "decision_cache off\n"
+	}
+	return block
+}
+
+// benchPermissions is a permissions block holding benchPolicy's tool
+// table, each tool with its action (arguments aside): the table-only
+// configuration.
+func benchPermissions(tb testing.TB) string {
+	tb.Helper()
+	actions := benchTableActions(tb)
+	var block strings.Builder
+	block.WriteString("permissions {\nread_only allow\nwrite needs_approval\ndestructive block\n")
+	for _, name := range slices.Sorted(maps.Keys(actions)) {
+		fmt.Fprintf(&block, "tool %s %s\n", name, actions[name])
+	}
+	block.WriteString("}\n")
+	return block.String()
+}
+
+// benchTableData is the same table as the permissions block makes it in
+// data.
+func benchTableData(tb testing.TB) map[string]any {
+	tb.Helper()
+	tools := map[string]any{}
+	for name, action := range benchTableActions(tb) {
+		tools[name] = action
+	}
+	return map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only": "allow", "write": "needs_approval", "destructive": "block", "tools": tools,
+	}}}
+}
+
+// benchTableActions returns the action benchPolicy's tool table gives
+// each tool.
+func benchTableActions(tb testing.TB) map[string]string {
+	tb.Helper()
+	raw, err := os.ReadFile(benchPolicy + "/tools.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var data struct {
+		MCP struct {
+			Tools map[string]struct {
+				Verdict struct {
+					Action string `json:"action"`
+				} `json:"verdict"`
+			} `json:"tools"`
+		} `json:"mcp"`
+	}
+	if err := json.Unmarshal(raw, &data); err != nil {
+		tb.Fatalf("reading %s/tools.json: %v", benchPolicy, err)
+	}
+	actions := make(map[string]string, len(data.MCP.Tools))
+	for name, entry := range data.MCP.Tools {
+		actions[name] = entry.Verdict.Action
+	}
+	return actions
+}
+
 // BenchmarkMessagePath measures what the gateway does for each message
 // before forwarding it: the strict parse, building the policy input, and
-// deciding, with the decision cache (each call has a text of its own, which
-// the policy does not read, so all but the first are found in the cache)
-// and without it (every call evaluated).
+// deciding, in each configuration of benchConfigs, on calls that each name
+// a repository of their own and, with the decision cache, on calls that
+// all name the same. recalled/op is the share of decisions the cache
+// recalled: none of the first kind with the argument rule (which reads the
+// repository), all of the second; all with the table alone, which reads
+// no argument.
 func BenchmarkMessagePath(b *testing.B) {
-	for _, bc := range []struct {
-		name      string
-		cacheSize int
-	}{{"cached", 0}, {"uncached", -1}} {
-		b.Run(bc.name, func(b *testing.B) {
-			benchmarkMessagePath(b, bc.cacheSize)
+	for _, c := range benchConfigs {
+		b.Run(c.name+"/distinct-repos", func(b *testing.B) {
+			benchmarkMessagePath(b, c, false)
 		})
+		if !c.uncached {
+			b.Run(c.name+"/same-repo", func(b *testing.B) {
+				benchmarkMessagePath(b, c, true)
+			})
+		}
 	}
 }
 
-func benchmarkMessagePath(b *testing.B, cacheSize int) {
+func benchmarkMessagePath(b *testing.B, c benchConfig, sameRepo bool) {
 	ctx := context.Background()
-	engine, err := policy.New(ctx, policy.Options{Paths: []string{benchPolicy}, CacheSize: cacheSize})
+	opts := policy.Options{Paths: []string{benchPolicy}}
+	if c.permissions {
+		opts = policy.Options{Modules: policies.Library(), Data: benchTableData(b)}
+	}
+	if c.uncached {
+		opts.CacheSize = -1
+	}
+	engine, err := policy.New(ctx, opts)
 	if err != nil {
-		b.Fatalf("loading %s: %v", benchPolicy, err)
+		b.Fatalf("loading the %s policy: %v", c.name, err)
 	}
 	b.Cleanup(func() {
 		if err := engine.Close(); err != nil {
 			b.Errorf("closing the policy engine: %v", err)
 		}
 	})
-	calls := make([][]byte, 1024)
-	for i := range calls {
-		calls[i] = []byte(benchToolCall(int64(i)))
-	}
 	// What the catalog knows of echo, as the gateway would pass it on.
 	annotations := map[string]any{"readOnlyHint": true}
 	request := policy.Request{
@@ -101,7 +228,7 @@ func benchmarkMessagePath(b *testing.B, cacheSize int) {
 		Headers: map[string]string{
 			"accept":               "application/json, text/event-stream",
 			"accept-encoding":      "gzip",
-			"content-length":       strconv.Itoa(len(calls[0])),
+			"content-length":       "301",
 			"content-type":         "application/json",
 			"mcp-protocol-version": mcphttp.Version20250618,
 			"user-agent":           "Go-http-client/1.1",
@@ -132,33 +259,43 @@ func benchmarkMessagePath(b *testing.B, cacheSize int) {
 		}
 		return engine.Decide(ctx, input)
 	}
-	if d, err := decide(calls[0]); err != nil || d.Action != policy.ActionAllow {
+	// Each call is made anew (a small part of the time measured), so that
+	// none repeats another.
+	call := func(n int64) []byte { return []byte(benchToolCall(n, benchRepo(n, sameRepo))) }
+	if d, err := decide(call(0)); err != nil || d.Action != policy.ActionAllow {
 		b.Fatalf("decision on the benchmark's echo call = %+v (error %v), want allow", d, err)
 	}
 	b.ReportAllocs()
-	i := 0
+	var n, recalled int64
 	for b.Loop() {
-		if _, err := decide(calls[i%len(calls)]); err != nil {
+		n++
+		d, err := decide(call(n))
+		if err != nil {
 			b.Fatal(err)
 		}
-		i++
+		if d.Cached {
+			recalled++
+		}
 	}
+	b.ReportMetric(float64(recalled)/float64(n), "recalled/op")
 }
 
 // BenchmarkEndToEnd compares the gateway with bare reverse_proxy, all in
 // one Caddy config in front of one go-sdk server, on allowed tools/calls:
-// the gateway as configured by default ("gateway", with its decision
-// cache) and with decision_cache off ("uncached", every call evaluated).
-// The sites are measured side by side in every round (sequential calls
+// the gateway in each configuration of benchConfigs. By default each call
+// names a repository of its own, which the argument rule reads, so that
+// every call is evaluated, with the decision cache as without
+// (-mcpgate.recall makes the cached configurations recall instead). The
+// sites are measured side by side in every round (sequential calls
 // alternate between them call by call, concurrent ones slice by slice), so
 // that noise falls on all alike. One op is the whole comparison; the
-// figures are its metrics: the median latency of each and, for each
+// figures are its metrics: the median latency of each site and, for each
 // gateway, the difference (added-µs), and the median calls per second of
 // each at benchClients concurrent clients and the median of the rounds'
 // gateway/bare ratios (throughput-ratio).
 func BenchmarkEndToEnd(b *testing.B) {
-	bare, gateway, uncached := startBenchSites(b, startBenchUpstream(b))
-	sites := []*benchSite{bare, gateway, uncached}
+	sites := startBenchSites(b, startBenchUpstream(b))
+	bare := sites[0]
 	client := newBenchClient(b)
 	for _, site := range sites {
 		if err := client.call(site.url); err != nil {
@@ -173,7 +310,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 
 	for b.Loop() {
-		for round := range benchRounds {
+		for round := range *benchRounds {
 			firsts := make([]int, len(sites))
 			for i, site := range sites {
 				firsts[i] = len(site.latencies)
@@ -197,7 +334,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	bareMedian := median(bare.latencies)
 	b.ReportMetric(bareMedian, "bare-µs/median")
 	b.ReportMetric(median(bare.rates), "bare-calls/s")
-	for _, site := range []*benchSite{gateway, uncached} {
+	for _, site := range sites[1:] {
 		b.ReportMetric(median(site.latencies), site.name+"-µs/median")
 		b.ReportMetric(median(site.latencies)-bareMedian, site.name+"-added-µs")
 		b.ReportMetric(median(site.rates), site.name+"-calls/s")
@@ -298,36 +435,44 @@ func startBenchUpstream(b *testing.B) string {
 	return strings.TrimSpace(url)
 }
 
-// startBenchSites runs one Caddy config with three sites in front of
-// upstream: bare reverse_proxy, and the gateway with the benchmark policy,
-// with and without its decision cache.
-func startBenchSites(b *testing.B, upstream string) (bare, gateway, uncached *benchSite) {
+// startBenchSites runs one Caddy config in front of upstream with a site
+// of bare reverse_proxy, and one of the gateway in each configuration of
+// benchConfigs, and returns them, bare first.
+func startBenchSites(b *testing.B, upstream string) []*benchSite {
 	b.Helper()
-	barePort, uncachedPort := freePort(b), freePort(b)
+	b.Setenv("XDG_DATA_HOME", b.TempDir()) // tool pins go to Caddy's data directory
 	upstreamAddress := strings.TrimPrefix(upstream, "http://")
-	gatewayURL := startGateway(b, upstream, gatewayOptions{
-		policy: "policy " + benchPolicy,
-		sites: fmt.Sprintf(`
+	sites := []*benchSite{{name: "bare"}}
+	ports := []int{freePort(b)}
+	caddyfile := globalOptions(b) + fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	reverse_proxy %s
 }
-
+`, ports[0], upstreamAddress)
+	for _, c := range benchConfigs {
+		if *benchOnly != "" && !slices.Contains(strings.Split(*benchOnly, ","), c.name) {
+			continue
+		}
+		port := freePort(b)
+		ports = append(ports, port)
+		sites = append(sites, &benchSite{name: c.name})
+		caddyfile += fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {
-		policy %s
-		decision_cache off
+		%s
 	}
 	reverse_proxy %s
 }
-`, barePort, upstreamAddress, uncachedPort, benchPolicy, upstreamAddress),
-	})
-	waitForListener(b, barePort)
-	waitForListener(b, uncachedPort)
-	return &benchSite{name: "bare", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", barePort)},
-		&benchSite{name: "gateway", url: gatewayURL},
-		&benchSite{name: "uncached", url: fmt.Sprintf("http://127.0.0.1:%d/mcp", uncachedPort)}
+`, port, c.policyBlock(b), upstreamAddress)
+	}
+	startCaddy(b, caddyfile)
+	for i, port := range ports {
+		waitForListener(b, port)
+		sites[i].url = fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	}
+	return sites
 }
 
 // benchClient posts benchToolCalls over keep-alive connections, with room
@@ -350,7 +495,8 @@ func newBenchClient(b *testing.B) *benchClient {
 
 // call makes one tools/call of echo and checks that echo answered it.
 func (c *benchClient) call(url string) error {
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchToolCall(c.calls.Add(1))))
+	n := c.calls.Add(1)
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchToolCall(n, benchRepo(n, *benchRecall))))
 	if err != nil {
 		return err
 	}
