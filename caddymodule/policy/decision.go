@@ -94,7 +94,8 @@ func wellFormedDecision(value ast.Value) (d Decision, ok bool) {
 	if !isObject {
 		return Decision{}, false
 	}
-	action, isString := termString(obj.Get(memberAction))
+	// An action that is not a string reads as "", which is refused.
+	action, _ := termString(obj.Get(memberAction))
 	switch Action(action) {
 	case ActionAllow, ActionNeedsApproval, ActionBlock:
 		d.Action = Action(action)
@@ -103,6 +104,7 @@ func wellFormedDecision(value ast.Value) (d Decision, ok bool) {
 	}
 	members := 1
 	if reason := obj.Get(memberReason); reason != nil {
+		var isString bool
 		if d.Reason, isString = termString(reason); !isString {
 			return Decision{}, false
 		}

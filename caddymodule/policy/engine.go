@@ -281,8 +281,10 @@ func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedR
 	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
 	defer timeout.Stop()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
+	rules := newRuleCache(shared)
+	defer rules.release()
 	options := append(query.options[:len(query.options):len(query.options)],
-		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(newRuleCache(shared)))
+		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(rules))
 	rs, err := query.prepared.Eval(ctx, options...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating policy: %w", err)

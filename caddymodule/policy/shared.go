@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -185,50 +187,153 @@ func variesByItself(rule *ast.Rule) bool {
 
 // ruleCache is the cache of rule values of one evaluation
 // (topdown.VirtualCache): the policy's shared rules, then what the
-// evaluation computes itself. Inside a `with` (a frame pushed), which can
-// change what rules evaluate to, only the latter count.
+// evaluation computes itself, in frames (a `with` pushes one, which can
+// change what rules evaluate to: inside it only its own frame counts).
+// It keeps what OPA's own cache keeps, with the semantics of its Get and
+// Put, in a few slices and maps that are reused from one evaluation to
+// the next (ruleCaches) rather than in a tree of maps made anew for each.
 type ruleCache struct {
 	shared *sharedRules
-	frames int
-	own    topdown.VirtualCache
+	frames []ruleFrame
+	// depth is how many frames are in use; frames beyond it are kept for
+	// reuse.
+	depth int
 }
 
-// newRuleCache returns the rule cache of one evaluation.
+// ruleFrame is one frame of a ruleCache: entries, found by the hash of
+// their ref (first holds the first entry of each hash, next chains the
+// others), whose refs' terms are kept in terms.
+type ruleFrame struct {
+	first   map[int]int32
+	entries []ruleEntry
+	terms   []*ast.Term
+}
+
+// ruleEntry is one ref's value: its terms are terms[start:end] of its
+// frame; undefined marks a ref recorded as undefined.
+type ruleEntry struct {
+	start, end int32
+	next       int32
+	value      *ast.Term
+	undefined  bool
+}
+
+// maxPooledEntries bounds the entries of a rule cache put back for reuse,
+// so that one large evaluation does not keep its memory.
+const maxPooledEntries = 4096
+
+// ruleCaches are rule caches for evaluations to reuse.
+var ruleCaches = sync.Pool{New: func() any { return &ruleCache{} }}
+
+// newRuleCache returns an empty rule cache over shared. release gives it
+// back once the evaluation is over.
 func newRuleCache(shared *sharedRules) *ruleCache {
-	return &ruleCache{shared: shared, own: topdown.NewVirtualCache()}
+	c := ruleCaches.Get().(*ruleCache)
+	c.shared = shared
+	c.Push()
+	return c
+}
+
+// release empties the cache and keeps it for another evaluation.
+func (c *ruleCache) release() {
+	size := 0
+	for i := range c.frames {
+		size += len(c.frames[i].entries)
+		c.frames[i].reset()
+	}
+	c.shared, c.depth = nil, 0
+	if size <= maxPooledEntries {
+		ruleCaches.Put(c)
+	}
+}
+
+// reset empties a frame, keeping its memory.
+func (f *ruleFrame) reset() {
+	clear(f.first)
+	clear(f.entries)
+	clear(f.terms)
+	f.entries, f.terms = f.entries[:0], f.terms[:0]
 }
 
 // Push enters a `with`.
 func (c *ruleCache) Push() {
-	c.frames++
-	c.own.Push()
+	if c.depth == len(c.frames) {
+		c.frames = append(c.frames, ruleFrame{first: map[int]int32{}})
+	}
+	c.depth++
 }
 
-// Pop leaves a `with`.
+// Pop leaves a `with`, forgetting what was recorded inside it.
 func (c *ruleCache) Pop() {
-	c.frames--
-	c.own.Pop()
+	c.depth--
+	c.frames[c.depth].reset()
 }
 
 // Get returns the value of ref: (value, false) when known, (nil, true)
 // when known to be undefined, (nil, false) when not known.
 func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.frames == 0 {
+	if c.depth == 1 {
 		if value, shared := c.shared.lookup(ref); shared {
 			return value, value == nil
 		}
 	}
-	return c.own.Get(ref)
+	f := &c.frames[c.depth-1]
+	if e := f.find(ref, ref.Hash()); e != nil {
+		if e.undefined {
+			return nil, true
+		}
+		return e.value, false
+	}
+	return nil, false
 }
 
-// Put records the value of ref (nil: undefined).
+// Put records the value of ref (nil: undefined). Like OPA's own cache, a
+// ref once recorded undefined stays so.
 func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
-	c.own.Put(ref, value)
+	f := &c.frames[c.depth-1]
+	hash := ref.Hash()
+	e := f.find(ref, hash)
+	if e == nil {
+		next, chained := f.first[hash]
+		if !chained {
+			next = -1
+		}
+		f.first[hash] = int32(len(f.entries))
+		start := int32(len(f.terms))
+		f.terms = append(f.terms, ref...)
+		f.entries = append(f.entries, ruleEntry{start: start, end: int32(len(f.terms)), next: next})
+		e = &f.entries[len(f.entries)-1]
+	}
+	if value == nil {
+		e.undefined = true
+	} else {
+		e.value = value
+	}
 }
 
-// Keys returns the refs the evaluation recorded itself.
+// find returns the entry of ref, which has the given hash, if any.
+func (f *ruleFrame) find(ref ast.Ref, hash int) *ruleEntry {
+	i, ok := f.first[hash]
+	for ok && i >= 0 {
+		e := &f.entries[i]
+		if ast.Ref(f.terms[e.start:e.end]).Equal(ref) {
+			return e
+		}
+		i = e.next
+	}
+	return nil
+}
+
+// Keys returns the refs with a value in the current frame.
 func (c *ruleCache) Keys() []ast.Ref {
-	return c.own.Keys()
+	f := &c.frames[c.depth-1]
+	var keys []ast.Ref
+	for _, e := range f.entries {
+		if e.value != nil {
+			keys = append(keys, slices.Clone(ast.Ref(f.terms[e.start:e.end])))
+		}
+	}
+	return keys
 }
 
 var _ topdown.VirtualCache = (*ruleCache)(nil)

@@ -69,3 +69,46 @@ decision := {"action": "allow", "reason": sprintf("%d %d", [limit, mocked])}
 		t.Errorf("decision = %+v (error %v), want the reason %q", d, err, "3 5")
 	}
 }
+
+// TestRuleCache checks that the rule cache answers as OPA's own does:
+// values and undefined refs recorded, forgotten when a frame is left, and
+// the shared rules only outside any frame.
+func TestRuleCache(t *testing.T) {
+	shared := &sharedRules{}
+	shared.add([]string{"t", "methods"}, ast.StringTerm("shared"))
+	ref := ast.MustParseRef
+	one, two := ast.IntNumberTerm(1), ast.IntNumberTerm(2)
+	tests := []struct {
+		name string
+		do   func(c *ruleCache)
+		get  ast.Ref
+		want *ast.Term
+		// undefined is whether the ref is known to be undefined.
+		undefined bool
+	}{
+		{"nothing recorded", func(*ruleCache) {}, ref("data.t.p"), nil, false},
+		{"a value", func(c *ruleCache) { c.Put(ref("data.t.p"), one) }, ref("data.t.p"), one, false},
+		{"another ref", func(c *ruleCache) { c.Put(ref("data.t.p"), one) }, ref("data.t.q"), nil, false},
+		{"a longer ref", func(c *ruleCache) { c.Put(ref("data.t.p"), one) }, ref("data.t.p.x"), nil, false},
+		{"a function's value", func(c *ruleCache) { c.Put(ref("data.t.f").Append(one), two) }, ref("data.t.f").Append(one), two, false},
+		{"undefined", func(c *ruleCache) { c.Put(ref("data.t.p"), nil) }, ref("data.t.p"), nil, true},
+		{"undefined stays so", func(c *ruleCache) { c.Put(ref("data.t.p"), nil); c.Put(ref("data.t.p"), one) }, ref("data.t.p"), nil, true},
+		{"a value replaced", func(c *ruleCache) { c.Put(ref("data.t.p"), one); c.Put(ref("data.t.p"), two) }, ref("data.t.p"), two, false},
+		{"shared", func(*ruleCache) {}, ref("data.t.methods"), ast.StringTerm("shared"), false},
+		{"shared not inside a frame", func(c *ruleCache) { c.Push() }, ref("data.t.methods"), nil, false},
+		{"inside a frame", func(c *ruleCache) { c.Put(ref("data.t.p"), one); c.Push(); c.Put(ref("data.t.q"), two) }, ref("data.t.p"), nil, false},
+		{"a frame left", func(c *ruleCache) { c.Push(); c.Put(ref("data.t.q"), two); c.Pop() }, ref("data.t.q"), nil, false},
+		{"after a frame", func(c *ruleCache) { c.Put(ref("data.t.p"), one); c.Push(); c.Pop() }, ref("data.t.p"), one, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRuleCache(shared)
+			defer c.release()
+			tt.do(c)
+			got, undefined := c.Get(tt.get)
+			if !got.Equal(tt.want) || undefined != tt.undefined {
+				t.Errorf("Get(%v) = %v, %v; want %v, %v", tt.get, got, undefined, tt.want, tt.undefined)
+			}
+		})
+	}
+}
