@@ -1,15 +1,13 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
+	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
 )
 
 func init() {
@@ -39,117 +37,39 @@ func (ToolsAdmin) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Routes returns the admin routes.
+// Routes returns the admin routes: adminapi's, over the tool catalogs of
+// the process's usage pool.
 func (ToolsAdmin) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{
-		{Pattern: "/mcpgate/tools", Handler: caddy.AdminHandlerFunc(listTools)},
-		{Pattern: "/mcpgate/tools/accept", Handler: caddy.AdminHandlerFunc(acceptTool)},
-	}
+	tools := &adminapi.Tools{EachCatalog: eachCatalog, Logs: caddy.Log}
+	return adminRoutes(tools.Routes())
 }
 
-// ListedTool is one entry of GET /mcpgate/tools.
-type ListedTool struct {
-	Server      string         `json:"server"`
-	Name        string         `json:"name"`
-	Category    string         `json:"category"`
-	Annotations map[string]any `json:"annotations"`
-	Hash        string         `json:"hash"`
-	Changed     bool           `json:"changed"`
-}
+// ListedTool is one entry of GET /mcpgate/tools: adminapi.ListedTool,
+// under the name importers of caddymodule know.
+type ListedTool = adminapi.ListedTool
 
-// AcceptRequest is the body of POST /mcpgate/tools/accept.
-type AcceptRequest struct {
-	Server string `json:"server"`
-	Tool   string `json:"tool"`
-	Hash   string `json:"hash,omitempty"`
-}
+// AcceptRequest is the body of POST /mcpgate/tools/accept:
+// adminapi.AcceptRequest, under the name importers of caddymodule know.
+type AcceptRequest = adminapi.AcceptRequest
 
-// maxAdminBody bounds the JSON body of an mcpgate admin request.
-const maxAdminBody = 1 << 16
-
-// requireMethod refuses, with 405, an admin request not made with method.
-func requireMethod(r *http.Request, method string) error {
-	if r.Method != method {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+// adminRoutes makes Caddy admin routes of adminapi's routes; their
+// refusals become caddy.APIErrors, which the admin API answers with their
+// status and reason.
+func adminRoutes(routes []adminapi.Route) []caddy.AdminRoute {
+	admin := make([]caddy.AdminRoute, 0, len(routes))
+	for _, route := range routes {
+		admin = append(admin, caddy.AdminRoute{
+			Pattern: route.Pattern,
+			Handler: caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				err := route.Serve(w, r)
+				if refused, ok := errors.AsType[*approvalhttp.Error](err); ok {
+					return caddy.APIError{HTTPStatus: refused.Status, Err: refused.Err}
+				}
+				return err
+			}),
+		})
 	}
-	return nil
-}
-
-// decodeAdminBody reads an admin request's JSON body (within
-// maxAdminBody) into v, refusing what does not decode with 400.
-func decodeAdminBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody)).Decode(v); err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %w", err)}
-	}
-	return nil
-}
-
-// writeAdminJSON answers an admin request with v as JSON.
-func writeAdminJSON(w http.ResponseWriter, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(v)
-}
-
-func listTools(w http.ResponseWriter, r *http.Request) error {
-	if err := requireMethod(r, http.MethodGet); err != nil {
-		return err
-	}
-	server := r.URL.Query().Get("server")
-	listed := []ListedTool{}
-	eachCatalog(func(c *catalog.Catalog) bool {
-		for _, t := range c.Tools(server) {
-			listed = append(listed, ListedTool{
-				Server: t.Server, Name: t.Name, Category: string(t.Category),
-				Annotations: t.Annotations, Hash: t.Hash, Changed: t.Changed,
-			})
-		}
-		return true
-	})
-	return writeAdminJSON(w, listed)
-}
-
-func acceptTool(w http.ResponseWriter, r *http.Request) error {
-	if err := requireMethod(r, http.MethodPost); err != nil {
-		return err
-	}
-	var req AcceptRequest
-	if err := decodeAdminBody(w, r, &req); err != nil {
-		return err
-	}
-	if _, err := adminOperator(r, ""); err != nil {
-		return err
-	}
-	if req.Server == "" || req.Tool == "" {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("server and tool are required")}
-	}
-	found := false
-	var apiErr error
-	eachCatalog(func(c *catalog.Catalog) bool {
-		tool, ok := c.Lookup(req.Server, req.Tool)
-		if !ok {
-			return true
-		}
-		found = true
-		if req.Hash != "" && tool.Hash != req.Hash {
-			apiErr = caddy.APIError{HTTPStatus: http.StatusConflict,
-				Err: fmt.Errorf("tool %s on %s now has definition %s, not %s: review it again", req.Tool, req.Server, tool.Hash, req.Hash)}
-			return false
-		}
-		if err := c.Accept(r.Context(), req.Server, req.Tool); err != nil {
-			apiErr = internalError(fmt.Sprintf("accepting %s on %s", req.Tool, req.Server), err)
-			return false
-		}
-		caddy.Log().Named("mcpgate.tools").Info("tool definition accepted",
-			zap.String("server", req.Server), zap.String("tool", req.Tool), zap.String("hash", tool.Hash))
-		return true
-	})
-	if apiErr != nil {
-		return apiErr
-	}
-	if !found {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no tool %s known on server %s", req.Tool, req.Server)}
-	}
-	return writeAdminJSON(w, map[string]any{"accepted": req})
+	return admin
 }
 
 // Interface guard

@@ -13,7 +13,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 )
 
@@ -60,7 +60,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
 				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 					return decideApprovalCommand(decideCmd.OutOrStdout(), fl.String("address"), fl.Arg(0), verb,
-						caddymodule.AdminDecision{Approver: fl.String("approver"), Reason: fl.String("reason")})
+						adminapi.Decision{Approver: fl.String("approver"), Reason: fl.String("reason")})
 				})
 				cmd.AddCommand(decideCmd)
 			}
@@ -91,7 +91,7 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 	return caddy.ExitCodeSuccess, tw.Flush()
 }
 
-func decideApprovalCommand(out io.Writer, address, id, verb string, decision caddymodule.AdminDecision) (int, error) {
+func decideApprovalCommand(out io.Writer, address, id, verb string, decision adminapi.Decision) (int, error) {
 	var decided approval.Approval
 	if err := adminJSON(address, http.MethodPost, "/mcpgate/approvals/"+url.PathEscape(id)+"/"+verb, decision, &decided); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", verb, id, err)

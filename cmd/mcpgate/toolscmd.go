@@ -11,7 +11,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 )
 
 func init() {
@@ -46,7 +46,7 @@ operator accepted it is blocked and hidden until it is accepted again. Give
 			acceptCmd.Flags().String("tool", "", "The tool (required)")
 			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")
 			acceptCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-				return acceptToolCommand(acceptCmd.OutOrStdout(), fl.String("address"), caddymodule.AcceptRequest{
+				return acceptToolCommand(acceptCmd.OutOrStdout(), fl.String("address"), adminapi.AcceptRequest{
 					Server: fl.String("server"), Tool: fl.String("tool"), Hash: fl.String("hash"),
 				})
 			})
@@ -60,7 +60,7 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 	if server != "" {
 		uri += "?server=" + url.QueryEscape(server)
 	}
-	var tools []caddymodule.ListedTool
+	var tools []adminapi.ListedTool
 	if err := adminJSON(address, http.MethodGet, uri, nil, &tools); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing tools: %w", err)
 	}
@@ -76,7 +76,7 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 	return caddy.ExitCodeSuccess, tw.Flush()
 }
 
-func acceptToolCommand(out io.Writer, address string, req caddymodule.AcceptRequest) (int, error) {
+func acceptToolCommand(out io.Writer, address string, req adminapi.AcceptRequest) (int, error) {
 	if req.Server == "" || req.Tool == "" {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
 	}

@@ -1,0 +1,119 @@
+// Package adminapi serves mcpgate's routes on an admin API (in mcpgate,
+// Caddy's), for operators and the `mcpgate tools` and `mcpgate approvals`
+// commands: the tool catalog (list the tools, accept a changed tool's
+// definition) and approvals (list them, approve or deny one).
+//
+// Listing tools answers whoever reaches the admin API. Everything else
+// answers only operators: requests over a unix socket, whose file
+// permissions say who may use it, or over TLS with a verified client
+// certificate (Caddy's remote admin, with its access control). Any other
+// caller, such as a process on the host using a local TCP endpoint (the
+// agent whose call is held among them), is refused with 403.
+//
+// It knows nothing of Caddy: its host hands it the tool catalogs and
+// approval services, registers its Routes, and answers the refusals they
+// return, *approvalhttp.Error values as approvalhttp's handler returns,
+// as it answers its own errors (in Caddy: caddy.APIError).
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
+)
+
+// Route is one admin API route: requests whose path matches Pattern (as
+// http.ServeMux matches patterns) go to Serve, whose errors the host
+// answers.
+type Route struct {
+	// Pattern is the path the route answers.
+	Pattern string
+	// Serve answers a request, or returns why it did not: an
+	// *approvalhttp.Error for a refusal, another error for a response that
+	// could not be written.
+	Serve func(w http.ResponseWriter, r *http.Request) error
+}
+
+// refuse returns the refusal that answers a request with status.
+func refuse(status int, err error) error {
+	return &approvalhttp.Error{Status: status, Err: err}
+}
+
+// Logs returns the logger the routes log to, as the host has it when a
+// request comes (Caddy's default logger follows the config). Nil is no
+// log.
+type Logs func() *zap.Logger
+
+// named returns the host's logger named name.
+func (logs Logs) named(name string) *zap.Logger {
+	if logs == nil {
+		return zap.NewNop()
+	}
+	return logs().Named(name)
+}
+
+// internalError logs, as mcpgate.admin, what failed inside the gateway,
+// and answers with a fixed message.
+func (logs Logs) internalError(what string, err error) error {
+	logs.named("mcpgate.admin").Error(what, zap.Error(err))
+	return refuse(http.StatusInternalServerError, errors.New(what+" failed; the gateway's log says why"))
+}
+
+// maxBody bounds the JSON body of a request.
+const maxBody = 1 << 16
+
+// requireMethod refuses, with 405, a request not made with method.
+func requireMethod(r *http.Request, method string) error {
+	if r.Method != method {
+		return refuse(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed", r.Method))
+	}
+	return nil
+}
+
+// decodeBody reads a request's JSON body (within maxBody) into v,
+// refusing what does not decode with 400.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(v); err != nil {
+		return refuse(http.StatusBadRequest, fmt.Errorf("decoding request: %w", err))
+	}
+	return nil
+}
+
+// writeJSON answers a request with v as JSON.
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// errNotAnOperator is why the operator routes refuse a caller that came
+// neither over a unix socket nor with a verified client certificate.
+var errNotAnOperator = errors.New("mcpgate's approval and tool routes answer only operators: " +
+	"put Caddy's admin endpoint on a unix socket (admin unix//run/mcpgate/admin.sock), whose file permissions say who may use it, " +
+	"or use Caddy's remote admin with client certificates; or decide in the approval inbox")
+
+// operator returns who calls an operator route, as an approval decider:
+// "admin" over a unix socket, "admin:<CN>" over TLS with a verified
+// client certificate (its common name; "admin" when it has none), with the
+// claim the request makes of itself. Over any other connection the caller
+// could be any process on the host, and it is refused with 403.
+func operator(r *http.Request, claim string) (approval.Decider, error) {
+	by := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}, Claim: claim}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		if name := r.TLS.VerifiedChains[0][0].Subject.CommonName; name != "" {
+			by.ID = approval.PrincipalAdmin + ":" + name
+			by.Principals = append(by.Principals, by.ID)
+		}
+		return by, nil
+	}
+	if _, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); unix {
+		return by, nil
+	}
+	return approval.Decider{}, refuse(http.StatusForbidden, errNotAnOperator)
+}

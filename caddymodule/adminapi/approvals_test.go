@@ -1,0 +1,281 @@
+package adminapi
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// newService starts an approval service over the in-memory store, or,
+// when unreachable is set, over a Redis store that cannot be reached.
+func newService(t *testing.T, unreachable bool) *approval.Service {
+	t.Helper()
+	newStore := func(onChange approval.ChangeFunc) (approval.Store, error) {
+		return approval.NewMemoryStore(onChange), nil
+	}
+	if unreachable {
+		newStore = func(onChange approval.ChangeFunc) (approval.Store, error) {
+			// Nothing listens on port 1 of the loopback address.
+			return approval.NewRedisStore("127.0.0.1:1", onChange)
+		}
+	}
+	s, err := approval.NewService(newStore, &approval.Settings{
+		WebhookSecrets:  []approval.Secret{mustSecret(t, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
+		DecisionSecrets: []approval.Secret{mustSecret(t, "whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ==")},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("starting the approval service: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// mustSecret parses a secret, failing the test if it cannot.
+func mustSecret(t *testing.T, s string) approval.Secret {
+	t.Helper()
+	secret, err := approval.ParseSecret(s)
+	if err != nil {
+		t.Fatalf("parsing secret %q: %v", s, err)
+	}
+	return secret
+}
+
+// request asks s for a new approval of a call that approvers may decide
+// (any reviewer, when none are given).
+func request(t *testing.T, s *approval.Service, approvers ...string) *approval.Approval {
+	t.Helper()
+	a, err := s.Request(context.Background(), &approval.Call{
+		Session:   fmt.Sprintf("session-%d", time.Now().UnixNano()),
+		Server:    "files",
+		Tool:      "delete_file",
+		Arguments: map[string]any{"path": "/srv/report.txt"},
+		Reason:    "deletes a file",
+		Approvers: approvers,
+	})
+	if err != nil {
+		t.Fatalf("requesting an approval: %v", err)
+	}
+	return a
+}
+
+// serviceList finds approvals among services, as the host's usage pool
+// does.
+type serviceList []*approval.Service
+
+// Find returns the first service that knows and owns approval id; a store
+// that cannot be read is an error when no service has it.
+func (l serviceList) Find(ctx context.Context, id string, accept func(*approval.Service) bool) (*approval.Service, error) {
+	var storeErr error
+	for _, s := range l {
+		if accept != nil && !accept(s) {
+			continue
+		}
+		a, err := s.Get(ctx, id)
+		switch {
+		case err == nil && s.Owns(a):
+			return s, nil
+		case err != nil && !errors.Is(err, approval.ErrNotFound):
+			storeErr = err
+		}
+	}
+	if storeErr != nil {
+		return nil, fmt.Errorf("finding approval %s: %w", id, storeErr)
+	}
+	return nil, fmt.Errorf("%w: %s", approval.ErrNotFound, id)
+}
+
+// Each calls f for every service, until f returns false.
+func (l serviceList) Each(f func(*approval.Service) bool) {
+	for _, s := range l {
+		if !f(s) {
+			return
+		}
+	}
+}
+
+// TestListApprovals: operators see the pending approvals of every service
+// once (all remembered ones, with all=1); a store that cannot be read
+// fails the list.
+func TestListApprovals(t *testing.T) {
+	first, second := newService(t, false), newService(t, false)
+	pending, decided, other := request(t, first), request(t, first), request(t, second)
+	admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
+	if _, err := first.Decide(context.Background(), decided.ID, true, admin, "fine"); err != nil {
+		t.Fatalf("approving %s: %v", decided.ID, err)
+	}
+	tests := []struct {
+		name     string
+		query    string
+		services serviceList
+		local    net.Addr
+		tls      *tls.ConnectionState
+		// wantIDs are the approvals listed, when the list is answered.
+		wantIDs    []string
+		wantStatus int
+		wantReason string
+	}{
+		{name: "pending", services: serviceList{first, second}, local: unixSocket,
+			wantIDs: []string{pending.ID, other.ID}},
+		{name: "all remembered", query: "?all=1", services: serviceList{first, second}, local: unixSocket,
+			wantIDs: []string{pending.ID, decided.ID, other.ID}},
+		{name: "a store two services share", services: serviceList{first, first}, local: unixSocket,
+			wantIDs: []string{pending.ID}},
+		{name: "none", services: serviceList{}, local: unixSocket,
+			wantIDs: []string{}},
+		{name: "remote admin", services: serviceList{second}, local: localTCP, tls: clientCertificate("ops", true),
+			wantIDs: []string{other.ID}},
+		{name: "over local TCP", services: serviceList{first}, local: localTCP,
+			wantStatus: http.StatusForbidden, wantReason: notAnOperator},
+		{name: "store unreachable", services: serviceList{first, newService(t, true)}, local: unixSocket,
+			wantStatus: http.StatusInternalServerError, wantReason: "listing approvals failed; the gateway's log says why"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs, observed := observedLogs()
+			approvals := &Approvals{Services: tt.services, Logs: logs}
+			req := over(httptest.NewRequest(http.MethodGet, "/mcpgate/approvals"+tt.query, nil), tt.local, tt.tls)
+			rec, refused := serve(t, approvals.Routes(), req)
+			checkRefusal(t, refused, tt.wantStatus, tt.wantReason)
+			failures := observed.FilterLoggerName("mcpgate.admin").FilterMessage("listing approvals").AllUntimed()
+			if wantLogged := tt.wantStatus == http.StatusInternalServerError; (len(failures) == 1) != wantLogged || observed.Len() != len(failures) {
+				t.Errorf("logged %v, want the failure logged: %v", observed.AllUntimed(), wantLogged)
+			}
+			if tt.wantStatus != 0 {
+				return
+			}
+			var listed []approval.Approval
+			if err := json.Unmarshal(rec.Body.Bytes(), &listed); err != nil || listed == nil {
+				t.Fatalf("body %s (%v), want a JSON array", rec.Body, err)
+			}
+			ids := []string{}
+			for _, a := range listed {
+				ids = append(ids, a.ID)
+			}
+			if !slices.Equal(ids, tt.wantIDs) {
+				t.Errorf("listed %v, want %v", ids, tt.wantIDs)
+			}
+		})
+	}
+}
+
+// TestDecideApproval: an operator approves or denies a pending approval
+// they are entitled to, as "admin" (with their client certificate's name
+// over the remote admin) and what they claim; anything else is refused
+// with approvalhttp's status and text, and changes nothing.
+func TestDecideApproval(t *testing.T) {
+	tests := []struct {
+		name string
+		// approvers may decide the approval; default: any reviewer.
+		approvers []string
+		// settled approves the approval before the request.
+		settled bool
+		// path is the request's, given the approval's id.
+		path  func(id string) string
+		body  string
+		local net.Addr
+		tls   *tls.ConnectionState
+		// unreachable puts the approval's service behind a store that
+		// cannot be reached.
+		unreachable bool
+
+		wantStatus int
+		wantReason string
+		// wantState, wantApprover and wantClaim are how the approval
+		// stands after the request.
+		wantState    approval.State
+		wantApprover string
+		wantClaim    string
+	}{
+		{name: "approve", path: decision("approve"), body: `{"approver":"ops","reason":"checked"}`, local: unixSocket,
+			wantState: approval.Approved, wantApprover: "admin", wantClaim: "ops"},
+		{name: "deny", path: decision("deny"), body: `{"approver":"ops","reason":"checked"}`, local: unixSocket,
+			wantState: approval.Denied, wantApprover: "admin", wantClaim: "ops"},
+		{name: "no body", path: decision("approve"), local: unixSocket,
+			wantState: approval.Approved, wantApprover: "admin"},
+		{name: "remote admin", path: decision("deny"), body: `{"reason":"checked"}`, local: localTCP, tls: clientCertificate("ops", true),
+			wantState: approval.Denied, wantApprover: "admin:ops"},
+		{name: "for the remote admin's certificate", approvers: []string{"admin:ops"}, path: decision("approve"),
+			local: localTCP, tls: clientCertificate("ops", true),
+			wantState: approval.Approved, wantApprover: "admin:ops"},
+		{name: "not entitled", approvers: []string{"admin:ops"}, path: decision("approve"), local: unixSocket,
+			wantStatus: http.StatusForbidden, wantReason: "you are not among those who may decide this approval", wantState: approval.Pending},
+		{name: "already decided", settled: true, path: decision("deny"), local: unixSocket,
+			wantStatus: http.StatusConflict, wantReason: "this approval is already decided, cancelled or expired, or this webhook-id was used before",
+			wantState: approval.Approved, wantApprover: "admin"},
+		{name: "unknown approval", path: func(string) string { return "/mcpgate/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa/approve" }, local: unixSocket,
+			wantStatus: http.StatusNotFound, wantReason: "no such approval", wantState: approval.Pending},
+		{name: "unknown verb", path: decision("maybe"), local: unixSocket,
+			wantStatus: http.StatusNotFound, wantReason: "use /mcpgate/approvals/<id>/approve or /deny", wantState: approval.Pending},
+		{name: "no verb", path: func(id string) string { return "/mcpgate/approvals/" + id }, local: unixSocket,
+			wantStatus: http.StatusNotFound, wantReason: "use /mcpgate/approvals/<id>/approve or /deny", wantState: approval.Pending},
+		{name: "cut-off JSON", path: decision("approve"), body: `{"approver":`, local: unixSocket,
+			wantStatus: http.StatusBadRequest, wantReason: "decoding request: unexpected EOF", wantState: approval.Pending},
+		{name: "over local TCP", path: decision("approve"), local: localTCP,
+			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
+		{name: "TLS without a verified certificate", path: decision("approve"), local: localTCP, tls: clientCertificate("ops", false),
+			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
+		{name: "store unreachable", unreachable: true, path: decision("approve"), local: unixSocket,
+			wantStatus: http.StatusServiceUnavailable, wantReason: "the gateway could not take the decision just now; try again", wantState: approval.Pending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newService(t, false)
+			a := request(t, s, tt.approvers...)
+			if tt.settled {
+				admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
+				if _, err := s.Decide(context.Background(), a.ID, true, admin, "fine"); err != nil {
+					t.Fatalf("approving %s: %v", a.ID, err)
+				}
+			}
+			services := serviceList{s}
+			if tt.unreachable {
+				services = serviceList{newService(t, true)}
+			}
+			logs, observed := observedLogs()
+			approvals := &Approvals{Services: services, Logs: logs}
+			req := over(httptest.NewRequest(http.MethodPost, tt.path(a.ID), strings.NewReader(tt.body)), tt.local, tt.tls)
+			rec, refused := serve(t, approvals.Routes(), req)
+			checkRefusal(t, refused, tt.wantStatus, tt.wantReason)
+
+			now, err := s.Get(context.Background(), a.ID)
+			if err != nil {
+				t.Fatalf("getting approval %s: %v", a.ID, err)
+			}
+			if now.State != tt.wantState || now.Approver != tt.wantApprover || now.ApproverClaim != tt.wantClaim {
+				t.Errorf("approval is %s by %q (claim %q), want %s by %q (claim %q)",
+					now.State, now.Approver, now.ApproverClaim, tt.wantState, tt.wantApprover, tt.wantClaim)
+			}
+			if tt.wantStatus == 0 {
+				var answered approval.Approval
+				if err := json.Unmarshal(rec.Body.Bytes(), &answered); err != nil || answered.ID != a.ID || answered.State != tt.wantState {
+					t.Errorf("answer %s (%v), want approval %s %s", rec.Body, err, a.ID, tt.wantState)
+				}
+			}
+			failures := observed.FilterLoggerName("mcpgate.admin").FilterMessage("deciding approval failed").AllUntimed()
+			if wantLogged := tt.unreachable; (len(failures) == 1) != wantLogged || observed.Len() != len(failures) {
+				t.Errorf("logged %v, want the failure logged: %v", observed.AllUntimed(), wantLogged)
+			}
+			if len(failures) == 1 && (failures[0].ContextMap()["id"] != a.ID || failures[0].ContextMap()["error"] == nil) {
+				t.Errorf("failure logged with %v, want id %s and the error", failures[0].ContextMap(), a.ID)
+			}
+		})
+	}
+}
+
+// decision returns the path that decides an approval with verb.
+func decision(verb string) func(id string) string {
+	return func(id string) string { return "/mcpgate/approvals/" + id + "/" + verb }
+}

@@ -1,0 +1,118 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+)
+
+// Tools serves the tool catalog:
+//
+//	GET  /mcpgate/tools[?server=<name>]   the tools the gateway knows
+//	POST /mcpgate/tools/accept            {"server", "tool", "hash"}
+//
+// "server" is the name the upstream's tools are kept under: its upstream
+// name, else its server name. Accepting pins a tool's current definition,
+// lifting the block on a tool whose definition changed. With "hash", the
+// accept only succeeds if the current definition still has that hash, so
+// an operator never accepts a definition other than the one they
+// reviewed. Accepting answers only operators: it lifts a block.
+type Tools struct {
+	// EachCatalog calls f for every tool catalog in use, until f returns
+	// false. Required.
+	EachCatalog func(f func(*catalog.Catalog) bool)
+	// Logs receives accepted definitions (as mcpgate.tools) and failures
+	// (as mcpgate.admin).
+	Logs Logs
+}
+
+// ListedTool is one entry of GET /mcpgate/tools.
+type ListedTool struct {
+	Server      string         `json:"server"`
+	Name        string         `json:"name"`
+	Category    string         `json:"category"`
+	Annotations map[string]any `json:"annotations"`
+	Hash        string         `json:"hash"`
+	Changed     bool           `json:"changed"`
+}
+
+// AcceptRequest is the body of POST /mcpgate/tools/accept.
+type AcceptRequest struct {
+	Server string `json:"server"`
+	Tool   string `json:"tool"`
+	Hash   string `json:"hash,omitempty"`
+}
+
+// Routes returns the tool catalog's routes.
+func (t *Tools) Routes() []Route {
+	return []Route{
+		{Pattern: "/mcpgate/tools", Serve: t.list},
+		{Pattern: "/mcpgate/tools/accept", Serve: t.accept},
+	}
+}
+
+func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodGet); err != nil {
+		return err
+	}
+	server := r.URL.Query().Get("server")
+	listed := []ListedTool{}
+	t.EachCatalog(func(c *catalog.Catalog) bool {
+		for _, tool := range c.Tools(server) {
+			listed = append(listed, ListedTool{
+				Server: tool.Server, Name: tool.Name, Category: string(tool.Category),
+				Annotations: tool.Annotations, Hash: tool.Hash, Changed: tool.Changed,
+			})
+		}
+		return true
+	})
+	return writeJSON(w, listed)
+}
+
+func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodPost); err != nil {
+		return err
+	}
+	var req AcceptRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if _, err := operator(r, ""); err != nil {
+		return err
+	}
+	if req.Server == "" || req.Tool == "" {
+		return refuse(http.StatusBadRequest, errors.New("server and tool are required"))
+	}
+	found := false
+	var refusal error
+	t.EachCatalog(func(c *catalog.Catalog) bool {
+		tool, ok := c.Lookup(req.Server, req.Tool)
+		if !ok {
+			return true
+		}
+		found = true
+		if req.Hash != "" && tool.Hash != req.Hash {
+			refusal = refuse(http.StatusConflict,
+				fmt.Errorf("tool %s on %s now has definition %s, not %s: review it again", req.Tool, req.Server, tool.Hash, req.Hash))
+			return false
+		}
+		if err := c.Accept(r.Context(), req.Server, req.Tool); err != nil {
+			refusal = t.Logs.internalError(fmt.Sprintf("accepting %s on %s", req.Tool, req.Server), err)
+			return false
+		}
+		t.Logs.named("mcpgate.tools").Info("tool definition accepted",
+			zap.String("server", req.Server), zap.String("tool", req.Tool), zap.String("hash", tool.Hash))
+		return true
+	})
+	if refusal != nil {
+		return refusal
+	}
+	if !found {
+		return refuse(http.StatusNotFound, fmt.Errorf("no tool %s known on server %s", req.Tool, req.Server))
+	}
+	return writeJSON(w, map[string]any{"accepted": req})
+}
