@@ -44,14 +44,6 @@ func (ToolsAdmin) Routes() []caddy.AdminRoute {
 	return adminRoutes(tools.Routes())
 }
 
-// ListedTool is one entry of GET /mcpgate/tools: adminapi.ListedTool,
-// under the name importers of caddymodule know.
-type ListedTool = adminapi.ListedTool
-
-// AcceptRequest is the body of POST /mcpgate/tools/accept:
-// adminapi.AcceptRequest, under the name importers of caddymodule know.
-type AcceptRequest = adminapi.AcceptRequest
-
 // adminRoutes makes Caddy admin routes of adminapi's routes; their
 // refusals become caddy.APIErrors, which the admin API answers with their
 // status and reason.

@@ -41,9 +41,5 @@ func (ApprovalsAdmin) Routes() []caddy.AdminRoute {
 	return adminRoutes(approvals.Routes())
 }
 
-// AdminDecision is the body of POST /mcpgate/approvals/<id>/approve|deny:
-// adminapi.Decision, under the name importers of caddymodule know.
-type AdminDecision = adminapi.Decision
-
 // Interface guard
 var _ caddy.AdminRouter = (*ApprovalsAdmin)(nil)

@@ -32,7 +32,9 @@ type Services interface {
 }
 
 // Error is a request refused with an HTTP status, which the host answers
-// as it answers its own handlers' errors (in Caddy: caddyhttp.Error).
+// as it answers its own handlers' errors (in Caddy: caddyhttp.Error for
+// the approvals endpoints, caddy.APIError for the admin routes of
+// package adminapi, which refuses with it too).
 type Error struct {
 	// Status is the response's HTTP status.
 	Status int

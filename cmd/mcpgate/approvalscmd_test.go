@@ -13,7 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
@@ -85,13 +85,13 @@ func TestApprovalsCommand(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if _, err := decideApprovalCommand(&out, adminAddr, id, "approve", caddymodule.AdminDecision{Approver: "ops"}); err != nil {
+	if _, err := decideApprovalCommand(&out, adminAddr, id, "approve", adminapi.Decision{Approver: "ops"}); err != nil {
 		t.Fatalf("approvals approve: %v", err)
 	}
 	if !strings.Contains(out.String(), id+" is approved") {
 		t.Errorf("approvals approve printed %q", out.String())
 	}
-	if _, err := decideApprovalCommand(&out, adminAddr, id, "deny", caddymodule.AdminDecision{}); err == nil || !strings.Contains(err.Error(), "409") {
+	if _, err := decideApprovalCommand(&out, adminAddr, id, "deny", adminapi.Decision{}); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("a second decision: got %v, want a 409 error", err)
 	}
 	select {

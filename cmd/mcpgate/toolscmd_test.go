@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
@@ -34,13 +34,13 @@ func TestToolsCommand(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		req     caddymodule.AcceptRequest
+		req     adminapi.AcceptRequest
 		wantErr string
 	}{
-		{"unknown tool", caddymodule.AcceptRequest{Server: "tracker", Tool: "nope"}, "404"},
-		{"stale hash", caddymodule.AcceptRequest{Server: "tracker", Tool: "list_issues", Hash: "00"}, "409"},
-		{"missing flags", caddymodule.AcceptRequest{Server: "tracker"}, "--server and --tool are required"},
-		{"accept", caddymodule.AcceptRequest{Server: "tracker", Tool: "list_issues"}, ""},
+		{"unknown tool", adminapi.AcceptRequest{Server: "tracker", Tool: "nope"}, "404"},
+		{"stale hash", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues", Hash: "00"}, "409"},
+		{"missing flags", adminapi.AcceptRequest{Server: "tracker"}, "--server and --tool are required"},
+		{"accept", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
