@@ -64,10 +64,15 @@ actions := {"allow", "needs_approval", "block"}
 
 default decision := {"action": "block", "reason": "no rule of the policy allows this message"}
 
-decision := {"action": "block", "reason": concat("; ", custom_block_reasons)} if {
+decision := {"action": "block", "reason": concat("; ", malformed_rules)} if {
+	count(malformed_rules) > 0
+} else := {"action": "block", "reason": concat("; ", custom_block_reasons)} if {
 	count(custom_block_reasons) > 0
 } else := base_decision if {
 	base_decision.action == "block"
+} else := {"action": "block", "reason": approvers_conflict_reason} if {
+	count(custom_approval_reasons) > 0
+	approvers_conflict
 } else := object.union(
 	{"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)},
 	approval_approvers_member,
@@ -119,17 +124,60 @@ custom_approval_reasons := {reason_text(reason) | some reason in data.mcp.needs_
 # None: any reviewer.
 custom_approvers := {approver | some approver in data.mcp.approvers}
 
-# approval_approvers_member is who may approve when the organization's
-# needs_approval rules decide: the approvers its rules name, else those
-# the base decision named (a permissions entry's), so that a rule asking
-# for approval of a call the table already holds for, say, its caller
-# does not open it to any reviewer. Neither: any reviewer.
-approval_approvers_member := {"approvers": sort(custom_approvers)} if {
-	count(custom_approvers) > 0
-} else := {"approvers": base_decision.approvers} if {
+# table_approvers are who the base decision lets approve, when it is
+# needs_approval with approvers (a permissions entry's).
+table_approvers := {approver | some approver in base_decision.approvers} if {
 	base_decision.action == "needs_approval"
-	count(base_decision.approvers) > 0
+} else := set()
+
+# approval_approvers are who may approve when the organization's
+# needs_approval rules decide. A rule can only narrow who approves: with
+# approvers named both by its approvers rules and by the base decision,
+# those named by both; else whichever names some; neither: any reviewer.
+approval_approvers := custom_approvers & table_approvers if {
+	count(custom_approvers) > 0
+	count(table_approvers) > 0
+} else := custom_approvers if {
+	count(custom_approvers) > 0
+} else := table_approvers
+
+# approvers_conflict: the organization's approvers and the base
+# decision's name nobody in common, so nobody may approve.
+approvers_conflict if {
+	count(custom_approvers) > 0
+	count(table_approvers) > 0
+	count(custom_approvers & table_approvers) == 0
+}
+
+approvers_conflict_reason := sprintf(
+	"this call needs approval (%s), but the organization's approvers %v and the permissions table's %v name nobody in common, so nobody may approve it",
+	[concat("; ", custom_approval_reasons), sort(custom_approvers), sort(table_approvers)],
+)
+
+approval_approvers_member := {"approvers": sort(approval_approvers)} if {
+	count(approval_approvers) > 0
 } else := {}
+
+# malformed_rules are the organization's rules written as something other
+# than the sets the library reads (`block if { ... }` makes a boolean, not
+# a set of reasons): each blocks every message, with what to write
+# instead, rather than be silently ignored.
+malformed_rules contains rule_shape_reason("block", data.mcp.block) if not is_collection(data.mcp.block)
+
+malformed_rules contains rule_shape_reason("needs_approval", data.mcp.needs_approval) if not is_collection(data.mcp.needs_approval)
+
+malformed_rules contains rule_shape_reason("approvers", data.mcp.approvers) if not is_collection(data.mcp.approvers)
+
+rule_shape_reason(name, value) := sprintf(
+	"the policy's %s rule is a %s, not a set: write it as `%s contains ... if { ... }`; until then every message is blocked",
+	[name, type_name(value), name],
+)
+
+is_collection(value) if is_set(value)
+
+is_collection(value) if is_array(value)
+
+is_collection(value) if is_object(value)
 
 # reason_text lets a rule contribute something other than a string and
 # still be heard.

@@ -240,22 +240,59 @@ test_argument_reads_names_as_upstreams_do if {
 }
 
 # An organization's needs_approval rule on a call the table already holds
-# for named approvers keeps those approvers, unless its own approvers rule
-# names others: it never opens the call to any reviewer.
-test_custom_needs_approval_keeps_table_approvers if {
+# for named approvers keeps those approvers; its own approvers rule can
+# only narrow them (those named by both), and naming nobody in common
+# blocks: it never opens the call to more people.
+test_custom_needs_approval_narrows_table_approvers if {
 	call := {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "write", "changed": false}, "server": "s"}
-	table := {"tools": {"t": {"action": "needs_approval", "approvers": ["inbox:alice"]}}}
+	table := {"tools": {"t": {"action": "needs_approval", "approvers": ["inbox:alice", "group:security"]}}}
 	kept := mcp.decision with input as call
 		with data.mcp.permissions as table
 		with data.mcp.needs_approval as {"t needs a look"}
-	kept == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["inbox:alice"]}
-	named := mcp.decision with input as call
+	kept == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["group:security", "inbox:alice"]}
+	narrowed := mcp.decision with input as call
 		with data.mcp.permissions as table
 		with data.mcp.needs_approval as {"t needs a look"}
-		with data.mcp.approvers as {"group:security"}
-	named.approvers == ["group:security"]
+		with data.mcp.approvers as {"group:security", "caller"}
+	narrowed == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["group:security"]}
+	apart := mcp.decision with input as call
+		with data.mcp.permissions as table
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"caller"}
+	apart.action == "block"
+	contains(apart.reason, "name nobody in common")
 	any_reviewer := mcp.decision with input as call
 		with data.mcp.permissions as {"write": "needs_approval"}
 		with data.mcp.needs_approval as {"t needs a look"}
 	not any_reviewer.approvers
+	named := mcp.decision with input as call
+		with data.mcp.permissions as {"write": "allow"}
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"caller"}
+	named.approvers == ["caller"]
+}
+
+# Rules written as something other than sets (`block if { ... }` is a
+# boolean) block every message with what to write, rather than be
+# ignored and let the call through.
+test_malformed_rules_block if {
+	call := {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "read_only", "changed": false}, "server": "s"}
+	p := {"read_only": "allow"}
+	boolean_block := mcp.decision with input as call with data.mcp.permissions as p with data.mcp.block as true
+	string_block := mcp.decision with input as call with data.mcp.permissions as p with data.mcp.block as "x"
+	boolean_approval := mcp.decision with input as call with data.mcp.permissions as p with data.mcp.needs_approval as true
+	string_approvers := mcp.decision with input as call with data.mcp.permissions as p with data.mcp.approvers as "admin:alice"
+	every d in [boolean_block, string_block] {
+		d.action == "block"
+		contains(d.reason, "the policy's block rule is a")
+	}
+	boolean_approval.action == "block"
+	contains(boolean_approval.reason, "the policy's needs_approval rule is a boolean")
+	string_approvers.action == "block"
+	contains(string_approvers.reason, "the policy's approvers rule is a string")
+	fine := mcp.decision with input as call
+		with data.mcp.permissions as {"read_only": "allow"}
+		with data.mcp.block as set()
+		with data.mcp.approvers as ["caller"]
+	fine.action == "allow"
 }
