@@ -97,9 +97,10 @@ func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ c
 // the process's usage pool keeps them across config reloads.
 type instanceApprovals string
 
-// Find returns the service that holds approval id (see approvalServiceFor).
+// Find returns the service of the instance that holds approval id (see
+// approval.Find).
 func (instance instanceApprovals) Find(ctx context.Context, id string, accept func(*approval.Service) bool) (*approval.Service, error) {
-	return approvalServiceFor(ctx, string(instance), id, accept)
+	return approval.Find(ctx, instance.Each, id, accept)
 }
 
 // Each calls f for every service of the instance.

@@ -28,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 )
@@ -37,10 +38,10 @@ import (
 var testClient = &http.Client{Timeout: 20 * time.Second}
 
 // testWebhookSecret signs webhooks in these tests.
-const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+const testWebhookSecret = approvaltest.WebhookSecret
 
 // testDecisionSecret signs decision callbacks in these tests.
-const testDecisionSecret = "whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ=="
+const testDecisionSecret = approvaltest.DecisionSecret
 
 // approver is a webhook receiver on 127.0.0.1 that checks every
 // webhook's signature, as a real approval service would, and sends signed
@@ -63,15 +64,13 @@ type approver struct {
 
 func newApprover(t testing.TB) *approver {
 	t.Helper()
-	webhookSecret, err := approval.ParseSecret(testWebhookSecret)
-	if err != nil {
-		t.Fatal(err)
+	a := &approver{
+		webhookSecret: approvaltest.MustSecret(t, testWebhookSecret),
+		secret:        approvaltest.MustSecret(t, testDecisionSecret),
+		keepEvents:    true,
+		counts:        make(map[string]int),
+		arrived:       make(chan struct{}, 1),
 	}
-	secret, err := approval.ParseSecret(testDecisionSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &approver{webhookSecret: webhookSecret, secret: secret, keepEvents: true, counts: make(map[string]int), arrived: make(chan struct{}, 1)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if _, err := a.webhookSecret.Verify(r.Header, body, time.Now()); err != nil {
@@ -406,10 +405,7 @@ func TestApprovalTimeout(t *testing.T) {
 func TestApprovalCallbacksRefused(t *testing.T) {
 	g, up, e, done := holdCall(t, approvalSetup{}, "guarded")
 
-	forger, err := approval.ParseSecret("whsec_" + strings.Repeat("A", 43) + "=")
-	if err != nil {
-		t.Fatal(err)
-	}
+	forger := approvaltest.MustSecret(t, "whsec_"+strings.Repeat("A", 43)+"=")
 	const unknown = "apr_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	approve := map[string]string{"id": e.ID, "decision": "approve", "approver": "mallory"}
 	tests := []struct {
@@ -625,17 +621,34 @@ func TestApprovalSurvivesReconnect(t *testing.T) {
 
 // postMCP POSTs one JSON-RPC message to the gateway.
 func postMCP(ctx context.Context, url, session, body string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req, err := mcpRequest(ctx, http.MethodPost, url, session, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	return testClient.Do(req)
+}
+
+// mcpRequest returns a request to the gateway at url as a Streamable HTTP
+// client makes it: with method, in session (none when it is empty),
+// carrying body, one JSON-RPC message (nothing when it is empty).
+func mcpRequest(ctx context.Context, method, url, session, body string) (*http.Request, error) {
+	var reader io.Reader
+	if body != "" {
+		reader = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, reader)
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
 	if session != "" {
 		req.Header.Set("Mcp-Session-Id", session)
 	}
-	return testClient.Do(req)
+	return req, nil
 }
 
 // postAsync POSTs one JSON-RPC message in the background, and returns
@@ -805,6 +818,26 @@ func TestApprovalSurvivesReload(t *testing.T) {
 	}
 }
 
+// startReplicas runs, in one Caddy with the global options, two gateway
+// sites that replica makes: on portA as approval instance replica-a, on
+// portB as replica-b; and a site on callbackPort taking replica-b's
+// callbacks.
+func startReplicas(t *testing.T, global string, replica func(port int, instance string) string, portA, portB, callbackPort int) {
+	t.Helper()
+	startCaddy(t, global+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	handle /approvals/* {
+		mcp_approvals {
+			instance replica-b
+		}
+	}
+}
+`, callbackPort))
+	waitForListener(t, portA)
+	waitForListener(t, callbackPort)
+}
+
 // TestApprovalAcrossReplicas runs two gateways over one Redis, as two
 // replicas: one Caddy config with two gateway sites whose approval blocks
 // name distinct instances (so each has its own approval service, as
@@ -821,18 +854,7 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	replica := func(port int, instance string) string {
 		return approvalSite(port, up, approver.URL, callbacks, "hold 3s", "store redis "+redisAddr, "instance "+instance)
 	}
-	startCaddy(t, globalOptions(t)+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
-:%d {
-	bind 127.0.0.1
-	handle /approvals/* {
-		mcp_approvals {
-			instance replica-b
-		}
-	}
-}
-`, callbackPort))
-	waitForListener(t, portA)
-	waitForListener(t, callbackPort)
+	startReplicas(t, globalOptions(t), replica, portA, portB, callbackPort)
 
 	urlA := fmt.Sprintf("http://127.0.0.1:%d/mcp", portA)
 	urlB := fmt.Sprintf("http://127.0.0.1:%d/mcp", portB)
@@ -846,11 +868,7 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	// first progress notification names the approval it waits on.
 	withProgress := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"replicated"},"_meta":{"progressToken":"b"}}}`
 	heldOnB := make(chan string, 1)
-	reqB, _ := http.NewRequestWithContext(ctx, http.MethodPost, urlB, strings.NewReader(withProgress))
-	reqB.Header.Set("Content-Type", "application/json")
-	reqB.Header.Set("Accept", "application/json, text/event-stream")
-	reqB.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	respB, err := testClient.Do(reqB)
+	respB, err := postMCP(ctx, urlB, "", withProgress)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1149,10 +1167,7 @@ http://gw.example.com {
 	})
 
 	t.Run("a template reaches its receiver", func(t *testing.T) {
-		webhookSecret, err := approval.ParseSecret(testWebhookSecret)
-		if err != nil {
-			t.Fatal(err)
-		}
+		webhookSecret := approvaltest.MustSecret(t, testWebhookSecret)
 		type delivery struct {
 			header http.Header
 			body   []byte
@@ -1332,24 +1347,10 @@ func TestSecretRotation(t *testing.T) {
 }
 `, port, sessionKeys, approver.URL, testWebhookSecret, decisionSecrets, callbacks, redisAddr, instance, strings.TrimPrefix(up.URL, "http://"))
 		}
-		startCaddy(t, global+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
-:%d {
-	bind 127.0.0.1
-	handle /approvals/* {
-		mcp_approvals {
-			instance replica-b
-		}
-	}
-}
-`, callbackPort))
-		waitForListener(t, portA)
-		waitForListener(t, callbackPort)
+		startReplicas(t, global, replica, portA, portB, callbackPort)
 	}
 	signWith := func(secret string) func(http.Header, []byte) {
-		s, err := approval.ParseSecret(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := approvaltest.MustSecret(t, secret)
 		return func(h http.Header, body []byte) {
 			var id [8]byte
 			_, _ = rand.Read(id[:])

@@ -539,20 +539,10 @@ var streamClient = &http.Client{}
 // response once its headers came.
 func openRaw(t *testing.T, ctx context.Context, method, url, session, body string) *http.Response {
 	t.Helper()
-	var reader io.Reader
-	if body != "" {
-		reader = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, reader)
+	req, err := mcpRequest(ctx, method, url, session, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	req.Header.Set("Mcp-Session-Id", session)
 	resp, err := streamClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
@@ -750,16 +740,12 @@ func callLoad(t *testing.T, url string, clients, maxCalls int, stop <-chan struc
 				default:
 				}
 				text := fmt.Sprintf("load %d-%d", i, j)
-				req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(
-					`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"`+text+`"}}}`))
+				req, err := mcpRequest(context.Background(), http.MethodPost, url, session,
+					`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"`+text+`"}}}`)
 				if err != nil {
 					outcomes <- loadOutcome{text: text, err: err}
 					return
 				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-				req.Header.Set("Mcp-Session-Id", session)
 				resp, err := client.Do(req)
 				if err != nil {
 					outcomes <- loadOutcome{text: text, err: err}

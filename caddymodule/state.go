@@ -101,42 +101,6 @@ func eachApprovalService(instance string, f func(*approval.Service) bool) {
 	})
 }
 
-// approvalServiceFor returns the approval service (of the instance, or
-// any when instance is empty) whose store knows approval id, that owns it
-// (one of its decision secrets announced it), and which accept, when
-// given, accepts; nil when there is none.
-//
-// An error other than ErrNotFound (a store that cannot be reached) is
-// returned when no service was found: the approval may exist, and the
-// decider should try again rather than be told it does not.
-func approvalServiceFor(ctx context.Context, instance, id string, accept func(*approval.Service) bool) (*approval.Service, error) {
-	if !approval.ValidID(id) {
-		return nil, fmt.Errorf("%w: %s", approval.ErrNotFound, id)
-	}
-	var found *approval.Service
-	var storeErr error
-	eachApprovalService(instance, func(s *approval.Service) bool {
-		if accept != nil && !accept(s) {
-			return true
-		}
-		a, err := s.Get(ctx, id)
-		switch {
-		case err == nil && s.Owns(a):
-			found = s
-		case err != nil && !errors.Is(err, approval.ErrNotFound):
-			storeErr = err
-		}
-		return found == nil
-	})
-	switch {
-	case found != nil:
-		return found, nil
-	case storeErr != nil:
-		return nil, fmt.Errorf("finding approval %s: %w", id, storeErr)
-	}
-	return nil, fmt.Errorf("%w: %s", approval.ErrNotFound, id)
-}
-
 // newApprovalMetrics registers (or finds) the approval metrics in the
 // config's registry, for one instance.
 func newApprovalMetrics(registry prometheus.Registerer, instance string) (*approval.Metrics, error) {

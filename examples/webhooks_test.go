@@ -13,12 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
-)
-
-// The secrets of the webhook template tests.
-const (
-	webhookSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	decisionSecret = "whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ=="
+	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 )
 
 // hostile is text a caller (or a model) controls, made to break what it
@@ -86,38 +81,20 @@ func renderThroughService(t *testing.T, path string, sample templateSample) rend
 	if err != nil {
 		t.Fatalf("loading %s: %v", path, err)
 	}
-	secret, err := approval.ParseSecret(webhookSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	decision, err := approval.ParseSecret(decisionSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
 	arrived := make(chan rendered, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		arrived <- rendered{header: r.Header.Clone(), body: body}
 	}))
 	t.Cleanup(srv.Close)
-	timeout := time.Minute
+	settings := approvaltest.Settings(t)
+	settings.Webhooks = []approval.Webhook{{URL: srv.URL, Template: tmpl}}
+	settings.CallbackURL = "https://gw.example.com/approvals"
+	settings.InboxURL = sample.inboxURL
 	if sample.event == approval.EventExpired {
-		timeout = 100 * time.Millisecond
+		settings.Timeout = 100 * time.Millisecond
 	}
-	s, err := approval.NewService(func(onChange approval.ChangeFunc) (approval.Store, error) {
-		return approval.NewMemoryStore(onChange), nil
-	}, &approval.Settings{
-		Webhooks:        []approval.Webhook{{URL: srv.URL, Template: tmpl}},
-		WebhookSecrets:  []approval.Secret{secret},
-		DecisionSecrets: []approval.Secret{decision},
-		CallbackURL:     "https://gw.example.com/approvals",
-		InboxURL:        sample.inboxURL,
-		Timeout:         timeout,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := approvaltest.NewService(t, settings)
 
 	ctx := context.Background()
 	call := sample.call
@@ -144,7 +121,7 @@ func renderThroughService(t *testing.T, path string, sample templateSample) rend
 			if got.header.Get(approval.HeaderID) != wantID {
 				continue
 			}
-			if _, err := secret.Verify(got.header, got.body, time.Now()); err != nil {
+			if _, err := approvaltest.MustSecret(t, approvaltest.WebhookSecret).Verify(got.header, got.body, time.Now()); err != nil {
 				t.Errorf("the %s webhook's signature: %v, want it verified over the body received", sample.event, err)
 			}
 			if ct := got.header.Get("Content-Type"); ct != "application/json" {

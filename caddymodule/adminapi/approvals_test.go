@@ -4,122 +4,28 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 )
-
-// newService starts an approval service over the in-memory store, or,
-// when unreachable is set, over a Redis store that cannot be reached.
-func newService(t *testing.T, unreachable bool) *approval.Service {
-	t.Helper()
-	newStore := func(onChange approval.ChangeFunc) (approval.Store, error) {
-		return approval.NewMemoryStore(onChange), nil
-	}
-	if unreachable {
-		newStore = func(onChange approval.ChangeFunc) (approval.Store, error) {
-			// Nothing listens on port 1 of the loopback address.
-			return approval.NewRedisStore("127.0.0.1:1", onChange)
-		}
-	}
-	s, err := approval.NewService(newStore, &approval.Settings{
-		WebhookSecrets:  []approval.Secret{mustSecret(t, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
-		DecisionSecrets: []approval.Secret{mustSecret(t, "whsec_ZGVjaXNpb25zIGFyZSBzaWduZWQgd2l0aCB0aGlzIGtleQ==")},
-		CallbackURL:     "https://gw.example/approvals",
-		Timeout:         time.Minute,
-	})
-	if err != nil {
-		t.Fatalf("starting the approval service: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// mustSecret parses a secret, failing the test if it cannot.
-func mustSecret(t *testing.T, s string) approval.Secret {
-	t.Helper()
-	secret, err := approval.ParseSecret(s)
-	if err != nil {
-		t.Fatalf("parsing secret %q: %v", s, err)
-	}
-	return secret
-}
-
-// request asks s for a new approval of a call that approvers may decide
-// (any reviewer, when none are given).
-func request(t *testing.T, s *approval.Service, approvers ...string) *approval.Approval {
-	t.Helper()
-	a, err := s.Request(context.Background(), &approval.Call{
-		Session:   fmt.Sprintf("session-%d", time.Now().UnixNano()),
-		Server:    "files",
-		Tool:      "delete_file",
-		Arguments: map[string]any{"path": "/srv/report.txt"},
-		Reason:    "deletes a file",
-		Approvers: approvers,
-	})
-	if err != nil {
-		t.Fatalf("requesting an approval: %v", err)
-	}
-	return a
-}
-
-// serviceList finds approvals among services, as the host's usage pool
-// does.
-type serviceList []*approval.Service
-
-// Find returns the first service that knows and owns approval id; a store
-// that cannot be read is an error when no service has it.
-func (l serviceList) Find(ctx context.Context, id string, accept func(*approval.Service) bool) (*approval.Service, error) {
-	var storeErr error
-	for _, s := range l {
-		if accept != nil && !accept(s) {
-			continue
-		}
-		a, err := s.Get(ctx, id)
-		switch {
-		case err == nil && s.Owns(a):
-			return s, nil
-		case err != nil && !errors.Is(err, approval.ErrNotFound):
-			storeErr = err
-		}
-	}
-	if storeErr != nil {
-		return nil, fmt.Errorf("finding approval %s: %w", id, storeErr)
-	}
-	return nil, fmt.Errorf("%w: %s", approval.ErrNotFound, id)
-}
-
-// Each calls f for every service, until f returns false.
-func (l serviceList) Each(f func(*approval.Service) bool) {
-	for _, s := range l {
-		if !f(s) {
-			return
-		}
-	}
-}
 
 // TestListApprovals: operators see the pending approvals of every service
 // once (all remembered ones, with all=1); a store that cannot be read
 // fails the list.
 func TestListApprovals(t *testing.T) {
-	first, second := newService(t, false), newService(t, false)
-	pending, decided, other := request(t, first), request(t, first), request(t, second)
-	admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
-	if _, err := first.Decide(context.Background(), decided.ID, true, admin, "fine"); err != nil {
-		t.Fatalf("approving %s: %v", decided.ID, err)
-	}
+	first, second := approvaltest.NewService(t, nil), approvaltest.NewService(t, nil)
+	pending, decided, other := approvaltest.Request(t, first), approvaltest.Request(t, first), approvaltest.Request(t, second)
+	approvaltest.ApproveAsAdmin(t, first, decided.ID)
 	tests := []struct {
 		name     string
 		query    string
-		services serviceList
+		services approvaltest.Services
 		local    net.Addr
 		tls      *tls.ConnectionState
 		// wantIDs are the approvals listed, when the list is answered.
@@ -127,19 +33,19 @@ func TestListApprovals(t *testing.T) {
 		wantStatus int
 		wantReason string
 	}{
-		{name: "pending", services: serviceList{first, second}, local: unixSocket,
+		{name: "pending", services: approvaltest.Services{first, second}, local: unixSocket,
 			wantIDs: []string{pending.ID, other.ID}},
-		{name: "all remembered", query: "?all=1", services: serviceList{first, second}, local: unixSocket,
+		{name: "all remembered", query: "?all=1", services: approvaltest.Services{first, second}, local: unixSocket,
 			wantIDs: []string{pending.ID, decided.ID, other.ID}},
-		{name: "a store two services share", services: serviceList{first, first}, local: unixSocket,
+		{name: "a store two services share", services: approvaltest.Services{first, first}, local: unixSocket,
 			wantIDs: []string{pending.ID}},
-		{name: "none", services: serviceList{}, local: unixSocket,
+		{name: "none", services: approvaltest.Services{}, local: unixSocket,
 			wantIDs: []string{}},
-		{name: "remote admin", services: serviceList{second}, local: localTCP, tls: clientCertificate("ops", true),
+		{name: "remote admin", services: approvaltest.Services{second}, local: localTCP, tls: clientCertificate("ops", true),
 			wantIDs: []string{other.ID}},
-		{name: "over local TCP", services: serviceList{first}, local: localTCP,
+		{name: "over local TCP", services: approvaltest.Services{first}, local: localTCP,
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator},
-		{name: "store unreachable", services: serviceList{first, newService(t, true)}, local: unixSocket,
+		{name: "store unreachable", services: approvaltest.Services{first, approvaltest.NewUnreachableService(t, nil)}, local: unixSocket,
 			wantStatus: http.StatusInternalServerError, wantReason: "listing approvals failed; the gateway's log says why"},
 	}
 	for _, tt := range tests {
@@ -232,17 +138,14 @@ func TestDecideApproval(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newService(t, false)
-			a := request(t, s, tt.approvers...)
+			s := approvaltest.NewService(t, nil)
+			a := approvaltest.Request(t, s, tt.approvers...)
 			if tt.settled {
-				admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
-				if _, err := s.Decide(context.Background(), a.ID, true, admin, "fine"); err != nil {
-					t.Fatalf("approving %s: %v", a.ID, err)
-				}
+				approvaltest.ApproveAsAdmin(t, s, a.ID)
 			}
-			services := serviceList{s}
+			services := approvaltest.Services{s}
 			if tt.unreachable {
-				services = serviceList{newService(t, true)}
+				services = approvaltest.Services{approvaltest.NewUnreachableService(t, nil)}
 			}
 			logs, observed := observedLogs()
 			approvals := &Approvals{Services: services, Logs: logs}

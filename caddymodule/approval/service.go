@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"slices"
 	"sync"
@@ -216,6 +217,35 @@ func (s *Service) Owns(a *Approval) bool {
 	return slices.ContainsFunc(s.settings.Load().DecisionSecrets, func(secret Secret) bool {
 		return secret.ID() == a.KeyID
 	})
+}
+
+// Find returns the service, among services, whose store knows approval
+// id, that owns it (see Owns), and which accept, when given, accepts. Its
+// error wraps ErrNotFound when there is none, an id not spelled as an
+// approval's among them; it is a store's error instead when a store could
+// not be read and no service was found: the approval may exist, and the
+// decider should try again rather than be told it does not.
+func Find(ctx context.Context, services iter.Seq[*Service], id string, accept func(*Service) bool) (*Service, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	var storeErr error
+	for s := range services {
+		if accept != nil && !accept(s) {
+			continue
+		}
+		a, err := s.Get(ctx, id)
+		switch {
+		case err == nil && s.Owns(a):
+			return s, nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			storeErr = err
+		}
+	}
+	if storeErr != nil {
+		return nil, fmt.Errorf("finding approval %s: %w", id, storeErr)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 }
 
 // Get returns the approval with the id.

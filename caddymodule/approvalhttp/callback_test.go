@@ -2,7 +2,6 @@ package approvalhttp
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 )
 
 // callbackRequest returns body POSTed to the approval's callback URL,
@@ -20,7 +20,7 @@ func callbackRequest(t *testing.T, id string, body []byte, secret, webhookID str
 	req := httptest.NewRequest(http.MethodPost, "/approvals/"+id, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if secret != "" {
-		mustSecret(t, secret).SetHeaders(req.Header, webhookID, sent, body)
+		approvaltest.MustSecret(t, secret).SetHeaders(req.Header, webhookID, sent, body)
 	}
 	return req
 }
@@ -49,47 +49,49 @@ func delivered(id string, state approval.State) string {
 // decide decides it; anything else is refused with its status and fixed
 // text, logged, and changes nothing.
 func TestCallback(t *testing.T) {
-	stranger := request(t, newService(t, decisionSecret)) // in no service the handler knows
+	stranger := approvaltest.Request(t, approvaltest.NewService(t, nil)) // in no service the handler knows
 	tests := []struct {
 		name      string
 		approvers []string
 		// settle, when set, decides the approval before the callback.
-		settle   bool
-		id       func(a *approval.Approval) string // default: a.ID
-		body     func(id string) []byte            // default: an approval of id
-		secret   string
-		age      time.Duration
-		storeErr error
+		settle bool
+		id     func(a *approval.Approval) string // default: a.ID
+		body   func(id string) []byte            // default: an approval of id
+		secret string
+		age    time.Duration
+		// unreachable puts the approval's service behind a store that
+		// cannot be reached.
+		unreachable bool
 		// wantBody is the response's body, given the approval's id.
 		wantStatus int
 		wantBody   func(id string) string
 		wantState  approval.State
 	}{
-		{name: "approved", secret: decisionSecret,
+		{name: "approved", secret: approvaltest.DecisionSecret,
 			wantStatus: http.StatusOK, wantBody: func(id string) string { return delivered(id, approval.Approved) }, wantState: approval.Approved},
-		{name: "denied", secret: decisionSecret, body: func(id string) []byte { return decisionBody(id, "deny") },
+		{name: "denied", secret: approvaltest.DecisionSecret, body: func(id string) []byte { return decisionBody(id, "deny") },
 			wantStatus: http.StatusOK, wantBody: func(id string) string { return delivered(id, approval.Denied) }, wantState: approval.Denied},
-		{name: "for named approvers that include the webhook", approvers: []string{"inbox:alice", approval.PrincipalWebhook}, secret: decisionSecret,
+		{name: "for named approvers that include the webhook", approvers: []string{"inbox:alice", approval.PrincipalWebhook}, secret: approvaltest.DecisionSecret,
 			wantStatus: http.StatusOK, wantBody: func(id string) string { return delivered(id, approval.Approved) }, wantState: approval.Approved},
 		{name: "unsigned",
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
 		{name: "signed with another gateway's secret", secret: otherSecret,
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
-		{name: "stale", secret: decisionSecret, age: 10 * time.Minute,
+		{name: "stale", secret: approvaltest.DecisionSecret, age: 10 * time.Minute,
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
-		{name: "unknown approval", secret: decisionSecret, id: func(*approval.Approval) string { return stranger.ID },
+		{name: "unknown approval", secret: approvaltest.DecisionSecret, id: func(*approval.Approval) string { return stranger.ID },
 			wantStatus: http.StatusNotFound, wantBody: fixed(refused404), wantState: approval.Pending},
-		{name: "body for another approval", secret: decisionSecret, body: func(string) []byte { return decisionBody(stranger.ID, "approve") },
+		{name: "body for another approval", secret: approvaltest.DecisionSecret, body: func(string) []byte { return decisionBody(stranger.ID, "approve") },
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
-		{name: "neither approve nor deny", secret: decisionSecret, body: func(id string) []byte { return decisionBody(id, "maybe") },
+		{name: "neither approve nor deny", secret: approvaltest.DecisionSecret, body: func(id string) []byte { return decisionBody(id, "maybe") },
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
-		{name: "body too large", secret: decisionSecret, body: func(string) []byte { return bytes.Repeat([]byte(" "), maxCallbackBody+1) },
+		{name: "body too large", secret: approvaltest.DecisionSecret, body: func(string) []byte { return bytes.Repeat([]byte(" "), maxCallbackBody+1) },
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
-		{name: "not for the webhook to decide", approvers: []string{"inbox:alice"}, secret: decisionSecret,
+		{name: "not for the webhook to decide", approvers: []string{"inbox:alice"}, secret: approvaltest.DecisionSecret,
 			wantStatus: http.StatusForbidden, wantBody: fixed(refused403), wantState: approval.Pending},
-		{name: "already decided", settle: true, secret: decisionSecret, body: func(id string) []byte { return decisionBody(id, "deny") },
+		{name: "already decided", settle: true, secret: approvaltest.DecisionSecret, body: func(id string) []byte { return decisionBody(id, "deny") },
 			wantStatus: http.StatusConflict, wantBody: fixed(refused409), wantState: approval.Approved},
-		{name: "store unreachable", secret: decisionSecret, storeErr: errors.New("dial tcp: connection refused"),
+		{name: "store unreachable", secret: approvaltest.DecisionSecret, unreachable: true,
 			wantStatus: http.StatusServiceUnavailable, wantBody: fixed(refused503), wantState: approval.Pending},
 	}
 	for _, tt := range tests {
@@ -102,7 +104,11 @@ func TestCallback(t *testing.T) {
 			if tt.body != nil {
 				body = tt.body(a.ID)
 			}
-			h, logs := newHandler(nil, serviceList{services: []*approval.Service{s}, storeErr: tt.storeErr})
+			services := approvaltest.Services{s}
+			if tt.unreachable {
+				services = approvaltest.Services{approvaltest.NewUnreachableService(t, nil)}
+			}
+			h, logs := newHandler(nil, services)
 			rec, refused := serve(t, h, callbackRequest(t, id, body, tt.secret, "msg_1", time.Now().Add(-tt.age)))
 			if refused != nil {
 				t.Fatalf("Serve left %v to the host, want the callback answered", refused)
@@ -153,14 +159,14 @@ func TestCallbackRetry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newService(t, decisionSecret)
-			a := request(t, s)
-			h, _ := newHandler(nil, serviceList{services: []*approval.Service{s}})
-			first, _ := serve(t, h, callbackRequest(t, a.ID, decisionBody(a.ID, "approve"), decisionSecret, "msg_1", time.Now()))
+			s := approvaltest.NewService(t, nil)
+			a := approvaltest.Request(t, s)
+			h, _ := newHandler(nil, approvaltest.Services{s})
+			first, _ := serve(t, h, callbackRequest(t, a.ID, decisionBody(a.ID, "approve"), approvaltest.DecisionSecret, "msg_1", time.Now()))
 			if first.Code != http.StatusOK {
 				t.Fatalf("first callback answered %d %s, want 200", first.Code, first.Body)
 			}
-			again, _ := serve(t, h, callbackRequest(t, a.ID, decisionBody(a.ID, tt.decision), decisionSecret, tt.webhookID, time.Now()))
+			again, _ := serve(t, h, callbackRequest(t, a.ID, decisionBody(a.ID, tt.decision), approvaltest.DecisionSecret, tt.webhookID, time.Now()))
 			want := refused409
 			if tt.wantStatus == http.StatusOK {
 				want = delivered(a.ID, approval.Approved)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 )
 
 // accounts are the inbox accounts the tests sign in, with their
@@ -74,7 +75,7 @@ func TestInboxSignIn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, logs := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{newService(t, decisionSecret)}})
+			h, logs := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{approvaltest.NewService(t, nil)})
 			req := httptest.NewRequest(tt.method, "/approvals/", nil)
 			if tt.user != "" {
 				req.SetBasicAuth(tt.user, tt.password)
@@ -101,7 +102,7 @@ func TestInboxSignIn(t *testing.T) {
 // the browser back to the page; anything else is refused and changes
 // nothing.
 func TestInboxDecide(t *testing.T) {
-	stranger := request(t, newService(t, decisionSecret)) // in no service the handler knows
+	stranger := approvaltest.Request(t, approvaltest.NewService(t, nil)) // in no service the handler knows
 	tests := []struct {
 		name      string
 		user      string
@@ -109,10 +110,12 @@ func TestInboxDecide(t *testing.T) {
 		// settle, when set, decides the approval before the form is sent.
 		settle bool
 		// form edits the valid form (id, the user's token, approve).
-		form     func(v url.Values, s *approval.Service)
-		query    string
-		header   http.Header
-		storeErr error
+		form   func(v url.Values, s *approval.Service)
+		query  string
+		header http.Header
+		// unreachable puts the approval's service behind a store that
+		// cannot be reached.
+		unreachable bool
 		// wantStatus is 303 for a decision taken (or taken before),
 		// else the refusal's status.
 		wantStatus   int
@@ -154,7 +157,7 @@ func TestInboxDecide(t *testing.T) {
 			v.Set("id", stranger.ID)
 			v.Set("token", s.FormToken("alice", stranger.ID))
 		}, wantStatus: http.StatusNotFound, wantState: approval.Pending},
-		{name: "store unreachable", user: "alice", storeErr: errors.New("dial tcp: connection refused"),
+		{name: "store unreachable", user: "alice", unreachable: true,
 			wantStatus: http.StatusServiceUnavailable, wantState: approval.Pending},
 	}
 	for _, tt := range tests {
@@ -168,7 +171,11 @@ func TestInboxDecide(t *testing.T) {
 			for name, values := range tt.header {
 				req.Header[name] = values
 			}
-			h, logs := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{s}, storeErr: tt.storeErr})
+			services := approvaltest.Services{s}
+			if tt.unreachable {
+				services = approvaltest.Services{approvaltest.NewUnreachableService(t, nil)}
+			}
+			h, logs := newHandler(NewInbox(signIn, testGroups), services)
 			rec, refused := serve(t, h, req)
 			switch {
 			case tt.wantStatus == http.StatusSeeOther && refused != nil:
@@ -201,10 +208,11 @@ func TestInboxDecide(t *testing.T) {
 // each with a form carrying its token, on a page kept out of caches and
 // frames; a decided or linked approval is told of at the top.
 func TestInboxPage(t *testing.T) {
-	s := newService(t, decisionSecret)
-	anyone, forAlice, forBob, forLeads := request(t, s), request(t, s, "inbox:alice"), request(t, s, "inbox:bob"), request(t, s, "group:leads")
-	decided := request(t, s)
-	approveAsAdmin(t, s, decided.ID)
+	s := approvaltest.NewService(t, nil)
+	anyone, forAlice := approvaltest.Request(t, s), approvaltest.Request(t, s, "inbox:alice")
+	forBob, forLeads := approvaltest.Request(t, s, "inbox:bob"), approvaltest.Request(t, s, "group:leads")
+	decided := approvaltest.Request(t, s)
+	approvaltest.ApproveAsAdmin(t, s, decided.ID)
 	tests := []struct {
 		name        string
 		user        string
@@ -228,7 +236,7 @@ It is for inbox:bob to decide, not you.</p>`}},
 You may decide it below.</p>`}},
 	}
 	all := []*approval.Approval{anyone, forAlice, forBob, forLeads, decided}
-	h, _ := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{s}})
+	h, _ := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{s})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+tt.query, tt.user, nil))
@@ -269,7 +277,7 @@ You may decide it below.</p>`}},
 
 // TestInboxPageEmpty: with nothing pending, the page says so.
 func TestInboxPageEmpty(t *testing.T) {
-	h, _ := newHandler(NewInbox(signIn, testGroups), serviceList{services: []*approval.Service{newService(t, decisionSecret)}})
+	h, _ := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{approvaltest.NewService(t, nil)})
 	rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", "alice", nil))
 	if want := `<p id="empty">Nothing waits for approval.</p>`; refused != nil || !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("response %d (refusal %v) %s; want a page with %q", rec.Code, refused, rec.Body, want)
