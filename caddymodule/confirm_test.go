@@ -244,3 +244,68 @@ func TestCallerConfirmsInTypeScriptClient(t *testing.T) {
 		t.Errorf("the upstream ran create_issue %d times, want once (accepted)", n)
 	}
 }
+
+// TestCallerAnswerOutlivedByPolicy: a 2026-07-28 caller's accept counts
+// only while the policy still lets the caller approve. Asked when the
+// caller could, and retried when the policy names another approver, the
+// call does not run on the caller's answer.
+func TestCallerAnswerOutlivedByPolicy(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: `policy ../policies testdata/escalate
+		server test
+		permissions {
+			read_only allow
+			tool create_issue allow
+		}`})
+	call := func(params map[string]any, header http.Header) map[string]any {
+		t.Helper()
+		p := map[string]any{
+			"name":      "create_issue",
+			"arguments": map[string]any{"text": "outlived"},
+			"_meta": map[string]any{
+				"io.modelcontextprotocol/protocolVersion":    mcphttp.Version20260728,
+				"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw", "version": "1"},
+				"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{}},
+			},
+		}
+		for key, value := range params {
+			p[key] = value
+		}
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": p})
+		h := http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"create_issue"}}
+		for key, values := range header {
+			h[key] = values
+		}
+		status, reply := post(t, gateway, h, string(body))
+		var decoded map[string]any
+		if err := json.Unmarshal(reply, &decoded); err != nil || status != http.StatusOK {
+			t.Fatalf("tools/call: %d %s", status, reply)
+		}
+		return decoded
+	}
+	ask := func() map[string]any {
+		t.Helper()
+		asked, _ := call(nil, nil)["result"].(map[string]any)
+		state, _ := asked["requestState"].(string)
+		inputs, _ := asked["inputRequests"].(map[string]any)
+		if state == "" || len(inputs) != 1 {
+			t.Fatalf("the first call: %v; want the caller asked to confirm", asked)
+		}
+		var key string
+		for k := range inputs {
+			key = k
+		}
+		return map[string]any{"requestState": state, "inputResponses": map[string]any{key: map[string]any{"action": "accept"}}}
+	}
+	escalated, _ := call(ask(), http.Header{"X-Escalate": {"1"}})["result"].(map[string]any)
+	if up.callCount("create_issue") != 0 {
+		t.Fatalf("the call ran on the caller's accept though only admin:alice may approve it now: %v", escalated)
+	}
+	if escalated["isError"] != true {
+		t.Errorf("the retry once escalated: %v; want an isError result", escalated)
+	}
+	// Not escalated, the caller's accept runs the call.
+	if ran, _ := call(ask(), nil)["result"].(map[string]any); up.callCount("create_issue") != 1 {
+		t.Errorf("the retry with the caller's accept: %v; want the call run once", ran)
+	}
+}

@@ -306,7 +306,11 @@ func elicitationAction(raw []byte) string {
 // refused. It returns the verdict to act on.
 func (x *exchange) confirmedByCaller(v verdict) verdict {
 	answer, answered := x.callerAnswers[v.message]
-	if !answered || v.decision.Action != policy.ActionNeedsApproval {
+	// The answer counts only while the caller may still approve: the
+	// policy may have changed its mind (a reload, a rule on the time or
+	// the request) since it asked.
+	if !answered || v.decision.Action != policy.ActionNeedsApproval ||
+		!slices.Contains(v.decision.Approvers, approval.PrincipalCaller) {
 		return v
 	}
 	if answer == "accept" {
@@ -343,19 +347,26 @@ func newNonce() string {
 }
 
 // usedConfirmations remembers, in a process without an approval store,
-// the caller confirmations that ran their call.
+// the caller confirmations that ran their call. (Replicas share what they
+// remember only through an approval store; without one, each process
+// remembers its own.)
 type usedConfirmations struct {
+	mu   sync.Mutex
 	used *expirable.LRU[string, struct{}]
 }
 
+// newUsedConfirmations remembers up to 100,000 confirmations for as long
+// as their requestState is accepted.
 func newUsedConfirmations() *usedConfirmations {
 	return &usedConfirmations{used: expirable.NewLRU[string, struct{}](100_000, nil, requestStateTTL)}
 }
 
-// claim reports whether nonce was not used before, and marks it used.
-// An evicted nonce (past the bound) is older than most, and its
-// requestState expires with it.
+// claim reports whether nonce was not used before, and marks it used, in
+// one step. An evicted nonce (past the bound) could be used again; only
+// its own caller holds it, who could as well confirm the call anew.
 func (u *usedConfirmations) claim(nonce string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.used.Contains(nonce) {
 		return false
 	}
