@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,16 +22,20 @@ func init() {
 // handlers cannot tell their upstreams apart is refused before it runs. It
 // is created for each configuration, with nothing to configure.
 type App struct {
-	upstreams *upstreamClaims
+	names *names
 }
 
-// upstreamClaims maps each upstream name an mcp_policy handler fronts to
-// whether it was named explicitly (upstream <name>), and counts the
-// handlers named by default on each HTTP server.
-type upstreamClaims struct {
-	mu      sync.Mutex
-	names   map[string]bool
-	unnamed map[string]int
+// names is what the handlers of one configuration have claimed.
+type names struct {
+	mu sync.Mutex
+	// upstreams maps each upstream name a handler fronts to whether it
+	// was named explicitly (upstream <name>).
+	upstreams map[string]bool
+	// servers maps each server name to the upstream it stands for.
+	servers map[string]string
+	// unnamed maps each default server name to true once a handler
+	// without `server` has it.
+	unnamed map[string]bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -38,7 +43,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{upstreams: &upstreamClaims{names: make(map[string]bool), unnamed: make(map[string]int)}}
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}}}
 		},
 	}
 }
@@ -59,47 +64,73 @@ func appOf(ctx caddy.Context) (*App, error) {
 }
 
 // defaultServer names a handler configured without `server`: after the
-// listener addresses of the HTTP server it is provisioned in (":8443"),
-// with "#2", "#3", ... for the second and later such handlers of one
-// server, in the order of its routes. The name comes from configuration
-// alone, so that replicas and restarts of one configuration agree on it
-// (pins are kept under it) and no request can choose it; outside an HTTP
-// server it is gateway.DefaultServer.
-func (a *App) defaultServer(ctx caddy.Context) string {
+// ports (or unix sockets) of the HTTP server it is in, ":8443". The name
+// comes from configuration alone, and not from the host addresses
+// listened on, which may differ between replicas (bind {env.POD_IP}):
+// replicas and restarts of one configuration agree on it (pins are kept
+// under it), and no request can choose it. One HTTP server may hold one
+// handler without `server`; a second one is refused, since nothing about
+// it (not even its order, which Caddy does not keep for named routes)
+// tells its upstream apart for good. Outside an HTTP server the name is
+// gateway.DefaultServer.
+func (a *App) defaultServer(ctx caddy.Context) (string, error) {
 	name := gateway.DefaultServer
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && len(srv.Listen) > 0 {
-		name = strings.Join(srv.Listen, ",")
+		name = listenerName(srv.Listen)
 	}
-	claims := a.upstreams
+	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
-	claims.unnamed[name]++
-	if n := claims.unnamed[name]; n > 1 {
-		name += "#" + strconv.Itoa(n)
+	if claims.unnamed[name] {
+		return "", fmt.Errorf("two mcp_policy handlers without `server` in the HTTP server listening on %s: "+
+			"give each its own `server <name>`, since what the gateway learns of an upstream's tools (their categories and pins) is kept under that name", name)
 	}
-	return name
+	claims.unnamed[name] = true
+	return name, nil
 }
 
-// claimUpstream records that a handler fronts the upstream called name,
-// named explicitly with the upstream subdirective or not. Two handlers of
-// one configuration may front the same upstream only when both say so
-// with upstream <name>: what the gateway learns of an upstream's tools
-// must never apply to another's.
-func (a *App) claimUpstream(name string, explicit bool) error {
-	claims := a.upstreams
+// listenerName is the ports of listener addresses (":8443"), or the
+// addresses whole when they are not host:port (unix sockets), sorted and
+// joined with ",".
+func listenerName(listen []string) string {
+	var parts []string
+	for _, address := range listen {
+		part := address
+		if na, err := caddy.ParseNetworkAddress(address); err == nil && !na.IsUnixNetwork() {
+			part = ":" + strconv.FormatUint(uint64(na.StartPort), 10)
+			if na.EndPort != na.StartPort {
+				part += "-" + strconv.FormatUint(uint64(na.EndPort), 10)
+			}
+		}
+		parts = append(parts, part)
+	}
+	slices.Sort(parts)
+	return strings.Join(slices.Compact(parts), ",")
+}
+
+// claim records that a handler fronts the upstream called upstream (named
+// explicitly with the upstream subdirective or not) under the server name
+// server. Two handlers of one configuration may front the same upstream,
+// or share a server name, only when both say so with the same upstream
+// <name>: what the gateway learns of an upstream's tools must never apply
+// to another's, and a server name, which policies key rules on, stands for
+// one upstream.
+func (a *App) claim(server, upstream string, explicit bool) error {
+	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
-	wasExplicit, taken := claims.names[name]
-	switch {
-	case !taken:
-		claims.names[name] = explicit
-		return nil
-	case explicit && wasExplicit:
-		return nil
-	default:
-		return fmt.Errorf("two mcp_policy handlers name the server %q: give each upstream its own name; "+
-			"if both really front the same MCP server, say so in both with `upstream %s`", name, name)
+	if other, taken := claims.servers[server]; taken && other != upstream {
+		return fmt.Errorf("two mcp_policy handlers name the server %q with different upstreams (%q, %q): "+
+			"give each upstream its own server name", server, other, upstream)
 	}
+	wasExplicit, taken := claims.upstreams[upstream]
+	if taken && !(explicit && wasExplicit) {
+		return fmt.Errorf("two mcp_policy handlers name the server %q: give each upstream its own name; "+
+			"if both really front the same MCP server, say so in both with `upstream %s`", upstream, upstream)
+	}
+	claims.upstreams[upstream] = explicit
+	claims.servers[server] = upstream
+	return nil
 }
 
 // Interface guards

@@ -50,7 +50,8 @@ func policySite(port int, path, body, upstream string) string {
 // TestUpstreamsKeptApart: two upstreams behind one host name (two ports,
 // or two routes of one site) list a tool of the same name, read-only on
 // one and destructive on the other. What one lists never decides a call
-// to the other, whether the handlers name their servers or not.
+// to the other, whether the handlers name their servers or not (two
+// routes of one site must: TestUpstreamNamesRefused).
 func TestUpstreamsKeptApart(t *testing.T) {
 	for _, named := range []bool{true, false} {
 		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
@@ -59,7 +60,7 @@ func TestUpstreamsKeptApart(t *testing.T) {
 			destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
 			table := func(server string) string {
 				line := ""
-				if named {
+				if named || strings.HasPrefix(server, "r") {
 					line = "server " + server + "\n\t\t"
 				}
 				return line + `permissions {
@@ -118,7 +119,9 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		want          string // "" when the configuration loads
 	}{
 		{"neither named", "policy testdata/policy", "policy testdata/policy", ""},
-		{"a server named as another's default", "policy testdata/policy", "policy testdata/policy\n\t\tserver 127.0.0.1:{first}", `name the server "127.0.0.1:`},
+		{"a server named as another's default", "policy testdata/policy", "policy testdata/policy\n\t\tserver :{first}", `name the server ":`},
+		{"one server name, two upstreams", "policy testdata/policy\n\t\tserver t\n\t\tupstream u1", "policy testdata/policy\n\t\tserver t\n\t\tupstream u2", `name the server "t" with different upstreams`},
+		{"one server name, one of them an upstream", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", `name the server "t" with different upstreams`},
 		{"same server", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t", `name the server "t"`},
 		{"distinct servers", "policy testdata/policy\n\t\tserver t1", "policy testdata/policy\n\t\tserver t2", ""},
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
@@ -139,45 +142,49 @@ func TestUpstreamNamesRefused(t *testing.T) {
 	}
 }
 
-// TestDefaultServerName: without a server line, input.server is the
-// listener address of the handler's HTTP server, "#2" on for its second
-// handler without one; it comes from the configuration, so no Host header
-// changes it.
+// TestDefaultServerName: without a server line, input.server is the port
+// of the handler's HTTP server (not its host address, which replicas may
+// not share); it comes from the configuration, so no Host header changes
+// it. A second handler without a server line in one HTTP server is
+// refused: nothing about it tells its upstream apart for good.
 func TestDefaultServerName(t *testing.T) {
 	up := newUpstream(t, statefulJSON)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	port := freePort(t)
-	site := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", port)
-	for _, path := range []string{"/a", "/b"} {
-		site += strings.TrimPrefix(strings.TrimSuffix(policySite(0, path, "policy testdata/serverpolicy", up.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")
-	}
-	startCaddy(t, globalOptions(t)+site+"}\n")
+	startCaddy(t, globalOptions(t)+policySite(port, "", "policy testdata/serverpolicy", up.URL))
 	waitForListener(t, port)
-	tests := []struct{ host, path, want string }{
-		{"localhost", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
-		{"127.0.0.1", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
-		{"127.0.0.1:1", "/a/", fmt.Sprintf("server is 127.0.0.1:%d", port)},
-		{"127.0.0.1", "/b/", fmt.Sprintf("server is 127.0.0.1:%d#2", port)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.host+tt.path, func(t *testing.T) {
+	want := fmt.Sprintf("server is :%d", port)
+	for _, host := range []string{"localhost", "127.0.0.1", "127.0.0.1:1"} {
+		t.Run(host, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
 			session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-				Endpoint:   fmt.Sprintf("http://127.0.0.1:%d%s", port, tt.path),
-				HTTPClient: &http.Client{Transport: hostHeader(tt.host)},
+				Endpoint:   fmt.Sprintf("http://127.0.0.1:%d/", port),
+				HTTPClient: &http.Client{Transport: hostHeader(host)},
 			}, nil)
 			if err != nil {
-				t.Fatalf("connecting with Host %s: %v", tt.host, err)
+				t.Fatalf("connecting with Host %s: %v", host, err)
 			}
 			defer session.Close()
 			res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
-			if err != nil || resultText(res) != "Blocked by policy: "+tt.want {
-				t.Errorf("refusal = %q, %v; want it to name %q", resultText(res), err, tt.want)
+			if err != nil || resultText(res) != "Blocked by policy: "+want {
+				t.Errorf("refusal = %q, %v; want it to name %q", resultText(res), err, want)
 			}
 		})
 	}
+
+	t.Run("two in one server", func(t *testing.T) {
+		other := freePort(t)
+		site := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", other)
+		for _, path := range []string{"/a", "/b"} {
+			site += strings.TrimPrefix(strings.TrimSuffix(policySite(0, path, "policy testdata/serverpolicy", up.URL), "}\n"), "\n:0 {\n\tbind 127.0.0.1")
+		}
+		err := loadCaddyfile(t, globalOptions(t)+site+"}\n")
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("two mcp_policy handlers without `server` in the HTTP server listening on :%d", other)) {
+			t.Errorf("two handlers without server in one site: %v; want the configuration refused", err)
+		}
+	})
 }
 
 // hostHeader is a transport that sends every request with its Host header.
@@ -279,4 +286,42 @@ func TestSessionBindingSurvivesRestart(t *testing.T) {
 			t.Errorf("a session sealed with a retired key: %d %s; want 404", status, body)
 		}
 	})
+}
+
+// TestReloadRelistsTools: a new configuration may route a server name to
+// another MCP server. Its tools are listed again before any call is
+// decided: what the last configuration's upstream listed (here: the tool
+// read-only) never decides a call to the new one (where it is
+// destructive).
+func TestReloadRelistsTools(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+	destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
+	const table = `server x
+		permissions {
+			read_only allow
+			destructive block
+		}`
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	call := func() *mcp.CallToolResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := connect(t, url, nil).CallTool(ctx, &mcp.CallToolParams{Name: "shared", Arguments: map[string]any{"text": "x"}})
+		if err != nil {
+			t.Fatalf("calling shared: %v", err)
+		}
+		return res
+	}
+	startCaddy(t, globalOptions(t)+policySite(port, "", table, readOnly.URL))
+	waitForListener(t, port)
+	if res := call(); res.IsError {
+		t.Fatalf("the read-only tool was refused: %q", resultText(res))
+	}
+	startCaddy(t, globalOptions(t)+policySite(port, "", table, destructive.URL))
+	waitForListener(t, port)
+	if res := call(); !res.IsError || destructive.callCount("shared") != 0 {
+		t.Errorf("after the reload, the new upstream's destructive tool ran (%q): it was decided with the old upstream's list", resultText(res))
+	}
 }

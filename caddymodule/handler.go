@@ -49,11 +49,10 @@ type Handler struct {
 
 	// Server is the upstream's logical name, given to policies as
 	// input.server, and the name what the gateway learns of the
-	// upstream's tools is kept under. Default: the listener addresses of
-	// the HTTP server the handler is in (":8443"), with "#2", "#3", ...
-	// for its second and later handlers without a server, in route
-	// order. Two handlers of one configuration may not name the same
-	// server unless both name the same upstream.
+	// upstream's tools is kept under. Default: the port of the HTTP
+	// server the handler is in (":8443"); one HTTP server may hold one
+	// handler without a server. Two handlers of one configuration may
+	// not name the same server unless both name the same upstream.
 	Server string `json:"server,omitempty"`
 
 	// Upstream declares that handlers front the same MCP server: handlers
@@ -250,12 +249,14 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		return err
 	}
 	if cfg.Server == "" {
-		cfg.Server = app.defaultServer(ctx)
+		if cfg.Server, err = app.defaultServer(ctx); err != nil {
+			return err
+		}
 	}
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	if err := app.claimUpstream(cfg.Upstream, h.Upstream != ""); err != nil {
+	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != ""); err != nil {
 		return err
 	}
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
@@ -278,6 +279,10 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		h.pins = pinSource{}
 		return err
 	}
+	// This configuration may route the name to another MCP server than
+	// the last did: its tools are listed again before they are decided.
+	cfg.Catalog.Reset(cfg.Upstream)
+	cfg.Catalog.Alias(cfg.Server, cfg.Upstream)
 	cfg.Sessions = loadSessions()
 	redisAddr := ""
 	if h.Approval != nil && h.Approval.Store == storeRedis {

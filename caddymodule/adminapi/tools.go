@@ -90,20 +90,21 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	found := false
 	var refusal error
 	t.EachCatalog(func(c *catalog.Catalog) bool {
-		tool, ok := c.Lookup(req.Server, req.Tool)
-		if !ok {
+		// The hash is checked with the accept, in one step: a
+		// definition that changes again meanwhile is not accepted.
+		tool, err := c.Accept(r.Context(), req.Server, req.Tool, req.Hash)
+		switch {
+		case errors.Is(err, catalog.ErrUnknownTool):
 			return true
-		}
-		found = true
-		if req.Hash != "" && tool.Hash != req.Hash {
+		case errors.Is(err, catalog.ErrOtherDefinition):
 			refusal = refuse(http.StatusConflict,
 				fmt.Errorf("tool %s on %s now has definition %s, not %s: review it again", req.Tool, req.Server, tool.Hash, req.Hash))
 			return false
-		}
-		if err := c.Accept(r.Context(), req.Server, req.Tool); err != nil {
+		case err != nil:
 			refusal = t.Logs.internalError(fmt.Sprintf("accepting %s on %s", req.Tool, req.Server), err)
 			return false
 		}
+		found = true
 		t.Logs.named("mcpgate.tools").Info("tool definition accepted",
 			zap.String("server", req.Server), zap.String("tool", req.Tool), zap.String("hash", tool.Hash))
 		return true

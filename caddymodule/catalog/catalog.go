@@ -23,6 +23,15 @@ import (
 // listed.
 var ErrUnknownTool = errors.New("unknown tool")
 
+// ErrOtherDefinition is returned by Accept when the tool's current
+// definition is not the one the operator reviewed.
+var ErrOtherDefinition = errors.New("the tool's current definition is not the one reviewed")
+
+// storeTimeout bounds each read and write of the pin store. The store's
+// work outlives the request that brought a list: a pin left half made
+// because a client went away would never be made.
+const storeTimeout = 5 * time.Second
+
 // Tool is what the catalog knows of one tool. Its Annotations and
 // Definition are shared with the catalog and must not be modified.
 type Tool struct {
@@ -67,11 +76,20 @@ type Catalog struct {
 	// fetched before a change is not taken as current (see Generation).
 	generations map[string]uint64
 
+	// aliases map server names to the upstream names their tools are
+	// kept under, where the two differ (see Alias).
+	aliases map[string]string
+
 	// rechecked is when each changed tool's pin was last read again from
-	// the store (see Recheck), keyed by server and tool name.
+	// the store (see Recheck), keyed by server and tool name; a key with
+	// an empty tool name is for a whole list (see learn).
 	recheckMu sync.Mutex
 	rechecked map[[2]string]time.Time
 }
+
+// maxRechecked bounds the times kept for Recheck: past it they are
+// forgotten, which at worst lets one more read through per tool.
+const maxRechecked = 10_000
 
 // RecheckInterval is how often, at most, Recheck reads a changed tool's
 // pin from the store again.
@@ -98,7 +116,10 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	if pins == nil {
 		pins = map[string]map[string]string{}
 	}
-	return &Catalog{store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, rechecked: map[[2]string]time.Time{}}, nil
+	return &Catalog{
+		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{},
+		aliases: map[string]string{}, rechecked: map[[2]string]time.Time{},
+	}, nil
 }
 
 // Learn records a server's full tool list (every page of a tools/list, in
@@ -110,19 +131,23 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // list requested before the one already recorded (two fetches crossing) is
 // older than it, and changes nothing.
 //
-// The server's pins are read from the store first, so that what another
+// When the list has a tool this catalog has no pin for, or (at most once
+// per RecheckInterval) one whose definition differs from its pin, the
+// server's pins are read from the store first, so that what another
 // gateway sharing the store pinned or accepted holds here too. A tool
 // never pinned before is pinned to its hash, trusting it on first use,
-// unless another gateway pinned it first (see PinStore.PinFirst). A
-// pinned tool whose hash differs is Changed, and its pin is kept until
+// unless another gateway pinned it first (see PinStore.PinFirst); it is
+// trusted while its pin is saved only if the store was read just before.
+// A pinned tool whose hash differs is Changed, and its pin is kept until
 // Accept. A name listed more than once with different definitions is
 // recorded once, from its most cautious listing, with a hash over all of
 // its listings in order, so that a change to any of them is a change.
 //
 // A tool that cannot be read is an error, and nothing is recorded. An error
 // reading or saving pins is returned once everything is recorded: the pins
-// already in memory stand, and a new pin holds in memory regardless, so
-// the tool's changes are still caught until the process ends.
+// already in memory stand, and a tool whose first pin could not be saved
+// has none, so it is Changed (refused) until a later Learn or Recheck
+// saves it.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
 	return c.learn(ctx, server, tools, true, asOf)
 }
@@ -148,14 +173,21 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	if err != nil {
 		return fmt.Errorf("learning tools of server %q: %w", name, err)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
 
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
 
 	var errs []error
-	stored, err := c.store.Pins(ctx, name)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("reading pins of server %q: %w", name, err))
+	var stored map[string]string
+	read := false
+	if c.storeWanted(name, listed) {
+		if stored, err = c.store.Pins(ctx, name); err != nil {
+			errs = append(errs, fmt.Errorf("reading pins of server %q: %w", name, err))
+		} else {
+			read = true
+		}
 	}
 
 	c.mu.Lock()
@@ -171,21 +203,19 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	if full {
 		s.listed = c.generations[name] == asOf
 	}
-	pins := c.pins[name]
-	if pins == nil {
-		pins = map[string]string{}
-		c.pins[name] = pins
-	}
+	pins := c.pinsOf(name)
 	maps.Copy(pins, stored)
 	var unpinned []Tool
 	for _, t := range listed {
 		s.tools[t.Name] = t
 		if _, ok := pins[t.Name]; !ok {
-			// Trusted on first use at once, so that the calls that
-			// follow this list are decided by it; corrected below if
-			// another gateway pinned the tool between the read above and
-			// the store's answer.
-			pins[t.Name] = t.Hash
+			if read {
+				// The store had no pin a moment ago: trusted on first
+				// use at once, so that the calls that follow this list
+				// are decided by it; corrected below if another gateway
+				// pinned the tool since.
+				pins[t.Name] = t.Hash
+			}
 			unpinned = append(unpinned, t)
 		}
 	}
@@ -194,17 +224,61 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	slices.SortFunc(unpinned, func(a, b Tool) int { return cmp.Compare(a.Name, b.Name) })
 	for _, t := range unpinned {
 		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
+		c.mu.Lock()
 		if err != nil {
+			// Not trusted on a pin nobody else can see: refused until
+			// the pin is saved.
+			delete(pins, t.Name)
 			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
-			continue
-		}
-		if pin != t.Hash {
-			c.mu.Lock()
+		} else {
 			pins[t.Name] = pin
-			c.mu.Unlock()
 		}
+		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// storeWanted reports whether learning listed calls for reading the
+// server's pins from the store: a tool without a pin here, or, at most
+// once per RecheckInterval, one whose pin here differs (it may have been
+// accepted through another gateway).
+func (c *Catalog) storeWanted(name string, listed map[string]Tool) bool {
+	c.mu.RLock()
+	unpinned, changed := false, false
+	for _, t := range listed {
+		pin, ok := c.pins[name][t.Name]
+		unpinned = unpinned || !ok
+		changed = changed || (ok && pin != t.Hash)
+	}
+	c.mu.RUnlock()
+	return unpinned || (changed && c.due(name, ""))
+}
+
+// due reports whether the store may be read again for a server's tool
+// (or, with no tool name, its list), and if so records that it is.
+func (c *Catalog) due(server, tool string) bool {
+	key, now := [2]string{server, tool}, time.Now()
+	c.recheckMu.Lock()
+	defer c.recheckMu.Unlock()
+	if now.Sub(c.rechecked[key]) < RecheckInterval {
+		return false
+	}
+	if len(c.rechecked) >= maxRechecked {
+		clear(c.rechecked)
+	}
+	c.rechecked[key] = now
+	return true
+}
+
+// pinsOf returns a server's pins, made if need be; c.mu must be held for
+// writing.
+func (c *Catalog) pinsOf(server string) map[string]string {
+	pins := c.pins[server]
+	if pins == nil {
+		pins = map[string]string{}
+		c.pins[server] = pins
+	}
+	return pins
 }
 
 // Lookup returns what is known of a server's tool, and whether it is known
@@ -234,64 +308,101 @@ func (c *Catalog) lookup(server, name string) (Tool, bool) {
 // Recheck returns what is known of a server's tool like Lookup, after
 // reading its pin from the store again if it is Changed, so that a new
 // definition an operator accepted through another gateway sharing the
-// store is accepted here too. It reads the store at most once per
-// RecheckInterval for each tool; if the store cannot be read, the pin in
-// memory stands.
+// store is accepted here too; a tool whose first pin could not be saved
+// is pinned now, unless another gateway pinned it first. It goes to the
+// store at most once per RecheckInterval for each tool; if the store
+// cannot be reached, the pin in memory stands.
 func (c *Catalog) Recheck(ctx context.Context, server, name string) (Tool, bool) {
 	t, ok := c.Lookup(server, name)
-	if !ok || !t.Changed {
+	if !ok || !t.Changed || !c.due(server, name) {
 		return t, ok
 	}
-	key, now := [2]string{server, name}, time.Now()
-	c.recheckMu.Lock()
-	due := now.Sub(c.rechecked[key]) >= RecheckInterval
-	if due {
-		c.rechecked[key] = now
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	c.pinMu.Lock()
+	defer c.pinMu.Unlock()
+	c.mu.RLock()
+	pin, pinned := c.pins[server][name]
+	c.mu.RUnlock()
+	if !pinned {
+		// Its first pin was never saved: saved now, or another's taken.
+		pin = t.Hash
 	}
-	c.recheckMu.Unlock()
-	if !due {
-		return t, ok
-	}
-	stored, err := c.store.Pins(ctx, server)
-	pin, pinned := stored[name]
-	if err != nil || !pinned {
+	stored, err := c.store.PinFirst(ctx, server, name, pin)
+	if err != nil {
 		return t, ok
 	}
 	c.mu.Lock()
-	if c.pins[server] == nil {
-		c.pins[server] = map[string]string{}
-	}
-	c.pins[server][name] = pin
-	t, ok = c.lookup(server, name)
-	c.mu.Unlock()
-	return t, ok
+	defer c.mu.Unlock()
+	c.pinsOf(server)[name] = stored
+	return c.lookup(server, name)
 }
 
 // Accept pins a server's tool to its current definition, as an operator
-// does to approve a changed definition, and saves the pin. The pin changes
-// only once saved. A tool the catalog has not seen listed is
-// ErrUnknownTool.
-func (c *Catalog) Accept(ctx context.Context, server, name string) error {
+// does to approve a changed definition, and saves the pin; it returns the
+// tool as it stands. The pin changes only once saved. A tool the catalog
+// has not seen listed is ErrUnknownTool. With reviewed set, the current
+// definition must have that hash, or nothing changes and the error is
+// ErrOtherDefinition: a definition that changed again since the operator
+// looked is not accepted unseen. server may be a server name given to
+// Alias.
+func (c *Catalog) Accept(ctx context.Context, server, name, reviewed string) (Tool, error) {
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
 
 	c.mu.RLock()
+	server = c.resolve(server)
 	t, ok := c.lookup(server, name)
 	c.mu.RUnlock()
 	if !ok {
-		return fmt.Errorf("accepting tool %q of server %q: %w", name, server, ErrUnknownTool)
+		return Tool{}, fmt.Errorf("accepting tool %q of server %q: %w", name, server, ErrUnknownTool)
+	}
+	if reviewed != "" && reviewed != t.Hash {
+		return t, fmt.Errorf("accepting tool %q of server %q: %w", name, server, ErrOtherDefinition)
 	}
 	if err := c.store.Save(ctx, server, name, t.Hash); err != nil {
-		return fmt.Errorf("accepting tool %q of server %q: %w", name, server, err)
+		return t, fmt.Errorf("accepting tool %q of server %q: %w", name, server, err)
 	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pins[server] == nil {
-		c.pins[server] = map[string]string{}
+	c.pinsOf(server)[name] = t.Hash
+	t.Changed = false
+	return t, nil
+}
+
+// Alias lets operators name an upstream's tools by a server name that
+// differs from the upstream name they are kept under (a handler with both
+// server and upstream), in Tools and Accept.
+func (c *Catalog) Alias(server, upstream string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if server != upstream {
+		c.aliases[server] = upstream
 	}
-	c.pins[server][name] = t.Hash
-	return nil
+}
+
+// resolve returns the upstream name a name given by an operator stands
+// for; c.mu must be held.
+func (c *Catalog) resolve(name string) string {
+	if _, known := c.servers[name]; known {
+		return name
+	}
+	if upstream, ok := c.aliases[name]; ok {
+		return upstream
+	}
+	return name
+}
+
+// Reset forgets what a server's tool list was, keeping its pins: a new
+// configuration may route the name to another MCP server, whose tools
+// must be listed before they are decided. The next lookup finds the list
+// stale.
+func (c *Catalog) Reset(server string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generations[server]++
+	delete(c.servers, server)
 }
 
 // Tools lists what is known of a server's tools, or of every server's when
@@ -300,6 +411,9 @@ func (c *Catalog) Tools(server string) []ServerTool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var list []ServerTool
+	if server != "" {
+		server = c.resolve(server)
+	}
 	for sname, s := range c.servers {
 		if server != "" && sname != server {
 			continue

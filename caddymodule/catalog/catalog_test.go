@@ -163,7 +163,7 @@ func TestAccept(t *testing.T) {
 		t.Fatal("Changed = false after the definition changed, want true")
 	}
 
-	if err := c.Accept(t.Context(), "tracker", "delete"); err != nil {
+	if _, err := c.Accept(t.Context(), "tracker", "delete", ""); err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
 	if lookup(t, c, "tracker", "delete").Changed {
@@ -202,7 +202,7 @@ func TestAcceptErrors(t *testing.T) {
 			learn(t, c, "tracker", `{"name":"delete","description":"Deletes everything."}`)
 			store.fail(tt.saveErr)
 
-			err := c.Accept(t.Context(), tt.server, tt.tool)
+			_, err := c.Accept(t.Context(), tt.server, tt.tool, "")
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("Accept(%q, %q) = %v, want %v", tt.server, tt.tool, err, tt.wantErr)
 			}
@@ -454,6 +454,9 @@ func TestLearnErrors(t *testing.T) {
 	}
 }
 
+// TestLearnSaveFailure: a tool whose first pin cannot be saved is not
+// trusted on a pin nobody else can see: it is Changed (refused) until a
+// later Learn saves its pin.
 func TestLearnSaveFailure(t *testing.T) {
 	store := &memoryStore{}
 	c := newTestCatalog(t, store)
@@ -465,13 +468,20 @@ func TestLearnSaveFailure(t *testing.T) {
 	if !strings.Contains(err.Error(), `"read"`) || !strings.Contains(err.Error(), `"delete"`) {
 		t.Errorf("Learn error %q does not name both unsaved tools", err)
 	}
-	store.fail(nil)
-	learn(t, c, "tracker", readTool, `{"name":"delete"}`)
-	if !lookup(t, c, "tracker", "delete").Changed {
-		t.Error("Changed = false for a change after a failed save, want the in-memory pin to catch it")
+	for _, name := range []string{"read", "delete"} {
+		if !lookup(t, c, "tracker", name).Changed {
+			t.Errorf("%s is trusted on a pin that was never saved", name)
+		}
 	}
-	if got := store.saves(); got != 0 {
-		t.Errorf("store saw %d saves, want 0: pins already held in memory are not saved again", got)
+	store.fail(nil)
+	learn(t, c, "tracker", readTool, deleteTool)
+	for _, name := range []string{"read", "delete"} {
+		if lookup(t, c, "tracker", name).Changed {
+			t.Errorf("%s is still refused once its pin was saved", name)
+		}
+	}
+	if got := store.saves(); got != 2 {
+		t.Errorf("store saw %d saves, want 2: the pins not saved before", got)
 	}
 }
 
@@ -493,7 +503,7 @@ func TestConcurrentUse(t *testing.T) {
 				c.Forget(server)
 				c.Stale(server)
 			case 3:
-				if err := c.Accept(ctx, server, "read"); !errors.Is(err, ErrUnknownTool) {
+				if _, err := c.Accept(ctx, server, "read", ""); !errors.Is(err, ErrUnknownTool) {
 					errs = append(errs, err)
 				}
 			default:

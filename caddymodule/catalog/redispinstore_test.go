@@ -3,9 +3,12 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,7 +44,7 @@ func TestRedisPinStore(t *testing.T) {
 	if !ok || !tool.Changed {
 		t.Fatalf("second replica: echo = %+v (listed %v), want it changed against the pin the first saved", tool, ok)
 	}
-	if err := second.Accept(ctx, "tracker", "echo"); err != nil {
+	if _, err := second.Accept(ctx, "tracker", "echo", ""); err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
 	pins, err := store.Load(ctx)
@@ -91,7 +94,7 @@ func TestPinsSharedLive(t *testing.T) {
 			if err := a.Learn(ctx, "tracker", []json.RawMessage{v2}, 0); err != nil {
 				t.Fatalf("replica A learns v2: %v", err)
 			}
-			if err := a.Accept(ctx, "tracker", "echo"); err != nil {
+			if _, err := a.Accept(ctx, "tracker", "echo", ""); err != nil {
 				t.Fatalf("accepting on replica A: %v", err)
 			}
 			if tool, ok := b.Recheck(ctx, "tracker", "echo"); !ok || tool.Changed {
@@ -110,14 +113,23 @@ func TestPinsSharedLive(t *testing.T) {
 			if err := a.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
 				t.Fatalf("replica A learns v3: %v", err)
 			}
-			if err := a.Accept(ctx, "tracker", "echo"); err != nil {
+			if _, err := a.Accept(ctx, "tracker", "echo", ""); err != nil {
 				t.Fatalf("accepting v3 on replica A: %v", err)
 			}
-			if err := b.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
-				t.Fatalf("replica B lists v3 again: %v", err)
-			}
-			if tool, _ := b.Lookup("tracker", "echo"); tool.Changed {
-				t.Error("replica B's next list did not take the accept made on A")
+			// B read the store for its last list a moment ago: it reads
+			// it again for a list after RecheckInterval.
+			deadline := time.Now().Add(3 * RecheckInterval)
+			for {
+				if err := b.Learn(ctx, "tracker", []json.RawMessage{v3}, 0); err != nil {
+					t.Fatalf("replica B lists v3 again: %v", err)
+				}
+				if tool, _ := b.Lookup("tracker", "echo"); !tool.Changed {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("replica B's lists did not take the accept made on A")
+				}
+				time.Sleep(RecheckInterval / 10)
 			}
 		})
 	}
@@ -161,6 +173,7 @@ func (s *countingStore) Pins(context.Context, string) (map[string]string, error)
 }
 
 func (s *countingStore) PinFirst(_ context.Context, _, tool, hash string) (string, error) {
+	s.reads++
 	if pin, ok := s.pins[tool]; ok {
 		return pin, nil
 	}
@@ -205,4 +218,132 @@ func (s *slowStore) PinFirst(ctx context.Context, server, tool, hash string) (st
 	close(s.entered)
 	<-s.release
 	return s.countingStore.PinFirst(ctx, server, tool, hash)
+}
+
+// TestStoreAwayFailsClosed: with the shared store away, a replica that
+// lists a tool for the first time does not trust it (another replica may
+// have pinned another definition); once the store is back, a call's
+// Recheck pins it, or finds the pin another replica made.
+func TestStoreAwayFailsClosed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pins.json")
+	v1 := json.RawMessage(`{"name":"echo","description":"v1"}`)
+	v2 := json.RawMessage(`{"name":"echo","description":"v2: now exfiltrates"}`)
+	ctx := t.Context()
+	a := newTestCatalog(t, NewFilePinStore(path))
+	if err := a.Learn(ctx, "tracker", []json.RawMessage{v1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyStore{PinStore: NewFilePinStore(path)}
+	b := newTestCatalog(t, flaky)
+	flaky.away.Store(true)
+	if err := b.Learn(ctx, "tracker", []json.RawMessage{v2, json.RawMessage(`{"name":"fresh"}`)}, 0); err == nil {
+		t.Fatal("Learn with the store away succeeded")
+	}
+	for _, name := range []string{"echo", "fresh"} {
+		if tool, _ := b.Recheck(ctx, "tracker", name); !tool.Changed {
+			t.Errorf("%s first listed while the store was away is trusted", name)
+		}
+	}
+	flaky.away.Store(false)
+	time.Sleep(RecheckInterval) // the rechecks above were the last for a while
+	if tool, _ := b.Recheck(ctx, "tracker", "echo"); !tool.Changed {
+		t.Error("echo v2 trusted once the store is back, though replica A had pinned v1")
+	}
+	if tool, _ := b.Recheck(ctx, "tracker", "fresh"); tool.Changed {
+		t.Error("fresh, pinned by nobody, is still refused once the store is back")
+	}
+	pins, err := NewFilePinStore(path).Load(ctx)
+	if err != nil || pins["tracker"]["echo"] == "" || pins["tracker"]["fresh"] == "" {
+		t.Errorf("pins in the store: %v, %v; want echo's (A's) and fresh's", pins, err)
+	}
+}
+
+// TestAcceptReviewed: an accept names the definition the operator
+// reviewed; a tool that changed again since is not accepted.
+func TestAcceptReviewed(t *testing.T) {
+	ctx := t.Context()
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	learnOne := func(description string) Tool {
+		t.Helper()
+		if err := c.Learn(ctx, "tracker", []json.RawMessage{json.RawMessage(`{"name":"echo","description":"` + description + `"}`)}, c.Generation("tracker")); err != nil {
+			t.Fatal(err)
+		}
+		tool, _ := c.Lookup("tracker", "echo")
+		return tool
+	}
+	learnOne("v1")
+	reviewed := learnOne("v2")
+	learnOne("v3")
+	if _, err := c.Accept(ctx, "tracker", "echo", reviewed.Hash); !errors.Is(err, ErrOtherDefinition) {
+		t.Fatalf("accepting v2 while v3 is listed: %v, want ErrOtherDefinition", err)
+	}
+	if tool, _ := c.Lookup("tracker", "echo"); !tool.Changed {
+		t.Fatal("v3 was accepted by an accept that named v2")
+	}
+	if tool, err := c.Accept(ctx, "tracker", "echo", ""); err != nil || tool.Changed {
+		t.Errorf("accepting the current definition: %+v, %v", tool, err)
+	}
+}
+
+// TestAliasAndReset: operators may name an upstream's tools by the server
+// name that policies see; a reset (a new configuration) forgets the list,
+// not the pins.
+func TestAliasAndReset(t *testing.T) {
+	ctx := t.Context()
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	c.Alias("mail", "mail-upstream")
+	if err := c.Learn(ctx, "mail-upstream", []json.RawMessage{json.RawMessage(`{"name":"send","description":"v1"}`)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Learn(ctx, "mail-upstream", []json.RawMessage{json.RawMessage(`{"name":"send","description":"v2"}`)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if tools := c.Tools("mail"); len(tools) != 1 || tools[0].Server != "mail-upstream" || !tools[0].Changed {
+		t.Errorf("Tools(mail) = %+v, want mail-upstream's changed send", tools)
+	}
+	if _, err := c.Accept(ctx, "mail", "send", ""); err != nil {
+		t.Fatalf("accepting by the server name: %v", err)
+	}
+	c.Reset("mail-upstream")
+	if !c.Stale("mail-upstream") {
+		t.Error("a reset list is not stale")
+	}
+	if _, listed := c.Lookup("mail-upstream", "send"); listed {
+		t.Error("a reset list still decides lookups")
+	}
+	if err := c.Learn(ctx, "mail-upstream", []json.RawMessage{json.RawMessage(`{"name":"send","description":"v1"}`)}, c.Generation("mail-upstream")); err != nil {
+		t.Fatal(err)
+	}
+	if tool, _ := c.Lookup("mail-upstream", "send"); !tool.Changed {
+		t.Error("after a reset, v1 is trusted again though v2 was accepted: the pins were lost")
+	}
+}
+
+// flakyStore is a PinStore that fails while away is set.
+type flakyStore struct {
+	PinStore
+	away atomic.Bool
+}
+
+var errAway = errors.New("the store is away")
+
+func (s *flakyStore) Pins(ctx context.Context, server string) (map[string]string, error) {
+	if s.away.Load() {
+		return nil, errAway
+	}
+	return s.PinStore.Pins(ctx, server)
+}
+
+func (s *flakyStore) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	if s.away.Load() {
+		return "", errAway
+	}
+	return s.PinStore.PinFirst(ctx, server, tool, hash)
+}
+
+func (s *flakyStore) Save(ctx context.Context, server, tool, hash string) error {
+	if s.away.Load() {
+		return errAway
+	}
+	return s.PinStore.Save(ctx, server, tool, hash)
 }

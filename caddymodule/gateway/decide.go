@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -15,13 +16,20 @@ import (
 
 // decide is the stage that gives every message its verdict. A
 // notifications/cancelled first releases the held call it names (and is
-// then decided as any other message).
-func (x *exchange) decide() {
+// then decided as any other message). When the upstream, asked for its
+// tools in the client's session, no longer knows the session, the request
+// is answered as the upstream would answer it, 404, so that the client
+// initializes anew.
+func (x *exchange) decide() error {
 	x.cancelHeldCalls()
 	x.verdicts = make([]verdict, len(x.body.Messages))
 	for i := range x.body.Messages {
 		x.verdicts[i] = x.confirmedByCaller(x.decideMessage(&x.body.Messages[i]))
 	}
+	if x.sessionEnded {
+		return refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest, "unknown session: the server ended it; initialize a new one")
+	}
+	return nil
 }
 
 // decideMessage builds the policy input for one message and evaluates it.
@@ -74,7 +82,9 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	g := x.g
 	if g.catalog.Stale(g.cfg.Upstream) {
 		meta, _ := params["_meta"].(map[string]any)
-		if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); fetchErr != nil {
+		if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); errors.Is(fetchErr, errSessionEnded) {
+			x.sessionEnded = true
+		} else if fetchErr != nil {
 			g.logger.Warn("could not fetch the upstream's tool list",
 				zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
 		}

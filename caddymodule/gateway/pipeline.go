@@ -46,6 +46,9 @@ type exchange struct {
 	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
+	// sessionEnded is set when the upstream, asked for its tools in the
+	// client's session, no longer knew the session (decide).
+	sessionEnded bool
 	// callerAnswers are the answers retried calls bring to the gateway's
 	// own question, whether the caller confirms them (checkTransport).
 	callerAnswers map[*mcpmsg.Message]string
@@ -93,7 +96,9 @@ func (x *exchange) run() error {
 	if err := x.checkTransport(); err != nil {
 		return err
 	}
-	x.decide()
+	if err := x.decide(); err != nil {
+		return err
+	}
 	x.limit()
 	x.annotate()
 	return x.route()

@@ -734,7 +734,7 @@ func TestAcceptReachesReplicas(t *testing.T) {
 			t.Fatalf("replica %s ran the changed echo: %q", name, text)
 		}
 	}
-	if err := a.catalog.Accept(t.Context(), testUpstream, "echo"); err != nil {
+	if _, err := a.catalog.Accept(t.Context(), testUpstream, "echo", ""); err != nil {
 		t.Fatalf("accepting echo through replica a: %v", err)
 	}
 	// Replica b read echo's pin again when it refused it just now: the

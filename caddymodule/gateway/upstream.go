@@ -99,11 +99,18 @@ func (x *exchange) sendOwnRequest(body []byte, id string, header http.Header) (s
 			return "", nil, x.r.Context().Err()
 		}
 	}
+	if rec.status == http.StatusNotFound && x.r.Header.Get(mcphttp.HeaderSessionID) != "" {
+		return "", nil, errSessionEnded
+	}
 	if rec.status != 0 && rec.status != http.StatusOK {
 		return "", nil, fmt.Errorf("upstream answered HTTP %d", rec.status)
 	}
 	return rec.header.Get("Content-Type"), rec.body.Bytes(), nil
 }
+
+// errSessionEnded is why a request of the gateway's own in a client's
+// session got 404: the upstream no longer knows the session.
+var errSessionEnded = errors.New("the upstream no longer knows the session")
 
 // responseRecorder keeps a whole response in memory, up to a limit.
 type responseRecorder struct {
