@@ -89,3 +89,31 @@ func TestCaddyfileEvalTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfilePermissions checks how a permissions block reads: each
+// line once, known actions and approvers, and clear errors otherwise.
+func TestCaddyfilePermissions(t *testing.T) {
+	for _, tc := range []struct {
+		name, block, wantErr string
+	}{
+		{"categories and tools", "read_only allow\n\twrite needs_approval caller group:leads\n\ttool rm block", ""},
+		{"a category twice", "destructive block\n\tdestructive allow", "permissions: destructive given twice"},
+		{"a tool twice", "tool rm block\n\ttool rm allow", "permissions: tool rm given twice"},
+		{"an unknown action", "write maybe", `action "maybe" is not one of`},
+		{"approvers on allow", "tool rm allow caller", "approvers go with needs_approval only"},
+		{"an unknown approver", "write needs_approval root", `unknown approver "root"`},
+		{"an unknown line", "delete block", `unrecognized line "delete"`},
+		{"a tool without an action", "tool rm", "tool takes a name and an action"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h caddymodule.Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpermissions {\n\t" + tc.block + "\n\t}\n}"))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	jsonv2 "github.com/go-json-experiment/json"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
@@ -150,6 +151,18 @@ type Handler struct {
 	// releaseLimits releases the rate limits' counts or connection.
 	releaseLimits func()
 	logger        *zap.Logger
+}
+
+// UnmarshalJSON reads the handler's JSON configuration more strictly than
+// Caddy's decoder: a member given twice (which would otherwise count
+// once, the last, or merge two tables into one) or in another case than
+// its name's is refused, at every depth, as are unknown members.
+func (h *Handler) UnmarshalJSON(b []byte) error {
+	type plain Handler
+	if err := jsonv2.Unmarshal(b, (*plain)(h), jsonv2.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
+	return nil
 }
 
 // CaddyModule returns the Caddy module information.

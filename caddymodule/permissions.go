@@ -17,6 +17,7 @@ import (
 //	}
 func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 	p := &permissions.Table{Tools: map[string]permissions.Entry{}}
+	seen := map[string]bool{}
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -28,6 +29,10 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 			if len(args) < 1 {
 				return nil, d.Errf("permissions: %s takes an action, and approvers after needs_approval", key)
 			}
+			if seen[key] {
+				return nil, d.Errf("permissions: %s given twice", key)
+			}
+			seen[key] = true
 			entry := permissions.Entry{Action: policy.Action(args[0]), Approvers: args[1:]}
 			switch key {
 			case "read_only":

@@ -281,4 +281,23 @@ func TestPermissionsJSONStrict(t *testing.T) {
 			}
 		})
 	}
+	// The handler's own members: repeated ones would count once (the
+	// last) or merge two tables; one in another case would be read as the
+	// member of that name.
+	handlers := []struct {
+		name, json string
+	}{
+		{"permissions twice", `{"permissions": {"tools": {"rm": "needs_approval"}}, "permissions": {"tools": {"rm": "allow"}}}`},
+		{"server twice", `{"server": "a", "server": "b"}`},
+		{"Server", `{"Server": "a"}`},
+		{"approval timeout twice", `{"approval": {"timeout": "1m", "timeout": "1h"}}`},
+	}
+	for _, tt := range handlers {
+		t.Run(tt.name, func(t *testing.T) {
+			var h caddymodule.Handler
+			if err := caddy.StrictUnmarshalJSON([]byte(tt.json), &h); err == nil {
+				t.Errorf("decoding %s: loaded %+v, want it refused", tt.json, h)
+			}
+		})
+	}
 }

@@ -67,6 +67,9 @@ func (p *Entry) UnmarshalJSON(data []byte) error {
 // UnmarshalJSON reads the table, refusing unknown and repeated members: a
 // tool named twice must not leave one of its entries unread.
 func (p *Table) UnmarshalJSON(data []byte) error {
+	// A table decoded twice (a member repeated around it) is the last
+	// one, never the two merged.
+	*p = Table{}
 	type table Table
 	if err := jsonv2.Unmarshal(data, (*table)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
 		return fmt.Errorf("permissions: %w", err)
