@@ -15,9 +15,9 @@ import (
 // sharedRules are the values of the rules that every evaluation of a
 // policy would compute alike: rules that read no input, modify nothing
 // with `with`, call no built-in whose result can change, and depend only
-// on rules of the same kind (in the shipped library: the permissions
-// table's checks of itself, the organization's custom reasons, the sets
-// of methods and categories). They are computed once, when the policy is
+// on rules of the same kind (in the shipped library: the sets of
+// categories, member names and methods, and the organization's own
+// reasons and approvers). They are computed once, when the policy is
 // prepared, and each evaluation finds them in its rule cache (ruleCache)
 // rather than evaluating them again. Evaluating ahead folds such rules
 // into what it leaves too, but gives up on rules with else branches, which
