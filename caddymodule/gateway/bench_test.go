@@ -9,13 +9,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
-	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -94,42 +90,13 @@ func benchmarkServe(b *testing.B, opts policy.Options) {
 // benchGateway builds a Gateway deciding with opts.
 func benchGateway(b *testing.B, opts policy.Options) *gateway.Gateway {
 	b.Helper()
-	ctx := context.Background()
-	engine, err := policy.New(ctx, opts)
+	engine, err := policy.New(context.Background(), opts)
 	if err != nil {
 		b.Fatalf("loading the policy: %v", err)
 	}
-	tools, err := catalog.New(ctx, catalog.NewFilePinStore(filepath.Join(b.TempDir(), "pins.json")))
-	if err != nil {
-		b.Fatalf("opening the tool catalog: %v", err)
-	}
-	metrics, err := gateway.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatalf("registering metrics: %v", err)
-	}
-	sealer, err := sessiontoken.New(sessiontoken.NewKey())
-	if err != nil {
-		b.Fatalf("making the session sealer: %v", err)
-	}
-	g, err := gateway.New(gateway.Config{
-		Engine:   engine,
-		Server:   testServer,
-		Upstream: testUpstream,
-		Sealer:   sealer,
-		MaxBody:  4 << 20,
-		Catalog:  tools,
-		Sessions: gateway.NewSessions(),
-		Metrics:  metrics,
-	})
-	if err != nil {
-		b.Fatalf("building the gateway: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := g.Close(); err != nil {
-			b.Errorf("closing the gateway: %v", err)
-		}
-	})
-	return g
+	cfg := testConfig(b, engine, filepath.Join(b.TempDir(), "pins.json"))
+	cfg.MaxBody = 4 << 20
+	return newGateway(b, cfg)
 }
 
 // benchCall is the n-th call BenchmarkServe makes: echo, with a text and

@@ -101,28 +101,8 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 	if opts.pins == "" {
 		opts.pins = filepath.Join(t.TempDir(), "pins.json")
 	}
-	tools, err := catalog.New(ctx, catalog.NewFilePinStore(opts.pins))
-	if err != nil {
-		t.Fatalf("opening the tool catalog: %v", err)
-	}
-	metrics, err := gateway.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatalf("registering metrics: %v", err)
-	}
-	sealer, err := sessiontoken.New(sessiontoken.NewKey())
-	if err != nil {
-		t.Fatalf("making the session sealer: %v", err)
-	}
-	cfg := gateway.Config{
-		Engine:   engine,
-		Server:   testServer,
-		Upstream: testUpstream,
-		Sealer:   sealer,
-		MaxBody:  opts.maxBody,
-		Catalog:  tools,
-		Sessions: gateway.NewSessions(),
-		Metrics:  metrics,
-	}
+	cfg := testConfig(t, engine, opts.pins)
+	cfg.MaxBody = opts.maxBody
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 64 << 10
 	}
@@ -132,15 +112,7 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 	if opts.approvals {
 		cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t), Hold: opts.holdFor, Keepalive: time.Second}
 	}
-	g, err := gateway.New(cfg)
-	if err != nil {
-		t.Fatalf("building the gateway: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
-			t.Errorf("closing the gateway: %v", err)
-		}
-	})
+	g := newGateway(t, cfg)
 	next := proxyTo(t, upstreamURL)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := g.Serve(w, r, next); err != nil {
@@ -150,7 +122,49 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return &testGateway{URL: srv.URL + "/mcp", sealer: sealer, catalog: tools}
+	return &testGateway{URL: srv.URL + "/mcp", sealer: cfg.Sealer, catalog: cfg.Catalog}
+}
+
+// testConfig is the configuration of a test gateway deciding with engine,
+// its catalog's pins kept in pinsFile.
+func testConfig(tb testing.TB, engine *policy.Engine, pinsFile string) gateway.Config {
+	tb.Helper()
+	tools, err := catalog.New(context.Background(), catalog.NewFilePinStore(pinsFile))
+	if err != nil {
+		tb.Fatalf("opening the tool catalog: %v", err)
+	}
+	metrics, err := gateway.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatalf("registering metrics: %v", err)
+	}
+	sealer, err := sessiontoken.New(sessiontoken.NewKey())
+	if err != nil {
+		tb.Fatalf("making the session sealer: %v", err)
+	}
+	return gateway.Config{
+		Engine:   engine,
+		Server:   testServer,
+		Upstream: testUpstream,
+		Sealer:   sealer,
+		Catalog:  tools,
+		Sessions: gateway.NewSessions(),
+		Metrics:  metrics,
+	}
+}
+
+// newGateway builds a Gateway from cfg, closed when the test ends.
+func newGateway(tb testing.TB, cfg gateway.Config) *gateway.Gateway {
+	tb.Helper()
+	g, err := gateway.New(cfg)
+	if err != nil {
+		tb.Fatalf("building the gateway: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := g.Close(); err != nil {
+			tb.Errorf("closing the gateway: %v", err)
+		}
+	})
+	return g
 }
 
 // newApprovalService starts an approval service over an in-memory store,
