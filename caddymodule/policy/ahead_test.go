@@ -86,8 +86,8 @@ decision := {"action": "block", "reason": sprintf("%d", [to_number(data.limit)])
 		{"longer than the evaluation timeout", parse(`package mcp
 decision := {"action": "allow", "reason": sprintf("%d", [count(slow)])}
 slow contains [a, b] if {
-	some a in numbers.range(1, 3000)
-	some b in numbers.range(1, 3000)
+	some a in numbers.range(1, 10000)
+	some b in numbers.range(1, 10000)
 }
 `), nil, false},
 	}
