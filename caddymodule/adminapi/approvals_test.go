@@ -119,7 +119,7 @@ func TestDecideApproval(t *testing.T) {
 		{name: "not entitled", approvers: []string{"admin:ops"}, path: decision("approve"), local: unixSocket,
 			wantStatus: http.StatusForbidden, wantReason: "you are not among those who may decide this approval", wantState: approval.Pending},
 		{name: "already decided", settled: true, path: decision("deny"), local: unixSocket,
-			wantStatus: http.StatusConflict, wantReason: "this approval is already decided, cancelled or expired, or this webhook-id was used before",
+			wantStatus: http.StatusConflict, wantReason: "this approval is already decided, cancelled or expired",
 			wantState: approval.Approved, wantApprover: "admin"},
 		{name: "unknown approval", path: func(string) string { return "/mcpgate/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa/approve" }, local: unixSocket,
 			wantStatus: http.StatusNotFound, wantReason: "no such approval", wantState: approval.Pending},

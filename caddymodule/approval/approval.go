@@ -102,6 +102,9 @@ type Approval struct {
 	ApproverClaim string `json:"approver_claim,omitempty"`
 	// DecisionReason is the reason given with the decision.
 	DecisionReason string `json:"decision_reason,omitempty"`
+	// DecisionMessage is the id of the message that carried the decision
+	// (Decider.Message), when it had one.
+	DecisionMessage string `json:"decision_message,omitempty"`
 	// DecidedAt is when the approval left the pending state.
 	DecidedAt time.Time `json:"decided_at,omitzero"`
 	// UsableUntil is how long an approval or denial waits for the call
@@ -157,7 +160,7 @@ func (a *Approval) decide(to State, by Decider, reason string, now time.Time, us
 	if a.State != Pending {
 		return fmt.Errorf("%w: approval %s is %s", ErrConflict, a.ID, a.State)
 	}
-	a.State, a.Approver, a.DecisionReason, a.DecidedAt = to, by.ID, reason, now
+	a.State, a.Approver, a.DecisionReason, a.DecidedAt, a.DecisionMessage = to, by.ID, reason, now, by.Message
 	if by.Claim != by.ID {
 		a.ApproverClaim = by.Claim
 	}
@@ -360,6 +363,10 @@ type Decider struct {
 	// Claim is what the decider says of itself, such as a webhook body's
 	// "approver": recorded, never trusted.
 	Claim string
+	// Message identifies the message that carries the decision, when it
+	// has an id of its own (a callback's webhook-id): recorded, so that
+	// a sender retrying a delivered message can be told it was.
+	Message string
 }
 
 // Entitled reports whether by may decide the approval. With no approvers,

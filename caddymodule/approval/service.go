@@ -345,8 +345,7 @@ func (s *Service) Use(ctx context.Context, id string) (*Approval, error) {
 	return a, nil
 }
 
-// Claim records a one-time key (a callback's webhook-id, a caller's
-// confirmation nonce) for ttl, and returns ErrReplayed if it was recorded
+// Claim records a one-time key (a caller's confirmation nonce) for ttl, and returns ErrReplayed if it was recorded
 // before, by this gateway or another sharing the store. The ttl must cover
 // as long as the key could be presented again and accepted otherwise.
 func (s *Service) Claim(ctx context.Context, key string, ttl time.Duration) error {
@@ -359,11 +358,6 @@ func (s *Service) Claim(ctx context.Context, key string, ttl time.Duration) erro
 	}
 	return nil
 }
-
-// CallbackIDTTL is how long a callback's webhook-id is remembered:
-// messages older than the tolerance are refused as stale, so their ids
-// need not be kept longer than both sides of it.
-const CallbackIDTTL = 2 * Tolerance
 
 // Changed returns a channel closed at the next change of the approval,
 // made by this gateway or another sharing the store. Take it before

@@ -43,49 +43,40 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id strin
 	if err != nil {
 		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
 	}
-	// The decision is taken before its webhook-id is recorded, so that a
-	// sender retrying after a failure (the store away: 503) is not refused
-	// as a replay. The approval's own state machine is what stops a
-	// replayed decision from deciding twice; the recorded id tells a
-	// sender's retry of a delivered decision (answered as delivered) from
-	// another decision arriving late (409).
+	// The approval's own state machine is what stops a replayed decision
+	// from deciding twice. The webhook-id is recorded with the decision,
+	// in the same step, so that a sender retrying a delivered message
+	// (its answer lost) is told it was delivered, and any other decision
+	// arriving late gets 409; a retry after a failure (the store away:
+	// 503) is simply taken.
 	webhookID := r.Header.Get(approval.HeaderID)
-	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver}
+	by := approval.Decider{ID: approval.PrincipalWebhook, Principals: []string{approval.PrincipalWebhook}, Claim: decision.Approver, Message: webhookID}
 	a, err := service.Decide(r.Context(), id, decision.Decision == approval.DecisionApprove, by, decision.Reason)
-	switch {
-	case err == nil:
-		if err := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); err != nil && !errors.Is(err, approval.ErrReplayed) {
-			h.logger.Warn("recording a callback's webhook-id", zap.String("approval", id), zap.Error(err))
-		}
-	case errors.Is(err, approval.ErrConflict):
-		if claimErr := service.Claim(r.Context(), webhookID, approval.CallbackIDTTL); !errors.Is(claimErr, approval.ErrReplayed) {
-			return h.refuseCallback(w, r, id, Status(err), err)
-		}
-		// A retry of a message seen before: answered as delivered if it
-		// is what decided the approval.
+	if errors.Is(err, approval.ErrConflict) {
 		settled, getErr := service.Get(r.Context(), id)
 		if getErr != nil {
 			return h.refuseCallback(w, r, id, Status(getErr), getErr)
 		}
-		if !decidedBy(settled, decision) {
+		if !decidedBy(settled, decision, webhookID) {
 			return h.refuseCallback(w, r, id, Status(err), err)
 		}
-		a = settled
-	default:
+		a, err = settled, nil
+	}
+	if err != nil {
 		return h.refuseCallback(w, r, id, Status(err), err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
 }
 
-// decidedBy reports whether the approval stands as the webhook decision
-// would have left it.
-func decidedBy(a *approval.Approval, d approval.CallbackDecision) bool {
+// decidedBy reports whether the approval was decided by this very
+// message: the webhook-id it came with, and the outcome it asks for.
+func decidedBy(a *approval.Approval, d approval.CallbackDecision, webhookID string) bool {
 	want := approval.Denied
 	if d.Decision == approval.DecisionApprove {
 		want = approval.Approved
 	}
-	return a.State == want && a.Approver == approval.PrincipalWebhook
+	return a.State == want && a.Approver == approval.PrincipalWebhook && webhookID != "" && a.DecisionMessage == webhookID
 }
 
 // Status maps an error of the approval package to the HTTP status that
@@ -121,7 +112,7 @@ func RefusalText(status int) string {
 	case http.StatusNotFound:
 		return "no such approval"
 	case http.StatusConflict:
-		return "this approval is already decided, cancelled or expired, or this webhook-id was used before"
+		return "this approval is already decided, cancelled or expired"
 	default:
 		return "the gateway could not take the decision just now; try again"
 	}

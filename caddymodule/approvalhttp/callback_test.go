@@ -36,7 +36,7 @@ const (
 	refused401 = `{"error":"the decision is unsigned, not signed with a decision secret, or too old or new"}`
 	refused403 = `{"error":"you are not among those who may decide this approval"}`
 	refused404 = `{"error":"no such approval"}`
-	refused409 = `{"error":"this approval is already decided, cancelled or expired, or this webhook-id was used before"}`
+	refused409 = `{"error":"this approval is already decided, cancelled or expired"}`
 	refused503 = `{"error":"the gateway could not take the decision just now; try again"}`
 )
 
@@ -182,28 +182,33 @@ func TestCallbackRetry(t *testing.T) {
 }
 
 // TestDecidedBy: an approval stands as a webhook decision left it only
-// when the webhook decided it, that way.
+// when that very message (its webhook-id) decided it, that way.
 func TestDecidedBy(t *testing.T) {
 	tests := []struct {
 		name     string
 		state    approval.State
 		approver string
+		message  string
 		decision string
 		want     bool
 	}{
-		{"approved by the webhook", approval.Approved, approval.PrincipalWebhook, approval.DecisionApprove, true},
-		{"denied by the webhook", approval.Denied, approval.PrincipalWebhook, approval.DecisionDeny, true},
-		{"approved, the decision a denial", approval.Approved, approval.PrincipalWebhook, approval.DecisionDeny, false},
-		{"denied, the decision an approval", approval.Denied, approval.PrincipalWebhook, approval.DecisionApprove, false},
-		{"approved in the inbox", approval.Approved, "inbox:alice", approval.DecisionApprove, false},
-		{"still pending", approval.Pending, "", approval.DecisionApprove, false},
+		{"approved by the message", approval.Approved, approval.PrincipalWebhook, "msg_1", approval.DecisionApprove, true},
+		{"denied by the message", approval.Denied, approval.PrincipalWebhook, "msg_1", approval.DecisionDeny, true},
+		{"approved by another message", approval.Approved, approval.PrincipalWebhook, "msg_2", approval.DecisionApprove, false},
+		{"approved, the decision a denial", approval.Approved, approval.PrincipalWebhook, "msg_1", approval.DecisionDeny, false},
+		{"denied, the decision an approval", approval.Denied, approval.PrincipalWebhook, "msg_1", approval.DecisionApprove, false},
+		{"approved in the inbox", approval.Approved, "inbox:alice", "", approval.DecisionApprove, false},
+		{"still pending", approval.Pending, "", "", approval.DecisionApprove, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &approval.Approval{State: tt.state, Approver: tt.approver}
-			if got := decidedBy(a, approval.CallbackDecision{Decision: tt.decision}); got != tt.want {
-				t.Errorf("decidedBy(%s by %q, %s) = %v, want %v", tt.state, tt.approver, tt.decision, got, tt.want)
+			a := &approval.Approval{State: tt.state, Approver: tt.approver, DecisionMessage: tt.message}
+			if got := decidedBy(a, approval.CallbackDecision{Decision: tt.decision}, "msg_1"); got != tt.want {
+				t.Errorf("decidedBy(%s by %q in %q, %s) = %v, want %v", tt.state, tt.approver, tt.message, tt.decision, got, tt.want)
 			}
 		})
+	}
+	if decidedBy(&approval.Approval{State: approval.Approved, Approver: approval.PrincipalWebhook}, approval.CallbackDecision{Decision: approval.DecisionApprove}, "") {
+		t.Error("a message without a webhook-id matched an approval decided by one without")
 	}
 }
