@@ -64,21 +64,34 @@ actions := {"allow", "needs_approval", "block"}
 
 default decision := {"action": "block", "reason": "no rule of the policy allows this message"}
 
-decision := {"action": "block", "reason": concat("; ", malformed_rules)} if {
-	count(malformed_rules) > 0
-} else := {"action": "block", "reason": concat("; ", custom_block_reasons)} if {
-	count(custom_block_reasons) > 0
+decision := block if {
+	block := organization_block
 } else := base_decision if {
 	base_decision.action == "block"
 } else := {"action": "block", "reason": approvers_conflict_reason} if {
-	count(custom_approval_reasons) > 0
+	organization_asks_approval
 	approvers_conflict
 } else := object.union(
 	{"action": "needs_approval", "reason": concat("; ", custom_approval_reasons)},
 	approval_approvers_member,
 ) if {
-	count(custom_approval_reasons) > 0
+	organization_asks_approval
 } else := base_decision
+
+# organization_block is the decision when the organization's rules block
+# whatever the message: rules written as something other than sets, or
+# block reasons. Like organization_asks_approval, it reads no input unless
+# the organization's rules do, so the gateway computes it once per loaded
+# policy.
+organization_block := {"action": "block", "reason": concat("; ", malformed_rules)} if {
+	count(malformed_rules) > 0
+} else := {"action": "block", "reason": concat("; ", custom_block_reasons)} if {
+	count(custom_block_reasons) > 0
+}
+
+# organization_asks_approval: the organization's needs_approval rules
+# give a reason.
+organization_asks_approval if count(custom_approval_reasons) > 0
 
 # base_decision is what the library alone decides.
 base_decision := server_request_decision if {

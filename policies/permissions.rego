@@ -39,13 +39,23 @@ entry_keys := {"action", "reason", "approvers"}
 #   builds, and keys its decision cache by, those alone.)
 default tool_permission := {"action": "block", "reason": "no tool permission applies to this message"}
 
+# The first entry found wins, in the order above. The entries that name a
+# tool are resolved into permissions ahead (tool_entry_permissions,
+# server_tool_entry_permissions: they read no input, so the gateway
+# computes them once per loaded policy), and a call only looks its tool up
+# in them; an entry for a category is read per call, since its reason
+# names the tool.
 tool_permission := {"action": "block", "reason": changed_reason} if {
 	input.tool.changed == true
 } else := {"action": "block", "reason": sprintf("tool %q is blocked: %s", [input.tool.name, concat("; ", table_problems)])} if {
 	input.tool.name
 	count(table_problems) > 0
+} else := permission if {
+	permission := server_tool_entry_permissions[input.server][input.tool.name]
+} else := permission if {
+	permission := tool_entry_permissions[input.tool.name]
 } else := entry_permission(found) if {
-	found := permission_entry
+	found := category_entry
 } else := {"action": "block", "reason": no_entry_reason} if {
 	input.tool.name
 }
@@ -69,27 +79,44 @@ category_label := replace(input.tool.category, "_", "-")
 # server_section is this server's section of the table, when it has one.
 server_section := data.mcp.permissions.servers[input.server]
 
-# permission_entry is the first entry that applies to the tool: the entry,
-# where in the table it is, and whether it names the tool or its category.
-permission_entry := {
+# tool_entry_permissions are the permissions of the table's entries for
+# tools on every server, by tool name.
+tool_entry_permissions := {name: entry_permission({
 	"entry": entry,
-	"where": sprintf("servers[%q].tools[%q]", [input.server, input.tool.name]),
-	"names_tool": true,
-	"on_server": true,
-} if {
-	entry := server_section.tools[input.tool.name]
-} else := {
-	"entry": entry,
-	"where": sprintf("tools[%q]", [input.tool.name]),
+	"where": sprintf("tools[%q]", [name]),
 	"names_tool": true,
 	"on_server": false,
-} if {
-	entry := data.mcp.permissions.tools[input.tool.name]
-} else := {
+	"tool": name,
+}) |
+	some name, entry in data.mcp.permissions.tools
+}
+
+# server_tool_entry_permissions are the permissions of the entries for
+# tools in each server's section, by server and tool name.
+server_tool_entry_permissions := {server: {name: entry_permission({
+	"entry": entry,
+	"where": sprintf("servers[%q].tools[%q]", [server, name]),
+	"names_tool": true,
+	"on_server": true,
+	"tool": name,
+	"server": server,
+}) |
+	some name, entry in section.tools
+} |
+	some server, section in data.mcp.permissions.servers
+}
+
+# category_entry is the entry for the tool's category that applies to it,
+# on this server or on every server, where in the table it is, and the
+# tool it is read for.
+category_entry := {
 	"entry": entry,
 	"where": sprintf("servers[%q].%s", [input.server, input.tool.category]),
 	"names_tool": false,
 	"on_server": true,
+	"tool": input.tool.name,
+	"server": input.server,
+	"label": category_label,
 } if {
 	input.tool.category in categories
 	entry := server_section[input.tool.category]
@@ -98,6 +125,8 @@ permission_entry := {
 	"where": input.tool.category,
 	"names_tool": false,
 	"on_server": false,
+	"tool": input.tool.name,
+	"label": category_label,
 } if {
 	input.tool.category in categories
 	entry := data.mcp.permissions[input.tool.category]
@@ -123,7 +152,7 @@ entry_permission(found) := {"action": found.entry, "reason": entry_reason(found,
 	valid_entry_approvers(found.entry)
 } else := {"action": "block", "reason": sprintf(
 	"tool %q is blocked: the permissions entry %s is %s, want allow, needs_approval, block, or {\"action\": ..., \"reason\": ..., \"approvers\": [...]} (approvers with needs_approval only)",
-	[input.tool.name, found.where, json.marshal(found.entry)],
+	[found.tool, found.where, json.marshal(found.entry)],
 )}
 
 valid_entry_reason(entry) if not "reason" in object.keys(entry)
@@ -145,53 +174,63 @@ entry_approvers(entry) := {"approvers": entry.approvers} if {
 	count(object.get(entry, "approvers", [])) > 0
 } else := {}
 
-entry_reason(found, action) := sprintf("tool %q is set to %s%s", [input.tool.name, action, server_note(found)]) if {
+entry_reason(found, action) := sprintf("tool %q is set to %s%s", [found.tool, action, server_note(found)]) if {
 	found.names_tool
 } else := sprintf(
 	"tool %q is a %s tool, and %s tools are set to %s%s",
-	[input.tool.name, category_label, category_label, action, server_note(found)],
+	[found.tool, found.label, found.label, action, server_note(found)],
 )
 
-server_note(found) := sprintf(" on server %q", [input.server]) if {
+server_note(found) := sprintf(" on server %q", [found.server]) if {
 	found.on_server
 } else := ""
 
 # table_problems says what is wrong with the parts of the table a decision
 # on this tool reads: the table itself and this server's section. Entries
-# are checked where they are used, by entry_permission.
-table_problems contains "no permissions table (data.mcp.permissions) is configured" if {
+# are checked where they are used, by entry_permission. Both kinds of
+# problems read no input: they are found once per loaded policy, and a
+# call only looks its server up.
+table_problems := table_own_problems | server_problems
+
+default server_problems := set()
+
+server_problems := server_section_problems[input.server]
+
+# table_own_problems are the problems of the table itself.
+table_own_problems contains "no permissions table (data.mcp.permissions) is configured" if {
 	not data.mcp.permissions
 }
 
-table_problems contains sprintf("the permissions table is %s, want an object", [json.marshal(table)]) if {
+table_own_problems contains sprintf("the permissions table is %s, want an object", [json.marshal(table)]) if {
 	table := data.mcp.permissions
 	not is_object(table)
 }
 
-table_problems contains sprintf("the permissions table has an unknown member %q (want %s)", [key, concat(", ", table_keys)]) if {
+table_own_problems contains sprintf("the permissions table has an unknown member %q (want %s)", [key, concat(", ", table_keys)]) if {
 	is_object(data.mcp.permissions)
 	some key, _ in data.mcp.permissions
 	not key in table_keys
 }
 
-table_problems contains sprintf("the permissions table's %s is %s, want an object", [key, json.marshal(section)]) if {
+table_own_problems contains sprintf("the permissions table's %s is %s, want an object", [key, json.marshal(section)]) if {
 	some key in {"tools", "servers"}
 	section := data.mcp.permissions[key]
 	not is_object(section)
 }
 
-table_problems contains sprintf("the permissions table's section for server %q is %s, want an object", [input.server, json.marshal(section)]) if {
-	section := server_section
+# server_section_problems are the problems of each server's section of
+# the table, by server name.
+server_section_problems := {server: section_problems(server, section) |
+	some server, section in data.mcp.permissions.servers
+}
+
+section_problems(server, section) := (({sprintf("the permissions table's section for server %q is %s, want an object", [server, json.marshal(section)]) |
 	not is_object(section)
-}
-
-table_problems contains sprintf("the permissions table's section for server %q has an unknown member %q (want %s)", [input.server, key, concat(", ", server_section_keys)]) if {
-	is_object(server_section)
-	some key, _ in server_section
+} | {sprintf("the permissions table's section for server %q has an unknown member %q (want %s)", [server, key, concat(", ", server_section_keys)]) |
+	is_object(section)
+	some key, _ in section
 	not key in server_section_keys
-}
-
-table_problems contains sprintf("the permissions table's tools for server %q is %s, want an object", [input.server, json.marshal(tools)]) if {
-	tools := server_section.tools
+}) | {sprintf("the permissions table's tools for server %q is %s, want an object", [server, json.marshal(tools)]) |
+	tools := section.tools
 	not is_object(tools)
-}
+})
