@@ -37,15 +37,50 @@ var placeholders = map[string]func(gateway.Facts) string{
 // annotate sets mcpgate's placeholders ({mcp.tool.name}, ...) and the
 // variables of the same names (for the vars matcher and
 // {http.vars.mcp.tool.name}) on the request, for the rest of the route.
+// The placeholders are answered from the facts when they are asked for,
+// by one provider added to the request's replacer on the first call (a
+// later call, for the same request, replaces the facts it answers from);
+// the variables are set, since the vars matcher reads them as they are.
 func annotate(r *http.Request, facts gateway.Facts) {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	for name, get := range placeholders {
-		value := get(facts)
-		caddyhttp.SetVar(r.Context(), name, value)
-		if repl != nil {
-			repl.Set(name, value)
+		caddyhttp.SetVar(r.Context(), name, get(facts))
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return
+	}
+	if known, ok := repl.Get(annotationKey); ok {
+		if a, ok := known.(*annotation); ok {
+			a.facts = facts
+			return
 		}
 	}
+	a := &annotation{facts: facts}
+	repl.Map(a.placeholder)
+}
+
+// annotationKey is the placeholder under which a request's replacer finds
+// its annotation; no configuration can name it.
+const annotationKey = "mcp\x00annotation"
+
+// annotation is what a request's replacer answers mcpgate's placeholders
+// from.
+type annotation struct {
+	facts gateway.Facts
+}
+
+// placeholder answers the value of one of mcpgate's placeholders.
+func (a *annotation) placeholder(key string) (any, bool) {
+	if !strings.HasPrefix(key, "mcp") {
+		return nil, false
+	}
+	if key == annotationKey {
+		return a, true
+	}
+	if get, ok := placeholders[key]; ok {
+		return get(a.facts), true
+	}
+	return nil, false
 }
 
 // RateLimit limits how often messages pass through the gateway, per key.
