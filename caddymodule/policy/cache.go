@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -23,9 +24,31 @@ const maxCacheKeyBytes = 2048
 // is exactly the one evaluation would give. Each compiled policy has caches
 // of its own: a reload starts empty ones, and no result outlives the
 // policy and data that gave it. Failed evaluations are never remembered.
+//
+// A cache only pays when inputs repeat: when they do not (a rule reads an
+// argument whose every value is new), writing each key and remembering
+// each result is work for nothing. So each window of lookups counts its
+// hits, and after a window in which fewer than one in rarelyHits hit, the
+// cache is consulted on one call in sparseEvery only, until a window of
+// those finds inputs repeating again. The calls in between are evaluated,
+// which gives the same result.
 type decisionCache struct {
 	results *lru.Cache[string, cachedResult]
+	// calls counts the calls that may consult the cache; lookups and
+	// hits, those of the current window that did, and found a result.
+	calls, lookups, hits atomic.Uint64
+	// sparse is set while the cache is consulted on one call in
+	// sparseEvery.
+	sparse atomic.Bool
 }
+
+// The cache's window: how many lookups it counts, the share of hits below
+// which it is consulted sparsely (one in rarelyHits), and how sparsely.
+const (
+	cacheWindow = 1024
+	rarelyHits  = 64
+	sparseEvery = 16
+)
 
 // cachedResult is one remembered evaluation: the decision, and whether the
 // policy defined it.
@@ -78,13 +101,27 @@ type textAppender interface {
 	AppendText(b []byte) ([]byte, error)
 }
 
-// get returns the remembered result for key; a nil cache remembers
-// nothing.
-func (c *decisionCache) get(key string) (cachedResult, bool) {
+// consulted reports whether this call consults the cache: always, unless
+// inputs have stopped repeating (see decisionCache). A nil cache is never
+// consulted.
+func (c *decisionCache) consulted() bool {
 	if c == nil {
-		return cachedResult{}, false
+		return false
 	}
-	return c.results.Get(key)
+	return !c.sparse.Load() || c.calls.Add(1)%sparseEvery == 0
+}
+
+// get returns the remembered result for key, and counts the lookup in the
+// cache's window.
+func (c *decisionCache) get(key string) (cachedResult, bool) {
+	r, found := c.results.Get(key)
+	if found {
+		c.hits.Add(1)
+	}
+	if c.lookups.Add(1)%cacheWindow == 0 {
+		c.sparse.Store(c.hits.Swap(0) < cacheWindow/rarelyHits)
+	}
+	return r, found
 }
 
 // put remembers a result; a nil cache does nothing.

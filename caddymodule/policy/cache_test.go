@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -165,5 +166,41 @@ func TestDeterministic(t *testing.T) {
 				t.Errorf("deterministic(%q, %q) = %v, want %v", tc.module, tc.query, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCacheConsultedSparsely checks that a cache whose inputs stop
+// repeating is consulted on one call in sparseEvery, and on every call
+// again once they repeat.
+func TestCacheConsultedSparsely(t *testing.T) {
+	cache, err := newDecisionCache(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consulted := func(calls int, key func(i int) string) int {
+		t.Helper()
+		n := 0
+		for i := range calls {
+			if !cache.consulted() {
+				continue
+			}
+			n++
+			if _, found := cache.get(key(i)); !found {
+				cache.put(key(i), cachedResult{defined: true})
+			}
+		}
+		return n
+	}
+	distinct := func(i int) string { return "distinct " + strconv.Itoa(i) }
+	same := func(int) string { return "same" }
+	if n := consulted(cacheWindow, distinct); n != cacheWindow {
+		t.Fatalf("first window: consulted on %d calls, want every one of %d", n, cacheWindow)
+	}
+	if n := consulted(cacheWindow*sparseEvery, distinct); n != cacheWindow {
+		t.Fatalf("inputs not repeating: consulted on %d of %d calls, want %d", n, cacheWindow*sparseEvery, cacheWindow)
+	}
+	consulted(cacheWindow*sparseEvery, same)
+	if n := consulted(cacheWindow, same); n != cacheWindow {
+		t.Fatalf("inputs repeating again: consulted on %d calls, want every one of %d", n, cacheWindow)
 	}
 }

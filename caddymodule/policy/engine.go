@@ -243,6 +243,9 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 	}
 	cache := query.cache
 	var key string
+	if !cache.consulted() {
+		cache = nil
+	}
 	if cache != nil {
 		var ok bool
 		if key, ok, err = cacheKey(value); err != nil {
