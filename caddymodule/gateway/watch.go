@@ -38,7 +38,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		asOf = g.catalog.Generation(g.cfg.Upstream)
 	}
 	readReplyUncompressed(x.r)
-	answered := make(map[string]bool)
+	// answered holds the ids of the responses the reply carried; made
+	// with the first, since most replies are read unparsed.
+	var answered map[string]bool
 	watchChanges := g.watchToolListChanges()
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll: true,
@@ -53,6 +55,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		Intercept: rl.intercept,
 		OnMessage: func(m *mcpmsg.Message) {
 			if m.Kind == mcpmsg.KindResponse {
+				if answered == nil {
+					answered = map[string]bool{}
+				}
 				answered[mcpmsg.CanonicalID(m.ID)] = true
 			}
 			watchChanges(m)
