@@ -68,6 +68,8 @@ decision := block if {
 	block := organization_block
 } else := base_decision if {
 	base_decision.action == "block"
+} else := base_decision if {
+	not organization_asks_approval
 } else := {"action": "block", "reason": approvers_conflict_reason} if {
 	organization_asks_approval
 	approvers_conflict

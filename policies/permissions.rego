@@ -49,7 +49,7 @@ tool_permission := {"action": "block", "reason": changed_reason} if {
 	input.tool.changed == true
 } else := {"action": "block", "reason": sprintf("tool %q is blocked: %s", [input.tool.name, concat("; ", table_problems)])} if {
 	input.tool.name
-	count(table_problems) > 0
+	table_has_problems
 } else := permission if {
 	permission := server_tool_entry_permissions[input.server][input.tool.name]
 } else := permission if {
@@ -191,6 +191,14 @@ server_note(found) := sprintf(" on server %q", [found.server]) if {
 # problems read no input: they are found once per loaded policy, and a
 # call only looks its server up.
 table_problems := table_own_problems | server_problems
+
+# table_has_problems: table_problems is not empty.
+table_has_problems if count(table_own_problems) > 0
+
+table_has_problems if input.server in servers_with_problems
+
+# servers_with_problems are the servers whose section has problems.
+servers_with_problems := {server | some server, problems in server_section_problems; count(problems) > 0}
 
 default server_problems := set()
 
