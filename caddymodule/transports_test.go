@@ -7,11 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -20,13 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
-
-	"errors"
 	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/nodetest"
 )
 
 // transportPolicy is the shipped library with a permissions table and the
@@ -628,26 +627,10 @@ func typeScriptClient(t *testing.T, args ...string) *exec.Cmd {
 }
 
 // typeScriptCommand returns a command running one of the scripts of
-// tsClientDir with node, installing the SDK first if need be. Without node
-// (or npm, or the network to install with) the test is skipped, unless CI
-// is set.
+// tsClientDir with node, installing the SDK first if need be.
 func typeScriptCommand(t *testing.T, script string, args ...string) *exec.Cmd {
 	t.Helper()
-	unavailable := t.Skipf
-	if os.Getenv("CI") != "" {
-		unavailable = t.Fatalf
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("node is not installed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(tsClientDir, "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
-		install := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		install.Dir = tsClientDir
-		if out, err := install.CombinedOutput(); err != nil {
-			unavailable("installing the TypeScript SDK: %v\n%s", err, out)
-		}
-	}
+	node := nodetest.Node(t, tsClientDir, filepath.Join("node_modules", "@modelcontextprotocol", "sdk"))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)

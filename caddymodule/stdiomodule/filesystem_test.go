@@ -3,13 +3,13 @@ package stdiomodule_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/nodetest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
 )
 
@@ -18,28 +18,14 @@ import (
 const filesystemDir = "testdata/filesystem"
 
 // filesystemServer returns node and the filesystem server's script,
-// installing the server first (npm ci) if need be. Without node (or npm,
-// or the network to install with) the test is skipped, unless CI is set.
+// installing the server first if need be.
 func filesystemServer(t *testing.T) (node, script string) {
 	t.Helper()
-	unavailable := t.Skipf
-	if os.Getenv("CI") != "" {
-		unavailable = t.Fatalf
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("node is not installed: %v", err)
-	}
-	script, err = filepath.Abs(filepath.Join(filesystemDir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"))
+	installed := filepath.Join("node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	node = nodetest.Node(t, filesystemDir, installed)
+	script, err := filepath.Abs(filepath.Join(filesystemDir, installed))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(script); err != nil {
-		install := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		install.Dir = filesystemDir
-		if out, err := install.CombinedOutput(); err != nil {
-			unavailable("installing the filesystem server: %v\n%s", err, out)
-		}
 	}
 	return node, script
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/nodetest"
 )
 
 // inspectorDir holds the MCP Inspector the tour uses, pinned by its
@@ -61,26 +62,13 @@ func readTour(t *testing.T) []tourStep {
 }
 
 // inspectorCommand returns the pinned Inspector's command, installing it
-// first if need be; without node or npm the test skips, unless CI is set.
+// first if need be.
 func inspectorCommand(t *testing.T) string {
 	t.Helper()
-	unavailable := t.Skipf
-	if os.Getenv("CI") != "" {
-		unavailable = t.Fatalf
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		unavailable("node is not installed: %v", err)
-	}
+	nodetest.Node(t, inspectorDir, filepath.Join("node_modules", ".bin", "mcp-inspector"))
 	bin, err := filepath.Abs(filepath.Join(inspectorDir, "node_modules", ".bin", "mcp-inspector"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		install := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		install.Dir = inspectorDir
-		if out, err := install.CombinedOutput(); err != nil {
-			unavailable("installing the MCP Inspector: %v\n%s", err, out)
-		}
 	}
 	return bin
 }
