@@ -73,26 +73,41 @@ func unlistedReason(name string, fetchErr error) string {
 	return fmt.Sprintf("the server does not offer a tool named %q (it is not in the server's tools/list)", name)
 }
 
+// maxListFetches bounds how many times one lookup fetches the upstream's
+// tool list.
+const maxListFetches = 3
+
 // lookupTool returns what the catalog knows of a tool, and whether the
 // upstream listed it, refreshing the upstream's tool list first when it
 // is stale (never fetched whole, or announced changed); fetchErr says why
-// a refresh failed. Naming an unlisted tool does not trigger another
-// fetch.
+// a refresh failed. Naming a tool the current list lacks does not trigger
+// another fetch; but a list that went stale again while it was fetched (a
+// reload resets it, a list_changed forgets it) is fetched again, up to
+// maxListFetches times in all, so that a call is never refused on a list
+// forgotten under it.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
-	if g.catalog.Stale(g.cfg.Upstream) {
-		meta, _ := params["_meta"].(map[string]any)
-		if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); errors.Is(fetchErr, errSessionEnded) {
-			x.sessionEnded = true
-		} else if fetchErr != nil {
-			g.logger.Warn("could not fetch the upstream's tool list",
-				zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
+	for fetches := 1; ; fetches++ {
+		if g.catalog.Stale(g.cfg.Upstream) {
+			meta, _ := params["_meta"].(map[string]any)
+			if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); errors.Is(fetchErr, errSessionEnded) {
+				x.sessionEnded = true
+			} else if fetchErr != nil {
+				g.logger.Warn("could not fetch the upstream's tool list",
+					zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
+			}
+		}
+		tool, listed = g.knownTool(name)
+		if listed || fetchErr != nil || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
+			break
 		}
 	}
-	tool, listed = g.knownTool(name)
 	if listed && tool.Changed {
-		// Accepted through another gateway sharing the pins, perhaps.
-		tool, _ = g.catalog.Recheck(x.r.Context(), g.cfg.Upstream, name)
+		// Accepted through another gateway sharing the pins, perhaps. (A
+		// list reset meanwhile leaves the tool as it was: Changed.)
+		if rechecked, ok := g.catalog.Recheck(x.r.Context(), g.cfg.Upstream, name); ok {
+			tool = rechecked
+		}
 	}
 	return tool, listed, fetchErr
 }

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -112,6 +111,13 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 	if opts.approvals {
 		cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t), Hold: opts.holdFor, Keepalive: time.Second}
 	}
+	return serveGateway(t, cfg, upstreamURL)
+}
+
+// serveGateway builds a Gateway from cfg and serves it over HTTP in front
+// of upstreamURL until the test ends.
+func serveGateway(t *testing.T, cfg gateway.Config, upstreamURL string) *testGateway {
+	t.Helper()
 	g := newGateway(t, cfg)
 	next := proxyTo(t, upstreamURL)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -223,22 +229,6 @@ func proxyTo(t *testing.T, target string) gateway.Next {
 	}}
 }
 
-// upstreamMode is how the go-sdk's Streamable HTTP handler serves.
-type upstreamMode struct {
-	name         string
-	stateless    bool
-	jsonResponse bool
-}
-
-// The upstream modes tests run in.
-var (
-	statefulSSE   = upstreamMode{name: "stateful SSE"}
-	statefulJSON  = upstreamMode{name: "stateful JSON", jsonResponse: true}
-	statelessSSE  = upstreamMode{name: "stateless SSE", stateless: true}
-	statelessJSON = upstreamMode{name: "stateless JSON", stateless: true, jsonResponse: true}
-	upstreamModes = []upstreamMode{statefulSSE, statefulJSON, statelessSSE, statelessJSON}
-)
-
 // upstreamTools are the tools the test upstream serves: echo and peek are
 // read-only, create_issue writes, delete_issue (no annotations) is
 // destructive by MCP's defaults.
@@ -249,106 +239,11 @@ var upstreamTools = []*mcp.Tool{
 	{Name: "delete_issue"},
 }
 
-// upstream is a real MCP server that records every HTTP request it
-// receives and counts the calls each tool runs, so that tests can prove
-// what the gateway did not forward.
-type upstream struct {
-	URL    string
-	server *mcp.Server
-
-	mu       sync.Mutex
-	requests []recordedRequest
-	calls    map[string]int
-}
-
-// recordedRequest is one HTTP request the upstream received.
-type recordedRequest struct {
-	Method string
-	Header http.Header
-	Body   []byte
-}
-
-// textInput is what the upstream's tools take.
-type textInput struct {
-	Text string `json:"text,omitempty"`
-}
-
 // newUpstream starts a go-sdk MCP server serving upstreamTools in mode;
 // each tool answers "<name>:<text>".
-func newUpstream(t *testing.T, mode upstreamMode) *upstream {
+func newUpstream(t *testing.T, mode upstreamtest.Mode) *upstreamtest.Upstream {
 	t.Helper()
-	u := &upstream{calls: make(map[string]int)}
-	u.server = mcp.NewServer(&mcp.Implementation{Name: "test-upstream", Version: "1"}, nil)
-	for _, tool := range upstreamTools {
-		u.addTool(tool)
-	}
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
-		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.jsonResponse})
-	srv := httptest.NewServer(u.recording(handler))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
-}
-
-// addTool adds (or redefines) a tool that answers "<name>:<text>" and
-// counts its calls.
-func (u *upstream) addTool(tool *mcp.Tool) {
-	name := tool.Name
-	mcp.AddTool(u.server, new(*tool), func(_ context.Context, _ *mcp.CallToolRequest, in textInput) (*mcp.CallToolResult, any, error) {
-		u.mu.Lock()
-		u.calls[name]++
-		u.mu.Unlock()
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
-	})
-}
-
-// recording returns handler, recording every request it receives.
-func (u *upstream) recording(handler http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		u.mu.Lock()
-		u.requests = append(u.requests, recordedRequest{Method: r.Method, Header: r.Header.Clone(), Body: body})
-		u.mu.Unlock()
-		handler.ServeHTTP(w, r)
-	})
-}
-
-// received returns the requests the upstream saw so far.
-func (u *upstream) received() []recordedRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]recordedRequest(nil), u.requests...)
-}
-
-// receivedFromClients returns the requests the upstream saw, leaving out
-// the gateway's own tools/list fetches.
-func (u *upstream) receivedFromClients() []recordedRequest {
-	var out []recordedRequest
-	for _, r := range u.received() {
-		if !bytes.Contains(r.Body, []byte(`"mcpgate-tools-list"`)) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// sawBodyContaining reports whether a request body the upstream received
-// contains s.
-func (u *upstream) sawBodyContaining(s string) bool {
-	for _, r := range u.received() {
-		if bytes.Contains(r.Body, []byte(s)) {
-			return true
-		}
-	}
-	return false
-}
-
-// callCount is how many times the tool ran.
-func (u *upstream) callCount(tool string) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.calls[tool]
+	return upstreamtest.New(t, mode, upstreamTools, 0)
 }
 
 // reply is an HTTP response, read whole.
@@ -466,23 +361,6 @@ func callTool(t *testing.T, session *mcp.ClientSession, tool, text string) (stri
 		}
 	}
 	return b.String(), res.IsError
-}
-
-// eventually polls check until it reports nothing, failing t with its
-// last report after timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		problem := check()
-		if problem == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, problem)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // callBody is a raw tools/call of tool with text, as id.

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -18,7 +18,11 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/internal/testwait"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
@@ -28,7 +32,7 @@ const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name"
 // checkTransport): each is answered by the gateway with its status and a
 // JSON-RPC error without id, and the upstream sees nothing.
 func TestRefusedBeforeForwarding(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	const maxBody = 2048
 	gw := startGateway(t, up.URL, gatewayOptions{maxBody: maxBody})
 
@@ -104,7 +108,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.receivedFromClients())
+			before := len(up.ReceivedFromClients())
 			r := send(t, newRequest(t, tt.method, gw.URL, tt.header, tt.body))
 			if r.status != tt.status {
 				t.Errorf("HTTP status = %d, want %d; body %s", r.status, tt.status, r.body)
@@ -121,7 +125,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 			case string(resp.ID) != "null":
 				t.Errorf("error id = %s, want null: the gateway refused the request, not a message", resp.ID)
 			}
-			if got := up.receivedFromClients()[before:]; len(got) != 0 {
+			if got := up.ReceivedFromClients()[before:]; len(got) != 0 {
 				t.Errorf("upstream received %d requests, want none; first: %s %s", len(got), got[0].Method, got[0].Body)
 			}
 		})
@@ -131,7 +135,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 // TestAcceptedAtTheEdges sends what the read and parse stages must let
 // through, each answered by the upstream: the edges of what they refuse.
 func TestAcceptedAtTheEdges(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	const maxBody = 2048
 	gw := startGateway(t, up.URL, gatewayOptions{maxBody: maxBody})
 	atLimit := callBody("1", "echo", "")
@@ -163,9 +167,9 @@ func TestAcceptedAtTheEdges(t *testing.T) {
 // ones are answered with isError and never reach the upstream; tools/list
 // loses the tools the table blocks.
 func TestToolCalls(t *testing.T) {
-	for _, mode := range upstreamModes {
+	for _, mode := range upstreamtest.Modes {
 		for _, version := range []string{mcphttp.Version20251125, mcphttp.Version20260728} {
-			t.Run(mode.name+" "+version, func(t *testing.T) {
+			t.Run(mode.Name+" "+version, func(t *testing.T) {
 				up := newUpstream(t, mode)
 				gw := startGateway(t, up.URL, gatewayOptions{})
 				session := connect(t, gw.URL, nil, version)
@@ -190,10 +194,10 @@ func TestToolCalls(t *testing.T) {
 					if !call.refused {
 						continue
 					}
-					if n := up.callCount(call.tool); n != 0 {
+					if n := up.CallCount(call.tool); n != 0 {
 						t.Errorf("upstream ran the refused %s %d times, want 0", call.tool, n)
 					}
-					if up.sawBodyContaining(`"name":"` + call.tool + `"`) {
+					if up.SawBodyContaining(`"name":"` + call.tool + `"`) {
 						t.Errorf("upstream received a body naming the refused %s", call.tool)
 					}
 				}
@@ -220,7 +224,7 @@ func TestToolCalls(t *testing.T) {
 // gets its own id back on every request of the session (POSTs, the GET
 // stream) and on the DELETE that ends it.
 func TestSessionSealed(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	session := connect(t, gw.URL, nil, mcphttp.Version20251125)
 	if text, _ := callTool(t, session, "echo", "x"); text != "echo:x" {
@@ -233,7 +237,7 @@ func TestSessionSealed(t *testing.T) {
 		t.Errorf("client holds session %q, want a token the gateway sealed", session.ID())
 	}
 	own, deleted := "", false
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		id := r.Header.Get(mcphttp.HeaderSessionID)
 		switch {
 		case id == "":
@@ -256,7 +260,7 @@ func TestSessionSealed(t *testing.T) {
 // handler would: a session is the caller's who opened it, and a request
 // naming it on behalf of anyone else is refused before the upstream.
 func TestSessionBoundToCaller(t *testing.T) {
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-Test-User"})
 	as := func(user string) http.Header { return http.Header{"X-Test-User": {user}} }
 	alices := initialize(t, gw.URL, as("alice"))
@@ -267,7 +271,7 @@ func TestSessionBoundToCaller(t *testing.T) {
 	}
 	// The upstream's own id of alice's session, which she never sees.
 	var upstreamID string
-	for _, req := range up.received() {
+	for _, req := range up.Received() {
 		if id := req.Header.Get(mcphttp.HeaderSessionID); id != "" {
 			upstreamID = id
 		}
@@ -292,13 +296,13 @@ func TestSessionBoundToCaller(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.received())
+			before := len(up.Received())
 			header := as(tt.user)
 			header.Set(mcphttp.HeaderSessionID, tt.token)
 			header.Set(mcphttp.HeaderProtocolVersion, "2025-06-18")
 			header.Set("Authorization", "Bearer for-the-gateway")
 			r := post(t, gw.URL, header, ping)
-			got := up.received()[before:]
+			got := up.Received()[before:]
 			if tt.status == http.StatusOK {
 				if r.status != http.StatusOK || len(got) != 1 {
 					t.Fatalf("HTTP %d %s, upstream received %d requests; want 200 and the ping forwarded", r.status, r.body, len(got))
@@ -326,7 +330,7 @@ func TestSessionBoundToCaller(t *testing.T) {
 // message is exactly what the policy saw, byte for byte: the gateway does
 // not re-encode it.
 func TestAllowedCallForwardedByteExact(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	tests := []struct {
 		name string
@@ -339,12 +343,12 @@ func TestAllowedCallForwardedByteExact(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.receivedFromClients())
+			before := len(up.ReceivedFromClients())
 			r := post(t, gw.URL, nil, tt.body)
 			if resp := r.rpc(t); r.status != http.StatusOK || resp.Error != nil || !strings.Contains(string(resp.Result), "echo:") {
 				t.Errorf("HTTP %d %s, want 200 with echo's result", r.status, r.body)
 			}
-			got := up.receivedFromClients()[before:]
+			got := up.ReceivedFromClients()[before:]
 			if len(got) != 1 {
 				t.Fatalf("upstream received %d requests, want the call alone", len(got))
 			}
@@ -362,7 +366,7 @@ func TestAllowedCallForwardedByteExact(t *testing.T) {
 // answered with an isError result, another request with a JSON-RPC error,
 // a notification with 403; none reaches the upstream.
 func TestBlockedNotForwarded(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	tests := []struct {
 		name     string
@@ -381,7 +385,7 @@ func TestBlockedNotForwarded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.receivedFromClients())
+			before := len(up.ReceivedFromClients())
 			r := post(t, gw.URL, nil, tt.body)
 			resp := r.rpc(t)
 			var result struct {
@@ -399,7 +403,7 @@ func TestBlockedNotForwarded(t *testing.T) {
 			case !tt.isError && (resp.Error == nil || resp.Error.Code != codeRefused || !strings.Contains(resp.Error.Message, tt.contains)):
 				t.Errorf("reply %s, want JSON-RPC error %d with %q", r.body, codeRefused, tt.contains)
 			}
-			if got := up.receivedFromClients()[before:]; len(got) != 0 {
+			if got := up.ReceivedFromClients()[before:]; len(got) != 0 {
 				t.Errorf("upstream received %d requests, want none; first body %s", len(got), got[0].Body)
 			}
 		})
@@ -413,16 +417,16 @@ func TestBatchesByRevision(t *testing.T) {
 	batch := `[` + callBody("1", "echo", "b1") + `,` + callBody("2", "delete_issue", "b2") + `,` + callBody("3", "echo", "b3") + `]`
 	tests := []struct {
 		name    string
-		mode    upstreamMode
+		mode    upstreamtest.Mode
 		version string
 		status  int
 	}{
-		{"2025-03-26, JSON reply", statelessJSON, mcphttp.Version20250326, 200},
-		{"2025-03-26, SSE reply", statelessSSE, mcphttp.Version20250326, 200},
-		{"no version header", statelessJSON, "", 200},
-		{"2025-06-18", statelessJSON, mcphttp.Version20250618, 400},
-		{"2025-11-25", statelessJSON, mcphttp.Version20251125, 400},
-		{"2026-07-28", statelessJSON, mcphttp.Version20260728, 400},
+		{"2025-03-26, JSON reply", upstreamtest.StatelessJSON, mcphttp.Version20250326, 200},
+		{"2025-03-26, SSE reply", upstreamtest.StatelessSSE, mcphttp.Version20250326, 200},
+		{"no version header", upstreamtest.StatelessJSON, "", 200},
+		{"2025-06-18", upstreamtest.StatelessJSON, mcphttp.Version20250618, 400},
+		{"2025-11-25", upstreamtest.StatelessJSON, mcphttp.Version20251125, 400},
+		{"2026-07-28", upstreamtest.StatelessJSON, mcphttp.Version20260728, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -432,14 +436,14 @@ func TestBatchesByRevision(t *testing.T) {
 			if r.status != tt.status {
 				t.Fatalf("HTTP status %d, want %d; body %s", r.status, tt.status, r.body)
 			}
-			if up.sawBodyContaining("delete_issue") {
+			if up.SawBodyContaining("delete_issue") {
 				t.Error("upstream received the refused delete_issue")
 			}
 			if tt.status != http.StatusOK {
 				if resp := r.rpc(t); resp.Error == nil || !strings.Contains(resp.Error.Message, "batches are not part of MCP "+tt.version) {
 					t.Errorf("reply %s, want an error saying batches are not part of %s", r.body, tt.version)
 				}
-				if got := up.receivedFromClients(); len(got) != 0 {
+				if got := up.ReceivedFromClients(); len(got) != 0 {
 					t.Errorf("upstream received %d requests, want none", len(got))
 				}
 				return
@@ -468,7 +472,7 @@ func TestBatchesByRevision(t *testing.T) {
 			if len(answers) != len(want) {
 				t.Errorf("reply holds %d answers, want %d: %s", len(answers), len(want), r.body)
 			}
-			if n := up.callCount("echo"); n != 2 {
+			if n := up.CallCount("echo"); n != 2 {
 				t.Errorf("upstream ran echo %d times, want 2", n)
 			}
 		})
@@ -503,7 +507,7 @@ func replyMessages(t *testing.T, r reply) []json.RawMessage {
 func TestUndeclaredCapabilityRefused(t *testing.T) {
 	for _, declared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("elicitation declared %v", declared), func(t *testing.T) {
-			up := capabilityIgnoringUpstream(t)
+			up := upstreamtest.CapabilityIgnoring(t)
 			gw := startGateway(t, up.URL, gatewayOptions{})
 			var elicited []string
 			done := make(chan struct{}, 1)
@@ -521,14 +525,14 @@ func TestUndeclaredCapabilityRefused(t *testing.T) {
 			}
 			// The server's request is answered on its own: by the gateway
 			// before it relays the result, by the client once it has.
-			eventually(t, 5*time.Second, func() string {
-				if !up.sawBodyContaining(`"id":"e1"`) {
+			testwait.Until(t, 5*time.Second, func() string {
+				if !up.SawBodyContaining(`"id":"e1"`) {
 					return "the server's elicitation was never answered"
 				}
 				return ""
 			})
-			refused := up.sawBodyContaining(`"id":"e1","error"`) &&
-				up.sawBodyContaining("did not declare the elicitation (form mode) capability")
+			refused := up.SawBodyContaining(`"id":"e1","error"`) &&
+				up.SawBodyContaining("did not declare the elicitation (form mode) capability")
 			if declared {
 				select {
 				case <-done:
@@ -541,50 +545,10 @@ func TestUndeclaredCapabilityRefused(t *testing.T) {
 				return
 			}
 			if !refused {
-				t.Errorf("the server got no refusal naming the undeclared capability; upstream saw %d requests", len(up.received()))
+				t.Errorf("the server got no refusal naming the undeclared capability; upstream saw %d requests", len(up.Received()))
 			}
 		})
 	}
-}
-
-// capabilityIgnoringUpstream is a raw MCP server that ignores what its
-// client declared: every tools/call is answered by an event stream that
-// first asks the client for an elicitation, then gives the result.
-func capabilityIgnoringUpstream(t *testing.T) *upstream {
-	t.Helper()
-	u := &upstream{calls: make(map[string]int)}
-	srv := httptest.NewServer(u.recording(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		_ = json.Unmarshal(body, &m)
-		switch m.Method {
-		case "initialize":
-			w.Header().Set("Mcp-Session-Id", "raw-1")
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-		case "tools/list":
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-		case "tools/call":
-			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprintf(w, "data: %s\n\n", `{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"Proceed?","requestedSchema":{"type":"object","properties":{}}}}`)
-			fmt.Fprintf(w, "data: %s\n\n", fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"done"}]}}`, m.ID))
-		case "":
-			if r.Method == http.MethodGet {
-				w.WriteHeader(http.StatusMethodNotAllowed)
-				return
-			}
-			w.WriteHeader(http.StatusAccepted)
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	})))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
 }
 
 // TestApprovalTokenNeverForwarded: the approval token an anonymous caller
@@ -592,7 +556,7 @@ func capabilityIgnoringUpstream(t *testing.T) *upstream {
 // mcpgate_approval, which the gateway takes out before the call goes on:
 // the upstream never sees it, alone or in a batch.
 func TestApprovalTokenNeverForwarded(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: 10 * time.Millisecond})
 	r := post(t, gw.URL, nil, callBody("1", "create_issue", "x"))
 	var pending struct {
@@ -628,12 +592,12 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 			if tt.bug != "" {
 				t.Skip("known bug: " + tt.bug)
 			}
-			before := len(up.receivedFromClients())
+			before := len(up.ReceivedFromClients())
 			r := post(t, gw.URL, tt.header, tt.body)
 			if r.status != http.StatusOK {
 				t.Errorf("HTTP %d %s, want 200", r.status, r.body)
 			}
-			got := up.receivedFromClients()[before:]
+			got := up.ReceivedFromClients()[before:]
 			if len(got) != 1 || !strings.Contains(string(got[0].Body), `"text":"t"`) {
 				t.Fatalf("upstream received %d requests, want the echo call forwarded", len(got))
 			}
@@ -641,6 +605,57 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 				t.Errorf("upstream received the approval token: %s", got[0].Body)
 			}
 		})
+	}
+}
+
+// resettingPins is a pin store that runs reset once, right after the
+// first pin it saves: as a reload resets the tool list (Caddy provisioning
+// the next configuration) just after a call's fetch learned it, before
+// the call looks its tool up.
+type resettingPins struct {
+	catalog.PinStore
+	once  sync.Once
+	reset func()
+}
+
+// PinFirst pins the tool, then resets the list the first time.
+func (p *resettingPins) PinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	pin, err := p.PinStore.PinFirst(ctx, server, tool, hash)
+	p.once.Do(p.reset)
+	return pin, err
+}
+
+// TestListResetWhileLearned: a tool list forgotten between the fetch that
+// learned it and the lookup of the call's tool is fetched again, so that a
+// reload never makes a call to a listed tool look like a call to a tool
+// the server does not offer.
+func TestListResetWhileLearned(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
+	cfg.MaxBody = 64 << 10
+	pins := &resettingPins{PinStore: catalog.NewFilePinStore(filepath.Join(t.TempDir(), "pins.json"))}
+	if cfg.Catalog, err = catalog.New(context.Background(), pins); err != nil {
+		t.Fatal(err)
+	}
+	pins.reset = func() { cfg.Catalog.Reset(testUpstream) }
+	gw := serveGateway(t, cfg, up.URL)
+
+	r := post(t, gw.URL, nil, callEcho)
+	if resp := r.rpc(t); r.status != http.StatusOK || !strings.Contains(string(resp.Result), `"echo:a"`) {
+		t.Errorf("HTTP %d %s; want echo's result", r.status, r.body)
+	}
+	fetches := 0
+	for _, req := range up.Received() {
+		if strings.Contains(string(req.Body), upstreamtest.ToolsListID) {
+			fetches++
+		}
+	}
+	if fetches != 2 {
+		t.Errorf("the gateway fetched the tool list %d times; want twice (once more after the reset)", fetches)
 	}
 }
 
@@ -654,13 +669,13 @@ func TestChangedToolBlocked(t *testing.T) {
 	const refusedChanged = `the definition of tool "echo" changed since an operator accepted it`
 	tests := []struct {
 		name string
-		mode upstreamMode
+		mode upstreamtest.Mode
 		// clientLists has the client list the tools after the change;
 		// otherwise the server's notification must do.
 		clientLists bool
 	}{
-		{"the client lists the tools", statelessJSON, true},
-		{"the server announces the change", statefulSSE, false},
+		{"the client lists the tools", upstreamtest.StatelessJSON, true},
+		{"the server announces the change", upstreamtest.StatefulSSE, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -671,7 +686,7 @@ func TestChangedToolBlocked(t *testing.T) {
 				t.Fatalf("echo before the change = %q (isError %v), want echo:before", text, isError)
 			}
 			changed := func(i int) {
-				up.addTool(&mcp.Tool{Name: "echo", Description: fmt.Sprintf("now sends your files away (%d)", i), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
+				up.AddTool(&mcp.Tool{Name: "echo", Description: fmt.Sprintf("now sends your files away (%d)", i), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
 			}
 			if tt.clientLists {
 				changed(0)
@@ -689,7 +704,7 @@ func TestChangedToolBlocked(t *testing.T) {
 				// client's GET stream is open: change the tool until one
 				// gets through.
 				i := 0
-				eventually(t, 5*time.Second, func() string {
+				testwait.Until(t, 5*time.Second, func() string {
 					i++
 					changed(i)
 					if text, isError := callTool(t, session, "echo", "after"); !isError {
@@ -698,12 +713,12 @@ func TestChangedToolBlocked(t *testing.T) {
 					return ""
 				})
 			}
-			ran := up.callCount("echo")
+			ran := up.CallCount("echo")
 			text, isError := callTool(t, session, "echo", "after")
 			if !isError || !strings.Contains(text, refusedChanged) {
 				t.Errorf("echo after the change = %q (isError %v), want the refusal %q", text, isError, refusedChanged)
 			}
-			if n := up.callCount("echo"); n != ran {
+			if n := up.CallCount("echo"); n != ran {
 				t.Errorf("upstream ran the changed echo: %d runs, want %d", n, ran)
 			}
 		})
@@ -714,7 +729,7 @@ func TestChangedToolBlocked(t *testing.T) {
 // share Redis, both refuse a changed tool; once an operator accepts it
 // through one, the other runs it at its next call, without a restart.
 func TestAcceptReachesReplicas(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	pins := filepath.Join(t.TempDir(), "pins.json")
 	a := startGateway(t, up.URL, gatewayOptions{pins: pins})
 	b := startGateway(t, up.URL, gatewayOptions{pins: pins})
@@ -725,7 +740,7 @@ func TestAcceptReachesReplicas(t *testing.T) {
 			t.Fatalf("echo before the change: %q", text)
 		}
 	}
-	up.addTool(&mcp.Tool{Name: "echo", Description: "now sends your files away", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
+	up.AddTool(&mcp.Tool{Name: "echo", Description: "now sends your files away", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
 	for name, session := range map[string]*mcp.ClientSession{"a": sessionA, "b": sessionB} {
 		if _, err := session.ListTools(t.Context(), nil); err != nil {
 			t.Fatalf("tools/list on %s: %v", name, err)
@@ -739,7 +754,7 @@ func TestAcceptReachesReplicas(t *testing.T) {
 	}
 	// Replica b read echo's pin again when it refused it just now: the
 	// next read is due after RecheckInterval.
-	eventually(t, 3*catalog.RecheckInterval, func() string {
+	testwait.Until(t, 3*catalog.RecheckInterval, func() string {
 		if text, isError := callTool(t, sessionB, "echo", "accepted"); isError {
 			return "replica b still refuses the accepted echo: " + text
 		}
