@@ -31,6 +31,8 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // testClient bounds every request of these tests, so that a gateway that
@@ -198,7 +200,7 @@ type approvalGateway struct {
 // startApprovalGateway runs, in one Caddy, a gateway in front of up whose
 // approvals go to a fresh approver, and a separate site serving the
 // callbacks (mcp_approvals).
-func startApprovalGateway(t testing.TB, up *upstream, s approvalSetup) *approvalGateway {
+func startApprovalGateway(t testing.TB, up *upstreamtest.Upstream, s approvalSetup) *approvalGateway {
 	t.Helper()
 	g := &approvalGateway{approver: newApprover(t)}
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
@@ -230,12 +232,12 @@ const testPolicy = "policy testdata/policy"
 
 // approvalSite is a gateway site on port in front of up, whose approvals
 // go to webhook and come back at callbacks, with more approval lines.
-func approvalSite(port int, up *upstream, webhook, callbacks string, lines ...string) string {
+func approvalSite(port int, up *upstreamtest.Upstream, webhook, callbacks string, lines ...string) string {
 	return approvalSiteWith(port, testPolicy, up, webhook, callbacks, lines...)
 }
 
 // approvalSiteWith is approvalSite with other policy lines.
-func approvalSiteWith(port int, policy string, up *upstream, webhook, callbacks string, lines ...string) string {
+func approvalSiteWith(port int, policy string, up *upstreamtest.Upstream, webhook, callbacks string, lines ...string) string {
 	return fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
@@ -311,7 +313,7 @@ func awaitResult(t testing.TB, done <-chan callResult) *mcp.CallToolResult {
 // upstream, and has a client make one create_issue call with text, which
 // the gateway holds. It returns the approval.requested webhook and where
 // the call's result will come.
-func holdCall(t *testing.T, setup approvalSetup, text string) (*approvalGateway, *upstream, approval.Event, <-chan callResult) {
+func holdCall(t *testing.T, setup approvalSetup, text string) (*approvalGateway, *upstreamtest.Upstream, approval.Event, <-chan callResult) {
 	t.Helper()
 	g, up, session, ctx := approvalClient(t, setup)
 	done := callAsync(ctx, session, createIssue(text))
@@ -320,9 +322,9 @@ func holdCall(t *testing.T, setup approvalSetup, text string) (*approvalGateway,
 
 // approvalClient starts a gateway with the setup in front of a stateful
 // SSE upstream, and connects a client; calls get the returned context.
-func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstream, *mcp.ClientSession, context.Context) {
+func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstreamtest.Upstream, *mcp.ClientSession, context.Context) {
 	t.Helper()
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	g := startApprovalGateway(t, up, setup)
 	session := connect(t, g.URL, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -334,8 +336,8 @@ func approvalClient(t *testing.T, setup approvalSetup) (*approvalGateway, *upstr
 // approved, it runs and its result reaches the client; denied, the reason
 // reaches the client and the upstream never sees the call.
 func TestApprovalApprovedOrDenied(t *testing.T) {
-	for _, mode := range []upstreamMode{statefulSSE, statelessJSON} {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range []upstreamtest.Mode{upstreamtest.StatefulSSE, upstreamtest.StatelessJSON} {
+		t.Run(mode.Name, func(t *testing.T) {
 			up := newUpstream(t, mode)
 			g := startApprovalGateway(t, up, approvalSetup{})
 			session := connect(t, g.URL, nil)
@@ -346,10 +348,10 @@ func TestApprovalApprovedOrDenied(t *testing.T) {
 			e := g.approver.waitFor(t, approval.EventRequested, 1)
 			if e.Server != "test" || e.Tool.Name != "create_issue" || string(e.Tool.Arguments) != `{"text":"approve me"}` ||
 				e.Reason != "creating issues needs a human" || e.CallbackURL != g.Callbacks+"/"+e.ID ||
-				e.Session != up.lastSession() || (e.Session != "" && e.Session == session.ID()) || e.RequestedAt.IsZero() || !e.ExpiresAt.After(e.RequestedAt) {
+				e.Session != up.LastSession() || (e.Session != "" && e.Session == session.ID()) || e.RequestedAt.IsZero() || !e.ExpiresAt.After(e.RequestedAt) {
 				t.Errorf("approval.requested webhook = %+v; want the call, the policy's reason, the upstream's session (not the client's sealed one) and a callback URL", e)
 			}
-			if up.callCount("create_issue") != 0 {
+			if up.CallCount("create_issue") != 0 {
 				t.Fatal("the upstream ran the call before any decision")
 			}
 			if status := g.approver.decide(t, e.CallbackURL, "approve", "looks fine"); status != http.StatusOK {
@@ -359,7 +361,7 @@ func TestApprovalApprovedOrDenied(t *testing.T) {
 			if res.IsError || resultText(res) != "create_issue:approve me" {
 				t.Errorf("approved call: isError %v, %q; want the upstream's result", res.IsError, resultText(res))
 			}
-			if n := up.callCount("create_issue"); n != 1 {
+			if n := up.CallCount("create_issue"); n != 1 {
 				t.Errorf("upstream ran the approved call %d times, want 1", n)
 			}
 
@@ -372,7 +374,7 @@ func TestApprovalApprovedOrDenied(t *testing.T) {
 			if !res.IsError || !strings.Contains(resultText(res), "Denied by webhook: not on a Friday") {
 				t.Errorf("denied call: isError %v, %q; want a refusal with the approver's reason", res.IsError, resultText(res))
 			}
-			if up.sawBodyContaining("deny me") {
+			if up.SawBodyContaining("deny me") {
 				t.Error("the upstream saw the denied call")
 			}
 		})
@@ -392,7 +394,7 @@ func TestApprovalTimeout(t *testing.T) {
 	if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusConflict {
 		t.Errorf("approving an expired approval: status %d, want 409", status)
 	}
-	if up.sawBodyContaining("too slow") {
+	if up.SawBodyContaining("too slow") {
 		t.Error("the upstream saw the refused call")
 	}
 }
@@ -487,7 +489,7 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 	if !res.IsError || !strings.Contains(resultText(res), "first") {
 		t.Errorf("call after deny then approve: isError %v, %q; want the first decision (deny)", res.IsError, resultText(res))
 	}
-	if up.sawBodyContaining("guarded") {
+	if up.SawBodyContaining("guarded") {
 		t.Error("the upstream saw the call")
 	}
 }
@@ -497,8 +499,8 @@ func TestApprovalCallbacksRefused(t *testing.T) {
 // result in the same stream, whether the upstream answers with an event
 // stream or with JSON.
 func TestApprovalProgressWhileHeld(t *testing.T) {
-	for _, mode := range []upstreamMode{statefulSSE, statefulJSON} {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range []upstreamtest.Mode{upstreamtest.StatefulSSE, upstreamtest.StatefulJSON} {
+		t.Run(mode.Name, func(t *testing.T) {
 			up := newUpstream(t, mode)
 			g := startApprovalGateway(t, up, approvalSetup{keepalive: "100ms"})
 			var progress atomic.Int32
@@ -515,7 +517,7 @@ func TestApprovalProgressWhileHeld(t *testing.T) {
 			params.SetProgressToken("tok-1")
 			done := callAsync(ctx, session, params)
 			e := g.approver.waitFor(t, approval.EventRequested, 1)
-			eventually(t, 10*time.Second, func() string {
+			testwait.Until(t, 10*time.Second, func() string {
 				if n := progress.Load(); n < 3 {
 					return fmt.Sprintf("the client saw %d progress notifications while held, want 3 or more", n)
 				}
@@ -568,7 +570,7 @@ func TestApprovalPendingThenRetry(t *testing.T) {
 	if match := pendingID.FindStringSubmatch(resultText(res)); match == nil || match[1] == id {
 		t.Errorf("a third identical call: %q; want a new pending approval (the first is used up)", resultText(res))
 	}
-	if n := up.callCount("create_issue"); n != 1 {
+	if n := up.CallCount("create_issue"); n != 1 {
 		t.Errorf("upstream ran create_issue %d times, want exactly once", n)
 	}
 }
@@ -598,23 +600,23 @@ func TestApprovalSurvivesReconnect(t *testing.T) {
 	withToken := func(text string) *mcp.CallToolParams {
 		return &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"text": text, "mcpgate_approval": meta.Approval.Token}}
 	}
-	if res := awaitResult(t, callAsync(ctx, second, withToken("other text"))); !res.IsError || up.callCount("create_issue") != 0 {
+	if res := awaitResult(t, callAsync(ctx, second, withToken("other text"))); !res.IsError || up.CallCount("create_issue") != 0 {
 		t.Errorf("another call with the token: %q; want it held on an approval of its own, not run", resultText(res))
 	}
-	if res := awaitResult(t, callAsync(ctx, second, createIssue("reconnect"))); !res.IsError || up.callCount("create_issue") != 0 {
+	if res := awaitResult(t, callAsync(ctx, second, createIssue("reconnect"))); !res.IsError || up.CallCount("create_issue") != 0 {
 		t.Errorf("the same call in a new session without the token: %q; want it held anew, not run", resultText(res))
 	}
 	if res := awaitResult(t, callAsync(ctx, second, withToken("reconnect"))); res.IsError || resultText(res) != "create_issue:reconnect" {
 		t.Errorf("the same call in a new session with the token: %q; want it run", resultText(res))
 	}
-	if up.sawBodyContaining("mcpgate_approval") {
+	if up.SawBodyContaining("mcpgate_approval") {
 		t.Error("the upstream saw the approval token")
 	}
 	forged := &mcp.CallToolParams{Name: "create_issue", Arguments: map[string]any{"text": "reconnect", "mcpgate_approval": "mcpgate1.forged"}}
 	if _, err := second.CallTool(ctx, forged); err == nil {
 		t.Error("a forged approval token was accepted")
 	}
-	if n := up.callCount("create_issue"); n != 1 {
+	if n := up.CallCount("create_issue"); n != 1 {
 		t.Errorf("upstream ran create_issue %d times, want once", n)
 	}
 }
@@ -694,7 +696,7 @@ func rawSession(t *testing.T, url string) string {
 // notifications/cancelled, or by going away) cancels its approval, which
 // is announced; a later approve gets 409, and the call never runs.
 func TestApprovalCancelled(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	g := startApprovalGateway(t, up, approvalSetup{})
 	call := `{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"%s"}}}`
 
@@ -760,7 +762,7 @@ func TestApprovalCancelled(t *testing.T) {
 	})
 
 	// Every held call has ended by now: what the upstream saw is final.
-	if n := up.callCount("create_issue"); n != 0 || up.sawBodyContaining("create_issue") {
+	if n := up.CallCount("create_issue"); n != 0 || up.SawBodyContaining("create_issue") {
 		t.Errorf("the upstream ran a cancelled call (%d times)", n)
 	}
 }
@@ -768,7 +770,7 @@ func TestApprovalCancelled(t *testing.T) {
 // TestApprovalInBatchRefused: a batch element that needs approval is
 // refused with a reason that says why (batches cannot be held).
 func TestApprovalInBatchRefused(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	g := startApprovalGateway(t, up, approvalSetup{})
 	req, err := http.NewRequest(http.MethodPost, g.URL, strings.NewReader(
 		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"b"}}}]`))
@@ -846,7 +848,7 @@ func startReplicas(t *testing.T, global string, replica func(port int, instance 
 // which reaches it through Redis pub/sub only.
 func TestApprovalAcrossReplicas(t *testing.T) {
 	redisAddr := redistest.Start(t)
-	up := newUpstream(t, statelessSSE)
+	up := newUpstream(t, upstreamtest.StatelessSSE)
 	approver := newApprover(t)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	portA, portB, callbackPort := freePort(t), freePort(t), freePort(t)
@@ -905,8 +907,8 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	}
 	// One approval runs one call; the other identical call asked anew
 	// (and, with no decision within hold, came back pending).
-	if ran != 1 || up.callCount("create_issue") != 1 {
-		t.Errorf("%d held calls ran (upstream ran %d), want exactly 1", ran, up.callCount("create_issue"))
+	if ran != 1 || up.CallCount("create_issue") != 1 {
+		t.Errorf("%d held calls ran (upstream ran %d), want exactly 1", ran, up.CallCount("create_issue"))
 	}
 
 	// With the approval store in Redis, the replicas keep their tool pins
@@ -970,7 +972,7 @@ func TestApprovalAdminAPI(t *testing.T) {
 	if !res.IsError || !strings.Contains(resultText(res), "Denied by admin: use the staging tracker") {
 		t.Errorf("denied through the admin API, the call answered %q", resultText(res))
 	}
-	eventually(t, 5*time.Second, func() string {
+	testwait.Until(t, 5*time.Second, func() string {
 		m := metrics()
 		for _, want := range []string{
 			`mcpgate_pending_approvals{instance="default"} 0`,
@@ -1178,7 +1180,7 @@ http://gw.example.com {
 			arrived <- delivery{r.Header.Clone(), body}
 		}))
 		t.Cleanup(receiver.Close)
-		up := newUpstream(t, statefulSSE)
+		up := newUpstream(t, upstreamtest.StatefulSSE)
 		t.Setenv("XDG_DATA_HOME", t.TempDir())
 		port := freePort(t)
 		startCaddy(t, globalOptions(t)+approvalSite(port, up, receiver.URL+"/hook {\n\t\t\t\ttemplate ../examples/webhooks/ticket.json.tmpl\n\t\t\t}",
@@ -1223,7 +1225,7 @@ func TestThousandHeldCalls(t *testing.T) {
 		t.Skip("1,000 connections")
 	}
 	const calls = 1000
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	g := startApprovalGateway(t, up, approvalSetup{hold: "60s", keepalive: "15s", timeout: "10m"})
 	g.approver.keepEvents = false
 	host := strings.TrimPrefix(strings.TrimSuffix(g.URL, "/mcp"), "http://")
@@ -1276,7 +1278,7 @@ func TestThousandHeldCalls(t *testing.T) {
 			t.Fatalf("held call %d answered %s", i, body)
 		}
 	}
-	if up.callCount("create_issue") != 0 {
+	if up.CallCount("create_issue") != 0 {
 		t.Error("the upstream ran a denied call")
 	}
 }
@@ -1310,7 +1312,7 @@ func memInUse() (heap, stack uint64) {
 // open the sessions made with them; retired, they no longer do.
 func TestSecretRotation(t *testing.T) {
 	redisAddr := redistest.Start(t)
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	approver := newApprover(t)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	const (
@@ -1372,8 +1374,8 @@ func TestSecretRotation(t *testing.T) {
 	if status := decide(e, newDecision); status != http.StatusOK {
 		t.Fatalf("deciding, with the new secret, an approval announced under the old one: %d, want 200", status)
 	}
-	if res := awaitResult(t, done); res.IsError || up.callCount("create_issue") != 1 {
-		t.Errorf("the call held across the rotation answered %q (ran %d times); want it run", resultText(res), up.callCount("create_issue"))
+	if res := awaitResult(t, done); res.IsError || up.CallCount("create_issue") != 1 {
+		t.Errorf("the call held across the rotation answered %q (ran %d times); want it run", resultText(res), up.CallCount("create_issue"))
 	}
 	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "still here"}}); err != nil {
 		t.Errorf("the session opened under the old key, during the rotation: %v; want it to go on", err)

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +24,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/internal/childtest"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -385,21 +383,8 @@ func serveBenchUpstream() {
 	mcp.AddTool(server, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in benchInput) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo:" + in.Text}}}, nil, nil
 	})
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchmark upstream:", err)
-		os.Exit(1)
-	}
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		os.Exit(0)
-	}()
-	fmt.Printf("http://%s\n", listener.Addr())
-	err = http.Serve(listener, handler)
-	fmt.Fprintln(os.Stderr, "benchmark upstream:", err)
-	os.Exit(1)
+	childtest.ServeHTTP("benchmark upstream", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
 }
 
 // startBenchUpstream runs the benchmark's upstream in a process of its own
@@ -410,29 +395,7 @@ func serveBenchUpstream() {
 // both.
 func startBenchUpstream(b *testing.B) string {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchUpstreamEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("starting the benchmark upstream: %v", err)
-	}
-	b.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	url, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("reading the benchmark upstream's URL: %v", err)
-	}
-	return strings.TrimSpace(url)
+	return childtest.Start(b, benchUpstreamEnv).Line
 }
 
 // startBenchSites runs one Caddy config in front of upstream with a site

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // These tests pin the bindings the gateway keeps exact: which upstream a
@@ -56,8 +58,8 @@ func TestUpstreamsKeptApart(t *testing.T) {
 	for _, named := range []bool{true, false} {
 		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
-			destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
+			readOnly := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+			destructive := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
 			table := func(server string) string {
 				line := ""
 				if named || strings.HasPrefix(server, "r") {
@@ -98,8 +100,8 @@ func TestUpstreamsKeptApart(t *testing.T) {
 					if res := call(pair.readOnly); res.IsError {
 						t.Fatalf("the read-only upstream's tool was refused: %q", resultText(res))
 					}
-					before := destructive.callCount("shared")
-					if res := call(pair.destructive); !res.IsError || destructive.callCount("shared") != before {
+					before := destructive.CallCount("shared")
+					if res := call(pair.destructive); !res.IsError || destructive.CallCount("shared") != before {
 						t.Errorf("the destructive upstream's tool of the same name ran (%q): it was decided with the other upstream's annotations", resultText(res))
 					}
 				})
@@ -112,7 +114,7 @@ func TestUpstreamsKeptApart(t *testing.T) {
 // apart make a configuration that does not load; naming the same upstream
 // in both is a declaration that they front one server, and loads.
 func TestUpstreamNamesRefused(t *testing.T) {
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	tests := []struct {
 		name          string
 		first, second string
@@ -148,7 +150,7 @@ func TestUpstreamNamesRefused(t *testing.T) {
 // it. A second handler without a server line in one HTTP server is
 // refused: nothing about it tells its upstream apart for good.
 func TestDefaultServerName(t *testing.T) {
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	port := freePort(t)
 	startCaddy(t, globalOptions(t)+policySite(port, "", "policy testdata/serverpolicy", up.URL))
@@ -238,7 +240,7 @@ func initializeAs(t *testing.T, url, token string) string {
 // ending live sessions, and a retired key ends them.
 func TestSessionBindingSurvivesRestart(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	alice := idp.token(t, "k1", map[string]any{"sub": "alice"})
 	bob := idp.token(t, "k1", map[string]any{"sub": "bob"})
 	global := globalOptions(t) // one storage folder for every start
@@ -266,10 +268,10 @@ func TestSessionBindingSurvivesRestart(t *testing.T) {
 		if status, _ := rawCall(t, url, session, bob, "hijack"); status != http.StatusForbidden {
 			t.Errorf("bob presenting alice's session after a restart: %d; want 403", status)
 		}
-		if status, _ := rawCall(t, url, up.lastSession(), alice, "raw id"); status != http.StatusNotFound {
+		if status, _ := rawCall(t, url, up.LastSession(), alice, "raw id"); status != http.StatusNotFound {
 			t.Errorf("the upstream's own session id, presented directly: %d; want 404 (the gateway never issued it)", status)
 		}
-		if up.sawBodyContaining("hijack") || up.sawBodyContaining("raw id") {
+		if up.SawBodyContaining("hijack") || up.SawBodyContaining("raw id") {
 			t.Error("the upstream received a refused request")
 		}
 	})
@@ -295,8 +297,8 @@ func TestSessionBindingSurvivesRestart(t *testing.T) {
 // destructive).
 func TestReloadRelistsTools(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	readOnly := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
-	destructive := newUpstreamWith(t, statefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
+	readOnly := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "shared", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+	destructive := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "shared"}}, 0)
 	const table = `server x
 		permissions {
 			read_only allow
@@ -321,7 +323,7 @@ func TestReloadRelistsTools(t *testing.T) {
 	}
 	startCaddy(t, globalOptions(t)+policySite(port, "", table, destructive.URL))
 	waitForListener(t, port)
-	if res := call(); !res.IsError || destructive.callCount("shared") != 0 {
+	if res := call(); !res.IsError || destructive.CallCount("shared") != 0 {
 		t.Errorf("after the reload, the new upstream's destructive tool ran (%q): it was decided with the old upstream's list", resultText(res))
 	}
 }

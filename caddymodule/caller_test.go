@@ -21,6 +21,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 const (
@@ -144,7 +146,7 @@ func connectAs(t *testing.T, url, token string) *mcp.ClientSession {
 // token is not passed upstream.
 func TestJWTIdentity(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
 	base := strings.TrimSuffix(gateway, "/mcp")
 	const wantChallenge = `Bearer resource_metadata="http://localhost/.well-known/oauth-protected-resource/mcp"`
@@ -187,7 +189,7 @@ func TestJWTIdentity(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run("refused: "+tt.name, func(t *testing.T) {
-			before := len(up.received())
+			before := len(up.Received())
 			header := http.Header{}
 			if tt.authorization != "" {
 				header.Set("Authorization", tt.authorization)
@@ -205,7 +207,7 @@ func TestJWTIdentity(t *testing.T) {
 				strings.Contains(challenge, `error="invalid_token"`) != tt.wantError {
 				t.Errorf("status %d, WWW-Authenticate %q; want 401 with %s (error code: %v)", resp.StatusCode, challenge, wantChallenge, tt.wantError)
 			}
-			if len(up.received()) != before {
+			if len(up.Received()) != before {
 				t.Error("the upstream received a request with a refused token")
 			}
 		})
@@ -224,7 +226,7 @@ func TestJWTIdentity(t *testing.T) {
 		if err != nil || !res.IsError || !strings.Contains(resultText(res), "bob is not in eng-admins") {
 			t.Errorf("bob deleting: %v %q, want a refusal naming bob", err, resultText(res))
 		}
-		for _, r := range up.received() {
+		for _, r := range up.Received() {
 			if r.Header.Get("Authorization") != "" {
 				t.Fatal("the token was forwarded upstream without forward_token")
 			}
@@ -258,14 +260,14 @@ func TestJWTIdentity(t *testing.T) {
 // TestForwardToken checks that forward_token passes the caller's token on.
 func TestForwardToken(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "\n\t\tforward_token")})
 	token := idp.token(t, "k1", nil)
 	session := connectAs(t, gateway, token)
 	if _, refused := callEchoText(t, session); refused {
 		t.Fatal("echo refused")
 	}
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Header.Get("Authorization") != "Bearer "+token {
 			t.Fatalf("upstream got Authorization %q, want the caller's token", r.Header.Get("Authorization"))
 		}
@@ -279,7 +281,7 @@ func TestCaddyAuthIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := newUpstream(t, statelessJSON) // stateless: one raw POST is a whole exchange
+	up := newUpstream(t, upstreamtest.StatelessJSON) // stateless: one raw POST is a whole exchange
 	gateway := startGateway(t, up.URL, gatewayOptions{
 		policy: "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy",
 		before: fmt.Sprintf("basic_auth {\n\t\talice %s\n\t}", hash),

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // callerTable has the caller confirm create_issue, and reviewers decide
@@ -50,9 +51,9 @@ func TestCallerConfirms(t *testing.T) {
 			} {
 				client := clientHandlers{action: answer.action}
 				session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), tt.version)
-				before := up.callCount("create_issue")
+				before := up.CallCount("create_issue")
 				text, isError := callText(t, session, "create_issue", "first")
-				ran := up.callCount("create_issue") - before
+				ran := up.CallCount("create_issue") - before
 				if !strings.Contains(text, answer.want) || (answer.action == "accept") == isError || ran != map[bool]int{true: 1, false: 0}[answer.action == "accept"] {
 					t.Errorf("%s: the call answered %q (isError %v, ran %d times); want %q", answer.action, text, isError, ran, answer.want)
 				}
@@ -61,7 +62,7 @@ func TestCallerConfirms(t *testing.T) {
 					t.Errorf("%s: the client was asked %q; want one question naming the tool and its arguments", answer.action, asked)
 				}
 			}
-			if up.sawBodyContaining("io.mcpgate/approve") || up.sawBodyContaining("mcpgate-confirm") {
+			if up.SawBodyContaining("io.mcpgate/approve") || up.SawBodyContaining("mcpgate-confirm") {
 				t.Error("the upstream saw the gateway's question or its answer")
 			}
 		})
@@ -73,7 +74,7 @@ func TestCallerConfirms(t *testing.T) {
 // them it is refused with a reason that says why.
 func TestCallerCannotBeAsked(t *testing.T) {
 	t.Run("no reviewers", func(t *testing.T) {
-		up := newUpstream(t, statefulSSE)
+		up := newUpstream(t, upstreamtest.StatefulSSE)
 		gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
 		session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, nil, mcphttp.Version20250618)
 		if text, isError := callText(t, session, "create_issue", "x"); !isError || !strings.Contains(text, "your client cannot ask you") {
@@ -106,7 +107,7 @@ func sseEvents(resp *http.Response) <-chan string {
 // TestCallerAnswerBound: only the session that was asked, answering the
 // gateway's own request id, once, within the time, confirms a call.
 func TestCallerAnswerBound(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
 	initialize := func() string {
 		t.Helper()
@@ -161,7 +162,7 @@ func TestCallerAnswerBound(t *testing.T) {
 			t.Errorf("an answer %s: %d %s; want 403", r.name, status, body)
 		}
 	}
-	if up.callCount("create_issue") != 0 {
+	if up.CallCount("create_issue") != 0 {
 		t.Fatal("the call ran on an answer that was not the caller's")
 	}
 	if status, body := post(t, gateway, header(asked), answer(question.ID)); status != http.StatusAccepted {
@@ -173,7 +174,7 @@ func TestCallerAnswerBound(t *testing.T) {
 	if status, _ := post(t, gateway, header(asked), answer(question.ID)); status != http.StatusForbidden {
 		t.Errorf("the same answer posted twice: %d; want 403", status)
 	}
-	if n := up.callCount("create_issue"); n != 1 || up.sawBodyContaining(`"action":"accept"`) {
+	if n := up.CallCount("create_issue"); n != 1 || up.SawBodyContaining(`"action":"accept"`) {
 		t.Errorf("the upstream ran the call %d times (want 1), or saw the answer", n)
 	}
 }
@@ -181,7 +182,7 @@ func TestCallerAnswerBound(t *testing.T) {
 // TestCallerTimeout: a caller who does not answer within the hold gets
 // a refusal saying so; the call does not run.
 func TestCallerTimeout(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable + `
 		approval {
 			webhook http://127.0.0.1:9/unused
@@ -206,7 +207,7 @@ func TestCallerTimeout(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the gateway never withdrew its question (notifications/cancelled)")
 	}
-	if up.callCount("create_issue") != 0 {
+	if up.CallCount("create_issue") != 0 {
 		t.Error("the call ran without an answer")
 	}
 }
@@ -214,7 +215,7 @@ func TestCallerTimeout(t *testing.T) {
 // TestCallerConfirmsInTypeScriptClient: the official TypeScript SDK's
 // client, asked by the gateway, confirms or declines a call.
 func TestCallerConfirmsInTypeScriptClient(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
 	for _, tt := range []struct{ action, want string }{
 		{"accept", "create_issue:from typescript"},
@@ -240,7 +241,7 @@ func TestCallerConfirmsInTypeScriptClient(t *testing.T) {
 			}
 		})
 	}
-	if n := up.callCount("create_issue"); n != 1 {
+	if n := up.CallCount("create_issue"); n != 1 {
 		t.Errorf("the upstream ran create_issue %d times, want once (accepted)", n)
 	}
 }
@@ -259,27 +260,9 @@ func TestCallerAnswerOutlivedByPolicy(t *testing.T) {
 		}`})
 	call := func(params map[string]any, header http.Header) map[string]any {
 		t.Helper()
-		p := map[string]any{
-			"name":      "create_issue",
-			"arguments": map[string]any{"text": "outlived"},
-			"_meta": map[string]any{
-				"io.modelcontextprotocol/protocolVersion":    mcphttp.Version20260728,
-				"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw", "version": "1"},
-				"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{}},
-			},
-		}
-		for key, value := range params {
-			p[key] = value
-		}
-		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": p})
-		h := http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"create_issue"}}
-		for key, values := range header {
-			h[key] = values
-		}
-		status, reply := post(t, gateway, h, string(body))
-		var decoded map[string]any
-		if err := json.Unmarshal(reply, &decoded); err != nil || status != http.StatusOK {
-			t.Fatalf("tools/call: %d %s", status, reply)
+		status, decoded := mrtrCallWith(t, gateway, header, "create_issue", "outlived", params)
+		if status != http.StatusOK || decoded == nil {
+			t.Fatalf("tools/call: %d %v", status, decoded)
 		}
 		return decoded
 	}
@@ -298,14 +281,14 @@ func TestCallerAnswerOutlivedByPolicy(t *testing.T) {
 		return map[string]any{"requestState": state, "inputResponses": map[string]any{key: map[string]any{"action": "accept"}}}
 	}
 	escalated, _ := call(ask(), http.Header{"X-Escalate": {"1"}})["result"].(map[string]any)
-	if up.callCount("create_issue") != 0 {
+	if up.CallCount("create_issue") != 0 {
 		t.Fatalf("the call ran on the caller's accept though only admin:alice may approve it now: %v", escalated)
 	}
 	if escalated["isError"] != true {
 		t.Errorf("the retry once escalated: %v; want an isError result", escalated)
 	}
 	// Not escalated, the caller's accept runs the call.
-	if ran, _ := call(ask(), nil)["result"].(map[string]any); up.callCount("create_issue") != 1 {
+	if ran, _ := call(ask(), nil)["result"].(map[string]any); up.CallCount("create_issue") != 1 {
 		t.Errorf("the retry with the caller's accept: %v; want the call run once", ran)
 	}
 }

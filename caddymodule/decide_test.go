@@ -85,7 +85,7 @@ func TestWhoMayDecide(t *testing.T) {
 	if _, page := inboxRequest(t, http.MethodGet, inbox+"?approval="+e.ID, "alice", "wonderland", nil, nil); !strings.Contains(page, "You may decide it below") {
 		t.Errorf("alice following the approval's link: want to be told she may decide it:\n%s", page)
 	}
-	if up.callCount("create_issue") != 0 {
+	if up.CallCount("create_issue") != 0 {
 		t.Fatal("the call ran before its approver decided")
 	}
 
@@ -100,8 +100,8 @@ func TestWhoMayDecide(t *testing.T) {
 		t.Fatalf("alice's approval: %d, want 303", resp.StatusCode)
 	}
 	res := awaitResult(t, done)
-	if res.IsError || up.callCount("create_issue") != 1 {
-		t.Errorf("approved by alice, the call answered %q (ran %d times); want it run once", resultText(res), up.callCount("create_issue"))
+	if res.IsError || up.CallCount("create_issue") != 1 {
+		t.Errorf("approved by alice, the call answered %q (ran %d times); want it run once", resultText(res), up.CallCount("create_issue"))
 	}
 }
 

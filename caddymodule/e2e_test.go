@@ -5,19 +5,20 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // TestToolCallsThroughGateway runs go-sdk clients through real Caddy
 // against go-sdk servers in every Streamable HTTP mode: allowed calls run,
 // refused ones never reach the upstream, and the reason reaches the client.
 func TestToolCallsThroughGateway(t *testing.T) {
-	for _, mode := range upstreamModes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range upstreamtest.Modes {
+		t.Run(mode.Name, func(t *testing.T) {
 			up := newUpstream(t, mode)
 			gateway := startGateway(t, up.URL, gatewayOptions{})
 			session := connect(t, gateway, nil)
@@ -55,10 +56,10 @@ func TestToolCallsThroughGateway(t *testing.T) {
 				if !res.IsError || !strings.Contains(resultText(res), refusal.want) {
 					t.Errorf("%s result = %q (isError %v), want isError with %q", refusal.tool, resultText(res), res.IsError, refusal.want)
 				}
-				if n := up.callCount(refusal.tool); n != 0 {
+				if n := up.CallCount(refusal.tool); n != 0 {
 					t.Errorf("upstream ran %s %d times, want 0", refusal.tool, n)
 				}
-				if up.sawBodyContaining(`"` + refusal.tool + `"`) {
+				if up.SawBodyContaining(`"` + refusal.tool + `"`) {
 					t.Errorf("upstream received a body naming %s", refusal.tool)
 				}
 			}
@@ -67,11 +68,11 @@ func TestToolCallsThroughGateway(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "reading resources is off in tests") {
 				t.Errorf("resources/read: want a JSON-RPC error carrying the reason, got %v", err)
 			}
-			if up.sawBodyContaining("resources/read") {
+			if up.SawBodyContaining("resources/read") {
 				t.Error("upstream received the refused resources/read")
 			}
 
-			if mode.stateless {
+			if mode.Stateless {
 				assertUpstreamSawHeader(t, up, "Mcp-Method", "tools/call")
 			}
 		})
@@ -81,9 +82,9 @@ func TestToolCallsThroughGateway(t *testing.T) {
 // assertUpstreamSawHeader checks that some request reached the upstream
 // with the header set to value (proof that the client spoke a revision
 // that sends it, and that the gateway kept it).
-func assertUpstreamSawHeader(t *testing.T, up *upstream, name, value string) {
+func assertUpstreamSawHeader(t *testing.T, up *upstreamtest.Upstream, name, value string) {
 	t.Helper()
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Header.Get(name) == value {
 			return
 		}
@@ -95,13 +96,12 @@ func assertUpstreamSawHeader(t *testing.T, up *upstream, name, value string) {
 // upstream flushes it: the slow tool sends a progress notification and then
 // waits until the client has seen it, which deadlocks if anything buffers.
 func TestStreamsPassThroughUnbuffered(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
-	var once sync.Once
 	session := connect(t, gateway, &mcp.ClientOptions{
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			if req.Params.Message == "half way" {
-				once.Do(func() { close(up.slowRelease) })
+				up.ReleaseSlow()
 			}
 		},
 	})
@@ -123,7 +123,7 @@ func TestStreamsPassThroughUnbuffered(t *testing.T) {
 // own), the standalone GET stream carries server notifications, and
 // DELETE reaches the upstream when the client closes.
 func TestSessionStreamsAndDelete(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	changed := make(chan struct{}, 1)
 	session := connect(t, gateway, &mcp.ClientOptions{
@@ -141,7 +141,7 @@ func TestSessionStreamsAndDelete(t *testing.T) {
 	// open; adding tools until one arrives tolerates that race.
 	deadline := time.After(10 * time.Second)
 	for i := 0; ; i++ {
-		mcp.AddTool(up.server, &mcp.Tool{Name: "added_" + string(rune('a'+i%26))}, func(context.Context, *mcp.CallToolRequest, textInput) (*mcp.CallToolResult, any, error) {
+		mcp.AddTool(up.Server, &mcp.Tool{Name: "added_" + string(rune('a'+i%26))}, func(context.Context, *mcp.CallToolRequest, upstreamtest.TextInput) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{}, nil, nil
 		})
 		select {
@@ -155,7 +155,7 @@ func TestSessionStreamsAndDelete(t *testing.T) {
 	}
 
 	upstreamSession := ""
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Method == "GET" && r.Header.Get("Mcp-Session-Id") != "" {
 			upstreamSession = r.Header.Get("Mcp-Session-Id")
 		}
@@ -168,7 +168,7 @@ func TestSessionStreamsAndDelete(t *testing.T) {
 		t.Fatalf("closing the session: %v", err)
 	}
 	deleted := false
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") == upstreamSession {
 			deleted = true
 		}
@@ -193,7 +193,7 @@ type jsonRPCError struct {
 // that require them; the server negotiates it down, as it would without
 // the gateway.
 func TestInitializeProposingAFutureRevision(t *testing.T) {
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	status, body := post(t, gateway, nil,
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{},"clientInfo":{"name":"future","version":"1"}}}`)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // post sends one raw POST to the gateway and returns the status and body.
@@ -72,7 +73,7 @@ const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name"
 // the gateway and the upstream read one message two ways; each must be
 // refused with a clear JSON-RPC error, and the upstream must see nothing.
 func TestHostileInputNeverForwarded(t *testing.T) {
-	up := newUpstream(t, upstreamMode{name: "stateless JSON", stateless: true, jsonResponse: true})
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/policy\n\t\tmax_body 2KB"})
 
 	deep := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":` +
@@ -135,7 +136,7 @@ func TestHostileInputNeverForwarded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.receivedFromClients())
+			before := len(up.ReceivedFromClients())
 			status, body := post(t, gateway, tt.header, tt.body)
 			if status != tt.wantStatus {
 				t.Errorf("status = %d, want %d; body %s", status, tt.wantStatus, body)
@@ -154,7 +155,7 @@ func TestHostileInputNeverForwarded(t *testing.T) {
 			case resp.Error.Code != tt.wantCode || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.wantText)):
 				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.wantCode, tt.wantText)
 			}
-			if got := up.receivedFromClients()[before:]; len(got) != 0 {
+			if got := up.ReceivedFromClients()[before:]; len(got) != 0 {
 				t.Errorf("upstream received %d requests, want none; first body: %s", len(got), got[0].Body)
 			}
 		})
@@ -203,21 +204,21 @@ func TestBatch20250326(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		mode    upstreamMode
+		mode    upstreamtest.Mode
 		body    string
 		wantIDs map[string]string // id -> text the answer must hold
 		wantUp  bool              // whether anything reaches the upstream
 	}{
-		{"mixed, JSON reply", upstreamMode{stateless: true, jsonResponse: true},
+		{"mixed, JSON reply", upstreamtest.StatelessJSON,
 			`[` + call("1", "echo") + `,` + call("2", "delete_issue") + `,` + call("3", "echo") + `]`,
 			map[string]string{"1": "echo:b1", "2": "deleting issues is not allowed here", "3": "echo:b3"}, true},
-		{"mixed, SSE reply", upstreamMode{stateless: true},
+		{"mixed, SSE reply", upstreamtest.StatelessSSE,
 			`[` + call("1", "delete_issue") + `,` + call("2", "echo") + `]`,
 			map[string]string{"1": "deleting issues is not allowed here", "2": "echo:b2"}, true},
-		{"all refused", upstreamMode{stateless: true, jsonResponse: true},
+		{"all refused", upstreamtest.StatelessJSON,
 			`[` + call("1", "delete_issue") + `,` + call("2", "create_issue") + `]`,
 			map[string]string{"1": "deleting issues", "2": "needs approval"}, false},
-		{"refused request beside an allowed notification", upstreamMode{stateless: true, jsonResponse: true},
+		{"refused request beside an allowed notification", upstreamtest.StatelessJSON,
 			`[` + call("1", "delete_issue") + `,{"jsonrpc":"2.0","method":"notifications/initialized"}]`,
 			map[string]string{"1": "deleting issues"}, true},
 	}
@@ -248,11 +249,11 @@ func TestBatch20250326(t *testing.T) {
 				t.Errorf("reply holds %d answers, want %d: %s", len(answers), len(tt.wantIDs), body)
 			}
 			for _, refused := range []string{"delete_issue", "create_issue"} {
-				if up.sawBodyContaining(refused) {
+				if up.SawBodyContaining(refused) {
 					t.Errorf("upstream received the refused %s", refused)
 				}
 			}
-			if got := len(up.receivedFromClients()) > 0; got != tt.wantUp {
+			if got := len(up.ReceivedFromClients()) > 0; got != tt.wantUp {
 				t.Errorf("upstream received something: %v, want %v", got, tt.wantUp)
 			}
 		})
@@ -262,11 +263,11 @@ func TestBatch20250326(t *testing.T) {
 // TestBodiesOnlyOnPost checks that a body sent with a method other than
 // POST, which the gateway does not decide, never reaches the upstream.
 func TestBodiesOnlyOnPost(t *testing.T) {
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{})
 	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		t.Run(method, func(t *testing.T) {
-			before := len(up.received())
+			before := len(up.Received())
 			req, _ := http.NewRequest(method, gateway, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_issue"}}`))
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
@@ -277,7 +278,7 @@ func TestBodiesOnlyOnPost(t *testing.T) {
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Errorf("%s with a body: status %d, want 400", method, resp.StatusCode)
 			}
-			if len(up.received()) != before {
+			if len(up.Received()) != before {
 				t.Errorf("%s with a body reached the upstream", method)
 			}
 		})

@@ -15,6 +15,8 @@ import (
 
 	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/internal/redistest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // openTable allows every category of tools.
@@ -30,7 +32,7 @@ const openTable = `server test
 func logLine(t *testing.T, path string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	var found map[string]any
-	eventually(t, 10*time.Second, func() string {
+	testwait.Until(t, 10*time.Second, func() string {
 		file, err := os.Open(path)
 		if err != nil {
 			return err.Error()
@@ -54,8 +56,8 @@ func logLine(t *testing.T, path string, match func(map[string]any) bool) map[str
 // learned: a route matches on {mcp.tool.name} (as a variable), a header
 // carries it, and the access log has it appended.
 func TestPlaceholders(t *testing.T) {
-	echoes := newUpstream(t, statelessJSON)
-	others := newUpstream(t, statelessJSON)
+	echoes := newUpstream(t, upstreamtest.StatelessJSON)
+	others := newUpstream(t, upstreamtest.StatelessJSON)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	accessLog := filepath.Join(t.TempDir(), "access.log")
 	port := freePort(t)
@@ -100,9 +102,9 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("X-MCP-Tool = %q, want echo", resp.Header.Get("X-MCP-Tool"))
 	}
 	call("create_issue")
-	if echoes.callCount("echo") != 1 || others.callCount("create_issue") != 1 || echoes.callCount("create_issue") != 0 {
+	if echoes.CallCount("echo") != 1 || others.CallCount("create_issue") != 1 || echoes.CallCount("create_issue") != 0 {
 		t.Errorf("routing on {mcp.tool.name}: echo went %d/%d, create_issue %d/%d (first/second upstream); want echo to the first only",
-			echoes.callCount("echo"), others.callCount("echo"), echoes.callCount("create_issue"), others.callCount("create_issue"))
+			echoes.CallCount("echo"), others.CallCount("echo"), echoes.CallCount("create_issue"), others.CallCount("create_issue"))
 	}
 	entry := logLine(t, accessLog, func(e map[string]any) bool { return e["mcp_tool"] == "create_issue" })
 	if entry["mcp_action"] != "allow" {
@@ -114,7 +116,7 @@ func TestPlaceholders(t *testing.T) {
 // isError result saying when to retry and Retry-After, another method a
 // JSON-RPC error; nothing over the limit reaches the upstream.
 func TestRateLimits(t *testing.T) {
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
 		rate_limit {mcp.user.id}/{mcp.tool.name} 2/1h
 		rate_limit {mcp.server} 1/1h {
@@ -152,7 +154,7 @@ func TestRateLimits(t *testing.T) {
 	if !over.Result.IsError || len(over.Result.Content) == 0 || !strings.Contains(over.Result.Content[0].Text, "try again in") || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("the third call: %+v (Retry-After %q); want an isError result saying when to retry, and Retry-After", over, resp.Header.Get("Retry-After"))
 	}
-	if n := up.callCount("echo"); n != 2 {
+	if n := up.CallCount("echo"); n != 2 {
 		t.Errorf("the upstream ran echo %d times, want 2", n)
 	}
 	list := `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`
@@ -168,7 +170,7 @@ func TestRateLimits(t *testing.T) {
 // replicas share one count.
 func TestRateLimitsSharedByReplicas(t *testing.T) {
 	redisAddr := redistest.Start(t)
-	up := newUpstream(t, statelessJSON)
+	up := newUpstream(t, upstreamtest.StatelessJSON)
 	approver := newApprover(t)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	portA, portB := freePort(t), freePort(t)
@@ -188,8 +190,8 @@ func TestRateLimitsSharedByReplicas(t *testing.T) {
 			ran++
 		}
 	}
-	if ran != 3 || up.callCount("echo") != 3 {
-		t.Errorf("%d of 6 calls over two replicas passed (upstream ran %d); want 3, the shared limit", ran, up.callCount("echo"))
+	if ran != 3 || up.CallCount("echo") != 3 {
+		t.Errorf("%d of 6 calls over two replicas passed (upstream ran %d); want 3, the shared limit", ran, up.CallCount("echo"))
 	}
 }
 
@@ -234,7 +236,7 @@ func TestAuditTrail(t *testing.T) {
 	if rejected := record("rejected", ""); !strings.Contains(fmt.Sprint(rejected["refusal"]), "duplicate") {
 		t.Errorf("rejected record %v; want the hostile request's refusal", rejected)
 	}
-	if up.callCount("delete_issue") != 0 {
+	if up.CallCount("delete_issue") != 0 {
 		t.Error("the refused call ran")
 	}
 }

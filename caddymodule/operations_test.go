@@ -18,6 +18,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/mcpgate/mcpgate/internal/testwait"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // allowEchoPolicy allows protocol messages, and echo with the given action
@@ -43,24 +46,6 @@ func callEchoText(t *testing.T, session *mcp.ClientSession) (string, bool) {
 	return resultText(res), res.IsError
 }
 
-// eventually retries check until it returns "" or the wait is over, then
-// fails with its last message. It waits for things that happen in the
-// background (a file watcher, a bundle poll); it asserts no timing.
-func eventually(t *testing.T, wait time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestPolicyHotReload edits the policy under a running gateway: a good
 // edit takes effect without a restart; a broken one keeps the previous
 // policy.
@@ -74,7 +59,7 @@ func TestPolicyHotReload(t *testing.T) {
 		}
 	}
 	write(echoPolicy("allow", "fine"))
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	metricsPort := freePort(t)
 	gateway := startGateway(t, up.URL, gatewayOptions{
 		policy: "policy " + dir + "\n\t\tserver test",
@@ -100,7 +85,7 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 
 	write(echoPolicy("block", "edited while running"))
-	eventually(t, 10*time.Second, func() string {
+	testwait.Until(t, 10*time.Second, func() string {
 		if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "edited while running") {
 			return "the edit never took effect; last answer: " + text
 		}
@@ -110,7 +95,7 @@ func TestPolicyHotReload(t *testing.T) {
 	write("package mcp\ndecision := {")
 	// The watcher sees, and rejects, the broken file: the failure is
 	// counted, and the previous policy still decides.
-	eventually(t, 10*time.Second, func() string {
+	testwait.Until(t, 10*time.Second, func() string {
 		if n := reloads("failed"); n == "0" {
 			return "the broken edit was never counted as a failed reload"
 		}
@@ -121,7 +106,7 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 
 	write(echoPolicy("allow", "fixed"))
-	eventually(t, 10*time.Second, func() string {
+	testwait.Until(t, 10*time.Second, func() string {
 		if text, refused := callEchoText(t, session); refused {
 			return "the fixed policy never took effect; last answer: " + text
 		}
@@ -173,14 +158,14 @@ func TestPolicyFromBundle(t *testing.T) {
 	srv := httptest.NewServer(bundles)
 	t.Cleanup(srv.Close)
 
-	up := newUpstream(t, statefulSSE)
+	up := newUpstream(t, upstreamtest.StatefulSSE)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tbundle " + srv.URL + " bundles/mcp.tar.gz {\n\t\t\tpolling 1s 2s\n\t\t}"})
 	session := connect(t, gateway, nil)
 	if text, refused := callEchoText(t, session); refused {
 		t.Fatalf("echo refused under bundle r1: %s", text)
 	}
 	bundles.set(t, "r2", echoPolicy("block", "from bundle r2"))
-	eventually(t, 15*time.Second, func() string {
+	testwait.Until(t, 15*time.Second, func() string {
 		if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "from bundle r2") {
 			return "bundle r2 never took effect; last answer: " + text
 		}
@@ -200,7 +185,7 @@ func TestMetricsAndDecisionLog(t *testing.T) {
 			if logArguments {
 				policyBlock += "\n\t\tlog_arguments"
 			}
-			up := newUpstream(t, statefulSSE)
+			up := newUpstream(t, upstreamtest.StatefulSSE)
 			gateway := startGateway(t, up.URL, gatewayOptions{
 				policy: policyBlock,
 				global: []string{fmt.Sprintf("log decisions {\n\t\toutput file %s\n\t\tinclude http.handlers.mcp_policy\n\t\tlevel INFO\n\t}", logFile)},

@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // spans records the spans of the requests test_trace starts.
@@ -45,7 +47,7 @@ func (testTrace) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 // decision; a held call's wait is a span of its own; and the upstream gets
 // the message's trace context.
 func TestTracing(t *testing.T) {
-	up := newUpstream(t, statefulJSON)
+	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{before: "route {\n\t\ttest_trace\n\t}", policy: callerTable})
 	client := clientHandlers{action: "accept"}
 	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), "2025-06-18")
@@ -75,7 +77,7 @@ func TestTracing(t *testing.T) {
 		t.Error("the message's span has no parent: it does not join the request's trace")
 	}
 	propagated := false
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if strings.Contains(string(r.Body), `"traced"`) && strings.Contains(r.Header.Get("Traceparent"), echo.SpanContext().SpanID().String()) {
 			propagated = true
 		}

@@ -26,6 +26,8 @@ import (
 	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/internal/nodetest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // transportPolicy is the shipped library with a permissions table and the
@@ -57,19 +59,12 @@ const latestVersion = ""
 
 // newTransportUpstream starts a go-sdk MCP server with the tools the
 // transport tests call, served by the handler serve makes of it.
-func newTransportUpstream(t *testing.T, serve func(*mcp.Server) http.Handler) *upstream {
+func newTransportUpstream(t *testing.T, serve func(*mcp.Server) http.Handler) *upstreamtest.Upstream {
 	t.Helper()
-	u := &upstream{calls: make(map[string]int), slowRelease: make(chan struct{})}
-	u.server = mcp.NewServer(&mcp.Implementation{Name: "transport-upstream", Version: "1"}, nil)
-	for _, tool := range defaultTools {
-		u.addTool(tool)
-	}
-	addSamplingTools(u.server)
-	addConfirmTool(u.server)
-	srv := httptest.NewServer(u.recording(serve(u.server)))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
+	u := upstreamtest.Unstarted("transport-upstream", nil, defaultTools)
+	addSamplingTools(u.Server)
+	addConfirmTool(u.Server)
+	return u.Start(t, serve(u.Server))
 }
 
 // legacyHandler serves the HTTP+SSE transport of 2024-11-05.
@@ -300,10 +295,10 @@ func TestLegacySSE(t *testing.T) {
 			if !isError || !strings.Contains(text, refusedDestructive) {
 				t.Errorf("delete_issue = %q (isError %v), want the refusal %q", text, isError, refusedDestructive)
 			}
-			if up.callCount("delete_issue") != 0 || up.sawBodyContaining(`"delete_issue","arguments"`) {
+			if up.CallCount("delete_issue") != 0 || up.SawBodyContaining(`"delete_issue","arguments"`) {
 				t.Error("the upstream received the refused call")
 			}
-			for _, r := range up.received() {
+			for _, r := range up.Received() {
 				if r.Method == http.MethodPost && !strings.Contains(r.URL, "sessionid=") {
 					t.Errorf("a POST reached the upstream at %s, not at its message endpoint", r.URL)
 				}
@@ -374,7 +369,7 @@ func TestResumedStreamIsInspected(t *testing.T) {
 		t.Errorf("the client's sampling handler saw %q, want only the allowed request", sampled)
 	}
 	resumed := false
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Method == http.MethodGet && r.Header.Get("Last-Event-ID") != "" {
 			resumed = true
 		}
@@ -417,7 +412,7 @@ func TestMultiRoundTrip(t *testing.T) {
 					}
 				})
 			}
-			if up.sawBodyContaining(`"decline"`) {
+			if up.SawBodyContaining(`"decline"`) {
 				t.Error("the upstream received the retried call the policy refused")
 			}
 		})
@@ -439,7 +434,7 @@ func TestUnrelayedResponseRefused(t *testing.T) {
 	if status != http.StatusForbidden || !strings.Contains(string(body), "answers no request the gateway relayed") {
 		t.Errorf("forged response: %d %s, want 403 with a JSON-RPC error", status, body)
 	}
-	if up.sawBodyContaining("forged-7") {
+	if up.SawBodyContaining("forged-7") {
 		t.Error("the upstream received the forged response")
 	}
 }
@@ -447,10 +442,9 @@ func TestUnrelayedResponseRefused(t *testing.T) {
 // rawUpstream answers every POST but the gateway's own tools/list with the
 // event stream script, as an upstream that tries to be read two ways
 // would; it lists one read-only tool, echo, and records what it receives.
-func rawUpstream(t *testing.T, script string) *upstream {
+func rawUpstream(t *testing.T, script string) *upstreamtest.Upstream {
 	t.Helper()
-	u := &upstream{calls: make(map[string]int)}
-	srv := httptest.NewServer(u.recording(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		switch {
 		case r.Method != http.MethodPost:
@@ -464,10 +458,7 @@ func rawUpstream(t *testing.T, script string) *upstream {
 		default:
 			w.WriteHeader(http.StatusAccepted)
 		}
-	})))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
+	}))
 }
 
 // TestEventStreamSmuggling has an upstream write event streams that
@@ -541,7 +532,7 @@ func TestEventStreamSmuggling(t *testing.T) {
 			}
 			// The POST declares no capabilities: the sampling request is
 			// refused for that before the policy could refuse it.
-			answered := up.sawBodyContaining(`"id":"s1","error"`) && up.sawBodyContaining("did not declare the sampling capability")
+			answered := up.SawBodyContaining(`"id":"s1","error"`) && up.SawBodyContaining("did not declare the sampling capability")
 			if answered != tt.wantAnswer {
 				t.Errorf("upstream got the refusal of the hidden request: %v, want %v", answered, tt.wantAnswer)
 			}
@@ -594,7 +585,7 @@ func TestLegacySessionEnds(t *testing.T) {
 	if status, body := post(t, base+endpoint, nil, call); status != http.StatusNotFound || !strings.Contains(string(body), "session has ended") {
 		t.Errorf("posting after the stream closed: %d %s; want 404 saying the session has ended", status, body)
 	}
-	if up.sawBodyContaining("after the end") {
+	if up.SawBodyContaining("after the end") {
 		t.Error("the upstream received a message posted after the session's stream closed")
 	}
 
@@ -757,7 +748,7 @@ func TestTypeScriptClient(t *testing.T) {
 			if want := []string{"what is six times seven?"}; !slices.Equal(got.Sampled, want) {
 				t.Errorf("the client's sampling handler was asked %q, want %q", got.Sampled, want)
 			}
-			if up.callCount("delete_issue") != 0 {
+			if up.CallCount("delete_issue") != 0 {
 				t.Error("the upstream ran the refused delete_issue")
 			}
 		})
@@ -841,7 +832,7 @@ func TestResumedToolsListIsFiltered(t *testing.T) {
 		}
 	}
 	resumed := false
-	for _, r := range up.received() {
+	for _, r := range up.Received() {
 		if r.Method == http.MethodGet && r.Header.Get("Last-Event-ID") != "" {
 			resumed = true
 		}
@@ -851,41 +842,6 @@ func TestResumedToolsListIsFiltered(t *testing.T) {
 	}
 }
 
-// capabilityIgnoringUpstream is a raw MCP server that ignores what its
-// client declared: every tools/call is answered by an event stream that
-// first asks the client for an elicitation, then gives the result. It
-// records every POST.
-func capabilityIgnoringUpstream(t *testing.T) *upstream {
-	t.Helper()
-	u := &upstream{calls: make(map[string]int)}
-	srv := httptest.NewServer(u.recording(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		_ = json.Unmarshal(body, &m)
-		switch m.Method {
-		case "initialize":
-			w.Header().Set("Mcp-Session-Id", "raw-1")
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-		case "tools/list":
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-		case "tools/call":
-			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprintf(w, "data: %s\n\n", `{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"Proceed?","requestedSchema":{"type":"object","properties":{}}}}`)
-			fmt.Fprintf(w, "data: %s\n\n", fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"done"}]}}`, m.ID))
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	})))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
-}
-
 // TestUndeclaredCapabilityRefused: a server that asks a client for a
 // feature the client did not declare is refused by the gateway (the
 // client never sees the request), whatever the policy says; a client
@@ -893,7 +849,7 @@ func capabilityIgnoringUpstream(t *testing.T) *upstream {
 func TestUndeclaredCapabilityRefused(t *testing.T) {
 	for _, declared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("elicitation declared %v", declared), func(t *testing.T) {
-			up := capabilityIgnoringUpstream(t)
+			up := upstreamtest.CapabilityIgnoring(t)
 			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
 			client := clientHandlers{action: "accept"}
 			opts := client.options()
@@ -906,14 +862,14 @@ func TestUndeclaredCapabilityRefused(t *testing.T) {
 			}
 			// The server's request is answered after the call's result:
 			// by the client, or by the gateway.
-			eventually(t, 5*time.Second, func() string {
-				if !up.sawBodyContaining(`"id":"e1"`) {
+			testwait.Until(t, 5*time.Second, func() string {
+				if !up.SawBodyContaining(`"id":"e1"`) {
 					return "the server's elicitation was never answered"
 				}
 				return ""
 			})
 			_, elicited := client.seen()
-			refused := up.sawBodyContaining(`"id":"e1","error"`) && up.sawBodyContaining("did not declare the elicitation (form mode) capability")
+			refused := up.SawBodyContaining(`"id":"e1","error"`) && up.SawBodyContaining("did not declare the elicitation (form mode) capability")
 			switch {
 			case declared && (len(elicited) != 1 || refused):
 				t.Errorf("a client that declared elicitation: asked %q, server refused %v; want it asked", elicited, refused)
@@ -927,6 +883,13 @@ func TestUndeclaredCapabilityRefused(t *testing.T) {
 // mrtrCall is a raw 2026-07-28 tools/call of tool with text, carrying
 // params (inputResponses, requestState) beside the arguments.
 func mrtrCall(t *testing.T, gateway, tool, text string, params map[string]any) (int, map[string]any) {
+	t.Helper()
+	return mrtrCallWith(t, gateway, nil, tool, text, params)
+}
+
+// mrtrCallWith is mrtrCall with the request's headers added to (or
+// replacing) the standard ones.
+func mrtrCallWith(t *testing.T, gateway string, header http.Header, tool, text string, params map[string]any) (int, map[string]any) {
 	t.Helper()
 	p := map[string]any{
 		"name":      tool,
@@ -944,9 +907,11 @@ func mrtrCall(t *testing.T, gateway, tool, text string, params map[string]any) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, reply := post(t, gateway, http.Header{
-		"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {tool},
-	}, string(body))
+	h := http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {tool}}
+	for key, values := range header {
+		h[key] = values
+	}
+	status, reply := post(t, gateway, h, string(body))
 	var decoded map[string]any
 	_ = json.Unmarshal(reply, &decoded)
 	return status, decoded
@@ -986,10 +951,10 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 			}
 		})
 	}
-	if !up.sawBodyContaining(`"requestState":"server-state-1"`) {
+	if !up.SawBodyContaining(`"requestState":"server-state-1"`) {
 		t.Error("the upstream never got its own requestState back")
 	}
-	if n := up.callCount("ask"); n != 0 {
+	if n := up.CallCount("ask"); n != 0 {
 		t.Errorf("the upstream ran ask %d times with answers given for confirm", n)
 	}
 }

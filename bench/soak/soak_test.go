@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -40,6 +39,7 @@ import (
 	_ "github.com/mcpgate/mcpgate/caddymodule"
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/childtest"
 )
 
 // duration is how long the mixed traffic runs.
@@ -547,29 +547,7 @@ func settle(base usage) usage {
 // returns its address.
 func startUpstream(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), upstreamEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the upstream: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	address, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the upstream's address: %v", err)
-	}
-	return strings.TrimSpace(address)
+	return childtest.Start(t, upstreamEnv).Line
 }
 
 // serveUpstream serves a go-sdk MCP server with sessions, answering in
@@ -589,17 +567,5 @@ func serveUpstream() {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: tool.Name + ":" + in.Text}}}, nil, nil
 		})
 	}
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{JSONResponse: true})
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "soak upstream:", err)
-		os.Exit(1)
-	}
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		os.Exit(0)
-	}()
-	fmt.Println(listener.Addr())
-	fmt.Fprintln(os.Stderr, "soak upstream:", http.Serve(listener, handler))
-	os.Exit(1)
+	childtest.ServeHTTP("soak upstream", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{JSONResponse: true}))
 }
