@@ -174,6 +174,20 @@ func unmarshalInbox(d *caddyfile.Dispenser) (*ApprovalInbox, error) {
 			inbox.Groups[args[0]] = args[1:]
 			continue
 		}
+		if d.Val() == "caller_ids" {
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("caller_ids takes an account and the caller ids its person calls with")
+			}
+			if inbox.CallerIDs == nil {
+				inbox.CallerIDs = make(map[string][]string)
+			}
+			if _, dup := inbox.CallerIDs[args[0]]; dup {
+				return nil, d.Errf("caller_ids of %s given twice", args[0])
+			}
+			inbox.CallerIDs[args[0]] = args[1:]
+			continue
+		}
 		if d.Val() != "basic_auth" {
 			return nil, d.Errf("unrecognized inbox subdirective %q", d.Val())
 		}

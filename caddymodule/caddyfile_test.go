@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,34 @@ func TestCaddyfilePermissions(t *testing.T) {
 				t.Errorf("error %v, want none", err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestCaddyfileInbox reads the inbox block of mcp_approvals: its groups
+// and the caller ids of its accounts, each given once.
+func TestCaddyfileInbox(t *testing.T) {
+	for _, tc := range []struct {
+		name, block, wantErr string
+		wantCallerIDs        map[string][]string
+	}{
+		{name: "groups and caller ids", block: "group leads alice\n\tcaller_ids alice alice@example.com a.smith",
+			wantCallerIDs: map[string][]string{"alice": {"alice@example.com", "a.smith"}}},
+		{name: "caller ids without ids", block: "caller_ids alice", wantErr: "caller_ids takes an account and the caller ids"},
+		{name: "caller ids twice", block: "caller_ids alice a\n\tcaller_ids alice b", wantErr: "caller_ids of alice given twice"},
+		{name: "a group twice", block: "group leads alice\n\tgroup leads bob", wantErr: "group leads given twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h caddymodule.ApprovalsHandler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\tinbox {\n\tbasic_auth {\n\t\talice $2a$14$x\n\t}\n\t" + tc.block + "\n\t}\n}"))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			case tc.wantErr == "" && !reflect.DeepEqual(h.Inbox.CallerIDs, tc.wantCallerIDs):
+				t.Errorf("caller ids %v, want %v", h.Inbox.CallerIDs, tc.wantCallerIDs)
 			}
 		})
 	}

@@ -27,6 +27,13 @@ type ApprovalInbox struct {
 	// approve a call ("group:<name>"). An account sees, and may decide,
 	// only the approvals it is entitled to.
 	Groups map[string][]string `json:"groups,omitempty"`
+
+	// CallerIDs map inbox accounts to the caller ids (input.user.id) their
+	// people call tools with, where those are not the account's name
+	// (e.g. "alice": ["alice@example.com"]). An account never sees or
+	// decides a call made under its name or one of these ids, unless the
+	// call's approvers name "caller".
+	CallerIDs map[string][]string `json:"caller_ids,omitempty"`
 }
 
 // provision checks the inbox's accounts and groups, and returns the inbox
@@ -35,11 +42,22 @@ func (inbox *ApprovalInbox) provision(ctx caddy.Context) (*approvalhttp.Inbox, e
 	if inbox.BasicAuth == nil || len(inbox.BasicAuth.AccountList) == 0 {
 		return nil, errors.New("mcp_approvals: the inbox needs basic_auth accounts")
 	}
+	isAccount := func(name string) bool {
+		return slices.ContainsFunc(inbox.BasicAuth.AccountList, func(a caddyauth.Account) bool { return a.Username == name })
+	}
 	for group, members := range inbox.Groups {
 		for _, member := range members {
-			if !slices.ContainsFunc(inbox.BasicAuth.AccountList, func(a caddyauth.Account) bool { return a.Username == member }) {
+			if !isAccount(member) {
 				return nil, fmt.Errorf("mcp_approvals: inbox group %s names %q, which is not a basic_auth account", group, member)
 			}
+		}
+	}
+	for account, ids := range inbox.CallerIDs {
+		if !isAccount(account) {
+			return nil, fmt.Errorf("mcp_approvals: inbox caller_ids names %q, which is not a basic_auth account", account)
+		}
+		if len(ids) == 0 || slices.Contains(ids, "") {
+			return nil, fmt.Errorf("mcp_approvals: inbox caller_ids of %q needs caller ids, none of them empty", account)
 		}
 	}
 	if inbox.BasicAuth.HashCache == nil {
@@ -49,7 +67,7 @@ func (inbox *ApprovalInbox) provision(ctx caddy.Context) (*approvalhttp.Inbox, e
 	if err := inbox.BasicAuth.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("mcp_approvals: inbox: %w", err)
 	}
-	return approvalhttp.NewInbox(inbox.authenticate, inbox.Groups), nil
+	return approvalhttp.NewInbox(inbox.authenticate, inbox.Groups, inbox.CallerIDs), nil
 }
 
 // authenticate signs an inbox account in with Caddy's basic_auth.

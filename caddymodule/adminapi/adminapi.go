@@ -109,6 +109,7 @@ func operator(r *http.Request, claim string) (approval.Decider, error) {
 		if name := r.TLS.VerifiedChains[0][0].Subject.CommonName; name != "" {
 			by.ID = approval.PrincipalAdmin + ":" + name
 			by.Principals = append(by.Principals, by.ID)
+			by.Callers = []string{name}
 		}
 		return by, nil
 	}

@@ -23,6 +23,8 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // State is where an approval stands.
@@ -360,6 +362,13 @@ type Decider struct {
 	// Principals are the principals the decider holds, such as
 	// {"inbox", "inbox:alice", "group:leads"}.
 	Principals []string
+	// Callers are the caller ids (input.user.id) the person deciding is
+	// known by, where the route can tell (an inbox account: its name and
+	// the ids the inbox maps it to; a remote admin: its certificate's
+	// common name). Such a decider is the held call's own caller when one
+	// of them is the approval's User (see SameCaller), and may then decide
+	// it only when its approvers name "caller".
+	Callers []string
 	// Claim is what the decider says of itself, such as a webhook body's
 	// "approver": recorded, never trusted.
 	Claim string
@@ -369,11 +378,15 @@ type Decider struct {
 	Message string
 }
 
-// Entitled reports whether by may decide the approval. With no approvers,
+// Entitled reports whether by may decide the approval. The call's own
+// caller may not, unless the approvers name "caller". With no approvers,
 // any reviewer may: a decider holding a principal other than "caller" (the
 // caller alone never approves their own call). With approvers, a decider
 // holding one of them may. An empty principal counts for nothing.
 func (a *Approval) Entitled(by Decider) bool {
+	if a.decidedByCaller(by) {
+		return false
+	}
 	for _, p := range by.Principals {
 		switch {
 		case p == "":
@@ -386,9 +399,32 @@ func (a *Approval) Entitled(by Decider) bool {
 	return false
 }
 
+// decidedByCaller reports whether by is the approval's own caller, when
+// its approvers do not let the caller decide.
+func (a *Approval) decidedByCaller(by Decider) bool {
+	if a.User == "" || slices.Contains(a.Approvers, PrincipalCaller) {
+		return false
+	}
+	return slices.ContainsFunc(by.Callers, func(id string) bool { return SameCaller(id, a.User) })
+}
+
+// SameCaller reports whether two caller ids may name one person: equal
+// once compatibility-normalized (NFKC), case-folded and trimmed, so that
+// "Alice", "alice " and "ａｌｉｃｅ" are one. It errs on the side of
+// sameness, since it only ever refuses a decision.
+func SameCaller(a, b string) bool {
+	fold := func(s string) string {
+		return cases.Fold().String(norm.NFKC.String(strings.TrimSpace(s)))
+	}
+	return a != "" && b != "" && fold(a) == fold(b)
+}
+
 // entitle returns nil when by may decide the approval, else ErrNotEntitled
 // saying who may.
 func (a *Approval) entitle(by Decider) error {
+	if a.decidedByCaller(by) {
+		return fmt.Errorf("%w: %q is the caller of approval %s, and may not decide their own call", ErrNotEntitled, by.ID, a.ID)
+	}
 	if a.Entitled(by) {
 		return nil
 	}

@@ -436,3 +436,46 @@ func TestEntitled(t *testing.T) {
 		})
 	}
 }
+
+// TestCallerNeverDecidesOwnCall: a reviewer known to be the held call's
+// own caller (by any spelling of the caller's id) may not decide it,
+// unless its approvers name the caller; anyone else decides as before.
+func TestCallerNeverDecidesOwnCall(t *testing.T) {
+	reviewer := func(callers ...string) Decider {
+		return Decider{ID: "inbox:x", Principals: []string{"inbox", "inbox:x", "group:leads"}, Callers: callers}
+	}
+	tests := []struct {
+		name      string
+		user      string
+		approvers []string
+		by        Decider
+		want      bool
+	}{
+		{"any reviewer, the caller", "alice", nil, reviewer("alice"), false},
+		{"inbox, the caller", "alice", []string{"inbox"}, reviewer("alice"), false},
+		{"their own account named", "alice", []string{"inbox:x"}, reviewer("alice"), false},
+		{"their group", "alice", []string{"group:leads"}, reviewer("alice"), false},
+		{"a mapped id", "alice@example.com", []string{"inbox"}, reviewer("alice", "alice@example.com"), false},
+		{"another case", "Alice", []string{"inbox"}, reviewer("alice"), false},
+		{"spaces around", "alice ", []string{"inbox"}, reviewer("alice"), false},
+		{"full-width letters", "ａｌｉｃｅ", []string{"inbox"}, reviewer("alice"), false},
+		{"folded sharp s", "STRASSE", []string{"inbox"}, reviewer("straße"), false},
+		{"a remote admin", "carol", []string{"admin"}, Decider{ID: "admin:carol", Principals: []string{"admin", "admin:carol"}, Callers: []string{"carol"}}, false},
+		{"the approvers name the caller", "alice", []string{"caller", "inbox"}, reviewer("alice"), true},
+		{"someone else", "alice", []string{"inbox"}, reviewer("bob"), true},
+		{"a caller nobody knows", "", []string{"inbox"}, reviewer("alice"), true},
+		{"a decider the route cannot tell", "alice", []string{"admin"}, Decider{ID: "admin", Principals: []string{"admin"}}, true},
+		{"an empty caller id counts for nothing", "alice", []string{"inbox"}, reviewer(""), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Approval{ID: "apr_x", User: tt.user, Approvers: tt.approvers}
+			if got := a.Entitled(tt.by); got != tt.want {
+				t.Errorf("Entitled = %v, want %v", got, tt.want)
+			}
+			if err := a.entitle(tt.by); (err == nil) != tt.want {
+				t.Errorf("entitle = %v, want refused %v", err, !tt.want)
+			}
+		})
+	}
+}

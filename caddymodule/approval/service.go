@@ -267,7 +267,17 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, by Decide
 	if approve {
 		to = Approved
 	}
-	return s.settle(ctx, id, to, by, reason, func(a *Approval, _ time.Time) error { return a.entitle(by) })
+	return s.settle(ctx, id, to, by, reason, func(a *Approval, now time.Time) error {
+		if err := a.entitle(by); err != nil {
+			return err
+		}
+		if a.State == Pending && !now.Before(a.ExpiresAt) {
+			// Expired, though the sweep has not marked it yet: the caller
+			// was told so, and it may not run now.
+			return fmt.Errorf("%w: approval %s expired at %s", ErrConflict, id, a.ExpiresAt.Format(time.RFC3339))
+		}
+		return nil
+	})
 }
 
 // Cancel cancels a pending approval, because the caller cancelled the

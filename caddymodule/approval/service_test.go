@@ -524,3 +524,45 @@ func TestFormToken(t *testing.T) {
 		})
 	}
 }
+
+// expiredOnUpdate is a memory store whose approvals have run out of time
+// whenever they are updated, as one whose time ran out a moment ago and
+// that the sweep has not expired yet.
+type expiredOnUpdate struct{ Store }
+
+// Update runs change on the approval with its time run out.
+func (s expiredOnUpdate) Update(ctx context.Context, id string, change func(*Approval) error) (*Approval, error) {
+	return s.Store.Update(ctx, id, func(a *Approval) error {
+		a.ExpiresAt = time.Now().Add(-time.Millisecond)
+		return change(a)
+	})
+}
+
+// TestNoDecisionAfterExpiry: a decision that comes once the approval's
+// time ran out is refused as a conflict, even before the sweep marks it
+// expired; the call it was for was told it expired, and may not run.
+func TestNoDecisionAfterExpiry(t *testing.T) {
+	s, err := NewService(func(onChange ChangeFunc) (Store, error) {
+		return expiredOnUpdate{NewMemoryStore(onChange)}, nil
+	}, &Settings{
+		WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
+		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.Request(context.Background(), &Call{Server: "files", Tool: "delete_file", Arguments: map[string]any{"path": "/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := Decider{ID: PrincipalAdmin, Principals: []string{PrincipalAdmin}}
+	if got, err := s.Decide(context.Background(), a.ID, true, admin, "late"); !errors.Is(err, ErrConflict) {
+		t.Errorf("a decision after the approval's time ran out: %v, %v; want ErrConflict", got, err)
+	}
+	if got, err := s.Get(context.Background(), a.ID); err != nil || got.State != Pending {
+		t.Errorf("the approval after the late decision: %v, %v; want it still pending (for the sweep to expire)", got, err)
+	}
+}

@@ -40,21 +40,30 @@ type Authenticate func(w http.ResponseWriter, r *http.Request) (user string, ok 
 type Inbox struct {
 	authenticate Authenticate
 	groups       map[string][]string
+	callerIDs    map[string][]string
 	crossOrigin  *http.CrossOriginProtection
 }
 
 // NewInbox returns an inbox for the accounts authenticate signs in. groups
 // name groups of accounts (group name to account names), for policies that
 // say who may approve a call ("group:<name>"): an account sees, and may
-// decide, only the approvals it is entitled to.
-func NewInbox(authenticate Authenticate, groups map[string][]string) *Inbox {
-	return &Inbox{authenticate: authenticate, groups: groups, crossOrigin: http.NewCrossOriginProtection()}
+// decide, only the approvals it is entitled to. callerIDs map accounts to
+// the caller ids their people call tools with, when those differ from the
+// account's name: an account never sees or decides its own person's calls
+// (by its name or a mapped id), unless their approvers name "caller".
+func NewInbox(authenticate Authenticate, groups, callerIDs map[string][]string) *Inbox {
+	return &Inbox{authenticate: authenticate, groups: groups, callerIDs: callerIDs, crossOrigin: http.NewCrossOriginProtection()}
 }
 
 // decider is the inbox account user as an approval decider: an inbox
-// account, that account, and the groups it belongs to.
+// account, that account, and the groups it belongs to; known as a caller
+// by its name and the caller ids mapped to it.
 func (inbox *Inbox) decider(user string) approval.Decider {
-	by := approval.Decider{ID: approval.PrincipalInbox + ":" + user, Principals: []string{approval.PrincipalInbox, approval.PrincipalInbox + ":" + user}}
+	by := approval.Decider{
+		ID:         approval.PrincipalInbox + ":" + user,
+		Principals: []string{approval.PrincipalInbox, approval.PrincipalInbox + ":" + user},
+		Callers:    append([]string{user}, inbox.callerIDs[user]...),
+	}
 	for _, group := range slices.Sorted(maps.Keys(inbox.groups)) {
 		if slices.Contains(inbox.groups[group], user) {
 			by.Principals = append(by.Principals, "group:"+group)
@@ -169,7 +178,7 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 		}
 		now := time.Now()
 		for _, a := range list {
-			if a.ID == decided {
+			if a.ID == decided && s.Owns(a) && a.Entitled(by) {
 				page.Decided = a
 			}
 			if a.ID == focused && s.Owns(a) {

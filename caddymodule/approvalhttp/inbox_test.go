@@ -75,7 +75,7 @@ func TestInboxSignIn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, logs := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{approvaltest.NewService(t, nil)})
+			h, logs := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{approvaltest.NewService(t, nil)})
 			req := httptest.NewRequest(tt.method, "/approvals/", nil)
 			if tt.user != "" {
 				req.SetBasicAuth(tt.user, tt.password)
@@ -175,7 +175,7 @@ func TestInboxDecide(t *testing.T) {
 			if tt.unreachable {
 				services = approvaltest.Services{approvaltest.NewUnreachableService(t, nil)}
 			}
-			h, logs := newHandler(NewInbox(signIn, testGroups), services)
+			h, logs := newHandler(NewInbox(signIn, testGroups, nil), services)
 			rec, refused := serve(t, h, req)
 			switch {
 			case tt.wantStatus == http.StatusSeeOther && refused != nil:
@@ -236,7 +236,7 @@ It is for inbox:bob to decide, not you.</p>`}},
 You may decide it below.</p>`}},
 	}
 	all := []*approval.Approval{anyone, forAlice, forBob, forLeads, decided}
-	h, _ := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{s})
+	h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{s})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+tt.query, tt.user, nil))
@@ -277,7 +277,7 @@ You may decide it below.</p>`}},
 
 // TestInboxPageEmpty: with nothing pending, the page says so.
 func TestInboxPageEmpty(t *testing.T) {
-	h, _ := newHandler(NewInbox(signIn, testGroups), approvaltest.Services{approvaltest.NewService(t, nil)})
+	h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{approvaltest.NewService(t, nil)})
 	rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", "alice", nil))
 	if want := `<p id="empty">Nothing waits for approval.</p>`; refused != nil || !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("response %d (refusal %v) %s; want a page with %q", rec.Code, refused, rec.Body, want)
@@ -287,7 +287,7 @@ func TestInboxPageEmpty(t *testing.T) {
 // TestDecider: an inbox account decides as any inbox account, as itself,
 // and as each group it belongs to, in the groups' order.
 func TestDecider(t *testing.T) {
-	inbox := NewInbox(signIn, map[string][]string{"ops": {"erin"}, "leads": {"dave", "erin"}, "admins": {"dave"}})
+	inbox := NewInbox(signIn, map[string][]string{"ops": {"erin"}, "leads": {"dave", "erin"}, "admins": {"dave"}}, nil)
 	tests := []struct {
 		user string
 		want []string
@@ -301,6 +301,58 @@ func TestDecider(t *testing.T) {
 			by := inbox.decider(tt.user)
 			if by.ID != "inbox:"+tt.user || !slices.Equal(by.Principals, tt.want) || by.Claim != "" {
 				t.Errorf("decider(%s) = %+v, want ID inbox:%s, principals %v and no claim", tt.user, by, tt.user, tt.want)
+			}
+		})
+	}
+}
+
+// TestInboxCallerNeverDecidesOwnCall: an inbox account is neither shown
+// nor allowed to decide a call its own person made (by the account's
+// name, or a caller id mapped to it), unless the call's approvers name the
+// caller; another account decides it.
+func TestInboxCallerNeverDecidesOwnCall(t *testing.T) {
+	tests := []struct {
+		name      string
+		caller    string
+		approvers []string
+		decider   string
+		want      approval.State
+	}{
+		{"any reviewer, the caller", "alice", nil, "alice", approval.Pending},
+		{"inbox, the caller", "alice", []string{"inbox"}, "alice", approval.Pending},
+		{"their own account named", "alice", []string{"inbox:alice"}, "alice", approval.Pending},
+		{"a mapped caller id", "alice@example.com", []string{"inbox"}, "alice", approval.Pending},
+		{"another spelling", "Alice", []string{"inbox"}, "alice", approval.Pending},
+		{"another account", "alice", []string{"inbox"}, "bob", approval.Approved},
+		{"the approvers name the caller", "alice", []string{"caller", "inbox"}, "alice", approval.Approved},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := approvaltest.NewService(t, nil)
+			a, err := s.Request(context.Background(), &approval.Call{
+				User: tt.caller, Session: "s1", Server: "files", Tool: "delete_file",
+				Arguments: map[string]any{"path": "/srv/x"}, Approvers: tt.approvers,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := newHandler(NewInbox(signIn, testGroups, map[string][]string{"alice": {"alice@example.com"}}), approvaltest.Services{s})
+			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", tt.decider, nil))
+			if refused != nil {
+				t.Fatalf("the page: %v", refused)
+			}
+			if listed := strings.Contains(rec.Body.String(), a.ID); listed != (tt.want == approval.Approved) {
+				t.Errorf("listed to %s: %v, want %v", tt.decider, listed, tt.want == approval.Approved)
+			}
+			form := url.Values{"id": {a.ID}, "decision": {"approve"}, "token": {s.FormToken(tt.decider, a.ID)}}
+			req := inboxRequest(http.MethodPost, "/approvals/", tt.decider, form)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			_, refused = serve(t, h, req)
+			if tt.want == approval.Pending && (refused == nil || refused.Status != http.StatusForbidden) {
+				t.Errorf("the caller's own decision: %v, want 403", refused)
+			}
+			if got, err := s.Get(context.Background(), a.ID); err != nil || got.State != tt.want {
+				t.Errorf("the approval is %v (%v), want %s", got.State, err, tt.want)
 			}
 		})
 	}
