@@ -87,6 +87,9 @@ type testGateway struct {
 	// catalog is the gateway's tool catalog, for tests that accept
 	// tools as an operator does.
 	catalog *catalog.Catalog
+	// approvals is the gateway's approval service, when it has one, for
+	// tests that decide as reviewers do.
+	approvals *approval.Service
 }
 
 // startGateway serves a Gateway in front of the MCP server at upstreamURL.
@@ -128,7 +131,11 @@ func serveGateway(t *testing.T, cfg gateway.Config, upstreamURL string) *testGat
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return &testGateway{URL: srv.URL + "/mcp", sealer: cfg.Sealer, catalog: cfg.Catalog}
+	gw := &testGateway{URL: srv.URL + "/mcp", sealer: cfg.Sealer, catalog: cfg.Catalog}
+	if cfg.Approvals != nil {
+		gw.approvals = cfg.Approvals.Service
+	}
+	return gw
 }
 
 // testConfig is the configuration of a test gateway deciding with engine,

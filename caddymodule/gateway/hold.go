@@ -47,10 +47,16 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 	}
 	if v.input.User != nil {
 		call.User = v.input.User.ID
-	} else if session, named := x.approvalSessions[m]; named {
-		// An anonymous caller's token binds the call to the session
-		// its approval was asked in.
-		call.Session = session
+	} else if token, named := x.approvalTokens[m]; named {
+		// An anonymous caller's token binds the call to the session its
+		// approval was asked in, if it is the call the token was given
+		// for.
+		call.Session = token.Session
+		if binding, err := call.Binding(); err != nil || binding != token.Binding {
+			refused := v.refusedWith(fmt.Sprintf("The %s argument holds the approval token of another call; it runs only the call it was given for (same tool, same arguments).", approvalTokenArgument))
+			x.audit(refused, outcomeRefused, nil)
+			return nil, nil, nil, writeRefusal(x.w, refused)
+		}
 	}
 	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
 	wait := x.startWaitSpan(v, "mcpgate.approval.wait")

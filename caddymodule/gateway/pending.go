@@ -17,11 +17,12 @@ import (
 // arguments), the server and the caller: the identified user when there
 // is one, across sessions; without identity, the session. Many clients
 // open a new session for every attempt, so an anonymous caller is also
-// given a token naming the session the approval was asked in: the same
-// call made in another session with the argument "mcpgate_approval" set
-// to that token (which the gateway removes before the call goes on) runs
-// on the approval. The token is as good as the session it names: whoever
-// holds it can run that one call, once approved, and nothing else.
+// given a token naming the session the approval was asked in and the call
+// it is bound to: that call made in another session with the argument
+// "mcpgate_approval" set to that token (which the gateway removes before
+// the call goes on) runs on the approval. Whoever holds the token can run
+// that one call, once approved, until the approval could no longer be
+// used, and nothing else: not another call of the session, approved or not.
 
 // approvalTokenArgument is the argument that carries an approval token.
 const approvalTokenArgument = "mcpgate_approval"
@@ -54,14 +55,19 @@ func (x *exchange) pendingAnswer(a *approval.Approval, call *approval.Call) []by
 	if link != "" {
 		meta["inbox"] = link
 	}
+	token := ""
+	if call.User == "" {
+		token = x.approvalToken(a, call)
+	}
 	switch {
 	case call.User != "":
 		fmt.Fprintf(&text, " Once it is approved, the same call (same tool, same arguments) runs when %s makes it again, in any session;", call.User)
-	default:
-		token := x.g.cfg.Sealer.Seal(x.approvalTokenScope(), sessiontoken.Session{Kind: sessiontoken.Approval, ID: call.Session})
+	case token != "":
 		meta["token"] = token
 		fmt.Fprintf(&text, " Once it is approved, the same call (same tool, same arguments) runs when it is made again in this session,"+
 			" or in another session with the extra argument %q set to %q (the gateway removes it before the call goes on);", approvalTokenArgument, token)
+	default:
+		fmt.Fprintf(&text, " Once it is approved, the same call (same tool, same arguments) runs when it is made again in this session;")
 	}
 	fmt.Fprintf(&text, " made again before then, it waits for the decision. No other call runs on this approval, and it runs its call once."+
 		" The approval expires at %s.", a.ExpiresAt.UTC().Format(time.RFC3339))
@@ -73,10 +79,40 @@ func (x *exchange) pendingAnswer(a *approval.Approval, call *approval.Call) []by
 	return result
 }
 
+// approvalToken is what an approval token seals: the session the approval
+// was asked in, the binding of the call it authorises, and when it stops
+// being honoured (Unix seconds).
+type approvalToken struct {
+	Session string `json:"session"`
+	Binding string `json:"binding"`
+	Expires int64  `json:"expires"`
+}
+
+// approvalToken returns the token of approval a for an anonymous caller's
+// call; "" when the call's binding cannot be made (it was, to ask for a).
+// It is honoured until the approval could be used no longer: its time to
+// be decided, then as long again to be used.
+func (x *exchange) approvalToken(a *approval.Approval, call *approval.Call) string {
+	binding, err := call.Binding()
+	if err != nil {
+		return ""
+	}
+	sealed, err := json.Marshal(approvalToken{
+		Session: call.Session,
+		Binding: binding,
+		Expires: a.ExpiresAt.Add(a.ExpiresAt.Sub(a.RequestedAt)).Unix(),
+	})
+	if err != nil {
+		return ""
+	}
+	return x.g.cfg.Sealer.Seal(x.approvalTokenScope(), sessiontoken.Session{Kind: sessiontoken.Approval, Caller: x.session.caller, ID: string(sealed)})
+}
+
 // takeApprovalTokens removes approval tokens from the body's tool calls
-// (re-encoding them), and remembers the session each names: the call is
-// bound to that session's approval, as if made there. A token the gateway
-// did not issue, or issued to another caller, is refused.
+// (re-encoding them), and remembers what each says: the call is bound to
+// the session its approval was asked in, as if made there, if it is the
+// call the token was given for (see the hold). A token the gateway did not
+// issue, issued to another caller, or past its time, is refused.
 func (x *exchange) takeApprovalTokens() error {
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
@@ -87,11 +123,9 @@ func (x *exchange) takeApprovalTokens() error {
 		if !present {
 			continue
 		}
-		token, _ := value.(string)
-		s, err := x.g.cfg.Sealer.Open(x.approvalTokenScope(), token)
-		if err != nil || s.Kind != sessiontoken.Approval || s.Caller != x.session.caller {
-			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
-				fmt.Sprintf("the %s argument holds no approval token this gateway gave this caller", approvalTokenArgument))
+		token, err := x.openApprovalToken(value)
+		if err != nil {
+			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
 		}
 		arguments := make(map[string]any, len(m.Tool.Arguments))
 		for key, value := range m.Tool.Arguments {
@@ -113,10 +147,29 @@ func (x *exchange) takeApprovalTokens() error {
 		if !x.body.Batch {
 			x.raw = raw
 		}
-		if x.approvalSessions == nil {
-			x.approvalSessions = make(map[*mcpmsg.Message]string)
+		if x.approvalTokens == nil {
+			x.approvalTokens = make(map[*mcpmsg.Message]approvalToken)
 		}
-		x.approvalSessions[m] = s.ID
+		x.approvalTokens[m] = token
 	}
 	return nil
+}
+
+// openApprovalToken opens an approval token the gateway gave the
+// exchange's caller, and checks its time.
+func (x *exchange) openApprovalToken(value any) (approvalToken, error) {
+	notOurs := fmt.Errorf("the %s argument holds no approval token this gateway gave this caller", approvalTokenArgument)
+	sealed, _ := value.(string)
+	s, err := x.g.cfg.Sealer.Open(x.approvalTokenScope(), sealed)
+	if err != nil || s.Kind != sessiontoken.Approval || s.Caller != x.session.caller {
+		return approvalToken{}, notOurs
+	}
+	var token approvalToken
+	if err := json.Unmarshal([]byte(s.ID), &token); err != nil || token.Binding == "" {
+		return approvalToken{}, notOurs
+	}
+	if time.Now().Unix() >= token.Expires {
+		return approvalToken{}, fmt.Errorf("the approval token in the %s argument has expired; make the call without it to ask again", approvalTokenArgument)
+	}
+	return token, nil
 }

@@ -52,9 +52,9 @@ type exchange struct {
 	// callerAnswers are the answers retried calls bring to the gateway's
 	// own question, whether the caller confirms them (checkTransport).
 	callerAnswers map[*mcpmsg.Message]string
-	// approvalSessions are the sessions the approval tokens of the
-	// body's calls name (pending.go).
-	approvalSessions map[*mcpmsg.Message]string
+	// approvalTokens are what the approval tokens of the body's calls
+	// say (pending.go).
+	approvalTokens map[*mcpmsg.Message]approvalToken
 }
 
 // Serve runs one request through the gateway: next sees only what the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -603,6 +604,85 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 			}
 			if strings.Contains(string(got[0].Body), "mcpgate_approval") {
 				t.Errorf("upstream received the approval token: %s", got[0].Body)
+			}
+		})
+	}
+}
+
+// pendingApproval is what a pending answer tells of its approval.
+type pendingApproval struct {
+	Result struct {
+		IsError bool `json:"isError"`
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+		Meta struct {
+			Approval struct {
+				ID    string `json:"id"`
+				Token string `json:"token"`
+			} `json:"io.mcpgate/approval"`
+		} `json:"_meta"`
+	} `json:"result"`
+}
+
+// TestApprovalTokenRunsItsCallOnly: an anonymous caller's approval token
+// runs, from another session, the call it was given for, once approved;
+// not another call approved in the same session, and not after its time.
+func TestApprovalTokenRunsItsCallOnly(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: 10 * time.Millisecond})
+	openSession := func() http.Header {
+		h := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+		post(t, gw.URL, h, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+		return h
+	}
+	ask := func(session http.Header, id, text string) pendingApproval {
+		t.Helper()
+		var p pendingApproval
+		r := post(t, gw.URL, session, callBody(id, "create_issue", text))
+		if err := json.Unmarshal(r.body, &p); err != nil || !p.Result.IsError || p.Result.Meta.Approval.Token == "" {
+			t.Fatalf("create_issue %q: HTTP %d %s; want a pending answer with a token", text, r.status, r.body)
+		}
+		return p
+	}
+	approve := func(p pendingApproval) {
+		t.Helper()
+		admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
+		if _, err := gw.approvals.Decide(context.Background(), p.Result.Meta.Approval.ID, true, admin, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withToken := func(text, token string) string {
+		return `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"` + text + `","mcpgate_approval":"` + token + `"}}}`
+	}
+
+	victim := openSession()
+	a, b := ask(victim, "1", "a"), ask(victim, "2", "b")
+	approve(a)
+	approve(b)
+	expired, err := json.Marshal(map[string]any{"session": victim.Get("Mcp-Session-Id"), "binding": "x", "expires": time.Now().Add(-time.Minute).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		body     string
+		wantRun  bool
+		wantText string
+	}{
+		{"another call of the session", withToken("b", a.Result.Meta.Approval.Token), false, "approval token of another call"},
+		{"a token past its time", withToken("a", gw.sealer.Seal(testUpstream+"\x00approval", sessiontoken.Session{Kind: sessiontoken.Approval, ID: string(expired)})), false, "has expired"},
+		{"its own call", withToken("a", a.Result.Meta.Approval.Token), true, "create_issue:a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := up.CallCount("create_issue")
+			r := post(t, gw.URL, openSession(), tt.body)
+			if ran := up.CallCount("create_issue") > before; ran != tt.wantRun {
+				t.Errorf("the call ran: %v, want %v (HTTP %d %s)", ran, tt.wantRun, r.status, r.body)
+			}
+			if !strings.Contains(string(r.body), tt.wantText) {
+				t.Errorf("HTTP %d %s; want it to say %q", r.status, r.body, tt.wantText)
 			}
 		})
 	}
