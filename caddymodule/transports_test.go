@@ -449,9 +449,13 @@ func rawUpstream(t *testing.T, script string) *upstreamtest.Upstream {
 		switch {
 		case r.Method != http.MethodPost:
 			w.WriteHeader(http.StatusMethodNotAllowed)
-		case bytes.Contains(body, []byte(`"mcpgate-tools-list"`)):
+		case bytes.Contains(body, []byte(`"`+upstreamtest.ToolsListID)):
+			var request struct {
+				ID json.RawMessage `json:"id"`
+			}
+			_ = json.Unmarshal(body, &request)
 			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"jsonrpc":"2.0","id":"mcpgate-tools-list","result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
 		case bytes.Contains(body, []byte(`"tools/call"`)):
 			w.Header().Set("Content-Type", "text/event-stream")
 			io.WriteString(w, script)

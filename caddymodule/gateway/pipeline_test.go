@@ -688,6 +688,38 @@ func TestApprovalTokenRunsItsCallOnly(t *testing.T) {
 	}
 }
 
+// TestOwnToolsListIDsUnpredictable: each tools/list the gateway sends of
+// its own carries an id of its own, which no client can guess: on an
+// HTTP+SSE session the client's responses and the gateway's arrive on one
+// stream, and a client request with the gateway's id would have its
+// answer taken for the gateway's list.
+func TestOwnToolsListIDsUnpredictable(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	for i := range 3 {
+		gw.catalog.Reset(testUpstream)
+		if r := post(t, gw.URL, nil, callEcho); !strings.Contains(string(r.body), `"echo:a"`) {
+			t.Fatalf("call %d: HTTP %d %s; want echo's result", i, r.status, r.body)
+		}
+	}
+	ids := map[string]bool{}
+	for _, req := range up.Received() {
+		var m struct {
+			ID     string `json:"id"`
+			Method string `json:"method"`
+		}
+		if json.Unmarshal(req.Body, &m) == nil && m.Method == "tools/list" {
+			ids[m.ID] = true
+			if rest, ok := strings.CutPrefix(m.ID, upstreamtest.ToolsListID); !ok || len(rest) < 20 {
+				t.Errorf("the gateway's tools/list id %q is not %q and a long random part", m.ID, upstreamtest.ToolsListID)
+			}
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("the gateway's three tools/list fetches used ids %v; want three different ones", ids)
+	}
+}
+
 // resettingPins is a pin store that runs reset once, right after the
 // first pin it saves: as a reload resets the tool list (Caddy provisioning
 // the next configuration) just after a call's fetch learned it, before

@@ -20,9 +20,11 @@ import (
 // server that hands out cursors forever cannot hold a request.
 const maxToolPages = 100
 
-// fetchedToolsID is the JSON-RPC id of the gateway's own tools/list
-// requests.
-const fetchedToolsID = `"mcpgate-tools-list"`
+// fetchedToolsIDPrefix begins the JSON-RPC id of each tools/list request
+// of the gateway's own; a random nonce ends it, so that no client can
+// make a request with the same id and have its answer taken for the
+// gateway's (on an HTTP+SSE session, where both arrive on one stream).
+const fetchedToolsIDPrefix = "mcpgate-tools-list-"
 
 // toolsFetcher asks the upstream for its whole tool list, on a client's
 // behalf, and teaches the catalog what it lists. The gateway does this
@@ -102,9 +104,10 @@ func (f *toolsFetcher) page(cursor string, meta map[string]any) ([]byte, error) 
 		}
 		params["_meta"] = ownMeta
 	}
+	id := `"` + fetchedToolsIDPrefix + newNonce() + `"`
 	body, err := json.Marshal(map[string]any{
 		"jsonrpc": "2.0",
-		"id":      json.RawMessage(fetchedToolsID),
+		"id":      json.RawMessage(id),
 		"method":  "tools/list",
 		"params":  params,
 	})
@@ -115,11 +118,11 @@ func (f *toolsFetcher) page(cursor string, meta map[string]any) ([]byte, error) 
 	if mcphttp.StandardHeadersRequired(f.version) || f.methodHeader {
 		header.Set(mcphttp.HeaderMethod, "tools/list")
 	}
-	contentType, reply, err := f.send(body, fetchedToolsID, header)
+	contentType, reply, err := f.send(body, id, header)
 	if err != nil {
 		return nil, fmt.Errorf("fetching tools/list: %w", err)
 	}
-	return findResult(contentType, reply, fetchedToolsID)
+	return findResult(contentType, reply, id)
 }
 
 // findResult picks the result of the response with the given id out of a

@@ -44,9 +44,9 @@ func (m Mode) Handler(server *mcp.Server) http.Handler {
 		&mcp.StreamableHTTPOptions{Stateless: m.Stateless, JSONResponse: m.JSONResponse})
 }
 
-// ToolsListID is the JSON-RPC id of the gateway's own tools/list requests,
-// which ReceivedFromClients leaves out.
-const ToolsListID = "mcpgate-tools-list"
+// ToolsListID begins the JSON-RPC id of the gateway's own tools/list
+// requests, which ReceivedFromClients leaves out.
+const ToolsListID = "mcpgate-tools-list-"
 
 // Request is one HTTP request an upstream received.
 type Request struct {
@@ -180,7 +180,7 @@ func (u *Upstream) Received() []Request {
 func (u *Upstream) ReceivedFromClients() []Request {
 	var out []Request
 	for _, r := range u.Received() {
-		if !bytes.Contains(r.Body, []byte(`"`+ToolsListID+`"`)) {
+		if !bytes.Contains(r.Body, []byte(`"`+ToolsListID)) {
 			out = append(out, r)
 		}
 	}
