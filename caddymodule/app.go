@@ -36,6 +36,9 @@ type names struct {
 	// unnamed maps each default server name to true once a handler
 	// without `server` has it.
 	unnamed map[string]bool
+	// realms maps each upstream to where its handler's callers' ids come
+	// from (see IdentityConfig.realm), when it identifies callers.
+	realms map[string]string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -43,7 +46,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}}}
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}}}
 		},
 	}
 }
@@ -115,7 +118,12 @@ func listenerName(listen []string) string {
 // <name>: what the gateway learns of an upstream's tools must never apply
 // to another's, and a server name, which policies key rules on, stands for
 // one upstream.
-func (a *App) claim(server, upstream string, explicit bool) error {
+//
+// Handlers that front one upstream and both identify callers must take
+// caller ids from the same place (realm): "alice" of one identity
+// provider is not "alice" of another, and sessions, approvals and
+// confirmations are bound to the caller's id.
+func (a *App) claim(server, upstream string, explicit bool, realm string) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -128,8 +136,15 @@ func (a *App) claim(server, upstream string, explicit bool) error {
 		return fmt.Errorf("two mcp_policy handlers name the server %q: give each upstream its own name; "+
 			"if both really front the same MCP server, say so in both with `upstream %s`", upstream, upstream)
 	}
+	if other, ok := claims.realms[upstream]; ok && realm != "" && other != realm {
+		return fmt.Errorf("two mcp_policy handlers front the upstream %q and identify callers from different places (%s; %s): "+
+			"a caller of one could pass for a caller of the other; give them the same identity, or each its own upstream", upstream, other, realm)
+	}
 	claims.upstreams[upstream] = explicit
 	claims.servers[server] = upstream
+	if realm != "" {
+		claims.realms[upstream] = realm
+	}
 	return nil
 }
 

@@ -115,6 +115,8 @@ func TestUpstreamsKeptApart(t *testing.T) {
 // in both is a declaration that they front one server, and loads.
 func TestUpstreamNamesRefused(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
+	idp := newIdentityProvider(t, "k1")
+	jwtIdentity := fmt.Sprintf("\n\t\tidentity jwt {\n\t\t\tjwks_url %s\n\t\t\tissuer %s\n\t\t\taudience %s\n\t\t}", idp.url, testIssuer, testAudience)
 	tests := []struct {
 		name          string
 		first, second string
@@ -127,6 +129,12 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		{"same server", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t", `name the server "t"`},
 		{"distinct servers", "policy testdata/policy\n\t\tserver t1", "policy testdata/policy\n\t\tserver t2", ""},
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
+		{"one upstream, callers from two places", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, `identify callers from different places`},
+		{"one upstream, callers from one place", "policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity,
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, ""},
+		{"one upstream, one of them anonymous", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -158,4 +159,20 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// realm says where the callers' ids come from, for telling apart handlers
+// that front one upstream: the JWT issuer (placeholders replaced), or
+// Caddy's authentication ("" without an identity). Two Caddy
+// authentication providers on different routes both read "caddy": they
+// are the operator's to keep to one namespace of user ids.
+func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
+	switch {
+	case cfg == nil:
+		return ""
+	case cfg.Source == IdentityJWT:
+		return "jwt issuer " + strconv.Quote(repl.ReplaceAll(cfg.Issuer, ""))
+	default:
+		return cfg.Source
+	}
 }
