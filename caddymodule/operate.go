@@ -121,22 +121,47 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 }
 
 // keyOf returns the limit's key function: its placeholders replaced with
-// the message's facts, then the request's.
+// the message's facts, then the request's, each value escaped (see
+// escapeKeyPart) so that the key's own separators cannot be forged.
 func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) string {
 	return func(r *http.Request, facts gateway.Facts) string {
 		requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		repl := caddy.NewEmptyReplacer()
 		repl.Map(func(key string) (any, bool) {
 			if get, ok := placeholders[key]; ok {
-				return get(facts), true
+				return escapeKeyPart(get(facts)), true
 			}
 			if requestRepl != nil {
-				return requestRepl.Get(key)
+				if value, ok := requestRepl.Get(key); ok {
+					return escapeKeyPart(caddy.ToString(value)), true
+				}
 			}
 			return nil, false
 		})
 		return scope + "\x00" + repl.ReplaceAll(l.Key, "")
 	}
+}
+
+// escapeKeyPart escapes a placeholder's value in a rate limit's key: every
+// byte but ASCII letters and digits becomes %XX, so that no value holds a
+// separator the key's template puts between values ("/", ":", "-", ...),
+// and user "a/b" calling tool "c" is never user "a" calling "b/c".
+// (url.PathEscape and its kin leave some separators as they are.)
+func escapeKeyPart(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // rateLimits builds the gateway's rate limits, over Redis when redisAddr

@@ -166,6 +166,21 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// TestRateLimitKeysKeptApart: the values a rate limit's key is made of
+// cannot forge its separators: "a/b" then "c" and "a" then "b/c" are two
+// keys, each with its own count.
+func TestRateLimitKeysKeptApart(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
+		rate_limit {http.request.header.X-Team}/{http.request.header.X-Project} 1/1h`})
+	for _, parts := range [][2]string{{"a/b", "c"}, {"a", "b/c"}, {"a%2Fb", "c"}} {
+		header := http.Header{"X-Team": {parts[0]}, "X-Project": {parts[1]}}
+		if status, body := post(t, gateway, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`); status != http.StatusOK || strings.Contains(string(body), "isError") {
+			t.Errorf("team %q, project %q: %d %s; want the call allowed, on a count of its own", parts[0], parts[1], status, body)
+		}
+	}
+}
+
 // TestRateLimitsSharedByReplicas: with the approval store in Redis, two
 // replicas share one count.
 func TestRateLimitsSharedByReplicas(t *testing.T) {
