@@ -241,10 +241,23 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 type ownRequests struct {
 	mu      sync.Mutex
 	waiting map[string]chan string
+	// withdrawn are the requests no longer awaited (withdrawn, or their
+	// call gone) that the client has not answered: an answer may still
+	// be on its way (MCP lets a response cross the cancellation), and is
+	// taken and dropped rather than refused, which SDK clients would
+	// report as the call failing.
+	withdrawn *expirable.LRU[string, struct{}]
 }
 
+// withdrawnKept is how long, and how many, withdrawn requests are
+// remembered for a late answer.
+const (
+	withdrawnFor   = 10 * time.Minute
+	withdrawnLimit = 10_000
+)
+
 func newOwnRequests() *ownRequests {
-	return &ownRequests{waiting: make(map[string]chan string)}
+	return &ownRequests{waiting: make(map[string]chan string), withdrawn: expirable.NewLRU[string, struct{}](withdrawnLimit, nil, withdrawnFor)}
 }
 
 // await registers the gateway's request id in session and returns where
@@ -261,23 +274,26 @@ func (o *ownRequests) await(session sessionKey, id string) (<-chan string, func(
 		defer o.mu.Unlock()
 		if o.waiting[key] == answers {
 			delete(o.waiting, key)
+			o.withdrawn.Add(key, struct{}{})
 		}
 	}
 }
 
 // deliver hands the client's response m, in session, to the gateway's
 // request awaiting it, and reports whether one was: such a response is
-// the gateway's, and goes no further. An answer is taken once.
+// the gateway's, and goes no further. An answer is taken once; a first
+// answer to a request no longer awaited is taken too, and dropped.
 func (o *ownRequests) deliver(session sessionKey, m *mcpmsg.Message) bool {
 	key := session.String() + "\x00" + mcpmsg.CanonicalID(m.ID)
 	o.mu.Lock()
 	answers, ok := o.waiting[key]
 	delete(o.waiting, key)
+	late := !ok && o.withdrawn.Remove(key)
 	o.mu.Unlock()
 	if ok {
 		answers <- elicitationAction(m.Raw)
 	}
-	return ok
+	return ok || late
 }
 
 // elicitationAction reads the action of an elicitation's answer:

@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+)
+
+// TestOwnRequestAnswers: the client's answer to a question of the
+// gateway's is taken once, in its session; an answer to a question
+// withdrawn before it came (the two crossed) is taken once too, and
+// dropped, rather than refused as an answer nobody asked for.
+func TestOwnRequestAnswers(t *testing.T) {
+	const id = `"mcpgate-confirm-x"`
+	answer := &mcpmsg.Message{Kind: mcpmsg.KindResponse, ID: []byte(id), Raw: []byte(`{"jsonrpc":"2.0","id":` + id + `,"result":{"action":"accept"}}`)}
+	session, other := sessionKey{upstream: "u", id: "s1"}, sessionKey{upstream: "u", id: "s2"}
+	tests := []struct {
+		name     string
+		withdraw bool
+		from     sessionKey
+		want     []bool // whether each of two answers is taken
+	}{
+		{"awaited", false, session, []bool{true, false}},
+		{"withdrawn", true, session, []bool{true, false}},
+		{"from another session", false, other, []bool{false, false}},
+		{"withdrawn, from another session", true, other, []bool{false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			own := newOwnRequests()
+			answers, forget := own.await(session, id)
+			if tt.withdraw {
+				forget()
+			}
+			for i, want := range tt.want {
+				if got := own.deliver(tt.from, answer); got != want {
+					t.Errorf("answer %d taken: %v, want %v", i+1, got, want)
+				}
+			}
+			if !tt.withdraw && tt.want[0] {
+				if action := <-answers; action != "accept" {
+					t.Errorf("the awaited answer: %q, want accept", action)
+				}
+			}
+			forget()
+		})
+	}
+}
