@@ -11,36 +11,14 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // post sends one raw POST to the gateway and returns the status and body.
 func post(t *testing.T, url string, header http.Header, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("building request: %v", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	for name, values := range header {
-		req.Header.Del(name)
-		for _, v := range values {
-			if v != "" {
-				req.Header.Add(name, v)
-			}
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading response: %v", err)
-	}
-	return resp.StatusCode, got
+	return clienttest.Post(t, url, header, strings.NewReader(body))
 }
 
 // initializeSession opens a session through the gateway with a raw

@@ -24,6 +24,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
 )
@@ -295,32 +296,10 @@ func send(t *testing.T, req *http.Request) reply {
 	return reply{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
-// newRequest builds a request as an MCP client sends it: JSON, accepting
-// JSON or an event stream. header replaces those headers; an empty value
-// removes one.
-func newRequest(t *testing.T, method, url string, header http.Header, body io.Reader) *http.Request {
-	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatalf("building %s %s: %v", method, url, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	for name, values := range header {
-		req.Header.Del(name)
-		for _, v := range values {
-			if v != "" {
-				req.Header.Add(name, v)
-			}
-		}
-	}
-	return req
-}
-
 // post sends one raw POST of body.
 func post(t *testing.T, url string, header http.Header, body string) reply {
 	t.Helper()
-	return send(t, newRequest(t, http.MethodPost, url, header, strings.NewReader(body)))
+	return send(t, clienttest.NewRequest(t, http.MethodPost, url, header, strings.NewReader(body)))
 }
 
 // initialize opens a session with a raw initialize under 2025-06-18 and

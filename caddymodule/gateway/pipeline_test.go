@@ -21,6 +21,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
@@ -110,7 +111,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(up.ReceivedFromClients())
-			r := send(t, newRequest(t, tt.method, gw.URL, tt.header, tt.body))
+			r := send(t, clienttest.NewRequest(t, tt.method, gw.URL, tt.header, tt.body))
 			if r.status != tt.status {
 				t.Errorf("HTTP status = %d, want %d; body %s", r.status, tt.status, r.body)
 			}
@@ -154,7 +155,7 @@ func TestAcceptedAtTheEdges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := send(t, newRequest(t, http.MethodPost, gw.URL, tt.header, tt.body))
+			r := send(t, clienttest.NewRequest(t, http.MethodPost, gw.URL, tt.header, tt.body))
 			resp := r.rpc(t)
 			if r.status != http.StatusOK || resp.Error != nil || !strings.Contains(string(resp.Result), `"text":"echo:a`) {
 				t.Errorf("HTTP %d, body %s; want 200 with echo's result", r.status, r.body)

@@ -17,6 +17,7 @@ import (
 	_ "github.com/mcpgate/mcpgate/caddymodule"
 	_ "github.com/mcpgate/mcpgate/caddymodule/stdiomodule"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
 )
 
@@ -87,17 +88,8 @@ func reload(t testing.TB, caddyfile string) {
 // rawPost posts one JSON-RPC message the way an MCP client does.
 func rawPost(t testing.TB, url, session, body string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	if session != "" {
-		req.Header.Set("Mcp-Session-Id", session)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}, "Mcp-Session-Id": {session}}
+	resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, url, header, strings.NewReader(body)))
 	if err != nil {
 		t.Fatalf("posting %s: %v", body, err)
 	}
