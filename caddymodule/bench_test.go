@@ -367,11 +367,7 @@ const benchUpstreamEnv = "MCPGATE_BENCH_UPSTREAM"
 // TestMain runs the tests, or, in the process startBenchUpstream starts,
 // the benchmark's upstream.
 func TestMain(m *testing.M) {
-	if os.Getenv(benchUpstreamEnv) != "" {
-		serveBenchUpstream()
-		return
-	}
-	os.Exit(m.Run())
+	childtest.Main(m, benchUpstreamEnv, serveBenchUpstream)
 }
 
 // serveBenchUpstream serves a stateless go-sdk MCP server that answers in

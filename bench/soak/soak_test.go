@@ -66,11 +66,7 @@ const upstreamEnv = "MCPGATE_SOAK_UPSTREAM"
 // TestMain runs the tests, or, in the process startUpstream starts, the
 // upstream.
 func TestMain(m *testing.M) {
-	if os.Getenv(upstreamEnv) != "" {
-		serveUpstream()
-		return
-	}
-	os.Exit(m.Run())
+	childtest.Main(m, upstreamEnv, serveUpstream)
 }
 
 // TestSoak runs the mixed traffic for -soak.duration between two

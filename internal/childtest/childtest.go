@@ -90,3 +90,14 @@ func ServeHTTP(name string, handler http.Handler) {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", name, http.Serve(listener, handler))
 	os.Exit(1)
 }
+
+// Main is a test binary's TestMain for tests that start children: in a
+// child started with env set it runs serve (which should not return),
+// else the tests.
+func Main(m *testing.M, env string, serve func()) {
+	if os.Getenv(env) != "" {
+		serve()
+		return
+	}
+	os.Exit(m.Run())
+}
