@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -12,6 +13,12 @@ import (
 // admit is the first stage: the request's origin must be allowed, and,
 // with an identity, the caller is identified.
 func (x *exchange) admit() error {
+	if len(x.r.Header.Values("Upgrade")) > 0 || httpguts.HeaderValuesContainsToken(x.r.Header.Values("Connection"), "upgrade") {
+		// An upgrade the upstream accepted would be a tunnel of raw bytes
+		// in both directions, which nothing decides. MCP needs none.
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
+			"protocol upgrades (Upgrade, Connection: upgrade) are not relayed: MCP over HTTP needs none")
+	}
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}

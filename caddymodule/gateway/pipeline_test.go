@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -607,6 +608,67 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 				t.Errorf("upstream received the approval token: %s", got[0].Body)
 			}
 		})
+	}
+}
+
+// TestNoTunnelPastThePolicy: nothing turns the relay into a channel the
+// gateway does not read: a request asking for a protocol upgrade is
+// refused before it reaches the upstream, and an upstream that switches
+// protocols anyway, or redirects the client elsewhere, gets its reply
+// refused (502), with neither the switch nor the Location passed on.
+func TestNoTunnelPastThePolicy(t *testing.T) {
+	upgraded := 0
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Upgrade") != "":
+			upgraded++
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", r.Header.Get("Upgrade"))
+			w.WriteHeader(http.StatusSwitchingProtocols)
+		case r.URL.Query().Get("reply") == "switch":
+			w.WriteHeader(http.StatusSwitchingProtocols)
+		case r.URL.Query().Get("reply") != "":
+			status, _ := strconv.Atoi(r.URL.Query().Get("reply"))
+			w.Header().Set("Location", "http://127.0.0.1:1/elsewhere")
+			w.WriteHeader(status)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	tests := []struct {
+		name, method, query string
+		header              http.Header
+		body                string
+		wantStatus          int
+	}{
+		{"GET asking for an upgrade", http.MethodGet, "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, "", http.StatusBadRequest},
+		{"POST asking for an upgrade", http.MethodPost, "", http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"mcp-raw"}}, ping, http.StatusBadRequest},
+		{"POST with Upgrade alone", http.MethodPost, "", http.Header{"Upgrade": {"h2c"}}, ping, http.StatusBadRequest},
+		{"an upstream switching protocols unasked", http.MethodPost, "?reply=switch", nil, ping, http.StatusBadGateway},
+		{"an upstream redirecting (307)", http.MethodPost, "?reply=307", nil, ping, http.StatusBadGateway},
+		{"an upstream redirecting (302)", http.MethodPost, "?reply=302", nil, ping, http.StatusBadGateway},
+		{"an upstream redirecting (308)", http.MethodPost, "?reply=308", nil, ping, http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			r := send(t, clienttest.NewRequest(t, tt.method, gw.URL+tt.query, tt.header, body))
+			if r.status != tt.wantStatus {
+				t.Errorf("HTTP %d %s; want %d", r.status, r.body, tt.wantStatus)
+			}
+			if location := r.header.Get("Location"); location != "" {
+				t.Errorf("the reply carries Location %q", location)
+			}
+		})
+	}
+	if upgraded != 0 {
+		t.Errorf("the upstream was asked for an upgrade %d times; want never", upgraded)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // route is the stage that acts on the verdicts. A single message that is
@@ -67,9 +69,10 @@ func (x *exchange) forward() error {
 		err = x.pass(w, x.raw)
 	}
 	filterErr := finish(err)
-	if errors.Is(err, errUpstreamAborted) && filterErr != nil {
+	if errors.Is(err, errUpstreamAborted) && filterErr != nil && !errors.Is(filterErr, replyfilter.ErrReplaced) {
 		// The gateway cut a stream it could not read: the client must
-		// see it cut, not ended.
+		// see it cut, not ended. (A reply refused whole was answered
+		// with the gateway's error, which the client must get whole.)
 		panic(http.ErrAbortHandler)
 	}
 	return errors.Join(err, filterErr)

@@ -12,15 +12,22 @@ var messageMembers = []string{"jsonrpc", "id", "method", "params", "result", "er
 // paramsMembers are the params members of MCP requests and notifications
 // that the gateway or an upstream server acts on (MCP specification,
 // schema.ts: CallToolRequest, PaginatedRequest, ReadResourceRequest,
-// InitializeRequest, CancelledNotification, ProgressNotification and
-// RequestParams._meta).
+// InitializeRequest, CancelledNotification, ProgressNotification,
+// RequestParams._meta, and 2026-07-28's retried requests: inputResponses
+// and requestState).
 var paramsMembers = []string{
 	"name", "arguments", "_meta", "cursor", "uri", "protocolVersion",
 	"capabilities", "clientInfo", "requestId", "reason", "progressToken",
+	"inputResponses", "requestState",
 }
 
-// metaMembers are the members of params._meta that the gateway acts on.
-var metaMembers = []string{"progressToken"}
+// metaMembers are the members of params._meta that the gateway acts on
+// (2026-07-28 requests carry the client's revision, info and capabilities
+// there).
+var metaMembers = []string{
+	"progressToken", "io.modelcontextprotocol/protocolVersion",
+	"io.modelcontextprotocol/clientInfo", "io.modelcontextprotocol/clientCapabilities",
+}
 
 // validate checks e against the JSON-RPC and MCP rules and fills m from it.
 func (e element) validate(m *Message) *Error {

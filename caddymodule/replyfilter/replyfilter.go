@@ -16,10 +16,12 @@
 package replyfilter
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -281,6 +283,17 @@ func (o *writer) Unwrap() http.ResponseWriter {
 	return o.w
 }
 
+// errNoHijack is why a watched reply's connection cannot be taken over.
+var errNoHijack = errors.New("the gateway does not hand over a watched reply's connection: what would flow on it would go undecided")
+
+// Hijack refuses to hand over the connection (as a protocol upgrade
+// would): found before Unwrap by http.ResponseController, it keeps the
+// handler after the gateway from reaching the connection under the
+// watched writer.
+func (o *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errNoHijack
+}
+
 // finish writes a held JSON reply and reports how the reply ended. After
 // it, nothing is written to the underlying ResponseWriter.
 func (o *writer) finish() error {
@@ -396,14 +409,28 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	return nil
 }
 
+// refusedReplyHeaders are the headers of a refused reply that are not
+// passed on with the gateway's error.
+var refusedReplyHeaders = []string{"Content-Encoding", "Location", "Content-Location", "Refresh", "Link", "Upgrade", "Connection", "Set-Cookie"}
+
+// ErrReplaced marks the error of a reply the gateway refused before any of
+// it was written: the client got the gateway's whole error in its place,
+// and the exchange ends cleanly.
+var ErrReplaced = errors.New("reply replaced by the gateway's error")
+
 // refuse answers with a 502 JSON-RPC error in place of a reply of which
 // nothing has been written yet, stops everything that follows, and returns
-// err.
+// err (marked ErrReplaced).
 func (o *writer) refuse(err error) error {
-	o.fail(err)
 	body := mcpmsg.ErrorResponse(nil, mcpmsg.CodeInternalError, "refused by the gateway: "+err.Error())
+	err = fmt.Errorf("%w: %w", ErrReplaced, err)
+	o.fail(err)
 	h := o.w.Header()
-	h.Del("Content-Encoding")
+	// The refused reply's own headers that would send the client
+	// elsewhere, switch protocols or keep state go with it.
+	for _, name := range refusedReplyHeaders {
+		h.Del(name)
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	o.w.WriteHeader(http.StatusBadGateway)
@@ -422,13 +449,23 @@ func (o *writer) fail(err error) {
 }
 
 // replyMode chooses how to treat a reply from its final status and headers.
-// A 2xx reply is read when it is JSON or an event stream,
+// A switch of protocols or a redirect is refused; other non-2xx replies
+// pass as they are (clients read them as errors, not messages). A 2xx
+// reply is read when it is JSON or an event stream,
 // and refused when its type or encoding leave in doubt how a client would
 // read it: clients look for these types loosely (the TypeScript SDK checks
 // only that the header contains them), and cannot read an encoding the
 // gateway did not.
 func replyMode(status int, h http.Header) (mode, error) {
-	if status < 200 || status > 299 {
+	switch {
+	case status == http.StatusSwitchingProtocols:
+		// What follows would be raw bytes, which nothing decides.
+		return modeFailed, errors.New("upstream switched protocols, which the gateway does not relay")
+	case status >= 300 && status <= 399:
+		// A client that follows it would talk to another endpoint, past
+		// the gateway, with the request and its headers.
+		return modeFailed, fmt.Errorf("upstream redirected the request (HTTP %d), which the gateway does not pass on", status)
+	case status < 200 || status > 299:
 		return modePass, nil
 	}
 	types := h.Values("Content-Type")
