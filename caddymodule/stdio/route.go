@@ -20,8 +20,9 @@ var askingMethods = []string{"tools/call", "prompts/get", "resources/read"}
 
 // route sends one message from the server to where the client reads it:
 // a response to the reply of its request; a progress notification to the
-// reply of the request it reports on; anything else (a stdio server does
-// not say what it relates to) to the GET stream, or else to the reply of
+// reply of the request it reports on; in a stateless session, nothing
+// else; anything else (a stdio server does not say what it relates to) to
+// the GET stream, or else to the reply of
 // the newest request during which a server asks its client things (a
 // tools/call: that is where sampling and elicitation come from), or else
 // to the backlog, until the client opens one of those. Never to the reply
@@ -85,14 +86,19 @@ func (s *session) targetLocked(request *jsonrpc.Request) (target *reply, dropped
 			return target, nil
 		}
 	}
+	if s.stateless {
+		// A pooled process serves one stateless client after another, and
+		// a stdio server does not say which request a notification is
+		// about: one a request of the last client set off could reach the
+		// next. Only progress for the request's own token (above) is
+		// known to be its client's; the rest is dropped.
+		return nil, nil
+	}
 	if s.get != nil {
 		return s.get, nil
 	}
 	if len(s.posts) > 0 {
 		return s.posts[len(s.posts)-1], nil
-	}
-	if s.stateless {
-		return nil, nil
 	}
 	if len(s.backlog) == maxBacklog {
 		if s.backlog[0].IsCall() {

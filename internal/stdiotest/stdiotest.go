@@ -123,6 +123,10 @@ type Input struct {
 //   - grow: adds a tool named <text>, so that the server tells its client
 //     the tool list changed (on no request's stream)
 //   - write_note (write) and delete_all (destructive): answer "done"
+//   - linger: answers "lingering" at once, then, <steps>0 ms later,
+//     reports progress on the call's token with the message
+//     "late:<text>", as a server's work that outlives its answer does
+//   - wait: answers "waited" after <steps>0 ms
 func Server() *mcp.Server {
 	var roots atomic.Pointer[string]
 	server := mcp.NewServer(&mcp.Implementation{Name: "stdiotest", Version: "1"}, &mcp.ServerOptions{
@@ -257,6 +261,23 @@ func Server() *mcp.Server {
 			return text("grown"), nil, nil
 		})
 		return "done", nil
+	})
+	tool("linger", readOnly, func(_ context.Context, req *mcp.CallToolRequest, in Input) (string, error) {
+		if token := req.Params.GetProgressToken(); token != nil {
+			go func() {
+				time.Sleep(time.Duration(in.Steps) * 10 * time.Millisecond)
+				_ = req.Session.NotifyProgress(context.Background(), &mcp.ProgressNotificationParams{ProgressToken: token, Progress: 1, Message: "late:" + in.Text})
+			}()
+		}
+		return "lingering", nil
+	})
+	tool("wait", readOnly, func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
+		select {
+		case <-time.After(time.Duration(in.Steps) * 10 * time.Millisecond):
+			return "waited", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	})
 	tool("write_note", &mcp.ToolAnnotations{DestructiveHint: new(false)}, func(context.Context, *mcp.CallToolRequest, Input) (string, error) {
 		return "done", nil
