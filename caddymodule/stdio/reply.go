@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
@@ -13,6 +14,15 @@ import (
 
 // errReplyClosed is what delivering to a reply that has ended returns.
 var errReplyClosed = errors.New("the client's stream has ended")
+
+// writeTimeout bounds each write to a client: one that reads nothing for
+// that long loses its reply (the connection is cut), rather than stall
+// the session's pump, which every reply of the session waits on.
+const writeTimeout = 30 * time.Second
+
+// cutAfter is how long ending a reply waits for a write in progress
+// before cutting it.
+const cutAfter = time.Second
 
 // reply is an HTTP response that carries messages to the client: the
 // answer to a POST that holds requests, or a GET stream.
@@ -58,8 +68,42 @@ func newStreamReply(w http.ResponseWriter) *reply {
 // proxies pass the headers on before the first event (as the go-sdk does).
 func (r *reply) openLocked() {
 	r.beginStream()
-	_, _ = r.w.Write([]byte(": stream open\n\n"))
-	_ = http.NewResponseController(r.w).Flush()
+	_ = r.write([]byte(": stream open\n\n"))
+}
+
+// write writes p to the client and flushes it, within writeTimeout.
+func (r *reply) write(p []byte) error {
+	rc := http.NewResponseController(r.w)
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := r.w.Write(p)
+	if err == nil {
+		if err = rc.Flush(); errors.Is(err, http.ErrNotSupported) {
+			err = nil
+		}
+	}
+	if err == nil {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+// lockCutting takes r.mu to end the reply. A write in progress holds it,
+// and one to a client that reads nothing would hold it until
+// writeTimeout: after cutAfter, its connection's write deadline is set to
+// now, which ends the write.
+func (r *reply) lockCutting() {
+	if r.mu.TryLock() {
+		return
+	}
+	cut := make(chan struct{})
+	timer := time.AfterFunc(cutAfter, func() {
+		defer close(cut)
+		_ = http.NewResponseController(r.w).SetWriteDeadline(time.Now())
+	})
+	r.mu.Lock()
+	if !timer.Stop() {
+		<-cut
+	}
 }
 
 // deliver writes a message (data is its encoding) to the client. A
@@ -89,17 +133,12 @@ func (r *reply) deliverLocked(msg jsonrpc.Message, data []byte) error {
 		r.w.Header().Set("Content-Type", "application/json")
 		r.w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		r.w.WriteHeader(status)
-		_, err = r.w.Write(data)
+		err = r.write(data)
 	} else {
 		if !r.streaming {
 			r.beginStream()
 		}
-		if _, err = r.w.Write(mcpmsg.MessageEvent(data).Encode()); err == nil {
-			err = http.NewResponseController(r.w).Flush()
-			if errors.Is(err, http.ErrNotSupported) {
-				err = nil
-			}
-		}
+		err = r.write(mcpmsg.MessageEvent(data).Encode())
 	}
 	if last || err != nil {
 		r.finishLocked()
@@ -118,7 +157,7 @@ func (r *reply) beginStream() {
 
 // fail answers every pending request with a JSON-RPC error.
 func (r *reply) fail(code int64, message string) {
-	r.mu.Lock()
+	r.lockCutting()
 	defer r.mu.Unlock()
 	for id := range r.pending {
 		response := &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: message}}
@@ -150,7 +189,7 @@ func (r *reply) answered() bool {
 // close ends the reply: the handler that owns its ResponseWriter is
 // returning.
 func (r *reply) close() {
-	r.mu.Lock()
+	r.lockCutting()
 	defer r.mu.Unlock()
 	r.finishLocked()
 }

@@ -1,9 +1,14 @@
 package stdio_test
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,4 +132,52 @@ func TestGrandchildrenStop(t *testing.T) {
 	}
 	session.Close()
 	stdiotest.WaitGone(t, grandchild)
+}
+
+// TestUnreadReplyDoesNotHoldTheSession: a client that stops reading its
+// reply while the server sends far more than the connection buffers does
+// not hold the session: DELETE ends it within moments (the blocked write
+// is cut), and its process stops.
+func TestUnreadReplyDoesNotHoldTheSession(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`)
+	session := header.Get("Mcp-Session-Id")
+	if status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d %s", status, body)
+	}
+	inSession := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, inSession...)
+	_, _, body = post(t, url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pid"}}`, inSession...)
+	pid, err := strconv.Atoi(toolText(t, body))
+	if err != nil {
+		t.Fatalf("pid: %s", body)
+	}
+
+	// A client that posts a call whose progress floods its reply, and
+	// never reads a byte of it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	call := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"flood","arguments":{"steps":400},"_meta":{"progressToken":"f"}}}`
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+
+		"Mcp-Session-Id: %s\r\nMcp-Protocol-Version: 2025-06-18\r\nContent-Length: %d\r\n\r\n%s", session, len(call), call)
+
+	// Once the flood is under way (the server's writes block), DELETE.
+	time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+	req.Header.Set("Mcp-Session-Id", session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("DELETE of a session whose reply is not read: %v; want it answered", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		t.Errorf("DELETE: %d", resp.StatusCode)
+	}
+	stdiotest.WaitGone(t, pid)
 }

@@ -127,6 +127,8 @@ type Input struct {
 //     reports progress on the call's token with the message
 //     "late:<text>", as a server's work that outlives its answer does
 //   - wait: answers "waited" after <steps>0 ms
+//   - flood: reports progress <steps> times, each with a 64 KiB message,
+//     then answers "flooded"
 func Server() *mcp.Server {
 	var roots atomic.Pointer[string]
 	server := mcp.NewServer(&mcp.Implementation{Name: "stdiotest", Version: "1"}, &mcp.ServerOptions{
@@ -270,6 +272,15 @@ func Server() *mcp.Server {
 			}()
 		}
 		return "lingering", nil
+	})
+	tool("flood", readOnly, func(ctx context.Context, req *mcp.CallToolRequest, in Input) (string, error) {
+		blob := strings.Repeat("x", 64<<10)
+		for step := range in.Steps {
+			if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(step + 1), Message: blob}); err != nil {
+				return "", err
+			}
+		}
+		return "flooded", nil
 	})
 	tool("wait", readOnly, func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
 		select {
