@@ -129,7 +129,8 @@ func startProcess(c Command, maxMessage int, writeTimeout time.Duration, logger 
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
 // reap waits for the program to exit, kills what is left of its process
-// group, and reaps it; then it waits (briefly) for the rest of its stderr.
+// group, and reaps it (and the group's members re-parented to the
+// gateway); then it waits (briefly) for the rest of its stderr.
 func (p *process) reap(stderr *os.File, stderrDone <-chan struct{}) {
 	var err error
 	if awaitExit(p.pid()) {
@@ -140,6 +141,7 @@ func (p *process) reap(stderr *os.File, stderrDone <-chan struct{}) {
 		err = p.cmd.Wait()
 		p.reaped = true
 		p.mu.Unlock()
+		reapGroup(p.pid())
 	} else {
 		err = p.cmd.Wait()
 		p.mu.Lock()
