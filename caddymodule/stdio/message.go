@@ -1,7 +1,6 @@
 package stdio
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,22 +13,22 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
-// decodeBody reads a POST body: one JSON-RPC message, or a batch of them.
+// decodeBody reads a POST body: one JSON-RPC message, or a batch of them,
+// held first to mcp_policy's strict reading (mcpmsg.Parse: no member given
+// twice or in another case, ids every reader reads alike, requests and
+// responses as JSON-RPC defines them), so that mcp_stdio alone refuses
+// what mcp_policy in front of it would. A refusal is an *mcpmsg.Error.
 func decodeBody(body []byte) ([]jsonrpc.Message, error) {
-	raws := []jsontext.Value{body}
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
-		if err := jsonv2.Unmarshal(body, &raws); err != nil {
-			return nil, fmt.Errorf("reading the batch: %w", err)
-		}
-		if len(raws) == 0 {
-			return nil, errors.New("an empty batch")
-		}
+	parsed, err := mcpmsg.Parse(body, mcpmsg.Limits{})
+	if err != nil {
+		return nil, err
 	}
-	msgs := make([]jsonrpc.Message, len(raws))
-	for i, raw := range raws {
-		msg, err := decodeMessage(raw)
+	msgs := make([]jsonrpc.Message, len(parsed.Messages))
+	for i := range parsed.Messages {
+		msg, err := decodeMessage(parsed.Messages[i].Raw)
 		if err != nil {
 			return nil, err
 		}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // maxEndings bounds the ended sessions whose reason the gateway keeps,
@@ -121,7 +123,11 @@ func (srv *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 	}
 	msgs, err := decodeBody(body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, err.Error())
+		code, message := int64(jsonrpc.CodeParseError), err.Error()
+		if refused, ok := errors.AsType[*mcpmsg.Error](err); ok {
+			code, message = int64(refused.Code), refused.Message
+		}
+		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, code, message)
 		return
 	}
 	if r.Header.Get(headerSessionID) != "" {
