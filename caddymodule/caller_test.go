@@ -364,3 +364,53 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 		t.Errorf("alice posting to her own session: status %d, want 202", status)
 	}
 }
+
+// TestCaddyIdentityWithoutAuthentication: with `identity caddy`, a request
+// no authentication handler saw has no user and is refused (401), never
+// taken as the placeholder's text; a user setting that is not one
+// placeholder does not load.
+func TestCaddyIdentityWithoutAuthentication(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy"})
+	if status, body := post(t, gateway, nil, callEcho); status != http.StatusUnauthorized {
+		t.Errorf("no authentication handler ran: %d %s; want 401", status, body)
+	}
+	if up.CallCount("echo") != 0 {
+		t.Error("the call reached the upstream")
+	}
+	for _, setting := range []string{"{http.auth.user.id}x", "user-{http.auth.user.id}", "http.auth.user.id", "{a}{b}"} {
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+		err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy "+setting, up.URL))
+		if err == nil || !strings.Contains(err.Error(), "must be one placeholder") {
+			t.Errorf("identity caddy %s: %v; want it refused as not one placeholder", setting, err)
+		}
+	}
+}
+
+// TestPreflightCarriesNoToken: a CORS preflight passes unidentified, but
+// without the caller's token (forward_token off): the gateway never hands
+// its tokens on.
+func TestPreflightCarriesNoToken(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
+	req, _ := http.NewRequest(http.MethodOptions, gateway, nil)
+	req.Header.Set("Authorization", "Bearer "+idp.token(t, "k1", map[string]any{"sub": "alice"}))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	preflights := 0
+	for _, r := range up.Received() {
+		if r.Method == http.MethodOptions {
+			preflights++
+			if r.Header.Get("Authorization") != "" {
+				t.Error("the preflight reached the upstream with the caller's token")
+			}
+		}
+	}
+	if preflights != 1 {
+		t.Errorf("the upstream saw %d preflights; want the one passed on", preflights)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -56,16 +57,27 @@ type IdentityConfig struct {
 func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Replacer) (*gateway.Identity, error) {
 	switch cfg.Source {
 	case IdentityCaddy:
-		placeholder := cfg.User
-		if placeholder == "" {
-			placeholder = "{http.auth.user.id}"
+		key, err := userPlaceholder(cfg.User)
+		if err != nil {
+			return nil, err
 		}
 		return &gateway.Identity{AuthenticatedUser: func(r *http.Request) string {
+			// Get, not a replacement: a placeholder nothing set is left
+			// as written by ReplaceKnown, which would make its text
+			// everyone's user id when no authentication handler ran.
 			requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 			if requestRepl == nil {
 				return ""
 			}
-			return requestRepl.ReplaceKnown(placeholder, "")
+			value, ok := requestRepl.Get(key)
+			if !ok {
+				return ""
+			}
+			user := caddy.ToString(value)
+			if strings.TrimSpace(user) == "" {
+				return ""
+			}
+			return user
 		}}, nil
 	case IdentityJWT:
 	default:
@@ -97,6 +109,22 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		},
 		Scopes: cfg.Scopes,
 	}, nil
+}
+
+// userPlaceholder returns the name of the placeholder that holds the
+// authenticated user (identity caddy): the setting must be exactly one
+// placeholder, {http.auth.user.id} by default, so that a request no
+// authentication handler saw has no user rather than a literal one.
+func userPlaceholder(setting string) (string, error) {
+	if setting == "" {
+		return "http.auth.user.id", nil
+	}
+	key, ok := strings.CutPrefix(setting, "{")
+	key, closed := strings.CutSuffix(key, "}")
+	if !ok || !closed || key == "" || strings.ContainsAny(key, "{}") {
+		return "", fmt.Errorf("identity caddy: the user must be one placeholder, such as {http.auth.user.id}, not %q", setting)
+	}
+	return key, nil
 }
 
 // unmarshalIdentity parses `identity jwt { jwks_url; issuer; audience...;

@@ -23,7 +23,16 @@ func (x *exchange) admit() error {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	c := x.g.callers
-	if c == nil || x.r.Method == http.MethodOptions {
+	if c == nil {
+		return nil
+	}
+	if !x.g.cfg.ForwardToken {
+		// The token was issued for the gateway; passing it on would be
+		// the token passthrough the MCP authorization spec forbids (on
+		// any method, a preflight's included).
+		defer x.r.Header.Del("Authorization")
+	}
+	if x.r.Method == http.MethodOptions {
 		// A browser's CORS preflight never carries credentials; it has
 		// no body and reaches nothing a caller could use.
 		return nil
@@ -40,11 +49,6 @@ func (x *exchange) admit() error {
 		}
 		x.g.logger.Info("caller refused", zap.Int("status", status), zap.Error(err), zap.String("remote_ip", x.g.host.ClientIP(x.r)))
 		return refuse(status, mcpmsg.CodeInvalidRequest, "unauthorized: "+description)
-	}
-	if !x.g.cfg.ForwardToken {
-		// The token was issued for the gateway; passing it on would be
-		// the token passthrough the MCP authorization spec forbids.
-		x.r.Header.Del("Authorization")
 	}
 	x.caller = user
 	return nil

@@ -2,6 +2,7 @@ package mcphttp
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -49,28 +50,37 @@ func TestCheckHeaders(t *testing.T) {
 func TestOriginPolicy(t *testing.T) {
 	loopback := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
 	public := &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 443}
+	lan := &net.TCPAddr{IP: net.IPv4(192, 168, 1, 5), Port: 8080}
 	tests := []struct {
 		name    string
 		policy  OriginPolicy
 		local   net.Addr
+		tls     bool
 		host    string
 		origin  string
 		allowed bool
 	}{
-		{"no origin", OriginPolicy{}, public, "gw.example.com", "", true},
-		{"loopback origin on loopback", OriginPolicy{}, loopback, "127.0.0.1:8080", "http://localhost:3000", true},
-		{"rebinding on loopback", OriginPolicy{}, loopback, "evil.example:8080", "http://evil.example:8080", false},
-		{"same origin on a public site", OriginPolicy{}, public, "gw.example.com", "https://gw.example.com", true},
-		{"foreign origin on a public site", OriginPolicy{}, public, "gw.example.com", "https://evil.example", false},
-		{"configured origin", OriginPolicy{Allowed: []string{"https://app.example.com"}}, public, "gw.example.com", "https://app.example.com", true},
-		{"configured list excludes others", OriginPolicy{Allowed: []string{"https://app.example.com"}}, loopback, "127.0.0.1", "http://localhost", false},
-		{"wildcard", OriginPolicy{Allowed: []string{"*"}}, public, "gw.example.com", "https://any.example", true},
-		{"null origin", OriginPolicy{}, public, "gw.example.com", "null", false},
+		{"no origin", OriginPolicy{}, public, true, "gw.example.com", "", true},
+		{"loopback origin on loopback", OriginPolicy{}, loopback, false, "127.0.0.1:8080", "http://localhost:3000", true},
+		{"rebinding on loopback", OriginPolicy{}, loopback, false, "evil.example:8080", "http://evil.example:8080", false},
+		{"same origin on a public site", OriginPolicy{}, public, true, "gw.example.com", "https://gw.example.com", true},
+		{"rebinding on a plain-HTTP site off loopback", OriginPolicy{}, lan, false, "rebind.evil.example:8080", "http://rebind.evil.example:8080", false},
+		{"same origin by IP on a plain-HTTP site", OriginPolicy{}, lan, false, "192.168.1.5:8080", "http://192.168.1.5:8080", true},
+		{"same origin by IPv6 on a plain-HTTP site", OriginPolicy{}, lan, false, "[fd00::5]:8080", "http://[fd00::5]:8080", true},
+		{"configured origin on a plain-HTTP site", OriginPolicy{Allowed: []string{"http://app.example.com:8080"}}, lan, false, "gw.lan:8080", "http://app.example.com:8080", true},
+		{"foreign origin on a public site", OriginPolicy{}, public, true, "gw.example.com", "https://evil.example", false},
+		{"configured origin", OriginPolicy{Allowed: []string{"https://app.example.com"}}, public, true, "gw.example.com", "https://app.example.com", true},
+		{"configured list excludes others", OriginPolicy{Allowed: []string{"https://app.example.com"}}, loopback, false, "127.0.0.1", "http://localhost", false},
+		{"wildcard", OriginPolicy{Allowed: []string{"*"}}, public, true, "gw.example.com", "https://any.example", true},
+		{"null origin", OriginPolicy{}, public, true, "gw.example.com", "null", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "http://"+tt.host+"/mcp", nil)
 			r.Host = tt.host
+			if tt.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
 			if tt.origin != "" {
 				r.Header.Set("Origin", tt.origin)
 			}

@@ -17,7 +17,8 @@ type OriginPolicy struct {
 	// Allowed lists origins ("https://app.example.com") that may connect;
 	// "*" allows any. When empty, a site reached on a loopback address
 	// accepts only loopback origins, and any other site only its own
-	// origin.
+	// origin, over TLS or by IP address (over plain HTTP a name could be a
+	// rebinding attacker's).
 	Allowed []string
 }
 
@@ -47,10 +48,26 @@ func (p OriginPolicy) Check(r *http.Request) error {
 		}
 		return fmt.Errorf("origin %q is not a loopback origin, and this site is served on loopback", origin)
 	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
+	if !strings.EqualFold(u.Host, r.Host) {
+		return fmt.Errorf("origin %q is not this site's origin", origin)
 	}
-	return fmt.Errorf("origin %q is not this site's origin", origin)
+	if r.TLS == nil && net.ParseIP(hostOnly(r.Host)) == nil {
+		// A rebinding attacker's name, pointed at this address, makes
+		// its page's origin the Host it sends; over TLS it would need a
+		// certificate for that name, and an IP address is no one's name.
+		return fmt.Errorf("origin %q names this site, but over plain HTTP by a name DNS rebinding could point here: "+
+			"list the origins browsers may use in allowed_origins", origin)
+	}
+	return nil
+}
+
+// hostOnly returns the host of a Host header, without its port or an
+// IPv6 address's brackets.
+func hostOnly(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return strings.Trim(hostport, "[]")
 }
 
 // servedOnLoopback reports whether the request arrived on a loopback
