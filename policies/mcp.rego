@@ -145,13 +145,25 @@ table_approvers := {approver | some approver in base_decision.approvers} if {
 	base_decision.action == "needs_approval"
 } else := set()
 
+# table_any_reviewer: the base decision holds the call for any reviewer
+# (needs_approval without approvers), which the caller alone never is.
+table_any_reviewer if {
+	base_decision.action == "needs_approval"
+	count(table_approvers) == 0
+}
+
 # approval_approvers are who may approve when the organization's
 # needs_approval rules decide. A rule can only narrow who approves: with
 # approvers named both by its approvers rules and by the base decision,
-# those named by both; else whichever names some; neither: any reviewer.
+# those named by both; with the base decision's any reviewer, the
+# organization's but the caller; else whichever names some; neither: any
+# reviewer.
 approval_approvers := custom_approvers & table_approvers if {
 	count(custom_approvers) > 0
 	count(table_approvers) > 0
+} else := custom_approvers - {"caller"} if {
+	count(custom_approvers) > 0
+	table_any_reviewer
 } else := custom_approvers if {
 	count(custom_approvers) > 0
 } else := table_approvers
@@ -164,10 +176,21 @@ approvers_conflict if {
 	count(custom_approvers & table_approvers) == 0
 }
 
+approvers_conflict if {
+	count(custom_approvers) > 0
+	table_any_reviewer
+	count(custom_approvers - {"caller"}) == 0
+}
+
 approvers_conflict_reason := sprintf(
-	"this call needs approval (%s), but the organization's approvers %v and the permissions table's %v name nobody in common, so nobody may approve it",
-	[concat("; ", custom_approval_reasons), sort(custom_approvers), sort(table_approvers)],
+	"this call needs approval (%s), but the organization's approvers %v and the permissions table's %s name nobody in common, so nobody may approve it",
+	[concat("; ", custom_approval_reasons), sort(custom_approvers), table_approvers_text],
 )
+
+# table_approvers_text says who the base decision lets approve.
+table_approvers_text := "any reviewer (never the caller alone)" if {
+	table_any_reviewer
+} else := sprintf("%v", [sort(table_approvers)])
 
 approval_approvers_member := {"approvers": sort(approval_approvers)} if {
 	count(approval_approvers) > 0

@@ -272,6 +272,24 @@ test_custom_needs_approval_narrows_table_approvers if {
 	named.approvers == ["caller"]
 }
 
+# A table that holds a call for any reviewer never lets the caller
+# approve it alone: the organization's approvers narrow within the
+# reviewers (the caller taken out), and naming only the caller blocks.
+test_custom_approvers_never_open_a_reviewed_call_to_its_caller if {
+	call := {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "write", "changed": false}, "server": "s"}
+	caller_only := mcp.decision with input as call
+		with data.mcp.permissions as {"write": "needs_approval"}
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"caller"}
+	caller_only.action == "block"
+	contains(caller_only.reason, "any reviewer (never the caller alone)")
+	with_reviewers := mcp.decision with input as call
+		with data.mcp.permissions as {"write": "needs_approval"}
+		with data.mcp.needs_approval as {"t needs a look"}
+		with data.mcp.approvers as {"caller", "group:security"}
+	with_reviewers == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["group:security"]}
+}
+
 # Rules written as something other than sets (`block if { ... }` is a
 # boolean) block every message with what to write, rather than be
 # ignored and let the call through.
