@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -19,6 +20,37 @@ import (
 // the tool being blocked as changed.
 var hashedFields = []string{"name", "title", "description", "inputSchema", "outputSchema", "annotations"}
 
+// toolMembers and annotationMembers are the members of a tool (and of its
+// annotations) that clients and the gateway read (MCP specification,
+// schema.ts: Tool, ToolAnnotations).
+var (
+	toolMembers       = append([]string{"_meta", "icons"}, hashedFields...)
+	annotationMembers = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
+)
+
+// checkCase refuses a member whose name differs from one of known only by
+// case: a client that reads names case-insensitively (Go's encoding/json)
+// would read it as that member, which the gateway does not (it reads names
+// exactly): the tool it hides or hashes would not be the one the client
+// sees.
+func checkCase(members map[string]jsontext.Value, known []string, where string) error {
+	for name := range members {
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return fmt.Errorf("%smember %q differs from %q only by case", where, name, k)
+			}
+		}
+	}
+	return nil
+}
+
+// ToolName returns the name of one listed tool, read as the catalog reads
+// it (strictly: see ParseToolsList).
+func ToolName(raw json.RawMessage) (string, error) {
+	_, name, err := decodeTool(raw)
+	return name, err
+}
+
 // ParseToolsList reads the result of a tools/list response
 // ({"tools":[...],"nextCursor":...}; MCP specification, server/tools,
 // "Listing Tools") and returns its tools, each as the raw object the server
@@ -26,8 +58,9 @@ var hashedFields = []string{"name", "title", "description", "inputSchema", "outp
 //
 // It is strict, so that the gateway never reads a list differently from the
 // client: the result must be a JSON object without duplicate member names at
-// any depth, tools an array of objects each with a non-empty string name, and
-// nextCursor, when present, a string.
+// any depth, tools an array of objects each with a non-empty string name and
+// no member (of its own or of its annotations) that differs from a known one
+// only by case, and nextCursor, when present, a string.
 func ParseToolsList(result []byte) (tools []json.RawMessage, nextCursor string, err error) {
 	var members map[string]jsontext.Value
 	if err := jsonv2.Unmarshal(result, &members); err != nil {
@@ -113,6 +146,18 @@ func decodeTool(raw []byte) (members map[string]jsontext.Value, name string, err
 	}
 	if members == nil {
 		return nil, "", errors.New("not an object")
+	}
+	if err := checkCase(members, toolMembers, ""); err != nil {
+		return nil, "", err
+	}
+	if v, ok := members["annotations"]; ok && v.Kind() == '{' {
+		var annotations map[string]jsontext.Value
+		if err := jsonv2.Unmarshal(v, &annotations); err != nil {
+			return nil, "", fmt.Errorf("annotations: %w", err)
+		}
+		if err := checkCase(annotations, annotationMembers, "annotations "); err != nil {
+			return nil, "", err
+		}
 	}
 	v, ok := members["name"]
 	if !ok || v.Kind() != '"' {

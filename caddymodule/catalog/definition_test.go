@@ -192,6 +192,12 @@ func TestParseToolsListErrors(t *testing.T) {
 		{"duplicate member in a tool", `{"tools":[{"name":"a","name":"b"}]}`},
 		{"duplicate cursor", `{"tools":[],"nextCursor":"a","nextCursor":"b"}`},
 		{"trailing data", `{"tools":[]}x`},
+		{"a tool's name given in another case too", `{"tools":[{"name":"peek","Name":"echo"}]}`},
+		{"a tool's description in another case", `{"tools":[{"name":"a","description":"x","Description":"y"}]}`},
+		{"a tool's input schema in another case", `{"tools":[{"name":"a","InputSchema":{}}]}`},
+		{"a tool's annotations in another case", `{"tools":[{"name":"a","Annotations":{"readOnlyHint":true}}]}`},
+		{"an annotation in another case", `{"tools":[{"name":"a","annotations":{"readonlyhint":true}}]}`},
+		{"a Unicode case variant (long s)", `{"tools":[{"name":"a","description":"x","de\u017fcription":"y"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,18 +64,16 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
 	kept := make([]json.RawMessage, 0, len(tools))
 	for _, raw := range tools {
-		var named struct {
-			Name string `json:"name"`
-		}
-		if err := json.Unmarshal(raw, &named); err != nil {
+		name, err := catalog.ToolName(raw)
+		if err != nil {
 			return nil, fmt.Errorf("reading a listed tool: %w", err)
 		}
-		tool, _ := g.knownTool(named.Name)
+		tool, _ := g.knownTool(name)
 		input := *base
 		input.Tool = policyTool(tool, nil)
 		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)
 		if err != nil {
-			g.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", named.Name), zap.Error(err))
+			g.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", name), zap.Error(err))
 		}
 		if defined && permission.Action == policy.ActionBlock {
 			continue
