@@ -211,7 +211,7 @@ var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences
 // key its "kid" names in the JWKS, that key's type and declared algorithm
 // must match, and the token must carry "exp", be within exp and nbf and
 // not issued in the future (give or take the leeway), carry the configured
-// "iss", an "aud" containing an accepted audience, and a non-empty "sub".
+// "iss", an "aud" containing an accepted audience, and a "sub" that is not blank.
 // Tokens with a "crit" header are refused: the verifier implements no
 // extension.
 //
@@ -256,8 +256,8 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
 		return nil, invalidToken(describeValidation(err), err)
 	}
 	sub, ok := claims[jwt.SubjectKey].(string)
-	if !ok || sub == "" {
-		return nil, invalidToken("missing subject", errors.New(`"sub" is absent or empty`))
+	if !ok || strings.TrimSpace(sub) == "" {
+		return nil, invalidToken("missing subject", errors.New(`"sub" is absent, empty or blank`))
 	}
 	return &User{ID: sub, Claims: claims}, nil
 }

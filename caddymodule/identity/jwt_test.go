@@ -300,6 +300,7 @@ func TestVerify(t *testing.T) {
 		{"no audience", signWith(t, ecKey, validClaims(map[string]any{"aud": absent{}})), "wrong audience"},
 		{"no subject", signWith(t, ecKey, validClaims(map[string]any{"sub": absent{}})), "missing subject"},
 		{"empty subject", signWith(t, ecKey, validClaims(map[string]any{"sub": ""})), "missing subject"},
+		{"blank subject", signWith(t, ecKey, validClaims(map[string]any{"sub": " \t"})), "missing subject"},
 
 		{"unsigned (alg none)",
 			b64(`{"alg":"none"}`) + "." + strings.Split(valid, ".")[1] + ".",
