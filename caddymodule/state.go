@@ -63,7 +63,12 @@ func loadApprovals(ctx caddy.Context, r *resolvedApproval, audit *zap.Logger) (*
 		}
 		if r.store == storeRedis {
 			newStore = func(onChange approval.ChangeFunc) (approval.Store, error) {
-				return approval.NewRedisStore(r.redis, onChange)
+				instance := r.instance
+				if instance == defaultApprovalInstance {
+					// The default instance keeps the keys it always had.
+					instance = ""
+				}
+				return approval.NewRedisStore(r.redis, instance, onChange)
 			}
 		}
 		service, err := approval.NewService(newStore, &settings)

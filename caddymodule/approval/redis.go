@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +16,9 @@ import (
 // redisStore keeps approvals in Redis, shared by every gateway that uses
 // the same Redis, and tells them all of every change by pub/sub.
 //
-// Keys (prefix "mcpgate:"):
+// Keys (prefix "mcpgate:", or "mcpgate:{<instance>}:" for a named
+// instance, so that instances sharing one Redis share nothing: neither
+// approvals, nor bindings, nor their sweeps):
 //
 //	approval:<id>          the approval, JSON; expires when it may be forgotten
 //	approval-binding:<h>   the id of the approval that stands for binding h
@@ -53,14 +56,20 @@ func RedisOptions(address string) (*redis.Options, error) {
 }
 
 // NewRedisStore returns a store in the Redis at address, either host:port
-// or a redis:// or rediss:// URL (with user, password and database). Every
-// change any gateway makes there reaches onChange.
-func NewRedisStore(address string, onChange ChangeFunc) (Store, error) {
+// or a redis:// or rediss:// URL (with user, password and database), for
+// the approval service named instance ("" for the default one). Every
+// change any gateway makes there to the instance's approvals reaches
+// onChange.
+func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error) {
 	opts, err := RedisOptions(address)
 	if err != nil {
 		return nil, err
 	}
-	s := &redisStore{client: redis.NewClient(opts), prefix: "mcpgate:"}
+	prefix := "mcpgate:"
+	if instance != "" {
+		prefix += "{" + url.QueryEscape(instance) + "}:"
+	}
+	s := &redisStore{client: redis.NewClient(opts), prefix: prefix}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.pubsub = s.client.Subscribe(ctx, s.channel())

@@ -135,7 +135,7 @@ func TestExpiredAnnounced(t *testing.T) {
 func TestOnlyItsSecretDecides(t *testing.T) {
 	address := redistest.Start(t)
 	open := func(decision string) *Service {
-		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, onChange) },
+		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, "", onChange) },
 			&Settings{
 				WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
 				DecisionSecrets: []Secret{mustSecret(t, decision)},
@@ -387,7 +387,7 @@ func TestRotation(t *testing.T) {
 func TestRotationAcrossGateways(t *testing.T) {
 	address := redistest.Start(t)
 	open := func(t *testing.T, onChange ChangeFunc) Store {
-		s, err := NewRedisStore(address, onChange)
+		s, err := NewRedisStore(address, "", onChange)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,6 +406,50 @@ func TestRotationAcrossGateways(t *testing.T) {
 	}
 	if _, err := rotated.Decide(context.Background(), a.ID, true, webhookDecider, ""); err != nil {
 		t.Errorf("the rotated gateway deciding: %v", err)
+	}
+}
+
+// TestInstancesApartInOneRedis: approval services of different instances
+// sharing one Redis share nothing: an approval one instance's reviewers
+// gave runs nothing on the other, which asks its own reviewers, and
+// neither sees the other's approvals.
+func TestInstancesApartInOneRedis(t *testing.T) {
+	address := redistest.Start(t)
+	openAs := func(instance string) func(*testing.T, ChangeFunc) Store {
+		return func(t *testing.T, onChange ChangeFunc) Store {
+			s, err := NewRedisStore(address, instance, onChange)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	}
+	secret := mustSecret(t, testDecisionSecret)
+	other := mustSecret(t, "whsec_"+strings.Repeat("C", 43)+"=")
+	a := newStoreService(t, openAs(""), secret)
+	b := newStoreService(t, openAs("team-b"), other)
+	call := func() *Call {
+		return &Call{User: "alice", Server: "s", Tool: "t", Arguments: map[string]any{"x": 1}}
+	}
+	approved, err := a.Request(context.Background(), call())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Decide(context.Background(), approved.ID, true, webhookDecider, ""); err != nil {
+		t.Fatal(err)
+	}
+	asked, err := b.Request(context.Background(), call())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked.ID == approved.ID || asked.State != Pending {
+		t.Errorf("instance b's request: %s %s; want an approval of its own, pending (a's is %s)", asked.ID, asked.State, approved.ID)
+	}
+	if _, err := b.Get(context.Background(), approved.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("instance b sees instance a's approval: %v", err)
+	}
+	if _, err := b.Use(context.Background(), approved.ID); err == nil {
+		t.Error("instance b used instance a's approval")
 	}
 }
 

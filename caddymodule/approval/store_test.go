@@ -40,7 +40,7 @@ var storeKinds = []struct {
 }{
 	{"memory", func(t *testing.T, onChange ChangeFunc) Store { return NewMemoryStore(onChange) }},
 	{"redis", func(t *testing.T, onChange ChangeFunc) Store {
-		s, err := NewRedisStore(redistest.Start(t), onChange)
+		s, err := NewRedisStore(redistest.Start(t), "", onChange)
 		if err != nil {
 			t.Fatal(err)
 		}

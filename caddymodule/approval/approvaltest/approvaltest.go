@@ -66,7 +66,7 @@ func NewService(t testing.TB, settings *approval.Settings) *approval.Service {
 func NewUnreachableService(t testing.TB, settings *approval.Settings) *approval.Service {
 	t.Helper()
 	return start(t, func(onChange approval.ChangeFunc) (approval.Store, error) {
-		return approval.NewRedisStore(unreachableRedis, onChange)
+		return approval.NewRedisStore(unreachableRedis, "", onChange)
 	}, settings)
 }
 
