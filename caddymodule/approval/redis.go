@@ -260,7 +260,35 @@ func (s *redisStore) Due(ctx context.Context, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding expired approvals in redis: %w", err)
 	}
-	return due, nil
+	if len(due) == 0 {
+		return nil, nil
+	}
+	// A pending id whose approval is gone (evicted, or forgotten while no
+	// gateway swept) could never be expired: it leaves the index here,
+	// rather than come back every sweep and count as pending.
+	pipe := s.client.Pipeline()
+	exists := make([]*redis.IntCmd, len(due))
+	for i, id := range due {
+		exists[i] = pipe.Exists(ctx, s.recordKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("finding expired approvals in redis: %w", err)
+	}
+	var live []string
+	var gone []any
+	for i, id := range due {
+		if exists[i].Val() > 0 {
+			live = append(live, id)
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.client.ZRem(ctx, s.pendingKey(), gone...).Err(); err != nil {
+			return nil, fmt.Errorf("dropping lost approvals from redis's pending index: %w", err)
+		}
+	}
+	return live, nil
 }
 
 func (s *redisStore) CountPending(ctx context.Context) (int, error) {

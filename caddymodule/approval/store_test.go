@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpgate/mcpgate/internal/redistest"
 )
 
@@ -141,5 +143,41 @@ func waitFor(t *testing.T, cond func() bool, failure string) {
 			t.Fatal(failure)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRedisPendingIndexWithoutRecord: a pending id whose approval Redis
+// lost (evicted, or forgotten while no gateway swept) is dropped from the
+// pending index by the next sweep, rather than found due, and counted
+// pending, for ever.
+func TestRedisPendingIndexWithoutRecord(t *testing.T) {
+	address := redistest.Start(t)
+	s, err := NewRedisStore(address, "", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	now := time.Now()
+	a := pendingApproval("lost", now.Add(-time.Minute), time.Millisecond)
+	if _, _, err := s.Create(ctx, a, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := RedisOptions(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	if err := client.Del(ctx, "mcpgate:approval:"+a.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if due, err := s.Due(ctx, now); err != nil || len(due) != 0 {
+			t.Errorf("due: %v (%v); want none: the approval is gone", due, err)
+		}
+	}
+	if n, err := s.CountPending(ctx); err != nil || n != 0 {
+		t.Errorf("pending: %d (%v); want 0", n, err)
 	}
 }
