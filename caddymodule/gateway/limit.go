@@ -44,8 +44,11 @@ const limitTimeout = 2 * time.Second
 // limit is the stage that holds the messages the policy did not refuse to
 // the rate limits: a message over a limit is refused, with when to retry
 // (Retry-After on the HTTP response, and in the refusal's text), and
-// reaches no upstream. A limit that cannot be checked (its Redis is
-// away) refuses: the gateway fails closed.
+// reaches no upstream. A message under several limits is checked against
+// all of them before it counts against any, so that one a limit refuses
+// uses up no other's (only two messages racing for a limit's last token
+// between its check and its count can still do that). A limit that cannot
+// be checked (its Redis is away) refuses: the gateway fails closed.
 func (x *exchange) limit() {
 	limits := x.g.cfg.RateLimits
 	if len(limits) == 0 {
@@ -56,36 +59,62 @@ func (x *exchange) limit() {
 		if v.message.Kind != mcpmsg.KindRequest || v.blocked() {
 			continue
 		}
+		var applied []RateLimit
 		for _, lim := range limits {
 			methods := lim.Methods
 			if len(methods) == 0 {
 				methods = []string{"tools/call"}
 			}
-			if !slices.Contains(methods, v.message.Method) {
-				continue
+			if slices.Contains(methods, v.message.Method) {
+				applied = append(applied, lim)
 			}
-			key := lim.Key(x.r, x.factsOf(v))
-			ctx, cancel := context.WithTimeout(x.r.Context(), limitTimeout)
-			result, err := lim.Limiter.Allow(ctx, key, lim.Rule)
-			cancel()
-			if err != nil {
-				x.g.logger.Error("rate limit could not be checked; message refused",
-					zap.String("limit", lim.Name), zap.String("key", key), zap.Error(err))
-				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
-				x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
-				break
-			}
-			if !result.Allowed {
-				wait := result.RetryAfter
-				retryAfter = max(retryAfter, wait)
-				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
-					lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
-				x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
-				break
+		}
+		keys := make([]string, len(applied))
+		for j, lim := range applied {
+			keys[j] = lim.Key(x.r, x.factsOf(v))
+		}
+		steps := []func(RateLimit, string) (ratelimit.Result, error){x.countAgainst}
+		if len(applied) > 1 {
+			steps = []func(RateLimit, string) (ratelimit.Result, error){x.checkAgainst, x.countAgainst}
+		}
+	steps:
+		for _, step := range steps {
+			for j, lim := range applied {
+				result, err := step(lim, keys[j])
+				if err != nil {
+					x.g.logger.Error("rate limit could not be checked; message refused",
+						zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
+					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
+					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+					break steps
+				}
+				if !result.Allowed {
+					wait := result.RetryAfter
+					retryAfter = max(retryAfter, wait)
+					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
+						lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
+					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+					break steps
+				}
 			}
 		}
 	}
 	if retryAfter > 0 {
 		x.w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}
+}
+
+// checkAgainst reports whether a message under key would pass lim now,
+// counting nothing.
+func (x *exchange) checkAgainst(lim RateLimit, key string) (ratelimit.Result, error) {
+	ctx, cancel := context.WithTimeout(x.r.Context(), limitTimeout)
+	defer cancel()
+	return lim.Limiter.Check(ctx, key, lim.Rule)
+}
+
+// countAgainst counts a message under key against lim.
+func (x *exchange) countAgainst(lim RateLimit, key string) (ratelimit.Result, error) {
+	ctx, cancel := context.WithTimeout(x.r.Context(), limitTimeout)
+	defer cancel()
+	return lim.Limiter.Allow(ctx, key, lim.Rule)
 }

@@ -19,8 +19,10 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
@@ -704,6 +706,45 @@ func TestToolListReadAsClientsRead(t *testing.T) {
 	}
 	if r := post(t, gw.URL, h, callBody("2", "peek", "x")); strings.Contains(string(r.body), "RAN") {
 		t.Errorf("peek ran: %s", r.body)
+	}
+}
+
+// TestRefusedByOneLimitCountsAgainstNone: a call under several rate
+// limits that one of them refuses uses up nothing of the others: one
+// caller over their own limit cannot drain a limit everyone shares.
+func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+	local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RateLimits = []gateway.RateLimit{
+		{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 3, Per: time.Hour}, Limiter: local},
+		{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 1, Per: time.Hour}, Limiter: local},
+	}
+	gw := serveGateway(t, cfg, up.URL)
+	call := func(user string) string {
+		return string(post(t, gw.URL, http.Header{"X-Test-User": {user}}, callEcho).body)
+	}
+	if r := call("mallory"); strings.Contains(r, "Rate limit") {
+		t.Fatalf("mallory's first call: %s", r)
+	}
+	for range 4 {
+		if r := call("mallory"); !strings.Contains(r, "Rate limit per-user") {
+			t.Fatalf("mallory's next call: %s; want refused by her own limit", r)
+		}
+	}
+	for _, user := range []string{"alice", "bob"} {
+		if r := call(user); strings.Contains(r, "Rate limit") {
+			t.Errorf("%s's first call: %s; want it allowed (mallory's refused calls must not have counted against the shared limit)", user, r)
+		}
 	}
 }
 

@@ -23,6 +23,11 @@ type Limiter interface {
 	// rule, an unreachable store) comes with a zero Result, which refuses
 	// the call: callers fail closed.
 	Allow(ctx context.Context, key string, rule Rule) (Result, error)
+	// Check reports what Allow would answer for one call under key now,
+	// counting nothing: a caller held to several limits checks them all
+	// before it counts against any, so that a call one limit refuses
+	// uses up no other's.
+	Check(ctx context.Context, key string, rule Rule) (Result, error)
 }
 
 // Result is a Limiter's answer for one call.

@@ -53,6 +53,33 @@ func (r *Redis) Allow(ctx context.Context, key string, rule Rule) (Result, error
 	return Result{Allowed: true, Remaining: remaining(rule, res.ResetAfter)}, nil
 }
 
+// Check implements Limiter: redis_rate's GCRA with a cost of 0 reads the
+// bucket without taking from it.
+func (r *Redis) Check(ctx context.Context, key string, rule Rule) (Result, error) {
+	rule, err := rule.effective()
+	if err != nil {
+		return Result{}, err
+	}
+	limit := redis_rate.Limit{Rate: rule.Events, Period: rule.Per, Burst: rule.Burst}
+	res, err := r.limiter.AllowN(ctx, r.redisKey(key, rule), limit, 0)
+	if err != nil {
+		return Result{}, fmt.Errorf("checking rate limit in redis: %w", err)
+	}
+	// ResetAfter is how long until the bucket is full again: it holds
+	// Burst less that many emission intervals (read as remaining reads
+	// it, a tick early, past redis_rate's floating-point noise).
+	interval := rule.Per / time.Duration(rule.Events)
+	missing := res.ResetAfter - time.Duration(rule.Burst-1)*interval
+	if missing <= time.Microsecond {
+		used := 0
+		if res.ResetAfter > time.Microsecond {
+			used = int(math.Ceil(float64(res.ResetAfter-time.Microsecond) / float64(interval)))
+		}
+		return Result{Allowed: true, Remaining: rule.Burst - used - 1}, nil
+	}
+	return Result{RetryAfter: missing.Truncate(time.Microsecond) + time.Microsecond}, nil
+}
+
 // remaining returns how many whole tokens a bucket under rule holds after
 // an allowed call, given how long until it is full again: Burst less
 // resetAfter in emission intervals (Per/Events), rounded up.
