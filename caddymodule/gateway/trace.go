@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -32,6 +33,26 @@ func tracer(ctx context.Context) trace.Tracer {
 	return trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName)
 }
 
+// maxSpanText bounds the span names and string attributes made of what a
+// client or a policy wrote (a method, a tool name, a request id, a
+// reason): they can be as long as a body, and telemetry back ends bill,
+// and batch exporters drop, by size. OpenTelemetry's own attribute limit
+// is off by default and never applies to span names.
+const maxSpanText = 256
+
+// bounded cuts s to maxSpanText bytes, at a rune boundary, marking the cut
+// with an ellipsis.
+func bounded(s string) string {
+	if len(s) <= maxSpanText {
+		return s
+	}
+	cut := maxSpanText - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 // startMessageSpan starts the span of one message's decision.
 func (x *exchange) startMessageSpan(input *policy.Input, id []byte) (context.Context, trace.Span) {
 	parent := trace.SpanFromContext(x.r.Context())
@@ -42,20 +63,21 @@ func (x *exchange) startMessageSpan(input *policy.Input, id []byte) (context.Con
 	if input.Tool != nil {
 		name += " " + input.Tool.Name
 	}
+	name = bounded(name)
 	attrs := []attribute.KeyValue{
-		attribute.String("mcp.method.name", input.Method),
+		attribute.String("mcp.method.name", bounded(input.Method)),
 		attribute.String("mcp.protocol.version", input.ProtocolVersion),
 		attribute.String("jsonrpc.protocol.version", "2.0"),
 		attribute.String("mcpgate.direction", input.Direction),
 	}
 	if input.Session != "" {
-		attrs = append(attrs, attribute.String("mcp.session.id", input.Session))
+		attrs = append(attrs, attribute.String("mcp.session.id", bounded(input.Session)))
 	}
 	if len(id) > 0 {
-		attrs = append(attrs, attribute.String("jsonrpc.request.id", string(id)))
+		attrs = append(attrs, attribute.String("jsonrpc.request.id", bounded(string(id))))
 	}
 	if input.Tool != nil {
-		attrs = append(attrs, attribute.String("gen_ai.tool.name", input.Tool.Name),
+		attrs = append(attrs, attribute.String("gen_ai.tool.name", bounded(input.Tool.Name)),
 			attribute.String("gen_ai.operation.name", "execute_tool"))
 	}
 	return tracer(x.r.Context()).Start(x.r.Context(), name, trace.WithAttributes(attrs...))
@@ -78,13 +100,13 @@ func endMessageSpan(span trace.Span, d policy.Decision, elapsed time.Duration) {
 	}
 	span.SetAttributes(
 		attribute.String("mcpgate.decision.action", string(d.Action)),
-		attribute.String("mcpgate.decision.reason", d.Reason),
+		attribute.String("mcpgate.decision.reason", bounded(d.Reason)),
 		attribute.Bool("mcpgate.decision.cached", d.Cached),
 		attribute.Float64("mcpgate.decision.evaluation_seconds", elapsed.Seconds()),
 		attribute.String("mcpgate.policy.revision", d.Revision),
 	)
 	if d.Action == policy.ActionBlock {
-		span.SetStatus(codes.Error, d.Reason)
+		span.SetStatus(codes.Error, bounded(d.Reason))
 	}
 	span.End()
 }
