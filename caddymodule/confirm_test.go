@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -290,5 +291,99 @@ func TestCallerAnswerOutlivedByPolicy(t *testing.T) {
 	// Not escalated, the caller's accept runs the call.
 	if ran, _ := call(ask(), nil)["result"].(map[string]any); up.CallCount("create_issue") != 1 {
 		t.Errorf("the retry with the caller's accept: %v; want the call run once", ran)
+	}
+}
+
+// askedOnStream opens a 2025-06-18 session that declares elicitation,
+// calls create_issue with text (as id 9), and returns the session, the id
+// of the gateway's question, and the call's events after it.
+func askedOnStream(t *testing.T, ctx context.Context, gateway, text string) (http.Header, json.RawMessage, <-chan string) {
+	t.Helper()
+	initialized, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gateway, nil, strings.NewReader(
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initialized.Body.Close()
+	session := http.Header{"Mcp-Session-Id": {initialized.Header.Get("Mcp-Session-Id")}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	req := clienttest.NewRequest(t, http.MethodPost, gateway, session,
+		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`))
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	events := sseEvents(resp)
+	var question struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if err := json.Unmarshal([]byte(<-events), &question); err != nil || question.Method != "elicitation/create" {
+		t.Fatalf("the caller was not asked: %+v %v", question, err)
+	}
+	return session, question.ID, events
+}
+
+// TestCallerAnswerReadExactly: only an exact "action":"accept" runs the
+// call; an answer that a reader of names in any case would read as accept
+// (or as two different actions) is a cancel.
+func TestCallerAnswerReadExactly(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+	for i, result := range []string{
+		`{"Action":"accept"}`,
+		`{"action":"decline","ACTION":"accept"}`,
+		`{"ACTION":"accept","action":"decline"}`,
+		`{"action":"ACCEPT"}`,
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		session, id, events := askedOnStream(t, ctx, gateway, fmt.Sprintf("exact%d", i))
+		post(t, gateway, session, fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, result))
+		select {
+		case event := <-events:
+			if !strings.Contains(event, "did not run") {
+				t.Errorf("the answer %s: %s; want the call not run", result, event)
+			}
+		case <-ctx.Done():
+			t.Errorf("the answer %s: no reply", result)
+		}
+		cancel()
+	}
+	if n := up.CallCount("create_issue"); n != 0 {
+		t.Errorf("create_issue ran %d times; want never", n)
+	}
+}
+
+// TestCallerCancelledWhileAsked: a call its client cancels while its user
+// is asked does not run, even on an accept that comes after.
+func TestCallerCancelledWhileAsked(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	session, id, events := askedOnStream(t, ctx, gateway, "cancelled")
+	post(t, gateway, session, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9,"reason":"user stopped"}}`)
+	var answered []string
+	for done := false; !done; {
+		select {
+		case event, ok := <-events:
+			if !ok {
+				done = true
+				break
+			}
+			answered = append(answered, event)
+			done = strings.Contains(event, `"id":9`)
+		case <-ctx.Done():
+			t.Fatalf("no answer to the cancelled call; the stream brought %q", answered)
+		}
+	}
+	if last := answered[len(answered)-1]; !strings.Contains(last, "You cancelled this call") {
+		t.Errorf("the cancelled call was answered %s", last)
+	}
+	if status, body := post(t, gateway, session, fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"action":"accept"}}`, id)); status != http.StatusAccepted {
+		t.Errorf("a late accept: %d %s; want it taken (202) and dropped", status, body)
+	}
+	if n := up.CallCount("create_issue"); n != 0 {
+		t.Errorf("create_issue ran %d times; want never", n)
 	}
 }

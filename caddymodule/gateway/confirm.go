@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,9 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.uber.org/zap"
 
@@ -182,6 +184,8 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	id := `"mcpgate-confirm-` + newNonce() + `"`
 	answers, forget := g.sessions.own.await(x.session, id)
 	defer forget()
+	cancelled, release := g.sessions.own.holdCall(x.session, v.message.ID)
+	defer release()
 	request, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": x.confirmation(v)})
 	if err != nil {
 		return err
@@ -220,15 +224,19 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 			return held.answer("You cancelled this call, so it did not run.")
 		}
 	case <-timer.C:
-		// Withdraw the question, so the client stops asking its user
-		// (MCP basic/utilities, "Cancellation").
-		if withdrawn, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
-			"params": map[string]any{"requestId": json.RawMessage(id), "reason": "no answer in time"}}); err == nil {
-			held.writeEvent(withdrawn)
-		}
+		withdraw(held, id, "no answer in time")
 		endWaitSpan(wait, outcomeUnanswered, "")
 		x.audit(v, outcomeUnanswered, nil)
 		return held.answer(fmt.Sprintf("No answer came from you within %s: the call did not run. Make it again to be asked again.", patience.Round(time.Second)))
+	case <-cancelled:
+		// The client cancelled the call while its user was asked: the
+		// call does not run, whatever answer comes later (taken and
+		// dropped, as the question is withdrawn).
+		withdraw(held, id, "the call was cancelled")
+		logger.Info("call cancelled by the client while its caller was asked")
+		endWaitSpan(wait, outcomeCancelled, "")
+		x.audit(v, outcomeCancelled, nil)
+		return held.answer("You cancelled this call, so it did not run.")
 	case <-x.r.Context().Done():
 		endWaitSpan(wait, outcomeCancelled, "")
 		x.audit(v, outcomeCancelled, nil)
@@ -236,11 +244,24 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	}
 }
 
+// withdraw tells the client, on the call's stream, that the gateway no
+// longer awaits the answer to its question id, so that it stops asking
+// its user (MCP basic/utilities, "Cancellation").
+func withdraw(held *heldCall, id, reason string) {
+	if withdrawn, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
+		"params": map[string]any{"requestId": json.RawMessage(id), "reason": reason}}); err == nil {
+		held.writeEvent(withdrawn)
+	}
+}
+
 // ownRequests are the gateway's own requests to clients (the caller's
-// confirmations) awaiting the client's answer, by session and id.
+// confirmations) awaiting the client's answer, by session and id, and the
+// calls waiting on them, by session and the call's id.
 type ownRequests struct {
 	mu      sync.Mutex
 	waiting map[string]chan string
+	// calls are closed when their client cancels them.
+	calls map[string]chan struct{}
 	// withdrawn are the requests no longer awaited (withdrawn, or their
 	// call gone) that the client has not answered: an answer may still
 	// be on its way (MCP lets a response cross the cancellation), and is
@@ -257,7 +278,11 @@ const (
 )
 
 func newOwnRequests() *ownRequests {
-	return &ownRequests{waiting: make(map[string]chan string), withdrawn: expirable.NewLRU[string, struct{}](withdrawnLimit, nil, withdrawnFor)}
+	return &ownRequests{
+		waiting:   make(map[string]chan string),
+		calls:     make(map[string]chan struct{}),
+		withdrawn: expirable.NewLRU[string, struct{}](withdrawnLimit, nil, withdrawnFor),
+	}
 }
 
 // await registers the gateway's request id in session and returns where
@@ -279,6 +304,39 @@ func (o *ownRequests) await(session sessionKey, id string) (<-chan string, func(
 	}
 }
 
+// holdCall registers a call (its JSON-RPC id, in session) that waits on
+// its caller's answer, and returns what is closed if the client cancels
+// it, and a function to call when it no longer waits.
+func (o *ownRequests) holdCall(session sessionKey, callID []byte) (<-chan struct{}, func()) {
+	key := session.String() + "\x00" + mcpmsg.CanonicalID(callID)
+	cancelled := make(chan struct{})
+	o.mu.Lock()
+	o.calls[key] = cancelled
+	o.mu.Unlock()
+	return cancelled, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.calls[key] == cancelled {
+			delete(o.calls, key)
+		}
+	}
+}
+
+// cancelCall tells the call with the (canonical) id in session, if one
+// waits on its caller, that its client cancelled it, and reports whether
+// one did.
+func (o *ownRequests) cancelCall(session sessionKey, canonicalID string) bool {
+	key := session.String() + "\x00" + canonicalID
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	cancelled, ok := o.calls[key]
+	if ok {
+		delete(o.calls, key)
+		close(cancelled)
+	}
+	return ok
+}
+
 // deliver hands the client's response m, in session, to the gateway's
 // request awaiting it, and reports whether one was: such a response is
 // the gateway's, and goes no further. An answer is taken once; a first
@@ -298,20 +356,29 @@ func (o *ownRequests) deliver(session sessionKey, m *mcpmsg.Message) bool {
 
 // elicitationAction reads the action of an elicitation's answer:
 // "accept", "decline" or "cancel"; an error or anything else is
-// "cancel".
+// "cancel". The result is read strictly, as the parse reads messages: a
+// member given twice, or "action" in another case (which a client or a
+// log reading names case-insensitively would take for it), is "cancel",
+// so that no answer reads as accept here and as anything else elsewhere.
 func elicitationAction(raw []byte) string {
 	var response struct {
-		Result *struct {
-			Action string `json:"action"`
-		} `json:"result"`
+		Result map[string]jsontext.Value `json:"result"`
 	}
-	decoder := json.NewDecoder(bytes.NewReader(raw))
-	if err := decoder.Decode(&response); err != nil || response.Result == nil {
+	if err := jsonv2.Unmarshal(raw, &response); err != nil || response.Result == nil {
 		return "cancel"
 	}
-	switch response.Result.Action {
+	for name := range response.Result {
+		if name != "action" && strings.EqualFold(name, "action") {
+			return "cancel"
+		}
+	}
+	var action string
+	if value, ok := response.Result["action"]; !ok || jsonv2.Unmarshal(value, &action) != nil {
+		return "cancel"
+	}
+	switch action {
 	case "accept", "decline":
-		return response.Result.Action
+		return action
 	}
 	return "cancel"
 }

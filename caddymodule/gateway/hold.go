@@ -188,13 +188,11 @@ func acceptsEventStream(r *http.Request) bool {
 	return false
 }
 
-// cancelHeldCalls tells calls held in this gateway that their client
-// cancelled them (notifications/cancelled, in the same session). The
-// notification goes on to the policy and the upstream as any other.
+// cancelHeldCalls tells calls held in this gateway (for reviewers, or on
+// their caller's answer) that their client cancelled them
+// (notifications/cancelled, in the same session). The notification goes
+// on to the policy and the upstream as any other.
 func (x *exchange) cancelHeldCalls() {
-	if x.g.cfg.Approvals == nil {
-		return
-	}
 	session := x.session.String()
 	for _, m := range x.body.Messages {
 		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
@@ -204,7 +202,12 @@ func (x *exchange) cancelHeldCalls() {
 		if err != nil || m.Params["requestId"] == nil {
 			continue
 		}
-		if x.g.cfg.Approvals.Service.CancelHeld(session, mcpmsg.CanonicalID(id)) {
+		canonical := mcpmsg.CanonicalID(id)
+		held := x.g.sessions.own.cancelCall(x.session, canonical)
+		if approvals := x.g.cfg.Approvals; approvals != nil && approvals.Service.CancelHeld(session, canonical) {
+			held = true
+		}
+		if held {
 			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.id), zap.ByteString("request_id", id))
 		}
 	}
