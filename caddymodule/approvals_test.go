@@ -821,18 +821,18 @@ func TestApprovalSurvivesReload(t *testing.T) {
 }
 
 // startReplicas runs, in one Caddy with the global options, two gateway
-// sites that replica makes: on portA as approval instance replica-a, on
-// portB as replica-b; and a site on callbackPort taking replica-b's
-// callbacks.
-func startReplicas(t *testing.T, global string, replica func(port int, instance string) string, portA, portB, callbackPort int) {
+// sites that replica makes over the Redis at redisAddr, on portA and
+// portB, and a site on callbackPort taking callbacks. The two name the
+// Redis differently (host:port, and a redis:// URL), so that each has an
+// approval service of its own, as separate processes would, over one
+// Redis and one approval instance, as replicas are.
+func startReplicas(t *testing.T, global string, replica func(port int, redis string) string, redisAddr string, portA, portB, callbackPort int) {
 	t.Helper()
-	startCaddy(t, global+replica(portA, "replica-a")+replica(portB, "replica-b")+fmt.Sprintf(`
+	startCaddy(t, global+replica(portA, redisAddr)+replica(portB, "redis://"+redisAddr)+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	handle /approvals/* {
-		mcp_approvals {
-			instance replica-b
-		}
+		mcp_approvals
 	}
 }
 `, callbackPort))
@@ -841,11 +841,11 @@ func startReplicas(t *testing.T, global string, replica func(port int, instance 
 }
 
 // TestApprovalAcrossReplicas runs two gateways over one Redis, as two
-// replicas: one Caddy config with two gateway sites whose approval blocks
-// name distinct instances (so each has its own approval service, as
-// separate processes would), and a callback site tied to the second. A
-// call held on the first is released by a decision taken by the second,
-// which reaches it through Redis pub/sub only.
+// replicas: one Caddy config with two gateway sites, each with an approval
+// service of its own (see startReplicas), and a callback site. A call
+// held on one is released by a decision taken by whichever service the
+// callback finds, and the same call on the other replica waits on the
+// same approval.
 func TestApprovalAcrossReplicas(t *testing.T) {
 	redisAddr := redistest.Start(t)
 	up := newUpstream(t, upstreamtest.StatelessSSE)
@@ -853,10 +853,10 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	portA, portB, callbackPort := freePort(t), freePort(t), freePort(t)
 	callbacks := fmt.Sprintf("http://127.0.0.1:%d/approvals", callbackPort)
-	replica := func(port int, instance string) string {
-		return approvalSite(port, up, approver.URL, callbacks, "hold 3s", "store redis "+redisAddr, "instance "+instance)
+	replica := func(port int, redis string) string {
+		return approvalSite(port, up, approver.URL, callbacks, "hold 3s", "store redis "+redis)
 	}
-	startReplicas(t, globalOptions(t), replica, portA, portB, callbackPort)
+	startReplicas(t, globalOptions(t), replica, redisAddr, portA, portB, callbackPort)
 
 	urlA := fmt.Sprintf("http://127.0.0.1:%d/mcp", portA)
 	urlB := fmt.Sprintf("http://127.0.0.1:%d/mcp", portB)
@@ -1326,7 +1326,7 @@ func TestSecretRotation(t *testing.T) {
 	global := globalOptions(t)
 	configure := func(decisionSecrets, sessionKeys string) {
 		t.Helper()
-		replica := func(port int, instance string) string {
+		replica := func(port int, redis string) string {
 			return fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
@@ -1341,15 +1341,14 @@ func TestSecretRotation(t *testing.T) {
 			decision_secret %s
 			callback_url %s
 			store redis %s
-			instance %s
 			hold 15s
 		}
 	}
 	reverse_proxy %s
 }
-`, port, sessionKeys, approver.URL, testWebhookSecret, decisionSecrets, callbacks, redisAddr, instance, strings.TrimPrefix(up.URL, "http://"))
+`, port, sessionKeys, approver.URL, testWebhookSecret, decisionSecrets, callbacks, redis, strings.TrimPrefix(up.URL, "http://"))
 		}
-		startReplicas(t, global, replica, portA, portB, callbackPort)
+		startReplicas(t, global, replica, redisAddr, portA, portB, callbackPort)
 	}
 	signWith := func(secret string) func(http.Header, []byte) {
 		s := approvaltest.MustSecret(t, secret)
