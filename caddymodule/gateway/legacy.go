@@ -128,18 +128,34 @@ func (s *legacyStream) end() {
 	}
 }
 
+// errTooManyToolsLists refuses a tools/list when the session has as many
+// awaiting their answers as it may: one the gateway could not remember
+// would reach the client unfiltered.
+var errTooManyToolsLists = fmt.Errorf("this session has %d tools/list requests awaiting their answers; wait for them before asking again", maxPendingPerSession)
+
 // expectToolsLists records the allowed tools/list requests a POST
 // forwards, whose responses the stream will carry, with the catalog's
-// generation asOf.
-func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) {
+// generation asOf; or, when the session has too many awaiting answers,
+// records none and returns errTooManyToolsLists.
+func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) error {
 	_, firstPage := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, first := range firstPage {
-		if len(s.toolsLists) < maxPendingPerSession {
-			s.toolsLists[id] = pendingToolsList{firstPage: first, asOf: asOf}
-		}
+	if len(s.toolsLists)+len(firstPage) > maxPendingPerSession {
+		return errTooManyToolsLists
 	}
+	for id, first := range firstPage {
+		s.toolsLists[id] = pendingToolsList{firstPage: first, asOf: asOf}
+	}
+	return nil
+}
+
+// answered forgets the tools/list request a response (a result or an
+// error) answers.
+func (s *legacyStream) answered(id []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.toolsLists, mcpmsg.CanonicalID(id))
 }
 
 // toolsList returns the tools/list request of the session with this id,
@@ -228,7 +244,14 @@ func (x *exchange) startLegacySession(uri string) (sessionKey, *url.URL, string,
 		Path:     strippedPrefix(x.g.host.OriginalPath(x.r), x.r.URL.Path) + endpoint.Path,
 		RawQuery: url.Values{legacySessionParam: {token}}.Encode(),
 	}
-	return session, endpoint, client.String(), nil
+	given := client.String()
+	if !strings.HasPrefix(given, "/") || strings.HasPrefix(given, "//") || strings.ContainsAny(given, "\\\t\r\n") {
+		// "//host/path" (or "/\host", which WHATWG URL readers take for
+		// it) names another host: the client's messages would go there,
+		// past the gateway, with its session token.
+		return sessionKey{}, nil, "", fmt.Errorf("endpoint %q would send the client to another host", uri)
+	}
+	return session, endpoint, given, nil
 }
 
 // strippedPrefix returns the path prefix that routes before the gateway
@@ -271,7 +294,8 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 }
 
 // expect prepares the session's stream for the replies to the messages a
-// POST forwards, as of the catalog's generation asOf.
-func (p *legacyPost) expect(verdicts []verdict, asOf uint64) {
-	p.stream.expectToolsLists(verdicts, asOf)
+// POST forwards, as of the catalog's generation asOf (see
+// expectToolsLists).
+func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
+	return p.stream.expectToolsLists(verdicts, asOf)
 }

@@ -46,6 +46,14 @@ func protocolVersion(header http.Header, body *mcpmsg.Body, legacy bool) (string
 		return values[0], check(values[0])
 	}
 	if body.Batch {
+		// A batch is 2025-03-26's (a later revision refuses it, below): an
+		// element that names another revision in its _meta makes it that
+		// revision's, and so refused, not read as 2025-03-26.
+		for i := range body.Messages {
+			if version := metaProtocolVersion(&body.Messages[i]); version != "" && version != fallback {
+				return version, check(version)
+			}
+		}
 		return fallback, nil
 	}
 	m := &body.Messages[0]

@@ -49,7 +49,12 @@ func (x *exchange) holdThenForward(v verdict) error {
 // reply.
 func (x *exchange) forward() error {
 	if x.legacy != nil {
-		x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.g.cfg.Upstream))
+		if err := x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.g.cfg.Upstream)); err != nil {
+			// HTTP+SSE carries no batches: the one message is refused.
+			refused := x.verdicts[0].refusedWith(err.Error())
+			x.audit(refused, outcomeRefused, nil)
+			return x.legacy.refuse(x.w, refused, x.g.logger)
+		}
 	}
 	for _, v := range x.verdicts {
 		switch {

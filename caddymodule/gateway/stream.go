@@ -20,6 +20,7 @@ func (x *exchange) stream() error {
 		x.version = mcphttp.DefaultVersion
 	}
 	rl := x.newRelay()
+	watchChanges := g.watchToolListChanges()
 	var stream *legacyStream
 	var observed = x.w
 	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
@@ -65,8 +66,20 @@ func (x *exchange) stream() error {
 			})
 			return client, nil
 		},
-		OnMessage: g.watchToolListChanges(),
-		OnError:   x.logReplyError,
+		OnMessage: func(m *mcpmsg.Message) {
+			watchChanges(m)
+			if m.Kind != mcpmsg.KindResponse || !isErrorResponse(m.Raw) {
+				return
+			}
+			// An error answers a tools/list as a result does: it is
+			// no longer awaited.
+			if stream != nil {
+				stream.answered(m.ID)
+			} else if rl.session.id != "" {
+				g.sessions.toolsLists.take(rl.session, m.ID)
+			}
+		},
+		OnError: x.logReplyError,
 	})
 	err := x.next.ServeHTTP(observed, x.r)
 	if stream != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -58,7 +59,12 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				if answered == nil {
 					answered = map[string]bool{}
 				}
-				answered[mcpmsg.CanonicalID(m.ID)] = true
+				id := mcpmsg.CanonicalID(m.ID)
+				answered[id] = true
+				if _, listed := firstPage[id]; listed && isErrorResponse(m.Raw) {
+					// An error answers a tools/list as a result does.
+					g.sessions.toolsLists.take(session, m.ID)
+				}
 			}
 			watchChanges(m)
 		},
@@ -90,4 +96,13 @@ func (x *exchange) logReplyError(err error) {
 		zap.String("upstream", x.g.cfg.Upstream),
 		zap.String("request_id", x.g.host.RequestID(x.r)),
 		zap.Error(err))
+}
+
+// isErrorResponse reports whether a response (as the parse checked it,
+// with one of result and error) is an error.
+func isErrorResponse(raw []byte) bool {
+	var response struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(raw, &response) == nil && response.Error != nil
 }

@@ -19,6 +19,14 @@ import (
 // JavaScript.
 const maxIntegerID = 1<<53 - 1
 
+// MaxIDLength is the longest string id (or progress token) Parse accepts,
+// in bytes. Ids are remembered, as keys, for as long as their requests
+// are answered or relayed (the tools/list replies to filter, the server
+// requests relayed, the calls held): a client or server choosing ids as
+// long as a body could make each of those cost a body's worth of memory.
+// Clients use short ids (counters, UUIDs).
+const MaxIDLength = 256
+
 // maxIntegerIDDigits is the number of decimal digits of maxIntegerID.
 const maxIntegerIDDigits = 16
 
@@ -47,6 +55,9 @@ func CanonicalID(id []byte) string {
 func checkID(what string, v any) *Error {
 	switch v := v.(type) {
 	case string:
+		if len(v) > MaxIDLength {
+			return invalidRequest("%s is a string of %d bytes; ids (and progress tokens) of at most %d bytes are accepted", what, len(v), MaxIDLength)
+		}
 		return nil
 	case json.Number:
 		if isPortableInteger(string(v)) {

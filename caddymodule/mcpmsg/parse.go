@@ -11,6 +11,11 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
+// MaxBatchLength is the most messages a batch may hold: each is decided,
+// audited and answered on its own, and a body of tiny messages would
+// otherwise make a body's worth of decisions.
+const MaxBatchLength = 100
+
 // Parse parses a POST body holding one JSON-RPC message or a batch of them.
 //
 // It checks syntax first, over the whole body, and then the JSON-RPC and MCP
@@ -27,13 +32,30 @@ func Parse(data []byte, lim Limits) (*Body, error) {
 	if batch && len(elems) == 0 {
 		return nil, invalidRequest("empty batch")
 	}
+	if len(elems) > MaxBatchLength {
+		return nil, invalidRequest("a batch of %d messages; at most %d are accepted", len(elems), MaxBatchLength)
+	}
 	body := &Body{Batch: batch, Messages: make([]Message, len(elems))}
+	var requestIDs map[string]int
 	for i, e := range elems {
-		if verr := e.validate(&body.Messages[i]); verr != nil {
+		m := &body.Messages[i]
+		if verr := e.validate(m); verr != nil {
 			if batch {
 				verr.Message = fmt.Sprintf("batch element %d: %s", i, verr.Message)
 			}
 			return nil, verr
+		}
+		if batch && m.Kind == KindRequest {
+			// Two requests of one batch with one id could not be told
+			// apart by their answers.
+			if requestIDs == nil {
+				requestIDs = make(map[string]int, len(elems))
+			}
+			id := CanonicalID(m.ID)
+			if first, seen := requestIDs[id]; seen {
+				return nil, invalidRequest("batch elements %d and %d are requests with the same id %s", first, i, m.ID)
+			}
+			requestIDs[id] = i
 		}
 	}
 	return body, nil

@@ -1,0 +1,150 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+)
+
+// openLegacyStream opens an HTTP+SSE stream through the gateway at url and
+// returns the endpoint it names (ok false when the stream ended before
+// one), the rest of the stream, and how to close it.
+func openLegacyStream(t *testing.T, url string) (endpoint string, ok bool, stream *bufio.Reader, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = func() { cancel(); resp.Body.Close() }
+	stream = bufio.NewReader(resp.Body)
+	var data string
+	for {
+		line, err := stream.ReadString('\n')
+		if err != nil {
+			return "", false, stream, stop
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if value, isData := strings.CutPrefix(line, "data:"); isData {
+			data = strings.TrimSpace(value)
+		}
+		if line == "" && data != "" {
+			return data, true, stream, stop
+		}
+	}
+}
+
+// readLineWith reads the stream until a line contains want.
+func readLineWith(t *testing.T, stream *bufio.Reader, want string) string {
+	t.Helper()
+	for {
+		line, err := stream.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended before %q: %v", want, err)
+		}
+		if strings.Contains(line, want) {
+			return line
+		}
+	}
+}
+
+// TestLegacyEndpointStaysOnTheGateway: an HTTP+SSE upstream whose endpoint
+// event names a path that a client would read as another host ("//host",
+// "/\\host", a tab WHATWG readers drop) never sends the client there: the
+// endpoint is refused, or names the gateway.
+func TestLegacyEndpointStaysOnTheGateway(t *testing.T) {
+	for _, endpoint := range []string{
+		"http://upstream.internal//evil.example/steal?sessionId=1",
+		"/.//evil.example/steal?sessionId=1",
+		"/a/..//evil.example/steal?sessionId=1",
+		"/\\evil.example/steal?sessionId=1",
+		"/%2F/evil.example/steal?sessionId=1",
+		"/messages?sessionId=1",
+	} {
+		t.Run(endpoint, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet {
+					w.WriteHeader(http.StatusAccepted)
+					return
+				}
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, "event: endpoint\ndata: "+endpoint+"\n\n")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			t.Cleanup(up.Close)
+			gw := startGateway(t, up.URL, gatewayOptions{})
+			given, ok, _, stop := openLegacyStream(t, gw.URL)
+			defer stop()
+			if !ok {
+				return // refused: the stream was cut
+			}
+			base, _ := url.Parse(gw.URL)
+			resolved, err := base.Parse(given)
+			if err != nil || resolved.Host != base.Host || strings.HasPrefix(given, "//") || strings.ContainsAny(given, "\\\t") {
+				t.Errorf("the client was given the endpoint %q (%v, %v); want one on the gateway %s", given, resolved, err, base.Host)
+			}
+		})
+	}
+}
+
+// TestLegacyToolListsFiltered: on an HTTP+SSE session, a tools/list
+// answered with an error is no longer awaited, and a session that has as
+// many awaiting answers as it may gets its next tools/list refused, never
+// passed on unfiltered: a blocked tool is never listed.
+func TestLegacyToolListsFiltered(t *testing.T) {
+	u := upstreamtest.Unstarted("legacy", nil, upstreamTools)
+	up := u.Start(t, mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return u.Server }, nil))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	given, ok, stream, stop := openLegacyStream(t, gw.URL)
+	defer stop()
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	send := func(body string) reply {
+		t.Helper()
+		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	}
+	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`)
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	for i := range 70 {
+		send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{"cursor":"bogus"}}`, 100+i))
+		readLineWith(t, stream, fmt.Sprintf(`"id":%d`, 100+i))
+	}
+	send(`{"jsonrpc":"2.0","id":"last","method":"tools/list"}`)
+	if line := readLineWith(t, stream, `"id":"last"`); strings.Contains(line, `"peek"`) || !strings.Contains(line, `"echo"`) {
+		t.Errorf("the list after 70 failed ones: %s; want it filtered (echo listed, peek hidden)", line)
+	}
+}
+
+// TestBatchOfLaterRevisionRefused: a batch whose elements name a revision
+// after 2025-03-26 in their _meta is that revision's, and refused as a
+// batch, not read as 2025-03-26.
+func TestBatchOfLaterRevisionRefused(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	body := `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"z"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}]`
+	r := post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	if r.status != http.StatusBadRequest || len(up.ReceivedFromClients()) != 0 {
+		t.Errorf("HTTP %d %s (the upstream got %d requests); want 400 and nothing forwarded", r.status, r.body, len(up.ReceivedFromClients()))
+	}
+}
