@@ -58,6 +58,9 @@ var (
 	// ErrNotEntitled: the decider holds none of the principals entitled
 	// to decide the approval.
 	ErrNotEntitled = errors.New("not entitled to decide this approval")
+	// ErrTooLarge: the call's arguments are too large to be kept, shown
+	// and announced for approval (see MaxArguments).
+	ErrTooLarge = errors.New("arguments too large to approve")
 )
 
 // Retention is how long an approval is remembered after it stops being

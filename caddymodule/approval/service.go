@@ -176,6 +176,9 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(b.arguments) > MaxArguments {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(b.arguments), MaxArguments)
+	}
 	settings := s.settings.Load()
 	now := time.Now()
 	a := &Approval{
@@ -207,6 +210,14 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	}
 	return got, nil
 }
+
+// MaxArguments bounds a held call's arguments, in bytes of canonical JSON:
+// an approval keeps them (in memory or Redis) for its timeout and an hour
+// after, shows them in the inbox and sends them to every webhook, so a
+// caller making calls with arguments as large as a body would make the
+// gateway keep and send a body's worth for each. A person reviews what
+// fits on a page.
+const MaxArguments = 64 << 10
 
 // Owns reports whether the approval's key (see Approval.KeyID) is one of
 // this service's decision secrets, and so whether the service may decide

@@ -610,3 +610,24 @@ func TestNoDecisionAfterExpiry(t *testing.T) {
 		t.Errorf("the approval after the late decision: %v, %v; want it still pending (for the sweep to expire)", got, err)
 	}
 }
+
+// TestRequestArgumentsBounded: a call whose arguments are larger than a
+// person reviews (MaxArguments of canonical JSON) gets no approval, and
+// nothing is kept or announced; one just under gets its approval.
+func TestRequestArgumentsBounded(t *testing.T) {
+	rc := &receiver{}
+	s := newTestService(t, rc, time.Minute)
+	call := func(size int) *Call {
+		// {"text":"…"} is 11 bytes around the text.
+		return &Call{Server: "s", Tool: "t", Arguments: map[string]any{"text": strings.Repeat("x", size-11)}}
+	}
+	if _, err := s.Request(context.Background(), call(MaxArguments+1)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("arguments of %d bytes: %v; want ErrTooLarge", MaxArguments+1, err)
+	}
+	if list, err := s.List(context.Background()); err != nil || len(list) != 0 {
+		t.Errorf("after the refusal the store holds %d approvals (%v); want none", len(list), err)
+	}
+	if _, err := s.Request(context.Background(), call(MaxArguments)); err != nil {
+		t.Errorf("arguments of %d bytes: %v; want an approval", MaxArguments, err)
+	}
+}

@@ -307,6 +307,10 @@ func (c *heldCall) end(response []byte) error {
 // call that needs approval never runs without one. The client is not told
 // the details (they name the gateway's infrastructure); the log is.
 func (c *heldCall) fail(err error) error {
+	if errors.Is(err, approval.ErrTooLarge) {
+		c.logger.Info("call refused: arguments too large to approve", zap.String("request_id", c.requestID), zap.Error(err))
+		return c.answer(fmt.Sprintf("This call needs approval, and its arguments are too large for a person to review (at most %d KiB), so it was refused.", approval.MaxArguments>>10))
+	}
 	c.logger.Error("approval failed; call refused",
 		zap.String("request_id", c.requestID), zap.Error(err))
 	return c.answer("This call needs approval, and the gateway could not handle the approval (its log says why), so it was refused.")
