@@ -91,6 +91,17 @@ type Catalog struct {
 // forgotten, which at worst lets one more read through per tool.
 const maxRechecked = 10_000
 
+// MaxTools is the most tools a server may list: every one is hashed and
+// pinned (a write to the pin store each, the first time), and a server
+// inventing names with each list would make the pins grow for good. MCP
+// servers list tens of tools; clients cannot offer a model thousands.
+const MaxTools = 2000
+
+// tooManyTools is the error of a server that lists more than MaxTools.
+func tooManyTools(server string) error {
+	return fmt.Errorf("learning tools of server %q: it lists more than %d tools, more than the gateway keeps (and pins) for a server", server, MaxTools)
+}
+
 // RecheckInterval is how often, at most, Recheck reads a changed tool's
 // pin from the store again.
 const RecheckInterval = time.Second
@@ -169,6 +180,9 @@ func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.Raw
 
 // learn implements Learn (full) and LearnPage.
 func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, full bool, asOf uint64) error {
+	if len(raws) > MaxTools {
+		return tooManyTools(name)
+	}
 	listed, err := describeAll(raws)
 	if err != nil {
 		return fmt.Errorf("learning tools of server %q: %w", name, err)
@@ -196,6 +210,18 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}
+	if !full && s != nil {
+		added := 0
+		for toolName := range listed {
+			if _, known := s.tools[toolName]; !known {
+				added++
+			}
+		}
+		if len(s.tools)+added > MaxTools {
+			c.mu.Unlock()
+			return tooManyTools(name)
+		}
+	}
 	if s == nil || full {
 		s = &server{tools: map[string]Tool{}, asOf: asOf}
 		c.servers[name] = s
@@ -222,6 +248,28 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	c.mu.Unlock()
 
 	slices.SortFunc(unpinned, func(a, b Tool) int { return cmp.Compare(a.Name, b.Name) })
+	if batch, ok := c.store.(BatchPinner); ok && len(unpinned) > 1 {
+		hashes := make(map[string]string, len(unpinned))
+		for _, t := range unpinned {
+			hashes[t.Name] = t.Hash
+		}
+		got, err := batch.PinFirstAll(ctx, name, hashes)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, t := range unpinned {
+			if pin, ok := got[t.Name]; ok && err == nil {
+				pins[t.Name] = pin
+			} else {
+				// Not trusted on a pin nobody else can see: refused
+				// until the pin is saved.
+				delete(pins, t.Name)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pinning %d tools of server %q: %w", len(unpinned), name, err))
+		}
+		return errors.Join(errs...)
+	}
 	for _, t := range unpinned {
 		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
 		c.mu.Lock()

@@ -589,3 +589,35 @@ func (m *memoryStore) Save(context.Context, string, string, string) error {
 	m.count++
 	return nil
 }
+
+// TestLearnBoundsTools: a list of more than MaxTools tools, or pages that
+// add up past it, are refused (nothing of them recorded or pinned); a list
+// of MaxTools is learned.
+func TestLearnBoundsTools(t *testing.T) {
+	named := func(from, n int) []json.RawMessage {
+		raws := make([]json.RawMessage, n)
+		for i := range raws {
+			raws[i] = json.RawMessage(fmt.Sprintf(`{"name":"t%d","annotations":{"readOnlyHint":true}}`, from+i))
+		}
+		return raws
+	}
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	if err := c.Learn(t.Context(), "big", named(0, MaxTools+1), c.Generation("big")); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("a list of %d tools: %v; want it refused", MaxTools+1, err)
+	}
+	if n := len(c.Tools("big")); n != 0 {
+		t.Errorf("after the refused list the catalog knows %d tools; want none", n)
+	}
+	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2)); err != nil {
+		t.Errorf("the same page again: %v; want it learned (nothing new)", err)
+	}
+	if err := c.LearnPage(t.Context(), "paged", named(MaxTools/2, MaxTools/2+1)); err == nil {
+		t.Errorf("pages adding up to %d tools: learned; want refused", MaxTools+1)
+	}
+	if err := c.Learn(t.Context(), "full", named(0, MaxTools), c.Generation("full")); err != nil {
+		t.Errorf("a list of %d tools: %v; want it learned", MaxTools, err)
+	}
+}

@@ -32,6 +32,16 @@ type PinStore interface {
 	Save(ctx context.Context, server, tool, hash string) error
 }
 
+// BatchPinner is a PinStore that pins many tools of one server in one
+// step, as PinFirst pins one: each tool is pinned to its hash unless it
+// is pinned already, and the pins they have then are returned. A store
+// whose every write costs as much as all (a file rewritten whole)
+// implements it, so that a list of many new tools is one write, not one
+// per tool.
+type BatchPinner interface {
+	PinFirstAll(ctx context.Context, server string, hashes map[string]string) (map[string]string, error)
+}
+
 // FilePinStore is a PinStore in a JSON file holding one object, server name
 // -> tool name -> hash:
 //
@@ -102,6 +112,37 @@ func (s *FilePinStore) PinFirst(ctx context.Context, server, tool, hash string) 
 		return "", err
 	}
 	return hash, nil
+}
+
+// PinFirstAll implements BatchPinner: one read and one write of the file
+// for every tool of the list, rather than one each.
+func (s *FilePinStore) PinFirstAll(ctx context.Context, server string, hashes map[string]string) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("saving tool pins to %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pins, err := s.read()
+	if err != nil {
+		return nil, fmt.Errorf("saving tool pins: %w", err)
+	}
+	if pins[server] == nil {
+		pins[server] = map[string]string{}
+	}
+	got, added := make(map[string]string, len(hashes)), false
+	for tool, hash := range hashes {
+		if pin, ok := pins[server][tool]; ok {
+			got[tool] = pin
+			continue
+		}
+		pins[server][tool], got[tool], added = hash, hash, true
+	}
+	if added {
+		if err := s.write(pins); err != nil {
+			return nil, fmt.Errorf("saving tool pins to %s: %w", s.path, err)
+		}
+	}
+	return got, nil
 }
 
 // Save implements PinStore.

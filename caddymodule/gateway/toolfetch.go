@@ -79,6 +79,9 @@ func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 				return nil, err
 			}
 			tools = append(tools, page...)
+			if len(tools) > catalog.MaxTools {
+				return nil, fmt.Errorf("tools/list lists more than %d tools, more than the gateway keeps for a server", catalog.MaxTools)
+			}
 			if nextCursor == "" {
 				return nil, f.catalog.Learn(f.r.Context(), server, tools, asOf)
 			}
