@@ -74,10 +74,15 @@ func (x *exchange) forward() error {
 		err = x.pass(w, x.raw)
 	}
 	filterErr := finish(err)
-	if errors.Is(err, errUpstreamAborted) && filterErr != nil && !errors.Is(filterErr, replyfilter.ErrReplaced) {
+	if errors.Is(filterErr, replyfilter.ErrReplaced) {
+		// The reply was refused whole and answered with the gateway's
+		// error (logged as it was refused): the exchange is complete, and
+		// what the upstream's side made of the refusal is no error of it.
+		return nil
+	}
+	if errors.Is(err, errUpstreamAborted) && filterErr != nil {
 		// The gateway cut a stream it could not read: the client must
-		// see it cut, not ended. (A reply refused whole was answered
-		// with the gateway's error, which the client must get whole.)
+		// see it cut, not ended.
 		panic(http.ErrAbortHandler)
 	}
 	return errors.Join(err, filterErr)
