@@ -84,6 +84,18 @@ type Service struct {
 	// held maps calls held in this process (session and request id) to
 	// a channel closed when the client cancels them.
 	held map[string]chan struct{}
+
+	reportMu sync.Mutex
+	// reported is what the service last added to a pending gauge.
+	reported pendingReport
+}
+
+// pendingReport is a service's share of a pending gauge: services of one
+// instance (of different stores) share the gauge, each adding its own
+// count, so that none overwrites another's.
+type pendingReport struct {
+	gauge prometheus.Gauge
+	count float64
 }
 
 // sweepInterval is how often pending approvals are checked for expiry,
@@ -160,6 +172,7 @@ func (s *Service) CheckFormToken(token, user, id string) bool {
 func (s *Service) Close() error {
 	s.cancel()
 	s.work.Wait()
+	s.report(nil, 0)
 	return s.store.Close()
 }
 
@@ -474,5 +487,21 @@ func (s *Service) refreshPending(ctx context.Context) {
 		settings.Logger.Warn("counting pending approvals", zap.Error(err))
 		return
 	}
-	settings.Metrics.Pending.Set(float64(n))
+	s.report(settings.Metrics.Pending, float64(n))
+}
+
+// report makes the service's share of gauge count (nil: withdraws its
+// share, as when it stops), taking its share out of the gauge it last
+// reported to if that was another.
+func (s *Service) report(gauge prometheus.Gauge, count float64) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
+	if s.reported.gauge != nil && s.reported.gauge != gauge {
+		s.reported.gauge.Sub(s.reported.count)
+		s.reported = pendingReport{}
+	}
+	if gauge != nil {
+		gauge.Add(count - s.reported.count)
+		s.reported = pendingReport{gauge: gauge, count: count}
+	}
 }

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/mcpgate/mcpgate/internal/redistest"
 )
 
@@ -629,5 +632,38 @@ func TestRequestArgumentsBounded(t *testing.T) {
 	}
 	if _, err := s.Request(context.Background(), call(MaxArguments)); err != nil {
 		t.Errorf("arguments of %d bytes: %v; want an approval", MaxArguments, err)
+	}
+}
+
+// TestPendingGaugeShared: services of one instance (of different stores)
+// report to one pending gauge, each its own share, so that one's count
+// never overwrites another's; a stopped service takes its share out.
+func TestPendingGaugeShared(t *testing.T) {
+	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pending"})
+	start := func() *Service {
+		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
+			WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
+			DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+			CallbackURL:     testCallbackURL,
+			Timeout:         time.Minute,
+			Metrics:         &Metrics{Pending: gauge},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	busy, idle := start(), start()
+	defer idle.Close()
+	if _, err := busy.Request(context.Background(), &Call{Server: "s", Tool: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	idle.refreshPending(context.Background())
+	if got := testutil.ToFloat64(gauge); got != 1 {
+		t.Errorf("pending with one service holding one approval and another none: %v; want 1", got)
+	}
+	busy.Close()
+	if got := testutil.ToFloat64(gauge); got != 0 {
+		t.Errorf("pending after the busy service stopped: %v; want 0", got)
 	}
 }
