@@ -191,9 +191,10 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 
 // realm says where the callers' ids come from, for telling apart handlers
 // that front one upstream: the JWT issuer (placeholders replaced), or
-// Caddy's authentication ("" without an identity). Two Caddy
-// authentication providers on different routes both read "caddy": they
-// are the operator's to keep to one namespace of user ids.
+// Caddy's authentication and the placeholder read ("" without an
+// identity). Two Caddy authentication providers on different routes that
+// set the same placeholder read alike: they are the operator's to keep to
+// one namespace of user ids.
 func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
 	switch {
 	case cfg == nil:
@@ -201,6 +202,9 @@ func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
 	case cfg.Source == IdentityJWT:
 		return "jwt issuer " + strconv.Quote(repl.ReplaceAll(cfg.Issuer, ""))
 	default:
-		return cfg.Source
+		// The placeholder says which handler's user it is (a header
+		// anyone may set is not an authentication's user).
+		key, _ := userPlaceholder(cfg.User)
+		return cfg.Source + " " + strconv.Quote(key)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
@@ -13,12 +14,7 @@ import (
 // admit is the first stage: the request's origin must be allowed, and,
 // with an identity, the caller is identified.
 func (x *exchange) admit() error {
-	if len(x.r.Header.Values("Upgrade")) > 0 || httpguts.HeaderValuesContainsToken(x.r.Header.Values("Connection"), "upgrade") {
-		// An upgrade the upstream accepted would be a tunnel of raw bytes
-		// in both directions, which nothing decides. MCP needs none.
-		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
-			"protocol upgrades (Upgrade, Connection: upgrade) are not relayed: MCP over HTTP needs none")
-	}
+	dropUpgrade(x.r.Header)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
@@ -52,4 +48,31 @@ func (x *exchange) admit() error {
 	}
 	x.caller = user
 	return nil
+}
+
+// dropUpgrade takes a protocol upgrade request out of h (Upgrade,
+// HTTP2-Settings, and their tokens in Connection), as HTTP/1.1 lets a
+// server ignore one (RFC 9110 §7.8): an upgrade the upstream accepted
+// would be a tunnel of raw bytes in both directions, which nothing
+// decides, and MCP needs none. (A client probing for h2c, as curl --http2
+// does, goes on over HTTP/1.1.)
+func dropUpgrade(h http.Header) {
+	if len(h.Values("Upgrade")) == 0 && !httpguts.HeaderValuesContainsToken(h.Values("Connection"), "upgrade") {
+		return
+	}
+	h.Del("Upgrade")
+	h.Del("HTTP2-Settings")
+	var kept []string
+	for _, value := range h.Values("Connection") {
+		for token := range strings.SplitSeq(value, ",") {
+			token = strings.TrimSpace(token)
+			if token != "" && !strings.EqualFold(token, "upgrade") && !strings.EqualFold(token, "http2-settings") {
+				kept = append(kept, token)
+			}
+		}
+	}
+	h.Del("Connection")
+	if len(kept) > 0 {
+		h.Set("Connection", strings.Join(kept, ", "))
+	}
 }

@@ -614,10 +614,10 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 }
 
 // TestNoTunnelPastThePolicy: nothing turns the relay into a channel the
-// gateway does not read: a request asking for a protocol upgrade is
-// refused before it reaches the upstream, and an upstream that switches
-// protocols anyway, or redirects the client elsewhere, gets its reply
-// refused (502), with neither the switch nor the Location passed on.
+// gateway does not read: a request asking for a protocol upgrade goes on
+// without the request (the upstream never sees it), and an upstream that
+// switches protocols anyway, or redirects the client elsewhere, gets its
+// reply refused (502), with neither the switch nor the Location passed on.
 func TestNoTunnelPastThePolicy(t *testing.T) {
 	upgraded := 0
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -646,9 +646,9 @@ func TestNoTunnelPastThePolicy(t *testing.T) {
 		body                string
 		wantStatus          int
 	}{
-		{"GET asking for an upgrade", http.MethodGet, "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, "", http.StatusBadRequest},
-		{"POST asking for an upgrade", http.MethodPost, "", http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"mcp-raw"}}, ping, http.StatusBadRequest},
-		{"POST with Upgrade alone", http.MethodPost, "", http.Header{"Upgrade": {"h2c"}}, ping, http.StatusBadRequest},
+		{"GET asking for an upgrade", http.MethodGet, "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, "", http.StatusOK},
+		{"POST asking for an upgrade", http.MethodPost, "", http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"mcp-raw"}}, ping, http.StatusOK},
+		{"POST probing for h2c", http.MethodPost, "", http.Header{"Connection": {"Upgrade, HTTP2-Settings"}, "Upgrade": {"h2c"}, "HTTP2-Settings": {"AAMAAABkAAQAoAAAAAIAAAAA"}}, ping, http.StatusOK},
 		{"an upstream switching protocols unasked", http.MethodPost, "?reply=switch", nil, ping, http.StatusBadGateway},
 		{"an upstream redirecting (307)", http.MethodPost, "?reply=307", nil, ping, http.StatusBadGateway},
 		{"an upstream redirecting (302)", http.MethodPost, "?reply=302", nil, ping, http.StatusBadGateway},

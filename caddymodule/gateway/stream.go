@@ -86,5 +86,11 @@ func (x *exchange) stream() error {
 		stream.end()
 		g.sessions.legacy.close(rl.session, stream)
 	}
-	return errors.Join(err, finish())
+	filterErr := finish()
+	if errors.Is(filterErr, replyfilter.ErrReplaced) {
+		// Refused whole and answered with the gateway's error, logged as
+		// it was refused: the exchange is complete (see forward).
+		return nil
+	}
+	return errors.Join(err, filterErr)
 }

@@ -75,7 +75,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 		if err != nil {
 			g.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", name), zap.Error(err))
 		}
-		if defined && permission.Action == policy.ActionBlock {
+		if err != nil || defined && permission.Action == policy.ActionBlock {
 			continue
 		}
 		kept = append(kept, raw)

@@ -66,6 +66,7 @@ func TestOriginPolicy(t *testing.T) {
 		{"same origin on a public site", OriginPolicy{}, public, true, "gw.example.com", "https://gw.example.com", true},
 		{"rebinding on a plain-HTTP site off loopback", OriginPolicy{}, lan, false, "rebind.evil.example:8080", "http://rebind.evil.example:8080", false},
 		{"same origin by IP on a plain-HTTP site", OriginPolicy{}, lan, false, "192.168.1.5:8080", "http://192.168.1.5:8080", true},
+		{"an https origin behind a TLS-terminating proxy", OriginPolicy{}, lan, false, "app.example.com", "https://app.example.com", true},
 		{"same origin by IPv6 on a plain-HTTP site", OriginPolicy{}, lan, false, "[fd00::5]:8080", "http://[fd00::5]:8080", true},
 		{"configured origin on a plain-HTTP site", OriginPolicy{Allowed: []string{"http://app.example.com:8080"}}, lan, false, "gw.lan:8080", "http://app.example.com:8080", true},
 		{"foreign origin on a public site", OriginPolicy{}, public, true, "gw.example.com", "https://evil.example", false},

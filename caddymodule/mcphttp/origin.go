@@ -51,9 +51,10 @@ func (p OriginPolicy) Check(r *http.Request) error {
 	if !strings.EqualFold(u.Host, r.Host) {
 		return fmt.Errorf("origin %q is not this site's origin", origin)
 	}
-	if r.TLS == nil && net.ParseIP(hostOnly(r.Host)) == nil {
+	if r.TLS == nil && u.Scheme != "https" && net.ParseIP(hostOnly(r.Host)) == nil {
 		// A rebinding attacker's name, pointed at this address, makes
-		// its page's origin the Host it sends; over TLS it would need a
+		// its page's origin the Host it sends; over TLS (here, or at a
+		// proxy in front: the origin is https) it would need a
 		// certificate for that name, and an IP address is no one's name.
 		return fmt.Errorf("origin %q names this site, but over plain HTTP by a name DNS rebinding could point here: "+
 			"list the origins browsers may use in allowed_origins", origin)
