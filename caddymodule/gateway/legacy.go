@@ -141,6 +141,15 @@ func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) error {
 	_, firstPage := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, v := range verdicts {
+		if v.message.Kind != mcpmsg.KindRequest {
+			continue
+		}
+		if _, awaited := s.toolsLists[mcpmsg.CanonicalID(v.message.ID)]; awaited {
+			// Its answer and the awaited list's could not be told apart.
+			return fmt.Errorf("the id %s is the id of a tools/list still awaiting its answer in this session; use another", v.message.ID)
+		}
+	}
 	if len(s.toolsLists)+len(firstPage) > maxPendingPerSession {
 		return errTooManyToolsLists
 	}

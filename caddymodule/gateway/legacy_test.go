@@ -148,3 +148,53 @@ func TestBatchOfLaterRevisionRefused(t *testing.T) {
 		t.Errorf("HTTP %d %s (the upstream got %d requests); want 400 and nothing forwarded", r.status, r.body, len(up.ReceivedFromClients()))
 	}
 }
+
+// TestLegacyRequestIDNotReused: on an HTTP+SSE session, a request whose id
+// is the id of a tools/list still awaiting its answer is refused (never
+// forwarded): the two answers could not be told apart, and the list
+// could reach the client unfiltered.
+func TestLegacyRequestIDNotReused(t *testing.T) {
+	events := make(chan string, 16)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
+			w.(http.Flusher).Flush()
+			for {
+				select {
+				case e := <-events:
+					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
+					w.(http.Flusher).Flush()
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"initialize"`) {
+			events <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	given, ok, stream, stop := openLegacyStream(t, gw.URL)
+	defer stop()
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	send := func(body string) {
+		t.Helper()
+		post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	}
+	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`)
+	send(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)
+	send(`{"jsonrpc":"2.0","id":5,"method":"resources/list"}`)
+	if line := readLineWith(t, stream, `"id":5`); !strings.Contains(line, "still awaiting its answer") {
+		t.Errorf("the reused id was answered %s; want it refused", line)
+	}
+	if up.SawBodyContaining(`"resources/list"`) {
+		t.Error("the request with the reused id reached the upstream")
+	}
+}
