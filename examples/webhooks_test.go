@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,20 @@ func (m *slackMessage) mrkdwn() []string {
 	return texts
 }
 
+// plainText returns the message's plain_text section texts (which Slack
+// shows as written).
+func (m *slackMessage) plainText() []string {
+	var texts []string
+	for _, b := range m.Blocks {
+		if b.Type == "section" && b.Text != nil && b.Text.Type == "plain_text" {
+			if s, ok := b.Text.Text.(string); ok {
+				texts = append(texts, s)
+			}
+		}
+	}
+	return texts
+}
+
 // slackEscaped is text as a Slack mrkdwn text must carry it.
 var slackEscaped = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
@@ -187,8 +202,8 @@ var slackEscaped = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").R
 // caller's text.
 func TestSlackTemplate(t *testing.T) {
 	wantBlocks := map[string][]string{
-		"requested by a user, with an inbox":      {"header", "section", "section", "section", "section", "context", "actions"},
-		"requested anonymously, without an inbox": {"header", "section", "section", "section", "context"},
+		"requested by a user, with an inbox":      {"header", "section", "section", "section", "section", "section", "section", "context", "actions"},
+		"requested anonymously, without an inbox": {"header", "section", "section", "section", "section", "context"},
 		"cancelled": {"section", "context"},
 		"expired":   {"section", "context"},
 	}
@@ -248,13 +263,19 @@ func TestSlackTemplate(t *testing.T) {
 			if sample.event != approval.EventRequested {
 				return
 			}
-			for _, want := range []string{slackEscaped(sample.call.Server), "*Arguments*\n```", slackEscaped(sample.call.Reason), "*Decide by*\n<!date^"} {
+			for _, want := range []string{slackEscaped(sample.call.Server), "*Arguments*", "*Decide by*\n<!date^"} {
 				if !strings.Contains(texts, want) {
 					t.Errorf("the message lacks %q:\n%s", want, texts)
 				}
 			}
-			if title, ok := sample.call.Arguments["title"].(string); ok && !strings.Contains(texts, slackEscaped(jsonText(t, title))) {
-				t.Errorf("the arguments block does not show the title as JSON, escaped for Slack:\n%s", texts)
+			// What the caller wrote freely is plain text, shown as written:
+			// no mrkdwn formats, links or mentions it.
+			plain := strings.Join(m.plainText(), "\n")
+			if sample.call.Reason != "" && !strings.Contains(plain, sample.call.Reason) {
+				t.Errorf("the reason is not shown as written, in plain text:\n%s", plain)
+			}
+			if title, ok := sample.call.Arguments["title"].(string); ok && !strings.Contains(plain, jsonText(t, title)) {
+				t.Errorf("the arguments block does not show the title as JSON, in plain text:\n%s", plain)
 			}
 			who := "any reviewer"
 			if len(sample.call.Approvers) > 0 {
@@ -334,7 +355,10 @@ func TestTicketTemplate(t *testing.T) {
 			}
 			wantBody := []string{caller, sample.call.Tool}
 			if sample.event == approval.EventRequested {
-				wantBody = append(wantBody, sample.call.Reason)
+				// What the caller wrote, quoted: its line breaks shown as \n.
+				if sample.call.Reason != "" {
+					wantBody = append(wantBody, strconv.Quote(sample.call.Reason))
+				}
 				if got.inboxLink == "" {
 					wantBody = append(wantBody, "signed POST to https://gw.example.com/approvals/apr_")
 				} else {
