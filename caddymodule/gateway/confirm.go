@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -112,15 +114,23 @@ func (x *exchange) callerChannel() callerChannel {
 	return cannotAsk
 }
 
+// maxShownArguments bounds the arguments a confirmation shows, in bytes.
+const maxShownArguments = 4000
+
 // confirmation is what the caller is asked.
 func (x *exchange) confirmation(v verdict) map[string]any {
-	args, _ := json.MarshalIndent(v.message.Tool.Arguments, "", "  ")
-	if len(args) > 2000 {
-		args = append(args[:2000], []byte("\n…")...)
-	}
-	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", v.input.Server, v.message.Tool.Name, args)
+	// The arguments as written (not HTML-escaped: "&&" and ">" must read
+	// as they will run), with what could act on the display made visible,
+	// and a note of what did not fit.
+	var args bytes.Buffer
+	encoder := json.NewEncoder(&args)
+	encoder.SetEscapeHTML(false)
+	encoder.SetIndent("", "  ")
+	_ = encoder.Encode(v.message.Tool.Arguments)
+	shown := display.Cut(display.Block(strings.TrimSuffix(args.String(), "\n")), maxShownArguments)
+	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), v.message.Tool.Name, shown)
 	if v.decision.Reason != "" {
-		message += "\n\nWhy you are asked: " + v.decision.Reason
+		message += "\n\nWhy you are asked: " + display.Line(v.decision.Reason)
 	}
 	params := map[string]any{
 		"message":         message,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 func init() {
@@ -85,8 +86,10 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 		if a.Approver != "" && a.State != approval.Pending {
 			state += " by " + a.Approver
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, state, a.Server, a.Tool, a.User,
-			a.Waited(now).Round(time.Second), a.Arguments, a.Reason)
+		// What callers, servers and policies wrote, on one line each, with
+		// what could drive the terminal or fake a row made visible.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, display.Line(state), display.Line(a.Server), display.Line(a.Tool), display.Line(a.User),
+			a.Waited(now).Round(time.Second), display.Line(string(a.Arguments)), display.Line(a.Reason))
 	}
 	return caddy.ExitCodeSuccess, tw.Flush()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 func init() {
@@ -71,7 +72,7 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 		if t.Changed {
 			status = "CHANGED (blocked until accepted)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Server, t.Name, t.Category, status, t.Hash)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", display.Line(t.Server), display.Line(t.Name), t.Category, status, t.Hash)
 	}
 	return caddy.ExitCodeSuccess, tw.Flush()
 }

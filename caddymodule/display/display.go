@@ -1,0 +1,90 @@
+// Package display makes text that untrusted parties wrote (tool names
+// and arguments from an agent, descriptions from a server, reasons that
+// policies build from arguments) safe to show to the person who decides
+// on it: what they read is what runs.
+//
+// Control characters, bidirectional overrides, zero-width and other
+// format characters and line separators are shown as visible escapes
+// (⟨U+202E⟩) rather than acting on the display: they could reorder the
+// text of an argument, hide part of it, fake a new line, or drive a
+// terminal. (No library here does this for both terminals and pages;
+// golang.org/x/text has the character classes, the standard library's
+// unicode the categories used.)
+package display
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Line returns s for one line of a display: every character that could
+// act on the display, line breaks and tabs included, made visible.
+func Line(s string) string {
+	return visible(s, false)
+}
+
+// Block returns s for a block of lines: as Line, but line breaks kept.
+func Block(s string) string {
+	return visible(s, true)
+}
+
+// visible implements Line and Block.
+func visible(s string, keepNewlines bool) string {
+	if !needsEscape(s, keepNewlines) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !validAt(s, i):
+			b.WriteString("⟨invalid UTF-8⟩")
+		case r == '\n' && keepNewlines:
+			b.WriteRune(r)
+		case hidden(r):
+			fmt.Fprintf(&b, "⟨U+%04X⟩", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// needsEscape reports whether s holds anything visible would change.
+func needsEscape(s string, keepNewlines bool) bool {
+	for i, r := range s {
+		if r == utf8.RuneError && !validAt(s, i) || hidden(r) && !(r == '\n' && keepNewlines) {
+			return true
+		}
+	}
+	return false
+}
+
+// validAt reports whether the U+FFFD at byte i of s was written as such,
+// rather than standing for an invalid byte.
+func validAt(s string, i int) bool {
+	return strings.HasPrefix(s[i:], "\uFFFD")
+}
+
+// hidden reports whether r acts on a display rather than showing: a
+// control character (C0, C1, DEL), a format character (bidirectional
+// marks and overrides, zero-width characters, the byte order mark), or a
+// line or paragraph separator.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r)
+}
+
+// Cut returns s cut to at most limit bytes at a character boundary, with
+// a note of how many bytes were left out, so that what is not shown is
+// never taken for nothing.
+func Cut(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("\n⟨%d more bytes not shown⟩", len(s)-cut)
+}
