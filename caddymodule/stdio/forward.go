@@ -2,9 +2,11 @@ package stdio
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -81,7 +83,21 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	}
 	for _, msg := range msgs {
 		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
-			c := &call{reply: rep, token: progressToken(metaOf(request.Params)["progressToken"])}
+			raw := metaOf(request.Params)["progressToken"]
+			c := &call{reply: rep, token: progressToken(raw)}
+			if s.stateless && c.token != "" {
+				// A pooled process serves one client after another, whose
+				// tokens may be alike (SDKs count them from 0): the server
+				// gets a token of the gateway's, so that its progress
+				// about one client's request, however late, is never
+				// taken for another's.
+				own := strconv.Quote("mcpgate-progress-" + rand.Text())
+				if params, err := withMember(request.Params, "_meta", "progressToken", json.RawMessage(own)); err == nil {
+					request.Params = params
+					s.clientTokens[own] = raw
+					c.token = own
+				}
+			}
 			s.calls[request.ID] = c
 			if c.token != "" {
 				s.progress[c.token] = rep
@@ -230,6 +246,7 @@ func (s *session) forgetLocked(id jsonrpc.ID) {
 		if c.token != "" && s.progress[c.token] == c.reply {
 			delete(s.progress, c.token)
 		}
+		delete(s.clientTokens, c.token)
 	}
 }
 

@@ -140,3 +140,32 @@ func metaOf(params json.RawMessage) map[string]json.RawMessage {
 	}
 	return p.Meta
 }
+
+// withMember returns params with member name set to value: in params
+// itself (object ""), or in the object member object of params, made if
+// need be.
+func withMember(params json.RawMessage, object, name string, value json.RawMessage) (json.RawMessage, error) {
+	members := map[string]json.RawMessage{}
+	if len(params) > 0 {
+		if err := json.Unmarshal(params, &members); err != nil {
+			return nil, err
+		}
+	}
+	if object == "" {
+		members[name] = value
+		return json.Marshal(members)
+	}
+	inner := map[string]json.RawMessage{}
+	if raw, ok := members[object]; ok {
+		if err := json.Unmarshal(raw, &inner); err != nil {
+			return nil, err
+		}
+	}
+	inner[name] = value
+	encoded, err := json.Marshal(inner)
+	if err != nil {
+		return nil, err
+	}
+	members[object] = encoded
+	return json.Marshal(members)
+}

@@ -50,6 +50,28 @@ func (s *session) route(msg jsonrpc.Message) {
 		return
 	}
 	request := msg.(*jsonrpc.Request)
+	token := ""
+	if request.Method == "notifications/progress" {
+		token = notifiedToken(request.Params)
+	}
+	if s.stateless && token != "" {
+		// Back to the client's own token (see forward); progress on a
+		// token the gateway did not give goes to no one.
+		s.mu.Lock()
+		own, ok := s.clientTokens[token]
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
+		params, err := withMember(request.Params, "", "progressToken", own)
+		if err != nil {
+			return
+		}
+		request.Params = params
+		if data, err = jsonrpc.EncodeMessage(request); err != nil {
+			return
+		}
+	}
 	if s.stateless && request.IsCall() {
 		s.refuse(request, jsonrpc.CodeMethodNotFound,
 			"the client is stateless (MCP 2026-07-28) and cannot answer server requests; connect with a session to use sampling, elicitation or roots")
@@ -57,7 +79,7 @@ func (s *session) route(msg jsonrpc.Message) {
 	}
 	for {
 		s.mu.Lock()
-		target, dropped := s.targetLocked(request)
+		target, dropped := s.targetLocked(request, token)
 		s.mu.Unlock()
 		if dropped != nil {
 			s.refuse(dropped, codeServerError, "the client had no stream open to receive this request")
@@ -73,16 +95,17 @@ func (s *session) route(msg jsonrpc.Message) {
 }
 
 // targetLocked chooses the reply that carries a request or notification
-// from the server. When there is none it keeps the message in the backlog
+// from the server (token: a progress notification's, as the server sent
+// it). When there is none it keeps the message in the backlog
 // (a stateless session drops it: its client reads only its own reply),
 // and returns nil and, if the backlog overflowed with a request, that
 // request, for the caller to refuse.
-func (s *session) targetLocked(request *jsonrpc.Request) (target *reply, dropped *jsonrpc.Request) {
+func (s *session) targetLocked(request *jsonrpc.Request, token string) (target *reply, dropped *jsonrpc.Request) {
 	if s.ended != nil {
 		return nil, nil
 	}
-	if request.Method == "notifications/progress" {
-		if target := s.progress[notifiedToken(request.Params)]; target != nil {
+	if token != "" {
+		if target := s.progress[token]; target != nil {
 			return target, nil
 		}
 	}

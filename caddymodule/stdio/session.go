@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"slices"
@@ -40,6 +41,10 @@ type session struct {
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
+	// clientTokens map, in a stateless session, the progress tokens the
+	// gateway gave the server in place of its clients' (see forward) to
+	// the clients' own.
+	clientTokens map[string]json.RawMessage
 	// posts are the open replies to POSTs that carry what the server sends
 	// of its own accord when there is no GET stream (see route), oldest
 	// first; get is the open GET stream.
@@ -75,16 +80,17 @@ func (e *ending) Error() string { return e.message }
 
 func newSession(srv *Server, id string, proc *process, stateless bool, logger *zap.Logger, onStopped func()) *session {
 	s := &session{
-		id:        id,
-		srv:       srv,
-		proc:      proc,
-		logger:    logger,
-		stateless: stateless,
-		onStopped: onStopped,
-		done:      make(chan struct{}),
-		stopped:   make(chan struct{}),
-		calls:     make(map[jsonrpc.ID]*call),
-		progress:  make(map[string]*reply),
+		id:           id,
+		srv:          srv,
+		proc:         proc,
+		logger:       logger,
+		stateless:    stateless,
+		onStopped:    onStopped,
+		done:         make(chan struct{}),
+		stopped:      make(chan struct{}),
+		calls:        make(map[jsonrpc.ID]*call),
+		progress:     make(map[string]*reply),
+		clientTokens: make(map[string]json.RawMessage),
 	}
 	s.idle = time.AfterFunc(srv.cfg.IdleTimeout, func() {
 		s.end(&ending{message: "the session was idle for " + srv.cfg.IdleTimeout.String() + " and has ended; initialize a new one"})

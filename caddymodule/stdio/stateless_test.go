@@ -119,14 +119,17 @@ func TestStatelessPool(t *testing.T) {
 // TestStatelessPoolKeepsClientsApart: what a pooled process sends about a
 // stateless client's request after answering it (progress on that
 // request's token, as work outliving its answer does) never reaches the
-// next client the process serves.
+// next client the process serves, even one whose request has the same id
+// and progress token.
 func TestStatelessPoolKeepsClientsApart(t *testing.T) {
 	url := testServer(t, stdiotest.ModeServe, stdio.Config{StatelessPool: 1, InitTimeout: 5 * time.Second}, nil)
 	version := []string{"Mcp-Protocol-Version", "2026-07-28"}
 	if status, _, body := post(t, url, stateless(1, "tools/call", `"name":"linger","arguments":{"text":"A","steps":10}`), version...); status != http.StatusOK || toolText(t, body) != "lingering" {
 		t.Fatalf("client A: %d %s", status, body)
 	}
-	status, _, body := post(t, url, stateless(2, "tools/call", `"name":"wait","arguments":{"steps":50}`), version...)
+	// The same id, and so the same progress token: SDK clients count
+	// both from 0, each on its own.
+	status, _, body := post(t, url, stateless(1, "tools/call", `"name":"wait","arguments":{"steps":50}`), version...)
 	if status != http.StatusOK || !strings.Contains(body, "waited") {
 		t.Fatalf("client B: %d %s", status, body)
 	}
