@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -142,7 +143,11 @@ func (h *Handler) decideFromInbox(w http.ResponseWriter, r *http.Request, user s
 		return refuse(Status(err), err)
 	}
 	// The page shows how the approval stands, whoever decided first.
-	http.Redirect(w, r, r.URL.Path+"?decided="+url.QueryEscape(id), http.StatusSeeOther)
+	// The page's own path, with one leading slash: "//host/" (a page
+	// mounted at a site's root, reached by such a path) would send the
+	// browser to another host.
+	page := "/" + strings.TrimLeft(r.URL.Path, "/\\")
+	http.Redirect(w, r, page+"?decided="+url.QueryEscape(id), http.StatusSeeOther)
 	return nil
 }
 

@@ -357,3 +357,22 @@ func TestInboxCallerNeverDecidesOwnCall(t *testing.T) {
 		})
 	}
 }
+
+// TestInboxRedirectStaysOnTheSite: after a decision, the browser is sent
+// back to the page on the same site, even when the page's path (an inbox
+// mounted at a site's root) begins with "//" or "/\".
+func TestInboxRedirectStaysOnTheSite(t *testing.T) {
+	for _, path := range []string{"//evil.example/", "/\\evil.example/"} {
+		s, a := oneApproval(t, nil, false)
+		h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{s})
+		form := url.Values{"id": {a.ID}, "token": {s.FormToken("alice", a.ID)}, "decision": {"approve"}}
+		req := inboxRequest(http.MethodPost, "http://gw.example"+path, "alice", form)
+		req.URL.Path = path
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		rec, refused := serve(t, h, req)
+		location := rec.Header().Get("Location")
+		if refused != nil || !strings.HasPrefix(location, "/") || strings.HasPrefix(location, "//") || strings.Contains(location, "\\") {
+			t.Errorf("path %q: redirected to %q (%v); want a path on this site", path, location, refused)
+		}
+	}
+}
