@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -196,5 +197,35 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 	}
 	if up.SawBodyContaining(`"resources/list"`) {
 		t.Error("the request with the reused id reached the upstream")
+	}
+}
+
+// TestReplayedToolsListFiltered: a tools/list result an upstream replays
+// on a resumed GET stream is filtered as one, even when the session no
+// longer remembers asking for it: a blocked tool is never listed.
+func TestReplayedToolsListFiltered(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "id: 7\ndata: "+`{"jsonrpc":"2.0","id":"lost-42","result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`+"\n\n")
+		default:
+			body, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(body), `"initialize"`) {
+				w.Header().Set("Mcp-Session-Id", "raw-1")
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	session := initialize(t, gw.URL, nil)
+	r := send(t, clienttest.NewRequest(t, http.MethodGet, gw.URL, http.Header{
+		"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}, "Accept": {"text/event-stream"}, "Last-Event-ID": {"6"}, "Content-Type": {""},
+	}, nil))
+	if !strings.Contains(string(r.body), `"echo"`) || strings.Contains(string(r.body), `"peek"`) {
+		t.Errorf("the replayed list reached the client as %s; want it filtered (echo listed, peek hidden)", r.body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
@@ -30,9 +31,11 @@ func (x *exchange) stream() error {
 				if request, listed := stream.toolsList(id); listed {
 					return x.hideBlockedTools(rl.version, result, request.firstPage, request.asOf)
 				}
-			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) {
+			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) || isToolsList(result) {
 				// The response to a tools/list whose POST stream was
-				// lost, replayed on a resumed stream.
+				// lost, replayed on a resumed stream (also one the
+				// session no longer remembers asking for: a result that
+				// reads as a tools list is filtered as one).
 				// Not a first page: nothing is marked current.
 				return x.hideBlockedTools(rl.version, result, false, 0)
 			}
@@ -93,4 +96,10 @@ func (x *exchange) stream() error {
 		return nil
 	}
 	return errors.Join(err, filterErr)
+}
+
+// isToolsList reports whether a result reads as a tools/list result.
+func isToolsList(result []byte) bool {
+	_, _, err := catalog.ParseToolsList(result)
+	return err == nil
 }
