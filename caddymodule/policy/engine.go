@@ -349,7 +349,14 @@ func (e *Engine) reloaded(err error) {
 
 // skipNonPolicyFiles is a loader filter: it keeps folders, Rego modules
 // other than tests, and data files.
-func skipNonPolicyFiles(_ string, info fs.FileInfo, _ int) bool {
+func skipNonPolicyFiles(_ string, info fs.FileInfo, depth int) bool {
+	if depth > 0 && strings.HasPrefix(info.Name(), ".") {
+		// Hidden entries are not the policy: version control, editors'
+		// files, and the timestamped folders a Kubernetes ConfigMap
+		// mount keeps beside the links to its files (read through those
+		// links, each once).
+		return true
+	}
 	return !info.IsDir() && !isPolicyFile(info.Name())
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -28,9 +29,14 @@ type policyWatcher struct {
 	files map[string]bool
 	// dirs are the watched folders: true for folders whose files all load
 	// (given as folders, or inside one), false for folders watched only
-	// for a file in files.
+	// for a file in files or a folder in roots.
 	dirs map[string]bool
-	done chan struct{}
+	// roots are the paths given as folders, each with the folder it
+	// resolved to (through a symbolic link, perhaps): their parents are
+	// watched too, so that a folder replaced, or a link swapped, is
+	// watched afresh.
+	roots map[string]string
+	done  chan struct{}
 }
 
 // watchPolicy starts watching paths (files, and folders recursively).
@@ -45,13 +51,14 @@ func watchPolicy(paths []string, logger *zap.Logger, reload func()) (*policyWatc
 		reload: reload,
 		files:  map[string]bool{},
 		dirs:   map[string]bool{},
+		roots:  map[string]string{},
 		done:   make(chan struct{}),
 	}
 	for _, path := range paths {
 		path = filepath.Clean(path)
 		info, err := os.Stat(path)
 		if err == nil && info.IsDir() {
-			err = w.addTree(path)
+			err = errors.Join(w.addRoot(path), w.addDir(filepath.Dir(path), false))
 		} else if err == nil {
 			w.files[path] = true
 			err = w.addDir(filepath.Dir(path), false)
@@ -64,7 +71,19 @@ func watchPolicy(paths []string, logger *zap.Logger, reload func()) (*policyWatc
 	return w, nil
 }
 
-// addTree watches root and every folder below it.
+// addRoot watches a folder given as a policy path, and the folders below
+// it, through a symbolic link if it is one.
+func (w *policyWatcher) addRoot(root string) error {
+	resolved, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return err
+	}
+	w.roots[root] = resolved
+	return w.addTree(resolved)
+}
+
+// addTree watches root and every folder below it but hidden ones (which
+// the policy does not load; see skipNonPolicyFiles).
 func (w *policyWatcher) addTree(root string) error {
 	return filepath.WalkDir(root, func(path string, entry fs.DirEntry, err error) error {
 		if err != nil {
@@ -72,6 +91,9 @@ func (w *policyWatcher) addTree(root string) error {
 		}
 		if !entry.IsDir() {
 			return nil
+		}
+		if path != root && strings.HasPrefix(entry.Name(), ".") {
+			return filepath.SkipDir
 		}
 		return w.addDir(path, true)
 	})
@@ -126,8 +148,24 @@ func (w *policyWatcher) changed(event fsnotify.Event) bool {
 	if w.files[name] {
 		return true
 	}
+	if resolved, isRoot := w.roots[name]; isRoot {
+		// The folder (or the link to it) was replaced, removed or made:
+		// what it is now is watched afresh.
+		w.forgetTree(resolved)
+		if info, err := os.Stat(name); err == nil && info.IsDir() {
+			if err := w.addRoot(name); err != nil {
+				w.logger.Error("watching policy failed", zap.String("path", name), zap.Error(err))
+			}
+		}
+		return true
+	}
 	if !w.dirs[filepath.Dir(name)] {
 		return false
+	}
+	if strings.HasPrefix(filepath.Base(name), ".") {
+		// A hidden entry the policy reads through links (a Kubernetes
+		// ConfigMap swaps its ..data link to publish new files).
+		return event.Has(fsnotify.Create) || event.Has(fsnotify.Rename) || event.Has(fsnotify.Remove)
 	}
 	if event.Has(fsnotify.Create) {
 		if info, err := os.Stat(name); err == nil && info.IsDir() {
