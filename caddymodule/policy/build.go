@@ -98,6 +98,13 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	if len(all) == 0 {
 		return nil, fmt.Errorf("no Rego modules found in %s", origin)
 	}
+	if hasMember(b.data, "mcp", "permissions") && hasMember(data, "mcp", "permissions") {
+		// Merged member by member, a section or tool entry of the policy's
+		// data would override the configuration's table where the table
+		// is silent (a server's section allowing what the table's
+		// category blocks): the table is the configuration's alone.
+		return nil, fmt.Errorf("policy data from %s sets data.mcp.permissions, which the gateway's permissions table sets: give the table in one place", origin)
+	}
 	data, err := mergeData(data, b.data, ast.DefaultRootRef)
 	if err != nil {
 		return nil, fmt.Errorf("policy data from %s conflicts with the gateway's configuration: %w", origin, err)
@@ -255,4 +262,19 @@ func mergeData(base, extra map[string]any, at ast.Ref) (map[string]any, error) {
 		merged[key] = sub
 	}
 	return merged, nil
+}
+
+// hasMember reports whether data holds the member at path.
+func hasMember(data map[string]any, path ...string) bool {
+	var value any = data
+	for _, name := range path {
+		object, ok := value.(map[string]any)
+		if !ok {
+			return false
+		}
+		if value, ok = object[name]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -312,12 +312,17 @@ decision := {"action": data.mcp.permissions.tools[input.tool.name], "reason": da
 	}{
 		{"merged beside file data", map[string]string{"note.json": `{"mcp": {"note": "from a file"}}`},
 			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "from a file", ""},
-		{"merged into the same object", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": {"tools": {"u": "block"}}}}`},
-			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "n", ""},
-		{"same leaf", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": {"tools": {"t": "block"}}}}`},
-			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}}, "", `data.mcp.permissions.tools.t is set twice`},
-		{"object against a value", map[string]string{"note.json": `{"mcp": {"note": "n", "permissions": "none"}}`},
-			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{}}}}, "", `data.mcp.permissions is set twice`},
+		{"merged into the same object", map[string]string{"note.json": `{"mcp": {"note": "n", "other": {"u": "block"}}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}, "other": map[string]any{"t": "x"}}}, "n", ""},
+		{"same leaf", map[string]string{"note.json": `{"mcp": {"note": "n", "other": {"t": "block"}}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}, "other": map[string]any{"t": "x"}}}, "", `data.mcp.other.t is set twice`},
+		{"object against a value", map[string]string{"note.json": `{"mcp": {"note": "n", "other": "none"}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}, "other": map[string]any{}}}, "", `data.mcp.other is set twice`},
+		// The permissions table is the configuration's alone: merged, a
+		// data file's entries would override it where it is silent (a
+		// server's section allowing what the table's category blocks).
+		{"the permissions table added to", map[string]string{"extra.json": `{"mcp": {"permissions": {"servers": {"tracker": {"destructive": "allow"}}, "tools": {"drop_db": "allow"}}}}`},
+			map[string]any{"mcp": map[string]any{"permissions": map[string]any{"destructive": "block", "tools": map[string]any{"t": "allow"}}}}, "", `sets data.mcp.permissions, which the gateway's permissions table sets`},
 		{"against a rule", nil,
 			map[string]any{"mcp": map[string]any{"decision": "allow"}}, "", "compiling policy"},
 		{"not JSON", nil, map[string]any{"mcp": make(chan int)}, "", "not a JSON document"},
