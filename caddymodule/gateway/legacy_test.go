@@ -66,6 +66,26 @@ func readLineWith(t *testing.T, stream *bufio.Reader, want string) string {
 	}
 }
 
+// legacySession opens an HTTP+SSE session through the gateway at url and
+// initializes it (2024-11-05); it returns how to post a message on the
+// session, and the session's stream.
+func legacySession(t *testing.T, url string) (send func(body string) reply, stream *bufio.Reader) {
+	t.Helper()
+	given, ok, stream, stop := openLegacyStream(t, url)
+	t.Cleanup(stop)
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(url, "/mcp") + given
+	send = func(body string) reply {
+		t.Helper()
+		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	}
+	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`)
+	return send, stream
+}
+
 // TestLegacyEndpointStaysOnTheGateway: an HTTP+SSE upstream whose endpoint
 // event names a path that a client would read as another host ("//host",
 // "/\\host", a tab WHATWG readers drop) never sends the client there: the
@@ -114,18 +134,7 @@ func TestLegacyToolListsFiltered(t *testing.T) {
 	u := upstreamtest.Unstarted("legacy", nil, upstreamTools)
 	up := u.Start(t, mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return u.Server }, nil))
 	gw := startGateway(t, up.URL, gatewayOptions{})
-	given, ok, stream, stop := openLegacyStream(t, gw.URL)
-	defer stop()
-	if !ok {
-		t.Fatal("no endpoint")
-	}
-	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
-	send := func(body string) reply {
-		t.Helper()
-		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
-	}
-	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
-	readLineWith(t, stream, `"id":0`)
+	send, stream := legacySession(t, gw.URL)
 	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	for i := range 70 {
 		send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{"cursor":"bogus"}}`, 100+i))
@@ -178,18 +187,7 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{})
-	given, ok, stream, stop := openLegacyStream(t, gw.URL)
-	defer stop()
-	if !ok {
-		t.Fatal("no endpoint")
-	}
-	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
-	send := func(body string) {
-		t.Helper()
-		post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
-	}
-	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
-	readLineWith(t, stream, `"id":0`)
+	send, stream := legacySession(t, gw.URL)
 	send(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)
 	send(`{"jsonrpc":"2.0","id":5,"method":"resources/list"}`)
 	if line := readLineWith(t, stream, `"id":5`); !strings.Contains(line, "still awaiting its answer") {
