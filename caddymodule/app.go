@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -39,6 +40,9 @@ type names struct {
 	// realms maps each upstream to where its handler's callers' ids come
 	// from (see IdentityConfig.realm), when it identifies callers.
 	realms map[string]string
+	// approvals maps each approval service (store and instance) to the
+	// settings its handlers gave it (see resolvedApproval.fingerprint).
+	approvals map[string]string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,7 +50,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}}}
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{}}}
 		},
 	}
 }
@@ -145,6 +149,22 @@ func (a *App) claim(server, upstream string, explicit bool, realm string) error 
 	if realm != "" {
 		claims.realms[upstream] = realm
 	}
+	return nil
+}
+
+// claimApprovals records that a handler gives the approval service key
+// (its store and instance) the settings fingerprint; handlers of one
+// configuration that give one service different settings are refused, as
+// the service would run with whichever loaded last.
+func (a *App) claimApprovals(key, fingerprint string) error {
+	claims := a.names
+	claims.mu.Lock()
+	defer claims.mu.Unlock()
+	if other, taken := claims.approvals[key]; taken && other != fingerprint {
+		return errors.New("two mcp_policy handlers share an approval service (one store and instance) with different approval settings: " +
+			"it would run with one of them, announcing and letting be decided the other's calls by its webhooks and secrets; give each its own `instance`")
+	}
+	claims.approvals[key] = fingerprint
 	return nil
 }
 

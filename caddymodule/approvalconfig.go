@@ -463,3 +463,23 @@ func absoluteURL(s string) (string, error) {
 	}
 	return s, nil
 }
+
+// fingerprint names the settings that handlers sharing one approval
+// service (one store and instance) must agree on: the service runs with
+// one set, and a second handler's would silently replace the first's
+// (its webhooks, and who may decide its calls).
+func (r *resolvedApproval) fingerprint() string {
+	var b strings.Builder
+	for _, w := range r.settings.Webhooks {
+		fmt.Fprintf(&b, "webhook %q %q\n", w.URL, w.ContentType)
+	}
+	for _, secret := range r.settings.WebhookSecrets {
+		fmt.Fprintf(&b, "webhook secret %s\n", secret.ID())
+	}
+	for _, secret := range r.settings.DecisionSecrets {
+		fmt.Fprintf(&b, "decision secret %s\n", secret.ID())
+	}
+	fmt.Fprintf(&b, "callback %q inbox %q timeout %s hold %s keepalive %s\n",
+		r.settings.CallbackURL, r.settings.InboxURL, r.settings.Timeout, r.hold, r.keepalive)
+	return b.String()
+}

@@ -1397,3 +1397,35 @@ func TestSecretRotation(t *testing.T) {
 		t.Errorf("approved after the rotation, the call answered %q", resultText(res))
 	}
 }
+
+// TestApprovalSettingsOfOneServiceAgree: handlers that share an approval
+// service (one store and instance) with different approval settings are
+// refused at load, since the service would run with one of them; with an
+// instance each, or with the same settings, they load.
+func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	tests := []struct {
+		name          string
+		first, second []string
+		wantErr       string
+	}{
+		{"the same settings", nil, nil, ""},
+		{"other durations, one instance", []string{"timeout 1m"}, []string{"timeout 2m"}, "different approval settings"},
+		{"another callback URL, one instance", nil, []string{"inbox_url https://gw.example.com/approvals/"}, "different approval settings"},
+		{"other durations, an instance each", []string{"timeout 1m", "instance a"}, []string{"timeout 2m", "instance b"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			err := loadCaddyfile(t, globalOptions(t)+
+				approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", tt.first...)+
+				approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", tt.second...))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("refused: %v; want it loaded", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("%v; want it refused with %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -312,6 +312,9 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if err != nil {
 			return err
 		}
+		if err := app.claimApprovals(resolved.poolKey(), resolved.fingerprint()); err != nil {
+			return err
+		}
 		var audit *zap.Logger
 		if cfg.Audit != nil {
 			audit = cfg.Audit.Logger
