@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // TestCaddyfileDecisionCache checks how decision_cache reads: a size, off,
@@ -142,6 +143,26 @@ func TestCaddyfileInbox(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
 			case tc.wantErr == "" && !reflect.DeepEqual(h.Inbox.CallerIDs, tc.wantCallerIDs):
 				t.Errorf("caller ids %v, want %v", h.Inbox.CallerIDs, tc.wantCallerIDs)
+			}
+		})
+	}
+}
+
+// TestOriginsAndPinsRefused: allowed origins that are empty or "null"
+// (which any page can send), and a pins file that names nothing once its
+// placeholders are replaced, do not load.
+func TestOriginsAndPinsRefused(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	for _, tc := range []struct{ name, lines, wantErr string }{
+		{"null", "allowed_origins null", `allowed_origins "null"`},
+		{"an unset placeholder", "allowed_origins {env.MCPGATE_TEST_UNSET_ORIGIN}", "is empty once its placeholders are replaced"},
+		{"a pins file from an unset placeholder", "pins_file {env.MCPGATE_TEST_UNSET_PINS}", "names no file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", "policy testdata/policy\n\t\t"+tc.lines, up.URL))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%v; want it refused with %q", err, tc.wantErr)
 			}
 		})
 	}

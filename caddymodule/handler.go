@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -197,13 +198,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
+	origins, err := h.allowedOrigins(repl)
+	if err != nil {
+		return errors.Join(fmt.Errorf("mcp_policy: %w", err), engine.Close())
+	}
 	cfg := gateway.Config{
 		Engine:       engine,
 		Server:       h.Server,
 		Upstream:     h.Upstream,
 		MaxBody:      h.MaxBody,
 		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth},
-		Origins:      mcphttp.OriginPolicy{Allowed: h.AllowedOrigins},
+		Origins:      mcphttp.OriginPolicy{Allowed: origins},
 		LogArguments: h.LogArguments,
 		ForwardToken: h.ForwardToken,
 		Host:         caddyHost,
@@ -282,7 +287,11 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	}
 	switch {
 	case h.PinsFile != "":
-		h.pins = pinSource{file: repl.ReplaceKnown(h.PinsFile, "")}
+		file := repl.ReplaceKnown(h.PinsFile, "")
+		if strings.TrimSpace(file) == "" {
+			return fmt.Errorf("pins_file %q names no file once its placeholders are replaced", h.PinsFile)
+		}
+		h.pins = pinSource{file: file}
 	case h.Approval != nil && h.Approval.Store == storeRedis:
 		h.pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, "")}
 	default:
@@ -470,3 +479,21 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// allowedOrigins returns the allowed origins, placeholders replaced. An
+// empty one and "null" are refused: "null" is the origin of sandboxed
+// frames and data: documents, which any page can make.
+func (h *Handler) allowedOrigins(repl *caddy.Replacer) ([]string, error) {
+	origins := make([]string, 0, len(h.AllowedOrigins))
+	for _, origin := range h.AllowedOrigins {
+		resolved := strings.TrimSpace(repl.ReplaceKnown(origin, ""))
+		switch {
+		case resolved == "":
+			return nil, fmt.Errorf("allowed_origins %q is empty once its placeholders are replaced", origin)
+		case strings.EqualFold(resolved, "null"):
+			return nil, errors.New(`allowed_origins "null" would let any page in (sandboxed frames and data: documents send it): list real origins`)
+		}
+		origins = append(origins, resolved)
+	}
+	return origins, nil
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
@@ -60,6 +61,11 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		key, err := userPlaceholder(cfg.User)
 		if err != nil {
 			return nil, err
+		}
+		if strings.HasPrefix(key, "http.request.header.") {
+			caddy.Log().Named("mcp_policy").Warn("identity caddy reads the caller from a request header: only an authentication handler "+
+				"that sets it (forward_auth's copy_headers, which drops the client's own) makes it a user; otherwise any client can name any user",
+				zap.String("placeholder", "{"+key+"}"))
 		}
 		return &gateway.Identity{AuthenticatedUser: func(r *http.Request) string {
 			// Get, not a replacement: a placeholder nothing set is left
