@@ -184,7 +184,11 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 		return nil, d.ArgErr()
 	}
 	c := new(ApprovalConfig)
+	given := onceEach{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.check(d, "callback_url", "inbox_url", "timeout", "keepalive", "hold", "store", "instance"); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "webhook":
 			webhooks, err := unmarshalWebhook(d)

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -78,7 +79,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := onceEach{}
 	for d.NextBlock(0) {
+		if err := given.check(d, "decision", "server", "upstream", "max_body", "max_depth", "eval_timeout",
+			"decision_cache", "bundle", "disable_watch", "log_arguments", "forward_token", "pins_file"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "policy":
 			paths := d.RemainingArgs()
@@ -224,3 +230,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// onceEach refuses a subdirective that takes one value when it is given
+// twice in a block: the second would silently replace the first.
+type onceEach map[string]bool
+
+// check records d's current subdirective if it is one of single, and
+// refuses it when it was given before.
+func (given onceEach) check(d *caddyfile.Dispenser, single ...string) error {
+	name := d.Val()
+	if !slices.Contains(single, name) {
+		return nil
+	}
+	if given[name] {
+		return d.Errf("%s given twice", name)
+	}
+	given[name] = true
+	return nil
+}

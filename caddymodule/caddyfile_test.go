@@ -167,3 +167,26 @@ func TestOriginsAndPinsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfileOnceEach: a subdirective that takes one value, given twice
+// in a block, is refused rather than silently replaced by the second.
+func TestCaddyfileOnceEach(t *testing.T) {
+	for _, tc := range []struct{ name, block, wantErr string }{
+		{"server", "server a\n\tserver b", "server given twice"},
+		{"pins_file", "pins_file a.json\n\tpins_file b.json", "pins_file given twice"},
+		{"an approval's callback_url", "approval {\n\t\tcallback_url https://a/approvals\n\t\tcallback_url https://b/approvals\n\t}", "callback_url given twice"},
+		{"an approval's instance", "approval {\n\t\tinstance a\n\t\tinstance b\n\t}", "instance given twice"},
+		{"policies and session keys add up", "policy a\n\tpolicy b\n\tsession_keys k1\n\tsession_keys k2", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h caddymodule.Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\t" + tc.block + "\n}"))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
