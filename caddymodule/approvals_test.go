@@ -243,12 +243,14 @@ func approvalSite(port int, up *upstreamtest.Upstream, webhook, callbacks string
 
 // approvalSiteWith is approvalSite with other policy lines.
 func approvalSiteWith(port int, policy string, up *upstreamtest.Upstream, webhook, callbacks string, lines ...string) string {
+	if !strings.Contains(policy, "server ") {
+		policy += "\n\t\tserver test"
+	}
 	return fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
 	mcp_policy {
 		%s
-		server test
 		upstream test
 		approval {
 			webhook %s
