@@ -159,14 +159,6 @@ func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) error {
 	return nil
 }
 
-// answered forgets the tools/list request a response (a result or an
-// error) answers.
-func (s *legacyStream) answered(id []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.toolsLists, mcpmsg.CanonicalID(id))
-}
-
 // toolsList returns the tools/list request of the session with this id,
 // and forgets it; ok is false when there is none.
 func (s *legacyStream) toolsList(id []byte) (request pendingToolsList, ok bool) {

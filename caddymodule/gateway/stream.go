@@ -77,7 +77,7 @@ func (x *exchange) stream() error {
 			// An error answers a tools/list as a result does: it is
 			// no longer awaited.
 			if stream != nil {
-				stream.answered(m.ID)
+				stream.toolsList(m.ID)
 			} else if rl.session.id != "" {
 				g.sessions.toolsLists.take(rl.session, m.ID)
 			}
