@@ -67,15 +67,12 @@ func (r *Redis) Check(ctx context.Context, key string, rule Rule) (Result, error
 	}
 	// ResetAfter is how long until the bucket is full again: it holds
 	// Burst less that many emission intervals (read as remaining reads
-	// it, a tick early, past redis_rate's floating-point noise).
+	// it, a tick early, past redis_rate's floating-point noise). A call
+	// now would add one interval to it.
 	interval := rule.Per / time.Duration(rule.Events)
 	missing := res.ResetAfter - time.Duration(rule.Burst-1)*interval
 	if missing <= time.Microsecond {
-		used := 0
-		if res.ResetAfter > time.Microsecond {
-			used = int(math.Ceil(float64(res.ResetAfter-time.Microsecond) / float64(interval)))
-		}
-		return Result{Allowed: true, Remaining: rule.Burst - used - 1}, nil
+		return Result{Allowed: true, Remaining: remaining(rule, res.ResetAfter+interval)}, nil
 	}
 	return Result{RetryAfter: missing.Truncate(time.Microsecond) + time.Microsecond}, nil
 }
