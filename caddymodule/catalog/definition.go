@@ -7,10 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // hashedFields are the members of a tool object that make up its definition
@@ -29,17 +30,13 @@ var (
 )
 
 // checkCase refuses a member whose name differs from one of known only by
-// case: a client that reads names case-insensitively (Go's encoding/json)
-// would read it as that member, which the gateway does not (it reads names
-// exactly): the tool it hides or hashes would not be the one the client
-// sees.
+// case (see mcpmsg.CaseVariant): a client that reads names
+// case-insensitively (Go's encoding/json) would read it as that member,
+// which the gateway does not (it reads names exactly): the tool it hides or
+// hashes would not be the one the client sees.
 func checkCase(members map[string]jsontext.Value, known []string, where string) error {
-	for name := range members {
-		for _, k := range known {
-			if name != k && strings.EqualFold(name, k) {
-				return fmt.Errorf("%smember %q differs from %q only by case", where, name, k)
-			}
-		}
+	if name, of, found := mcpmsg.CaseVariant(members, known...); found {
+		return fmt.Errorf("%smember %q differs from %q only by case", where, name, of)
 	}
 	return nil
 }

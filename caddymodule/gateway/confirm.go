@@ -377,10 +377,8 @@ func elicitationAction(raw []byte) string {
 	if err := jsonv2.Unmarshal(raw, &response); err != nil || response.Result == nil {
 		return "cancel"
 	}
-	for name := range response.Result {
-		if name != "action" && strings.EqualFold(name, "action") {
-			return "cancel"
-		}
+	if _, _, found := mcpmsg.CaseVariant(response.Result, "action"); found {
+		return "cancel"
 	}
 	var action string
 	if value, ok := response.Result["action"]; !ok || jsonv2.Unmarshal(value, &action) != nil {

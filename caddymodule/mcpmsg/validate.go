@@ -200,28 +200,35 @@ func validateToolCall(m *Message) *Error {
 	return nil
 }
 
-// checkCase rejects a member of obj whose name equals one of known under case
-// folding without being identical to it. encoding/json, and so many
-// upstream servers, match member names to struct fields case-insensitively,
-// so such a member could be read as the known one upstream while the gateway
-// ignores it. strings.EqualFold folds exactly as encoding/json does (simple
-// Unicode folding, so "ſ" matches "s" and the Kelvin sign matches "k").
-// where prefixes the error message.
+// checkCase rejects a member of obj whose name equals one of known under
+// case folding without being identical to it (see CaseVariant). where
+// prefixes the error message.
 func checkCase(obj map[string]any, known []string, where string) *Error {
-	var bad, of string
-	for name := range obj {
+	if bad, of, found := CaseVariant(obj, known...); found {
+		return invalidRequest("%smember %q differs from %q only by case", where, bad, of)
+	}
+	return nil
+}
+
+// CaseVariant finds a member of members whose name equals one of known
+// under case folding without being identical to it, and returns that name
+// and the known one it folds to. encoding/json, and so many upstream
+// servers and clients, match member names to struct fields
+// case-insensitively, so such a member could be read as the known one on
+// the other side while the gateway, reading names exactly, ignores it.
+// strings.EqualFold folds exactly as encoding/json does (simple Unicode
+// folding, so "ſ" matches "s" and the Kelvin sign matches "k"). Of several
+// such members it returns the smallest name, so that what is reported does
+// not depend on map iteration order.
+func CaseVariant[V any](members map[string]V, known ...string) (name, of string, found bool) {
+	for member := range members {
 		for _, k := range known {
-			// Keep the smallest offending name so that the message does not
-			// depend on map iteration order.
-			if name != k && strings.EqualFold(name, k) && (bad == "" || name < bad) {
-				bad, of = name, k
+			if member != k && strings.EqualFold(member, k) && (!found || member < name) {
+				name, of, found = member, k, true
 			}
 		}
 	}
-	if bad == "" {
-		return nil
-	}
-	return invalidRequest("%smember %q differs from %q only by case", where, bad, of)
+	return name, of, found
 }
 
 // typeName names the JSON type of a decoded value, for error messages.
