@@ -30,35 +30,41 @@ func Block(s string) string {
 	return visible(s, true)
 }
 
-// visible implements Line and Block.
+// visible implements Line and Block. Text with nothing to escape, the
+// common case, is returned as it is, without a copy.
 func visible(s string, keepNewlines bool) string {
-	if !needsEscape(s, keepNewlines) {
-		return s
-	}
-	var b strings.Builder
+	var b *strings.Builder // started at the first character to escape
 	for i, r := range s {
+		escaped := escape(s, i, r, keepNewlines)
 		switch {
-		case r == utf8.RuneError && !validAt(s, i):
-			b.WriteString("⟨invalid UTF-8⟩")
-		case r == '\n' && keepNewlines:
-			b.WriteRune(r)
-		case hidden(r):
-			fmt.Fprintf(&b, "⟨U+%04X⟩", r)
-		default:
+		case escaped != "":
+			if b == nil {
+				b = &strings.Builder{}
+				b.WriteString(s[:i])
+			}
+			b.WriteString(escaped)
+		case b != nil:
 			b.WriteRune(r)
 		}
+	}
+	if b == nil {
+		return s
 	}
 	return b.String()
 }
 
-// needsEscape reports whether s holds anything visible would change.
-func needsEscape(s string, keepNewlines bool) bool {
-	for i, r := range s {
-		if r == utf8.RuneError && !validAt(s, i) || hidden(r) && !(r == '\n' && keepNewlines) {
-			return true
-		}
+// escape returns the visible escape that stands for r, at byte i of s, or
+// "" when r shows as itself.
+func escape(s string, i int, r rune, keepNewlines bool) string {
+	switch {
+	case r == utf8.RuneError && !validAt(s, i):
+		return "⟨invalid UTF-8⟩"
+	case r == '\n' && keepNewlines:
+		return ""
+	case hidden(r):
+		return fmt.Sprintf("⟨U+%04X⟩", r)
 	}
-	return false
+	return ""
 }
 
 // validAt reports whether the U+FFFD at byte i of s was written as such,
