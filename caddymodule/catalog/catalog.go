@@ -257,13 +257,8 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, t := range unpinned {
-			if pin, ok := got[t.Name]; ok && err == nil {
-				pins[t.Name] = pin
-			} else {
-				// Not trusted on a pin nobody else can see: refused
-				// until the pin is saved.
-				delete(pins, t.Name)
-			}
+			pin, ok := got[t.Name]
+			settlePin(pins, t.Name, pin, ok && err == nil)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pinning %d tools of server %q: %w", len(unpinned), name, err))
@@ -273,17 +268,26 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	for _, t := range unpinned {
 		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
 		c.mu.Lock()
-		if err != nil {
-			// Not trusted on a pin nobody else can see: refused until
-			// the pin is saved.
-			delete(pins, t.Name)
-			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
-		} else {
-			pins[t.Name] = pin
-		}
+		settlePin(pins, t.Name, pin, err == nil)
 		c.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// settlePin records in a server's pins (under Catalog.mu) what the store
+// answered for a tool pinned on first use: the pin it saved (the one sent,
+// or another gateway's), or, when it saved none, no pin at all: a tool is
+// not trusted on a pin nobody else can see, and is refused until its pin
+// is saved.
+func settlePin(pins map[string]string, tool, pin string, saved bool) {
+	if saved {
+		pins[tool] = pin
+	} else {
+		delete(pins, tool)
+	}
 }
 
 // storeWanted reports whether learning listed calls for reading the
