@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -36,7 +37,7 @@ func (x *exchange) forwardBatch(w http.ResponseWriter) error {
 		// Only notifications and responses, all refused.
 		return writeRefusal(w, *refused)
 	case len(allowed) == 0:
-		writeJSON(w, http.StatusOK, mcpmsg.BatchResponse(answers))
+		mcphttp.WriteJSON(w, http.StatusOK, mcpmsg.BatchResponse(answers))
 		return nil
 	case len(answers) == 0:
 		return x.pass(w, mcpmsg.BatchResponse(allowed))
@@ -133,7 +134,7 @@ func (m *batchMerger) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 func (m *batchMerger) finish() {
 	switch m.mode {
 	case batchUndecided, batchReplace:
-		writeJSON(m.ResponseWriter, http.StatusOK, mcpmsg.BatchResponse(m.answers))
+		mcphttp.WriteJSON(m.ResponseWriter, http.StatusOK, mcpmsg.BatchResponse(m.answers))
 	case batchBuffer:
 		merged := mergeBatchReplies(m.buf.Bytes(), m.answers)
 		m.Header().Set("Content-Length", strconv.Itoa(len(merged)))

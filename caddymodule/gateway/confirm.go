@@ -182,7 +182,7 @@ func (x *exchange) askCallerInResult(v verdict) error {
 	}
 	x.g.logger.Info("caller asked to confirm the call", zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
 	x.audit(v, outcomeAsked, nil)
-	writeJSON(x.w, http.StatusOK, mcpmsg.ResultResponse(v.message.ID, result))
+	mcphttp.WriteJSON(x.w, http.StatusOK, mcpmsg.ResultResponse(v.message.ID, result))
 	return nil
 }
 

@@ -299,7 +299,7 @@ func (c *heldCall) end(response []byte) error {
 		c.writeEvent(response)
 		return nil
 	}
-	writeJSON(c.w, http.StatusOK, response)
+	mcphttp.WriteJSON(c.w, http.StatusOK, response)
 	return nil
 }
 

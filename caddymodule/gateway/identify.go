@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
@@ -68,7 +69,7 @@ func (c *callerIdentifier) writeMetadata(w http.ResponseWriter) {
 	// secret.
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "max-age=3600")
-	writeJSON(w, http.StatusOK, c.metadata)
+	mcphttp.WriteJSON(w, http.StatusOK, c.metadata)
 }
 
 // identify returns who is calling, or why the request is refused: an

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
@@ -290,7 +291,7 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 		logger.Warn("could not deliver a refusal on the session's event stream",
 			zap.String("upstream", p.session.upstream), zap.Error(err))
 	}
-	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, v.refusal()))
+	mcphttp.WriteJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, v.refusal()))
 	return nil
 }
 

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"net/http"
-	"strconv"
-
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -32,14 +30,6 @@ func (x *exchange) reject(e *refusal) error {
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)))
 	x.annotateRejection(e)
 	x.auditRejection(e)
-	writeJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
+	mcphttp.WriteJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
 	return nil
-}
-
-// writeJSON answers with a JSON body.
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }

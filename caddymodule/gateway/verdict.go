@@ -6,6 +6,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
@@ -137,9 +138,9 @@ func (v verdict) errorCode() int {
 // without id was not accepted).
 func writeRefusal(w http.ResponseWriter, v verdict) error {
 	if response := v.response(); response != nil {
-		writeJSON(w, http.StatusOK, response)
+		mcphttp.WriteJSON(w, http.StatusOK, response)
 		return nil
 	}
-	writeJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(nil, v.errorCode(), v.refusal()))
+	mcphttp.WriteJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(nil, v.errorCode(), v.refusal()))
 	return nil
 }

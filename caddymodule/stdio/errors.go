@@ -3,9 +3,10 @@ package stdio
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 )
 
 // JSON-RPC error codes the gateway answers with, besides the standard
@@ -50,13 +51,5 @@ func writeErrorData(w http.ResponseWriter, status int, id jsonrpc.ID, code int64
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	writeJSON(w, status, body)
-}
-
-// writeJSON answers with a JSON body.
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	mcphttp.WriteJSON(w, status, body)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -209,12 +210,12 @@ func (srv *Server) initialize(w http.ResponseWriter, r *http.Request, request *j
 	}
 	if response.Error != nil {
 		s.end(&ending{message: "the MCP server refused initialize"})
-		writeJSON(w, http.StatusOK, data)
+		mcphttp.WriteJSON(w, http.StatusOK, data)
 		return
 	}
 	srv.list(s)
 	w.Header().Set(headerSessionID, s.id)
-	writeJSON(w, http.StatusOK, data)
+	mcphttp.WriteJSON(w, http.StatusOK, data)
 }
 
 // handshake sends initialize to a new process and waits, within

@@ -87,7 +87,7 @@ func (srv *Server) discover(w http.ResponseWriter, request *jsonrpc.Request, ini
 		writeError(w, http.StatusInternalServerError, request.ID, jsonrpc.CodeInternalError, "encoding server/discover: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, data)
+	mcphttp.WriteJSON(w, http.StatusOK, data)
 }
 
 // statelessStatus is the HTTP status of a JSON-RPC response under MCP
