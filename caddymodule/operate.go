@@ -42,8 +42,14 @@ var placeholders = map[string]func(gateway.Facts) string{
 // later call, for the same request, replaces the facts it answers from);
 // the variables are set, since the vars matcher reads them as they are.
 func annotate(r *http.Request, facts gateway.Facts) {
-	for name, get := range placeholders {
-		caddyhttp.SetVar(r.Context(), name, get(facts))
+	// The variables map is found once, rather than by caddyhttp.SetVar
+	// for each variable: each lookup walks the request context's chain.
+	// (SetVar's one other effect, deleting a variable set to nil, never
+	// applies: every value is a string.)
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		for name, get := range placeholders {
+			vars[name] = get(facts)
+		}
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {

@@ -193,7 +193,6 @@ func acceptsEventStream(r *http.Request) bool {
 // (notifications/cancelled, in the same session). The notification goes
 // on to the policy and the upstream as any other.
 func (x *exchange) cancelHeldCalls() {
-	session := x.session.String()
 	for _, m := range x.body.Messages {
 		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
 			continue
@@ -204,7 +203,7 @@ func (x *exchange) cancelHeldCalls() {
 		}
 		canonical := mcpmsg.CanonicalID(id)
 		held := x.g.sessions.own.cancelCall(x.session, canonical)
-		if approvals := x.g.cfg.Approvals; approvals != nil && approvals.Service.CancelHeld(session, canonical) {
+		if approvals := x.g.cfg.Approvals; approvals != nil && approvals.Service.CancelHeld(x.session.String(), canonical) {
 			held = true
 		}
 		if held {

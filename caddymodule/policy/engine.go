@@ -275,24 +275,66 @@ func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *pr
 }
 
 // eval runs a prepared query on an input document within the evaluation
-// timeout.
+// timeout, and while ctx lasts.
 func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedRules, input ast.Value) (rego.ResultSet, error) {
-	// Cancel through timers rather than a context: without a cancel of
-	// its own, OPA starts a goroutine per evaluation to watch the
-	// context, a cost paid on every call of the gateway's hot path.
-	cancel := topdown.NewCancel()
-	timeout := time.AfterFunc(e.timeout, cancel.Cancel)
-	defer timeout.Stop()
-	defer context.AfterFunc(ctx, cancel.Cancel)()
+	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(e.timeout)}
 	rules := newRuleCache(shared)
 	defer rules.release()
 	options := append(query.options[:len(query.options):len(query.options)],
 		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(rules))
 	rs, err := query.prepared.Eval(ctx, options...)
 	if err != nil {
+		if topdown.IsCancel(err) && cancel.timedOut() {
+			return nil, fmt.Errorf("evaluating policy: it took longer than its timeout (%s)", e.timeout)
+		}
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}
 	return rs, nil
+}
+
+// evalCancel is what an evaluation asks, between two of its expressions,
+// whether to stop: once its deadline has passed or its context has ended.
+// It looks at the clock and the context itself, on one ask in
+// cancelCheckEvery, rather than be told by a timer and a context callback:
+// those would be set up and torn down on every evaluation, one of the
+// costs of the gateway's hot path (and without a cancel of its own, OPA
+// starts a goroutine per evaluation to watch the context). OPA may ask
+// from more than one goroutine (its output sinks), hence the atomics.
+type evalCancel struct {
+	ctx      context.Context
+	deadline time.Time
+	asked    atomic.Uint32
+	stopped  atomic.Bool
+}
+
+var _ topdown.Cancel = (*evalCancel)(nil)
+
+// cancelCheckEvery is how often evalCancel looks at the clock and the
+// context: an evaluation stops within this many expressions of its
+// deadline.
+const cancelCheckEvery = 8
+
+// Cancel stops the evaluation (topdown.Cancel).
+func (c *evalCancel) Cancel() { c.stopped.Store(true) }
+
+// Cancelled reports whether the evaluation is to stop (topdown.Cancel).
+func (c *evalCancel) Cancelled() bool {
+	if c.stopped.Load() {
+		return true
+	}
+	if c.asked.Add(1)%cancelCheckEvery != 1 {
+		return false
+	}
+	if c.ctx.Err() != nil || c.timedOut() {
+		c.stopped.Store(true)
+		return true
+	}
+	return false
+}
+
+// timedOut reports whether the evaluation's deadline has passed.
+func (c *evalCancel) timedOut() bool {
+	return !time.Now().Before(c.deadline)
 }
 
 // noMetrics spares evaluations the metrics OPA would otherwise make and

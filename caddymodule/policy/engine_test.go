@@ -94,22 +94,50 @@ verdict := {"action": "allow", "reason": "custom"}`, "data.gate.v2.verdict", Act
 	}
 }
 
-// TestDecideTimeout checks that a policy slower than the timeout blocks.
-func TestDecideTimeout(t *testing.T) {
+// TestDecideStops checks that an evaluation slower than the timeout, or
+// outlasting its request, stops and blocks, promptly, saying why. (The
+// slow rule reads the input, so that it is not computed ahead, when the
+// policy loads.)
+func TestDecideStops(t *testing.T) {
 	dir := writePolicy(t, map[string]string{"policy.rego": `package mcp
 decision := {"action": "allow", "reason": sprintf("%d", [count(slow)])}
 slow contains [a, b, c] if {
-	some a in numbers.range(1, 300)
-	some b in numbers.range(1, 300)
-	some c in numbers.range(1, 300)
+	n := 299 + count(input.tool.name)
+	some a in numbers.range(1, n)
+	some b in numbers.range(1, n)
+	some c in numbers.range(1, n)
 }`})
-	engine, err := New(context.Background(), Options{Paths: []string{dir}, Timeout: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	d, err := engine.Decide(context.Background(), toolInput("t"))
-	if d.Action != ActionBlock || err == nil {
-		t.Errorf("decision = %+v, err %v; want a block with an error", d, err)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		ctx     func(t *testing.T) context.Context
+		reason  string
+	}{
+		{"timeout", 20 * time.Millisecond, func(*testing.T) context.Context { return context.Background() },
+			"took longer than its timeout (20ms)"},
+		{"request ended", time.Minute, func(t *testing.T) context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, cancel)
+			t.Cleanup(cancel)
+			return ctx
+		}, "context canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			engine, err := New(context.Background(), Options{Paths: []string{dir}, Timeout: tc.timeout})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			start := time.Now()
+			d, err := engine.Decide(tc.ctx(t), toolInput("t"))
+			// The policy takes minutes: stopping at all is what is
+			// checked, with room for a busy machine.
+			if elapsed := time.Since(start); elapsed > 20*time.Second {
+				t.Errorf("evaluation stopped after %s", elapsed)
+			}
+			if d.Action != ActionBlock || err == nil || !strings.Contains(d.Reason, tc.reason) {
+				t.Errorf("decision = %+v, err %v; want a block with an error saying %q", d, err, tc.reason)
+			}
+		})
 	}
 }
 
