@@ -284,8 +284,15 @@ func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedR
 		rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalVirtualCache(rules))
 	rs, err := query.prepared.Eval(ctx, options...)
 	if err != nil {
-		if topdown.IsCancel(err) && cancel.timedOut() {
-			return nil, fmt.Errorf("evaluating policy: it took longer than its timeout (%s)", e.timeout)
+		// A built-in that sees the cancel reports it in its own words
+		// ("timed out before ..."): say which ended the evaluation.
+		if topdown.IsCancel(err) {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, fmt.Errorf("evaluating policy: %w", ctxErr)
+			}
+			if cancel.timedOut() {
+				return nil, fmt.Errorf("evaluating policy: it took longer than its timeout (%s)", e.timeout)
+			}
 		}
 		return nil, fmt.Errorf("evaluating policy: %w", err)
 	}
@@ -294,12 +301,13 @@ func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedR
 
 // evalCancel is what an evaluation asks, between two of its expressions,
 // whether to stop: once its deadline has passed or its context has ended.
-// It looks at the clock and the context itself, on one ask in
-// cancelCheckEvery, rather than be told by a timer and a context callback:
-// those would be set up and torn down on every evaluation, one of the
-// costs of the gateway's hot path (and without a cancel of its own, OPA
-// starts a goroutine per evaluation to watch the context). OPA may ask
-// from more than one goroutine (its output sinks), hence the atomics.
+// It looks at the clock on every ask, and at the context on one ask in
+// contextCheckEvery (the context's Err walks the request's chain of
+// contexts), rather than be told by a timer and a context callback: those
+// would be set up and torn down on every evaluation, one of the costs of
+// the gateway's hot path (and without a cancel of its own, OPA starts a
+// goroutine per evaluation to watch the context). OPA asks from the
+// evaluating goroutine; the atomics keep it safe should that change.
 type evalCancel struct {
 	ctx      context.Context
 	deadline time.Time
@@ -309,10 +317,9 @@ type evalCancel struct {
 
 var _ topdown.Cancel = (*evalCancel)(nil)
 
-// cancelCheckEvery is how often evalCancel looks at the clock and the
-// context: an evaluation stops within this many expressions of its
-// deadline.
-const cancelCheckEvery = 8
+// contextCheckEvery is how often evalCancel looks at the context: an
+// evaluation whose request ends stops within this many expressions.
+const contextCheckEvery = 8
 
 // Cancel stops the evaluation (topdown.Cancel).
 func (c *evalCancel) Cancel() { c.stopped.Store(true) }
@@ -322,10 +329,7 @@ func (c *evalCancel) Cancelled() bool {
 	if c.stopped.Load() {
 		return true
 	}
-	if c.asked.Add(1)%cancelCheckEvery != 1 {
-		return false
-	}
-	if c.ctx.Err() != nil || c.timedOut() {
+	if c.timedOut() || (c.asked.Add(1)%contextCheckEvery == 1 && c.ctx.Err() != nil) {
 		c.stopped.Store(true)
 		return true
 	}
