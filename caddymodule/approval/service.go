@@ -81,9 +81,6 @@ type Service struct {
 	mu sync.Mutex
 	// changed holds, per approval id, a channel closed at its next change.
 	changed map[string]chan struct{}
-	// held maps calls held in this process (session and request id) to
-	// a channel closed when the client cancels them.
-	held map[string]chan struct{}
 
 	reportMu sync.Mutex
 	// reported is what the service last added to a pending gauge.
@@ -106,7 +103,7 @@ const sweepInterval = time.Second
 // the function that the store must tell of every change). It refuses
 // settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
-	s := &Service{changed: make(map[string]chan struct{}), held: make(map[string]chan struct{})}
+	s := &Service{changed: make(map[string]chan struct{})}
 	if err := s.Configure(settings); err != nil {
 		return nil, err
 	}
@@ -409,45 +406,13 @@ func (s *Service) Changed(id string) <-chan struct{} {
 
 // notify wakes whoever waits for a change of the approval.
 func (s *Service) notify(id string) {
-	s.closeOnce(s.changed, id)
-}
-
-// closeOnce closes and forgets the channel under key in m (changed or
-// held), and reports whether there was one.
-func (s *Service) closeOnce(m map[string]chan struct{}, key string) bool {
 	s.mu.Lock()
-	ch, ok := m[key]
-	delete(m, key)
+	ch, ok := s.changed[id]
+	delete(s.changed, id)
 	s.mu.Unlock()
 	if ok {
 		close(ch)
 	}
-	return ok
-}
-
-// Hold records that this process holds the call with the request id in
-// the session, and returns a channel closed if the client cancels it (see
-// CancelHeld), and a release function to call when the hold ends.
-func (s *Service) Hold(session, requestID string) (<-chan struct{}, func()) {
-	key := session + "\x00" + requestID
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.held[key] = ch
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		if s.held[key] == ch {
-			delete(s.held, key)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// CancelHeld tells the held call with the request id in the session that
-// its client cancelled it (notifications/cancelled), and reports whether
-// such a call was held.
-func (s *Service) CancelHeld(session, requestID string) bool {
-	return s.closeOnce(s.held, session+"\x00"+requestID)
 }
 
 // sweep expires pending approvals whose time ran out (whether or not a

@@ -266,7 +266,8 @@ func withdraw(held *heldCall, id, reason string) {
 
 // ownRequests are the gateway's own requests to clients (the caller's
 // confirmations) awaiting the client's answer, by session and id, and the
-// calls waiting on them, by session and the call's id.
+// calls held in this process (on their caller's answer, or for
+// reviewers), by session and the call's id.
 type ownRequests struct {
 	mu      sync.Mutex
 	waiting map[string]chan string
@@ -295,11 +296,19 @@ func newOwnRequests() *ownRequests {
 	}
 }
 
+// ownRequestKey is how ownRequests keys a request or call: its session
+// (whose text is quoted, so it ends where it ends) and its canonical
+// JSON-RPC id, so that a registration and the answer or cancellation that
+// finds it agree.
+func ownRequestKey(session sessionKey, canonicalID string) string {
+	return session.String() + "\x00" + canonicalID
+}
+
 // await registers the gateway's request id in session and returns where
 // the answer's action comes, and a function to call when no longer
 // waiting.
 func (o *ownRequests) await(session sessionKey, id string) (<-chan string, func()) {
-	key := session.String() + "\x00" + mcpmsg.CanonicalID([]byte(id))
+	key := ownRequestKey(session, mcpmsg.CanonicalID([]byte(id)))
 	answers := make(chan string, 1)
 	o.mu.Lock()
 	o.waiting[key] = answers
@@ -314,11 +323,12 @@ func (o *ownRequests) await(session sessionKey, id string) (<-chan string, func(
 	}
 }
 
-// holdCall registers a call (its JSON-RPC id, in session) that waits on
-// its caller's answer, and returns what is closed if the client cancels
-// it, and a function to call when it no longer waits.
+// holdCall registers a call (its JSON-RPC id, in session) held in this
+// process, on its caller's answer or for reviewers, and returns what is
+// closed if the client cancels it (cancelCall), and a function to call
+// when it no longer waits.
 func (o *ownRequests) holdCall(session sessionKey, callID []byte) (<-chan struct{}, func()) {
-	key := session.String() + "\x00" + mcpmsg.CanonicalID(callID)
+	key := ownRequestKey(session, mcpmsg.CanonicalID(callID))
 	cancelled := make(chan struct{})
 	o.mu.Lock()
 	o.calls[key] = cancelled
@@ -333,10 +343,9 @@ func (o *ownRequests) holdCall(session sessionKey, callID []byte) (<-chan struct
 }
 
 // cancelCall tells the call with the (canonical) id in session, if one
-// waits on its caller, that its client cancelled it, and reports whether
-// one did.
+// is held, that its client cancelled it, and reports whether one was.
 func (o *ownRequests) cancelCall(session sessionKey, canonicalID string) bool {
-	key := session.String() + "\x00" + canonicalID
+	key := ownRequestKey(session, canonicalID)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	cancelled, ok := o.calls[key]
@@ -352,7 +361,7 @@ func (o *ownRequests) cancelCall(session sessionKey, canonicalID string) bool {
 // the gateway's, and goes no further. An answer is taken once; a first
 // answer to a request no longer awaited is taken too, and dropped.
 func (o *ownRequests) deliver(session sessionKey, m *mcpmsg.Message) bool {
-	key := session.String() + "\x00" + mcpmsg.CanonicalID(m.ID)
+	key := ownRequestKey(session, mcpmsg.CanonicalID(m.ID))
 	o.mu.Lock()
 	answers, ok := o.waiting[key]
 	delete(o.waiting, key)

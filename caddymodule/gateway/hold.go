@@ -71,7 +71,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		return nil, nil, nil, err
 	}
 
-	cancelled, release := service.Hold(x.session.String(), mcpmsg.CanonicalID(m.ID))
+	cancelled, release := x.g.sessions.own.holdCall(x.session, m.ID)
 	defer release()
 
 	a, err := service.Request(r.Context(), call)
@@ -202,11 +202,7 @@ func (x *exchange) cancelHeldCalls() {
 			continue
 		}
 		canonical := mcpmsg.CanonicalID(id)
-		held := x.g.sessions.own.cancelCall(x.session, canonical)
-		if approvals := x.g.cfg.Approvals; approvals != nil && approvals.Service.CancelHeld(x.session.String(), canonical) {
-			held = true
-		}
-		if held {
+		if x.g.sessions.own.cancelCall(x.session, canonical) {
 			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.id), zap.ByteString("request_id", id))
 		}
 	}
