@@ -36,7 +36,7 @@ func newCatalog(t *testing.T, server string, results ...string) (*catalog.Catalo
 		t.Fatalf("loading the catalog: %v", err)
 	}
 	for _, result := range results {
-		tools, _, err := catalog.ParseToolsList([]byte(result))
+		tools, _, _, err := catalog.ParseToolsList([]byte(result))
 		if err == nil {
 			err = c.Learn(ctx, server, tools, c.Generation(server))
 		}

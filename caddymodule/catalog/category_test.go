@@ -91,7 +91,7 @@ func TestCategoryOfSDKTools(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tools, _, err := ParseToolsList(result)
+			tools, _, _, err := ParseToolsList(result)
 			if err != nil {
 				t.Fatalf("ParseToolsList(%s): %v", result, err)
 			}

@@ -41,55 +41,51 @@ func checkCase(members map[string]jsontext.Value, known []string, where string) 
 	return nil
 }
 
-// ToolName returns the name of one listed tool, read as the catalog reads
-// it (strictly: see ParseToolsList).
-func ToolName(raw json.RawMessage) (string, error) {
-	_, name, err := decodeTool(raw)
-	return name, err
-}
-
 // ParseToolsList reads the result of a tools/list response
 // ({"tools":[...],"nextCursor":...}; MCP specification, server/tools,
 // "Listing Tools") and returns its tools, each as the raw object the server
-// sent, and the cursor of the next page ("" on the last page).
+// sent, their names (in the same order), and the cursor of the next page
+// ("" on the last page).
 //
 // It is strict, so that the gateway never reads a list differently from the
 // client: the result must be a JSON object without duplicate member names at
 // any depth, tools an array of objects each with a non-empty string name and
 // no member (of its own or of its annotations) that differs from a known one
 // only by case, and nextCursor, when present, a string.
-func ParseToolsList(result []byte) (tools []json.RawMessage, nextCursor string, err error) {
+func ParseToolsList(result []byte) (tools []json.RawMessage, names []string, nextCursor string, err error) {
 	var members map[string]jsontext.Value
 	if err := jsonv2.Unmarshal(result, &members); err != nil {
-		return nil, "", fmt.Errorf("parsing tools/list result: %w", err)
+		return nil, nil, "", fmt.Errorf("parsing tools/list result: %w", err)
 	}
 	if members == nil {
-		return nil, "", errors.New("parsing tools/list result: not an object")
+		return nil, nil, "", errors.New("parsing tools/list result: not an object")
 	}
 	list, ok := members["tools"]
 	if !ok || list.Kind() != '[' {
-		return nil, "", errors.New("parsing tools/list result: tools is not an array")
+		return nil, nil, "", errors.New("parsing tools/list result: tools is not an array")
 	}
 	var raws []jsontext.Value
 	if err := jsonv2.Unmarshal(list, &raws); err != nil {
-		return nil, "", fmt.Errorf("parsing tools/list result: %w", err)
+		return nil, nil, "", fmt.Errorf("parsing tools/list result: %w", err)
 	}
 	tools = make([]json.RawMessage, len(raws))
+	names = make([]string, len(raws))
 	for i, raw := range raws {
-		if _, _, err := decodeTool(raw); err != nil {
-			return nil, "", fmt.Errorf("parsing tools/list result: tool %d: %w", i, err)
+		_, name, err := decodeTool(raw)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("parsing tools/list result: tool %d: %w", i, err)
 		}
-		tools[i] = json.RawMessage(raw)
+		tools[i], names[i] = json.RawMessage(raw), name
 	}
 	if cursor, ok := members["nextCursor"]; ok {
 		if cursor.Kind() != '"' {
-			return nil, "", errors.New("parsing tools/list result: nextCursor is not a string")
+			return nil, nil, "", errors.New("parsing tools/list result: nextCursor is not a string")
 		}
 		if err := jsonv2.Unmarshal(cursor, &nextCursor); err != nil {
-			return nil, "", fmt.Errorf("parsing tools/list result: nextCursor: %w", err)
+			return nil, nil, "", fmt.Errorf("parsing tools/list result: nextCursor: %w", err)
 		}
 	}
-	return tools, nextCursor, nil
+	return tools, names, nextCursor, nil
 }
 
 // DefinitionHash returns the hex SHA-256 of a tool's canonical definition.

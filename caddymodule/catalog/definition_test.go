@@ -139,7 +139,7 @@ func TestParseToolsList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tools, cursor, err := ParseToolsList([]byte(tt.result))
+			tools, parsedNames, cursor, err := ParseToolsList([]byte(tt.result))
 			if err != nil {
 				t.Fatalf("ParseToolsList(%s): %v", tt.result, err)
 			}
@@ -155,13 +155,16 @@ func TestParseToolsList(t *testing.T) {
 				t.Errorf("ParseToolsList(%s) = tools %q, cursor %q; want tools %q, cursor %q",
 					tt.result, names, cursor, tt.wantNames, tt.wantCursor)
 			}
+			if !slices.Equal(parsedNames, names) {
+				t.Errorf("ParseToolsList(%s) names = %q; want the tools' names %q", tt.result, parsedNames, names)
+			}
 		})
 	}
 }
 
 func TestParseToolsListPreservesDefinitions(t *testing.T) {
 	result := `{"tools":[` + baseTool + `, {"name" : "b"}]}`
-	tools, _, err := ParseToolsList([]byte(result))
+	tools, _, _, err := ParseToolsList([]byte(result))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +204,7 @@ func TestParseToolsListErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tools, cursor, err := ParseToolsList([]byte(tt.result)); err == nil {
+			if tools, _, cursor, err := ParseToolsList([]byte(tt.result)); err == nil {
 				t.Errorf("ParseToolsList(%s) = %s, %q; want an error", tt.result, tools, cursor)
 			}
 		})

@@ -26,7 +26,7 @@ func Example() {
 	// The gateway sees a tools/list result pass and learns it; the first
 	// definition of each tool is trusted and pinned.
 	learn := func(result string) {
-		tools, _, err := catalog.ParseToolsList([]byte(result))
+		tools, _, _, err := catalog.ParseToolsList([]byte(result))
 		if err == nil {
 			err = c.Learn(ctx, "tracker", tools, c.Generation("tracker"))
 		}

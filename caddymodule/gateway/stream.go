@@ -100,6 +100,6 @@ func (x *exchange) stream() error {
 
 // isToolsList reports whether a result reads as a tools/list result.
 func isToolsList(result []byte) bool {
-	_, _, err := catalog.ParseToolsList(result)
+	_, _, _, err := catalog.ParseToolsList(result)
 	return err == nil
 }

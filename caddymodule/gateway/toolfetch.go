@@ -74,7 +74,7 @@ func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 			if err != nil {
 				return nil, err
 			}
-			page, nextCursor, err := catalog.ParseToolsList(result)
+			page, _, nextCursor, err := catalog.ParseToolsList(result)
 			if err != nil {
 				return nil, err
 			}

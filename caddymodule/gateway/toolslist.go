@@ -47,7 +47,7 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 func (x *exchange) hideBlockedTools(version string, result []byte, firstPage bool, asOf uint64) ([]byte, error) {
 	g, r := x.g, x.r
 	server := g.cfg.Upstream
-	tools, nextCursor, err := catalog.ParseToolsList(result)
+	tools, names, nextCursor, err := catalog.ParseToolsList(result)
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
@@ -63,11 +63,8 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	base := x.baseInput(version)
 	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
 	kept := make([]json.RawMessage, 0, len(tools))
-	for _, raw := range tools {
-		name, err := catalog.ToolName(raw)
-		if err != nil {
-			return nil, fmt.Errorf("reading a listed tool: %w", err)
-		}
+	for i, raw := range tools {
+		name := names[i]
 		tool, _ := g.knownTool(name)
 		input := *base
 		input.Tool = policyTool(tool, nil)
