@@ -82,7 +82,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	given := onceEach{}
 	for d.NextBlock(0) {
 		if err := given.check(d, "decision", "server", "upstream", "max_body", "max_depth", "eval_timeout",
-			"decision_cache", "bundle", "disable_watch", "log_arguments", "forward_token", "pins_file"); err != nil {
+			"decision_cache", "bundle", "disable_watch", "log_arguments", "forward_token", "pins_file",
+			"permissions", "identity", "audit", "approval"); err != nil {
 			return err
 		}
 		switch d.Val() {
@@ -155,9 +156,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.DecisionCache = &size
 		case "permissions":
-			if h.Permissions != nil {
-				return d.Err("permissions given twice")
-			}
 			permissions, err := unmarshalPermissions(d)
 			if err != nil {
 				return err
@@ -180,9 +178,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.LogArguments = true
 		case "identity":
-			if h.Identity != nil {
-				return d.Err("identity given twice")
-			}
 			identityConfig, err := unmarshalIdentity(d)
 			if err != nil {
 				return err
@@ -204,18 +199,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.RateLimits = append(h.RateLimits, limit)
 		case "audit":
-			if h.Audit != nil {
-				return d.Err("audit given twice")
-			}
 			audit, err := unmarshalAudit(d)
 			if err != nil {
 				return err
 			}
 			h.Audit = audit
 		case "approval":
-			if h.Approval != nil {
-				return d.Err("approval given twice")
-			}
 			approvalConfig, err := unmarshalApproval(d)
 			if err != nil {
 				return err

@@ -176,6 +176,10 @@ func TestCaddyfileOnceEach(t *testing.T) {
 		{"pins_file", "pins_file a.json\n\tpins_file b.json", "pins_file given twice"},
 		{"an approval's callback_url", "approval {\n\t\tcallback_url https://a/approvals\n\t\tcallback_url https://b/approvals\n\t}", "callback_url given twice"},
 		{"an approval's instance", "approval {\n\t\tinstance a\n\t\tinstance b\n\t}", "instance given twice"},
+		{"permissions", "permissions {\n\t\tread_only allow\n\t}\n\tpermissions {\n\t\twrite block\n\t}", "permissions given twice"},
+		{"identity", "identity caddy\n\tidentity caddy", "identity given twice"},
+		{"audit", "audit\n\taudit", "audit given twice"},
+		{"approval", "approval\n\tapproval", "approval given twice"},
 		{"policies and session keys add up", "policy a\n\tpolicy b\n\tsession_keys k1\n\tsession_keys k2", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
