@@ -71,7 +71,7 @@ func (x *exchange) stream() error {
 		},
 		OnMessage: func(m *mcpmsg.Message) {
 			watchChanges(m)
-			if m.Kind != mcpmsg.KindResponse || !isErrorResponse(m.Raw) {
+			if !m.IsError {
 				return
 			}
 			// An error answers a tools/list as a result does: it is

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -61,7 +60,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 				id := mcpmsg.CanonicalID(m.ID)
 				answered[id] = true
-				if _, listed := firstPage[id]; listed && isErrorResponse(m.Raw) {
+				if _, listed := firstPage[id]; listed && m.IsError {
 					// An error answers a tools/list as a result does.
 					g.sessions.toolsLists.take(session, m.ID)
 				}
@@ -96,13 +95,4 @@ func (x *exchange) logReplyError(err error) {
 		zap.String("upstream", x.g.cfg.Upstream),
 		zap.String("request_id", x.g.host.RequestID(x.r)),
 		zap.Error(err))
-}
-
-// isErrorResponse reports whether a response (as the parse checked it,
-// with one of result and error) is an error.
-func isErrorResponse(raw []byte) bool {
-	var response struct {
-		Error json.RawMessage `json:"error"`
-	}
-	return json.Unmarshal(raw, &response) == nil && response.Error != nil
 }

@@ -98,6 +98,9 @@ type Message struct {
 	// ProgressToken is params._meta.progressToken (a string or a
 	// json.Number holding an integer, as for ID) when present, else nil.
 	ProgressToken any
+	// IsError reports a response that carries an error rather than a
+	// result.
+	IsError bool
 }
 
 // Body is a parsed POST body: one message, or a JSON-RPC batch.

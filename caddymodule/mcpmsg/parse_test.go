@@ -15,6 +15,8 @@ type wantMessage struct {
 	id     string // raw JSON; empty for notifications
 	method string
 	tool   string // empty unless the message is a tools/call
+	// isError is set for a response carrying an error.
+	isError bool
 }
 
 // parseCase is one Parse input and its expected outcome. The fuzz target uses
@@ -61,7 +63,7 @@ var parseCases = []parseCase{
 	{
 		name: "error response with null id",
 		body: `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad"}}`,
-		want: []wantMessage{{kind: KindResponse, id: `null`}},
+		want: []wantMessage{{kind: KindResponse, id: `null`, isError: true}},
 	},
 	{
 		name: "tools/call",
@@ -296,8 +298,8 @@ func TestParse(t *testing.T) {
 			}
 			for i, want := range tc.want {
 				got := body.Messages[i]
-				if got.Kind != want.kind || string(got.ID) != want.id || got.Method != want.method {
-					t.Errorf("message %d = {%v %s %q}, want {%v %s %q}", i, got.Kind, got.ID, got.Method, want.kind, want.id, want.method)
+				if got.Kind != want.kind || string(got.ID) != want.id || got.Method != want.method || got.IsError != want.isError {
+					t.Errorf("message %d = {%v %s %q error %t}, want {%v %s %q error %t}", i, got.Kind, got.ID, got.Method, got.IsError, want.kind, want.id, want.method, want.isError)
 				}
 				if gotTool := toolName(got); gotTool != want.tool {
 					t.Errorf("message %d tool = %q, want %q", i, gotTool, want.tool)

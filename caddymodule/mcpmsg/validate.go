@@ -60,8 +60,8 @@ func (e element) validate(m *Message) *Error {
 }
 
 // validateKind classifies the message as a request, notification or
-// response (JSON-RPC 2.0 sections 4, 4.1 and 5) and sets m.Kind, m.ID and
-// m.Method.
+// response (JSON-RPC 2.0 sections 4, 4.1 and 5) and sets m.Kind, m.ID,
+// m.Method and m.IsError.
 func (e element) validateKind(m *Message) *Error {
 	method, hasMethod := e.members["method"]
 	id, hasID := e.members["id"]
@@ -106,6 +106,7 @@ func (e element) validateKind(m *Message) *Error {
 		}
 		m.Kind = KindResponse
 		m.ID = e.id
+		m.IsError = hasError
 	}
 	return nil
 }
