@@ -79,11 +79,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 			if !ok {
 				return ""
 			}
-			user := caddy.ToString(value)
-			if strings.TrimSpace(user) == "" {
-				return ""
-			}
-			return user
+			return caddy.ToString(value)
 		}}, nil
 	case IdentityJWT:
 	default:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -22,7 +23,8 @@ type Identity struct {
 	// Scopes are advertised in 401 challenges; with Verifier.
 	Scopes []string
 	// AuthenticatedUser returns the user an earlier handler
-	// authenticated, "" when none; used when Verifier is nil.
+	// authenticated, "" when none (a blank one counts as none); used when
+	// Verifier is nil.
 	AuthenticatedUser func(*http.Request) string
 }
 
@@ -77,7 +79,7 @@ func (c *callerIdentifier) writeMetadata(w http.ResponseWriter) {
 func (c *callerIdentifier) identify(r *http.Request) (*policy.User, error) {
 	if c.config.Verifier == nil {
 		id := c.config.AuthenticatedUser(r)
-		if id == "" {
+		if strings.TrimSpace(id) == "" {
 			return nil, errNoAuthenticatedUser
 		}
 		return &policy.User{ID: id, Claims: map[string]any{}}, nil

@@ -295,6 +295,7 @@ func TestSessionBoundToCaller(t *testing.T) {
 		{"the owner", "alice", alices, 200, ""},
 		{"another user", "bob", alices, 403, "belongs to another user"},
 		{"no user", "", alices, 401, "no authenticated user"},
+		{"a blank user (a no-break space)", "\u00a0", alices, 401, "no authenticated user"},
 		{"anonymous session presented by a user", "alice",
 			gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: upstreamID}), 403, "belongs to another user"},
 		{"the upstream's own id", "alice", upstreamID, 404, "unknown session"},
