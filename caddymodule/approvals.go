@@ -153,6 +153,24 @@ func (h *ApprovalsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// addNamedList reads a line of a name and its values (at least one) into
+// *lists, refusing a name given twice: usage says what the line takes,
+// twice (with the name) that it was given twice.
+func addNamedList(d *caddyfile.Dispenser, lists *map[string][]string, usage, twice string) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Err(usage)
+	}
+	if *lists == nil {
+		*lists = make(map[string][]string)
+	}
+	if _, dup := (*lists)[args[0]]; dup {
+		return d.Errf(twice, args[0])
+	}
+	(*lists)[args[0]] = args[1:]
+	return nil
+}
+
 // unmarshalInbox reads an inbox block, whose basic_auth reads as Caddy's.
 func unmarshalInbox(d *caddyfile.Dispenser) (*ApprovalInbox, error) {
 	if d.NextArg() {
@@ -160,32 +178,16 @@ func unmarshalInbox(d *caddyfile.Dispenser) (*ApprovalInbox, error) {
 	}
 	inbox := new(ApprovalInbox)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() == "group" {
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return nil, d.Err("group takes a name and its accounts")
+		switch d.Val() {
+		case "group":
+			if err := addNamedList(d, &inbox.Groups, "group takes a name and its accounts", "group %s given twice"); err != nil {
+				return nil, err
 			}
-			if inbox.Groups == nil {
-				inbox.Groups = make(map[string][]string)
-			}
-			if _, dup := inbox.Groups[args[0]]; dup {
-				return nil, d.Errf("group %s given twice", args[0])
-			}
-			inbox.Groups[args[0]] = args[1:]
 			continue
-		}
-		if d.Val() == "caller_ids" {
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return nil, d.Err("caller_ids takes an account and the caller ids its person calls with")
+		case "caller_ids":
+			if err := addNamedList(d, &inbox.CallerIDs, "caller_ids takes an account and the caller ids its person calls with", "caller_ids of %s given twice"); err != nil {
+				return nil, err
 			}
-			if inbox.CallerIDs == nil {
-				inbox.CallerIDs = make(map[string][]string)
-			}
-			if _, dup := inbox.CallerIDs[args[0]]; dup {
-				return nil, d.Errf("caller_ids of %s given twice", args[0])
-			}
-			inbox.CallerIDs[args[0]] = args[1:]
 			continue
 		}
 		if d.Val() != "basic_auth" {
