@@ -116,7 +116,10 @@ func TestUpstreamsKeptApart(t *testing.T) {
 func TestUpstreamNamesRefused(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	idp := newIdentityProvider(t, "k1")
-	jwtIdentity := fmt.Sprintf("\n\t\tidentity jwt {\n\t\t\tjwks_url %s\n\t\t\tissuer %s\n\t\t\taudience %s\n\t\t}", idp.url, testIssuer, testAudience)
+	jwtIssuedBy := func(issuer string) string {
+		return fmt.Sprintf("\n\t\tidentity jwt {\n\t\t\tjwks_url %s\n\t\t\tissuer %s\n\t\t\taudience %s\n\t\t}", idp.url, issuer, testAudience)
+	}
+	jwtIdentity := jwtIssuedBy(testIssuer)
 	tests := []struct {
 		name          string
 		first, second string
@@ -133,6 +136,10 @@ func TestUpstreamNamesRefused(t *testing.T) {
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, `identify callers from different places`},
 		{"one upstream, callers from one place", "policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity,
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, ""},
+		// Placeholders no module knows stay as written in the issuer a
+		// verifier checks, so the realms differ as the issuers do.
+		{"one upstream, issuers of unknown placeholders", "policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIssuedBy("{mcpgate.test.issuer_a}"),
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIssuedBy("{mcpgate.test.issuer_b}"), `identify callers from different places`},
 		{"one upstream, one of them anonymous", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
 	}

@@ -85,7 +85,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 	default:
 		return nil, fmt.Errorf("identity: unknown source %q (want jwt or caddy)", cfg.Source)
 	}
-	jwksURL, issuer, resource := repl.ReplaceKnown(cfg.JWKSURL, ""), repl.ReplaceKnown(cfg.Issuer, ""), repl.ReplaceKnown(cfg.Resource, "")
+	jwksURL, issuer, resource := repl.ReplaceKnown(cfg.JWKSURL, ""), cfg.issuer(repl), repl.ReplaceKnown(cfg.Resource, "")
 	verifier, err := identity.NewJWTVerifier(ctx, identity.JWTConfig{
 		JWKSURL:  jwksURL,
 		Issuer:   issuer,
@@ -191,6 +191,12 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 	return cfg, nil
 }
 
+// issuer is the issuer tokens must carry, its placeholders replaced
+// (those no module knows are left as written).
+func (cfg *IdentityConfig) issuer(repl *caddy.Replacer) string {
+	return repl.ReplaceKnown(cfg.Issuer, "")
+}
+
 // realm says where the callers' ids come from, for telling apart handlers
 // that front one upstream: the JWT issuer (placeholders replaced), or
 // Caddy's authentication and the placeholder read ("" without an
@@ -202,7 +208,9 @@ func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
 	case cfg == nil:
 		return ""
 	case cfg.Source == IdentityJWT:
-		return "jwt issuer " + strconv.Quote(repl.ReplaceAll(cfg.Issuer, ""))
+		// The issuer as the verifier checks it: issuers the verifiers
+		// tell apart are realms apart.
+		return "jwt issuer " + strconv.Quote(cfg.issuer(repl))
 	default:
 		// The placeholder says which handler's user it is (a header
 		// anyone may set is not an authentication's user).
