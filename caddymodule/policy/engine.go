@@ -336,9 +336,11 @@ func (c *evalCancel) Cancelled() bool {
 	return false
 }
 
-// timedOut reports whether the evaluation's deadline has passed.
+// timedOut reports whether the evaluation's deadline has passed. It reads
+// the monotonic clock alone (time.Until on a time.Now), one clock read
+// where time.Now makes two: it is asked between every two expressions.
 func (c *evalCancel) timedOut() bool {
-	return !time.Now().Before(c.deadline)
+	return time.Until(c.deadline) <= 0
 }
 
 // noMetrics spares evaluations the metrics OPA would otherwise make and
