@@ -53,8 +53,9 @@ var (
 	// change (a second decision, a decision after cancellation, a call
 	// already run).
 	ErrConflict = errors.New("approval already settled")
-	// ErrReplayed: a callback reused a webhook-id.
-	ErrReplayed = errors.New("webhook-id already used")
+	// ErrReplayed: a one-time key (a caller's confirmation nonce) was
+	// claimed already.
+	ErrReplayed = errors.New("one-time key already claimed")
 	// ErrNotEntitled: the decider holds none of the principals entitled
 	// to decide the approval.
 	ErrNotEntitled = errors.New("not entitled to decide this approval")

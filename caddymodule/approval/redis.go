@@ -24,7 +24,10 @@ import (
 //	approval-binding:<h>   the id of the approval that stands for binding h
 //	approvals:pending      sorted set of pending ids, by expiry (ms)
 //	approvals:all          sorted set of every id, by when it may be forgotten
-//	webhook-id:<id>        callbacks' webhook-ids seen, for replay refusal
+//	webhook-id:<key>       one-time keys claimed (Claim: callers' confirmation
+//	                       nonces); the name is kept from when callbacks'
+//	                       webhook-ids were kept here, so that replicas of
+//	                       either version share the claims
 //
 // and the channel "mcpgate:approvals", which carries the id of each
 // approval created or changed. Changes are optimistic transactions
@@ -302,7 +305,7 @@ func (s *redisStore) CountPending(ctx context.Context) (int, error) {
 func (s *redisStore) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	fresh, err := s.client.SetNX(ctx, s.claimKey(key), 1, ttl).Result()
 	if err != nil {
-		return false, fmt.Errorf("recording webhook-id in redis: %w", err)
+		return false, fmt.Errorf("claiming a one-time key in redis: %w", err)
 	}
 	return fresh, nil
 }

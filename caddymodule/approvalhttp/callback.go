@@ -81,8 +81,8 @@ func decidedBy(a *approval.Approval, d approval.CallbackDecision, webhookID stri
 
 // Status maps an error of the approval package to the HTTP status that
 // answers a decider: 404 for an unknown approval, 403 for a decider not
-// entitled to it, 409 for an approval no longer pending or a replayed
-// message, and 503 for anything else (a store that could not be reached:
+// entitled to it, 409 for an approval no longer pending or a one-time key
+// claimed already, and 503 for anything else (a store that could not be reached:
 // the decider should try again).
 func Status(err error) int {
 	switch {
