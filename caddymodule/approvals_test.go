@@ -30,6 +30,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -881,7 +882,7 @@ func TestApprovalAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventsB := sseEvents(respB)
+	eventsB := clienttest.EventData(respB)
 	if first := <-eventsB; !strings.Contains(first, "notifications/progress") || !strings.Contains(first, e.ID) {
 		t.Fatalf("the same call on the second replica first heard %s; want it to wait on %s", first, e.ID)
 	}

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,21 +89,6 @@ func TestCallerCannotBeAsked(t *testing.T) {
 	})
 }
 
-// sseEvents reads the data of an event stream's events.
-func sseEvents(resp *http.Response) <-chan string {
-	events := make(chan string, 16)
-	go func() {
-		defer close(events)
-		lines := bufio.NewScanner(resp.Body)
-		for lines.Scan() {
-			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
-				events <- data
-			}
-		}
-	}()
-	return events
-}
-
 // TestCallerAnswerBound: only the session that was asked, answering the
 // gateway's own request id, once, within the time, confirms a call.
 func TestCallerAnswerBound(t *testing.T) {
@@ -139,7 +123,7 @@ func TestCallerAnswerBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	events := sseEvents(resp)
+	events := clienttest.EventData(resp)
 	var question struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
@@ -329,7 +313,7 @@ func askOnStream(t *testing.T, ctx context.Context, gateway, text string) (http.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	events := sseEvents(resp)
+	events := clienttest.EventData(resp)
 	var asked question
 	if err := json.Unmarshal([]byte(<-events), &asked); err != nil || asked.Method != "elicitation/create" {
 		t.Fatalf("the caller was not asked: %+v %v", asked, err)

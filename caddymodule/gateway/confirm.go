@@ -211,10 +211,32 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	timer := time.NewTimer(patience)
 	defer timer.Stop()
 	logger := g.logger.With(zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
+	// cancelledWhileAsked and disconnected end the wait of a call its
+	// client no longer wants run, whatever answer comes with or after.
+	cancelledWhileAsked := func() error {
+		// The call does not run, whatever answer comes later (taken and
+		// dropped, as the question is withdrawn).
+		withdraw(held, id, "the call was cancelled")
+		logger.Info("call cancelled by the client while its caller was asked")
+		endWaitSpan(wait, outcomeCancelled, "")
+		x.audit(v, outcomeCancelled, nil)
+		return held.answer("You cancelled this call, so it did not run.")
+	}
+	disconnected := func() error {
+		endWaitSpan(wait, outcomeCancelled, "")
+		x.audit(v, outcomeCancelled, nil)
+		return nil
+	}
 	select {
 	case answer := <-answers:
 		switch answer {
 		case "accept":
+			switch x.stopBeforeRunning(cancelled) {
+			case stopCancelled:
+				return cancelledWhileAsked()
+			case stopDisconnected:
+				return disconnected()
+			}
 			logger.Info("caller confirmed the call")
 			endWaitSpan(wait, outcomeConfirmed, "")
 			w, finish := held.replyWriter()
@@ -239,18 +261,9 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 		x.audit(v, outcomeUnanswered, nil)
 		return held.answer(fmt.Sprintf("No answer came from you within %s: the call did not run. Make it again to be asked again.", patience.Round(time.Second)))
 	case <-cancelled:
-		// The client cancelled the call while its user was asked: the
-		// call does not run, whatever answer comes later (taken and
-		// dropped, as the question is withdrawn).
-		withdraw(held, id, "the call was cancelled")
-		logger.Info("call cancelled by the client while its caller was asked")
-		endWaitSpan(wait, outcomeCancelled, "")
-		x.audit(v, outcomeCancelled, nil)
-		return held.answer("You cancelled this call, so it did not run.")
+		return cancelledWhileAsked()
 	case <-x.r.Context().Done():
-		endWaitSpan(wait, outcomeCancelled, "")
-		x.audit(v, outcomeCancelled, nil)
-		return nil
+		return disconnected()
 	}
 }
 

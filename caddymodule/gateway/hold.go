@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,6 +18,43 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
+
+// testHookGoAhead, when set, runs when a held call may go ahead (its
+// approval approved, or its caller's confirmation accepted), before it
+// looks for a cancel that came at the same time: tests set it to cancel
+// the call at that moment (export_test.go).
+var testHookGoAhead atomic.Pointer[func()]
+
+// stop says whether a held call that may go ahead is to stop instead.
+type stop int
+
+const (
+	goAhead stop = iota
+	// stopCancelled: its client cancelled it (notifications/cancelled).
+	stopCancelled
+	// stopDisconnected: its client went away.
+	stopDisconnected
+)
+
+// stopBeforeRunning reports whether a held call that may now go ahead
+// (approved, or confirmed by its caller) is to stop instead, because its
+// client cancelled it or went away meanwhile. Woken by a go-ahead and a
+// cancel at once, a wait may have taken either: the cancel wins, as it
+// does when it comes first, since the client no longer wants the call
+// run.
+func (x *exchange) stopBeforeRunning(cancelled <-chan struct{}) stop {
+	if hook := testHookGoAhead.Load(); hook != nil {
+		(*hook)()
+	}
+	select {
+	case <-cancelled:
+		return stopCancelled
+	case <-x.r.Context().Done():
+		return stopDisconnected
+	default:
+		return goAhead
+	}
+}
 
 // cancelTimeout bounds the store update that cancels an approval after
 // its client went away (the request's own context is done by then).
@@ -73,8 +111,21 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 
 	cancelled, release := x.g.sessions.own.holdCall(x.session, m.ID)
 	defer release()
+	// a is the approval that stands for the call.
+	var a *approval.Approval
+	// cancelledByClient and disconnected end a hold whose client no
+	// longer wants the call run, whether or not a decision came first.
+	cancelledByClient := func() (http.ResponseWriter, func(), *approval.Approval, error) {
+		why := "the client cancelled the call"
+		held.cancel(a, why)
+		return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
+	}
+	disconnected := func() (http.ResponseWriter, func(), *approval.Approval, error) {
+		held.cancel(a, "the client disconnected")
+		return end(outcomeCancelled, a, nil)
+	}
 
-	a, err := service.Request(r.Context(), call)
+	a, err = service.Request(r.Context(), call)
 	if err != nil {
 		return end(outcomeFailed, nil, held.fail(err))
 	}
@@ -100,6 +151,12 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		}
 		switch a.State {
 		case approval.Approved:
+			switch x.stopBeforeRunning(cancelled) {
+			case stopCancelled:
+				return cancelledByClient()
+			case stopDisconnected:
+				return disconnected()
+			}
 			if _, err := service.Use(r.Context(), a.ID); err == nil {
 				// The forward records the outcome, with the approval.
 				endWaitSpan(wait, outcomeApproved, a.ID)
@@ -144,14 +201,9 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		case <-holdTimer.C:
 			return end(outcomePending, a, held.pending(x.pendingAnswer(a, call)))
 		case <-cancelled:
-			// Answered as cancelled even if a decision came first: the
-			// client no longer wants the call run.
-			why := "the client cancelled the call"
-			held.cancel(a, why)
-			return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
+			return cancelledByClient()
 		case <-r.Context().Done():
-			held.cancel(a, "the client disconnected")
-			return end(outcomeCancelled, a, nil)
+			return disconnected()
 		case <-service.Done():
 			return end(outcomeFailed, a, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID)))
 		}
