@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 // Approval defaults.
@@ -184,9 +185,9 @@ func unmarshalApproval(d *caddyfile.Dispenser) (*ApprovalConfig, error) {
 		return nil, d.ArgErr()
 	}
 	c := new(ApprovalConfig)
-	given := onceEach{}
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := given.check(d, "callback_url", "inbox_url", "timeout", "keepalive", "hold", "store", "instance"); err != nil {
+		if err := given.Check(d, "callback_url", "inbox_url", "timeout", "keepalive", "hold", "store", "instance"); err != nil {
 			return nil, err
 		}
 		switch d.Val() {
@@ -260,9 +261,13 @@ func unmarshalWebhook(d *caddyfile.Dispenser) ([]Webhook, error) {
 	for i, u := range urls {
 		webhooks[i].URL = u
 	}
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if len(urls) > 1 {
 			return nil, d.Err("webhook: a webhook with a block takes one URL")
+		}
+		if err := given.Check(d, "template", "content_type"); err != nil {
+			return nil, err
 		}
 		switch d.Val() {
 		case "template":

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 func init() {
@@ -131,16 +132,17 @@ func (h *ApprovalsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := subdirective.Once{}
 	for d.NextBlock(0) {
+		if err := given.Check(d, "instance", "inbox"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "instance":
 			if !d.AllArgs(&h.Instance) {
 				return d.ArgErr()
 			}
 		case "inbox":
-			if h.Inbox != nil {
-				return d.Err("inbox given twice")
-			}
 			inbox, err := unmarshalInbox(d)
 			if err != nil {
 				return err
@@ -177,7 +179,11 @@ func unmarshalInbox(d *caddyfile.Dispenser) (*ApprovalInbox, error) {
 		return nil, d.ArgErr()
 	}
 	inbox := new(ApprovalInbox)
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.Check(d, "basic_auth"); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "group":
 			if err := addNamedList(d, &inbox.Groups, "group takes a name and its accounts", "group %s given twice"); err != nil {

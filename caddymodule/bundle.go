@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 // BundleSource names an OPA bundle to load the policy from.
@@ -43,7 +44,11 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.Check(d, "polling", "token"); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "polling":
 			var minDelay, maxDelay string

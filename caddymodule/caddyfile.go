@@ -1,13 +1,14 @@
 package caddymodule
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 func init() {
@@ -79,9 +80,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	given := onceEach{}
+	given := subdirective.Once{}
 	for d.NextBlock(0) {
-		if err := given.check(d, "decision", "server", "upstream", "max_body", "max_depth", "eval_timeout",
+		if err := given.Check(d, "decision", "server", "upstream", "max_body", "max_depth", "eval_timeout",
 			"decision_cache", "bundle", "disable_watch", "log_arguments", "forward_token", "pins_file",
 			"permissions", "identity", "audit", "approval"); err != nil {
 			return err
@@ -219,21 +220,3 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
-
-// onceEach refuses a subdirective that takes one value when it is given
-// twice in a block: the second would silently replace the first.
-type onceEach map[string]bool
-
-// check records d's current subdirective if it is one of single, and
-// refuses it when it was given before.
-func (given onceEach) check(d *caddyfile.Dispenser, single ...string) error {
-	name := d.Val()
-	if !slices.Contains(single, name) {
-		return nil
-	}
-	if given[name] {
-		return d.Errf("%s given twice", name)
-	}
-	given[name] = true
-	return nil
-}

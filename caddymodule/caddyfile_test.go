@@ -132,6 +132,7 @@ func TestCaddyfileInbox(t *testing.T) {
 		{name: "caller ids without ids", block: "caller_ids alice", wantErr: "caller_ids takes an account and the caller ids"},
 		{name: "caller ids twice", block: "caller_ids alice a\n\tcaller_ids alice b", wantErr: "caller_ids of alice given twice"},
 		{name: "a group twice", block: "group leads alice\n\tgroup leads bob", wantErr: "group leads given twice"},
+		{name: "basic_auth twice", block: "basic_auth {\n\t\tbob $2a$14$y\n\t}", wantErr: "basic_auth given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h caddymodule.ApprovalsHandler
@@ -180,6 +181,15 @@ func TestCaddyfileOnceEach(t *testing.T) {
 		{"identity", "identity caddy\n\tidentity caddy", "identity given twice"},
 		{"audit", "audit\n\taudit", "audit given twice"},
 		{"approval", "approval\n\tapproval", "approval given twice"},
+		{"a JWT's jwks_url", "identity jwt {\n\t\tjwks_url https://a/jwks\n\t\tjwks_url https://b/jwks\n\t}", "jwks_url given twice"},
+		{"a JWT's issuer", "identity jwt {\n\t\tissuer https://a\n\t\tissuer https://b\n\t}", "issuer given twice"},
+		{"a JWT's resource", "identity jwt {\n\t\tresource https://a/mcp\n\t\tresource https://b/mcp\n\t}", "resource given twice"},
+		{"a bundle's token", "bundle https://b.example bundles/mcp.tar.gz {\n\t\ttoken a\n\t\ttoken b\n\t}", "token given twice"},
+		{"a bundle's polling", "bundle https://b.example bundles/mcp.tar.gz {\n\t\tpolling 10s 20s\n\t\tpolling 1s 2s\n\t}", "polling given twice"},
+		{"a webhook's template", "approval {\n\t\twebhook https://hooks.example/a {\n\t\t\ttemplate a.tmpl\n\t\t\ttemplate b.tmpl\n\t\t}\n\t}", "template given twice"},
+		{"a webhook's content_type", "approval {\n\t\twebhook https://hooks.example/a {\n\t\t\tcontent_type text/plain\n\t\t\tcontent_type application/json\n\t\t}\n\t}", "content_type given twice"},
+		{"audit's arguments", "audit {\n\t\targuments\n\t\targuments\n\t}", "arguments given twice"},
+		{"JWT audiences and audit claims add up", "identity jwt {\n\t\tjwks_url https://a/jwks\n\t\taudience a\n\t\taudience b\n\t}\n\taudit {\n\t\tclaims sub\n\t\tclaims email\n\t}", ""},
 		{"policies and session keys add up", "policy a\n\tpolicy b\n\tsession_keys k1\n\tsession_keys k2", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,6 +199,19 @@ func TestCaddyfileOnceEach(t *testing.T) {
 			case tc.wantErr == "" && err != nil:
 				t.Errorf("error %v, want none", err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	// mcp_approvals, the other directive with such subdirectives.
+	for _, tc := range []struct{ name, block, wantErr string }{
+		{"instance", "instance a\n\tinstance b", "instance given twice"},
+		{"inbox", "inbox {\n\t\tbasic_auth {\n\t\t\talice $2a$14$x\n\t\t}\n\t}\n\tinbox {\n\t\tbasic_auth {\n\t\t\tbob $2a$14$y\n\t\t}\n\t}", "inbox given twice"},
+	} {
+		t.Run("mcp_approvals "+tc.name, func(t *testing.T) {
+			var h caddymodule.ApprovalsHandler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\t" + tc.block + "\n}"))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
 			}
 		})

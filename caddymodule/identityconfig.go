@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 // Identity sources.
@@ -154,7 +155,11 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.Check(d, "jwks_url", "issuer", "resource"); err != nil {
+			return nil, err
+		}
 		key := d.Val()
 		args := d.RemainingArgs()
 		single := func(dst *string) error {

@@ -14,9 +14,10 @@ const caddyPrefix = "github.com/caddyserver/"
 // glue that makes Caddy modules of the rest. Every other package under
 // caddymodule is the Caddy-free core.
 var caddyGlue = map[string]bool{
-	"github.com/mcpgate/mcpgate/caddymodule":             true,
-	"github.com/mcpgate/mcpgate/caddymodule/demo":        true,
-	"github.com/mcpgate/mcpgate/caddymodule/stdiomodule": true,
+	"github.com/mcpgate/mcpgate/caddymodule":              true,
+	"github.com/mcpgate/mcpgate/caddymodule/demo":         true,
+	"github.com/mcpgate/mcpgate/caddymodule/stdiomodule":  true,
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective": true,
 }
 
 // TestCoreImportsNoCaddy: the core (the gateway's pipeline and every

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 // This file shows the rest of Caddy what the gateway learns of each
@@ -273,7 +274,11 @@ func unmarshalAudit(d *caddyfile.Dispenser) (*AuditConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.Check(d, "arguments"); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "arguments":
 			if d.NextArg() {

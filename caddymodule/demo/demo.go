@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 func init() {
@@ -69,7 +71,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := subdirective.Once{}
 	for d.NextBlock(0) {
+		if err := given.Check(d, "stateless", "json_response"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "stateless":
 			h.Stateless = true

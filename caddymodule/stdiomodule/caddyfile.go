@@ -6,6 +6,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -31,15 +33,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("the command goes in the block: mcp_stdio { command <command> [<args...>] }")
 	}
 	var err error
+	given := subdirective.Once{}
 	for d.NextBlock(0) {
+		if err := given.Check(d, "command", "dir", "max_sessions", "stateless_pool", "idle_timeout", "init_timeout", "stop_grace", "max_message_size"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "command":
 			command := d.RemainingArgs()
 			if len(command) == 0 {
 				return d.ArgErr()
-			}
-			if h.Command != "" {
-				return d.Err("command is given twice")
 			}
 			h.Command, h.Args = command[0], command[1:]
 		case "env":
