@@ -156,8 +156,10 @@ table_any_reviewer if {
 # needs_approval rules decide. A rule can only narrow who approves: with
 # approvers named both by its approvers rules and by the base decision,
 # those named by both; with the base decision's any reviewer, the
-# organization's but the caller; else whichever names some; neither: any
-# reviewer.
+# organization's but the caller; with its own approvers only, those;
+# with the base decision's only, those but the caller (a rule that names
+# none holds the call for a reviewer, who is never the caller alone, as it
+# does a call the table allows); neither: any reviewer.
 approval_approvers := custom_approvers & table_approvers if {
 	count(custom_approvers) > 0
 	count(table_approvers) > 0
@@ -166,7 +168,7 @@ approval_approvers := custom_approvers & table_approvers if {
 	table_any_reviewer
 } else := custom_approvers if {
 	count(custom_approvers) > 0
-} else := table_approvers
+} else := table_approvers - {"caller"}
 
 # approvers_conflict: the organization's approvers and the base
 # decision's name nobody in common, so nobody may approve.
@@ -182,7 +184,18 @@ approvers_conflict if {
 	count(custom_approvers - {"caller"}) == 0
 }
 
+approvers_conflict if {
+	count(custom_approvers) == 0
+	count(table_approvers) > 0
+	count(table_approvers - {"caller"}) == 0
+}
+
 approvers_conflict_reason := sprintf(
+	"this call needs approval (%s) by a reviewer, who is never the caller alone, but the permissions table lets only its caller approve it, so nobody may: name reviewers beside caller in the table's entry",
+	[concat("; ", custom_approval_reasons)],
+) if {
+	count(custom_approvers) == 0
+} else := sprintf(
 	"this call needs approval (%s), but the organization's approvers %v and the permissions table's %s name nobody in common, so nobody may approve it",
 	[concat("; ", custom_approval_reasons), sort(custom_approvers), table_approvers_text],
 )

@@ -272,6 +272,29 @@ test_custom_needs_approval_narrows_table_approvers if {
 	named.approvers == ["caller"]
 }
 
+# A rule that names no approvers holds a call for a reviewer, never the
+# caller alone, whatever the table says: a table that asks the caller
+# (stricter than one that allows) never lets the caller's own click
+# answer the rule. The table's other approvers stay; with none, nobody
+# may approve, and the call is blocked with what to change.
+test_custom_needs_approval_never_answered_by_the_caller_alone if {
+	call := {"kind": "request", "method": "tools/call", "direction": "client_to_server", "tool": {"name": "t", "category": "write", "changed": false}, "server": "s"}
+	caller_only := mcp.decision with input as call
+		with data.mcp.permissions as {"write": {"action": "needs_approval", "approvers": ["caller"]}}
+		with data.mcp.needs_approval as {"t needs a look"}
+	caller_only.action == "block"
+	contains(caller_only.reason, "lets only its caller approve it")
+	contains(caller_only.reason, "t needs a look")
+	with_a_reviewer := mcp.decision with input as call
+		with data.mcp.permissions as {"write": {"action": "needs_approval", "approvers": ["caller", "inbox:alice"]}}
+		with data.mcp.needs_approval as {"t needs a look"}
+	with_a_reviewer == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["inbox:alice"]}
+	# Without the rule, the table's caller approves as before.
+	table_alone := mcp.decision with input as call
+		with data.mcp.permissions as {"write": {"action": "needs_approval", "approvers": ["caller"]}}
+	table_alone.approvers == ["caller"]
+}
+
 # A table that holds a call for any reviewer never lets the caller
 # approve it alone: the organization's approvers narrow within the
 # reviewers (the caller taken out), and naming only the caller blocks.
