@@ -203,6 +203,7 @@ var parseCases = []parseCase{
 	{name: "JSONRPC", body: `{"JSONRPC":"2.0","method":"ping"}`, code: CodeInvalidRequest, errText: `"JSONRPC" differs from "jsonrpc"`},
 	{name: "Unicode case variant of params", body: `{"jsonrpc":"2.0","method":"ping","param\u017f":{}}`, code: CodeInvalidRequest, errText: `differs from "params" only by case`},
 	{name: "NAME in tools/call params", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","NAME":"delete"}}`, code: CodeInvalidRequest, errText: `params member "NAME" differs from "name" only by case`},
+	{name: "Mode beside mode in an elicitation", body: `{"jsonrpc":"2.0","id":1,"method":"elicitation/create","params":{"mode":"form","Mode":"url","message":"m","requestedSchema":{"type":"object"}}}`, code: CodeInvalidRequest, errText: `params member "Mode" differs from "mode" only by case`},
 	{name: "Arguments in params", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","Arguments":{}}}`, code: CodeInvalidRequest, errText: `"Arguments" differs from "arguments"`},
 	{name: "Kelvin sign in params", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"progressTo\u212Aen":1}}`, code: CodeInvalidRequest, errText: `differs from "progressToken" only by case`},
 	{name: "lowercase protocolversion", body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolversion":"2025-06-18"}}`, code: CodeInvalidRequest, errText: `"protocolversion" differs from "protocolVersion"`},

@@ -13,12 +13,13 @@ var messageMembers = []string{"jsonrpc", "id", "method", "params", "result", "er
 // that the gateway or an upstream server acts on (MCP specification,
 // schema.ts: CallToolRequest, PaginatedRequest, ReadResourceRequest,
 // InitializeRequest, CancelledNotification, ProgressNotification,
-// RequestParams._meta, and 2026-07-28's retried requests: inputResponses
-// and requestState).
+// RequestParams._meta, the mode of a server's ElicitRequest, which decides
+// the capability the client must have declared, and 2026-07-28's retried
+// requests: inputResponses and requestState).
 var paramsMembers = []string{
 	"name", "arguments", "_meta", "cursor", "uri", "protocolVersion",
 	"capabilities", "clientInfo", "requestId", "reason", "progressToken",
-	"inputResponses", "requestState",
+	"mode", "inputResponses", "requestState",
 }
 
 // metaMembers are the members of params._meta that the gateway acts on
