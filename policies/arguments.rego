@@ -18,6 +18,8 @@ import rego.v1
 # argument is the value of the argument of tool (input.tool) named name,
 # however the call spells it: input.tool.argument_names maps every name,
 # folded (lower case, Unicode compatibility forms, no surrounding space),
-# to the name as sent. Write name in lower case. Undefined when the call
-# has no such argument.
+# to the name as sent. Write name folded: ASCII letters in lower case
+# (lowercasing and trimming is the whole fold for ASCII, and is done
+# here); other letters in their folded form ("strasse" for "straße"),
+# which lower cannot give. Undefined when the call has no such argument.
 argument(tool, name) := tool.arguments[tool.argument_names[lower(trim_space(name))]]
