@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/internal/coldcache"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -92,29 +91,7 @@ func benchmarkServe(b *testing.B, opts policy.Options) {
 	}
 	serve(0) // the gateway learns the upstream's tools
 	b.ReportAllocs()
-	n := 0
-	if *benchEvict <= 0 {
-		for b.Loop() {
-			n++
-			serve(n)
-		}
-		return
-	}
-	// Between two calls, write through benchEvict bytes, and time the
-	// calls alone.
-	evict := make([]byte, *benchEvict)
-	var elapsed []float64
-	for b.Loop() {
-		n++
-		for i := 0; i < len(evict); i += 64 {
-			evict[i]++
-		}
-		start := time.Now()
-		serve(n)
-		elapsed = append(elapsed, float64(time.Since(start))/float64(time.Microsecond))
-	}
-	slices.Sort(elapsed)
-	b.ReportMetric(elapsed[len(elapsed)/2], "µs/median-call")
+	coldcache.Loop(b, *benchEvict, serve)
 }
 
 // benchGateway builds a Gateway deciding with opts.
