@@ -111,21 +111,8 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 
 	cancelled, release := x.g.sessions.own.holdCall(x.session, m.ID)
 	defer release()
-	// a is the approval that stands for the call.
-	var a *approval.Approval
-	// cancelledByClient and disconnected end a hold whose client no
-	// longer wants the call run, whether or not a decision came first.
-	cancelledByClient := func() (http.ResponseWriter, func(), *approval.Approval, error) {
-		why := "the client cancelled the call"
-		held.cancel(a, why)
-		return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
-	}
-	disconnected := func() (http.ResponseWriter, func(), *approval.Approval, error) {
-		held.cancel(a, "the client disconnected")
-		return end(outcomeCancelled, a, nil)
-	}
 
-	a, err = service.Request(r.Context(), call)
+	a, err := service.Request(r.Context(), call)
 	if err != nil {
 		return end(outcomeFailed, nil, held.fail(err))
 	}
@@ -151,13 +138,18 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		}
 		switch a.State {
 		case approval.Approved:
-			switch x.stopBeforeRunning(cancelled) {
-			case stopCancelled:
-				return cancelledByClient()
-			case stopDisconnected:
-				return disconnected()
-			}
 			if _, err := service.Use(r.Context(), a.ID); err == nil {
+				// A cancel that came with the decision, or while it was
+				// used up, wins; the approval stays used up, so that it
+				// runs no later call either.
+				switch x.stopBeforeRunning(cancelled) {
+				case stopCancelled:
+					held.logger.Info("approved call cancelled by the client before it ran", zap.String("id", a.ID))
+					return end(outcomeCancelled, a, held.answer(fmt.Sprintf(
+						"Approval %s was given, but the client cancelled the call before it ran: the call did not run, and the approval is used up. Make the call again to ask anew.", a.ID)))
+				case stopDisconnected:
+					return end(outcomeCancelled, a, nil)
+				}
 				// The forward records the outcome, with the approval.
 				endWaitSpan(wait, outcomeApproved, a.ID)
 				w, finish := held.replyWriter()
@@ -201,9 +193,14 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		case <-holdTimer.C:
 			return end(outcomePending, a, held.pending(x.pendingAnswer(a, call)))
 		case <-cancelled:
-			return cancelledByClient()
+			// Answered as cancelled even if a decision came first: the
+			// client no longer wants the call run.
+			why := "the client cancelled the call"
+			held.cancel(a, why)
+			return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
 		case <-r.Context().Done():
-			return disconnected()
+			held.cancel(a, "the client disconnected")
+			return end(outcomeCancelled, a, nil)
 		case <-service.Done():
 			return end(outcomeFailed, a, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID)))
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,61 +42,87 @@ func postQuietly(url string, session http.Header, body string) (string, error) {
 
 // TestCancelComingWithApproval: a held call that finds its approval
 // approved and its client's notifications/cancelled both there (woken by
-// both at once, its wait took the decision) is answered as cancelled and
-// never runs: the cancel wins, as it does while the call waits.
+// both at once, its wait took the decision; or the cancel came while the
+// approval was used up) is answered as cancelled and never runs: the
+// cancel wins, as it does while the call waits. The approval is used up:
+// the same call made again asks anew, rather than run on it.
 func TestCancelComingWithApproval(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
 	session := initialize(t, gw.URL, nil)
 	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 	postRaw := func(body string) (string, error) { return postQuietly(gw.URL, header, body) }
-
-	// When the held call sees the approval, its client cancels it.
-	cancelErr := make(chan error, 1)
-	restore := gateway.SetTestHookGoAhead(func() {
-		_, err := postRaw(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"held-1","reason":"stop"}}`)
-		cancelErr <- err
-	})
-	defer restore()
-
-	answer := make(chan string, 1)
-	go func() {
-		body, err := postRaw(`{"jsonrpc":"2.0","id":"held-1","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`)
-		if err != nil {
-			body = "error: " + err.Error()
-		}
-		answer <- body
-	}()
+	const call = `{"jsonrpc":"2.0","id":"held-1","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`
 	ctx := context.Background()
-	var pending *approval.Approval
-	for deadline := time.Now().Add(10 * time.Second); pending == nil; {
-		list, err := gw.approvals.List(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range list {
-			if a.State == approval.Pending {
-				pending = a
+	hold := func() (<-chan string, *approval.Approval) {
+		t.Helper()
+		answer := make(chan string, 1)
+		go func() {
+			body, err := postRaw(call)
+			if err != nil {
+				body = "error: " + err.Error()
+			}
+			answer <- body
+		}()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			list, err := gw.approvals.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range list {
+				if a.State == approval.Pending {
+					return answer, a
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the call was not held for approval")
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the call was not held for approval")
+	}
+	decide := func(a *approval.Approval, approve bool) {
+		t.Helper()
+		if _, err := gw.approvals.Decide(ctx, a.ID, approve, approval.Decider{ID: "admin", Principals: []string{"admin"}}, "no"); err != nil {
+			t.Fatalf("deciding %s: %v", a.ID, err)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := gw.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
-		t.Fatalf("approving: %v", err)
-	}
-	select {
-	case body := <-answer:
-		if !strings.Contains(body, "cancelled") {
-			t.Errorf("the held call answered %s; want it cancelled", body)
+	answered := func(answer <-chan string) string {
+		t.Helper()
+		select {
+		case body := <-answer:
+			return body
+		case <-time.After(20 * time.Second):
+			t.Fatal("the held call did not end")
+			return ""
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the held call did not end")
 	}
+
+	// When the held call may go ahead, its client cancels it (once).
+	cancelErr := make(chan error, 1)
+	var once sync.Once
+	restore := gateway.SetTestHookGoAhead(func() {
+		once.Do(func() {
+			_, err := postRaw(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"held-1","reason":"stop"}}`)
+			cancelErr <- err
+		})
+	})
+	answer, first := hold()
+	decide(first, true)
+	if body := answered(answer); !strings.Contains(body, "the client cancelled the call before it ran") {
+		t.Errorf("the held call answered %s; want it cancelled", body)
+	}
+	restore()
 	if err := <-cancelErr; err != nil {
 		t.Fatalf("cancelling: %v", err)
+	}
+
+	// The same call again is held on an approval of its own.
+	answer, second := hold()
+	if second.ID == first.ID {
+		t.Fatalf("the same call again waits on approval %s, used up by the cancelled call", first.ID)
+	}
+	decide(second, false)
+	if body := answered(answer); !strings.Contains(body, "Denied") {
+		t.Errorf("the call made again answered %s; want the denial of its own approval", body)
 	}
 	if n := up.CallCount("create_issue"); n != 0 {
 		t.Errorf("the upstream ran the cancelled call (%d times)", n)
