@@ -113,17 +113,8 @@ func TestCallerAnswerBound(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gateway, strings.NewReader(
-		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"bound"}}}`))
-	req.Header = header(asked)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := clienttest.EventData(resp)
+	_, events := clienttest.PostEvents(t, ctx, gateway, header(asked),
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"bound"}}}`)
 	var question struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
@@ -306,14 +297,8 @@ func askOnStream(t *testing.T, ctx context.Context, gateway, text string) (http.
 	}
 	initialized.Body.Close()
 	session := http.Header{"Mcp-Session-Id": {initialized.Header.Get("Mcp-Session-Id")}, "Mcp-Protocol-Version": {"2025-06-18"}}
-	req := clienttest.NewRequest(t, http.MethodPost, gateway, session,
-		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`))
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	events := clienttest.EventData(resp)
+	_, events := clienttest.PostEvents(t, ctx, gateway, session,
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`)
 	var asked question
 	if err := json.Unmarshal([]byte(<-events), &asked); err != nil || asked.Method != "elicitation/create" {
 		t.Fatalf("the caller was not asked: %+v %v", asked, err)

@@ -149,21 +149,15 @@ func TestCancelComingWithConfirmation(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	req := clienttest.NewRequest(t, http.MethodPost, gw.URL, session,
-		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`))
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := clienttest.EventData(resp)
+	status, events := clienttest.PostEvents(t, ctx, gw.URL, session,
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`)
 	var asked struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 	}
 	first := <-events
 	if err := json.Unmarshal([]byte(first), &asked); err != nil || asked.Method != "elicitation/create" {
-		t.Fatalf("the caller was not asked: HTTP %d, first event %q (%v)", resp.StatusCode, first, err)
+		t.Fatalf("the caller was not asked: HTTP %d, first event %q (%v)", status, first, err)
 	}
 
 	// When the held call takes the accept, its client cancels it.

@@ -2,8 +2,10 @@ package clienttest
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"strings"
+	"testing"
 )
 
 // EventData reads the data lines of the event stream resp carries, one
@@ -20,4 +22,17 @@ func EventData(resp *http.Response) <-chan string {
 		}
 	}()
 	return events
+}
+
+// PostEvents posts body with header (see NewRequest) while ctx lasts, and
+// returns the reply's status and the data of its events (EventData). The
+// reply is closed when the test ends.
+func PostEvents(tb testing.TB, ctx context.Context, url string, header http.Header, body string) (int, <-chan string) {
+	tb.Helper()
+	resp, err := http.DefaultClient.Do(NewRequest(tb, http.MethodPost, url, header, strings.NewReader(body)).WithContext(ctx))
+	if err != nil {
+		tb.Fatalf("POST %s: %v", url, err)
+	}
+	tb.Cleanup(func() { resp.Body.Close() })
+	return resp.StatusCode, EventData(resp)
 }
