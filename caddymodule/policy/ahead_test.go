@@ -20,7 +20,7 @@ import (
 // that a policy that cannot be evaluated ahead is prepared as it is.
 func TestEvaluatedAhead(t *testing.T) {
 	ctx := context.Background()
-	bench, err := loader.NewFileLoader().Filtered([]string{"../testdata/benchpolicy"}, skipNonPolicyFiles)
+	bench, err := loader.NewFileLoader().Filtered([]string{"../testdata/benchpolicy"}, LoadFilter(false))
 	if err != nil {
 		t.Fatalf("loading the benchmarks' policy: %v", err)
 	}

@@ -361,7 +361,7 @@ func (e *Engine) loadFiles(ctx context.Context, paths []string) error {
 	origin := "the gateway's modules"
 	if len(paths) > 0 {
 		origin = strings.Join(paths, ", ")
-		loaded, err := loader.NewFileLoader().Filtered(paths, skipNonPolicyFiles)
+		loaded, err := loader.NewFileLoader().Filtered(paths, LoadFilter(false))
 		if err != nil {
 			return fmt.Errorf("loading policy from %s: %w", origin, err)
 		}
@@ -395,17 +395,27 @@ func (e *Engine) reloaded(err error) {
 	}
 }
 
-// skipNonPolicyFiles is a loader filter: it keeps folders, Rego modules
-// other than tests, and data files.
-func skipNonPolicyFiles(_ string, info fs.FileInfo, depth int) bool {
-	if depth > 0 && strings.HasPrefix(info.Name(), ".") {
-		// Hidden entries are not the policy: version control, editors'
-		// files, and the timestamped folders a Kubernetes ConfigMap
-		// mount keeps beside the links to its files (read through those
-		// links, each once).
-		return true
+// LoadFilter is how the gateway reads the files and folders of a policy
+// (an OPA loader.Filter, which skips what it returns true for): it keeps
+// folders, Rego modules and data files, and skips hidden entries below
+// the paths given. With withTests it keeps Rego tests (*_test.rego) too,
+// as `mcpgate policy test` reads them beside the policy the gateway would
+// load, and nothing else: a test must see the very modules the gateway
+// decides with.
+func LoadFilter(withTests bool) loader.Filter {
+	return func(_ string, info fs.FileInfo, depth int) bool {
+		if depth > 0 && strings.HasPrefix(info.Name(), ".") {
+			// Hidden entries are not the policy: version control,
+			// editors' files, and the timestamped folders a Kubernetes
+			// ConfigMap mount keeps beside the links to its files (read
+			// through those links, each once).
+			return true
+		}
+		if info.IsDir() {
+			return false
+		}
+		return !isPolicyFile(info.Name()) && !(withTests && strings.HasSuffix(info.Name(), "_test.rego"))
 	}
-	return !info.IsDir() && !isPolicyFile(info.Name())
 }
 
 // isPolicyFile reports whether a file of this name is part of a policy:

@@ -83,7 +83,7 @@ func (w *policyWatcher) addRoot(root string) error {
 }
 
 // addTree watches root and every folder below it but hidden ones (which
-// the policy does not load; see skipNonPolicyFiles).
+// the policy does not load; see LoadFilter).
 func (w *policyWatcher) addTree(root string) error {
 	return filepath.WalkDir(root, func(path string, entry fs.DirEntry, err error) error {
 		if err != nil {

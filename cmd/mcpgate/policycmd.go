@@ -95,7 +95,9 @@ func runPolicyTests(ctx context.Context, w io.Writer, paths []string) (int, erro
 	if len(paths) == 0 {
 		return caddy.ExitCodeFailedStartup, errors.New("policy test: give the Rego files or folders to test")
 	}
-	modules, store, err := tester.Load(paths, nil)
+	// The policy's files as the gateway reads them (hidden folders, say,
+	// left out), and the tests beside them.
+	modules, store, err := tester.Load(paths, policy.LoadFilter(true))
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("loading %s: %w", strings.Join(paths, ", "), err)
 	}

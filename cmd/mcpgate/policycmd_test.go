@@ -56,6 +56,22 @@ test_wrong if p.answer == 41
 		"p_test.rego": "package p_test\ntest_builtin_error if to_number(\"forty-two\") == 42\n",
 	})
 	untested := writeFiles(t, map[string]string{"p.rego": "package p\nanswer := 42\n"})
+	// A rule in a hidden folder (an editor's, version control's), which
+	// the gateway never loads, is not part of the policy tested either.
+	hidden := writeFiles(t, map[string]string{
+		"p.rego": "package p\nimport rego.v1\ndefault blocked := false\nblocked if input.tool == \"drop_table\"\n",
+		"p_test.rego": `package p_test
+import rego.v1
+import data.p
+test_delete_blocked if p.blocked with input as {"tool": "delete_issue"}
+`,
+	})
+	if err := os.MkdirAll(filepath.Join(hidden, ".editor"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hidden, ".editor", "extra.rego"), []byte("package p\nimport rego.v1\nblocked if input.tool == \"delete_issue\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name       string
@@ -80,6 +96,7 @@ test_wrong if p.answer == 41
 		}},
 		{"built-in errors are errors, as in the gateway", []string{erring}, 1, "1 of 1 Rego tests failed", []string{"eval_builtin_error: to_number", "ERROR: 1/1"}},
 		{"no tests", []string{untested}, 1, "no Rego tests found", nil},
+		{"hidden folders left out, as the gateway leaves them", []string{hidden}, 1, "1 of 1 Rego tests failed", []string{"data.p_test.test_delete_blocked: FAIL"}},
 		{"no paths", nil, 1, "give the Rego files or folders", nil},
 		{"missing path", []string{filepath.Join(t.TempDir(), "nothing-here")}, 1, "loading", nil},
 	}
