@@ -155,9 +155,12 @@ type Handler struct {
 }
 
 // UnmarshalJSON reads the handler's JSON configuration more strictly than
-// Caddy's decoder: a member given twice (which would otherwise count
-// once, the last, or merge two tables into one) or in another case than
-// its name's is refused, at every depth, as are unknown members.
+// Caddy's decoder: a member in another case than its name's is refused,
+// at every depth, as are unknown members and, where the handler is given
+// its JSON as written (its tests, other Go callers), a member given twice.
+// (In a Caddy configuration, Caddy decodes each handler once to find its
+// module's name and encodes it again before this runs, which keeps the
+// last of a member given twice: docs/configuration.md says so.)
 func (h *Handler) UnmarshalJSON(b []byte) error {
 	type plain Handler
 	if err := jsonv2.Unmarshal(b, (*plain)(h), jsonv2.RejectUnknownMembers(true)); err != nil {

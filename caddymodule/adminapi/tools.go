@@ -87,7 +87,7 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	if req.Server == "" || req.Tool == "" {
 		return refuse(http.StatusBadRequest, errors.New("server and tool are required"))
 	}
-	found := false
+	accepted := ""
 	var refusal error
 	t.EachCatalog(func(c *catalog.Catalog) bool {
 		// The hash is checked with the accept, in one step: a
@@ -104,7 +104,7 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 			refusal = t.Logs.internalError(fmt.Sprintf("accepting %s on %s", req.Tool, req.Server), err)
 			return false
 		}
-		found = true
+		accepted = tool.Hash
 		t.Logs.named("mcpgate.tools").Info("tool definition accepted",
 			zap.String("server", req.Server), zap.String("tool", req.Tool), zap.String("hash", tool.Hash))
 		return true
@@ -112,8 +112,11 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	if refusal != nil {
 		return refusal
 	}
-	if !found {
+	if accepted == "" {
 		return refuse(http.StatusNotFound, fmt.Errorf("no tool %s known on server %s", req.Tool, req.Server))
 	}
+	// The answer names the definition accepted, which the operator may
+	// not have given.
+	req.Hash = accepted
 	return writeJSON(w, map[string]any{"accepted": req})
 }

@@ -207,7 +207,7 @@ func TestAcceptTool(t *testing.T) {
 			acceptLogs := observed.FilterLoggerName("mcpgate.tools").FilterMessage("tool definition accepted").AllUntimed()
 			switch {
 			case accepted:
-				if want := `{"accepted":` + body + "}\n"; rec.Body.String() != want {
+				if want := `{"accepted":{"server":"tracker","tool":"create_issue","hash":"` + current + `"}}` + "\n"; rec.Body.String() != want {
 					t.Errorf("answer = %s, want %s", rec.Body, want)
 				}
 				if len(acceptLogs) != 2 || acceptLogs[0].ContextMap()["hash"] != current {

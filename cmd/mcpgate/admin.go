@@ -8,27 +8,52 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 )
 
 // adminAddress resolves the admin API address: the one given, else the
 // admin address of the Caddyfile in the current folder (as `mcpgate run`
-// would serve it), else Caddy's default.
-func adminAddress(address string) (string, error) {
+// would serve it, and said on stderr, since a Caddyfile in the folder
+// decides where decisions go). It must be a unix socket: mcpgate answers
+// its operator routes only there (or over Caddy's remote admin, with a
+// client certificate this tool does not hold), so a TCP address, Caddy's
+// default localhost:2019 among them, could only reach whatever else
+// listens there.
+func adminAddress(address string, stderr io.Writer) (string, error) {
+	source := "--address"
 	configFile := ""
 	if address == "" {
 		if _, err := os.Stat("Caddyfile"); err == nil {
-			configFile = "Caddyfile"
+			configFile, source = "Caddyfile", "./Caddyfile"
 		}
 	}
-	return caddycmd.DetermineAdminAPIAddress(address, nil, configFile, "")
+	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, "")
+	if err != nil {
+		return "", err
+	}
+	parsed, err := caddy.ParseNetworkAddress(addr)
+	if err != nil {
+		return "", fmt.Errorf("admin address %q: %w", addr, err)
+	}
+	if !parsed.IsUnixNetwork() {
+		if address == "" && configFile == "" {
+			source = "Caddy's default"
+		}
+		return "", fmt.Errorf("admin address %s (from %s) is not a unix socket: mcpgate answers its operator routes only on one; give --address unix//path/to/admin.sock, as the Caddyfile's admin option names it", addr, source)
+	}
+	if configFile != "" {
+		fmt.Fprintf(stderr, "admin API: %s (from %s)\n", addr, source)
+	}
+	return addr, nil
 }
 
 // adminJSON calls the admin API at address with body (nil: none) as JSON,
 // and decodes the answer into into. A non-2xx answer is an error that
 // carries the API's message.
 func adminJSON(address, method, uri string, body, into any) error {
-	addr, err := adminAddress(address)
+	addr, err := adminAddress(address, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -50,4 +75,12 @@ func adminJSON(address, method, uri string, body, into any) error {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	return nil
+}
+
+// parentCommand makes cmd, a command of subcommands, refuse anything but
+// one of them: cobra would otherwise print its help and exit 0 on a
+// mistyped subcommand (`approvals aprove`), which a script reads as done.
+func parentCommand(cmd *cobra.Command) {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }

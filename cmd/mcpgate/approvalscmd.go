@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,10 +26,11 @@ func init() {
 		Short: "Lists held tool calls and approves or denies them",
 		Long: `
 Talks to a running gateway through Caddy's admin API: --address, or the
-admin address of ./Caddyfile, else localhost:2019. mcpgate answers these
+admin address of ./Caddyfile (said on stderr). mcpgate answers these
 routes only over a unix socket (admin unix//run/mcpgate/admin.sock) or
 Caddy's remote admin: a TCP port on the host is open to every local
-process, the agent whose call is held among them.
+process, the agent whose call is held among them. So this command talks
+to a unix socket only.
 
   mcpgate approvals list [--all]
   mcpgate approvals approve <id> [--approver <name>] [--reason <text>]
@@ -39,8 +41,9 @@ approval wins. A denial's reason reaches the client. The approver recorded
 is "admin"; --approver (default $USER) is recorded beside it as a claim.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals"}
-			listCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
+			parentCommand(cmd)
+			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals", Args: cobra.NoArgs}
+			listCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
 			listCmd.Flags().Bool("all", false, "Also list decided, cancelled and expired approvals the gateway remembers")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listApprovalsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.Bool("all"))
@@ -56,7 +59,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 					Short: decision.short,
 					Args:  cobra.ExactArgs(1),
 				}
-				decideCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
+				decideCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
 				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who says they decide (recorded and logged beside the approver \"admin\")")
 				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
 				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
@@ -95,11 +98,23 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 }
 
 func decideApprovalCommand(out io.Writer, address, id, verb string, decision adminapi.Decision) (int, error) {
+	if strings.TrimSpace(id) == "" {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s: give the approval's id (mcpgate approvals list)", verb)
+	}
 	var decided approval.Approval
 	if err := adminJSON(address, http.MethodPost, "/mcpgate/approvals/"+url.PathEscape(id)+"/"+verb, decision, &decided); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", verb, id, err)
 	}
-	fmt.Fprintf(out, "%s is %s (%s on %s, waited %s)\n", decided.ID, decided.State, decided.Tool, decided.Server,
+	// The answer must be the decision asked for, on the approval named.
+	want := approval.Approved
+	if verb == "deny" {
+		want = approval.Denied
+	}
+	if decided.ID != id || decided.State != want {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: the gateway answered approval %s %s, not %s %s",
+			verb, id, display.Line(decided.ID), display.Line(string(decided.State)), id, want)
+	}
+	fmt.Fprintf(out, "%s is %s (%s on %s, waited %s)\n", decided.ID, decided.State, display.Line(decided.Tool), display.Line(decided.Server),
 		decided.Waited(time.Now()).Round(time.Second))
 	return caddy.ExitCodeSuccess, nil
 }

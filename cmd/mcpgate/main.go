@@ -51,8 +51,10 @@ func main() {
 }
 
 // mcpgateVersion is mcpgate's version as the Go toolchain recorded it in
-// info: the main module's version, and for a development build, "(devel)",
-// the VCS revision beside it, marked +modified when the checkout had
+// info: the main module's version (from a checkout, Go records a
+// pseudo-version naming the commit, +dirty when it had changes), and when
+// it recorded "(devel)" with a VCS revision (as toolchains before Go 1.24
+// did), the revision beside it, marked +modified when the checkout had
 // uncommitted changes.
 func mcpgateVersion(info *debug.BuildInfo) string {
 	version := info.Main.Version

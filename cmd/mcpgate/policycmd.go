@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -72,16 +73,21 @@ same shape.
 			evalCmd.Flags().StringP("input", "i", "", "Policy input document (JSON file, or - for standard input)")
 			evalCmd.Flags().StringP("query", "q", policy.DefaultDecisionQuery, "Rego reference of the decision")
 			evalCmd.Flags().StringArrayP("data", "d", nil, "Data file (JSON or YAML) to add; repeatable")
+			evalCmd.Flags().Duration("timeout", policy.DefaultTimeout, "How long the evaluation may take, as the handler's eval_timeout")
 			evalCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				data, err := evalCmd.Flags().GetStringArray("data")
 				if err != nil {
 					return caddy.ExitCodeFailedStartup, err
+				}
+				if strings.TrimSpace(fl.String("query")) == "" {
+					return caddy.ExitCodeFailedStartup, errors.New("policy eval: --query is empty; leave it out for data.mcp.decision")
 				}
 				return evalPolicy(context.Background(), evalCmd.InOrStdin(), evalCmd.OutOrStdout(), evalRequest{
 					Input:     fl.String("input"),
 					Query:     fl.String("query"),
 					DataFiles: data,
 					Paths:     fl.Args(),
+					Timeout:   fl.Duration("timeout"),
 				})
 			})
 			cmd.AddCommand(evalCmd)
@@ -153,6 +159,8 @@ type evalRequest struct {
 	// Paths are the policy's files and folders; none means the library
 	// built into mcpgate.
 	Paths []string
+	// Timeout bounds the evaluation; the engine's default when zero.
+	Timeout time.Duration
 }
 
 // evalPolicy decides one input with the gateway's engine and prints the
@@ -161,6 +169,9 @@ type evalRequest struct {
 func evalPolicy(ctx context.Context, stdin io.Reader, w io.Writer, req evalRequest) (int, error) {
 	if req.Input == "" {
 		return caddy.ExitCodeFailedStartup, errors.New("policy eval: --input is required")
+	}
+	if req.Timeout < 0 {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("policy eval: --timeout %s is negative", req.Timeout)
 	}
 	raw, err := readInputFile(stdin, req.Input)
 	if err != nil {
@@ -174,7 +185,7 @@ func evalPolicy(ctx context.Context, stdin io.Reader, w io.Writer, req evalReque
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	opts := policy.Options{Paths: req.Paths, Query: req.Query, Data: data}
+	opts := policy.Options{Paths: req.Paths, Query: req.Query, Data: data, Timeout: req.Timeout}
 	if len(req.Paths) == 0 {
 		opts.Modules = policies.Library()
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"text/tabwriter"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,10 +23,11 @@ func init() {
 		Short: "Lists upstream tools and accepts changed tool definitions",
 		Long: `
 Talks to a running gateway through Caddy's admin API: --address, or the
-admin address of ./Caddyfile, else localhost:2019. mcpgate answers these
+admin address of ./Caddyfile (said on stderr). mcpgate answers these
 routes only over a unix socket (admin unix//run/mcpgate/admin.sock) or
 Caddy's remote admin: a TCP port on the host is open to every local
-process, the agent whose call is held among them.
+process, the agent whose call is held among them. So this command talks
+to a unix socket only.
 
   mcpgate tools list [--server tracker]
   mcpgate tools accept --server tracker --tool create_issue [--hash <sha256>]
@@ -35,14 +37,15 @@ operator accepted it is blocked and hidden until it is accepted again. Give
 --hash (from "tools list") to accept only the definition you reviewed.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			listCmd := &cobra.Command{Use: "list [--server <name>]", Short: "Lists the tools the gateway knows"}
-			listCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
+			parentCommand(cmd)
+			listCmd := &cobra.Command{Use: "list [--server <name>]", Short: "Lists the tools the gateway knows", Args: cobra.NoArgs}
+			listCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
 			listCmd.Flags().String("server", "", "Only this server's tools")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listToolsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.String("server"))
 			})
-			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition"}
-			acceptCmd.Flags().String("address", "", "Admin API address (default: the admin address in ./Caddyfile, else localhost:2019)")
+			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition", Args: cobra.NoArgs}
+			acceptCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
 			acceptCmd.Flags().String("server", "", "The tool's server (required)")
 			acceptCmd.Flags().String("tool", "", "The tool (required)")
 			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")
@@ -65,6 +68,9 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 	if err := adminJSON(address, http.MethodGet, uri, nil, &tools); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing tools: %w", err)
 	}
+	if len(tools) == 0 && server != "" {
+		fmt.Fprintf(os.Stderr, "the gateway knows no tools of server %q (server names are exact; its tools are learned from its first tools/list)\n", server)
+	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tTOOL\tCATEGORY\tSTATUS\tHASH")
 	for _, t := range tools {
@@ -81,10 +87,12 @@ func acceptToolCommand(out io.Writer, address string, req adminapi.AcceptRequest
 	if req.Server == "" || req.Tool == "" {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
 	}
-	var answer map[string]any
+	var answer struct {
+		Accepted adminapi.AcceptRequest `json:"accepted"`
+	}
 	if err := adminJSON(address, http.MethodPost, "/mcpgate/tools/accept", req, &answer); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("accepting %s on %s: %w", req.Tool, req.Server, err)
 	}
-	fmt.Fprintf(out, "accepted the current definition of %s on %s\n", req.Tool, req.Server)
+	fmt.Fprintf(out, "accepted definition %s of %s on %s\n", display.Line(answer.Accepted.Hash), req.Tool, req.Server)
 	return caddy.ExitCodeSuccess, nil
 }

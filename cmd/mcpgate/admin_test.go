@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+)
+
+// TestAdminAddress: the operator commands talk to a unix socket only, the
+// one given or the one ./Caddyfile names (said on stderr); a TCP address,
+// Caddy's default among them, is refused before anything is sent, since
+// mcpgate never answers its operator routes there and whatever listens
+// there is not the gateway.
+func TestAdminAddress(t *testing.T) {
+	tests := []struct {
+		name, address, caddyfile string
+		want, wantErr, wantNote  string
+	}{
+		{name: "a socket given", address: "unix//run/mcpgate/admin.sock", want: "unix//run/mcpgate/admin.sock"},
+		{name: "TCP given", address: "localhost:2019", wantErr: "admin address localhost:2019 (from --address) is not a unix socket"},
+		{name: "nothing: Caddy's default", wantErr: "(from Caddy's default) is not a unix socket"},
+		{name: "the Caddyfile's socket", caddyfile: "{\n\tadmin unix//run/mcpgate/admin.sock\n}\n", want: "unix//run/mcpgate/admin.sock", wantNote: "admin API: unix//run/mcpgate/admin.sock (from ./Caddyfile)"},
+		{name: "the Caddyfile's TCP port", caddyfile: "{\n\tadmin 127.0.0.1:2999\n}\n", wantErr: "(from ./Caddyfile) is not a unix socket"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.caddyfile != "" {
+				if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(tt.caddyfile), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Chdir(dir)
+			var stderr bytes.Buffer
+			got, err := adminAddress(tt.address, &stderr)
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+			case tt.wantErr == "" && (err != nil || got != tt.want):
+				t.Errorf("address %q, error %v; want %q", got, err, tt.want)
+			}
+			if !strings.Contains(stderr.String(), tt.wantNote) {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.wantNote)
+			}
+		})
+	}
+}
+
+// TestDecisionAnswerChecked: approve and deny check that the answer is the
+// decision asked for, on the approval named, and refuse an empty id
+// before anything is sent.
+func TestDecisionAnswerChecked(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "admin.sock")
+	listener, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An answer about another approval than the one asked about.
+		_ = json.NewEncoder(w).Encode(approval.Approval{ID: "apr_other", State: approval.Approved, Tool: "t", Server: "s"})
+	})}
+	go func() { _ = srv.Serve(listener) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	address := "unix/" + socket
+	for _, tt := range []struct{ name, id, verb, wantErr string }{
+		{"another approval answered", "apr_asked", "approve", "the gateway answered approval apr_other approved, not apr_asked approved"},
+		{"another decision answered", "apr_other", "deny", "the gateway answered approval apr_other approved, not apr_other denied"},
+		{"an empty id", " ", "approve", "give the approval's id"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if _, err := decideApprovalCommand(&out, address, tt.id, tt.verb, adminapi.Decision{Approver: "ops"}); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestUnknownSubcommands: a mistyped subcommand, or arguments a command
+// takes none of, fail rather than print the help and exit 0.
+func TestUnknownSubcommands(t *testing.T) {
+	for _, tt := range []struct {
+		command string
+		args    []string
+		wantErr string
+	}{
+		{"approvals", []string{"aprove", "apr_x"}, `unknown command "aprove" for "approvals"`},
+		{"approvals", []string{"list", "extra"}, `unknown command "extra" for "approvals list"`},
+		{"tools", []string{"acept"}, `unknown command "acept" for "tools"`},
+		{"tools", []string{"list", "extra"}, `unknown command "extra" for "tools list"`},
+		{"policy", []string{"evaluate"}, `unknown command "evaluate" for "policy"`},
+		{"policy", []string{"eval", "--input", "x.json", "--query", ""}, "--query is empty"},
+		{"approvals", nil, ""},
+	} {
+		t.Run(tt.command+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+			cmd := &cobra.Command{Use: tt.command}
+			caddycmd.Commands()[tt.command].CobraFunc(cmd)
+			var out bytes.Buffer
+			cmd.SetOut(&out)
+			cmd.SetErr(&out)
+			cmd.SetArgs(tt.args)
+			err := cmd.Execute()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none (the help)", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
