@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -397,12 +400,24 @@ func objectValue(m map[string]any, use *inputUse) (ast.Object, error) {
 }
 
 // ParseInput reads an input document in the shape Value produces (the
-// shape docs/policy.md documents), as `mcpgate policy eval` takes it. A member
-// the gateway never sets is an error: a policy would never see it, so a
-// decision on it would mislead. Numbers stay exact (json.Number).
+// shape docs/policy.md documents), as `mcpgate policy eval` takes it. What
+// the gateway never builds is an error, since a decision on it would
+// mislead: a member it never sets, one given twice or in another case, a
+// kind or direction it does not know, header names that are not lower
+// case or that name credentials (the gateway leaves those out), a tool on
+// anything but a tools/call or none on one, a tool that is not the one
+// params names, a category other than its annotations give. A missing
+// direction is client_to_server, and a tool without annotations keeps the
+// category given, so that hand-written inputs stay short. Numbers stay
+// exact (json.Number).
 func ParseInput(raw []byte) (*Input, error) {
+	// The strict reading (member names exact, each once, none unknown);
+	// then the values, with exact numbers.
+	var strict Input
+	if err := jsonv2.Unmarshal(raw, &strict, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	var in Input
 	if err := dec.Decode(&in); err != nil {
@@ -411,5 +426,65 @@ func ParseInput(raw []byte) (*Input, error) {
 	if dec.More() {
 		return nil, errors.New("more than one JSON value")
 	}
+	if err := in.checkBuildable(); err != nil {
+		return nil, err
+	}
 	return &in, nil
+}
+
+// checkBuildable refuses what the gateway never builds (see ParseInput),
+// and fills in a missing direction.
+func (in *Input) checkBuildable() error {
+	switch in.Kind {
+	case "request", "notification":
+		if in.Method == "" {
+			return fmt.Errorf("a %s has a method", in.Kind)
+		}
+	case "response":
+		if in.Method != "" {
+			return errors.New(`a response has no method (method "")`)
+		}
+	default:
+		return fmt.Errorf(`kind %q: want "request", "notification" or "response"`, in.Kind)
+	}
+	switch in.Direction {
+	case "":
+		in.Direction = DirectionClientToServer
+	case DirectionClientToServer, DirectionServerToClient:
+	default:
+		return fmt.Errorf("direction %q: want %q or %q", in.Direction, DirectionClientToServer, DirectionServerToClient)
+	}
+	for name := range in.Request.Headers {
+		if name != strings.ToLower(name) {
+			return fmt.Errorf("request header %q: the gateway writes header names in lower case", name)
+		}
+		if credentialHeaders[name] {
+			return fmt.Errorf("request header %q: the gateway never shows a policy credentials", name)
+		}
+	}
+	toolCall := in.Kind == "request" && in.Method == "tools/call" && in.Direction == DirectionClientToServer
+	switch {
+	case in.Tool != nil && !toolCall:
+		return errors.New("tool is set for tools/call requests only")
+	case in.Tool == nil && toolCall:
+		return errors.New("a tools/call has a tool (name, arguments, category)")
+	case in.Tool == nil:
+		return nil
+	}
+	if name, given := in.Params["name"]; given && name != in.Tool.Name {
+		return fmt.Errorf("tool.name %q is not params.name %v", in.Tool.Name, name)
+	}
+	if arguments, given := in.Params["arguments"]; given && !reflect.DeepEqual(arguments, map[string]any(in.Tool.Arguments)) {
+		return errors.New("tool.arguments differ from params.arguments")
+	}
+	category := catalog.Category(in.Tool.Category)
+	if !slices.Contains([]catalog.Category{catalog.ReadOnly, catalog.Write, catalog.Destructive}, category) {
+		return fmt.Errorf(`tool.category %q: want "read_only", "write" or "destructive"`, in.Tool.Category)
+	}
+	if in.Tool.Annotations != nil {
+		if from := catalog.CategoryOf(in.Tool.Annotations); from != category {
+			return fmt.Errorf("tool.category %q: its annotations make it %q", category, from)
+		}
+	}
+	return nil
 }

@@ -114,14 +114,22 @@ test_delete_blocked if p.blocked with input as {"tool": "delete_issue"}
 	}
 }
 
-// toolCall is a tools/call input document for server.
+// toolCall is a tools/call input document for server, the tool annotated
+// as its category says.
 func toolCall(server, name, category string, arguments map[string]any) string {
+	annotations := map[string]any{} // destructive, as a tool without hints is
+	switch category {
+	case "read_only":
+		annotations["readOnlyHint"] = true
+	case "write":
+		annotations["destructiveHint"] = false
+	}
 	doc, err := json.Marshal(map[string]any{
 		"kind":      "request",
 		"method":    "tools/call",
 		"params":    map[string]any{"name": name, "arguments": arguments},
 		"direction": "client_to_server",
-		"tool":      map[string]any{"name": name, "arguments": arguments, "annotations": map[string]any{}, "category": category, "changed": false},
+		"tool":      map[string]any{"name": name, "arguments": arguments, "annotations": annotations, "category": category, "changed": false},
 		"server":    server,
 		"session":   "s1",
 		"request":   map[string]any{"remote_ip": "127.0.0.1", "host": "127.0.0.1:8080", "path": "/", "headers": map[string]string{}},
@@ -181,9 +189,20 @@ func TestPolicyEval(t *testing.T) {
 			"", policy.Decision{Action: policy.ActionBlock, Reason: "blocked: the policy gave no valid decision (decision is []interface {}, want an object with action and reason)"}, 1, "no valid decision"},
 		{"no input", evalRequest{}, "", policy.Decision{}, 1, "--input is required"},
 		{"missing input", evalRequest{Input: in("missing.json")}, "", policy.Decision{}, 1, "reading input"},
-		{"unknown input member", evalRequest{Input: in("typo.json")}, "", policy.Decision{}, 1, `unknown field "tools"`},
+		{"unknown input member", evalRequest{Input: in("typo.json")}, "", policy.Decision{}, 1, `unknown object member name "tools"`},
+		{"a member in another case", evalRequest{Input: "-"}, `{"KIND": "request", "method": "ping"}`, policy.Decision{}, 1, `unknown object member name "KIND"`},
+		{"a member twice", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "method": "tools/list"}`, policy.Decision{}, 1, `duplicate object member name "method"`},
+		{"an unknown kind", evalRequest{Input: "-"}, `{"kind": "bogus", "method": "ping"}`, policy.Decision{}, 1, `kind "bogus"`},
+		{"no kind", evalRequest{Input: "-"}, `{}`, policy.Decision{}, 1, `kind ""`},
+		{"an unknown direction", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "direction": "sideways"}`, policy.Decision{}, 1, `direction "sideways"`},
+		{"a header in capitals", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "request": {"headers": {"X-Team": "ops"}}}`, policy.Decision{}, 1, `request header "X-Team": the gateway writes header names in lower case`},
+		{"a credential header", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "request": {"headers": {"authorization": "Bearer x"}}}`, policy.Decision{}, 1, `never shows a policy credentials`},
+		{"a tool on another method", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "tool": {"name": "x", "category": "write"}}`, policy.Decision{}, 1, "tool is set for tools/call requests only"},
+		{"a tools/call without its tool", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "params": {"name": "x"}}`, policy.Decision{}, 1, "a tools/call has a tool"},
+		{"a tool params do not name", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "params": {"name": "x"}, "tool": {"name": "y", "category": "write"}}`, policy.Decision{}, 1, `tool.name "y" is not params.name x`},
+		{"a category its annotations contradict", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "tool": {"name": "x", "annotations": {"destructiveHint": true}, "category": "read_only"}}`, policy.Decision{}, 1, `its annotations make it "destructive"`},
 		{"input not JSON", evalRequest{Input: in("not-json.json")}, "", policy.Decision{}, 1, "input"},
-		{"two input values", evalRequest{Input: "-"}, `{"kind": "request"} {}`, policy.Decision{}, 1, "more than one JSON value"},
+		{"two input values", evalRequest{Input: "-"}, `{"kind": "request"} {}`, policy.Decision{}, 1, "after top-level value"},
 		{"Rego as data", evalRequest{Input: in("search.json"), DataFiles: []string{in("policy.rego")}}, "", policy.Decision{}, 1, "--data takes JSON or YAML"},
 		{"data that clashes with the policy's", evalRequest{Input: in("send.json"), DataFiles: []string{"../../examples/email/permissions.json"}, Paths: []string{"../../policies", "../../examples/email"}},
 			"", policy.Decision{}, 1, "permissions"},
