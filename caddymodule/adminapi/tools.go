@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 // Tools serves the tool catalog:
 //
 //	GET  /mcpgate/tools[?server=<name>]   the tools the gateway knows
+//	GET  /mcpgate/tools?server=<name>&tool=<name>
+//	                                      one tool, with its definition
 //	POST /mcpgate/tools/accept            {"server", "tool", "hash"}
 //
 // "server" is the name the upstream's tools are kept under: its upstream
@@ -38,6 +41,10 @@ type ListedTool struct {
 	Annotations map[string]any `json:"annotations"`
 	Hash        string         `json:"hash"`
 	Changed     bool           `json:"changed"`
+	// Definition is the tool object as the upstream listed it, whose
+	// hash is Hash: given when the request names the tool, for an
+	// operator to review before accepting it.
+	Definition json.RawMessage `json:"definition,omitempty"`
 }
 
 // AcceptRequest is the body of POST /mcpgate/tools/accept.
@@ -59,17 +66,30 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMethod(r, http.MethodGet); err != nil {
 		return err
 	}
-	server := r.URL.Query().Get("server")
+	server, name := r.URL.Query().Get("server"), r.URL.Query().Get("tool")
+	if name != "" && server == "" {
+		return refuse(http.StatusBadRequest, errors.New("tool names a tool of a server: give server too"))
+	}
 	listed := []ListedTool{}
 	t.EachCatalog(func(c *catalog.Catalog) bool {
 		for _, tool := range c.Tools(server) {
-			listed = append(listed, ListedTool{
+			if name != "" && tool.Name != name {
+				continue
+			}
+			entry := ListedTool{
 				Server: tool.Server, Name: tool.Name, Category: string(tool.Category),
 				Annotations: tool.Annotations, Hash: tool.Hash, Changed: tool.Changed,
-			})
+			}
+			if name != "" {
+				entry.Definition = tool.Definition
+			}
+			listed = append(listed, entry)
 		}
 		return true
 	})
+	if name != "" && len(listed) == 0 {
+		return refuse(http.StatusNotFound, fmt.Errorf("no tool %s known on server %s", name, server))
+	}
 	return writeJSON(w, listed)
 }
 

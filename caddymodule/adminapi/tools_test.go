@@ -82,6 +82,10 @@ func TestListTools(t *testing.T) {
 		name, query string
 		overTCP     bool
 		want        []listed
+		// withDefinition: the entries carry the definitions listed.
+		withDefinition bool
+		wantStatus     int
+		wantReason     string
 	}{
 		{name: "every server", want: []listed{
 			{"tracker", "create_issue", "write", true},
@@ -91,6 +95,9 @@ func TestListTools(t *testing.T) {
 		{name: "one server", query: "?server=wiki", want: []listed{{"wiki", "search", "destructive", false}}},
 		{name: "an unknown server", query: "?server=mail", want: []listed{}},
 		{name: "over local TCP", overTCP: true, query: "?server=wiki", want: []listed{{"wiki", "search", "destructive", false}}},
+		{name: "one tool, with its definition", query: "?server=tracker&tool=create_issue", want: []listed{{"tracker", "create_issue", "write", true}}, withDefinition: true},
+		{name: "an unknown tool", query: "?server=tracker&tool=nope", wantStatus: http.StatusNotFound, wantReason: "no tool nope known on server tracker"},
+		{name: "a tool without its server", query: "?tool=create_issue", wantStatus: http.StatusBadRequest, wantReason: "tool names a tool of a server: give server too"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +106,10 @@ func TestListTools(t *testing.T) {
 				req = over(req, localTCP, nil)
 			}
 			rec, refused := serve(t, tools.Routes(), req)
-			checkRefusal(t, refused, 0, "")
+			checkRefusal(t, refused, tt.wantStatus, tt.wantReason)
+			if tt.wantStatus != 0 {
+				return
+			}
 			if got := rec.Header().Get("Content-Type"); got != "application/json" {
 				t.Errorf("Content-Type = %q, want application/json", got)
 			}
@@ -111,8 +121,12 @@ func TestListTools(t *testing.T) {
 			for _, l := range got {
 				gotListed = append(gotListed, listed{l.Server, l.Name, l.Category, l.Changed})
 				c := map[string]*catalog.Catalog{"tracker": tracker, "wiki": wiki}[l.Server]
-				if want := lookup(t, c, l.Server, l.Name).Hash; l.Hash != want {
-					t.Errorf("%s on %s listed with hash %s, want %s", l.Name, l.Server, l.Hash, want)
+				known := lookup(t, c, l.Server, l.Name)
+				if l.Hash != known.Hash {
+					t.Errorf("%s on %s listed with hash %s, want %s", l.Name, l.Server, l.Hash, known.Hash)
+				}
+				if want := map[bool]string{true: string(known.Definition)}[tt.withDefinition]; string(l.Definition) != want {
+					t.Errorf("%s on %s listed with definition %s, want %q", l.Name, l.Server, l.Definition, want)
 				}
 			}
 			if !slices.Equal(gotListed, tt.want) {

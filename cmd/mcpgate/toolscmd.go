@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,11 +32,13 @@ process, the agent whose call is held among them. So this command talks
 to a unix socket only.
 
   mcpgate tools list [--server tracker]
+  mcpgate tools show --server tracker --tool create_issue
   mcpgate tools accept --server tracker --tool create_issue [--hash <sha256>]
 
 A tool whose definition (description, schemas, annotations) changed since an
-operator accepted it is blocked and hidden until it is accepted again. Give
---hash (from "tools list") to accept only the definition you reviewed.
+operator accepted it is blocked and hidden until it is accepted again.
+"tools show" prints the definition and its hash; give that --hash to
+accept only the definition you reviewed.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			parentCommand(cmd)
@@ -54,7 +58,14 @@ operator accepted it is blocked and hidden until it is accepted again. Give
 					Server: fl.String("server"), Tool: fl.String("tool"), Hash: fl.String("hash"),
 				})
 			})
-			cmd.AddCommand(listCmd, acceptCmd)
+			showCmd := &cobra.Command{Use: "show --server <name> --tool <name>", Short: "Prints a tool's definition and its hash, to review before accepting", Args: cobra.NoArgs}
+			showCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+			showCmd.Flags().String("server", "", "The tool's server (required)")
+			showCmd.Flags().String("tool", "", "The tool (required)")
+			showCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				return showToolCommand(showCmd.OutOrStdout(), fl.String("address"), fl.String("server"), fl.String("tool"))
+			})
+			cmd.AddCommand(listCmd, showCmd, acceptCmd)
 		},
 	})
 }
@@ -94,5 +105,31 @@ func acceptToolCommand(out io.Writer, address string, req adminapi.AcceptRequest
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("accepting %s on %s: %w", req.Tool, req.Server, err)
 	}
 	fmt.Fprintf(out, "accepted definition %s of %s on %s\n", display.Line(answer.Accepted.Hash), req.Tool, req.Server)
+	return caddy.ExitCodeSuccess, nil
+}
+
+func showToolCommand(out io.Writer, address, server, tool string) (int, error) {
+	if server == "" || tool == "" {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
+	}
+	var tools []adminapi.ListedTool
+	uri := "/mcpgate/tools?server=" + url.QueryEscape(server) + "&tool=" + url.QueryEscape(tool)
+	if err := adminJSON(address, http.MethodGet, uri, nil, &tools); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("showing %s on %s: %w", tool, server, err)
+	}
+	for _, t := range tools {
+		status := "accepted"
+		if t.Changed {
+			status = "CHANGED (blocked until accepted)"
+		}
+		var definition bytes.Buffer
+		if err := json.Indent(&definition, t.Definition, "", "  "); err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("the definition of %s on %s: %w", tool, server, err)
+		}
+		// The upstream wrote it: what could drive the terminal or hide
+		// text is made visible.
+		fmt.Fprintf(out, "server:   %s\ntool:     %s\ncategory: %s\nstatus:   %s\nhash:     %s\n%s\n",
+			display.Line(t.Server), display.Line(t.Name), t.Category, status, t.Hash, display.Block(definition.String()))
+	}
 	return caddy.ExitCodeSuccess, nil
 }

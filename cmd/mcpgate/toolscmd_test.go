@@ -12,8 +12,8 @@ import (
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 )
 
-// TestToolsCommand runs `mcpgate tools list|accept` against the demo's
-// admin API.
+// TestToolsCommand runs `mcpgate tools list|show|accept` against the
+// demo's admin API.
 func TestToolsCommand(t *testing.T) {
 	_, adminAddr, _ := caddytest.AdminSocket(t)
 	session := startDemo(t, adminAddr)
@@ -30,6 +30,23 @@ func TestToolsCommand(t *testing.T) {
 	for _, want := range []string{"SERVER", "list_issues", "read_only", "delete_issue", "destructive", "accepted"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("tools list output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// show prints the definition under review, with the hash to accept.
+	out.Reset()
+	if _, err := showToolCommand(&out, adminAddr, "tracker", "delete_issue"); err != nil {
+		t.Fatalf("tools show: %v", err)
+	}
+	if !regexp.MustCompile(`(?s)tool:     delete_issue\n.*hash:     [0-9a-f]{64}\n\{\n  .*"name": "delete_issue"`).MatchString(out.String()) {
+		t.Errorf("tools show printed %s; want the tool, its hash and its definition", out.String())
+	}
+	for _, tt := range []struct{ server, tool, wantErr string }{
+		{"tracker", "nope", "404"},
+		{"", "delete_issue", "--server and --tool are required"},
+	} {
+		if _, err := showToolCommand(&out, adminAddr, tt.server, tt.tool); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("tools show --server %q --tool %q: error %v, want one containing %q", tt.server, tt.tool, err, tt.wantErr)
 		}
 	}
 
