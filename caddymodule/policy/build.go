@@ -154,6 +154,9 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 		return nil, err
 	}
 
+	if err := b.checkDecisionDefined(compiler, data, origin); err != nil {
+		return nil, err
+	}
 	var q preparedQueries
 	if q.revision, err = revisionOf(modules, data); err != nil {
 		return nil, err
@@ -277,4 +280,28 @@ func hasMember(data map[string]any, path ...string) bool {
 		}
 	}
 	return true
+}
+
+// checkDecisionDefined refuses a policy in which the decision query names
+// neither a rule nor a document of its data (a misspelt `decision`, a
+// policy written for another package): every message would be blocked
+// as undefined, which the gateway would find out only from the traffic.
+// A query with other than names in it (data.mcp[x]) is not checked.
+func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[string]any, origin string) error {
+	ref, err := ast.ParseRef(b.decisionQuery)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return nil // checked when the builder was made; not a data query
+	}
+	path := make([]string, 0, len(ref)-1)
+	for _, term := range ref[1:] {
+		name, ok := term.Value.(ast.String)
+		if !ok {
+			return nil
+		}
+		path = append(path, string(name))
+	}
+	if len(compiler.GetRules(ref)) > 0 || hasMember(data, path...) {
+		return nil
+	}
+	return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
 }

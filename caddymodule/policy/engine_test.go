@@ -397,7 +397,7 @@ tool_permission := {"action": to_number("x")} if data.table[input.tool.name] == 
 		{"policy without permissions", "package mcp\ndecision := {\"action\": \"allow\"}", "", "open", "", false, false},
 		{"malformed", policy, "", "odd", ActionBlock, true, true},
 		{"evaluation error", policy, "", "broken", ActionBlock, true, true},
-		{"custom query", "package org\nperm := {\"action\": \"needs_approval\"}\n", "data.org.perm", "open", ActionNeedsApproval, true, false},
+		{"custom query", "package mcp\ndecision := {\"action\": \"allow\"}\nperm := {\"action\": \"needs_approval\"}\n", "data.mcp.perm", "open", ActionNeedsApproval, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -430,6 +430,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"watch and bundle", Options{Bundle: bundle, Watch: true}, "watching needs policy paths"},
 		{"bundle without resource", Options{Bundle: &BundleConfig{URL: "http://127.0.0.1:1"}}, "needs a service URL and a resource"},
 		{"bundle delays reversed", Options{Bundle: &BundleConfig{URL: "http://127.0.0.1:1", Resource: "b", MinDelay: time.Minute, MaxDelay: time.Second}}, "less than min delay"},
+		{"no decision", Options{Modules: map[string]string{"p.rego": "package mcp\ndecisions := {\"action\": \"allow\"}"}}, "defines no data.mcp.decision (the decision query)"},
+		{"a decision query naming nothing", Options{Paths: []string{dir}, Query: "data.org.decision"}, "defines no data.org.decision"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -523,5 +525,21 @@ decision := {"action": "allow"}`})}, Data: data})
 	}
 	if c := revision(map[string]any{"x": 2}); c == a {
 		t.Errorf("other data gave the same revision %s", c)
+	}
+}
+
+// TestDecisionDefinedInData: a decision query may name a document of the
+// policy's data rather than a rule; only one naming neither is refused.
+func TestDecisionDefinedInData(t *testing.T) {
+	engine, err := New(context.Background(), Options{
+		Modules: map[string]string{"p.rego": "package other\n\nx := 1\n"},
+		Data:    map[string]any{"mcp": map[string]any{"decision": map[string]any{"action": "allow", "reason": "from data"}}},
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = engine.Close() })
+	if d, err := engine.Decide(context.Background(), toolInput("open")); err != nil || d.Action != ActionAllow || d.Reason != "from data" {
+		t.Errorf("Decide = %+v, %v; want the data's allow", d, err)
 	}
 }
