@@ -42,8 +42,9 @@ type ListedTool struct {
 	Hash        string         `json:"hash"`
 	Changed     bool           `json:"changed"`
 	// Definition is the tool object as the upstream listed it, whose
-	// hash is Hash: given when the request names the tool, for an
-	// operator to review before accepting it.
+	// hash is Hash (a name listed more than once: every listing, as an
+	// array): given when an operator's request names the tool, for them
+	// to review before accepting it.
 	Definition json.RawMessage `json:"definition,omitempty"`
 }
 
@@ -67,8 +68,16 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	server, name := r.URL.Query().Get("server"), r.URL.Query().Get("tool")
-	if name != "" && server == "" {
-		return refuse(http.StatusBadRequest, errors.New("tool names a tool of a server: give server too"))
+	if name != "" {
+		if server == "" {
+			return refuse(http.StatusBadRequest, errors.New("tool names a tool of a server: give server too"))
+		}
+		// A definition the gateway blocks and hides (a changed one, say)
+		// is for operators only: the agent it is hidden from may reach a
+		// TCP admin endpoint.
+		if _, err := operator(r, ""); err != nil {
+			return err
+		}
 	}
 	listed := []ListedTool{}
 	t.EachCatalog(func(c *catalog.Catalog) bool {

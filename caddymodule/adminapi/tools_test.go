@@ -69,7 +69,8 @@ func lookup(t *testing.T, c *catalog.Catalog, server, name string) catalog.Tool 
 }
 
 // TestListTools: every catalog's tools are listed, or one server's, to
-// anyone who reaches the admin API.
+// anyone who reaches the admin API; one tool with its definition, to
+// operators only.
 func TestListTools(t *testing.T) {
 	tracker, _ := newCatalog(t, "tracker", trackerTools, trackerChanged)
 	wiki, _ := newCatalog(t, "wiki", wikiTools)
@@ -98,12 +99,17 @@ func TestListTools(t *testing.T) {
 		{name: "one tool, with its definition", query: "?server=tracker&tool=create_issue", want: []listed{{"tracker", "create_issue", "write", true}}, withDefinition: true},
 		{name: "an unknown tool", query: "?server=tracker&tool=nope", wantStatus: http.StatusNotFound, wantReason: "no tool nope known on server tracker"},
 		{name: "a tool without its server", query: "?tool=create_issue", wantStatus: http.StatusBadRequest, wantReason: "tool names a tool of a server: give server too"},
+		{name: "one tool over local TCP", overTCP: true, query: "?server=tracker&tool=create_issue", wantStatus: http.StatusForbidden, wantReason: notAnOperator},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodGet, "/mcpgate/tools"+tt.query, nil)
-			if tt.overTCP {
+			switch {
+			case tt.overTCP:
 				req = over(req, localTCP, nil)
+			case strings.Contains(tt.query, "tool="):
+				// A definition is shown to operators only.
+				req = over(req, unixSocket, nil)
 			}
 			rec, refused := serve(t, tools.Routes(), req)
 			checkRefusal(t, refused, tt.wantStatus, tt.wantReason)

@@ -48,7 +48,9 @@ type Tool struct {
 	Hash string
 	// Changed reports that Hash differs from the pinned (accepted) hash.
 	Changed bool
-	// Definition is the tool object as listed.
+	// Definition is the tool object as listed; for a name listed more
+	// than once with different definitions, every listing, in order, as
+	// a JSON array (what Hash covers).
 	Definition json.RawMessage
 }
 

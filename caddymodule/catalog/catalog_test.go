@@ -398,13 +398,16 @@ func TestLearnDuplicateNames(t *testing.T) {
 		first, later []string
 		wantCategory Category
 		wantChanged  bool
+		// wantDefinition is what an operator reviews: the listing, or
+		// every listing the hash covers.
+		wantDefinition string
 	}{
-		{"identical listings", []string{safe}, []string{safe, safe}, ReadOnly, false},
-		{"second listing added", []string{safe}, []string{safe, unsafe}, Destructive, true},
-		{"first listing added", []string{safe}, []string{unsafe, safe}, Destructive, true},
-		{"listings reordered", []string{safe, unsafe}, []string{unsafe, safe}, Destructive, true},
-		{"same listings", []string{safe, unsafe}, []string{safe, unsafe}, Destructive, false},
-		{"duplicate dropped", []string{safe, unsafe}, []string{safe}, ReadOnly, true},
+		{"identical listings", []string{safe}, []string{safe, safe}, ReadOnly, false, safe},
+		{"second listing added", []string{safe}, []string{safe, unsafe}, Destructive, true, "[" + safe + "," + unsafe + "]"},
+		{"first listing added", []string{safe}, []string{unsafe, safe}, Destructive, true, "[" + unsafe + "," + safe + "]"},
+		{"listings reordered", []string{safe, unsafe}, []string{unsafe, safe}, Destructive, true, "[" + unsafe + "," + safe + "]"},
+		{"same listings", []string{safe, unsafe}, []string{safe, unsafe}, Destructive, false, "[" + safe + "," + unsafe + "]"},
+		{"duplicate dropped", []string{safe, unsafe}, []string{safe}, ReadOnly, true, safe},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -415,6 +418,9 @@ func TestLearnDuplicateNames(t *testing.T) {
 			if got.Category != tt.wantCategory || got.Changed != tt.wantChanged {
 				t.Errorf("after listing %s then %s: Category %q, Changed %v; want %q, %v",
 					tt.first, tt.later, got.Category, got.Changed, tt.wantCategory, tt.wantChanged)
+			}
+			if string(got.Definition) != tt.wantDefinition {
+				t.Errorf("after listing %s then %s: Definition %s, want %s", tt.first, tt.later, got.Definition, tt.wantDefinition)
 			}
 		})
 	}

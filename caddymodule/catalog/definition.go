@@ -197,22 +197,33 @@ func describe(raw json.RawMessage) (Tool, error) {
 // client may use any of them. The catalog then keeps the most cautious
 // listing (by category; the first of equals) and gives it a hash over all
 // of the listings' hashes, in order, so that a change to any of them, or to
-// their order, makes the tool Changed.
+// their order, makes the tool Changed; its Definition is then every
+// listing, in order, as a JSON array: what an operator accepting that hash
+// accepts.
 func describeAll(raws []json.RawMessage) (map[string]Tool, error) {
 	tools := make(map[string]Tool, len(raws))
+	listings := make(map[string][][]byte, len(raws))
+	merged := map[string]bool{}
 	for i, raw := range raws {
 		t, err := describe(raw)
 		if err != nil {
 			return nil, fmt.Errorf("tool %d: %w", i, err)
 		}
+		listings[t.Name] = append(listings[t.Name], t.Definition)
 		if prev, ok := tools[t.Name]; ok && prev.Hash != t.Hash {
 			hash := sha256.Sum256([]byte(prev.Hash + "\n" + t.Hash))
 			if !t.Category.moreCautious(prev.Category) {
 				t = prev
 			}
 			t.Hash = hex.EncodeToString(hash[:])
+			merged[t.Name] = true
 		}
 		tools[t.Name] = t
+	}
+	for name := range merged {
+		t := tools[name]
+		t.Definition = append(append([]byte("["), bytes.Join(listings[name], []byte(","))...), ']')
+		tools[name] = t
 	}
 	return tools, nil
 }
