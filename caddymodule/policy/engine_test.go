@@ -543,3 +543,35 @@ func TestDecisionDefinedInData(t *testing.T) {
 		t.Errorf("Decide = %+v, %v; want the data's allow", d, err)
 	}
 }
+
+// TestParseInputAsBuilt: ParseInput takes what the gateway builds (a
+// client's tools/call notification carries its tool; an empty method;
+// numbers past a float's range) and refuses what it never builds.
+func TestParseInputAsBuilt(t *testing.T) {
+	for _, tt := range []struct {
+		name, doc, wantErr string
+	}{
+		{"a tools/call notification", `{"kind": "notification", "method": "tools/call", "tool": {"name": "x", "arguments": {}, "category": "destructive"}}`, ""},
+		{"an empty method", `{"kind": "request", "method": ""}`, ""},
+		{"a number past a float's range", `{"kind": "request", "method": "tools/call", "params": {"name": "x", "arguments": {"id": 1e400}}, "tool": {"name": "x", "arguments": {"id": 1e400}, "category": "destructive"}}`, ""},
+		{"a response", `{"kind": "response", "direction": "server_to_client"}`, ""},
+		{"a member twice inside params", `{"kind": "request", "method": "ping", "params": {"a": 1, "a": 2}}`, `duplicate object member name "a"`},
+		{"a method on a response", `{"kind": "response", "method": "ping"}`, "a response has no method"},
+		{"a tool on a response", `{"kind": "response", "tool": {"name": "x", "category": "write"}}`, "tool is set on a client's tools/call only"},
+		{"a tool on a server's request", `{"kind": "request", "method": "tools/call", "direction": "server_to_client", "tool": {"name": "x", "category": "write"}}`, "tool is set on a client's tools/call only"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := ParseInput([]byte(tt.doc))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("ParseInput: %v, want it read", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("ParseInput: %v, want an error containing %q", err, tt.wantErr)
+			case tt.wantErr == "":
+				if _, err := in.Value(); err != nil {
+					t.Errorf("Value: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
@@ -411,10 +412,17 @@ func objectValue(m map[string]any, use *inputUse) (ast.Object, error) {
 // category given, so that hand-written inputs stay short. Numbers stay
 // exact (json.Number).
 func ParseInput(raw []byte) (*Input, error) {
-	// The strict reading (member names exact, each once, none unknown);
-	// then the values, with exact numbers.
+	// The strict reading (member names exact, each once, none unknown),
+	// which leaves free-form values (params, arguments, claims) unread but
+	// checked as JSON, duplicate names included: their numbers may be too
+	// large for a float, as the gateway's inputs allow; then the values,
+	// with exact numbers.
 	var strict Input
-	if err := jsonv2.Unmarshal(raw, &strict, jsonv2.RejectUnknownMembers(true)); err != nil {
+	skipValue := jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *any) error {
+		_, err := dec.ReadValue()
+		return err
+	})
+	if err := jsonv2.Unmarshal(raw, &strict, jsonv2.RejectUnknownMembers(true), jsonv2.WithUnmarshalers(skipValue)); err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -437,9 +445,6 @@ func ParseInput(raw []byte) (*Input, error) {
 func (in *Input) checkBuildable() error {
 	switch in.Kind {
 	case "request", "notification":
-		if in.Method == "" {
-			return fmt.Errorf("a %s has a method", in.Kind)
-		}
 	case "response":
 		if in.Method != "" {
 			return errors.New(`a response has no method (method "")`)
@@ -462,10 +467,12 @@ func (in *Input) checkBuildable() error {
 			return fmt.Errorf("request header %q: the gateway never shows a policy credentials", name)
 		}
 	}
-	toolCall := in.Kind == "request" && in.Method == "tools/call" && in.Direction == DirectionClientToServer
+	// The gateway sets a tool on every tools/call a client sends, a
+	// notification's too.
+	toolCall := in.Kind != "response" && in.Method == "tools/call" && in.Direction == DirectionClientToServer
 	switch {
 	case in.Tool != nil && !toolCall:
-		return errors.New("tool is set for tools/call requests only")
+		return errors.New("tool is set on a client's tools/call only")
 	case in.Tool == nil && toolCall:
 		return errors.New("a tools/call has a tool (name, arguments, category)")
 	case in.Tool == nil:

@@ -37,10 +37,15 @@ func adminAddress(address string, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("admin address %q: %w", addr, err)
 	}
-	if !parsed.IsUnixNetwork() {
-		if address == "" && configFile == "" {
+	if address == "" {
+		if fallback, err := caddycmd.DetermineAdminAPIAddress("", nil, "", ""); err == nil && fallback == addr {
 			source = "Caddy's default"
+			if configFile != "" {
+				source += "; ./Caddyfile names no admin address"
+			}
 		}
+	}
+	if parsed.Network != "unix" {
 		return "", fmt.Errorf("admin address %s (from %s) is not a unix socket: mcpgate answers its operator routes only on one; give --address unix//path/to/admin.sock, as the Caddyfile's admin option names it", addr, source)
 	}
 	if configFile != "" {

@@ -32,6 +32,8 @@ func TestAdminAddress(t *testing.T) {
 		{name: "nothing: Caddy's default", wantErr: "(from Caddy's default) is not a unix socket"},
 		{name: "the Caddyfile's socket", caddyfile: "{\n\tadmin unix//run/mcpgate/admin.sock\n}\n", want: "unix//run/mcpgate/admin.sock", wantNote: "admin API: unix//run/mcpgate/admin.sock (from ./Caddyfile)"},
 		{name: "the Caddyfile's TCP port", caddyfile: "{\n\tadmin 127.0.0.1:2999\n}\n", wantErr: "(from ./Caddyfile) is not a unix socket"},
+		{name: "a Caddyfile naming none", caddyfile: ":8080 {\n\trespond ok\n}\n", wantErr: "(from Caddy's default; ./Caddyfile names no admin address) is not a unix socket"},
+		{name: "a datagram socket", address: "unixgram//run/mcpgate/admin.sock", wantErr: "is not a unix socket"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

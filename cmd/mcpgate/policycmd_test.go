@@ -197,7 +197,7 @@ func TestPolicyEval(t *testing.T) {
 		{"an unknown direction", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "direction": "sideways"}`, policy.Decision{}, 1, `direction "sideways"`},
 		{"a header in capitals", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "request": {"headers": {"X-Team": "ops"}}}`, policy.Decision{}, 1, `request header "X-Team": the gateway writes header names in lower case`},
 		{"a credential header", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "request": {"headers": {"authorization": "Bearer x"}}}`, policy.Decision{}, 1, `never shows a policy credentials`},
-		{"a tool on another method", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "tool": {"name": "x", "category": "write"}}`, policy.Decision{}, 1, "tool is set for tools/call requests only"},
+		{"a tool on another method", evalRequest{Input: "-"}, `{"kind": "request", "method": "ping", "tool": {"name": "x", "category": "write"}}`, policy.Decision{}, 1, "tool is set on a client's tools/call only"},
 		{"a tools/call without its tool", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "params": {"name": "x"}}`, policy.Decision{}, 1, "a tools/call has a tool"},
 		{"a tool params do not name", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "params": {"name": "x"}, "tool": {"name": "y", "category": "write"}}`, policy.Decision{}, 1, `tool.name "y" is not params.name x`},
 		{"a category its annotations contradict", evalRequest{Input: "-"}, `{"kind": "request", "method": "tools/call", "tool": {"name": "x", "annotations": {"destructiveHint": true}, "category": "read_only"}}`, policy.Decision{}, 1, `its annotations make it "destructive"`},
