@@ -30,6 +30,9 @@ func TestEdgeAllowlist(t *testing.T) {
 			t.Setenv("ASSISTANT_IP_RANGES", tt.ranges)
 			t.Setenv("MCP_UPSTREAM", fmt.Sprintf("127.0.0.1:%d", demoPort))
 			edge := strings.ReplaceAll(readFile(t, "../../examples/edge/Caddyfile"), "./policies", "../../policies")
+			// The test's global options (its own admin socket) replace
+			// the example's.
+			edge = strings.Replace(edge, "{\n\tadmin unix/edge-admin.sock\n}\n", "", 1)
 			caddytest.Start(t, caddytest.GlobalOptions(t)+edge+fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_demo\n}\n", demoPort))
 			caddytest.WaitForListener(t, edgePort)
 

@@ -12,10 +12,13 @@ table := {
 	"write": "block",
 	"destructive": "block",
 	"tools": {
+		"read_file": "allow",
 		"read_text_file": "allow",
 		"read_media_file": "allow",
 		"read_multiple_files": "allow",
 		"list_directory": "allow",
+		"list_directory_with_sizes": "allow",
+		"list_allowed_directories": "allow",
 		"directory_tree": "allow",
 		"search_files": "allow",
 		"get_file_info": "allow",
@@ -36,7 +39,7 @@ call(name, category, arguments) := {
 }
 
 test_reading_is_allowed if {
-	every name in ["read_text_file", "read_media_file", "read_multiple_files", "list_directory", "directory_tree", "search_files", "get_file_info"] {
+	every name in ["read_file", "read_text_file", "read_media_file", "read_multiple_files", "list_directory", "list_directory_with_sizes", "list_allowed_directories", "directory_tree", "search_files", "get_file_info"] {
 		d := mcp.decision with input as call(name, "read_only", {"path": "/srv/docs/a.md"}) with data.mcp.permissions as table
 		d == {"action": "allow", "reason": sprintf("tool %q is set to allow", [name])}
 	}

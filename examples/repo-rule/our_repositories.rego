@@ -63,6 +63,29 @@ block contains sprintf("tool %q may only change repositories of %s, not of %q", 
 	owner != our_organization
 }
 
+# A repo or repository argument other than "name" or "owner/name" (more
+# slashes, "." or ".." segments: a server building a URL path from it could
+# be led to another owner's repository, acme/../../evil/widgets being
+# evil/widgets) is refused whatever its first part says.
+block contains sprintf("tool %q names the repository %q, which is not \"name\" or \"owner/name\"", [input.tool.name, repo]) if {
+	input.server == "github"
+	changes_a_repository
+	some key in ["repo", "repository"]
+	repo := mcp.argument(input.tool, key)
+	is_string(repo)
+	not plain_repository(repo)
+}
+
+# plain_repository: "name" or "owner/name", with neither part empty, "." or
+# "..".
+plain_repository(repo) if {
+	parts := split(repo, "/")
+	count(parts) <= 2
+	every part in parts {
+		not part in {"", ".", ".."}
+	}
+}
+
 block contains sprintf("tool %q changes a repository but does not say whose (want an owner argument, or repo as \"owner/name\")", [input.tool.name]) if {
 	input.server == "github"
 	changes_a_repository

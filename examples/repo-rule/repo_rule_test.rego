@@ -57,6 +57,14 @@ test_an_owner_hidden_in_repo_is_blocked if {
 	d == {"action": "block", "reason": `tool "create_branch" may only change repositories of acme, not of "evil"`}
 }
 
+test_a_path_that_leaves_our_repositories_is_blocked if {
+	every repo in ["acme/../../evil/widgets", "acme/./widgets", "acme/widgets/../../evil/x", "acme//widgets", "../evil", "acme/"] {
+		d := mcp.decision with input as call("create_pull_request", "write", {"owner": "acme", "repo": repo})
+		d.action == "block"
+		contains(d.reason, "which is not \"name\" or \"owner/name\"")
+	}
+}
+
 test_an_owner_that_is_not_text_is_blocked if {
 	mcp.decision.action == "block" with input as call("create_branch", "write", {"owner": ["acme"], "repo": "widgets"})
 }
