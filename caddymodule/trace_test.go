@@ -114,7 +114,7 @@ func findSpan(t *testing.T, name string) sdktrace.ReadOnlySpan {
 func attributes(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	m := map[attribute.Key]string{}
 	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }

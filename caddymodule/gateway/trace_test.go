@@ -58,7 +58,7 @@ func TestSpanTextBounded(t *testing.T) {
 			t.Errorf("a span name of %d bytes", len(s.Name()))
 		}
 		for _, a := range s.Attributes() {
-			if n := len(a.Value.Emit()); n > 256 {
+			if n := len(a.Value.String()); n > 256 {
 				t.Errorf("span %.30q: attribute %s of %d bytes", s.Name(), a.Key, n)
 			}
 		}
