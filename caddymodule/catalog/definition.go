@@ -202,27 +202,30 @@ func describe(raw json.RawMessage) (Tool, error) {
 // accepts.
 func describeAll(raws []json.RawMessage) (map[string]Tool, error) {
 	tools := make(map[string]Tool, len(raws))
-	listings := make(map[string][][]byte, len(raws))
-	merged := map[string]bool{}
+	// listings are the definitions each merged hash covers, kept for the
+	// names listed more than once only.
+	listings := map[string][][]byte{}
 	for i, raw := range raws {
 		t, err := describe(raw)
 		if err != nil {
 			return nil, fmt.Errorf("tool %d: %w", i, err)
 		}
-		listings[t.Name] = append(listings[t.Name], t.Definition)
 		if prev, ok := tools[t.Name]; ok && prev.Hash != t.Hash {
+			if listings[t.Name] == nil {
+				listings[t.Name] = [][]byte{prev.Definition}
+			}
+			listings[t.Name] = append(listings[t.Name], t.Definition)
 			hash := sha256.Sum256([]byte(prev.Hash + "\n" + t.Hash))
 			if !t.Category.moreCautious(prev.Category) {
 				t = prev
 			}
 			t.Hash = hex.EncodeToString(hash[:])
-			merged[t.Name] = true
 		}
 		tools[t.Name] = t
 	}
-	for name := range merged {
+	for name, definitions := range listings {
 		t := tools[name]
-		t.Definition = append(append([]byte("["), bytes.Join(listings[name], []byte(","))...), ']')
+		t.Definition = append(append([]byte("["), bytes.Join(definitions, []byte(","))...), ']')
 		tools[name] = t
 	}
 	return tools, nil
