@@ -110,12 +110,7 @@ func TestCaddyfilePermissions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var h caddymodule.Handler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpermissions {\n\t" + tc.block + "\n\t}\n}"))
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Errorf("error %v, want none", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
-			}
+			checkError(t, err, tc.wantErr)
 		})
 	}
 }
@@ -137,12 +132,7 @@ func TestCaddyfileInbox(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var h caddymodule.ApprovalsHandler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\tinbox {\n\tbasic_auth {\n\t\talice $2a$14$x\n\t}\n\t" + tc.block + "\n\t}\n}"))
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Errorf("error %v, want none", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
-			case tc.wantErr == "" && !reflect.DeepEqual(h.Inbox.CallerIDs, tc.wantCallerIDs):
+			if checkError(t, err, tc.wantErr) && tc.wantErr == "" && !reflect.DeepEqual(h.Inbox.CallerIDs, tc.wantCallerIDs) {
 				t.Errorf("caller ids %v, want %v", h.Inbox.CallerIDs, tc.wantCallerIDs)
 			}
 		})
@@ -195,12 +185,7 @@ func TestCaddyfileOnceEach(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var h caddymodule.Handler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\t" + tc.block + "\n}"))
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Errorf("error %v, want none", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
-			}
+			checkError(t, err, tc.wantErr)
 		})
 	}
 	// mcp_approvals, the other directive with such subdirectives.
@@ -210,10 +195,22 @@ func TestCaddyfileOnceEach(t *testing.T) {
 	} {
 		t.Run("mcp_approvals "+tc.name, func(t *testing.T) {
 			var h caddymodule.ApprovalsHandler
-			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\t" + tc.block + "\n}"))
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("error %v, want one containing %q", err, tc.wantErr)
-			}
+			checkError(t, h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\t"+tc.block+"\n}")), tc.wantErr)
 		})
 	}
+}
+
+// checkError reports err unless it is as wantErr says (none when wantErr
+// is empty, else one containing it), and tells whether it was.
+func checkError(t *testing.T, err error, wantErr string) bool {
+	t.Helper()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Errorf("error %v, want none", err)
+		return false
+	case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+		t.Errorf("error %v, want one containing %q", err, wantErr)
+		return false
+	}
+	return true
 }

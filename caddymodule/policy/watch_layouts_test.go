@@ -11,13 +11,7 @@ import (
 // TestWatchRootReplacedSlowly: a watched policy folder replaced whole (rm -rf, then a new copy that
 // takes longer than the settle time): the new policy must take effect.
 func TestWatchRootReplacedSlowly(t *testing.T) {
-	base := t.TempDir()
-	dir := filepath.Join(base, "org")
-	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("allow", "first"))
-	engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, Watch: true})
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, engine := watchedFolderRemoved(t)
 	time.Sleep(4 * watchSettle)
 	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("block", "replaced"))
 	eventually(t, "the replaced folder's policy to take effect", decidesAs(engine, ActionBlock, "replaced"))
@@ -66,15 +60,22 @@ func TestWatchConfigMapSwap(t *testing.T) {
 // TestWatchRootReplacedThenEdited: a folder removed and copied anew at
 // once is picked up, and so is a later edit of the new folder.
 func TestWatchRootReplacedThenEdited(t *testing.T) {
-	base := t.TempDir()
-	dir := filepath.Join(base, "org")
+	dir, engine := watchedFolderRemoved(t)
+	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("block", "replaced"))
+	time.Sleep(4 * watchSettle)
+	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("needs_approval", "edited later"))
+	eventually(t, "a later edit of the replaced folder to take effect", decidesAs(engine, ActionNeedsApproval, "edited later"))
+}
+
+// watchedFolderRemoved makes a policy folder, an engine watching it, and
+// removes the folder whole, as a deploy that replaces it begins.
+func watchedFolderRemoved(t *testing.T) (string, *Engine) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "org")
 	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("allow", "first"))
 	engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, Watch: true})
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("block", "replaced"))
-	time.Sleep(4 * watchSettle)
-	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("needs_approval", "edited later"))
-	eventually(t, "a later edit of the replaced folder to take effect", decidesAs(engine, ActionNeedsApproval, "edited later"))
+	return dir, engine
 }

@@ -28,13 +28,19 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-// checkOutcome checks a command's exit code and error: none when wantErr
-// is empty, else one containing it.
+// checkOutcome checks a command's exit code and error (checkError).
 func checkOutcome(t *testing.T, code int, err error, wantCode int, wantErr string) {
 	t.Helper()
 	if code != wantCode {
 		t.Errorf("exit code %d, want %d (error %v)", code, wantCode, err)
 	}
+	checkError(t, err, wantErr)
+}
+
+// checkError checks a command's error: none when wantErr is empty, else
+// one containing it.
+func checkError(t *testing.T, err error, wantErr string) {
+	t.Helper()
 	switch {
 	case wantErr == "" && err != nil:
 		t.Errorf("error %v, want none", err)
