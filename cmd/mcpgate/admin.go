@@ -89,3 +89,8 @@ func parentCommand(cmd *cobra.Command) {
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
+
+// addressFlag gives an operator command its --address (adminAddress).
+func addressFlag(cmd *cobra.Command) {
+	cmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+}

@@ -43,7 +43,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 		CobraFunc: func(cmd *cobra.Command) {
 			parentCommand(cmd)
 			listCmd := &cobra.Command{Use: "list [--all]", Short: "Lists pending approvals", Args: cobra.NoArgs}
-			listCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+			addressFlag(listCmd)
 			listCmd.Flags().Bool("all", false, "Also list decided, cancelled and expired approvals the gateway remembers")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listApprovalsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.Bool("all"))
@@ -59,7 +59,7 @@ is "admin"; --approver (default $USER) is recorded beside it as a claim.
 					Short: decision.short,
 					Args:  cobra.ExactArgs(1),
 				}
-				decideCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+				addressFlag(decideCmd)
 				decideCmd.Flags().String("approver", os.Getenv("USER"), "Who says they decide (recorded and logged beside the approver \"admin\")")
 				decideCmd.Flags().String("reason", "", "Why (a denial's reason reaches the client)")
 				decideCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {

@@ -43,13 +43,13 @@ accept only the definition you reviewed.
 		CobraFunc: func(cmd *cobra.Command) {
 			parentCommand(cmd)
 			listCmd := &cobra.Command{Use: "list [--server <name>]", Short: "Lists the tools the gateway knows", Args: cobra.NoArgs}
-			listCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+			addressFlag(listCmd)
 			listCmd.Flags().String("server", "", "Only this server's tools")
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listToolsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.String("server"))
 			})
 			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition", Args: cobra.NoArgs}
-			acceptCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+			addressFlag(acceptCmd)
 			acceptCmd.Flags().String("server", "", "The tool's server (required)")
 			acceptCmd.Flags().String("tool", "", "The tool (required)")
 			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")
@@ -59,7 +59,7 @@ accept only the definition you reviewed.
 				})
 			})
 			showCmd := &cobra.Command{Use: "show --server <name> --tool <name>", Short: "Prints a tool's definition and its hash, to review before accepting", Args: cobra.NoArgs}
-			showCmd.Flags().String("address", "", "Admin API address, a unix socket (default: the admin address in ./Caddyfile)")
+			addressFlag(showCmd)
 			showCmd.Flags().String("server", "", "The tool's server (required)")
 			showCmd.Flags().String("tool", "", "The tool (required)")
 			showCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
@@ -85,11 +85,7 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tTOOL\tCATEGORY\tSTATUS\tHASH")
 	for _, t := range tools {
-		status := "accepted"
-		if t.Changed {
-			status = "CHANGED (blocked until accepted)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", display.Line(t.Server), display.Line(t.Name), t.Category, status, t.Hash)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", display.Line(t.Server), display.Line(t.Name), t.Category, toolStatus(t), t.Hash)
 	}
 	return caddy.ExitCodeSuccess, tw.Flush()
 }
@@ -118,10 +114,6 @@ func showToolCommand(out io.Writer, address, server, tool string) (int, error) {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("showing %s on %s: %w", tool, server, err)
 	}
 	for _, t := range tools {
-		status := "accepted"
-		if t.Changed {
-			status = "CHANGED (blocked until accepted)"
-		}
 		var definition bytes.Buffer
 		if err := json.Indent(&definition, t.Definition, "", "  "); err != nil {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("the definition of %s on %s: %w", tool, server, err)
@@ -129,7 +121,15 @@ func showToolCommand(out io.Writer, address, server, tool string) (int, error) {
 		// The upstream wrote it: what could drive the terminal or hide
 		// text is made visible.
 		fmt.Fprintf(out, "server:   %s\ntool:     %s\ncategory: %s\nstatus:   %s\nhash:     %s\n%s\n",
-			display.Line(t.Server), display.Line(t.Name), t.Category, status, t.Hash, display.Block(definition.String()))
+			display.Line(t.Server), display.Line(t.Name), t.Category, toolStatus(t), t.Hash, display.Block(definition.String()))
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// toolStatus says whether a tool's definition is the accepted one.
+func toolStatus(t adminapi.ListedTool) string {
+	if t.Changed {
+		return "CHANGED (blocked until accepted)"
+	}
+	return "accepted"
 }
