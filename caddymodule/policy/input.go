@@ -412,27 +412,22 @@ func objectValue(m map[string]any, use *inputUse) (ast.Object, error) {
 // category given, so that hand-written inputs stay short. Numbers stay
 // exact (json.Number).
 func ParseInput(raw []byte) (*Input, error) {
-	// The strict reading (member names exact, each once, none unknown),
-	// which leaves free-form values (params, arguments, claims) unread but
-	// checked as JSON, duplicate names included: their numbers may be too
-	// large for a float, as the gateway's inputs allow; then the values,
-	// with exact numbers.
-	var strict Input
-	skipValue := jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *any) error {
-		_, err := dec.ReadValue()
-		return err
+	// One strict reading (member names exact, each once, none unknown).
+	// Free-form values (params, arguments, claims) are read as JSON, their
+	// duplicate names refused, and kept with exact numbers (json.Number),
+	// which may be too large for a float, as the gateway's inputs allow.
+	exactNumbers := jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
+		value, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		values := json.NewDecoder(bytes.NewReader(value))
+		values.UseNumber()
+		return values.Decode(v)
 	})
-	if err := jsonv2.Unmarshal(raw, &strict, jsonv2.RejectUnknownMembers(true), jsonv2.WithUnmarshalers(skipValue)); err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	var in Input
-	if err := dec.Decode(&in); err != nil {
+	if err := jsonv2.Unmarshal(raw, &in, jsonv2.RejectUnknownMembers(true), jsonv2.WithUnmarshalers(exactNumbers)); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value")
 	}
 	if err := in.checkBuildable(); err != nil {
 		return nil, err
