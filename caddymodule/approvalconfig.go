@@ -349,7 +349,9 @@ type resolvedApproval struct {
 	hold      time.Duration
 	store     string
 	redis     string
-	instance  string
+	// redisDatabase is the database redis reaches (approval.RedisDatabase).
+	redisDatabase string
+	instance      string
 }
 
 // resolve replaces placeholders, applies defaults and checks the values.
@@ -363,6 +365,12 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 	}
 	if r.store == "" {
 		r.store = storeMemory
+	}
+	if r.store == storeRedis {
+		var err error
+		if r.redisDatabase, err = approval.RedisDatabase(r.redis); err != nil {
+			return nil, fmt.Errorf("approval: %w", err)
+		}
 	}
 	if r.instance == "" {
 		r.instance = defaultApprovalInstance
@@ -445,11 +453,12 @@ func parseSecrets(repl *caddy.Replacer, field string, secrets []string) ([]appro
 }
 
 // poolKey names the approval service a handler uses: the store's identity
-// and the instance. Handlers of one config that name distinct instances
-// get distinct services even over one Redis (as two replicas would).
+// (for Redis, the database its address reaches, however it is spelt) and
+// the instance. Handlers of one config that name distinct instances get
+// distinct services even over one Redis (as two replicas would).
 func (r *resolvedApproval) poolKey() string {
 	if r.store == storeRedis {
-		return storeRedis + "|" + r.redis + "|" + r.instance
+		return storeRedis + "|" + r.redisDatabase + "|" + r.instance
 	}
 	return storeMemory + "|" + r.instance
 }

@@ -1412,6 +1412,7 @@ func TestSecretRotation(t *testing.T) {
 // instance each, or with the same settings, they load.
 func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
+	redisAddress := redistest.Start(t)
 	tests := []struct {
 		name          string
 		first, second []string
@@ -1421,6 +1422,10 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 		{"other durations, one instance", []string{"timeout 1m"}, []string{"timeout 2m"}, "different approval settings"},
 		{"another callback URL, one instance", nil, []string{"inbox_url https://gw.example.com/approvals/"}, "different approval settings"},
 		{"other durations, an instance each", []string{"timeout 1m", "instance a"}, []string{"timeout 2m", "instance b"}, ""},
+		{"other durations, one Redis spelt two ways", []string{"timeout 1m", "store redis " + redisAddress},
+			[]string{"timeout 2m", "store redis redis://" + redisAddress + "/0"}, "different approval settings"},
+		{"other durations, two databases of one Redis", []string{"timeout 1m", "store redis " + redisAddress},
+			[]string{"timeout 2m", "store redis redis://" + redisAddress + "/1"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

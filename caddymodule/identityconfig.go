@@ -68,7 +68,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 				"that sets it (forward_auth's copy_headers, which drops the client's own) makes it a user; otherwise any client can name any user",
 				zap.String("placeholder", "{"+key+"}"))
 		}
-		return &gateway.Identity{AuthenticatedUser: func(r *http.Request) string {
+		return &gateway.Identity{Realm: cfg.realm(repl), AuthenticatedUser: func(r *http.Request) string {
 			// Get, not a replacement: a placeholder nothing set is left
 			// as written by ReplaceKnown, which would make its text
 			// everyone's user id when no authentication handler ran.
@@ -103,6 +103,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		servers = []string{issuer}
 	}
 	return &gateway.Identity{
+		Realm:    cfg.realm(repl),
 		Verifier: verifier,
 		Metadata: &identity.ProtectedResourceMetadata{
 			Resource:               resource,

@@ -134,6 +134,16 @@ func (a *Approval) Live(now time.Time) bool {
 	}
 }
 
+// bindingKey is where a store finds the approval that stands for a
+// binding under the decision secret keyID (see Approval.KeyID): gateways
+// that share a store but not a decision secret never take up each other's
+// approvals, as they cannot decide them (see Service.Owns).
+func bindingKey(keyID, binding string) string { return keyID + "/" + binding }
+
+// bindingKey is where a store finds the approval that stands for its
+// binding (see bindingKey).
+func (a *Approval) bindingKey() string { return bindingKey(a.KeyID, a.Binding) }
+
 // settled reports whether the approval can never stand for its binding
 // again, whatever the time.
 func (a *Approval) settled() bool {
@@ -195,6 +205,10 @@ func (a *Approval) describe() string {
 type Call struct {
 	// User is the caller's id; empty when the gateway knows nobody.
 	User string
+	// Realm says where User comes from (a token issuer, an
+	// authentication's user): callers of one id from two realms are two
+	// callers, and an approval for one never runs the other's call.
+	Realm string
 	// Session is the call's Mcp-Session-Id, if any.
 	Session string
 	// Server is the upstream's logical name.
@@ -311,7 +325,7 @@ func writeNumber(enc *jsontext.Encoder, n json.Number) error {
 
 // Binding returns what an approval for the call is bound to: a hash of the
 // caller, the server, the tool, the approvers (sorted, without repeats)
-// and the canonical arguments. The caller is the user when known, else the
+// and the canonical arguments. The caller is the user (in its realm) when known, else the
 // session: without an identity, an approval granted in one session does
 // not run a call made in another. Calls with neither share one anonymous
 // caller. A policy that changes who may decide gets a fresh approval.
@@ -340,7 +354,7 @@ func (c *Call) bind() (bound, error) {
 	caller := "anonymous"
 	switch {
 	case c.User != "":
-		caller = "user:" + c.User
+		caller = fmt.Sprintf("user:%d:%s:%s", len(c.Realm), c.Realm, c.User)
 	case c.Session != "":
 		caller = "session:" + c.Session
 	}

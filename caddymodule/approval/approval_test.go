@@ -345,6 +345,8 @@ func TestBindingParts(t *testing.T) {
 	}{
 		{"same user in another session", func(c *Call) { c.Session = "another session" }, true},
 		{"another user", func(c *Call) { c.User = "bob" }, false},
+		{"the same user id from another realm", func(c *Call) { c.Realm = `jwt issuer "https://other.example"` }, false},
+		{"a realm that moves into the user id", func(c *Call) { c.Realm, c.User = "", c.Realm+":"+c.User }, false},
 		{"another server", func(c *Call) { c.Server = "other" }, false},
 		{"another tool", func(c *Call) { c.Tool = "delete_issue" }, false},
 		{"another argument", func(c *Call) { c.Arguments = callWith(t, `{"title":"y","n":1}`).Arguments }, false},

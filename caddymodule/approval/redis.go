@@ -21,7 +21,8 @@ import (
 // approvals, nor bindings, nor their sweeps):
 //
 //	approval:<id>          the approval, JSON; expires when it may be forgotten
-//	approval-binding:<h>   the id of the approval that stands for binding h
+//	approval-binding:<k>/<h>  the id of the approval that stands for binding h
+//	                       under the decision secret whose id is k (see bindingKey)
 //	approvals:pending      sorted set of pending ids, by expiry (ms)
 //	approvals:all          sorted set of every id, by when it may be forgotten
 //	webhook-id:<key>       one-time keys claimed (Claim: callers' confirmation
@@ -56,6 +57,21 @@ func RedisOptions(address string) (*redis.Options, error) {
 		return nil, fmt.Errorf("redis address %q: %w", address, err)
 	}
 	return opts, nil
+}
+
+// RedisDatabase names the Redis database an address reaches (see
+// RedisOptions), so that two spellings of one address compare alike: the
+// network, the host (in lower case) and port, the user and the database.
+func RedisDatabase(address string) (string, error) {
+	opts, err := RedisOptions(address)
+	if err != nil {
+		return "", err
+	}
+	network := opts.Network
+	if network == "" {
+		network = "tcp"
+	}
+	return fmt.Sprintf("%s %s user %q db %d", network, strings.ToLower(opts.Addr), opts.Username, opts.DB), nil
 }
 
 // NewRedisStore returns a store in the Redis at address, either host:port
@@ -94,8 +110,8 @@ func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error)
 }
 
 func (s *redisStore) recordKey(id string) string { return s.prefix + "approval:" + id }
-func (s *redisStore) bindingKey(binding string) string {
-	return s.prefix + "approval-binding:" + binding
+func (s *redisStore) bindingKey(key string) string {
+	return s.prefix + "approval-binding:" + key
 }
 func (s *redisStore) pendingKey() string         { return s.prefix + "approvals:pending" }
 func (s *redisStore) allKey() string             { return s.prefix + "approvals:all" }
@@ -135,10 +151,10 @@ func (s *redisStore) save(ctx context.Context, p redis.Pipeliner, a *Approval, o
 	}
 	switch {
 	case ownsBinding && a.settled():
-		p.Del(ctx, s.bindingKey(a.Binding))
+		p.Del(ctx, s.bindingKey(a.bindingKey()))
 	case ownsBinding:
-		p.Set(ctx, s.bindingKey(a.Binding), a.ID, 0)
-		p.PExpireAt(ctx, s.bindingKey(a.Binding), a.liveUntil())
+		p.Set(ctx, s.bindingKey(a.bindingKey()), a.ID, 0)
+		p.PExpireAt(ctx, s.bindingKey(a.bindingKey()), a.liveUntil())
 	}
 	p.Publish(ctx, s.channel(), a.ID)
 	return nil
@@ -156,15 +172,22 @@ func (s *redisStore) transact(ctx context.Context, fn func(*redis.Tx) error, key
 	return fmt.Errorf("redis: approval changed by others %d times in a row", maxTxAttempts)
 }
 
-func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time) (*Approval, bool, error) {
+func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error) {
 	var existing *Approval
+	var watched []string
+	for _, key := range standingKeys(a, olderKeys) {
+		watched = append(watched, s.bindingKey(key))
+	}
 	err := s.transact(ctx, func(tx *redis.Tx) error {
 		existing = nil
-		id, err := tx.Get(ctx, s.bindingKey(a.Binding)).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("reading approval binding from redis: %w", err)
-		}
-		if id != "" {
+		for _, key := range watched {
+			id, err := tx.Get(ctx, key).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("reading approval binding from redis: %w", err)
+			}
+			if id == "" {
+				continue
+			}
 			current, err := s.get(ctx, tx, id)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -174,11 +197,11 @@ func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time) (*A
 				return nil
 			}
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			return s.save(ctx, p, a, true)
 		})
 		return err
-	}, s.bindingKey(a.Binding))
+	}, watched...)
 	if err != nil {
 		return nil, false, fmt.Errorf("creating approval in redis: %w", err)
 	}
@@ -199,7 +222,7 @@ func (s *redisStore) Update(ctx context.Context, id string, change func(*Approva
 		if err != nil {
 			return err
 		}
-		binding := s.bindingKey(a.Binding)
+		binding := s.bindingKey(a.bindingKey())
 		if err := tx.Watch(ctx, binding).Err(); err != nil {
 			return fmt.Errorf("watching approval binding in redis: %w", err)
 		}

@@ -179,8 +179,11 @@ func (s *Service) Done() <-chan struct{} {
 }
 
 // Request returns the approval that stands for call: a live one for the
-// same binding (pending, or decided and not yet used), or else a new
-// pending approval, announced by webhook.
+// same binding (pending, or decided and not yet used) under one of the
+// service's decision secrets, or else a new pending approval, announced by
+// webhook. An approval of a gateway that shares the store but not a
+// decision secret never stands for the call: this gateway's reviewers
+// decide its calls.
 func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	b, err := call.bind()
 	if err != nil {
@@ -206,7 +209,11 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		ExpiresAt:   now.Add(settings.Timeout),
 		State:       Pending,
 	}
-	got, created, err := s.store.Create(ctx, a, now)
+	var olderKeys []string
+	for _, secret := range settings.DecisionSecrets[1:] {
+		olderKeys = append(olderKeys, secret.ID())
+	}
+	got, created, err := s.store.Create(ctx, a, now, olderKeys...)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +372,13 @@ func (s *Service) settle(ctx context.Context, id string, to State, by Decider, r
 // the others get ErrConflict.
 func (s *Service) Use(ctx context.Context, id string) (*Approval, error) {
 	now := time.Now()
-	a, err := s.store.Update(ctx, id, func(a *Approval) error { return a.deliver(now) })
+	a, err := s.store.Update(ctx, id, func(a *Approval) error {
+		if !s.Owns(a) {
+			// Another gateway's approval, decided by its reviewers.
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		return a.deliver(now)
+	})
 	if err != nil {
 		return nil, err
 	}

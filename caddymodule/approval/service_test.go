@@ -163,6 +163,28 @@ func TestOnlyItsSecretDecides(t *testing.T) {
 	if !mine.Owns(a) || theirs.Owns(seen) {
 		t.Errorf("Owns: mine %v, theirs %v; want only the announcing secret to own it", mine.Owns(a), theirs.Owns(seen))
 	}
+	// Approved by my reviewers, the approval stands for my calls alone:
+	// the same call through the other gateway is asked of its own
+	// reviewers, and it cannot use up mine.
+	if _, err := mine.Decide(context.Background(), a.ID, true, webhookDecider, ""); err != nil {
+		t.Fatal(err)
+	}
+	asked, err := theirs.Request(context.Background(), &Call{Server: "s", Tool: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked.ID == a.ID || asked.State != Pending || !theirs.Owns(asked) {
+		t.Errorf("the other gateway's request: %s %s; want an approval of its own, pending (mine is %s)", asked.ID, asked.State, a.ID)
+	}
+	if _, err := theirs.Use(context.Background(), a.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the other gateway using my approval: %v, want ErrNotFound", err)
+	}
+	if again, err := mine.Request(context.Background(), &Call{Server: "s", Tool: "t"}); err != nil || again.ID != a.ID {
+		t.Errorf("my gateway's request again: %v (%v), want my approved %s", again, err, a.ID)
+	}
+	if used, err := mine.Use(context.Background(), a.ID); err != nil || used.State != Approved {
+		t.Errorf("my gateway using its approval: %v (%v), want it used, approved", used, err)
+	}
 }
 
 // webhookDecider decides as a signed callback does.
@@ -344,6 +366,9 @@ func TestRotation(t *testing.T) {
 				}
 			}
 			reconfigure(fresh, old)
+			if again, err := s.Request(ctx, &Call{Server: "s", Tool: "second"}); err != nil || again.ID != kept.ID {
+				t.Errorf("with [new, old], the call of an approval announced under old: %v (%v), want that approval, %s", again, err, kept.ID)
+			}
 			underNew, err := s.Request(ctx, &Call{Server: "s", Tool: "third"})
 			if err != nil {
 				t.Fatal(err)
@@ -373,6 +398,9 @@ func TestRotation(t *testing.T) {
 			reconfigure(fresh)
 			if s.Owns(kept) || !s.Owns(underNew) {
 				t.Errorf("with [new]: owns the old approval %v, the new %v; want only the new", s.Owns(kept), s.Owns(underNew))
+			}
+			if again, err := s.Request(ctx, &Call{Server: "s", Tool: "second"}); err != nil || again.ID == kept.ID || again.KeyID != fresh.ID() {
+				t.Errorf("with [new], the call of an approval announced under old: %v (%v), want a new approval under new", again, err)
 			}
 			if _, err := s.VerifyDecision(signed(old), []byte(`{}`), time.Now()); !errors.Is(err, ErrBadSignature) {
 				t.Errorf("with [new], a decision signed with the old secret: got %v, want ErrBadSignature", err)

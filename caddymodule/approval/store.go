@@ -14,9 +14,12 @@ import (
 // only makes each change atomic and tells of it.
 type Store interface {
 	// Create saves a, a new pending approval, unless an approval that is
-	// live at now has the same binding: then it returns that one and
-	// false, and saves nothing.
-	Create(ctx context.Context, a *Approval, now time.Time) (*Approval, bool, error)
+	// live at now has the same binding under a's decision secret (see
+	// bindingKey), or under one of olderKeys (the ids of decision secrets
+	// still listed after the first, so that a rotation keeps the
+	// approvals announced before it standing for their calls): then it
+	// returns that one and false, and saves nothing.
+	Create(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error)
 	// Get returns the approval with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Approval, error)
 	// Update applies change to the approval with the id atomically and
@@ -65,16 +68,18 @@ func NewMemoryStore(onChange ChangeFunc) Store {
 	}
 }
 
-func (s *memoryStore) Create(_ context.Context, a *Approval, now time.Time) (*Approval, bool, error) {
+func (s *memoryStore) Create(_ context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error) {
 	s.mu.Lock()
-	if id, ok := s.bindings[a.Binding]; ok {
-		if existing := s.approvals[id]; existing != nil && existing.Live(now) {
-			s.mu.Unlock()
-			return clone(existing), false, nil
+	for _, key := range standingKeys(a, olderKeys) {
+		if id, ok := s.bindings[key]; ok {
+			if existing := s.approvals[id]; existing != nil && existing.Live(now) {
+				s.mu.Unlock()
+				return clone(existing), false, nil
+			}
 		}
 	}
 	s.approvals[a.ID] = clone(a)
-	s.bindings[a.Binding] = a.ID
+	s.bindings[a.bindingKey()] = a.ID
 	s.mu.Unlock()
 	s.onChange(a.ID)
 	return a, true, nil
@@ -103,8 +108,8 @@ func (s *memoryStore) Update(_ context.Context, id string, change func(*Approval
 		return nil, err
 	}
 	s.approvals[id] = a
-	if a.settled() && s.bindings[a.Binding] == id {
-		delete(s.bindings, a.Binding)
+	if a.settled() && s.bindings[a.bindingKey()] == id {
+		delete(s.bindings, a.bindingKey())
 	}
 	s.mu.Unlock()
 	s.onChange(id)
@@ -132,8 +137,8 @@ func (s *memoryStore) Due(_ context.Context, now time.Time) ([]string, error) {
 			due = append(due, id)
 		case now.After(a.forgetAt()):
 			delete(s.approvals, id)
-			if s.bindings[a.Binding] == id {
-				delete(s.bindings, a.Binding)
+			if s.bindings[a.bindingKey()] == id {
+				delete(s.bindings, a.bindingKey())
 			}
 		}
 	}
@@ -169,6 +174,17 @@ func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (b
 }
 
 func (s *memoryStore) Close() error { return nil }
+
+// standingKeys are the binding keys (see bindingKey) whose live approval
+// stands for a, a new approval: its own first, then its binding's under
+// each of olderKeys.
+func standingKeys(a *Approval, olderKeys []string) []string {
+	keys := []string{a.bindingKey()}
+	for _, keyID := range olderKeys {
+		keys = append(keys, bindingKey(keyID, a.Binding))
+	}
+	return keys
+}
 
 // clone copies an approval, so that no caller shares a store's record.
 func clone(a *Approval) *Approval {

@@ -153,7 +153,7 @@ func (x *exchange) callerBinding(v verdict) (string, error) {
 		Approvers: []string{approval.PrincipalCaller},
 	}
 	if x.caller != nil {
-		call.User = x.caller.ID
+		call.User, call.Realm = x.caller.ID, x.g.identityRealm()
 	}
 	return call.Binding()
 }

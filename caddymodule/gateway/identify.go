@@ -22,6 +22,10 @@ type Identity struct {
 	Metadata *identity.ProtectedResourceMetadata
 	// Scopes are advertised in 401 challenges; with Verifier.
 	Scopes []string
+	// Realm says where the callers' ids come from (the token issuer, or
+	// the authentication read), so that an approval bound to a caller
+	// names the caller's realm too (see approval.Call.Realm).
+	Realm string
 	// AuthenticatedUser returns the user an earlier handler
 	// authenticated, "" when none (a blank one counts as none); used when
 	// Verifier is nil.
@@ -111,4 +115,13 @@ func (c *callerIdentifier) refusal(err error) (int, string) {
 		description = code + ": " + description
 	}
 	return status, description
+}
+
+// identityRealm is where the gateway's callers' ids come from (see
+// Identity.Realm); "" without an identity.
+func (g *Gateway) identityRealm() string {
+	if g.cfg.Identity == nil {
+		return ""
+	}
+	return g.cfg.Identity.Realm
 }

@@ -1013,3 +1013,51 @@ func TestAcceptReachesReplicas(t *testing.T) {
 		return ""
 	})
 }
+
+// TestApprovalBoundToCallerRealm: two gateways sharing one approval
+// service whose callers' ids come from different places (two token
+// issuers, say) keep their callers apart: an approval given for "alice"
+// of one runs no call of "alice" of the other, who is asked anew.
+func TestApprovalBoundToCallerRealm(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	service := newApprovalService(t)
+	serve := func(realm string) *testGateway {
+		engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+		cfg.MaxBody = 64 << 10
+		cfg.Identity = &gateway.Identity{Realm: realm, AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+		cfg.Approvals = &gateway.Approvals{Service: service, Hold: 10 * time.Millisecond, Keepalive: time.Second}
+		return serveGateway(t, cfg, up.URL)
+	}
+	first, second := serve(`jwt issuer "https://one.example"`), serve(`jwt issuer "https://two.example"`)
+	alice := http.Header{"X-Test-User": {"alice"}}
+	call := func(gw *testGateway) (pendingApproval, bool) {
+		t.Helper()
+		before := up.CallCount("create_issue")
+		r := post(t, gw.URL, alice, callBody("1", "create_issue", "x"))
+		var p pendingApproval
+		if err := json.Unmarshal(r.body, &p); err != nil {
+			t.Fatalf("HTTP %d %s: %v", r.status, r.body, err)
+		}
+		return p, up.CallCount("create_issue") > before
+	}
+	asked, ran := call(first)
+	if ran || asked.Result.Meta.Approval.ID == "" {
+		t.Fatalf("the first call: ran %v, approval %q; want it held", ran, asked.Result.Meta.Approval.ID)
+	}
+	admin := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}}
+	if _, err := service.Decide(context.Background(), asked.Result.Meta.Approval.ID, true, admin, ""); err != nil {
+		t.Fatal(err)
+	}
+	other, ran := call(second)
+	if ran || other.Result.Meta.Approval.ID == "" || other.Result.Meta.Approval.ID == asked.Result.Meta.Approval.ID {
+		t.Errorf("alice of the other realm: ran %v, approval %q; want her call held on an approval of her own (not %q)",
+			ran, other.Result.Meta.Approval.ID, asked.Result.Meta.Approval.ID)
+	}
+	if _, ran := call(first); !ran {
+		t.Error("alice of the first realm, approved: her call did not run")
+	}
+}
