@@ -9,21 +9,24 @@ import (
 	"testing"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // callWith returns alice's call of tool t on server s with args, a JSON
-// object, decoded as the gateway's message parser decodes the arguments
-// of a tools/call.
+// object.
+//
+// The arguments are decoded with every number as written (json.Number),
+// not through mcpmsg.Parse, which refuses the numbers that float readers
+// read as another value before any call is bound: a binding stays exact
+// whatever reaches it.
 func callWith(t *testing.T, args string) Call {
 	t.Helper()
-	message := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":` + args + `}}`
-	body, err := mcpmsg.Parse([]byte(message), mcpmsg.Limits{})
-	if err != nil {
-		t.Fatalf("parsing arguments %s: %v", args, err)
+	dec := json.NewDecoder(strings.NewReader(args))
+	dec.UseNumber()
+	var arguments map[string]any
+	if err := dec.Decode(&arguments); err != nil {
+		t.Fatalf("decoding arguments %s: %v", args, err)
 	}
-	return Call{User: "alice", Server: "s", Tool: "t", Arguments: body.Messages[0].Tool.Arguments}
+	return Call{User: "alice", Server: "s", Tool: "t", Arguments: arguments}
 }
 
 // mustBinding returns the call's binding, failing the test on an error.

@@ -98,6 +98,13 @@ func (rl *relay) answering(verdicts []verdict) {
 
 // answeredRequest returns the request the response with this id answers.
 func (rl *relay) answeredRequest(id []byte) answeredRequest {
+	request, _ := rl.answers(id)
+	return request
+}
+
+// answers returns the request of the exchange, forwarded, that the
+// response with this id answers, and whether there is one.
+func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 	if rl.requests == nil {
 		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
 		for _, v := range rl.verdicts {
@@ -106,7 +113,8 @@ func (rl *relay) answeredRequest(id []byte) answeredRequest {
 			}
 		}
 	}
-	return rl.requests[mcpmsg.CanonicalID(id)]
+	request, ok := rl.requests[mcpmsg.CanonicalID(id)]
+	return request, ok
 }
 
 // multiRoundTripMethods are the requests whose results may ask the client
@@ -237,6 +245,10 @@ func inputRequests(result []byte) (map[string]inputRequest, error) {
 		var request inputRequest
 		if err := decoder.Decode(&request); err != nil {
 			return nil, fmt.Errorf("inputRequests[%q] is not a request: %w", key, err)
+		}
+		// Read as strictly as a request the server sends on its own.
+		if err := mcpmsg.CheckParams(request.Method, request.Params); err != nil {
+			return nil, fmt.Errorf("inputRequests[%q]: %s", key, err.Message)
 		}
 		requests[key] = request
 	}

@@ -1,6 +1,7 @@
 package mcpmsg
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -32,8 +33,9 @@ import (
 // next to another combining mark, where normalization reorders the marks
 // but encoding/json compares rune by rune.
 //
-// Parse refuses tool arguments with two names that FoldName makes equal,
-// and a policy can use it to see argument names as an upstream might.
+// Parse refuses params with two names that FoldName makes equal in one
+// object (CheckParams), and a policy can use it to see argument names as
+// an upstream might.
 func FoldName(name string) string {
 	if isFolded(name) {
 		return name
@@ -73,51 +75,64 @@ func isTrimmed(c byte) bool {
 	return c == ' ' || '\t' <= c && c <= '\r'
 }
 
-// checkArgumentNames refuses tool arguments that hold, in one object at any
-// depth, two member names that FoldName makes equal: the gateway and its
-// policy would see two arguments where an upstream may see one, whose value
-// depends on its decoder.
-func checkArgumentNames(args map[string]any) *Error {
-	merged := findMergedNames(args)
-	if merged == nil {
+// CheckParams refuses the params of a request or a notification (from a
+// client, or from a server: its requests, and those a result embeds) that
+// readers may read apart from the policy: an object, at any depth, holding
+// two member names that FoldName makes equal (the policy sees two members
+// where a reader may see one, whose value depends on its decoder), or a
+// number that 64-bit float readers read as another value (see
+// portableNumber). method names the message in the error. Parse checks
+// the params of every request and notification it reads.
+func CheckParams(method string, params map[string]any) *Error {
+	found := findUnreadable(params)
+	if found == nil {
 		return nil
 	}
-	at := jsontext.Pointer("/params/arguments")
-	for _, token := range slices.Backward(merged.up) {
+	at := jsontext.Pointer("/params")
+	for _, token := range slices.Backward(found.up) {
 		at = at.AppendToken(token)
 	}
+	if found.number != "" {
+		return unportableNumber(found.number, string(at))
+	}
+	what := "member names"
+	if method == "tools/call" && len(found.up) > 0 && found.up[len(found.up)-1] == "arguments" {
+		what = "tools/call argument names"
+	}
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
-		"tools/call argument names %q and %q in %s differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one",
-		merged.a, merged.b, at)}
+		"%s %q and %q in %s differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one",
+		what, found.a, found.b, at)}
 }
 
-// mergedNames are two member names of one object that FoldName makes equal,
-// a before b, and where that object lies.
-type mergedNames struct {
-	a, b string
-	// up are the tokens of the JSON Pointer to the object from where the
-	// search began, innermost first.
+// unreadable is what findUnreadable finds: two member names of one object
+// that FoldName makes equal, a before b, or a number that float readers
+// read as another value; and where it lies.
+type unreadable struct {
+	a, b   string
+	number string
+	// up are the tokens of the JSON Pointer to the object (or the
+	// number) from where the search began, innermost first.
 	up []string
 }
 
-// findMergedNames returns two member names that FoldName makes equal in
-// one object of v, at any depth; nil when there are none. Whatever the
-// order of map iteration, it finds the same pair: an object's own names
-// before those of its members, members in the order of their names, and
-// array elements in order.
-func findMergedNames(v any) *mergedNames {
+// findUnreadable returns what readers may read apart in v (see
+// CheckParams); nil when there is nothing. Whatever the order of map
+// iteration, it finds the same thing: an object's own names before its
+// members, members in the order of their names, and array elements in
+// order.
+func findUnreadable(v any) *unreadable {
 	switch v := v.(type) {
 	case map[string]any:
 		if a, b, ok := collidingNames(v); ok {
-			return &mergedNames{a: a, b: b}
+			return &unreadable{a: a, b: b}
 		}
-		var found *mergedNames
+		var found *unreadable
 		var at string
 		for name, member := range v {
 			if found != nil && name > at {
 				continue
 			}
-			if m := findMergedNames(member); m != nil {
+			if m := findUnreadable(member); m != nil {
 				found, at = m, name
 			}
 		}
@@ -127,10 +142,14 @@ func findMergedNames(v any) *mergedNames {
 		return found
 	case []any:
 		for i, elem := range v {
-			if m := findMergedNames(elem); m != nil {
+			if m := findUnreadable(elem); m != nil {
 				m.up = append(m.up, strconv.Itoa(i))
 				return m
 			}
+		}
+	case json.Number:
+		if !portableNumber(string(v)) {
+			return &unreadable{number: string(v)}
 		}
 	}
 	return nil

@@ -74,7 +74,7 @@ func TestFoldNameDoesNotAllocateWhenFolded(t *testing.T) {
 		run  func()
 	}{
 		{"FoldName", func() { _ = FoldName("per_page") }},
-		{"checkArgumentNames", func() { _ = checkArgumentNames(args) }},
+		{"CheckParams", func() { _ = CheckParams("tools/call", map[string]any{"name": "t", "arguments": args}) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

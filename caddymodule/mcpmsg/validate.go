@@ -55,7 +55,14 @@ func (e element) validate(m *Message) *Error {
 		return err
 	}
 	if m.Method == "tools/call" {
-		return validateToolCall(m)
+		if err := validateToolCall(m); err != nil {
+			return err
+		}
+	}
+	if m.Kind != KindResponse {
+		// A request's or notification's params are what policies decide
+		// on; a response's result is passed on as it is.
+		return CheckParams(m.Method, m.Params)
 	}
 	return nil
 }
@@ -192,9 +199,6 @@ func validateToolCall(m *Message) *Error {
 		args, ok := v.(map[string]any)
 		if !ok {
 			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, typeName(v))
-		}
-		if err := checkArgumentNames(args); err != nil {
-			return err
 		}
 		tool.Arguments = args
 	}
