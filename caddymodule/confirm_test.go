@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -389,5 +390,96 @@ func TestCallerShownWhatRuns(t *testing.T) {
 	}
 	if strings.Contains(message, "\u202E") {
 		t.Error("the question carries a bidirectional override as is")
+	}
+}
+
+// TestCallerConfirmationRunsOnce: a caller's confirmation (2026-07-28)
+// runs its call once in all the handlers of its upstream: a handler that
+// would record its use elsewhere (here, one without the other's approval
+// store) does not take it, so it cannot run the call a second time.
+func TestCallerConfirmationRunsOnce(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	portA, portB := freePort(t), freePort(t)
+	siteB := fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		%s
+		upstream test
+	}
+	reverse_proxy %s
+}
+`, portB, callerTable, strings.TrimPrefix(up.URL, "http://"))
+	startCaddy(t, globalOptions(t)+approvalSiteWith(portA, callerTable, up, approver.URL, "http://127.0.0.1:9/approvals")+siteB)
+	waitForListener(t, portA)
+	waitForListener(t, portB)
+	a, b := fmt.Sprintf("http://127.0.0.1:%d/", portA), fmt.Sprintf("http://127.0.0.1:%d/", portB)
+	_, reply := mrtrCall(t, a, "create_issue", "once", nil)
+	asked, _ := reply["result"].(map[string]any)
+	state, _ := asked["requestState"].(string)
+	if state == "" {
+		t.Fatalf("the caller was not asked: %v", reply)
+	}
+	retry := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+	tests := []struct {
+		via        string
+		wantStatus int
+		wantRuns   int
+	}{
+		{a, http.StatusOK, 1},
+		{a, http.StatusConflict, 1},
+		{b, http.StatusForbidden, 1},
+		{b, http.StatusForbidden, 1},
+	}
+	for i, tt := range tests {
+		status, answer := mrtrCall(t, tt.via, "create_issue", "once", retry)
+		if status != tt.wantStatus || up.CallCount("create_issue") != tt.wantRuns {
+			t.Errorf("retry %d via %s: HTTP %d %v, the call ran %d times; want HTTP %d, run %d times",
+				i+1, tt.via, status, answer, up.CallCount("create_issue"), tt.wantStatus, tt.wantRuns)
+		}
+	}
+}
+
+// TestCallerConfirmationAfterRestart: without an approval store, the
+// confirmations used are remembered in the process alone, so a
+// confirmation given before a restart (whose session key is kept in
+// storage) runs nothing after it: its call could have run already.
+func TestCallerConfirmationAfterRestart(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	global := globalOptions(t) // one storage folder for both starts
+	port := freePort(t)
+	site := fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		%s
+	}
+	reverse_proxy %s
+}
+`, port, callerTable, strings.TrimPrefix(up.URL, "http://"))
+	gateway := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	start := func() {
+		t.Helper()
+		_ = caddy.Stop()
+		startCaddy(t, global+site)
+		waitForListener(t, port)
+	}
+	start()
+	_, reply := mrtrCall(t, gateway, "create_issue", "restart", nil)
+	asked, _ := reply["result"].(map[string]any)
+	state, _ := asked["requestState"].(string)
+	if state == "" {
+		t.Fatalf("the caller was not asked: %v", reply)
+	}
+	retry := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+	if status, answer := mrtrCall(t, gateway, "create_issue", "restart", retry); status != http.StatusOK || up.CallCount("create_issue") != 1 {
+		t.Fatalf("the confirmed call: HTTP %d %v; want it run", status, answer)
+	}
+	start()
+	status, answer := mrtrCall(t, gateway, "create_issue", "restart", retry)
+	if status != http.StatusForbidden || up.CallCount("create_issue") != 1 {
+		t.Errorf("the confirmation again after a restart: HTTP %d %v, the call ran %d times; want HTTP 403, run once", status, answer, up.CallCount("create_issue"))
 	}
 }

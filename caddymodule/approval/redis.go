@@ -35,8 +35,10 @@ import (
 // (WATCH/MULTI), so the rules stay in Go, in one place. A single Redis
 // (or a primary with replicas) is assumed, not a Redis Cluster.
 type redisStore struct {
-	client   *redis.Client
-	prefix   string
+	client *redis.Client
+	prefix string
+	// scope is the store's Scope: the database and the prefix.
+	scope    string
 	pubsub   *redis.PubSub
 	stop     context.CancelFunc
 	listener sync.WaitGroup
@@ -88,7 +90,11 @@ func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error)
 	if instance != "" {
 		prefix += "{" + url.QueryEscape(instance) + "}:"
 	}
-	s := &redisStore{client: redis.NewClient(opts), prefix: prefix}
+	database, err := RedisDatabase(address)
+	if err != nil {
+		return nil, err
+	}
+	s := &redisStore{client: redis.NewClient(opts), prefix: prefix, scope: "redis " + database + " " + prefix}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.pubsub = s.client.Subscribe(ctx, s.channel())
@@ -332,6 +338,8 @@ func (s *redisStore) Claim(ctx context.Context, key string, ttl time.Duration) (
 	}
 	return fresh, nil
 }
+
+func (s *redisStore) Scope() string { return s.scope }
 
 func (s *redisStore) Close() error {
 	s.stop()

@@ -389,6 +389,12 @@ func (s *Service) Use(ctx context.Context, id string) (*Approval, error) {
 	return a, nil
 }
 
+// ClaimScope names where Claim records its keys (see Store.Scope): keys
+// claimed through services of one scope are claimed for them all.
+func (s *Service) ClaimScope() string {
+	return s.store.Scope()
+}
+
 // Claim records a one-time key (a caller's confirmation nonce) for ttl, and returns ErrReplayed if it was recorded
 // before, by this gateway or another sharing the store. The ttl must cover
 // as long as the key could be presented again and accepted otherwise.

@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,6 +37,12 @@ type Store interface {
 	// Claim records key (a webhook-id) for ttl and reports whether it was
 	// new.
 	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Scope names where the store keeps its records: a one-time key
+	// claimed in it (Claim) is seen as claimed by every store of the same
+	// scope, and by no other. A store of this process alone names itself
+	// anew each time it is made, so that nothing claimed before a
+	// restart is taken as unclaimed after it.
+	Scope() string
 	// Close releases the store's connections.
 	Close() error
 }
@@ -47,6 +54,8 @@ type ChangeFunc func(id string)
 // memoryStore keeps approvals in this process.
 type memoryStore struct {
 	onChange ChangeFunc
+	// scope is the store's Scope, random.
+	scope string
 
 	mu        sync.Mutex
 	approvals map[string]*Approval
@@ -62,6 +71,7 @@ type memoryStore struct {
 func NewMemoryStore(onChange ChangeFunc) Store {
 	return &memoryStore{
 		onChange:  onChange,
+		scope:     "memory " + rand.Text(),
 		approvals: make(map[string]*Approval),
 		bindings:  make(map[string]string),
 		claims:    make(map[string]time.Time),
@@ -174,6 +184,8 @@ func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (b
 }
 
 func (s *memoryStore) Close() error { return nil }
+
+func (s *memoryStore) Scope() string { return s.scope }
 
 // standingKeys are the binding keys (see bindingKey) whose live approval
 // stands for a, a new approval: its own first, then its binding's under

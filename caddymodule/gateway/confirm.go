@@ -439,6 +439,18 @@ func (x *exchange) confirmedByCaller(v verdict) verdict {
 // claimAnswer makes sure a caller's confirmation runs its call once: its
 // nonce is claimed in the approval store (shared by replicas) when there
 // is one, else in this process.
+// claimScope names where claimAnswer records the confirmations used: the
+// approval store, or else the upstream's memory in this process. A
+// requestState is sealed for it (requestStateScope), so that a
+// confirmation runs its call in no handler, replica or process after a
+// restart that would not know it ran already.
+func (x *exchange) claimScope() string {
+	if approvals := x.g.cfg.Approvals; approvals != nil {
+		return approvals.Service.ClaimScope()
+	}
+	return x.g.sessions.confirmations.scope
+}
+
 func (x *exchange) claimAnswer(nonce string) error {
 	if approvals := x.g.cfg.Approvals; approvals != nil {
 		ctx, cancel := context.WithTimeout(x.r.Context(), 5*time.Second)
@@ -447,7 +459,7 @@ func (x *exchange) claimAnswer(nonce string) error {
 		return approvals.Service.Claim(ctx, "confirm:"+nonce, requestStateTTL)
 	}
 	if !x.g.sessions.confirmations.claim(nonce) {
-		return fmt.Errorf("this confirmation was used already")
+		return fmt.Errorf("%w: confirmation %s", approval.ErrReplayed, nonce)
 	}
 	return nil
 }
@@ -466,12 +478,14 @@ func newNonce() string {
 type usedConfirmations struct {
 	mu   sync.Mutex
 	used *expirable.LRU[string, struct{}]
+	// scope names these confirmations, random (see claimScope).
+	scope string
 }
 
 // newUsedConfirmations remembers up to 100,000 confirmations for as long
 // as their requestState is accepted.
 func newUsedConfirmations() *usedConfirmations {
-	return &usedConfirmations{used: expirable.NewLRU[string, struct{}](100_000, nil, requestStateTTL)}
+	return &usedConfirmations{used: expirable.NewLRU[string, struct{}](100_000, nil, requestStateTTL), scope: "process " + rand.Text()}
 }
 
 // claim reports whether nonce was not used before, and marks it used, in

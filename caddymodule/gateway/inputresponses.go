@@ -11,9 +11,11 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"go.uber.org/zap"
 )
 
 // This file binds the answers of a multi-round-trip request (2026-07-28,
@@ -54,7 +56,16 @@ type requestState struct {
 const requestStateTTL = pendingTTL
 
 // requestStateScope keeps sealed requestStates apart from session ids.
-func (x *exchange) requestStateScope() string {
+// The state of a caller's confirmation (confirms) opens only where the
+// confirmations are claimed in the same place (claimScope), so that no
+// handler, replica or restarted process that would not know the
+// confirmation ran already runs its call again; an upstream's own state
+// opens in any of the upstream's handlers and replicas, as the upstream
+// expects of its stateless retries.
+func (x *exchange) requestStateScope(confirms bool) string {
+	if confirms {
+		return x.g.cfg.Upstream + "\x00requestState\x00confirmation\x00" + x.claimScope()
+	}
 	return x.g.cfg.Upstream + "\x00requestState"
 }
 
@@ -62,7 +73,7 @@ func (x *exchange) requestStateScope() string {
 func (x *exchange) sealRequestState(state requestState) string {
 	state.Issued = time.Now().Unix()
 	payload, _ := json.Marshal(state)
-	return x.g.cfg.Sealer.Seal(x.requestStateScope(), sessiontoken.Session{
+	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.Binding != ""), sessiontoken.Session{
 		Kind: sessiontoken.RequestState, Caller: x.session.caller, ID: string(payload),
 	})
 }
@@ -153,8 +164,13 @@ func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, respo
 		action = "cancel"
 	}
 	if action == "accept" {
-		if err := x.claimAnswer(state.Nonce); err != nil {
+		if err := x.claimAnswer(state.Nonce); errors.Is(err, approval.ErrReplayed) {
 			return refuse(http.StatusConflict, mcpmsg.CodeInvalidParams, "this confirmation ran its call already; make the call anew to be asked again")
+		} else if err != nil {
+			x.g.logger.Error("could not record a caller's confirmation; call refused",
+				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))
+			return refuse(http.StatusServiceUnavailable, mcpmsg.CodeInvalidParams,
+				"the gateway could not record this confirmation (its log says why), so the call did not run; retry it with the same confirmation")
 		}
 	}
 	if x.callerAnswers == nil {
@@ -182,15 +198,21 @@ func (x *exchange) openRequestState(value any) (requestState, error) {
 	if !ok {
 		return requestState{}, errors.New("requestState is not a string")
 	}
-	s, err := x.g.cfg.Sealer.Open(x.requestStateScope(), token)
+	confirms := false
+	s, err := x.g.cfg.Sealer.Open(x.requestStateScope(false), token)
+	if err != nil {
+		confirms = true
+		s, err = x.g.cfg.Sealer.Open(x.requestStateScope(true), token)
+	}
 	if err != nil || s.Kind != sessiontoken.RequestState {
-		return requestState{}, errors.New("requestState was not issued by this gateway")
+		return requestState{}, errors.New("requestState was not issued by this gateway (a caller's confirmation is answered where it was asked, " +
+			"or on a gateway that shares its approval store; not after a restart without one): make the request anew")
 	}
 	if s.Caller != x.session.caller {
 		return requestState{}, errors.New("requestState was issued to another user")
 	}
 	var state requestState
-	if err := json.Unmarshal([]byte(s.ID), &state); err != nil {
+	if err := json.Unmarshal([]byte(s.ID), &state); err != nil || (state.Binding != "") != confirms {
 		return requestState{}, errors.New("requestState was not issued by this gateway")
 	}
 	if age := time.Since(time.Unix(state.Issued, 0)); age > requestStateTTL {
