@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -99,7 +100,7 @@ func (a *annotation) placeholder(key string) (any, bool) {
 type RateLimit struct {
 	// Key is what calls count against, with placeholders: mcpgate's
 	// ({mcp.user.id}, {mcp.tool.name}, {mcp.tool.category}, ...) and any
-	// of the request's ({http.request.remote.host}, ...). Example:
+	// of the request's ({http.vars.client_ip}, ...). Example:
 	// "{mcp.user.id}/{mcp.tool.name}".
 	Key string `json:"key"`
 	// Rate is how many calls per period: "30/1m", "1000/1h", "5/1d".
@@ -127,10 +128,35 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	return rule, nil
 }
 
+// methods are the methods the limit counts, sorted, without repeats.
+func (l *RateLimit) methods() []string {
+	if len(l.Methods) == 0 {
+		return []string{"tools/call"}
+	}
+	methods := slices.Clone(l.Methods)
+	slices.Sort(methods)
+	return slices.Compact(methods)
+}
+
+// identity names the limit's counts apart from other limits' over the same
+// template: the methods it counts. (The rule, its rate and burst, is part
+// of every bucket's name already.) Two limits with one template and rate
+// but other methods are two limits, each counting its own messages, never
+// one count that both use up.
+func (l *RateLimit) identity() string {
+	methods := l.methods()
+	for i, m := range methods {
+		methods[i] = escapeKeyPart(m)
+	}
+	return strings.Join(methods, ",")
+}
+
 // keyOf returns the limit's key function: its placeholders replaced with
 // the message's facts, then the request's, each value escaped (see
-// escapeKeyPart) so that the key's own separators cannot be forged.
+// escapeKeyPart) so that the key's own separators cannot be forged; after
+// the scope and the limit's identity.
 func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) string {
+	prefix := scope + "\x00" + l.identity() + "\x00"
 	return func(r *http.Request, facts gateway.Facts) string {
 		requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		repl := caddy.NewEmptyReplacer()
@@ -145,7 +171,7 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 			}
 			return nil, false
 		})
-		return scope + "\x00" + repl.ReplaceAll(l.Key, "")
+		return prefix + repl.ReplaceAll(l.Key, "")
 	}
 }
 
@@ -195,6 +221,7 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 		limiter, release = local, releaseLocalLimiter
 	}
 	limits := make([]gateway.RateLimit, 0, len(h.RateLimits))
+	given := make(map[string]bool, len(h.RateLimits))
 	for i := range h.RateLimits {
 		l := &h.RateLimits[i]
 		rule, err := l.rule()
@@ -202,6 +229,14 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 			release()
 			return nil, nil, err
 		}
+		// A limit given twice would count each message twice, against one
+		// count.
+		same := fmt.Sprintf("%q %s %+v", l.Key, l.identity(), rule)
+		if given[same] {
+			release()
+			return nil, nil, fmt.Errorf("rate_limit %s %s is given twice (with the same methods): each message would be counted twice against it", l.Key, l.Rate)
+		}
+		given[same] = true
 		limits = append(limits, gateway.RateLimit{
 			Name: l.Key + " " + l.Rate, Key: l.keyOf(upstream), Rule: rule, Methods: l.Methods, Limiter: limiter,
 		})

@@ -181,6 +181,62 @@ func TestRateLimitKeysKeptApart(t *testing.T) {
 	}
 }
 
+// TestRateLimitsCountApart: limits over one key template and rate that
+// count other methods keep counts of their own: one limit's messages never
+// use up another's, nor does a message count twice against one count; a
+// limit given twice is refused.
+func TestRateLimitsCountApart(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
+	refused := func(body []byte) bool {
+		return strings.Contains(string(body), "Rate limit") || strings.Contains(string(body), fmt.Sprint(mcpgateway.CodeRateLimited))
+	}
+	t.Run("other methods", func(t *testing.T) {
+		gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
+		rate_limit {mcp.server} 2/1h {
+			methods tools/list
+		}
+		rate_limit {mcp.server} 2/1h`})
+		for i := range 2 {
+			if _, body := post(t, gateway, nil, list); refused(body) {
+				t.Fatalf("tools/list %d: %s", i+1, body)
+			}
+		}
+		if _, body := post(t, gateway, nil, call); refused(body) {
+			t.Errorf("the first tools/call, after two lists: %s; want it allowed (the lists count against their own limit)", body)
+		}
+	})
+	t.Run("overlapping methods", func(t *testing.T) {
+		gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
+		rate_limit {mcp.server} 4/1h {
+			methods tools/call tools/list
+		}
+		rate_limit {mcp.server} 4/1h`})
+		for i := range 4 {
+			if _, body := post(t, gateway, nil, call); refused(body) {
+				t.Fatalf("tools/call %d of 4: %s; want it allowed, counted once against each limit", i+1, body)
+			}
+		}
+		if _, body := post(t, gateway, nil, call); !refused(body) {
+			t.Errorf("the fifth tools/call: %s; want it refused", body)
+		}
+	})
+	t.Run("given twice", func(t *testing.T) {
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+		err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", openTable+`
+		rate_limit {mcp.server} 4/1h {
+			methods tools/list tools/call
+		}
+		rate_limit {mcp.server} 4/1h {
+			methods tools/call tools/list tools/call
+		}`, up.URL))
+		if err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("%v; want the second limit refused as given twice", err)
+		}
+	})
+}
+
 // TestRateLimitsSharedByReplicas: with the approval store in Redis, two
 // replicas share one count.
 func TestRateLimitsSharedByReplicas(t *testing.T) {
