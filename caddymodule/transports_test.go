@@ -507,6 +507,19 @@ func TestEventStreamSmuggling(t *testing.T) {
 			script: "data: " + result + "\revent: other\n\n",
 			want:   "event: other\ndata: " + result + "\n\n",
 		},
+		{
+			// A list answering a tools/list held on another POST would
+			// reach the client without that reply's watch.
+			name:   "an answer to a request the POST did not carry is dropped",
+			script: "data: {\"jsonrpc\":\"2.0\",\"id\":77,\"result\":{\"tools\":[{\"name\":\"delete_issue\",\"inputSchema\":{\"type\":\"object\"}}]}}\n\n" + "data: " + result + "\n\n",
+			want:   "data: " + result + "\n\n",
+		},
+		{
+			name:    "a server request with params a reader may merge cuts the stream",
+			script:  "data: " + progress + "\n\n" + "data: " + strings.Replace(secret, `"maxTokens"`, `"Messages":[],"maxTokens"`, 1) + "\n\n" + "data: " + result + "\n\n",
+			want:    "data: " + progress + "\n\n",
+			wantCut: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

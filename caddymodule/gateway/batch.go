@@ -11,12 +11,14 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
-// forwardBatch forwards a 2025-03-26 JSON-RPC batch whose elements have
-// been decided one by one: the allowed elements go upstream as a smaller
-// batch, never the refused ones, and the gateway's answers to the refused
-// requests are added to the upstream's reply.
-func (x *exchange) forwardBatch(w http.ResponseWriter) error {
-	var allowed, answers [][]byte
+// batchForward works out what a 2025-03-26 JSON-RPC batch, whose elements
+// have been decided one by one, sends upstream: body, the allowed elements
+// as a smaller batch (never the refused ones), and answers, the gateway's
+// answers to the refused requests, to be added to the upstream's reply
+// (batchMerger). When nothing goes upstream, reply answers the client
+// instead.
+func (x *exchange) batchForward() (body []byte, answers [][]byte, reply func(http.ResponseWriter) error) {
+	var allowed [][]byte
 	var refused *verdict
 	for i, v := range x.verdicts {
 		if v.allowed() {
@@ -30,23 +32,18 @@ func (x *exchange) forwardBatch(w http.ResponseWriter) error {
 	}
 	switch {
 	case refused == nil && !x.rewritten:
-		return x.pass(w, x.raw)
-	case refused == nil:
-		return x.pass(w, mcpmsg.BatchResponse(allowed))
+		return x.raw, nil, nil
 	case len(allowed) == 0 && len(answers) == 0:
 		// Only notifications and responses, all refused.
-		return writeRefusal(w, *refused)
+		return nil, nil, func(w http.ResponseWriter) error { return writeRefusal(w, *refused) }
 	case len(allowed) == 0:
-		mcphttp.WriteJSON(w, http.StatusOK, mcpmsg.BatchResponse(answers))
-		return nil
-	case len(answers) == 0:
-		return x.pass(w, mcpmsg.BatchResponse(allowed))
+		reply := mcpmsg.BatchResponse(answers)
+		return nil, nil, func(w http.ResponseWriter) error {
+			mcphttp.WriteJSON(w, http.StatusOK, reply)
+			return nil
+		}
 	}
-	readReplyUncompressed(x.r)
-	merger := &batchMerger{ResponseWriter: w, answers: answers}
-	err := x.pass(merger, mcpmsg.BatchResponse(allowed))
-	merger.finish()
-	return err
+	return mcpmsg.BatchResponse(allowed), answers, nil
 }
 
 // batchMode is how a batchMerger treats the upstream's reply.
@@ -68,7 +65,9 @@ const (
 )
 
 // batchMerger adds the gateway's answers for refused batch elements to the
-// upstream's reply to the allowed ones.
+// upstream's reply to the allowed ones. It lies under the reply's watch,
+// which sees the upstream's messages alone: an answer of the upstream's to
+// a request the gateway refused is no answer of the gateway's.
 type batchMerger struct {
 	http.ResponseWriter
 	answers [][]byte

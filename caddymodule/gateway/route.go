@@ -66,14 +66,26 @@ func (x *exchange) forward() error {
 			x.audit(v, v.refusedOutcome(), nil)
 		}
 	}
-	w, finish := x.watchReply()
-	var err error
+	body := x.raw
+	var merger *batchMerger
 	if x.body.Batch {
-		err = x.forwardBatch(w)
-	} else {
-		err = x.pass(w, x.raw)
+		var answers [][]byte
+		var reply func(http.ResponseWriter) error
+		if body, answers, reply = x.batchForward(); reply != nil {
+			return reply(x.w)
+		}
+		if len(answers) > 0 {
+			readReplyUncompressed(x.r)
+			merger = &batchMerger{ResponseWriter: x.w, answers: answers}
+			x.w = merger
+		}
 	}
+	w, finish := x.watchReply()
+	err := x.pass(w, body)
 	filterErr := finish(err)
+	if merger != nil {
+		merger.finish()
+	}
 	if errors.Is(filterErr, replyfilter.ErrReplaced) {
 		// The reply was refused whole and answered with the gateway's
 		// error (logged as it was refused): the exchange is complete, and

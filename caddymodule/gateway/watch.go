@@ -51,8 +51,21 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		},
-		PassJSON:  ids == nil && !rl.mayAskForInput(),
-		Intercept: rl.intercept,
+		PassJSON: ids == nil && !rl.mayAskForInput(),
+		Intercept: func(m *mcpmsg.Message) bool {
+			if m.Kind == mcpmsg.KindResponse {
+				// A POST's reply answers the requests the POST carried, and
+				// no other: an answer to another request (a tools/list
+				// held on its own POST, say) would reach the client without
+				// the watch of that request's reply.
+				if _, ours := rl.answers(m.ID); !ours {
+					x.g.logger.Warn("upstream answered, on a POST's reply, a request the POST did not carry; dropped",
+						zap.String("upstream", g.cfg.Upstream), zap.String("request_id", g.host.RequestID(x.r)), zap.ByteString("id", m.ID))
+					return true
+				}
+			}
+			return rl.intercept(m)
+		},
 		OnMessage: func(m *mcpmsg.Message) {
 			if m.Kind == mcpmsg.KindResponse {
 				if answered == nil {

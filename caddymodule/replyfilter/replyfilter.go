@@ -71,14 +71,16 @@ type Hooks struct {
 	// that opens an event stream, and returns the data to forward in its
 	// place; an error cuts the stream. In the HTTP+SSE transport of MCP
 	// 2024-11-05 the server names in that event the URL that clients post
-	// their messages to. Any other endpoint event, and every endpoint
-	// event when Endpoint is nil, is read as JSON-RPC like all events
-	// (clients that take the first event as the endpoint take the others
-	// for messages), and so, not being JSON-RPC, cuts the stream.
+	// their messages to. Any later endpoint event cuts the stream: some
+	// clients (the TypeScript SDK's) take each as a new URL to post to,
+	// whatever it holds. When Endpoint is nil, endpoint events are read as
+	// JSON-RPC like all events (Streamable HTTP clients ignore the type),
+	// and so, not being JSON-RPC, cut the stream.
 	Endpoint func(uri string) (string, error)
-	// PassJSON lets JSON replies that cannot hold a JSON-RPC request pass
-	// without being parsed: replies whose bytes name no "method" member
-	// (neither spelled out nor escaped). Any other JSON reply is read as
+	// PassJSON lets JSON replies that cannot hold a JSON-RPC request, nor
+	// a tools/list result, pass without being parsed: replies whose bytes
+	// name no "method" or "tools" member, in any case, and hold no \u
+	// escape. Any other JSON reply is read as
 	// usual, so a request smuggled into a reply is still intercepted. It
 	// is for replies in which nothing but requests would interest the
 	// hooks; event streams are always read.
@@ -255,6 +257,10 @@ func (o *writer) FlushError() error {
 // stream.
 var errNotStream = errors.New("the reply is not an open event stream")
 
+// ErrSecondEndpoint cuts an HTTP+SSE stream that names where to post
+// more than once (see Hooks.Endpoint).
+var ErrSecondEndpoint = errors.New("a second endpoint event: the stream names where to post once")
+
 // Inject writes data, one JSON-RPC message, as a "message" event to the
 // event stream that w (a ResponseWriter from Wrap) relays, between two of
 // the upstream's events, and flushes it. It may be called from any
@@ -335,10 +341,35 @@ func (o *writer) writeJSON() error {
 }
 
 // cannotHoldRequest reports whether a JSON text certainly holds no member
-// named "method", and so no JSON-RPC request: it contains neither the word
-// nor any \u escape (with which the name could be spelled).
+// named "method", and so no JSON-RPC request, nor one named "tools", and
+// so no tools/list result (which a reply to another request could carry,
+// as the answer to a list awaited elsewhere): it names neither, in any
+// case (as readers that match names case-insensitively read them), nor
+// holds any \u escape (with which a name could be spelled otherwise).
 func cannotHoldRequest(body []byte) bool {
-	return !bytes.Contains(body, []byte("method")) && !bytes.Contains(body, []byte(`\u`))
+	return !bytes.Contains(body, []byte(`\u`)) && !namesMember(body, "method") && !namesMember(body, "tools")
+}
+
+// namesMember reports whether body holds the quoted string name, in any
+// ASCII case: a member name, or a string alike. (The letters of "method"
+// and "tools" have no other Unicode simple case folds than their ASCII
+// ones, which encoding/json would match.) It looks for the opening quote
+// and the first letter with bytes.Index, which is fast, and compares the
+// rest.
+func namesMember(body []byte, name string) bool {
+	for _, start := range [][]byte{{'"', name[0]}, {'"', name[0] - 'a' + 'A'}} {
+		for rest := body; ; {
+			i := bytes.Index(rest, start)
+			if i < 0 {
+				break
+			}
+			if quoted := rest[i+1:]; len(quoted) > len(name) && quoted[len(name)] == '"' && bytes.EqualFold(quoted[:len(name)], []byte(name)) {
+				return true
+			}
+			rest = rest[i+1:]
+		}
+	}
+	return false
 }
 
 // writeEvents reads p as the next piece of an event stream, forwards the
@@ -376,6 +407,11 @@ func (o *writer) writeEvents(p []byte) (int, error) {
 func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	first := e.HasData && !o.opened
 	o.opened = o.opened || e.HasData
+	if !first && e.Type == "endpoint" && o.hooks.Endpoint != nil {
+		// Clients of HTTP+SSE (the TypeScript SDK's) take every endpoint
+		// event as where to post from then on, whatever it holds.
+		return ErrSecondEndpoint
+	}
 	if first && e.Type == "endpoint" && o.hooks.Endpoint != nil {
 		uri, err := o.hooks.Endpoint(e.Data)
 		if err != nil {

@@ -674,8 +674,23 @@ func TestStreamHooks(t *testing.T) {
 			wantCut: errElsewhere,
 		},
 		{
-			name:     "later endpoint event is read as a message",
+			name:     "later endpoint event cuts the stream",
 			hooks:    endpoint,
+			reply:    streamReply(event("1", progress), "event: endpoint\ndata: /messages?sessionId=1\n\n"),
+			wantBody: event("1", progress),
+			wantCut:  replyfilter.ErrSecondEndpoint,
+		},
+		{
+			// A client that takes every endpoint event as where to post
+			// resolves this JSON text, as a relative URL, to /raw/sse.
+			name:     "second endpoint event holding a JSON-RPC message cuts the stream",
+			hooks:    endpoint,
+			reply:    streamReply("event: endpoint\ndata: /messages?sessionId=1\n\n", "event: endpoint\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"/../../../raw/sse?x=\"}}\n\n"),
+			wantBody: "event: endpoint\ndata: /api/messages?sessionId=1\n\n",
+			wantCut:  replyfilter.ErrSecondEndpoint,
+		},
+		{
+			name:     "endpoint event on a stream without the hook is read as a message",
 			reply:    streamReply(event("1", progress), "event: endpoint\ndata: /messages?sessionId=1\n\n"),
 			wantBody: event("1", progress),
 			wantCut:  &mcpmsg.Error{},
@@ -703,8 +718,14 @@ func TestInterceptJSON(t *testing.T) {
 func TestPassJSON(t *testing.T) {
 	hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
 	hooks.PassJSON = true
-	// Replies that cannot hold a request pass unread, byte for byte.
-	for _, r := range []reply{jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`), jsonReply(`not JSON at all`)} {
+	// Replies that cannot hold a request pass unread, byte for byte: a
+	// text that merely mentions the words, or holds them escaped inside a
+	// string, cannot name a member.
+	for _, r := range []reply{
+		jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`),
+		jsonReply(`not JSON at all`),
+		jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the method lists tools: {\"tools\":[], \"method\":1} \"methods\" \"Toolsy\""}]}}`),
+	} {
 		out := send(t, hooks, r)
 		if want := strings.Join(r.chunks, ""); out.rec.Body.String() != want || out.seen != nil || out.finishErr != nil {
 			t.Errorf("body %q, seen %q, finish %v; want %q passed unread", out.rec.Body.String(), out.seen, out.finishErr, want)
@@ -719,6 +740,21 @@ func TestPassJSON(t *testing.T) {
 		out := send(t, hooks, r)
 		if !reflect.DeepEqual(out.seen, []string{"response 2", "sampling/createMessage"}) {
 			t.Errorf("a request inside a JSON reply: OnMessage saw %q, want sampling/createMessage", out.seen)
+		}
+	}
+	// So is a member that a reader matching names in any case takes for
+	// "method" (and the reply, read, is refused for it), or a tools/list
+	// result, which could answer a list awaited on another request.
+	for _, r := range []reply{
+		jsonReply(`{"jsonrpc":"2.0","id":"evil","Method":"sampling/createMessage","params":{}}`),
+		jsonReply(`{"jsonrpc":"2.0","id":"evil","METHOD":"sampling/createMessage","params":{}}`),
+	} {
+		checkRefused(t, send(t, hooks, r))
+	}
+	for _, list := range []string{`"tools"`, `"Tools"`, `"tOOLS"`} {
+		out := send(t, hooks, jsonReply(`{"jsonrpc":"2.0","id":3,"result":{`+list+`:[]}}`))
+		if !reflect.DeepEqual(out.seen, []string{"response 3"}) {
+			t.Errorf("a JSON reply holding a tools list (%s): OnMessage saw %q, want it read", list, out.seen)
 		}
 	}
 	// A compressed JSON reply cannot be scanned: refused.
