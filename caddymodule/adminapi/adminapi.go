@@ -17,6 +17,10 @@
 package adminapi
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,17 +103,26 @@ var errNotAnOperator = errors.New("mcpgate's approval and tool routes answer onl
 	"or use Caddy's remote admin with client certificates; or decide in the approval inbox")
 
 // operator returns who calls an operator route, as an approval decider:
-// "admin" over a unix socket, "admin:<CN>" over TLS with a verified
-// client certificate (its common name; "admin" when it has none), with the
-// claim the request makes of itself. Over any other connection the caller
-// could be any process on the host, and it is refused with 403.
+// "admin" over a unix socket, "admin:<name>" over TLS with a verified
+// client certificate (see certificateName; "admin" when it has no common
+// name), with the claim the request makes of itself. Over any other
+// connection the caller could be any process on the host, and it is
+// refused with 403, as is a certificate whose subject names more than
+// one common name (readers take one or the other).
 func operator(r *http.Request, claim string) (approval.Decider, error) {
 	by := approval.Decider{ID: approval.PrincipalAdmin, Principals: []string{approval.PrincipalAdmin}, Claim: claim}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		if name := r.TLS.VerifiedChains[0][0].Subject.CommonName; name != "" {
+		name, err := certificateName(r.TLS.VerifiedChains[0])
+		if err != nil {
+			return approval.Decider{}, refuse(http.StatusForbidden, err)
+		}
+		if name != "" {
 			by.ID = approval.PrincipalAdmin + ":" + name
 			by.Principals = append(by.Principals, by.ID)
-			by.Callers = []string{name}
+			// The common name alone, however qualified the name: a
+			// certificate naming the caller, from any CA, never decides
+			// the caller's own call.
+			by.Callers = []string{r.TLS.VerifiedChains[0][0].Subject.CommonName}
 		}
 		return by, nil
 	}
@@ -118,3 +131,38 @@ func operator(r *http.Request, claim string) (approval.Decider, error) {
 	}
 	return approval.Decider{}, refuse(http.StatusForbidden, errNotAnOperator)
 }
+
+// certificateName names the holder of a verified client certificate
+// chain: the certificate's common name when the certificate is itself the
+// one trusted (Caddy's remote admin lists it), else the common name
+// followed by "@" and the first 16 hex digits of the SHA-256 of the
+// trusted certificate that issued it (a CA's), since every CA that is
+// trusted names its own certificates and two could name the same person.
+// "" when the certificate has no common name.
+func certificateName(chain []*x509.Certificate) (string, error) {
+	leaf := chain[0]
+	if n := commonNames(leaf); n > 1 {
+		return "", fmt.Errorf("the client certificate names %d common names; an operator's certificate names one", n)
+	}
+	name := leaf.Subject.CommonName
+	if name == "" || len(chain) == 1 {
+		return name, nil
+	}
+	root := sha256.Sum256(chain[len(chain)-1].Raw)
+	return name + "@" + hex.EncodeToString(root[:8]), nil
+}
+
+// commonNames counts the common names of a certificate's subject, which
+// crypto/x509 reduces to its last one.
+func commonNames(cert *x509.Certificate) int {
+	n := 0
+	for _, attribute := range cert.Subject.Names {
+		if attribute.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	return n
+}
+
+// oidCommonName is the attribute type of a common name (X.520).
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}

@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/big"
@@ -57,6 +59,32 @@ func clientCertificate(commonName string, verified bool) *tls.ConnectionState {
 	if verified {
 		state.VerifiedChains = [][]*x509.Certificate{{cert}}
 	}
+	return state
+}
+
+// issuedCertificate is the state of a TLS connection whose client
+// certificate, for commonName, was verified against a trusted CA whose
+// certificate is caDER.
+func issuedCertificate(commonName string, caDER []byte) *tls.ConnectionState {
+	state := clientCertificate(commonName, true)
+	state.VerifiedChains[0] = append(state.VerifiedChains[0], &x509.Certificate{Raw: caDER, Subject: pkix.Name{CommonName: "ops CA"}})
+	return state
+}
+
+// caFingerprint names the CA of issuedCertificate(_, "the CA's DER"): the
+// first 16 hex digits of the SHA-256 of its certificate.
+var caFingerprint = func() string {
+	sum := sha256.Sum256([]byte("the CA's DER"))
+	return hex.EncodeToString(sum[:8])
+}()
+
+// twoCommonNames is the state of a TLS connection whose verified client
+// certificate's subject names two common names, first then last (which
+// crypto/x509 keeps as its CommonName).
+func twoCommonNames(first, last string) *tls.ConnectionState {
+	state := clientCertificate(last, true)
+	cert := state.VerifiedChains[0][0]
+	cert.Subject.Names = []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: first}, {Type: oidCommonName, Value: last}}
 	return state
 }
 
@@ -120,6 +148,9 @@ func TestOperator(t *testing.T) {
 			wantID: "admin:ops", wantPrincipals: []string{"admin", "admin:ops"}},
 		{name: "remote admin, verified certificate without a common name", local: localTCP, tls: clientCertificate("", true),
 			wantID: "admin", wantPrincipals: []string{"admin"}},
+		{name: "remote admin, certificate issued by a trusted CA", local: localTCP, tls: issuedCertificate("alice", []byte("the CA's DER")),
+			wantID: "admin:alice@" + caFingerprint, wantPrincipals: []string{"admin", "admin:alice@" + caFingerprint}},
+		{name: "remote admin, certificate with two common names", local: localTCP, tls: twoCommonNames("bob", "alice")},
 		{name: "TLS, unverified certificate", local: localTCP, tls: clientCertificate("ops", false)},
 		{name: "TLS, no client certificate", local: localTCP, tls: &tls.ConnectionState{HandshakeComplete: true}},
 		{name: "TLS over a unix socket, no client certificate", local: unixSocket, tls: &tls.ConnectionState{HandshakeComplete: true},
@@ -131,7 +162,7 @@ func TestOperator(t *testing.T) {
 			by, err := operator(req, "alice")
 			if tt.wantID == "" {
 				refused, ok := errors.AsType[*approvalhttp.Error](err)
-				if !ok || refused.Status != http.StatusForbidden || !errors.Is(err, errNotAnOperator) {
+				if !ok || refused.Status != http.StatusForbidden || (!errors.Is(err, errNotAnOperator) && !strings.Contains(err.Error(), "2 common names")) {
 					t.Fatalf("operator = %+v, %v; want a 403 refusal", by, err)
 				}
 				return
@@ -141,6 +172,14 @@ func TestOperator(t *testing.T) {
 			}
 			if by.ID != tt.wantID || !slices.Equal(by.Principals, tt.wantPrincipals) || by.Claim != "alice" {
 				t.Errorf("operator = %+v, want ID %s, principals %v, claim alice", by, tt.wantID, tt.wantPrincipals)
+			}
+			// The certificate's common name is who the operator is as a
+			// caller, whatever CA issued it.
+			if cn, named := strings.CutPrefix(tt.wantID, "admin:"); named {
+				cn, _, _ = strings.Cut(cn, "@")
+				if !slices.Equal(by.Callers, []string{cn}) {
+					t.Errorf("operator's caller ids = %v, want [%s]", by.Callers, cn)
+				}
 			}
 		})
 	}

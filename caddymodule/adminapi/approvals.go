@@ -65,7 +65,9 @@ func (a *Approvals) list(w http.ResponseWriter, r *http.Request) error {
 			return false
 		}
 		for _, held := range list {
-			if seen[held.ID] || (!all && (held.State != approval.Pending || !held.Live(now))) {
+			// Another gateway's approvals (a Redis shared under another
+			// decision secret) are its operators' to see and decide.
+			if seen[held.ID] || !s.Owns(held) || (!all && (held.State != approval.Pending || !held.Live(now))) {
 				continue
 			}
 			seen[held.ID] = true

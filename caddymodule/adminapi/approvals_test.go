@@ -22,6 +22,10 @@ func TestListApprovals(t *testing.T) {
 	first, second := approvaltest.NewService(t, nil), approvaltest.NewService(t, nil)
 	pending, decided, other := approvaltest.Request(t, first), approvaltest.Request(t, first), approvaltest.Request(t, second)
 	approvaltest.ApproveAsAdmin(t, first, decided.ID)
+	otherSecret := approvaltest.Settings(t)
+	otherSecret.DecisionSecrets = []approval.Secret{approvaltest.MustSecret(t, "whsec_"+strings.Repeat("C", 43)+"=")}
+	mine, theirs := approvaltest.NewSharingServices(t, nil, otherSecret)
+	ours, foreign := approvaltest.Request(t, mine), approvaltest.Request(t, theirs)
 	tests := []struct {
 		name     string
 		query    string
@@ -39,6 +43,10 @@ func TestListApprovals(t *testing.T) {
 			wantIDs: []string{pending.ID, decided.ID, other.ID}},
 		{name: "a store two services share", services: approvaltest.Services{first, first}, local: unixSocket,
 			wantIDs: []string{pending.ID}},
+		{name: "a store shared with a gateway of another decision secret", query: "?all=1", services: approvaltest.Services{mine}, local: unixSocket,
+			wantIDs: []string{ours.ID}},
+		{name: "the other gateway of the shared store", query: "?all=1", services: approvaltest.Services{theirs}, local: unixSocket,
+			wantIDs: []string{foreign.ID}},
 		{name: "none", services: approvaltest.Services{}, local: unixSocket,
 			wantIDs: []string{}},
 		{name: "remote admin", services: approvaltest.Services{second}, local: localTCP, tls: clientCertificate("ops", true),

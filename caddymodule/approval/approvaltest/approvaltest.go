@@ -8,6 +8,8 @@ package approvaltest
 import (
 	"context"
 	"crypto/rand"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +59,30 @@ func NewService(t testing.TB, settings *approval.Settings) *approval.Service {
 	return start(t, func(onChange approval.ChangeFunc) (approval.Store, error) {
 		return approval.NewMemoryStore(onChange), nil
 	}, settings)
+}
+
+// NewSharingServices starts two approval services over one in-memory
+// store, as two gateways that share a Redis are, with the settings given
+// (Settings, when nil), and closes them when the test ends.
+func NewSharingServices(t testing.TB, first, second *approval.Settings) (*approval.Service, *approval.Service) {
+	t.Helper()
+	var mu sync.Mutex
+	var told []approval.ChangeFunc
+	store := approval.NewMemoryStore(func(id string) {
+		mu.Lock()
+		callbacks := slices.Clone(told)
+		mu.Unlock()
+		for _, onChange := range callbacks {
+			onChange(id)
+		}
+	})
+	open := func(onChange approval.ChangeFunc) (approval.Store, error) {
+		mu.Lock()
+		told = append(told, onChange)
+		mu.Unlock()
+		return store, nil
+	}
+	return start(t, open, first), start(t, open, second)
 }
 
 // NewUnreachableService starts an approval service with settings
