@@ -231,6 +231,17 @@ test_custom_approvers_name_who_approves if {
 	d == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["caller", "group:security"]}
 }
 
+test_member_reads_nested_names_as_upstreams_do if {
+	filter := {"Owner ": "acme", "state": "open"}
+	mcp.member(filter, "owner") == "acme"
+	mcp.member(filter, "OWNER") == "acme"
+	mcp.member(filter, "state") == "open"
+	not mcp.member(filter, "missing")
+	not mcp.member(["owner"], "owner")
+	tool := {"arguments": {"Filter": filter}, "argument_names": {"filter": "Filter"}}
+	mcp.member(mcp.argument(tool, "filter"), "owner") == "acme"
+}
+
 test_argument_reads_names_as_upstreams_do if {
 	tool := {"arguments": {"Repo ": "acme/x", "n": 1}, "argument_names": {"repo": "Repo ", "n": "n"}}
 	mcp.argument(tool, "repo") == "acme/x"

@@ -104,6 +104,71 @@ func CheckParams(method string, params map[string]any) *Error {
 		what, found.a, found.b, at)}
 }
 
+// checkNestedNames refuses tool arguments whose objects below the top
+// level hold a member name that full folding (FoldName) reads otherwise
+// than lowercasing and trimming do ("\u017fort", "Stra\u00dfe",
+// fullwidth letters): a policy folds nested names with Rego's lower and
+// trim_space (the library's member), since the gateway maps only the
+// top-level names to their folded form (input.tool.argument_names), and
+// an upstream that folds fully would read a member the policy did not
+// see.
+func checkNestedNames(args map[string]any) *Error {
+	if !hasUnloweredName(args, true) {
+		return nil // the common case, without allocating
+	}
+	// Found: the first in the order of names, the same on every run.
+	var walk func(v any, at jsontext.Pointer) *Error
+	walk = func(v any, at jsontext.Pointer) *Error {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, name := range slices.Sorted(maps.Keys(v)) {
+				if at != "/params/arguments" && unlowered(name) {
+					return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
+						"tools/call argument name %q in %s folds to %q, which lowercasing does not give: upstream servers may read it as that name, "+
+							"and a policy cannot; spell it %q", name, at, FoldName(name), FoldName(name))}
+				}
+				if err := walk(v[name], at.AppendToken(name)); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for i, elem := range v {
+				if err := walk(elem, at.AppendToken(strconv.Itoa(i))); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(args, "/params/arguments")
+}
+
+// hasUnloweredName reports whether v holds, below the top level when top
+// is set, a member name that unlowered finds.
+func hasUnloweredName(v any, top bool) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for name, member := range v {
+			if (!top && unlowered(name)) || hasUnloweredName(member, false) {
+				return true
+			}
+		}
+	case []any:
+		for _, elem := range v {
+			if hasUnloweredName(elem, false) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unlowered reports whether FoldName reads name otherwise than
+// lowercasing and trimming it do.
+func unlowered(name string) bool {
+	return !isFolded(name) && FoldName(name) != strings.ToLower(strings.TrimSpace(name))
+}
+
 // unreadable is what findUnreadable finds: two member names of one object
 // that FoldName makes equal, a before b, or a number that float readers
 // read as another value; and where it lies.

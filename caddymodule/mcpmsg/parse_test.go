@@ -101,6 +101,11 @@ var parseCases = []parseCase{
 		want: []wantMessage{{kind: KindResponse, id: `1`}},
 	},
 	{
+		name: "nested names in any case, and top-level names folded by the gateway",
+		body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"\u017fort":1,"filter":{"Owner":"x","\u540d\u524d":"y"}}}}`,
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/call", tool: "t"}},
+	},
+	{
 		name: "numbers every reader reads alike",
 		body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":0.1,"b":1.0,"c":-0,"d":1e300,"e":1152921504606846976,"f":[0.30000000000000004,1E2]}}}`,
 		want: []wantMessage{{kind: KindRequest, id: `1`, method: "tools/call", tool: "t"}},
@@ -289,6 +294,8 @@ var parseCases = []parseCase{
 	{name: "a server's sampling messages merged", body: `{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[],"Messages":[],"maxTokens":10}}`, code: CodeInvalidParams, errText: `member names "Messages" and "messages" in /params differ only by case`},
 	{name: "a server's elicitation message merged by a long s", body: `{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"colour?","me\u017f\u017fage":"password?","requestedSchema":{"type":"object","properties":{}}}}`, code: CodeInvalidParams, errText: "member names \"message\" and \"me\u017f\u017fage\" in /params"},
 	{name: "a notification's params merged", body: `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"a":1,"A":2}}}`, code: CodeInvalidParams, errText: `member names "A" and "a" in /params/data`},
+	{name: "nested argument name that only full folding reads", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"filter":{"\u017fort":"name"}}}}`, code: CodeInvalidParams, errText: "tools/call argument name \"\u017fort\" in /params/arguments/filter folds to \"sort\", which lowercasing does not give"},
+	{name: "nested argument name in an array that only full folding reads", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"items":[{"ok":1},{"\uff52\uff45\uff50\uff4f":"x"}]}}}`, code: CodeInvalidParams, errText: "in /params/arguments/items/1 folds to \"repo\""},
 	{name: "depth 65", body: nested(65), code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},
 	{name: "depth beyond a custom limit", body: `{"jsonrpc":"2.0","method":"x","params":{"a":[]}}`, lim: Limits{MaxDepth: 2}, code: CodeInvalidRequest, errText: "nesting deeper than 2 levels"},
 	{name: "batch adds a level", body: "[" + nested(64) + "]", code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},

@@ -200,6 +200,9 @@ func validateToolCall(m *Message) *Error {
 		if !ok {
 			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, typeName(v))
 		}
+		if err := checkNestedNames(args); err != nil {
+			return err
+		}
 		tool.Arguments = args
 	}
 	m.Tool = tool
