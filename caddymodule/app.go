@@ -135,6 +135,17 @@ func (a *App) claim(server, upstream string, explicit bool, realm string) error 
 		return fmt.Errorf("two mcp_policy handlers name the server %q with different upstreams (%q, %q): "+
 			"give each upstream its own server name", server, other, upstream)
 	}
+	// Operators name an upstream's tools by server name or upstream name
+	// (`mcpgate tools accept --server`): a name may not stand for one
+	// upstream as a server and for another as an upstream.
+	if _, named := claims.upstreams[server]; named && server != upstream {
+		return fmt.Errorf("an mcp_policy handler names the server %q for the upstream %q, while %q names another upstream: "+
+			"operators could not tell which one a name stands for; give them names apart", server, upstream, server)
+	}
+	if other, named := claims.servers[upstream]; named && other != upstream {
+		return fmt.Errorf("an mcp_policy handler names the upstream %q, while another names the server %q for the upstream %q: "+
+			"operators could not tell which one a name stands for; give them names apart", upstream, upstream, other)
+	}
 	wasExplicit, taken := claims.upstreams[upstream]
 	if taken && !(explicit && wasExplicit) {
 		return fmt.Errorf("two mcp_policy handlers name the server %q: give each upstream its own name; "+
