@@ -1442,3 +1442,35 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalRequestsRateLimited: a rate limit on the calls that need
+// approval bounds how often callers ask for it (docs/approvals.md,
+// "Bounding requests for approval"): past it, a call that needs approval
+// is refused before any approval is asked for, and allowed calls are not
+// counted.
+func TestApprovalRequestsRateLimited(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port := freePort(t)
+	startCaddy(t, globalOptions(t)+approvalSiteWith(port, testPolicy+"\n\t\trate_limit {mcp.server} 2/1h {\n\t\t\tactions needs_approval\n\t\t}",
+		up, approver.URL, "http://127.0.0.1:9/approvals", "hold 10ms"))
+	waitForListener(t, port)
+	gateway := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i, text := range []string{"one", "two", "three"} {
+		_, body := post(t, gateway, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`)
+		limited := strings.Contains(string(body), "Rate limit")
+		if limited != (i == 2) {
+			t.Errorf("call %d asking for approval: %s; want it refused by the limit: %v", i+1, body, i == 2)
+		}
+	}
+	approver.waitFor(t, string(approval.EventRequested), 2)
+	if n := approver.count(string(approval.EventRequested)); n != 2 {
+		t.Errorf("%d approvals asked for, want 2", n)
+	}
+	for i := range 3 {
+		if _, body := post(t, gateway, nil, callEcho); strings.Contains(string(body), "Rate limit") {
+			t.Errorf("allowed call %d: %s; want it not counted", i+1, body)
+		}
+	}
+}

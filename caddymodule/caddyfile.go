@@ -69,6 +69,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		forward_token
 //		rate_limit <key> <rate> [burst <n>] {
 //			methods <method>...
+//			actions allow|needs_approval...
 //		}
 //		audit {
 //			arguments

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
@@ -110,7 +111,25 @@ type RateLimit struct {
 	Burst int `json:"burst,omitempty"`
 	// Methods are the methods counted. Default: tools/call.
 	Methods []string `json:"methods,omitempty"`
+	// Actions are the decisions counted: allow, needs_approval. Default:
+	// both. With needs_approval alone, the limit bounds how often callers
+	// ask for approval.
+	Actions []string `json:"actions,omitempty"`
 }
+
+// actions are the decisions the limit counts, as the gateway names them;
+// nil for all.
+func (l *RateLimit) actions() []policy.Action {
+	var actions []policy.Action
+	for _, a := range l.Actions {
+		actions = append(actions, policy.Action(a))
+	}
+	return actions
+}
+
+// limitActions are the decisions a rate limit can count (a blocked
+// message never counts).
+var limitActions = []string{string(policy.ActionAllow), string(policy.ActionNeedsApproval)}
 
 // rule reads the limit's rate and burst.
 func (l *RateLimit) rule() (ratelimit.Rule, error) {
@@ -124,6 +143,11 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	}
 	if strings.TrimSpace(l.Key) == "" {
 		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
+	}
+	for _, action := range l.Actions {
+		if !slices.Contains(limitActions, action) {
+			return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: unknown action %q (want %s)", l.Key, action, strings.Join(limitActions, " or "))
+		}
 	}
 	return rule, nil
 }
@@ -139,16 +163,21 @@ func (l *RateLimit) methods() []string {
 }
 
 // identity names the limit's counts apart from other limits' over the same
-// template: the methods it counts. (The rule, its rate and burst, is part
-// of every bucket's name already.) Two limits with one template and rate
-// but other methods are two limits, each counting its own messages, never
-// one count that both use up.
+// template: the methods and decisions it counts. (The rule, its rate and
+// burst, is part of every bucket's name already.) Two limits with one
+// template and rate but other methods or actions are two limits, each
+// counting its own messages, never one count that both use up.
 func (l *RateLimit) identity() string {
-	methods := l.methods()
-	for i, m := range methods {
-		methods[i] = escapeKeyPart(m)
+	parts := l.methods()
+	for i, m := range parts {
+		parts[i] = escapeKeyPart(m)
 	}
-	return strings.Join(methods, ",")
+	actions := slices.Clone(l.Actions)
+	if len(actions) == 0 {
+		actions = limitActions
+	}
+	slices.Sort(actions)
+	return strings.Join(parts, ",") + ";" + strings.Join(slices.Compact(actions), ",")
 }
 
 // keyOf returns the limit's key function: its placeholders replaced with
@@ -234,18 +263,18 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 		same := fmt.Sprintf("%q %s %+v", l.Key, l.identity(), rule)
 		if given[same] {
 			release()
-			return nil, nil, fmt.Errorf("rate_limit %s %s is given twice (with the same methods): each message would be counted twice against it", l.Key, l.Rate)
+			return nil, nil, fmt.Errorf("rate_limit %s %s is given twice (with the same methods and actions): each message would be counted twice against it", l.Key, l.Rate)
 		}
 		given[same] = true
 		limits = append(limits, gateway.RateLimit{
-			Name: l.Key + " " + l.Rate, Key: l.keyOf(upstream), Rule: rule, Methods: l.Methods, Limiter: limiter,
+			Name: l.Key + " " + l.Rate, Key: l.keyOf(upstream), Rule: rule, Methods: l.Methods, Actions: l.actions(), Limiter: limiter,
 		})
 	}
 	return limits, release, nil
 }
 
 // unmarshalRateLimit parses `rate_limit <key> <rate> [burst <n>] [{
-// methods <method>... }]`.
+// methods <method>...; actions <action>... }]`.
 func unmarshalRateLimit(d *caddyfile.Dispenser) (RateLimit, error) {
 	var l RateLimit
 	if !d.Args(&l.Key, &l.Rate) {
@@ -263,14 +292,19 @@ func unmarshalRateLimit(d *caddyfile.Dispenser) (RateLimit, error) {
 		return l, d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "methods" {
-			return l, d.Errf("rate_limit: unrecognized subdirective %q", d.Val())
-		}
-		methods := d.RemainingArgs()
-		if len(methods) == 0 {
+		subdirective := d.Val()
+		values := d.RemainingArgs()
+		if len(values) == 0 {
 			return l, d.ArgErr()
 		}
-		l.Methods = append(l.Methods, methods...)
+		switch subdirective {
+		case "methods":
+			l.Methods = append(l.Methods, values...)
+		case "actions":
+			l.Actions = append(l.Actions, values...)
+		default:
+			return l, d.Errf("rate_limit: unrecognized subdirective %q", subdirective)
+		}
 	}
 	if _, err := l.rule(); err != nil {
 		return l, d.Err(err.Error())

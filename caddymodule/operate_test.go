@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
@@ -220,6 +221,19 @@ func TestRateLimitsCountApart(t *testing.T) {
 		}
 		if _, body := post(t, gateway, nil, call); !refused(body) {
 			t.Errorf("the fifth tools/call: %s; want it refused", body)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		for _, tt := range []struct{ limit, want string }{
+			{"rate_limit {mcp.server} 4/1h {\n\t\t\tactions block\n\t\t}", `unknown action "block"`},
+			{"rate_limit {mcp.server} 4/1h {\n\t\t\tactions\n\t\t}", "wrong argument count"},
+			{"rate_limit {mcp.server} 4/1h {\n\t\t\tdecisions allow\n\t\t}", `unrecognized subdirective "decisions"`},
+			{"rate_limit {mcp.server} 4/1h burst 0", "invalid burst"},
+		} {
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(globalOptions(t)+policySite(freePort(t), "", openTable+"\n\t\t"+tt.limit, up.URL)), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: %v; want it refused with %q", tt.limit, err, tt.want)
+			}
 		}
 	})
 	t.Run("given twice", func(t *testing.T) {

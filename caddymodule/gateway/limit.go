@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 )
 
@@ -33,6 +34,10 @@ type RateLimit struct {
 	Rule ratelimit.Rule
 	// Methods are the methods the limit counts. Default: tools/call.
 	Methods []string
+	// Actions are the decisions the limit counts ("allow",
+	// "needs_approval"): a limit on "needs_approval" alone bounds how
+	// often callers ask for approval. Default: both.
+	Actions []policy.Action
 	// Limiter keeps the counts: in this process, or in Redis, shared by
 	// replicas.
 	Limiter ratelimit.Limiter
@@ -65,7 +70,7 @@ func (x *exchange) limit() {
 			if len(methods) == 0 {
 				methods = []string{"tools/call"}
 			}
-			if slices.Contains(methods, v.message.Method) {
+			if slices.Contains(methods, v.message.Method) && (len(lim.Actions) == 0 || slices.Contains(lim.Actions, v.decision.Action)) {
 				applied = append(applied, lim)
 			}
 		}
