@@ -349,9 +349,10 @@ type resolvedApproval struct {
 	hold      time.Duration
 	store     string
 	redis     string
-	// redisDatabase is the database redis reaches (approval.RedisDatabase).
-	redisDatabase string
-	instance      string
+	// redisDatabase is the database redis reaches, and redisConnection
+	// how (approval.RedisDatabase).
+	redisDatabase, redisConnection string
+	instance                       string
 }
 
 // resolve replaces placeholders, applies defaults and checks the values.
@@ -368,7 +369,7 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 	}
 	if r.store == storeRedis {
 		var err error
-		if r.redisDatabase, err = approval.RedisDatabase(r.redis); err != nil {
+		if r.redisDatabase, r.redisConnection, err = approval.RedisDatabase(r.redis); err != nil {
 			return nil, fmt.Errorf("approval: %w", err)
 		}
 	}
@@ -499,5 +500,8 @@ func (r *resolvedApproval) fingerprint() string {
 	}
 	fmt.Fprintf(&b, "callback %q inbox %q timeout %s hold %s keepalive %s\n",
 		r.settings.CallbackURL, r.settings.InboxURL, r.settings.Timeout, r.hold, r.keepalive)
+	// One service connects one way: handlers naming its Redis with TLS
+	// and without, or with two passwords, disagree.
+	fmt.Fprintf(&b, "redis %s\n", r.redisConnection)
 	return b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -1426,13 +1427,20 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 			[]string{"timeout 2m", "store redis redis://" + redisAddress + "/0"}, "different approval settings"},
 		{"other durations, two databases of one Redis", []string{"timeout 1m", "store redis " + redisAddress},
 			[]string{"timeout 2m", "store redis redis://" + redisAddress + "/1"}, ""},
+		{"one Redis, two passwords", []string{"store redis redis://:one@" + redisAddress},
+			[]string{"store redis redis://:two@" + redisAddress}, "different approval settings"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			err := loadCaddyfile(t, globalOptions(t)+
-				approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", tt.first...)+
-				approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", tt.second...))
+			// Pins in files, so that no handler connects to a Redis it
+			// cannot reach (TLS, a password) before the settings are
+			// compared: handlers provision in no fixed order.
+			site := func(lines []string) string {
+				return approvalSiteWith(freePort(t), testPolicy+"\n\t\tpins_file "+filepath.Join(t.TempDir(), "pins.json"), up,
+					"http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", lines...)
+			}
+			err := loadCaddyfile(t, globalOptions(t)+site(tt.first)+site(tt.second))
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("refused: %v; want it loaded", err)

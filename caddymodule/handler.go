@@ -288,6 +288,17 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 			return err
 		}
 	}
+	// The approval settings are checked against the other handlers' before
+	// anything connects to the store they name.
+	var resolved *resolvedApproval
+	if h.Approval != nil {
+		if resolved, err = h.Approval.resolve(repl); err != nil {
+			return err
+		}
+		if err := app.claimApprovals(resolved.poolKey(), resolved.fingerprint()); err != nil {
+			return err
+		}
+	}
 	switch {
 	case h.PinsFile != "":
 		file := repl.ReplaceKnown(h.PinsFile, "")
@@ -319,14 +330,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if h.Audit != nil {
 		cfg.Audit = h.Audit.audit(ctx)
 	}
-	if h.Approval != nil {
-		resolved, err := h.Approval.resolve(repl)
-		if err != nil {
-			return err
-		}
-		if err := app.claimApprovals(resolved.poolKey(), resolved.fingerprint()); err != nil {
-			return err
-		}
+	if resolved != nil {
 		var audit *zap.Logger
 		if cfg.Audit != nil {
 			audit = cfg.Audit.Logger

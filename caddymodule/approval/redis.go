@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,16 +65,21 @@ func RedisOptions(address string) (*redis.Options, error) {
 // RedisDatabase names the Redis database an address reaches (see
 // RedisOptions), so that two spellings of one address compare alike: the
 // network, the host (in lower case) and port, the user and the database.
-func RedisDatabase(address string) (string, error) {
+// connection names how the address connects to it: with TLS or not, and
+// which password (hashed), which two spellings of one database may not
+// disagree on.
+func RedisDatabase(address string) (database, connection string, err error) {
 	opts, err := RedisOptions(address)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	network := opts.Network
 	if network == "" {
 		network = "tcp"
 	}
-	return fmt.Sprintf("%s %s user %q db %d", network, strings.ToLower(opts.Addr), opts.Username, opts.DB), nil
+	password := sha256.Sum256([]byte(opts.Password))
+	return fmt.Sprintf("%s %s user %q db %d", network, strings.ToLower(opts.Addr), opts.Username, opts.DB),
+		fmt.Sprintf("tls %v password %x", opts.TLSConfig != nil, password[:8]), nil
 }
 
 // NewRedisStore returns a store in the Redis at address, either host:port
@@ -90,7 +96,7 @@ func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error)
 	if instance != "" {
 		prefix += "{" + url.QueryEscape(instance) + "}:"
 	}
-	database, err := RedisDatabase(address)
+	database, _, err := RedisDatabase(address)
 	if err != nil {
 		return nil, err
 	}

@@ -181,3 +181,39 @@ func TestRedisPendingIndexWithoutRecord(t *testing.T) {
 		t.Errorf("pending: %d (%v); want 0", n, err)
 	}
 }
+
+// TestRedisDatabase: spellings of one Redis database name it alike, other
+// databases apart; how they connect (TLS, password) is named apart.
+func TestRedisDatabase(t *testing.T) {
+	base, baseConnection, err := RedisDatabase("127.0.0.1:6379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		address                      string
+		sameDatabase, sameConnection bool
+	}{
+		{"redis://127.0.0.1:6379", true, true},
+		{"redis://127.0.0.1:6379/0", true, true},
+		{"REDIS://127.0.0.1:6379", true, true},
+		{"redis://127.0.0.1:6379/1", false, true},
+		{"redis://127.0.0.1:6380", false, true},
+		{"redis://alice@127.0.0.1:6379", false, true},
+		{"rediss://127.0.0.1:6379", true, false},
+		{"redis://:secret@127.0.0.1:6379", true, false},
+	}
+	for _, tt := range tests {
+		database, connection, err := RedisDatabase(tt.address)
+		if err != nil {
+			t.Errorf("RedisDatabase(%s): %v", tt.address, err)
+			continue
+		}
+		if (database == base) != tt.sameDatabase || (connection == baseConnection) != tt.sameConnection {
+			t.Errorf("RedisDatabase(%s) = %q, %q; want the same database as 127.0.0.1:6379: %v, the same connection: %v",
+				tt.address, database, connection, tt.sameDatabase, tt.sameConnection)
+		}
+	}
+	if _, _, err := RedisDatabase("redis://%zz"); err == nil {
+		t.Error("RedisDatabase of a malformed URL: no error")
+	}
+}

@@ -29,6 +29,24 @@ var (
 	annotationMembers = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
 )
 
+// listMembers are the members of a tools/list result that clients and
+// the gateway read.
+var listMembers = []string{"tools", "nextCursor"}
+
+// MayBeToolsList reports whether a result could be read as a tools/list
+// result by some client: it has a member named "tools" in any case (as
+// Go's encoding/json matches names, "Tools" and "tool\u017f" too).
+// ParseToolsList then reads it, or refuses it.
+func MayBeToolsList(result []byte) bool {
+	var members map[string]jsontext.Value
+	if err := jsonv2.Unmarshal(result, &members); err != nil {
+		return false
+	}
+	_, _, found := mcpmsg.CaseVariant(members, "tools")
+	_, exact := members["tools"]
+	return found || exact
+}
+
 // checkCase refuses a member whose name differs from one of known only by
 // case (see mcpmsg.CaseVariant): a client that reads names
 // case-insensitively (Go's encoding/json) would read it as that member,
@@ -59,6 +77,9 @@ func ParseToolsList(result []byte) (tools []json.RawMessage, names []string, nex
 	}
 	if members == nil {
 		return nil, nil, "", errors.New("parsing tools/list result: not an object")
+	}
+	if err := checkCase(members, listMembers, ""); err != nil {
+		return nil, nil, "", fmt.Errorf("parsing tools/list result: %w", err)
 	}
 	list, ok := members["tools"]
 	if !ok || list.Kind() != '[' {

@@ -173,6 +173,23 @@ func TestParseToolsListPreservesDefinitions(t *testing.T) {
 	}
 }
 
+// TestMayBeToolsList: a result with a member a client may read as tools is
+// one to filter as a list; one without is not.
+func TestMayBeToolsList(t *testing.T) {
+	for result, want := range map[string]bool{
+		`{"tools":[]}`:                   true,
+		`{"Tools":[]}`:                   true,
+		"{\"tool\u017f\":[]}":            true,
+		`{"content":[],"isError":false}`: false,
+		`{"toolsets":[]}`:                false,
+		`not JSON`:                       false,
+	} {
+		if got := MayBeToolsList([]byte(result)); got != want {
+			t.Errorf("MayBeToolsList(%s) = %v, want %v", result, got, want)
+		}
+	}
+}
+
 func TestParseToolsListErrors(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -201,6 +218,10 @@ func TestParseToolsListErrors(t *testing.T) {
 		{"a tool's annotations in another case", `{"tools":[{"name":"a","Annotations":{"readOnlyHint":true}}]}`},
 		{"an annotation in another case", `{"tools":[{"name":"a","annotations":{"readonlyhint":true}}]}`},
 		{"a Unicode case variant (long s)", `{"tools":[{"name":"a","description":"x","de\u017fcription":"y"}]}`},
+		{"tools given in another case too", `{"tools":[{"name":"echo"}],"Tools":[{"name":"delete_issue"}]}`},
+		{"tools given with a long s too", `{"tools":[{"name":"echo"}],"tool\u017f":[{"name":"delete_issue"}]}`},
+		{"tools in another case alone", `{"Tools":[{"name":"delete_issue"}]}`},
+		{"the cursor in another case too", `{"tools":[],"nextCursor":"a","NextCursor":"b"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

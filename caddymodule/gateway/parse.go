@@ -13,6 +13,9 @@ import (
 // or a batch, and finds the MCP revision it was sent under.
 func (x *exchange) parse() error {
 	body, err := mcpmsg.Parse(x.raw, x.g.cfg.Limits)
+	if err == nil {
+		err = body.CheckParams()
+	}
 	if err != nil {
 		code, message := mcpmsg.CodeInvalidRequest, err.Error()
 		var perr *mcpmsg.Error

@@ -151,17 +151,30 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	if m.Kind != mcpmsg.KindRequest {
 		return false
 	}
+	// Read as strictly as a client's request: what the policy would
+	// decide on must be what the client reads.
+	if err := mcpmsg.CheckParams(m.Method, m.Params); err != nil {
+		rl.logger().Warn("server request refused: its params may be read otherwise than the policy reads them",
+			zap.String("method", m.Method), zap.String("reason", err.Message))
+		rl.refuse(m, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInvalidParams, err.Message))
+		return true
+	}
 	decision := rl.decideRequest(m.Method, m.Params)
 	if decision.Action == policy.ActionAllow {
 		rl.relayed.add(rl.session, m.ID)
 		return false
 	}
-	answer := mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false))
+	rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false)))
+	return true
+}
+
+// refuse answers the server's request m, which the client never sees,
+// with answer, as the client would.
+func (rl *relay) refuse(m *mcpmsg.Message, answer []byte) {
 	if err := rl.answer(rl.endpoint, answer); err != nil {
 		rl.logger().Warn("could not answer a refused server request to the upstream",
 			zap.String("method", m.Method), zap.Error(err))
 	}
-	return true
 }
 
 // checkInputRequests decides the requests a result embeds for the client

@@ -98,8 +98,9 @@ func (x *exchange) stream() error {
 	return errors.Join(err, filterErr)
 }
 
-// isToolsList reports whether a result reads as a tools/list result.
+// isToolsList reports whether a result may be read as a tools/list
+// result, and so must be filtered as one (or refused, if it cannot be
+// read strictly).
 func isToolsList(result []byte) bool {
-	_, _, _, err := catalog.ParseToolsList(result)
-	return err == nil
+	return catalog.MayBeToolsList(result)
 }

@@ -51,7 +51,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		},
-		PassJSON: ids == nil && !rl.mayAskForInput(),
+		// A batch's reply is read whole: it may answer, besides the
+		// batch's allowed requests, those the gateway refused.
+		PassJSON: ids == nil && !rl.mayAskForInput() && !x.body.Batch,
 		Intercept: func(m *mcpmsg.Message) bool {
 			if m.Kind == mcpmsg.KindResponse {
 				// A POST's reply answers the requests the POST carried, and

@@ -33,8 +33,11 @@ func ExampleFoldName() {
 		fmt.Printf("%+q folds to %q\n", name, mcpmsg.FoldName(name))
 	}
 
-	_, err := mcpmsg.Parse([]byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call",`+
+	body, err := mcpmsg.Parse([]byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call",`+
 		`"params":{"name":"delete_issue","arguments":{"repo":"sandbox","Repo":"production"}}}`), mcpmsg.Limits{})
+	if err == nil {
+		err = body.CheckParams()
+	}
 	fmt.Println(err)
 	// Output:
 	// "Repo" folds to "repo"

@@ -81,8 +81,8 @@ func isTrimmed(c byte) bool {
 // two member names that FoldName makes equal (the policy sees two members
 // where a reader may see one, whose value depends on its decoder), or a
 // number that 64-bit float readers read as another value (see
-// portableNumber). method names the message in the error. Parse checks
-// the params of every request and notification it reads.
+// portableNumber). method names the message in the error. Body.CheckParams
+// checks the params of every request and notification of a body.
 func CheckParams(method string, params map[string]any) *Error {
 	found := findUnreadable(params)
 	if found == nil {
@@ -167,6 +167,28 @@ func hasUnloweredName(v any, top bool) bool {
 // lowercasing and trimming it do.
 func unlowered(name string) bool {
 	return !isFolded(name) && FoldName(name) != strings.ToLower(strings.TrimSpace(name))
+}
+
+// CheckParams refuses a body whose requests or notifications hold params
+// that readers may read apart from the policy (see CheckParams): what a
+// policy decides on. The gateway checks a client's bodies so; a server's
+// requests it checks one by one as it decides them, and a server's
+// notifications, which no policy decides, not at all (refusing them
+// would cut the stream that carries them, and the answers after).
+func (b *Body) CheckParams() error {
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if m.Kind == KindResponse {
+			continue
+		}
+		if err := CheckParams(m.Method, m.Params); err != nil {
+			if b.Batch {
+				err.Message = fmt.Sprintf("batch element %d: %s", i, err.Message)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // unreadable is what findUnreadable finds: two member names of one object

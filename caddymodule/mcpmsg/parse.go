@@ -21,9 +21,11 @@ const MaxBatchLength = 100
 // It checks syntax first, over the whole body, and then the JSON-RPC and MCP
 // rules for each message. Any failure is returned as an *Error whose Code is
 // CodeParseError when the body is not well-formed JSON, CodeInvalidParams
-// when tools/call arguments hold names that an upstream may merge, and
-// CodeInvalidRequest otherwise. The Raw and ID slices of the returned
-// messages alias data.
+// when tools/call arguments hold a nested name that only full folding
+// reads, and CodeInvalidRequest otherwise. What params hold that readers
+// may read apart from a policy (names that fold alike, numbers floats
+// round) is for Body.CheckParams, on the messages a policy decides. The
+// Raw and ID slices of the returned messages alias data.
 func Parse(data []byte, lim Limits) (*Body, error) {
 	elems, batch, perr := readBody(data, lim.maxDepth())
 	if perr != nil {

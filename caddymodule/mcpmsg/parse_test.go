@@ -305,10 +305,34 @@ var parseCases = []parseCase{
 	{name: "batch with an invalid message", body: `[{"jsonrpc":"2.0","method":"ping"},{"jsonrpc":"2.0","id":1,"method":"ping","params":[]}]`, code: CodeInvalidRequest, errText: `batch element 1: "params" must be an object`},
 }
 
+// TestParseLeavesParamsToCheck: Parse reads a server's notification
+// whatever numbers and names its params hold (no policy decides it, and
+// refusing it would cut the stream that carries it); Body.CheckParams,
+// which the gateway runs on what policies decide, refuses them.
+func TestParseLeavesParamsToCheck(t *testing.T) {
+	for _, data := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"ts_ns":1753000000123456789}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":{"a":1,"A":2}}}`,
+	} {
+		body, err := Parse([]byte(data), Limits{})
+		if err != nil {
+			t.Errorf("Parse(%s): %v; want it read", data, err)
+			continue
+		}
+		if err := body.CheckParams(); err == nil {
+			t.Errorf("CheckParams(%s) = nil; want it refused", data)
+		}
+	}
+}
+
 func TestParse(t *testing.T) {
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
+			// As the gateway reads a client's body.
 			body, err := Parse([]byte(tc.body), tc.lim)
+			if err == nil {
+				err = body.CheckParams()
+			}
 			if tc.code != 0 {
 				checkParseError(t, err, tc.code, tc.errText)
 				return

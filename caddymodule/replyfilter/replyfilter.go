@@ -347,13 +347,22 @@ func (o *writer) writeJSON() error {
 // case (as readers that match names case-insensitively read them), nor
 // holds any \u escape (with which a name could be spelled otherwise).
 func cannotHoldRequest(body []byte) bool {
-	return !bytes.Contains(body, []byte(`\u`)) && !namesMember(body, "method") && !namesMember(body, "tools")
+	return !bytes.Contains(body, []byte(`\u`)) && !bytes.Contains(body, longS) && !bytes.Contains(body, kelvinSign) &&
+		!namesMember(body, "method") && !namesMember(body, "tools")
 }
 
+// longS and kelvinSign, in UTF-8, are the letters other than ASCII that
+// Go's encoding/json folds to ASCII ones ("tool\u017f" is "tools" to it):
+// a reply holding either is read.
+var (
+	longS      = []byte("\u017f")
+	kelvinSign = []byte("\u212a")
+)
+
 // namesMember reports whether body holds the quoted string name, in any
-// ASCII case: a member name, or a string alike. (The letters of "method"
-// and "tools" have no other Unicode simple case folds than their ASCII
-// ones, which encoding/json would match.) It looks for the opening quote
+// ASCII case: a member name, or a string alike. (Of the letters of
+// "method" and "tools", only s has a simple case fold other than ASCII,
+// the long s, which cannotHoldRequest looks for.) It looks for the opening quote
 // and the first letter with bytes.Index, which is fast, and compares the
 // rest.
 func namesMember(body []byte, name string) bool {

@@ -751,7 +751,7 @@ func TestPassJSON(t *testing.T) {
 	} {
 		checkRefused(t, send(t, hooks, r))
 	}
-	for _, list := range []string{`"tools"`, `"Tools"`, `"tOOLS"`} {
+	for _, list := range []string{`"tools"`, `"Tools"`, `"tOOLS"`, "\"tool\u017f\"", "\"\u212aeys\""} {
 		out := send(t, hooks, jsonReply(`{"jsonrpc":"2.0","id":3,"result":{`+list+`:[]}}`))
 		if !reflect.DeepEqual(out.seen, []string{"response 3"}) {
 			t.Errorf("a JSON reply holding a tools list (%s): OnMessage saw %q, want it read", list, out.seen)

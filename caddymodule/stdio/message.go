@@ -23,6 +23,9 @@ import (
 // what mcp_policy in front of it would. A refusal is an *mcpmsg.Error.
 func decodeBody(body []byte) ([]jsonrpc.Message, error) {
 	parsed, err := mcpmsg.Parse(body, mcpmsg.Limits{})
+	if err == nil {
+		err = parsed.CheckParams()
+	}
 	if err != nil {
 		return nil, err
 	}
