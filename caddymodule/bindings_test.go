@@ -131,7 +131,7 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		{"one server name, one of them an upstream", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", `name the server "t" with different upstreams`},
 		{"same server", "policy testdata/policy\n\t\tserver t", "policy testdata/policy\n\t\tserver t", `name the server "t"`},
 		{"distinct servers", "policy testdata/policy\n\t\tserver t1", "policy testdata/policy\n\t\tserver t2", ""},
-		{"server and upstream names crossed", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", "policy testdata/policy\n\t\tserver y\n\t\tupstream x", `names the server "y" for the upstream "x", while "y" names another upstream`},
+		{"server and upstream names crossed", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", "policy testdata/policy\n\t\tserver y\n\t\tupstream x", "operators could not tell which one a name stands for"},
 		{"a server named as another's upstream", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", "policy testdata/policy\n\t\tserver y", `name the server "y"`},
 		{"an upstream named as another's server", "policy testdata/policy\n\t\tserver y", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", `name the server`},
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
@@ -343,5 +343,32 @@ func TestReloadRelistsTools(t *testing.T) {
 	waitForListener(t, port)
 	if res := call(); !res.IsError || destructive.CallCount("shared") != 0 {
 		t.Errorf("after the reload, the new upstream's destructive tool ran (%q): it was decided with the old upstream's list", resultText(res))
+	}
+}
+
+// TestSessionBoundToCallerRealm: a session is sealed for its caller in
+// the caller's realm, so that after a restart that changed the token
+// issuer (or on a replica configured otherwise), "alice" of the new issuer
+// cannot take over the session of "alice" of the old one.
+func TestSessionBoundToCallerRealm(t *testing.T) {
+	oldIssuer, newIssuer := newIdentityProvider(t, "k1"), newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	global := globalOptions(t) // one storage folder, one session key, for both starts
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	block := func(jwks, issuer string) string {
+		return fmt.Sprintf("policy testdata/userpolicy\n\t\tserver test\n\t\tidentity jwt {\n\t\t\tjwks_url %s\n\t\t\tissuer %s\n\t\t\taudience %s\n\t\t}", jwks, issuer, testAudience)
+	}
+	startCaddy(t, global+policySite(port, "", block(oldIssuer.url, testIssuer), up.URL))
+	waitForListener(t, port)
+	session := initializeAs(t, url, oldIssuer.token(t, "k1", map[string]any{"sub": "alice"}))
+
+	_ = caddy.Stop()
+	const otherIssuer = "https://other-idp.example"
+	startCaddy(t, global+policySite(port, "", block(newIssuer.url, otherIssuer), up.URL))
+	waitForListener(t, port)
+	status, body := rawCall(t, url, session, newIssuer.token(t, "k1", map[string]any{"sub": "alice", "iss": otherIssuer}), "other realm")
+	if status != http.StatusForbidden || up.SawBodyContaining("other realm") {
+		t.Errorf("alice of another issuer presenting the session: %d %s; want 403, and nothing forwarded", status, body)
 	}
 }

@@ -319,7 +319,9 @@ func TestCaddyAuthIdentity(t *testing.T) {
 }
 
 // TestLegacySessionBoundToCaller: on the HTTP+SSE transport a session is
-// its message endpoint; another user posting to it is refused.
+// its message endpoint; another user posting to it is refused, and so is
+// anyone posting to the upstream's own endpoint of it (which a log could
+// show), with or without another query parameter.
 func TestLegacySessionBoundToCaller(t *testing.T) {
 	idp := newIdentityProvider(t, "k1")
 	up := newTransportUpstream(t, legacyHandler)
@@ -346,8 +348,12 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 	if !strings.Contains(endpoint, "mcpgate_session=") || strings.Contains(endpoint, "sessionid=") {
 		t.Fatalf("endpoint event on alice's stream = %q; want the gateway's endpoint with a sealed session, not the upstream's id", endpoint)
 	}
+	var postTo func(url, user string) int
 	postAs := func(user string) int {
-		req, _ := http.NewRequest(http.MethodPost, base+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		return postTo(base+endpoint, user)
+	}
+	postTo = func(url, user string) int {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+idp.token(t, "k1", map[string]any{"sub": user}))
 		resp, err := http.DefaultClient.Do(req)
@@ -362,6 +368,24 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 	}
 	if status := postAs("alice"); status != http.StatusAccepted {
 		t.Errorf("alice posting to her own session: status %d, want 202", status)
+	}
+	raw := ""
+	for _, r := range up.Received() {
+		if r.Method == http.MethodPost && strings.Contains(r.URL, "sessionid=") {
+			raw = r.URL
+		}
+	}
+	if raw == "" {
+		t.Fatal("the upstream saw no POST to its own message endpoint")
+	}
+	before := len(up.Received())
+	for _, url := range []string{base + raw, base + raw + "&x=1"} {
+		if status := postTo(url, "bob"); status != http.StatusNotFound {
+			t.Errorf("bob posting to the upstream's own endpoint of alice's session (%s): status %d, want 404", url, status)
+		}
+	}
+	if len(up.Received()) != before {
+		t.Error("a post to the upstream's own message endpoint reached the upstream")
 	}
 }
 

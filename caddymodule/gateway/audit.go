@@ -56,7 +56,7 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
 		zap.String("server", x.g.cfg.Server),
 		zap.String("upstream", x.g.cfg.Upstream),
-		zap.String("session", x.session.id),
+		zap.String("session", x.session.shown()),
 		zap.String("protocol_version", x.version),
 		zap.Duration("elapsed", time.Since(x.started)),
 	}

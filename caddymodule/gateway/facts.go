@@ -30,7 +30,7 @@ func (x *exchange) factsOf(v verdict) Facts {
 	f := Facts{
 		Method:          v.message.Method,
 		Server:          x.g.cfg.Server,
-		Session:         x.session.id,
+		Session:         x.session.shown(),
 		UserID:          x.session.caller,
 		ProtocolVersion: x.version,
 		Action:          string(v.decision.Action),
@@ -82,7 +82,7 @@ func (x *exchange) annotateRejection(e *refusal) {
 		return
 	}
 	x.g.host.Annotate(x.r, Facts{
-		Server: x.g.cfg.Server, Session: x.session.id, UserID: x.session.caller,
+		Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller,
 		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
 	})
 }

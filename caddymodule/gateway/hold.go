@@ -252,7 +252,7 @@ func (x *exchange) cancelHeldCalls() {
 		}
 		canonical := mcpmsg.CanonicalID(id)
 		if x.g.sessions.own.cancelCall(x.session, canonical) {
-			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.id), zap.ByteString("request_id", id))
+			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.shown()), zap.ByteString("request_id", id))
 		}
 	}
 }

@@ -74,7 +74,7 @@ func (x *exchange) sealRequestState(state requestState) string {
 	state.Issued = time.Now().Unix()
 	payload, _ := json.Marshal(state)
 	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.Binding != ""), sessiontoken.Session{
-		Kind: sessiontoken.RequestState, Caller: x.session.caller, ID: string(payload),
+		Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload),
 	})
 }
 
@@ -208,7 +208,7 @@ func (x *exchange) openRequestState(value any) (requestState, error) {
 		return requestState{}, errors.New("requestState was not issued by this gateway (a caller's confirmation is answered where it was asked, " +
 			"or on a gateway that shares its approval store; not after a restart without one): make the request anew")
 	}
-	if s.Caller != x.session.caller {
+	if s.Caller != x.session.sealedCaller() {
 		return requestState{}, errors.New("requestState was issued to another user")
 	}
 	var state requestState

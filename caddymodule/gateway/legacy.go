@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -30,12 +32,79 @@ import (
 type legacyStreams struct {
 	mu      sync.Mutex
 	streams map[sessionKey]*legacyStream
+	// endpoints are the shapes of the message endpoints each upstream
+	// named (endpointShape), at most maxEndpointShapes an upstream, for
+	// as long as the process runs: a request that addresses one without
+	// the gateway's sealed session is posting to another's session.
+	endpoints map[string]map[endpointShape]bool
 }
 
-func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
+// endpointShape is what a message endpoint's URL has of every session's:
+// its path and the names of its query parameters ("/messages" and
+// "sessionId"), not their values.
+type endpointShape struct {
+	path  string
+	names string
+}
+
+// maxEndpointShapes bounds the endpoint shapes remembered for one
+// upstream; an upstream names one, or a few.
+const maxEndpointShapes = 64
+
+// shapeOf is the shape of the message endpoint u and the names of its
+// query parameters.
+func shapeOf(u *url.URL) (endpointShape, url.Values) {
+	query, _ := url.ParseQuery(u.RawQuery)
+	return endpointShape{path: u.Path, names: strings.Join(slices.Sorted(maps.Keys(query)), "&")}, query
+}
+
+func (ls *legacyStreams) open(session sessionKey, stream *legacyStream, endpoint *url.URL) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.streams[session] = stream
+	if shape, query := shapeOf(endpoint); len(query) > 0 {
+		shapes := ls.endpoints[session.upstream]
+		if shapes == nil {
+			shapes = make(map[endpointShape]bool)
+			ls.endpoints[session.upstream] = shapes
+		}
+		if len(shapes) < maxEndpointShapes {
+			shapes[shape] = true
+		}
+	}
+}
+
+// addresses reports whether u, a request's URL carrying no session of the
+// gateway's, addresses a message endpoint of the upstream: the path of one
+// the upstream named, with every query parameter it has (the upstream's
+// session id among them).
+func (ls *legacyStreams) addresses(upstream string, u *url.URL) bool {
+	if u.RawQuery == "" {
+		return false
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	shapes := ls.endpoints[upstream]
+	if len(shapes) == 0 {
+		return false
+	}
+	_, query := shapeOf(u)
+	for shape := range shapes {
+		if shape.path != u.Path {
+			continue
+		}
+		all := true
+		for _, name := range strings.Split(shape.names, "&") {
+			if _, ok := query[name]; !ok {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // close forgets the stream, unless another has taken its session since.
@@ -240,7 +309,7 @@ func (x *exchange) startLegacySession(uri string) (sessionKey, *url.URL, string,
 		return sessionKey{}, nil, "", err
 	}
 	token := x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
-		Kind: sessiontoken.Legacy, Caller: session.caller, ID: endpoint.String(),
+		Kind: sessiontoken.Legacy, Caller: session.sealedCaller(), ID: endpoint.String(),
 	})
 	client := &url.URL{
 		Path:     strippedPrefix(x.g.host.OriginalPath(x.r), x.r.URL.Path) + endpoint.Path,

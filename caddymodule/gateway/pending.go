@@ -105,7 +105,7 @@ func (x *exchange) approvalToken(a *approval.Approval, call *approval.Call) stri
 	if err != nil {
 		return ""
 	}
-	return x.g.cfg.Sealer.Seal(x.approvalTokenScope(), sessiontoken.Session{Kind: sessiontoken.Approval, Caller: x.session.caller, ID: string(sealed)})
+	return x.g.cfg.Sealer.Seal(x.approvalTokenScope(), sessiontoken.Session{Kind: sessiontoken.Approval, Caller: x.session.sealedCaller(), ID: string(sealed)})
 }
 
 // takeApprovalTokens removes approval tokens from the body's tool calls
@@ -161,7 +161,7 @@ func (x *exchange) openApprovalToken(value any) (approvalToken, error) {
 	notOurs := fmt.Errorf("the %s argument holds no approval token this gateway gave this caller", approvalTokenArgument)
 	sealed, _ := value.(string)
 	s, err := x.g.cfg.Sealer.Open(x.approvalTokenScope(), sealed)
-	if err != nil || s.Kind != sessiontoken.Approval || s.Caller != x.session.caller {
+	if err != nil || s.Kind != sessiontoken.Approval || s.Caller != x.session.sealedCaller() {
 		return approvalToken{}, notOurs
 	}
 	var token approvalToken

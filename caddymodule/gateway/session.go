@@ -26,7 +26,7 @@ const legacySessionParam = "mcpgate_session"
 // in a restart, or never knew, on another replica). The session ids in
 // the upstream's replies are sealed in turn.
 func (x *exchange) findSession() error {
-	x.session = sessionKey{upstream: x.g.cfg.Upstream, caller: x.callerID()}
+	x.session = sessionKey{upstream: x.g.cfg.Upstream, caller: x.callerID(), realm: x.g.identityRealm()}
 	headers := x.r.Header.Values(mcphttp.HeaderSessionID)
 	var legacyTokens []string
 	if x.r.URL.RawQuery != "" {
@@ -46,6 +46,14 @@ func (x *exchange) findSession() error {
 		}
 	case len(legacyTokens) > 0:
 		return x.openLegacySession(legacyTokens)
+	case x.g.sessions.legacy.addresses(x.session.upstream, x.r.URL):
+		// The upstream's own message endpoint of an HTTP+SSE session
+		// (learned from a log, say): posting there would run the message
+		// in whoever's session it is.
+		x.g.logger.Warn("request to an upstream's own HTTP+SSE message endpoint refused",
+			zap.String("path", x.r.URL.Path), zap.String("remote_ip", x.g.host.ClientIP(x.r)))
+		return refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
+			"unknown session: this URL names an HTTP+SSE session as the upstream names it; post to the endpoint this gateway gave the session")
 	}
 	x.w = &sessionSealer{ResponseWriter: x.w, x: x}
 	return nil
@@ -72,7 +80,13 @@ func (x *exchange) openSession(token string, kind sessiontoken.Kind) (sessiontok
 		return s, refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
 			"unknown session: this gateway did not open it, or no longer accepts its key; start a new session")
 	}
-	if s.Caller != x.session.caller {
+	if s.Caller != x.session.sealedCaller() && s.Caller == x.session.caller && s.Caller != "" {
+		// Sealed before tokens named the caller's realm: unknown now, so
+		// that the client starts a new session.
+		return s, refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
+			"unknown session: this gateway did not open it, or no longer accepts its key; start a new session")
+	}
+	if s.Caller != x.session.sealedCaller() {
 		x.g.logger.Warn("session presented by another user refused",
 			zap.String("user", x.session.caller), zap.String("remote_ip", x.g.host.ClientIP(x.r)))
 		return s, refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, "this session belongs to another user")
@@ -140,7 +154,7 @@ func (s *sessionSealer) WriteHeader(status int) {
 		if ids := header.Values(mcphttp.HeaderSessionID); len(ids) > 0 {
 			x := s.x
 			header.Set(mcphttp.HeaderSessionID, x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
-				Kind: sessiontoken.Streamable, Caller: x.session.caller, ID: ids[0], Capabilities: byte(x.sessionClient),
+				Kind: sessiontoken.Streamable, Caller: x.session.sealedCaller(), ID: ids[0], Capabilities: byte(x.sessionClient),
 			}))
 		}
 	}

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,6 +32,9 @@ type sessionKey struct {
 	// caller is the identified caller's id, "" without identity: the
 	// requests of a stateless upstream's callers are kept apart too.
 	caller string
+	// realm is where caller comes from (Identity.Realm): callers of one
+	// id from two realms are two callers.
+	realm string
 	// legacy is set for the HTTP+SSE transport, where id is the message
 	// endpoint (see legacyKey); on Streamable HTTP, id is the upstream's
 	// Mcp-Session-Id, empty when the upstream is stateless.
@@ -36,9 +42,34 @@ type sessionKey struct {
 	id     string
 }
 
+// shown is the session as the gateway shows it, in audit records,
+// placeholders and logs: on Streamable HTTP the upstream's session id,
+// which reaches nothing through the gateway (it takes only its own sealed
+// tokens); on HTTP+SSE a digest of the upstream's message endpoint, which
+// would let whoever reads it post into the session.
+func (k sessionKey) shown() string {
+	if !k.legacy {
+		return k.id
+	}
+	sum := sha256.Sum256([]byte(k.id))
+	return "sse-" + hex.EncodeToString(sum[:8])
+}
+
 // String spells the key unambiguously, for maps outside this package.
 func (k sessionKey) String() string {
-	return fmt.Sprintf("%q %q %t %q", k.upstream, k.caller, k.legacy, k.id)
+	return fmt.Sprintf("%q %q %q %t %q", k.upstream, k.realm, k.caller, k.legacy, k.id)
+}
+
+// sealedCaller is the caller a token sealed for the session names: the
+// caller's id in its realm, so that a token sealed for "alice" of one
+// token issuer opens for no "alice" of another (after a reload that
+// changed the issuer, or on a replica configured otherwise); "" for an
+// anonymous caller.
+func (k sessionKey) sealedCaller() string {
+	if k.caller == "" {
+		return ""
+	}
+	return strconv.Itoa(len(k.realm)) + ":" + k.realm + ":" + k.caller
 }
 
 // Sessions is what the gateway remembers of live sessions: the server
@@ -64,7 +95,7 @@ type Sessions struct {
 func NewSessions() *Sessions {
 	return &Sessions{
 		relayed:       newRelayedRequests(),
-		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream)},
+		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream), endpoints: make(map[string]map[endpointShape]bool)},
 		toolsLists:    newRelayedRequests(),
 		own:           newOwnRequests(),
 		confirmations: newUsedConfirmations(),
