@@ -416,13 +416,7 @@ func TestCallerConfirmationRunsOnce(t *testing.T) {
 	waitForListener(t, portA)
 	waitForListener(t, portB)
 	a, b := fmt.Sprintf("http://127.0.0.1:%d/", portA), fmt.Sprintf("http://127.0.0.1:%d/", portB)
-	_, reply := mrtrCall(t, a, "create_issue", "once", nil)
-	asked, _ := reply["result"].(map[string]any)
-	state, _ := asked["requestState"].(string)
-	if state == "" {
-		t.Fatalf("the caller was not asked: %v", reply)
-	}
-	retry := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+	retry := acceptingRetry(t, a, "once")
 	tests := []struct {
 		via        string
 		wantStatus int
@@ -467,13 +461,7 @@ func TestCallerConfirmationAfterRestart(t *testing.T) {
 		waitForListener(t, port)
 	}
 	start()
-	_, reply := mrtrCall(t, gateway, "create_issue", "restart", nil)
-	asked, _ := reply["result"].(map[string]any)
-	state, _ := asked["requestState"].(string)
-	if state == "" {
-		t.Fatalf("the caller was not asked: %v", reply)
-	}
-	retry := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+	retry := acceptingRetry(t, gateway, "restart")
 	if status, answer := mrtrCall(t, gateway, "create_issue", "restart", retry); status != http.StatusOK || up.CallCount("create_issue") != 1 {
 		t.Fatalf("the confirmed call: HTTP %d %v; want it run", status, answer)
 	}
@@ -482,4 +470,18 @@ func TestCallerConfirmationAfterRestart(t *testing.T) {
 	if status != http.StatusForbidden || up.CallCount("create_issue") != 1 {
 		t.Errorf("the confirmation again after a restart: HTTP %d %v, the call ran %d times; want HTTP 403, run once", status, answer, up.CallCount("create_issue"))
 	}
+}
+
+// acceptingRetry calls create_issue with text through gateway under
+// 2026-07-28, which asks the caller to confirm it in its result, and
+// returns the params of the retry that accepts.
+func acceptingRetry(t *testing.T, gateway, text string) map[string]any {
+	t.Helper()
+	_, reply := mrtrCall(t, gateway, "create_issue", text, nil)
+	asked, _ := reply["result"].(map[string]any)
+	state, _ := asked["requestState"].(string)
+	if state == "" {
+		t.Fatalf("the caller was not asked: %v", reply)
+	}
+	return map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
 }
