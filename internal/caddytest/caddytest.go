@@ -34,6 +34,11 @@ func Start(t testing.TB, caddyfile string) {
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading Caddy config: %v", err)
 	}
+	// A load that replaces a running config closes the old servers' idle
+	// keep-alive connections; a client POST on one of them would fail with
+	// EOF (Go retries only idempotent requests), which is the client's to
+	// retry, not a test's subject.
+	http.DefaultClient.CloseIdleConnections()
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping Caddy: %v", err)
