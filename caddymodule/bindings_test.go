@@ -349,7 +349,8 @@ func TestReloadRelistsTools(t *testing.T) {
 // TestSessionBoundToCallerRealm: a session is sealed for its caller in
 // the caller's realm, so that after a restart that changed the token
 // issuer (or on a replica configured otherwise), "alice" of the new issuer
-// cannot take over the session of "alice" of the old one.
+// cannot take over the session of "alice" of the old one: to her it is
+// unknown (404, and her client starts a new one).
 func TestSessionBoundToCallerRealm(t *testing.T) {
 	oldIssuer, newIssuer := newIdentityProvider(t, "k1"), newIdentityProvider(t, "k1")
 	up := newUpstream(t, upstreamtest.StatefulJSON)
@@ -367,8 +368,12 @@ func TestSessionBoundToCallerRealm(t *testing.T) {
 	const otherIssuer = "https://other-idp.example"
 	startCaddy(t, global+policySite(port, "", block(newIssuer.url, otherIssuer), up.URL))
 	waitForListener(t, port)
-	status, body := rawCall(t, url, session, newIssuer.token(t, "k1", map[string]any{"sub": "alice", "iss": otherIssuer}), "other realm")
-	if status != http.StatusForbidden || up.SawBodyContaining("other realm") {
-		t.Errorf("alice of another issuer presenting the session: %d %s; want 403, and nothing forwarded", status, body)
+	// To "alice" of the new issuer the session is unknown (so that her
+	// client starts a new one); to anyone else, another user's.
+	for user, want := range map[string]int{"alice": http.StatusNotFound, "bob": http.StatusForbidden} {
+		status, body := rawCall(t, url, session, newIssuer.token(t, "k1", map[string]any{"sub": user, "iss": otherIssuer}), "other realm")
+		if status != want || up.SawBodyContaining("other realm") {
+			t.Errorf("%s of another issuer presenting alice's session: %d %s; want %d, and nothing forwarded", user, status, body, want)
+		}
 	}
 }

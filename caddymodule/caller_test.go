@@ -379,13 +379,69 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 		t.Fatal("the upstream saw no POST to its own message endpoint")
 	}
 	before := len(up.Received())
-	for _, url := range []string{base + raw, base + raw + "&x=1"} {
+	_, query, _ := strings.Cut(raw, "?")
+	id := strings.TrimPrefix(query, "sessionid=")
+	// The upstream (go-sdk's SSE handler) takes a post on any path; others
+	// route without regard to case or a trailing slash, or read query
+	// names in any case, or take the id in the path.
+	for _, url := range []string{base + raw, base + raw + "&x=1", base + "/mcp/?" + query, base + "//other?" + query,
+		base + "/mcp?SessionId=" + id, base + "/mcp?a=" + id + "&b=1", base + "/messages/" + id} {
 		if status := postTo(url, "bob"); status != http.StatusNotFound {
-			t.Errorf("bob posting to the upstream's own endpoint of alice's session (%s): status %d, want 404", url, status)
+			t.Errorf("bob posting with the upstream's own id of alice's session (%s): status %d, want 404", url, status)
 		}
 	}
 	if len(up.Received()) != before {
-		t.Error("a post to the upstream's own message endpoint reached the upstream")
+		t.Error("a post carrying the upstream's own session id reached the upstream")
+	}
+}
+
+// TestLegacySessionIDRefusedWithAnySession: a request carrying an
+// upstream's own HTTP+SSE session id is refused even when it carries a
+// session of the gateway's too (the caller's own, on Streamable HTTP, of
+// an upstream that serves both transports): the upstream would post it
+// into the session the id names, not the one the gateway checked.
+func TestLegacySessionIDRefusedWithAnySession(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newTransportUpstream(t, func(server *mcp.Server) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/mcp", streamableHandler(nil)(server))
+		mux.Handle("/sse", legacyHandler(server))
+		return mux
+	})
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: identityBlock(idp.url, "")})
+	base := strings.TrimSuffix(gateway, "/mcp")
+	alice, bob := idp.token(t, "k1", map[string]any{"sub": "alice"}), idp.token(t, "k1", map[string]any{"sub": "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("opening alice's stream: %v", err)
+	}
+	defer resp.Body.Close()
+	endpoint := ""
+	for lines := bufio.NewScanner(resp.Body); endpoint == "" && lines.Scan(); {
+		if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+			endpoint = data
+		}
+	}
+	if status, _ := post(t, base+endpoint, http.Header{"Authorization": {"Bearer " + alice}}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusAccepted {
+		t.Fatalf("alice's ping: status %d", status)
+	}
+	raw := ""
+	for _, r := range up.Received() {
+		if r.Method == http.MethodPost && strings.Contains(r.URL, "sessionid=") {
+			raw = r.URL
+		}
+	}
+	if raw == "" {
+		t.Fatal("the upstream saw no post to alice's session")
+	}
+	session := initializeAs(t, gateway, bob)
+	if status, body := rawCall(t, base+raw, session, bob, "bob-in-alice"); status != http.StatusNotFound || up.SawBodyContaining("bob-in-alice") {
+		t.Errorf("bob, with his own session, posting with alice's upstream session id: %d %s; want 404, nothing forwarded", status, body)
 	}
 }
 

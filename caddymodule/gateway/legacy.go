@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -32,75 +31,81 @@ import (
 type legacyStreams struct {
 	mu      sync.Mutex
 	streams map[sessionKey]*legacyStream
-	// endpoints are the shapes of the message endpoints each upstream
-	// named (endpointShape), at most maxEndpointShapes an upstream, for
-	// as long as the process runs: a request that addresses one without
-	// the gateway's sealed session is posting to another's session.
-	endpoints map[string]map[endpointShape]bool
+	// secrets counts, for each value of an open stream's message
+	// endpoint that may name its session upstream (sessionSecrets), the
+	// open streams whose endpoint has it: a request that carries one
+	// without the gateway's sealed session would post into that session.
+	secrets map[string]int
+	// openSecrets is len(secrets), read without the lock: most gateways
+	// have no HTTP+SSE stream open, and every request asks.
+	openSecrets atomic.Int64
 }
 
-// endpointShape is what a message endpoint's URL has of every session's:
-// its path and the names of its query parameters ("/messages" and
-// "sessionId"), not their values.
-type endpointShape struct {
-	path  string
-	names string
-}
+// minSecretLength is the shortest endpoint value taken for a session id:
+// the SDKs' ids are 26 (go-sdk) to 36 (a UUID) characters long, and
+// shorter values (a page number, a flag) would refuse requests that merely
+// carry them.
+const minSecretLength = 16
 
-// maxEndpointShapes bounds the endpoint shapes remembered for one
-// upstream; an upstream names one, or a few.
-const maxEndpointShapes = 64
-
-// shapeOf is the shape of the message endpoint u and the names of its
-// query parameters.
-func shapeOf(u *url.URL) (endpointShape, url.Values) {
-	query, _ := url.ParseQuery(u.RawQuery)
-	return endpointShape{path: u.Path, names: strings.Join(slices.Sorted(maps.Keys(query)), "&")}, query
-}
-
-func (ls *legacyStreams) open(session sessionKey, stream *legacyStream, endpoint *url.URL) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	ls.streams[session] = stream
-	if shape, query := shapeOf(endpoint); len(query) > 0 {
-		shapes := ls.endpoints[session.upstream]
-		if shapes == nil {
-			shapes = make(map[endpointShape]bool)
-			ls.endpoints[session.upstream] = shapes
-		}
-		if len(shapes) < maxEndpointShapes {
-			shapes[shape] = true
-		}
+// sessionSecrets are the values of a message endpoint (as the upstream
+// names it, path and query: see legacyKey) that may name its session
+// upstream: its query's values, or, without a query, its path's last
+// segment; those of minSecretLength bytes or more.
+func sessionSecrets(endpoint string) []string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil
 	}
-}
-
-// addresses reports whether u, a request's URL carrying no session of the
-// gateway's, addresses a message endpoint of the upstream: the path of one
-// the upstream named, with every query parameter it has (the upstream's
-// session id among them).
-func (ls *legacyStreams) addresses(upstream string, u *url.URL) bool {
-	if u.RawQuery == "" {
-		return false
-	}
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	shapes := ls.endpoints[upstream]
-	if len(shapes) == 0 {
-		return false
-	}
-	_, query := shapeOf(u)
-	for shape := range shapes {
-		if shape.path != u.Path {
-			continue
-		}
-		all := true
-		for _, name := range strings.Split(shape.names, "&") {
-			if _, ok := query[name]; !ok {
-				all = false
-				break
+	var secrets []string
+	for _, values := range u.Query() {
+		for _, v := range values {
+			if len(v) >= minSecretLength {
+				secrets = append(secrets, v)
 			}
 		}
-		if all {
+	}
+	if u.RawQuery == "" || u.RawQuery == "=" {
+		if last := u.Path[strings.LastIndexByte(u.Path, '/')+1:]; len(last) >= minSecretLength {
+			secrets = append(secrets, last)
+		}
+	}
+	return secrets
+}
+
+func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if _, known := ls.streams[session]; !known {
+		for _, secret := range sessionSecrets(session.id) {
+			ls.secrets[secret]++
+		}
+		ls.openSecrets.Store(int64(len(ls.secrets)))
+	}
+	ls.streams[session] = stream
+}
+
+// carriesOpenSession reports whether u, a request's URL without a session
+// of the gateway's, carries a value that names the session of a stream
+// open through this process upstream (in its query, under any name, or as
+// a segment of its path): the upstream would take it for a post into that
+// session, whatever path or parameter name it is written with.
+func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
+	if ls.openSecrets.Load() == 0 {
+		return false
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if u.RawQuery != "" {
+		for _, values := range u.Query() {
+			for _, v := range values {
+				if ls.secrets[v] > 0 {
+					return true
+				}
+			}
+		}
+	}
+	for _, segment := range strings.Split(u.Path, "/") {
+		if ls.secrets[segment] > 0 {
 			return true
 		}
 	}
@@ -113,6 +118,12 @@ func (ls *legacyStreams) close(session sessionKey, stream *legacyStream) {
 	defer ls.mu.Unlock()
 	if ls.streams[session] == stream {
 		delete(ls.streams, session)
+		for _, secret := range sessionSecrets(session.id) {
+			if ls.secrets[secret]--; ls.secrets[secret] <= 0 {
+				delete(ls.secrets, secret)
+			}
+		}
+		ls.openSecrets.Store(int64(len(ls.secrets)))
 	}
 }
 

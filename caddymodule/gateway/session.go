@@ -33,6 +33,16 @@ func (x *exchange) findSession() error {
 		// Parsing makes a map even of nothing; most requests have no query.
 		legacyTokens = x.r.URL.Query()[legacySessionParam]
 	}
+	if len(legacyTokens) == 0 && x.g.sessions.legacy.carriesOpenSession(x.r.URL) {
+		// The upstream's own id of an HTTP+SSE session open through the
+		// gateway (learned from a log, say), in the query or the path,
+		// under whatever name: the upstream would run the message in
+		// whoever's session it is.
+		x.g.logger.Warn("request carrying an upstream's own HTTP+SSE session id refused",
+			zap.String("path", x.r.URL.Path), zap.String("remote_ip", x.g.host.ClientIP(x.r)))
+		return refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
+			"unknown session: this URL names an HTTP+SSE session as the upstream names it; post to the endpoint this gateway gave the session")
+	}
 	switch {
 	case len(headers) > 1:
 		// Which copy an upstream reads is not something to guess.
@@ -46,14 +56,6 @@ func (x *exchange) findSession() error {
 		}
 	case len(legacyTokens) > 0:
 		return x.openLegacySession(legacyTokens)
-	case x.g.sessions.legacy.addresses(x.session.upstream, x.r.URL):
-		// The upstream's own message endpoint of an HTTP+SSE session
-		// (learned from a log, say): posting there would run the message
-		// in whoever's session it is.
-		x.g.logger.Warn("request to an upstream's own HTTP+SSE message endpoint refused",
-			zap.String("path", x.r.URL.Path), zap.String("remote_ip", x.g.host.ClientIP(x.r)))
-		return refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
-			"unknown session: this URL names an HTTP+SSE session as the upstream names it; post to the endpoint this gateway gave the session")
 	}
 	x.w = &sessionSealer{ResponseWriter: x.w, x: x}
 	return nil
@@ -80,9 +82,10 @@ func (x *exchange) openSession(token string, kind sessiontoken.Kind) (sessiontok
 		return s, refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
 			"unknown session: this gateway did not open it, or no longer accepts its key; start a new session")
 	}
-	if s.Caller != x.session.sealedCaller() && s.Caller == x.session.caller && s.Caller != "" {
-		// Sealed before tokens named the caller's realm: unknown now, so
-		// that the client starts a new session.
+	if s.Caller != x.session.sealedCaller() && x.session.caller != "" && sealedCallerID(s.Caller) == x.session.caller {
+		// The caller's own id in another realm (the issuer changed), or
+		// sealed before tokens named the realm: unknown now, so that the
+		// client starts a new session.
 		return s, refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest,
 			"unknown session: this gateway did not open it, or no longer accepts its key; start a new session")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,18 @@ func (k sessionKey) shown() string {
 	return "sse-" + hex.EncodeToString(sum[:8])
 }
 
+// sealedCallerID is the caller's id in a sealed caller (see
+// sealedCaller), whatever its realm; a caller sealed without a realm (by
+// an earlier version) is its id.
+func sealedCallerID(sealed string) string {
+	length, rest, ok := strings.Cut(sealed, ":")
+	n, err := strconv.Atoi(length)
+	if !ok || err != nil || n < 0 || n >= len(rest) || rest[n] != ':' {
+		return sealed
+	}
+	return rest[n+1:]
+}
+
 // String spells the key unambiguously, for maps outside this package.
 func (k sessionKey) String() string {
 	return fmt.Sprintf("%q %q %q %t %q", k.upstream, k.realm, k.caller, k.legacy, k.id)
@@ -95,7 +108,7 @@ type Sessions struct {
 func NewSessions() *Sessions {
 	return &Sessions{
 		relayed:       newRelayedRequests(),
-		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream), endpoints: make(map[string]map[endpointShape]bool)},
+		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream), secrets: make(map[string]int)},
 		toolsLists:    newRelayedRequests(),
 		own:           newOwnRequests(),
 		confirmations: newUsedConfirmations(),

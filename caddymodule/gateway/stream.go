@@ -58,7 +58,7 @@ func (x *exchange) stream() error {
 			}
 			stream = newLegacyStream(func(message []byte) error { return replyfilter.Inject(observed, message) })
 			rl.capabilities = stream.capabilities
-			g.sessions.legacy.open(session, stream, endpoint)
+			g.sessions.legacy.open(session, stream)
 			// Once the client is gone its stream is over, although the
 			// upstream's reply may take a while to end: the session's
 			// endpoint answers 404 from then on, and nothing is written
