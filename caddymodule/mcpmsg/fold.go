@@ -242,20 +242,51 @@ func findUnreadable(v any) *unreadable {
 	return nil
 }
 
+// maxPairwise is the most members of an object whose ASCII names
+// asciiCollision compares pair by pair.
+const maxPairwise = 32
+
+// asciiCollision reports, without allocating, whether two of an object's
+// names, all ASCII, fold alike: for ASCII, FoldName is lowercasing and
+// trimming, which strings.EqualFold and strings.TrimSpace compare in
+// place. (camelCase names such as "progressToken" are not folded, and
+// would otherwise cost a sort and a fold each.)
+func asciiCollision(obj map[string]any) bool {
+	for a := range obj {
+		if isFolded(a) {
+			continue
+		}
+		for b := range obj {
+			if a != b && strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isASCII reports whether name is ASCII.
+func isASCII(name string) bool {
+	for i := range len(name) {
+		if name[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // collidingNames returns the first two member names of obj, in sorted
 // order, that FoldName makes equal; ok is false when there are none. It
 // allocates only when some name is not already folded.
 func collidingNames(obj map[string]any) (a, b string, ok bool) {
 	// Member names are distinct, so two can collide only when folding
 	// changes one of them.
-	unfolded := false
+	unfolded, ascii := false, true
 	for name := range obj {
-		if !isFolded(name) {
-			unfolded = true
-			break
-		}
+		unfolded = unfolded || !isFolded(name)
+		ascii = ascii && isASCII(name)
 	}
-	if !unfolded {
+	if !unfolded || ascii && len(obj) <= maxPairwise && !asciiCollision(obj) {
 		return "", "", false
 	}
 	first := make(map[string]string, len(obj))
