@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,20 +24,47 @@ type BundleSource struct {
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 	// Token is a bearer token sent to the bundle server.
 	Token string `json:"token,omitempty"`
+	// Verification, when set, activates only bundles signed with its key
+	// (see policy.BundleVerification).
+	Verification *BundleVerificationSource `json:"verification,omitempty"`
 }
 
-func (b *BundleSource) config(repl *caddy.Replacer) *policy.BundleConfig {
-	return &policy.BundleConfig{
+// BundleVerificationSource is the key a bundle's signature must verify
+// with.
+type BundleVerificationSource struct {
+	// KeyID names the key; the signature is checked with it whatever
+	// key id the bundle names.
+	KeyID string `json:"key_id"`
+	// KeyFile is the file holding the public key in PEM (or, for the HS
+	// algorithms, the shared secret); placeholders replaced.
+	KeyFile string `json:"key_file"`
+	// Algorithm is the signature's algorithm. Default: RS256.
+	Algorithm string `json:"algorithm,omitempty"`
+	// Scope, when set, is the scope the signature must carry.
+	Scope string `json:"scope,omitempty"`
+}
+
+func (b *BundleSource) config(repl *caddy.Replacer) (*policy.BundleConfig, error) {
+	cfg := &policy.BundleConfig{
 		URL:      repl.ReplaceKnown(b.ServiceURL, ""),
 		Resource: repl.ReplaceKnown(b.Resource, ""),
 		MinDelay: time.Duration(b.MinDelay),
 		MaxDelay: time.Duration(b.MaxDelay),
 		Token:    repl.ReplaceKnown(b.Token, ""),
 	}
+	if v := b.Verification; v != nil {
+		file := repl.ReplaceKnown(v.KeyFile, "")
+		key, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("bundle verification key: %w", err)
+		}
+		cfg.Verification = &policy.BundleVerification{KeyID: v.KeyID, Key: string(key), Algorithm: v.Algorithm, Scope: v.Scope}
+	}
+	return cfg, nil
 }
 
 // unmarshalBundle parses `bundle <service_url> <resource> { polling <min>
-// <max>; token <token> }`.
+// <max>; token <token>; verify <key_id> <key_file> [<algorithm>] }`.
 func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 	b := new(BundleSource)
 	if !d.Args(&b.ServiceURL, &b.Resource) {
@@ -46,7 +75,7 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 	}
 	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := given.Check(d, "polling", "token"); err != nil {
+		if err := given.Check(d, "polling", "token", "verify"); err != nil {
 			return nil, err
 		}
 		switch d.Val() {
@@ -67,6 +96,15 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 		case "token":
 			if !d.AllArgs(&b.Token) {
 				return nil, d.ArgErr()
+			}
+		case "verify":
+			args := d.RemainingArgs()
+			if len(args) < 2 || len(args) > 3 {
+				return nil, d.Err("bundle verify: want `verify <key_id> <key_file> [<algorithm>]`")
+			}
+			b.Verification = &BundleVerificationSource{KeyID: args[0], KeyFile: args[1]}
+			if len(args) == 3 {
+				b.Verification.Algorithm = args[2]
 			}
 		default:
 			return nil, d.Errf("unrecognized bundle subdirective %q", d.Val())

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -176,6 +177,7 @@ func TestCaddyfileOnceEach(t *testing.T) {
 		{"a JWT's resource", "identity jwt {\n\t\tresource https://a/mcp\n\t\tresource https://b/mcp\n\t}", "resource given twice"},
 		{"a bundle's token", "bundle https://b.example bundles/mcp.tar.gz {\n\t\ttoken a\n\t\ttoken b\n\t}", "token given twice"},
 		{"a bundle's polling", "bundle https://b.example bundles/mcp.tar.gz {\n\t\tpolling 10s 20s\n\t\tpolling 1s 2s\n\t}", "polling given twice"},
+		{"a bundle's verify", "bundle https://b.example bundles/mcp.tar.gz {\n\t\tverify a a.pem\n\t\tverify b b.pem\n\t}", "verify given twice"},
 		{"a webhook's template", "approval {\n\t\twebhook https://hooks.example/a {\n\t\t\ttemplate a.tmpl\n\t\t\ttemplate b.tmpl\n\t\t}\n\t}", "template given twice"},
 		{"a webhook's content_type", "approval {\n\t\twebhook https://hooks.example/a {\n\t\t\tcontent_type text/plain\n\t\t\tcontent_type application/json\n\t\t}\n\t}", "content_type given twice"},
 		{"audit's arguments", "audit {\n\t\targuments\n\t\targuments\n\t}", "arguments given twice"},
@@ -198,6 +200,36 @@ func TestCaddyfileOnceEach(t *testing.T) {
 			checkError(t, h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_approvals {\n\t"+tc.block+"\n}")), tc.wantErr)
 		})
 	}
+}
+
+// TestCaddyfileBundleVerify: `verify <key_id> <key_file> [<algorithm>]`
+// in a bundle block gives its verification; anything else is refused.
+func TestCaddyfileBundleVerify(t *testing.T) {
+	for _, tc := range []struct {
+		line    string
+		want    caddymodule.BundleVerificationSource
+		wantErr string
+	}{
+		{"verify release /etc/mcpgate/bundle.pem", caddymodule.BundleVerificationSource{KeyID: "release", KeyFile: "/etc/mcpgate/bundle.pem"}, ""},
+		{"verify release {env.KEY_FILE} ES256", caddymodule.BundleVerificationSource{KeyID: "release", KeyFile: "{env.KEY_FILE}", Algorithm: "ES256"}, ""},
+		{"verify release", caddymodule.BundleVerificationSource{}, "want `verify <key_id> <key_file> [<algorithm>]`"},
+		{"verify release a.pem ES256 extra", caddymodule.BundleVerificationSource{}, "want `verify <key_id> <key_file> [<algorithm>]`"},
+	} {
+		var h caddymodule.Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tbundle https://b.example bundles/mcp.tar.gz {\n\t\t" + tc.line + "\n\t}\n}"))
+		if !checkError(t, err, tc.wantErr) || tc.wantErr != "" {
+			continue
+		}
+		if h.Bundle == nil || h.Bundle.Verification == nil || *h.Bundle.Verification != tc.want {
+			t.Errorf("%s: bundle %+v, want verification %+v", tc.line, h.Bundle, tc.want)
+		}
+	}
+	// A key file that cannot be read refuses the configuration, before
+	// any bundle is fetched.
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", "bundle http://127.0.0.1:9 bundles/mcp.tar.gz {\n\t\t\tverify release "+missing+"\n\t\t}", "http://127.0.0.1:9"))
+	checkError(t, err, "bundle verification key")
 }
 
 // checkError reports err unless it is as wantErr says (none when wantErr

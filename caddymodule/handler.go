@@ -195,7 +195,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mcp_policy: %w", err)
 	}
-	opts := h.policyOptions(repl)
+	opts, err := h.policyOptions(repl)
+	if err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
+	}
 	opts.OnReload = metrics.PolicyReloaded
 	engine, err := policy.New(ctx, opts)
 	if err != nil {
@@ -233,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // policyOptions are the policy engine's options for this handler.
-func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
+func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 	opts := policy.Options{
 		Query:   h.Decision,
 		Timeout: time.Duration(h.EvalTimeout),
@@ -250,7 +253,10 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
 	}
 	opts.Watch = len(opts.Paths) > 0 && !h.DisableWatch
 	if h.Bundle != nil {
-		opts.Bundle = h.Bundle.config(repl)
+		var err error
+		if opts.Bundle, err = h.Bundle.config(repl); err != nil {
+			return opts, err
+		}
 	}
 	if h.Permissions != nil {
 		opts.Data = h.Permissions.Data()
@@ -258,7 +264,7 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) policy.Options {
 			opts.Modules = policies.Library()
 		}
 	}
-	return opts
+	return opts, nil
 }
 
 // provisionShared fills in the parts of the gateway's configuration that

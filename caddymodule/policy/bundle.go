@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,7 +53,33 @@ type BundleConfig struct {
 	// when its context has no deadline; DefaultBundleActivationTimeout
 	// when zero.
 	ActivationTimeout time.Duration
+	// Verification, when set, activates only bundles signed with its key
+	// (OPA's bundle signatures: a .signatures.json whose JWT names the
+	// key and covers every file): an unsigned bundle, or one whose files
+	// or signature do not match, is refused, and the previous one stays
+	// in force. Without it, whoever can change what the bundle server
+	// answers (or what reaches the gateway from it) changes the policy.
+	Verification *BundleVerification
 }
+
+// BundleVerification is the key a bundle's signature must verify with.
+type BundleVerification struct {
+	// KeyID names the key in OPA's configuration; OPA checks a bundle's
+	// signature with this key whatever key id the bundle names.
+	KeyID string
+	// Key is the public key in PEM (RSA or ECDSA), or the shared secret
+	// for the HS algorithms.
+	Key string
+	// Algorithm is the signature's algorithm: RS256 (the default), RS384,
+	// RS512, PS256, PS384, PS512, ES256, ES384, ES512, HS256, HS384 or
+	// HS512.
+	Algorithm string
+	// Scope, when set, is the scope the signature must carry.
+	Scope string
+}
+
+// bundleAlgorithms are the signature algorithms OPA verifies bundles with.
+var bundleAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"}
 
 // policyBundle runs OPA's bundle plugin and rebuilds the engine's policy
 // each time it activates a bundle.
@@ -152,16 +179,36 @@ func pluginConfig(cfg *BundleConfig) ([]byte, error) {
 	if cfg.Token != "" {
 		service["credentials"] = map[string]any{"bearer": map[string]any{"token": cfg.Token}}
 	}
+	source := map[string]any{
+		"service":  bundleName,
+		"resource": cfg.Resource,
+		"polling": map[string]any{
+			"min_delay_seconds": wholeSeconds(minDelay),
+			"max_delay_seconds": wholeSeconds(maxDelay),
+		},
+	}
 	config := map[string]any{
 		"services": map[string]any{bundleName: service},
-		"bundles": map[string]any{bundleName: map[string]any{
-			"service":  bundleName,
-			"resource": cfg.Resource,
-			"polling": map[string]any{
-				"min_delay_seconds": wholeSeconds(minDelay),
-				"max_delay_seconds": wholeSeconds(maxDelay),
-			},
-		}},
+		"bundles":  map[string]any{bundleName: source},
+	}
+	if v := cfg.Verification; v != nil {
+		algorithm := v.Algorithm
+		if algorithm == "" {
+			algorithm = "RS256"
+		}
+		switch {
+		case v.KeyID == "" || strings.TrimSpace(v.Key) == "":
+			return nil, errors.New("policy bundle verification needs a key id and a key")
+		case !slices.Contains(bundleAlgorithms, algorithm):
+			return nil, fmt.Errorf("policy bundle verification: unknown algorithm %q (want one of %s)", algorithm, strings.Join(bundleAlgorithms, ", "))
+		}
+		key := map[string]any{"key": v.Key, "algorithm": algorithm}
+		signing := map[string]any{"keyid": v.KeyID}
+		if v.Scope != "" {
+			key["scope"], signing["scope"] = v.Scope, v.Scope
+		}
+		config["keys"] = map[string]any{v.KeyID: key}
+		source["signing"] = signing
 	}
 	raw, err := json.Marshal(config)
 	if err != nil {

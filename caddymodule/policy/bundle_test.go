@@ -3,8 +3,13 @@ package policy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,9 +32,34 @@ type bundleServer struct {
 // serve makes a bundle of modules (path to source) and data the one served.
 func (s *bundleServer) serve(t *testing.T, revision string, modules map[string]string, data map[string]any) {
 	t.Helper()
+	s.serveSigned(t, revision, modules, data, nil, "")
+}
+
+// serveSigned is serve, the bundle signed with signing as keyID when
+// signing is set.
+func (s *bundleServer) serveSigned(t *testing.T, revision string, modules map[string]string, data map[string]any, signing *bundle.SigningConfig, keyID string) {
+	t.Helper()
+	s.serveChanged(t, revision, modules, data, signing, keyID, nil)
+}
+
+// serveChanged is serveSigned, the bundle changed by change (when set)
+// after it was signed.
+func (s *bundleServer) serveChanged(t *testing.T, revision string, modules map[string]string, data map[string]any, signing *bundle.SigningConfig, keyID string, change func(*bundle.Bundle)) {
+	t.Helper()
+	if data == nil {
+		data = map[string]any{} // as the bundle's data.json holds it, and its signature covers it
+	}
 	b := bundle.Bundle{Manifest: bundle.Manifest{Revision: revision}, Data: data}
 	for path, source := range modules {
 		b.Modules = append(b.Modules, bundle.ModuleFile{URL: path, Path: path, Raw: []byte(source)})
+	}
+	if signing != nil {
+		if err := b.GenerateSignature(signing, keyID, false); err != nil {
+			t.Fatalf("signing bundle: %v", err)
+		}
+	}
+	if change != nil {
+		change(&b)
 	}
 	var buf bytes.Buffer
 	if err := bundle.Write(&buf, b); err != nil {
@@ -182,5 +212,101 @@ func TestBundlePolling(t *testing.T) {
 				t.Errorf("config = %s, want polling %s", raw, tt.want)
 			}
 		})
+	}
+}
+
+// rsaKeys returns a new RSA key pair in PEM: private, public.
+func rsaKeys(t *testing.T) (string, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: public}))
+}
+
+// TestBundleVerified: with a verification key, only bundles signed with it
+// are activated: the first must be, for New to return; a later unsigned
+// bundle, one signed with another key, or one whose module was changed
+// after signing is refused, and the previous policy keeps deciding.
+func TestBundleVerified(t *testing.T) {
+	private, public := rsaKeys(t)
+	otherPrivate, _ := rsaKeys(t)
+	signing := bundle.NewSigningConfig(private, "RS256", "")
+	allow := map[string]string{"/mcp/policy.rego": "package mcp\ndecision := {\"action\": \"allow\", \"reason\": \"signed\"}\n"}
+	block := map[string]string{"/mcp/policy.rego": "package mcp\ndecision := {\"action\": \"block\", \"reason\": \"forged\"}\n"}
+	verification := &BundleVerification{KeyID: "release", Key: public}
+
+	t.Run("unsigned first bundle", func(t *testing.T) {
+		server := &bundleServer{}
+		server.serve(t, "1", allow, nil)
+		ts := httptest.NewServer(server)
+		t.Cleanup(ts.Close)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := New(ctx, Options{Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", Verification: verification,
+			MinDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond, ActivationTimeout: 3 * time.Second}})
+		if err == nil || !strings.Contains(err.Error(), "signature") {
+			t.Errorf("New with an unsigned bundle: %v; want it refused for its missing signature", err)
+		}
+	})
+
+	server := &bundleServer{}
+	server.serveSigned(t, "1", allow, nil, signing, "release")
+	ts := httptest.NewServer(server)
+	t.Cleanup(ts.Close)
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	engine := newEngine(t, ctx, Options{
+		Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", Verification: verification,
+			MinDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond},
+		Logger: zap.New(core),
+	})
+	if !decidesAs(engine, ActionAllow, "signed")() {
+		t.Fatal("the signed bundle does not decide")
+	}
+	for i, serve := range []func(revision string){
+		func(revision string) { server.serve(t, revision, block, nil) },
+		func(revision string) {
+			server.serveSigned(t, revision, block, nil, bundle.NewSigningConfig(otherPrivate, "RS256", ""), "release")
+		},
+		func(revision string) {
+			server.serveChanged(t, revision, allow, nil, signing, "release", func(b *bundle.Bundle) {
+				b.Modules[0].Raw = []byte(block["/mcp/policy.rego"])
+			})
+		},
+	} {
+		failures := logs.FilterMessage("policy bundle failed; keeping the previous policy").Len()
+		serve(strconv.Itoa(i + 2))
+		eventually(t, "the bundle to be refused", func() bool {
+			return logs.FilterMessage("policy bundle failed; keeping the previous policy").Len() > failures
+		})
+
+		if !decidesAs(engine, ActionAllow, "signed")() {
+			t.Fatalf("bundle %d of the refused: the previous policy no longer decides", i+1)
+		}
+	}
+	server.serveSigned(t, "9", map[string]string{"/mcp/policy.rego": strings.Replace(allow["/mcp/policy.rego"], "signed", "signed again", 1)}, nil, signing, "release")
+	eventually(t, "a new signed revision to be activated", decidesAs(engine, ActionAllow, "signed again"))
+}
+
+// TestBundleVerificationRefused: a verification without its key, or with
+// an algorithm OPA does not verify with, is refused at once.
+func TestBundleVerificationRefused(t *testing.T) {
+	for _, v := range []*BundleVerification{
+		{KeyID: "k"},
+		{Key: "x"},
+		{KeyID: "k", Key: "x", Algorithm: "none"},
+		{KeyID: "k", Key: "x", Algorithm: "rs256"},
+	} {
+		if _, err := pluginConfig(&BundleConfig{URL: "http://127.0.0.1:9", Resource: "b.tar.gz", Verification: v}); err == nil {
+			t.Errorf("verification %+v: no error", v)
+		}
 	}
 }
