@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		bundle <service_url> <resource> {
 //			polling <min_delay> <max_delay>
 //			token <bearer_token>
+//			verify <key_id> <key_file> [<algorithm>]
 //		}
 //		disable_watch
 //		log_arguments

@@ -33,9 +33,9 @@ import (
 // next to another combining mark, where normalization reorders the marks
 // but encoding/json compares rune by rune.
 //
-// Parse refuses params with two names that FoldName makes equal in one
-// object (CheckParams), and a policy can use it to see argument names as
-// an upstream might.
+// CheckParams refuses params with two names that FoldName makes equal in
+// one object, and a policy can use it to see argument names as an
+// upstream might.
 func FoldName(name string) string {
 	if isFolded(name) {
 		return name

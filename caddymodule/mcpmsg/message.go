@@ -7,10 +7,11 @@
 // construct on which JSON decoders are known to disagree: duplicate member
 // names, invalid UTF-8 and lone surrogates, member names that differ from a
 // protocol member only by case (Go's encoding/json matches names
-// case-insensitively), tool arguments with two names that an upstream may
-// read as one (see FoldName), numeric ids that are not integers every reader
-// reads alike (1.0, 9007199254740993), data after the message, and
-// excessive nesting.
+// case-insensitively), numeric ids that are not integers every reader reads
+// alike (1.0, 9007199254740993), data after the message, and excessive
+// nesting. What a policy decides on, Body.CheckParams then holds to the
+// same rule: params with two names that an upstream may read as one (see
+// FoldName), or numbers that float readers read as another value.
 package mcpmsg
 
 import "fmt"

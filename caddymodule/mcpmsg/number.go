@@ -144,7 +144,9 @@ func unportableNumber(text, at string) *Error {
 		shown = shown[:40] + "..."
 	}
 	rounded := "no finite number"
-	if len(text) <= maxNumberLength {
+	{
+		// ParseFloat reads a long number in one pass, keeping the
+		// digits it needs.
 		if f, err := strconv.ParseFloat(text, 64); err == nil {
 			// As JavaScript writes it: without an exponent from 1e-6 to 1e21.
 			format := byte('g')
@@ -153,6 +155,11 @@ func unportableNumber(text, at string) *Error {
 			}
 			rounded = strconv.FormatFloat(f, format, -1, 64)
 		}
+	}
+	if len(text) > maxNumberLength {
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
+			"the number %s in %s is %d characters long, and no 64-bit float needs more than %d (JavaScript and most MCP servers read %s): "+
+				"send it as such a reader reads it, or as a string", shown, at, len(text), maxNumberLength, rounded)}
 	}
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
 		"the number %s in %s is not read alike by every JSON reader: one that uses 64-bit floats (JavaScript, most MCP servers) reads %s, "+
