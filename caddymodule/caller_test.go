@@ -369,15 +369,7 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 	if status := postAs("alice"); status != http.StatusAccepted {
 		t.Errorf("alice posting to her own session: status %d, want 202", status)
 	}
-	raw := ""
-	for _, r := range up.Received() {
-		if r.Method == http.MethodPost && strings.Contains(r.URL, "sessionid=") {
-			raw = r.URL
-		}
-	}
-	if raw == "" {
-		t.Fatal("the upstream saw no POST to its own message endpoint")
-	}
+	raw := upstreamMessageEndpoint(t, up)
 	before := len(up.Received())
 	_, query, _ := strings.Cut(raw, "?")
 	id := strings.TrimPrefix(query, "sessionid=")
@@ -430,15 +422,7 @@ func TestLegacySessionIDRefusedWithAnySession(t *testing.T) {
 	if status, _ := post(t, base+endpoint, http.Header{"Authorization": {"Bearer " + alice}}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusAccepted {
 		t.Fatalf("alice's ping: status %d", status)
 	}
-	raw := ""
-	for _, r := range up.Received() {
-		if r.Method == http.MethodPost && strings.Contains(r.URL, "sessionid=") {
-			raw = r.URL
-		}
-	}
-	if raw == "" {
-		t.Fatal("the upstream saw no post to alice's session")
-	}
+	raw := upstreamMessageEndpoint(t, up)
 	session := initializeAs(t, gateway, bob)
 	if status, body := rawCall(t, base+raw, session, bob, "bob-in-alice"); status != http.StatusNotFound || up.SawBodyContaining("bob-in-alice") {
 		t.Errorf("bob, with his own session, posting with alice's upstream session id: %d %s; want 404, nothing forwarded", status, body)
@@ -493,4 +477,21 @@ func TestPreflightCarriesNoToken(t *testing.T) {
 	if preflights != 1 {
 		t.Errorf("the upstream saw %d preflights; want the one passed on", preflights)
 	}
+}
+
+// upstreamMessageEndpoint is the URL of the last message the upstream
+// (go-sdk's HTTP+SSE handler) received at its own message endpoint, which
+// holds its id of the session.
+func upstreamMessageEndpoint(t *testing.T, up *upstreamtest.Upstream) string {
+	t.Helper()
+	raw := ""
+	for _, r := range up.Received() {
+		if r.Method == http.MethodPost && strings.Contains(r.URL, "sessionid=") {
+			raw = r.URL
+		}
+	}
+	if raw == "" {
+		t.Fatal("the upstream saw no post to its own message endpoint")
+	}
+	return raw
 }

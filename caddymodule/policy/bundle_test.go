@@ -88,6 +88,14 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.tarball)
 }
 
+// start serves s until the test ends.
+func (s *bundleServer) start(t *testing.T) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
 func (s *bundleServer) lastAuthorization() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,8 +114,7 @@ decision := {"action": data.mcp.permissions.tools[input.tool.name], "reason": co
 func TestBundle(t *testing.T) {
 	server := &bundleServer{}
 	server.serve(t, "1", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "one"})
-	ts := httptest.NewServer(server)
-	t.Cleanup(ts.Close)
+	ts := server.start(t)
 
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -151,8 +158,7 @@ func TestBundle(t *testing.T) {
 func TestBundleNeverActivates(t *testing.T) {
 	server := &bundleServer{}
 	server.serve(t, "1", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "one"})
-	ts := httptest.NewServer(server)
-	t.Cleanup(ts.Close)
+	ts := server.start(t)
 	silent := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(silent.Close)
 	tests := []struct {
@@ -245,8 +251,7 @@ func TestBundleVerified(t *testing.T) {
 	t.Run("unsigned first bundle", func(t *testing.T) {
 		server := &bundleServer{}
 		server.serve(t, "1", allow, nil)
-		ts := httptest.NewServer(server)
-		t.Cleanup(ts.Close)
+		ts := server.start(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := New(ctx, Options{Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", Verification: verification,
@@ -258,8 +263,7 @@ func TestBundleVerified(t *testing.T) {
 
 	server := &bundleServer{}
 	server.serveSigned(t, "1", allow, nil, signing, "release")
-	ts := httptest.NewServer(server)
-	t.Cleanup(ts.Close)
+	ts := server.start(t)
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
