@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -260,5 +261,46 @@ func TestBodiesOnlyOnPost(t *testing.T) {
 				t.Errorf("%s with a body reached the upstream", method)
 			}
 		})
+	}
+}
+
+// TestTrailersNeverForwarded: header fields a client sends after the body
+// (trailers) never reach the upstream, which might merge them into the
+// request's headers (uvicorn with httptools does): an Mcp-Session-Id,
+// Authorization or Mcp-Method there would be one the gateway never read.
+func TestTrailersNeverForwarded(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Trailer.Clone())
+		if declared := r.Header.Values("Trailer"); len(declared) > 0 {
+			seen = append(seen, http.Header{"Trailer": declared})
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	gateway := startGateway(t, up.URL, gatewayOptions{})
+	req, _ := http.NewRequest(http.MethodPost, gateway, io.NopCloser(strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)))
+	req.ContentLength = -1 // chunked, which trailers need
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Trailer = http.Header{"Mcp-Session-Id": {"the-upstreams-own-id"}, "Authorization": {"Bearer stolen"}, "Mcp-Method": {"tools/call"}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the ping: status %d", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, h := range seen {
+		for name := range h {
+			t.Errorf("the upstream received the trailer (or its declaration) %s: %v", name, h[name])
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 // with an identity, the caller is identified.
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
+	dropTrailers(x.r)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
@@ -75,4 +76,16 @@ func dropUpgrade(h http.Header) {
 	if len(kept) > 0 {
 		h.Set("Connection", strings.Join(kept, ", "))
 	}
+}
+
+// dropTrailers takes out a request's trailers: header fields sent after
+// the body, which the gateway does not read (it decides the body and the
+// headers it reads before), and which a proxy forwards and some servers
+// merge into the request's headers (uvicorn with httptools), where an
+// Mcp-Session-Id, an Authorization or an Mcp-Method among them would be
+// taken as undecided headers. The body the gateway forwards is its own,
+// of a known length, so nothing of the chunked framing is needed either.
+func dropTrailers(r *http.Request) {
+	r.Trailer = nil
+	r.Header.Del("Trailer")
 }

@@ -72,12 +72,54 @@ func sessionSecrets(endpoint string) []string {
 	return secrets
 }
 
+// secretForms are the forms a session id is looked up under: itself, and,
+// for one that reads as a UUID, its value ("uuid:" and 32 lower-case hex
+// digits; see uuidValue), since servers find sessions by it (Python's SDK
+// with uuid.UUID(hex=...)) however a request spells it.
+func secretForms(secret string) []string {
+	if value, ok := uuidValue(secret); ok {
+		return []string{secret, "uuid:" + value}
+	}
+	return []string{secret}
+}
+
+// uuidValue reads s as Python's uuid.UUID(hex=s) does, which the Python
+// SDK finds HTTP+SSE sessions with: "urn:" and "uuid:" removed anywhere,
+// braces trimmed, hyphens removed, then 32 characters read as int(s, 16)
+// reads them (surrounding white space, a "+", a "0x" prefix, underscores
+// between digits), in any case. It returns the value as 32 lower-case hex
+// digits. Written here because no Go library reads UUIDs this leniently:
+// the point is to know every spelling a server may accept.
+func uuidValue(s string) (string, bool) {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "urn:", ""), "uuid:", "")
+	s = strings.ReplaceAll(strings.Trim(s, "{}"), "-", "")
+	if len(s) != 32 {
+		return "", false
+	}
+	s = strings.TrimPrefix(strings.TrimSpace(s), "+")
+	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		s = s[2:]
+	}
+	s = strings.TrimLeft(strings.ReplaceAll(s, "_", ""), "0")
+	if len(s) > 32 {
+		return "", false
+	}
+	for i := range len(s) {
+		if c := s[i] | 0x20; !('0' <= s[i] && s[i] <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	return strings.Repeat("0", 32-len(s)) + strings.ToLower(s), true
+}
+
 func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if _, known := ls.streams[session]; !known {
 		for _, secret := range sessionSecrets(session.id) {
-			ls.secrets[secret]++
+			for _, form := range secretForms(secret) {
+				ls.secrets[form]++
+			}
 		}
 		ls.openSecrets.Store(int64(len(ls.secrets)))
 	}
@@ -95,17 +137,24 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	carries := func(v string) bool {
+		if ls.secrets[v] > 0 {
+			return true
+		}
+		value, ok := uuidValue(v)
+		return ok && ls.secrets["uuid:"+value] > 0
+	}
 	if u.RawQuery != "" {
 		for _, values := range u.Query() {
 			for _, v := range values {
-				if ls.secrets[v] > 0 {
+				if carries(v) {
 					return true
 				}
 			}
 		}
 	}
 	for _, segment := range strings.Split(u.Path, "/") {
-		if ls.secrets[segment] > 0 {
+		if carries(segment) {
 			return true
 		}
 	}
@@ -119,8 +168,10 @@ func (ls *legacyStreams) close(session sessionKey, stream *legacyStream) {
 	if ls.streams[session] == stream {
 		delete(ls.streams, session)
 		for _, secret := range sessionSecrets(session.id) {
-			if ls.secrets[secret]--; ls.secrets[secret] <= 0 {
-				delete(ls.secrets, secret)
+			for _, form := range secretForms(secret) {
+				if ls.secrets[form]--; ls.secrets[form] <= 0 {
+					delete(ls.secrets, form)
+				}
 			}
 		}
 		ls.openSecrets.Store(int64(len(ls.secrets)))

@@ -125,6 +125,9 @@ func (x *exchange) pass(w http.ResponseWriter, body []byte) (err error) {
 	}()
 	r := x.r
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	// The body's own length, never the client's chunked framing, and no
+	// trailers (dropTrailers; the body reader may have filled its own).
+	r.TransferEncoding, r.Trailer = nil, nil
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -70,5 +71,50 @@ func TestSessionSecrets(t *testing.T) {
 		if got := sessionSecrets(tt.endpoint); strings.Join(got, ",") != strings.Join(tt.want, ",") {
 			t.Errorf("sessionSecrets(%q) = %q, want %q", tt.endpoint, got, tt.want)
 		}
+	}
+}
+
+// TestSessionIDSpellings: a request carrying an open HTTP+SSE session's
+// UUID id in any spelling a server may accept (Python's uuid.UUID(hex=...)
+// reads case, hyphens, braces, urn:uuid:, surrounding space, a sign, a 0x
+// prefix and underscores) is known to carry it; another UUID is not.
+func TestSessionIDSpellings(t *testing.T) {
+	const id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	ls := &legacyStreams{streams: make(map[sessionKey]*legacyStream), secrets: make(map[string]int)}
+	session := sessionKey{legacy: true, id: "/messages/?session_id=" + id}
+	ls.open(session, &legacyStream{})
+	carried := []string{
+		id,
+		strings.ToUpper(id),
+		"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+		"{0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0}",
+		"urn:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+		"0f1e2d3c4buuid:5a69788796a5b4c3d2e1f0",
+		" f1e2d3c4b5a69788796a5b4c3d2e1f0",
+		"+f1e2d3c4b5a69788796a5b4c3d2e1f0",
+	}
+	for _, spelling := range carried {
+		if value, ok := uuidValue(spelling); !ok || value != id {
+			t.Errorf("uuidValue(%q) = %q, %v; want %s", spelling, value, ok, id)
+		}
+	}
+	for _, spelling := range carried {
+		u := &url.URL{Path: "/messages/", RawQuery: url.Values{"Session_ID": {spelling}}.Encode()}
+		if !ls.carriesOpenSession(u) {
+			t.Errorf("a request with session_id %q does not carry the open session", spelling)
+		}
+	}
+	// A "0x" prefix and an underscore, for an id of three leading zeros.
+	if value, ok := uuidValue("0x1e2d3c4b5a6978_8796a5b4c3d2e1f"); !ok || value != "0001e2d3c4b5a69788796a5b4c3d2e1f" {
+		t.Errorf("uuidValue of a 0x spelling = %q, %v", value, ok)
+	}
+	for _, other := range []string{"1f1e2d3c4b5a69788796a5b4c3d2e1f0", "0f1e2d3c", "not a uuid at all, but long"} {
+		if ls.carriesOpenSession(&url.URL{Path: "/messages/", RawQuery: "session_id=" + url.QueryEscape(other)}) {
+			t.Errorf("a request with session_id %q carries the open session", other)
+		}
+	}
+	ls.close(session, ls.streams[session])
+	if ls.carriesOpenSession(&url.URL{Path: "/messages/", RawQuery: "session_id=" + id}) || len(ls.secrets) != 0 {
+		t.Errorf("after the stream closed, its id is still known (%v)", ls.secrets)
 	}
 }

@@ -27,6 +27,7 @@ func upstreamPost(r *http.Request, body []byte) *http.Request {
 	req.Method = http.MethodPost
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
+	req.TransferEncoding, req.Trailer = nil, nil
 	req.GetBody = nil
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
