@@ -104,18 +104,16 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			}
 		}
 	}
-	var backlog []*jsonrpc.Request
+	var backlog []backlogged
 	if s.stateless || asks(msgs) {
 		s.posts = append(s.posts, rep)
-		backlog, s.backlog = s.backlog, nil
+		backlog = s.takeBacklogLocked()
 	}
 	s.mu.Unlock()
 	// What waited in the backlog goes first, before the pump can deliver
 	// anything newer to this reply (it waits for rep.mu).
-	for _, request := range backlog {
-		if data, err := jsonrpc.EncodeMessage(request); err == nil {
-			_ = rep.deliverLocked(request, data)
-		}
+	for _, m := range backlog {
+		_ = rep.deliverLocked(m.request, m.data)
 	}
 	rep.mu.Unlock()
 
@@ -157,14 +155,11 @@ func (s *session) serveGET(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.get = rep
-	backlog := s.backlog
-	s.backlog = nil
+	backlog := s.takeBacklogLocked()
 	s.mu.Unlock()
 	rep.openLocked()
-	for _, request := range backlog {
-		if data, err := jsonrpc.EncodeMessage(request); err == nil {
-			_ = rep.deliverLocked(request, data)
-		}
+	for _, m := range backlog {
+		_ = rep.deliverLocked(m.request, m.data)
 	}
 	rep.mu.Unlock()
 

@@ -8,10 +8,21 @@ import (
 	"go.uber.org/zap"
 )
 
-// maxBacklog bounds the messages a server sends while its client has no
-// stream open to receive them; past it the oldest is dropped (a request
-// among them is answered with an error, so the server does not wait).
-const maxBacklog = 64
+// maxBacklog and maxBacklogBytes bound the messages a server sends while
+// its client has no stream open to receive them, in number and in bytes;
+// past either the oldest are dropped (a request among them is answered
+// with an error, so the server does not wait). One message larger than
+// maxBacklogBytes is kept alone (max_message_size bounds it).
+const (
+	maxBacklog      = 64
+	maxBacklogBytes = 4 << 20
+)
+
+// backlogged is a message kept in the backlog, with its encoding.
+type backlogged struct {
+	request *jsonrpc.Request
+	data    []byte
+}
 
 // askingMethods are the requests during which a server asks its client
 // for something (sampling, elicitation, roots): the methods whose results
@@ -79,10 +90,10 @@ func (s *session) route(msg jsonrpc.Message) {
 	}
 	for {
 		s.mu.Lock()
-		target, dropped := s.targetLocked(request, token)
+		target, dropped := s.targetLocked(request, token, data)
 		s.mu.Unlock()
-		if dropped != nil {
-			s.refuse(dropped, codeServerError, "the client had no stream open to receive this request")
+		for _, request := range dropped {
+			s.refuse(request, codeServerError, "the client had no stream open to receive this request")
 		}
 		if target == nil || target.deliver(request, data) == nil {
 			return
@@ -96,11 +107,11 @@ func (s *session) route(msg jsonrpc.Message) {
 
 // targetLocked chooses the reply that carries a request or notification
 // from the server (token: a progress notification's, as the server sent
-// it). When there is none it keeps the message in the backlog
-// (a stateless session drops it: its client reads only its own reply),
-// and returns nil and, if the backlog overflowed with a request, that
-// request, for the caller to refuse.
-func (s *session) targetLocked(request *jsonrpc.Request, token string) (target *reply, dropped *jsonrpc.Request) {
+// it; data: its encoding). When there is none it keeps the message in the
+// backlog (a stateless session drops it: its client reads only its own
+// reply), and returns nil and the requests the backlog dropped to make
+// room, for the caller to refuse.
+func (s *session) targetLocked(request *jsonrpc.Request, token string, data []byte) (target *reply, dropped []*jsonrpc.Request) {
 	if s.ended != nil {
 		return nil, nil
 	}
@@ -123,14 +134,24 @@ func (s *session) targetLocked(request *jsonrpc.Request, token string) (target *
 	if len(s.posts) > 0 {
 		return s.posts[len(s.posts)-1], nil
 	}
-	if len(s.backlog) == maxBacklog {
-		if s.backlog[0].IsCall() {
-			dropped = s.backlog[0]
+	for len(s.backlog) > 0 && (len(s.backlog) >= maxBacklog || s.backlogBytes+len(data) > maxBacklogBytes) {
+		oldest := s.backlog[0]
+		if oldest.request.IsCall() {
+			dropped = append(dropped, oldest.request)
 		}
+		s.backlogBytes -= len(oldest.data)
 		s.backlog = s.backlog[1:]
 	}
-	s.backlog = append(s.backlog, request)
+	s.backlog = append(s.backlog, backlogged{request: request, data: data})
+	s.backlogBytes += len(data)
 	return nil, dropped
+}
+
+// takeBacklogLocked empties the backlog and returns what it held.
+func (s *session) takeBacklogLocked() []backlogged {
+	backlog := s.backlog
+	s.backlog, s.backlogBytes = nil, 0
+	return backlog
 }
 
 // refuse answers a request from the server on the client's behalf.

@@ -50,9 +50,11 @@ type session struct {
 	// first; get is the open GET stream.
 	posts []*reply
 	get   *reply
-	// backlog holds what the server sent while no reply was open.
-	backlog []*jsonrpc.Request
-	ended   *ending
+	// backlog holds what the server sent while no reply was open, and
+	// backlogBytes the bytes of it (see maxBacklogBytes).
+	backlog      []backlogged
+	backlogBytes int
+	ended        *ending
 	// active counts POSTs in progress; the idle timer runs while it is 0.
 	active int
 	idle   *time.Timer
@@ -130,21 +132,26 @@ func (s *session) pump() {
 }
 
 // readFailure explains why reading from the server failed: when its
-// stdout ended because it exited, that (with its last stderr line) is the
-// reason.
+// stdout ended because it exited (after a whole message, or in the middle
+// of one), that (with its last stderr line) is the reason.
 func (s *session) readFailure(err error) *ending {
-	if !errors.Is(err, io.EOF) {
+	midMessage := errors.Is(err, io.ErrUnexpectedEOF)
+	if !errors.Is(err, io.EOF) && !midMessage {
 		return &ending{message: "reading from the MCP server: " + err.Error()}
+	}
+	suffix := ""
+	if midMessage {
+		suffix = ", in the middle of a message"
 	}
 	timer := time.NewTimer(s.srv.cfg.StopGrace)
 	defer timer.Stop()
 	select {
 	case <-s.proc.exited:
-		return &ending{message: s.proc.exitReason()}
+		return &ending{message: s.proc.exitReason() + suffix}
 	case <-s.done:
 		return s.ended
 	case <-timer.C:
-		return &ending{message: "the MCP server closed its stdout"}
+		return &ending{message: "the MCP server closed its stdout" + suffix}
 	}
 }
 
@@ -217,7 +224,7 @@ func (s *session) end(why *ending) {
 		}
 	}
 	get := s.get
-	s.calls, s.progress, s.posts, s.get, s.backlog = nil, nil, nil, nil, nil
+	s.calls, s.progress, s.posts, s.get, s.backlog, s.backlogBytes = nil, nil, nil, nil, nil, 0
 	close(s.done)
 	s.mu.Unlock()
 

@@ -1,0 +1,68 @@
+package stdio
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// TestBacklogBounded: what a server sends while its client has no stream
+// open is kept up to maxBacklog messages and maxBacklogBytes bytes, the
+// oldest dropped first (the requests among them handed back, to be
+// refused); one message larger than the bound is kept alone.
+func TestBacklogBounded(t *testing.T) {
+	s := &session{}
+	big := make([]byte, 1<<20)
+	var dropped []*jsonrpc.Request
+	for i := range 16 {
+		request := &jsonrpc.Request{Method: "notifications/message"}
+		if i%2 == 0 {
+			id, err := jsonrpc.MakeID(fmt.Sprint(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			request = &jsonrpc.Request{ID: id, Method: "ping"}
+		}
+		_, d := s.targetLocked(request, "", big)
+		dropped = append(dropped, d...)
+		if s.backlogBytes > maxBacklogBytes || len(s.backlog) > maxBacklog {
+			t.Fatalf("after %d messages of 1 MiB the backlog holds %d messages, %d bytes; want at most %d, %d", i+1, len(s.backlog), s.backlogBytes, maxBacklog, maxBacklogBytes)
+		}
+	}
+	if len(s.backlog) != maxBacklogBytes>>20 || len(dropped) != (16-len(s.backlog))/2 {
+		t.Errorf("backlog %d messages, %d requests dropped; want the newest %d kept and the requests of the others dropped", len(s.backlog), len(dropped), maxBacklogBytes>>20)
+	}
+	huge := make([]byte, 2*maxBacklogBytes)
+	s.targetLocked(&jsonrpc.Request{Method: "notifications/message"}, "", huge)
+	if len(s.backlog) != 1 || s.backlogBytes != len(huge) {
+		t.Errorf("after one message larger than the bound: %d messages, %d bytes; want it kept alone", len(s.backlog), s.backlogBytes)
+	}
+	if taken := s.takeBacklogLocked(); len(taken) != 1 || s.backlogBytes != 0 || s.backlog != nil {
+		t.Errorf("taking the backlog left %d messages, %d bytes", len(s.backlog), s.backlogBytes)
+	}
+}
+
+// TestReadFailureMidMessage: a server whose stdout ends in the middle of
+// a message ended because it exited: the reason says so, with its exit
+// and last stderr line, as at the end of a whole message.
+func TestReadFailureMidMessage(t *testing.T) {
+	exited := make(chan struct{})
+	close(exited)
+	s := &session{srv: &Server{cfg: Config{StopGrace: time.Second}}, proc: &process{exited: exited, exitErr: fmt.Errorf("exit status 5"), lastWords: "dying mid-message"}}
+	for err, want := range map[error]string{
+		io.EOF:              "the MCP server exited (exit status 5); its last stderr line: dying mid-message",
+		io.ErrUnexpectedEOF: "the MCP server exited (exit status 5); its last stderr line: dying mid-message, in the middle of a message",
+		fmt.Errorf("decoding: %w", io.ErrUnexpectedEOF): "in the middle of a message",
+	} {
+		if got := s.readFailure(err).message; !strings.Contains(got, want) {
+			t.Errorf("readFailure(%v) = %q, want it to hold %q", err, got, want)
+		}
+	}
+	if got := s.readFailure(fmt.Errorf("message too large")).message; !strings.HasPrefix(got, "reading from the MCP server: ") {
+		t.Errorf("readFailure of another error = %q", got)
+	}
+}
