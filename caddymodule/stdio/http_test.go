@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/stdio"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
@@ -120,5 +121,46 @@ func TestSessionsOnlyNamesTheirRevisions(t *testing.T) {
 	}
 	if err := json.Unmarshal(answer.Error.Data, &data); err != nil || data.Requested != "2026-07-28" || len(data.Supported) == 0 || data.Supported[0] != "2025-11-25" {
 		t.Errorf("the error's data is %s, want the session revisions, newest first, and the one requested", answer.Error.Data)
+	}
+}
+
+// TestCancelledCallAnsweredAsStream: a POST whose only request the client
+// cancels, before the server said anything, ends as an empty event stream
+// (Streamable HTTP answers a POST holding requests with JSON or a
+// stream), never an empty 200 without a content type.
+func TestCancelledCallAnsweredAsStream(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session := header.Get("Mcp-Session-Id")
+	if status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d %s", status, body)
+	}
+	in := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
+	type answer struct {
+		status int
+		header http.Header
+		body   string
+	}
+	blocked := make(chan answer, 1)
+	go func() {
+		status, header, body := post(t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{}}}`, in...)
+		blocked <- answer{status, header, body}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Until the call is in progress (a cancel before it is ignored).
+		post(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`, in...)
+		select {
+		case a := <-blocked:
+			if a.status != http.StatusOK || a.header.Get("Content-Type") != "text/event-stream" {
+				t.Errorf("the cancelled call's POST: %d, Content-Type %q, body %q; want 200 and an event stream", a.status, a.header.Get("Content-Type"), a.body)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled call's POST never ended")
+		}
 	}
 }

@@ -169,12 +169,18 @@ func (r *reply) fail(code int64, message string) {
 }
 
 // abandon stops waiting for the response to id (the client cancelled the
-// request): the reply is done when nothing else is pending.
+// request): the reply is done when nothing else is pending. A reply that
+// carried nothing yet is an event stream that ends empty, so that the
+// POST is answered as Streamable HTTP answers one holding requests (a
+// JSON answer or an event stream), never with an empty 200.
 func (r *reply) abandon(id jsonrpc.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.pending, id)
 	if len(r.pending) == 0 {
+		if !r.streaming && !r.closed {
+			r.beginStream()
+		}
 		r.finishLocked()
 	}
 }
