@@ -24,17 +24,17 @@ import rego.v1
 # which lower cannot give. Undefined when the call has no such argument.
 argument(tool, name) := tool.arguments[tool.argument_names[lower(trim_space(name))]]
 
-# member is the value of the member of object (an argument's value, or a
+# argument_member is the value of the member of object (an argument's value, or a
 # member's, at any depth) named name, in any case and with surrounding
 # space, as upstreams read nested names:
 #
-#   owner := mcp.member(mcp.argument(input.tool, "filter"), "owner")
+#   owner := mcp.argument_member(mcp.argument(input.tool, "filter"), "owner")
 #
 # Lowercasing and trimming fold nested names fully: the gateway refuses
 # calls with a nested name that full folding reads otherwise ("\u017fort",
 # fullwidth letters), and with two nested names that fold alike. Undefined
 # when object has no such member.
-member(object, name) := value if {
+argument_member(object, name) := value if {
 	some key, value in object
 	is_string(key)
 	lower(trim_space(key)) == lower(trim_space(name))

@@ -231,15 +231,15 @@ test_custom_approvers_name_who_approves if {
 	d == {"action": "needs_approval", "reason": "t needs a look", "approvers": ["caller", "group:security"]}
 }
 
-test_member_reads_nested_names_as_upstreams_do if {
+test_argument_member_reads_nested_names_as_upstreams_do if {
 	filter := {"Owner ": "acme", "state": "open"}
-	mcp.member(filter, "owner") == "acme"
-	mcp.member(filter, "OWNER") == "acme"
-	mcp.member(filter, "state") == "open"
-	not mcp.member(filter, "missing")
-	not mcp.member(["owner"], "owner")
+	mcp.argument_member(filter, "owner") == "acme"
+	mcp.argument_member(filter, "OWNER") == "acme"
+	mcp.argument_member(filter, "state") == "open"
+	not mcp.argument_member(filter, "missing")
+	not mcp.argument_member(["owner"], "owner")
 	tool := {"arguments": {"Filter": filter}, "argument_names": {"filter": "Filter"}}
-	mcp.member(mcp.argument(tool, "filter"), "owner") == "acme"
+	mcp.argument_member(mcp.argument(tool, "filter"), "owner") == "acme"
 }
 
 test_argument_reads_names_as_upstreams_do if {

@@ -108,7 +108,7 @@ func CheckParams(method string, params map[string]any) *Error {
 // level hold a member name that full folding (FoldName) reads otherwise
 // than lowercasing and trimming do ("\u017fort", "Stra\u00dfe",
 // fullwidth letters): a policy folds nested names with Rego's lower and
-// trim_space (the library's member), since the gateway maps only the
+// trim_space (the library's argument_member), since the gateway maps only the
 // top-level names to their folded form (input.tool.argument_names), and
 // an upstream that folds fully would read a member the policy did not
 // see.
