@@ -172,12 +172,11 @@ func (l *RateLimit) identity() string {
 	for i, m := range parts {
 		parts[i] = escapeKeyPart(m)
 	}
-	actions := slices.Clone(l.Actions)
+	actions := l.Actions
 	if len(actions) == 0 {
 		actions = limitActions
 	}
-	slices.Sort(actions)
-	return strings.Join(parts, ",") + ";" + strings.Join(slices.Compact(actions), ",")
+	return strings.Join(parts, ",") + ";" + strings.Join(slices.Compact(slices.Sorted(slices.Values(actions))), ",")
 }
 
 // keyOf returns the limit's key function: its placeholders replaced with
