@@ -153,7 +153,7 @@ func (x *exchange) callerBinding(v verdict) (string, error) {
 		Approvers: []string{approval.PrincipalCaller},
 	}
 	if x.caller != nil {
-		call.User, call.Realm = x.caller.ID, x.g.identityRealm()
+		call.User, call.Realm = x.caller.ID, x.session.realm
 	}
 	return call.Binding()
 }
@@ -436,9 +436,6 @@ func (x *exchange) confirmedByCaller(v verdict) verdict {
 	return v.refusedWith(text)
 }
 
-// claimAnswer makes sure a caller's confirmation runs its call once: its
-// nonce is claimed in the approval store (shared by replicas) when there
-// is one, else in this process.
 // claimScope names where claimAnswer records the confirmations used: the
 // approval store, or else the upstream's memory in this process. A
 // requestState is sealed for it (requestStateScope), so that a
@@ -451,6 +448,9 @@ func (x *exchange) claimScope() string {
 	return x.g.sessions.confirmations.scope
 }
 
+// claimAnswer makes sure a caller's confirmation runs its call once: its
+// nonce is claimed in the approval store (shared by replicas) when there
+// is one, else in this process.
 func (x *exchange) claimAnswer(nonce string) error {
 	if approvals := x.g.cfg.Approvals; approvals != nil {
 		ctx, cancel := context.WithTimeout(x.r.Context(), 5*time.Second)

@@ -84,7 +84,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		Approvers: v.decision.Approvers,
 	}
 	if v.input.User != nil {
-		call.User, call.Realm = v.input.User.ID, x.g.identityRealm()
+		call.User, call.Realm = v.input.User.ID, x.session.realm
 	} else if token, named := x.approvalTokens[m]; named {
 		// An anonymous caller's token binds the call to the session its
 		// approval was asked in, if it is the call the token was given

@@ -50,7 +50,8 @@ const minSecretLength = 16
 // sessionSecrets are the values of a message endpoint (as the upstream
 // names it, path and query: see legacyKey) that may name its session
 // upstream: its query's values, or, without a query, its path's last
-// segment; those of minSecretLength bytes or more.
+// segment; those of minSecretLength bytes or more, each in the forms it is
+// looked up under (secretForms).
 func sessionSecrets(endpoint string) []string {
 	u, err := url.Parse(endpoint)
 	if err != nil {
@@ -60,13 +61,14 @@ func sessionSecrets(endpoint string) []string {
 	for _, values := range u.Query() {
 		for _, v := range values {
 			if len(v) >= minSecretLength {
-				secrets = append(secrets, v)
+				secrets = append(secrets, secretForms(v)...)
 			}
 		}
 	}
+	// ("=" is how legacyKey writes a query of one empty name: no value.)
 	if u.RawQuery == "" || u.RawQuery == "=" {
 		if last := u.Path[strings.LastIndexByte(u.Path, '/')+1:]; len(last) >= minSecretLength {
-			secrets = append(secrets, last)
+			secrets = append(secrets, secretForms(last)...)
 		}
 	}
 	return secrets
@@ -117,9 +119,7 @@ func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
 	defer ls.mu.Unlock()
 	if _, known := ls.streams[session]; !known {
 		for _, secret := range sessionSecrets(session.id) {
-			for _, form := range secretForms(secret) {
-				ls.secrets[form]++
-			}
+			ls.secrets[secret]++
 		}
 		ls.openSecrets.Store(int64(len(ls.secrets)))
 	}
@@ -168,10 +168,8 @@ func (ls *legacyStreams) close(session sessionKey, stream *legacyStream) {
 	if ls.streams[session] == stream {
 		delete(ls.streams, session)
 		for _, secret := range sessionSecrets(session.id) {
-			for _, form := range secretForms(secret) {
-				if ls.secrets[form]--; ls.secrets[form] <= 0 {
-					delete(ls.secrets, form)
-				}
+			if ls.secrets[secret]--; ls.secrets[secret] <= 0 {
+				delete(ls.secrets, secret)
 			}
 		}
 		ls.openSecrets.Store(int64(len(ls.secrets)))

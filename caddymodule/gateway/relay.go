@@ -96,12 +96,6 @@ func (rl *relay) answering(verdicts []verdict) {
 	rl.verdicts = verdicts
 }
 
-// answeredRequest returns the request the response with this id answers.
-func (rl *relay) answeredRequest(id []byte) answeredRequest {
-	request, _ := rl.answers(id)
-	return request
-}
-
 // answers returns the request of the exchange, forwarded, that the
 // response with this id answers, and whether there is one.
 func (rl *relay) answers(id []byte) (answeredRequest, bool) {
@@ -194,7 +188,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	if err != nil || len(requests) == 0 {
 		return result, err
 	}
-	answered := rl.answeredRequest(id)
+	answered, _ := rl.answers(id)
 	keys := slices.Sorted(maps.Keys(requests))
 	for _, key := range keys {
 		request := requests[key]

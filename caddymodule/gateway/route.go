@@ -75,7 +75,6 @@ func (x *exchange) forward() error {
 			return reply(x.w)
 		}
 		if len(answers) > 0 {
-			readReplyUncompressed(x.r)
 			merger = &batchMerger{ResponseWriter: x.w, answers: answers}
 			x.w = merger
 		}

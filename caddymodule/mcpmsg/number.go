@@ -144,17 +144,15 @@ func unportableNumber(text, at string) *Error {
 		shown = shown[:40] + "..."
 	}
 	rounded := "no finite number"
-	{
-		// ParseFloat reads a long number in one pass, keeping the
-		// digits it needs.
-		if f, err := strconv.ParseFloat(text, 64); err == nil {
-			// As JavaScript writes it: without an exponent from 1e-6 to 1e21.
-			format := byte('g')
-			if a := math.Abs(f); a == 0 || (a >= 1e-6 && a < 1e21) {
-				format = 'f'
-			}
-			rounded = strconv.FormatFloat(f, format, -1, 64)
+	// ParseFloat reads a long number in one pass, keeping the digits it
+	// needs.
+	if f, err := strconv.ParseFloat(text, 64); err == nil {
+		// As JavaScript writes it: without an exponent from 1e-6 to 1e21.
+		format := byte('g')
+		if a := math.Abs(f); a == 0 || (a >= 1e-6 && a < 1e21) {
+			format = 'f'
 		}
+		rounded = strconv.FormatFloat(f, format, -1, 64)
 	}
 	if len(text) > maxNumberLength {
 		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(

@@ -55,9 +55,7 @@ func (e element) validate(m *Message) *Error {
 		return err
 	}
 	if m.Method == "tools/call" {
-		if err := validateToolCall(m); err != nil {
-			return err
-		}
+		return validateToolCall(m)
 	}
 	return nil
 }
