@@ -37,6 +37,21 @@ func post(t *testing.T, url, body string, headers ...string) (int, http.Header, 
 	return resp.StatusCode, resp.Header, string(answer)
 }
 
+// initializedSession opens a 2025-06-18 session with raw posts, as a
+// client does (initialize, then notifications/initialized), and returns
+// the headers (name, value pairs) of a request in it.
+func initializedSession(t *testing.T, url string) []string {
+	t.Helper()
+	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session := header.Get("Mcp-Session-Id")
+	if status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d %s", status, body)
+	}
+	in := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
+	return in
+}
+
 // jsonrpcError is the error member of a JSON-RPC answer.
 type jsonrpcError struct {
 	ID    any `json:"id"`
@@ -130,13 +145,7 @@ func TestSessionsOnlyNamesTheirRevisions(t *testing.T) {
 // stream), never an empty 200 without a content type.
 func TestCancelledCallAnsweredAsStream(t *testing.T) {
 	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
-	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
-	session := header.Get("Mcp-Session-Id")
-	if status != http.StatusOK || session == "" {
-		t.Fatalf("initialize: %d %s", status, body)
-	}
-	in := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
-	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
+	in := initializedSession(t, url)
 	type answer struct {
 		status int
 		header http.Header

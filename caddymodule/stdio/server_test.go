@@ -140,14 +140,9 @@ func TestGrandchildrenStop(t *testing.T) {
 // is cut), and its process stops.
 func TestUnreadReplyDoesNotHoldTheSession(t *testing.T) {
 	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
-	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`)
-	session := header.Get("Mcp-Session-Id")
-	if status != http.StatusOK || session == "" {
-		t.Fatalf("initialize: %d %s", status, body)
-	}
-	inSession := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
-	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, inSession...)
-	_, _, body = post(t, url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pid"}}`, inSession...)
+	inSession := initializedSession(t, url)
+	session := inSession[1]
+	_, _, body := post(t, url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pid"}}`, inSession...)
 	pid, err := strconv.Atoi(toolText(t, body))
 	if err != nil {
 		t.Fatalf("pid: %s", body)
