@@ -12,13 +12,14 @@ import (
 
 	_ "github.com/mcpgate/mcpgate/caddymodule"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // The Caddy harness shared with cmd/mcpgate's tests.
 var (
 	startCaddy      = caddytest.Start
-	freePort        = caddytest.FreePort
+	freePort        = testport.Free
 	waitForListener = caddytest.WaitForListener
 	globalOptions   = caddytest.GlobalOptions
 )

@@ -40,6 +40,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/childtest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // duration is how long the mixed traffic runs.
@@ -154,7 +155,7 @@ func start(t *testing.T) *soak {
 
 	s.policy = t.TempDir()
 	writePolicy(t, s.policy, 0)
-	gatewayPort, callbackPort := caddytest.FreePort(t), caddytest.FreePort(t)
+	gatewayPort, callbackPort := testport.Free(t), testport.Free(t)
 	s.url = fmt.Sprintf("http://127.0.0.1:%d/mcp", gatewayPort)
 	s.callbacks = fmt.Sprintf("http://127.0.0.1:%d/approvals", callbackPort)
 	caddytest.Start(t, caddytest.GlobalOptions(t)+fmt.Sprintf(`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // benchTransports are the ways the benchmarks reach the test server: its
@@ -26,7 +27,7 @@ func benchTransports(b *testing.B) map[string]func() mcp.Transport {
 		b.Fatal(err)
 	}
 	b.Setenv("XDG_DATA_HOME", b.TempDir())
-	policy, bare := caddytest.FreePort(b), caddytest.FreePort(b)
+	policy, bare := testport.Free(b), testport.Free(b)
 	caddytest.Start(b, caddytest.GlobalOptions(b)+site(b, policy, stdiotest.ModeServe, "max_sessions 1000")+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestPolicyInFront checks that mcp_policy decides the calls to a stdio
@@ -152,7 +153,7 @@ func TestRequestBeforeAnyStream(t *testing.T) {
 // first on its own account (which would swallow it).
 func TestRefusedServerRequest(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	port := caddytest.FreePort(t)
+	port := testport.Free(t)
 	caddyfile := strings.Replace(site(t, port, stdiotest.ModeServe), "server stdio", "server stdio\n\t\tpolicy ../../policies testdata/noroots", 1)
 	caddytest.Start(t, caddytest.GlobalOptions(t)+caddyfile)
 	caddytest.WaitForListener(t, port)
@@ -360,7 +361,7 @@ func TestUnknownSession(t *testing.T) {
 // and processes; one that changes it drains them.
 func TestReload(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	port, other := caddytest.FreePort(t), caddytest.FreePort(t)
+	port, other := testport.Free(t), testport.Free(t)
 	global := caddytest.GlobalOptions(t)
 	caddytest.Start(t, global+site(t, port, stdiotest.ModeServe))
 	caddytest.WaitForListener(t, port)

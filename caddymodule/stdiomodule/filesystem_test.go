@@ -11,6 +11,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/nodetest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // filesystemDir holds the reference filesystem MCP server, pinned by its
@@ -44,7 +45,7 @@ func TestFilesystemServer(t *testing.T) {
 	}
 
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	port := caddytest.FreePort(t)
+	port := testport.Free(t)
 	caddytest.Start(t, caddytest.GlobalOptions(t)+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1

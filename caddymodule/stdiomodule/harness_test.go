@@ -19,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestMain lets the test binary be the stdio server that mcp_stdio starts
@@ -66,7 +67,7 @@ func site(t testing.TB, port int, mode string, extra ...string) string {
 func startGateway(t testing.TB, mode string, extra ...string) string {
 	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // mcp_policy keeps tool pins in Caddy's data directory
-	port := caddytest.FreePort(t)
+	port := testport.Free(t)
 	caddytest.Start(t, caddytest.GlobalOptions(t)+site(t, port, mode, extra...))
 	caddytest.WaitForListener(t, port)
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/adminapi"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestApprovalsCommand holds a call that needs approval in front of the
@@ -25,7 +26,7 @@ func TestApprovalsCommand(t *testing.T) {
 	t.Cleanup(hook.Close)
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	adminOption, adminAddr, _ := caddytest.AdminSocket(t)
-	gatewayPort, demoPort := caddytest.FreePort(t), caddytest.FreePort(t)
+	gatewayPort, demoPort := testport.Free(t), testport.Free(t)
 	caddytest.Start(t, caddytest.GlobalOptions(t, adminOption)+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1

@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestCaddyfilesAdapt checks that the root Caddyfile and every example's
@@ -46,7 +47,7 @@ func startDemo(t *testing.T, admin string) *mcp.ClientSession {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // tool pins go to Caddy's data directory
-	gatewayPort, demoPort, hookPort := caddytest.FreePort(t), caddytest.FreePort(t), caddytest.FreePort(t)
+	gatewayPort, demoPort, hookPort := testport.Free(t), testport.Free(t), testport.Free(t)
 	caddyfile := strings.NewReplacer(
 		"admin unix/mcpgate-admin.sock", fmt.Sprintf("admin %s\n\tstorage file_system %q", admin, t.TempDir()),
 		":8080", fmt.Sprintf(":%d", gatewayPort),

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestEdgeAllowlist runs examples/edge/Caddyfile on loopback: a client whose
@@ -25,7 +26,7 @@ func TestEdgeAllowlist(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			demoPort, edgePort := caddytest.FreePort(t), caddytest.FreePort(t)
+			demoPort, edgePort := testport.Free(t), testport.Free(t)
 			t.Setenv("MCPGATE_SITE", fmt.Sprintf("http://127.0.0.1:%d", edgePort))
 			t.Setenv("ASSISTANT_IP_RANGES", tt.ranges)
 			t.Setenv("MCP_UPSTREAM", fmt.Sprintf("127.0.0.1:%d", demoPort))

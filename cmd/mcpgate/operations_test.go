@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // TestOperationsExample runs examples/operations/Caddyfile on loopback and
@@ -25,7 +26,7 @@ func TestOperationsExample(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
-	demoPort, sitePort := caddytest.FreePort(t), caddytest.FreePort(t)
+	demoPort, sitePort := testport.Free(t), testport.Free(t)
 	accessLog, auditLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "audit.log")
 	t.Setenv("MCPGATE_SITE", fmt.Sprintf("http://127.0.0.1:%d", sitePort))
 	t.Setenv("MCPGATE_DEMO_SITE", fmt.Sprintf("http://127.0.0.1:%d", demoPort))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/nodetest"
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // inspectorDir holds the MCP Inspector the tour uses, pinned by its
@@ -96,7 +97,7 @@ func TestReadmeTour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gatewayPort, demoPort, hookPort := caddytest.FreePort(t), caddytest.FreePort(t), caddytest.FreePort(t)
+	gatewayPort, demoPort, hookPort := testport.Free(t), testport.Free(t), testport.Free(t)
 	ports := strings.NewReplacer(
 		"8080", fmt.Sprint(gatewayPort),
 		"9000", fmt.Sprint(demoPort),

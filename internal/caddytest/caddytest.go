@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,30 +64,6 @@ func GlobalOptions(t testing.TB, extra ...string) string {
 }
 `, lines, t.TempDir())
 }
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
-// that it has not returned before in this process.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if _, taken := handedOut.LoadOrStore(port, true); !taken {
-			return port
-		}
-	}
-	t.Fatal("finding a free port: the system keeps offering ports already handed out")
-	return 0
-}
-
-// handedOut holds the ports FreePort returned in this process: the system
-// may offer a port again once its listener is closed, before the test it
-// was handed to listens on it, and two sites on one port are one site.
-var handedOut sync.Map
 
 // WaitForListener waits until something accepts connections on
 // 127.0.0.1:port.

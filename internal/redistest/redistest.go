@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/testport"
 )
 
 // Start runs redis-server on 127.0.0.1 and returns its address. Without a
@@ -56,12 +58,7 @@ func start(t testing.TB, persistence ...string) *Server {
 		}
 		t.Skipf("redis-server is not installed: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testport.Free(t)
 	s := &Server{
 		Addr: fmt.Sprintf("127.0.0.1:%d", port),
 		t:    t,
