@@ -97,8 +97,15 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 					zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
 			}
 		}
+		if fetchErr != nil {
+			// What the catalog still holds is the list this refresh was
+			// to replace (forgotten on list_changed, or learned before a
+			// reload): a call decided on it could run a tool that is now
+			// something else. Refused, as never listed.
+			return notListed(name), false, fetchErr
+		}
 		tool, listed = g.knownTool(name)
-		if listed || fetchErr != nil || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
+		if listed || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
 			break
 		}
 	}
@@ -118,9 +125,15 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 func (g *Gateway) knownTool(name string) (catalog.Tool, bool) {
 	tool, listed := g.catalog.Lookup(g.cfg.Upstream, name)
 	if !listed {
-		tool = catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
+		tool = notListed(name)
 	}
 	return tool, listed
+}
+
+// notListed is a tool the upstream did not list: by the MCP defaults,
+// destructive.
+func notListed(name string) catalog.Tool {
+	return catalog.Tool{Name: name, Annotations: map[string]any{}, Category: catalog.Destructive}
 }
 
 // policyTool is the input's tool: what the catalog knows of it, and the

@@ -38,6 +38,18 @@ func (x *exchange) read() error {
 	return nil
 }
 
+// checkUncompressed accepts a body with no content coding but identity.
+func checkUncompressed(header http.Header) error {
+	for _, encoding := range header.Values("Content-Encoding") {
+		for _, coding := range strings.Split(encoding, ",") {
+			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+				return fmt.Errorf("content encoding %q is not accepted", coding)
+			}
+		}
+	}
+	return nil
+}
+
 func errBodyTooLarge(limit int64) string {
 	return "request body is larger than max_body (" + strconv.FormatInt(limit, 10) + " bytes)"
 }
@@ -45,12 +57,8 @@ func errBodyTooLarge(limit int64) string {
 // checkContentType accepts only uncompressed JSON: the gateway must see the
 // same bytes the upstream will decode.
 func checkContentType(header http.Header) error {
-	for _, encoding := range header.Values("Content-Encoding") {
-		for _, coding := range strings.Split(encoding, ",") {
-			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
-				return fmt.Errorf("content encoding %q is not accepted; send the body uncompressed", coding)
-			}
-		}
+	if err := checkUncompressed(header); err != nil {
+		return fmt.Errorf("%w; send the body uncompressed", err)
 	}
 	values := header.Values("Content-Type")
 	if len(values) != 1 {

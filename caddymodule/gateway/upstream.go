@@ -21,7 +21,8 @@ import (
 // upstreamPost returns a POST of body, a JSON-RPC message of the gateway's
 // own, to the upstream on behalf of the client that sent r: a clone of r,
 // with its URL, credentials, session and protocol version, without the
-// headers that describe r's own body or stream.
+// headers that describe r's own body or stream, asking for an uncompressed
+// reply (the gateway reads it).
 func upstreamPost(r *http.Request, body []byte) *http.Request {
 	req := r.Clone(r.Context())
 	req.Method = http.MethodPost
@@ -33,6 +34,7 @@ func upstreamPost(r *http.Request, body []byte) *http.Request {
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	req.Header.Del("Content-Encoding")
+	readReplyUncompressed(req)
 	req.Header.Del(mcphttp.HeaderLastEventID)
 	req.Header.Del(mcphttp.HeaderMethod)
 	req.Header.Del(mcphttp.HeaderName)
@@ -105,6 +107,11 @@ func (x *exchange) sendOwnRequest(body []byte, id string, header http.Header) (s
 	}
 	if rec.status != 0 && rec.status != http.StatusOK {
 		return "", nil, fmt.Errorf("upstream answered HTTP %d", rec.status)
+	}
+	if err := checkUncompressed(rec.header); err != nil {
+		// Asked for identity, it compressed anyway: the gateway does
+		// not guess at what it would decode.
+		return "", nil, fmt.Errorf("upstream reply: %w", err)
 	}
 	return rec.header.Get("Content-Type"), rec.body.Bytes(), nil
 }
