@@ -79,6 +79,9 @@ type Approval struct {
 	Server string `json:"server"`
 	// Tool is the tool to call.
 	Tool string `json:"tool"`
+	// ToolHash names the tool's definition the call was decided on (the
+	// hash `mcpgate tools` shows); the approval runs no call to another.
+	ToolHash string `json:"tool_hash,omitempty"`
 	// Arguments are the call's arguments, canonical JSON (RFC 8785).
 	Arguments json.RawMessage `json:"arguments"`
 	// Reason is why the policy asked for approval.
@@ -215,6 +218,10 @@ type Call struct {
 	Server string
 	// Tool is the tool's name.
 	Tool string
+	// ToolHash names the tool's definition the call was decided on: an
+	// approval given for one definition is never found for a call to
+	// another (the upstream may have changed what the tool does).
+	ToolHash string
 	// Arguments are the call's decoded arguments.
 	Arguments map[string]any
 	// Reason is why the policy asked for approval.
@@ -360,7 +367,7 @@ func (c *Call) bind() (bound, error) {
 	}
 	h := sha256.New()
 	// Length-prefixed, so no two different calls hash the same parts.
-	for _, part := range []string{caller, c.Server, c.Tool} {
+	for _, part := range []string{caller, c.Server, c.Tool, c.ToolHash} {
 		fmt.Fprintf(h, "%d:%s\n", len(part), part)
 	}
 	fmt.Fprintf(h, "%d\n", len(approvers))

@@ -26,7 +26,7 @@ func callWith(t *testing.T, args string) Call {
 	if err := dec.Decode(&arguments); err != nil {
 		t.Fatalf("decoding arguments %s: %v", args, err)
 	}
-	return Call{User: "alice", Server: "s", Tool: "t", Arguments: arguments}
+	return Call{User: "alice", Server: "s", Tool: "t", ToolHash: "9f86d081", Arguments: arguments}
 }
 
 // mustBinding returns the call's binding, failing the test on an error.
@@ -336,7 +336,7 @@ func TestBindingApprovers(t *testing.T) {
 	}
 }
 
-// TestBindingParts: another user, server or tool binds to another
+// TestBindingParts: another user, server, tool or tool definition binds to another
 // approval; the session counts only without a user.
 func TestBindingParts(t *testing.T) {
 	base := callWith(t, `{"title":"x","n":1}`)
@@ -352,6 +352,8 @@ func TestBindingParts(t *testing.T) {
 		{"a realm that moves into the user id", func(c *Call) { c.Realm, c.User = "", c.Realm+":"+c.User }, false},
 		{"another server", func(c *Call) { c.Server = "other" }, false},
 		{"another tool", func(c *Call) { c.Tool = "delete_issue" }, false},
+		{"another definition of the tool", func(c *Call) { c.ToolHash = "2b" + c.ToolHash }, false},
+		{"a definition's name that moves into the tool's", func(c *Call) { c.Tool, c.ToolHash = c.Tool+c.ToolHash[:2], c.ToolHash[2:] }, false},
 		{"another argument", func(c *Call) { c.Arguments = callWith(t, `{"title":"y","n":1}`).Arguments }, false},
 	}
 	for _, tt := range tests {

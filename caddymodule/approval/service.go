@@ -199,6 +199,7 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		Binding:     b.binding,
 		Server:      call.Server,
 		Tool:        call.Tool,
+		ToolHash:    call.ToolHash,
 		Arguments:   b.arguments,
 		Reason:      call.Reason,
 		User:        call.User,

@@ -68,7 +68,11 @@ type Event struct {
 
 // EventTool is the tool call an approval is for.
 type EventTool struct {
-	Name      string          `json:"name"`
+	Name string `json:"name"`
+	// Hash names the definition the call was decided on (as `mcpgate
+	// tools show` prints it): the approval runs the call only while the
+	// upstream still offers that definition.
+	Hash      string          `json:"hash,omitempty"`
 	Arguments json.RawMessage `json:"arguments"`
 }
 
@@ -86,7 +90,7 @@ func newEvent(eventType string, a *Approval, settings *Settings, now time.Time) 
 		CallbackURL: settings.CallbackURL + "/" + a.ID,
 		InboxURL:    settings.inboxLink(a.ID),
 		Server:      a.Server,
-		Tool:        EventTool{Name: a.Tool, Arguments: a.Arguments},
+		Tool:        EventTool{Name: a.Tool, Hash: a.ToolHash, Arguments: a.Arguments},
 		Reason:      a.Reason,
 		Session:     a.Session,
 		Approvers:   a.Approvers,

@@ -249,7 +249,7 @@ button { font-size: 1rem; margin-right: .5rem; }
 {{range .Pending}}
 <section class="approval" id="{{.ID}}">
 <dl>
-<dt>Tool</dt><dd><code class="tool">{{shown .Tool}}</code> on <code>{{shown .Server}}</code></dd>
+<dt>Tool</dt><dd><code class="tool">{{shown .Tool}}</code> on <code>{{shown .Server}}</code>{{with .ToolHash}}, definition <code class="hash">{{shown .}}</code>{{end}}</dd>
 <dt>Arguments</dt><dd><pre class="arguments">{{.Arguments}}</pre></dd>
 <dt>Why approval is needed</dt><dd>{{shown .Reason}}</dd>
 <dt>Caller</dt><dd>{{with .User}}{{shown .}}{{else}}unknown{{end}}{{with .Session}} (session {{shown .}}){{end}}</dd>

@@ -237,6 +237,12 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 			case stopDisconnected:
 				return disconnected()
 			}
+			if changed := x.toolChangedWhileHeld(v); changed != "" {
+				logger.Warn("confirmed call not run: its tool changed while its caller was asked")
+				endWaitSpan(wait, outcomeRefused, "")
+				x.audit(v, outcomeRefused, nil)
+				return held.answer("You confirmed this call, but " + changed + ": it did not run. Make the call again to have it decided anew.")
+			}
 			logger.Info("caller confirmed the call")
 			endWaitSpan(wait, outcomeConfirmed, "")
 			w, finish := held.replyWriter()

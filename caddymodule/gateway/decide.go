@@ -51,7 +51,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		return v
 	}
 	tool, listed, fetchErr := x.lookupTool(m.Tool.Name, m.Params)
-	input.Tool = policyTool(tool, m.Tool.Arguments)
+	input.Tool, v.toolHash = policyTool(tool, m.Tool.Arguments), tool.Hash
 	ctx, span := x.startMessageSpan(input, m.ID)
 	v.span = span.SpanContext()
 	if !listed {
@@ -97,15 +97,17 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 					zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
 			}
 		}
-		if fetchErr != nil {
+		if fetchErr != nil && g.catalog.Stale(g.cfg.Upstream) {
 			// What the catalog still holds is the list this refresh was
 			// to replace (forgotten on list_changed, or learned before a
 			// reload): a call decided on it could run a tool that is now
-			// something else. Refused, as never listed.
+			// something else. Refused, as never listed. (A list learned
+			// whose pins could not be stored is current: its new tools
+			// are unpinned, so changed.)
 			return notListed(name), false, fetchErr
 		}
 		tool, listed = g.knownTool(name)
-		if listed || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
+		if listed || fetchErr != nil || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
 			break
 		}
 	}

@@ -60,6 +60,25 @@ func (x *exchange) stopBeforeRunning(cancelled <-chan struct{}) stop {
 // its client went away (the request's own context is done by then).
 const cancelTimeout = 5 * time.Second
 
+// toolChangedWhileHeld says how the tool of a call held for a person's
+// answer is no longer the definition the call was decided on (and the
+// person asked about), or "" when it still is. Looked up again (and the
+// list fetched again, when the upstream announced it changed): a call
+// decided on one definition never runs another, whatever the answer.
+func (x *exchange) toolChangedWhileHeld(v verdict) string {
+	m := v.message
+	tool, listed, err := x.lookupTool(m.Tool.Name, m.Params)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the gateway could not learn the server's tools again to check that tool %q is still the one decided on", m.Tool.Name)
+	case !listed:
+		return fmt.Sprintf("the server no longer offers tool %q", m.Tool.Name)
+	case tool.Hash != v.toolHash || tool.Changed && !v.input.Tool.Changed:
+		return fmt.Sprintf("tool %q changed while the call waited (its definition is now %s, not %s, the one decided on)", m.Tool.Name, tool.Hash, v.toolHash)
+	}
+	return ""
+}
+
 // hold holds a tools/call that the policy said needs approval. It finds
 // the approval that stands for the call (asking for a new one, by
 // webhook, when there is none) and waits, for at most the hold time,
@@ -79,6 +98,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		Session:   r.Header.Get(mcphttp.HeaderSessionID),
 		Server:    v.input.Server,
 		Tool:      m.Tool.Name,
+		ToolHash:  v.toolHash,
 		Arguments: m.Tool.Arguments,
 		Reason:    v.decision.Reason,
 		Approvers: v.decision.Approvers,
@@ -149,6 +169,11 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 						"Approval %s was given, but the client cancelled the call before it ran: the call did not run, and the approval is used up. Make the call again to ask anew.", a.ID)))
 				case stopDisconnected:
 					return end(outcomeCancelled, a, nil)
+				}
+				if changed := x.toolChangedWhileHeld(v); changed != "" {
+					held.logger.Warn("approved call not run: its tool changed while it was held", zap.String("id", a.ID), zap.String("tool", m.Tool.Name))
+					return end(outcomeRefused, a, held.answer(fmt.Sprintf(
+						"Approval %s was given, but %s: the call did not run, and the approval is used up. Make the call again to have it decided anew.", a.ID, changed)))
 				}
 				// The forward records the outcome, with the approval.
 				endWaitSpan(wait, outcomeApproved, a.ID)

@@ -27,6 +27,9 @@ type verdict struct {
 	decision policy.Decision
 	// input is what the policy decided on.
 	input *policy.Input
+	// toolHash names the definition of a tools/call's tool the policy
+	// decided on (empty when the upstream did not list it).
+	toolHash string
 	// approvals is set when the gateway holds calls for approval.
 	approvals bool
 	// text, when set, is the whole refusal the client sees, in place of
