@@ -94,12 +94,14 @@ func TestTracing(t *testing.T) {
 	}
 }
 
-// findSpan returns the recorded span named name.
+// findSpan returns the span named name recorded last (the recorder is
+// the process's: a test run again finds its own).
 func findSpan(t *testing.T, name string) sdktrace.ReadOnlySpan {
 	t.Helper()
-	for _, s := range spans.Ended() {
-		if s.Name() == name {
-			return s
+	ended := spans.Ended()
+	for i := len(ended) - 1; i >= 0; i-- {
+		if ended[i].Name() == name {
+			return ended[i]
 		}
 	}
 	var names []string
