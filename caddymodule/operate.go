@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
@@ -143,6 +144,11 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	}
 	if strings.TrimSpace(l.Key) == "" {
 		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
+	}
+	for _, method := range l.Methods {
+		if err := mcpmsg.CheckClientRequestMethod(method); err != nil {
+			return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: %w: a limit counts only client requests", l.Key, err)
+		}
 	}
 	for _, action := range l.Actions {
 		if !slices.Contains(limitActions, action) {

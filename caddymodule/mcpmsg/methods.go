@@ -1,0 +1,52 @@
+package mcpmsg
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ClientRequestMethods are the requests MCP defines for a client to send a
+// server, in the protocol revisions the gateway speaks, sorted.
+var ClientRequestMethods = []string{
+	"completion/complete",
+	"initialize",
+	"logging/setLevel",
+	"ping",
+	"prompts/get",
+	"prompts/list",
+	"resources/list",
+	"resources/read",
+	"resources/subscribe",
+	"resources/templates/list",
+	"resources/unsubscribe",
+	"server/discover",
+	"subscriptions/listen",
+	"tasks/cancel",
+	"tasks/get",
+	"tasks/list",
+	"tasks/result",
+	"tools/call",
+	"tools/list",
+}
+
+// mcpNamespaces are the first segments of the methods MCP defines.
+var mcpNamespaces = []string{"completion", "elicitation", "logging", "notifications", "prompts", "resources", "roots", "sampling", "server", "subscriptions", "tasks", "tools"}
+
+// CheckClientRequestMethod accepts a method a client may request of a
+// server: one MCP defines (exactly as it spells it), or an extension's
+// under a prefix of its own ("acme/search"). A name in MCP's namespaces
+// that MCP does not define, in any case ("tools/cal", "Tools/call"), a
+// notification, and a name without a prefix that MCP does not define are
+// refused: a setting that names one would never match a message.
+func CheckClientRequestMethod(method string) error {
+	if _, found := slices.BinarySearch(ClientRequestMethods, method); found {
+		return nil
+	}
+	namespace, _, prefixed := strings.Cut(method, "/")
+	if !prefixed || namespace == "" || slices.Contains(mcpNamespaces, strings.ToLower(namespace)) {
+		return fmt.Errorf("method %q is not a request MCP defines for clients (%s); an extension's method has a prefix of its own, such as acme/search",
+			method, strings.Join(ClientRequestMethods, ", "))
+	}
+	return nil
+}
