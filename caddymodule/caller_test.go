@@ -22,6 +22,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mcpgate/mcpgate/caddymodule"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -494,4 +495,27 @@ func upstreamMessageEndpoint(t *testing.T, up *upstreamtest.Upstream) string {
 		t.Fatal("the upstream saw no post to its own message endpoint")
 	}
 	return raw
+}
+
+// TestIdentityPlaceholderWarned: identity caddy warns at load when the
+// caller is read from what the client itself sent, in any part of the
+// request, and not when an authentication handler or a verified client
+// certificate set it.
+func TestIdentityPlaceholderWarned(t *testing.T) {
+	for key, warned := range map[string]bool{
+		"http.auth.user.id":                    false,
+		"http.request.tls.client.subject":      false,
+		"http.vars.user":                       false,
+		"http.request.header.Remote-User":      true,
+		"http.request.uri.query.user":          true,
+		"http.request.cookie.user":             true,
+		"http.request.uri":                     true,
+		"http.request.host":                    true,
+		"http.request.uri.path.0":              true,
+		"http.request.header.X-Forwarded-User": true,
+	} {
+		if got := caddymodule.ClientSet(key); got != warned {
+			t.Errorf("{%s}: warned %v, want %v", key, got, warned)
+		}
+	}
 }

@@ -63,9 +63,9 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		if err != nil {
 			return nil, err
 		}
-		if strings.HasPrefix(key, "http.request.header.") {
-			caddy.Log().Named("mcp_policy").Warn("identity caddy reads the caller from a request header: only an authentication handler "+
-				"that sets it (forward_auth's copy_headers, which drops the client's own) makes it a user; otherwise any client can name any user",
+		if clientSet(key) {
+			caddy.Log().Named("mcp_policy").Warn("identity caddy reads the caller from what the client sent (a header, the query, a cookie, the URI): only an authentication handler "+
+				"that sets it (forward_auth's copy_headers, which drops the client's own header) makes it a user; otherwise any client can name any user",
 				zap.String("placeholder", "{"+key+"}"))
 		}
 		return &gateway.Identity{Realm: cfg.realm(repl), AuthenticatedUser: func(r *http.Request) string {
@@ -113,6 +113,13 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		},
 		Scopes: cfg.Scopes,
 	}, nil
+}
+
+// clientSet reports whether a placeholder reads the request as its client
+// sent it (a header, the query, a cookie, the URI, the host), rather than
+// what an authentication handler or a verified TLS client certificate set.
+func clientSet(key string) bool {
+	return strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, "http.request.tls.client.")
 }
 
 // userPlaceholder returns the name of the placeholder that holds the

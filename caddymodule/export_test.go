@@ -1,0 +1,4 @@
+package caddymodule
+
+// ClientSet exposes clientSet to the package's tests.
+var ClientSet = clientSet
