@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -104,9 +105,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Server) {
 				return d.ArgErr()
 			}
+			if strings.TrimSpace(h.Server) == "" {
+				return d.Err("server: the name must not be empty")
+			}
 		case "upstream":
 			if !d.AllArgs(&h.Upstream) {
 				return d.ArgErr()
+			}
+			if strings.TrimSpace(h.Upstream) == "" {
+				return d.Err("upstream: the name must not be empty")
 			}
 		case "session_keys":
 			keys := d.RemainingArgs()
@@ -130,8 +137,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(depth)
-			if err != nil || n <= 0 {
-				return d.Errf("max_depth: invalid depth %q", depth)
+			if err != nil || n <= 0 || n > maxMaxDepth {
+				return d.Errf("max_depth: want a depth from 1 to %d, got %q", maxMaxDepth, depth)
 			}
 			h.MaxDepth = n
 		case "allowed_origins":
@@ -152,8 +159,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			size := 0
 			if value != "off" {
 				n, err := strconv.Atoi(value)
-				if err != nil || n <= 0 {
-					return d.Errf("decision_cache: want a positive number of decisions or off, got %q", value)
+				if err != nil || n <= 0 || n > maxDecisionCache {
+					return d.Errf("decision_cache: want a number of decisions from 1 to %d, or off, got %q", maxDecisionCache, value)
 				}
 				size = n
 			}

@@ -13,9 +13,10 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
-// TestCaddyfileDecisionCache checks how decision_cache reads: a size, off,
-// and clear errors for anything else.
-func TestCaddyfileDecisionCache(t *testing.T) {
+// TestCaddyfileSettings checks how decision_cache (a size or off),
+// max_depth, server and upstream read, with clear errors for anything
+// out of range or empty.
+func TestCaddyfileSettings(t *testing.T) {
 	for _, tc := range []struct {
 		line    string
 		want    int // -1: not set
@@ -24,9 +25,17 @@ func TestCaddyfileDecisionCache(t *testing.T) {
 		{"", -1, ""},
 		{"decision_cache 500", 500, ""},
 		{"decision_cache off", 0, ""},
-		{"decision_cache 0", 0, "want a positive number of decisions or off"},
-		{"decision_cache -3", 0, "want a positive number of decisions or off"},
-		{"decision_cache lots", 0, "want a positive number of decisions or off"},
+		{"decision_cache 16777216", 16777216, ""},
+		{"decision_cache 0", 0, "want a number of decisions from 1 to 16777216, or off"},
+		{"decision_cache -3", 0, "want a number of decisions from 1 to 16777216, or off"},
+		{"decision_cache lots", 0, "want a number of decisions from 1 to 16777216, or off"},
+		{"decision_cache 16777217", 0, "want a number of decisions from 1 to 16777216, or off"},
+		{"decision_cache 9223372036854775807", 0, "want a number of decisions from 1 to 16777216, or off"},
+		{"max_depth 1000", -1, ""},
+		{"max_depth 1001", 0, "max_depth: want a depth from 1 to 1000"},
+		{"max_depth 0", 0, "max_depth: want a depth from 1 to 1000"},
+		{`server ""`, 0, "server: the name must not be empty"},
+		{`upstream " "`, 0, "upstream: the name must not be empty"},
 		{"decision_cache", 0, "wrong argument count"},
 		{"decision_cache 5 6", 0, "wrong argument count"},
 	} {
@@ -53,13 +62,20 @@ func TestCaddyfileDecisionCache(t *testing.T) {
 	}
 }
 
-// TestValidateDecisionCache checks that a negative decision_cache in JSON
-// config is refused.
-func TestValidateDecisionCache(t *testing.T) {
-	size := -1
-	h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &size}
-	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "decision_cache must not be negative") {
-		t.Errorf("Validate() = %v, want an error about the negative decision_cache", err)
+// TestValidateSizes checks that a decision_cache or max_depth out of
+// range in JSON config is refused.
+func TestValidateSizes(t *testing.T) {
+	for _, tc := range []struct {
+		cache, depth int
+		wantErr      string
+	}{
+		{-1, 0, "decision_cache must be from 0 (off) to 16777216, got -1"},
+		{1 << 30, 0, "decision_cache must be from 0 (off) to 16777216, got 1073741824"},
+		{0, 1 << 20, "max_depth must be at most 1000"},
+		{16777216, 1000, ""},
+	} {
+		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth}
+		checkError(t, h.Validate(), tc.wantErr)
 	}
 }
 

@@ -76,7 +76,7 @@ type Handler struct {
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	// MaxDepth is the deepest nesting of JSON objects and arrays accepted
-	// in a message. Default: 64.
+	// in a message. Default: 64; at most 1000.
 	MaxDepth int `json:"max_depth,omitempty"`
 
 	// AllowedOrigins lists browser origins that may connect ("*" for any).
@@ -93,7 +93,7 @@ type Handler struct {
 	// would decide the same way is not evaluated again. Only a policy
 	// that calls no non-deterministic built-in (time.now_ns, http.send,
 	// rand.intn, ...) is cached, and a reload starts afresh; 0 turns
-	// caching off. Default: 10000.
+	// caching off. Default: 10000; at most 16777216.
 	DecisionCache *int `json:"decision_cache,omitempty"`
 
 	// Permissions is the organization's tool table, given to the policy
@@ -381,6 +381,13 @@ func closeIdentity(id *gateway.Identity) error {
 	return id.Verifier.Close()
 }
 
+// The largest settings accepted: past them a setting is a mistake (and,
+// over 2^53, Caddy's configuration would not even carry it exactly).
+const (
+	maxDecisionCache = 1 << 24
+	maxMaxDepth      = 1000
+)
+
 // Validate checks the configuration for values that can never work.
 func (h *Handler) Validate() error {
 	if len(h.Policies) == 0 && h.Permissions == nil && h.Bundle == nil {
@@ -400,8 +407,11 @@ func (h *Handler) Validate() error {
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("mcp_policy: max_depth must not be negative, got %d", h.MaxDepth)
 	}
-	if h.DecisionCache != nil && *h.DecisionCache < 0 {
-		return fmt.Errorf("mcp_policy: decision_cache must not be negative (0 turns it off), got %d", *h.DecisionCache)
+	if h.DecisionCache != nil && (*h.DecisionCache < 0 || *h.DecisionCache > maxDecisionCache) {
+		return fmt.Errorf("mcp_policy: decision_cache must be from 0 (off) to %d, got %d", maxDecisionCache, *h.DecisionCache)
+	}
+	if h.MaxDepth > maxMaxDepth {
+		return fmt.Errorf("mcp_policy: max_depth must be at most %d, got %d", maxMaxDepth, h.MaxDepth)
 	}
 	if h.Identity != nil && h.Identity.Source != IdentityJWT && h.Identity.Source != IdentityCaddy {
 		return fmt.Errorf("mcp_policy: identity: unknown source %q (want jwt or caddy)", h.Identity.Source)
