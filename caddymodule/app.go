@@ -43,6 +43,9 @@ type names struct {
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
+	// httpServers are the HTTP servers holding a handler, whose layout
+	// Start checks.
+	httpServers []*caddyhttp.Server
 }
 
 // CaddyModule returns the Caddy module information.
@@ -55,8 +58,32 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Start implements caddy.App; the app holds no running parts.
-func (*App) Start() error { return nil }
+// Start implements caddy.App. The app holds no running parts; it checks,
+// now that every HTTP server is provisioned, that no request reaches an
+// upstream of theirs past mcp_policy (see checkLayout).
+func (a *App) Start() error {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	var errs []error
+	for _, srv := range a.names.httpServers {
+		errs = append(errs, checkLayout(srv))
+	}
+	return errors.Join(errs...)
+}
+
+// guard records the HTTP server a handler is provisioned in, for Start to
+// check.
+func (a *App) guard(ctx caddy.Context) {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok {
+		return
+	}
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	if !slices.Contains(a.names.httpServers, srv) {
+		a.names.httpServers = append(a.names.httpServers, srv)
+	}
+}
 
 // Stop implements caddy.App.
 func (*App) Stop() error { return nil }

@@ -286,6 +286,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", h.Identity.realm(repl)); err != nil {
 		return err
 	}
+	app.guard(ctx)
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
 		return err
 	}

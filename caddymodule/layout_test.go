@@ -1,0 +1,72 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestLayoutChecked: a configuration in which a request reaches an
+// upstream without passing mcp_policy (Caddy's order of handle, route and
+// handle_path blocks before a site's own directives; a matcher on
+// mcp_policy narrower than the proxy's; a handler after the proxy; the
+// upstream reached again from another block, a named route or the error
+// routes) does not start, and says where; layouts that gate every path to
+// an upstream, or bypass one on purpose with mcp_bypass, start.
+func TestLayoutChecked(t *testing.T) {
+	const (
+		upstream = "127.0.0.1:9"
+		other    = "127.0.0.1:7"
+		policy   = "mcp_policy {\n\t\t" + openTable + "\n\t}"
+	)
+	tests := []struct {
+		name, site, named, wantErr string
+	}{
+		// Refused.
+		{name: "site-level mcp_policy, proxy in handle", site: policy + "\n\thandle /mcp* {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "no mcp_policy guards anything, while the reverse_proxy to 127.0.0.1:9 is reached without one"},
+		{name: "site-level mcp_policy, proxy in handle without matcher", site: policy + "\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "is never reached"},
+		{name: "site-level mcp_policy, proxy in route", site: policy + "\n\troute {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "is never reached"},
+		{name: "site-level mcp_policy, proxy in handle_path", site: policy + "\n\thandle_path /api/* {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "no mcp_policy guards anything"},
+		{name: "site-level mcp_policy, proxy in a named route", site: policy + "\n\tinvoke up", named: "&(up) {\n\treverse_proxy " + upstream + "\n}\n",
+			wantErr: "no mcp_policy guards anything"},
+		{name: "mcp_policy on a narrower path", site: "mcp_policy /mcp {\n\t\t" + openTable + "\n\t}\n\treverse_proxy " + upstream,
+			wantErr: "no mcp_policy guards anything, while the reverse_proxy to 127.0.0.1:9 is reached without one"},
+		{name: "mcp_policy after the proxy", site: "route {\n\t\treverse_proxy " + upstream + "\n\t\t" + policy + "\n\t}",
+			wantErr: "is never reached: a handler before it"},
+		{name: "mcp_policy in one handle, the proxy in another", site: "handle /mcp {\n\t\t" + policy + "\n\t}\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "no mcp_policy guards anything"},
+		{name: "the upstream reached again from another block", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 1, handler 0 (subroute) > route 0, handler 0 (reverse_proxy), while route 0 (path /mcp*), handler 0 (subroute) > route 0, handler 1 (reverse_proxy) passes mcp_policy"},
+		{name: "the upstream reached again from the error routes", site: policy + "\n\treverse_proxy " + upstream + "\n\thandle_errors {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "is reached without mcp_policy at error route"},
+		// Started.
+		{name: "the documented layout", site: policy + "\n\treverse_proxy " + upstream},
+		{name: "both in one handle", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
+		{name: "both in one handle_path", site: "handle_path /api/* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
+		{name: "both in one route, rewritten between", site: "route {\n\t\t" + policy + "\n\t\trewrite * /other\n\t\treverse_proxy " + upstream + "\n\t}"},
+		{name: "one matcher on both", site: "mcp_policy /mcp* {\n\t\t" + openTable + "\n\t}\n\treverse_proxy /mcp* " + upstream},
+		{name: "another upstream without mcp_policy", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy " + other + "\n\t}"},
+		{name: "forward_auth before mcp_policy", site: "forward_auth 127.0.0.1:8 {\n\t\turi /verify\n\t\tcopy_headers Remote-User\n\t}\n\tmcp_policy {\n\t\tidentity caddy {http.request.header.Remote-User}\n\t\t" + openTable + "\n\t}\n\treverse_proxy " + upstream},
+		{name: "the upstream bypassed on purpose", site: "handle /health {\n\t\tmcp_bypass\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			caddyfile := globalOptions(t) + tt.named + fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.site)
+			err := loadCaddyfile(t, caddyfile)
+			if err != nil {
+				t.Logf("refused: %v", err)
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v\n%s", err, caddyfile)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("loaded with %v; want it refused with %q\n%s", err, tt.wantErr, caddyfile)
+			}
+		})
+	}
+}
