@@ -286,7 +286,6 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", h.Identity.realm(repl)); err != nil {
 		return err
 	}
-	app.guard(ctx)
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
 		return err
 	}
@@ -326,6 +325,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	// the last did: its tools are listed again before they are decided.
 	cfg.Catalog.Reset(cfg.Upstream)
 	cfg.Catalog.Alias(cfg.Server, cfg.Upstream)
+	app.guard(ctx, cfg.Catalog)
 	cfg.Sessions = loadSessions()
 	redisAddr := ""
 	if h.Approval != nil && h.Approval.Store == storeRedis {

@@ -427,12 +427,30 @@ func (c *Catalog) Accept(ctx context.Context, server, name, reviewed string) (To
 
 // Alias lets operators name an upstream's tools by a server name that
 // differs from the upstream name they are kept under (a handler with both
-// server and upstream), in Tools and Accept.
+// server and upstream), in Tools and Accept. A server name that is its
+// own upstream's name stands for that upstream alone again.
 func (c *Catalog) Alias(server, upstream string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if server != upstream {
 		c.aliases[server] = upstream
+	} else {
+		delete(c.aliases, server)
+	}
+}
+
+// RetainAliases keeps only the aliases a configuration gives (server name
+// to upstream name): the catalog outlives configurations, and a server
+// name the running one no longer uses must not stand for the upstream an
+// older one gave it (an operator accepting a tool by that name would
+// accept another server's).
+func (c *Catalog) RetainAliases(servers map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for server, upstream := range c.aliases {
+		if servers[server] != upstream {
+			delete(c.aliases, server)
+		}
 	}
 }
 
