@@ -7,8 +7,10 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,6 +222,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Host:         caddyHost,
 		Metrics:      metrics,
 		Logger:       h.logger,
+	}
+	if h.Permissions != nil {
+		cfg.NamedTools = slices.Sorted(maps.Keys(h.Permissions.Tools))
 	}
 	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,6 +108,11 @@ type Config struct {
 	Host Host
 	// Logger receives the decision log and the gateway's warnings.
 	Logger *zap.Logger
+	// NamedTools are the tools the configuration names one by one (the
+	// permissions table's entries): a whole tool list of the upstream
+	// that lacks one is logged, once per tool, since its entry then
+	// applies to no call (a misspelt name, most likely).
+	NamedTools []string
 }
 
 // Approvals is how the gateway holds calls for approval.
@@ -132,6 +138,8 @@ type Gateway struct {
 	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
+	// unlistedWarned holds the NamedTools already logged as unlisted.
+	unlistedWarned sync.Map
 }
 
 // New builds a Gateway from cfg.

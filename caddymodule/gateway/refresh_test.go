@@ -3,15 +3,23 @@ package gateway_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // compressing answers like an MCP server behind a proxy that compresses
@@ -96,5 +104,31 @@ func TestStaleListNotUsed(t *testing.T) {
 				t.Fatalf("the upstream ran echo %d times, want once (before the change)", n)
 			}
 		})
+	}
+}
+
+// TestNamedToolUnlisted checks that a tool the configuration names one
+// by one (a permissions table entry) but the upstream does not list is
+// logged once, whether the gateway fetched the list or a client's list
+// taught it, and that listed ones are not.
+func TestNamedToolUnlisted(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody, cfg.Logger = 64<<10, zap.New(core)
+	cfg.NamedTools = []string{"delete-issue", "echo"}
+	gw := serveGateway(t, cfg, up.URL)
+	post(t, gw.URL, nil, callBody("1", "echo", "x"))
+	post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	var named []string
+	for _, entry := range logs.FilterMessageSnippet("names a tool the upstream does not list").All() {
+		named = append(named, entry.ContextMap()["tool"].(string))
+	}
+	if !slices.Equal(named, []string{"delete-issue"}) {
+		t.Errorf("logged as unlisted: %q; want delete-issue, once", named)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,9 @@ const fetchedToolsIDPrefix = "mcpgate-tools-list-"
 // when a call names a tool it has no annotations for, rather than guess
 // its category.
 type toolsFetcher struct {
-	catalog   *catalog.Catalog
+	catalog *catalog.Catalog
+	// learn records a whole tool list (Gateway.learnList).
+	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64) error
 	refreshes *singleflight.Group
 	// send sends one request of the gateway's own and returns the reply's
 	// content type and body (see exchange.sendOwnRequest).
@@ -50,6 +53,7 @@ type toolsFetcher struct {
 func (x *exchange) fetcher() *toolsFetcher {
 	return &toolsFetcher{
 		catalog:      x.g.catalog,
+		learn:        x.g.learnList,
 		refreshes:    &x.g.refreshes,
 		send:         x.sendOwnRequest,
 		r:            x.r,
@@ -83,7 +87,7 @@ func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 				return nil, fmt.Errorf("tools/list lists more than %d tools, more than the gateway keeps for a server", catalog.MaxTools)
 			}
 			if nextCursor == "" {
-				return nil, f.catalog.Learn(f.r.Context(), server, tools, asOf)
+				return nil, f.learn(f.r.Context(), tools, asOf)
 			}
 			cursor = nextCursor
 		}

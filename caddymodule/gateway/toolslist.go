@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -52,7 +53,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
 	if firstPage && nextCursor == "" {
-		err = g.catalog.Learn(r.Context(), server, tools, asOf)
+		err = g.learnList(r.Context(), tools, asOf)
 	} else {
 		err = g.catalog.LearnPage(r.Context(), server, tools)
 	}
@@ -90,4 +91,20 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	}
 	members["tools"] = keptJSON
 	return json.Marshal(members)
+}
+
+// learnList records a whole tool list of the upstream, and logs, once per
+// tool, each tool the configuration names that the list lacks.
+func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
+	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
+	for _, name := range g.cfg.NamedTools {
+		if _, listed := g.catalog.Lookup(g.cfg.Upstream, name); listed {
+			continue
+		}
+		if _, warned := g.unlistedWarned.LoadOrStore(name, true); !warned {
+			g.logger.Warn("the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)",
+				zap.String("server", g.cfg.Server), zap.String("tool", name))
+		}
+	}
+	return err
 }
