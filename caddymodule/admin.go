@@ -40,8 +40,19 @@ func (ToolsAdmin) CaddyModule() caddy.ModuleInfo {
 // Routes returns the admin routes: adminapi's, over the tool catalogs of
 // the process's usage pool.
 func (ToolsAdmin) Routes() []caddy.AdminRoute {
-	tools := &adminapi.Tools{EachCatalog: eachCatalog, Logs: caddy.Log}
+	tools := &adminapi.Tools{EachCatalog: eachCatalog, Upstream: runningUpstream, Logs: caddy.Log}
 	return adminRoutes(tools.Routes())
+}
+
+// runningUpstream is the upstream name a server name stands for in the
+// configuration running now (not one being loaded, which may yet fail to
+// start), or the name itself.
+func runningUpstream(server string) string {
+	app, err := caddy.ActiveContext().AppIfConfigured("mcpgate")
+	if err != nil {
+		return server
+	}
+	return app.(*App).upstreamOf(server)
 }
 
 // adminRoutes makes Caddy admin routes of adminapi's routes; their

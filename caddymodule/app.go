@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
 
@@ -47,9 +46,6 @@ type names struct {
 	// httpServers are the HTTP servers holding a handler, whose layout
 	// Start checks.
 	httpServers []*caddyhttp.Server
-	// catalogs are the tool catalogs the handlers use, whose server name
-	// aliases Start makes this configuration's.
-	catalogs []*catalog.Catalog
 }
 
 // CaddyModule returns the Caddy module information.
@@ -64,8 +60,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 
 // Start implements caddy.App. The app holds no running parts; it checks,
 // now that every HTTP server is provisioned, that no request reaches an
-// upstream of theirs past mcp_policy (see checkLayout), and makes the
-// catalogs' server name aliases this configuration's.
+// upstream of theirs past mcp_policy (see checkLayout).
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
@@ -73,25 +68,30 @@ func (a *App) Start() error {
 	for _, srv := range a.names.httpServers {
 		errs = append(errs, checkLayout(srv))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for _, c := range a.names.catalogs {
-		c.RetainAliases(a.names.servers)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// guard records the HTTP server a handler is provisioned in and the tool
-// catalog it uses, for Start.
-func (a *App) guard(ctx caddy.Context, c *catalog.Catalog) {
+// upstreamOf is the upstream name a server name of this configuration
+// stands for, or the name itself.
+func (a *App) upstreamOf(server string) string {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !slices.Contains(a.names.httpServers, srv) {
-		a.names.httpServers = append(a.names.httpServers, srv)
+	if upstream, ok := a.names.servers[server]; ok {
+		return upstream
 	}
-	if !slices.Contains(a.names.catalogs, c) {
-		a.names.catalogs = append(a.names.catalogs, c)
+	return server
+}
+
+// guard records the HTTP server a handler is provisioned in, for Start.
+func (a *App) guard(ctx caddy.Context) {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok {
+		return
+	}
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	if !slices.Contains(a.names.httpServers, srv) {
+		a.names.httpServers = append(a.names.httpServers, srv)
 	}
 }
 

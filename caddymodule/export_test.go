@@ -2,3 +2,6 @@ package caddymodule
 
 // ClientSet exposes clientSet to the package's tests.
 var ClientSet = clientSet
+
+// RunningUpstream exposes runningUpstream to the package's tests.
+var RunningUpstream = runningUpstream

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule"
 )
 
 // TestLayoutChecked: a configuration in which a request reaches an
@@ -68,5 +70,41 @@ func TestLayoutChecked(t *testing.T) {
 				t.Fatalf("loaded with %v; want it refused with %q\n%s", err, tt.wantErr, caddyfile)
 			}
 		})
+	}
+}
+
+// TestServerNamesOfTheRunningConfiguration: operators name an upstream's
+// tools by a handler's server name as the running configuration gives
+// it; a configuration that failed to start changes nothing (an accept by
+// a name it gave another upstream would accept that upstream's tool).
+func TestServerNamesOfTheRunningConfiguration(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	const table = "permissions {\n\t\t\tread_only allow\n\t\t}"
+	site := func(port int, names, layout string) string {
+		return fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_policy {\n\t\t%s\n\t\t%s\n\t}\n\treverse_proxy 127.0.0.1:%d\n%s}\n", port, names, table, port+1, layout)
+	}
+	first, second := freePort(t), freePort(t)
+	steps := []struct {
+		name, caddyfile string
+		started         bool
+		want            map[string]string
+	}{
+		{"tracker is u1", globalOptions(t) + site(first, "server tracker\n\t\tupstream u1", ""), true,
+			map[string]string{"tracker": "u1", "mail": "mail"}},
+		{"a reload that fails to start", globalOptions(t) + site(first, "server tracker", "\thandle_errors {\n\t\treverse_proxy 127.0.0.1:"+fmt.Sprint(first+1)+"\n\t}\n") +
+			site(second, "server mail\n\t\tupstream u1", ""), false,
+			map[string]string{"tracker": "u1", "mail": "mail"}},
+		{"tracker is its own, mail is u1", globalOptions(t) + site(first, "server tracker", "") + site(second, "server mail\n\t\tupstream u1", ""), true,
+			map[string]string{"tracker": "tracker", "mail": "u1"}},
+	}
+	for _, step := range steps {
+		if err := loadCaddyfile(t, step.caddyfile); (err == nil) != step.started {
+			t.Fatalf("%s: loading: %v", step.name, err)
+		}
+		for server, want := range step.want {
+			if got := caddymodule.RunningUpstream(server); got != want {
+				t.Errorf("%s: server %s stands for %q, want %q", step.name, server, got, want)
+			}
+		}
 	}
 }

@@ -28,6 +28,11 @@ type Tools struct {
 	// EachCatalog calls f for every tool catalog in use, until f returns
 	// false. Required.
 	EachCatalog func(f func(*catalog.Catalog) bool)
+	// Upstream returns the name the tools of the server an operator names
+	// are kept under, in the configuration running now: its upstream
+	// name, or the name itself when it names no other. Nil: the name
+	// itself.
+	Upstream func(server string) string
 	// Logs receives accepted definitions (as mcpgate.tools) and failures
 	// (as mcpgate.admin).
 	Logs Logs
@@ -55,6 +60,14 @@ type AcceptRequest struct {
 	Hash   string `json:"hash,omitempty"`
 }
 
+// keptUnder is the name a server's tools are kept under (see Upstream).
+func (t *Tools) keptUnder(server string) string {
+	if t.Upstream == nil || server == "" {
+		return server
+	}
+	return t.Upstream(server)
+}
+
 // Routes returns the tool catalog's routes.
 func (t *Tools) Routes() []Route {
 	return []Route{
@@ -80,8 +93,9 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	listed := []ListedTool{}
+	kept := t.keptUnder(server)
 	t.EachCatalog(func(c *catalog.Catalog) bool {
-		for _, tool := range c.Tools(server) {
+		for _, tool := range c.Tools(kept) {
 			if name != "" && tool.Name != name {
 				continue
 			}
@@ -121,7 +135,7 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	t.EachCatalog(func(c *catalog.Catalog) bool {
 		// The hash is checked with the accept, in one step: a
 		// definition that changes again meanwhile is not accepted.
-		tool, err := c.Accept(r.Context(), req.Server, req.Tool, req.Hash)
+		tool, err := c.Accept(r.Context(), t.keptUnder(req.Server), req.Tool, req.Hash)
 		switch {
 		case errors.Is(err, catalog.ErrUnknownTool):
 			return true

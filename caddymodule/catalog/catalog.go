@@ -78,10 +78,6 @@ type Catalog struct {
 	// fetched before a change is not taken as current (see Generation).
 	generations map[string]uint64
 
-	// aliases map server names to the upstream names their tools are
-	// kept under, where the two differ (see Alias).
-	aliases map[string]string
-
 	// rechecked is when each changed tool's pin was last read again from
 	// the store (see Recheck), keyed by server and tool name; a key with
 	// an empty tool name is for a whole list (see learn).
@@ -131,7 +127,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	}
 	return &Catalog{
 		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{},
-		aliases: map[string]string{}, rechecked: map[[2]string]time.Time{},
+		rechecked: map[[2]string]time.Time{},
 	}, nil
 }
 
@@ -398,14 +394,13 @@ func (c *Catalog) Recheck(ctx context.Context, server, name string) (Tool, bool)
 // has not seen listed is ErrUnknownTool. With reviewed set, the current
 // definition must have that hash, or nothing changes and the error is
 // ErrOtherDefinition: a definition that changed again since the operator
-// looked is not accepted unseen. server may be a server name given to
-// Alias.
+// looked is not accepted unseen. server is the name the tools are kept
+// under (the handler's upstream name).
 func (c *Catalog) Accept(ctx context.Context, server, name, reviewed string) (Tool, error) {
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
 
 	c.mu.RLock()
-	server = c.resolve(server)
 	t, ok := c.lookup(server, name)
 	c.mu.RUnlock()
 	if !ok {
@@ -425,47 +420,6 @@ func (c *Catalog) Accept(ctx context.Context, server, name, reviewed string) (To
 	return t, nil
 }
 
-// Alias lets operators name an upstream's tools by a server name that
-// differs from the upstream name they are kept under (a handler with both
-// server and upstream), in Tools and Accept. A server name that is its
-// own upstream's name stands for that upstream alone again.
-func (c *Catalog) Alias(server, upstream string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if server != upstream {
-		c.aliases[server] = upstream
-	} else {
-		delete(c.aliases, server)
-	}
-}
-
-// RetainAliases keeps only the aliases a configuration gives (server name
-// to upstream name): the catalog outlives configurations, and a server
-// name the running one no longer uses must not stand for the upstream an
-// older one gave it (an operator accepting a tool by that name would
-// accept another server's).
-func (c *Catalog) RetainAliases(servers map[string]string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for server, upstream := range c.aliases {
-		if servers[server] != upstream {
-			delete(c.aliases, server)
-		}
-	}
-}
-
-// resolve returns the upstream name a name given by an operator stands
-// for; c.mu must be held.
-func (c *Catalog) resolve(name string) string {
-	if _, known := c.servers[name]; known {
-		return name
-	}
-	if upstream, ok := c.aliases[name]; ok {
-		return upstream
-	}
-	return name
-}
-
 // Reset forgets what a server's tool list was, keeping its pins: a new
 // configuration may route the name to another MCP server, whose tools
 // must be listed before they are decided. The next lookup finds the list
@@ -483,9 +437,6 @@ func (c *Catalog) Tools(server string) []ServerTool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var list []ServerTool
-	if server != "" {
-		server = c.resolve(server)
-	}
 	for sname, s := range c.servers {
 		if server != "" && sname != server {
 			continue

@@ -285,24 +285,22 @@ func TestAcceptReviewed(t *testing.T) {
 	}
 }
 
-// TestAliasAndReset: operators may name an upstream's tools by the server
-// name that policies see; a reset (a new configuration) forgets the list,
-// not the pins.
-func TestAliasAndReset(t *testing.T) {
+// TestReset: a reset (a new configuration) forgets the list, not the
+// pins.
+func TestReset(t *testing.T) {
 	ctx := t.Context()
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
-	c.Alias("mail", "mail-upstream")
 	if err := c.Learn(ctx, "mail-upstream", []json.RawMessage{json.RawMessage(`{"name":"send","description":"v1"}`)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Learn(ctx, "mail-upstream", []json.RawMessage{json.RawMessage(`{"name":"send","description":"v2"}`)}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if tools := c.Tools("mail"); len(tools) != 1 || tools[0].Server != "mail-upstream" || !tools[0].Changed {
-		t.Errorf("Tools(mail) = %+v, want mail-upstream's changed send", tools)
+	if tools := c.Tools("mail-upstream"); len(tools) != 1 || tools[0].Server != "mail-upstream" || !tools[0].Changed {
+		t.Errorf("Tools(mail-upstream) = %+v, want its changed send", tools)
 	}
-	if _, err := c.Accept(ctx, "mail", "send", ""); err != nil {
-		t.Fatalf("accepting by the server name: %v", err)
+	if _, err := c.Accept(ctx, "mail-upstream", "send", ""); err != nil {
+		t.Fatalf("accepting: %v", err)
 	}
 	c.Reset("mail-upstream")
 	if !c.Stale("mail-upstream") {
@@ -316,59 +314,6 @@ func TestAliasAndReset(t *testing.T) {
 	}
 	if tool, _ := c.Lookup("mail-upstream", "send"); !tool.Changed {
 		t.Error("after a reset, v1 is trusted again though v2 was accepted: the pins were lost")
-	}
-}
-
-// TestAliasesFollowTheConfiguration: a server name stands for the upstream
-// the running configuration gives it, never for one an older
-// configuration did: an accept by that name would accept another
-// server's tool.
-func TestAliasesFollowTheConfiguration(t *testing.T) {
-	ctx := t.Context()
-	send := func(description string) []json.RawMessage {
-		return []json.RawMessage{json.RawMessage(`{"name":"send","description":"` + description + `"}`)}
-	}
-	tests := []struct {
-		name string
-		// reload makes the second configuration, in which "mail"'s tools
-		// (upstream u1) changed and "tracker" no longer names u1.
-		reload func(c *Catalog)
-	}{
-		{"tracker names its own upstream", func(c *Catalog) {
-			c.Alias("tracker", "tracker")
-			c.Alias("mail", "u1")
-			c.RetainAliases(map[string]string{"tracker": "tracker", "mail": "u1"})
-		}},
-		{"tracker is gone", func(c *Catalog) {
-			c.Alias("mail", "u1")
-			c.RetainAliases(map[string]string{"mail": "u1"})
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
-			c.Alias("tracker", "u1")
-			if err := c.Learn(ctx, "u1", send("v1"), c.Generation("u1")); err != nil {
-				t.Fatal(err)
-			}
-			c.Reset("u1")
-			tt.reload(c)
-			if err := c.Learn(ctx, "u1", send("v2"), c.Generation("u1")); err != nil {
-				t.Fatal(err)
-			}
-			if tools := c.Tools("tracker"); len(tools) != 0 {
-				t.Errorf("Tools(tracker) = %+v, want none: tracker no longer names u1", tools)
-			}
-			if _, err := c.Accept(ctx, "tracker", "send", ""); err == nil {
-				t.Error("an accept by the old server name was taken")
-			}
-			if tool, _ := c.Lookup("u1", "send"); !tool.Changed {
-				t.Error("u1's changed send was accepted through the old server name")
-			}
-			if tools := c.Tools("mail"); len(tools) != 1 || !tools[0].Changed {
-				t.Errorf("Tools(mail) = %+v, want u1's changed send", tools)
-			}
-		})
 	}
 }
 
