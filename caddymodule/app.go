@@ -24,6 +24,7 @@ func init() {
 // is created for each configuration, with nothing to configure.
 type App struct {
 	names *names
+	ctx   caddy.Context
 }
 
 // names is what the handlers of one configuration have claimed.
@@ -64,11 +65,27 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	var errs []error
-	for _, srv := range a.names.httpServers {
-		errs = append(errs, checkLayout(srv))
+	if len(a.names.httpServers) == 0 {
+		return nil
 	}
-	return errors.Join(errs...)
+	// Every server of the configuration: another site or port may proxy
+	// to an upstream that one holding mcp_policy guards.
+	servers := map[string]*caddyhttp.Server{}
+	if app, err := a.ctx.AppIfConfigured("http"); err == nil {
+		servers = app.(*caddyhttp.App).Servers
+	} else {
+		for i, srv := range a.names.httpServers {
+			servers[strconv.Itoa(i)] = srv
+		}
+	}
+	return checkLayout(servers)
+}
+
+// Provision implements caddy.Provisioner: the app keeps its context, to
+// find the HTTP servers when it starts.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	return nil
 }
 
 // upstreamOf is the upstream name a server name of this configuration
@@ -218,6 +235,7 @@ func (a *App) claimApprovals(key, fingerprint string) error {
 
 // Interface guards
 var (
-	_ caddy.App    = (*App)(nil)
-	_ caddy.Module = (*App)(nil)
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Module      = (*App)(nil)
 )

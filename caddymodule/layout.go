@@ -1,26 +1,31 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/intercept"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
-// This file checks, when a configuration starts, that in every HTTP server
-// holding an mcp_policy no request can reach an MCP server past it: Caddy
-// runs `handle`, `handle_path` and `route` blocks before a site-level
-// directive, a matcher on mcp_policy narrower than the proxy's lets the
-// other paths through, and a handler placed after the proxy never runs.
-// Each of these loads and serves, forwarding calls undecided; so the
-// gateway walks the routes as Caddy will run them and refuses such a
+// This file checks, when a configuration starts, that no request can
+// reach an MCP server past mcp_policy: Caddy runs `handle`, `handle_path`
+// and `route` blocks before a site-level directive, a matcher on
+// mcp_policy narrower than the proxy's lets the other paths through, a
+// handler placed after the proxy never runs, and another site, port or
+// error route may proxy to the same server. Each of these loads and
+// serves, forwarding calls undecided; so the gateway walks the routes of
+// every HTTP server as Caddy will run them and refuses such a
 // configuration, saying where.
 //
 // (Written here: Caddy has no notion of a handler that must precede
@@ -58,62 +63,82 @@ func (Bypass) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 // and answer it, calling no next handler.
 var upstreamHandlers = []string{"http.handlers.reverse_proxy", "http.handlers.mcp_stdio", "http.handlers.mcp_demo"}
 
-// checkLayout walks the routes of an HTTP server holding an mcp_policy
-// (its routes, named routes and error routes) and refuses a layout in
-// which a request reaches an upstream without passing mcp_policy where
-// another reaches it through mcp_policy, an mcp_policy no request
-// reaches, or an mcp_policy that guards nothing while an upstream is
-// reached without it.
-func checkLayout(srv *caddyhttp.Server) error {
-	w := &layoutWalk{srv: srv, invoking: map[string]bool{}}
-	w.routes(srv.Routes, chain{reachable: true}, "route")
-	if srv.Errors != nil {
-		w.routes(srv.Errors.Routes, chain{reachable: true}, "error route")
+// checkLayout walks the routes of the HTTP servers (their routes, named
+// routes and error routes) and refuses a layout in which an upstream is
+// reached through mcp_policy on one path and without it on another (in
+// any server), a proxy whose upstream a request chooses is reached
+// without mcp_policy, or, in a server holding an mcp_policy, one is never
+// reached or none guards anything while an upstream is reached without
+// one.
+func checkLayout(servers map[string]*caddyhttp.Server) error {
+	w := &layoutWalk{upstreams: map[string]*reachedUpstream{}}
+	for _, name := range slices.Sorted(maps.Keys(servers)) {
+		srv := servers[name]
+		w.server(srv)
+		if w.policies == 0 {
+			continue
+		}
+		if !w.guarded {
+			for _, place := range w.ungatedHere {
+				w.fail("no mcp_policy guards anything, while %s: "+
+					"put mcp_policy before the reverse_proxy, in the same block, with no matcher narrower than the proxy's "+
+					"(Caddy runs handle, handle_path, route and invoke before a directive of the site itself)", place)
+			}
+		}
 	}
-	var errs []error
-	errs = append(errs, w.errs...)
-	for _, u := range w.upstreams {
-		if u.gated != "" && u.ungated != "" {
-			errs = append(errs, fmt.Errorf("%s is reached without mcp_policy at %s, while %s passes mcp_policy: "+
+	for _, key := range slices.Sorted(maps.Keys(w.upstreams)) {
+		if u := w.upstreams[key]; u.gated != "" && u.ungated != "" {
+			w.errs = append(w.errs, fmt.Errorf("%s is reached without mcp_policy at %s, while %s passes mcp_policy: "+
 				"requests on the first path reach the MCP server undecided. Put mcp_policy before that reverse_proxy too (in its route or an enclosing one, with no narrower matcher); "+
 				"if that path is deliberately not MCP (a health check), put mcp_bypass before it", u.name, u.ungated, u.gated))
 		}
 	}
-	if w.policies > 0 && !w.guarded {
-		for _, u := range w.upstreams {
-			if u.ungated != "" {
-				errs = append(errs, fmt.Errorf("no mcp_policy guards anything, while %s is reached without one at %s: "+
-					"put mcp_policy before the reverse_proxy, in the same block, with no matcher narrower than the proxy's "+
-					"(Caddy runs handle, handle_path, route and invoke before a directive of the site itself)",
-					u.name, u.ungated))
-			}
+	if w.anyGated {
+		for _, place := range w.steered {
+			w.errs = append(w.errs, fmt.Errorf("a reverse_proxy whose upstream the request chooses (a placeholder in its address) is reached without mcp_policy at %s: "+
+				"it can reach the MCP servers mcp_policy guards; put mcp_policy before it, or mcp_bypass if that is deliberate", place))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("in the HTTP server listening on %s: %w", listenerName(srv.Listen), errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(w.errs...)
 }
 
 // layoutWalk is what checkLayout found so far.
 type layoutWalk struct {
 	srv *caddyhttp.Server
-	// upstreams are the upstreams reached, in the order first reached.
-	upstreams []*reachedUpstream
-	// policies counts the mcp_policy handlers reached; guarded is set once
-	// a handler runs after one.
-	policies int
-	guarded  bool
-	errs     []error
-	// invoking holds the named routes being walked (a route that invokes
-	// itself is walked once).
+	// where names the server being walked, in messages.
+	where string
+	// upstreams are the upstreams reached, by key (see upstreamKeys).
+	upstreams map[string]*reachedUpstream
+	// anyGated is set once any upstream is reached through mcp_policy;
+	// steered holds where a proxy whose upstream the request chooses is
+	// reached without it.
+	anyGated bool
+	steered  []string
+	// For the server being walked: the mcp_policy handlers reached, whether
+	// a handler ran after one (guarded), and where upstreams are reached
+	// without one.
+	policies    int
+	guarded     bool
+	ungatedHere []string
+	errs        []error
+	// walked holds the named routes walked, by name and chain, with what
+	// holds after them (each is walked once per chain: a chain of invokes
+	// is not walked again for every way into it); invoking those being
+	// walked (a route that invokes itself is walked once).
+	walked   map[namedWalk]chain
 	invoking map[string]bool
+}
+
+// namedWalk is a named route walked with a chain.
+type namedWalk struct {
+	name  string
+	chain chain
 }
 
 // reachedUpstream is an upstream and where it is first reached through
 // mcp_policy and without it ("" when not).
 type reachedUpstream struct {
-	key, name      string
+	name           string
 	gated, ungated string
 }
 
@@ -125,34 +150,68 @@ type chain struct {
 	gated, bypassed, reachable bool
 }
 
+// fail records a problem of the server being walked.
+func (w *layoutWalk) fail(format string, args ...any) {
+	err := fmt.Errorf("in the HTTP server listening on %s: "+format, append([]any{w.where}, args...)...)
+	if !slices.ContainsFunc(w.errs, func(e error) bool { return e.Error() == err.Error() }) {
+		w.errs = append(w.errs, err)
+	}
+}
+
+// server walks one HTTP server.
+func (w *layoutWalk) server(srv *caddyhttp.Server) {
+	w.srv, w.where = srv, listenerName(srv.Listen)
+	w.policies, w.guarded, w.ungatedHere = 0, false, nil
+	w.walked, w.invoking = map[namedWalk]chain{}, map[string]bool{}
+	w.routes(srv.Routes, chain{reachable: true}, "route")
+	if srv.Errors != nil {
+		w.routes(srv.Errors.Routes, chain{reachable: true}, "error route")
+	}
+}
+
 // routes walks a route list, returning what holds after it for a request
-// that went through every route. A route with matchers changes nothing
-// for the requests it does not match, so what it adds holds only inside
-// it; except that a later route with the very same matchers (Caddyfile
-// directives with one matcher become such routes) sees what it added.
+// that went through every route. A route with matchers, or in a group
+// (which an earlier route of the group may have taken instead), changes
+// nothing for the requests that skip it, so what it adds holds only
+// inside it; except that the very next route, when it has the same
+// matchers (Caddyfile directives with one matcher become such routes),
+// sees that its requests passed mcp_policy (routes between that only set
+// response headers change nothing of the request).
 func (w *layoutWalk) routes(routes caddyhttp.RouteList, c chain, where string) chain {
-	var gatedUnder []caddyhttp.MatcherSets
+	gatedUnder := ""
 	for i, route := range routes {
 		here := fmt.Sprintf("%s %d%s", where, i, describeMatchers(route.MatcherSets))
-		conditional := len(route.MatcherSets) > 0
+		skippable := len(route.MatcherSets) > 0 || route.Group != ""
+		matchers := matcherKey(route.MatcherSets)
 		in := c
-		if conditional && slices.ContainsFunc(gatedUnder, func(m caddyhttp.MatcherSets) bool { return reflect.DeepEqual(m, route.MatcherSets) }) {
+		if len(route.MatcherSets) > 0 && matchers == gatedUnder {
 			in.gated = true
 		}
 		out := w.handlers(route.Handlers, in, here)
-		switch {
-		case conditional:
-			if out.gated && !c.gated {
-				gatedUnder = append(gatedUnder, route.MatcherSets)
-			}
-		default:
+		if !keepsRequest(route) {
+			gatedUnder = ""
+		}
+		if !skippable {
 			c = out
 			if route.Terminal {
 				c.reachable = false
 			}
+		} else if out.gated && !c.gated && len(route.MatcherSets) > 0 {
+			gatedUnder = matchers
 		}
 	}
 	return c
+}
+
+// keepsRequest reports whether a route only sets response headers, so
+// that a request matches the same matchers after it as before.
+func keepsRequest(route caddyhttp.Route) bool {
+	for _, h := range route.Handlers {
+		if hh, ok := h.(*headers.Handler); !ok || hh.Request != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // handlers walks one route's handlers.
@@ -163,7 +222,7 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 		switch h := h.(type) {
 		case *Handler:
 			if !c.reachable {
-				w.errs = append(w.errs, fmt.Errorf("mcp_policy at %s is never reached: a handler before it (a reverse_proxy, or a block or named route holding one) answers every request it would see", here))
+				w.fail("mcp_policy at %s is never reached: a handler before it (a reverse_proxy, or a block or named route holding one) answers every request it would see", here)
 			}
 			w.policies++
 			c.gated = true
@@ -178,12 +237,10 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 			}
 			continue
 		case *caddyhttp.Invoke:
-			if named := w.srv.NamedRoutes[h.Name]; named != nil && !w.invoking[h.Name] {
-				w.invoking[h.Name] = true
-				c = w.routes(caddyhttp.RouteList{*named}, c, fmt.Sprintf("%s > named route %q", here, h.Name))
-				delete(w.invoking, h.Name)
-			}
+			c = w.invoke(h.Name, c, here)
 			continue
+		case *intercept.Intercept:
+			w.responseRoutes(h.HandleResponse, c, here)
 		}
 		if c.reachable && c.gated {
 			w.guarded = true
@@ -195,52 +252,159 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 			if c.reachable && !c.bypassed {
 				w.reach(h, id, c.gated, here)
 			}
+			if proxy, ok := h.(*reverseproxy.Handler); ok {
+				w.responseRoutes(proxy.HandleResponse, c, here)
+			}
 			c.reachable = false
 		}
 	}
 	return c
 }
 
-// asksOnly reports whether h is a reverse_proxy that sends the upstream
-// another method than POST, without the body, and goes on to the next
-// handler when answered (forward_auth asks an authentication service so):
-// no MCP message reaches that upstream, and the request goes on.
+// invoke walks the named route name, once per chain it is entered with.
+func (w *layoutWalk) invoke(name string, c chain, here string) chain {
+	named := w.srv.NamedRoutes[name]
+	if named == nil || w.invoking[name] {
+		return c
+	}
+	key := namedWalk{name, c}
+	if after, walked := w.walked[key]; walked {
+		return after
+	}
+	w.invoking[name] = true
+	after := w.routes(caddyhttp.RouteList{*named}, c, fmt.Sprintf("%s > named route %q", here, name))
+	delete(w.invoking, name)
+	w.walked[key] = after
+	return after
+}
+
+// responseRoutes walks the routes a handler runs on the response
+// (handle_response), which may hand the request to another upstream.
+func (w *layoutWalk) responseRoutes(handlers []caddyhttp.ResponseHandler, c chain, where string) {
+	for i, rh := range handlers {
+		in := c
+		in.reachable = true
+		w.routes(rh.Routes, in, fmt.Sprintf("%s > handle_response %d > route", where, i))
+	}
+}
+
+// asksOnly reports whether h is a reverse_proxy that sends its upstream a
+// GET or HEAD, without the body, and goes on to the next handler when
+// answered (forward_auth asks an authentication service so): no MCP
+// message reaches that upstream, and the request goes on.
 func asksOnly(h caddyhttp.MiddlewareHandler) bool {
 	proxy, ok := h.(*reverseproxy.Handler)
-	return ok && proxy.Rewrite != nil && proxy.Rewrite.Method != "" && !strings.EqualFold(proxy.Rewrite.Method, http.MethodPost) && len(proxy.HandleResponse) > 0
+	if !ok || proxy.Rewrite == nil || len(proxy.HandleResponse) == 0 {
+		return false
+	}
+	method := proxy.Rewrite.Method
+	return method == http.MethodGet || method == http.MethodHead
 }
 
 // reach records that the upstream handler h, at here, is reached through
-// mcp_policy or not. A reverse_proxy's upstream is its dial addresses
-// (two proxies to one address reach one server); anything else is the
-// handler itself.
+// mcp_policy or not.
 func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, id string, gated bool, here string) {
-	key, name := fmt.Sprintf("%p", h), strings.TrimPrefix(id, "http.handlers.")
-	if proxy, ok := h.(*reverseproxy.Handler); ok && proxy.DynamicUpstreams == nil && len(proxy.Upstreams) > 0 {
-		var dials []string
-		for _, u := range proxy.Upstreams {
-			dials = append(dials, u.Dial)
+	place := fmt.Sprintf("%s of the server listening on %s", here, w.where)
+	keys, steered := upstreamKeys(h, id)
+	if steered && !gated {
+		w.steered = append(w.steered, place)
+	}
+	if gated {
+		w.anyGated = true
+	} else {
+		w.ungatedHere = append(w.ungatedHere, fmt.Sprintf("%s is reached without one at %s", describeUpstream(h, id), here))
+	}
+	for _, key := range keys {
+		u := w.upstreams[key]
+		if u == nil {
+			u = &reachedUpstream{name: describeUpstream(h, id)}
+			w.upstreams[key] = u
 		}
-		slices.Sort(dials)
-		key = "dial " + strings.Join(dials, " ")
-		name = "the reverse_proxy to " + strings.Join(dials, ", ")
-	}
-	i := slices.IndexFunc(w.upstreams, func(u *reachedUpstream) bool { return u.key == key })
-	if i < 0 {
-		w.upstreams = append(w.upstreams, &reachedUpstream{key: key, name: name})
-		i = len(w.upstreams) - 1
-	}
-	u := w.upstreams[i]
-	switch {
-	case gated && u.gated == "":
-		u.gated = here
-	case !gated && u.ungated == "":
-		u.ungated = here
+		switch {
+		case gated && u.gated == "":
+			u.gated = place
+		case !gated && u.ungated == "":
+			u.ungated = place
+		}
 	}
 }
 
+// upstreamKeys names what an upstream handler reaches: a reverse_proxy's
+// each dial address (loopback spelt one way: "localhost:9000" and
+// "127.0.0.1:9000" are one server) or its dynamic upstreams' settings;
+// anything else, the handler itself. steered is set for a proxy whose
+// address holds a placeholder, which a request may choose.
+func upstreamKeys(h caddyhttp.MiddlewareHandler, id string) (keys []string, steered bool) {
+	proxy, ok := h.(*reverseproxy.Handler)
+	if !ok {
+		return []string{fmt.Sprintf("%s %p", id, h)}, false
+	}
+	if proxy.DynamicUpstreams != nil {
+		settings, err := json.Marshal(proxy.DynamicUpstreams)
+		if err != nil {
+			return []string{fmt.Sprintf("dynamic %p", h)}, false
+		}
+		return []string{fmt.Sprintf("dynamic %T %s", proxy.DynamicUpstreams, settings)}, false
+	}
+	for _, u := range proxy.Upstreams {
+		if strings.Contains(u.Dial, "{") {
+			steered = true
+			continue
+		}
+		keys = append(keys, dialKey(u.Dial))
+	}
+	return keys, steered
+}
+
+// dialKey is a dial address with loopback hosts spelt one way.
+func dialKey(dial string) string {
+	addr, err := caddy.ParseNetworkAddress(dial)
+	if err != nil {
+		return "dial " + dial
+	}
+	host := strings.ToLower(addr.Host)
+	if ip := net.ParseIP(host); host == "" || host == "localhost" || ip != nil && ip.IsLoopback() {
+		host = "loopback"
+	}
+	return fmt.Sprintf("dial %s/%s:%d", addr.Network, host, addr.StartPort)
+}
+
+// describeUpstream names an upstream handler in messages.
+func describeUpstream(h caddyhttp.MiddlewareHandler, id string) string {
+	proxy, ok := h.(*reverseproxy.Handler)
+	if !ok || len(proxy.Upstreams) == 0 {
+		return "the " + strings.TrimPrefix(id, "http.handlers.")
+	}
+	var dials []string
+	for _, u := range proxy.Upstreams {
+		dials = append(dials, u.Dial)
+	}
+	return "the reverse_proxy to " + strings.Join(dials, ", ")
+}
+
+// matcherKey is a route's matcher sets as text in which the order Caddy
+// happened to build each set in does not show, for telling whether two
+// routes match the same requests. A matcher that cannot be written out
+// makes the key unique.
+func matcherKey(sets caddyhttp.MatcherSets) string {
+	var parts []string
+	for _, set := range sets {
+		var matchers []string
+		for _, m := range set {
+			text, err := json.Marshal(m)
+			if err != nil {
+				text = fmt.Appendf(nil, "%p", m)
+			}
+			matchers = append(matchers, fmt.Sprintf("%T %s", m, text))
+		}
+		slices.Sort(matchers)
+		parts = append(parts, strings.Join(matchers, " & "))
+	}
+	return strings.Join(parts, " | ")
+}
+
 // describeMatchers names a route's host and path matchers, as people
-// write them (" (path /mcp*)"), or the number of its matcher sets.
+// write them (" (path /mcp*)"), and the kinds of the others.
 func describeMatchers(sets caddyhttp.MatcherSets) string {
 	var parts []string
 	for _, set := range sets {

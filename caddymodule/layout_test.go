@@ -21,8 +21,17 @@ func TestLayoutChecked(t *testing.T) {
 		other    = "127.0.0.1:7"
 		policy   = "mcp_policy {\n\t\t" + openTable + "\n\t}"
 	)
+	// A chain of named routes, each invoking the next twice: walked once
+	// per way in, it would take 2^20 walks.
+	chain := ""
+	for i := range 20 {
+		chain += fmt.Sprintf("&(r%d) {\n\tinvoke /a* r%d\n\tinvoke /b* r%d\n\trespond \"x\"\n}\n", i, i+1, i+1)
+	}
+	chain += "&(r20) {\n\trespond \"end\"\n}\n"
 	tests := []struct {
 		name, site, named, wantErr string
+		// other is another site, on a port of its own.
+		other string
 	}{
 		// Refused.
 		{name: "site-level mcp_policy, proxy in handle", site: policy + "\n\thandle /mcp* {\n\t\treverse_proxy " + upstream + "\n\t}",
@@ -42,9 +51,27 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "mcp_policy in one handle, the proxy in another", site: "handle /mcp {\n\t\t" + policy + "\n\t}\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
 			wantErr: "no mcp_policy guards anything"},
 		{name: "the upstream reached again from another block", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
-			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 1, handler 0 (subroute) > route 0, handler 0 (reverse_proxy), while route 0 (path /mcp*), handler 0 (subroute) > route 0, handler 1 (reverse_proxy) passes mcp_policy"},
+			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 1, handler 0 (subroute) > route 0, handler 0 (reverse_proxy) of the server listening on"},
 		{name: "the upstream reached again from the error routes", site: policy + "\n\treverse_proxy " + upstream + "\n\thandle_errors {\n\t\treverse_proxy " + upstream + "\n\t}",
 			wantErr: "is reached without mcp_policy at error route"},
+		{name: "a load-balanced gated proxy, one of its upstreams reached again", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + " " + other + "\n\t}\n\thandle {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "is reached without mcp_policy"},
+		{name: "the upstream spelt localhost", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy localhost:9\n\t}",
+			wantErr: "is reached without mcp_policy at route 1"},
+		{name: "the same dynamic upstreams reached again", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy {\n\t\t\tdynamic a 127.0.0.1 9\n\t\t}\n\t}\n\thandle {\n\t\treverse_proxy {\n\t\t\tdynamic a 127.0.0.1 9\n\t\t}\n\t}",
+			wantErr: "is reached without mcp_policy"},
+		{name: "a proxy the request steers", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {http.request.header.X-Up}\n\t}",
+			wantErr: "whose upstream the request chooses"},
+		{name: "a route after a group", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle /static* {\n\t\theader X-A 1\n\t}\n\thandle {\n\t\treverse_proxy " + other + "\n\t}\n\troute {\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy"},
+		{name: "the request changed between two routes of one matcher", site: "route {\n\t\tmcp_policy /mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\turi strip_suffix /\n\t\treverse_proxy /mcp " + upstream + "\n\t}",
+			wantErr: "no mcp_policy guards anything"},
+		{name: "a proxy in intercept's handle_response", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\tintercept {\n\t\t\t@nf status 404\n\t\t\thandle_response @nf {\n\t\t\t\treverse_proxy " + upstream + "\n\t\t\t}\n\t\t}\n\t\trespond 404\n\t}",
+			wantErr: "handle_response 0 > route"},
+		{name: "a proxy asking with the request's own method", site: "route {\n\t\treverse_proxy " + upstream + " {\n\t\t\tmethod {http.request.method}\n\t\t\t@ok status 2xx\n\t\t\thandle_response @ok {\n\t\t\t\tcopy_response\n\t\t\t}\n\t\t}\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "is never reached"},
+		{name: "the upstream reached from another port", site: policy + "\n\treverse_proxy " + upstream, other: "reverse_proxy " + upstream,
+			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy"},
 		// Started.
 		{name: "the documented layout", site: policy + "\n\treverse_proxy " + upstream},
 		{name: "both in one handle", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
@@ -53,21 +80,31 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "one matcher on both", site: "mcp_policy /mcp* {\n\t\t" + openTable + "\n\t}\n\treverse_proxy /mcp* " + upstream},
 		{name: "another upstream without mcp_policy", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy " + other + "\n\t}"},
 		{name: "forward_auth before mcp_policy", site: "forward_auth 127.0.0.1:8 {\n\t\turi /verify\n\t\tcopy_headers Remote-User\n\t}\n\tmcp_policy {\n\t\tidentity caddy {http.request.header.Remote-User}\n\t\t" + openTable + "\n\t}\n\treverse_proxy " + upstream},
+		{name: "one matcher of several kinds on both", site: "@mcp {\n\t\tpath /mcp*\n\t\tmethod POST GET DELETE\n\t\theader Accept *json*\n\t}\n\troute {\n\t\tmcp_policy @mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\theader X-A 1\n\t\treverse_proxy @mcp " + upstream + "\n\t}"},
+		{name: "one expression matcher on both", site: "@mcp expression `{path}.startsWith(\"/mcp\")`\n\troute {\n\t\tmcp_policy @mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\treverse_proxy @mcp " + upstream + "\n\t}"},
+		{name: "a long chain of named routes", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\tinvoke r0", named: chain},
 		{name: "the upstream bypassed on purpose", site: "handle /health {\n\t\tmcp_bypass\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
 			caddyfile := globalOptions(t) + tt.named + fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.site)
-			err := loadCaddyfile(t, caddyfile)
-			if err != nil {
-				t.Logf("refused: %v", err)
+			if tt.other != "" {
+				caddyfile += fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.other)
 			}
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("refused: %v\n%s", err, caddyfile)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("loaded with %v; want it refused with %q\n%s", err, tt.wantErr, caddyfile)
+			// Caddy builds a matcher set from a map: loaded several times,
+			// a layout meets its matchers in several orders.
+			for range 4 {
+				err := loadCaddyfile(t, caddyfile)
+				if err != nil {
+					t.Logf("refused: %v", err)
+				}
+				switch {
+				case tt.wantErr == "" && err != nil:
+					t.Fatalf("refused: %v\n%s", err, caddyfile)
+				case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+					t.Fatalf("loaded with %v; want it refused with %q\n%s", err, tt.wantErr, caddyfile)
+				}
 			}
 		})
 	}
