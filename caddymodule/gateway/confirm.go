@@ -167,7 +167,7 @@ func (x *exchange) askCallerInResult(v verdict) error {
 		return writeRefusal(x.w, v.refusedWith("This call needs your approval, and the gateway could not ask for it, so it was refused."))
 	}
 	state := x.sealRequestState(requestState{
-		Keys: []string{callerApproval}, Method: v.message.Method, Name: v.message.Tool.Name, Binding: binding, Nonce: newNonce(),
+		Keys: []string{callerApproval}, Method: v.message.Method, Name: v.message.Tool.Name, Binding: binding, Nonce: newNonce(), ToolHash: v.toolHash,
 	})
 	result, err := json.Marshal(map[string]any{
 		"resultType": "input_required",
@@ -419,6 +419,12 @@ func elicitationAction(raw []byte) string {
 	return "cancel"
 }
 
+// callerAnswer is a retried call's answer to the gateway's own question:
+// the action, and the definition of the tool the caller was asked about.
+type callerAnswer struct {
+	action, toolHash string
+}
+
 // confirmedByCaller applies a retried 2026-07-28 call's answer to the
 // gateway's own question (see checkInputResponses): accepted, a call
 // the policy says needs approval runs once; declined or cancelled, it is
@@ -432,11 +438,15 @@ func (x *exchange) confirmedByCaller(v verdict) verdict {
 		!slices.Contains(v.decision.Approvers, approval.PrincipalCaller) {
 		return v
 	}
-	if answer == "accept" {
+	if answer.action == "accept" {
+		if answer.toolHash != v.toolHash {
+			return v.refusedWith("You confirmed this call, but " + toolChanged(v.message.Tool.Name, v.toolHash, answer.toolHash) +
+				": it did not run. Make the call again to have it decided anew.")
+		}
 		return v.approved(outcomeConfirmed, nil)
 	}
 	text := "You declined this call, so it did not run."
-	if answer != "decline" {
+	if answer.action != "decline" {
 		text = "You cancelled this call, so it did not run."
 	}
 	return v.refusedWith(text)

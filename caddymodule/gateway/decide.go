@@ -77,14 +77,18 @@ func unlistedReason(name string, fetchErr error) string {
 // tool list.
 const maxListFetches = 3
 
+// errListKeptChanging is why a call was refused whose tool list the
+// upstream announced changed again after each of maxListFetches fetches.
+var errListKeptChanging = errors.New("the server's tool list kept changing while the gateway fetched it")
+
 // lookupTool returns what the catalog knows of a tool, and whether the
 // upstream listed it, refreshing the upstream's tool list first when it
 // is stale (never fetched whole, or announced changed); fetchErr says why
 // a refresh failed. Naming a tool the current list lacks does not trigger
 // another fetch; but a list that went stale again while it was fetched (a
 // reload resets it, a list_changed forgets it) is fetched again, up to
-// maxListFetches times in all, so that a call is never refused on a list
-// forgotten under it.
+// maxListFetches times in all: a call is decided only on a current list,
+// and refused when there is none.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
 	for fetches := 1; ; fetches++ {
@@ -97,18 +101,21 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 					zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
 			}
 		}
-		if fetchErr != nil && g.catalog.Stale(g.cfg.Upstream) {
-			// What the catalog still holds is the list this refresh was
-			// to replace (forgotten on list_changed, or learned before a
-			// reload): a call decided on it could run a tool that is now
-			// something else. Refused, as never listed. (A list learned
-			// whose pins could not be stored is current: its new tools
-			// are unpinned, so changed.)
+		if !g.catalog.Stale(g.cfg.Upstream) {
+			// A list learned whose pins could not be stored is current
+			// too: its new tools are unpinned, so changed.
+			tool, listed = g.knownTool(name)
+			break
+		}
+		// What the catalog still holds is the list a refresh was to
+		// replace (forgotten on list_changed, or learned before a
+		// reload): a call decided on it could run a tool that is now
+		// something else. Refused, as never listed.
+		if fetchErr != nil {
 			return notListed(name), false, fetchErr
 		}
-		tool, listed = g.knownTool(name)
-		if listed || fetchErr != nil || fetches == maxListFetches || !g.catalog.Stale(g.cfg.Upstream) {
-			break
+		if fetches == maxListFetches {
+			return notListed(name), false, errListKeptChanging
 		}
 	}
 	if listed && tool.Changed {

@@ -74,9 +74,15 @@ func (x *exchange) toolChangedWhileHeld(v verdict) string {
 	case !listed:
 		return fmt.Sprintf("the server no longer offers tool %q", m.Tool.Name)
 	case tool.Hash != v.toolHash || tool.Changed && !v.input.Tool.Changed:
-		return fmt.Sprintf("tool %q changed while the call waited (its definition is now %s, not %s, the one decided on)", m.Tool.Name, tool.Hash, v.toolHash)
+		return toolChanged(m.Tool.Name, tool.Hash, v.toolHash)
 	}
 	return ""
+}
+
+// toolChanged says that a tool's definition is now another than the one a
+// person was asked about.
+func toolChanged(name, now, asked string) string {
+	return fmt.Sprintf("tool %q changed while the call waited (its definition is now %s, not %s, the one decided on)", name, now, asked)
 }
 
 // hold holds a tools/call that the policy said needs approval. It finds
@@ -111,7 +117,8 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		// for.
 		call.Session = token.Session
 		if binding, err := call.Binding(); err != nil || binding != token.Binding {
-			refused := v.refusedWith(fmt.Sprintf("The %s argument holds the approval token of another call; it runs only the call it was given for (same tool, same arguments).", approvalTokenArgument))
+			refused := v.refusedWith(fmt.Sprintf("The %s argument holds the approval token of another call; it runs only the call it was given for "+
+				"(same tool, same definition of it, same arguments). If the tool changed since, make the call again without the token.", approvalTokenArgument))
 			x.audit(refused, outcomeRefused, nil)
 			return nil, nil, nil, writeRefusal(x.w, refused)
 		}

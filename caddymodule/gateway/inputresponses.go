@@ -49,6 +49,9 @@ type requestState struct {
 	// call once.
 	Binding string `json:"b,omitempty"`
 	Nonce   string `json:"x,omitempty"`
+	// ToolHash is the definition of the tool asked about: the answer runs
+	// no other.
+	ToolHash string `json:"h,omitempty"`
 }
 
 // requestStateTTL is how long a sealed requestState is good for: an
@@ -174,9 +177,9 @@ func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, respo
 		}
 	}
 	if x.callerAnswers == nil {
-		x.callerAnswers = make(map[*mcpmsg.Message]string)
+		x.callerAnswers = make(map[*mcpmsg.Message]callerAnswer)
 	}
-	x.callerAnswers[m] = action
+	x.callerAnswers[m] = callerAnswer{action: action, toolHash: state.ToolHash}
 	params := make(map[string]any, len(m.Params))
 	for key, value := range m.Params {
 		if key != "inputResponses" && key != "requestState" {

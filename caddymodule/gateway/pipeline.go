@@ -51,7 +51,7 @@ type exchange struct {
 	sessionEnded bool
 	// callerAnswers are the answers retried calls bring to the gateway's
 	// own question, whether the caller confirms them (checkTransport).
-	callerAnswers map[*mcpmsg.Message]string
+	callerAnswers map[*mcpmsg.Message]callerAnswer
 	// approvalTokens are what the approval tokens of the body's calls
 	// say (pending.go).
 	approvalTokens map[*mcpmsg.Message]approvalToken

@@ -7,7 +7,8 @@ import (
 )
 
 // ClientRequestMethods are the requests MCP defines for a client to send a
-// server, in the protocol revisions the gateway speaks, sorted.
+// server, in the protocol revisions the gateway speaks and their official
+// extensions (tasks/update: io.modelcontextprotocol/tasks), sorted.
 var ClientRequestMethods = []string{
 	"completion/complete",
 	"initialize",
@@ -26,6 +27,7 @@ var ClientRequestMethods = []string{
 	"tasks/get",
 	"tasks/list",
 	"tasks/result",
+	"tasks/update",
 	"tools/call",
 	"tools/list",
 }

@@ -16,6 +16,7 @@ func TestCheckClientRequestMethod(t *testing.T) {
 		{"tools/call", true},
 		{"resources/templates/list", true},
 		{"initialize", true},
+		{"tasks/update", true},
 		{"acme/search", true},
 		{"acme/tools/call", true},
 		{"tools/cal", false},
