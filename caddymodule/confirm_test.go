@@ -534,24 +534,7 @@ func TestCallerInResultToolChanged(t *testing.T) {
 	if status, body := post(t, gateway, http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/list"}}, list); status != http.StatusOK {
 		t.Fatalf("tools/list: %d %s", status, body)
 	}
-	_, body := adminRequest(t, adminClient, http.MethodGet, admin+"/mcpgate/tools?server=test", nil)
-	var listed []struct {
-		Name    string `json:"name"`
-		Hash    string `json:"hash"`
-		Changed bool   `json:"changed"`
-	}
-	if err := json.Unmarshal(body, &listed); err != nil {
-		t.Fatal(err)
-	}
-	hash := ""
-	for _, tool := range listed {
-		if tool.Name == "create_issue" && tool.Changed {
-			hash = tool.Hash
-		}
-	}
-	if hash == "" {
-		t.Fatalf("the new create_issue is not listed as changed: %s", body)
-	}
+	hash := changedToolHash(t, adminClient, admin, "test", "create_issue")
 	if status, body := adminRequest(t, adminClient, http.MethodPost, admin+"/mcpgate/tools/accept", map[string]string{"server": "test", "tool": "create_issue", "hash": hash}); status != http.StatusOK {
 		t.Fatalf("accepting the new definition: %d %s", status, body)
 	}

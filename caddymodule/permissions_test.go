@@ -210,24 +210,7 @@ func changedToolBlockedUntilAccepted(t *testing.T, named bool) {
 		}
 	}
 
-	status, body := adminRequest(t, adminClient, http.MethodGet, admin+"/mcpgate/tools?server="+url.QueryEscape(server), nil)
-	var listed []struct {
-		Name    string `json:"name"`
-		Hash    string `json:"hash"`
-		Changed bool   `json:"changed"`
-	}
-	if err := json.Unmarshal(body, &listed); status != 200 || err != nil {
-		t.Fatalf("GET /mcpgate/tools: %d %s (%v)", status, body, err)
-	}
-	hash := ""
-	for _, tool := range listed {
-		if tool.Name == "echo" && tool.Changed {
-			hash = tool.Hash
-		}
-	}
-	if hash == "" {
-		t.Fatalf("admin API does not list echo as changed: %s", body)
-	}
+	hash := changedToolHash(t, adminClient, admin, server, "echo")
 
 	tests := []struct {
 		name   string
@@ -302,4 +285,27 @@ func TestPermissionsJSONStrict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// changedToolHash asks the admin API (at admin, through client) for the
+// tools of server and returns the hash of tool, which must be listed as
+// changed.
+func changedToolHash(t *testing.T, client *http.Client, admin, server, tool string) string {
+	t.Helper()
+	status, body := adminRequest(t, client, http.MethodGet, admin+"/mcpgate/tools?server="+url.QueryEscape(server), nil)
+	var listed []struct {
+		Name    string `json:"name"`
+		Hash    string `json:"hash"`
+		Changed bool   `json:"changed"`
+	}
+	if err := json.Unmarshal(body, &listed); status != http.StatusOK || err != nil {
+		t.Fatalf("GET /mcpgate/tools: %d %s (%v)", status, body, err)
+	}
+	for _, listedTool := range listed {
+		if listedTool.Name == tool && listedTool.Changed {
+			return listedTool.Hash
+		}
+	}
+	t.Fatalf("the admin API does not list %s as changed: %s", tool, body)
+	return ""
 }
