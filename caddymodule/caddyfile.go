@@ -127,7 +127,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			n, err := humanize.ParseBytes(size)
-			if err != nil || n == 0 || n > 1<<40 {
+			if err != nil || n == 0 || n > maxMaxBody {
 				return d.Errf("max_body: invalid size %q", size)
 			}
 			h.MaxBody = int64(n)

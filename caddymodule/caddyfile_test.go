@@ -62,19 +62,23 @@ func TestCaddyfileSettings(t *testing.T) {
 	}
 }
 
-// TestValidateSizes checks that a decision_cache or max_depth out of
-// range in JSON config is refused.
+// TestValidateSizes checks that a decision_cache, max_depth or max_body
+// out of range, or a blank server name, in JSON config is refused.
 func TestValidateSizes(t *testing.T) {
 	for _, tc := range []struct {
 		cache, depth int
+		maxBody      int64
+		server       string
 		wantErr      string
 	}{
-		{-1, 0, "decision_cache must be from 0 (off) to 16777216, got -1"},
-		{1 << 30, 0, "decision_cache must be from 0 (off) to 16777216, got 1073741824"},
-		{0, 1 << 20, "max_depth must be at most 1000"},
-		{16777216, 1000, ""},
+		{-1, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got -1"},
+		{1 << 30, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got 1073741824"},
+		{0, 1 << 20, 0, "", "max_depth must be at most 1000"},
+		{0, 0, 1<<40 + 1, "", "max_body must be at most 1099511627776 bytes"},
+		{0, 0, 0, " ", "server must not be blank"},
+		{16777216, 1000, 1 << 40, "tracker", ""},
 	} {
-		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth}
+		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth, MaxBody: tc.maxBody, Server: tc.server}
 		checkError(t, h.Validate(), tc.wantErr)
 	}
 }

@@ -391,6 +391,7 @@ func closeIdentity(id *gateway.Identity) error {
 const (
 	maxDecisionCache = 1 << 24
 	maxMaxDepth      = 1000
+	maxMaxBody       = 1 << 40
 )
 
 // Validate checks the configuration for values that can never work.
@@ -414,6 +415,14 @@ func (h *Handler) Validate() error {
 	}
 	if h.DecisionCache != nil && (*h.DecisionCache < 0 || *h.DecisionCache > maxDecisionCache) {
 		return fmt.Errorf("mcp_policy: decision_cache must be from 0 (off) to %d, got %d", maxDecisionCache, *h.DecisionCache)
+	}
+	for name, value := range map[string]string{"server": h.Server, "upstream": h.Upstream} {
+		if value != "" && strings.TrimSpace(value) == "" {
+			return fmt.Errorf("mcp_policy: %s must not be blank", name)
+		}
+	}
+	if h.MaxBody > maxMaxBody {
+		return fmt.Errorf("mcp_policy: max_body must be at most %d bytes (1 TiB), got %d", int64(maxMaxBody), h.MaxBody)
 	}
 	if h.MaxDepth > maxMaxDepth {
 		return fmt.Errorf("mcp_policy: max_depth must be at most %d, got %d", maxMaxDepth, h.MaxDepth)

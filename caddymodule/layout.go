@@ -95,7 +95,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 	}
 	if w.anyGated {
 		for _, place := range w.steered {
-			w.errs = append(w.errs, fmt.Errorf("a reverse_proxy whose upstream the request chooses (a placeholder in its address) is reached without mcp_policy at %s: "+
+			w.errs = append(w.errs, fmt.Errorf("a reverse_proxy whose upstream is chosen at run time (dynamic upstreams, or a placeholder of the request's in its address) is reached without mcp_policy at %s: "+
 				"it can reach the MCP servers mcp_policy guards; put mcp_policy before it, or mcp_bypass if that is deliberate", place))
 		}
 	}
@@ -196,7 +196,9 @@ func (w *layoutWalk) routes(routes caddyhttp.RouteList, c chain, where string) c
 			if route.Terminal {
 				c.reachable = false
 			}
-		} else if out.gated && !c.gated && len(route.MatcherSets) > 0 {
+		} else if out.gated && !c.gated && len(route.MatcherSets) > 0 && route.Group == "" {
+			// (A route in a group may be skipped for an earlier one of
+			// its group that matched: it gates nothing after it.)
 			gatedUnder = matchers
 		}
 	}
@@ -231,15 +233,24 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 			c.bypassed = true
 			continue
 		case *caddyhttp.Subroute:
+			// An mcp_bypass holds within its block.
+			bypassed := c.bypassed
 			c = w.routes(h.Routes, c, here+" > route")
 			if h.Errors != nil {
-				w.routes(h.Errors.Routes, chain{reachable: c.reachable}, here+" > error route")
+				w.routes(h.Errors.Routes, chain{reachable: c.reachable, bypassed: bypassed}, here+" > error route")
 			}
+			c.bypassed = bypassed
 			continue
 		case *caddyhttp.Invoke:
+			bypassed := c.bypassed
 			c = w.invoke(h.Name, c, here)
+			c.bypassed = bypassed
 			continue
 		case *intercept.Intercept:
+			w.responseRoutes(h.HandleResponse, c, here)
+		case *reverseproxy.Handler:
+			// Its handle_response routes get the request as it came,
+			// body included, whatever the proxy sent its upstream.
 			w.responseRoutes(h.HandleResponse, c, here)
 		}
 		if c.reachable && c.gated {
@@ -251,9 +262,6 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 		if slices.Contains(upstreamHandlers, id) {
 			if c.reachable && !c.bypassed {
 				w.reach(h, id, c.gated, here)
-			}
-			if proxy, ok := h.(*reverseproxy.Handler); ok {
-				w.responseRoutes(proxy.HandleResponse, c, here)
 			}
 			c.reachable = false
 		}
@@ -330,43 +338,54 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, id string, gated bool,
 }
 
 // upstreamKeys names what an upstream handler reaches: a reverse_proxy's
-// each dial address (loopback spelt one way: "localhost:9000" and
-// "127.0.0.1:9000" are one server) or its dynamic upstreams' settings;
-// anything else, the handler itself. steered is set for a proxy whose
-// address holds a placeholder, which a request may choose.
+// each dial address (local addresses spelt one way: "localhost:9000",
+// "0.0.0.0:9000" and "127.0.0.1:9000" are one server); anything else, its
+// settings (mcp_stdio's command and folder). steered is set for a proxy
+// that may reach any server: dynamic upstreams, or an address with a
+// placeholder of the request's.
 func upstreamKeys(h caddyhttp.MiddlewareHandler, id string) (keys []string, steered bool) {
 	proxy, ok := h.(*reverseproxy.Handler)
 	if !ok {
-		return []string{fmt.Sprintf("%s %p", id, h)}, false
+		// An MCP server the handler runs itself (mcp_stdio's command,
+		// mcp_demo): two handlers configured alike run the same server.
+		settings, err := json.Marshal(h)
+		if err != nil {
+			return []string{fmt.Sprintf("%s %p", id, h)}, false
+		}
+		return []string{fmt.Sprintf("%s %s", id, settings)}, false
 	}
 	if proxy.DynamicUpstreams != nil {
-		settings, err := json.Marshal(proxy.DynamicUpstreams)
-		if err != nil {
-			return []string{fmt.Sprintf("dynamic %p", h)}, false
-		}
-		return []string{fmt.Sprintf("dynamic %T %s", proxy.DynamicUpstreams, settings)}, false
+		// Chosen at run time, by a lookup the gateway cannot repeat: it
+		// may be any server.
+		return nil, true
 	}
+	repl := caddy.NewReplacer()
 	for _, u := range proxy.Upstreams {
-		if strings.Contains(u.Dial, "{") {
+		// Environment and system placeholders are settings; any other
+		// (the request's) lets a request choose the upstream.
+		dial := repl.ReplaceKnown(u.Dial, "")
+		if strings.Contains(dial, "{") {
 			steered = true
 			continue
 		}
-		keys = append(keys, dialKey(u.Dial))
+		keys = append(keys, dialKey(dial))
 	}
 	return keys, steered
 }
 
-// dialKey is a dial address with loopback hosts spelt one way.
+// dialKey is a dial address with local hosts (loopback, unspecified,
+// localhost) spelt one way, tcp4 and tcp6 as tcp.
 func dialKey(dial string) string {
 	addr, err := caddy.ParseNetworkAddress(dial)
 	if err != nil {
 		return "dial " + dial
 	}
-	host := strings.ToLower(addr.Host)
-	if ip := net.ParseIP(host); host == "" || host == "localhost" || ip != nil && ip.IsLoopback() {
-		host = "loopback"
+	host := strings.TrimSuffix(strings.ToLower(addr.Host), ".")
+	if ip := net.ParseIP(host); host == "" || host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		host = "local"
 	}
-	return fmt.Sprintf("dial %s/%s:%d", addr.Network, host, addr.StartPort)
+	network := strings.TrimRight(addr.Network, "46") // tcp4, tcp6: tcp
+	return fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort)
 }
 
 // describeUpstream names an upstream handler in messages.
@@ -392,7 +411,7 @@ func matcherKey(sets caddyhttp.MatcherSets) string {
 		var matchers []string
 		for _, m := range set {
 			text, err := json.Marshal(m)
-			if err != nil {
+			if err != nil || !writtenWhole(m) {
 				text = fmt.Appendf(nil, "%p", m)
 			}
 			matchers = append(matchers, fmt.Sprintf("%T %s", m, text))
@@ -401,6 +420,22 @@ func matcherKey(sets caddyhttp.MatcherSets) string {
 		parts = append(parts, strings.Join(matchers, " & "))
 	}
 	return strings.Join(parts, " | ")
+}
+
+// writtenWhole reports whether a matcher's JSON says all it matches on
+// once provisioned: the matchers that hold other modules (not, a
+// matcher module of a plugin) lose them from their JSON when Caddy loads
+// them, and two would then compare equal whatever they match.
+func writtenWhole(m any) bool {
+	switch m.(type) {
+	case caddyhttp.MatchPath, *caddyhttp.MatchPath, caddyhttp.MatchHost, *caddyhttp.MatchHost,
+		caddyhttp.MatchMethod, *caddyhttp.MatchMethod, caddyhttp.MatchHeader, *caddyhttp.MatchHeader,
+		caddyhttp.MatchQuery, *caddyhttp.MatchQuery, caddyhttp.MatchProtocol, *caddyhttp.MatchProtocol,
+		*caddyhttp.MatchPathRE, *caddyhttp.MatchHeaderRE, *caddyhttp.MatchRemoteIP, *caddyhttp.MatchClientIP,
+		*caddyhttp.MatchExpression:
+		return true
+	}
+	return false
 }
 
 // describeMatchers names a route's host and path matchers, as people

@@ -58,10 +58,22 @@ func TestLayoutChecked(t *testing.T) {
 			wantErr: "is reached without mcp_policy"},
 		{name: "the upstream spelt localhost", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy localhost:9\n\t}",
 			wantErr: "is reached without mcp_policy at route 1"},
-		{name: "the same dynamic upstreams reached again", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy {\n\t\t\tdynamic a 127.0.0.1 9\n\t\t}\n\t}\n\thandle {\n\t\treverse_proxy {\n\t\t\tdynamic a 127.0.0.1 9\n\t\t}\n\t}",
+		{name: "dynamic upstreams reached without mcp_policy", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {\n\t\t\tdynamic a localhost 9\n\t\t}\n\t}",
+			wantErr: "whose upstream is chosen at run time"},
+		{name: "the upstream spelt 0.0.0.0", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy 0.0.0.0:9\n\t}",
+			wantErr: "is reached without mcp_policy at route 1"},
+		{name: "the upstream spelt tcp4/", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy tcp4/127.0.0.1:9\n\t}",
+			wantErr: "is reached without mcp_policy at route 1"},
+		{name: "an earlier route of mcp_policy's group", site: "@ua header User-Agent *\n\thandle @ua {\n\t\theader X-Seen 1\n\t}\n\thandle /mcp* {\n\t\t" + policy + "\n\t}\n\treverse_proxy /mcp* " + upstream,
+			wantErr: "no mcp_policy guards anything"},
+		{name: "two not matchers", site: "@pol not path /x*\n\t@prox not path /y*\n\tmcp_policy @pol {\n\t\t" + openTable + "\n\t}\n\treverse_proxy @prox " + upstream,
+			wantErr: "no mcp_policy guards anything"},
+		{name: "a proxy in a GET proxy's handle_response", site: "route {\n\t\treverse_proxy " + other + " {\n\t\t\tmethod GET\n\t\t\t@ok status 2xx\n\t\t\thandle_response @ok {\n\t\t\t\treverse_proxy " + upstream + "\n\t\t\t}\n\t\t}\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "handle_response 0 > route"},
+		{name: "mcp_bypass out of its block", site: "route {\n\t\tmcp_bypass\n\t\theader X-A 1\n\t}\n\thandle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\treverse_proxy /other* " + upstream,
 			wantErr: "is reached without mcp_policy"},
 		{name: "a proxy the request steers", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {http.request.header.X-Up}\n\t}",
-			wantErr: "whose upstream the request chooses"},
+			wantErr: "whose upstream is chosen at run time"},
 		{name: "a route after a group", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle /static* {\n\t\theader X-A 1\n\t}\n\thandle {\n\t\treverse_proxy " + other + "\n\t}\n\troute {\n\t\treverse_proxy " + upstream + "\n\t}",
 			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy"},
 		{name: "the request changed between two routes of one matcher", site: "route {\n\t\tmcp_policy /mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\turi strip_suffix /\n\t\treverse_proxy /mcp " + upstream + "\n\t}",
@@ -83,11 +95,13 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "one matcher of several kinds on both", site: "@mcp {\n\t\tpath /mcp*\n\t\tmethod POST GET DELETE\n\t\theader Accept *json*\n\t}\n\troute {\n\t\tmcp_policy @mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\theader X-A 1\n\t\treverse_proxy @mcp " + upstream + "\n\t}"},
 		{name: "one expression matcher on both", site: "@mcp expression `{path}.startsWith(\"/mcp\")`\n\troute {\n\t\tmcp_policy @mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\treverse_proxy @mcp " + upstream + "\n\t}"},
 		{name: "a long chain of named routes", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\tinvoke r0", named: chain},
+		{name: "another upstream from the environment", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {env.MCPGATE_TEST_WEB}\n\t}"},
 		{name: "the upstream bypassed on purpose", site: "handle /health {\n\t\tmcp_bypass\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			t.Setenv("MCPGATE_TEST_WEB", other)
 			caddyfile := globalOptions(t) + tt.named + fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.site)
 			if tt.other != "" {
 				caddyfile += fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.other)

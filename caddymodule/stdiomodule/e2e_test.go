@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
@@ -457,5 +458,28 @@ func TestStateless(t *testing.T) {
 	first, second := stdiotest.PID(t, session), stdiotest.PID(t, session)
 	if first != second {
 		t.Errorf("two calls in a row ran in processes %d and %d, want the warm one reused", first, second)
+	}
+}
+
+// TestLayoutStdioReachedAround: an mcp_stdio configured like one that
+// mcp_policy guards, reached without it (another port), runs the same
+// server undecided: the configuration does not start.
+func TestLayoutStdioReachedAround(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	around := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_stdio {\n\t\tcommand %q\n\t\tenv %s %s\n\t}\n}\n", testport.Free(t), self, stdiotest.EnvMode, stdiotest.ModeServe)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddytest.GlobalOptions(t)+site(t, testport.Free(t), stdiotest.ModeServe)+around), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = caddy.Load(cfg, true)
+	if err == nil {
+		t.Cleanup(func() { _ = caddy.Stop() })
+	}
+	if err == nil || !strings.Contains(err.Error(), "the mcp_stdio is reached without mcp_policy") {
+		t.Fatalf("loaded with %v; want it refused: the stdio server is reached without mcp_policy", err)
 	}
 }
