@@ -82,7 +82,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 			for _, place := range w.ungatedHere {
 				w.fail("no mcp_policy guards anything, while %s: "+
 					"put mcp_policy before the reverse_proxy, in the same block, with no matcher narrower than the proxy's "+
-					"(Caddy runs handle, handle_path, route and invoke before a directive of the site itself)", place)
+					"(Caddy runs handle, handle_path, route and invoke blocks before a site-level mcp_policy, which it orders just before reverse_proxy)", place)
 			}
 		}
 	}
@@ -175,31 +175,31 @@ func (w *layoutWalk) server(srv *caddyhttp.Server) {
 // nothing for the requests that skip it, so what it adds holds only
 // inside it; except that the very next route, when it has the same
 // matchers (Caddyfile directives with one matcher become such routes),
-// sees that its requests passed mcp_policy (routes between that only set
-// response headers change nothing of the request).
+// sees that its requests passed mcp_policy or mcp_bypass (routes between
+// that only set response headers change nothing of the request).
 func (w *layoutWalk) routes(routes caddyhttp.RouteList, c chain, where string) chain {
-	gatedUnder := ""
+	under, added := "", chain{}
 	for i, route := range routes {
 		here := fmt.Sprintf("%s %d%s", where, i, describeMatchers(route.MatcherSets))
 		skippable := len(route.MatcherSets) > 0 || route.Group != ""
 		matchers := matcherKey(route.MatcherSets)
 		in := c
-		if len(route.MatcherSets) > 0 && matchers == gatedUnder {
-			in.gated = true
+		if len(route.MatcherSets) > 0 && matchers == under {
+			in.gated, in.bypassed = in.gated || added.gated, in.bypassed || added.bypassed
 		}
 		out := w.handlers(route.Handlers, in, here)
 		if !keepsRequest(route) {
-			gatedUnder = ""
+			under, added = "", chain{}
 		}
 		if !skippable {
 			c = out
 			if route.Terminal {
 				c.reachable = false
 			}
-		} else if out.gated && !c.gated && len(route.MatcherSets) > 0 && route.Group == "" {
+		} else if (out.gated && !c.gated || out.bypassed && !c.bypassed) && len(route.MatcherSets) > 0 && route.Group == "" {
 			// (A route in a group may be skipped for an earlier one of
-			// its group that matched: it gates nothing after it.)
-			gatedUnder = matchers
+			// its group that matched: it carries nothing to the next.)
+			under, added = matchers, chain{gated: out.gated && !c.gated, bypassed: out.bypassed && !c.bypassed}
 		}
 	}
 	return c

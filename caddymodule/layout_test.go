@@ -96,6 +96,7 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "one expression matcher on both", site: "@mcp expression `{path}.startsWith(\"/mcp\")`\n\troute {\n\t\tmcp_policy @mcp {\n\t\t\t" + openTable + "\n\t\t}\n\t\treverse_proxy @mcp " + upstream + "\n\t}"},
 		{name: "a long chain of named routes", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\tinvoke r0", named: chain},
 		{name: "another upstream from the environment", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {env.MCPGATE_TEST_WEB}\n\t}"},
+		{name: "the upstream bypassed on purpose on one path", site: "mcp_bypass /healthz\n\treverse_proxy /healthz " + upstream + "\n\thandle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
 		{name: "the upstream bypassed on purpose", site: "handle /health {\n\t\tmcp_bypass\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
 	}
 	for _, tt := range tests {

@@ -82,6 +82,11 @@ func (x *exchange) toolChangedWhileHeld(v verdict) string {
 // toolChanged says that a tool's definition is now another than the one a
 // person was asked about.
 func toolChanged(name, now, asked string) string {
+	if asked == "" {
+		// Asked by an earlier version of the gateway, which did not
+		// record the definition.
+		return fmt.Sprintf("tool %q may have changed while the call waited (the question did not record its definition; it is now %s)", name, now)
+	}
 	return fmt.Sprintf("tool %q changed while the call waited (its definition is now %s, not %s, the one decided on)", name, now, asked)
 }
 
