@@ -66,8 +66,9 @@ var upstreamHandlers = []string{"http.handlers.reverse_proxy", "http.handlers.mc
 // checkLayout walks the routes of the HTTP servers (their routes, named
 // routes and error routes) and refuses a layout in which an upstream is
 // reached through mcp_policy on one path and without it on another (in
-// any server), a proxy whose upstream a request chooses is reached
-// without mcp_policy, or, in a server holding an mcp_policy, one is never
+// any server), a proxy whose upstream is chosen at run time is reached
+// without mcp_policy while any upstream is reached through it, or, in a
+// server holding an mcp_policy, one is never
 // reached or none guards anything while an upstream is reached without
 // one.
 func checkLayout(servers map[string]*caddyhttp.Server) error {
@@ -110,8 +111,8 @@ type layoutWalk struct {
 	// upstreams are the upstreams reached, by key (see upstreamKeys).
 	upstreams map[string]*reachedUpstream
 	// anyGated is set once any upstream is reached through mcp_policy;
-	// steered holds where a proxy whose upstream the request chooses is
-	// reached without it.
+	// steered holds where a proxy whose upstream is chosen at run time
+	// is reached without it.
 	anyGated bool
 	steered  []string
 	// For the server being walked: the mcp_policy handlers reached, whether
