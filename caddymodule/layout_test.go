@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // TestLayoutChecked: a configuration in which a request reaches an
@@ -158,5 +161,31 @@ func TestServerNamesOfTheRunningConfiguration(t *testing.T) {
 				t.Errorf("%s: server %s stands for %q, want %q", step.name, server, got, want)
 			}
 		}
+	}
+}
+
+// TestRefusedReloadKeepsTheList: a reload that does not start leaves the
+// running configuration deciding by the catalog's list as before (a tool
+// the upstream adds is learned, trusted on first use, and runs), and one
+// that starts makes it the new configuration's.
+func TestRefusedReloadKeepsTheList(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	site := "\n:%d {\n\tbind 127.0.0.1\n\tmcp_policy {\n\t\t" + openTable + "\n\t}\n\treverse_proxy %s\n%s}\n"
+	running := globalOptions(t) + fmt.Sprintf(site, port, strings.TrimPrefix(up.URL, "http://"), "")
+	if err := loadCaddyfile(t, running); err != nil {
+		t.Fatal(err)
+	}
+	waitForListener(t, port)
+	refused := globalOptions(t) + fmt.Sprintf(site, port, strings.TrimPrefix(up.URL, "http://"),
+		"\thandle_errors {\n\t\treverse_proxy "+strings.TrimPrefix(up.URL, "http://")+"\n\t}\n")
+	if err := loadCaddyfile(t, refused); err == nil {
+		t.Fatal("the reload with a path around mcp_policy started")
+	}
+	up.AddTool(&mcp.Tool{Name: "added", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
+	if _, body := post(t, url, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"added","arguments":{"text":"x"}}}`); !strings.Contains(string(body), "added:x") {
+		t.Fatalf("a tool added after a refused reload: %s; want it learned and run", body)
 	}
 }

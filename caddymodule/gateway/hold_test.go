@@ -262,3 +262,62 @@ func TestHeldToolChanged(t *testing.T) {
 		t.Errorf("the call to the accepted new definition, approved, was answered %s; want it run", body)
 	}
 }
+
+// TestHeldCallAcrossReload: a reload that points the upstream name at
+// another MCP server leaves the old configuration's held call to run on
+// its own server once approved (its definition there unchanged), and the
+// new configuration's calls decided on the new server's list only: the
+// old gateway reads its own upstream's list without recording it in the
+// catalog the new one owns.
+func TestHeldCallAcrossReload(t *testing.T) {
+	a := newUpstream(t, upstreamtest.StatefulJSON)
+	// B: the same names, but its echo is destructive (no annotations).
+	b := upstreamtest.New(t, upstreamtest.StatelessJSON, []*mcp.Tool{
+		{Name: "echo"}, {Name: "create_issue", Annotations: &mcp.ToolAnnotations{DestructiveHint: new(false)}},
+	}, 0)
+	old := startGateway(t, a.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
+	session := initialize(t, old.URL, nil)
+	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	ctx := context.Background()
+	answer := make(chan string, 1)
+	go func() {
+		body, err := postQuietly(old.URL, header, callBody(`"held"`, "create_issue", "x"))
+		if err != nil {
+			body = "error: " + err.Error()
+		}
+		answer <- body
+	}()
+	var pending *approval.Approval
+	testwait.Until(t, 10*time.Second, func() string {
+		list, _ := old.approvals.List(ctx)
+		for _, a := range list {
+			if a.State == approval.Pending {
+				pending = a
+				return ""
+			}
+		}
+		return "the call was never held"
+	})
+
+	// The reload: the new configuration resets the list, fronts B under
+	// the same upstream name, sharing the catalog, and starts.
+	old.catalog.Reset(testUpstream)
+	engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
+	cfg.MaxBody, cfg.Catalog, cfg.Configuration = 64<<10, old.catalog, 1
+	renewed := serveGateway(t, cfg, b.URL)
+	old.catalog.Claim(testUpstream, 1) // the new configuration started
+
+	if _, err := old.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if body := <-answer; !strings.Contains(body, "create_issue:x") || a.CallCount("create_issue") != 1 {
+		t.Errorf("the held call, approved after the reload: %s (ran %d times on its server); want it run once", body, a.CallCount("create_issue"))
+	}
+	if r := post(t, renewed.URL, nil, callBody("1", "echo", "wipe")); strings.Contains(string(r.body), "echo:wipe") || b.CallCount("echo") != 0 {
+		t.Errorf("the new configuration's echo, destructive on its server: %s; want it decided on that server's list (blocked)", r.body)
+	}
+}

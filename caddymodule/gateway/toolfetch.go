@@ -63,37 +63,46 @@ func (x *exchange) fetcher() *toolsFetcher {
 	}
 }
 
-// refresh fetches the upstream's tool list whole. Concurrent refreshes
-// for one session share one fetch. meta is the caller's
+// refresh fetches the upstream's tool list whole and records it. Concurrent
+// refreshes for one session share one fetch. meta is the caller's
 // params._meta: under 2026-07-28 it carries the client's revision, info
 // and capabilities, which every request must repeat.
 func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 	key := f.session.String()
 	_, err, _ := f.refreshes.Do(key, func() (any, error) {
 		asOf := f.catalog.Generation(server)
-		var tools []json.RawMessage
-		cursor := ""
-		for range maxToolPages {
-			result, err := f.page(cursor, meta)
-			if err != nil {
-				return nil, err
-			}
-			page, _, nextCursor, err := catalog.ParseToolsList(result)
-			if err != nil {
-				return nil, err
-			}
-			tools = append(tools, page...)
-			if len(tools) > catalog.MaxTools {
-				return nil, fmt.Errorf("tools/list lists more than %d tools, more than the gateway keeps for a server", catalog.MaxTools)
-			}
-			if nextCursor == "" {
-				return nil, f.learn(f.r.Context(), tools, asOf)
-			}
-			cursor = nextCursor
+		tools, err := f.list(meta)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("tools/list did not end within %d pages", maxToolPages)
+		return nil, f.learn(f.r.Context(), tools, asOf)
 	})
 	return err
+}
+
+// list fetches the upstream's tool list whole, page by page.
+func (f *toolsFetcher) list(meta map[string]any) ([]json.RawMessage, error) {
+	var tools []json.RawMessage
+	cursor := ""
+	for range maxToolPages {
+		result, err := f.page(cursor, meta)
+		if err != nil {
+			return nil, err
+		}
+		page, _, nextCursor, err := catalog.ParseToolsList(result)
+		if err != nil {
+			return nil, err
+		}
+		tools = append(tools, page...)
+		if len(tools) > catalog.MaxTools {
+			return nil, fmt.Errorf("tools/list lists more than %d tools, more than the gateway keeps for a server", catalog.MaxTools)
+		}
+		if nextCursor == "" {
+			return tools, nil
+		}
+		cursor = nextCursor
+	}
+	return nil, fmt.Errorf("tools/list did not end within %d pages", maxToolPages)
 }
 
 // page sends one tools/list request and returns its result.
