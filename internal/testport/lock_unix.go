@@ -3,6 +3,7 @@
 package testport
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,32 +11,33 @@ import (
 )
 
 // lockAcrossProcesses takes an exclusive lock on a file named after port in
-// a folder every test process shares, and keeps it (the file stays open)
-// until this process exits, when the system releases it: a crashed test
-// binary leaves no port taken. It reports false when another process holds
-// the lock, or when no lock can be taken at all (then the port is not
-// handed out, rather than handed out unguarded).
+// a folder every test process of this user shares, and keeps it (the file
+// stays open) until this process exits, when the system releases it: a
+// crashed test binary leaves no port taken. It reports false when another
+// process holds the lock. Where no lock can be set up (a folder that
+// cannot be written), ports are unique within the process only, as
+// without file locks.
 func lockAcrossProcesses(port int) bool {
 	path := lockPath(port)
-	if err := os.MkdirAll(filepath.Dir(path), 0o777); err != nil {
-		return false
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return true
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return false
+		return true
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return false
+		return !errors.Is(err, syscall.EWOULDBLOCK)
 	}
 	held = append(held, f)
 	return true
 }
 
-// lockPath names port's lock file, in a folder every test process on the
-// machine shares.
+// lockPath names port's lock file, in a folder of the user's that every
+// test process of theirs on the machine shares.
 func lockPath(port int) string {
-	return filepath.Join(os.TempDir(), "mcpgate-test-ports", strconv.Itoa(port)+".lock")
+	return filepath.Join(os.TempDir(), "mcpgate-test-ports-"+strconv.Itoa(os.Getuid()), strconv.Itoa(port)+".lock")
 }
 
 // held keeps the locked files open (and so locked) for the process's life;

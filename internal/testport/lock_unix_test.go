@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -65,4 +66,19 @@ func otherPort(t *testing.T, not int) int {
 	}
 	t.Fatal("no unclaimed port")
 	return 0
+}
+
+// TestFreeWithoutALockFolder: where the lock folder cannot be made (here
+// the temporary folder is a file), ports are still handed out, unique
+// within the process.
+func TestFreeWithoutALockFolder(t *testing.T) {
+	notAFolder := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notAFolder, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", notAFolder)
+	first, second := Free(t), Free(t)
+	if first == second {
+		t.Fatalf("port %d handed out twice", first)
+	}
 }
