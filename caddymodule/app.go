@@ -7,12 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
 
@@ -27,13 +25,7 @@ func init() {
 type App struct {
 	names *names
 	ctx   caddy.Context
-	// configuration numbers the configuration, growing with each one
-	// loaded (see catalog.Catalog.Reset).
-	configuration uint64
 }
-
-// configurations counts the configurations loaded by the process.
-var configurations atomic.Uint64
 
 // names is what the handlers of one configuration have claimed.
 type names struct {
@@ -55,23 +47,6 @@ type names struct {
 	// httpServers are the HTTP servers holding a handler, whose layout
 	// Start checks.
 	httpServers []*caddyhttp.Server
-	// lists are the catalogs and upstream names of the handlers, whose
-	// lists Start claims for this configuration; claims, what it claimed,
-	// given back by Stop should the configuration not start after all.
-	lists  []claimedList
-	claims []claim
-}
-
-// claimedList is an upstream's tool list in a catalog.
-type claimedList struct {
-	catalog  *catalog.Catalog
-	upstream string
-}
-
-// claim is a list this configuration claimed, and from which one.
-type claim struct {
-	claimedList
-	previous uint64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,39 +54,31 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{configuration: configurations.Add(1), names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{}}}
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{}}}
 		},
 	}
 }
 
 // Start implements caddy.App. The app holds no running parts; it checks,
 // now that every HTTP server is provisioned, that no request reaches an
-// upstream of theirs past mcp_policy (see checkLayout), and then claims
-// the upstreams' tool lists for this configuration (catalog.Claim).
+// upstream of theirs past mcp_policy (see checkLayout).
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if len(a.names.httpServers) > 0 {
-		// Every server of the configuration: another site or port may
-		// proxy to an upstream that one holding mcp_policy guards.
-		servers := map[string]*caddyhttp.Server{}
-		if app, err := a.ctx.AppIfConfigured("http"); err == nil {
-			servers = app.(*caddyhttp.App).Servers
-		} else {
-			for i, srv := range a.names.httpServers {
-				servers[strconv.Itoa(i)] = srv
-			}
-		}
-		if err := checkLayout(servers); err != nil {
-			return err
+	if len(a.names.httpServers) == 0 {
+		return nil
+	}
+	// Every server of the configuration: another site or port may proxy
+	// to an upstream that one holding mcp_policy guards.
+	servers := map[string]*caddyhttp.Server{}
+	if app, err := a.ctx.AppIfConfigured("http"); err == nil {
+		servers = app.(*caddyhttp.App).Servers
+	} else {
+		for i, srv := range a.names.httpServers {
+			servers[strconv.Itoa(i)] = srv
 		}
 	}
-	// From now on the upstreams' lists are this configuration's: the
-	// gateways of the one it replaces read their own.
-	for _, list := range a.names.lists {
-		a.names.claims = append(a.names.claims, claim{list, list.catalog.Claim(list.upstream, a.configuration)})
-	}
-	return nil
+	return checkLayout(servers)
 }
 
 // Provision implements caddy.Provisioner: the app keeps its context, to
@@ -132,32 +99,21 @@ func (a *App) upstreamOf(server string) string {
 	return server
 }
 
-// guard records, for Start, the HTTP server a handler is provisioned in
-// and the list in c of the upstream it fronts.
-func (a *App) guard(ctx caddy.Context, c *catalog.Catalog, upstream string) {
+// guard records the HTTP server a handler is provisioned in, for Start.
+func (a *App) guard(ctx caddy.Context) {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok {
+		return
+	}
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && !slices.Contains(a.names.httpServers, srv) {
+	if !slices.Contains(a.names.httpServers, srv) {
 		a.names.httpServers = append(a.names.httpServers, srv)
-	}
-	if list := (claimedList{c, upstream}); !slices.Contains(a.names.lists, list) {
-		a.names.lists = append(a.names.lists, list)
 	}
 }
 
-// Stop implements caddy.App. When the configuration is stopped because
-// another of its apps failed to start, the one still running gets back
-// the lists this one claimed; when a newer one replaced it, the lists are
-// the newer one's already, and stay so.
-func (a *App) Stop() error {
-	a.names.mu.Lock()
-	defer a.names.mu.Unlock()
-	for _, c := range a.names.claims {
-		c.catalog.Unclaim(c.upstream, a.configuration, c.previous)
-	}
-	a.names.claims = nil
-	return nil
-}
+// Stop implements caddy.App.
+func (*App) Stop() error { return nil }
 
 // appOf returns the configuration's App.
 func appOf(ctx caddy.Context) (*App, error) {

@@ -329,8 +329,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	// This configuration may route the name to another MCP server than
 	// the last did: its tools are listed again before they are decided.
 	cfg.Catalog.Reset(cfg.Upstream)
-	cfg.Configuration = app.configuration
-	app.guard(ctx, cfg.Catalog, cfg.Upstream)
+	app.guard(ctx)
 	cfg.Sessions = loadSessions()
 	redisAddr := ""
 	if h.Approval != nil && h.Approval.Store == storeRedis {

@@ -166,8 +166,7 @@ func TestServerNamesOfTheRunningConfiguration(t *testing.T) {
 
 // TestRefusedReloadKeepsTheList: a reload that does not start leaves the
 // running configuration deciding by the catalog's list as before (a tool
-// the upstream adds is learned, trusted on first use, and runs), and one
-// that starts makes it the new configuration's.
+// the upstream adds is learned, trusted on first use, and runs).
 func TestRefusedReloadKeepsTheList(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	up := newUpstream(t, upstreamtest.StatelessJSON)

@@ -10,8 +10,6 @@ package catalog
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,9 +77,6 @@ type Catalog struct {
 	// generations counts each server's Forget calls, so that a list
 	// fetched before a change is not taken as current (see Generation).
 	generations map[string]uint64
-	// epochs holds, per server, the configuration that last claimed it:
-	// a gateway of an older one keeps off its list (see Epoch).
-	epochs map[string]uint64
 
 	// rechecked is when each changed tool's pin was last read again from
 	// the store (see Recheck), keyed by server and tool name; a key with
@@ -131,7 +126,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 		pins = map[string]map[string]string{}
 	}
 	return &Catalog{
-		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, epochs: map[string]uint64{},
+		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{},
 		rechecked: map[[2]string]time.Time{},
 	}, nil
 }
@@ -436,51 +431,6 @@ func (c *Catalog) Reset(server string) {
 	delete(c.servers, server)
 }
 
-// Claim gives a server's list to the configuration numbered
-// configuration (a number that grows with each configuration loaded),
-// once it has started: the list is forgotten again (what older gateways
-// learned since Reset is theirs), and gateways of older configurations
-// keep off it from now on (see Epoch). A configuration older than the
-// owner claims nothing.
-func (c *Catalog) Claim(server string, configuration uint64) (previous uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	previous = c.epochs[server]
-	if configuration <= previous {
-		return previous
-	}
-	c.epochs[server] = configuration
-	c.generations[server]++
-	delete(c.servers, server)
-	return previous
-}
-
-// Unclaim gives a server's list back to the configuration previous, which
-// configuration claimed it from, when configuration could not start after
-// all (another part of it failed): the one still running goes on deciding
-// by the list. It does nothing once another configuration claimed it.
-func (c *Catalog) Unclaim(server string, configuration, previous uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.epochs[server] != configuration {
-		return
-	}
-	c.epochs[server] = previous
-	c.generations[server]++
-	delete(c.servers, server)
-}
-
-// Epoch returns the configuration that last claimed a server's list
-// (see Claim), 0 before any did. A gateway of an older configuration
-// neither decides by the list nor records in it (a newer configuration
-// may route the name to another MCP server), but reads its own
-// upstream's list with Describe.
-func (c *Catalog) Epoch(server string) uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.epochs[server]
-}
-
 // Describe reads a tool list of a server as Learn would, without
 // recording it: each tool as listed, Changed unless its pin holds its
 // hash (a tool never pinned is changed: it is not pinned here).
@@ -521,23 +471,6 @@ func (c *Catalog) Tools(server string) []ServerTool {
 		return cmp.Or(cmp.Compare(a.Server, b.Server), cmp.Compare(a.Name, b.Name))
 	})
 	return list
-}
-
-// Digest names what a server's tool list holds now (its tools and their
-// hashes), current or stale; "" when nothing is known. Two lists with one
-// digest list the same tools alike.
-func (c *Catalog) Digest(server string) string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	s := c.servers[server]
-	if s == nil {
-		return ""
-	}
-	h := sha256.New()
-	for _, name := range slices.Sorted(maps.Keys(s.tools)) {
-		fmt.Fprintf(h, "%d:%s %s\n", len(name), name, s.tools[name].Hash)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Forget marks a server's tool list stale, as a

@@ -345,35 +345,3 @@ func (s *flakyStore) Save(ctx context.Context, server, tool, hash string) error 
 	}
 	return s.PinStore.Save(ctx, server, tool, hash)
 }
-
-// TestClaim: a configuration that starts claims a server's list (the list
-// is forgotten, and older configurations keep off it); an older one claims
-// nothing; a configuration that could not start gives the list back,
-// unless a newer one claimed it since.
-func TestClaim(t *testing.T) {
-	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
-	if err := c.Learn(t.Context(), "s", []json.RawMessage{json.RawMessage(`{"name":"x"}`)}, c.Generation("s")); err != nil {
-		t.Fatal(err)
-	}
-	steps := []struct {
-		name   string
-		do     func()
-		want   uint64
-		listed bool
-	}{
-		{"before any claim", func() {}, 0, true},
-		{"configuration 2 claims", func() { c.Claim("s", 2) }, 2, false},
-		{"configuration 1, older, claims", func() { c.Claim("s", 1) }, 2, false},
-		{"configuration 3 claims, then fails to start", func() { c.Unclaim("s", 3, c.Claim("s", 3)) }, 2, false},
-		{"configuration 2 gives back after 4 claimed", func() { c.Claim("s", 4); c.Unclaim("s", 2, 0) }, 4, false},
-	}
-	for _, step := range steps {
-		step.do()
-		if got := c.Epoch("s"); got != step.want {
-			t.Errorf("%s: epoch %d, want %d", step.name, got, step.want)
-		}
-		if _, listed := c.Lookup("s", "x"); listed != step.listed {
-			t.Errorf("%s: x listed %v, want %v", step.name, listed, step.listed)
-		}
-	}
-}

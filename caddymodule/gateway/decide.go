@@ -91,10 +91,6 @@ var errListKeptChanging = errors.New("the server's tool list kept changing while
 // and refused when there is none.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
-	if g.outdated() {
-		return x.lookupOwnList(name, params)
-	}
-	previous := ""
 	for fetches := 1; ; fetches++ {
 		if g.catalog.Stale(g.cfg.Upstream) {
 			meta, _ := params["_meta"].(map[string]any)
@@ -118,15 +114,6 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		if fetchErr != nil {
 			return notListed(name), false, fetchErr
 		}
-		// Announced changed while it was fetched, yet fetched alike twice
-		// running: the announcements changed nothing of it (a server that
-		// announces often), and it is as current as a list gets.
-		digest := g.catalog.Digest(g.cfg.Upstream)
-		if digest != "" && digest == previous {
-			tool, listed = g.knownTool(name)
-			break
-		}
-		previous = digest
 		if fetches == maxListFetches {
 			return notListed(name), false, errListKeptChanging
 		}
@@ -139,30 +126,6 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		}
 	}
 	return tool, listed, fetchErr
-}
-
-// lookupOwnList is lookupTool for a gateway a newer configuration has
-// replaced (see Gateway.outdated): it fetches its own upstream's list,
-// through its own route, and reads the tool from it without recording it.
-func (x *exchange) lookupOwnList(name string, params map[string]any) (catalog.Tool, bool, error) {
-	g := x.g
-	meta, _ := params["_meta"].(map[string]any)
-	raws, err := x.fetcher().list(meta)
-	if errors.Is(err, errSessionEnded) {
-		x.sessionEnded = true
-	}
-	if err != nil {
-		return notListed(name), false, err
-	}
-	tools, err := g.catalog.Describe(g.cfg.Upstream, raws)
-	if err != nil {
-		return notListed(name), false, err
-	}
-	tool, listed := tools[name]
-	if !listed {
-		return notListed(name), false, nil
-	}
-	return tool, true, nil
 }
 
 // knownTool returns what the catalog knows of a tool, and whether the

@@ -108,10 +108,6 @@ type Config struct {
 	Host Host
 	// Logger receives the decision log and the gateway's warnings.
 	Logger *zap.Logger
-	// Configuration numbers the configuration the gateway belongs to,
-	// which claims the upstream's list in the catalog when it starts
-	// (catalog.Catalog.Claim); 0 when the host loads no configurations.
-	Configuration uint64
 	// NamedTools are the tools the configuration names one by one (the
 	// permissions table's entries): a whole tool list of the upstream
 	// that lacks one is logged, once per tool, since its entry then
@@ -144,14 +140,6 @@ type Gateway struct {
 	refreshes singleflight.Group
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
-}
-
-// outdated reports whether a newer configuration has started and claimed
-// the upstream's list: the gateway finishes what it holds (requests in
-// flight, calls held for approval), but the catalog's list is the new
-// configuration's, whose upstream of that name may be another MCP server.
-func (g *Gateway) outdated() bool {
-	return g.catalog.Epoch(g.cfg.Upstream) > g.cfg.Configuration
 }
 
 // New builds a Gateway from cfg.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
@@ -67,7 +68,7 @@ const cancelTimeout = 5 * time.Second
 // decided on one definition never runs another, whatever the answer.
 func (x *exchange) toolChangedWhileHeld(v verdict) string {
 	m := v.message
-	tool, listed, err := x.lookupTool(m.Tool.Name, m.Params)
+	tool, listed, err := x.toolNow(m.Tool.Name, m.Params)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("the gateway could not learn the server's tools again to check that tool %q is still the one decided on", m.Tool.Name)
@@ -77,6 +78,34 @@ func (x *exchange) toolChangedWhileHeld(v verdict) string {
 		return toolChanged(m.Tool.Name, tool.Hash, v.toolHash)
 	}
 	return ""
+}
+
+// toolNow is what the upstream lists now for a held call's tool: the
+// catalog's tool while its list is current; else the upstream's list,
+// fetched through the gateway's own route and read without being
+// recorded. (A held call may outlive its configuration: after a reload,
+// the catalog's list is the new configuration's to learn, whose upstream
+// of that name may be another MCP server.)
+func (x *exchange) toolNow(name string, params map[string]any) (catalog.Tool, bool, error) {
+	g := x.g
+	if !g.catalog.Stale(g.cfg.Upstream) {
+		tool, listed := g.knownTool(name)
+		return tool, listed, nil
+	}
+	meta, _ := params["_meta"].(map[string]any)
+	raws, err := x.fetcher().list(meta)
+	if err != nil {
+		return notListed(name), false, err
+	}
+	tools, err := g.catalog.Describe(g.cfg.Upstream, raws)
+	if err != nil {
+		return notListed(name), false, err
+	}
+	tool, listed := tools[name]
+	if !listed {
+		return notListed(name), false, nil
+	}
+	return tool, true, nil
 }
 
 // toolChanged says that a tool's definition is now another than the one a

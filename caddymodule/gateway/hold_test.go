@@ -267,8 +267,8 @@ func TestHeldToolChanged(t *testing.T) {
 // another MCP server leaves the old configuration's held call to run on
 // its own server once approved (its definition there unchanged), and the
 // new configuration's calls decided on the new server's list only: the
-// old gateway reads its own upstream's list without recording it in the
-// catalog the new one owns.
+// held call reads its own upstream's list without recording it in the
+// catalog, whose list is the new configuration's to learn.
 func TestHeldCallAcrossReload(t *testing.T) {
 	a := newUpstream(t, upstreamtest.StatefulJSON)
 	// B: the same names, but its echo is destructive (no annotations).
@@ -299,17 +299,16 @@ func TestHeldCallAcrossReload(t *testing.T) {
 		return "the call was never held"
 	})
 
-	// The reload: the new configuration resets the list, fronts B under
-	// the same upstream name, sharing the catalog, and starts.
+	// The reload: the new configuration resets the list and fronts B under
+	// the same upstream name, sharing the catalog.
 	old.catalog.Reset(testUpstream)
 	engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
-	cfg.MaxBody, cfg.Catalog, cfg.Configuration = 64<<10, old.catalog, 1
+	cfg.MaxBody, cfg.Catalog = 64<<10, old.catalog
 	renewed := serveGateway(t, cfg, b.URL)
-	old.catalog.Claim(testUpstream, 1) // the new configuration started
 
 	if _, err := old.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
 		t.Fatal(err)

@@ -837,7 +837,7 @@ func TestOwnToolsListIDsUnpredictable(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	for i := range 3 {
-		gw.catalog.Forget(testUpstream)
+		gw.catalog.Reset(testUpstream)
 		if r := post(t, gw.URL, nil, callEcho); !strings.Contains(string(r.body), `"echo:a"`) {
 			t.Fatalf("call %d: HTTP %d %s; want echo's result", i, r.status, r.body)
 		}

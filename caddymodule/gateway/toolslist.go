@@ -52,24 +52,9 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
-	lookup := g.knownTool
-	switch {
-	case g.outdated():
-		// A newer configuration owns the catalog's list: this one reads
-		// its upstream's list as listed, and records nothing.
-		described, err := g.catalog.Describe(server, tools)
-		if err != nil {
-			return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
-		}
-		lookup = func(name string) (catalog.Tool, bool) {
-			if tool, listed := described[name]; listed {
-				return tool, true
-			}
-			return notListed(name), false
-		}
-	case firstPage && nextCursor == "":
+	if firstPage && nextCursor == "" {
 		err = g.learnList(r.Context(), tools, asOf)
-	default:
+	} else {
 		err = g.catalog.LearnPage(r.Context(), server, tools)
 	}
 	if err != nil {
@@ -81,7 +66,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	kept := make([]json.RawMessage, 0, len(tools))
 	for i, raw := range tools {
 		name := names[i]
-		tool, _ := lookup(name)
+		tool, _ := g.knownTool(name)
 		input := *base
 		input.Tool = policyTool(tool, nil)
 		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)
