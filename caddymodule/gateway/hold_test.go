@@ -199,29 +199,7 @@ func TestHeldToolChanged(t *testing.T) {
 	session := initialize(t, gw.URL, nil)
 	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 	ctx := context.Background()
-	held := func() (*approval.Approval, <-chan string) {
-		answer := make(chan string, 1)
-		go func() {
-			body, err := postQuietly(gw.URL, header, callBody(`"held"`, "create_issue", "x"))
-			if err != nil {
-				body = "error: " + err.Error()
-			}
-			answer <- body
-		}()
-		var pending *approval.Approval
-		testwait.Until(t, 10*time.Second, func() string {
-			list, _ := gw.approvals.List(ctx)
-			for _, a := range list {
-				if a.State == approval.Pending {
-					pending = a
-					return ""
-				}
-			}
-			return "the call was never held"
-		})
-		return pending, answer
-	}
-	first, answer := held()
+	first, answer := holdCreateIssue(t, gw, header)
 	before, _ := gw.catalog.Lookup(testUpstream, "create_issue")
 	if first.ToolHash != before.Hash {
 		t.Fatalf("the approval names definition %q, want the one decided on, %q", first.ToolHash, before.Hash)
@@ -251,7 +229,7 @@ func TestHeldToolChanged(t *testing.T) {
 	if _, err := gw.catalog.Accept(ctx, testUpstream, "create_issue", after.Hash); err != nil {
 		t.Fatal(err)
 	}
-	second, answer := held()
+	second, answer := holdCreateIssue(t, gw, header)
 	if second.ID == first.ID || second.ToolHash != after.Hash {
 		t.Fatalf("the call to the new definition was held on approval %s for %q, want a new approval for %q", second.ID, second.ToolHash, after.Hash)
 	}
@@ -279,25 +257,7 @@ func TestHeldCallAcrossReload(t *testing.T) {
 	session := initialize(t, old.URL, nil)
 	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 	ctx := context.Background()
-	answer := make(chan string, 1)
-	go func() {
-		body, err := postQuietly(old.URL, header, callBody(`"held"`, "create_issue", "x"))
-		if err != nil {
-			body = "error: " + err.Error()
-		}
-		answer <- body
-	}()
-	var pending *approval.Approval
-	testwait.Until(t, 10*time.Second, func() string {
-		list, _ := old.approvals.List(ctx)
-		for _, a := range list {
-			if a.State == approval.Pending {
-				pending = a
-				return ""
-			}
-		}
-		return "the call was never held"
-	})
+	pending, answer := holdCreateIssue(t, old, header)
 
 	// The reload: the new configuration resets the list and fronts B under
 	// the same upstream name, sharing the catalog.
@@ -319,4 +279,31 @@ func TestHeldCallAcrossReload(t *testing.T) {
 	if r := post(t, renewed.URL, nil, callBody("1", "echo", "wipe")); strings.Contains(string(r.body), "echo:wipe") || b.CallCount("echo") != 0 {
 		t.Errorf("the new configuration's echo, destructive on its server: %s; want it decided on that server's list (blocked)", r.body)
 	}
+}
+
+// holdCreateIssue posts create_issue("x") through gw, in the session of
+// header, and waits until it is held: it returns the pending approval and
+// the channel the call's answer comes on.
+func holdCreateIssue(t *testing.T, gw *testGateway, header http.Header) (*approval.Approval, <-chan string) {
+	t.Helper()
+	answer := make(chan string, 1)
+	go func() {
+		body, err := postQuietly(gw.URL, header, callBody(`"held"`, "create_issue", "x"))
+		if err != nil {
+			body = "error: " + err.Error()
+		}
+		answer <- body
+	}()
+	var pending *approval.Approval
+	testwait.Until(t, 10*time.Second, func() string {
+		list, _ := gw.approvals.List(context.Background())
+		for _, a := range list {
+			if a.State == approval.Pending {
+				pending = a
+				return ""
+			}
+		}
+		return "the call was never held"
+	})
+	return pending, answer
 }
