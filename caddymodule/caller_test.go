@@ -23,6 +23,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/identity"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -130,15 +132,25 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func connectAs(t *testing.T, url, token string) *mcp.ClientSession {
 	t.Helper()
+	session, err := tryConnectAs(t, url, token)
+	if err != nil {
+		t.Fatalf("connecting with a token: %v", err)
+	}
+	return session
+}
+
+// tryConnectAs is connectAs, returning the error.
+func tryConnectAs(t *testing.T, url, token string) (*mcp.ClientSession, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
 	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
 	if err != nil {
-		t.Fatalf("connecting with a token: %v", err)
+		return nil, err
 	}
 	t.Cleanup(func() { session.Close() })
-	return session
+	return session, nil
 }
 
 // TestJWTIdentity runs the gateway as an OAuth-protected MCP resource:
@@ -251,7 +263,18 @@ func TestJWTIdentity(t *testing.T) {
 
 	t.Run("key rotation", func(t *testing.T) {
 		idp.addKey(t, "k2")
-		session := connectAs(t, gateway, idp.token(t, "k2", map[string]any{"sub": "carol"}))
+		// Picked up at the first token that names it, unless the JWKS was
+		// fetched on demand less than identity.MinRefreshGap ago (as when
+		// the first requests beat the first fetch): then within the gap.
+		var session *mcp.ClientSession
+		testwait.Until(t, identity.MinRefreshGap+5*time.Second, func() string {
+			var err error
+			if session, err = tryConnectAs(t, gateway, idp.token(t, "k2", map[string]any{"sub": "carol"})); err != nil {
+				time.Sleep(250 * time.Millisecond)
+				return "a token signed by the rotated-in key is still refused: " + err.Error()
+			}
+			return ""
+		})
 		if text, refused := callEchoText(t, session); refused || !strings.Contains(text, "echo:") {
 			t.Errorf("echo with a token signed by a rotated-in key: %q (refused %v)", text, refused)
 		}
