@@ -55,9 +55,20 @@ func RedisOptions(address string) (*redis.Options, error) {
 	if !strings.Contains(address, "://") {
 		return &redis.Options{Addr: address}, nil
 	}
+	// Errors name the address without its password, which a
+	// configuration error would otherwise write to the log (url.Parse's
+	// own errors quote the whole URL).
+	u, err := url.Parse(address)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return nil, fmt.Errorf("redis address: not a URL: %w", err)
+	}
 	opts, err := redis.ParseURL(address)
 	if err != nil {
-		return nil, fmt.Errorf("redis address %q: %w", address, err)
+		return nil, fmt.Errorf("redis address %q: %w", u.Redacted(), err)
 	}
 	return opts, nil
 }

@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,5 +216,25 @@ func TestRedisDatabase(t *testing.T) {
 	}
 	if _, _, err := RedisDatabase("redis://%zz"); err == nil {
 		t.Error("RedisDatabase of a malformed URL: no error")
+	}
+}
+
+// TestRedisAddressErrorsHidePassword: an address that does not read is
+// refused with an error that does not show its password.
+func TestRedisAddressErrorsHidePassword(t *testing.T) {
+	for _, address := range []string{
+		"rediss://user:s3cret-password@host:notaport",
+		"redis://user:s3cret-password@host:6379/notadb",
+		"ftp://user:s3cret-password@host:6379",
+		"rediss://user:s3cret-password@host:6379/0?dial_timeout=soon",
+	} {
+		_, err := RedisOptions(address)
+		if err == nil {
+			t.Errorf("%s: read, want an error", address)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error for a bad address shows its password: %v", err)
+		}
 	}
 }
