@@ -311,7 +311,7 @@ func (c *ApprovalConfig) validate() error {
 			return errors.New("approval: a webhook needs a url")
 		}
 		if w.ContentType != "" && w.Template == "" {
-			return fmt.Errorf("approval: webhook %s: content_type needs a template (without one, the event is sent as JSON)", w.URL)
+			return fmt.Errorf("approval: webhook %s: content_type needs a template (without one, the event is sent as JSON)", approval.Receiver(w.URL))
 		}
 	}
 	if len(c.WebhookSecrets) == 0 {
@@ -400,7 +400,7 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 	for _, w := range c.Webhooks {
 		webhook, err := w.resolve(repl)
 		if err != nil {
-			return nil, fmt.Errorf("approval: webhook %s: %w", w.URL, err)
+			return nil, fmt.Errorf("approval: webhook %s: %w", approval.Receiver(repl.ReplaceKnown(w.URL, "")), err)
 		}
 		r.settings.Webhooks = append(r.settings.Webhooks, webhook)
 	}
@@ -410,9 +410,11 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 // resolve replaces the webhook's placeholders, checks its URL and
 // content type, and loads its template.
 func (w *Webhook) resolve(repl *caddy.Replacer) (approval.Webhook, error) {
-	u, err := absoluteURL(repl.ReplaceKnown(w.URL, ""))
-	if err != nil {
-		return approval.Webhook{}, err
+	u := repl.ReplaceKnown(w.URL, "")
+	// The URL itself is not in the error: its path is often the
+	// webhook's credential.
+	if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return approval.Webhook{}, errors.New("the url is not an absolute http(s) URL")
 	}
 	webhook := approval.Webhook{URL: u, ContentType: w.ContentType}
 	if w.ContentType != "" {
@@ -421,9 +423,11 @@ func (w *Webhook) resolve(repl *caddy.Replacer) (approval.Webhook, error) {
 		}
 	}
 	if w.Template != "" {
-		if webhook.Template, err = approval.LoadTemplate(repl.ReplaceKnown(w.Template, "")); err != nil {
+		template, err := approval.LoadTemplate(repl.ReplaceKnown(w.Template, ""))
+		if err != nil {
 			return approval.Webhook{}, err
 		}
+		webhook.Template = template
 	}
 	return webhook, nil
 }

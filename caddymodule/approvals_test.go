@@ -1105,6 +1105,9 @@ http://gw.example.com {
 		{"a missing template", lines(withTemplate("https://a.example/hook", "template approval/testdata/missing.tmpl"), secrets), false, "missing.tmpl"},
 		{"a template with a syntax error", lines(withTemplate("https://a.example/hook", "template approval/testdata/broken.json.tmpl"), secrets), false, "approval/testdata/broken.json.tmpl:2"},
 		{"content_type without a template", lines(withTemplate("https://a.example/hook", "content_type text/plain"), secrets), false, "content_type needs a template"},
+		{"a webhook URL that is not http(s)", lines("webhook ftp://hooks.example/services/T/B/s3cret-token", secrets), false, "webhook ftp://hooks.example: the url is not an absolute http(s) URL"},
+		{"a webhook URL that does not parse", lines("webhook https://hooks.example:notaport/services/T/B/s3cret-token", secrets), false, "the url is not an absolute http(s) URL"},
+		{"a webhook whose template is missing", lines(withTemplate("https://hooks.example/services/T/B/s3cret-token", "template approval/testdata/missing.tmpl"), secrets), false, "webhook https://hooks.example: "},
 		{"an invalid content_type", lines(withTemplate("https://a.example/hook", "template ../examples/webhooks/ticket.json.tmpl\n\t\t\t\t\tcontent_type a/b/c"), secrets), false, "content_type"},
 		{"a relative inbox_url", lines(required, "inbox_url /approvals/"), false, "inbox_url"},
 		{"an inbox_url with a query", lines(required, "inbox_url https://gw.example.com/approvals/?tenant=a"), false, "query"},
@@ -1131,6 +1134,8 @@ http://gw.example.com {
 				t.Errorf("Caddy loaded an approval block with %s", tt.name)
 			case !tt.loads && !strings.Contains(err.Error(), tt.errorSays):
 				t.Errorf("Caddy refused an approval block with %s saying %v; want it to mention %q", tt.name, err, tt.errorSays)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("the error shows a webhook URL's credential: %v", err)
 			}
 		})
 	}

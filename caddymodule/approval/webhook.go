@@ -291,13 +291,18 @@ func (s *Service) announce(eventType string, a *Approval) {
 	}
 }
 
-// receiver names the webhook's receiver in logs: its scheme and host,
-// since the rest of a webhook URL is often its credential (as in Slack's
-// incoming webhooks).
+// receiver names the webhook's receiver in logs (see Receiver).
 func (w *Webhook) receiver() string {
-	u, err := url.Parse(w.URL)
-	if err != nil {
-		return "(invalid URL)"
+	return Receiver(w.URL)
+}
+
+// Receiver names a webhook's receiver where people read it (logs,
+// configuration errors): the URL's scheme and host, since the rest of a
+// webhook URL is often its credential (as in Slack's incoming webhooks).
+func Receiver(webhookURL string) string {
+	u, err := url.Parse(webhookURL)
+	if err != nil || u.Host == "" {
+		return "(a URL without a host)"
 	}
 	return u.Scheme + "://" + u.Host
 }
