@@ -220,8 +220,8 @@ func keepsRequest(route caddyhttp.Route) bool {
 // handlers walks one route's handlers.
 func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, where string) chain {
 	for i, h := range handlers {
-		id := moduleID(h)
-		here := fmt.Sprintf("%s, handler %d (%s)", where, i, strings.TrimPrefix(id, "http.handlers."))
+		id := caddy.GetModuleID(h)
+		here := fmt.Sprintf("%s, handler %d (%s)", where, i, caddy.GetModuleName(h))
 		switch h := h.(type) {
 		case *Handler:
 			if !c.reachable {
@@ -262,7 +262,7 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 		}
 		if slices.Contains(upstreamHandlers, id) {
 			if c.reachable && !c.bypassed {
-				w.reach(h, id, c.gated, here)
+				w.reach(h, c.gated, here)
 			}
 			c.reachable = false
 		}
@@ -312,21 +312,21 @@ func asksOnly(h caddyhttp.MiddlewareHandler) bool {
 
 // reach records that the upstream handler h, at here, is reached through
 // mcp_policy or not.
-func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, id string, gated bool, here string) {
-	place := fmt.Sprintf("%s of the server listening on %s", here, w.where)
-	keys, steered := upstreamKeys(h, id)
+func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here string) {
+	place, name := fmt.Sprintf("%s of the server listening on %s", here, w.where), describeUpstream(h)
+	keys, steered := upstreamKeys(h)
 	if steered && !gated {
 		w.steered = append(w.steered, place)
 	}
 	if gated {
 		w.anyGated = true
 	} else {
-		w.ungatedHere = append(w.ungatedHere, fmt.Sprintf("%s is reached without one at %s", describeUpstream(h, id), here))
+		w.ungatedHere = append(w.ungatedHere, fmt.Sprintf("%s is reached without one at %s", name, here))
 	}
 	for _, key := range keys {
 		u := w.upstreams[key]
 		if u == nil {
-			u = &reachedUpstream{name: describeUpstream(h, id)}
+			u = &reachedUpstream{name: name}
 			w.upstreams[key] = u
 		}
 		switch {
@@ -344,16 +344,16 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, id string, gated bool,
 // settings (mcp_stdio's command and folder). steered is set for a proxy
 // that may reach any server: dynamic upstreams, or an address with a
 // placeholder of the request's.
-func upstreamKeys(h caddyhttp.MiddlewareHandler, id string) (keys []string, steered bool) {
+func upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
 	proxy, ok := h.(*reverseproxy.Handler)
 	if !ok {
 		// An MCP server the handler runs itself (mcp_stdio's command,
 		// mcp_demo): two handlers configured alike run the same server.
 		settings, err := json.Marshal(h)
 		if err != nil {
-			return []string{fmt.Sprintf("%s %p", id, h)}, false
+			return []string{fmt.Sprintf("%s %p", caddy.GetModuleID(h), h)}, false
 		}
-		return []string{fmt.Sprintf("%s %s", id, settings)}, false
+		return []string{fmt.Sprintf("%s %s", caddy.GetModuleID(h), settings)}, false
 	}
 	if proxy.DynamicUpstreams != nil {
 		// Chosen at run time, by a lookup the gateway cannot repeat: it
@@ -390,10 +390,10 @@ func dialKey(dial string) string {
 }
 
 // describeUpstream names an upstream handler in messages.
-func describeUpstream(h caddyhttp.MiddlewareHandler, id string) string {
+func describeUpstream(h caddyhttp.MiddlewareHandler) string {
 	proxy, ok := h.(*reverseproxy.Handler)
 	if !ok || len(proxy.Upstreams) == 0 {
-		return "the " + strings.TrimPrefix(id, "http.handlers.")
+		return "the " + caddy.GetModuleName(h)
 	}
 	var dials []string
 	for _, u := range proxy.Upstreams {
@@ -463,14 +463,6 @@ func describeMatchers(sets caddyhttp.MatcherSets) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
-}
-
-// moduleID is a handler's Caddy module ID.
-func moduleID(h caddyhttp.MiddlewareHandler) string {
-	if m, ok := h.(caddy.Module); ok {
-		return string(m.CaddyModule().ID)
-	}
-	return fmt.Sprintf("%T", h)
 }
 
 // Interface guards
