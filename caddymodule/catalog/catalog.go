@@ -178,12 +178,9 @@ func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.Raw
 
 // learn implements Learn (full) and LearnPage.
 func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, full bool, asOf uint64) error {
-	if len(raws) > MaxTools {
-		return tooManyTools(name)
-	}
-	listed, err := describeAll(raws)
+	listed, err := describeList(name, raws)
 	if err != nil {
-		return fmt.Errorf("learning tools of server %q: %w", name, err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -350,9 +347,15 @@ func (c *Catalog) lookup(server, name string) (Tool, bool) {
 	if !ok {
 		return Tool{}, false
 	}
-	pin, pinned := c.pins[server][name]
+	return c.pinned(server, t), true
+}
+
+// pinned is t with Changed set: unless its server's pin for it holds its
+// hash (a tool never pinned is changed). c.mu must be held.
+func (c *Catalog) pinned(server string, t Tool) Tool {
+	pin, pinned := c.pins[server][t.Name]
 	t.Changed = !pinned || pin != t.Hash
-	return t, true
+	return t
 }
 
 // Recheck returns what is known of a server's tool like Lookup, after
@@ -435,19 +438,27 @@ func (c *Catalog) Reset(server string) {
 // recording it: each tool as listed, Changed unless its pin holds its
 // hash (a tool never pinned is changed: it is not pinned here).
 func (c *Catalog) Describe(server string, raws []json.RawMessage) (map[string]Tool, error) {
+	tools, err := describeList(server, raws)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for name, t := range tools {
+		tools[name] = c.pinned(server, t)
+	}
+	return tools, nil
+}
+
+// describeList describes a server's whole tool list (see describeAll), of
+// at most MaxTools tools.
+func describeList(server string, raws []json.RawMessage) (map[string]Tool, error) {
 	if len(raws) > MaxTools {
 		return nil, tooManyTools(server)
 	}
 	tools, err := describeAll(raws)
 	if err != nil {
-		return nil, fmt.Errorf("reading tools of server %q: %w", server, err)
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for name, t := range tools {
-		pin, pinned := c.pins[server][name]
-		t.Changed = !pinned || pin != t.Hash
-		tools[name] = t
+		return nil, fmt.Errorf("learning tools of server %q: %w", server, err)
 	}
 	return tools, nil
 }
