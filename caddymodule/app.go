@@ -44,9 +44,9 @@ type names struct {
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
-	// httpServers are the HTTP servers holding a handler, whose layout
-	// Start checks.
-	httpServers []*caddyhttp.Server
+	// inHTTP is set once a handler is provisioned in an HTTP server: Start
+	// then checks the HTTP servers' layout.
+	inHTTP bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,20 +65,16 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if len(a.names.httpServers) == 0 {
+	if !a.names.inHTTP {
 		return nil
 	}
 	// Every server of the configuration: another site or port may proxy
 	// to an upstream that one holding mcp_policy guards.
-	servers := map[string]*caddyhttp.Server{}
-	if app, err := a.ctx.AppIfConfigured("http"); err == nil {
-		servers = app.(*caddyhttp.App).Servers
-	} else {
-		for i, srv := range a.names.httpServers {
-			servers[strconv.Itoa(i)] = srv
-		}
+	app, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return fmt.Errorf("finding the HTTP servers to check their layout: %w", err)
 	}
-	return checkLayout(servers)
+	return checkLayout(app.(*caddyhttp.App).Servers)
 }
 
 // Provision implements caddy.Provisioner: the app keeps its context, to
@@ -99,17 +95,15 @@ func (a *App) upstreamOf(server string) string {
 	return server
 }
 
-// guard records the HTTP server a handler is provisioned in, for Start.
+// guard records whether a handler is provisioned in an HTTP server, for
+// Start.
 func (a *App) guard(ctx caddy.Context) {
-	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if !ok {
+	if _, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); !ok {
 		return
 	}
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if !slices.Contains(a.names.httpServers, srv) {
-		a.names.httpServers = append(a.names.httpServers, srv)
-	}
+	a.names.inHTTP = true
 }
 
 // Stop implements caddy.App.
