@@ -387,9 +387,9 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 	if err := approval.CheckDistinctSecrets(r.settings.WebhookSecrets, r.settings.DecisionSecrets); err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
-	callback, err := absoluteURL(repl.ReplaceKnown(c.CallbackURL, ""))
-	if err != nil {
-		return nil, fmt.Errorf("approval: callback_url: %w", err)
+	callback := repl.ReplaceKnown(c.CallbackURL, "")
+	if _, err := absoluteURL(callback); err != nil {
+		return nil, fmt.Errorf("approval: callback_url: %q %w", callback, err)
 	}
 	r.settings.CallbackURL = strings.TrimSuffix(callback, "/")
 	if c.InboxURL != "" {
@@ -411,10 +411,9 @@ func (c *ApprovalConfig) resolve(repl *caddy.Replacer) (*resolvedApproval, error
 // content type, and loads its template.
 func (w *Webhook) resolve(repl *caddy.Replacer) (approval.Webhook, error) {
 	u := repl.ReplaceKnown(w.URL, "")
-	// The URL itself is not in the error: its path is often the
-	// webhook's credential.
-	if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-		return approval.Webhook{}, errors.New("the url is not an absolute http(s) URL")
+	if _, err := absoluteURL(u); err != nil {
+		// Not the URL itself: its path is often the webhook's credential.
+		return approval.Webhook{}, fmt.Errorf("the url %w", err)
 	}
 	webhook := approval.Webhook{URL: u, ContentType: w.ContentType}
 	if w.ContentType != "" {
@@ -435,10 +434,11 @@ func (w *Webhook) resolve(repl *caddy.Replacer) (approval.Webhook, error) {
 // inboxURL checks that s is an absolute http(s) URL to which a query can
 // be added.
 func inboxURL(s string) (string, error) {
-	if _, err := absoluteURL(s); err != nil {
-		return "", err
+	u, err := absoluteURL(s)
+	if err != nil {
+		return "", fmt.Errorf("%q %w", s, err)
 	}
-	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", fmt.Errorf("%q has a query or fragment; the inbox link adds ?approval=<id>", s)
 	}
 	return s, nil
@@ -475,17 +475,18 @@ func durationOr(d caddy.Duration, fallback time.Duration) time.Duration {
 	return fallback
 }
 
-// absoluteURL checks that s is an absolute http or https URL.
-func absoluteURL(s string) (string, error) {
+// absoluteURL reads s, an absolute http or https URL. Its error does not
+// quote s (a webhook URL is often its credential): callers name it.
+func absoluteURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil {
-		return "", err
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errNotAbsoluteURL
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not an absolute http(s) URL", s)
-	}
-	return s, nil
+	return u, nil
 }
+
+// errNotAbsoluteURL is absoluteURL's error.
+var errNotAbsoluteURL = errors.New("is not an absolute http(s) URL")
 
 // fingerprint names the settings that handlers sharing one approval
 // service (one store and instance) must agree on: the service runs with
