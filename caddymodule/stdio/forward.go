@@ -98,6 +98,15 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 					c.token = own
 				}
 			}
+			if s.stateless {
+				// Ids too: a pooled process's answer that comes late or
+				// twice, for a client it has answered already, must find
+				// no request of the next client's, whose ids are alike
+				// (SDK clients count them from 1). The client gets its
+				// own id back with the answer (see route).
+				c.clientID = request.ID
+				request.ID = gatewayID()
+			}
 			s.calls[request.ID] = c
 			if c.token != "" {
 				s.progress[c.token] = rep
@@ -133,6 +142,13 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	s.mu.Unlock()
 	rep.close()
 	return rep.answered()
+}
+
+// gatewayID is a request id of the gateway's own, which no client and no
+// earlier request uses.
+func gatewayID() jsonrpc.ID {
+	id, _ := jsonrpc.MakeID("mcpgate-request-" + rand.Text())
+	return id
 }
 
 // serveGET holds the client's GET stream open for what the server sends

@@ -55,6 +55,14 @@ func (s *session) route(msg jsonrpc.Message) {
 			s.logger.Debug("dropping a response to no pending request", zap.Any("id", response.ID.Raw()))
 		case c.reply == nil:
 			c.answer <- response
+		case c.clientID.IsValid():
+			// Back to the client's own id (see post).
+			response.ID = c.clientID
+			if data, err = jsonrpc.EncodeMessage(response); err != nil {
+				c.reply.fail(codeServerError, "encoding the MCP server's response: "+err.Error())
+				return
+			}
+			_ = c.reply.deliver(response, data)
 		default:
 			_ = c.reply.deliver(response, data)
 		}

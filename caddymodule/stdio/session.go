@@ -68,6 +68,9 @@ type call struct {
 	reply  *reply
 	answer chan *jsonrpc.Response
 	token  string
+	// clientID is, in a stateless session, the id the client gave the
+	// request, which the server knows under one of the gateway's.
+	clientID jsonrpc.ID
 }
 
 // ending is why a session ended: the message of the JSON-RPC error that

@@ -137,3 +137,24 @@ func TestStatelessPoolKeepsClientsApart(t *testing.T) {
 		t.Errorf("client B's reply carries what the process sent about client A's request:\n%s", body)
 	}
 }
+
+// TestStatelessPoolDropsRepeatedAnswers: a pooled process that answers a
+// request twice (or late, after its client was answered) never gives the
+// next client, whose request has the same id, the earlier client's
+// answer in place of its own.
+func TestStatelessPoolDropsRepeatedAnswers(t *testing.T) {
+	url := testServer(t, stdiotest.ModeRepeat, stdio.Config{StatelessPool: 1, InitTimeout: 5 * time.Second}, nil)
+	version := []string{"Mcp-Protocol-Version", "2026-07-28"}
+	if status, _, body := post(t, url, stateless(1, "tools/call", `"name":"echo","arguments":{"text":"A"}`), version...); status != http.StatusOK || toolText(t, body) != "echo:A" {
+		t.Fatalf("client A: %d %s, want echo:A", status, body)
+	}
+	// The process writes its answer to A again just before B's, under
+	// the id it was given for A's request.
+	status, _, body := post(t, url, stateless(1, "tools/call", `"name":"echo","arguments":{"text":"B"}`), version...)
+	if status != http.StatusOK || toolText(t, body) != "echo:B" {
+		t.Errorf("client B: %d %s, want its own answer echo:B, with its id", status, body)
+	}
+	if !strings.Contains(body, `"id":1`) {
+		t.Errorf("client B's answer %s does not carry its id 1", body)
+	}
+}

@@ -18,10 +18,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -48,6 +50,10 @@ const (
 	// ModeSleep only waits for a signal: it is the grandchild that the
 	// spawn tool starts.
 	ModeSleep = "sleep"
+	// ModeRepeat serves, but answers every request twice: it writes each
+	// response again just before the next one, as a server whose answers
+	// come twice, or late after a timeout, does.
+	ModeRepeat = "repeat"
 )
 
 // Main serves as the environment asks, and exits, if EnvMode is set; it
@@ -69,6 +75,8 @@ func run(mode string) error {
 	case ModeServe:
 		fmt.Fprintln(os.Stderr, "stdiotest ready")
 		return Server().Run(context.Background(), &mcp.StdioTransport{})
+	case ModeRepeat:
+		return Server().Run(context.Background(), repeatTransport{&mcp.StdioTransport{}})
 	case ModeStubborn:
 		signal.Ignore(syscall.SIGTERM)
 		err := Server().Run(context.Background(), &mcp.StdioTransport{})
@@ -86,6 +94,40 @@ func run(mode string) error {
 		waitForever()
 	}
 	return fmt.Errorf("unknown mode %q", mode)
+}
+
+// repeatTransport is a transport whose connections write each response
+// again before the next (ModeRepeat).
+type repeatTransport struct{ mcp.Transport }
+
+func (t repeatTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	conn, err := t.Transport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &repeatConn{Connection: conn}, nil
+}
+
+type repeatConn struct {
+	mcp.Connection
+	mu   sync.Mutex
+	last *jsonrpc.Response
+}
+
+func (c *repeatConn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	response, ok := msg.(*jsonrpc.Response)
+	if !ok {
+		return c.Connection.Write(ctx, msg)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last != nil {
+		if err := c.Connection.Write(ctx, c.last); err != nil {
+			return err
+		}
+	}
+	c.last = response
+	return c.Connection.Write(ctx, response)
 }
 
 // waitForever blocks until a signal ends the process.
