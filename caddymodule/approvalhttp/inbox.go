@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -143,11 +142,15 @@ func (h *Handler) decideFromInbox(w http.ResponseWriter, r *http.Request, user s
 		return refuse(Status(err), err)
 	}
 	// The page shows how the approval stands, whoever decided first.
-	// The page's own path, with one leading slash: "//host/" (a page
-	// mounted at a site's root, reached by such a path) would send the
-	// browser to another host.
-	page := "/" + strings.TrimLeft(r.URL.Path, "/\\")
-	http.Redirect(w, r, page+"?decided="+url.QueryEscape(id), http.StatusSeeOther)
+	// Back to the page the form was posted from (it has no action), by a
+	// reference of a query alone, which the browser resolves against the
+	// URL it posted to: no path is written, so none can name another host
+	// ("//host/", "/\\host/", "/./\\host/" after cleaning, as a page
+	// mounted at a site's root may be reached), and a page behind a
+	// stripped prefix (handle_path) comes back to itself. (http.Redirect
+	// would make the reference a path again.)
+	w.Header().Set("Location", "?decided="+url.QueryEscape(id))
+	w.WriteHeader(http.StatusSeeOther)
 	return nil
 }
 
