@@ -16,7 +16,11 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	_ "github.com/mcpgate/mcpgate/caddymodule/demo"
 )
 
 // inboxApprovals returns an mcp_approvals body with an inbox for alice
@@ -210,5 +214,135 @@ func TestInboxInBrowser(t *testing.T) {
 	res := awaitResult(t, done)
 	if res.IsError || resultText(res) != "create_issue:from the browser" {
 		t.Errorf("approved in the browser, the call answered isError %v, %q", res.IsError, resultText(res))
+	}
+}
+
+// hostilePage is a page that an upstream (hostile, or made to serve what
+// a caller wrote) may answer a browser with: it reads the inbox on its
+// own site and approves whatever is pending there, as whoever opened it.
+const hostilePage = `<!doctype html><title>notes</title><pre id=out>working</pre>
+<script>
+(async () => {
+  let n = 0;
+  try {
+    const page = await (await fetch('/approvals/', {credentials: 'include'})).text();
+    const doc = new DOMParser().parseFromString(page, 'text/html');
+    for (const form of doc.querySelectorAll('form')) {
+      const body = new URLSearchParams({id: form.id.value, token: form.token.value, decision: 'approve', reason: 'lgtm'});
+      if ((await fetch('/approvals/', {method: 'POST', body, credentials: 'include'})).ok) n++;
+    }
+    document.getElementById('out').textContent = 'approved ' + n;
+  } catch (e) {
+    document.getElementById('out').textContent = 'failed: ' + e;
+  }
+})();
+</script>`
+
+// TestInboxBesideTheEndpointInBrowser: with the inbox on the MCP
+// endpoint's own site, as the docs and the demo put it, a page the
+// upstream serves there cannot act as the inbox's reviewer in a real
+// browser (it is shown in a sandbox of an origin of its own): the held
+// call stays pending, though the browser sends the reviewer's credentials
+// with every request.
+func TestInboxBesideTheEndpointInBrowser(t *testing.T) {
+	chromium := chromiumPath(t)
+	approver := newApprover(t)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port, upstreamPort := freePort(t), freePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d", port)
+	startCaddy(t, globalOptions(t)+fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	handle /approvals/* {
+		mcp_approvals {
+			%s
+		}
+	}
+	handle {
+		mcp_policy {
+			policy ../policies
+			server test
+			permissions {
+				read_only allow
+				write needs_approval
+				destructive block
+			}
+			approval {
+				webhook %s
+				webhook_secret %s
+				decision_secret %s
+				callback_url %s/approvals
+				hold 20s
+			}
+		}
+		reverse_proxy 127.0.0.1:%d
+	}
+}
+
+:%d {
+	bind 127.0.0.1
+	handle /notes {
+		header Content-Type "text/html; charset=utf-8"
+		respond <<HTML
+%s
+HTML 200
+	}
+	handle {
+		mcp_demo
+	}
+}
+`, port, inboxApprovals(t), approver.URL, testWebhookSecret, testDecisionSecret, site, upstreamPort, upstreamPort, hostilePage))
+	waitForListener(t, port)
+	waitForListener(t, upstreamPort)
+	session := connect(t, site+"/mcp", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := callAsync(ctx, session, &mcp.CallToolParams{Name: "add_comment", Arguments: map[string]any{"id": 1, "comment": "ship it"}})
+	e := approver.waitFor(t, approval.EventRequested, 1)
+
+	allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer stopAllocator()
+	browser, stopBrowser := chromedp.NewContext(allocator)
+	defer stopBrowser()
+	credentials := base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
+	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + credentials}}); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	steps, stopSteps := context.WithTimeout(browser, 20*time.Second)
+	defer stopSteps()
+	// The reviewer's own page works on this site...
+	if err := chromedp.Do(steps, chromedp.Navigate(site+"/approvals/"), chromedp.WaitVisible(chromedp.CSS("#"+e.ID))); err != nil {
+		t.Fatalf("opening the inbox in Chromium: %v", err)
+	}
+	// ...and the upstream's page, opened by the reviewer, runs its script
+	// to its end but decides nothing.
+	if err := chromedp.Do(steps, chromedp.Navigate(site+"/notes")); err != nil {
+		t.Fatalf("opening the upstream's page in Chromium: %v", err)
+	}
+	out, err := chromedp.Run(steps, chromedp.Poll[string](
+		`document.getElementById('out').textContent !== 'working' && document.getElementById('out').textContent`,
+		chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		t.Fatalf("waiting for the upstream's page's script: %v", err)
+	}
+	t.Logf("the upstream's page says %q", out)
+	if strings.HasPrefix(out, "approved") && out != "approved 0" {
+		t.Errorf("the upstream's page, opened on the inbox's site, says %q", out)
+	}
+	select {
+	case r := <-done:
+		t.Errorf("the held call ended (%+v), want it still held", r)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

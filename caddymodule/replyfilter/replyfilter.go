@@ -199,10 +199,30 @@ func (o *writer) WriteHeader(status int) {
 		o.mu.Unlock()
 	case modePass:
 		o.setMode(m)
+		isolate(o.w.Header())
 		o.w.WriteHeader(status)
 	default:
 		_ = o.refuse(err)
 	}
+}
+
+// isolatedSandbox is the sandbox a reply passed on unread is shown in:
+// everything a page of the upstream's may do, except be of the site's own
+// origin (no allow-same-origin).
+const isolatedSandbox = "sandbox allow-downloads allow-forms allow-modals allow-popups allow-scripts allow-top-navigation-by-user-activation"
+
+// isolate keeps a reply passed on unread (a page, an error page, anything
+// that is not an MCP message) from acting as the site it is served on: a
+// browser shows it in a sandbox of an origin of its own, and never guesses
+// it to be a page when it says it is not. The gateway's site may hold
+// pages that act with a person's credentials (the approval inbox, which
+// the docs put beside the MCP endpoint); a page the upstream served there
+// would otherwise run as one of them, read the inbox's form tokens and
+// decide approvals as whoever opened it. An upstream's own policy is
+// kept: browsers enforce every policy a reply carries.
+func isolate(h http.Header) {
+	h.Add("Content-Security-Policy", isolatedSandbox)
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // setMode changes the mode, under mu since Inject reads it.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -335,11 +336,24 @@ func TestPassThrough(t *testing.T) {
 		{"server error in JSON that is not JSON-RPC", reply{status: http.StatusInternalServerError, header: contentType("application/json"), chunks: []string{`{"oops":1}`}}},
 		{"other content type", reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"<p>", "hi</p>"}}},
 		{"no content type", reply{chunks: []string{"data: not an event stream\n"}}},
+		{"a page with a policy of its own", reply{status: http.StatusOK, header: http.Header{
+			"Content-Type": {"text/html"}, "Content-Security-Policy": {"default-src 'self'"}}, chunks: []string{"<p>hi</p>"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
+			own := tt.reply.header.Values("Content-Security-Policy")
 			out := send(t, hooks, tt.reply)
+			// Shown in a sandbox of its own origin, never sniffed, and
+			// under the upstream's own policy too.
+			policies := out.rec.Header().Values("Content-Security-Policy")
+			sandboxed := slices.ContainsFunc(policies, func(p string) bool {
+				return (p == "sandbox" || strings.HasPrefix(p, "sandbox ")) && !strings.Contains(p, "allow-same-origin")
+			})
+			if !sandboxed || len(policies) != len(own)+1 || !slices.Equal(policies[:len(own)], own) ||
+				out.rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("headers %v, want the upstream's policies %q and a sandbox of its own origin, not sniffed", out.rec.Header(), own)
+			}
 			wantStatus := tt.reply.status
 			if wantStatus == 0 {
 				wantStatus = http.StatusOK
