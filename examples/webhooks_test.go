@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // hostile is text a caller (or a model) controls, made to break what it
@@ -59,6 +60,13 @@ var templateSamples = []templateSample{
 	{
 		name:  "expired",
 		call:  approval.Call{Server: "tracker", Tool: "create_issue", Arguments: map[string]any{}},
+		event: approval.EventExpired,
+	},
+	{
+		// Tool names are the upstream's, and nothing in MCP keeps a line
+		// break out of them.
+		name:  "a tool named by a hostile server",
+		call:  approval.Call{Server: "tracker", Tool: "add_comment\n" + hostile, Arguments: map[string]any{}},
 		event: approval.EventExpired,
 	},
 }
@@ -204,8 +212,9 @@ func TestSlackTemplate(t *testing.T) {
 	wantBlocks := map[string][]string{
 		"requested by a user, with an inbox":      {"header", "section", "section", "section", "section", "section", "section", "context", "actions"},
 		"requested anonymously, without an inbox": {"header", "section", "section", "section", "section", "context"},
-		"cancelled": {"section", "context"},
-		"expired":   {"section", "context"},
+		"cancelled":                        {"section", "context"},
+		"expired":                          {"section", "context"},
+		"a tool named by a hostile server": {"section", "context"},
 	}
 	for _, sample := range templateSamples {
 		t.Run(sample.name, func(t *testing.T) {
@@ -222,8 +231,8 @@ func TestSlackTemplate(t *testing.T) {
 			if !slices.Equal(types, wantBlocks[sample.name]) {
 				t.Errorf("block types = %q, want %q", types, wantBlocks[sample.name])
 			}
-			if !strings.Contains(m.Text, sample.call.Tool) {
-				t.Errorf("notification text %q does not name the tool %s", m.Text, sample.call.Tool)
+			if !strings.Contains(m.Text, slackEscaped(display.Line(sample.call.Tool))) || strings.ContainsAny(m.Text, "\r\n") {
+				t.Errorf("notification text %q does not name the tool %s on one line", m.Text, sample.call.Tool)
 			}
 			var buttons []string
 			for _, b := range m.Blocks {
@@ -243,6 +252,13 @@ func TestSlackTemplate(t *testing.T) {
 
 			texts := strings.Join(m.mrkdwn(), "\n")
 			for _, text := range m.mrkdwn() {
+				// What the call holds never starts a line of the
+				// message's own (the hostile text's second line).
+				for line := range strings.Lines(text) {
+					if strings.HasPrefix(line, "&lt;script") {
+						t.Errorf("a line of a mrkdwn text comes from what the call holds: %q", text)
+					}
+				}
 				// Slack reads <...> as a mention or a link: only the
 				// template's own date token may be one.
 				for rest := text; strings.Contains(rest, "<"); {
@@ -255,7 +271,7 @@ func TestSlackTemplate(t *testing.T) {
 			}
 			caller := "an anonymous caller"
 			if sample.call.User != "" {
-				caller = slackEscaped(sample.call.User)
+				caller = slackEscaped(display.Line(sample.call.User))
 			}
 			if !strings.Contains(texts, caller) {
 				t.Errorf("the message does not name the caller %q:\n%s", caller, texts)
@@ -335,7 +351,7 @@ func TestTicketTemplate(t *testing.T) {
 				t.Fatalf("the ticket is not the expected JSON (%v):\n%s", err, got.body)
 			}
 			state := strings.TrimPrefix(sample.event, "approval.")
-			if !strings.Contains(tk.Subject, sample.call.Tool) || !strings.Contains(tk.Subject, sample.call.Server) || !strings.Contains(strings.ToLower(tk.Subject), state) {
+			if !strings.Contains(tk.Subject, strconv.Quote(sample.call.Tool)) || !strings.Contains(tk.Subject, strconv.Quote(sample.call.Server)) || !strings.Contains(strings.ToLower(tk.Subject), state) {
 				t.Errorf("subject %q, want it to name %s, %s and %s", tk.Subject, state, sample.call.Tool, sample.call.Server)
 			}
 			wantLabels := []string{"mcpgate", sample.event, "server:" + sample.call.Server, "tool:" + sample.call.Tool}
@@ -353,7 +369,8 @@ func TestTicketTemplate(t *testing.T) {
 			if sample.call.User != "" {
 				caller = sample.call.User
 			}
-			wantBody := []string{caller, sample.call.Tool}
+			// Quoted, as everything the call holds.
+			wantBody := []string{strconv.Quote(caller), strconv.Quote(sample.call.Tool)}
 			if sample.event == approval.EventRequested {
 				// What the caller wrote, quoted: its line breaks shown as \n.
 				if sample.call.Reason != "" {
@@ -372,6 +389,17 @@ func TestTicketTemplate(t *testing.T) {
 				if !strings.Contains(tk.Body, want) {
 					t.Errorf("the body lacks %q:\n%s", want, tk.Body)
 				}
+			}
+			// The hostile text's second line never starts a line of the
+			// ticket's (it is quoted wherever it is), nor is the subject
+			// more than one line.
+			for line := range strings.Lines(tk.Body) {
+				if strings.HasPrefix(line, "<script>") {
+					t.Errorf("a line of the body comes from what the call holds: %q\n%s", line, tk.Body)
+				}
+			}
+			if strings.ContainsAny(tk.Subject, "\r\n") {
+				t.Errorf("the subject %q is more than one line", tk.Subject)
 			}
 		})
 	}

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // The types of the webhooks the gateway sends.
@@ -218,6 +220,11 @@ var templateFuncs = template.FuncMap{
 		return strings.Join(list, sep)
 	},
 	"slackEscape": strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace,
+	// line keeps a text of the call's (a tool's or server's name, which
+	// the upstream chose, a caller's id) on one line, as the inbox and the
+	// CLI show it: a line break in it cannot pass for a line of the
+	// message's own.
+	"line": display.Line,
 }
 
 // encodeJSON encodes v as JSON, indented by indent if not empty, leaving
