@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -203,6 +204,14 @@ type legacyStream struct {
 	// toolsLists are the session's tools/list requests awaiting their
 	// response, by canonical id.
 	toolsLists map[string]pendingToolsList
+	// inFlight are the canonical ids of the client's requests forwarded
+	// on the session (tools/list's among them) whose responses the stream
+	// has not carried yet. Every response comes on the one stream, told
+	// apart by its id alone: a request may not take the id of one still
+	// awaiting its answer (MCP: an id is unique in its session), or one's
+	// answer could be taken for the other's (a ping's for a tools/list's,
+	// whose real answer would then go unfiltered).
+	inFlight map[string]struct{}
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -217,7 +226,8 @@ type pendingToolsList struct {
 }
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
-	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]pendingToolsList), awaited: make(map[string]chan []byte)}
+	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]pendingToolsList),
+		inFlight: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -263,21 +273,30 @@ func (s *legacyStream) end() {
 // would reach the client unfiltered.
 var errTooManyToolsLists = fmt.Errorf("this session has %d tools/list requests awaiting their answers; wait for them before asking again", maxPendingPerSession)
 
-// expectToolsLists records the allowed tools/list requests a POST
-// forwards, whose responses the stream will carry, with the catalog's
-// generation asOf; or, when the session has too many awaiting answers,
-// records none and returns errTooManyToolsLists.
-func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) error {
+// maxInFlight bounds the ids a session's stream remembers in inFlight.
+// Past it, the id of a request other than a tools/list is forgotten
+// (answers a server never gives, for requests cancelled, would otherwise
+// fill it): a list whose request took a forgotten id is still filtered,
+// since a result that reads as a tools list always is (see stream).
+const maxInFlight = 1024
+
+// expectAnswers records the allowed requests a POST forwards, whose
+// responses the stream will carry, and its tools/list requests with the
+// catalog's generation asOf; or refuses them all, recording nothing: a
+// request with the id of one still awaiting its answer, and a tools/list
+// past the session's bound (errTooManyToolsLists). A cancellation it
+// forwards ends the wait for its request's answer, which the server need
+// not send.
+func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 	_, firstPage := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range verdicts {
-		if v.message.Kind != mcpmsg.KindRequest {
+		if v.message.Kind != mcpmsg.KindRequest || !v.allowed() {
 			continue
 		}
-		if _, awaited := s.toolsLists[mcpmsg.CanonicalID(v.message.ID)]; awaited {
-			// Its answer and the awaited list's could not be told apart.
-			return fmt.Errorf("the id %s is the id of a tools/list still awaiting its answer in this session; use another", v.message.ID)
+		if _, awaited := s.inFlight[mcpmsg.CanonicalID(v.message.ID)]; awaited {
+			return fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", v.message.ID)
 		}
 	}
 	if len(s.toolsLists)+len(firstPage) > maxPendingPerSession {
@@ -286,7 +305,35 @@ func (s *legacyStream) expectToolsLists(verdicts []verdict, asOf uint64) error {
 	for id, first := range firstPage {
 		s.toolsLists[id] = pendingToolsList{firstPage: first, asOf: asOf}
 	}
+	for _, v := range verdicts {
+		switch m := v.message; {
+		case !v.allowed():
+		case m.Kind == mcpmsg.KindRequest:
+			for id := range s.inFlight {
+				if len(s.inFlight) < maxInFlight {
+					break
+				}
+				if _, listed := s.toolsLists[id]; !listed {
+					delete(s.inFlight, id)
+				}
+			}
+			s.inFlight[mcpmsg.CanonicalID(m.ID)] = struct{}{}
+		case m.Kind == mcpmsg.KindNotification && m.Method == "notifications/cancelled":
+			if id, err := json.Marshal(m.Params["requestId"]); err == nil && m.Params["requestId"] != nil {
+				delete(s.inFlight, mcpmsg.CanonicalID(id))
+			}
+		}
+	}
 	return nil
+}
+
+// answered notes that the stream carried the response to the request
+// with this id.
+func (s *legacyStream) answered(id []byte) {
+	key := mcpmsg.CanonicalID(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inFlight, key)
 }
 
 // toolsList returns the tools/list request of the session with this id,
@@ -425,8 +472,7 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 }
 
 // expect prepares the session's stream for the replies to the messages a
-// POST forwards, as of the catalog's generation asOf (see
-// expectToolsLists).
+// POST forwards, as of the catalog's generation asOf (see expectAnswers).
 func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
-	return p.stream.expectToolsLists(verdicts, asOf)
+	return p.stream.expectAnswers(verdicts, asOf)
 }

@@ -159,10 +159,12 @@ func TestBatchOfLaterRevisionRefused(t *testing.T) {
 	}
 }
 
-// TestLegacyRequestIDNotReused: on an HTTP+SSE session, a request whose id
-// is the id of a tools/list still awaiting its answer is refused (never
-// forwarded): the two answers could not be told apart, and the list
-// could reach the client unfiltered.
+// TestLegacyRequestIDNotReused: on an HTTP+SSE session, where every answer
+// comes on the one stream, a request whose id is the id of one still
+// awaiting its answer is refused (never forwarded): the two answers could
+// not be told apart, and a list could reach the client unfiltered. An id
+// is free again once answered or cancelled; and a result that reads as a
+// tools list is filtered even under an id the session never asked with.
 func TestLegacyRequestIDNotReused(t *testing.T) {
 	events := make(chan string, 16)
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -188,13 +190,39 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	send, stream := legacySession(t, gw.URL)
-	send(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)
-	send(`{"jsonrpc":"2.0","id":5,"method":"resources/list"}`)
-	if line := readLineWith(t, stream, `"id":5`); !strings.Contains(line, "still awaiting its answer") {
-		t.Errorf("the reused id was answered %s; want it refused", line)
+	refused := func(id, first, second string) {
+		t.Helper()
+		send(`{"jsonrpc":"2.0","id":` + id + `,"method":"` + first + `"}`)
+		send(`{"jsonrpc":"2.0","id":` + id + `,"method":"` + second + `"}`)
+		if line := readLineWith(t, stream, `"id":`+id); !strings.Contains(line, "still awaiting its answer") {
+			t.Errorf("%s with the id of a %s awaiting its answer was answered %s; want it refused", second, first, line)
+		}
+		if up.SawBodyContaining(`{"jsonrpc":"2.0","id":` + id + `,"method":"` + second + `"}`) {
+			t.Errorf("%s with the id of a %s awaiting its answer reached the upstream", second, first)
+		}
 	}
-	if up.SawBodyContaining(`"resources/list"`) {
-		t.Error("the request with the reused id reached the upstream")
+	refused("5", "tools/list", "resources/list")
+	// A ping's answer would have been taken for the list's, and the
+	// list's passed on unfiltered.
+	refused("6", "ping", "tools/list")
+
+	// Answered, the id is free again; so it is once cancelled.
+	send(`{"jsonrpc":"2.0","id":7,"method":"ping"}`)
+	events <- `{"jsonrpc":"2.0","id":7,"result":{}}`
+	readLineWith(t, stream, `"id":7`)
+	send(`{"jsonrpc":"2.0","id":8,"method":"ping"}`)
+	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":8}}`)
+	for _, id := range []string{"7", "8"} {
+		body := `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list"}`
+		send(body)
+		if !up.SawBodyContaining(body) {
+			t.Errorf("a tools/list with the id %s, answered or cancelled before, did not reach the upstream", id)
+		}
+	}
+
+	events <- `{"jsonrpc":"2.0","id":"stray","result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`
+	if line := readLineWith(t, stream, `"stray"`); !strings.Contains(line, `"echo"`) || strings.Contains(line, `"peek"`) {
+		t.Errorf("a list under an id never asked with reached the client as %s; want it filtered (echo listed, peek hidden)", line)
 	}
 }
 

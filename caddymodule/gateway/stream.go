@@ -31,11 +31,15 @@ func (x *exchange) stream() error {
 				if request, listed := stream.toolsList(id); listed {
 					return x.hideBlockedTools(rl.version, result, request.firstPage, request.asOf)
 				}
-			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) || isToolsList(result) {
+			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) {
 				// The response to a tools/list whose POST stream was
-				// lost, replayed on a resumed stream (also one the
-				// session no longer remembers asking for: a result that
-				// reads as a tools list is filtered as one).
+				// lost, replayed on a resumed stream.
+				return x.hideBlockedTools(rl.version, result, false, 0)
+			}
+			if isToolsList(result) {
+				// A result that reads as a tools list, whose request the
+				// session no longer remembers (or never knew by that id:
+				// an HTTP+SSE client reusing an id), is filtered as one.
 				// Not a first page: nothing is marked current.
 				return x.hideBlockedTools(rl.version, result, false, 0)
 			}
@@ -71,6 +75,9 @@ func (x *exchange) stream() error {
 		},
 		OnMessage: func(m *mcpmsg.Message) {
 			watchChanges(m)
+			if stream != nil && m.Kind == mcpmsg.KindResponse {
+				stream.answered(m.ID)
+			}
 			if !m.IsError {
 				return
 			}
