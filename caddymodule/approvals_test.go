@@ -1218,7 +1218,7 @@ http://gw.example.com {
 			t.Fatalf("the receiver got %s, not the ticket JSON: %v", d.body, err)
 		}
 		inbox := "https://gw.example.com/approvals/?approval=" + id
-		if ticket.Subject != "Approval requested: create_issue on test" || !strings.Contains(ticket.Body, `"text": "say \"hi\""`) ||
+		if ticket.Subject != `Approval requested: "create_issue" on "test"` || !strings.Contains(ticket.Body, `"text": "say \"hi\""`) ||
 			len(ticket.Links) != 1 || ticket.Links[0].URL != inbox {
 			t.Errorf("the receiver got %s; want the ticket of create_issue on test, its arguments, and the link %s", d.body, inbox)
 		}
