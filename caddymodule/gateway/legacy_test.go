@@ -255,3 +255,67 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 		t.Errorf("the replayed list reached the client as %s; want it filtered (echo listed, peek hidden)", r.body)
 	}
 }
+
+// TestRequestIDNotReusedInSession: on a Streamable HTTP session, a POST's
+// request whose id is the id of a request still awaiting its answer on
+// another POST is refused (never forwarded). The upstream here routes an
+// answer as the TypeScript SDK's transport does, to the stream of the
+// latest request with its id: a ping reusing a tools/list's id would get
+// the list on its own reply, read as the ping's answer, unfiltered. Once
+// the first POST ends, its ids are free again.
+func TestRequestIDNotReusedInSession(t *testing.T) {
+	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+	listAsked, release := make(chan struct{}, 1), make(chan struct{})
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		switch text := string(body); {
+		case strings.Contains(text, `"initialize"`):
+			w.Header().Set("Mcp-Session-Id", "raw-1")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+		case strings.Contains(text, `"id":"x","method":"tools/list"`):
+			listAsked <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+list+`}`)
+		case strings.Contains(text, `"id":"x","method":"ping"`):
+			// The list's answer, routed to the latest stream of its id.
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+list+`}`)
+		case strings.Contains(text, `"method":"ping"`):
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"y","result":{}}`)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	session := initialize(t, gw.URL, nil)
+	header := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	listed := make(chan reply, 1)
+	go func() { listed <- post(t, gw.URL, header, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`) }()
+	<-listAsked
+
+	r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":"x","method":"ping"}`)
+	if strings.Contains(string(r.body), `"peek"`) || !strings.Contains(string(r.body), "still awaiting its answer") {
+		t.Errorf("a ping with the id of a tools/list awaiting its answer was answered %d %s; want it refused", r.status, r.body)
+	}
+	if up.SawBodyContaining(`"id":"x","method":"ping"`) {
+		t.Error("the ping with the reused id reached the upstream")
+	}
+	batchHeader := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-03-26"}}
+	r = post(t, gw.URL, batchHeader, `[{"jsonrpc":"2.0","id":"y","method":"ping"},{"jsonrpc":"2.0","id":"x","method":"ping"}]`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "still awaiting its answer") {
+		t.Errorf("a batch holding the id of a request awaiting its answer was answered %d %s; want 400", r.status, r.body)
+	}
+
+	close(release)
+	if r := <-listed; !strings.Contains(string(r.body), `"echo"`) || strings.Contains(string(r.body), `"peek"`) {
+		t.Errorf("the list reached the client as %s; want it filtered (echo listed, peek hidden)", r.body)
+	}
+	r = post(t, gw.URL, header, `{"jsonrpc":"2.0","id":"y","method":"ping"}`)
+	if r.status != http.StatusOK || strings.Contains(string(r.body), "awaiting") {
+		t.Errorf("a ping once the ids were free was answered %d %s; want it forwarded", r.status, r.body)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
@@ -45,6 +46,18 @@ func (x *exchange) holdThenForward(v verdict) error {
 	return err
 }
 
+// forwardedRequestIDs are the canonical ids of the allowed requests among
+// verdicts: those a POST forwards, whose answers its reply will carry.
+func forwardedRequestIDs(verdicts []verdict) []string {
+	var ids []string
+	for _, v := range verdicts {
+		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+			ids = append(ids, mcpmsg.CanonicalID(v.message.ID))
+		}
+	}
+	return ids
+}
+
 // forward passes the allowed messages on to the next handler, watching the
 // reply.
 func (x *exchange) forward() error {
@@ -55,6 +68,20 @@ func (x *exchange) forward() error {
 			x.audit(refused, outcomeRefused, nil)
 			return x.legacy.refuse(x.w, refused, x.g.logger)
 		}
+	} else if x.session.id != "" {
+		ids := forwardedRequestIDs(x.verdicts)
+		if taken, ok := x.g.sessions.inFlight.claim(x.session, ids); !ok {
+			why := "the id " + taken + " is the id of a request still awaiting its answer in this session; use another"
+			if x.body.Batch {
+				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, why)
+			}
+			// As the transport answers a refused message (x.w may be a
+			// held call's stream, once approved).
+			refused := x.verdicts[0].refusedWith(why)
+			x.audit(refused, outcomeRefused, nil)
+			return writeRefusal(x.w, refused)
+		}
+		defer x.g.sessions.inFlight.release(x.session, ids)
 	}
 	for _, v := range x.verdicts {
 		switch {

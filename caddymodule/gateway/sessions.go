@@ -100,6 +100,9 @@ type Sessions struct {
 	toolsLists *relayedRequests
 	// own are the gateway's own requests to clients awaiting answers.
 	own *ownRequests
+	// inFlight are the ids of the clients' requests forwarded on a
+	// Streamable HTTP session whose POSTs are still open.
+	inFlight *inFlightRequests
 	// confirmations are the caller confirmations used, without a store.
 	confirmations *usedConfirmations
 }
@@ -111,6 +114,7 @@ func NewSessions() *Sessions {
 		legacy:        &legacyStreams{streams: make(map[sessionKey]*legacyStream), secrets: make(map[string]int)},
 		toolsLists:    newRelayedRequests(),
 		own:           newOwnRequests(),
+		inFlight:      &inFlightRequests{sessions: make(map[sessionKey]map[string]int)},
 		confirmations: newUsedConfirmations(),
 	}
 }
@@ -201,4 +205,57 @@ func (p *pendingRequests) expire(now time.Time) {
 		n++
 	}
 	p.ids, p.relayed = p.ids[n:], p.relayed[n:]
+}
+
+// inFlightRequests remembers, per Streamable HTTP session, the ids of the
+// requests forwarded on POSTs still open: their answers may still come.
+// An upstream matches an answer to its request by id alone, within the
+// session, and some (the TypeScript SDK's transport) route it to the
+// stream of the latest request with that id: a request that took the id
+// of one in flight would get that one's answer on its own POST, read as
+// its own (a tools/list's, unfiltered, on a ping's reply). MCP forbids
+// reusing an id in a session; the gateway refuses it rather than trust the
+// upstream to. Each POST holds its ids until it ends, so nothing is kept
+// longer than a request is open.
+type inFlightRequests struct {
+	mu       sync.Mutex
+	sessions map[sessionKey]map[string]int
+}
+
+// claim records the requests with these ids (canonical) as in flight in
+// the session, unless one of them already is: it then records none, and
+// returns that id. release must be called with the same ids once the
+// POST ends.
+func (f *inFlightRequests) claim(session sessionKey, ids []string) (taken string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	held := f.sessions[session]
+	for _, id := range ids {
+		if held[id] > 0 {
+			return id, false
+		}
+	}
+	if held == nil {
+		held = make(map[string]int, len(ids))
+		f.sessions[session] = held
+	}
+	for _, id := range ids {
+		held[id]++
+	}
+	return "", true
+}
+
+// release forgets the ids that claim recorded.
+func (f *inFlightRequests) release(session sessionKey, ids []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	held := f.sessions[session]
+	for _, id := range ids {
+		if held[id]--; held[id] <= 0 {
+			delete(held, id)
+		}
+	}
+	if len(held) == 0 {
+		delete(f.sessions, session)
+	}
 }
