@@ -319,3 +319,64 @@ func TestRequestIDNotReusedInSession(t *testing.T) {
 		t.Errorf("a ping once the ids were free was answered %d %s; want it forwarded", r.status, r.body)
 	}
 }
+
+// TestToolsListAnsweredOnAnotherPOST: an upstream that sends an answer to
+// the stream of the latest request of its id, even when that request's
+// POST was closed (the TypeScript SDK's transport does), answers a
+// tools/list on the reply to a ping that took its id once the list's POST
+// ended: the list is filtered there too, never passed on as the ping's
+// answer.
+func TestToolsListAnsweredOnAnotherPOST(t *testing.T) {
+	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+	listAsked, listLeft, pinged := make(chan struct{}, 1), make(chan struct{}), make(chan chan string, 1)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		switch text := string(body); {
+		case strings.Contains(text, `"initialize"`):
+			w.Header().Set("Mcp-Session-Id", "raw-1")
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+		case strings.Contains(text, `"id":"x","method":"tools/list"`):
+			// The list's work outlives its POST, and its answer goes to
+			// the latest stream of its id: the ping's.
+			go func() {
+				<-listLeft
+				(<-pinged) <- `{"jsonrpc":"2.0","id":"x","result":` + list + `}`
+			}()
+			listAsked <- struct{}{}
+			<-r.Context().Done()
+			close(listLeft)
+		case strings.Contains(text, `"id":"x","method":"ping"`):
+			stream := make(chan string, 1)
+			pinged <- stream
+			_, _ = io.WriteString(w, <-stream)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	session := initialize(t, gw.URL, nil)
+	header := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	ctx, leave := context.WithCancel(context.Background())
+	go func() {
+		req := clienttest.NewRequest(t, http.MethodPost, gw.URL, header, strings.NewReader(`{"jsonrpc":"2.0","id":"x","method":"tools/list"}`))
+		if resp, err := http.DefaultClient.Do(req.WithContext(ctx)); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-listAsked
+	leave()
+	<-listLeft
+	// The list's POST ends (and its id is free) once the gateway has seen
+	// the upstream's side end: until then the ping is refused, unsent.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":"x","method":"ping"}`)
+		if strings.Contains(string(r.body), "still awaiting its answer") && time.Now().Before(deadline) {
+			continue
+		}
+		if !strings.Contains(string(r.body), `"echo"`) || strings.Contains(string(r.body), `"peek"`) {
+			t.Errorf("the list answered on the ping's reply reached the client as %d %s; want it filtered (echo listed, peek hidden)", r.status, r.body)
+		}
+		break
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // exchange is one request on its way through the gateway: what the stages
@@ -129,6 +130,8 @@ func (x *exchange) passBodyless() error {
 	if r.Method == http.MethodGet {
 		return x.stream()
 	}
-	// DELETE ends a session: nothing for a client-side policy to see.
+	// DELETE ends a session: nothing for a client-side policy to see. No
+	// reply to these is an MCP message: set apart as any such reply.
+	replyfilter.Isolate(x.w.Header())
 	return x.next.ServeHTTP(x.w, r)
 }

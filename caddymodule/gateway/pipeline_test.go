@@ -1061,3 +1061,27 @@ func TestApprovalBoundToCallerRealm(t *testing.T) {
 		t.Error("alice of the first realm, approved: her call did not run")
 	}
 }
+
+// TestPagesIsolated: whatever the method, a reply that is not an MCP
+// message (a page the upstream serves) reaches the client in a sandbox of
+// an origin of its own, never sniffed, with the upstream's own policy
+// kept beside the gateway's.
+func TestPagesIsolated(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Security-Policy", "img-src 'none'")
+		_, _ = io.WriteString(w, "<script>alert(1)</script>")
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions, http.MethodHead} {
+		r := send(t, clienttest.NewRequest(t, method, gw.URL, http.Header{"Accept": {"text/html"}, "Content-Type": {""}}, nil))
+		policies := r.header.Values("Content-Security-Policy")
+		sandboxed := slices.ContainsFunc(policies, func(p string) bool {
+			return strings.HasPrefix(p, "sandbox ") && !strings.Contains(p, "allow-same-origin")
+		})
+		if !sandboxed || !slices.Contains(policies, "img-src 'none'") || r.header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: the page came with %q and nosniff %q; want the upstream's policy and a sandbox of its own origin, not sniffed",
+				method, policies, r.header.Get("X-Content-Type-Options"))
+		}
+	}
+}

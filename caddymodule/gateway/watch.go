@@ -49,6 +49,15 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				g.sessions.toolsLists.take(session, id)
 				return x.hideBlockedTools(x.version, result, first, asOf)
 			}
+			if session.id != "" && !session.legacy && g.sessions.toolsLists.take(session, id) || isToolsList(result) {
+				// Another POST's tools/list answered here: an upstream that
+				// sends an answer to the latest stream of its id (the
+				// TypeScript SDK's), once that POST was closed and its id
+				// taken again; or a result that reads as a tools list
+				// whatever it answers. Filtered as on GET streams; not a
+				// first page, so nothing is marked current.
+				return x.hideBlockedTools(x.version, result, false, 0)
+			}
 			return rl.checkInputRequests(id, result)
 		},
 		// A batch's reply is read whole: it may answer, besides the

@@ -199,7 +199,7 @@ func (o *writer) WriteHeader(status int) {
 		o.mu.Unlock()
 	case modePass:
 		o.setMode(m)
-		isolate(o.w.Header())
+		Isolate(o.w.Header())
 		o.w.WriteHeader(status)
 	default:
 		_ = o.refuse(err)
@@ -211,7 +211,7 @@ func (o *writer) WriteHeader(status int) {
 // origin (no allow-same-origin).
 const isolatedSandbox = "sandbox allow-downloads allow-forms allow-modals allow-popups allow-scripts allow-top-navigation-by-user-activation"
 
-// isolate keeps a reply passed on unread (a page, an error page, anything
+// Isolate keeps a reply passed on unread (a page, an error page, anything
 // that is not an MCP message) from acting as the site it is served on: a
 // browser shows it in a sandbox of an origin of its own, and never guesses
 // it to be a page when it says it is not. The gateway's site may hold
@@ -220,7 +220,7 @@ const isolatedSandbox = "sandbox allow-downloads allow-forms allow-modals allow-
 // would otherwise run as one of them, read the inbox's form tokens and
 // decide approvals as whoever opened it. An upstream's own policy is
 // kept: browsers enforce every policy a reply carries.
-func isolate(h http.Header) {
+func Isolate(h http.Header) {
 	h.Add("Content-Security-Policy", isolatedSandbox)
 	h.Set("X-Content-Type-Options", "nosniff")
 }
