@@ -130,3 +130,105 @@ slow contains [a, b] if {
 		})
 	}
 }
+
+// TestEvaluatedAheadKeepsConflicts: a rule that gives two values for one
+// input is an error in Rego (eval_conflict_error), which the gateway turns
+// into a block; evaluated ahead of the input, the rule's definitions (or
+// solutions) become alternatives, of which any one that holds would
+// decide. Every policy here conflicts on some inputs: built as the gateway
+// builds it, it must decide every input as the policy prepared as it is
+// does, errors included.
+func TestEvaluatedAheadKeepsConflicts(t *testing.T) {
+	ctx := context.Background()
+	const allowAcme = `
+default decision := {"action": "block", "reason": "not allowed"}
+decision := {"action": "allow", "reason": "protocol"} if input.method != "tools/call"
+decision := {"action": "allow", "reason": "acme"} if startswith(repo, "acme/")
+`
+	policies := []struct{ name, source string }{
+		{"a helper rule defined twice", allowAcme + `
+repo := input.tool.arguments.repo
+repo := input.tool.arguments.repository
+`},
+		{"a helper rule with many solutions", allowAcme + `
+repo := x if {
+	some name, x in input.tool.arguments
+	endswith(name, "repo")
+}
+`},
+		{"a function defined twice", allowAcme + `
+repo := owner(input.tool.arguments.repo)
+owner(x) := x if startswith(x, "acme/")
+owner(x) := concat("/", ["evil", x]) if contains(x, "..")
+`},
+		{"a partial object rule with a key twice", `
+default decision := {"action": "block", "reason": "not allowed"}
+decision := {"action": "allow", "reason": "protocol"} if input.method != "tools/call"
+decision := {"action": "allow", "reason": "short names"} if count(by_length) < 3
+by_length[count(name)] := name if some name in input.tool.arguments.names
+`},
+		{"the decision without a default, holding twice", `
+decision := {"action": "allow", "reason": "fine"} if input.tool.name == "echo"
+decision := {"action": "allow", "reason": "fine"} if input.tool.arguments.repo == "acme/app"
+decision := {"action": "block", "reason": "no evil"} if input.tool.arguments.repo == "evil/x"
+decision := {"action": "allow", "reason": "protocol"} if input.method != "tools/call"
+`},
+		{"the decision defined twice", `
+default decision := {"action": "block", "reason": "not allowed"}
+decision := {"action": "allow", "reason": "protocol"} if input.method != "tools/call"
+decision := {"action": "allow", "reason": "echo"} if input.tool.name == "echo"
+decision := {"action": "block", "reason": "no evil"} if input.tool.arguments.repo == "evil/x"
+`},
+	}
+	call := func(arguments map[string]any) *Input {
+		return &Input{Kind: "request", Method: "tools/call", Direction: DirectionClientToServer, Server: "s",
+			Params: map[string]any{"name": "echo", "arguments": arguments},
+			Tool:   &Tool{Name: "echo", Arguments: arguments, Category: "read_only"}}
+	}
+	inputs := []*Input{
+		call(map[string]any{"repo": "acme/app"}),
+		call(map[string]any{"repo": "acme/app", "repository": "evil/app"}),
+		call(map[string]any{"repo": "acme/app", "other_repo": "evil/app"}),
+		call(map[string]any{"repo": "acme/../x"}),
+		call(map[string]any{"repo": "evil/x"}),
+		call(map[string]any{"names": []any{"ab", "cd"}}),
+		call(map[string]any{"names": []any{"ab", "cde"}}),
+		{Kind: "request", Method: "tools/list", Direction: DirectionClientToServer},
+	}
+	for _, p := range policies {
+		t.Run(p.name, func(t *testing.T) {
+			module, err := ast.ParseModule("policy.rego", "package mcp\n"+p.source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			modules := map[string]*ast.Module{"policy.rego": module}
+			b, err := newPolicyBuilder(Options{Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			built, err := b.build(ctx, modules, nil, "the test")
+			if err != nil {
+				t.Fatalf("building: %v", err)
+			}
+			plain, err := b.prepare(ctx, modules, nil, "the test", false)
+			if err != nil {
+				t.Fatalf("preparing as it is: %v", err)
+			}
+			e := &Engine{timeout: 10 * time.Second}
+			conflicts := 0
+			for i, input := range inputs {
+				got, gotErr := e.result(ctx, built, &built.decision, input)
+				want, wantErr := e.result(ctx, plain, &plain.decision, input)
+				if wantErr != nil {
+					conflicts++
+				}
+				if !reflect.DeepEqual(got, want) || (gotErr != nil) != (wantErr != nil) {
+					t.Errorf("input %d: %+v (error %v), want %+v (error %v)", i, got, gotErr, want, wantErr)
+				}
+			}
+			if conflicts == 0 {
+				t.Errorf("no input conflicts: the case tests nothing")
+			}
+		})
+	}
+}

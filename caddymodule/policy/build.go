@@ -187,7 +187,7 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 		)
 		if ahead && cacheable {
 			aheadCtx, cancel := context.WithTimeout(ctx, b.timeout)
-			p.prepared.prepared, err = r.PrepareForEval(aheadCtx, rego.WithPartialEval())
+			p.prepared.prepared, err = r.PrepareForEval(aheadCtx, rego.WithPartialEval(), rego.WithNoInline(singleValueRules(compiler, p.query)))
 			cancel()
 			if err != nil {
 				return nil, fmt.Errorf("%w: query %s: %w", errAhead, p.query, err)
@@ -304,4 +304,37 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 		return nil
 	}
 	return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
+}
+
+// singleValueRules are the refs of the rules that give one value (complete
+// rules, functions, object rules) other than query's own. In Rego such a
+// rule giving two values for one input (two definitions that hold, or
+// one that holds twice) is an error, which the gateway turns into a block;
+// inlined into the query by partial evaluation, its definitions and
+// solutions become alternatives, any one of which decides, and the error
+// is lost (a call with "repo": "acme/x" and "repository": "evil/x" passed
+// a rule on repo := input.tool.arguments.repo and
+// repo := input.tool.arguments.repository). Left out of the inlining, they
+// are evaluated as rules, each evaluation checking their values agree.
+func singleValueRules(compiler *ast.Compiler, query string) []string {
+	var refs []string
+	seen := map[string]bool{query: true}
+	var walk func(node *ast.TreeNode)
+	walk = func(node *ast.TreeNode) {
+		for _, rule := range node.Values {
+			if rule.Default || rule.Head.RuleKind() != ast.SingleValue {
+				continue
+			}
+			ref := rule.Ref().GroundPrefix().String()
+			if !seen[ref] {
+				seen[ref] = true
+				refs = append(refs, ref)
+			}
+		}
+		for _, child := range node.Children {
+			walk(child)
+		}
+	}
+	walk(compiler.RuleTree)
+	return refs
 }
