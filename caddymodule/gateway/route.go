@@ -46,6 +46,21 @@ func (x *exchange) holdThenForward(v verdict) error {
 	return err
 }
 
+// refuseUnsent refuses the one message of a POST at the last moment,
+// before it is forwarded, for why: recorded, shown to the rest of the
+// route and answered as any refusal of its transport (x.w may be a held
+// call's stream, once approved).
+func (x *exchange) refuseUnsent(why string) error {
+	refused := x.verdicts[0].refusedWith(why)
+	x.verdicts = []verdict{refused}
+	x.annotate()
+	x.audit(refused, outcomeRefused, nil)
+	if x.legacy != nil {
+		return x.legacy.refuse(x.w, refused, x.g.logger)
+	}
+	return writeRefusal(x.w, refused)
+}
+
 // forwardedRequestIDs are the canonical ids of the allowed requests among
 // verdicts: those a POST forwards, whose answers its reply will carry.
 func forwardedRequestIDs(verdicts []verdict) []string {
@@ -64,9 +79,7 @@ func (x *exchange) forward() error {
 	if x.legacy != nil {
 		if err := x.legacy.expect(x.verdicts, x.g.catalog.Generation(x.g.cfg.Upstream)); err != nil {
 			// HTTP+SSE carries no batches: the one message is refused.
-			refused := x.verdicts[0].refusedWith(err.Error())
-			x.audit(refused, outcomeRefused, nil)
-			return x.legacy.refuse(x.w, refused, x.g.logger)
+			return x.refuseUnsent(err.Error())
 		}
 	} else if x.session.id != "" {
 		ids := forwardedRequestIDs(x.verdicts)
@@ -75,11 +88,7 @@ func (x *exchange) forward() error {
 			if x.body.Batch {
 				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, why)
 			}
-			// As the transport answers a refused message (x.w may be a
-			// held call's stream, once approved).
-			refused := x.verdicts[0].refusedWith(why)
-			x.audit(refused, outcomeRefused, nil)
-			return writeRefusal(x.w, refused)
+			return x.refuseUnsent(why)
 		}
 		defer x.g.sessions.inFlight.release(x.session, ids)
 	}
