@@ -154,13 +154,12 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// TestInboxInBrowser drives the inbox page in headless Chromium as an
-// approver would: the held call is listed with its arguments, and the
-// Approve button releases it.
-func TestInboxInBrowser(t *testing.T) {
-	chromium := chromiumPath(t)
-	g, _, e, done := holdCall(t, approvalSetup{approvals: inboxApprovals(t)}, "from the browser")
-
+// browserSignedIn starts headless Chromium for the test, sending user's
+// basic-auth credentials with every request it makes (to any site, as a
+// browser that signed in does to its own), and returns the context its
+// steps run in, with a deadline of their own.
+func browserSignedIn(t *testing.T, chromium, user, password string) context.Context {
+	t.Helper()
 	allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -172,19 +171,27 @@ func TestInboxInBrowser(t *testing.T) {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	defer stopAllocator()
+	t.Cleanup(stopAllocator)
 	browser, stopBrowser := chromedp.NewContext(allocator)
-	defer stopBrowser()
-
-	credentials := base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
+	t.Cleanup(stopBrowser)
+	credentials := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
 		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + credentials}}); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
-	// The browser lives as long as browser's context; the steps get a
-	// deadline of their own.
 	steps, stopSteps := context.WithTimeout(browser, 20*time.Second)
-	defer stopSteps()
+	t.Cleanup(stopSteps)
+	return steps
+}
+
+// TestInboxInBrowser drives the inbox page in headless Chromium as an
+// approver would: the held call is listed with its arguments, and the
+// Approve button releases it.
+func TestInboxInBrowser(t *testing.T) {
+	chromium := chromiumPath(t)
+	g, _, e, done := holdCall(t, approvalSetup{approvals: inboxApprovals(t)}, "from the browser")
+
+	steps := browserSignedIn(t, chromium, "alice", "wonderland")
 	section := chromedp.CSS("#" + e.ID)
 	err := chromedp.Do(steps,
 		chromedp.Navigate(g.Callbacks+"/"),
@@ -300,27 +307,7 @@ HTML 200
 	done := callAsync(ctx, session, &mcp.CallToolParams{Name: "add_comment", Arguments: map[string]any{"id": 1, "comment": "ship it"}})
 	e := approver.waitFor(t, approval.EventRequested, 1)
 
-	allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer stopAllocator()
-	browser, stopBrowser := chromedp.NewContext(allocator)
-	defer stopBrowser()
-	credentials := base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
-	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
-		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + credentials}}); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	steps, stopSteps := context.WithTimeout(browser, 20*time.Second)
-	defer stopSteps()
+	steps := browserSignedIn(t, chromium, "alice", "wonderland")
 	// The reviewer's own page works on this site...
 	if err := chromedp.Do(steps, chromedp.Navigate(site+"/approvals/"), chromedp.WaitVisible(chromedp.CSS("#"+e.ID))); err != nil {
 		t.Fatalf("opening the inbox in Chromium: %v", err)

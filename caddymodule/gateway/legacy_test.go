@@ -220,7 +220,7 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 		}
 	}
 
-	events <- `{"jsonrpc":"2.0","id":"stray","result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`
+	events <- `{"jsonrpc":"2.0","id":"stray","result":` + echoAndPeek + `}`
 	if line := readLineWith(t, stream, `"stray"`); !strings.Contains(line, `"echo"`) || strings.Contains(line, `"peek"`) {
 		t.Errorf("a list under an id never asked with reached the client as %s; want it filtered (echo listed, peek hidden)", line)
 	}
@@ -234,7 +234,7 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 		switch r.Method {
 		case http.MethodGet:
 			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "id: 7\ndata: "+`{"jsonrpc":"2.0","id":"lost-42","result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`+"\n\n")
+			_, _ = io.WriteString(w, "id: 7\ndata: "+`{"jsonrpc":"2.0","id":"lost-42","result":`+echoAndPeek+`}`+"\n\n")
 		default:
 			body, _ := io.ReadAll(r.Body)
 			if strings.Contains(string(body), `"initialize"`) {
@@ -256,6 +256,17 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 	}
 }
 
+// echoAndPeek is a tools/list result: echo, which the tests' policy
+// allows, and peek, which it blocks (and so hides).
+const echoAndPeek = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+
+// rawInitialized answers a raw upstream's initialize (id 0) in JSON,
+// opening the session raw-1 under 2025-06-18.
+func rawInitialized(w http.ResponseWriter) {
+	w.Header().Set("Mcp-Session-Id", "raw-1")
+	_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+}
+
 // TestRequestIDNotReusedInSession: on a Streamable HTTP session, a POST's
 // request whose id is the id of a request still awaiting its answer on
 // another POST is refused (never forwarded). The upstream here routes an
@@ -264,15 +275,13 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 // the list on its own reply, read as the ping's answer, unfiltered. Once
 // the first POST ends, its ids are free again.
 func TestRequestIDNotReusedInSession(t *testing.T) {
-	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
 	listAsked, release := make(chan struct{}, 1), make(chan struct{})
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		switch text := string(body); {
 		case strings.Contains(text, `"initialize"`):
-			w.Header().Set("Mcp-Session-Id", "raw-1")
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+			rawInitialized(w)
 		case strings.Contains(text, `"id":"x","method":"tools/list"`):
 			listAsked <- struct{}{}
 			select {
@@ -280,10 +289,10 @@ func TestRequestIDNotReusedInSession(t *testing.T) {
 			case <-r.Context().Done():
 				return
 			}
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+list+`}`)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+echoAndPeek+`}`)
 		case strings.Contains(text, `"id":"x","method":"ping"`):
 			// The list's answer, routed to the latest stream of its id.
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+list+`}`)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"x","result":`+echoAndPeek+`}`)
 		case strings.Contains(text, `"method":"ping"`):
 			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"y","result":{}}`)
 		default:
@@ -327,21 +336,19 @@ func TestRequestIDNotReusedInSession(t *testing.T) {
 // ended: the list is filtered there too, never passed on as the ping's
 // answer.
 func TestToolsListAnsweredOnAnotherPOST(t *testing.T) {
-	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
 	listAsked, listLeft, pinged := make(chan struct{}, 1), make(chan struct{}), make(chan chan string, 1)
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		switch text := string(body); {
 		case strings.Contains(text, `"initialize"`):
-			w.Header().Set("Mcp-Session-Id", "raw-1")
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+			rawInitialized(w)
 		case strings.Contains(text, `"id":"x","method":"tools/list"`):
 			// The list's work outlives its POST, and its answer goes to
 			// the latest stream of its id: the ping's.
 			go func() {
 				<-listLeft
-				(<-pinged) <- `{"jsonrpc":"2.0","id":"x","result":` + list + `}`
+				(<-pinged) <- `{"jsonrpc":"2.0","id":"x","result":` + echoAndPeek + `}`
 			}()
 			listAsked <- struct{}{}
 			<-r.Context().Done()
