@@ -201,9 +201,9 @@ type legacyStream struct {
 	// clientKnown.
 	declared    capabilities
 	clientKnown bool
-	// toolsLists are the session's tools/list requests awaiting their
-	// response, by canonical id.
-	toolsLists map[string]pendingToolsList
+	// toolsLists are the canonical ids of the session's tools/list
+	// requests awaiting their response.
+	toolsLists map[string]struct{}
 	// inFlight are the canonical ids of the client's requests forwarded
 	// on the session (tools/list's among them) whose responses the stream
 	// has not carried yet. Every response comes on the one stream, told
@@ -217,16 +217,8 @@ type legacyStream struct {
 	awaited map[string]chan []byte
 }
 
-// pendingToolsList is a tools/list request awaiting its response: whether
-// it asks for the first page, and the catalog's Generation when it was
-// forwarded.
-type pendingToolsList struct {
-	firstPage bool
-	asOf      uint64
-}
-
 func newLegacyStream(write func(message []byte) error) *legacyStream {
-	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]pendingToolsList),
+	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]struct{}),
 		inFlight: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
 }
 
@@ -281,14 +273,15 @@ var errTooManyToolsLists = fmt.Errorf("this session has %d tools/list requests a
 const maxInFlight = 1024
 
 // expectAnswers records the allowed requests a POST forwards, whose
-// responses the stream will carry, and its tools/list requests with the
-// catalog's generation asOf; or refuses them all, recording nothing: a
-// request with the id of one still awaiting its answer, and a tools/list
-// past the session's bound (errTooManyToolsLists). A cancellation it
-// forwards ends the wait for its request's answer, which the server need
-// not send.
-func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
-	_, firstPage := toolsListRequests(verdicts)
+// responses the stream will carry, its tools/list requests among them; or
+// refuses them all, recording nothing: a request with the id of one still
+// awaiting its answer, and a tools/list past the session's bound
+// (errTooManyToolsLists). A cancellation it forwards ends the wait for its
+// request's answer, which the server need not send; but not a tools/list's,
+// whose answer, if it comes after all, must not be taken for another
+// request's.
+func (s *legacyStream) expectAnswers(verdicts []verdict) error {
+	_, lists := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range verdicts {
@@ -299,11 +292,11 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 			return fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", v.message.ID)
 		}
 	}
-	if len(s.toolsLists)+len(firstPage) > maxPendingPerSession {
+	if len(s.toolsLists)+len(lists) > maxPendingPerSession {
 		return errTooManyToolsLists
 	}
-	for id, first := range firstPage {
-		s.toolsLists[id] = pendingToolsList{firstPage: first, asOf: asOf}
+	for id := range lists {
+		s.toolsLists[id] = struct{}{}
 	}
 	for _, v := range verdicts {
 		switch m := v.message; {
@@ -320,7 +313,9 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 			s.inFlight[mcpmsg.CanonicalID(m.ID)] = struct{}{}
 		case m.Kind == mcpmsg.KindNotification && m.Method == "notifications/cancelled":
 			if id, err := json.Marshal(m.Params["requestId"]); err == nil && m.Params["requestId"] != nil {
-				delete(s.inFlight, mcpmsg.CanonicalID(id))
+				if _, listed := s.toolsLists[mcpmsg.CanonicalID(id)]; !listed {
+					delete(s.inFlight, mcpmsg.CanonicalID(id))
+				}
 			}
 		}
 	}
@@ -336,15 +331,15 @@ func (s *legacyStream) answered(id []byte) {
 	delete(s.inFlight, key)
 }
 
-// toolsList returns the tools/list request of the session with this id,
-// and forgets it; ok is false when there is none.
-func (s *legacyStream) toolsList(id []byte) (request pendingToolsList, ok bool) {
+// toolsList reports whether the session has a tools/list request with
+// this id awaiting its answer, and forgets it.
+func (s *legacyStream) toolsList(id []byte) bool {
 	key := mcpmsg.CanonicalID(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	request, ok = s.toolsLists[key]
+	_, listed := s.toolsLists[key]
 	delete(s.toolsLists, key)
-	return request, ok
+	return listed
 }
 
 // await returns where the response to the gateway's own request with this
@@ -472,7 +467,7 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 }
 
 // expect prepares the session's stream for the replies to the messages a
-// POST forwards, as of the catalog's generation asOf (see expectAnswers).
-func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
-	return p.stream.expectAnswers(verdicts, asOf)
+// POST forwards (see expectAnswers).
+func (p *legacyPost) expect(verdicts []verdict) error {
+	return p.stream.expectAnswers(verdicts)
 }

@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,6 +223,11 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 		}
 	}
 
+	// A list asked for, answered and recorded; then the same under an id
+	// never asked with, filtered by what was recorded, recording nothing.
+	send(`{"jsonrpc":"2.0","id":9,"method":"tools/list"}`)
+	events <- `{"jsonrpc":"2.0","id":9,"result":` + echoAndPeek + `}`
+	readLineWith(t, stream, `"id":9`)
 	events <- `{"jsonrpc":"2.0","id":"stray","result":` + echoAndPeek + `}`
 	if line := readLineWith(t, stream, `"stray"`); !strings.Contains(line, `"echo"`) || strings.Contains(line, `"peek"`) {
 		t.Errorf("a list under an id never asked with reached the client as %s; want it filtered (echo listed, peek hidden)", line)
@@ -228,7 +236,8 @@ func TestLegacyRequestIDNotReused(t *testing.T) {
 
 // TestReplayedToolsListFiltered: a tools/list result an upstream replays
 // on a resumed GET stream is filtered as one, even when the session no
-// longer remembers asking for it: a blocked tool is never listed.
+// longer remembers asking for it: a blocked tool is never listed (nor is,
+// here, a tool the gateway never recorded: such a list is not recorded).
 func TestReplayedToolsListFiltered(t *testing.T) {
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -251,8 +260,8 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 	r := send(t, clienttest.NewRequest(t, http.MethodGet, gw.URL, http.Header{
 		"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}, "Accept": {"text/event-stream"}, "Last-Event-ID": {"6"}, "Content-Type": {""},
 	}, nil))
-	if !strings.Contains(string(r.body), `"echo"`) || strings.Contains(string(r.body), `"peek"`) {
-		t.Errorf("the replayed list reached the client as %s; want it filtered (echo listed, peek hidden)", r.body)
+	if !strings.Contains(string(r.body), `"lost-42","result":{"tools":[`) || strings.Contains(string(r.body), `"peek"`) {
+		t.Errorf("the replayed list reached the client as %s; want it filtered (peek hidden)", r.body)
 	}
 }
 
@@ -385,5 +394,154 @@ func TestToolsListAnsweredOnAnotherPOST(t *testing.T) {
 			t.Errorf("the list answered on the ping's reply reached the client as %d %s; want it filtered (echo listed, peek hidden)", r.status, r.body)
 		}
 		break
+	}
+}
+
+// rawID is the id of the one JSON-RPC message in a raw body, as written.
+func rawID(body string) string {
+	i := strings.Index(body, `"id":`)
+	if i < 0 {
+		return ""
+	}
+	id := body[i+len(`"id":`):]
+	return id[:strings.IndexAny(id, ",}")]
+}
+
+// pagedTools are the pages of a raw upstream's tool list: echo on the
+// first, other on the second.
+const (
+	pagedToolsFirst  = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}],"nextCursor":"p2"}`
+	pagedToolsSecond = `{"tools":[{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+)
+
+// TestSecondPageNeverTakenForTheWholeList: a client that has an upstream
+// answer its first-page tools/list with a second page (the TypeScript
+// SDK's transport sends an answer to the latest stream of its id, here
+// once the page-2 request's POST was closed) does not make the gateway
+// forget the first page's tools: another client's call to echo still runs.
+func TestSecondPageNeverTakenForTheWholeList(t *testing.T) {
+	var sessions atomic.Int32
+	late := make(chan string, 1)
+	secondAsked, secondLeft := make(chan struct{}, 1), make(chan struct{})
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		text, id := string(body), rawID(string(body))
+		switch {
+		case strings.Contains(text, `"initialize"`):
+			w.Header().Set("Mcp-Session-Id", fmt.Sprintf("raw-%d", sessions.Add(1)))
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`)
+		case id == `"x"` && strings.Contains(text, `"p2"`):
+			// Answered once its client left, to the latest stream of "x".
+			secondAsked <- struct{}{}
+			<-r.Context().Done()
+			late <- `{"jsonrpc":"2.0","id":"x","result":` + pagedToolsSecond + `}`
+			close(secondLeft)
+		case id == `"x"` && strings.Contains(text, `"tools/list"`):
+			_, _ = io.WriteString(w, <-late)
+		case strings.Contains(text, `"tools/list"`) && strings.Contains(text, `"p2"`):
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+pagedToolsSecond+`}`)
+		case strings.Contains(text, `"tools/list"`):
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+pagedToolsFirst+`}`)
+		case strings.Contains(text, `"tools/call"`):
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"content":[{"type":"text","text":"ran"}]}}`)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	bystander := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	if r := post(t, gw.URL, bystander, callBody("1", "echo", "hi")); !strings.Contains(string(r.body), `"ran"`) {
+		t.Fatalf("the bystander's first call: %d %s", r.status, r.body)
+	}
+
+	attacker := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	ctx, leave := context.WithCancel(context.Background())
+	go func() {
+		req := clienttest.NewRequest(t, http.MethodPost, gw.URL, attacker, strings.NewReader(`{"jsonrpc":"2.0","id":"x","method":"tools/list","params":{"cursor":"p2"}}`))
+		if resp, err := http.DefaultClient.Do(req.WithContext(ctx)); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-secondAsked
+	leave()
+	<-secondLeft
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := post(t, gw.URL, attacker, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`)
+		if !strings.Contains(string(r.body), "still awaiting its answer") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if r := post(t, gw.URL, bystander, callBody("2", "echo", "hi")); !strings.Contains(string(r.body), `"ran"`) {
+		t.Errorf("after a second page was answered to a first-page request, another client's call to echo: %d %s; want it run", r.status, r.body)
+	}
+}
+
+// TestLegacyCancelledListKeepsItsID: on HTTP+SSE, a tools/list whose
+// request the client cancels keeps its id until its answer comes (MCP lets
+// it come after all): a first-page tools/list with that id is refused, so
+// the late second page is not taken for the whole list, and another
+// session's call to echo still runs.
+func TestLegacyCancelledListKeepsItsID(t *testing.T) {
+	var mu sync.Mutex
+	streams := map[string]chan string{}
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			events := make(chan string, 16)
+			mu.Lock()
+			session := strconv.Itoa(len(streams) + 1)
+			streams[session] = events
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId="+session+"\n\n")
+			w.(http.Flusher).Flush()
+			for {
+				select {
+				case e := <-events:
+					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
+					w.(http.Flusher).Flush()
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		mu.Lock()
+		events := streams[r.URL.Query().Get("sessionId")]
+		mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		text, id := string(body), rawID(string(body))
+		switch {
+		case strings.Contains(text, `"initialize"`):
+			events <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
+		case id == `"x"` && strings.Contains(text, `"p2"`):
+			// Answered late: after the next request with its id.
+		case id == `"x"` && strings.Contains(text, `"tools/list"`):
+			events <- `{"jsonrpc":"2.0","id":"x","result":` + pagedToolsSecond + `}`
+		case strings.Contains(text, `"tools/list"`) && strings.Contains(text, `"p2"`):
+			events <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + pagedToolsSecond + `}`
+		case strings.Contains(text, `"tools/list"`):
+			events <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + pagedToolsFirst + `}`
+		case strings.Contains(text, `"tools/call"`):
+			events <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	bystander, bystanderStream := legacySession(t, gw.URL)
+	bystander(callBody("1", "echo", "hi"))
+	if line := readLineWith(t, bystanderStream, `"id":1`); !strings.Contains(line, `"ran"`) {
+		t.Fatalf("the bystander's first call: %s", line)
+	}
+
+	send, stream := legacySession(t, gw.URL)
+	send(`{"jsonrpc":"2.0","id":"x","method":"tools/list","params":{"cursor":"p2"}}`)
+	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"x"}}`)
+	send(`{"jsonrpc":"2.0","id":"x","method":"tools/list"}`)
+	if line := readLineWith(t, stream, `"id":"x"`); !strings.Contains(line, "still awaiting its answer") {
+		t.Errorf("a tools/list with the id of a cancelled one not yet answered was answered %s; want it refused", line)
+	}
+	bystander(callBody("2", "echo", "hi"))
+	if line := readLineWith(t, bystanderStream, `"id":2`); !strings.Contains(line, `"ran"`) {
+		t.Errorf("another session's call to echo: %s; want it run", line)
 	}
 }

@@ -28,20 +28,19 @@ func (x *exchange) stream() error {
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
-				if request, listed := stream.toolsList(id); listed {
-					return x.hideBlockedTools(rl.version, result, request.firstPage, request.asOf)
+				if stream.toolsList(id) {
+					return x.hideBlockedTools(rl.version, result, false)
 				}
 			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) {
 				// The response to a tools/list whose POST stream was
 				// lost, replayed on a resumed stream.
-				return x.hideBlockedTools(rl.version, result, false, 0)
+				return x.hideBlockedTools(rl.version, result, false)
 			}
 			if isToolsList(result) {
 				// A result that reads as a tools list, whose request the
 				// session no longer remembers (or never knew by that id:
 				// an HTTP+SSE client reusing an id), is filtered as one.
-				// Not a first page: nothing is marked current.
-				return x.hideBlockedTools(rl.version, result, false, 0)
+				return x.hideBlockedTools(rl.version, result, true)
 			}
 			return rl.checkInputRequests(id, result)
 		},

@@ -13,22 +13,20 @@ import (
 )
 
 // toolsListRequests returns the ids of the allowed tools/list requests
-// among the verdicts, and which of them ask for the first page (by
-// canonical id).
-func toolsListRequests(verdicts []verdict) (ids [][]byte, firstPage map[string]bool) {
+// among the verdicts, and the same ids canonical, as a set.
+func toolsListRequests(verdicts []verdict) (ids [][]byte, lists map[string]bool) {
 	for _, v := range verdicts {
 		m := v.message
 		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Method != "tools/list" {
 			continue
 		}
-		if firstPage == nil {
-			firstPage = make(map[string]bool)
+		if lists == nil {
+			lists = make(map[string]bool)
 		}
 		ids = append(ids, m.ID)
-		_, paged := m.Params["cursor"]
-		firstPage[mcpmsg.CanonicalID(m.ID)] = !paged
+		lists[mcpmsg.CanonicalID(m.ID)] = true
 	}
-	return ids, firstPage
+	return ids, lists
 }
 
 // watchToolListChanges marks the upstream's tool list stale when it
@@ -41,23 +39,43 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 	}
 }
 
-// hideBlockedTools records one tools/list result in the catalog and
-// returns it without the tools whose permission is block, so the model
-// never tries them. Tools that need approval stay listed. A result the
-// gateway cannot read is an error, which the client receives instead.
-func (x *exchange) hideBlockedTools(version string, result []byte, firstPage bool, asOf uint64) ([]byte, error) {
+// hideBlockedTools records one page of a tools/list result in the
+// catalog and returns it without the tools whose permission is block, so
+// the model never tries them. Tools that need approval stay listed. A
+// result the gateway cannot read is an error, which the client receives
+// instead.
+//
+// A client's list is recorded as a page, never as the server's whole list
+// (which only the gateway's own fetch, with ids no client can take, marks
+// current; see fetcher): the gateway knows an answer by its id alone, and
+// a client can make an upstream answer one of its requests under the id of
+// another (a page-2 answer taken for a first page would have the
+// catalog forget the first page's tools, refusing everyone's calls to
+// them). A stray result (one that reads as a tools list but answers no
+// tools/list the gateway knows of) is filtered without being recorded.
+func (x *exchange) hideBlockedTools(version string, result []byte, stray bool) ([]byte, error) {
 	g, r := x.g, x.r
 	server := g.cfg.Upstream
-	tools, names, nextCursor, err := catalog.ParseToolsList(result)
+	tools, names, _, err := catalog.ParseToolsList(result)
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
-	if firstPage && nextCursor == "" {
-		err = g.learnList(r.Context(), tools, asOf)
-	} else {
-		err = g.catalog.LearnPage(r.Context(), server, tools)
-	}
-	if err != nil {
+	lookup := g.knownTool
+	if stray {
+		// Read as the catalog would read it, not recorded: a tool whose
+		// definition is not pinned is changed, and so hidden.
+		described, err := g.catalog.Describe(server, tools)
+		if err != nil {
+			return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+		}
+		lookup = func(name string) (catalog.Tool, bool) {
+			tool, listed := described[name]
+			if !listed {
+				tool = notListed(name)
+			}
+			return tool, listed
+		}
+	} else if err := g.catalog.LearnPage(r.Context(), server, tools); err != nil {
 		g.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
 	}
 
@@ -66,7 +84,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, firstPage boo
 	kept := make([]json.RawMessage, 0, len(tools))
 	for i, raw := range tools {
 		name := names[i]
-		tool, _ := g.knownTool(name)
+		tool, _ := lookup(name)
 		input := *base
 		input.Tool = policyTool(tool, nil)
 		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)

@@ -24,7 +24,7 @@ import (
 // no answer will come.
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
-	ids, firstPage := toolsListRequests(x.verdicts)
+	ids, lists := toolsListRequests(x.verdicts)
 	if session.id != "" && !session.legacy {
 		for _, id := range ids {
 			g.sessions.toolsLists.add(session, id)
@@ -32,11 +32,6 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	}
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
-	var asOf uint64
-	if len(ids) > 0 {
-		// A tools/list_changed that overtakes the list keeps it stale.
-		asOf = g.catalog.Generation(g.cfg.Upstream)
-	}
 	readReplyUncompressed(x.r)
 	// answered holds the ids of the responses the reply carried; made
 	// with the first, since most replies are read unparsed.
@@ -45,18 +40,21 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
-			if first, listed := firstPage[mcpmsg.CanonicalID(id)]; listed {
+			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
-				return x.hideBlockedTools(x.version, result, first, asOf)
+				return x.hideBlockedTools(x.version, result, false)
 			}
-			if session.id != "" && !session.legacy && g.sessions.toolsLists.take(session, id) || isToolsList(result) {
+			if session.id != "" && !session.legacy && g.sessions.toolsLists.take(session, id) {
 				// Another POST's tools/list answered here: an upstream that
 				// sends an answer to the latest stream of its id (the
 				// TypeScript SDK's), once that POST was closed and its id
-				// taken again; or a result that reads as a tools list
-				// whatever it answers. Filtered as on GET streams; not a
-				// first page, so nothing is marked current.
-				return x.hideBlockedTools(x.version, result, false, 0)
+				// taken again.
+				return x.hideBlockedTools(x.version, result, false)
+			}
+			if isToolsList(result) {
+				// A result that reads as a tools list, whatever it
+				// answers: filtered as on GET streams.
+				return x.hideBlockedTools(x.version, result, true)
 			}
 			return rl.checkInputRequests(id, result)
 		},
@@ -84,7 +82,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 				id := mcpmsg.CanonicalID(m.ID)
 				answered[id] = true
-				if _, listed := firstPage[id]; listed && m.IsError {
+				if lists[id] && m.IsError {
 					// An error answers a tools/list as a result does.
 					g.sessions.toolsLists.take(session, m.ID)
 				}
