@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,8 +29,8 @@ type policyBuilder struct {
 	queryBodies []ast.Body
 	// cacheSize is Options.CacheSize.
 	cacheSize int
-	// timeout bounds evaluating a policy ahead of its input, as it
-	// bounds every evaluation.
+	// timeout bounds computing the shared rules, as it bounds every
+	// evaluation.
 	timeout time.Duration
 	// modules are Options.Modules, parsed once.
 	modules map[string]*ast.Module
@@ -112,27 +111,21 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	if data == nil {
 		data = map[string]any{}
 	}
-	q, err := b.prepare(ctx, all, data, origin, true)
-	if errors.Is(err, errAhead) {
-		q, err = b.prepare(ctx, all, data, origin, false)
-	}
-	return q, err
+	return b.prepare(ctx, all, data, origin)
 }
 
-// errAhead marks a failure to evaluate a policy ahead of its input, after
-// which it is prepared as it is.
-var errAhead = errors.New("evaluating the policy ahead of its input")
-
-// prepare compiles modules and data and prepares both queries, and, when
-// ahead is set and the policy is deterministic, evaluates them ahead of
-// their input (OPA's partial evaluation, with input unknown): what depends
-// on data alone is evaluated once here (a tool table is looked up, rules
-// that read no input are decided), so that each evaluation does only what
-// depends on the input. That evaluation is bounded by the evaluation
-// timeout; one that fails or takes longer fails with errAhead. A
-// non-deterministic policy is never evaluated ahead, since what it does
-// with data alone can change from one evaluation to the next.
-func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, origin string, ahead bool) (*preparedQueries, error) {
+// prepare compiles modules and data and prepares both queries, as they
+// are. They are not evaluated ahead of their input (OPA's partial
+// evaluation, with input unknown), which an earlier version did for speed:
+// the query it leaves does not decide as the policy does. Rego's errors
+// (a built-in given the wrong type, under strict built-in errors; a rule
+// giving two values) depend on the order in which expressions run, which
+// partial evaluation changes (it reorders bodies, drops those false on
+// data, narrows iterations, inlines a rule's definitions as alternatives
+// and keeps the first support rule it makes, `with data` included), and a
+// call that OPA refuses with an error was allowed (TestDecidesAsOPA). What
+// depends on data alone is still computed once per policy (sharedRules).
+func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, origin string) (*preparedQueries, error) {
 	// The store copies data, so the policy in force shares nothing with
 	// the loader, Options.Data or a bundle plugin's store.
 	// Keep data as OPA values, so that reading data.mcp.tools on every
@@ -164,9 +157,9 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
-		query, namespace string
-		prepared         *preparedQuery
-	}{{b.decisionQuery, "mcpgate_decision", &q.decision}, {b.permissionQuery, "mcpgate_permission", &q.permission}} {
+		query    string
+		prepared *preparedQuery
+	}{{b.decisionQuery, &q.decision}, {b.permissionQuery, &q.permission}} {
 		if cacheable {
 			if p.prepared.cache, err = newDecisionCache(b.cacheSize); err != nil {
 				return nil, err
@@ -175,24 +168,15 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 		// Strict built-in errors: a built-in that fails (to_number on
 		// text, say) stops the evaluation, and so blocks, instead of
 		// quietly making one rule undefined while another, more
-		// permissive one applies. Evaluating ahead, they make it fail
-		// rather than leave out what would have failed.
+		// permissive one applies.
 		r := rego.New(
 			rego.Query(p.query),
 			rego.Compiler(compiler),
 			rego.Store(store),
 			rego.StoreReadAST(true),
 			rego.StrictBuiltinErrors(true),
-			rego.PartialNamespace(p.namespace),
 		)
-		if ahead && cacheable {
-			aheadCtx, cancel := context.WithTimeout(ctx, b.timeout)
-			p.prepared.prepared, err = r.PrepareForEval(aheadCtx, rego.WithPartialEval(), rego.WithNoInline(singleValueRules(compiler, p.query)))
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("%w: query %s: %w", errAhead, p.query, err)
-			}
-		} else if p.prepared.prepared, err = r.PrepareForEval(ctx); err != nil {
+		if p.prepared.prepared, err = r.PrepareForEval(ctx); err != nil {
 			return nil, fmt.Errorf("preparing query %s: %w", p.query, err)
 		}
 	}
@@ -304,37 +288,4 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 		return nil
 	}
 	return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
-}
-
-// singleValueRules are the refs of the rules that give one value (complete
-// rules, functions, object rules) other than query's own. In Rego such a
-// rule giving two values for one input (two definitions that hold, or
-// one that holds twice) is an error, which the gateway turns into a block;
-// inlined into the query by partial evaluation, its definitions and
-// solutions become alternatives, any one of which decides, and the error
-// is lost (a call with "repo": "acme/x" and "repository": "evil/x" passed
-// a rule on repo := input.tool.arguments.repo and
-// repo := input.tool.arguments.repository). Left out of the inlining, they
-// are evaluated as rules, each evaluation checking their values agree.
-func singleValueRules(compiler *ast.Compiler, query string) []string {
-	var refs []string
-	seen := map[string]bool{query: true}
-	var walk func(node *ast.TreeNode)
-	walk = func(node *ast.TreeNode) {
-		for _, rule := range node.Values {
-			if rule.Default || rule.Head.RuleKind() != ast.SingleValue {
-				continue
-			}
-			ref := rule.Ref().GroundPrefix().String()
-			if !seen[ref] {
-				seen[ref] = true
-				refs = append(refs, ref)
-			}
-		}
-		for _, child := range node.Children {
-			walk(child)
-		}
-	}
-	walk(compiler.RuleTree)
-	return refs
 }

@@ -96,8 +96,8 @@ verdict := {"action": "allow", "reason": "custom"}`, "data.gate.v2.verdict", Act
 
 // TestDecideStops checks that an evaluation slower than the timeout, or
 // outlasting its request, stops and blocks, promptly, saying why. (The
-// slow rule reads the input, so that it is not computed ahead, when the
-// policy loads.)
+// slow rule reads the input, so that it is not computed once, as a shared
+// rule, when the policy loads.)
 func TestDecideStops(t *testing.T) {
 	dir := writePolicy(t, map[string]string{"policy.rego": `package mcp
 decision := {"action": "allow", "reason": sprintf("%d", [count(slow)])}

@@ -19,9 +19,7 @@ import (
 // categories, member names and methods, and the organization's own
 // reasons and approvers). They are computed once, when the policy is
 // prepared, and each evaluation finds them in its rule cache (ruleCache)
-// rather than evaluating them again. Evaluating ahead folds such rules
-// into what it leaves too, but gives up on rules with else branches, which
-// the library uses throughout.
+// rather than evaluating them again.
 type sharedRules struct {
 	root sharedNode
 }
