@@ -423,9 +423,13 @@ func startBenchSites(b *testing.B, upstream string) []*benchSite {
 	upstreamAddress := strings.TrimPrefix(upstream, "http://")
 	sites := []*benchSite{{name: "bare"}}
 	ports := []int{freePort(b)}
+	// Bare reaches the gateways' upstream without mcp_policy, as the
+	// layout check refuses unless marked deliberate (mcp_bypass, a handler
+	// that only passes the request on).
 	caddyfile := globalOptions(b) + fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
+	mcp_bypass
 	reverse_proxy %s
 }
 `, ports[0], upstreamAddress)
