@@ -38,7 +38,7 @@ func init() {
 		if h.NextArg() || h.NextBlock(0) {
 			return nil, h.Err("mcp_bypass takes no arguments")
 		}
-		return Bypass{}, nil
+		return new(Bypass), nil
 	})
 	httpcaddyfile.RegisterDirectiveOrder("mcp_bypass", httpcaddyfile.Before, "reverse_proxy")
 }
@@ -51,7 +51,7 @@ type Bypass struct{}
 
 // CaddyModule returns the Caddy module information.
 func (Bypass) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "http.handlers.mcp_bypass", New: func() caddy.Module { return Bypass{} }}
+	return caddy.ModuleInfo{ID: "http.handlers.mcp_bypass", New: func() caddy.Module { return new(Bypass) }}
 }
 
 // ServeHTTP passes the request on.
