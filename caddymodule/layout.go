@@ -90,7 +90,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 	for _, key := range slices.Sorted(maps.Keys(w.upstreams)) {
 		if u := w.upstreams[key]; u.gated != "" && u.ungated != "" {
 			w.errs = append(w.errs, fmt.Errorf("%s is reached without mcp_policy at %s, while %s passes mcp_policy: "+
-				"requests on the first path reach the MCP server undecided. Put mcp_policy before that reverse_proxy too (in its route or an enclosing one, with no narrower matcher); "+
+				"requests on the first path reach the MCP server undecided. Put mcp_policy before it on the first path too (in its route or an enclosing one, with no narrower matcher); "+
 				"if that path is deliberately not MCP (a health check), put mcp_bypass before it", u.name, u.ungated, u.gated))
 		}
 	}

@@ -28,9 +28,12 @@ func benchTransports(b *testing.B) map[string]func() mcp.Transport {
 	}
 	b.Setenv("XDG_DATA_HOME", b.TempDir())
 	policy, bare := testport.Free(b), testport.Free(b)
+	// The bare site reaches the same server without mcp_policy, on
+	// purpose (mcp_bypass): the layout check refuses it otherwise.
 	caddytest.Start(b, caddytest.GlobalOptions(b)+site(b, policy, stdiotest.ModeServe, "max_sessions 1000")+fmt.Sprintf(`
 :%d {
 	bind 127.0.0.1
+	mcp_bypass
 	mcp_stdio {
 		command %q
 		env %s %s
