@@ -82,7 +82,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 		if !w.guarded {
 			for _, place := range w.ungatedHere {
 				w.fail("no mcp_policy guards anything, while %s: "+
-					"put mcp_policy before the reverse_proxy, in the same block, with no matcher narrower than the proxy's "+
+					"put mcp_policy before it, in the same block, with no matcher narrower than its own "+
 					"(Caddy runs handle, handle_path, route and invoke blocks before a site-level mcp_policy, which it orders just before reverse_proxy)", place)
 			}
 		}

@@ -51,6 +51,13 @@ const defaultConfirmTimeout = 50 * time.Second
 // only the caller), when approvals are configured; else it is refused
 // with a reason that says why nobody could be asked.
 func (x *exchange) approve(v verdict) error {
+	// The call's id is in flight from now on, whether it is held or asked
+	// about: another request of the session may not take it meanwhile.
+	release, err := x.claimIDs([]string{mcpmsg.CanonicalID(v.message.ID)})
+	if err != nil {
+		return x.refuseUnsent(err.Error())
+	}
+	defer release()
 	for _, approver := range v.decision.Approvers {
 		if !approval.ValidPrincipal(approver) {
 			x.g.logger.Error("the policy names an unknown approver; call refused", zap.String("approver", approver))

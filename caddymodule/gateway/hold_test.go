@@ -307,3 +307,60 @@ func holdCreateIssue(t *testing.T, gw *testGateway, header http.Header) (*approv
 	})
 	return pending, answer
 }
+
+// TestHeldCallKeepsItsID: while a call is held for approval, its id is in
+// flight in its session: another request with that id is refused, never
+// forwarded (its answer, or the held call's once approved, could be taken
+// for the other's); once the held call ends, the id is free again.
+func TestHeldCallKeepsItsID(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
+	session := initialize(t, gw.URL, nil)
+	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	ctx := context.Background()
+	answer := make(chan string, 1)
+	go func() {
+		body, err := postQuietly(gw.URL, header, `{"jsonrpc":"2.0","id":"held-2","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"hold me"}}}`)
+		if err != nil {
+			body = "error: " + err.Error()
+		}
+		answer <- body
+	}()
+	var held *approval.Approval
+	for deadline := time.Now().Add(10 * time.Second); held == nil; time.Sleep(10 * time.Millisecond) {
+		list, err := gw.approvals.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			if a.State == approval.Pending {
+				held = a
+			}
+		}
+		if held == nil && time.Now().After(deadline) {
+			t.Fatal("the call was not held for approval")
+		}
+	}
+
+	const ping = `{"jsonrpc":"2.0","id":"held-2","method":"ping"}`
+	if body, err := postQuietly(gw.URL, header, ping); err != nil || !strings.Contains(body, "still awaiting its answer") {
+		t.Errorf("a ping with the held call's id: %s (%v); want it refused", body, err)
+	}
+	if up.SawBodyContaining(`"id":"held-2","method":"ping"`) {
+		t.Error("the ping with the held call's id reached the upstream")
+	}
+	if _, err := gw.approvals.Decide(ctx, held.ID, false, approval.Decider{ID: "admin", Principals: []string{"admin"}}, "no"); err != nil {
+		t.Fatalf("denying: %v", err)
+	}
+	select {
+	case body := <-answer:
+		if !strings.Contains(body, "Denied") {
+			t.Errorf("the held call answered %s; want its denial", body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the held call did not end")
+	}
+	if body, err := postQuietly(gw.URL, header, ping); err != nil || strings.Contains(body, "awaiting") {
+		t.Errorf("a ping with the id once the held call ended: %s (%v); want it forwarded", body, err)
+	}
+}

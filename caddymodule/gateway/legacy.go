@@ -261,15 +261,16 @@ func (s *legacyStream) end() {
 }
 
 // errTooManyToolsLists refuses a tools/list when the session has as many
-// awaiting their answers as it may: one the gateway could not remember
-// would reach the client unfiltered.
+// awaiting their answers as it may: the answer to one the gateway could
+// not remember would be filtered as a stray, but not recorded.
 var errTooManyToolsLists = fmt.Errorf("this session has %d tools/list requests awaiting their answers; wait for them before asking again", maxPendingPerSession)
 
 // maxInFlight bounds the ids a session's stream remembers in inFlight.
 // Past it, the id of a request other than a tools/list is forgotten
-// (answers a server never gives, for requests cancelled, would otherwise
-// fill it): a list whose request took a forgotten id is still filtered,
-// since a result that reads as a tools list always is (see stream).
+// (requests the server never answers, such as a POST it refused, would
+// otherwise fill it): a list whose request took a forgotten id is still
+// filtered, since a result that reads as a tools list always is (see
+// stream).
 const maxInFlight = 1024
 
 // expectAnswers records the allowed requests a POST forwards, whose

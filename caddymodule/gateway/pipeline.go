@@ -56,6 +56,9 @@ type exchange struct {
 	// approvalTokens are what the approval tokens of the body's calls
 	// say (pending.go).
 	approvalTokens map[*mcpmsg.Message]approvalToken
+	// idsClaimed is set while the ids of the requests the POST carries are
+	// held as in flight in the session (claimIDs).
+	idsClaimed bool
 }
 
 // Serve runs one request through the gateway: next sees only what the
@@ -117,7 +120,8 @@ func ignoreDone(err error) error {
 }
 
 // passBodyless passes GET, DELETE, HEAD and OPTIONS on: a GET as a
-// watched stream, the others as they are. None may carry a body.
+// watched stream, the others as they are, their replies isolated. None may
+// carry a body.
 func (x *exchange) passBodyless() error {
 	r := x.r
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -61,6 +62,25 @@ func (x *exchange) refuseUnsent(why string) error {
 	return writeRefusal(x.w, refused)
 }
 
+// claimIDs holds the requests with these ids (canonical) as in flight in
+// the POST's Streamable HTTP session until release is called, and fails,
+// holding nothing, when one of them already is (see inFlightRequests). A
+// POST whose ids are held already (a call held for approval, then
+// forwarded) holds them once.
+func (x *exchange) claimIDs(ids []string) (release func(), err error) {
+	if x.legacy != nil || x.session.id == "" || x.idsClaimed {
+		return func() {}, nil
+	}
+	if taken, ok := x.g.sessions.inFlight.claim(x.session, ids); !ok {
+		return nil, fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", taken)
+	}
+	x.idsClaimed = true
+	return func() {
+		x.g.sessions.inFlight.release(x.session, ids)
+		x.idsClaimed = false
+	}, nil
+}
+
 // forwardedRequestIDs are the canonical ids of the allowed requests among
 // verdicts: those a POST forwards, whose answers its reply will carry.
 func forwardedRequestIDs(verdicts []verdict) []string {
@@ -81,16 +101,15 @@ func (x *exchange) forward() error {
 			// HTTP+SSE carries no batches: the one message is refused.
 			return x.refuseUnsent(err.Error())
 		}
-	} else if x.session.id != "" {
-		ids := forwardedRequestIDs(x.verdicts)
-		if taken, ok := x.g.sessions.inFlight.claim(x.session, ids); !ok {
-			why := "the id " + taken + " is the id of a request still awaiting its answer in this session; use another"
+	} else {
+		release, err := x.claimIDs(forwardedRequestIDs(x.verdicts))
+		if err != nil {
 			if x.body.Batch {
-				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, why)
+				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 			}
-			return x.refuseUnsent(why)
+			return x.refuseUnsent(err.Error())
 		}
-		defer x.g.sessions.inFlight.release(x.session, ids)
+		defer release()
 	}
 	for _, v := range x.verdicts {
 		switch {

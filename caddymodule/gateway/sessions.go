@@ -95,8 +95,9 @@ type Sessions struct {
 	legacy  *legacyStreams
 	// toolsLists are the session's forwarded tools/list requests whose
 	// response has not been seen yet: a client that loses a POST's stream
-	// gets the response on a resumed GET stream, and it must be filtered
-	// there too.
+	// gets the response on a resumed GET stream, and an upstream that
+	// answers the latest request of an id on that request's POST reply;
+	// it must be filtered there too.
 	toolsLists *relayedRequests
 	// own are the gateway's own requests to clients awaiting answers.
 	own *ownRequests

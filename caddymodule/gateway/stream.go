@@ -38,8 +38,8 @@ func (x *exchange) stream() error {
 			}
 			if isToolsList(result) {
 				// A result that reads as a tools list, whose request the
-				// session no longer remembers (or never knew by that id:
-				// an HTTP+SSE client reusing an id), is filtered as one.
+				// session no longer remembers (past its bounds, or a
+				// request whose id it forgot), is filtered as one.
 				return x.hideBlockedTools(rl.version, result, true)
 			}
 			return rl.checkInputRequests(id, result)

@@ -11,17 +11,19 @@ import (
 
 // watchReply is the last stage: it wraps the writer the next handler
 // writes the upstream's reply to, so that the replies to tools/list
-// requests teach the catalog what the upstream offers and lose the tools
-// the permissions table blocks, so that notifications/tools/list_changed
-// marks the server's list stale, and so that the requests the upstream
-// sends the client, on their own or inside a result, are decided
-// (relay.go). Every event stream is read; a JSON reply (which carries no
-// request of the server's) only when it answers tools/list, or may ask
-// for input. finish must be called once the next handler has returned,
-// with the error it returned: when the upstream failed in the middle of an
-// event stream (it crashed, say), the requests it left unanswered get a
-// JSON-RPC error in the stream, so that their clients learn at once that
-// no answer will come.
+// requests (and any result that reads as one) lose the tools the
+// permissions table blocks, a client's list teaching the catalog its
+// tools' definitions as a page (see hideBlockedTools), so that
+// notifications/tools/list_changed marks the server's list stale, and so
+// that the requests the upstream sends the client, on their own or inside
+// a result, are decided (relay.go). Every event stream is read; a JSON
+// reply (which carries no request of the server's) when it answers
+// tools/list, may ask for input, answers a batch, or names a quoted
+// "method" or "tools" (see replyfilter's PassJSON). finish must be called
+// once the next handler has returned, with the error it returned: when
+// the upstream failed in the middle of an event stream (it crashed, say),
+// the requests it left unanswered get a JSON-RPC error in the stream, so
+// that their clients learn at once that no answer will come.
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, lists := toolsListRequests(x.verdicts)

@@ -7,7 +7,8 @@
 // reverse_proxy) writes the upstream's reply to. A JSON reply is held until
 // it is complete, since a rewrite may change its length; an event stream is
 // read event by event, and each event is forwarded in canonical form as soon
-// as its blank line arrives; any other reply passes through untouched. What
+// as its blank line arrives; any other reply passes through with its body
+// untouched, isolated (Isolate). What
 // the wrapper cannot read as JSON-RPC it does not pass on: a JSON reply is
 // replaced by a 502 JSON-RPC error, and a stream is cut. Messages the
 // gateway must not relay (a server's request that policy refuses) can be
