@@ -121,6 +121,12 @@ decision := {"action": "allow", "reason": "counted"} if {
 	n == 2
 }
 `), data},
+		{"a constant rule below a rule of keys from the input", parse(`
+default decision := {"action": "block", "reason": "not allowed"}
+decision := {"action": "allow", "reason": "ab"} if a.b == "x"
+a.b := "x"
+a[k] := "y" if k := input.tool.name
+`), data},
 		{"a built-in error in one of two definitions", parse(allowIf + `
 allow if regex.match("^acme/", input.tool.arguments.repo)
 allow if input.tool.name == "echo"
@@ -175,6 +181,7 @@ decision := {"action": "allow", "reason": "acme repo"} if {
 		call("tool_4", map[string]any{}, "write"),
 		call("create_issue", map[string]any{}, "write"),
 		call("not_in_any_table", map[string]any{}, "read_only"),
+		call("b", map[string]any{}, "read_only"),
 		{Kind: "request", Method: "tools/list", Direction: DirectionClientToServer},
 		{Kind: "request", Method: "sampling/createMessage", Direction: DirectionServerToClient},
 		{Kind: "notification", Method: "notifications/initialized"},

@@ -133,14 +133,19 @@ func alikeRulePaths(compiler *ast.Compiler) [][]string {
 		return same
 	}
 	var paths [][]string
-	var walk func(node *ast.TreeNode, path []string)
-	walk = func(node *ast.TreeNode, path []string) {
+	// underRules is set below a node that holds rules of its own: a rule
+	// there (a[k] := v, k from the input) may give the same key as a
+	// rule below it (a.b := "x"), which is Rego's conflict error, and so a
+	// block, in the evaluation that has both; a value computed once for
+	// a.b would hide it.
+	var walk func(node *ast.TreeNode, path []string, underRules bool)
+	walk = func(node *ast.TreeNode, path []string, underRules bool) {
 		for key, child := range node.Children {
 			if name, ok := key.(ast.String); ok {
-				walk(child, append(path[:len(path):len(path)], string(name)))
+				walk(child, append(path[:len(path):len(path)], string(name)), underRules || len(node.Values) > 0)
 			}
 		}
-		if len(node.Values) == 0 || len(node.Children) > 0 || len(path) == 0 {
+		if underRules || len(node.Values) == 0 || len(node.Children) > 0 || len(path) == 0 {
 			return
 		}
 		for _, value := range node.Values {
@@ -153,7 +158,7 @@ func alikeRulePaths(compiler *ast.Compiler) [][]string {
 		paths = append(paths, path)
 	}
 	if data := compiler.RuleTree.Child(ast.DefaultRootDocument.Value); data != nil {
-		walk(data, nil)
+		walk(data, nil, false)
 	}
 	return paths
 }
