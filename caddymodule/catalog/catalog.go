@@ -171,9 +171,13 @@ func (c *Catalog) Generation(server string) uint64 {
 
 // LearnPage records one page of a server's tool list like Learn, but
 // without forgetting the server's tools that the page does not list, and
-// without marking the list current.
-func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage) error {
-	return c.learn(ctx, server, tools, false, 0)
+// without marking the list current. asOf is the Generation read before
+// the page was requested: a page requested before the list was last
+// forgotten is out of date (the server said its tools changed since), and
+// records nothing, lest an old definition replace the one a later fetch
+// recorded while the list stays current.
+func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
+	return c.learn(ctx, server, tools, false, asOf)
 }
 
 // learn implements Learn (full) and LearnPage.
@@ -201,7 +205,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 
 	c.mu.Lock()
 	s := c.servers[name]
-	if full && s != nil && asOf < s.asOf {
+	if full && s != nil && asOf < s.asOf || !full && asOf != c.generations[name] {
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}

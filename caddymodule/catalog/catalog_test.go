@@ -278,7 +278,7 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 		t.Run(step.name, func(t *testing.T) {
 			var err error
 			if step.page {
-				err = c.LearnPage(t.Context(), "tracker", tools(step.defs...))
+				err = c.LearnPage(t.Context(), "tracker", tools(step.defs...), c.Generation("tracker"))
 			} else {
 				err = c.Learn(t.Context(), "tracker", tools(step.defs...), c.Generation("tracker"))
 			}
@@ -313,7 +313,7 @@ func TestForgetStale(t *testing.T) {
 		{"other server forgotten", func() { c.Forget("wiki") }, false, true},
 		{"forgotten", func() { c.Forget("tracker") }, true, true},
 		{"page learned", func() {
-			if err := c.LearnPage(t.Context(), "tracker", tools(readTool)); err != nil {
+			if err := c.LearnPage(t.Context(), "tracker", tools(readTool), 0); err != nil {
 				t.Fatal(err)
 			}
 		}, true, true},
@@ -443,7 +443,7 @@ func TestLearnErrors(t *testing.T) {
 			if err := c.Learn(t.Context(), "tracker", tools(tt.defs...), c.Generation("tracker")); err == nil {
 				t.Fatalf("Learn(%s) succeeded, want an error", tt.defs)
 			}
-			if err := c.LearnPage(t.Context(), "tracker", tools(tt.defs...)); err == nil {
+			if err := c.LearnPage(t.Context(), "tracker", tools(tt.defs...), 0); err == nil {
 				t.Fatalf("LearnPage(%s) succeeded, want an error", tt.defs)
 			}
 			var names []string
@@ -504,7 +504,7 @@ func TestConcurrentUse(t *testing.T) {
 			case 0:
 				errs = append(errs, c.Learn(ctx, server, tools(def, readTool), c.Generation(server)))
 			case 1:
-				errs = append(errs, c.LearnPage(ctx, server, tools(def)))
+				errs = append(errs, c.LearnPage(ctx, server, tools(def), c.Generation(server)))
 			case 2:
 				c.Forget(server)
 				c.Stale(server)
@@ -614,16 +614,49 @@ func TestLearnBoundsTools(t *testing.T) {
 	if n := len(c.Tools("big")); n != 0 {
 		t.Errorf("after the refused list the catalog knows %d tools; want none", n)
 	}
-	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2)); err != nil {
+	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2)); err != nil {
+	if err := c.LearnPage(t.Context(), "paged", named(0, MaxTools/2), 0); err != nil {
 		t.Errorf("the same page again: %v; want it learned (nothing new)", err)
 	}
-	if err := c.LearnPage(t.Context(), "paged", named(MaxTools/2, MaxTools/2+1)); err == nil {
+	if err := c.LearnPage(t.Context(), "paged", named(MaxTools/2, MaxTools/2+1), 0); err == nil {
 		t.Errorf("pages adding up to %d tools: learned; want refused", MaxTools+1)
 	}
 	if err := c.Learn(t.Context(), "full", named(0, MaxTools), c.Generation("full")); err != nil {
 		t.Errorf("a list of %d tools: %v; want it learned", MaxTools, err)
+	}
+}
+
+// TestOutOfDatePageRecordsNothing: a page requested before the server's
+// list was last forgotten (it announced its tools changed) records
+// nothing, so the definition a later fetch recorded stands while the list
+// stays current; a page of the current generation is recorded.
+func TestOutOfDatePageRecordsNothing(t *testing.T) {
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	const (
+		before = `{"name":"deploy","description":"Deploys.","annotations":{"readOnlyHint":true}}`
+		after  = `{"name":"deploy","description":"Deploys, and more.","annotations":{"destructiveHint":true}}`
+	)
+	old := c.Generation("tracker")
+	if err := c.Learn(t.Context(), "tracker", tools(before), old); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget("tracker")
+	if err := c.Learn(t.Context(), "tracker", tools(after), c.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+	fetched, _ := c.Lookup("tracker", "deploy")
+	if err := c.LearnPage(t.Context(), "tracker", tools(before), old); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Lookup("tracker", "deploy"); got.Hash != fetched.Hash || got.Category != fetched.Category || c.Stale("tracker") {
+		t.Errorf("after an out-of-date page, deploy is %+v (stale %v); want it as fetched, %+v, the list current", got, c.Stale("tracker"), fetched)
+	}
+	if err := c.LearnPage(t.Context(), "tracker", tools(before), c.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Lookup("tracker", "deploy"); got.Hash == fetched.Hash {
+		t.Errorf("a page of the current generation recorded nothing: deploy is still %+v", got)
 	}
 }

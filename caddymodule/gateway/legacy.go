@@ -201,9 +201,10 @@ type legacyStream struct {
 	// clientKnown.
 	declared    capabilities
 	clientKnown bool
-	// toolsLists are the canonical ids of the session's tools/list
-	// requests awaiting their response.
-	toolsLists map[string]struct{}
+	// toolsLists are the session's tools/list requests awaiting their
+	// response, by canonical id, with the catalog's Generation when each
+	// was forwarded.
+	toolsLists map[string]uint64
 	// inFlight are the canonical ids of the client's requests forwarded
 	// on the session (tools/list's among them) whose responses the stream
 	// has not carried yet. Every response comes on the one stream, told
@@ -218,7 +219,7 @@ type legacyStream struct {
 }
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
-	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]struct{}),
+	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]uint64),
 		inFlight: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
 }
 
@@ -274,14 +275,15 @@ var errTooManyToolsLists = fmt.Errorf("this session has %d tools/list requests a
 const maxInFlight = 1024
 
 // expectAnswers records the allowed requests a POST forwards, whose
-// responses the stream will carry, its tools/list requests among them; or
+// responses the stream will carry, its tools/list requests among them
+// with the catalog's generation asOf; or
 // refuses them all, recording nothing: a request with the id of one still
 // awaiting its answer, and a tools/list past the session's bound
 // (errTooManyToolsLists). A cancellation it forwards ends the wait for its
 // request's answer, which the server need not send; but not a tools/list's,
 // whose answer, if it comes after all, must not be taken for another
 // request's.
-func (s *legacyStream) expectAnswers(verdicts []verdict) error {
+func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 	_, lists := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,7 +299,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict) error {
 		return errTooManyToolsLists
 	}
 	for id := range lists {
-		s.toolsLists[id] = struct{}{}
+		s.toolsLists[id] = asOf
 	}
 	for _, v := range verdicts {
 		switch m := v.message; {
@@ -332,15 +334,16 @@ func (s *legacyStream) answered(id []byte) {
 	delete(s.inFlight, key)
 }
 
-// toolsList reports whether the session has a tools/list request with
-// this id awaiting its answer, and forgets it.
-func (s *legacyStream) toolsList(id []byte) bool {
+// toolsList returns the catalog's generation when the session's tools/list
+// request with this id was forwarded, and forgets the request; listed is
+// false when there is none.
+func (s *legacyStream) toolsList(id []byte) (asOf uint64, listed bool) {
 	key := mcpmsg.CanonicalID(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, listed := s.toolsLists[key]
+	asOf, listed = s.toolsLists[key]
 	delete(s.toolsLists, key)
-	return listed
+	return asOf, listed
 }
 
 // await returns where the response to the gateway's own request with this
@@ -468,7 +471,7 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 }
 
 // expect prepares the session's stream for the replies to the messages a
-// POST forwards (see expectAnswers).
-func (p *legacyPost) expect(verdicts []verdict) error {
-	return p.stream.expectAnswers(verdicts)
+// POST forwards, as of the catalog's generation asOf (see expectAnswers).
+func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
+	return p.stream.expectAnswers(verdicts, asOf)
 }

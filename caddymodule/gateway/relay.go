@@ -155,7 +155,7 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	}
 	decision := rl.decideRequest(m.Method, m.Params)
 	if decision.Action == policy.ActionAllow {
-		rl.relayed.add(rl.session, m.ID)
+		rl.relayed.add(rl.session, m.ID, 0)
 		return false
 	}
 	rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false)))

@@ -131,14 +131,18 @@ func newRelayedRequests() *relayedRequests {
 	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)}
 }
 
-// pendingRequests are one session's relayed requests, oldest first.
+// pendingRequests are one session's relayed requests, oldest first, each
+// with a note of its caller's (see add).
 type pendingRequests struct {
 	ids     []string
+	notes   []uint64
 	relayed []time.Time
 }
 
-// add remembers that the request with this id was relayed.
-func (rr *relayedRequests) add(session sessionKey, id []byte) {
+// add remembers that the request with this id was relayed, with a note
+// that take returns (a tools/list's catalog generation; 0 when nothing
+// need be noted).
+func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) {
 	now := time.Now()
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
@@ -152,31 +156,41 @@ func (rr *relayedRequests) add(session sessionKey, id []byte) {
 	}
 	pending.expire(now)
 	if len(pending.ids) >= maxPendingPerSession {
-		pending.ids, pending.relayed = pending.ids[1:], pending.relayed[1:]
+		pending.ids, pending.notes, pending.relayed = pending.ids[1:], pending.notes[1:], pending.relayed[1:]
 	}
 	pending.ids = append(pending.ids, mcpmsg.CanonicalID(id))
+	pending.notes = append(pending.notes, note)
 	pending.relayed = append(pending.relayed, now)
 }
 
 // take reports whether the request with this id was relayed and is still
-// unanswered, and forgets it: a request is answered once.
-func (rr *relayedRequests) take(session sessionKey, id []byte) bool {
+// unanswered, with the note it was added with, and forgets it: a request
+// is answered once.
+func (rr *relayedRequests) take(session sessionKey, id []byte) (note uint64, ok bool) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	pending := rr.sessions[session]
 	if pending == nil {
-		return false
+		return 0, false
 	}
 	pending.expire(time.Now())
 	i := slices.Index(pending.ids, mcpmsg.CanonicalID(id))
 	if i >= 0 {
+		note = pending.notes[i]
 		pending.ids = slices.Delete(pending.ids, i, i+1)
+		pending.notes = slices.Delete(pending.notes, i, i+1)
 		pending.relayed = slices.Delete(pending.relayed, i, i+1)
 	}
 	if len(pending.ids) == 0 {
 		delete(rr.sessions, session)
 	}
-	return i >= 0
+	return note, i >= 0
+}
+
+// took is take without the note.
+func (rr *relayedRequests) took(session sessionKey, id []byte) bool {
+	_, ok := rr.take(session, id)
+	return ok
 }
 
 // evict makes room for a session: it forgets the sessions whose requests
@@ -205,7 +219,7 @@ func (p *pendingRequests) expire(now time.Time) {
 	for n < len(p.relayed) && now.Sub(p.relayed[n]) > pendingTTL {
 		n++
 	}
-	p.ids, p.relayed = p.ids[n:], p.relayed[n:]
+	p.ids, p.notes, p.relayed = p.ids[n:], p.notes[n:], p.relayed[n:]
 }
 
 // inFlightRequests remembers, per Streamable HTTP session, the ids of the

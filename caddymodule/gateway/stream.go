@@ -28,19 +28,21 @@ func (x *exchange) stream() error {
 		WatchAll: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
-				if stream.toolsList(id) {
-					return x.hideBlockedTools(rl.version, result, false)
+				if asOf, listed := stream.toolsList(id); listed {
+					return x.hideBlockedTools(rl.version, result, asOf, false)
 				}
-			} else if rl.session.id != "" && g.sessions.toolsLists.take(rl.session, id) {
-				// The response to a tools/list whose POST stream was
-				// lost, replayed on a resumed stream.
-				return x.hideBlockedTools(rl.version, result, false)
+			} else if rl.session.id != "" {
+				if asOf, listed := g.sessions.toolsLists.take(rl.session, id); listed {
+					// The response to a tools/list whose POST stream was
+					// lost, replayed on a resumed stream.
+					return x.hideBlockedTools(rl.version, result, asOf, false)
+				}
 			}
 			if isToolsList(result) {
 				// A result that reads as a tools list, whose request the
 				// session no longer remembers (past its bounds, or a
-				// request whose id it forgot), is filtered as one.
-				return x.hideBlockedTools(rl.version, result, true)
+				// request whose id it forgot): filtered as one.
+				return x.hideBlockedTools(rl.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
 		},
@@ -85,7 +87,7 @@ func (x *exchange) stream() error {
 			if stream != nil {
 				stream.toolsList(m.ID)
 			} else if rl.session.id != "" {
-				g.sessions.toolsLists.take(rl.session, m.ID)
+				g.sessions.toolsLists.took(rl.session, m.ID)
 			}
 		},
 		OnError: x.logReplyError,

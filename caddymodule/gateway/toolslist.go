@@ -53,30 +53,28 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 // catalog forget the first page's tools, refusing everyone's calls to
 // them). A stray result (one that reads as a tools list but answers no
 // tools/list the gateway knows of) is filtered without being recorded.
-func (x *exchange) hideBlockedTools(version string, result []byte, stray bool) ([]byte, error) {
+// asOf is the catalog's Generation when the list was requested: a list
+// requested before the server announced its tools changed is out of date,
+// and records nothing (see catalog.LearnPage).
+func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
 	g, r := x.g, x.r
 	server := g.cfg.Upstream
 	tools, names, _, err := catalog.ParseToolsList(result)
 	if err != nil {
 		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
-	lookup := g.knownTool
-	if stray {
-		// Read as the catalog would read it, not recorded: a tool whose
-		// definition is not pinned is changed, and so hidden.
-		described, err := g.catalog.Describe(server, tools)
-		if err != nil {
-			return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	if !stray {
+		if err := g.catalog.LearnPage(r.Context(), server, tools, asOf); err != nil {
+			g.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
 		}
-		lookup = func(name string) (catalog.Tool, bool) {
-			tool, listed := described[name]
-			if !listed {
-				tool = notListed(name)
-			}
-			return tool, listed
-		}
-	} else if err := g.catalog.LearnPage(r.Context(), server, tools); err != nil {
-		g.logger.Error("could not record the upstream's tools", zap.String("server", server), zap.Error(err))
+	}
+	// Each tool is judged by what this list says of it, the bytes the
+	// client will read, against the pins (a tool whose definition is not
+	// pinned is changed, and the library hides it): not by what the
+	// catalog holds, which an out-of-date list does not change.
+	described, err := g.catalog.Describe(server, tools)
+	if err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
 	}
 
 	base := x.baseInput(version)
@@ -84,7 +82,10 @@ func (x *exchange) hideBlockedTools(version string, result []byte, stray bool) (
 	kept := make([]json.RawMessage, 0, len(tools))
 	for i, raw := range tools {
 		name := names[i]
-		tool, _ := lookup(name)
+		tool, listed := described[name]
+		if !listed {
+			tool = notListed(name)
+		}
 		input := *base
 		input.Tool = policyTool(tool, nil)
 		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)

@@ -49,7 +49,7 @@ func (x *exchange) checkTransport() error {
 	}
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
-		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.take(x.session, m.ID) {
+		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.took(x.session, m.ID) {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest,
 				fmt.Sprintf("response for id %s answers no request the gateway relayed to this session", m.ID))
 		}

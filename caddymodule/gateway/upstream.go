@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // This file sends messages of the gateway's own to the upstream, on a
@@ -83,7 +84,9 @@ func (x *exchange) sendOwnRequest(body []byte, id string, header http.Header) (s
 		ended = x.legacy.stream.done
 		defer stop()
 	}
-	rec := &responseRecorder{header: make(http.Header), limit: x.g.cfg.MaxBody * 4}
+	// As large as a reply the gateway reads for a client may be (a tools
+	// list, here): its own fetch is the only way it learns a whole list.
+	rec := &responseRecorder{header: make(http.Header), limit: replyfilter.DefaultMaxBodySize}
 	if err := x.next.ServeHTTP(rec, req); err != nil {
 		return "", nil, err
 	}

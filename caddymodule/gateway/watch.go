@@ -27,9 +27,15 @@ import (
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, lists := toolsListRequests(x.verdicts)
+	var asOf uint64
+	if len(ids) > 0 {
+		// A tools/list_changed that overtakes the list makes it out of
+		// date.
+		asOf = g.catalog.Generation(g.cfg.Upstream)
+	}
 	if session.id != "" && !session.legacy {
 		for _, id := range ids {
-			g.sessions.toolsLists.add(session, id)
+			g.sessions.toolsLists.add(session, id, asOf)
 		}
 	}
 	rl := x.newRelay()
@@ -44,19 +50,21 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
-				return x.hideBlockedTools(x.version, result, false)
+				return x.hideBlockedTools(x.version, result, asOf, false)
 			}
-			if session.id != "" && !session.legacy && g.sessions.toolsLists.take(session, id) {
-				// Another POST's tools/list answered here: an upstream that
-				// sends an answer to the latest stream of its id (the
-				// TypeScript SDK's), once that POST was closed and its id
-				// taken again.
-				return x.hideBlockedTools(x.version, result, false)
+			if session.id != "" && !session.legacy {
+				if listAsOf, listed := g.sessions.toolsLists.take(session, id); listed {
+					// Another POST's tools/list answered here: an upstream
+					// that sends an answer to the latest stream of its id
+					// (the TypeScript SDK's), once that POST was closed and
+					// its id taken again.
+					return x.hideBlockedTools(x.version, result, listAsOf, false)
+				}
 			}
 			if isToolsList(result) {
 				// A result that reads as a tools list, whatever it
-				// answers: filtered as on GET streams.
-				return x.hideBlockedTools(x.version, result, true)
+				// answers: filtered as on GET streams, recorded nowhere.
+				return x.hideBlockedTools(x.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
 		},
@@ -86,7 +94,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				answered[id] = true
 				if lists[id] && m.IsError {
 					// An error answers a tools/list as a result does.
-					g.sessions.toolsLists.take(session, m.ID)
+					g.sessions.toolsLists.took(session, m.ID)
 				}
 			}
 			watchChanges(m)
