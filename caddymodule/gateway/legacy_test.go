@@ -269,6 +269,22 @@ func TestReplayedToolsListFiltered(t *testing.T) {
 // allows, and peek, which it blocks (and so hides).
 const echoAndPeek = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"peek","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
 
+// ran is a tool result a raw upstream answers calls with.
+const ran = `{"content":[{"type":"text","text":"ran"}]}`
+
+// rawResult writes a raw upstream's JSON-RPC result for the request whose
+// id is written as id.
+func rawResult(w io.Writer, id, result string) {
+	_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+result+`}`)
+}
+
+// sessionHeader opens a session through the gateway at url and returns
+// the headers its requests carry.
+func sessionHeader(t *testing.T, url string) http.Header {
+	t.Helper()
+	return http.Header{"Mcp-Session-Id": {initialize(t, url, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+}
+
 // rawInitialized answers a raw upstream's initialize (id 0) in JSON,
 // opening the session raw-1 under 2025-06-18.
 func rawInitialized(w http.ResponseWriter) {
@@ -440,22 +456,22 @@ func TestSecondPageNeverTakenForTheWholeList(t *testing.T) {
 		case id == `"x"` && strings.Contains(text, `"tools/list"`):
 			_, _ = io.WriteString(w, <-late)
 		case strings.Contains(text, `"tools/list"`) && strings.Contains(text, `"p2"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+pagedToolsSecond+`}`)
+			rawResult(w, id, pagedToolsSecond)
 		case strings.Contains(text, `"tools/list"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+pagedToolsFirst+`}`)
+			rawResult(w, id, pagedToolsFirst)
 		case strings.Contains(text, `"tools/call"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"content":[{"type":"text","text":"ran"}]}}`)
+			rawResult(w, id, ran)
 		default:
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{})
-	bystander := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	bystander := sessionHeader(t, gw.URL)
 	if r := post(t, gw.URL, bystander, callBody("1", "echo", "hi")); !strings.Contains(string(r.body), `"ran"`) {
 		t.Fatalf("the bystander's first call: %d %s", r.status, r.body)
 	}
 
-	attacker := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	attacker := sessionHeader(t, gw.URL)
 	ctx, leave := context.WithCancel(context.Background())
 	go func() {
 		req := clienttest.NewRequest(t, http.MethodPost, gw.URL, attacker, strings.NewReader(`{"jsonrpc":"2.0","id":"x","method":"tools/list","params":{"cursor":"p2"}}`))
@@ -586,19 +602,19 @@ func TestOutOfDateListRecordsNothing(t *testing.T) {
 			_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+id+",\"result\":{}}\n\n")
 		case strings.Contains(text, `"tools/call"`):
 			calls.Add(1)
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"content":[{"type":"text","text":"ran"}]}}`)
+			rawResult(w, id, ran)
 		default:
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{})
-	victim := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	victim := sessionHeader(t, gw.URL)
 	if r := post(t, gw.URL, victim, callBody("1", "deploy", "x")); !strings.Contains(string(r.body), `"ran"`) {
 		t.Fatalf("the first call to deploy (A, read-only): %d %s", r.status, r.body)
 	}
 
 	// Another session's list is on its way (read as A).
-	lister := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	lister := sessionHeader(t, gw.URL)
 	listed := make(chan reply, 1)
 	go func() { listed <- post(t, gw.URL, lister, `{"jsonrpc":"2.0","id":"slow","method":"tools/list"}`) }()
 	<-listAsked
@@ -639,15 +655,15 @@ func TestOwnFetchAsLargeAsAClientsList(t *testing.T) {
 		case strings.Contains(text, `"initialize"`):
 			rawInitialized(w)
 		case strings.Contains(text, `"tools/list"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+list+`}`)
+			rawResult(w, id, list)
 		case strings.Contains(text, `"tools/call"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"content":[{"type":"text","text":"ran"}]}}`)
+			rawResult(w, id, ran)
 		default:
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{maxBody: 4 << 10})
-	header := http.Header{"Mcp-Session-Id": {initialize(t, gw.URL, nil)}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	header := sessionHeader(t, gw.URL)
 	if r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); !strings.Contains(string(r.body), `"echo"`) {
 		t.Fatalf("the client's list: %d %.200s", r.status, r.body)
 	}
