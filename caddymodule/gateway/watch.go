@@ -27,17 +27,9 @@ import (
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, lists := toolsListRequests(x.verdicts)
-	var asOf uint64
-	if len(ids) > 0 {
-		// A tools/list_changed that overtakes the list makes it out of
-		// date.
-		asOf = g.catalog.Generation(g.cfg.Upstream)
-	}
-	if session.id != "" && !session.legacy {
-		for _, id := range ids {
-			g.sessions.toolsLists.add(session, id, asOf)
-		}
-	}
+	// The lists' generation, read before they were forwarded (forward):
+	// a tools/list_changed that overtakes a list makes it out of date.
+	asOf := x.listsAsOf
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
 	readReplyUncompressed(x.r)
