@@ -278,6 +278,14 @@ func rawResult(w io.Writer, id, result string) {
 	_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":`+result+`}`)
 }
 
+// pingAnnouncingChange answers a raw upstream's ping (id as written) on an
+// event stream that first announces the server's tools changed.
+func pingAnnouncingChange(w http.ResponseWriter, id string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+	_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+id+",\"result\":{}}\n\n")
+}
+
 // sessionHeader opens a session through the gateway at url and returns
 // the headers its requests carry.
 func sessionHeader(t *testing.T, url string) http.Header {
@@ -594,12 +602,10 @@ func TestOutOfDateListRecordsNothing(t *testing.T) {
 			<-release
 			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":"slow","result":{"tools":[`+current+`]}}`)
 		case strings.Contains(text, `"tools/list"`):
-			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"tools":[`+current+`]}}`)
+			rawResult(w, id, `{"tools":[`+current+`]}`)
 		case strings.Contains(text, `"ping"`):
 			// The change is announced on this reply.
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
-			_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+id+",\"result\":{}}\n\n")
+			pingAnnouncingChange(w, id)
 		case strings.Contains(text, `"tools/call"`):
 			calls.Add(1)
 			rawResult(w, id, ran)
@@ -711,11 +717,9 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 					w.Header().Set("Content-Type", "text/event-stream")
 					w.WriteHeader(http.StatusOK)
 				case strings.Contains(text, `"tools/list"`):
-					_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":`+id+`,"result":{"tools":[`+current+`]}}`)
+					rawResult(w, id, `{"tools":[`+current+`]}`)
 				case strings.Contains(text, `"ping"`):
-					w.Header().Set("Content-Type", "text/event-stream")
-					_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
-					_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+id+",\"result\":{}}\n\n")
+					pingAnnouncingChange(w, id)
 				case strings.Contains(text, `"tools/call"`):
 					calls.Add(1)
 					rawResult(w, id, ran)
