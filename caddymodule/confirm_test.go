@@ -534,6 +534,13 @@ func TestCallerInResultToolChanged(t *testing.T) {
 	if status, body := post(t, gateway, http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/list"}}, list); status != http.StatusOK {
 		t.Fatalf("tools/list: %d %s", status, body)
 	}
+	// The client's list, which shows the new definition, makes the
+	// gateway's list stale (it never changes a current one); the next call
+	// has the gateway fetch it, and the operator sees the change.
+	echo := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}`
+	if status, body := post(t, gateway, http.Header{"Mcp-Protocol-Version": {mcphttp.Version20260728}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"echo"}}, echo); status != http.StatusOK {
+		t.Fatalf("a call to echo: %d %s", status, body)
+	}
 	hash := changedToolHash(t, adminClient, admin, "test", "create_issue")
 	if status, body := adminRequest(t, adminClient, http.MethodPost, admin+"/mcpgate/tools/accept", map[string]string{"server": "test", "tool": "create_issue", "hash": hash}); status != http.StatusOK {
 		t.Fatalf("accepting the new definition: %d %s", status, body)

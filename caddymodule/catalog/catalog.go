@@ -174,8 +174,12 @@ func (c *Catalog) Generation(server string) uint64 {
 // without marking the list current. asOf is the Generation read before
 // the page was requested: a page requested before the list was last
 // forgotten is out of date (the server said its tools changed since), and
-// records nothing, lest an old definition replace the one a later fetch
-// recorded while the list stays current.
+// records nothing. Nor does a page ever change a current list (one a
+// full Learn recorded since the last Forget), lest an old definition
+// replace the one a later fetch recorded: a page that disagrees with it
+// (another definition, or a tool it lacks) makes it stale instead, as
+// Forget does, so that the next decision fetches the list anew; one that
+// agrees changes nothing.
 func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
 	return c.learn(ctx, server, tools, false, asOf)
 }
@@ -206,6 +210,17 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	c.mu.Lock()
 	s := c.servers[name]
 	if full && s != nil && asOf < s.asOf || !full && asOf != c.generations[name] {
+		c.mu.Unlock()
+		return errors.Join(errs...)
+	}
+	if !full && s != nil && s.listed {
+		for toolName, t := range listed {
+			if current, ok := s.tools[toolName]; !ok || current.Hash != t.Hash {
+				c.generations[name]++
+				s.listed = false
+				break
+			}
+		}
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}

@@ -271,7 +271,9 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 		{"first page", true, []string{readTool}, []string{"read"}, true},
 		{"second page", true, []string{writeTool}, []string{"read", "write"}, true},
 		{"full list", false, []string{readTool, deleteTool}, []string{"delete", "read"}, false},
-		{"page after full list", true, []string{writeTool}, []string{"delete", "read", "write"}, false},
+		// A page never changes a current list: one that disagrees (a
+		// tool the list lacks) makes it stale instead.
+		{"page after full list", true, []string{writeTool}, []string{"delete", "read"}, true},
 		{"shorter full list", false, []string{writeTool}, []string{"write"}, false},
 	}
 	for _, step := range steps {
@@ -631,7 +633,9 @@ func TestLearnBoundsTools(t *testing.T) {
 // TestOutOfDatePageRecordsNothing: a page requested before the server's
 // list was last forgotten (it announced its tools changed) records
 // nothing, so the definition a later fetch recorded stands while the list
-// stays current; a page of the current generation is recorded.
+// stays current; a page of the current generation never changes a current
+// list (it makes it stale if it disagrees), and is recorded once the list
+// is stale.
 func TestOutOfDatePageRecordsNothing(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	const (
@@ -653,10 +657,20 @@ func TestOutOfDatePageRecordsNothing(t *testing.T) {
 	if got, _ := c.Lookup("tracker", "deploy"); got.Hash != fetched.Hash || got.Category != fetched.Category || c.Stale("tracker") {
 		t.Errorf("after an out-of-date page, deploy is %+v (stale %v); want it as fetched, %+v, the list current", got, c.Stale("tracker"), fetched)
 	}
+	// A page of the current generation that disagrees with the current
+	// list does not change it either: it makes it stale, so that the next
+	// decision fetches it anew.
+	if err := c.LearnPage(t.Context(), "tracker", tools(before), c.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Lookup("tracker", "deploy"); got.Hash != fetched.Hash || !c.Stale("tracker") {
+		t.Errorf("after a disagreeing page, deploy is %+v (stale %v); want it as fetched, the list stale", got, c.Stale("tracker"))
+	}
+	// Once stale, a page of the current generation is recorded.
 	if err := c.LearnPage(t.Context(), "tracker", tools(before), c.Generation("tracker")); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := c.Lookup("tracker", "deploy"); got.Hash == fetched.Hash {
-		t.Errorf("a page of the current generation recorded nothing: deploy is still %+v", got)
+		t.Errorf("a page of the current generation, the list stale, recorded nothing: deploy is still %+v", got)
 	}
 }

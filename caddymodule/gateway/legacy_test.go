@@ -414,8 +414,11 @@ func TestToolsListAnsweredOnAnotherPOST(t *testing.T) {
 		if strings.Contains(string(r.body), "still awaiting its answer") && time.Now().Before(deadline) {
 			continue
 		}
-		if !strings.Contains(string(r.body), `"echo"`) || strings.Contains(string(r.body), `"peek"`) {
-			t.Errorf("the list answered on the ping's reply reached the client as %d %s; want it filtered (echo listed, peek hidden)", r.status, r.body)
+		// Filtered as a stray list (which request of when it answers, its
+		// id does not say): by the pins alone, none here, so nothing is
+		// listed.
+		if !strings.Contains(string(r.body), `"result":{"tools":[`) || strings.Contains(string(r.body), `"peek"`) {
+			t.Errorf("the list answered on the ping's reply reached the client as %d %s; want it filtered (peek hidden)", r.status, r.body)
 		}
 		break
 	}
@@ -438,12 +441,11 @@ const (
 	pagedToolsSecond = `{"tools":[{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
 )
 
-// TestSecondPageNeverTakenForTheWholeList: a client that would have an
-// upstream answer its first-page tools/list with a second page (the
-// TypeScript SDK's transport sends an answer to the latest stream of its
-// id, here once the page-2 request's POST was closed) is refused the
-// first-page request, and the gateway never forgets the first page's
-// tools: another client's call to echo still runs.
+// TestSecondPageNeverTakenForTheWholeList: a client that has an upstream
+// answer its first-page tools/list with a second page (the TypeScript
+// SDK's transport sends an answer to the latest stream of its id, here
+// once the page-2 request's POST was closed) does not make the gateway
+// forget the first page's tools: another client's call to echo still runs.
 func TestSecondPageNeverTakenForTheWholeList(t *testing.T) {
 	var sessions atomic.Int32
 	late := make(chan string, 1)
@@ -491,10 +493,13 @@ func TestSecondPageNeverTakenForTheWholeList(t *testing.T) {
 	<-secondAsked
 	leave()
 	<-secondLeft
-	// The page-2 request is still awaited in the session (its POST ended
-	// unanswered): a first-page request with its id is refused, unsent.
-	if r := post(t, gw.URL, attacker, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`); !strings.Contains(string(r.body), "still awaiting its answer") {
-		t.Errorf("a first-page tools/list with the id of an awaited page-2 one: %d %s; want it refused", r.status, r.body)
+	// Once the page-2 request's POST has ended (until then its id is in
+	// flight), the first-page request takes its id and gets page 2.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := post(t, gw.URL, attacker, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`)
+		if !strings.Contains(string(r.body), "still awaiting its answer") || time.Now().After(deadline) {
+			break
+		}
 	}
 	if r := post(t, gw.URL, bystander, callBody("2", "echo", "hi")); !strings.Contains(string(r.body), `"ran"`) {
 		t.Errorf("after a second page was answered to a first-page request, another client's call to echo: %d %s; want it run", r.status, r.body)
@@ -679,11 +684,11 @@ func TestOwnFetchAsLargeAsAClientsList(t *testing.T) {
 }
 
 // TestReplayedOldListNeverCurrent: a tools/list whose POST ended
-// unanswered stays awaited in its session; another tools/list with its id
-// is refused (both answers would be remembered under one id, and the old
-// one, replayed later on a resumed GET, recorded as of the new one's
-// generation), so the replayed old definition records nothing and a call
-// to the redefined tool stays refused, with the id reused or not.
+// unanswered, answered later on a resumed GET stream (with the definition
+// the tool had before it changed), records nothing, with its id taken
+// again by a newer tools/list meanwhile or not: an answer on another
+// stream than its request's is matched by its id alone, which does not say
+// of when it is. A call to the redefined tool stays refused.
 func TestReplayedOldListNeverCurrent(t *testing.T) {
 	for _, reuse := range []bool{false, true} {
 		t.Run(map[bool]string{false: "no-reuse", true: "reuse"}[reuse], func(t *testing.T) {
@@ -746,9 +751,7 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 			}
 			if reuse {
 				// tools/list "x" again, at generation g+1: answered B (hidden, changed).
-				if r := post(t, gw.URL, h, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`); !strings.Contains(string(r.body), "still awaiting its answer") {
-					t.Errorf("a tools/list with the id of one still awaited: %d %s; want it refused", r.status, r.body)
-				}
+				post(t, gw.URL, h, `{"jsonrpc":"2.0","id":"x","method":"tools/list"}`)
 			}
 			// The client resumes the first POST's stream: A replayed.
 			send(t, clienttest.NewRequest(t, http.MethodGet, gw.URL, http.Header{

@@ -59,9 +59,6 @@ type exchange struct {
 	// idsClaimed is set while the ids of the requests the POST carries are
 	// held as in flight in the session (claimIDs).
 	idsClaimed bool
-	// listsAsOf is the catalog's generation when the POST's tools/list
-	// requests were forwarded (claimToolsLists).
-	listsAsOf uint64
 }
 
 // Serve runs one request through the gateway: next sees only what the

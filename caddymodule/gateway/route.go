@@ -81,26 +81,6 @@ func (x *exchange) claimIDs(ids []string) (release func(), err error) {
 	}, nil
 }
 
-// claimToolsLists notes the catalog's generation before the POST's
-// tools/list requests go upstream, and has a Streamable HTTP session
-// remember them until their answers are seen, wherever those come (this
-// POST's reply, another's, a resumed GET stream): a list whose id is the
-// id of one the session still awaits is refused, since the answers could
-// not be told apart (an old one would be recorded as of the new one's
-// generation), and so is one past the session's bound, rather than an
-// older one forgotten.
-func (x *exchange) claimToolsLists() error {
-	ids, _ := toolsListRequests(x.verdicts)
-	if len(ids) == 0 {
-		return nil
-	}
-	x.listsAsOf = x.g.catalog.Generation(x.g.cfg.Upstream)
-	if x.session.id == "" || x.session.legacy {
-		return nil
-	}
-	return x.g.sessions.toolsLists.claim(x.session, ids, x.listsAsOf)
-}
-
 // forwardedRequestIDs are the canonical ids of the allowed requests among
 // verdicts: those a POST forwards, whose answers its reply will carry.
 func forwardedRequestIDs(verdicts []verdict) []string {
@@ -123,16 +103,13 @@ func (x *exchange) forward() error {
 		}
 	} else {
 		release, err := x.claimIDs(forwardedRequestIDs(x.verdicts))
-		if err == nil {
-			defer release()
-			err = x.claimToolsLists()
-		}
 		if err != nil {
 			if x.body.Batch {
 				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 			}
 			return x.refuseUnsent(err.Error())
 		}
+		defer release()
 	}
 	for _, v := range x.verdicts {
 		switch {

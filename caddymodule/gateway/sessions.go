@@ -187,42 +187,6 @@ func (rr *relayedRequests) take(session sessionKey, id []byte) (note uint64, ok 
 	return note, i >= 0
 }
 
-// claim remembers the requests with these ids as relayed, with note,
-// unless one of them is remembered already (its answer not yet seen) or
-// the session would hold more than maxPendingPerSession: it then
-// remembers none and says why. Unlike add, it never forgets an older
-// request to make room: a request forgotten could be answered under the
-// id of a new one.
-func (rr *relayedRequests) claim(session sessionKey, ids [][]byte, note uint64) error {
-	now := time.Now()
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	pending := rr.sessions[session]
-	if pending != nil {
-		pending.expire(now)
-		for _, id := range ids {
-			if slices.Contains(pending.ids, mcpmsg.CanonicalID(id)) {
-				return fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", id)
-			}
-		}
-		if len(pending.ids)+len(ids) > maxPendingPerSession {
-			return errTooManyToolsLists
-		}
-	} else {
-		if len(rr.sessions) >= maxTrackedSessions {
-			rr.evict(now)
-		}
-		pending = new(pendingRequests)
-		rr.sessions[session] = pending
-	}
-	for _, id := range ids {
-		pending.ids = append(pending.ids, mcpmsg.CanonicalID(id))
-		pending.notes = append(pending.notes, note)
-		pending.relayed = append(pending.relayed, now)
-	}
-	return nil
-}
-
 // took is take without the note.
 func (rr *relayedRequests) took(session sessionKey, id []byte) bool {
 	_, ok := rr.take(session, id)

@@ -42,6 +42,9 @@ func (x *exchange) stream() error {
 				// A result that reads as a tools list, whose request the
 				// session no longer remembers (past its bounds, or a
 				// request whose id it forgot): filtered as one.
+				if stream == nil {
+					x.learnBeforeStray()
+				}
 				return x.hideBlockedTools(rl.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)

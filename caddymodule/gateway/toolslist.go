@@ -112,6 +112,21 @@ func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, 
 	return json.Marshal(members)
 }
 
+// learnBeforeStray has the gateway fetch the upstream's list itself when
+// its catalog's is stale, before a stray list (recorded nowhere, judged by
+// the pins alone) is filtered: its tools are then pinned as the server
+// lists them now, rather than all hidden as never seen. Not on an HTTP+SSE
+// stream, whose relay would wait for the fetch's own answer on itself.
+func (x *exchange) learnBeforeStray() {
+	g := x.g
+	if !g.catalog.Stale(g.cfg.Upstream) {
+		return
+	}
+	if err := x.fetcher().refresh(g.cfg.Upstream, nil); err != nil {
+		g.logger.Warn("could not fetch the upstream's tool list", zap.String("upstream", g.cfg.Upstream), zap.Error(err))
+	}
+}
+
 // learnList records a whole tool list of the upstream, and logs, once per
 // tool, each tool the configuration names that the list lacks.
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {

@@ -27,9 +27,17 @@ import (
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, lists := toolsListRequests(x.verdicts)
-	// The lists' generation, read before they were forwarded (forward):
-	// a tools/list_changed that overtakes a list makes it out of date.
-	asOf := x.listsAsOf
+	var asOf uint64
+	if len(ids) > 0 {
+		// A tools/list_changed that overtakes the list makes it out of
+		// date.
+		asOf = g.catalog.Generation(g.cfg.Upstream)
+	}
+	if session.id != "" && !session.legacy {
+		for _, id := range ids {
+			g.sessions.toolsLists.add(session, id, asOf)
+		}
+	}
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
 	readReplyUncompressed(x.r)
@@ -56,6 +64,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			if isToolsList(result) {
 				// A result that reads as a tools list, whatever it
 				// answers: filtered as on GET streams, recorded nowhere.
+				x.learnBeforeStray()
 				return x.hideBlockedTools(x.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
