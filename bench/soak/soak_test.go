@@ -473,7 +473,9 @@ func (s *soak) holdOn(t *testing.T, host, session string, i int) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"held %d"}}}`, i)
+	// Each with an id of its own: ids are unique in a session (MCP), and
+	// the gateway refuses one still awaiting its answer.
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"held %d"}}}`, i+1, i)
 	fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+
 		"MCP-Protocol-Version: 2025-06-18\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s", host, session, len(body), body)
 	return conn
