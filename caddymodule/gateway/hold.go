@@ -308,12 +308,9 @@ func acceptsEventStream(r *http.Request) bool {
 // (notifications/cancelled, in the same session). The notification goes
 // on to the policy and the upstream as any other.
 func (x *exchange) cancelHeldCalls() {
-	for _, m := range x.body.Messages {
-		if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" {
-			continue
-		}
-		id, err := json.Marshal(m.Params["requestId"])
-		if err != nil || m.Params["requestId"] == nil {
+	for i := range x.body.Messages {
+		id, ok := cancelledID(&x.body.Messages[i])
+		if !ok {
 			continue
 		}
 		canonical := mcpmsg.CanonicalID(id)
@@ -321,6 +318,22 @@ func (x *exchange) cancelHeldCalls() {
 			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.shown()), zap.ByteString("request_id", id))
 		}
 	}
+}
+
+// cancelledID is the id of the request a notifications/cancelled names
+// (params.requestId, as JSON), if m names one.
+func cancelledID(m *mcpmsg.Message) ([]byte, bool) {
+	if m.Kind != mcpmsg.KindNotification || m.Method != "notifications/cancelled" || m.Params["requestId"] == nil {
+		return nil, false
+	}
+	id, err := json.Marshal(m.Params["requestId"])
+	return id, err == nil
+}
+
+// errIDInFlight refuses a request whose id is the id of one of its
+// session's requests still awaiting an answer.
+func errIDInFlight(id string) error {
+	return fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", id)
 }
 
 // heldCall answers one held tools/call: as JSON, or in the event stream

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -292,7 +291,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 			continue
 		}
 		if _, awaited := s.inFlight[mcpmsg.CanonicalID(v.message.ID)]; awaited {
-			return fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", v.message.ID)
+			return errIDInFlight(string(v.message.ID))
 		}
 	}
 	if len(s.toolsLists)+len(lists) > maxPendingPerSession {
@@ -314,8 +313,8 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 				}
 			}
 			s.inFlight[mcpmsg.CanonicalID(m.ID)] = struct{}{}
-		case m.Kind == mcpmsg.KindNotification && m.Method == "notifications/cancelled":
-			if id, err := json.Marshal(m.Params["requestId"]); err == nil && m.Params["requestId"] != nil {
+		default:
+			if id, ok := cancelledID(v.message); ok {
 				if _, listed := s.toolsLists[mcpmsg.CanonicalID(id)]; !listed {
 					delete(s.inFlight, mcpmsg.CanonicalID(id))
 				}

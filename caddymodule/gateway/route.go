@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -72,7 +71,7 @@ func (x *exchange) claimIDs(ids []string) (release func(), err error) {
 		return func() {}, nil
 	}
 	if taken, ok := x.g.sessions.inFlight.claim(x.session, ids); !ok {
-		return nil, fmt.Errorf("the id %s is the id of a request still awaiting its answer in this session; use another", taken)
+		return nil, errIDInFlight(taken)
 	}
 	x.idsClaimed = true
 	return func() {
