@@ -195,7 +195,11 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 		requestRepl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		repl := caddy.NewEmptyReplacer()
 		repl.Map(func(key string) (any, bool) {
-			if get, ok := placeholders[key]; ok {
+			// The variables of mcpgate's facts ({http.vars.mcp.tool.name})
+			// are set on the request only after its limits are counted
+			// (annotate): they are answered from the message's facts, as
+			// the placeholders of the same names are.
+			if get, ok := placeholders[strings.TrimPrefix(key, varsPrefix)]; ok {
 				return escapeKeyPart(get(facts)), true
 			}
 			if requestRepl != nil {
@@ -208,6 +212,9 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 		return prefix + repl.ReplaceAll(l.Key, "")
 	}
 }
+
+// varsPrefix is how a placeholder names one of the request's variables.
+const varsPrefix = "http.vars."
 
 // escapeKeyPart escapes a placeholder's value in a rate limit's key: every
 // byte but ASCII letters and digits becomes %XX, so that no value holds a

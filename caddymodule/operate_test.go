@@ -182,6 +182,26 @@ func TestRateLimitKeysKeptApart(t *testing.T) {
 	}
 }
 
+// TestRateLimitKeysFromVariables: a key written with the variables the
+// gateway sets ({http.vars.mcp.tool.name}) counts as one written with its
+// placeholders ({mcp.tool.name}): each tool on a count of its own, not
+// one count shared by every call because the variables were not yet set.
+func TestRateLimitKeysFromVariables(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
+		rate_limit {http.vars.mcp.user.id}/{http.vars.mcp.tool.name} 1/1h`})
+	for _, tool := range []string{"echo", "create_issue"} {
+		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"text":"x","title":"x"}}}`
+		if status, reply := post(t, gateway, nil, body); status != http.StatusOK || strings.Contains(string(reply), "Rate limit") {
+			t.Errorf("the first call of %s: %d %s; want it allowed, on a count of its own", tool, status, reply)
+		}
+	}
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+	if _, reply := post(t, gateway, nil, body); !strings.Contains(string(reply), "Rate limit") {
+		t.Errorf("the second call of echo: %s; want it refused", reply)
+	}
+}
+
 // TestRateLimitsCountApart: limits over one key template and rate that
 // count other methods keep counts of their own: one limit's messages never
 // use up another's, nor does a message count twice against one count; a
