@@ -247,8 +247,9 @@ const hostilePage = `<!doctype html><title>notes</title><pre id=out>working</pre
 
 // TestInboxBesideTheEndpointInBrowser: with the inbox on the MCP
 // endpoint's own site, as the docs and the demo put it, a page the
-// upstream serves there cannot act as the inbox's reviewer in a real
-// browser (it is shown in a sandbox of an origin of its own): the held
+// upstream serves there (an error page: a GET's 2xx reply must be a
+// stream) cannot act as the inbox's reviewer in a real browser (it is
+// shown in a sandbox of an origin of its own): the held
 // call stays pending, though the browser sends the reviewer's credentials
 // with every request.
 func TestInboxBesideTheEndpointInBrowser(t *testing.T) {
@@ -292,7 +293,7 @@ func TestInboxBesideTheEndpointInBrowser(t *testing.T) {
 		header Content-Type "text/html; charset=utf-8"
 		respond <<HTML
 %s
-HTML 200
+HTML 404
 	}
 	handle {
 		mcp_demo

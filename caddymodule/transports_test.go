@@ -581,6 +581,53 @@ func TestEventStreamSmuggling(t *testing.T) {
 	}
 }
 
+// TestStreamOfAnotherTypeRefused: an upstream that answers a GET with a
+// stream of messages under another Content-Type, or none, is refused:
+// clients read a GET's body as events whatever its type (the TypeScript
+// SDK's GET stream, go-sdk's HTTP+SSE client), so it would bring them a
+// blocked tool's listing, server requests nothing decided, or an endpoint
+// past the gateway.
+func TestStreamOfAnotherTypeRefused(t *testing.T) {
+	const (
+		listing  = `data: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_issue","inputSchema":{"type":"object"}}]}}` + "\n\n"
+		endpoint = "event: endpoint\ndata: http://127.0.0.1:9/messages?sessionId=abc\n\n"
+	)
+	for _, tt := range []struct{ name, contentType, stream string }{
+		{"plain text", "text/plain", listing},
+		{"no type", "", listing},
+		{"a page, naming an endpoint", "text/html", endpoint},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet {
+					w.WriteHeader(http.StatusAccepted)
+					return
+				}
+				w.Header()["Content-Type"] = nil
+				if tt.contentType != "" {
+					w.Header().Set("Content-Type", tt.contentType)
+				}
+				io.WriteString(w, tt.stream)
+			}))
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+			req, err := http.NewRequest(http.MethodGet, gateway, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Accept", "text/event-stream")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v", gateway, err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadGateway || bytes.Contains(body, []byte("delete_issue")) || bytes.Contains(body, []byte("sessionId")) {
+				t.Errorf("the client received %d %q; want 502, none of the stream", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
 // TestRefusedBatchElementNotAnsweredByUpstream: in a batch the gateway
 // partly refused, the upstream's reply cannot answer a refused element
 // before the gateway does: its answers to requests it was never sent are

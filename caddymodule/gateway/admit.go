@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ import (
 // with an identity, the caller is identified.
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
+	dropNominated(x.r.Header)
 	dropTrailers(x.r)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
@@ -75,6 +77,22 @@ func dropUpgrade(h http.Header) {
 	h.Del("Connection")
 	if len(kept) > 0 {
 		h.Set("Connection", strings.Join(kept, ", "))
+	}
+}
+
+// dropNominated takes out of h the headers its Connection names: they are
+// hop-by-hop (RFC 9110 §7.6.1), and the proxy behind the gateway removes
+// them (Caddy's reverse_proxy, as net/http/httputil's), so that the
+// gateway would otherwise decide on headers the upstream never receives
+// (a caller, a protocol version, a header a policy reads). Connection
+// itself stays: net/http reads it to answer an HTTP/1.0 keep-alive.
+func dropNominated(h http.Header) {
+	for _, value := range h["Connection"] {
+		for token := range strings.SplitSeq(value, ",") {
+			if token = textproto.TrimString(token); token != "" && !strings.EqualFold(token, "Connection") {
+				h.Del(token)
+			}
+		}
 	}
 }
 

@@ -675,6 +675,44 @@ func TestNoTunnelPastThePolicy(t *testing.T) {
 	}
 }
 
+// TestConnectionNominatedHeadersNotRead: a header the request's
+// Connection names is hop-by-hop: the proxy behind the gateway removes it,
+// so the gateway does not read it either. A caller named by such a header
+// is no caller (the upstream would never hear of one), where the same
+// header sent end to end identifies the caller.
+func TestConnectionNominatedHeadersNotRead(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-Test-User"})
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	tests := []struct {
+		name       string
+		connection []string
+		wantStatus int
+	}{
+		{"sent end to end", nil, http.StatusOK},
+		{"beside keep-alive", []string{"keep-alive"}, http.StatusOK},
+		{"named", []string{"X-Test-User"}, http.StatusUnauthorized},
+		{"named in lower case, among others", []string{"keep-alive, x-test-user"}, http.StatusUnauthorized},
+		{"named on a Connection line of its own", []string{"keep-alive", "X-Test-User"}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			header := http.Header{"X-Test-User": {"alice"}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+			if tt.connection != nil {
+				header["Connection"] = tt.connection
+			}
+			before := len(up.ReceivedFromClients())
+			r := post(t, gw.URL, header, ping)
+			if r.status != tt.wantStatus {
+				t.Errorf("HTTP %d %s; want %d", r.status, r.body, tt.wantStatus)
+			}
+			if got := len(up.ReceivedFromClients()) - before; (got == 1) != (tt.wantStatus == http.StatusOK) {
+				t.Errorf("the upstream received %d requests", got)
+			}
+		})
+	}
+}
+
 // TestToolListReadAsClientsRead: a listed tool whose members a
 // case-insensitive client would read differently from the gateway (a
 // blocked "peek" that also says "Name":"echo") is never shown, and never
@@ -1063,13 +1101,17 @@ func TestApprovalBoundToCallerRealm(t *testing.T) {
 }
 
 // TestPagesIsolated: whatever the method, a reply that is not an MCP
-// message (a page the upstream serves) reaches the client in a sandbox of
-// an origin of its own, never sniffed, with the upstream's own policy
-// kept beside the gateway's.
+// message (a page the upstream serves: an error page, on a GET, since a
+// GET's 2xx reply must be a stream) reaches the client in a sandbox of an
+// origin of its own, never sniffed, with the upstream's own policy kept
+// beside the gateway's.
 func TestPagesIsolated(t *testing.T) {
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Header().Set("Content-Security-Policy", "img-src 'none'")
+		if r.Method == http.MethodGet {
+			w.WriteHeader(http.StatusNotFound)
+		}
 		_, _ = io.WriteString(w, "<script>alert(1)</script>")
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{})

@@ -25,7 +25,8 @@ func (x *exchange) stream() error {
 	var stream *legacyStream
 	var observed = x.w
 	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
-		WatchAll: true,
+		WatchAll:    true,
+		OpensStream: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {

@@ -86,6 +86,13 @@ type Hooks struct {
 	// is for replies in which nothing but requests would interest the
 	// hooks; event streams are always read.
 	PassJSON bool
+	// OpensStream says the reply answers a GET that opens a stream of the
+	// server's messages. Clients read such a body as an event stream
+	// whatever its Content-Type (the TypeScript SDK's GET stream and
+	// go-sdk's HTTP+SSE client check none), so a 2xx reply that is neither
+	// an event stream nor JSON, or names no type, is refused rather than
+	// passed unread.
+	OpensStream bool
 	// OnError, when set, is told why a reply was refused or a stream cut,
 	// and why a rewrite failed.
 	OnError func(err error)
@@ -183,7 +190,7 @@ func (o *writer) WriteHeader(status int) {
 		o.w.WriteHeader(status)
 		return
 	}
-	m, err := replyMode(status, o.w.Header())
+	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
 	switch m {
 	case modeJSON:
 		o.setMode(m)
@@ -521,8 +528,9 @@ func (o *writer) fail(err error) {
 // and refused when its type or encoding leave in doubt how a client would
 // read it: clients look for these types loosely (the TypeScript SDK checks
 // only that the header contains them), and cannot read an encoding the
-// gateway did not.
-func replyMode(status int, h http.Header) (mode, error) {
+// gateway did not. A 2xx reply that opens a stream (see Hooks.OpensStream)
+// is read, or refused, whatever its type.
+func replyMode(status int, h http.Header, opensStream bool) (mode, error) {
 	switch {
 	case status == http.StatusSwitchingProtocols:
 		// What follows would be raw bytes, which nothing decides.
@@ -535,13 +543,16 @@ func replyMode(status int, h http.Header) (mode, error) {
 		return modePass, nil
 	}
 	types := h.Values("Content-Type")
-	if len(types) == 0 {
-		return modePass, nil
-	}
 	if len(types) > 1 {
 		return modeFailed, fmt.Errorf("upstream reply has %d Content-Type headers", len(types))
 	}
-	m, err := contentMode(types[0])
+	m, err := modePass, error(nil)
+	if len(types) == 1 {
+		m, err = contentMode(types[0])
+	}
+	if m == modePass && opensStream {
+		return modeFailed, fmt.Errorf("upstream answered a stream's GET with Content-Type %q, not an event stream", strings.Join(types, ""))
+	}
 	if m != modeJSON && m != modeStream {
 		return m, err
 	}

@@ -318,6 +318,12 @@ func TestRefusedReplies(t *testing.T) {
 		{"unclear content type", replyfilter.Hooks{}, reply{status: http.StatusOK, header: contentType("text/plain, application/json"), chunks: []string{toolsList}}},
 		{"JSON suffix type", replyfilter.Hooks{}, reply{status: http.StatusOK, header: contentType("application/vnd.mcp+json"), chunks: []string{toolsList}}},
 		{"two content types", replyfilter.Hooks{}, reply{status: http.StatusOK, header: http.Header{"Content-Type": {"text/plain", "application/json"}}, chunks: []string{toolsList}}},
+		// Clients read a stream's body as events whatever its type (the
+		// TypeScript SDK's GET stream, go-sdk's HTTP+SSE client).
+		{"a stream in plain text", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusOK, header: contentType("text/plain"), chunks: []string{"data: " + toolsList + "\n\n"}}},
+		{"a stream without a content type", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusOK, chunks: []string{"data: " + toolsList + "\n\n"}}},
+		{"a stream as a page", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"event: endpoint\ndata: http://elsewhere.example/messages\n\n"}}},
+		{"a stream accepted, empty", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusAccepted}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
