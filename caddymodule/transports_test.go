@@ -581,6 +581,40 @@ func TestEventStreamSmuggling(t *testing.T) {
 	}
 }
 
+// TestNotificationsSubscribed2026: a 2026-07-28 client that wants to hear
+// of tool list changes opens subscriptions/listen as it connects (go-sdk
+// does, and fails to connect when refused); through the shipped library it
+// connects, hears the change, and the gateway, watching the stream, knows
+// of the new tool.
+func TestNotificationsSubscribed2026(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	changed := make(chan struct{}, 1)
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	}, mcphttp.Version20260728)
+	if text, _ := callText(t, session, "echo", "before"); !strings.Contains(text, "before") {
+		t.Fatalf("echo before the change answered %q", text)
+	}
+	mcp.AddTool(up.Server, &mcp.Tool{Name: "shout", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(context.Context, *mcp.CallToolRequest, askInput) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "SHOUTED"}}}, nil, nil
+		})
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never heard that the tool list changed")
+	}
+	if text, isError := callText(t, session, "shout", "x"); isError || text != "SHOUTED" {
+		t.Errorf("the new tool answered %q (isError %v), want SHOUTED", text, isError)
+	}
+}
+
 // TestStreamOfAnotherTypeRefused: an upstream that answers a GET with a
 // stream of messages under another Content-Type, or none, is refused:
 // clients read a GET's body as events whatever its type (the TypeScript

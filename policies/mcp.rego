@@ -29,10 +29,19 @@ package mcp
 import rego.v1
 
 # Requests that carry no tool call and that a client needs to use MCP.
+# The tasks/ requests reach the task a decided tools/call started: its
+# status, its result, cancelling it. tasks/update (the 2026-07-28 tasks
+# extension) is not among them: it brings the server answers to what a
+# task asked the client, which may have reached the client in a
+# notifications/tasks that no policy decides, and the gateway does not
+# bind them to what it relayed, as it binds a retried call's.
+# subscriptions/listen opens the stream of the server's notifications
+# (2026-07-28).
 protocol_methods := {
 	"initialize",
 	"ping",
 	"server/discover",
+	"subscriptions/listen",
 	"tools/list",
 	"resources/list",
 	"resources/templates/list",
@@ -43,6 +52,10 @@ protocol_methods := {
 	"prompts/get",
 	"completion/complete",
 	"logging/setLevel",
+	"tasks/get",
+	"tasks/result",
+	"tasks/list",
+	"tasks/cancel",
 }
 
 # Requests a server may send a client: the client features of MCP, each

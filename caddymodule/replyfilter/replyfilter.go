@@ -461,6 +461,12 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	// Blocks without data (comments, id, retry), and the event with empty
 	// data that primes a client to resume a stream (MCP 2025-11-25,
 	// basic/transports, "Resumability and Redelivery"), carry no message.
+	// The TypeScript SDK's servers store that event as an empty object,
+	// and replay it so to a client that resumes: it goes on as the
+	// priming event it was.
+	if isEmptyObject(e.Data) {
+		e.Type, e.Data = "", ""
+	}
 	if e.Data != "" {
 		out, err := o.inspect([]byte(e.Data))
 		if err != nil {
@@ -480,6 +486,17 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	}
 	o.out = e.AppendTo(o.out)
 	return nil
+}
+
+// isEmptyObject reports whether data is a JSON object without members.
+func isEmptyObject(data string) bool {
+	const space = " \t\r\n"
+	inner, ok := strings.CutPrefix(strings.Trim(data, space), "{")
+	if !ok {
+		return false
+	}
+	inner, ok = strings.CutSuffix(inner, "}")
+	return ok && strings.Trim(inner, space) == ""
 }
 
 // refusedReplyHeaders are the headers of a refused reply that are not

@@ -451,6 +451,14 @@ func TestEventStreams(t *testing.T) {
 			wantSeen: []string{"notifications/tools/list_changed"},
 		},
 		{
+			// The TypeScript SDK's servers replay their priming event
+			// from their event store as the empty object they stored.
+			name:     "priming event replayed as an empty object passes as a priming event",
+			reply:    streamReply(event("s-0", "{}"), "id: s-1\ndata: { }\n\n", event("s-2", listChanged)),
+			wantBody: "id: s-0\ndata:\n\n" + "id: s-1\ndata:\n\n" + event("s-2", listChanged),
+			wantSeen: []string{"notifications/tools/list_changed"},
+		},
+		{
 			name:        "rewrite failure sends an error for the id",
 			hooks:       watch(returning("", errors.New("policy unavailable")), `1`),
 			reply:       streamReply(event("1", toolsList), event("2", listChanged)),
