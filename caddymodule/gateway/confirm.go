@@ -297,8 +297,12 @@ func withdraw(held *heldCall, id, reason string) {
 type ownRequests struct {
 	mu      sync.Mutex
 	waiting map[string]chan string
-	// calls are closed when their client cancels them.
-	calls map[string]chan struct{}
+	// calls are closed when their client cancels them. A key may hold
+	// several: a stateless upstream's caller (two windows of one client,
+	// anonymous callers) may have held calls of one id at once, and a
+	// cancel, which cannot tell them apart, ends them all rather than
+	// leave the one it meant to run.
+	calls map[string]map[chan struct{}]struct{}
 	// withdrawn are the requests no longer awaited (withdrawn, or their
 	// call gone) that the client has not answered: an answer may still
 	// be on its way (MCP lets a response cross the cancellation), and is
@@ -317,7 +321,7 @@ const (
 func newOwnRequests() *ownRequests {
 	return &ownRequests{
 		waiting:   make(map[string]chan string),
-		calls:     make(map[string]chan struct{}),
+		calls:     make(map[string]map[chan struct{}]struct{}),
 		withdrawn: expirable.NewLRU[string, struct{}](withdrawnLimit, nil, withdrawnFor),
 	}
 }
@@ -357,26 +361,33 @@ func (o *ownRequests) holdCall(session sessionKey, callID []byte) (<-chan struct
 	key := ownRequestKey(session, mcpmsg.CanonicalID(callID))
 	cancelled := make(chan struct{})
 	o.mu.Lock()
-	o.calls[key] = cancelled
+	if o.calls[key] == nil {
+		o.calls[key] = make(map[chan struct{}]struct{}, 1)
+	}
+	o.calls[key][cancelled] = struct{}{}
 	o.mu.Unlock()
 	return cancelled, func() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		if o.calls[key] == cancelled {
-			delete(o.calls, key)
+		if held, ok := o.calls[key]; ok {
+			delete(held, cancelled)
+			if len(held) == 0 {
+				delete(o.calls, key)
+			}
 		}
 	}
 }
 
-// cancelCall tells the call with the (canonical) id in session, if one
-// is held, that its client cancelled it, and reports whether one was.
+// cancelCall tells the calls with the (canonical) id in session, if any
+// are held, that their client cancelled them, and reports whether one
+// was.
 func (o *ownRequests) cancelCall(session sessionKey, canonicalID string) bool {
 	key := ownRequestKey(session, canonicalID)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	cancelled, ok := o.calls[key]
-	if ok {
-		delete(o.calls, key)
+	held, ok := o.calls[key]
+	delete(o.calls, key)
+	for cancelled := range held {
 		close(cancelled)
 	}
 	return ok

@@ -73,6 +73,9 @@ type gatewayOptions struct {
 	// holdFor before it is answered as pending.
 	approvals bool
 	holdFor   time.Duration
+	// redis, with approvals, keeps them in the Redis at this address
+	// rather than in memory.
+	redis string
 	// pins is the pin file, shared by gateways started with the same
 	// one as replicas share a store; default: one of the gateway's own.
 	pins string
@@ -113,7 +116,7 @@ func startGateway(t *testing.T, upstreamURL string, opts gatewayOptions) *testGa
 		cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get(opts.userHeader) }}
 	}
 	if opts.approvals {
-		cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t), Hold: opts.holdFor, Keepalive: time.Second}
+		cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, opts.redis), Hold: opts.holdFor, Keepalive: time.Second}
 	}
 	return serveGateway(t, cfg, upstreamURL)
 }
@@ -182,8 +185,8 @@ func newGateway(tb testing.TB, cfg gateway.Config) *gateway.Gateway {
 }
 
 // newApprovalService starts an approval service over an in-memory store,
-// which sends no webhooks.
-func newApprovalService(t *testing.T) *approval.Service {
+// or the Redis at redisAddr when set, which sends no webhooks.
+func newApprovalService(t *testing.T, redisAddr string) *approval.Service {
 	t.Helper()
 	secret := func() approval.Secret {
 		s, err := approval.ParseSecret(base64.StdEncoding.EncodeToString(sessiontoken.NewKey()))
@@ -193,6 +196,9 @@ func newApprovalService(t *testing.T) *approval.Service {
 		return s
 	}
 	service, err := approval.NewService(func(onChange approval.ChangeFunc) (approval.Store, error) {
+		if redisAddr != "" {
+			return approval.NewRedisStore(redisAddr, "", onChange)
+		}
 		return approval.NewMemoryStore(onChange), nil
 	}, &approval.Settings{
 		WebhookSecrets:  []approval.Secret{secret()},

@@ -440,11 +440,21 @@ func (c *heldCall) fail(err error) error {
 }
 
 // cancel cancels the approval the call waited on, the request's context
-// being done or about to end.
+// being done or about to end. An approval decided meanwhile (the decision
+// racing the cancel, or not yet seen) is used up instead, so that it runs
+// no later call either: the client no longer wants the call run.
 func (c *heldCall) cancel(a *approval.Approval, why string) {
 	ctx, stop := context.WithTimeout(context.WithoutCancel(c.r.Context()), cancelTimeout)
 	defer stop()
-	if _, err := c.service.Cancel(ctx, a.ID, why); err != nil && !errors.Is(err, approval.ErrConflict) {
+	_, err := c.service.Cancel(ctx, a.ID, why)
+	if errors.Is(err, approval.ErrConflict) {
+		if _, err = c.service.Use(ctx, a.ID); errors.Is(err, approval.ErrConflict) {
+			// Used already (by another call of the same binding), or
+			// settled otherwise: nothing left to run.
+			err = nil
+		}
+	}
+	if err != nil {
 		c.logger.Error("could not cancel approval", zap.String("id", a.ID), zap.Error(err))
 	}
 }

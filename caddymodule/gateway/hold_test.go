@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
+	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
@@ -41,6 +43,137 @@ func postQuietly(url string, session http.Header, body string) (string, error) {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	return string(raw), err
+}
+
+// TestCancelRacingApproval: a client that cancels its held call, or goes
+// away, just as a reviewer approves it (the decision stored, the held
+// call not yet woken by it: with Redis, its notice comes a moment later)
+// leaves no approval to run the call later: it is used up, and the same
+// call made again asks anew. Each race is run many times, over Redis and
+// in memory.
+func TestCancelRacingApproval(t *testing.T) {
+	redisAddr := redistest.Start(t)
+	for _, store := range []string{"memory", "redis"} {
+		for _, how := range []string{"cancel", "disconnect"} {
+			t.Run(store+" "+how, func(t *testing.T) {
+				t.Parallel()
+				opts := gatewayOptions{approvals: true, holdFor: time.Minute}
+				if store == "redis" {
+					opts.redis = redisAddr
+				}
+				up := newUpstream(t, upstreamtest.StatefulJSON)
+				gw := startGateway(t, up.URL, opts)
+				header := http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+				ctx := context.Background()
+				admin := approval.Decider{ID: "admin", Principals: []string{"admin"}}
+				for i := range 15 {
+					// Calls of the subtests running beside, over the same
+					// Redis, are told apart by their text.
+					text := fmt.Sprintf("%s %s race %d", store, how, i)
+					call := fmt.Sprintf(`{"jsonrpc":"2.0","id":"held-%d","method":"tools/call","params":{"name":"create_issue","arguments":{"text":%q}}}`, i, text)
+					reqCtx, hangUp := context.WithCancel(ctx)
+					req := clienttest.NewRequest(t, http.MethodPost, gw.URL, header, strings.NewReader(call)).WithContext(reqCtx)
+					ended := make(chan struct{})
+					go func() {
+						defer close(ended)
+						if resp, err := http.DefaultClient.Do(req); err == nil {
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}()
+					held := pendingWith(t, gw.approvals, text)
+					var wg sync.WaitGroup
+					wg.Go(func() { _, _ = gw.approvals.Decide(ctx, held.ID, true, admin, "") })
+					wg.Go(func() {
+						if how == "disconnect" {
+							hangUp()
+							return
+						}
+						_, _ = postQuietly(gw.URL, header, fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"held-%d"}}`, i))
+					})
+					wg.Wait()
+					<-ended
+					hangUp()
+					testwait.Until(t, 5*time.Second, func() string {
+						if a, err := gw.approvals.Get(ctx, held.ID); err != nil || a.State == approval.Pending || a.State == approval.Approved && !a.Delivered {
+							return fmt.Sprintf("race %d: the approval is %+v (%v), want it cancelled or used up", i, a, err)
+						}
+						return ""
+					})
+					// Made again, the call is held anew (and let go of
+					// after a moment), or runs at once on the approval
+					// left.
+					again := strings.Replace(call, fmt.Sprintf(`"held-%d"`, i), fmt.Sprintf(`"again-%d"`, i), 1)
+					againCtx, stop := context.WithTimeout(ctx, 200*time.Millisecond)
+					if resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gw.URL, header, strings.NewReader(again)).WithContext(againCtx)); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					stop()
+					if up.SawBodyContaining(fmt.Sprintf(`"again-%d"`, i)) {
+						t.Fatalf("race %d: the same call made again ran on the approval its cancelled call left", i)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestCancelEndsEveryHeldCallOfItsID: on a stateless upstream a caller
+// may have two calls of one id held at once (two windows of one client,
+// each counting from 1); a cancel of that id cannot tell which it meant,
+// and ends both, rather than leave the cancelled call to run once
+// approved.
+func TestCancelEndsEveryHeldCallOfItsID(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute, userHeader: "X-User"})
+	header := http.Header{"X-User": {"alice"}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	answers := make(chan string, 2)
+	var held []*approval.Approval
+	for _, window := range []string{"window one", "window two"} {
+		go func() {
+			body, _ := postQuietly(gw.URL, header, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":%q}}}`, window))
+			answers <- body
+		}()
+		held = append(held, pendingWith(t, gw.approvals, window))
+	}
+	if _, err := postQuietly(gw.URL, header, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`); err != nil {
+		t.Fatal(err)
+	}
+	for range held {
+		if body := <-answers; !strings.Contains(body, "the client cancelled the call") {
+			t.Errorf("a held call of id 1 answered %.200s; want it cancelled", body)
+		}
+	}
+	for _, a := range held {
+		if got, err := gw.approvals.Get(context.Background(), a.ID); err != nil || got.State != approval.Cancelled {
+			t.Errorf("approval %s: %+v (%v); want it cancelled", a.ID, got, err)
+		}
+	}
+	if n := up.CallCount("create_issue"); n != 0 {
+		t.Errorf("the upstream ran create_issue %d times; want never", n)
+	}
+}
+
+// pendingWith waits for the pending approval of a call whose arguments
+// hold text.
+func pendingWith(t *testing.T, service *approval.Service, text string) *approval.Approval {
+	t.Helper()
+	var held *approval.Approval
+	testwait.Until(t, 10*time.Second, func() string {
+		list, err := service.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			if a.State == approval.Pending && strings.Contains(string(a.Arguments), text) {
+				held = a
+				return ""
+			}
+		}
+		return "the call with " + text + " was not held for approval"
+	})
+	return held
 }
 
 // TestCancelComingWithApproval: a held call that finds its approval

@@ -1058,7 +1058,7 @@ func TestAcceptReachesReplicas(t *testing.T) {
 // of one runs no call of "alice" of the other, who is asked anew.
 func TestApprovalBoundToCallerRealm(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	service := newApprovalService(t)
+	service := newApprovalService(t, "")
 	serve := func(realm string) *testGateway {
 		engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
 		if err != nil {
