@@ -19,8 +19,11 @@ type BundleSource struct {
 	// Resource is the bundle's path on the server, e.g.
 	// bundles/mcp.tar.gz.
 	Resource string `json:"resource"`
-	// MinDelay and MaxDelay bound the polling interval. Defaults: OPA's.
+	// MinDelay is the shortest wait between two polls of the bundle
+	// server. Default: 10s (policy.DefaultBundleMinDelay).
 	MinDelay caddy.Duration `json:"min_delay,omitempty"`
+	// MaxDelay is the longest wait between two polls. Default: 20s
+	// (policy.DefaultBundleMaxDelay).
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 	// Token is a bearer token sent to the bundle server.
 	Token string `json:"token,omitempty"`

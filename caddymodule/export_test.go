@@ -5,3 +5,6 @@ var ClientSet = clientSet
 
 // RunningUpstream exposes runningUpstream to the package's tests.
 var RunningUpstream = runningUpstream
+
+// StoredSessionKey exposes storedSessionKey to the package's tests.
+var StoredSessionKey = storedSessionKey

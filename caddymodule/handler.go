@@ -1,7 +1,9 @@
 // Package caddymodule is mcpgate's Caddy glue: it registers the mcp_policy
 // HTTP handler, which parses every MCP message a client posts, decides it
 // with Rego and passes only what the policy allows to the next handler
-// (normally reverse_proxy).
+// (normally reverse_proxy); the mcp_approvals inbox; mcp_bypass; the admin
+// API's modules; and the mcpgate app, which holds what handlers share and
+// checks that no route reaches an upstream around mcp_policy.
 package caddymodule
 
 import (
@@ -40,7 +42,10 @@ const DefaultMaxBody = 4 << 20
 // (requests, notifications and responses, any method) is parsed strictly,
 // evaluated against Rego policies, and either forwarded untouched to the
 // next handler, or answered by the gateway itself with the policy's reason.
-// GET streams and DELETE pass through.
+// The replies are watched: tool lists filtered, server requests decided.
+// A GET's stream is watched the same way (a 2xx reply that is not an
+// event stream refused); DELETE, HEAD and OPTIONS pass, their replies
+// isolated.
 type Handler struct {
 	// Policies are Rego files or folders to load; folders are read
 	// recursively and their .json and .yaml files load as data.
@@ -360,7 +365,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 // the key kept in Caddy's storage.
 func (h *Handler) sessionSealer(ctx caddy.Context, repl *caddy.Replacer) (*sessiontoken.Sealer, error) {
 	if len(h.SessionKeys) == 0 {
-		key, err := storedSessionKey(ctx)
+		key, err := storedSessionKey(ctx, ctx.Storage())
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -296,9 +297,11 @@ func unmarshalRateLimit(d *caddyfile.Dispenser) (RateLimit, error) {
 		if d.Val() != "burst" || !d.NextArg() {
 			return l, d.Err("rate_limit: want `burst <n>` after the rate")
 		}
-		if _, err := fmt.Sscan(d.Val(), &l.Burst); err != nil || l.Burst <= 0 {
-			return l, d.Errf("rate_limit: invalid burst %q", d.Val())
+		burst, err := strconv.Atoi(d.Val())
+		if err != nil || burst <= 0 {
+			return l, d.Errf("rate_limit: invalid burst %q: want a whole number above 0", d.Val())
 		}
+		l.Burst = burst
 	}
 	if d.NextArg() {
 		return l, d.ArgErr()

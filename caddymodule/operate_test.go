@@ -249,6 +249,8 @@ func TestRateLimitsCountApart(t *testing.T) {
 			{"rate_limit {mcp.server} 4/1h {\n\t\t\tactions\n\t\t}", "wrong argument count"},
 			{"rate_limit {mcp.server} 4/1h {\n\t\t\tdecisions allow\n\t\t}", `unrecognized subdirective "decisions"`},
 			{"rate_limit {mcp.server} 4/1h burst 0", "invalid burst"},
+			{"rate_limit {mcp.server} 4/1h burst 5abc", `invalid burst "5abc"`},
+			{"rate_limit {mcp.server} 4/1h burst 0x10", `invalid burst "0x10"`},
 			{"rate_limit {mcp.server} 4/1h {\n\t\t\tmethods tools/cal\n\t\t}", `method "tools/cal" is not a request MCP defines`},
 			{"rate_limit {mcp.server} 4/1h {\n\t\t\tmethods tools/list Tools/call\n\t\t}", `method "Tools/call" is not a request MCP defines`},
 			{"rate_limit {mcp.server} 4/1h {\n\t\t\tmethods notifications/cancelled\n\t\t}", `method "notifications/cancelled" is not a request MCP defines`},

@@ -246,21 +246,44 @@ func releaseSessions() {
 // none is configured.
 const sessionKeyPath = "mcpgate/session.key"
 
-// storedSessionKey returns the session key kept in Caddy's storage,
+// keyStorage is what the session key needs of Caddy's storage
+// (certmagic.Storage).
+type keyStorage interface {
+	Load(ctx context.Context, key string) ([]byte, error)
+	Store(ctx context.Context, key string, value []byte) error
+	Lock(ctx context.Context, name string) error
+	Unlock(ctx context.Context, name string) error
+}
+
+// storedSessionKey returns the session key kept in storage (Caddy's),
 // making it on first use. Replicas that share storage share the key.
-func storedSessionKey(ctx caddy.Context) ([]byte, error) {
-	storage := ctx.Storage()
-	if encoded, err := storage.Load(ctx, sessionKeyPath); err == nil {
-		return sessiontoken.ParseKey(string(encoded))
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("loading the session key: %w", err)
+func storedSessionKey(ctx context.Context, storage keyStorage) ([]byte, error) {
+	// load returns the stored key, or found false when there is none yet.
+	// Any other failure is an error: a key made in its place would
+	// overwrite the one replicas share, and every session they sealed
+	// would end.
+	load := func() (key []byte, found bool, err error) {
+		encoded, err := storage.Load(ctx, sessionKeyPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("loading the session key from Caddy's storage (%s): %w", sessionKeyPath, err)
+		}
+		if key, err = sessiontoken.ParseKey(string(encoded)); err != nil {
+			return nil, false, fmt.Errorf("the session key in Caddy's storage (%s): %w", sessionKeyPath, err)
+		}
+		return key, true, nil
+	}
+	if key, found, err := load(); err != nil || found {
+		return key, err
 	}
 	if err := storage.Lock(ctx, sessionKeyPath); err != nil {
 		return nil, fmt.Errorf("locking the session key: %w", err)
 	}
 	defer func() { _ = storage.Unlock(ctx, sessionKeyPath) }()
-	if encoded, err := storage.Load(ctx, sessionKeyPath); err == nil {
-		return sessiontoken.ParseKey(string(encoded))
+	if key, found, err := load(); err != nil || found {
+		return key, err
 	}
 	key := sessiontoken.NewKey()
 	if err := storage.Store(ctx, sessionKeyPath, []byte(base64.StdEncoding.EncodeToString(key))); err != nil {

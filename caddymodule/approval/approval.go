@@ -23,8 +23,8 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"golang.org/x/text/cases"
-	"golang.org/x/text/unicode/norm"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // State is where an approval stands.
@@ -434,14 +434,12 @@ func (a *Approval) decidedByCaller(by Decider) bool {
 }
 
 // SameCaller reports whether two caller ids may name one person: equal
-// once compatibility-normalized (NFKC), case-folded and trimmed, so that
-// "Alice", "alice " and "ａｌｉｃｅ" are one. It errs on the side of
+// once folded as the gateway folds names (mcpmsg.FoldName: compatibility-
+// normalized, case-folded, Cherokee letters included, and trimmed), so
+// that "Alice", "alice " and "ａｌｉｃｅ" are one. It errs on the side of
 // sameness, since it only ever refuses a decision.
 func SameCaller(a, b string) bool {
-	fold := func(s string) string {
-		return cases.Fold().String(norm.NFKC.String(strings.TrimSpace(s)))
-	}
-	return a != "" && b != "" && fold(a) == fold(b)
+	return a != "" && b != "" && mcpmsg.FoldName(a) == mcpmsg.FoldName(b)
 }
 
 // entitle returns nil when by may decide the approval, else ErrNotEntitled

@@ -467,6 +467,8 @@ func TestCallerNeverDecidesOwnCall(t *testing.T) {
 		{"spaces around", "alice ", []string{"inbox"}, reviewer("alice"), false},
 		{"full-width letters", "ａｌｉｃｅ", []string{"inbox"}, reviewer("alice"), false},
 		{"folded sharp s", "STRASSE", []string{"inbox"}, reviewer("straße"), false},
+		{"small Cherokee letters", "\u13a0\u13a1", []string{"inbox"}, reviewer("\uab70\uab71"), false},
+		{"an ideographic space around", "\u3000alice", []string{"inbox"}, reviewer("alice"), false},
 		{"a remote admin", "carol", []string{"admin"}, Decider{ID: "admin:carol", Principals: []string{"admin", "admin:carol"}, Callers: []string{"carol"}}, false},
 		{"the approvers name the caller", "alice", []string{"caller", "inbox"}, reviewer("alice"), true},
 		{"someone else", "alice", []string{"inbox"}, reviewer("bob"), true},

@@ -12,8 +12,11 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
-// admit is the first stage: the request's origin must be allowed, and,
-// with an identity, the caller is identified.
+// admit is the first stage. What the gateway would read but the upstream
+// never receive is taken out (an upgrade asked for, the headers the
+// request's Connection names, trailers); the request's origin must be
+// allowed; and, with an identity, the caller is identified (or the
+// protected resource's metadata, RFC 9728, answered).
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)

@@ -121,11 +121,16 @@ func (x *exchange) callerChannel() callerChannel {
 	return cannotAsk
 }
 
+// cannotAskText answers a call the gateway could not ask its caller
+// about.
+const cannotAskText = "This call needs your approval, and the gateway could not ask for it, so it was refused."
+
 // maxShownArguments bounds the arguments a confirmation shows, in bytes.
 const maxShownArguments = 4000
 
-// confirmation is what the caller is asked.
-func (x *exchange) confirmation(v verdict) map[string]any {
+// confirmation is what the caller is asked; an error when the arguments
+// cannot be shown (the caller is never asked about arguments unseen).
+func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 	// The arguments as written (not HTML-escaped: "&&" and ">" must read
 	// as they will run), with what could act on the display made visible,
 	// and a note of what did not fit.
@@ -133,7 +138,9 @@ func (x *exchange) confirmation(v verdict) map[string]any {
 	encoder := json.NewEncoder(&args)
 	encoder.SetEscapeHTML(false)
 	encoder.SetIndent("", "  ")
-	_ = encoder.Encode(v.message.Tool.Arguments)
+	if err := encoder.Encode(v.message.Tool.Arguments); err != nil {
+		return nil, fmt.Errorf("showing the arguments: %w", err)
+	}
 	shown := display.Cut(display.Block(strings.TrimSuffix(args.String(), "\n")), maxShownArguments)
 	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), v.message.Tool.Name, shown)
 	if v.decision.Reason != "" {
@@ -146,7 +153,7 @@ func (x *exchange) confirmation(v verdict) map[string]any {
 	if x.version >= mcphttp.Version20251125 {
 		params["mode"] = "form"
 	}
-	return params
+	return params, nil
 }
 
 // callerBinding is what a caller's confirmation is bound to: the caller,
@@ -171,7 +178,12 @@ func (x *exchange) callerBinding(v verdict) (string, error) {
 func (x *exchange) askCallerInResult(v verdict) error {
 	binding, err := x.callerBinding(v)
 	if err != nil {
-		return writeRefusal(x.w, v.refusedWith("This call needs your approval, and the gateway could not ask for it, so it was refused."))
+		return writeRefusal(x.w, v.refusedWith(cannotAskText))
+	}
+	confirmation, err := x.confirmation(v)
+	if err != nil {
+		x.g.logger.Error("could not ask the caller; call refused", zap.String("tool", v.message.Tool.Name), zap.Error(err))
+		return writeRefusal(x.w, v.refusedWith(cannotAskText))
 	}
 	state := x.sealRequestState(requestState{
 		Keys: []string{callerApproval}, Method: v.message.Method, Name: v.message.Tool.Name, Binding: binding, Nonce: newNonce(), ToolHash: v.toolHash,
@@ -180,7 +192,7 @@ func (x *exchange) askCallerInResult(v verdict) error {
 		"resultType": "input_required",
 		"content":    []any{},
 		"inputRequests": map[string]any{
-			callerApproval: map[string]any{"method": "elicitation/create", "params": x.confirmation(v)},
+			callerApproval: map[string]any{"method": "elicitation/create", "params": confirmation},
 		},
 		"requestState": state,
 	})
@@ -198,12 +210,17 @@ func (x *exchange) askCallerInResult(v verdict) error {
 // the call runs and its reply follows in the stream.
 func (x *exchange) askCallerOnStream(v verdict) error {
 	g := x.g
+	confirmation, err := x.confirmation(v)
+	if err != nil {
+		g.logger.Error("could not ask the caller; call refused", zap.String("tool", v.message.Tool.Name), zap.Error(err))
+		return writeRefusal(x.w, v.refusedWith(cannotAskText))
+	}
 	id := `"mcpgate-confirm-` + newNonce() + `"`
 	answers, forget := g.sessions.own.await(x.session, id)
 	defer forget()
 	cancelled, release := g.sessions.own.holdCall(x.session, v.message.ID)
 	defer release()
-	request, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": x.confirmation(v)})
+	request, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": confirmation})
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,8 @@ type exchange struct {
 	// it, which its sealed id carries: the capabilities in the token the
 	// request came with, or those of an initialize.
 	sessionClient capabilities
-	// raw is the POST's body as received (read), and body its messages
+	// raw is the POST's body as received (read), or, of a single message
+	// a stage re-encoded (rewritten), its re-encoding; body its messages
 	// (parse).
 	raw  []byte
 	body *mcpmsg.Body

@@ -157,12 +157,15 @@ func (x *exchange) forward() error {
 var errUpstreamAborted = errors.New("the upstream's reply ended before it was complete")
 
 // pass hands body to the next handler as the request's body. On a single
-// message these are the very bytes that passed the strict parse: since
-// that parse refuses everything a lenient parser could read another way
-// (duplicate names, case variants of known fields, invalid UTF-8, trailing
-// data), the upstream reads exactly what the policy saw, and a canonical
+// message these are the very bytes that passed the strict parse, unless a
+// stage took out something of the gateway's own (an approval token, a
+// sealed requestState: see exchange.rewritten), when they are the
+// gateway's re-encoding of the message it decided. Since the parse refuses
+// everything a lenient parser could read another way (duplicate names,
+// case variants of known fields, invalid UTF-8, trailing data), the
+// upstream reads exactly what the policy saw, and no canonical
 // re-encoding (with its own cost and its own chance of changing a number
-// or an escape the upstream depends on) is not needed.
+// or an escape the upstream depends on) is needed otherwise.
 func (x *exchange) pass(w http.ResponseWriter, body []byte) (err error) {
 	defer func() {
 		// A proxy that loses its upstream in the middle of a reply

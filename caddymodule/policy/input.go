@@ -37,7 +37,8 @@ type Input struct {
 	Tool *Tool `json:"tool"`
 	// Server is the upstream's logical name.
 	Server string `json:"server"`
-	// Session is the Mcp-Session-Id the client sent, if any.
+	// Session is the upstream's own session id (the Mcp-Session-Id the
+	// gateway passes on, not the sealed token the client holds), if any.
 	Session string `json:"session"`
 	// ProtocolVersion is the MCP revision the message was sent under.
 	ProtocolVersion string `json:"protocol_version"`
