@@ -581,6 +581,30 @@ func TestEventStreamSmuggling(t *testing.T) {
 	}
 }
 
+// TestLegacyCallNeedingApproval: over HTTP+SSE, a call the table has the
+// caller approve (which needs no approval block) is refused for the
+// transport, with a reason saying so, not for a missing approval block;
+// the upstream never sees it.
+func TestLegacyCallNeedingApproval(t *testing.T) {
+	up := newTransportUpstream(t, legacyHandler)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: `policy ../policies
+		server test
+		permissions {
+			read_only allow
+			destructive block
+			tool create_issue needs_approval caller
+		}`})
+	var client clientHandlers
+	session := connectOver(t, &mcp.SSEClientTransport{Endpoint: gateway}, client.options(), legacyVersion)
+	text, isError := callText(t, session, "create_issue", "x")
+	if !isError || !strings.Contains(text, "only for a tools/call sent alone over Streamable HTTP") || strings.Contains(text, "no approval is configured") {
+		t.Errorf("create_issue over HTTP+SSE = %q (isError %v); want it refused for the transport", text, isError)
+	}
+	if up.CallCount("create_issue") != 0 {
+		t.Error("the upstream ran the call")
+	}
+}
+
 // TestNotificationsSubscribed2026: a 2026-07-28 client that wants to hear
 // of tool list changes opens subscriptions/listen as it connects (go-sdk
 // does, and fails to connect when refused); through the shipped library it

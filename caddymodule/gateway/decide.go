@@ -84,15 +84,62 @@ var errListKeptChanging = errors.New("the server's tool list kept changing while
 // lookupTool returns what the catalog knows of a tool, and whether the
 // upstream listed it, refreshing the upstream's tool list first when it
 // is stale (never fetched whole, or announced changed); fetchErr says why
-// a refresh failed. Naming a tool the current list lacks does not trigger
-// another fetch; but a list that went stale again while it was fetched (a
+// a refresh failed. A list that went stale again while it was fetched (a
 // reload resets it, a list_changed forgets it) is fetched again, up to
 // maxListFetches times in all: a call is decided only on a current list,
-// and refused when there is none.
+// and refused when there is none. A tool the current list lacks has the
+// list fetched anew in the call's own session, once (see refetchOnMiss):
+// servers list tools per session or caller (by the capabilities a client
+// declared, the scopes of its token), and the list the gateway holds may
+// be another session's.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
+	g := x.g
+	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
+	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss(name) {
+		g.catalog.Forget(g.cfg.Upstream)
+		tool, listed, _, fetchErr = x.lookupCurrent(name, params)
+	}
+	if listed && tool.Changed {
+		// Accepted through another gateway sharing the pins, perhaps. (A
+		// list reset meanwhile leaves the tool as it was: Changed.)
+		if rechecked, ok := g.catalog.Recheck(x.r.Context(), g.cfg.Upstream, name); ok {
+			tool = rechecked
+		}
+	}
+	return tool, listed, fetchErr
+}
+
+// How many, and for how long, the generations of refetchOnMiss are kept.
+const (
+	missFetchesKept = 10_000
+	missFetchesFor  = 10 * time.Minute
+)
+
+// refetchOnMiss reports whether a call naming a tool the current list
+// lacks has the list fetched anew first: once for each session and tool
+// name, until the list is fetched or forgotten by anyone else. A session
+// that names a tool no list has costs the upstream one more tools/list,
+// not one per call; one whose tool another session's list lacked gets it
+// back.
+func (x *exchange) refetchOnMiss(name string) bool {
+	g := x.g
+	key := x.session.String() + "\x00" + name
+	generation := g.catalog.Generation(g.cfg.Upstream)
+	if last, ok := g.missFetches.Get(key); ok && last == generation {
+		return false
+	}
+	// The generation the list will be at once forgotten for this fetch.
+	g.missFetches.Add(key, generation+1)
+	return true
+}
+
+// lookupCurrent is lookupTool on the current list: fetched says whether it
+// fetched the list.
+func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catalog.Tool, listed, fetched bool, fetchErr error) {
 	g := x.g
 	for fetches := 1; ; fetches++ {
 		if g.catalog.Stale(g.cfg.Upstream) {
+			fetched = true
 			meta, _ := params["_meta"].(map[string]any)
 			if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); errors.Is(fetchErr, errSessionEnded) {
 				x.sessionEnded = true
@@ -105,27 +152,19 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 			// A list learned whose pins could not be stored is current
 			// too: its new tools are unpinned, so changed.
 			tool, listed = g.knownTool(name)
-			break
+			return tool, listed, fetched, fetchErr
 		}
 		// What the catalog still holds is the list a refresh was to
 		// replace (forgotten on list_changed, or learned before a
 		// reload): a call decided on it could run a tool that is now
 		// something else. Refused, as never listed.
 		if fetchErr != nil {
-			return notListed(name), false, fetchErr
+			return notListed(name), false, fetched, fetchErr
 		}
 		if fetches == maxListFetches {
-			return notListed(name), false, errListKeptChanging
+			return notListed(name), false, fetched, errListKeptChanging
 		}
 	}
-	if listed && tool.Changed {
-		// Accepted through another gateway sharing the pins, perhaps. (A
-		// list reset meanwhile leaves the tool as it was: Changed.)
-		if rechecked, ok := g.catalog.Recheck(x.r.Context(), g.cfg.Upstream, name); ok {
-			tool = rechecked
-		}
-	}
-	return tool, listed, fetchErr
 }
 
 // knownTool returns what the catalog knows of a tool, and whether the

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
@@ -138,6 +139,10 @@ type Gateway struct {
 	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
+	// missFetches are the list generations at which a session's call to
+	// a tool the list lacked had the list fetched anew, by session and
+	// tool name (see refetchOnMiss).
+	missFetches *expirable.LRU[string, uint64]
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
 }
@@ -156,7 +161,10 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	g := &Gateway{cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream)}
+	g := &Gateway{
+		cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream),
+		missFetches: expirable.NewLRU[string, uint64](missFetchesKept, nil, missFetchesFor),
+	}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
@@ -169,5 +171,59 @@ func TestListChangedWhileFetched(t *testing.T) {
 	r := post(t, gw.URL, nil, callBody("2", "echo", "after"))
 	if strings.Contains(string(r.body), "echo:after") || up.CallCount("echo") != 1 {
 		t.Fatalf("echo, its list announced changed while fetched: HTTP %d %s; want it decided on the new list (refused)", r.status, r.body)
+	}
+}
+
+// TestListPerSession: a server that lists tools per session (by the
+// capabilities a client declared, the scopes of its token) is asked again,
+// in the caller's own session, when a call names a tool the list the
+// gateway holds (another session's) lacks: the call is decided on its own
+// session's list. A tool no list has costs one more fetch, not one per
+// call.
+func TestListPerSession(t *testing.T) {
+	full := upstreamtest.Unstarted("full", nil, upstreamTools)
+	narrow := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2]) // peek alone
+	up := full.Start(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		if r.Header.Get("X-Variant") == "narrow" {
+			return narrow.Server
+		}
+		return full.Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	inSession := func(session string) http.Header {
+		return http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	}
+	wide := inSession(initialize(t, gw.URL, nil))
+	narrowed := inSession(initialize(t, gw.URL, http.Header{"X-Variant": {"narrow"}}))
+	lists := func() int {
+		n := 0
+		for _, r := range up.Received() {
+			if bytes.Contains(r.Body, []byte(`"tools/list"`)) {
+				n++
+			}
+		}
+		return n
+	}
+
+	if r := post(t, gw.URL, wide, callBody("1", "echo", "first")); !strings.Contains(string(r.body), "echo:first") {
+		t.Fatalf("echo in the wide session: %s", r.body)
+	}
+	// The server announces its tools changed; the narrow session's call
+	// has the gateway fetch its list, which lacks echo.
+	gw.catalog.Forget(testUpstream)
+	if r := post(t, gw.URL, narrowed, callBody("3", "peek", "x")); !strings.Contains(string(r.body), "is set to block") {
+		t.Fatalf("peek in the narrow session: %s; want it refused by the table", r.body)
+	}
+	if r := post(t, gw.URL, wide, callBody("4", "echo", "again")); !strings.Contains(string(r.body), "echo:again") {
+		t.Errorf("echo in the wide session, after the narrow list was fetched: %s; want it decided on the wide session's list", r.body)
+	}
+	before := lists()
+	for i := range 3 {
+		if r := post(t, gw.URL, wide, callBody(strconv.Itoa(5+i), "not_listed", "x")); !strings.Contains(string(r.body), "does not offer a tool") {
+			t.Errorf("a tool no list has: %s; want it refused as unlisted", r.body)
+		}
+	}
+	if n := lists() - before; n != 1 {
+		t.Errorf("three calls to a tool no list has fetched the list %d times; want once", n)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -97,11 +98,16 @@ func refusalText(d policy.Decision, approvals bool) string {
 	}
 }
 
+// refusal is the text the client sees for the verdict's message, not
+// forwarded. A message that needs approval is refused for where it came
+// (a batch, HTTP+SSE, another method than tools/call) when the gateway
+// could ask for that approval otherwise: reviewers are configured, or the
+// caller may approve, which needs none.
 func (v verdict) refusal() string {
 	if v.text != "" {
 		return v.text
 	}
-	return refusalText(v.decision, v.approvals)
+	return refusalText(v.decision, v.approvals || slices.Contains(v.decision.Approvers, approval.PrincipalCaller))
 }
 
 // refusedWith is the verdict refusing the message with text.
