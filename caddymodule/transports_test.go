@@ -795,8 +795,15 @@ func typeScriptCommand(t *testing.T, script string, args ...string) *exec.Cmd {
 // port and returns its URL.
 func typeScriptServer(t *testing.T) string {
 	t.Helper()
+	return typeScriptServerScript(t, "server.mjs")
+}
+
+// typeScriptServerScript starts one of the server scripts of tsClientDir
+// on a free port and returns its URL.
+func typeScriptServerScript(t *testing.T, script string) string {
+	t.Helper()
 	port := freePort(t)
-	cmd := typeScriptCommand(t, "server.mjs", fmt.Sprint(port))
+	cmd := typeScriptCommand(t, script, fmt.Sprint(port))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

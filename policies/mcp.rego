@@ -30,11 +30,13 @@ import rego.v1
 
 # Requests that carry no tool call and that a client needs to use MCP.
 # The tasks/ requests reach the task a decided tools/call started: its
-# status, its result, cancelling it. tasks/update (the 2026-07-28 tasks
-# extension) is not among them: it brings the server answers to what a
-# task asked the client, which may have reached the client in a
-# notifications/tasks that no policy decides, and the gateway does not
-# bind them to what it relayed, as it binds a retried call's.
+# status, its result, cancelling it (the gateway relays them only for a
+# task that a call of the same caller and session started). tasks/list is
+# not among them: an upstream may list every caller's tasks. Nor is
+# tasks/update (the 2026-07-28 tasks extension): it brings the server
+# answers to what a task asked the client, which may have reached the
+# client in a notifications/tasks that no policy decides, and the gateway
+# does not bind them to what it relayed, as it binds a retried call's.
 # subscriptions/listen opens the stream of the server's notifications
 # (2026-07-28).
 protocol_methods := {
@@ -54,7 +56,6 @@ protocol_methods := {
 	"logging/setLevel",
 	"tasks/get",
 	"tasks/result",
-	"tasks/list",
 	"tasks/cancel",
 }
 

@@ -76,16 +76,18 @@ test_protocol_methods_allowed if {
 }
 
 # A task a decided call started can be followed, read and cancelled; the
-# stream of notifications can be opened. Answers to what a task asked are
-# not brought to the server.
+# stream of notifications can be opened. Every caller's tasks are not
+# listed, and answers to what a task asked are not brought to the server.
 test_task_and_subscription_requests_allowed if {
-	every name in {"tasks/get", "tasks/result", "tasks/list", "tasks/cancel", "subscriptions/listen"} {
+	every name in {"tasks/get", "tasks/result", "tasks/cancel", "subscriptions/listen"} {
 		mcp.decision == {"action": "allow", "reason": "protocol message"} with input as method("request", name)
 	}
 }
 
-test_task_update_blocked if {
-	mcp.decision.action == "block" with input as method("request", "tasks/update")
+test_task_list_and_update_blocked if {
+	every name in {"tasks/list", "tasks/update"} {
+		mcp.decision.action == "block" with input as method("request", name)
+	}
 }
 
 test_protocol_methods_need_no_table if {

@@ -7,3 +7,6 @@ func SetTestHookGoAhead(hook func()) (restore func()) {
 	previous := testHookGoAhead.Swap(&hook)
 	return func() { testHookGoAhead.Store(previous) }
 }
+
+// CreatedTask exposes createdTask to the package's tests.
+var CreatedTask = createdTask

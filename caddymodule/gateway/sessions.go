@@ -106,6 +106,8 @@ type Sessions struct {
 	inFlight *inFlightRequests
 	// confirmations are the caller confirmations used, without a store.
 	confirmations *usedConfirmations
+	// tasks are the tasks allowed calls started (tasks.go).
+	tasks *startedTasks
 }
 
 // NewSessions returns empty session state.
@@ -117,6 +119,7 @@ func NewSessions() *Sessions {
 		own:           newOwnRequests(),
 		inFlight:      &inFlightRequests{sessions: make(map[sessionKey]map[string]int)},
 		confirmations: newUsedConfirmations(),
+		tasks:         newStartedTasks(),
 	}
 }
 

@@ -47,6 +47,9 @@ func (x *exchange) checkTransport() error {
 	if err := x.takeApprovalTokens(); err != nil {
 		return err
 	}
+	if err := x.checkTasks(); err != nil {
+		return err
+	}
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
 		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.took(x.session, m.ID) {

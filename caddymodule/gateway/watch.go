@@ -67,6 +67,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				x.learnBeforeStray()
 				return x.hideBlockedTools(x.version, result, 0, true)
 			}
+			if request, ok := rl.answers(id); ok {
+				if err := x.recordTask(request, result); err != nil {
+					return nil, err
+				}
+			}
 			return rl.checkInputRequests(id, result)
 		},
 		// A batch's reply is read whole: it may answer, besides the

@@ -79,9 +79,9 @@ type Hooks struct {
 	// and so, not being JSON-RPC, cut the stream.
 	Endpoint func(uri string) (string, error)
 	// PassJSON lets JSON replies that cannot hold a JSON-RPC request, nor
-	// a tools/list result, pass without being parsed: replies whose bytes
-	// name no "method" or "tools" member, in any case, and hold no \u
-	// escape. Any other JSON reply is read as
+	// a tools/list result, nor a task created, pass without being parsed:
+	// replies whose bytes name no "method", "tools" or "taskId" member, in
+	// any case, and hold no \u escape. Any other JSON reply is read as
 	// usual, so a request smuggled into a reply is still intercepted. It
 	// is for replies in which nothing but requests would interest the
 	// hooks; event streams are always read.
@@ -376,7 +376,7 @@ func (o *writer) writeJSON() error {
 // holds any \u escape (with which a name could be spelled otherwise).
 func cannotHoldRequest(body []byte) bool {
 	return !bytes.Contains(body, []byte(`\u`)) && !bytes.Contains(body, longS) && !bytes.Contains(body, kelvinSign) &&
-		!namesMember(body, "method") && !namesMember(body, "tools")
+		!namesMember(body, "method") && !namesMember(body, "tools") && !namesMember(body, "taskId")
 }
 
 // longS and kelvinSign, in UTF-8, are the letters other than ASCII that

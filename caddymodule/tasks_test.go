@@ -1,0 +1,96 @@
+package caddymodule_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpgate/mcpgate/internal/testwait"
+)
+
+// TestTasksBoundToTheirCaller runs a tool as a task (MCP 2025-11-25)
+// through the gateway, in front of a stateless TypeScript SDK server whose
+// tasks any request reaches by id: the caller whose call started a task
+// follows it to its result; another caller, whom the policy blocks from
+// the tool, reaches neither that task nor the list of tasks, and no
+// request for a task the gateway did not see started reaches the
+// upstream.
+func TestTasksBoundToTheirCaller(t *testing.T) {
+	upstream := typeScriptServerScript(t, "tasks.mjs")
+	rules := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rules, "reports.rego"), []byte(`package mcp
+
+import rego.v1
+
+block contains "only alice reads reports" if {
+	input.tool.name == "report"
+	input.user.id != "alice"
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway := startGateway(t, upstream, gatewayOptions{
+		policy: "policy ../policies " + rules + "\n\t\tserver test\n\t\tidentity caddy\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
+		before: fmt.Sprintf("basic_auth {\n\t\talice %s\n\t\tbob %s\n\t}", hash, hash),
+	})
+	as := func(user, body string) (int, string) {
+		t.Helper()
+		status, reply := post(t, gateway, http.Header{
+			"Authorization":        {"Basic " + base64.StdEncoding.EncodeToString([]byte(user+":pw"))},
+			"Mcp-Protocol-Version": {"2025-11-25"},
+		}, body)
+		return status, string(reply)
+	}
+	taskRequest := func(id int, method, taskID string) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, id, method, taskID)
+	}
+
+	if _, reply := as("bob", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`); !strings.Contains(reply, "only alice reads reports") {
+		t.Fatalf("bob's call: %s; want it blocked", reply)
+	}
+	_, reply := as("alice", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`)
+	var created struct {
+		Result struct {
+			Task struct {
+				TaskID string `json:"taskId"`
+			} `json:"task"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(reply), &created); err != nil || created.Result.Task.TaskID == "" {
+		t.Fatalf("alice's call as a task: %s; want a task created", reply)
+	}
+	taskID := created.Result.Task.TaskID
+
+	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
+		if status, reply := as("bob", taskRequest(3, method, taskID)); status != http.StatusForbidden || !strings.Contains(reply, "was not started by a call of this caller") {
+			t.Errorf("bob's %s of alice's task: %d %s; want it refused", method, status, reply)
+		}
+	}
+	if _, reply := as("bob", `{"jsonrpc":"2.0","id":4,"method":"tasks/list"}`); !strings.Contains(reply, "not allowed") || strings.Contains(reply, taskID) {
+		t.Errorf("bob's tasks/list: %s; want it refused", reply)
+	}
+	if status, reply := as("alice", taskRequest(5, "tasks/get", "no-such-task")); status != http.StatusForbidden {
+		t.Errorf("alice's tasks/get of a task she did not start: %d %s; want it refused", status, reply)
+	}
+	testwait.Until(t, 10*time.Second, func() string {
+		if _, reply := as("alice", taskRequest(6, "tasks/get", taskID)); !strings.Contains(reply, `"completed"`) {
+			return "alice's task is not completed: " + reply
+		}
+		return ""
+	})
+	if _, reply := as("alice", taskRequest(7, "tasks/result", taskID)); !strings.Contains(reply, "report on dave") {
+		t.Errorf("alice's tasks/result: %s; want her call's result", reply)
+	}
+}
