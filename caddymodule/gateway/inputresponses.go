@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -135,12 +136,8 @@ func (x *exchange) checkInputResponses() error {
 			if err := x.takeCallerAnswer(m, state, responses); err != nil {
 				return err
 			}
-		} else if err := restoreRequestState(m, state.Original); err != nil {
+		} else if err := x.restoreRequestState(m, state.Original); err != nil {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
-		}
-		x.rewritten = true
-		if !x.body.Batch {
-			x.raw = m.Raw
 		}
 	}
 	return nil
@@ -180,18 +177,11 @@ func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, respo
 		x.callerAnswers = make(map[*mcpmsg.Message]callerAnswer)
 	}
 	x.callerAnswers[m] = callerAnswer{action: action, toolHash: state.ToolHash}
-	params := make(map[string]any, len(m.Params))
-	for key, value := range m.Params {
-		if key != "inputResponses" && key != "requestState" {
-			params[key] = value
-		}
-	}
-	raw, err := encodeMessage(m.ID, m.Method, params)
-	if err != nil {
-		return err
-	}
-	m.Params, m.Raw = params, raw
-	return nil
+	return x.rewriteParams(m, func(params map[string]any) error {
+		delete(params, "inputResponses")
+		delete(params, "requestState")
+		return nil
+	})
 }
 
 // openRequestState opens a requestState the gateway sealed for the
@@ -227,13 +217,12 @@ func (x *exchange) openRequestState(value any) (requestState, error) {
 // restoreRequestState puts the upstream's own requestState back into a
 // retried request (or takes it out, when it had none) and re-encodes the
 // message, which the upstream then reads as the policy saw it.
-func restoreRequestState(m *mcpmsg.Message, original json.RawMessage) error {
-	params := make(map[string]any, len(m.Params))
-	for key, value := range m.Params {
-		params[key] = value
-	}
-	delete(params, "requestState")
-	if original != nil {
+func (x *exchange) restoreRequestState(m *mcpmsg.Message, original json.RawMessage) error {
+	return x.rewriteParams(m, func(params map[string]any) error {
+		delete(params, "requestState")
+		if original == nil {
+			return nil
+		}
 		var value any
 		decoder := json.NewDecoder(bytes.NewReader(original))
 		decoder.UseNumber()
@@ -241,12 +230,30 @@ func restoreRequestState(m *mcpmsg.Message, original json.RawMessage) error {
 			return fmt.Errorf("restoring requestState: %w", err)
 		}
 		params["requestState"] = value
+		return nil
+	})
+}
+
+// rewriteParams re-encodes a request of the body with edit applied to a
+// copy of its params, for a stage that takes out what is the gateway's own
+// (an approval token, a sealed requestState, a caller's answer): the
+// message's params and bytes become the copy's, and a single message's
+// bytes the body forwarded (exchange.rewritten).
+func (x *exchange) rewriteParams(m *mcpmsg.Message, edit func(params map[string]any) error) error {
+	params := make(map[string]any, len(m.Params))
+	maps.Copy(params, m.Params)
+	if err := edit(params); err != nil {
+		return err
 	}
 	raw, err := encodeMessage(m.ID, m.Method, params)
 	if err != nil {
 		return err
 	}
 	m.Params, m.Raw = params, raw
+	x.rewritten = true
+	if !x.body.Batch {
+		x.raw = raw
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -127,26 +128,15 @@ func (x *exchange) takeApprovalTokens() error {
 		if err != nil {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
 		}
-		arguments := make(map[string]any, len(m.Tool.Arguments))
-		for key, value := range m.Tool.Arguments {
-			if key != approvalTokenArgument {
-				arguments[key] = value
-			}
-		}
-		params := make(map[string]any, len(m.Params))
-		for key, value := range m.Params {
-			params[key] = value
-		}
-		params["arguments"] = arguments
-		raw, err := encodeMessage(m.ID, m.Method, params)
-		if err != nil {
+		arguments := maps.Clone(m.Tool.Arguments)
+		delete(arguments, approvalTokenArgument)
+		if err := x.rewriteParams(m, func(params map[string]any) error {
+			params["arguments"] = arguments
+			return nil
+		}); err != nil {
 			return err
 		}
-		m.Params, m.Raw, m.Tool.Arguments = params, raw, arguments
-		x.rewritten = true
-		if !x.body.Batch {
-			x.raw = raw
-		}
+		m.Tool.Arguments = arguments
 		if x.approvalTokens == nil {
 			x.approvalTokens = make(map[*mcpmsg.Message]approvalToken)
 		}
