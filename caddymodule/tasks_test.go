@@ -94,3 +94,55 @@ block contains "only alice reads reports" if {
 		t.Errorf("alice's tasks/result: %s; want her call's result", reply)
 	}
 }
+
+// TestTasksDecidedAsTheirTool: anonymous callers of a stateless upstream
+// share one session, so the gateway cannot tell their tasks apart; a
+// request following a task is decided with the tool whose call started
+// it, so a caller the policy blocks from the tool (by a header) reaches
+// neither its calls nor another's task.
+func TestTasksDecidedAsTheirTool(t *testing.T) {
+	upstream := typeScriptServerScript(t, "tasks.mjs")
+	rules := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rules, "reports.rego"), []byte(`package mcp
+
+import rego.v1
+
+block contains "only the reports team reads reports" if {
+	input.tool.name == "report"
+	object.get(input.request.headers, "x-team", "") != "reports"
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gateway := startGateway(t, upstream, gatewayOptions{
+		policy: "policy ../policies " + rules + "\n\t\tserver test\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
+	})
+	from := func(team, body string) string {
+		t.Helper()
+		_, reply := post(t, gateway, http.Header{"X-Team": {team}, "Mcp-Protocol-Version": {"2025-11-25"}}, body)
+		return string(reply)
+	}
+	reply := from("reports", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`)
+	var created struct {
+		Result struct {
+			Task struct {
+				TaskID string `json:"taskId"`
+			} `json:"task"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(reply), &created); err != nil || created.Result.Task.TaskID == "" {
+		t.Fatalf("the reports team's call as a task: %s; want a task created", reply)
+	}
+	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":%q,"params":{"taskId":%q}}`, method, created.Result.Task.TaskID)
+		if reply := from("sales", body); !strings.Contains(reply, "only the reports team reads reports") {
+			t.Errorf("another team's %s of the task: %s; want it blocked as the tool is", method, reply)
+		}
+	}
+	testwait.Until(t, 10*time.Second, func() string {
+		if reply := from("reports", fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, created.Result.Task.TaskID)); !strings.Contains(reply, "report on dave") {
+			return "the reports team's tasks/result: " + reply
+		}
+		return ""
+	})
+}

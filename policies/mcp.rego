@@ -29,16 +29,9 @@ package mcp
 import rego.v1
 
 # Requests that carry no tool call and that a client needs to use MCP.
-# The tasks/ requests reach the task a decided tools/call started: its
-# status, its result, cancelling it (the gateway relays them only for a
-# task that a call of the same caller and session started). tasks/list is
-# not among them: an upstream may list every caller's tasks. Nor is
-# tasks/update (the 2026-07-28 tasks extension): it brings the server
-# answers to what a task asked the client, which may have reached the
-# client in a notifications/tasks that no policy decides, and the gateway
-# does not bind them to what it relayed, as it binds a retried call's.
 # subscriptions/listen opens the stream of the server's notifications
-# (2026-07-28).
+# (2026-07-28). The requests that follow a task are decided by
+# task_decision.
 protocol_methods := {
 	"initialize",
 	"ping",
@@ -54,10 +47,18 @@ protocol_methods := {
 	"prompts/get",
 	"completion/complete",
 	"logging/setLevel",
-	"tasks/get",
-	"tasks/result",
-	"tasks/cancel",
 }
+
+# The requests that follow a task a decided tools/call started: its status,
+# its result, cancelling it. The gateway relays them only for a task a
+# call of the same caller and session started, and gives them that call's
+# tool (input.tool, without arguments). tasks/list is not among them: an
+# upstream may list every caller's tasks. Nor is tasks/update (the
+# 2026-07-28 tasks extension): it brings the server answers to what a task
+# asked the client, which may have reached the client in a
+# notifications/tasks that no policy decides, and the gateway does not bind
+# them to what it relayed, as it binds a retried call's.
+task_methods := {"tasks/get", "tasks/result", "tasks/cancel"}
 
 # Requests a server may send a client: the client features of MCP, each
 # answered by the client itself (a sampling or elicitation request is shown
@@ -115,6 +116,9 @@ base_decision := server_request_decision if {
 } else := tool_permission if {
 	input.kind == "request"
 	input.method == "tools/call"
+} else := task_decision if {
+	input.kind == "request"
+	input.method in task_methods
 } else := {"action": "allow", "reason": "protocol message"} if {
 	protocol_message
 } else := {"action": "block", "reason": sprintf("method %q is not allowed by this gateway's policy", [input.method])}
@@ -124,6 +128,15 @@ server_request_decision := {"action": "allow", "reason": "client feature"} if {
 	input.kind == "request"
 	input.method in server_request_methods
 } else := {"action": "block", "reason": sprintf("servers may not send %q requests to clients through this gateway", [input.method])}
+
+# task_decision decides a request that follows a task: what its tool's
+# permission blocks now (the table changed since the task started, or a
+# rule of the organization's reads who asks) is blocked; anything else
+# reaches the task, whose call was decided when it was made. Without its
+# tool (a policy evaluated outside the gateway), it is blocked.
+task_decision := {"action": "block", "reason": tool_permission.reason} if {
+	tool_permission.action == "block"
+} else := {"action": "allow", "reason": "task of a decided call"}
 
 # Responses to server requests and notifications carry no tool call.
 protocol_message if input.kind == "response"

@@ -75,13 +75,38 @@ test_protocol_methods_allowed if {
 	}
 }
 
-# A task a decided call started can be followed, read and cancelled; the
-# stream of notifications can be opened. Every caller's tasks are not
-# listed, and answers to what a task asked are not brought to the server.
-test_task_and_subscription_requests_allowed if {
-	every name in {"tasks/get", "tasks/result", "tasks/cancel", "subscriptions/listen"} {
-		mcp.decision == {"action": "allow", "reason": "protocol message"} with input as method("request", name)
+# The stream of notifications can be opened.
+test_subscription_allowed if {
+	mcp.decision == {"action": "allow", "reason": "protocol message"} with input as method("request", "subscriptions/listen")
+}
+
+# task_request is a request following a task a call of tool started, as
+# the gateway gives it: the tool without arguments.
+task_request(name, tool, category) := object.union(method("request", name), {
+	"params": {"taskId": "t-1"},
+	"tool": {"name": tool, "annotations": {}, "category": category, "changed": false},
+})
+
+# A task a decided call started can be followed, read and cancelled, while
+# its tool is not blocked; whatever its tool needs besides (an approval)
+# was given to the call that started it.
+test_task_requests_follow_their_tool if {
+	every name in mcp.task_methods {
+		d := mcp.decision with input as task_request(name, "list_issues", "read_only") with data.mcp.permissions as table
+		d == {"action": "allow", "reason": "task of a decided call"}
+		mcp.decision.action == "allow" with input as task_request(name, "create_issue", "write") with data.mcp.permissions as table
+		blocked := mcp.decision with input as task_request(name, "delete_issue", "read_only") with data.mcp.permissions as table
+		blocked == {"action": "block", "reason": "deleting issues is never allowed through assistants"}
+		mcp.decision.action == "block" with input as method("request", name) with data.mcp.permissions as table
 	}
+}
+
+# The organization's rules decide who may follow a task, as who may call.
+test_task_requests_follow_organization_rules if {
+	d := mcp.decision with input as task_request("tasks/result", "list_issues", "read_only")
+		with data.mcp.permissions as table
+		with data.mcp.block as {"issues are read in the tracker this week"}
+	d.action == "block"
 }
 
 test_task_list_and_update_blocked if {

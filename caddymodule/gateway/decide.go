@@ -44,6 +44,12 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
 	start := time.Now()
 	if m.Tool == nil {
+		if tool, ok := x.taskTool(m); ok {
+			// A request following a task is decided with the tool whose
+			// call started it.
+			known, _ := g.knownTool(tool)
+			input.Tool = policyTool(known, nil)
+		}
 		ctx, span := x.startMessageSpan(input, m.ID)
 		v.decision = g.evaluate(x.requestIn(ctx), input, "")
 		v.span = span.SpanContext()
@@ -88,16 +94,27 @@ var errListKeptChanging = errors.New("the server's tool list kept changing while
 // reload resets it, a list_changed forgets it) is fetched again, up to
 // maxListFetches times in all: a call is decided only on a current list,
 // and refused when there is none. A tool the current list lacks has the
-// list fetched anew in the call's own session, once (see refetchOnMiss):
-// servers list tools per session or caller (by the capabilities a client
-// declared, the scopes of its token), and the list the gateway holds may
-// be another session's.
+// list fetched anew in the call's own session, within bounds (see
+// refetchOnMiss): servers list tools per session or caller (by the
+// capabilities a client declared, the scopes of its token), and the list
+// the gateway holds may be another session's. That list is learned as
+// the current one, not forgotten first: other callers' calls go on being
+// decided on a current list meanwhile.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
-	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss(name) {
-		g.catalog.Forget(g.cfg.Upstream)
-		tool, listed, _, fetchErr = x.lookupCurrent(name, params)
+	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
+		meta, _ := params["_meta"].(map[string]any)
+		switch err := x.fetcher().refresh(g.cfg.Upstream, meta); {
+		case errors.Is(err, errSessionEnded):
+			x.sessionEnded = true
+		case err != nil:
+			// The list held stays current: the call is refused on it.
+			g.logger.Warn("could not fetch the upstream's tool list again for a tool it lacked",
+				zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		case !g.catalog.Stale(g.cfg.Upstream):
+			tool, listed = g.knownTool(name)
+		}
 	}
 	if listed && tool.Changed {
 		// Accepted through another gateway sharing the pins, perhaps. (A
@@ -109,27 +126,34 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	return tool, listed, fetchErr
 }
 
-// How many, and for how long, the generations of refetchOnMiss are kept.
+// How many sessions refetchOnMiss remembers, and for how long; how many
+// of its fetches the gateway makes at most, a second and at once.
 const (
-	missFetchesKept = 10_000
-	missFetchesFor  = 10 * time.Minute
+	missFetchesKept      = 10_000
+	missFetchesFor       = 10 * time.Minute
+	missFetchesPerSecond = 2
+	missFetchesBurst     = 4
 )
 
 // refetchOnMiss reports whether a call naming a tool the current list
-// lacks has the list fetched anew first: once for each session and tool
-// name, until the list is fetched or forgotten by anyone else. A session
-// that names a tool no list has costs the upstream one more tools/list,
-// not one per call; one whose tool another session's list lacked gets it
-// back.
-func (x *exchange) refetchOnMiss(name string) bool {
+// lacks has the list fetched anew, in its own session, first: once for
+// each session until another list is learned (the session's own list is
+// the one held, whatever tool it names next), and at most
+// missFetchesPerSecond for the whole gateway. A session naming tools no
+// list has costs the upstream one more tools/list, not one per call or
+// per name; one whose tool another session's list lacked gets it back.
+func (x *exchange) refetchOnMiss() bool {
 	g := x.g
-	key := x.session.String() + "\x00" + name
-	generation := g.catalog.Generation(g.cfg.Upstream)
-	if last, ok := g.missFetches.Get(key); ok && last == generation {
+	key := x.session.String()
+	learned := g.listsLearned.Load()
+	if last, ok := g.missFetches.Get(key); ok && last >= learned {
 		return false
 	}
-	// The generation the list will be at once forgotten for this fetch.
-	g.missFetches.Add(key, generation+1)
+	if !g.missLimiter.Allow() {
+		return false
+	}
+	// The count once this fetch is learned.
+	g.missFetches.Add(key, learned+1)
 	return true
 }
 

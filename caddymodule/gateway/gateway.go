@@ -19,11 +19,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
@@ -139,10 +141,15 @@ type Gateway struct {
 	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
-	// missFetches are the list generations at which a session's call to
-	// a tool the list lacked had the list fetched anew, by session and
-	// tool name (see refetchOnMiss).
+	// listsLearned counts the upstream's lists this gateway fetched and
+	// learned.
+	listsLearned atomic.Uint64
+	// missFetches are, by session, the count of lists learned after a call
+	// of the session to a tool the list lacked had the list fetched anew;
+	// missLimiter bounds such fetches for the whole gateway (see
+	// refetchOnMiss).
 	missFetches *expirable.LRU[string, uint64]
+	missLimiter *rate.Limiter
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
 }
@@ -164,6 +171,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream),
 		missFetches: expirable.NewLRU[string, uint64](missFetchesKept, nil, missFetchesFor),
+		missLimiter: rate.NewLimiter(missFetchesPerSecond, missFetchesBurst),
 	}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }

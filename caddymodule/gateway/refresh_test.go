@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
@@ -178,8 +179,8 @@ func TestListChangedWhileFetched(t *testing.T) {
 // capabilities a client declared, the scopes of its token) is asked again,
 // in the caller's own session, when a call names a tool the list the
 // gateway holds (another session's) lacks: the call is decided on its own
-// session's list. A tool no list has costs one more fetch, not one per
-// call.
+// session's list. Tools no list has cost a session one more fetch at
+// most, not one per call or per name.
 func TestListPerSession(t *testing.T) {
 	full := upstreamtest.Unstarted("full", nil, upstreamTools)
 	narrow := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2]) // peek alone
@@ -217,13 +218,55 @@ func TestListPerSession(t *testing.T) {
 	if r := post(t, gw.URL, wide, callBody("4", "echo", "again")); !strings.Contains(string(r.body), "echo:again") {
 		t.Errorf("echo in the wide session, after the narrow list was fetched: %s; want it decided on the wide session's list", r.body)
 	}
-	before := lists()
-	for i := range 3 {
-		if r := post(t, gw.URL, wide, callBody(strconv.Itoa(5+i), "not_listed", "x")); !strings.Contains(string(r.body), "does not offer a tool") {
-			t.Errorf("a tool no list has: %s; want it refused as unlisted", r.body)
+	// Calls naming tools no list has: the wide session's own list is the
+	// one held, so they fetch nothing more; the narrow session, whose
+	// list is not, has it fetched once, whatever names it tries next.
+	for _, tt := range []struct {
+		session http.Header
+		name    string
+		want    int
+	}{{wide, "the wide session", 0}, {narrowed, "the narrow session", 1}} {
+		before := lists()
+		for i, tool := range []string{"not_listed", "nor_this", "nor_that"} {
+			if r := post(t, gw.URL, tt.session, callBody(strconv.Itoa(10+i), tool, "x")); !strings.Contains(string(r.body), "does not offer a tool") {
+				t.Errorf("%s calling %s: %s; want it refused as unlisted", tt.name, tool, r.body)
+			}
+		}
+		if n := lists() - before; n != tt.want {
+			t.Errorf("%s named three tools no list has: the list was fetched %d times; want %d", tt.name, n, tt.want)
 		}
 	}
-	if n := lists() - before; n != 1 {
-		t.Errorf("three calls to a tool no list has fetched the list %d times; want once", n)
+}
+
+// TestListRefetchesBounded: sessions naming a tool no list has each have
+// the list fetched anew at most once, and all of them together no more
+// than the gateway's bound (4 at once, then 2 a second): one client
+// cannot turn its calls into as many tools/list of the upstream.
+func TestListRefetchesBounded(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	var sessions []http.Header
+	for range 12 {
+		sessions = append(sessions, http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}})
+	}
+	post(t, gw.URL, sessions[0], callBody("1", "echo", "x")) // the list, learned
+	lists := func() int {
+		n := 0
+		for _, r := range up.Received() {
+			if bytes.Contains(r.Body, []byte(`"tools/list"`)) {
+				n++
+			}
+		}
+		return n
+	}
+	before, start := lists(), time.Now()
+	for round := range 3 {
+		for i, session := range sessions {
+			post(t, gw.URL, session, callBody(strconv.Itoa(100*round+i), "ghost_"+strconv.Itoa(round), "x"))
+		}
+	}
+	bound := 4 + int(2*time.Since(start).Seconds()) + 1
+	if n := lists() - before; n > bound || n > len(sessions) {
+		t.Errorf("%d sessions named tools no list has, three times each: %d fetches of the list; want at most %d (and one per session)", len(sessions), n, min(bound, len(sessions)))
 	}
 }

@@ -43,6 +43,8 @@ type relay struct {
 	answer func(endpoint *url.URL, message []byte) error
 	// relayed remembers the requests the client may answer.
 	relayed *relayedRequests
+	// tasks are the tasks the session's calls started (tasks.go).
+	tasks *startedTasks
 	// logger returns a logger that names the upstream and the request,
 	// made only when the relay logs (finding the request's id can cost
 	// the host work).
@@ -73,6 +75,7 @@ func (x *exchange) newRelay() *relay {
 			return postAnswer(x.next, x.r, endpoint, message)
 		},
 		relayed: x.g.sessions.relayed,
+		tasks:   x.g.sessions.tasks,
 		seal:    x.sealRequestState,
 		logger: func() *zap.Logger {
 			return x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r)))
@@ -142,6 +145,9 @@ func (rl *relay) decideRequest(method string, params map[string]any) policy.Deci
 // refused one is answered to the upstream by the gateway and dropped.
 // Other messages pass.
 func (rl *relay) intercept(m *mcpmsg.Message) bool {
+	if m.Kind == mcpmsg.KindNotification {
+		return rl.foreignTaskNotice(m)
+	}
 	if m.Kind != mcpmsg.KindRequest {
 		return false
 	}

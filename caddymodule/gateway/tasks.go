@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
@@ -108,22 +109,103 @@ func (x *exchange) recordTask(answered answeredRequest, result []byte) error {
 	return nil
 }
 
-// checkTasks refuses a request naming a task (tasks/get, tasks/result,
-// tasks/cancel, tasks/update) that no call of the same caller and
-// session started through the gateway.
+// relatedTaskKey is the _meta member that puts a message in a task's
+// context (MCP 2025-11-25, tasks).
+const relatedTaskKey = "io.modelcontextprotocol/related-task"
+
+// checkTasks refuses a request naming a task that no call of the same
+// caller and session started through the gateway: a request following a
+// task (params.taskId), a subscription to tasks' notifications
+// (params.notifications.taskIds, the 2026-07-28 tasks extension), or any
+// request put in a task's context (params._meta's related task; a
+// client's notifications and responses may name tasks of its own, which a
+// server's requests started).
 func (x *exchange) checkTasks() error {
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
-		if m.Kind != mcpmsg.KindRequest || !isTaskMethod(m.Method) {
-			continue
+		ids, err := namedTasks(m)
+		if err != nil {
+			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
 		}
-		taskID, _ := m.Params["taskId"].(string)
-		if _, ok := x.g.sessions.tasks.tool(x.session, taskID); !ok {
-			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
-				fmt.Sprintf("task %q was not started by a call of this caller in this session through the gateway", taskID))
+		for _, taskID := range ids {
+			if _, ok := x.g.sessions.tasks.tool(x.session, taskID); !ok {
+				return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
+					fmt.Sprintf("task %q was not started by a call of this caller in this session through the gateway", taskID))
+			}
 		}
 	}
 	return nil
+}
+
+// namedTasks returns the ids of the tasks a client's request names; an
+// error when a place that names tasks holds something else.
+func namedTasks(m *mcpmsg.Message) ([]string, error) {
+	if m.Kind != mcpmsg.KindRequest {
+		return nil, nil
+	}
+	var ids []string
+	if isTaskMethod(m.Method) {
+		taskID, ok := m.Params["taskId"].(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: params.taskId is not a string", m.Method)
+		}
+		ids = append(ids, taskID)
+	}
+	if notifications, ok := m.Params["notifications"].(map[string]any); ok {
+		if listed, present := notifications["taskIds"]; present {
+			values, ok := listed.([]any)
+			if !ok {
+				return nil, fmt.Errorf("%s: params.notifications.taskIds is not an array", m.Method)
+			}
+			for _, value := range values {
+				taskID, ok := value.(string)
+				if !ok {
+					return nil, fmt.Errorf("%s: params.notifications.taskIds holds %v, not a task id", m.Method, value)
+				}
+				ids = append(ids, taskID)
+			}
+		}
+	}
+	if meta, ok := m.Params["_meta"].(map[string]any); ok {
+		if related, present := meta[relatedTaskKey]; present {
+			object, _ := related.(map[string]any)
+			taskID, ok := object["taskId"].(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: params._meta[%q] names no task id", m.Method, relatedTaskKey)
+			}
+			ids = append(ids, taskID)
+		}
+	}
+	return ids, nil
+}
+
+// taskTool returns the tool whose call started the task a request names,
+// and whether the request names one (checkTasks refused those naming a
+// task no call of the session started).
+func (x *exchange) taskTool(m *mcpmsg.Message) (string, bool) {
+	if m.Kind != mcpmsg.KindRequest || !isTaskMethod(m.Method) {
+		return "", false
+	}
+	taskID, _ := m.Params["taskId"].(string)
+	return x.g.sessions.tasks.tool(x.session, taskID)
+}
+
+// foreignTaskNotice reports whether a server's notification tells of a
+// task no call of the session started through the gateway (its status,
+// with its result or what it asks: notifications/tasks/status of
+// 2025-11-25, notifications/tasks of the 2026-07-28 extension), which is
+// then dropped: an upstream that keeps every caller's tasks in one
+// namespace may send it to a stream of another caller's.
+func (rl *relay) foreignTaskNotice(m *mcpmsg.Message) bool {
+	if !strings.HasPrefix(strings.ToLower(m.Method), "notifications/tasks") {
+		return false
+	}
+	taskID, _ := m.Params["taskId"].(string)
+	if _, ok := rl.tasks.tool(rl.session, taskID); ok {
+		return false
+	}
+	rl.logger().Info("server notification of a task the session did not start dropped", zap.String("method", m.Method), zap.String("task", taskID))
+	return true
 }
 
 // isTaskMethod reports whether method names a task by params.taskId.

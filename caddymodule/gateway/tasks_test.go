@@ -1,9 +1,16 @@
 package gateway_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // TestCreatedTask reads the task a tools/call result creates, in both
@@ -29,5 +36,38 @@ func TestCreatedTask(t *testing.T) {
 				t.Errorf("CreatedTask(%s) = %q, %v; want %q, error %v", tt.result, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestTasksNamedOnlyByTheirCaller: a request that names a task no call of
+// the caller's started through the gateway (to subscribe to its
+// notifications, or in a task's context) is refused before the upstream,
+// and a server's notification of such a task is dropped from the reply.
+func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
+	const notice = `{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":"alices-task","status":"completed","result":{"content":[{"type":"text","text":"ALICE'S REPORT"}]}}}`
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var request struct {
+			ID json.RawMessage `json:"id"`
+		}
+		_ = json.Unmarshal(body, &request)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\n\n", notice, request.ID)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-User"})
+	bob := http.Header{"X-User": {"bob"}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
+	for _, tt := range []struct{ name, body string }{
+		{"a subscription to its notifications", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"taskIds":["alices-task"]}}}`},
+		{"a request in its context", `{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`},
+		{"a task id that is not a string", `{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":7}}`},
+	} {
+		before := len(up.ReceivedFromClients())
+		if r := post(t, gw.URL, bob, tt.body); r.status < 400 || len(up.ReceivedFromClients()) != before {
+			t.Errorf("%s: HTTP %d %s; want it refused before the upstream", tt.name, r.status, r.body)
+		}
+	}
+	r := post(t, gw.URL, bob, `{"jsonrpc":"2.0","id":4,"method":"ping"}`)
+	if r.status != http.StatusOK || strings.Contains(string(r.body), "ALICE") || !strings.Contains(string(r.body), `"id":4`) {
+		t.Errorf("bob's ping: HTTP %d %s; want its answer without the notification of alice's task", r.status, r.body)
 	}
 }

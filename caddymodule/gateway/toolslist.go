@@ -130,6 +130,7 @@ func (x *exchange) learnBeforeStray() {
 // learnList records a whole tool list of the upstream, and logs, once per
 // tool, each tool the configuration names that the list lacks.
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
+	g.listsLearned.Add(1)
 	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
 	for _, name := range g.cfg.NamedTools {
 		if _, listed := g.catalog.Lookup(g.cfg.Upstream, name); listed {
