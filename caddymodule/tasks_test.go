@@ -25,18 +25,10 @@ import (
 // upstream.
 func TestTasksBoundToTheirCaller(t *testing.T) {
 	upstream := typeScriptServerScript(t, "tasks.mjs")
-	rules := t.TempDir()
-	if err := os.WriteFile(filepath.Join(rules, "reports.rego"), []byte(`package mcp
-
-import rego.v1
-
-block contains "only alice reads reports" if {
+	rules := blockRule(t, `"only alice reads reports" if {
 	input.tool.name == "report"
 	input.user.id != "alice"
-}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+}`)
 	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -61,17 +53,7 @@ block contains "only alice reads reports" if {
 		t.Fatalf("bob's call: %s; want it blocked", reply)
 	}
 	_, reply := as("alice", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`)
-	var created struct {
-		Result struct {
-			Task struct {
-				TaskID string `json:"taskId"`
-			} `json:"task"`
-		} `json:"result"`
-	}
-	if err := json.Unmarshal([]byte(reply), &created); err != nil || created.Result.Task.TaskID == "" {
-		t.Fatalf("alice's call as a task: %s; want a task created", reply)
-	}
-	taskID := created.Result.Task.TaskID
+	taskID := createdTaskID(t, reply)
 
 	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
 		if status, reply := as("bob", taskRequest(3, method, taskID)); status != http.StatusForbidden || !strings.Contains(reply, "was not started by a call of this caller") {
@@ -102,18 +84,10 @@ block contains "only alice reads reports" if {
 // neither its calls nor another's task.
 func TestTasksDecidedAsTheirTool(t *testing.T) {
 	upstream := typeScriptServerScript(t, "tasks.mjs")
-	rules := t.TempDir()
-	if err := os.WriteFile(filepath.Join(rules, "reports.rego"), []byte(`package mcp
-
-import rego.v1
-
-block contains "only the reports team reads reports" if {
+	rules := blockRule(t, `"only the reports team reads reports" if {
 	input.tool.name == "report"
 	object.get(input.request.headers, "x-team", "") != "reports"
-}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+}`)
 	gateway := startGateway(t, upstream, gatewayOptions{
 		policy: "policy ../policies " + rules + "\n\t\tserver test\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
 	})
@@ -122,7 +96,36 @@ block contains "only the reports team reads reports" if {
 		_, reply := post(t, gateway, http.Header{"X-Team": {team}, "Mcp-Protocol-Version": {"2025-11-25"}}, body)
 		return string(reply)
 	}
-	reply := from("reports", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`)
+	taskID := createdTaskID(t, from("reports", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`))
+	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":%q,"params":{"taskId":%q}}`, method, taskID)
+		if reply := from("sales", body); !strings.Contains(reply, "only the reports team reads reports") {
+			t.Errorf("another team's %s of the task: %s; want it blocked as the tool is", method, reply)
+		}
+	}
+	testwait.Until(t, 10*time.Second, func() string {
+		if reply := from("reports", fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, taskID)); !strings.Contains(reply, "report on dave") {
+			return "the reports team's tasks/result: " + reply
+		}
+		return ""
+	})
+}
+
+// blockRule writes a policy file of package mcp holding one block rule,
+// `block contains <rule>`, and returns its folder.
+func blockRule(t *testing.T, rule string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rule.rego"), []byte("package mcp\n\nimport rego.v1\n\nblock contains "+rule+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// createdTaskID returns the id of the task a tools/call's reply created,
+// failing the test when it created none.
+func createdTaskID(t *testing.T, reply string) string {
+	t.Helper()
 	var created struct {
 		Result struct {
 			Task struct {
@@ -131,18 +134,7 @@ block contains "only the reports team reads reports" if {
 		} `json:"result"`
 	}
 	if err := json.Unmarshal([]byte(reply), &created); err != nil || created.Result.Task.TaskID == "" {
-		t.Fatalf("the reports team's call as a task: %s; want a task created", reply)
+		t.Fatalf("the call as a task: %s; want a task created", reply)
 	}
-	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
-		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":%q,"params":{"taskId":%q}}`, method, created.Result.Task.TaskID)
-		if reply := from("sales", body); !strings.Contains(reply, "only the reports team reads reports") {
-			t.Errorf("another team's %s of the task: %s; want it blocked as the tool is", method, reply)
-		}
-	}
-	testwait.Until(t, 10*time.Second, func() string {
-		if reply := from("reports", fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, created.Result.Task.TaskID)); !strings.Contains(reply, "report on dave") {
-			return "the reports team's tasks/result: " + reply
-		}
-		return ""
-	})
+	return created.Result.Task.TaskID
 }

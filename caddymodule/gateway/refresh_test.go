@@ -196,15 +196,7 @@ func TestListPerSession(t *testing.T) {
 	}
 	wide := inSession(initialize(t, gw.URL, nil))
 	narrowed := inSession(initialize(t, gw.URL, http.Header{"X-Variant": {"narrow"}}))
-	lists := func() int {
-		n := 0
-		for _, r := range up.Received() {
-			if bytes.Contains(r.Body, []byte(`"tools/list"`)) {
-				n++
-			}
-		}
-		return n
-	}
+	lists := func() int { return toolsListsReceived(up) }
 
 	if r := post(t, gw.URL, wide, callBody("1", "echo", "first")); !strings.Contains(string(r.body), "echo:first") {
 		t.Fatalf("echo in the wide session: %s", r.body)
@@ -250,15 +242,7 @@ func TestListRefetchesBounded(t *testing.T) {
 		sessions = append(sessions, http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}})
 	}
 	post(t, gw.URL, sessions[0], callBody("1", "echo", "x")) // the list, learned
-	lists := func() int {
-		n := 0
-		for _, r := range up.Received() {
-			if bytes.Contains(r.Body, []byte(`"tools/list"`)) {
-				n++
-			}
-		}
-		return n
-	}
+	lists := func() int { return toolsListsReceived(up) }
 	before, start := lists(), time.Now()
 	for round := range 3 {
 		for i, session := range sessions {
@@ -269,4 +253,15 @@ func TestListRefetchesBounded(t *testing.T) {
 	if n := lists() - before; n > bound || n > len(sessions) {
 		t.Errorf("%d sessions named tools no list has, three times each: %d fetches of the list; want at most %d (and one per session)", len(sessions), n, min(bound, len(sessions)))
 	}
+}
+
+// toolsListsReceived counts the tools/list requests up received.
+func toolsListsReceived(up *upstreamtest.Upstream) int {
+	n := 0
+	for _, r := range up.Received() {
+		if bytes.Contains(r.Body, []byte(`"tools/list"`)) {
+			n++
+		}
+	}
+	return n
 }
