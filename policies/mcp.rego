@@ -84,6 +84,11 @@ decision := block if {
 } else := base_decision if {
 	base_decision.action == "block"
 } else := base_decision if {
+	# A request following a task: the call that started it was approved
+	# already, if the organization's rules asked.
+	input.kind == "request"
+	input.method in task_methods
+} else := base_decision if {
 	not organization_asks_approval
 } else := {"action": "block", "reason": approvers_conflict_reason} if {
 	organization_asks_approval

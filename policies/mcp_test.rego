@@ -101,6 +101,17 @@ test_task_requests_follow_their_tool if {
 	}
 }
 
+# The organization's approval rules asked when the call that started the
+# task was made: following the task asks nothing more.
+test_task_requests_not_held_again if {
+	every name in mcp.task_methods {
+		d := mcp.decision with input as task_request(name, "list_issues", "read_only")
+			with data.mcp.permissions as table
+			with data.mcp.needs_approval as {"issues are reviewed"}
+		d == {"action": "allow", "reason": "task of a decided call"}
+	}
+}
+
 # The organization's rules decide who may follow a task, as who may call.
 test_task_requests_follow_organization_rules if {
 	d := mcp.decision with input as task_request("tasks/result", "list_issues", "read_only")

@@ -105,7 +105,9 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		meta, _ := params["_meta"].(map[string]any)
-		switch err := x.fetcher().refresh(g.cfg.Upstream, meta); {
+		err := x.fetcher().refresh(g.cfg.Upstream, meta)
+		g.missFetches.Add(x.session.String(), g.listChanges.Load())
+		switch {
 		case errors.Is(err, errSessionEnded):
 			x.sessionEnded = true
 		case err != nil:
@@ -137,23 +139,25 @@ const (
 
 // refetchOnMiss reports whether a call naming a tool the current list
 // lacks has the list fetched anew, in its own session, first: once for
-// each session until another list is learned (the session's own list is
-// the one held, whatever tool it names next), and at most
+// each session until a list that differs from the one before is learned
+// (the session's own list is then the one held, whatever tool it names
+// next; lists fetched again alike re-arm nobody), and at most
 // missFetchesPerSecond for the whole gateway. A session naming tools no
 // list has costs the upstream one more tools/list, not one per call or
 // per name; one whose tool another session's list lacked gets it back.
 func (x *exchange) refetchOnMiss() bool {
 	g := x.g
 	key := x.session.String()
-	learned := g.listsLearned.Load()
-	if last, ok := g.missFetches.Get(key); ok && last >= learned {
+	changes := g.listChanges.Load()
+	if last, ok := g.missFetches.Get(key); ok && last >= changes {
 		return false
 	}
 	if !g.missLimiter.Allow() {
 		return false
 	}
-	// The count once this fetch is learned.
-	g.missFetches.Add(key, learned+1)
+	// Taken until the fetch is learned, when lookupTool records the count
+	// it left.
+	g.missFetches.Add(key, changes)
 	return true
 }
 

@@ -15,6 +15,7 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"errors"
 	"net"
 	"net/http"
@@ -141,12 +142,14 @@ type Gateway struct {
 	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
-	// listsLearned counts the upstream's lists this gateway fetched and
-	// learned.
-	listsLearned atomic.Uint64
-	// missFetches are, by session, the count of lists learned after a call
-	// of the session to a tool the list lacked had the list fetched anew;
-	// missLimiter bounds such fetches for the whole gateway (see
+	// listChanges counts the lists this gateway fetched and learned that
+	// differed from the one before (by listDigest, under listMu).
+	listMu      sync.Mutex
+	listDigest  [sha256.Size]byte
+	listChanges atomic.Uint64
+	// missFetches are, by session, listChanges as it stood when a call of
+	// the session to a tool the list lacked last had the list fetched
+	// anew; missLimiter bounds such fetches for the whole gateway (see
 	// refetchOnMiss).
 	missFetches *expirable.LRU[string, uint64]
 	missLimiter *rate.Limiter

@@ -265,3 +265,31 @@ func toolsListsReceived(up *upstreamtest.Upstream) int {
 	}
 	return n
 }
+
+// TestListRefetchesNotStarved: sessions naming tools no list has, again
+// and again, do not take the refetches a session whose tools the held list
+// lacks needs: a list fetched again alike re-arms nobody.
+func TestListRefetchesNotStarved(t *testing.T) {
+	wide := upstreamtest.Unstarted("wide", nil, upstreamTools)
+	narrow := upstreamtest.Unstarted("narrow", nil, []*mcp.Tool{{Name: "narrow_tool", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}})
+	up := wide.Start(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		if r.Header.Get("X-Variant") == "narrow" {
+			return narrow.Server
+		}
+		return wide.Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	inSession := func(header http.Header) http.Header {
+		return http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, header)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	}
+	first, second, nina := inSession(nil), inSession(nil), inSession(http.Header{"X-Variant": {"narrow"}})
+	post(t, gw.URL, first, callBody("1", "echo", "x")) // the wide list, held
+	for i := range 6 {
+		for _, session := range []http.Header{first, second} {
+			post(t, gw.URL, session, callBody(strconv.Itoa(10+i), "ghost", "x"))
+		}
+	}
+	if r := post(t, gw.URL, nina, callBody("2", "narrow_tool", "x")); !strings.Contains(string(r.body), "narrow_tool:x") {
+		t.Errorf("nina's own tool, after two sessions named a ghost twelve times: %s; want it run on her session's list", r.body)
+	}
+}

@@ -145,8 +145,14 @@ func (rl *relay) decideRequest(method string, params map[string]any) policy.Deci
 // refused one is answered to the upstream by the gateway and dropped.
 // Other messages pass.
 func (rl *relay) intercept(m *mcpmsg.Message) bool {
-	if m.Kind == mcpmsg.KindNotification {
-		return rl.foreignTaskNotice(m)
+	if m.Kind != mcpmsg.KindRequest && m.Kind != mcpmsg.KindNotification {
+		return false
+	}
+	if rl.aboutForeignTask(m) {
+		if m.Kind == mcpmsg.KindRequest {
+			rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, "the request concerns a task the client's session did not start"))
+		}
+		return true
 	}
 	if m.Kind != mcpmsg.KindRequest {
 		return false

@@ -138,45 +138,92 @@ func (x *exchange) checkTasks() error {
 }
 
 // namedTasks returns the ids of the tasks a client's request names; an
-// error when a place that names tasks holds something else.
+// error when a place that names tasks holds something else, or is named
+// otherwise only by case (a server reading names loosely, as Go's
+// encoding/json does, would read it there).
 func namedTasks(m *mcpmsg.Message) ([]string, error) {
 	if m.Kind != mcpmsg.KindRequest {
 		return nil, nil
 	}
 	var ids []string
 	if isTaskMethod(m.Method) {
-		taskID, ok := m.Params["taskId"].(string)
-		if !ok {
-			return nil, fmt.Errorf("%s: params.taskId is not a string", m.Method)
+		value, _, err := exactMember(m.Params, "taskId")
+		taskID, ok := value.(string)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("%s: params.taskId is not a task id (%v)", m.Method, err)
 		}
 		ids = append(ids, taskID)
 	}
-	if notifications, ok := m.Params["notifications"].(map[string]any); ok {
-		if listed, present := notifications["taskIds"]; present {
-			values, ok := listed.([]any)
-			if !ok {
-				return nil, fmt.Errorf("%s: params.notifications.taskIds is not an array", m.Method)
-			}
-			for _, value := range values {
-				taskID, ok := value.(string)
-				if !ok {
-					return nil, fmt.Errorf("%s: params.notifications.taskIds holds %v, not a task id", m.Method, value)
-				}
-				ids = append(ids, taskID)
-			}
-		}
+	listed, err := memberPath(m.Params, "notifications", "taskIds")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Method, err)
 	}
-	if meta, ok := m.Params["_meta"].(map[string]any); ok {
-		if related, present := meta[relatedTaskKey]; present {
-			object, _ := related.(map[string]any)
-			taskID, ok := object["taskId"].(string)
+	if listed != nil {
+		values, ok := listed.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: params.notifications.taskIds is not an array", m.Method)
+		}
+		for _, value := range values {
+			taskID, ok := value.(string)
 			if !ok {
-				return nil, fmt.Errorf("%s: params._meta[%q] names no task id", m.Method, relatedTaskKey)
+				return nil, fmt.Errorf("%s: params.notifications.taskIds holds %v, not a task id", m.Method, value)
 			}
 			ids = append(ids, taskID)
 		}
 	}
+	related, err := relatedTask(m.Params)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Method, err)
+	}
+	if related != nil {
+		ids = append(ids, *related)
+	}
 	return ids, nil
+}
+
+// relatedTask returns the task params' _meta puts a message in the
+// context of (nil for none), reading names exactly.
+func relatedTask(params map[string]any) (*string, error) {
+	related, err := memberPath(params, "_meta", relatedTaskKey)
+	if err != nil || related == nil {
+		return nil, err
+	}
+	object, _ := related.(map[string]any)
+	value, _, err := exactMember(object, "taskId")
+	taskID, ok := value.(string)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("_meta[%q] names no task id", relatedTaskKey)
+	}
+	return &taskID, nil
+}
+
+// memberPath returns the value at path in nested objects, nil when a step
+// is missing or not an object; an error when a step is named otherwise
+// only by case.
+func memberPath(object map[string]any, path ...string) (any, error) {
+	var value any = object
+	for _, name := range path {
+		current, ok := value.(map[string]any)
+		if !ok {
+			return nil, nil
+		}
+		next, present, err := exactMember(current, name)
+		if err != nil || !present {
+			return nil, err
+		}
+		value = next
+	}
+	return value, nil
+}
+
+// exactMember returns an object's member named name, refusing a member
+// named otherwise only by case.
+func exactMember(object map[string]any, name string) (any, bool, error) {
+	if variant, _, found := mcpmsg.CaseVariant(object, name); found {
+		return nil, false, fmt.Errorf("member %q is %q in another case", variant, name)
+	}
+	value, present := object[name]
+	return value, present, nil
 }
 
 // taskTool returns the tool whose call started the task a request names,
@@ -190,21 +237,45 @@ func (x *exchange) taskTool(m *mcpmsg.Message) (string, bool) {
 	return x.g.sessions.tasks.tool(x.session, taskID)
 }
 
-// foreignTaskNotice reports whether a server's notification tells of a
-// task no call of the session started through the gateway (its status,
-// with its result or what it asks: notifications/tasks/status of
-// 2025-11-25, notifications/tasks of the 2026-07-28 extension), which is
-// then dropped: an upstream that keeps every caller's tasks in one
-// namespace may send it to a stream of another caller's.
-func (rl *relay) foreignTaskNotice(m *mcpmsg.Message) bool {
-	if !strings.HasPrefix(strings.ToLower(m.Method), "notifications/tasks") {
-		return false
+// aboutForeignTask reports whether a server's message concerns a task no
+// call of the session started through the gateway, which is then not
+// passed on: a notification of a task's status (with its result or what
+// it asks: notifications/tasks/status of 2025-11-25, notifications/tasks
+// of the 2026-07-28 extension), or any message put in a task's context
+// (params._meta's related task). An upstream that keeps every caller's
+// tasks in one namespace may send them to a stream of another caller's.
+// What names a task unreadably (another case, another type) counts as
+// foreign.
+func (rl *relay) aboutForeignTask(m *mcpmsg.Message) bool {
+	var named []string
+	if strings.HasPrefix(strings.ToLower(m.Method), "notifications/tasks") {
+		value, _, err := exactMember(m.Params, "taskId")
+		taskID, ok := value.(string)
+		if err != nil || !ok {
+			return rl.foreignTask(m, "")
+		}
+		named = append(named, taskID)
 	}
-	taskID, _ := m.Params["taskId"].(string)
-	if _, ok := rl.tasks.tool(rl.session, taskID); ok {
-		return false
+	related, err := relatedTask(m.Params)
+	if err != nil {
+		return rl.foreignTask(m, "")
 	}
-	rl.logger().Info("server notification of a task the session did not start dropped", zap.String("method", m.Method), zap.String("task", taskID))
+	if related != nil {
+		named = append(named, *related)
+	}
+	for _, taskID := range named {
+		if _, ok := rl.tasks.tool(rl.session, taskID); !ok {
+			return rl.foreignTask(m, taskID)
+		}
+	}
+	return false
+}
+
+// foreignTask logs a server's message about a task the session did not
+// start, and reports true.
+func (rl *relay) foreignTask(m *mcpmsg.Message, taskID string) bool {
+	rl.logger().Info("server message about a task the session did not start not passed on",
+		zap.String("method", m.Method), zap.String("task", taskID))
 	return true
 }
 

@@ -41,10 +41,15 @@ func TestCreatedTask(t *testing.T) {
 
 // TestTasksNamedOnlyByTheirCaller: a request that names a task no call of
 // the caller's started through the gateway (to subscribe to its
-// notifications, or in a task's context) is refused before the upstream,
-// and a server's notification of such a task is dropped from the reply.
+// notifications, or in a task's context, under any case a loose reader
+// would read) is refused before the upstream, and a server's message about
+// such a task (its status, or one in its context) is dropped from the
+// reply.
 func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
-	const notice = `{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":"alices-task","status":"completed","result":{"content":[{"type":"text","text":"ALICE'S REPORT"}]}}}`
+	const (
+		notice  = `{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":"alices-task","status":"completed","result":{"content":[{"type":"text","text":"ALICE'S REPORT"}]}}}`
+		related = `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"ALICE'S LOG","_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`
+	)
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var request struct {
@@ -52,7 +57,7 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 		}
 		_ = json.Unmarshal(body, &request)
 		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprintf(w, "data: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\n\n", notice, request.ID)
+		fmt.Fprintf(w, "data: %s\n\ndata: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\n\n", notice, related, request.ID)
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-User"})
 	bob := http.Header{"X-User": {"bob"}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
@@ -60,6 +65,9 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 		{"a subscription to its notifications", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"taskIds":["alices-task"]}}}`},
 		{"a request in its context", `{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`},
 		{"a task id that is not a string", `{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":7}}`},
+		{"notifications in another case", `{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"Notifications":{"taskIds":["alices-task"]}}}`},
+		{"taskIds in another case", `{"jsonrpc":"2.0","id":6,"method":"subscriptions/listen","params":{"notifications":{"TaskIds":["alices-task"]}}}`},
+		{"_meta in another case", `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"_META":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`},
 	} {
 		before := len(up.ReceivedFromClients())
 		if r := post(t, gw.URL, bob, tt.body); r.status < 400 || len(up.ReceivedFromClients()) != before {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 
@@ -127,10 +128,28 @@ func (x *exchange) learnBeforeStray() {
 	}
 }
 
+// noteList counts, in listChanges, a list learned that differs from the
+// one learned before it (see refetchOnMiss).
+func (g *Gateway) noteList(tools []json.RawMessage) {
+	digest := sha256.New()
+	for _, tool := range tools {
+		digest.Write(tool)
+		digest.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	digest.Sum(sum[:0])
+	g.listMu.Lock()
+	defer g.listMu.Unlock()
+	if sum != g.listDigest {
+		g.listDigest = sum
+		g.listChanges.Add(1)
+	}
+}
+
 // learnList records a whole tool list of the upstream, and logs, once per
 // tool, each tool the configuration names that the list lacks.
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
-	g.listsLearned.Add(1)
+	g.noteList(tools)
 	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
 	for _, name := range g.cfg.NamedTools {
 		if _, listed := g.catalog.Lookup(g.cfg.Upstream, name); listed {
