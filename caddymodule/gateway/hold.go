@@ -177,6 +177,17 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 	if err != nil {
 		return end(outcomeFailed, nil, held.fail(err))
 	}
+	// However the hold ends once its client went away (noticed while it
+	// waited, or as a store call failing with the request's context), the
+	// approval it waited on is withdrawn: cancelled, or used up if decided
+	// meanwhile, so that it runs no later call. heldID follows the
+	// approval waited on; goingAhead is set when the call runs.
+	heldID, goingAhead := a.ID, false
+	defer func() {
+		if !goingAhead && r.Context().Err() != nil {
+			held.cancel(heldID, "the client disconnected")
+		}
+	}()
 	if m.ProgressToken != nil && acceptsEventStream(r) {
 		held.startStream(m.ProgressToken)
 		held.progress(a)
@@ -219,6 +230,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 				// The forward records the outcome, with the approval.
 				endWaitSpan(wait, outcomeApproved, a.ID)
 				w, finish := held.replyWriter()
+				goingAhead = true
 				return w, finish, a, nil
 			} else if !errors.Is(err, approval.ErrConflict) {
 				return end(outcomeFailed, a, held.fail(err))
@@ -228,6 +240,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 			if a, err = service.Request(r.Context(), call); err != nil {
 				return end(outcomeFailed, nil, held.fail(err))
 			}
+			heldID = a.ID
 			continue
 		case approval.Denied:
 			// Every call held on a denial hears of it; using it up
@@ -262,10 +275,10 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 			// Answered as cancelled even if a decision came first: the
 			// client no longer wants the call run.
 			why := "the client cancelled the call"
-			held.cancel(a, why)
+			held.cancel(a.ID, why)
 			return end(outcomeCancelled, a, held.answer(cancelledText(a.ID, why)))
 		case <-r.Context().Done():
-			held.cancel(a, "the client disconnected")
+			// Withdrawn as the hold returns (above).
 			return end(outcomeCancelled, a, nil)
 		case <-service.Done():
 			return end(outcomeFailed, a, held.answer(fmt.Sprintf("The approval service stopped while the call waited on approval %s; the call did not run. Make it again.", a.ID)))
@@ -443,19 +456,19 @@ func (c *heldCall) fail(err error) error {
 // being done or about to end. An approval decided meanwhile (the decision
 // racing the cancel, or not yet seen) is used up instead, so that it runs
 // no later call either: the client no longer wants the call run.
-func (c *heldCall) cancel(a *approval.Approval, why string) {
+func (c *heldCall) cancel(id, why string) {
 	ctx, stop := context.WithTimeout(context.WithoutCancel(c.r.Context()), cancelTimeout)
 	defer stop()
-	_, err := c.service.Cancel(ctx, a.ID, why)
+	_, err := c.service.Cancel(ctx, id, why)
 	if errors.Is(err, approval.ErrConflict) {
-		if _, err = c.service.Use(ctx, a.ID); errors.Is(err, approval.ErrConflict) {
+		if _, err = c.service.Use(ctx, id); errors.Is(err, approval.ErrConflict) {
 			// Used already (by another call of the same binding), or
 			// settled otherwise: nothing left to run.
 			err = nil
 		}
 	}
 	if err != nil {
-		c.logger.Error("could not cancel approval", zap.String("id", a.ID), zap.Error(err))
+		c.logger.Error("could not cancel approval", zap.String("id", id), zap.Error(err))
 	}
 }
 
