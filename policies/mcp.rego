@@ -52,7 +52,10 @@ protocol_methods := {
 # The requests that follow a task a decided tools/call started: its status,
 # its result, cancelling it. The gateway relays them only for a task a
 # call of the same caller and session started, and gives them that call's
-# tool (input.tool, without arguments). tasks/list is not among them: an
+# tool (input.tool, without arguments). The organization's rules decide
+# them as they decide a call of the tool: one that needs approval is
+# allowed by the gateway when the call that started the task was
+# approved, and refused otherwise. tasks/list is not among them: an
 # upstream may list every caller's tasks. Nor is tasks/update (the
 # 2026-07-28 tasks extension): it brings the server answers to what a task
 # asked the client, which may have reached the client in a
@@ -83,11 +86,6 @@ decision := block if {
 	block := organization_block
 } else := base_decision if {
 	base_decision.action == "block"
-} else := base_decision if {
-	# A request following a task: the call that started it was approved
-	# already, if the organization's rules asked.
-	input.kind == "request"
-	input.method in task_methods
 } else := base_decision if {
 	not organization_asks_approval
 } else := {"action": "block", "reason": approvers_conflict_reason} if {

@@ -101,14 +101,15 @@ test_task_requests_follow_their_tool if {
 	}
 }
 
-# The organization's approval rules asked when the call that started the
-# task was made: following the task asks nothing more.
-test_task_requests_not_held_again if {
+# The organization's approval rules decide a task's requests as they
+# decide a call of its tool (the gateway lets those of an approved call
+# through).
+test_task_requests_follow_organization_approval if {
 	every name in mcp.task_methods {
 		d := mcp.decision with input as task_request(name, "list_issues", "read_only")
 			with data.mcp.permissions as table
 			with data.mcp.needs_approval as {"issues are reviewed"}
-		d == {"action": "allow", "reason": "task of a decided call"}
+		d == {"action": "needs_approval", "reason": "issues are reviewed"}
 	}
 }
 

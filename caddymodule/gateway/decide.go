@@ -44,14 +44,21 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
 	start := time.Now()
 	if m.Tool == nil {
-		if tool, ok := x.taskTool(m); ok {
+		task, followsTask := x.taskCall(m)
+		if followsTask {
 			// A request following a task is decided with the tool whose
 			// call started it.
-			known, _ := g.knownTool(tool)
+			known, _ := g.knownTool(task.tool)
 			input.Tool = policyTool(known, nil)
 		}
 		ctx, span := x.startMessageSpan(input, m.ID)
 		v.decision = g.evaluate(x.requestIn(ctx), input, "")
+		if followsTask && task.approved && v.decision.Action == policy.ActionNeedsApproval {
+			// The call that started the task was approved: its task is
+			// followed on that approval (other requests needing approval
+			// are refused, as only a tools/call is held).
+			v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "the call that started the task was approved", Revision: v.decision.Revision}
+		}
 		v.span = span.SpanContext()
 		endMessageSpan(span, v.decision, time.Since(start))
 		return v
@@ -106,7 +113,7 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		meta, _ := params["_meta"].(map[string]any)
 		err := x.fetcher().refresh(g.cfg.Upstream, meta)
-		g.missFetches.Add(x.session.String(), g.listChanges.Load())
+		g.missFetches.Add(x.session.String(), missFetch{changes: g.listChanges.Load(), at: time.Now()})
 		switch {
 		case errors.Is(err, errSessionEnded):
 			x.sessionEnded = true
@@ -128,28 +135,39 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	return tool, listed, fetchErr
 }
 
-// How many sessions refetchOnMiss remembers, and for how long; how many
-// of its fetches the gateway makes at most, a second and at once.
+// How many sessions refetchOnMiss remembers, and for how long; how often
+// a session may have the list fetched so; how many of its fetches the
+// gateway makes at most, a second and at once.
 const (
 	missFetchesKept      = 10_000
 	missFetchesFor       = 10 * time.Minute
+	missFetchInterval    = 2 * time.Second
 	missFetchesPerSecond = 2
 	missFetchesBurst     = 4
 )
+
+// missFetch is a session's last fetch of the list for a tool it lacked:
+// listChanges as it stood after it, and when.
+type missFetch struct {
+	changes uint64
+	at      time.Time
+}
 
 // refetchOnMiss reports whether a call naming a tool the current list
 // lacks has the list fetched anew, in its own session, first: once for
 // each session until a list that differs from the one before is learned
 // (the session's own list is then the one held, whatever tool it names
-// next; lists fetched again alike re-arm nobody), and at most
-// missFetchesPerSecond for the whole gateway. A session naming tools no
-// list has costs the upstream one more tools/list, not one per call or
-// per name; one whose tool another session's list lacked gets it back.
+// next; lists fetched again alike re-arm nobody), no more often than
+// missFetchInterval for a session (sessions whose lists differ, taking
+// turns, would re-arm each other), and at most missFetchesPerSecond for
+// the whole gateway. A session naming tools no list has costs the
+// upstream one more tools/list, not one per call or per name; one whose
+// tool another session's list lacked gets it back.
 func (x *exchange) refetchOnMiss() bool {
 	g := x.g
 	key := x.session.String()
 	changes := g.listChanges.Load()
-	if last, ok := g.missFetches.Get(key); ok && last >= changes {
+	if last, ok := g.missFetches.Get(key); ok && (last.changes >= changes || time.Since(last.at) < missFetchInterval) {
 		return false
 	}
 	if !g.missLimiter.Allow() {
@@ -157,7 +175,7 @@ func (x *exchange) refetchOnMiss() bool {
 	}
 	// Taken until the fetch is learned, when lookupTool records the count
 	// it left.
-	g.missFetches.Add(key, changes)
+	g.missFetches.Add(key, missFetch{changes: changes, at: time.Now()})
 	return true
 }
 

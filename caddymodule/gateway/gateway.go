@@ -151,7 +151,7 @@ type Gateway struct {
 	// the session to a tool the list lacked last had the list fetched
 	// anew; missLimiter bounds such fetches for the whole gateway (see
 	// refetchOnMiss).
-	missFetches *expirable.LRU[string, uint64]
+	missFetches *expirable.LRU[string, missFetch]
 	missLimiter *rate.Limiter
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
@@ -173,7 +173,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream),
-		missFetches: expirable.NewLRU[string, uint64](missFetchesKept, nil, missFetchesFor),
+		missFetches: expirable.NewLRU[string, missFetch](missFetchesKept, nil, missFetchesFor),
 		missLimiter: rate.NewLimiter(missFetchesPerSecond, missFetchesBurst),
 	}
 	if g.host.ClientIP == nil {

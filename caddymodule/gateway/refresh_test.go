@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"io"
@@ -268,28 +269,35 @@ func toolsListsReceived(up *upstreamtest.Upstream) int {
 
 // TestListRefetchesNotStarved: sessions naming tools no list has, again
 // and again, do not take the refetches a session whose tools the held list
-// lacks needs: a list fetched again alike re-arms nobody.
+// lacks needs: a list fetched again alike re-arms nobody, and sessions
+// whose lists differ, taking turns, re-arm each other no more often than
+// a session may refetch.
 func TestListRefetchesNotStarved(t *testing.T) {
-	wide := upstreamtest.Unstarted("wide", nil, upstreamTools)
-	narrow := upstreamtest.Unstarted("narrow", nil, []*mcp.Tool{{Name: "narrow_tool", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}})
-	up := wide.Start(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
-		if r.Header.Get("X-Variant") == "narrow" {
-			return narrow.Server
-		}
-		return wide.Server
-	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
-	gw := startGateway(t, up.URL, gatewayOptions{})
-	inSession := func(header http.Header) http.Header {
-		return http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, header)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	servers := map[string]*upstreamtest.Upstream{
+		"":       upstreamtest.Unstarted("wide", nil, upstreamTools),
+		"narrow": upstreamtest.Unstarted("narrow", nil, []*mcp.Tool{{Name: "narrow_tool", Annotations: readOnly}}),
+		"third":  upstreamtest.Unstarted("third", nil, []*mcp.Tool{{Name: "third_tool", Annotations: readOnly}}),
 	}
-	first, second, nina := inSession(nil), inSession(nil), inSession(http.Header{"X-Variant": {"narrow"}})
-	post(t, gw.URL, first, callBody("1", "echo", "x")) // the wide list, held
-	for i := range 6 {
-		for _, session := range []http.Header{first, second} {
-			post(t, gw.URL, session, callBody(strconv.Itoa(10+i), "ghost", "x"))
-		}
-	}
-	if r := post(t, gw.URL, nina, callBody("2", "narrow_tool", "x")); !strings.Contains(string(r.body), "narrow_tool:x") {
-		t.Errorf("nina's own tool, after two sessions named a ghost twelve times: %s; want it run on her session's list", r.body)
+	for _, secondVariant := range []string{"", "narrow"} {
+		t.Run("the second session's list: "+cmp.Or(secondVariant, "wide"), func(t *testing.T) {
+			up := upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+				return servers[r.Header.Get("X-Variant")].Server
+			}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+			gw := startGateway(t, up.URL, gatewayOptions{})
+			inSession := func(variant string) http.Header {
+				return http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, http.Header{"X-Variant": {variant}})}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+			}
+			first, second, nina := inSession(""), inSession(secondVariant), inSession("third")
+			post(t, gw.URL, first, callBody("1", "echo", "x")) // the wide list, held
+			for i := range 6 {
+				for _, session := range []http.Header{first, second} {
+					post(t, gw.URL, session, callBody(strconv.Itoa(10+i), "ghost", "x"))
+				}
+			}
+			if r := post(t, gw.URL, nina, callBody("2", "third_tool", "x")); !strings.Contains(string(r.body), "third_tool:x") {
+				t.Errorf("nina's own tool, after two sessions named a ghost twelve times: %s; want it run on her session's list", r.body)
+			}
+		})
 	}
 }

@@ -92,6 +92,9 @@ type answeredRequest struct {
 	// name is what the request names: the tool or prompt, or the
 	// resource's URI.
 	name string
+	// approved is set for a call that ran once approved (by reviewers,
+	// or its caller).
+	approved bool
 }
 
 // answering records the messages whose replies the reply carries.
@@ -106,7 +109,10 @@ func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
 		for _, v := range rl.verdicts {
 			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
-				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{method: v.message.Method, name: requestName(v.message)}
+				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{
+					method: v.message.Method, name: requestName(v.message),
+					approved: v.outcome == outcomeApproved || v.outcome == outcomeConfirmed,
+				}
 			}
 		}
 	}

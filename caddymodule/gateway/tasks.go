@@ -36,13 +36,22 @@ const (
 )
 
 // startedTasks are the tasks allowed calls started, by session and task
-// id, with the tool each call named.
+// id, with what is known of each call.
 type startedTasks struct {
-	tasks *expirable.LRU[string, string]
+	tasks *expirable.LRU[string, startedTask]
+}
+
+// startedTask is the call that started a task.
+type startedTask struct {
+	// tool is the tool it called.
+	tool string
+	// approved is set when it ran once approved (by reviewers, or its
+	// caller): the task's requests need no approval of their own.
+	approved bool
 }
 
 func newStartedTasks() *startedTasks {
-	return &startedTasks{tasks: expirable.NewLRU[string, string](tasksKept, nil, tasksFor)}
+	return &startedTasks{tasks: expirable.NewLRU[string, startedTask](tasksKept, nil, tasksFor)}
 }
 
 // taskKey keys a task of a session.
@@ -50,14 +59,14 @@ func taskKey(session sessionKey, taskID string) string {
 	return session.String() + "\x00" + taskID
 }
 
-// started records that a call to tool in session started the task.
-func (t *startedTasks) started(session sessionKey, taskID, tool string) {
-	t.tasks.Add(taskKey(session, taskID), tool)
+// started records that a call in session started the task.
+func (t *startedTasks) started(session sessionKey, taskID string, call startedTask) {
+	t.tasks.Add(taskKey(session, taskID), call)
 }
 
-// tool returns the tool whose call in session started the task, and
-// whether one did.
-func (t *startedTasks) tool(session sessionKey, taskID string) (string, bool) {
+// call returns the call in session that started the task, and whether
+// one did.
+func (t *startedTasks) call(session sessionKey, taskID string) (startedTask, bool) {
 	return t.tasks.Get(taskKey(session, taskID))
 }
 
@@ -105,7 +114,7 @@ func (x *exchange) recordTask(answered answeredRequest, result []byte) error {
 	if err != nil || taskID == "" {
 		return err
 	}
-	x.g.sessions.tasks.started(x.session, taskID, answered.name)
+	x.g.sessions.tasks.started(x.session, taskID, startedTask{tool: answered.name, approved: answered.approved})
 	return nil
 }
 
@@ -128,7 +137,7 @@ func (x *exchange) checkTasks() error {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
 		}
 		for _, taskID := range ids {
-			if _, ok := x.g.sessions.tasks.tool(x.session, taskID); !ok {
+			if _, ok := x.g.sessions.tasks.call(x.session, taskID); !ok {
 				return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
 					fmt.Sprintf("task %q was not started by a call of this caller in this session through the gateway", taskID))
 			}
@@ -226,15 +235,15 @@ func exactMember(object map[string]any, name string) (any, bool, error) {
 	return value, present, nil
 }
 
-// taskTool returns the tool whose call started the task a request names,
-// and whether the request names one (checkTasks refused those naming a
-// task no call of the session started).
-func (x *exchange) taskTool(m *mcpmsg.Message) (string, bool) {
+// taskCall returns the call that started the task a request names, and
+// whether the request names one (checkTasks refused those naming a task
+// no call of the session started).
+func (x *exchange) taskCall(m *mcpmsg.Message) (startedTask, bool) {
 	if m.Kind != mcpmsg.KindRequest || !isTaskMethod(m.Method) {
-		return "", false
+		return startedTask{}, false
 	}
 	taskID, _ := m.Params["taskId"].(string)
-	return x.g.sessions.tasks.tool(x.session, taskID)
+	return x.g.sessions.tasks.call(x.session, taskID)
 }
 
 // aboutForeignTask reports whether a server's message concerns a task no
@@ -264,7 +273,7 @@ func (rl *relay) aboutForeignTask(m *mcpmsg.Message) bool {
 		named = append(named, *related)
 	}
 	for _, taskID := range named {
-		if _, ok := rl.tasks.tool(rl.session, taskID); !ok {
+		if _, ok := rl.tasks.call(rl.session, taskID); !ok {
 			return rl.foreignTask(m, taskID)
 		}
 	}

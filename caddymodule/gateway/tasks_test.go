@@ -1,16 +1,23 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // TestCreatedTask reads the task a tools/call result creates, in both
@@ -77,5 +84,85 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 	r := post(t, gw.URL, bob, `{"jsonrpc":"2.0","id":4,"method":"ping"}`)
 	if r.status != http.StatusOK || strings.Contains(string(r.body), "ALICE") || !strings.Contains(string(r.body), `"id":4`) {
 		t.Errorf("bob's ping: HTTP %d %s; want its answer without the notification of alice's task", r.status, r.body)
+	}
+}
+
+// TestTaskFollowedOnItsCallsApproval: the organization's needs_approval
+// rules decide a task's requests as they decide a call of its tool: a
+// task whose call ran once approved is followed on that approval; one
+// whose call needed none, followed by a caller the rule holds (anonymous
+// callers of a stateless upstream share one session), is refused.
+func TestTaskFollowedOnItsCallsApproval(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var request struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				TaskID    string `json:"taskId"`
+				Arguments struct {
+					Text string `json:"text"`
+				} `json:"arguments"`
+			} `json:"params"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &request)
+		w.Header().Set("Content-Type", "application/json")
+		switch request.Method {
+		case "tools/list":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
+		case "tools/call":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"task":{"taskId":"task-of-%s","status":"working"}}}`, request.ID, request.Params.Arguments.Text)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"RESULT OF %s"}]}}`, request.ID, request.Params.TaskID)
+		}
+	}))
+	modules := maps.Clone(policies.Library())
+	modules["rule.rego"] = `package mcp
+
+import rego.v1
+
+needs_approval contains "echo is reviewed for other teams" if {
+	input.tool.name == "echo"
+	object.get(input.request.headers, "x-team", "") != "reports"
+}
+`
+	engine, err := policy.New(context.Background(), policy.Options{Modules: modules, Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: time.Minute, Keepalive: time.Second}
+	gw := serveGateway(t, cfg, up.URL)
+	team := func(name string) http.Header {
+		return http.Header{"X-Team": {name}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
+	}
+	taskCall := func(text string) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":%q},"task":{"ttl":60000}}}`, text)
+	}
+	result := func(taskID string) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, taskID)
+	}
+
+	if r := post(t, gw.URL, team("reports"), taskCall("reports")); !strings.Contains(string(r.body), "task-of-reports") {
+		t.Fatalf("the reports team's call: %s; want a task, unheld", r.body)
+	}
+	if r := post(t, gw.URL, team("sales"), result("task-of-reports")); strings.Contains(string(r.body), "RESULT OF") {
+		t.Errorf("sales following the reports team's task: %s; want it refused as needing approval", r.body)
+	}
+	answer := make(chan string, 1)
+	go func() {
+		body, _ := postQuietly(gw.URL, team("sales"), taskCall("sales"))
+		answer <- body
+	}()
+	held := pendingWith(t, cfg.Approvals.Service, "sales")
+	if _, err := cfg.Approvals.Service.Decide(context.Background(), held.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if body := <-answer; !strings.Contains(body, "task-of-sales") {
+		t.Fatalf("sales' approved call: %s; want a task", body)
+	}
+	if r := post(t, gw.URL, team("sales"), result("task-of-sales")); !strings.Contains(string(r.body), "RESULT OF task-of-sales") {
+		t.Errorf("sales following its approved task: %s; want its result", r.body)
 	}
 }

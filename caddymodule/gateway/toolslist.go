@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -129,10 +131,11 @@ func (x *exchange) learnBeforeStray() {
 }
 
 // noteList counts, in listChanges, a list learned that differs from the
-// one learned before it (see refetchOnMiss).
+// one learned before it, in any order (see refetchOnMiss).
 func (g *Gateway) noteList(tools []json.RawMessage) {
+	sorted := slices.SortedFunc(slices.Values(tools), func(a, b json.RawMessage) int { return bytes.Compare(a, b) })
 	digest := sha256.New()
-	for _, tool := range tools {
+	for _, tool := range sorted {
 		digest.Write(tool)
 		digest.Write([]byte{0})
 	}
