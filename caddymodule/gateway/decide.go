@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -53,10 +54,10 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		}
 		ctx, span := x.startMessageSpan(input, m.ID)
 		v.decision = g.evaluate(x.requestIn(ctx), input, "")
-		if followsTask && task.approved && v.decision.Action == policy.ActionNeedsApproval {
-			// The call that started the task was approved: its task is
-			// followed on that approval (other requests needing approval
-			// are refused, as only a tools/call is held).
+		if followsTask && task.coveredByApproval(x.session, v.decision) {
+			// Held as the call that started the task was, and approved
+			// then (other requests needing approval are refused, as only
+			// a tools/call is held).
 			v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "the call that started the task was approved", Revision: v.decision.Revision}
 		}
 		v.span = span.SpanContext()
@@ -113,7 +114,6 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		meta, _ := params["_meta"].(map[string]any)
 		err := x.fetcher().refresh(g.cfg.Upstream, meta)
-		g.missFetches.Add(x.session.String(), missFetch{changes: g.listChanges.Load(), at: time.Now()})
 		switch {
 		case errors.Is(err, errSessionEnded):
 			x.sessionEnded = true
@@ -124,6 +124,7 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		case !g.catalog.Stale(g.cfg.Upstream):
 			tool, listed = g.knownTool(name)
 		}
+		g.missFetches.Add(x.session.String(), missFetch{list: g.heldList(), found: listed, at: time.Now()})
 	}
 	if listed && tool.Changed {
 		// Accepted through another gateway sharing the pins, perhaps. (A
@@ -147,35 +148,37 @@ const (
 )
 
 // missFetch is a session's last fetch of the list for a tool it lacked:
-// listChanges as it stood after it, and when.
+// the digest of the list held after it (see noteList), whether the tool
+// was in it, and when.
 type missFetch struct {
-	changes uint64
-	at      time.Time
+	list  [sha256.Size]byte
+	found bool
+	at    time.Time
 }
 
 // refetchOnMiss reports whether a call naming a tool the current list
-// lacks has the list fetched anew, in its own session, first: once for
-// each session until a list that differs from the one before is learned
-// (the session's own list is then the one held, whatever tool it names
-// next; lists fetched again alike re-arm nobody), no more often than
-// missFetchInterval for a session (sessions whose lists differ, taking
-// turns, would re-arm each other), and at most missFetchesPerSecond for
-// the whole gateway. A session naming tools no list has costs the
-// upstream one more tools/list, not one per call or per name; one whose
-// tool another session's list lacked gets it back.
+// lacks has the list fetched anew, in its own session, first. Never while
+// the list held is the one the session's last such fetch left (its own:
+// the tool is not in it, whatever tool it names next); after a fetch that
+// did not find the tool either, no sooner than missFetchInterval (a
+// session naming tools no list has, taking turns with another whose list
+// differs, would have each fetch re-arm the other); and at most
+// missFetchesPerSecond for the whole gateway. A session whose tool another
+// session's list lacked gets it back each time; one naming tools no list
+// has costs the upstream a tools/list at most every missFetchInterval.
 func (x *exchange) refetchOnMiss() bool {
 	g := x.g
 	key := x.session.String()
-	changes := g.listChanges.Load()
-	if last, ok := g.missFetches.Get(key); ok && (last.changes >= changes || time.Since(last.at) < missFetchInterval) {
+	held := g.heldList()
+	if last, ok := g.missFetches.Get(key); ok && (last.list == held || !last.found && time.Since(last.at) < missFetchInterval) {
 		return false
 	}
 	if !g.missLimiter.Allow() {
 		return false
 	}
-	// Taken until the fetch is learned, when lookupTool records the count
-	// it left.
-	g.missFetches.Add(key, missFetch{changes: changes, at: time.Now()})
+	// Taken until the fetch is learned, when lookupTool records what it
+	// left.
+	g.missFetches.Add(key, missFetch{list: held, at: time.Now()})
 	return true
 }
 

@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -142,15 +141,13 @@ type Gateway struct {
 	sessions *Sessions
 	// refreshes shares one tools/list fetch among concurrent calls.
 	refreshes singleflight.Group
-	// listChanges counts the lists this gateway fetched and learned that
-	// differed from the one before (by listDigest, under listMu).
-	listMu      sync.Mutex
-	listDigest  [sha256.Size]byte
-	listChanges atomic.Uint64
-	// missFetches are, by session, listChanges as it stood when a call of
-	// the session to a tool the list lacked last had the list fetched
-	// anew; missLimiter bounds such fetches for the whole gateway (see
-	// refetchOnMiss).
+	// listDigest is the digest of the list this gateway last fetched and
+	// learned, under listMu (see noteList).
+	listMu     sync.Mutex
+	listDigest [sha256.Size]byte
+	// missFetches are, by session, the last fetch of the list for a call
+	// of the session to a tool the list lacked; missLimiter bounds such
+	// fetches for the whole gateway (see refetchOnMiss).
 	missFetches *expirable.LRU[string, missFetch]
 	missLimiter *rate.Limiter
 	// unlistedWarned holds the NamedTools already logged as unlisted.

@@ -301,3 +301,33 @@ func TestListRefetchesNotStarved(t *testing.T) {
 		})
 	}
 }
+
+// TestListSessionsTakingTurns: two sessions of a server that lists tools
+// per session, each calling its own tool in turn at a person's pace, are
+// each decided on their own session's list every time.
+func TestListSessionsTakingTurns(t *testing.T) {
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	servers := map[string]*upstreamtest.Upstream{
+		"a": upstreamtest.Unstarted("a", nil, []*mcp.Tool{{Name: "a_tool", Annotations: readOnly}}),
+		"b": upstreamtest.Unstarted("b", nil, []*mcp.Tool{{Name: "b_tool", Annotations: readOnly}}),
+	}
+	up := upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		// Asked for each request; a session's own server serves those
+		// that carry its id.
+		return cmp.Or(servers[r.Header.Get("X-Variant")], servers["a"]).Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	sessions := map[string]http.Header{}
+	for variant := range servers {
+		sessions[variant] = http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, http.Header{"X-Variant": {variant}})}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	}
+	for round := range 3 {
+		for _, variant := range []string{"a", "b"} {
+			tool := variant + "_tool"
+			if r := post(t, gw.URL, sessions[variant], callBody(strconv.Itoa(round), tool, "x")); !strings.Contains(string(r.body), tool+":x") {
+				t.Errorf("round %d, session %s calling %s: %s; want it run on its own session's list", round, variant, tool, r.body)
+			}
+			time.Sleep(500 * time.Millisecond) // a person's pace: the gateway's bound on fetches refills
+		}
+	}
+}

@@ -92,9 +92,9 @@ type answeredRequest struct {
 	// name is what the request names: the tool or prompt, or the
 	// resource's URI.
 	name string
-	// approved is set for a call that ran once approved (by reviewers,
-	// or its caller).
-	approved bool
+	// approvedFor is, of a call that ran once approved (by reviewers,
+	// or its caller), the decision that asked for the approval.
+	approvedFor *policy.Decision
 }
 
 // answering records the messages whose replies the reply carries.
@@ -111,7 +111,7 @@ func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
 				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{
 					method: v.message.Method, name: requestName(v.message),
-					approved: v.outcome == outcomeApproved || v.outcome == outcomeConfirmed,
+					approvedFor: v.approvedFor,
 				}
 			}
 		}

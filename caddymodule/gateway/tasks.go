@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // This file binds the tasks a decided tools/call started (MCP 2025-11-25
@@ -45,9 +46,11 @@ type startedTasks struct {
 type startedTask struct {
 	// tool is the tool it called.
 	tool string
-	// approved is set when it ran once approved (by reviewers, or its
-	// caller): the task's requests need no approval of their own.
-	approved bool
+	// approvedFor is, when it ran once approved (by reviewers, or its
+	// caller), the decision that asked for the approval: a request of the
+	// same caller following the task that the policy holds for the same
+	// reason and approvers goes on that approval.
+	approvedFor *policy.Decision
 }
 
 func newStartedTasks() *startedTasks {
@@ -114,7 +117,7 @@ func (x *exchange) recordTask(answered answeredRequest, result []byte) error {
 	if err != nil || taskID == "" {
 		return err
 	}
-	x.g.sessions.tasks.started(x.session, taskID, startedTask{tool: answered.name, approved: answered.approved})
+	x.g.sessions.tasks.started(x.session, taskID, startedTask{tool: answered.name, approvedFor: answered.approvedFor})
 	return nil
 }
 
@@ -286,6 +289,20 @@ func (rl *relay) foreignTask(m *mcpmsg.Message, taskID string) bool {
 	rl.logger().Info("server message about a task the session did not start not passed on",
 		zap.String("method", m.Method), zap.String("task", taskID))
 	return true
+}
+
+// coveredByApproval reports whether a request following the task, which
+// the policy decided needs approval, goes on the approval of the call
+// that started it: only for a caller the gateway identifies (anonymous
+// callers of a stateless upstream share one session, and one of them
+// would follow another's task on that other's approval), held for the
+// same reason by the same approvers.
+func (t startedTask) coveredByApproval(session sessionKey, d policy.Decision) bool {
+	if session.caller == "" || t.approvedFor == nil || d.Action != policy.ActionNeedsApproval {
+		return false
+	}
+	return d.Reason == t.approvedFor.Reason &&
+		slices.Equal(slices.Sorted(slices.Values(d.Approvers)), slices.Sorted(slices.Values(t.approvedFor.Approvers)))
 }
 
 // isTaskMethod reports whether method names a task by params.taskId.

@@ -88,10 +88,12 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 }
 
 // TestTaskFollowedOnItsCallsApproval: the organization's needs_approval
-// rules decide a task's requests as they decide a call of its tool: a
-// task whose call ran once approved is followed on that approval; one
-// whose call needed none, followed by a caller the rule holds (anonymous
-// callers of a stateless upstream share one session), is refused.
+// rules decide a task's requests as they decide a call of its tool: the
+// caller of a call that ran once approved follows its task on that
+// approval, when held for the same reason by the same approvers; a task
+// whose call needed no approval, a request held for another reason, and
+// anonymous callers (who share one session on a stateless upstream, so
+// that one would follow another's task) are refused.
 func TestTaskFollowedOnItsCallsApproval(t *testing.T) {
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var request struct {
@@ -113,7 +115,7 @@ func TestTaskFollowedOnItsCallsApproval(t *testing.T) {
 		case "tools/call":
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"task":{"taskId":"task-of-%s","status":"working"}}}`, request.ID, request.Params.Arguments.Text)
 		default:
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"RESULT OF %s"}]}}`, request.ID, request.Params.TaskID)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s OF %s"}]}}`, request.ID, strings.ToUpper(request.Method), request.Params.TaskID)
 		}
 	}))
 	modules := maps.Clone(policies.Library())
@@ -125,44 +127,57 @@ needs_approval contains "echo is reviewed for other teams" if {
 	input.tool.name == "echo"
 	object.get(input.request.headers, "x-team", "") != "reports"
 }
-`
-	engine, err := policy.New(context.Background(), policy.Options{Modules: modules, Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody = 64 << 10
-	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: time.Minute, Keepalive: time.Second}
-	gw := serveGateway(t, cfg, up.URL)
-	team := func(name string) http.Header {
-		return http.Header{"X-Team": {name}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
-	}
-	taskCall := func(text string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":%q},"task":{"ttl":60000}}}`, text)
-	}
-	result := func(taskID string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, taskID)
-	}
 
-	if r := post(t, gw.URL, team("reports"), taskCall("reports")); !strings.Contains(string(r.body), "task-of-reports") {
-		t.Fatalf("the reports team's call: %s; want a task, unheld", r.body)
-	}
-	if r := post(t, gw.URL, team("sales"), result("task-of-reports")); strings.Contains(string(r.body), "RESULT OF") {
-		t.Errorf("sales following the reports team's task: %s; want it refused as needing approval", r.body)
-	}
-	answer := make(chan string, 1)
-	go func() {
-		body, _ := postQuietly(gw.URL, team("sales"), taskCall("sales"))
-		answer <- body
-	}()
-	held := pendingWith(t, cfg.Approvals.Service, "sales")
-	if _, err := cfg.Approvals.Service.Decide(context.Background(), held.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
-		t.Fatal(err)
-	}
-	if body := <-answer; !strings.Contains(body, "task-of-sales") {
-		t.Fatalf("sales' approved call: %s; want a task", body)
-	}
-	if r := post(t, gw.URL, team("sales"), result("task-of-sales")); !strings.Contains(string(r.body), "RESULT OF task-of-sales") {
-		t.Errorf("sales following its approved task: %s; want its result", r.body)
+needs_approval contains "cancels are reviewed" if input.method == "tasks/cancel"
+`
+	for _, identified := range []bool{true, false} {
+		t.Run(fmt.Sprintf("identified callers %v", identified), func(t *testing.T) {
+			engine, err := policy.New(context.Background(), policy.Options{Modules: modules, Data: permissionsTable()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+			cfg.MaxBody = 64 << 10
+			cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: time.Minute, Keepalive: time.Second}
+			if identified {
+				cfg.Identity = &gateway.Identity{AuthenticatedUser: func(*http.Request) string { return "alice" }}
+			}
+			gw := serveGateway(t, cfg, up.URL)
+			team := func(name string) http.Header {
+				return http.Header{"X-Team": {name}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
+			}
+			taskCall := func(text string) string {
+				return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":%q},"task":{"ttl":60000}}}`, text)
+			}
+			follow := func(method, taskID string) string {
+				return fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":%q,"params":{"taskId":%q}}`, method, taskID)
+			}
+
+			if r := post(t, gw.URL, team("reports"), taskCall("reports")); !strings.Contains(string(r.body), "task-of-reports") {
+				t.Fatalf("the reports team's call: %s; want a task, unheld", r.body)
+			}
+			if r := post(t, gw.URL, team("sales"), follow("tasks/result", "task-of-reports")); strings.Contains(string(r.body), " OF ") {
+				t.Errorf("sales following the reports team's unheld task: %s; want it refused as needing approval", r.body)
+			}
+			answer := make(chan string, 1)
+			go func() {
+				body, _ := postQuietly(gw.URL, team("sales"), taskCall("sales"))
+				answer <- body
+			}()
+			held := pendingWith(t, cfg.Approvals.Service, "sales")
+			if _, err := cfg.Approvals.Service.Decide(context.Background(), held.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+				t.Fatal(err)
+			}
+			if body := <-answer; !strings.Contains(body, "task-of-sales") {
+				t.Fatalf("sales' approved call: %s; want a task", body)
+			}
+			r := post(t, gw.URL, team("sales"), follow("tasks/result", "task-of-sales"))
+			if ran := strings.Contains(string(r.body), "TASKS/RESULT OF task-of-sales"); ran != identified {
+				t.Errorf("sales following its approved task: %s; want it run: %v", r.body, identified)
+			}
+			if r := post(t, gw.URL, team("sales"), follow("tasks/cancel", "task-of-sales")); strings.Contains(string(r.body), " OF ") {
+				t.Errorf("sales cancelling its approved task, held for another reason: %s; want it refused", r.body)
+			}
+		})
 	}
 }

@@ -130,8 +130,8 @@ func (x *exchange) learnBeforeStray() {
 	}
 }
 
-// noteList counts, in listChanges, a list learned that differs from the
-// one learned before it, in any order (see refetchOnMiss).
+// noteList records the digest of a list learned, its tools in any order
+// (see refetchOnMiss).
 func (g *Gateway) noteList(tools []json.RawMessage) {
 	sorted := slices.SortedFunc(slices.Values(tools), func(a, b json.RawMessage) int { return bytes.Compare(a, b) })
 	digest := sha256.New()
@@ -143,10 +143,14 @@ func (g *Gateway) noteList(tools []json.RawMessage) {
 	digest.Sum(sum[:0])
 	g.listMu.Lock()
 	defer g.listMu.Unlock()
-	if sum != g.listDigest {
-		g.listDigest = sum
-		g.listChanges.Add(1)
-	}
+	g.listDigest = sum
+}
+
+// heldList returns the digest of the list learned last.
+func (g *Gateway) heldList() [sha256.Size]byte {
+	g.listMu.Lock()
+	defer g.listMu.Unlock()
+	return g.listDigest
 }
 
 // learnList records a whole tool list of the upstream, and logs, once per

@@ -47,6 +47,9 @@ type verdict struct {
 	// (default "forwarded"), and approval the approval that let it pass.
 	outcome  string
 	approval *approval.Approval
+	// approvedFor is, of a call a person approved, the decision that
+	// asked for the approval.
+	approvedFor *policy.Decision
 }
 
 func (v verdict) allowed() bool {
@@ -57,8 +60,9 @@ func (v verdict) allowed() bool {
 // an allowed call, whose reply the gateway watches as any other's. The
 // audit trail records the outcome (approved, confirmed) and the approval.
 func (v verdict) approved(outcome string, a *approval.Approval) verdict {
+	asked := v.decision
 	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved", Revision: v.decision.Revision}
-	v.outcome, v.approval = outcome, a
+	v.outcome, v.approval, v.approvedFor = outcome, a, &asked
 	return v
 }
 
