@@ -112,16 +112,9 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	g := x.g
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
-		meta, _ := params["_meta"].(map[string]any)
-		err := x.fetcher().refresh(g.cfg.Upstream, meta)
-		switch {
-		case errors.Is(err, errSessionEnded):
-			x.sessionEnded = true
-		case err != nil:
-			// The list held stays current: the call is refused on it.
-			g.logger.Warn("could not fetch the upstream's tool list again for a tool it lacked",
-				zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
-		case !g.catalog.Stale(g.cfg.Upstream):
+		// On failure the list held stays current: the call is refused on
+		// it.
+		if x.refreshList(name, params) == nil && !g.catalog.Stale(g.cfg.Upstream) {
 			tool, listed = g.knownTool(name)
 		}
 		g.missFetches.Add(x.session.String(), missFetch{list: g.heldList(), found: listed, at: time.Now()})
@@ -182,6 +175,23 @@ func (x *exchange) refetchOnMiss() bool {
 	return true
 }
 
+// refreshList fetches the upstream's tool list in the exchange's session,
+// for a call to the named tool (params its params, whose _meta the fetch
+// repeats), and records it; it notes a session the upstream no longer
+// knows, and logs a failure.
+func (x *exchange) refreshList(name string, params map[string]any) error {
+	g := x.g
+	meta, _ := params["_meta"].(map[string]any)
+	err := x.fetcher().refresh(g.cfg.Upstream, meta)
+	if errors.Is(err, errSessionEnded) {
+		x.sessionEnded = true
+	} else if err != nil {
+		g.logger.Warn("could not fetch the upstream's tool list",
+			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+	}
+	return err
+}
+
 // lookupCurrent is lookupTool on the current list: fetched says whether it
 // fetched the list.
 func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catalog.Tool, listed, fetched bool, fetchErr error) {
@@ -189,13 +199,7 @@ func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catal
 	for fetches := 1; ; fetches++ {
 		if g.catalog.Stale(g.cfg.Upstream) {
 			fetched = true
-			meta, _ := params["_meta"].(map[string]any)
-			if fetchErr = x.fetcher().refresh(g.cfg.Upstream, meta); errors.Is(fetchErr, errSessionEnded) {
-				x.sessionEnded = true
-			} else if fetchErr != nil {
-				g.logger.Warn("could not fetch the upstream's tool list",
-					zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(fetchErr))
-			}
+			fetchErr = x.refreshList(name, params)
 		}
 		if !g.catalog.Stale(g.cfg.Upstream) {
 			// A list learned whose pins could not be stored is current

@@ -63,7 +63,7 @@ func TestCancelRacingApproval(t *testing.T) {
 				}
 				up := newUpstream(t, upstreamtest.StatefulJSON)
 				gw := startGateway(t, up.URL, opts)
-				header := http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+				header := sessionHeader(t, gw.URL)
 				ctx := context.Background()
 				admin := approval.Decider{ID: "admin", Principals: []string{"admin"}}
 				for i := range 15 {
@@ -185,8 +185,7 @@ func pendingWith(t *testing.T, service *approval.Service, text string) *approval
 func TestCancelComingWithApproval(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
-	session := initialize(t, gw.URL, nil)
-	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	header := sessionHeader(t, gw.URL)
 	postRaw := func(body string) (string, error) { return postQuietly(gw.URL, header, body) }
 	const call = `{"jsonrpc":"2.0","id":"held-1","method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`
 	ctx := context.Background()
@@ -329,8 +328,7 @@ func TestCancelComingWithConfirmation(t *testing.T) {
 func TestHeldToolChanged(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
-	session := initialize(t, gw.URL, nil)
-	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	header := sessionHeader(t, gw.URL)
 	ctx := context.Background()
 	first, answer := holdCreateIssue(t, gw, header)
 	before, _ := gw.catalog.Lookup(testUpstream, "create_issue")
@@ -395,8 +393,7 @@ func TestHeldCallAcrossReload(t *testing.T) {
 		{Name: "echo"}, {Name: "create_issue", Annotations: &mcp.ToolAnnotations{DestructiveHint: new(false)}},
 	}, 0)
 	old := startGateway(t, a.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
-	session := initialize(t, old.URL, nil)
-	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	header := sessionHeader(t, old.URL)
 	ctx := context.Background()
 	pending, answer := holdCreateIssue(t, old, header)
 
@@ -456,8 +453,7 @@ func holdCreateIssue(t *testing.T, gw *testGateway, header http.Header) (*approv
 func TestHeldCallKeepsItsID(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
-	session := initialize(t, gw.URL, nil)
-	header := http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	header := sessionHeader(t, gw.URL)
 	ctx := context.Background()
 	answer := make(chan string, 1)
 	go func() {

@@ -192,11 +192,7 @@ func TestListPerSession(t *testing.T) {
 		return full.Server
 	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
 	gw := startGateway(t, up.URL, gatewayOptions{})
-	inSession := func(session string) http.Header {
-		return http.Header{mcphttp.HeaderSessionID: {session}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-	}
-	wide := inSession(initialize(t, gw.URL, nil))
-	narrowed := inSession(initialize(t, gw.URL, http.Header{"X-Variant": {"narrow"}}))
+	wide, narrowed := variantSession(t, gw.URL, ""), variantSession(t, gw.URL, "narrow")
 	lists := func() int { return toolsListsReceived(up) }
 
 	if r := post(t, gw.URL, wide, callBody("1", "echo", "first")); !strings.Contains(string(r.body), "echo:first") {
@@ -240,7 +236,7 @@ func TestListRefetchesBounded(t *testing.T) {
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	var sessions []http.Header
 	for range 12 {
-		sessions = append(sessions, http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}})
+		sessions = append(sessions, sessionHeader(t, gw.URL))
 	}
 	post(t, gw.URL, sessions[0], callBody("1", "echo", "x")) // the list, learned
 	lists := func() int { return toolsListsReceived(up) }
@@ -254,6 +250,14 @@ func TestListRefetchesBounded(t *testing.T) {
 	if n := lists() - before; n > bound || n > len(sessions) {
 		t.Errorf("%d sessions named tools no list has, three times each: %d fetches of the list; want at most %d (and one per session)", len(sessions), n, min(bound, len(sessions)))
 	}
+}
+
+// variantSession opens a session through the gateway at url of an
+// upstream that lists tools per session, chosen at initialize by
+// X-Variant, and returns the headers its requests carry.
+func variantSession(t *testing.T, url, variant string) http.Header {
+	t.Helper()
+	return http.Header{mcphttp.HeaderSessionID: {initialize(t, url, http.Header{"X-Variant": {variant}})}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 }
 
 // toolsListsReceived counts the tools/list requests up received.
@@ -285,10 +289,7 @@ func TestListRefetchesNotStarved(t *testing.T) {
 				return servers[r.Header.Get("X-Variant")].Server
 			}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
 			gw := startGateway(t, up.URL, gatewayOptions{})
-			inSession := func(variant string) http.Header {
-				return http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, http.Header{"X-Variant": {variant}})}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-			}
-			first, second, nina := inSession(""), inSession(secondVariant), inSession("third")
+			first, second, nina := variantSession(t, gw.URL, ""), variantSession(t, gw.URL, secondVariant), variantSession(t, gw.URL, "third")
 			post(t, gw.URL, first, callBody("1", "echo", "x")) // the wide list, held
 			for i := range 6 {
 				for _, session := range []http.Header{first, second} {
@@ -319,7 +320,7 @@ func TestListSessionsTakingTurns(t *testing.T) {
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	sessions := map[string]http.Header{}
 	for variant := range servers {
-		sessions[variant] = http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, http.Header{"X-Variant": {variant}})}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+		sessions[variant] = variantSession(t, gw.URL, variant)
 	}
 	for round := range 3 {
 		for _, variant := range []string{"a", "b"} {
