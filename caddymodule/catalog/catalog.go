@@ -178,8 +178,11 @@ func (c *Catalog) Generation(server string) uint64 {
 // full Learn recorded since the last Forget), lest an old definition
 // replace the one a later fetch recorded: a page that disagrees with it
 // (another definition, or a tool it lacks) makes it stale instead, as
-// Forget does, so that the next decision fetches the list anew; one that
-// agrees changes nothing.
+// Forget does, so that the next decision fetches the list anew. Its tools
+// that nothing pinned yet are pinned all the same, trusted on first use
+// as from a list the gateway fetched: a server that lists tools per
+// session (by the capabilities a client declared, the scopes of its
+// token) lists the client's own, which would otherwise read as changed.
 func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
 	return c.learn(ctx, server, tools, false, asOf)
 }
@@ -213,7 +216,9 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}
-	if !full && s != nil && s.listed {
+	// A page never changes a current list; its tools are only pinned.
+	record := full || s == nil || !s.listed
+	if !record {
 		for toolName, t := range listed {
 			if current, ok := s.tools[toolName]; !ok || current.Hash != t.Hash {
 				c.generations[name]++
@@ -221,10 +226,8 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 				break
 			}
 		}
-		c.mu.Unlock()
-		return errors.Join(errs...)
 	}
-	if !full && s != nil {
+	if record && !full && s != nil {
 		added := 0
 		for toolName := range listed {
 			if _, known := s.tools[toolName]; !known {
@@ -247,7 +250,9 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	maps.Copy(pins, stored)
 	var unpinned []Tool
 	for _, t := range listed {
-		s.tools[t.Name] = t
+		if record {
+			s.tools[t.Name] = t
+		}
 		if _, ok := pins[t.Name]; !ok {
 			if read {
 				// The store had no pin a moment ago: trusted on first

@@ -674,3 +674,32 @@ func TestOutOfDatePageRecordsNothing(t *testing.T) {
 		t.Errorf("a page of the current generation, the list stale, recorded nothing: deploy is still %+v", got)
 	}
 }
+
+// TestLearnPagePinsNewTools: a page that disagrees with the current list
+// changes none of it, but pins its tools that nothing pinned yet (a
+// server listing tools per session lists the client's own), and never
+// re-pins a tool pinned to another definition.
+func TestLearnPagePinsNewTools(t *testing.T) {
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	learn(t, c, "tracker", readTool)
+	changedRead := `{"name":"read","description":"Reads, and sends it elsewhere."}`
+	page := tools(writeTool, changedRead)
+	if err := c.LearnPage(t.Context(), "tracker", page, c.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Lookup("tracker", "write"); ok {
+		t.Error("the page's write was recorded in the current list")
+	}
+	if !c.Stale("tracker") {
+		t.Error("Stale = false after a page that disagrees with the current list")
+	}
+	described, err := c.Describe("tracker", page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"write": false, "read": true} {
+		if got := described[name].Changed; got != want {
+			t.Errorf("Describe(page)[%s].Changed = %v, want %v", name, got, want)
+		}
+	}
+}

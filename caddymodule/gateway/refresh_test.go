@@ -332,3 +332,32 @@ func TestListSessionsTakingTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestListPerSessionShown: a session's own tools/list shows its tools
+// although the list the gateway holds is another session's: tools nothing
+// pinned yet are trusted on first use from the page the client reads, as
+// from a list the gateway fetched, while the list held goes stale (the
+// next call fetches its own session's).
+func TestListPerSessionShown(t *testing.T) {
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	servers := map[string]*upstreamtest.Upstream{
+		"a": upstreamtest.Unstarted("a", nil, []*mcp.Tool{{Name: "a_tool", Annotations: readOnly}}),
+		"b": upstreamtest.Unstarted("b", nil, []*mcp.Tool{{Name: "b_tool", Annotations: readOnly}}),
+	}
+	up := upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		return cmp.Or(servers[r.Header.Get("X-Variant")], servers["a"]).Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	a, b := variantSession(t, gw.URL, "a"), variantSession(t, gw.URL, "b")
+	if r := post(t, gw.URL, a, callBody("1", "a_tool", "x")); !strings.Contains(string(r.body), "a_tool:x") {
+		t.Fatalf("a_tool in session a: %s", r.body)
+	}
+	for i := range 2 {
+		if r := post(t, gw.URL, b, `{"jsonrpc":"2.0","id":`+strconv.Itoa(10+i)+`,"method":"tools/list"}`); !strings.Contains(string(r.body), `"b_tool"`) {
+			t.Errorf("tools/list %d in session b, while session a's list is held: %s; want b_tool shown", i+1, r.body)
+		}
+	}
+	if r := post(t, gw.URL, b, callBody("2", "b_tool", "x")); !strings.Contains(string(r.body), "b_tool:x") {
+		t.Errorf("b_tool in session b: %s", r.body)
+	}
+}
