@@ -156,7 +156,7 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	}
 	if rl.aboutForeignTask(m) {
 		if m.Kind == mcpmsg.KindRequest {
-			rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, "the request concerns a task the client's session did not start"))
+			rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, errForeignTask))
 		}
 		return true
 	}
@@ -190,7 +190,9 @@ func (rl *relay) refuse(m *mcpmsg.Message, answer []byte) {
 }
 
 // checkInputRequests decides the requests a result embeds for the client
-// to fulfil, as requests from the server. From 2026-07-28 servers ask for
+// to fulfil, as requests from the server (one in the context of a task
+// the session did not start is refused, as when sent on its own; see
+// aboutForeignTask). From 2026-07-28 servers ask for
 // sampling, elicitation or roots this way (basic/patterns/mrtr): the result
 // has "inputRequests", a map from keys to {"method", "params"}, and the
 // client retries its call with "inputResponses". A result that asks for
@@ -210,11 +212,14 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	keys := slices.Sorted(maps.Keys(requests))
 	for _, key := range keys {
 		request := requests[key]
-		decision := rl.decideRequest(request.Method, request.Params)
-		if decision.Action == policy.ActionAllow {
+		var refusal string
+		if rl.aboutForeignTask(&mcpmsg.Message{Kind: mcpmsg.KindRequest, Method: request.Method, Params: request.Params}) {
+			refusal = errForeignTask
+		} else if decision := rl.decideRequest(request.Method, request.Params); decision.Action != policy.ActionAllow {
+			refusal = refusalText(decision, false)
+		} else {
 			continue
 		}
-		refusal := refusalText(decision, false)
 		if answered.method != "tools/call" {
 			return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: refusal}
 		}

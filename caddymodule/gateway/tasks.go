@@ -283,6 +283,10 @@ func (rl *relay) aboutForeignTask(m *mcpmsg.Message) bool {
 	return false
 }
 
+// errForeignTask is why a server's request about a task the session did
+// not start is refused.
+const errForeignTask = "the request concerns a task the client's session did not start"
+
 // foreignTask logs a server's message about a task the session did not
 // start, and reports true.
 func (rl *relay) foreignTask(m *mcpmsg.Message, taskID string) bool {

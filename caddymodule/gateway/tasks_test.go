@@ -181,3 +181,44 @@ needs_approval contains "cancels are reviewed" if input.method == "tasks/cancel"
 		})
 	}
 }
+
+// TestInputRequestOfForeignTaskRefused: a request a 2026-07-28 result
+// embeds for the client to answer is refused, with the result, when it
+// is put in the context of a task the caller's session did not start, as
+// the same request sent on its own is dropped; one in no task's context
+// reaches the client.
+func TestInputRequestOfForeignTaskRefused(t *testing.T) {
+	const elicit = `{"method":"elicitation/create","params":{"message":"ALICE'S QUESTION","requestedSchema":{"type":"object","properties":{}}%s}}`
+	for _, tt := range []struct {
+		name, meta string
+		refused    bool
+	}{
+		{"in no task's context", ``, false},
+		{"in another caller's task's context", `,"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}`, true},
+		{"with its context unreadable", `,"_meta":{"io.modelcontextprotocol/related-task":{"taskId":7}}`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var request struct {
+					ID     json.RawMessage `json:"id"`
+					Method string          `json:"method"`
+				}
+				body, _ := io.ReadAll(r.Body)
+				_ = json.Unmarshal(body, &request)
+				w.Header().Set("Content-Type", "application/json")
+				switch request.Method {
+				case "tools/list":
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
+				default:
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"input_required","inputRequests":{"q":`+elicit+`},"requestState":"s"}}`, request.ID, tt.meta)
+				}
+			}))
+			gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-User"})
+			header := http.Header{"X-User": {"bob"}, mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"echo"}}
+			r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}}}`)
+			if asked := strings.Contains(string(r.body), "ALICE'S QUESTION"); asked == tt.refused || r.status != http.StatusOK {
+				t.Errorf("HTTP %d %s; want the question relayed: %v", r.status, r.body, !tt.refused)
+			}
+		})
+	}
+}
