@@ -307,19 +307,9 @@ func TestListRefetchesNotStarved(t *testing.T) {
 // per session, each calling its own tool in turn at a person's pace, are
 // each decided on their own session's list every time.
 func TestListSessionsTakingTurns(t *testing.T) {
-	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
-	servers := map[string]*upstreamtest.Upstream{
-		"a": upstreamtest.Unstarted("a", nil, []*mcp.Tool{{Name: "a_tool", Annotations: readOnly}}),
-		"b": upstreamtest.Unstarted("b", nil, []*mcp.Tool{{Name: "b_tool", Annotations: readOnly}}),
-	}
-	up := upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
-		// Asked for each request; a session's own server serves those
-		// that carry its id.
-		return cmp.Or(servers[r.Header.Get("X-Variant")], servers["a"]).Server
-	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
-	gw := startGateway(t, up.URL, gatewayOptions{})
+	gw := startGateway(t, twoListsUpstream(t).URL, gatewayOptions{})
 	sessions := map[string]http.Header{}
-	for variant := range servers {
+	for _, variant := range []string{"a", "b"} {
 		sessions[variant] = variantSession(t, gw.URL, variant)
 	}
 	for round := range 3 {
@@ -339,15 +329,7 @@ func TestListSessionsTakingTurns(t *testing.T) {
 // from a list the gateway fetched, while the list held goes stale (the
 // next call fetches its own session's).
 func TestListPerSessionShown(t *testing.T) {
-	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
-	servers := map[string]*upstreamtest.Upstream{
-		"a": upstreamtest.Unstarted("a", nil, []*mcp.Tool{{Name: "a_tool", Annotations: readOnly}}),
-		"b": upstreamtest.Unstarted("b", nil, []*mcp.Tool{{Name: "b_tool", Annotations: readOnly}}),
-	}
-	up := upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
-		return cmp.Or(servers[r.Header.Get("X-Variant")], servers["a"]).Server
-	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
-	gw := startGateway(t, up.URL, gatewayOptions{})
+	gw := startGateway(t, twoListsUpstream(t).URL, gatewayOptions{})
 	a, b := variantSession(t, gw.URL, "a"), variantSession(t, gw.URL, "b")
 	if r := post(t, gw.URL, a, callBody("1", "a_tool", "x")); !strings.Contains(string(r.body), "a_tool:x") {
 		t.Fatalf("a_tool in session a: %s", r.body)
@@ -360,4 +342,21 @@ func TestListPerSessionShown(t *testing.T) {
 	if r := post(t, gw.URL, b, callBody("2", "b_tool", "x")); !strings.Contains(string(r.body), "b_tool:x") {
 		t.Errorf("b_tool in session b: %s", r.body)
 	}
+}
+
+// twoListsUpstream is an upstream that lists tools per session: a_tool to
+// sessions opened with X-Variant a (or none), b_tool to those opened with
+// b, both read-only.
+func twoListsUpstream(t *testing.T) *upstreamtest.Upstream {
+	t.Helper()
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	servers := map[string]*upstreamtest.Upstream{
+		"a": upstreamtest.Unstarted("a", nil, []*mcp.Tool{{Name: "a_tool", Annotations: readOnly}}),
+		"b": upstreamtest.Unstarted("b", nil, []*mcp.Tool{{Name: "b_tool", Annotations: readOnly}}),
+	}
+	return upstreamtest.Raw(t, mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		// Asked for each request; a session's own server serves those
+		// that carry its id.
+		return cmp.Or(servers[r.Header.Get("X-Variant")], servers["a"]).Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true}))
 }

@@ -95,10 +95,8 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 // anonymous callers (who share one session on a stateless upstream, so
 // that one would follow another's task) are refused.
 func TestTaskFollowedOnItsCallsApproval(t *testing.T) {
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := echoUpstream(t, func(method string, body []byte) string {
 		var request struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
 			Params struct {
 				TaskID    string `json:"taskId"`
 				Arguments struct {
@@ -106,18 +104,12 @@ func TestTaskFollowedOnItsCallsApproval(t *testing.T) {
 				} `json:"arguments"`
 			} `json:"params"`
 		}
-		body, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(body, &request)
-		w.Header().Set("Content-Type", "application/json")
-		switch request.Method {
-		case "tools/list":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
-		case "tools/call":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"task":{"taskId":"task-of-%s","status":"working"}}}`, request.ID, request.Params.Arguments.Text)
-		default:
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s OF %s"}]}}`, request.ID, strings.ToUpper(request.Method), request.Params.TaskID)
+		if method == "tools/call" {
+			return fmt.Sprintf(`{"task":{"taskId":"task-of-%s","status":"working"}}`, request.Params.Arguments.Text)
 		}
-	}))
+		return fmt.Sprintf(`{"content":[{"type":"text","text":"%s OF %s"}]}`, strings.ToUpper(method), request.Params.TaskID)
+	})
 	modules := maps.Clone(policies.Library())
 	modules["rule.rego"] = `package mcp
 
@@ -198,21 +190,9 @@ func TestInputRequestOfForeignTaskRefused(t *testing.T) {
 		{"with its context unreadable", `,"_meta":{"io.modelcontextprotocol/related-task":{"taskId":7}}`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var request struct {
-					ID     json.RawMessage `json:"id"`
-					Method string          `json:"method"`
-				}
-				body, _ := io.ReadAll(r.Body)
-				_ = json.Unmarshal(body, &request)
-				w.Header().Set("Content-Type", "application/json")
-				switch request.Method {
-				case "tools/list":
-					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
-				default:
-					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"input_required","inputRequests":{"q":`+elicit+`},"requestState":"s"}}`, request.ID, tt.meta)
-				}
-			}))
+			up := echoUpstream(t, func(string, []byte) string {
+				return fmt.Sprintf(`{"resultType":"input_required","inputRequests":{"q":`+elicit+`},"requestState":"s"}`, tt.meta)
+			})
 			gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-User"})
 			header := http.Header{"X-User": {"bob"}, mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"echo"}}
 			r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}}}`)
@@ -221,4 +201,25 @@ func TestInputRequestOfForeignTaskRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// echoUpstream is a raw upstream answering in JSON that lists one
+// read-only tool, echo, and answers every other request (its method and
+// body) with the result answer returns.
+func echoUpstream(t *testing.T, answer func(method string, body []byte) string) *upstreamtest.Upstream {
+	t.Helper()
+	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var request struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &request)
+		w.Header().Set("Content-Type", "application/json")
+		if request.Method == "tools/list" {
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
+			return
+		}
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, request.ID, answer(request.Method, body))
+	}))
 }
