@@ -3,13 +3,23 @@ package caddymodule_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +34,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule"
 	"github.com/mcpgate/mcpgate/caddymodule/identity"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
@@ -541,4 +552,104 @@ func TestIdentityPlaceholderWarned(t *testing.T) {
 			t.Errorf("{%s}: warned %v, want %v", key, got, warned)
 		}
 	}
+}
+
+// TestCertificateIdentityVerified: identity caddy reading the TLS client
+// certificate takes a certificate as the caller only when a trust pool
+// verified it. Under client_auth mode request (or require, or a leaf
+// verifier alone) Caddy fills the placeholders from whatever certificate
+// the client made: naming alice in one of its own is refused (401).
+func TestCertificateIdentityVerified(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	alice, mallory := clientCertificate(t, "alice"), clientCertificate(t, "alice")
+	pool := filepath.Join(t.TempDir(), "alice.pem")
+	if err := os.WriteFile(pool, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: alice.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unverified, verified := freePort(t), freePort(t)
+	site := func(port int, clientAuth string) string {
+		return fmt.Sprintf(`
+https://localhost:%d {
+	bind 127.0.0.1
+	tls internal {
+		client_auth {
+			%s
+		}
+	}
+	mcp_policy {
+		policy testdata/userpolicy
+		server test-%d
+		identity caddy {http.request.tls.client.subject}
+	}
+	reverse_proxy %s
+}
+`, port, clientAuth, port, strings.TrimPrefix(up.URL, "http://"))
+	}
+	startCaddy(t, globalOptions(t, "skip_install_trust", "local_certs", "auto_https disable_redirects")+
+		site(unverified, "mode request")+site(verified, "trust_pool file "+pool))
+	post := func(port int, cert tls.Certificate, body string) (int, string) {
+		t.Helper()
+		waitForListener(t, port)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			// The site's certificate is the test's own CA's: what is
+			// tested is the client's.
+			ServerName: "localhost", InsecureSkipVerify: true, Certificates: []tls.Certificate{cert},
+		}}}
+		req := clienttest.NewRequest(t, http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/", port), nil, strings.NewReader(body))
+		req.Host = fmt.Sprintf("localhost:%d", port)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		reply, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(reply)
+	}
+	for _, port := range []int{unverified, verified} {
+		// Caddy's internal CA issues the sites' certificates once started.
+		testwait.Until(t, 10*time.Second, func() string {
+			if status, body := post(port, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status == 0 {
+				return body
+			}
+			return ""
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		port int
+		cert tls.Certificate
+		want int
+	}{
+		{"alice's own certificate, unverified", unverified, alice, http.StatusUnauthorized},
+		{"a certificate naming alice made by anyone, unverified", unverified, mallory, http.StatusUnauthorized},
+		{"alice's certificate, verified by the trust pool", verified, alice, http.StatusOK},
+		{"a certificate naming alice made by anyone, not in the trust pool", verified, mallory, 0},
+	} {
+		if status, body := post(tt.port, tt.cert, callEcho); status != tt.want {
+			t.Errorf("%s: %d %s; want %d", tt.name, status, body, tt.want)
+		}
+	}
+	if n := up.CallCount("echo"); n != 1 {
+		t.Errorf("the upstream ran echo %d times; want once, for the verified certificate", n)
+	}
+}
+
+// clientCertificate makes a self-signed TLS client certificate naming cn.
+func clientCertificate(t *testing.T, cn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -68,7 +68,15 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 				"that sets it (forward_auth's copy_headers, which drops the client's own header) makes it a user; otherwise any client can name any user",
 				zap.String("placeholder", "{"+key+"}"))
 		}
+		certificate := strings.HasPrefix(key, tlsClientPlaceholders)
 		return &gateway.Identity{Realm: cfg.realm(repl), AuthenticatedUser: func(r *http.Request) string {
+			if certificate && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+				// Caddy fills the placeholders from any certificate the
+				// client presented, verified or not (client_auth mode
+				// request or require, a leaf verifier alone): one no
+				// trust pool verified names anyone its maker chose.
+				return ""
+			}
 			// Get, not a replacement: a placeholder nothing set is left
 			// as written by ReplaceKnown, which would make its text
 			// everyone's user id when no authentication handler ran.
@@ -119,8 +127,12 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 // sent it (a header, the query, a cookie, the URI, the host), rather than
 // what an authentication handler or a verified TLS client certificate set.
 func clientSet(key string) bool {
-	return strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, "http.request.tls.client.")
+	return strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, tlsClientPlaceholders)
 }
+
+// tlsClientPlaceholders begins the placeholders that read the TLS client
+// certificate: a caller only when a trust pool verified its chain.
+const tlsClientPlaceholders = "http.request.tls.client."
 
 // userPlaceholder returns the name of the placeholder that holds the
 // authenticated user (identity caddy): the setting must be exactly one
