@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -211,7 +212,8 @@ var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences
 // key its "kid" names in the JWKS, that key's type and declared algorithm
 // must match, and the token must carry "exp", be within exp and nbf and
 // not issued in the future (give or take the leeway), carry the configured
-// "iss", an "aud" containing an accepted audience, and a "sub" that is not blank.
+// "iss", an "aud" containing an accepted audience, and a "sub" that is not
+// blank; its times (exp, nbf, iat) must be JSON numbers.
 // Tokens with a "crit" header are refused: the verifier implements no
 // extension.
 //
@@ -241,6 +243,9 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
 	if err != nil {
 		return nil, verifyError(ctx, err)
 	}
+	if err := numericDates(claims); err != nil {
+		return nil, invalidToken("malformed claims", err)
+	}
 	parsed, err := jwt.ParseInsecure(payload)
 	if err != nil {
 		return nil, invalidToken("malformed claims", err)
@@ -260,6 +265,21 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
 		return nil, invalidToken("missing subject", errors.New(`"sub" is absent, empty or blank`))
 	}
 	return &User{ID: sub, Claims: claims}, nil
+}
+
+// numericDates checks that the token's times (exp, nbf, iat), when given,
+// are JSON numbers, as RFC 7519 (§2, NumericDate) has them. jwx also reads
+// them from strings (an RFC 3339 date among them), which the policy would
+// then see in input.user.claims as a string rather than whole seconds.
+func numericDates(claims map[string]any) error {
+	for _, name := range []string{jwt.ExpirationKey, jwt.NotBeforeKey, jwt.IssuedAtKey} {
+		if value, given := claims[name]; given {
+			if _, ok := value.(json.Number); !ok {
+				return fmt.Errorf("%q is not a number (a NumericDate, RFC 7519)", name)
+			}
+		}
+	}
+	return nil
 }
 
 // verifyError turns an error from jws.Verify into what Verify returns.

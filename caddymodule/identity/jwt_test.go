@@ -340,6 +340,22 @@ func TestVerify(t *testing.T) {
 		{"expiry not a number",
 			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":"soon"}`)),
 			"malformed claims"},
+		// jwx reads these; the policy would see a string, not seconds.
+		{"expiry a date in a string",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":"2099-01-01T00:00:00Z"}`)),
+			"malformed claims"},
+		{"expiry a number in a string",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":"4070908800"}`)),
+			"malformed claims"},
+		{"not-before a string",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":4070908800,"nbf":"2000-01-01T00:00:00Z"}`)),
+			"malformed claims"},
+		{"issued-at a string",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","exp":4070908800,"iat":"946684800"}`)),
+			"malformed claims"},
+		{"times as numbers",
+			signPayload(t, ecKey, []byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"user-42","role":"admin","exp":4070908800,"nbf":946684800,"iat":946684800}`)),
+			""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
