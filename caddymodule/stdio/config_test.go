@@ -1,9 +1,13 @@
 package stdio_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/stdio"
 )
@@ -56,13 +60,19 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestCommandNotFound: a program that is not in the server's PATH is an
-// error the client reads, not a hang.
+// error the client reads, not a hang; the log names the PATH searched,
+// the client's error does not (it is the operator's configuration).
 func TestCommandNotFound(t *testing.T) {
-	srv := stdio.New(stdio.Config{Command: stdio.Command{Path: "no-such-mcp-server", Env: []string{"PATH=/nonexistent"}}}, nil)
+	core, logs := observer.New(zap.InfoLevel)
+	srv := stdio.New(stdio.Config{Command: stdio.Command{Path: "no-such-mcp-server", Env: []string{"PATH=/nonexistent"}}}, zap.New(core))
 	t.Cleanup(func() { srv.Close() })
 	url := serve(t, srv)
 	status, _, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
-	if status != 200 || !strings.Contains(body, `not found in the server's PATH \"/nonexistent\"`) || !strings.Contains(body, `"id":1`) {
-		t.Errorf("initialize with a missing program: %d %s, want a JSON-RPC error that names the PATH searched", status, body)
+	if status != 200 || !strings.Contains(body, "could not be started") || strings.Contains(body, "nonexistent") || !strings.Contains(body, `"id":1`) {
+		t.Errorf("initialize with a missing program: %d %s, want a JSON-RPC error that does not show the configuration", status, body)
+	}
+	logged := logs.FilterMessage("starting the MCP server").All()
+	if len(logged) != 1 || !strings.Contains(fmt.Sprint(logged[0].ContextMap()["error"]), `not found in the server's PATH "/nonexistent"`) {
+		t.Errorf("logged %v; want the PATH searched", logged)
 	}
 }

@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -53,3 +54,7 @@ func writeErrorData(w http.ResponseWriter, status int, id jsonrpc.ID, code int64
 	}
 	mcphttp.WriteJSON(w, status, body)
 }
+
+// errNotStarted is what a client is told of a program that could not be
+// started; the log says why.
+var errNotStarted = errors.New("the MCP server could not be started (the gateway's log says why)")

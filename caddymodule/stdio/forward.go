@@ -70,6 +70,13 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 		ended := s.ended
 		s.mu.Unlock()
 		rep.mu.Unlock()
+		if s.stateless {
+			// A pooled process that ended after it was lent: the client
+			// has no session to have lost, and its request never ran.
+			writeError(w, http.StatusServiceUnavailable, ids[0], codeServerError,
+				"the MCP server process that was to serve the request ended before it reached it ("+ended.message+"); it did not run: retry")
+			return false
+		}
 		writeError(w, http.StatusNotFound, jsonrpc.ID{}, codeSessionNotFound, "session ended: "+ended.message)
 		return false
 	}

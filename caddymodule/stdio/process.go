@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // Bounds on what the gateway keeps of a server's stderr.
@@ -28,6 +29,11 @@ const (
 	// stderrDrain is how long a reaped process's stderr may stay open (held
 	// by a process that left the group) before the gateway stops reading.
 	stderrDrain = time.Second
+	// stderrLinesPerSecond and stderrLinesBurst bound how many stderr
+	// lines of one process are logged; the others are counted, and the
+	// next line logged says how many were not.
+	stderrLinesPerSecond = 100
+	stderrLinesBurst     = 1000
 )
 
 // process is one running MCP server: the program, its process group, and
@@ -194,8 +200,11 @@ func (p *process) kill() {
 }
 
 // exitReason describes how the program ended, with the last line it wrote
-// to stderr, which is usually why. Call it after exited is closed.
-func (p *process) exitReason() string {
+// to stderr, which is usually why, when quoteStderr. Call it after exited
+// is closed. A pooled process serves one stateless client after another,
+// so its stderr may be about another client's request: it is not quoted
+// to them (the log has it).
+func (p *process) exitReason(quoteStderr bool) string {
 	reason := "the MCP server exited"
 	if p.exitErr != nil {
 		reason += " (" + p.exitErr.Error() + ")"
@@ -203,25 +212,42 @@ func (p *process) exitReason() string {
 	p.mu.Lock()
 	lastWords := p.lastWords
 	p.mu.Unlock()
-	if lastWords != "" {
+	if lastWords != "" && quoteStderr {
 		reason += "; its last stderr line: " + lastWords
 	}
 	return reason
 }
 
 // logStderr logs each line the program writes to stderr, cut at
-// maxStderrLine, until the pipe ends.
+// maxStderrLine, until the pipe ends: at most stderrLinesPerSecond (after
+// a burst of stderrLinesBurst), so that a program writing stderr in a loop
+// cannot flood the log; the lines not logged are counted.
 func (p *process) logStderr(stderr io.Reader) {
 	lines := bufio.NewReaderSize(stderr, maxStderrLine)
+	limiter := rate.NewLimiter(stderrLinesPerSecond, stderrLinesBurst)
+	notLogged := 0
+	defer func() {
+		if notLogged > 0 {
+			p.logger.Warn("stderr lines not logged: the MCP server wrote them faster than the log takes", zap.Int("lines", notLogged))
+		}
+	}()
 	for {
 		line, err := lines.ReadSlice('\n')
 		truncated := errors.Is(err, bufio.ErrBufferFull)
 		if len(line) > 0 {
 			text := strings.TrimRight(string(line), "\r\n")
-			if truncated {
-				p.logger.Info("stderr", zap.String("line", text), zap.Bool("truncated", true))
+			if limiter.Allow() {
+				fields := []zap.Field{zap.String("line", text)}
+				if truncated {
+					fields = append(fields, zap.Bool("truncated", true))
+				}
+				if notLogged > 0 {
+					fields = append(fields, zap.Int("lines_not_logged_before", notLogged))
+					notLogged = 0
+				}
+				p.logger.Info("stderr", fields...)
 			} else {
-				p.logger.Info("stderr", zap.String("line", text))
+				notLogged++
 			}
 			p.mu.Lock()
 			p.lastWords = truncate(text, maxLastWords)

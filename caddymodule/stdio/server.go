@@ -265,8 +265,10 @@ func (srv *Server) startSession(stateless bool, onStopped func()) (*session, err
 	logger := srv.logger.Load().With(zap.String("session", id))
 	proc, err := startProcess(srv.cfg.Command, srv.cfg.MaxMessageSize, srv.cfg.InitTimeout, logger.Named("stderr"))
 	if err != nil {
+		// The client is told no more: why names the configuration (the
+		// program's path, the PATH searched), which is the operator's.
 		logger.Error("starting the MCP server", zap.Error(err))
-		return nil, fmt.Errorf("starting the MCP server: %w", err)
+		return nil, errNotStarted
 	}
 	started = true
 	logger = logger.With(zap.Int("pid", proc.pid()))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/stdio"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 )
 
 // TestMain lets the test binary be the stdio server the tests start.
@@ -88,6 +89,45 @@ func TestStderrIsLogged(t *testing.T) {
 	shout := lines[1].ContextMap()
 	if line, _ := shout["line"].(string); len(line) != 8<<10 || shout["truncated"] != true {
 		t.Errorf("a 20000-byte line was logged with %d bytes (truncated %v), want 8192 and truncated", len(line), shout["truncated"])
+	}
+}
+
+// TestStderrFloodBounded: a server writing stderr faster than the bound
+// has the lines past it counted rather than logged, and every line is
+// accounted for: logged, or counted in the entry after it or at the end.
+func TestStderrFloodBounded(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, zap.New(core))
+	session := stdiotest.Connect(t, url, nil)
+	pid := stdiotest.PID(t, session)
+	start := time.Now()
+	// 5,000 lines and an empty one, at once.
+	stdiotest.Call(t, session, "shout", map[string]any{"text": "flood\n", "steps": 5000})
+	session.Close()
+	stdiotest.WaitGone(t, pid)
+	const want = 1 + 5000 + 1 // ready, the flood, the empty line after it
+	var logged, counted int
+	// The process is gone; its stderr may still be being read.
+	testwait.Until(t, 10*time.Second, func() string {
+		entries := logs.FilterMessage("stderr").All()
+		logged, counted = len(entries), 0
+		for _, entry := range entries {
+			if n, ok := entry.ContextMap()["lines_not_logged_before"].(int64); ok {
+				counted += int(n)
+			}
+		}
+		for _, entry := range logs.FilterMessageSnippet("stderr lines not logged").All() {
+			n, _ := entry.ContextMap()["lines"].(int64)
+			counted += int(n)
+		}
+		if logged+counted != want {
+			return fmt.Sprintf("logged %d stderr lines and counted %d more; want %d in all", logged, counted, want)
+		}
+		return ""
+	})
+	elapsed := time.Since(start)
+	if bound := 1000 + int(100*elapsed.Seconds()) + 1; logged > bound || counted == 0 {
+		t.Errorf("logged %d stderr lines in %v, and counted %d; want at most %d logged, the rest counted", logged, elapsed, counted, bound)
 	}
 }
 

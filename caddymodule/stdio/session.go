@@ -108,7 +108,7 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 func (s *session) run() {
 	select {
 	case <-s.proc.exited:
-		s.end(&ending{message: s.proc.exitReason()})
+		s.end(&ending{message: s.proc.exitReason(!s.stateless)})
 	case <-s.done:
 	}
 	if s.ended.kill {
@@ -150,7 +150,7 @@ func (s *session) readFailure(err error) *ending {
 	defer timer.Stop()
 	select {
 	case <-s.proc.exited:
-		return &ending{message: s.proc.exitReason() + suffix}
+		return &ending{message: s.proc.exitReason(!s.stateless) + suffix}
 	case <-s.done:
 		return s.ended
 	case <-timer.C:

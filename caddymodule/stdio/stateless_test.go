@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,5 +157,32 @@ func TestStatelessPoolDropsRepeatedAnswers(t *testing.T) {
 	}
 	if !strings.Contains(body, `"id":1`) {
 		t.Errorf("client B's answer %s does not carry its id 1", body)
+	}
+}
+
+// TestStatelessPoolKeepsStderrToTheLog: a pooled process that dies while
+// serving a stateless client is reported to that client without the last
+// line it wrote to stderr, which may be about the client it served before.
+func TestStatelessPoolKeepsStderrToTheLog(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{StatelessPool: 1, InitTimeout: 5 * time.Second}, nil)
+	version := []string{"Mcp-Protocol-Version", "2026-07-28"}
+	// Client A: the server writes something of A's request to stderr.
+	if status, _, body := post(t, url, stateless(1, "tools/call", `"name":"shout","arguments":{"text":"A-api-key=sk-live-123 ","steps":1}`), version...); status != http.StatusOK {
+		t.Fatalf("client A: %d %s", status, body)
+	}
+	_, _, body := post(t, url, stateless(2, "tools/call", `"name":"pid"`), version...)
+	pid, err := strconv.Atoi(toolText(t, body))
+	if err != nil {
+		t.Fatalf("the pid: %s", body)
+	}
+	// Client B's call is in progress, or about to be, when the process
+	// dies (killed by the kernel for its memory, say).
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}()
+	status, _, body := post(t, url, stateless(1, "tools/call", `"name":"wait","arguments":{"steps":300}`), version...)
+	if strings.Contains(body, "sk-live-123") || !strings.Contains(body, "the MCP server exited") {
+		t.Errorf("client B: %d %s; want told the server exited, without what it wrote to stderr for client A", status, body)
 	}
 }
