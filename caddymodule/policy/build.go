@@ -150,6 +150,9 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 	if err := b.checkDecisionDefined(compiler, data, origin); err != nil {
 		return nil, err
 	}
+	if err := b.checkTableRead(compiler, origin); err != nil {
+		return nil, err
+	}
 	var q preparedQueries
 	if q.revision, err = revisionOf(modules, data); err != nil {
 		return nil, err
@@ -288,4 +291,52 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 		return nil
 	}
 	return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
+}
+
+// permissionsRef is where the gateway's permissions table is in data.
+var permissionsRef = ast.MustParseRef("data.mcp.permissions")
+
+// checkTableRead refuses a policy that never reads the permissions table
+// the configuration gives it (one written without the library, say): the
+// table would be ignored without a word, and every tool it blocks
+// allowed. A reference that may reach the table (data.mcp, data[x]) counts
+// as reading it.
+func (b *policyBuilder) checkTableRead(compiler *ast.Compiler, origin string) error {
+	if !hasMember(b.data, "mcp", "permissions") {
+		return nil
+	}
+	read := false
+	visitor := ast.NewGenericVisitor(func(x any) bool {
+		if ref, ok := x.(ast.Ref); ok && mayReach(ref, permissionsRef) {
+			read = true
+		}
+		return read
+	})
+	// The rules, not the modules: a package's path (data.mcp) is no read.
+	for _, module := range compiler.Modules {
+		for _, rule := range module.Rules {
+			if visitor.Walk(rule); read {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the policy from %s never reads data.mcp.permissions, so the permissions table the configuration gives would be ignored: include the library (policies/) in the policy paths, or read the table in the policy", origin)
+}
+
+// mayReach reports whether ref may name target or a document in or
+// around it: it has target's head (data), and each of its other terms, up
+// to the shorter's length, is either the target's or not a constant.
+func mayReach(ref, target ast.Ref) bool {
+	if len(ref) == 0 || !ref[0].Equal(target[0]) {
+		return false
+	}
+	for i := 1; i < len(ref) && i < len(target); i++ {
+		if !ref[i].IsGround() {
+			return true
+		}
+		if !ref[i].Equal(target[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -136,7 +136,7 @@ func TestBundle(t *testing.T) {
 		t.Errorf("Authorization = %q, want the bearer token", got)
 	}
 
-	server.serve(t, "2", map[string]string{"/mcp/policy.rego": strings.Replace(bundlePolicy, "data.mcp.permissions.tools[input.tool.name]", `"block"`, 1)}, map[string]any{"revision_note": "two"})
+	server.serve(t, "2", map[string]string{"/mcp/policy.rego": strings.Replace(bundlePolicy, "data.mcp.permissions.tools[input.tool.name]", `replace(data.mcp.permissions.tools[input.tool.name], "allow", "block")`, 1)}, map[string]any{"revision_note": "two"})
 	// OPA polls in whole seconds: at least a second passes.
 	eventually(t, "the new revision to be activated", decidesAs(engine, ActionBlock, "two (library)"))
 	if logs.FilterMessage("policy reloaded").FilterField(zap.String("revision", "2")).Len() != 1 {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // writePolicy writes files (name -> content) into a fresh folder.
@@ -571,6 +573,42 @@ func TestParseInputAsBuilt(t *testing.T) {
 				if _, err := in.Value(); err != nil {
 					t.Errorf("Value: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// TestPermissionsTableRead: a policy given the configuration's permissions
+// table must read it somewhere (data.mcp.permissions, or a reference that
+// may reach it); one that never does is refused, since the table would be
+// ignored and the tools it blocks allowed.
+func TestPermissionsTableRead(t *testing.T) {
+	const head = "package mcp\nimport rego.v1\ndefault decision := {\"action\": \"block\", \"reason\": \"no\"}\n"
+	table := map[string]any{"mcp": map[string]any{"permissions": map[string]any{"destructive": map[string]any{"action": "block"}, "tools": map[string]any{}}}}
+	tests := []struct {
+		name    string
+		modules map[string]string
+		data    map[string]any
+		wantErr bool
+	}{
+		{"the library", policies.Library(), table, false},
+		{"a policy reading the table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.permissions.destructive.action != "block"`}, table, false},
+		{"a policy reading the table in a function", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if blocked("destructive")
+blocked(category) if data.mcp.permissions[category].action == "block"`}, table, false},
+		{"a policy reading data by a variable", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if { some k; data[k].permissions }`}, table, false},
+		{"a policy allowing everything", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, table, true},
+		{"a policy reading other data", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.other == 1`}, table, true},
+		{"a policy reading input only", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if input.permissions`}, table, true},
+		{"a policy allowing everything, no table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := New(context.Background(), Options{Modules: tt.modules, Data: tt.data})
+			if err == nil {
+				e.Close()
+			}
+			if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "never reads data.mcp.permissions") {
+				t.Errorf("New: %v; want an error saying the table is never read: %v", err, tt.wantErr)
 			}
 		})
 	}
