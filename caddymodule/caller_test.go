@@ -467,7 +467,7 @@ func TestLegacySessionIDRefusedWithAnySession(t *testing.T) {
 // TestCaddyIdentityWithoutAuthentication: with `identity caddy`, a request
 // no authentication handler saw has no user and is refused (401), never
 // taken as the placeholder's text; a user setting that is not one
-// placeholder does not load.
+// placeholder, or is one of Caddy's global placeholders, does not load.
 func TestCaddyIdentityWithoutAuthentication(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy"})
@@ -477,11 +477,22 @@ func TestCaddyIdentityWithoutAuthentication(t *testing.T) {
 	if up.CallCount("echo") != 0 {
 		t.Error("the call reached the upstream")
 	}
-	for _, setting := range []string{"{http.auth.user.id}x", "user-{http.auth.user.id}", "http.auth.user.id", "{a}{b}"} {
+	for setting, want := range map[string]string{
+		"{http.auth.user.id}x":     "must be one placeholder",
+		"user-{http.auth.user.id}": "must be one placeholder",
+		"http.auth.user.id":        "must be one placeholder",
+		"{a}{b}":                   "must be one placeholder",
+		// Alike for every request: every request would be that user.
+		"{env.HOME}":           "global placeholders",
+		"{env.UNSET_NOWHERE}":  "global placeholders",
+		"{system.hostname}":    "global placeholders",
+		"{time.now.unix}":      "global placeholders",
+		"{file./etc/hostname}": "global placeholders",
+	} {
 		t.Setenv("XDG_DATA_HOME", t.TempDir())
 		err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", "policy testdata/userpolicy\n\t\tserver test\n\t\tidentity caddy "+setting, up.URL))
-		if err == nil || !strings.Contains(err.Error(), "must be one placeholder") {
-			t.Errorf("identity caddy %s: %v; want it refused as not one placeholder", setting, err)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("identity caddy %s: %v; want it refused: %q", setting, err, want)
 		}
 	}
 }

@@ -137,7 +137,10 @@ const tlsClientPlaceholders = "http.request.tls.client."
 // userPlaceholder returns the name of the placeholder that holds the
 // authenticated user (identity caddy): the setting must be exactly one
 // placeholder, {http.auth.user.id} by default, so that a request no
-// authentication handler saw has no user rather than a literal one.
+// authentication handler saw has no user rather than a literal one, and
+// not one of Caddy's global placeholders, which are alike for every
+// request (an environment variable, a file, the system, the time) and
+// would make every request that user.
 func userPlaceholder(setting string) (string, error) {
 	if setting == "" {
 		return "http.auth.user.id", nil
@@ -146,6 +149,10 @@ func userPlaceholder(setting string) (string, error) {
 	key, closed := strings.CutSuffix(key, "}")
 	if !ok || !closed || key == "" || strings.ContainsAny(key, "{}") {
 		return "", fmt.Errorf("identity caddy: the user must be one placeholder, such as {http.auth.user.id}, not %q", setting)
+	}
+	// The file provider is asked by its prefix: asking it reads the file.
+	if _, global := caddy.NewReplacer().Get(key); global || strings.HasPrefix(key, "file.") {
+		return "", fmt.Errorf("identity caddy: %s is one of Caddy's global placeholders, the same for every request, so every request would be that user: name the placeholder an authentication handler sets, such as {http.auth.user.id}", setting)
 	}
 	return key, nil
 }
