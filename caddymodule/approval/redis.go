@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +55,12 @@ const maxTxAttempts = 32
 // rediss:// URL (with user, password and database).
 func RedisOptions(address string) (*redis.Options, error) {
 	if !strings.Contains(address, "://") {
+		// go-redis would take an empty host, or an empty address (a
+		// placeholder that named nothing), for localhost.
+		host, port, err := net.SplitHostPort(address)
+		if err != nil || strings.TrimSpace(host) == "" || !validPort(port) {
+			return nil, fmt.Errorf("redis address %q: want host:port, or a redis:// or rediss:// URL", address)
+		}
 		return &redis.Options{Addr: address}, nil
 	}
 	// Errors name the address without its password, which a
@@ -66,11 +74,20 @@ func RedisOptions(address string) (*redis.Options, error) {
 		}
 		return nil, fmt.Errorf("redis address: not a URL: %w", err)
 	}
+	if u.Scheme != "unix" && (strings.TrimSpace(u.Hostname()) == "" || u.Port() != "" && !validPort(u.Port())) {
+		return nil, fmt.Errorf("redis address %q: names no host, or a port that is not one", u.Redacted())
+	}
 	opts, err := redis.ParseURL(address)
 	if err != nil {
 		return nil, fmt.Errorf("redis address %q: %w", u.Redacted(), err)
 	}
 	return opts, nil
+}
+
+// validPort reports whether port is a TCP port number, 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == port
 }
 
 // RedisDatabase names the Redis database an address reaches (see

@@ -238,3 +238,32 @@ func TestRedisAddressErrorsHidePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisAddressNamesAServer: an address that names no server (empty,
+// as a placeholder that named nothing leaves it; no host; no port, or one
+// that is not a port) is refused, not taken for go-redis's default
+// localhost:6379.
+func TestRedisAddressNamesAServer(t *testing.T) {
+	for address, wantErr := range map[string]bool{
+		"":                           true,
+		" ":                          true,
+		":6379":                      true,
+		"redis-host":                 true,
+		"redis-host:":                true,
+		"redis-host:0":               true,
+		"redis-host:65536":           true,
+		"redis-host:63 79":           true,
+		"redis://":                   true,
+		"redis://:6379":              true,
+		"rediss://:secret@":          true,
+		"redis-host:6379":            false,
+		"[::1]:6379":                 false,
+		"redis://redis-host":         false,
+		"rediss://redis-host:6380/2": false,
+		"unix:///run/redis.sock":     false,
+	} {
+		if _, err := RedisOptions(address); (err != nil) != wantErr {
+			t.Errorf("RedisOptions(%q): %v; want an error: %v", address, err, wantErr)
+		}
+	}
+}
