@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -72,7 +74,9 @@ var upstreamHandlers = []string{"http.handlers.reverse_proxy", "http.handlers.mc
 // reached or none guards anything while an upstream is reached without
 // one.
 func checkLayout(servers map[string]*caddyhttp.Server) error {
-	w := &layoutWalk{upstreams: map[string]*reachedUpstream{}}
+	ctx, cancel := context.WithTimeout(context.Background(), dialLookupTimeout)
+	defer cancel()
+	w := &layoutWalk{upstreams: map[string]*reachedUpstream{}, dials: newDialNames(ctx, net.DefaultResolver.LookupIPAddr)}
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		srv := servers[name]
 		w.server(srv)
@@ -110,6 +114,8 @@ type layoutWalk struct {
 	where string
 	// upstreams are the upstreams reached, by key (see upstreamKeys).
 	upstreams map[string]*reachedUpstream
+	// dials spells the proxies' dial addresses.
+	dials *dialNames
 	// anyGated is set once any upstream is reached through mcp_policy;
 	// steered holds where a proxy whose upstream is chosen at run time
 	// is reached without it.
@@ -314,7 +320,7 @@ func asksOnly(h caddyhttp.MiddlewareHandler) bool {
 // mcp_policy or not.
 func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here string) {
 	place, name := fmt.Sprintf("%s of the server listening on %s", here, w.where), describeUpstream(h)
-	keys, steered := upstreamKeys(h)
+	keys, steered := w.dials.upstreamKeys(h)
 	if steered && !gated {
 		w.steered = append(w.steered, place)
 	}
@@ -338,13 +344,12 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here strin
 	}
 }
 
-// upstreamKeys names what an upstream handler reaches: a reverse_proxy's
-// each dial address (local addresses spelt one way: "localhost:9000",
-// "0.0.0.0:9000" and "127.0.0.1:9000" are one server); anything else, its
-// settings (mcp_stdio's command and folder). steered is set for a proxy
-// that may reach any server: dynamic upstreams, or an address with a
-// placeholder of the request's.
-func upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
+// upstreamKeys names what an upstream handler reaches: for a
+// reverse_proxy, what each of its dial addresses reaches (see
+// dialNames.keys); for anything else, its settings (mcp_stdio's command
+// and folder). steered is set for a proxy that may reach any server:
+// dynamic upstreams, or an address with a placeholder of the request's.
+func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
 	proxy, ok := h.(*reverseproxy.Handler)
 	if !ok {
 		// An MCP server the handler runs itself (mcp_stdio's command,
@@ -369,24 +374,92 @@ func upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
 			steered = true
 			continue
 		}
-		keys = append(keys, dialKey(dial))
+		keys = append(keys, d.keys(dial)...)
 	}
 	return keys, steered
 }
 
-// dialKey is a dial address with local hosts (loopback, unspecified,
-// localhost) spelt one way, tcp4 and tcp6 as tcp.
-func dialKey(dial string) string {
+// dialLookupTimeout bounds the name lookups of one layout check: a name
+// not resolved by then is compared as written.
+const dialLookupTimeout = 3 * time.Second
+
+// dialNames spells dial addresses so that two that reach one server
+// compare alike, for one layout check.
+type dialNames struct {
+	ctx    context.Context
+	lookup func(ctx context.Context, host string) ([]net.IPAddr, error)
+	// own holds this machine's addresses, as net.IP.String spells them.
+	own map[string]bool
+	// resolved holds each name's addresses (none when it did not resolve).
+	resolved map[string][]net.IP
+}
+
+// newDialNames returns the spelling of one check, which looks names up
+// with lookup until ctx ends.
+func newDialNames(ctx context.Context, lookup func(ctx context.Context, host string) ([]net.IPAddr, error)) *dialNames {
+	d := &dialNames{ctx: ctx, lookup: lookup, own: map[string]bool{}, resolved: map[string][]net.IP{}}
+	addrs, _ := net.InterfaceAddrs() // none known: only loopback counts as this machine
+	for _, addr := range addrs {
+		if prefix, ok := addr.(*net.IPNet); ok {
+			d.own[prefix.IP.String()] = true
+		}
+	}
+	return d
+}
+
+// keys names what a dial address reaches: its network (tcp4 and tcp6 as
+// tcp) and port with each address its host stands for: an address as
+// net.IP spells it (without an IPv6 zone), "local" for this machine's
+// own (loopback, unspecified, localhost, the addresses of its
+// interfaces), a name's addresses as it resolves when the check runs,
+// or, for a name that does not resolve, the name. So a server one route
+// reaches by a name (a container's, an alias) and another by its address
+// is one server.
+func (d *dialNames) keys(dial string) []string {
 	addr, err := caddy.ParseNetworkAddress(dial)
 	if err != nil {
-		return "dial " + dial
-	}
-	host := strings.TrimSuffix(strings.ToLower(addr.Host), ".")
-	if ip := net.ParseIP(host); host == "" || host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
-		host = "local"
+		return []string{"dial " + dial}
 	}
 	network := strings.TrimRight(addr.Network, "46") // tcp4, tcp6: tcp
-	return fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort)
+	key := func(host string) string { return fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort) }
+	host := strings.TrimSuffix(strings.ToLower(addr.Host), ".")
+	if !addr.IsUnixNetwork() && !addr.IsFdNetwork() {
+		host, _, _ = strings.Cut(host, "%") // an IPv6 zone: the interface, not the host
+	}
+	if host == "" || host == "localhost" {
+		return []string{key("local")}
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return []string{key(d.spell(ip))}
+	}
+	if addr.IsUnixNetwork() || addr.IsFdNetwork() {
+		return []string{key(host)}
+	}
+	ips, looked := d.resolved[host]
+	if !looked {
+		if found, err := d.lookup(d.ctx, host); err == nil {
+			for _, ip := range found {
+				ips = append(ips, ip.IP)
+			}
+		}
+		d.resolved[host] = ips
+	}
+	if len(ips) == 0 {
+		return []string{key(host)}
+	}
+	keys := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		keys = append(keys, key(d.spell(ip)))
+	}
+	return keys
+}
+
+// spell is an address as keys spells it.
+func (d *dialNames) spell(ip net.IP) string {
+	if ip.IsLoopback() || ip.IsUnspecified() || d.own[ip.String()] {
+		return "local"
+	}
+	return ip.String()
 }
 
 // describeUpstream names an upstream handler in messages.

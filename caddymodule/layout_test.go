@@ -1,7 +1,10 @@
 package caddymodule_test
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,6 +67,8 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "dynamic upstreams reached without mcp_policy", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {\n\t\t\tdynamic a localhost 9\n\t\t}\n\t}",
 			wantErr: "whose upstream is chosen at run time"},
 		{name: "the upstream spelt 0.0.0.0", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy 0.0.0.0:9\n\t}",
+			wantErr: "is reached without mcp_policy at route 1"},
+		{name: "the upstream spelt [::1%lo]", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy [::1%lo]:9\n\t}",
 			wantErr: "is reached without mcp_policy at route 1"},
 		{name: "the upstream spelt tcp4/", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy tcp4/127.0.0.1:9\n\t}",
 			wantErr: "is reached without mcp_policy at route 1"},
@@ -186,5 +191,65 @@ func TestRefusedReloadKeepsTheList(t *testing.T) {
 	up.AddTool(&mcp.Tool{Name: "added", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
 	if _, body := post(t, url, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"added","arguments":{"text":"x"}}}`); !strings.Contains(string(body), "added:x") {
 		t.Fatalf("a tool added after a refused reload: %s; want it learned and run", body)
+	}
+}
+
+// TestDialKeys: dial addresses that reach one server are spelt alike:
+// local addresses (this machine's own among them), IPv6 zones, and names,
+// as they resolve when the check runs; a name that does not resolve is
+// compared as written, and two servers stay apart.
+func TestDialKeys(t *testing.T) {
+	lookups := 0
+	lookup := func(_ context.Context, host string) ([]net.IPAddr, error) {
+		lookups++
+		switch host {
+		case "mcp-alias":
+			return []net.IPAddr{{IP: net.ParseIP("127.0.0.1")}}, nil
+		case "mcp.internal":
+			return []net.IPAddr{{IP: net.ParseIP("10.1.2.3")}, {IP: net.ParseIP("10.1.2.4")}}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var own string
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, addr := range addrs {
+			if prefix, ok := addr.(*net.IPNet); ok && !prefix.IP.IsLoopback() {
+				own = prefix.IP.String()
+				break
+			}
+		}
+	}
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{"127.0.0.1:9", "localhost:9", true},
+		{"127.0.0.1:9", "[::1%lo]:9", true},
+		{"127.0.0.1:9", "mcp-alias:9", true},
+		{"10.1.2.4:9", "mcp.internal:9", true},
+		{"[fe80::1%eth0]:9", "[fe80::1]:9", true},
+		{"unresolved.invalid:9", "UNRESOLVED.invalid.:9", true},
+		{"127.0.0.1:9", "mcp.internal:9", false},
+		{"127.0.0.1:9", "127.0.0.1:10", false},
+		{"10.1.2.5:9", "mcp.internal:9", false},
+		{"unresolved.invalid:9", "other.invalid:9", false},
+	}
+	if own != "" {
+		tests = append(tests, struct {
+			a, b string
+			same bool
+		}{"127.0.0.1:9", net.JoinHostPort(own, "9"), true})
+	}
+	for _, tt := range tests {
+		keys := caddymodule.DialKeys(lookup, tt.a, tt.b)
+		shared := slices.ContainsFunc(keys[0], func(k string) bool { return slices.Contains(keys[1], k) })
+		if shared != tt.same {
+			t.Errorf("%s %v and %s %v: one server %v; want %v", tt.a, keys[0], tt.b, keys[1], shared, tt.same)
+		}
+	}
+	before := lookups
+	caddymodule.DialKeys(lookup, "mcp.internal:9", "mcp.internal:10", "MCP.internal:11")
+	if n := lookups - before; n != 1 {
+		t.Errorf("one name in three dials was looked up %d times; want once", n)
 	}
 }
