@@ -335,8 +335,21 @@ func (c *ApprovalConfig) validate() error {
 	default:
 		return fmt.Errorf("approval: unknown store %q, want memory or redis", c.Store)
 	}
-	if c.Timeout < 0 || c.Keepalive < 0 || c.Hold < 0 {
-		return errors.New("approval: durations must not be negative")
+	for _, d := range []struct {
+		name     string
+		value    caddy.Duration
+		min, max time.Duration
+	}{
+		// Past these a setting is a mistake: a keepalive of a nanosecond
+		// sends a held client progress as fast as it can be written; an
+		// approval that waits a year for a decision is never decided.
+		{"timeout", c.Timeout, time.Nanosecond, 7 * 24 * time.Hour},
+		{"keepalive", c.Keepalive, 100 * time.Millisecond, 10 * time.Minute},
+		{"hold", c.Hold, time.Nanosecond, time.Hour},
+	} {
+		if d.value != 0 && (time.Duration(d.value) < d.min || time.Duration(d.value) > d.max) {
+			return fmt.Errorf("approval: %s must be from %s to %s, got %s", d.name, d.min, d.max, time.Duration(d.value))
+		}
 	}
 	return nil
 }

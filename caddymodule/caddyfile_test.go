@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
@@ -80,6 +81,39 @@ func TestValidateSizes(t *testing.T) {
 	} {
 		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth, MaxBody: tc.maxBody, Server: tc.server}
 		checkError(t, h.Validate(), tc.wantErr)
+	}
+}
+
+// TestValidateDurations: durations past what any setup needs (an
+// evaluation bound under a millisecond, which times every evaluation out;
+// a keepalive under 100 ms, which floods a held client with progress) are
+// refused, naming the setting and its range.
+func TestValidateDurations(t *testing.T) {
+	approval := func(timeout, keepalive, hold time.Duration) *caddymodule.ApprovalConfig {
+		return &caddymodule.ApprovalConfig{
+			Webhooks: []caddymodule.Webhook{{URL: "https://hooks.example/x"}}, WebhookSecrets: []string{"a"}, DecisionSecrets: []string{"b"},
+			CallbackURL: "https://gw.example/approvals", Timeout: caddy.Duration(timeout), Keepalive: caddy.Duration(keepalive), Hold: caddy.Duration(hold),
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		eval     time.Duration
+		approval *caddymodule.ApprovalConfig
+		wantErr  string
+	}{
+		{"eval_timeout of a nanosecond", time.Nanosecond, nil, "eval_timeout must be from 1ms to 1m0s, got 1ns"},
+		{"eval_timeout of a day", 24 * time.Hour, nil, "eval_timeout must be from 1ms to 1m0s, got 24h0m0s"},
+		{"keepalive of a nanosecond", 0, approval(0, time.Nanosecond, 0), "keepalive must be from 100ms to 10m0s, got 1ns"},
+		{"hold of two hours", 0, approval(0, 0, 2*time.Hour), "hold must be from 1ns to 1h0m0s, got 2h0m0s"},
+		{"timeout of a year", 0, approval(365*24*time.Hour, 0, 0), "timeout must be from 1ns to 168h0m0s"},
+		{"a negative hold", 0, approval(0, 0, -time.Second), "hold must be from 1ns to 1h0m0s, got -1s"},
+		{"the bounds", time.Minute, approval(7*24*time.Hour, 100*time.Millisecond, time.Hour), ""},
+		{"the defaults", 0, approval(0, 0, 0), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := caddymodule.Handler{Policies: []string{"p"}, EvalTimeout: caddy.Duration(tc.eval), Approval: tc.approval}
+			checkError(t, h.Validate(), tc.wantErr)
+		})
 	}
 }
 

@@ -394,6 +394,11 @@ func closeIdentity(id *gateway.Identity) error {
 // The largest settings accepted: past them a setting is a mistake (and,
 // over 2^53, Caddy's configuration would not even carry it exactly).
 const (
+	// An evaluation bound under a millisecond times every evaluation out
+	// (blocking everything); one over a minute holds requests for as
+	// long on a policy that hangs.
+	minEvalTimeout   = time.Millisecond
+	maxEvalTimeout   = time.Minute
 	maxDecisionCache = 1 << 24
 	maxMaxDepth      = 1000
 	maxMaxBody       = 1 << 40
@@ -417,6 +422,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("mcp_policy: max_depth must not be negative, got %d", h.MaxDepth)
+	}
+	if h.EvalTimeout != 0 && (time.Duration(h.EvalTimeout) < minEvalTimeout || time.Duration(h.EvalTimeout) > maxEvalTimeout) {
+		return fmt.Errorf("mcp_policy: eval_timeout must be from %s to %s, got %s", minEvalTimeout, maxEvalTimeout, time.Duration(h.EvalTimeout))
 	}
 	if h.DecisionCache != nil && (*h.DecisionCache < 0 || *h.DecisionCache > maxDecisionCache) {
 		return fmt.Errorf("mcp_policy: decision_cache must be from 0 (off) to %d, got %d", maxDecisionCache, *h.DecisionCache)
