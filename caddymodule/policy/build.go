@@ -256,17 +256,8 @@ func mergeData(base, extra map[string]any, at ast.Ref) (map[string]any, error) {
 
 // hasMember reports whether data holds the member at path.
 func hasMember(data map[string]any, path ...string) bool {
-	var value any = data
-	for _, name := range path {
-		object, ok := value.(map[string]any)
-		if !ok {
-			return false
-		}
-		if value, ok = object[name]; !ok {
-			return false
-		}
-	}
-	return true
+	_, ok := dataAt(data, path)
+	return ok
 }
 
 // checkDecisionDefined refuses a policy in which the decision query names
@@ -287,10 +278,51 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 		}
 		path = append(path, string(name))
 	}
-	if len(compiler.GetRules(ref)) > 0 || hasMember(data, path...) {
-		return nil
+	rules := compiler.GetRules(ref)
+	if len(rules) == 0 && !hasMember(data, path...) {
+		return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
 	}
-	return fmt.Errorf("the policy from %s defines no %s (the decision query): every message would be blocked; define it, or name the decision the policy defines with the decision subdirective", origin, b.decisionQuery)
+	// A decision that can only be something other than an object (a
+	// constant, a set, data that is not one) blocks every message too.
+	notObject := len(rules) > 0
+	for _, rule := range rules {
+		for ; rule != nil; rule = rule.Else {
+			value := rule.Head.Value
+			if rule.Head.RuleKind() == ast.SingleValue && value != nil && (!value.IsGround() || isObject(value.Value)) {
+				notObject = false
+			}
+		}
+	}
+	if document, ok := dataAt(data, path); ok && len(rules) == 0 {
+		_, object := document.(map[string]any)
+		notObject = !object
+	}
+	if notObject {
+		return fmt.Errorf("the policy from %s defines %s (the decision query) as something other than an object: every message would be blocked; a decision is an object such as {\"action\": \"allow\", \"reason\": \"...\"}", origin, b.decisionQuery)
+	}
+	return nil
+}
+
+// isObject reports whether v is an object (as opposed to a rule's value
+// that is a set, a string, a number...).
+func isObject(v ast.Value) bool {
+	_, ok := v.(ast.Object)
+	return ok
+}
+
+// dataAt returns the document at path in data, and whether there is one.
+func dataAt(data map[string]any, path []string) (any, bool) {
+	var value any = data
+	for _, name := range path {
+		object, ok := value.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if value, ok = object[name]; !ok {
+			return nil, false
+		}
+	}
+	return value, true
 }
 
 // permissionsRef is where the gateway's permissions table is in data.

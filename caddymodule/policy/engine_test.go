@@ -54,8 +54,10 @@ decision := {"action": "allow"} if input.method == "never"`, "", ActionBlock, "u
 decision := {"action": "maybe"}`, "", ActionBlock, "maybe", true},
 		{"action with other case", `package mcp
 decision := {"action": "Allow"}`, "", ActionBlock, "Allow", true},
+		// (A constant that is not an object, or a set rule, is refused at
+		// load: TestNewRejectsBadOptions.)
 		{"not an object", `package mcp
-decision := "allow"`, "", ActionBlock, "want an object", true},
+decision := concat("", ["al", "low"])`, "", ActionBlock, "want an object", true},
 		{"unknown member", `package mcp
 decision := {"action": "allow", "allow": true}`, "", ActionBlock, "unknown member", true},
 		{"reason not a string", `package mcp
@@ -66,7 +68,7 @@ decision := {"action": x} if x := to_number("not a number")`, "", ActionBlock, "
 decision := {"action": "allow"} if true
 decision := {"action": "block"} if true`, "", ActionBlock, "evaluating policy", true},
 		{"set of decisions", `package mcp
-decisions contains {"action": "allow"}`, "data.mcp.decisions", ActionBlock, "want an object", true},
+decisions := {d | some d in [{"action": "allow"}]}`, "data.mcp.decisions", ActionBlock, "want an object", true},
 		{"approvers", `package mcp
 decision := {"action": "needs_approval", "reason": "ask", "approvers": ["caller", "group:leads"]}`, "", ActionNeedsApproval, "ask", false},
 		{"approvers on allow", `package mcp
@@ -434,6 +436,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"bundle delays reversed", Options{Bundle: &BundleConfig{URL: "http://127.0.0.1:1", Resource: "b", MinDelay: time.Minute, MaxDelay: time.Second}}, "less than min delay"},
 		{"no decision", Options{Modules: map[string]string{"p.rego": "package mcp\ndecisions := {\"action\": \"allow\"}"}}, "defines no data.mcp.decision (the decision query)"},
 		{"a decision query naming nothing", Options{Paths: []string{dir}, Query: "data.org.decision"}, "defines no data.org.decision"},
+		{"a decision that is a number", Options{Modules: map[string]string{"p.rego": "package mcp\ndecision := 1"}}, "as something other than an object"},
+		{"a decision that is a set", Options{Modules: map[string]string{"p.rego": "package mcp\ndecision contains \"allow\""}}, "as something other than an object"},
+		{"decisions that are strings", Options{Modules: map[string]string{"p.rego": "package mcp\ndecision := \"allow\" if input.a\ndecision := \"block\" if input.b"}}, "as something other than an object"},
+		{"a decision in data that is a string", Options{Modules: map[string]string{"p.rego": "package other\nx := 1"}, Data: map[string]any{"mcp": map[string]any{"decision": "allow"}}}, "as something other than an object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -574,6 +580,27 @@ func TestParseInputAsBuilt(t *testing.T) {
 					t.Errorf("Value: %v", err)
 				}
 			}
+		})
+	}
+}
+
+// TestDecisionShapesAccepted: decisions that may be objects load: a
+// constant object, one computed, an else chain ending in one, a partial
+// object, an object in data.
+func TestDecisionShapesAccepted(t *testing.T) {
+	for name, opts := range map[string]Options{
+		"a constant object":           {Modules: map[string]string{"p.rego": "package mcp\ndecision := {\"action\": \"allow\", \"reason\": \"r\"}"}},
+		"a computed one":              {Modules: map[string]string{"p.rego": "package mcp\ndecision := d if d := input.d"}},
+		"an else chain ending in one": {Modules: map[string]string{"p.rego": "package mcp\ndecision := 1 if input.a\n\telse := {\"action\": \"allow\", \"reason\": \"r\"}"}},
+		"a partial object":            {Modules: map[string]string{"p.rego": "package mcp\ndecision[k] := v if { some k, v in input.d }"}},
+		"an object in data":           {Modules: map[string]string{"p.rego": "package other\nx := 1"}, Data: map[string]any{"mcp": map[string]any{"decision": map[string]any{"action": "allow", "reason": "r"}}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := New(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			e.Close()
 		})
 	}
 }
