@@ -664,3 +664,30 @@ func clientCertificate(t *testing.T, cn string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestSettingsFromPlaceholders: an identity's audience and the policy's
+// paths may come from placeholders (the environment), replaced once the
+// configuration loads; one that names nothing once replaced is refused,
+// naming the setting.
+func TestSettingsFromPlaceholders(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	t.Setenv("MCPGATE_TEST_AUDIENCE", testAudience)
+	t.Setenv("MCPGATE_TEST_POLICY", "testdata/userpolicy")
+	block := strings.Replace(strings.Replace(identityBlock(idp.url, ""), "audience "+testAudience, "audience {env.MCPGATE_TEST_AUDIENCE}", 1),
+		"policy testdata/userpolicy", "policy {env.MCPGATE_TEST_POLICY}", 1)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: block})
+	if status, body := post(t, gateway, http.Header{"Authorization": {"Bearer " + idp.token(t, "k1", nil)}}, callEcho); status != http.StatusOK || !strings.Contains(string(body), "echo:") {
+		t.Errorf("a token for the audience the environment names: %d %s; want it accepted", status, body)
+	}
+	for placeholder, want := range map[string]string{
+		"{env.MCPGATE_TEST_AUDIENCE}": `audience "{env.MCPGATE_TEST_UNSET}" names nothing`,
+		"{env.MCPGATE_TEST_POLICY}":   `policy "{env.MCPGATE_TEST_UNSET}" names no path`,
+	} {
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+		unset := strings.Replace(block, placeholder, "{env.MCPGATE_TEST_UNSET}", 1)
+		if err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", unset, up.URL)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s unset: %v; want it refused: %s", placeholder, err, want)
+		}
+	}
+}

@@ -259,7 +259,11 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 		}
 	}
 	for _, path := range h.Policies {
-		opts.Paths = append(opts.Paths, repl.ReplaceKnown(path, ""))
+		replaced := repl.ReplaceKnown(path, "")
+		if strings.TrimSpace(replaced) == "" {
+			return opts, fmt.Errorf("policy %q names no path once its placeholders are replaced", path)
+		}
+		opts.Paths = append(opts.Paths, replaced)
 	}
 	opts.Watch = len(opts.Paths) > 0 && !h.DisableWatch
 	if h.Bundle != nil {

@@ -95,16 +95,24 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		return nil, fmt.Errorf("identity: unknown source %q (want jwt or caddy)", cfg.Source)
 	}
 	jwksURL, issuer, resource := repl.ReplaceKnown(cfg.JWKSURL, ""), cfg.issuer(repl), repl.ReplaceKnown(cfg.Resource, "")
+	audience := make([]string, 0, len(cfg.Audience))
+	for _, a := range cfg.Audience {
+		replaced := repl.ReplaceKnown(a, "")
+		if strings.TrimSpace(replaced) == "" {
+			return nil, fmt.Errorf("identity jwt: audience %q names nothing once its placeholders are replaced", a)
+		}
+		audience = append(audience, replaced)
+	}
 	verifier, err := identity.NewJWTVerifier(ctx, identity.JWTConfig{
 		JWKSURL:  jwksURL,
 		Issuer:   issuer,
-		Audience: cfg.Audience,
+		Audience: audience,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity jwt: %w", err)
 	}
-	if resource == "" && len(cfg.Audience) > 0 {
-		resource = cfg.Audience[0]
+	if resource == "" && len(audience) > 0 {
+		resource = audience[0]
 	}
 	servers := cfg.AuthorizationServers
 	if len(servers) == 0 {

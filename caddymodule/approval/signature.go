@@ -55,10 +55,10 @@ type Secret struct {
 func ParseSecret(s string) (Secret, error) {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
 	if err != nil {
-		return Secret{}, fmt.Errorf("webhook secret is not whsec_<base64>: %w", err)
+		return Secret{}, fmt.Errorf("the secret is not whsec_<base64>: %w", err)
 	}
 	if len(key) < 24 {
-		return Secret{}, fmt.Errorf("webhook secret key has %d bytes, want at least 24", len(key))
+		return Secret{}, fmt.Errorf("the secret's key has %d bytes, want at least 24", len(key))
 	}
 	return Secret{key: key}, nil
 }
