@@ -1014,7 +1014,8 @@ func TestFaultPolicyFileBroken(t *testing.T) {
 
 	t.Run("no valid decision", func(t *testing.T) {
 		reloads := len(log.entries(t, policyReloaded))
-		write(policyFile, "package mcp\ndecision := \"allow\"\n")
+		// (A constant one is refused at reload, as a broken file is.)
+		write(policyFile, "package mcp\ndecision := concat(\"\", [\"al\", \"low\"])\n")
 		log.waitFor(t, policyReloaded, reloads+1)
 		if text, refused := callEchoText(t, session); !refused || !strings.Contains(text, "no valid decision") {
 			t.Errorf("echo under a policy whose decision is a string: refused %v, %q; want a refusal saying the policy gave no valid decision", refused, text)

@@ -266,17 +266,9 @@ func hasMember(data map[string]any, path ...string) bool {
 // as undefined, which the gateway would find out only from the traffic.
 // A query with other than names in it (data.mcp[x]) is not checked.
 func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[string]any, origin string) error {
-	ref, err := ast.ParseRef(b.decisionQuery)
-	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
-		return nil // checked when the builder was made; not a data query
-	}
-	path := make([]string, 0, len(ref)-1)
-	for _, term := range ref[1:] {
-		name, ok := term.Value.(ast.String)
-		if !ok {
-			return nil
-		}
-		path = append(path, string(name))
+	ref, path, ok := b.decisionPath()
+	if !ok {
+		return nil
 	}
 	rules := compiler.GetRules(ref)
 	if len(rules) == 0 && !hasMember(data, path...) {
@@ -284,8 +276,11 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 	}
 	// A decision that can only be something other than an object (a
 	// constant, a set, data that is not one) blocks every message too.
-	notObject := len(rules) > 0
-	for _, rule := range rules {
+	// Rules under the decision (decision.action, decision["reason"], a
+	// package of that name) make it an object.
+	exact := compiler.GetRulesExact(ref)
+	notObject := len(exact) > 0 && len(exact) == len(rules)
+	for _, rule := range exact {
 		for ; rule != nil; rule = rule.Else {
 			value := rule.Head.Value
 			if rule.Head.RuleKind() == ast.SingleValue && value != nil && (!value.IsGround() || isObject(value.Value)) {
@@ -301,6 +296,25 @@ func (b *policyBuilder) checkDecisionDefined(compiler *ast.Compiler, data map[st
 		return fmt.Errorf("the policy from %s defines %s (the decision query) as something other than an object: every message would be blocked; a decision is an object such as {\"action\": \"allow\", \"reason\": \"...\"}", origin, b.decisionQuery)
 	}
 	return nil
+}
+
+// decisionPath returns the decision query as a reference and as the
+// names of its path under data, when it is made of names only
+// (data.mcp.decision, not data.mcp[x]).
+func (b *policyBuilder) decisionPath() (ast.Ref, []string, bool) {
+	ref, err := ast.ParseRef(b.decisionQuery)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return nil, nil, false // checked when the builder was made; not a data query
+	}
+	path := make([]string, 0, len(ref)-1)
+	for _, term := range ref[1:] {
+		name, ok := term.Value.(ast.String)
+		if !ok {
+			return nil, nil, false
+		}
+		path = append(path, string(name))
+	}
+	return ref, path, true
 }
 
 // isObject reports whether v is an object (as opposed to a rule's value
@@ -328,13 +342,17 @@ func dataAt(data map[string]any, path []string) (any, bool) {
 // permissionsRef is where the gateway's permissions table is in data.
 var permissionsRef = ast.MustParseRef("data.mcp.permissions")
 
-// checkTableRead refuses a policy that never reads the permissions table
-// the configuration gives it (one written without the library, say): the
-// table would be ignored without a word, and every tool it blocks
-// allowed. A reference that may reach the table (data.mcp, data[x]) counts
-// as reading it.
+// checkTableRead refuses a policy whose decision never reads the
+// permissions table the configuration gives it (one written without the
+// library, or a decision of its own beside the library's): the table
+// would be ignored without a word, and every tool it blocks allowed. The
+// decision's rules are read, and every rule they depend on (OPA's
+// dependency graph); a reference that may reach the table (data.mcp,
+// data[x]) counts as reading it. A decision query with other than names
+// in it is not checked.
 func (b *policyBuilder) checkTableRead(compiler *ast.Compiler, origin string) error {
-	if !hasMember(b.data, "mcp", "permissions") {
+	ref, _, ok := b.decisionPath()
+	if !ok || !hasMember(b.data, "mcp", "permissions") {
 		return nil
 	}
 	read := false
@@ -344,15 +362,30 @@ func (b *policyBuilder) checkTableRead(compiler *ast.Compiler, origin string) er
 		}
 		return read
 	})
-	// The rules, not the modules: a package's path (data.mcp) is no read.
-	for _, module := range compiler.Modules {
-		for _, rule := range module.Rules {
-			if visitor.Walk(rule); read {
-				return nil
+	seen := map[*ast.Rule]bool{}
+	for queue := compiler.GetRules(ref); len(queue) > 0 && !read; {
+		rule := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		if seen[rule] {
+			continue
+		}
+		seen[rule] = true
+		// The rule, not its module: a package's path (data.mcp) is no
+		// read.
+		visitor.Walk(rule)
+		if rule.Else != nil {
+			queue = append(queue, rule.Else)
+		}
+		for dependency := range compiler.Graph.Dependencies(rule) {
+			if r, ok := dependency.(*ast.Rule); ok {
+				queue = append(queue, r)
 			}
 		}
 	}
-	return fmt.Errorf("the policy from %s never reads data.mcp.permissions, so the permissions table the configuration gives would be ignored: include the library (policies/) in the policy paths, or read the table in the policy", origin)
+	if read {
+		return nil
+	}
+	return fmt.Errorf("the policy from %s decides (%s) without reading data.mcp.permissions, so the permissions table the configuration gives would be ignored: include the library (policies/) in the policy paths and decide with it, or read the table in the policy's decision", origin, b.decisionQuery)
 }
 
 // mayReach reports whether ref may name target or a document in or

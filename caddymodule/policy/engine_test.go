@@ -594,6 +594,9 @@ func TestDecisionShapesAccepted(t *testing.T) {
 		"an else chain ending in one": {Modules: map[string]string{"p.rego": "package mcp\ndecision := 1 if input.a\n\telse := {\"action\": \"allow\", \"reason\": \"r\"}"}},
 		"a partial object":            {Modules: map[string]string{"p.rego": "package mcp\ndecision[k] := v if { some k, v in input.d }"}},
 		"an object in data":           {Modules: map[string]string{"p.rego": "package other\nx := 1"}, Data: map[string]any{"mcp": map[string]any{"decision": map[string]any{"action": "allow", "reason": "r"}}}},
+		"members as rules":            {Modules: map[string]string{"p.rego": "package mcp\ndecision.action := \"allow\"\ndecision.reason := \"r\""}},
+		"members with constant keys":  {Modules: map[string]string{"p.rego": "package mcp\ndecision[\"action\"] := \"allow\"\ndecision[\"reason\"] := \"r\""}},
+		"a package of that name":      {Modules: map[string]string{"p.rego": "package mcp.decision\ndefault action := \"block\"\naction := \"allow\" if input.a\nreason := \"r\""}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e, err := New(context.Background(), opts)
@@ -612,29 +615,40 @@ func TestDecisionShapesAccepted(t *testing.T) {
 func TestPermissionsTableRead(t *testing.T) {
 	const head = "package mcp\nimport rego.v1\ndefault decision := {\"action\": \"block\", \"reason\": \"no\"}\n"
 	table := map[string]any{"mcp": map[string]any{"permissions": map[string]any{"destructive": map[string]any{"action": "block"}, "tools": map[string]any{}}}}
+	withLibrary := func(name, source string) map[string]string {
+		modules := maps.Clone(policies.Library())
+		modules[name] = source
+		return modules
+	}
 	tests := []struct {
 		name    string
 		modules map[string]string
+		query   string
 		data    map[string]any
 		wantErr bool
 	}{
-		{"the library", policies.Library(), table, false},
-		{"a policy reading the table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.permissions.destructive.action != "block"`}, table, false},
+		{"the library", policies.Library(), "", table, false},
+		{"the library beside a decision of its own that ignores the table", withLibrary("org.rego", "package org\nimport rego.v1\ndecision := {\"action\": \"allow\", \"reason\": \"org\"}"), "data.org.decision", table, true},
+		{"the library beside a decision of its own that defers to it", withLibrary("org.rego", "package org\nimport rego.v1\ndecision := data.mcp.decision"), "data.org.decision", table, false},
+		{"a policy reading the table by an import", map[string]string{"p.rego": "package mcp\nimport rego.v1\nimport data.mcp.permissions as p\ndecision := {\"action\": \"allow\", \"reason\": \"ok\"} if p.destructive.action != \"block\""}, "", table, false},
+		{"a decision of parts, reading the table", map[string]string{"p.rego": "package mcp.decision\nimport rego.v1\naction := \"allow\" if data.mcp.permissions.tools.x\ndefault action := \"block\"\nreason := \"r\""}, "", table, false},
+		{"a decision of parts, one helper reading the table unused", map[string]string{"p.rego": "package mcp.decision\nimport rego.v1\naction := \"allow\"\nreason := \"r\"", "h.rego": "package helpers\nunused if data.mcp.permissions.tools.x"}, "", table, true},
+		{"a policy reading the table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.permissions.destructive.action != "block"`}, "", table, false},
 		{"a policy reading the table in a function", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if blocked("destructive")
-blocked(category) if data.mcp.permissions[category].action == "block"`}, table, false},
-		{"a policy reading data by a variable", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if { some k; data[k].permissions }`}, table, false},
-		{"a policy allowing everything", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, table, true},
-		{"a policy reading other data", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.other == 1`}, table, true},
-		{"a policy reading input only", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if input.permissions`}, table, true},
-		{"a policy allowing everything, no table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, nil, false},
+blocked(category) if data.mcp.permissions[category].action == "block"`}, "", table, false},
+		{"a policy reading data by a variable", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if { some k; data[k].permissions }`}, "", table, false},
+		{"a policy allowing everything", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, "", table, true},
+		{"a policy reading other data", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.other == 1`}, "", table, true},
+		{"a policy reading input only", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if input.permissions`}, "", table, true},
+		{"a policy allowing everything, no table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, "", nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := New(context.Background(), Options{Modules: tt.modules, Data: tt.data})
+			e, err := New(context.Background(), Options{Modules: tt.modules, Query: tt.query, Data: tt.data})
 			if err == nil {
 				e.Close()
 			}
-			if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "never reads data.mcp.permissions") {
+			if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "without reading data.mcp.permissions") {
 				t.Errorf("New: %v; want an error saying the table is never read: %v", err, tt.wantErr)
 			}
 		})
