@@ -47,6 +47,8 @@ type names struct {
 	// inHTTP is set once a handler is provisioned in an HTTP server: Start
 	// then checks the HTTP servers' layout.
 	inHTTP bool
+	// gateways are the handlers' gateways.
+	gateways *configGateways
 }
 
 // CaddyModule returns the Caddy module information.
@@ -54,7 +56,8 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{}}}
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{},
+				gateways: &configGateways{byServer: map[string][]*gateway.Gateway{}}}}
 		},
 	}
 }
@@ -62,19 +65,80 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Start implements caddy.App. The app holds no running parts; it checks,
 // now that every HTTP server is provisioned, that no request reaches an
 // upstream of theirs past mcp_policy (see checkLayout).
+// Once the check passes, its gateways are the ones running (see
+// gatewaysServing).
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
-	if !a.names.inHTTP {
+	if a.names.inHTTP {
+		// Every server of the configuration: another site or port may
+		// proxy to an upstream that one holding mcp_policy guards.
+		app, err := a.ctx.AppIfConfigured("http")
+		if err != nil {
+			return fmt.Errorf("finding the HTTP servers to check their layout: %w", err)
+		}
+		if err := checkLayout(app.(*caddyhttp.App).Servers); err != nil {
+			return err
+		}
+	}
+	running.start(a.names.gateways)
+	return nil
+}
+
+// serve records the gateway a handler of this configuration runs for a
+// server name.
+func (a *App) serve(server string, g *gateway.Gateway) {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	a.names.gateways.byServer[server] = append(a.names.gateways.byServer[server], g)
+}
+
+// running holds the gateways of the configuration running now, by server
+// name, for the calls held across a reload (see gateway.Config.Running).
+var running runningGateways
+
+// configGateways are the gateways of one configuration, by server name.
+type configGateways struct {
+	byServer map[string][]*gateway.Gateway
+}
+
+// runningGateways are the gateways of the configuration running now, and
+// of the one before it while that one has not stopped (a configuration
+// whose start fails stops at once, and the one before it runs on).
+type runningGateways struct {
+	mu                sync.Mutex
+	current, previous *configGateways
+}
+
+// start makes a configuration's gateways the running ones.
+func (r *runningGateways) start(gateways *configGateways) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.previous, r.current = r.current, gateways
+}
+
+// stop forgets a configuration's gateways: the one before it runs again
+// if it was the running one (its start failed).
+func (r *runningGateways) stop(gateways *configGateways) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch gateways {
+	case r.current:
+		r.current, r.previous = r.previous, nil
+	case r.previous:
+		r.previous = nil
+	}
+}
+
+// serving returns the gateways that serve server in the configuration
+// running now.
+func (r *runningGateways) serving(server string) []*gateway.Gateway {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.current == nil {
 		return nil
 	}
-	// Every server of the configuration: another site or port may proxy
-	// to an upstream that one holding mcp_policy guards.
-	app, err := a.ctx.AppIfConfigured("http")
-	if err != nil {
-		return fmt.Errorf("finding the HTTP servers to check their layout: %w", err)
-	}
-	return checkLayout(app.(*caddyhttp.App).Servers)
+	return slices.Clone(r.current.byServer[server])
 }
 
 // Provision implements caddy.Provisioner: the app keeps its context, to
@@ -106,8 +170,13 @@ func (a *App) guard(ctx caddy.Context) {
 	a.names.inHTTP = true
 }
 
-// Stop implements caddy.App.
-func (*App) Stop() error { return nil }
+// Stop implements caddy.App: its gateways no longer run.
+func (a *App) Stop() error {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	running.stop(a.names.gateways)
+	return nil
+}
 
 // appOf returns the configuration's App.
 func appOf(ctx caddy.Context) (*App, error) {

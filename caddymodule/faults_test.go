@@ -938,6 +938,44 @@ const (
 	bundleFailed       = "policy bundle failed; keeping the previous policy"
 )
 
+// TestHeldCallAcrossPolicyChange: a call held for approval when a reload
+// changes what the organization allows is decided again once approved:
+// the new table blocks the tool, so the call does not run on the approval
+// given under the old one (a fresh call is blocked too).
+func TestHeldCallAcrossPolicyChange(t *testing.T) {
+	const table = "permissions {\n\t\t\tread_only allow\n\t\t\ttool create_issue needs_approval\n\t\t}"
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	g := startApprovalGateway(t, up, approvalSetup{policy: table, hold: "1m"})
+	session, holds := heldCalls(t, g.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := callAsync(ctx, session, withProgress(createIssue("held over the reload"), "held"))
+	holds.await(t, "held")
+	g.approver.waitFor(t, approval.EventRequested, 1)
+
+	reloaded := strings.Replace(g.caddyfile, "tool create_issue needs_approval", "tool create_issue block", 1)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(reloaded), nil)
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("reloading: %v", err)
+	}
+	g.approver.mu.Lock()
+	id := g.approver.ids[0]
+	g.approver.mu.Unlock()
+	if status := g.approver.decide(t, g.Callbacks+"/"+id, "approve", ""); status != http.StatusOK {
+		t.Fatalf("approving after the reload: status %d", status)
+	}
+	res := awaitAnswer(t, "the held call", done)
+	if !res.IsError || !strings.Contains(resultText(res), "the policy in force now decides it otherwise") {
+		t.Errorf("the held call, approved after a reload that blocks its tool: isError %v, %q; want it refused", res.IsError, resultText(res))
+	}
+	if n := up.CallCount("create_issue"); n != 0 {
+		t.Errorf("the upstream ran create_issue %d times on an approval given before the reload blocked it", n)
+	}
+}
+
 // TestFaultPolicyFileBroken writes broken policies under a running
 // gateway that hot-reloads its policy files: each failure is logged and
 // the last good policy keeps deciding, until a good edit replaces it. A

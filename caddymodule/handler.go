@@ -234,9 +234,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
 	}
+	server := cfg.Server
+	cfg.Running = func() []*gateway.Gateway { return running.serving(server) }
 	if h.gateway, err = gateway.New(cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
 	}
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
+	app.serve(server, h.gateway)
 	h.logger.Info("policy loaded",
 		zap.Strings("paths", h.Policies),
 		zap.Bool("library", len(h.Policies) == 0 && h.Bundle == nil),

@@ -261,8 +261,8 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 			case stopDisconnected:
 				return disconnected()
 			}
-			if changed := x.toolChangedWhileHeld(v); changed != "" {
-				logger.Warn("confirmed call not run: its tool changed while its caller was asked")
+			if changed := x.changedWhileHeld(v); changed != "" {
+				logger.Warn("confirmed call not run: its tool or the policy changed while its caller was asked", zap.String("change", changed))
 				endWaitSpan(wait, outcomeRefused, "")
 				x.audit(v, outcomeRefused, nil)
 				return held.answer("You confirmed this call, but " + changed + ": it did not run. Make the call again to have it decided anew.")

@@ -101,6 +101,12 @@ type Config struct {
 	Sessions *Sessions
 	// Approvals, when set, holds calls that need approval.
 	Approvals *Approvals
+	// Running returns the gateways that serve Server in the configuration
+	// running now: this one while its configuration runs, the next
+	// configuration's after a reload, none when that one no longer serves
+	// Server. A call held for a person's answer is decided again by each
+	// before it runs (see changedWhileHeld). Nil: this gateway alone.
+	Running func() []*Gateway
 	// Metrics count decisions.
 	Metrics *Metrics
 	// RateLimits limit how often messages pass.

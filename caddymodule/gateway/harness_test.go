@@ -85,6 +85,8 @@ type gatewayOptions struct {
 type testGateway struct {
 	// URL is the MCP endpoint.
 	URL string
+	// gateway is the Gateway served.
+	gateway *gateway.Gateway
 	// sealer is the gateway's session sealer, for tests that forge
 	// tokens.
 	sealer *sessiontoken.Sealer
@@ -135,7 +137,7 @@ func serveGateway(t *testing.T, cfg gateway.Config, upstreamURL string) *testGat
 		}
 	}))
 	t.Cleanup(srv.Close)
-	gw := &testGateway{URL: srv.URL + "/mcp", sealer: cfg.Sealer, catalog: cfg.Catalog}
+	gw := &testGateway{URL: srv.URL + "/mcp", gateway: g, sealer: cfg.Sealer, catalog: cfg.Catalog}
 	if cfg.Approvals != nil {
 		gw.approvals = cfg.Approvals.Service
 	}

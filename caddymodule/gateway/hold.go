@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // testHookGoAhead, when set, runs when a held call may go ahead (its
@@ -60,6 +62,49 @@ func (x *exchange) stopBeforeRunning(cancelled <-chan struct{}) stop {
 // cancelTimeout bounds the store update that cancels an approval after
 // its client went away (the request's own context is done by then).
 const cancelTimeout = 5 * time.Second
+
+// changedWhileHeld says how a call held for a person's answer is no
+// longer what was decided and asked about, or "" when it still is: its
+// tool (see toolChangedWhileHeld), or the policy (see
+// policyChangedWhileHeld).
+func (x *exchange) changedWhileHeld(v verdict) string {
+	if changed := x.toolChangedWhileHeld(v); changed != "" {
+		return changed
+	}
+	return x.policyChangedWhileHeld(v)
+}
+
+// policyChangedWhileHeld says how the policy in force now decides a call
+// held for a person's answer otherwise than it was decided, or "" when it
+// does not. A call may be held for as long as hold: meanwhile its policy
+// files or bundle may change, or the configuration reload, and a call the
+// organization has since blocked, or given to other approvers, must not
+// run on an answer given under the old rules. Each gateway serving the
+// call's server now decides the same input again (its request's facts as
+// that gateway reads them); the call goes on only if each allows it or
+// holds it for the same approvers.
+func (x *exchange) policyChangedWhileHeld(v verdict) string {
+	running := []*Gateway{x.g}
+	if x.g.cfg.Running != nil {
+		running = x.g.cfg.Running()
+	}
+	if len(running) == 0 {
+		return fmt.Sprintf("the configuration running now no longer serves %q", x.g.cfg.Server)
+	}
+	approvers := slices.Sorted(slices.Values(v.decision.Approvers))
+	for _, g := range running {
+		input := *v.input
+		input.Request = g.requestInfo(x.r)
+		d := g.evaluate(x.r, &input, v.message.Tool.Name)
+		switch {
+		case d.Action == policy.ActionAllow:
+		case d.Action == policy.ActionNeedsApproval && slices.Equal(slices.Sorted(slices.Values(d.Approvers)), approvers):
+		default:
+			return "the policy in force now decides it otherwise (" + refusalText(d, true) + ")"
+		}
+	}
+	return ""
+}
 
 // toolChangedWhileHeld says how the tool of a call held for a person's
 // answer is no longer the definition the call was decided on (and the
@@ -222,8 +267,8 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 				case stopDisconnected:
 					return end(outcomeCancelled, a, nil)
 				}
-				if changed := x.toolChangedWhileHeld(v); changed != "" {
-					held.logger.Warn("approved call not run: its tool changed while it was held", zap.String("id", a.ID), zap.String("tool", m.Tool.Name))
+				if changed := x.changedWhileHeld(v); changed != "" {
+					held.logger.Warn("approved call not run: its tool or the policy changed while it was held", zap.String("id", a.ID), zap.String("tool", m.Tool.Name), zap.String("change", changed))
 					return end(outcomeRefused, a, held.answer(fmt.Sprintf(
 						"Approval %s was given, but %s: the call did not run, and the approval is used up. Make the call again to have it decided anew.", a.ID, changed)))
 				}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -499,5 +500,71 @@ func TestHeldCallKeepsItsID(t *testing.T) {
 	}
 	if body, err := postQuietly(gw.URL, header, ping); err != nil || strings.Contains(body, "awaiting") {
 		t.Errorf("a ping with the id once the held call ended: %s (%v); want it forwarded", body, err)
+	}
+}
+
+// TestHeldCallDecidedAgain: a call held for approval while the policy in
+// force changes (a reload with another permissions table) is decided
+// again once approved: it runs when the policy now allows it or holds it
+// for the same approvers, and is refused, its approval used up, when the
+// policy now blocks it or names other approvers, or when no gateway
+// serves its server any more.
+func TestHeldCallDecidedAgain(t *testing.T) {
+	table := func(createIssue any) map[string]any {
+		data := permissionsTable()
+		permissions := data["mcp"].(map[string]any)["permissions"].(map[string]any)
+		permissions["tools"] = map[string]any{"peek": "block", "create_issue": createIssue}
+		return data
+	}
+	tests := []struct {
+		name string
+		// data is the table of the configuration running once the call
+		// is held; nil: no gateway serves the server any more.
+		data    map[string]any
+		wantRun bool
+	}{
+		{"unchanged", permissionsTable(), true},
+		{"now allowed", table("allow"), true},
+		{"now blocked", table("block"), false},
+		{"now for other approvers", table(map[string]any{"action": "needs_approval", "approvers": []any{"group:leads"}}), false},
+		{"no longer served", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatefulJSON)
+			ctx := context.Background()
+			var running atomic.Pointer[[]*gateway.Gateway]
+			engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+			cfg.MaxBody = 64 << 10
+			cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: time.Minute, Keepalive: time.Second}
+			cfg.Running = func() []*gateway.Gateway { return *running.Load() }
+			old := serveGateway(t, cfg, up.URL)
+			running.Store(&[]*gateway.Gateway{old.gateway})
+			header := sessionHeader(t, old.URL)
+			pending, answer := holdCreateIssue(t, old, header)
+
+			now := []*gateway.Gateway{}
+			if tt.data != nil {
+				engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: tt.data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				renewed := cfg
+				renewed.Engine, renewed.Running = engine, nil
+				now = append(now, newGateway(t, renewed))
+			}
+			running.Store(&now)
+			if _, err := old.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+				t.Fatal(err)
+			}
+			body := <-answer
+			if ran := up.CallCount("create_issue") == 1; ran != tt.wantRun || !ran && !strings.Contains(body, "did not run") {
+				t.Errorf("the held call, approved: %s (ran: %v); want it run: %v", body, ran, tt.wantRun)
+			}
+		})
 	}
 }
