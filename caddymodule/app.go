@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -49,6 +50,8 @@ type names struct {
 	inHTTP bool
 	// gateways are the handlers' gateways.
 	gateways *configGateways
+	// inboxes are the mcp_approvals inboxes (see claimInbox).
+	inboxes []claimedInbox
 }
 
 // CaddyModule returns the Caddy module information.
@@ -294,6 +297,34 @@ func (a *App) claimApprovals(key, fingerprint string) error {
 	}
 	claims.approvals[key] = fingerprint
 	return nil
+}
+
+// claimInbox records an inbox of this configuration (an mcp_approvals
+// handler's), deciding the approvals of instance (every instance, when
+// empty), with its accounts, groups and caller ids as fingerprint: two
+// inboxes that decide the same approvals with different ones are refused,
+// since the approvers a policy names ("inbox:alice", "group:leads") would
+// stand for whoever either inbox calls so, and each would keep its own
+// accounts from deciding their own calls but not the other's.
+func (a *App) claimInbox(instance, fingerprint string) error {
+	claims := a.names
+	claims.mu.Lock()
+	defer claims.mu.Unlock()
+	for _, other := range claims.inboxes {
+		overlap := instance == "" || other.instance == "" || instance == other.instance
+		if overlap && other.fingerprint != fingerprint {
+			return fmt.Errorf("two mcp_approvals inboxes decide the same approvals (instance %q and %q; none is every instance) with different accounts, groups or caller_ids: "+
+				"an approver a policy names, inbox:<account> or group:<name>, would be whoever either calls so; give them the same accounts, or give each team's mcp_policy approval block its own `instance` and each inbox that instance",
+				cmp.Or(other.instance, "(none)"), cmp.Or(instance, "(none)"))
+		}
+	}
+	claims.inboxes = append(claims.inboxes, claimedInbox{instance: instance, fingerprint: fingerprint})
+	return nil
+}
+
+// claimedInbox is an inbox claimInbox recorded.
+type claimedInbox struct {
+	instance, fingerprint string
 }
 
 // Interface guards

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -71,6 +72,13 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 		ClientIP: clientIP,
 	}
 	if h.Inbox != nil {
+		app, err := appOf(ctx)
+		if err != nil {
+			return err
+		}
+		if err := app.claimInbox(h.Instance, h.Inbox.fingerprint()); err != nil {
+			return fmt.Errorf("mcp_approvals: %w", err)
+		}
 		inbox, err := h.Inbox.provision(ctx)
 		if err != nil {
 			return err

@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -68,6 +72,34 @@ func (inbox *ApprovalInbox) provision(ctx caddy.Context) (*approvalhttp.Inbox, e
 		return nil, fmt.Errorf("mcp_approvals: inbox: %w", err)
 	}
 	return approvalhttp.NewInbox(inbox.authenticate, inbox.Groups, inbox.CallerIDs), nil
+}
+
+// fingerprint names who the inbox's principals are: its accounts (with
+// their password hashes: two accounts of one name and another password
+// are two people), groups and caller ids, in a canonical order.
+func (inbox *ApprovalInbox) fingerprint() string {
+	var accounts [][2]string
+	if inbox.BasicAuth != nil {
+		for _, a := range inbox.BasicAuth.AccountList {
+			accounts = append(accounts, [2]string{a.Username, a.Password})
+		}
+	}
+	slices.SortFunc(accounts, func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
+	sorted := func(lists map[string][]string) map[string][]string {
+		out := make(map[string][]string, len(lists))
+		for name, members := range lists {
+			out[name] = slices.Sorted(slices.Values(members))
+		}
+		return out
+	}
+	// Maps encode with their keys sorted.
+	encoded, _ := json.Marshal(struct {
+		Accounts  [][2]string
+		Groups    map[string][]string
+		CallerIDs map[string][]string
+	}{accounts, sorted(inbox.Groups), sorted(inbox.CallerIDs)})
+	sum := sha256.Sum256(encoded)
+	return hex.EncodeToString(sum[:])
 }
 
 // authenticate signs an inbox account in with Caddy's basic_auth.

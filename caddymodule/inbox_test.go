@@ -334,3 +334,51 @@ HTML 404
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestInboxesOfOneServiceAgree: two inboxes that decide the same
+// approvals (one of them for every instance, or both for one) must have
+// the same accounts, groups and caller ids, else the configuration does
+// not load: "inbox:alice" or "group:leads" would name whoever either one
+// calls so. Inboxes of instances apart may differ.
+func TestInboxesOfOneServiceAgree(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("wonderland"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := bcrypt.GenerateFromPassword([]byte("looking-glass"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := func(instance, accounts, lines string) string {
+		if instance != "" {
+			instance = "instance " + instance
+		}
+		return fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\thandle /approvals/* {\n\t\tmcp_approvals {\n\t\t\t%s\n\t\t\tinbox {\n\t\t\t\tbasic_auth {\n\t\t\t\t\t%s\n\t\t\t\t}\n\t\t\t\t%s\n\t\t\t}\n\t\t}\n\t}\n}\n",
+			freePort(t), instance, accounts, lines)
+	}
+	alice, mallory := "alice "+string(hash), "mallory "+string(hash)
+	aliceElsewhere := "alice " + string(other)
+	tests := []struct {
+		name    string
+		a, b    string
+		wantErr bool
+	}{
+		{"the same accounts", inbox("", alice, ""), inbox("", alice, ""), false},
+		{"other accounts, both for every instance", inbox("", alice, ""), inbox("", mallory, ""), true},
+		{"other accounts, one for every instance", inbox("", alice, ""), inbox("team-b", mallory, ""), true},
+		{"other accounts, one instance each", inbox("team-a", alice, ""), inbox("team-b", mallory, ""), false},
+		{"other accounts, the same instance", inbox("team-a", alice, ""), inbox("team-a", mallory, ""), true},
+		{"one name, two passwords", inbox("", alice, ""), inbox("", aliceElsewhere, ""), true},
+		{"another group", inbox("", alice, "group leads alice"), inbox("", alice, ""), true},
+		{"other caller ids", inbox("", alice, "caller_ids alice alice@example.com"), inbox("", alice, "caller_ids alice a@example.com"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			err := loadCaddyfile(t, globalOptions(t)+tt.a+tt.b)
+			if (err != nil) != tt.wantErr || err != nil && !strings.Contains(err.Error(), "two mcp_approvals inboxes decide the same approvals") {
+				t.Errorf("loaded with %v; want refused: %v", err, tt.wantErr)
+			}
+		})
+	}
+}
