@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -45,6 +46,17 @@ var templateSamples = []templateSample{
 		},
 		inboxURL: "https://gw.example.com/approvals/",
 		event:    approval.EventRequested,
+	},
+	{
+		// Characters that reorder or hide text, and padding that pushes
+		// the end of an argument past what a message shows.
+		name: "requested with hidden characters and padding",
+		call: approval.Call{
+			Server: "shell", Tool: "run",
+			Arguments: map[string]any{"command": "ls \u202e" + strings.Repeat(" ", 12000) + "; rm -rf /"},
+			Reason:    "commands need a human \u202eevil\u200b",
+		},
+		event: approval.EventRequested,
 	},
 	{
 		name:  "requested anonymously, without an inbox",
@@ -210,8 +222,9 @@ var slackEscaped = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").R
 // caller's text.
 func TestSlackTemplate(t *testing.T) {
 	wantBlocks := map[string][]string{
-		"requested by a user, with an inbox":      {"header", "section", "section", "section", "section", "section", "section", "context", "actions"},
-		"requested anonymously, without an inbox": {"header", "section", "section", "section", "section", "context"},
+		"requested by a user, with an inbox":           {"header", "section", "section", "section", "section", "section", "section", "context", "actions"},
+		"requested anonymously, without an inbox":      {"header", "section", "section", "section", "section", "context"},
+		"requested with hidden characters and padding": {"header", "section", "section", "section", "section", "section", "section", "context"},
 		"cancelled":                        {"section", "context"},
 		"expired":                          {"section", "context"},
 		"a tool named by a hostile server": {"section", "context"},
@@ -287,8 +300,16 @@ func TestSlackTemplate(t *testing.T) {
 			// What the caller wrote freely is plain text, shown as written:
 			// no mrkdwn formats, links or mentions it.
 			plain := strings.Join(m.plainText(), "\n")
-			if sample.call.Reason != "" && !strings.Contains(plain, sample.call.Reason) {
-				t.Errorf("the reason is not shown as written, in plain text:\n%s", plain)
+			if sample.call.Reason != "" && !strings.Contains(plain, display.Block(sample.call.Reason)) {
+				t.Errorf("the reason is not shown as written (hidden characters made visible), in plain text:\n%s", plain)
+			}
+			// Nothing reorders or hides what the reviewer reads, and
+			// what is left out says so.
+			if strings.ContainsAny(plain, "\u202e\u200b") {
+				t.Errorf("the plain text holds a bidirectional override or a zero-width space as such:\n%q", plain)
+			}
+			if strings.Contains(fmt.Sprint(sample.call.Arguments), "rm -rf") && !strings.Contains(plain, "rm -rf") && !strings.Contains(plain, "more bytes not shown") {
+				t.Errorf("the arguments were cut without saying so:\n%s", plain)
 			}
 			if title, ok := sample.call.Arguments["title"].(string); ok && !strings.Contains(plain, jsonText(t, title)) {
 				t.Errorf("the arguments block does not show the title as JSON, in plain text:\n%s", plain)
@@ -389,6 +410,14 @@ func TestTicketTemplate(t *testing.T) {
 				if !strings.Contains(tk.Body, want) {
 					t.Errorf("the body lacks %q:\n%s", want, tk.Body)
 				}
+			}
+			// Nothing reorders or hides what the reviewer reads, and
+			// what is left out says so.
+			if strings.ContainsAny(tk.Body, "\u202e\u200b") {
+				t.Errorf("the body holds a bidirectional override or a zero-width space as such:\n%q", tk.Body)
+			}
+			if strings.Contains(fmt.Sprint(sample.call.Arguments), "rm -rf") && !strings.Contains(tk.Body, "rm -rf") && !strings.Contains(tk.Body, "more bytes not shown") {
+				t.Errorf("the arguments were cut without saying so:\n%s", tk.Body)
 			}
 			// The hostile text's second line never starts a line of the
 			// ticket's (it is quoted wherever it is), nor is the subject

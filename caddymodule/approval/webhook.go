@@ -225,6 +225,16 @@ var templateFuncs = template.FuncMap{
 	// CLI show it: a line break in it cannot pass for a line of the
 	// message's own.
 	"line": display.Line,
+	// visible shows free text of the call's (the arguments, a reason) as
+	// the inbox does: line breaks kept, every other character that could
+	// act on the display (a bidirectional override reordering what
+	// follows, a zero-width character) made visible.
+	"visible": display.Block,
+	// cut cuts a text at n bytes with a note of how many were left out,
+	// so that what the reader does not see is never taken for nothing
+	// (truncate's bare "…" lets padding push the end of an argument out
+	// of sight).
+	"cut": func(n int, s string) string { return display.Cut(s, n) },
 }
 
 // encodeJSON encodes v as JSON, indented by indent if not empty, leaving

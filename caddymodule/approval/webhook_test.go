@@ -260,6 +260,8 @@ func TestRender(t *testing.T) {
 			"{\n  \"title\": \"<b>\\\"x\\\"</b>\",\n  \"n\": 1\n}", ""},
 		{"truncate", `{{truncate 5 .Reason}}|{{truncate 100 .Tool.Name}}`, "text/plain", "Über…|create_issue", ""},
 		{"join", `{{join ", " .Approvers}}`, "text/plain", "group:ops, alice", ""},
+		{"visible", `{{visible "a\u202eb\nc\u200bd"}}`, "text/plain", "a⟨U+202E⟩b\nc⟨U+200B⟩d", ""},
+		{"cut", `{{cut 3 "abcdef"}}|{{cut 10 "abc"}}`, "text/plain", "abc\n⟨3 more bytes not shown⟩|abc", ""},
 		{"slackEscape", `{{slackEscape .Reason}}`, "text/plain",
 			"Über &lt;script&gt;alert(1)&lt;/script&gt; &amp; \"more\"\nline two", ""},
 		{"plain text is not checked", `reason: {{.Reason}}`, "text/plain; charset=utf-8",
