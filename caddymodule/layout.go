@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -390,14 +391,15 @@ type dialNames struct {
 	lookup func(ctx context.Context, host string) ([]net.IPAddr, error)
 	// own holds this machine's addresses, as net.IP.String spells them.
 	own map[string]bool
-	// resolved holds each name's addresses (none when it did not resolve).
-	resolved map[string][]net.IP
+	// resolved holds whether each name looked up resolved to this
+	// machine.
+	resolved map[string]bool
 }
 
 // newDialNames returns the spelling of one check, which looks names up
 // with lookup until ctx ends.
 func newDialNames(ctx context.Context, lookup func(ctx context.Context, host string) ([]net.IPAddr, error)) *dialNames {
-	d := &dialNames{ctx: ctx, lookup: lookup, own: map[string]bool{}, resolved: map[string][]net.IP{}}
+	d := &dialNames{ctx: ctx, lookup: lookup, own: map[string]bool{}, resolved: map[string]bool{}}
 	addrs, _ := net.InterfaceAddrs() // none known: only loopback counts as this machine
 	for _, addr := range addrs {
 		if prefix, ok := addr.(*net.IPNet); ok {
@@ -408,50 +410,52 @@ func newDialNames(ctx context.Context, lookup func(ctx context.Context, host str
 }
 
 // keys names what a dial address reaches: its network (tcp4 and tcp6 as
-// tcp) and port with each address its host stands for: an address as
-// net.IP spells it (without an IPv6 zone), "local" for this machine's
-// own (loopback, unspecified, localhost, the addresses of its
-// interfaces), a name's addresses as it resolves when the check runs,
-// or, for a name that does not resolve, the name. So a server one route
-// reaches by a name (a container's, an alias) and another by its address
-// is one server.
+// tcp) and port with its host: "local" for this machine (loopback,
+// unspecified, localhost, the addresses of its interfaces, and a name
+// that resolves to one of those when the check runs: an alias in
+// /etc/hosts, the machine's own name), an address as net.IP spells it
+// (without an IPv6 zone), any other name as written (in lower case,
+// without a trailing dot); a unix socket's path made clean, its case
+// kept. A name that resolves elsewhere is not compared by its addresses:
+// behind a CDN or an ingress, sites apart share them.
 func (d *dialNames) keys(dial string) []string {
 	addr, err := caddy.ParseNetworkAddress(dial)
 	if err != nil {
 		return []string{"dial " + dial}
 	}
 	network := strings.TrimRight(addr.Network, "46") // tcp4, tcp6: tcp
-	key := func(host string) string { return fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort) }
-	host := strings.TrimSuffix(strings.ToLower(addr.Host), ".")
-	if !addr.IsUnixNetwork() && !addr.IsFdNetwork() {
-		host, _, _ = strings.Cut(host, "%") // an IPv6 zone: the interface, not the host
+	key := func(host string) []string { return []string{fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort)} }
+	switch {
+	case addr.IsUnixNetwork():
+		return key(filepath.Clean(addr.Host))
+	case addr.IsFdNetwork():
+		return key(addr.Host)
 	}
+	host := strings.TrimSuffix(strings.ToLower(addr.Host), ".")
+	host, _, _ = strings.Cut(host, "%") // an IPv6 zone: the interface, not the host
 	if host == "" || host == "localhost" {
-		return []string{key("local")}
+		return key("local")
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return []string{key(d.spell(ip))}
+		return key(d.spell(ip))
 	}
-	if addr.IsUnixNetwork() || addr.IsFdNetwork() {
-		return []string{key(host)}
+	if d.resolvesHere(host) {
+		return key("local")
 	}
-	ips, looked := d.resolved[host]
+	return key(host)
+}
+
+// resolvesHere reports whether a name resolves to an address of this
+// machine, looking it up once per check.
+func (d *dialNames) resolvesHere(name string) bool {
+	here, looked := d.resolved[name]
 	if !looked {
-		if found, err := d.lookup(d.ctx, host); err == nil {
-			for _, ip := range found {
-				ips = append(ips, ip.IP)
-			}
+		if found, err := d.lookup(d.ctx, name); err == nil {
+			here = slices.ContainsFunc(found, func(ip net.IPAddr) bool { return d.spell(ip.IP) == "local" })
 		}
-		d.resolved[host] = ips
+		d.resolved[name] = here
 	}
-	if len(ips) == 0 {
-		return []string{key(host)}
-	}
-	keys := make([]string, 0, len(ips))
-	for _, ip := range ips {
-		keys = append(keys, key(d.spell(ip)))
-	}
-	return keys
+	return here
 }
 
 // spell is an address as keys spells it.

@@ -195,9 +195,10 @@ func TestRefusedReloadKeepsTheList(t *testing.T) {
 }
 
 // TestDialKeys: dial addresses that reach one server are spelt alike:
-// local addresses (this machine's own among them), IPv6 zones, and names,
-// as they resolve when the check runs; a name that does not resolve is
-// compared as written, and two servers stay apart.
+// local addresses (this machine's own, and names that resolve to one,
+// among them), IPv6 zones, unix paths made clean; other names are
+// compared as written (sites behind one CDN share addresses), and two
+// servers stay apart.
 func TestDialKeys(t *testing.T) {
 	lookups := 0
 	lookup := func(_ context.Context, host string) ([]net.IPAddr, error) {
@@ -205,7 +206,7 @@ func TestDialKeys(t *testing.T) {
 		switch host {
 		case "mcp-alias":
 			return []net.IPAddr{{IP: net.ParseIP("127.0.0.1")}}, nil
-		case "mcp.internal":
+		case "mcp.internal", "other.internal":
 			return []net.IPAddr{{IP: net.ParseIP("10.1.2.3")}, {IP: net.ParseIP("10.1.2.4")}}, nil
 		}
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -225,14 +226,20 @@ func TestDialKeys(t *testing.T) {
 	}{
 		{"127.0.0.1:9", "localhost:9", true},
 		{"127.0.0.1:9", "[::1%lo]:9", true},
+		{"127.0.0.1:9", "[::ffff:127.0.0.1]:9", true},
 		{"127.0.0.1:9", "mcp-alias:9", true},
-		{"10.1.2.4:9", "mcp.internal:9", true},
 		{"[fe80::1%eth0]:9", "[fe80::1]:9", true},
 		{"unresolved.invalid:9", "UNRESOLVED.invalid.:9", true},
+		{"mcp.internal:9", "MCP.internal:9", true},
+		{"unix//run/mcp.sock", "unix//run//./mcp.sock", true},
 		{"127.0.0.1:9", "mcp.internal:9", false},
 		{"127.0.0.1:9", "127.0.0.1:10", false},
-		{"10.1.2.5:9", "mcp.internal:9", false},
+		// Sites behind one CDN or ingress share addresses: names that
+		// resolve elsewhere are compared as written.
+		{"10.1.2.4:9", "mcp.internal:9", false},
+		{"other.internal:9", "mcp.internal:9", false},
 		{"unresolved.invalid:9", "other.invalid:9", false},
+		{"unix//run/mcp.sock", "unix//run/MCP.sock", false},
 	}
 	if own != "" {
 		tests = append(tests, struct {
@@ -248,7 +255,7 @@ func TestDialKeys(t *testing.T) {
 		}
 	}
 	before := lookups
-	caddymodule.DialKeys(lookup, "mcp.internal:9", "mcp.internal:10", "MCP.internal:11")
+	caddymodule.DialKeys(lookup, "mcp-alias:9", "mcp-alias:10", "MCP-alias:11")
 	if n := lookups - before; n != 1 {
 		t.Errorf("one name in three dials was looked up %d times; want once", n)
 	}
