@@ -567,9 +567,10 @@ func TestIdentityPlaceholderWarned(t *testing.T) {
 
 // TestCertificateIdentityVerified: identity caddy reading the TLS client
 // certificate takes a certificate as the caller only when a trust pool
-// verified it. Under client_auth mode request (or require, or a leaf
-// verifier alone) Caddy fills the placeholders from whatever certificate
-// the client made: naming alice in one of its own is refused (401).
+// verified it, read directly or through another placeholder (a map).
+// Under client_auth mode request (or require, or a leaf verifier alone)
+// Caddy fills the placeholders from whatever certificate the client made:
+// naming alice in one of its own is refused (401).
 func TestCertificateIdentityVerified(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	up := newUpstream(t, upstreamtest.StatelessJSON)
@@ -578,8 +579,8 @@ func TestCertificateIdentityVerified(t *testing.T) {
 	if err := os.WriteFile(pool, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: alice.Certificate[0]}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	unverified, verified := freePort(t), freePort(t)
-	site := func(port int, clientAuth string) string {
+	unverified, verified, unverifiedMapped, verifiedMapped := freePort(t), freePort(t), freePort(t), freePort(t)
+	site := func(port int, clientAuth, user string) string {
 		return fmt.Sprintf(`
 https://localhost:%d {
 	bind 127.0.0.1
@@ -588,17 +589,23 @@ https://localhost:%d {
 			%s
 		}
 	}
+	map {http.request.tls.client.subject} {mcp_user} {
+		~^CN=(.+)$ "${1}"
+	}
 	mcp_policy {
 		policy testdata/userpolicy
 		server test-%d
-		identity caddy {http.request.tls.client.subject}
+		identity caddy %s
 	}
 	reverse_proxy %s
 }
-`, port, clientAuth, port, strings.TrimPrefix(up.URL, "http://"))
+`, port, clientAuth, port, user, strings.TrimPrefix(up.URL, "http://"))
 	}
+	// The subject read directly, and through another placeholder (the
+	// common name, mapped), which the gateway cannot trace to it.
 	startCaddy(t, globalOptions(t, "skip_install_trust", "local_certs", "auto_https disable_redirects")+
-		site(unverified, "mode request")+site(verified, "trust_pool file "+pool))
+		site(unverified, "mode request", "{http.request.tls.client.subject}")+site(verified, "trust_pool file "+pool, "{http.request.tls.client.subject}")+
+		site(unverifiedMapped, "mode request", "{mcp_user}")+site(verifiedMapped, "trust_pool file "+pool, "{mcp_user}"))
 	post := func(port int, cert tls.Certificate, body string) (int, string) {
 		t.Helper()
 		waitForListener(t, port)
@@ -617,7 +624,7 @@ https://localhost:%d {
 		reply, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(reply)
 	}
-	for _, port := range []int{unverified, verified} {
+	for _, port := range []int{unverified, verified, unverifiedMapped, verifiedMapped} {
 		// Caddy's internal CA issues the sites' certificates once started.
 		testwait.Until(t, 10*time.Second, func() string {
 			if status, body := post(port, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status == 0 {
@@ -636,13 +643,15 @@ https://localhost:%d {
 		{"a certificate naming alice made by anyone, unverified", unverified, mallory, http.StatusUnauthorized},
 		{"alice's certificate, verified by the trust pool", verified, alice, http.StatusOK},
 		{"a certificate naming alice made by anyone, not in the trust pool", verified, mallory, 0},
+		{"a certificate naming alice made by anyone, unverified, mapped", unverifiedMapped, mallory, http.StatusUnauthorized},
+		{"alice's certificate, verified by the trust pool, mapped", verifiedMapped, alice, http.StatusOK},
 	} {
 		if status, body := post(tt.port, tt.cert, callEcho); status != tt.want {
 			t.Errorf("%s: %d %s; want %d", tt.name, status, body, tt.want)
 		}
 	}
-	if n := up.CallCount("echo"); n != 1 {
-		t.Errorf("the upstream ran echo %d times; want once, for the verified certificate", n)
+	if n := up.CallCount("echo"); n != 2 {
+		t.Errorf("the upstream ran echo %d times; want twice, for the verified certificate", n)
 	}
 }
 

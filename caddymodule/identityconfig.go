@@ -68,13 +68,17 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 				"that sets it (forward_auth's copy_headers, which drops the client's own header) makes it a user; otherwise any client can name any user",
 				zap.String("placeholder", "{"+key+"}"))
 		}
-		certificate := strings.HasPrefix(key, tlsClientPlaceholders)
+		fromAuthentication := strings.HasPrefix(key, "http.auth.user.")
 		return &gateway.Identity{Realm: cfg.realm(repl), AuthenticatedUser: func(r *http.Request) string {
-			if certificate && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-				// Caddy fills the placeholders from any certificate the
-				// client presented, verified or not (client_auth mode
-				// request or require, a leaf verifier alone): one no
-				// trust pool verified names anyone its maker chose.
+			if !fromAuthentication && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && len(r.TLS.VerifiedChains) == 0 {
+				// Caddy fills its TLS client placeholders from any
+				// certificate the client presented, verified or not
+				// (client_auth mode request or require, a leaf verifier
+				// alone): one no trust pool verified names anyone its
+				// maker chose, read directly or through another
+				// placeholder (a map of the subject), which the gateway
+				// cannot tell apart. Only an authentication handler's
+				// user stands beside such a certificate.
 				return ""
 			}
 			// Get, not a replacement: a placeholder nothing set is left
@@ -135,12 +139,8 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 // sent it (a header, the query, a cookie, the URI, the host), rather than
 // what an authentication handler or a verified TLS client certificate set.
 func clientSet(key string) bool {
-	return strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, tlsClientPlaceholders)
+	return strings.HasPrefix(key, "http.request.") && !strings.HasPrefix(key, "http.request.tls.client.")
 }
-
-// tlsClientPlaceholders begins the placeholders that read the TLS client
-// certificate: a caller only when a trust pool verified its chain.
-const tlsClientPlaceholders = "http.request.tls.client."
 
 // userPlaceholder returns the name of the placeholder that holds the
 // authenticated user (identity caddy): the setting must be exactly one
