@@ -14,13 +14,13 @@ var RunningUpstream = runningUpstream
 // StoredSessionKey exposes storedSessionKey to the package's tests.
 var StoredSessionKey = storedSessionKey
 
-// DialKeys exposes dialNames.keys to the package's tests: what each dial
+// DialKeys exposes dialNames.key to the package's tests: what each dial
 // reaches, names looked up with lookup.
-func DialKeys(lookup func(context.Context, string) ([]net.IPAddr, error), dials ...string) [][]string {
+func DialKeys(lookup func(context.Context, string) ([]net.IPAddr, error), dials ...string) []string {
 	d := newDialNames(context.Background(), lookup)
-	keys := make([][]string, 0, len(dials))
+	keys := make([]string, 0, len(dials))
 	for _, dial := range dials {
-		keys = append(keys, d.keys(dial))
+		keys = append(keys, d.key(dial))
 	}
 	return keys
 }

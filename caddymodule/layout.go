@@ -347,7 +347,7 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here strin
 
 // upstreamKeys names what an upstream handler reaches: for a
 // reverse_proxy, what each of its dial addresses reaches (see
-// dialNames.keys); for anything else, its settings (mcp_stdio's command
+// dialNames.key); for anything else, its settings (mcp_stdio's command
 // and folder). steered is set for a proxy that may reach any server:
 // dynamic upstreams, or an address with a placeholder of the request's.
 func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
@@ -375,7 +375,7 @@ func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, 
 			steered = true
 			continue
 		}
-		keys = append(keys, d.keys(dial)...)
+		keys = append(keys, d.key(dial))
 	}
 	return keys, steered
 }
@@ -409,7 +409,7 @@ func newDialNames(ctx context.Context, lookup func(ctx context.Context, host str
 	return d
 }
 
-// keys names what a dial address reaches: its network (tcp4 and tcp6 as
+// key names what a dial address reaches: its network (tcp4 and tcp6 as
 // tcp) and port with its host: "local" for this machine (loopback,
 // unspecified, localhost, the addresses of its interfaces, and a name
 // that resolves to one of those when the check runs: an alias in
@@ -418,13 +418,13 @@ func newDialNames(ctx context.Context, lookup func(ctx context.Context, host str
 // without a trailing dot); a unix socket's path made clean, its case
 // kept. A name that resolves elsewhere is not compared by its addresses:
 // behind a CDN or an ingress, sites apart share them.
-func (d *dialNames) keys(dial string) []string {
+func (d *dialNames) key(dial string) string {
 	addr, err := caddy.ParseNetworkAddress(dial)
 	if err != nil {
-		return []string{"dial " + dial}
+		return "dial " + dial
 	}
 	network := strings.TrimRight(addr.Network, "46") // tcp4, tcp6: tcp
-	key := func(host string) []string { return []string{fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort)} }
+	key := func(host string) string { return fmt.Sprintf("dial %s/%s:%d", network, host, addr.StartPort) }
 	switch {
 	case addr.IsUnixNetwork():
 		return key(filepath.Clean(addr.Host))
@@ -458,7 +458,7 @@ func (d *dialNames) resolvesHere(name string) bool {
 	return here
 }
 
-// spell is an address as keys spells it.
+// spell is an address as key spells it.
 func (d *dialNames) spell(ip net.IP) string {
 	if ip.IsLoopback() || ip.IsUnspecified() || d.own[ip.String()] {
 		return "local"
