@@ -181,6 +181,14 @@ func (a *App) Stop() error {
 	return nil
 }
 
+// Cleanup implements caddy.CleanerUpper: its gateways no longer run. Caddy
+// cancels a configuration whose setting up fails after its apps started
+// (a remote admin, a config loader) without stopping them; the one
+// before it runs on, and its gateways are the running ones again.
+func (a *App) Cleanup() error {
+	return a.Stop()
+}
+
 // appOf returns the configuration's App.
 func appOf(ctx caddy.Context) (*App, error) {
 	app, err := ctx.App("mcpgate")
@@ -329,7 +337,8 @@ type claimedInbox struct {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Module      = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Module       = (*App)(nil)
 )

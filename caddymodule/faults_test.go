@@ -939,40 +939,68 @@ const (
 )
 
 // TestHeldCallAcrossPolicyChange: a call held for approval when a reload
-// changes what the organization allows is decided again once approved:
-// the new table blocks the tool, so the call does not run on the approval
-// given under the old one (a fresh call is blocked too).
+// changes what the organization allows is decided again once approved by
+// the configuration running then: a reload whose table blocks the tool
+// refuses it (a fresh call is blocked too); a reload that changes nothing
+// lets it run; so does one that blocks the tool but fails once its apps
+// started (Caddy cancels it without stopping them; the configuration
+// before it runs on).
 func TestHeldCallAcrossPolicyChange(t *testing.T) {
 	const table = "permissions {\n\t\t\tread_only allow\n\t\t\ttool create_issue needs_approval\n\t\t}"
-	up := newUpstream(t, upstreamtest.StatefulSSE)
-	g := startApprovalGateway(t, up, approvalSetup{policy: table, hold: "1m"})
-	session, holds := heldCalls(t, g.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := callAsync(ctx, session, withProgress(createIssue("held over the reload"), "held"))
-	holds.await(t, "held")
-	g.approver.waitFor(t, approval.EventRequested, 1)
+	blocking := func(caddyfile string) string {
+		return strings.Replace(caddyfile, "tool create_issue needs_approval", "tool create_issue block", 1)
+	}
+	tests := []struct {
+		name    string
+		reload  func(caddyfile string) string
+		failing bool
+		wantRun bool
+	}{
+		{"a reload that blocks the tool", blocking, false, false},
+		{"a reload that changes nothing", func(caddyfile string) string { return caddyfile }, false, true},
+		{"a reload that blocks the tool, failing once started", blocking, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatefulSSE)
+			g := startApprovalGateway(t, up, approvalSetup{policy: table, hold: "1m"})
+			session, holds := heldCalls(t, g.URL)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			done := callAsync(ctx, session, withProgress(createIssue("held over the reload"), "held"))
+			holds.await(t, "held")
+			g.approver.waitFor(t, approval.EventRequested, 1)
 
-	reloaded := strings.Replace(g.caddyfile, "tool create_issue needs_approval", "tool create_issue block", 1)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(reloaded), nil)
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("reloading: %v", err)
-	}
-	g.approver.mu.Lock()
-	id := g.approver.ids[0]
-	g.approver.mu.Unlock()
-	if status := g.approver.decide(t, g.Callbacks+"/"+id, "approve", ""); status != http.StatusOK {
-		t.Fatalf("approving after the reload: status %d", status)
-	}
-	res := awaitAnswer(t, "the held call", done)
-	if !res.IsError || !strings.Contains(resultText(res), "the policy in force now decides it otherwise") {
-		t.Errorf("the held call, approved after a reload that blocks its tool: isError %v, %q; want it refused", res.IsError, resultText(res))
-	}
-	if n := up.CallCount("create_issue"); n != 0 {
-		t.Errorf("the upstream ran create_issue %d times on an approval given before the reload blocked it", n)
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.reload(g.caddyfile)), nil)
+			if err != nil {
+				t.Fatalf("adapting the Caddyfile: %v", err)
+			}
+			if tt.failing {
+				// A config loader that does not exist: Caddy finds out
+				// once the apps started.
+				var raw map[string]any
+				if err := json.Unmarshal(cfg, &raw); err != nil {
+					t.Fatal(err)
+				}
+				raw["admin"] = map[string]any{"disabled": true, "config": map[string]any{"load": map[string]any{"module": "no_such_loader"}}}
+				if cfg, err = json.Marshal(raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := caddy.Load(cfg, true); (err != nil) != tt.failing {
+				t.Fatalf("reloading: %v; want it to fail: %v", err, tt.failing)
+			}
+			g.approver.mu.Lock()
+			id := g.approver.ids[0]
+			g.approver.mu.Unlock()
+			if status := g.approver.decide(t, g.Callbacks+"/"+id, "approve", ""); status != http.StatusOK {
+				t.Fatalf("approving after the reload: status %d", status)
+			}
+			res := awaitAnswer(t, "the held call", done)
+			if ran := up.CallCount("create_issue") == 1; ran != tt.wantRun || !ran && !strings.Contains(resultText(res), "the policy in force now decides it otherwise") {
+				t.Errorf("the held call, approved after the reload: isError %v, %q (ran: %v); want it run: %v", res.IsError, resultText(res), ran, tt.wantRun)
+			}
+		})
 	}
 }
 

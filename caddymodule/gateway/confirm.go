@@ -261,7 +261,7 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 			case stopDisconnected:
 				return disconnected()
 			}
-			if changed := x.changedWhileHeld(v); changed != "" {
+			if changed := x.changedWhileHeld(v, true); changed != "" {
 				logger.Warn("confirmed call not run: its tool or the policy changed while its caller was asked", zap.String("change", changed))
 				endWaitSpan(wait, outcomeRefused, "")
 				x.audit(v, outcomeRefused, nil)

@@ -102,10 +102,10 @@ type Config struct {
 	// Approvals, when set, holds calls that need approval.
 	Approvals *Approvals
 	// Running returns the gateways that serve Server in the configuration
-	// running now: this one while its configuration runs, the next
-	// configuration's after a reload, none when that one no longer serves
-	// Server. A call held for a person's answer is decided again by each
-	// before it runs (see changedWhileHeld). Nil: this gateway alone.
+	// running now: this one among them while its configuration runs, the
+	// next configuration's after a reload, none when that one no longer
+	// serves Server. A call held for a person's answer is decided again
+	// before it runs (see policyChangedWhileHeld). Nil: this gateway alone.
 	Running func() []*Gateway
 	// Metrics count decisions.
 	Metrics *Metrics

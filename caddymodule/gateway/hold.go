@@ -66,12 +66,13 @@ const cancelTimeout = 5 * time.Second
 // changedWhileHeld says how a call held for a person's answer is no
 // longer what was decided and asked about, or "" when it still is: its
 // tool (see toolChangedWhileHeld), or the policy (see
-// policyChangedWhileHeld).
-func (x *exchange) changedWhileHeld(v verdict) string {
+// policyChangedWhileHeld). byCaller is set when the answer is the
+// caller's own confirmation.
+func (x *exchange) changedWhileHeld(v verdict, byCaller bool) string {
 	if changed := x.toolChangedWhileHeld(v); changed != "" {
 		return changed
 	}
-	return x.policyChangedWhileHeld(v)
+	return x.policyChangedWhileHeld(v, byCaller)
 }
 
 // policyChangedWhileHeld says how the policy in force now decides a call
@@ -79,31 +80,52 @@ func (x *exchange) changedWhileHeld(v verdict) string {
 // does not. A call may be held for as long as hold: meanwhile its policy
 // files or bundle may change, or the configuration reload, and a call the
 // organization has since blocked, or given to other approvers, must not
-// run on an answer given under the old rules. Each gateway serving the
-// call's server now decides the same input again (its request's facts as
-// that gateway reads them); the call goes on only if each allows it or
-// holds it for the same approvers.
-func (x *exchange) policyChangedWhileHeld(v verdict) string {
+// run on an answer given under the old rules. The same input is decided
+// again (its request's facts as the deciding gateway reads them): by the
+// call's own gateway while its configuration runs (its engine follows
+// its files and bundle); after a reload, by every gateway that serves the
+// call's server in the configuration running then (which of them took
+// over from the call's own, the gateway cannot tell); none, and the call
+// is refused. The call goes on only if each allows it, or holds it for
+// the same reviewers (and, for a caller's confirmation, still lets the
+// caller approve). Not counted or logged as a decision: the call's was.
+func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 	running := []*Gateway{x.g}
 	if x.g.cfg.Running != nil {
-		running = x.g.cfg.Running()
+		if running = x.g.cfg.Running(); slices.Contains(running, x.g) {
+			running = []*Gateway{x.g}
+		}
 	}
 	if len(running) == 0 {
 		return fmt.Sprintf("the configuration running now no longer serves %q", x.g.cfg.Server)
 	}
-	approvers := slices.Sorted(slices.Values(v.decision.Approvers))
+	reviewers := reviewersOf(v.decision.Approvers)
 	for _, g := range running {
 		input := *v.input
 		input.Request = g.requestInfo(x.r)
-		d := g.evaluate(x.r, &input, v.message.Tool.Name)
+		d, _ := g.cfg.Engine.Decide(x.r.Context(), &input)
 		switch {
 		case d.Action == policy.ActionAllow:
-		case d.Action == policy.ActionNeedsApproval && slices.Equal(slices.Sorted(slices.Values(d.Approvers)), approvers):
+		case d.Action == policy.ActionNeedsApproval && slices.Equal(reviewersOf(d.Approvers), reviewers) &&
+			(!byCaller || slices.Contains(d.Approvers, approval.PrincipalCaller)):
 		default:
 			return "the policy in force now decides it otherwise (" + refusalText(d, true) + ")"
 		}
 	}
 	return ""
+}
+
+// reviewersOf returns the approvers a call is held for, besides its
+// caller, in order: those a person other than the caller answers for
+// (approve drops the caller when it cannot be asked).
+func reviewersOf(approvers []string) []string {
+	return slices.Sorted(func(yield func(string) bool) {
+		for _, a := range approvers {
+			if a != approval.PrincipalCaller && !yield(a) {
+				return
+			}
+		}
+	})
 }
 
 // toolChangedWhileHeld says how the tool of a call held for a person's
@@ -267,7 +289,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 				case stopDisconnected:
 					return end(outcomeCancelled, a, nil)
 				}
-				if changed := x.changedWhileHeld(v); changed != "" {
+				if changed := x.changedWhileHeld(v, false); changed != "" {
 					held.logger.Warn("approved call not run: its tool or the policy changed while it was held", zap.String("id", a.ID), zap.String("tool", m.Tool.Name), zap.String("change", changed))
 					return end(outcomeRefused, a, held.answer(fmt.Sprintf(
 						"Approval %s was given, but %s: the call did not run, and the approval is used up. Make the call again to have it decided anew.", a.ID, changed)))

@@ -506,35 +506,51 @@ func TestHeldCallKeepsItsID(t *testing.T) {
 // TestHeldCallDecidedAgain: a call held for approval while the policy in
 // force changes (a reload with another permissions table) is decided
 // again once approved: it runs when the policy now allows it or holds it
-// for the same approvers, and is refused, its approval used up, when the
+// for the same reviewers, and is refused, its approval used up, when the
 // policy now blocks it or names other approvers, or when no gateway
-// serves its server any more.
+// serves its server any more. While the call's own configuration runs,
+// its own gateway decides, whatever another of the server's says.
 func TestHeldCallDecidedAgain(t *testing.T) {
 	table := func(createIssue any) map[string]any {
 		data := permissionsTable()
-		permissions := data["mcp"].(map[string]any)["permissions"].(map[string]any)
-		permissions["tools"] = map[string]any{"peek": "block", "create_issue": createIssue}
+		if createIssue != nil {
+			permissions := data["mcp"].(map[string]any)["permissions"].(map[string]any)
+			permissions["tools"] = map[string]any{"peek": "block", "create_issue": createIssue}
+		}
 		return data
+	}
+	approvers := func(names ...any) map[string]any {
+		return map[string]any{"action": "needs_approval", "approvers": names}
 	}
 	tests := []struct {
 		name string
-		// data is the table of the configuration running once the call
-		// is held; nil: no gateway serves the server any more.
-		data    map[string]any
+		// held is the table's create_issue entry when the call is held
+		// (nil: the write category's needs_approval).
+		held any
+		// running are the create_issue entries of the gateways serving
+		// the server once the call is held (each a new one), after the
+		// call's own when own is set.
+		own     bool
+		running []any
 		wantRun bool
 	}{
-		{"unchanged", permissionsTable(), true},
-		{"now allowed", table("allow"), true},
-		{"now blocked", table("block"), false},
-		{"now for other approvers", table(map[string]any{"action": "needs_approval", "approvers": []any{"group:leads"}}), false},
-		{"no longer served", nil, false},
+		{"unchanged", nil, false, []any{nil}, true},
+		{"now allowed", nil, false, []any{"allow"}, true},
+		{"now blocked", nil, false, []any{"block"}, false},
+		{"now for other approvers", nil, false, []any{approvers("group:leads")}, false},
+		{"no longer served", nil, false, nil, false},
+		{"its configuration running, beside another of the server's that blocks it", nil, true, []any{"block"}, true},
+		{"for the caller, who cannot be asked: unchanged", approvers("caller"), false, []any{approvers("caller")}, true},
+		{"for the caller and leads: unchanged", approvers("caller", "group:leads"), false, []any{approvers("caller", "group:leads")}, true},
+		{"for the caller and leads: now for leads alone", approvers("caller", "group:leads"), false, []any{approvers("group:leads")}, true},
+		{"for the caller and leads: now for the caller alone", approvers("caller", "group:leads"), false, []any{approvers("caller")}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newUpstream(t, upstreamtest.StatefulJSON)
 			ctx := context.Background()
 			var running atomic.Pointer[[]*gateway.Gateway]
-			engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+			engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: table(tt.held)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -547,9 +563,12 @@ func TestHeldCallDecidedAgain(t *testing.T) {
 			header := sessionHeader(t, old.URL)
 			pending, answer := holdCreateIssue(t, old, header)
 
-			now := []*gateway.Gateway{}
-			if tt.data != nil {
-				engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: tt.data})
+			var now []*gateway.Gateway
+			if tt.own {
+				now = append(now, old.gateway)
+			}
+			for _, entry := range tt.running {
+				engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: table(entry)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -558,7 +577,8 @@ func TestHeldCallDecidedAgain(t *testing.T) {
 				now = append(now, newGateway(t, renewed))
 			}
 			running.Store(&now)
-			if _, err := old.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+			lead := approval.Decider{ID: "lead", Principals: []string{"admin", "group:leads"}}
+			if _, err := old.approvals.Decide(ctx, pending.ID, true, lead, ""); err != nil {
 				t.Fatal(err)
 			}
 			body := <-answer
