@@ -14,6 +14,9 @@ var RunningUpstream = runningUpstream
 // StoredSessionKey exposes storedSessionKey to the package's tests.
 var StoredSessionKey = storedSessionKey
 
+// LoadRedis exposes loadRedis to the package's tests.
+var LoadRedis = loadRedis
+
 // DialKeys exposes dialNames.key to the package's tests: what each dial
 // reaches, names looked up with lookup.
 func DialKeys(lookup func(context.Context, string) ([]net.IPAddr, error), dials ...string) []string {

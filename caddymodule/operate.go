@@ -11,9 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -249,12 +247,11 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 	var limiter ratelimit.Limiter
 	var release func()
 	if redisAddr != "" {
-		opts, err := approval.RedisOptions(redisAddr)
+		client, releaseRedis, err := loadRedis(redisAddr)
 		if err != nil {
 			return nil, nil, err
 		}
-		client := redis.NewClient(opts)
-		limiter, release = ratelimit.NewRedis(client, "mcpgate:"), func() { _ = client.Close() }
+		limiter, release = ratelimit.NewRedis(client, "mcpgate:"), releaseRedis
 	} else {
 		local, err := loadLocalLimiter()
 		if err != nil {

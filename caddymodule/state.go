@@ -27,6 +27,39 @@ import (
 // on to the next configuration, and it is released when no configuration
 // uses it any more.
 
+// redisClients holds one Redis client (its pool of connections) per
+// address, as written once placeholders are replaced: the approval
+// services, the pin stores and the shared rate limits that name it share
+// it, across configurations.
+var redisClients = caddy.NewUsagePool()
+
+// sharedRedis wraps a Redis client for the usage pool.
+type sharedRedis struct {
+	*redis.Client
+}
+
+// Destruct implements caddy.Destructor: it closes the client once nothing
+// uses it.
+func (c sharedRedis) Destruct() error {
+	return c.Close()
+}
+
+// loadRedis returns the client of the Redis at address, making it on first
+// use; release gives it back.
+func loadRedis(address string) (client *redis.Client, release func(), err error) {
+	value, _, err := redisClients.LoadOrNew(address, func() (caddy.Destructor, error) {
+		opts, err := approval.RedisOptions(address)
+		if err != nil {
+			return nil, err
+		}
+		return sharedRedis{redis.NewClient(opts)}, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return value.(sharedRedis).Client, func() { _, _ = redisClients.Delete(address) }, nil
+}
+
 // approvalServices holds one approval service per store and instance. It
 // lives outside any one config, so pending approvals (and the calls held
 // on them) survive config reloads; only the settings follow the newest
@@ -37,12 +70,18 @@ var approvalServices = caddy.NewUsagePool()
 type sharedApprovals struct {
 	*approval.Service
 	instance string
+	// releaseRedis gives back the Redis client of a Redis store.
+	releaseRedis func()
 }
 
 // Destruct implements caddy.Destructor: it stops webhook deliveries and
 // closes the store once no config uses the service.
 func (s sharedApprovals) Destruct() error {
-	return s.Close()
+	err := s.Close()
+	if s.releaseRedis != nil {
+		s.releaseRedis()
+	}
+	return err
 }
 
 // loadApprovals returns the service for the handler's approval config,
@@ -61,21 +100,30 @@ func loadApprovals(ctx caddy.Context, r *resolvedApproval, audit *zap.Logger) (*
 		newStore := func(onChange approval.ChangeFunc) (approval.Store, error) {
 			return approval.NewMemoryStore(onChange), nil
 		}
+		var releaseRedis func()
 		if r.store == storeRedis {
+			client, release, err := loadRedis(r.redis)
+			if err != nil {
+				return nil, err
+			}
+			releaseRedis = release
 			newStore = func(onChange approval.ChangeFunc) (approval.Store, error) {
 				instance := r.instance
 				if instance == defaultApprovalInstance {
 					// The default instance keeps the keys it always had.
 					instance = ""
 				}
-				return approval.NewRedisStore(r.redis, instance, onChange)
+				return approval.NewRedisStoreOn(client, r.redis, instance, onChange)
 			}
 		}
 		service, err := approval.NewService(newStore, &settings)
 		if err != nil {
+			if releaseRedis != nil {
+				releaseRedis()
+			}
 			return nil, fmt.Errorf("starting the approval store: %w", err)
 		}
-		return sharedApprovals{Service: service, instance: r.instance}, nil
+		return sharedApprovals{Service: service, instance: r.instance, releaseRedis: releaseRedis}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -141,14 +189,15 @@ var catalogs = caddy.NewUsagePool()
 // sharedCatalog wraps a catalog for the usage pool.
 type sharedCatalog struct {
 	*catalog.Catalog
-	redis *redis.Client
+	// releaseRedis gives back the Redis client of a Redis pin store.
+	releaseRedis func()
 }
 
 // Destruct implements caddy.Destructor: pins are saved as they change, so
-// only a Redis connection is left to close.
+// only a Redis client is left to give back.
 func (c sharedCatalog) Destruct() error {
-	if c.redis != nil {
-		return c.redis.Close()
+	if c.releaseRedis != nil {
+		c.releaseRedis()
 	}
 	return nil
 }
@@ -183,17 +232,16 @@ func loadCatalog(ctx context.Context, source pinSource) (*catalog.Catalog, error
 			}
 			return sharedCatalog{Catalog: c}, nil
 		}
-		opts, err := approval.RedisOptions(source.redis)
+		client, release, err := loadRedis(source.redis)
 		if err != nil {
 			return nil, err
 		}
-		client := redis.NewClient(opts)
 		c, err := catalog.New(ctx, catalog.NewRedisPinStore(client, "mcpgate:pins:"))
 		if err != nil {
-			client.Close()
+			release()
 			return nil, fmt.Errorf("loading tool pins from Redis: %w", err)
 		}
-		return sharedCatalog{Catalog: c, redis: client}, nil
+		return sharedCatalog{Catalog: c, releaseRedis: release}, nil
 	})
 	if err != nil {
 		return nil, err

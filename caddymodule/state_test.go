@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/redistest"
 )
 
 // flakyStorage is a storage whose loads fail as told (after a first
@@ -92,5 +93,34 @@ func TestStoredSessionKey(t *testing.T) {
 				t.Errorf("read back: %x (%v); want the key made first, %x", again, err, key)
 			}
 		})
+	}
+}
+
+// TestRedisClientShared: the approval services, pin stores and rate limits
+// that name one Redis address share one client, which stays open while
+// any of them uses it and is closed once none does.
+func TestRedisClientShared(t *testing.T) {
+	address := redistest.Start(t)
+	first, releaseFirst, err := caddymodule.LoadRedis(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, releaseSecond, err := caddymodule.LoadRedis(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second {
+		t.Fatal("two users of one address got two clients")
+	}
+	releaseFirst()
+	if err := second.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("the client, still in use by one, after the other gave it back: %v", err)
+	}
+	releaseSecond()
+	if err := second.Ping(t.Context()).Err(); err == nil {
+		t.Error("the client answered once nothing used it; want it closed")
+	}
+	if _, _, err := caddymodule.LoadRedis(""); err == nil {
+		t.Error("an empty address made a client; want an error")
 	}
 }

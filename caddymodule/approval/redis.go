@@ -39,7 +39,9 @@ import (
 // (or a primary with replicas) is assumed, not a Redis Cluster.
 type redisStore struct {
 	client *redis.Client
-	prefix string
+	// ownsClient is set when the store made its client, and closes it.
+	ownsClient bool
+	prefix     string
 	// scope is the store's Scope: the database and the prefix.
 	scope    string
 	pubsub   *redis.PubSub
@@ -120,6 +122,18 @@ func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error)
 	if err != nil {
 		return nil, err
 	}
+	s, err := NewRedisStoreOn(redis.NewClient(opts), address, instance, onChange)
+	if err != nil {
+		return nil, err
+	}
+	s.(*redisStore).ownsClient = true
+	return s, nil
+}
+
+// NewRedisStoreOn is NewRedisStore over a client of the caller's, which
+// the store uses but does not close: address is the one the client
+// reaches, which names the store's scope.
+func NewRedisStoreOn(client *redis.Client, address, instance string, onChange ChangeFunc) (Store, error) {
 	prefix := "mcpgate:"
 	if instance != "" {
 		prefix += "{" + url.QueryEscape(instance) + "}:"
@@ -128,7 +142,7 @@ func NewRedisStore(address, instance string, onChange ChangeFunc) (Store, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &redisStore{client: redis.NewClient(opts), prefix: prefix, scope: "redis " + database + " " + prefix}
+	s := &redisStore{client: client, prefix: prefix, scope: "redis " + database + " " + prefix}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.pubsub = s.client.Subscribe(ctx, s.channel())
@@ -379,5 +393,8 @@ func (s *redisStore) Close() error {
 	s.stop()
 	err := s.pubsub.Close()
 	s.listener.Wait()
-	return errors.Join(err, s.client.Close())
+	if s.ownsClient {
+		err = errors.Join(err, s.client.Close())
+	}
+	return err
 }
