@@ -152,12 +152,10 @@ type Handler struct {
 	Approval *ApprovalConfig `json:"approval,omitempty"`
 
 	gateway *gateway.Gateway
-	// approvalKey names the shared approval service this handler uses
-	// ("" without approvals).
-	approvalKey string
-	pins        pinSource
-	// releaseLimits releases the rate limits' counts or connection.
-	releaseLimits func()
+	// releases give back, last first, the shared state the handler took
+	// (its catalog, the session state, its rate limits' counts or
+	// connection, its approval service).
+	releases []func()
 	logger        *zap.Logger
 }
 
@@ -326,34 +324,38 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 			return err
 		}
 	}
+	var pins pinSource
 	switch {
 	case h.PinsFile != "":
 		file := repl.ReplaceKnown(h.PinsFile, "")
 		if strings.TrimSpace(file) == "" {
 			return fmt.Errorf("pins_file %q names no file once its placeholders are replaced", h.PinsFile)
 		}
-		h.pins = pinSource{file: file}
+		pins = pinSource{file: file}
 	case h.Approval != nil && h.Approval.Store == storeRedis:
-		h.pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, "")}
+		pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, "")}
 	default:
-		h.pins = pinSource{file: defaultPinsFile()}
+		pins = pinSource{file: defaultPinsFile()}
 	}
-	if cfg.Catalog, err = loadCatalog(ctx, h.pins); err != nil {
-		h.pins = pinSource{}
+	if cfg.Catalog, err = loadCatalog(ctx, pins); err != nil {
 		return err
 	}
+	h.releases = append(h.releases, func() { releaseCatalog(pins) })
 	// This configuration may route the name to another MCP server than
 	// the last did: its tools are listed again before they are decided.
 	cfg.Catalog.Reset(cfg.Upstream)
 	app.guard(ctx)
 	cfg.Sessions = loadSessions()
+	h.releases = append(h.releases, releaseSessions)
 	redisAddr := ""
 	if h.Approval != nil && h.Approval.Store == storeRedis {
 		redisAddr = repl.ReplaceKnown(h.Approval.Redis, "")
 	}
-	if cfg.RateLimits, h.releaseLimits, err = h.rateLimits(redisAddr, cfg.Upstream); err != nil {
+	var releaseLimits func()
+	if cfg.RateLimits, releaseLimits, err = h.rateLimits(redisAddr, cfg.Upstream); err != nil {
 		return err
 	}
+	h.releases = append(h.releases, releaseLimits)
 	if h.Audit != nil {
 		cfg.Audit = h.Audit.audit(ctx)
 	}
@@ -366,7 +368,8 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if err != nil {
 			return err
 		}
-		h.approvalKey = resolved.poolKey()
+		key := resolved.poolKey()
+		h.releases = append(h.releases, func() { releaseApprovals(key) })
 		cfg.Approvals = &gateway.Approvals{Service: service, Hold: resolved.hold, Keepalive: resolved.keepalive}
 	}
 	return nil
@@ -474,16 +477,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // Cleanup closes the gateway and releases the shared state it used.
 func (h *Handler) Cleanup() error {
-	if h.pins != (pinSource{}) {
-		releaseCatalog(h.pins)
-		releaseSessions()
+	for _, release := range slices.Backward(h.releases) {
+		release()
 	}
-	if h.approvalKey != "" {
-		releaseApprovals(h.approvalKey)
-	}
-	if h.releaseLimits != nil {
-		h.releaseLimits()
-	}
+	h.releases = nil
 	if h.gateway != nil {
 		return h.gateway.Close()
 	}
