@@ -217,7 +217,8 @@ func changedToolBlockedUntilAccepted(t *testing.T, named bool) {
 		req    map[string]string
 		status int
 	}{
-		{"unknown tool", map[string]string{"server": server, "tool": "nope"}, http.StatusNotFound},
+		{"unknown tool", map[string]string{"server": server, "tool": "nope", "hash": hash}, http.StatusNotFound},
+		{"no hash", map[string]string{"server": server, "tool": "echo"}, http.StatusBadRequest},
 		{"definition other than the reviewed one", map[string]string{"server": server, "tool": "echo", "hash": "0000"}, http.StatusConflict},
 		{"missing server", map[string]string{"tool": "echo"}, http.StatusBadRequest},
 	}

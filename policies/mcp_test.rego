@@ -53,7 +53,7 @@ test_changed_tool_call_blocked if {
 	changed := json.patch(tool_call("list_issues", "read_only"), [{"op": "replace", "path": "/tool/changed", "value": true}])
 	d := mcp.decision with input as changed with data.mcp.permissions as table
 	d.action == "block"
-	contains(d.reason, "mcpgate tools accept --server tracker --tool list_issues")
+	contains(d.reason, "mcpgate tools show --server tracker --tool list_issues")
 }
 
 test_tool_call_without_tool_blocked if {

@@ -61,7 +61,7 @@ tool_permission := {"action": "block", "reason": changed_reason} if {
 }
 
 changed_reason := sprintf(
-	"the definition of tool %q changed since an operator accepted it; it stays blocked until an operator accepts it again (mcpgate tools accept --server %s --tool %s)",
+	"the definition of tool %q changed since an operator accepted it; it stays blocked until an operator reviews and accepts it again (mcpgate tools show --server %s --tool %s, then mcpgate tools accept with --hash)",
 	[input.tool.name, object.get(input, "server", ""), input.tool.name],
 )
 

@@ -196,7 +196,7 @@ test_changed_tool_blocks_whatever_the_table_says if {
 	p := mcp.tool_permission with input as changed with data.mcp.permissions as table
 	p.action == "block"
 	contains(p.reason, `the definition of tool "create_issue" changed since an operator accepted it`)
-	contains(p.reason, "mcpgate tools accept --server tracker --tool create_issue")
+	contains(p.reason, "mcpgate tools show --server tracker --tool create_issue")
 }
 
 test_changed_tool_blocks_even_with_a_malformed_table if {

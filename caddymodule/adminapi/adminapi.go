@@ -24,9 +24,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -83,11 +85,34 @@ func requireMethod(r *http.Request, method string) error {
 
 // decodeBody reads a request's JSON body (within maxBody) into v,
 // refusing what does not decode with 400.
+// The body is read strictly (json/v2): a member given twice, a name in
+// another case, a member the request does not have, or anything after the
+// value is refused, not read one way here and another by whoever wrote it
+// (a "hash" given twice, the second empty, skipped the hash check).
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(v); err != nil {
-		return refuse(http.StatusBadRequest, fmt.Errorf("decoding request: %w", err))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		err = jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true))
+	}
+	if err != nil {
+		return refuse(http.StatusBadRequest, fmt.Errorf("decoding request: %w", stableError(err)))
 	}
 	return nil
+}
+
+// stableError words a json/v2 error about what the request holds in words
+// of its own: the library's wording varies on purpose, from one build to
+// the next, and operators read (and tests compare) these.
+func stableError(err error) error {
+	var semantic *jsonv2.SemanticError
+	switch {
+	case !errors.As(err, &semantic):
+		return err
+	case errors.Is(semantic.Err, jsonv2.ErrUnknownName):
+		return fmt.Errorf("unknown member %q", semantic.JSONPointer.LastToken())
+	default:
+		return fmt.Errorf("a JSON %s at %q, where the request takes no such value", semantic.JSONKind, string(semantic.JSONPointer))
+	}
 }
 
 // writeJSON answers a request with v as JSON.

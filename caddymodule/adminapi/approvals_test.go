@@ -136,7 +136,7 @@ func TestDecideApproval(t *testing.T) {
 		{name: "no verb", path: func(id string) string { return "/mcpgate/approvals/" + id }, local: unixSocket,
 			wantStatus: http.StatusNotFound, wantReason: "use /mcpgate/approvals/<id>/approve or /deny", wantState: approval.Pending},
 		{name: "cut-off JSON", path: decision("approve"), body: `{"approver":`, local: unixSocket,
-			wantStatus: http.StatusBadRequest, wantReason: "decoding request: unexpected EOF", wantState: approval.Pending},
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: unexpected EOF within "/approver" after offset 12`, wantState: approval.Pending},
 		{name: "over local TCP", path: decision("approve"), local: localTCP,
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
 		{name: "TLS without a verified certificate", path: decision("approve"), local: localTCP, tls: clientCertificate("ops", false),

@@ -57,7 +57,7 @@ type ListedTool struct {
 type AcceptRequest struct {
 	Server string `json:"server"`
 	Tool   string `json:"tool"`
-	Hash   string `json:"hash,omitempty"`
+	Hash   string `json:"hash"`
 }
 
 // keptUnder is the name a server's tools are kept under (see Upstream).
@@ -130,8 +130,28 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	if req.Server == "" || req.Tool == "" {
 		return refuse(http.StatusBadRequest, errors.New("server and tool are required"))
 	}
-	accepted := ""
+	if req.Hash == "" {
+		// Without it the accept would trust whatever the server lists by
+		// then, which nobody reviewed.
+		return refuse(http.StatusBadRequest, fmt.Errorf("hash is required: the hash of the definition you reviewed (mcpgate tools show --server %s --tool %s prints it)", req.Server, req.Tool))
+	}
+	// Every catalog that knows the tool (configurations with other pin
+	// files) must hold the definition reviewed before any accepts it: an
+	// accept is all or nothing, but for a definition changing between the
+	// two steps, which that catalog's accept refuses.
 	var refusal error
+	t.EachCatalog(func(c *catalog.Catalog) bool {
+		if tool, known := c.Lookup(t.keptUnder(req.Server), req.Tool); known && tool.Hash != req.Hash {
+			refusal = refuse(http.StatusConflict,
+				fmt.Errorf("tool %s on %s now has definition %s, not %s: review it again", req.Tool, req.Server, tool.Hash, req.Hash))
+			return false
+		}
+		return true
+	})
+	if refusal != nil {
+		return refusal
+	}
+	accepted := ""
 	t.EachCatalog(func(c *catalog.Catalog) bool {
 		// The hash is checked with the accept, in one step: a
 		// definition that changes again meanwhile is not accepted.

@@ -162,32 +162,43 @@ func TestAcceptTool(t *testing.T) {
 		wantStatus int
 		wantReason string
 	}{
-		{name: "changed tool", body: `{"server":"tracker","tool":"create_issue"}`},
 		{name: "with the reviewed hash", body: `{"server":"tracker","tool":"create_issue","hash":"%s"}`, hash: true},
-		{name: "remote admin", body: `{"server":"tracker","tool":"create_issue"}`, local: localTCP, tls: clientCertificate("ops", true)},
+		{name: "remote admin", body: `{"server":"tracker","tool":"create_issue","hash":"%s"}`, hash: true, local: localTCP, tls: clientCertificate("ops", true)},
+		{name: "no hash", body: `{"server":"tracker","tool":"create_issue"}`,
+			wantStatus: http.StatusBadRequest, wantReason: "hash is required: the hash of the definition you reviewed (mcpgate tools show --server tracker --tool create_issue prints it)"},
 		{name: "stale hash", body: `{"server":"tracker","tool":"create_issue","hash":"00"}`,
 			wantStatus: http.StatusConflict, wantReason: "tool create_issue on tracker now has definition %s, not 00: review it again"},
-		{name: "unknown tool", body: `{"server":"tracker","tool":"nope"}`,
+		// Read strictly: each of these skipped the hash check when read
+		// loosely (the last member, a name in any case, trailing data).
+		{name: "the hash given twice", body: `{"server":"tracker","tool":"create_issue","hash":"00","hash":""}`,
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: duplicate object member name "hash"`},
+		{name: "the hash in another case", body: `{"server":"tracker","tool":"create_issue","hash":"00","HASH":""}`,
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: unknown member "HASH"`},
+		{name: "a member the request has not", body: `{"server":"tracker","tool":"create_issue","hsh":"00"}`,
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: unknown member "hsh"`},
+		{name: "a value after the request", body: `{"server":"tracker","tool":"create_issue"} {"hash":"00"}`,
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: invalid character '{' after top-level value after offset 43`},
+		{name: "unknown tool", body: `{"server":"tracker","tool":"nope","hash":"00"}`,
 			wantStatus: http.StatusNotFound, wantReason: "no tool nope known on server tracker"},
-		{name: "unknown server", body: `{"server":"mail","tool":"create_issue"}`,
+		{name: "unknown server", body: `{"server":"mail","tool":"create_issue","hash":"00"}`,
 			wantStatus: http.StatusNotFound, wantReason: "no tool create_issue known on server mail"},
 		{name: "no tool", body: `{"server":"tracker"}`,
 			wantStatus: http.StatusBadRequest, wantReason: "server and tool are required"},
 		{name: "no server", body: `{"tool":"create_issue"}`,
 			wantStatus: http.StatusBadRequest, wantReason: "server and tool are required"},
 		{name: "no body", body: ``,
-			wantStatus: http.StatusBadRequest, wantReason: "decoding request: EOF"},
+			wantStatus: http.StatusBadRequest, wantReason: "decoding request: jsontext: unexpected EOF"},
 		{name: "cut-off JSON", body: `{"server":`,
-			wantStatus: http.StatusBadRequest, wantReason: "decoding request: unexpected EOF"},
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: unexpected EOF within "/server" after offset 10`},
 		{name: "body too large", body: big,
 			wantStatus: http.StatusBadRequest, wantReason: "decoding request: http: request body too large"},
-		{name: "over local TCP", body: `{"server":"tracker","tool":"create_issue"}`, local: localTCP,
+		{name: "over local TCP", body: `{"server":"tracker","tool":"create_issue","hash":"00"}`, local: localTCP,
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator},
-		{name: "TLS without a verified certificate", body: `{"server":"tracker","tool":"create_issue"}`, local: localTCP, tls: clientCertificate("ops", false),
+		{name: "TLS without a verified certificate", body: `{"server":"tracker","tool":"create_issue","hash":"00"}`, local: localTCP, tls: clientCertificate("ops", false),
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator},
 		{name: "over local TCP, cut-off JSON", body: `{"server":`, local: localTCP,
-			wantStatus: http.StatusBadRequest, wantReason: "decoding request: unexpected EOF"},
-		{name: "pins cannot be saved", body: `{"server":"tracker","tool":"create_issue"}`, breakPins: true,
+			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: unexpected EOF within "/server" after offset 10`},
+		{name: "pins cannot be saved", body: `{"server":"tracker","tool":"create_issue","hash":"%s"}`, hash: true, breakPins: true,
 			wantStatus: http.StatusInternalServerError, wantReason: "accepting create_issue on tracker failed; the gateway's log says why"},
 	}
 	for _, tt := range tests {
@@ -242,5 +253,34 @@ func TestAcceptTool(t *testing.T) {
 				t.Errorf("logged %v, want nothing", observed.AllUntimed())
 			}
 		})
+	}
+}
+
+// TestAcceptAllOrNothing: when two catalogs (two pins files) know a tool
+// under other definitions, an accept with the hash one of them holds is
+// refused (409) and changes neither, whatever order they are visited in.
+func TestAcceptAllOrNothing(t *testing.T) {
+	otherChange := strings.Replace(trackerChanged, "x@example.com", "y@example.com", 1)
+	for _, reversed := range []bool{false, true} {
+		first, _ := newCatalog(t, "tracker", trackerTools, trackerChanged)
+		second, _ := newCatalog(t, "tracker", trackerTools, otherChange)
+		order := []*catalog.Catalog{first, second}
+		if reversed {
+			order = []*catalog.Catalog{second, first}
+		}
+		reviewed := lookup(t, first, "tracker", "create_issue").Hash
+		logs, _ := observedLogs()
+		tools := &Tools{EachCatalog: catalogs(order...), Logs: logs}
+		body := `{"server":"tracker","tool":"create_issue","hash":"` + reviewed + `"}`
+		req := over(httptest.NewRequest(http.MethodPost, "/mcpgate/tools/accept", strings.NewReader(body)), unixSocket, nil)
+		_, refused := serve(t, tools.Routes(), req)
+		if refused == nil || refused.Status != http.StatusConflict {
+			t.Errorf("reversed %v: accepting a definition one catalog lacks: %v; want 409", reversed, refused)
+		}
+		for i, c := range []*catalog.Catalog{first, second} {
+			if !lookup(t, c, "tracker", "create_issue").Changed {
+				t.Errorf("reversed %v: catalog %d accepted although the accept was refused", reversed, i)
+			}
+		}
 	}
 }

@@ -33,12 +33,12 @@ to a unix socket only.
 
   mcpgate tools list [--server tracker]
   mcpgate tools show --server tracker --tool create_issue
-  mcpgate tools accept --server tracker --tool create_issue [--hash <sha256>]
+  mcpgate tools accept --server tracker --tool create_issue --hash <sha256>
 
 A tool whose definition (description, schemas, annotations) changed since an
 operator accepted it is blocked and hidden until it is accepted again.
-"tools show" prints the definition and its hash; give that --hash to
-accept only the definition you reviewed.
+"tools show" prints the definition and its hash; accept takes that hash
+(--hash), so that only the definition you reviewed is accepted.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			parentCommand(cmd)
@@ -48,11 +48,11 @@ accept only the definition you reviewed.
 			listCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return listToolsCommand(listCmd.OutOrStdout(), fl.String("address"), fl.String("server"))
 			})
-			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> [--hash <sha256>]", Short: "Accepts a tool's current definition", Args: cobra.NoArgs}
+			acceptCmd := &cobra.Command{Use: "accept --server <name> --tool <name> --hash <sha256>", Short: "Accepts a tool's definition, the one you reviewed", Args: cobra.NoArgs}
 			addressFlag(acceptCmd)
 			acceptCmd.Flags().String("server", "", "The tool's server (required)")
 			acceptCmd.Flags().String("tool", "", "The tool (required)")
-			acceptCmd.Flags().String("hash", "", "Accept only if the definition still has this hash")
+			acceptCmd.Flags().String("hash", "", "The hash of the definition you reviewed, as tools show prints it (required)")
 			acceptCmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return acceptToolCommand(acceptCmd.OutOrStdout(), fl.String("address"), adminapi.AcceptRequest{
 					Server: fl.String("server"), Tool: fl.String("tool"), Hash: fl.String("hash"),
@@ -91,8 +91,8 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 }
 
 func acceptToolCommand(out io.Writer, address string, req adminapi.AcceptRequest) (int, error) {
-	if req.Server == "" || req.Tool == "" {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server and --tool are required")
+	if req.Server == "" || req.Tool == "" || req.Hash == "" {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("--server, --tool and --hash are required: review the definition with mcpgate tools show first, and give its hash")
 	}
 	var answer struct {
 		Accepted adminapi.AcceptRequest `json:"accepted"`

@@ -50,15 +50,26 @@ func TestToolsCommand(t *testing.T) {
 		}
 	}
 
+	out.Reset()
+	if _, err := showToolCommand(&out, adminAddr, "tracker", "list_issues"); err != nil {
+		t.Fatalf("tools show: %v", err)
+	}
+	reviewed := regexp.MustCompile(`hash:     ([0-9a-f]{64})`).FindStringSubmatch(out.String())
+	if reviewed == nil {
+		t.Fatalf("tools show printed no hash:\n%s", out.String())
+	}
 	tests := []struct {
 		name    string
 		req     adminapi.AcceptRequest
 		wantErr string
 	}{
-		{"unknown tool", adminapi.AcceptRequest{Server: "tracker", Tool: "nope"}, "404"},
+		{"unknown tool", adminapi.AcceptRequest{Server: "tracker", Tool: "nope", Hash: reviewed[1]}, "404"},
 		{"stale hash", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues", Hash: "00"}, "409"},
-		{"missing flags", adminapi.AcceptRequest{Server: "tracker"}, "--server and --tool are required"},
-		{"accept", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues"}, ""},
+		{"missing flags", adminapi.AcceptRequest{Server: "tracker"}, "--server, --tool and --hash are required"},
+		// The definition reviewed is named: accepting whatever the server
+		// lists by then is not offered.
+		{"no hash", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues"}, "--server, --tool and --hash are required"},
+		{"accept", adminapi.AcceptRequest{Server: "tracker", Tool: "list_issues", Hash: reviewed[1]}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

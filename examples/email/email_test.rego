@@ -59,7 +59,7 @@ test_changed_search_tool_is_blocked_until_accepted if {
 	changed := json.patch(call("search_messages", "read_only", {}), [{"op": "replace", "path": "/tool/changed", "value": true}])
 	d := mcp.decision with input as changed
 	d.action == "block"
-	contains(d.reason, "mcpgate tools accept --server mail --tool search_messages")
+	contains(d.reason, "mcpgate tools show --server mail --tool search_messages")
 }
 
 test_protocol_messages_are_allowed if {

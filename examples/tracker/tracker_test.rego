@@ -81,5 +81,5 @@ test_a_changed_tool_is_blocked if {
 	changed := json.patch(call("list_issues", "read_only", {}), [{"op": "replace", "path": "/tool/changed", "value": true}])
 	d := mcp.decision with input as changed with data.mcp.permissions as table
 	d.action == "block"
-	contains(d.reason, "mcpgate tools accept --server tracker --tool list_issues")
+	contains(d.reason, "mcpgate tools show --server tracker --tool list_issues")
 }
