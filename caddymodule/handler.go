@@ -156,7 +156,7 @@ type Handler struct {
 	// (its catalog, the session state, its rate limits' counts or
 	// connection, its approval service).
 	releases []func()
-	logger        *zap.Logger
+	logger   *zap.Logger
 }
 
 // UnmarshalJSON reads the handler's JSON configuration more strictly than
