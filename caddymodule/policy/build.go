@@ -153,6 +153,9 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 	if err := b.checkTableRead(compiler, origin); err != nil {
 		return nil, err
 	}
+	if err := b.checkTableNotDefined(compiler, origin); err != nil {
+		return nil, err
+	}
 	var q preparedQueries
 	if q.revision, err = revisionOf(modules, data); err != nil {
 		return nil, err
@@ -386,6 +389,21 @@ func (b *policyBuilder) checkTableRead(compiler *ast.Compiler, origin string) er
 		return nil
 	}
 	return fmt.Errorf("the policy from %s decides (%s) without reading data.mcp.permissions, so the permissions table the configuration gives would be ignored: include the library (policies/) in the policy paths and decide with it, or read the table in the policy's decision", origin, b.decisionQuery)
+}
+
+// checkTableNotDefined refuses a policy whose rules define documents in
+// the permissions table the configuration gives (package
+// mcp.permissions.servers.tracker, say): OPA merges them into the table,
+// where the table is silent, as it would data (which build refuses), so a
+// rule could allow what the table's category blocks.
+func (b *policyBuilder) checkTableNotDefined(compiler *ast.Compiler, origin string) error {
+	if !hasMember(b.data, "mcp", "permissions") {
+		return nil
+	}
+	if rules := compiler.GetRulesWithPrefix(permissionsRef); len(rules) > 0 {
+		return fmt.Errorf("the policy from %s defines %s, inside data.mcp.permissions, which the gateway's permissions table sets: give the table in one place", origin, rules[0].Ref())
+	}
+	return nil
 }
 
 // mayReach reports whether ref may name target or a document in or

@@ -641,6 +641,9 @@ blocked(category) if data.mcp.permissions[category].action == "block"`}, "", tab
 		{"a policy reading other data", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if data.mcp.other == 1`}, "", table, true},
 		{"a policy reading input only", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"} if input.permissions`}, "", table, true},
 		{"a policy allowing everything, no table", map[string]string{"p.rego": head + `decision := {"action": "allow", "reason": "ok"}`}, "", nil, false},
+		// Rules inside the table would be merged into it, where it is
+		// silent: refused as data there is.
+		{"the library and a rule inside the table", withLibrary("section.rego", "package mcp.permissions.servers.tracker\ndestructive := \"allow\""), "", table, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -648,7 +651,7 @@ blocked(category) if data.mcp.permissions[category].action == "block"`}, "", tab
 			if err == nil {
 				e.Close()
 			}
-			if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "without reading data.mcp.permissions") {
+			if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "data.mcp.permissions") {
 				t.Errorf("New: %v; want an error saying the table is never read: %v", err, tt.wantErr)
 			}
 		})
