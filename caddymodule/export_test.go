@@ -17,6 +17,13 @@ var StoredSessionKey = storedSessionKey
 // LoadRedis exposes loadRedis to the package's tests.
 var LoadRedis = loadRedis
 
+// BoundedKey exposes boundedKey to the package's tests.
+var BoundedKey = boundedKey
+
+// LoadLocalLimiter and ReleaseLocalLimiter expose the process's local
+// rate limit counts to the package's tests.
+var LoadLocalLimiter, ReleaseLocalLimiter = loadLocalLimiter, releaseLocalLimiter
+
 // DialKeys exposes dialNames.key to the package's tests: what each dial
 // reaches, names looked up with lookup.
 func DialKeys(lookup func(context.Context, string) ([]net.IPAddr, error), dials ...string) []string {

@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -144,6 +147,11 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	if strings.TrimSpace(l.Key) == "" {
 		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
 	}
+	if name := unknownMCPPlaceholder(l.Key); name != "" {
+		// Unknown, it would be replaced by nothing: every caller would
+		// share one count.
+		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: {%s} is no placeholder of mcpgate's (they are %s)", l.Key, name, strings.Join(slices.Sorted(maps.Keys(placeholders)), ", "))
+	}
 	for _, method := range l.Methods {
 		if err := mcpmsg.CheckClientRequestMethod(method); err != nil {
 			return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: %w: a limit counts only client requests", l.Key, err)
@@ -208,12 +216,49 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 			}
 			return nil, false
 		})
-		return prefix + repl.ReplaceAll(l.Key, "")
+		return boundedKey(prefix, prefix+repl.ReplaceAll(l.Key, ""))
 	}
 }
 
 // varsPrefix is how a placeholder names one of the request's variables.
 const varsPrefix = "http.vars."
+
+// unknownMCPPlaceholder returns the first placeholder of a key template
+// that names one of mcpgate's ({mcp.*}, {http.vars.mcp.*}) that does not
+// exist, or "".
+func unknownMCPPlaceholder(template string) string {
+	for rest := template; ; {
+		start := strings.IndexByte(rest, '{')
+		if start < 0 {
+			return ""
+		}
+		end := strings.IndexByte(rest[start:], '}')
+		if end < 0 {
+			return ""
+		}
+		name := rest[start+1 : start+end]
+		rest = rest[start+end+1:]
+		mcp := strings.TrimPrefix(name, varsPrefix)
+		if _, known := placeholders[mcp]; strings.HasPrefix(mcp, "mcp.") && !known {
+			return name
+		}
+	}
+}
+
+// maxKeyLength is the longest rate limit key kept as it is; a longer one
+// (a placeholder of a header's value, say) is kept as its SHA-256, so that
+// what a key costs does not grow with what a client sends.
+const maxKeyLength = 256
+
+// boundedKey is key, or, past maxKeyLength, its prefix (its limit's) and
+// the SHA-256 of the whole.
+func boundedKey(prefix, key string) string {
+	if len(key) <= maxKeyLength {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return prefix + "sha256:" + hex.EncodeToString(sum[:])
+}
 
 // escapeKeyPart escapes a placeholder's value in a rate limit's key: every
 // byte but ASCII letters and digits becomes %XX, so that no value holds a
@@ -238,26 +283,29 @@ func escapeKeyPart(s string) string {
 }
 
 // rateLimits builds the gateway's rate limits, over Redis when redisAddr
-// is set, else over the counts this process keeps for the upstream
-// (across reloads). The returned function releases what was built.
-func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, func(), error) {
-	if len(h.RateLimits) == 0 {
-		return nil, func() {}, nil
+// is set, else over counts this process keeps for each limit of the
+// upstream (across reloads). The returned function releases what was
+// built.
+func (h *Handler) rateLimits(redisAddr, upstream string) (_ []gateway.RateLimit, _ func(), err error) {
+	var releases []func()
+	releaseAll := func() {
+		for _, r := range slices.Backward(releases) {
+			r()
+		}
 	}
-	var limiter ratelimit.Limiter
-	var release func()
-	if redisAddr != "" {
+	defer func() {
+		if err != nil {
+			releaseAll()
+		}
+	}()
+	var shared ratelimit.Limiter
+	if redisAddr != "" && len(h.RateLimits) > 0 {
 		client, releaseRedis, err := loadRedis(redisAddr)
 		if err != nil {
 			return nil, nil, err
 		}
-		limiter, release = ratelimit.NewRedis(client, "mcpgate:"), releaseRedis
-	} else {
-		local, err := loadLocalLimiter()
-		if err != nil {
-			return nil, nil, err
-		}
-		limiter, release = local, releaseLocalLimiter
+		releases = append(releases, releaseRedis)
+		shared = ratelimit.NewRedis(client, "mcpgate:")
 	}
 	limits := make([]gateway.RateLimit, 0, len(h.RateLimits))
 	given := make(map[string]bool, len(h.RateLimits))
@@ -265,22 +313,33 @@ func (h *Handler) rateLimits(redisAddr, upstream string) ([]gateway.RateLimit, f
 		l := &h.RateLimits[i]
 		rule, err := l.rule()
 		if err != nil {
-			release()
 			return nil, nil, err
 		}
 		// A limit given twice would count each message twice, against one
 		// count.
 		same := fmt.Sprintf("%q %s %+v", l.Key, l.identity(), rule)
 		if given[same] {
-			release()
 			return nil, nil, fmt.Errorf("rate_limit %s %s is given twice (with the same methods and actions): each message would be counted twice against it", l.Key, l.Rate)
 		}
 		given[same] = true
+		limiter := shared
+		if limiter == nil {
+			// Counts of its own, bounded on their own: a client varying the
+			// key of a cheap limit (a ping per address) would otherwise
+			// push a strict limit's counts out, and start them full.
+			key := upstream + "\x00" + same
+			local, err := loadLocalLimiter(key)
+			if err != nil {
+				return nil, nil, err
+			}
+			releases = append(releases, func() { releaseLocalLimiter(key) })
+			limiter = local
+		}
 		limits = append(limits, gateway.RateLimit{
 			Name: l.Key + " " + l.Rate, Key: l.keyOf(upstream), Rule: rule, Methods: l.Methods, Actions: l.actions(), Limiter: limiter,
 		})
 	}
-	return limits, release, nil
+	return limits, releaseAll, nil
 }
 
 // unmarshalRateLimit parses `rate_limit <key> <rate> [burst <n>] [{

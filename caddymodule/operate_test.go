@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule"
 	mcpgateway "github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
@@ -178,6 +180,73 @@ func TestRateLimitKeysKeptApart(t *testing.T) {
 		header := http.Header{"X-Team": {parts[0]}, "X-Project": {parts[1]}}
 		if status, body := post(t, gateway, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`); status != http.StatusOK || strings.Contains(string(body), "isError") {
 			t.Errorf("team %q, project %q: %d %s; want the call allowed, on a count of its own", parts[0], parts[1], status, body)
+		}
+	}
+}
+
+// TestRateLimitKeysBounded: a key past 256 bytes (a header's value, as a
+// client sends it) is kept as its limit's prefix and a SHA-256: what a
+// count costs does not grow with what the client sends, and two long
+// keys stay apart.
+func TestRateLimitKeysBounded(t *testing.T) {
+	const prefix = "upstream\x00limit\x00"
+	long := prefix + strings.Repeat("%41", 4000)
+	other := prefix + strings.Repeat("%41", 3999) + "%42"
+	if got := caddymodule.BoundedKey(prefix, prefix+"alice"); got != prefix+"alice" {
+		t.Errorf("a short key kept as %q; want it as it is", got)
+	}
+	bounded, otherBounded := caddymodule.BoundedKey(prefix, long), caddymodule.BoundedKey(prefix, other)
+	if len(bounded) > 256 || !strings.HasPrefix(bounded, prefix+"sha256:") || bounded == otherBounded {
+		t.Errorf("long keys kept as %q and %q; want each its limit's prefix and its own hash", bounded, otherBounded)
+	}
+}
+
+// TestRateLimitCountsPerLimit: each limit keeps its counts in a store of
+// its own, bounded on its own: a client that varies the key of a cheap
+// limit (a ping per address) cannot push a strict limit's counts out,
+// which would start them full.
+func TestRateLimitCountsPerLimit(t *testing.T) {
+	strict, err := caddymodule.LoadLocalLimiter("up\x00strict")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caddymodule.ReleaseLocalLimiter("up\x00strict")
+	cheap, err := caddymodule.LoadLocalLimiter("up\x00cheap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caddymodule.ReleaseLocalLimiter("up\x00cheap")
+	again, err := caddymodule.LoadLocalLimiter("up\x00strict")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caddymodule.ReleaseLocalLimiter("up\x00strict")
+	if strict == cheap || strict != again {
+		t.Error("two limits share one store of counts, or one limit has two")
+	}
+}
+
+// TestRateLimitKeysNameKnownPlaceholders: a key naming a placeholder of
+// mcpgate's that does not exist (a typo) does not load: replaced by
+// nothing, it would make every caller share one count.
+func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	for key, wantErr := range map[string]bool{
+		"{mcp.user.id}/{mcp.tool.name}":                     false,
+		"{http.vars.mcp.tool.name}/{http.request.header.X}": false,
+		"{http.vars.client_ip}":                             false,
+		"{mcp.tool.nam}":                                    true,
+		"{http.vars.mcp.user}/{mcp.tool.name}":              true,
+	} {
+		t.Setenv("XDG_DATA_HOME", t.TempDir())
+		// Refused as the Caddyfile is read, or, in JSON, as it loads.
+		var h caddymodule.Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n" + openTable + "\n\trate_limit " + key + " 1/1h\n}"))
+		if err == nil {
+			err = loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", openTable+"\n\t\trate_limit "+key+" 1/1h", up.URL))
+		}
+		if (err != nil) != wantErr || err != nil && !strings.Contains(err.Error(), "is no placeholder of mcpgate's") {
+			t.Errorf("rate_limit %s: %v; want it refused: %v", key, err, wantErr)
 		}
 	}
 }

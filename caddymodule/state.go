@@ -340,13 +340,9 @@ func storedSessionKey(ctx context.Context, storage keyStorage) ([]byte, error) {
 	return key, nil
 }
 
-// localLimits holds the rate limit counts of this process, shared by
-// every mcp_policy handler (their keys name their upstream) and kept
-// across reloads.
+// localLimits holds the rate limit counts of this process, one store for
+// each limit of each upstream (see rateLimits), kept across reloads.
 var localLimits = caddy.NewUsagePool()
-
-// localLimitsKey is the one entry of localLimits.
-const localLimitsKey = "mcpgate/ratelimits"
 
 // sharedLimiter wraps the process's limiter for the usage pool.
 type sharedLimiter struct {
@@ -356,10 +352,11 @@ type sharedLimiter struct {
 // Destruct implements caddy.Destructor; counts live in memory only.
 func (sharedLimiter) Destruct() error { return nil }
 
-// loadLocalLimiter returns the process's limiter; each call must be
-// matched by releaseLocalLimiter.
-func loadLocalLimiter() (*ratelimit.Local, error) {
-	value, _, err := localLimits.LoadOrNew(localLimitsKey, func() (caddy.Destructor, error) {
+// loadLocalLimiter returns the counts the process keeps for one limit,
+// named by key; each call must be matched by releaseLocalLimiter with the
+// same key.
+func loadLocalLimiter(key string) (*ratelimit.Local, error) {
+	value, _, err := localLimits.LoadOrNew(key, func() (caddy.Destructor, error) {
 		local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
 		if err != nil {
 			return nil, fmt.Errorf("starting rate limits: %w", err)
@@ -372,6 +369,6 @@ func loadLocalLimiter() (*ratelimit.Local, error) {
 	return value.(sharedLimiter).Local, nil
 }
 
-func releaseLocalLimiter() {
-	_, _ = localLimits.Delete(localLimitsKey)
+func releaseLocalLimiter(key string) {
+	_, _ = localLimits.Delete(key)
 }
