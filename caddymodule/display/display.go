@@ -73,12 +73,20 @@ func validAt(s string, i int) bool {
 	return strings.HasPrefix(s[i:], "\uFFFD")
 }
 
-// hidden reports whether r acts on a display rather than showing: a
-// control character (C0, C1, DEL), a format character (bidirectional
-// marks and overrides, zero-width characters, the byte order mark), or a
-// line or paragraph separator.
+// hidden reports whether r acts on a display, or shows as nothing or as a
+// blank that is not a plain space: a control character (C0, C1, DEL), a
+// format character (bidirectional marks and overrides, zero-width
+// characters, the byte order mark), a line or paragraph separator, any
+// other space than U+0020 (no-break, ideographic, ...), a character
+// Unicode says to ignore (Hangul fillers, the combining grapheme joiner),
+// a variation selector, or the blank braille pattern. Each could make two
+// names that differ look alike ("delete_repo" and "delete_repo" with a
+// filler), or hide part of a text.
 func hidden(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r)
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) ||
+		unicode.Is(unicode.White_Space, r) && r != ' ' && r != '\n' ||
+		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) || unicode.Is(unicode.Variation_Selector, r) ||
+		r == '\u2800'
 }
 
 // Cut returns s cut to at most limit bytes at a character boundary, with

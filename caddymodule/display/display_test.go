@@ -20,6 +20,11 @@ func TestLineAndBlock(t *testing.T) {
 		{"a line separator", "a\u2028b", "a⟨U+2028⟩b", "a⟨U+2028⟩b"},
 		{"invalid UTF-8", "a\xffb", "a⟨invalid UTF-8⟩b", "a⟨invalid UTF-8⟩b"},
 		{"a real replacement character", "a\uFFFDb", "a\uFFFDb", "a\uFFFDb"},
+		// Names that would look alike, or blanks that are not spaces.
+		{"a Hangul filler", "delete_repo\u3164", "delete_repo⟨U+3164⟩", "delete_repo⟨U+3164⟩"},
+		{"ignorable characters", "delete_repo\u115f\u034f\ufe0f", "delete_repo⟨U+115F⟩⟨U+034F⟩⟨U+FE0F⟩", "delete_repo⟨U+115F⟩⟨U+034F⟩⟨U+FE0F⟩"},
+		{"a blank braille pattern", "a\u2800b", "a⟨U+2800⟩b", "a⟨U+2800⟩b"},
+		{"other spaces", "a\u00a0b\u3000c", "a⟨U+00A0⟩b⟨U+3000⟩c", "a⟨U+00A0⟩b⟨U+3000⟩c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,7 +87,7 @@ func listToolsCommand(out io.Writer, address, server string) (int, error) {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tTOOL\tCATEGORY\tSTATUS\tHASH")
 	for _, t := range tools {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", display.Line(t.Server), display.Line(t.Name), t.Category, toolStatus(t), t.Hash)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(t.Server), cell(t.Name), t.Category, toolStatus(t), t.Hash)
 	}
 	return caddy.ExitCodeSuccess, tw.Flush()
 }
@@ -124,6 +126,18 @@ func showToolCommand(out io.Writer, address, server, tool string) (int, error) {
 			display.Line(t.Server), display.Line(t.Name), t.Category, toolStatus(t), t.Hash, display.Block(definition.String()))
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// cell is a name the upstream chose, for a column of a table: on one line,
+// hidden characters shown, and quoted when it holds a space, which could
+// otherwise pass for the gap between columns (a name followed by "
+// read_only  accepted" and many spaces reads as a row of its own).
+func cell(name string) string {
+	shown := display.Line(name)
+	if strings.Contains(shown, " ") {
+		return strconv.Quote(shown)
+	}
+	return shown
 }
 
 // toolStatus says whether a tool's definition is the accepted one.

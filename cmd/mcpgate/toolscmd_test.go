@@ -86,3 +86,18 @@ func TestToolsCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestCell: a name the upstream chose, in a column of tools list, cannot
+// pass for another name or for a row of its own.
+func TestCell(t *testing.T) {
+	for name, want := range map[string]string{
+		"delete_repo":                         "delete_repo",
+		"delete_repo\u3164":                   "delete_repo⟨U+3164⟩",
+		"list_issues   read_only    accepted": `"list_issues   read_only    accepted"`,
+		"a\nb":                                "a⟨U+000A⟩b",
+	} {
+		if got := cell(name); got != want {
+			t.Errorf("cell(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
