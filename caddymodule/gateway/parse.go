@@ -16,6 +16,11 @@ func (x *exchange) parse() error {
 	if err == nil {
 		err = body.CheckParams()
 	}
+	if err == nil {
+		if notification := body.CheckNotifications(); notification != nil {
+			err = notification
+		}
+	}
 	if err != nil {
 		code, message := mcpmsg.CodeInvalidRequest, err.Error()
 		var perr *mcpmsg.Error

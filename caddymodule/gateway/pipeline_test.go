@@ -102,6 +102,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		{"id with a fraction", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"echo"}}`), 400, codeInvalid, "JSON readers may read differently"},
 		{"params an array", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`), 400, codeInvalid, "params"},
 		{"jsonrpc 1.0", "POST", nil, strings.NewReader(`{"jsonrpc":"1.0","id":1,"method":"ping"}`), 400, codeInvalid, "jsonrpc"},
+		{"a request sent without an id", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`), 400, codeInvalid, "need an id"},
 		{"unsupported protocol version", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"1999-01-01"}}, strings.NewReader(callEcho), 400, codeInvalid, "unsupported"},
 		{"protocol version given twice", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18", "2025-03-26"}}, strings.NewReader(callEcho), 400, codeInvalid, "given 2 times"},
 		// checkTransport
