@@ -132,6 +132,17 @@ func (w *policyWatcher) run() {
 				return
 			}
 			w.logger.Error("watching policy failed", zap.Error(err))
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Events were lost (a burst of changes): the policy is
+				// read again whatever they were, and the folders given
+				// walked again for those made meanwhile.
+				for root := range w.roots {
+					if err := w.addRoot(root); err != nil {
+						w.logger.Error("watching policy failed", zap.String("path", root), zap.Error(err))
+					}
+				}
+				settled.Reset(watchSettle)
+			}
 		case <-settled.C:
 			w.reload()
 		}
@@ -159,13 +170,18 @@ func (w *policyWatcher) changed(event fsnotify.Event) bool {
 		}
 		return true
 	}
-	if !w.dirs[filepath.Dir(name)] {
+	all, watched := w.dirs[filepath.Dir(name)]
+	if !watched {
 		return false
 	}
 	if strings.HasPrefix(filepath.Base(name), ".") {
 		// A hidden entry the policy reads through links (a Kubernetes
-		// ConfigMap swaps its ..data link to publish new files).
+		// ConfigMap swaps its ..data link to publish new files), in a
+		// folder given or one holding a file given.
 		return event.Has(fsnotify.Create) || event.Has(fsnotify.Rename) || event.Has(fsnotify.Remove)
+	}
+	if !all {
+		return false
 	}
 	if event.Has(fsnotify.Create) {
 		if info, err := os.Stat(name); err == nil && info.IsDir() {

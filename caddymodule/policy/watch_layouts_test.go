@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,6 +36,16 @@ func TestWatchSymlinkedRoot(t *testing.T) {
 // TestWatchConfigMapSwap: the Kubernetes ConfigMap layout: files are symlinks through ..data, which is
 // swapped atomically to a new timestamped folder.
 func TestWatchConfigMapSwap(t *testing.T) {
+	for _, asFile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("the policy named as a file %v", asFile), func(t *testing.T) {
+			watchConfigMapSwap(t, asFile)
+		})
+	}
+}
+
+// watchConfigMapSwap is TestWatchConfigMapSwap with the policy path the
+// mount's folder, or (asFile) its file.
+func watchConfigMapSwap(t *testing.T, asFile bool) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "..v1", "policy.rego"), decisionRego("allow", "first"))
 	must := func(err error) {
@@ -45,7 +56,11 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	}
 	must(os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(os.Symlink("..data/policy.rego", filepath.Join(dir, "policy.rego")))
-	engine := newEngine(t, context.Background(), Options{Paths: []string{dir}, Watch: true})
+	path := dir
+	if asFile {
+		path = filepath.Join(dir, "policy.rego")
+	}
+	engine := newEngine(t, context.Background(), Options{Paths: []string{path}, Watch: true})
 	if !decidesAs(engine, ActionAllow, "first")() {
 		d, err := engine.Decide(context.Background(), toolInput("t"))
 		t.Fatalf("first: %+v %v", d, err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -149,4 +151,20 @@ func TestCloseTwice(t *testing.T) {
 			t.Errorf("Close #%d: %v", i+1, err)
 		}
 	}
+}
+
+// TestWatchOverflowReloads: when the watcher's queue overflows (a burst
+// of changes), events are lost, so the policy is read again whatever they
+// were: an edit among the lost events still takes effect.
+func TestWatchOverflowReloads(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "policy.rego"), decisionRego("allow", "first"))
+	var reloads atomic.Int32
+	w, err := watchPolicy([]string{dir}, zap.NewNop(), func() { reloads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.close() })
+	w.fs.Errors <- fsnotify.ErrEventOverflow
+	eventually(t, "a reload after the overflow", func() bool { return reloads.Load() == 1 })
 }
