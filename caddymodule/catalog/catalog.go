@@ -247,6 +247,21 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		s.listed = c.generations[name] == asOf
 	}
 	pins := c.pinsOf(name)
+	// Pins this catalog holds that the store read lacks were lost there
+	// (a Redis flushed, or failed over to a stale replica): saved again
+	// below, before another gateway trusts a changed definition on first
+	// use in their place.
+	var lost map[string]string
+	if read {
+		for tool, pin := range pins {
+			if _, kept := stored[tool]; !kept {
+				if lost == nil {
+					lost = map[string]string{}
+				}
+				lost[tool] = pin
+			}
+		}
+	}
 	maps.Copy(pins, stored)
 	var unpinned []Tool
 	for _, t := range listed {
@@ -266,6 +281,18 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	}
 	c.mu.Unlock()
 
+	for _, tool := range slices.Sorted(maps.Keys(lost)) {
+		// Not saved, the pin held here stands: dropping it would trust
+		// whatever the server lists next.
+		pin, err := c.store.PinFirst(ctx, name, tool, lost[tool])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("saving again the lost pin of tool %q of server %q: %w", tool, name, err))
+			continue
+		}
+		c.mu.Lock()
+		pins[tool] = pin
+		c.mu.Unlock()
+	}
 	slices.SortFunc(unpinned, func(a, b Tool) int { return cmp.Compare(a.Name, b.Name) })
 	if batch, ok := c.store.(BatchPinner); ok && len(unpinned) > 1 {
 		hashes := make(map[string]string, len(unpinned))
