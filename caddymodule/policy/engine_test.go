@@ -490,10 +490,19 @@ func TestParseInputMatchesValue(t *testing.T) {
 	if !reflect.DeepEqual(normalize(t, got), normalize(t, want)) {
 		t.Errorf("Value(ParseInput(doc)) = %v\nwant %v", got, want)
 	}
-	for _, bad := range []string{`{"kind":"request","tol":{}}`, `{"tool":{"name":"t","argument":{}}}`, `{} {}`, `[]`} {
+	const call = `{"kind":"request","method":"tools/call","tool":{"name":"t","category":"write",`
+	for _, bad := range []string{`{"kind":"request","tol":{}}`, `{"tool":{"name":"t","argument":{}}}`, `{} {}`, `[]`,
+		// What the gateway never builds: argument names that fold alike
+		// (it refuses the call), argument_names of its own.
+		call + `"arguments":{"Repo":"evil/x","repo":"acme/x"}}}`,
+		call + `"arguments":{"repo":"evil/x"},"argument_names":{"repo":"nope"}}}`,
+	} {
 		if _, err := ParseInput([]byte(bad)); err == nil {
 			t.Errorf("ParseInput(%s): want an error", bad)
 		}
+	}
+	if _, err := ParseInput([]byte(call + `"arguments":{"Repo":"acme/x"},"argument_names":{"repo":"Repo"}}}`)); err != nil {
+		t.Errorf("ParseInput with the argument_names the gateway makes: %v", err)
 	}
 }
 

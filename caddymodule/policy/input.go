@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -479,6 +480,19 @@ func (in *Input) checkBuildable() error {
 	}
 	if arguments, given := in.Params["arguments"]; given && !reflect.DeepEqual(arguments, map[string]any(in.Tool.Arguments)) {
 		return errors.New("tool.arguments differ from params.arguments")
+	}
+	// The gateway refuses a call whose argument names fold alike (an
+	// upstream may read them as one), and makes argument_names itself.
+	folded := make(map[string]string, len(in.Tool.Arguments))
+	for _, name := range slices.Sorted(maps.Keys(in.Tool.Arguments)) {
+		key := mcpmsg.FoldName(name)
+		if other, taken := folded[key]; taken {
+			return fmt.Errorf("tool.arguments %q and %q are one name once folded: the gateway refuses such a call", other, name)
+		}
+		folded[key] = name
+	}
+	if in.Tool.ArgumentNames != nil && !maps.Equal(in.Tool.ArgumentNames, folded) {
+		return errors.New("tool.argument_names is not what the gateway makes of tool.arguments (each name folded, mapped to the name as given): leave it out")
 	}
 	category := catalog.Category(in.Tool.Category)
 	if !slices.Contains([]catalog.Category{catalog.ReadOnly, catalog.Write, catalog.Destructive}, category) {
