@@ -25,6 +25,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
 	"github.com/mcpgate/mcpgate/internal/testport"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 )
 
 // TestPolicyInFront checks that mcp_policy decides the calls to a stdio
@@ -378,6 +379,16 @@ func TestReload(t *testing.T) {
 	pid := stdiotest.PID(t, session)
 
 	reload(t, global+site(t, port, stdiotest.ModeServe)+fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n\trespond ok\n}\n", other))
+	// A connection the old server accepted as it shut down is reset, on a
+	// loaded machine: the first call after the reload may have to be made
+	// again (never an answer from the wrong process).
+	testwait.Until(t, 10*time.Second, func() string {
+		_, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "pid"})
+		if err != nil {
+			return fmt.Sprintf("calling pid after the reload: %v", err)
+		}
+		return ""
+	})
 	if got := stdiotest.PID(t, session); got != pid {
 		t.Fatalf("after a reload that kept the block, the session runs in process %d, want %d", got, pid)
 	}
