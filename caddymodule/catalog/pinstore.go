@@ -201,11 +201,19 @@ func (s *FilePinStore) write(pins map[string]map[string]string) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(s.path)
+	// A pins file given as a symbolic link is written where it points:
+	// renamed over, the link would become a file of its own, and the file
+	// it pointed to (that other processes or a backup read) would stop
+	// following the pins.
+	path := s.path
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.path)+".*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
@@ -223,5 +231,5 @@ func (s *FilePinStore) write(pins map[string]map[string]string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), s.path)
+	return os.Rename(tmp.Name(), path)
 }

@@ -155,3 +155,30 @@ func TestFilePinStoreConcurrentSaves(t *testing.T) {
 		t.Errorf("after concurrent saves, Load = %v, want %v", got, want)
 	}
 }
+
+// TestFilePinStoreSymlink: a pins file given as a symbolic link is saved
+// where the link points, and the link stays a link.
+func TestFilePinStoreSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "shared", "pins.json")
+	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "pins.json")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewFilePinStore(link).Save(t.Context(), "tracker", "read", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the pins file link after a save: %v, %v; want it still a link", info, err)
+	}
+	pins, err := NewFilePinStore(target).Load(t.Context())
+	if err != nil || pins["tracker"]["read"] != "h1" {
+		t.Errorf("the file the link points to holds %v (%v); want the pin saved", pins, err)
+	}
+}
