@@ -43,7 +43,7 @@ type ListedTool struct {
 	Server      string         `json:"server"`
 	Name        string         `json:"name"`
 	Category    string         `json:"category"`
-	Annotations map[string]any `json:"annotations"`
+	Annotations map[string]any `json:"annotations,omitempty"`
 	Hash        string         `json:"hash"`
 	Changed     bool           `json:"changed"`
 	// Definition is the tool object as the upstream listed it, whose
@@ -92,6 +92,9 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// A tool's annotations are the upstream's to fill (with anything, a
+	// hidden tool's too): shown to operators only, as its definition is.
+	_, notOperator := operator(r, "")
 	listed := []ListedTool{}
 	kept := t.keptUnder(server)
 	t.EachCatalog(func(c *catalog.Catalog) bool {
@@ -105,6 +108,9 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 			}
 			if name != "" {
 				entry.Definition = tool.Definition
+			}
+			if notOperator != nil {
+				entry.Annotations = nil
 			}
 			listed = append(listed, entry)
 		}

@@ -134,6 +134,10 @@ func TestListTools(t *testing.T) {
 				if want := map[bool]string{true: string(known.Definition)}[tt.withDefinition]; string(l.Definition) != want {
 					t.Errorf("%s on %s listed with definition %s, want %q", l.Name, l.Server, l.Definition, want)
 				}
+				// The upstream's annotations, operators only.
+				if operator := !tt.overTCP && strings.Contains(tt.query, "tool="); operator != (l.Annotations != nil) {
+					t.Errorf("%s on %s listed with annotations %v; want them shown: %v", l.Name, l.Server, l.Annotations, operator)
+				}
 			}
 			if !slices.Equal(gotListed, tt.want) {
 				t.Errorf("listed %v, want %v", gotListed, tt.want)
