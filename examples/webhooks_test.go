@@ -390,12 +390,13 @@ func TestTicketTemplate(t *testing.T) {
 			if sample.call.User != "" {
 				caller = sample.call.User
 			}
-			// Quoted, as everything the call holds.
-			wantBody := []string{strconv.Quote(caller), strconv.Quote(sample.call.Tool)}
+			// Quoted, as everything the call holds, hidden characters
+			// shown.
+			wantBody := []string{strconv.Quote(display.Block(caller)), strconv.Quote(display.Block(sample.call.Tool))}
 			if sample.event == approval.EventRequested {
 				// What the caller wrote, quoted: its line breaks shown as \n.
 				if sample.call.Reason != "" {
-					wantBody = append(wantBody, strconv.Quote(sample.call.Reason))
+					wantBody = append(wantBody, strconv.Quote(display.Block(sample.call.Reason)))
 				}
 				if got.inboxLink == "" {
 					wantBody = append(wantBody, "signed POST to https://gw.example.com/approvals/apr_")

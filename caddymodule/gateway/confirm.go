@@ -142,7 +142,7 @@ func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 		return nil, fmt.Errorf("showing the arguments: %w", err)
 	}
 	shown := display.Cut(display.Block(strings.TrimSuffix(args.String(), "\n")), maxShownArguments)
-	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), v.message.Tool.Name, shown)
+	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), display.Line(v.message.Tool.Name), shown)
 	if v.decision.Reason != "" {
 		message += "\n\nWhy you are asked: " + display.Line(v.decision.Reason)
 	}

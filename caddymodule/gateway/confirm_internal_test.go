@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // TestOwnRequestAnswers: the client's answer to a question of the
@@ -44,5 +46,23 @@ func TestOwnRequestAnswers(t *testing.T) {
 			}
 			forget()
 		})
+	}
+}
+
+// TestConfirmationShowsNames: the caller is asked about the tool by a
+// name whose hidden characters are shown: a server's "delete_repo" with a
+// Hangul filler cannot pass for "delete_repo".
+func TestConfirmationShowsNames(t *testing.T) {
+	x := &exchange{}
+	v := verdict{
+		message: &mcpmsg.Message{Tool: &mcpmsg.ToolCall{Name: "delete_repo\u3164", Arguments: map[string]any{}}},
+		input:   &policy.Input{Server: "tracker"},
+	}
+	params, err := x.confirmation(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if message, _ := params["message"].(string); !strings.Contains(message, `"delete_repo⟨U+3164⟩"`) {
+		t.Errorf("the question: %q; want the tool's name with its filler shown", message)
 	}
 }

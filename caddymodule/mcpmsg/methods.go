@@ -54,9 +54,9 @@ func CheckClientRequestMethod(method string) error {
 }
 
 // CheckNotifications refuses a notification (a message without an id)
-// whose method is in MCP's namespaces but is not a notification's
-// ("tools/call" sent without an id, in any case): what MCP defines there
-// are requests, which have ids. A server that ran one anyway would run it
+// whose method is one of MCP's requests ("ping", "initialize") or in MCP's
+// namespaces but not a notification's ("tools/call" sent without an id, in
+// any case): what MCP defines there are requests, which have ids. A server that ran one anyway would run it
 // past the limits, which count requests, and answer nobody; only a policy
 // that decides notifications by method would have stopped it.
 // Extensions' notifications ("acme/changed") pass.
@@ -66,7 +66,8 @@ func (b *Body) CheckNotifications() *Error {
 			continue
 		}
 		namespace, _, _ := strings.Cut(strings.ToLower(m.Method), "/")
-		if namespace != "notifications" && slices.Contains(mcpNamespaces, namespace) {
+		request := slices.ContainsFunc(ClientRequestMethods, func(method string) bool { return strings.EqualFold(method, m.Method) })
+		if request || namespace != "notifications" && slices.Contains(mcpNamespaces, namespace) {
 			message := fmt.Sprintf("%q is not a notification MCP defines: its methods outside notifications/ are requests, which need an id", m.Method)
 			if b.Batch {
 				message = fmt.Sprintf("batch element %d: %s", i, message)

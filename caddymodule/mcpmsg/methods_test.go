@@ -50,6 +50,8 @@ func TestCheckNotifications(t *testing.T) {
 		`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}`:                                            true,
 		`{"jsonrpc":"2.0","method":"Tools/Call","params":{"name":"x"}}`:                                            true,
 		`{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"file:///x"}}`:                                 true,
+		`{"jsonrpc":"2.0","method":"ping"}`:                                                                        true,
+		`{"jsonrpc":"2.0","method":"Initialize","params":{}}`:                                                      true,
 		`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}]`: true,
 	} {
 		parsed, err := Parse([]byte(body), Limits{})
