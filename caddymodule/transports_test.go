@@ -5,6 +5,7 @@ package caddymodule_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1105,16 +1106,19 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 		tool   string
 		params map[string]any
 		want   int
+		// text is the call's argument, when not the one asked about.
+		text string
 	}{
-		{"an answer to a key never asked", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"other": accept}}, http.StatusForbidden},
-		{"answers without a requestState", "confirm", map[string]any{"inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
-		{"a requestState the gateway never issued", "confirm", map[string]any{"requestState": "server-state-1", "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
-		{"answers replayed on another request", "ask", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden},
-		{"the answer asked for", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusOK},
+		{"answers replayed on a call with other arguments", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, "Deploy everything?"},
+		{"an answer to a key never asked", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"other": accept}}, http.StatusForbidden, ""},
+		{"answers without a requestState", "confirm", map[string]any{"inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
+		{"a requestState the gateway never issued", "confirm", map[string]any{"requestState": "server-state-1", "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
+		{"answers replayed on another request", "ask", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
+		{"the answer asked for", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusOK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, reply := mrtrCall(t, gateway, tt.tool, "Deploy?", tt.params)
+			status, reply := mrtrCall(t, gateway, tt.tool, cmp.Or(tt.text, "Deploy?"), tt.params)
 			if status != tt.want {
 				t.Errorf("retry: %d %v; want %d", status, reply, tt.want)
 			}

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +41,10 @@ type requestState struct {
 	// resumed stream), and then not checked.
 	Method string `json:"m,omitempty"`
 	Name   string `json:"n,omitempty"`
+	// Params is, with Method, the digest of the request's params (see
+	// paramsDigest): the answers go with the request asked about, not
+	// with another call of the same tool (other arguments).
+	Params string `json:"p,omitempty"`
 	// Original is the upstream's own requestState, as JSON; nil when the
 	// result had none.
 	Original json.RawMessage `json:"s,omitempty"`
@@ -93,6 +99,28 @@ func requestName(m *mcpmsg.Message) string {
 	return name
 }
 
+// retryParams are the params a retried request adds or may change: the
+// answers and the state it carries, and _meta (a progress token of its
+// own, its revision and capabilities).
+var retryParams = []string{"requestState", "inputResponses", "_meta"}
+
+// paramsDigest is a SHA-256 of a request's params but retryParams, as
+// canonical JSON with numbers as written (what the approvals bind).
+func paramsDigest(params map[string]any) (string, error) {
+	kept := make(map[string]any, len(params))
+	for name, value := range params {
+		if !slices.Contains(retryParams, name) {
+			kept[name] = value
+		}
+	}
+	canonical, err := approval.CanonicalArguments(kept)
+	if err != nil {
+		return "", fmt.Errorf("reading the request's params: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:]), nil
+}
+
 // errUnboundAnswers is why a retried request's answers are refused.
 var errUnboundAnswers = errors.New("inputResponses answer only input requests the gateway relayed for this request")
 
@@ -120,6 +148,12 @@ func (x *exchange) checkInputResponses() error {
 		if state.Method != "" && (state.Method != m.Method || state.Name != requestName(m)) {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
 				fmt.Sprintf("%s: the requestState was given for %s %q", errUnboundAnswers, state.Method, state.Name))
+		}
+		if state.Params != "" {
+			if digest, err := paramsDigest(m.Params); err != nil || digest != state.Params {
+				return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
+					errUnboundAnswers.Error()+": the requestState was given for the same request with other params (its arguments)")
+			}
 		}
 		if hasResponses {
 			answers, ok := responses.(map[string]any)

@@ -92,6 +92,8 @@ type answeredRequest struct {
 	// name is what the request names: the tool or prompt, or the
 	// resource's URI.
 	name string
+	// params are its params (see paramsDigest).
+	params map[string]any
 	// approvedFor is, of a call that ran once approved (by reviewers,
 	// or its caller), the decision that asked for the approval.
 	approvedFor *policy.Decision
@@ -110,7 +112,7 @@ func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 		for _, v := range rl.verdicts {
 			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
 				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{
-					method: v.message.Method, name: requestName(v.message),
+					method: v.message.Method, name: requestName(v.message), params: v.message.Params,
 					approvedFor: v.approvedFor,
 				}
 			}
@@ -232,8 +234,14 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	digest := ""
+	if answered.method != "" {
+		if digest, err = paramsDigest(answered.params); err != nil {
+			return nil, err
+		}
+	}
 	sealed, err := json.Marshal(rl.seal(requestState{
-		Keys: keys, Method: answered.method, Name: answered.name, Original: state,
+		Keys: keys, Method: answered.method, Name: answered.name, Params: digest, Original: state,
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sealing requestState: %w", err)
