@@ -69,7 +69,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // now that every HTTP server is provisioned, that no request reaches an
 // upstream of theirs past mcp_policy (see checkLayout).
 // Once the check passes, its gateways are the ones running (see
-// gatewaysServing).
+// runningGateways).
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -78,13 +77,13 @@ func (inbox *ApprovalInbox) provision(ctx caddy.Context) (*approvalhttp.Inbox, e
 // their password hashes: two accounts of one name and another password
 // are two people), groups and caller ids, in a canonical order.
 func (inbox *ApprovalInbox) fingerprint() string {
-	var accounts [][2]string
+	// By name: basic_auth refuses a name given twice.
+	accounts := map[string]string{}
 	if inbox.BasicAuth != nil {
 		for _, a := range inbox.BasicAuth.AccountList {
-			accounts = append(accounts, [2]string{a.Username, a.Password})
+			accounts[a.Username] = a.Password
 		}
 	}
-	slices.SortFunc(accounts, func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
 	sorted := func(lists map[string][]string) map[string][]string {
 		out := make(map[string][]string, len(lists))
 		for name, members := range lists {
@@ -94,7 +93,7 @@ func (inbox *ApprovalInbox) fingerprint() string {
 	}
 	// Maps encode with their keys sorted.
 	encoded, _ := json.Marshal(struct {
-		Accounts  [][2]string
+		Accounts  map[string]string
 		Groups    map[string][]string
 		CallerIDs map[string][]string
 	}{accounts, sorted(inbox.Groups), sorted(inbox.CallerIDs)})

@@ -451,7 +451,7 @@ func (d *dialNames) resolvesHere(name string) bool {
 	here, looked := d.resolved[name]
 	if !looked {
 		if found, err := d.lookup(d.ctx, name); err == nil {
-			here = slices.ContainsFunc(found, func(ip net.IPAddr) bool { return d.spell(ip.IP) == "local" })
+			here = slices.ContainsFunc(found, func(ip net.IPAddr) bool { return d.here(ip.IP) })
 		}
 		d.resolved[name] = here
 	}
@@ -460,10 +460,16 @@ func (d *dialNames) resolvesHere(name string) bool {
 
 // spell is an address as key spells it.
 func (d *dialNames) spell(ip net.IP) string {
-	if ip.IsLoopback() || ip.IsUnspecified() || d.own[ip.String()] {
+	if d.here(ip) {
 		return "local"
 	}
 	return ip.String()
+}
+
+// here reports whether an address is this machine's: loopback,
+// unspecified, or one of its interfaces'.
+func (d *dialNames) here(ip net.IP) bool {
+	return ip.IsLoopback() || ip.IsUnspecified() || d.own[ip.String()]
 }
 
 // describeUpstream names an upstream handler in messages.

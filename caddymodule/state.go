@@ -344,7 +344,7 @@ func storedSessionKey(ctx context.Context, storage keyStorage) ([]byte, error) {
 // each limit of each upstream (see rateLimits), kept across reloads.
 var localLimits = caddy.NewUsagePool()
 
-// sharedLimiter wraps the process's limiter for the usage pool.
+// sharedLimiter wraps one limit's counts for the usage pool.
 type sharedLimiter struct {
 	*ratelimit.Local
 }

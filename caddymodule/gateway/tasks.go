@@ -159,9 +159,8 @@ func namedTasks(m *mcpmsg.Message) ([]string, error) {
 	}
 	var ids []string
 	if isTaskMethod(m.Method) {
-		value, _, err := exactMember(m.Params, "taskId")
-		taskID, ok := value.(string)
-		if err != nil || !ok {
+		taskID, err := taskIDOf(m.Params)
+		if err != nil {
 			return nil, fmt.Errorf("%s: params.taskId is not a task id (%v)", m.Method, err)
 		}
 		ids = append(ids, taskID)
@@ -201,12 +200,25 @@ func relatedTask(params map[string]any) (*string, error) {
 		return nil, err
 	}
 	object, _ := related.(map[string]any)
-	value, _, err := exactMember(object, "taskId")
-	taskID, ok := value.(string)
-	if err != nil || !ok {
+	taskID, err := taskIDOf(object)
+	if err != nil {
 		return nil, fmt.Errorf("_meta[%q] names no task id", relatedTaskKey)
 	}
 	return &taskID, nil
+}
+
+// taskIDOf returns an object's taskId, read exactly: an error when the
+// member is missing, not a string, or named otherwise only by case.
+func taskIDOf(object map[string]any) (string, error) {
+	value, _, err := exactMember(object, "taskId")
+	if err != nil {
+		return "", err
+	}
+	taskID, ok := value.(string)
+	if !ok {
+		return "", fmt.Errorf("taskId is %v, not a string", value)
+	}
+	return taskID, nil
 }
 
 // memberPath returns the value at path in nested objects, nil when a step
@@ -261,9 +273,8 @@ func (x *exchange) taskCall(m *mcpmsg.Message) (startedTask, bool) {
 func (rl *relay) aboutForeignTask(m *mcpmsg.Message) bool {
 	var named []string
 	if strings.HasPrefix(strings.ToLower(m.Method), "notifications/tasks") {
-		value, _, err := exactMember(m.Params, "taskId")
-		taskID, ok := value.(string)
-		if err != nil || !ok {
+		taskID, err := taskIDOf(m.Params)
+		if err != nil {
 			return rl.foreignTask(m, "")
 		}
 		named = append(named, taskID)

@@ -56,10 +56,10 @@ func CheckClientRequestMethod(method string) error {
 // CheckNotifications refuses a notification (a message without an id)
 // whose method is one of MCP's requests ("ping", "initialize") or in MCP's
 // namespaces but not a notification's ("tools/call" sent without an id, in
-// any case): what MCP defines there are requests, which have ids. A server that ran one anyway would run it
-// past the limits, which count requests, and answer nobody; only a policy
-// that decides notifications by method would have stopped it.
-// Extensions' notifications ("acme/changed") pass.
+// any case): what MCP defines there are requests, which have ids. A server
+// that ran one anyway would run it past the limits, which count requests,
+// and answer nobody; only a policy that decides notifications by method
+// would have stopped it. Extensions' notifications ("acme/changed") pass.
 func (b *Body) CheckNotifications() *Error {
 	for i, m := range b.Messages {
 		if m.Kind != KindNotification {
