@@ -496,9 +496,10 @@ func (h *Handler) decisionQuery() string {
 
 // caddyHost tells the gateway what Caddy knows of a request.
 var caddyHost = gateway.Host{
-	ClientIP:  clientIP,
-	RequestID: requestID,
-	Annotate:  annotate,
+	ClientIP:     clientIP,
+	TrustedProxy: trustedProxy,
+	RequestID:    requestID,
+	Annotate:     annotate,
 	OriginalPath: func(r *http.Request) string {
 		original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 		if !ok || original.URL == nil {
@@ -518,6 +519,13 @@ func clientIP(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
+}
+
+// trustedProxy reports whether the request's peer is one of the server's
+// trusted_proxies.
+func trustedProxy(r *http.Request) bool {
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return trusted
 }
 
 // requestID is Caddy's unique id of the request ({http.request.uuid}).

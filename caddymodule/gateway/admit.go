@@ -14,13 +14,18 @@ import (
 
 // admit is the first stage. What the gateway would read but the upstream
 // never receive is taken out (an upgrade asked for, the headers the
-// request's Connection names, trailers); the request's origin must be
-// allowed; and, with an identity, the caller is identified (or the
-// protected resource's metadata, RFC 9728, answered).
+// request's Connection names and the other hop-by-hop ones, trailers, and
+// X-Forwarded-* headers from a client that is not a trusted proxy); the
+// request's origin must be allowed; and, with an identity, the caller is
+// identified (or the protected resource's metadata, RFC 9728, answered).
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)
+	dropHopByHop(x.r.Header)
 	dropTrailers(x.r)
+	if !x.g.host.TrustedProxy(x.r) {
+		dropForwarded(x.r.Header)
+	}
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
@@ -96,6 +101,45 @@ func dropNominated(h http.Header) {
 				h.Del(token)
 			}
 		}
+	}
+}
+
+// hopByHop are the hop-by-hop header fields that a proxy does not pass
+// on, whether or not Connection names them (RFC 9110 §7.6.1; Caddy's
+// reverse_proxy drops these, as net/http/httputil's does), but Connection
+// itself (see dropNominated), Te (see dropHopByHop), Trailer (see
+// dropTrailers) and Upgrade (see dropUpgrade).
+var hopByHop = []string{"Alt-Svc", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Transfer-Encoding"}
+
+// dropHopByHop takes the hop-by-hop headers out of h, so that a policy
+// never decides on a header the upstream does not receive (a Keep-Alive,
+// a TE of gzip). A TE naming trailers is kept as "trailers" alone, what
+// reverse_proxy passes on of it.
+func dropHopByHop(h http.Header) {
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+	if te := h.Values("Te"); len(te) > 0 {
+		h.Del("Te")
+		if httpguts.HeaderValuesContainsToken(te, "trailers") {
+			h.Set("Te", "trailers")
+		}
+	}
+}
+
+// forwardedHeaders are the headers in which a proxy says who the client
+// is and how it reached the proxy.
+var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// dropForwarded takes the X-Forwarded-* headers out of the request of a
+// client that is not a trusted proxy: Caddy's reverse_proxy replaces them
+// with its own for such a client, so a policy reading them would decide
+// on the client's word (an X-Forwarded-For of an internal address) while
+// the upstream reads the proxy's. The client's address is
+// request.remote_ip, which honours the server's trusted proxies.
+func dropForwarded(h http.Header) {
+	for _, name := range forwardedHeaders {
+		h.Del(name)
 	}
 }
 

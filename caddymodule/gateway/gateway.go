@@ -47,6 +47,10 @@ type Host struct {
 	// ClientIP returns the client's address as the server determined it
 	// (honouring trusted proxies). Default: the peer address.
 	ClientIP func(*http.Request) string
+	// TrustedProxy reports whether the request comes from a proxy the
+	// server trusts to say who the client is (X-Forwarded-* headers).
+	// Default: none is.
+	TrustedProxy func(*http.Request) bool
 	// RequestID returns the server's unique id of the request, for logs.
 	RequestID func(*http.Request) string
 	// OriginalPath returns the request's path before earlier handlers
@@ -181,6 +185,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }
+	}
+	if g.host.TrustedProxy == nil {
+		g.host.TrustedProxy = func(*http.Request) bool { return false }
 	}
 	if g.host.RequestID == nil {
 		g.host.RequestID = func(*http.Request) string { return "" }

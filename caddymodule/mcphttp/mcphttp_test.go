@@ -57,7 +57,7 @@ func TestOriginPolicy(t *testing.T) {
 		local   net.Addr
 		tls     bool
 		host    string
-		origin  string
+		origin  string // header lines apart by "\n"
 		allowed bool
 	}{
 		{"no origin", OriginPolicy{}, public, true, "gw.example.com", "", true},
@@ -74,6 +74,9 @@ func TestOriginPolicy(t *testing.T) {
 		{"configured list excludes others", OriginPolicy{Allowed: []string{"https://app.example.com"}}, loopback, false, "127.0.0.1", "http://localhost", false},
 		{"wildcard", OriginPolicy{Allowed: []string{"*"}}, public, true, "gw.example.com", "https://any.example", true},
 		{"null origin", OriginPolicy{}, public, true, "gw.example.com", "null", false},
+		{"an empty origin, then a foreign one", OriginPolicy{}, loopback, false, "127.0.0.1:8080", "\nhttp://evil.example", false},
+		{"a loopback origin, then a foreign one", OriginPolicy{}, loopback, false, "127.0.0.1:8080", "http://localhost\nhttp://evil.example", false},
+		{"an origin given twice, any allowed", OriginPolicy{Allowed: []string{"*"}}, public, true, "gw.example.com", "https://a.example\nhttps://a.example", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +86,7 @@ func TestOriginPolicy(t *testing.T) {
 				r.TLS = &tls.ConnectionState{}
 			}
 			if tt.origin != "" {
-				r.Header.Set("Origin", tt.origin)
+				r.Header["Origin"] = strings.Split(tt.origin, "\n")
 			}
 			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tt.local))
 			if err := tt.policy.Check(r); (err == nil) != tt.allowed {

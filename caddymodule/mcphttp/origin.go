@@ -22,8 +22,14 @@ type OriginPolicy struct {
 	Allowed []string
 }
 
-// Check returns an error when the request's Origin is not allowed.
+// Check returns an error when the request's Origin is not allowed, or
+// is given more than once: a browser sends one, and of several this
+// check would read one and an upstream with an allow-list of its own
+// another (or all of them, joined).
 func (p OriginPolicy) Check(r *http.Request) error {
+	if origins := r.Header.Values("Origin"); len(origins) > 1 {
+		return fmt.Errorf("the Origin header is given %d times", len(origins))
+	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return nil

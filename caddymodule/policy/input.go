@@ -114,9 +114,9 @@ type Request struct {
 	RemoteIP string `json:"remote_ip"`
 	Host     string `json:"host"`
 	Path     string `json:"path"`
-	// Headers holds lower-case header names and their values joined by
-	// ", ". Credentials (Authorization, Cookie, Proxy-Authorization) are
-	// never included, so neither a policy nor a decision log can leak them.
+	// Headers holds lower-case header names and their values.
+	// Credentials (Authorization, Cookie, Proxy-Authorization) are never
+	// included, so neither a policy nor a decision log can leak them.
 	// Nil: made from Header, when a policy reads them.
 	Headers map[string]string `json:"headers"`
 	// Header is the request's header as received, from which Headers is
@@ -133,20 +133,29 @@ var credentialHeaders = map[string]bool{
 	"cookie":              true,
 }
 
-// headers returns Headers, or makes them from Header.
-func (r *Request) headers() map[string]string {
+// headers returns Headers, or makes those of them that use reads from
+// Header. A header that use reads and the request gives more than once
+// (in one case or in several) is an error: joined, "a" and "b" given
+// apart would read as "a, b" given once, and an upstream reads one of
+// them (Go's Header.Get the first), which the policy cannot know, so
+// that a rule on one value would miss the value the tool acts on.
+func (r *Request) headers(use *inputUse) (map[string]string, error) {
 	if r.Headers != nil || r.Header == nil {
-		return r.Headers
+		return r.Headers, nil
 	}
 	headers := make(map[string]string, len(r.Header))
 	for name, values := range r.Header {
-		name = strings.ToLower(name)
-		if credentialHeaders[name] {
+		lower := strings.ToLower(name)
+		if credentialHeaders[lower] || use.member(lower) == nil || len(values) == 0 {
 			continue
 		}
-		headers[name] = strings.Join(values, ", ")
+		if _, twice := headers[lower]; twice || len(values) > 1 {
+			return nil, fmt.Errorf("the request gives its %s header more than once, and the policy reads it: "+
+				"which of them the upstream reads is not known (send it once)", lower)
+		}
+		headers[lower] = values[0]
 	}
-	return headers
+	return headers, nil
 }
 
 // Direction values for Input.Direction.
@@ -197,7 +206,10 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 		insertString(request, requestUse, keyHost, in.Request.Host, false)
 		insertString(request, requestUse, keyPath, in.Request.Path, false)
 		if headersUse := requestUse.member("headers"); headersUse != nil {
-			all := in.Request.headers()
+			all, err := in.Request.headers(headersUse)
+			if err != nil {
+				return nil, err
+			}
 			headers := ast.NewObjectWithCapacity(len(all))
 			for name, value := range all {
 				if headersUse.member(name) != nil {

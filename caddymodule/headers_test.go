@@ -1,0 +1,97 @@
+package caddymodule_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+)
+
+// headersPolicy blocks every tools/call with the headers it was given as
+// its reason, so that a test reads what the policy saw.
+const headersPolicy = `package mcp
+
+import rego.v1
+
+default decision := {"action": "allow", "reason": "protocol"}
+
+decision := {"action": "block", "reason": json.marshal(input.request.headers)} if input.method == "tools/call"
+`
+
+// TestPolicyReadsHeadersAsTheUpstream: a policy decides on the headers
+// the upstream receives, never on one it does not: hop-by-hop headers
+// (which reverse_proxy drops) and X-Forwarded-* from a client that is not
+// a trusted proxy (which reverse_proxy replaces) are not shown to it, and
+// a header given twice that it reads is refused (joined, the policy would
+// read "a, b" where a Go upstream reads "a"). X-Forwarded-* from a
+// trusted proxy are shown.
+func TestPolicyReadsHeadersAsTheUpstream(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "headers.rego"), []byte(headersPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const untrusted, trusted = "10.0.0.0/8", "127.0.0.1/32"
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+	tests := []struct {
+		name    string
+		proxies string // the server's trusted_proxies
+		header  http.Header
+		want    []string // in the policy's reason
+		notWant []string
+	}{
+		{"hop-by-hop headers", untrusted,
+			http.Header{"Keep-Alive": {"timeout=5"}, "Te": {"gzip"}, "Proxy-Connection": {"keep-alive"}, "Alt-Svc": {"h3=\":443\""}, "X-Team": {"platform"}},
+			[]string{`"x-team":"platform"`}, []string{`"keep-alive":`, `"te":`, `"proxy-connection":`, `"alt-svc":`}},
+		{"TE naming trailers", untrusted,
+			http.Header{"Te": {"gzip, trailers"}},
+			[]string{`"te":"trailers"`}, []string{`gzip, trailers`}},
+		{"X-Forwarded-* from a client", untrusted,
+			http.Header{"X-Forwarded-For": {"10.9.9.9"}, "X-Forwarded-Host": {"internal.example"}, "X-Forwarded-Proto": {"https"}},
+			nil, []string{"10.9.9.9", "internal.example", "x-forwarded"}},
+		{"X-Forwarded-* from a trusted proxy", trusted,
+			http.Header{"X-Forwarded-For": {"10.9.9.9"}},
+			[]string{`"x-forwarded-for":"10.9.9.9"`}, nil},
+		{"a header read, given twice", untrusted,
+			http.Header{"X-Team": {"restricted", "platform"}},
+			[]string{"gives its x-team header more than once"}, []string{`"x-team":`}},
+	}
+	gateways := map[string]string{}
+	parent := t
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if gateways[tt.proxies] == "" {
+				clear(gateways) // one Caddy runs in the process: starting another stops it
+				gateways[tt.proxies] = startGateway(parent, up.URL, gatewayOptions{
+					policy: "policy " + dir + "\n\t\tserver test",
+					global: []string{"servers {\n\t\ttrusted_proxies static " + tt.proxies + "\n\t}"},
+				})
+			}
+			header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}
+			for name, values := range tt.header {
+				header[name] = values
+			}
+			before := up.CallCount("echo")
+			status, body := post(t, gateways[tt.proxies], header, call)
+			if status != http.StatusOK || !strings.Contains(string(body), `"isError":true`) {
+				t.Fatalf("HTTP %d %s; want the call blocked", status, body)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(string(body), strings.ReplaceAll(want, `"`, `\"`)) {
+					t.Errorf("the policy's reason %s lacks %s", body, want)
+				}
+			}
+			for _, notWant := range tt.notWant {
+				if strings.Contains(strings.ToLower(string(body)), strings.ReplaceAll(notWant, `"`, `\"`)) {
+					t.Errorf("the policy saw %s: %s", notWant, body)
+				}
+			}
+			if got := up.CallCount("echo") - before; got != 0 {
+				t.Errorf("the upstream ran echo %d times", got)
+			}
+		})
+	}
+}
