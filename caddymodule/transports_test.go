@@ -1131,3 +1131,73 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 		t.Errorf("the upstream ran ask %d times with answers given for confirm", n)
 	}
 }
+
+// TestInputRequestsOfAnUnnamedRequestRefused: a result asking for input
+// that comes on a GET stream answers a request the gateway cannot name;
+// its requestState, sealed, would be bound to no request and could carry
+// answers to any call. It is replaced by an error.
+func TestInputRequestsOfAnUnnamedRequestRefused(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, `data: {"jsonrpc":"2.0","id":99,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",`+
+				`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`+"\n\n")
+			return
+		}
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &m)
+		w.Header().Set("Content-Type", "application/json")
+		switch m.Method {
+		case "initialize":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
+		case "tools/list":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"transfer","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	h := http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}
+	req, err := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"x","version":"1"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h.Clone()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	get, err := http.NewRequest(http.MethodGet, gateway, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get.Header = h.Clone()
+	get.Header.Set("Accept", "text/event-stream")
+	get.Header.Set("Mcp-Session-Id", resp.Header.Get("Mcp-Session-Id"))
+	stream, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	events := bufio.NewScanner(stream.Body)
+	var data string
+	for events.Scan() {
+		if d, ok := strings.CutPrefix(events.Text(), "data: "); ok {
+			data = d
+			break
+		}
+	}
+	if !strings.Contains(data, `"error"`) || !strings.Contains(data, "cannot tell which request this result answers") || strings.Contains(data, "requestState") {
+		t.Errorf("the GET stream's result asking for input reached the client as %s; want an error in its place", data)
+	}
+}

@@ -124,6 +124,11 @@ func paramsDigest(params map[string]any) (string, error) {
 // errUnboundAnswers is why a retried request's answers are refused.
 var errUnboundAnswers = errors.New("inputResponses answer only input requests the gateway relayed for this request")
 
+// errUnnamedInputRequests replaces a result asking for input that answers
+// a request the gateway cannot name.
+const errUnnamedInputRequests = "the gateway cannot tell which request this result answers (it came on a GET stream, " +
+	"or replayed on a resumed one), so its input requests are not relayed: make the request again"
+
 // checkInputResponses holds every retried request of the body to what was
 // asked, and gives the upstream back its own requestState (re-encoding the
 // message).
@@ -145,7 +150,7 @@ func (x *exchange) checkInputResponses() error {
 		if err != nil {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
 		}
-		if state.Method != "" && (state.Method != m.Method || state.Name != requestName(m)) {
+		if state.Method != m.Method || state.Name != requestName(m) {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
 				fmt.Sprintf("%s: the requestState was given for %s %q", errUnboundAnswers, state.Method, state.Name))
 		}

@@ -211,6 +211,12 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 		return result, err
 	}
 	answered, _ := rl.answers(id)
+	if answered.method == "" {
+		// On a GET stream, or replayed on a resumed one, the result
+		// answers a request the gateway cannot name: answers sealed
+		// for it would be bound to no request, and could go with any.
+		return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: errUnnamedInputRequests}
+	}
 	keys := slices.Sorted(maps.Keys(requests))
 	for _, key := range keys {
 		request := requests[key]
@@ -234,11 +240,9 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	digest := ""
-	if answered.method != "" {
-		if digest, err = paramsDigest(answered.params); err != nil {
-			return nil, err
-		}
+	digest, err := paramsDigest(answered.params)
+	if err != nil {
+		return nil, err
 	}
 	sealed, err := json.Marshal(rl.seal(requestState{
 		Keys: keys, Method: answered.method, Name: answered.name, Params: digest, Original: state,
