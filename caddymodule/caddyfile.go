@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		session_keys <base64 key>...
 //		max_body <size>
 //		max_depth <n>
+//		max_values <n>
 //		allowed_origins <origins...>
 //		eval_timeout <duration>
 //		decision_cache <size>|off
@@ -85,7 +86,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	given := subdirective.Once{}
 	for d.NextBlock(0) {
-		if err := given.Check(d, "decision", "server", "upstream", "max_body", "max_depth", "eval_timeout",
+		if err := given.Check(d, "decision", "server", "upstream", "max_body", "max_depth", "max_values", "eval_timeout",
 			"decision_cache", "bundle", "disable_watch", "log_arguments", "forward_token", "pins_file",
 			"permissions", "identity", "audit", "approval"); err != nil {
 			return err
@@ -141,6 +142,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_depth: want a depth from 1 to %d, got %q", maxMaxDepth, depth)
 			}
 			h.MaxDepth = n
+		case "max_values":
+			var values string
+			if !d.AllArgs(&values) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(values)
+			if err != nil || n <= 0 || n > maxMaxValues {
+				return d.Errf("max_values: want a number from 1 to %d, got %q", maxMaxValues, values)
+			}
+			h.MaxValues = n
 		case "allowed_origins":
 			origins := d.RemainingArgs()
 			if len(origins) == 0 {

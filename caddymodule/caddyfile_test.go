@@ -15,7 +15,7 @@ import (
 )
 
 // TestCaddyfileSettings checks how decision_cache (a size or off),
-// max_depth, server and upstream read, with clear errors for anything
+// max_depth, max_values, server and upstream read, with clear errors for anything
 // out of range or empty.
 func TestCaddyfileSettings(t *testing.T) {
 	for _, tc := range []struct {
@@ -35,6 +35,10 @@ func TestCaddyfileSettings(t *testing.T) {
 		{"max_depth 1000", -1, ""},
 		{"max_depth 1001", 0, "max_depth: want a depth from 1 to 1000"},
 		{"max_depth 0", 0, "max_depth: want a depth from 1 to 1000"},
+		{"max_values 10000000", -1, ""},
+		{"max_values 10000001", 0, "max_values: want a number from 1 to 10000000"},
+		{"max_values 0", 0, "max_values: want a number from 1 to 10000000"},
+		{"max_values many", 0, "max_values: want a number from 1 to 10000000"},
 		{`server ""`, 0, "server: the name must not be empty"},
 		{`upstream " "`, 0, "upstream: the name must not be empty"},
 		{"decision_cache", 0, "wrong argument count"},
@@ -63,23 +67,25 @@ func TestCaddyfileSettings(t *testing.T) {
 	}
 }
 
-// TestValidateSizes checks that a decision_cache, max_depth or max_body
-// out of range, or a blank server name, in JSON config is refused.
+// TestValidateSizes checks that a decision_cache, max_depth, max_values or
+// max_body out of range, or a blank server name, in JSON config is refused.
 func TestValidateSizes(t *testing.T) {
 	for _, tc := range []struct {
-		cache, depth int
-		maxBody      int64
-		server       string
-		wantErr      string
+		cache, depth, values int
+		maxBody              int64
+		server               string
+		wantErr              string
 	}{
-		{-1, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got -1"},
-		{1 << 30, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got 1073741824"},
-		{0, 1 << 20, 0, "", "max_depth must be at most 1000"},
-		{0, 0, 1<<40 + 1, "", "max_body must be at most 1099511627776 bytes"},
-		{0, 0, 0, " ", "server must not be blank"},
-		{16777216, 1000, 1 << 40, "tracker", ""},
+		{-1, 0, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got -1"},
+		{1 << 30, 0, 0, 0, "", "decision_cache must be from 0 (off) to 16777216, got 1073741824"},
+		{0, 1 << 20, 0, 0, "", "max_depth must be at most 1000"},
+		{0, 0, -1, 0, "", "max_values must be from 1 to 10000000 (0 is the default), got -1"},
+		{0, 0, 10_000_001, 0, "", "max_values must be from 1 to 10000000 (0 is the default), got 10000001"},
+		{0, 0, 0, 1<<40 + 1, "", "max_body must be at most 1099511627776 bytes"},
+		{0, 0, 0, 0, " ", "server must not be blank"},
+		{16777216, 1000, 10_000_000, 1 << 40, "tracker", ""},
 	} {
-		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth, MaxBody: tc.maxBody, Server: tc.server}
+		h := caddymodule.Handler{Policies: []string{"p"}, DecisionCache: &tc.cache, MaxDepth: tc.depth, MaxValues: tc.values, MaxBody: tc.maxBody, Server: tc.server}
 		checkError(t, h.Validate(), tc.wantErr)
 	}
 }

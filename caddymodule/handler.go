@@ -86,6 +86,13 @@ type Handler struct {
 	// in a message. Default: 64; at most 1000.
 	MaxDepth int `json:"max_depth,omitempty"`
 
+	// MaxValues is the most JSON values (objects, arrays, strings,
+	// numbers, booleans, nulls, at any depth) accepted in a request body:
+	// decoded, each costs some 70 bytes, so this, more than max_body,
+	// bounds the memory a request's parse takes. Default: 100000; at most
+	// 10000000.
+	MaxValues int `json:"max_values,omitempty"`
+
 	// AllowedOrigins lists browser origins that may connect ("*" for any).
 	// Default: on a loopback address, loopback origins only; elsewhere,
 	// the site's own origin only. Requests without Origin are unaffected.
@@ -218,7 +225,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Server:       h.Server,
 		Upstream:     h.Upstream,
 		MaxBody:      h.MaxBody,
-		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth},
+		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth, MaxValues: h.MaxValues},
 		Origins:      mcphttp.OriginPolicy{Allowed: origins},
 		LogArguments: h.LogArguments,
 		ForwardToken: h.ForwardToken,
@@ -415,6 +422,7 @@ const (
 	maxEvalTimeout   = time.Minute
 	maxDecisionCache = 1 << 24
 	maxMaxDepth      = 1000
+	maxMaxValues     = 10_000_000
 	maxMaxBody       = 1 << 40
 )
 
@@ -436,6 +444,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxDepth < 0 {
 		return fmt.Errorf("mcp_policy: max_depth must not be negative, got %d", h.MaxDepth)
+	}
+	if h.MaxValues < 0 || h.MaxValues > maxMaxValues {
+		return fmt.Errorf("mcp_policy: max_values must be from 1 to %d (0 is the default), got %d", maxMaxValues, h.MaxValues)
 	}
 	if h.EvalTimeout != 0 && (time.Duration(h.EvalTimeout) < minEvalTimeout || time.Duration(h.EvalTimeout) > maxEvalTimeout) {
 		return fmt.Errorf("mcp_policy: eval_timeout must be from %s to %s, got %s", minEvalTimeout, maxEvalTimeout, time.Duration(h.EvalTimeout))

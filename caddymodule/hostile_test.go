@@ -304,3 +304,24 @@ func TestTrailersNeverForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxValues: a body holding more JSON values than max_values is
+// refused before it is decoded whole, and reaches nothing; one within it
+// passes.
+func TestMaxValues(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/policy\n\t\tserver test\n\t\tmax_values 12"})
+	h := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}
+	within := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}` // 9 values
+	past := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x","more":[1,2,3,4]}}}`
+	if status, body := post(t, gateway, h, within); status != http.StatusOK || strings.Contains(string(body), "error") {
+		t.Errorf("within max_values: HTTP %d %s", status, body)
+	}
+	status, body := post(t, gateway, h, past)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "more than 12 JSON values") {
+		t.Errorf("past max_values: HTTP %d %s; want 400 naming the limit", status, body)
+	}
+	if n := up.CallCount("echo"); n != 1 {
+		t.Errorf("the upstream ran echo %d times, want once", n)
+	}
+}

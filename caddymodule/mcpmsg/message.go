@@ -20,12 +20,22 @@ import "fmt"
 // zero.
 const DefaultMaxDepth = 64
 
+// DefaultMaxValues is the most JSON values Parse decodes in one body when
+// Limits.MaxValues is zero. Decoded, a value costs some 70 bytes of
+// memory (a 4 MiB body of zeros in an array became 134 MiB): the count,
+// not the body's size, bounds what a parse holds.
+const DefaultMaxValues = 100_000
+
 // Limits bounds what Parse accepts.
 type Limits struct {
 	// MaxDepth is the maximum nesting of objects and arrays, counting the
 	// message object itself (and the batch array around it) as one level
 	// each. Zero or less means DefaultMaxDepth.
 	MaxDepth int
+	// MaxValues is the most values (objects, arrays, strings, numbers,
+	// booleans and nulls, at any depth, the messages themselves
+	// included) a body may hold. Zero or less means DefaultMaxValues.
+	MaxValues int
 }
 
 // maxDepth returns the effective nesting limit.
@@ -34,6 +44,14 @@ func (l Limits) maxDepth() int {
 		return DefaultMaxDepth
 	}
 	return l.MaxDepth
+}
+
+// maxValues returns the effective limit on a body's values.
+func (l Limits) maxValues() int {
+	if l.MaxValues <= 0 {
+		return DefaultMaxValues
+	}
+	return l.MaxValues
 }
 
 // Kind is the kind of a JSON-RPC message.

@@ -27,15 +27,12 @@ const MaxBatchLength = 100
 // round) is for Body.CheckParams, on the messages a policy decides. The
 // Raw and ID slices of the returned messages alias data.
 func Parse(data []byte, lim Limits) (*Body, error) {
-	elems, batch, perr := readBody(data, lim.maxDepth())
+	elems, batch, perr := readBody(data, lim)
 	if perr != nil {
 		return nil, perr
 	}
 	if batch && len(elems) == 0 {
 		return nil, invalidRequest("empty batch")
-	}
-	if len(elems) > MaxBatchLength {
-		return nil, invalidRequest("a batch of %d messages; at most %d are accepted", len(elems), MaxBatchLength)
 	}
 	body := &Body{Batch: batch, Messages: make([]Message, len(elems))}
 	var requestIDs map[string]int
@@ -84,11 +81,15 @@ type element struct {
 // surrogates such as "\ud800", which encoding/json would silently replace
 // with U+FFFD. Its token API also reports offsets and nesting depth, which
 // give each message's raw bytes and enforce Limits.MaxDepth without a second
-// pass.
+// pass. It counts the values it decodes against Limits.MaxValues, and stops
+// a batch at its first message past MaxBatchLength, so that a body is
+// refused before it is decoded whole.
 type bodyReader struct {
-	dec      *jsontext.Decoder
-	data     []byte
-	maxDepth int
+	dec       *jsontext.Decoder
+	data      []byte
+	maxDepth  int
+	maxValues int
+	values    int
 }
 
 // decoders pools jsontext decoders, whose state (buffers, the stack of
@@ -107,7 +108,7 @@ type noInput struct{}
 func (noInput) Read([]byte) (int, error) { return 0, io.EOF }
 
 // readBody decodes data into its elements and reports whether it is a batch.
-func readBody(data []byte, maxDepth int) ([]element, bool, *Error) {
+func readBody(data []byte, lim Limits) ([]element, bool, *Error) {
 	if len(skipSpace(data)) == 0 {
 		return nil, false, &Error{Code: CodeParseError, Message: "empty body"}
 	}
@@ -119,7 +120,7 @@ func readBody(data []byte, maxDepth int) ([]element, bool, *Error) {
 		dec.Reset(emptyReader)
 		decoders.Put(dec)
 	}()
-	r := &bodyReader{dec: dec, data: data, maxDepth: maxDepth}
+	r := &bodyReader{dec: dec, data: data, maxDepth: lim.maxDepth(), maxValues: lim.maxValues()}
 	elems, batch, err := r.readTop()
 	if err != nil {
 		return nil, false, syntaxError(err)
@@ -144,6 +145,9 @@ func (r *bodyReader) readTop() ([]element, bool, error) {
 	}
 	var elems []element
 	for r.dec.PeekKind() != ']' {
+		if len(elems) == MaxBatchLength {
+			return nil, true, invalidRequest("a batch of more than %d messages; at most %d are accepted", MaxBatchLength, MaxBatchLength)
+		}
 		e, err := r.readElement()
 		if err != nil {
 			return nil, true, err
@@ -159,6 +163,9 @@ func (r *bodyReader) readElement() (element, error) {
 	if r.dec.PeekKind() != '{' {
 		v, err := r.readValue()
 		return element{notObject: typeName(v)}, err
+	}
+	if err := r.count(); err != nil {
+		return element{}, err
 	}
 	if _, err := r.readToken(); err != nil {
 		return element{}, err
@@ -190,6 +197,9 @@ func (r *bodyReader) readElement() (element, error) {
 // readValue reads and decodes the next value: objects as map[string]any,
 // arrays as []any, numbers as json.Number.
 func (r *bodyReader) readValue() (any, error) {
+	if err := r.count(); err != nil {
+		return nil, err
+	}
 	if r.dec.PeekKind() == '"' {
 		return r.readString()
 	}
@@ -231,6 +241,14 @@ func (r *bodyReader) readValue() (any, error) {
 	default: // 'n': the decoder yields no other kind at the start of a value.
 		return nil, nil
 	}
+}
+
+// count counts a value about to be decoded against the body's limit.
+func (r *bodyReader) count() error {
+	if r.values++; r.values > r.maxValues {
+		return invalidRequest("more than %d JSON values in the body; at most %d are accepted", r.maxValues, r.maxValues)
+	}
+	return nil
 }
 
 // readName reads the name of an object's member. Names the gateway

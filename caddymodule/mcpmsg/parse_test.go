@@ -166,6 +166,12 @@ var parseCases = []parseCase{
 		want: []wantMessage{{kind: KindNotification, method: "x"}},
 	},
 	{
+		name: "values within a custom limit",
+		body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":[1,2]}}`,
+		lim:  Limits{MaxValues: 8},
+		want: []wantMessage{{kind: KindRequest, id: `1`, method: "ping"}},
+	},
+	{
 		name: "depth within a custom limit",
 		body: `{"jsonrpc":"2.0","method":"x","params":{}}`,
 		lim:  Limits{MaxDepth: 2},
@@ -298,6 +304,9 @@ var parseCases = []parseCase{
 	{name: "nested argument name that only full folding reads", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"filter":{"\u017fort":"name"}}}}`, code: CodeInvalidParams, errText: "tools/call argument name \"\u017fort\" in /params/arguments/filter folds to \"sort\", which lowercasing does not give"},
 	{name: "nested argument name in an array that only full folding reads", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"items":[{"ok":1},{"\uff52\uff45\uff50\uff4f":"x"}]}}}`, code: CodeInvalidParams, errText: "in /params/arguments/items/1 folds to \"repo\""},
 	{name: "depth 65", body: nested(65), code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},
+	{name: "values beyond the default limit", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":[` + strings.Repeat("0,", DefaultMaxValues) + `0]}}}`, code: CodeInvalidRequest, errText: "more than 100000 JSON values in the body"},
+	{name: "values beyond a custom limit", body: `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":[1,2]}}`, lim: Limits{MaxValues: 5}, code: CodeInvalidRequest, errText: "more than 5 JSON values"},
+	{name: "values of a batch beyond a custom limit", body: `[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc":"2.0","method":"ping","id":2}]`, lim: Limits{MaxValues: 7}, code: CodeInvalidRequest, errText: "more than 7 JSON values"},
 	{name: "depth beyond a custom limit", body: `{"jsonrpc":"2.0","method":"x","params":{"a":[]}}`, lim: Limits{MaxDepth: 2}, code: CodeInvalidRequest, errText: "nesting deeper than 2 levels"},
 	{name: "batch adds a level", body: "[" + nested(64) + "]", code: CodeInvalidRequest, errText: "nesting deeper than 64 levels"},
 	{name: "empty batch", body: `[]`, code: CodeInvalidRequest, errText: "empty batch"},
