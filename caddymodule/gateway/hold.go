@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // testHookGoAhead, when set, runs when a held call may go ahead (its
@@ -555,14 +556,18 @@ func (c *heldCall) replyWriter() (http.ResponseWriter, func()) {
 // event stream already open to the client. The upstream's headers and
 // status are not sent (the stream's are); an event stream reply passes
 // on event by event; a JSON reply becomes one event; anything else
-// becomes a JSON-RPC error for the call.
+// becomes a JSON-RPC error for the call. Only a JSON reply is held, up to
+// replyfilter.DefaultMaxBodySize (an upstream's endless reply of another
+// type grew the heap by all it sent).
 type streamedReply struct {
-	w      http.ResponseWriter
-	header http.Header
-	id     []byte
-	status int
-	stream bool
-	body   bytes.Buffer
+	w        http.ResponseWriter
+	header   http.Header
+	id       []byte
+	status   int
+	stream   bool
+	json     bool
+	tooLarge bool
+	body     bytes.Buffer
 }
 
 func (s *streamedReply) Header() http.Header { return s.header }
@@ -574,14 +579,22 @@ func (s *streamedReply) WriteHeader(status int) {
 	s.status = status
 	mediaType, _, _ := mime.ParseMediaType(s.header.Get("Content-Type"))
 	s.stream = status < 300 && mediaType == "text/event-stream"
+	s.json = status < 300 && mediaType == "application/json"
 }
 
 func (s *streamedReply) Write(p []byte) (int, error) {
 	if s.status == 0 {
 		s.WriteHeader(http.StatusOK)
 	}
-	if s.stream {
+	switch {
+	case s.stream:
 		return s.w.Write(p)
+	case !s.json || s.tooLarge:
+		return len(p), nil // not passed on: finish says why
+	case s.body.Len()+len(p) > replyfilter.DefaultMaxBodySize:
+		s.tooLarge = true
+		s.body = bytes.Buffer{}
+		return len(p), nil
 	}
 	return s.body.Write(p)
 }
@@ -596,10 +609,12 @@ func (s *streamedReply) FlushError() error {
 
 // finish writes what was held back.
 func (s *streamedReply) finish() {
-	mediaType, _, _ := mime.ParseMediaType(s.header.Get("Content-Type"))
 	switch {
 	case s.stream:
-	case s.status >= 200 && s.status < 300 && mediaType == "application/json" && s.body.Len() > 0:
+	case s.tooLarge:
+		_, _ = s.w.Write(mcpmsg.MessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
+			fmt.Sprintf("the upstream's reply to the approved call is larger than %d bytes", replyfilter.DefaultMaxBodySize))).Encode())
+	case s.json && s.body.Len() > 0:
 		_, _ = s.w.Write(mcpmsg.MessageEvent(s.body.Bytes()).Encode())
 	default:
 		status := s.status
