@@ -62,6 +62,29 @@ var (
 	// ErrTooLarge: the call's arguments are too large to be kept, shown
 	// and announced for approval (see MaxArguments).
 	ErrTooLarge = errors.New("arguments too large to approve")
+	// ErrTooManyPending: the store (MaxPending), or the caller
+	// (MaxPendingPerCaller), has as many approvals pending as it may.
+	ErrTooManyPending = errors.New("too many approvals pending")
+)
+
+// Bounds on the approvals a store holds, so that callers making held calls
+// faster than anyone decides them (each keeps up to MaxArguments, for its
+// timeout and Retention after) fill neither the gateway's memory nor the
+// reviewers' inbox.
+const (
+	// MaxPending is the most approvals pending at once in one store
+	// (shared by the gateways sharing a Redis).
+	MaxPending = 1000
+	// MaxPendingPerCaller is the most approvals one caller (a user, or
+	// without identity a session) may have pending at once through one
+	// gateway process: one caller cannot take all of MaxPending. Callers
+	// with neither a user nor a session cannot be told apart, and count
+	// against MaxPending alone.
+	MaxPendingPerCaller = 20
+	// maxRemembered is the most approvals that are no longer live a
+	// memory store remembers (for Retention); past it, the one that
+	// would be forgotten first goes first.
+	maxRemembered = 4096
 )
 
 // Retention is how long an approval is remembered after it stops being

@@ -265,6 +265,26 @@ func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time, old
 	return a, true, nil
 }
 
+func (s *redisStore) Standing(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, error) {
+	for _, key := range standingKeys(a, olderKeys) {
+		id, err := s.client.Get(ctx, s.bindingKey(key)).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading approval binding from redis: %w", err)
+		}
+		current, err := s.Get(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if current != nil && current.Live(now) {
+			return current, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no approval stands for the call", ErrNotFound)
+}
+
 func (s *redisStore) Get(ctx context.Context, id string) (*Approval, error) {
 	return s.get(ctx, s.client, id)
 }

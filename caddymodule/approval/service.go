@@ -82,6 +82,16 @@ type Service struct {
 	// changed holds, per approval id, a channel closed at its next change.
 	changed map[string]chan struct{}
 
+	callersMu sync.Mutex
+	// byCaller holds, per caller (see callerKey), the ids of the
+	// approvals this service created for them that were pending when last
+	// looked at.
+	byCaller map[string][]string
+
+	// deliveries holds a token for each webhook delivery running (at most
+	// maxDeliveries).
+	deliveries chan struct{}
+
 	reportMu sync.Mutex
 	// reported is what the service last added to a pending gauge.
 	reported pendingReport
@@ -99,11 +109,15 @@ type pendingReport struct {
 // and the pending gauge refreshed.
 const sweepInterval = time.Second
 
+// callersSweepTicks is how many sweeps apart the callers' counts are
+// cleared of settled approvals (a minute).
+const callersSweepTicks = 60
+
 // NewService starts a service over the store that newStore makes (given
 // the function that the store must tell of every change). It refuses
 // settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
-	s := &Service{changed: make(map[string]chan struct{})}
+	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string), deliveries: make(chan struct{}, maxDeliveries)}
 	if err := s.Configure(settings); err != nil {
 		return nil, err
 	}
@@ -192,6 +206,7 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	if len(b.arguments) > MaxArguments {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(b.arguments), MaxArguments)
 	}
+	caller := callerKey(call)
 	settings := s.settings.Load()
 	now := time.Now()
 	a := &Approval{
@@ -214,9 +229,22 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	for _, secret := range settings.DecisionSecrets[1:] {
 		olderKeys = append(olderKeys, secret.ID())
 	}
+	if err := s.checkPending(ctx, caller); err != nil {
+		// The call made again (after a hold ran out) still finds the
+		// approval that stands for it.
+		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
+			return standing, nil
+		}
+		return nil, err
+	}
 	got, created, err := s.store.Create(ctx, a, now, olderKeys...)
 	if err != nil {
 		return nil, err
+	}
+	if created && caller != "" {
+		s.callersMu.Lock()
+		s.byCaller[caller] = append(s.byCaller[caller], a.ID)
+		s.callersMu.Unlock()
 	}
 	if created {
 		settings.Logger.Info("approval requested",
@@ -227,6 +255,101 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		s.refreshPending(ctx)
 	}
 	return got, nil
+}
+
+// callerKey names whom a call's approval counts against for
+// MaxPendingPerCaller: its user, or without one its session; "" for a
+// caller with neither, whom nothing tells apart from any other such
+// caller, and who counts against MaxPending alone.
+func callerKey(call *Call) string {
+	switch {
+	case call.User != "":
+		return "user\x00" + call.User
+	case call.Session != "":
+		return "session\x00" + call.Session
+	}
+	return ""
+}
+
+// checkPending refuses a new approval when the store has MaxPending
+// pending, or the caller MaxPendingPerCaller (of those this service
+// created). Two requests of one caller at the same moment may both pass
+// at its last place: the count is a bound, not a queue.
+func (s *Service) checkPending(ctx context.Context, caller string) error {
+	n, err := s.store.CountPending(ctx)
+	if err != nil {
+		return err
+	}
+	if n >= MaxPending {
+		return fmt.Errorf("%w: %d are pending, at most %d", ErrTooManyPending, n, MaxPending)
+	}
+	if caller == "" {
+		return nil
+	}
+	s.callersMu.Lock()
+	ids := slices.Clone(s.byCaller[caller])
+	s.callersMu.Unlock()
+	if len(ids) < MaxPendingPerCaller {
+		return nil
+	}
+	settled, err := s.settledOf(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if count := s.dropSettled(caller, settled); count >= MaxPendingPerCaller {
+		return fmt.Errorf("%w: the caller has %d pending, at most %d", ErrTooManyPending, count, MaxPendingPerCaller)
+	}
+	return nil
+}
+
+// settledOf returns those of ids whose approvals are no longer pending
+// (or no longer known).
+func (s *Service) settledOf(ctx context.Context, ids []string) (map[string]bool, error) {
+	settled := make(map[string]bool)
+	for _, id := range ids {
+		a, err := s.store.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			settled[id] = true
+		case err != nil:
+			return nil, err
+		case a.State != Pending:
+			settled[id] = true
+		}
+	}
+	return settled, nil
+}
+
+// dropSettled takes the settled ids out of a caller's, and returns how
+// many are left. A caller left with none is forgotten.
+func (s *Service) dropSettled(caller string, settled map[string]bool) int {
+	s.callersMu.Lock()
+	defer s.callersMu.Unlock()
+	rest := slices.DeleteFunc(s.byCaller[caller], func(id string) bool { return settled[id] })
+	if len(rest) == 0 {
+		delete(s.byCaller, caller)
+	} else {
+		s.byCaller[caller] = rest
+	}
+	return len(rest)
+}
+
+// forgetSettledCallers drops from byCaller the approvals no longer
+// pending, and the callers left with none.
+func (s *Service) forgetSettledCallers(ctx context.Context) {
+	s.callersMu.Lock()
+	callers := make(map[string][]string, len(s.byCaller))
+	for caller, ids := range s.byCaller {
+		callers[caller] = slices.Clone(ids)
+	}
+	s.callersMu.Unlock()
+	for caller, ids := range callers {
+		settled, err := s.settledOf(ctx, ids)
+		if err != nil {
+			return
+		}
+		s.dropSettled(caller, settled)
+	}
 }
 
 // MaxArguments bounds a held call's arguments, in bytes of canonical JSON:
@@ -441,11 +564,14 @@ func (s *Service) notify(id string) {
 func (s *Service) sweep() {
 	ticker := time.NewTicker(sweepInterval)
 	defer ticker.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-ticker.C:
+		}
+		if tick%callersSweepTicks == 0 {
+			s.forgetSettledCallers(s.ctx)
 		}
 		due, err := s.store.Due(s.ctx, time.Now())
 		if err != nil {

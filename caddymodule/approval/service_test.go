@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -693,5 +694,141 @@ func TestPendingGaugeShared(t *testing.T) {
 	busy.Close()
 	if got := testutil.ToFloat64(gauge); got != 0 {
 		t.Errorf("pending after the busy service stopped: %v; want 0", got)
+	}
+}
+
+// TestPendingBounded: a caller has at most MaxPendingPerCaller approvals
+// pending, and a store MaxPending: past either, a new call's approval is
+// refused (ErrTooManyPending) and nothing is kept, while a call made
+// again still finds the approval standing for it, and a place freed (an
+// approval settled) takes a new one.
+func TestPendingBounded(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStoreService(t, kind.open, mustSecret(t, testDecisionSecret))
+			call := func(user string, n int) *Call {
+				return &Call{Server: "s", Tool: "t", User: user, Arguments: map[string]any{"n": n}}
+			}
+			var first *Approval
+			for n := range MaxPendingPerCaller {
+				a, err := s.Request(ctx, call("mallory", n))
+				if err != nil {
+					t.Fatalf("mallory's approval %d: %v", n, err)
+				}
+				if n == 0 {
+					first = a
+				}
+			}
+			if _, err := s.Request(ctx, call("mallory", MaxPendingPerCaller)); !errors.Is(err, ErrTooManyPending) {
+				t.Errorf("mallory's approval past the bound: %v; want ErrTooManyPending", err)
+			}
+			if again, err := s.Request(ctx, call("mallory", 0)); err != nil || again.ID != first.ID {
+				t.Errorf("mallory's first call made again: %v, %v; want its approval %s", again, err, first.ID)
+			}
+			if _, err := s.Request(ctx, call("alice", 0)); err != nil {
+				t.Errorf("alice's approval beside mallory's: %v", err)
+			}
+			if _, err := s.Cancel(ctx, first.ID, "the caller went away"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Request(ctx, call("mallory", MaxPendingPerCaller)); err != nil {
+				t.Errorf("mallory's approval once one settled: %v", err)
+			}
+
+			for n := range MaxPending {
+				if _, err := s.Request(ctx, call(fmt.Sprintf("user%d", n), 0)); errors.Is(err, ErrTooManyPending) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if pending, err := s.store.CountPending(ctx); err != nil || pending != MaxPending {
+				t.Errorf("%d approvals pending (%v); want MaxPending, %d", pending, err, MaxPending)
+			}
+			if _, err := s.Request(ctx, call("bob", 0)); !errors.Is(err, ErrTooManyPending) {
+				t.Errorf("bob's approval past MaxPending: %v; want ErrTooManyPending", err)
+			}
+		})
+	}
+}
+
+// TestMemoryStoreForgetsOldest: a memory store remembers at most
+// maxRemembered approvals that are no longer live, those that would be
+// forgotten first going first, and never a live one.
+func TestMemoryStoreForgetsOldest(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore(func(string) {})
+	now := time.Now()
+	live := pendingApproval("live", now, time.Hour)
+	if _, _, err := store.Create(ctx, live, now); err != nil {
+		t.Fatal(err)
+	}
+	for n := range maxRemembered + 500 {
+		a := pendingApproval(fmt.Sprintf("b%d", n), now, time.Hour)
+		if _, _, err := store.Create(ctx, a, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Update(ctx, a.ID, func(a *Approval) error { return a.decide(Cancelled, Decider{ID: "client"}, "gone", now, 0) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) > maxRemembered+1 {
+		t.Errorf("the store remembers %d approvals; want at most %d", len(list), maxRemembered+1)
+	}
+	if _, err := store.Get(ctx, live.ID); err != nil {
+		t.Errorf("the live approval was forgotten: %v", err)
+	}
+}
+
+// TestDeliveriesBounded: a receiver that is down while held calls come
+// and go (each leaving a cancellation to announce, retried for the
+// approval timeout) has at most maxDeliveries deliveries under way, not
+// one for each event: the events past it are not sent.
+func TestDeliveriesBounded(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	cancellations := map[string]bool{}
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get("webhook-id"); strings.HasSuffix(id, "_cancelled") {
+			mu.Lock()
+			cancellations[id] = true
+			mu.Unlock()
+		}
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
+		Webhooks:        []Webhook{{URL: down.URL}},
+		WebhookSecrets:  []Secret{mustSecret(t, testSecret)},
+		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         time.Minute,
+		FirstRetry:      time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	const events = maxDeliveries + 500
+	for n := range events {
+		a, err := s.Request(ctx, &Call{Server: "s", Tool: "t", User: fmt.Sprintf("user%d", n), Arguments: map[string]any{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Cancel(ctx, a.ID, "the caller went away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // each delivery under way makes its first attempt
+	mu.Lock()
+	sent := len(cancellations)
+	mu.Unlock()
+	if sent == 0 || sent > maxDeliveries {
+		t.Errorf("%d of %d cancellations sent to a receiver that is down, each retried for a minute; want some, at most %d", sent, events, maxDeliveries)
 	}
 }

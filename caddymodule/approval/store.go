@@ -21,6 +21,10 @@ type Store interface {
 	// approvals announced before it standing for their calls): then it
 	// returns that one and false, and saves nothing.
 	Create(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error)
+	// Standing returns the approval that Create would return in a's
+	// place (live at now, with a's binding, under a's decision secret or
+	// one of olderKeys), or ErrNotFound.
+	Standing(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, error)
 	// Get returns the approval with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Approval, error)
 	// Update applies change to the approval with the id atomically and
@@ -80,19 +84,65 @@ func NewMemoryStore(onChange ChangeFunc) Store {
 
 func (s *memoryStore) Create(_ context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error) {
 	s.mu.Lock()
-	for _, key := range standingKeys(a, olderKeys) {
-		if id, ok := s.bindings[key]; ok {
-			if existing := s.approvals[id]; existing != nil && existing.Live(now) {
-				s.mu.Unlock()
-				return clone(existing), false, nil
-			}
-		}
+	if existing := s.standing(a, now, olderKeys); existing != nil {
+		s.mu.Unlock()
+		return clone(existing), false, nil
 	}
+	s.forgetOldest(now)
 	s.approvals[a.ID] = clone(a)
 	s.bindings[a.bindingKey()] = a.ID
 	s.mu.Unlock()
 	s.onChange(a.ID)
 	return a, true, nil
+}
+
+func (s *memoryStore) Standing(_ context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if existing := s.standing(a, now, olderKeys); existing != nil {
+		return clone(existing), nil
+	}
+	return nil, fmt.Errorf("%w: no approval stands for the call", ErrNotFound)
+}
+
+// standing returns the live approval with a's binding, or nil. The
+// caller holds s.mu.
+func (s *memoryStore) standing(a *Approval, now time.Time, olderKeys []string) *Approval {
+	for _, key := range standingKeys(a, olderKeys) {
+		if id, ok := s.bindings[key]; ok {
+			if existing := s.approvals[id]; existing != nil && existing.Live(now) {
+				return existing
+			}
+		}
+	}
+	return nil
+}
+
+// forgetOldest makes room for an approval, keeping at most maxRemembered
+// that are no longer live: past it, those that would be forgotten first
+// (see Approval.forgetAt) are forgotten now. Live approvals are bounded
+// by MaxPending. The caller holds s.mu.
+func (s *memoryStore) forgetOldest(now time.Time) {
+	if len(s.approvals) < maxRemembered {
+		return
+	}
+	var done []*Approval
+	for _, a := range s.approvals {
+		if !a.Live(now) {
+			done = append(done, a)
+		}
+	}
+	if len(done) < maxRemembered {
+		return
+	}
+	slices.SortFunc(done, func(a, b *Approval) int { return a.forgetAt().Compare(b.forgetAt()) })
+	// A tenth at once, so that a full store is not sorted on every Create.
+	for _, a := range done[:len(done)-maxRemembered*9/10] {
+		delete(s.approvals, a.ID)
+		if s.bindings[a.bindingKey()] == a.ID {
+			delete(s.bindings, a.bindingKey())
+		}
+	}
 }
 
 func (s *memoryStore) Get(_ context.Context, id string) (*Approval, error) {

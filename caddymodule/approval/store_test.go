@@ -58,7 +58,7 @@ func pendingApproval(binding string, now time.Time, ttl time.Duration) *Approval
 }
 
 // TestStoreContract runs the same story against every store: one live
-// approval per binding, first decision wins, a decision is used once,
+// approval per binding (found by Standing too), first decision wins, a decision is used once,
 // expiry is found, webhook-ids are claimed once, and every change is told.
 func TestStoreContract(t *testing.T) {
 	for _, kind := range storeKinds {
@@ -74,6 +74,12 @@ func TestStoreContract(t *testing.T) {
 				t.Fatalf("Create: got %v created %v err %v, want the new approval", got, created, err)
 			}
 			second := pendingApproval("b1", now, time.Minute)
+			if got, err := store.Standing(ctx, second, now); err != nil || got.ID != first.ID {
+				t.Errorf("Standing with a live binding: %v, %v; want the first approval %s", got, err, first.ID)
+			}
+			if got, err := store.Standing(ctx, pendingApproval("b-none", now, time.Minute), now); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Standing with a binding of no approval: %v, %v; want ErrNotFound", got, err)
+			}
 			got, created, err = store.Create(ctx, second, now)
 			if err != nil || created || got.ID != first.ID {
 				t.Fatalf("Create with a live binding: got id %v created %v err %v, want the first approval %s", got, created, err, first.ID)

@@ -302,11 +302,26 @@ func (s *Service) announce(eventType string, a *Approval) {
 				zap.String("receiver", webhook.receiver()), zap.String("webhook_id", messageID), zap.Error(err))
 			continue
 		}
+		select {
+		case s.deliveries <- struct{}{}:
+		default:
+			settings.Logger.Error("approval webhook not sent: too many deliveries under way (receivers down, or a flood of held calls)",
+				zap.String("receiver", webhook.receiver()), zap.String("webhook_id", messageID), zap.Int("deliveries", maxDeliveries))
+			continue
+		}
 		s.work.Go(func() {
+			defer func() { <-s.deliveries }()
 			s.deliver(settings, &webhook, messageID, body, until, wanted)
 		})
 	}
 }
+
+// maxDeliveries is the most webhook deliveries (each retrying until its
+// event stops mattering) a service runs at once: receivers that are down
+// while held calls come and go would otherwise have a goroutine each, for
+// up to the approval timeout. Past it, an event is not sent (and logged);
+// its approval is still in the inbox and the admin API.
+const maxDeliveries = 1024
 
 // receiver names the webhook's receiver in logs (see Receiver).
 func (w *Webhook) receiver() string {

@@ -515,6 +515,11 @@ func (c *heldCall) fail(err error) error {
 		c.logger.Info("call refused: arguments too large to approve", zap.String("request_id", c.requestID), zap.Error(err))
 		return c.answer(fmt.Sprintf("This call needs approval, and its arguments are too large for a person to review (at most %d KiB), so it was refused.", approval.MaxArguments>>10))
 	}
+	if errors.Is(err, approval.ErrTooManyPending) {
+		c.logger.Warn("call refused: too many approvals pending", zap.String("request_id", c.requestID), zap.Error(err))
+		return c.answer(fmt.Sprintf("This call needs approval, and too many approvals are waiting for a decision (%s), so it was refused: "+
+			"make it again once some are decided.", strings.TrimPrefix(err.Error(), approval.ErrTooManyPending.Error()+": ")))
+	}
 	c.logger.Error("approval failed; call refused",
 		zap.String("request_id", c.requestID), zap.Error(err))
 	return c.answer("This call needs approval, and the gateway could not handle the approval (its log says why), so it was refused.")

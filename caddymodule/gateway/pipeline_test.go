@@ -1128,3 +1128,50 @@ func TestPagesIsolated(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingApprovalsBoundedPerCaller: a caller whose held calls wait on
+// approval.MaxPendingPerCaller approvals has the next call refused with
+// the reason (and nothing announced or kept), while the same call made
+// again still waits on its approval, and another caller is held as usual.
+func TestPendingApprovalsBoundedPerCaller(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Millisecond, Keepalive: time.Second}
+	gw := serveGateway(t, cfg, up.URL)
+	call := func(user, text string) string {
+		t.Helper()
+		r := post(t, gw.URL, http.Header{"X-Test-User": {user}}, callBody("1", "create_issue", text))
+		var p pendingApproval
+		if err := json.Unmarshal(r.body, &p); err == nil && p.Result.Meta.Approval.ID != "" {
+			return p.Result.Meta.Approval.ID
+		}
+		return string(r.body)
+	}
+	first := call("mallory", "0")
+	if !strings.HasPrefix(first, "apr_") {
+		t.Fatalf("mallory's first call: %s; want it held", first)
+	}
+	for n := 1; n < approval.MaxPendingPerCaller; n++ {
+		if got := call("mallory", fmt.Sprint(n)); !strings.HasPrefix(got, "apr_") {
+			t.Fatalf("mallory's call %d: %s; want it held", n, got)
+		}
+	}
+	if got := call("mallory", "one too many"); !strings.Contains(got, "too many approvals are waiting for a decision") {
+		t.Errorf("mallory's call past the bound: %s; want it refused with the reason", got)
+	}
+	if got := call("mallory", "0"); got != first {
+		t.Errorf("mallory's first call made again: %s; want its approval %s", got, first)
+	}
+	if got := call("alice", "0"); !strings.HasPrefix(got, "apr_") {
+		t.Errorf("alice's call: %s; want it held", got)
+	}
+	if n := up.CallCount("create_issue"); n != 0 {
+		t.Errorf("create_issue ran %d times", n)
+	}
+}
