@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
@@ -138,12 +139,12 @@ func (w *Webhook) UnmarshalJSON(b []byte) error {
 		*w = Webhook{}
 		return json.Unmarshal(b, &w.URL)
 	case bytes.HasPrefix(b, []byte("{")):
-		// fields is Webhook without its methods.
+		// fields is Webhook without its methods. Read strictly, as the
+		// handler is (see Handler.UnmarshalJSON): a member in another
+		// case than its name's ("URL") is refused, not taken for it.
 		type fields Webhook
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
 		var f fields
-		if err := dec.Decode(&f); err != nil {
+		if err := jsonv2.Unmarshal(b, &f, jsonv2.RejectUnknownMembers(true)); err != nil {
 			return fmt.Errorf("approval webhook: %w", err)
 		}
 		*w = Webhook(f)

@@ -1154,6 +1154,8 @@ http://gw.example.com {
 			{"an object without a template", `[{"url":"https://a.example/hook"}]`, true},
 			{"an object with an unknown member", `[{"url":"https://a.example/hook","templates":"x"}]`, false},
 			{"an object without a url", `[{"template":"../examples/webhooks/slack.json.tmpl"}]`, false},
+			{"a url in another case", `[{"URL":"https://a.example/hook"}]`, false},
+			{"a url beside one in another case", `[{"url":"https://a.example/hook","Url":"https://b.example/hook"}]`, false},
 			{"a number", `[1]`, false},
 		}
 		for _, tt := range tests {

@@ -27,6 +27,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"go.uber.org/zap"
@@ -81,6 +82,22 @@ func requireMethod(r *http.Request, method string) error {
 		return refuse(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed", r.Method))
 	}
 	return nil
+}
+
+// boolQuery reads a query parameter that is true or false (1 or 0,
+// strconv.ParseBool's spellings), false when absent, and refuses any other
+// value or the parameter given twice with 400: "?all=0" is not all.
+func boolQuery(r *http.Request, name string) (bool, error) {
+	values := r.URL.Query()[name]
+	switch len(values) {
+	case 0:
+		return false, nil
+	case 1:
+		if b, err := strconv.ParseBool(values[0]); err == nil {
+			return b, nil
+		}
+	}
+	return false, refuse(http.StatusBadRequest, fmt.Errorf("query parameter %s: want true or false (1 or 0), got %q", name, values))
 }
 
 // decodeBody reads a request's JSON body (within maxBody) into v,

@@ -53,7 +53,10 @@ func (a *Approvals) list(w http.ResponseWriter, r *http.Request) error {
 	if _, err := operator(r, ""); err != nil {
 		return err
 	}
-	all := r.URL.Query().Get("all") != ""
+	all, err := boolQuery(r, "all")
+	if err != nil {
+		return err
+	}
 	listed := []*approval.Approval{}
 	seen := make(map[string]bool)
 	var listErr error

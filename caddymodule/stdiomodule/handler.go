@@ -67,7 +67,8 @@ type Handler struct {
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 	// How long a new process may take to answer initialize, and any
 	// process to take a message off its stdin; past it, the process is
-	// killed and the client gets an error (HTTP 504 for initialize).
+	// killed and the client gets an error (a JSON-RPC error, -32000, in
+	// an HTTP 200 for initialize).
 	// Default: 30s.
 	InitTimeout caddy.Duration `json:"init_timeout,omitempty"`
 	// How long a stopping process gets after its stdin closes before
