@@ -177,6 +177,14 @@ func objectMember(obj map[string]any, key, path string, known []string) (map[str
 	return member, nil
 }
 
+// MaxToolNameLength is the longest tool name a tools/call may give, in
+// bytes. MCP asks for names of 1 to 128 characters (2025-11-25,
+// server/tools, "Tool Names"); this leaves room for servers that ignore
+// that, while a name, which the gateway quotes in its reasons and logs,
+// cannot carry a body's worth into each (a 1 MiB name wrote 2 MiB of log
+// per call).
+const MaxToolNameLength = 1024
+
 // validateToolCall checks the params of a tools/call request (MCP
 // specification, server/tools, "Calling Tools") and sets m.Tool.
 func validateToolCall(m *Message) *Error {
@@ -186,6 +194,9 @@ func validateToolCall(m *Message) *Error {
 	name, _ := m.Params["name"].(string)
 	if name == "" {
 		return invalidRequest(`tools/call "params.name" must be a non-empty string`)
+	}
+	if len(name) > MaxToolNameLength {
+		return invalidRequest(`tools/call "params.name" is %d bytes; tool names of at most %d bytes are accepted`, len(name), MaxToolNameLength)
 	}
 	tool := &ToolCall{Name: name}
 	if v, ok := m.Params["arguments"]; ok {
