@@ -95,6 +95,32 @@ const maxRechecked = 10_000
 // servers list tens of tools; clients cannot offer a model thousands.
 const MaxTools = 2000
 
+// MaxPins is the most tool names the gateway pins for a server, over
+// time: each pin is kept for good (in memory, and written with the rest
+// of the server's pins), so a server listing new names with each list
+// would grow them without end. Past it, a list naming tools never pinned
+// is not learned.
+const MaxPins = 10 * MaxTools
+
+// pinCount returns how many tools a server has pinned, here or in the
+// store, once those listed are.
+func pinCount(held, stored map[string]string, listed map[string]Tool) int {
+	n := len(held)
+	for tool := range stored {
+		if _, ok := held[tool]; !ok {
+			n++
+		}
+	}
+	for tool := range listed {
+		_, isHeld := held[tool]
+		_, isStored := stored[tool]
+		if !isHeld && !isStored {
+			n++
+		}
+	}
+	return n
+}
+
 // tooManyTools is the error of a server that lists more than MaxTools.
 func tooManyTools(server string) error {
 	return fmt.Errorf("learning tools of server %q: it lists more than %d tools, more than the gateway keeps (and pins) for a server", server, MaxTools)
@@ -215,6 +241,11 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	if full && s != nil && asOf < s.asOf || !full && asOf != c.generations[name] {
 		c.mu.Unlock()
 		return errors.Join(errs...)
+	}
+	if n := pinCount(c.pins[name], stored, listed); n > MaxPins {
+		c.mu.Unlock()
+		return errors.Join(append(errs, fmt.Errorf("learning tools of server %q: with this list it would have %d tools pinned, "+
+			"more than the %d the gateway keeps for a server (a server inventing names?): the list is not learned", name, n, MaxPins))...)
 	}
 	// A page never changes a current list; its tools are only pinned.
 	record := full || s == nil || !s.listed

@@ -727,3 +727,33 @@ func TestLostPinsSavedAgain(t *testing.T) {
 		t.Error("a gateway started after the loss trusted read's changed definition")
 	}
 }
+
+// TestLearnBoundsPins: a server that lists new names with each list has
+// at most MaxPins tools pinned: the list that would pin more is not
+// learned (the tools it lists stay unknown), while lists of tools already
+// pinned still are.
+func TestLearnBoundsPins(t *testing.T) {
+	named := func(from int) []json.RawMessage {
+		raws := make([]json.RawMessage, MaxTools)
+		for i := range raws {
+			raws[i] = json.RawMessage(fmt.Sprintf(`{"name":"t%d","annotations":{"readOnlyHint":true}}`, from+i))
+		}
+		return raws
+	}
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	for from := 0; from < MaxPins; from += MaxTools {
+		if err := c.Learn(t.Context(), "inventive", named(from), c.Generation("inventive")); err != nil {
+			t.Fatalf("the list from t%d: %v", from, err)
+		}
+	}
+	err := c.Learn(t.Context(), "inventive", named(MaxPins), c.Generation("inventive"))
+	if err == nil || !strings.Contains(err.Error(), "tools pinned") {
+		t.Errorf("a list pinning past MaxPins: %v; want it refused", err)
+	}
+	if _, known := c.Lookup("inventive", fmt.Sprintf("t%d", MaxPins)); known {
+		t.Error("a tool of the refused list is known")
+	}
+	if err := c.Learn(t.Context(), "inventive", named(0), c.Generation("inventive")); err != nil {
+		t.Errorf("a list of tools pinned already: %v; want it learned", err)
+	}
+}
