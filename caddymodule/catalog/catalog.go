@@ -98,8 +98,8 @@ const MaxTools = 2000
 // MaxPins is the most tool names the gateway pins for a server, over
 // time: each pin is kept for good (in memory, and written with the rest
 // of the server's pins), so a server listing new names with each list
-// would grow them without end. Past it, a list naming tools never pinned
-// is not learned.
+// would grow them without end. Past it, the tools a list names that were
+// never pinned are not pinned (and so are changed, refused).
 const MaxPins = 10 * MaxTools
 
 // pinCount returns how many tools a server has pinned, here or in the
@@ -242,10 +242,14 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}
+	// Past MaxPins the list is learned all the same (a page that shows a
+	// tool changed must make the list stale), but its tools never pinned
+	// stay unpinned, and so changed: refused.
+	pinsFull := false
 	if n := pinCount(c.pins[name], stored, listed); n > MaxPins {
-		c.mu.Unlock()
-		return errors.Join(append(errs, fmt.Errorf("learning tools of server %q: with this list it would have %d tools pinned, "+
-			"more than the %d the gateway keeps for a server (a server inventing names?): the list is not learned", name, n, MaxPins))...)
+		errs = append(errs, fmt.Errorf("learning tools of server %q: with this list it would have %d tools pinned, "+
+			"more than the %d the gateway keeps for a server (a server inventing names?): its tools never pinned are not pinned, and are refused", name, n, MaxPins))
+		pinsFull = true
 	}
 	// A page never changes a current list; its tools are only pinned.
 	record := full || s == nil || !s.listed
@@ -299,7 +303,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		if record {
 			s.tools[t.Name] = t
 		}
-		if _, ok := pins[t.Name]; !ok {
+		if _, ok := pins[t.Name]; !ok && !pinsFull {
 			if read {
 				// The store had no pin a moment ago: trusted on first
 				// use at once, so that the calls that follow this list

@@ -729,14 +729,18 @@ func TestLostPinsSavedAgain(t *testing.T) {
 }
 
 // TestLearnBoundsPins: a server that lists new names with each list has
-// at most MaxPins tools pinned: the list that would pin more is not
-// learned (the tools it lists stay unknown), while lists of tools already
-// pinned still are.
+// at most MaxPins tools pinned: past it, the tools a list names that were
+// never pinned stay unpinned (changed: refused), while the list is
+// learned all the same, so that a page showing a pinned tool changed
+// still makes the list stale.
 func TestLearnBoundsPins(t *testing.T) {
+	tool := func(name string, readOnly bool) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"name":%q,"annotations":{"readOnlyHint":%v}}`, name, readOnly))
+	}
 	named := func(from int) []json.RawMessage {
 		raws := make([]json.RawMessage, MaxTools)
 		for i := range raws {
-			raws[i] = json.RawMessage(fmt.Sprintf(`{"name":"t%d","annotations":{"readOnlyHint":true}}`, from+i))
+			raws[i] = tool(fmt.Sprintf("t%d", from+i), true)
 		}
 		return raws
 	}
@@ -748,12 +752,23 @@ func TestLearnBoundsPins(t *testing.T) {
 	}
 	err := c.Learn(t.Context(), "inventive", named(MaxPins), c.Generation("inventive"))
 	if err == nil || !strings.Contains(err.Error(), "tools pinned") {
-		t.Errorf("a list pinning past MaxPins: %v; want it refused", err)
+		t.Errorf("a list pinning past MaxPins: %v; want it said", err)
 	}
-	if _, known := c.Lookup("inventive", fmt.Sprintf("t%d", MaxPins)); known {
-		t.Error("a tool of the refused list is known")
+	if got, known := c.Lookup("inventive", fmt.Sprintf("t%d", MaxPins)); !known || !got.Changed {
+		t.Errorf("a tool never pinned, past MaxPins: %+v (known %v); want it changed", got, known)
 	}
 	if err := c.Learn(t.Context(), "inventive", named(0), c.Generation("inventive")); err != nil {
 		t.Errorf("a list of tools pinned already: %v; want it learned", err)
+	}
+	if got, _ := c.Lookup("inventive", "t0"); got.Changed {
+		t.Error("a pinned tool is changed")
+	}
+	// A page naming a pinned tool redefined, and one tool more.
+	err = c.LearnPage(t.Context(), "inventive", []json.RawMessage{tool("t0", false), tool("brand-new", true)}, c.Generation("inventive"))
+	if err == nil {
+		t.Error("a page pinning past MaxPins: no error")
+	}
+	if !c.Stale("inventive") {
+		t.Error("a page showing t0 redefined left the list current")
 	}
 }
