@@ -13,6 +13,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -44,7 +45,8 @@ func TestSpanTextBounded(t *testing.T) {
 	t.Cleanup(srv.Close)
 	long := strings.Repeat("é", 1<<19)
 	post(t, srv.URL+"/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"`+long+`"}`)
-	post(t, srv.URL+"/mcp", nil, callBody("2", long, "x"))
+	// The longest tool name a call may give (mcpmsg.MaxToolNameLength).
+	post(t, srv.URL+"/mcp", nil, callBody("2", strings.Repeat("é", mcpmsg.MaxToolNameLength/2), "x"))
 	// Spans end as their handlers return, which may be after the reply.
 	testwait.Until(t, 5*time.Second, func() string {
 		if n := len(recorder.Ended()); n < 4 {
