@@ -14,6 +14,8 @@ import (
 //		write        needs_approval [<approver>...]
 //		destructive  block
 //		tool <name>  <action> [<approver>...]
+//		resources    allow|block
+//		prompts      allow|block
 //	}
 func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 	p := &permissions.Table{Tools: map[string]permissions.Entry{}}
@@ -42,6 +44,19 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 			default:
 				p.Destructive = entry
 			}
+		case "resources", "prompts":
+			if len(args) != 1 {
+				return nil, d.Errf("permissions: %s takes one action, allow or block", key)
+			}
+			if seen[key] {
+				return nil, d.Errf("permissions: %s given twice", key)
+			}
+			seen[key] = true
+			if key == "resources" {
+				p.Resources = permissions.Entry{Action: policy.Action(args[0])}
+			} else {
+				p.Prompts = permissions.Entry{Action: policy.Action(args[0])}
+			}
 		case "tool":
 			if len(args) < 2 {
 				return nil, d.Errf("permissions: tool takes a name and an action, and approvers after needs_approval")
@@ -51,7 +66,7 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 			}
 			p.Tools[args[0]] = permissions.Entry{Action: policy.Action(args[1]), Approvers: args[2:]}
 		default:
-			return nil, d.Errf("permissions: unrecognized line %q (want read_only, write, destructive or tool)", key)
+			return nil, d.Errf("permissions: unrecognized line %q (want read_only, write, destructive, tool, resources or prompts)", key)
 		}
 	}
 	if err := p.Validate(); err != nil {

@@ -310,3 +310,85 @@ func changedToolHash(t *testing.T, client *http.Client, admin, server, tool stri
 	t.Fatalf("the admin API does not list %s as changed: %s", tool, body)
 	return ""
 }
+
+// TestPermissionsGovernResourcesAndPrompts: a table decides the requests
+// that read a server's resources and prompts (a completion by what it
+// completes), through a real client and server: their own entries, else
+// the read_only entry they follow. Blocked, they reach the server never.
+func TestPermissionsGovernResourcesAndPrompts(t *testing.T) {
+	const secret = "DB_PASSWORD=hunter2"
+	u := upstreamtest.Unstarted("features", &mcp.ServerOptions{
+		CompletionHandler: func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{secret}}}, nil
+		},
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	}, []*mcp.Tool{{Name: "read_secret", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}})
+	u.Server.AddResource(&mcp.Resource{URI: "secret://db", Name: "db"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "secret://db", Text: secret}}}, nil
+	})
+	u.Server.AddPrompt(&mcp.Prompt{Name: "leak", Arguments: []*mcp.PromptArgument{{Name: "x"}}}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: secret}}}}, nil
+	})
+	up := u.Start(t, upstreamtest.StatefulSSE.Handler(u.Server))
+	type outcome struct{ resources, prompts bool } // allowed
+	tests := []struct {
+		name  string
+		table string
+		want  outcome
+	}{
+		{"reads blocked: resources and prompts follow", "read_only block", outcome{false, false}},
+		{"reads allowed: resources and prompts follow", "read_only allow", outcome{true, true}},
+		{"entries of their own", "read_only allow\n\t\t\tresources block\n\t\t\tprompts allow", outcome{false, true}},
+		{"reads need approval: they block", "read_only needs_approval\n\t\t\tprompts allow", outcome{false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tpermissions {\n\t\t\t" + tt.table + "\n\t\t}"})
+			s := connect(t, gateway, nil)
+			ctx := t.Context()
+			check := func(what string, allowed bool, err error, got string) {
+				t.Helper()
+				switch {
+				case allowed && (err != nil || got != secret):
+					t.Errorf("%s: %q, %v; want it answered", what, got, err)
+				case !allowed && (err == nil || !strings.Contains(err.Error(), "Blocked by policy") || got != ""):
+					t.Errorf("%s: %q, %v; want it blocked by policy", what, got, err)
+				}
+			}
+			var text string
+			rr, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: "secret://db"})
+			if err == nil {
+				text = rr.Contents[0].Text
+			}
+			check("resources/read", tt.want.resources, err, text)
+			text = ""
+			cr, err := s.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: "secret://{x}"}, Argument: mcp.CompleteParamsArgument{Name: "x"}})
+			if err == nil {
+				text = strings.Join(cr.Completion.Values, "")
+			}
+			check("completion/complete of a resource", tt.want.resources, err, text)
+			if err := s.Subscribe(ctx, &mcp.SubscribeParams{URI: "secret://db"}); (err == nil) != tt.want.resources {
+				t.Errorf("resources/subscribe: %v; want allowed %v", err, tt.want.resources)
+			}
+			if _, err := s.ListResources(ctx, nil); (err == nil) != tt.want.resources {
+				t.Errorf("resources/list: %v; want allowed %v", err, tt.want.resources)
+			}
+			text = ""
+			pr, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: "leak"})
+			if err == nil {
+				text = pr.Messages[0].Content.(*mcp.TextContent).Text
+			}
+			check("prompts/get", tt.want.prompts, err, text)
+			text = ""
+			cr, err = s.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "leak"}, Argument: mcp.CompleteParamsArgument{Name: "x"}})
+			if err == nil {
+				text = strings.Join(cr.Completion.Values, "")
+			}
+			check("completion/complete of a prompt", tt.want.prompts, err, text)
+			if _, err := s.ListPrompts(ctx, nil); (err == nil) != tt.want.prompts {
+				t.Errorf("prompts/list: %v; want allowed %v", err, tt.want.prompts)
+			}
+		})
+	}
+}

@@ -6,8 +6,9 @@
 #
 #   The base decision allows the protocol messages any client needs,
 #   notifications and responses; decides each tools/call by
-#   data.mcp.tool_permission (permissions.rego); and blocks every other
-#   method. Requests a server sends a client (input.direction
+#   data.mcp.tool_permission, and each request that reads the server's
+#   resources or prompts by data.mcp.feature_permission (permissions.rego);
+#   and blocks every other method. Requests a server sends a client (input.direction
 #   "server_to_client") are allowed for the client features MCP defines
 #   (sampling, elicitation, roots, and ping and tasks around them), which
 #   the client answers with its own consent, and blocked otherwise.
@@ -38,14 +39,6 @@ protocol_methods := {
 	"server/discover",
 	"subscriptions/listen",
 	"tools/list",
-	"resources/list",
-	"resources/templates/list",
-	"resources/read",
-	"resources/subscribe",
-	"resources/unsubscribe",
-	"prompts/list",
-	"prompts/get",
-	"completion/complete",
 	"logging/setLevel",
 }
 
@@ -122,6 +115,9 @@ base_decision := server_request_decision if {
 } else := task_decision if {
 	input.kind == "request"
 	input.method in task_methods
+} else := feature_permission if {
+	input.kind == "request"
+	feature
 } else := {"action": "allow", "reason": "protocol message"} if {
 	protocol_message
 } else := {"action": "block", "reason": sprintf("method %q is not allowed by this gateway's policy", [input.method])}

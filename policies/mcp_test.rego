@@ -267,6 +267,7 @@ test_org_rules_cannot_widen if {
 
 test_org_rules_on_other_methods if {
 	d := mcp.decision with input as {"kind": "request", "method": "prompts/get", "server": "org-rules-test"}
+		with data.mcp.permissions as {"prompts": "allow"}
 	d == {"action": "needs_approval", "reason": "every prompt on this server is reviewed"}
 }
 

@@ -7,10 +7,14 @@ import rego.v1
 # The categories the gateway files tools under, from their annotations.
 categories := {"read_only", "write", "destructive"}
 
-# The members a permissions table, and a server's section of it, may have.
-table_keys := categories | {"tools", "servers"}
+# The server features besides tools that the table governs: requests that
+# read a server's resources, and its prompts.
+features := {"resources", "prompts"}
 
-server_section_keys := categories | {"tools"}
+# The members a permissions table, and a server's section of it, may have.
+table_keys := (categories | features) | {"tools", "servers"}
+
+server_section_keys := (categories | features) | {"tools"}
 
 # The members an object entry may have.
 entry_keys := {"action", "reason", "approvers"}
@@ -242,3 +246,132 @@ section_problems(server, section) := (({sprintf("the permissions table's section
 	tools := section.tools
 	not is_object(tools)
 })
+
+# METADATA
+# title: feature permission
+# scope: document
+# description: |
+#   data.mcp.feature_permission: what the permissions table says about a
+#   request that reads a server's resources (resources/list,
+#   resources/templates/list, resources/read, resources/subscribe,
+#   resources/unsubscribe, and completion/complete of a resource
+#   template's argument) or prompts (prompts/list, prompts/get, and
+#   completion/complete of a prompt's argument). The table's "resources"
+#   and "prompts" entries (allow or block) apply, for every server and per
+#   server; without one, the feature follows the read_only entry, since
+#   resources and prompts only ever read: an organization that blocks
+#   read-only tools blocks reading through resources and prompts too. A
+#   read_only of needs_approval blocks them (the gateway holds tool calls
+#   alone), and so does a feature's own needs_approval.
+#
+#   For a request on server S the first entry found wins:
+#   servers[S][feature], [feature], servers[S].read_only, read_only.
+#   Nothing found blocks, and so does anything malformed on the way.
+default feature_permission := {"action": "block", "reason": "no feature permission applies to this message"}
+
+feature_permission := {"action": "block", "reason": sprintf("%s is blocked: %s", [input.method, concat("; ", table_problems)])} if {
+	feature
+	table_has_problems
+} else := feature_entry_permission(found) if {
+	found := feature_entry
+} else := {"action": "block", "reason": sprintf(
+	"%s reads the server's %s, and the permissions table sets nothing for %s (nor for read-only tools, which they follow without an entry of their own)",
+	[input.method, feature, feature],
+)} if {
+	feature
+}
+
+# The requests that read a server's resources, and its prompts.
+resource_methods := {"resources/list", "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe"}
+
+prompt_methods := {"prompts/list", "prompts/get"}
+
+# feature is what the request reads: "resources" or "prompts"; undefined
+# for any other request (a completion of anything but a prompt's or a
+# resource template's argument among them).
+feature := "resources" if {
+	input.method in resource_methods
+} else := "prompts" if {
+	input.method in prompt_methods
+} else := "resources" if {
+	input.method == "completion/complete"
+	input.params.ref.type == "ref/resource"
+} else := "prompts" if {
+	input.method == "completion/complete"
+	input.params.ref.type == "ref/prompt"
+}
+
+# feature_entry is the entry that applies to the request's feature, where
+# in the table it is, and whether it is the read_only entry it follows.
+feature_entry := {"entry": entry, "where": sprintf("servers[%q].%s", [input.server, feature]), "follows": false, "on_server": true} if {
+	entry := server_section[feature]
+} else := {"entry": entry, "where": feature, "follows": false, "on_server": false} if {
+	entry := data.mcp.permissions[feature]
+} else := {"entry": entry, "where": sprintf("servers[%q].read_only", [input.server]), "follows": true, "on_server": true} if {
+	feature
+	entry := server_section.read_only
+} else := {"entry": entry, "where": "read_only", "follows": true, "on_server": false} if {
+	feature
+	entry := data.mcp.permissions.read_only
+}
+
+# feature_entry_permission reads the entry found: allow or block, as a
+# string or an object with an action and optionally a reason (which then
+# replaces the generated one). needs_approval blocks: the gateway holds
+# tool calls alone. Anything else blocks, with a reason that says what is
+# wrong.
+feature_entry_permission(found) := {"action": "block", "reason": feature_entry_reason(found, "needs_approval", ", and the gateway holds only tool calls for approval: set resources and prompts to allow or block")} if {
+	feature_entry_action(found.entry) == "needs_approval"
+} else := {"action": action, "reason": object.get(found.entry, "reason", feature_entry_reason(found, action, ""))} if {
+	is_object(found.entry)
+	not found.follows
+	action := found.entry.action
+	action in {"allow", "block"}
+	every key, _ in found.entry {
+		key in {"action", "reason"}
+	}
+	valid_entry_reason(found.entry)
+} else := {"action": action, "reason": feature_entry_reason(found, action, "")} if {
+	action := feature_entry_action(found.entry)
+	action in {"allow", "block"}
+	any_feature_entry_shape(found)
+} else := {"action": "block", "reason": sprintf(
+	"%s is blocked: the permissions entry %s is %s, want allow or block, or {\"action\": ..., \"reason\": ...}",
+	[input.method, found.where, json.marshal(found.entry)],
+)}
+
+# feature_entry_action is an entry's action: the entry, or its action
+# member.
+feature_entry_action(entry) := entry if {
+	is_string(entry)
+} else := entry.action if {
+	is_object(entry)
+	is_string(entry.action)
+}
+
+# any_feature_entry_shape: the entry is an action string, or the
+# read_only entry it follows is well-formed as a tool entry (its reason
+# and approvers then say nothing of resources and prompts).
+any_feature_entry_shape(found) if is_string(found.entry)
+
+any_feature_entry_shape(found) if {
+	found.follows
+	is_object(found.entry)
+	every key, _ in found.entry {
+		key in entry_keys
+	}
+}
+
+feature_entry_reason(found, action, note) := sprintf(
+	"%s reads the server's %s, which are set to %s%s%s",
+	[input.method, feature, action, feature_server_note(found), note],
+) if {
+	not found.follows
+} else := sprintf(
+	"%s reads the server's %s, which follow read-only tools, set to %s%s%s",
+	[input.method, feature, action, feature_server_note(found), note],
+)
+
+feature_server_note(found) := sprintf(" on server %q", [input.server]) if {
+	found.on_server
+} else := ""

@@ -182,7 +182,7 @@ test_malformed_table_blocks if {
 test_unknown_member_is_named if {
 	p := mcp.tool_permission with input as tool("list_issues", "read_only", "crm")
 		with data.mcp.permissions as {"read_only": "allow", "tool": {"list_issues": "block"}}
-	p.reason == `tool "list_issues" is blocked: the permissions table has an unknown member "tool" (want destructive, read_only, servers, tools, write)`
+	p.reason == `tool "list_issues" is blocked: the permissions table has an unknown member "tool" (want destructive, prompts, read_only, resources, servers, tools, write)`
 }
 
 test_other_servers_sections_are_not_read if {
@@ -259,4 +259,49 @@ test_malformed_approvers_block if {
 		p.action == "block"
 		contains(p.reason, "approvers with needs_approval only")
 	}
+}
+
+# Resources and prompts
+
+feature_request(method, params, server) := {"kind": "request", "method": method, "params": params, "direction": "client_to_server", "server": server}
+
+# Every request that reads resources or prompts is decided by the table:
+# its feature's own entry, on the server or for all, else the read_only
+# entry it follows; nothing found blocks.
+test_feature_permissions if {
+	cases := [
+		# [method, params, table, action, reason]
+		["resources/read", {"uri": "file:///etc/passwd"}, {"read_only": "allow"}, "allow", "resources/read reads the server's resources, which follow read-only tools, set to allow"],
+		["resources/read", {"uri": "file:///etc/passwd"}, {"read_only": "block"}, "block", "resources/read reads the server's resources, which follow read-only tools, set to block"],
+		["resources/list", {}, {"read_only": "allow", "resources": "block"}, "block", "resources/list reads the server's resources, which are set to block"],
+		["resources/templates/list", {}, {"read_only": "block", "resources": "allow"}, "allow", "resources/templates/list reads the server's resources, which are set to allow"],
+		["resources/subscribe", {"uri": "x"}, {"resources": {"action": "block", "reason": "no resources here"}}, "block", "no resources here"],
+		["resources/unsubscribe", {"uri": "x"}, {}, "block", "resources/unsubscribe reads the server's resources, and the permissions table sets nothing for resources (nor for read-only tools, which they follow without an entry of their own)"],
+		["prompts/get", {"name": "leak"}, {"read_only": "allow", "prompts": "block"}, "block", "prompts/get reads the server's prompts, which are set to block"],
+		["prompts/list", {}, {"read_only": "allow", "servers": {"crm": {"prompts": "block"}}}, "block", `prompts/list reads the server's prompts, which are set to block on server "crm"`],
+		["prompts/list", {}, {"read_only": "block", "servers": {"crm": {"read_only": "allow"}}}, "allow", `prompts/list reads the server's prompts, which follow read-only tools, set to allow on server "crm"`],
+		["completion/complete", {"ref": {"type": "ref/prompt", "name": "leak"}}, {"read_only": "allow", "prompts": "block"}, "block", "completion/complete reads the server's prompts, which are set to block"],
+		["completion/complete", {"ref": {"type": "ref/resource", "uri": "x"}}, {"prompts": "block", "resources": "allow"}, "allow", "completion/complete reads the server's resources, which are set to allow"],
+		["resources/read", {"uri": "x"}, {"read_only": "needs_approval"}, "block", "resources/read reads the server's resources, which follow read-only tools, set to needs_approval, and the gateway holds only tool calls for approval: set resources and prompts to allow or block"],
+		["resources/read", {"uri": "x"}, {"read_only": {"action": "needs_approval", "approvers": ["inbox"]}}, "block", "resources/read reads the server's resources, which follow read-only tools, set to needs_approval, and the gateway holds only tool calls for approval: set resources and prompts to allow or block"],
+		["resources/read", {"uri": "x"}, {"read_only": {"action": "allow", "reason": "reads are fine"}}, "allow", "resources/read reads the server's resources, which follow read-only tools, set to allow"],
+		["resources/read", {"uri": "x"}, {"resources": "maybe"}, "block", `resources/read is blocked: the permissions entry resources is "maybe", want allow or block, or {"action": ..., "reason": ...}`],
+		["resources/read", {"uri": "x"}, {"resources": {"action": "allow", "approvers": ["inbox"]}}, "block", `resources/read is blocked: the permissions entry resources is {"action":"allow","approvers":["inbox"]}, want allow or block, or {"action": ..., "reason": ...}`],
+	]
+	every c in cases {
+		[method, params, table, action, reason] := c
+		d := mcp.decision with input as feature_request(method, params, "crm") with data.mcp.permissions as table
+		d == {"action": action, "reason": reason}
+	}
+}
+
+# A completion of anything else, and a table with problems, block.
+test_feature_permission_blocks_the_unknown if {
+	d := mcp.decision with input as feature_request("completion/complete", {"ref": {"type": "ref/other"}}, "crm") with data.mcp.permissions as {"resources": "allow", "prompts": "allow"}
+	d.action == "block"
+	p := mcp.decision with input as feature_request("resources/read", {"uri": "x"}, "crm") with data.mcp.permissions as {"resources": "allow", "resource": "block"}
+	p.action == "block"
+	contains(p.reason, `unknown member "resource"`)
+	n := mcp.decision with input as feature_request("resources/read", {"uri": "x"}, "crm") with data.mcp.permissions as "allow"
+	n == {"action": "block", "reason": `resources/read is blocked: the permissions table is "allow", want an object`}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
 
@@ -32,6 +33,15 @@ type Table struct {
 	// Tools maps tool names to their permission, overriding their
 	// category.
 	Tools map[string]Entry `json:"tools,omitempty"`
+	// Resources is for the requests that read the server's resources
+	// (resources/list, resources/templates/list, resources/read,
+	// resources/subscribe and unsubscribe, completion/complete of a
+	// resource template's argument): allow or block. Unset: as ReadOnly
+	// says (needs_approval then blocks them: only tool calls are held).
+	Resources Entry `json:"resources,omitzero"`
+	// Prompts is for prompts/list, prompts/get and completion/complete of
+	// a prompt's argument: allow or block. Unset: as ReadOnly says.
+	Prompts Entry `json:"prompts,omitzero"`
 }
 
 // Entry is one entry of the tool table: an action (allow,
@@ -117,6 +127,11 @@ func (p *Table) categories() map[string]Entry {
 	return map[string]Entry{"read_only": p.ReadOnly, "write": p.Write, "destructive": p.Destructive}
 }
 
+// features returns the table's entries for resources and prompts by name.
+func (p *Table) features() map[string]Entry {
+	return map[string]Entry{"resources": p.Resources, "prompts": p.Prompts}
+}
+
 // Validate checks every entry: a known action, approvers only with
 // needs_approval, and each approver a principal the gateway knows.
 func (p *Table) Validate() error {
@@ -136,13 +151,31 @@ func (p *Table) Validate() error {
 			return err
 		}
 	}
+	for what, entry := range p.features() {
+		if entry.Action == "" && len(entry.Approvers) == 0 {
+			continue
+		}
+		if entry.Action != policy.ActionAllow && entry.Action != policy.ActionBlock || len(entry.Approvers) > 0 {
+			return fmt.Errorf("permissions: %s: want allow or block (only tool calls are held for approval), got %s", what, entry.describe())
+		}
+	}
 	return nil
+}
+
+// describe writes the entry as a Caddyfile line's arguments.
+func (p Entry) describe() string {
+	return strings.Join(append([]string{string(p.Action)}, p.Approvers...), " ")
 }
 
 // Data returns the table as policy data, data.mcp.permissions.
 func (p *Table) Data() map[string]any {
 	table := map[string]any{}
 	for key, entry := range p.categories() {
+		if entry.Action != "" {
+			table[key] = entry.data()
+		}
+	}
+	for key, entry := range p.features() {
 		if entry.Action != "" {
 			table[key] = entry.data()
 		}

@@ -24,6 +24,10 @@ func TestValidate(t *testing.T) {
 		{"approvers on allow", Table{Tools: map[string]Entry{"send": {Action: policy.ActionAllow, Approvers: []string{"caller"}}}}, "approvers go with needs_approval only"},
 		{"approvers without action", Table{Destructive: Entry{Approvers: []string{"caller"}}}, "is not one of"},
 		{"unknown approver", Table{Write: Entry{Action: policy.ActionNeedsApproval, Approvers: []string{"root"}}}, `unknown approver "root"`},
+		{"resources and prompts", Table{Resources: Entry{Action: policy.ActionBlock}, Prompts: Entry{Action: policy.ActionAllow}}, ""},
+		{"resources needing approval", Table{Resources: Entry{Action: policy.ActionNeedsApproval}}, "resources: want allow or block (only tool calls are held for approval), got needs_approval"},
+		{"prompts with approvers", Table{Prompts: Entry{Action: policy.ActionAllow, Approvers: []string{"caller"}}}, "prompts: want allow or block"},
+		{"prompts with an unknown action", Table{Prompts: Entry{Action: "maybe"}}, "prompts: want allow or block (only tool calls are held for approval), got maybe"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,11 +50,13 @@ func TestData(t *testing.T) {
 		ReadOnly: Entry{Action: policy.ActionAllow},
 		Write:    Entry{Action: policy.ActionNeedsApproval, Approvers: []string{"caller"}},
 		Tools:    map[string]Entry{"delete_issue": {Action: policy.ActionBlock}},
+		Prompts:  Entry{Action: policy.ActionBlock},
 	}
 	want := map[string]any{"mcp": map[string]any{"permissions": map[string]any{
 		"read_only": "allow",
 		"write":     map[string]any{"action": "needs_approval", "approvers": []string{"caller"}},
 		"tools":     map[string]any{"delete_issue": "block"},
+		"prompts":   "block",
 	}}}
 	if got := table.Data(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Data() = %#v\nwant %#v", got, want)
