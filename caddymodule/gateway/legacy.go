@@ -204,14 +204,14 @@ type legacyStream struct {
 	// response, by canonical id, with the catalog's Generation when each
 	// was forwarded.
 	toolsLists map[string]uint64
-	// inFlight are the canonical ids of the client's requests forwarded
-	// on the session (tools/list's among them) whose responses the stream
-	// has not carried yet. Every response comes on the one stream, told
+	// inFlight are the client's requests forwarded on the session
+	// (tools/list's among them) whose responses the stream has not
+	// carried yet, by canonical id. Every response comes on the one stream, told
 	// apart by its id alone: a request may not take the id of one still
 	// awaiting its answer (MCP: an id is unique in its session), or one's
 	// answer could be taken for the other's (a ping's for a tools/list's,
 	// whose real answer would then go unfiltered).
-	inFlight map[string]struct{}
+	inFlight map[string]answeredRequest
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -219,7 +219,7 @@ type legacyStream struct {
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
 	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]uint64),
-		inFlight: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
+		inFlight: make(map[string]answeredRequest), awaited: make(map[string]chan []byte)}
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -312,7 +312,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 					delete(s.inFlight, id)
 				}
 			}
-			s.inFlight[mcpmsg.CanonicalID(m.ID)] = struct{}{}
+			s.inFlight[mcpmsg.CanonicalID(m.ID)] = v.answered()
 		default:
 			if id, ok := cancelledID(v.message); ok {
 				if _, listed := s.toolsLists[mcpmsg.CanonicalID(id)]; !listed {
@@ -324,13 +324,15 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 	return nil
 }
 
-// answered notes that the stream carried the response to the request
-// with this id.
-func (s *legacyStream) answered(id []byte) {
+// take notes that the stream carried the response to the request with
+// this id, and returns that request (ok false when it was not in flight).
+func (s *legacyStream) take(id []byte) (request answeredRequest, ok bool) {
 	key := mcpmsg.CanonicalID(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	request, ok = s.inFlight[key]
 	delete(s.inFlight, key)
+	return request, ok
 }
 
 // toolsList returns the catalog's generation when the session's tools/list

@@ -772,3 +772,67 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestLegacyInputRequestsRelayed: over HTTP+SSE every response comes on
+// the session's GET stream, which names the request it answers by the
+// session's requests in flight: a tools/call result asking for input (an
+// allowed elicitation) reaches the client with its requestState sealed
+// for that call, as on Streamable HTTP.
+func TestLegacyInputRequestsRelayed(t *testing.T) {
+	var mu sync.Mutex
+	var events chan string
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			events = make(chan string, 16)
+			ev := events
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
+			w.(http.Flusher).Flush()
+			for {
+				select {
+				case e := <-ev:
+					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
+					w.(http.Flusher).Flush()
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		mu.Lock()
+		ev := events
+		mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		text, id := string(body), rawID(string(body))
+		switch {
+		case strings.Contains(text, `"initialize"`):
+			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
+		case strings.Contains(text, `"tools/list"`):
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
+		case strings.Contains(text, `"tools/call"`):
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
+				`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	given, ok, stream, stop := openLegacyStream(t, gw.URL)
+	t.Cleanup(stop)
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	send := func(body string) reply {
+		t.Helper()
+		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	}
+	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`)
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(callBody("1", "echo", "hi"))
+	line := readLineWith(t, stream, `"id":1`)
+	if !strings.Contains(line, `"inputRequests"`) || !strings.Contains(line, `"requestState":"mcpgate1.`) {
+		t.Errorf("an allowed call's input_required result over HTTP+SSE reached the client as %s; want it relayed, its requestState sealed", line)
+	}
+}

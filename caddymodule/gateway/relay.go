@@ -61,6 +61,11 @@ type relay struct {
 	// from them only when a result asks for input.
 	verdicts []verdict
 	requests map[string]answeredRequest
+	// answeredOnStream, when set, names the request a response on the stream
+	// answers when the verdicts do not: on HTTP+SSE, where every
+	// response comes on the one GET stream, the request the session
+	// forwarded with the response's id (see legacyStream.take).
+	answeredOnStream func(id []byte) (answeredRequest, bool)
 	// seal seals the state of a result that asks for input
 	// (exchange.sealRequestState).
 	seal func(state requestState) string
@@ -111,15 +116,23 @@ func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
 		for _, v := range rl.verdicts {
 			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
-				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = answeredRequest{
-					method: v.message.Method, name: requestName(v.message), params: v.message.Params,
-					approvedFor: v.approvedFor,
-				}
+				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = v.answered()
 			}
 		}
 	}
 	request, ok := rl.requests[mcpmsg.CanonicalID(id)]
+	if !ok && rl.answeredOnStream != nil {
+		return rl.answeredOnStream(id)
+	}
 	return request, ok
+}
+
+// answered is what the relay remembers of an allowed request forwarded.
+func (v verdict) answered() answeredRequest {
+	return answeredRequest{
+		method: v.message.Method, name: requestName(v.message), params: v.message.Params,
+		approvedFor: v.approvedFor,
+	}
 }
 
 // multiRoundTripMethods are the requests whose results may ask the client

@@ -23,6 +23,20 @@ func (x *exchange) stream() error {
 	rl := x.newRelay()
 	watchChanges := g.watchToolListChanges()
 	var stream *legacyStream
+	// answering is the HTTP+SSE request the response being relayed
+	// answers, taken from the stream as the response comes (OnMessage)
+	// for the result's rewrite that follows it (RewriteResult).
+	var answering struct {
+		id      string
+		request answeredRequest
+		ok      bool
+	}
+	rl.answeredOnStream = func(id []byte) (answeredRequest, bool) {
+		if answering.id != mcpmsg.CanonicalID(id) {
+			return answeredRequest{}, false
+		}
+		return answering.request, answering.ok
+	}
 	var observed = x.w
 	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		WatchAll:    true,
@@ -81,7 +95,8 @@ func (x *exchange) stream() error {
 		OnMessage: func(m *mcpmsg.Message) {
 			watchChanges(m)
 			if stream != nil && m.Kind == mcpmsg.KindResponse {
-				stream.answered(m.ID)
+				answering.id = mcpmsg.CanonicalID(m.ID)
+				answering.request, answering.ok = stream.take(m.ID)
 			}
 			if !m.IsError {
 				return
