@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -144,25 +145,38 @@ func callback(t testing.TB, url string, body any, sign func(http.Header, []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
+	var header http.Header
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		// A connection of its own: a config reload closes the old server's
+		// idle connections in the background, and a POST on one of them fails
+		// with EOF (not retried: POST is not idempotent), which is not what
+		// the callback tests are about.
+		req.Close = true
+		if header == nil && sign != nil {
+			sign(req.Header, raw)
+			header = req.Header.Clone()
+		} else if header != nil {
+			req.Header = header.Clone()
+		}
+		resp, err := testClient.Do(req)
+		if errors.Is(err, io.EOF) && attempt < 3 {
+			// A configuration that failed once started (Caddy cancels
+			// it without stopping its servers) may close a connection
+			// it accepted before reading it: the same signed request
+			// again, on a new one.
+			continue
+		}
+		if err != nil {
+			t.Fatalf("POST %s: %v", url, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	req.Header.Set("Content-Type", "application/json")
-	// A connection of its own: a config reload closes the old server's
-	// idle connections in the background, and a POST on one of them fails
-	// with EOF (not retried: POST is not idempotent), which is not what
-	// the callback tests are about.
-	req.Close = true
-	if sign != nil {
-		sign(req.Header, raw)
-	}
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // signNow signs as the approver would, with a fresh webhook-id.
