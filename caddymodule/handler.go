@@ -89,7 +89,8 @@ type Handler struct {
 	// MaxValues is the most JSON values (objects, arrays, strings,
 	// numbers, booleans, nulls, at any depth) accepted in a request body:
 	// decoded, each costs some 70 bytes, so this, more than max_body,
-	// bounds the memory a request's parse takes. Default: 100000; at most
+	// bounds the memory a request's parse takes; a reply (a JSON body,
+	// or one event) may hold 16 times as many. Default: 250000; at most
 	// 10000000.
 	MaxValues int `json:"max_values,omitempty"`
 
@@ -421,8 +422,8 @@ const (
 	minEvalTimeout   = time.Millisecond
 	maxEvalTimeout   = time.Minute
 	maxDecisionCache = 1 << 24
-	maxMaxDepth      = 1000
-	maxMaxValues     = 10_000_000
+	maxMaxDepth      = mcpmsg.MaxDepthLimit
+	maxMaxValues     = mcpmsg.MaxValuesLimit
 	maxMaxBody       = 1 << 40
 )
 

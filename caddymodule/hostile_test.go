@@ -3,12 +3,16 @@ package caddymodule_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -323,5 +327,29 @@ func TestMaxValues(t *testing.T) {
 	}
 	if n := up.CallCount("echo"); n != 1 {
 		t.Errorf("the upstream ran echo %d times, want once", n)
+	}
+}
+
+// TestReplyValuesBounded: a reply may hold 16 times max_values JSON
+// values: one within passes to a real client, one past it is cut, and the
+// client gets an error naming why in place of its answer, not a stream
+// that ends without one.
+func TestReplyValuesBounded(t *testing.T) {
+	u := upstreamtest.Unstarted("big", nil, defaultTools)
+	mcp.AddTool(u.Server, &mcp.Tool{Name: "rows", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(_ context.Context, _ *mcp.CallToolRequest, in struct{ N int }) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "rows"}}, StructuredContent: map[string]any{"rows": make([]int, in.N)}}, nil, nil
+		})
+	up := u.Start(t, upstreamtest.StatefulSSE.Handler(u.Server))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}\n\t\tmax_values 100"})
+	session := connect(t, gateway, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "rows", Arguments: map[string]any{"N": 1000}}); err != nil || res.IsError {
+		t.Errorf("a result of 1,000 values, within 16 x 100: %v, %v", res, err)
+	}
+	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "rows", Arguments: map[string]any{"N": 2000}})
+	if err == nil || !strings.Contains(err.Error(), "the gateway cut the upstream's reply before its answer") {
+		t.Errorf("a result of 2,000 values, past 16 x 100: %v; want an error saying the gateway cut the reply", err)
 	}
 }

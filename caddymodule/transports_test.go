@@ -492,13 +492,15 @@ func TestEventStreamSmuggling(t *testing.T) {
 		// did not declare sampling).
 		wantAnswer bool
 		answerText string
-		// wantCut is set when the stream must be cut after want.
+		// wantCut is set when the stream must be cut after want (and
+		// the call, left unanswered, given an error).
 		wantCut bool
 	}{
 		{
-			name:    "data continued after a lone CR cuts the stream",
-			script:  "data: " + progress + "\n\n" + "data: " + result + "\rdata: trailing\n\n",
-			want:    "data: " + progress + "\n\n",
+			name:   "data continued after a lone CR cuts the stream",
+			script: "data: " + progress + "\n\n" + "data: " + result + "\rdata: trailing\n\n",
+			want: "data: " + progress + "\n\n" + "event: message\ndata: " + `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":` +
+				`"the gateway cut the upstream's reply before its answer (part of it could not be relayed: the gateway's log says why); the request may or may not have run"}}` + "\n\n",
 			wantCut: true,
 		},
 		{

@@ -39,6 +39,7 @@ func (x *exchange) stream() error {
 	}
 	var observed = x.w
 	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
+		MaxValues:   g.replyMaxValues(),
 		WatchAll:    true,
 		OpensStream: true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {

@@ -22,8 +22,9 @@ import (
 // "method" or "tools" (see replyfilter's PassJSON). finish must be called
 // once the next handler has returned, with the error it returned: when
 // the upstream failed in the middle of an event stream (it crashed, say),
-// the requests it left unanswered get a JSON-RPC error in the stream, so
-// that their clients learn at once that no answer will come.
+// or the gateway cut the stream (a message it refused), the requests left
+// unanswered get a JSON-RPC error in the stream, so that their clients
+// learn at once that no answer will come.
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
 	ids, lists := toolsListRequests(x.verdicts)
@@ -46,7 +47,8 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	var answered map[string]bool
 	watchChanges := g.watchToolListChanges()
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
-		WatchAll: true,
+		MaxValues: g.replyMaxValues(),
+		WatchAll:  true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
@@ -108,17 +110,31 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		OnError: x.logReplyError,
 	})
 	return w, func(upstreamErr error) error {
-		if upstreamErr != nil {
+		why := ""
+		switch {
+		case replyfilter.Cut(w):
+			// (The proxy behind then fails too, writing to a cut stream.)
+			why = "the gateway cut the upstream's reply before its answer (part of it could not be relayed: the gateway's log says why); " +
+				"the request may or may not have run"
+		case upstreamErr != nil:
+			why = "the upstream failed before it answered (its connection ended); the request may or may not have run"
+		}
+		if why != "" {
 			for _, v := range x.verdicts {
 				m := v.message
 				if v.allowed() && m.Kind == mcpmsg.KindRequest && !answered[mcpmsg.CanonicalID(m.ID)] {
-					_ = replyfilter.Inject(w, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError,
-						"the upstream failed before it answered (its connection ended); the request may or may not have run"))
+					_ = replyfilter.Inject(w, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError, why))
 				}
 			}
 		}
 		return finish()
 	}
+}
+
+// replyMaxValues is the most JSON values a reply may hold: as many times
+// as many as a request may (the configured max_values).
+func (g *Gateway) replyMaxValues() int {
+	return replyfilter.ReplyValuesPerRequestValue * g.cfg.Limits.EffectiveMaxValues()
 }
 
 // readReplyUncompressed asks the upstream for an uncompressed reply, for

@@ -23,8 +23,21 @@ const DefaultMaxDepth = 64
 // DefaultMaxValues is the most JSON values Parse decodes in one body when
 // Limits.MaxValues is zero. Decoded, a value costs some 70 bytes of
 // memory (a 4 MiB body of zeros in an array became 134 MiB): the count,
-// not the body's size, bounds what a parse holds.
-const DefaultMaxValues = 100_000
+// not the body's size, bounds what a parse holds. It leaves room for
+// ordinary large calls (a hundred embeddings of 1,536 numbers are
+// 153,600 values).
+const DefaultMaxValues = 250_000
+
+// The largest limits a configuration may set.
+const (
+	MaxDepthLimit  = 1000
+	MaxValuesLimit = 10_000_000
+)
+
+// MaxLimits are the largest limits a configuration may set: what a reader
+// behind one that applies the configured limits (mcp_stdio behind
+// mcp_policy) accepts, so that it never refuses what was let through.
+var MaxLimits = Limits{MaxDepth: MaxDepthLimit, MaxValues: MaxValuesLimit}
 
 // Limits bounds what Parse accepts.
 type Limits struct {
@@ -44,6 +57,12 @@ func (l Limits) maxDepth() int {
 		return DefaultMaxDepth
 	}
 	return l.MaxDepth
+}
+
+// EffectiveMaxValues returns the limit on a body's values that Parse
+// applies.
+func (l Limits) EffectiveMaxValues() int {
+	return l.maxValues()
 }
 
 // maxValues returns the effective limit on a body's values.

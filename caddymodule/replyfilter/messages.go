@@ -27,12 +27,6 @@ func (e *ResponseError) Error() string {
 	return fmt.Sprintf("%s (JSON-RPC error %d)", e.Message, e.Code)
 }
 
-// MaxReplyValues is the most JSON values a reply (a JSON body, or one
-// event) may hold: ten times what a request may by default, for lists and
-// results larger than any request, while a 16 MiB reply of zeros, which
-// took 640 MiB to read, is refused after some 70 MiB.
-const MaxReplyValues = 1_000_000
-
 // inspect reads data, a JSON-RPC message or batch, as strictly as the
 // gateway reads what clients send. It tells OnMessage of each message,
 // drops those Intercept claims and rewrites the results of watched
@@ -48,7 +42,7 @@ const MaxReplyValues = 1_000_000
 // would leave the reply looking whole; failing closed tells the client
 // that something was lost.
 func (o *writer) inspect(data []byte) ([]byte, error) {
-	body, err := mcpmsg.Parse(data, mcpmsg.Limits{MaxValues: MaxReplyValues})
+	body, err := mcpmsg.Parse(data, mcpmsg.Limits{MaxValues: o.hooks.maxValues()})
 	if err != nil {
 		return nil, err
 	}

@@ -31,12 +31,31 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
+// ReplyValuesPerRequestValue is how many times as many JSON values a
+// reply may hold as a request: lists and results run larger than any
+// request, while a 16 MiB reply of zeros, which took 640 MiB to read, is
+// refused after some 280 MiB by default.
+const ReplyValuesPerRequestValue = 16
+
+// maxValues returns the effective limit on a reply's values.
+func (h *Hooks) maxValues() int {
+	if h.MaxValues > 0 {
+		return h.MaxValues
+	}
+	return ReplyValuesPerRequestValue * mcpmsg.DefaultMaxValues
+}
+
 // DefaultMaxBodySize is the largest JSON reply held for inspection when
 // Hooks.MaxBodySize is zero or less.
 const DefaultMaxBodySize = 16 << 20
 
 // Hooks says what the gateway wants from a reply.
 type Hooks struct {
+	// MaxValues is the most JSON values a reply (a JSON body, or one
+	// event) may hold, counted as it is read (see mcpmsg.Limits): past
+	// it, the reply is refused or the stream cut. Zero means
+	// ReplyValuesPerRequestValue times mcpmsg.DefaultMaxValues.
+	MaxValues int
 	// WatchIDs are the raw JSON ids of the requests whose responses
 	// RewriteResult sees. Ids compare as mcpmsg.CanonicalID makes them:
 	// "\u0061" matches "a", which no reader tells apart, but "1" does not
@@ -173,6 +192,8 @@ type writer struct {
 	opened bool
 	// err is why the reply was refused or the stream cut.
 	err error
+	// cut: the reply was an event stream when it failed (see Cut).
+	cut bool
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -292,9 +313,10 @@ var ErrSecondEndpoint = errors.New("a second endpoint event: the stream names wh
 // Inject writes data, one JSON-RPC message, as a "message" event to the
 // event stream that w (a ResponseWriter from Wrap) relays, between two of
 // the upstream's events, and flushes it. It may be called from any
-// goroutine while the reply is being written. It fails when w is not from
-// Wrap, when the reply is not an event stream, or when the stream has
-// ended or been cut.
+// goroutine while the reply is being written, and after the stream was
+// cut (to tell the client what it will not get), until the reply ends. It
+// fails when w is not from Wrap, when the reply is not an event stream, or
+// when it has ended.
 func Inject(w http.ResponseWriter, data []byte) error {
 	o, ok := w.(*writer)
 	if !ok {
@@ -303,13 +325,26 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	e := mcpmsg.MessageEvent(data)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.mode != modeStream {
+	if o.mode != modeStream && (o.mode != modeFailed || !o.cut) {
 		return errNotStream
 	}
 	if _, err := o.w.Write(e.Encode()); err != nil {
 		return fmt.Errorf("writing event stream: %w", err)
 	}
 	return http.NewResponseController(o.w).Flush()
+}
+
+// Cut reports whether the event stream that w (a ResponseWriter from
+// Wrap) relays was cut: part of the upstream's reply was refused, and
+// nothing of it passes after.
+func Cut(w http.ResponseWriter) bool {
+	o, ok := w.(*writer)
+	if !ok {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cut
 }
 
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.
@@ -528,9 +563,11 @@ func (o *writer) refuse(err error) error {
 	return err
 }
 
-// fail stops all further output and reports err.
+// fail stops all further output and reports err. A stream it cuts takes
+// only the gateway's own messages from then on (see Inject).
 func (o *writer) fail(err error) {
 	o.mu.Lock()
+	o.cut = o.cut || o.mode == modeStream
 	o.mode, o.err = modeFailed, err
 	o.mu.Unlock()
 	if o.hooks.OnError != nil {

@@ -22,7 +22,8 @@ import (
 // responses as JSON-RPC defines them), so that mcp_stdio alone refuses
 // what mcp_policy in front of it would. A refusal is an *mcpmsg.Error.
 func decodeBody(body []byte) ([]jsonrpc.Message, error) {
-	parsed, err := mcpmsg.Parse(body, mcpmsg.Limits{})
+	// The largest limits: mcp_policy in front applies those configured.
+	parsed, err := mcpmsg.Parse(body, mcpmsg.MaxLimits)
 	if err == nil {
 		err = parsed.CheckParams()
 	}
