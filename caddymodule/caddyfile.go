@@ -133,23 +133,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBody = int64(n)
 		case "max_depth":
-			var depth string
-			if !d.AllArgs(&depth) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(depth)
-			if err != nil || n <= 0 || n > maxMaxDepth {
-				return d.Errf("max_depth: want a depth from 1 to %d, got %q", maxMaxDepth, depth)
+			n, err := positiveArg(d, "a depth", maxMaxDepth)
+			if err != nil {
+				return err
 			}
 			h.MaxDepth = n
 		case "max_values":
-			var values string
-			if !d.AllArgs(&values) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(values)
-			if err != nil || n <= 0 || n > maxMaxValues {
-				return d.Errf("max_values: want a number from 1 to %d, got %q", maxMaxValues, values)
+			n, err := positiveArg(d, "a number", maxMaxValues)
+			if err != nil {
+				return err
 			}
 			h.MaxValues = n
 		case "allowed_origins":
@@ -240,3 +232,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// positiveArg reads the subdirective's one argument, a whole number from
+// 1 to most (what it is: "a depth"), refusing anything else by name.
+func positiveArg(d *caddyfile.Dispenser, what string, most int) (int, error) {
+	name := d.Val()
+	var arg string
+	if !d.AllArgs(&arg) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(arg)
+	if err != nil || n <= 0 || n > most {
+		return 0, d.Errf("%s: want %s from 1 to %d, got %q", name, what, most, arg)
+	}
+	return n, nil
+}

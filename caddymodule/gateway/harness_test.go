@@ -144,6 +144,24 @@ func serveGateway(t *testing.T, cfg gateway.Config, upstreamURL string) *testGat
 	return gw
 }
 
+// libraryConfig is testConfig with the shipped library deciding by the
+// test table (permissionsTable), and bodies up to 64 KiB.
+func libraryConfig(tb testing.TB) gateway.Config {
+	tb.Helper()
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := testConfig(tb, engine, filepath.Join(tb.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	return cfg
+}
+
+// userHeaderIdentity names the caller by the X-Test-User header, in realm.
+func userHeaderIdentity(realm string) *gateway.Identity {
+	return &gateway.Identity{Realm: realm, AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+}
+
 // testConfig is the configuration of a test gateway deciding with engine,
 // its catalog's pins kept in pinsFile.
 func testConfig(tb testing.TB, engine *policy.Engine, pinsFile string) gateway.Config {

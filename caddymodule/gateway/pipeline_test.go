@@ -21,13 +21,11 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
-	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
-	"github.com/mcpgate/mcpgate/policies"
 )
 
 const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
@@ -754,13 +752,8 @@ func TestToolListReadAsClientsRead(t *testing.T) {
 // caller over their own limit cannot drain a limit everyone shares.
 func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody = 64 << 10
-	cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+	cfg := libraryConfig(t)
+	cfg.Identity = userHeaderIdentity("")
 	local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -922,13 +915,9 @@ func (p *resettingPins) PinFirst(ctx context.Context, server, tool, hash string)
 // the server does not offer.
 func TestListResetWhileLearned(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
-	cfg.MaxBody = 64 << 10
+	cfg := libraryConfig(t)
 	pins := &resettingPins{PinStore: catalog.NewFilePinStore(filepath.Join(t.TempDir(), "pins.json"))}
+	var err error
 	if cfg.Catalog, err = catalog.New(context.Background(), pins); err != nil {
 		t.Fatal(err)
 	}
@@ -1061,13 +1050,8 @@ func TestApprovalBoundToCallerRealm(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	service := newApprovalService(t, "")
 	serve := func(realm string) *testGateway {
-		engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-		cfg.MaxBody = 64 << 10
-		cfg.Identity = &gateway.Identity{Realm: realm, AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+		cfg := libraryConfig(t)
+		cfg.Identity = userHeaderIdentity(realm)
 		cfg.Approvals = &gateway.Approvals{Service: service, Hold: 10 * time.Millisecond, Keepalive: time.Second}
 		return serveGateway(t, cfg, up.URL)
 	}
@@ -1135,13 +1119,8 @@ func TestPagesIsolated(t *testing.T) {
 // again still waits on its approval, and another caller is held as usual.
 func TestPendingApprovalsBoundedPerCaller(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody = 64 << 10
-	cfg.Identity = &gateway.Identity{AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}
+	cfg := libraryConfig(t)
+	cfg.Identity = userHeaderIdentity("")
 	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Millisecond, Keepalive: time.Second}
 	gw := serveGateway(t, cfg, up.URL)
 	call := func(user, text string) string {

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"compress/gzip"
-	"context"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,9 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
-	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
-	"github.com/mcpgate/mcpgate/policies"
 )
 
 // misbehaving answers like an MCP server behind a proxy that compresses
@@ -139,13 +135,9 @@ func TestStaleListNotUsed(t *testing.T) {
 // taught it, and that listed ones are not.
 func TestNamedToolUnlisted(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	core, logs := observer.New(zapcore.WarnLevel)
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody, cfg.Logger = 64<<10, zap.New(core)
+	cfg := libraryConfig(t)
+	cfg.Logger = zap.New(core)
 	cfg.NamedTools = []string{"delete-issue", "echo"}
 	gw := serveGateway(t, cfg, up.URL)
 	post(t, gw.URL, nil, callBody("1", "echo", "x"))

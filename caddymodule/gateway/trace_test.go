@@ -1,11 +1,9 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
-	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
-	"github.com/mcpgate/mcpgate/policies"
 )
 
 // TestSpanTextBounded: what a client writes (a method, a tool name)
@@ -25,11 +21,7 @@ import (
 // long it is.
 func TestSpanTextBounded(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg := libraryConfig(t)
 	cfg.MaxBody = 4 << 20
 	g := newGateway(t, cfg)
 	next := proxyTo(t, up.URL)

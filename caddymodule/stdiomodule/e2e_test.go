@@ -500,28 +500,7 @@ func TestLayoutStdioReachedAround(t *testing.T) {
 // that it never refuses what mcp_policy in front let through (a call of
 // 300,000 values, with max_values raised to a million).
 func TestStdioTakesWhatPolicyLets(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	port := testport.Free(t)
-	caddytest.Start(t, caddytest.GlobalOptions(t)+fmt.Sprintf(`
-:%d {
-	bind 127.0.0.1
-	mcp_policy {
-		server stdio
-		max_values 1000000
-		%s
-	}
-	mcp_stdio {
-		command %q
-		env %s %s
-	}
-}
-`, port, permissions, self, stdiotest.EnvMode, stdiotest.ModeServe))
-	caddytest.WaitForListener(t, port)
-	session := stdiotest.Connect(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), nil)
+	session := stdiotest.Connect(t, startPolicyGateway(t, "max_values 1000000", stdiotest.ModeServe), nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}, Meta: mcp.Meta{"values": make([]int, 300_000)}})

@@ -42,6 +42,12 @@ const permissions = `permissions {
 // in mode, with extra lines in the mcp_stdio block.
 func site(t testing.TB, port int, mode string, extra ...string) string {
 	t.Helper()
+	return policySite(t, port, "", mode, extra...)
+}
+
+// policySite is site with policyLines too in the mcp_policy block.
+func policySite(t testing.TB, port int, policyLines, mode string, extra ...string) string {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +58,7 @@ func site(t testing.TB, port int, mode string, extra ...string) string {
 	mcp_policy {
 		server stdio
 		%s
+		%s
 	}
 	mcp_stdio {
 		command %q
@@ -59,16 +66,23 @@ func site(t testing.TB, port int, mode string, extra ...string) string {
 		%s
 	}
 }
-`, port, permissions, self, stdiotest.EnvMode, mode, strings.Join(extra, "\n\t\t"))
+`, port, policyLines, permissions, self, stdiotest.EnvMode, mode, strings.Join(extra, "\n\t\t"))
 }
 
 // startGateway runs Caddy with one site (see site) until the test ends,
 // and returns the site's URL.
 func startGateway(t testing.TB, mode string, extra ...string) string {
 	t.Helper()
+	return startPolicyGateway(t, "", mode, extra...)
+}
+
+// startPolicyGateway is startGateway with policyLines in the mcp_policy
+// block (see policySite).
+func startPolicyGateway(t testing.TB, policyLines, mode string, extra ...string) string {
+	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // mcp_policy keeps tool pins in Caddy's data directory
 	port := testport.Free(t)
-	caddytest.Start(t, caddytest.GlobalOptions(t)+site(t, port, mode, extra...))
+	caddytest.Start(t, caddytest.GlobalOptions(t)+policySite(t, port, policyLines, mode, extra...))
 	caddytest.WaitForListener(t, port)
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }
