@@ -167,6 +167,13 @@ func TestCaddyfilePermissions(t *testing.T) {
 		{"an unknown approver", "write needs_approval root", `unknown approver "root"`},
 		{"an unknown line", "delete block", `unrecognized line "delete"`},
 		{"a tool without an action", "tool rm", "tool takes a name and an action"},
+		{"resources and prompts", "read_only allow\n\tresources block\n\tprompts allow", ""},
+		{"resources twice", "resources block\n\tresources allow", "permissions: resources given twice"},
+		{"resources needing approval", "resources needs_approval", "resources: want allow or block (only tool calls are held for approval), got needs_approval"},
+		{"prompts with an approver", "prompts allow caller", "prompts takes one action, allow or block"},
+		{"resources empty", `resources ""`, "permissions: resources: an empty argument"},
+		{"a category empty", `read_only ""`, "permissions: read_only: an empty argument"},
+		{"an empty approver", `write needs_approval ""`, "permissions: write: an empty argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h caddymodule.Handler

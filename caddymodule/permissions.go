@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"slices"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule/permissions"
@@ -26,6 +28,9 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
 		args := d.RemainingArgs()
+		if slices.Contains(args, "") {
+			return nil, d.Errf("permissions: %s: an empty argument (an action, a name or an approver is required)", key)
+		}
 		switch key {
 		case "read_only", "write", "destructive":
 			if len(args) < 1 {

@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -388,6 +389,42 @@ func TestPermissionsGovernResourcesAndPrompts(t *testing.T) {
 			check("completion/complete of a prompt", tt.want.prompts, err, text)
 			if _, err := s.ListPrompts(ctx, nil); (err == nil) != tt.want.prompts {
 				t.Errorf("prompts/list: %v; want allowed %v", err, tt.want.prompts)
+			}
+		})
+	}
+}
+
+// TestResourceSubscriptionsGoverned: a table that blocks resources blocks
+// subscribing to one whatever the revision: resources/subscribe, and under
+// 2026-07-28 a subscriptions/listen naming resources, through a real
+// client and server: the server never hears of it. (The go-sdk client's
+// Subscribe returns nil under 2026-07-28 whatever the listen's answer.)
+func TestResourceSubscriptionsGoverned(t *testing.T) {
+	u := upstreamtest.Unstarted("features", &mcp.ServerOptions{
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	}, []*mcp.Tool{{Name: "read_secret", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}})
+	u.Server.AddResource(&mcp.Resource{URI: "secret://db", Name: "db"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "secret://db", Text: "x"}}}, nil
+	})
+	up := u.Start(t, upstreamtest.StatelessSSE.Handler(u.Server))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "server test\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t\tresources block\n\t\t}"})
+	for _, version := range []string{"2025-11-25", mcphttp.Version20260728} {
+		t.Run(version, func(t *testing.T) {
+			client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+			s, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: gateway}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+			if err != nil {
+				t.Fatalf("connecting: %v", err)
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			err = s.Subscribe(ctx, &mcp.SubscribeParams{URI: "secret://db"})
+			if version != mcphttp.Version20260728 && (err == nil || !strings.Contains(err.Error(), "Blocked by policy")) {
+				t.Errorf("subscribing to a resource with resources blocked: %v; want it blocked", err)
+			}
+			if up.SawBodyContaining(`"secret://db"`) {
+				t.Error("the server heard of a subscription to secret://db")
 			}
 		})
 	}

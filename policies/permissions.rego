@@ -147,17 +147,23 @@ entry_permission(found) := {"action": found.entry, "reason": entry_reason(found,
 	{"action": found.entry.action, "reason": object.get(found.entry, "reason", entry_reason(found, found.entry.action))},
 	entry_approvers(found.entry),
 ) if {
-	is_object(found.entry)
-	found.entry.action in actions
-	every key, _ in found.entry {
-		key in entry_keys
-	}
-	valid_entry_reason(found.entry)
-	valid_entry_approvers(found.entry)
+	valid_object_entry(found.entry)
 } else := {"action": "block", "reason": sprintf(
 	"tool %q is blocked: the permissions entry %s is %s, want allow, needs_approval, block, or {\"action\": ..., \"reason\": ..., \"approvers\": [...]} (approvers with needs_approval only)",
 	[found.tool, found.where, json.marshal(found.entry)],
 )}
+
+# valid_object_entry: entry is a well-formed entry written as an object:
+# an action, and optionally a reason and (with needs_approval) approvers.
+valid_object_entry(entry) if {
+	is_object(entry)
+	entry.action in actions
+	every key, _ in entry {
+		key in entry_keys
+	}
+	valid_entry_reason(entry)
+	valid_entry_approvers(entry)
+}
 
 valid_entry_reason(entry) if not "reason" in object.keys(entry)
 
@@ -256,8 +262,10 @@ section_problems(server, section) := (({sprintf("the permissions table's section
 #   resources/templates/list, resources/read, resources/subscribe,
 #   resources/unsubscribe, and completion/complete of a resource
 #   template's argument) or prompts (prompts/list, prompts/get, and
-#   completion/complete of a prompt's argument). The table's "resources"
-#   and "prompts" entries (allow or block) apply, for every server and per
+#   completion/complete of a prompt's argument); a 2026-07-28
+#   subscriptions/listen naming resources
+#   (notifications.resourceSubscriptions) counts as resources/subscribe.
+#   The table's "resources" and "prompts" entries (allow or block) apply, for every server and per
 #   server; without one, the feature follows the read_only entry, since
 #   resources and prompts only ever read: an organization that blocks
 #   read-only tools blocks reading through resources and prompts too. A
@@ -288,9 +296,15 @@ prompt_methods := {"prompts/list", "prompts/get"}
 
 # feature is what the request reads: "resources" or "prompts"; undefined
 # for any other request (a completion of anything but a prompt's or a
-# resource template's argument among them).
+# resource template's argument among them). A 2026-07-28
+# subscriptions/listen that names resources to hear of (what
+# resources/subscribe did before) reads resources; one that asks for the
+# lists' changes alone is a protocol message.
 feature := "resources" if {
 	input.method in resource_methods
+} else := "resources" if {
+	input.method == "subscriptions/listen"
+	count(object.get(input, ["params", "notifications", "resourceSubscriptions"], [])) > 0
 } else := "prompts" if {
 	input.method in prompt_methods
 } else := "resources" if {
@@ -317,50 +331,55 @@ feature_entry := {"entry": entry, "where": sprintf("servers[%q].%s", [input.serv
 
 # feature_entry_permission reads the entry found: allow or block, as a
 # string or an object with an action and optionally a reason (which then
-# replaces the generated one). needs_approval blocks: the gateway holds
-# tool calls alone. Anything else blocks, with a reason that says what is
-# wrong.
-feature_entry_permission(found) := {"action": "block", "reason": feature_entry_reason(found, "needs_approval", ", and the gateway holds only tool calls for approval: set resources and prompts to allow or block")} if {
+# replaces the generated one); the read_only entry it follows is read as
+# a tool entry, and only its action counts. needs_approval blocks: the
+# gateway holds tool calls alone. Anything malformed blocks, with a reason
+# that says what is wrong.
+feature_entry_permission(found) := {"action": "block", "reason": sprintf(
+	"%s is blocked: the permissions entry %s is %s, want %s",
+	[input.method, found.where, json.marshal(found.entry), feature_entry_want(found)],
+)} if {
+	not valid_feature_entry(found)
+} else := {"action": "block", "reason": feature_entry_reason(found, "needs_approval", ", and the gateway holds only tool calls for approval: set resources and prompts to allow or block")} if {
 	feature_entry_action(found.entry) == "needs_approval"
-} else := {"action": action, "reason": object.get(found.entry, "reason", feature_entry_reason(found, action, ""))} if {
-	is_object(found.entry)
+} else := {"action": found.entry.action, "reason": found.entry.reason} if {
 	not found.follows
-	action := found.entry.action
-	action in {"allow", "block"}
+	is_string(found.entry.reason)
+} else := {"action": action, "reason": feature_entry_reason(found, action, "")} if {
+	action := feature_entry_action(found.entry)
+}
+
+# valid_feature_entry: the entry found is well-formed: an action; or, as a
+# feature's own entry, an object of an action and optionally a reason; or,
+# as the read_only entry it follows, any well-formed tool entry.
+valid_feature_entry(found) if {
+	is_string(found.entry)
+	found.entry in actions
+}
+
+valid_feature_entry(found) if {
+	not found.follows
+	is_object(found.entry)
+	found.entry.action in actions
 	every key, _ in found.entry {
 		key in {"action", "reason"}
 	}
 	valid_entry_reason(found.entry)
-} else := {"action": action, "reason": feature_entry_reason(found, action, "")} if {
-	action := feature_entry_action(found.entry)
-	action in {"allow", "block"}
-	any_feature_entry_shape(found)
-} else := {"action": "block", "reason": sprintf(
-	"%s is blocked: the permissions entry %s is %s, want allow or block, or {\"action\": ..., \"reason\": ...}",
-	[input.method, found.where, json.marshal(found.entry)],
-)}
+}
 
-# feature_entry_action is an entry's action: the entry, or its action
-# member.
+valid_feature_entry(found) if {
+	found.follows
+	valid_object_entry(found.entry)
+}
+
+feature_entry_want(found) := "allow, needs_approval, block, or {\"action\": ..., \"reason\": ..., \"approvers\": [...]} (approvers with needs_approval only)" if {
+	found.follows
+} else := "allow or block, or {\"action\": ..., \"reason\": ...}"
+
+# feature_entry_action is a well-formed entry's action.
 feature_entry_action(entry) := entry if {
 	is_string(entry)
-} else := entry.action if {
-	is_object(entry)
-	is_string(entry.action)
-}
-
-# any_feature_entry_shape: the entry is an action string, or the
-# read_only entry it follows is well-formed as a tool entry (its reason
-# and approvers then say nothing of resources and prompts).
-any_feature_entry_shape(found) if is_string(found.entry)
-
-any_feature_entry_shape(found) if {
-	found.follows
-	is_object(found.entry)
-	every key, _ in found.entry {
-		key in entry_keys
-	}
-}
+} else := entry.action
 
 feature_entry_reason(found, action, note) := sprintf(
 	"%s reads the server's %s, which are set to %s%s%s",

@@ -212,6 +212,11 @@ type legacyStream struct {
 	// answer could be taken for the other's (a ping's for a tools/list's,
 	// whose real answer would then go unfiltered).
 	inFlight map[string]answeredRequest
+	// retired are the canonical ids of requests forgotten before their
+	// answers came (cancelled, or past maxInFlight), at most maxInFlight:
+	// a late answer to one would be taken for the answer to a request
+	// that took its id again.
+	retired map[string]struct{}
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -219,7 +224,7 @@ type legacyStream struct {
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
 	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]uint64),
-		inFlight: make(map[string]answeredRequest), awaited: make(map[string]chan []byte)}
+		inFlight: make(map[string]answeredRequest), retired: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -310,18 +315,39 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 				}
 				if _, listed := s.toolsLists[id]; !listed {
 					delete(s.inFlight, id)
+					s.retire(id)
 				}
 			}
-			s.inFlight[mcpmsg.CanonicalID(m.ID)] = v.answered()
+			key, request := mcpmsg.CanonicalID(m.ID), v.answered()
+			if _, reused := s.retired[key]; reused {
+				// A late answer to the forgotten request would read as
+				// this one's: what it asks for is bound to no request
+				// (relay.checkInputRequests refuses it).
+				request = answeredRequest{}
+			}
+			s.inFlight[key] = request
 		default:
 			if id, ok := cancelledID(v.message); ok {
 				if _, listed := s.toolsLists[mcpmsg.CanonicalID(id)]; !listed {
 					delete(s.inFlight, mcpmsg.CanonicalID(id))
+					s.retire(mcpmsg.CanonicalID(id))
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// retire remembers the canonical id of a request forgotten before its
+// answer came, forgetting another past maxInFlight. The caller holds s.mu.
+func (s *legacyStream) retire(id string) {
+	for old := range s.retired {
+		if len(s.retired) < maxInFlight {
+			break
+		}
+		delete(s.retired, old)
+	}
+	s.retired[id] = struct{}{}
 }
 
 // take notes that the stream carried the response to the request with

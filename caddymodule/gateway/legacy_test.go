@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -834,5 +835,93 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 	line := readLineWith(t, stream, `"id":1`)
 	if !strings.Contains(line, `"inputRequests"`) || !strings.Contains(line, `"requestState":"mcpgate1.`) {
 		t.Errorf("an allowed call's input_required result over HTTP+SSE reached the client as %s; want it relayed, its requestState sealed", line)
+	}
+}
+
+// TestLegacyReusedIDNamesNoRequest: over HTTP+SSE, a client cancels call
+// A (id 1) and gives id 1 to call B (other arguments); the upstream's late
+// answer to A, asking for input, cannot be told from B's: it is refused,
+// never sealed for B (whose retry would carry A's state and the answer to
+// A's question with B's arguments).
+func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
+	var mu sync.Mutex
+	var events chan string
+	var retried []string
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			events = make(chan string, 16)
+			ev := events
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
+			w.(http.Flusher).Flush()
+			for {
+				select {
+				case e := <-ev:
+					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
+					w.(http.Flusher).Flush()
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		mu.Lock()
+		ev := events
+		mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		text, id := string(body), rawID(string(body))
+		switch {
+		case strings.Contains(text, `"initialize"`):
+			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
+		case strings.Contains(text, `"tools/list"`):
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
+		case strings.Contains(text, `"requestState"`):
+			mu.Lock()
+			retried = append(retried, text)
+			mu.Unlock()
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"done"}]}}`
+		case strings.Contains(text, `"tools/call"`) && strings.Contains(text, `"B"`):
+			// The late answer to call A (id 1), which the client cancelled.
+			ev <- `{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
+				`"params":{"message":"delete A?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"state-for-A"}}`
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	given, ok, stream, stop := openLegacyStream(t, gw.URL)
+	t.Cleanup(stop)
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	send := func(body string) reply {
+		t.Helper()
+		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
+	}
+	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`)
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(callBody("1", "echo", "A"))
+	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`)
+	send(callBody("1", "echo", "B"))
+	line := readLineWith(t, stream, `"id":1`)
+	sealed := regexp.MustCompile(`"requestState":"(mcpgate1\.[^"]+)"`).FindStringSubmatch(line)
+	if sealed == nil {
+		if !strings.Contains(line, "cannot tell which request this result answers") {
+			t.Errorf("the late answer to cancelled call A reached the client as %s; want it refused", line)
+		}
+		return
+	}
+	t.Errorf("the late answer to cancelled call A was sealed for call B: %s", line)
+	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"B"},"requestState":"` + sealed[1] +
+		`","inputResponses":{"k":{"action":"accept","content":{}}}}}`)
+	readLineWith(t, stream, `"id":2`)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range retried {
+		if strings.Contains(r, `"state-for-A"`) && strings.Contains(r, `"B"`) {
+			t.Errorf("the upstream got call B with call A's requestState and the answer to A's question: %s", r)
+		}
 	}
 }

@@ -15,11 +15,24 @@ var messageMembers = []string{"jsonrpc", "id", "method", "params", "result", "er
 // InitializeRequest, CancelledNotification, ProgressNotification,
 // RequestParams._meta, the mode of a server's ElicitRequest, which decides
 // the capability the client must have declared, and 2026-07-28's retried
-// requests: inputResponses and requestState).
+// requests: inputResponses and requestState; what a completion completes,
+// ref; and the notifications a 2026-07-28 subscriptions/listen asks for,
+// which the permissions table reads).
 var paramsMembers = []string{
 	"name", "arguments", "_meta", "cursor", "uri", "protocolVersion",
 	"capabilities", "clientInfo", "requestId", "reason", "progressToken",
-	"mode", "inputResponses", "requestState",
+	"mode", "inputResponses", "requestState", "ref", "notifications",
+}
+
+// nestedParamsMembers are, per method, the members of an object in params
+// that the policy library reads (a completion's ref; the resources a
+// subscription names), held to their names' case as params' are.
+var nestedParamsMembers = map[string]struct {
+	member string
+	known  []string
+}{
+	"completion/complete":  {"ref", []string{"type", "name", "uri"}},
+	"subscriptions/listen": {"notifications", []string{"toolsListChanged", "promptsListChanged", "resourcesListChanged", "resourceSubscriptions"}},
 }
 
 // metaMembers are the members of params._meta that the gateway acts on
@@ -122,6 +135,11 @@ func validateParams(members map[string]any, m *Message) *Error {
 		return err
 	}
 	m.Params = params
+	if nested, ok := nestedParamsMembers[m.Method]; ok {
+		if _, err := objectMember(params, nested.member, "params."+nested.member, nested.known); err != nil {
+			return err
+		}
+	}
 	meta, err := objectMember(params, "_meta", "params._meta", metaMembers)
 	if meta == nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -83,6 +84,20 @@ func (p *Table) UnmarshalJSON(data []byte) error {
 	type table Table
 	if err := jsonv2.Unmarshal(data, (*table)(p), jsonv2.RejectUnknownMembers(true)); err != nil {
 		return fmt.Errorf("permissions: %w", err)
+	}
+	// An entry given without an action ("resources": "") is refused, not
+	// taken for one left out: resources and prompts left out follow
+	// read_only.
+	var given map[string]jsontext.Value
+	if err := jsonv2.Unmarshal(data, &given); err != nil {
+		return fmt.Errorf("permissions: %w", err)
+	}
+	for _, entries := range []map[string]Entry{p.categories(), p.features()} {
+		for name, entry := range entries {
+			if _, ok := given[name]; ok && entry.Action == "" {
+				return fmt.Errorf("permissions: %s: an action is required", name)
+			}
+		}
 	}
 	return nil
 }

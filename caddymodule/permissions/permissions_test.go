@@ -42,6 +42,27 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestEntriesGivenEmpty: in JSON, an entry given without an action is
+// refused, not taken for one left out (resources and prompts left out
+// follow read_only).
+func TestEntriesGivenEmpty(t *testing.T) {
+	for _, tc := range []struct {
+		table, wantErr string
+	}{
+		{`{"resources": ""}`, "permissions: resources: an action is required"},
+		{`{"prompts": {"action": ""}}`, "permissions: prompts: an action is required"},
+		{`{"read_only": ""}`, "permissions: read_only: an action is required"},
+		{`{"resources": "allow", "read_only": "block"}`, ""},
+		{`{"write": {"action": "needs_approval", "approvers": ["caller"]}}`, ""},
+	} {
+		var table Table
+		err := json.Unmarshal([]byte(tc.table), &table)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s: %v, want %q", tc.table, err, tc.wantErr)
+		}
+	}
+}
+
 // TestData: the table reaches the policy as data.mcp.permissions, an
 // entry without approvers as its action alone, and round-trips through
 // JSON config.
