@@ -20,9 +20,12 @@ import (
 // held first to mcp_policy's strict reading (mcpmsg.Parse: no member given
 // twice or in another case, ids every reader reads alike, requests and
 // responses as JSON-RPC defines them), so that mcp_stdio alone refuses
-// what mcp_policy in front of it would. A refusal is an *mcpmsg.Error.
+// the ambiguous messages mcp_policy in front of it would. Its size limits
+// are the largest a configuration may set (mcpmsg.MaxLimits), so that it
+// never refuses what mcp_policy, applying those configured, let through;
+// an mcp_stdio without mcp_policy in front is bounded by them and by its
+// max_message_size. A refusal is an *mcpmsg.Error.
 func decodeBody(body []byte) ([]jsonrpc.Message, error) {
-	// The largest limits: mcp_policy in front applies those configured.
 	parsed, err := mcpmsg.Parse(body, mcpmsg.MaxLimits)
 	if err == nil {
 		err = parsed.CheckParams()
