@@ -258,21 +258,27 @@ func (s *soak) measureIdleSessions(t *testing.T) {
 }
 
 // measureHeldCalls holds calls for approval, each on its own connection,
-// measures what the process holds per held call, and denies them.
+// measures what the process holds per held call, and denies them. The
+// calls come from as many sessions as a caller's bound on pending
+// approvals asks (approval.MaxPendingPerCaller a session).
 func (s *soak) measureHeldCalls(t *testing.T) {
 	t.Helper()
 	held := make(chan string, heldCalls)
 	s.onApproval(func(id string) { held <- id })
-	session, err := s.open()
-	if err != nil {
-		t.Fatal(err)
+	sessions := make([]string, (heldCalls+approval.MaxPendingPerCaller-1)/approval.MaxPendingPerCaller)
+	for i := range sessions {
+		session, err := s.open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = session
 	}
 	s.client.CloseIdleConnections()
 	before := measure()
 	host := strings.TrimPrefix(strings.TrimSuffix(s.url, "/mcp"), "http://")
 	conns := make([]net.Conn, heldCalls)
 	for i := range conns {
-		conns[i] = s.holdOn(t, host, session, i)
+		conns[i] = s.holdOn(t, host, sessions[i/approval.MaxPendingPerCaller], i)
 	}
 	ids := make([]string, 0, heldCalls)
 	for range heldCalls {
@@ -304,8 +310,10 @@ func (s *soak) measureHeldCalls(t *testing.T) {
 			t.Fatalf("held call %d answered %s, want a denial", i, body)
 		}
 	}
-	if err := s.close(session); err != nil {
-		t.Fatal(err)
+	for _, session := range sessions {
+		if err := s.close(session); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
