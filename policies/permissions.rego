@@ -304,7 +304,8 @@ feature := "resources" if {
 	input.method in resource_methods
 } else := "resources" if {
 	input.method == "subscriptions/listen"
-	count(object.get(input, ["params", "notifications", "resourceSubscriptions"], [])) > 0
+	subscriptions := object.get(input, ["params", "notifications", "resourceSubscriptions"], null)
+	not subscriptions in {null, []}
 } else := "prompts" if {
 	input.method in prompt_methods
 } else := "resources" if {

@@ -213,10 +213,11 @@ type legacyStream struct {
 	// whose real answer would then go unfiltered).
 	inFlight map[string]answeredRequest
 	// retired are the canonical ids of requests forgotten before their
-	// answers came (cancelled, or past maxInFlight), at most maxInFlight:
-	// a late answer to one would be taken for the answer to a request
-	// that took its id again.
-	retired map[string]struct{}
+	// answers came (cancelled, or past maxInFlight), at most maxInFlight,
+	// and retiredOrder the same ids, oldest first: a late answer to one
+	// would be taken for the answer to a request that took its id again.
+	retired      map[string]struct{}
+	retiredOrder []string
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -328,9 +329,12 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 			s.inFlight[key] = request
 		default:
 			if id, ok := cancelledID(v.message); ok {
-				if _, listed := s.toolsLists[mcpmsg.CanonicalID(id)]; !listed {
-					delete(s.inFlight, mcpmsg.CanonicalID(id))
-					s.retire(mcpmsg.CanonicalID(id))
+				key := mcpmsg.CanonicalID(id)
+				if _, listed := s.toolsLists[key]; !listed {
+					if _, inFlight := s.inFlight[key]; inFlight {
+						delete(s.inFlight, key)
+						s.retire(key)
+					}
 				}
 			}
 		}
@@ -339,15 +343,19 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 }
 
 // retire remembers the canonical id of a request forgotten before its
-// answer came, forgetting another past maxInFlight. The caller holds s.mu.
+// answer came, forgetting the oldest past maxInFlight (which only as many
+// requests forwarded and forgotten since can push out). The caller holds
+// s.mu.
 func (s *legacyStream) retire(id string) {
-	for old := range s.retired {
-		if len(s.retired) < maxInFlight {
-			break
-		}
-		delete(s.retired, old)
+	if _, ok := s.retired[id]; ok {
+		return
+	}
+	if len(s.retiredOrder) >= maxInFlight {
+		delete(s.retired, s.retiredOrder[0])
+		s.retiredOrder = s.retiredOrder[1:]
 	}
 	s.retired[id] = struct{}{}
+	s.retiredOrder = append(s.retiredOrder, id)
 }
 
 // take notes that the stream carried the response to the request with

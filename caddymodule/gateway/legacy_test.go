@@ -842,7 +842,8 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 // A (id 1) and gives id 1 to call B (other arguments); the upstream's late
 // answer to A, asking for input, cannot be told from B's: it is refused,
 // never sealed for B (whose retry would carry A's state and the answer to
-// A's question with B's arguments).
+// A's question with B's arguments). Cancellations of requests never sent,
+// however many, do not make the gateway forget that id 1 was cancelled.
 func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 	var mu sync.Mutex
 	var events chan string
@@ -904,6 +905,9 @@ func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	send(callBody("1", "echo", "A"))
 	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`)
+	for id := range 1500 {
+		send(fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%d}}`, 100000+id))
+	}
 	send(callBody("1", "echo", "B"))
 	line := readLineWith(t, stream, `"id":1`)
 	sealed := regexp.MustCompile(`"requestState":"(mcpgate1\.[^"]+)"`).FindStringSubmatch(line)

@@ -45,13 +45,13 @@ func (x *exchange) stream() error {
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {
-					return x.hideBlockedTools(rl.version, result, asOf, false)
+					return x.hideThenCheck(rl, id, rl.version, result, asOf, false)
 				}
 			} else if rl.session.id != "" {
 				if asOf, listed := g.sessions.toolsLists.take(rl.session, id); listed {
 					// The response to a tools/list whose POST stream was
 					// lost, replayed on a resumed stream.
-					return x.hideBlockedTools(rl.version, result, asOf, false)
+					return x.hideThenCheck(rl, id, rl.version, result, asOf, false)
 				}
 			}
 			if isToolsList(result) {
@@ -61,7 +61,7 @@ func (x *exchange) stream() error {
 				if stream == nil {
 					x.learnBeforeStray()
 				}
-				return x.hideBlockedTools(rl.version, result, 0, true)
+				return x.hideThenCheck(rl, id, rl.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
 		},

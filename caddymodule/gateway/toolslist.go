@@ -115,6 +115,18 @@ func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, 
 	return json.Marshal(members)
 }
 
+// hideThenCheck filters a result that reads as a tools list
+// (hideBlockedTools), and then checks the requests it may embed for the
+// client as any result's (relay.checkInputRequests): a tools list does not
+// make the inputRequests beside it undecided.
+func (x *exchange) hideThenCheck(rl *relay, id []byte, version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
+	filtered, err := x.hideBlockedTools(version, result, asOf, stray)
+	if err != nil {
+		return nil, err
+	}
+	return rl.checkInputRequests(id, filtered)
+}
+
 // learnBeforeStray has the gateway fetch the upstream's list itself when
 // its catalog's is stale, before a stray list (recorded nowhere, judged by
 // the pins alone) is filtered: its tools are then pinned as the server

@@ -52,7 +52,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
-				return x.hideBlockedTools(x.version, result, asOf, false)
+				return x.hideThenCheck(rl, id, x.version, result, asOf, false)
 			}
 			if session.id != "" && !session.legacy {
 				if listAsOf, listed := g.sessions.toolsLists.take(session, id); listed {
@@ -60,14 +60,14 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 					// that sends an answer to the latest stream of its id
 					// (the TypeScript SDK's), once that POST was closed and
 					// its id taken again.
-					return x.hideBlockedTools(x.version, result, listAsOf, false)
+					return x.hideThenCheck(rl, id, x.version, result, listAsOf, false)
 				}
 			}
 			if isToolsList(result) {
 				// A result that reads as a tools list, whatever it
 				// answers: filtered as on GET streams, recorded nowhere.
 				x.learnBeforeStray()
-				return x.hideBlockedTools(x.version, result, 0, true)
+				return x.hideThenCheck(rl, id, x.version, result, 0, true)
 			}
 			if request, ok := rl.answers(id); ok {
 				if err := x.recordTask(request, result); err != nil {
