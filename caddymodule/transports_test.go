@@ -1139,30 +1139,10 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 // its requestState, sealed, would be bound to no request and could carry
 // answers to any call. It is replaced by an error.
 func TestInputRequestsOfAnUnnamedRequestRefused(t *testing.T) {
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
-		if r.Method == http.MethodGet {
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, `data: {"jsonrpc":"2.0","id":99,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",`+
-				`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`+"\n\n")
-			return
-		}
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &m)
-		w.Header().Set("Content-Type", "application/json")
-		switch m.Method {
-		case "initialize":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-		case "tools/list":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"transfer","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
+	up := rawSessionUpstream(t, func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, `data: {"jsonrpc":"2.0","id":99,"result":`+askingResult(`"resultType":"input_required"`)+"}\n\n")
+	}, "")
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
 	h := http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}
 	req, err := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
@@ -1209,8 +1189,34 @@ func TestInputRequestsOfAnUnnamedRequestRefused(t *testing.T) {
 // client: an elicitation of a client that declared none is refused, never
 // relayed beside the list.
 func TestInputRequestsBesideAToolsList(t *testing.T) {
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := rawSessionUpstream(t, nil, askingResult(`"tools":[],"resultType":"input_required"`))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	session := initializeSession(t, gateway) // declares no capabilities
+	status, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-11-25"}},
+		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`)
+	if status != http.StatusOK || strings.Contains(string(body), "your password?") || !strings.Contains(string(body), "did not declare") {
+		t.Errorf("HTTP %d %s; want the elicitation beside the tools refused", status, body)
+	}
+}
+
+// askingResult is a result, with the members first given, that asks the
+// client for input (an elicitation: "your password?") under 2026-07-28.
+func askingResult(first string) string {
+	return `{` + first + `,"inputRequests":{"k":{"method":"elicitation/create",` +
+		`"params":{"message":"your password?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}`
+}
+
+// rawSessionUpstream runs a raw upstream with sessions that answers
+// initialize, lists one read-only tool, echo, answers its calls with
+// callResult, and answers a GET with onGet (nil: none).
+func rawSessionUpstream(t *testing.T, onGet func(http.ResponseWriter), callResult string) *upstreamtest.Upstream {
+	t.Helper()
+	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
+		if r.Method == http.MethodGet && onGet != nil {
+			onGet(w)
+			return
+		}
 		var m struct {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
@@ -1224,17 +1230,13 @@ func TestInputRequestsBesideAToolsList(t *testing.T) {
 		case "tools/list":
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
 		case "tools/call":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[],"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",`+
-				`"params":{"message":"your password?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`, m.ID)
+			if callResult != "" {
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, callResult)
+				return
+			}
+			fallthrough
 		default:
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
-	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
-	session := initializeSession(t, gateway) // declares no capabilities
-	status, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-11-25"}},
-		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`)
-	if status != http.StatusOK || strings.Contains(string(body), "your password?") || !strings.Contains(string(body), "did not declare") {
-		t.Errorf("HTTP %d %s; want the elicitation beside the tools refused", status, body)
-	}
 }

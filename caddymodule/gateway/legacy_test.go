@@ -774,12 +774,14 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 	}
 }
 
-// TestLegacyInputRequestsRelayed: over HTTP+SSE every response comes on
-// the session's GET stream, which names the request it answers by the
-// session's requests in flight: a tools/call result asking for input (an
-// allowed elicitation) reaches the client with its requestState sealed
-// for that call, as on Streamable HTTP.
-func TestLegacyInputRequestsRelayed(t *testing.T) {
+// legacyElicitingSession runs a raw HTTP+SSE upstream that answers
+// initialize and tools/list, and every other POST with what answer makes
+// of its body and id (an event for the stream, or nothing), behind a
+// gateway; it opens the session's stream, initializes it as a client that
+// declares elicitation, and returns how to post on the session and the
+// stream.
+func legacyElicitingSession(t *testing.T, answer func(text, id string) string) (send func(body string) reply, stream *bufio.Reader) {
+	t.Helper()
 	var mu sync.Mutex
 	var events chan string
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -811,9 +813,10 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
 		case strings.Contains(text, `"tools/list"`):
 			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
-		case strings.Contains(text, `"tools/call"`):
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
-				`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`
+		default:
+			if event := answer(text, id); event != "" {
+				ev <- event
+			}
 		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
@@ -824,13 +827,29 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 		t.Fatal("no endpoint")
 	}
 	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
-	send := func(body string) reply {
+	send = func(body string) reply {
 		t.Helper()
 		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
 	}
 	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
 	readLineWith(t, stream, `"id":0`)
 	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	return send, stream
+}
+
+// TestLegacyInputRequestsRelayed: over HTTP+SSE every response comes on
+// the session's GET stream, which names the request it answers by the
+// session's requests in flight: a tools/call result asking for input (an
+// allowed elicitation) reaches the client with its requestState sealed
+// for that call, as on Streamable HTTP.
+func TestLegacyInputRequestsRelayed(t *testing.T) {
+	send, stream := legacyElicitingSession(t, func(text, id string) string {
+		if !strings.Contains(text, `"tools/call"`) {
+			return ""
+		}
+		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
+			`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`
+	})
 	send(callBody("1", "echo", "hi"))
 	line := readLineWith(t, stream, `"id":1`)
 	if !strings.Contains(line, `"inputRequests"`) || !strings.Contains(line, `"requestState":"mcpgate1.`) {
@@ -846,63 +865,21 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 // however many, do not make the gateway forget that id 1 was cancelled.
 func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 	var mu sync.Mutex
-	var events chan string
 	var retried []string
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			mu.Lock()
-			events = make(chan string, 16)
-			ev := events
-			mu.Unlock()
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
-			w.(http.Flusher).Flush()
-			for {
-				select {
-				case e := <-ev:
-					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
-					w.(http.Flusher).Flush()
-				case <-r.Context().Done():
-					return
-				}
-			}
-		}
-		mu.Lock()
-		ev := events
-		mu.Unlock()
-		body, _ := io.ReadAll(r.Body)
-		text, id := string(body), rawID(string(body))
+	send, stream := legacyElicitingSession(t, func(text, id string) string {
 		switch {
-		case strings.Contains(text, `"initialize"`):
-			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
-		case strings.Contains(text, `"tools/list"`):
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
 		case strings.Contains(text, `"requestState"`):
 			mu.Lock()
 			retried = append(retried, text)
 			mu.Unlock()
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"done"}]}}`
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"done"}]}}`
 		case strings.Contains(text, `"tools/call"`) && strings.Contains(text, `"B"`):
 			// The late answer to call A (id 1), which the client cancelled.
-			ev <- `{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
+			return `{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
 				`"params":{"message":"delete A?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"state-for-A"}}`
 		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	gw := startGateway(t, up.URL, gatewayOptions{})
-	given, ok, stream, stop := openLegacyStream(t, gw.URL)
-	t.Cleanup(stop)
-	if !ok {
-		t.Fatal("no endpoint")
-	}
-	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
-	send := func(body string) reply {
-		t.Helper()
-		return post(t, endpoint, http.Header{mcphttp.HeaderProtocolVersion: {""}}, body)
-	}
-	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
-	readLineWith(t, stream, `"id":0`)
-	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+		return ""
+	})
 	send(callBody("1", "echo", "A"))
 	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`)
 	for id := range 1500 {
