@@ -82,6 +82,10 @@ type Service struct {
 	// changed holds, per approval id, a channel closed at its next change.
 	changed map[string]chan struct{}
 
+	// createMu makes checking the bounds on pending approvals and
+	// creating one a single step (see createBounded).
+	createMu sync.Mutex
+
 	callersMu sync.Mutex
 	// byCaller holds, per caller (see callerKey), the ids of the
 	// approvals this service created for them that were pending when last
@@ -229,22 +233,9 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	for _, secret := range settings.DecisionSecrets[1:] {
 		olderKeys = append(olderKeys, secret.ID())
 	}
-	if err := s.checkPending(ctx, caller); err != nil {
-		// The call made again (after a hold ran out) still finds the
-		// approval that stands for it.
-		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
-			return standing, nil
-		}
-		return nil, err
-	}
-	got, created, err := s.store.Create(ctx, a, now, olderKeys...)
+	got, created, err := s.createBounded(ctx, a, caller, now, olderKeys)
 	if err != nil {
 		return nil, err
-	}
-	if created && caller != "" {
-		s.callersMu.Lock()
-		s.byCaller[caller] = append(s.byCaller[caller], a.ID)
-		s.callersMu.Unlock()
 	}
 	if created {
 		settings.Logger.Info("approval requested",
@@ -255,6 +246,34 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		s.refreshPending(ctx)
 	}
 	return got, nil
+}
+
+// createBounded creates a (see Store.Create) within the bounds on pending
+// approvals (checkPending), or returns the approval that stands for its
+// call (made again once a hold ran out) even past them. Requests of one
+// process are checked and created one at a time, so that calls coming
+// together cannot all pass a bound at its last place; gateways sharing a
+// Redis each check theirs (MaxPending may be passed by as many as ask at
+// the same moment on different gateways).
+func (s *Service) createBounded(ctx context.Context, a *Approval, caller string, now time.Time, olderKeys []string) (*Approval, bool, error) {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	if err := s.checkPending(ctx, caller); err != nil {
+		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
+			return standing, false, nil
+		}
+		return nil, false, err
+	}
+	got, created, err := s.store.Create(ctx, a, now, olderKeys...)
+	if err != nil {
+		return nil, false, err
+	}
+	if created && caller != "" {
+		s.callersMu.Lock()
+		s.byCaller[caller] = append(s.byCaller[caller], a.ID)
+		s.callersMu.Unlock()
+	}
+	return got, created, nil
 }
 
 // callerKey names whom a call's approval counts against for
@@ -273,8 +292,7 @@ func callerKey(call *Call) string {
 
 // checkPending refuses a new approval when the store has MaxPending
 // pending, or the caller MaxPendingPerCaller (of those this service
-// created). Two requests of one caller at the same moment may both pass
-// at its last place: the count is a bound, not a queue.
+// created). The caller holds s.createMu.
 func (s *Service) checkPending(ctx context.Context, caller string) error {
 	n, err := s.store.CountPending(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -830,5 +831,31 @@ func TestDeliveriesBounded(t *testing.T) {
 	mu.Unlock()
 	if sent == 0 || sent > maxDeliveries {
 		t.Errorf("%d of %d cancellations sent to a receiver that is down, each retried for an hour; want some, at most %d", sent, events, maxDeliveries)
+	}
+}
+
+// TestPendingBoundedUnderConcurrency: calls of one caller asking at the
+// same moment get at most MaxPendingPerCaller approvals between them.
+func TestPendingBoundedUnderConcurrency(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStoreService(t, kind.open, mustSecret(t, testDecisionSecret))
+			var created atomic.Int64
+			var wg sync.WaitGroup
+			for n := range 3 * MaxPendingPerCaller {
+				wg.Go(func() {
+					if _, err := s.Request(ctx, &Call{Server: "s", Tool: "t", User: "mallory", Arguments: map[string]any{"n": n}}); err == nil {
+						created.Add(1)
+					} else if !errors.Is(err, ErrTooManyPending) {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if got := created.Load(); got != MaxPendingPerCaller {
+				t.Errorf("%d approvals created for one caller asking %d times at once; want %d", got, 3*MaxPendingPerCaller, MaxPendingPerCaller)
+			}
+		})
 	}
 }
