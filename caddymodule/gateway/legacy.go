@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -356,6 +358,23 @@ func (s *legacyStream) retire(id string) {
 	}
 	s.retired[id] = struct{}{}
 	s.retiredOrder = append(s.retiredOrder, id)
+}
+
+// failInFlight answers, on the stream, every request of the client's still
+// awaiting its answer with an error saying why none will come (the
+// session's stream is ending), unless the stream has ended.
+func (s *legacyStream) failInFlight(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.inFlight)) {
+		if err := s.write(mcpmsg.ErrorResponse([]byte(id), mcpmsg.CodeInternalError, why)); err != nil {
+			return
+		}
+	}
+	clear(s.inFlight)
 }
 
 // take notes that the stream carried the response to the request with

@@ -906,3 +906,22 @@ func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyCutStreamAnswersInFlight: an HTTP+SSE session's stream that
+// the gateway cuts (an event it cannot relay) ends the session, and the
+// client's requests still awaiting their answers get an error saying so
+// before it ends, rather than waiting on a stream that is gone.
+func TestLegacyCutStreamAnswersInFlight(t *testing.T) {
+	send, stream := legacyElicitingSession(t, func(text, id string) string {
+		if !strings.Contains(text, `"tools/call"`) {
+			return ""
+		}
+		// Data continued after a lone CR: a reader would split it.
+		return `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}` + "\rdata: trailing"
+	})
+	send(callBody("1", "echo", "hi"))
+	line := readLineWith(t, stream, `"id":1`)
+	if !strings.Contains(line, `"error"`) || !strings.Contains(line, "the gateway cut the upstream's session stream before its answer") {
+		t.Errorf("the call in flight when the stream was cut: %s; want an error saying so", line)
+	}
+}

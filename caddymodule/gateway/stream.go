@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -112,11 +113,34 @@ func (x *exchange) stream() error {
 		},
 		OnError: x.logReplyError,
 	})
-	err := x.next.ServeHTTP(observed, x.r)
-	if stream != nil {
-		stream.end()
-		g.sessions.legacy.close(rl.session, stream)
+	// An HTTP+SSE session ends with its stream: the requests still
+	// awaiting their answers are told none will come. Also when the proxy
+	// behind aborts the response (http.ErrAbortHandler, as on a stream
+	// the gateway cut), which unwinds through here.
+	var ended sync.Once
+	endSession := func() {
+		ended.Do(func() {
+			if stream == nil {
+				return
+			}
+			why := "the upstream's session stream ended before its answer; the request may or may not have run"
+			if replyfilter.Cut(observed) {
+				why = "the gateway cut the upstream's session stream before its answer (part of it could not be relayed: the gateway's log says why); " +
+					"the request may or may not have run"
+			}
+			stream.failInFlight(why)
+			stream.end()
+			g.sessions.legacy.close(rl.session, stream)
+		})
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			endSession()
+			panic(r)
+		}
+	}()
+	err := x.next.ServeHTTP(observed, x.r)
+	endSession()
 	filterErr := finish()
 	if errors.Is(filterErr, replyfilter.ErrReplaced) {
 		// Refused whole and answered with the gateway's error, logged as
