@@ -82,9 +82,11 @@ type Service struct {
 	// changed holds, per approval id, a channel closed at its next change.
 	changed map[string]chan struct{}
 
-	// createMu makes checking the bounds on pending approvals and
-	// creating one a single step (see createBounded).
-	createMu sync.Mutex
+	// creating holds a token while the bounds on pending approvals are
+	// checked and an approval created, a single step (see createBounded):
+	// a channel rather than a mutex, so that a request whose caller went
+	// away stops waiting behind a slow store.
+	creating chan struct{}
 
 	callersMu sync.Mutex
 	// byCaller holds, per caller (see callerKey), the ids of the
@@ -121,7 +123,8 @@ const callersSweepTicks = 60
 // the function that the store must tell of every change). It refuses
 // settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
-	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string), deliveries: make(chan struct{}, maxDeliveries)}
+	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string),
+		creating: make(chan struct{}, 1), deliveries: make(chan struct{}, maxDeliveries)}
 	if err := s.Configure(settings); err != nil {
 		return nil, err
 	}
@@ -256,8 +259,12 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 // Redis each check theirs (MaxPending may be passed by as many as ask at
 // the same moment on different gateways).
 func (s *Service) createBounded(ctx context.Context, a *Approval, caller string, now time.Time, olderKeys []string) (*Approval, bool, error) {
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
+	select {
+	case s.creating <- struct{}{}:
+		defer func() { <-s.creating }()
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("waiting to ask for an approval: %w", ctx.Err())
+	}
 	if err := s.checkPending(ctx, caller); err != nil {
 		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
 			return standing, false, nil
@@ -292,7 +299,7 @@ func callerKey(call *Call) string {
 
 // checkPending refuses a new approval when the store has MaxPending
 // pending, or the caller MaxPendingPerCaller (of those this service
-// created). The caller holds s.createMu.
+// created). The caller holds the creating token.
 func (s *Service) checkPending(ctx context.Context, caller string) error {
 	n, err := s.store.CountPending(ctx)
 	if err != nil {
