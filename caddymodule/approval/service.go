@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"net/http"
 	"slices"
@@ -82,11 +83,13 @@ type Service struct {
 	// changed holds, per approval id, a channel closed at its next change.
 	changed map[string]chan struct{}
 
-	// creating holds a token while the bounds on pending approvals are
-	// checked and an approval created, a single step (see createBounded):
-	// a channel rather than a mutex, so that a request whose caller went
-	// away stops waiting behind a slow store.
-	creating chan struct{}
+	// creating holds, per stripe of callers, a token while the bounds on
+	// a caller's pending approvals are checked and an approval created,
+	// a single step (see createBounded): channels rather than mutexes, so
+	// that a request whose caller went away stops waiting behind a slow
+	// store; stripes, so that one caller's requests wait only on those of
+	// the callers that share its stripe.
+	creating [createStripes]chan struct{}
 
 	callersMu sync.Mutex
 	// byCaller holds, per caller (see callerKey), the ids of the
@@ -123,8 +126,10 @@ const callersSweepTicks = 60
 // the function that the store must tell of every change). It refuses
 // settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
-	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string),
-		creating: make(chan struct{}, 1), deliveries: make(chan struct{}, maxDeliveries)}
+	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string), deliveries: make(chan struct{}, maxDeliveries)}
+	for i := range s.creating {
+		s.creating[i] = make(chan struct{}, 1)
+	}
 	if err := s.Configure(settings); err != nil {
 		return nil, err
 	}
@@ -251,17 +256,22 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	return got, nil
 }
 
+// createStripes is how many stripes of callers check and create their
+// approvals apart.
+const createStripes = 64
+
 // createBounded creates a (see Store.Create) within the bounds on pending
 // approvals (checkPending), or returns the approval that stands for its
-// call (made again once a hold ran out) even past them. Requests of one
-// process are checked and created one at a time, so that calls coming
-// together cannot all pass a bound at its last place; gateways sharing a
-// Redis each check theirs (MaxPending may be passed by as many as ask at
-// the same moment on different gateways).
+// call (made again once a hold ran out) even past them. A caller's
+// requests are checked and created one at a time, so that its calls
+// coming together cannot all pass its bound at the last place; callers
+// apart, and gateways sharing a Redis, check theirs side by side
+// (MaxPending may be passed by as many as ask at the same moment).
 func (s *Service) createBounded(ctx context.Context, a *Approval, caller string, now time.Time, olderKeys []string) (*Approval, bool, error) {
+	turn := s.turnOf(caller)
 	select {
-	case s.creating <- struct{}{}:
-		defer func() { <-s.creating }()
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
 	case <-ctx.Done():
 		return nil, false, fmt.Errorf("waiting to ask for an approval: %w", ctx.Err())
 	}
@@ -283,6 +293,13 @@ func (s *Service) createBounded(ctx context.Context, a *Approval, caller string,
 	return got, created, nil
 }
 
+// turnOf returns the token of the caller's stripe (see creating).
+func (s *Service) turnOf(caller string) chan struct{} {
+	stripe := fnv.New32a()
+	_, _ = stripe.Write([]byte(caller))
+	return s.creating[stripe.Sum32()%createStripes]
+}
+
 // callerKey names whom a call's approval counts against for
 // MaxPendingPerCaller: its user, or without one its session; "" for a
 // caller with neither, whom nothing tells apart from any other such
@@ -299,7 +316,7 @@ func callerKey(call *Call) string {
 
 // checkPending refuses a new approval when the store has MaxPending
 // pending, or the caller MaxPendingPerCaller (of those this service
-// created). The caller holds the creating token.
+// created). The caller holds its stripe's creating token.
 func (s *Service) checkPending(ctx context.Context, caller string) error {
 	n, err := s.store.CountPending(ctx)
 	if err != nil {

@@ -865,14 +865,15 @@ func TestPendingBoundedUnderConcurrency(t *testing.T) {
 // store) stops waiting when its context ends.
 func TestRequestStopsWaitingWhenItsCallerGoes(t *testing.T) {
 	s := newStoreService(t, storeKinds[0].open, mustSecret(t, testDecisionSecret))
-	s.creating <- struct{}{} // another request's turn, that does not end
+	turn := s.turnOf(callerKey(&Call{User: "alice"}))
+	turn <- struct{}{} // another request's turn, of alice's stripe, that does not end
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := s.Request(ctx, &Call{Server: "s", Tool: "t", User: "alice", Arguments: map[string]any{}})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Request while another's turn lasts: %v; want it to stop when its context ends", err)
 	}
-	<-s.creating
+	<-turn
 	if _, err := s.Request(context.Background(), &Call{Server: "s", Tool: "t", User: "alice", Arguments: map[string]any{}}); err != nil {
 		t.Errorf("Request once the turn is free: %v", err)
 	}

@@ -294,6 +294,9 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 	_, lists := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ended {
+		return errStreamEnded
+	}
 	for _, v := range verdicts {
 		if v.message.Kind != mcpmsg.KindRequest || !v.allowed() {
 			continue
@@ -332,11 +335,17 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 		default:
 			if id, ok := cancelledID(v.message); ok {
 				key := mcpmsg.CanonicalID(id)
-				if _, listed := s.toolsLists[key]; !listed {
-					if _, inFlight := s.inFlight[key]; inFlight {
-						delete(s.inFlight, key)
-						s.retire(key)
-					}
+				request, inFlight := s.inFlight[key]
+				switch _, listed := s.toolsLists[key]; {
+				case !inFlight:
+				case listed:
+					// Kept, its answer awaited, but answered by no one
+					// else (see endWith).
+					request.cancelled = true
+					s.inFlight[key] = request
+				default:
+					delete(s.inFlight, key)
+					s.retire(key)
 				}
 			}
 		}
@@ -360,21 +369,46 @@ func (s *legacyStream) retire(id string) {
 	s.retiredOrder = append(s.retiredOrder, id)
 }
 
-// failInFlight answers, on the stream, every request of the client's still
-// awaiting its answer with an error saying why none will come (the
-// session's stream is ending), unless the stream has ended.
-func (s *legacyStream) failInFlight(why string) {
+// endWith ends the stream, first answering on it every request of the
+// client's still awaiting its answer (but those it cancelled) with an
+// error saying why none will come, unless the stream has ended already.
+// Once ended, the stream takes no more requests (expectAnswers).
+func (s *legacyStream) endWith(why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.inFlight)) {
+		if s.inFlight[id].cancelled {
+			continue
+		}
 		if err := s.write(mcpmsg.ErrorResponse([]byte(id), mcpmsg.CodeInternalError, why)); err != nil {
-			return
+			break
 		}
 	}
 	clear(s.inFlight)
+	s.ended = true
+	close(s.done)
+}
+
+// forget takes the allowed requests of verdicts out of those awaiting
+// their answers: the upstream refused the POST that carried them, and will
+// answer none. Their ids are retired, as a cancelled request's.
+func (s *legacyStream) forget(verdicts []verdict) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range verdicts {
+		if v.message.Kind != mcpmsg.KindRequest || !v.allowed() {
+			continue
+		}
+		key := mcpmsg.CanonicalID(v.message.ID)
+		if _, ok := s.inFlight[key]; ok {
+			delete(s.inFlight, key)
+			delete(s.toolsLists, key)
+			s.retire(key)
+		}
+	}
 }
 
 // take notes that the stream carried the response to the request with
@@ -528,4 +562,10 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 // POST forwards, as of the catalog's generation asOf (see expectAnswers).
 func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
 	return p.stream.expectAnswers(verdicts, asOf)
+}
+
+// refused tells the session's stream that the upstream refused the POST:
+// none of its requests will be answered (see legacyStream.forget).
+func (p *legacyPost) refused(verdicts []verdict) {
+	p.stream.forget(verdicts)
 }

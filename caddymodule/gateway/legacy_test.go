@@ -925,3 +925,92 @@ func TestLegacyCutStreamAnswersInFlight(t *testing.T) {
 		t.Errorf("the call in flight when the stream was cut: %s; want an error saying so", line)
 	}
 }
+
+// endingLegacyUpstream is an HTTP+SSE upstream whose stream ends when end
+// is closed; it refuses a tools/call with "fail" in it with HTTP 500, and
+// never answers the tools/list of id "L".
+func endingLegacyUpstream(t *testing.T) (url string, end chan struct{}) {
+	var mu sync.Mutex
+	var events chan string
+	end = make(chan struct{})
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			events = make(chan string, 16)
+			ev := events
+			mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
+			w.(http.Flusher).Flush()
+			for {
+				select {
+				case e := <-ev:
+					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
+					w.(http.Flusher).Flush()
+				case <-end:
+					return
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		mu.Lock()
+		ev := events
+		mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		text, id := string(body), rawID(string(body))
+		switch {
+		case strings.Contains(text, `"initialize"`):
+			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
+		case id == `"L"`:
+			// the client's own tools/list: never answered
+		case strings.Contains(text, `"tools/list"`):
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
+		case strings.Contains(text, `"fail"`):
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		case strings.Contains(text, `"tools/call"`):
+			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	return up.URL, end
+}
+
+// TestLegacyRefusedPostNotAnsweredAgain: a request whose POST the upstream
+// refuses (HTTP 500, which the client gets on its POST) is no longer
+// awaited: when the session's stream ends, it is not answered again.
+func TestLegacyRefusedPostNotAnsweredAgain(t *testing.T) {
+	upURL, end := endingLegacyUpstream(t)
+	gw := startGateway(t, upURL, gatewayOptions{})
+	send, stream := legacySession(t, gw.URL)
+	r := send(callBody("7", "echo", "fail"))
+	send(callBody("8", "echo", "hi"))
+	readLineWith(t, stream, `"id":8`)
+	close(end)
+	var rest strings.Builder
+	_, _ = io.Copy(&rest, stream)
+	if strings.Contains(rest.String(), `"id":7`) {
+		t.Errorf("call 7, whose POST was refused with HTTP %d, was answered again on the stream when it ended: %s", r.status, rest.String())
+	}
+}
+
+// TestLegacyCancelledListNotAnsweredAtEnd: a tools/list the client
+// cancelled (which the session keeps awaiting its answer, so that the
+// answer is never taken for another's) gets no error when the session's
+// stream ends: nothing answers a cancelled request.
+func TestLegacyCancelledListNotAnsweredAtEnd(t *testing.T) {
+	upURL, end := endingLegacyUpstream(t)
+	gw := startGateway(t, upURL, gatewayOptions{})
+	send, stream := legacySession(t, gw.URL)
+	send(`{"jsonrpc":"2.0","id":"L","method":"tools/list"}`)
+	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"L"}}`)
+	send(callBody("8", "echo", "hi"))
+	readLineWith(t, stream, `"id":8`)
+	close(end)
+	var rest strings.Builder
+	_, _ = io.Copy(&rest, stream)
+	if strings.Contains(rest.String(), `"id":"L"`) {
+		t.Errorf("the cancelled tools/list was answered when the stream ended: %s", rest.String())
+	}
+}

@@ -102,6 +102,9 @@ type answeredRequest struct {
 	// approvedFor is, of a call that ran once approved (by reviewers,
 	// or its caller), the decision that asked for the approval.
 	approvedFor *policy.Decision
+	// cancelled: the client cancelled the request (HTTP+SSE sessions keep
+	// a cancelled tools/list awaiting its answer).
+	cancelled bool
 }
 
 // answering records the messages whose replies the reply carries.

@@ -135,6 +135,11 @@ func (x *exchange) forward() error {
 	}
 	w, finish := x.watchReply()
 	err := x.pass(w, body)
+	if status := replyfilter.Status(w); x.legacy != nil && (status < 200 || status > 299) {
+		// An HTTP+SSE POST the upstream refused (or never answered):
+		// its requests' answers will not come on the session's stream.
+		x.legacy.refused(x.verdicts)
+	}
 	filterErr := finish(err)
 	if merger != nil {
 		merger.finish()

@@ -128,8 +128,7 @@ func (x *exchange) stream() error {
 				why = "the gateway cut the upstream's session stream before its answer (part of it could not be relayed: the gateway's log says why); " +
 					"the request may or may not have run"
 			}
-			stream.failInFlight(why)
-			stream.end()
+			stream.endWith(why)
 			g.sessions.legacy.close(rl.session, stream)
 		})
 	}

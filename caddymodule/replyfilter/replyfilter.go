@@ -194,6 +194,9 @@ type writer struct {
 	err error
 	// cut: the reply was an event stream when it failed (see Cut).
 	cut bool
+	// final is the upstream's final status, 0 before it came (see
+	// Status).
+	final int
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -211,6 +214,7 @@ func (o *writer) WriteHeader(status int) {
 		o.w.WriteHeader(status)
 		return
 	}
+	o.final = status
 	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
 	switch m {
 	case modeJSON:
@@ -332,6 +336,17 @@ func Inject(w http.ResponseWriter, data []byte) error {
 		return fmt.Errorf("writing event stream: %w", err)
 	}
 	return http.NewResponseController(o.w).Flush()
+}
+
+// Status returns the final status of the upstream's reply that w (a
+// ResponseWriter from Wrap) relays, 0 when none came (or w is not from
+// Wrap).
+func Status(w http.ResponseWriter) int {
+	o, ok := w.(*writer)
+	if !ok {
+		return 0
+	}
+	return o.final
 }
 
 // Cut reports whether the event stream that w (a ResponseWriter from
