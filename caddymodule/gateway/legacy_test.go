@@ -782,44 +782,12 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 // stream.
 func legacyElicitingSession(t *testing.T, answer func(text, id string) string) (send func(body string) reply, stream *bufio.Reader) {
 	t.Helper()
-	var mu sync.Mutex
-	var events chan string
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			mu.Lock()
-			events = make(chan string, 16)
-			ev := events
-			mu.Unlock()
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=1\n\n")
-			w.(http.Flusher).Flush()
-			for {
-				select {
-				case e := <-ev:
-					_, _ = io.WriteString(w, "event: message\ndata: "+e+"\n\n")
-					w.(http.Flusher).Flush()
-				case <-r.Context().Done():
-					return
-				}
-			}
+	up := rawLegacyUpstream(t, nil, func(text, id string) (string, int, bool) {
+		if strings.Contains(text, `"initialize"`) || strings.Contains(text, `"tools/list"`) {
+			return "", 0, false
 		}
-		mu.Lock()
-		ev := events
-		mu.Unlock()
-		body, _ := io.ReadAll(r.Body)
-		text, id := string(body), rawID(string(body))
-		switch {
-		case strings.Contains(text, `"initialize"`):
-			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
-		case strings.Contains(text, `"tools/list"`):
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
-		default:
-			if event := answer(text, id); event != "" {
-				ev <- event
-			}
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
+		return answer(text, id), 0, true
+	})
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	given, ok, stream, stop := openLegacyStream(t, gw.URL)
 	t.Cleanup(stop)
@@ -930,10 +898,32 @@ func TestLegacyCutStreamAnswersInFlight(t *testing.T) {
 // is closed; it refuses a tools/call with "fail" in it with HTTP 500, and
 // never answers the tools/list of id "L".
 func endingLegacyUpstream(t *testing.T) (url string, end chan struct{}) {
+	end = make(chan struct{})
+	up := rawLegacyUpstream(t, end, func(text, id string) (string, int, bool) {
+		switch {
+		case id == `"L"`:
+			return "", 0, true // the client's own tools/list: never answered
+		case strings.Contains(text, `"fail"`):
+			return "", http.StatusInternalServerError, true
+		case strings.Contains(text, `"tools/call"`):
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"ran"}]}}`, 0, true
+		}
+		return "", 0, false
+	})
+	return up.URL, end
+}
+
+// rawLegacyUpstream runs a raw HTTP+SSE upstream. Its stream, which ends
+// when end is closed (nil: never), carries the events its POSTs emit.
+// Each POST is first given to post, which returns the event to emit ("":
+// none) and the POST's status (0: 202 Accepted), or not handled; an
+// initialize or tools/list that post leaves is answered as a server of
+// echo and peek answers.
+func rawLegacyUpstream(t *testing.T, end <-chan struct{}, post func(text, id string) (event string, status int, handled bool)) *upstreamtest.Upstream {
+	t.Helper()
 	var mu sync.Mutex
 	var events chan string
-	end = make(chan struct{})
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			mu.Lock()
 			events = make(chan string, 16)
@@ -959,22 +949,23 @@ func endingLegacyUpstream(t *testing.T) (url string, end chan struct{}) {
 		mu.Unlock()
 		body, _ := io.ReadAll(r.Body)
 		text, id := string(body), rawID(string(body))
+		event, status, handled := post(text, id)
 		switch {
+		case handled:
 		case strings.Contains(text, `"initialize"`):
-			ev <- `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
-		case id == `"L"`:
-			// the client's own tools/list: never answered
+			event = `{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
 		case strings.Contains(text, `"tools/list"`):
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
-		case strings.Contains(text, `"fail"`):
-			http.Error(w, "internal error", http.StatusInternalServerError)
+			event = `{"jsonrpc":"2.0","id":` + id + `,"result":` + echoAndPeek + `}`
+		}
+		if status != 0 {
+			http.Error(w, "refused", status)
 			return
-		case strings.Contains(text, `"tools/call"`):
-			ev <- `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
+		}
+		if event != "" {
+			ev <- event
 		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
-	return up.URL, end
 }
 
 // TestLegacyRefusedPostNotAnsweredAgain: a request whose POST the upstream
