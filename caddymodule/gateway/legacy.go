@@ -220,6 +220,8 @@ type legacyStream struct {
 	// would be taken for the answer to a request that took its id again.
 	retired      map[string]struct{}
 	retiredOrder []string
+	// seq numbers the requests recorded in inFlight, one after the other.
+	seq uint64
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
@@ -290,23 +292,23 @@ const maxInFlight = 1024
 // request's answer, which the server need not send; but not a tools/list's,
 // whose answer, if it comes after all, must not be taken for another
 // request's.
-func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
+func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded map[string]uint64, err error) {
 	_, lists := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		return errStreamEnded
+		return nil, errStreamEnded
 	}
 	for _, v := range verdicts {
 		if v.message.Kind != mcpmsg.KindRequest || !v.allowed() {
 			continue
 		}
 		if _, awaited := s.inFlight[mcpmsg.CanonicalID(v.message.ID)]; awaited {
-			return errIDInFlight(string(v.message.ID))
+			return nil, errIDInFlight(string(v.message.ID))
 		}
 	}
 	if len(s.toolsLists)+len(lists) > maxPendingPerSession {
-		return errTooManyToolsLists
+		return nil, errTooManyToolsLists
 	}
 	for id := range lists {
 		s.toolsLists[id] = asOf
@@ -331,7 +333,13 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 				// (relay.checkInputRequests refuses it).
 				request = answeredRequest{}
 			}
+			s.seq++
+			request.seq = s.seq
 			s.inFlight[key] = request
+			if recorded == nil {
+				recorded = make(map[string]uint64)
+			}
+			recorded[key] = s.seq
 		default:
 			if id, ok := cancelledID(v.message); ok {
 				key := mcpmsg.CanonicalID(id)
@@ -350,7 +358,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) error {
 			}
 		}
 	}
-	return nil
+	return recorded, nil
 }
 
 // retire remembers the canonical id of a request forgotten before its
@@ -392,21 +400,23 @@ func (s *legacyStream) endWith(why string) {
 	close(s.done)
 }
 
-// forget takes the allowed requests of verdicts out of those awaiting
-// their answers: the upstream refused the POST that carried them, and will
-// answer none. Their ids are retired, as a cancelled request's.
-func (s *legacyStream) forget(verdicts []verdict) {
+// forget takes the requests a POST recorded (see expectAnswers) out of
+// those awaiting their answers, unless a later request took their ids
+// since: the POST failed, and their answers will not come. With retire,
+// their ids are retired, as a cancelled request's (the upstream may have
+// taken the POST before it failed); without, they are free again (the
+// upstream answered the POST with an error of its own: a client sending
+// the message again with its id is not refused).
+func (s *legacyStream) forget(recorded map[string]uint64, retire bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, v := range verdicts {
-		if v.message.Kind != mcpmsg.KindRequest || !v.allowed() {
-			continue
-		}
-		key := mcpmsg.CanonicalID(v.message.ID)
-		if _, ok := s.inFlight[key]; ok {
+	for key, seq := range recorded {
+		if request, ok := s.inFlight[key]; ok && request.seq == seq {
 			delete(s.inFlight, key)
 			delete(s.toolsLists, key)
-			s.retire(key)
+			if retire {
+				s.retire(key)
+			}
 		}
 	}
 }
@@ -537,6 +547,9 @@ type legacyPost struct {
 	session sessionKey
 	// stream is the session's stream, open through the gateway.
 	stream *legacyStream
+	// recorded are the requests the POST forwards, as the stream awaits
+	// them (see expectAnswers).
+	recorded map[string]uint64
 }
 
 // refuse answers a refused message as the HTTP+SSE transport answers: the
@@ -561,11 +574,14 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 // expect prepares the session's stream for the replies to the messages a
 // POST forwards, as of the catalog's generation asOf (see expectAnswers).
 func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
-	return p.stream.expectAnswers(verdicts, asOf)
+	recorded, err := p.stream.expectAnswers(verdicts, asOf)
+	p.recorded = recorded
+	return err
 }
 
-// refused tells the session's stream that the upstream refused the POST:
-// none of its requests will be answered (see legacyStream.forget).
-func (p *legacyPost) refused(verdicts []verdict) {
-	p.stream.forget(verdicts)
+// failed tells the session's stream that the POST failed: none of its
+// requests will be answered; refusedByUpstream when the upstream answered
+// the POST with an error status of its own (see legacyStream.forget).
+func (p *legacyPost) failed(refusedByUpstream bool) {
+	p.stream.forget(p.recorded, !refusedByUpstream)
 }

@@ -776,17 +776,19 @@ func TestReplayedOldListNeverCurrent(t *testing.T) {
 
 // legacyElicitingSession runs a raw HTTP+SSE upstream that answers
 // initialize and tools/list, and every other POST with what answer makes
-// of its body and id (an event for the stream, or nothing), behind a
+// of its body and id (an event for the stream, or nothing; the POST's
+// status, 0 for 202 Accepted), behind a
 // gateway; it opens the session's stream, initializes it as a client that
 // declares elicitation, and returns how to post on the session and the
 // stream.
-func legacyElicitingSession(t *testing.T, answer func(text, id string) string) (send func(body string) reply, stream *bufio.Reader) {
+func legacyElicitingSession(t *testing.T, answer func(text, id string) (event string, status int)) (send func(body string) reply, stream *bufio.Reader) {
 	t.Helper()
 	up := rawLegacyUpstream(t, nil, func(text, id string) (string, int, bool) {
 		if strings.Contains(text, `"initialize"`) || strings.Contains(text, `"tools/list"`) {
 			return "", 0, false
 		}
-		return answer(text, id), 0, true
+		event, status := answer(text, id)
+		return event, status, true
 	})
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	given, ok, stream, stop := openLegacyStream(t, gw.URL)
@@ -811,12 +813,12 @@ func legacyElicitingSession(t *testing.T, answer func(text, id string) string) (
 // allowed elicitation) reaches the client with its requestState sealed
 // for that call, as on Streamable HTTP.
 func TestLegacyInputRequestsRelayed(t *testing.T) {
-	send, stream := legacyElicitingSession(t, func(text, id string) string {
+	send, stream := legacyElicitingSession(t, func(text, id string) (string, int) {
 		if !strings.Contains(text, `"tools/call"`) {
-			return ""
+			return "", 0
 		}
 		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
-			`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`
+			`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`, 0
 	})
 	send(callBody("1", "echo", "hi"))
 	line := readLineWith(t, stream, `"id":1`)
@@ -834,19 +836,19 @@ func TestLegacyInputRequestsRelayed(t *testing.T) {
 func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 	var mu sync.Mutex
 	var retried []string
-	send, stream := legacyElicitingSession(t, func(text, id string) string {
+	send, stream := legacyElicitingSession(t, func(text, id string) (string, int) {
 		switch {
 		case strings.Contains(text, `"requestState"`):
 			mu.Lock()
 			retried = append(retried, text)
 			mu.Unlock()
-			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"done"}]}}`
+			return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"done"}]}}`, 0
 		case strings.Contains(text, `"tools/call"`) && strings.Contains(text, `"B"`):
 			// The late answer to call A (id 1), which the client cancelled.
 			return `{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
-				`"params":{"message":"delete A?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"state-for-A"}}`
+				`"params":{"message":"delete A?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"state-for-A"}}`, 0
 		}
-		return ""
+		return "", 0
 	})
 	send(callBody("1", "echo", "A"))
 	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`)
@@ -880,12 +882,12 @@ func TestLegacyReusedIDNamesNoRequest(t *testing.T) {
 // client's requests still awaiting their answers get an error saying so
 // before it ends, rather than waiting on a stream that is gone.
 func TestLegacyCutStreamAnswersInFlight(t *testing.T) {
-	send, stream := legacyElicitingSession(t, func(text, id string) string {
+	send, stream := legacyElicitingSession(t, func(text, id string) (string, int) {
 		if !strings.Contains(text, `"tools/call"`) {
-			return ""
+			return "", 0
 		}
 		// Data continued after a lone CR: a reader would split it.
-		return `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}` + "\rdata: trailing"
+		return `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}` + "\rdata: trailing", 0
 	})
 	send(callBody("1", "echo", "hi"))
 	line := readLineWith(t, stream, `"id":1`)
@@ -1003,5 +1005,30 @@ func TestLegacyCancelledListNotAnsweredAtEnd(t *testing.T) {
 	_, _ = io.Copy(&rest, stream)
 	if strings.Contains(rest.String(), `"id":"L"`) {
 		t.Errorf("the cancelled tools/list was answered when the stream ended: %s", rest.String())
+	}
+}
+
+// TestLegacyRetryAfterRefusedPost: a request whose POST the upstream
+// refused with an error status of its own (503) was never taken: the
+// client sending it again with its id is not refused, and an answer that
+// asks for input is relayed, sealed for it.
+func TestLegacyRetryAfterRefusedPost(t *testing.T) {
+	var calls atomic.Int64
+	send, stream := legacyElicitingSession(t, func(text, id string) (string, int) {
+		if !strings.Contains(text, `"tools/call"`) {
+			return "", 0
+		}
+		if calls.Add(1) == 1 {
+			return "", http.StatusServiceUnavailable
+		}
+		return `{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create",` +
+			`"params":{"message":"ok?","requestedSchema":{"type":"object","properties":{}}}}},"requestState":"upstream-state"}}`, 0
+	})
+	if r := send(callBody("5", "echo", "hi")); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("the first POST: HTTP %d %s; want the upstream's 503", r.status, r.body)
+	}
+	send(callBody("5", "echo", "hi"))
+	if line := readLineWith(t, stream, `"id":5`); !strings.Contains(line, `"requestState":"mcpgate1.`) {
+		t.Errorf("the call sent again after its POST was refused with 503: %s; want its input_required relayed, sealed", line)
 	}
 }

@@ -105,6 +105,9 @@ type answeredRequest struct {
 	// cancelled: the client cancelled the request (HTTP+SSE sessions keep
 	// a cancelled tools/list awaiting its answer).
 	cancelled bool
+	// seq tells apart, on an HTTP+SSE session, requests that took one id
+	// one after the other (see legacyStream.forget).
+	seq uint64
 }
 
 // answering records the messages whose replies the reply carries.

@@ -138,7 +138,7 @@ func (x *exchange) forward() error {
 	if status := replyfilter.Status(w); x.legacy != nil && (status < 200 || status > 299) {
 		// An HTTP+SSE POST the upstream refused (or never answered):
 		// its requests' answers will not come on the session's stream.
-		x.legacy.refused(x.verdicts)
+		x.legacy.failed(status != 0)
 	}
 	filterErr := finish(err)
 	if merger != nil {
