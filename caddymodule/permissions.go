@@ -21,6 +21,10 @@ import (
 //	}
 func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 	p := &permissions.Table{Tools: map[string]permissions.Entry{}}
+	named := map[string]*permissions.Entry{
+		"read_only": &p.ReadOnly, "write": &p.Write, "destructive": &p.Destructive,
+		"resources": &p.Resources, "prompts": &p.Prompts,
+	}
 	seen := map[string]bool{}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -32,36 +36,18 @@ func unmarshalPermissions(d *caddyfile.Dispenser) (*permissions.Table, error) {
 			return nil, d.Errf("permissions: %s: an empty argument (an action, a name or an approver is required)", key)
 		}
 		switch key {
-		case "read_only", "write", "destructive":
-			if len(args) < 1 {
-				return nil, d.Errf("permissions: %s takes an action, and approvers after needs_approval", key)
-			}
-			if seen[key] {
-				return nil, d.Errf("permissions: %s given twice", key)
-			}
-			seen[key] = true
-			entry := permissions.Entry{Action: policy.Action(args[0]), Approvers: args[1:]}
-			switch key {
-			case "read_only":
-				p.ReadOnly = entry
-			case "write":
-				p.Write = entry
-			default:
-				p.Destructive = entry
-			}
-		case "resources", "prompts":
-			if len(args) != 1 {
+		case "read_only", "write", "destructive", "resources", "prompts":
+			feature := key == "resources" || key == "prompts"
+			switch {
+			case feature && len(args) != 1:
 				return nil, d.Errf("permissions: %s takes one action, allow or block", key)
-			}
-			if seen[key] {
+			case len(args) < 1:
+				return nil, d.Errf("permissions: %s takes an action, and approvers after needs_approval", key)
+			case seen[key]:
 				return nil, d.Errf("permissions: %s given twice", key)
 			}
 			seen[key] = true
-			if key == "resources" {
-				p.Resources = permissions.Entry{Action: policy.Action(args[0])}
-			} else {
-				p.Prompts = permissions.Entry{Action: policy.Action(args[0])}
-			}
+			*named[key] = permissions.Entry{Action: policy.Action(args[0]), Approvers: args[1:]}
 		case "tool":
 			if len(args) < 2 {
 				return nil, d.Errf("permissions: tool takes a name and an action, and approvers after needs_approval")

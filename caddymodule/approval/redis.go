@@ -233,25 +233,11 @@ func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time, old
 		watched = append(watched, s.bindingKey(key))
 	}
 	err := s.transact(ctx, func(tx *redis.Tx) error {
-		existing = nil
-		for _, key := range watched {
-			id, err := tx.Get(ctx, key).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("reading approval binding from redis: %w", err)
-			}
-			if id == "" {
-				continue
-			}
-			current, err := s.get(ctx, tx, id)
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-			if current != nil && current.Live(now) {
-				existing = current
-				return nil
-			}
+		var err error
+		if existing, err = s.standing(ctx, tx, watched, now); err != nil || existing != nil {
+			return err
 		}
-		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			return s.save(ctx, p, a, true)
 		})
 		return err
@@ -266,15 +252,30 @@ func (s *redisStore) Create(ctx context.Context, a *Approval, now time.Time, old
 }
 
 func (s *redisStore) Standing(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, error) {
+	var bindings []string
 	for _, key := range standingKeys(a, olderKeys) {
-		id, err := s.client.Get(ctx, s.bindingKey(key)).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
+		bindings = append(bindings, s.bindingKey(key))
+	}
+	existing, err := s.standing(ctx, s.client, bindings, now)
+	if err == nil && existing == nil {
+		err = fmt.Errorf("%w: no approval stands for the call", ErrNotFound)
+	}
+	return existing, err
+}
+
+// standing returns the approval live at now that the first of bindings
+// (Redis keys of bindings) names, or nil, read through c (a transaction's
+// connection, in Create).
+func (s *redisStore) standing(ctx context.Context, c redis.Cmdable, bindings []string, now time.Time) (*Approval, error) {
+	for _, key := range bindings {
+		id, err := c.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("reading approval binding from redis: %w", err)
 		}
-		current, err := s.Get(ctx, id)
+		if id == "" {
+			continue
+		}
+		current, err := s.get(ctx, c, id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
@@ -282,7 +283,7 @@ func (s *redisStore) Standing(ctx context.Context, a *Approval, now time.Time, o
 			return current, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: no approval stands for the call", ErrNotFound)
+	return nil, nil
 }
 
 func (s *redisStore) Get(ctx context.Context, id string) (*Approval, error) {

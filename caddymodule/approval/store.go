@@ -138,10 +138,16 @@ func (s *memoryStore) forgetOldest(now time.Time) {
 	slices.SortFunc(done, func(a, b *Approval) int { return a.forgetAt().Compare(b.forgetAt()) })
 	// A tenth at once, so that a full store is not sorted on every Create.
 	for _, a := range done[:len(done)-maxRemembered*9/10] {
-		delete(s.approvals, a.ID)
-		if s.bindings[a.bindingKey()] == a.ID {
-			delete(s.bindings, a.bindingKey())
-		}
+		s.forget(a)
+	}
+}
+
+// forget drops an approval, and its binding if it still names it. The
+// caller holds s.mu.
+func (s *memoryStore) forget(a *Approval) {
+	delete(s.approvals, a.ID)
+	if s.bindings[a.bindingKey()] == a.ID {
+		delete(s.bindings, a.bindingKey())
 	}
 }
 
@@ -196,10 +202,7 @@ func (s *memoryStore) Due(_ context.Context, now time.Time) ([]string, error) {
 		case a.State == Pending && !now.Before(a.ExpiresAt):
 			due = append(due, id)
 		case now.After(a.forgetAt()):
-			delete(s.approvals, id)
-			if s.bindings[a.bindingKey()] == id {
-				delete(s.bindings, a.bindingKey())
-			}
+			s.forget(a)
 		}
 	}
 	for key, until := range s.claims {

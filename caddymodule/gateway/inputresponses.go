@@ -36,14 +36,15 @@ import (
 type requestState struct {
 	// Keys are the input requests the gateway relayed, sorted.
 	Keys []string `json:"k"`
-	// Method and Name are the request's; empty when the gateway could not
-	// tell which request the result answered (a result replayed on a
-	// resumed stream), and then not checked.
+	// Method and Name are the request's; a retry must be of the same. (A
+	// result whose request the gateway cannot name is not sealed: see
+	// relay.checkInputRequests.)
 	Method string `json:"m,omitempty"`
 	Name   string `json:"n,omitempty"`
-	// Params is, with Method, the digest of the request's params (see
-	// paramsDigest): the answers go with the request asked about, not
-	// with another call of the same tool (other arguments).
+	// Params is the digest of the request's params (see paramsDigest):
+	// the answers go with the request asked about, not with another call
+	// of the same tool (other arguments). Empty in the gateway's own
+	// question to the caller, whose Binding names the exact call.
 	Params string `json:"p,omitempty"`
 	// Original is the upstream's own requestState, as JSON; nil when the
 	// result had none.
@@ -127,7 +128,7 @@ var errUnboundAnswers = errors.New("inputResponses answer only input requests th
 // errUnnamedInputRequests replaces a result asking for input that answers
 // a request the gateway cannot name.
 const errUnnamedInputRequests = "the gateway cannot tell which request this result answers (it came on a GET stream, " +
-	"or replayed on a resumed one), so its input requests are not relayed: make the request again"
+	"replayed on a resumed one, or for an id a request forgotten before its answer had), so its input requests are not relayed: make the request again"
 
 // checkInputResponses holds every retried request of the body to what was
 // asked, and gives the upstream back its own requestState (re-encoding the

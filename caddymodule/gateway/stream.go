@@ -114,9 +114,10 @@ func (x *exchange) stream() error {
 		OnError: x.logReplyError,
 	})
 	// An HTTP+SSE session ends with its stream: the requests still
-	// awaiting their answers are told none will come. Also when the proxy
-	// behind aborts the response (http.ErrAbortHandler, as on a stream
-	// the gateway cut), which unwinds through here.
+	// awaiting their answers are told none will come, before the reply
+	// finishes; deferred too, for when the proxy behind aborts the
+	// response (http.ErrAbortHandler, as on a stream the gateway cut),
+	// which unwinds through here.
 	var ended sync.Once
 	endSession := func() {
 		ended.Do(func() {
@@ -132,12 +133,7 @@ func (x *exchange) stream() error {
 			g.sessions.legacy.close(rl.session, stream)
 		})
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			endSession()
-			panic(r)
-		}
-	}()
+	defer endSession()
 	err := x.next.ServeHTTP(observed, x.r)
 	endSession()
 	filterErr := finish()

@@ -62,11 +62,6 @@ func (l Limits) maxDepth() int {
 // EffectiveMaxValues returns the limit on a body's values that Parse
 // applies.
 func (l Limits) EffectiveMaxValues() int {
-	return l.maxValues()
-}
-
-// maxValues returns the effective limit on a body's values.
-func (l Limits) maxValues() int {
 	if l.MaxValues <= 0 {
 		return DefaultMaxValues
 	}

@@ -8,6 +8,7 @@ package permissions
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -92,11 +93,9 @@ func (p *Table) UnmarshalJSON(data []byte) error {
 	if err := jsonv2.Unmarshal(data, &given); err != nil {
 		return fmt.Errorf("permissions: %w", err)
 	}
-	for _, entries := range []map[string]Entry{p.categories(), p.features()} {
-		for name, entry := range entries {
-			if _, ok := given[name]; ok && entry.Action == "" {
-				return fmt.Errorf("permissions: %s: an action is required", name)
-			}
+	for name, entry := range p.namedEntries() {
+		if _, ok := given[name]; ok && entry.Action == "" {
+			return fmt.Errorf("permissions: %s: an action is required", name)
 		}
 	}
 	return nil
@@ -147,6 +146,14 @@ func (p *Table) features() map[string]Entry {
 	return map[string]Entry{"resources": p.Resources, "prompts": p.Prompts}
 }
 
+// namedEntries returns the table's entries that are members of their own
+// (categories and features) by name.
+func (p *Table) namedEntries() map[string]Entry {
+	entries := p.categories()
+	maps.Copy(entries, p.features())
+	return entries
+}
+
 // Validate checks every entry: a known action, approvers only with
 // needs_approval, and each approver a principal the gateway knows.
 func (p *Table) Validate() error {
@@ -185,12 +192,7 @@ func (p Entry) describe() string {
 // Data returns the table as policy data, data.mcp.permissions.
 func (p *Table) Data() map[string]any {
 	table := map[string]any{}
-	for key, entry := range p.categories() {
-		if entry.Action != "" {
-			table[key] = entry.data()
-		}
-	}
-	for key, entry := range p.features() {
+	for key, entry := range p.namedEntries() {
 		if entry.Action != "" {
 			table[key] = entry.data()
 		}

@@ -180,7 +180,8 @@ type writer struct {
 	// writes the reply reads them without it.
 	mu   sync.Mutex
 	mode mode
-	// status and body are a JSON reply's, held until finish.
+	// status is the upstream's final status, 0 before it came (see
+	// Status); a JSON reply's is written, with its held body, at finish.
 	status int
 	body   []byte
 	// events reads an event stream; out collects the events that one
@@ -194,9 +195,6 @@ type writer struct {
 	err error
 	// cut: the reply was an event stream when it failed (see Cut).
 	cut bool
-	// final is the upstream's final status, 0 before it came (see
-	// Status).
-	final int
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -214,12 +212,11 @@ func (o *writer) WriteHeader(status int) {
 		o.w.WriteHeader(status)
 		return
 	}
-	o.final = status
+	o.status = status
 	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
 	switch m {
 	case modeJSON:
 		o.setMode(m)
-		o.status = status
 		if n, convErr := strconv.Atoi(o.w.Header().Get("Content-Length")); convErr == nil && n > 0 && n <= o.hooks.MaxBodySize {
 			o.body = make([]byte, 0, n)
 		}
@@ -346,7 +343,7 @@ func Status(w http.ResponseWriter) int {
 	if !ok {
 		return 0
 	}
-	return o.final
+	return o.status
 }
 
 // Cut reports whether the event stream that w (a ResponseWriter from
