@@ -371,6 +371,22 @@ type bound struct {
 	approvers []string
 }
 
+// caller names who makes the call, exactly: its user within its realm
+// (one id may name two people in two realms; length-prefixed, so no two
+// callers have one name), or without one its session (a session id is
+// the upstream's: the binding names the server beside it); "" for a
+// caller with neither, whom nothing tells apart from any other such
+// caller.
+func (c *Call) caller() string {
+	switch {
+	case c.User != "":
+		return fmt.Sprintf("user:%d:%s:%s", len(c.Realm), c.Realm, c.User)
+	case c.Session != "":
+		return "session:" + c.Session
+	}
+	return ""
+}
+
 // bind works out the call's binding, canonical arguments and approvers.
 func (c *Call) bind() (bound, error) {
 	args, err := c.canonicalArguments()
@@ -381,12 +397,9 @@ func (c *Call) bind() (bound, error) {
 	if err != nil {
 		return bound{}, err
 	}
-	caller := "anonymous"
-	switch {
-	case c.User != "":
-		caller = fmt.Sprintf("user:%d:%s:%s", len(c.Realm), c.Realm, c.User)
-	case c.Session != "":
-		caller = "session:" + c.Session
+	caller := c.caller()
+	if caller == "" {
+		caller = "anonymous"
 	}
 	h := sha256.New()
 	// Length-prefixed, so no two different calls hash the same parts.

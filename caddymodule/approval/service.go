@@ -301,17 +301,16 @@ func (s *Service) turnOf(caller string) chan struct{} {
 }
 
 // callerKey names whom a call's approval counts against for
-// MaxPendingPerCaller: its user, or without one its session; "" for a
-// caller with neither, whom nothing tells apart from any other such
-// caller, and who counts against MaxPending alone.
+// MaxPendingPerCaller: the call's caller as its binding names it (see
+// Call.caller), a session together with its server (two upstreams may
+// hand out one session id); "" for a caller with neither a user nor a
+// session, who counts against MaxPending alone.
 func callerKey(call *Call) string {
-	switch {
-	case call.User != "":
-		return "user\x00" + call.User
-	case call.Session != "":
-		return "session\x00" + call.Session
+	caller := call.caller()
+	if call.User == "" && caller != "" {
+		return fmt.Sprintf("%d:%s:%s", len(call.Server), call.Server, caller)
 	}
-	return ""
+	return caller
 }
 
 // checkPending refuses a new approval when the store has MaxPending

@@ -860,6 +860,53 @@ func TestPendingBoundedUnderConcurrency(t *testing.T) {
 	}
 }
 
+// TestPendingBoundPerExactCaller: the bound on a caller's pending
+// approvals counts callers as their approvals' bindings tell them apart:
+// one user id in two realms is two callers, as is one session id on two
+// servers. A caller who fills the bound never refuses another's call.
+func TestPendingBoundPerExactCaller(t *testing.T) {
+	tests := []struct {
+		name          string
+		filler, other Call
+	}{
+		{"one user id, two realms",
+			Call{Server: "a", Tool: "t", User: "alice", Realm: `jwt issuer "https://attacker.example"`},
+			Call{Server: "b", Tool: "t", User: "alice", Realm: `jwt issuer "https://corp.example"`}},
+		{"one user id, a realm and none",
+			Call{Server: "a", Tool: "t", User: "alice", Realm: "basic"},
+			Call{Server: "a", Tool: "t", User: "alice"}},
+		{"one session id, two servers",
+			Call{Server: "a", Tool: "t", Session: "s1"},
+			Call{Server: "b", Tool: "t", Session: "s1"}},
+		{"a session id that looks like a user",
+			Call{Server: "a", Tool: "t", Session: "alice"},
+			Call{Server: "a", Tool: "t", User: "alice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStoreService(t, storeKinds[0].open, mustSecret(t, testDecisionSecret))
+			for n := range MaxPendingPerCaller {
+				call := tt.filler
+				call.Arguments = map[string]any{"n": n}
+				if _, err := s.Request(ctx, &call); err != nil {
+					t.Fatalf("filler's approval %d: %v", n, err)
+				}
+			}
+			call := tt.filler
+			call.Arguments = map[string]any{"n": MaxPendingPerCaller}
+			if _, err := s.Request(ctx, &call); !errors.Is(err, ErrTooManyPending) {
+				t.Fatalf("filler's approval past the bound: %v; want ErrTooManyPending", err)
+			}
+			other := tt.other
+			other.Arguments = map[string]any{"n": 0}
+			if _, err := s.Request(ctx, &other); err != nil {
+				t.Errorf("another caller's approval beside the filler's: %v", err)
+			}
+		})
+	}
+}
+
 // TestRequestStopsWaitingWhenItsCallerGoes: a request waiting for its turn
 // to ask for an approval (another's is being created, behind a slow
 // store) stops waiting when its context ends.
