@@ -307,8 +307,9 @@ func inputRequests(result []byte) (map[string]inputRequest, error) {
 		if err := decoder.Decode(&request); err != nil {
 			return nil, fmt.Errorf("inputRequests[%q] is not a request: %w", key, err)
 		}
-		// Read as strictly as a request the server sends on its own.
-		if err := mcpmsg.CheckParams(request.Method, request.Params); err != nil {
+		// Read as strictly as a request the server sends on its own, and
+		// as clients read it (loosely: see CheckInputRequest).
+		if err := mcpmsg.CheckInputRequest(request.Method, request.Params); err != nil {
 			return nil, fmt.Errorf("inputRequests[%q]: %s", key, err.Message)
 		}
 		requests[key] = request

@@ -1,0 +1,145 @@
+package mcpmsg
+
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// inputRequestParams are the Go types the MCP Go SDK reads the params of
+// a request embedded in a result's "inputRequests" into, by method (its
+// InputRequestMap.UnmarshalJSON). It reads them with encoding/json, which
+// matches member names to fields case-insensitively, unlike its own
+// decoder, which reads every message sent on its own; the SDK's types
+// follow the MCP schema, so they name the members such a client reads.
+var inputRequestParams = map[string]reflect.Type{
+	"elicitation/create":     reflect.TypeFor[mcp.ElicitParams](),
+	"sampling/createMessage": reflect.TypeFor[mcp.CreateMessageWithToolsParams](),
+	"roots/list":             reflect.TypeFor[mcp.ListRootsParams](),
+}
+
+// CheckInputRequest checks the params of a request that a result embeds
+// in "inputRequests" (from 2026-07-28; basic/patterns/mrtr) for the
+// client to fulfil. They are held to what a request the server sends on
+// its own is held to (the case of the members the gateway acts on, such
+// as an elicitation's mode, and what CheckParams refuses), and, since
+// clients read these entries with looser decoders (the Go SDK matches
+// their member names case-insensitively, at every depth its types
+// reach), to a member's name that such a client would read as one the
+// schema names: a "Mode" or "IncludeContext" a policy reading "mode" or
+// "includeContext" does not see is refused.
+func CheckInputRequest(method string, params map[string]any) *Error {
+	if params == nil {
+		return nil
+	}
+	m := &Message{Kind: KindRequest, Method: method}
+	if err := validateParams(map[string]any{"params": params}, m); err != nil {
+		return err
+	}
+	if err := CheckParams(method, params); err != nil {
+		return err
+	}
+	if t, ok := inputRequestParams[method]; ok {
+		return checkLooseNames(params, t, "/params")
+	}
+	return nil
+}
+
+var (
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// checkLooseNames refuses a member of v, at any depth, whose name
+// encoding/json would match to a field of t (or of the types t's fields
+// lead to) case-insensitively without being that field's name. A type
+// that decodes itself is not followed: the SDK's do so with its own,
+// case-sensitive decoder. Written here since no library reports which
+// member encoding/json matched to which field.
+func checkLooseNames(v any, t reflect.Type, at jsontext.Pointer) *Error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if pt := reflect.PointerTo(t); pt.Implements(jsonUnmarshaler) || pt.Implements(textUnmarshaler) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		fields := jsonFields(t)
+		if bad, of, found := CaseVariant(obj, slices.Collect(maps.Keys(fields))...); found {
+			return invalidRequest("member %q in %s differs from %q only by case: clients read the requests a result embeds case-insensitively", bad, at, of)
+		}
+		for _, name := range slices.Sorted(maps.Keys(obj)) {
+			if ft, ok := fields[name]; ok {
+				if err := checkLooseNames(obj[name], ft, at.AppendToken(name)); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		elems, _ := v.([]any)
+		for i, elem := range elems {
+			if err := checkLooseNames(elem, t.Elem(), at.AppendToken(fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		obj, _ := v.(map[string]any)
+		for _, name := range slices.Sorted(maps.Keys(obj)) {
+			if err := checkLooseNames(obj[name], t.Elem(), at.AppendToken(name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonFields returns the members encoding/json decodes into t's fields,
+// by name, with the fields' types: a field's tag name, or its Go name
+// without one; the fields of an embedded struct without a tag name as
+// if they were t's, where t has none of their names.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	var promoted []map[string]reflect.Type
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			promoted = append(promoted, jsonFields(ft))
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	for _, inner := range promoted {
+		for name, ft := range inner {
+			if _, ok := fields[name]; !ok {
+				fields[name] = ft
+			}
+		}
+	}
+	return fields
+}

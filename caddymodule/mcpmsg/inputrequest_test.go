@@ -1,0 +1,71 @@
+package mcpmsg
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestCheckInputRequest: a request a result embeds is refused when a
+// member's name is one a client reading it loosely (the Go SDK) takes
+// for another the schema names, at any depth the SDK's types reach, as
+// well as for what a request sent on its own is refused for.
+func TestCheckInputRequest(t *testing.T) {
+	tests := []struct {
+		name, method, params string
+		refused              string // in the error; "" when allowed
+	}{
+		{"a url elicitation", "elicitation/create", `{"mode":"url","message":"m","url":"https://x.example","elicitationId":"e"}`, ""},
+		{"a form elicitation", "elicitation/create", `{"message":"m","requestedSchema":{"type":"object","properties":{"URL":{"type":"string"},"Message":{"type":"string"}}}}`, ""},
+		{"mode capitalised", "elicitation/create", `{"Mode":"url","message":"m","url":"https://x.example"}`, `"Mode" differs from "mode"`},
+		{"mode in capitals", "elicitation/create", `{"MODE":"url","message":"m"}`, `"MODE" differs from "mode"`},
+		{"mode in mixed case", "elicitation/create", `{"mOde":"url","message":"m"}`, `"mOde" differs from "mode"`},
+		{"the url capitalised", "elicitation/create", `{"mode":"url","message":"m","URL":"https://x.example"}`, `"URL" in /params differs from "url"`},
+		{"the elicitation id in lower case", "elicitation/create", `{"message":"m","requestedSchema":{},"elicitationid":"e"}`, `"elicitationid" in /params differs from "elicitationId"`},
+		{"a sampling request", "sampling/createMessage", `{"messages":[{"role":"user","content":{"type":"text","text":"t"}}],"maxTokens":10,"includeContext":"none","modelPreferences":{"hints":[{"name":"m"}]}}`, ""},
+		{"includeContext capitalised", "sampling/createMessage", `{"messages":[],"maxTokens":10,"IncludeContext":"allServers"}`, `"IncludeContext" in /params differs from "includeContext"`},
+		{"a model preference's hints capitalised", "sampling/createMessage", `{"messages":[],"maxTokens":10,"modelPreferences":{"Hints":[{"name":"m"}]}}`, `"Hints" in /params/modelPreferences differs from "hints"`},
+		{"a hint's name capitalised", "sampling/createMessage", `{"messages":[],"maxTokens":10,"modelPreferences":{"hints":[{"NAME":"m"}]}}`, `"NAME" in /params/modelPreferences/hints/0 differs from "name"`},
+		{"a tool's schema capitalised", "sampling/createMessage", `{"messages":[],"maxTokens":10,"tools":[{"name":"t","InputSchema":{}}]}`, `"InputSchema" in /params/tools/0 differs from "inputSchema"`},
+		{"metadata read as written", "sampling/createMessage", `{"messages":[],"maxTokens":10,"metadata":{"Temperature":1}}`, ""},
+		{"a progress token capitalised", "roots/list", `{"_meta":{"ProgressToken":1}}`, `"ProgressToken" differs from "progressToken"`},
+		{"a roots request", "roots/list", `{"_meta":{"progressToken":1}}`, ""},
+		{"names that fold alike", "elicitation/create", `{"message":"m","requestedSchema":{"properties":{"a":{},"A":{}}}}`, "differ only by case"},
+		{"another method, a known member capitalised", "tools/call", `{"Name":"x"}`, `"Name" differs from "name"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			decoder := json.NewDecoder(strings.NewReader(tt.params))
+			decoder.UseNumber() // as the gateway reads them
+			var params map[string]any
+			if err := decoder.Decode(&params); err != nil {
+				t.Fatal(err)
+			}
+			err := CheckInputRequest(tt.method, params)
+			switch {
+			case tt.refused == "" && err != nil:
+				t.Errorf("CheckInputRequest(%s) = %v; want it allowed", tt.params, err.Message)
+			case tt.refused != "" && err == nil:
+				t.Errorf("CheckInputRequest(%s) allowed; want it refused for %s", tt.params, tt.refused)
+			case tt.refused != "" && !strings.Contains(err.Message, tt.refused):
+				t.Errorf("CheckInputRequest(%s) = %v; want %s", tt.params, err.Message, tt.refused)
+			}
+		})
+	}
+}
+
+// TestInputRequestParamsReadLoosely: the Go SDK reads the requests a
+// result embeds case-insensitively, as CheckInputRequest assumes (a
+// future SDK that reads them strictly makes this fail, and the check
+// can be narrowed).
+func TestInputRequestParamsReadLoosely(t *testing.T) {
+	var requests mcp.InputRequestMap
+	if err := json.Unmarshal([]byte(`{"q":{"method":"elicitation/create","params":{"Mode":"url","message":"m","URL":"https://x.example"}}}`), &requests); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := requests["q"].(*mcp.ElicitParams); !ok || p.Mode != "url" || p.URL == "" {
+		t.Errorf("the SDK read %#v; want Mode and URL read as mode and url", requests["q"])
+	}
+}
