@@ -272,6 +272,49 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	return replaceMember(result, "requestState", sealed)
 }
 
+// checkErrorElicitations decides the URL elicitations an error response
+// carries (2025-11-25, client/elicitation, "URL Elicitation Required
+// Error": code -32042, with "elicitations" in its data), which clients
+// act on as on elicitation/create requests from the server: the Go SDK
+// runs its elicitation handler on each, then makes the call again. Each
+// is read and decided as one (capabilities, foreign tasks, the policy,
+// whatever the error's code, since a client may act on any); an error
+// with one refused is replaced by the refusal, so the client never asks
+// its user. An error whose data is not an object carries none.
+func (rl *relay) checkErrorElicitations(errorObject []byte) error {
+	data, err := memberValue(errorObject, "data")
+	if err != nil || len(data) == 0 || data[0] != '{' {
+		return err
+	}
+	raw, err := memberValue(data, "elicitations")
+	if err != nil || raw == nil || string(raw) == "null" {
+		return err
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return fmt.Errorf("the error's elicitations are not an array: %w", err)
+	}
+	for i, entry := range entries {
+		decoder := json.NewDecoder(bytes.NewReader(entry))
+		decoder.UseNumber()
+		var params map[string]any
+		if err := decoder.Decode(&params); err != nil || params == nil {
+			return fmt.Errorf("the error's elicitations[%d] is not an object: %v", i, err)
+		}
+		if err := mcpmsg.CheckInputRequest("elicitation/create", params); err != nil {
+			return fmt.Errorf("the error's elicitations[%d]: %s", i, err.Message)
+		}
+		m := &mcpmsg.Message{Kind: mcpmsg.KindRequest, Method: "elicitation/create", Params: params}
+		if rl.aboutForeignTask(m) {
+			return &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: errForeignTask}
+		}
+		if decision := rl.decideRequest(m.Method, params); decision.Action != policy.ActionAllow {
+			return &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: refusalText(decision, false)}
+		}
+	}
+	return nil
+}
+
 // inputRequest is one request a result embeds.
 type inputRequest struct {
 	Method string         `json:"method"`

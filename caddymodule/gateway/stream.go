@@ -66,6 +66,7 @@ func (x *exchange) stream() error {
 			}
 			return rl.checkInputRequests(id, result)
 		},
+		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

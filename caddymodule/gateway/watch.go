@@ -76,6 +76,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		},
+		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		PassJSON: ids == nil && !rl.mayAskForInput() && !x.body.Batch,

@@ -13,8 +13,8 @@ import (
 // errNotJSON is why a rewritten result that is not valid JSON is refused.
 var errNotJSON = errors.New("rewritten result is not valid JSON")
 
-// ResponseError is an error that RewriteResult returns to answer for the
-// upstream: the response is replaced by a JSON-RPC error with this code and
+// ResponseError is an error that RewriteResult or CheckError returns to
+// answer for the upstream: the response is replaced by a JSON-RPC error with this code and
 // message, for the same id. Unlike other errors, it is a deliberate answer,
 // not a failure, and OnError is not told of it.
 type ResponseError struct {
@@ -91,33 +91,36 @@ func (o *writer) inspect(data []byte) ([]byte, error) {
 
 // rewrite returns the message to forward in place of m when m is a
 // response to a watched id, with a result that RewriteResult changes or
-// fails on; otherwise nil.
+// fails on, or an error that CheckError refuses; otherwise nil.
 func (o *writer) rewrite(m *mcpmsg.Message) []byte {
 	switch {
-	case m.Kind != mcpmsg.KindResponse || o.hooks.RewriteResult == nil:
+	case m.Kind != mcpmsg.KindResponse || (o.hooks.RewriteResult == nil && o.hooks.CheckError == nil):
 		return nil
 	case o.hooks.WatchAll:
 	case !o.watched[mcpmsg.CanonicalID(m.ID)]:
 		return nil
 	}
-	start, end, ok := resultSpan(m.Raw)
-	if !ok {
-		return nil // an error response
+	if m.IsError {
+		if o.hooks.CheckError == nil {
+			return nil
+		}
+		start, end, ok := memberSpan(m.Raw, "error")
+		if !ok {
+			return nil
+		}
+		return o.replacement(m, "checking the error", o.hooks.CheckError(m.ID, m.Raw[start:end]))
+	}
+	start, end, ok := memberSpan(m.Raw, "result")
+	if !ok || o.hooks.RewriteResult == nil {
+		return nil
 	}
 	result := m.Raw[start:end]
 	out, err := o.hooks.RewriteResult(m.ID, result)
-	if answer, ok := errors.AsType[*ResponseError](err); ok {
-		return mcpmsg.ErrorResponse(m.ID, answer.Code, answer.Message)
-	}
 	if err == nil && !jsontext.Value(out).IsValid() {
 		err = errNotJSON
 	}
 	if err != nil {
-		err = fmt.Errorf("rewriting the result for id %s: %w", m.ID, err)
-		if o.hooks.OnError != nil {
-			o.hooks.OnError(err)
-		}
-		return mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError, err.Error())
+		return o.replacement(m, "rewriting the result", err)
 	}
 	if bytes.Equal(out, result) {
 		return nil
@@ -130,9 +133,26 @@ func (o *writer) rewrite(m *mcpmsg.Message) []byte {
 	return append(spliced, m.Raw[end:]...)
 }
 
-// resultSpan returns where the value of the "result" member lies in msg, a
+// replacement returns the error response that replaces m when a hook
+// failed on it with err (nil when err is): the *ResponseError's answer, or
+// an internal error saying what failed, of which OnError is told.
+func (o *writer) replacement(m *mcpmsg.Message, doing string, err error) []byte {
+	if err == nil {
+		return nil
+	}
+	if answer, ok := errors.AsType[*ResponseError](err); ok {
+		return mcpmsg.ErrorResponse(m.ID, answer.Code, answer.Message)
+	}
+	err = fmt.Errorf("%s for id %s: %w", doing, m.ID, err)
+	if o.hooks.OnError != nil {
+		o.hooks.OnError(err)
+	}
+	return mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError, err.Error())
+}
+
+// memberSpan returns where the value of msg's member name lies in msg, a
 // message that Parse accepted; ok is false when it has none.
-func resultSpan(msg []byte) (start, end int, ok bool) {
+func memberSpan(msg []byte, member string) (start, end int, ok bool) {
 	dec := jsontext.NewDecoder(bytes.NewBuffer(msg))
 	if _, err := dec.ReadToken(); err != nil {
 		return 0, 0, false
@@ -142,7 +162,7 @@ func resultSpan(msg []byte) (start, end int, ok bool) {
 		if err != nil {
 			return 0, 0, false
 		}
-		if name.String() != "result" {
+		if name.String() != member {
 			if err := dec.SkipValue(); err != nil {
 				return 0, 0, false
 			}

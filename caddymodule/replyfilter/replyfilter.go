@@ -74,6 +74,13 @@ type Hooks struct {
 	// JSON, the response is replaced by a JSON-RPC error for the same id
 	// (mcpmsg.CodeInternalError, with the error as its message).
 	RewriteResult func(id, result []byte) ([]byte, error)
+	// CheckError, when set, is called with the raw id and the raw "error"
+	// of each error response to a watched id (an error may carry what a
+	// client acts on: a URL elicitation the request requires). It aliases
+	// the reply, as RewriteResult's result does. When it returns a
+	// *ResponseError the response is replaced by that; another error
+	// replaces it as RewriteResult's errors do; nil leaves it as it was.
+	CheckError func(id, errorObject []byte) error
 	// OnMessage, when set, is called for each JSON-RPC message of the
 	// reply, as the upstream sent it, before any rewrite. It must not
 	// block, since the reply waits for it, and must not modify msg.
@@ -98,9 +105,10 @@ type Hooks struct {
 	// and so, not being JSON-RPC, cut the stream.
 	Endpoint func(uri string) (string, error)
 	// PassJSON lets JSON replies that cannot hold a JSON-RPC request, nor
-	// a tools/list result, nor a task created, pass without being parsed:
-	// replies whose bytes name no "method", "tools" or "taskId" member, in
-	// any case, and hold no \u escape. Any other JSON reply is read as
+	// a tools/list result, nor a task created, nor an error's elicitations,
+	// pass without being parsed: replies whose bytes name no "method",
+	// "tools", "taskId" or "elicitations" member, in any case, and hold no
+	// \u escape. Any other JSON reply is read as
 	// usual, so a request smuggled into a reply is still intercepted. It
 	// is for replies in which nothing but requests would interest the
 	// hooks; event streams are always read.
@@ -418,12 +426,15 @@ func (o *writer) writeJSON() error {
 // cannotHoldRequest reports whether a JSON text certainly holds no member
 // named "method", and so no JSON-RPC request, nor one named "tools", and
 // so no tools/list result (which a reply to another request could carry,
-// as the answer to a list awaited elsewhere): it names neither, in any
-// case (as readers that match names case-insensitively read them), nor
-// holds any \u escape (with which a name could be spelled otherwise).
+// as the answer to a list awaited elsewhere), nor "taskId" (a task
+// created), nor "elicitations" (an error's URL elicitations, which
+// clients act on as on requests): it names none, in any case (as readers
+// that match names case-insensitively read them), nor holds any \u
+// escape (with which a name could be spelled otherwise).
 func cannotHoldRequest(body []byte) bool {
 	return !bytes.Contains(body, []byte(`\u`)) && !bytes.Contains(body, longS) && !bytes.Contains(body, kelvinSign) &&
-		!namesMember(body, "method") && !namesMember(body, "tools") && !namesMember(body, "taskId")
+		!namesMember(body, "method") && !namesMember(body, "tools") && !namesMember(body, "taskId") &&
+		!namesMember(body, "elicitations")
 }
 
 // longS and kelvinSign, in UTF-8, are the letters other than ASCII that
@@ -436,7 +447,7 @@ var (
 
 // namesMember reports whether body holds the quoted string name, in any
 // ASCII case: a member name, or a string alike. (Of the letters of
-// "method" and "tools", only s has a simple case fold other than ASCII,
+// the names it is given, only s has a simple case fold other than ASCII,
 // the long s, which cannotHoldRequest looks for.) It looks for the opening quote
 // and the first letter with bytes.Index, which is fast, and compares the
 // rest.

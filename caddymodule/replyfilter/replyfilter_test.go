@@ -779,6 +779,12 @@ func TestPassJSON(t *testing.T) {
 	} {
 		checkRefused(t, send(t, hooks, r))
 	}
+	for _, elicitations := range []string{`"elicitations"`, `"Elicitations"`, "\"elicitation\u017f\""} {
+		out := send(t, hooks, jsonReply(`{"jsonrpc":"2.0","id":3,"error":{"code":-32042,"message":"m","data":{`+elicitations+`:[]}}}`))
+		if !reflect.DeepEqual(out.seen, []string{"response 3"}) {
+			t.Errorf("a JSON reply holding an error's elicitations (%s): OnMessage saw %q, want it read", elicitations, out.seen)
+		}
+	}
 	for _, list := range []string{`"tools"`, `"Tools"`, `"tOOLS"`, "\"tool\u017f\"", "\"\u212aeys\""} {
 		out := send(t, hooks, jsonReply(`{"jsonrpc":"2.0","id":3,"result":{`+list+`:[]}}`))
 		if !reflect.DeepEqual(out.seen, []string{"response 3"}) {
@@ -805,6 +811,46 @@ func TestResponseError(t *testing.T) {
 	}
 	if out.reported != nil {
 		t.Errorf("OnError got %v for a deliberate answer", out.reported)
+	}
+}
+
+// TestCheckError: CheckError sees the error of each error response to a
+// watched id; a *ResponseError it returns replaces the response, another
+// error replaces it with an internal error (of which OnError is told),
+// nil leaves it as it was.
+func TestCheckError(t *testing.T) {
+	const upstreamError = `{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"m","data":{"elicitations":[]}}}`
+	for _, tt := range []struct {
+		name     string
+		err      error
+		want     string
+		reported bool
+	}{
+		{"left", nil, upstreamError, false},
+		{"refused", &replyfilter.ResponseError{Code: -31403, Message: "Blocked by policy: no"}, string(mcpmsg.ErrorResponse([]byte(`1`), -31403, "Blocked by policy: no")), false},
+		{"failed", errors.New("unreadable"), string(mcpmsg.ErrorResponse([]byte(`1`), mcpmsg.CodeInternalError, "checking the error for id 1: unreadable")), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var seen string
+			hooks := watch(returning("", errors.New("RewriteResult called")), `1`)
+			hooks.CheckError = func(id, errorObject []byte) error {
+				seen = string(id) + " " + string(errorObject)
+				return tt.err
+			}
+			for _, r := range []reply{jsonReply(upstreamError), streamReply(event("1", upstreamError))} {
+				out := send(t, hooks, r)
+				want := tt.want
+				if r.header.Get("Content-Type") == "text/event-stream" {
+					want = event("1", tt.want)
+				}
+				if got := out.rec.Body.String(); got != want || (out.reported != nil) != tt.reported {
+					t.Errorf("reply\n got %q (OnError %v)\nwant %q (OnError told: %v)", got, out.reported, want, tt.reported)
+				}
+				if seen != `1 {"code":-32042,"message":"m","data":{"elicitations":[]}}` {
+					t.Errorf("CheckError saw %q", seen)
+				}
+			}
+		})
 	}
 }
 
