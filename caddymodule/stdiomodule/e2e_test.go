@@ -439,6 +439,29 @@ func TestNothingLeftAfterStop(t *testing.T) {
 	stdiotest.WaitFor(t, fmt.Sprintf("the grandchild %d to end", grandchild), func() bool { return stdiotest.Gone(grandchild) })
 }
 
+// TestExitEndsSessions: Caddy exiting on SIGTERM, with its default
+// (eternal) grace period, ends the stdio sessions whose clients hold a
+// stream open (the Go SDK's client keeps a GET stream open for the
+// session), so that it exits and leaves no process behind, rather than
+// waiting for the clients to leave.
+func TestExitEndsSessions(t *testing.T) {
+	port := testport.Free(t)
+	gateway := runCaddy(t, caddytest.GlobalOptions(t)+site(t, port, stdiotest.ModeServe), port)
+	session := stdiotest.Connect(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), nil)
+	pid := stdiotest.PID(t, session)
+	if err := gateway.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- gateway.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Caddy still running 30 s after SIGTERM, with a client's session open")
+	}
+	stdiotest.WaitGone(t, pid)
+}
+
 // TestStateless serves a stateless client (MCP 2026-07-28): the go-sdk
 // client discovers the server, then posts each request on its own, to a
 // pooled process.

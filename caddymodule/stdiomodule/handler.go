@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,6 +36,35 @@ func init() {
 // unchanged keeps its sessions and processes, and one that changes or
 // removes it drains them.
 var servers = caddy.NewUsagePool()
+
+// exitPoll is how often endOnExit looks whether the process is exiting.
+const exitPoll = 100 * time.Millisecond
+
+// watchingExit starts endOnExit once per process.
+var watchingExit sync.Once
+
+// endOnExit waits until the process starts exiting (a signal, or the
+// admin API's /stop), then ends every stdio server's sessions, as their
+// config's Cleanup would. Caddy runs Cleanup only after its apps have
+// stopped, and its http app, while exiting, waits for every request to
+// end (for ever, with the default grace_period): a client's GET stream,
+// or a call a server never answers, held the process and its stdio
+// processes for as long as the client stayed. Caddy tells modules of
+// the exit only through caddy.Exiting (its "stopping" event needs the
+// events app configured, and apps stop in no set order), hence the poll.
+func endOnExit() {
+	for !caddy.Exiting() {
+		time.Sleep(exitPoll)
+	}
+	var live []pooledServer
+	servers.Range(func(_, value any) bool {
+		live = append(live, value.(pooledServer))
+		return true
+	})
+	for _, server := range live {
+		go func() { _ = server.Close() }()
+	}
+}
 
 // Handler serves an MCP server that speaks over stdio. Each MCP session
 // gets a process of its own, started on initialize and stopped
@@ -143,6 +173,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.key = key
 	h.server = value.(pooledServer).Server
 	h.server.SetLogger(logger)
+	watchingExit.Do(func() { go endOnExit() })
 	return nil
 }
 

@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/mcpgate/mcpgate/caddymodule"
@@ -26,7 +29,40 @@ import (
 // (see stdiotest.Main).
 func TestMain(m *testing.M) {
 	stdiotest.Main()
+	if caddyfile := os.Getenv(envRunCaddy); caddyfile != "" {
+		// A test's Caddy in a process of its own (see runCaddy).
+		os.Args = []string{"caddy", "run", "--adapter", "caddyfile", "--config", caddyfile}
+		caddycmd.Main()
+		return
+	}
 	os.Exit(m.Run())
+}
+
+// envRunCaddy, set to a Caddyfile's path, makes the test binary run
+// Caddy with it, as the caddy command does (signals included).
+const envRunCaddy = "MCPGATE_STDIOMODULE_CADDYFILE"
+
+// runCaddy runs Caddy with caddyfile in a process of its own (the test
+// binary again), killed when the test ends if still running, and waits
+// until it listens on port.
+func runCaddy(t *testing.T, caddyfile string, port int) *exec.Cmd {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRunCaddy+"="+path, "XDG_DATA_HOME="+t.TempDir())
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	caddytest.WaitForListener(t, port)
+	return cmd
 }
 
 // permissions is the gateway's table in these tests: the one the issue
