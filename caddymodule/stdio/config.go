@@ -107,6 +107,23 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("environment entry %q is not NAME=value", pair))
 		}
 	}
+	// No program can be given a NUL byte (the kernel reads each string up
+	// to its first), and Go refuses to start one that would be.
+	for _, field := range []struct {
+		name   string
+		values []string
+	}{
+		{"command", []string{c.Command.Path}},
+		{"args", c.Command.Args},
+		{"env", c.Command.Env},
+		{"dir", []string{c.Command.Dir}},
+	} {
+		for _, value := range field.values {
+			if strings.ContainsRune(value, 0) {
+				errs = append(errs, fmt.Errorf("%s %q holds a NUL byte, which no program can be given", field.name, value))
+			}
+		}
+	}
 	for _, bound := range []struct {
 		name  string
 		value int64
@@ -143,6 +160,24 @@ func (c Config) withDefaults() Config {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	return c
+}
+
+// Unavailable says why the command could not start now, nil when it
+// could: the program is not found in its PATH, or its folder is not
+// there. Either may change before a client comes (a package installed,
+// a volume mounted), so it is a warning at load, not an error.
+func (c Command) Unavailable() error {
+	if _, err := c.lookPath(); err != nil {
+		return err
+	}
+	if c.Dir != "" {
+		if info, err := os.Stat(c.Dir); err != nil {
+			return fmt.Errorf("its folder: %w", err)
+		} else if !info.IsDir() {
+			return fmt.Errorf("its folder %q is not a folder", c.Dir)
+		}
+	}
+	return nil
 }
 
 // lookPath resolves the program the way a shell with the command's own

@@ -76,3 +76,29 @@ func TestCommandNotFound(t *testing.T) {
 		t.Errorf("logged %v; want the PATH searched", logged)
 	}
 }
+
+// TestUnavailable: a command says, before any client comes, why it could
+// not start now: its program not found in its PATH, its folder missing.
+func TestUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		command stdio.Command
+		want    string // in the error; "" for none
+	}{
+		{"a program in its PATH", stdio.Command{Path: "sh", Env: []string{"PATH=/usr/bin:/bin"}}, ""},
+		{"a path", stdio.Command{Path: "/bin/sh"}, ""},
+		{"in a folder", stdio.Command{Path: "/bin/sh", Dir: dir}, ""},
+		{"a program not in its PATH", stdio.Command{Path: "no-such-mcp-server", Env: []string{"PATH=/nonexistent"}}, "not found in the server's PATH"},
+		{"a missing folder", stdio.Command{Path: "/bin/sh", Dir: dir + "/missing"}, "its folder"},
+		{"a file for a folder", stdio.Command{Path: "/bin/sh", Dir: "/bin/sh"}, "is not a folder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.command.Unavailable()
+			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("Unavailable() = %v; want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -9,8 +9,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/stdio"
 )
@@ -77,7 +83,8 @@ type Handler struct {
 	// PATH it runs with (see env). Required.
 	//
 	// In command, args, env values and dir, global placeholders such as
-	// {env.GITHUB_TOKEN} are replaced when the config loads.
+	// {env.GITHUB_TOKEN} are replaced when the config loads; a request's
+	// placeholder ({http.*}, {mcp.*}) is refused.
 	Command string `json:"command,omitempty"`
 	// The program's arguments.
 	Args []string `json:"args,omitempty"`
@@ -173,13 +180,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.key = key
 	h.server = value.(pooledServer).Server
 	h.server.SetLogger(logger)
+	if err := h.config.Command.Unavailable(); err != nil {
+		logger.Warn("the MCP server's command cannot start as configured; sessions will fail until it can", zap.Error(err))
+	}
 	watchingExit.Do(func() { go endOnExit() })
 	return nil
 }
 
+// requestPlaceholder finds a placeholder of a request (Caddy's http.*,
+// mcpgate's mcp.*), which Provision's replacer, with no request, would
+// leave as written: the program would get "{mcp.user.id}" itself.
+var requestPlaceholder = regexp.MustCompile(`\{(?:http|mcp)\.[^{}]*\}`)
+
 // Validate checks the resolved configuration.
 func (h *Handler) Validate() error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(h.Env)) {
+		// Environment() joins NAME=value: a name holding "=" would give
+		// the program another variable than the one configured.
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			errs = append(errs, fmt.Errorf(`env name %q: a variable's name must be non-empty, without "=" or a NUL byte`, name))
+		}
+	}
+	fields := map[string][]string{"command": {h.Command}, "args": h.Args, "dir": {h.Dir}}
+	for name, value := range h.Env {
+		fields["env "+name] = []string{value}
+	}
+	for _, field := range slices.Sorted(maps.Keys(fields)) {
+		for _, value := range fields[field] {
+			if placeholder := requestPlaceholder.FindString(value); placeholder != "" {
+				errs = append(errs, fmt.Errorf("%s: %s is a request's placeholder, which has no value when the config loads: "+
+					"only global placeholders ({env.*}, {file.*}, {system.*}, {time.*}) are replaced, once, as the config loads", field, placeholder))
+			}
+		}
+	}
 	if err := h.config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("mcp_stdio: %w", err)
 	}
 	return nil
