@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,8 +63,10 @@ type process struct {
 	// reaped is set, under mu, once the program is reaped: its process
 	// group id may then name another group, and must not be signalled.
 	reaped bool
-	// lastWords is the last line the program wrote to stderr.
-	lastWords string
+	// lastWords is the last line the program wrote to stderr, but blank
+	// ones; lastError the last of its lines that reads as an error (see
+	// readsAsError).
+	lastWords, lastError string
 }
 
 // startProcess starts the command in a process group of its own, with
@@ -210,12 +213,30 @@ func (p *process) exitReason(quoteStderr bool) string {
 		reason += " (" + p.exitErr.Error() + ")"
 	}
 	p.mu.Lock()
-	lastWords := p.lastWords
+	lastWords, lastError := p.lastWords, p.lastError
 	p.mu.Unlock()
-	if lastWords != "" && quoteStderr {
+	switch {
+	case !quoteStderr || lastWords == "":
+	case lastError != "" && lastError != lastWords:
+		// Runtimes end a crash's report with lines that do not say
+		// why: Node.js with its version ("Node.js v20.20.2"), Python
+		// and Go with a stack.
+		reason += "; its last stderr line reading as an error: " + lastError + "; its last: " + lastWords
+	default:
 		reason += "; its last stderr line: " + lastWords
 	}
 	return reason
+}
+
+// errorLine matches a line that reads as an error's report: "Error:
+// Cannot find module", "ModuleNotFoundError: No module named x",
+// "panic: ...", "Traceback (most recent call last):", "fatal: ...".
+var errorLine = regexp.MustCompile(`^(?:[\w.$]*(?:Error|Exception)\b|panic:|fatal( error)?:|Traceback )`)
+
+// readsAsError reports whether a line of stderr reads as an error's
+// report (see errorLine).
+func readsAsError(line string) bool {
+	return errorLine.MatchString(strings.TrimSpace(line))
 }
 
 // logStderr logs each line the program writes to stderr, cut at
@@ -249,9 +270,14 @@ func (p *process) logStderr(stderr io.Reader) {
 			} else {
 				notLogged++
 			}
-			p.mu.Lock()
-			p.lastWords = truncate(text, maxLastWords)
-			p.mu.Unlock()
+			if strings.TrimSpace(text) != "" {
+				p.mu.Lock()
+				p.lastWords = truncate(text, maxLastWords)
+				if readsAsError(text) {
+					p.lastError = p.lastWords
+				}
+				p.mu.Unlock()
+			}
 		}
 		for truncated {
 			// Drop the rest of the line.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"go.uber.org/zap"
 )
 
 // TestBacklogBounded: what a server sends while its client has no stream
@@ -64,5 +65,39 @@ func TestReadFailureMidMessage(t *testing.T) {
 	}
 	if got := s.readFailure(fmt.Errorf("message too large")).message; !strings.HasPrefix(got, "reading from the MCP server: ") {
 		t.Errorf("readFailure of another error = %q", got)
+	}
+}
+
+// TestExitReasonQuotesTheError: a crashed server's exit is explained by
+// the last line of its stderr that reads as an error, where runtimes end
+// their reports with lines that do not say why (Node.js's version, a
+// stack, blank lines), and by its last line otherwise.
+func TestExitReasonQuotesTheError(t *testing.T) {
+	tests := []struct {
+		name, stderr, want string
+	}{
+		{"node", "node:internal/modules/cjs/loader:1228\n  throw err;\n  ^\n\nError: Cannot find module '/srv/server.js'\n    at Module._resolveFilename (node:internal/modules/cjs/loader:1225:15)\n  code: 'MODULE_NOT_FOUND',\n  requireStack: []\n}\n\nNode.js v20.20.2\n",
+			"its last stderr line reading as an error: Error: Cannot find module '/srv/server.js'; its last: Node.js v20.20.2"},
+		{"python", "Traceback (most recent call last):\n  File \"server.py\", line 1, in <module>\n    import mcp\nModuleNotFoundError: No module named 'mcp'\n",
+			"its last stderr line: ModuleNotFoundError: No module named 'mcp'"},
+		{"go", "panic: no token\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:9 +0x1d\nexit status 2\n",
+			"its last stderr line reading as an error: panic: no token; its last: exit status 2"},
+		{"a plain last line", "starting\nGITHUB_TOKEN is not set\n", "its last stderr line: GITHUB_TOKEN is not set"},
+		{"blank lines last", "bad config\n\n   \n", "its last stderr line: bad config"},
+		{"nothing", "", "the MCP server exited (exit status 1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exited := make(chan struct{})
+			close(exited)
+			p := &process{exited: exited, exitErr: fmt.Errorf("exit status 1"), logger: zap.NewNop()}
+			p.logStderr(strings.NewReader(tt.stderr))
+			if got := p.exitReason(true); !strings.HasSuffix(got, tt.want) {
+				t.Errorf("exitReason = %q; want it to end with %q", got, tt.want)
+			}
+			if got := p.exitReason(false); got != "the MCP server exited (exit status 1)" {
+				t.Errorf("exitReason(false) = %q; want stderr unquoted", got)
+			}
+		})
 	}
 }
