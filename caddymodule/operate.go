@@ -147,6 +147,11 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	if strings.TrimSpace(l.Key) == "" {
 		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
 	}
+	if unbalancedBraces(l.Key) {
+		// An unclosed placeholder is kept as written: every caller would
+		// share one count.
+		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: a placeholder is not closed (or a brace not opened): write {name}, and \\{ for a brace of the key's own", l.Key)
+	}
 	if name := unknownMCPPlaceholder(l.Key); name != "" {
 		// Unknown, it would be replaced by nothing: every caller would
 		// share one count.
@@ -222,6 +227,31 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 
 // varsPrefix is how a placeholder names one of the request's variables.
 const varsPrefix = "http.vars."
+
+// unbalancedBraces reports whether a key template holds a brace that
+// opens no placeholder Caddy's replacer closes, or closes none it
+// opened: "{mcp.tool.name", "mcp}", "{a{b}}". A brace escaped with a
+// backslash is the key's own, as the replacer reads it.
+func unbalancedBraces(template string) bool {
+	open := false
+	for i := 0; i < len(template); i++ {
+		switch template[i] {
+		case '\\':
+			i++ // the next byte is the key's own
+		case '{':
+			if open {
+				return true
+			}
+			open = true
+		case '}':
+			if !open {
+				return true
+			}
+			open = false
+		}
+	}
+	return open
+}
 
 // unknownMCPPlaceholder returns the first placeholder of a key template
 // that names one of mcpgate's ({mcp.*}, {http.vars.mcp.*}) that does not

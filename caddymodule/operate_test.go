@@ -227,17 +227,25 @@ func TestRateLimitCountsPerLimit(t *testing.T) {
 }
 
 // TestRateLimitKeysNameKnownPlaceholders: a key naming a placeholder of
-// mcpgate's that does not exist (a typo) does not load: replaced by
-// nothing, it would make every caller share one count.
+// mcpgate's that does not exist (a typo), or with a placeholder left
+// open, does not load: replaced by nothing, or kept as written, it would
+// make every caller share one count.
 func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	for key, wantErr := range map[string]bool{
-		"{mcp.user.id}/{mcp.tool.name}":                     false,
-		"{http.vars.mcp.tool.name}/{http.request.header.X}": false,
-		"{http.vars.client_ip}":                             false,
-		"{mcp.tool.nam}":                                    true,
-		"{http.vars.mcp.user}/{mcp.tool.name}":              true,
+	const unknown, unclosed = "is no placeholder of mcpgate's", "a placeholder is not closed"
+	for key, want := range map[string]string{
+		"{mcp.user.id}/{mcp.tool.name}":                     "",
+		"{http.vars.mcp.tool.name}/{http.request.header.X}": "",
+		"{http.vars.client_ip}":                             "",
+		`tool\{x\}/{mcp.tool.name}`:                         "",
+		"{mcp.tool.nam}":                                    unknown,
+		"{http.vars.mcp.user}/{mcp.tool.name}":              unknown,
+		"{mcp.tool.name":                                    unclosed,
+		"{mcp.user.id}/{mcp.tool.name":                      unclosed,
+		"mcp.tool.name}":                                    unclosed,
+		"{mcp.{mcp.tool.name}}":                             unclosed,
 	} {
+		wantErr := want != ""
 		t.Setenv("XDG_DATA_HOME", t.TempDir())
 		// Refused as the Caddyfile is read, or, in JSON, as it loads.
 		var h caddymodule.Handler
@@ -245,7 +253,7 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 		if err == nil {
 			err = loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", openTable+"\n\t\trate_limit "+key+" 1/1h", up.URL))
 		}
-		if (err != nil) != wantErr || err != nil && !strings.Contains(err.Error(), "is no placeholder of mcpgate's") {
+		if (err != nil) != wantErr || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("rate_limit %s: %v; want it refused: %v", key, err, wantErr)
 		}
 	}
