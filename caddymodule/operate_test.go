@@ -74,6 +74,7 @@ func TestPlaceholders(t *testing.T) {
 	log_append mcp_tool {mcp.tool.name}
 	log_append mcp_action {mcp.decision.action}
 	header >X-MCP-Tool {mcp.tool.name}
+	header >X-MCP-Server {mcp.server}
 	route {
 		mcp_policy {
 			%s
@@ -112,6 +113,21 @@ func TestPlaceholders(t *testing.T) {
 	entry := logLine(t, accessLog, func(e map[string]any) bool { return e["mcp_tool"] == "create_issue" })
 	if entry["mcp_action"] != "allow" {
 		t.Errorf("access log entry %v; want mcp_action allow beside mcp_tool", entry)
+	}
+	// A request without a message has the facts of its server and
+	// session, and none of a message's: empty, not left as written.
+	for _, method := range []string{http.MethodGet, http.MethodDelete} {
+		req, _ := http.NewRequest(method, gateway, nil)
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tool, server := resp.Header.Values("X-MCP-Tool"), resp.Header.Get("X-MCP-Server"); strings.Contains(strings.Join(tool, ""), "{") || server != "test" {
+			t.Errorf("%s: X-MCP-Tool %q, X-MCP-Server %q; want no tool and server test", method, tool, server)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"strings"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
@@ -85,6 +86,22 @@ func (x *exchange) annotateRejection(e *refusal) {
 		Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller,
 		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
 	})
+}
+
+// annotateBodyless tells the host what the gateway knows of a request
+// that carries no message (GET, DELETE, HEAD, OPTIONS): its server,
+// session, caller and revision. The facts of a message are empty, so the
+// rest of the route reads them as "" rather than finding no placeholder
+// (a header of {mcp.tool.name} sent as written).
+func (x *exchange) annotateBodyless() {
+	if x.g.host.Annotate == nil {
+		return
+	}
+	version := x.r.Header.Get(mcphttp.HeaderProtocolVersion)
+	if mcphttp.CheckVersion(version) != nil {
+		version = ""
+	}
+	x.g.host.Annotate(x.r, Facts{Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, ProtocolVersion: version})
 }
 
 // actionReject is the action of a request refused before policy.

@@ -132,6 +132,7 @@ func (x *exchange) passBodyless() error {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "a "+r.Method+" request must not carry a body")
 	}
 	r.Body = http.NoBody
+	x.annotateBodyless()
 	if r.Method == http.MethodGet {
 		return x.stream()
 	}
