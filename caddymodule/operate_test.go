@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -88,11 +89,12 @@ func TestPlaceholders(t *testing.T) {
 	waitForListener(t, port)
 	gateway := fmt.Sprintf("http://127.0.0.1:%d/", port)
 
-	call := func(tool string) *http.Response {
+	send := func(method string, body io.Reader) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
-			fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"x"}}}`, tool)))
-		req.Header.Set("Content-Type", "application/json")
+		req, _ := http.NewRequest(method, gateway, body)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
 		resp, err := http.DefaultClient.Do(req)
@@ -101,6 +103,11 @@ func TestPlaceholders(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp
+	}
+	call := func(tool string) *http.Response {
+		t.Helper()
+		return send(http.MethodPost, strings.NewReader(
+			fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"text":"x"}}}`, tool)))
 	}
 	if resp := call("echo"); resp.Header.Get("X-MCP-Tool") != "echo" {
 		t.Errorf("X-MCP-Tool = %q, want echo", resp.Header.Get("X-MCP-Tool"))
@@ -117,14 +124,7 @@ func TestPlaceholders(t *testing.T) {
 	// A request without a message has the facts of its server and
 	// session, and none of a message's: empty, not left as written.
 	for _, method := range []string{http.MethodGet, http.MethodDelete} {
-		req, _ := http.NewRequest(method, gateway, nil)
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := send(method, nil)
 		if tool, server := resp.Header.Values("X-MCP-Tool"), resp.Header.Get("X-MCP-Server"); strings.Contains(strings.Join(tool, ""), "{") || server != "test" {
 			t.Errorf("%s: X-MCP-Tool %q, X-MCP-Server %q; want no tool and server test", method, tool, server)
 		}

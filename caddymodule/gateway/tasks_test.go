@@ -236,13 +236,7 @@ func TestInputRequestReadAsClientsReadIt(t *testing.T) {
 			up := echoUpstream(t, func(string, []byte) string {
 				return `{"resultType":"input_required","inputRequests":{"q":` + fmt.Sprintf(tt.request, tt.member) + `},"requestState":"s"}`
 			})
-			engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": rego}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-			cfg.MaxBody = 64 << 10
-			gw := serveGateway(t, cfg, up.URL)
+			gw := policyGateway(t, rego, up.URL)
 			header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"echo"}}
 			r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":`+tt.capabilities+`}}}`)
 			if relayed := strings.Contains(string(r.body), `"inputRequests"`); relayed != tt.relayed || r.status != http.StatusOK {
@@ -293,32 +287,13 @@ func TestErrorElicitationsDecided(t *testing.T) {
 		{"blocked, on an event stream", elicitationRequired("1", "elicitations", "https://phish.example/"), urlMode, false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var m struct {
-					ID     json.RawMessage `json:"id"`
-					Method string          `json:"method"`
-				}
-				body, _ := io.ReadAll(r.Body)
-				_ = json.Unmarshal(body, &m)
-				w.Header().Set("Content-Type", "application/json")
-				if m.Method == "tools/list" {
-					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-					return
-				}
+			up := messageUpstream(t, func(string, json.RawMessage, []byte) string {
 				if tt.stream {
-					w.Header().Set("Content-Type", "text/event-stream")
-					fmt.Fprintf(w, "data: %s\n\n", tt.reply)
-					return
+					return "data: " + tt.reply + "\n\n"
 				}
-				fmt.Fprint(w, tt.reply)
-			}))
-			engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": elicitingPolicy}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-			cfg.MaxBody = 64 << 10
-			gw := serveGateway(t, cfg, up.URL)
+				return tt.reply
+			})
+			gw := policyGateway(t, elicitingPolicy, up.URL)
 			header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"echo"}}
 			r := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":`+tt.capabilities+`}}}`)
 			if passed := strings.Contains(string(r.body), tt.reply); passed != tt.passed || strings.Contains(string(r.body), "phish.example") != (tt.passed && strings.Contains(tt.reply, "phish")) {
@@ -333,37 +308,16 @@ func TestErrorElicitationsDecided(t *testing.T) {
 // Elicitation Required error, is never asked one the policy blocks: its
 // call fails with the refusal.
 func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &m)
-		w.Header().Set("Content-Type", "application/json")
-		switch m.Method {
+	up := messageUpstream(t, func(method string, id json.RawMessage, _ []byte) string {
+		switch method {
 		case "initialize":
-			w.Header().Set("Mcp-Session-Id", "raw-1")
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-		case "tools/list":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+			return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
 		case "tools/call":
-			fmt.Fprint(w, elicitationRequired(string(m.ID), "elicitations", "https://phish.example/"))
-		default:
-			if r.Method == http.MethodGet {
-				w.WriteHeader(http.StatusMethodNotAllowed)
-				return
-			}
-			w.WriteHeader(http.StatusAccepted)
+			return elicitationRequired(string(id), "elicitations", "https://phish.example/")
 		}
-	}))
-	engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": elicitingPolicy}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody = 64 << 10
-	gw := serveGateway(t, cfg, up.URL)
+		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{}}`
+	})
+	gw := policyGateway(t, elicitingPolicy, up.URL)
 	var asked atomic.Int32
 	session := connect(t, gw.URL, &mcp.ClientOptions{
 		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}}},
@@ -374,10 +328,23 @@ func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
 	}, mcphttp.Version20251125)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
 	if asked.Load() != 0 || err == nil || !strings.Contains(err.Error(), "only the identity provider may ask") {
 		t.Errorf("the client was asked %d times; the call: %v; want the call refused with the policy's reason, the client never asked", asked.Load(), err)
 	}
+}
+
+// policyGateway serves a gateway deciding with the one Rego module given,
+// in front of upstreamURL, until the test ends.
+func policyGateway(t *testing.T, rego, upstreamURL string) *testGateway {
+	t.Helper()
+	engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": rego}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	return serveGateway(t, cfg, upstreamURL)
 }
 
 // echoUpstream is a raw upstream answering in JSON that lists one
@@ -385,18 +352,43 @@ func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
 // body) with the result answer returns.
 func echoUpstream(t *testing.T, answer func(method string, body []byte) string) *upstreamtest.Upstream {
 	t.Helper()
+	return messageUpstream(t, func(method string, id json.RawMessage, body []byte) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, answer(method, body))
+	})
+}
+
+// messageUpstream is a raw upstream that lists one read-only tool, echo,
+// and answers every other POST with the message reply returns for its
+// method, id and body: in JSON, or as an event stream when reply gives
+// one ("data: ..."); its answer to initialize opens session raw-1. A GET
+// gets 405.
+func messageUpstream(t *testing.T, reply func(method string, id json.RawMessage, body []byte) string) *upstreamtest.Upstream {
+	t.Helper()
 	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
 		var request struct {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
 		}
 		body, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(body, &request)
-		w.Header().Set("Content-Type", "application/json")
 		if request.Method == "tools/list" {
+			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
 			return
 		}
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, request.ID, answer(request.Method, body))
+		answer := reply(request.Method, request.ID, body)
+		if request.Method == "initialize" {
+			w.Header().Set("Mcp-Session-Id", "raw-1")
+		}
+		if strings.HasPrefix(answer, "data: ") {
+			w.Header().Set("Content-Type", "text/event-stream")
+		} else {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		fmt.Fprint(w, answer)
 	}))
 }

@@ -20,9 +20,11 @@ import (
 // decoder, which reads every message sent on its own; the SDK's types
 // follow the MCP schema, so they name the members such a client reads.
 var inputRequestParams = map[string]reflect.Type{
-	"elicitation/create":     reflect.TypeFor[mcp.ElicitParams](),
+	"elicitation/create": reflect.TypeFor[mcp.ElicitParams](),
+	//lint:ignore SA1019 sampling is deprecated (SEP-2577) but servers still ask for it, and clients still answer
 	"sampling/createMessage": reflect.TypeFor[mcp.CreateMessageWithToolsParams](),
-	"roots/list":             reflect.TypeFor[mcp.ListRootsParams](),
+	//lint:ignore SA1019 roots are deprecated (SEP-2577) but servers still ask for them, and clients still answer
+	"roots/list": reflect.TypeFor[mcp.ListRootsParams](),
 }
 
 // CheckInputRequest checks the params of a request that a result embeds
