@@ -1116,6 +1116,12 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 		{"answers without a requestState", "confirm", map[string]any{"inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
 		{"a requestState the gateway never issued", "confirm", map[string]any{"requestState": "server-state-1", "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
 		{"answers replayed on another request", "ask", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusForbidden, ""},
+		// Servers read answers loosely (the Go SDK matches members in any
+		// case): what the policy would read otherwise is refused.
+		{"an answer whose action is spelt Action", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": map[string]any{"Action": "decline"}}}, http.StatusBadRequest, ""},
+		{"an answer whose content is spelt Content", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": map[string]any{"action": "accept", "Content": map[string]any{"amount": 5000}}}}, http.StatusBadRequest, ""},
+		{"an answer of two kinds", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": map[string]any{"action": "accept", "roots": []any{}}}}, http.StatusBadRequest, ""},
+		{"an answer that is no object", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": "yes"}}, http.StatusBadRequest, ""},
 		{"the answer asked for", "confirm", map[string]any{"requestState": state, "inputResponses": map[string]any{"confirm": accept}}, http.StatusOK, ""},
 	}
 	for _, tt := range tests {

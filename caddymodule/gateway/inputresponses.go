@@ -166,9 +166,13 @@ func (x *exchange) checkInputResponses() error {
 			if !ok {
 				return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "inputResponses is not an object")
 			}
-			for key := range answers {
+			for _, key := range slices.Sorted(maps.Keys(answers)) {
 				if !slices.Contains(state.Keys, key) {
 					return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, fmt.Sprintf("%s: no input request %q was relayed", errUnboundAnswers, key))
+				}
+				// Read as servers read it (see CheckInputResponse).
+				if err := mcpmsg.CheckInputResponse(key, answers[key]); err != nil {
+					return refuse(http.StatusBadRequest, err.Code, err.Message)
 				}
 			}
 		}

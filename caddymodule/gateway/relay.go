@@ -186,7 +186,7 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	}
 	// Read as strictly as a client's request: what the policy would
 	// decide on must be what the client reads.
-	if err := mcpmsg.CheckParams(m.Method, m.Params); err != nil {
+	if err := mcpmsg.CheckServerRequest(m.Method, m.Params); err != nil {
 		rl.logger().Warn("server request refused: its params may be read otherwise than the policy reads them",
 			zap.String("method", m.Method), zap.String("reason", err.Message))
 		rl.refuse(m, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInvalidParams, err.Message))

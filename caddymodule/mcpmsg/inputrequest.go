@@ -8,8 +8,10 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -45,11 +47,84 @@ func CheckInputRequest(method string, params map[string]any) *Error {
 	if err := validateParams(map[string]any{"params": params}, m); err != nil {
 		return err
 	}
-	if err := CheckParams(method, params); err != nil {
+	if err := CheckServerRequest(method, params); err != nil {
 		return err
 	}
 	if t, ok := inputRequestParams[method]; ok {
 		return checkLooseNames(params, t, "/params")
+	}
+	return nil
+}
+
+// CheckServerRequest checks the params of a request a server sends the
+// client, sent on its own or embedded in a result, for what a client
+// would read otherwise than the policy: what CheckParams refuses, and in
+// an elicitation's requestedSchema a member whose name the Go SDK's
+// client reads as a JSON Schema keyword it is not spelt as ("Properties",
+// "Default"): it reads the schema with jsonschema-go, case-insensitively,
+// and fills the user's answer with the defaults it finds, which the
+// person never saw.
+func CheckServerRequest(method string, params map[string]any) *Error {
+	if err := CheckParams(method, params); err != nil {
+		return err
+	}
+	if schema, ok := params["requestedSchema"]; ok && method == "elicitation/create" {
+		return checkSchemaNames(schema, "/params/requestedSchema")
+	}
+	return nil
+}
+
+// inputResponseKinds are, in the order the Go SDK looks for them (its
+// unmarshalInputResponse, case-insensitively), the members that tell the
+// kind of an answer in a retried request's inputResponses, and the type
+// it then reads the answer into.
+var inputResponseKinds = []struct {
+	member string
+	t      reflect.Type
+}{
+	//lint:ignore SA1019 roots are deprecated (SEP-2577) but clients still answer them
+	{"roots", reflect.TypeFor[mcp.ListRootsResult]()},
+	{"action", reflect.TypeFor[mcp.ElicitResult]()},
+	//lint:ignore SA1019 sampling is deprecated (SEP-2577) but clients still answer it
+	{"role", reflect.TypeFor[mcp.CreateMessageWithToolsResult]()},
+}
+
+// CheckInputResponse checks one answer of a retried request's
+// "inputResponses" (from 2026-07-28; basic/patterns/mrtr), under key,
+// for what a server reads otherwise than the policy: the Go SDK tells
+// an answer's kind by an "action", "role" or "roots" member found in any
+// case, then matches its members to fields case-insensitively. An
+// answer that is not an object, names its kind but for case or names
+// more than one kind, or holds a member a server reads as another
+// ("Action":"decline" read as action), is refused.
+func CheckInputResponse(key string, answer any) *Error {
+	at := jsontext.Pointer("/params/inputResponses").AppendToken(key)
+	obj, ok := answer.(map[string]any)
+	if !ok {
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s must be an object, not %s", at, typeName(answer))}
+	}
+	var t reflect.Type
+	var kinds []string
+	for _, kind := range inputResponseKinds {
+		if bad, of, found := CaseVariant(obj, kind.member); found {
+			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("member %q in %s differs from %q only by case: servers read answers case-insensitively", bad, at, of)}
+		}
+		if _, ok := obj[kind.member]; ok {
+			kinds = append(kinds, kind.member)
+			if t == nil {
+				t = kind.t
+			}
+		}
+	}
+	switch {
+	case len(kinds) > 1:
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s names more than one kind of answer (%s): servers would read it as one the policy may not", at, strings.Join(kinds, ", "))}
+	case t == nil:
+		return nil // no kind: a server refuses it
+	}
+	if err := checkLooseNames(obj, t, at); err != nil {
+		err.Code = CodeInvalidParams
+		return err
 	}
 	return nil
 }
@@ -68,6 +143,9 @@ var (
 func checkLooseNames(v any, t reflect.Type, at jsontext.Pointer) *Error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == schemaType {
+		return checkSchemaNames(v, at) // it decodes itself, loosely
 	}
 	if pt := reflect.PointerTo(t); pt.Implements(jsonUnmarshaler) || pt.Implements(textUnmarshaler) {
 		return nil
@@ -144,4 +222,53 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		}
 	}
 	return fields
+}
+
+// schemaType is jsonschema-go's Schema, which reads a schema with
+// encoding/json: member names match its keywords case-insensitively.
+var schemaType = reflect.TypeFor[jsonschema.Schema]()
+
+// schemaKeywords are the members Schema.UnmarshalJSON reads, with the
+// types it reads them into: its fields' tags, and the keywords it reads
+// apart ("type", "items", "const", "dependencies" and the integers),
+// which it also matches case-insensitively.
+var schemaKeywords = sync.OnceValue(func() map[string]reflect.Type {
+	keywords := jsonFields(schemaType)
+	keywords["type"] = reflect.TypeFor[any]()
+	keywords["const"] = reflect.TypeFor[any]()
+	keywords["items"] = schemaType // a schema, or an array of them
+	keywords["dependencies"] = reflect.TypeFor[map[string]jsonschema.Schema]()
+	for _, name := range []string{"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains"} {
+		keywords[name] = reflect.TypeFor[int]()
+	}
+	return keywords
+})
+
+// checkSchemaNames refuses, in a JSON Schema (or an array of them, as
+// "items" may hold), a member whose name Schema.UnmarshalJSON reads as a
+// keyword it is not spelt as, at any depth a schema leads to: the
+// schemas of "properties", "items", "anyOf" and the like; a property's
+// name is its own.
+func checkSchemaNames(v any, at jsontext.Pointer) *Error {
+	switch v := v.(type) {
+	case []any:
+		for i, elem := range v {
+			if err := checkSchemaNames(elem, at.AppendToken(fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		keywords := schemaKeywords()
+		if bad, of, found := CaseVariant(v, slices.Collect(maps.Keys(keywords))...); found {
+			return invalidRequest("member %q in %s differs from %q only by case: clients read a requested schema's keywords case-insensitively", bad, at, of)
+		}
+		for _, name := range slices.Sorted(maps.Keys(v)) {
+			if t, ok := keywords[name]; ok {
+				if err := checkLooseNames(v[name], t, at.AppendToken(name)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -34,6 +34,12 @@ func TestCheckInputRequest(t *testing.T) {
 		{"a roots request", "roots/list", `{"_meta":{"progressToken":1}}`, ""},
 		{"names that fold alike", "elicitation/create", `{"message":"m","requestedSchema":{"properties":{"a":{},"A":{}}}}`, "differ only by case"},
 		{"another method, a known member capitalised", "tools/call", `{"Name":"x"}`, `"Name" differs from "name"`},
+		{"a schema's properties capitalised", "elicitation/create", `{"message":"m","requestedSchema":{"type":"object","Properties":{"grant_admin":{"type":"boolean","default":true}}}}`, `"Properties" in /params/requestedSchema differs from "properties"`},
+		{"a property's default capitalised", "elicitation/create", `{"message":"m","requestedSchema":{"type":"object","properties":{"confirm":{"type":"boolean","Default":true}}}}`, `"Default" in /params/requestedSchema/properties/confirm differs from "default"`},
+		{"a schema's type in capitals", "elicitation/create", `{"message":"m","requestedSchema":{"TYPE":"object"}}`, `"TYPE" in /params/requestedSchema differs from "type"`},
+		{"an item schema's enum capitalised", "elicitation/create", `{"message":"m","requestedSchema":{"properties":{"tags":{"type":"array","items":{"Enum":["a"]}}}}}`, `"Enum" in /params/requestedSchema/properties/tags/items differs from "enum"`},
+		{"a schema in anyOf", "elicitation/create", `{"message":"m","requestedSchema":{"properties":{"p":{"anyOf":[{"Const":1}]}}}}`, `"Const" in /params/requestedSchema/properties/p/anyOf/0 differs from "const"`},
+		{"property names of any case", "elicitation/create", `{"message":"m","requestedSchema":{"type":"object","properties":{"Default":{"type":"string","title":"Default","default":"x"},"Type":{"type":"string"}},"required":["Default"]}}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,5 +73,63 @@ func TestInputRequestParamsReadLoosely(t *testing.T) {
 	}
 	if p, ok := requests["q"].(*mcp.ElicitParams); !ok || p.Mode != "url" || p.URL == "" {
 		t.Errorf("the SDK read %#v; want Mode and URL read as mode and url", requests["q"])
+	}
+}
+
+// TestCheckServerRequest: an elicitation sent on its own is refused for
+// a requested schema that clients read otherwise (its params are read
+// strictly by the Go SDK, its schema case-insensitively).
+func TestCheckServerRequest(t *testing.T) {
+	for params, refused := range map[string]bool{
+		`{"message":"m","requestedSchema":{"type":"object","properties":{"ok":{"type":"boolean","default":false}}}}`:         false,
+		`{"message":"m","requestedSchema":{"type":"object","Properties":{"grant_admin":{"type":"boolean","default":true}}}}`: true,
+		`{"message":"m","requestedSchema":{"type":"object","properties":{"ok":{"type":"boolean","DEFAULT":true}}}}`:          true,
+		`{"message":"m","Mode":"url"}`: false, // read strictly: the mode is what Parse checks
+	} {
+		var decoded map[string]any
+		if err := json.Unmarshal([]byte(params), &decoded); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckServerRequest("elicitation/create", decoded); (err != nil) != refused {
+			t.Errorf("CheckServerRequest(%s) = %v; want it refused: %v", params, err, refused)
+		}
+	}
+}
+
+// TestCheckInputResponse: an answer of a retried request is refused when
+// a server, reading it as the Go SDK does (its kind by "action", "role"
+// or "roots" in any case, its members case-insensitively), would read it
+// otherwise than the policy.
+func TestCheckInputResponse(t *testing.T) {
+	tests := []struct {
+		name, answer, refused string
+	}{
+		{"an elicitation's answer", `{"action":"accept","content":{"amount":5}}`, ""},
+		{"a sampling answer", `{"role":"assistant","content":{"type":"text","text":"t"},"model":"m"}`, ""},
+		{"a roots answer", `{"roots":[{"uri":"file:///srv","name":"srv"}]}`, ""},
+		{"no kind", `{"content":{}}`, ""},
+		{"action capitalised", `{"Action":"decline"}`, `"Action" in /params/inputResponses/k differs from "action"`},
+		{"roots in capitals", `{"ROOTS":[]}`, `"ROOTS" in /params/inputResponses/k differs from "roots"`},
+		{"content capitalised", `{"action":"accept","Content":{"amount":5000}}`, `"Content" in /params/inputResponses/k differs from "content"`},
+		{"a root's uri in capitals", `{"roots":[{"URI":"file:///"}]}`, `"URI" in /params/inputResponses/k/roots/0 differs from "uri"`},
+		{"two kinds", `{"action":"decline","roots":[]}`, "more than one kind of answer (roots, action)"},
+		{"no object", `"accept"`, "/params/inputResponses/k must be an object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var answer any
+			if err := json.Unmarshal([]byte(tt.answer), &answer); err != nil {
+				t.Fatal(err)
+			}
+			err := CheckInputResponse("k", answer)
+			switch {
+			case tt.refused == "" && err != nil:
+				t.Errorf("CheckInputResponse(%s) = %v; want it allowed", tt.answer, err.Message)
+			case tt.refused != "" && err == nil:
+				t.Errorf("CheckInputResponse(%s) allowed; want it refused for %s", tt.answer, tt.refused)
+			case tt.refused != "" && (!strings.Contains(err.Message, tt.refused) || err.Code != CodeInvalidParams):
+				t.Errorf("CheckInputResponse(%s) = %d %v; want %d %s", tt.answer, err.Code, err.Message, CodeInvalidParams, tt.refused)
+			}
+		})
 	}
 }
