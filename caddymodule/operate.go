@@ -147,12 +147,13 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	if strings.TrimSpace(l.Key) == "" {
 		return ratelimit.Rule{}, errors.New("rate_limit: a key is required")
 	}
-	if unbalancedBraces(l.Key) {
+	keys, unbalanced := keyPlaceholders(l.Key)
+	if unbalanced {
 		// An unclosed placeholder is kept as written: every caller would
 		// share one count.
 		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: a placeholder is not closed (or a brace not opened): write {name}, and \\{ for a brace of the key's own", l.Key)
 	}
-	if name := unknownMCPPlaceholder(l.Key); name != "" {
+	if name := unknownMCPPlaceholder(keys); name != "" {
 		// Unknown, it would be replaced by nothing: every caller would
 		// share one count.
 		return ratelimit.Rule{}, fmt.Errorf("rate_limit %s: {%s} is no placeholder of mcpgate's (they are %s)", l.Key, name, strings.Join(slices.Sorted(maps.Keys(placeholders)), ", "))
@@ -228,51 +229,58 @@ func (l *RateLimit) keyOf(scope string) func(*http.Request, gateway.Facts) strin
 // varsPrefix is how a placeholder names one of the request's variables.
 const varsPrefix = "http.vars."
 
-// unbalancedBraces reports whether a key template holds a brace that
-// opens no placeholder Caddy's replacer closes, or closes none it
-// opened: "{mcp.tool.name", "mcp}", "{a{b}}". A brace escaped with a
-// backslash is the key's own, as the replacer reads it.
-func unbalancedBraces(template string) bool {
-	open := false
-	for i := 0; i < len(template); i++ {
-		switch template[i] {
-		case '\\':
-			i++ // the next byte is the key's own
-		case '{':
-			if open {
-				return true
-			}
-			open = true
-		case '}':
-			if !open {
-				return true
-			}
-			open = false
+// keyPlaceholders returns the placeholders a key template names, as
+// Caddy's replacer reads it (its escapes and nesting), and whether a
+// brace is left that opens or closes none ("{mcp.tool.name", "mcp}"),
+// which the replacer keeps as written, or opens one inside another
+// ("{{mcp.user.id}", a placeholder named "{mcp.user.id", which none is).
+func keyPlaceholders(template string) (keys []string, unbalanced bool) {
+	repl := caddy.NewEmptyReplacer()
+	repl.Map(func(key string) (any, bool) {
+		keys = append(keys, key)
+		return "", true
+	})
+	if _, err := repl.ReplaceOrErr(template, false, false); err != nil {
+		return keys, true // too many left open
+	}
+	for _, key := range keys {
+		if strings.Contains(key, "{") {
+			return keys, true // "{{mcp.user.id}" names "{mcp.user.id", no placeholder
 		}
 	}
-	return open
+	// Escaped braces are the key's own: taken out, any brace left in what
+	// the replacer gives back is one it read as no placeholder's.
+	empty := caddy.NewEmptyReplacer()
+	empty.Map(func(string) (any, bool) { return "", true })
+	left, err := empty.ReplaceOrErr(withoutEscapedBraces(template), false, false)
+	return keys, err != nil || strings.ContainsAny(left, "{}")
+}
+
+// withoutEscapedBraces is template without the braces Caddy's replacer
+// reads as escaped (those after a backslash), nor their backslashes.
+func withoutEscapedBraces(template string) string {
+	var b strings.Builder
+	for i := 0; i < len(template); i++ {
+		if template[i] == '\\' && i+1 < len(template) && (template[i+1] == '{' || template[i+1] == '}') {
+			i++
+			continue
+		}
+		b.WriteByte(template[i])
+	}
+	return b.String()
 }
 
 // unknownMCPPlaceholder returns the first placeholder of a key template
 // that names one of mcpgate's ({mcp.*}, {http.vars.mcp.*}) that does not
 // exist, or "".
-func unknownMCPPlaceholder(template string) string {
-	for rest := template; ; {
-		start := strings.IndexByte(rest, '{')
-		if start < 0 {
-			return ""
-		}
-		end := strings.IndexByte(rest[start:], '}')
-		if end < 0 {
-			return ""
-		}
-		name := rest[start+1 : start+end]
-		rest = rest[start+end+1:]
+func unknownMCPPlaceholder(keys []string) string {
+	for _, name := range keys {
 		mcp := strings.TrimPrefix(name, varsPrefix)
 		if _, known := placeholders[mcp]; strings.HasPrefix(mcp, "mcp.") && !known {
 			return name
 		}
 	}
+	return ""
 }
 
 // maxKeyLength is the longest rate limit key kept as it is; a longer one

@@ -260,6 +260,9 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 		"{mcp.user.id}/{mcp.tool.name":                      unclosed,
 		"mcp.tool.name}":                                    unclosed,
 		"{mcp.{mcp.tool.name}}":                             unclosed,
+		`\\{mcp.user.id}`:                                   unclosed, // Caddy reads \{ as escaped, the \ before it as the key's
+		`\{mcp.tool.nam\}/{mcp.user.id}`:                    "",       // escaped: the key's own text
+		strings.Repeat("{", 200) + "{mcp.user.id}":          unclosed,
 	} {
 		wantErr := want != ""
 		t.Setenv("XDG_DATA_HOME", t.TempDir())

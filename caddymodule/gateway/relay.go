@@ -275,8 +275,9 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 // checkErrorElicitations decides the URL elicitations an error response
 // carries (2025-11-25, client/elicitation, "URL Elicitation Required
 // Error": code -32042, with "elicitations" in its data), which clients
-// act on as on elicitation/create requests from the server: the Go SDK
-// runs its elicitation handler on each, then makes the call again. Each
+// act on as on elicitation/create requests from the server: the
+// specification has them show the user each URL and make the call again
+// once it is done (the Go SDK ships that flow as a middleware). Each
 // is read and decided as one (capabilities, foreign tasks, the policy,
 // whatever the error's code, since a client may act on any); an error
 // with one refused is replaced by the refusal, so the client never asks

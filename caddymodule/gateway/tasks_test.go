@@ -3,16 +3,17 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -340,10 +341,11 @@ func TestErrorElicitationsDecided(t *testing.T) {
 	}
 }
 
-// TestErrorElicitationsNeverReachTheGoClient: the Go SDK's client, which
-// runs its elicitation handler on each URL elicitation of a URL
-// Elicitation Required error, is never asked one the policy blocks: its
-// call fails with the refusal.
+// TestErrorElicitationsNeverReachTheGoClient: a Go SDK client whose call
+// gets a URL Elicitation Required error (whose URLs the specification
+// has clients show their user, the SDK with a middleware of its own)
+// gets, when the policy blocks one of its elicitations, the refusal
+// instead: another code, and no elicitation to show.
 func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
 	up := messageUpstream(t, func(method string, id json.RawMessage, _ []byte) string {
 		switch method {
@@ -355,19 +357,15 @@ func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
 		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{}}`
 	})
 	gw := policyGateway(t, elicitingPolicy, up.URL)
-	var asked atomic.Int32
 	session := connect(t, gw.URL, &mcp.ClientOptions{
 		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}}},
-		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-			asked.Add(1)
-			return &mcp.ElicitResult{Action: "accept"}, nil
-		},
 	}, mcphttp.Version20251125)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
-	if asked.Load() != 0 || err == nil || !strings.Contains(err.Error(), "only the identity provider may ask") {
-		t.Errorf("the client was asked %d times; the call: %v; want the call refused with the policy's reason, the client never asked", asked.Load(), err)
+	rpcErr, ok := errors.AsType[*jsonrpc.Error](err)
+	if !ok || rpcErr.Code != gateway.CodeRefusedByPolicy || strings.Contains(string(rpcErr.Data), "phish") || !strings.Contains(rpcErr.Message, "only the identity provider may ask") {
+		t.Errorf("the call: %#v; want the policy's refusal (%d) with its reason, and no elicitation", err, gateway.CodeRefusedByPolicy)
 	}
 }
 

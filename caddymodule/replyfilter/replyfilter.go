@@ -57,14 +57,15 @@ type Hooks struct {
 	// ReplyValuesPerRequestValue times mcpmsg.DefaultMaxValues.
 	MaxValues int
 	// WatchIDs are the raw JSON ids of the requests whose responses
-	// RewriteResult sees. Ids compare as mcpmsg.CanonicalID makes them:
-	// "\u0061" matches "a", which no reader tells apart, but "1" does not
-	// match 1, and numbers match only when written alike (the replies the
-	// wrapper reads carry no numeric ids but integers written plainly).
+	// RewriteResult and CheckError see. Ids compare as
+	// mcpmsg.CanonicalID makes them: "\u0061" matches "a", which no
+	// reader tells apart, but "1" does not match 1, and numbers match
+	// only when written alike (the replies the wrapper reads carry no
+	// numeric ids but integers written plainly).
 	WatchIDs [][]byte
-	// WatchAll makes RewriteResult see every response, whatever its id
-	// (for streams whose requests the gateway does not know, such as a
-	// resumed one).
+	// WatchAll makes RewriteResult and CheckError see every response,
+	// whatever its id (for streams whose requests the gateway does not
+	// know, such as a resumed one).
 	WatchAll bool
 	// RewriteResult, when set, is called with the raw id and the raw
 	// "result" of each response to a watched id, and returns the result to
@@ -146,7 +147,7 @@ func Wrap(w http.ResponseWriter, hooks Hooks) (http.ResponseWriter, func() error
 		hooks.MaxBodySize = DefaultMaxBodySize
 	}
 	o := &writer{w: w, hooks: hooks}
-	if hooks.RewriteResult != nil && len(hooks.WatchIDs) > 0 && !hooks.WatchAll {
+	if (hooks.RewriteResult != nil || hooks.CheckError != nil) && len(hooks.WatchIDs) > 0 && !hooks.WatchAll {
 		o.watched = make(map[string]bool, len(hooks.WatchIDs))
 		for _, id := range hooks.WatchIDs {
 			o.watched[mcpmsg.CanonicalID(id)] = true

@@ -837,8 +837,16 @@ func TestCheckError(t *testing.T) {
 				seen = string(id) + " " + string(errorObject)
 				return tt.err
 			}
+			withoutRewrite := hooks
+			withoutRewrite.RewriteResult = nil
 			for _, r := range []reply{jsonReply(upstreamError), streamReply(event("1", upstreamError))} {
 				out := send(t, hooks, r)
+				if tt.err != nil {
+					// Watched for CheckError alone, as for both.
+					if without := send(t, withoutRewrite, r); without.rec.Body.String() != out.rec.Body.String() {
+						t.Errorf("without RewriteResult\n got %q\nwant %q", without.rec.Body.String(), out.rec.Body.String())
+					}
+				}
 				want := tt.want
 				if r.header.Get("Content-Type") == "text/event-stream" {
 					want = event("1", tt.want)

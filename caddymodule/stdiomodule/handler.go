@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -187,10 +186,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// requestPlaceholder finds a placeholder of a request (Caddy's http.*,
-// mcpgate's mcp.*), which Provision's replacer, with no request, would
-// leave as written: the program would get "{mcp.user.id}" itself.
-var requestPlaceholder = regexp.MustCompile(`\{(?:http|mcp)\.[^{}]*\}`)
+// requestPlaceholder returns the first placeholder of a request
+// (Caddy's http.*, mcpgate's mcp.*) in value, as Caddy's replacer finds
+// them (an escaped \{ is none), or "": Provision's replacer, with no
+// request, would leave it as written, and the program would get
+// "{mcp.user.id}" itself.
+func requestPlaceholder(value string) string {
+	var found string
+	repl := caddy.NewEmptyReplacer()
+	repl.Map(func(key string) (any, bool) {
+		if found == "" && (strings.HasPrefix(key, "http.") || strings.HasPrefix(key, "mcp.")) {
+			found = "{" + key + "}"
+		}
+		return nil, false
+	})
+	repl.ReplaceKnown(value, "")
+	return found
+}
 
 // Validate checks the resolved configuration.
 func (h *Handler) Validate() error {
@@ -208,7 +220,7 @@ func (h *Handler) Validate() error {
 	}
 	for _, field := range slices.Sorted(maps.Keys(fields)) {
 		for _, value := range fields[field] {
-			if placeholder := requestPlaceholder.FindString(value); placeholder != "" {
+			if placeholder := requestPlaceholder(value); placeholder != "" {
 				errs = append(errs, fmt.Errorf("%s: %s is a request's placeholder, which has no value when the config loads: "+
 					"only global placeholders ({env.*}, {file.*}, {system.*}, {time.*}) are replaced, once, as the config loads", field, placeholder))
 			}
