@@ -170,6 +170,9 @@ func browserSignedIn(t *testing.T, chromium, user, password string) context.Cont
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium keeps its singleton socket in a folder of TMPDIR, and
+		// leaves it there: the test's own, removed with it.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 	)
 	t.Cleanup(stopAllocator)
 	browser, stopBrowser := chromedp.NewContext(allocator)
