@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -201,8 +202,25 @@ func requestPlaceholder(value string) string {
 		return nil, false
 	})
 	repl.ReplaceKnown(value, "")
+	if found == "" {
+		// A brace escaped on one side only ("\{mcp.user.id}"): the
+		// replacer reads no placeholder, and the program gets the text.
+		if half := halfEscaped.FindString(escapedBraces.Replace(value)); half != "" {
+			found = `\{` + strings.TrimPrefix(half, "\x00")
+		}
+	}
 	return found
 }
+
+// escapedBraces marks the braces Caddy's replacer reads as escaped (after
+// a backslash) with a NUL, which no configured value holds (see
+// stdio.Config.Validate).
+var escapedBraces = strings.NewReplacer(`\{`, "\x00", `\}`, "\x00")
+
+// halfEscaped matches, in a value whose escaped braces escapedBraces
+// marked, a request placeholder's name closed by a brace the replacer
+// reads but opened by one it does not.
+var halfEscaped = regexp.MustCompile(`\x00(?:http|mcp)\.[^{}\x00]*\}`)
 
 // Validate checks the resolved configuration.
 func (h *Handler) Validate() error {

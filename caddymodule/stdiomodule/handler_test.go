@@ -32,6 +32,8 @@ func TestValidate(t *testing.T) {
 		{"a request placeholder in dir", `{"handler":"mcp_stdio","command":"server","dir":"/srv/{http.request.host}"}`, "dir: {http.request.host}"},
 		{"braces that are no placeholder", `{"handler":"mcp_stdio","command":"server","args":["{\"a\":1}","{}"],"env":{"J":"{\"http.x\":1}"}}`, ""},
 		{"an escaped, literal request placeholder", `{"handler":"mcp_stdio","command":"server","args":["--url-template=https://x/\\{http.request.host\\}"]}`, ""},
+		{"a placeholder escaped on one side", `{"handler":"mcp_stdio","command":"server","args":["--user=\\{mcp.user.id}"]}`, `args: \{mcp.user.id} is a request's placeholder`},
+		{"a Windows path before a placeholder", `{"handler":"mcp_stdio","command":"server","dir":"C:\\srv\\{mcp.user.id}"}`, `dir: \{mcp.user.id} is a request's placeholder`},
 		{"a global placeholder", `{"handler":"mcp_stdio","command":"server","env":{"HOME_COPY":"{env.HOME}"}}`, ""},
 	}
 	for _, tt := range tests {
