@@ -32,9 +32,9 @@ func TestEdgeAllowlist(t *testing.T) {
 			t.Setenv("MCP_UPSTREAM", fmt.Sprintf("127.0.0.1:%d", demoPort))
 			edge := strings.ReplaceAll(readFile(t, "../../examples/edge/Caddyfile"), "./policies", "../../policies")
 			// The test's global options (its own admin socket) replace
-			// the example's.
-			edge = strings.Replace(edge, "{\n\tadmin unix/edge-admin.sock\n}\n", "", 1)
-			caddytest.Start(t, caddytest.GlobalOptions(t)+edge+fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_demo\n}\n", demoPort))
+			// the example's admin; its other options are kept.
+			global, site := exampleGlobalOptions(t, edge)
+			caddytest.Start(t, caddytest.GlobalOptions(t, global...)+site+fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_demo\n}\n", demoPort))
 			caddytest.WaitForListener(t, edgePort)
 
 			req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/", edgePort), strings.NewReader(
@@ -51,6 +51,25 @@ func TestEdgeAllowlist(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleGlobalOptions splits an example Caddyfile into the options of
+// its global block but admin (the lines, without comments) and the rest.
+func exampleGlobalOptions(t *testing.T, caddyfile string) (options []string, rest string) {
+	t.Helper()
+	start := strings.Index(caddyfile, "\n{\n")
+	end := strings.Index(caddyfile[start+1:], "\n}\n")
+	if start < 0 || end < 0 {
+		t.Fatal("the example has no global options block")
+	}
+	block := caddyfile[start+3 : start+1+end]
+	for line := range strings.Lines(block) {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "admin ") {
+			options = append(options, line)
+		}
+	}
+	return options, caddyfile[:start+1] + caddyfile[start+1+end+3:]
 }
 
 func readFile(t *testing.T, path string) string {
