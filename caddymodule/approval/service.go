@@ -250,10 +250,39 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 			zap.String("id", a.ID), zap.String("server", a.Server), zap.String("tool", a.Tool),
 			zap.String("user", a.User), zap.String("session", a.Session), zap.Strings("approvers", a.Approvers),
 			zap.String("reason", a.Reason), zap.Time("expires_at", a.ExpiresAt))
-		s.announce(EventRequested, a)
 		s.refreshPending(ctx)
 	}
 	return got, nil
+}
+
+// announceRequested announces a pending approval to the webhooks, once:
+// it is then marked Announced. A caller's requests hold their stripe's
+// turn while they do (see createBounded), so its calls made again at
+// once find it marked; gateways sharing a store may announce it twice,
+// under one webhook-id, which receivers tell apart.
+func (s *Service) announceRequested(a *Approval) {
+	if len(s.settings.Load().Webhooks) == 0 {
+		return // nobody to tell: nothing to mark either
+	}
+	s.announce(EventRequested, a)
+	if _, err := s.store.Update(s.ctx, a.ID, func(current *Approval) error {
+		current.Announced = true
+		return nil
+	}); err != nil {
+		s.settings.Load().Logger.Warn("approval announced, but not marked so: the call made again announces it again (same webhook-id)",
+			zap.String("id", a.ID), zap.Error(err))
+	}
+}
+
+// announceIfUnannounced announces a, an approval that stands for a call,
+// when it is pending under this gateway's decision secret and was never
+// announced: saved by a Create whose answer was lost.
+func (s *Service) announceIfUnannounced(a *Approval, keyID string) {
+	if a.State == Pending && !a.Announced && a.KeyID == keyID {
+		s.settings.Load().Logger.Info("approval found pending but never announced (its creation's answer was lost); announcing it",
+			zap.String("id", a.ID))
+		s.announceRequested(a)
+	}
 }
 
 // createStripes is how many stripes of callers check and create their
@@ -266,7 +295,9 @@ const createStripes = 64
 // requests are checked and created one at a time, so that its calls
 // coming together cannot all pass its bound at the last place; callers
 // apart, and gateways sharing a Redis, check theirs side by side
-// (MaxPending may be passed by as many as ask at the same moment).
+// (MaxPending may be passed by as many as ask at the same moment). An
+// approval created is announced, and one found that never was (see
+// Approval.Announced), within the same turn.
 func (s *Service) createBounded(ctx context.Context, a *Approval, caller string, now time.Time, olderKeys []string) (*Approval, bool, error) {
 	turn := s.turnOf(caller)
 	select {
@@ -277,6 +308,7 @@ func (s *Service) createBounded(ctx context.Context, a *Approval, caller string,
 	}
 	if err := s.checkPending(ctx, caller); err != nil {
 		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
+			s.announceIfUnannounced(standing, a.KeyID)
 			return standing, false, nil
 		}
 		return nil, false, err
@@ -285,12 +317,17 @@ func (s *Service) createBounded(ctx context.Context, a *Approval, caller string,
 	if err != nil {
 		return nil, false, err
 	}
-	if created && caller != "" {
+	if !created {
+		s.announceIfUnannounced(got, a.KeyID)
+		return got, false, nil
+	}
+	if caller != "" {
 		s.callersMu.Lock()
 		s.byCaller[caller] = append(s.byCaller[caller], a.ID)
 		s.callersMu.Unlock()
 	}
-	return got, created, nil
+	s.announceRequested(a)
+	return got, true, nil
 }
 
 // turnOf returns the token of the caller's stripe (see creating).

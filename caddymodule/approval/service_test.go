@@ -81,6 +81,63 @@ func newTestService(t *testing.T, rc *receiver, timeout time.Duration) *Service 
 	return s
 }
 
+// lostReplyStore saves what Create saves, then fails it once, as a Redis
+// that went away after it committed and before it answered.
+type lostReplyStore struct {
+	Store
+	lost atomic.Bool
+}
+
+func (s *lostReplyStore) Create(ctx context.Context, a *Approval, now time.Time, olderKeys ...string) (*Approval, bool, error) {
+	got, created, err := s.Store.Create(ctx, a, now, olderKeys...)
+	if err == nil && s.lost.CompareAndSwap(false, true) {
+		return nil, false, errors.New("creating approval in redis: EOF")
+	}
+	return got, created, err
+}
+
+// TestAnnouncedWhenCreationAnswerLost: an approval saved by a Create
+// whose answer was lost (the call refused) is announced to the approvers
+// when the call is made again and finds it, once: a later call finds it
+// announced.
+func TestAnnouncedWhenCreationAnswerLost(t *testing.T) {
+	rc := &receiver{secret: mustSecret(t, testSecret)}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	s, err := NewService(func(onChange ChangeFunc) (Store, error) {
+		return &lostReplyStore{Store: NewMemoryStore(onChange)}, nil
+	}, &Settings{
+		Webhooks:        []Webhook{{URL: srv.URL}},
+		WebhookSecrets:  []Secret{rc.secret},
+		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+		CallbackURL:     "https://gw.example/approvals",
+		Timeout:         time.Minute,
+		FirstRetry:      20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	call := func() (*Approval, error) {
+		return s.Request(context.Background(), &Call{User: "alice", Server: "tracker", Tool: "create_issue", Arguments: map[string]any{"title": "x"}})
+	}
+	if _, err := call(); err == nil {
+		t.Fatal("the call whose approval's creation was not answered went on")
+	}
+	a, err := call()
+	if err != nil || a.State != Pending {
+		t.Fatalf("the call made again: %v, %v; want the approval saved before, pending", a, err)
+	}
+	waitFor(t, func() bool { events, _, _ := rc.received(); return len(events) == 1 }, "the approval found pending was never announced")
+	if _, err := call(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a second announcement would have come by now
+	if events, ids, _ := rc.received(); len(events) != 1 || events[0].ID != a.ID || ids[0] != "msg_"+a.ID+"_requested" {
+		t.Errorf("announced %d times (%v); want once, for %s", len(events), ids, a.ID)
+	}
+}
+
 // TestWebhookRetriedUntilDelivered: a receiver that fails gets the same
 // message (same webhook-id) again, each signed anew, until it accepts.
 func TestWebhookRetriedUntilDelivered(t *testing.T) {
