@@ -108,6 +108,13 @@ func (a *Approvals) decide(w http.ResponseWriter, r *http.Request) error {
 		if decided, err = service.Decide(r.Context(), id, verb == "approve", by, req.Reason); err == nil {
 			return writeJSON(w, decided)
 		}
+		if errors.Is(err, approval.ErrConflict) {
+			// An operator retrying a decision answered 503 (saved as the
+			// store went away) finds it taken, not another's.
+			if settled, getErr := service.Get(r.Context(), id); getErr == nil && settled.DecidedAs(verb == "approve", by, req.Reason) {
+				return writeJSON(w, settled)
+			}
+		}
 	}
 	status := approvalhttp.Status(err)
 	if status == http.StatusServiceUnavailable {

@@ -215,6 +215,22 @@ func (a *Approval) decide(to State, by Decider, reason string, now time.Time, us
 	return nil
 }
 
+// DecidedAs reports whether the approval was decided as by deciding
+// approve (or deny) with reason would decide it: a decider retrying a
+// decision whose answer was lost (its store away just after it saved)
+// finds its own decision, not another's.
+func (a *Approval) DecidedAs(approve bool, by Decider, reason string) bool {
+	want, claim := Denied, by.Claim
+	if approve {
+		want = Approved
+	}
+	if claim == by.ID {
+		claim = ""
+	}
+	return a.State == want && a.Approver == by.ID && a.ApproverClaim == claim &&
+		a.DecisionReason == reason && a.DecisionMessage == by.Message
+}
+
 // deliver uses up an approval or a denial.
 func (a *Approval) deliver(now time.Time) error {
 	if (a.State != Approved && a.State != Denied) || !a.Live(now) {

@@ -72,11 +72,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id strin
 // decidedBy reports whether the approval was decided by this very
 // message: the webhook-id it came with, and the outcome it asks for.
 func decidedBy(a *approval.Approval, d approval.CallbackDecision, webhookID string) bool {
-	want := approval.Denied
-	if d.Decision == approval.DecisionApprove {
-		want = approval.Approved
-	}
-	return a.State == want && a.Approver == approval.PrincipalWebhook && webhookID != "" && a.DecisionMessage == webhookID
+	by := approval.Decider{ID: approval.PrincipalWebhook, Claim: d.Approver, Message: webhookID}
+	return webhookID != "" && a.DecidedAs(d.Decision == approval.DecisionApprove, by, d.Reason)
 }
 
 // Status maps an error of the approval package to the HTTP status that
