@@ -145,11 +145,13 @@ type Approval struct {
 	// Delivered is set once a call ran on the approval, or a caller was
 	// told of the denial: the decision is used up.
 	Delivered bool `json:"delivered,omitempty"`
-	// Announced is set once the approval's approval.requested event was
-	// handed to the webhooks' deliveries: one found pending without it
+	// Unannounced is set when the approval is created for webhooks to
+	// announce, and cleared, atomically, by the one gateway that then
+	// announces it (approval.requested): one found pending with it set
 	// was saved by a Create whose answer was lost (its store went away
-	// just after), and is announced when its call is made again.
-	Announced bool `json:"announced,omitempty"`
+	// just after), and is announced when its call is made again. A record
+	// without it (of an earlier version) counts as announced.
+	Unannounced bool `json:"unannounced,omitempty"`
 }
 
 // Live reports whether the approval still stands for its binding: pending

@@ -236,6 +236,7 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 		RequestedAt: now,
 		ExpiresAt:   now.Add(settings.Timeout),
 		State:       Pending,
+		Unannounced: len(settings.Webhooks) > 0,
 	}
 	var olderKeys []string
 	for _, secret := range settings.DecisionSecrets[1:] {
@@ -255,30 +256,40 @@ func (s *Service) Request(ctx context.Context, call *Call) (*Approval, error) {
 	return got, nil
 }
 
+// errAnnounced is why announceRequested's mark finds nothing to do.
+var errAnnounced = errors.New("announced already")
+
 // announceRequested announces a pending approval to the webhooks, once:
-// it is then marked Announced. A caller's requests hold their stripe's
-// turn while they do (see createBounded), so its calls made again at
-// once find it marked; gateways sharing a store may announce it twice,
-// under one webhook-id, which receivers tell apart.
+// the gateway that clears its Unannounced mark (an atomic change of the
+// store) announces it, and no other; when the store cannot be reached to
+// clear it, it is announced all the same (a receiver tells a second
+// announcement by its webhook-id).
 func (s *Service) announceRequested(a *Approval) {
 	if len(s.settings.Load().Webhooks) == 0 {
-		return // nobody to tell: nothing to mark either
+		return
 	}
-	s.announce(EventRequested, a)
-	if _, err := s.store.Update(s.ctx, a.ID, func(current *Approval) error {
-		current.Announced = true
+	_, err := s.store.Update(s.ctx, a.ID, func(current *Approval) error {
+		if !current.Unannounced {
+			return errAnnounced
+		}
+		current.Unannounced = false
 		return nil
-	}); err != nil {
-		s.settings.Load().Logger.Warn("approval announced, but not marked so: the call made again announces it again (same webhook-id)",
+	})
+	switch {
+	case errors.Is(err, errAnnounced):
+		return
+	case err != nil:
+		s.settings.Load().Logger.Warn("approval announced without its mark cleared: a call made again may announce it again (same webhook-id)",
 			zap.String("id", a.ID), zap.Error(err))
 	}
+	s.announce(EventRequested, a)
 }
 
 // announceIfUnannounced announces a, an approval that stands for a call,
-// when it is pending under this gateway's decision secret and was never
-// announced: saved by a Create whose answer was lost.
-func (s *Service) announceIfUnannounced(a *Approval, keyID string) {
-	if a.State == Pending && !a.Announced && a.KeyID == keyID {
+// when it is pending under one of this gateway's decision secrets and
+// was never announced: saved by a Create whose answer was lost.
+func (s *Service) announceIfUnannounced(a *Approval) {
+	if a.State == Pending && a.Unannounced && s.Owns(a) {
 		s.settings.Load().Logger.Info("approval found pending but never announced (its creation's answer was lost); announcing it",
 			zap.String("id", a.ID))
 		s.announceRequested(a)
@@ -297,7 +308,7 @@ const createStripes = 64
 // apart, and gateways sharing a Redis, check theirs side by side
 // (MaxPending may be passed by as many as ask at the same moment). An
 // approval created is announced, and one found that never was (see
-// Approval.Announced), within the same turn.
+// Approval.Unannounced), within the same turn.
 func (s *Service) createBounded(ctx context.Context, a *Approval, caller string, now time.Time, olderKeys []string) (*Approval, bool, error) {
 	turn := s.turnOf(caller)
 	select {
@@ -308,7 +319,7 @@ func (s *Service) createBounded(ctx context.Context, a *Approval, caller string,
 	}
 	if err := s.checkPending(ctx, caller); err != nil {
 		if standing, serr := s.store.Standing(ctx, a, now, olderKeys...); serr == nil {
-			s.announceIfUnannounced(standing, a.KeyID)
+			s.announceIfUnannounced(standing)
 			return standing, false, nil
 		}
 		return nil, false, err
@@ -318,7 +329,7 @@ func (s *Service) createBounded(ctx context.Context, a *Approval, caller string,
 		return nil, false, err
 	}
 	if !created {
-		s.announceIfUnannounced(got, a.KeyID)
+		s.announceIfUnannounced(got)
 		return got, false, nil
 	}
 	if caller != "" {

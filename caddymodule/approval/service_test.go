@@ -138,6 +138,50 @@ func TestAnnouncedWhenCreationAnswerLost(t *testing.T) {
 	}
 }
 
+// TestAnnouncedOnceByReplicas: a call reaching two gateways that share a
+// Redis at once has its approval announced once, by the gateway that
+// clears its mark.
+func TestAnnouncedOnceByReplicas(t *testing.T) {
+	address := redistest.Start(t)
+	rc := &receiver{secret: mustSecret(t, testSecret)}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	replica := func() *Service {
+		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, "", onChange) }, &Settings{
+			Webhooks:        []Webhook{{URL: srv.URL}},
+			WebhookSecrets:  []Secret{rc.secret},
+			DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
+			CallbackURL:     "https://gw.example/approvals",
+			Timeout:         time.Minute,
+			FirstRetry:      20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	replicas := []*Service{replica(), replica()}
+	const rounds = 30
+	for i := range rounds {
+		call := &Call{User: fmt.Sprint("u", i), Server: "tracker", Tool: "create_issue", Arguments: map[string]any{"n": i}}
+		var wg sync.WaitGroup
+		for _, s := range replicas {
+			wg.Go(func() {
+				if _, err := s.Request(context.Background(), call); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	waitFor(t, func() bool { events, _, _ := rc.received(); return len(events) >= rounds }, "the approvals were never announced")
+	time.Sleep(200 * time.Millisecond) // a second announcement would have come by now
+	if events, _, _ := rc.received(); len(events) != rounds {
+		t.Errorf("%d approvals, each asked for on two replicas at once, announced %d times; want %d", rounds, len(events), rounds)
+	}
+}
+
 // TestWebhookRetriedUntilDelivered: a receiver that fails gets the same
 // message (same webhook-id) again, each signed anew, until it accepts.
 func TestWebhookRetriedUntilDelivered(t *testing.T) {
