@@ -63,10 +63,16 @@ func (rc *receiver) received() ([]Event, []string, int) {
 
 func newTestService(t *testing.T, rc *receiver, timeout time.Duration) *Service {
 	t.Helper()
+	return newTestServiceOn(t, rc, timeout, func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil })
+}
+
+// newTestServiceOn is newTestService with the store open opens.
+func newTestServiceOn(t *testing.T, rc *receiver, timeout time.Duration, open func(ChangeFunc) (Store, error)) *Service {
+	t.Helper()
 	rc.secret = mustSecret(t, testSecret)
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)
-	s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewMemoryStore(onChange), nil }, &Settings{
+	s, err := NewService(open, &Settings{
 		Webhooks:        []Webhook{{URL: srv.URL}},
 		WebhookSecrets:  []Secret{rc.secret},
 		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
@@ -101,23 +107,10 @@ func (s *lostReplyStore) Create(ctx context.Context, a *Approval, now time.Time,
 // when the call is made again and finds it, once: a later call finds it
 // announced.
 func TestAnnouncedWhenCreationAnswerLost(t *testing.T) {
-	rc := &receiver{secret: mustSecret(t, testSecret)}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
-	s, err := NewService(func(onChange ChangeFunc) (Store, error) {
+	rc := &receiver{}
+	s := newTestServiceOn(t, rc, time.Minute, func(onChange ChangeFunc) (Store, error) {
 		return &lostReplyStore{Store: NewMemoryStore(onChange)}, nil
-	}, &Settings{
-		Webhooks:        []Webhook{{URL: srv.URL}},
-		WebhookSecrets:  []Secret{rc.secret},
-		DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
-		CallbackURL:     "https://gw.example/approvals",
-		Timeout:         time.Minute,
-		FirstRetry:      20 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	call := func() (*Approval, error) {
 		return s.Request(context.Background(), &Call{User: "alice", Server: "tracker", Tool: "create_issue", Arguments: map[string]any{"title": "x"}})
 	}
@@ -143,23 +136,9 @@ func TestAnnouncedWhenCreationAnswerLost(t *testing.T) {
 // clears its mark.
 func TestAnnouncedOnceByReplicas(t *testing.T) {
 	address := redistest.Start(t)
-	rc := &receiver{secret: mustSecret(t, testSecret)}
-	srv := httptest.NewServer(rc)
-	t.Cleanup(srv.Close)
+	rc := &receiver{}
 	replica := func() *Service {
-		s, err := NewService(func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, "", onChange) }, &Settings{
-			Webhooks:        []Webhook{{URL: srv.URL}},
-			WebhookSecrets:  []Secret{rc.secret},
-			DecisionSecrets: []Secret{mustSecret(t, testDecisionSecret)},
-			CallbackURL:     "https://gw.example/approvals",
-			Timeout:         time.Minute,
-			FirstRetry:      20 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return newTestServiceOn(t, rc, time.Minute, func(onChange ChangeFunc) (Store, error) { return NewRedisStore(address, "", onChange) })
 	}
 	replicas := []*Service{replica(), replica()}
 	const rounds = 30

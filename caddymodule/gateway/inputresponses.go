@@ -268,9 +268,7 @@ func (x *exchange) restoreRequestState(m *mcpmsg.Message, original json.RawMessa
 			return nil
 		}
 		var value any
-		decoder := json.NewDecoder(bytes.NewReader(original))
-		decoder.UseNumber()
-		if err := decoder.Decode(&value); err != nil {
+		if err := decodeNumbers(original, &value); err != nil {
 			return fmt.Errorf("restoring requestState: %w", err)
 		}
 		params["requestState"] = value

@@ -296,10 +296,8 @@ func (rl *relay) checkErrorElicitations(errorObject []byte) error {
 		return fmt.Errorf("the error's elicitations are not an array: %w", err)
 	}
 	for i, entry := range entries {
-		decoder := json.NewDecoder(bytes.NewReader(entry))
-		decoder.UseNumber()
 		var params map[string]any
-		if err := decoder.Decode(&params); err != nil || params == nil {
+		if err := decodeNumbers(entry, &params); err != nil || params == nil {
 			return fmt.Errorf("the error's elicitations[%d] is not an object: %v", i, err)
 		}
 		if err := mcpmsg.CheckInputRequest("elicitation/create", params); err != nil {
@@ -314,6 +312,15 @@ func (rl *relay) checkErrorElicitations(errorObject []byte) error {
 		}
 	}
 	return nil
+}
+
+// decodeNumbers decodes raw into v with its numbers kept as written
+// (json.Number), as the strict parser keeps them, so that a value the
+// gateway reads, decides on or passes on is the one it was sent.
+func decodeNumbers(raw []byte, v any) error {
+	decoder := json.NewDecoder(bytes.NewReader(raw))
+	decoder.UseNumber()
+	return decoder.Decode(v)
 }
 
 // inputRequest is one request a result embeds.
@@ -345,10 +352,8 @@ func inputRequests(result []byte) (map[string]inputRequest, error) {
 		if err != nil || method == nil {
 			return nil, fmt.Errorf("inputRequests[%q] is not a request: %v", key, err)
 		}
-		decoder := json.NewDecoder(bytes.NewReader(entry))
-		decoder.UseNumber()
 		var request inputRequest
-		if err := decoder.Decode(&request); err != nil {
+		if err := decodeNumbers(entry, &request); err != nil {
 			return nil, fmt.Errorf("inputRequests[%q] is not a request: %w", key, err)
 		}
 		// Read as strictly as a request the server sends on its own, and
