@@ -420,6 +420,54 @@ func TestMultiRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOwnToolsListStreamLeftOpen: the gateway's own tools/list, answered
+// on an event stream that the upstream leaves open (it SHOULD close it),
+// ends with the list's response through Caddy's reverse_proxy (which
+// aborts the reply the gateway stops reading): the call that needed the
+// list runs at once, and the next call too.
+func TestOwnToolsListStreamLeftOpen(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var request struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &request)
+		switch {
+		case r.Method != http.MethodPost:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		case request.Method == "initialize":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, request.ID)
+		case request.Method == "tools/list":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"tools\":[{\"name\":\"echo\",\"inputSchema\":{\"type\":\"object\"},\"annotations\":{\"readOnlyHint\":true}}]}}\n\n", request.ID)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		case request.Method == "tools/call":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"echo:a"}]}}`, request.ID)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, nil, "2025-11-25")
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "a"}})
+		cancel()
+		if err != nil || resultText(res) != "echo:a" {
+			t.Fatalf("a call through the gateway: %v %v; want it run (the list came at once, its stream stayed open)", res, err)
+		}
+	}
+}
+
 // TestUnrelayedResponseRefused posts a response to a server request the
 // gateway never relayed: it is refused, and nothing reaches the upstream.
 func TestUnrelayedResponseRefused(t *testing.T) {

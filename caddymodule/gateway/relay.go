@@ -118,6 +118,16 @@ func (rl *relay) answering(verdicts []verdict) {
 // answers returns the request of the exchange, forwarded, that the
 // response with this id answers, and whether there is one.
 func (rl *relay) answers(id []byte) (answeredRequest, bool) {
+	request, ok := rl.carried(id)
+	if !ok && rl.answeredOnStream != nil {
+		return rl.answeredOnStream(id)
+	}
+	return request, ok
+}
+
+// carried returns the allowed request of the POST the reply answers with
+// this id, if there is one (unlike answers, it looks at no other).
+func (rl *relay) carried(id []byte) (answeredRequest, bool) {
 	if rl.requests == nil {
 		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
 		for _, v := range rl.verdicts {
@@ -127,9 +137,6 @@ func (rl *relay) answers(id []byte) (answeredRequest, bool) {
 		}
 	}
 	request, ok := rl.requests[mcpmsg.CanonicalID(id)]
-	if !ok && rl.answeredOnStream != nil {
-		return rl.answeredOnStream(id)
-	}
 	return request, ok
 }
 

@@ -171,19 +171,7 @@ var errUpstreamAborted = errors.New("the upstream's reply ended before it was co
 // upstream reads exactly what the policy saw, and no canonical
 // re-encoding (with its own cost and its own chance of changing a number
 // or an escape the upstream depends on) is needed otherwise.
-func (x *exchange) pass(w http.ResponseWriter, body []byte) (err error) {
-	defer func() {
-		// A proxy that loses its upstream in the middle of a reply
-		// aborts the request (Caddy's reverse_proxy panics with
-		// http.ErrAbortHandler): the reply filter then tells the client,
-		// in the stream, which of its requests will get no answer.
-		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler {
-				panic(p)
-			}
-			err = errUpstreamAborted
-		}
-	}()
+func (x *exchange) pass(w http.ResponseWriter, body []byte) error {
 	r := x.r
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	// The body's own length, never the client's chunked framing, and no
@@ -193,5 +181,8 @@ func (x *exchange) pass(w http.ResponseWriter, body []byte) (err error) {
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	x.propagateTrace(r)
-	return x.next.ServeHTTP(w, r)
+	// A proxy that loses its upstream in the middle of a reply aborts
+	// the request: the reply filter then tells the client, in the
+	// stream, which of its requests will get no answer.
+	return serveRecovering(x.next, w, r)
 }

@@ -42,9 +42,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
 	readReplyUncompressed(x.r)
-	// answered holds the ids of the responses the reply carried; made
-	// with the first, since most replies are read unparsed.
+	// answered holds the ids of the responses to the POST's own requests
+	// that the reply carried; made with the first, since most replies are
+	// read unparsed.
 	var answered map[string]bool
+	strayTold := false
 	watchChanges := g.watchToolListChanges()
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
 		MaxValues: g.replyMaxValues(),
@@ -87,8 +89,12 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				// held on its own POST, say) would reach the client without
 				// the watch of that request's reply.
 				if _, ours := rl.answers(m.ID); !ours {
-					x.g.logger.Warn("upstream answered, on a POST's reply, a request the POST did not carry; dropped",
-						zap.String("upstream", g.cfg.Upstream), zap.String("request_id", g.host.RequestID(x.r)), zap.ByteString("id", m.ID))
+					// Told once a reply: a stream may carry them without end.
+					if !strayTold {
+						strayTold = true
+						x.g.logger.Warn("upstream answered, on a POST's reply, a request the POST did not carry; dropped (and any more in this reply)",
+							zap.String("upstream", g.cfg.Upstream), zap.String("request_id", g.host.RequestID(x.r)), zap.ByteString("id", m.ID))
+					}
 					return true
 				}
 			}
@@ -96,11 +102,16 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		},
 		OnMessage: func(m *mcpmsg.Message) {
 			if m.Kind == mcpmsg.KindResponse {
-				if answered == nil {
-					answered = map[string]bool{}
-				}
 				id := mcpmsg.CanonicalID(m.ID)
-				answered[id] = true
+				if _, ours := rl.carried(m.ID); ours {
+					// Only the POST's own requests: an upstream's answers
+					// to others (dropped) would grow the set for as long
+					// as its stream lasts.
+					if answered == nil {
+						answered = map[string]bool{}
+					}
+					answered[id] = true
+				}
 				if lists[id] && m.IsError {
 					// An error answers a tools/list as a result does.
 					g.sessions.toolsLists.took(session, m.ID)

@@ -19,6 +19,7 @@ package replyfilter
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -226,6 +227,9 @@ func (o *writer) WriteHeader(status int) {
 	switch m {
 	case modeJSON:
 		o.setMode(m)
+		if status < 200 || status > 299 {
+			Isolate(o.w.Header())
+		}
 		if n, convErr := strconv.Atoi(o.w.Header().Get("Content-Length")); convErr == nil && n > 0 && n <= o.hooks.MaxBodySize {
 			o.body = make([]byte, 0, n)
 		}
@@ -403,7 +407,7 @@ func (o *writer) finish() error {
 // writeJSON writes the held JSON reply, or what replaces it.
 func (o *writer) writeJSON() error {
 	body := o.body
-	if len(body) > 0 && !(o.hooks.PassJSON && cannotHoldRequest(body)) {
+	if o.mustRead(body) {
 		out, err := o.inspect(body)
 		if err == nil && out != nil && len(out) == 0 {
 			err = errors.New("the gateway dropped every message of it")
@@ -422,6 +426,25 @@ func (o *writer) writeJSON() error {
 		return fmt.Errorf("writing JSON reply: %w", err)
 	}
 	return nil
+}
+
+// mustRead reports whether a held reply is read before it goes out. A 2xx
+// JSON reply is, unless the hooks let one that cannot hold a request pass
+// (Hooks.PassJSON). Another (4xx, 5xx) carries no message a client reads
+// as one, but the Go SDK's client reads a JSON-RPC error from the body of
+// any such reply to a POST, whatever its type, and acts on the URL
+// elicitations the error may carry (it shows them to its user): one that
+// may name them, and that a JSON decoder can read at all, is read as a
+// JSON reply is (and refused when it is not valid JSON-RPC).
+func (o *writer) mustRead(body []byte) bool {
+	switch {
+	case len(body) == 0:
+		return false
+	case o.status >= 200 && o.status <= 299:
+		return !(o.hooks.PassJSON && cannotHoldRequest(body))
+	default:
+		return !cannotHoldRequest(body) && json.Valid(body)
+	}
 }
 
 // cannotHoldRequest reports whether a JSON text certainly holds no member
@@ -601,7 +624,9 @@ func (o *writer) fail(err error) {
 
 // replyMode chooses how to treat a reply from its final status and headers.
 // A switch of protocols or a redirect is refused; other non-2xx replies
-// pass as they are (clients read them as errors, not messages). A 2xx
+// are held like JSON ones, whatever their type, and passed as they are
+// unless they may carry an error a client acts on (see writer.mustRead);
+// one the gateway could not read (compressed) is refused. A 2xx
 // reply is read when it is JSON or an event stream,
 // and refused when its type or encoding leave in doubt how a client would
 // read it: clients look for these types loosely (the TypeScript SDK checks
@@ -618,7 +643,10 @@ func replyMode(status int, h http.Header, opensStream bool) (mode, error) {
 		// the gateway, with the request and its headers.
 		return modeFailed, fmt.Errorf("upstream redirected the request (HTTP %d), which the gateway does not pass on", status)
 	case status < 200 || status > 299:
-		return modePass, nil
+		if err := checkIdentityEncoding(h); err != nil {
+			return modeFailed, err
+		}
+		return modeJSON, nil
 	}
 	types := h.Values("Content-Type")
 	if len(types) > 1 {
@@ -634,10 +662,19 @@ func replyMode(status int, h http.Header, opensStream bool) (mode, error) {
 	if m != modeJSON && m != modeStream {
 		return m, err
 	}
-	if enc := h.Values("Content-Encoding"); len(enc) > 1 || len(enc) == 1 && !strings.EqualFold(enc[0], "identity") {
-		return modeFailed, fmt.Errorf("upstream reply has Content-Encoding %q, which the gateway does not decode", strings.Join(enc, ", "))
+	if err := checkIdentityEncoding(h); err != nil {
+		return modeFailed, err
 	}
 	return m, nil
+}
+
+// checkIdentityEncoding fails when a reply's body is encoded (compressed):
+// the gateway does not decode what it reads, and a client could.
+func checkIdentityEncoding(h http.Header) error {
+	if enc := h.Values("Content-Encoding"); len(enc) > 1 || len(enc) == 1 && !strings.EqualFold(enc[0], "identity") {
+		return fmt.Errorf("upstream reply has Content-Encoding %q, which the gateway does not decode", strings.Join(enc, ", "))
+	}
+	return nil
 }
 
 // contentMode chooses how to treat a 2xx reply of the given Content-Type.

@@ -324,6 +324,11 @@ func TestRefusedReplies(t *testing.T) {
 		{"a stream without a content type", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusOK, chunks: []string{"data: " + toolsList + "\n\n"}}},
 		{"a stream as a page", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"event: endpoint\ndata: http://elsewhere.example/messages\n\n"}}},
 		{"a stream accepted, empty", replyfilter.Hooks{OpensStream: true}, reply{status: http.StatusAccepted}},
+		// The Go SDK's client reads a JSON-RPC error from any non-2xx
+		// reply, whatever its type: one the gateway cannot read is not
+		// passed on.
+		{"a client error compressed", replyfilter.Hooks{}, reply{status: http.StatusBadRequest, header: http.Header{"Content-Type": {"text/plain"}, "Content-Encoding": {"gzip"}}, chunks: []string{"\x1f\x8b"}}},
+		{"a client error that may name a request, not JSON-RPC", replyfilter.Hooks{}, reply{status: http.StatusForbidden, header: contentType("text/plain"), chunks: []string{`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":{"Elicitations":[]}},"Method":"x"}`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,6 +345,8 @@ func TestPassThrough(t *testing.T) {
 		{"accepted without a body", reply{status: http.StatusAccepted}},
 		{"client error in plain text", reply{status: http.StatusNotFound, header: contentType("text/plain"), chunks: []string{"session not found"}}},
 		{"server error in JSON that is not JSON-RPC", reply{status: http.StatusInternalServerError, header: contentType("application/json"), chunks: []string{`{"oops":1}`}}},
+		{"client error in JSON-RPC", reply{status: http.StatusBadRequest, header: contentType("application/json"), chunks: []string{`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad request"}}`}}},
+		{"server error page naming a method", reply{status: http.StatusBadGateway, header: contentType("text/html"), chunks: []string{`<p>form "method" missing</p>`}}},
 		{"other content type", reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"<p>", "hi</p>"}}},
 		{"no content type", reply{chunks: []string{"data: not an event stream\n"}}},
 		{"a page with a policy of its own", reply{status: http.StatusOK, header: http.Header{
@@ -839,7 +846,10 @@ func TestCheckError(t *testing.T) {
 			}
 			withoutRewrite := hooks
 			withoutRewrite.RewriteResult = nil
-			for _, r := range []reply{jsonReply(upstreamError), streamReply(event("1", upstreamError))} {
+			// The Go SDK's client reads the error of a non-2xx reply to a
+			// POST, whatever its type, as the call's.
+			asClientError := reply{status: http.StatusBadRequest, header: contentType("text/plain"), chunks: []string{upstreamError}}
+			for _, r := range []reply{jsonReply(upstreamError), streamReply(event("1", upstreamError)), asClientError} {
 				out := send(t, hooks, r)
 				if tt.err != nil {
 					// Watched for CheckError alone, as for both.

@@ -1,0 +1,162 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/clienttest"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+)
+
+// holdOpen keeps an event stream open after what was written, until the
+// request ends or the test does (a server SHOULD close it; one may not).
+func holdOpen(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+	w.(http.Flusher).Flush()
+	select {
+	case <-r.Context().Done():
+	case <-release:
+	}
+}
+
+// TestOwnRequestsNotHeldByOpenStreams: what the gateway sends the
+// upstream of its own, on a client's behalf, does not wait for the
+// upstream to close a stream it answered on. Its tools/list ends with
+// the list's response (the call that needed the list runs), and its
+// answer to a server request it refused ends with the reply's status
+// (the rest of the call's stream is relayed).
+func TestOwnRequestsNotHeldByOpenStreams(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	answered := make(chan struct{}, 1)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		var message struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &message)
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch message.Method {
+		case "initialize":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, message.ID)
+		case "tools/list":
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"tools\":[{\"name\":\"echo\",\"inputSchema\":{\"type\":\"object\"},\"annotations\":{\"readOnlyHint\":true}},{\"name\":\"ask\",\"inputSchema\":{\"type\":\"object\"},\"annotations\":{\"readOnlyHint\":true}}]}}\n\n", message.ID)
+			holdOpen(w, r, release)
+		case "tools/call":
+			if bytes.Contains(body, []byte(`"ask"`)) {
+				// A server request the client never declared it could
+				// answer: the gateway refuses it and answers it itself.
+				fmt.Fprint(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{\"messages\":[],\"maxTokens\":1}}\n\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-answered:
+				case <-time.After(5 * time.Second):
+				}
+			}
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", message.ID)
+		case "":
+			// The gateway's answer to s1.
+			answered <- struct{}{}
+			fmt.Fprint(w, ": thanks\n\n")
+			holdOpen(w, r, release)
+		default:
+			w.Header().Del("Content-Type")
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gw := policyGateway(t, elicitingPolicy, up.URL)
+	t.Run("tools/list", func(t *testing.T) {
+		session := connect(t, gw.URL, nil, "2025-11-25")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "a"}})
+		if err != nil || res.IsError {
+			t.Fatalf("a call needing the gateway's own tools/list: %v %v; want it run (the list came at once, its stream stayed open)", res, err)
+		}
+	})
+	t.Run("answer to a refused server request", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		status, events := clienttest.PostEvents(t, ctx, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}},
+			`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ask","arguments":{}}}`)
+		if status != http.StatusOK {
+			t.Fatalf("HTTP %d", status)
+		}
+		for data := range events {
+			if strings.Contains(data, `"done"`) {
+				return
+			}
+		}
+		t.Error("the call's result never came: the gateway waited for the stream that answered its own answer to end")
+	})
+}
+
+// TestStrayResponsesKeptNowhere: responses to requests a POST did not
+// carry, which the gateway drops from its reply, leave nothing behind
+// while the stream lasts: an upstream that sends them without end on one
+// open stream does not grow the gateway's memory.
+func TestStrayResponsesKeptNowhere(t *testing.T) {
+	const strays = 100_000
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	id := strings.Repeat("x", 240)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !bytes.Contains(body, []byte(`"tools/call"`)) {
+			var request struct {
+				ID json.RawMessage `json:"id"`
+			}
+			_ = json.Unmarshal(body, &request)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		stream := bufio.NewWriterSize(w, 1<<20)
+		for i := range strays {
+			fmt.Fprintf(stream, "data: {\"jsonrpc\":\"2.0\",\"id\":\"%s-%09d\",\"result\":{}}\n\n", id, i)
+		}
+		fmt.Fprint(stream, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"strays sent\"}}\n\n")
+		_ = stream.Flush()
+		holdOpen(w, r, release)
+	}))
+	gw := policyGateway(t, elicitingPolicy, up.URL)
+	heap := func() int64 {
+		runtime.GC()
+		var stats runtime.MemStats
+		runtime.ReadMemStats(&stats)
+		return int64(stats.HeapAlloc)
+	}
+	before := heap()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, events := clienttest.PostEvents(t, ctx, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}},
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+	relayed := 0
+	for data := range events {
+		relayed++
+		if strings.Contains(data, "strays sent") {
+			break
+		}
+	}
+	// Each stray kept would hold some 300 bytes: 30 MB in all.
+	if grown := heap() - before; grown > 10<<20 || relayed != 1 {
+		t.Errorf("with the stream open, %d events relayed and the heap grown by %d MiB; want 1 and nothing kept of the %d strays", relayed, grown>>20, strays)
+	}
+}
