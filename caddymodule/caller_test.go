@@ -411,7 +411,7 @@ func TestLegacySessionBoundToCaller(t *testing.T) {
 	// The upstream (go-sdk's SSE handler) takes a post on any path; others
 	// route without regard to case or a trailing slash, or read query
 	// names in any case, or take the id in the path.
-	for _, url := range []string{base + raw, base + raw + "&x=1", base + "/mcp/?" + query, base + "//other?" + query,
+	for _, url := range []string{base + raw, base + raw + "&x=1", base + "/mcp/?" + query, base + "/other?" + query,
 		base + "/mcp?SessionId=" + id, base + "/mcp?a=" + id + "&b=1", base + "/messages/" + id} {
 		if status := postTo(url, "bob"); status != http.StatusNotFound {
 			t.Errorf("bob posting with the upstream's own id of alice's session (%s): status %d, want 404", url, status)

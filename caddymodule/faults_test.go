@@ -1377,6 +1377,45 @@ func TestFaultBodyPastMaxBodyCut(t *testing.T) {
 	}
 }
 
+// TestFaultRefusedBeforeTheBody: a request refused before its body is
+// read (too large by its Content-Length, of another type, or past a
+// route's checks) is answered at once and its connection closed, though
+// the client sends no byte of its body: it is not read on first (net/http
+// drains up to 256 KiB of a body the handler left, Caddy's included).
+func TestFaultRefusedBeforeTheBody(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/policy\n\t\tserver test\n\t\tmax_body 2KB"})
+	host := strings.TrimSuffix(strings.TrimPrefix(gateway, "http://"), "/mcp")
+	for _, tt := range []struct {
+		name, head string
+		want       int
+	}{
+		{"too large", rawPostHead(host, "Content-Length: 999999999\r\n\r\n"), http.StatusRequestEntityTooLarge},
+		{"not JSON", strings.Replace(rawPostHead(host, "Content-Length: 1000\r\n\r\n"), "application/json", "text/plain", 1), http.StatusBadRequest},
+		{"a path servers read two ways", strings.Replace(rawPostHead(host, "Content-Length: 1000\r\n\r\n"), "/mcp", "/x/../mcp", 1), http.StatusBadRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(faultDeadline))
+			if _, err := io.WriteString(conn, tt.head); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body was not sent: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || !resp.Close {
+				t.Errorf("HTTP %d, connection closing: %v; want %d, closing", resp.StatusCode, resp.Close, tt.want)
+			}
+		})
+	}
+}
+
 // trickle sends head to the gateway at host, then pieces one at a time
 // until the gateway answers or closes the connection; once three pieces
 // are sent it calls meanwhile. It returns the status line the gateway

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -25,6 +27,9 @@ func (x *exchange) admit() error {
 	dropTrailers(x.r)
 	if !x.g.host.TrustedProxy(x.r) {
 		dropForwarded(x.r.Header)
+	}
+	if err := checkPath(x.r.URL); err != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
@@ -153,4 +158,44 @@ func dropForwarded(h http.Header) {
 func dropTrailers(r *http.Request) {
 	r.Trailer = nil
 	r.Header.Del("Trailer")
+}
+
+// checkPath refuses a request path that readers resolve differently, as
+// the policy reads it (input.request.path) and the upstream receives it
+// (Caddy passes it on as sent): dot segments, which a WHATWG URL parser
+// (Node.js, fetch-style frameworks), aiohttp or a servlet container
+// resolve (".." or "%2e%2e", and a servlet's "..;x") and Express or Go do
+// not; empty segments, which some servers merge ("//admin"); a backslash,
+// which WHATWG parsers read as a slash; an encoded slash, which some
+// servers decode before they route; and a percent sign left after
+// decoding, which a server that decodes twice reads as another
+// character. No MCP client sends these: it resolves its endpoint's URL
+// before sending.
+func checkPath(u *url.URL) error {
+	path := u.Path
+	why := ""
+	switch {
+	case strings.ContainsAny(path, "\\%"):
+		why = "a backslash or a percent sign after decoding"
+	case strings.Contains(strings.ToLower(u.EscapedPath()), "%2f"):
+		why = "an encoded slash"
+	default:
+		segments := strings.Split(path, "/")
+		for i, segment := range segments[1:] {
+			base, _, _ := strings.Cut(segment, ";")
+			switch {
+			case base == "." || base == "..":
+				why = "a dot segment"
+			case segment == "" && i+2 < len(segments):
+				why = "an empty segment"
+			}
+			if why != "" {
+				break
+			}
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("the request path %q holds %s, which servers read in different ways; send the path resolved", u.EscapedPath(), why)
 }

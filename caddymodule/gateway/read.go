@@ -26,10 +26,7 @@ func (x *exchange) read() error {
 	if _, err := body.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, limit)); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			// The rest of the body is not read: the connection closes
-			// with the answer, rather than net/http reading on (and a
-			// trickling client keeping it) before it writes it.
-			x.w.Header().Set("Connection", "close")
+			// (The rest is not read: see exchange.reject.)
 			return refuse(http.StatusRequestEntityTooLarge, mcpmsg.CodeInvalidRequest, errBodyTooLarge(limit))
 		}
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "reading request body: "+err.Error())

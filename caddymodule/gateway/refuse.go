@@ -30,6 +30,13 @@ func (x *exchange) reject(e *refusal) error {
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)))
 	x.annotateRejection(e)
 	x.auditRejection(e)
+	if x.raw == nil && x.r.ContentLength != 0 {
+		// Refused before its body was read (or while it was): the
+		// connection closes with the answer, rather than net/http
+		// reading on (and a client that sends nothing more, or trickles,
+		// waiting for it) before it writes the answer.
+		x.w.Header().Set("Connection", "close")
+	}
 	mcphttp.WriteJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
 	return nil
 }

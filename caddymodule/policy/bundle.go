@@ -301,7 +301,7 @@ func (b *policyBundle) build() (*preparedQueries, error) {
 		}
 		data, ok := value.(map[string]any)
 		if !ok {
-			return fmt.Errorf("bundle data is %T, want an object", value)
+			return fmt.Errorf("bundle data is %s, want an object", jsonKind(value))
 		}
 		queries, err = b.engine.builder.build(b.ctx, modules, data, "the bundle "+b.location)
 		return err

@@ -150,7 +150,7 @@ func approversOf(value ast.Value) ([]string, bool) {
 func decisionOf(value any) (Decision, error) {
 	obj, ok := value.(map[string]any)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision is %T, want an object with action and reason", value)
+		return Decision{}, fmt.Errorf("decision is %s, want an object with action and reason", jsonKind(value))
 	}
 	for key := range obj {
 		if key != "action" && key != "reason" && key != "approvers" {
@@ -159,7 +159,7 @@ func decisionOf(value any) (Decision, error) {
 	}
 	action, ok := obj["action"].(string)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision action is %T, want a string", obj["action"])
+		return Decision{}, fmt.Errorf("decision action is %s, want a string", jsonKind(obj["action"]))
 	}
 	var d Decision
 	var err error
@@ -172,7 +172,7 @@ func decisionOf(value any) (Decision, error) {
 	if reason, present := obj["reason"]; present {
 		s, ok := reason.(string)
 		if !ok {
-			return Decision{}, fmt.Errorf("decision reason is %T, want a string", reason)
+			return Decision{}, fmt.Errorf("decision reason is %s, want a string", jsonKind(reason))
 		}
 		d.Reason = s
 	}
@@ -192,15 +192,35 @@ func parseApprovers(action Action, value any) ([]string, error) {
 	}
 	list, ok := value.([]any)
 	if !ok {
-		return nil, fmt.Errorf("decision approvers is %T, want an array of strings", value)
+		return nil, fmt.Errorf("decision approvers is %s, want an array of strings", jsonKind(value))
 	}
 	approvers := make([]string, 0, len(list))
 	for _, item := range list {
 		s, ok := item.(string)
 		if !ok {
-			return nil, fmt.Errorf("decision approvers holds %T, want strings", item)
+			return nil, fmt.Errorf("decision approvers holds %s, want strings", jsonKind(item))
 		}
 		approvers = append(approvers, s)
 	}
 	return approvers, nil
+}
+
+// jsonKind names the JSON type of a value decoded from JSON (as OPA's
+// results are), for errors that policy authors read: "a number", not the
+// Go type that holds it.
+func jsonKind(value any) string {
+	switch value.(type) {
+	case nil:
+		return "null (or missing)"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	default:
+		return "a number"
+	}
 }

@@ -239,7 +239,7 @@ func (e *Engine) ToolPermission(ctx context.Context, input *Input) (d Decision, 
 func (e *Engine) result(ctx context.Context, queries *preparedQueries, query *preparedQuery, input *Input) (cachedResult, error) {
 	value, err := input.value(queries.input)
 	if err != nil {
-		return cachedResult{}, fmt.Errorf("building policy input: %w", err)
+		return cachedResult{}, inputError{fmt.Errorf("building policy input: %w", err)}
 	}
 	cache := query.cache
 	var key string
@@ -291,7 +291,7 @@ func (e *Engine) eval(ctx context.Context, query *preparedQuery, shared *sharedR
 				return nil, fmt.Errorf("evaluating policy: %w", ctxErr)
 			}
 			if cancel.timedOut() {
-				return nil, fmt.Errorf("evaluating policy: it took longer than its timeout (%s)", e.timeout)
+				return nil, fmt.Errorf("%w (%s)", errTimedOut, e.timeout)
 			}
 		}
 		return nil, fmt.Errorf("evaluating policy: %w", err)
@@ -343,12 +343,41 @@ func (c *evalCancel) timedOut() bool {
 	return time.Until(c.deadline) <= 0
 }
 
+// inputError is why a message could not be made the policy's input: a
+// fault of the message (a header the policy reads given twice), not of
+// the policy.
+type inputError struct{ error }
+
+func (e inputError) Unwrap() error { return e.error }
+
+// errTimedOut is why an evaluation that outlasted the policy's timeout
+// stopped.
+var errTimedOut = errors.New("evaluating policy: it took longer than its timeout")
+
 // noMetrics spares evaluations the metrics OPA would otherwise make and
 // time for each: nothing reads them.
 var noMetrics = rego.EvalMetrics(metrics.NoOp())
 
+// blockedByError is the block a failed evaluation gives, with err, for
+// the log. The reason, which the client sees, says why in the gateway's
+// own words when the policy gave no decision or ran out of time; an
+// evaluation error or a malformed decision names the policy's files,
+// lines and values, which are the operator's to read, not the caller's.
 func blockedByError(err error) (Decision, error) {
-	return Decision{Action: ActionBlock, Reason: "blocked: the policy gave no valid decision (" + err.Error() + ")"}, err
+	why := "its evaluation failed or its decision is malformed; the gateway's log says why"
+	var fromInput inputError
+	switch {
+	case errors.As(err, &fromInput):
+		// What is wrong is the message's, which its sender may know.
+		why = err.Error()
+	case errors.Is(err, errUndefined):
+		why = "no rule gave a decision"
+	case errors.Is(err, errTimedOut):
+		why = err.Error()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		why = "the request ended while it was evaluated"
+	}
+	return Decision{Action: ActionBlock, Reason: "blocked: the policy gave no valid decision (" + why + ")"}, err
 }
 
 // loadFiles loads and compiles the policy in paths, with the builder's

@@ -1,0 +1,99 @@
+package gateway_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requestPolicy blocks calls to the admin endpoint, by path or by host.
+const requestPolicy = "package mcp\n\nimport rego.v1\n\ndefault decision := {\"action\": \"allow\"}\n\n" +
+	"decision := {\"action\": \"block\", \"reason\": \"admin path\"} if startswith(input.request.path, \"/admin\")\n\n" +
+	"decision := {\"action\": \"block\", \"reason\": \"admin host\"} if split(input.request.host, \":\")[0] == \"admin.example\"\n"
+
+// rawCall posts a tools/call with the request target and Host exactly as
+// given (a client would resolve or reject some of them first).
+func rawCall(t *testing.T, gatewayURL, target, host string) reply {
+	t.Helper()
+	address := strings.TrimPrefix(gatewayURL, "http://")
+	address = address[:strings.IndexByte(address, '/')]
+	conn, err := net.DialTimeout("tcp", address, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	const call = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+
+		"MCP-Protocol-Version: 2025-06-18\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", target, host, len(call), call)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("POST %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return reply{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// TestRequestAsServersReadIt: the policy reads the request's path and host
+// as the upstream's server would. A path that servers resolve in
+// different ways (dot segments, which Node.js, fetch-style frameworks and
+// servlet containers resolve and Express does not; empty segments; a
+// backslash; an encoded slash; a percent sign left after decoding) is
+// refused before anything reads it; a host is read in lower case without
+// its final dot, as virtual hosts read it.
+func TestRequestAsServersReadIt(t *testing.T) {
+	up := messageUpstream(t, func(_ string, id json.RawMessage, _ []byte) string {
+		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
+	})
+	gw := policyGateway(t, requestPolicy, up.URL)
+	const ran, blocked, refused = "ran", "blocked", "refused"
+	for _, tt := range []struct {
+		target, host, want string
+	}{
+		{"/mcp", "public.example", ran},
+		{"/mcp/", "public.example", ran},
+		{"/a;v=1/mcp", "public.example", ran},
+		{"/.well-known/mcp", "public.example", ran},
+		{"/admin/mcp", "public.example", blocked},
+		{"/public/../admin/mcp", "public.example", refused},
+		{"/public/%2e%2e/admin/mcp", "public.example", refused},
+		{"/public/.%2E/admin/mcp", "public.example", refused},
+		{"/public/..;x/admin/mcp", "public.example", refused},
+		{"/./admin/mcp", "public.example", refused},
+		{"/public/..", "public.example", refused},
+		{"//admin/mcp", "public.example", refused},
+		{"/public//mcp", "public.example", refused},
+		{`/public\..\admin/mcp`, "public.example", refused},
+		{"/public/%5c../admin/mcp", "public.example", refused},
+		{"/public%2f..%2fadmin/mcp", "public.example", refused},
+		{"/public/%252e%252e/admin/mcp", "public.example", refused},
+		{"/mcp", "admin.example", blocked},
+		{"/mcp", "ADMIN.Example", blocked},
+		{"/mcp", "admin.example.", blocked},
+		{"/mcp", "Admin.Example.:8080", blocked},
+		{"/mcp", "[::1]:8080", ran},
+	} {
+		t.Run(tt.target+" "+tt.host, func(t *testing.T) {
+			r := rawCall(t, gw.URL, tt.target, tt.host)
+			got := "?"
+			switch body := string(r.body); {
+			case r.status == http.StatusOK && strings.Contains(body, `"ran"`):
+				got = ran
+			case r.status == http.StatusOK && strings.Contains(body, "Blocked by policy: admin"):
+				got = blocked
+			case r.status == http.StatusBadRequest && strings.Contains(body, "servers read in different ways"):
+				got = refused
+			}
+			if got != tt.want {
+				t.Errorf("HTTP %d %s; want %s", r.status, r.body, tt.want)
+			}
+		})
+	}
+}
