@@ -207,14 +207,19 @@ func TestCaddyfileInbox(t *testing.T) {
 	}
 }
 
-// TestOriginsAndPinsRefused: allowed origins that are empty or "null"
-// (which any page can send), and a pins file that names nothing once its
-// placeholders are replaced, do not load.
+// TestOriginsAndPinsRefused: allowed origins that are empty, "null"
+// (which any page can send), or no origin a browser sends (no scheme, a
+// path: no request would match them), and a pins file that names nothing
+// once its placeholders are replaced, do not load.
 func TestOriginsAndPinsRefused(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	for _, tc := range []struct{ name, lines, wantErr string }{
 		{"null", "allowed_origins null", `allowed_origins "null"`},
 		{"an unset placeholder", "allowed_origins {env.MCPGATE_TEST_UNSET_ORIGIN}", "is empty once its placeholders are replaced"},
+		{"a host without a scheme", "allowed_origins app.example.com", `allowed_origins "app.example.com" is not an origin`},
+		{"a URL with a path", "allowed_origins https://app.example.com https://b.example.com/mcp", `allowed_origins "https://b.example.com/mcp" is not an origin`},
+		{"a URL with a query", "allowed_origins https://b.example.com?x", `allowed_origins "https://b.example.com?x" is not an origin`},
+		{"an empty port", "allowed_origins https://b.example.com:", `is not an origin`},
 		{"a pins file from an unset placeholder", "pins_file {env.MCPGATE_TEST_UNSET_PINS}", "names no file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -561,6 +562,15 @@ var (
 // allowedOrigins returns the allowed origins, placeholders replaced. An
 // empty one and "null" are refused: "null" is the origin of sandboxed
 // frames and data: documents, which any page can make.
+// isOrigin reports whether s is an origin as a browser sends one in its
+// Origin header: a scheme and a host, with a port perhaps, and nothing
+// else (a final slash is let pass: OriginPolicy ignores it).
+func isOrigin(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") &&
+		!u.ForceQuery && u.RawQuery == "" && u.Fragment == "" && !strings.HasSuffix(u.Host, ":")
+}
+
 func (h *Handler) allowedOrigins(repl *caddy.Replacer) ([]string, error) {
 	origins := make([]string, 0, len(h.AllowedOrigins))
 	for _, origin := range h.AllowedOrigins {
@@ -570,6 +580,8 @@ func (h *Handler) allowedOrigins(repl *caddy.Replacer) ([]string, error) {
 			return nil, fmt.Errorf("allowed_origins %q is empty once its placeholders are replaced", origin)
 		case strings.EqualFold(resolved, "null"):
 			return nil, errors.New(`allowed_origins "null" would let any page in (sandboxed frames and data: documents send it): list real origins`)
+		case resolved != "*" && !isOrigin(resolved):
+			return nil, fmt.Errorf("allowed_origins %q is not an origin as browsers send it (scheme://host[:port], as https://app.example.com, without a path), nor \"*\": no request would match it", resolved)
 		}
 		origins = append(origins, resolved)
 	}

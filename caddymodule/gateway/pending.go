@@ -52,7 +52,11 @@ func (x *exchange) pendingAnswer(a *approval.Approval, call *approval.Call) []by
 	if link != "" {
 		fmt.Fprintf(&text, " It can be reviewed at %s.", link)
 	}
-	meta := map[string]any{"id": a.ID, "state": string(a.State), "approvers": a.Approvers, "expires_at": a.ExpiresAt.UTC().Format(time.RFC3339)}
+	meta := map[string]any{"id": a.ID, "state": string(a.State), "expires_at": a.ExpiresAt.UTC().Format(time.RFC3339)}
+	if len(a.Approvers) > 0 {
+		// Absent when any reviewer may decide, as in webhook events.
+		meta["approvers"] = a.Approvers
+	}
 	if link != "" {
 		meta["inbox"] = link
 	}

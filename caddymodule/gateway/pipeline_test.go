@@ -815,6 +815,9 @@ func TestApprovalTokenRunsItsCallOnly(t *testing.T) {
 		if err := json.Unmarshal(r.body, &p); err != nil || !p.Result.IsError || p.Result.Meta.Approval.Token == "" {
 			t.Fatalf("create_issue %q: HTTP %d %s; want a pending answer with a token", text, r.status, r.body)
 		}
+		if strings.Contains(string(r.body), `"approvers"`) {
+			t.Errorf("create_issue %q: %s; want no approvers named (any reviewer may decide)", text, r.body)
+		}
 		return p
 	}
 	approve := func(p pendingApproval) {

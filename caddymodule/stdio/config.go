@@ -167,8 +167,22 @@ func (c Config) withDefaults() Config {
 // there. Either may change before a client comes (a package installed,
 // a volume mounted), so it is a warning at load, not an error.
 func (c Command) Unavailable() error {
-	if _, err := c.lookPath(); err != nil {
+	path, err := c.lookPath()
+	if err != nil {
 		return err
+	}
+	if path == c.Path {
+		// A path of its own (lookPath checks those it finds): a
+		// relative one is the folder's, as exec runs it.
+		if !filepath.IsAbs(path) && c.Dir != "" {
+			path = filepath.Join(c.Dir, path)
+		}
+		switch info, err := os.Stat(path); {
+		case err != nil:
+			return fmt.Errorf("the program: %w", err)
+		case info.IsDir() || info.Mode()&0o111 == 0:
+			return fmt.Errorf("the program %q is not an executable file", path)
+		}
 	}
 	if c.Dir != "" {
 		if info, err := os.Stat(c.Dir); err != nil {

@@ -2,6 +2,8 @@ package stdio_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -78,9 +80,14 @@ func TestCommandNotFound(t *testing.T) {
 }
 
 // TestUnavailable: a command says, before any client comes, why it could
-// not start now: its program not found in its PATH, its folder missing.
+// not start now: its program not found in its PATH or at its path (a
+// relative one in its folder), or not executable, its folder missing.
 func TestUnavailable(t *testing.T) {
 	dir := t.TempDir()
+	notExecutable := filepath.Join(dir, "server.js")
+	if err := os.WriteFile(notExecutable, []byte("//"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		command stdio.Command
@@ -92,6 +99,11 @@ func TestUnavailable(t *testing.T) {
 		{"a program not in its PATH", stdio.Command{Path: "no-such-mcp-server", Env: []string{"PATH=/nonexistent"}}, "not found in the server's PATH"},
 		{"a missing folder", stdio.Command{Path: "/bin/sh", Dir: dir + "/missing"}, "its folder"},
 		{"a file for a folder", stdio.Command{Path: "/bin/sh", Dir: "/bin/sh"}, "is not a folder"},
+		{"a missing path", stdio.Command{Path: "/nonexistent/server"}, "the program: stat /nonexistent/server: no such file"},
+		{"a path to a folder", stdio.Command{Path: "/bin/"}, "is not an executable file"},
+		{"a path to a file not executable", stdio.Command{Path: notExecutable}, "is not an executable file"},
+		{"a relative path, in its folder", stdio.Command{Path: "./sh", Dir: "/bin"}, ""},
+		{"a relative path, not in its folder", stdio.Command{Path: "./sh", Dir: dir}, "the program: stat " + dir + "/sh"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
