@@ -160,6 +160,15 @@ func chromiumPath(t *testing.T) string {
 // steps run in, with a deadline of their own.
 func browserSignedIn(t *testing.T, chromium, user, password string) context.Context {
 	t.Helper()
+	credentials := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return browserWith(t, chromium, network.Headers{"Authorization": "Basic " + credentials})
+}
+
+// browserWith starts headless Chromium for the test, sending headers with
+// every request it makes, and returns the context its steps run in, with
+// a deadline of their own.
+func browserWith(t *testing.T, chromium string, headers network.Headers) context.Context {
+	t.Helper()
 	allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -177,9 +186,7 @@ func browserSignedIn(t *testing.T, chromium, user, password string) context.Cont
 	t.Cleanup(stopAllocator)
 	browser, stopBrowser := chromedp.NewContext(allocator)
 	t.Cleanup(stopBrowser)
-	credentials := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders,
-		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": "Basic " + credentials}}); err != nil {
+	if _, err := chromedp.Call(browser, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers}); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
 	steps, stopSteps := context.WithTimeout(browser, 20*time.Second)

@@ -20,6 +20,8 @@ import (
 // X-Forwarded-* headers from a client that is not a trusted proxy); the
 // request's origin must be allowed; and, with an identity, the caller is
 // identified (or the protected resource's metadata, RFC 9728, answered).
+// A page of an origin allowed_origins lists is answered the CORS protocol
+// (cors.go).
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)
@@ -33,6 +35,14 @@ func (x *exchange) admit() error {
 	}
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
+	}
+	if origin := x.r.Header.Get("Origin"); x.g.answersCORS(origin) {
+		cors := withCORS(x.w, origin)
+		x.w = cors
+		if isPreflight(x.r) {
+			answerPreflight(cors, x.r)
+			return errDone
+		}
 	}
 	c := x.g.callers
 	if c == nil {
