@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 
@@ -73,13 +74,30 @@ func adminJSON(address, method, uri string, body, into any) error {
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, reader)
 	if err != nil {
-		return err
+		return withNoGatewayHint(err, addr)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	return nil
+}
+
+// withNoGatewayHint adds to err, a failed admin request, what to do when
+// nothing answers on the admin socket (Caddy's request function keeps
+// only the text of the dial error, so the socket is dialled again to
+// tell).
+func withNoGatewayHint(err error, addr string) error {
+	parsed, parseErr := caddy.ParseNetworkAddress(addr)
+	if parseErr != nil || !parsed.IsUnixNetwork() {
+		return err
+	}
+	conn, dialErr := net.Dial("unix", parsed.Host)
+	if dialErr == nil {
+		conn.Close()
+		return err
+	}
+	return fmt.Errorf("%w: no gateway answers on the admin socket %s: start it (mcpgate run, with the Caddyfile that names this admin address), or give --address", err, parsed.Host)
 }
 
 // parentCommand makes cmd, a command of subcommands, refuse anything but

@@ -59,6 +59,27 @@ func TestAdminAddress(t *testing.T) {
 	}
 }
 
+// TestNoGatewayOnTheSocket: an operator command with no gateway on its
+// admin socket (none there, or one left by a gateway that stopped) says
+// so, and what to do.
+func TestNoGatewayOnTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.sock")
+	listener, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener.(*net.UnixListener).SetUnlinkOnClose(false)
+	listener.Close()
+	for _, socket := range []string{filepath.Join(dir, "none.sock"), stale} {
+		var answer []approval.Approval
+		err := adminJSON("unix/"+socket, http.MethodGet, "/mcpgate/approvals", nil, &answer)
+		if err == nil || !strings.Contains(err.Error(), "no gateway answers on the admin socket "+socket+": start it") {
+			t.Errorf("%s: %v; want it said that no gateway answers there", socket, err)
+		}
+	}
+}
+
 // TestDecisionAnswerChecked: approve and deny check that the answer is the
 // decision asked for, on the approval named, and refuse an empty id
 // before anything is sent.
