@@ -429,12 +429,7 @@ func TestOwnToolsListStreamLeftOpen(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var request struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		_ = json.Unmarshal(body, &request)
+		request, _ := upstreamtest.ReadMessage(r)
 		switch {
 		case r.Method != http.MethodPost:
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -1271,12 +1266,7 @@ func rawSessionUpstream(t *testing.T, onGet func(http.ResponseWriter), callResul
 			onGet(w)
 			return
 		}
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &m)
+		m, _ := upstreamtest.ReadMessage(r)
 		w.Header().Set("Content-Type", "application/json")
 		switch m.Method {
 		case "initialize":

@@ -420,12 +420,7 @@ func statusUpstream(t *testing.T, reply func(method string, id json.RawMessage, 
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
-		var request struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &request)
+		request, body := upstreamtest.ReadMessage(r)
 		if request.Method == "tools/list" {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, request.ID)

@@ -40,16 +40,11 @@ func TestOwnRequestsNotHeldByOpenStreams(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	answered := make(chan struct{}, 1)
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+		message, body := upstreamtest.ReadMessage(r)
 		if r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
-		var message struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		_ = json.Unmarshal(body, &message)
 		w.Header().Set("Content-Type", "text/event-stream")
 		switch message.Method {
 		case "initialize":

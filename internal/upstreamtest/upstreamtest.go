@@ -218,12 +218,7 @@ func (u *Upstream) LastSession() string {
 func CapabilityIgnoring(tb testing.TB) *Upstream {
 	tb.Helper()
 	return Raw(tb, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		_ = json.Unmarshal(body, &m)
+		m, _ := ReadMessage(r)
 		switch {
 		case r.Method == http.MethodGet:
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -242,4 +237,20 @@ func CapabilityIgnoring(tb testing.TB) *Upstream {
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
+}
+
+// Message is what a raw upstream's handler reads of a posted JSON-RPC
+// message to choose its answer.
+type Message struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+}
+
+// ReadMessage reads r's body whole and returns it with its message's id and
+// method (zero when the body is not one JSON-RPC message, as a GET's).
+func ReadMessage(r *http.Request) (Message, []byte) {
+	body, _ := io.ReadAll(r.Body)
+	var m Message
+	_ = json.Unmarshal(body, &m)
+	return m, body
 }
