@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -350,14 +349,31 @@ func TestErrorElicitationsDecided(t *testing.T) {
 // the error comes in a 4xx reply, whose JSON-RPC error the SDK reads as
 // the call's whatever the reply's type.
 func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
-	for _, status := range []int{http.StatusOK, http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound} {
-		t.Run(strconv.Itoa(status), func(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		trailer string // after the error: the Go SDK's client reads the first value alone
+		// decided: the policy refuses the elicitation, and says so;
+		// otherwise the gateway refuses the reply it cannot read (502).
+		decided bool
+	}{
+		{"200", http.StatusOK, "", true},
+		{"400", http.StatusBadRequest, "", true},
+		{"403", http.StatusForbidden, "", true},
+		{"404", http.StatusNotFound, "", true},
+		{"400 then a word", http.StatusBadRequest, " x", false},
+		{"400 then an object", http.StatusBadRequest, "{}", false},
+		{"400 then a bracket", http.StatusBadRequest, "\n]", false},
+		{"200 then a word", http.StatusOK, " x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			up := statusUpstream(t, func(method string, id json.RawMessage, _ []byte) (int, string) {
 				switch method {
 				case "initialize":
 					return http.StatusOK, `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`
 				case "tools/call":
-					return status, elicitationRequired(string(id), "elicitations", "https://phish.example/")
+					return tt.status, elicitationRequired(string(id), "elicitations", "https://phish.example/") + tt.trailer
 				}
 				return http.StatusOK, `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{}}`
 			})
@@ -369,8 +385,15 @@ func TestErrorElicitationsNeverReachTheGoClient(t *testing.T) {
 			defer cancel()
 			_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
 			rpcErr, ok := errors.AsType[*jsonrpc.Error](err)
-			if !ok || rpcErr.Code != gateway.CodeRefusedByPolicy || strings.Contains(string(rpcErr.Data), "phish") || !strings.Contains(rpcErr.Message, "only the identity provider may ask") {
-				t.Errorf("the call: %#v; want the policy's refusal (%d) with its reason, and no elicitation", err, gateway.CodeRefusedByPolicy)
+			seen := fmt.Sprint(err)
+			if ok {
+				seen += fmt.Sprintf(" code %d data %s", rpcErr.Code, rpcErr.Data)
+			}
+			switch {
+			case err == nil || strings.Contains(seen, "phish") || strings.Contains(seen, "sign in first"):
+				t.Errorf("the call: %s; want it refused, with no elicitation", seen)
+			case tt.decided && (!ok || rpcErr.Code != gateway.CodeRefusedByPolicy || !strings.Contains(rpcErr.Message, "only the identity provider may ask")):
+				t.Errorf("the call: %s; want the policy's refusal (%d) with its reason", seen, gateway.CodeRefusedByPolicy)
 			}
 		})
 	}

@@ -19,7 +19,6 @@ package replyfilter
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -434,8 +433,10 @@ func (o *writer) writeJSON() error {
 // as one, but the Go SDK's client reads a JSON-RPC error from the body of
 // any such reply to a POST, whatever its type, and acts on the URL
 // elicitations the error may carry (it shows them to its user): one that
-// may name them, and that a JSON decoder can read at all, is read as a
-// JSON reply is (and refused when it is not valid JSON-RPC).
+// may name them, and that opens as a JSON object or array does, is read as
+// a JSON reply is, and refused when it is not one valid JSON-RPC message.
+// Whether the rest is valid JSON does not count: the SDK's decoder reads
+// the first value of a body and ignores what follows.
 func (o *writer) mustRead(body []byte) bool {
 	switch {
 	case len(body) == 0:
@@ -443,8 +444,16 @@ func (o *writer) mustRead(body []byte) bool {
 	case o.status >= 200 && o.status <= 299:
 		return !(o.hooks.PassJSON && cannotHoldRequest(body))
 	default:
-		return !cannotHoldRequest(body) && json.Valid(body)
+		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}
+}
+
+// opensLikeJSON reports whether body's first byte after JSON's white space
+// opens an object or an array: a body that does not (an HTML page, plain
+// text) is no JSON-RPC message to any decoder.
+func opensLikeJSON(body []byte) bool {
+	body = bytes.TrimLeft(body, " \t\r\n")
+	return len(body) > 0 && (body[0] == '{' || body[0] == '[')
 }
 
 // cannotHoldRequest reports whether a JSON text certainly holds no member

@@ -329,6 +329,8 @@ func TestRefusedReplies(t *testing.T) {
 		// passed on.
 		{"a client error compressed", replyfilter.Hooks{}, reply{status: http.StatusBadRequest, header: http.Header{"Content-Type": {"text/plain"}, "Content-Encoding": {"gzip"}}, chunks: []string{"\x1f\x8b"}}},
 		{"a client error that may name a request, not JSON-RPC", replyfilter.Hooks{}, reply{status: http.StatusForbidden, header: contentType("text/plain"), chunks: []string{`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":{"Elicitations":[]}},"Method":"x"}`}}},
+		{"a client error with more after it", replyfilter.Hooks{}, reply{status: http.StatusBadRequest, header: contentType("text/plain"), chunks: []string{"\n " + `{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"m","data":{"elicitations":[]}}} x`}}},
+		{"a server error, then another", replyfilter.Hooks{}, reply{status: http.StatusInternalServerError, header: contentType("application/json"), chunks: []string{`{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"m","data":{"elicitations":[]}}}`, `{}`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,6 +349,7 @@ func TestPassThrough(t *testing.T) {
 		{"server error in JSON that is not JSON-RPC", reply{status: http.StatusInternalServerError, header: contentType("application/json"), chunks: []string{`{"oops":1}`}}},
 		{"client error in JSON-RPC", reply{status: http.StatusBadRequest, header: contentType("application/json"), chunks: []string{`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad request"}}`}}},
 		{"server error page naming a method", reply{status: http.StatusBadGateway, header: contentType("text/html"), chunks: []string{`<p>form "method" missing</p>`}}},
+		{"client error in text naming a method", reply{status: http.StatusBadRequest, header: contentType("text/plain"), chunks: []string{`  form field "method" missing {"x":1}`}}},
 		{"other content type", reply{status: http.StatusOK, header: contentType("text/html"), chunks: []string{"<p>", "hi</p>"}}},
 		{"no content type", reply{chunks: []string{"data: not an event stream\n"}}},
 		{"a page with a policy of its own", reply{status: http.StatusOK, header: http.Header{
