@@ -1,12 +1,15 @@
 package caddymodule_test
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -91,6 +94,69 @@ func TestPolicyReadsHeadersAsTheUpstream(t *testing.T) {
 			}
 			if got := up.CallCount("echo") - before; got != 0 {
 				t.Errorf("the upstream ran echo %d times", got)
+			}
+		})
+	}
+}
+
+// hostPolicy allows calls to one virtual host, public.example, alone.
+const hostPolicy = `package mcp
+
+import rego.v1
+
+default decision := {"action": "block", "reason": "only the public host"}
+
+decision := {"action": "allow"} if input.method != "tools/call"
+
+decision := {"action": "allow"} if split(input.request.host, ":")[0] == "public.example"
+`
+
+// TestPolicyReadsHostAsTheUpstream: the policy reads the Host in lower
+// case without its final dot, and the upstream (here one that matches
+// host names exactly, as Go's ServeMux does) gets it so through
+// reverse_proxy: a policy allowing one virtual host allows PUBLIC.example.
+// as that host, never as another the upstream serves.
+func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "host.rego"), []byte(hostPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(who string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			m, _ := upstreamtest.ReadMessage(r)
+			w.Header().Set("Content-Type", "application/json")
+			switch m.Method {
+			case "tools/list":
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+			default:
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s for %s"}]}}`, m.ID, who, r.Host)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("public.example/", serve("public"))
+	mux.Handle("/", serve("internal"))
+	up := upstreamtest.Raw(t, mux)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test"})
+	for _, tt := range []struct{ host, want string }{
+		{"public.example", "public for public.example"},
+		{"PUBLIC.Example", "public for public.example"},
+		{"public.example.", "public for public.example"},
+		{"Public.Example..:80", "public for public.example:80"},
+		{"internal.example", "only the public host"},
+	} {
+		t.Run(tt.host, func(t *testing.T) {
+			req := clienttest.NewRequest(t, http.MethodPost, gateway, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}},
+				strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`))
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), tt.want) {
+				t.Errorf("Host %q: HTTP %d %s; want %q", tt.host, resp.StatusCode, body, tt.want)
 			}
 		})
 	}

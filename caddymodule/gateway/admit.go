@@ -33,6 +33,7 @@ func (x *exchange) admit() error {
 	if err := checkPath(x.r.URL); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
+	x.r.Host = canonicalHost(x.r.Host)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
@@ -170,31 +171,50 @@ func dropTrailers(r *http.Request) {
 	r.Header.Del("Trailer")
 }
 
+// canonicalHost is a request's Host as virtual hosts and DNS read it: in
+// lower case and without the final dots of a fully qualified name
+// ("Admin.example.com." is admin.example.com), its port kept. The request
+// goes on with it, so that the policy (input.request.host) and the
+// upstream read one name: a policy that blocks admin.example blocks
+// ADMIN.example., and one that allows only public.example does not let
+// PUBLIC.example reach an upstream that matches names exactly.
+func canonicalHost(host string) string {
+	name, port := host, ""
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name, port = host[:i], host[i:]
+	}
+	return strings.ToLower(strings.TrimRight(name, ".")) + port
+}
+
 // checkPath refuses a request path that readers resolve differently, as
 // the policy reads it (input.request.path) and the upstream receives it
-// (Caddy passes it on as sent): dot segments, which a WHATWG URL parser
-// (Node.js, fetch-style frameworks), aiohttp or a servlet container
-// resolve (".." or "%2e%2e", and a servlet's "..;x") and Express or Go do
-// not; empty segments, which some servers merge ("//admin"); a backslash,
-// which WHATWG parsers read as a slash; an encoded slash, which some
-// servers decode before they route; and a percent sign left after
-// decoding, which a server that decodes twice reads as another
-// character. No MCP client sends these: it resolves its endpoint's URL
-// before sending.
+// (Caddy passes it on as sent). After decoding, a path may hold only
+// ASCII letters and digits, "/" and the characters RFC 3986 lets a path
+// segment hold as data ("-._~!$&'()*+,=:@"); anything else is refused
+// rather than told apart one form at a time: a semicolon (a servlet
+// container drops a segment's ";x" parameters, so "/;x/admin" is /admin
+// to it and "/admin;x" a path under /admin), a backslash (a WHATWG URL
+// parser, as Node.js has, reads it as a slash), a percent sign (a server
+// that decodes twice reads another character), white space, controls
+// and other characters some servers strip or fold, and anything outside
+// ASCII (including overlong or invalid UTF-8). Of what is left, refused
+// are dot segments, which a WHATWG parser, aiohttp or a servlet container
+// resolve and Express or Go do not ("..", also encoded as "%2e%2e"); empty
+// segments, which some servers merge ("//admin"); and an encoded slash,
+// which some servers decode before they route. No MCP client sends these:
+// it resolves its endpoint's URL before sending.
 func checkPath(u *url.URL) error {
 	path := u.Path
-	why := ""
-	switch {
-	case strings.ContainsAny(path, "\\%"):
-		why = "a backslash or a percent sign after decoding"
-	case strings.Contains(strings.ToLower(u.EscapedPath()), "%2f"):
-		why = "an encoded slash"
-	default:
+	why, hint := "", "send the path resolved"
+	if i := strings.IndexFunc(path, isNotPathData); i >= 0 {
+		why, hint = pathCharacter(path[i]), "MCP endpoints need none"
+	} else if strings.Contains(strings.ToLower(u.EscapedPath()), "%2f") {
+		why, hint = "an encoded slash", "send it as a slash, or not at all"
+	} else {
 		segments := strings.Split(path, "/")
 		for i, segment := range segments[1:] {
-			base, _, _ := strings.Cut(segment, ";")
 			switch {
-			case base == "." || base == "..":
+			case segment == "." || segment == "..":
 				why = "a dot segment"
 			case segment == "" && i+2 < len(segments):
 				why = "an empty segment"
@@ -207,5 +227,35 @@ func checkPath(u *url.URL) error {
 	if why == "" {
 		return nil
 	}
-	return fmt.Errorf("the request path %q holds %s, which servers read in different ways; send the path resolved", u.EscapedPath(), why)
+	return fmt.Errorf("the request path %q holds %s, which servers read in different ways; %s", u.EscapedPath(), why, hint)
+}
+
+// isNotPathData reports whether c may not stand in a decoded request
+// path (see checkPath). It takes a rune for strings.IndexFunc, which
+// yields utf8.RuneError for each byte of invalid UTF-8: refused too.
+func isNotPathData(c rune) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return false
+	default:
+		return !strings.ContainsRune("/-._~!$&'()*+,=:@", c)
+	}
+}
+
+// pathCharacter names a byte that checkPath refuses, for its error.
+func pathCharacter(c byte) string {
+	switch {
+	case c == ';':
+		return `a semicolon (path parameters, which servlet containers take out)`
+	case c == '\\':
+		return "a backslash"
+	case c == '%':
+		return "a percent sign after decoding"
+	case c >= 0x80:
+		return "a character outside ASCII"
+	case c < 0x20 || c == 0x7f:
+		return fmt.Sprintf("a control character (0x%02x)", c)
+	default:
+		return fmt.Sprintf("the character %q", rune(c))
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -271,22 +270,10 @@ func (x *exchange) baseInput(version string) *policy.Input {
 func (g *Gateway) requestInfo(r *http.Request) policy.Request {
 	return policy.Request{
 		RemoteIP: g.host.ClientIP(r),
-		Host:     policyHost(r.Host),
+		Host:     r.Host,
 		Path:     r.URL.Path,
 		Header:   r.Header,
 	}
-}
-
-// policyHost is a request's Host as servers read it, for the policy: in
-// lower case and without the final dots of a fully qualified name
-// ("Admin.example.com." is admin.example.com to the upstream's virtual
-// hosts and to DNS), its port kept.
-func policyHost(host string) string {
-	name, port := host, ""
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		name, port = host[:i], host[i:]
-	}
-	return strings.ToLower(strings.TrimRight(name, ".")) + port
 }
 
 // evaluate decides one policy input, and records the decision in the

@@ -45,9 +45,11 @@ func rawCall(t *testing.T, gatewayURL, target, host string) reply {
 // as the upstream's server would. A path that servers resolve in
 // different ways (dot segments, which Node.js, fetch-style frameworks and
 // servlet containers resolve and Express does not; empty segments; a
-// backslash; an encoded slash; a percent sign left after decoding) is
-// refused before anything reads it; a host is read in lower case without
-// its final dot, as virtual hosts read it.
+// servlet's path parameters; a backslash; an encoded slash; a percent sign
+// left after decoding; any character but those RFC 3986 lets a segment
+// hold as data) is refused before anything reads it; a host is read in
+// lower case without its final dot, as virtual hosts read it (and the
+// upstream gets it so: TestPolicyReadsHostAsTheUpstream).
 func TestRequestAsServersReadIt(t *testing.T) {
 	up := messageUpstream(t, func(_ string, id json.RawMessage, _ []byte) string {
 		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
@@ -59,7 +61,20 @@ func TestRequestAsServersReadIt(t *testing.T) {
 	}{
 		{"/mcp", "public.example", ran},
 		{"/mcp/", "public.example", ran},
-		{"/a;v=1/mcp", "public.example", ran},
+		{"/a-b_c~d.e/!$&'()*+,=:@/mcp", "public.example", ran},
+		{"/caf%C3%A9/mcp", "public.example", refused},
+		{"/a;v=1/mcp", "public.example", refused},
+		{"/;x/admin/mcp", "public.example", refused},
+		{"/;/admin/mcp", "public.example", refused},
+		{"/admin;x/mcp", "public.example", refused},
+		{"/admin%3bx/mcp", "public.example", refused},
+		{"/admin%00/mcp", "public.example", refused},
+		{"/admin%09/mcp", "public.example", refused},
+		{"/admin%20/mcp", "public.example", refused},
+		{"/%C0%AE%C0%AE/admin/mcp", "public.example", refused},
+		{"/%EF%BC%8E%EF%BC%8E/admin/mcp", "public.example", refused},
+		{"/admin%23x/mcp", "public.example", refused},
+		{"/admin%3Fx/mcp", "public.example", refused},
 		{"/.well-known/mcp", "public.example", ran},
 		{"/admin/mcp", "public.example", blocked},
 		{"/public/../admin/mcp", "public.example", refused},
