@@ -20,8 +20,7 @@ import (
 // X-Forwarded-* headers from a client that is not a trusted proxy); the
 // request's origin must be allowed; and, with an identity, the caller is
 // identified (or the protected resource's metadata, RFC 9728, answered).
-// A page of an origin allowed_origins lists is answered the CORS protocol
-// (cors.go).
+// With allowed_origins, the gateway answers the CORS protocol (cors.go).
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)
@@ -30,20 +29,21 @@ func (x *exchange) admit() error {
 	if !x.g.host.TrustedProxy(x.r) {
 		dropForwarded(x.r.Header)
 	}
-	if err := checkPath(x.r.URL); err != nil {
-		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
-	}
 	x.r.Host = canonicalHost(x.r.Host)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
-	if origin := x.r.Header.Get("Origin"); x.g.answersCORS(origin) {
+	if x.g.ownsCORS() {
+		origin := x.r.Header.Get("Origin")
 		cors := withCORS(x.w, origin)
 		x.w = cors
-		if isPreflight(x.r) {
+		if origin != "" && isPreflight(x.r) {
 			answerPreflight(cors, x.r)
 			return errDone
 		}
+	}
+	if err := checkPath(x.r.URL); err != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	c := x.g.callers
 	if c == nil {

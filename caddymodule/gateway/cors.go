@@ -28,11 +28,12 @@ const corsMethods = "GET, POST, DELETE"
 // answer (browsers cap it: Chromium at two hours, Firefox at a day).
 const corsMaxAge = "7200"
 
-// answersCORS reports whether the gateway answers the CORS protocol for a
-// request from origin: allowed_origins lists origins, and the request
-// comes from a page (whose origin admit checks).
-func (g *Gateway) answersCORS(origin string) bool {
-	return len(g.cfg.Origins.Allowed) > 0 && origin != ""
+// ownsCORS reports whether the gateway answers the CORS protocol:
+// allowed_origins lists origins. Then every reply's Access-Control-*
+// headers are the gateway's (none but to a page of an origin it allows,
+// whose origin admit checks), and every reply varies by Origin.
+func (g *Gateway) ownsCORS() bool {
+	return len(g.cfg.Origins.Allowed) > 0
 }
 
 // isPreflight reports whether r is a CORS preflight: an OPTIONS from a page
@@ -57,17 +58,20 @@ func answerPreflight(w *corsWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// corsWriter sets the CORS headers of a reply to an allowed origin when its
-// status is written, in place of any the upstream set.
+// corsWriter sets the CORS headers of a reply when its status is written,
+// in place of any the upstream set: to an allowed origin, the ones that let
+// it read the reply; to a request without an Origin, none.
 type corsWriter struct {
 	http.ResponseWriter
+	// origin is the request's Origin; empty when it has none.
 	origin string
 	// preflight holds the headers of the gateway's answer to a preflight.
 	preflight http.Header
 	wrote     bool
 }
 
-// withCORS returns w setting the CORS headers of a reply to origin.
+// withCORS returns w setting the CORS headers of a reply to a request
+// from origin (empty: none).
 func withCORS(w http.ResponseWriter, origin string) *corsWriter {
 	return &corsWriter{ResponseWriter: w, origin: origin}
 }
@@ -82,13 +86,16 @@ func (c *corsWriter) WriteHeader(status int) {
 				delete(h, name)
 			}
 		}
-		h.Set("Access-Control-Allow-Origin", c.origin)
 		h.Add("Vary", "Origin")
-		if c.preflight != nil {
+		switch {
+		case c.origin == "":
+		case c.preflight != nil:
+			h.Set("Access-Control-Allow-Origin", c.origin)
 			for name, values := range c.preflight {
 				h[name] = values
 			}
-		} else {
+		default:
+			h.Set("Access-Control-Allow-Origin", c.origin)
 			h.Set("Access-Control-Expose-Headers", corsExposed)
 		}
 	}

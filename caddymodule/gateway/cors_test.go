@@ -78,6 +78,21 @@ func TestCORS(t *testing.T) {
 		if r.status != http.StatusBadRequest || r.header.Get("Access-Control-Allow-Origin") != page {
 			t.Errorf("a refusal: HTTP %d %v; want 400 the page can read", r.status, r.header)
 		}
+		r = send(t, clienttest.NewRequest(t, http.MethodPost, strings.TrimSuffix(gw.URL, "/mcp")+"/a;b/mcp", http.Header{"Origin": {page}}, strings.NewReader(initializeBody)))
+		if r.status != http.StatusBadRequest || r.header.Get("Access-Control-Allow-Origin") != page {
+			t.Errorf("a path refused: HTTP %d %v; want 400 the page can read", r.status, r.header)
+		}
+	})
+	t.Run("no origin", func(t *testing.T) {
+		// A reply that depends on Origin says so (a cache keeps replies
+		// to pages and to others apart), and carries none of the
+		// upstream's Access-Control-* headers, which no page should read.
+		gw, _ := corsGateway(t, page)
+		r := post(t, gw.URL, nil, initializeBody)
+		if r.status != http.StatusOK || !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Origin") ||
+			r.header.Get("Access-Control-Allow-Origin") != "" || r.header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("initialize: HTTP %d %v; want Vary: Origin and no Access-Control-* headers", r.status, r.header)
+		}
 	})
 	t.Run("another origin", func(t *testing.T) {
 		gw, preflights := corsGateway(t, page)
