@@ -15,7 +15,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -325,7 +325,7 @@ type ownRequests struct {
 	// be on its way (MCP lets a response cross the cancellation), and is
 	// taken and dropped rather than refused, which SDK clients would
 	// report as the call failing.
-	withdrawn *expirable.LRU[string, struct{}]
+	withdrawn *ttlcache.Cache[string, struct{}]
 }
 
 // withdrawnKept is how long, and how many, withdrawn requests are
@@ -339,7 +339,7 @@ func newOwnRequests() *ownRequests {
 	return &ownRequests{
 		waiting:   make(map[string]chan string),
 		calls:     make(map[string]map[chan struct{}]struct{}),
-		withdrawn: expirable.NewLRU[string, struct{}](withdrawnLimit, nil, withdrawnFor),
+		withdrawn: ttlcache.New[string, struct{}](withdrawnLimit, withdrawnFor),
 	}
 }
 
@@ -527,8 +527,7 @@ func newNonce() string {
 // remember only through an approval store; without one, each process
 // remembers its own.)
 type usedConfirmations struct {
-	mu   sync.Mutex
-	used *expirable.LRU[string, struct{}]
+	used *ttlcache.Cache[string, struct{}]
 	// scope names these confirmations, random (see claimScope).
 	scope string
 }
@@ -536,18 +535,12 @@ type usedConfirmations struct {
 // newUsedConfirmations remembers up to 100,000 confirmations for as long
 // as their requestState is accepted.
 func newUsedConfirmations() *usedConfirmations {
-	return &usedConfirmations{used: expirable.NewLRU[string, struct{}](100_000, nil, requestStateTTL), scope: "process " + rand.Text()}
+	return &usedConfirmations{used: ttlcache.New[string, struct{}](100_000, requestStateTTL), scope: "process " + rand.Text()}
 }
 
 // claim reports whether nonce was not used before, and marks it used, in
 // one step. An evicted nonce (past the bound) could be used again; only
 // its own caller holds it, who could as well confirm the call anew.
 func (u *usedConfirmations) claim(nonce string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.used.Contains(nonce) {
-		return false
-	}
-	u.used.Add(nonce, struct{}{})
-	return true
+	return u.used.AddIfAbsent(nonce, struct{}{})
 }

@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
@@ -158,7 +158,7 @@ type Gateway struct {
 	// missFetches are, by session, the last fetch of the list for a call
 	// of the session to a tool the list lacked; missLimiter bounds such
 	// fetches for the whole gateway (see refetchOnMiss).
-	missFetches *expirable.LRU[string, missFetch]
+	missFetches *ttlcache.Cache[string, missFetch]
 	missLimiter *rate.Limiter
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
@@ -180,7 +180,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream),
-		missFetches: expirable.NewLRU[string, missFetch](missFetchesKept, nil, missFetchesFor),
+		missFetches: ttlcache.New[string, missFetch](missFetchesKept, missFetchesFor),
 		missLimiter: rate.NewLimiter(missFetchesPerSecond, missFetchesBurst),
 	}
 	if g.host.ClientIP == nil {

@@ -36,9 +36,9 @@ import (
 type requestState struct {
 	// Keys are the input requests the gateway relayed, sorted.
 	Keys []string `json:"k"`
-	// Method and Name are the request's; a retry must be of the same. (A
-	// result whose request the gateway cannot name is not sealed: see
-	// relay.checkInputRequests.)
+	// Method and Name are the request's (Name as stateName bounds it); a
+	// retry must be of the same. (A result whose request the gateway
+	// cannot name is not sealed: see relay.checkInputRequests.)
 	Method string `json:"m,omitempty"`
 	Name   string `json:"n,omitempty"`
 	// Params is the digest of the request's params (see paramsDigest):
@@ -151,7 +151,7 @@ func (x *exchange) checkInputResponses() error {
 		if err != nil {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
 		}
-		if state.Method != m.Method || state.Name != requestName(m) {
+		if state.Method != m.Method || state.Name != stateName(requestName(m)) {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
 				fmt.Sprintf("%s: the requestState was given for %s %q", errUnboundAnswers, state.Method, state.Name))
 		}

@@ -236,11 +236,15 @@ func newLegacyStream(write func(message []byte) error) *legacyStream {
 // went away.
 var errStreamEnded = errors.New("the session's event stream has ended")
 
-// inject writes a message to the stream, unless it has ended.
+// inject writes a message to the stream, unless it has ended. The write
+// is made outside s.mu, which every POST of the session takes: one to a
+// client that reads slowly would hold them all (write, replyfilter.Inject,
+// writes nothing once the stream has ended, and within a deadline).
 func (s *legacyStream) inject(message []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
 		return errStreamEnded
 	}
 	return s.write(message)
@@ -326,7 +330,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 					s.retire(id)
 				}
 			}
-			key, request := mcpmsg.CanonicalID(m.ID), v.answered()
+			key, request := mcpmsg.CanonicalID(m.ID), v.answered().kept()
 			if _, reused := s.retired[key]; reused {
 				// A late answer to the forgotten request would read as
 				// this one's: what it asks for is bound to no request

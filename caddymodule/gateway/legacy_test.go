@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -1030,5 +1031,89 @@ func TestLegacyRetryAfterRefusedPost(t *testing.T) {
 	send(callBody("5", "echo", "hi"))
 	if line := readLineWith(t, stream, `"id":5`); !strings.Contains(line, `"requestState":"mcpgate1.`) {
 		t.Errorf("the call sent again after its POST was refused with 503: %s; want its input_required relayed, sealed", line)
+	}
+}
+
+// TestLegacyRequestsInFlightKeptSmall: of each request awaiting its
+// answer on an HTTP+SSE session (for as long as the upstream likes: this
+// one never answers), the gateway keeps a few hundred bytes, its params'
+// digest and its name bounded, not the request (1,024 of 4 MiB each
+// were 4 GiB a session).
+func TestLegacyRequestsInFlightKeptSmall(t *testing.T) {
+	const requests = 16
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "event: endpoint\ndata: /messages?sessionId=0123456789abcdef0123\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(up.Close)
+	cfg := libraryConfig(t)
+	cfg.MaxBody = 1 << 20
+	gw := serveGateway(t, cfg, up.URL)
+	given, ok, _, stop := openLegacyStream(t, gw.URL)
+	defer stop()
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	big := strings.Repeat("a", 128<<10)
+	for i := range requests {
+		r := post(t, endpoint, nil, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"prompts/get","params":{"name":"p%s","arguments":{"a":"%s"}}}`, i, big, big))
+		if r.status != http.StatusAccepted {
+			t.Fatalf("post %d: HTTP %d %s", i, r.status, r.body)
+		}
+	}
+	if kept, bytes := cfg.Sessions.LegacyKept(); kept != requests || bytes > requests*256 {
+		t.Errorf("%d requests of 256 KiB awaiting their answers: %d kept, in %d bytes; want %d, in at most %d", requests, kept, bytes, requests, requests*256)
+	}
+}
+
+// TestLegacyClientNotReading: a client that stops reading its HTTP+SSE
+// stream has it cut once a write to it has waited streamWriteTimeout: the
+// session's POSTs, whose answers (and the gateway's refusals) would go on
+// it, do not wait behind it for good with their bodies (a refusal's held
+// the session's lock, and every later POST waited on it).
+func TestLegacyClientNotReading(t *testing.T) {
+	t.Cleanup(gateway.SetStreamWriteTimeout(2 * time.Second))
+	u := upstreamtest.Unstarted("legacy", nil, upstreamTools)
+	up := u.Start(t, mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return u.Server }, nil))
+	cfg := libraryConfig(t)
+	cfg.MaxBody = 1 << 20
+	gw := serveGateway(t, cfg, up.URL)
+	given, ok, stream, stop := openLegacyStream(t, gw.URL)
+	t.Cleanup(stop)
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	endpoint := strings.TrimSuffix(gw.URL, "/mcp") + given
+	header := http.Header{mcphttp.HeaderProtocolVersion: {""}}
+	post(t, endpoint, header, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	readLineWith(t, stream, `"id":0`) // from here on, the stream is not read
+	post(t, endpoint, header, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	big := strings.Repeat("a", 256<<10)
+	for i := range 64 {
+		// Their answers fill the connection the client does not read.
+		post(t, endpoint, header, callBody(strconv.Itoa(100+i), "echo", big))
+	}
+	time.Sleep(time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = postQuietly(endpoint, http.Header{}, callBody("1", "peek", "x")) }) // its refusal goes on the stream
+	time.Sleep(200 * time.Millisecond)
+	for i := range 16 {
+		wg.Go(func() { _, _ = postQuietly(endpoint, http.Header{}, callBody(strconv.Itoa(1000+i), "echo", "x")) })
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		// (Before the stream's own end: openLegacyStream gives it 20 s.)
+		t.Fatal("the session's POSTs still wait, 10 s after they were sent; want the stream cut after 2 s, and them answered")
 	}
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,8 +99,12 @@ type answeredRequest struct {
 	// name is what the request names: the tool or prompt, or the
 	// resource's URI.
 	name string
-	// params are its params (see paramsDigest).
-	params map[string]any
+	// params are its params (see paramsDigest); nil once digested (see
+	// kept), digest and digestErr then holding what paramsDigest gave.
+	params    map[string]any
+	digested  bool
+	digest    string
+	digestErr error
 	// approvedFor is, of a call that ran once approved (by reviewers,
 	// or its caller), the decision that asked for the approval.
 	approvedFor *policy.Decision
@@ -146,6 +152,45 @@ func (v verdict) answered() answeredRequest {
 		method: v.message.Method, name: requestName(v.message), params: v.message.Params,
 		approvedFor: v.approvedFor,
 	}
+}
+
+// kept returns r as a session keeps it while its answer is awaited, for
+// as long as the upstream likes: its params replaced by their digest, all
+// that is read of them later, and its name bounded (stateName), so that a
+// request in flight costs a session a few hundred bytes, not its body.
+func (r answeredRequest) kept() answeredRequest {
+	if !r.digested {
+		r.digest, r.digestErr = paramsDigest(r.params)
+		r.params, r.digested = nil, true
+	}
+	r.name = stateName(r.name)
+	return r
+}
+
+// paramsDigest returns the digest of the request's params (see
+// paramsDigest).
+func (r answeredRequest) paramsDigest() (string, error) {
+	if r.digested {
+		return r.digest, r.digestErr
+	}
+	return paramsDigest(r.params)
+}
+
+// maxStateName is the longest name (a tool's, a prompt's, a resource's
+// URI) a sealed requestState or a kept request holds as it is; a longer
+// one is held as its digest (stateName).
+const maxStateName = 1024
+
+// stateName is a request's name as a requestState binds it: itself, or
+// when longer than maxStateName its SHA-256, so that neither the state
+// handed to the client nor a session's requests in flight grow with it.
+// Applied to its own result, it gives that result again.
+func stateName(name string) string {
+	if len(name) <= maxStateName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // multiRoundTripMethods are the requests whose results may ask the client
@@ -266,12 +311,12 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	digest, err := paramsDigest(answered.params)
+	digest, err := answered.paramsDigest()
 	if err != nil {
 		return nil, err
 	}
 	sealed, err := json.Marshal(rl.seal(requestState{
-		Keys: keys, Method: answered.method, Name: answered.name, Params: digest, Original: state,
+		Keys: keys, Method: answered.method, Name: stateName(answered.name), Params: digest, Original: state,
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sealing requestState: %w", err)

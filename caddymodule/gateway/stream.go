@@ -11,6 +11,13 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
+// streamWriteTimeout bounds each write of an event stream to a client
+// (replyfilter.Hooks.WriteTimeout): one that stops reading has its stream
+// cut, and the messages waiting to go on it (answers, refusals) given up,
+// rather than wait, with the POSTs that add them, for as long as its
+// connection stays open. A variable for the tests.
+var streamWriteTimeout = replyfilter.DefaultWriteTimeout
+
 // stream passes a GET on and watches the stream it opens: for tool list
 // changes, for the requests the upstream sends the client, and, on the
 // HTTP+SSE transport, for the endpoint event that opens a session.
@@ -40,9 +47,10 @@ func (x *exchange) stream() error {
 	}
 	var observed = x.w
 	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
-		MaxValues:   g.replyMaxValues(),
-		WatchAll:    true,
-		OpensStream: true,
+		MaxValues:    g.replyMaxValues(),
+		WriteTimeout: streamWriteTimeout,
+		WatchAll:     true,
+		OpensStream:  true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {

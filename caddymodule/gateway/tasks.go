@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -39,7 +39,7 @@ const (
 // startedTasks are the tasks allowed calls started, by session and task
 // id, with what is known of each call.
 type startedTasks struct {
-	tasks *expirable.LRU[string, startedTask]
+	tasks *ttlcache.Cache[string, startedTask]
 }
 
 // startedTask is the call that started a task.
@@ -54,7 +54,7 @@ type startedTask struct {
 }
 
 func newStartedTasks() *startedTasks {
-	return &startedTasks{tasks: expirable.NewLRU[string, startedTask](tasksKept, nil, tasksFor)}
+	return &startedTasks{tasks: ttlcache.New[string, startedTask](tasksKept, tasksFor)}
 }
 
 // taskKey keys a task of a session.

@@ -49,8 +49,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	strayTold := false
 	watchChanges := g.watchToolListChanges()
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
-		MaxValues: g.replyMaxValues(),
-		WatchAll:  true,
+		MaxValues:    g.replyMaxValues(),
+		WriteTimeout: streamWriteTimeout,
+		WatchAll:     true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)

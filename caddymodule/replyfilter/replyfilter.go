@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
@@ -130,7 +131,19 @@ type Hooks struct {
 	// MaxBodySize bounds a JSON reply; zero or less means
 	// DefaultMaxBodySize. A larger reply is refused.
 	MaxBodySize int
+	// WriteTimeout bounds each write of an event stream to the client
+	// (the upstream's events, and what Inject adds); zero or less means
+	// DefaultWriteTimeout. A client that reads nothing for that long has
+	// its stream cut.
+	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is how long a write of an event stream to the client
+// may take when Hooks.WriteTimeout is zero or less. A client that reads
+// nothing would otherwise hold the stream's writes (and every message
+// the gateway adds to the stream, waiting behind them) for as long as its
+// connection stays open.
+const DefaultWriteTimeout = 30 * time.Second
 
 // Wrap returns a ResponseWriter that applies hooks to what the next handler
 // writes to it, and a finish function to call once that handler has
@@ -145,6 +158,9 @@ type Hooks struct {
 func Wrap(w http.ResponseWriter, hooks Hooks) (http.ResponseWriter, func() error) {
 	if hooks.MaxBodySize <= 0 {
 		hooks.MaxBodySize = DefaultMaxBodySize
+	}
+	if hooks.WriteTimeout <= 0 {
+		hooks.WriteTimeout = DefaultWriteTimeout
 	}
 	o := &writer{w: w, hooks: hooks}
 	if (hooks.RewriteResult != nil || hooks.CheckError != nil) && len(hooks.WatchIDs) > 0 && !hooks.WatchAll {
@@ -341,10 +357,30 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	if o.mode != modeStream && (o.mode != modeFailed || !o.cut) {
 		return errNotStream
 	}
-	if _, err := o.w.Write(e.Encode()); err != nil {
+	if err := o.writeStream(e.Encode()); err != nil {
 		return fmt.Errorf("writing event stream: %w", err)
 	}
-	return http.NewResponseController(o.w).Flush()
+	return nil
+}
+
+// writeStream writes p to the client's event stream and flushes it,
+// within Hooks.WriteTimeout; o.mu is held. After a failed write the
+// connection's deadline stays passed: nothing more is written to it.
+func (o *writer) writeStream(p []byte) error {
+	rc := http.NewResponseController(o.w)
+	// Caddy's HTTP/1 and HTTP/2 servers take a deadline; a writer that
+	// cannot (a test's recorder) is written to without.
+	_ = rc.SetWriteDeadline(time.Now().Add(o.hooks.WriteTimeout))
+	_, err := o.w.Write(p)
+	if err == nil {
+		if err = rc.Flush(); errors.Is(err, http.ErrNotSupported) {
+			err = nil
+		}
+	}
+	if err == nil {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // Status returns the final status of the upstream's reply that w (a
@@ -511,12 +547,7 @@ func (o *writer) writeEvents(p []byte) (int, error) {
 	err := o.events.Feed(p, o.forwardEvent)
 	if len(o.out) > 0 {
 		o.mu.Lock()
-		_, werr := o.w.Write(o.out)
-		if werr == nil {
-			// Flushing is best effort: a client that has gone fails the
-			// next write.
-			_ = http.NewResponseController(o.w).Flush()
-		}
+		werr := o.writeStream(o.out)
 		o.mu.Unlock()
 		if werr != nil {
 			return 0, fmt.Errorf("writing event stream: %w", werr)
