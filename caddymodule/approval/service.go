@@ -80,8 +80,9 @@ type Service struct {
 	work sync.WaitGroup
 
 	mu sync.Mutex
-	// changed holds, per approval id, a channel closed at its next change.
-	changed map[string]chan struct{}
+	// changed holds, per approval id waited on, a channel closed at its
+	// next change, and how many wait on it.
+	changed map[string]*waiters
 
 	// creating holds, per stripe of callers, a token while the bounds on
 	// a caller's pending approvals are checked and an approval created,
@@ -126,7 +127,7 @@ const callersSweepTicks = 60
 // the function that the store must tell of every change). It refuses
 // settings that Configure would refuse, before making the store.
 func NewService(newStore func(ChangeFunc) (Store, error), settings *Settings) (*Service, error) {
-	s := &Service{changed: make(map[string]chan struct{}), byCaller: make(map[string][]string), deliveries: make(chan struct{}, maxDeliveries)}
+	s := &Service{changed: make(map[string]*waiters), byCaller: make(map[string][]string), deliveries: make(chan struct{}, maxDeliveries)}
 	for i := range s.creating {
 		s.creating[i] = make(chan struct{}, 1)
 	}
@@ -622,28 +623,49 @@ func (s *Service) Claim(ctx context.Context, key string, ttl time.Duration) erro
 	return nil
 }
 
+// waiters are those waiting for the next change of an approval.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
 // Changed returns a channel closed at the next change of the approval,
-// made by this gateway or another sharing the store. Take it before
-// reading the approval, so that no change falls in between.
-func (s *Service) Changed(id string) <-chan struct{} {
+// made by this gateway or another sharing the store, and stop, to call
+// once the channel is no longer waited on (it may be called more than
+// once). Take it before reading the approval, so that no change falls in
+// between. The service remembers only approvals waited on: one settled
+// for good (expired, cancelled) while a call waited on it would otherwise
+// stay remembered, since it never changes again.
+func (s *Service) Changed(id string) (changed <-chan struct{}, stop func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.changed[id]
+	w, ok := s.changed[id]
 	if !ok {
-		ch = make(chan struct{})
-		s.changed[id] = ch
+		w = &waiters{ch: make(chan struct{})}
+		s.changed[id] = w
 	}
-	return ch
+	w.n++
+	var once sync.Once
+	return w.ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			// After a change, the id may be waited on anew, by others.
+			if w.n--; w.n == 0 && s.changed[id] == w {
+				delete(s.changed, id)
+			}
+		})
+	}
 }
 
 // notify wakes whoever waits for a change of the approval.
 func (s *Service) notify(id string) {
 	s.mu.Lock()
-	ch, ok := s.changed[id]
+	w, ok := s.changed[id]
 	delete(s.changed, id)
 	s.mu.Unlock()
 	if ok {
-		close(ch)
+		close(w.ch)
 	}
 }
 

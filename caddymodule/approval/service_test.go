@@ -1005,3 +1005,45 @@ func TestRequestStopsWaitingWhenItsCallerGoes(t *testing.T) {
 		t.Errorf("Request once the turn is free: %v", err)
 	}
 }
+
+// TestChangedForgotten: the service remembers an approval's next change
+// only while someone waits on it: each waiter's stop (once, however often
+// called) lets it go when the last stops, a change wakes every waiter,
+// and a stop after a change leaves those waiting anew alone.
+func TestChangedForgotten(t *testing.T) {
+	s := newTestService(t, &receiver{}, time.Minute)
+	remembered := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.changed)
+	}
+	first, stopFirst := s.Changed("a")
+	_, stopSecond := s.Changed("a")
+	stopFirst()
+	stopFirst()
+	if remembered() != 1 {
+		t.Fatalf("%d approvals remembered while one still waits on a; want 1", remembered())
+	}
+	stopSecond()
+	if remembered() != 0 {
+		t.Fatalf("%d approvals remembered once nobody waits; want 0", remembered())
+	}
+	first, stopFirst = s.Changed("a")
+	s.notify("a")
+	select {
+	case <-first:
+	default:
+		t.Fatal("a change did not wake its waiter")
+	}
+	again, stopAgain := s.Changed("a")
+	stopFirst() // the change came: it waited on another round
+	if remembered() != 1 {
+		t.Fatalf("%d approvals remembered after a stale stop; want a's new waiter kept", remembered())
+	}
+	s.notify("a")
+	<-again
+	stopAgain()
+	if remembered() != 0 {
+		t.Fatalf("%d approvals remembered at the end; want 0", remembered())
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 )
 
 // Store keeps approvals where every gateway that shares it sees them. The
@@ -60,13 +62,15 @@ type memoryStore struct {
 	onChange ChangeFunc
 	// scope is the store's Scope, random.
 	scope string
+	// claims are the keys claimed, each until its time is up, at most
+	// maxMemoryClaims of them (the oldest used first out); it locks on
+	// its own.
+	claims *ttlcache.Cache[string, struct{}]
 
 	mu        sync.Mutex
 	approvals map[string]*Approval
 	// bindings maps a binding to the approval that last stood for it.
 	bindings map[string]string
-	// claims maps claimed keys to when they may be forgotten.
-	claims map[string]time.Time
 }
 
 // NewMemoryStore returns a store that lives in this process: approvals
@@ -78,7 +82,7 @@ func NewMemoryStore(onChange ChangeFunc) Store {
 		scope:     "memory " + rand.Text(),
 		approvals: make(map[string]*Approval),
 		bindings:  make(map[string]string),
-		claims:    make(map[string]time.Time),
+		claims:    ttlcache.New[string, struct{}](maxMemoryClaims, 0),
 	}
 }
 
@@ -205,11 +209,6 @@ func (s *memoryStore) Due(_ context.Context, now time.Time) ([]string, error) {
 			s.forget(a)
 		}
 	}
-	for key, until := range s.claims {
-		if now.After(until) {
-			delete(s.claims, key)
-		}
-	}
 	return due, nil
 }
 
@@ -225,15 +224,15 @@ func (s *memoryStore) CountPending(context.Context) (int, error) {
 	return n, nil
 }
 
+// maxMemoryClaims bounds the keys a memory store keeps claimed, as the
+// gateway bounds the confirmations it remembers without a store: past it,
+// the key claimed longest ago could be claimed again (a confirmation
+// nonce, which only its own caller holds, who could as well confirm the
+// call anew).
+const maxMemoryClaims = 100_000
+
 func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	if until, ok := s.claims[key]; ok && now.Before(until) {
-		return false, nil
-	}
-	s.claims[key] = now.Add(ttl)
-	return true, nil
+	return s.claims.AddIfAbsentFor(key, struct{}{}, ttl), nil
 }
 
 func (s *memoryStore) Close() error { return nil }

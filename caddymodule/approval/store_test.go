@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -271,5 +272,23 @@ func TestRedisAddressNamesAServer(t *testing.T) {
 		if _, err := RedisOptions(address); (err != nil) != wantErr {
 			t.Errorf("RedisOptions(%q): %v; want an error: %v", address, err, wantErr)
 		}
+	}
+}
+
+// TestMemoryStoreClaimsBounded: a memory store keeps at most
+// maxMemoryClaims keys claimed, whatever their time (each caller
+// confirmation claims one for 30 minutes).
+func TestMemoryStoreClaimsBounded(t *testing.T) {
+	store := NewMemoryStore(nil).(*memoryStore)
+	for i := range maxMemoryClaims + 1000 {
+		if fresh, err := store.Claim(context.Background(), strconv.Itoa(i), time.Hour); err != nil || !fresh {
+			t.Fatalf("Claim %d = %v (%v), want fresh", i, fresh, err)
+		}
+	}
+	if n := store.claims.Len(); n > maxMemoryClaims {
+		t.Errorf("%d claims kept; want at most %d", n, maxMemoryClaims)
+	}
+	if fresh, _ := store.Claim(context.Background(), strconv.Itoa(maxMemoryClaims+999), time.Hour); fresh {
+		t.Error("the last key claimed was fresh again")
 	}
 }

@@ -271,8 +271,12 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		}
 	}()
 	expiringID := ""
+	stopWaiting := func() {}
+	defer func() { stopWaiting() }()
 	for {
-		changed := service.Changed(a.ID)
+		stopWaiting()
+		var changed <-chan struct{}
+		changed, stopWaiting = service.Changed(a.ID)
 		if a, err = service.Get(r.Context(), a.ID); err != nil {
 			return end(outcomeFailed, nil, held.fail(err))
 		}

@@ -76,12 +76,18 @@ func (c *Cache[K, V]) Contains(key K) bool {
 // AddIfAbsent adds key with value unless it is there and has not expired,
 // in one step, and reports whether it added it.
 func (c *Cache[K, V]) AddIfAbsent(key K, value V) bool {
+	return c.AddIfAbsentFor(key, value, c.ttl)
+}
+
+// AddIfAbsentFor is AddIfAbsent keeping the entry for ttl rather than the
+// cache's own.
+func (c *Cache[K, V]) AddIfAbsentFor(key K, value V, ttl time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries.Peek(key); ok && !c.expired(key, e) {
 		return false
 	}
-	c.entries.Add(key, entry[V]{value: value, expires: c.now().Add(c.ttl)})
+	c.entries.Add(key, entry[V]{value: value, expires: c.now().Add(ttl)})
 	return true
 }
 

@@ -10,7 +10,7 @@ import (
 // removed nor kept from being added again.
 func TestCache(t *testing.T) {
 	type step struct {
-		do    string // add, addIfAbsent, get, contains, remove, wait
+		do    string // add, addIfAbsent, addIfAbsentFor, get, contains, remove, wait
 		key   string
 		value int
 		want  bool // what get, contains, addIfAbsent or remove report
@@ -53,6 +53,13 @@ func TestCache(t *testing.T) {
 			{do: "addIfAbsent", key: "a", value: 3, want: true},
 			{do: "get", key: "a", want: true, got: 3},
 		}},
+		{"added if absent for a time of its own", []step{
+			{do: "addIfAbsentFor", key: "a", value: 20, want: true},
+			{do: "wait", value: 15},
+			{do: "contains", key: "a", want: true},
+			{do: "wait", value: 5},
+			{do: "contains", key: "a"},
+		}},
 		{"removed", []step{
 			{do: "add", key: "a", value: 1},
 			{do: "remove", key: "a", want: true},
@@ -83,6 +90,8 @@ func TestCache(t *testing.T) {
 					ok = c.Contains(s.key)
 				case "addIfAbsent":
 					ok = c.AddIfAbsent(s.key, s.value)
+				case "addIfAbsentFor": // value seconds
+					ok = c.AddIfAbsentFor(s.key, s.value, time.Duration(s.value)*time.Second)
 				case "remove":
 					ok = c.Remove(s.key)
 				}
