@@ -9,18 +9,28 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // maxCallbackBody bounds a decision's body.
 const maxCallbackBody = 64 << 10
 
+// maxLoggedID and maxLoggedError bound what a log line quotes of what a
+// request chose: an approval id from its URL (ids are 26 characters), an
+// error quoting its body.
+const (
+	maxLoggedID    = 64
+	maxLoggedError = 256
+)
+
 // serveCallback takes one signed decision.
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id string) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
 	if err != nil {
-		return h.refuseCallback(w, r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err))
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, fmt.Errorf("reading the callback: %w", err), false)
 	}
 	// Any service whose decision secrets verify the callback may hold the
 	// id; the one whose store knows it takes the decision.
@@ -34,14 +44,14 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id strin
 		return true
 	})
 	if !verified {
-		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr)
+		return h.refuseCallback(w, r, id, http.StatusUnauthorized, verifyErr, false)
 	}
 	if findErr != nil {
-		return h.refuseCallback(w, r, id, Status(findErr), findErr)
+		return h.refuseCallback(w, r, id, Status(findErr), findErr, true)
 	}
 	decision, err := approval.ParseCallback(body, id)
 	if err != nil {
-		return h.refuseCallback(w, r, id, http.StatusBadRequest, err)
+		return h.refuseCallback(w, r, id, http.StatusBadRequest, err, true)
 	}
 	// The approval's own state machine is what stops a replayed decision
 	// from deciding twice. The webhook-id is recorded with the decision,
@@ -55,15 +65,15 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, id strin
 	if errors.Is(err, approval.ErrConflict) {
 		settled, getErr := service.Get(r.Context(), id)
 		if getErr != nil {
-			return h.refuseCallback(w, r, id, Status(getErr), getErr)
+			return h.refuseCallback(w, r, id, Status(getErr), getErr, true)
 		}
 		if !decidedBy(settled, decision, webhookID) {
-			return h.refuseCallback(w, r, id, Status(err), err)
+			return h.refuseCallback(w, r, id, Status(err), err, true)
 		}
 		a, err = settled, nil
 	}
 	if err != nil {
-		return h.refuseCallback(w, r, id, Status(err), err)
+		return h.refuseCallback(w, r, id, Status(err), err, true)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]any{"id": a.ID, "state": a.State, "approver": a.Approver})
@@ -116,11 +126,21 @@ func RefusalText(status int) string {
 }
 
 // refuseCallback logs a refused callback (who sent what matters when
-// someone forges decisions) and answers with status and a fixed text.
-func (h *Handler) refuseCallback(w http.ResponseWriter, r *http.Request, id string, status int, err error) error {
-	h.logger.Warn("approval callback refused",
-		zap.String("id", id), zap.Int("status", status),
-		zap.String("remote_ip", h.clientIP(r)), zap.Error(err))
+// someone forges decisions) and answers with status and a fixed text. One
+// signed with a decision secret is logged at Warn level: its sender holds
+// the secret, and something is wrong between it and the gateway. Others
+// (unsigned, forged, too large) are logged at Info level, as refused
+// callers are, since anyone who reaches the URL can send them; what they
+// chose (the URL's id, what the error quotes) is cut.
+func (h *Handler) refuseCallback(w http.ResponseWriter, r *http.Request, id string, status int, err error, signed bool) error {
+	level := zapcore.InfoLevel
+	if signed {
+		level = zapcore.WarnLevel
+	}
+	if ce := h.logger.Check(level, "approval callback refused"); ce != nil {
+		ce.Write(zap.String("id", display.Cut(id, maxLoggedID)), zap.Int("status", status), zap.Bool("signed", signed),
+			zap.String("remote_ip", h.clientIP(r)), zap.String("error", display.Cut(err.Error(), maxLoggedError)))
+	}
 	body, _ := json.Marshal(map[string]string{"error": RefusalText(status)})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
+	"go.uber.org/zap/zapcore"
 )
 
 // callbackRequest returns body POSTed to the approval's callback URL,
@@ -62,6 +65,9 @@ func TestCallback(t *testing.T) {
 		// unreachable puts the approval's service behind a store that
 		// cannot be reached.
 		unreachable bool
+		// unsigned: refused before a decision secret verified it, which
+		// anyone may send, so logged at Info level (else Warn).
+		unsigned bool
 		// wantBody is the response's body, given the approval's id.
 		wantStatus int
 		wantBody   func(id string) string
@@ -73,11 +79,11 @@ func TestCallback(t *testing.T) {
 			wantStatus: http.StatusOK, wantBody: func(id string) string { return delivered(id, approval.Denied) }, wantState: approval.Denied},
 		{name: "for named approvers that include the webhook", approvers: []string{"inbox:alice", approval.PrincipalWebhook}, secret: approvaltest.DecisionSecret,
 			wantStatus: http.StatusOK, wantBody: func(id string) string { return delivered(id, approval.Approved) }, wantState: approval.Approved},
-		{name: "unsigned",
+		{name: "unsigned", unsigned: true,
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
-		{name: "signed with another gateway's secret", secret: otherSecret,
+		{name: "signed with another gateway's secret", secret: otherSecret, unsigned: true,
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
-		{name: "stale", secret: approvaltest.DecisionSecret, age: 10 * time.Minute,
+		{name: "stale", secret: approvaltest.DecisionSecret, age: 10 * time.Minute, unsigned: true,
 			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
 		{name: "unknown approval", secret: approvaltest.DecisionSecret, id: func(*approval.Approval) string { return stranger.ID },
 			wantStatus: http.StatusNotFound, wantBody: fixed(refused404), wantState: approval.Pending},
@@ -85,8 +91,10 @@ func TestCallback(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
 		{name: "neither approve nor deny", secret: approvaltest.DecisionSecret, body: func(id string) []byte { return decisionBody(id, "maybe") },
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
-		{name: "body too large", secret: approvaltest.DecisionSecret, body: func(string) []byte { return bytes.Repeat([]byte(" "), maxCallbackBody+1) },
+		{name: "body too large", secret: approvaltest.DecisionSecret, unsigned: true, body: func(string) []byte { return bytes.Repeat([]byte(" "), maxCallbackBody+1) },
 			wantStatus: http.StatusBadRequest, wantBody: fixed(refused400), wantState: approval.Pending},
+		{name: "unsigned, for an id of 32 KiB", unsigned: true, id: func(*approval.Approval) string { return strings.Repeat("x", 32<<10) },
+			wantStatus: http.StatusUnauthorized, wantBody: fixed(refused401), wantState: approval.Pending},
 		{name: "not for the webhook to decide", approvers: []string{"inbox:alice"}, secret: approvaltest.DecisionSecret,
 			wantStatus: http.StatusForbidden, wantBody: fixed(refused403), wantState: approval.Pending},
 		{name: "already decided", settle: true, secret: approvaltest.DecisionSecret, body: func(id string) []byte { return decisionBody(id, "deny") },
@@ -130,8 +138,11 @@ func TestCallback(t *testing.T) {
 				t.Errorf("logged %d refusals, want 1", len(refusals))
 			case tt.wantStatus != http.StatusOK:
 				fields := refusals[0].ContextMap()
-				if fields["id"] != id || fields["status"] != int64(tt.wantStatus) || fields["remote_ip"] != testClientIP || fields["error"] == nil {
-					t.Errorf("refusal logged with %v, want id %s, status %d, remote_ip %s and the error", fields, id, tt.wantStatus, testClientIP)
+				if fields["id"] != display.Cut(id, maxLoggedID) || fields["status"] != int64(tt.wantStatus) || fields["remote_ip"] != testClientIP || fields["error"] == nil {
+					t.Errorf("refusal logged with %v, want id %s (cut), status %d, remote_ip %s and the error", fields, id, tt.wantStatus, testClientIP)
+				}
+				if want := map[bool]zapcore.Level{true: zapcore.InfoLevel, false: zapcore.WarnLevel}[tt.unsigned]; refusals[0].Level != want {
+					t.Errorf("refusal logged at %s, want %s", refusals[0].Level, want)
 				}
 			}
 		})

@@ -91,7 +91,9 @@ var inboxPageHeaders = map[string]string{
 func (h *Handler) serveInbox(w http.ResponseWriter, r *http.Request) error {
 	user, ok, err := h.inbox.authenticate(w, r)
 	if err != nil {
-		h.logger.Warn("inbox sign-in failed", zap.String("remote_ip", h.clientIP(r)), zap.Error(err))
+		// At Info level, as refused callers are: anyone who reaches the
+		// inbox can fail to sign in.
+		h.logger.Info("inbox sign-in failed", zap.String("remote_ip", h.clientIP(r)), zap.String("error", display.Cut(err.Error(), maxLoggedError)))
 	}
 	if !ok {
 		return refuse(http.StatusUnauthorized, errors.New("sign in to the approval inbox"))

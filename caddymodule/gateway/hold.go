@@ -520,7 +520,9 @@ func (c *heldCall) fail(err error) error {
 		return c.answer(fmt.Sprintf("This call needs approval, and its arguments are too large for a person to review (at most %d KiB), so it was refused.", approval.MaxArguments>>10))
 	}
 	if errors.Is(err, approval.ErrTooManyPending) {
-		c.logger.Warn("call refused: too many approvals pending", zap.String("request_id", c.requestID), zap.Error(err))
+		// At Info level: the caller chooses how often (the decision log
+		// records each refusal too).
+		c.logger.Info("call refused: too many approvals pending", zap.String("request_id", c.requestID), zap.Error(err))
 		return c.answer(fmt.Sprintf("This call needs approval, and too many approvals are waiting for a decision (%s), so it was refused: "+
 			"make it again once some are decided.", strings.TrimPrefix(err.Error(), approval.ErrTooManyPending.Error()+": ")))
 	}

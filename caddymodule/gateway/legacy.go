@@ -568,7 +568,7 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
-		logger.Warn("could not deliver a refusal on the session's event stream",
+		logger.Info("could not deliver a refusal on the session's event stream",
 			zap.String("upstream", p.session.upstream), zap.Error(err))
 	}
 	mcphttp.WriteJSON(w, http.StatusForbidden, mcpmsg.ErrorResponse(v.message.ID, CodeRefusedByPolicy, v.refusal()))

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
@@ -1113,11 +1116,14 @@ func TestPagesIsolated(t *testing.T) {
 
 // TestPendingApprovalsBoundedPerCaller: a caller whose held calls wait on
 // approval.MaxPendingPerCaller approvals has the next call refused with
-// the reason (and nothing announced or kept), while the same call made
-// again still waits on its approval, and another caller is held as usual.
+// the reason (and nothing announced or kept; logged below Warn level, since
+// the caller chooses how often), while the same call made again still
+// waits on its approval, and another caller is held as usual.
 func TestPendingApprovalsBoundedPerCaller(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	cfg := libraryConfig(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg.Logger = zap.New(core)
 	cfg.Identity = userHeaderIdentity("")
 	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Millisecond, Keepalive: time.Second}
 	gw := serveGateway(t, cfg, up.URL)
@@ -1141,6 +1147,9 @@ func TestPendingApprovalsBoundedPerCaller(t *testing.T) {
 	}
 	if got := call("mallory", "one too many"); !strings.Contains(got, "too many approvals are waiting for a decision") {
 		t.Errorf("mallory's call past the bound: %s; want it refused with the reason", got)
+	}
+	if warned := logs.FilterMessageSnippet("too many approvals").Len(); warned != 0 {
+		t.Errorf("the refusal logged %d times at Warn level; want it below", warned)
 	}
 	if got := call("mallory", "0"); got != first {
 		t.Errorf("mallory's first call made again: %s; want its approval %s", got, first)

@@ -11,10 +11,13 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -51,6 +54,9 @@ type relay struct {
 	// made only when the relay logs (finding the request's id can cost
 	// the host work).
 	logger func() *zap.Logger
+	// warned are the warnings this relay has logged (see warn).
+	warnedMu sync.Mutex
+	warned   map[string]bool
 
 	version string
 	session sessionKey
@@ -239,8 +245,8 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	// Read as strictly as a client's request: what the policy would
 	// decide on must be what the client reads.
 	if err := mcpmsg.CheckServerRequest(m.Method, m.Params); err != nil {
-		rl.logger().Warn("server request refused: its params may be read otherwise than the policy reads them",
-			zap.String("method", m.Method), zap.String("reason", err.Message))
+		rl.warn("server request refused: its params may be read otherwise than the policy reads them",
+			zap.String("method", display.Cut(m.Method, maxLoggedReason)), zap.String("reason", display.Cut(err.Message, maxLoggedReason)))
 		rl.refuse(m, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInvalidParams, err.Message))
 		return true
 	}
@@ -257,8 +263,32 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 // with answer, as the client would.
 func (rl *relay) refuse(m *mcpmsg.Message, answer []byte) {
 	if err := rl.answer(rl.endpoint, answer); err != nil {
-		rl.logger().Warn("could not answer a refused server request to the upstream",
-			zap.String("method", m.Method), zap.Error(err))
+		rl.warn("could not answer a refused server request to the upstream",
+			zap.String("method", display.Cut(m.Method, maxLoggedReason)), zap.Error(err))
+	}
+}
+
+// maxLoggedReason bounds what a log line quotes of what the upstream
+// sent (a method, the names a reason quotes).
+const maxLoggedReason = 256
+
+// warn logs msg at Warn level the first time this relay logs it, and at
+// Debug level after: an upstream may send, on one stream, messages the
+// gateway refuses without end, and a line a stream says what happened
+// without the upstream choosing the log's volume.
+func (rl *relay) warn(msg string, fields ...zap.Field) {
+	rl.warnedMu.Lock()
+	level := zapcore.DebugLevel
+	if !rl.warned[msg] {
+		if rl.warned == nil {
+			rl.warned = make(map[string]bool)
+		}
+		rl.warned[msg], level = true, zapcore.WarnLevel
+		fields = append(fields, zap.String("more", "any more on this reply are logged at debug level"))
+	}
+	rl.warnedMu.Unlock()
+	if ce := rl.logger().Check(level, msg); ce != nil {
+		ce.Write(fields...)
 	}
 }
 

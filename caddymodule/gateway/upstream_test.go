@@ -8,13 +8,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
@@ -153,5 +158,61 @@ func TestStrayResponsesKeptNowhere(t *testing.T) {
 	// Each stray kept would hold some 300 bytes: 30 MB in all.
 	if grown := heap() - before; grown > 10<<20 || relayed != 1 {
 		t.Errorf("with the stream open, %d events relayed and the heap grown by %d MiB; want 1 and nothing kept of the %d strays", relayed, grown>>20, strays)
+	}
+}
+
+// TestRefusedServerRequestsLoggedOnce: an upstream that sends, on one
+// reply, server requests the gateway refuses without end (here read
+// otherwise than the policy reads them, with names of 8 KiB) gets one
+// Warn line for the reply, its names cut, not one per request: the
+// upstream does not choose the log's volume.
+func TestRefusedServerRequestsLoggedOnce(t *testing.T) {
+	const requests = 200
+	name := strings.Repeat("m", 8<<10)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		message, _ := upstreamtest.ReadMessage(r)
+		switch message.Method {
+		case "tools/list":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, message.ID)
+		case "tools/call":
+			w.Header().Set("Content-Type", "text/event-stream")
+			stream := bufio.NewWriterSize(w, 1<<20)
+			for i := range requests {
+				fmt.Fprintf(stream, "data: {\"jsonrpc\":\"2.0\",\"id\":\"s%d\",\"method\":\"sampling/createMessage\",\"params\":{\"messages\":[],\"maxTokens\":1,\"%s\":1,\"%s\":2}}\n\n",
+					i, name, strings.ToUpper(name))
+			}
+			fmt.Fprintf(stream, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", message.ID)
+			_ = stream.Flush()
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": elicitingPolicy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg.Logger = zap.New(core)
+	gw := serveGateway(t, cfg, up.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, events := clienttest.PostEvents(t, ctx, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}},
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+	done := false
+	for data := range events {
+		done = done || strings.Contains(data, `"done"`)
+	}
+	warned := logs.FilterMessageSnippet("server request refused").All()
+	size := 0
+	for _, entry := range warned {
+		for _, field := range entry.Context {
+			size += len(field.String)
+		}
+	}
+	if !done || len(warned) != 1 || size > 2<<10 {
+		t.Errorf("%d refused server requests on one reply (result relayed: %v): %d Warn lines quoting %d bytes; want one line, its names cut", requests, done, len(warned), size)
 	}
 }
