@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -37,12 +38,8 @@ func (x *exchange) read() error {
 
 // checkUncompressed accepts a body with no content coding but identity.
 func checkUncompressed(header http.Header) error {
-	for _, encoding := range header.Values("Content-Encoding") {
-		for _, coding := range strings.Split(encoding, ",") {
-			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
-				return fmt.Errorf("content encoding %q is not accepted", coding)
-			}
-		}
+	if coding, encoded := mcphttp.ContentCoding(header); encoded {
+		return fmt.Errorf("content encoding %q is not accepted", coding)
 	}
 	return nil
 }

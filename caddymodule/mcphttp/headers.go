@@ -111,3 +111,18 @@ func headerValue(header http.Header, name string) (value string, present bool, e
 	}
 	return value, true, nil
 }
+
+// ContentCoding returns the first content coding other than identity that
+// h's Content-Encoding headers name, and whether there is one: a body so
+// encoded is one the gateway does not read (it decodes none), while a
+// client or server could decode it and read what the gateway did not.
+func ContentCoding(h http.Header) (string, bool) {
+	for _, header := range h.Values("Content-Encoding") {
+		for _, coding := range strings.Split(header, ",") {
+			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+				return coding, true
+			}
+		}
+	}
+	return "", false
+}

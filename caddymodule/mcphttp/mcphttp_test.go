@@ -117,3 +117,24 @@ func TestVersions(t *testing.T) {
 		t.Error("CheckLegacySSEVersion accepted a revision not spoken over HTTP+SSE")
 	}
 }
+
+func TestContentCoding(t *testing.T) {
+	tests := []struct {
+		header  []string
+		want    string
+		encoded bool
+	}{
+		{nil, "", false},
+		{[]string{"identity"}, "", false},
+		{[]string{"IDENTITY, identity", " "}, "", false},
+		{[]string{"gzip"}, "gzip", true},
+		{[]string{"identity, br"}, "br", true},
+		{[]string{"identity", "x-custom"}, "x-custom", true},
+	}
+	for _, tt := range tests {
+		got, encoded := ContentCoding(http.Header{"Content-Encoding": tt.header})
+		if got != tt.want || encoded != tt.encoded {
+			t.Errorf("ContentCoding(%q) = %q, %v; want %q, %v", tt.header, got, encoded, tt.want, tt.encoded)
+		}
+	}
+}

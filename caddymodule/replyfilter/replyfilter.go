@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
@@ -711,8 +712,8 @@ func replyMode(status int, h http.Header, opensStream bool) (mode, error) {
 // checkIdentityEncoding fails when a reply's body is encoded (compressed):
 // the gateway does not decode what it reads, and a client could.
 func checkIdentityEncoding(h http.Header) error {
-	if enc := h.Values("Content-Encoding"); len(enc) > 1 || len(enc) == 1 && !strings.EqualFold(enc[0], "identity") {
-		return fmt.Errorf("upstream reply has Content-Encoding %q, which the gateway does not decode", strings.Join(enc, ", "))
+	if coding, encoded := mcphttp.ContentCoding(h); encoded {
+		return fmt.Errorf("upstream reply has Content-Encoding %q, which the gateway does not decode", coding)
 	}
 	return nil
 }
