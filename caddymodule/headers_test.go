@@ -111,11 +111,13 @@ decision := {"action": "allow"} if input.method != "tools/call"
 decision := {"action": "allow"} if split(input.request.host, ":")[0] == "public.example"
 `
 
-// TestPolicyReadsHostAsTheUpstream: the policy reads the Host in lower
-// case without its final dot, and the upstream (here one that matches
-// host names exactly, as Go's ServeMux does) gets it so through
-// reverse_proxy: a policy allowing one virtual host allows PUBLIC.example.
-// as that host, never as another the upstream serves.
+// TestPolicyReadsHostAsTheUpstream: the policy reads the Host the
+// upstream gets (here one that matches host names exactly, as Go's
+// ServeMux does, through reverse_proxy's header_up Host {host} behind
+// tracing, whose copy of the request keeps the Host as sent): a Host not
+// in lower case, or with a final dot, which the two could read apart, is
+// refused, so a policy allowing one virtual host never lets a call reach
+// another.
 func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "host.rego"), []byte(hostPolicy), 0o600); err != nil {
@@ -137,12 +139,15 @@ func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
 	mux.Handle("public.example/", serve("public"))
 	mux.Handle("/", serve("internal"))
 	up := upstreamtest.Raw(t, mux)
-	gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test"})
+	upstream := strings.TrimPrefix(up.URL, "http://") + " {\n\t\theader_up Host {host}\n\t}"
+	gateway := startGateway(t, upstream, gatewayOptions{policy: "policy " + dir + "\n\t\tserver test", before: "tracing"})
+	const refused = "which servers read in different ways"
 	for _, tt := range []struct{ host, want string }{
 		{"public.example", "public for public.example"},
-		{"PUBLIC.Example", "public for public.example"},
-		{"public.example.", "public for public.example"},
-		{"Public.Example..:80", "public for public.example:80"},
+		{"public.example:80", "public for public.example"},
+		{"PUBLIC.Example", refused},
+		{"public.example.", refused},
+		{"Public.Example..:80", refused},
 		{"internal.example", "only the public host"},
 	} {
 		t.Run(tt.host, func(t *testing.T) {

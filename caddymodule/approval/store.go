@@ -63,7 +63,7 @@ type memoryStore struct {
 	// scope is the store's Scope, random.
 	scope string
 	// claims are the keys claimed, each until its time is up, at most
-	// maxMemoryClaims of them (the oldest used first out); it locks on
+	// maxMemoryClaims of them (the oldest claimed first out); it locks on
 	// its own.
 	claims *ttlcache.Cache[string, struct{}]
 

@@ -29,7 +29,6 @@ func (x *exchange) admit() error {
 	if !x.g.host.TrustedProxy(x.r) {
 		dropForwarded(x.r.Header)
 	}
-	x.r.Host = canonicalHost(x.r.Host)
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
 	}
@@ -43,6 +42,9 @@ func (x *exchange) admit() error {
 		}
 	}
 	if err := checkPath(x.r.URL); err != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
+	}
+	if err := checkHost(x.r.Host); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	c := x.g.callers
@@ -171,19 +173,25 @@ func dropTrailers(r *http.Request) {
 	r.Header.Del("Trailer")
 }
 
-// canonicalHost is a request's Host as virtual hosts and DNS read it: in
-// lower case and without the final dots of a fully qualified name
-// ("Admin.example.com." is admin.example.com), its port kept. The request
-// goes on with it, so that the policy (input.request.host) and the
-// upstream read one name: a policy that blocks admin.example blocks
-// ADMIN.example., and one that allows only public.example does not let
-// PUBLIC.example reach an upstream that matches names exactly.
-func canonicalHost(host string) string {
+// checkHost refuses a request's Host that is not as DNS and virtual
+// hosts read it: in lower case, without the final dots of a fully
+// qualified name, its port as sent. The policy reads the Host
+// (input.request.host) and the upstream gets it, through reverse_proxy,
+// as sent, or through placeholders ({host}) that Caddy's handlers before
+// the gateway keep as sent: one read as another by a policy and an
+// upstream (a policy that allows public.example, an upstream that matches
+// names exactly and serves PUBLIC.example as another) must not pass, and
+// rewriting it would reach only some of its readers. Clients send names
+// in lower case (browsers and WHATWG URL parsers write them so).
+func checkHost(host string) error {
 	name, port := host, ""
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		name, port = host[:i], host[i:]
 	}
-	return strings.ToLower(strings.TrimRight(name, ".")) + port
+	if canonical := strings.ToLower(strings.TrimRight(name, ".")) + port; canonical != host {
+		return fmt.Errorf("the Host %q is not in lower case without a final dot (%q), which servers read in different ways; send it so", host, canonical)
+	}
+	return nil
 }
 
 // checkPath refuses a request path that readers resolve differently, as

@@ -47,9 +47,9 @@ func rawCall(t *testing.T, gatewayURL, target, host string) reply {
 // servlet containers resolve and Express does not; empty segments; a
 // servlet's path parameters; a backslash; an encoded slash; a percent sign
 // left after decoding; any character but those RFC 3986 lets a segment
-// hold as data) is refused before anything reads it; a host is read in
-// lower case without its final dot, as virtual hosts read it (and the
-// upstream gets it so: TestPolicyReadsHostAsTheUpstream).
+// hold as data) is refused before anything reads it; so is a Host not in
+// lower case, or with a final dot, which a policy and an upstream's
+// virtual hosts may read apart (TestPolicyReadsHostAsTheUpstream).
 func TestRequestAsServersReadIt(t *testing.T) {
 	up := messageUpstream(t, func(_ string, id json.RawMessage, _ []byte) string {
 		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
@@ -90,10 +90,12 @@ func TestRequestAsServersReadIt(t *testing.T) {
 		{"/public%2f..%2fadmin/mcp", "public.example", refused},
 		{"/public/%252e%252e/admin/mcp", "public.example", refused},
 		{"/mcp", "admin.example", blocked},
-		{"/mcp", "ADMIN.Example", blocked},
-		{"/mcp", "admin.example.", blocked},
-		{"/mcp", "Admin.Example.:8080", blocked},
+		{"/mcp", "admin.example:8080", blocked},
+		{"/mcp", "ADMIN.Example", refused},
+		{"/mcp", "admin.example.", refused},
+		{"/mcp", "Admin.Example.:8080", refused},
 		{"/mcp", "[::1]:8080", ran},
+		{"/mcp", "[::FFFF:7f00:1]:8080", refused},
 	} {
 		t.Run(tt.target+" "+tt.host, func(t *testing.T) {
 			r := rawCall(t, gw.URL, tt.target, tt.host)

@@ -139,6 +139,9 @@ func (x *exchange) stream() error {
 					"the request may or may not have run"
 			}
 			stream.endWith(why)
+			// A POST that found the stream open may be writing to it
+			// still: that write is waited for, and no later one made.
+			replyfilter.EndInjecting(observed)
 			g.sessions.legacy.close(rl.session, stream)
 		})
 	}

@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -215,4 +219,75 @@ func TestRefusedServerRequestsLoggedOnce(t *testing.T) {
 	if !done || len(warned) != 1 || size > 2<<10 {
 		t.Errorf("%d refused server requests on one reply (result relayed: %v): %d Warn lines quoting %d bytes; want one line, its names cut", requests, done, len(warned), size)
 	}
+}
+
+// TestSlowReaderKeepsItsStream: the bound on writes to a stream's client
+// (streamWriteTimeout, here 500 ms) bounds a stall, not a transfer: a
+// client reading steadily, slowly (about 1.6 MB/s through buffers of 16
+// KiB), gets an event of 1 MiB, which takes it longer than the bound,
+// and the stream goes on.
+func TestSlowReaderKeepsItsStream(t *testing.T) {
+	t.Cleanup(gateway.SetStreamWriteTimeout(500 * time.Millisecond))
+	big := strings.Repeat("a", 1<<20)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, `data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"`+big+`"}}`+"\n\n")
+		_, _ = io.WriteString(w, `data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"the end"}}`+"\n\n")
+		w.(http.Flusher).Flush()
+	}))
+	t.Cleanup(up.Close)
+	g := newGateway(t, libraryConfig(t))
+	next := proxyTo(t, up.URL)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, next); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10) // small buffers, as on a slow link
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+	}}).DialContext}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := clienttest.NewRequest(t, http.MethodGet, srv.URL+"/mcp", http.Header{"Accept": {"text/event-stream"}, "Mcp-Protocol-Version": {"2025-06-18"}}, nil).WithContext(ctx)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	stream := bufio.NewReaderSize(&pacedReader{r: resp.Body, chunk: 16 << 10, every: 10 * time.Millisecond}, 64<<10)
+	start, got := time.Now(), 0
+	for {
+		line, err := stream.ReadString('\n')
+		got += len(line)
+		if strings.Contains(line, "the end") {
+			return
+		}
+		if err != nil {
+			t.Fatalf("the stream ended after %d bytes in %s (%v), its client reading all along; want the 1 MiB event and the one after it",
+				got, time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}
+
+// pacedReader reads at most chunk bytes every period.
+type pacedReader struct {
+	r     io.Reader
+	chunk int
+	every time.Duration
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	time.Sleep(p.every)
+	return p.r.Read(b[:min(len(b), p.chunk)])
 }

@@ -221,6 +221,8 @@ type writer struct {
 	err error
 	// cut: the reply was an event stream when it failed (see Cut).
 	cut bool
+	// injectEnded: Inject writes nothing more (see EndInjecting); under mu.
+	injectEnded bool
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -355,7 +357,7 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	e := mcpmsg.MessageEvent(data)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.mode != modeStream && (o.mode != modeFailed || !o.cut) {
+	if o.injectEnded || o.mode != modeStream && (o.mode != modeFailed || !o.cut) {
 		return errNotStream
 	}
 	if err := o.writeStream(e.Encode()); err != nil {
@@ -364,24 +366,51 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	return nil
 }
 
-// writeStream writes p to the client's event stream and flushes it,
-// within Hooks.WriteTimeout; o.mu is held. After a failed write the
-// connection's deadline stays passed: nothing more is written to it.
+// writeStream writes p to the client's event stream and flushes it, each
+// piece of at most writeChunk bytes, and the flush, within
+// Hooks.WriteTimeout: what is bounded is a stall, not how long p takes (a
+// client reading a large event steadily, however slowly, keeps its
+// stream). o.mu is held. After a failed write the connection's deadline
+// stays passed: nothing more is written to it.
 func (o *writer) writeStream(p []byte) error {
 	rc := http.NewResponseController(o.w)
-	// Caddy's HTTP/1 and HTTP/2 servers take a deadline; a writer that
-	// cannot (a test's recorder) is written to without.
-	_ = rc.SetWriteDeadline(time.Now().Add(o.hooks.WriteTimeout))
-	_, err := o.w.Write(p)
-	if err == nil {
-		if err = rc.Flush(); errors.Is(err, http.ErrNotSupported) {
-			err = nil
+	// Caddy's HTTP/1 and HTTP/2 servers take a deadline (Caddy's own idle
+	// write timeout takes it as a ceiling); a writer that cannot (a
+	// test's recorder) is written to without.
+	renew := func() { _ = rc.SetWriteDeadline(time.Now().Add(o.hooks.WriteTimeout)) }
+	for len(p) > 0 {
+		piece := p[:min(len(p), writeChunk)]
+		renew()
+		n, err := o.w.Write(piece)
+		if err != nil {
+			return err
 		}
+		p = p[n:]
 	}
-	if err == nil {
-		_ = rc.SetWriteDeadline(time.Time{})
+	renew()
+	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
 	}
-	return err
+	_ = rc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// writeChunk is the most writeStream writes under one deadline, as Caddy's
+// idle write timeout chunks what it writes (64 KiB).
+const writeChunk = 32 << 10
+
+// EndInjecting makes Inject write nothing more to the reply that w (a
+// ResponseWriter from Wrap) relays, once an Inject in progress is done. A
+// handler whose reply ends by unwinding (a proxy's abort, with
+// http.ErrAbortHandler) never reaches its finish, which ends the reply
+// for Inject otherwise: one in another goroutine, deciding to write just
+// then, would write to a ResponseWriter net/http has taken back.
+func EndInjecting(w http.ResponseWriter) {
+	if o, ok := w.(*writer); ok {
+		o.mu.Lock()
+		o.injectEnded = true
+		o.mu.Unlock()
+	}
 }
 
 // Status returns the final status of the upstream's reply that w (a

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -918,5 +919,52 @@ func TestWatchAll(t *testing.T) {
 	send(t, hooks, streamReply(event("1", toolsList), event("2", listChanged), event("3", otherResponse)))
 	if want := []string{"1", "2"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("RewriteResult saw ids %q, want every response's %q", ids, want)
+	}
+}
+
+// blockingWriter is a ResponseWriter whose writes, once blocking is set,
+// wait for release.
+type blockingWriter struct {
+	*httptest.ResponseRecorder
+	writing chan struct{}
+	release chan struct{}
+	block   atomic.Bool
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	if b.block.Load() {
+		close(b.writing)
+		<-b.release
+	}
+	return b.ResponseRecorder.Write(p)
+}
+
+// TestEndInjecting: once EndInjecting returns, Inject writes nothing more,
+// and an Inject in progress has finished: a stream that unwinds without
+// its finish (a proxy's abort) is never written to after its handler.
+func TestEndInjecting(t *testing.T) {
+	bw := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	w, _ := replyfilter.Wrap(bw, replyfilter.Hooks{})
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	bw.block.Store(true)
+	injected := make(chan error, 1)
+	go func() { injected <- replyfilter.Inject(w, []byte(progress)) }()
+	<-bw.writing
+	ended := make(chan struct{})
+	go func() { replyfilter.EndInjecting(w); close(ended) }()
+	select {
+	case <-ended:
+		t.Fatal("EndInjecting returned while an Inject was writing")
+	case <-time.After(50 * time.Millisecond):
+	}
+	bw.block.Store(false)
+	close(bw.release)
+	<-ended
+	if err := <-injected; err != nil {
+		t.Errorf("the Inject in progress: %v", err)
+	}
+	if err := replyfilter.Inject(w, []byte(progress)); err == nil {
+		t.Error("Inject after EndInjecting wrote")
 	}
 }

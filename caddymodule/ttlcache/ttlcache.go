@@ -1,6 +1,11 @@
-// Package ttlcache is a cache of a bounded number of entries, least
-// recently used first out, whose entries also expire a fixed time after
-// they were added. It is safe for concurrent use.
+// Package ttlcache is a cache of a bounded number of entries, each kept
+// for a fixed time after it was added. It is safe for concurrent use.
+//
+// Entries leave in the order they were added (or added again): at their
+// time, or earlier when the bound needs room. Reading an entry does not
+// move it, so that, entries being kept for one time, the oldest added is
+// always the first to expire, and an expired entry leaves before any live
+// one.
 //
 // It is golang-lru's simplelru with an expiry time kept beside each value,
 // rather than golang-lru's own expirable.LRU: that one starts a goroutine
@@ -44,19 +49,18 @@ func New[K comparable, V any](size int, ttl time.Duration) *Cache[K, V] {
 }
 
 // Add adds or replaces the value of key, for ttl from now, evicting the
-// least recently used entry when the cache is full.
+// oldest added entry when the cache is full.
 func (c *Cache[K, V]) Add(key K, value V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries.Add(key, entry[V]{value: value, expires: c.now().Add(c.ttl)})
 }
 
-// Get returns the value of key, if it is there and has not expired, and
-// marks it recently used.
+// Get returns the value of key, if it is there and has not expired.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries.Get(key)
+	e, ok := c.entries.Peek(key)
 	if !ok || c.expired(key, e) {
 		var none V
 		return none, false
@@ -64,8 +68,7 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 	return e.value, true
 }
 
-// Contains reports whether key is there and has not expired, without
-// marking it used.
+// Contains reports whether key is there and has not expired.
 func (c *Cache[K, V]) Contains(key K) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

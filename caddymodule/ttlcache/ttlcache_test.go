@@ -6,8 +6,8 @@ import (
 )
 
 // TestCache: entries are kept until they expire or the bound evicts the
-// least recently used; an expired entry is neither got, contained,
-// removed nor kept from being added again.
+// oldest added (an expired one before any live one); an expired entry is
+// neither got, contained, removed nor kept from being added again.
 func TestCache(t *testing.T) {
 	type step struct {
 		do    string // add, addIfAbsent, addIfAbsentFor, get, contains, remove, wait
@@ -36,14 +36,33 @@ func TestCache(t *testing.T) {
 			{do: "wait", value: 9},
 			{do: "get", key: "a", want: true, got: 2},
 		}},
-		{"the least recently used evicted", []step{
+		{"the oldest added evicted, read or not", []step{
 			{do: "add", key: "a", value: 1},
 			{do: "add", key: "b", value: 2},
 			{do: "get", key: "a", want: true, got: 1},
 			{do: "add", key: "c", value: 3},
-			{do: "contains", key: "b"},
-			{do: "contains", key: "a", want: true},
+			{do: "contains", key: "a"},
+			{do: "contains", key: "b", want: true},
 			{do: "contains", key: "c", want: true},
+		}},
+		{"an expired entry evicted before a live one", []step{
+			{do: "add", key: "a", value: 1},
+			{do: "wait", value: 1},
+			{do: "add", key: "b", value: 2},
+			{do: "wait", value: 8},
+			{do: "get", key: "a", want: true, got: 1},
+			{do: "wait", value: 1},
+			{do: "add", key: "c", value: 3},
+			{do: "get", key: "b", want: true, got: 2},
+			{do: "contains", key: "c", want: true},
+		}},
+		{"added again, evicted last", []step{
+			{do: "add", key: "a", value: 1},
+			{do: "add", key: "b", value: 2},
+			{do: "add", key: "a", value: 3},
+			{do: "add", key: "c", value: 4},
+			{do: "contains", key: "b"},
+			{do: "get", key: "a", want: true, got: 3},
 		}},
 		{"added if absent, once", []step{
 			{do: "addIfAbsent", key: "a", value: 1, want: true},
