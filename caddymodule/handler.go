@@ -513,6 +513,7 @@ var caddyHost = gateway.Host{
 	TrustedProxy: trustedProxy,
 	RequestID:    requestID,
 	Annotate:     annotate,
+	HostChanged:  hostChanged,
 	OriginalPath: func(r *http.Request) string {
 		original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 		if !ok || original.URL == nil {
@@ -539,6 +540,24 @@ func clientIP(r *http.Request) string {
 func trustedProxy(r *http.Request) bool {
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	return trusted
+}
+
+// hostChanged sets the Host placeholders to the request's Host, which the
+// gateway wrote in lower case: Caddy reads them from the request it
+// received, which handlers before the gateway may have copied rather than
+// passed on (tracing does), so that {host} would read the Host as sent.
+// The labels ({http.request.host.labels.*}) and the port do not change.
+func hostChanged(r *http.Request) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host // no port
+	}
+	repl.Set("http.request.host", host)
+	repl.Set("http.request.hostport", r.Host)
 }
 
 // requestID is Caddy's unique id of the request ({http.request.uuid}).

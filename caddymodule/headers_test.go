@@ -114,8 +114,9 @@ decision := {"action": "allow"} if split(input.request.host, ":")[0] == "public.
 // TestPolicyReadsHostAsTheUpstream: the policy reads the Host the
 // upstream gets (here one that matches host names exactly, as Go's
 // ServeMux does, through reverse_proxy's header_up Host {host} behind
-// tracing, whose copy of the request keeps the Host as sent): a Host not
-// in lower case, or with a final dot, which the two could read apart, is
+// tracing, whose copy of the request Caddy's placeholders read): one in
+// upper case is read, and goes on, in lower case; one that readers could
+// read apart (a final dot, brackets around a name, a second port) is
 // refused, so a policy allowing one virtual host never lets a call reach
 // another.
 func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
@@ -145,9 +146,11 @@ func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
 	for _, tt := range []struct{ host, want string }{
 		{"public.example", "public for public.example"},
 		{"public.example:80", "public for public.example"},
-		{"PUBLIC.Example", refused},
+		{"PUBLIC.Example", "public for public.example"},
 		{"public.example.", refused},
 		{"Public.Example..:80", refused},
+		{"[public.example]:80", refused},
+		{"public.example:80:80", refused},
 		{"internal.example", "only the public host"},
 	} {
 		t.Run(tt.host, func(t *testing.T) {

@@ -3,8 +3,10 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -44,8 +46,15 @@ func (x *exchange) admit() error {
 	if err := checkPath(x.r.URL); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
-	if err := checkHost(x.r.Host); err != nil {
+	host, err := checkedHost(x.r.Host)
+	if err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
+	}
+	if host != x.r.Host {
+		x.r.Host = host
+		if x.g.host.HostChanged != nil {
+			x.g.host.HostChanged(x.r)
+		}
 	}
 	c := x.g.callers
 	if c == nil {
@@ -173,25 +182,76 @@ func dropTrailers(r *http.Request) {
 	r.Header.Del("Trailer")
 }
 
-// checkHost refuses a request's Host that is not as DNS and virtual
-// hosts read it: in lower case, without the final dots of a fully
-// qualified name, its port as sent. The policy reads the Host
-// (input.request.host) and the upstream gets it, through reverse_proxy,
-// as sent, or through placeholders ({host}) that Caddy's handlers before
-// the gateway keep as sent: one read as another by a policy and an
-// upstream (a policy that allows public.example, an upstream that matches
-// names exactly and serves PUBLIC.example as another) must not pass, and
-// rewriting it would reach only some of its readers. Clients send names
-// in lower case (browsers and WHATWG URL parsers write them so).
-func checkHost(host string) error {
+// checkedHost returns a request's Host as the policy (input.request.host)
+// and the upstream read it, or why it is refused. The upstream gets the
+// Host through reverse_proxy and through placeholders ({host}), and its
+// virtual hosts match it, often exactly (Go's ServeMux): so that a policy
+// allowing public.example, or blocking admin.example, means the host the
+// upstream serves, a Host is accepted only in a form that every reader
+// reads alike: a DNS name (letters, digits, hyphens and underscores in
+// dot-separated labels, no final dot), an IPv4 address in dotted decimal,
+// or an IPv6 address in brackets as it is written canonically, then
+// perhaps a port (1 to 65535, no leading zero). A name in upper case is
+// the same name to DNS and to every virtual host that folds case; it goes
+// on in lower case (Go's HTTP client sends a URL's host as written), the
+// server's placeholders told (Host.HostChanged). Anything else (a final
+// dot, brackets around a name, a second colon, "127.1") is refused.
+func checkedHost(host string) (string, error) {
+	if host == "" {
+		return "", nil // HTTP/1.0: the upstream gets its own address
+	}
 	name, port := host, ""
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		name, port = host[:i], host[i:]
+		name, port = host[:i], host[i+1:]
 	}
-	if canonical := strings.ToLower(strings.TrimRight(name, ".")) + port; canonical != host {
-		return fmt.Errorf("the Host %q is not in lower case without a final dot (%q), which servers read in different ways; send it so", host, canonical)
+	lower := strings.ToLower(name)
+	valid := validPort(port, host != name)
+	if inner, bracketed := strings.CutPrefix(lower, "["); bracketed {
+		inner, closed := strings.CutSuffix(inner, "]")
+		addr, err := netip.ParseAddr(inner)
+		valid = valid && closed && err == nil && addr.Is6() && addr.Zone() == "" && addr.String() == inner
+	} else {
+		valid = valid && validHostName(lower)
 	}
-	return nil
+	if !valid {
+		return "", fmt.Errorf("the Host %q is not a host name, an IP address or a port as servers read them alike (lower case, no final dot, "+
+			"an IP address written canonically), which servers read in different ways; send it so", host)
+	}
+	return strings.ToLower(host), nil
+}
+
+// validPort reports whether port is one of a Host (given: the Host had a
+// colon): 1 to 65535, written without a leading zero.
+func validPort(port string, given bool) bool {
+	if !given {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n <= 65535 && port[0] != '0' && port[0] != '+'
+}
+
+// validHostName reports whether name (in lower case) is a DNS name of
+// dot-separated labels of letters, digits, hyphens and underscores, or,
+// when its last label is a number, an IPv4 address in dotted decimal as
+// written canonically ("127.1" and "0177.0.0.1" are other names to
+// some readers and addresses to others).
+func validHostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || strings.IndexFunc(label, func(c rune) bool {
+			return (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_'
+		}) >= 0 {
+			return false
+		}
+	}
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		addr, err := netip.ParseAddr(name)
+		return err == nil && addr.Is4() && addr.String() == name
+	}
+	return true
 }
 
 // checkPath refuses a request path that readers resolve differently, as

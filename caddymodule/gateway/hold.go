@@ -457,7 +457,7 @@ func (c *heldCall) startStream(token any) {
 	header.Set("Cache-Control", "no-cache")
 	header.Del("Content-Length")
 	c.w.WriteHeader(http.StatusOK)
-	_ = http.NewResponseController(c.w).Flush()
+	_ = replyfilter.WriteWithin(c.w, nil, streamWriteTimeout)
 }
 
 // progress sends one notifications/progress (MCP basic/utilities,
@@ -485,8 +485,7 @@ func (c *heldCall) progress(a *approval.Approval) {
 
 // writeEvent sends one message event on the held call's stream, at once.
 func (c *heldCall) writeEvent(message []byte) {
-	_, _ = c.w.Write(mcpmsg.MessageEvent(message).Encode())
-	_ = http.NewResponseController(c.w).Flush()
+	_ = replyfilter.WriteWithin(c.w, mcpmsg.MessageEvent(message).Encode(), streamWriteTimeout)
 }
 
 // pending ends the held call with the answer that its approval is
@@ -610,6 +609,10 @@ func (s *streamedReply) Write(p []byte) (int, error) {
 	return s.body.Write(p)
 }
 
+// Unwrap returns the held call's ResponseWriter, for
+// http.ResponseController (the write deadline of a relayed stream).
+func (s *streamedReply) Unwrap() http.ResponseWriter { return s.w }
+
 // FlushError flushes a streamed reply; http.ResponseController finds it.
 func (s *streamedReply) FlushError() error {
 	if s.stream {
@@ -620,20 +623,24 @@ func (s *streamedReply) FlushError() error {
 
 // finish writes what was held back.
 func (s *streamedReply) finish() {
+	var last []byte
 	switch {
 	case s.stream:
 	case s.tooLarge:
-		_, _ = s.w.Write(mcpmsg.MessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
-			fmt.Sprintf("the upstream's reply to the approved call is larger than %d bytes", replyfilter.DefaultMaxBodySize))).Encode())
+		last = mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
+			fmt.Sprintf("the upstream's reply to the approved call is larger than %d bytes", replyfilter.DefaultMaxBodySize))
 	case s.json && s.body.Len() > 0:
-		_, _ = s.w.Write(mcpmsg.MessageEvent(s.body.Bytes()).Encode())
+		last = s.body.Bytes()
 	default:
 		status := s.status
 		if status == 0 {
 			status = http.StatusBadGateway
 		}
-		_, _ = s.w.Write(mcpmsg.MessageEvent(mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError,
-			fmt.Sprintf("the upstream answered the approved call with HTTP %d", status))).Encode())
+		last = mcpmsg.ErrorResponse(s.id, mcpmsg.CodeInternalError, fmt.Sprintf("the upstream answered the approved call with HTTP %d", status))
 	}
-	_ = http.NewResponseController(s.w).Flush()
+	var event []byte
+	if last != nil {
+		event = mcpmsg.MessageEvent(last).Encode()
+	}
+	_ = replyfilter.WriteWithin(s.w, event, streamWriteTimeout)
 }

@@ -1,15 +1,19 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -584,6 +588,97 @@ func TestHeldCallDecidedAgain(t *testing.T) {
 			body := <-answer
 			if ran := up.CallCount("create_issue") == 1; ran != tt.wantRun || !ran && !strings.Contains(body, "did not run") {
 				t.Errorf("the held call, approved: %s (ran: %v); want it run: %v", body, ran, tt.wantRun)
+			}
+		})
+	}
+}
+
+// TestApprovedCallStreamBounded: the reply to an approved call that goes
+// to a client that reads nothing is cut once a write has waited
+// streamWriteTimeout, as the POST's reply or in the held call's own
+// progress stream (whose writer let no deadline through).
+func TestApprovedCallStreamBounded(t *testing.T) {
+	t.Cleanup(gateway.SetStreamWriteTimeout(500 * time.Millisecond))
+	big := strings.Repeat("a", 1<<20)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		m, _ := upstreamtest.ReadMessage(r)
+		if m.Method == "tools/list" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"create_issue","inputSchema":{"type":"object"},"annotations":{"destructiveHint":false}}]}}`, m.ID)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 8 {
+			if _, err := fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"%s\"}}\n\n", big); err != nil {
+				return
+			}
+		}
+		fmt.Fprintf(w, `data: {"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`+"\n\n", m.ID)
+	}))
+	for _, tt := range []struct{ name, meta string }{
+		{"as the POST's reply", ""},
+		{"in the held call's progress stream", `,"_meta":{"progressToken":"p"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := libraryConfig(t)
+			service := newApprovalService(t, "")
+			cfg.Approvals = &gateway.Approvals{Service: service, Hold: time.Minute, Keepalive: time.Second}
+			g := newGateway(t, cfg)
+			next := proxyTo(t, up.URL)
+			served := make(chan struct{})
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost && r.Header.Get("X-Test") == "held" {
+					defer close(served) // also when the handler unwinds (a cut stream aborts)
+				}
+				if err := g.Serve(w, r, next); err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+				}
+			}))
+			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+				return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+			}}
+			conn, err := d.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"x"}` + tt.meta + `}}`
+			fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: gw.example\r\nX-Test: held\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"+
+				"MCP-Protocol-Version: 2025-06-18\r\nContent-Length: %d\r\n\r\n%s", len(call), call)
+			var pending *approval.Approval
+			testwait.Until(t, 10*time.Second, func() string {
+				list, _ := service.List(context.Background())
+				for _, a := range list {
+					if a.State == approval.Pending {
+						pending = a
+						return ""
+					}
+				}
+				return "the call was never held"
+			})
+			if tt.meta != "" {
+				if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := service.Decide(context.Background(), pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				t.Fatal("10 s after the approval, the reply to a client that reads nothing is still being written (its writes have 500 ms each)")
 			}
 		})
 	}

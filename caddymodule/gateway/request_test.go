@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // requestPolicy blocks calls to the admin endpoint, by path or by host.
@@ -47,9 +51,12 @@ func rawCall(t *testing.T, gatewayURL, target, host string) reply {
 // servlet containers resolve and Express does not; empty segments; a
 // servlet's path parameters; a backslash; an encoded slash; a percent sign
 // left after decoding; any character but those RFC 3986 lets a segment
-// hold as data) is refused before anything reads it; so is a Host not in
-// lower case, or with a final dot, which a policy and an upstream's
-// virtual hosts may read apart (TestPolicyReadsHostAsTheUpstream).
+// hold as data) is refused before anything reads it; so is a Host that
+// is not a DNS name, an IP address written canonically or a port as
+// every reader reads them (a final dot, brackets around a name, a second
+// colon, "127.1"), which a policy and an upstream's virtual hosts may read
+// apart; one in upper case is read in lower case, as the upstream then
+// gets it (TestPolicyReadsHostAsTheUpstream).
 func TestRequestAsServersReadIt(t *testing.T) {
 	up := messageUpstream(t, func(_ string, id json.RawMessage, _ []byte) string {
 		return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"ran"}]}}`
@@ -91,11 +98,22 @@ func TestRequestAsServersReadIt(t *testing.T) {
 		{"/public/%252e%252e/admin/mcp", "public.example", refused},
 		{"/mcp", "admin.example", blocked},
 		{"/mcp", "admin.example:8080", blocked},
-		{"/mcp", "ADMIN.Example", refused},
+		{"/mcp", "ADMIN.Example", blocked},
+		{"/mcp", "Admin.Example:8080", blocked},
 		{"/mcp", "admin.example.", refused},
 		{"/mcp", "Admin.Example.:8080", refused},
+		{"/mcp", "[admin.example]:80", refused},
+		{"/mcp", "admin.example:80:80", refused},
+		{"/mcp", "admin.example:[x]", refused},
+		{"/mcp", "admin.example:080", refused},
+		{"/mcp", "admin.example:", refused},
+		{"/mcp", "admin.example:99999", refused},
+		{"/mcp", "127.0.0.1:8080", ran},
+		{"/mcp", "127.1", refused},
+		{"/mcp", "0177.0.0.1", refused},
 		{"/mcp", "[::1]:8080", ran},
 		{"/mcp", "[::FFFF:7f00:1]:8080", refused},
+		{"/mcp", "[::1%25lo]:8080", refused},
 	} {
 		t.Run(tt.target+" "+tt.host, func(t *testing.T) {
 			r := rawCall(t, gw.URL, tt.target, tt.host)
@@ -113,4 +131,20 @@ func TestRequestAsServersReadIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGoClientWithUpperCaseHost: the Go SDK's client, whose endpoint URL
+// names its host in upper case (Go's HTTP client sends it as written),
+// is served.
+func TestGoClientWithUpperCaseHost(t *testing.T) {
+	gw := startGateway(t, newUpstream(t, upstreamtest.StatelessJSON).URL, gatewayOptions{})
+	endpoint := strings.Replace(gw.URL, "127.0.0.1", "LOCALHOST", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, nil)
+	if err != nil {
+		t.Fatalf("the Go SDK's client at %s: %v", endpoint, err)
+	}
+	_ = session.Close()
 }

@@ -366,22 +366,32 @@ func Inject(w http.ResponseWriter, data []byte) error {
 	return nil
 }
 
-// writeStream writes p to the client's event stream and flushes it, each
-// piece of at most writeChunk bytes, and the flush, within
-// Hooks.WriteTimeout: what is bounded is a stall, not how long p takes (a
-// client reading a large event steadily, however slowly, keeps its
-// stream). o.mu is held. After a failed write the connection's deadline
-// stays passed: nothing more is written to it.
+// writeStream writes p to the client's event stream (WriteWithin, bounded
+// by Hooks.WriteTimeout); o.mu is held.
 func (o *writer) writeStream(p []byte) error {
-	rc := http.NewResponseController(o.w)
+	return WriteWithin(o.w, p, o.hooks.WriteTimeout)
+}
+
+// WriteWithin writes p to w and flushes it, each piece of at most
+// writeChunk bytes, and the flush, within timeout (zero or less:
+// DefaultWriteTimeout): what is bounded is a stall, not how long p takes
+// (a client reading a large event steadily, however slowly, keeps its
+// stream). After a failed write the connection's deadline stays passed:
+// nothing more is written to it. It is for what the gateway writes to a
+// stream's client itself.
+func WriteWithin(w http.ResponseWriter, p []byte, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultWriteTimeout
+	}
+	rc := http.NewResponseController(w)
 	// Caddy's HTTP/1 and HTTP/2 servers take a deadline (Caddy's own idle
 	// write timeout takes it as a ceiling); a writer that cannot (a
 	// test's recorder) is written to without.
-	renew := func() { _ = rc.SetWriteDeadline(time.Now().Add(o.hooks.WriteTimeout)) }
+	renew := func() { _ = rc.SetWriteDeadline(time.Now().Add(timeout)) }
 	for len(p) > 0 {
 		piece := p[:min(len(p), writeChunk)]
 		renew()
-		n, err := o.w.Write(piece)
+		n, err := w.Write(piece)
 		if err != nil {
 			return err
 		}
@@ -395,7 +405,7 @@ func (o *writer) writeStream(p []byte) error {
 	return nil
 }
 
-// writeChunk is the most writeStream writes under one deadline, as Caddy's
+// writeChunk is the most WriteWithin writes under one deadline, as Caddy's
 // idle write timeout chunks what it writes (64 KiB).
 const writeChunk = 32 << 10
 

@@ -1,11 +1,10 @@
 // Package ttlcache is a cache of a bounded number of entries, each kept
 // for a fixed time after it was added. It is safe for concurrent use.
 //
-// Entries leave in the order they were added (or added again): at their
-// time, or earlier when the bound needs room. Reading an entry does not
-// move it, so that, entries being kept for one time, the oldest added is
-// always the first to expire, and an expired entry leaves before any live
-// one.
+// When the bound needs room, the entry least recently added or got goes
+// (a Get does not extend an entry's time), expired entries at that end
+// first. An entry got just before it expired may so outlast a live one
+// added before it, until the bound reaches it: the cost of one place.
 //
 // It is golang-lru's simplelru with an expiry time kept beside each value,
 // rather than golang-lru's own expirable.LRU: that one starts a goroutine
@@ -27,6 +26,7 @@ import (
 type Cache[K comparable, V any] struct {
 	mu      sync.Mutex
 	entries *simplelru.LRU[K, entry[V]]
+	size    int
 	ttl     time.Duration
 	// now is the clock, time.Now but in tests.
 	now func() time.Time
@@ -45,22 +45,23 @@ func New[K comparable, V any](size int, ttl time.Duration) *Cache[K, V] {
 	if err != nil {
 		panic("ttlcache: " + err.Error()) // a size of 0 or less: the caller's mistake
 	}
-	return &Cache[K, V]{entries: entries, ttl: ttl, now: time.Now}
+	return &Cache[K, V]{entries: entries, size: size, ttl: ttl, now: time.Now}
 }
 
 // Add adds or replaces the value of key, for ttl from now, evicting the
-// oldest added entry when the cache is full.
+// least recently used entry when the cache is full.
 func (c *Cache[K, V]) Add(key K, value V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries.Add(key, entry[V]{value: value, expires: c.now().Add(c.ttl)})
+	c.add(key, value, c.ttl)
 }
 
-// Get returns the value of key, if it is there and has not expired.
+// Get returns the value of key, if it is there and has not expired, and
+// marks it recently used (its time unchanged).
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries.Peek(key)
+	e, ok := c.entries.Get(key)
 	if !ok || c.expired(key, e) {
 		var none V
 		return none, false
@@ -90,8 +91,24 @@ func (c *Cache[K, V]) AddIfAbsentFor(key K, value V, ttl time.Duration) bool {
 	if e, ok := c.entries.Peek(key); ok && !c.expired(key, e) {
 		return false
 	}
-	c.entries.Add(key, entry[V]{value: value, expires: c.now().Add(ttl)})
+	c.add(key, value, ttl)
 	return true
+}
+
+// add adds key for ttl, first dropping the expired entries at the least
+// recently used end when the cache is full. c.mu is held.
+func (c *Cache[K, V]) add(key K, value V, ttl time.Duration) {
+	now := c.now()
+	if !c.entries.Contains(key) && c.entries.Len() >= c.size {
+		for {
+			oldest, e, ok := c.entries.GetOldest()
+			if !ok || now.Before(e.expires) {
+				break
+			}
+			c.entries.Remove(oldest)
+		}
+	}
+	c.entries.Add(key, entry[V]{value: value, expires: now.Add(ttl)})
 }
 
 // Remove removes key, and reports whether it was there and had not

@@ -6,8 +6,8 @@ import (
 )
 
 // TestCache: entries are kept until they expire or the bound evicts the
-// oldest added (an expired one before any live one); an expired entry is
-// neither got, contained, removed nor kept from being added again.
+// least recently used (expired ones at that end first); an expired entry
+// is neither got, contained, removed nor kept from being added again.
 func TestCache(t *testing.T) {
 	type step struct {
 		do    string // add, addIfAbsent, addIfAbsentFor, get, contains, remove, wait
@@ -36,22 +36,27 @@ func TestCache(t *testing.T) {
 			{do: "wait", value: 9},
 			{do: "get", key: "a", want: true, got: 2},
 		}},
-		{"the oldest added evicted, read or not", []step{
+		{"the least recently used evicted", []step{
 			{do: "add", key: "a", value: 1},
 			{do: "add", key: "b", value: 2},
 			{do: "get", key: "a", want: true, got: 1},
 			{do: "add", key: "c", value: 3},
-			{do: "contains", key: "a"},
-			{do: "contains", key: "b", want: true},
+			{do: "contains", key: "b"},
+			{do: "contains", key: "a", want: true},
 			{do: "contains", key: "c", want: true},
+		}},
+		{"read, kept no longer", []step{
+			{do: "add", key: "a", value: 1},
+			{do: "wait", value: 9},
+			{do: "get", key: "a", want: true, got: 1},
+			{do: "wait", value: 1},
+			{do: "get", key: "a"},
 		}},
 		{"an expired entry evicted before a live one", []step{
 			{do: "add", key: "a", value: 1},
-			{do: "wait", value: 1},
+			{do: "wait", value: 5},
 			{do: "add", key: "b", value: 2},
-			{do: "wait", value: 8},
-			{do: "get", key: "a", want: true, got: 1},
-			{do: "wait", value: 1},
+			{do: "wait", value: 6},
 			{do: "add", key: "c", value: 3},
 			{do: "get", key: "b", want: true, got: 2},
 			{do: "contains", key: "c", want: true},
