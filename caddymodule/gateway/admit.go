@@ -190,42 +190,49 @@ func dropTrailers(r *http.Request) {
 // upstream serves, a Host is accepted only in a form that every reader
 // reads alike: a DNS name (letters, digits, hyphens and underscores in
 // dot-separated labels, no final dot), an IPv4 address in dotted decimal,
-// or an IPv6 address in brackets as it is written canonically, then
-// perhaps a port (1 to 65535, no leading zero). A name in upper case is
-// the same name to DNS and to every virtual host that folds case; it goes
-// on in lower case (Go's HTTP client sends a URL's host as written), the
-// server's placeholders told (Host.HostChanged). Anything else (a final
-// dot, brackets around a name, a second colon, "127.1") is refused.
+// or an IPv6 address in brackets, then perhaps a port (1 to 65535, no
+// leading zero). A name in upper case is the same name to DNS and to
+// every virtual host that folds case, and an IPv6 address the same
+// address however written: they go on in lower case and written as netip
+// writes them (Go's HTTP client sends a URL's host as written; WHATWG
+// writers give an IPv4-mapped address in hex), the server's placeholders
+// told (Host.HostChanged). Anything else (a final dot, brackets around a
+// name, a second colon, "127.1", "0x7f000001") is refused.
 func checkedHost(host string) (string, error) {
 	if host == "" {
 		return "", nil // HTTP/1.0: the upstream gets its own address
 	}
-	name, port := host, ""
+	name, port, hasPort := host, "", false
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		name, port = host[:i], host[i+1:]
+		name, port, hasPort = host[:i], host[i+1:], true
 	}
-	lower := strings.ToLower(name)
-	valid := validPort(port, host != name)
-	if inner, bracketed := strings.CutPrefix(lower, "["); bracketed {
+	canonical, valid := strings.ToLower(name), !hasPort || validPort(port)
+	if inner, bracketed := strings.CutPrefix(canonical, "["); bracketed {
 		inner, closed := strings.CutSuffix(inner, "]")
 		addr, err := netip.ParseAddr(inner)
-		valid = valid && closed && err == nil && addr.Is6() && addr.Zone() == "" && addr.String() == inner
+		valid = valid && closed && err == nil && addr.Is6() && addr.Zone() == ""
+		if valid {
+			// One address, however written (WHATWG URL writers give an
+			// IPv4-mapped one in hex, netip in dotted decimal): written
+			// one way.
+			canonical = "[" + addr.String() + "]"
+		}
 	} else {
-		valid = valid && validHostName(lower)
+		valid = valid && validHostName(canonical)
 	}
 	if !valid {
-		return "", fmt.Errorf("the Host %q is not a host name, an IP address or a port as servers read them alike (lower case, no final dot, "+
-			"an IP address written canonically), which servers read in different ways; send it so", host)
+		return "", fmt.Errorf("the Host %q is not a host name, an IP address or a port as servers read them alike (no final dot, "+
+			"an IPv4 address in dotted decimal), which servers read in different ways; send it so", host)
 	}
-	return strings.ToLower(host), nil
+	if hasPort {
+		canonical += ":" + port
+	}
+	return canonical, nil
 }
 
-// validPort reports whether port is one of a Host (given: the Host had a
-// colon): 1 to 65535, written without a leading zero.
-func validPort(port string, given bool) bool {
-	if !given {
-		return true
-	}
+// validPort reports whether port is a Host's: 1 to 65535, written
+// without a leading zero.
+func validPort(port string) bool {
 	n, err := strconv.Atoi(port)
 	return err == nil && n > 0 && n <= 65535 && port[0] != '0' && port[0] != '+'
 }
@@ -247,11 +254,22 @@ func validHostName(name string) bool {
 			return false
 		}
 	}
-	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+	if endsInNumber(labels[len(labels)-1]) {
 		addr, err := netip.ParseAddr(name)
 		return err == nil && addr.Is4() && addr.String() == name
 	}
 	return true
+}
+
+// endsInNumber reports whether a name's last label is a number as WHATWG
+// URL parsers and inet_aton read one, which makes the whole name an IPv4
+// address to them: decimal digits, or 0x and hex digits ("127.0.0.0x1" is
+// 127.0.0.1 to them, and a name to a policy or a virtual host).
+func endsInNumber(label string) bool {
+	if hex, ok := strings.CutPrefix(label, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return strings.Trim(label, "0123456789") == ""
 }
 
 // checkPath refuses a request path that readers resolve differently, as

@@ -111,8 +111,14 @@ func TestRequestAsServersReadIt(t *testing.T) {
 		{"/mcp", "127.0.0.1:8080", ran},
 		{"/mcp", "127.1", refused},
 		{"/mcp", "0177.0.0.1", refused},
+		{"/mcp", "127.0.0.0x1", refused},
+		{"/mcp", "0x7f000001:8080", refused},
+		{"/mcp", "0x7f.0.0.0x1", refused},
+		{"/mcp", "127.0.0.0x", refused},
+		{"/mcp", "my_host.internal:80", ran},
+		{"/mcp", "0xcafe.example", ran},
 		{"/mcp", "[::1]:8080", ran},
-		{"/mcp", "[::FFFF:7f00:1]:8080", refused},
+		{"/mcp", "[::FFFF:7f00:1]:8080", ran},
 		{"/mcp", "[::1%25lo]:8080", refused},
 	} {
 		t.Run(tt.target+" "+tt.host, func(t *testing.T) {
