@@ -1017,7 +1017,7 @@ func TestChangedForgotten(t *testing.T) {
 		defer s.mu.Unlock()
 		return len(s.changed)
 	}
-	first, stopFirst := s.Changed("a")
+	_, stopFirst := s.Changed("a")
 	_, stopSecond := s.Changed("a")
 	stopFirst()
 	stopFirst()
@@ -1028,7 +1028,7 @@ func TestChangedForgotten(t *testing.T) {
 	if remembered() != 0 {
 		t.Fatalf("%d approvals remembered once nobody waits; want 0", remembered())
 	}
-	first, stopFirst = s.Changed("a")
+	first, stopFirst := s.Changed("a")
 	s.notify("a")
 	select {
 	case <-first:

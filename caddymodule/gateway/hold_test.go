@@ -6,14 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -630,7 +627,7 @@ func TestApprovedCallStreamBounded(t *testing.T) {
 			g := newGateway(t, cfg)
 			next := proxyTo(t, up.URL)
 			served := make(chan struct{})
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := slowLinkServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost && r.Header.Get("X-Test") == "held" {
 					defer close(served) // also when the handler unwinds (a cut stream aborts)
 				}
@@ -638,17 +635,7 @@ func TestApprovedCallStreamBounded(t *testing.T) {
 					http.Error(w, err.Error(), http.StatusBadGateway)
 				}
 			}))
-			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10)
-				}
-			}
-			srv.Start()
-			t.Cleanup(srv.Close)
-			d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-				return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
-			}}
-			conn, err := d.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			conn, err := slowLinkDialer().Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -242,21 +242,12 @@ func TestSlowReaderKeepsItsStream(t *testing.T) {
 	t.Cleanup(up.Close)
 	g := newGateway(t, libraryConfig(t))
 	next := proxyTo(t, up.URL)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := slowLinkServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := g.Serve(w, r, next); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		}
 	}))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10) // small buffers, as on a slow link
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
-	}}).DialContext}}
+	client := &http.Client{Transport: &http.Transport{DialContext: slowLinkDialer().DialContext}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req := clienttest.NewRequest(t, http.MethodGet, srv.URL+"/mcp", http.Header{"Accept": {"text/event-stream"}, "Mcp-Protocol-Version": {"2025-06-18"}}, nil).WithContext(ctx)
@@ -290,4 +281,26 @@ type pacedReader struct {
 func (p *pacedReader) Read(b []byte) (int, error) {
 	time.Sleep(p.every)
 	return p.r.Read(b[:min(len(b), p.chunk)])
+}
+
+// slowLinkServer serves handler on loopback with small send buffers, as a
+// slow link has, until the test ends.
+func slowLinkServer(t *testing.T, handler http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// slowLinkDialer dials with small receive buffers, as a slow link has.
+func slowLinkDialer() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+	}}
 }
