@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -543,21 +544,39 @@ func trustedProxy(r *http.Request) bool {
 }
 
 // hostChanged sets the Host placeholders to the request's Host, which the
-// gateway wrote in lower case: Caddy reads them from the request it
-// received, which handlers before the gateway may have copied rather than
-// passed on (tracing does), so that {host} would read the Host as sent.
-// The labels ({http.request.host.labels.*}) and the port do not change.
+// gateway rewrote (in lower case, an IPv6 address as netip writes it):
+// Caddy reads them from the request it received, which handlers before
+// the gateway may have copied rather than passed on (tracing does), so
+// that {host} would read the Host as sent. The port does not change.
 func hostChanged(r *http.Request) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
 	}
+	labels := func(hostport string) []string {
+		host, _, err := net.SplitHostPort(hostport)
+		if err != nil {
+			host = hostport // no port
+		}
+		return strings.Split(host, ".")
+	}
+	sent, _ := repl.GetString("http.request.host")
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
-		host = r.Host // no port
+		host = r.Host
 	}
 	repl.Set("http.request.host", host)
 	repl.Set("http.request.hostport", r.Host)
+	// {http.request.host.labels.N}, from the right; those the Host as
+	// sent had beyond the new one's are empty, as Caddy gives them.
+	now := labels(r.Host)
+	for i := range max(len(now), len(labels(sent))) {
+		label := ""
+		if i < len(now) {
+			label = now[len(now)-1-i]
+		}
+		repl.Set("http.request.host.labels."+strconv.Itoa(i), label)
+	}
 }
 
 // requestID is Caddy's unique id of the request ({http.request.uuid}).

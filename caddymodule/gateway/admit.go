@@ -18,8 +18,9 @@ import (
 
 // admit is the first stage. What the gateway would read but the upstream
 // never receive is taken out (an upgrade asked for, the headers the
-// request's Connection names and the other hop-by-hop ones, trailers, and
-// X-Forwarded-* headers from a client that is not a trusted proxy); the
+// request's Connection names and the other hop-by-hop ones, a Host header
+// beside HTTP/2's :authority, trailers, and X-Forwarded-* headers from a
+// client that is not a trusted proxy); the
 // request's origin must be allowed; and, with an identity, the caller is
 // identified (or the protected resource's metadata, RFC 9728, answered).
 // With allowed_origins, the gateway answers the CORS protocol (cors.go).
@@ -27,6 +28,10 @@ func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)
 	dropHopByHop(x.r.Header)
+	// An HTTP/2 request may carry a Host header beside its :authority,
+	// which is the request's Host (r.Host); the upstream never gets the
+	// header (Go's transport writes r.Host), so no policy reads it.
+	x.r.Header.Del("Host")
 	dropTrailers(x.r)
 	if !x.g.host.TrustedProxy(x.r) {
 		dropForwarded(x.r.Header)

@@ -8,10 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -153,4 +156,29 @@ func TestGoClientWithUpperCaseHost(t *testing.T) {
 		t.Fatalf("the Go SDK's client at %s: %v", endpoint, err)
 	}
 	_ = session.Close()
+}
+
+// TestHostHeaderBesideAuthority: a Host header an HTTP/2 request carries
+// beside its :authority (Go's server keeps it in the header; the request's
+// Host is the :authority) never reaches the policy, as it never reaches
+// the upstream.
+func TestHostHeaderBesideAuthority(t *testing.T) {
+	const headersPolicy = "package mcp\n\nimport rego.v1\n\ndefault decision := {\"action\": \"allow\"}\n\n" +
+		"decision := {\"action\": \"block\", \"reason\": json.marshal(input.request.headers)} if input.method == \"tools/call\"\n"
+	engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": headersPolicy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	g := newGateway(t, cfg)
+	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(callBody("1", "echo", "x")))
+	r.Host = "public.example"
+	r.Header = http.Header{"Host": {"admin.example"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
+		"Mcp-Protocol-Version": {"2025-06-18"}}
+	w := httptest.NewRecorder()
+	_ = g.Serve(w, r, proxyTo(t, newUpstream(t, upstreamtest.StatelessJSON).URL))
+	if body := w.Body.String(); !strings.Contains(body, "Blocked by policy") || strings.Contains(body, "admin.example") {
+		t.Errorf("the policy's headers: %s; want them without the Host header", body)
+	}
 }
