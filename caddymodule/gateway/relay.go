@@ -252,12 +252,23 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 	}
 	decision := rl.decideRequest(m.Method, m.Params)
 	if decision.Action == policy.ActionAllow {
-		rl.relayed.add(rl.session, m.ID, 0)
+		if !rl.relayed.add(rl.session, m.ID, 0) {
+			// The client's answer would be refused: the request is not
+			// relayed, rather than another session's forgotten.
+			rl.warn("server request refused: the gateway remembers as many sessions' unanswered requests as it may")
+			rl.refuse(m, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError, errTooManyRelayed))
+			return true
+		}
 		return false
 	}
 	rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, refusalText(decision, false)))
 	return true
 }
+
+// errTooManyRelayed answers a server request the gateway cannot relay:
+// it remembers as many sessions' unanswered requests as it may, in all or
+// for the session's caller.
+const errTooManyRelayed = "the gateway is waiting for answers to as many requests of other sessions as it may; try again later"
 
 // refuse answers the server's request m, which the client never sees,
 // with answer, as the client would.

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"iter"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,9 +20,14 @@ const (
 	// maxPendingPerSession bounds the unanswered requests remembered for
 	// one session; the oldest is forgotten first.
 	maxPendingPerSession = 64
-	// maxTrackedSessions bounds the sessions with unanswered requests;
-	// the one least recently sent a request is forgotten first.
-	maxTrackedSessions = 10000
+	// maxTrackedSessions bounds the sessions with unanswered requests,
+	// and maxTrackedSessionsPerCaller those of one caller (of one realm,
+	// on one upstream; anonymous callers are one): past either, once the
+	// expired are forgotten, a new session's request is not tracked (and
+	// so not relayed), rather than a live one forgotten, whose answer
+	// would then be refused.
+	maxTrackedSessions          = 10000
+	maxTrackedSessionsPerCaller = 1000
 	// pendingTTL is how long a relayed request may wait for the client's
 	// answer: an elicitation waits on a person.
 	pendingTTL = 30 * time.Minute
@@ -128,10 +135,17 @@ func NewSessions() *Sessions {
 type relayedRequests struct {
 	mu       sync.Mutex
 	sessions map[sessionKey]*pendingRequests
+	// byCaller holds each caller's sessions in sessions (see callerOf).
+	byCaller map[sessionKey]map[sessionKey]bool
 }
 
 func newRelayedRequests() *relayedRequests {
-	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests)}
+	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests), byCaller: make(map[sessionKey]map[sessionKey]bool)}
+}
+
+// callerOf names the caller of a session: the session key without its id.
+func callerOf(session sessionKey) sessionKey {
+	return sessionKey{upstream: session.upstream, caller: session.caller, realm: session.realm}
 }
 
 // pendingRequests are one session's relayed requests, oldest first, each
@@ -144,18 +158,31 @@ type pendingRequests struct {
 
 // add remembers that the request with this id was relayed, with a note
 // that take returns (a tools/list's catalog generation; 0 when nothing
-// need be noted).
-func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) {
+// need be noted), and reports whether it could: a new session past the
+// bounds (maxTrackedSessions, maxTrackedSessionsPerCaller) is not
+// tracked, and its request must not be relayed.
+func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) bool {
 	now := time.Now()
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	pending := rr.sessions[session]
 	if pending == nil {
+		caller := callerOf(session)
 		if len(rr.sessions) >= maxTrackedSessions {
-			rr.evict(now)
+			rr.forgetExpired(now, maps.Keys(rr.sessions))
+		}
+		if len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
+			rr.forgetExpired(now, maps.Keys(rr.byCaller[caller]))
+		}
+		if len(rr.sessions) >= maxTrackedSessions || len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
+			return false
 		}
 		pending = new(pendingRequests)
 		rr.sessions[session] = pending
+		if rr.byCaller[caller] == nil {
+			rr.byCaller[caller] = make(map[sessionKey]bool)
+		}
+		rr.byCaller[caller][session] = true
 	}
 	pending.expire(now)
 	if len(pending.ids) >= maxPendingPerSession {
@@ -164,6 +191,7 @@ func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) {
 	pending.ids = append(pending.ids, mcpmsg.CanonicalID(id))
 	pending.notes = append(pending.notes, note)
 	pending.relayed = append(pending.relayed, now)
+	return true
 }
 
 // take reports whether the request with this id was relayed and is still
@@ -185,7 +213,7 @@ func (rr *relayedRequests) take(session sessionKey, id []byte) (note uint64, ok 
 		pending.relayed = slices.Delete(pending.relayed, i, i+1)
 	}
 	if len(pending.ids) == 0 {
-		delete(rr.sessions, session)
+		rr.forget(session)
 	}
 	return note, i >= 0
 }
@@ -196,23 +224,24 @@ func (rr *relayedRequests) took(session sessionKey, id []byte) bool {
 	return ok
 }
 
-// evict makes room for a session: it forgets the sessions whose requests
-// have all expired, or else the one whose latest request is oldest.
-func (rr *relayedRequests) evict(now time.Time) {
-	var oldest sessionKey
-	var oldestAt time.Time
-	for session, pending := range rr.sessions {
-		pending.expire(now)
-		if len(pending.ids) == 0 {
-			delete(rr.sessions, session)
-			continue
-		}
-		if latest := pending.relayed[len(pending.relayed)-1]; oldestAt.IsZero() || latest.Before(oldestAt) {
-			oldest, oldestAt = session, latest
+// forgetExpired forgets, of the sessions given (all, or one caller's),
+// those whose requests have all expired. rr.mu is held.
+func (rr *relayedRequests) forgetExpired(now time.Time, sessions iter.Seq[sessionKey]) {
+	for session := range sessions {
+		if pending := rr.sessions[session]; pending != nil {
+			if pending.expire(now); len(pending.ids) == 0 {
+				rr.forget(session)
+			}
 		}
 	}
-	if len(rr.sessions) >= maxTrackedSessions {
-		delete(rr.sessions, oldest)
+}
+
+// forget forgets a session. rr.mu is held.
+func (rr *relayedRequests) forget(session sessionKey) {
+	delete(rr.sessions, session)
+	caller := callerOf(session)
+	if delete(rr.byCaller[caller], session); len(rr.byCaller[caller]) == 0 {
+		delete(rr.byCaller, caller)
 	}
 }
 

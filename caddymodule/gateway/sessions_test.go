@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -116,5 +117,48 @@ func TestSessionIDSpellings(t *testing.T) {
 	ls.close(session, ls.streams[session])
 	if ls.carriesOpenSession(&url.URL{Path: "/messages/", RawQuery: "session_id=" + id}) || len(ls.secrets) != 0 {
 		t.Errorf("after the stream closed, its id is still known (%v)", ls.secrets)
+	}
+}
+
+// TestRelayedRequestsBoundedPerCaller: another caller's sessions, however
+// many, never make the gateway forget a session's unanswered request (an
+// elicitation waiting on a person): past the bounds, a new session's
+// request is not tracked instead, one caller reaching its own bound
+// first; sessions whose requests expired make room again.
+func TestRelayedRequestsBoundedPerCaller(t *testing.T) {
+	rr := newRelayedRequests()
+	alice := sessionKey{upstream: "u", caller: "alice", id: "s-alice"}
+	if !rr.add(alice, []byte(`"elicit-1"`), 0) {
+		t.Fatal("alice's request not tracked")
+	}
+	tracked := 0
+	for i := range maxTrackedSessions {
+		if rr.add(sessionKey{upstream: "u", caller: "mallory", id: fmt.Sprint("s-", i)}, []byte(`1`), 0) {
+			tracked++
+		}
+	}
+	if tracked != maxTrackedSessionsPerCaller {
+		t.Errorf("mallory had %d sessions tracked; want %d, the bound of one caller", tracked, maxTrackedSessionsPerCaller)
+	}
+	for c := range maxTrackedSessions / maxTrackedSessionsPerCaller {
+		for i := range maxTrackedSessionsPerCaller {
+			rr.add(sessionKey{upstream: "u", caller: fmt.Sprint("c", c), id: fmt.Sprint("s-", i)}, []byte(`1`), 0)
+		}
+	}
+	if len(rr.sessions) > maxTrackedSessions {
+		t.Errorf("%d sessions tracked; the bound is %d", len(rr.sessions), maxTrackedSessions)
+	}
+	if !rr.took(alice, []byte(`"elicit-1"`)) {
+		t.Fatal("alice's unanswered request was forgotten to make room for other callers' sessions")
+	}
+	// Expired sessions make room.
+	old := rr.sessions[sessionKey{upstream: "u", caller: "mallory", id: "s-0"}]
+	for session, pending := range rr.sessions {
+		if session.caller == "mallory" {
+			pending.relayed[0] = pending.relayed[0].Add(-2 * pendingTTL)
+		}
+	}
+	if old == nil || !rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
+		t.Error("a new session of mallory's not tracked once mallory's others expired")
 	}
 }

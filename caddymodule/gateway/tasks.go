@@ -1,14 +1,16 @@
 package gateway
 
 import (
+	"container/list"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -29,17 +31,49 @@ import (
 // taskMethods are the requests that name a task by params.taskId.
 var taskMethods = []string{"tasks/get", "tasks/result", "tasks/cancel", "tasks/update"}
 
-// How many task bindings are kept, and for how long: past them, a task's
-// requests are refused as those of a task the gateway does not know.
+// How many task bindings are kept, in all and for one caller, and for
+// how long: past them, a task's requests are refused as those of a task
+// the gateway does not know.
 const (
-	tasksKept = 10_000
-	tasksFor  = 24 * time.Hour
+	tasksKept          = 10_000
+	tasksKeptPerCaller = 1_000
+	tasksFor           = 24 * time.Hour
 )
 
+// errTooManyTasks is why a task an allowed call created is not followed.
+var errTooManyTasks = errors.New("the gateway follows as many tasks as it may just now, so it cannot follow the task this call created: " +
+	"its status and result cannot be had through the gateway")
+
 // startedTasks are the tasks allowed calls started, by session and task
-// id, with what is known of each call.
+// id, with what is known of each call. A caller's tasks are kept apart
+// from other callers': when the bounds are reached, the tasks that go are
+// the expired ones, then the adding caller's own least recently followed
+// (never another caller's live task: one starting many would make the
+// gateway forget the task another follows); when the caller has none to
+// give up, its new task is not followed.
+//
+// It is written here rather than with ttlcache: the eviction is per
+// caller, which a cache with one order cannot do.
 type startedTasks struct {
-	tasks *ttlcache.Cache[string, startedTask]
+	mu    sync.Mutex
+	tasks map[string]*trackedTask
+	// added orders every task by when it was added (so by when it
+	// expires); byCaller orders each caller's by when it was last
+	// followed (see callerOf).
+	added    *list.List
+	byCaller map[sessionKey]*list.List
+	// now is the clock, time.Now but in tests.
+	now func() time.Time
+}
+
+// trackedTask is a task kept, with its places in the orders.
+type trackedTask struct {
+	key     string
+	caller  sessionKey
+	call    startedTask
+	expires time.Time
+	added   *list.Element
+	used    *list.Element
 }
 
 // startedTask is the call that started a task.
@@ -54,7 +88,7 @@ type startedTask struct {
 }
 
 func newStartedTasks() *startedTasks {
-	return &startedTasks{tasks: ttlcache.New[string, startedTask](tasksKept, tasksFor)}
+	return &startedTasks{tasks: make(map[string]*trackedTask), added: list.New(), byCaller: make(map[sessionKey]*list.List), now: time.Now}
 }
 
 // taskKey keys a task of a session.
@@ -62,15 +96,60 @@ func taskKey(session sessionKey, taskID string) string {
 	return session.String() + "\x00" + taskID
 }
 
-// started records that a call in session started the task.
-func (t *startedTasks) started(session sessionKey, taskID string, call startedTask) {
-	t.tasks.Add(taskKey(session, taskID), call)
+// started records that a call in session started the task, and reports
+// whether it could (see startedTasks).
+func (t *startedTasks) started(session sessionKey, taskID string, call startedTask) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now, key, caller := t.now(), taskKey(session, taskID), callerOf(session)
+	if task, ok := t.tasks[key]; ok {
+		t.remove(task)
+	}
+	for front := t.added.Front(); front != nil && !now.Before(front.Value.(*trackedTask).expires); front = t.added.Front() {
+		t.remove(front.Value.(*trackedTask))
+	}
+	own := t.byCaller[caller]
+	if own != nil && own.Len() >= tasksKeptPerCaller || len(t.tasks) >= tasksKept {
+		if own == nil || own.Len() == 0 {
+			return false
+		}
+		t.remove(own.Front().Value.(*trackedTask))
+	}
+	if own = t.byCaller[caller]; own == nil {
+		own = list.New()
+		t.byCaller[caller] = own
+	}
+	task := &trackedTask{key: key, caller: caller, call: call, expires: now.Add(tasksFor)}
+	task.added, task.used = t.added.PushBack(task), own.PushBack(task)
+	t.tasks[key] = task
+	return true
 }
 
 // call returns the call in session that started the task, and whether
-// one did.
+// one did; the task is then its caller's most recently followed.
 func (t *startedTasks) call(session sessionKey, taskID string) (startedTask, bool) {
-	return t.tasks.Get(taskKey(session, taskID))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	task, ok := t.tasks[taskKey(session, taskID)]
+	if !ok {
+		return startedTask{}, false
+	}
+	if !t.now().Before(task.expires) {
+		t.remove(task)
+		return startedTask{}, false
+	}
+	t.byCaller[task.caller].MoveToBack(task.used)
+	return task.call, true
+}
+
+// remove forgets a task. t.mu is held.
+func (t *startedTasks) remove(task *trackedTask) {
+	delete(t.tasks, task.key)
+	t.added.Remove(task.added)
+	own := t.byCaller[task.caller]
+	if own.Remove(task.used); own.Len() == 0 {
+		delete(t.byCaller, task.caller)
+	}
 }
 
 // createdTask returns the id of the task a tools/call result creates: a
@@ -117,7 +196,9 @@ func (x *exchange) recordTask(answered answeredRequest, result []byte) error {
 	if err != nil || taskID == "" {
 		return err
 	}
-	x.g.sessions.tasks.started(x.session, taskID, startedTask{tool: answered.name, approvedFor: answered.approvedFor})
+	if !x.g.sessions.tasks.started(x.session, taskID, startedTask{tool: answered.name, approvedFor: answered.approvedFor}) {
+		return errTooManyTasks
+	}
 	return nil
 }
 

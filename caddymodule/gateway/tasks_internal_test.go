@@ -3,11 +3,12 @@ package gateway
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestPolledTaskKept: a task its client keeps following (each tasks/get
 // looks it up) stays known however many tasks others start after it, up
-// to its time: the bound evicts the task least recently used.
+// to its time.
 func TestPolledTaskKept(t *testing.T) {
 	tasks := newStartedTasks()
 	followed := sessionKey{upstream: "u", caller: "alice", id: "s-alice"}
@@ -18,5 +19,48 @@ func TestPolledTaskKept(t *testing.T) {
 			t.Fatalf("alice's task, looked up before each of the %d tasks another caller started since, is no longer known", i)
 		}
 		tasks.started(other, fmt.Sprint(i), startedTask{tool: "x"})
+	}
+}
+
+// TestTasksKeptPerCaller: no caller's tasks, however many, make the
+// gateway forget another caller's live task, followed or not: a caller
+// past its bound gives up its own least recently followed; with every
+// place taken by others' live tasks, a new caller's task is not followed
+// (started reports it); expired tasks make room.
+func TestTasksKeptPerCaller(t *testing.T) {
+	tasks := newStartedTasks()
+	now := time.Unix(0, 0)
+	tasks.now = func() time.Time { return now }
+	caller := func(name string) sessionKey { return sessionKey{upstream: "u", caller: name, id: "s-" + name} }
+	tasks.started(caller("alice"), "build", startedTask{tool: "build"})
+	for i := range tasksKept {
+		tasks.started(caller("mallory"), fmt.Sprint(i), startedTask{tool: "x"})
+	}
+	if _, ok := tasks.call(caller("alice"), "build"); !ok {
+		t.Fatal("alice's live task was forgotten after mallory started tasks of his own")
+	}
+	if _, ok := tasks.call(caller("mallory"), "0"); ok {
+		t.Error("mallory's first task is still kept past his bound; want his least recently followed given up")
+	}
+	for c := range tasksKept / tasksKeptPerCaller {
+		for i := range tasksKeptPerCaller {
+			tasks.started(caller(fmt.Sprint("c", c)), fmt.Sprint(i), startedTask{tool: "x"})
+		}
+	}
+	if len(tasks.tasks) > tasksKept {
+		t.Errorf("%d tasks kept; the bound is %d", len(tasks.tasks), tasksKept)
+	}
+	if _, ok := tasks.call(caller("alice"), "build"); !ok {
+		t.Fatal("alice's live task was forgotten once every place was taken")
+	}
+	if tasks.started(caller("newcomer"), "t", startedTask{tool: "x"}) {
+		t.Error("a new caller's task was followed with every place taken by others' live tasks")
+	}
+	now = now.Add(tasksFor)
+	if !tasks.started(caller("newcomer"), "t", startedTask{tool: "x"}) {
+		t.Error("a new caller's task was not followed once the others expired")
+	}
+	if _, ok := tasks.call(caller("alice"), "build"); ok {
+		t.Error("alice's task is known past its time")
 	}
 }
