@@ -137,15 +137,29 @@ type relayedRequests struct {
 	sessions map[sessionKey]*pendingRequests
 	// byCaller holds each caller's sessions in sessions (see callerOf).
 	byCaller map[sessionKey]map[sessionKey]bool
+	// expiresAt is, of all sessions (the zero key) and of each caller's,
+	// no later than when the first of their requests expires: before it,
+	// nothing is looked for to forget (a look goes through them all).
+	expiresAt map[sessionKey]time.Time
+	// now is the clock, time.Now but in tests.
+	now func() time.Time
 }
 
 func newRelayedRequests() *relayedRequests {
-	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests), byCaller: make(map[sessionKey]map[sessionKey]bool)}
+	return &relayedRequests{sessions: make(map[sessionKey]*pendingRequests), byCaller: make(map[sessionKey]map[sessionKey]bool),
+		expiresAt: make(map[sessionKey]time.Time), now: time.Now}
 }
 
-// callerOf names the caller of a session: the session key without its id.
+// callerOf names whose share of the bounds a session's state counts
+// against: an identified caller's, on every upstream (its id in its
+// realm); without identity, the session's own (anonymous clients are not
+// one another's), or with no session (a stateless upstream) the
+// upstream's.
 func callerOf(session sessionKey) sessionKey {
-	return sessionKey{upstream: session.upstream, caller: session.caller, realm: session.realm}
+	if session.caller != "" {
+		return sessionKey{caller: session.caller, realm: session.realm}
+	}
+	return sessionKey{upstream: session.upstream, legacy: session.legacy, id: session.id}
 }
 
 // pendingRequests are one session's relayed requests, oldest first, each
@@ -162,17 +176,17 @@ type pendingRequests struct {
 // bounds (maxTrackedSessions, maxTrackedSessionsPerCaller) is not
 // tracked, and its request must not be relayed.
 func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) bool {
-	now := time.Now()
+	now := rr.now()
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	pending := rr.sessions[session]
 	if pending == nil {
 		caller := callerOf(session)
 		if len(rr.sessions) >= maxTrackedSessions {
-			rr.forgetExpired(now, maps.Keys(rr.sessions))
+			rr.forgetExpired(now, sessionKey{}, maps.Keys(rr.sessions))
 		}
 		if len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
-			rr.forgetExpired(now, maps.Keys(rr.byCaller[caller]))
+			rr.forgetExpired(now, caller, maps.Keys(rr.byCaller[caller]))
 		}
 		if len(rr.sessions) >= maxTrackedSessions || len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
 			return false
@@ -204,7 +218,7 @@ func (rr *relayedRequests) take(session sessionKey, id []byte) (note uint64, ok 
 	if pending == nil {
 		return 0, false
 	}
-	pending.expire(time.Now())
+	pending.expire(rr.now())
 	i := slices.Index(pending.ids, mcpmsg.CanonicalID(id))
 	if i >= 0 {
 		note = pending.notes[i]
@@ -224,16 +238,27 @@ func (rr *relayedRequests) took(session sessionKey, id []byte) bool {
 	return ok
 }
 
-// forgetExpired forgets, of the sessions given (all, or one caller's),
-// those whose requests have all expired. rr.mu is held.
-func (rr *relayedRequests) forgetExpired(now time.Time, sessions iter.Seq[sessionKey]) {
+// forgetExpired forgets, of the sessions given (all, whose key is the
+// zero one, or one caller's), those whose requests have all expired, and
+// notes when the first of the others expires; before that, it does
+// nothing. rr.mu is held.
+func (rr *relayedRequests) forgetExpired(now time.Time, key sessionKey, sessions iter.Seq[sessionKey]) {
+	if now.Before(rr.expiresAt[key]) {
+		return
+	}
+	var first time.Time
 	for session := range sessions {
-		if pending := rr.sessions[session]; pending != nil {
-			if pending.expire(now); len(pending.ids) == 0 {
-				rr.forget(session)
-			}
+		pending := rr.sessions[session]
+		if pending == nil {
+			continue
+		}
+		if pending.expire(now); len(pending.ids) == 0 {
+			rr.forget(session)
+		} else if at := pending.relayed[0].Add(pendingTTL); first.IsZero() || at.Before(first) {
+			first = at
 		}
 	}
+	rr.expiresAt[key] = first
 }
 
 // forget forgets a session. rr.mu is held.
@@ -242,6 +267,7 @@ func (rr *relayedRequests) forget(session sessionKey) {
 	caller := callerOf(session)
 	if delete(rr.byCaller[caller], session); len(rr.byCaller[caller]) == 0 {
 		delete(rr.byCaller, caller)
+		delete(rr.expiresAt, caller)
 	}
 }
 

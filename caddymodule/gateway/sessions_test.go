@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSealedCaller: a sealed caller names the caller's id in its realm,
@@ -127,6 +128,8 @@ func TestSessionIDSpellings(t *testing.T) {
 // first; sessions whose requests expired make room again.
 func TestRelayedRequestsBoundedPerCaller(t *testing.T) {
 	rr := newRelayedRequests()
+	now := time.Unix(0, 0)
+	rr.now = func() time.Time { return now }
 	alice := sessionKey{upstream: "u", caller: "alice", id: "s-alice"}
 	if !rr.add(alice, []byte(`"elicit-1"`), 0) {
 		t.Fatal("alice's request not tracked")
@@ -151,14 +154,36 @@ func TestRelayedRequestsBoundedPerCaller(t *testing.T) {
 	if !rr.took(alice, []byte(`"elicit-1"`)) {
 		t.Fatal("alice's unanswered request was forgotten to make room for other callers' sessions")
 	}
+	if rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
+		t.Error("a new session of mallory's tracked past his bound")
+	}
 	// Expired sessions make room.
-	old := rr.sessions[sessionKey{upstream: "u", caller: "mallory", id: "s-0"}]
-	for session, pending := range rr.sessions {
-		if session.caller == "mallory" {
-			pending.relayed[0] = pending.relayed[0].Add(-2 * pendingTTL)
+	now = now.Add(pendingTTL + time.Second)
+	if !rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
+		t.Error("a new session of mallory's not tracked once mallory's others expired")
+	}
+}
+
+// TestRelayedRequestsBoundedAcrossUpstreams: a caller's bound counts its
+// sessions on every upstream (one identity on ten upstreams would fill
+// every place), and anonymous sessions count each on its own (one is not
+// another's).
+func TestRelayedRequestsBoundedAcrossUpstreams(t *testing.T) {
+	rr := newRelayedRequests()
+	tracked := 0
+	for u := range maxTrackedSessions / maxTrackedSessionsPerCaller {
+		for i := range maxTrackedSessionsPerCaller {
+			if rr.add(sessionKey{upstream: fmt.Sprint("u", u), caller: "mallory", id: fmt.Sprint("m", i)}, []byte(`1`), 0) {
+				tracked++
+			}
 		}
 	}
-	if old == nil || !rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
-		t.Error("a new session of mallory's not tracked once mallory's others expired")
+	if tracked != maxTrackedSessionsPerCaller {
+		t.Errorf("mallory had %d sessions tracked on ten upstreams; want %d in all", tracked, maxTrackedSessionsPerCaller)
+	}
+	for i := range 2 * maxTrackedSessionsPerCaller {
+		if !rr.add(sessionKey{upstream: "u0", id: fmt.Sprint("anonymous-", i)}, []byte(`1`), 0) {
+			t.Fatalf("anonymous session %d not tracked: anonymous sessions count against one another's bound", i)
+		}
 	}
 }

@@ -64,3 +64,26 @@ func TestTasksKeptPerCaller(t *testing.T) {
 		t.Error("alice's task is known past its time")
 	}
 }
+
+// TestTasksKeptAcrossUpstreams: a caller's bound counts its tasks on
+// every upstream, and an anonymous session's tasks are its own: another
+// anonymous session's many tasks never make the gateway forget them.
+func TestTasksKeptAcrossUpstreams(t *testing.T) {
+	tasks := newStartedTasks()
+	for u := range tasksKept / tasksKeptPerCaller {
+		for i := range tasksKeptPerCaller {
+			tasks.started(sessionKey{upstream: fmt.Sprint("u", u), caller: "mallory", id: "m"}, fmt.Sprint(i), startedTask{tool: "x"})
+		}
+	}
+	if !tasks.started(sessionKey{upstream: "u0", caller: "alice", id: "a"}, "build", startedTask{tool: "build"}) {
+		t.Error("alice's task not followed: one caller on ten upstreams took every place")
+	}
+	victim := sessionKey{upstream: "u", id: "s-victim"}
+	tasks.started(victim, "build", startedTask{tool: "build"})
+	for i := range tasksKeptPerCaller {
+		tasks.started(sessionKey{upstream: "u", id: "s-other"}, fmt.Sprint(i), startedTask{tool: "x"})
+	}
+	if _, ok := tasks.call(victim, "build"); !ok {
+		t.Error("an anonymous session's task was forgotten after another anonymous session started tasks")
+	}
+}

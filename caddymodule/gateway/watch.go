@@ -36,10 +36,12 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	}
 	if session.id != "" && !session.legacy {
 		for _, id := range ids {
-			// Past the bounds the list is not remembered: its answer,
-			// wherever it comes, reads as a tools list and is filtered
-			// all the same (see isToolsList).
-			_ = g.sessions.toolsLists.add(session, id, asOf)
+			// Past the bounds the list is not remembered (nor the rest
+			// of the batch's): its answer, wherever it comes, reads as a
+			// tools list and is filtered all the same (see isToolsList).
+			if !g.sessions.toolsLists.add(session, id, asOf) {
+				break
+			}
 		}
 	}
 	rl := x.newRelay()
