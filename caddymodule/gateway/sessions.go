@@ -176,9 +176,11 @@ type pendingRequests struct {
 // bounds (maxTrackedSessions, maxTrackedSessionsPerCaller) is not
 // tracked, and its request must not be relayed.
 func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) bool {
-	now := rr.now()
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
+	// Read under the lock, so that requests are stamped in the order
+	// they are stored, and no scan's expiresAt is undercut later.
+	now := rr.now()
 	pending := rr.sessions[session]
 	if pending == nil {
 		caller := callerOf(session)
@@ -258,7 +260,11 @@ func (rr *relayedRequests) forgetExpired(now time.Time, key sessionKey, sessions
 			first = at
 		}
 	}
-	rr.expiresAt[key] = first
+	if first.IsZero() {
+		delete(rr.expiresAt, key) // none left: nothing kept for them
+	} else {
+		rr.expiresAt[key] = first
+	}
 }
 
 // forget forgets a session. rr.mu is held.

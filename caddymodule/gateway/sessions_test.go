@@ -157,10 +157,15 @@ func TestRelayedRequestsBoundedPerCaller(t *testing.T) {
 	if rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
 		t.Error("a new session of mallory's tracked past his bound")
 	}
-	// Expired sessions make room.
+	// Expired sessions make room, and leave nothing of them behind.
 	now = now.Add(pendingTTL + time.Second)
-	if !rr.add(sessionKey{upstream: "u", caller: "mallory", id: "s-new"}, []byte(`1`), 0) {
+	newcomer := sessionKey{upstream: "u", caller: "mallory", id: "s-new"}
+	if !rr.add(newcomer, []byte(`1`), 0) {
 		t.Error("a new session of mallory's not tracked once mallory's others expired")
+	}
+	rr.took(newcomer, []byte(`1`))
+	if notes := len(rr.expiresAt); notes > len(rr.byCaller)+1 {
+		t.Errorf("%d expiry notes kept for %d callers", notes, len(rr.byCaller))
 	}
 }
 
