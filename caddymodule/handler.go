@@ -553,24 +553,17 @@ func hostChanged(r *http.Request) {
 	if !ok {
 		return
 	}
-	labels := func(hostport string) []string {
-		host, _, err := net.SplitHostPort(hostport)
-		if err != nil {
-			host = hostport // no port
-		}
-		return strings.Split(host, ".")
-	}
-	sent, _ := repl.GetString("http.request.host")
+	sent, _ := repl.GetString("http.request.host") // without its port
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
-		host = r.Host
+		host = r.Host // no port
 	}
 	repl.Set("http.request.host", host)
 	repl.Set("http.request.hostport", r.Host)
 	// {http.request.host.labels.N}, from the right; those the Host as
 	// sent had beyond the new one's are empty, as Caddy gives them.
-	now := labels(r.Host)
-	for i := range max(len(now), len(labels(sent))) {
+	now := strings.Split(host, ".")
+	for i := range max(len(now), strings.Count(sent, ".")+1) {
 		label := ""
 		if i < len(now) {
 			label = now[len(now)-1-i]

@@ -229,8 +229,11 @@ func checkedHost(host string) (string, error) {
 		return "", fmt.Errorf("the Host %q is not a host name, an IP address or a port as servers read them alike (no final dot, "+
 			"an IPv4 address in dotted decimal), which servers read in different ways; send it so", host)
 	}
-	if hasPort {
-		canonical += ":" + port
+	switch {
+	case canonical == name:
+		return host, nil // as sent (most requests): nothing to build
+	case hasPort:
+		return canonical + ":" + port, nil
 	}
 	return canonical, nil
 }
@@ -251,15 +254,16 @@ func validHostName(name string) bool {
 	if name == "" || len(name) > 253 {
 		return false
 	}
-	labels := strings.Split(name, ".")
-	for _, label := range labels {
+	last := ""
+	for label := range strings.SplitSeq(name, ".") {
 		if label == "" || len(label) > 63 || strings.IndexFunc(label, func(c rune) bool {
 			return (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_'
 		}) >= 0 {
 			return false
 		}
+		last = label
 	}
-	if endsInNumber(labels[len(labels)-1]) {
+	if endsInNumber(last) {
 		addr, err := netip.ParseAddr(name)
 		return err == nil && addr.Is4() && addr.String() == name
 	}

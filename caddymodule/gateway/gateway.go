@@ -58,9 +58,10 @@ type Host struct {
 	// URLs the upstream names are given back to the client with the
 	// stripped prefix.
 	OriginalPath func(*http.Request) string
-	// HostChanged, when set, is told that the gateway wrote the request's
-	// Host in lower case (see checkedHost), so that the server's own
-	// record of it (in Caddy: the {host} placeholders) follows.
+	// HostChanged, when set, is told that the gateway rewrote the
+	// request's Host (in lower case, an IPv6 address as netip writes it:
+	// see checkedHost), so that the server's own record of it (in Caddy:
+	// the {host} placeholders) follows.
 	HostChanged func(*http.Request)
 	// Annotate, when set, is told what the gateway learned of a POST's
 	// messages before the rest of the route sees the request (in Caddy:

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"strconv"
@@ -21,11 +20,10 @@ const (
 	// one session; the oldest is forgotten first.
 	maxPendingPerSession = 64
 	// maxTrackedSessions bounds the sessions with unanswered requests,
-	// and maxTrackedSessionsPerCaller those of one caller (of one realm,
-	// on one upstream; anonymous callers are one): past either, once the
-	// expired are forgotten, a new session's request is not tracked (and
-	// so not relayed), rather than a live one forgotten, whose answer
-	// would then be refused.
+	// and maxTrackedSessionsPerCaller those of one caller (see callerOf):
+	// past either, once the expired are forgotten, a new session's
+	// request is not tracked (and so not relayed), rather than a live one
+	// forgotten, whose answer would then be refused.
 	maxTrackedSessions          = 10000
 	maxTrackedSessionsPerCaller = 1000
 	// pendingTTL is how long a relayed request may wait for the client's
@@ -185,10 +183,10 @@ func (rr *relayedRequests) add(session sessionKey, id []byte, note uint64) bool 
 	if pending == nil {
 		caller := callerOf(session)
 		if len(rr.sessions) >= maxTrackedSessions {
-			rr.forgetExpired(now, sessionKey{}, maps.Keys(rr.sessions))
+			rr.forgetExpired(now, sessionKey{})
 		}
 		if len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
-			rr.forgetExpired(now, caller, maps.Keys(rr.byCaller[caller]))
+			rr.forgetExpired(now, caller)
 		}
 		if len(rr.sessions) >= maxTrackedSessions || len(rr.byCaller[caller]) >= maxTrackedSessionsPerCaller {
 			return false
@@ -240,13 +238,17 @@ func (rr *relayedRequests) took(session sessionKey, id []byte) bool {
 	return ok
 }
 
-// forgetExpired forgets, of the sessions given (all, whose key is the
-// zero one, or one caller's), those whose requests have all expired, and
-// notes when the first of the others expires; before that, it does
-// nothing. rr.mu is held.
-func (rr *relayedRequests) forgetExpired(now time.Time, key sessionKey, sessions iter.Seq[sessionKey]) {
+// forgetExpired forgets, of all sessions (key is the zero key) or of
+// one caller's (key is callerOf theirs), those whose requests have all
+// expired, and notes when the first of the others expires; before that,
+// it does nothing. rr.mu is held.
+func (rr *relayedRequests) forgetExpired(now time.Time, key sessionKey) {
 	if now.Before(rr.expiresAt[key]) {
 		return
+	}
+	sessions := maps.Keys(rr.byCaller[key])
+	if key == (sessionKey{}) {
+		sessions = maps.Keys(rr.sessions)
 	}
 	var first time.Time
 	for session := range sessions {
