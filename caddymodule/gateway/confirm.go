@@ -218,8 +218,7 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	id := `"mcpgate-confirm-` + newNonce() + `"`
 	answers, forget := g.sessions.own.await(x.session, id)
 	defer forget()
-	cancelled, release := g.sessions.own.holdCall(x.session, v.message.ID)
-	defer release()
+	cancelled := x.watchCancel()
 	request, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": confirmation})
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 // initializes anew.
 func (x *exchange) decide() error {
 	x.cancelHeldCalls()
+	x.watchCancel()
 	x.verdicts = make([]verdict, len(x.body.Messages))
 	for i := range x.body.Messages {
 		x.verdicts[i] = x.confirmedByCaller(x.decideMessage(&x.body.Messages[i]))

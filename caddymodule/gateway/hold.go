@@ -238,8 +238,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		return nil, nil, nil, err
 	}
 
-	cancelled, release := x.g.sessions.own.holdCall(x.session, m.ID)
-	defer release()
+	cancelled := x.watchCancel()
 
 	a, err := service.Request(r.Context(), call)
 	if err != nil {
@@ -402,6 +401,30 @@ func (x *exchange) cancelHeldCalls() {
 		if x.g.sessions.own.cancelCall(x.session, canonical) {
 			x.g.logger.Info("held call cancelled by the client", zap.String("session", x.session.shown()), zap.ByteString("request_id", id))
 		}
+	}
+}
+
+// watchCancel makes x.cancelled follow the client's cancellations of
+// the POST's one tool call, the only message a POST may have held or
+// asked about, from the moment it is decided (see ownRequests.holdCall),
+// and returns it: a cancel that comes while the call is decided (its
+// tool list fetched, say), held or asked about stops it before it runs.
+// On any other POST it returns nil, which nothing closes.
+func (x *exchange) watchCancel() <-chan struct{} {
+	if x.cancelled != nil || x.body.Batch || x.legacy != nil {
+		return x.cancelled
+	}
+	if m := &x.body.Messages[0]; m.Kind == mcpmsg.KindRequest && m.Tool != nil {
+		x.cancelled, x.stopWatchCancels = x.g.sessions.own.holdCall(x.session, m.ID)
+	}
+	return x.cancelled
+}
+
+// stopWatchingCancel ends what watchCancel started, when the exchange
+// ends.
+func (x *exchange) stopWatchingCancel() {
+	if x.stopWatchCancels != nil {
+		x.stopWatchCancels()
 	}
 }
 

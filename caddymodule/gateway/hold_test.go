@@ -2,11 +2,13 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -666,6 +668,106 @@ func TestApprovedCallStreamBounded(t *testing.T) {
 			case <-served:
 			case <-time.After(10 * time.Second):
 				t.Fatal("10 s after the approval, the reply to a client that reads nothing is still being written (its writes have 500 ms each)")
+			}
+		})
+	}
+}
+
+// stallToolsList is a next handler that holds the gateway's own
+// tools/list fetch until release is closed, having closed fetching: the
+// window in which a call is being decided.
+type stallToolsList struct {
+	next     gateway.Next
+	fetching chan struct{}
+	release  chan struct{}
+	once     sync.Once
+}
+
+func (s *stallToolsList) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if bytes.Contains(body, []byte(`"mcpgate-tools-list-`)) {
+		s.once.Do(func() { close(s.fetching) })
+		<-s.release
+	}
+	return s.next.ServeHTTP(w, r)
+}
+
+// TestCancelWhileDecided: a call its client cancels while the gateway is
+// still deciding it (here, while it fetches the upstream's tool list) does
+// not run, whether it is then allowed, or held and approved: the
+// cancellation went on to the upstream before the call, which would
+// otherwise run it.
+func TestCancelWhileDecided(t *testing.T) {
+	for _, tt := range []struct {
+		name, tool string
+		approve    bool
+	}{
+		{name: "allowed", tool: "echo"},
+		{name: "held and approved", tool: "create_issue", approve: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatefulJSON)
+			cfg := libraryConfig(t)
+			cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Second, Keepalive: time.Second}
+			g := newGateway(t, cfg)
+			stall := &stallToolsList{next: proxyTo(t, up.URL), fetching: make(chan struct{}), release: make(chan struct{})}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := g.Serve(w, r, stall); err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			url := srv.URL + "/mcp"
+			header := sessionHeader(t, url)
+			post(t, url, header, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+
+			answered := make(chan string, 1)
+			go func() {
+				body, err := postQuietly(url, header, `{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"`+tt.tool+`","arguments":{"text":"cancel me"}}}`)
+				if err != nil {
+					body = err.Error()
+				}
+				answered <- body
+			}()
+			<-stall.fetching
+			post(t, url, header, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c1","reason":"user pressed stop"}}`)
+			close(stall.release)
+
+			// A reviewer approves the call if it is held (it may end as
+			// cancelled first).
+			var body string
+			testwait.Until(t, 10*time.Second, func() string {
+				select {
+				case body = <-answered:
+					return ""
+				default:
+				}
+				if !tt.approve {
+					return "no answer to the call"
+				}
+				list, err := cfg.Approvals.Service.List(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range list {
+					if a.State == approval.Pending {
+						admin := approval.Decider{ID: "admin", Principals: []string{"admin"}}
+						if _, err := cfg.Approvals.Service.Decide(context.Background(), a.ID, true, admin, ""); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				return "no answer to the call"
+			})
+			if up.SawBodyContaining("cancel me") {
+				t.Fatalf("the call its client cancelled ran; the client got %s", body)
+			}
+			if !strings.Contains(body, "cancelled") {
+				t.Errorf("the client got %s; want it told the call was cancelled", body)
 			}
 		})
 	}

@@ -60,12 +60,19 @@ type exchange struct {
 	// idsClaimed is set while the ids of the requests the POST carries are
 	// held as in flight in the session (claimIDs).
 	idsClaimed bool
+	// cancelled is closed when the client cancels the POST's one tool
+	// call (notifications/cancelled naming its id, in its session), from
+	// the moment the call is decided until the exchange ends; nil when
+	// the POST is no such call (watchCancel).
+	cancelled        <-chan struct{}
+	stopWatchCancels func()
 }
 
 // Serve runs one request through the gateway: next sees only what the
 // policy allowed.
 func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	x := &exchange{g: g, w: w, r: r, next: next, started: time.Now()}
+	defer x.stopWatchingCancel()
 	err := x.run()
 	var refused *refusal
 	if errors.As(err, &refused) {

@@ -51,10 +51,16 @@ func (x *exchange) holdThenForward(v verdict) error {
 // route and answered as any refusal of its transport (x.w may be a held
 // call's stream, once approved).
 func (x *exchange) refuseUnsent(why string) error {
+	return x.refuseUnsentAs(outcomeRefused, why)
+}
+
+// refuseUnsentAs is refuseUnsent, with the outcome the audit trail
+// records.
+func (x *exchange) refuseUnsentAs(outcome, why string) error {
 	refused := x.verdicts[0].refusedWith(why)
 	x.verdicts = []verdict{refused}
 	x.annotate()
-	x.audit(refused, outcomeRefused, nil)
+	x.audit(refused, outcome, nil)
 	if x.legacy != nil {
 		return x.legacy.refuse(x.w, refused, x.g.logger)
 	}
@@ -101,6 +107,14 @@ func (x *exchange) forward() error {
 			return x.refuseUnsent(err.Error())
 		}
 	} else {
+		select {
+		case <-x.cancelled:
+			// Cancelled while it was decided: the cancellation went on
+			// before the call, and the upstream, not knowing the call
+			// yet, would run it.
+			return x.refuseUnsentAs(outcomeCancelled, "The client cancelled this call (notifications/cancelled) before the gateway forwarded it: the call did not run.")
+		default:
+		}
 		release, err := x.claimIDs(forwardedRequestIDs(x.verdicts))
 		if err != nil {
 			if x.body.Batch {
