@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -114,6 +115,15 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	return b.prepare(ctx, all, data, origin)
 }
 
+// compiling makes the gateway's compilations of policies take turns.
+// OPA's type checker writes into the types built-in functions declare,
+// which every compiler shares (ast.mergeTypes widening the object that
+// object.union returns, when a rule's definitions give it with another
+// object): two policies compiled at once (two sites' files reloaded, a
+// bundle activated while another site loads) race on them. Compiling
+// is done once per loaded policy, never per call.
+var compiling sync.Mutex
+
 // prepare compiles modules and data and prepares both queries, as they
 // are. They are not evaluated ahead of their input (OPA's partial
 // evaluation, with input unknown), which an earlier version did for speed:
@@ -126,6 +136,8 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 // call that OPA refuses with an error was allowed (TestDecidesAsOPA). What
 // depends on data alone is still computed once per policy (sharedRules).
 func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, origin string) (*preparedQueries, error) {
+	compiling.Lock()
+	defer compiling.Unlock()
 	// The store copies data, so the policy in force shares nothing with
 	// the loader, Options.Data or a bundle plugin's store.
 	// Keep data as OPA values, so that reading data.mcp.tools on every

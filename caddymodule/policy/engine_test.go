@@ -3,8 +3,10 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"reflect"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"context"
 	"fmt"
@@ -670,5 +672,28 @@ blocked(category) if data.mcp.permissions[category].action == "block"`}, "", tab
 				t.Errorf("New: %v; want an error saying the table is never read: %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestConcurrentCompiles: policies compiled at once (two sites loading,
+// one site's files reloaded while another's bundle activates) take turns:
+// OPA's type checker writes into the types built-ins declare, which all
+// compilers share, and the library's rules give object.union's result
+// beside other objects. Run with -race, it fails unless they do.
+func TestConcurrentCompiles(t *testing.T) {
+	engines := make([]*Engine, 4)
+	errs := make([]error, len(engines))
+	var wg sync.WaitGroup
+	for i := range engines {
+		wg.Go(func() {
+			engines[i], errs[i] = New(context.Background(), Options{Modules: policies.Library()})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("engine %d: %v", i, err)
+		}
+		engines[i].Close()
 	}
 }
