@@ -49,11 +49,11 @@ const limitTimeout = 2 * time.Second
 // limit is the stage that holds the messages the policy did not refuse to
 // the rate limits: a message over a limit is refused, with when to retry
 // (Retry-After on the HTTP response, and in the refusal's text), and
-// reaches no upstream. A message under several limits is checked against
-// all of them before it counts against any, so that one a limit refuses
-// uses up no other's (only two messages racing for a limit's last token
-// between its check and its count can still do that). A limit that cannot
-// be checked (its Redis is away) refuses: the gateway fails closed.
+// reaches no upstream. A message under several limits counts against each
+// in turn; when one refuses it, the counts the others took are given
+// back, so that it uses up none of theirs (messages racing for a limit's
+// last place may meanwhile see it taken). A limit that cannot be checked
+// (its Redis is away) refuses: the gateway fails closed.
 func (x *exchange) limit() {
 	limits := x.g.cfg.RateLimits
 	if len(limits) == 0 {
@@ -65,6 +65,7 @@ func (x *exchange) limit() {
 			continue
 		}
 		var applied []RateLimit
+		var keys []string
 		for _, lim := range limits {
 			methods := lim.Methods
 			if len(methods) == 0 {
@@ -72,36 +73,27 @@ func (x *exchange) limit() {
 			}
 			if slices.Contains(methods, v.message.Method) && (len(lim.Actions) == 0 || slices.Contains(lim.Actions, v.decision.Action)) {
 				applied = append(applied, lim)
+				keys = append(keys, lim.Key(x.r, x.factsOf(v)))
 			}
 		}
-		keys := make([]string, len(applied))
 		for j, lim := range applied {
-			keys[j] = lim.Key(x.r, x.factsOf(v))
-		}
-		steps := []func(RateLimit, string) (ratelimit.Result, error){x.countAgainst}
-		if len(applied) > 1 {
-			steps = []func(RateLimit, string) (ratelimit.Result, error){x.checkAgainst, x.countAgainst}
-		}
-	steps:
-		for _, step := range steps {
-			for j, lim := range applied {
-				result, err := step(lim, keys[j])
-				if err != nil {
-					x.g.logger.Error("rate limit could not be checked; message refused",
-						zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
-					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
-					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
-					break steps
-				}
-				if !result.Allowed {
-					wait := result.RetryAfter
-					retryAfter = max(retryAfter, wait)
-					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
-						lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
-					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
-					break steps
-				}
+			result, err := x.countAgainst(lim, keys[j])
+			if err == nil && result.Allowed {
+				continue
 			}
+			x.giveBack(applied[:j], keys[:j])
+			if err != nil {
+				x.g.logger.Error("rate limit could not be checked; message refused",
+					zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
+				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
+			} else {
+				wait := result.RetryAfter
+				retryAfter = max(retryAfter, wait)
+				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
+					lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
+			}
+			x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+			break
 		}
 	}
 	if retryAfter > 0 {
@@ -109,12 +101,19 @@ func (x *exchange) limit() {
 	}
 }
 
-// checkAgainst reports whether a message under key would pass lim now,
-// counting nothing.
-func (x *exchange) checkAgainst(lim RateLimit, key string) (ratelimit.Result, error) {
-	ctx, cancel := context.WithTimeout(x.r.Context(), limitTimeout)
-	defer cancel()
-	return lim.Limiter.Check(ctx, key, lim.Rule)
+// giveBack gives back the counts a refused message took against limits
+// (under keys), even once its client went away. One that cannot be given
+// back stays counted, which refuses sooner, not later.
+func (x *exchange) giveBack(limits []RateLimit, keys []string) {
+	for j, lim := range limits {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), limitTimeout)
+		err := lim.Limiter.Refund(ctx, keys[j], lim.Rule)
+		cancel()
+		if err != nil {
+			x.g.logger.Warn("a refused message's count could not be given back to a rate limit",
+				zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
+		}
+	}
 }
 
 // countAgainst counts a message under key against lim.

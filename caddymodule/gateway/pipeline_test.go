@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -27,6 +28,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
+	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
@@ -747,36 +749,69 @@ func TestToolListReadAsClientsRead(t *testing.T) {
 
 // TestRefusedByOneLimitCountsAgainstNone: a call under several rate
 // limits that one of them refuses uses up nothing of the others: one
-// caller over their own limit cannot drain a limit everyone shares.
+// caller over their own limit cannot drain a limit everyone shares,
+// calling one after another or many at once (all counted by each limit
+// before any is refused), in the process as in Redis.
 func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
-	up := newUpstream(t, upstreamtest.StatelessJSON)
-	cfg := libraryConfig(t)
-	cfg.Identity = userHeaderIdentity("")
-	local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RateLimits = []gateway.RateLimit{
-		{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 3, Per: time.Hour}, Limiter: local},
-		{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 1, Per: time.Hour}, Limiter: local},
-	}
-	gw := serveGateway(t, cfg, up.URL)
-	call := func(user string) string {
-		return string(post(t, gw.URL, http.Header{"X-Test-User": {user}}, callEcho).body)
-	}
-	if r := call("mallory"); strings.Contains(r, "Rate limit") {
-		t.Fatalf("mallory's first call: %s", r)
-	}
-	for range 4 {
-		if r := call("mallory"); !strings.Contains(r, "Rate limit per-user") {
-			t.Fatalf("mallory's next call: %s; want refused by her own limit", r)
+	redisClient := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { _ = redisClient.Close() })
+	for _, store := range []string{"local", "redis"} {
+		for _, atOnce := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, at once %v", store, atOnce), func(t *testing.T) {
+				up := newUpstream(t, upstreamtest.StatelessJSON)
+				cfg := libraryConfig(t)
+				cfg.Identity = userHeaderIdentity("")
+				var limiter ratelimit.Limiter = ratelimit.NewRedis(redisClient, t.Name()+":")
+				if store == "local" {
+					local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					limiter = local
+				}
+				cfg.RateLimits = []gateway.RateLimit{
+					{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 3, Per: time.Hour}, Limiter: limiter},
+					{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 1, Per: time.Hour}, Limiter: limiter},
+				}
+				gw := serveGateway(t, cfg, up.URL)
+				call := func(user string) string {
+					return string(post(t, gw.URL, http.Header{"X-Test-User": {user}}, callEcho).body)
+				}
+				const calls = 8
+				replies := make([]string, calls)
+				if atOnce {
+					var wg sync.WaitGroup
+					for i := range replies {
+						wg.Go(func() { replies[i] = call("mallory") })
+					}
+					wg.Wait()
+				} else {
+					for i := range replies {
+						replies[i] = call("mallory")
+					}
+				}
+				if ran := calls - countContaining(replies, "Rate limit"); ran != 1 {
+					t.Fatalf("%d of mallory's calls ran, want 1: %q", ran, replies)
+				}
+				for _, user := range []string{"alice", "bob"} {
+					if r := call(user); strings.Contains(r, "Rate limit") {
+						t.Errorf("%s's first call: %s; want it allowed (mallory's refused calls must not have counted against the shared limit)", user, r)
+					}
+				}
+			})
 		}
 	}
-	for _, user := range []string{"alice", "bob"} {
-		if r := call(user); strings.Contains(r, "Rate limit") {
-			t.Errorf("%s's first call: %s; want it allowed (mallory's refused calls must not have counted against the shared limit)", user, r)
+}
+
+// countContaining counts the texts that contain s.
+func countContaining(texts []string, s string) int {
+	n := 0
+	for _, text := range texts {
+		if strings.Contains(text, s) {
+			n++
 		}
 	}
+	return n
 }
 
 // pendingApproval is what a pending answer tells of its approval.

@@ -144,29 +144,52 @@ func TestLimiterRejectsInvalidRule(t *testing.T) {
 	}
 }
 
-// TestLimiterCheckCountsNothing: Check answers what Allow would, for a
-// fresh bucket, one with tokens left and a spent one, and counts nothing:
-// checking any number of times leaves every token to Allow.
-func TestLimiterCheckCountsNothing(t *testing.T) {
+// TestLimiterRefund: a call given back can be made again, and a bucket
+// never holds more than its burst: a refund to a full bucket, or one
+// more than the calls counted, gives nothing.
+func TestLimiterRefund(t *testing.T) {
 	rule := Rule{Events: 3, Per: time.Hour}
 	for name, newLimiter := range limiters(t) {
 		t.Run(name, func(t *testing.T) {
 			l := newLimiter(t)
-			for want := 3; want > 0; want-- {
-				for range 3 {
-					res, err := l.Check(t.Context(), "k", rule)
-					if err != nil || !res.Allowed || res.Remaining != want-1 {
-						t.Fatalf("Check with %d tokens left = %+v, %v; want allowed with %d remaining", want, res, err, want-1)
-					}
-				}
-				if res := allowOK(t, l, "k", rule); !res.Allowed {
-					t.Fatalf("Allow after checks with %d tokens left: %+v", want, res)
+			refund := func(key string) {
+				t.Helper()
+				if err := l.Refund(t.Context(), key, rule); err != nil {
+					t.Fatalf("Refund: %v", err)
 				}
 			}
-			res, err := l.Check(t.Context(), "k", rule)
-			limit := rule.Per/time.Duration(rule.Events) + time.Microsecond
-			if err != nil || res.Allowed || res.RetryAfter <= 0 || res.RetryAfter > limit {
-				t.Errorf("Check of a spent bucket = %+v, %v; want refused with 0 < RetryAfter <= %s", res, err, limit)
+			allowedNow := func(key string) int {
+				n := 0
+				for allowOK(t, l, key, rule).Allowed {
+					n++
+				}
+				return n
+			}
+			refund("full")
+			if n := allowedNow("full"); n != 3 {
+				t.Fatalf("a full bucket given a call back allowed %d calls, want its burst, 3", n)
+			}
+
+			spendBurst(t, l, "spent", rule, 3)
+			refund("spent")
+			refund("spent")
+			for i := range 2 {
+				if res := allowOK(t, l, "spent", rule); !res.Allowed {
+					t.Fatalf("call %d after two refunds refused: %+v", i+1, res)
+				}
+			}
+			if res := allowOK(t, l, "spent", rule); res.Allowed {
+				t.Fatalf("a third call after two refunds allowed: %+v", res)
+			}
+
+			allowOK(t, l, "two", rule)
+			allowOK(t, l, "two", rule)
+			for range 5 {
+				refund("two")
+			}
+			// Redis keeps one of the two counted (see Redis.Refund).
+			if n := allowedNow("two"); n < 2 || n > 3 {
+				t.Fatalf("after two calls and five refunds, %d calls allowed; want 2 or 3, never more than the burst", n)
 			}
 		})
 	}
