@@ -408,6 +408,13 @@ func (s *redisStore) Claim(ctx context.Context, key string, ttl time.Duration) (
 	return fresh, nil
 }
 
+func (s *redisStore) Unclaim(ctx context.Context, key string) error {
+	if err := s.client.Del(ctx, s.claimKey(key)).Err(); err != nil {
+		return fmt.Errorf("forgetting a one-time key in redis: %w", err)
+	}
+	return nil
+}
+
 func (s *redisStore) Scope() string { return s.scope }
 
 func (s *redisStore) Close() error {

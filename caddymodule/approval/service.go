@@ -623,6 +623,12 @@ func (s *Service) Claim(ctx context.Context, key string, ttl time.Duration) erro
 	return nil
 }
 
+// Unclaim forgets a key Claim recorded (a confirmation whose call did not
+// run after all), so that it may be claimed again.
+func (s *Service) Unclaim(ctx context.Context, key string) error {
+	return s.store.Unclaim(ctx, key)
+}
+
 // waiters are those waiting for the next change of an approval.
 type waiters struct {
 	ch chan struct{}

@@ -43,6 +43,9 @@ type Store interface {
 	// Claim records key (a webhook-id) for ttl and reports whether it was
 	// new.
 	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Unclaim forgets a key Claim recorded, so that it may be claimed
+	// again.
+	Unclaim(ctx context.Context, key string) error
 	// Scope names where the store keeps its records: a one-time key
 	// claimed in it (Claim) is seen as claimed by every store of the same
 	// scope, and by no other. A store of this process alone names itself
@@ -233,6 +236,11 @@ const maxMemoryClaims = 100_000
 
 func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (bool, error) {
 	return s.claims.AddIfAbsentFor(key, struct{}{}, ttl), nil
+}
+
+func (s *memoryStore) Unclaim(_ context.Context, key string) error {
+	s.claims.Remove(key)
+	return nil
 }
 
 func (s *memoryStore) Close() error { return nil }

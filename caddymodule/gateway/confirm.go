@@ -457,6 +457,8 @@ func elicitationAction(raw []byte) string {
 // the action, and the definition of the tool the caller was asked about.
 type callerAnswer struct {
 	action, toolHash string
+	// nonce is the confirmation's nonce, once claimed (an accept).
+	nonce string
 }
 
 // confirmedByCaller applies a retried 2026-07-28 call's answer to the
@@ -512,6 +514,41 @@ func (x *exchange) claimAnswer(nonce string) error {
 		return fmt.Errorf("%w: confirmation %s", approval.ErrReplayed, nonce)
 	}
 	return nil
+}
+
+// unclaimAnswers gives back the confirmations the exchange claimed for
+// calls it did not forward after all (refused by a rate limit, by the
+// policy, at the last moment): they ran nothing, and their caller may
+// retry them with the same answer. One that cannot be given back stays
+// used, which refuses the retry, never runs a call twice.
+func (x *exchange) unclaimAnswers() {
+	for m, answer := range x.callerAnswers {
+		if answer.nonce == "" || x.passed && x.forwards(m) {
+			continue
+		}
+		var err error
+		if approvals := x.g.cfg.Approvals; approvals != nil {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), 5*time.Second)
+			err = approvals.Service.Unclaim(ctx, "confirm:"+answer.nonce)
+			cancel()
+		} else {
+			x.g.sessions.confirmations.used.Remove(answer.nonce)
+		}
+		if err != nil {
+			x.g.logger.Warn("could not give back the confirmation of a call that did not run; its caller must confirm it anew",
+				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))
+		}
+	}
+}
+
+// forwards reports whether the exchange's verdicts pass m on.
+func (x *exchange) forwards(m *mcpmsg.Message) bool {
+	for _, v := range x.verdicts {
+		if v.message == m {
+			return v.allowed()
+		}
+	}
+	return false
 }
 
 // newNonce returns 128 random bits, base64url.

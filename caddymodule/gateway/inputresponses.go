@@ -220,7 +220,11 @@ func (x *exchange) takeCallerAnswer(m *mcpmsg.Message, state requestState, respo
 	if x.callerAnswers == nil {
 		x.callerAnswers = make(map[*mcpmsg.Message]callerAnswer)
 	}
-	x.callerAnswers[m] = callerAnswer{action: action, toolHash: state.ToolHash}
+	taken := callerAnswer{action: action, toolHash: state.ToolHash}
+	if action == "accept" {
+		taken.nonce = state.Nonce
+	}
+	x.callerAnswers[m] = taken
 	return x.rewriteParams(m, func(params map[string]any) error {
 		delete(params, "inputResponses")
 		delete(params, "requestState")

@@ -66,6 +66,8 @@ type exchange struct {
 	// the POST is no such call (watchCancel).
 	cancelled        <-chan struct{}
 	stopWatchCancels func()
+	// passed is set once the body went on to the next handler (pass).
+	passed bool
 }
 
 // Serve runs one request through the gateway: next sees only what the
@@ -73,6 +75,7 @@ type exchange struct {
 func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	x := &exchange{g: g, w: w, r: r, next: next, started: time.Now()}
 	defer x.stopWatchingCancel()
+	defer x.unclaimAnswers()
 	err := x.run()
 	var refused *refusal
 	if errors.As(err, &refused) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -25,12 +26,14 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/ratelimit"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
@@ -1194,5 +1197,93 @@ func TestPendingApprovalsBoundedPerCaller(t *testing.T) {
 	}
 	if n := up.CallCount("create_issue"); n != 0 {
 		t.Errorf("create_issue ran %d times", n)
+	}
+}
+
+// mrtrCreateIssue makes a 2026-07-28 call of create_issue as alice, with
+// extra in its params (a retry's requestState and inputResponses).
+func mrtrCreateIssue(t *testing.T, url, text string, extra map[string]any) (int, map[string]any) {
+	t.Helper()
+	params := map[string]any{
+		"name":      "create_issue",
+		"arguments": map[string]any{"text": text},
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/protocolVersion":    mcphttp.Version20260728,
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw", "version": "1"},
+			"io.modelcontextprotocol/clientCapabilities": map[string]any{"elicitation": map[string]any{}},
+		},
+	}
+	maps.Copy(params, extra)
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"create_issue"}, "X-Test-User": {"alice"}}
+	r := post(t, url, h, string(body))
+	var decoded map[string]any
+	_ = json.Unmarshal(r.body, &decoded)
+	return r.status, decoded
+}
+
+// TestConfirmationKeptWhenNotRun: a caller's confirmation that a rate
+// limit refuses runs nothing and is not used up: retried with the same
+// answer once the limit allows, its call runs (once). Claimed in this
+// process, in an approval store in memory and in Redis.
+func TestConfirmationKeptWhenNotRun(t *testing.T) {
+	redisAddr := redistest.Start(t)
+	for _, store := range []string{"none", "memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatelessJSON)
+			engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+				"read_only": "allow",
+				"write":     map[string]any{"action": "needs_approval", "approvers": []any{"caller"}},
+			}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+			cfg.MaxBody = 64 << 10
+			cfg.Identity = userHeaderIdentity("")
+			switch store {
+			case "memory":
+				cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Second, Keepalive: time.Second}
+			case "redis":
+				cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, redisAddr), Hold: 10 * time.Second, Keepalive: time.Second}
+			}
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			local, err := ratelimit.NewLocal(ratelimit.LocalConfig{Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.RateLimits = []gateway.RateLimit{{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID },
+				Rule: ratelimit.Rule{Events: 2, Per: time.Hour}, Limiter: local, Actions: []policy.Action{policy.ActionAllow}}}
+			gw := serveGateway(t, cfg, up.URL)
+
+			_, asked := mrtrCreateIssue(t, gw.URL, "file it", nil)
+			result, _ := asked["result"].(map[string]any)
+			state, _ := result["requestState"].(string)
+			if state == "" {
+				t.Fatalf("the caller was not asked: %v", asked)
+			}
+			for i := range 2 { // the caller's other calls take the limit's places meanwhile
+				post(t, gw.URL, http.Header{"X-Test-User": {"alice"}}, callBody(fmt.Sprint(10+i), "echo", "x"))
+			}
+			accept := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+			if _, refused := mrtrCreateIssue(t, gw.URL, "file it", accept); !strings.Contains(fmt.Sprint(refused), "Rate limit per-user") {
+				t.Fatalf("retry while the limit is full: %v; want refused by the limit", refused)
+			}
+			mu.Lock()
+			now = now.Add(time.Hour)
+			mu.Unlock()
+			status, ran := mrtrCreateIssue(t, gw.URL, "file it", accept)
+			if up.CallCount("create_issue") != 1 {
+				t.Fatalf("retried once the limit allows: HTTP %d %v; want the call run", status, ran)
+			}
+			if status, again := mrtrCreateIssue(t, gw.URL, "file it", accept); status != http.StatusConflict || up.CallCount("create_issue") != 1 {
+				t.Errorf("the same confirmation once more: HTTP %d %v (create_issue ran %d times); want 409, run once", status, again, up.CallCount("create_issue"))
+			}
+		})
 	}
 }

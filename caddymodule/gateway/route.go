@@ -195,6 +195,7 @@ func (x *exchange) pass(w http.ResponseWriter, body []byte) error {
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	x.propagateTrace(r)
+	x.passed = true
 	// A proxy that loses its upstream in the middle of a reply aborts
 	// the request: the reply filter then tells the client, in the
 	// stream, which of its requests will get no answer.
