@@ -24,9 +24,19 @@ import (
 // config that loads is stopped when the test ends.
 func loadCaddyfile(t *testing.T, caddyfile string) error {
 	t.Helper()
+	return loadEditedCaddyfile(t, caddyfile, nil)
+}
+
+// loadEditedCaddyfile is loadCaddyfile, with the adapted JSON changed by
+// edit (when set) first.
+func loadEditedCaddyfile(t *testing.T, caddyfile string, edit func(string) string) error {
+	t.Helper()
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if edit != nil {
+		cfg = []byte(edit(string(cfg)))
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		return err

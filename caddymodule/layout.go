@@ -78,6 +78,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), dialLookupTimeout)
 	defer cancel()
 	w := &layoutWalk{upstreams: map[string]*reachedUpstream{}, dials: newDialNames(ctx, net.DefaultResolver.LookupIPAddr)}
+	w.listeners = w.dials.listeners(servers)
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		srv := servers[name]
 		w.server(srv)
@@ -92,6 +93,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 			}
 		}
 	}
+	w.followHops()
 	for _, key := range slices.Sorted(maps.Keys(w.upstreams)) {
 		if u := w.upstreams[key]; u.gated != "" && u.ungated != "" {
 			w.errs = append(w.errs, fmt.Errorf("%s is reached without mcp_policy at %s, while %s passes mcp_policy: "+
@@ -101,7 +103,7 @@ func checkLayout(servers map[string]*caddyhttp.Server) error {
 	}
 	if w.anyGated {
 		for _, place := range w.steered {
-			w.errs = append(w.errs, fmt.Errorf("a reverse_proxy whose upstream is chosen at run time (dynamic upstreams, or a placeholder of the request's in its address) is reached without mcp_policy at %s: "+
+			w.errs = append(w.errs, fmt.Errorf("a reverse_proxy whose upstream is chosen at run time (dynamic upstreams, or a placeholder of the request's or a file's in its address) is reached without mcp_policy at %s: "+
 				"it can reach the MCP servers mcp_policy guards; put mcp_policy before it, or mcp_bypass if that is deliberate", place))
 		}
 	}
@@ -135,6 +137,20 @@ type layoutWalk struct {
 	// walked (a route that invokes itself is walked once).
 	walked   map[namedWalk]chain
 	invoking map[string]bool
+	// reached are the upstream handlers reached, in every server;
+	// listeners are the servers by what their listeners' addresses
+	// reach (dialNames.key), for following a proxy to one of them.
+	reached   []reach
+	listeners map[string]*caddyhttp.Server
+}
+
+// reach is an upstream handler reached at place in the HTTP server srv,
+// through mcp_policy or not, that reaches keys (see upstreamKeys).
+type reach struct {
+	srv   *caddyhttp.Server
+	keys  []string
+	gated bool
+	place string
 }
 
 // namedWalk is a named route walked with a chain.
@@ -241,13 +257,15 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 			c.bypassed = true
 			continue
 		case *caddyhttp.Subroute:
-			// An mcp_bypass holds within its block.
-			bypassed := c.bypassed
+			// An mcp_bypass holds within its block. Its error routes run
+			// on an error anywhere in it, before its mcp_policy too: with
+			// what held as it was entered.
+			in := c
 			c = w.routes(h.Routes, c, here+" > route")
 			if h.Errors != nil {
-				w.routes(h.Errors.Routes, chain{reachable: c.reachable, bypassed: bypassed}, here+" > error route")
+				w.routes(h.Errors.Routes, in, here+" > error route")
 			}
-			c.bypassed = bypassed
+			c.bypassed = in.bypassed
 			continue
 		case *caddyhttp.Invoke:
 			bypassed := c.bypassed
@@ -271,7 +289,9 @@ func (w *layoutWalk) handlers(handlers []caddyhttp.MiddlewareHandler, c chain, w
 			if c.reachable && !c.bypassed {
 				w.reach(h, c.gated, here)
 			}
-			c.reachable = false
+			if !carriesOn(h) {
+				c.reachable = false
+			}
 		}
 	}
 	return c
@@ -304,6 +324,15 @@ func (w *layoutWalk) responseRoutes(handlers []caddyhttp.ResponseHandler, c chai
 	}
 }
 
+// carriesOn reports whether h is a reverse_proxy with handle_response
+// routes, which Caddy runs with the next handler after the proxy as
+// theirs: a route that writes no response goes on to it (falling through
+// on a 404, say), a request without a body as it came.
+func carriesOn(h caddyhttp.MiddlewareHandler) bool {
+	proxy, ok := h.(*reverseproxy.Handler)
+	return ok && len(proxy.HandleResponse) > 0
+}
+
 // asksOnly reports whether h is a reverse_proxy that sends its upstream a
 // GET or HEAD, without the body, and goes on to the next handler when
 // answered (forward_auth asks an authentication service so): no MCP
@@ -330,6 +359,13 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here strin
 	} else {
 		w.ungatedHere = append(w.ungatedHere, fmt.Sprintf("%s is reached without one at %s", name, here))
 	}
+	w.reached = append(w.reached, reach{srv: w.srv, keys: keys, gated: gated, place: place})
+	w.record(keys, name, gated, place)
+}
+
+// record notes that what keys name (the upstream name) is reached at
+// place, through mcp_policy or not.
+func (w *layoutWalk) record(keys []string, name string, gated bool, place string) {
 	for _, key := range keys {
 		u := w.upstreams[key]
 		if u == nil {
@@ -345,6 +381,49 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here strin
 	}
 }
 
+// followHops follows the proxies that reach one of the configuration's
+// own listeners open beyond this machine (see listeners): what that
+// server's routes reach without mcp_policy, a proxy through it reaches
+// through it (an inner site adding the upstream's credentials, say). The
+// inner server stays reachable on its own listener from elsewhere: an
+// upstream reached so is reached both ways.
+func (w *layoutWalk) followHops() {
+	through := make([]string, len(w.reached)) // the gated way to each reach, when hopped to
+	for changed := true; changed; {
+		changed = false
+		for i, from := range w.reached {
+			if !from.gated && through[i] == "" {
+				continue
+			}
+			way := from.place
+			if through[i] != "" {
+				way = through[i]
+			}
+			for _, key := range from.keys {
+				inner := w.listeners[key]
+				if inner == nil {
+					continue
+				}
+				for j, to := range w.reached {
+					if to.srv != inner || to.gated || through[j] != "" {
+						continue
+					}
+					through[j] = fmt.Sprintf("%s, then %s", way, to.place)
+					w.record(to.keys, "", true, through[j]) // recorded already, with its name
+					changed = true
+				}
+			}
+		}
+	}
+}
+
+// serverRunner is an upstream handler that runs its MCP server itself
+// and names it (mcp_stdio: its program, arguments, environment and
+// folder, not its tuning): two handlers of one name run the same server.
+type serverRunner interface {
+	RunsServer() string
+}
+
 // upstreamKeys names what an upstream handler reaches: for a
 // reverse_proxy, what each of its dial addresses reaches (see
 // dialNames.key); for anything else, its settings (mcp_stdio's command
@@ -352,9 +431,12 @@ func (w *layoutWalk) reach(h caddyhttp.MiddlewareHandler, gated bool, here strin
 // dynamic upstreams, or an address with a placeholder of the request's.
 func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, steered bool) {
 	proxy, ok := h.(*reverseproxy.Handler)
+	if runner, runs := h.(serverRunner); runs {
+		return []string{fmt.Sprintf("%s %s", caddy.GetModuleID(h), runner.RunsServer())}, false
+	}
 	if !ok {
-		// An MCP server the handler runs itself (mcp_stdio's command,
-		// mcp_demo): two handlers configured alike run the same server.
+		// An MCP server the handler runs itself (mcp_demo): two handlers
+		// configured alike run the same server.
 		settings, err := json.Marshal(h)
 		if err != nil {
 			return []string{fmt.Sprintf("%s %p", caddy.GetModuleID(h), h)}, false
@@ -369,7 +451,12 @@ func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, 
 	repl := caddy.NewReplacer()
 	for _, u := range proxy.Upstreams {
 		// Environment and system placeholders are settings; any other
-		// (the request's) lets a request choose the upstream.
+		// (the request's) lets a request choose the upstream, and so does
+		// a file's, which Caddy reads anew for every request.
+		if strings.Contains(u.Dial, "{file.") {
+			steered = true
+			continue
+		}
 		dial := repl.ReplaceKnown(u.Dial, "")
 		if strings.Contains(dial, "{") {
 			steered = true
@@ -378,6 +465,56 @@ func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, 
 		keys = append(keys, d.key(dial))
 	}
 	return keys, steered
+}
+
+// maxListenerPorts bounds the ports of one listener address the check
+// names (a range): past it, a proxy to one of its ports is not followed.
+const maxListenerPorts = 1024
+
+// listeners names what the listener addresses of the servers that listen
+// beyond this machine reach, as key names a dial address, with the server
+// listening there. A server that listens only on loopback addresses or
+// unix sockets is left out: only this machine's processes reach it, as
+// they reach an upstream on this machine without it (the demo's tracker,
+// a site of its own on 127.0.0.1).
+func (d *dialNames) listeners(servers map[string]*caddyhttp.Server) map[string]*caddyhttp.Server {
+	names := map[string]*caddyhttp.Server{}
+	for _, srv := range servers {
+		if !slices.ContainsFunc(srv.Listen, listensBeyond) {
+			continue
+		}
+		for _, listen := range srv.Listen {
+			addr, err := caddy.ParseNetworkAddress(listen)
+			if err != nil {
+				continue
+			}
+			for port := uint64(addr.StartPort); port <= uint64(addr.EndPort) && port < uint64(addr.StartPort)+maxListenerPorts; port++ {
+				one := addr
+				one.StartPort, one.EndPort = uint(port), uint(port)
+				names[d.key(one.String())] = srv
+			}
+		}
+	}
+	return names
+}
+
+// listensBeyond reports whether a listener address takes connections from
+// other machines: any but a loopback address, localhost, a unix socket or
+// a file descriptor.
+func listensBeyond(listen string) bool {
+	addr, err := caddy.ParseNetworkAddress(listen)
+	if err != nil {
+		return true
+	}
+	if addr.IsUnixNetwork() || addr.IsFdNetwork() {
+		return false
+	}
+	host, _, _ := strings.Cut(strings.ToLower(addr.Host), "%")
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // dialLookupTimeout bounds the name lookups of one layout check: a name

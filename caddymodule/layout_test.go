@@ -35,8 +35,12 @@ func TestLayoutChecked(t *testing.T) {
 	chain += "&(r20) {\n\trespond \"end\"\n}\n"
 	tests := []struct {
 		name, site, named, wantErr string
-		// other is another site, on a port of its own.
+		// other is another site, on a port of its own. In both,
+		// SITE_PORT and OTHER_PORT are the sites' ports.
 		other string
+		// edit, when set, changes the configuration's JSON, for what the
+		// Caddyfile does not write.
+		edit func(string) string
 	}{
 		// Refused.
 		{name: "site-level mcp_policy, proxy in handle", site: policy + "\n\thandle /mcp* {\n\t\treverse_proxy " + upstream + "\n\t}",
@@ -88,9 +92,21 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "a proxy in intercept's handle_response", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\tintercept {\n\t\t\t@nf status 404\n\t\t\thandle_response @nf {\n\t\t\t\treverse_proxy " + upstream + "\n\t\t\t}\n\t\t}\n\t\trespond 404\n\t}",
 			wantErr: "handle_response 0 > route"},
 		{name: "a proxy asking with the request's own method", site: "route {\n\t\treverse_proxy " + upstream + " {\n\t\t\tmethod {http.request.method}\n\t\t\t@ok status 2xx\n\t\t\thandle_response @ok {\n\t\t\t\tcopy_response\n\t\t\t}\n\t\t}\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}",
-			wantErr: "is never reached"},
+			wantErr: "is reached without mcp_policy at route 0, handler 0 (subroute) > route 0, handler 0 (reverse_proxy)"},
 		{name: "the upstream reached from another port", site: policy + "\n\treverse_proxy " + upstream, other: "reverse_proxy " + upstream,
 			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy"},
+		{name: "the upstream reached from a subroute's error routes", site: "route {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}",
+			edit: func(cfg string) string {
+				return strings.Replace(cfg, `"handler":"subroute"`, `"errors":{"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[{"dial":"`+upstream+`"}]}]}]},"handler":"subroute"`, 1)
+			},
+			wantErr: "> error route 0, handler 0 (reverse_proxy)"},
+		{name: "the upstream reached after a proxy that falls through", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy " + other + " {\n\t\t\t@nf status 404\n\t\t\thandle_response @nf {\n\t\t\t\trequest_header X-Fell-Through 1\n\t\t\t}\n\t\t}\n\t\treverse_proxy " + upstream + "\n\t}",
+			wantErr: "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy"},
+		{name: "a proxy whose address a file gives", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy 127.0.0.1:1\n\t}",
+			edit: func(cfg string) string {
+				return strings.Replace(cfg, `"127.0.0.1:1"`, `"127.0.0.1:{file./nonexistent/port}"`, 1)
+			},
+			wantErr: "whose upstream is chosen at run time"},
 		// Started.
 		{name: "the documented layout", site: policy + "\n\treverse_proxy " + upstream},
 		{name: "both in one handle", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
@@ -104,28 +120,35 @@ func TestLayoutChecked(t *testing.T) {
 		{name: "a long chain of named routes", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\tinvoke r0", named: chain},
 		{name: "another upstream from the environment", site: "handle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\treverse_proxy {env.MCPGATE_TEST_WEB}\n\t}"},
 		{name: "the upstream bypassed on purpose on one path", site: "mcp_bypass /healthz\n\treverse_proxy /healthz " + upstream + "\n\thandle /mcp* {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
+		// (A site proxying to one of this configuration's own sites that
+		// listens beyond this machine: TestLayoutFollowsOwnListeners.)
+		{name: "an inner site on 127.0.0.1 proxying to the upstream", site: policy + "\n\treverse_proxy 127.0.0.1:OTHER_PORT", other: "reverse_proxy " + upstream},
+		{name: "a front site proxying to the gateway's site", site: policy + "\n\treverse_proxy " + upstream, other: "reverse_proxy 127.0.0.1:SITE_PORT"},
 		{name: "the upstream bypassed on purpose", site: "handle /health {\n\t\tmcp_bypass\n\t\treverse_proxy " + upstream + "\n\t}\n\thandle {\n\t\t" + policy + "\n\t\treverse_proxy " + upstream + "\n\t}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
 			t.Setenv("MCPGATE_TEST_WEB", other)
-			caddyfile := globalOptions(t) + tt.named + fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.site)
+			sitePort, otherPort := freePort(t), freePort(t)
+			ports := strings.NewReplacer("SITE_PORT", fmt.Sprint(sitePort), "OTHER_PORT", fmt.Sprint(otherPort))
+			caddyfile := globalOptions(t) + tt.named + fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", sitePort, ports.Replace(tt.site))
 			if tt.other != "" {
-				caddyfile += fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", freePort(t), tt.other)
+				caddyfile += fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\t%s\n}\n", otherPort, ports.Replace(tt.other))
 			}
+			wantErr := ports.Replace(tt.wantErr)
 			// Caddy builds a matcher set from a map: loaded several times,
 			// a layout meets its matchers in several orders.
 			for range 4 {
-				err := loadCaddyfile(t, caddyfile)
+				err := loadEditedCaddyfile(t, caddyfile, tt.edit)
 				if err != nil {
 					t.Logf("refused: %v", err)
 				}
 				switch {
-				case tt.wantErr == "" && err != nil:
+				case wantErr == "" && err != nil:
 					t.Fatalf("refused: %v\n%s", err, caddyfile)
-				case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-					t.Fatalf("loaded with %v; want it refused with %q\n%s", err, tt.wantErr, caddyfile)
+				case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+					t.Fatalf("loaded with %v; want it refused with %q\n%s", err, wantErr, caddyfile)
 				}
 			}
 		})

@@ -495,26 +495,31 @@ func TestStateless(t *testing.T) {
 	}
 }
 
-// TestLayoutStdioReachedAround: an mcp_stdio configured like one that
-// mcp_policy guards, reached without it (another port), runs the same
-// server undecided: the configuration does not start.
+// TestLayoutStdioReachedAround: an mcp_stdio that runs the program one
+// that mcp_policy guards runs (same command, arguments, environment and
+// folder), reached without it (another port), runs the same server
+// undecided, however it is tuned: the configuration does not start.
 func TestLayoutStdioReachedAround(t *testing.T) {
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	around := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_stdio {\n\t\tcommand %q\n\t\tenv %s %s\n\t}\n}\n", testport.Free(t), self, stdiotest.EnvMode, stdiotest.ModeServe)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddytest.GlobalOptions(t)+site(t, testport.Free(t), stdiotest.ModeServe)+around), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = caddy.Load(cfg, true)
-	if err == nil {
-		t.Cleanup(func() { _ = caddy.Stop() })
-	}
-	if err == nil || !strings.Contains(err.Error(), "the mcp_stdio is reached without mcp_policy") {
-		t.Fatalf("loaded with %v; want it refused: the stdio server is reached without mcp_policy", err)
+	for _, tuning := range []string{"", "\n\t\tidle_timeout 1m\n\t\tmax_sessions 3\n\t\tinit_timeout 5s"} {
+		t.Run(fmt.Sprintf("tuning %q", tuning), func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			around := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_stdio {\n\t\tcommand %q\n\t\tenv %s %s%s\n\t}\n}\n", testport.Free(t), self, stdiotest.EnvMode, stdiotest.ModeServe, tuning)
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddytest.GlobalOptions(t)+site(t, testport.Free(t), stdiotest.ModeServe)+around), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = caddy.Load(cfg, true)
+			if err == nil {
+				t.Cleanup(func() { _ = caddy.Stop() })
+			}
+			if err == nil || !strings.Contains(err.Error(), "the mcp_stdio is reached without mcp_policy") {
+				t.Fatalf("loaded with %v; want it refused: the stdio server is reached without mcp_policy", err)
+			}
+		})
 	}
 }
 

@@ -142,6 +142,24 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders and takes the stdio server for this
 // configuration from the pool, which starts no process until a client
 // asks.
+// RunsServer names the MCP server the handler runs: its program,
+// arguments, environment and folder, not how it runs it (sessions,
+// timeouts). The check of the configuration's layout takes two handlers
+// of one name for the same server, reached through mcp_policy or not.
+func (h *Handler) RunsServer() string {
+	name, err := json.Marshal(struct {
+		Command string            `json:"command"`
+		Args    []string          `json:"args"`
+		Env     map[string]string `json:"env"`
+		Dir     string            `json:"dir"`
+	}{h.Command, h.Args, h.Env, h.Dir})
+	if err != nil {
+		// Unreachable: strings, a list and a map of strings.
+		return fmt.Sprintf("%p", h)
+	}
+	return string(name)
+}
+
 func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	args := make([]string, len(h.Args))

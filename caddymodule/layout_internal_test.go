@@ -1,0 +1,65 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// TestLayoutFollowsOwnListeners: a gated proxy to one of the
+// configuration's own sites reaches what that site reaches: when that site
+// listens beyond this machine and proxies to the upstream without
+// mcp_policy, the upstream is reached both ways, through any number of
+// such sites, and the configuration is refused; a site only this
+// machine reaches (loopback, a unix socket) is reached as the upstream
+// itself is, and is not. (Built here rather than loaded: a test listens
+// on 127.0.0.1 only.)
+func TestLayoutFollowsOwnListeners(t *testing.T) {
+	proxy := func(dial string) caddyhttp.MiddlewareHandler {
+		return &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: dial}}}
+	}
+	server := func(listen string, handlers ...caddyhttp.MiddlewareHandler) *caddyhttp.Server {
+		return &caddyhttp.Server{Listen: []string{listen}, Routes: caddyhttp.RouteList{{Handlers: handlers}}}
+	}
+	gated := func(dial string) *caddyhttp.Server { return server("127.0.0.1:1000", new(Handler), proxy(dial)) }
+	tests := []struct {
+		name    string
+		servers map[string]*caddyhttp.Server
+		wantErr string
+	}{
+		{"an inner site on every interface", map[string]*caddyhttp.Server{
+			"gated": gated("127.0.0.1:2000"), "inner": server(":2000", proxy("127.0.0.1:9")),
+		}, "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 0, handler 0 (reverse_proxy) of the server listening on :2000, while route 0, handler 1 (reverse_proxy) of the server listening on :1000, then"},
+		{"an inner site on an address of its own", map[string]*caddyhttp.Server{
+			"gated": gated("localhost:2000"), "inner": server("tcp/0.0.0.0:2000", proxy("127.0.0.1:9")),
+		}, "is reached without mcp_policy"},
+		{"two inner sites", map[string]*caddyhttp.Server{
+			"gated": gated("127.0.0.1:2000"), "first": server(":2000", proxy("127.0.0.1:3000")), "second": server(":3000", proxy("127.0.0.1:9")),
+		}, "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 0, handler 0 (reverse_proxy) of the server listening on :3000"},
+		{"an inner site on 127.0.0.1", map[string]*caddyhttp.Server{
+			"gated": gated("127.0.0.1:2000"), "inner": server("tcp/127.0.0.1:2000", proxy("127.0.0.1:9")),
+		}, ""},
+		{"an inner site on a unix socket", map[string]*caddyhttp.Server{
+			"gated": gated("unix//run/inner.sock"), "inner": server("unix//run/inner.sock", proxy("127.0.0.1:9")),
+		}, ""},
+		{"an inner site with mcp_policy of its own", map[string]*caddyhttp.Server{
+			"gated": gated("127.0.0.1:2000"), "inner": server(":2000", new(Handler), proxy("127.0.0.1:9")),
+		}, ""},
+		{"a front site proxying to the gateway's site", map[string]*caddyhttp.Server{
+			"front": server(":2000", proxy("127.0.0.1:1000")), "gated": gated("127.0.0.1:9"),
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkLayout(tt.servers)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("checked with %v; want it refused with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
