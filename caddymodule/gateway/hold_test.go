@@ -772,3 +772,35 @@ func TestCancelWhileDecided(t *testing.T) {
 		})
 	}
 }
+
+// TestAnonymousCancelStopsNoOtherCall: on a stateless upstream, the
+// anonymous callers share one key for their calls' ids; one caller's
+// notifications/cancelled naming an id does not stop another's allowed
+// call of that id while the gateway decides it.
+func TestAnonymousCancelStopsNoOtherCall(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	g := newGateway(t, libraryConfig(t))
+	stall := &stallToolsList{next: proxyTo(t, up.URL), fetching: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, stall); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/mcp"
+	header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250618}}
+	answered := make(chan string, 1)
+	go func() {
+		body, err := postQuietly(url, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"mine"}}}`)
+		if err != nil {
+			body = err.Error()
+		}
+		answered <- body
+	}()
+	<-stall.fetching
+	post(t, url, header, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"someone else's"}}`)
+	close(stall.release)
+	if body := <-answered; !strings.Contains(body, "echo:mine") {
+		t.Errorf("the call got %s; want it run (another caller's cancel named its id)", body)
+	}
+}
