@@ -452,12 +452,13 @@ func (d *dialNames) upstreamKeys(h caddyhttp.MiddlewareHandler) (keys []string, 
 	for _, u := range proxy.Upstreams {
 		// Environment and system placeholders are settings; any other
 		// (the request's) lets a request choose the upstream, and so does
-		// a file's, which Caddy reads anew for every request.
+		// a file's, which Caddy reads anew for every request: such a
+		// proxy may reach any server, and also reaches what the file
+		// names now.
+		dial := repl.ReplaceKnown(u.Dial, "")
 		if strings.Contains(u.Dial, "{file.") {
 			steered = true
-			continue
 		}
-		dial := repl.ReplaceKnown(u.Dial, "")
 		if strings.Contains(dial, "{") {
 			steered = true
 			continue

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,18 +19,9 @@ import (
 // itself is, and is not. (Built here rather than loaded: a test listens
 // on 127.0.0.1 only.)
 func TestLayoutFollowsOwnListeners(t *testing.T) {
-	proxy := func(dial string) caddyhttp.MiddlewareHandler {
-		return &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: dial}}}
-	}
-	server := func(listen string, handlers ...caddyhttp.MiddlewareHandler) *caddyhttp.Server {
-		return &caddyhttp.Server{Listen: []string{listen}, Routes: caddyhttp.RouteList{{Handlers: handlers}}}
-	}
+	proxy, server := testProxy, testServer
 	gated := func(dial string) *caddyhttp.Server { return server("127.0.0.1:1000", new(Handler), proxy(dial)) }
-	tests := []struct {
-		name    string
-		servers map[string]*caddyhttp.Server
-		wantErr string
-	}{
+	checkLayoutCases(t, []layoutCase{
 		{"an inner site on every interface", map[string]*caddyhttp.Server{
 			"gated": gated("127.0.0.1:2000"), "inner": server(":2000", proxy("127.0.0.1:9")),
 		}, "the reverse_proxy to 127.0.0.1:9 is reached without mcp_policy at route 0, handler 0 (reverse_proxy) of the server listening on :2000, while route 0, handler 1 (reverse_proxy) of the server listening on :1000, then"},
@@ -50,8 +43,56 @@ func TestLayoutFollowsOwnListeners(t *testing.T) {
 		{"a front site proxying to the gateway's site", map[string]*caddyhttp.Server{
 			"front": server(":2000", proxy("127.0.0.1:1000")), "gated": gated("127.0.0.1:9"),
 		}, ""},
+	})
+}
+
+// TestLayoutFileDial: a proxy whose address a file gives reaches what the
+// file names now, and whatever it names later (Caddy reads it for every
+// request): gated, what it names now reached without mcp_policy
+// elsewhere is refused; ungated, it is refused beside any gated upstream.
+func TestLayoutFileDial(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "upstream")
+	if err := os.WriteFile(file, []byte("127.0.0.1:9"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
+	proxy, server := testProxy, testServer
+	fileDial := "{file." + file + "}"
+	checkLayoutCases(t, []layoutCase{
+		{"gated, what it names reached without mcp_policy", map[string]*caddyhttp.Server{
+			"gated": server("127.0.0.1:1000", new(Handler), proxy(fileDial)), "open": server("127.0.0.1:1001", proxy("127.0.0.1:9")),
+		}, "is reached without mcp_policy"},
+		{"ungated, beside a gated upstream", map[string]*caddyhttp.Server{
+			"gated": server("127.0.0.1:1000", new(Handler), proxy("127.0.0.1:8")), "open": server("127.0.0.1:1001", proxy(fileDial)),
+		}, "chosen at run time"},
+		{"gated alone", map[string]*caddyhttp.Server{
+			"gated": server("127.0.0.1:1000", new(Handler), proxy(fileDial)),
+		}, ""},
+	})
+}
+
+// testProxy is a reverse_proxy to dial, as the layout check reads one.
+func testProxy(dial string) caddyhttp.MiddlewareHandler {
+	return &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: dial}}}
+}
+
+// testServer is an HTTP server listening on listen with one route of
+// handlers.
+func testServer(listen string, handlers ...caddyhttp.MiddlewareHandler) *caddyhttp.Server {
+	return &caddyhttp.Server{Listen: []string{listen}, Routes: caddyhttp.RouteList{{Handlers: handlers}}}
+}
+
+// layoutCase is servers the layout check refuses with wantErr, or lets
+// start ("").
+type layoutCase struct {
+	name    string
+	servers map[string]*caddyhttp.Server
+	wantErr string
+}
+
+// checkLayoutCases checks each case's servers.
+func checkLayoutCases(t *testing.T, cases []layoutCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			err := checkLayout(tt.servers)
 			switch {
