@@ -264,6 +264,13 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
 	if !ok || strings.TrimSpace(sub) == "" {
 		return nil, invalidToken("missing subject", errors.New(`"sub" is absent, empty or blank`))
 	}
+	if _, bound := claims[confirmationKey]; bound {
+		// A DPoP-bound (RFC 9449) or certificate-bound (RFC 8705) token
+		// is the client's only with its key's proof, which a bearer
+		// token does not carry and the gateway does not check: whoever
+		// copied one would be its subject here (RFC 9449 §7.2).
+		return nil, invalidToken("token bound to a client key", errors.New(`the token has a "cnf" claim: it is sender-constrained (DPoP or mTLS), and this gateway accepts bearer tokens only`))
+	}
 	return &User{ID: sub, Claims: claims}, nil
 }
 
@@ -378,13 +385,20 @@ func (v *JWTVerifier) refresh(ctx context.Context) error {
 		return nil
 	}
 	v.lastRefresh = time.Now()
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	// The fetch the gap is spent on is made whatever becomes of the
+	// request that asked for it (a client gone at that moment would
+	// leave the gap spent, and keys rotated in unfetched until it ends).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
 	if _, err := v.cache.Refresh(ctx, v.jwksURL); err != nil {
 		return fmt.Errorf("fetching JWKS %s: %w", v.jwksURL, err)
 	}
 	return nil
 }
+
+// confirmationKey is the claim that binds a token to a key its client
+// holds (RFC 7800 "cnf").
+const confirmationKey = "cnf"
 
 // checkAudience is the jwt.Validator for "aud".
 func (v *JWTVerifier) checkAudience(_ context.Context, token jwt.Token) error {

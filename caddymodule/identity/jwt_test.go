@@ -301,6 +301,10 @@ func TestVerify(t *testing.T) {
 		{"no subject", signWith(t, ecKey, validClaims(map[string]any{"sub": absent{}})), "missing subject"},
 		{"empty subject", signWith(t, ecKey, validClaims(map[string]any{"sub": ""})), "missing subject"},
 		{"blank subject", signWith(t, ecKey, validClaims(map[string]any{"sub": " \t"})), "missing subject"},
+		{"DPoP-bound (RFC 9449)", signWith(t, ecKey, validClaims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
+			"token bound to a client key"},
+		{"certificate-bound (RFC 8705)", signWith(t, ecKey, validClaims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})),
+			"token bound to a client key"},
 
 		{"unsigned (alg none)",
 			b64(`{"alg":"none"}`) + "." + strings.Split(valid, ".")[1] + ".",
@@ -395,7 +399,7 @@ func TestVerifyClaims(t *testing.T) {
 	user, err := v.Verify(t.Context(), signWith(t, key, validClaims(map[string]any{
 		"exp":    exp,
 		"groups": []string{"eng", "ops"},
-		"cnf":    map[string]any{"ratio": json.Number("1.50"), "tags": []any{}},
+		"limits": map[string]any{"ratio": json.Number("1.50"), "tags": []any{}},
 	})))
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -409,7 +413,7 @@ func TestVerifyClaims(t *testing.T) {
 		{"exp", json.Number(fmt.Sprint(exp.Unix()))},
 		{"quota", json.Number("9007199254740993")},
 		{"groups", []any{"eng", "ops"}},
-		{"cnf", map[string]any{"ratio": json.Number("1.50"), "tags": []any{}}},
+		{"limits", map[string]any{"ratio": json.Number("1.50"), "tags": []any{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.claim, func(t *testing.T) {
@@ -665,4 +669,49 @@ func sameElements(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// abandonedContext is a request's context that is live for jws.Verify's
+// first liveChecks looks at it, and cancelled after: its client went
+// away just as the token was verified.
+type abandonedContext struct {
+	context.Context
+	looks atomic.Int32
+	done  chan struct{}
+}
+
+const liveChecks = 2
+
+func (c *abandonedContext) Done() <-chan struct{} {
+	if c.looks.Load() < liveChecks {
+		return nil
+	}
+	return c.done
+}
+
+func (c *abandonedContext) Err() error {
+	if c.looks.Add(1) <= liveChecks {
+		return nil
+	}
+	return context.Canceled
+}
+
+// TestAbandonedRequestFetchesKeys: a request naming an unknown key whose
+// client goes away as the keys are fetched again still has them fetched:
+// the fetch it spent the refresh gap on is made, and a key rotated in at
+// the identity provider is known at once to the next request.
+func TestAbandonedRequestFetchesKeys(t *testing.T) {
+	for trial := range 20 {
+		old, rotated, ghost := newECKey(t, "old"), newECKey(t, "rotated"), newECKey(t, "ghost")
+		server := newJWKSServer(t, old)
+		v := newTestVerifier(t, server.URL)
+		waitForKeys(t, v)
+		server.publish(t, old, rotated)
+		done := make(chan struct{})
+		close(done)
+		_, _ = v.Verify(&abandonedContext{Context: context.Background(), done: done}, signWith(t, ghost, validClaims(nil)))
+		if _, err := v.Verify(context.Background(), signWith(t, rotated, validClaims(nil))); err != nil {
+			t.Fatalf("trial %d: a token of the key rotated in refused: %v", trial, err)
+		}
+	}
 }
