@@ -76,12 +76,14 @@ func (x *exchange) limit() {
 				keys = append(keys, lim.Key(x.r, x.factsOf(v)))
 			}
 		}
+		counted := make([]time.Time, len(applied))
 		for j, lim := range applied {
+			counted[j] = time.Now()
 			result, err := x.countAgainst(lim, keys[j])
 			if err == nil && result.Allowed {
 				continue
 			}
-			x.giveBack(applied[:j], keys[:j])
+			x.giveBack(applied[:j], keys[:j], counted[:j])
 			if err != nil {
 				x.g.logger.Error("rate limit could not be checked; message refused",
 					zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
@@ -102,10 +104,15 @@ func (x *exchange) limit() {
 }
 
 // giveBack gives back the counts a refused message took against limits
-// (under keys), even once its client went away. One that cannot be given
-// back stays counted, which refuses sooner, not later.
-func (x *exchange) giveBack(limits []RateLimit, keys []string) {
+// (under keys, at the times counted), even once its client went away.
+// One past its rule's RefundWindow (a later limit took that long to
+// answer) or that cannot be given back stays counted, which refuses
+// sooner, never later.
+func (x *exchange) giveBack(limits []RateLimit, keys []string, counted []time.Time) {
 	for j, lim := range limits {
+		if time.Since(counted[j]) >= lim.Rule.RefundWindow() {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), limitTimeout)
 		err := lim.Limiter.Refund(ctx, keys[j], lim.Rule)
 		cancel()

@@ -1287,3 +1287,52 @@ func TestConfirmationKeptWhenNotRun(t *testing.T) {
 		})
 	}
 }
+
+// stallingLimiter counts every key but stallOn, on which it answers only
+// when its context ends (a Redis that does not answer).
+type stallingLimiter struct{ stallOn string }
+
+func (l stallingLimiter) Allow(ctx context.Context, key string, _ ratelimit.Rule) (ratelimit.Result, error) {
+	if key == l.stallOn {
+		<-ctx.Done()
+		return ratelimit.Result{}, ctx.Err()
+	}
+	return ratelimit.Result{Allowed: true}, nil
+}
+
+func (stallingLimiter) Refund(context.Context, string, ratelimit.Rule) error { return nil }
+
+// TestLateRefundGivesBackNothing: a count given back long after it was
+// taken (a later limit took seconds to answer) could give back another
+// caller's: past the rule's refund window it stays counted, and a shared
+// limit of one call a second lets no second call through within it.
+func TestLateRefundGivesBackNothing(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	cfg := libraryConfig(t)
+	cfg.Identity = userHeaderIdentity("")
+	shared, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RateLimits = []gateway.RateLimit{
+		{Name: "shared", Key: func(*http.Request, gateway.Facts) string { return "all" }, Rule: ratelimit.Rule{Events: 1, Per: time.Second, Burst: 1}, Limiter: shared},
+		{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 100, Per: time.Second}, Limiter: stallingLimiter{stallOn: "user:mallory"}},
+	}
+	gw := serveGateway(t, cfg, up.URL)
+	call := func(user string) string {
+		return string(post(t, gw.URL, http.Header{"X-Test-User": {user}}, callEcho).body)
+	}
+	mallory := make(chan string, 1)
+	go func() { mallory <- call("mallory") }()
+	time.Sleep(1500 * time.Millisecond) // the shared bucket fills again meanwhile
+	if r := call("alice"); strings.Contains(r, "Rate limit") {
+		t.Fatalf("alice's call: %s; want it allowed", r)
+	}
+	aliceAt := time.Now()
+	if r := <-mallory; !strings.Contains(r, "could not be checked") {
+		t.Fatalf("mallory's call: %s; want refused by the limit that did not answer", r)
+	}
+	if r := call("bob"); !strings.Contains(r, "Rate limit shared") && time.Since(aliceAt) < 900*time.Millisecond {
+		t.Errorf("bob's call %s after alice's: %s; want refused by the shared limit of one a second (mallory's late refund gave alice's count back)", time.Since(aliceAt).Round(time.Millisecond), r)
+	}
+}

@@ -23,11 +23,12 @@ type Limiter interface {
 	// rule, an unreachable store) comes with a zero Result, which refuses
 	// the call: callers fail closed.
 	Allow(ctx context.Context, key string, rule Rule) (Result, error)
-	// Refund gives back one call Allow counted under key against rule: a
-	// caller held to several limits counts against each in turn, and
-	// gives back what the others counted when one refuses, so that a
-	// call one limit refuses uses up no other's. The bucket never holds
-	// more than its burst.
+	// Refund gives back one call Allow counted under key against rule,
+	// within the rule's RefundWindow of the count: a caller held to
+	// several limits counts against each in turn, and gives back what
+	// the others counted when one refuses, so that a call one limit
+	// refuses uses up no other's. The bucket never holds more than its
+	// burst.
 	Refund(ctx context.Context, key string, rule Rule) error
 }
 

@@ -55,10 +55,10 @@ func (r *Redis) Allow(ctx context.Context, key string, rule Rule) (Result, error
 
 // Refund implements Limiter: redis_rate's GCRA with a cost of -1 moves
 // the bucket's theoretical arrival time back by one emission interval.
-// (Its script stores no time that would leave the bucket full, so a
-// call counted in a bucket that held no other stays counted until it
-// refills, one interval later: a refund never gives more than was
-// taken.)
+// Within the rule's RefundWindow that is the count given back. (Its
+// script stores no time that would leave the bucket full, so a call
+// counted in a bucket that held no other stays counted until it
+// refills, one interval later.)
 func (r *Redis) Refund(ctx context.Context, key string, rule Rule) error {
 	rule, err := rule.effective()
 	if err != nil {

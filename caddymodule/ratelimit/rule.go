@@ -48,6 +48,20 @@ func (r Rule) Validate() error {
 	return nil
 }
 
+// RefundWindow is how long after it counted a call (from just before
+// Allow was called) a caller may still give it back with Refund. Until
+// then the refund is exact: after a count, the bucket lacks the token
+// taken and other calls only take more, so it cannot have filled again,
+// clipping that count away, before one token's time (Per/Events) has
+// passed; after, a refund could give back another call's token. Half of
+// that time leaves the other half for the refund's own way to Redis.
+func (r Rule) RefundWindow() time.Duration {
+	if r.Events <= 0 {
+		return 0
+	}
+	return r.Per / time.Duration(r.Events) / 2
+}
+
 // effective validates the rule and returns it with its default burst
 // filled in, so that rules that differ only in spelling the default share
 // a bucket.

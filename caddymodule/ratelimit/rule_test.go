@@ -104,3 +104,20 @@ func TestRuleValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestRefundWindow(t *testing.T) {
+	tests := []struct {
+		rule Rule
+		want time.Duration
+	}{
+		{Rule{Events: 3, Per: time.Hour}, 10 * time.Minute},
+		{Rule{Events: 10, Per: time.Second, Burst: 2}, 50 * time.Millisecond},
+		{Rule{Events: 1000, Per: time.Second}, 500 * time.Microsecond},
+		{Rule{}, 0},
+	}
+	for _, tt := range tests {
+		if got := tt.rule.RefundWindow(); got != tt.want {
+			t.Errorf("%+v.RefundWindow() = %s, want %s", tt.rule, got, tt.want)
+		}
+	}
+}
