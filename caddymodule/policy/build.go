@@ -115,13 +115,14 @@ func (b *policyBuilder) build(ctx context.Context, modules map[string]*ast.Modul
 	return b.prepare(ctx, all, data, origin)
 }
 
-// compiling makes the gateway's compilations of policies take turns.
-// OPA's type checker writes into the types built-in functions declare,
-// which every compiler shares (ast.mergeTypes widening the object that
-// object.union returns, when a rule's definitions give it with another
-// object): two policies compiled at once (two sites' files reloaded, a
-// bundle activated while another site loads) race on them. Compiling
-// is done once per loaded policy, never per call.
+// compiling makes the gateway's compilations of policies take turns,
+// its own and those of OPA's bundle plugin (see compileTurns). OPA's type
+// checker writes into the types built-in functions declare, which every
+// compiler shares (ast.mergeTypes widening the object that object.union
+// returns, when a rule's definitions give it with another object): two
+// policies compiled at once (two sites' files reloaded, a bundle
+// activated while another site loads) race on them. Compiling is done
+// once per loaded policy, never per call.
 var compiling sync.Mutex
 
 // prepare compiles modules and data and prepares both queries, as they

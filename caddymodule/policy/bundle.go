@@ -110,7 +110,7 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 	// OPA's own log lines are printf-style; the engine logs each outcome
 	// with fields instead, from the plugin's status.
 	quiet := logging.NewNoOpLogger()
-	manager, err := plugins.New(config, bundleName, inmem.New(), plugins.Logger(quiet), plugins.ConsoleLogger(quiet))
+	manager, err := plugins.New(config, bundleName, &compileTurns{Store: inmem.New()}, plugins.Logger(quiet), plugins.ConsoleLogger(quiet))
 	if err != nil {
 		return nil, fmt.Errorf("configuring policy bundle: %w", err)
 	}
@@ -312,4 +312,58 @@ func (b *policyBundle) build() (*preparedQueries, error) {
 // stop stops polling.
 func (b *policyBundle) stop() {
 	b.manager.Stop(context.Background())
+}
+
+// compileTurns is the store of OPA's bundle plugin, whose write
+// transactions take the compiling turn (see compiling): the plugin
+// compiles each bundle it activates inside one, with OPA's type checker,
+// which writes into the types built-ins declare. The turn is taken once
+// the transaction is open, and given back before it commits: a policy
+// built from the bundle reads this store, then takes the turn, and a
+// commit waits for the store's readers.
+type compileTurns struct {
+	storage.Store
+
+	mu sync.Mutex
+	// turn is the write transaction holding the turn (the store has one
+	// writer at a time).
+	turn storage.Transaction
+}
+
+// NewTransaction opens a transaction; a write transaction takes the turn.
+func (s *compileTurns) NewTransaction(ctx context.Context, params ...storage.TransactionParams) (storage.Transaction, error) {
+	txn, err := s.Store.NewTransaction(ctx, params...)
+	if err != nil || len(params) == 0 || !params[0].Write {
+		return txn, err
+	}
+	compiling.Lock()
+	s.mu.Lock()
+	s.turn = txn
+	s.mu.Unlock()
+	return txn, nil
+}
+
+// Commit gives the turn back, then commits.
+func (s *compileTurns) Commit(ctx context.Context, txn storage.Transaction) error {
+	s.giveTurnBack(txn)
+	return s.Store.Commit(ctx, txn)
+}
+
+// Abort gives the turn back, then aborts.
+func (s *compileTurns) Abort(ctx context.Context, txn storage.Transaction) {
+	s.giveTurnBack(txn)
+	s.Store.Abort(ctx, txn)
+}
+
+// giveTurnBack gives the turn back if txn holds it.
+func (s *compileTurns) giveTurnBack(txn storage.Transaction) {
+	s.mu.Lock()
+	holds := s.turn != nil && s.turn == txn
+	if holds {
+		s.turn = nil
+	}
+	s.mu.Unlock()
+	if holds {
+		compiling.Unlock()
+	}
 }

@@ -676,17 +676,31 @@ blocked(category) if data.mcp.permissions[category].action == "block"`}, "", tab
 }
 
 // TestConcurrentCompiles: policies compiled at once (two sites loading,
-// one site's files reloaded while another's bundle activates) take turns:
-// OPA's type checker writes into the types built-ins declare, which all
-// compilers share, and the library's rules give object.union's result
-// beside other objects. Run with -race, it fails unless they do.
+// one site's files reloaded while another's bundle activates, OPA's
+// bundle plugin compiling what it activates) take turns: OPA's type
+// checker writes into the types built-ins declare, which all compilers
+// share, and the library's rules give object.union's result beside other
+// objects. Run with -race, it fails unless they do.
 func TestConcurrentCompiles(t *testing.T) {
-	engines := make([]*Engine, 4)
+	library := map[string]string{}
+	for name, source := range policies.Library() {
+		library["/"+name] = source
+	}
+	engines := make([]*Engine, 6)
 	errs := make([]error, len(engines))
 	var wg sync.WaitGroup
 	for i := range engines {
+		opts := Options{Modules: policies.Library()}
+		if i%2 == 0 {
+			server := &bundleServer{}
+			server.serve(t, "1", library, nil)
+			opts = Options{Bundle: &BundleConfig{URL: server.start(t).URL, Resource: "bundles/mcp.tar.gz",
+				MinDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond}}
+		}
 		wg.Go(func() {
-			engines[i], errs[i] = New(context.Background(), Options{Modules: policies.Library()})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			engines[i], errs[i] = New(ctx, opts)
 		})
 	}
 	wg.Wait()
