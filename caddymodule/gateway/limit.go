@@ -49,11 +49,14 @@ const limitTimeout = 2 * time.Second
 // limit is the stage that holds the messages the policy did not refuse to
 // the rate limits: a message over a limit is refused, with when to retry
 // (Retry-After on the HTTP response, and in the refusal's text), and
-// reaches no upstream. A message under several limits counts against each
-// in turn; when one refuses it, the counts the others took are given
-// back, so that it uses up none of theirs (messages racing for a limit's
-// last place may meanwhile see it taken). A limit that cannot be checked
-// (its Redis is away) refuses: the gateway fails closed.
+// reaches no upstream. A message under several limits is checked against
+// all of them before it counts against any, so that one a limit refuses
+// uses up no other's; messages made at once may all pass the checks and
+// then take a limit's last place from each other: one refused so gives
+// back what it counted against the others where that is exact
+// (ratelimit.Rule.Refundable), and otherwise uses it up, which refuses
+// sooner, never later. A limit that cannot be checked (its Redis is
+// away) refuses: the gateway fails closed.
 func (x *exchange) limit() {
 	limits := x.g.cfg.RateLimits
 	if len(limits) == 0 {
@@ -76,14 +79,7 @@ func (x *exchange) limit() {
 				keys = append(keys, lim.Key(x.r, x.factsOf(v)))
 			}
 		}
-		counted := make([]time.Time, len(applied))
-		for j, lim := range applied {
-			counted[j] = time.Now()
-			result, err := x.countAgainst(lim, keys[j])
-			if err == nil && result.Allowed {
-				continue
-			}
-			x.giveBack(applied[:j], keys[:j], counted[:j])
+		refuse := func(lim RateLimit, j int, result ratelimit.Result, err error) {
 			if err != nil {
 				x.g.logger.Error("rate limit could not be checked; message refused",
 					zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
@@ -95,6 +91,28 @@ func (x *exchange) limit() {
 					lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
 			}
 			x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+		}
+		checked := len(applied) < 2
+		for j := 0; j < len(applied) && !checked; j++ {
+			if result, err := x.checkAgainst(applied[j], keys[j]); err != nil || !result.Allowed {
+				refuse(applied[j], j, result, err)
+				break
+			}
+			checked = j == len(applied)-1
+		}
+		if !checked {
+			continue
+		}
+		counts := make([]counted, 0, len(applied))
+		for j, lim := range applied {
+			at := time.Now()
+			result, err := x.countAgainst(lim, keys[j])
+			if err == nil && result.Allowed {
+				counts = append(counts, counted{lim: lim, key: keys[j], result: result, at: at})
+				continue
+			}
+			x.giveBack(counts)
+			refuse(lim, j, result, err)
 			break
 		}
 	}
@@ -103,24 +121,40 @@ func (x *exchange) limit() {
 	}
 }
 
-// giveBack gives back the counts a refused message took against limits
-// (under keys, at the times counted), even once its client went away.
-// One past its rule's RefundWindow (a later limit took that long to
-// answer) or that cannot be given back stays counted, which refuses
+// counted is a message's count against a rate limit: under key, with
+// result, begun at at.
+type counted struct {
+	lim    RateLimit
+	key    string
+	result ratelimit.Result
+	at     time.Time
+}
+
+// giveBack gives back the counts a refused message took, where that is
+// exact (see ratelimit.Rule.Refundable), even once its client went away.
+// One that is not, or cannot be given back, stays counted, which refuses
 // sooner, never later.
-func (x *exchange) giveBack(limits []RateLimit, keys []string, counted []time.Time) {
-	for j, lim := range limits {
-		if time.Since(counted[j]) >= lim.Rule.RefundWindow() {
+func (x *exchange) giveBack(counts []counted) {
+	for _, c := range counts {
+		if !c.lim.Rule.Refundable(c.result, time.Since(c.at)) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), limitTimeout)
-		err := lim.Limiter.Refund(ctx, keys[j], lim.Rule)
+		err := c.lim.Limiter.Refund(ctx, c.key, c.lim.Rule)
 		cancel()
 		if err != nil {
 			x.g.logger.Warn("a refused message's count could not be given back to a rate limit",
-				zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
+				zap.String("limit", c.lim.Name), zap.String("key", c.key), zap.Error(err))
 		}
 	}
+}
+
+// checkAgainst reports whether a message under key would pass lim now,
+// counting nothing.
+func (x *exchange) checkAgainst(lim RateLimit, key string) (ratelimit.Result, error) {
+	ctx, cancel := context.WithTimeout(x.r.Context(), limitTimeout)
+	defer cancel()
+	return lim.Limiter.Check(ctx, key, lim.Rule)
 }
 
 // countAgainst counts a message under key against lim.

@@ -753,8 +753,9 @@ func TestToolListReadAsClientsRead(t *testing.T) {
 // TestRefusedByOneLimitCountsAgainstNone: a call under several rate
 // limits that one of them refuses uses up nothing of the others: one
 // caller over their own limit cannot drain a limit everyone shares,
-// calling one after another or many at once (all counted by each limit
-// before any is refused), in the process as in Redis.
+// calling one after another, or many at once (then passing the checks
+// together, at most two of the shared limit's places are used up), in
+// the process as in Redis.
 func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
 	redisClient := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
 	t.Cleanup(func() { _ = redisClient.Close() })
@@ -773,7 +774,7 @@ func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
 					limiter = local
 				}
 				cfg.RateLimits = []gateway.RateLimit{
-					{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 3, Per: time.Hour}, Limiter: limiter},
+					{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 5, Per: time.Hour}, Limiter: limiter},
 					{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 1, Per: time.Hour}, Limiter: limiter},
 				}
 				gw := serveGateway(t, cfg, up.URL)
@@ -1300,11 +1301,15 @@ func (l stallingLimiter) Allow(ctx context.Context, key string, _ ratelimit.Rule
 	return ratelimit.Result{Allowed: true}, nil
 }
 
+func (stallingLimiter) Check(context.Context, string, ratelimit.Rule) (ratelimit.Result, error) {
+	return ratelimit.Result{Allowed: true}, nil
+}
+
 func (stallingLimiter) Refund(context.Context, string, ratelimit.Rule) error { return nil }
 
 // TestLateRefundGivesBackNothing: a count given back long after it was
 // taken (a later limit took seconds to answer) could give back another
-// caller's: past the rule's refund window it stays counted, and a shared
+// caller's: one that found the bucket full stays counted, and a shared
 // limit of one call a second lets no second call through within it.
 func TestLateRefundGivesBackNothing(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
@@ -1334,5 +1339,80 @@ func TestLateRefundGivesBackNothing(t *testing.T) {
 	}
 	if r := call("bob"); !strings.Contains(r, "Rate limit shared") && time.Since(aliceAt) < 900*time.Millisecond {
 		t.Errorf("bob's call %s after alice's: %s; want refused by the shared limit of one a second (mallory's late refund gave alice's count back)", time.Since(aliceAt).Round(time.Millisecond), r)
+	}
+}
+
+// gatedLimiter counts every key but gateOn, on which it says so on
+// stalled, waits for release, and then refuses.
+type gatedLimiter struct {
+	gateOn  string
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (l gatedLimiter) Allow(_ context.Context, key string, _ ratelimit.Rule) (ratelimit.Result, error) {
+	if key != l.gateOn {
+		return ratelimit.Result{Allowed: true}, nil
+	}
+	close(l.stalled)
+	<-l.release
+	return ratelimit.Result{RetryAfter: time.Second}, nil
+}
+
+func (gatedLimiter) Check(context.Context, string, ratelimit.Rule) (ratelimit.Result, error) {
+	return ratelimit.Result{Allowed: true}, nil
+}
+
+func (gatedLimiter) Refund(context.Context, string, ratelimit.Rule) error { return nil }
+
+// TestRefundGivesBackNoMore: a count given back soon after it was taken,
+// but taken from a full bucket, would give back more than it took (the
+// time the bucket would have spent full, had it not been taken): it stays
+// counted, and three calls do not pass a limit of two at once and one a
+// second within 0.75 s, in the process as in Redis.
+func TestRefundGivesBackNoMore(t *testing.T) {
+	redisClient := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { _ = redisClient.Close() })
+	for _, store := range []string{"local", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatelessJSON)
+			cfg := libraryConfig(t)
+			cfg.Identity = userHeaderIdentity("")
+			var shared ratelimit.Limiter = ratelimit.NewRedis(redisClient, t.Name()+":")
+			if store == "local" {
+				local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				shared = local
+			}
+			gate := gatedLimiter{gateOn: "user:mallory", stalled: make(chan struct{}), release: make(chan struct{})}
+			cfg.RateLimits = []gateway.RateLimit{
+				{Name: "shared", Key: func(*http.Request, gateway.Facts) string { return "all" }, Rule: ratelimit.Rule{Events: 1, Per: time.Second, Burst: 2}, Limiter: shared},
+				{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 100, Per: time.Second}, Limiter: gate},
+			}
+			gw := serveGateway(t, cfg, up.URL)
+			call := func(user string) bool {
+				r := string(post(t, gw.URL, http.Header{"X-Test-User": {user}}, callEcho).body)
+				return strings.Contains(r, "echo:") && !strings.Contains(r, "Rate limit")
+			}
+			mallory := make(chan bool, 1)
+			go func() { mallory <- call("mallory") }() // counted against the full shared bucket, then refused
+			<-gate.stalled
+			start := time.Now()
+			time.Sleep(300 * time.Millisecond)
+			aliceAt := time.Now()
+			alice := call("alice")
+			close(gate.release)
+			if <-mallory {
+				t.Fatal("mallory's call ran; want it refused by per-user")
+			}
+			bob := call("bob")
+			time.Sleep(time.Until(start.Add(1050 * time.Millisecond)))
+			dave := call("dave")
+			if span := time.Since(aliceAt); alice && bob && dave && span < time.Second {
+				t.Errorf("alice, bob and dave all passed the shared limit (2 at once, 1 a second) within %s: mallory's refund gave back more than it took", span.Round(time.Millisecond))
+			}
+		})
 	}
 }

@@ -144,6 +144,34 @@ func TestLimiterRejectsInvalidRule(t *testing.T) {
 	}
 }
 
+// TestLimiterCheckCountsNothing: Check answers what Allow would, for a
+// fresh bucket, one with tokens left and a spent one, and counts nothing:
+// checking any number of times leaves every token to Allow.
+func TestLimiterCheckCountsNothing(t *testing.T) {
+	rule := Rule{Events: 3, Per: time.Hour}
+	for name, newLimiter := range limiters(t) {
+		t.Run(name, func(t *testing.T) {
+			l := newLimiter(t)
+			for want := 3; want > 0; want-- {
+				for range 3 {
+					res, err := l.Check(t.Context(), "k", rule)
+					if err != nil || !res.Allowed || res.Remaining != want-1 {
+						t.Fatalf("Check with %d tokens left = %+v, %v; want allowed with %d remaining", want, res, err, want-1)
+					}
+				}
+				if res := allowOK(t, l, "k", rule); !res.Allowed {
+					t.Fatalf("Allow after checks with %d tokens left: %+v", want, res)
+				}
+			}
+			res, err := l.Check(t.Context(), "k", rule)
+			limit := rule.Per/time.Duration(rule.Events) + time.Microsecond
+			if err != nil || res.Allowed || res.RetryAfter <= 0 || res.RetryAfter > limit {
+				t.Errorf("Check of a spent bucket = %+v, %v; want refused with 0 < RetryAfter <= %s", res, err, limit)
+			}
+		})
+	}
+}
+
 // TestLimiterRefund: a call given back can be made again, and a bucket
 // never holds more than its burst: a refund to a full bucket, or one
 // more than the calls counted, gives nothing.

@@ -83,6 +83,27 @@ func (l *Local) Allow(_ context.Context, key string, rule Rule) (Result, error) 
 	return Result{RetryAfter: untilToken(bucket, now)}, nil
 }
 
+// Check implements Limiter. It returns an error only for an invalid rule.
+func (l *Local) Check(_ context.Context, key string, rule Rule) (Result, error) {
+	rule, err := rule.effective()
+	if err != nil {
+		return Result{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	k := bucketKey{rule: rule, key: key}
+	bucket, ok := l.buckets.Peek(k)
+	if !ok {
+		// A new bucket starts full.
+		return Result{Allowed: true, Remaining: rule.Burst - 1}, nil
+	}
+	if tokens := bucket.TokensAt(now); tokens >= 1 {
+		return Result{Allowed: true, Remaining: int(tokens) - 1}, nil
+	}
+	return Result{RetryAfter: untilToken(bucket, now)}, nil
+}
+
 // Refund implements Limiter. It returns an error only for an invalid
 // rule. (x/time/rate has no call that gives a token back; AllowN with -1
 // adds one to the bucket's tokens, which the bucket caps at its burst

@@ -23,12 +23,16 @@ type Limiter interface {
 	// rule, an unreachable store) comes with a zero Result, which refuses
 	// the call: callers fail closed.
 	Allow(ctx context.Context, key string, rule Rule) (Result, error)
+	// Check reports what Allow would answer for one call under key now,
+	// counting nothing: a caller held to several limits checks them all
+	// before it counts against any, so that a call one limit refuses
+	// uses up no other's.
+	Check(ctx context.Context, key string, rule Rule) (Result, error)
 	// Refund gives back one call Allow counted under key against rule,
-	// within the rule's RefundWindow of the count: a caller held to
-	// several limits counts against each in turn, and gives back what
-	// the others counted when one refuses, so that a call one limit
-	// refuses uses up no other's. The bucket never holds more than its
-	// burst.
+	// when rule.Refundable says it may: a caller held to several limits
+	// that all passed its check, one of which then refused it (calls
+	// made at once took its last place meanwhile), gives back what the
+	// others counted. The bucket never holds more than its burst.
 	Refund(ctx context.Context, key string, rule Rule) error
 }
 

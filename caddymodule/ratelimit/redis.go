@@ -53,12 +53,33 @@ func (r *Redis) Allow(ctx context.Context, key string, rule Rule) (Result, error
 	return Result{Allowed: true, Remaining: remaining(rule, res.ResetAfter)}, nil
 }
 
+// Check implements Limiter: redis_rate's GCRA with a cost of 0 reads the
+// bucket without taking from it.
+func (r *Redis) Check(ctx context.Context, key string, rule Rule) (Result, error) {
+	rule, err := rule.effective()
+	if err != nil {
+		return Result{}, err
+	}
+	limit := redis_rate.Limit{Rate: rule.Events, Period: rule.Per, Burst: rule.Burst}
+	res, err := r.limiter.AllowN(ctx, r.redisKey(key, rule), limit, 0)
+	if err != nil {
+		return Result{}, fmt.Errorf("checking rate limit in redis: %w", err)
+	}
+	// ResetAfter is how long until the bucket is full again: it holds
+	// Burst less that many emission intervals (read as remaining reads
+	// it, a tick early, past redis_rate's floating-point noise). A call
+	// now would add one interval to it.
+	interval := rule.Per / time.Duration(rule.Events)
+	missing := res.ResetAfter - time.Duration(rule.Burst-1)*interval
+	if missing <= time.Microsecond {
+		return Result{Allowed: true, Remaining: remaining(rule, res.ResetAfter+interval)}, nil
+	}
+	return Result{RetryAfter: missing.Truncate(time.Microsecond) + time.Microsecond}, nil
+}
+
 // Refund implements Limiter: redis_rate's GCRA with a cost of -1 moves
-// the bucket's theoretical arrival time back by one emission interval.
-// Within the rule's RefundWindow that is the count given back. (Its
-// script stores no time that would leave the bucket full, so a call
-// counted in a bucket that held no other stays counted until it
-// refills, one interval later.)
+// the bucket's theoretical arrival time back by one emission interval,
+// which is the count given back when rule.Refundable says so.
 func (r *Redis) Refund(ctx context.Context, key string, rule Rule) error {
 	rule, err := rule.effective()
 	if err != nil {
