@@ -23,12 +23,7 @@ import (
 // initializes anew.
 func (x *exchange) decide() error {
 	x.cancelHeldCalls()
-	if x.session.id != "" || x.session.caller != "" {
-		// (The anonymous callers of a stateless upstream share one key:
-		// one could stop another's calls by their ids. Theirs are
-		// watched once held, as before.)
-		x.watchCancel()
-	}
+	x.watchCancel()
 	x.verdicts = make([]verdict, len(x.body.Messages))
 	for i := range x.body.Messages {
 		x.verdicts[i] = x.confirmedByCaller(x.decideMessage(&x.body.Messages[i]))

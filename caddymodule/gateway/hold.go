@@ -390,8 +390,15 @@ func acceptsEventStream(r *http.Request) bool {
 // cancelHeldCalls tells calls held in this gateway (for reviewers, or on
 // their caller's answer) that their client cancelled them
 // (notifications/cancelled, in the same session). The notification goes
-// on to the policy and the upstream as any other.
+// on to the policy and the upstream as any other. A stateless
+// upstream's anonymous callers have no session and no name: one
+// cancelling an id would cancel every other's call of that id, so theirs
+// cancel nothing held (their client cancels a held call by going away,
+// as SDK clients do when they cancel).
 func (x *exchange) cancelHeldCalls() {
+	if !x.session.names() {
+		return
+	}
 	for i := range x.body.Messages {
 		id, ok := cancelledID(&x.body.Messages[i])
 		if !ok {
@@ -409,9 +416,10 @@ func (x *exchange) cancelHeldCalls() {
 // asked about, from the moment it is decided (see ownRequests.holdCall),
 // and returns it: a cancel that comes while the call is decided (its
 // tool list fetched, say), held or asked about stops it before it runs.
-// On any other POST it returns nil, which nothing closes.
+// On any other POST, or one of a caller no session or name tells apart
+// (see cancelHeldCalls), it returns nil, which nothing closes.
 func (x *exchange) watchCancel() <-chan struct{} {
-	if x.cancelled != nil || x.body.Batch || x.legacy != nil {
+	if x.cancelled != nil || x.body.Batch || x.legacy != nil || !x.session.names() {
 		return x.cancelled
 	}
 	if m := &x.body.Messages[0]; m.Kind == mcpmsg.KindRequest && m.Tool != nil {

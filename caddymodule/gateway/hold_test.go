@@ -776,7 +776,8 @@ func TestCancelWhileDecided(t *testing.T) {
 // TestAnonymousCancelStopsNoOtherCall: on a stateless upstream, the
 // anonymous callers share one key for their calls' ids; one caller's
 // notifications/cancelled naming an id does not stop another's allowed
-// call of that id while the gateway decides it.
+// call of that id while the gateway decides it, nor its call held for
+// approval (which its own client cancels by going away).
 func TestAnonymousCancelStopsNoOtherCall(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	g := newGateway(t, libraryConfig(t))
@@ -802,5 +803,27 @@ func TestAnonymousCancelStopsNoOtherCall(t *testing.T) {
 	close(stall.release)
 	if body := <-answered; !strings.Contains(body, "echo:mine") {
 		t.Errorf("the call got %s; want it run (another caller's cancel named its id)", body)
+	}
+}
+
+func TestAnonymousCancelStopsNoOtherHeldCall(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{approvals: true, holdFor: time.Minute})
+	header := http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	answer := make(chan string, 1)
+	go func() {
+		body, _ := postQuietly(gw.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"victim's"}}}`)
+		answer <- body
+	}()
+	held := pendingWith(t, gw.approvals, "victim's")
+	if _, err := postQuietly(gw.URL, header, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"someone else's"}}`); err != nil {
+		t.Fatal(err)
+	}
+	admin := approval.Decider{ID: "admin", Principals: []string{"admin"}}
+	if _, err := gw.approvals.Decide(context.Background(), held.ID, true, admin, ""); err != nil {
+		t.Fatalf("approving the victim's call: %v", err)
+	}
+	if body := <-answer; !strings.Contains(body, "create_issue:victim's") {
+		t.Errorf("the victim's held call answered %.200s; want it run once approved (another caller's cancel named its id)", body)
 	}
 }

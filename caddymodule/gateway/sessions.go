@@ -78,6 +78,13 @@ func (k sessionKey) String() string {
 	return fmt.Sprintf("%q %q %q %t %q", k.upstream, k.realm, k.caller, k.legacy, k.id)
 }
 
+// names reports whether the key tells its caller's requests apart from
+// other callers': it has a session, or an identified caller. A stateless
+// upstream's anonymous callers share one key.
+func (k sessionKey) names() bool {
+	return k.id != "" || k.caller != ""
+}
+
 // sealedCaller is the caller a token sealed for the session names: the
 // caller's id in its realm, so that a token sealed for "alice" of one
 // token issuer opens for no "alice" of another (after a reload that
