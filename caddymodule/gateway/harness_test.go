@@ -157,6 +157,22 @@ func libraryConfig(tb testing.TB) gateway.Config {
 	return cfg
 }
 
+// callerConfirmsConfig is libraryConfig with a table under which read-only
+// tools run and write tools need their caller's own confirmation.
+func callerConfirmsConfig(tb testing.TB) gateway.Config {
+	tb.Helper()
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only": "allow",
+		"write":     map[string]any{"action": "needs_approval", "approvers": []any{"caller"}},
+	}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := testConfig(tb, engine, filepath.Join(tb.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	return cfg
+}
+
 // userHeaderIdentity names the caller by the X-Test-User header, in realm.
 func userHeaderIdentity(realm string) *gateway.Identity {
 	return &gateway.Identity{Realm: realm, AuthenticatedUser: func(r *http.Request) string { return r.Header.Get("X-Test-User") }}

@@ -273,16 +273,7 @@ func TestCancelComingWithApproval(t *testing.T) {
 // there is answered as cancelled and never runs.
 func TestCancelComingWithConfirmation(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulSSE)
-	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
-		"read_only": "allow",
-		"write":     map[string]any{"action": "needs_approval", "approvers": []any{"caller"}},
-	}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-	cfg.MaxBody = 64 << 10
-	gw := serveGateway(t, cfg, up.URL)
+	gw := serveGateway(t, callerConfirmsConfig(t), up.URL)
 	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
 	session := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 
@@ -696,6 +687,20 @@ func (s *stallToolsList) ServeHTTP(w http.ResponseWriter, r *http.Request) error
 	return s.next.ServeHTTP(w, r)
 }
 
+// serveStalled serves g in front of upstream, with its own tools/list
+// fetches held by a stallToolsList, and returns its MCP endpoint.
+func serveStalled(t *testing.T, g *gateway.Gateway, upstream string) (string, *stallToolsList) {
+	t.Helper()
+	stall := &stallToolsList{next: proxyTo(t, upstream), fetching: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, stall); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/mcp", stall
+}
+
 // TestCancelWhileDecided: a call its client cancels while the gateway is
 // still deciding it (here, while it fetches the upstream's tool list) does
 // not run, whether it is then allowed, or held and approved: the
@@ -713,15 +718,7 @@ func TestCancelWhileDecided(t *testing.T) {
 			up := newUpstream(t, upstreamtest.StatefulJSON)
 			cfg := libraryConfig(t)
 			cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: 10 * time.Second, Keepalive: time.Second}
-			g := newGateway(t, cfg)
-			stall := &stallToolsList{next: proxyTo(t, up.URL), fetching: make(chan struct{}), release: make(chan struct{})}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := g.Serve(w, r, stall); err != nil {
-					http.Error(w, err.Error(), http.StatusBadGateway)
-				}
-			}))
-			t.Cleanup(srv.Close)
-			url := srv.URL + "/mcp"
+			url, stall := serveStalled(t, newGateway(t, cfg), up.URL)
 			header := sessionHeader(t, url)
 			post(t, url, header, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 
@@ -780,15 +777,7 @@ func TestCancelWhileDecided(t *testing.T) {
 // approval (which its own client cancels by going away).
 func TestAnonymousCancelStopsNoOtherCall(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
-	g := newGateway(t, libraryConfig(t))
-	stall := &stallToolsList{next: proxyTo(t, up.URL), fetching: make(chan struct{}), release: make(chan struct{})}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.Serve(w, r, stall); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	url := srv.URL + "/mcp"
+	url, stall := serveStalled(t, newGateway(t, libraryConfig(t)), up.URL)
 	header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250618}}
 	answered := make(chan string, 1)
 	go func() {

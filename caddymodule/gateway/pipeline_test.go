@@ -33,7 +33,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
-	"github.com/mcpgate/mcpgate/policies"
 )
 
 const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
@@ -765,14 +764,7 @@ func TestRefusedByOneLimitCountsAgainstNone(t *testing.T) {
 				up := newUpstream(t, upstreamtest.StatelessJSON)
 				cfg := libraryConfig(t)
 				cfg.Identity = userHeaderIdentity("")
-				var limiter ratelimit.Limiter = ratelimit.NewRedis(redisClient, t.Name()+":")
-				if store == "local" {
-					local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					limiter = local
-				}
+				limiter := newLimiter(t, store, redisClient)
 				cfg.RateLimits = []gateway.RateLimit{
 					{Name: "per-tool", Key: func(_ *http.Request, f gateway.Facts) string { return "tool:" + f.ToolName }, Rule: ratelimit.Rule{Events: 5, Per: time.Hour}, Limiter: limiter},
 					{Name: "per-user", Key: func(_ *http.Request, f gateway.Facts) string { return "user:" + f.UserID }, Rule: ratelimit.Rule{Events: 1, Per: time.Hour}, Limiter: limiter},
@@ -1235,15 +1227,7 @@ func TestConfirmationKeptWhenNotRun(t *testing.T) {
 	for _, store := range []string{"none", "memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			up := newUpstream(t, upstreamtest.StatelessJSON)
-			engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
-				"read_only": "allow",
-				"write":     map[string]any{"action": "needs_approval", "approvers": []any{"caller"}},
-			}}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
-			cfg.MaxBody = 64 << 10
+			cfg := callerConfirmsConfig(t)
 			cfg.Identity = userHeaderIdentity("")
 			switch store {
 			case "memory":
@@ -1378,14 +1362,7 @@ func TestRefundGivesBackNoMore(t *testing.T) {
 			up := newUpstream(t, upstreamtest.StatelessJSON)
 			cfg := libraryConfig(t)
 			cfg.Identity = userHeaderIdentity("")
-			var shared ratelimit.Limiter = ratelimit.NewRedis(redisClient, t.Name()+":")
-			if store == "local" {
-				local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				shared = local
-			}
+			shared := newLimiter(t, store, redisClient)
 			gate := gatedLimiter{gateOn: "user:mallory", stalled: make(chan struct{}), release: make(chan struct{})}
 			cfg.RateLimits = []gateway.RateLimit{
 				{Name: "shared", Key: func(*http.Request, gateway.Facts) string { return "all" }, Rule: ratelimit.Rule{Events: 1, Per: time.Second, Burst: 2}, Limiter: shared},
@@ -1415,4 +1392,18 @@ func TestRefundGivesBackNoMore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newLimiter is a rate limiter of its own for the test: "local", or in
+// Redis through client.
+func newLimiter(t *testing.T, store string, client *redis.Client) ratelimit.Limiter {
+	t.Helper()
+	if store == "local" {
+		local, err := ratelimit.NewLocal(ratelimit.LocalConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return local
+	}
+	return ratelimit.NewRedis(client, t.Name()+":")
 }
