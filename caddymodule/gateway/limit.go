@@ -51,12 +51,11 @@ const limitTimeout = 2 * time.Second
 // (Retry-After on the HTTP response, and in the refusal's text), and
 // reaches no upstream. A message under several limits is checked against
 // all of them before it counts against any, so that one a limit refuses
-// uses up no other's; messages made at once may all pass the checks and
-// then take a limit's last place from each other: one refused so gives
-// back what it counted against the others where that is exact
-// (ratelimit.Rule.Refundable), and otherwise uses it up, which refuses
-// sooner, never later. A limit that cannot be checked (its Redis is
-// away) refuses: the gateway fails closed.
+// uses up no other's (messages made at once, racing for a limit's last
+// token between their checks and their counts, can still do that: a
+// count is never given back, which could give back another message's
+// and let a limit be exceeded). A limit that cannot
+// be checked (its Redis is away) refuses: the gateway fails closed.
 func (x *exchange) limit() {
 	limits := x.g.cfg.RateLimits
 	if len(limits) == 0 {
@@ -68,7 +67,6 @@ func (x *exchange) limit() {
 			continue
 		}
 		var applied []RateLimit
-		var keys []string
 		for _, lim := range limits {
 			methods := lim.Methods
 			if len(methods) == 0 {
@@ -76,76 +74,40 @@ func (x *exchange) limit() {
 			}
 			if slices.Contains(methods, v.message.Method) && (len(lim.Actions) == 0 || slices.Contains(lim.Actions, v.decision.Action)) {
 				applied = append(applied, lim)
-				keys = append(keys, lim.Key(x.r, x.factsOf(v)))
 			}
 		}
-		refuse := func(lim RateLimit, j int, result ratelimit.Result, err error) {
-			if err != nil {
-				x.g.logger.Error("rate limit could not be checked; message refused",
-					zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
-				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
-			} else {
-				wait := result.RetryAfter
-				retryAfter = max(retryAfter, wait)
-				x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
-					lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
-			}
-			x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
-		}
-		checked := len(applied) < 2
-		for j := 0; j < len(applied) && !checked; j++ {
-			if result, err := x.checkAgainst(applied[j], keys[j]); err != nil || !result.Allowed {
-				refuse(applied[j], j, result, err)
-				break
-			}
-			checked = j == len(applied)-1
-		}
-		if !checked {
-			continue
-		}
-		counts := make([]counted, 0, len(applied))
+		keys := make([]string, len(applied))
 		for j, lim := range applied {
-			at := time.Now()
-			result, err := x.countAgainst(lim, keys[j])
-			if err == nil && result.Allowed {
-				counts = append(counts, counted{lim: lim, key: keys[j], result: result, at: at})
-				continue
+			keys[j] = lim.Key(x.r, x.factsOf(v))
+		}
+		steps := []func(RateLimit, string) (ratelimit.Result, error){x.countAgainst}
+		if len(applied) > 1 {
+			steps = []func(RateLimit, string) (ratelimit.Result, error){x.checkAgainst, x.countAgainst}
+		}
+	steps:
+		for _, step := range steps {
+			for j, lim := range applied {
+				result, err := step(lim, keys[j])
+				if err != nil {
+					x.g.logger.Error("rate limit could not be checked; message refused",
+						zap.String("limit", lim.Name), zap.String("key", keys[j]), zap.Error(err))
+					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s could not be checked, so the message was refused; try again shortly.", lim.Name))
+					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+					break steps
+				}
+				if !result.Allowed {
+					wait := result.RetryAfter
+					retryAfter = max(retryAfter, wait)
+					x.verdicts[i] = v.refusedWith(fmt.Sprintf("Rate limit %s reached (%d per %s): try again in %s.",
+						lim.Name, lim.Rule.Events, lim.Rule.Per, wait.Round(time.Second/10)))
+					x.verdicts[i].code, x.verdicts[i].rateLimited = CodeRateLimited, true
+					break steps
+				}
 			}
-			x.giveBack(counts)
-			refuse(lim, j, result, err)
-			break
 		}
 	}
 	if retryAfter > 0 {
 		x.w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
-	}
-}
-
-// counted is a message's count against a rate limit: under key, with
-// result, begun at at.
-type counted struct {
-	lim    RateLimit
-	key    string
-	result ratelimit.Result
-	at     time.Time
-}
-
-// giveBack gives back the counts a refused message took, where that is
-// exact (see ratelimit.Rule.Refundable), even once its client went away.
-// One that is not, or cannot be given back, stays counted, which refuses
-// sooner, never later.
-func (x *exchange) giveBack(counts []counted) {
-	for _, c := range counts {
-		if !c.lim.Rule.Refundable(c.result, time.Since(c.at)) {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), limitTimeout)
-		err := c.lim.Limiter.Refund(ctx, c.key, c.lim.Rule)
-		cancel()
-		if err != nil {
-			x.g.logger.Warn("a refused message's count could not be given back to a rate limit",
-				zap.String("limit", c.lim.Name), zap.String("key", c.key), zap.Error(err))
-		}
 	}
 }
 

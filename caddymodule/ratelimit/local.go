@@ -104,24 +104,6 @@ func (l *Local) Check(_ context.Context, key string, rule Rule) (Result, error) 
 	return Result{RetryAfter: untilToken(bucket, now)}, nil
 }
 
-// Refund implements Limiter. It returns an error only for an invalid
-// rule. (x/time/rate has no call that gives a token back; AllowN with -1
-// adds one to the bucket's tokens, which the bucket caps at its burst
-// whenever it next reads them, in rate.Limiter's advance.
-// TestLimiterRefund checks both.)
-func (l *Local) Refund(_ context.Context, key string, rule Rule) error {
-	rule, err := rule.effective()
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if bucket, ok := l.buckets.Peek(bucketKey{rule: rule, key: key}); ok {
-		bucket.AllowN(l.now(), -1)
-	}
-	return nil
-}
-
 // bucket returns the bucket named by k, creating it full if it is new.
 // l.mu must be held.
 func (l *Local) bucket(k bucketKey) *rate.Limiter {

@@ -28,12 +28,6 @@ type Limiter interface {
 	// before it counts against any, so that a call one limit refuses
 	// uses up no other's.
 	Check(ctx context.Context, key string, rule Rule) (Result, error)
-	// Refund gives back one call Allow counted under key against rule,
-	// when rule.Refundable says it may: a caller held to several limits
-	// that all passed its check, one of which then refused it (calls
-	// made at once took its last place meanwhile), gives back what the
-	// others counted. The bucket never holds more than its burst.
-	Refund(ctx context.Context, key string, rule Rule) error
 }
 
 // Result is a Limiter's answer for one call.

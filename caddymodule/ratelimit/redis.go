@@ -77,21 +77,6 @@ func (r *Redis) Check(ctx context.Context, key string, rule Rule) (Result, error
 	return Result{RetryAfter: missing.Truncate(time.Microsecond) + time.Microsecond}, nil
 }
 
-// Refund implements Limiter: redis_rate's GCRA with a cost of -1 moves
-// the bucket's theoretical arrival time back by one emission interval,
-// which is the count given back when rule.Refundable says so.
-func (r *Redis) Refund(ctx context.Context, key string, rule Rule) error {
-	rule, err := rule.effective()
-	if err != nil {
-		return err
-	}
-	limit := redis_rate.Limit{Rate: rule.Events, Period: rule.Per, Burst: rule.Burst}
-	if _, err := r.limiter.AllowN(ctx, r.redisKey(key, rule), limit, -1); err != nil {
-		return fmt.Errorf("giving a call back to a rate limit in redis: %w", err)
-	}
-	return nil
-}
-
 // remaining returns how many whole tokens a bucket under rule holds after
 // an allowed call, given how long until it is full again: Burst less
 // resetAfter in emission intervals (Per/Events), rounded up.

@@ -48,34 +48,6 @@ func (r Rule) Validate() error {
 	return nil
 }
 
-// Refundable reports whether a call Allow counted with result, elapsed
-// ago (measured from just before Allow was called), may be given back
-// with Refund exactly: so that the bucket is left as if the call had
-// never been counted, never with more. That holds while a bucket without
-// the call would not have filled to its burst (a full bucket gains
-// nothing with time; one kept below it by the call would). The call found
-// fewer than Remaining+2 tokens, so a bucket without it lacked more than
-// Burst-Remaining-2 and fills no sooner than that many intervals
-// (Per/Events) later. Half of that leaves the other half for the
-// refund's own way to Redis. A call that found the bucket full, or one
-// token short, is never given back: calls made at once, one of which a
-// later limit refuses, may use up at most two of a shared limit's places.
-func (r Rule) Refundable(result Result, elapsed time.Duration) bool {
-	rule, err := r.effective()
-	if err != nil || !result.Allowed {
-		return false
-	}
-	lacking := rule.Burst - result.Remaining - 2
-	if lacking <= 0 {
-		return false
-	}
-	halfInterval := rule.Per / time.Duration(rule.Events) / 2
-	if halfInterval > 0 && time.Duration(lacking) > math.MaxInt64/halfInterval {
-		return true // longer than any wait
-	}
-	return elapsed < time.Duration(lacking)*halfInterval
-}
-
 // effective validates the rule and returns it with its default burst
 // filled in, so that rules that differ only in spelling the default share
 // a bucket.

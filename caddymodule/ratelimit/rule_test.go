@@ -104,35 +104,3 @@ func TestRuleValidate(t *testing.T) {
 		})
 	}
 }
-
-// TestRefundable: a count is given back only while a bucket without it
-// would not have filled to its burst: never when the call found the
-// bucket full or one token short, and otherwise within half the time the
-// tokens it lacked take to come back.
-func TestRefundable(t *testing.T) {
-	hourly := Rule{Events: 3, Per: time.Hour}
-	fast := Rule{Events: 10, Per: time.Second} // an interval of 100ms
-	tests := []struct {
-		name    string
-		rule    Rule
-		result  Result
-		elapsed time.Duration
-		want    bool
-	}{
-		{"found the bucket full", hourly, Result{Allowed: true, Remaining: 2}, 0, false},
-		{"found it one token short", hourly, Result{Allowed: true, Remaining: 1}, 0, false},
-		{"found it two short, at once", hourly, Result{Allowed: true, Remaining: 0}, 0, true},
-		{"found it two short, within half an interval", hourly, Result{Allowed: true, Remaining: 0}, 10*time.Minute - 1, true},
-		{"found it two short, after half an interval", hourly, Result{Allowed: true, Remaining: 0}, 10 * time.Minute, false},
-		{"lacking five, within two and a half intervals", fast, Result{Allowed: true, Remaining: 3}, 249 * time.Millisecond, true},
-		{"lacking five, after", fast, Result{Allowed: true, Remaining: 3}, 250 * time.Millisecond, false},
-		{"a refused call", hourly, Result{RetryAfter: time.Minute}, 0, false},
-		{"an invalid rule", Rule{}, Result{Allowed: true}, 0, false},
-		{"a window past any wait", Rule{Events: 1, Per: 100 * 365 * 24 * time.Hour, Burst: 1 << 30}, Result{Allowed: true}, time.Hour, true},
-	}
-	for _, tt := range tests {
-		if got := tt.rule.Refundable(tt.result, tt.elapsed); got != tt.want {
-			t.Errorf("%s: %+v.Refundable(%+v, %s) = %v, want %v", tt.name, tt.rule, tt.result, tt.elapsed, got, tt.want)
-		}
-	}
-}
