@@ -124,7 +124,7 @@ func (x *exchange) takeApprovalTokens() error {
 		if m.Tool == nil {
 			continue
 		}
-		value, present := m.Tool.Arguments[approvalTokenArgument]
+		name, value, present := approvalTokenIn(m.Tool.Arguments)
 		if !present {
 			continue
 		}
@@ -133,7 +133,7 @@ func (x *exchange) takeApprovalTokens() error {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams, err.Error())
 		}
 		arguments := maps.Clone(m.Tool.Arguments)
-		delete(arguments, approvalTokenArgument)
+		delete(arguments, name)
 		if err := x.rewriteParams(m, func(params map[string]any) error {
 			params["arguments"] = arguments
 			return nil
@@ -147,6 +147,23 @@ func (x *exchange) takeApprovalTokens() error {
 		x.approvalTokens[m] = token
 	}
 	return nil
+}
+
+// approvalTokenIn finds the argument that carries an approval token, and
+// its name: approvalTokenArgument as servers that fold names read it
+// (case, Unicode form, surrounding space; see mcpmsg.FoldName), so that
+// no spelling of it reaches the upstream with a token in it. (Two names
+// that fold alike were refused before, by Body.CheckParams.)
+func approvalTokenIn(arguments map[string]any) (name string, value any, present bool) {
+	if value, present := arguments[approvalTokenArgument]; present {
+		return approvalTokenArgument, value, true
+	}
+	for name, value := range arguments {
+		if mcpmsg.FoldName(name) == approvalTokenArgument {
+			return name, value, true
+		}
+	}
+	return "", nil, false
 }
 
 // openApprovalToken opens an approval token the gateway gave the

@@ -584,8 +584,11 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 	if err := json.Unmarshal(r.body, &pending); err != nil || !pending.Result.IsError || pending.Result.Meta.Approval.Token == "" {
 		t.Fatalf("create_issue: HTTP %d %s; want a pending answer with an approval token (%v)", r.status, r.body, err)
 	}
-	withToken := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t","mcpgate_approval":"` +
-		pending.Result.Meta.Approval.Token + `"}}}`
+	token := pending.Result.Meta.Approval.Token
+	withTokenAs := func(name string) string {
+		return `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t",` + strconv.Quote(name) + `:"` + token + `"}}}`
+	}
+	withToken := withTokenAs("mcpgate_approval")
 	v0326 := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250326}}
 
 	tests := []struct {
@@ -598,6 +601,11 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 		{"alone", nil, withToken, ""},
 		{"in a batch beside a refused call", v0326, `[` + withToken + `,` + callBody("3", "delete_issue", "x") + `]`, ""},
 		{"in a batch of allowed calls", v0326, `[` + withToken + `]`, ""},
+		// Named as servers that fold names read it.
+		{"named in upper case", nil, withTokenAs("MCPGATE_APPROVAL"), ""},
+		{"named in mixed case", nil, withTokenAs("Mcpgate_Approval"), ""},
+		{"named with a space before", nil, withTokenAs(" mcpgate_approval"), ""},
+		{"named in full-width letters", nil, withTokenAs("ｍｃｐｇａｔｅ_approval"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -613,7 +621,7 @@ func TestApprovalTokenNeverForwarded(t *testing.T) {
 			if len(got) != 1 || !strings.Contains(string(got[0].Body), `"text":"t"`) {
 				t.Fatalf("upstream received %d requests, want the echo call forwarded", len(got))
 			}
-			if strings.Contains(string(got[0].Body), "mcpgate_approval") {
+			if strings.Contains(string(got[0].Body), token) {
 				t.Errorf("upstream received the approval token: %s", got[0].Body)
 			}
 		})
