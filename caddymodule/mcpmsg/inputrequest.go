@@ -47,26 +47,28 @@ func CheckInputRequest(method string, params map[string]any) *Error {
 	if err := validateParams(map[string]any{"params": params}, m); err != nil {
 		return err
 	}
-	if err := CheckServerRequest(method, params); err != nil {
-		return err
-	}
-	if t, ok := inputRequestParams[method]; ok {
-		return checkLooseNames(params, t, "/params")
-	}
-	return nil
+	return CheckServerRequest(method, params)
 }
 
 // CheckServerRequest checks the params of a request a server sends the
 // client, sent on its own or embedded in a result, for what a client
-// would read otherwise than the policy: what CheckParams refuses, and in
-// an elicitation's requestedSchema a member whose name the Go SDK's
-// client reads as a JSON Schema keyword it is not spelt as ("Properties",
-// "Default"): it reads the schema with jsonschema-go, case-insensitively,
-// and fills the user's answer with the defaults it finds, which the
-// person never saw.
+// would read otherwise than the policy: what CheckParams refuses; a
+// member whose name differs only by case from one of the request's
+// (its type in the Go SDK: "Message" for "message"), which clients that
+// decode with encoding/json read as it while the policy reads no
+// message; and in an elicitation's requestedSchema a member whose name
+// the Go SDK's client reads as a JSON Schema keyword it is not spelt as
+// ("Properties", "Default"): it reads the schema with jsonschema-go,
+// case-insensitively, and fills the user's answer with the defaults it
+// finds, which the person never saw.
 func CheckServerRequest(method string, params map[string]any) *Error {
 	if err := CheckParams(method, params); err != nil {
 		return err
+	}
+	if t, ok := inputRequestParams[method]; ok {
+		if err := checkLooseNames(params, t, "/params"); err != nil {
+			return err
+		}
 	}
 	if schema, ok := params["requestedSchema"]; ok && method == "elicitation/create" {
 		return checkSchemaNames(schema, "/params/requestedSchema")
@@ -158,7 +160,7 @@ func checkLooseNames(v any, t reflect.Type, at jsontext.Pointer) *Error {
 		}
 		fields := jsonFields(t)
 		if bad, of, found := CaseVariant(obj, slices.Collect(maps.Keys(fields))...); found {
-			return invalidRequest("member %q in %s differs from %q only by case: clients read the requests a result embeds case-insensitively", bad, at, of)
+			return invalidRequest("member %q in %s differs from %q only by case: clients may read a server's requests case-insensitively", bad, at, of)
 		}
 		for _, name := range slices.Sorted(maps.Keys(obj)) {
 			if ft, ok := fields[name]; ok {

@@ -77,14 +77,18 @@ func TestInputRequestParamsReadLoosely(t *testing.T) {
 }
 
 // TestCheckServerRequest: an elicitation sent on its own is refused for
-// a requested schema that clients read otherwise (its params are read
-// strictly by the Go SDK, its schema case-insensitively).
+// a requested schema that clients read otherwise (the Go SDK reads it
+// case-insensitively), and for a member that differs from one of the
+// request's only by case (clients that decode with encoding/json read
+// "Message" as the message the policy did not see).
 func TestCheckServerRequest(t *testing.T) {
 	for params, refused := range map[string]bool{
 		`{"message":"m","requestedSchema":{"type":"object","properties":{"ok":{"type":"boolean","default":false}}}}`:         false,
 		`{"message":"m","requestedSchema":{"type":"object","Properties":{"grant_admin":{"type":"boolean","default":true}}}}`: true,
 		`{"message":"m","requestedSchema":{"type":"object","properties":{"ok":{"type":"boolean","DEFAULT":true}}}}`:          true,
-		`{"message":"m","Mode":"url"}`: false, // read strictly: the mode is what Parse checks
+		`{"message":"m","Mode":"url"}`: true,
+		`{"Message":"Type your password","requestedSchema":{"type":"object","properties":{}}}`: true,
+		`{"MESSAGE":"Type your password","requestedSchema":{"type":"object","properties":{}}}`: true,
 	} {
 		var decoded map[string]any
 		if err := json.Unmarshal([]byte(params), &decoded); err != nil {
