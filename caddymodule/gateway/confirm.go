@@ -505,15 +505,37 @@ func (x *exchange) claimScope() string {
 // is one, else in this process.
 func (x *exchange) claimAnswer(nonce string) error {
 	if approvals := x.g.cfg.Approvals; approvals != nil {
-		ctx, cancel := context.WithTimeout(x.r.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(x.r.Context(), claimTimeout)
 		defer cancel()
 		// As long as the sealed state carrying the nonce is accepted.
-		return approvals.Service.Claim(ctx, "confirm:"+nonce, requestStateTTL)
+		return approvals.Service.Claim(ctx, confirmationClaim(nonce), requestStateTTL)
 	}
 	if !x.g.sessions.confirmations.claim(nonce) {
 		return fmt.Errorf("%w: confirmation %s", approval.ErrReplayed, nonce)
 	}
 	return nil
+}
+
+// unclaimAnswer gives back what claimAnswer claimed, even once the
+// request's client went away.
+func (x *exchange) unclaimAnswer(nonce string) error {
+	if approvals := x.g.cfg.Approvals; approvals != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), claimTimeout)
+		defer cancel()
+		return approvals.Service.Unclaim(ctx, confirmationClaim(nonce))
+	}
+	x.g.sessions.confirmations.unclaim(nonce)
+	return nil
+}
+
+// claimTimeout bounds a claim of a confirmation in the approval store,
+// and its giving back.
+const claimTimeout = 5 * time.Second
+
+// confirmationClaim is the one-time key a confirmation's nonce is
+// claimed as in the approval store.
+func confirmationClaim(nonce string) string {
+	return "confirm:" + nonce
 }
 
 // unclaimAnswers gives back the confirmations the exchange claimed for
@@ -526,15 +548,7 @@ func (x *exchange) unclaimAnswers() {
 		if answer.nonce == "" || x.passed && x.forwards(m) {
 			continue
 		}
-		var err error
-		if approvals := x.g.cfg.Approvals; approvals != nil {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), 5*time.Second)
-			err = approvals.Service.Unclaim(ctx, "confirm:"+answer.nonce)
-			cancel()
-		} else {
-			x.g.sessions.confirmations.used.Remove(answer.nonce)
-		}
-		if err != nil {
+		if err := x.unclaimAnswer(answer.nonce); err != nil {
 			x.g.logger.Warn("could not give back the confirmation of a call that did not run; its caller must confirm it anew",
 				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))
 		}
@@ -579,4 +593,9 @@ func newUsedConfirmations() *usedConfirmations {
 // its own caller holds it, who could as well confirm the call anew.
 func (u *usedConfirmations) claim(nonce string) bool {
 	return u.used.AddIfAbsent(nonce, struct{}{})
+}
+
+// unclaim forgets that nonce was used, so that it may be claimed again.
+func (u *usedConfirmations) unclaim(nonce string) {
+	u.used.Remove(nonce)
 }
