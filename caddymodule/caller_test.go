@@ -95,6 +95,12 @@ func (p *identityProvider) addKey(t *testing.T, kid string) {
 // token signs claims (over sensible defaults) with the key kid.
 func (p *identityProvider) token(t *testing.T, kid string, claims map[string]any) string {
 	t.Helper()
+	return p.typedToken(t, kid, "", claims)
+}
+
+// typedToken is token with the type typ in its "typ" header ("" for none).
+func (p *identityProvider) typedToken(t *testing.T, kid, typ string, claims map[string]any) string {
+	t.Helper()
 	all := map[string]any{
 		"iss": testIssuer, "aud": []string{testAudience}, "sub": "alice",
 		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
@@ -114,6 +120,9 @@ func (p *identityProvider) token(t *testing.T, kid string, claims map[string]any
 	}
 	headers := jws.NewHeaders()
 	_ = headers.Set(jws.KeyIDKey, kid)
+	if typ != "" {
+		_ = headers.Set(jws.TypeKey, typ)
+	}
 	signed, err := jwt.Sign(token, jwt.WithKey(jwa.RS256(), p.keys[kid], jws.WithProtectedHeaders(headers)))
 	if err != nil {
 		t.Fatalf("signing: %v", err)
@@ -210,6 +219,7 @@ func TestJWTIdentity(t *testing.T) {
 		{"wrong audience", "Bearer " + idp.token(t, "k1", map[string]any{"aud": []string{"https://other.example/mcp"}}), true},
 		{"unsigned (alg none)", "Bearer " + none, true},
 		{"tampered payload", "Bearer " + tampered(), true},
+		{"a DPoP proof, not an access token", "Bearer " + idp.typedToken(t, "k1", "dpop+jwt", nil), true},
 	}
 	for _, tt := range refused {
 		t.Run("refused: "+tt.name, func(t *testing.T) {
@@ -290,6 +300,40 @@ func TestJWTIdentity(t *testing.T) {
 			t.Errorf("echo with a token signed by a rotated-in key: %q (refused %v)", text, refused)
 		}
 	})
+}
+
+// TestJWTTokenTypes checks that token_types is the list of token types
+// accepted: a token must then name one.
+func TestJWTTokenTypes(t *testing.T) {
+	idp := newIdentityProvider(t, "k1")
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: strings.Replace(identityBlock(idp.url, ""),
+		"audience", "token_types at+jwt\n\t\t\taudience", 1)})
+	for _, tt := range []struct {
+		name, typ  string
+		wantStatus int
+	}{
+		{"an RFC 9068 access token", "at+jwt", http.StatusOK},
+		{"an untyped token", "", http.StatusUnauthorized},
+		{"a JWT typed only as a JWT", "JWT", http.StatusUnauthorized},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
+				`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+idp.typedToken(t, "k1", tt.typ, nil))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			challenge := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != tt.wantStatus || (tt.wantStatus != http.StatusOK && !strings.Contains(challenge, `error_description="not an access token"`)) {
+				t.Errorf("status %d, WWW-Authenticate %q; want %d (refused as not an access token)", resp.StatusCode, challenge, tt.wantStatus)
+			}
+		})
+	}
 }
 
 // TestForwardToken checks that forward_token passes the caller's token on.

@@ -39,6 +39,10 @@ type IdentityConfig struct {
 	// Audience lists accepted "aud" values: the gateway's canonical URI
 	// (jwt).
 	Audience []string `json:"audience,omitempty"`
+	// TokenTypes are the token types ("typ" header) accepted (jwt).
+	// Default: a token without one, "JWT" or "at+jwt" (RFC 9068); given,
+	// a token must name one of them.
+	TokenTypes []string `json:"token_types,omitempty"`
 	// Resource is the gateway's canonical URI, named in the protected
 	// resource metadata (RFC 9728). Default: the first audience (jwt).
 	Resource string `json:"resource,omitempty"`
@@ -111,6 +115,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		JWKSURL:  jwksURL,
 		Issuer:   issuer,
 		Audience: audience,
+		Types:    cfg.TokenTypes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity jwt: %w", err)
@@ -166,7 +171,7 @@ func userPlaceholder(setting string) (string, error) {
 }
 
 // unmarshalIdentity parses `identity jwt { jwks_url; issuer; audience...;
-// resource; authorization_servers...; scopes... }` or
+// token_types...; resource; authorization_servers...; scopes... }` or
 // `identity caddy [<placeholder>]`.
 func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 	cfg := new(IdentityConfig)
@@ -214,6 +219,8 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 			err = single(&cfg.Resource)
 		case "audience":
 			cfg.Audience = append(cfg.Audience, args...)
+		case "token_types":
+			cfg.TokenTypes = append(cfg.TokenTypes, args...)
 		case "authorization_servers":
 			cfg.AuthorizationServers = append(cfg.AuthorizationServers, args...)
 		case "scopes":

@@ -78,6 +78,12 @@ type JWTConfig struct {
 	// PS512, ES256, ES384, ES512, EdDSA and Ed25519. HMAC algorithms and
 	// "none" are refused.
 	Algorithms []string
+	// Types are the token types ("typ" header, RFC 7515 §4.1.9) accepted,
+	// compared as media types: case aside, "at+jwt" and
+	// "application/at+jwt" are one. Empty means DefaultTypes, which a
+	// token without "typ" passes too; with Types given, a token must name
+	// one of them.
+	Types []string
 	// RefreshInterval is how often the JWKS is fetched anew in the
 	// background; zero means DefaultRefreshInterval.
 	RefreshInterval time.Duration
@@ -95,6 +101,9 @@ type JWTVerifier struct {
 	audience   []string
 	leeway     time.Duration
 	algorithms []string
+	// types are the accepted token types as mediaType gives them; the
+	// empty string accepts a token without "typ".
+	types []string
 
 	cache *jwk.Cache
 	// jwks is the cached key set; its Resource is nil until the first
@@ -179,6 +188,22 @@ func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 				alg, strings.Join(slices.Sorted(maps.Keys(keyTypes)), ", "))
 		}
 	}
+	types := []string{""}
+	for _, typ := range DefaultTypes {
+		types = append(types, mediaType(typ))
+	}
+	if len(cfg.Types) > 0 {
+		types = types[:0]
+		for _, typ := range cfg.Types {
+			switch {
+			case typ == "":
+				return nil, errors.New("token type must not be empty")
+			case !validMediaType(typ):
+				return nil, fmt.Errorf("token type %q is not a media type, such as at+jwt", typ)
+			}
+			types = append(types, mediaType(typ))
+		}
+	}
 	leeway := cfg.Leeway
 	if leeway == 0 {
 		leeway = DefaultLeeway
@@ -189,6 +214,7 @@ func newJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 		audience:   slices.Clone(cfg.Audience),
 		leeway:     leeway,
 		algorithms: slices.Clone(algorithms),
+		types:      types,
 		refreshing: make(chan struct{}, 1),
 		refreshGap: MinRefreshGap,
 	}, nil
@@ -215,7 +241,8 @@ var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences
 // "iss", an "aud" containing an accepted audience, and a "sub" that is not
 // blank; its times (exp, nbf, iat) must be JSON numbers.
 // Tokens with a "crit" header are refused: the verifier implements no
-// extension.
+// extension. A token that names its type ("typ") must name an accepted
+// one (JWTConfig.Types).
 //
 // The token must have one reading only: each segment canonical unpadded
 // base64url, the signature not empty, and the header and the claims each
@@ -314,6 +341,9 @@ func (v *JWTVerifier) provideKey(ctx context.Context, sink jws.KeySink, sig *jws
 	if !ok || !slices.Contains(v.algorithms, alg.String()) {
 		return invalidToken("signing algorithm not accepted", fmt.Errorf("alg %q", alg))
 	}
+	if err := v.checkType(header); err != nil {
+		return err
+	}
 	kid, ok := header.KeyID()
 	if !ok || kid == "" {
 		return invalidToken("no key id", errors.New(`the token has no "kid" header`))
@@ -394,6 +424,56 @@ func (v *JWTVerifier) refresh(ctx context.Context) error {
 		return fmt.Errorf("fetching JWKS %s: %w", v.jwksURL, err)
 	}
 	return nil
+}
+
+// DefaultTypes are the token types accepted when JWTConfig.Types is
+// empty, besides a token that names none: a JWT ("JWT", what most
+// identity providers write) and a JWT access token ("at+jwt", RFC 9068).
+// Other JWTs an identity provider signs with the same keys, and may
+// address to the gateway, say what they are in "typ" (RFC 8725 §3.11):
+// a DPoP proof ("dpop+jwt"), a logout token ("logout+jwt"), a security
+// event ("secevent+jwt"), an introspection response
+// ("token-introspection+jwt"); none of them is a bearer's credential.
+var DefaultTypes = []string{"JWT", "at+jwt"}
+
+// checkType refuses a token whose "typ" header is not an accepted type.
+func (v *JWTVerifier) checkType(header jws.Headers) error {
+	typ, named := header.Type()
+	if named && typ == "" {
+		return invalidToken("not an access token", errors.New(`the token's "typ" header is empty`))
+	}
+	if slices.Contains(v.types, mediaType(typ)) {
+		return nil
+	}
+	if !named {
+		return invalidToken("not an access token", errors.New(`the token has no "typ" header, and this gateway accepts only the types it names`))
+	}
+	return invalidToken("not an access token", fmt.Errorf("the token's type %q is not one this gateway accepts", typ))
+}
+
+// mediaType is a "typ" value as RFC 7515 §4.1.9 compares it: media
+// types are matched case aside, and a value without a slash stands for
+// itself under "application/". An empty value stays empty.
+func mediaType(typ string) string {
+	typ = strings.ToLower(typ)
+	if typ != "" && !strings.Contains(typ, "/") {
+		typ = "application/" + typ
+	}
+	return typ
+}
+
+// validMediaType reports whether typ reads as a media type with or
+// without its "application/" (RFC 6838 §4.2 names: letters, digits and
+// !#$&-^_.+, at most one slash between two names).
+func validMediaType(typ string) bool {
+	name := func(s string) bool {
+		return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&-^_.+") == ""
+	}
+	major, minor, slashed := strings.Cut(typ, "/")
+	if !slashed {
+		return name(typ)
+	}
+	return name(major) && name(minor)
 }
 
 // confirmationKey is the claim that binds a token to a key its client

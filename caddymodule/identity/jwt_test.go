@@ -306,6 +306,26 @@ func TestVerify(t *testing.T) {
 		{"certificate-bound (RFC 8705)", signWith(t, ecKey, validClaims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})),
 			"token bound to a client key"},
 
+		{"typed JWT", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "JWT"}, validClaims(nil)), ""},
+		{"typed as an access token (RFC 9068)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "at+jwt"}, validClaims(nil)), ""},
+		{"typed as an access token, media type in full and in other case",
+			sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "Application/AT+JWT"}, validClaims(nil)), ""},
+		{"a DPoP proof (RFC 9449)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "dpop+jwt"}, validClaims(nil)),
+			"not an access token"},
+		{"a logout token (OpenID back-channel logout)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "logout+jwt"}, validClaims(nil)),
+			"not an access token"},
+		{"an introspection response (RFC 9701)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "token-introspection+jwt"}, validClaims(nil)),
+			"not an access token"},
+		{"a security event (RFC 8417)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "secevent+jwt"}, validClaims(nil)),
+			"not an access token"},
+		{"a type with surrounding space", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: " JWT"}, validClaims(nil)),
+			"not an access token"},
+		{"an empty type", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: ""}, validClaims(nil)),
+			"not an access token"},
+		{"a type that is not a string",
+			b64(`{"alg":"ES256","kid":"ec-1","typ":7}`) + "." + strings.Split(valid, ".")[1] + "." + b64("sig"),
+			"malformed token"},
+
 		{"unsigned (alg none)",
 			b64(`{"alg":"none"}`) + "." + strings.Split(valid, ".")[1] + ".",
 			"malformed token"},
@@ -622,6 +642,10 @@ func TestNewJWTVerifier(t *testing.T) {
 		{"HMAC", valid(func(c *JWTConfig) { c.Algorithms = []string{"RS256", "HS256"} }), `algorithm "HS256" is not accepted`},
 		{"none", valid(func(c *JWTConfig) { c.Algorithms = []string{"none"} }), `algorithm "none" is not accepted`},
 		{"lower case", valid(func(c *JWTConfig) { c.Algorithms = []string{"rs256"} }), `algorithm "rs256" is not accepted`},
+		{"chosen types", valid(func(c *JWTConfig) { c.Types = []string{"at+jwt", "application/okta-internal-at+jwt"} }), ""},
+		{"an empty type", valid(func(c *JWTConfig) { c.Types = []string{"at+jwt", ""} }), "token type must not be empty"},
+		{"a type with space", valid(func(c *JWTConfig) { c.Types = []string{"at+ jwt"} }), `token type "at+ jwt" is not a media type`},
+		{"a type with two slashes", valid(func(c *JWTConfig) { c.Types = []string{"application/at/jwt"} }), `token type "application/at/jwt" is not a media type`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -713,5 +737,53 @@ func TestAbandonedRequestFetchesKeys(t *testing.T) {
 		if _, err := v.Verify(context.Background(), signWith(t, rotated, validClaims(nil))); err != nil {
 			t.Fatalf("trial %d: a token of the key rotated in refused: %v", trial, err)
 		}
+	}
+}
+
+func TestVerifyChosenTokenTypes(t *testing.T) {
+	ecKey := newECKey(t, "ec-1")
+	server := newJWKSServer(t, ecKey)
+	v, err := NewJWTVerifier(t.Context(), JWTConfig{
+		JWKSURL:  server.URL,
+		Issuer:   testIssuer,
+		Audience: []string{testAudience},
+		Types:    []string{"at+jwt", "application/okta-internal-at+jwt"},
+	})
+	if err != nil {
+		t.Fatalf("NewJWTVerifier: %v", err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	typed := func(typ any) string {
+		headers := map[string]any{jws.KeyIDKey: "ec-1"}
+		if typ != nil {
+			headers[jws.TypeKey] = typ
+		}
+		return sign(t, jwa.ES256(), ecKey.private, headers, validClaims(nil))
+	}
+	tests := []struct {
+		name      string
+		typ       any
+		wantError string
+	}{
+		{"at+jwt", "at+jwt", ""},
+		{"in full", "application/at+jwt", ""},
+		{"the second type, short", "okta-internal-at+jwt", ""},
+		{"untyped", nil, "not an access token"},
+		{"JWT, not chosen", "JWT", "not an access token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Verify(t.Context(), typed(tt.typ))
+			if tt.wantError == "" {
+				if err != nil {
+					t.Fatalf("Verify: %v, want success", err)
+				}
+				return
+			}
+			var tokenErr *TokenError
+			if !errors.As(err, &tokenErr) || tokenErr.Description != tt.wantError {
+				t.Fatalf("Verify: %v, want the rejection %q", err, tt.wantError)
+			}
+		})
 	}
 }
