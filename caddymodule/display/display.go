@@ -83,6 +83,16 @@ func validAt(s string, i int) bool {
 // names that differ look alike ("delete_repo" and "delete_repo" with a
 // filler), or hide part of a text.
 func hidden(r rune) bool {
+	if r < utf8.RuneSelf {
+		// The classes below hold, of ASCII, the controls alone; looking
+		// them up costs a dozen table searches a character.
+		return r < 0x20 || r == 0x7f
+	}
+	return hiddenUnicode(r)
+}
+
+// hiddenUnicode is hidden by the Unicode classes alone.
+func hiddenUnicode(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) ||
 		unicode.Is(unicode.White_Space, r) && r != ' ' && r != '\n' ||
 		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) || unicode.Is(unicode.Variation_Selector, r) ||
@@ -93,12 +103,22 @@ func hidden(r rune) bool {
 // a note of how many bytes were left out, so that what is not shown is
 // never taken for nothing.
 func Cut(s string, limit int) string {
-	if len(s) <= limit {
+	prefix, cut := Prefix(s, limit)
+	if !cut {
 		return s
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return prefix + fmt.Sprintf("\n⟨%d more bytes not shown⟩", len(s)-len(prefix))
+}
+
+// Prefix returns s cut to at most limit bytes at a character boundary,
+// and whether anything was cut; the caller says what was left out.
+func Prefix(s string, limit int) (prefix string, cut bool) {
+	if len(s) <= limit {
+		return s, false
 	}
-	return s[:cut] + fmt.Sprintf("\n⟨%d more bytes not shown⟩", len(s)-cut)
+	end := limit
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end], true
 }

@@ -1,8 +1,10 @@
 package display
 
 import (
+	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestLineAndBlock(t *testing.T) {
@@ -45,5 +47,60 @@ func TestCut(t *testing.T) {
 	got := Cut(strings.Repeat("é", 10), 5)
 	if got != "éé\n⟨16 more bytes not shown⟩" {
 		t.Errorf("Cut = %q; want two whole characters and the bytes left out", got)
+	}
+}
+
+func TestIndentedJSON(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		limit     int
+		want      string
+		complete  bool
+	}{
+		{"an object", `{"cmd":"a && b > c","n":1.50,"list":[1,{"x":null}]}`, 1000,
+			"{\n  \"cmd\": \"a && b > c\",\n  \"n\": 1.50,\n  \"list\": [\n    1,\n    {\n      \"x\": null\n    }\n  ]\n}", true},
+		{"an empty object", `{}`, 10, "{}", true},
+		{"cut at the limit", `{"a":"` + strings.Repeat("x", 100) + `"}`, 20, "{\n  \"a\": \"xxxxxxxxxx", false},
+		{"cut before a character the limit falls in", `{"a":"` + strings.Repeat("é", 100) + `"}`, 21, "{\n  \"a\": \"ééééé", false},
+		{"cut after a whole character", `{"a":"` + strings.Repeat("é", 100) + `"}`, 22, "{\n  \"a\": \"éééééé", false},
+		{"cut in a three-byte character", `{"a":"` + strings.Repeat("€", 100) + `"}`, 20, "{\n  \"a\": \"€€€", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, complete, err := IndentedJSON([]byte(tt.raw), tt.limit)
+			if err != nil || got != tt.want || complete != tt.complete {
+				t.Errorf("IndentedJSON = %q, %v, %v; want %q, %v", got, complete, err, tt.want, tt.complete)
+			}
+		})
+	}
+	if _, _, err := IndentedJSON([]byte(`{"a":`), 100); err == nil {
+		t.Error("IndentedJSON of a broken value succeeded")
+	}
+}
+
+// TestIndentedJSONBounded checks that showing the start of a deeply
+// nested value costs what the start costs: indenting all of a 1 MiB
+// array 60 levels deep wrote 60 MiB and took seconds.
+func TestIndentedJSONBounded(t *testing.T) {
+	raw := []byte(strings.Repeat("[", 60) + strings.Repeat("1,", 1<<19) + "1" + strings.Repeat("]", 60))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	shown, complete, err := IndentedJSON(raw, 4000)
+	runtime.ReadMemStats(&after)
+	if err != nil || complete || len(shown) != 4000 {
+		t.Fatalf("IndentedJSON = %d bytes, %v, %v; want 4000 bytes, cut", len(shown), complete, err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > uint64(len(raw)) {
+		t.Errorf("showing 4000 bytes of a %d-byte value allocated %d bytes", len(raw), allocated)
+	}
+}
+
+// TestHiddenASCII checks hidden's ASCII shortcut against the Unicode
+// classes it stands for.
+func TestHiddenASCII(t *testing.T) {
+	for r := rune(0); r < utf8.RuneSelf; r++ {
+		if got, want := hidden(r), hiddenUnicode(r); got != want {
+			t.Errorf("hidden(%U) = %v, want %v", r, got, want)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -134,14 +133,22 @@ func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 	// The arguments as written (not HTML-escaped: "&&" and ">" must read
 	// as they will run), with what could act on the display made visible,
 	// and a note of what did not fit.
+	// Only what is shown is indented and escaped: indenting all of a
+	// deeply nested value first multiplied it by its depth.
 	var args bytes.Buffer
 	encoder := json.NewEncoder(&args)
 	encoder.SetEscapeHTML(false)
-	encoder.SetIndent("", "  ")
 	if err := encoder.Encode(v.message.Tool.Arguments); err != nil {
 		return nil, fmt.Errorf("showing the arguments: %w", err)
 	}
-	shown := display.Cut(display.Block(strings.TrimSuffix(args.String(), "\n")), maxShownArguments)
+	indented, complete, err := display.IndentedJSON(args.Bytes(), maxShownArguments)
+	if err != nil {
+		return nil, fmt.Errorf("showing the arguments: %w", err)
+	}
+	shown, cut := display.Prefix(display.Block(indented), maxShownArguments)
+	if cut || !complete {
+		shown += fmt.Sprintf("\n⟨more not shown: the arguments are %d bytes of JSON⟩", args.Len()-1)
+	}
 	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), display.Line(v.message.Tool.Name), shown)
 	if v.decision.Reason != "" {
 		message += "\n\nWhy you are asked: " + display.Line(v.decision.Reason)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -64,5 +66,39 @@ func TestConfirmationShowsNames(t *testing.T) {
 	}
 	if message, _ := params["message"].(string); !strings.Contains(message, `"delete_repo⟨U+3164⟩"`) {
 		t.Errorf("the question: %q; want the tool's name with its filler shown", message)
+	}
+}
+
+// TestConfirmationCostBounded: the caller is shown the start of the
+// arguments, and only the start is indented: indenting all of 1 MiB
+// nested 60 levels deep wrote 60 MiB and took seconds for every call.
+func TestConfirmationCostBounded(t *testing.T) {
+	var nested any = json.Number("1")
+	for range 60 {
+		nested = []any{nested, json.Number("2")}
+	}
+	list := make([]any, 1<<12)
+	for i := range list {
+		list[i] = nested
+	}
+	x := &exchange{}
+	v := verdict{
+		message: &mcpmsg.Message{Tool: &mcpmsg.ToolCall{Name: "run", Arguments: map[string]any{"a": list}}},
+		input:   &policy.Input{Server: "tracker"},
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	params, err := x.confirmation(v)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	message, _ := params["message"].(string)
+	if !strings.Contains(message, "⟨more not shown: the arguments are") || len(message) > 2*maxShownArguments {
+		t.Errorf("the question is %d bytes, want the start of the arguments and a note of the rest", len(message))
+	}
+	// The compact encoding is what remains: a few times its 1 MB.
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 16<<20 {
+		t.Errorf("asking allocated %d MiB", allocated>>20)
 	}
 }

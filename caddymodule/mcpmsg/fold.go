@@ -88,12 +88,12 @@ func CheckParams(method string, params map[string]any) *Error {
 	if found == nil {
 		return nil
 	}
-	at := jsontext.Pointer("/params")
+	at := path{base: "/params"}
 	for _, token := range slices.Backward(found.up) {
-		at = at.AppendToken(token)
+		at.push(token)
 	}
 	if found.number != "" {
-		return unportableNumber(found.number, string(at))
+		return unportableNumber(found.number, string(at.pointer()))
 	}
 	what := "member names"
 	if method == "tools/call" && len(found.up) > 0 && found.up[len(found.up)-1] == "arguments" {
@@ -101,7 +101,7 @@ func CheckParams(method string, params map[string]any) *Error {
 	}
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
 		"%s %q and %q in %s differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one",
-		what, found.a, found.b, at)}
+		what, found.a, found.b, at.pointer())}
 }
 
 // checkNestedNames refuses tool arguments whose objects below the top
@@ -117,31 +117,81 @@ func checkNestedNames(args map[string]any) *Error {
 		return nil // the common case, without allocating
 	}
 	// Found: the first in the order of names, the same on every run.
-	var walk func(v any, at jsontext.Pointer) *Error
-	walk = func(v any, at jsontext.Pointer) *Error {
+	at := path{base: "/params/arguments"}
+	var walk func(v any) *Error
+	walk = func(v any) *Error {
 		switch v := v.(type) {
 		case map[string]any:
 			for _, name := range slices.Sorted(maps.Keys(v)) {
-				if at != "/params/arguments" && unlowered(name) {
+				if len(at.tokens) > 0 && unlowered(name) {
 					return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf(
 						"tools/call argument name %q in %s folds to %q, which lowercasing does not give: upstream servers may read it as that name, "+
-							"and a policy cannot; spell it %q", name, at, FoldName(name), FoldName(name))}
+							"and a policy cannot; spell it %q", name, at.pointer(), FoldName(name), FoldName(name))}
 				}
-				if err := walk(v[name], at.AppendToken(name)); err != nil {
+				at.push(name)
+				if err := walk(v[name]); err != nil {
 					return err
 				}
+				at.pop()
 			}
 		case []any:
 			for i, elem := range v {
-				if err := walk(elem, at.AppendToken(strconv.Itoa(i))); err != nil {
+				at.push(strconv.Itoa(i))
+				if err := walk(elem); err != nil {
 					return err
 				}
+				at.pop()
 			}
 		}
 		return nil
 	}
-	return walk(args, "/params/arguments")
+	return walk(args)
 }
+
+// path is where a walk of a JSON value is: the tokens of a JSON Pointer
+// below base, kept as a stack, so that a walk deep in a large value does
+// not copy its path at every level it visits (which made a 4 MB message
+// 60 levels deep allocate 420 MB); the pointer is made once, for an
+// error.
+type path struct {
+	base   jsontext.Pointer
+	tokens []string
+}
+
+// push enters the member or element token.
+func (p *path) push(token string) { p.tokens = append(p.tokens, token) }
+
+// pop leaves the member or element entered last.
+func (p *path) pop() { p.tokens = p.tokens[:len(p.tokens)-1] }
+
+// pointer is the JSON Pointer to where the walk is, for an error
+// message: made in one buffer (jsontext.Pointer.AppendToken copies the
+// whole pointer for each token), each token cut to its first
+// maxShownToken bytes and "…", so that a path of long names (up to the
+// body's size) does not make a message as long.
+func (p *path) pointer() string {
+	var b strings.Builder
+	b.WriteString(string(p.base))
+	for _, token := range p.tokens {
+		b.WriteByte('/')
+		if len(token) > maxShownToken {
+			cut := maxShownToken
+			for cut > 0 && !utf8.RuneStart(token[cut]) {
+				cut--
+			}
+			token = token[:cut] + "…"
+		}
+		pointerEscaper.WriteString(&b, token)
+	}
+	return b.String()
+}
+
+// maxShownToken is the most of a JSON Pointer token an error message
+// shows.
+const maxShownToken = 64
+
+// pointerEscaper escapes a JSON Pointer's reference token (RFC 6901 §3).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // hasUnloweredName reports whether v holds, below the top level when top
 // is set, a member name that unlowered finds.

@@ -7,10 +7,10 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -66,12 +66,12 @@ func CheckServerRequest(method string, params map[string]any) *Error {
 		return err
 	}
 	if t, ok := inputRequestParams[method]; ok {
-		if err := checkLooseNames(params, t, "/params"); err != nil {
+		if err := checkLooseNames(params, t, &path{base: "/params"}); err != nil {
 			return err
 		}
 	}
 	if schema, ok := params["requestedSchema"]; ok && method == "elicitation/create" {
-		return checkSchemaNames(schema, "/params/requestedSchema")
+		return checkSchemaNames(schema, &path{base: "/params/requestedSchema"})
 	}
 	return nil
 }
@@ -100,16 +100,16 @@ var inputResponseKinds = []struct {
 // more than one kind, or holds a member a server reads as another
 // ("Action":"decline" read as action), is refused.
 func CheckInputResponse(key string, answer any) *Error {
-	at := jsontext.Pointer("/params/inputResponses").AppendToken(key)
+	at := &path{base: "/params/inputResponses", tokens: []string{key}}
 	obj, ok := answer.(map[string]any)
 	if !ok {
-		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s must be an object, not %s", at, typeName(answer))}
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s must be an object, not %s", at.pointer(), typeName(answer))}
 	}
 	var t reflect.Type
 	var kinds []string
 	for _, kind := range inputResponseKinds {
 		if bad, of, found := CaseVariant(obj, kind.member); found {
-			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("member %q in %s differs from %q only by case: servers read answers case-insensitively", bad, at, of)}
+			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("member %q in %s differs from %q only by case: servers read answers case-insensitively", bad, at.pointer(), of)}
 		}
 		if _, ok := obj[kind.member]; ok {
 			kinds = append(kinds, kind.member)
@@ -120,7 +120,7 @@ func CheckInputResponse(key string, answer any) *Error {
 	}
 	switch {
 	case len(kinds) > 1:
-		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s names more than one kind of answer (%s): servers would read it as one the policy may not", at, strings.Join(kinds, ", "))}
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s names more than one kind of answer (%s): servers would read it as one the policy may not", at.pointer(), strings.Join(kinds, ", "))}
 	case t == nil:
 		return nil // no kind: a server refuses it
 	}
@@ -142,7 +142,7 @@ var (
 // that decodes itself is not followed: the SDK's do so with its own,
 // case-sensitive decoder. Written here since no library reports which
 // member encoding/json matched to which field.
-func checkLooseNames(v any, t reflect.Type, at jsontext.Pointer) *Error {
+func checkLooseNames(v any, t reflect.Type, at *path) *Error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -158,33 +158,68 @@ func checkLooseNames(v any, t reflect.Type, at jsontext.Pointer) *Error {
 		if !ok {
 			return nil
 		}
-		fields := jsonFields(t)
-		if bad, of, found := CaseVariant(obj, slices.Collect(maps.Keys(fields))...); found {
-			return invalidRequest("member %q in %s differs from %q only by case: clients may read a server's requests case-insensitively", bad, at, of)
+		fields := structFields(t)
+		if bad, of, found := fields.names.variant(obj); found {
+			return invalidRequest("member %q in %s differs from %q only by case: clients may read a server's requests case-insensitively", bad, at.pointer(), of)
 		}
-		for _, name := range slices.Sorted(maps.Keys(obj)) {
-			if ft, ok := fields[name]; ok {
-				if err := checkLooseNames(obj[name], ft, at.AppendToken(name)); err != nil {
-					return err
-				}
-			}
-		}
+		return checkMembers(obj, at, func(name string) (reflect.Type, bool) {
+			ft, ok := fields.types[name]
+			return ft, ok
+		})
 	case reflect.Slice, reflect.Array:
 		elems, _ := v.([]any)
 		for i, elem := range elems {
-			if err := checkLooseNames(elem, t.Elem(), at.AppendToken(fmt.Sprint(i))); err != nil {
+			at.push(strconv.Itoa(i))
+			if err := checkLooseNames(elem, t.Elem(), at); err != nil {
 				return err
 			}
+			at.pop()
 		}
 	case reflect.Map:
 		obj, _ := v.(map[string]any)
-		for _, name := range slices.Sorted(maps.Keys(obj)) {
-			if err := checkLooseNames(obj[name], t.Elem(), at.AppendToken(name)); err != nil {
+		return checkMembers(obj, at, func(string) (reflect.Type, bool) { return t.Elem(), true })
+	}
+	return nil
+}
+
+// checkMembers runs checkLooseNames on each member of obj that typeOf
+// gives a type, in the order of their names.
+func checkMembers(obj map[string]any, at *path, typeOf func(name string) (reflect.Type, bool)) *Error {
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		if t, ok := typeOf(name); ok {
+			at.push(name)
+			if err := checkLooseNames(obj[name], t, at); err != nil {
 				return err
 			}
+			at.pop()
 		}
 	}
 	return nil
+}
+
+// fieldSet is what encoding/json decodes into a struct type: its members'
+// types by name (jsonFields), and those names to find case variants of.
+type fieldSet struct {
+	types map[string]reflect.Type
+	names caseIndex
+}
+
+// newFieldSet returns the fieldSet of the members types names.
+func newFieldSet(types map[string]reflect.Type) *fieldSet {
+	return &fieldSet{types: types, names: newCaseIndex(maps.Keys(types))}
+}
+
+// structFieldSets holds the fieldSet of each struct type met, made once:
+// a server's request may hold thousands of objects of one type.
+var structFieldSets sync.Map // reflect.Type → *fieldSet
+
+// structFields returns the fieldSet of the struct type t.
+func structFields(t reflect.Type) *fieldSet {
+	if fields, ok := structFieldSets.Load(t); ok {
+		return fields.(*fieldSet)
+	}
+	fields, _ := structFieldSets.LoadOrStore(t, newFieldSet(jsonFields(t)))
+	return fields.(*fieldSet)
 }
 
 // jsonFields returns the members encoding/json decodes into t's fields,
@@ -234,7 +269,7 @@ var schemaType = reflect.TypeFor[jsonschema.Schema]()
 // types it reads them into: its fields' tags, and the keywords it reads
 // apart ("type", "items", "const", "dependencies" and the integers),
 // which it also matches case-insensitively.
-var schemaKeywords = sync.OnceValue(func() map[string]reflect.Type {
+var schemaKeywords = sync.OnceValue(func() *fieldSet {
 	keywords := jsonFields(schemaType)
 	keywords["type"] = reflect.TypeFor[any]()
 	keywords["const"] = reflect.TypeFor[any]()
@@ -243,7 +278,7 @@ var schemaKeywords = sync.OnceValue(func() map[string]reflect.Type {
 	for _, name := range []string{"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains"} {
 		keywords[name] = reflect.TypeFor[int]()
 	}
-	return keywords
+	return newFieldSet(keywords)
 })
 
 // checkSchemaNames refuses, in a JSON Schema (or an array of them, as
@@ -251,26 +286,25 @@ var schemaKeywords = sync.OnceValue(func() map[string]reflect.Type {
 // keyword it is not spelt as, at any depth a schema leads to: the
 // schemas of "properties", "items", "anyOf" and the like; a property's
 // name is its own.
-func checkSchemaNames(v any, at jsontext.Pointer) *Error {
+func checkSchemaNames(v any, at *path) *Error {
 	switch v := v.(type) {
 	case []any:
 		for i, elem := range v {
-			if err := checkSchemaNames(elem, at.AppendToken(fmt.Sprint(i))); err != nil {
+			at.push(strconv.Itoa(i))
+			if err := checkSchemaNames(elem, at); err != nil {
 				return err
 			}
+			at.pop()
 		}
 	case map[string]any:
 		keywords := schemaKeywords()
-		if bad, of, found := CaseVariant(v, slices.Collect(maps.Keys(keywords))...); found {
-			return invalidRequest("member %q in %s differs from %q only by case: clients read a requested schema's keywords case-insensitively", bad, at, of)
+		if bad, of, found := keywords.names.variant(v); found {
+			return invalidRequest("member %q in %s differs from %q only by case: clients read a requested schema's keywords case-insensitively", bad, at.pointer(), of)
 		}
-		for _, name := range slices.Sorted(maps.Keys(v)) {
-			if t, ok := keywords[name]; ok {
-				if err := checkLooseNames(v[name], t, at.AppendToken(name)); err != nil {
-					return err
-				}
-			}
-		}
+		return checkMembers(v, at, func(name string) (reflect.Type, bool) {
+			t, ok := keywords.types[name]
+			return t, ok
+		})
 	}
 	return nil
 }

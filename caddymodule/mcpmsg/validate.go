@@ -2,7 +2,10 @@ package mcpmsg
 
 import (
 	"encoding/json"
+	"iter"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // messageMembers are the members of a JSON-RPC message (JSON-RPC 2.0
@@ -260,6 +263,68 @@ func CaseVariant[V any](members map[string]V, known ...string) (name, of string,
 		}
 	}
 	return name, of, found
+}
+
+// caseIndex finds what CaseVariant finds among many known names in time
+// linear in the members, where CaseVariant compares each member with
+// each known name (a schema's fifty keywords, for each of an object's
+// thousands of members). It holds the known names by their simple fold
+// key: strings.EqualFold(a, b) exactly when their keys are equal.
+type caseIndex map[string][]string
+
+// newCaseIndex returns the caseIndex of the known names.
+func newCaseIndex(known iter.Seq[string]) caseIndex {
+	index := caseIndex{}
+	for name := range known {
+		key := simpleFoldKey(name)
+		index[key] = append(index[key], name)
+	}
+	return index
+}
+
+// variant is CaseVariant(members, known...) for the index's known names.
+func (index caseIndex) variant(members map[string]any) (name, of string, found bool) {
+	for member := range members {
+		if found && member >= name {
+			continue
+		}
+		for _, k := range index[simpleFoldKey(member)] {
+			if member != k {
+				name, of, found = member, k, true
+				break
+			}
+		}
+	}
+	return name, of, found
+}
+
+// simpleFoldKey maps each rune of s to the least rune of its simple
+// folding orbit (unicode.SimpleFold: "k", "K" and the Kelvin sign to "K"),
+// which is what strings.EqualFold compares rune by rune. Written here:
+// the standard library folds two strings against each other, never one
+// to a key, and golang.org/x/text/cases folds fully (ß to ss), which
+// encoding/json does not.
+func simpleFoldKey(s string) string {
+	ascii := true
+	for i := range len(s) {
+		if c := s[i]; c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s) // the least of each ASCII letter's orbit
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // typeName names the JSON type of a decoded value, for error messages.
