@@ -41,7 +41,7 @@ type names struct {
 	unnamed map[string]bool
 	// realms maps each upstream to where its handler's callers' ids come
 	// from (see IdentityConfig.realm), when it identifies callers.
-	realms map[string]string
+	realms map[string]callerRealm
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
@@ -59,7 +59,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]string{}, approvals: map[string]string{},
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{},
 				gateways: &configGateways{byServer: map[string][]*gateway.Gateway{}}}}
 		},
 	}
@@ -243,6 +243,14 @@ func listenerName(listen []string) string {
 	return strings.Join(slices.Compact(parts), ",")
 }
 
+// callerRealm is where a handler's callers' ids come from (its name, ""
+// without an identity), and whether handlers fronting one upstream may
+// share it (IdentityConfig.realmShared).
+type callerRealm struct {
+	name   string
+	shared bool
+}
+
 // claim records that a handler fronts the upstream called upstream (named
 // explicitly with the upstream subdirective or not) under the server name
 // server. Two handlers of one configuration may front the same upstream,
@@ -255,7 +263,7 @@ func listenerName(listen []string) string {
 // caller ids from the same place (realm): "alice" of one identity
 // provider is not "alice" of another, and sessions, approvals and
 // confirmations are bound to the caller's id.
-func (a *App) claim(server, upstream string, explicit bool, realm string) error {
+func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -279,13 +287,16 @@ func (a *App) claim(server, upstream string, explicit bool, realm string) error 
 		return fmt.Errorf("two mcp_policy handlers name the server %q: give each upstream its own name; "+
 			"if both really front the same MCP server, say so in both with `upstream %s`", upstream, upstream)
 	}
-	if other, ok := claims.realms[upstream]; ok && realm != "" && other != realm {
+	if other, ok := claims.realms[upstream]; ok && realm.name != "" && other.name != realm.name {
 		return fmt.Errorf("two mcp_policy handlers front the upstream %q and identify callers from different places (%s; %s): "+
-			"a caller of one could pass for a caller of the other; give them the same identity, or each its own upstream", upstream, other, realm)
+			"a caller of one could pass for a caller of the other; give them the same identity, or each its own upstream", upstream, other.name, realm.name)
+	} else if ok && realm.name != "" && !(other.shared && realm.shared) {
+		return fmt.Errorf("two mcp_policy handlers front the upstream %q with Caddy's authentication (%s): the gateway cannot tell whether their authentications know the same users "+
+			"(two basic_auth lists may each have an alice); if they do, say so with the same `realm <name>` under `identity caddy` in both, else give each its own upstream", upstream, realm.name)
 	}
 	claims.upstreams[upstream] = explicit
 	claims.servers[server] = upstream
-	if realm != "" {
+	if realm.name != "" {
 		claims.realms[upstream] = realm
 	}
 	return nil

@@ -155,6 +155,16 @@ func TestUpstreamNamesRefused(t *testing.T) {
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIssuedBy("{mcpgate.test.issuer_b}"), `identify callers from different places`},
 		{"one upstream, one of them anonymous", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
+		// Two of Caddy's authentications may each know an alice (two
+		// basic_auth lists): only the operator can say they are one.
+		{"one upstream, Caddy's authentication in both", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy", `cannot tell whether their authentications know the same users`},
+		{"one upstream, Caddy's authentication, one realm named in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy {\n\t\t\trealm staff\n\t\t}",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy", `identify callers from different places`},
+		{"one upstream, Caddy's authentication, realms apart", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy {\n\t\t\trealm staff\n\t\t}",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy {\n\t\t\trealm contractors\n\t\t}", `identify callers from different places`},
+		{"one upstream, Caddy's authentication, one realm named in both", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy {http.auth.user.id} {\n\t\t\trealm staff\n\t\t}",
+			"policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy {\n\t\t\trealm staff\n\t\t}", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

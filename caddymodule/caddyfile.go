@@ -69,7 +69,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			authorization_servers <issuer>...
 //			scopes <scope>...
 //		}
-//		identity caddy [<user placeholder>]
+//		identity caddy [<user placeholder>] {
+//			realm <name>
+//		}
 //		forward_token
 //		rate_limit <key> <rate> [burst <n>] {
 //			methods <method>...

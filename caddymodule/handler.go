@@ -312,7 +312,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", h.Identity.realm(repl)); err != nil {
+	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}); err != nil {
 		return err
 	}
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {

@@ -55,6 +55,13 @@ type IdentityConfig struct {
 	// User is the placeholder holding the user id an earlier handler set
 	// (caddy). Default: {http.auth.user.id}.
 	User string `json:"user,omitempty"`
+	// Realm names the namespace of the user ids an earlier handler sets
+	// (caddy). Handlers that front one upstream with Caddy's
+	// authentication must name the same realm: the gateway cannot tell
+	// whether two authentications (two basic_auth lists, two forward_auth
+	// services) know the same users, and binds sessions, approvals and
+	// confirmations to the caller's id within its realm.
+	Realm string `json:"realm,omitempty"`
 }
 
 // gatewayIdentity resolves the configuration into the gateway's
@@ -99,6 +106,9 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 			return caddy.ToString(value)
 		}}, nil
 	case IdentityJWT:
+		if cfg.Realm != "" {
+			return nil, fmt.Errorf("identity jwt: realm is for identity caddy: a token's realm is its issuer")
+		}
 	default:
 		return nil, fmt.Errorf("identity: unknown source %q (want jwt or caddy)", cfg.Source)
 	}
@@ -172,7 +182,7 @@ func userPlaceholder(setting string) (string, error) {
 
 // unmarshalIdentity parses `identity jwt { jwks_url; issuer; audience...;
 // token_types...; resource; authorization_servers...; scopes... }` or
-// `identity caddy [<placeholder>]`.
+// `identity caddy [<placeholder>] { realm <name> }`.
 func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 	cfg := new(IdentityConfig)
 	if !d.NextArg() {
@@ -186,6 +196,21 @@ func unmarshalIdentity(d *caddyfile.Dispenser) (*IdentityConfig, error) {
 		}
 		if d.NextArg() {
 			return nil, d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if d.Val() != "realm" {
+				return nil, d.Errf("identity caddy: unrecognized subdirective %q", d.Val())
+			}
+			if cfg.Realm != "" {
+				return nil, d.Err("identity caddy: realm given twice")
+			}
+			if !d.NextArg() || d.Val() == "" {
+				return nil, d.Err("identity caddy: realm needs a name")
+			}
+			cfg.Realm = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		}
 		return cfg, nil
 	case IdentityJWT:
@@ -258,10 +283,22 @@ func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
 		// The issuer as the verifier checks it: issuers the verifiers
 		// tell apart are realms apart.
 		return "jwt issuer " + strconv.Quote(cfg.issuer(repl))
+	case cfg.Realm != "":
+		key, _ := userPlaceholder(cfg.User)
+		return cfg.Source + " realm " + strconv.Quote(cfg.Realm) + " " + strconv.Quote(key)
 	default:
 		// The placeholder says which handler's user it is (a header
 		// anyone may set is not an authentication's user).
 		key, _ := userPlaceholder(cfg.User)
 		return cfg.Source + " " + strconv.Quote(key)
 	}
+}
+
+// realmShared reports whether the realm may be shared by handlers that
+// front one upstream: a JWT issuer names its users' namespace, and so
+// does a realm the operator names; Caddy's authentication read from a
+// placeholder does not (two handlers' authentications may each know an
+// alice).
+func (cfg *IdentityConfig) realmShared() bool {
+	return cfg != nil && (cfg.Source == IdentityJWT || cfg.Realm != "")
 }
