@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -26,6 +27,8 @@ func init() {
 type App struct {
 	names *names
 	ctx   caddy.Context
+	// epoch names this configuration among those provisioned.
+	epoch uint64
 }
 
 // names is what the handlers of one configuration have claimed.
@@ -118,6 +121,8 @@ func (r *runningGateways) start(gateways *configGateways) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.previous, r.current = r.current, gateways
+	r.previous.retire(true)
+	r.current.run()
 }
 
 // stop forgets a configuration's gateways: the one before it runs again
@@ -128,8 +133,38 @@ func (r *runningGateways) stop(gateways *configGateways) {
 	switch gateways {
 	case r.current:
 		r.current, r.previous = r.previous, nil
+		r.current.run()
 	case r.previous:
 		r.previous = nil
+	}
+	gateways.retire(true)
+}
+
+// retire marks the configuration's gateways as replaced by a reload (see
+// gateway.Gateway.Retire).
+func (c *configGateways) retire(retired bool) {
+	if c == nil {
+		return
+	}
+	for _, gateways := range c.byServer {
+		for _, g := range gateways {
+			g.Retire(retired)
+		}
+	}
+}
+
+// run makes the configuration's gateways the running ones: not retired,
+// and owning the lists of their upstreams' tools (see
+// gateway.Gateway.ClaimTools).
+func (c *configGateways) run() {
+	if c == nil {
+		return
+	}
+	c.retire(false)
+	for _, gateways := range c.byServer {
+		for _, g := range gateways {
+			g.ClaimTools()
+		}
 	}
 }
 
@@ -148,8 +183,13 @@ func (r *runningGateways) serving(server string) []*gateway.Gateway {
 // find the HTTP servers when it starts.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	a.epoch = appEpochs.Add(1)
 	return nil
 }
+
+// appEpochs counts the configurations provisioned, to name each (see
+// gateway.Config.Epoch).
+var appEpochs atomic.Uint64
 
 // upstreamOf is the upstream name a server name of this configuration
 // stands for, or the name itself.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -395,5 +397,57 @@ func TestSessionBoundToCallerRealm(t *testing.T) {
 		if status != want || up.SawBodyContaining("other realm") {
 			t.Errorf("%s of another issuer presenting alice's session: %d %s; want %d, and nothing forwarded", user, status, body, want)
 		}
+	}
+}
+
+// TestReloadDecidesOpenStreams: a stream opened before a reload (the
+// standalone GET stream a server sends its requests on) is decided by
+// the policy running now, not the one it was opened under: after a
+// reload that forbids the server to ask the client anything, a sampling
+// request on a session opened before it is refused as on a new one.
+func TestReloadDecidesOpenStreams(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	policyDir := func(rego string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "mcp.rego"), []byte("package mcp\n\nimport rego.v1\n\n"+rego), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	allowAll := policyDir(`decision := {"action": "allow", "reason": "all"}`)
+	noAsking := policyDir(`default decision := {"action": "allow", "reason": "not asked"}
+
+decision := {"action": "block", "reason": "after the reload the server may ask the client nothing"} if input.direction == "server_to_client"`)
+	global := globalOptions(t) // one session key for both configurations
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	startCaddy(t, global+policySite(port, "", "policy "+allowAll+"\n\t\tserver test", up.URL))
+	waitForListener(t, port)
+	handlers := &clientHandlers{action: "accept"}
+	before := connect(t, url, handlers.options())
+	if _, err := before.ListTools(t.Context(), nil); err != nil { // the GET stream opens meanwhile
+		t.Fatal(err)
+	}
+
+	startCaddy(t, global+policySite(port, "", "policy "+noAsking+"\n\t\tserver test", up.URL))
+	waitForListener(t, port)
+	after := connect(t, url, handlers.options())
+	if _, err := after.ListTools(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	asked := 0
+	for ss := range up.Server.Sessions() {
+		asked++
+		_, err := ss.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
+			Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "exfiltrate"}}}})
+		if err == nil || !strings.Contains(err.Error(), "may ask the client nothing") {
+			t.Errorf("a sampling request after the reload: %v; want it refused by the policy running now", err)
+		}
+	}
+	if sampled, _ := handlers.seen(); asked != 2 || len(sampled) != 0 {
+		t.Errorf("%d sessions asked, the client sampled %q; want two sessions, nothing sampled", asked, sampled)
 	}
 }

@@ -352,8 +352,9 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	}
 	h.releases = append(h.releases, func() { releaseCatalog(pins) })
 	// This configuration may route the name to another MCP server than
-	// the last did: its tools are listed again before they are decided.
-	cfg.Catalog.Reset(cfg.Upstream)
+	// the last did: the list becomes its own when it starts (see
+	// App.Start), and is then fetched anew.
+	cfg.Epoch = app.epoch
 	app.guard(ctx)
 	cfg.Sessions = loadSessions()
 	h.releases = append(h.releases, releaseSessions)

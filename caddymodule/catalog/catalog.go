@@ -77,6 +77,9 @@ type Catalog struct {
 	// generations counts each server's Forget calls, so that a list
 	// fetched before a change is not taken as current (see Generation).
 	generations map[string]uint64
+	// epochs is, by server, the configuration whose list the catalog
+	// keeps (see Reset).
+	epochs map[string]uint64
 
 	// rechecked is when each changed tool's pin was last read again from
 	// the store (see Recheck), keyed by server and tool name; a key with
@@ -152,7 +155,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 		pins = map[string]map[string]string{}
 	}
 	return &Catalog{
-		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{},
+		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, epochs: map[string]uint64{},
 		rechecked: map[[2]string]time.Time{},
 	}, nil
 }
@@ -509,15 +512,42 @@ func (c *Catalog) Accept(ctx context.Context, server, name, reviewed string) (To
 	return t, nil
 }
 
-// Reset forgets what a server's tool list was, keeping its pins: a new
-// configuration may route the name to another MCP server, whose tools
-// must be listed before they are decided. The next lookup finds the list
-// stale.
-func (c *Catalog) Reset(server string) {
+// Reset forgets what a server's tool list was, keeping its pins, and
+// gives the list to the configuration epoch, which starts to run: it may
+// route the name to another MCP server than the configuration before,
+// whose tools must be listed before they are decided. The next lookup
+// finds the list stale. A list fetched for another configuration (see
+// GenerationFor) is never current after it.
+func (c *Catalog) Reset(server string, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.generations[server]++
+	c.epochs[server] = epoch
 	delete(c.servers, server)
+}
+
+// Owns reports whether the server's list is the configuration epoch's:
+// the last Reset gave it that epoch (or none was made, and epoch is 0).
+// A configuration that does not own it decides on lists it fetches
+// itself, without recording them (see Describe).
+func (c *Catalog) Owns(server string, epoch uint64) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.epochs[server] == epoch
+}
+
+// GenerationFor is Generation for the configuration epoch: 0 when it
+// does not own the server's list (see Owns), which no list is current at
+// once a Reset was made, so that a list it fetches records nothing as
+// current, nor a page anything: read at once with the owner, so that a
+// Reset after it makes the list out of date.
+func (c *Catalog) GenerationFor(server string, epoch uint64) uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.epochs[server] != epoch {
+		return 0
+	}
+	return c.generations[server]
 }
 
 // Describe reads a tool list of a server as Learn would, without

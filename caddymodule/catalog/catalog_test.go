@@ -772,3 +772,39 @@ func TestLearnBoundsPins(t *testing.T) {
 		t.Error("a page showing t0 redefined left the list current")
 	}
 }
+
+// TestListOwnedByConfiguration: a Reset gives a server's list to the
+// configuration that starts; a list another configuration fetched (its
+// generation read while it owned the list, or after it lost it) never
+// becomes current, and a page of it records nothing.
+func TestListOwnedByConfiguration(t *testing.T) {
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	const server = "s"
+	old := tools(`{"name":"a","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}`)
+	c.Reset(server, 1)
+	before := c.GenerationFor(server, 1) // fetched by configuration 1 as 2 starts
+	c.Reset(server, 2)
+	if c.Owns(server, 1) || !c.Owns(server, 2) {
+		t.Fatal("the list is not the configuration's that started last")
+	}
+	after := c.GenerationFor(server, 1) // fetched by configuration 1 after 2 started
+	for _, asOf := range []uint64{before, after} {
+		if err := c.LearnPage(t.Context(), server, old, asOf); err != nil {
+			t.Fatal(err)
+		}
+		if _, known := c.Lookup(server, "a"); known {
+			t.Errorf("a page configuration 1 fetched (as of %d) recorded its tools", asOf)
+		}
+	}
+	for _, asOf := range []uint64{before, after} {
+		if err := c.Learn(t.Context(), server, old, asOf); err != nil {
+			t.Fatal(err)
+		}
+		if !c.Stale(server) {
+			t.Errorf("a list configuration 1 fetched (as of %d) became current", asOf)
+		}
+	}
+	if err := c.Learn(t.Context(), server, old, c.GenerationFor(server, 2)); err != nil || c.Stale(server) {
+		t.Errorf("configuration 2's own list: %v, stale %v; want it current", err, c.Stale(server))
+	}
+}

@@ -302,7 +302,7 @@ func TestReset(t *testing.T) {
 	if _, err := c.Accept(ctx, "mail-upstream", "send", ""); err != nil {
 		t.Fatalf("accepting: %v", err)
 	}
-	c.Reset("mail-upstream")
+	c.Reset("mail-upstream", 0)
 	if !c.Stale("mail-upstream") {
 		t.Error("a reset list is not stale")
 	}

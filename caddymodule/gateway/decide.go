@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -111,6 +112,12 @@ var errListKeptChanging = errors.New("the server's tool list kept changing while
 // decided on a current list meanwhile.
 func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.Tool, listed bool, fetchErr error) {
 	g := x.g
+	if !g.ownsList() {
+		// The catalog's list is another configuration's (a reload
+		// replaced this one, or this one has not started yet): its
+		// upstream of the name may be another MCP server.
+		return x.toolFetched(name, params)
+	}
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		// On failure the list held stays current: the call is refused on
@@ -280,6 +287,47 @@ func (g *Gateway) requestInfo(r *http.Request) policy.Request {
 // evaluate decides one policy input, and records the decision in the
 // metrics and the decision log.
 func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
+	if g.retired.Load() {
+		return g.evaluateRunning(r, input, toolLabel)
+	}
+	return g.evaluateOwn(r, input, toolLabel)
+}
+
+// evaluateRunning decides, for a gateway a reload retired, a message of a
+// request it took before (a stream, a long call) by the policy in force
+// now: with every gateway that serves its server now (see deciders),
+// each reading the request as it would (its headers, its host), each
+// counting and logging its decision. The strictest decision stands; one
+// held by some for other reviewers than others is refused, as a held
+// call decided again is.
+func (g *Gateway) evaluateRunning(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
+	running := g.deciders()
+	if len(running) == 0 {
+		decision := policy.Decision{Action: policy.ActionBlock, Reason: notServedReason(g.cfg.Server)}
+		g.recordRefusal(r, input, toolLabel, decision)
+		return decision
+	}
+	var strictest policy.Decision
+	for i, h := range running {
+		now := *input
+		now.Request = h.requestInfo(r)
+		d := h.evaluateOwn(r, &now, toolLabel)
+		switch {
+		case i == 0 || actionRank[d.Action] > actionRank[strictest.Action]:
+			strictest = d
+		case d.Action == policy.ActionNeedsApproval && strictest.Action == policy.ActionNeedsApproval &&
+			!slices.Equal(reviewersOf(d.Approvers), reviewersOf(strictest.Approvers)):
+			return policy.Decision{Action: policy.ActionBlock, Reason: "the gateways serving it now hold it for different reviewers", Revision: d.Revision}
+		}
+	}
+	return strictest
+}
+
+// actionRank orders the actions from the least strict to the strictest.
+var actionRank = map[policy.Action]int{policy.ActionAllow: 0, policy.ActionNeedsApproval: 1, policy.ActionBlock: 2}
+
+// evaluateOwn is evaluate by the gateway's own policy.
+func (g *Gateway) evaluateOwn(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
 	start := time.Now()
 	decision, err := g.cfg.Engine.Decide(r.Context(), input)
 	g.record(r, input, toolLabel, decision, time.Since(start), err)

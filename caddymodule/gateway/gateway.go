@@ -19,7 +19,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
@@ -106,6 +108,11 @@ type Config struct {
 	Identity *Identity
 	// Catalog is what the gateway knows of the upstream's tools.
 	Catalog *catalog.Catalog
+	// Epoch names the configuration the gateway belongs to: the
+	// catalog's list of the upstream is the running configuration's,
+	// given to it by ClaimTools; a gateway whose configuration does not
+	// own it decides on lists it fetches itself.
+	Epoch uint64
 	// Sessions is what the gateway remembers of live sessions.
 	Sessions *Sessions
 	// Approvals, when set, holds calls that need approval.
@@ -167,6 +174,58 @@ type Gateway struct {
 	missLimiter *rate.Limiter
 	// unlistedWarned holds the NamedTools already logged as unlisted.
 	unlistedWarned sync.Map
+	// retired is set while the gateway's configuration no longer runs
+	// (see Retire).
+	retired atomic.Bool
+}
+
+// Retire marks the gateway as one whose configuration a reload replaced,
+// or, with retired unset, as one whose configuration runs again (the one
+// that replaced it failed to start). Requests it took before the reload
+// may go on for long (a stream a server sends its requests on, a held
+// call): from then on, what they carry is decided by the gateways that
+// serve its server now (see deciders), and it learns nothing more of
+// the upstream's tools for them.
+func (g *Gateway) Retire(retired bool) {
+	g.retired.Store(retired)
+}
+
+// ClaimTools makes the catalog's list of the upstream this gateway's
+// configuration's, as it starts to run (or runs again): the list is
+// forgotten, to be fetched anew, and lists the gateways of other
+// configurations fetch are never recorded as current (see
+// catalog.Catalog.Reset). A reload may route the upstream's name to
+// another MCP server.
+func (g *Gateway) ClaimTools() {
+	g.catalog.Reset(g.cfg.Upstream, g.cfg.Epoch)
+}
+
+// ownsList reports whether the catalog's list of the upstream is this
+// gateway's configuration's (see ClaimTools).
+func (g *Gateway) ownsList() bool {
+	return g.catalog.Owns(g.cfg.Upstream, g.cfg.Epoch)
+}
+
+// listGeneration is the catalog's generation of the upstream's list, to
+// read before fetching it (see catalog.Catalog.GenerationFor).
+func (g *Gateway) listGeneration() uint64 {
+	return g.catalog.GenerationFor(g.cfg.Upstream, g.cfg.Epoch)
+}
+
+// deciders returns the gateways whose policy decides this gateway's
+// requests now: this one while its configuration runs; after a reload,
+// every gateway that serves its server in the configuration running then
+// (which of them took over from this one, the gateway cannot tell), or
+// none when that one no longer serves it.
+func (g *Gateway) deciders() []*Gateway {
+	if g.cfg.Running == nil {
+		return []*Gateway{g}
+	}
+	running := g.cfg.Running()
+	if slices.Contains(running, g) {
+		return []*Gateway{g}
+	}
+	return running
 }
 
 // New builds a Gateway from cfg.
@@ -213,6 +272,7 @@ func New(cfg Config) (*Gateway, error) {
 // Close releases what the gateway owns: the policy engine and the token
 // verifier.
 func (g *Gateway) Close() error {
+	g.Retire(true)
 	var err error
 	if g.cfg.Identity != nil && g.cfg.Identity.Verifier != nil {
 		err = g.cfg.Identity.Verifier.Close()

@@ -91,14 +91,9 @@ func (x *exchange) changedWhileHeld(v verdict, byCaller bool) string {
 // the same reviewers (and, for a caller's confirmation, still lets the
 // caller approve). Not counted or logged as a decision: the call's was.
 func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
-	running := []*Gateway{x.g}
-	if x.g.cfg.Running != nil {
-		if running = x.g.cfg.Running(); slices.Contains(running, x.g) {
-			running = []*Gateway{x.g}
-		}
-	}
+	running := x.g.deciders()
 	if len(running) == 0 {
-		return fmt.Sprintf("the configuration running now no longer serves %q", x.g.cfg.Server)
+		return notServedReason(x.g.cfg.Server)
 	}
 	reviewers := reviewersOf(v.decision.Approvers)
 	for _, g := range running {
@@ -114,6 +109,12 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 		}
 	}
 	return ""
+}
+
+// notServedReason says why a request of a gateway a reload retired is
+// refused when the configuration running now serves none of its server.
+func notServedReason(server string) string {
+	return fmt.Sprintf("the configuration running now no longer serves %q", server)
 }
 
 // reviewersOf returns the approvers a call is held for, besides its
@@ -149,17 +150,25 @@ func (x *exchange) toolChangedWhileHeld(v verdict) string {
 }
 
 // toolNow is what the upstream lists now for a held call's tool: the
-// catalog's tool while its list is current; else the upstream's list,
+// catalog's tool while its list is current and the configuration's own;
+// else the upstream's list,
 // fetched through the gateway's own route and read without being
 // recorded. (A held call may outlive its configuration: after a reload,
 // the catalog's list is the new configuration's to learn, whose upstream
 // of that name may be another MCP server.)
 func (x *exchange) toolNow(name string, params map[string]any) (catalog.Tool, bool, error) {
 	g := x.g
-	if !g.catalog.Stale(g.cfg.Upstream) {
+	if g.ownsList() && !g.catalog.Stale(g.cfg.Upstream) {
 		tool, listed := g.knownTool(name)
 		return tool, listed, nil
 	}
+	return x.toolFetched(name, params)
+}
+
+// toolFetched is what the upstream lists now for a tool, fetched through
+// the gateway's own route and read without being recorded.
+func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool, bool, error) {
+	g := x.g
 	meta, _ := params["_meta"].(map[string]any)
 	raws, err := x.fetcher().list(meta)
 	if err != nil {

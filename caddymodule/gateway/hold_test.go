@@ -394,13 +394,13 @@ func TestHeldCallAcrossReload(t *testing.T) {
 
 	// The reload: the new configuration resets the list and fronts B under
 	// the same upstream name, sharing the catalog.
-	old.catalog.Reset(testUpstream)
+	old.catalog.Reset(testUpstream, 1)
 	engine, err := policy.New(ctx, policy.Options{Modules: policies.Library(), Data: permissionsTable()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
-	cfg.MaxBody, cfg.Catalog = 64<<10, old.catalog
+	cfg.MaxBody, cfg.Catalog, cfg.Epoch = 64<<10, old.catalog, 1
 	renewed := serveGateway(t, cfg, b.URL)
 
 	if _, err := old.approvals.Decide(ctx, pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
@@ -814,5 +814,41 @@ func TestAnonymousCancelStopsNoOtherHeldCall(t *testing.T) {
 	}
 	if body := <-answer; !strings.Contains(body, "create_issue:victim's") {
 		t.Errorf("the victim's held call answered %.200s; want it run once approved (another caller's cancel named its id)", body)
+	}
+}
+
+// TestReplacedConfigurationLearnsNothing: once a reload's configuration
+// starts, a call the one it replaced still decides (it took it before) is
+// decided on its own upstream's list, fetched and recorded nowhere: the
+// new configuration's calls are decided on the list of its own upstream
+// of that name, never on one the old configuration fetched after it
+// started.
+func TestReplacedConfigurationLearnsNothing(t *testing.T) {
+	a := newUpstream(t, upstreamtest.StatefulJSON)
+	// B: the same names, but its echo is destructive (no annotations).
+	b := upstreamtest.New(t, upstreamtest.StatelessJSON, []*mcp.Tool{{Name: "echo"}}, 0)
+	old := startGateway(t, a.URL, gatewayOptions{})
+	header := sessionHeader(t, old.URL)
+	if r := post(t, old.URL, header, callBody("1", "echo", "before")); !strings.Contains(string(r.body), "echo:before") {
+		t.Fatalf("the old configuration's call: %s; want it run", r.body)
+	}
+
+	old.catalog.Reset(testUpstream, 1) // the new configuration starts
+	if r := post(t, old.URL, header, callBody("2", "echo", "x")); !strings.Contains(string(r.body), "echo:x") {
+		t.Fatalf("the old configuration's call: %s; want it decided on its own upstream's list, and run", r.body)
+	}
+	if !old.catalog.Stale(testUpstream) {
+		t.Error("the list the old configuration fetched became the catalog's current one")
+	}
+
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: permissionsTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "unused.json"))
+	cfg.MaxBody, cfg.Catalog, cfg.Epoch = 64<<10, old.catalog, 1
+	renewed := serveGateway(t, cfg, b.URL)
+	if r := post(t, renewed.URL, nil, callBody("1", "echo", "wipe")); strings.Contains(string(r.body), "echo:wipe") || b.CallCount("echo") != 0 {
+		t.Errorf("the new configuration's echo, destructive on its server: %s; want it decided on that server's list (blocked)", r.body)
 	}
 }

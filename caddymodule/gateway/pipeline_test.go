@@ -924,7 +924,7 @@ func TestOwnToolsListIDsUnpredictable(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gw := startGateway(t, up.URL, gatewayOptions{})
 	for i := range 3 {
-		gw.catalog.Reset(testUpstream)
+		gw.catalog.Reset(testUpstream, 0)
 		if r := post(t, gw.URL, nil, callEcho); !strings.Contains(string(r.body), `"echo:a"`) {
 			t.Fatalf("call %d: HTTP %d %s; want echo's result", i, r.status, r.body)
 		}
@@ -976,7 +976,7 @@ func TestListResetWhileLearned(t *testing.T) {
 	if cfg.Catalog, err = catalog.New(context.Background(), pins); err != nil {
 		t.Fatal(err)
 	}
-	pins.reset = func() { cfg.Catalog.Reset(testUpstream) }
+	pins.reset = func() { cfg.Catalog.Reset(testUpstream, 0) }
 	gw := serveGateway(t, cfg, up.URL)
 
 	r := post(t, gw.URL, nil, callEcho)

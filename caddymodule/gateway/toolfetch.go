@@ -32,7 +32,9 @@ const fetchedToolsIDPrefix = "mcpgate-tools-list-"
 // when a call names a tool it has no annotations for, rather than guess
 // its category.
 type toolsFetcher struct {
-	catalog *catalog.Catalog
+	// generation reads the catalog's generation of the list
+	// (Gateway.listGeneration).
+	generation func() uint64
 	// learn records a whole tool list (Gateway.learnList).
 	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64) error
 	refreshes *singleflight.Group
@@ -52,7 +54,7 @@ type toolsFetcher struct {
 // fetcher returns the tools fetcher for the exchange's client.
 func (x *exchange) fetcher() *toolsFetcher {
 	return &toolsFetcher{
-		catalog:      x.g.catalog,
+		generation:   x.g.listGeneration,
 		learn:        x.g.learnList,
 		refreshes:    &x.g.refreshes,
 		send:         x.sendOwnRequest,
@@ -70,7 +72,7 @@ func (x *exchange) fetcher() *toolsFetcher {
 func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 	key := f.session.String()
 	_, err, _ := f.refreshes.Do(key, func() (any, error) {
-		asOf := f.catalog.Generation(server)
+		asOf := f.generation()
 		tools, err := f.list(meta)
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 
 	"go.uber.org/zap"
@@ -89,13 +90,8 @@ func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, 
 		if !listed {
 			tool = notListed(name)
 		}
-		input := *base
-		input.Tool = policyTool(tool, nil)
-		permission, defined, err := g.cfg.Engine.ToolPermission(r.Context(), &input)
-		if err != nil {
-			g.logger.Error("tool permission failed; tool hidden", zap.String("server", server), zap.String("tool", name), zap.Error(err))
-		}
-		if err != nil || defined && permission.Action == policy.ActionBlock {
+		base.Tool = policyTool(tool, nil)
+		if g.hidesTool(r, base, name) {
 			continue
 		}
 		kept = append(kept, raw)
@@ -113,6 +109,34 @@ func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, 
 	}
 	members["tools"] = keptJSON
 	return json.Marshal(members)
+}
+
+// hidesTool reports whether a tools/list hides the tool of input: when the
+// policy's table blocks it, or its permission cannot be read. A gateway
+// a reload retired asks the gateways serving its server now (see
+// deciders): any of them hides it, and with none, every tool is hidden.
+func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) bool {
+	deciders := []*Gateway{g}
+	if g.retired.Load() {
+		deciders = g.deciders()
+	}
+	if len(deciders) == 0 {
+		return true
+	}
+	for _, h := range deciders {
+		now := *input
+		if h != g {
+			now.Request = h.requestInfo(r)
+		}
+		permission, defined, err := h.cfg.Engine.ToolPermission(r.Context(), &now)
+		if err != nil {
+			h.logger.Error("tool permission failed; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		}
+		if err != nil || defined && permission.Action == policy.ActionBlock {
+			return true
+		}
+	}
+	return false
 }
 
 // hideThenCheck filters a result that reads as a tools list
@@ -134,7 +158,7 @@ func (x *exchange) hideThenCheck(rl *relay, id []byte, version string, result []
 // stream, whose relay would wait for the fetch's own answer on itself.
 func (x *exchange) learnBeforeStray() {
 	g := x.g
-	if !g.catalog.Stale(g.cfg.Upstream) {
+	if !g.ownsList() || !g.catalog.Stale(g.cfg.Upstream) {
 		return
 	}
 	if err := x.fetcher().refresh(g.cfg.Upstream, nil); err != nil {

@@ -32,7 +32,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	if len(ids) > 0 {
 		// A tools/list_changed that overtakes the list makes it out of
 		// date.
-		asOf = g.catalog.Generation(g.cfg.Upstream)
+		asOf = g.listGeneration()
 	}
 	if session.id != "" && !session.legacy {
 		for _, id := range ids {
