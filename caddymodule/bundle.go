@@ -88,12 +88,12 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 				return nil, d.ArgErr()
 			}
 			lo, err := caddy.ParseDuration(minDelay)
-			if err != nil {
-				return nil, d.Errf("bundle polling: %v", err)
+			if err != nil || lo <= 0 {
+				return nil, d.Errf("bundle polling: invalid min delay %q: durations must be positive", minDelay)
 			}
 			hi, err := caddy.ParseDuration(maxDelay)
 			if err != nil || hi < lo {
-				return nil, d.Errf("bundle polling: invalid max delay %q", maxDelay)
+				return nil, d.Errf("bundle polling: invalid max delay %q: a duration at least the min delay", maxDelay)
 			}
 			b.MinDelay, b.MaxDelay = caddy.Duration(lo), caddy.Duration(hi)
 		case "token":

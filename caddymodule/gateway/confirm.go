@@ -515,7 +515,7 @@ func (x *exchange) claimAnswer(nonce string) error {
 		ctx, cancel := context.WithTimeout(x.r.Context(), claimTimeout)
 		defer cancel()
 		// As long as the sealed state carrying the nonce is accepted.
-		return approvals.Service.Claim(ctx, confirmationClaim(nonce), requestStateTTL)
+		return approvals.Service.Claim(ctx, confirmationClaim(nonce), claimLifetime)
 	}
 	if !x.g.sessions.confirmations.claim(nonce) {
 		return fmt.Errorf("%w: confirmation %s", approval.ErrReplayed, nonce)
@@ -592,7 +592,7 @@ type usedConfirmations struct {
 // newUsedConfirmations remembers up to 100,000 confirmations for as long
 // as their requestState is accepted.
 func newUsedConfirmations() *usedConfirmations {
-	return &usedConfirmations{used: ttlcache.New[string, struct{}](100_000, requestStateTTL), scope: "process " + rand.Text()}
+	return &usedConfirmations{used: ttlcache.New[string, struct{}](100_000, claimLifetime), scope: "process " + rand.Text()}
 }
 
 // claim reports whether nonce was not used before, and marks it used, in

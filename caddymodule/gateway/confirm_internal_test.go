@@ -5,9 +5,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
 )
 
 // TestOwnRequestAnswers: the client's answer to a question of the
@@ -100,5 +102,55 @@ func TestConfirmationCostBounded(t *testing.T) {
 	// The compact encoding is what remains: a few times its 1 MB.
 	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 16<<20 {
 		t.Errorf("asking allocated %d MiB", allocated>>20)
+	}
+}
+
+// TestRequestStateLifetime: a confirmation's requestState is accepted
+// for requestStateTTL after it was issued, never when issued further
+// ahead of this gateway's clock than maxClockSkew (a replica whose clock
+// runs ahead sealed it: one a year ahead was accepted for a year), and
+// its use is remembered for longer than any gateway within that skew
+// accepts it: a state from 20 minutes ahead was accepted 20 minutes
+// after its use was forgotten, and ran its call again.
+func TestRequestStateLifetime(t *testing.T) {
+	sealer, err := sessiontoken.New(sessiontoken.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{cfg: Config{Sealer: sealer, Upstream: "u"}, sessions: NewSessions()}
+	x := &exchange{g: g, session: sessionKey{upstream: "u", id: "s1"}}
+	sealedAt := func(issued time.Time) string {
+		payload, err := json.Marshal(requestState{Keys: []string{callerApproval}, Method: "tools/call", Name: "t", Binding: "b", Nonce: "n", Issued: issued.Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealer.Seal(x.requestStateScope(true), sessiontoken.Session{Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload)})
+	}
+	now := time.Now()
+	tests := []struct {
+		name      string
+		issued    time.Time
+		wantError string
+	}{
+		{"just issued", now, ""},
+		{"about to expire", now.Add(-requestStateTTL + time.Minute), ""},
+		{"expired", now.Add(-requestStateTTL - time.Minute), "expired"},
+		{"from a clock a little ahead", now.Add(maxClockSkew / 2), ""},
+		{"from a clock 20 minutes ahead", now.Add(20 * time.Minute), "ahead of this gateway's clock"},
+		{"from a clock a year ahead", now.Add(365 * 24 * time.Hour), "ahead of this gateway's clock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := x.openRequestState(sealedAt(tt.issued))
+			if (err == nil) != (tt.wantError == "") || err != nil && !strings.Contains(err.Error(), tt.wantError) {
+				t.Errorf("openRequestState: %v, want an error containing %q", err, tt.wantError)
+			}
+		})
+	}
+	// The longest any gateway accepts a state after its use (used when
+	// issued, by a gateway at the edge of the skew) is within the time
+	// its use is remembered.
+	if accepted := requestStateTTL + maxClockSkew; accepted >= claimLifetime {
+		t.Errorf("a state is accepted for up to %s after its use, which is remembered for %s", accepted, claimLifetime)
 	}
 }

@@ -66,6 +66,18 @@ type requestState struct {
 // elicitation waits on a person.
 const requestStateTTL = pendingTTL
 
+// maxClockSkew is how far ahead of this gateway's clock a requestState
+// may say it was issued: sealed by a replica whose clock runs ahead, or
+// before this one's stepped back. One from further ahead is refused, so
+// that no gateway accepts a state for longer than claimLifetime covers.
+const maxClockSkew = time.Minute
+
+// claimLifetime is how long a used confirmation is remembered (see
+// claimAnswer): from its use, which comes after its requestState was
+// issued, for as long as any gateway within maxClockSkew of the sealer's
+// clock, and a store within maxClockSkew of that, accepts the state.
+const claimLifetime = requestStateTTL + 2*maxClockSkew
+
 // requestStateScope keeps sealed requestStates apart from session ids.
 // The state of a caller's confirmation (confirms) opens only where the
 // confirmations are claimed in the same place (claimScope), so that no
@@ -256,8 +268,11 @@ func (x *exchange) openRequestState(value any) (requestState, error) {
 	if err := json.Unmarshal([]byte(s.ID), &state); err != nil || (state.Binding != "") != confirms {
 		return requestState{}, errors.New("requestState was not issued by this gateway")
 	}
-	if age := time.Since(time.Unix(state.Issued, 0)); age > requestStateTTL {
+	switch age := time.Since(time.Unix(state.Issued, 0)); {
+	case age > requestStateTTL:
 		return requestState{}, fmt.Errorf("requestState expired %s ago; make the request anew", (age - requestStateTTL).Round(time.Second))
+	case age < -maxClockSkew:
+		return requestState{}, fmt.Errorf("requestState was issued %s ahead of this gateway's clock (the clocks of the gateways sharing its key disagree): make the request anew", (-age).Round(time.Second))
 	}
 	return state, nil
 }

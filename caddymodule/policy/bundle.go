@@ -166,10 +166,13 @@ func pluginConfig(cfg *BundleConfig) ([]byte, error) {
 		return nil, errors.New("a policy bundle needs a service URL and a resource")
 	}
 	minDelay, maxDelay := cfg.MinDelay, cfg.MaxDelay
-	if minDelay <= 0 {
+	if minDelay < 0 || maxDelay < 0 {
+		return nil, fmt.Errorf("policy bundle polling: delays must not be negative (min %s, max %s); zero means the default", minDelay, maxDelay)
+	}
+	if minDelay == 0 {
 		minDelay = DefaultBundleMinDelay
 	}
-	if maxDelay <= 0 {
+	if maxDelay == 0 {
 		maxDelay = max(DefaultBundleMaxDelay, minDelay)
 	}
 	if maxDelay < minDelay {

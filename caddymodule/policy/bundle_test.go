@@ -207,10 +207,18 @@ func TestBundlePolling(t *testing.T) {
 		{"rounded up to a second", 50 * time.Millisecond, 100 * time.Millisecond, `"max_delay_seconds":1,"min_delay_seconds":1`},
 		{"min above the default max", time.Minute, 0, `"max_delay_seconds":60,"min_delay_seconds":60`},
 		{"fractions rounded up", 1500 * time.Millisecond, 2500 * time.Millisecond, `"max_delay_seconds":3,"min_delay_seconds":2`},
+		{"a negative min", -5 * time.Second, time.Second, ""},
+		{"a negative max", 0, -time.Second, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			raw, err := pluginConfig(&BundleConfig{URL: "https://b.example", Resource: "b.tar.gz", MinDelay: tt.min, MaxDelay: tt.max})
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "must not be negative") {
+					t.Errorf("pluginConfig: %v, want the delays refused", err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("pluginConfig: %v", err)
 			}
