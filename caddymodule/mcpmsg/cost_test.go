@@ -1,7 +1,9 @@
 package mcpmsg
 
 import (
+	"bytes"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,5 +85,30 @@ func TestCheckCostLinear(t *testing.T) {
 				t.Errorf("checking a %d-byte schema allocated %d bytes, want at most the %d its parse did", len(tt.schema), allocated, parsed)
 			}
 		})
+	}
+}
+
+// TestCommentLinesCost: an event of many comment lines (keepalives) costs
+// about its size: each line kept as a string of its own held eight times
+// the bytes it came in (a 4 MB event of ":\n" allocated 189 MB).
+func TestCommentLinesCost(t *testing.T) {
+	stream := []byte(strings.Repeat(":\n", 1<<20) + "data: x\n\n")
+	d := NewSSEDecoder(4 << 20)
+	var events []Event
+	allocated := allocatedBy(func() {
+		for piece := range slices.Chunk(stream, 32<<10) {
+			if err := d.Feed(piece, func(e Event) error { events = append(events, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if limit := uint64(4 * len(stream)); allocated > limit {
+		t.Errorf("decoding a %d-byte event of comment lines allocated %d bytes, want at most %d", len(stream), allocated, limit)
+	}
+	if len(events) != 1 || events[0].Data != "x" || len(events[0].Comments) != 1 || len(events[0].Comments[0]) != 1<<20-1 {
+		t.Fatalf("decoded %d events; want one, its data and its comment lines", len(events))
+	}
+	if again := events[0].AppendTo(nil); !bytes.Equal(again, stream) {
+		t.Errorf("the event re-encoded is not the event decoded")
 	}
 }

@@ -67,7 +67,10 @@ type Event struct {
 	// Retry is the value of the "retry" field when it is made of ASCII
 	// digits only; other values are ignored, as the specification says.
 	Retry string
-	// Comments are the lines that began with a colon, without that colon.
+	// Comments are the lines that began with a colon, without that colon;
+	// a decoder gives an event's comment lines as one, joined with "\n"
+	// (a stream of keepalive comments kept as a string each held eight
+	// times their size).
 	Comments []string
 }
 
@@ -185,7 +188,9 @@ type SSEDecoder struct {
 	size  int
 	event Event
 	data  []byte
-	err   error
+	// comments holds the event's comment lines, each ended by "\n".
+	comments []byte
+	err      error
 }
 
 // NewSSEDecoder returns a decoder that refuses events larger than
@@ -296,7 +301,8 @@ func (d *SSEDecoder) processLine(line []byte, emit func(Event) error) error {
 		return d.dispatch(emit)
 	}
 	if line[0] == ':' {
-		d.event.Comments = append(d.event.Comments, string(line[1:]))
+		d.comments = append(d.comments, line[1:]...)
+		d.comments = append(d.comments, '\n')
 		return nil
 	}
 	name, value, _ := bytes.Cut(line, []byte{':'})
@@ -326,6 +332,10 @@ func (d *SSEDecoder) processLine(line []byte, emit func(Event) error) error {
 func (d *SSEDecoder) dispatch(emit func(Event) error) error {
 	e := d.event
 	d.event, d.size = Event{}, 0
+	if len(d.comments) > 0 {
+		e.Comments = []string{string(d.comments[:len(d.comments)-1])}
+		d.comments = reuse(d.comments)
+	}
 	if e.HasData {
 		e.Data = string(d.data[:len(d.data)-1])
 		d.data = reuse(d.data)

@@ -83,7 +83,7 @@ var sseCases = []struct {
 	{
 		name:  "comments beside data",
 		input: ":a\ndata: x\n:\n\n",
-		want:  []Event{{Data: "x", HasData: true, Comments: []string{"a", ""}}},
+		want:  []Event{{Data: "x", HasData: true, Comments: []string{"a\n"}}},
 	},
 	{
 		name:  "retry alone",
