@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -147,10 +148,39 @@ func TestRequestStateLifetime(t *testing.T) {
 			}
 		})
 	}
-	// The longest any gateway accepts a state after its use (used when
-	// issued, by a gateway at the edge of the skew) is within the time
-	// its use is remembered.
-	if accepted := requestStateTTL + maxClockSkew; accepted >= claimLifetime {
-		t.Errorf("a state is accepted for up to %s after its use, which is remembered for %s", accepted, claimLifetime)
-	}
+}
+
+// TestRequestStateReplayAcrossSkew: a confirmation used at a replica
+// whose clock runs ahead is not accepted again at one whose clock lags,
+// once the record of its use would have expired at 32 minutes (it was
+// accepted for as long as the clocks disagreed, and ran again).
+func TestRequestStateReplayAcrossSkew(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sealer, err := sessiontoken.New(sessiontoken.NewKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &Gateway{cfg: Config{Sealer: sealer, Upstream: "u"}, sessions: NewSessions()}
+		x := &exchange{g: g, session: sessionKey{upstream: "u", id: "s1"}}
+		const skew = 30 * time.Minute // the sealing replica runs this far ahead
+		payload, err := json.Marshal(requestState{Keys: []string{callerApproval}, Method: "tools/call", Name: "t", Binding: "b", Nonce: "n", Issued: time.Now().Add(skew).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed := sealer.Seal(x.requestStateScope(true), sessiontoken.Session{Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload)})
+		if err := x.claimAnswer("n"); err != nil { // its use, at the sealing replica
+			t.Fatal(err)
+		}
+		// At the lagging replica (this clock), the state is accepted until
+		// requestStateTTL after it was issued: skew later than at the
+		// sealing one.
+		time.Sleep(requestStateTTL + skew - time.Minute)
+		state, err := x.openRequestState(sealed)
+		if err != nil {
+			t.Fatalf("the lagging replica refused the state within its lifetime by its clock: %v", err)
+		}
+		if err := x.claimAnswer(state.Nonce); err == nil {
+			t.Errorf("used %s ago, accepted and claimed again at a replica %s behind: it runs twice", requestStateTTL+skew-time.Minute, skew)
+		}
+	})
 }

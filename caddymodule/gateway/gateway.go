@@ -215,8 +215,10 @@ func (g *Gateway) listGeneration() uint64 {
 // deciders returns the gateways whose policy decides this gateway's
 // requests now: this one while its configuration runs; after a reload,
 // every gateway that serves its server in the configuration running then
-// (which of them took over from this one, the gateway cannot tell), or
-// none when that one no longer serves it.
+// (which of them took over from this one, the gateway cannot tell) and
+// identifies callers from the same place (its caller ids are this
+// one's: "alice" of another realm is not this one's alice); none when
+// no such gateway runs.
 func (g *Gateway) deciders() []*Gateway {
 	if g.cfg.Running == nil {
 		return []*Gateway{g}
@@ -225,7 +227,13 @@ func (g *Gateway) deciders() []*Gateway {
 	if slices.Contains(running, g) {
 		return []*Gateway{g}
 	}
-	return running
+	var sameRealm []*Gateway
+	for _, h := range running {
+		if h.identityRealm() == g.identityRealm() {
+			sameRealm = append(sameRealm, h)
+		}
+	}
+	return sameRealm
 }
 
 // New builds a Gateway from cfg.

@@ -112,9 +112,10 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 }
 
 // notServedReason says why a request of a gateway a reload retired is
-// refused when the configuration running now serves none of its server.
+// refused when the configuration running now serves none of its server,
+// or none that identifies its callers from the same place.
 func notServedReason(server string) string {
-	return fmt.Sprintf("the configuration running now no longer serves %q", server)
+	return fmt.Sprintf("the configuration running now no longer serves %q to callers identified as this request's were", server)
 }
 
 // reviewersOf returns the approvers a call is held for, besides its

@@ -68,15 +68,17 @@ const requestStateTTL = pendingTTL
 
 // maxClockSkew is how far ahead of this gateway's clock a requestState
 // may say it was issued: sealed by a replica whose clock runs ahead, or
-// before this one's stepped back. One from further ahead is refused, so
-// that no gateway accepts a state for longer than claimLifetime covers.
-const maxClockSkew = time.Minute
+// before this one's stepped back. One from further ahead is refused.
+const maxClockSkew = 5 * time.Minute
 
 // claimLifetime is how long a used confirmation is remembered (see
-// claimAnswer): from its use, which comes after its requestState was
-// issued, for as long as any gateway within maxClockSkew of the sealer's
-// clock, and a store within maxClockSkew of that, accepts the state.
-const claimLifetime = requestStateTTL + 2*maxClockSkew
+// claimAnswer), from its use: as long as its requestState is accepted,
+// and an hour more, for the gateways whose clocks lag the one that
+// sealed it (each accepts the state for requestStateTTL by its own
+// clock, and so, after its use, for as long as it lags) and for a clock
+// stepped back. Replicas' clocks must agree within that hour (see
+// docs/approvals.md): the gateway cannot tell how far they disagree.
+const claimLifetime = requestStateTTL + time.Hour
 
 // requestStateScope keeps sealed requestStates apart from session ids.
 // The state of a caller's confirmation (confirms) opens only where the

@@ -1,0 +1,63 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+)
+
+// TestRetiredDecidesWithinItsRealm: a request a gateway took before a
+// reload is decided by the gateways serving its server now only if they
+// identify callers from the same place: "alice" of the staff's list was
+// decided as the token issuer's alice by the configuration that
+// replaced it, and ran what only the issuer's alice may.
+func TestRetiredDecidesWithinItsRealm(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	rego := func(src string) *policy.Engine {
+		e, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": "package mcp\n\nimport rego.v1\n\n" + src}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	oldEngine := rego(`default decision := {"action": "allow", "reason": "ok"}
+decision := {"action": "block", "reason": "old: no tool calls"} if input.method == "tools/call"`)
+	newEngine := rego(`default decision := {"action": "block", "reason": "new: only alice"}
+decision := {"action": "allow", "reason": "alice"} if input.user.id == "alice"`)
+	var now []*gateway.Gateway
+	cfg := testConfig(t, oldEngine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	cfg.Identity = userHeaderIdentity(`caddy realm "staff" "{http.auth.user.id}"`)
+	cfg.Running = func() []*gateway.Gateway { return now }
+	old := serveGateway(t, cfg, up.URL)
+	header := http.Header{"X-Test-User": {"alice"}}
+	header.Set("Mcp-Session-Id", initialize(t, old.URL, header))
+	header.Set("Mcp-Protocol-Version", "2025-06-18")
+
+	for _, tt := range []struct {
+		name  string
+		realm string
+		want  int // times echo runs
+	}{
+		{"another realm", `jwt issuer "https://idp.example.com"`, 0},
+		{"the same realm", `caddy realm "staff" "{http.auth.user.id}"`, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			renewed := testConfig(t, newEngine, filepath.Join(t.TempDir(), "pins.json"))
+			renewed.MaxBody = 64 << 10
+			renewed.Identity = userHeaderIdentity(tt.realm)
+			now = []*gateway.Gateway{newGateway(t, renewed)}
+			old.gateway.Retire(true) // the reload
+			before := up.CallCount("echo")
+			r := post(t, old.URL, header, callBody("1", "echo", "x"))
+			if ran := up.CallCount("echo") - before; ran != tt.want {
+				t.Errorf("echo ran %d times (%s); want %d", ran, r.body, tt.want)
+			}
+		})
+	}
+}
