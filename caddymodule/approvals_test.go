@@ -1499,3 +1499,34 @@ func TestApprovalRequestsRateLimited(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldWithinWriteTimeout: a call held under a server write timeout
+// shorter than hold is answered pending while its answer can still be
+// written, and an approval that comes after runs nothing: the call used
+// to be held past the timeout, its pending answer lost, and, approved
+// then, it ran on the upstream while its client got a cut connection
+// (and would make it again).
+func TestHoldWithinWriteTimeout(t *testing.T) {
+	g, up, session, ctx := approvalClient(t, approvalSetup{hold: "5s",
+		global: []string{"servers {\n\t\ttimeouts {\n\t\t\twrite 2s\n\t\t}\n\t}"}})
+	done := callAsync(ctx, session, createIssue("late approve"))
+	e := g.approver.waitFor(t, approval.EventRequested, 1)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("the held call: %v; want its pending answer", r.err)
+		}
+		if text := resultText(r.res); !strings.Contains(text, "pending") {
+			t.Fatalf("the held call: %q; want its pending answer", text)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held call was not answered")
+	}
+	if status := g.approver.decide(t, e.CallbackURL, "approve", ""); status != http.StatusOK {
+		t.Fatalf("approving: %d", status)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ran := up.CallCount("create_issue"); ran != 0 {
+		t.Errorf("the call ran %d times on an approval that came after its client was answered pending", ran)
+	}
+}

@@ -382,6 +382,11 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		key := resolved.poolKey()
 		h.releases = append(h.releases, func() { releaseApprovals(key) })
 		cfg.Approvals = &gateway.Approvals{Service: service, Hold: resolved.hold, Keepalive: resolved.keepalive}
+		if server, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && server.WriteTimeout > 0 && time.Duration(server.WriteTimeout) <= resolved.hold {
+			h.logger.Warn("the server's write timeout is shorter than hold: held calls are answered pending before it, sooner than hold says; "+
+				"event streams, which stay open for hours, are cut by it too (leave timeouts write unset, or set write_idle)",
+				zap.Duration("write_timeout", time.Duration(server.WriteTimeout)), zap.Duration("hold", resolved.hold))
+		}
 	}
 	return nil
 }
@@ -516,6 +521,12 @@ var caddyHost = gateway.Host{
 	RequestID:    requestID,
 	Annotate:     annotate,
 	HostChanged:  hostChanged,
+	WriteTimeout: func(r *http.Request) time.Duration {
+		if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+			return time.Duration(server.WriteTimeout)
+		}
+		return 0
+	},
 	OriginalPath: func(r *http.Request) string {
 		original, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
 		if !ok || original.URL == nil {

@@ -238,7 +238,7 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	if g.cfg.Approvals != nil {
 		patience = g.cfg.Approvals.Hold
 	}
-	timer := time.NewTimer(patience)
+	timer := time.NewTimer(x.answerableWithin(patience))
 	defer timer.Stop()
 	logger := g.logger.With(zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
 	// cancelledWhileAsked and disconnected end the wait of a call its

@@ -69,6 +69,11 @@ type Host struct {
 	// messages before the rest of the route sees the request (in Caddy:
 	// placeholders and variables).
 	Annotate func(*http.Request, Facts)
+	// WriteTimeout returns the longest the server lets a request's reply
+	// take to write, counted from the request's start (in Caddy: the
+	// server's timeouts write); 0 for no limit. A call held or asked
+	// about is answered within it.
+	WriteTimeout func(*http.Request) time.Duration
 }
 
 // DefaultServer is the server name of a gateway configured with none.

@@ -111,6 +111,29 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 	return ""
 }
 
+// answerableWithin returns wait, cut so that what the gateway writes
+// when it is over (a held call's pending answer, a refusal) still goes
+// out before the server's write timeout ends the reply (see
+// Host.WriteTimeout): a call held past it lost its pending answer, and,
+// approved then, ran while its client saw the connection cut (and would
+// make it again).
+func (x *exchange) answerableWithin(wait time.Duration) time.Duration {
+	if x.g.host.WriteTimeout == nil {
+		return wait
+	}
+	limit := x.g.host.WriteTimeout(x.r)
+	if limit <= 0 {
+		return wait
+	}
+	// What is left once the answer has had time to be written.
+	left := time.Until(x.started.Add(limit - min(writeMargin, limit/4)))
+	return max(min(wait, left), 0)
+}
+
+// writeMargin is the time answerableWithin leaves for writing an answer
+// before the server's write timeout.
+const writeMargin = time.Second
+
 // notServedReason says why a request of a gateway a reload retired is
 // refused when the configuration running now serves none of its server,
 // or none that identifies its callers from the same place.
@@ -269,7 +292,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 		held.startStream(m.ProgressToken)
 		held.progress(a)
 	}
-	holdTimer := time.NewTimer(approvals.Hold)
+	holdTimer := time.NewTimer(x.answerableWithin(approvals.Hold))
 	defer holdTimer.Stop()
 	keepalive := time.NewTicker(approvals.Keepalive)
 	defer keepalive.Stop()
