@@ -1530,3 +1530,29 @@ func TestHoldWithinWriteTimeout(t *testing.T) {
 		t.Errorf("the call ran %d times on an approval that came after its client was answered pending", ran)
 	}
 }
+
+// TestInstancesKeepTheirPins: two approval instances sharing one Redis
+// (two teams) keep their tool pins apart, as their approvals: team B's
+// echo, another MCP server's of the same upstream name, was refused as a
+// changed definition of team A's, and either team's acceptance applied
+// to both.
+func TestInstancesKeepTheirPins(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	redisAddr := redistest.Start(t)
+	echo := func(description string) *upstreamtest.Upstream {
+		return upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo", Description: description, Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}}, 0)
+	}
+	for _, team := range []struct{ instance, description string }{{"team-a", "team A's echo"}, {"team-b", "team B's echo"}} {
+		t.Run(team.instance, func(t *testing.T) {
+			port := freePort(t)
+			startCaddy(t, globalOptions(t)+approvalSiteWith(port, "permissions {\n\t\t\tread_only allow\n\t\t}", echo(team.description),
+				"http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb", "store redis "+redisAddr, "instance "+team.instance))
+			waitForListener(t, port)
+			text, refused := callEchoText(t, connect(t, fmt.Sprintf("http://127.0.0.1:%d/", port), nil))
+			if refused {
+				t.Errorf("%s's echo: %q; want it run", team.instance, text)
+			}
+			_ = caddy.Stop()
+		})
+	}
+}

@@ -343,7 +343,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		}
 		pins = pinSource{file: file}
 	case h.Approval != nil && h.Approval.Store == storeRedis:
-		pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, "")}
+		pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, ""), instance: h.Approval.Instance}
 	default:
 		pins = pinSource{file: defaultPinsFile()}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"path/filepath"
 
 	"github.com/caddyserver/caddy/v2"
@@ -207,13 +208,31 @@ func (c sharedCatalog) Destruct() error {
 type pinSource struct {
 	file  string
 	redis string
+	// instance is the approval instance whose Redis keeps the pins: each
+	// keeps its own (the default one under the keys it always had).
+	instance string
 }
 
 func (p pinSource) key() string {
 	if p.redis != "" {
-		return "redis:" + p.redis
+		return "redis:" + p.redis + "|" + p.instance
 	}
 	return "file:" + p.file
+}
+
+// sharedPinsPrefix is where the default approval instance keeps its pins
+// in Redis, as every instance did before each kept its own.
+const sharedPinsPrefix = "mcpgate:pins:"
+
+// redisPins is the pin store of the source's instance in client: under
+// the shared prefix for the default instance; else under the instance's
+// own ("mcpgate:{<instance>}:pins:", as its approvals are), starting
+// from the shared pins when it has none yet.
+func (p pinSource) redisPins(client *redis.Client) *catalog.RedisPinStore {
+	if p.instance == "" || p.instance == defaultApprovalInstance {
+		return catalog.NewRedisPinStore(client, sharedPinsPrefix)
+	}
+	return catalog.NewRedisPinStore(client, "mcpgate:{"+url.QueryEscape(p.instance)+"}:pins:").Inherit(sharedPinsPrefix)
 }
 
 // defaultPinsFile is where pins live when pins_file is not set.
@@ -236,7 +255,7 @@ func loadCatalog(ctx context.Context, source pinSource) (*catalog.Catalog, error
 		if err != nil {
 			return nil, err
 		}
-		c, err := catalog.New(ctx, catalog.NewRedisPinStore(client, "mcpgate:pins:"))
+		c, err := catalog.New(ctx, source.redisPins(client))
 		if err != nil {
 			release()
 			return nil, fmt.Errorf("loading tool pins from Redis: %w", err)

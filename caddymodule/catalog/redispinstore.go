@@ -14,6 +14,9 @@ import (
 type RedisPinStore struct {
 	client *redis.Client
 	prefix string
+	// inherited is where the store's first pins are, when it has none
+	// (see Inherit).
+	inherited string
 }
 
 // NewRedisPinStore returns a store using client, with keys under prefix
@@ -22,17 +25,48 @@ func NewRedisPinStore(client *redis.Client, prefix string) *RedisPinStore {
 	return &RedisPinStore{client: client, prefix: prefix}
 }
 
+// Inherit makes the pins under prefix the store's first ones: when Load
+// finds none of its own, it copies those (without replacing a pin another
+// gateway made meanwhile). A store that keeps pins apart from others'
+// (an approval instance's) starts from the pins it shared with them
+// before, so that a definition that changed is not trusted anew on its
+// first use after the move.
+func (s *RedisPinStore) Inherit(prefix string) *RedisPinStore {
+	s.inherited = prefix
+	return s
+}
+
 // Load reads every server's pins.
 func (s *RedisPinStore) Load(ctx context.Context) (map[string]map[string]string, error) {
+	pins, err := s.load(ctx, s.prefix)
+	if err != nil || len(pins) > 0 || s.inherited == "" {
+		return pins, err
+	}
+	inherited, err := s.load(ctx, s.inherited)
+	if err != nil {
+		return nil, err
+	}
+	for server, tools := range inherited {
+		for tool, hash := range tools {
+			if _, err := s.PinFirst(ctx, server, tool, hash); err != nil {
+				return nil, fmt.Errorf("taking on the pins of %s: %w", s.inherited, err)
+			}
+		}
+	}
+	return s.load(ctx, s.prefix)
+}
+
+// load reads every server's pins under prefix.
+func (s *RedisPinStore) load(ctx context.Context, prefix string) (map[string]map[string]string, error) {
 	pins := make(map[string]map[string]string)
-	iter := s.client.Scan(ctx, 0, s.prefix+"*", 100).Iterator()
+	iter := s.client.Scan(ctx, 0, prefix+"*", 100).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
 		tools, err := s.client.HGetAll(ctx, key).Result()
 		if err != nil {
 			return nil, fmt.Errorf("reading pins %s: %w", key, err)
 		}
-		pins[strings.TrimPrefix(key, s.prefix)] = tools
+		pins[strings.TrimPrefix(key, prefix)] = tools
 	}
 	if err := iter.Err(); err != nil {
 		return nil, fmt.Errorf("listing pins: %w", err)

@@ -345,3 +345,55 @@ func (s *flakyStore) Save(ctx context.Context, server, tool, hash string) error 
 	}
 	return s.PinStore.Save(ctx, server, tool, hash)
 }
+
+// TestRedisPinStoreInherits: a store that keeps its pins apart (an
+// approval instance's) starts from the pins it shared before, once: a
+// definition that changed is still changed after the move, and what it
+// pins then is its own.
+func TestRedisPinStoreInherits(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	shared, err := New(ctx, NewRedisPinStore(client, "mcpgate:pins:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := json.RawMessage(`{"name":"echo","description":"v1"}`)
+	if err := shared.Learn(ctx, "tracker", []json.RawMessage{v1}, shared.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+
+	own := func() *Catalog {
+		c, err := New(ctx, NewRedisPinStore(client, "mcpgate:{team-a}:pins:").Inherit("mcpgate:pins:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	teamA := own()
+	v2 := json.RawMessage(`{"name":"echo","description":"v2: now exfiltrates"}`)
+	if err := teamA.Learn(ctx, "tracker", []json.RawMessage{v2}, teamA.Generation("tracker")); err != nil {
+		t.Fatal(err)
+	}
+	if tool, ok := teamA.Lookup("tracker", "echo"); !ok || !tool.Changed {
+		t.Errorf("the instance's echo after the move: %+v; want it changed against the pin it shared", tool)
+	}
+	// What the instance pins from then on is its own.
+	v3 := json.RawMessage(`{"name":"search","description":"v1"}`)
+	if err := teamA.Learn(ctx, "mail", []json.RawMessage{v3}, teamA.Generation("mail")); err != nil {
+		t.Fatal(err)
+	}
+	if pins, err := NewRedisPinStore(client, "mcpgate:pins:").Load(ctx); err != nil || pins["mail"] != nil {
+		t.Errorf("the shared pins: %v, %v; want the instance's new pin kept apart", pins, err)
+	}
+	if pins, err := NewRedisPinStore(client, "mcpgate:{team-a}:pins:").Load(ctx); err != nil || pins["mail"]["search"] == "" || pins["tracker"]["echo"] == "" {
+		t.Errorf("the instance's pins: %v, %v; want those it took on and its own", pins, err)
+	}
+	// Once it has pins, the shared ones are not taken on again.
+	if err := shared.Learn(ctx, "files", []json.RawMessage{v1}, shared.Generation("files")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := own().pins["files"]; ok {
+		t.Error("the shared pins were taken on again by an instance that had its own")
+	}
+}
