@@ -441,8 +441,8 @@ decision := {"action": "block", "reason": "after the reload the server may ask t
 	asked := 0
 	for ss := range up.Server.Sessions() {
 		asked++
-		_, err := ss.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
-			Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "exfiltrate"}}}})
+		//lint:ignore SA1019 sampling is deprecated (SEP-2577) but servers still send it, and the gateway must govern it.
+		_, err := ss.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10, Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "exfiltrate"}}}})
 		if err == nil || !strings.Contains(err.Error(), "may ask the client nothing") {
 			t.Errorf("a sampling request after the reload: %v; want it refused by the policy running now", err)
 		}
