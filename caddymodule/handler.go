@@ -7,6 +7,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -343,7 +344,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		}
 		pins = pinSource{file: file}
 	case h.Approval != nil && h.Approval.Store == storeRedis:
-		pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, ""), instance: h.Approval.Instance}
+		pins = pinSource{redis: repl.ReplaceKnown(h.Approval.Redis, ""), instance: cmp.Or(h.Approval.Instance, defaultApprovalInstance)}
 	default:
 		pins = pinSource{file: defaultPinsFile()}
 	}

@@ -229,7 +229,7 @@ const sharedPinsPrefix = "mcpgate:pins:"
 // own ("mcpgate:{<instance>}:pins:", as its approvals are), starting
 // from the shared pins when it has none yet.
 func (p pinSource) redisPins(client *redis.Client) *catalog.RedisPinStore {
-	if p.instance == "" || p.instance == defaultApprovalInstance {
+	if p.instance == defaultApprovalInstance {
 		return catalog.NewRedisPinStore(client, sharedPinsPrefix)
 	}
 	return catalog.NewRedisPinStore(client, "mcpgate:{"+url.QueryEscape(p.instance)+"}:pins:").Inherit(sharedPinsPrefix)

@@ -25,35 +25,58 @@ func NewRedisPinStore(client *redis.Client, prefix string) *RedisPinStore {
 	return &RedisPinStore{client: client, prefix: prefix}
 }
 
-// Inherit makes the pins under prefix the store's first ones: when Load
-// finds none of its own, it copies those (without replacing a pin another
-// gateway made meanwhile). A store that keeps pins apart from others'
-// (an approval instance's) starts from the pins it shared with them
-// before, so that a definition that changed is not trusted anew on its
-// first use after the move.
+// Inherit makes the pins under prefix the store's first ones: Load copies
+// them (without replacing a pin the store has) until a copy has been made
+// whole, which a key beside the store's own records. A store that keeps
+// pins apart from others' (an approval instance's) starts from the pins
+// it shared with them before, so that a definition that changed is not
+// trusted anew on its first use after the move; a copy cut short (Redis
+// lost, a replica starting beside) is made again at the next Load.
 func (s *RedisPinStore) Inherit(prefix string) *RedisPinStore {
 	s.inherited = prefix
 	return s
 }
 
+// inheritedKey records that the pins Inherit names were copied whole. It
+// is outside the store's prefix, which Load reads as servers' pins.
+func (s *RedisPinStore) inheritedKey() string {
+	return strings.TrimSuffix(s.prefix, ":") + "-inherited"
+}
+
 // Load reads every server's pins.
 func (s *RedisPinStore) Load(ctx context.Context) (map[string]map[string]string, error) {
-	pins, err := s.load(ctx, s.prefix)
-	if err != nil || len(pins) > 0 || s.inherited == "" {
-		return pins, err
+	if s.inherited != "" {
+		if err := s.inherit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.load(ctx, s.prefix)
+}
+
+// inherit copies the pins Inherit names, unless a copy was made whole.
+func (s *RedisPinStore) inherit(ctx context.Context) error {
+	done, err := s.client.Exists(ctx, s.inheritedKey()).Result()
+	if err != nil {
+		return fmt.Errorf("reading whether the pins of %s were taken on: %w", s.inherited, err)
+	}
+	if done > 0 {
+		return nil
 	}
 	inherited, err := s.load(ctx, s.inherited)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for server, tools := range inherited {
 		for tool, hash := range tools {
 			if _, err := s.PinFirst(ctx, server, tool, hash); err != nil {
-				return nil, fmt.Errorf("taking on the pins of %s: %w", s.inherited, err)
+				return fmt.Errorf("taking on the pins of %s: %w", s.inherited, err)
 			}
 		}
 	}
-	return s.load(ctx, s.prefix)
+	if err := s.client.Set(ctx, s.inheritedKey(), s.inherited, 0).Err(); err != nil {
+		return fmt.Errorf("recording that the pins of %s were taken on: %w", s.inherited, err)
+	}
+	return nil
 }
 
 // load reads every server's pins under prefix.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -389,11 +390,76 @@ func TestRedisPinStoreInherits(t *testing.T) {
 	if pins, err := NewRedisPinStore(client, "mcpgate:{team-a}:pins:").Load(ctx); err != nil || pins["mail"]["search"] == "" || pins["tracker"]["echo"] == "" {
 		t.Errorf("the instance's pins: %v, %v; want those it took on and its own", pins, err)
 	}
-	// Once it has pins, the shared ones are not taken on again.
+	// Once taken on whole, the shared ones are not taken on again.
 	if err := shared.Learn(ctx, "files", []json.RawMessage{v1}, shared.Generation("files")); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := own().pins["files"]; ok {
-		t.Error("the shared pins were taken on again by an instance that had its own")
+		t.Error("the shared pins were taken on again by an instance that had taken them on")
+	}
+}
+
+// failingScripts fails every script (PinFirst) after the first.
+type failingScripts struct{ ran int }
+
+func (h *failingScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *failingScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *failingScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := strings.ToLower(cmd.Name()); name == "eval" || name == "evalsha" {
+			if h.ran >= 1 {
+				cmd.SetErr(errors.New("connection reset"))
+				return cmd.Err()
+			}
+			if err := next(ctx, cmd); err != nil {
+				return err
+			}
+			h.ran++
+			return nil
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestRedisPinStoreInheritsAfterAFailedCopy: a copy of the shared pins
+// cut short is made again at the next load: the tools it had not copied
+// yet were pinned anew on their first use, changed definitions trusted.
+func TestRedisPinStoreInheritsAfterAFailedCopy(t *testing.T) {
+	addr := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	shared, err := New(ctx, NewRedisPinStore(client, "mcpgate:pins:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := []string{"tracker", "mail", "files", "wiki"}
+	v1 := json.RawMessage(`{"name":"echo","description":"v1"}`)
+	for _, server := range servers {
+		if err := shared.Learn(ctx, server, []json.RawMessage{v1}, shared.Generation(server)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const own = "mcpgate:{team-a}:pins:"
+	flaky := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { flaky.Close() })
+	flaky.AddHook(&failingScripts{})
+	if _, err := New(ctx, NewRedisPinStore(flaky, own).Inherit("mcpgate:pins:")); err == nil {
+		t.Fatal("a copy cut short loaded")
+	}
+	teamA, err := New(ctx, NewRedisPinStore(client, own).Inherit("mcpgate:pins:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := json.RawMessage(`{"name":"echo","description":"v2: now exfiltrates"}`)
+	for _, server := range servers {
+		if err := teamA.Learn(ctx, server, []json.RawMessage{v2}, teamA.Generation(server)); err != nil {
+			t.Fatal(err)
+		}
+		if tool, ok := teamA.Lookup(server, "echo"); !ok || !tool.Changed {
+			t.Errorf("%s's echo after a copy cut short: %+v; want it changed against the pin it shared", server, tool)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func (x *exchange) approve(v verdict) error {
 		if askCaller {
 			text = "This call needs your approval, but your client cannot ask you (it did not declare elicitation, or does not accept an event stream in reply), and no reviewers are configured, so it was refused."
 			if v.decision.Reason != "" {
-				text += " Policy: " + v.decision.Reason
+				text += " Policy: " + shownReason(v.decision.Reason)
 			}
 		}
 		refused := v.refusedWith(text)
@@ -151,7 +151,7 @@ func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 	}
 	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), display.Line(v.message.Tool.Name), shown)
 	if v.decision.Reason != "" {
-		message += "\n\nWhy you are asked: " + display.Line(v.decision.Reason)
+		message += "\n\nWhy you are asked: " + shownReason(v.decision.Reason)
 	}
 	params := map[string]any{
 		"message":         message,

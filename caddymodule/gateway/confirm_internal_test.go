@@ -184,3 +184,18 @@ func TestRequestStateReplayAcrossSkew(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusalShowsHiddenCharacters: a policy's reason, which may quote
+// what a caller wrote, is shown in a refusal with what could act on the
+// display made visible, as everywhere else a person reads it.
+func TestRefusalShowsHiddenCharacters(t *testing.T) {
+	d := policy.Decision{Action: policy.ActionBlock, Reason: "repository \u202eexe.kcatta\u202c is not acme's\x1b[2J"}
+	text := refusalText(d, false)
+	if strings.ContainsAny(text, "\u202e\u202c\x1b") || !strings.Contains(text, "⟨U+202E⟩exe.kcatta") {
+		t.Errorf("refusal %q shows the reason's hidden characters raw", text)
+	}
+	long := refusalText(policy.Decision{Action: policy.ActionBlock, Reason: strings.Repeat("x", 1<<20)}, false)
+	if len(long) > 2*maxShownReason {
+		t.Errorf("a refusal of a 1 MiB reason is %d bytes", len(long))
+	}
+}

@@ -48,9 +48,9 @@ type exchange struct {
 	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
-	// lastList is the tools list the replies filtered last (see
-	// hideBlockedTools).
-	lastList lastFilteredList
+	// lastList is the tools list a POST's reply filtered last (see
+	// hideBlockedTools); nil on streams, which remember none.
+	lastList *lastFilteredList
 	// sessionEnded is set when the upstream, asked for its tools in the
 	// client's session, no longer knew the session (decide).
 	sessionEnded bool

@@ -62,7 +62,10 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 // requested before the server announced its tools changed is out of date,
 // and records nothing (see catalog.LearnPage).
 func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
-	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray}
+	if x.lastList == nil {
+		return x.filterToolsList(version, result, asOf, stray)
+	}
+	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, retired: x.g.retired.Load()}
 	if filtered, ok := x.lastList.get(key); ok {
 		return filtered, nil
 	}
@@ -80,12 +83,16 @@ type filteredListKey struct {
 	version string
 	asOf    uint64
 	stray   bool
+	retired bool
 }
 
-// lastFilteredList is the tools list a request's replies filtered last,
-// and what came of it: a batch of tools/list requests answered alike
-// (the same page, to the byte) has it judged once, not once per copy (a
-// batch of 100 lists of 300 tools took 1.5 s and 286 MB).
+// lastFilteredList is the tools list a POST's reply filtered last, and
+// what came of it: a batch of tools/list requests answered alike (the
+// same page, to the byte) has it judged once, not once per copy (a batch
+// of 100 lists of 300 tools took 1.5 s and 286 MB). Only for one POST's
+// reply, which its batch's lists come in at once: a stream open for
+// hours carries lists that the policy, a reload or the pins judge
+// otherwise by the time they come.
 type lastFilteredList struct {
 	mu       sync.Mutex
 	key      filteredListKey

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -83,7 +84,7 @@ func (v verdict) needsApproval() bool {
 // refusalText is the text the client (and, through it, the model and the
 // person) sees for a message the gateway did not forward.
 func refusalText(d policy.Decision, approvals bool) string {
-	reason := d.Reason
+	reason := shownReason(d.Reason)
 	switch d.Action {
 	case policy.ActionNeedsApproval:
 		text := "This call needs approval, but no approval is configured on this gateway, so it was refused."
@@ -101,6 +102,17 @@ func refusalText(d policy.Decision, approvals bool) string {
 		return "Blocked by policy: " + reason
 	}
 }
+
+// shownReason is a policy's reason as the gateway's own texts show it:
+// a reason may quote what a caller or a server wrote, so what could act
+// on the display is made visible (as the inbox and the webhooks show
+// it), and it is bounded.
+func shownReason(reason string) string {
+	return display.Cut(display.Line(reason), maxShownReason)
+}
+
+// maxShownReason bounds, in bytes, the policy's reason a text shows.
+const maxShownReason = 4000
 
 // refusal is the text the client sees for the verdict's message, not
 // forwarded. A message that needs approval is refused for where it came

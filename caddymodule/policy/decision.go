@@ -66,6 +66,15 @@ func parseDecision(rs rego.ResultSet) (Decision, error) {
 		if d, ok := wellFormedDecision(term.Value); ok {
 			return d, nil
 		}
+		if obj, isObject := term.Value.(ast.Object); isObject {
+			if approvers := obj.Get(memberApprovers); approvers != nil {
+				if _, isSet := approvers.Value.(ast.Set); isSet {
+					// ast.JSON would make it an array: refused as
+					// the contract says, not read as another type.
+					return Decision{}, errors.New("decision approvers is a set, want an array of strings")
+				}
+			}
+		}
 		var err error
 		if value, err = ast.JSON(term.Value); err != nil {
 			return Decision{}, fmt.Errorf("reading the decision: %w", err)

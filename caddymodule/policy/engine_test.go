@@ -66,6 +66,8 @@ decision := concat("", ["al", "low"])`, "", ActionBlock, "want an object", true}
 decision := {"action": "allow", "allow": true}`, "", ActionBlock, "unknown member", true},
 		{"reason not a string", `package mcp
 decision := {"action": "allow", "reason": 1}`, "", ActionBlock, "reason", true},
+		{"approvers as a set", `package mcp
+decision := {"action": "needs_approval", "reason": "r", "approvers": {"caller"}}`, "", ActionBlock, "approvers is a set", true},
 		{"evaluation error", `package mcp
 decision := {"action": x} if x := to_number("not a number")`, "", ActionBlock, "evaluating policy", true},
 		{"conflicting rules", `package mcp

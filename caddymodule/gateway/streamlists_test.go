@@ -1,0 +1,116 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
+	"github.com/mcpgate/mcpgate/policies"
+)
+
+// TestStreamListsJudgedWhenTheyCome: a stream open across a reload
+// filters each tools list it carries by the policy in force when the list
+// comes, even a list alike to the byte to one it carried before (a
+// remembered filtering showed the model a tool the new policy blocks).
+func TestStreamListsJudgedWhenTheyCome(t *testing.T) {
+	const list = `{"tools":[{"name":"echo","description":"echoes","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","description":"o","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+	first, release := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"s-1\",\"result\":%s}\n\n", list)
+			w.(http.Flusher).Flush()
+			close(first)
+			<-release
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"s-2\",\"result\":%s}\n\n", list)
+			w.(http.Flusher).Flush()
+			return
+		}
+		if r.Method != http.MethodPost {
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &m)
+		if m.ID == nil {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		result := `{}`
+		switch m.Method {
+		case "initialize":
+			w.Header().Set("Mcp-Session-Id", "s1")
+			result = `{"protocolVersion":"2025-06-18","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"fake","version":"1"}}`
+		case "tools/list":
+			result = list
+		}
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, result)
+	}))
+	t.Cleanup(up.Close)
+	var now []*gateway.Gateway
+	cfg := libraryConfig(t)
+	cfg.Running = func() []*gateway.Gateway { return now }
+	old := serveGateway(t, cfg, up.URL)
+	now = []*gateway.Gateway{old.gateway}
+	header := http.Header{}
+	header.Set("Mcp-Session-Id", initialize(t, old.URL, header))
+	header.Set("Mcp-Protocol-Version", "2025-06-18")
+	post(t, old.URL, header, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`) // pins the tools
+	req := clienttest.NewRequest(t, http.MethodGet, old.URL, header, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewReader(resp.Body)
+	readEvent := func() string {
+		var b strings.Builder
+		for {
+			line, err := lines.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == "\n" {
+				return b.String()
+			}
+		}
+	}
+	if e := readEvent(); !strings.Contains(e, `"echo"`) {
+		t.Fatalf("the first list: %q; want echo in it", e)
+	}
+	<-first
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only": "allow", "tools": map[string]any{"echo": "block"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := libraryConfig(t)
+	renewed.Engine = engine
+	now = []*gateway.Gateway{newGateway(t, renewed)}
+	old.gateway.Retire(true) // the reload
+	close(release)
+	done := make(chan string, 1)
+	go func() { done <- readEvent() }()
+	select {
+	case e := <-done:
+		if strings.Contains(e, `"echo"`) || !strings.Contains(e, `"other"`) {
+			t.Errorf("the same list after a reload that blocks echo: %q; want echo hidden", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no second list")
+	}
+}
