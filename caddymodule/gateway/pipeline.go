@@ -48,9 +48,10 @@ type exchange struct {
 	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
-	// lastList is the tools list a POST's reply filtered last (see
-	// hideBlockedTools); nil on streams, which remember none.
-	lastList *lastFilteredList
+	// lastList is the tools list a POST's reply filtered last, when
+	// remembersLists (see hideBlockedTools): streams remember none.
+	lastList       lastFilteredList
+	remembersLists bool
 	// sessionEnded is set when the upstream, asked for its tools in the
 	// client's session, no longer knew the session (decide).
 	sessionEnded bool

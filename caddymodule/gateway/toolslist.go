@@ -62,7 +62,7 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 // requested before the server announced its tools changed is out of date,
 // and records nothing (see catalog.LearnPage).
 func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
-	if x.lastList == nil {
+	if !x.remembersLists {
 		return x.filterToolsList(version, result, asOf, stray)
 	}
 	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, retired: x.g.retired.Load()}
