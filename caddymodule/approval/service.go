@@ -50,7 +50,8 @@ type Settings struct {
 	Audit *zap.Logger
 	// Metrics, when set, count pending approvals and observe waits.
 	Metrics *Metrics
-	// Client sends webhooks; nil means http.DefaultClient.
+	// Client sends webhooks; nil means http.DefaultClient's transport.
+	// Whichever it is, redirects are not followed (see Configure).
 	Client *http.Client
 	// FirstRetry is the delay before the first retry of a webhook that
 	// failed; zero means one second.
@@ -154,9 +155,17 @@ func (s *Service) Configure(settings *Settings) error {
 	c.Webhooks = slices.Clone(c.Webhooks)
 	c.WebhookSecrets = slices.Clone(c.WebhookSecrets)
 	c.DecisionSecrets = slices.Clone(c.DecisionSecrets)
-	if c.Client == nil {
-		c.Client = http.DefaultClient
+	// A webhook's URL is a credential (a Slack webhook's is), and its
+	// event what the call carries: a receiver that answers with a
+	// redirect does not get them sent on to another host (a 307 or 308
+	// sends the event again, any redirect the URL as Referer). The 3xx
+	// is an answer other than 2xx: the delivery is tried again.
+	client := http.Client{}
+	if c.Client != nil {
+		client = *c.Client
 	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Client = &client
 	if c.FirstRetry <= 0 {
 		c.FirstRetry = defaultFirstRetry
 	}

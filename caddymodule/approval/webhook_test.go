@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,5 +370,36 @@ func TestConfigureCopiesWebhooks(t *testing.T) {
 	webhooks[0].URL = "https://changed.example/hook"
 	if got := s.settings.Load().Webhooks; !reflect.DeepEqual(got, []Webhook{{URL: "https://a.example/hook"}}) {
 		t.Errorf("the service's webhooks = %+v after the caller changed its slice, want https://a.example/hook", got)
+	}
+}
+
+// TestWebhookNotRedirected: a receiver that answers with a redirect does
+// not get the event sent on to another host (a 307 sent it again there,
+// with the webhook's URL, a credential, as Referer): the redirect is an
+// answer other than 2xx, and the delivery is tried again.
+func TestWebhookNotRedirected(t *testing.T) {
+	elsewhere := &recorder{}
+	elsewhereSrv := httptest.NewTLSServer(elsewhere)
+	t.Cleanup(elsewhereSrv.Close)
+	var attempts atomic.Int32
+	redirector := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		http.Redirect(w, r, elsewhereSrv.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	s, _ := startService(t, Settings{Client: redirector.Client(),
+		Webhooks: []Webhook{{URL: redirector.URL + "/services/T000/B000/XXXXsecret"}}})
+	if _, err := s.Request(context.Background(), &Call{User: "bob", Server: "tracker", Tool: "create_issue", Arguments: map[string]any{"title": "salary of carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for attempts.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if attempts.Load() < 2 {
+		t.Errorf("the receiver was tried %d times; want the redirect taken as a failure, and tried again", attempts.Load())
+	}
+	if got, _ := elsewhere.got(); len(got) > 0 {
+		t.Errorf("the event went to the host the receiver redirected to, Referer %q", got[0].header.Get("Referer"))
 	}
 }

@@ -167,7 +167,9 @@ type inboxPage struct {
 	User    string
 	Pending []inboxEntry
 	Decided *approval.Approval
-	// Focused is the approval a link named (?approval=<id>), with
+	// Focused is the approval a link named (?approval=<id>), shown by its
+	// state alone to an account that may not decide it (its tool, server
+	// and approvers are the deciders' to read), with
 	// whether the signed-in user may decide it.
 	Focused  *approval.Approval
 	Entitled bool
@@ -251,8 +253,8 @@ button { font-size: 1rem; margin-right: .5rem; }
 <h1>Pending approvals</h1>
 <p>Signed in as <b>{{.User}}</b>.</p>
 {{with .Decided}}<p class="notice" id="decided">Approval {{.ID}} is {{.State}}{{with .Approver}} ({{.}}){{end}}.</p>{{end}}
-{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}} ({{shown .Tool}} on {{shown .Server}}) is {{.State}}.
-{{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is for {{range $i, $a := .Approvers}}{{if $i}}, {{end}}{{$a}}{{end}} to decide, not you.{{end}}{{end}}</p>{{end}}
+{{with .Focused}}<p class="notice" id="focused">Approval {{.ID}}{{if $.Entitled}} ({{shown .Tool}} on {{shown .Server}}){{end}} is {{.State}}.
+{{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is not yours to decide.{{end}}{{end}}</p>{{end}}
 {{range .Pending}}
 <section class="approval" id="{{.ID}}">
 <dl>

@@ -229,8 +229,8 @@ func TestInboxPage(t *testing.T) {
 		{name: "back from a decision", user: "alice", query: "?decided=" + decided.ID, wantListed: []*approval.Approval{anyone, forAlice},
 			wantContain: []string{`<p class="notice" id="decided">Approval ` + decided.ID + ` is approved (admin).</p>`}},
 		{name: "linked to another's approval", user: "alice", query: "?approval=" + forBob.ID, wantListed: []*approval.Approval{anyone, forAlice},
-			wantContain: []string{`<p class="notice" id="focused">Approval ` + forBob.ID + ` (delete_file on files) is pending.
-It is for inbox:bob to decide, not you.</p>`}},
+			wantContain: []string{`<p class="notice" id="focused">Approval ` + forBob.ID + ` is pending.
+It is not yours to decide.</p>`}},
 		{name: "linked to one's own approval", user: "bob", query: "?approval=" + forBob.ID, wantListed: []*approval.Approval{anyone, forBob},
 			wantContain: []string{`<p class="notice" id="focused">Approval ` + forBob.ID + ` (delete_file on files) is pending.
 You may decide it below.</p>`}},
@@ -407,5 +407,24 @@ func TestShownArgumentsBounded(t *testing.T) {
 				t.Errorf("%d bytes shown for %d of arguments, want at most %d", len(shown), len(tt.raw), limit)
 			}
 		})
+	}
+}
+
+// TestInboxFocusTellsOnlyStateToOthers: a link to an approval the
+// signed-in account may not decide shows its state alone: its tool, its
+// server and who may decide it (other accounts' names, groups) are the
+// deciders' to read.
+func TestInboxFocusTellsOnlyStateToOthers(t *testing.T) {
+	s := approvaltest.NewService(t, nil)
+	forBob := approvaltest.Request(t, s, "inbox:bob", "group:payroll-admins")
+	h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{s})
+	rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/?approval="+forBob.ID, "alice", nil))
+	if refused != nil {
+		t.Fatal(refused)
+	}
+	for _, hidden := range []string{"delete_file", "files", "inbox:bob", "payroll-admins"} {
+		if strings.Contains(rec.Body.String(), hidden) {
+			t.Errorf("alice, who may not decide %s, is shown %q", forBob.ID, hidden)
+		}
 	}
 }
