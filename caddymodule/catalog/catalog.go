@@ -550,6 +550,40 @@ func (c *Catalog) GenerationFor(server string, epoch uint64) uint64 {
 	return c.generations[server]
 }
 
+// PinFirst pins a tool that Describe read, which no pin held, to its
+// definition, as Learn pins a listed tool on its first use, unless
+// another gateway pinned it first (whose pin then stands); it returns the
+// tool with Changed as the pin says. A tool with a pin is returned as it
+// is: only Accept changes a pin. Without the store, the tool stays
+// Changed (refused): it is not trusted on a pin nobody else can see.
+func (c *Catalog) PinFirst(ctx context.Context, server string, t Tool) (Tool, error) {
+	c.mu.RLock()
+	_, pinned := c.pins[server][t.Name]
+	c.mu.RUnlock()
+	if pinned {
+		return c.pinnedNow(server, t), nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	c.pinMu.Lock()
+	defer c.pinMu.Unlock()
+	pin, err := c.store.PinFirst(ctx, server, t.Name, t.Hash)
+	if err != nil {
+		return t, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, server, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pinsOf(server)[t.Name] = pin
+	return c.pinned(server, t), nil
+}
+
+// pinnedNow is pinned, taking c.mu.
+func (c *Catalog) pinnedNow(server string, t Tool) Tool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.pinned(server, t)
+}
+
 // Describe reads a tool list of a server as Learn would, without
 // recording it: each tool as listed, Changed unless its pin holds its
 // hash (a tool never pinned is changed: it is not pinned here).

@@ -116,7 +116,7 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		// The catalog's list is another configuration's (a reload
 		// replaced this one, or this one has not started yet): its
 		// upstream of the name may be another MCP server.
-		return x.toolFetched(name, params)
+		return x.toolUnrecorded(name, params)
 	}
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {

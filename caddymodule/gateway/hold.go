@@ -192,12 +192,44 @@ func (x *exchange) toolNow(name string, params map[string]any) (catalog.Tool, bo
 // toolFetched is what the upstream lists now for a tool, fetched through
 // the gateway's own route and read without being recorded.
 func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool, bool, error) {
-	g := x.g
 	meta, _ := params["_meta"].(map[string]any)
 	raws, err := x.fetcher().list(meta)
 	if err != nil {
 		return notListed(name), false, err
 	}
+	return x.describedTool(name, raws)
+}
+
+// toolUnrecorded is toolFetched for deciding a message of a gateway that
+// does not own the catalog's list (see ownsList): the list is fetched
+// once for the request (a batch's calls share it) and once at a time for
+// the session (concurrent requests share the fetch), as the owner's
+// refreshes are: a fetch for each call made a batch of 100 calls cost
+// the upstream 100 lists, of up to 100 pages each.
+func (x *exchange) toolUnrecorded(name string, params map[string]any) (catalog.Tool, bool, error) {
+	if x.unrecorded.raws == nil && x.unrecorded.err == nil {
+		meta, _ := params["_meta"].(map[string]any)
+		raws, err, _ := x.g.refreshes.Do("unrecorded "+x.session.String(), func() (any, error) {
+			return x.fetcher().list(meta)
+		})
+		x.unrecorded.raws, _ = raws.([]json.RawMessage)
+		x.unrecorded.err = err
+		if err == nil && x.unrecorded.raws == nil {
+			x.unrecorded.raws = []json.RawMessage{} // listed, empty
+		}
+	}
+	if x.unrecorded.err != nil {
+		return notListed(name), false, x.unrecorded.err
+	}
+	return x.describedTool(name, x.unrecorded.raws)
+}
+
+// describedTool is the tool of a list read without being recorded: as the
+// list says it, Changed unless its pin holds its definition; a tool no
+// gateway pinned yet is pinned to it now, trusted on first use as it is
+// when the owner of the list learns it (see catalog.Catalog.PinFirst).
+func (x *exchange) describedTool(name string, raws []json.RawMessage) (catalog.Tool, bool, error) {
+	g := x.g
 	tools, err := g.catalog.Describe(g.cfg.Upstream, raws)
 	if err != nil {
 		return notListed(name), false, err
@@ -205,6 +237,13 @@ func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool
 	tool, listed := tools[name]
 	if !listed {
 		return notListed(name), false, nil
+	}
+	if tool.Changed {
+		if pinned, err := g.catalog.PinFirst(x.r.Context(), g.cfg.Upstream, tool); err == nil {
+			tool = pinned
+		} else {
+			g.logger.Warn("could not pin a tool on its first use", zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		}
 	}
 	return tool, true, nil
 }

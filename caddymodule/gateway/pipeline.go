@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -48,6 +49,12 @@ type exchange struct {
 	legacy  *legacyPost
 	// verdicts are the policy's decisions, one per message (decide).
 	verdicts []verdict
+	// unrecorded is the upstream's list fetched for this request by a
+	// gateway that does not own the catalog's (see toolUnrecorded).
+	unrecorded struct {
+		raws []json.RawMessage
+		err  error
+	}
 	// lastList is the tools list a POST's reply filtered last, when
 	// remembersLists (see hideBlockedTools): streams remember none.
 	lastList       lastFilteredList
