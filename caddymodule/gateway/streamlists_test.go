@@ -114,3 +114,89 @@ func TestStreamListsJudgedWhenTheyCome(t *testing.T) {
 		t.Fatal("no second list")
 	}
 }
+
+// stepLists answers a batch of tools/list with an event stream, one list
+// per step, each when its step's channel closes.
+type stepLists struct {
+	list  string
+	steps []chan struct{}
+}
+
+func (u stepLists) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	_, _ = io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	for i, step := range u.steps {
+		<-step
+		fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":%s}\n\n", i+1, u.list)
+		_ = http.NewResponseController(w).Flush()
+	}
+	return nil
+}
+
+// TestBatchListsJudgedWhenTheyCome: a batch's reply that stays open
+// across reloads judges each list by the policy in force when it comes,
+// even one alike to the byte to a list it judged before (remembered, the
+// filtering of the first showed a tool the policy in force blocks).
+func TestBatchListsJudgedWhenTheyCome(t *testing.T) {
+	engine := func(echo string) *policy.Engine {
+		e, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+			"read_only": "allow", "tools": map[string]any{"echo": echo}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	var now []*gateway.Gateway
+	cfg := libraryConfig(t)
+	cfg.Running = func() []*gateway.Gateway { return now }
+	g := newGateway(t, cfg)
+	now = []*gateway.Gateway{g}
+	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+	up := stepLists{list: list, steps: []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, up); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}, "Mcp-Protocol-Version": {"2025-03-26"}}
+	close(up.steps[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	next := func() string {
+		var b strings.Builder
+		for {
+			line, err := events.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == "\n" {
+				return b.String()
+			}
+		}
+	}
+	next()
+	// A reload to a configuration that allows echo, then another that
+	// blocks it: the key of the first reload's list is alike to the second's
+	// but for the policy judging it.
+	allowing := libraryConfig(t)
+	allowing.Engine = engine("allow")
+	now = []*gateway.Gateway{newGateway(t, allowing)}
+	g.Retire(true)
+	close(up.steps[1])
+	next()
+	blocking := libraryConfig(t)
+	blocking.Engine = engine("block")
+	now = []*gateway.Gateway{newGateway(t, blocking)}
+	close(up.steps[2])
+	if e := next(); strings.Contains(e, `"echo"`) || !strings.Contains(e, `"other"`) {
+		t.Errorf("the third list, after a reload that blocks echo: %q; want echo hidden", e)
+	}
+}

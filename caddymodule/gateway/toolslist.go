@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -65,7 +66,7 @@ func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, 
 	if !x.remembersLists {
 		return x.filterToolsList(version, result, asOf, stray)
 	}
-	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, retired: x.g.retired.Load()}
+	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, judges: x.g.listJudges()}
 	if filtered, ok := x.lastList.get(key); ok {
 		return filtered, nil
 	}
@@ -83,7 +84,24 @@ type filteredListKey struct {
 	version string
 	asOf    uint64
 	stray   bool
-	retired bool
+	// judges names the gateways that judge a list now and the policy
+	// each decides with (listJudges): a reply may stay open across a
+	// reload, or a policy file rewritten.
+	judges string
+}
+
+// listJudges names the gateways whose policies judge a tools list now
+// (see hidesTool), each with the revision of its policy.
+func (g *Gateway) listJudges() string {
+	judges := []*Gateway{g}
+	if g.retired.Load() {
+		judges = g.deciders()
+	}
+	var names strings.Builder
+	for _, h := range judges {
+		fmt.Fprintf(&names, "%p %s\n", h, h.cfg.Engine.Revision())
+	}
+	return names.String()
 }
 
 // lastFilteredList is the tools list a POST's reply filtered last, and
@@ -92,7 +110,8 @@ type filteredListKey struct {
 // of 100 lists of 300 tools took 1.5 s and 286 MB). Only for one POST's
 // reply, which its batch's lists come in at once: a stream open for
 // hours carries lists that the policy, a reload or the pins judge
-// otherwise by the time they come.
+// otherwise by the time they come; within one reply, a list is judged
+// again when the policy that judges it changed.
 type lastFilteredList struct {
 	mu       sync.Mutex
 	key      filteredListKey

@@ -200,6 +200,12 @@ func (e *Engine) Close() error {
 	return err
 }
 
+// Revision names the policy and data the engine decides with now: it
+// changes when they do (a file rewritten, a bundle activated).
+func (e *Engine) Revision() string {
+	return e.queries.Load().revision
+}
+
 // Decide evaluates the policy for one input. It always returns a decision
 // the gateway can act on: when evaluation fails, times out, or yields
 // anything but a well-formed decision, the decision is a block whose reason
