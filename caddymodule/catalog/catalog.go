@@ -567,6 +567,13 @@ func (c *Catalog) PinFirst(ctx context.Context, server string, t Tool) (Tool, er
 	defer cancel()
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
+	c.mu.RLock()
+	full := len(c.pins[server]) >= MaxPins
+	c.mu.RUnlock()
+	if full {
+		// As Learn: past MaxPins a tool never pinned stays unpinned.
+		return t, fmt.Errorf("pinning tool %q of server %q: the server has %d tools pinned, the most the gateway keeps", t.Name, server, MaxPins)
+	}
 	pin, err := c.store.PinFirst(ctx, server, t.Name, t.Hash)
 	if err != nil {
 		return t, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, server, err)

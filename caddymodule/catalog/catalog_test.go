@@ -808,3 +808,30 @@ func TestListOwnedByConfiguration(t *testing.T) {
 		t.Errorf("configuration 2's own list: %v, stale %v; want it current", err, c.Stale(server))
 	}
 }
+
+// TestPinFirstBoundsPins: a tool pinned on its first use outside a list
+// learned is bound by MaxPins as Learn is: past it, it stays unpinned,
+// and so changed (refused).
+func TestPinFirstBoundsPins(t *testing.T) {
+	tool := func(n string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"name":%q,"annotations":{"readOnlyHint":true}}`, n))
+	}
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	for from := 0; from < MaxPins; from += MaxTools {
+		raws := make([]json.RawMessage, MaxTools)
+		for i := range raws {
+			raws[i] = tool(fmt.Sprintf("t%d", from+i))
+		}
+		if err := c.Learn(t.Context(), "inventive", raws, c.Generation("inventive")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := fmt.Sprintf("t%d", MaxPins)
+	described, err := c.Describe("inventive", []json.RawMessage{tool(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.PinFirst(t.Context(), "inventive", described[name]); err == nil || !got.Changed {
+		t.Errorf("PinFirst past MaxPins: %+v, %v; want it left changed, with an error", got, err)
+	}
+}

@@ -200,3 +200,56 @@ func TestBatchListsJudgedWhenTheyCome(t *testing.T) {
 		t.Errorf("the third list, after a reload that blocks echo: %q; want echo hidden", e)
 	}
 }
+
+// TestBatchListsJudgedAfterAccept: a batch's reply streamed judges each
+// list by the pins as they are when it comes: an operator accepting
+// another definition of echo between two lists alike makes the second's
+// echo changed, and hidden.
+func TestBatchListsJudgedAfterAccept(t *testing.T) {
+	cfg := libraryConfig(t)
+	g := newGateway(t, cfg)
+	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
+	up := stepLists{list: list, steps: []chan struct{}{make(chan struct{}), make(chan struct{})}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, up); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}, "Mcp-Protocol-Version": {"2025-03-26"}}
+	close(up.steps[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	next := func() string {
+		var b strings.Builder
+		for {
+			line, err := events.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == "\n" {
+				return b.String()
+			}
+		}
+	}
+	if e := next(); !strings.Contains(e, `"echo"`) {
+		t.Fatalf("the first list: %q; want echo in it", e)
+	}
+	other := json.RawMessage(`{"name":"echo","description":"new","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}`)
+	if err := cfg.Catalog.Learn(context.Background(), cfg.Upstream, []json.RawMessage{other}, cfg.Catalog.Generation(cfg.Upstream)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Catalog.Accept(context.Background(), cfg.Upstream, "echo", ""); err != nil {
+		t.Fatal(err)
+	}
+	close(up.steps[1])
+	if e := next(); strings.Contains(e, `"echo"`) {
+		t.Errorf("the second list, after another definition of echo was accepted: %q; want echo hidden", e)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // toolsListRequests returns the ids of the allowed tools/list requests
@@ -63,7 +64,10 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 // requested before the server announced its tools changed is out of date,
 // and records nothing (see catalog.LearnPage).
 func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
-	if !x.remembersLists {
+	if !x.remembersLists || !replyfilter.HeldWhole(x.w.Header()) {
+		// A stream, open for as long as the upstream likes, carries lists
+		// that the policy, a reload or an operator's acceptance of a
+		// definition judge otherwise by the time they come.
 		return x.filterToolsList(version, result, asOf, stray)
 	}
 	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, judges: x.g.listJudges()}
@@ -107,11 +111,11 @@ func (g *Gateway) listJudges() string {
 // lastFilteredList is the tools list a POST's reply filtered last, and
 // what came of it: a batch of tools/list requests answered alike (the
 // same page, to the byte) has it judged once, not once per copy (a batch
-// of 100 lists of 300 tools took 1.5 s and 286 MB). Only for one POST's
-// reply, which its batch's lists come in at once: a stream open for
-// hours carries lists that the policy, a reload or the pins judge
-// otherwise by the time they come; within one reply, a list is judged
-// again when the policy that judges it changed.
+// of 100 lists of 300 tools took 1.5 s and 286 MB). Only for a POST's
+// JSON reply, whose lists are read at once when it ends: a stream open
+// for hours carries lists that the policy, a reload or the pins judge
+// otherwise by the time they come (and within one reply, a list is
+// judged again when the policies that judge it changed).
 type lastFilteredList struct {
 	mu       sync.Mutex
 	key      filteredListKey

@@ -759,6 +759,19 @@ func checkIdentityEncoding(h http.Header) error {
 
 // contentMode chooses how to treat a 2xx reply of the given Content-Type.
 // The types MCP servers send, as they send them, are known at once.
+// HeldWhole reports whether a successful reply with the header h is a
+// JSON body, which Wrap holds and reads whole when it ends (its messages
+// handled one after another, at once), rather than an event stream read
+// event by event as it comes, for as long as it stays open.
+func HeldWhole(h http.Header) bool {
+	types := h.Values("Content-Type")
+	if len(types) != 1 {
+		return false
+	}
+	m, err := contentMode(types[0])
+	return err == nil && m == modeJSON
+}
+
 func contentMode(contentType string) (mode, error) {
 	switch contentType {
 	case "application/json":
