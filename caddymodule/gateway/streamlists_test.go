@@ -78,17 +78,7 @@ func TestStreamListsJudgedWhenTheyCome(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	lines := bufio.NewReader(resp.Body)
-	readEvent := func() string {
-		var b strings.Builder
-		for {
-			line, err := lines.ReadString('\n')
-			b.WriteString(line)
-			if err != nil || line == "\n" {
-				return b.String()
-			}
-		}
-	}
+	readEvent := eventReader(resp.Body)
 	if e := readEvent(); !strings.Contains(e, `"echo"`) {
 		t.Fatalf("the first list: %q; want echo in it", e)
 	}
@@ -122,6 +112,61 @@ type stepLists struct {
 	steps []chan struct{}
 }
 
+// newStepLists answers a batch of n tools/list with a list of two
+// read-only tools, echo and other, n times.
+func newStepLists(n int) stepLists {
+	up := stepLists{list: `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`}
+	for range n {
+		up.steps = append(up.steps, make(chan struct{}))
+	}
+	return up
+}
+
+// streamBatchOfLists serves g in front of up, posts a batch of as many
+// tools/list as up has steps, lets the first list go, and returns what
+// reads the reply's next event.
+func streamBatchOfLists(t *testing.T, g *gateway.Gateway, up stepLists) func() string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Serve(w, r, up); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	requests := make([]string, len(up.steps))
+	for i := range requests {
+		requests[i] = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i+1)
+	}
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader("["+strings.Join(requests, ",")+"]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}, "Mcp-Protocol-Version": {"2025-03-26"}}
+	close(up.steps[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return eventReader(resp.Body)
+}
+
+// eventReader returns what reads the next event of an event stream, its
+// lines as they came.
+func eventReader(body io.Reader) func() string {
+	lines := bufio.NewReader(body)
+	return func() string {
+		var b strings.Builder
+		for {
+			line, err := lines.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == "\n" {
+				return b.String()
+			}
+		}
+	}
+}
+
 func (u stepLists) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	_, _ = io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -152,36 +197,8 @@ func TestBatchListsJudgedWhenTheyCome(t *testing.T) {
 	cfg.Running = func() []*gateway.Gateway { return now }
 	g := newGateway(t, cfg)
 	now = []*gateway.Gateway{g}
-	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
-	up := stepLists{list: list, steps: []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.Serve(w, r, up); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}, "Mcp-Protocol-Version": {"2025-03-26"}}
-	close(up.steps[0])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := bufio.NewReader(resp.Body)
-	next := func() string {
-		var b strings.Builder
-		for {
-			line, err := events.ReadString('\n')
-			b.WriteString(line)
-			if err != nil || line == "\n" {
-				return b.String()
-			}
-		}
-	}
+	up := newStepLists(3)
+	next := streamBatchOfLists(t, g, up)
 	next()
 	// A reload to a configuration that allows echo, then another that
 	// blocks it: the key of the first reload's list is alike to the second's
@@ -208,36 +225,8 @@ func TestBatchListsJudgedWhenTheyCome(t *testing.T) {
 func TestBatchListsJudgedAfterAccept(t *testing.T) {
 	cfg := libraryConfig(t)
 	g := newGateway(t, cfg)
-	const list = `{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}},{"name":"other","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}`
-	up := stepLists{list: list, steps: []chan struct{}{make(chan struct{}), make(chan struct{})}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.Serve(w, r, up); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}, "Mcp-Protocol-Version": {"2025-03-26"}}
-	close(up.steps[0])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := bufio.NewReader(resp.Body)
-	next := func() string {
-		var b strings.Builder
-		for {
-			line, err := events.ReadString('\n')
-			b.WriteString(line)
-			if err != nil || line == "\n" {
-				return b.String()
-			}
-		}
-	}
+	up := newStepLists(2)
+	next := streamBatchOfLists(t, g, up)
 	if e := next(); !strings.Contains(e, `"echo"`) {
 		t.Fatalf("the first list: %q; want echo in it", e)
 	}
