@@ -238,7 +238,8 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	if g.cfg.Approvals != nil {
 		patience = g.cfg.Approvals.Hold
 	}
-	timer := time.NewTimer(x.answerableWithin(patience))
+	patience = x.answerableWithin(patience)
+	timer := time.NewTimer(patience)
 	defer timer.Stop()
 	logger := g.logger.With(zap.String("tool", v.message.Tool.Name), zap.String("user", x.session.caller))
 	// cancelledWhileAsked and disconnected end the wait of a call its
