@@ -559,9 +559,12 @@ func (c *Catalog) GenerationFor(server string, epoch uint64) uint64 {
 func (c *Catalog) PinFirst(ctx context.Context, server string, t Tool) (Tool, error) {
 	c.mu.RLock()
 	_, pinned := c.pins[server][t.Name]
+	if pinned {
+		t = c.pinned(server, t)
+	}
 	c.mu.RUnlock()
 	if pinned {
-		return c.pinnedNow(server, t), nil
+		return t, nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -582,13 +585,6 @@ func (c *Catalog) PinFirst(ctx context.Context, server string, t Tool) (Tool, er
 	defer c.mu.Unlock()
 	c.pinsOf(server)[t.Name] = pin
 	return c.pinned(server, t), nil
-}
-
-// pinnedNow is pinned, taking c.mu.
-func (c *Catalog) pinnedNow(server string, t Tool) Tool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.pinned(server, t)
 }
 
 // Describe reads a tool list of a server as Learn would, without

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -17,7 +18,9 @@ import (
 // multiplies a deeply nested value (each line carries its depth in
 // spaces), and json.Indent writes all of it before anything can be cut.
 func IndentedJSON(raw []byte, limit int) (indented string, complete bool, err error) {
-	out := &boundedBuffer{limit: limit}
+	// A character's worth past the limit is kept, for Prefix to find
+	// where the character the limit falls in begins.
+	out := &boundedBuffer{limit: limit + utf8.UTFMax}
 	dec := jsontext.NewDecoder(bytes.NewReader(raw))
 	enc := jsontext.NewEncoder(out, jsontext.WithIndent("  "), jsontext.EscapeForHTML(false), jsontext.EscapeForJS(false))
 	for {
@@ -28,23 +31,14 @@ func IndentedJSON(raw []byte, limit int) (indented string, complete bool, err er
 		if err != nil {
 			return "", false, fmt.Errorf("reading JSON to show: %w", err)
 		}
-		if err := enc.WriteToken(token); err != nil {
-			if errors.Is(err, errBufferFull) {
-				shown := out.buf.Bytes()
-				if r, size := utf8.DecodeLastRune(shown); r == utf8.RuneError && size == 1 {
-					// The limit fell inside a character: it is left out.
-					cut := len(shown) - 1
-					for cut > 0 && !utf8.RuneStart(shown[cut]) {
-						cut--
-					}
-					shown = shown[:cut]
-				}
-				return string(shown), false, nil
-			}
+		if err := enc.WriteToken(token); errors.Is(err, errBufferFull) {
+			break
+		} else if err != nil {
 			return "", false, fmt.Errorf("indenting JSON to show: %w", err)
 		}
 	}
-	return string(bytes.TrimSuffix(out.buf.Bytes(), []byte("\n"))), true, nil
+	indented, cut := Prefix(strings.TrimSuffix(out.buf.String(), "\n"), limit)
+	return indented, !cut, nil
 }
 
 // errBufferFull stops an IndentedJSON at its limit.

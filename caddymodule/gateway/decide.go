@@ -301,7 +301,7 @@ func (g *Gateway) evaluate(r *http.Request, input *policy.Input, toolLabel strin
 // held by some for other reviewers than others is refused, as a held
 // call decided again is.
 func (g *Gateway) evaluateRunning(r *http.Request, input *policy.Input, toolLabel string) policy.Decision {
-	running := g.deciders()
+	running := g.judges()
 	if len(running) == 0 {
 		decision := policy.Decision{Action: policy.ActionBlock, Reason: notServedReason(g.cfg.Server)}
 		g.recordRefusal(r, input, toolLabel, decision)

@@ -217,6 +217,16 @@ func (g *Gateway) listGeneration() uint64 {
 	return g.catalog.GenerationFor(g.cfg.Upstream, g.cfg.Epoch)
 }
 
+// judges is deciders, without asking Running while the gateway's own
+// configuration runs (it is then the one judge): for what a request
+// carries, on the path of every call.
+func (g *Gateway) judges() []*Gateway {
+	if !g.retired.Load() {
+		return []*Gateway{g}
+	}
+	return g.deciders()
+}
+
 // deciders returns the gateways whose policy decides this gateway's
 // requests now: this one while its configuration runs; after a reload,
 // every gateway that serves its server in the configuration running then

@@ -207,16 +207,13 @@ func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool
 // refreshes are: a fetch for each call made a batch of 100 calls cost
 // the upstream 100 lists, of up to 100 pages each.
 func (x *exchange) toolUnrecorded(name string, params map[string]any) (catalog.Tool, bool, error) {
-	if x.unrecorded.raws == nil && x.unrecorded.err == nil {
+	if !x.unrecorded.fetched {
 		meta, _ := params["_meta"].(map[string]any)
 		raws, err, _ := x.g.refreshes.Do("unrecorded "+x.session.String(), func() (any, error) {
 			return x.fetcher().list(meta)
 		})
 		x.unrecorded.raws, _ = raws.([]json.RawMessage)
-		x.unrecorded.err = err
-		if err == nil && x.unrecorded.raws == nil {
-			x.unrecorded.raws = []json.RawMessage{} // listed, empty
-		}
+		x.unrecorded.err, x.unrecorded.fetched = err, true
 	}
 	if x.unrecorded.err != nil {
 		return notListed(name), false, x.unrecorded.err

@@ -52,13 +52,13 @@ type exchange struct {
 	// unrecorded is the upstream's list fetched for this request by a
 	// gateway that does not own the catalog's (see toolUnrecorded).
 	unrecorded struct {
-		raws []json.RawMessage
-		err  error
+		fetched bool
+		raws    []json.RawMessage
+		err     error
 	}
-	// lastList is the tools list a POST's reply filtered last, when
-	// remembersLists (see hideBlockedTools): streams remember none.
-	lastList       lastFilteredList
-	remembersLists bool
+	// lastList is the tools list a JSON reply filtered last (see
+	// hideBlockedTools).
+	lastList lastFilteredList
 	// sessionEnded is set when the upstream, asked for its tools in the
 	// client's session, no longer knew the session (decide).
 	sessionEnded bool

@@ -64,10 +64,11 @@ func (g *Gateway) watchToolListChanges() func(*mcpmsg.Message) {
 // requested before the server announced its tools changed is out of date,
 // and records nothing (see catalog.LearnPage).
 func (x *exchange) hideBlockedTools(version string, result []byte, asOf uint64, stray bool) ([]byte, error) {
-	if !x.remembersLists || !replyfilter.HeldWhole(x.w.Header()) {
-		// A stream, open for as long as the upstream likes, carries lists
-		// that the policy, a reload or an operator's acceptance of a
-		// definition judge otherwise by the time they come.
+	if !replyfilter.HeldWhole(x.w.Header()) {
+		// A stream (a POST's, or a GET's), open for as long as the
+		// upstream likes, carries lists that the policy, a reload or an
+		// operator's acceptance of a definition judge otherwise by the
+		// time they come.
 		return x.filterToolsList(version, result, asOf, stray)
 	}
 	key := filteredListKey{digest: sha256.Sum256(result), version: version, asOf: asOf, stray: stray, judges: x.g.listJudges()}
@@ -97,22 +98,18 @@ type filteredListKey struct {
 // listJudges names the gateways whose policies judge a tools list now
 // (see hidesTool), each with the revision of its policy.
 func (g *Gateway) listJudges() string {
-	judges := []*Gateway{g}
-	if g.retired.Load() {
-		judges = g.deciders()
-	}
 	var names strings.Builder
-	for _, h := range judges {
+	for _, h := range g.judges() {
 		fmt.Fprintf(&names, "%p %s\n", h, h.cfg.Engine.Revision())
 	}
 	return names.String()
 }
 
-// lastFilteredList is the tools list a POST's reply filtered last, and
+// lastFilteredList is the tools list a JSON reply filtered last, and
 // what came of it: a batch of tools/list requests answered alike (the
 // same page, to the byte) has it judged once, not once per copy (a batch
-// of 100 lists of 300 tools took 1.5 s and 286 MB). Only for a POST's
-// JSON reply, whose lists are read at once when it ends: a stream open
+// of 100 lists of 300 tools took 1.5 s and 286 MB). Only for a JSON
+// reply, whose lists are read at once when it ends: a stream open
 // for hours carries lists that the policy, a reload or the pins judge
 // otherwise by the time they come (and within one reply, a list is
 // judged again when the policies that judge it changed).
@@ -191,14 +188,11 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 // a reload retired asks the gateways serving its server now (see
 // deciders): any of them hides it, and with none, every tool is hidden.
 func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) bool {
-	deciders := []*Gateway{g}
-	if g.retired.Load() {
-		deciders = g.deciders()
-	}
-	if len(deciders) == 0 {
+	judges := g.judges()
+	if len(judges) == 0 {
 		return true
 	}
-	for _, h := range deciders {
+	for _, h := range judges {
 		now := *input
 		if h != g {
 			now.Request = h.requestInfo(r)

@@ -27,7 +27,6 @@ import (
 // learn at once that no answer will come.
 func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) error) {
 	g, session := x.g, x.session
-	x.remembersLists = true
 	ids, lists := toolsListRequests(x.verdicts)
 	var asOf uint64
 	if len(ids) > 0 {

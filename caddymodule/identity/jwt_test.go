@@ -217,6 +217,17 @@ func signWith(t *testing.T, k testKey, claims map[string]any) string {
 	return sign(t, k.alg, k.private, map[string]any{jws.KeyIDKey: k.kid}, claims)
 }
 
+// signTyped signs valid claims with k under its own kid, with typ as the
+// "typ" header (none when nil).
+func signTyped(t *testing.T, k testKey, typ any) string {
+	t.Helper()
+	headers := map[string]any{jws.KeyIDKey: k.kid}
+	if typ != nil {
+		headers[jws.TypeKey] = typ
+	}
+	return sign(t, k.alg, k.private, headers, validClaims(nil))
+}
+
 // signPayload signs raw bytes as a JWS payload with k.
 func signPayload(t *testing.T, k testKey, payload []byte) string {
 	t.Helper()
@@ -306,21 +317,21 @@ func TestVerify(t *testing.T) {
 		{"certificate-bound (RFC 8705)", signWith(t, ecKey, validClaims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})),
 			"token bound to a client key"},
 
-		{"typed JWT", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "JWT"}, validClaims(nil)), ""},
-		{"typed as an access token (RFC 9068)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "at+jwt"}, validClaims(nil)), ""},
+		{"typed JWT", signTyped(t, ecKey, "JWT"), ""},
+		{"typed as an access token (RFC 9068)", signTyped(t, ecKey, "at+jwt"), ""},
 		{"typed as an access token, media type in full and in other case",
-			sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "Application/AT+JWT"}, validClaims(nil)), ""},
-		{"a DPoP proof (RFC 9449)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "dpop+jwt"}, validClaims(nil)),
+			signTyped(t, ecKey, "Application/AT+JWT"), ""},
+		{"a DPoP proof (RFC 9449)", signTyped(t, ecKey, "dpop+jwt"),
 			"not an access token"},
-		{"a logout token (OpenID back-channel logout)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "logout+jwt"}, validClaims(nil)),
+		{"a logout token (OpenID back-channel logout)", signTyped(t, ecKey, "logout+jwt"),
 			"not an access token"},
-		{"an introspection response (RFC 9701)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "token-introspection+jwt"}, validClaims(nil)),
+		{"an introspection response (RFC 9701)", signTyped(t, ecKey, "token-introspection+jwt"),
 			"not an access token"},
-		{"a security event (RFC 8417)", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: "secevent+jwt"}, validClaims(nil)),
+		{"a security event (RFC 8417)", signTyped(t, ecKey, "secevent+jwt"),
 			"not an access token"},
-		{"a type with surrounding space", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: " JWT"}, validClaims(nil)),
+		{"a type with surrounding space", signTyped(t, ecKey, " JWT"),
 			"not an access token"},
-		{"an empty type", sign(t, jwa.ES256(), ecKey.private, map[string]any{jws.KeyIDKey: "ec-1", jws.TypeKey: ""}, validClaims(nil)),
+		{"an empty type", signTyped(t, ecKey, ""),
 			"not an access token"},
 		{"a type that is not a string",
 			b64(`{"alg":"ES256","kid":"ec-1","typ":7}`) + "." + strings.Split(valid, ".")[1] + "." + b64("sig"),
@@ -753,13 +764,6 @@ func TestVerifyChosenTokenTypes(t *testing.T) {
 		t.Fatalf("NewJWTVerifier: %v", err)
 	}
 	t.Cleanup(func() { _ = v.Close() })
-	typed := func(typ any) string {
-		headers := map[string]any{jws.KeyIDKey: "ec-1"}
-		if typ != nil {
-			headers[jws.TypeKey] = typ
-		}
-		return sign(t, jwa.ES256(), ecKey.private, headers, validClaims(nil))
-	}
 	tests := []struct {
 		name      string
 		typ       any
@@ -773,7 +777,7 @@ func TestVerifyChosenTokenTypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := v.Verify(t.Context(), typed(tt.typ))
+			_, err := v.Verify(t.Context(), signTyped(t, ecKey, tt.typ))
 			if tt.wantError == "" {
 				if err != nil {
 					t.Fatalf("Verify: %v, want success", err)
