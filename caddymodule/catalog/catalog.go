@@ -322,14 +322,9 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	for _, tool := range slices.Sorted(maps.Keys(lost)) {
 		// Not saved, the pin held here stands: dropping it would trust
 		// whatever the server lists next.
-		pin, err := c.store.PinFirst(ctx, name, tool, lost[tool])
-		if err != nil {
+		if _, err := c.savePinFirst(ctx, name, tool, lost[tool]); err != nil {
 			errs = append(errs, fmt.Errorf("saving again the lost pin of tool %q of server %q: %w", tool, name, err))
-			continue
 		}
-		c.mu.Lock()
-		pins[tool] = pin
-		c.mu.Unlock()
 	}
 	slices.SortFunc(unpinned, func(a, b Tool) int { return cmp.Compare(a.Name, b.Name) })
 	if batch, ok := c.store.(BatchPinner); ok && len(unpinned) > 1 {
@@ -470,14 +465,24 @@ func (c *Catalog) Recheck(ctx context.Context, server, name string) (Tool, bool)
 		// Its first pin was never saved: saved now, or another's taken.
 		pin = t.Hash
 	}
-	stored, err := c.store.PinFirst(ctx, server, name, pin)
-	if err != nil {
+	if _, err := c.savePinFirst(ctx, server, name, pin); err != nil {
 		return t, ok
+	}
+	return c.Lookup(server, name)
+}
+
+// savePinFirst pins a tool's hash in the store unless another gateway
+// pinned it first, and keeps here the pin the store answers; c.pinMu
+// must be held.
+func (c *Catalog) savePinFirst(ctx context.Context, server, tool, hash string) (string, error) {
+	pin, err := c.store.PinFirst(ctx, server, tool, hash)
+	if err != nil {
+		return "", err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pinsOf(server)[name] = stored
-	return c.lookup(server, name)
+	c.pinsOf(server)[tool] = pin
+	return pin, nil
 }
 
 // Accept pins a server's tool to its current definition, as an operator
@@ -577,14 +582,12 @@ func (c *Catalog) PinFirst(ctx context.Context, server string, t Tool) (Tool, er
 		// As Learn: past MaxPins a tool never pinned stays unpinned.
 		return t, fmt.Errorf("pinning tool %q of server %q: the server has %d tools pinned, the most the gateway keeps", t.Name, server, MaxPins)
 	}
-	pin, err := c.store.PinFirst(ctx, server, t.Name, t.Hash)
+	pin, err := c.savePinFirst(ctx, server, t.Name, t.Hash)
 	if err != nil {
 		return t, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, server, err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pinsOf(server)[t.Name] = pin
-	return c.pinned(server, t), nil
+	t.Changed = pin != t.Hash
+	return t, nil
 }
 
 // Describe reads a tool list of a server as Learn would, without
