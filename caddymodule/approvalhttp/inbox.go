@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +127,11 @@ func (h *Handler) decideFromInbox(w http.ResponseWriter, r *http.Request, user s
 			return refuse(http.StatusBadRequest, fmt.Errorf("form field %q given %d times", name, len(values)))
 		}
 	}
+	// The page the form was on, to come back to.
+	number, err := inboxPageNumber(r.URL.Query())
+	if err != nil {
+		return refuse(http.StatusBadRequest, err)
+	}
 	id, decision := r.PostForm.Get("id"), r.PostForm.Get("decision")
 	if decision != "approve" && decision != "deny" {
 		return refuse(http.StatusBadRequest, fmt.Errorf("decision %q is neither approve nor deny", decision))
@@ -150,7 +157,11 @@ func (h *Handler) decideFromInbox(w http.ResponseWriter, r *http.Request, user s
 	// mounted at a site's root may be reached), and a page behind a
 	// stripped prefix (handle_path) comes back to itself. (http.Redirect
 	// would make the reference a path again.)
-	w.Header().Set("Location", "?decided="+url.QueryEscape(id))
+	back := "?decided=" + url.QueryEscape(id)
+	if number > 1 {
+		back += "&page=" + strconv.Itoa(number)
+	}
+	w.Header().Set("Location", back)
 	w.WriteHeader(http.StatusSeeOther)
 	return nil
 }
@@ -162,10 +173,20 @@ type inboxEntry struct {
 	Token     string
 }
 
+// inboxPageSize is how many pending approvals one page of the inbox
+// shows: a store may hold a thousand, each with up to 64 KiB of
+// arguments, too many to show (and to indent and sign) on one page.
+const inboxPageSize = 25
+
 // inboxPage is what the page template sees.
 type inboxPage struct {
-	User    string
+	User string
+	// Pending are the approvals on this page, oldest first (the soonest
+	// to expire), of Total the account may decide, on Pages pages.
 	Pending []inboxEntry
+	Total   int
+	Page    int
+	Pages   int
 	Decided *approval.Approval
 	// Focused is the approval a link named (?approval=<id>), shown by its
 	// state alone to an account that may not decide it (its tool, server
@@ -175,13 +196,19 @@ type inboxPage struct {
 	Entitled bool
 }
 
-// renderInbox lists the pending approvals, each with its form.
+// renderInbox lists the pending approvals, a page of them (?page=<n>,
+// from 1), each with its form.
 func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user string) error {
-	page := inboxPage{User: user}
+	number, err := inboxPageNumber(r.URL.Query())
+	if err != nil {
+		return refuse(http.StatusBadRequest, err)
+	}
+	page := inboxPage{User: user, Page: number}
 	by := h.inbox.decider(user)
 	seen := make(map[string]bool)
 	var listErr error
 	decided, focused := r.URL.Query().Get("decided"), r.URL.Query().Get("approval")
+	first := (number - 1) * inboxPageSize
 	h.services.Each(func(s *approval.Service) bool {
 		list, err := s.List(r.Context())
 		if err != nil {
@@ -200,13 +227,19 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 				continue
 			}
 			seen[a.ID] = true
-			page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: shownArguments(a.Arguments), Token: s.FormToken(user, a.ID)})
+			// Only the page's own approvals are shown, so only theirs
+			// have their arguments indented and their forms signed.
+			if page.Total >= first && page.Total < first+inboxPageSize {
+				page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: shownArguments(a.Arguments), Token: s.FormToken(user, a.ID)})
+			}
+			page.Total++
 		}
 		return true
 	})
 	if listErr != nil {
 		return refuse(http.StatusInternalServerError, listErr)
 	}
+	page.Pages = (page.Total + inboxPageSize - 1) / inboxPageSize
 	var body bytes.Buffer
 	if err := inboxTemplate.Execute(&body, page); err != nil {
 		return refuse(http.StatusInternalServerError, err)
@@ -214,8 +247,37 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 	for name, value := range inboxPageHeaders {
 		w.Header().Set(name, value)
 	}
-	_, err := w.Write(body.Bytes())
+	_, err = w.Write(body.Bytes())
 	return err
+}
+
+// maxInboxPage bounds the page number a request may name: more pages
+// than a store's pending approvals could fill, and small enough that the
+// first approval's position cannot overflow.
+const maxInboxPage = 1 << 20
+
+// inboxPageNumber reads the page a request asks for (?page=<n>, from 1;
+// 1 when it names none), refusing anything but one number in decimal
+// digits within bounds.
+func inboxPageNumber(query url.Values) (int, error) {
+	values, ok := query["page"]
+	if !ok {
+		return 1, nil
+	}
+	if len(values) != 1 {
+		return 0, fmt.Errorf("page given %d times", len(values))
+	}
+	text := values[0]
+	// strconv.Atoi alone would take "+2" and "-0", and a number of any
+	// length; a page is digits, from 1.
+	if text == "" || len(text) > 7 || strings.Trim(text, "0123456789") != "" {
+		return 0, fmt.Errorf("page %q is not a page number (1, 2, ...)", display.Cut(text, 40))
+	}
+	number, err := strconv.Atoi(text)
+	if err != nil || number < 1 || number > maxInboxPage {
+		return 0, fmt.Errorf("page %q is not a page number (1, 2, ...)", text)
+	}
+	return number, nil
 }
 
 // shownArguments shows arguments whole, indented when that keeps them
@@ -232,6 +294,7 @@ func shownArguments(raw []byte) string {
 
 var inboxTemplate = template.Must(template.New("inbox").Funcs(template.FuncMap{
 	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"add":  func(a, b int) int { return a + b },
 	// shown makes what the caller or the server wrote safe to read as
 	// what runs: characters that could reorder or hide text, visible.
 	"shown": display.Line,
@@ -273,8 +336,11 @@ button { font-size: 1rem; margin-right: .5rem; }
 </form>
 </section>
 {{else}}
-<p id="empty">Nothing waits for approval.</p>
+{{if .Total}}<p id="past">Page {{.Page}} is past the last page, <a href="?page={{.Pages}}">{{.Pages}}</a>.</p>{{else}}<p id="empty">Nothing waits for approval.</p>{{end}}
 {{end}}
+{{if gt .Pages 1}}<nav id="pages">Page {{.Page}} of {{.Pages}}, {{.Total}} pending.
+{{if gt .Page 1}}<a id="previous" href="?page={{if gt .Page .Pages}}{{.Pages}}{{else}}{{add .Page -1}}{{end}}">Previous</a>{{end}}
+{{if lt .Page .Pages}}<a id="next" href="?page={{add .Page 1}}">Next</a>{{end}}</nav>{{end}}
 </body>
 </html>
 `))

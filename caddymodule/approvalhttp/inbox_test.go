@@ -122,6 +122,9 @@ func TestInboxDecide(t *testing.T) {
 		wantState    approval.State
 		wantApprover string
 		wantLog      string
+		// wantPage is the page a decision sends the browser back to,
+		// when not the first.
+		wantPage string
 	}{
 		{name: "approve", user: "alice",
 			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:alice"},
@@ -159,6 +162,14 @@ func TestInboxDecide(t *testing.T) {
 		}, wantStatus: http.StatusNotFound, wantState: approval.Pending},
 		{name: "store unreachable", user: "alice", unreachable: true,
 			wantStatus: http.StatusServiceUnavailable, wantState: approval.Pending},
+		{name: "from a page after the first", user: "alice", query: "?page=3",
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:alice", wantPage: "3"},
+		{name: "from the first page, named", user: "alice", query: "?page=1",
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:alice"},
+		{name: "from no page", user: "alice", query: "?page=two",
+			wantStatus: http.StatusBadRequest, wantState: approval.Pending},
+		{name: "a page in the body", user: "alice", form: func(v url.Values, _ *approval.Service) { v.Set("page", "3") },
+			wantStatus: http.StatusSeeOther, wantState: approval.Approved, wantApprover: "inbox:alice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +192,11 @@ func TestInboxDecide(t *testing.T) {
 			case tt.wantStatus == http.StatusSeeOther && refused != nil:
 				t.Fatalf("refused with %v, want a decision taken", refused)
 			case tt.wantStatus == http.StatusSeeOther:
-				if want := "?decided=" + url.QueryEscape(a.ID); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
+				want := "?decided=" + url.QueryEscape(a.ID)
+				if tt.wantPage != "" {
+					want += "&page=" + tt.wantPage
+				}
+				if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
 					t.Errorf("response = %d to %q, want 303 to %q", rec.Code, rec.Header().Get("Location"), want)
 				}
 			case refused == nil || refused.Status != tt.wantStatus:
@@ -272,6 +287,85 @@ You may decide it below.</p>`}},
 				}
 			}
 		})
+	}
+}
+
+// TestInboxPages: the pending approvals are shown a page at a time,
+// oldest first, with links between the pages; a page that is not a page
+// number is refused, and one past the last says so.
+func TestInboxPages(t *testing.T) {
+	s := approvaltest.NewService(t, nil)
+	var pending []*approval.Approval
+	for range 2*inboxPageSize + 3 {
+		pending = append(pending, approvaltest.Request(t, s))
+		approvaltest.Request(t, s, "inbox:bob") // not alice's: neither shown nor counted
+	}
+	h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{s})
+	total := len(pending)
+	tests := []struct {
+		query       string
+		wantListed  []*approval.Approval
+		wantContain []string
+		wantLack    []string
+	}{
+		{query: "", wantListed: pending[:inboxPageSize],
+			wantContain: []string{"Page 1 of 3, 53 pending.", `<a id="next" href="?page=2">Next</a>`}, wantLack: []string{`id="previous"`}},
+		{query: "?page=2", wantListed: pending[inboxPageSize : 2*inboxPageSize],
+			wantContain: []string{"Page 2 of 3, 53 pending.", `<a id="previous" href="?page=1">Previous</a>`, `<a id="next" href="?page=3">Next</a>`}},
+		{query: "?page=3&decided=" + pending[0].ID, wantListed: pending[2*inboxPageSize:],
+			wantContain: []string{"Page 3 of 3, 53 pending.", `<a id="previous" href="?page=2">Previous</a>`, `id="decided"`}, wantLack: []string{`id="next"`}},
+		{query: "?page=0004",
+			wantContain: []string{`<p id="past">Page 4 is past the last page, <a href="?page=3">3</a>.</p>`, `<a id="previous" href="?page=3">Previous</a>`}},
+		{query: "?page=1048576", wantContain: []string{`Page 1048576 is past the last page`}},
+	}
+	for _, tt := range tests {
+		t.Run("page"+tt.query, func(t *testing.T) {
+			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+tt.query, "alice", nil))
+			if refused != nil || rec.Code != http.StatusOK {
+				t.Fatalf("response = %d, refusal %v; want 200", rec.Code, refused)
+			}
+			page := rec.Body.String()
+			listedAt := func(a *approval.Approval) int {
+				return strings.Index(page, `<section class="approval" id="`+a.ID+`">`)
+			}
+			last := -1
+			for _, a := range tt.wantListed {
+				at := listedAt(a)
+				if at < 0 || at < last {
+					t.Errorf("approval %d of %d at %d on the page, after %d; want it listed in order", slices.Index(pending, a), total, at, last)
+				}
+				last = at
+			}
+			if got := strings.Count(page, `<section class="approval"`); got != len(tt.wantListed) {
+				t.Errorf("page lists %d approvals, want %d", got, len(tt.wantListed))
+			}
+			for _, want := range tt.wantContain {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q:\n%s", want, page)
+				}
+			}
+			for _, lack := range tt.wantLack {
+				if strings.Contains(page, lack) {
+					t.Errorf("page has %q, want none", lack)
+				}
+			}
+		})
+	}
+	for _, query := range []string{"?page=", "?page=0", "?page=-1", "?page=+2", "?page=2.0", "?page=1e3", "?page=%202", "?page=two",
+		"?page=1048577", "?page=99999999999999999999", "?page=1&page=2"} {
+		t.Run("refused"+query, func(t *testing.T) {
+			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+query, "alice", nil))
+			if refused == nil || refused.Status != http.StatusBadRequest {
+				t.Errorf("response = %d, refusal %v; want 400", rec.Code, refused)
+			}
+		})
+	}
+	// A single page has no links between pages.
+	one := approvaltest.NewService(t, nil)
+	approvaltest.Request(t, one)
+	h, _ = newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{one})
+	if rec, _ := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", "alice", nil)); strings.Contains(rec.Body.String(), `id="pages"`) {
+		t.Errorf("a single page shows links between pages:\n%s", rec.Body)
 	}
 }
 
