@@ -174,6 +174,7 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 		return nil, err
 	}
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
+	q.warnings = b.lint(compiler, q.input)
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
 		query    string
@@ -378,26 +379,12 @@ func (b *policyBuilder) checkTableRead(compiler *ast.Compiler, origin string) er
 		}
 		return read
 	})
-	seen := map[*ast.Rule]bool{}
-	for queue := compiler.GetRules(ref); len(queue) > 0 && !read; {
-		rule := queue[len(queue)-1]
-		queue = queue[:len(queue)-1]
-		if seen[rule] {
-			continue
-		}
-		seen[rule] = true
+	walkDependencies(compiler, compiler.GetRules(ref), func(rule *ast.Rule) bool {
 		// The rule, not its module: a package's path (data.mcp) is no
 		// read.
 		visitor.Walk(rule)
-		if rule.Else != nil {
-			queue = append(queue, rule.Else)
-		}
-		for dependency := range compiler.Graph.Dependencies(rule) {
-			if r, ok := dependency.(*ast.Rule); ok {
-				queue = append(queue, r)
-			}
-		}
-	}
+		return read
+	})
 	if read {
 		return nil
 	}

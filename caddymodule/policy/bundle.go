@@ -251,7 +251,7 @@ func (b *policyBundle) statusChanged(status bundleplugin.Status) {
 		logger.Error("policy bundle rejected; keeping the previous policy", zap.Error(err))
 		return
 	}
-	b.engine.queries.Store(queries)
+	b.engine.install(queries, b.location)
 	select {
 	case <-b.active:
 		b.reloaded(nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,9 @@ type preparedQueries struct {
 	revision string
 	// shared are the values of the rules every evaluation computes alike.
 	shared *sharedRules
+	// warnings say what the policy does that its author evidently did
+	// not mean (lint), logged as it is put in force.
+	warnings []string
 }
 
 // preparedQuery is one query of a compiled policy, with the results it
@@ -204,6 +208,12 @@ func (e *Engine) Close() error {
 // changes when they do (a file rewritten, a bundle activated).
 func (e *Engine) Revision() string {
 	return e.queries.Load().revision
+}
+
+// warnings say what the policy in force does that its author evidently
+// did not mean (lint); they are logged as it is put in force.
+func (e *Engine) warnings() []string {
+	return slices.Clone(e.queries.Load().warnings)
 }
 
 // Decide evaluates the policy for one input. It always returns a decision
@@ -407,8 +417,17 @@ func (e *Engine) loadFiles(ctx context.Context, paths []string) error {
 	if err != nil {
 		return err
 	}
-	e.queries.Store(queries)
+	e.install(queries, origin)
 	return nil
+}
+
+// install puts a built policy in force, from origin, and logs its
+// warnings.
+func (e *Engine) install(queries *preparedQueries, origin string) {
+	e.queries.Store(queries)
+	for _, warning := range queries.warnings {
+		e.logger.Warn("policy warning", zap.String("policy", origin), zap.String("warning", warning))
+	}
 }
 
 // reloadFiles is loadFiles for the watcher: the outcome is logged, and a

@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// A policy can load, compile and decide, and still not say what its
+// author meant: an organization's rule written in another package, or
+// misspelt (`blocks`, `deny`), is a rule no decision reads, and a rule
+// reading `input.tool.args` reads a member the gateway never sets; either
+// leaves calls allowed that the author meant to refuse, without a word.
+// Both may also be meant (a helper kept for later, a member read in case a
+// future gateway sets it), so they are warnings, logged at every load,
+// not errors. OPA's compiler and `opa check` say neither: an undefined
+// reference is, to Rego, just false.
+
+// maxListedInWarning bounds how many rules or members one warning names.
+const maxListedInWarning = 10
+
+// lint returns what the compiled policy does that its author evidently did
+// not mean: its own rules (not those the gateway gives it) that neither
+// query reads, and members of input it reads that the gateway never sets.
+func (b *policyBuilder) lint(compiler *ast.Compiler, use *inputUse) []string {
+	var warnings []string
+	if w := b.unreadRules(compiler); w != "" {
+		warnings = append(warnings, w)
+	}
+	if unknown := unknownInputMembers(use, reflect.TypeFor[Input](), "input"); len(unknown) > 0 {
+		warnings = append(warnings, fmt.Sprintf("the policy reads %s, which the gateway never sets: such a reference is always undefined (see the input document in docs/policy.md)", listed(unknown)))
+	}
+	return warnings
+}
+
+// queryRules returns the rules the builder's queries name.
+func (b *policyBuilder) queryRules(compiler *ast.Compiler) []*ast.Rule {
+	var rules []*ast.Rule
+	for _, body := range b.queryBodies {
+		ast.WalkRefs(body, func(ref ast.Ref) bool {
+			rules = append(rules, compiler.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true})...)
+			return false
+		})
+	}
+	return rules
+}
+
+// walkDependencies calls visit with each rule from rules and every rule
+// they depend on (OPA's dependency graph, which counts a reference with a
+// variable, data.mcp[x], as reading every rule it may select), each once,
+// until visit returns true.
+func walkDependencies(compiler *ast.Compiler, rules []*ast.Rule, visit func(*ast.Rule) (stop bool)) {
+	seen := map[*ast.Rule]bool{}
+	for queue := slices.Clone(rules); len(queue) > 0; {
+		rule := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		if seen[rule] {
+			continue
+		}
+		seen[rule] = true
+		if visit(rule) {
+			return
+		}
+		if rule.Else != nil {
+			queue = append(queue, rule.Else)
+		}
+		for dependency := range compiler.Graph.Dependencies(rule) {
+			if r, ok := dependency.(*ast.Rule); ok {
+				queue = append(queue, r)
+			}
+		}
+	}
+}
+
+// unreadRules says which of the policy's own rules neither query reads,
+// directly or through other rules; "" when every one is read.
+func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
+	read := map[*ast.Rule]bool{}
+	walkDependencies(compiler, b.queryRules(compiler), func(rule *ast.Rule) bool {
+		read[rule] = true
+		return false
+	})
+	var unread []string
+	seen := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
+		if _, given := b.modules[name]; given {
+			continue // the gateway's own modules (the library)
+		}
+		ast.WalkRules(compiler.Modules[name], func(rule *ast.Rule) bool {
+			path := rule.Ref().GroundPrefix().String()
+			// A function no rule calls is a helper kept for policies
+			// to come (the library's argument(name)): only a rule that
+			// makes a document may have been meant to decide.
+			if read[rule] || seen[path] || isTestRule(rule) || len(rule.Head.Args) > 0 {
+				return false
+			}
+			seen[path] = true
+			at := ""
+			if rule.Location != nil {
+				at = fmt.Sprintf(" (%s:%d)", rule.Location.File, rule.Location.Row)
+			}
+			unread = append(unread, path+at)
+			return false
+		})
+	}
+	if len(unread) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the policy's rules %s are read by neither %s nor %s, so they decide nothing: an organization's rule must be one the decision reads (with the shipped library, block, needs_approval or approvers in package mcp; see docs/policy.md)",
+		listed(unread), b.decisionQuery, b.permissionQuery)
+}
+
+// isTestRule reports whether rule is one of `opa test`'s, which a policy
+// may keep beside its rules (files named *_test.rego are left out
+// before this).
+func isTestRule(rule *ast.Rule) bool {
+	name := rule.Head.Ref()[0].Value.String()
+	return strings.HasPrefix(name, "test_") || strings.HasPrefix(name, "todo_test_")
+}
+
+// unknownInputMembers returns the members use reads below the document of
+// type t (at path) that the gateway never sets, as paths. The members
+// the gateway sets are Input's JSON names; a map (params, arguments,
+// claims, headers) holds whatever the message or the token carries, so
+// nothing below one is unknown.
+func unknownInputMembers(use *inputUse, t reflect.Type, path string) []string {
+	if use == nil || use.whole {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Map {
+		return nil
+	}
+	members := map[string]reflect.Type{}
+	if t.Kind() == reflect.Struct {
+		for i := range t.NumField() {
+			field := t.Field(i)
+			name, _, _ := strings.Cut(field.Tag.Get("json"), ",")
+			if name != "" && name != "-" {
+				members[name] = field.Type
+			}
+		}
+	}
+	var unknown []string
+	for _, name := range slices.Sorted(maps.Keys(use.members)) {
+		member := path + "." + name
+		if t, ok := members[name]; ok {
+			unknown = append(unknown, unknownInputMembers(use.members[name], t, member)...)
+		} else {
+			unknown = append(unknown, member)
+		}
+	}
+	return unknown
+}
+
+// listed names items for a warning, the first maxListedInWarning of them.
+func listed(items []string) string {
+	if len(items) <= maxListedInWarning {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListedInWarning], ", "), len(items)-maxListedInWarning)
+}
