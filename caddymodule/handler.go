@@ -10,7 +10,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -236,9 +235,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Host:         caddyHost,
 		Metrics:      metrics,
 		Logger:       h.logger,
-	}
-	if h.Permissions != nil {
-		cfg.NamedTools = slices.Sorted(maps.Keys(h.Permissions.Tools))
 	}
 	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))

@@ -138,11 +138,6 @@ type Config struct {
 	Host Host
 	// Logger receives the decision log and the gateway's warnings.
 	Logger *zap.Logger
-	// NamedTools are the tools the configuration names one by one (the
-	// permissions table's entries): a whole tool list of the upstream
-	// that lacks one is logged, once per tool, since its entry then
-	// applies to no call (a misspelt name, most likely).
-	NamedTools []string
 }
 
 // Approvals is how the gateway holds calls for approval.
@@ -177,7 +172,10 @@ type Gateway struct {
 	// fetches for the whole gateway (see refetchOnMiss).
 	missFetches *ttlcache.Cache[string, missFetch]
 	missLimiter *rate.Limiter
-	// unlistedWarned holds the NamedTools already logged as unlisted.
+	// unlistedWarned holds the tools the permissions table names
+	// (Engine.TableTools) already logged as unlisted: a whole tool list
+	// of the upstream that lacks one is logged, once per tool, since its
+	// entry then applies to no call (a misspelt name, most likely).
 	unlistedWarned sync.Map
 	// retired is set while the gateway's configuration no longer runs
 	// (see Retire).

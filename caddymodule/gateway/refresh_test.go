@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"compress/gzip"
+	"context"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +24,9 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // misbehaving answers like an MCP server behind a proxy that compresses
@@ -129,16 +134,30 @@ func TestStaleListNotUsed(t *testing.T) {
 	}
 }
 
-// TestNamedToolUnlisted checks that a tool the configuration names one
-// by one (a permissions table entry) but the upstream does not list is
-// logged once, whether the gateway fetched the list or a client's list
-// taught it, and that listed ones are not.
+// TestNamedToolUnlisted checks that a tool the permissions table names
+// one by one for this server (an entry for every server, or in the
+// server's section; in the configuration or, as here, in the policy's
+// data files) but the upstream does not list is logged once, whether the
+// gateway fetched the list or a client's list taught it, and that listed
+// ones, and those of other servers' sections, are not.
 func TestNamedToolUnlisted(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	core, logs := observer.New(zapcore.WarnLevel)
-	cfg := libraryConfig(t)
-	cfg.Logger = zap.New(core)
-	cfg.NamedTools = []string{"delete-issue", "echo"}
+	dir := t.TempDir()
+	table := `{"read_only": "allow", "write": "allow", "tools": {"delete-issue": "block", "echo": "allow"},
+		"servers": {"` + testServer + `": {"tools": {"ghost": "block"}}, "other": {"tools": {"elsewhere": "block"}}}}`
+	if err := os.MkdirAll(filepath.Join(dir, "mcp", "permissions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mcp", "permissions", "data.json"), []byte(table), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Paths: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.Logger, cfg.MaxBody = zap.New(core), 64<<10
 	gw := serveGateway(t, cfg, up.URL)
 	post(t, gw.URL, nil, callBody("1", "echo", "x"))
 	post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
@@ -146,8 +165,8 @@ func TestNamedToolUnlisted(t *testing.T) {
 	for _, entry := range logs.FilterMessageSnippet("names a tool the upstream does not list").All() {
 		named = append(named, entry.ContextMap()["tool"].(string))
 	}
-	if !slices.Equal(named, []string{"delete-issue"}) {
-		t.Errorf("logged as unlisted: %q; want delete-issue, once", named)
+	if !slices.Equal(named, []string{"delete-issue", "ghost"}) {
+		t.Errorf("logged as unlisted: %q; want delete-issue and ghost, once each", named)
 	}
 }
 

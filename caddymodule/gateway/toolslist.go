@@ -263,7 +263,7 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
 	g.noteList(tools)
 	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
-	for _, name := range g.cfg.NamedTools {
+	for _, name := range g.cfg.Engine.TableTools(g.cfg.Server) {
 		if _, listed := g.catalog.Lookup(g.cfg.Upstream, name); listed {
 			continue
 		}

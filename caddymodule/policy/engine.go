@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -113,6 +114,8 @@ type preparedQueries struct {
 	// warnings say what the policy does that its author evidently did
 	// not mean (lint), logged as it is put in force.
 	warnings []string
+	// table are the names its permissions table gives tools and servers.
+	table tableNames
 }
 
 // preparedQuery is one query of a compiled policy, with the results it
@@ -214,6 +217,23 @@ func (e *Engine) Revision() string {
 // did not mean (lint); they are logged as it is put in force.
 func (e *Engine) warnings() []string {
 	return slices.Clone(e.queries.Load().warnings)
+}
+
+// TableTools returns the tools the permissions table of the policy in
+// force names one by one for server (data.mcp.permissions: tools, and
+// servers[server].tools), sorted, each once: from the configuration or
+// from the policy's own data, as it stands after the last reload.
+func (e *Engine) TableTools(server string) []string {
+	table := e.queries.Load().table
+	tools := append(slices.Clone(table.tools), table.servers[server]...)
+	slices.Sort(tools)
+	return slices.Compact(tools)
+}
+
+// TableServers returns the servers the permissions table of the policy in
+// force has sections for (data.mcp.permissions.servers), sorted.
+func (e *Engine) TableServers() []string {
+	return slices.Sorted(maps.Keys(e.queries.Load().table.servers))
 }
 
 // Decide evaluates the policy for one input. It always returns a decision

@@ -166,3 +166,45 @@ func listed(items []string) string {
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListedInWarning], ", "), len(items)-maxListedInWarning)
 }
+
+// tableNames are the names a permissions table in data
+// (data.mcp.permissions, from the configuration or the policy's own data
+// files) gives tools and servers: tools[name], and servers[S] with its
+// tools. A name the upstream does not use applies to no call.
+type tableNames struct {
+	// tools are the names of tools the table's every-server entries name.
+	tools []string
+	// servers are the servers the table has sections for, each with the
+	// tools its section names.
+	servers map[string][]string
+}
+
+// tableNamesOf reads the names a permissions table in data gives; none
+// when data has no table, or only members of the wrong shape (which the
+// library refuses on its own terms).
+func tableNamesOf(data map[string]any) tableNames {
+	found, _ := dataAt(data, []string{"mcp", "permissions"})
+	table, _ := found.(map[string]any)
+	names := tableNames{tools: memberNames(table, "tools")}
+	if sections, ok := table["servers"].(map[string]any); ok {
+		names.servers = make(map[string][]string, len(sections))
+		for server, section := range sections {
+			names.servers[server] = memberNames(section, "tools")
+		}
+	}
+	return names
+}
+
+// memberNames returns the sorted names of the object at value[member],
+// none when there is no such object.
+func memberNames(value any, member string) []string {
+	object, ok := value.(map[string]any)
+	if !ok {
+		return nil
+	}
+	inner, ok := object[member].(map[string]any)
+	if !ok {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(inner))
+}

@@ -154,3 +154,43 @@ func TestInputMembersKnown(t *testing.T) {
 		t.Errorf("members of the input document lint does not know: %v", unknown)
 	}
 }
+
+// TestTableNames: the tools and servers a permissions table names are
+// read from the configuration's table and from the policy's data files,
+// as the policy in force has them.
+func TestTableNames(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"mcp/permissions/data.json": `{
+		"tools": {"send_email": "block", "Delete_Issue": "block"},
+		"servers": {"Tracker": {"write": "block"}, "mail": {"tools": {"send_email": "allow", "archive": "allow"}}, "odd": "block"}
+	}`})
+	engine, err := New(context.Background(), Options{Paths: []string{dir}, Modules: policies.Library()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer engine.Close()
+	tests := []struct {
+		server string
+		want   []string
+	}{
+		{"mail", []string{"Delete_Issue", "archive", "send_email"}},
+		{"tracker", []string{"Delete_Issue", "send_email"}},
+		{"odd", []string{"Delete_Issue", "send_email"}},
+	}
+	for _, tt := range tests {
+		if got := engine.TableTools(tt.server); !slices.Equal(got, tt.want) {
+			t.Errorf("TableTools(%q) = %q, want %q", tt.server, got, tt.want)
+		}
+	}
+	if got, want := engine.TableServers(), []string{"Tracker", "mail", "odd"}; !slices.Equal(got, want) {
+		t.Errorf("TableServers() = %q, want %q", got, want)
+	}
+	configured, err := New(context.Background(), Options{Modules: policies.Library(),
+		Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{"write": "allow", "tools": map[string]any{"create_issue": "block"}}}}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer configured.Close()
+	if got, want := configured.TableTools("tracker"), []string{"create_issue"}; !slices.Equal(got, want) || len(configured.TableServers()) != 0 {
+		t.Errorf("configured table: TableTools = %q, TableServers = %q; want %q and none", got, configured.TableServers(), want)
+	}
+}
