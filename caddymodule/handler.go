@@ -23,6 +23,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -260,9 +261,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // policyOptions are the policy engine's options for this handler.
 func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 	opts := policy.Options{
-		Query:   h.Decision,
-		Timeout: time.Duration(h.EvalTimeout),
-		Logger:  h.logger,
+		Query:         h.Decision,
+		Timeout:       time.Duration(h.EvalTimeout),
+		Logger:        h.logger,
+		ValidApprover: approval.ValidPrincipal,
 	}
 	if h.DecisionCache != nil {
 		opts.CacheSize = *h.DecisionCache

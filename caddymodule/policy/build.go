@@ -37,6 +37,8 @@ type policyBuilder struct {
 	modules map[string]*ast.Module
 	// data is Options.Data as plain JSON values.
 	data map[string]any
+	// validApprover is Options.ValidApprover.
+	validApprover func(string) bool
 }
 
 // newPolicyBuilder checks the queries, parses Options.Modules and turns
@@ -48,6 +50,7 @@ func newPolicyBuilder(opts Options) (*policyBuilder, error) {
 		cacheSize:       opts.CacheSize,
 		timeout:         opts.Timeout,
 		modules:         make(map[string]*ast.Module, len(opts.Modules)),
+		validApprover:   opts.ValidApprover,
 	}
 	if b.decisionQuery == "" {
 		b.decisionQuery = DefaultDecisionQuery

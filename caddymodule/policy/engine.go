@@ -70,6 +70,11 @@ type Options struct {
 	// Bundle loads the policy and its data from an OPA bundle server,
 	// polling for new revisions; see BundleConfig.
 	Bundle *BundleConfig
+	// ValidApprover, when set, says whether an approver a policy names
+	// is a principal the gateway knows: the approvers a policy's own
+	// rules name as constants are checked as it loads, and a warning
+	// names those it refuses.
+	ValidApprover func(approver string) bool
 	// Logger receives reload and bundle messages; nil discards them.
 	Logger *zap.Logger
 	// OnReload, when set, is told of every reload after the first load

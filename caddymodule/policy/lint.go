@@ -25,11 +25,15 @@ const maxListedInWarning = 10
 
 // lint returns what the compiled policy does that its author evidently did
 // not mean: its own rules (not those the gateway gives it) that neither
-// query reads, and members of input it reads that the gateway never sets.
+// query reads, approvers it names that are no principal, and members of
+// input it reads that the gateway never sets.
 func (b *policyBuilder) lint(compiler *ast.Compiler, use *inputUse) []string {
 	var warnings []string
 	if w := b.unreadRules(compiler); w != "" {
 		warnings = append(warnings, w)
+	}
+	if invalid := b.invalidApprovers(compiler); len(invalid) > 0 {
+		warnings = append(warnings, fmt.Sprintf("the policy names approvers %s, which are not principals (caller, inbox, inbox:<user>, group:<name>, webhook, admin or admin:<name>): a call it holds for their approval is refused", listed(invalid)))
 	}
 	if unknown := unknownInputMembers(use, reflect.TypeFor[Input](), "input"); len(unknown) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the policy reads %s, which the gateway never sets: such a reference is always undefined (see the input document in docs/policy.md)", listed(unknown)))
@@ -207,4 +211,52 @@ func memberNames(value any, member string) []string {
 		return nil
 	}
 	return slices.Sorted(maps.Keys(inner))
+}
+
+// invalidApprovers returns the approvers the policy's own rules name as
+// constants that Options.ValidApprover refuses, quoted, sorted, each
+// once: the members of a partial set rule named approvers
+// (`approvers contains "group:security"`, as the library reads them), and
+// the members of an "approvers" array or set in an object (a decision of
+// the policy's own). Approvers a rule computes are checked when a call
+// is held, as every approver is.
+func (b *policyBuilder) invalidApprovers(compiler *ast.Compiler) []string {
+	if b.validApprover == nil {
+		return nil
+	}
+	invalid := map[string]bool{}
+	check := func(term *ast.Term) {
+		if s, ok := term.Value.(ast.String); ok && !b.validApprover(string(s)) {
+			invalid[term.String()] = true
+		}
+	}
+	approversKey := ast.StringTerm("approvers")
+	for name, module := range compiler.Modules {
+		if _, given := b.modules[name]; given {
+			continue
+		}
+		ast.WalkRules(module, func(rule *ast.Rule) bool {
+			ref := rule.Head.Ref()
+			if rule.Head.RuleKind() == ast.MultiValue && ref[len(ref)-1].Equal(ast.VarTerm("approvers")) && rule.Head.Key != nil {
+				check(rule.Head.Key)
+			}
+			return false
+		})
+		ast.WalkTerms(module, func(term *ast.Term) bool {
+			object, ok := term.Value.(ast.Object)
+			if !ok {
+				return false
+			}
+			if approvers := object.Get(approversKey); approvers != nil {
+				switch collection := approvers.Value.(type) {
+				case *ast.Array:
+					collection.Foreach(check)
+				case ast.Set:
+					collection.Foreach(check)
+				}
+			}
+			return false
+		})
+	}
+	return slices.Sorted(maps.Keys(invalid))
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -25,6 +26,8 @@ func TestPolicyWarnings(t *testing.T) {
 		files   map[string]string
 		library bool
 		data    map[string]any
+		// valid checks approvers as the gateway does.
+		valid bool
 		// want are texts the warnings must hold, in order, one warning
 		// for each of wantCount.
 		want      []string
@@ -72,6 +75,19 @@ import rego.v1
 default decision := {"action": "allow", "reason": "ok"}
 decision := {"action": "block", "reason": "x"} if input.method.name == "x"`},
 			want: []string{"the policy reads input.method.name, which"}, wantCount: 1},
+		{name: "approvers that are no principal", library: true, data: table, valid: true, files: map[string]string{"org.rego": `package mcp
+import rego.v1
+needs_approval contains "sending is reviewed" if input.tool.name == "send_email"
+approvers contains "security" if input.tool.name == "send_email"
+approvers contains "group:security" if input.tool.name == "send_email"
+approvers contains name if { some name in data.reviewers }`, "own.rego": `package own
+import rego.v1
+decision := {"action": "needs_approval", "reason": "x", "approvers": ["Group:leads", "inbox:bob"]}
+also := {"approvers": {"caller", "admins"}}`},
+			want: []string{`the policy names approvers "Group:leads", "admins", "security", which are not principals`}, wantCount: 2},
+		{name: "approvers unchecked without a check", library: true, data: table, files: map[string]string{"org.rego": `package mcp
+import rego.v1
+approvers contains "security" if input.tool.name == "send_email"`}},
 		{name: "the whole input", files: map[string]string{"policy.rego": `package mcp
 import rego.v1
 default decision := {"action": "allow", "reason": "ok"}
@@ -86,6 +102,9 @@ decision := {"action": "block", "reason": "x"} if walk(input, [_, "x"])`}},
 			}
 			if tt.library {
 				opts.Modules = policies.Library()
+			}
+			if tt.valid {
+				opts.ValidApprover = approval.ValidPrincipal
 			}
 			engine, err := New(context.Background(), opts)
 			if err != nil {
