@@ -485,6 +485,12 @@ func (h *Handler) Validate() error {
 		if _, err := h.RateLimits[i].rule(); err != nil {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
+		// Only an identity names the caller (gateway.Facts.UserID):
+		// without one, a key by user is one count for every caller.
+		if name := h.RateLimits[i].userPlaceholder(); name != "" && h.Identity == nil {
+			return fmt.Errorf("mcp_policy: rate_limit %s: {%s} is always empty without an `identity`, so every caller would share one count and one client could use up everyone's limit: "+
+				"configure an identity, or key the limit by {mcp.session} or {http.vars.client_ip}", h.RateLimits[i].Key, name)
+		}
 	}
 	return nil
 }

@@ -171,6 +171,19 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	return rule, nil
 }
 
+// userPlaceholder returns the first placeholder of the limit's key that
+// names the caller ({mcp.user.id}, or its variable
+// {http.vars.mcp.user.id}), or "".
+func (l *RateLimit) userPlaceholder() string {
+	keys, _ := keyPlaceholders(l.Key)
+	for _, name := range keys {
+		if strings.HasPrefix(strings.TrimPrefix(name, varsPrefix), "mcp.user.") {
+			return name
+		}
+	}
+	return ""
+}
+
 // methods are the methods the limit counts, sorted, without repeats.
 func (l *RateLimit) methods() []string {
 	if len(l.Methods) == 0 {

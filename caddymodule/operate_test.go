@@ -131,13 +131,13 @@ func TestPlaceholders(t *testing.T) {
 	}
 }
 
-// TestRateLimits: per user and tool, over the limit a tools/call gets an
+// TestRateLimits: per session and tool, over the limit a tools/call gets an
 // isError result saying when to retry and Retry-After, another method a
 // JSON-RPC error; nothing over the limit reaches the upstream.
 func TestRateLimits(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatefulJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
-		rate_limit {mcp.user.id}/{mcp.tool.name} 2/1h
+		rate_limit {mcp.session}/{mcp.tool.name} 2/1h
 		rate_limit {mcp.server} 1/1h {
 			methods tools/list
 		}`})
@@ -250,7 +250,7 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	const unknown, unclosed = "is no placeholder of mcpgate's", "a placeholder is not closed"
 	for key, want := range map[string]string{
-		"{mcp.user.id}/{mcp.tool.name}":                     "",
+		"{mcp.session}/{mcp.tool.name}":                     "",
 		"{http.vars.mcp.tool.name}/{http.request.header.X}": "",
 		"{http.vars.client_ip}":                             "",
 		`tool\{x\}/{mcp.tool.name}`:                         "",
@@ -261,7 +261,7 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 		"mcp.tool.name}":                                    unclosed,
 		"{mcp.{mcp.tool.name}}":                             unclosed,
 		`\\{mcp.user.id}`:                                   unclosed, // Caddy reads \{ as escaped, the \ before it as the key's
-		`\{mcp.tool.nam\}/{mcp.user.id}`:                    "",       // escaped: the key's own text
+		`\{mcp.tool.nam\}/{mcp.session}`:                    "",       // escaped: the key's own text
 		strings.Repeat("{", 200) + "{mcp.user.id}":          unclosed,
 	} {
 		wantErr := want != ""
@@ -278,6 +278,31 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 	}
 }
 
+// TestRateLimitUserKeyNeedsIdentity: a limit keyed by the caller
+// ({mcp.user.id}, or its variable) in a handler without an identity does
+// not load: the caller is always empty there, and every caller would
+// share one count, which one client could use up for everyone.
+func TestRateLimitUserKeyNeedsIdentity(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const refused = "is always empty without an `identity`"
+	for _, tt := range []struct {
+		name, body, wantErr string
+	}{
+		{"by user, no identity", "rate_limit {mcp.user.id}/{mcp.tool.name} 1/1h", "{mcp.user.id} " + refused},
+		{"by the user's variable, no identity", "rate_limit {http.vars.mcp.user.id} 1/1h", "{http.vars.mcp.user.id} " + refused},
+		{"by user, with an identity", "identity caddy\n\t\trate_limit {mcp.user.id}/{mcp.tool.name} 1/1h", ""},
+		{"by session, no identity", "rate_limit {mcp.session}/{mcp.tool.name} 1/1h", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			err := loadCaddyfile(t, globalOptions(t)+policySite(freePort(t), "", openTable+"\n\t\t"+tt.body, up.URL))
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("loading: %v; want an error containing %q (none if empty)", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 // TestRateLimitKeysFromVariables: a key written with the variables the
 // gateway sets ({http.vars.mcp.tool.name}) counts as one written with its
 // placeholders ({mcp.tool.name}): each tool on a count of its own, not
@@ -285,7 +310,7 @@ func TestRateLimitKeysNameKnownPlaceholders(t *testing.T) {
 func TestRateLimitKeysFromVariables(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: openTable + `
-		rate_limit {http.vars.mcp.user.id}/{http.vars.mcp.tool.name} 1/1h`})
+		rate_limit {http.vars.mcp.server}/{http.vars.mcp.tool.name} 1/1h`})
 	for _, tool := range []string{"echo", "create_issue"} {
 		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"text":"x","title":"x"}}}`
 		if status, reply := post(t, gateway, nil, body); status != http.StatusOK || strings.Contains(string(reply), "Rate limit") {
