@@ -48,6 +48,11 @@ type names struct {
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
+	// approvalInstances are the instances of those services.
+	approvalInstances map[string]bool
+	// approvalsServed are the instances the mcp_approvals handlers serve,
+	// "" for every one (see serveApprovals).
+	approvalsServed []string
 	// inHTTP is set once a handler is provisioned in an HTTP server: Start
 	// then checks the HTTP servers' layout.
 	inHTTP bool
@@ -62,20 +67,26 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{},
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{}, approvalInstances: map[string]bool{},
 				gateways: &configGateways{byServer: map[string][]*gateway.Gateway{}}}}
 		},
 	}
 }
 
 // Start implements caddy.App. The app holds no running parts; it checks,
-// now that every HTTP server is provisioned, that no request reaches an
-// upstream of theirs past mcp_policy (see checkLayout).
-// Once the check passes, its gateways are the ones running (see
+// now that every handler is provisioned (the app itself may be provisioned
+// before some of them), that every mcp_approvals handler has approvals to
+// decide (see checkApprovalsServed), and, now that every HTTP server is
+// provisioned, that no request reaches an upstream of theirs past
+// mcp_policy (see checkLayout).
+// Once the checks pass, its gateways are the ones running (see
 // runningGateways).
 func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
+	if err := a.names.checkApprovalsServed(); err != nil {
+		return err
+	}
 	if a.names.inHTTP {
 		// Every server of the configuration: another site or port may
 		// proxy to an upstream that one holding mcp_policy guards.
@@ -342,20 +353,31 @@ func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) e
 	return nil
 }
 
-// claimApprovals records that a handler gives the approval service key
-// (its store and instance) the settings fingerprint; handlers of one
+// claimApprovals records that a handler holds calls in the approval
+// service of r (its store and instance) with r's settings; handlers of one
 // configuration that give one service different settings are refused, as
 // the service would run with whichever loaded last.
-func (a *App) claimApprovals(key, fingerprint string) error {
+func (a *App) claimApprovals(r *resolvedApproval) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
+	key, fingerprint := r.poolKey(), r.fingerprint()
 	if other, taken := claims.approvals[key]; taken && other != fingerprint {
 		return errors.New("two mcp_policy handlers share an approval service (one store and instance) with different approval settings: " +
 			"it would run with one of them, announcing and letting be decided the other's calls by its webhooks and secrets; give each its own `instance`")
 	}
 	claims.approvals[key] = fingerprint
+	claims.approvalInstances[r.instance] = true
 	return nil
+}
+
+// serveApprovals records that an mcp_approvals handler of this
+// configuration serves the approval services of instance (every one, when
+// empty), for checkApprovalsServed.
+func (a *App) serveApprovals(instance string) {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	a.names.approvalsServed = append(a.names.approvalsServed, instance)
 }
 
 // claimInbox records an inbox of this configuration (an mcp_approvals

@@ -71,11 +71,12 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 		Logger:   ctx.Logger(),
 		ClientIP: clientIP,
 	}
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
+	app.serveApprovals(h.Instance)
 	if h.Inbox != nil {
-		app, err := appOf(ctx)
-		if err != nil {
-			return err
-		}
 		if err := app.claimInbox(h.Instance, h.Inbox.fingerprint()); err != nil {
 			return fmt.Errorf("mcp_approvals: %w", err)
 		}

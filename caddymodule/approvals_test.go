@@ -1556,3 +1556,47 @@ func TestInstancesKeepTheirPins(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalsServeAnInstance: an mcp_approvals handler that names no
+// approval instance of its configuration (instances match exactly), or
+// that is in a configuration with no approval block at all, does not
+// load: it serves only its own process's approvals, so every callback and
+// inbox decision would find nothing.
+func TestApprovalsServeAnInstance(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const none = "no approval block"
+	approvals := func(instance string) string {
+		if instance != "" {
+			instance = "instance " + instance
+		}
+		return fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_approvals {\n\t\t%s\n\t}\n}\n", freePort(t), instance)
+	}
+	tests := []struct {
+		name, policyInstance, served, wantErr string
+	}{
+		{"the instance served", "team-a", "team-a", ""},
+		{"every instance", "team-a", "", ""},
+		{"the default instance by name", "", "default", ""},
+		{"the instance in another case", "team-a", "Team-A", `instance "Team-A" is no approval instance of this configuration's mcp_policy handlers ("team-a"); did you mean "team-a"?`},
+		{"another instance", "", "team-a", `instance "team-a" is no approval instance of this configuration's mcp_policy handlers ("default")`},
+		{"an instance, and no approval block", none, "team-a", `instance "team-a" is no approval instance of this configuration's mcp_policy handlers (there are none)`},
+		{"every instance, and no approval block", none, "", "no mcp_policy handler of this configuration has an approval block"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			site := policySite(freePort(t), "", testPolicy+"\n\t\tserver test", up.URL)
+			if tt.policyInstance != none {
+				var lines []string
+				if tt.policyInstance != "" {
+					lines = append(lines, "instance "+tt.policyInstance)
+				}
+				site = approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb", lines...)
+			}
+			err := loadCaddyfile(t, globalOptions(t)+site+approvals(tt.served))
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("loading: %v; want an error containing %q (none if empty)", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -329,7 +329,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
-		if err := app.claimApprovals(resolved.poolKey(), resolved.fingerprint()); err != nil {
+		if err := app.claimApprovals(resolved); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	_ "github.com/mcpgate/mcpgate/caddymodule/demo"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
 // inboxApprovals returns an mcp_approvals body with an inbox for alice
@@ -368,6 +369,12 @@ func TestInboxesOfOneServiceAgree(t *testing.T) {
 	}
 	alice, mallory := "alice "+string(hash), "mallory "+string(hash)
 	aliceElsewhere := "alice " + string(other)
+	// The approval services the inboxes decide for.
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	services := func() string {
+		return approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb", "instance team-a") +
+			approvalSite(freePort(t), up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb", "instance team-b")
+	}
 	tests := []struct {
 		name    string
 		a, b    string
@@ -385,7 +392,7 @@ func TestInboxesOfOneServiceAgree(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			err := loadCaddyfile(t, globalOptions(t)+tt.a+tt.b)
+			err := loadCaddyfile(t, globalOptions(t)+services()+tt.a+tt.b)
 			if (err != nil) != tt.wantErr || err != nil && !strings.Contains(err.Error(), "two mcp_approvals inboxes decide the same approvals") {
 				t.Errorf("loaded with %v; want refused: %v", err, tt.wantErr)
 			}
