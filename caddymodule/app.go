@@ -48,8 +48,9 @@ type names struct {
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
-	// approvalInstances are the instances of those services.
-	approvalInstances map[string]bool
+	// approvalUses are the handlers' uses of those services (see
+	// claimApprovals).
+	approvalUses []approvalUse
 	// approvalsServed are the instances the mcp_approvals handlers serve,
 	// "" for every one (see serveApprovals).
 	approvalsServed []string
@@ -67,7 +68,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{}, approvalInstances: map[string]bool{},
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{},
 				gateways: &configGateways{byServer: map[string][]*gateway.Gateway{}}}}
 		},
 	}
@@ -85,6 +86,9 @@ func (a *App) Start() error {
 	a.names.mu.Lock()
 	defer a.names.mu.Unlock()
 	if err := a.names.checkApprovalsServed(); err != nil {
+		return err
+	}
+	if err := a.names.checkApprovers(a.ctx.Logger()); err != nil {
 		return err
 	}
 	if a.names.inHTTP {
@@ -353,11 +357,12 @@ func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) e
 	return nil
 }
 
-// claimApprovals records that a handler holds calls in the approval
-// service of r (its store and instance) with r's settings; handlers of one
+// claimApprovals records that a handler, serving server, holds calls in
+// the approval service of r (its store and instance) with r's settings,
+// for the approvers its permissions table names; handlers of one
 // configuration that give one service different settings are refused, as
 // the service would run with whichever loaded last.
-func (a *App) claimApprovals(r *resolvedApproval) error {
+func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []string) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -367,8 +372,16 @@ func (a *App) claimApprovals(r *resolvedApproval) error {
 			"it would run with one of them, announcing and letting be decided the other's calls by its webhooks and secrets; give each its own `instance`")
 	}
 	claims.approvals[key] = fingerprint
-	claims.approvalInstances[r.instance] = true
+	claims.approvalUses = append(claims.approvalUses, approvalUse{server: server, instance: r.instance, store: r.store, approvers: approvers})
 	return nil
+}
+
+// approvalUse is a handler's use of an approval service, as
+// claimApprovals recorded it.
+type approvalUse struct {
+	server, instance, store string
+	// approvers are those its permissions table names for its calls.
+	approvers []string
 }
 
 // serveApprovals records that an mcp_approvals handler of this
@@ -382,12 +395,13 @@ func (a *App) serveApprovals(instance string) {
 
 // claimInbox records an inbox of this configuration (an mcp_approvals
 // handler's), deciding the approvals of instance (every instance, when
-// empty), with its accounts, groups and caller ids as fingerprint: two
+// empty), whose accounts hold principals (see checkApprovers), with its
+// accounts, groups and caller ids as fingerprint: two
 // inboxes that decide the same approvals with different ones are refused,
 // since the approvers a policy names ("inbox:alice", "group:leads") would
 // stand for whoever either inbox calls so, and each would keep its own
 // accounts from deciding their own calls but not the other's.
-func (a *App) claimInbox(instance, fingerprint string) error {
+func (a *App) claimInbox(instance, fingerprint string, principals []string) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -399,13 +413,14 @@ func (a *App) claimInbox(instance, fingerprint string) error {
 				cmp.Or(other.instance, "(none)"), cmp.Or(instance, "(none)"))
 		}
 	}
-	claims.inboxes = append(claims.inboxes, claimedInbox{instance: instance, fingerprint: fingerprint})
+	claims.inboxes = append(claims.inboxes, claimedInbox{instance: instance, fingerprint: fingerprint, principals: principals})
 	return nil
 }
 
 // claimedInbox is an inbox claimInbox recorded.
 type claimedInbox struct {
 	instance, fingerprint string
+	principals            []string
 }
 
 // Interface guards

@@ -3,9 +3,12 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 )
 
 // This file holds the checks of a configuration's approvals that need
@@ -17,19 +20,91 @@ import (
 // eachApprovalService): one naming no such instance would find nothing
 // for every callback and inbox decision, and say only "unknown approval".
 func (n *names) checkApprovalsServed() error {
-	instances := slices.Sorted(maps.Keys(n.approvalInstances))
+	instances := n.approvalInstances()
 	for _, served := range n.approvalsServed {
 		switch {
 		case served == "" && len(instances) == 0:
 			return errors.New("mcp_approvals: no mcp_policy handler of this configuration has an approval block, so there are no approvals for it to decide: " +
 				"every callback and inbox decision would find nothing (it serves only this process's approvals)")
-		case served != "" && !n.approvalInstances[served]:
+		case served != "" && !slices.Contains(instances, served):
 			return fmt.Errorf("mcp_approvals: instance %q is no approval instance of this configuration's mcp_policy handlers (%s)%s: "+
 				"every callback and inbox decision would find nothing; name one of them exactly (a handler's approval block without `instance` is %q), or leave instance out to serve them all",
 				served, namesOrNone(instances), didYouMean(served, instances), defaultApprovalInstance)
 		}
 	}
 	return nil
+}
+
+// approvalInstances are the instances of the approval services the
+// handlers hold calls in, sorted and without repeats.
+func (n *names) approvalInstances() []string {
+	var instances []string
+	for _, use := range n.approvalUses {
+		instances = append(instances, use.instance)
+	}
+	slices.Sort(instances)
+	return slices.Compact(instances)
+}
+
+// checkApprovers checks that someone can hold every inbox approver a
+// handler's permissions table names ("inbox", "inbox:<account>",
+// "group:<name>"): only the approvers named may decide a call (see
+// approval.Approval.Entitled), so one that no inbox of the handler's
+// approval instance gives leaves its calls to wait until they expire.
+// With a memory store only this process's inboxes decide them, and the
+// configuration is refused; with Redis another replica's inbox may give
+// it, and a warning is logged. The other approvers are not checked:
+// "caller" is the caller (or, when they cannot be asked, the others
+// named), "webhook" whoever holds a decision secret (one is required),
+// "admin" and "admin:<name>" operators on the admin API, whose endpoint
+// a module cannot see.
+func (n *names) checkApprovers(logger *zap.Logger) error {
+	for _, use := range n.approvalUses {
+		held := n.inboxPrincipals(use.instance)
+		for _, approver := range use.approvers {
+			if !isInboxPrincipal(approver) || slices.Contains(held, approver) {
+				continue
+			}
+			if use.store == storeRedis {
+				logger.Warn("the permissions table names an approver no mcp_approvals inbox of this configuration holds for its approval instance: "+
+					"its calls wait until they expire, unless another replica's inbox holds it",
+					zap.String("server", use.server), zap.String("approver", approver), zap.String("instance", use.instance),
+					zap.Strings("held", held), zap.String("did_you_mean", caseVariant(approver, held)))
+				continue
+			}
+			return fmt.Errorf("mcp_policy (server %q): the permissions table names the approver %q, which no mcp_approvals inbox of approval instance %q holds (%s)%s: "+
+				"only the approvers named may decide its calls, and with store memory only this process's inboxes decide them, so they would wait until they expire; "+
+				"give an inbox of that instance the account or `group <name> <account>...`, or name an approver that exists",
+				use.server, approver, use.instance, heldOrNone(held), didYouMean(approver, held))
+		}
+	}
+	return nil
+}
+
+// inboxPrincipals are the approvers the inboxes deciding the approvals of
+// instance hold, sorted and without repeats.
+func (n *names) inboxPrincipals(instance string) []string {
+	var held []string
+	for _, inbox := range n.inboxes {
+		if inbox.instance == "" || inbox.instance == instance {
+			held = append(held, inbox.principals...)
+		}
+	}
+	slices.Sort(held)
+	return slices.Compact(held)
+}
+
+// isInboxPrincipal reports whether only an inbox account holds approver.
+func isInboxPrincipal(approver string) bool {
+	return approver == approval.PrincipalInbox || strings.HasPrefix(approver, approval.PrincipalInbox+":") || strings.HasPrefix(approver, "group:")
+}
+
+// heldOrNone says which approvers inboxes hold, or that no inbox decides.
+func heldOrNone(held []string) string {
+	if len(held) == 0 {
+		return "no inbox decides that instance"
+	}
+	return "its inboxes hold " + strings.Join(held, ", ")
 }
 
 // namesOrNone lists names, quoted, or says there are none.
@@ -44,12 +119,21 @@ func namesOrNone(names []string) string {
 	return strings.Join(quoted, ", ")
 }
 
-// didYouMean is ", did you mean <name>?" for a name among names that is
-// name in another case, which an operator may have meant; else "".
+// didYouMean is "; did you mean <name>?" for the caseVariant of name
+// among names, if there is one; else "".
 func didYouMean(name string, names []string) string {
+	if other := caseVariant(name, names); other != "" {
+		return fmt.Sprintf("; did you mean %q?", other)
+	}
+	return ""
+}
+
+// caseVariant returns a name among names that is name in another case,
+// which an operator may have meant, or "".
+func caseVariant(name string, names []string) string {
 	for _, other := range names {
 		if other != name && strings.EqualFold(other, name) {
-			return fmt.Sprintf("; did you mean %q?", other)
+			return other
 		}
 	}
 	return ""

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -77,12 +79,14 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 	}
 	app.serveApprovals(h.Instance)
 	if h.Inbox != nil {
-		if err := app.claimInbox(h.Instance, h.Inbox.fingerprint()); err != nil {
-			return fmt.Errorf("mcp_approvals: %w", err)
-		}
+		// Before provision, which leaves only the accounts' names.
+		fingerprint := h.Inbox.fingerprint()
 		inbox, err := h.Inbox.provision(ctx)
 		if err != nil {
 			return err
+		}
+		if err := app.claimInbox(h.Instance, fingerprint, inbox.Principals(slices.Collect(maps.Keys(h.Inbox.BasicAuth.Accounts)))); err != nil {
+			return fmt.Errorf("mcp_approvals: %w", err)
 		}
 		cfg.Inbox = inbox
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approval/approvaltest"
@@ -1599,4 +1601,88 @@ func TestApprovalsServeAnInstance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// approversInbox is a site whose mcp_approvals inbox has the account
+// alice, and the lines given (groups).
+func approversInbox(t *testing.T, lines string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("wonderland"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_approvals {\n\t\tinbox {\n\t\t\tbasic_auth {\n\t\t\t\talice %s\n\t\t\t}\n\t\t\t%s\n\t\t}\n\t}\n}\n",
+		freePort(t), hash, lines)
+}
+
+// permissionsData writes a policy data file holding table as
+// data.mcp.permissions, and returns its folder.
+func permissionsData(t *testing.T, table string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "permissions.json"), []byte(`{"mcp": {"permissions": `+table+`}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestApproversHeld: a permissions table naming an inbox approver that no
+// inbox of its approval instance holds (a group it lacks, an account it
+// lacks, any account where there is no inbox) does not load with a memory
+// store: only the approvers named may decide, so its calls would wait
+// until they expire. Approvers held elsewhere (the caller, a decision
+// secret, the admin API) are not checked.
+func TestApproversHeld(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	table := func(line string) string {
+		return "permissions {\n\t\t\tread_only allow\n\t\t\t" + line + "\n\t\t}"
+	}
+	leadsOnTest := permissionsData(t, `{"read_only": "allow", "servers": {"test": {"tools": {"create_issue": {"action": "needs_approval", "approvers": ["group:leads"]}}}}}`)
+	leadsElsewhere := permissionsData(t, `{"read_only": "allow", "servers": {"other": {"write": {"action": "needs_approval", "approvers": ["group:leads"]}}}}`)
+	const unheld = `which no mcp_approvals inbox of approval instance "default" holds`
+	tests := []struct {
+		name, policy, inbox, wantErr string
+	}{
+		{"a group the inbox has", table("write needs_approval group:leads"), "group leads alice", ""},
+		{"a group the inbox lacks", table("write needs_approval group:leads"), "group lead alice",
+			`the permissions table names the approver "group:leads", ` + unheld + ` (its inboxes hold group:lead, inbox, inbox:alice)`},
+		{"an account the inbox has", table("tool create_issue needs_approval inbox:alice"), "", ""},
+		{"an account the inbox lacks", table("tool create_issue needs_approval caller inbox:bob"), "", `"inbox:bob", ` + unheld},
+		{"an account in another case", table("tool create_issue needs_approval inbox:Alice"), "", `did you mean "inbox:alice"?`},
+		{"any inbox account, and no inbox", table("write needs_approval inbox"), "none", `"inbox", ` + unheld + ` (no inbox decides that instance)`},
+		{"approvers held elsewhere, and no inbox", table("write needs_approval caller webhook admin admin:ops"), "none", ""},
+		{"a group the inbox lacks, in the server's section of policy data", "policy ../policies " + leadsOnTest, "", `"group:leads", ` + unheld},
+		{"a group the inbox lacks, in another server's section", "policy ../policies " + leadsElsewhere, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			inbox := ""
+			if tt.inbox != "none" {
+				inbox = approversInbox(t, tt.inbox)
+			}
+			err := loadCaddyfile(t, globalOptions(t)+approvalSiteWith(freePort(t), tt.policy, up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb")+inbox)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("loading: %v; want an error containing %q (none if empty)", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestApproversHeldOnRedis: with a Redis store, an approver no inbox of
+// the configuration holds is a warning, not a refusal: another replica's
+// inbox may hold it.
+func TestApproversHeldOnRedis(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	logOption, logPath := warningsLog(t)
+	err := loadCaddyfile(t, globalOptions(t, logOption)+approvalSiteWith(freePort(t), "permissions {\n\t\t\twrite needs_approval group:leads\n\t\t}", up,
+		"http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb", "store redis "+redistest.Start(t))+approversInbox(t, "group lead alice"))
+	if err != nil {
+		t.Fatalf("loading: %v; want it loaded, with a warning", err)
+	}
+	logLine(t, logPath, func(e map[string]any) bool {
+		msg, _ := e["msg"].(string)
+		return strings.Contains(msg, "names an approver no mcp_approvals inbox") && e["approver"] == "group:leads" && e["server"] == "test"
+	})
 }

@@ -237,7 +237,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Metrics:      metrics,
 		Logger:       h.logger,
 	}
-	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
+	table, err := h.permissionsNames(opts.Paths)
+	if err != nil {
+		return errors.Join(fmt.Errorf("mcp_policy: %w", err), engine.Close())
+	}
+	if err := h.provisionShared(ctx, repl, &cfg, table); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
 	}
 	server := cfg.Server
@@ -297,8 +301,9 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 
 // provisionShared fills in the parts of the gateway's configuration that
 // outlive it or own resources: identity, catalog, session state, metrics
-// and approvals. What it attached is released by Cleanup.
-func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config) error {
+// and approvals. What it attached is released by Cleanup. The names table
+// gives are recorded for the app's checks (see App.Start).
+func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config, table tableNames) error {
 	app, err := appOf(ctx)
 	if err != nil {
 		return err
@@ -329,7 +334,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
-		if err := app.claimApprovals(resolved); err != nil {
+		if err := app.claimApprovals(resolved, cfg.Server, table.approversFor(cfg.Server)); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,4 +99,12 @@ func resultText(res *mcp.CallToolResult) string {
 		}
 	}
 	return b.String()
+}
+
+// warningsLog returns a global option that logs warnings and errors, as
+// JSON, to a file, and the file's path: how a test sees the warnings a
+// configuration gets as it loads (GlobalOptions logs errors alone).
+func warningsLog(t testing.TB) (option, path string) {
+	path = filepath.Join(t.TempDir(), "warnings.log")
+	return fmt.Sprintf("log warnings {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel WARN\n\t}", path), path
 }

@@ -74,6 +74,19 @@ func (inbox *Inbox) decider(user string) approval.Decider {
 	return by
 }
 
+// Principals returns the approvers that the accounts hold when they sign
+// in, sorted and without repeats: "inbox", each "inbox:<account>" and the
+// groups they belong to. An approver a policy names that none holds is one
+// nobody can hold on this inbox.
+func (inbox *Inbox) Principals(accounts []string) []string {
+	var held []string
+	for _, account := range accounts {
+		held = append(held, inbox.decider(account).Principals...)
+	}
+	slices.Sort(held)
+	return slices.Compact(held)
+}
+
 // maxInboxForm bounds a decision form's body.
 const maxInboxForm = 16 << 10
 
