@@ -61,6 +61,9 @@ type names struct {
 	gateways *configGateways
 	// inboxes are the mcp_approvals inboxes (see claimInbox).
 	inboxes []claimedInbox
+	// tableServers are the servers the handlers' permissions tables have
+	// sections for, sorted and without repeats (see nameTableServers).
+	tableServers []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -77,9 +80,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Start implements caddy.App. The app holds no running parts; it checks,
 // now that every handler is provisioned (the app itself may be provisioned
 // before some of them), that every mcp_approvals handler has approvals to
-// decide (see checkApprovalsServed), and, now that every HTTP server is
-// provisioned, that no request reaches an upstream of theirs past
-// mcp_policy (see checkLayout).
+// decide (see checkApprovalsServed) and that someone can hold every inbox
+// approver a permissions table names (checkApprovers), and warns of table
+// sections for servers no handler serves (checkTableServers); and, now
+// that every HTTP server is provisioned, that no request reaches an
+// upstream of theirs past mcp_policy (see checkLayout).
 // Once the checks pass, its gateways are the ones running (see
 // runningGateways).
 func (a *App) Start() error {
@@ -91,6 +96,7 @@ func (a *App) Start() error {
 	if err := a.names.checkApprovers(a.ctx.Logger()); err != nil {
 		return err
 	}
+	a.names.checkTableServers(a.ctx.Logger())
 	if a.names.inHTTP {
 		// Every server of the configuration: another site or port may
 		// proxy to an upstream that one holding mcp_policy guards.
@@ -382,6 +388,14 @@ type approvalUse struct {
 	server, instance, store string
 	// approvers are those its permissions table names for its calls.
 	approvers []string
+}
+
+// nameTableServers records the servers a handler's permissions table has
+// sections for, for checkTableServers.
+func (a *App) nameTableServers(servers []string) {
+	a.names.mu.Lock()
+	defer a.names.mu.Unlock()
+	a.names.tableServers = slices.Compact(slices.Sorted(slices.Values(append(a.names.tableServers, servers...))))
 }
 
 // serveApprovals records that an mcp_approvals handler of this

@@ -319,6 +319,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}); err != nil {
 		return err
 	}
+	app.nameTableServers(slices.Collect(maps.Keys(table.servers)))
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
 		return err
 	}

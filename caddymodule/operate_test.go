@@ -37,16 +37,12 @@ func logLine(t *testing.T, path string, match func(map[string]any) bool) map[str
 	t.Helper()
 	var found map[string]any
 	testwait.Until(t, 10*time.Second, func() string {
-		file, err := os.Open(path)
+		entries, err := logEntries(path)
 		if err != nil {
 			return err.Error()
 		}
-		defer file.Close()
-		lines := bufio.NewScanner(file)
-		lines.Buffer(make([]byte, 1<<20), 1<<20)
-		for lines.Scan() {
-			var entry map[string]any
-			if json.Unmarshal(lines.Bytes(), &entry) == nil && match(entry) {
+		for _, entry := range entries {
+			if match(entry) {
 				found = entry
 				return ""
 			}
@@ -54,6 +50,26 @@ func logLine(t *testing.T, path string, match func(map[string]any) bool) map[str
 		return "no matching line in " + path
 	})
 	return found
+}
+
+// logEntries returns the lines of the JSON log at path that are JSON
+// objects, decoded.
+func logEntries(path string) ([]map[string]any, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	var entries []map[string]any
+	lines := bufio.NewScanner(file)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	for lines.Scan() {
+		var entry map[string]any
+		if json.Unmarshal(lines.Bytes(), &entry) == nil {
+			entries = append(entries, entry)
+		}
+	}
+	return entries, lines.Err()
 }
 
 // TestPlaceholders: after mcp_policy, the rest of the route sees what it

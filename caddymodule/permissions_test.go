@@ -429,3 +429,49 @@ func TestResourceSubscriptionsGoverned(t *testing.T) {
 		})
 	}
 }
+
+// TestTableServersServed: a section of the permissions table (in policy
+// data) for a server no handler of the configuration serves applies to no
+// call, and is warned of as the configuration loads, with the server
+// served that differs from it only in case, if there is one.
+func TestTableServersServed(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const unserved = "the permissions table has a section for a server no mcp_policy handler of this configuration serves"
+	tests := []struct {
+		name, section string
+		// want is the did_you_mean of the warning of section; no
+		// warning when nil.
+		want *string
+	}{
+		{"the server served", "tracker", nil},
+		{"the server served, in another case", "Tracker", new("tracker")},
+		{"a server not served", "billing", new("")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			data := permissionsData(t, `{"read_only": "allow", "servers": {"`+tt.section+`": {"write": "block"}}}`)
+			logOption, logPath := warningsLog(t)
+			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", "policy ../policies "+data+"\n\t\tserver tracker", up.URL)); err != nil {
+				t.Fatalf("loading: %v; want it loaded", err)
+			}
+			// The warning is logged before the configuration has loaded.
+			entries, err := logEntries(logPath)
+			if err != nil {
+				t.Fatalf("reading the log: %v", err)
+			}
+			var warned []map[string]any
+			for _, line := range entries {
+				if msg, _ := line["msg"].(string); strings.HasPrefix(msg, unserved) {
+					warned = append(warned, line)
+				}
+			}
+			switch {
+			case tt.want == nil && len(warned) > 0:
+				t.Errorf("warned %v; want no warning for a section of the server served", warned)
+			case tt.want != nil && (len(warned) != 1 || warned[0]["server"] != tt.section || warned[0]["did_you_mean"] != *tt.want):
+				t.Errorf("warned %v; want one warning of server %q, did_you_mean %q", warned, tt.section, *tt.want)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -11,8 +12,9 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 )
 
-// This file holds the checks of a configuration's approvals that need
-// every handler of it: the app makes them as the configuration starts.
+// This file holds the checks of a configuration that need every handler
+// of it (its approvals, the servers its permissions tables name): the app
+// makes them as the configuration starts.
 
 // checkApprovalsServed checks that every mcp_approvals handler serves an
 // approval service of the configuration. It serves only the services of
@@ -79,6 +81,23 @@ func (n *names) checkApprovers(logger *zap.Logger) error {
 		}
 	}
 	return nil
+}
+
+// checkTableServers warns of every server a permissions table's section
+// names ("servers": {"<name>": ...}, in policy data) that no handler of
+// the configuration serves: the section applies to no call, and what it
+// was to block on that server is decided by the rest of the table. It is
+// a warning, not a refusal, as one policy folder may serve several
+// configurations, each serving some of its servers.
+func (n *names) checkTableServers(logger *zap.Logger) {
+	served := slices.Sorted(maps.Keys(n.servers))
+	for _, server := range n.tableServers {
+		if slices.Contains(served, server) {
+			continue
+		}
+		logger.Warn("the permissions table has a section for a server no mcp_policy handler of this configuration serves: it applies to no call (server names match exactly)",
+			zap.String("server", server), zap.Strings("served", served), zap.String("did_you_mean", caseVariant(server, served)))
+	}
 }
 
 // inboxPrincipals are the approvers the inboxes deciding the approvals of
