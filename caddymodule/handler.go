@@ -237,11 +237,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Metrics:      metrics,
 		Logger:       h.logger,
 	}
-	table, err := h.permissionsNames(opts.Paths)
-	if err != nil {
-		return errors.Join(fmt.Errorf("mcp_policy: %w", err), engine.Close())
-	}
-	if err := h.provisionShared(ctx, repl, &cfg, table); err != nil {
+	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
 	}
 	server := cfg.Server
@@ -301,9 +297,10 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 
 // provisionShared fills in the parts of the gateway's configuration that
 // outlive it or own resources: identity, catalog, session state, metrics
-// and approvals. What it attached is released by Cleanup. The names table
-// gives are recorded for the app's checks (see App.Start).
-func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config, table tableNames) error {
+// and approvals. What it attached is released by Cleanup. The names the
+// permissions table of its policy gives (the configuration's, or one in
+// the policy's data) are recorded for the app's checks (see App.Start).
+func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config) error {
 	app, err := appOf(ctx)
 	if err != nil {
 		return err
@@ -319,7 +316,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}); err != nil {
 		return err
 	}
-	app.nameTableServers(slices.Collect(maps.Keys(table.servers)))
+	app.nameTableServers(cfg.Engine.TableServers())
 	if cfg.Sealer, err = h.sessionSealer(ctx, repl); err != nil {
 		return err
 	}
@@ -335,7 +332,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
-		if err := app.claimApprovals(resolved, cfg.Server, table.approversFor(cfg.Server)); err != nil {
+		if err := app.claimApprovals(resolved, cfg.Server, cfg.Engine.TableApprovers(cfg.Server)); err != nil {
 			return err
 		}
 	}

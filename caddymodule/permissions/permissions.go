@@ -184,20 +184,6 @@ func (p *Table) Validate() error {
 	return nil
 }
 
-// Approvers returns the approvers the table's entries name, sorted and
-// without repeats.
-func (p *Table) Approvers() []string {
-	var approvers []string
-	for _, entry := range p.categories() {
-		approvers = append(approvers, entry.Approvers...)
-	}
-	for _, entry := range p.Tools {
-		approvers = append(approvers, entry.Approvers...)
-	}
-	slices.Sort(approvers)
-	return slices.Compact(approvers)
-}
-
 // describe writes the entry as a Caddyfile line's arguments.
 func (p Entry) describe() string {
 	return strings.Join(append([]string{string(p.Action)}, p.Approvers...), " ")

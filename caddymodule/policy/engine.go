@@ -229,10 +229,14 @@ func (e *Engine) warnings() []string {
 // servers[server].tools), sorted, each once: from the configuration or
 // from the policy's own data, as it stands after the last reload.
 func (e *Engine) TableTools(server string) []string {
-	table := e.queries.Load().table
-	tools := append(slices.Clone(table.tools), table.servers[server]...)
-	slices.Sort(tools)
-	return slices.Compact(tools)
+	return e.queries.Load().table.forServer(server, func(s sectionNames) []string { return s.tools })
+}
+
+// TableApprovers returns the approvers the entries of the permissions
+// table of the policy in force name for calls on server (its every-server
+// entries and server's section), sorted, each once.
+func (e *Engine) TableApprovers(server string) []string {
+	return e.queries.Load().table.forServer(server, func(s sectionNames) []string { return s.approvers })
 }
 
 // TableServers returns the servers the permissions table of the policy in

@@ -173,14 +173,23 @@ func listed(items []string) string {
 
 // tableNames are the names a permissions table in data
 // (data.mcp.permissions, from the configuration or the policy's own data
-// files) gives tools and servers: tools[name], and servers[S] with its
-// tools. A name the upstream does not use applies to no call.
+// files) gives tools, servers and approvers: tools[name] and the
+// approvers of its entries, and servers[S] with its section's. A tool or
+// server the upstream does not use applies to no call; an approver nobody
+// can hold lets no call it is asked for run.
 type tableNames struct {
-	// tools are the names of tools the table's every-server entries name.
-	tools []string
+	// all are the names the table's every-server entries give.
+	all sectionNames
 	// servers are the servers the table has sections for, each with the
-	// tools its section names.
-	servers map[string][]string
+	// names its section gives.
+	servers map[string]sectionNames
+}
+
+// sectionNames are the names the entries of a table, or of a server's
+// section of it, give: the tools named one by one, and the approvers
+// its entries name.
+type sectionNames struct {
+	tools, approvers []string
 }
 
 // tableNamesOf reads the names a permissions table in data gives; none
@@ -189,28 +198,46 @@ type tableNames struct {
 func tableNamesOf(data map[string]any) tableNames {
 	found, _ := dataAt(data, []string{"mcp", "permissions"})
 	table, _ := found.(map[string]any)
-	names := tableNames{tools: memberNames(table, "tools")}
+	names := tableNames{all: sectionNamesOf(table)}
 	if sections, ok := table["servers"].(map[string]any); ok {
-		names.servers = make(map[string][]string, len(sections))
+		names.servers = make(map[string]sectionNames, len(sections))
 		for server, section := range sections {
-			names.servers[server] = memberNames(section, "tools")
+			object, _ := section.(map[string]any)
+			names.servers[server] = sectionNamesOf(object)
 		}
 	}
 	return names
 }
 
-// memberNames returns the sorted names of the object at value[member],
-// none when there is no such object.
-func memberNames(value any, member string) []string {
-	object, ok := value.(map[string]any)
-	if !ok {
-		return nil
+// sectionNamesOf reads the names a table, or a server's section, gives,
+// as the shipped library reads its entries (an action, or an object whose
+// "approvers" is an array of strings); what is malformed names nothing
+// (the library blocks the calls it decides).
+func sectionNamesOf(section map[string]any) sectionNames {
+	tools, _ := section["tools"].(map[string]any)
+	names := sectionNames{tools: slices.Sorted(maps.Keys(tools))}
+	entries := []any{section["read_only"], section["write"], section["destructive"]}
+	for _, name := range names.tools {
+		entries = append(entries, tools[name])
 	}
-	inner, ok := object[member].(map[string]any)
-	if !ok {
-		return nil
+	for _, entry := range entries {
+		object, _ := entry.(map[string]any)
+		list, _ := object["approvers"].([]any)
+		for _, approver := range list {
+			if name, ok := approver.(string); ok {
+				names.approvers = append(names.approvers, name)
+			}
+		}
 	}
-	return slices.Sorted(maps.Keys(inner))
+	return names
+}
+
+// forServer returns what the table's every-server entries and server's
+// section name of one kind (what picks it), sorted, each once.
+func (t tableNames) forServer(server string, what func(sectionNames) []string) []string {
+	names := append(slices.Clone(what(t.all)), what(t.servers[server])...)
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // invalidApprovers returns the approvers the policy's own rules name as
