@@ -1,8 +1,6 @@
 package caddymodule_test
 
 import (
-	"github.com/redis/go-redis/v9"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -18,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -1664,6 +1664,51 @@ func TestApproversHeld(t *testing.T) {
 			err := loadCaddyfile(t, globalOptions(t)+approvalSiteWith(freePort(t), tt.policy, up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/cb")+inbox)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("loading: %v; want an error containing %q (none if empty)", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestReviewersWithoutApprovalBlock: a permissions table naming
+// reviewers (anyone but the caller) in a handler with no approval block,
+// whose calls for them are refused, is warned of as it loads; one naming
+// the caller alone is not.
+func TestReviewersWithoutApprovalBlock(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const noBlock = "the permissions table names reviewers, but this mcp_policy has no approval block"
+	leads := permissionsData(t, `{"read_only": "allow", "servers": {"test": {"tools": {"create_issue": {"action": "needs_approval", "approvers": ["group:leads"]}}}}}`)
+	tests := []struct {
+		name, body string
+		// want are the approvers warned of; no warning when nil.
+		want []any
+	}{
+		{"reviewers named", "permissions {\n\t\t\twrite needs_approval caller group:leads webhook\n\t\t}", []any{"group:leads", "webhook"}},
+		{"reviewers named in policy data", "policy ../policies " + leads, []any{"group:leads"}},
+		{"the caller alone", "permissions {\n\t\t\twrite needs_approval caller\n\t\t}", nil},
+		{"any reviewer", "permissions {\n\t\t\twrite needs_approval\n\t\t}", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			logOption, logPath := warningsLog(t)
+			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", tt.body+"\n\t\tserver test", up.URL)); err != nil {
+				t.Fatalf("loading: %v; want it loaded", err)
+			}
+			entries, err := logEntries(logPath)
+			if err != nil {
+				t.Fatalf("reading the log: %v", err)
+			}
+			var warned []any
+			for _, e := range entries {
+				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, noBlock) && e["server"] == "test" {
+					warned = append(warned, e["approvers"])
+				}
+			}
+			switch {
+			case tt.want == nil && len(warned) > 0:
+				t.Errorf("warned of %v; want no warning", warned)
+			case tt.want != nil && (len(warned) != 1 || !reflect.DeepEqual(warned[0], tt.want)):
+				t.Errorf("warned of %v; want one warning of %v", warned, tt.want)
 			}
 		})
 	}

@@ -389,6 +389,11 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 				"event streams, which stay open for hours, are cut by it too (leave timeouts write unset, or set write_idle)",
 				zap.Duration("write_timeout", time.Duration(server.WriteTimeout)), zap.Duration("hold", resolved.hold))
 		}
+	} else if reviewers := slices.DeleteFunc(cfg.Engine.TableApprovers(cfg.Server), func(p string) bool { return p == approval.PrincipalCaller }); len(reviewers) > 0 {
+		// Named reviewers show that someone was meant to review; without
+		// an approval block nobody can (the caller alone may be asked).
+		h.logger.Warn("the permissions table names reviewers, but this mcp_policy has no approval block: the calls they were to review are refused (add an approval block, or name caller alone)",
+			zap.String("server", cfg.Server), zap.Strings("approvers", reviewers))
 	}
 	return nil
 }
