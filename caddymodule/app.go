@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 func init() {
@@ -368,7 +369,7 @@ func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) e
 // for the approvers its permissions table names; handlers of one
 // configuration that give one service different settings are refused, as
 // the service would run with whichever loaded last.
-func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []string) error {
+func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []policy.TableApprovers) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -386,8 +387,9 @@ func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []str
 // claimApprovals recorded it.
 type approvalUse struct {
 	server, instance, store string
-	// approvers are those its permissions table names for its calls.
-	approvers []string
+	// approvers are the entries of its permissions table that name
+	// approvers for its calls.
+	approvers []policy.TableApprovers
 }
 
 // nameTableServers records the servers a handler's permissions table has

@@ -1626,12 +1626,14 @@ func permissionsData(t *testing.T, table string) string {
 	return dir
 }
 
-// TestApproversHeld: a permissions table naming an inbox approver that no
-// inbox of its approval instance holds (a group it lacks, an account it
-// lacks, any account where there is no inbox) does not load with a memory
-// store: only the approvers named may decide, so its calls would wait
-// until they expire. Approvers held elsewhere (the caller, a decision
-// secret, the admin API) are not checked.
+// TestApproversHeld: a permissions table entry whose approvers are all
+// inbox approvers no inbox of its approval instance holds (a group it
+// lacks, an account it lacks, any account where there is no inbox) does
+// not load with a memory store: only the approvers named may decide, so
+// its calls would wait until they expire. An entry with another approver
+// that can decide (the caller, a decision secret's holder, an operator),
+// or a tool's on every server in policy data (a table several servers
+// may share), loads, with a warning.
 func TestApproversHeld(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	table := func(line string) string {
@@ -1639,20 +1641,25 @@ func TestApproversHeld(t *testing.T) {
 	}
 	leadsOnTest := permissionsData(t, `{"read_only": "allow", "servers": {"test": {"tools": {"create_issue": {"action": "needs_approval", "approvers": ["group:leads"]}}}}}`)
 	leadsElsewhere := permissionsData(t, `{"read_only": "allow", "servers": {"other": {"write": {"action": "needs_approval", "approvers": ["group:leads"]}}}}`)
-	const unheld = `which no mcp_approvals inbox of approval instance "default" holds`
+	sendOnEveryServer := permissionsData(t, `{"read_only": "allow", "tools": {"send_email": {"action": "needs_approval", "approvers": ["group:leads"]}}}`)
+	const unheld = `names only approvers no mcp_approvals inbox of approval instance "default" holds`
 	tests := []struct {
 		name, policy, inbox, wantErr string
 	}{
 		{"a group the inbox has", table("write needs_approval group:leads"), "group leads alice", ""},
 		{"a group the inbox lacks", table("write needs_approval group:leads"), "group lead alice",
-			`the permissions table names the approver "group:leads", ` + unheld + ` (its inboxes hold group:lead, inbox, inbox:alice)`},
+			`the permissions table's write ` + unheld + ` (group:leads; its inboxes hold group:lead, inbox, inbox:alice)`},
 		{"an account the inbox has", table("tool create_issue needs_approval inbox:alice"), "", ""},
-		{"an account the inbox lacks", table("tool create_issue needs_approval caller inbox:bob"), "", `"inbox:bob", ` + unheld},
+		{"an account the inbox lacks", table("tool create_issue needs_approval inbox:bob"), "", `tools["create_issue"] ` + unheld + ` (inbox:bob;`},
+		{"an account the inbox lacks, beside the caller", table("tool create_issue needs_approval caller inbox:bob"), "", ""},
+		{"a group the inbox lacks, beside a webhook", table("write needs_approval webhook group:leads"), "none", ""},
+		{"a group the inbox lacks, beside an operator", table("write needs_approval admin group:leads"), "none", ""},
 		{"an account in another case", table("tool create_issue needs_approval inbox:Alice"), "", `did you mean "inbox:alice"?`},
-		{"any inbox account, and no inbox", table("write needs_approval inbox"), "none", `"inbox", ` + unheld + ` (no inbox decides that instance)`},
+		{"any inbox account, and no inbox", table("write needs_approval inbox"), "none", `write ` + unheld + ` (inbox; no inbox decides that instance)`},
 		{"approvers held elsewhere, and no inbox", table("write needs_approval caller webhook admin admin:ops"), "none", ""},
-		{"a group the inbox lacks, in the server's section of policy data", "policy ../policies " + leadsOnTest, "", `"group:leads", ` + unheld},
+		{"a group the inbox lacks, in the server's section of policy data", "policy ../policies " + leadsOnTest, "", `servers["test"].tools["create_issue"] ` + unheld},
 		{"a group the inbox lacks, in another server's section", "policy ../policies " + leadsElsewhere, "", ""},
+		{"a group the inbox lacks, for a tool on every server in policy data", "policy ../policies " + sendOnEveryServer, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1709,6 +1716,55 @@ func TestReviewersWithoutApprovalBlock(t *testing.T) {
 				t.Errorf("warned of %v; want no warning", warned)
 			case tt.want != nil && (len(warned) != 1 || !reflect.DeepEqual(warned[0], tt.want)):
 				t.Errorf("warned of %v; want one warning of %v", warned, tt.want)
+			}
+		})
+	}
+}
+
+// TestIgnoredOptionsWarned: options that do nothing beside the others
+// (audit claims without an identity, disable_watch without policy paths)
+// are warned of as the configuration loads; forward_token without an
+// identity, kept for the day one is added, is not.
+func TestIgnoredOptionsWarned(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const ignored = "an mcp_policy option does nothing in this configuration: "
+	table := "permissions {\n\t\t\tread_only allow\n\t\t}\n\t\tserver test"
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"forward_token without an identity", table + "\n\t\tforward_token", nil},
+		{"audit claims without an identity", table + "\n\t\taudit {\n\t\t\tclaims email\n\t\t}", []string{"audit claims records"}},
+		{"disable_watch without policy paths", table + "\n\t\tdisable_watch", []string{"disable_watch stops"}},
+		{"both", table + "\n\t\tforward_token\n\t\tdisable_watch\n\t\taudit {\n\t\t\tclaims email\n\t\t}",
+			[]string{"audit claims records", "disable_watch stops"}},
+		{"audit without claims", table + "\n\t\taudit", nil},
+		{"disable_watch with policy paths", "policy ../policies\n\t\tserver test\n\t\tdisable_watch", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			logOption, logPath := warningsLog(t)
+			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", tt.body, up.URL)); err != nil {
+				t.Fatalf("loading: %v; want it loaded", err)
+			}
+			entries, err := logEntries(logPath)
+			if err != nil {
+				t.Fatalf("reading the log: %v", err)
+			}
+			var warned []string
+			for _, e := range entries {
+				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, ignored) {
+					warned = append(warned, strings.TrimPrefix(msg, ignored))
+				}
+			}
+			if len(warned) != len(tt.want) {
+				t.Fatalf("warned %q; want %d warnings", warned, len(tt.want))
+			}
+			for i, want := range tt.want {
+				if !strings.HasPrefix(warned[i], want) {
+					t.Errorf("warning %q, want one starting %q", warned[i], want)
+				}
 			}
 		})
 	}

@@ -250,6 +250,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app.serve(server, h.gateway)
+	for _, ignored := range h.ignoredOptions() {
+		h.logger.Warn("an mcp_policy option does nothing in this configuration: "+ignored, zap.String("server", server))
+	}
 	h.logger.Info("policy loaded",
 		zap.Strings("paths", h.Policies),
 		zap.Bool("library", len(h.Policies) == 0 && h.Bundle == nil),
@@ -332,7 +335,15 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
-		if err := app.claimApprovals(resolved, cfg.Server, cfg.Engine.TableApprovers(cfg.Server)); err != nil {
+		entries := cfg.Engine.TableApprovers(cfg.Server)
+		if h.Permissions != nil {
+			// The handler's own table: none of its entries is another
+			// server's (only policy data is shared by several).
+			for i := range entries {
+				entries[i].AnyServer = false
+			}
+		}
+		if err := app.claimApprovals(resolved, cfg.Server, entries); err != nil {
 			return err
 		}
 	}
@@ -389,13 +400,28 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 				"event streams, which stay open for hours, are cut by it too (leave timeouts write unset, or set write_idle)",
 				zap.Duration("write_timeout", time.Duration(server.WriteTimeout)), zap.Duration("hold", resolved.hold))
 		}
-	} else if reviewers := slices.DeleteFunc(cfg.Engine.TableApprovers(cfg.Server), func(p string) bool { return p == approval.PrincipalCaller }); len(reviewers) > 0 {
+	} else if reviewers := tableReviewers(cfg.Engine.TableApprovers(cfg.Server)); len(reviewers) > 0 {
 		// Named reviewers show that someone was meant to review; without
 		// an approval block nobody can (the caller alone may be asked).
 		h.logger.Warn("the permissions table names reviewers, but this mcp_policy has no approval block: the calls they were to review are refused (add an approval block, or name caller alone)",
 			zap.String("server", cfg.Server), zap.Strings("approvers", reviewers))
 	}
 	return nil
+}
+
+// tableReviewers returns the approvers but the caller that entries of a
+// permissions table name, sorted, each once.
+func tableReviewers(entries []policy.TableApprovers) []string {
+	var reviewers []string
+	for _, entry := range entries {
+		for _, approver := range entry.Approvers {
+			if approver != approval.PrincipalCaller {
+				reviewers = append(reviewers, approver)
+			}
+		}
+	}
+	slices.Sort(reviewers)
+	return slices.Compact(reviewers)
 }
 
 // sessionSealer returns the sealer of the configured session keys, or of
@@ -501,6 +527,23 @@ func (h *Handler) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ignoredOptions says which options the handler is given that do nothing
+// beside the others: each was evidently meant to do something, so it is
+// warned of as the configuration loads (not refused: it is harmless).
+func (h *Handler) ignoredOptions() []string {
+	var ignored []string
+	// (forward_token without an identity is not among them: the header
+	// passes anyway, and examples/egress keeps it for the day an identity
+	// is added.)
+	if h.Identity == nil && h.Audit != nil && len(h.Audit.Claims) > 0 {
+		ignored = append(ignored, "audit claims records the claims of the caller an identity names; without an identity there are none")
+	}
+	if h.DisableWatch && len(h.Policies) == 0 {
+		ignored = append(ignored, "disable_watch stops watching policy paths, and none are given")
+	}
+	return ignored
 }
 
 // ServeHTTP runs the request through the gateway.

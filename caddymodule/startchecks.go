@@ -48,36 +48,46 @@ func (n *names) approvalInstances() []string {
 	return slices.Compact(instances)
 }
 
-// checkApprovers checks that someone can hold every inbox approver a
-// handler's permissions table names ("inbox", "inbox:<account>",
-// "group:<name>"): only the approvers named may decide a call (see
-// approval.Approval.Entitled), so one that no inbox of the handler's
-// approval instance gives leaves its calls to wait until they expire.
-// With a memory store only this process's inboxes decide them, and the
-// configuration is refused; with Redis another replica's inbox may give
-// it, and a warning is logged. The other approvers are not checked:
-// "caller" is the caller (or, when they cannot be asked, the others
-// named), "webhook" whoever holds a decision secret (one is required),
-// "admin" and "admin:<name>" operators on the admin API, whose endpoint
-// a module cannot see.
+// checkApprovers checks that someone can hold the inbox approvers
+// ("inbox", "inbox:<account>", "group:<name>") each entry of a handler's
+// permissions table names: only the approvers named may decide a call
+// (see approval.Approval.Entitled), and one that no inbox of the
+// handler's approval instance gives decides nothing. An entry none of
+// whose approvers can be held leaves its calls to wait until they
+// expire: with a memory store only this process's inboxes decide them,
+// and the configuration is refused, unless the entry is a tool's on
+// every server (tools[name]), which a table shared by several servers
+// may hold for another's tool. Otherwise (another of the entry's
+// approvers holds it, or with Redis another replica's inbox may) a
+// warning is logged. The other approvers count as held: "caller" is the
+// caller (or, when they cannot be asked, the others named), "webhook"
+// whoever holds a decision secret (one is required), "admin" and
+// "admin:<name>" operators on the admin API, whose endpoint a module
+// cannot see.
 func (n *names) checkApprovers(logger *zap.Logger) error {
 	for _, use := range n.approvalUses {
 		held := n.inboxPrincipals(use.instance)
-		for _, approver := range use.approvers {
-			if !isInboxPrincipal(approver) || slices.Contains(held, approver) {
+		for _, entry := range use.approvers {
+			holds := func(approver string) bool { return !isInboxPrincipal(approver) || slices.Contains(held, approver) }
+			if !slices.ContainsFunc(entry.Approvers, func(approver string) bool { return !holds(approver) }) {
 				continue
 			}
-			if use.store == storeRedis {
+			if use.store != storeRedis && !entry.AnyServer && !slices.ContainsFunc(entry.Approvers, holds) {
+				unheld := entry.Approvers[0]
+				return fmt.Errorf("mcp_policy (server %q): the permissions table's %s names only approvers no mcp_approvals inbox of approval instance %q holds (%s; %s)%s: "+
+					"only the approvers named may decide its calls, and with store memory only this process's inboxes decide them, so they would wait until they expire; "+
+					"give an inbox of that instance the account or `group <name> <account>...`, or name an approver that exists",
+					use.server, entry.Where, use.instance, strings.Join(entry.Approvers, ", "), heldOrNone(held), didYouMean(unheld, held))
+			}
+			for _, approver := range entry.Approvers {
+				if holds(approver) {
+					continue
+				}
 				logger.Warn("the permissions table names an approver no mcp_approvals inbox of this configuration holds for its approval instance: "+
-					"its calls wait until they expire, unless another replica's inbox holds it",
-					zap.String("server", use.server), zap.String("approver", approver), zap.String("instance", use.instance),
+					"it decides none of the entry's calls (the entry's other approvers, or another replica's inbox, may)",
+					zap.String("server", use.server), zap.String("entry", entry.Where), zap.String("approver", approver), zap.String("instance", use.instance),
 					zap.Strings("held", held), zap.String("did_you_mean", caseVariant(approver, held)))
-				continue
 			}
-			return fmt.Errorf("mcp_policy (server %q): the permissions table names the approver %q, which no mcp_approvals inbox of approval instance %q holds (%s)%s: "+
-				"only the approvers named may decide its calls, and with store memory only this process's inboxes decide them, so they would wait until they expire; "+
-				"give an inbox of that instance the account or `group <name> <account>...`, or name an approver that exists",
-				use.server, approver, use.instance, heldOrNone(held), didYouMean(approver, held))
 		}
 	}
 	return nil

@@ -229,14 +229,18 @@ func (e *Engine) warnings() []string {
 // servers[server].tools), sorted, each once: from the configuration or
 // from the policy's own data, as it stands after the last reload.
 func (e *Engine) TableTools(server string) []string {
-	return e.queries.Load().table.forServer(server, func(s sectionNames) []string { return s.tools })
+	table := e.queries.Load().table
+	tools := append(slices.Clone(table.all.tools), table.servers[server].tools...)
+	slices.Sort(tools)
+	return slices.Compact(tools)
 }
 
-// TableApprovers returns the approvers the entries of the permissions
-// table of the policy in force name for calls on server (its every-server
-// entries and server's section), sorted, each once.
-func (e *Engine) TableApprovers(server string) []string {
-	return e.queries.Load().table.forServer(server, func(s sectionNames) []string { return s.approvers })
+// TableApprovers returns the entries of the permissions table of the
+// policy in force that name approvers for calls on server (its
+// every-server entries and server's section), each with its approvers.
+func (e *Engine) TableApprovers(server string) []TableApprovers {
+	table := e.queries.Load().table
+	return slices.Concat(table.all.approvers, table.servers[server].approvers)
 }
 
 // TableServers returns the servers the permissions table of the policy in

@@ -186,10 +186,25 @@ type tableNames struct {
 }
 
 // sectionNames are the names the entries of a table, or of a server's
-// section of it, give: the tools named one by one, and the approvers
-// its entries name.
+// section of it, give: the tools named one by one, and the entries that
+// name approvers.
 type sectionNames struct {
-	tools, approvers []string
+	tools     []string
+	approvers []TableApprovers
+}
+
+// TableApprovers are the approvers one entry of a permissions table
+// names: any one of them may decide the calls it holds.
+type TableApprovers struct {
+	// Where is the entry in the table: write, tools["send_email"],
+	// servers["tracker"].write, ...
+	Where string
+	// Approvers are the approvers it names, as written.
+	Approvers []string
+	// AnyServer is set for an entry of a tool on every server
+	// (tools[name]), which a table shared by several servers may hold for
+	// a tool that only another of them lists.
+	AnyServer bool
 }
 
 // tableNamesOf reads the names a permissions table in data gives; none
@@ -198,46 +213,44 @@ type sectionNames struct {
 func tableNamesOf(data map[string]any) tableNames {
 	found, _ := dataAt(data, []string{"mcp", "permissions"})
 	table, _ := found.(map[string]any)
-	names := tableNames{all: sectionNamesOf(table)}
+	names := tableNames{all: sectionNamesOf(table, "")}
 	if sections, ok := table["servers"].(map[string]any); ok {
 		names.servers = make(map[string]sectionNames, len(sections))
 		for server, section := range sections {
 			object, _ := section.(map[string]any)
-			names.servers[server] = sectionNamesOf(object)
+			names.servers[server] = sectionNamesOf(object, fmt.Sprintf("servers[%q].", server))
 		}
 	}
 	return names
 }
 
-// sectionNamesOf reads the names a table, or a server's section, gives,
-// as the shipped library reads its entries (an action, or an object whose
-// "approvers" is an array of strings); what is malformed names nothing
-// (the library blocks the calls it decides).
-func sectionNamesOf(section map[string]any) sectionNames {
+// sectionNamesOf reads the names a table, or a server's section (at
+// where), gives, as the shipped library reads its entries (an action, or
+// an object whose "approvers" is an array of strings); what is malformed
+// names nothing (the library blocks the calls it decides).
+func sectionNamesOf(section map[string]any, where string) sectionNames {
 	tools, _ := section["tools"].(map[string]any)
 	names := sectionNames{tools: slices.Sorted(maps.Keys(tools))}
-	entries := []any{section["read_only"], section["write"], section["destructive"]}
-	for _, name := range names.tools {
-		entries = append(entries, tools[name])
-	}
-	for _, entry := range entries {
+	add := func(entry any, at string, anyServer bool) {
 		object, _ := entry.(map[string]any)
 		list, _ := object["approvers"].([]any)
+		var approvers []string
 		for _, approver := range list {
 			if name, ok := approver.(string); ok {
-				names.approvers = append(names.approvers, name)
+				approvers = append(approvers, name)
 			}
 		}
+		if len(approvers) > 0 {
+			names.approvers = append(names.approvers, TableApprovers{Where: where + at, Approvers: approvers, AnyServer: anyServer})
+		}
+	}
+	for _, category := range []string{"read_only", "write", "destructive"} {
+		add(section[category], category, false)
+	}
+	for _, name := range names.tools {
+		add(tools[name], fmt.Sprintf("tools[%q]", name), where == "")
 	}
 	return names
-}
-
-// forServer returns what the table's every-server entries and server's
-// section name of one kind (what picks it), sorted, each once.
-func (t tableNames) forServer(server string, what func(sectionNames) []string) []string {
-	names := append(slices.Clone(what(t.all)), what(t.servers[server])...)
-	slices.Sort(names)
-	return slices.Compact(names)
 }
 
 // invalidApprovers returns the approvers the policy's own rules name as
