@@ -171,17 +171,35 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	return rule, nil
 }
 
+// callerIndependent are the placeholders whose value is the same for
+// every caller of one call: a key made of them and the caller's id
+// counts every caller alike when there is no caller id.
+var callerIndependent = map[string]bool{
+	"mcp.method": true, "mcp.tool.name": true, "mcp.tool.category": true, "mcp.server": true,
+	"mcp.decision.action": true, "mcp.decision.reason": true, "mcp.protocol_version": true,
+}
+
 // userPlaceholder returns the first placeholder of the limit's key that
 // names the caller ({mcp.user.id}, or its variable
-// {http.vars.mcp.user.id}), or "".
+// {http.vars.mcp.user.id}), when every other placeholder of the key is
+// the same for every caller (callerIndependent); else "". A key that
+// also holds the session, an address or a header tells callers apart
+// without the caller's id.
 func (l *RateLimit) userPlaceholder() string {
 	keys, _ := keyPlaceholders(l.Key)
+	user := ""
 	for _, name := range keys {
-		if strings.HasPrefix(strings.TrimPrefix(name, varsPrefix), "mcp.user.") {
-			return name
+		mcp := strings.TrimPrefix(name, varsPrefix)
+		switch {
+		case strings.HasPrefix(mcp, "mcp.user."):
+			if user == "" {
+				user = name
+			}
+		case !callerIndependent[mcp]:
+			return ""
 		}
 	}
-	return ""
+	return user
 }
 
 // methods are the methods the limit counts, sorted, without repeats.

@@ -308,6 +308,9 @@ func TestRateLimitUserKeyNeedsIdentity(t *testing.T) {
 		{"by the user's variable, no identity", "rate_limit {http.vars.mcp.user.id} 1/1h", "{http.vars.mcp.user.id} " + refused},
 		{"by user, with an identity", "identity caddy\n\t\trate_limit {mcp.user.id}/{mcp.tool.name} 1/1h", ""},
 		{"by session, no identity", "rate_limit {mcp.session}/{mcp.tool.name} 1/1h", ""},
+		{"by user and server, no identity", "rate_limit {mcp.server}/{http.vars.mcp.user.id}/{mcp.decision.action} 1/1h", "{http.vars.mcp.user.id} " + refused},
+		{"by user and session, no identity", "rate_limit {mcp.session}/{mcp.user.id} 1/1h", ""},
+		{"by user and address, no identity", "rate_limit {http.request.remote.host}/{mcp.user.id} 1/1h", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
