@@ -91,8 +91,8 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 	var unread []string
 	seen := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
-		if _, given := b.modules[name]; given {
-			continue // the gateway's own modules (the library)
+		if b.notTheAuthors(name, compiler.Modules[name]) {
+			continue
 		}
 		ast.WalkRules(compiler.Modules[name], func(rule *ast.Rule) bool {
 			path := rule.Ref().GroundPrefix().String()
@@ -116,6 +116,19 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 	}
 	return fmt.Sprintf("the policy's rules %s are read by neither %s nor %s, so they decide nothing: an organization's rule must be one the decision reads (with the shipped library, block, needs_approval or approvers in package mcp; see docs/policy.md)",
 		listed(unread), b.decisionQuery, b.permissionQuery)
+}
+
+// notTheAuthors reports whether a module is left out of the warnings:
+// the gateway's own (the library), and `opa test`'s (a file named
+// *_test.rego, or a package named *_test), which a bundle built with
+// `opa build` carries (files are left out as they are read).
+func (b *policyBuilder) notTheAuthors(name string, module *ast.Module) bool {
+	if _, given := b.modules[name]; given {
+		return true
+	}
+	path := module.Package.Path
+	last, _ := path[len(path)-1].Value.(ast.String)
+	return strings.HasSuffix(name, "_test.rego") || strings.HasSuffix(string(last), "_test")
 }
 
 // isTestRule reports whether rule is one of `opa test`'s, which a policy
@@ -272,7 +285,7 @@ func (b *policyBuilder) invalidApprovers(compiler *ast.Compiler) []string {
 	}
 	approversKey := ast.StringTerm("approvers")
 	for name, module := range compiler.Modules {
-		if _, given := b.modules[name]; given {
+		if b.notTheAuthors(name, module) {
 			continue
 		}
 		ast.WalkRules(module, func(rule *ast.Rule) bool {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -211,5 +212,28 @@ func TestTableNames(t *testing.T) {
 	defer configured.Close()
 	if got, want := configured.TableTools("tracker"), []string{"create_issue"}; !slices.Equal(got, want) || len(configured.TableServers()) != 0 {
 		t.Errorf("configured table: TableTools = %q, TableServers = %q; want %q and none", got, configured.TableServers(), want)
+	}
+}
+
+// TestBundleTestsNotWarned: a bundle built with `opa build` carries the
+// policy's tests; their rules, which no decision reads, are not warned
+// of, and the policy's own unread rules are.
+func TestBundleTestsNotWarned(t *testing.T) {
+	server := &bundleServer{}
+	server.serve(t, "1", map[string]string{
+		"/mcp/policy.rego":      bundlePolicy + "\nunused := 1\n",
+		"/mcp/policy_test.rego": "package mcp_test\nimport rego.v1\ntable := {\"t\": \"allow\"}\ntest_allowed if true\n",
+		"/mcp/more.rego":        "package mcp.more_test\nfixture := 1\n",
+	}, map[string]any{"revision_note": "one"})
+	ts := server.start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	engine := newEngine(t, ctx, Options{
+		Data:   map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}},
+		Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", MinDelay: time.Second, MaxDelay: 2 * time.Second},
+	})
+	warnings := engine.warnings()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "data.mcp.unused (") || strings.Contains(warnings[0], "_test") {
+		t.Errorf("warnings = %q; want one, of data.mcp.unused alone", warnings)
 	}
 }
