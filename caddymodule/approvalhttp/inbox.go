@@ -2,6 +2,7 @@ package approvalhttp
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"html/template"
@@ -179,11 +180,12 @@ func (h *Handler) decideFromInbox(w http.ResponseWriter, r *http.Request, user s
 	return nil
 }
 
-// inboxEntry is one approval as the page shows it.
+// inboxEntry is one approval as the page shows it, from service.
 type inboxEntry struct {
 	*approval.Approval
 	Arguments string
 	Token     string
+	service   *approval.Service
 }
 
 // inboxPageSize is how many pending approvals one page of the inbox
@@ -207,21 +209,25 @@ type inboxPage struct {
 	// whether the signed-in user may decide it.
 	Focused  *approval.Approval
 	Entitled bool
+	// FocusedPage is the page the focused approval is on, when it is
+	// pending and the user's to decide; 0 otherwise.
+	FocusedPage int
 }
 
 // renderInbox lists the pending approvals, a page of them (?page=<n>,
-// from 1), each with its form.
+// from 1; without one, the page of the approval a link names, else the
+// first), each with its form.
 func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user string) error {
 	number, err := inboxPageNumber(r.URL.Query())
 	if err != nil {
 		return refuse(http.StatusBadRequest, err)
 	}
-	page := inboxPage{User: user, Page: number}
+	page := inboxPage{User: user}
 	by := h.inbox.decider(user)
 	seen := make(map[string]bool)
+	var pending []inboxEntry
 	var listErr error
 	decided, focused := r.URL.Query().Get("decided"), r.URL.Query().Get("approval")
-	first := (number - 1) * inboxPageSize
 	h.services.Each(func(s *approval.Service) bool {
 		list, err := s.List(r.Context())
 		if err != nil {
@@ -240,19 +246,37 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 				continue
 			}
 			seen[a.ID] = true
-			// Only the page's own approvals are shown, so only theirs
-			// have their arguments indented and their forms signed.
-			if page.Total >= first && page.Total < first+inboxPageSize {
-				page.Pending = append(page.Pending, inboxEntry{Approval: a, Arguments: shownArguments(a.Arguments), Token: s.FormToken(user, a.ID)})
-			}
-			page.Total++
+			pending = append(pending, inboxEntry{Approval: a, service: s})
 		}
 		return true
 	})
 	if listErr != nil {
 		return refuse(http.StatusInternalServerError, listErr)
 	}
+	// Oldest first across every service the inbox serves (each lists its
+	// own oldest first, in no set order among them), so that a page
+	// holds the same approvals however the services are walked.
+	slices.SortFunc(pending, func(a, b inboxEntry) int {
+		return cmp.Or(a.RequestedAt.Compare(b.RequestedAt), strings.Compare(a.ID, b.ID))
+	})
+	if page.Focused != nil && page.Entitled {
+		if at := slices.IndexFunc(pending, func(e inboxEntry) bool { return e.ID == page.Focused.ID }); at >= 0 {
+			page.FocusedPage = at/inboxPageSize + 1
+			if _, named := r.URL.Query()["page"]; !named {
+				number = page.FocusedPage
+			}
+		}
+	}
+	page.Page, page.Total = number, len(pending)
 	page.Pages = (page.Total + inboxPageSize - 1) / inboxPageSize
+	// Only the page's own approvals are shown, so only theirs have their
+	// arguments indented and their forms signed.
+	if first := (number - 1) * inboxPageSize; first < len(pending) {
+		for _, entry := range pending[first:min(first+inboxPageSize, len(pending))] {
+			entry.Arguments, entry.Token = shownArguments(entry.Approval.Arguments), entry.service.FormToken(user, entry.ID)
+			page.Pending = append(page.Pending, entry)
+		}
+	}
 	var body bytes.Buffer
 	if err := inboxTemplate.Execute(&body, page); err != nil {
 		return refuse(http.StatusInternalServerError, err)
@@ -330,7 +354,7 @@ button { font-size: 1rem; margin-right: .5rem; }
 <p>Signed in as <b>{{.User}}</b>.</p>
 {{with .Decided}}<p class="notice" id="decided">Approval {{.ID}} is {{.State}}{{with .Approver}} ({{.}}){{end}}.</p>{{end}}
 {{with .Focused}}<p class="notice" id="focused">Approval {{.ID}}{{if $.Entitled}} ({{shown .Tool}} on {{shown .Server}}){{end}} is {{.State}}.
-{{if eq .State "pending"}}{{if $.Entitled}}You may decide it below.{{else}}It is not yours to decide.{{end}}{{end}}</p>{{end}}
+{{if eq .State "pending"}}{{if not $.Entitled}}It is not yours to decide.{{else if eq $.FocusedPage $.Page}}You may decide it below.{{else if $.FocusedPage}}You may decide it on <a href="?approval={{.ID}}">page {{$.FocusedPage}}</a>.{{end}}{{end}}</p>{{end}}
 {{range .Pending}}
 <section class="approval" id="{{.ID}}">
 <dl>

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -366,6 +367,62 @@ func TestInboxPages(t *testing.T) {
 	h, _ = newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{one})
 	if rec, _ := serve(t, h, inboxRequest(http.MethodGet, "/approvals/", "alice", nil)); strings.Contains(rec.Body.String(), `id="pages"`) {
 		t.Errorf("a single page shows links between pages:\n%s", rec.Body)
+	}
+}
+
+// TestInboxPagesAcrossServices: an inbox serving several approval
+// services pages their approvals together, oldest first, so that each
+// page holds the same ones however the services are walked; a link to
+// an approval opens the page it is on.
+func TestInboxPagesAcrossServices(t *testing.T) {
+	first, second := approvaltest.NewService(t, nil), approvaltest.NewService(t, nil)
+	var pending []*approval.Approval
+	for range inboxPageSize + 5 {
+		pending = append(pending, approvaltest.Request(t, first), approvaltest.Request(t, second))
+	}
+	for _, services := range []approvaltest.Services{{first, second}, {second, first}} {
+		h, _ := newHandler(NewInbox(signIn, testGroups, nil), services)
+		for number, want := range [][]*approval.Approval{pending[:inboxPageSize], pending[inboxPageSize : 2*inboxPageSize], pending[2*inboxPageSize:]} {
+			rec, refused := serve(t, h, inboxRequest(http.MethodGet, "/approvals/?page="+strconv.Itoa(number+1), "alice", nil))
+			if refused != nil {
+				t.Fatalf("page %d refused: %v", number+1, refused)
+			}
+			var listed []string
+			for rest := rec.Body.String(); ; {
+				_, after, found := strings.Cut(rest, `<section class="approval" id="`)
+				if !found {
+					break
+				}
+				id, _, _ := strings.Cut(after, `"`)
+				listed, rest = append(listed, id), after
+			}
+			var wantIDs []string
+			for _, a := range want {
+				wantIDs = append(wantIDs, a.ID)
+			}
+			if !slices.Equal(listed, wantIDs) {
+				t.Errorf("page %d lists %d approvals %v; want the %d oldest after the pages before, in order", number+1, len(listed), listed, len(wantIDs))
+			}
+		}
+	}
+	h, _ := newHandler(NewInbox(signIn, testGroups, nil), approvaltest.Services{first, second})
+	last := pending[len(pending)-1]
+	tests := []struct {
+		query, wantPage, wantNotice string
+	}{
+		{"?approval=" + last.ID, "Page 3 of 3", "You may decide it below."},
+		{"?page=1&approval=" + last.ID, "Page 1 of 3", `You may decide it on <a href="?approval=` + last.ID + `">page 3</a>.`},
+		{"?approval=" + pending[0].ID, "Page 1 of 3", "You may decide it below."},
+	}
+	for _, tt := range tests {
+		rec, _ := serve(t, h, inboxRequest(http.MethodGet, "/approvals/"+tt.query, "alice", nil))
+		page := rec.Body.String()
+		if !strings.Contains(page, tt.wantPage) || !strings.Contains(page, tt.wantNotice) {
+			t.Errorf("%s: page lacks %q or %q:\n%s", tt.query, tt.wantPage, tt.wantNotice, page)
+		}
+		if onPage := strings.Contains(page, `id="approve-`+last.ID+`"`); onPage != (tt.wantPage == "Page 3 of 3") {
+			t.Errorf("%s: the linked approval's form on the page: %v", tt.query, onPage)
+		}
 	}
 }
 
