@@ -1697,17 +1697,9 @@ func TestReviewersWithoutApprovalBlock(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			logOption, logPath := warningsLog(t)
-			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", tt.body+"\n\t\tserver test", up.URL)); err != nil {
-				t.Fatalf("loading: %v; want it loaded", err)
-			}
-			entries, err := logEntries(logPath)
-			if err != nil {
-				t.Fatalf("reading the log: %v", err)
-			}
 			var warned []any
-			for _, e := range entries {
-				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, noBlock) && e["server"] == "test" {
+			for _, e := range loadedWarnings(t, policySite(freePort(t), "", tt.body+"\n\t\tserver test", up.URL), noBlock) {
+				if e["server"] == "test" {
 					warned = append(warned, e["approvers"])
 				}
 			}
@@ -1744,19 +1736,9 @@ func TestIgnoredOptionsWarned(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			logOption, logPath := warningsLog(t)
-			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", tt.body, up.URL)); err != nil {
-				t.Fatalf("loading: %v; want it loaded", err)
-			}
-			entries, err := logEntries(logPath)
-			if err != nil {
-				t.Fatalf("reading the log: %v", err)
-			}
 			var warned []string
-			for _, e := range entries {
-				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, ignored) {
-					warned = append(warned, strings.TrimPrefix(msg, ignored))
-				}
+			for _, e := range loadedWarnings(t, policySite(freePort(t), "", tt.body, up.URL), ignored) {
+				warned = append(warned, strings.TrimPrefix(e["msg"].(string), ignored))
 			}
 			if len(warned) != len(tt.want) {
 				t.Fatalf("warned %q; want %d warnings", warned, len(tt.want))

@@ -108,3 +108,24 @@ func warningsLog(t testing.TB) (option, path string) {
 	path = filepath.Join(t.TempDir(), "warnings.log")
 	return fmt.Sprintf("log warnings {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel WARN\n\t}", path), path
 }
+
+// loadedWarnings loads sites, after the global options, with warnings
+// logged, and returns the warnings whose message starts with prefix.
+func loadedWarnings(t *testing.T, sites, prefix string) []map[string]any {
+	t.Helper()
+	logOption, logPath := warningsLog(t)
+	if err := loadCaddyfile(t, globalOptions(t, logOption)+sites); err != nil {
+		t.Fatalf("loading: %v; want it loaded", err)
+	}
+	entries, err := logEntries(logPath)
+	if err != nil {
+		t.Fatalf("reading the log: %v", err)
+	}
+	var warned []map[string]any
+	for _, e := range entries {
+		if msg, _ := e["msg"].(string); strings.HasPrefix(msg, prefix) {
+			warned = append(warned, e)
+		}
+	}
+	return warned
+}

@@ -451,21 +451,8 @@ func TestTableServersServed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
 			data := permissionsData(t, `{"read_only": "allow", "servers": {"`+tt.section+`": {"write": "block"}}}`)
-			logOption, logPath := warningsLog(t)
-			if err := loadCaddyfile(t, globalOptions(t, logOption)+policySite(freePort(t), "", "policy ../policies "+data+"\n\t\tserver tracker", up.URL)); err != nil {
-				t.Fatalf("loading: %v; want it loaded", err)
-			}
 			// The warning is logged before the configuration has loaded.
-			entries, err := logEntries(logPath)
-			if err != nil {
-				t.Fatalf("reading the log: %v", err)
-			}
-			var warned []map[string]any
-			for _, line := range entries {
-				if msg, _ := line["msg"].(string); strings.HasPrefix(msg, unserved) {
-					warned = append(warned, line)
-				}
-			}
+			warned := loadedWarnings(t, policySite(freePort(t), "", "policy ../policies "+data+"\n\t\tserver tracker", up.URL), unserved)
 			switch {
 			case tt.want == nil && len(warned) > 0:
 				t.Errorf("warned %v; want no warning for a section of the server served", warned)
