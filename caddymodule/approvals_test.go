@@ -1630,8 +1630,10 @@ func permissionsData(t *testing.T, table string) string {
 // inbox approvers no inbox of its approval instance holds (a group it
 // lacks, an account it lacks, any account where there is no inbox) does
 // not load with a memory store: only the approvers named may decide, so
-// its calls would wait until they expire. An entry with another approver
-// that can decide (the caller, a decision secret's holder, an operator),
+// its calls would wait until they expire (the caller too, beside them:
+// a client that cannot be asked leaves the call to them). An entry with
+// another approver that can decide (a decision secret's holder, an
+// operator),
 // or a tool's on every server in policy data (a table several servers
 // may share), loads, with a warning.
 func TestApproversHeld(t *testing.T) {
@@ -1651,7 +1653,8 @@ func TestApproversHeld(t *testing.T) {
 			`the permissions table's write ` + unheld + ` (group:leads; its inboxes hold group:lead, inbox, inbox:alice)`},
 		{"an account the inbox has", table("tool create_issue needs_approval inbox:alice"), "", ""},
 		{"an account the inbox lacks", table("tool create_issue needs_approval inbox:bob"), "", `tools["create_issue"] ` + unheld + ` (inbox:bob;`},
-		{"an account the inbox lacks, beside the caller", table("tool create_issue needs_approval caller inbox:bob"), "", ""},
+		{"an account the inbox lacks, beside the caller", table("tool create_issue needs_approval caller inbox:bob"), "", `tools["create_issue"] ` + unheld + ` (caller, inbox:bob;`},
+		{"an account the inbox lacks, beside the caller and a webhook", table("tool create_issue needs_approval caller inbox:bob webhook"), "", ""},
 		{"a group the inbox lacks, beside a webhook", table("write needs_approval webhook group:leads"), "none", ""},
 		{"a group the inbox lacks, beside an operator", table("write needs_approval admin group:leads"), "none", ""},
 		{"an account in another case", table("tool create_issue needs_approval inbox:Alice"), "", `did you mean "inbox:alice"?`},

@@ -171,32 +171,37 @@ func (l *RateLimit) rule() (ratelimit.Rule, error) {
 	return rule, nil
 }
 
-// callerIndependent are the placeholders whose value is the same for
-// every caller of one call: a key made of them and the caller's id
-// counts every caller alike when there is no caller id.
-var callerIndependent = map[string]bool{
-	"mcp.method": true, "mcp.tool.name": true, "mcp.tool.category": true, "mcp.server": true,
-	"mcp.decision.action": true, "mcp.decision.reason": true, "mcp.protocol_version": true,
+// callerApart are the placeholders, and the prefixes of placeholders,
+// whose value tells callers apart without an identity: the session, the
+// client's address, what its request carries of its own. A key by the
+// caller's id without an identity is one count for every caller unless
+// it holds one of them (a placeholder known to be the same for every
+// caller, or one not known at all, does not count: the check fails
+// safe).
+var callerApart = []string{
+	"mcp.session", "client_ip", "http.request.remote", "http.request.header.", "http.request.cookie.",
+	"http.request.tls.client.", "http.request.uri.query.",
 }
 
 // userPlaceholder returns the first placeholder of the limit's key that
 // names the caller ({mcp.user.id}, or its variable
-// {http.vars.mcp.user.id}), when every other placeholder of the key is
-// the same for every caller (callerIndependent); else "". A key that
-// also holds the session, an address or a header tells callers apart
-// without the caller's id.
+// {http.vars.mcp.user.id}), when no other placeholder of the key tells
+// callers apart (callerApart); else "".
 func (l *RateLimit) userPlaceholder() string {
 	keys, _ := keyPlaceholders(l.Key)
 	user := ""
 	for _, name := range keys {
-		mcp := strings.TrimPrefix(name, varsPrefix)
-		switch {
-		case strings.HasPrefix(mcp, "mcp.user."):
+		bare := strings.TrimPrefix(name, varsPrefix)
+		if strings.HasPrefix(bare, "mcp.user.") {
 			if user == "" {
 				user = name
 			}
-		case !callerIndependent[mcp]:
-			return ""
+			continue
+		}
+		for _, apart := range callerApart {
+			if strings.HasPrefix(bare, apart) {
+				return ""
+			}
 		}
 	}
 	return user

@@ -311,6 +311,11 @@ func TestRateLimitUserKeyNeedsIdentity(t *testing.T) {
 		{"by user and server, no identity", "rate_limit {mcp.server}/{http.vars.mcp.user.id}/{mcp.decision.action} 1/1h", "{http.vars.mcp.user.id} " + refused},
 		{"by user and session, no identity", "rate_limit {mcp.session}/{mcp.user.id} 1/1h", ""},
 		{"by user and address, no identity", "rate_limit {http.request.remote.host}/{mcp.user.id} 1/1h", ""},
+		{"by user and client address, no identity", "rate_limit {http.vars.client_ip}/{mcp.user.id} 1/1h", ""},
+		{"by user and a header, no identity", "rate_limit {mcp.user.id}/{http.request.header.X-Team} 1/1h", ""},
+		{"by user and host, no identity", "rate_limit {mcp.user.id}/{http.request.host} 1/1h", "{mcp.user.id} " + refused},
+		{"by user and path, no identity", "rate_limit {mcp.user.id}/{http.request.uri.path} 1/1h", "{mcp.user.id} " + refused},
+		{"by user and year, no identity", "rate_limit {time.now.year}/{mcp.user.id} 1/1h", "{mcp.user.id} " + refused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())

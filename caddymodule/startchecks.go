@@ -59,8 +59,9 @@ func (n *names) approvalInstances() []string {
 // every server (tools[name]), which a table shared by several servers
 // may hold for another's tool. Otherwise (another of the entry's
 // approvers holds it, or with Redis another replica's inbox may) a
-// warning is logged. The other approvers count as held: "caller" is the
-// caller (or, when they cannot be asked, the others named), "webhook"
+// warning is logged. The caller does not count as one who can decide
+// (a client that cannot be asked leaves the call to the others named);
+// the other approvers count as held: "webhook"
 // whoever holds a decision secret (one is required), "admin" and
 // "admin:<name>" operators on the admin API, whose endpoint a module
 // cannot see.
@@ -72,7 +73,11 @@ func (n *names) checkApprovers(logger *zap.Logger) error {
 			if !slices.ContainsFunc(entry.Approvers, func(approver string) bool { return !holds(approver) }) {
 				continue
 			}
-			if use.store != storeRedis && !entry.AnyServer && !slices.ContainsFunc(entry.Approvers, holds) {
+			// The caller decides only when it can be asked; a client
+			// that cannot (no elicitation) leaves the call to the others
+			// named, so the caller is no one who can always decide.
+			decides := func(approver string) bool { return approver != approval.PrincipalCaller && holds(approver) }
+			if use.store != storeRedis && !entry.AnyServer && !slices.ContainsFunc(entry.Approvers, decides) {
 				unheld := entry.Approvers[0]
 				return fmt.Errorf("mcp_policy (server %q): the permissions table's %s names only approvers no mcp_approvals inbox of approval instance %q holds (%s; %s)%s: "+
 					"only the approvers named may decide its calls, and with store memory only this process's inboxes decide them, so they would wait until they expire; "+
@@ -84,7 +89,7 @@ func (n *names) checkApprovers(logger *zap.Logger) error {
 					continue
 				}
 				logger.Warn("the permissions table names an approver no mcp_approvals inbox of this configuration holds for its approval instance: "+
-					"it decides none of the entry's calls (the entry's other approvers, or another replica's inbox, may)",
+					"it decides none of the entry's calls (the entry's other approvers, or another replica's inbox, may; the caller only when it can be asked)",
 					zap.String("server", use.server), zap.String("entry", entry.Where), zap.String("approver", approver), zap.String("instance", use.instance),
 					zap.Strings("held", held), zap.String("did_you_mean", caseVariant(approver, held)))
 			}

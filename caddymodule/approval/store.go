@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -266,10 +267,14 @@ func clone(a *Approval) *Approval {
 
 // sortByRequest orders approvals oldest first.
 func sortByRequest(list []*Approval) {
-	slices.SortFunc(list, func(a, b *Approval) int {
-		if c := a.RequestedAt.Compare(b.RequestedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(list, ByRequest)
+}
+
+// ByRequest orders approvals as stores list them: oldest first, by when
+// they were requested (by the wall clock: a memory store's times also
+// carry a monotonic reading, which Compare would prefer, and a Redis
+// store's do not, so that approvals of both would not be ordered alike),
+// then by id.
+func ByRequest(a, b *Approval) int {
+	return cmp.Or(cmp.Compare(a.RequestedAt.UnixNano(), b.RequestedAt.UnixNano()), strings.Compare(a.ID, b.ID))
 }

@@ -2,7 +2,6 @@ package approvalhttp
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"html/template"
@@ -256,9 +255,7 @@ func (h *Handler) renderInbox(w http.ResponseWriter, r *http.Request, user strin
 	// Oldest first across every service the inbox serves (each lists its
 	// own oldest first, in no set order among them), so that a page
 	// holds the same approvals however the services are walked.
-	slices.SortFunc(pending, func(a, b inboxEntry) int {
-		return cmp.Or(a.RequestedAt.Compare(b.RequestedAt), strings.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(pending, func(a, b inboxEntry) int { return approval.ByRequest(a.Approval, b.Approval) })
 	if page.Focused != nil && page.Entitled {
 		if at := slices.IndexFunc(pending, func(e inboxEntry) bool { return e.ID == page.Focused.ID }); at >= 0 {
 			page.FocusedPage = at/inboxPageSize + 1

@@ -119,16 +119,17 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 }
 
 // notTheAuthors reports whether a module is left out of the warnings:
-// the gateway's own (the library), and `opa test`'s (a file named
-// *_test.rego, or a package named *_test), which a bundle built with
-// `opa build` carries (files are left out as they are read).
+// the gateway's own (the library), and `opa test`'s (a package named
+// *_test), which a bundle built with `opa build` carries (files named
+// *_test.rego are left out as they are read; in a bundle such a file is
+// in force, and warned of, unless its package is a test's).
 func (b *policyBuilder) notTheAuthors(name string, module *ast.Module) bool {
 	if _, given := b.modules[name]; given {
 		return true
 	}
 	path := module.Package.Path
 	last, _ := path[len(path)-1].Value.(ast.String)
-	return strings.HasSuffix(name, "_test.rego") || strings.HasSuffix(string(last), "_test")
+	return strings.HasSuffix(string(last), "_test")
 }
 
 // isTestRule reports whether rule is one of `opa test`'s, which a policy

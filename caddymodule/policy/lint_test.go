@@ -216,14 +216,16 @@ func TestTableNames(t *testing.T) {
 }
 
 // TestBundleTestsNotWarned: a bundle built with `opa build` carries the
-// policy's tests; their rules, which no decision reads, are not warned
-// of, and the policy's own unread rules are.
+// policy's tests; their rules (packages named *_test), which no decision
+// reads, are not warned of, and the policy's own unread rules are, a
+// file's named as a test's included (in a bundle it is in force).
 func TestBundleTestsNotWarned(t *testing.T) {
 	server := &bundleServer{}
 	server.serve(t, "1", map[string]string{
 		"/mcp/policy.rego":      bundlePolicy + "\nunused := 1\n",
 		"/mcp/policy_test.rego": "package mcp_test\nimport rego.v1\ntable := {\"t\": \"allow\"}\ntest_allowed if true\n",
 		"/mcp/more.rego":        "package mcp.more_test\nfixture := 1\n",
+		"/mcp/lib_test.rego":    "package mcp.lib\nreason := \"(library)\"\nunused := 2\n",
 	}, map[string]any{"revision_note": "one"})
 	ts := server.start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -233,7 +235,8 @@ func TestBundleTestsNotWarned(t *testing.T) {
 		Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", MinDelay: time.Second, MaxDelay: 2 * time.Second},
 	})
 	warnings := engine.warnings()
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "data.mcp.unused (") || strings.Contains(warnings[0], "_test") {
-		t.Errorf("warnings = %q; want one, of data.mcp.unused alone", warnings)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "data.mcp.unused (") || !strings.Contains(warnings[0], "data.mcp.lib.unused (") ||
+		strings.Contains(warnings[0], "data.mcp_test") || strings.Contains(warnings[0], "more_test") {
+		t.Errorf("warnings = %q; want one, of data.mcp.unused and data.mcp.lib.unused (in force, though in a file named as a test's) alone", warnings)
 	}
 }
