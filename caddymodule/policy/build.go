@@ -177,7 +177,7 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 		return nil, err
 	}
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
-	q.warnings = b.lint(compiler, q.input)
+	q.warnings = b.lint(compiler, data, q.input)
 	q.table = tableNamesOf(data)
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -25,15 +26,19 @@ const maxListedInWarning = 10
 
 // lint returns what the compiled policy does that its author evidently did
 // not mean: its own rules (not those the gateway gives it) that neither
-// query reads, approvers it names that are no principal, and members of
-// input it reads that the gateway never sets.
-func (b *policyBuilder) lint(compiler *ast.Compiler, use *inputUse) []string {
+// query reads, approvers it names that are no principal, documents of
+// data it reads that nothing defines beside one of a name close to
+// theirs, and members of input it reads that the gateway never sets.
+func (b *policyBuilder) lint(compiler *ast.Compiler, data map[string]any, use *inputUse) []string {
 	var warnings []string
 	if w := b.unreadRules(compiler); w != "" {
 		warnings = append(warnings, w)
 	}
 	if invalid := b.invalidApprovers(compiler); len(invalid) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the policy names approvers %s, which are not principals (caller, inbox, inbox:<user>, group:<name>, webhook, admin or admin:<name>): a call it holds for their approval is refused", listed(invalid)))
+	}
+	if misspelt := b.misspeltReads(compiler, data); len(misspelt) > 0 {
+		warnings = append(warnings, fmt.Sprintf("the policy reads %s, which neither a rule nor the data defines: such a reference is always undefined", listed(misspelt)))
 	}
 	if unknown := unknownInputMembers(use, reflect.TypeFor[Input](), "input"); len(unknown) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the policy reads %s, which the gateway never sets: such a reference is always undefined (see the input document in docs/policy.md)", listed(unknown)))
@@ -130,6 +135,90 @@ func (b *policyBuilder) notTheAuthors(name string, module *ast.Module) bool {
 	path := module.Package.Path
 	last, _ := path[len(path)-1].Value.(ast.String)
 	return strings.HasSuffix(string(last), "_test")
+}
+
+// misspeltReads returns the references to data in the policy's own
+// modules that reach a document nothing defines (no rule, no data) where
+// a document beside it has a name close to its (data.mcp.permission where
+// data.mcp.permissions is defined), each with that name. A reference to
+// a document nothing defines is not enough: the shipped library reads
+// the organization's rules, which a policy may leave undefined, and
+// policies read optional data alike; a near miss is most likely a typo.
+func (b *policyBuilder) misspeltReads(compiler *ast.Compiler, data map[string]any) []string {
+	found := map[string]bool{}
+	for name, module := range compiler.Modules {
+		if b.notTheAuthors(name, module) {
+			continue
+		}
+		ast.WalkRefs(module, func(ref ast.Ref) bool {
+			if miss := misspeltRead(compiler.RuleTree.Child(ast.DefaultRootDocument.Value), data, ref); miss != "" {
+				found[miss] = true
+			}
+			return false
+		})
+	}
+	return slices.Sorted(maps.Keys(found))
+}
+
+// misspeltRead follows ref (data.a.b...) down the rules (node, the rule
+// tree at data) and the data (doc) while they define it; at the first
+// member neither defines, it returns the reference to there and the
+// sibling of a close name, if one is defined; else "".
+func misspeltRead(node *ast.TreeNode, doc any, ref ast.Ref) string {
+	if node == nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return ""
+	}
+	ground := ref.GroundPrefix()
+	for i := 1; i < len(ground); i++ {
+		key, ok := ground[i].Value.(ast.String)
+		if !ok || len(node.Values) > 0 {
+			return "" // a number's key, or a rule makes the document whole
+		}
+		object, isObject := doc.(map[string]any)
+		if doc != nil && !isObject {
+			return "" // data that is no object: not followed
+		}
+		child := node.Child(key)
+		value, inData := object[string(key)]
+		if child != nil || inData {
+			if child == nil {
+				child = &ast.TreeNode{}
+			}
+			node, doc = child, value
+			continue
+		}
+		siblings := slices.Collect(maps.Keys(object))
+		for k := range node.Children {
+			if name, ok := k.(ast.String); ok {
+				siblings = append(siblings, string(name))
+			}
+		}
+		slices.Sort(siblings)
+		for _, sibling := range siblings {
+			if nearName(string(key), sibling) {
+				return fmt.Sprintf("%s (did you mean %s?)", ground[:i+1], append(ground[:i:i], ast.StringTerm(sibling)))
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
+// nearName reports whether two different names are close enough that one
+// is likely the other mistyped: alike but for case, or within two edits
+// (one for names of four letters or fewer).
+func nearName(a, b string) bool {
+	if a == b {
+		return false
+	}
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	edits := 2
+	if min(len(a), len(b)) <= 4 {
+		edits = 1
+	}
+	return levenshtein.ComputeDistance(a, b) <= edits
 }
 
 // isTestRule reports whether rule is one of `opa test`'s, which a policy

@@ -89,6 +89,17 @@ also := {"approvers": {"caller", "admins"}}`},
 		{name: "approvers unchecked without a check", library: true, data: table, files: map[string]string{"org.rego": `package mcp
 import rego.v1
 approvers contains "security" if input.tool.name == "send_email"`}},
+		{name: "a document misspelt", library: true, data: table, files: map[string]string{"org.rego": `package mcp
+import rego.v1
+block contains "writes are off" if {
+	input.tool.category == "write"
+	data.mcp.permission.write == "block"
+}
+block contains "not listed" if not data.lists.Tools[input.tool.name]
+block contains "odd" if data.mcp.alowed
+block contains "optional" if data.mcp.extra.reasons[input.tool.name]
+allowed := true`, "lists/data.json": `{"tools": {"echo": true}}`},
+			want: []string{"the policy reads data.lists.Tools (did you mean data.lists.tools?), data.mcp.alowed (did you mean data.mcp.allowed?), data.mcp.permission (did you mean data.mcp.permissions?), which neither a rule nor the data defines"}, wantCount: 2},
 		{name: "the whole input", files: map[string]string{"policy.rego": `package mcp
 import rego.v1
 default decision := {"action": "allow", "reason": "ok"}
