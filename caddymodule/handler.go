@@ -335,15 +335,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
-		entries := cfg.Engine.TableApprovers(cfg.Server)
-		if h.Permissions != nil {
-			// The handler's own table: none of its entries is another
-			// server's (only policy data is shared by several).
-			for i := range entries {
-				entries[i].AnyServer = false
-			}
-		}
-		if err := app.claimApprovals(resolved, cfg.Server, entries); err != nil {
+		if err := app.claimApprovals(resolved, cfg.Server, cfg.Engine.TableApprovers(cfg.Server)); err != nil {
 			return err
 		}
 	}

@@ -178,7 +178,9 @@ func (b *policyBuilder) prepare(ctx context.Context, modules map[string]*ast.Mod
 	}
 	q.input = inputUseOf(compiler.Modules, b.queryBodies...)
 	q.warnings = b.lint(compiler, data, q.input)
-	q.table = tableNamesOf(data)
+	// The configuration's table and one in the policy's data are never
+	// both given (build refuses it).
+	q.table = tableNamesOf(data, !hasMember(b.data, "mcp", "permissions"))
 	cacheable := deterministic(compiler.Modules, b.queryBodies...)
 	for _, p := range []struct {
 		query    string

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -222,31 +221,6 @@ func (e *Engine) Revision() string {
 // did not mean (lint); they are logged as it is put in force.
 func (e *Engine) warnings() []string {
 	return slices.Clone(e.queries.Load().warnings)
-}
-
-// TableTools returns the tools the permissions table of the policy in
-// force names one by one for server (data.mcp.permissions: tools, and
-// servers[server].tools), sorted, each once: from the configuration or
-// from the policy's own data, as it stands after the last reload.
-func (e *Engine) TableTools(server string) []string {
-	table := e.queries.Load().table
-	tools := append(slices.Clone(table.all.tools), table.servers[server].tools...)
-	slices.Sort(tools)
-	return slices.Compact(tools)
-}
-
-// TableApprovers returns the entries of the permissions table of the
-// policy in force that name approvers for calls on server (its
-// every-server entries and server's section), each with its approvers.
-func (e *Engine) TableApprovers(server string) []TableApprovers {
-	table := e.queries.Load().table
-	return slices.Concat(table.all.approvers, table.servers[server].approvers)
-}
-
-// TableServers returns the servers the permissions table of the policy in
-// force has sections for (data.mcp.permissions.servers), sorted.
-func (e *Engine) TableServers() []string {
-	return slices.Sorted(maps.Keys(e.queries.Load().table.servers))
 }
 
 // Decide evaluates the policy for one input. It always returns a decision
