@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,4 +291,108 @@ func readDecisionLog(t *testing.T, path string) []map[string]any {
 		}
 	}
 	return entries
+}
+
+// TestToolCallMetrics: what became of each tool call forwarded is counted
+// on Caddy's metrics endpoint (mcpgate_tool_calls_total, by outcome) and
+// timed (mcpgate_tool_call_seconds), on every transport: a go-sdk server
+// answering a call with a result, and a call with arguments its schema
+// refuses with a failed result (isError); a call the policy blocks is not
+// forwarded, and not counted.
+func TestToolCallMetrics(t *testing.T) {
+	tests := []struct {
+		name      string
+		serve     func(*mcp.Server) http.Handler
+		transport func(url string) mcp.Transport
+	}{
+		{"POST event stream", streamableHandler(nil), func(url string) mcp.Transport {
+			return &mcp.StreamableClientTransport{Endpoint: url}
+		}},
+		{"JSON replies", streamableHandler(&mcp.StreamableHTTPOptions{JSONResponse: true}), func(url string) mcp.Transport {
+			return &mcp.StreamableClientTransport{Endpoint: url}
+		}},
+		{"HTTP+SSE", legacyHandler, func(url string) mcp.Transport {
+			return &mcp.SSEClientTransport{Endpoint: url}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			metricsPort := freePort(t)
+			up := newTransportUpstream(t, tt.serve)
+			gateway := startGateway(t, up.URL, gatewayOptions{
+				policy: transportPolicy,
+				sites:  fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
+			})
+			var client clientHandlers
+			session := connectOver(t, tt.transport(gateway), client.options(), legacyVersion)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			before := scrapeMetrics(t, metricsPort)
+			for _, args := range []map[string]any{{"text": "hi"}, {"text": 5}, {"text": "again"}} {
+				if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: args}); err != nil {
+					t.Fatalf("calling echo with %v: %v", args, err)
+				}
+			}
+			if res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "delete_issue", Arguments: map[string]any{"text": "x"}}); err != nil || !res.IsError {
+				t.Fatalf("delete_issue was not refused: %v %v", res, err)
+			}
+			// A call its client gives up on: the client cancels it
+			// (notifications/cancelled), and the server answers nothing.
+			slowCtx, cancelSlow := context.WithTimeout(ctx, 300*time.Millisecond)
+			if _, err := session.CallTool(slowCtx, &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{"text": "x"}}); err == nil {
+				t.Fatal("the slow call ended before it was released")
+			}
+			cancelSlow()
+			// HTTP+SSE: the answer is counted as the stream relays it, which
+			// may be a moment after the client read it.
+			var after string
+			testwait.Until(t, 5*time.Second, func() string {
+				after = scrapeMetrics(t, metricsPort)
+				if got := metricValue(after, "mcpgate_tool_call_seconds_count", `tool="echo"`) - metricValue(before, "mcpgate_tool_call_seconds_count", `tool="echo"`); got != 3 {
+					return fmt.Sprintf("echo's calls timed %v times; want 3", got)
+				}
+				if got := metricValue(after, "mcpgate_tool_call_seconds_count", `tool="slow"`) - metricValue(before, "mcpgate_tool_call_seconds_count", `tool="slow"`); got != 1 {
+					return fmt.Sprintf("slow's call timed %v times; want 1", got)
+				}
+				return ""
+			})
+			for _, want := range []struct {
+				tool, outcome string
+				n             float64
+			}{{"echo", "ok", 2}, {"echo", "tool_error", 1}, {"slow", "cancelled", 1}, {"delete_issue", "ok", 0}, {"delete_issue", "failed", 0}} {
+				labels := fmt.Sprintf(`outcome=%q,server="test",tool=%q`, want.outcome, want.tool)
+				if got := metricValue(after, "mcpgate_tool_calls_total", labels) - metricValue(before, "mcpgate_tool_calls_total", labels); got != want.n {
+					t.Errorf("mcpgate_tool_calls_total{%s} grew by %v; want %v\n%s", labels, got, want.n, after)
+				}
+			}
+		})
+	}
+}
+
+// scrapeMetrics reads Caddy's metrics endpoint on port.
+func scrapeMetrics(t *testing.T, port int) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatalf("reading metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	return string(metrics)
+}
+
+// metricValue is the value of the series of name whose labels hold
+// labels, summed; 0 when there is none.
+func metricValue(metrics, name, labels string) float64 {
+	total := 0.0
+	for line := range strings.Lines(metrics) {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, labels) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			total += v
+		}
+	}
+	return total
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -225,11 +226,24 @@ type legacyStream struct {
 	// awaited are the gateway's own requests awaiting their response, by
 	// canonical id.
 	awaited map[string]chan []byte
+	// metrics, when set, count what becomes of the tool calls forwarded
+	// on the session (toolCallEnded).
+	metrics *upstreamMetrics
 }
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
 	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]uint64),
 		inFlight: make(map[string]answeredRequest), retired: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
+}
+
+// toolCallEnded counts what became of a request forwarded on the session,
+// if it is a tool call: answered (by the stream, as outcome says),
+// cancelled by its client, or given up (the POST failed, the stream
+// ended, or the session forgot it past its bound).
+func (s *legacyStream) toolCallEnded(request answeredRequest, outcome toolOutcome) {
+	if s.metrics != nil && request.tool != "" {
+		s.metrics.toolCall(request.tool, outcome, time.Since(request.forwarded))
+	}
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -317,6 +331,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 	for id := range lists {
 		s.toolsLists[id] = asOf
 	}
+	now := time.Now()
 	for _, v := range verdicts {
 		switch m := v.message; {
 		case !v.allowed():
@@ -326,6 +341,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 					break
 				}
 				if _, listed := s.toolsLists[id]; !listed {
+					s.toolCallEnded(s.inFlight[id], toolFailed)
 					delete(s.inFlight, id)
 					s.retire(id)
 				}
@@ -338,7 +354,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 				request = answeredRequest{}
 			}
 			s.seq++
-			request.seq = s.seq
+			request.seq, request.forwarded = s.seq, now
 			s.inFlight[key] = request
 			if recorded == nil {
 				recorded = make(map[string]uint64)
@@ -356,6 +372,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 					request.cancelled = true
 					s.inFlight[key] = request
 				default:
+					s.toolCallEnded(request, toolCancelled)
 					delete(s.inFlight, key)
 					s.retire(key)
 				}
@@ -395,6 +412,7 @@ func (s *legacyStream) endWith(why string) {
 		if s.inFlight[id].cancelled {
 			continue
 		}
+		s.toolCallEnded(s.inFlight[id], toolFailed)
 		if err := s.write(mcpmsg.ErrorResponse([]byte(id), mcpmsg.CodeInternalError, why)); err != nil {
 			break
 		}
@@ -416,6 +434,7 @@ func (s *legacyStream) forget(recorded map[string]uint64, retire bool) {
 	defer s.mu.Unlock()
 	for key, seq := range recorded {
 		if request, ok := s.inFlight[key]; ok && request.seq == seq {
+			s.toolCallEnded(request, toolFailed)
 			delete(s.inFlight, key)
 			delete(s.toolsLists, key)
 			if retire {

@@ -1,7 +1,12 @@
 package gateway
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -33,5 +38,58 @@ func TestForgetLeavesALaterRequest(t *testing.T) {
 	want, _ := call("B")[0].answered().paramsDigest()
 	if got, _ := request.paramsDigest(); !ok || got != want {
 		t.Errorf("after A's POST failed, id 1 awaits %+v (%v); want call B", request, ok)
+	}
+}
+
+// TestLegacyUnansweredCallsCounted: on an HTTP+SSE session a tool call
+// whose answer will not come is counted once, as failed, however it is
+// given up (its POST failed, the session's stream ended, the session
+// forgot it past its bound), or as cancelled when its client cancelled
+// it; a call answered before its POST failed is not counted again.
+func TestLegacyUnansweredCallsCounted(t *testing.T) {
+	registry := prometheus.NewRegistry()
+	all, err := NewMetrics(registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := all.of("test")
+	s := newLegacyStream(func([]byte) error { return nil })
+	s.metrics = &metrics
+	call := func(id string) []verdict {
+		return []verdict{{
+			message:  &mcpmsg.Message{Kind: mcpmsg.KindRequest, ID: []byte(id), Method: "tools/call", Params: map[string]any{"name": "echo"}, Tool: &mcpmsg.ToolCall{Name: "echo"}},
+			decision: policy.Decision{Action: policy.ActionAllow},
+		}}
+	}
+	expect := func(verdicts []verdict) map[string]uint64 {
+		t.Helper()
+		recorded, err := s.expectAnswers(verdicts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recorded
+	}
+	failedPOST := expect(call("1"))
+	answered := expect(call("2"))
+	if _, ok := s.take([]byte("2")); !ok {
+		t.Fatal("call 2 was not awaited")
+	}
+	s.forget(failedPOST, true)
+	s.forget(answered, true)
+	expect(call("3"))
+	expect([]verdict{{
+		message:  &mcpmsg.Message{Kind: mcpmsg.KindNotification, Method: "notifications/cancelled", Params: map[string]any{"requestId": json.Number("3")}},
+		decision: policy.Decision{Action: policy.ActionAllow},
+	}})
+	for i := range maxInFlight + 1 {
+		expect(call(fmt.Sprint(100 + i)))
+	}
+	s.endWith("gone")
+	counts := map[string]float64{}
+	for outcome, want := range map[toolOutcome]float64{toolFailed: 1 + maxInFlight + 1, toolCancelled: 1, toolOK: 0} {
+		counts[string(outcome)] = testutil.ToFloat64(all.toolCalls.WithLabelValues("test", "echo", string(outcome)))
+		if counts[string(outcome)] != want {
+			t.Errorf("%s: counted %v; want %v", outcome, counts[string(outcome)], want)
+		}
 	}
 }

@@ -16,6 +16,8 @@ type Metrics struct {
 	recalled    *prometheus.CounterVec
 	evalSeconds *prometheus.HistogramVec
 	reloads     *prometheus.CounterVec
+	toolCalls   *prometheus.CounterVec
+	toolSeconds *prometheus.HistogramVec
 }
 
 // unlistedTool is the tool label of calls naming a tool the upstream never
@@ -59,7 +61,25 @@ func NewMetrics(registry prometheus.Registerer) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Metrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds, reloads: reloads}, nil
+	toolCalls, err := RegisterOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcpgate",
+		Name:      "tool_calls_total",
+		Help:      "Tool calls forwarded to the server, by server, tool and outcome: ok, tool_error (a result with isError), error (a JSON-RPC error), cancelled (by the client), or failed (no answer came).",
+	}, []string{"server", "tool", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	toolSeconds, err := RegisterOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "mcpgate",
+		Name:      "tool_call_seconds",
+		Help:      "Time from forwarding a tool call to the server until its answer came (or it failed or was cancelled), by server and tool.",
+		Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"server", "tool"}))
+	if err != nil {
+		return nil, err
+	}
+	return &Metrics{decisions: decisions, recalled: recalled, evalSeconds: evalSeconds, reloads: reloads,
+		toolCalls: toolCalls, toolSeconds: toolSeconds}, nil
 }
 
 // PolicyReloaded counts a policy reload, for policy.Options.OnReload.
@@ -77,6 +97,8 @@ type upstreamMetrics struct {
 	decisions   *prometheus.CounterVec
 	recalled    prometheus.Counter
 	evalSeconds prometheus.Observer
+	toolCalls   *prometheus.CounterVec
+	toolSeconds *prometheus.HistogramVec
 	upstream    string
 }
 
@@ -86,6 +108,8 @@ func (m *Metrics) of(upstream string) upstreamMetrics {
 		decisions:   m.decisions,
 		recalled:    m.recalled.WithLabelValues(upstream),
 		evalSeconds: m.evalSeconds.WithLabelValues(upstream),
+		toolCalls:   m.toolCalls,
+		toolSeconds: m.toolSeconds,
 		upstream:    upstream,
 	}
 }
@@ -100,6 +124,13 @@ func (m upstreamMetrics) count(toolLabel string, d policy.Decision, elapsed time
 		m.evalSeconds.Observe(elapsed.Seconds())
 	}
 	m.decisions.WithLabelValues(m.upstream, toolLabel, string(d.Action)).Inc()
+}
+
+// toolCall records what became of a tool call forwarded to the server
+// (a toolOutcome), and how long after it was forwarded.
+func (m upstreamMetrics) toolCall(tool string, outcome toolOutcome, elapsed time.Duration) {
+	m.toolCalls.WithLabelValues(m.upstream, tool, string(outcome)).Inc()
+	m.toolSeconds.WithLabelValues(m.upstream, tool).Observe(elapsed.Seconds())
 }
 
 // RegisterOrReuse registers c, or returns the collector already registered

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"go.uber.org/zap"
@@ -120,6 +121,11 @@ type answeredRequest struct {
 	// seq tells apart, on an HTTP+SSE session, requests that took one id
 	// one after the other (see legacyStream.forget).
 	seq uint64
+	// tool is the tool a tools/call calls (empty for other requests), and
+	// forwarded, on an HTTP+SSE session, when it went on (see
+	// legacyStream.toolCallEnded).
+	tool      string
+	forwarded time.Time
 }
 
 // answering records the messages whose replies the reply carries.
@@ -156,8 +162,16 @@ func (rl *relay) carried(id []byte) (answeredRequest, bool) {
 func (v verdict) answered() answeredRequest {
 	return answeredRequest{
 		method: v.message.Method, name: requestName(v.message), params: v.message.Params,
-		approvedFor: v.approvedFor,
+		approvedFor: v.approvedFor, tool: toolName(v.message),
 	}
+}
+
+// toolName is the tool a tools/call names, empty for any other message.
+func toolName(m *mcpmsg.Message) string {
+	if m.Tool == nil {
+		return ""
+	}
+	return m.Tool.Name
 }
 
 // kept returns r as a session keeps it while its answer is awaited, for

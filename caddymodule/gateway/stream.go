@@ -38,6 +38,8 @@ func (x *exchange) stream() error {
 		id      string
 		request answeredRequest
 		ok      bool
+		// counted: the tool call it answers was counted (toolCallEnded).
+		counted bool
 	}
 	rl.answeredOnStream = func(id []byte) (answeredRequest, bool) {
 		if answering.id != mcpmsg.CanonicalID(id) {
@@ -52,6 +54,10 @@ func (x *exchange) stream() error {
 		WatchAll:     true,
 		OpensStream:  true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
+			if stream != nil && answering.ok && answering.request.tool != "" && !answering.counted && answering.id == mcpmsg.CanonicalID(id) {
+				answering.counted = true
+				stream.toolCallEnded(answering.request, resultOutcome(result))
+			}
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {
 					return x.hideThenCheck(rl, id, rl.version, result, asOf, false)
@@ -91,6 +97,7 @@ func (x *exchange) stream() error {
 				rl.version = mcphttp.LegacySSEDefaultVersion
 			}
 			stream = newLegacyStream(func(message []byte) error { return replyfilter.Inject(observed, message) })
+			stream.metrics = &g.metrics
 			rl.capabilities = stream.capabilities
 			g.sessions.legacy.open(session, stream)
 			// Once the client is gone its stream is over, although the
@@ -108,6 +115,10 @@ func (x *exchange) stream() error {
 			if stream != nil && m.Kind == mcpmsg.KindResponse {
 				answering.id = mcpmsg.CanonicalID(m.ID)
 				answering.request, answering.ok = stream.take(m.ID)
+				answering.counted = answering.ok && m.IsError
+				if answering.counted {
+					stream.toolCallEnded(answering.request, rpcError)
+				}
 			}
 			if !m.IsError {
 				return

@@ -46,6 +46,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	}
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
+	calls := x.followToolCalls()
 	readReplyUncompressed(x.r)
 	// answered holds the ids of the responses to the POST's own requests
 	// that the reply carried; made with the first, since most replies are
@@ -58,6 +59,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
 		RewriteResult: func(id, result []byte) ([]byte, error) {
+			calls.answerResult(id, result)
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
 				return x.hideThenCheck(rl, id, x.version, result, asOf, false)
@@ -118,9 +120,12 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 					}
 					answered[id] = true
 				}
-				if lists[id] && m.IsError {
-					// An error answers a tools/list as a result does.
-					g.sessions.toolsLists.took(session, m.ID)
+				if m.IsError {
+					calls.answerError(m.ID)
+					if lists[id] {
+						// An error answers a tools/list as a result does.
+						g.sessions.toolsLists.took(session, m.ID)
+					}
 				}
 			}
 			watchChanges(m)
@@ -145,7 +150,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 			}
 		}
-		return finish()
+		err := finish()
+		calls.end(x.unansweredOutcome(w))
+		return err
 	}
 }
 

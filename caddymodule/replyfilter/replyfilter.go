@@ -19,6 +19,7 @@ package replyfilter
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -107,14 +108,18 @@ type Hooks struct {
 	// JSON-RPC like all events (Streamable HTTP clients ignore the type),
 	// and so, not being JSON-RPC, cut the stream.
 	Endpoint func(uri string) (string, error)
-	// PassJSON lets JSON replies that cannot hold a JSON-RPC request, nor
-	// a tools/list result, nor a task created, nor an error's elicitations,
-	// pass without being parsed: replies whose bytes name no "method",
-	// "tools", "taskId" or "elicitations" member, in any case, and hold no
-	// \u escape. Any other JSON reply is read as
-	// usual, so a request smuggled into a reply is still intercepted. It
-	// is for replies in which nothing but requests would interest the
-	// hooks; event streams are always read.
+	// PassJSON lets 2xx JSON replies that cannot hold a JSON-RPC request,
+	// nor a tools/list result, nor a task created, nor an error's
+	// elicitations, nor an error or a tool's failed result, pass without
+	// being parsed: replies whose bytes name no "method", "tools",
+	// "taskId", "elicitations", "error" or "isError" member, in any case,
+	// and hold no \u escape. Any other JSON reply is read as usual, so a
+	// request smuggled into a reply is still intercepted, and an error
+	// seen by OnMessage and CheckError, a failed tool result by
+	// RewriteResult (what a reply passed unread says of its requests is
+	// that they succeeded: see PassedUnread). It is for replies in which
+	// nothing but requests and outcomes would interest the hooks; event
+	// streams are always read.
 	PassJSON bool
 	// OpensStream says the reply answers a GET that opens a stream of the
 	// server's messages. Clients read such a body as an event stream
@@ -223,6 +228,8 @@ type writer struct {
 	cut bool
 	// injectEnded: Inject writes nothing more (see EndInjecting); under mu.
 	injectEnded bool
+	// passedUnread: a held JSON reply went out unread (see PassedUnread).
+	passedUnread bool
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -434,6 +441,17 @@ func Status(w http.ResponseWriter) int {
 	return o.status
 }
 
+// PassedUnread reports whether the JSON reply that w (a ResponseWriter
+// from Wrap) relays went out whole without being read, as
+// Hooks.PassJSON lets a 2xx reply that names no request, error nor
+// failed result: the requests it answers succeeded, as far as the
+// gateway can tell without reading it. False for any other reply, and
+// before finish.
+func PassedUnread(w http.ResponseWriter) bool {
+	o, ok := w.(*writer)
+	return ok && o.passedUnread
+}
+
 // Cut reports whether the event stream that w (a ResponseWriter from
 // Wrap) relays was cut: part of the upstream's reply was refused, and
 // nothing of it passes after.
@@ -494,6 +512,8 @@ func (o *writer) writeJSON() error {
 			body = out
 		}
 		o.w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	} else {
+		o.passedUnread = len(body) > 0 && o.status >= 200 && o.status <= 299
 	}
 	o.setMode(modePass)
 	o.w.WriteHeader(o.status)
@@ -518,7 +538,7 @@ func (o *writer) mustRead(body []byte) bool {
 	case len(body) == 0:
 		return false
 	case o.status >= 200 && o.status <= 299:
-		return !(o.hooks.PassJSON && cannotHoldRequest(body))
+		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body))
 	default:
 		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}
@@ -544,6 +564,32 @@ func cannotHoldRequest(body []byte) bool {
 	return !bytes.Contains(body, []byte(`\u`)) && !bytes.Contains(body, longS) && !bytes.Contains(body, kelvinSign) &&
 		!namesMember(body, "method") && !namesMember(body, "tools") && !namesMember(body, "taskId") &&
 		!namesMember(body, "elicitations")
+}
+
+// namesNoFailure reports whether a JSON text that cannotHoldRequest
+// passes certainly holds no member named "error" (a JSON-RPC error) nor
+// "isError" (a tool's failed result), in any case: what it says of the
+// requests it answers is that they succeeded.
+func namesNoFailure(body []byte) bool {
+	return !namesMember(body, "error") && !namesMember(body, "isError")
+}
+
+// ResultIsError reports whether a tools/call result says the tool failed:
+// its "isError" member is true, matched by name as Go's encoding/json
+// matches it (in any case; the Go SDK's client reads it so), whatever
+// else the result holds. A result that names no such member, which is
+// most, is not decoded.
+func ResultIsError(result []byte) bool {
+	if !bytes.Contains(result, []byte(`\u`)) && !bytes.Contains(result, longS) && !namesMember(result, "isError") {
+		return false
+	}
+	var r struct {
+		IsError bool `json:"isError"`
+	}
+	// A result whose isError is no boolean is read as no failure: the
+	// clients that read it refuse it whole.
+	_ = json.Unmarshal(result, &r)
+	return r.IsError
 }
 
 // longS and kelvinSign, in UTF-8, are the letters other than ASCII that

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
+)
+
+// toolOutcome is what became of a tool call the gateway forwarded to the
+// server, as the metrics count it (mcpgate_tool_calls_total).
+type toolOutcome string
+
+const (
+	// toolOK: the server answered with a result (a task it created
+	// among them), without isError.
+	toolOK toolOutcome = "ok"
+	// toolError: the server answered with a result whose isError is
+	// true: the tool ran and failed.
+	toolError toolOutcome = "tool_error"
+	// rpcError: the server answered with a JSON-RPC error.
+	rpcError toolOutcome = "error"
+	// toolCancelled: the client cancelled the call before its answer
+	// came.
+	toolCancelled toolOutcome = "cancelled"
+	// toolFailed: no answer came: the server refused the POST, its reply
+	// ended or was cut before the answer, or the gateway refused the
+	// reply.
+	toolFailed toolOutcome = "failed"
+)
+
+// resultOutcome is the outcome of a call the server answered with result.
+func resultOutcome(result []byte) toolOutcome {
+	if replyfilter.ResultIsError(result) {
+		return toolError
+	}
+	return toolOK
+}
+
+// forwardedCalls follows the tool calls of one POST on Streamable HTTP
+// (or stdio), from the moment they go on to the server until its reply
+// ends, and counts what became of each. (On HTTP+SSE the answers come on
+// the session's stream: see legacyStream, which follows them there.)
+type forwardedCalls struct {
+	metrics upstreamMetrics
+	sent    time.Time
+	// calls are the POST's tools/call requests, by canonical id.
+	calls map[string]*forwardedCall
+}
+
+// forwardedCall is one tool call forwarded, and, once its answer came,
+// what the answer said and when it came.
+type forwardedCall struct {
+	tool     string
+	outcome  toolOutcome
+	answered time.Time
+}
+
+// followToolCalls starts following the allowed tools/call requests the
+// POST forwards now; nil when it forwards none, or when their answers
+// come on an HTTP+SSE session's stream. The methods of a nil
+// *forwardedCalls do nothing.
+func (x *exchange) followToolCalls() *forwardedCalls {
+	if x.legacy != nil {
+		return nil
+	}
+	var f *forwardedCalls
+	for _, v := range x.verdicts {
+		m := v.message
+		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Tool == nil {
+			continue
+		}
+		if f == nil {
+			f = &forwardedCalls{metrics: x.g.metrics, sent: time.Now(), calls: make(map[string]*forwardedCall, 1)}
+		}
+		f.calls[mcpmsg.CanonicalID(m.ID)] = &forwardedCall{tool: m.Tool.Name}
+	}
+	return f
+}
+
+// answerResult notes the server's answer with result to the request with
+// this raw id, if it is one of the calls followed and the first answer to
+// it; answerError notes an error.
+func (f *forwardedCalls) answerResult(id, result []byte) {
+	if c := f.unanswered(id); c != nil {
+		c.outcome, c.answered = resultOutcome(result), time.Now()
+	}
+}
+
+// answerError notes the server's JSON-RPC error in answer to the request
+// with this raw id, as answerResult notes a result.
+func (f *forwardedCalls) answerError(id []byte) {
+	if c := f.unanswered(id); c != nil {
+		c.outcome, c.answered = rpcError, time.Now()
+	}
+}
+
+// unanswered returns the call followed with this raw id, if its answer
+// has not come yet.
+func (f *forwardedCalls) unanswered(id []byte) *forwardedCall {
+	if f == nil {
+		return nil
+	}
+	if c, ok := f.calls[mcpmsg.CanonicalID(id)]; ok && c.outcome == "" {
+		return c
+	}
+	return nil
+}
+
+// end counts every call followed: those the reply answered as it
+// answered them, the others as unanswered says.
+func (f *forwardedCalls) end(unanswered toolOutcome) {
+	if f == nil {
+		return
+	}
+	now := time.Now()
+	for _, c := range f.calls {
+		outcome, at := c.outcome, c.answered
+		if outcome == "" {
+			outcome, at = unanswered, now
+		}
+		f.metrics.toolCall(c.tool, outcome, at.Sub(f.sent))
+	}
+}
+
+// unansweredOutcome is the outcome of the calls of a POST whose reply
+// (w, from watchReply, once finished) did not answer them where the
+// gateway read it: a 2xx JSON reply passed unread answered them without
+// failure (replyfilter.PassedUnread); a call the client cancelled
+// meanwhile (notifications/cancelled), or gave up on (it closed the
+// POST's connection), was cancelled; any other failed.
+func (x *exchange) unansweredOutcome(w http.ResponseWriter) toolOutcome {
+	if replyfilter.PassedUnread(w) {
+		return toolOK
+	}
+	if x.r.Context().Err() != nil {
+		return toolCancelled
+	}
+	select {
+	case <-x.cancelled:
+		return toolCancelled
+	default:
+		return toolFailed
+	}
+}

@@ -1,0 +1,188 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+)
+
+// scriptedCalls is how the scripted upstream of TestToolCallOutcomes
+// answers a call of each of its tools: a status, a Content-Type and a
+// body ("%s" is the call's id).
+var scriptedCalls = map[string]struct {
+	status      int
+	contentType string
+	body        string
+}{
+	"plain":           {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"fine, no error"}]}}`},
+	"quotes_error":    {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"the word \"error\" quoted"}]}}`},
+	"names_iserror":   {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"structuredContent":{"isError":false},"isError":false}}`},
+	"fails":           {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"no such file"}],"isError":true}}`},
+	"fails_in_case":   {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"ISERROR":true}}`},
+	"fails_escaped":   {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"\u0069sError":true}}`},
+	"rpc_error":       {200, "application/json", `{"jsonrpc":"2.0","id":%s,"error":{"code":-32602,"message":"bad arguments"}}`},
+	"streamed":        {200, "text/event-stream", "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[]}}\n\n"},
+	"streamed_fails":  {200, "text/event-stream", "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[],\"isError\":true}}\n\n"},
+	"streamed_error":  {200, "text/event-stream", "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32603,\"message\":\"broke\"}}\n\n"},
+	"stream_no_reply": {200, "text/event-stream", ": nothing for %s\n\n"},
+	"server_error":    {500, "text/plain", "internal error %s"},
+	"empty_reply":     {200, "application/json", ""},
+}
+
+// TestToolCallOutcomes: every tool call the gateway forwards is counted
+// once, by what became of it (mcpgate_tool_calls_total), with its time
+// (mcpgate_tool_call_seconds), whichever way the server answered: a JSON
+// reply passed unread, read, or an event stream; a result, a failed
+// result (isError, as any client reads the name), a JSON-RPC error, or
+// no answer at all. A call the policy refused is not forwarded, and not
+// counted.
+func TestToolCallOutcomes(t *testing.T) {
+	var tools []string
+	for name := range scriptedCalls {
+		tools = append(tools, fmt.Sprintf(`{"name":%q,"inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}`, name))
+	}
+	tools = append(tools, `{"name":"delete_issue","inputSchema":{"type":"object"},"annotations":{"destructiveHint":true}}`)
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		message, body := upstreamtest.ReadMessage(r)
+		switch message.Method {
+		case "tools/list":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[%s]}}`, message.ID, strings.Join(tools, ","))
+		case "tools/call":
+			var call struct {
+				Params struct {
+					Name string `json:"name"`
+				} `json:"params"`
+			}
+			_ = json.Unmarshal(body, &call)
+			name := call.Params.Name
+			script, ok := scriptedCalls[name]
+			if !ok {
+				t.Errorf("the upstream was called with %q", name)
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", script.contentType)
+			w.WriteHeader(script.status)
+			if script.body != "" {
+				fmt.Fprintf(w, script.body, message.ID)
+			}
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	registry := prometheus.NewRegistry()
+	cfg := libraryConfig(t)
+	metrics, err := gateway.NewMetrics(registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics = metrics
+	gw := serveGateway(t, cfg, up.URL)
+
+	call := func(id int, tool string) reply {
+		return post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}},
+			fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":{}}}`, id, tool))
+	}
+	id := 0
+	for name := range scriptedCalls {
+		id++
+		call(id, name)
+	}
+	call(id+1, "delete_issue") // blocked by the table: never forwarded
+	call(id+2, "plain")
+
+	want := map[string]string{
+		"plain":           "ok",
+		"quotes_error":    "ok",
+		"names_iserror":   "ok",
+		"fails":           "tool_error",
+		"fails_in_case":   "tool_error",
+		"fails_escaped":   "tool_error",
+		"rpc_error":       "error",
+		"streamed":        "ok",
+		"streamed_fails":  "tool_error",
+		"streamed_error":  "error",
+		"stream_no_reply": "failed",
+		"server_error":    "failed",
+		"empty_reply":     "failed",
+	}
+	counted := toolCallCounts(t, registry)
+	for tool, outcome := range want {
+		wantCount := 1.0
+		if tool == "plain" {
+			wantCount = 2
+		}
+		if got := counted[tool+"/"+outcome]; got != wantCount {
+			t.Errorf("%s: counted %v times as %s; want %v (all counted: %v)", tool, got, outcome, wantCount, counted)
+		}
+	}
+	total := 0.0
+	for key, n := range counted {
+		if strings.HasPrefix(key, "delete_issue/") {
+			t.Errorf("a call the policy blocked was counted as forwarded: %s %v", key, n)
+		}
+		total += n
+	}
+	if total != float64(len(want)+1) {
+		t.Errorf("%v tool calls counted; want %d (one each, plain twice): %v", total, len(want)+1, counted)
+	}
+	if n := toolCallTimes(t, registry, "plain"); n != 2 {
+		t.Errorf("plain's calls timed %d times; want 2", n)
+	}
+}
+
+// toolCallCounts reads mcpgate_tool_calls_total from registry, by
+// "tool/outcome".
+func toolCallCounts(t *testing.T, registry *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	counts := map[string]float64{}
+	for _, m := range gatheredMetric(t, registry, "mcpgate_tool_calls_total") {
+		counts[labelOf(m, "tool")+"/"+labelOf(m, "outcome")] += m.GetCounter().GetValue()
+	}
+	return counts
+}
+
+// toolCallTimes is how many calls of tool mcpgate_tool_call_seconds timed.
+func toolCallTimes(t *testing.T, registry *prometheus.Registry, tool string) uint64 {
+	t.Helper()
+	for _, m := range gatheredMetric(t, registry, "mcpgate_tool_call_seconds") {
+		if labelOf(m, "tool") == tool {
+			return m.GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// gatheredMetric returns the series of the named metric in registry.
+func gatheredMetric(t *testing.T, registry *prometheus.Registry, name string) []*dto.Metric {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()
+		}
+	}
+	return nil
+}
+
+// labelOf is the value of m's label name.
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
