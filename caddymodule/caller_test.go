@@ -744,3 +744,40 @@ func TestSettingsFromPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// TestMetadataToAnyOrigin: the protected resource's metadata is public,
+// served to a page of any origin (Access-Control-Allow-Origin: *), with
+// allowed_origins or without, where the MCP endpoint beside it refuses
+// pages of origins it does not allow.
+func TestMetadataToAnyOrigin(t *testing.T) {
+	jwt := "identity jwt {\n\t\t\tjwks_url http://127.0.0.1:1/jwks\n\t\t\tissuer https://idp.example.com\n\t\t\taudience http://127.0.0.1/mcp\n\t\t}"
+	for name, origins := range map[string]string{"without allowed_origins": "", "with allowed_origins": "\n\t\tallowed_origins https://app.example.com"} {
+		t.Run(name, func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatelessJSON)
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: "policy testdata/policy\n\t\tserver test\n\t\t" + jwt + origins})
+			metadata := strings.TrimSuffix(gateway, "/mcp") + "/.well-known/oauth-protected-resource/mcp"
+			for _, origin := range []string{"", "https://client.example", "https://app.example.com"} {
+				for _, method := range []string{http.MethodGet, http.MethodHead} {
+					req, _ := http.NewRequest(method, metadata, nil)
+					if origin != "" {
+						req.Header.Set("Origin", origin)
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Cache-Control") != "max-age=3600" {
+						t.Errorf("%s from origin %q: HTTP %d, Access-Control-Allow-Origin %q, Cache-Control %q; want 200, *, max-age=3600",
+							method, origin, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Cache-Control"))
+					}
+				}
+			}
+			// The endpoint itself still refuses a page of another origin.
+			status, _ := clienttest.Post(t, gateway, http.Header{"Origin": {"https://client.example"}}, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+			if status != http.StatusForbidden {
+				t.Errorf("a POST from a page of another origin: HTTP %d; want 403", status)
+			}
+		})
+	}
+}

@@ -22,7 +22,8 @@ import (
 // beside HTTP/2's :authority, trailers, and X-Forwarded-* headers from a
 // client that is not a trusted proxy); the
 // request's origin must be allowed; and, with an identity, the caller is
-// identified (or the protected resource's metadata, RFC 9728, answered).
+// identified. The protected resource's metadata (RFC 9728) is answered
+// first, to anyone.
 // With allowed_origins, the gateway answers the CORS protocol (cors.go).
 func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
@@ -35,6 +36,14 @@ func (x *exchange) admit() error {
 	dropTrailers(x.r)
 	if !x.g.host.TrustedProxy(x.r) {
 		dropForwarded(x.r.Header)
+	}
+	if c := x.g.callers; c != nil && c.servesMetadata(x.r) {
+		// The protected resource's metadata is public: served to anyone,
+		// to a page of any origin too (Access-Control-Allow-Origin: *),
+		// before the origin check, which keeps pages of other origins
+		// from the MCP endpoint and has nothing to keep from this.
+		c.writeMetadata(x.w)
+		return errDone
 	}
 	if err := x.g.cfg.Origins.Check(x.r); err != nil {
 		return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest, err.Error())
@@ -75,10 +84,6 @@ func (x *exchange) admit() error {
 		// A browser's CORS preflight never carries credentials; it has
 		// no body and reaches nothing a caller could use.
 		return nil
-	}
-	if c.servesMetadata(x.r) {
-		c.writeMetadata(x.w)
-		return errDone
 	}
 	user, err := c.identify(x.r)
 	if err != nil {

@@ -70,6 +70,7 @@ func (c *callerIdentifier) servesMetadata(r *http.Request) bool {
 	return c.metadata != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == c.metadataPath
 }
 
+// writeMetadata answers with the protected resource's metadata.
 func (c *callerIdentifier) writeMetadata(w http.ResponseWriter) {
 	// Browser-based MCP clients fetch it cross-origin; it holds nothing
 	// secret.

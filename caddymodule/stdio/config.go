@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -192,6 +193,51 @@ func (c Command) Unavailable() error {
 		}
 	}
 	return nil
+}
+
+// Identity names what the command runs, however its configuration spells
+// it, so that two commands of one identity are one MCP server: the
+// program as it would be found now (looked up in the command's own PATH,
+// made absolute against its folder, symbolic links followed, beside the
+// name it is called by, which a program serving several commands reads),
+// its arguments, its whole environment and its folder (absolute, links
+// followed; empty is the gateway's). A program not found now is named as
+// written, cleaned.
+func (c Command) Identity() string {
+	dir := canonicalPath(c.Dir)
+	path, err := c.lookPath()
+	if err != nil {
+		path = c.Path
+	}
+	if !filepath.IsAbs(path) && strings.ContainsRune(path, filepath.Separator) {
+		// A relative program is its folder's, as exec runs it.
+		path = filepath.Join(dir, path)
+	}
+	name, err := json.Marshal(struct {
+		Program  string   `json:"program"`
+		CalledAs string   `json:"called_as"`
+		Args     []string `json:"args"`
+		Env      []string `json:"env"`
+		Dir      string   `json:"dir"`
+	}{canonicalPath(path), filepath.Base(path), c.Args, c.Env, dir})
+	if err != nil {
+		// Unreachable: strings and lists of strings.
+		return fmt.Sprintf("%q", c)
+	}
+	return string(name)
+}
+
+// canonicalPath is path made absolute (against the gateway's working
+// folder), cleaned and with its symbolic links followed where they can be
+// (a path that does not exist now is left cleaned).
+func canonicalPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return filepath.Clean(path)
 }
 
 // lookPath resolves the program the way a shell with the command's own

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -500,17 +501,43 @@ func TestStateless(t *testing.T) {
 // TestLayoutStdioReachedAround: an mcp_stdio that runs the program one
 // that mcp_policy guards runs (same command, arguments, environment and
 // folder), reached without it (another port), runs the same server
-// undecided, however it is tuned: the configuration does not start.
+// undecided, however it is tuned and however it spells the same program
+// (a placeholder, a path through "." or a link, a name found in its
+// PATH, the folder written out): the configuration does not start.
 func TestLayoutStdioReachedAround(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tuning := range []string{"", "\n\t\tidle_timeout 1m\n\t\tmax_sessions 3\n\t\tinit_timeout 5s"} {
-		t.Run(fmt.Sprintf("tuning %q", tuning), func(t *testing.T) {
+	links := t.TempDir()
+	if err := os.Symlink(self, filepath.Join(links, filepath.Base(self))); err != nil {
+		t.Fatal(err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MCPGATE_TEST_PROGRAM", self)
+	t.Setenv("MCPGATE_TEST_MODE", stdiotest.ModeServe)
+	mode := fmt.Sprintf("\n\t\tenv %s %s", stdiotest.EnvMode, stdiotest.ModeServe)
+	for name, spelling := range map[string]string{
+		"as guarded":                     fmt.Sprintf("command %q%s", self, mode),
+		"tuned":                          fmt.Sprintf("command %q%s\n\t\tidle_timeout 1m\n\t\tmax_sessions 3\n\t\tinit_timeout 5s", self, mode),
+		"program from a placeholder":     "command {env.MCPGATE_TEST_PROGRAM}" + mode,
+		"environment from a placeholder": fmt.Sprintf("command %q\n\t\tenv %s {env.MCPGATE_TEST_MODE}", self, stdiotest.EnvMode),
+		"program through .":              fmt.Sprintf("command %q%s", filepath.Dir(self)+"/./"+filepath.Base(self), mode),
+		"program through a link":         fmt.Sprintf("command %q%s", filepath.Join(links, filepath.Base(self)), mode),
+		"program found in PATH":          fmt.Sprintf("command %q%s\n\t\tenv PATH %s", filepath.Base(self), mode, filepath.Dir(self)),
+		"the gateway's folder written":   fmt.Sprintf("command %q%s\n\t\tdir %q", self, mode, cwd),
+	} {
+		t.Run(name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
-			around := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_stdio {\n\t\tcommand %q\n\t\tenv %s %s%s\n\t}\n}\n", testport.Free(t), self, stdiotest.EnvMode, stdiotest.ModeServe, tuning)
-			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddytest.GlobalOptions(t)+site(t, testport.Free(t), stdiotest.ModeServe)+around), nil)
+			guarded := site(t, testport.Free(t), stdiotest.ModeServe)
+			if name == "program found in PATH" {
+				guarded = site(t, testport.Free(t), stdiotest.ModeServe, "env PATH "+filepath.Dir(self))
+			}
+			around := fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmcp_stdio {\n\t\t%s\n\t}\n}\n", testport.Free(t), spelling)
+			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddytest.GlobalOptions(t)+guarded+around), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -139,14 +139,17 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves placeholders and takes the stdio server for this
-// configuration from the pool, which starts no process until a client
-// asks.
 // RunsServer names the MCP server the handler runs: its program,
-// arguments, environment and folder, not how it runs it (sessions,
-// timeouts). The check of the configuration's layout takes two handlers
-// of one name for the same server, reached through mcp_policy or not.
+// arguments, environment and folder as they resolve once provisioned
+// (placeholders replaced, the program found and its path made canonical:
+// stdio.Command.Identity), not how it runs it (sessions, timeouts). The
+// check of the configuration's layout takes two handlers of one name for
+// the same server, reached through mcp_policy or not, however each
+// spells it. Before Provision, the name is the configuration as written.
 func (h *Handler) RunsServer() string {
+	if h.server != nil {
+		return h.config.Command.Identity()
+	}
 	name, err := json.Marshal(struct {
 		Command string            `json:"command"`
 		Args    []string          `json:"args"`
@@ -160,6 +163,9 @@ func (h *Handler) RunsServer() string {
 	return string(name)
 }
 
+// Provision resolves placeholders and takes the stdio server for this
+// configuration from the pool, which starts no process until a client
+// asks.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	args := make([]string, len(h.Args))
