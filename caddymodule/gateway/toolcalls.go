@@ -45,13 +45,18 @@ func resultOutcome(result []byte) toolOutcome {
 type forwardedCalls struct {
 	metrics upstreamMetrics
 	sent    time.Time
-	// calls are the POST's tools/call requests, by canonical id.
-	calls map[string]*forwardedCall
+	// calls are the POST's tools/call requests, in its order (a batch's
+	// are few): a list rather than a map, since most replies are passed
+	// unread and never look one up.
+	calls []forwardedCall
 }
 
 // forwardedCall is one tool call forwarded, and, once its answer came,
 // what the answer said and when it came.
 type forwardedCall struct {
+	// id is the request's raw id (compared as mcpmsg.CanonicalID makes
+	// it).
+	id       []byte
 	tool     string
 	outcome  toolOutcome
 	answered time.Time
@@ -72,16 +77,16 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 			continue
 		}
 		if f == nil {
-			f = &forwardedCalls{metrics: x.g.metrics, sent: time.Now(), calls: make(map[string]*forwardedCall, 1)}
+			f = &forwardedCalls{metrics: x.g.metrics, sent: time.Now()}
 		}
-		f.calls[mcpmsg.CanonicalID(m.ID)] = &forwardedCall{tool: m.Tool.Name}
+		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name})
 	}
 	return f
 }
 
 // answerResult notes the server's answer with result to the request with
 // this raw id, if it is one of the calls followed and the first answer to
-// it; answerError notes an error.
+// it.
 func (f *forwardedCalls) answerResult(id, result []byte) {
 	if c := f.unanswered(id); c != nil {
 		c.outcome, c.answered = resultOutcome(result), time.Now()
@@ -102,8 +107,11 @@ func (f *forwardedCalls) unanswered(id []byte) *forwardedCall {
 	if f == nil {
 		return nil
 	}
-	if c, ok := f.calls[mcpmsg.CanonicalID(id)]; ok && c.outcome == "" {
-		return c
+	canonical := mcpmsg.CanonicalID(id)
+	for i := range f.calls {
+		if c := &f.calls[i]; c.outcome == "" && mcpmsg.CanonicalID(c.id) == canonical {
+			return c
+		}
 	}
 	return nil
 }
