@@ -162,7 +162,7 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 		if !listed {
 			tool = notListed(name)
 		}
-		base.Tool = policyTool(tool, nil)
+		base.Tool, base.Params = policyTool(tool, nil), map[string]any{"name": name}
 		if g.hidesTool(r, base, name) {
 			continue
 		}
@@ -183,10 +183,15 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 	return json.Marshal(members)
 }
 
-// hidesTool reports whether a tools/list hides the tool of input: when the
-// policy's table blocks it, or its permission cannot be read. A gateway
-// a reload retired asks the gateways serving its server now (see
-// deciders): any of them hides it, and with none, every tool is hidden.
+// hidesTool reports whether a tools/list hides the tool of input (a
+// tools/call of it without arguments, in the list's context): when the
+// policy's table blocks it, or its permission cannot be read; and, of a
+// policy that decides calls without reading their arguments
+// (policy.Engine.DecidesWithoutArguments), when its decision on such a
+// call of this caller blocks it, or fails: every call of the tool the
+// caller could make in this context would be blocked alike. A gateway a
+// reload retired asks the gateways serving its server now (see deciders):
+// any of them hides it, and with none, every tool is hidden.
 func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) bool {
 	judges := g.judges()
 	if len(judges) == 0 {
@@ -202,6 +207,16 @@ func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) b
 			h.logger.Error("tool permission failed; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
 		}
 		if err != nil || defined && permission.Action == policy.ActionBlock {
+			return true
+		}
+		if !h.cfg.Engine.DecidesWithoutArguments() {
+			continue
+		}
+		decision, err := h.cfg.Engine.Decide(r.Context(), &now)
+		if err != nil {
+			h.logger.Error("policy failed on a listed tool; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		}
+		if decision.Action == policy.ActionBlock {
 			return true
 		}
 	}

@@ -240,6 +240,22 @@ func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
 	return r.decision, err
 }
 
+// DecidesWithoutArguments reports whether the policy in force never reads
+// a tools/call's arguments: none of input.tool.arguments,
+// input.tool.argument_names and input.params.arguments, nor input,
+// input.tool or input.params whole (any reference into them whose member
+// is chosen at run time reads them whole). Its decision on a call of a
+// tool without arguments is then its decision on every call of that tool
+// in the same context (caller, session, request, and what else of params
+// the call carries, such as _meta), which a tools/list may hide the tool
+// by.
+func (e *Engine) DecidesWithoutArguments() bool {
+	use := e.queries.Load().input
+	tool, params := use.member("tool"), use.member("params")
+	return !use.isWhole() && !tool.isWhole() && !params.isWhole() &&
+		tool.member("arguments") == nil && tool.member("argument_names") == nil && params.member("arguments") == nil
+}
+
 // ToolPermission evaluates the permission query for a tools/call input:
 // the action the organization's table alone gives the tool, which the
 // gateway uses to hide blocked tools from tools/list. ok is false when the
