@@ -70,10 +70,78 @@ func (e element) validate(m *Message) *Error {
 	if err := validateIDParam(m); err != nil {
 		return err
 	}
+	if err := validateNames(m); err != nil {
+		return err
+	}
 	if m.Method == "tools/call" {
 		return validateToolCall(m)
 	}
 	return nil
+}
+
+// namingMembers are, per method, the members of params that name the
+// prompt or resource a request reaches (what the policy library's
+// mcp.prompt_name and mcp.resource_uris read), by their path below
+// params; namedLists, those that name a list of them.
+var (
+	namingMembers = map[string][][]string{
+		"prompts/get":           {{"name"}},
+		"resources/read":        {{"uri"}},
+		"resources/subscribe":   {{"uri"}},
+		"resources/unsubscribe": {{"uri"}},
+		"completion/complete":   {{"ref", "type"}, {"ref", "name"}, {"ref", "uri"}},
+	}
+	namedLists = map[string][]string{
+		"subscriptions/listen": {"notifications", "resourceSubscriptions"},
+	}
+)
+
+// validateNames checks that what m's params name a prompt or resource by
+// is a string (a list of strings for a list), as MCP gives it, when
+// present: a rule comparing names never matches a name of another type,
+// which a server may still read as one of its own (or turn down).
+func validateNames(m *Message) *Error {
+	for _, path := range namingMembers[m.Method] {
+		if v, ok := paramsMember(m.Params, path); ok {
+			if _, isString := v.(string); !isString {
+				return invalidRequest(`%s "params.%s" must be a string, not %s`, m.Method, strings.Join(path, "."), typeName(v))
+			}
+		}
+	}
+	path, ok := namedLists[m.Method]
+	if !ok {
+		return nil
+	}
+	v, ok := paramsMember(m.Params, path)
+	if !ok || v == nil {
+		return nil
+	}
+	list, isList := v.([]any)
+	if !isList {
+		return invalidRequest(`%s "params.%s" must be an array of strings, not %s`, m.Method, strings.Join(path, "."), typeName(v))
+	}
+	for i, item := range list {
+		if _, isString := item.(string); !isString {
+			return invalidRequest(`%s "params.%s[%d]" must be a string, not %s`, m.Method, strings.Join(path, "."), i, typeName(item))
+		}
+	}
+	return nil
+}
+
+// paramsMember returns the member of params at path, if every object on
+// the way holds it.
+func paramsMember(params map[string]any, path []string) (any, bool) {
+	var v any = params
+	for _, name := range path {
+		object, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = object[name]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
 }
 
 // validateKind classifies the message as a request, notification or

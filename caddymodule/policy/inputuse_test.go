@@ -216,16 +216,17 @@ func TestInputValueParts(t *testing.T) {
 }
 
 // TestLibraryInputUse checks what the shipped library reads of input: no
-// arguments, headers or user, and of params only what a completion
-// completes and the resources a subscription names, so that its decisions are built from, and cached by, the
-// tool and the message's kind alone.
+// arguments, headers or user, and of params only the names of what a
+// message names (a prompt, a resource, a completion's reference, the
+// resources a subscription names), so that its decisions are built from,
+// and cached by, the tool, the message's kind and those names alone.
 func TestLibraryInputUse(t *testing.T) {
 	engine := newEngine(t, context.Background(), Options{
 		Modules: policies.Library(),
 		Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"read_only": "allow"}}},
 	})
 	queries := engine.queries.Load()
-	want := []string{"direction", "kind", "method", "params.notifications.resourceSubscriptions", "params.ref.type", "server", "tool.category", "tool.changed", "tool.name"}
+	want := []string{"direction", "kind", "method", "params.name", "params.notifications.resourceSubscriptions", "params.ref.name", "params.ref.type", "params.ref.uri", "params.uri", "server", "tool.category", "tool.changed", "tool.name"}
 	if got := queries.input.paths(); !slices.Equal(got, want) {
 		t.Errorf("the library reads %q, want %q", got, want)
 	}

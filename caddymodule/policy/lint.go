@@ -6,9 +6,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/agnivade/levenshtein"
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // A policy can load, compile and decide, and still not say what its
@@ -104,7 +107,11 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 			// A function no rule calls is a helper kept for policies
 			// to come (the library's argument(name)): only a rule that
 			// makes a document may have been meant to decide.
-			if read[rule] || seen[path] || isTestRule(rule) || len(rule.Head.Args) > 0 {
+			// A document the shipped library defines is one of its
+			// helpers (mcp.resource_uris) for the organization's rules
+			// to read, wherever it was loaded from (a copy of the
+			// library among the policy's files).
+			if read[rule] || seen[path] || isTestRule(rule) || len(rule.Head.Args) > 0 || libraryDocuments()[path] {
 				return false
 			}
 			seen[path] = true
@@ -122,6 +129,23 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 	return fmt.Sprintf("the policy's rules %s are read by neither %s nor %s, so they decide nothing: an organization's rule must be one the decision reads (with the shipped library, block, needs_approval or approvers in package mcp; see docs/policy.md)",
 		listed(unread), b.decisionQuery, b.permissionQuery)
 }
+
+// libraryDocuments are the documents the shipped library's rules define
+// (data.mcp.decision, data.mcp.resource_uris), parsed once.
+var libraryDocuments = sync.OnceValue(func() map[string]bool {
+	documents := map[string]bool{}
+	for name, source := range policies.Library() {
+		module, err := ast.ParseModule(name, source)
+		if err != nil {
+			// The library's own tests parse every file of it.
+			panic(fmt.Sprintf("the shipped library's %s does not parse: %v", name, err))
+		}
+		for _, rule := range module.Rules {
+			documents[rule.Ref().GroundPrefix().String()] = true
+		}
+	}
+	return documents
+})
 
 // notTheAuthors reports whether a module is left out of the warnings:
 // the gateway's own (the library), and `opa test`'s (a package named

@@ -47,6 +47,10 @@ import rego.v1
 block contains "no sending" if input.tool.name == "send_email"
 deny contains "no deleting" if input.tool.name == "delete"`},
 			want: []string{"data.org.block (", "data.org.deny ("}, wantCount: 1},
+		{name: "a library helper's name in another package", library: true, data: table, files: map[string]string{"org.rego": `package org
+import rego.v1
+resource_uris contains input.params.uri if input.method == "resources/read"`},
+			want: []string{"data.org.resource_uris ("}, wantCount: 1},
 		{name: "the library's rules from files", data: table, files: libraryFiles(t)},
 		{name: "helpers a decision reads", files: map[string]string{"policy.rego": `package mcp
 import rego.v1
