@@ -445,8 +445,10 @@ func Status(w http.ResponseWriter) int {
 // from Wrap) relays went out whole without being read, as
 // Hooks.PassJSON lets a 2xx reply that names no request, error nor
 // failed result: the requests it answers succeeded, as far as the
-// gateway can tell without reading it. False for any other reply, and
-// before finish.
+// gateway can tell without reading it. Also true of such a reply that
+// names one but that the strict parser cannot read (see
+// writer.readForOutcome): it passes as it is. False for any other
+// reply, and before finish.
 func PassedUnread(w http.ResponseWriter) bool {
 	o, ok := w.(*writer)
 	return ok && o.passedUnread
@@ -505,13 +507,21 @@ func (o *writer) writeJSON() error {
 		if err == nil && out != nil && len(out) == 0 {
 			err = errors.New("the gateway dropped every message of it")
 		}
-		if err != nil {
+		switch {
+		case err != nil && o.readForOutcome(body):
+			// Read only for what it says of its requests: a reply the
+			// strict parser cannot read (nested past its depth, say)
+			// passes as it did before the outcomes were read, since it
+			// can hold no request.
+			o.passedUnread = true
+		case err != nil:
 			return o.refuse(fmt.Errorf("upstream JSON reply: %w", err))
+		default:
+			if out != nil {
+				body = out
+			}
+			o.w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		}
-		if out != nil {
-			body = out
-		}
-		o.w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	} else {
 		o.passedUnread = len(body) > 0 && o.status >= 200 && o.status <= 299
 	}
@@ -542,6 +552,14 @@ func (o *writer) mustRead(body []byte) bool {
 	default:
 		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}
+}
+
+// readForOutcome reports whether a held reply that mustRead is read only
+// for what it says of the requests it answers: a 2xx reply that
+// Hooks.PassJSON would let pass but for naming an error or a failed
+// result.
+func (o *writer) readForOutcome(body []byte) bool {
+	return o.status >= 200 && o.status <= 299 && o.hooks.PassJSON && cannotHoldRequest(body)
 }
 
 // opensLikeJSON reports whether body's first byte after JSON's white space

@@ -770,6 +770,23 @@ func TestPassJSON(t *testing.T) {
 			t.Errorf("body %q, seen %q, finish %v; want %q passed unread", out.rec.Body.String(), out.seen, out.finishErr, want)
 		}
 	}
+	// A reply naming an error or a failed result is read for what it
+	// says of its requests; one the strict parser cannot read passes as
+	// it did before outcomes were read (it can hold no request), not
+	// refused. One that may hold a request is refused as before.
+	deep := strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70)
+	for _, r := range []reply{
+		jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false,"structuredContent":` + deep + `}}`),
+		jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"error"}],"structuredContent":` + deep + `}}`),
+		jsonReply(`an "error" page, not JSON`),
+	} {
+		out := send(t, hooks, r)
+		if want := strings.Join(r.chunks, ""); out.rec.Code != http.StatusOK || out.rec.Body.String() != want || out.finishErr != nil {
+			t.Errorf("HTTP %d, body %.80q, finish %v; want %.80q passed as it is", out.rec.Code, out.rec.Body.String(), out.finishErr, want)
+		}
+	}
+	checkRefused(t, send(t, hooks, jsonReply(`{"jsonrpc":"2.0","id":1,"result":{"content":[],"method":"x","structuredContent":`+deep+`}}`)))
+
 	// A request smuggled into a JSON reply, spelled out or escaped, is
 	// read like any other reply, so the hooks see it.
 	for _, r := range []reply{
