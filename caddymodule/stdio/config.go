@@ -200,8 +200,9 @@ func (c Command) Unavailable() error {
 // program as it would be found now (looked up in the command's own PATH,
 // made absolute against its folder, symbolic links followed, beside the
 // name it is called by, which a program serving several commands reads),
-// its arguments, its whole environment and its folder (absolute, links
-// followed; empty is the gateway's). A program not found now is named as
+// its arguments, its whole environment (as the program gets it: see
+// environment) and its folder (absolute, links followed; empty is the
+// gateway's). A program not found now is named as
 // written, cleaned.
 func (c Command) Identity() string {
 	dir := canonicalPath(c.Dir)
@@ -219,7 +220,7 @@ func (c Command) Identity() string {
 		Args     []string `json:"args"`
 		Env      []string `json:"env"`
 		Dir      string   `json:"dir"`
-	}{canonicalPath(path), filepath.Base(path), c.Args, c.Env, dir})
+	}{canonicalPath(path), filepath.Base(path), c.Args, c.environment(), dir})
 	if err != nil {
 		// Unreachable: strings and lists of strings.
 		return fmt.Sprintf("%q", c)
@@ -241,8 +242,11 @@ func canonicalPath(path string) string {
 }
 
 // lookPath resolves the program the way a shell with the command's own
-// PATH would, rather than with the gateway's (which is what exec.Command
-// would use).
+// PATH, started in the command's folder, would, rather than with the
+// gateway's (which is what exec.Command would use). A program it finds
+// in a relative folder of that PATH ("", ".", "bin") is that folder's in
+// the command's, and returned absolute: exec.Command, given a name
+// without a slash, would look it up again in the gateway's PATH.
 func (c Command) lookPath() (string, error) {
 	if strings.ContainsRune(c.Path, filepath.Separator) {
 		return c.Path, nil
@@ -254,8 +258,11 @@ func (c Command) lookPath() (string, error) {
 		}
 	}
 	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(c.Dir, dir)
+			if abs, err := filepath.Abs(dir); err == nil {
+				dir = abs
+			}
 		}
 		candidate := filepath.Join(dir, c.Path)
 		if info, err := os.Stat(candidate); err == nil && !info.IsDir() && info.Mode()&0o111 != 0 {
@@ -263,4 +270,20 @@ func (c Command) lookPath() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q not found in the server's PATH %q", c.Path, path)
+}
+
+// environment is the command's environment as the program gets it: of a
+// name given more than once, the last value (as exec.Cmd passes it), in
+// the order of the names, however the configuration listed them.
+func (c Command) environment() []string {
+	values := make(map[string]string, len(c.Env))
+	for _, pair := range c.Env {
+		name, value, _ := strings.Cut(pair, "=")
+		values[name] = value
+	}
+	env := make([]string, 0, len(values))
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		env = append(env, name+"="+values[name])
+	}
+	return env
 }

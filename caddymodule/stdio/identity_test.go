@@ -43,6 +43,9 @@ func TestCommandIdentity(t *testing.T) {
 		{"the gateway's folder written out", Command{Path: self, Args: []string{"-x"}, Env: env, Dir: cwd}, true},
 		{"other arguments", Command{Path: self, Args: []string{"-y"}, Env: env}, false},
 		{"another environment", Command{Path: self, Args: []string{"-x"}, Env: []string{"PATH=" + dir, "MODE=other"}}, false},
+		{"the environment in another order", Command{Path: self, Args: []string{"-x"}, Env: []string{"MODE=serve", "PATH=" + dir}}, true},
+		{"a variable given twice, the last as the program gets it", Command{Path: self, Args: []string{"-x"}, Env: []string{"MODE=other", "PATH=" + dir, "MODE=serve"}}, true},
+		{"a variable given twice, the first as the program gets it", Command{Path: self, Args: []string{"-x"}, Env: []string{"MODE=serve", "PATH=" + dir, "MODE=other"}}, false},
 		{"another folder", Command{Path: self, Args: []string{"-x"}, Env: env, Dir: links}, false},
 		{"called by another name", Command{Path: filepath.Join(links, "other-name"), Args: []string{"-x"}, Env: env}, false},
 		{"not found in its PATH", Command{Path: "no-such-program-here", Args: []string{"-x"}, Env: env}, false},
@@ -57,5 +60,41 @@ func TestCommandIdentity(t *testing.T) {
 	relative := Command{Path: "./" + base, Args: []string{"-x"}, Env: env, Dir: dir}
 	if relative.Identity() != (Command{Path: self, Args: []string{"-x"}, Env: env, Dir: dir}).Identity() {
 		t.Errorf("a program relative to its folder is not that folder's program")
+	}
+}
+
+// TestLookPathRelativeFolders: a program found in a relative folder of
+// the command's PATH is that folder's in the command's own folder, as a
+// shell started there finds it, and is named absolute, so that exec does
+// not look it up again in the gateway's PATH.
+func TestLookPathRelativeFolders(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, base := filepath.Dir(self), filepath.Base(self)
+	parent, sub := filepath.Dir(dir), filepath.Base(dir)
+	for _, tt := range []struct {
+		name string
+		c    Command
+	}{
+		{"an empty entry", Command{Path: base, Env: []string{"PATH=/no-such-folder:"}, Dir: dir}},
+		{"the folder itself", Command{Path: base, Env: []string{"PATH=."}, Dir: dir}},
+		{"a folder below it", Command{Path: base, Env: []string{"PATH=" + sub}, Dir: parent}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.c.lookPath()
+			if err != nil || got != self {
+				t.Errorf("lookPath() = %q, %v; want %q", got, err, self)
+			}
+			if tt.c.Identity() != (Command{Path: self, Env: tt.c.Env, Dir: tt.c.Dir}).Identity() {
+				t.Errorf("identity %s is not that of the program it runs", tt.c.Identity())
+			}
+		})
+	}
+	// From another folder, the relative entry is that folder's: the
+	// program is not there.
+	if got, err := (Command{Path: base, Env: []string{"PATH=."}, Dir: t.TempDir()}).lookPath(); err == nil {
+		t.Errorf("lookPath() from a folder without the program = %q; want not found", got)
 	}
 }

@@ -529,6 +529,7 @@ func TestLayoutStdioReachedAround(t *testing.T) {
 		"program through a link":         fmt.Sprintf("command %q%s", filepath.Join(links, filepath.Base(self)), mode),
 		"program found in PATH":          fmt.Sprintf("command %q%s\n\t\tenv PATH %s", filepath.Base(self), mode, filepath.Dir(self)),
 		"the gateway's folder written":   fmt.Sprintf("command %q%s\n\t\tdir %q", self, mode, cwd),
+		"the gateway's PATH written":     fmt.Sprintf("command %q%s\n\t\tenv PATH {env.PATH}", self, mode),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("XDG_DATA_HOME", t.TempDir())
