@@ -107,11 +107,7 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 			// A function no rule calls is a helper kept for policies
 			// to come (the library's argument(name)): only a rule that
 			// makes a document may have been meant to decide.
-			// A document the shipped library defines is one of its
-			// helpers (mcp.resource_uris) for the organization's rules
-			// to read, wherever it was loaded from (a copy of the
-			// library among the policy's files).
-			if read[rule] || seen[path] || isTestRule(rule) || len(rule.Head.Args) > 0 || libraryDocuments()[path] {
+			if read[rule] || seen[path] || isTestRule(rule) || len(rule.Head.Args) > 0 || libraryHelpers()[path] {
 				return false
 			}
 			seen[path] = true
@@ -130,21 +126,46 @@ func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
 		listed(unread), b.decisionQuery, b.permissionQuery)
 }
 
-// libraryDocuments are the documents the shipped library's rules define
-// (data.mcp.decision, data.mcp.resource_uris), parsed once.
-var libraryDocuments = sync.OnceValue(func() map[string]bool {
-	documents := map[string]bool{}
+// libraryHelpers are the documents the shipped library defines for the
+// organization's rules to read (data.mcp.resource_uris) that neither of
+// its queries reads, computed once from the library alone. A rule at one
+// of those paths is the library's helper wherever it was loaded from (a
+// copy of the library among the policy's files), not a rule meant to
+// decide; a rule at any other path the library defines is one its
+// decision reads, and is warned of like any other when nothing reads it.
+var libraryHelpers = sync.OnceValue(func() map[string]bool {
+	modules := map[string]*ast.Module{}
 	for name, source := range policies.Library() {
 		module, err := ast.ParseModule(name, source)
 		if err != nil {
-			// The library's own tests parse every file of it.
+			// The library's own tests parse and compile every file of it.
 			panic(fmt.Sprintf("the shipped library's %s does not parse: %v", name, err))
 		}
-		for _, rule := range module.Rules {
-			documents[rule.Ref().GroundPrefix().String()] = true
-		}
+		modules[name] = module
 	}
-	return documents
+	compiler := ast.NewCompiler()
+	if compiler.Compile(modules); compiler.Failed() {
+		panic(fmt.Sprintf("the shipped library does not compile: %v", compiler.Errors))
+	}
+	var queried []*ast.Rule
+	for _, query := range []string{DefaultDecisionQuery, DefaultPermissionQuery} {
+		queried = append(queried, compiler.GetRulesDynamicWithOpts(ast.MustParseRef(query), ast.RulesOptions{IncludeHiddenModules: true})...)
+	}
+	read := map[*ast.Rule]bool{}
+	walkDependencies(compiler, queried, func(rule *ast.Rule) bool {
+		read[rule] = true
+		return false
+	})
+	helpers := map[string]bool{}
+	for _, module := range compiler.Modules {
+		ast.WalkRules(module, func(rule *ast.Rule) bool {
+			if !read[rule] && len(rule.Head.Args) == 0 {
+				helpers[rule.Ref().GroundPrefix().String()] = true
+			}
+			return false
+		})
+	}
+	return helpers
 })
 
 // notTheAuthors reports whether a module is left out of the warnings:

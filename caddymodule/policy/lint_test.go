@@ -51,6 +51,11 @@ deny contains "no deleting" if input.tool.name == "delete"`},
 import rego.v1
 resource_uris contains input.params.uri if input.method == "resources/read"`},
 			want: []string{"data.org.resource_uris ("}, wantCount: 1},
+		{name: "a rule the library's decision reads, without the library", files: map[string]string{"policy.rego": `package mcp
+import rego.v1
+default decision := {"action": "allow", "reason": "ok"}
+block contains "no" if input.tool.name == "rm"`},
+			want: []string{"data.mcp.block ("}, wantCount: 1},
 		{name: "the library's rules from files", data: table, files: libraryFiles(t)},
 		{name: "helpers a decision reads", files: map[string]string{"policy.rego": `package mcp
 import rego.v1
