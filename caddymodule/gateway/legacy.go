@@ -350,8 +350,9 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 			if _, reused := s.retired[key]; reused {
 				// A late answer to the forgotten request would read as
 				// this one's: what it asks for is bound to no request
-				// (relay.checkInputRequests refuses it).
-				request = answeredRequest{}
+				// (relay.checkInputRequests refuses it). Its tool is
+				// kept for the metrics alone.
+				request = answeredRequest{tool: request.tool}
 			}
 			s.seq++
 			request.seq, request.forwarded = s.seq, now

@@ -76,6 +76,7 @@ func TestLegacyUnansweredCallsCounted(t *testing.T) {
 	}
 	s.forget(failedPOST, true)
 	s.forget(answered, true)
+	expect(call("1")) // an id retired: a call of its own, counted all the same
 	expect(call("3"))
 	expect([]verdict{{
 		message:  &mcpmsg.Message{Kind: mcpmsg.KindNotification, Method: "notifications/cancelled", Params: map[string]any{"requestId": json.Number("3")}},
@@ -86,7 +87,7 @@ func TestLegacyUnansweredCallsCounted(t *testing.T) {
 	}
 	s.endWith("gone")
 	counts := map[string]float64{}
-	for outcome, want := range map[toolOutcome]float64{toolFailed: 1 + maxInFlight + 1, toolCancelled: 1, toolOK: 0} {
+	for outcome, want := range map[toolOutcome]float64{toolFailed: 2 + maxInFlight + 1, toolCancelled: 1, toolOK: 0} {
 		counts[string(outcome)] = testutil.ToFloat64(all.toolCalls.WithLabelValues("test", "echo", string(outcome)))
 		if counts[string(outcome)] != want {
 			t.Errorf("%s: counted %v; want %v", outcome, counts[string(outcome)], want)
