@@ -92,6 +92,11 @@ func (a *Approvals) decide(w http.ResponseWriter, r *http.Request) error {
 	if !ok || (verb != "approve" && verb != "deny") {
 		return refuse(http.StatusNotFound, errors.New("use /mcpgate/approvals/<id>/approve or /deny"))
 	}
+	// Operators first: whoever else asks learns nothing, not even what
+	// is wrong with the body. The claim comes with the body.
+	if _, err := operator(r, ""); err != nil {
+		return err
+	}
 	var req Decision
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, &req); err != nil {

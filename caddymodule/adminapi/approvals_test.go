@@ -155,6 +155,8 @@ func TestDecideApproval(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantReason: `decoding request: jsontext: unexpected EOF within "/approver" after offset 12`, wantState: approval.Pending},
 		{name: "over local TCP", path: decision("approve"), local: localTCP,
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
+		{name: "over local TCP, cut-off JSON", path: decision("approve"), body: `{"approver":`, local: localTCP,
+			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
 		{name: "TLS without a verified certificate", path: decision("approve"), local: localTCP, tls: clientCertificate("ops", false),
 			wantStatus: http.StatusForbidden, wantReason: notAnOperator, wantState: approval.Pending},
 		{name: "store unreachable", unreachable: true, path: decision("approve"), local: unixSocket,

@@ -126,11 +126,13 @@ func (t *Tools) accept(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMethod(r, http.MethodPost); err != nil {
 		return err
 	}
-	var req AcceptRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	// Operators first: whoever else asks learns nothing, not even what
+	// is wrong with the body.
+	if _, err := operator(r, ""); err != nil {
 		return err
 	}
-	if _, err := operator(r, ""); err != nil {
+	var req AcceptRequest
+	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	if req.Server == "" || req.Tool == "" {
