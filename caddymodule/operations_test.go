@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,9 +319,11 @@ func TestToolCallMetrics(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			metricsPort := freePort(t)
+			auditLog := filepath.Join(t.TempDir(), "audit.log")
 			up := newTransportUpstream(t, tt.serve)
 			gateway := startGateway(t, up.URL, gatewayOptions{
-				policy: transportPolicy,
+				policy: transportPolicy + "\n\t\taudit",
+				global: []string{fmt.Sprintf("log audit {\n\t\toutput file %s\n\t\tformat json\n\t\tinclude mcpgate.audit\n\t}", auditLog)},
 				sites:  fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n\tmetrics\n}\n", metricsPort),
 			})
 			var client clientHandlers
@@ -365,6 +368,27 @@ func TestToolCallMetrics(t *testing.T) {
 					t.Errorf("mcpgate_tool_calls_total{%s} grew by %v; want %v\n%s", labels, got, want.n, after)
 				}
 			}
+			// The audit trail records each end as the metrics count it.
+			testwait.Until(t, 5*time.Second, func() string {
+				entries, err := logEntries(auditLog)
+				if err != nil {
+					return err.Error()
+				}
+				var ended []string
+				for _, e := range entries {
+					if e["msg"] == "tool call ended" {
+						ended = append(ended, fmt.Sprintf("%v %v", e["tool"], e["outcome"]))
+						if e["id"] == "" || e["request_id"] == "" || e["session"] == "" || e["duration"] == nil {
+							return fmt.Sprintf("record %v lacks the call's id, the POST's request id, the session or the duration", e)
+						}
+					}
+				}
+				slices.Sort(ended)
+				if want := []string{"echo ok", "echo ok", "echo tool_error", "slow cancelled"}; !slices.Equal(ended, want) {
+					return fmt.Sprintf("tool call ends recorded: %q; want %q", ended, want)
+				}
+				return ""
+			})
 		})
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // Audit is the audit trail: one record per message the gateway decided
-// or refused, for security teams, written to a logger of its own so that
+// or refused, and one per tool call it forwarded when the call ends
+// (callTrail), for security teams, written to a logger of its own so that
 // the host can route it to a sink of its own. The records' schema is
 // stable (see the docs): what happened ("outcome"), who asked (user,
 // claims), what (server, tool, arguments or their digest), what decided
@@ -104,6 +105,52 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 		}
 	}
 	trail.Logger.Info("mcp message", fields...)
+}
+
+// callTrail is what the audit trail keeps of a POST that forwards tool
+// calls, to record each call's end ("tool call ended") when its answer
+// comes, which on HTTP+SSE is on another request (the session's stream);
+// nil without an audit trail, and its methods then do nothing.
+type callTrail struct {
+	logger  *zap.Logger
+	started time.Time
+	// fields are the POST's: request id, client, server, upstream,
+	// session, revision, caller.
+	fields []zap.Field
+}
+
+// callTrail returns the exchange's callTrail, nil without an audit trail.
+func (x *exchange) callTrail() *callTrail {
+	trail := x.g.cfg.Audit
+	if trail == nil {
+		return nil
+	}
+	fields := []zap.Field{
+		zap.String("request_id", x.g.host.RequestID(x.r)),
+		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
+		zap.String("server", x.g.cfg.Server),
+		zap.String("upstream", x.g.cfg.Upstream),
+		zap.String("session", x.session.shown()),
+		zap.String("protocol_version", x.version),
+	}
+	if x.caller != nil {
+		fields = append(fields, zap.String("user", x.caller.ID))
+	}
+	return &callTrail{logger: trail.Logger, started: x.started, fields: fields}
+}
+
+// ended records that the tool call of this raw id ended as outcome, took
+// after it was forwarded.
+func (t *callTrail) ended(id []byte, tool string, outcome toolOutcome, took time.Duration) {
+	if t == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, len(t.fields)+5)
+	fields = append(fields, zap.String("outcome", string(outcome)))
+	fields = append(fields, t.fields...)
+	fields = append(fields, zap.Duration("elapsed", time.Since(t.started)),
+		zap.ByteString("id", id), zap.String("tool", tool), zap.Duration("duration", took))
+	t.logger.Info("tool call ended", fields...)
 }
 
 // argumentsDigest is the SHA-256 of arguments as canonical JSON (exact

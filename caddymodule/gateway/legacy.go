@@ -241,9 +241,14 @@ func newLegacyStream(write func(message []byte) error) *legacyStream {
 // cancelled by its client, or given up (the POST failed, the stream
 // ended, or the session forgot it past its bound).
 func (s *legacyStream) toolCallEnded(request answeredRequest, outcome toolOutcome) {
-	if s.metrics != nil && request.tool != "" {
-		s.metrics.toolCall(request.tool, outcome, time.Since(request.forwarded))
+	if request.tool == "" {
+		return
 	}
+	took := time.Since(request.forwarded)
+	if s.metrics != nil {
+		s.metrics.toolCall(request.tool, outcome, took)
+	}
+	request.trail.ended(request.id, request.tool, outcome, took)
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -309,8 +314,8 @@ const maxInFlight = 1024
 // (errTooManyToolsLists). A cancellation it forwards ends the wait for its
 // request's answer, which the server need not send; but not a tools/list's,
 // whose answer, if it comes after all, must not be taken for another
-// request's.
-func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded map[string]uint64, err error) {
+// request's. The tool calls' ends go to trail (nil: none).
+func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64, trail *callTrail) (recorded map[string]uint64, err error) {
 	_, lists := toolsListRequests(verdicts)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,8 +356,11 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64) (recorded 
 				// A late answer to the forgotten request would read as
 				// this one's: what it asks for is bound to no request
 				// (relay.checkInputRequests refuses it). Its tool is
-				// kept for the metrics alone.
+				// kept for the metrics and the audit trail alone.
 				request = answeredRequest{tool: request.tool}
+			}
+			if request.tool != "" && trail != nil {
+				request.trail, request.id = trail, bytes.Clone(m.ID)
 			}
 			s.seq++
 			request.seq, request.forwarded = s.seq, now
@@ -597,8 +605,8 @@ func (p *legacyPost) refuse(w http.ResponseWriter, v verdict, logger *zap.Logger
 
 // expect prepares the session's stream for the replies to the messages a
 // POST forwards, as of the catalog's generation asOf (see expectAnswers).
-func (p *legacyPost) expect(verdicts []verdict, asOf uint64) error {
-	recorded, err := p.stream.expectAnswers(verdicts, asOf)
+func (p *legacyPost) expect(verdicts []verdict, asOf uint64, trail *callTrail) error {
+	recorded, err := p.stream.expectAnswers(verdicts, asOf, trail)
 	p.recorded = recorded
 	return err
 }

@@ -23,14 +23,14 @@ func TestForgetLeavesALaterRequest(t *testing.T) {
 			decision: policy.Decision{Action: policy.ActionAllow},
 		}}
 	}
-	first, err := s.expectAnswers(call("A"), 0)
+	first, err := s.expectAnswers(call("A"), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.take([]byte("1")); !ok {
 		t.Fatal("call A was not awaited")
 	}
-	if _, err := s.expectAnswers(call("B"), 0); err != nil {
+	if _, err := s.expectAnswers(call("B"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.forget(first, true) // A's POST failed after its answer came
@@ -63,7 +63,7 @@ func TestLegacyUnansweredCallsCounted(t *testing.T) {
 	}
 	expect := func(verdicts []verdict) map[string]uint64 {
 		t.Helper()
-		recorded, err := s.expectAnswers(verdicts, 0)
+		recorded, err := s.expectAnswers(verdicts, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -126,6 +126,10 @@ type answeredRequest struct {
 	// legacyStream.toolCallEnded).
 	tool      string
 	forwarded time.Time
+	// trail and id, of a tool call on an HTTP+SSE session with an audit
+	// trail: where its end is recorded, and its raw id, copied.
+	trail *callTrail
+	id    []byte
 }
 
 // answering records the messages whose replies the reply carries.

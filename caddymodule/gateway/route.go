@@ -102,7 +102,7 @@ func forwardedRequestIDs(verdicts []verdict) []string {
 // reply.
 func (x *exchange) forward() error {
 	if x.legacy != nil {
-		if err := x.legacy.expect(x.verdicts, x.g.listGeneration()); err != nil {
+		if err := x.legacy.expect(x.verdicts, x.g.listGeneration(), x.callTrail()); err != nil {
 			// HTTP+SSE carries no batches: the one message is refused.
 			return x.refuseUnsent(err.Error())
 		}

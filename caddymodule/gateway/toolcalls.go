@@ -44,6 +44,7 @@ func resultOutcome(result []byte) toolOutcome {
 // the session's stream: see legacyStream, which follows them there.)
 type forwardedCalls struct {
 	metrics upstreamMetrics
+	trail   *callTrail
 	sent    time.Time
 	// calls are the POST's tools/call requests, in its order (a batch's
 	// are few): a list rather than a map, since most replies are passed
@@ -77,7 +78,7 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 			continue
 		}
 		if f == nil {
-			f = &forwardedCalls{metrics: x.g.metrics, sent: time.Now()}
+			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), sent: time.Now()}
 		}
 		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name})
 	}
@@ -116,8 +117,9 @@ func (f *forwardedCalls) unanswered(id []byte) *forwardedCall {
 	return nil
 }
 
-// end counts every call followed: those the reply answered as it
-// answered them, the others as unanswered says.
+// end counts every call followed, and records its end in the audit
+// trail: those the reply answered as it answered them, the others as
+// unanswered says.
 func (f *forwardedCalls) end(unanswered toolOutcome) {
 	if f == nil {
 		return
@@ -129,6 +131,7 @@ func (f *forwardedCalls) end(unanswered toolOutcome) {
 			outcome, at = unanswered, now
 		}
 		f.metrics.toolCall(c.tool, outcome, at.Sub(f.sent))
+		f.trail.ended(c.id, c.tool, outcome, at.Sub(f.sent))
 	}
 }
 

@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -86,6 +90,8 @@ func TestToolCallOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Metrics = metrics
+	core, audited := observer.New(zapcore.InfoLevel)
+	cfg.Audit = &gateway.Audit{Logger: zap.New(core)}
 	gw := serveGateway(t, cfg, up.URL)
 
 	call := func(id int, tool string) reply {
@@ -137,6 +143,30 @@ func TestToolCallOutcomes(t *testing.T) {
 	}
 	if n := toolCallTimes(t, registry, "plain"); n != 2 {
 		t.Errorf("plain's calls timed %d times; want 2", n)
+	}
+
+	// The audit trail records each call's end, as the metrics count it,
+	// with the call's id and the POST's facts.
+	ended := map[string][]string{}
+	for _, entry := range audited.FilterMessage("tool call ended").AllUntimed() {
+		fields := entry.ContextMap()
+		tool := fmt.Sprint(fields["tool"])
+		ended[tool] = append(ended[tool], fmt.Sprint(fields["outcome"]))
+		if fields["id"] == "" || fields["request_id"] == nil || fields["server"] != cfg.Server || fields["duration"] == nil || fields["elapsed"] == nil {
+			t.Errorf("tool call ended record %v; want the call's id, the POST's request id and server, and durations", fields)
+		}
+	}
+	for tool, outcome := range want {
+		wantEnded := []string{outcome}
+		if tool == "plain" {
+			wantEnded = []string{outcome, outcome}
+		}
+		if !slices.Equal(ended[tool], wantEnded) {
+			t.Errorf("%s: audit trail recorded ends %q; want %q", tool, ended[tool], wantEnded)
+		}
+	}
+	if len(ended["delete_issue"]) != 0 {
+		t.Errorf("a call the policy blocked was recorded as ended: %q", ended["delete_issue"])
 	}
 }
 
