@@ -20,7 +20,8 @@ import (
 // never receive is taken out (an upgrade asked for, the headers the
 // request's Connection names and the other hop-by-hop ones, a Host header
 // beside HTTP/2's :authority, trailers, and X-Forwarded-* headers from a
-// client that is not a trusted proxy); the
+// client that is not a trusted proxy), and what the upstream could read
+// otherwise (headers named with underscores, Expect); the
 // request's origin must be allowed; and, with an identity, the caller is
 // identified. The protected resource's metadata (RFC 9728) is answered
 // first, to anyone.
@@ -29,6 +30,12 @@ func (x *exchange) admit() error {
 	dropUpgrade(x.r.Header)
 	dropNominated(x.r.Header)
 	dropHopByHop(x.r.Header)
+	dropUnderscored(x.r.Header)
+	// The gateway reads a body whole before it goes on, and its own
+	// server answered the client's Expect: 100-continue; forwarded, it
+	// would have the upstream answer 100 Continue too, a status before
+	// the reply's.
+	x.r.Header.Del("Expect")
 	// An HTTP/2 request may carry a Host header beside its :authority,
 	// which is the request's Host (r.Host); the upstream never gets the
 	// header (Go's transport writes r.Host), so no policy reads it.
@@ -96,6 +103,21 @@ func (x *exchange) admit() error {
 	}
 	x.caller = user
 	return nil
+}
+
+// dropUnderscored takes out of h every header whose name holds an
+// underscore. Servers behind CGI, WSGI, Rack and PHP read a header's name
+// with its dashes as underscores (Mcp_Session_Id and Mcp-Session-Id are
+// one to them, HTTP_MCP_SESSION_ID), so such a header could be read there
+// as one the gateway read otherwise, or not at all (a session, a method,
+// a header a policy reads). No MCP header has one; nginx drops them by
+// default, and Apache before CGI.
+func dropUnderscored(h http.Header) {
+	for name := range h {
+		if strings.ContainsRune(name, '_') {
+			delete(h, name)
+		}
+	}
 }
 
 // dropUpgrade takes a protocol upgrade request out of h (Upgrade,

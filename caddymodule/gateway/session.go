@@ -149,8 +149,15 @@ type sessionSealer struct {
 	done bool
 }
 
-// WriteHeader seals the reply's Mcp-Session-Id, if any.
+// WriteHeader seals the reply's Mcp-Session-Id, if any. An informational
+// status is no reply: a session id it names is taken out, and the final
+// status is still to come.
 func (s *sessionSealer) WriteHeader(status int) {
+	if status >= 100 && status <= 199 {
+		s.Header().Del(mcphttp.HeaderSessionID)
+		s.ResponseWriter.WriteHeader(status)
+		return
+	}
 	if !s.done {
 		s.done = true
 		header := s.Header()

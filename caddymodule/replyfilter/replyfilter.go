@@ -238,13 +238,17 @@ func (o *writer) Header() http.Header {
 }
 
 // WriteHeader decides from the final status and the headers how to treat
-// the reply. An informational status passes through and decides nothing.
+// the reply. An informational status (100 Continue, 103 Early Hints)
+// decides nothing and is not relayed: no MCP client acts on one, a
+// client's own 100 Continue comes from the gateway's server, which reads
+// a body whole before it goes on, and what a 1xx's headers carry (a
+// session id, a cookie) would reach the client unwatched, and be taken
+// by the writers under this one for the final reply's.
 func (o *writer) WriteHeader(status int) {
 	if o.mode != modeUndecided {
 		return
 	}
 	if status >= 100 && status <= 199 && status != http.StatusSwitchingProtocols {
-		o.w.WriteHeader(status)
 		return
 	}
 	o.status = status
