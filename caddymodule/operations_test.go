@@ -301,22 +301,7 @@ func readDecisionLog(t *testing.T, path string) []map[string]any {
 // refuses with a failed result (isError); a call the policy blocks is not
 // forwarded, and not counted.
 func TestToolCallMetrics(t *testing.T) {
-	tests := []struct {
-		name      string
-		serve     func(*mcp.Server) http.Handler
-		transport func(url string) mcp.Transport
-	}{
-		{"POST event stream", streamableHandler(nil), func(url string) mcp.Transport {
-			return &mcp.StreamableClientTransport{Endpoint: url}
-		}},
-		{"JSON replies", streamableHandler(&mcp.StreamableHTTPOptions{JSONResponse: true}), func(url string) mcp.Transport {
-			return &mcp.StreamableClientTransport{Endpoint: url}
-		}},
-		{"HTTP+SSE", legacyHandler, func(url string) mcp.Transport {
-			return &mcp.SSEClientTransport{Endpoint: url}
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range sdkTransports {
 		t.Run(tt.name, func(t *testing.T) {
 			metricsPort := freePort(t)
 			auditLog := filepath.Join(t.TempDir(), "audit.log")

@@ -308,28 +308,33 @@ func TestLegacySSE(t *testing.T) {
 	}
 }
 
+// sdkTransports are the ways a go-sdk server and client talk through the
+// gateway in the transport tests: Streamable HTTP with replies as event
+// streams or as JSON, and HTTP+SSE.
+var sdkTransports = []struct {
+	name      string
+	serve     func(*mcp.Server) http.Handler
+	transport func(url string) mcp.Transport
+}{
+	{"POST event stream", streamableHandler(nil), func(url string) mcp.Transport {
+		return &mcp.StreamableClientTransport{Endpoint: url}
+	}},
+	{"JSON replies", streamableHandler(&mcp.StreamableHTTPOptions{JSONResponse: true}), func(url string) mcp.Transport {
+		return &mcp.StreamableClientTransport{Endpoint: url}
+	}},
+	{"HTTP+SSE", legacyHandler, func(url string) mcp.Transport {
+		return &mcp.SSEClientTransport{Endpoint: url}
+	}},
+}
+
 // TestServerRequests has the upstream ask the client to sample, on every
 // stream a server request can come on: the POST's event stream and the
 // GET stream of Streamable HTTP, and the HTTP+SSE stream. An allowed
 // request reaches the client; a refused one never does, and the server
 // gets the refusal as the client's error.
 func TestServerRequests(t *testing.T) {
-	tests := []struct {
-		name      string
-		serve     func(*mcp.Server) http.Handler
-		transport func(url string) mcp.Transport
-	}{
-		{"POST event stream", streamableHandler(nil), func(url string) mcp.Transport {
-			return &mcp.StreamableClientTransport{Endpoint: url}
-		}},
-		{"GET stream (JSON replies)", streamableHandler(&mcp.StreamableHTTPOptions{JSONResponse: true}), func(url string) mcp.Transport {
-			return &mcp.StreamableClientTransport{Endpoint: url}
-		}},
-		{"HTTP+SSE", legacyHandler, func(url string) mcp.Transport {
-			return &mcp.SSEClientTransport{Endpoint: url}
-		}},
-	}
-	for _, tt := range tests {
+	// With JSON replies, the server's requests come on the GET stream.
+	for _, tt := range sdkTransports {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newTransportUpstream(t, tt.serve)
 			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})

@@ -51,16 +51,8 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 	if trail == nil {
 		return
 	}
-	fields := []zap.Field{
-		zap.String("outcome", outcome),
-		zap.String("request_id", x.g.host.RequestID(x.r)),
-		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
-		zap.String("server", x.g.cfg.Server),
-		zap.String("upstream", x.g.cfg.Upstream),
-		zap.String("session", x.session.shown()),
-		zap.String("protocol_version", x.version),
-		zap.Duration("elapsed", time.Since(x.started)),
-	}
+	fields := append([]zap.Field{zap.String("outcome", outcome)}, x.auditedRequest()...)
+	fields = append(fields, zap.Duration("elapsed", time.Since(x.started)))
 	if x.caller != nil {
 		fields = append(fields, zap.String("user", x.caller.ID))
 		if len(trail.Claims) > 0 {
@@ -125,7 +117,17 @@ func (x *exchange) callTrail() *callTrail {
 	if trail == nil {
 		return nil
 	}
-	fields := []zap.Field{
+	fields := x.auditedRequest()
+	if x.caller != nil {
+		fields = append(fields, zap.String("user", x.caller.ID))
+	}
+	return &callTrail{logger: trail.Logger, started: x.started, fields: fields}
+}
+
+// auditedRequest are the facts of the exchange's request that its audit
+// records carry: its id, client, server, upstream, session and revision.
+func (x *exchange) auditedRequest() []zap.Field {
+	return []zap.Field{
 		zap.String("request_id", x.g.host.RequestID(x.r)),
 		zap.String("remote_ip", x.g.host.ClientIP(x.r)),
 		zap.String("server", x.g.cfg.Server),
@@ -133,10 +135,6 @@ func (x *exchange) callTrail() *callTrail {
 		zap.String("session", x.session.shown()),
 		zap.String("protocol_version", x.version),
 	}
-	if x.caller != nil {
-		fields = append(fields, zap.String("user", x.caller.ID))
-	}
-	return &callTrail{logger: trail.Logger, started: x.started, fields: fields}
 }
 
 // ended records that the tool call of this raw id ended as outcome, took
