@@ -288,8 +288,25 @@ func (s *legacyStream) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended {
+		// The client went away: it gave up on the calls it awaited.
+		s.endCalls(toolCancelled)
 		s.ended = true
 		close(s.done)
+	}
+}
+
+// endCalls counts and records, as outcome, the tool calls awaiting their
+// answers that are not counted yet (one the client cancelled was, as it
+// cancelled it), and marks them counted. The caller holds s.mu.
+func (s *legacyStream) endCalls(outcome toolOutcome) {
+	for _, id := range slices.Sorted(maps.Keys(s.inFlight)) {
+		request := s.inFlight[id]
+		if request.cancelled || request.tool == "" {
+			continue
+		}
+		s.toolCallEnded(request, outcome)
+		request.tool = ""
+		s.inFlight[id] = request
 	}
 }
 
@@ -410,10 +427,12 @@ func (s *legacyStream) retire(id string) {
 // endWith ends the stream, first answering on it every request of the
 // client's still awaiting its answer (but those it cancelled) with an
 // error saying why none will come, unless the stream has ended already.
-// Once ended, the stream takes no more requests (expectAnswers).
+// Once ended, the stream takes no more requests (expectAnswers). Tool
+// calls still awaited are counted failed, the client told or not.
 func (s *legacyStream) endWith(why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endCalls(toolFailed)
 	if s.ended {
 		return
 	}
@@ -421,7 +440,6 @@ func (s *legacyStream) endWith(why string) {
 		if s.inFlight[id].cancelled {
 			continue
 		}
-		s.toolCallEnded(s.inFlight[id], toolFailed)
 		if err := s.write(mcpmsg.ErrorResponse([]byte(id), mcpmsg.CodeInternalError, why)); err != nil {
 			break
 		}

@@ -3,10 +3,14 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -92,5 +96,64 @@ func TestLegacyUnansweredCallsCounted(t *testing.T) {
 		if counts[string(outcome)] != want {
 			t.Errorf("%s: counted %v; want %v", outcome, counts[string(outcome)], want)
 		}
+	}
+}
+
+// TestLegacyCallsEndedWithTheStream: on an HTTP+SSE session, the tool
+// calls awaiting their answers when the stream ends are each counted and
+// recorded in the audit trail once: as cancelled when the client went
+// away (its stream's request ended), as failed when the stream ended
+// otherwise, whether or not the client could still be told.
+func TestLegacyCallsEndedWithTheStream(t *testing.T) {
+	tests := []struct {
+		name     string
+		clientGo bool
+		writeErr error
+		want     toolOutcome
+	}{
+		{"the client gone", true, nil, toolCancelled},
+		{"the stream ended, the client told", false, nil, toolFailed},
+		{"the stream ended, the client unreachable", false, errStreamEnded, toolFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			registry := prometheus.NewRegistry()
+			all, err := NewMetrics(registry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics := all.of("test")
+			core, audited := observer.New(zapcore.InfoLevel)
+			trail := &callTrail{logger: zap.New(core)}
+			s := newLegacyStream(func([]byte) error { return tt.writeErr })
+			s.metrics = &metrics
+			for _, id := range []string{"1", "2", "3"} {
+				if _, err := s.expectAnswers([]verdict{{
+					message:  &mcpmsg.Message{Kind: mcpmsg.KindRequest, ID: []byte(id), Method: "tools/call", Params: map[string]any{"name": "echo"}, Tool: &mcpmsg.ToolCall{Name: "echo"}},
+					decision: policy.Decision{Action: policy.ActionAllow},
+				}}, 0, trail); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.clientGo {
+				s.end()
+			}
+			s.endWith("gone")
+			s.endWith("gone again")
+			if got := testutil.ToFloat64(all.toolCalls.WithLabelValues("test", "echo", string(tt.want))); got != 3 {
+				t.Errorf("counted %v calls %s; want 3", got, tt.want)
+			}
+			var ids []string
+			for _, entry := range audited.FilterMessage("tool call ended").AllUntimed() {
+				fields := entry.ContextMap()
+				ids = append(ids, fmt.Sprint(fields["id"]))
+				if fields["outcome"] != string(tt.want) {
+					t.Errorf("call %v recorded %v; want %s", fields["id"], fields["outcome"], tt.want)
+				}
+			}
+			if strings.Join(ids, ",") != "1,2,3" {
+				t.Errorf("recorded the ends of %q; want 1, 2 and 3 once each", ids)
+			}
+		})
 	}
 }

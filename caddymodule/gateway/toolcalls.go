@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -135,6 +136,29 @@ func (f *forwardedCalls) end(unanswered toolOutcome) {
 	}
 }
 
+// looseOutcome is the outcome of a call answered by reply, a JSON-RPC
+// response the gateway's strict parser could not read, which went on as
+// it came (replyfilter.PassedUnreadable): read as Go's encoding/json, and
+// so the Go SDK's client, reads it. A non-null error is an error; a
+// result, what its isError says; anything else, or a reply that
+// encoding/json cannot read either, a failure.
+func looseOutcome(reply []byte) toolOutcome {
+	var response struct {
+		Error  json.RawMessage `json:"error"`
+		Result json.RawMessage `json:"result"`
+	}
+	switch err := json.Unmarshal(reply, &response); {
+	case err != nil:
+		return toolFailed
+	case len(response.Error) > 0 && string(response.Error) != "null":
+		return rpcError
+	case len(response.Result) > 0 && string(response.Result) != "null":
+		return resultOutcome(response.Result)
+	default:
+		return toolFailed
+	}
+}
+
 // unansweredOutcome is the outcome of the calls of a POST whose reply
 // (w, from watchReply, once finished) did not answer them where the
 // gateway read it: a 2xx JSON reply passed unread answered them without
@@ -144,6 +168,9 @@ func (f *forwardedCalls) end(unanswered toolOutcome) {
 func (x *exchange) unansweredOutcome(w http.ResponseWriter) toolOutcome {
 	if replyfilter.PassedUnread(w) {
 		return toolOK
+	}
+	if reply := replyfilter.PassedUnreadable(w); reply != nil {
+		return looseOutcome(reply)
 	}
 	if x.r.Context().Err() != nil {
 		return toolCancelled

@@ -39,7 +39,18 @@ var scriptedCalls = map[string]struct {
 	"stream_no_reply": {200, "text/event-stream", ": nothing for %s\n\n"},
 	"server_error":    {500, "text/plain", "internal error %s"},
 	"empty_reply":     {200, "application/json", ""},
+	// Past the strict parser's depth: passed as they came, and read as
+	// the Go SDK reads them.
+	"deep_ok":    {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"isError":false,"structuredContent":` + deepJSON + `}}`},
+	"deep_fails": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"isError":true,"structuredContent":` + deepJSON + `}}`},
+	"deep_error": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"m","data":` + deepJSON + `}}`},
+	// An error answering another request: dropped, and the reply, left
+	// with nothing, refused.
+	"stray_error": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","error":{"code":-32603,"message":"m"}}`},
 }
+
+// deepJSON is a JSON value nested past the strict parser's depth.
+var deepJSON = strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70)
 
 // TestToolCallOutcomes: every tool call the gateway forwards is counted
 // once, by what became of it (mcpgate_tool_calls_total), with its time
@@ -120,6 +131,10 @@ func TestToolCallOutcomes(t *testing.T) {
 		"stream_no_reply": "failed",
 		"server_error":    "failed",
 		"empty_reply":     "failed",
+		"deep_ok":         "ok",
+		"deep_fails":      "tool_error",
+		"deep_error":      "error",
+		"stray_error":     "failed",
 	}
 	counted := toolCallCounts(t, registry)
 	for tool, outcome := range want {

@@ -228,8 +228,10 @@ type writer struct {
 	cut bool
 	// injectEnded: Inject writes nothing more (see EndInjecting); under mu.
 	injectEnded bool
-	// passedUnread: a held JSON reply went out unread (see PassedUnread).
-	passedUnread bool
+	// passedUnread: a held JSON reply went out unread (see PassedUnread);
+	// passedUnreadable: one read for its outcome went out as it came,
+	// unreadable (see PassedUnreadable).
+	passedUnread, passedUnreadable bool
 }
 
 // Header returns the header of the underlying ResponseWriter.
@@ -449,13 +451,24 @@ func Status(w http.ResponseWriter) int {
 // from Wrap) relays went out whole without being read, as
 // Hooks.PassJSON lets a 2xx reply that names no request, error nor
 // failed result: the requests it answers succeeded, as far as the
-// gateway can tell without reading it. Also true of such a reply that
-// names one but that the strict parser cannot read (see
-// writer.readForOutcome): it passes as it is. False for any other
-// reply, and before finish.
+// gateway can tell without reading it. False for any other reply, and
+// before finish.
 func PassedUnread(w http.ResponseWriter) bool {
 	o, ok := w.(*writer)
 	return ok && o.passedUnread
+}
+
+// PassedUnreadable returns the JSON reply that w relays when it went out
+// as it came although it names an error or a failed result, because the
+// strict parser could not read it (nested past its depth, say: see
+// writer.readForOutcome); nil for any other reply, and before finish.
+// What it says of its request is for the caller to read, as clients
+// would.
+func PassedUnreadable(w http.ResponseWriter) []byte {
+	if o, ok := w.(*writer); ok && o.passedUnreadable {
+		return o.body
+	}
+	return nil
 }
 
 // Cut reports whether the event stream that w (a ResponseWriter from
@@ -508,18 +521,18 @@ func (o *writer) writeJSON() error {
 	body := o.body
 	if o.mustRead(body) {
 		out, err := o.inspect(body)
-		if err == nil && out != nil && len(out) == 0 {
-			err = errors.New("the gateway dropped every message of it")
-		}
 		switch {
 		case err != nil && o.readForOutcome(body):
 			// Read only for what it says of its requests: a reply the
 			// strict parser cannot read (nested past its depth, say)
 			// passes as it did before the outcomes were read, since it
-			// can hold no request.
-			o.passedUnread = true
+			// can hold no request. (inspect fails only where the parse
+			// does.)
+			o.passedUnreadable = true
 		case err != nil:
 			return o.refuse(fmt.Errorf("upstream JSON reply: %w", err))
+		case out != nil && len(out) == 0:
+			return o.refuse(errors.New("upstream JSON reply: the gateway dropped every message of it"))
 		default:
 			if out != nil {
 				body = out
