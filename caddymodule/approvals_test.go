@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,11 +167,13 @@ func callback(t testing.TB, url string, body any, sign func(http.Header, []byte)
 			req.Header = header.Clone()
 		}
 		resp, err := testClient.Do(req)
-		if errors.Is(err, io.EOF) && attempt < 3 {
+		if (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) && attempt < 3 {
 			// A configuration that failed once started (Caddy cancels
-			// it without stopping its servers) may close a connection
-			// it accepted before reading it: the same signed request
-			// again, on a new one.
+			// it without stopping its servers), or the server a reload
+			// replaces, may close a connection it accepted before
+			// reading it (EOF, or a reset when the request was already
+			// on its way): the same signed request again, on a new one
+			// (a callback delivered twice is answered alike).
 			continue
 		}
 		if err != nil {

@@ -82,14 +82,15 @@ func (t *Tools) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	server, name := r.URL.Query().Get("server"), r.URL.Query().Get("tool")
 	if name != "" {
-		if server == "" {
-			return refuse(http.StatusBadRequest, errors.New("tool names a tool of a server: give server too"))
-		}
 		// A definition the gateway blocks and hides (a changed one, say)
 		// is for operators only: the agent it is hidden from may reach a
-		// TCP admin endpoint.
+		// TCP admin endpoint. Checked first: whoever else asks learns
+		// nothing of the request either.
 		if _, err := operator(r, ""); err != nil {
 			return err
+		}
+		if server == "" {
+			return refuse(http.StatusBadRequest, errors.New("tool names a tool of a server: give server too"))
 		}
 	}
 	// A tool's annotations are the upstream's to fill (with anything, a

@@ -100,6 +100,7 @@ func TestListTools(t *testing.T) {
 		{name: "an unknown tool", query: "?server=tracker&tool=nope", wantStatus: http.StatusNotFound, wantReason: "no tool nope known on server tracker"},
 		{name: "a tool without its server", query: "?tool=create_issue", wantStatus: http.StatusBadRequest, wantReason: "tool names a tool of a server: give server too"},
 		{name: "one tool over local TCP", overTCP: true, query: "?server=tracker&tool=create_issue", wantStatus: http.StatusForbidden, wantReason: notAnOperator},
+		{name: "a tool without its server over local TCP", overTCP: true, query: "?tool=create_issue", wantStatus: http.StatusForbidden, wantReason: notAnOperator},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
