@@ -1,18 +1,22 @@
 package caddymodule_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -84,6 +88,36 @@ func TestTracing(t *testing.T) {
 	}
 	if !propagated {
 		t.Error("the upstream did not get the message's trace context")
+	}
+
+	// Each forwarded call has a span of its own, under its message's,
+	// from its forwarding to its end, with what became of it (ended as
+	// the handler finishes, perhaps after the client read the answer).
+	toolCallSpan := func(from int, match func(sdktrace.ReadOnlySpan) bool) sdktrace.ReadOnlySpan {
+		t.Helper()
+		var found sdktrace.ReadOnlySpan
+		testwait.Until(t, 5*time.Second, func() string {
+			for _, s := range spans.Ended()[from:] {
+				if s.Name() == "mcpgate.tool_call" && match(s) {
+					found = s
+					return ""
+				}
+			}
+			return "no such tool call span"
+		})
+		return found
+	}
+	ok := toolCallSpan(0, func(s sdktrace.ReadOnlySpan) bool { return s.Parent().SpanID() == echo.SpanContext().SpanID() })
+	if a := attributes(ok); a["mcpgate.tool_call.outcome"] != "ok" || a["gen_ai.tool.name"] != "echo" || a["error.type"] != "" || ok.Status().Code == codes.Error {
+		t.Errorf("echo's tool call span: %v, status %v; want outcome ok, no error", a, ok.Status())
+	}
+	before := len(spans.Ended())
+	if res, err := session.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": 5}}); err != nil || !res.IsError {
+		t.Fatalf("echo with a number: %v %v; want its schema's refusal, isError", res, err)
+	}
+	failed := toolCallSpan(before, func(s sdktrace.ReadOnlySpan) bool { return attributes(s)["mcpgate.tool_call.outcome"] == "tool_error" })
+	if a := attributes(failed); a["gen_ai.tool.name"] != "echo" || a["error.type"] != "tool_error" || failed.Status().Code != codes.Error {
+		t.Errorf("a failed call's span: %v, status %v; want echo's, error.type tool_error, status Error", a, failed.Status())
 	}
 
 	wait := findSpan(t, "mcpgate.confirmation.wait")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -99,29 +100,43 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 	trail.Logger.Info("mcp message", fields...)
 }
 
-// callTrail is what the audit trail keeps of a POST that forwards tool
-// calls, to record each call's end ("tool call ended") when its answer
-// comes, which on HTTP+SSE is on another request (the session's stream);
-// nil without an audit trail, and its methods then do nothing.
+// callTrail is where the end of a POST's forwarded tool calls is told,
+// besides the metrics: the audit trail (a record "tool call ended") and
+// the request's trace (a span per call, startToolCallSpan). It is kept
+// for as long as the calls are awaited, which on HTTP+SSE is on other
+// requests (the session's stream). nil when there is neither, and its
+// methods then do nothing.
 type callTrail struct {
-	logger  *zap.Logger
+	// logger is the audit trail's, nil without one.
+	logger *zap.Logger
+	// tracer is the request's trace's, nil when it is not traced.
+	tracer  trace.Tracer
 	started time.Time
 	// fields are the POST's: request id, client, server, upstream,
 	// session, revision, caller.
 	fields []zap.Field
 }
 
-// callTrail returns the exchange's callTrail, nil without an audit trail.
+// callTrail returns the exchange's callTrail, nil when it keeps no audit
+// trail and is not traced.
 func (x *exchange) callTrail() *callTrail {
-	trail := x.g.cfg.Audit
-	if trail == nil {
+	audit := x.g.cfg.Audit
+	traced := trace.SpanFromContext(x.r.Context()).SpanContext().IsValid()
+	if audit == nil && !traced {
 		return nil
 	}
-	fields := x.auditedRequest()
-	if x.caller != nil {
-		fields = append(fields, zap.String("user", x.caller.ID))
+	t := &callTrail{started: x.started}
+	if traced {
+		t.tracer = tracer(x.r.Context())
 	}
-	return &callTrail{logger: trail.Logger, started: x.started, fields: fields}
+	if audit != nil {
+		t.logger = audit.Logger
+		t.fields = x.auditedRequest()
+		if x.caller != nil {
+			t.fields = append(t.fields, zap.String("user", x.caller.ID))
+		}
+	}
+	return t
 }
 
 // auditedRequest are the facts of the exchange's request that its audit
@@ -137,17 +152,21 @@ func (x *exchange) auditedRequest() []zap.Field {
 	}
 }
 
-// ended records that the tool call of this raw id ended as outcome, took
-// after it was forwarded.
-func (t *callTrail) ended(id []byte, tool string, outcome toolOutcome, took time.Duration) {
+// ended tells that the tool call of this raw id, forwarded at sent with
+// its span (nil: none), ended at at as outcome.
+func (t *callTrail) ended(id []byte, tool string, span trace.Span, outcome toolOutcome, sent, at time.Time) {
 	if t == nil {
+		return
+	}
+	endToolCallSpan(span, outcome, at)
+	if t.logger == nil {
 		return
 	}
 	fields := make([]zap.Field, 0, len(t.fields)+5)
 	fields = append(fields, zap.String("outcome", string(outcome)))
 	fields = append(fields, t.fields...)
 	fields = append(fields, zap.Duration("elapsed", time.Since(t.started)),
-		zap.ByteString("id", id), zap.String("tool", tool), zap.Duration("duration", took))
+		zap.ByteString("id", id), zap.String("tool", tool), zap.Duration("duration", at.Sub(sent)))
 	t.logger.Info("tool call ended", fields...)
 }
 

@@ -244,11 +244,11 @@ func (s *legacyStream) toolCallEnded(request answeredRequest, outcome toolOutcom
 	if request.tool == "" {
 		return
 	}
-	took := time.Since(request.forwarded)
+	now := time.Now()
 	if s.metrics != nil {
-		s.metrics.toolCall(request.tool, outcome, took)
+		s.metrics.toolCall(request.tool, outcome, now.Sub(request.forwarded))
 	}
-	request.trail.ended(request.id, request.tool, outcome, took)
+	request.trail.ended(request.id, request.tool, request.span, outcome, request.forwarded, now)
 }
 
 // errStreamEnded is why nothing can be written to a stream whose client
@@ -377,7 +377,7 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64, trail *cal
 				request = answeredRequest{tool: request.tool}
 			}
 			if request.tool != "" && trail != nil {
-				request.trail, request.id = trail, bytes.Clone(m.ID)
+				request.trail, request.id, request.span = trail, bytes.Clone(m.ID), trail.startToolCallSpan(v)
 			}
 			s.seq++
 			request.seq, request.forwarded = s.seq, now

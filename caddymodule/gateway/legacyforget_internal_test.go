@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -124,13 +127,17 @@ func TestLegacyCallsEndedWithTheStream(t *testing.T) {
 			}
 			metrics := all.of("test")
 			core, audited := observer.New(zapcore.InfoLevel)
-			trail := &callTrail{logger: zap.New(core)}
+			recorder := tracetest.NewSpanRecorder()
+			tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder)).Tracer("test")
+			_, message := tracer.Start(context.Background(), "tools/call echo")
+			trail := &callTrail{logger: zap.New(core), tracer: tracer}
 			s := newLegacyStream(func([]byte) error { return tt.writeErr })
 			s.metrics = &metrics
 			for _, id := range []string{"1", "2", "3"} {
 				if _, err := s.expectAnswers([]verdict{{
 					message:  &mcpmsg.Message{Kind: mcpmsg.KindRequest, ID: []byte(id), Method: "tools/call", Params: map[string]any{"name": "echo"}, Tool: &mcpmsg.ToolCall{Name: "echo"}},
 					decision: policy.Decision{Action: policy.ActionAllow},
+					span:     message.SpanContext(),
 				}}, 0, trail); err != nil {
 					t.Fatal(err)
 				}
@@ -153,6 +160,17 @@ func TestLegacyCallsEndedWithTheStream(t *testing.T) {
 			}
 			if strings.Join(ids, ",") != "1,2,3" {
 				t.Errorf("recorded the ends of %q; want 1, 2 and 3 once each", ids)
+			}
+			var traced []string
+			for _, span := range recorder.Ended() {
+				for _, a := range span.Attributes() {
+					if a.Key == "mcpgate.tool_call.outcome" && span.Parent().SpanID() == message.SpanContext().SpanID() {
+						traced = append(traced, a.Value.AsString())
+					}
+				}
+			}
+			if want := strings.Repeat(string(tt.want)+",", 3); strings.Join(traced, ",")+"," != want {
+				t.Errorf("tool call spans ended as %q; want three, %s", traced, tt.want)
 			}
 		})
 	}

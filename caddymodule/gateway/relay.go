@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -126,10 +127,12 @@ type answeredRequest struct {
 	// legacyStream.toolCallEnded).
 	tool      string
 	forwarded time.Time
-	// trail and id, of a tool call on an HTTP+SSE session with an audit
-	// trail: where its end is recorded, and its raw id, copied.
+	// trail, id and span, of a tool call on an HTTP+SSE session with an
+	// audit trail or a trace: where its end is told, its raw id (copied),
+	// and its span.
 	trail *callTrail
 	id    []byte
+	span  trace.Span
 }
 
 // answering records the messages whose replies the reply carries.

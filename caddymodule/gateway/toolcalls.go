@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
@@ -60,6 +62,7 @@ type forwardedCall struct {
 	// it).
 	id       []byte
 	tool     string
+	span     trace.Span
 	outcome  toolOutcome
 	answered time.Time
 }
@@ -81,7 +84,7 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 		if f == nil {
 			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), sent: time.Now()}
 		}
-		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name})
+		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name, span: f.trail.startToolCallSpan(v)})
 	}
 	return f
 }
@@ -118,9 +121,9 @@ func (f *forwardedCalls) unanswered(id []byte) *forwardedCall {
 	return nil
 }
 
-// end counts every call followed, and records its end in the audit
-// trail: those the reply answered as it answered them, the others as
-// unanswered says.
+// end counts every call followed, and tells its end to the audit trail
+// and the trace: those the reply answered as they were answered, the
+// others as unanswered says.
 func (f *forwardedCalls) end(unanswered toolOutcome) {
 	if f == nil {
 		return
@@ -132,7 +135,7 @@ func (f *forwardedCalls) end(unanswered toolOutcome) {
 			outcome, at = unanswered, now
 		}
 		f.metrics.toolCall(c.tool, outcome, at.Sub(f.sent))
-		f.trail.ended(c.id, c.tool, outcome, at.Sub(f.sent))
+		f.trail.ended(c.id, c.tool, c.span, outcome, f.sent, at)
 	}
 }
 

@@ -21,8 +21,9 @@ import (
 // OpenTelemetry semantic conventions for MCP say ("{mcp.method.name}
 // {target}", mcp.method.name, gen_ai.tool.name, mcp.session.id,
 // mcp.protocol.version, jsonrpc.request.id), plus the decision; a held
-// call's wait for a decision is a span of its own; and the trace context
-// passed upstream is the message's.
+// call's wait for a decision is a span of its own, and so is a forwarded
+// call, until it ends; and the trace context passed upstream is the
+// message's.
 
 // tracerName names the gateway's tracer.
 const tracerName = "github.com/mcpgate/mcpgate/caddymodule/gateway"
@@ -129,6 +130,38 @@ func endWaitSpan(span trace.Span, outcome, approvalID string) {
 		span.SetAttributes(attribute.String("mcpgate.approval.id", approvalID))
 	}
 	span.End()
+}
+
+// startToolCallSpan starts the span of the forwarded call of v, a child
+// of its message's span, named mcpgate.tool_call; nil when the request is
+// not traced (t nil, or without a tracer).
+func (t *callTrail) startToolCallSpan(v verdict) trace.Span {
+	if t == nil || t.tracer == nil || !v.span.IsValid() {
+		return nil
+	}
+	ctx := trace.ContextWithSpanContext(context.Background(), v.span)
+	_, span := t.tracer.Start(ctx, "mcpgate.tool_call", trace.WithAttributes(
+		attribute.String("gen_ai.tool.name", bounded(v.message.Tool.Name)),
+		attribute.String("jsonrpc.request.id", bounded(string(v.message.ID))),
+	))
+	return span
+}
+
+// endToolCallSpan records how a forwarded call ended (its outcome, and
+// as error.type when it is not ok; status Error when the call failed),
+// and ends its span at at.
+func endToolCallSpan(span trace.Span, outcome toolOutcome, at time.Time) {
+	if span == nil || !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.String("mcpgate.tool_call.outcome", string(outcome)))
+	if outcome != toolOK {
+		span.SetAttributes(attribute.String("error.type", string(outcome)))
+	}
+	if outcome == toolError || outcome == rpcError || outcome == toolFailed {
+		span.SetStatus(codes.Error, string(outcome))
+	}
+	span.End(trace.WithTimestamp(at))
 }
 
 // propagateTrace passes the trace context of the message forwarded (the
