@@ -149,6 +149,11 @@ func (x *exchange) stream() error {
 				why = "the gateway cut the upstream's session stream before its answer (part of it could not be relayed: the gateway's log says why); " +
 					"the request may or may not have run"
 			}
+			if x.r.Context().Err() != nil {
+				// The client went away (the stream's AfterFunc may not
+				// have run yet): it gave up on the calls it awaited.
+				stream.end()
+			}
 			stream.endWith(why)
 			// A POST that found the stream open may be writing to it
 			// still: that write is waited for, and no later one made.

@@ -1,10 +1,11 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -139,26 +140,26 @@ func (f *forwardedCalls) end(unanswered toolOutcome) {
 	}
 }
 
-// looseOutcome is the outcome of a call answered by reply, a JSON-RPC
-// response the gateway's strict parser could not read, which went on as
-// it came (replyfilter.PassedUnreadable): read as Go's encoding/json, and
-// so the Go SDK's client, reads it. A non-null error is an error; a
-// result, what its isError says; anything else, or a reply that
-// encoding/json cannot read either, a failure.
-func looseOutcome(reply []byte) toolOutcome {
+// answerUnreadable notes the answer that reply, a JSON-RPC response the
+// gateway's strict parser could not read and which went on as it came
+// (replyfilter.PassedUnreadable), gives the call of its id, read as the
+// MCP SDKs' clients read it (exact member names, the last of several): a
+// non-null error is an error; a result, what its isError says. A reply
+// that cannot be read so, or answers no call followed, answers nothing.
+func (f *forwardedCalls) answerUnreadable(reply []byte) {
 	var response struct {
-		Error  json.RawMessage `json:"error"`
-		Result json.RawMessage `json:"result"`
+		ID     jsontext.Value `json:"id"`
+		Error  jsontext.Value `json:"error"`
+		Result jsontext.Value `json:"result"`
 	}
-	switch err := json.Unmarshal(reply, &response); {
-	case err != nil:
-		return toolFailed
+	if jsonv2.Unmarshal(reply, &response, jsontext.AllowDuplicateNames(true)) != nil || len(response.ID) == 0 {
+		return
+	}
+	switch {
 	case len(response.Error) > 0 && string(response.Error) != "null":
-		return rpcError
+		f.answerError(response.ID)
 	case len(response.Result) > 0 && string(response.Result) != "null":
-		return resultOutcome(response.Result)
-	default:
-		return toolFailed
+		f.answerResult(response.ID, response.Result)
 	}
 }
 
@@ -171,9 +172,6 @@ func looseOutcome(reply []byte) toolOutcome {
 func (x *exchange) unansweredOutcome(w http.ResponseWriter) toolOutcome {
 	if replyfilter.PassedUnread(w) {
 		return toolOK
-	}
-	if reply := replyfilter.PassedUnreadable(w); reply != nil {
-		return looseOutcome(reply)
 	}
 	if x.r.Context().Err() != nil {
 		return toolCancelled

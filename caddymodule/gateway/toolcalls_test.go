@@ -44,6 +44,10 @@ var scriptedCalls = map[string]struct {
 	"deep_ok":    {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"isError":false,"structuredContent":` + deepJSON + `}}`},
 	"deep_fails": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"isError":true,"structuredContent":` + deepJSON + `}}`},
 	"deep_error": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"m","data":` + deepJSON + `}}`},
+	// Unreadable to the strict parser, read by exact names as the SDKs
+	// read them: another id answers nothing; "Error" is no error.
+	"deep_other_id": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","result":{"content":[],"isError":true,"structuredContent":` + deepJSON + `}}`},
+	"error_in_case": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[]},"Error":{"code":-32603,"message":"m"}}`},
 	// An error answering another request: dropped, and the reply, left
 	// with nothing, refused.
 	"stray_error": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","error":{"code":-32603,"message":"m"}}`},
@@ -122,7 +126,7 @@ func TestToolCallOutcomes(t *testing.T) {
 		"quotes_error":    "ok",
 		"names_iserror":   "ok",
 		"fails":           "tool_error",
-		"fails_in_case":   "tool_error",
+		"fails_in_case":   "ok", // isError by its exact name, as the SDKs read it
 		"fails_escaped":   "tool_error",
 		"rpc_error":       "error",
 		"streamed":        "ok",
@@ -134,6 +138,8 @@ func TestToolCallOutcomes(t *testing.T) {
 		"deep_ok":         "ok",
 		"deep_fails":      "tool_error",
 		"deep_error":      "error",
+		"deep_other_id":   "failed",
+		"error_in_case":   "ok",
 		"stray_error":     "failed",
 	}
 	counted := toolCallCounts(t, registry)

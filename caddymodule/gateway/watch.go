@@ -151,6 +151,9 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 		}
 		err := finish()
+		if reply := replyfilter.PassedUnreadable(w); reply != nil {
+			calls.answerUnreadable(reply)
+		}
 		calls.end(x.unansweredOutcome(w))
 		return err
 	}

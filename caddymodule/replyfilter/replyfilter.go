@@ -19,7 +19,6 @@ package replyfilter
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -29,6 +28,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -610,12 +612,12 @@ func namesNoFailure(body []byte) bool {
 }
 
 // ResultIsError reports whether a tools/call result says the tool failed:
-// its "isError" member is true, matched by name as Go's encoding/json
-// matches it (in any case; the Go SDK's client reads it so), whatever
-// else the result holds. A result that names no such member, which is
-// most, is not decoded.
+// its "isError" member is true, read as the MCP SDKs' clients read it
+// (Go's since v1, TypeScript's, Python's): by its exact name, escapes
+// decoded, the last of several. A result that names no such member,
+// which is most, is not decoded.
 func ResultIsError(result []byte) bool {
-	if !bytes.Contains(result, []byte(`\u`)) && !bytes.Contains(result, longS) && !namesMember(result, "isError") {
+	if !bytes.Contains(result, []byte(`\u`)) && !namesMember(result, "isError") {
 		return false
 	}
 	var r struct {
@@ -623,7 +625,9 @@ func ResultIsError(result []byte) bool {
 	}
 	// A result whose isError is no boolean is read as no failure: the
 	// clients that read it refuse it whole.
-	_ = json.Unmarshal(result, &r)
+	if jsonv2.Unmarshal(result, &r, jsontext.AllowDuplicateNames(true)) != nil {
+		return false
+	}
 	return r.IsError
 }
 
