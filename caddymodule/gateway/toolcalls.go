@@ -49,7 +49,11 @@ func resultOutcome(result []byte) toolOutcome {
 type forwardedCalls struct {
 	metrics upstreamMetrics
 	trail   *callTrail
-	sent    time.Time
+	// gaveUp reports whether the client has given up on the POST's calls
+	// (see exchange.gaveUp): an answer that comes after is no answer it
+	// gets.
+	gaveUp func() bool
+	sent   time.Time
 	// calls are the POST's tools/call requests, in its order (a batch's
 	// are few): a list rather than a map, since most replies are passed
 	// unread and never look one up.
@@ -83,7 +87,7 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 			continue
 		}
 		if f == nil {
-			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), sent: time.Now()}
+			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), gaveUp: x.gaveUp, sent: time.Now()}
 		}
 		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name, span: f.trail.startToolCallSpan(v)})
 	}
@@ -94,16 +98,24 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 // this raw id, if it is one of the calls followed and the first answer to
 // it.
 func (f *forwardedCalls) answerResult(id, result []byte) {
-	if c := f.unanswered(id); c != nil {
-		c.outcome, c.answered = resultOutcome(result), time.Now()
-	}
+	f.answer(id, resultOutcome(result))
 }
 
 // answerError notes the server's JSON-RPC error in answer to the request
 // with this raw id, as answerResult notes a result.
 func (f *forwardedCalls) answerError(id []byte) {
+	f.answer(id, rpcError)
+}
+
+// answer notes the server's answer to the request with this raw id, as
+// outcome says, if it is one of the calls followed and the first answer
+// to it; a call its client gave up on first is cancelled, whatever comes.
+func (f *forwardedCalls) answer(id []byte, outcome toolOutcome) {
 	if c := f.unanswered(id); c != nil {
-		c.outcome, c.answered = rpcError, time.Now()
+		if f.gaveUp() {
+			outcome = toolCancelled
+		}
+		c.outcome, c.answered = outcome, time.Now()
 	}
 }
 
@@ -165,21 +177,33 @@ func (f *forwardedCalls) answerUnreadable(reply []byte) {
 
 // unansweredOutcome is the outcome of the calls of a POST whose reply
 // (w, from watchReply, once finished) did not answer them where the
-// gateway read it: a 2xx JSON reply passed unread answered them without
-// failure (replyfilter.PassedUnread); a call the client cancelled
-// meanwhile (notifications/cancelled), or gave up on (it closed the
-// POST's connection), was cancelled; any other failed.
+// gateway read it: a call the client cancelled meanwhile
+// (notifications/cancelled), or gave up on (it closed the POST's
+// connection), was cancelled; a 2xx JSON reply passed unread answered
+// the others without failure (replyfilter.PassedUnread); any other
+// failed.
 func (x *exchange) unansweredOutcome(w http.ResponseWriter) toolOutcome {
-	if replyfilter.PassedUnread(w) {
-		return toolOK
-	}
-	if x.r.Context().Err() != nil {
+	switch {
+	case x.gaveUp():
 		return toolCancelled
+	case replyfilter.PassedUnread(w):
+		return toolOK
+	default:
+		return toolFailed
+	}
+}
+
+// gaveUp reports whether the client has given up on the POST's calls: it
+// cancelled its one call (notifications/cancelled), or closed the POST's
+// connection.
+func (x *exchange) gaveUp() bool {
+	if x.r.Context().Err() != nil {
+		return true
 	}
 	select {
 	case <-x.cancelled:
-		return toolCancelled
+		return true
 	default:
-		return toolFailed
+		return false
 	}
 }
