@@ -164,7 +164,7 @@ func (f *forwardedCalls) answerUnreadable(reply []byte) {
 		Error  jsontext.Value `json:"error"`
 		Result jsontext.Value `json:"result"`
 	}
-	if jsonv2.Unmarshal(reply, &response, jsontext.AllowDuplicateNames(true)) != nil || len(response.ID) == 0 {
+	if jsonv2.Unmarshal(reply, &response, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) != nil || len(response.ID) == 0 {
 		return
 	}
 	switch {

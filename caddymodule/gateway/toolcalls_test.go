@@ -46,8 +46,9 @@ var scriptedCalls = map[string]struct {
 	"deep_error": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"m","data":` + deepJSON + `}}`},
 	// Unreadable to the strict parser, read by exact names as the SDKs
 	// read them: another id answers nothing; "Error" is no error.
-	"deep_other_id": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","result":{"content":[],"isError":true,"structuredContent":` + deepJSON + `}}`},
-	"error_in_case": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[]},"Error":{"code":-32603,"message":"m"}}`},
+	"deep_other_id":  {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","result":{"content":[],"isError":true,"structuredContent":` + deepJSON + `}}`},
+	"error_in_case":  {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[]},"Error":{"code":-32603,"message":"m"}}`},
+	"bad_utf8_fails": {200, "application/json", "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"\xff\"}],\"isError\":true}}"},
 	// An error answering another request: dropped, and the reply, left
 	// with nothing, refused.
 	"stray_error": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","error":{"code":-32603,"message":"m"}}`},
@@ -140,6 +141,7 @@ func TestToolCallOutcomes(t *testing.T) {
 		"deep_error":      "error",
 		"deep_other_id":   "failed",
 		"error_in_case":   "ok",
+		"bad_utf8_fails":  "tool_error",
 		"stray_error":     "failed",
 	}
 	counted := toolCallCounts(t, registry)

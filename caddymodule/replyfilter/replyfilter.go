@@ -625,7 +625,7 @@ func ResultIsError(result []byte) bool {
 	}
 	// A result whose isError is no boolean is read as no failure: the
 	// clients that read it refuse it whole.
-	if jsonv2.Unmarshal(result, &r, jsontext.AllowDuplicateNames(true)) != nil {
+	if jsonv2.Unmarshal(result, &r, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) != nil {
 		return false
 	}
 	return r.IsError
