@@ -76,14 +76,11 @@ type batchMerger struct {
 	buf     bytes.Buffer
 }
 
-// WriteHeader picks how to merge from the upstream's final status and
-// type; an informational status passes and decides nothing.
+// WriteHeader picks how to merge from the upstream's status and type
+// (final: the reply's watch over the merger relays no informational
+// status).
 func (m *batchMerger) WriteHeader(status int) {
 	if m.mode != batchUndecided {
-		return
-	}
-	if status >= 100 && status <= 199 {
-		m.ResponseWriter.WriteHeader(status)
 		return
 	}
 	mediaType, _, _ := mime.ParseMediaType(m.Header().Get("Content-Type"))

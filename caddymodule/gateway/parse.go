@@ -37,6 +37,20 @@ func (x *exchange) parse() error {
 	return nil
 }
 
+// versionHeader returns the request's Mcp-Protocol-Version header, and
+// whether it gave one; an error when it gives more than one (the gateway
+// would read one, a server perhaps another).
+func versionHeader(header http.Header) (version string, given bool, err error) {
+	switch values := header.Values(mcphttp.HeaderProtocolVersion); len(values) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return values[0], true, nil
+	default:
+		return "", true, fmt.Errorf("%s header given %d times", mcphttp.HeaderProtocolVersion, len(values))
+	}
+}
+
 // protocolVersion returns the MCP revision a POST was sent under: the
 // Mcp-Protocol-Version header, else the revision a 2026-07-28 body names in
 // _meta, else the revision an initialize request proposes, else the
@@ -47,11 +61,11 @@ func protocolVersion(header http.Header, body *mcpmsg.Body, legacy bool) (string
 	if legacy {
 		check, fallback = mcphttp.CheckLegacySSEVersion, mcphttp.LegacySSEDefaultVersion
 	}
-	if values := header.Values(mcphttp.HeaderProtocolVersion); len(values) > 0 {
-		if len(values) > 1 {
-			return "", fmt.Errorf("%s header given %d times", mcphttp.HeaderProtocolVersion, len(values))
+	if version, given, err := versionHeader(header); given || err != nil {
+		if err != nil {
+			return "", err
 		}
-		return values[0], check(values[0])
+		return version, check(version)
 	}
 	if body.Batch {
 		// A batch is 2025-03-26's (a later revision refuses it, below): an

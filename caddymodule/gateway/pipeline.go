@@ -3,11 +3,9 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
@@ -155,10 +153,9 @@ func (x *exchange) passBodyless() error {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "a "+r.Method+" request must not carry a body")
 	}
 	r.Body = http.NoBody
-	if values := r.Header.Values(mcphttp.HeaderProtocolVersion); len(values) > 1 {
-		// As on a POST: the gateway would read the first, a server
-		// perhaps the last.
-		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, fmt.Sprintf("%s header given %d times", mcphttp.HeaderProtocolVersion, len(values)))
+	if _, _, err := versionHeader(r.Header); err != nil {
+		// As on a POST.
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
 	x.annotateBodyless()
 	if r.Method == http.MethodGet {

@@ -49,11 +49,10 @@ func resultOutcome(result []byte) toolOutcome {
 type forwardedCalls struct {
 	metrics upstreamMetrics
 	trail   *callTrail
-	// gaveUp reports whether the client has given up on the POST's calls
-	// (see exchange.gaveUp): an answer that comes after is no answer it
-	// gets.
-	gaveUp func() bool
-	sent   time.Time
+	// x is the POST's exchange, whose client may give up on its calls
+	// (exchange.gaveUp): an answer that comes after is no answer it gets.
+	x    *exchange
+	sent time.Time
 	// calls are the POST's tools/call requests, in its order (a batch's
 	// are few): a list rather than a map, since most replies are passed
 	// unread and never look one up.
@@ -87,7 +86,7 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 			continue
 		}
 		if f == nil {
-			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), gaveUp: x.gaveUp, sent: time.Now()}
+			f = &forwardedCalls{metrics: x.g.metrics, trail: x.callTrail(), x: x, sent: time.Now()}
 		}
 		f.calls = append(f.calls, forwardedCall{id: m.ID, tool: m.Tool.Name, span: f.trail.startToolCallSpan(v)})
 	}
@@ -112,7 +111,7 @@ func (f *forwardedCalls) answerError(id []byte) {
 // to it; a call its client gave up on first is cancelled, whatever comes.
 func (f *forwardedCalls) answer(id []byte, outcome toolOutcome) {
 	if c := f.unanswered(id); c != nil {
-		if f.gaveUp() {
+		if f.x.gaveUp() {
 			outcome = toolCancelled
 		}
 		c.outcome, c.answered = outcome, time.Now()
