@@ -88,14 +88,20 @@ func walkDependencies(compiler *ast.Compiler, rules []*ast.Rule, visit func(*ast
 	}
 }
 
-// unreadRules says which of the policy's own rules neither query reads,
-// directly or through other rules; "" when every one is read.
-func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
+// rulesRead returns the rules of roots and every rule they depend on.
+func rulesRead(compiler *ast.Compiler, roots []*ast.Rule) map[*ast.Rule]bool {
 	read := map[*ast.Rule]bool{}
-	walkDependencies(compiler, b.queryRules(compiler), func(rule *ast.Rule) bool {
+	walkDependencies(compiler, roots, func(rule *ast.Rule) bool {
 		read[rule] = true
 		return false
 	})
+	return read
+}
+
+// unreadRules says which of the policy's own rules neither query reads,
+// directly or through other rules; "" when every one is read.
+func (b *policyBuilder) unreadRules(compiler *ast.Compiler) string {
+	read := rulesRead(compiler, b.queryRules(compiler))
 	var unread []string
 	seen := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
@@ -151,11 +157,7 @@ var libraryHelpers = sync.OnceValue(func() map[string]bool {
 	for _, query := range []string{DefaultDecisionQuery, DefaultPermissionQuery} {
 		queried = append(queried, compiler.GetRulesDynamicWithOpts(ast.MustParseRef(query), ast.RulesOptions{IncludeHiddenModules: true})...)
 	}
-	read := map[*ast.Rule]bool{}
-	walkDependencies(compiler, queried, func(rule *ast.Rule) bool {
-		read[rule] = true
-		return false
-	})
+	read := rulesRead(compiler, queried)
 	helpers := map[string]bool{}
 	for _, module := range compiler.Modules {
 		ast.WalkRules(module, func(rule *ast.Rule) bool {
