@@ -1289,3 +1289,56 @@ func rawSessionUpstream(t *testing.T, onGet func(http.ResponseWriter), callResul
 		}
 	}))
 }
+
+// TestResourceAllowListAgainstResolvingServer: the TypeScript SDK's
+// server looks a resource up by its URI resolved (new URL), so that
+// file:///public/../secret is file:///secret to it; a policy's allow-list
+// of URI prefixes (testdata/transportrules, as policy.md advises) reads
+// the URI as sent. The gateway refuses what such servers resolve (dot
+// segments, also encoded, backslashes, tabs) before the policy: none of it
+// reaches the secret, which the server gives straight away.
+func TestResourceAllowListAgainstResolvingServer(t *testing.T) {
+	upstream := typeScriptServer(t)
+	gateway := startGateway(t, upstream, gatewayOptions{policy: transportPolicy})
+	read := func(session *mcp.ClientSession, uri string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		res, err := session.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+		if err != nil {
+			return "", err
+		}
+		var texts []string
+		for _, c := range res.Contents {
+			texts = append(texts, c.Text)
+		}
+		return strings.Join(texts, ""), nil
+	}
+	resolving := []string{
+		"file:///public/../secret",
+		"file:///public/%2e%2e/secret",
+		"file:///public/%2E./secret",
+		`file:///public/..\secret`,
+		"file:///public/.\t./secret",
+	}
+	direct := connectOver(t, &mcp.StreamableClientTransport{Endpoint: upstream}, nil, "")
+	if text, err := read(direct, resolving[0]); err != nil || text != "TOP SECRET" {
+		t.Fatalf("straight to the server, %s read %q, %v; want the secret (the server resolves the URI)", resolving[0], text, err)
+	}
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, nil, "")
+	if text, err := read(session, "file:///public/readme"); err != nil || text != "public" {
+		t.Errorf("file:///public/readme read %q, %v; want public", text, err)
+	}
+	if _, err := read(session, "file:///secret"); err == nil || !strings.Contains(err.Error(), `resource "file:///secret" is not public`) {
+		t.Errorf("file:///secret: %v; want the policy's refusal", err)
+	}
+	for _, uri := range resolving {
+		text, err := read(session, uri)
+		if err == nil || !strings.Contains(err.Error(), "which servers resolve in different ways") {
+			t.Errorf("%q read %q, %v; want the gateway's refusal", uri, text, err)
+		}
+	}
+	// The refusals answered the requests: the session goes on.
+	if text, err := read(session, "file:///public/readme"); err != nil || text != "public" {
+		t.Errorf("after the refusals, file:///public/readme read %q, %v; want public", text, err)
+	}
+}

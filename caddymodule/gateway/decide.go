@@ -47,6 +47,13 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
 	start := time.Now()
 	if m.Tool == nil {
+		if reason := m.UnresolvedResourceURI(); reason != "" {
+			// Refused before the policy, which would read the URI as
+			// sent while the server reads another resource.
+			v.decision = policy.Decision{Action: policy.ActionBlock, Reason: reason}
+			g.recordRefusal(x.r, input, "", v.decision)
+			return v
+		}
 		task, followsTask := x.taskCall(m)
 		if followsTask {
 			// A request following a task is decided with the tool whose

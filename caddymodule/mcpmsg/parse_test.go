@@ -552,3 +552,90 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestResourceURIProblem checks which resource URIs are refused: what a
+// WHATWG URL parser (the TypeScript and Python SDKs' servers read URIs
+// with one) resolves to another place, or a template's variable decodes
+// to a path, and nothing that a server lists as it is.
+func TestResourceURIProblem(t *testing.T) {
+	tests := []struct {
+		uri, problem string
+	}{
+		{"file:///public/readme", ""},
+		{"file:///a..b/c.", ""},
+		{"file:///.hidden/..config", ""},
+		{"file:///My%20Documents/x.md", ""},
+		{"https://example.com/search?q=../x#../y", ""},
+		{"urn:isbn:0451450523", ""},
+		{"postgres://db.internal/app/users", ""},
+		{"test://static/resource/1", ""},
+		{"ui://widget/index.html", ""},
+		{"file:///café/x", ""},
+		{"file:///public/../secret", "a dot segment"},
+		{"file:///public/./secret", "a dot segment"},
+		{"file:///public/..", "a dot segment"},
+		{"file:///public/..?x", "a dot segment"},
+		{"file:///public/..#x", "a dot segment"},
+		{"file:///public/%2e%2e/secret", "a dot segment"},
+		{"file:///public/%2E./secret", "a dot segment"},
+		{"file:///public/.%2e/secret", "a dot segment"},
+		{"file:///public/%2e/secret", "a dot segment"},
+		{"file:..", "a dot segment"},
+		{"file:../secret", "a dot segment"},
+		{"../secret", "a dot segment"},
+		{"http://../x", "a dot segment"},
+		{`file:///public/..\secret`, "a backslash"},
+		{`file:///public\x`, "a backslash"},
+		{"file:///public/..%2fsecret", "an encoded slash or backslash"},
+		{"file:///public/..%5Csecret", "an encoded slash or backslash"},
+		{"file:///public/.\t./secret", "a control character (0x09)"},
+		{"file:///public/.\n./secret", "a control character (0x0a)"},
+		{"file:///secret\x00", "a control character (0x00)"},
+		{"file:///secret\x7f", "a control character (0x7f)"},
+		{" file:///secret", "a space at its start or end"},
+		{"file:///secret ", "a space at its start or end"},
+	}
+	for _, tt := range tests {
+		if got := resourceURIProblem(tt.uri); got != tt.problem {
+			t.Errorf("resourceURIProblem(%q) = %q, want %q", tt.uri, got, tt.problem)
+		}
+	}
+}
+
+// TestUnresolvedResourceURI checks that every member naming a resource
+// is read for what servers resolve, and the reason given.
+func TestUnresolvedResourceURI(t *testing.T) {
+	tests := []struct {
+		name, body, reason string
+	}{
+		{"a read through a dot segment", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/../secret"}}`,
+			`resources/read "params.uri" "file:///public/../secret" holds a dot segment, which servers resolve in different ways; send the URI resolved`},
+		{"a subscription through an encoded dot segment", `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///public/%2E./secret"}}`,
+			`resources/subscribe "params.uri" "file:///public/%2E./secret" holds a dot segment`},
+		{"an unsubscription through a backslash", `{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"file:///public\\..\\secret"}}`,
+			`resources/unsubscribe "params.uri" "file:///public\\..\\secret" holds a backslash`},
+		{"a completion's template through an encoded slash", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///public/..%2f{x}"},"argument":{"name":"x","value":"a"}}}`,
+			`completion/complete "params.ref.uri" "file:///public/..%2f{x}" holds an encoded slash or backslash`},
+		{"a subscription's resource with a tab", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a","file:///public/.\t./secret"]}}}`,
+			`subscriptions/listen "params.notifications.resourceSubscriptions[1]" "file:///public/.\t./secret" holds a control character (0x09)`},
+		{"a long URI, cut", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///` + strings.Repeat("a/", 150) + `.."}}`,
+			`"file:///` + strings.Repeat("a/", 96) + `…" holds a dot segment`},
+		{"a resolved read", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/readme"}}`, ""},
+		{"a prompt named with dots", `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":".."}}`, ""},
+		{"a completion of a prompt", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"../p"},"argument":{"name":"x","value":"a"}}}`, ""},
+		{"a subscription to list changes alone", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":null,"toolsListChanged":true}}}`, ""},
+		{"a tool argument", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"uri":"file:///../x"}}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := Parse([]byte(tt.body), Limits{})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			got := body.Messages[0].UnresolvedResourceURI()
+			if tt.reason == "" && got != "" || !strings.Contains(got, tt.reason) {
+				t.Errorf("UnresolvedResourceURI() = %q, want %q", got, tt.reason)
+			}
+		})
+	}
+}

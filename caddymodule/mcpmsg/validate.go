@@ -2,10 +2,13 @@ package mcpmsg
 
 import (
 	"encoding/json"
+	"fmt"
 	"iter"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // messageMembers are the members of a JSON-RPC message (JSON-RPC 2.0
@@ -126,6 +129,105 @@ func validateNames(m *Message) *Error {
 		}
 	}
 	return nil
+}
+
+// UnresolvedResourceURI says why a URI the message names a resource by
+// (what the policy library's mcp.resource_uris reads) is refused, as
+// servers resolve it in different ways (see resourceURIProblem); "" when
+// it names none such. The gateway refuses such a message as it refuses a
+// blocked one, with the request's id, so that a client's session goes on.
+func (m *Message) UnresolvedResourceURI() string {
+	for _, path := range namingMembers[m.Method] {
+		if path[len(path)-1] != "uri" {
+			continue
+		}
+		if uri, ok := paramsMember(m.Params, path); ok {
+			if reason := unresolvedURI(m.Method, strings.Join(path, "."), uri); reason != "" {
+				return reason
+			}
+		}
+	}
+	path, ok := namedLists[m.Method]
+	if !ok {
+		return ""
+	}
+	list, _ := paramsMember(m.Params, path)
+	items, _ := list.([]any)
+	for i, item := range items {
+		if reason := unresolvedURI(m.Method, fmt.Sprintf("%s[%d]", strings.Join(path, "."), i), item); reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+// unresolvedURI says why the resource URI at member is refused, or
+// returns "" (for a URI that is not a string too: validateNames refuses
+// those).
+func unresolvedURI(method, member string, value any) string {
+	uri, _ := value.(string)
+	problem := resourceURIProblem(uri)
+	if problem == "" {
+		return ""
+	}
+	shown, cut := display.Prefix(uri, 200)
+	if cut {
+		shown += "…"
+	}
+	return fmt.Sprintf(`%s "params.%s" %q holds %s, which servers resolve in different ways; send the URI resolved`,
+		method, member, shown, problem)
+}
+
+// resourceURIProblem names what in a resource's URI servers resolve in
+// different ways, or returns "" when it holds nothing of the kind. A
+// policy reads the URI as sent (mcp.resource_uris), and an allow-list of
+// prefixes is the advised rule; but the TypeScript SDK's server looks a
+// resource up by new URL(uri), and the Python SDK's reads it as a
+// pydantic AnyUrl: both WHATWG parsers, which resolve dot segments (also
+// percent-encoded, "%2e%2e"), read a backslash as a slash, and strip
+// tabs, newlines and the spaces and controls at either end, so that
+// file:///public/../secret, which such a prefix lets pass, is the server's
+// file:///secret. The Go SDK matches URIs as sent, and servers of every
+// SDK decode a template's variables before their handlers read them, so
+// an encoded slash or backslash is refused as well ("..%2fsecret" is a
+// path to a handler that joins it). Refused rather than resolved: the
+// gateway forwards the bytes it decided on, and no client sends these, as
+// servers list their resources by URIs already resolved. What WHATWG
+// parsers change otherwise (a scheme's case, file://localhost/) does
+// not take a URI out from under a prefix; rules naming single URIs to
+// block are not sound for it, as policy.md says.
+func resourceURIProblem(uri string) string {
+	// Written here rather than with net/url, which resolves nothing and
+	// is not what these servers parse with; WHATWG parsers in Go are not
+	// among the modules this build may take.
+	if i := strings.IndexFunc(uri, func(c rune) bool { return c < 0x20 || c == 0x7f }); i >= 0 {
+		return fmt.Sprintf("a control character (0x%02x)", uri[i])
+	}
+	if strings.Trim(uri, " ") != uri {
+		return "a space at its start or end"
+	}
+	if strings.ContainsRune(uri, '\\') {
+		return "a backslash"
+	}
+	hierarchy := uri
+	if i := strings.IndexAny(hierarchy, "?#"); i >= 0 {
+		hierarchy = hierarchy[:i]
+	}
+	hierarchy = strings.ToLower(hierarchy)
+	if strings.Contains(hierarchy, "%2f") || strings.Contains(hierarchy, "%5c") {
+		return "an encoded slash or backslash"
+	}
+	if i := strings.IndexByte(hierarchy, ':'); i >= 0 && !strings.Contains(hierarchy[:i], "/") {
+		// The scheme ("file:..", without slashes, is file:/// to them).
+		hierarchy = hierarchy[i+1:]
+	}
+	for segment := range strings.SplitSeq(hierarchy, "/") {
+		switch strings.ReplaceAll(segment, "%2e", ".") {
+		case ".", "..":
+			return "a dot segment"
+		}
+	}
+	return ""
 }
 
 // paramsMember returns the member of params at path, if every object on

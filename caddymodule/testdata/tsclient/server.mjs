@@ -3,7 +3,9 @@
 // Streamable HTTP on 127.0.0.1:<port> (one transport per session) and has
 // one tool, "ask", which asks the client for sampling and answers with the
 // reply, or with the error its createMessage got: "sampling failed:
-// <message> (code <code>)". It prints "listening" once it accepts
+// <message> (code <code>)"; and two resources, file:///public/readme
+// ("public") and file:///secret ("TOP SECRET"), which the SDK looks up by
+// new URL(uri), resolved. It prints "listening" once it accepts
 // connections.
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -31,6 +33,9 @@ function newServer() {
       }
     },
   );
+  for (const [uri, text] of [["file:///public/readme", "public"], ["file:///secret", "TOP SECRET"]]) {
+    server.registerResource(uri, uri, {}, async () => ({ contents: [{ uri, text }] }));
+  }
   return server;
 }
 
