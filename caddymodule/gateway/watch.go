@@ -44,6 +44,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 		}
 	}
+	cacheable := cacheableRequests(x.verdicts, x.version)
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
 	calls := x.followToolCalls()
@@ -58,7 +59,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		MaxValues:    g.replyMaxValues(),
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
-		RewriteResult: func(id, result []byte) ([]byte, error) {
+		RewriteResult: privateResults(func(id, result []byte) ([]byte, error) {
 			calls.answerResult(id, result)
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
@@ -85,11 +86,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 			}
 			return rl.checkInputRequests(id, result)
-		},
+		}, cacheable),
 		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
-		PassJSON: ids == nil && !rl.mayAskForInput() && !x.body.Batch,
+		PassJSON: ids == nil && cacheable == nil && !rl.mayAskForInput() && !x.body.Batch,
 		Intercept: func(m *mcpmsg.Message) bool {
 			if m.Kind == mcpmsg.KindResponse {
 				// A POST's reply answers the requests the POST carried, and

@@ -83,3 +83,9 @@ func BatchesAllowed(version string) bool {
 func StandardHeadersRequired(version string) bool {
 	return version >= Version20260728
 }
+
+// CacheHintsDefined reports whether results carry cache hints (ttlMs and
+// cacheScope) under the revision (2026-07-28 and later).
+func CacheHintsDefined(version string) bool {
+	return version >= Version20260728
+}

@@ -112,16 +112,17 @@ type Hooks struct {
 	Endpoint func(uri string) (string, error)
 	// PassJSON lets 2xx JSON replies that cannot hold a JSON-RPC request,
 	// nor a tools/list result, nor a task created, nor an error's
-	// elicitations, nor an error or a tool's failed result, pass without
-	// being parsed: replies whose bytes name no "method", "tools",
-	// "taskId", "elicitations", "error" or "isError" member, in any case,
-	// and hold no \u escape. Any other JSON reply is read as usual, so a
-	// request smuggled into a reply is still intercepted, and an error
-	// seen by OnMessage and CheckError, a failed tool result by
-	// RewriteResult (what a reply passed unread says of its requests is
-	// that they succeeded: see PassedUnread). It is for replies in which
-	// nothing but requests and outcomes would interest the hooks; event
-	// streams are always read.
+	// elicitations, nor an error or a tool's failed result, nor a cache
+	// scope, pass without being parsed: replies whose bytes name no
+	// "method", "tools", "taskId", "elicitations", "error", "isError" or
+	// "cacheScope" member, in any case, and hold no \u escape. Any other
+	// JSON reply is read as usual, so a request smuggled into a reply is
+	// still intercepted, and an error seen by OnMessage and CheckError, a
+	// failed tool result or a cache scope by RewriteResult (what a reply
+	// passed unread says of its requests is that they succeeded: see
+	// PassedUnread). It is for replies in which nothing but requests,
+	// outcomes and cache scopes would interest the hooks; event streams
+	// are always read.
 	PassJSON bool
 	// OpensStream says the reply answers a GET that opens a stream of the
 	// server's messages. Clients read such a body as an event stream
@@ -567,7 +568,7 @@ func (o *writer) mustRead(body []byte) bool {
 	case len(body) == 0:
 		return false
 	case o.status >= 200 && o.status <= 299:
-		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body))
+		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope"))
 	default:
 		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}
@@ -575,8 +576,9 @@ func (o *writer) mustRead(body []byte) bool {
 
 // readForOutcome reports whether a held reply that mustRead is read only
 // for what it says of the requests it answers: a 2xx reply that
-// Hooks.PassJSON would let pass but for naming an error or a failed
-// result.
+// Hooks.PassJSON would let pass but for naming an error, a failed
+// result or a cache scope (one the strict parser cannot read passes as
+// it did before these were read: it holds no request).
 func (o *writer) readForOutcome(body []byte) bool {
 	return o.status >= 200 && o.status <= 299 && o.hooks.PassJSON && cannotHoldRequest(body)
 }
