@@ -30,13 +30,18 @@ const (
 	toolCancelled toolOutcome = "cancelled"
 	// toolFailed: no answer came: the server refused the POST, its reply
 	// ended or was cut before the answer, or the gateway refused the
-	// reply.
+	// reply; or none a client reads (a result whose isError is no
+	// boolean).
 	toolFailed toolOutcome = "failed"
 )
 
 // resultOutcome is the outcome of a call the server answered with result.
 func resultOutcome(result []byte) toolOutcome {
-	if replyfilter.ResultIsError(result) {
+	switch isError, usable := replyfilter.ResultIsError(result); {
+	case !usable:
+		// No client reads it: as if no answer came.
+		return toolFailed
+	case isError:
 		return toolError
 	}
 	return toolOK

@@ -52,6 +52,14 @@ var scriptedCalls = map[string]struct {
 	// An error answering another request: dropped, and the reply, left
 	// with nothing, refused.
 	"stray_error": {200, "application/json", `{"jsonrpc":"2.0","id":"not-%s","error":{"code":-32603,"message":"m"}}`},
+	// A result answering another request (its id a string, the call's a
+	// number), whatever it names: dropped, the reply refused.
+	"other_id":       {200, "application/json", `{"jsonrpc":"2.0","id":"%s","result":{"content":[]}}`},
+	"other_id_fails": {200, "application/json", `{"jsonrpc":"2.0","id":"%s","result":{"content":[],"isError":true}}`},
+	// No JSON at all, passed as it came: no client reads an answer in it.
+	"not_json": {200, "application/json", `hello %s`},
+	// A result no client reads: its isError is no boolean.
+	"iserror_string": {200, "application/json", `{"jsonrpc":"2.0","id":%s,"result":{"content":[],"isError":"true"}}`},
 }
 
 // deepJSON is a JSON value nested past the strict parser's depth.
@@ -143,6 +151,10 @@ func TestToolCallOutcomes(t *testing.T) {
 		"error_in_case":   "ok",
 		"bad_utf8_fails":  "tool_error",
 		"stray_error":     "failed",
+		"other_id":        "failed",
+		"other_id_fails":  "failed",
+		"not_json":        "failed",
+		"iserror_string":  "failed",
 	}
 	counted := toolCallCounts(t, registry)
 	for tool, outcome := range want {
@@ -238,4 +250,33 @@ func labelOf(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestReplyToAnotherRequestRefused: a JSON reply whose one response
+// answers another request than the POST's (its id a string where the
+// call's is a number, which the TypeScript SDK's client would match) is
+// refused whatever it names, whether or not it would be read for
+// anything else, and the refusal carries the call's id, so that the
+// client matches it to its call.
+func TestReplyToAnotherRequestRefused(t *testing.T) {
+	for _, result := range []string{`{"content":[]}`, `{"content":[],"isError":true}`} {
+		up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			message, _ := upstreamtest.ReadMessage(r)
+			w.Header().Set("Content-Type", "application/json")
+			switch message.Method {
+			case "tools/list":
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, message.ID)
+			case "tools/call":
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":"%s","result":%s}`, message.ID, result)
+			}
+		}))
+		gw := serveGateway(t, libraryConfig(t), up.URL)
+		got := post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}},
+			`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+		resp := got.rpc(t)
+		if got.status != http.StatusBadGateway || string(resp.ID) != "7" || resp.Error == nil ||
+			!strings.Contains(resp.Error.Message, "it answered no request it was the reply to") {
+			t.Errorf("result %s answering id \"7\": HTTP %d, %s; want 502 and an error for id 7 saying why", result, got.status, got.body)
+		}
+	}
 }

@@ -91,6 +91,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		PassJSON: ids == nil && cacheable == nil && !rl.mayAskForInput() && !x.body.Batch,
+		AnswersOf: func(id []byte) bool {
+			_, ours := rl.answers(id)
+			return ours
+		},
+		RefusalID: x.soleRequestID(),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if m.Kind == mcpmsg.KindResponse {
 				// A POST's reply answers the requests the POST carried, and
@@ -158,6 +163,22 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		calls.end(x.unansweredOutcome(w))
 		return err
 	}
+}
+
+// soleRequestID returns the id of the one request the POST forwards, for
+// the error that replaces a reply the gateway refuses; nil when it
+// forwards several, or none.
+func (x *exchange) soleRequestID() []byte {
+	var id []byte
+	for _, v := range x.verdicts {
+		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+			if id != nil {
+				return nil
+			}
+			id = v.message.ID
+		}
+	}
+	return id
 }
 
 // replyMaxValues is the most JSON values a reply may hold: as many times

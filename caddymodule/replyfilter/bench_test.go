@@ -40,6 +40,12 @@ func BenchmarkJSONToolResult(b *testing.B) {
 			passed.PassJSON = true
 			return replyfilter.Wrap(w, passed)
 		}},
+		{"passed, its id checked", func(w http.ResponseWriter) (http.ResponseWriter, func() error) {
+			passed := hooks
+			passed.PassJSON = true
+			passed.AnswersOf = func(id []byte) bool { return string(id) == "42" }
+			return replyfilter.Wrap(w, passed)
+		}},
 		{"read", func(w http.ResponseWriter) (http.ResponseWriter, func() error) { return replyfilter.Wrap(w, hooks) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
@@ -124,6 +125,18 @@ type Hooks struct {
 	// outcomes and cache scopes would interest the hooks; event streams
 	// are always read.
 	PassJSON bool
+	// RefusalID is the raw id of the one request a refused JSON reply
+	// answers, given to the error that replaces it, so that clients match
+	// the error to their request; nil (a null id) when the reply answers
+	// several, or none.
+	RefusalID []byte
+	// AnswersOf, when set, reports whether a response of this raw id
+	// answers a request the reply may answer. With PassJSON, a reply then
+	// passes unread only when it is one response to such a request, with
+	// a result (see answersAlone); any other is read, and so a response to
+	// another request meets Intercept as in a reply read, whatever else it
+	// names or does not.
+	AnswersOf func(id []byte) bool
 	// OpensStream says the reply answers a GET that opens a stream of the
 	// server's messages. Clients read such a body as an event stream
 	// whatever its Content-Type (the TypeScript SDK's GET stream and
@@ -535,7 +548,7 @@ func (o *writer) writeJSON() error {
 		case err != nil:
 			return o.refuse(fmt.Errorf("upstream JSON reply: %w", err))
 		case out != nil && len(out) == 0:
-			return o.refuse(errors.New("upstream JSON reply: the gateway dropped every message of it"))
+			return o.refuse(errors.New("upstream JSON reply: nothing of it could be relayed: it answered no request it was the reply to, or carried only what the gateway refused (the gateway's log says which)"))
 		default:
 			if out != nil {
 				body = out
@@ -568,11 +581,99 @@ func (o *writer) mustRead(body []byte) bool {
 	case len(body) == 0:
 		return false
 	case o.status >= 200 && o.status <= 299:
-		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope"))
+		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope") && o.answersAlone(body))
 	default:
 		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}
 }
+
+// answersAlone reports whether body, a 2xx JSON reply that PassJSON
+// would let pass, is one JSON-RPC response with a result to a request
+// that Hooks.AnswersOf names (true without the hook): an object of the
+// members "jsonrpc" ("2.0"), "id" and "result" alone, each once and named
+// exactly, and nothing after it. Any other reply is read (a response to
+// another request, an id a reader may read otherwise, a body that is no
+// JSON), so that a reply passes unread only where reading it would pass
+// it unchanged. It scans the body's top level without keeping it, which
+// costs far less than the parse. (AnswersOf must not keep the id it is
+// given, which is the scan's.)
+func (o *writer) answersAlone(body []byte) bool {
+	if o.hooks.AnswersOf == nil {
+		return true
+	}
+	scan := topLevelScans.Get().(*topLevelScan)
+	defer func() {
+		scan.body.Reset(nil)
+		topLevelScans.Put(scan)
+	}()
+	scan.body.Reset(body)
+	dec := scan.dec
+	dec.Reset(&scan.body)
+	if dec.PeekKind() != '{' {
+		return false
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return false
+	}
+	id := scan.id[:0]
+	var seen uint8
+	for dec.PeekKind() == '"' {
+		token, err := dec.ReadToken()
+		if err != nil {
+			return false
+		}
+		var member uint8
+		switch token.String() {
+		case "jsonrpc":
+			member = 1
+		case "id":
+			member = 2
+		case "result":
+			member = 4
+		default:
+			return false
+		}
+		if seen&member != 0 {
+			return false
+		}
+		seen |= member
+		if member == 4 {
+			if dec.SkipValue() != nil {
+				return false
+			}
+			continue
+		}
+		value, err := dec.ReadValue()
+		switch {
+		case err != nil:
+			return false
+		case member == 1 && string(value) != `"2.0"`:
+			return false
+		case member == 2:
+			id = append(id[:0], value...)
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil || seen != 7 {
+		return false
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return false
+	}
+	scan.id = id
+	return o.hooks.AnswersOf(id)
+}
+
+// topLevelScan is what answersAlone scans a reply with: a decoder, the
+// reader it reads, and room for the id; kept for the next reply
+// (topLevelScans) rather than made for each.
+type topLevelScan struct {
+	dec  *jsontext.Decoder
+	body bytes.Reader
+	id   []byte
+}
+
+// topLevelScans are the scans answersAlone takes and gives back.
+var topLevelScans = sync.Pool{New: func() any { return &topLevelScan{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
 
 // readForOutcome reports whether a held reply that mustRead is read only
 // for what it says of the requests it answers: a 2xx reply that
@@ -616,21 +717,20 @@ func namesNoFailure(body []byte) bool {
 // ResultIsError reports whether a tools/call result says the tool failed:
 // its "isError" member is true, read as the MCP SDKs' clients read it
 // (Go's since v1, TypeScript's, Python's): by its exact name, escapes
-// decoded, the last of several. A result that names no such member,
-// which is most, is not decoded.
-func ResultIsError(result []byte) bool {
+// decoded, the last of several. usable is false when the clients refuse
+// the result whole, its isError being no boolean. A result that names no
+// such member, which is most, is not decoded.
+func ResultIsError(result []byte) (isError, usable bool) {
 	if !bytes.Contains(result, []byte(`\u`)) && !namesMember(result, "isError") {
-		return false
+		return false, true
 	}
 	var r struct {
 		IsError bool `json:"isError"`
 	}
-	// A result whose isError is no boolean is read as no failure: the
-	// clients that read it refuse it whole.
 	if jsonv2.Unmarshal(result, &r, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) != nil {
-		return false
+		return false, false
 	}
-	return r.IsError
+	return r.IsError, true
 }
 
 // longS and kelvinSign, in UTF-8, are the letters other than ASCII that
@@ -757,11 +857,11 @@ var refusedReplyHeaders = []string{"Content-Encoding", "Location", "Content-Loca
 // and the exchange ends cleanly.
 var ErrReplaced = errors.New("reply replaced by the gateway's error")
 
-// refuse answers with a 502 JSON-RPC error in place of a reply of which
-// nothing has been written yet, stops everything that follows, and returns
+// refuse answers with a 502 JSON-RPC error (for Hooks.RefusalID) in
+// place of a reply of which nothing has been written yet, stops everything that follows, and returns
 // err (marked ErrReplaced).
 func (o *writer) refuse(err error) error {
-	body := mcpmsg.ErrorResponse(nil, mcpmsg.CodeInternalError, "refused by the gateway: "+err.Error())
+	body := mcpmsg.ErrorResponse(o.hooks.RefusalID, mcpmsg.CodeInternalError, "refused by the gateway: "+err.Error())
 	err = fmt.Errorf("%w: %w", ErrReplaced, err)
 	o.fail(err)
 	h := o.w.Header()
