@@ -193,6 +193,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.LogArguments = true
+		case "block_secrets":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.BlockSecrets = true
 		case "identity":
 			identityConfig, err := unmarshalIdentity(d)
 			if err != nil {

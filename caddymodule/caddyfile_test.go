@@ -327,3 +327,24 @@ func checkError(t *testing.T, err error, wantErr string) bool {
 	}
 	return true
 }
+
+// TestCaddyfileBlockSecrets: block_secrets, without arguments, turns the
+// guard on; it is off by default.
+func TestCaddyfileBlockSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		line    string
+		want    bool
+		wantErr string
+	}{
+		{"", false, ""},
+		{"block_secrets", true, ""},
+		{"block_secrets yes", false, "wrong argument count"},
+	} {
+		var h caddymodule.Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\t" + tc.line + "\n}"))
+		checkError(t, err, tc.wantErr)
+		if err == nil && h.BlockSecrets != tc.want {
+			t.Errorf("%q: BlockSecrets = %v; want %v", tc.line, h.BlockSecrets, tc.want)
+		}
+	}
+}

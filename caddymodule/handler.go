@@ -132,6 +132,12 @@ type Handler struct {
 	// default: arguments often hold personal or secret data.
 	LogArguments bool `json:"log_arguments,omitempty"`
 
+	// BlockSecrets blocks every tool call whose arguments hold a
+	// well-known credential (a cloud or service access key, a token, a
+	// private key; docs/secrets.md), whatever the policy decides. Off by
+	// default; a policy may read what was found as input.tool.secrets.
+	BlockSecrets bool `json:"block_secrets,omitempty"`
+
 	// Identity says how the gateway learns who is calling: verified JWT
 	// bearer tokens, or the user an earlier Caddy handler authenticated.
 	// The caller is given to policies as input.user, and sessions are
@@ -232,6 +238,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth, MaxValues: h.MaxValues},
 		Origins:      mcphttp.OriginPolicy{Allowed: origins},
 		LogArguments: h.LogArguments,
+		BlockSecrets: h.BlockSecrets,
 		ForwardToken: h.ForwardToken,
 		Host:         caddyHost,
 		Metrics:      metrics,

@@ -106,6 +106,9 @@ type Config struct {
 	Origins mcphttp.OriginPolicy
 	// LogArguments includes tool arguments in decision logs.
 	LogArguments bool
+	// BlockSecrets blocks every tool call whose arguments hold a
+	// well-known credential (secrets.Find), whatever the policy decides.
+	BlockSecrets bool
 	// ForwardToken passes the caller's Authorization header upstream;
 	// by default it is removed when Identity is set.
 	ForwardToken bool

@@ -33,6 +33,8 @@ decision := {"action": "block", "reason": "x"} if input.tool.arguments.to == "al
 decision := {"action": "block", "reason": "x"} if object.get(input.tool.arguments, "to", "") == "all"`}, false},
 		{"argument names", map[string]string{"p.rego": head + `default decision := {"action": "allow", "reason": "ok"}
 decision := {"action": "block", "reason": "x"} if input.tool.argument_names.to`}, false},
+		{"the credentials in the arguments", map[string]string{"p.rego": head + `default decision := {"action": "allow", "reason": "ok"}
+decision := {"action": "block", "reason": "x"} if count(input.tool.secrets) > 0`}, false},
 		{"params' arguments", map[string]string{"p.rego": head + `default decision := {"action": "allow", "reason": "ok"}
 decision := {"action": "block", "reason": "x"} if input.params.arguments.to == "all"`}, false},
 		{"params' _meta (not an argument: a list's call carries none)", map[string]string{"p.rego": head + `default decision := {"action": "allow", "reason": "ok"}

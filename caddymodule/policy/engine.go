@@ -242,7 +242,8 @@ func (e *Engine) Decide(ctx context.Context, input *Input) (Decision, error) {
 
 // DecidesWithoutArguments reports whether the policy in force never reads
 // a tools/call's arguments: none of input.tool.arguments,
-// input.tool.argument_names and input.params.arguments, nor input,
+// input.tool.argument_names, input.tool.secrets and
+// input.params.arguments, nor input,
 // input.tool or input.params whole (any reference into them whose member
 // is chosen at run time reads them whole). Its decision on a call of a
 // tool without arguments is then its decision on every call of that tool
@@ -253,7 +254,8 @@ func (e *Engine) DecidesWithoutArguments() bool {
 	use := e.queries.Load().input
 	tool, params := use.member("tool"), use.member("params")
 	return !use.isWhole() && !tool.isWhole() && !params.isWhole() &&
-		tool.member("arguments") == nil && tool.member("argument_names") == nil && params.member("arguments") == nil
+		tool.member("arguments") == nil && tool.member("argument_names") == nil && tool.member("secrets") == nil &&
+		params.member("arguments") == nil
 }
 
 // ToolPermission evaluates the permission query for a tools/call input:

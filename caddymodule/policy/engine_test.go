@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -481,7 +482,7 @@ func document(t *testing.T, in *Input) map[string]any {
 func TestParseInputMatchesValue(t *testing.T) {
 	raw := `{"kind":"request","method":"tools/call","params":{"name":"t","arguments":{"n":1.50}},
 		"direction":"client_to_server",
-		"tool":{"name":"t","arguments":{"n":1.50},"argument_names":{"n":"n"},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true},
+		"tool":{"name":"t","arguments":{"n":1.50},"argument_names":{"n":"n"},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true,"secrets":[]},
 		"server":"s","session":"x","protocol_version":"2025-06-18",
 		"user":{"id":"u","claims":{"groups":["g"]}},
 		"client":{"capabilities":{"sampling":true,"roots":false,"elicitation":{"form":true,"url":false}}},
@@ -506,6 +507,9 @@ func TestParseInputMatchesValue(t *testing.T) {
 		// (it refuses the call), argument_names of its own.
 		call + `"arguments":{"Repo":"evil/x","repo":"acme/x"}}}`,
 		call + `"arguments":{"repo":"evil/x"},"argument_names":{"repo":"nope"}}}`,
+		// Secrets of its own, or none where the gateway finds one.
+		call + `"arguments":{"repo":"evil/x"},"secrets":[{"kind":"private key","path":"repo"}]}}`,
+		call + `"arguments":{"key":"-----BEGIN ` + `PRIVATE KEY-----"},"secrets":[]}}`,
 	} {
 		if _, err := ParseInput([]byte(bad)); err == nil {
 			t.Errorf("ParseInput(%s): want an error", bad)
@@ -513,6 +517,9 @@ func TestParseInputMatchesValue(t *testing.T) {
 	}
 	if _, err := ParseInput([]byte(call + `"arguments":{"Repo":"acme/x"},"argument_names":{"repo":"Repo"}}}`)); err != nil {
 		t.Errorf("ParseInput with the argument_names the gateway makes: %v", err)
+	}
+	if _, err := ParseInput([]byte(call + `"arguments":{"key":"-----BEGIN ` + `PRIVATE KEY-----"},"secrets":[{"kind":"private key","path":"key"}]}}`)); err != nil {
+		t.Errorf("ParseInput with the secrets the gateway finds: %v", err)
 	}
 }
 
@@ -711,5 +718,41 @@ func TestConcurrentCompiles(t *testing.T) {
 			t.Fatalf("engine %d: %v", i, err)
 		}
 		engines[i].Close()
+	}
+}
+
+// TestToolSecrets: input.tool.secrets holds the credentials the gateway
+// finds in a call's arguments, at any depth, for a rule of the
+// organization's to block or hold the call by; decisions are cached by
+// what was found, not by the arguments.
+func TestToolSecrets(t *testing.T) {
+	engine, err := New(context.Background(), Options{Modules: map[string]string{"p.rego": `package mcp
+import rego.v1
+default decision := {"action": "allow", "reason": "ok"}
+decision := {"action": "block", "reason": concat("; ", [sprintf("%s at %s", [s.kind, s.path]) | some s in input.tool.secrets])} if {
+	count(input.tool.secrets) > 0
+}`}, CacheSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(i int) string { return "ghp" + "_" + strings.Repeat(strconv.Itoa(i%10), 36) }
+	tests := []struct {
+		arguments map[string]any
+		want      Decision
+	}{
+		{map[string]any{"title": "fine"}, Decision{Action: ActionAllow, Reason: "ok"}},
+		{map[string]any{"title": "fine", "files": []any{map[string]any{"content": token(1)}}},
+			Decision{Action: ActionBlock, Reason: "GitHub token at files[0].content"}},
+		{map[string]any{"title": "fine", "files": []any{map[string]any{"content": token(2)}}},
+			Decision{Action: ActionBlock, Reason: "GitHub token at files[0].content", Cached: true}},
+		{map[string]any{"title": "still fine"}, Decision{Action: ActionAllow, Reason: "ok", Cached: true}},
+	}
+	for _, tt := range tests {
+		in := toolInput("t")
+		in.Tool.Arguments = tt.arguments
+		d, err := engine.Decide(context.Background(), in)
+		if err != nil || d.Action != tt.want.Action || d.Reason != tt.want.Reason || d.Cached != tt.want.Cached {
+			t.Errorf("arguments %v: decision %+v, %v; want %+v", tt.arguments, d, err, tt.want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/secrets"
 )
 
 // Input is the document a policy sees as `input` for one MCP message. It is
@@ -75,6 +76,12 @@ type Tool struct {
 	// Changed reports that the tool's definition differs from the one the
 	// gateway first saw, a sign the upstream may have swapped it.
 	Changed bool `json:"changed"`
+	// Secrets are the well-known credentials (access keys, tokens,
+	// private keys) the arguments hold, in their strings and member
+	// names at any depth, as secrets.Find finds them: what kind, and
+	// where ("body", "files[1].content"). Nil: derived from Arguments
+	// when a policy reads it (the scan costs only then).
+	Secrets []secrets.Finding `json:"secrets,omitempty"`
 }
 
 // User is the caller the gateway identified.
@@ -172,7 +179,8 @@ const (
 //	  "params": {...},                 // only when the message has params
 //	  "tool": {                        // only for tools/call
 //	    "name": "...", "arguments": {...}, "argument_names": {...}, "annotations": {...},
-//	    "category": "read_only" | "write" | "destructive", "changed": false
+//	    "category": "read_only" | "write" | "destructive", "changed": false,
+//	    "secrets": [{"kind": "...", "path": "..."}]
 //	  },
 //	  "server": "...", "session": "...", "protocol_version": "...",
 //	  "user": {"id": "...", "claims": {...}},   // only when a user is known
@@ -250,6 +258,9 @@ func (in *Input) value(use *inputUse) (ast.Value, error) {
 			}
 			tool.Insert(keyAnnotations, ast.NewTerm(annotations))
 		}
+		if toolUse.member("secrets") != nil {
+			tool.Insert(keySecrets, ast.NewTerm(in.Tool.secretsValue()))
+		}
 		insertString(tool, toolUse, keyCategory, in.Tool.Category, true)
 		if toolUse.member("changed") != nil {
 			tool.Insert(keyChanged, ast.InternedTerm(in.Tool.Changed))
@@ -310,6 +321,7 @@ var (
 	keyAnnotations     = ast.StringTerm("annotations")
 	keyCategory        = ast.StringTerm("category")
 	keyChanged         = ast.StringTerm("changed")
+	keySecrets         = ast.StringTerm("secrets")
 	keyUser            = ast.StringTerm("user")
 	keyClient          = ast.StringTerm("client")
 	keyID              = ast.StringTerm("id")
@@ -368,6 +380,23 @@ func (t *Tool) argumentNamesValue(use *inputUse) ast.Object {
 		}
 	}
 	return obj
+}
+
+// secretsValue is the tool's secrets, found in its arguments unless
+// given: an array of {"kind": ..., "path": ...}, empty when there are none.
+func (t *Tool) secretsValue() *ast.Array {
+	found := t.Secrets
+	if found == nil {
+		found = secrets.Find(t.Arguments)
+	}
+	terms := make([]*ast.Term, len(found))
+	for i, f := range found {
+		terms[i] = ast.NewTerm(ast.NewObject(
+			ast.Item(ast.StringTerm("kind"), ast.StringTerm(f.Kind)),
+			ast.Item(ast.StringTerm("path"), ast.StringTerm(f.Path)),
+		))
+	}
+	return ast.NewArray(terms...)
 }
 
 // sameMap reports whether a and b are the same map (not merely equal).
@@ -505,6 +534,9 @@ func (in *Input) checkBuildable() error {
 	}
 	if in.Tool.ArgumentNames != nil && !maps.Equal(in.Tool.ArgumentNames, folded) {
 		return errors.New("tool.argument_names is not what the gateway makes of tool.arguments (each name folded, mapped to the name as given): leave it out")
+	}
+	if in.Tool.Secrets != nil && !slices.Equal(in.Tool.Secrets, secrets.Find(in.Tool.Arguments)) {
+		return errors.New("tool.secrets is not what the gateway finds in tool.arguments: leave it out")
 	}
 	category := catalog.Category(in.Tool.Category)
 	if !slices.Contains([]catalog.Category{catalog.ReadOnly, catalog.Write, catalog.Destructive}, category) {
