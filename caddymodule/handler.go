@@ -134,8 +134,10 @@ type Handler struct {
 
 	// BlockSecrets blocks every tool call whose arguments hold a
 	// well-known credential (a cloud or service access key, a token, a
-	// private key; docs/secrets.md), whatever the policy decides. Off by
-	// default; a policy may read what was found as input.tool.secrets.
+	// private key; docs/secrets.md), whatever the policy decides, and
+	// withholds every tool result, resource or prompt the server answers
+	// that holds one. Off by default; a policy may read what a call's
+	// arguments hold as input.tool.secrets.
 	BlockSecrets bool `json:"block_secrets,omitempty"`
 
 	// Identity says how the gateway learns who is calling: verified JWT

@@ -6,17 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
-	"github.com/mcpgate/mcpgate/caddymodule/display"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
-	"github.com/mcpgate/mcpgate/caddymodule/secrets"
 )
 
 // decide is the stage that gives every message its verdict. A
@@ -343,39 +340,6 @@ func (g *Gateway) evaluateOwn(r *http.Request, input *policy.Input, toolLabel st
 	decision = g.blockSecrets(input, decision)
 	g.record(r, input, toolLabel, decision, time.Since(start), err)
 	return decision
-}
-
-// blockSecrets is the decision on a tool call once block_secrets has
-// looked at it: blocked when its arguments hold a well-known credential
-// (secrets.Find), the decision given otherwise.
-func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
-	if !g.cfg.BlockSecrets || input.Tool == nil || decision.Action == policy.ActionBlock {
-		return decision
-	}
-	found := secrets.Find(input.Tool.Arguments)
-	if len(found) == 0 {
-		return decision
-	}
-	return policy.Decision{
-		Action:   policy.ActionBlock,
-		Reason:   fmt.Sprintf("tool %q is blocked: its arguments hold %s; the gateway blocks credentials in tool calls (block_secrets)", input.Tool.Name, describeSecrets(found)),
-		Revision: decision.Revision,
-	}
-}
-
-// describeSecrets says what was found and where, the first three
-// findings named ("what looks like a GitHub token (at \"body\")").
-func describeSecrets(found []secrets.Finding) string {
-	const named = 3
-	parts := make([]string, 0, named+1)
-	for i, f := range found {
-		if i == named {
-			parts = append(parts, fmt.Sprintf("%d more", len(found)-named))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("what looks like a %s (at %q)", f.Kind, display.Cut(f.Path, 100)))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // record counts a decision the policy took in the metrics, with how long

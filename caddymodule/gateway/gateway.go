@@ -107,7 +107,9 @@ type Config struct {
 	// LogArguments includes tool arguments in decision logs.
 	LogArguments bool
 	// BlockSecrets blocks every tool call whose arguments hold a
-	// well-known credential (secrets.Find), whatever the policy decides.
+	// well-known credential (secrets.Find), whatever the policy decides,
+	// and withholds the answers of the server's that hold one (see
+	// withholdSecrets).
 	BlockSecrets bool
 	// ForwardToken passes the caller's Authorization header upstream;
 	// by default it is removed when Identity is set.

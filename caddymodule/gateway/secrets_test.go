@@ -1,8 +1,12 @@
 package gateway_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
@@ -31,6 +35,60 @@ func TestBlockSecrets(t *testing.T) {
 		}
 		if text, isError := callTool(t, session, "echo", "no token here"); isError || text != "echo:no token here" {
 			t.Errorf("block_secrets %v: echo without a token answered %q (isError %v); want it run", block, text, isError)
+		}
+	}
+}
+
+// TestBlockSecretsInResults: with block_secrets, what a server answers
+// is read for credentials too: a tool's result that holds one (in its
+// text, in its structured content) reaches the client as a failed result
+// saying what was withheld, never the credential; a resource's contents
+// that hold one, as a JSON-RPC error; answers that hold none pass as they
+// came. Without it, they pass.
+func TestBlockSecretsInResults(t *testing.T) {
+	key := "-----BEGIN " + "OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+	for _, mode := range []upstreamtest.Mode{upstreamtest.StatefulJSON, upstreamtest.StatefulSSE} {
+		for _, block := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, block_secrets %v", mode.Name, block), func(t *testing.T) {
+				u := upstreamtest.Unstarted("leaky", nil, nil)
+				mcp.AddTool(u.Server, &mcp.Tool{Name: "read_file", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+					func(_ context.Context, _ *mcp.CallToolRequest, in upstreamtest.TextInput) (*mcp.CallToolResult, any, error) {
+						switch in.Text {
+						case "structured":
+							return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "see structuredContent"}}}, map[string]any{"file": key}, nil
+						case "text":
+							return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: key}}}, nil, nil
+						}
+						return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+					})
+				u.Server.AddResource(&mcp.Resource{URI: "file:///id_ed25519", Name: "key"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+					return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "file:///id_ed25519", Text: key}}}, nil
+				})
+				up := u.Start(t, mode.Handler(u.Server))
+				cfg := libraryConfig(t)
+				cfg.BlockSecrets = block
+				gw := serveGateway(t, cfg, up.URL)
+				session := connect(t, gw.URL, nil, "")
+				for _, text := range []string{"text", "structured"} {
+					got, isError := callTool(t, session, "read_file", text)
+					switch {
+					case block && (!isError || !strings.Contains(got, "The gateway withheld this tool's result: it held what looks like a private key") || strings.Contains(got, "b3BlbnNza")):
+						t.Errorf("read_file %.10q answered %q (isError %v); want it withheld", text, got, isError)
+					case !block && isError:
+						t.Errorf("without block_secrets, read_file %.10q answered %q (isError); want the result", text, got)
+					}
+				}
+				if got, isError := callTool(t, session, "read_file", "nothing secret"); isError || got != "nothing secret" {
+					t.Errorf("read_file without a credential answered %q (isError %v)", got, isError)
+				}
+				read, err := session.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "file:///id_ed25519"})
+				switch {
+				case block && (err == nil || !strings.Contains(err.Error(), "The gateway withheld the server's answer: it held what looks like a private key")):
+					t.Errorf("resources/read of a key: %v, %v; want it withheld", read, err)
+				case !block && err != nil:
+					t.Errorf("without block_secrets, resources/read: %v", err)
+				}
+			})
 		}
 	}
 }

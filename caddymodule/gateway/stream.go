@@ -53,7 +53,7 @@ func (x *exchange) stream() error {
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
 		OpensStream:  true,
-		RewriteResult: privateResults(func(id, result []byte) ([]byte, error) {
+		RewriteResult: g.guardResults(func(id, result []byte) ([]byte, error) {
 			if stream != nil && answering.ok && answering.request.tool != "" && !answering.counted && answering.id == mcpmsg.CanonicalID(id) {
 				answering.counted = true
 				stream.toolCallEnded(answering.request, resultOutcome(result))
@@ -79,7 +79,7 @@ func (x *exchange) stream() error {
 				return x.hideThenCheck(rl, id, rl.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
-		}, nil),
+		}, rl.answers, nil),
 		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {

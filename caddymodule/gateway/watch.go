@@ -59,7 +59,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		MaxValues:    g.replyMaxValues(),
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
-		RewriteResult: privateResults(func(id, result []byte) ([]byte, error) {
+		RewriteResult: g.guardResults(func(id, result []byte) ([]byte, error) {
 			calls.answerResult(id, result)
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
@@ -86,11 +86,12 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 			}
 			return rl.checkInputRequests(id, result)
-		}, cacheable),
+		}, rl.answers, cacheable),
 		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
-		PassJSON: ids == nil && cacheable == nil && !rl.mayAskForInput() && !x.body.Batch,
+		// Under block_secrets every reply is read for credentials.
+		PassJSON: ids == nil && cacheable == nil && !g.cfg.BlockSecrets && !rl.mayAskForInput() && !x.body.Batch,
 		AnswersOf: func(id []byte) bool {
 			_, ours := rl.answers(id)
 			return ours

@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/display"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
+	"github.com/mcpgate/mcpgate/caddymodule/secrets"
+)
+
+// blockSecrets is the decision on a tool call once block_secrets has
+// looked at it: blocked when its arguments hold a well-known credential
+// (secrets.Find), the decision given otherwise.
+func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
+	if !g.cfg.BlockSecrets || input.Tool == nil || decision.Action == policy.ActionBlock {
+		return decision
+	}
+	found := secrets.Find(input.Tool.Arguments)
+	if len(found) == 0 {
+		return decision
+	}
+	return policy.Decision{
+		Action:   policy.ActionBlock,
+		Reason:   fmt.Sprintf("tool %q is blocked: its arguments hold %s; the gateway blocks credentials in tool calls (block_secrets)", input.Tool.Name, describeSecrets(found)),
+		Revision: decision.Revision,
+	}
+}
+
+// dataMethods are the requests whose answers carry the data a server
+// reads for its client (a tool's result, a resource's contents, a
+// prompt's messages), which block_secrets reads for credentials; the
+// answers to others (lists, initialize) describe the server.
+var dataMethods = []string{"tools/call", "tasks/result", "resources/read", "prompts/get"}
+
+// withholdSecrets returns, under block_secrets, what the gateway relays
+// in place of result when it holds a well-known credential (anywhere in
+// it: a tool's text, its structured content, a resource's contents), if
+// it answers one of dataMethods or a request the gateway cannot tell (on
+// a stream resumed): a tool call's result (of a tools/call, or a task's
+// tasks/result) becomes a failed result saying so, since the tool ran;
+// any other answer a JSON-RPC error. result is returned as it is when it
+// holds none.
+func (g *Gateway) withholdSecrets(request answeredRequest, known bool, result []byte) ([]byte, error) {
+	if known && !slices.Contains(dataMethods, request.method) {
+		return result, nil
+	}
+	var value any
+	if err := json.Unmarshal(result, &value); err != nil {
+		return nil, fmt.Errorf("reading a result for credentials: %w", err)
+	}
+	found := secrets.Find(value)
+	if len(found) == 0 {
+		return result, nil
+	}
+	what := describeSecrets(found)
+	g.logger.Warn("the server's answer was withheld: it held what looks like a credential (block_secrets)",
+		zap.String("upstream", g.cfg.Upstream), zap.String("method", request.method), zap.String("found", what))
+	if known && (request.method == "tools/call" || request.method == "tasks/result") {
+		return json.Marshal(map[string]any{
+			"content": []any{map[string]any{"type": "text", "text": fmt.Sprintf(
+				"The gateway withheld this tool's result: it held %s, and the gateway blocks credentials in tool calls and their results (block_secrets). The tool ran.", what)}},
+			"isError": true,
+		})
+	}
+	return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: fmt.Sprintf(
+		"The gateway withheld the server's answer: it held %s, and the gateway blocks credentials in what servers answer (block_secrets).", what)}
+}
+
+// describeSecrets says what was found and where, the first three
+// findings named ("what looks like a GitHub token (at \"body\")").
+func describeSecrets(found []secrets.Finding) string {
+	const named = 3
+	parts := make([]string, 0, named+1)
+	for i, f := range found {
+		if i == named {
+			parts = append(parts, fmt.Sprintf("%d more", len(found)-named))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("what looks like a %s (at %q)", f.Kind, display.Cut(f.Path, 100)))
+	}
+	return strings.Join(parts, ", ")
+}
