@@ -52,19 +52,19 @@ func cacheableRequests(verdicts []verdict, version string) map[string]bool {
 // guardResults wraps a reply's RewriteResult with what the gateway does
 // to every result it relays, after the rewrite: under block_secrets, a
 // result that holds a well-known credential is withheld (see
-// withholdSecrets; answers tells which request of the reply's a result
+// withholdSecrets; the reply's relay tells which request a result
 // answers, when the gateway knows it); and the result is cached
 // privately: a cacheScope it names is made "private", and one is added to
 // the results of the requests named in cacheable (which go-sdk servers
 // always give, and whose absence means "public"; see cacheableRequests).
-func (g *Gateway) guardResults(rewrite func(id, result []byte) ([]byte, error), answers func(id []byte) (answeredRequest, bool), cacheable map[string]bool) func(id, result []byte) ([]byte, error) {
+func (g *Gateway) guardResults(rewrite func(id, result []byte) ([]byte, error), rl *relay, cacheable map[string]bool) func(id, result []byte) ([]byte, error) {
 	return func(id, result []byte) ([]byte, error) {
 		out, err := rewrite(id, result)
 		if err != nil {
 			return nil, err
 		}
 		if g.cfg.BlockSecrets {
-			request, known := answers(id)
+			request, known := rl.answers(id)
 			if out, err = g.withholdSecrets(request, known, out); err != nil {
 				return nil, err
 			}

@@ -79,7 +79,7 @@ func (x *exchange) stream() error {
 				return x.hideThenCheck(rl, id, rl.version, result, 0, true)
 			}
 			return rl.checkInputRequests(id, result)
-		}, rl.answers, nil),
+		}, rl, nil),
 		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {

@@ -256,10 +256,18 @@ func labelOf(m *dto.Metric, name string) string {
 // answers another request than the POST's (its id a string where the
 // call's is a number, which the TypeScript SDK's client would match) is
 // refused whatever it names, whether or not it would be read for
-// anything else, and the refusal carries the call's id, so that the
-// client matches it to its call.
+// anything else, and whether or not the strict parser can read it (a
+// member given twice, invalid UTF-8, nesting past its depth), and the
+// refusal carries the call's id, so that the client matches it to its
+// call.
 func TestReplyToAnotherRequestRefused(t *testing.T) {
-	for _, result := range []string{`{"content":[]}`, `{"content":[],"isError":true}`} {
+	for _, result := range []string{
+		`{"content":[]}`,
+		`{"content":[],"isError":true}`,
+		`{"content":[],"structuredContent":` + deepJSON + `}`,
+		`{"content":[],"x":1,"x":2}`,
+		"{\"content\":[{\"type\":\"text\",\"text\":\"\xff\"}]}",
+	} {
 		up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			message, _ := upstreamtest.ReadMessage(r)
 			w.Header().Set("Content-Type", "application/json")

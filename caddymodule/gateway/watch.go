@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -47,6 +48,21 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	cacheable := cacheableRequests(x.verdicts, x.version)
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
+	sole, forwardsRequests := x.forwardedRequests()
+	var answersOf func(id []byte) bool
+	if forwardsRequests {
+		// A reply to a POST of notifications alone answers nothing: it
+		// is passed, or read, as before.
+		answersOf = func(id []byte) bool {
+			if sole != nil && bytes.Equal(id, sole) {
+				// As servers answer: the id as it came (nothing to
+				// canonicalize, nor a map of the POST's requests to make).
+				return true
+			}
+			_, ours := rl.answers(id)
+			return ours
+		}
+	}
 	calls := x.followToolCalls()
 	readReplyUncompressed(x.r)
 	// answered holds the ids of the responses to the POST's own requests
@@ -86,17 +102,14 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 				}
 			}
 			return rl.checkInputRequests(id, result)
-		}, rl.answers, cacheable),
+		}, rl, cacheable),
 		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.
 		PassJSON: ids == nil && cacheable == nil && !g.cfg.BlockSecrets && !rl.mayAskForInput() && !x.body.Batch,
-		AnswersOf: func(id []byte) bool {
-			_, ours := rl.answers(id)
-			return ours
-		},
-		RefusalID: x.soleRequestID(),
+		AnswersOf: answersOf,
+		RefusalID: sole,
 		Intercept: func(m *mcpmsg.Message) bool {
 			if m.Kind == mcpmsg.KindResponse {
 				// A POST's reply answers the requests the POST carried, and
@@ -166,20 +179,21 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	}
 }
 
-// soleRequestID returns the id of the one request the POST forwards, for
-// the error that replaces a reply the gateway refuses; nil when it
-// forwards several, or none.
-func (x *exchange) soleRequestID() []byte {
-	var id []byte
+// forwardedRequests reports whether the POST forwards requests, and the
+// id of the one it forwards (for the error that replaces a reply the
+// gateway refuses); sole is nil when it forwards several, or none.
+func (x *exchange) forwardedRequests() (sole []byte, any bool) {
+	n := 0
 	for _, v := range x.verdicts {
 		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
-			if id != nil {
-				return nil
-			}
-			id = v.message.ID
+			n++
+			sole = v.message.ID
 		}
 	}
-	return id
+	if n != 1 {
+		sole = nil
+	}
+	return sole, n > 0
 }
 
 // replyMaxValues is the most JSON values a reply may hold: as many times

@@ -187,15 +187,21 @@ func unresolvedURI(method, member string, value any) string {
 // percent-encoded, "%2e%2e"), read a backslash as a slash, and strip
 // tabs, newlines and the spaces and controls at either end, so that
 // file:///public/../secret, which such a prefix lets pass, is the server's
-// file:///secret. The Go SDK matches URIs as sent, and servers of every
-// SDK decode a template's variables before their handlers read them, so
-// an encoded slash or backslash is refused as well ("..%2fsecret" is a
-// path to a handler that joins it). Refused rather than resolved: the
-// gateway forwards the bytes it decided on, and no client sends these, as
-// servers list their resources by URIs already resolved. What WHATWG
-// parsers change otherwise (a scheme's case, file://localhost/) does
-// not take a URI out from under a prefix; rules naming single URIs to
-// block are not sound for it, as policy.md says.
+// file:///secret. A template's variable may take in the query and the
+// fragment too (the TypeScript SDK's {+path} matches "a?/../../secret",
+// which its handler joins to a path), so dot segments are refused
+// wherever they stand; and a variable may be decoded before a handler
+// reads it (Python's servers, handlers of every SDK), so an encoded slash
+// or backslash is refused where it decodes to a dot segment or to an
+// empty one ("..%2fsecret", "%2fetc%2fpasswd", an absolute path to a
+// handler that joins it), and let pass otherwise ("notes://folder%2Fnote",
+// which a server that matches a variable without slashes needs).
+// Refused rather than resolved: the gateway forwards the bytes it decided
+// on, and clients send none of these, as servers list their resources by
+// URIs already resolved. What WHATWG parsers change otherwise (a scheme's
+// case, file://localhost/) does not take a URI out from under a prefix;
+// rules naming single URIs to block are not sound for it, as policy.md
+// says.
 func resourceURIProblem(uri string) string {
 	// Written here rather than with net/url, which resolves nothing and
 	// is not what these servers parse with; WHATWG parsers in Go are not
@@ -209,25 +215,48 @@ func resourceURIProblem(uri string) string {
 	if strings.ContainsRune(uri, '\\') {
 		return "a backslash"
 	}
-	hierarchy := uri
-	if i := strings.IndexAny(hierarchy, "?#"); i >= 0 {
-		hierarchy = hierarchy[:i]
-	}
-	hierarchy = strings.ToLower(hierarchy)
-	if strings.Contains(hierarchy, "%2f") || strings.Contains(hierarchy, "%5c") {
-		return "an encoded slash or backslash"
-	}
-	if i := strings.IndexByte(hierarchy, ':'); i >= 0 && !strings.Contains(hierarchy[:i], "/") {
+	rest := strings.ToLower(uri)
+	if i := strings.IndexByte(rest, ':'); i >= 0 && !strings.ContainsAny(rest[:i], "/?#") {
 		// The scheme ("file:..", without slashes, is file:/// to them).
-		hierarchy = hierarchy[i+1:]
+		rest = rest[i+1:]
 	}
-	for segment := range strings.SplitSeq(hierarchy, "/") {
-		switch strings.ReplaceAll(segment, "%2e", ".") {
-		case ".", "..":
+	for segment := range strings.SplitSeq(rest, "/") {
+		// A path's last segment ends where its query or fragment starts
+		// ("/..?x"); the query's and the fragment's own segments are
+		// read whole.
+		inPath, _, _ := strings.Cut(segment, "?")
+		inPath, _, _ = strings.Cut(inPath, "#")
+		if isDotSegment(segment) || isDotSegment(inPath) {
 			return "a dot segment"
+		}
+		if !strings.Contains(segment, "%") {
+			continue
+		}
+		decoded := encodedSlashes.Replace(segment)
+		if decoded == segment {
+			continue
+		}
+		for part := range strings.SplitSeq(decoded, "/") {
+			if part == "" || isDotSegment(part) {
+				return "an encoded slash or backslash that decodes to a dot segment or an empty one"
+			}
 		}
 	}
 	return ""
+}
+
+// encodedSlashes decodes a lower-cased segment's encoded slashes and
+// backslashes, to slashes.
+var encodedSlashes = strings.NewReplacer("%2f", "/", "%5c", "/")
+
+// isDotSegment reports whether a path segment, in lower case, is "." or
+// "..", its dots perhaps percent-encoded.
+func isDotSegment(segment string) bool {
+	switch strings.ReplaceAll(segment, "%2e", ".") {
+	case ".", "..":
+		return true
+	}
+	return false
 }
 
 // paramsMember returns the member of params at path, if every object on

@@ -538,6 +538,10 @@ func (o *writer) writeJSON() error {
 	if o.mustRead(body) {
 		out, err := o.inspect(body)
 		switch {
+		case err != nil && o.readForOutcome(body) && o.hooks.AnswersOf != nil && !o.hooks.AnswersOf(lenientID(body)):
+			// Passed unread or unreadable, a reply answers the request
+			// it is the reply to, or nothing goes out.
+			return o.refuse(fmt.Errorf("upstream JSON reply: nothing of it could be relayed: it answered no request it was the reply to (nor can the strict parser read it: %w)", err))
 		case err != nil && o.readForOutcome(body):
 			// Read only for what it says of its requests: a reply the
 			// strict parser cannot read (nested past its depth, say)
@@ -603,10 +607,12 @@ func (o *writer) answersAlone(body []byte) bool {
 	}
 	scan := topLevelScans.Get().(*topLevelScan)
 	defer func() {
-		scan.body.Reset(nil)
+		scan.body = bytes.Buffer{}
 		topLevelScans.Put(scan)
 	}()
-	scan.body.Reset(body)
+	// A bytes.Buffer the decoder reads in place, where it would copy
+	// what another reader gives it.
+	scan.body = *bytes.NewBuffer(body)
 	dec := scan.dec
 	dec.Reset(&scan.body)
 	if dec.PeekKind() != '{' {
@@ -663,12 +669,25 @@ func (o *writer) answersAlone(body []byte) bool {
 	return o.hooks.AnswersOf(id)
 }
 
+// lenientID is the id of body, a JSON-RPC response the strict parser
+// cannot read, as the SDKs' clients read it (its exact member name, the
+// last of several, invalid UTF-8 let pass); nil when none can be read.
+func lenientID(body []byte) []byte {
+	var response struct {
+		ID jsontext.Value `json:"id"`
+	}
+	if jsonv2.Unmarshal(body, &response, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) != nil {
+		return nil
+	}
+	return response.ID
+}
+
 // topLevelScan is what answersAlone scans a reply with: a decoder, the
 // reader it reads, and room for the id; kept for the next reply
 // (topLevelScans) rather than made for each.
 type topLevelScan struct {
 	dec  *jsontext.Decoder
-	body bytes.Reader
+	body bytes.Buffer
 	id   []byte
 }
 
