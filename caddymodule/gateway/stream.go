@@ -58,6 +58,12 @@ func (x *exchange) stream() error {
 				answering.counted = true
 				stream.toolCallEnded(answering.request, resultOutcome(result))
 			}
+			if request, ok := rl.answers(id); ok {
+				if list, ok := itemLists[request.method]; ok {
+					// An HTTP+SSE session's resources or prompts.
+					return x.hideThenCheckItems(rl, list, id, rl.version, result)
+				}
+			}
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {
 					return x.hideThenCheck(rl, id, rl.version, result, asOf, false)

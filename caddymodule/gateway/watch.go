@@ -46,6 +46,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		}
 	}
 	cacheable := cacheableRequests(x.verdicts, x.version)
+	itemListed := itemListRequests(x.verdicts)
 	rl := x.newRelay()
 	rl.answering(x.verdicts)
 	sole, forwardsRequests := x.forwardedRequests()
@@ -77,6 +78,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		WatchAll:     true,
 		RewriteResult: g.guardResults(func(id, result []byte) ([]byte, error) {
 			calls.answerResult(id, result)
+			if itemListed != nil {
+				if list, ok := itemListed[mcpmsg.CanonicalID(id)]; ok {
+					return x.hideThenCheckItems(rl, list, id, x.version, result)
+				}
+			}
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
 				return x.hideThenCheck(rl, id, x.version, result, asOf, false)
@@ -107,7 +113,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.
-		PassJSON:  ids == nil && cacheable == nil && !g.cfg.BlockSecrets && !rl.mayAskForInput() && !x.body.Batch,
+		PassJSON:  ids == nil && cacheable == nil && itemListed == nil && !g.cfg.BlockSecrets && !rl.mayAskForInput() && !x.body.Batch,
 		AnswersOf: answersOf,
 		RefusalID: sole,
 		Intercept: func(m *mcpmsg.Message) bool {

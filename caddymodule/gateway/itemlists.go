@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
+)
+
+// itemList is a list of the server's whose items a policy decides one by
+// one: the request that lists them, the member of its result that holds
+// them, the request that reaches one, and the member of an item that
+// names it to that request.
+type itemList struct {
+	list, items, reach, key string
+}
+
+// itemLists are the lists whose items the gateway hides from a caller
+// when the policy blocks reaching them: resources (read by URI) and
+// prompts (got by name). Resource templates are not among them: a
+// template names no resource a policy could decide a read of.
+var itemLists = map[string]itemList{
+	"resources/list": {list: "resources/list", items: "resources", reach: "resources/read", key: "uri"},
+	"prompts/list":   {list: "prompts/list", items: "prompts", reach: "prompts/get", key: "name"},
+}
+
+// itemListRequests returns, by canonical id, the lists of itemLists the
+// allowed requests among the verdicts ask for; nil when there are none.
+func itemListRequests(verdicts []verdict) map[string]itemList {
+	var lists map[string]itemList
+	for _, v := range verdicts {
+		m := v.message
+		list, ok := itemLists[m.Method]
+		if !ok || !v.allowed() || m.Kind != mcpmsg.KindRequest {
+			continue
+		}
+		if lists == nil {
+			lists = make(map[string]itemList)
+		}
+		lists[mcpmsg.CanonicalID(m.ID)] = list
+	}
+	return lists
+}
+
+// hideBlockedItems returns the result of a resources/list or prompts/list
+// without the items the policy blocks this caller from reaching: each
+// item is kept when the decision on reaching it (a resources/read of its
+// URI, a prompts/get of its name, in the list's context) would not block
+// it, as tools lists hide the tools a caller could not call. Only a
+// policy that decides without reading arguments hides items (a
+// prompts/get's arguments, like a call's, may change its decision; see
+// policy.Engine.DecidesWithoutArguments); an item that names nothing a
+// request could reach (no string "uri" or "name"), or a URI that servers
+// resolve in different ways, is hidden. A result holding a member that a
+// reader may take for the list ("Resources") is refused.
+func (x *exchange) hideBlockedItems(list itemList, version string, result []byte) ([]byte, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(result, &members); err != nil {
+		return nil, fmt.Errorf("reading the upstream's %s: %w", list.list, err)
+	}
+	for name := range members {
+		if name != list.items && strings.EqualFold(name, list.items) {
+			return nil, fmt.Errorf("reading the upstream's %s: a member %q beside or in place of %q, which readers may take for it", list.list, name, list.items)
+		}
+	}
+	raw, ok := members[list.items]
+	if !ok {
+		return result, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf("reading the upstream's %s: %q: %w", list.list, list.items, err)
+	}
+	base := x.baseInput(version)
+	base.Kind, base.Method = mcpmsg.KindRequest.String(), list.reach
+	kept := make([]json.RawMessage, 0, len(items))
+	for _, item := range items {
+		var named map[string]any
+		_ = json.Unmarshal(item, &named)
+		key, _ := named[list.key].(string)
+		if key == "" {
+			continue
+		}
+		base.Params = map[string]any{list.key: key}
+		if x.g.hidesItem(x.r, base) {
+			continue
+		}
+		kept = append(kept, item)
+	}
+	if len(kept) == len(items) {
+		return result, nil
+	}
+	keptJSON, err := json.Marshal(kept)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", list.list, err)
+	}
+	members[list.items] = keptJSON
+	return json.Marshal(members)
+}
+
+// hidesItem reports whether a list hides the item that input (a request
+// reaching it, in the list's context) reaches: when the request names a
+// resource by a URI servers resolve in different ways, or when a policy
+// that decides without reading arguments blocks it (or fails). A gateway
+// a reload retired asks the gateways serving its server now, as for
+// tools (see hidesTool).
+func (g *Gateway) hidesItem(r *http.Request, input *policy.Input) bool {
+	message := mcpmsg.Message{Kind: mcpmsg.KindRequest, Method: input.Method, Params: input.Params}
+	if message.UnresolvedResourceURI() != "" {
+		return true
+	}
+	judges := g.judges()
+	if len(judges) == 0 {
+		return true
+	}
+	for _, h := range judges {
+		if !h.cfg.Engine.DecidesWithoutArguments() {
+			continue
+		}
+		now := *input
+		if h != g {
+			now.Request = h.requestInfo(r)
+		}
+		decision, err := h.cfg.Engine.Decide(r.Context(), &now)
+		if err != nil {
+			h.logger.Error("policy failed on a listed item; item hidden", zap.String("server", h.cfg.Upstream), zap.String("method", input.Method), zap.Error(err))
+		}
+		if decision.Action == policy.ActionBlock {
+			return true
+		}
+	}
+	return false
+}
+
+// hideThenCheckItems filters a resources or prompts list
+// (hideBlockedItems), and then checks the requests it may embed for the
+// client, as hideThenCheck does for tools lists.
+func (x *exchange) hideThenCheckItems(rl *relay, list itemList, id []byte, version string, result []byte) ([]byte, error) {
+	filtered, err := x.hideBlockedItems(list, version, result)
+	if err != nil {
+		return nil, err
+	}
+	return rl.checkInputRequests(id, filtered)
+}
