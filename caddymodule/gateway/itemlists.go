@@ -47,6 +47,12 @@ func itemListRequests(verdicts []verdict) map[string]itemList {
 	return lists
 }
 
+// maxJudgedItems bounds the items of one list (one page) the gateway
+// judges, each an evaluation: a server listing more in a page (servers
+// page their lists by tens or hundreds) has those past it hidden, rather
+// than every list of it costing the gateway seconds.
+const maxJudgedItems = 2000
+
 // hideBlockedItems returns the result of a resources/list or prompts/list
 // without the items the policy blocks this caller from reaching: each
 // item is kept when the decision on reaching it (a resources/read of its
@@ -76,6 +82,12 @@ func (x *exchange) hideBlockedItems(list itemList, version string, result []byte
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, fmt.Errorf("reading the upstream's %s: %q: %w", list.list, list.items, err)
 	}
+	cut := len(items) > maxJudgedItems
+	if cut {
+		x.g.logger.Warn("a list held more items than the gateway judges: those past the bound are hidden",
+			zap.String("upstream", x.g.cfg.Upstream), zap.String("method", list.list), zap.Int("items", len(items)), zap.Int("judged", maxJudgedItems))
+		items = items[:maxJudgedItems]
+	}
 	base := x.baseInput(version)
 	base.Kind, base.Method = mcpmsg.KindRequest.String(), list.reach
 	kept := make([]json.RawMessage, 0, len(items))
@@ -92,7 +104,7 @@ func (x *exchange) hideBlockedItems(list itemList, version string, result []byte
 		}
 		kept = append(kept, item)
 	}
-	if len(kept) == len(items) {
+	if len(kept) == len(items) && !cut {
 		return result, nil
 	}
 	keptJSON, err := json.Marshal(kept)

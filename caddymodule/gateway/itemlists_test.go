@@ -127,9 +127,15 @@ block contains "echo only in acme's repositories" if {
 // TestListedItemsReadStrictly: a resources list's item that names no URI
 // a read could reach, or one that servers resolve in different ways, is
 // hidden; a list with a member a reader may take for its items
-// ("Resources") is refused.
+// ("Resources") is refused; past 2,000 items, a page's items are hidden.
 func TestListedItemsReadStrictly(t *testing.T) {
+	var many []string
+	for i := range 2001 {
+		many = append(many, fmt.Sprintf(`{"name":"r","uri":"file:///r%d"}`, i))
+	}
 	for _, tt := range []struct{ name, result, want string }{
+		{"a page past the bound", `{"resources":[` + strings.Join(many, ",") + `]}`,
+			`{"resources":[` + strings.Join(many[:2000], ",") + `]}`},
 		{"items without a URI, or resolving elsewhere", `{"resources":[{"name":"a","uri":"file:///a"},{"name":"b"},{"name":"c","uri":7},{"name":"d","uri":"file:///a/../etc"}]}`,
 			`{"resources":[{"name":"a","uri":"file:///a"}]}`},
 		{"a member in another case", `{"resources":[],"Resources":[{"name":"x","uri":"file:///x"}]}`, "which readers may take for it"},
