@@ -63,7 +63,7 @@ func (g *Gateway) guardResults(rewrite func(id, result []byte) ([]byte, error), 
 		if err != nil {
 			return nil, err
 		}
-		if g.cfg.BlockSecrets {
+		if g.blocksSecrets() {
 			request, known := rl.answers(id)
 			if out, err = g.withholdSecrets(request, known, out); err != nil {
 				return nil, err

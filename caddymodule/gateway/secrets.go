@@ -14,6 +14,18 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/secrets"
 )
 
+// blocksSecrets reports whether block_secrets applies to what this
+// gateway relays now: its own setting, or, once a reload retired it,
+// that of any gateway serving its server now (see judges), as their
+// policies decide its messages then; with none, it does.
+func (g *Gateway) blocksSecrets() bool {
+	if !g.retired.Load() {
+		return g.cfg.BlockSecrets
+	}
+	judges := g.judges()
+	return len(judges) == 0 || slices.ContainsFunc(judges, func(h *Gateway) bool { return h.cfg.BlockSecrets })
+}
+
 // blockSecrets is the decision on a tool call once block_secrets has
 // looked at it: blocked when its arguments hold a well-known credential
 // (secrets.Find), the decision given otherwise.

@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -17,7 +22,7 @@ import (
 // but not the credential, and the server never sees it; other calls go
 // on as before. Without it, the same call runs.
 func TestBlockSecrets(t *testing.T) {
-	token := "ghp" + "_" + strings.Repeat("a1B2", 9)
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
 	for _, block := range []bool{true, false} {
 		up := newUpstream(t, upstreamtest.StatefulJSON)
 		cfg := libraryConfig(t)
@@ -46,7 +51,7 @@ func TestBlockSecrets(t *testing.T) {
 // that hold one, as a JSON-RPC error; answers that hold none pass as they
 // came. Without it, they pass.
 func TestBlockSecretsInResults(t *testing.T) {
-	key := "-----BEGIN " + "OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+	key := "-----BEGIN " + "OPENSSH PRIVATE KEY-----\n" + strings.Repeat("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ", 2) + "\n-----END OPENSSH PRIVATE KEY-----"
 	for _, mode := range []upstreamtest.Mode{upstreamtest.StatefulJSON, upstreamtest.StatefulSSE} {
 		for _, block := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s, block_secrets %v", mode.Name, block), func(t *testing.T) {
@@ -90,5 +95,63 @@ func TestBlockSecretsInResults(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestBlockSecretsAcrossReload: a reload that turns block_secrets on
+// covers what the configuration before it still relays: a call held for
+// approval with a token in its arguments, decided again once approved,
+// does not run; a gateway the reload retired withholds the key a tool's
+// result holds, as the gateways serving its server now would.
+func TestBlockSecretsAcrossReload(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	key := "-----BEGIN " + "OPENSSH PRIVATE KEY-----\n" + strings.Repeat("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ", 2) + "\n-----END OPENSSH PRIVATE KEY-----"
+	u := upstreamtest.Unstarted("leaky", nil, upstreamTools)
+	mcp.AddTool(u.Server, &mcp.Tool{Name: "read_file", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(context.Context, *mcp.CallToolRequest, upstreamtest.TextInput) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: key}}}, nil, nil
+		})
+	up := u.Start(t, upstreamtest.StatefulJSON.Handler(u.Server))
+	var running atomic.Pointer[[]*gateway.Gateway]
+	cfg := libraryConfig(t)
+	cfg.Approvals = &gateway.Approvals{Service: newApprovalService(t, ""), Hold: time.Minute, Keepalive: time.Second}
+	cfg.Running = func() []*gateway.Gateway { return *running.Load() }
+	old := serveGateway(t, cfg, up.URL)
+	running.Store(&[]*gateway.Gateway{old.gateway})
+	header := sessionHeader(t, old.URL)
+
+	answer := make(chan string, 1)
+	go func() {
+		body, err := postQuietly(old.URL, header, callBody(`"held"`, "create_issue", token))
+		if err != nil {
+			body = "error: " + err.Error()
+		}
+		answer <- body
+	}()
+	var pending *approval.Approval
+	testwait.Until(t, 10*time.Second, func() string {
+		list, _ := old.approvals.List(context.Background())
+		for _, a := range list {
+			if a.State == approval.Pending {
+				pending = a
+				return ""
+			}
+		}
+		return "the call was never held"
+	})
+	renewed := cfg
+	renewed.Running, renewed.BlockSecrets = nil, true
+	running.Store(&[]*gateway.Gateway{newGateway(t, renewed)})
+	if _, err := old.approvals.Decide(context.Background(), pending.ID, true, approval.Decider{ID: "admin", Principals: []string{"admin"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if body := <-answer; up.CallCount("create_issue") != 0 || !strings.Contains(body, "did not run") || !strings.Contains(body, "GitHub token") {
+		t.Errorf("the held call with a token, approved after block_secrets was turned on: %s (ran %d times); want it not run", body, up.CallCount("create_issue"))
+	}
+
+	old.gateway.Retire(true)
+	got := post(t, old.URL, header, callBody("1", "read_file", "x"))
+	if strings.Contains(string(got.body), "b3BlbnNza") || !strings.Contains(string(got.body), "The gateway withheld this tool's result") {
+		t.Errorf("a retired gateway relayed %s; want the key withheld, as the gateway serving its server now would", got.body)
 	}
 }

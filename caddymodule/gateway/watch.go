@@ -113,7 +113,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.
-		PassJSON:  ids == nil && cacheable == nil && itemListed == nil && !g.cfg.BlockSecrets && !rl.mayAskForInput() && !x.body.Batch,
+		PassJSON:  ids == nil && cacheable == nil && itemListed == nil && !g.blocksSecrets() && !rl.mayAskForInput() && !x.body.Batch,
 		AnswersOf: answersOf,
 		RefusalID: sole,
 		Intercept: func(m *mcpmsg.Message) bool {

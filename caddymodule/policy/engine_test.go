@@ -509,7 +509,7 @@ func TestParseInputMatchesValue(t *testing.T) {
 		call + `"arguments":{"repo":"evil/x"},"argument_names":{"repo":"nope"}}}`,
 		// Secrets of its own, or none where the gateway finds one.
 		call + `"arguments":{"repo":"evil/x"},"secrets":[{"kind":"private key","path":"repo"}]}}`,
-		call + `"arguments":{"key":"-----BEGIN ` + `PRIVATE KEY-----"},"secrets":[]}}`,
+		call + `"arguments":{"key":"` + testKey + `"},"secrets":[]}}`,
 	} {
 		if _, err := ParseInput([]byte(bad)); err == nil {
 			t.Errorf("ParseInput(%s): want an error", bad)
@@ -518,7 +518,7 @@ func TestParseInputMatchesValue(t *testing.T) {
 	if _, err := ParseInput([]byte(call + `"arguments":{"Repo":"acme/x"},"argument_names":{"repo":"Repo"}}}`)); err != nil {
 		t.Errorf("ParseInput with the argument_names the gateway makes: %v", err)
 	}
-	if _, err := ParseInput([]byte(call + `"arguments":{"key":"-----BEGIN ` + `PRIVATE KEY-----"},"secrets":[{"kind":"private key","path":"key"}]}}`)); err != nil {
+	if _, err := ParseInput([]byte(call + `"arguments":{"key":"` + testKey + `"},"secrets":[{"kind":"private key","path":"key"}]}}`)); err != nil {
 		t.Errorf("ParseInput with the secrets the gateway finds: %v", err)
 	}
 }
@@ -735,7 +735,7 @@ decision := {"action": "block", "reason": concat("; ", [sprintf("%s at %s", [s.k
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := func(i int) string { return "ghp" + "_" + strings.Repeat(strconv.Itoa(i%10), 36) }
+	token := func(i int) string { return "ghp" + "_" + strconv.Itoa(i) + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8U" }
 	tests := []struct {
 		arguments map[string]any
 		want      Decision
@@ -756,3 +756,7 @@ decision := {"action": "block", "reason": concat("; ", [sprintf("%s at %s", [s.k
 		}
 	}
 }
+
+// testKey is a private key's block as a JSON string holds it, built from
+// parts so that no whole key stands in the source.
+const testKey = "-----BEGIN " + "PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R4\\n-----END PRIVATE KEY-----"

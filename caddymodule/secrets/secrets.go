@@ -17,6 +17,7 @@ package secrets
 
 import (
 	"cmp"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,76 +32,135 @@ type Finding struct {
 	Path string `json:"path"`
 }
 
-// rule finds one kind of credential: a string holding one of keywords
-// (the cheap test, made first) is matched against pattern.
+// rule finds one kind of credential: where a string holds one of
+// keywords (the cheap test, made first), the text from just before it to
+// window bytes after it is matched against pattern, and a match counts
+// unless it looks like a placeholder: a run of few characters
+// ("ghp_xxxx…"), less varied than any issued credential, or, for AWS
+// keys, the documentation's example ("…EXAMPLE").
 type rule struct {
 	kind     string
 	keywords []string
 	pattern  *regexp.Regexp
+	// window is the longest a credential may be, with room to spare:
+	// a match is looked for from a keyword to twice that far.
+	window int
+	// exampleSuffix, when set, marks a match ending with it as the
+	// issuer's documented example.
+	exampleSuffix string
+	// lead is how far before its keyword a match may start (where the
+	// keyword is not the credential's first characters); 16 when zero.
+	lead int
+	// block makes a match count only when the block it opens follows
+	// (a private key's: 64 characters or more, then its END line); the
+	// block, not the opening line, needs no variety.
+	block bool
 }
 
 // rules are the credentials Find knows, each a format its issuer
 // documents (prefixes and lengths as the issuers give them).
 var rules = []rule{
-	{"AWS access key ID", []string{"AKIA", "ASIA", "ABIA", "ACCA", "A3T"}, regexp.MustCompile(`\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b`)},
-	{"GitHub token", []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,251}\b`)},
-	{"GitHub fine-grained token", []string{"github_pat_"}, regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{82}\b`)},
-	{"GitLab token", []string{"glpat-", "gldt-", "glrt-", "glptt-"}, regexp.MustCompile(`\bgl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,}`)},
-	{"Slack token", []string{"xox"}, regexp.MustCompile(`\bxox[abposr]-(?:[0-9]+-)+[0-9A-Za-z-]{6,}`)},
-	{"Slack webhook URL", []string{"hooks.slack.com"}, regexp.MustCompile(`https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{20,}`)},
-	{"Stripe secret key", []string{"_live_"}, regexp.MustCompile(`\b[sr]k_live_[0-9A-Za-z]{20,}\b`)},
-	{"Google API key", []string{"AIza"}, regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`)},
-	{"Google OAuth client secret", []string{"GOCSPX-"}, regexp.MustCompile(`\bGOCSPX-[0-9A-Za-z_-]{28}\b`)},
-	{"private key", []string{"PRIVATE KEY"}, regexp.MustCompile(`-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----`)},
-	{"OpenAI API key", []string{"T3BlbkFJ"}, regexp.MustCompile(`\bsk-(?:[a-z]+-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}`)},
-	{"Anthropic API key", []string{"sk-ant-"}, regexp.MustCompile(`\bsk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{80,}`)},
-	{"npm token", []string{"npm_"}, regexp.MustCompile(`\bnpm_[A-Za-z0-9]{36}\b`)},
-	{"PyPI token", []string{"pypi-AgEIcHlwaS5vcmc"}, regexp.MustCompile(`\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}`)},
-	{"Docker Hub token", []string{"dckr_pat_"}, regexp.MustCompile(`\bdckr_pat_[A-Za-z0-9_-]{27,}`)},
-	{"SendGrid API key", []string{"SG."}, regexp.MustCompile(`\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b`)},
-	{"HashiCorp Vault token", []string{"hvs.", "hvb."}, regexp.MustCompile(`\bhv[sb]\.[A-Za-z0-9_-]{24,}`)},
-	{"Hugging Face token", []string{"hf_"}, regexp.MustCompile(`\bhf_[A-Za-z]{34}\b`)},
-	{"Shopify token", []string{"shpat_", "shpca_", "shppa_", "shpss_"}, regexp.MustCompile(`\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b`)},
-	{"Azure storage account key", []string{"AccountKey="}, regexp.MustCompile(`AccountKey=[A-Za-z0-9+/]{86}==`)},
-	{"Databricks token", []string{"dapi"}, regexp.MustCompile(`\bdapi[a-f0-9]{32}(?:-[0-9]+)?\b`)},
-	{"Atlassian API token", []string{"ATATT3"}, regexp.MustCompile(`\bATATT3[A-Za-z0-9_=-]{180,}`)},
-	{"Linear API key", []string{"lin_api_"}, regexp.MustCompile(`\blin_api_[A-Za-z0-9]{40}\b`)},
-	{"Square access token", []string{"sq0atp-", "sq0csp-"}, regexp.MustCompile(`\b(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43})\b`)},
-	{"JSON Web Token", []string{"eyJ"}, regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}`)},
+	{kind: "AWS access key ID", keywords: []string{"AKIA", "ASIA", "ABIA", "ACCA", "A3T"}, pattern: regexp.MustCompile(`\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b`), window: 64, exampleSuffix: "EXAMPLE"},
+	{kind: "GitHub token", keywords: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, pattern: regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,251}\b`), window: 300},
+	{kind: "GitHub fine-grained token", keywords: []string{"github_pat_"}, pattern: regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{82}\b`), window: 128},
+	{kind: "GitLab token", keywords: []string{"glpat-", "gldt-", "glrt-", "glptt-"}, pattern: regexp.MustCompile(`\bgl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,}`), window: 128},
+	{kind: "Slack token", keywords: []string{"xox"}, pattern: regexp.MustCompile(`\bxox[abposr]-(?:[0-9]+-)+[0-9A-Za-z-]{6,}`), window: 256},
+	{kind: "Slack webhook URL", keywords: []string{"hooks.slack.com"}, pattern: regexp.MustCompile(`https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9+/]{20,}`), window: 256},
+	{kind: "Stripe secret key", keywords: []string{"_live_"}, pattern: regexp.MustCompile(`\b[sr]k_live_[0-9A-Za-z]{20,}\b`), window: 300},
+	{kind: "Google API key", keywords: []string{"AIza"}, pattern: regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}\b`), window: 64},
+	{kind: "Google OAuth client secret", keywords: []string{"GOCSPX-"}, pattern: regexp.MustCompile(`\bGOCSPX-[0-9A-Za-z_-]{28}\b`), window: 64},
+	// The whole block, as gitleaks and Trivy match it: a BEGIN line
+	// alone is a key's name in prose or code, not a key.
+	{kind: "private key", keywords: []string{"PRIVATE KEY"}, pattern: regexp.MustCompile(`-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----`), window: 128, lead: 120, block: true},
+	{kind: "OpenAI API key", keywords: []string{"T3BlbkFJ"}, pattern: regexp.MustCompile(`\bsk-(?:[a-z]+-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}`), window: 300, lead: 160},
+	{kind: "Anthropic API key", keywords: []string{"sk-ant-"}, pattern: regexp.MustCompile(`\bsk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{80,}`), window: 300},
+	{kind: "npm token", keywords: []string{"npm_"}, pattern: regexp.MustCompile(`\bnpm_[A-Za-z0-9]{36}\b`), window: 64},
+	{kind: "PyPI token", keywords: []string{"pypi-AgEIcHlwaS5vcmc"}, pattern: regexp.MustCompile(`\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}`), window: 512},
+	{kind: "Docker Hub token", keywords: []string{"dckr_pat_"}, pattern: regexp.MustCompile(`\bdckr_pat_[A-Za-z0-9_-]{27,}`), window: 128},
+	{kind: "SendGrid API key", keywords: []string{"SG."}, pattern: regexp.MustCompile(`\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b`), window: 96},
+	{kind: "HashiCorp Vault token", keywords: []string{"hvs.", "hvb."}, pattern: regexp.MustCompile(`\bhv[sb]\.[A-Za-z0-9_-]{24,}`), window: 512},
+	{kind: "Hugging Face token", keywords: []string{"hf_"}, pattern: regexp.MustCompile(`\bhf_[A-Za-z]{34}\b`), window: 64},
+	{kind: "Shopify token", keywords: []string{"shpat_", "shpca_", "shppa_", "shpss_"}, pattern: regexp.MustCompile(`\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b`), window: 64},
+	{kind: "Azure storage account key", keywords: []string{"AccountKey="}, pattern: regexp.MustCompile(`AccountKey=[A-Za-z0-9+/]{86}==`), window: 128},
+	{kind: "Databricks token", keywords: []string{"dapi"}, pattern: regexp.MustCompile(`\bdapi[a-f0-9]{32}(?:-[0-9]+)?\b`), window: 64},
+	{kind: "Atlassian API token", keywords: []string{"ATATT3"}, pattern: regexp.MustCompile(`\bATATT3[A-Za-z0-9_=-]{180,}`), window: 512},
+	{kind: "Linear API key", keywords: []string{"lin_api_"}, pattern: regexp.MustCompile(`\blin_api_[A-Za-z0-9]{40}\b`), window: 64},
+	{kind: "Square access token", keywords: []string{"sq0atp-", "sq0csp-"}, pattern: regexp.MustCompile(`\b(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43})\b`), window: 64},
+	{kind: "JSON Web Token", keywords: []string{"eyJ"}, pattern: regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}`), window: 8 << 10},
 }
+
+// TooMuchToRead is the kind of the finding Find gives, in place of any
+// other, when a value holds more text around the rules' keywords than it
+// reads (MaxMatched): what it could not read may hold a credential, so a
+// guard treats it as one.
+const TooMuchToRead = "more credential-like text than the gateway reads"
+
+// MaxMatched bounds the text Find matches against the rules' patterns in
+// one value, so that a value dense with keywords (a body of "ghp_ghp_…")
+// costs the gateway a bounded time; past it, Find gives TooMuchToRead.
+const MaxMatched = 1 << 20
 
 // Find returns the credentials found in value, a JSON value as
 // encoding/json decodes it (objects as map[string]any, arrays as []any),
 // in its strings and its members' names, at any depth: one finding per
-// kind and place, ordered by place, then kind.
+// kind and place, ordered by place, then kind. Its cost is linear in the
+// value's size, and the text it matches is bounded (MaxMatched).
 func Find(value any) []Finding {
-	var findings []Finding
-	var walk func(v any, path string)
-	walk = func(v any, path string) {
-		switch v := v.(type) {
-		case string:
-			findings = appendFound(findings, v, path)
-		case map[string]any:
-			for name, member := range v {
-				findings = appendFound(findings, name, "a name of "+orTop(path))
-				walk(member, memberPath(path, name))
-			}
-		case []any:
-			for i, item := range v {
-				walk(item, path+"["+strconv.Itoa(i)+"]")
-			}
-		}
+	f := finder{budget: MaxMatched}
+	f.walk(value)
+	if f.overflow {
+		return []Finding{{Kind: TooMuchToRead, Path: "the value itself"}}
 	}
-	walk(value, "")
-	slices.SortFunc(findings, func(a, b Finding) int {
+	slices.SortFunc(f.findings, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Kind, b.Kind))
 	})
-	return slices.Compact(findings)
+	return slices.Compact(f.findings)
 }
 
-// appendFound appends to findings the kinds of credential s holds: the
-// rules whose keywords s holds (found in one pass over s) are matched.
-func appendFound(findings []Finding, s, path string) []Finding {
+// finder is one Find: where it is in the value (a stack of members and
+// indexes, joined into a path only for a finding), what it found, and how
+// much text it may still match.
+type finder struct {
+	path     []pathStep
+	findings []Finding
+	budget   int
+	overflow bool
+}
+
+// pathStep is a member's name, or an array's index when name is unset.
+type pathStep struct {
+	name    string
+	index   int
+	isIndex bool
+}
+
+// walk looks for credentials in v and below it.
+func (f *finder) walk(v any) {
+	if f.overflow {
+		return
+	}
+	switch v := v.(type) {
+	case string:
+		f.check(v, false)
+	case map[string]any:
+		for name, member := range v {
+			f.check(name, true)
+			f.path = append(f.path, pathStep{name: name})
+			f.walk(member)
+			f.path = f.path[:len(f.path)-1]
+		}
+	case []any:
+		for i, item := range v {
+			f.path = append(f.path, pathStep{index: i, isIndex: true})
+			f.walk(item)
+			f.path = f.path[:len(f.path)-1]
+		}
+	}
+}
+
+// check records the kinds of credential s holds: s itself, or a member
+// name of the object at the current path when isName.
+func (f *finder) check(s string, isName bool) {
 	var candidates uint64
 	for i := 0; i < len(s); i++ {
 		for _, k := range keywordsByFirstByte[s[i]] {
@@ -109,12 +169,152 @@ func appendFound(findings []Finding, s, path string) []Finding {
 			}
 		}
 	}
-	for i, r := range rules {
-		if candidates&(1<<i) != 0 && r.pattern.MatchString(s) {
-			findings = append(findings, Finding{Kind: r.kind, Path: orTop(path)})
+	for i := range rules {
+		if candidates&(1<<i) == 0 {
+			continue
+		}
+		found, ok := f.matches(&rules[i], s)
+		if !ok {
+			f.overflow = true
+			return
+		}
+		if found {
+			f.findings = append(f.findings, Finding{Kind: rules[i].kind, Path: f.describePath(isName)})
 		}
 	}
-	return findings
+}
+
+// matches reports whether s holds a credential of r, matching r's pattern
+// only around each of its keywords; ok is false when that would take the
+// finder past its budget.
+func (f *finder) matches(r *rule, s string) (found, ok bool) {
+	// Matched from a little before a keyword, so that the pattern's
+	// leading \b sees the character before it.
+	lead := cmp.Or(r.lead, 16)
+	next := keywordIndexes{keywords: r.keywords}
+	for from := 0; from < len(s); {
+		at := next.from(s, from)
+		if at < 0 {
+			return false, true
+		}
+		// Twice the longest credential: one that starts before the
+		// window's middle ends inside it; the next window starts there.
+		start, end := max(at-lead, 0), min(at+2*r.window, len(s))
+		if f.budget -= end - start; f.budget < 0 {
+			return false, false
+		}
+		for _, m := range r.pattern.FindAllStringIndex(s[start:end], -1) {
+			if r.counts(s[start+m[0]:start+m[1]]) && (!r.block || blockFollows(s[start+m[1]:])) {
+				return true, true
+			}
+		}
+		if end == len(s) {
+			return false, true
+		}
+		from = at + r.window
+	}
+	return false, true
+}
+
+// counts reports whether a match of r is a credential rather than a
+// placeholder: varied enough, and not the issuer's documented example.
+func (r *rule) counts(match string) bool {
+	if r.exampleSuffix != "" && strings.HasSuffix(match, r.exampleSuffix) {
+		return false
+	}
+	return r.block || entropy(match) >= minEntropy
+}
+
+// blockFollows reports whether what follows a private key's BEGIN line
+// is its block: 64 characters or more, then, within 32 KiB (a 16384-bit
+// RSA key's), an END line of a private key. Written out rather than in
+// the pattern, which would make its automaton hundreds of states wide.
+func blockFollows(rest string) bool {
+	rest = rest[:min(len(rest), 32<<10)]
+	end := strings.Index(rest, "-----END")
+	if end < 64 {
+		return false
+	}
+	line := rest[end+len("-----END"):]
+	line = line[:min(len(line), 120)]
+	return strings.Contains(line, "PRIVATE KEY")
+}
+
+// minEntropy is the least variety, in bits a character, of a match that
+// counts: issued credentials are random (some 4.5 to 6 bits a character
+// once their prefix is in), placeholders are runs ("ghp_xxxx…", about 1).
+const minEntropy = 3.0
+
+// entropy is the Shannon entropy of s's bytes, in bits a byte.
+func entropy(s string) float64 {
+	var counts [256]int
+	for i := 0; i < len(s); i++ {
+		counts[s[i]]++
+	}
+	var h float64
+	n := float64(len(s))
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// keywordIndexes finds a rule's keywords in a string from one place on,
+// then from further on: each keyword's next place is remembered, so that
+// a keyword is looked for once along the string, however many windows
+// the others open (looking again from each window for one the rest of the
+// string lacks read the string once a window).
+type keywordIndexes struct {
+	keywords []string
+	// next is each keyword's next index, -1 when it has no more, and
+	// unknown until known.
+	next  [8]int
+	known [8]bool
+}
+
+// from returns the index of the first of the keywords in s at or after
+// from, or -1.
+func (k *keywordIndexes) from(s string, from int) int {
+	first := -1
+	for i, keyword := range k.keywords {
+		if !k.known[i] || k.next[i] >= 0 && k.next[i] < from {
+			k.known[i], k.next[i] = true, -1
+			if at := strings.Index(s[from:], keyword); at >= 0 {
+				k.next[i] = from + at
+			}
+		}
+		if at := k.next[i]; at >= 0 && (first < 0 || at < first) {
+			first = at
+		}
+	}
+	return first
+}
+
+// describePath writes the current path: "files[1].content", or for a
+// member name, "a name of files[1]".
+func (f *finder) describePath(isName bool) string {
+	var b strings.Builder
+	for i, step := range f.path {
+		switch {
+		case step.isIndex:
+			b.WriteString("[" + strconv.Itoa(step.index) + "]")
+		case i > 0:
+			b.WriteString("." + step.name)
+		default:
+			b.WriteString(step.name)
+		}
+	}
+	path := b.String()
+	if path == "" {
+		path = "the value itself"
+	}
+	if isName {
+		return "a name of " + path
+	}
+	return path
 }
 
 // keyword is one of the keywords of rules[rule].
@@ -127,28 +327,15 @@ type keyword struct {
 // that one pass over a string finds which rules to match it against.
 var keywordsByFirstByte = func() (index [256][]keyword) {
 	if len(rules) > 64 {
-		panic("secrets: more rules than appendFound's candidate bits")
+		panic("secrets: more rules than check's candidate bits")
 	}
 	for i, r := range rules {
+		if len(r.keywords) > len(keywordIndexes{}.next) {
+			panic("secrets: a rule with more keywords than keywordIndexes holds")
+		}
 		for _, k := range r.keywords {
 			index[k[0]] = append(index[k[0]], keyword{k, i})
 		}
 	}
 	return index
 }()
-
-// memberPath is the path of member name below path.
-func memberPath(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
-}
-
-// orTop names the top of the value scanned when path is empty.
-func orTop(path string) string {
-	if path == "" {
-		return "the value itself"
-	}
-	return path
-}

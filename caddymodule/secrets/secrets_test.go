@@ -2,51 +2,67 @@ package secrets
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
-// Tokens are built from parts, so that no whole credential-shaped string
-// stands in the source.
-var (
-	alnum36 = strings.Repeat("a1B2", 9)
-	hex32   = strings.Repeat("0f9e", 8)
+// random returns n characters of alphabet, the same on every run, as
+// varied as issued credentials are. Tokens are built from it, so that no
+// whole credential stands in the source.
+func random(alphabet string, n int) string {
+	r := rand.New(rand.NewPCG(uint64(n), uint64(len(alphabet))))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return string(b)
+}
+
+const (
+	alnum  = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	urlB64 = alnum + "-_"
+	upper  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	hex    = "0123456789abcdef"
 )
+
+// privateKey is a private key's whole block, as a file holds it.
+var privateKey = "-----BEGIN " + "OPENSSH PRIVATE KEY-----\n" + random(alnum+"+/", 70) + "\n" + random(alnum+"+/", 70) + "\n-----END OPENSSH PRIVATE KEY-----\n"
 
 func TestFindEachKind(t *testing.T) {
 	tests := []struct {
 		kind, value string
 	}{
-		{"AWS access key ID", "key " + "AKIA" + "IOSFODNN7EXAMPLE" + " here"},
-		{"AWS access key ID", "ASIA" + "Y34FZKBOKMUTVV7A"},
-		{"GitHub token", "ghp" + "_" + alnum36},
-		{"GitHub token", "token=ghs" + "_" + alnum36 + "xyz"},
-		{"GitHub fine-grained token", "github" + "_pat_" + strings.Repeat("A1_b", 20) + "zz"},
-		{"GitLab token", "glpat" + "-" + "xYz12_abcDEF-34567890"},
-		{"Slack token", "xoxb" + "-123456789012-1234567890123-" + "abcdefghijklmnopqrstuvwx"},
-		{"Slack webhook URL", "https://hooks.slack.com/services/" + "T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"},
-		{"Stripe secret key", "sk" + "_live_" + strings.Repeat("4eC39HqLyjWDarjtT1zdp7dc", 1)},
-		{"Google API key", "AIza" + "SyA-" + strings.Repeat("x1Y2", 7) + "abc"},
-		{"Google OAuth client secret", "GOCSPX" + "-" + strings.Repeat("a1B2", 7)},
-		{"private key", "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIEow...\n-----END RSA PRIVATE KEY-----"},
-		{"private key", "-----BEGIN " + "OPENSSH PRIVATE KEY-----"},
-		{"private key", "-----BEGIN " + "PRIVATE KEY-----"},
-		{"OpenAI API key", "sk-proj-" + strings.Repeat("Ab1_", 6) + "T3Blbk" + "FJ" + strings.Repeat("Cd2-", 6)},
-		{"Anthropic API key", "sk-ant" + "-api03-" + strings.Repeat("Ab1_", 24) + "AA"},
-		{"npm token", "npm" + "_" + alnum36},
-		{"PyPI token", "pypi-AgEIcHlwaS5vcmc" + strings.Repeat("Ab1_", 14)},
-		{"Docker Hub token", "dckr" + "_pat_" + strings.Repeat("Ab1-", 7)},
-		{"SendGrid API key", "SG." + strings.Repeat("Ab1_", 5) + "xy." + strings.Repeat("Cd2-", 10) + "abc"},
-		{"HashiCorp Vault token", "hvs" + "." + strings.Repeat("CAESI", 6)},
-		{"Hugging Face token", "hf" + "_" + strings.Repeat("abcDEF", 5) + "ghij"},
-		{"Shopify token", "shpat" + "_" + hex32},
-		{"Azure storage account key", "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + strings.Repeat("Ab1+", 21) + "xy==;"},
-		{"Databricks token", "dapi" + hex32},
-		{"Atlassian API token", "ATATT3" + strings.Repeat("xFfGF0", 31)},
-		{"Linear API key", "lin" + "_api_" + strings.Repeat("a1B2", 10)},
-		{"Square access token", "sq0atp" + "-" + strings.Repeat("Ab1_", 5) + "xy"},
-		{"JSON Web Token", "Bearer eyJ" + "hbGciOiJIUzI1NiJ9.eyJ" + "zdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"},
+		{"AWS access key ID", "key " + "AKIA" + random(upper, 16) + " here"},
+		{"AWS access key ID", "ASIA" + random(upper, 16)},
+		{"GitHub token", "ghp" + "_" + random(alnum, 36)},
+		{"GitHub token", "token=ghs" + "_" + random(alnum, 40)},
+		{"GitHub fine-grained token", "github" + "_pat_" + random(alnum+"_", 82)},
+		{"GitLab token", "glpat" + "-" + random(urlB64, 20)},
+		{"Slack token", "xoxb" + "-123456789012-1234567890123-" + random(alnum, 24)},
+		{"Slack webhook URL", "https://hooks.slack.com/services/" + "T" + random(upper, 8) + "/B" + random(upper, 8) + "/" + random(alnum, 24)},
+		{"Stripe secret key", "sk" + "_live_" + random(alnum, 24)},
+		{"Google API key", "AIza" + random(urlB64, 35)},
+		{"Google OAuth client secret", "GOCSPX" + "-" + random(urlB64, 28)},
+		{"private key", privateKey},
+		{"private key", "-----BEGIN " + "RSA PRIVATE KEY-----\n" + random(alnum+"+/", 64) + "\n-----END RSA PRIVATE KEY-----"},
+		{"OpenAI API key", "sk-proj-" + random(urlB64, 24) + "T3Blbk" + "FJ" + random(urlB64, 24)},
+		{"Anthropic API key", "sk-ant" + "-api03-" + random(urlB64, 93) + "AA"},
+		{"npm token", "npm" + "_" + random(alnum, 36)},
+		{"PyPI token", "pypi-AgEIcHlwaS5vcmc" + random(urlB64, 60)},
+		{"Docker Hub token", "dckr" + "_pat_" + random(urlB64, 27)},
+		{"SendGrid API key", "SG." + random(urlB64, 22) + "." + random(urlB64, 43)},
+		{"HashiCorp Vault token", "hvs" + "." + random(urlB64, 90)},
+		{"Hugging Face token", "hf" + "_" + random("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 34)},
+		{"Shopify token", "shpat" + "_" + random(hex, 32)},
+		{"Azure storage account key", "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + random(alnum+"+/", 86) + "==;"},
+		{"Databricks token", "dapi" + random(hex, 32)},
+		{"Atlassian API token", "ATATT3" + random(urlB64, 186)},
+		{"Linear API key", "lin" + "_api_" + random(alnum, 40)},
+		{"Square access token", "sq0atp" + "-" + random(urlB64, 22)},
+		{"JSON Web Token", "Bearer eyJ" + "hbGciOiJIUzI1NiJ9.eyJ" + "zdWIiOiIxMjM0NTY3ODkwIn0." + random(urlB64, 43)},
 	}
 	for _, tt := range tests {
 		got := Find(map[string]any{"body": tt.value})
@@ -64,13 +80,20 @@ func TestFindNothingInOrdinaryValues(t *testing.T) {
 		"id 123e4567-e89b-12d3-a456-426614174000",
 		"aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=",
 		"ghp_ is how GitHub's tokens start",
-		"sk-1234 and sk_test_" + alnum36,
+		"sk-1234 and sk_test_" + random(alnum, 36),
 		"-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----",
 		"-----BEGIN CERTIFICATE-----",
 		"eyJhbGciOiJIUzI1NiJ9 alone",
 		"xoxb and hooks.slack.com",
 		"see https://github.com/acme/widgets/pull/42",
 		"dapi is not a token, nor dapi12",
+		// What a key looks like, in code and prose, is no key.
+		`if strings.HasPrefix(text, "-----BEGIN RSA PRIVATE KEY-----") {`,
+		"An OpenSSH key file starts with `-----BEGIN OPENSSH PRIVATE KEY-----`.",
+		// The issuers' documented examples, and placeholders.
+		"aws_access_key_id = AKIA" + "IOSFODNN7EXAMPLE",
+		"export GITHUB_TOKEN=ghp_" + strings.Repeat("x", 36),
+		"npm_" + strings.Repeat("0", 36),
 	} {
 		if got := Find(map[string]any{"text": value}); len(got) > 0 {
 			t.Errorf("Find(%q) = %v; want nothing", value, got)
@@ -79,14 +102,18 @@ func TestFindNothingInOrdinaryValues(t *testing.T) {
 }
 
 func TestFindPaths(t *testing.T) {
-	token := "ghp" + "_" + alnum36
+	token := "ghp" + "_" + random(alnum, 36)
+	raw, err := json.Marshal(map[string]any{
+		"title":   "fine",
+		"files":   []any{map[string]any{"name": "a"}, map[string]any{"content": token}},
+		"headers": map[string]any{token: "x"},
+		"nested":  map[string]any{"deeper": []any{"x", privateKey, token}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var value any
-	if err := json.Unmarshal([]byte(`{
-		"title": "fine",
-		"files": [{"name": "a"}, {"content": "`+token+`"}],
-		"headers": {"`+token+`": "x"},
-		"nested": {"deeper": ["x", "-----BEGIN `+`EC PRIVATE KEY-----", "`+token+`"]}
-	}`), &value); err != nil {
+	if err := json.Unmarshal(raw, &value); err != nil {
 		t.Fatal(err)
 	}
 	want := []Finding{
@@ -103,6 +130,34 @@ func TestFindPaths(t *testing.T) {
 	}
 	if got := Find(nil); len(got) != 0 {
 		t.Errorf("Find(nil) = %v", got)
+	}
+}
+
+// TestFindBounded: what Find reads is bounded by the value's size, not by
+// its shape (a long name above many items once built a path for each);
+// a value dense with keywords is read up to MaxMatched, then reported as
+// too much to read; a credential past many decoys in one string is found
+// while the budget lasts. (Times are not asserted: the counts are.)
+func TestFindBounded(t *testing.T) {
+	name := strings.Repeat("n", 1<<20)
+	items := make([]any, 2000)
+	for i := range items {
+		items[i] = float64(i)
+	}
+	start := time.Now()
+	if got := Find(map[string]any{name: items}); len(got) != 0 {
+		t.Errorf("a long name over numbers: %v", got)
+	}
+	t.Logf("a 1 MiB name over 2,000 numbers: %v", time.Since(start))
+
+	dense := strings.Repeat("ghp_ AKIA eyJ xoxb- PRIVATE KEY ", 200_000)
+	if got := Find(dense); !slices.Equal(got, []Finding{{TooMuchToRead, "the value itself"}}) {
+		t.Errorf("a value dense with keywords: %v; want it too much to read", got)
+	}
+	token := "ghp" + "_" + random(alnum, 36)
+	decoys := strings.Repeat("ghp_ decoy ", 1000) + token
+	if got := Find(decoys); !slices.Equal(got, []Finding{{"GitHub token", "the value itself"}}) {
+		t.Errorf("a token past 1,000 decoys: %v", got)
 	}
 }
 
