@@ -419,9 +419,15 @@ func TestHeldCallAcrossReload(t *testing.T) {
 // the channel the call's answer comes on.
 func holdCreateIssue(t *testing.T, gw *testGateway, header http.Header) (*approval.Approval, <-chan string) {
 	t.Helper()
+	return holdCreateIssueWith(t, gw, header, "x")
+}
+
+// holdCreateIssueWith is holdCreateIssue with text as the call's text.
+func holdCreateIssueWith(t *testing.T, gw *testGateway, header http.Header, text string) (*approval.Approval, <-chan string) {
+	t.Helper()
 	answer := make(chan string, 1)
 	go func() {
-		body, err := postQuietly(gw.URL, header, callBody(`"held"`, "create_issue", "x"))
+		body, err := postQuietly(gw.URL, header, callBody(`"held"`, "create_issue", text))
 		if err != nil {
 			body = "error: " + err.Error()
 		}

@@ -89,13 +89,7 @@ block contains "echo only in acme's repositories" if {
 				gw := serveGateway(t, cfg, up.URL)
 				for user, want := range tt.want {
 					for _, version := range []string{"", mcphttp.Version20251125} {
-						client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
-						transport := &mcp.StreamableClientTransport{Endpoint: gw.URL, HTTPClient: &http.Client{Transport: headerAdder{"X-Test-User": user}}}
-						session, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: version})
-						if err != nil {
-							t.Fatalf("%s connecting: %v", user, err)
-						}
-						t.Cleanup(func() { session.Close() })
+						session := connectAs(t, gw.URL, user, version)
 						resources, err := session.ListResources(t.Context(), nil)
 						if err != nil {
 							t.Fatalf("%s: resources/list: %v", user, err)

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"maps"
-	"net/http"
 	"path/filepath"
 	"testing"
 
@@ -58,13 +57,7 @@ block contains "only admins may peek at issues" if {
 			cfg.Identity = userHeaderIdentity("")
 			gw := serveGateway(t, cfg, up.URL)
 			for _, version := range []string{"", mcphttp.Version20251125} {
-				client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
-				transport := &mcp.StreamableClientTransport{Endpoint: gw.URL, HTTPClient: &http.Client{Transport: headerAdder{"X-Test-User": "alice"}}}
-				session, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: version})
-				if err != nil {
-					t.Fatalf("connecting: %v", err)
-				}
-				t.Cleanup(func() { session.Close() })
+				session := connectAs(t, gw.URL, "alice", version)
 				tools, err := session.ListTools(t.Context(), nil)
 				if err != nil {
 					t.Fatalf("tools/list: %v", err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
-	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -120,25 +119,7 @@ func TestBlockSecretsAcrossReload(t *testing.T) {
 	running.Store(&[]*gateway.Gateway{old.gateway})
 	header := sessionHeader(t, old.URL)
 
-	answer := make(chan string, 1)
-	go func() {
-		body, err := postQuietly(old.URL, header, callBody(`"held"`, "create_issue", token))
-		if err != nil {
-			body = "error: " + err.Error()
-		}
-		answer <- body
-	}()
-	var pending *approval.Approval
-	testwait.Until(t, 10*time.Second, func() string {
-		list, _ := old.approvals.List(context.Background())
-		for _, a := range list {
-			if a.State == approval.Pending {
-				pending = a
-				return ""
-			}
-		}
-		return "the call was never held"
-	})
+	pending, answer := holdCreateIssueWith(t, old, header, token)
 	renewed := cfg
 	renewed.Running, renewed.BlockSecrets = nil, true
 	running.Store(&[]*gateway.Gateway{newGateway(t, renewed)})

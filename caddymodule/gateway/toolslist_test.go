@@ -71,13 +71,7 @@ block contains "echo only in acme's repositories" if {
 			up := newUpstream(t, upstreamtest.StatefulSSE)
 			gw := serveGateway(t, cfg, up.URL)
 			for user, want := range tt.wantUsers {
-				client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
-				transport := &mcp.StreamableClientTransport{Endpoint: gw.URL, HTTPClient: &http.Client{Transport: headerAdder{"X-Test-User": user}}}
-				session, err := client.Connect(t.Context(), transport, nil)
-				if err != nil {
-					t.Fatalf("%s connecting: %v", user, err)
-				}
-				t.Cleanup(func() { session.Close() })
+				session := connectAs(t, gw.URL, user, "")
 				listed, err := session.ListTools(t.Context(), nil)
 				if err != nil {
 					t.Fatalf("%s: tools/list: %v", user, err)
@@ -93,6 +87,21 @@ block contains "echo only in acme's repositories" if {
 			}
 		})
 	}
+}
+
+// connectAs opens a go-sdk client session through the gateway at url as
+// user (the X-Test-User header userHeaderIdentity reads), speaking version
+// ("" for the SDK's latest).
+func connectAs(t *testing.T, url, user, version string) *mcp.ClientSession {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+	transport := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: headerAdder{"X-Test-User": user}}}
+	session, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("%s connecting: %v", user, err)
+	}
+	t.Cleanup(func() { session.Close() })
+	return session
 }
 
 // headerAdder is an http.RoundTripper that sends its headers with every
