@@ -20,15 +20,7 @@ import (
 // what the policy blocks for this caller alone), so no intermediary may
 // serve one caller's result to another. The server's ttlMs is kept.
 func TestCacheableResultsPrivate(t *testing.T) {
-	byCaller := `package mcp
-
-import rego.v1
-
-block contains "only admins may peek at issues" if {
-	input.tool.name == "peek"
-	input.user.id != "admin"
-}
-`
+	byCaller := peekForAdmins
 	table := map[string]any{"mcp": map[string]any{"permissions": map[string]any{
 		"read_only": "allow", "write": "allow", "destructive": "block", "resources": "allow", "prompts": "allow",
 	}}}

@@ -15,14 +15,9 @@ import (
 	"github.com/mcpgate/mcpgate/policies"
 )
 
-// TestToolsListHiddenPerCaller: a tool the policy blocks for one caller,
-// whatever the call's arguments (a rule of the organization's that reads
-// the caller and the tool's name alone), is hidden from that caller's
-// tools list and kept in another's; under a policy that reads
-// arguments, a list hides only what the table blocks (a call without
-// arguments says nothing of calls with them).
-func TestToolsListHiddenPerCaller(t *testing.T) {
-	byCaller := `package mcp
+// peekForAdmins is a rule of the organization's on the caller and the
+// tool's name alone: only admins may call peek.
+const peekForAdmins = `package mcp
 
 import rego.v1
 
@@ -31,6 +26,15 @@ block contains "only admins may peek at issues" if {
 	input.user.id != "admin"
 }
 `
+
+// TestToolsListHiddenPerCaller: a tool the policy blocks for one caller,
+// whatever the call's arguments (a rule of the organization's that reads
+// the caller and the tool's name alone), is hidden from that caller's
+// tools list and kept in another's; under a policy that reads
+// arguments, a list hides only what the table blocks (a call without
+// arguments says nothing of calls with them).
+func TestToolsListHiddenPerCaller(t *testing.T) {
+	byCaller := peekForAdmins
 	byArgument := `package mcp
 
 import rego.v1
