@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 )
 
 // itemList is a list of the server's whose items a policy decides one by
@@ -95,7 +96,10 @@ func (x *exchange) hideBlockedItems(list itemList, version string, result []byte
 		var named map[string]any
 		_ = json.Unmarshal(item, &named)
 		key, _ := named[list.key].(string)
-		if key == "" {
+		if key == "" || hasCaseVariant(named, list.key) {
+			// A "URI" beside "uri" is the item's URI to a reader that
+			// matches names in any case (Go's encoding/json takes the
+			// last): the gateway cannot tell which it names.
 			continue
 		}
 		base.Params = map[string]any{list.key: key}
@@ -142,7 +146,9 @@ func (g *Gateway) hidesItem(r *http.Request, input *policy.Input) bool {
 		if err != nil {
 			h.logger.Error("policy failed on a listed item; item hidden", zap.String("server", h.cfg.Upstream), zap.String("method", input.Method), zap.Error(err))
 		}
-		if decision.Action == policy.ActionBlock {
+		if decision.Action != policy.ActionAllow {
+			// Only tool calls are held for approval: a read that needs
+			// it is refused.
 			return true
 		}
 	}
@@ -158,4 +164,36 @@ func (x *exchange) hideThenCheckItems(rl *relay, list itemList, id []byte, versi
 		return nil, err
 	}
 	return rl.checkInputRequests(id, filtered)
+}
+
+// hasCaseVariant reports whether object has a member whose name differs
+// from name only by case (as Go's encoding/json matches names).
+func hasCaseVariant(object map[string]any, name string) bool {
+	for member := range object {
+		if member != name && strings.EqualFold(member, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hideStrayItems filters, as hideBlockedItems does, a result that holds a
+// resources or prompts list (a top-level "resources" or "prompts" array)
+// whatever it answers: a list answered on another POST than its own (an
+// upstream that answers on the latest stream of an id, as the TypeScript
+// SDK's does), after its request was cancelled, or on a resumed stream,
+// whose request the gateway no longer ties to it. A result that names
+// neither is returned as it is, unread.
+func (x *exchange) hideStrayItems(version string, result []byte) ([]byte, error) {
+	for _, list := range itemLists {
+		if !replyfilter.MayName(result, list.items) {
+			continue
+		}
+		filtered, err := x.hideBlockedItems(list, version, result)
+		if err != nil {
+			return nil, err
+		}
+		result = filtered
+	}
+	return result, nil
 }

@@ -154,3 +154,51 @@ func TestListedItemsReadStrictly(t *testing.T) {
 		})
 	}
 }
+
+// TestStrayItemListsHidden: a resources list the upstream sends as the
+// answer of another request (on another POST's reply, as an upstream
+// that answers on the latest stream of an id does; after the list was
+// cancelled) is filtered all the same; an item naming its URI twice, in
+// two cases, is hidden (a reader matching names in any case may take the
+// other); an item the policy would hold for approval is hidden, as a
+// read of it is refused.
+func TestStrayItemListsHidden(t *testing.T) {
+	rule := `package mcp
+
+import rego.v1
+
+import data.mcp
+
+block contains sprintf("resource %q is not public", [uri]) if {
+	some uri in mcp.resource_uris
+	not startswith(uri, "file:///public/")
+	not startswith(uri, "file:///held/")
+}
+
+needs_approval contains "held resources need a person" if {
+	some uri in mcp.resource_uris
+	startswith(uri, "file:///held/")
+}
+`
+	modules := maps.Clone(policies.Library())
+	modules["org.rego"] = rule
+	engine, err := policy.New(context.Background(), policy.Options{Modules: modules, Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{"read_only": "allow", "resources": "allow"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := `{"resources":[{"name":"a","uri":"file:///public/a"},{"name":"s","uri":"file:///secret"},{"name":"h","uri":"file:///held/h"},{"name":"v","uri":"file:///public/v","URI":"file:///secret"}]}`
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		message, _ := upstreamtest.ReadMessage(r)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, message.ID, list)
+	}))
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	gw := serveGateway(t, cfg, up.URL)
+	for _, method := range []string{"resources/list", "ping"} {
+		got := post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}, `{"jsonrpc":"2.0","id":3,"method":"`+method+`"}`)
+		if want := `{"resources":[{"name":"a","uri":"file:///public/a"}]}`; !strings.Contains(string(got.body), want) {
+			t.Errorf("%s answered with a resources list: HTTP %d %s; want it to hold %s alone", method, got.status, got.body, want)
+		}
+	}
+}

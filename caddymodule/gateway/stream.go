@@ -64,6 +64,10 @@ func (x *exchange) stream() error {
 					return x.hideThenCheckItems(rl, list, id, rl.version, result)
 				}
 			}
+			result, err := x.hideStrayItems(rl.version, result)
+			if err != nil {
+				return nil, err
+			}
 			if stream != nil {
 				if asOf, listed := stream.toolsList(id); listed {
 					return x.hideThenCheck(rl, id, rl.version, result, asOf, false)

@@ -83,6 +83,10 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 					return x.hideThenCheckItems(rl, list, id, x.version, result)
 				}
 			}
+			result, err := x.hideStrayItems(x.version, result)
+			if err != nil {
+				return nil, err
+			}
 			if lists[mcpmsg.CanonicalID(id)] {
 				g.sessions.toolsLists.take(session, id)
 				return x.hideThenCheck(rl, id, x.version, result, asOf, false)

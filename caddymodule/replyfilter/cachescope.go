@@ -22,7 +22,7 @@ const privateScope = `"private"`
 // a result naming none gets one, first. Anything else is left as the
 // server wrote it, and result itself is returned when nothing changes.
 func PrivateCacheScope(result []byte, add bool) ([]byte, error) {
-	if !add && !mayName(result, "cacheScope") {
+	if !add && !MayName(result, "cacheScope") {
 		return result, nil
 	}
 	dec := jsontext.NewDecoder(bytes.NewReader(result), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
@@ -83,9 +83,10 @@ func PrivateCacheScope(result []byte, add bool) ([]byte, error) {
 	return append(out, result[last:]...), nil
 }
 
-// mayName reports whether body may hold a member named name as some
+// MayName reports whether body may hold a member named name as some
 // reader reads names: quoted in any ASCII case, or spelt with an escape
 // or with a letter other than ASCII that Go's encoding/json folds to one.
-func mayName(body []byte, name string) bool {
+// A body it says no of holds none, and need not be read for it.
+func MayName(body []byte, name string) bool {
 	return bytes.Contains(body, []byte(`\u`)) || bytes.Contains(body, longS) || bytes.Contains(body, kelvinSign) || namesMember(body, name)
 }

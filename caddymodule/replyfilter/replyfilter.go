@@ -114,9 +114,10 @@ type Hooks struct {
 	// PassJSON lets 2xx JSON replies that cannot hold a JSON-RPC request,
 	// nor a tools/list result, nor a task created, nor an error's
 	// elicitations, nor an error or a tool's failed result, nor a cache
-	// scope, pass without being parsed: replies whose bytes name no
-	// "method", "tools", "taskId", "elicitations", "error", "isError" or
-	// "cacheScope" member, in any case, and hold no \u escape. Any other
+	// scope, nor a resources or prompts list, pass without being parsed:
+	// replies whose bytes name no "method", "tools", "taskId",
+	// "elicitations", "error", "isError", "cacheScope", "resources" or
+	// "prompts" member, in any case, and hold no \u escape. Any other
 	// JSON reply is read as usual, so a request smuggled into a reply is
 	// still intercepted, and an error seen by OnMessage and CheckError, a
 	// failed tool result or a cache scope by RewriteResult (what a reply
@@ -585,7 +586,8 @@ func (o *writer) mustRead(body []byte) bool {
 	case len(body) == 0:
 		return false
 	case o.status >= 200 && o.status <= 299:
-		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope") && o.answersAlone(body))
+		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope") &&
+			!namesMember(body, "resources") && !namesMember(body, "prompts") && o.answersAlone(body))
 	default:
 		return opensLikeJSON(body) && !cannotHoldRequest(body)
 	}

@@ -17,7 +17,6 @@ package secrets
 
 import (
 	"cmp"
-	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -86,18 +85,20 @@ var rules = []rule{
 	{kind: "Atlassian API token", keywords: []string{"ATATT3"}, pattern: regexp.MustCompile(`\bATATT3[A-Za-z0-9_=-]{180,}`), window: 512},
 	{kind: "Linear API key", keywords: []string{"lin_api_"}, pattern: regexp.MustCompile(`\blin_api_[A-Za-z0-9]{40}\b`), window: 64},
 	{kind: "Square access token", keywords: []string{"sq0atp-", "sq0csp-"}, pattern: regexp.MustCompile(`\b(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43})\b`), window: 64},
-	{kind: "JSON Web Token", keywords: []string{"eyJ"}, pattern: regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}`), window: 8 << 10},
+	{kind: "JSON Web Token", keywords: []string{"eyJ"}, pattern: regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}`), window: 64 << 10},
 }
 
 // TooMuchToRead is the kind of the finding Find gives, in place of any
 // other, when a value holds more text around the rules' keywords than it
-// reads (MaxMatched): what it could not read may hold a credential, so a
-// guard treats it as one.
+// reads (MaxMatched, and twice the length of its strings): what it
+// could not read may hold a credential, so a guard treats it as one.
 const TooMuchToRead = "more credential-like text than the gateway reads"
 
-// MaxMatched bounds the text Find matches against the rules' patterns in
-// one value, so that a value dense with keywords (a body of "ghp_ghp_…")
-// costs the gateway a bounded time; past it, Find gives TooMuchToRead.
+// MaxMatched, with twice the length of a value's strings, bounds the
+// text Find matches against the rules' patterns in one value, so that a
+// value dense with keywords of many rules (a body of "ghp_ AKIA eyJ …")
+// costs the gateway a time linear in its size; past it, Find gives
+// TooMuchToRead.
 const MaxMatched = 1 << 20
 
 // Find returns the credentials found in value, a JSON value as
@@ -161,6 +162,10 @@ func (f *finder) walk(v any) {
 // check records the kinds of credential s holds: s itself, or a member
 // name of the object at the current path when isName.
 func (f *finder) check(s string, isName bool) {
+	// Each string adds twice its length to what may be matched:
+	// ordinary text, where keywords are rare, is read whole whatever its
+	// size; a string dense with keywords of many rules runs out.
+	f.budget += 2 * len(s)
 	var candidates uint64
 	for i := 0; i < len(s); i++ {
 		for _, k := range keywordsByFirstByte[s[i]] {
@@ -222,7 +227,24 @@ func (r *rule) counts(match string) bool {
 	if r.exampleSuffix != "" && strings.HasSuffix(match, r.exampleSuffix) {
 		return false
 	}
-	return r.block || entropy(match) >= minEntropy
+	return r.block || !isPlaceholder(match)
+}
+
+// isPlaceholder reports whether a match ends in a run of few characters,
+// as placeholders do ("ghp_xxxx…", "npm_0000…"): its last 16 characters
+// hold at most 4 different ones, which 16 random characters of any
+// credential's alphabet hold once in billions of draws.
+func isPlaceholder(match string) bool {
+	tail := match[max(len(match)-16, 0):]
+	var seen [256]bool
+	distinct := 0
+	for i := 0; i < len(tail); i++ {
+		if !seen[tail[i]] {
+			seen[tail[i]] = true
+			distinct++
+		}
+	}
+	return distinct <= 4
 }
 
 // blockFollows reports whether what follows a private key's BEGIN line
@@ -238,28 +260,6 @@ func blockFollows(rest string) bool {
 	line := rest[end+len("-----END"):]
 	line = line[:min(len(line), 120)]
 	return strings.Contains(line, "PRIVATE KEY")
-}
-
-// minEntropy is the least variety, in bits a character, of a match that
-// counts: issued credentials are random (some 4.5 to 6 bits a character
-// once their prefix is in), placeholders are runs ("ghp_xxxx…", about 1).
-const minEntropy = 3.0
-
-// entropy is the Shannon entropy of s's bytes, in bits a byte.
-func entropy(s string) float64 {
-	var counts [256]int
-	for i := 0; i < len(s); i++ {
-		counts[s[i]]++
-	}
-	var h float64
-	n := float64(len(s))
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
-		}
-	}
-	return h
 }
 
 // keywordIndexes finds a rule's keywords in a string from one place on,

@@ -161,6 +161,35 @@ func TestFindBounded(t *testing.T) {
 	}
 }
 
+// TestFindLongAndRandom: a long JSON Web Token (17 KB) is found whole;
+// every AWS key of random characters is found (placeholders are runs,
+// not keys that happen to repeat a character); a long log with a base64
+// JSON payload (eyJ…) every 8 KiB holds no credential and is read whole.
+func TestFindLongAndRandom(t *testing.T) {
+	jwt := "eyJ" + "hbGciOiJSUzI1NiJ9.eyJ" + random(urlB64, 17000) + "." + random(urlB64, 43)
+	if got := Find(jwt); !slices.Equal(got, []Finding{{"JSON Web Token", "the value itself"}}) {
+		t.Errorf("a 17 KB JWT: %v", got)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20000 {
+		key := make([]byte, 16)
+		for j := range key {
+			key[j] = upper[r.IntN(len(upper))]
+		}
+		if got := Find("AKIA" + string(key)); len(got) != 1 {
+			t.Fatalf("key %d, AKIA%s: %v", i, key, got)
+		}
+	}
+	var log strings.Builder
+	for i := range 75 {
+		log.WriteString(random(alnum+" ", 8000))
+		log.WriteString(" payload=eyJ" + random(urlB64, 100+i) + " ")
+	}
+	if got := Find(log.String()); len(got) != 0 {
+		t.Errorf("a %d-byte log with base64 payloads: %v; want nothing", log.Len(), got)
+	}
+}
+
 func BenchmarkFind(b *testing.B) {
 	arguments := map[string]any{
 		"repo":   "acme/widgets",
