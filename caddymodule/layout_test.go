@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -211,6 +215,17 @@ func TestRefusedReloadKeepsTheList(t *testing.T) {
 		t.Fatal("the reload with a path around mcp_policy started")
 	}
 	up.AddTool(&mcp.Tool{Name: "added", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}})
+	// The refused configuration's servers were started and stopped: a
+	// connection one of them accepted was closed (EOF). Wait until the
+	// running configuration answers alone.
+	testwait.Until(t, 10*time.Second, func() string {
+		resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, url, nil, strings.NewReader(`{"jsonrpc":"2.0","id":0,"method":"ping"}`)))
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		return ""
+	})
 	if _, body := post(t, url, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"added","arguments":{"text":"x"}}}`); !strings.Contains(string(body), "added:x") {
 		t.Fatalf("a tool added after a refused reload: %s; want it learned and run", body)
 	}
