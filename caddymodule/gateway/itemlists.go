@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -178,15 +179,16 @@ func hasCaseVariant(object map[string]any, name string) bool {
 }
 
 // hideStrayItems filters, as hideBlockedItems does, a result that holds a
-// resources or prompts list (a top-level "resources" or "prompts" array)
-// whatever it answers: a list answered on another POST than its own (an
+// resources or prompts list (a top-level "resources" or "prompts" array
+// of objects, under any name a reader may take for it) whatever it
+// answers: a list answered on another POST than its own (an
 // upstream that answers on the latest stream of an id, as the TypeScript
 // SDK's does), after its request was cancelled, or on a resumed stream,
 // whose request the gateway no longer ties to it. A result that names
 // neither is returned as it is, unread.
 func (x *exchange) hideStrayItems(version string, result []byte) ([]byte, error) {
 	for _, list := range itemLists {
-		if !replyfilter.MayName(result, list.items) {
+		if !replyfilter.MayName(result, list.items) || !holdsObjects(result, list.items) {
 			continue
 		}
 		filtered, err := x.hideBlockedItems(list, version, result)
@@ -196,4 +198,36 @@ func (x *exchange) hideStrayItems(version string, result []byte) ([]byte, error)
 		result = filtered
 	}
 	return result, nil
+}
+
+// holdsObjects reports whether result, a JSON object, has a member whose
+// name folds to name and holds an array of objects only (what SDK
+// clients read as a list of resources or prompts; one with anything else
+// in it they refuse whole, and a result with such a member that is no
+// list is left as the server wrote it).
+func holdsObjects(result []byte, name string) bool {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(result, &members) != nil {
+		return false
+	}
+	for member, value := range members {
+		if !strings.EqualFold(member, name) {
+			continue
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(value, &items) != nil {
+			continue
+		}
+		objects := true
+		for _, item := range items {
+			if trimmed := bytes.TrimLeft(item, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+				objects = false
+				break
+			}
+		}
+		if objects && len(items) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -186,11 +186,16 @@ needs_approval contains "held resources need a person" if {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := `{"resources":[{"name":"a","uri":"file:///public/a"},{"name":"s","uri":"file:///secret"},{"name":"h","uri":"file:///held/h"},{"name":"v","uri":"file:///public/v","URI":"file:///secret"}]}`
+	const list = `{"resources":[{"name":"a","uri":"file:///public/a"},{"name":"s","uri":"file:///secret"},{"name":"h","uri":"file:///held/h"},{"name":"v","uri":"file:///public/v","URI":"file:///secret"}]}`
+	const noList = `{"resources":"see the docs","prompts":[1,2],"nested":{"resources":[{"uri":"file:///secret"}]}}`
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		message, _ := upstreamtest.ReadMessage(r)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, message.ID, list)
+		result := list
+		if string(message.ID) == "4" {
+			result = noList
+		}
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, message.ID, result)
 	}))
 	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
 	cfg.MaxBody = 64 << 10
@@ -200,5 +205,10 @@ needs_approval contains "held resources need a person" if {
 		if want := `{"resources":[{"name":"a","uri":"file:///public/a"}]}`; !strings.Contains(string(got.body), want) {
 			t.Errorf("%s answered with a resources list: HTTP %d %s; want it to hold %s alone", method, got.status, got.body, want)
 		}
+	}
+	// A result with members of those names that are no lists is left
+	// as it came.
+	if got := post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}, `{"jsonrpc":"2.0","id":4,"method":"ping"}`); !strings.Contains(string(got.body), noList) {
+		t.Errorf("a result naming resources and prompts that are no lists: HTTP %d %s; want it as it came", got.status, got.body)
 	}
 }
