@@ -180,7 +180,7 @@ func hasCaseVariant(object map[string]any, name string) bool {
 
 // hideStrayItems filters, as hideBlockedItems does, a result that holds a
 // resources or prompts list (a top-level "resources" or "prompts" array
-// of objects, under any name a reader may take for it) whatever it
+// holding objects, under any name a reader may take for it) whatever it
 // answers: a list answered on another POST than its own (an
 // upstream that answers on the latest stream of an id, as the TypeScript
 // SDK's does), after its request was cancelled, or on a resumed stream,
@@ -201,10 +201,11 @@ func (x *exchange) hideStrayItems(version string, result []byte) ([]byte, error)
 }
 
 // holdsObjects reports whether result, a JSON object, has a member whose
-// name folds to name and holds an array of objects only (what SDK
-// clients read as a list of resources or prompts; one with anything else
-// in it they refuse whole, and a result with such a member that is no
-// list is left as the server wrote it).
+// name folds to name and holds an array with an object in it (what SDK
+// clients may read as a list of resources or prompts: go-sdk skips a
+// null item and reads the rest; hideBlockedItems hides every item that is
+// no object). A result with such a member that holds no object is left
+// as the server wrote it.
 func holdsObjects(result []byte, name string) bool {
 	var members map[string]json.RawMessage
 	if json.Unmarshal(result, &members) != nil {
@@ -218,15 +219,10 @@ func holdsObjects(result []byte, name string) bool {
 		if json.Unmarshal(value, &items) != nil {
 			continue
 		}
-		objects := true
 		for _, item := range items {
-			if trimmed := bytes.TrimLeft(item, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-				objects = false
-				break
+			if trimmed := bytes.TrimLeft(item, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
+				return true
 			}
-		}
-		if objects && len(items) > 0 {
-			return true
 		}
 	}
 	return false

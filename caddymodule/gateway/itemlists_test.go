@@ -187,13 +187,18 @@ needs_approval contains "held resources need a person" if {
 		t.Fatal(err)
 	}
 	const list = `{"resources":[{"name":"a","uri":"file:///public/a"},{"name":"s","uri":"file:///secret"},{"name":"h","uri":"file:///held/h"},{"name":"v","uri":"file:///public/v","URI":"file:///secret"}]}`
+	// go-sdk's client skips a null item and reads the rest.
+	const withNull = `{"resources":[null,{"name":"s","uri":"file:///secret"},{"name":"a","uri":"file:///public/a"}]}`
 	const noList = `{"resources":"see the docs","prompts":[1,2],"nested":{"resources":[{"uri":"file:///secret"}]}}`
 	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		message, _ := upstreamtest.ReadMessage(r)
 		w.Header().Set("Content-Type", "application/json")
 		result := list
-		if string(message.ID) == "4" {
+		switch string(message.ID) {
+		case "4":
 			result = noList
+		case "5":
+			result = withNull
 		}
 		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, message.ID, result)
 	}))
@@ -210,5 +215,8 @@ needs_approval contains "held resources need a person" if {
 	// as it came.
 	if got := post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}, `{"jsonrpc":"2.0","id":4,"method":"ping"}`); !strings.Contains(string(got.body), noList) {
 		t.Errorf("a result naming resources and prompts that are no lists: HTTP %d %s; want it as it came", got.status, got.body)
+	}
+	if got := post(t, gw.URL, http.Header{"Mcp-Protocol-Version": {"2025-11-25"}}, `{"jsonrpc":"2.0","id":5,"method":"ping"}`); !strings.Contains(string(got.body), `{"resources":[{"name":"a","uri":"file:///public/a"}]}`) {
+		t.Errorf("a stray list with a null item: HTTP %d %s; want it filtered", got.status, got.body)
 	}
 }
