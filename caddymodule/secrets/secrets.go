@@ -197,6 +197,13 @@ func (f *finder) matches(r *rule, s string) (found, ok bool) {
 	// leading \b sees the character before it.
 	lead := cmp.Or(r.lead, 16)
 	next := keywordIndexes{keywords: r.keywords}
+	// charged is where the text this rule was charged for ends: windows
+	// overlap (by up to half), and a byte is charged to a rule once, so
+	// that text read by one rule with long windows (a log with a JWT-like
+	// payload every few KiB) costs its length, not twice it, and leaves
+	// the budget to the other rules. (The matching reads an overlapped
+	// byte at most twice: the cost stays linear in what is charged.)
+	charged := 0
 	for from := 0; from < len(s); {
 		at := next.from(s, from)
 		if at < 0 {
@@ -205,9 +212,10 @@ func (f *finder) matches(r *rule, s string) (found, ok bool) {
 		// Twice the longest credential: one that starts before the
 		// window's middle ends inside it; the next window starts there.
 		start, end := max(at-lead, 0), min(at+2*r.window, len(s))
-		if f.budget -= end - start; f.budget < 0 {
+		if f.budget -= end - max(start, charged); f.budget < 0 {
 			return false, false
 		}
+		charged = end
 		for _, m := range r.pattern.FindAllStringIndex(s[start:end], -1) {
 			if r.counts(s[start+m[0]:start+m[1]]) && (!r.block || blockFollows(s[start+m[1]:])) {
 				return true, true

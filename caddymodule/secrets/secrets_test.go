@@ -164,7 +164,8 @@ func TestFindBounded(t *testing.T) {
 // TestFindLongAndRandom: a long JSON Web Token (17 KB) is found whole;
 // every AWS key of random characters is found (placeholders are runs,
 // not keys that happen to repeat a character); a long log with a base64
-// JSON payload (eyJ…) every 8 KiB holds no credential and is read whole.
+// JSON payload (eyJ…) every 8 KiB holds no credential and is read whole,
+// as is one naming many rules' keywords every 4 KiB.
 func TestFindLongAndRandom(t *testing.T) {
 	jwt := "eyJ" + "hbGciOiJSUzI1NiJ9.eyJ" + random(urlB64, 17000) + "." + random(urlB64, 43)
 	if got := Find(jwt); !slices.Equal(got, []Finding{{"JSON Web Token", "the value itself"}}) {
@@ -187,6 +188,18 @@ func TestFindLongAndRandom(t *testing.T) {
 	}
 	if got := Find(log.String()); len(got) != 0 {
 		t.Errorf("a %d-byte log with base64 payloads: %v; want nothing", log.Len(), got)
+	}
+	// 3 MiB, naming every 4 KiB the keywords of seven rules, two with
+	// long windows: each rule is charged a byte once, however its
+	// windows overlap (the JWT rule's were charged twice, and this log
+	// ran past the budget).
+	log.Reset()
+	for log.Len() < 3<<20 {
+		log.WriteString(random(alnum+" \n", 3900))
+		log.WriteString(" jwt=eyJ" + random(urlB64, 60) + " vault=hvs. jira=ATATT3 pypi=pypi-AgEIcHlwaS5vcmc slack=xoxb- azure=AccountKey= docker=dckr_pat_\n")
+	}
+	if got := Find(log.String()); len(got) != 0 {
+		t.Errorf("a %d-byte log naming many rules' keywords: %v; want nothing", log.Len(), got)
 	}
 }
 
