@@ -79,6 +79,10 @@ type relay struct {
 	// seal seals the state of a result that asks for input
 	// (exchange.sealRequestState).
 	seal func(state requestState) string
+	// blocksSecrets reports whether block_secrets applies now
+	// (Gateway.blocksSecrets): the server's requests and notifications to
+	// the client are then read for credentials (withholdsSecrets).
+	blocksSecrets func() bool
 }
 
 // newRelay returns the relay of the exchange's reply or stream.
@@ -92,6 +96,9 @@ func (x *exchange) newRelay() *relay {
 		relayed: x.g.sessions.relayed,
 		tasks:   x.g.sessions.tasks,
 		seal:    x.sealRequestState,
+		// (Only under block_secrets: the blocksSecrets of a gateway a
+		// reload retired asks those serving its server now.)
+		blocksSecrets: x.g.blocksSecrets,
 		logger: func() *zap.Logger {
 			return x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r)))
 		},
@@ -258,6 +265,9 @@ func (rl *relay) intercept(m *mcpmsg.Message) bool {
 		if m.Kind == mcpmsg.KindRequest {
 			rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, errForeignTask))
 		}
+		return true
+	}
+	if rl.withholdsSecrets(m) {
 		return true
 	}
 	if m.Kind != mcpmsg.KindRequest {

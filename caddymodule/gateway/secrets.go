@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/display"
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/replyfilter"
 	"github.com/mcpgate/mcpgate/caddymodule/secrets"
@@ -59,20 +60,10 @@ var dataMethods = []string{"tools/call", "tasks/result", "resources/read", "prom
 // any other answer a JSON-RPC error. result is returned as it is when it
 // holds none.
 func (g *Gateway) withholdSecrets(request answeredRequest, known bool, result []byte) ([]byte, error) {
-	if known && !slices.Contains(dataMethods, request.method) {
-		return result, nil
+	what, err := g.secretsInAnswer(request, known, result)
+	if err != nil || what == "" {
+		return result, err
 	}
-	var value any
-	if err := json.Unmarshal(result, &value); err != nil {
-		return nil, fmt.Errorf("reading a result for credentials: %w", err)
-	}
-	found := secrets.Find(value)
-	if len(found) == 0 {
-		return result, nil
-	}
-	what := describeSecrets(found)
-	g.logger.Warn("the server's answer was withheld: it held what looks like a credential (block_secrets)",
-		zap.String("upstream", g.cfg.Upstream), zap.String("method", request.method), zap.String("found", what))
 	if known && (request.method == "tools/call" || request.method == "tasks/result") {
 		return json.Marshal(map[string]any{
 			"content": []any{map[string]any{"type": "text", "text": fmt.Sprintf(
@@ -80,8 +71,81 @@ func (g *Gateway) withholdSecrets(request answeredRequest, known bool, result []
 			"isError": true,
 		})
 	}
-	return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: fmt.Sprintf(
+	return nil, withheldAnswer(what)
+}
+
+// guardErrors is the CheckError of a reply's watch: the URL elicitations
+// an error carries are decided (relay.checkErrorElicitations) and, under
+// block_secrets, an error that answers one of dataMethods (or a request
+// the gateway cannot tell) and holds a well-known credential in its
+// message or its data (a server quoting the key it was given, the file
+// it failed to parse) is replaced by the gateway's error saying what was
+// withheld, as a result would be.
+func (g *Gateway) guardErrors(rl *relay) func(id, errorObject []byte) error {
+	return func(id, errorObject []byte) error {
+		if err := rl.checkErrorElicitations(errorObject); err != nil || !g.blocksSecrets() {
+			return err
+		}
+		request, known := rl.answers(id)
+		what, err := g.secretsInAnswer(request, known, errorObject)
+		if err != nil || what == "" {
+			return err
+		}
+		return withheldAnswer(what)
+	}
+}
+
+// secretsInAnswer describes the well-known credentials an answer of the
+// server's (a result, or an error object) holds, if it answers one of
+// dataMethods or a request the gateway cannot tell; "" when it holds
+// none, or answers another request. It logs what it found.
+func (g *Gateway) secretsInAnswer(request answeredRequest, known bool, answer []byte) (string, error) {
+	if known && !slices.Contains(dataMethods, request.method) {
+		return "", nil
+	}
+	var value any
+	if err := json.Unmarshal(answer, &value); err != nil {
+		return "", fmt.Errorf("reading an answer for credentials: %w", err)
+	}
+	found := secrets.Find(value)
+	if len(found) == 0 {
+		return "", nil
+	}
+	what := describeSecrets(found)
+	g.logger.Warn("the server's answer was withheld: it held what looks like a credential (block_secrets)",
+		zap.String("upstream", g.cfg.Upstream), zap.String("method", request.method), zap.String("found", what))
+	return what, nil
+}
+
+// withheldAnswer is the error that replaces an answer withheld under
+// block_secrets.
+func withheldAnswer(what string) error {
+	return &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: fmt.Sprintf(
 		"The gateway withheld the server's answer: it held %s, and the gateway blocks credentials in what servers answer (block_secrets).", what)}
+}
+
+// withholdsSecrets reports, under block_secrets, whether m, a request or
+// a notification the server sends the client, holds a well-known
+// credential in its params (a log line's data, a progress message, a
+// sampling's messages, an elicitation's message): a notification is then
+// dropped, a request answered to the server with the refusal, and
+// neither reaches the client.
+func (rl *relay) withholdsSecrets(m *mcpmsg.Message) bool {
+	if rl.blocksSecrets == nil || !rl.blocksSecrets() {
+		return false
+	}
+	found := secrets.Find(m.Params)
+	if len(found) == 0 {
+		return false
+	}
+	what := describeSecrets(found)
+	rl.warn("the server's message to the client was withheld: it held what looks like a credential (block_secrets)",
+		zap.String("method", display.Cut(m.Method, maxLoggedReason)), zap.String("found", what))
+	if m.Kind == mcpmsg.KindRequest {
+		rl.refuse(m, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, fmt.Sprintf(
+			"The gateway withheld the server's request: it held %s, and the gateway blocks credentials in what servers send (block_secrets).", what)))
+	}
+	return true
 }
 
 // describeSecrets says what was found and where, the first three

@@ -1,13 +1,16 @@
+//lint:file-ignore SA1019 logging and sampling are deprecated (SEP-2577) but servers still send them, and block_secrets must read them.
 package gateway_test
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
@@ -134,5 +137,99 @@ func TestBlockSecretsAcrossReload(t *testing.T) {
 	got := post(t, old.URL, header, callBody("1", "read_file", "x"))
 	if strings.Contains(string(got.body), "b3BlbnNza") || !strings.Contains(string(got.body), "The gateway withheld this tool's result") {
 		t.Errorf("a retired gateway relayed %s; want the key withheld, as the gateway serving its server now would", got.body)
+	}
+}
+
+// TestBlockSecretsInServerMessages: with block_secrets, what a server
+// sends the client besides results is read for credentials too: a
+// JSON-RPC error quoting a token reaches the client as the gateway's
+// error, a log line holding one is dropped, and a sampling request
+// holding one is refused to the server (the tool learns why) and never
+// reaches the client. Without it, the error and the log line pass.
+func TestBlockSecretsInServerMessages(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	for _, block := range []bool{true, false} {
+		t.Run(fmt.Sprintf("block_secrets %v", block), func(t *testing.T) {
+			u := upstreamtest.Unstarted("leaky", nil, nil)
+			mcp.AddTool(u.Server, &mcp.Tool{Name: "leak", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+				func(ctx context.Context, req *mcp.CallToolRequest, in upstreamtest.TextInput) (*mcp.CallToolResult, any, error) {
+					text := "done"
+					switch in.Text {
+					case "error":
+						return nil, nil, &jsonrpc.Error{Code: -32000, Message: "the upstream refused the credentials " + token}
+					case "log":
+						for _, line := range []string{"signed in with " + token, "end of log"} {
+							if err := req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: line}); err != nil {
+								text = "log failed: " + err.Error()
+							}
+						}
+					case "sample":
+						if _, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{
+							Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarise the repository with " + token}}}, MaxTokens: 10,
+						}); err != nil {
+							text = "sampling failed: " + err.Error()
+						}
+					}
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
+				})
+			up := u.Start(t, upstreamtest.StatefulSSE.Handler(u.Server))
+			cfg := libraryConfig(t)
+			cfg.BlockSecrets = block
+			gw := serveGateway(t, cfg, up.URL)
+			logged := make(chan string, 10)
+			sampled := make(chan string, 10)
+			session := connect(t, gw.URL, &mcp.ClientOptions{
+				LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+					logged <- fmt.Sprint(req.Params.Data)
+				},
+				CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+					sampled <- fmt.Sprint(req.Params.Messages[0].Content.(*mcp.TextContent).Text)
+					return &mcp.CreateMessageResult{Role: "assistant", Model: "m", Content: &mcp.TextContent{Text: "ok"}}, nil
+				},
+			}, "")
+			if err := session.SetLoggingLevel(t.Context(), &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+				t.Fatalf("setting the log level: %v", err)
+			}
+
+			_, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "leak", Arguments: map[string]any{"text": "error"}})
+			switch {
+			case err == nil:
+				t.Error("an error quoting a token: no error")
+			case block && (strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "The gateway withheld the server's answer: it held what looks like a GitHub token")):
+				t.Errorf("an error quoting a token: %v; want it withheld", err)
+			case !block && !strings.Contains(err.Error(), token):
+				t.Errorf("without block_secrets, an error quoting a token: %v; want it as the server sent it", err)
+			}
+
+			if text, isError := callTool(t, session, "leak", "log"); isError || text != "done" {
+				t.Errorf("the call that logs: %q (isError %v)", text, isError)
+			}
+			// The client's handler may see the lines after the result:
+			// they are read until the last, which holds nothing.
+			var lines []string
+			for len(lines) == 0 || lines[len(lines)-1] != "end of log" {
+				select {
+				case line := <-logged:
+					lines = append(lines, line)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("the log's last line never came (lines: %q)", lines)
+				}
+			}
+			if sawToken := slices.ContainsFunc(lines, func(line string) bool { return strings.Contains(line, token) }); sawToken == block {
+				t.Errorf("block_secrets %v: the client's log lines %q", block, lines)
+			}
+
+			if block {
+				text, _ := callTool(t, session, "leak", "sample")
+				if !strings.Contains(text, "The gateway withheld the server's request: it held what looks like a GitHub token") || strings.Contains(text, token) {
+					t.Errorf("the call that asks for a sampling with a token: %q; want the sampling refused to the server by block_secrets", text)
+				}
+				select {
+				case got := <-sampled:
+					t.Errorf("a sampling request holding a token reached the client: %q", got)
+				default:
+				}
+			}
+		})
 	}
 }

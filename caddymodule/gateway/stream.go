@@ -90,7 +90,7 @@ func (x *exchange) stream() error {
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, nil),
-		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
+		CheckError: g.guardErrors(rl),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

@@ -113,7 +113,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, cacheable),
-		CheckError: func(_, errorObject []byte) error { return rl.checkErrorElicitations(errorObject) },
+		CheckError: g.guardErrors(rl),
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.
