@@ -13,7 +13,25 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
+
+// elicitationURLProblem names what in a URL elicitation's URL the
+// client's browser resolves, or returns "" when it holds nothing of the
+// kind. A policy reads the URL as sent, and an allow-list of prefixes
+// ("https://auth.example/oauth/") is the natural rule; but a browser's
+// URL parser (WHATWG's) resolves dot segments, also percent-encoded, reads
+// a backslash as a slash and strips tabs, newlines and the controls and
+// spaces at either end, so that https://auth.example/oauth/../admin,
+// which the prefix lets pass, opens https://auth.example/admin; and the
+// page it opens may read its query's or fragment's paths the same way.
+// The rules are those of a resource's URI (resourceURIProblem), which
+// servers parse with the same parsers: legitimate URLs, resolved by the
+// servers that make them, hold none of these.
+func elicitationURLProblem(url string) string {
+	return resourceURIProblem(url)
+}
 
 // inputRequestParams are the Go types the MCP Go SDK reads the params of
 // a request embedded in a result's "inputRequests" into, by method (its
@@ -60,10 +78,20 @@ func CheckInputRequest(method string, params map[string]any) *Error {
 // the Go SDK's client reads as a JSON Schema keyword it is not spelt as
 // ("Properties", "Default"): it reads the schema with jsonschema-go,
 // case-insensitively, and fills the user's answer with the defaults it
-// finds, which the person never saw.
+// finds, which the person never saw. A URL elicitation's URL holding
+// what browsers resolve (see elicitationURLProblem) is refused.
 func CheckServerRequest(method string, params map[string]any) *Error {
 	if err := CheckParams(method, params); err != nil {
 		return err
+	}
+	if url, ok := params["url"].(string); ok && method == "elicitation/create" {
+		if problem := elicitationURLProblem(url); problem != "" {
+			shown, cut := display.Prefix(url, 200)
+			if cut {
+				shown += "…"
+			}
+			return invalidRequest(`elicitation/create "params.url" %q holds %s, which browsers resolve; send the URL resolved`, shown, problem)
+		}
 	}
 	if t, ok := inputRequestParams[method]; ok {
 		if err := checkLooseNames(params, t, &path{base: "/params"}); err != nil {

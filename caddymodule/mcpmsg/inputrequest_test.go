@@ -18,6 +18,12 @@ func TestCheckInputRequest(t *testing.T) {
 		refused              string // in the error; "" when allowed
 	}{
 		{"a url elicitation", "elicitation/create", `{"mode":"url","message":"m","url":"https://x.example","elicitationId":"e"}`, ""},
+		{"a url elicitation with a query and an encoded slash", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/authorize?state=a%2Fb&scope=read","elicitationId":"e"}`, ""},
+		{"a url elicitation's dot segment", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/../admin","elicitationId":"e"}`, "holds a dot segment, which browsers resolve"},
+		{"a url elicitation's encoded dot segment", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/%2E%2e/admin","elicitationId":"e"}`, "holds a dot segment"},
+		{"a url elicitation's backslash", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/..\\admin","elicitationId":"e"}`, "holds a backslash"},
+		{"a url elicitation's tab", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/.\t./admin","elicitationId":"e"}`, "holds a control character"},
+		{"a url elicitation's trailing dot segment", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/..","elicitationId":"e"}`, "holds a dot segment"},
 		{"a form elicitation", "elicitation/create", `{"message":"m","requestedSchema":{"type":"object","properties":{"URL":{"type":"string"},"Message":{"type":"string"}}}}`, ""},
 		{"mode capitalised", "elicitation/create", `{"Mode":"url","message":"m","url":"https://x.example"}`, `"Mode" differs from "mode"`},
 		{"mode in capitals", "elicitation/create", `{"MODE":"url","message":"m"}`, `"MODE" differs from "mode"`},
