@@ -135,8 +135,10 @@ type Handler struct {
 	// BlockSecrets blocks every tool call whose arguments hold a
 	// well-known credential (a cloud or service access key, a token, a
 	// private key; docs/secrets.md), whatever the policy decides, and
-	// withholds every tool result, resource or prompt the server answers
-	// that holds one. Off by default; a policy may read what a call's
+	// withholds every result, error or failed reply the server answers,
+	// and every request or notification it sends the client, that holds
+	// one (the results describing the server, of initialize and the
+	// lists, are not read). Off by default; a policy may read what a call's
 	// arguments hold as input.tool.secrets.
 	BlockSecrets bool `json:"block_secrets,omitempty"`
 

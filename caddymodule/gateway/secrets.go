@@ -45,22 +45,28 @@ func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) po
 	}
 }
 
-// dataMethods are the requests whose answers carry the data a server
-// reads for its client (a tool's result, a resource's contents, a
-// prompt's messages), which block_secrets reads for credentials; the
-// answers to others (lists, initialize) describe the server.
-var dataMethods = []string{"tools/call", "tasks/result", "resources/read", "prompts/get"}
+// describingMethods are the requests whose results describe the server
+// (what it is, what it offers), which block_secrets does not read for
+// credentials: a tool's description may quote a documented example, and
+// a list withheld would leave a client with nothing to offer. Every other
+// result is read (a tool's, a resource's contents, a prompt's messages, a
+// task's status, a completion's values), and every error, whatever it
+// answers (a server failing to sign in quotes the key it was given).
+var describingMethods = []string{"initialize", "tools/list", "resources/list", "resources/templates/list", "prompts/list"}
 
 // withholdSecrets returns, under block_secrets, what the gateway relays
 // in place of result when it holds a well-known credential (anywhere in
-// it: a tool's text, its structured content, a resource's contents), if
-// it answers one of dataMethods or a request the gateway cannot tell (on
-// a stream resumed): a tool call's result (of a tools/call, or a task's
-// tasks/result) becomes a failed result saying so, since the tool ran;
-// any other answer a JSON-RPC error. result is returned as it is when it
-// holds none.
+// it: a tool's text, its structured content, a resource's contents),
+// unless it answers one of describingMethods: a tool call's result (of a
+// tools/call, or a task's tasks/result) becomes a failed result saying
+// so, since the tool ran; any other answer (also one to a request the
+// gateway cannot tell, on a stream resumed) a JSON-RPC error. result is
+// returned as it is when it holds none.
 func (g *Gateway) withholdSecrets(request answeredRequest, known bool, result []byte) ([]byte, error) {
-	what, err := g.secretsInAnswer(request, known, result)
+	if known && slices.Contains(describingMethods, request.method) {
+		return result, nil
+	}
+	what, err := g.secretsInAnswer(request.method, result)
 	if err != nil || what == "" {
 		return result, err
 	}
@@ -76,18 +82,17 @@ func (g *Gateway) withholdSecrets(request answeredRequest, known bool, result []
 
 // guardErrors is the CheckError of a reply's watch: the URL elicitations
 // an error carries are decided (relay.checkErrorElicitations) and, under
-// block_secrets, an error that answers one of dataMethods (or a request
-// the gateway cannot tell) and holds a well-known credential in its
+// block_secrets, an error that holds a well-known credential in its
 // message or its data (a server quoting the key it was given, the file
-// it failed to parse) is replaced by the gateway's error saying what was
-// withheld, as a result would be.
+// it failed to parse), whatever it answers, is replaced by the gateway's
+// error saying what was withheld, as a result would be.
 func (g *Gateway) guardErrors(rl *relay) func(id, errorObject []byte) error {
 	return func(id, errorObject []byte) error {
 		if err := rl.checkErrorElicitations(errorObject); err != nil || !g.blocksSecrets() {
 			return err
 		}
-		request, known := rl.answers(id)
-		what, err := g.secretsInAnswer(request, known, errorObject)
+		request, _ := rl.answers(id)
+		what, err := g.secretsInAnswer(request.method, errorObject)
 		if err != nil || what == "" {
 			return err
 		}
@@ -96,13 +101,9 @@ func (g *Gateway) guardErrors(rl *relay) func(id, errorObject []byte) error {
 }
 
 // secretsInAnswer describes the well-known credentials an answer of the
-// server's (a result, or an error object) holds, if it answers one of
-// dataMethods or a request the gateway cannot tell; "" when it holds
-// none, or answers another request. It logs what it found.
-func (g *Gateway) secretsInAnswer(request answeredRequest, known bool, answer []byte) (string, error) {
-	if known && !slices.Contains(dataMethods, request.method) {
-		return "", nil
-	}
+// server's (a result, or an error object) to method ("" when unknown)
+// holds; "" when it holds none. It logs what it found.
+func (g *Gateway) secretsInAnswer(method string, answer []byte) (string, error) {
 	var value any
 	if err := json.Unmarshal(answer, &value); err != nil {
 		return "", fmt.Errorf("reading an answer for credentials: %w", err)
@@ -113,28 +114,61 @@ func (g *Gateway) secretsInAnswer(request answeredRequest, known bool, answer []
 	}
 	what := describeSecrets(found)
 	g.logger.Warn("the server's answer was withheld: it held what looks like a credential (block_secrets)",
-		zap.String("upstream", g.cfg.Upstream), zap.String("method", request.method), zap.String("found", what))
+		zap.String("upstream", g.cfg.Upstream), zap.String("method", method), zap.String("found", what))
 	return what, nil
+}
+
+// screenFailure is the ScreenFailure of a reply's watch: under
+// block_secrets, a reply that is not 2xx and holds a well-known
+// credential anywhere in its body (a JSON-RPC error sent with a 4xx, an
+// error page, the last line a stdio server wrote to stderr before it
+// ended) has its body replaced by the gateway's error, its status kept.
+// A body that is JSON is read as its values, any other as text.
+func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
+	if !g.blocksSecrets() {
+		return nil
+	}
+	var value any
+	if json.Unmarshal(body, &value) != nil {
+		value = string(body)
+	}
+	found := secrets.Find(value)
+	if len(found) == 0 {
+		return nil
+	}
+	what := describeSecrets(found)
+	g.logger.Warn("the server's failure was withheld: its body held what looks like a credential (block_secrets)",
+		zap.String("upstream", g.cfg.Upstream), zap.String("found", what))
+	return withheldAnswer(what)
 }
 
 // withheldAnswer is the error that replaces an answer withheld under
 // block_secrets.
-func withheldAnswer(what string) error {
+func withheldAnswer(what string) *replyfilter.ResponseError {
 	return &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: fmt.Sprintf(
 		"The gateway withheld the server's answer: it held %s, and the gateway blocks credentials in what servers answer (block_secrets).", what)}
 }
 
 // withholdsSecrets reports, under block_secrets, whether m, a request or
 // a notification the server sends the client, holds a well-known
-// credential in its params (a log line's data, a progress message, a
-// sampling's messages, an elicitation's message): a notification is then
-// dropped, a request answered to the server with the refusal, and
-// neither reaches the client.
+// credential (in its params: a log line's data, a progress message, a
+// sampling's messages, an elicitation's message; or anywhere else in it,
+// its id, a member of its own): a notification is then dropped, a
+// request answered to the server with the refusal, and neither reaches
+// the client.
 func (rl *relay) withholdsSecrets(m *mcpmsg.Message) bool {
 	if rl.blocksSecrets == nil || !rl.blocksSecrets() {
 		return false
 	}
-	found := secrets.Find(m.Params)
+	var whole any = m.Params
+	if m.Raw != nil {
+		// The message as the client reads it (it passed the strict
+		// parse, so that it decodes).
+		if err := json.Unmarshal(m.Raw, &whole); err != nil {
+			whole = m.Params
+		}
+	}
+	found := secrets.Find(whole)
 	if len(found) == 0 {
 		return false
 	}

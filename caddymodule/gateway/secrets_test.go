@@ -2,8 +2,12 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -231,5 +235,68 @@ func TestBlockSecretsInServerMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBlockSecretsInFailures: with block_secrets, what a server answers
+// besides tool results is read too: a JSON-RPC error sent with HTTP 400,
+// or a line of text sent with a 500, that quotes a token has its body
+// replaced by the gateway's error, its status kept; an error answering a
+// request that no tool runs (logging/setLevel) is withheld as one to a
+// tool call is; a notification holding a token outside its params is
+// dropped.
+func TestBlockSecretsInFailures(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	u := upstreamtest.Unstarted("leaky", nil, upstreamTools)
+	inner := upstreamtest.StatefulJSON.Handler(u.Server)
+	up := u.Start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var message struct{ ID json.RawMessage }
+		_ = json.Unmarshal(body, &message)
+		switch {
+		case bytes.Contains(body, []byte(`"status400"`)):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32000,"message":"the upstream refused the credentials %s"}}`, message.ID, token)
+		case bytes.Contains(body, []byte(`"status500"`)):
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "Error: bad key %s\n", token)
+		case bytes.Contains(body, []byte(`"logging/setLevel"`)):
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32000,"message":"auth failed for %s"}}`, message.ID, token)
+		case bytes.Contains(body, []byte(`"toplevel"`)):
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"x\"},\"debug\":\"%s\"}\n\n", token)
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n", message.ID)
+		default:
+			inner.ServeHTTP(w, r)
+		}
+	}))
+	cfg := libraryConfig(t)
+	cfg.BlockSecrets = true
+	gw := serveGateway(t, cfg, up.URL)
+	session := connect(t, gw.URL, nil, "")
+	header := sessionHeader(t, gw.URL)
+
+	const withheld = "The gateway withheld the server's answer: it held what looks like a GitHub token"
+	for _, tt := range []struct {
+		trigger string
+		status  int
+	}{{"status400", http.StatusBadRequest}, {"status500", http.StatusInternalServerError}} {
+		got := post(t, gw.URL, header, callBody("9", "echo", tt.trigger))
+		if got.status != tt.status || strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), withheld) {
+			t.Errorf("a %d quoting a token: HTTP %d %s; want HTTP %d with the body withheld", tt.status, got.status, got.body, tt.status)
+		}
+	}
+	if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "status400"}}); err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), withheld) {
+		t.Errorf("the Go SDK's client, given a 400 quoting a token: %v; want the gateway's error", err)
+	}
+	if err := session.SetLoggingLevel(t.Context(), &mcp.SetLoggingLevelParams{Level: "debug"}); err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), withheld) {
+		t.Errorf("an error to logging/setLevel quoting a token: %v; want it withheld", err)
+	}
+	if got := post(t, gw.URL, header, callBody("7", "echo", "toplevel")); strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), `"ok"`) {
+		t.Errorf("a notification with a token outside its params: HTTP %d %s; want it dropped, the result relayed", got.status, got.body)
 	}
 }

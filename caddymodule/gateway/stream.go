@@ -90,7 +90,8 @@ func (x *exchange) stream() error {
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, nil),
-		CheckError: g.guardErrors(rl),
+		CheckError:    g.guardErrors(rl),
+		ScreenFailure: g.screenFailure,
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

@@ -113,7 +113,8 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, cacheable),
-		CheckError: g.guardErrors(rl),
+		CheckError:    g.guardErrors(rl),
+		ScreenFailure: g.screenFailure,
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.

@@ -18,19 +18,38 @@ import (
 )
 
 // elicitationURLProblem names what in a URL elicitation's URL the
-// client's browser resolves, or returns "" when it holds nothing of the
-// kind. A policy reads the URL as sent, and an allow-list of prefixes
+// client's browser, or the page it opens, resolves otherwise than a
+// policy reads it, or returns "" when it holds nothing of the kind. A
+// policy reads the URL as sent, and an allow-list of prefixes
 // ("https://auth.example/oauth/") is the natural rule; but a browser's
-// URL parser (WHATWG's) resolves dot segments, also percent-encoded, reads
-// a backslash as a slash and strips tabs, newlines and the controls and
-// spaces at either end, so that https://auth.example/oauth/../admin,
-// which the prefix lets pass, opens https://auth.example/admin; and the
-// page it opens may read its query's or fragment's paths the same way.
-// The rules are those of a resource's URI (resourceURIProblem), which
-// servers parse with the same parsers: legitimate URLs, resolved by the
-// servers that make them, hold none of these.
+// URL parser (WHATWG's) resolves dot segments in the path, also
+// percent-encoded, reads a backslash as a slash and strips tabs, newlines
+// and the controls and spaces at either end, so that
+// https://auth.example/oauth/../admin, which the prefix lets pass, opens
+// https://auth.example/admin. The path is held to a resource URI's rules
+// (resourceURIProblem); the query and the fragment, which browsers do not
+// resolve, only to holding no ".." (also encoded) between the characters
+// that delimit what pages read as paths ("?next=../admin"): encoded
+// slashes there are what OAuth's redirect_uri is made of
+// ("redirect_uri=https%3A%2F%2Fapp.example%2Fcallback").
 func elicitationURLProblem(url string) string {
-	return resourceURIProblem(url)
+	if problem := strippedOrSlashed(url); problem != "" {
+		return problem
+	}
+	path, rest := url, ""
+	if i := strings.IndexAny(url, "?#"); i >= 0 {
+		path, rest = url[:i], url[i:]
+	}
+	if problem := resourceURIProblem(path); problem != "" {
+		return problem
+	}
+	parts := strings.FieldsFuncSeq(encodedSlashes.Replace(strings.ToLower(rest)), func(c rune) bool { return strings.ContainsRune("/&=?#;", c) })
+	for part := range parts {
+		if strings.ReplaceAll(part, "%2e", ".") == ".." {
+			return "a dot segment"
+		}
+	}
+	return ""
 }
 
 // inputRequestParams are the Go types the MCP Go SDK reads the params of

@@ -206,14 +206,8 @@ func resourceURIProblem(uri string) string {
 	// Written here rather than with net/url, which resolves nothing and
 	// is not what these servers parse with; WHATWG parsers in Go are not
 	// among the modules this build may take.
-	if i := strings.IndexFunc(uri, func(c rune) bool { return c < 0x20 || c == 0x7f }); i >= 0 {
-		return fmt.Sprintf("a control character (0x%02x)", uri[i])
-	}
-	if strings.Trim(uri, " ") != uri {
-		return "a space at its start or end"
-	}
-	if strings.ContainsRune(uri, '\\') {
-		return "a backslash"
+	if problem := strippedOrSlashed(uri); problem != "" {
+		return problem
 	}
 	rest := strings.ToLower(uri)
 	if i := strings.IndexByte(rest, ':'); i >= 0 && !strings.ContainsAny(rest[:i], "/?#") {
@@ -241,6 +235,22 @@ func resourceURIProblem(uri string) string {
 				return "an encoded slash or backslash that decodes to a dot segment or an empty one"
 			}
 		}
+	}
+	return ""
+}
+
+// strippedOrSlashed names what in a URI WHATWG parsers strip or read as
+// a slash (a control character, a space at either end, a backslash), or
+// returns "".
+func strippedOrSlashed(uri string) string {
+	if i := strings.IndexFunc(uri, func(c rune) bool { return c < 0x20 || c == 0x7f }); i >= 0 {
+		return fmt.Sprintf("a control character (0x%02x)", uri[i])
+	}
+	if strings.Trim(uri, " ") != uri {
+		return "a space at its start or end"
+	}
+	if strings.ContainsRune(uri, '\\') {
+		return "a backslash"
 	}
 	return ""
 }

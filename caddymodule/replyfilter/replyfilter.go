@@ -145,6 +145,13 @@ type Hooks struct {
 	// an event stream nor JSON, or names no type, is refused rather than
 	// passed unread.
 	OpensStream bool
+	// ScreenFailure, when set, is given the body of each reply that is
+	// not 2xx (held whole, whatever its type: an error page, a JSON-RPC
+	// error, a line of text) before it goes out, read or not. A
+	// *ResponseError it returns replaces the body with that JSON-RPC
+	// error, for RefusalID, the status and the reply's other headers
+	// kept (a 401's challenge still reaches the client); nil leaves it.
+	ScreenFailure func(body []byte) *ResponseError
 	// OnError, when set, is told why a reply was refused or a stream cut,
 	// and why a rewrite failed.
 	OnError func(err error)
@@ -536,7 +543,9 @@ func (o *writer) finish() error {
 // writeJSON writes the held JSON reply, or what replaces it.
 func (o *writer) writeJSON() error {
 	body := o.body
-	if o.mustRead(body) {
+	if replaced := o.screenFailure(body); replaced != nil {
+		body = replaced
+	} else if o.mustRead(body) {
 		out, err := o.inspect(body)
 		switch {
 		case err != nil && o.readForOutcome(body) && o.hooks.AnswersOf != nil && !o.hooks.AnswersOf(lenientID(body)):
@@ -569,6 +578,25 @@ func (o *writer) writeJSON() error {
 		return fmt.Errorf("writing JSON reply: %w", err)
 	}
 	return nil
+}
+
+// screenFailure returns what replaces the body of a reply that is not
+// 2xx, when Hooks.ScreenFailure says it must be replaced, with the
+// reply's headers set for it; nil otherwise.
+func (o *writer) screenFailure(body []byte) []byte {
+	if o.hooks.ScreenFailure == nil || len(body) == 0 || o.status >= 200 && o.status <= 299 {
+		return nil
+	}
+	rerr := o.hooks.ScreenFailure(body)
+	if rerr == nil {
+		return nil
+	}
+	replaced := mcpmsg.ErrorResponse(o.hooks.RefusalID, rerr.Code, rerr.Message)
+	h := o.w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(replaced)))
+	return replaced
 }
 
 // mustRead reports whether a held reply is read before it goes out. A 2xx

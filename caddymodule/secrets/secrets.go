@@ -217,8 +217,15 @@ func (f *finder) matches(r *rule, s string) (found, ok bool) {
 		}
 		charged = end
 		for _, m := range r.pattern.FindAllStringIndex(s[start:end], -1) {
-			if r.counts(s[start+m[0]:start+m[1]]) && (!r.block || blockFollows(s[start+m[1]:])) {
+			if !r.counts(s[start+m[0] : start+m[1]]) {
+				continue
+			}
+			if !r.block {
 				return true, true
+			}
+			follows, ok := f.blockFollows(s[start+m[1]:])
+			if !ok || follows {
+				return follows, ok
 			}
 		}
 		if end == len(s) {
@@ -259,15 +266,25 @@ func isPlaceholder(match string) bool {
 // is its block: 64 characters or more, then, within 32 KiB (a 16384-bit
 // RSA key's), an END line of a private key. Written out rather than in
 // the pattern, which would make its automaton hundreds of states wide.
-func blockFollows(rest string) bool {
+// The text it looks through is charged to the budget as matched text is
+// (a string of BEGIN lines without an END would be read 32 KiB a line);
+// ok is false past the budget.
+func (f *finder) blockFollows(rest string) (follows, ok bool) {
 	rest = rest[:min(len(rest), 32<<10)]
 	end := strings.Index(rest, "-----END")
+	read := len(rest)
+	if end >= 0 {
+		read = end + len("-----END")
+	}
+	if f.budget -= read; f.budget < 0 {
+		return false, false
+	}
 	if end < 64 {
-		return false
+		return false, true
 	}
 	line := rest[end+len("-----END"):]
 	line = line[:min(len(line), 120)]
-	return strings.Contains(line, "PRIVATE KEY")
+	return strings.Contains(line, "PRIVATE KEY"), true
 }
 
 // keywordIndexes finds a rule's keywords in a string from one place on,

@@ -136,7 +136,8 @@ func TestFindPaths(t *testing.T) {
 // TestFindBounded: what Find reads is bounded by the value's size, not by
 // its shape (a long name above many items once built a path for each);
 // a value dense with keywords is read up to MaxMatched, then reported as
-// too much to read; a credential past many decoys in one string is found
+// too much to read, as is one of BEGIN lines without END lines; a
+// credential past many decoys in one string is found
 // while the budget lasts. (Times are not asserted: the counts are.)
 func TestFindBounded(t *testing.T) {
 	name := strings.Repeat("n", 1<<20)
@@ -153,6 +154,12 @@ func TestFindBounded(t *testing.T) {
 	dense := strings.Repeat("ghp_ AKIA eyJ xoxb- PRIVATE KEY ", 200_000)
 	if got := Find(dense); !slices.Equal(got, []Finding{{TooMuchToRead, "the value itself"}}) {
 		t.Errorf("a value dense with keywords: %v; want it too much to read", got)
+	}
+	// BEGIN lines without their END: what is looked through for the END
+	// counts as matched text.
+	begins := strings.Repeat("-----BEGIN"+"PRIVATE KEY-----", 1<<20/26)
+	if got := Find(begins); !slices.Equal(got, []Finding{{TooMuchToRead, "the value itself"}}) {
+		t.Errorf("a value of BEGIN lines without an END: %v; want it too much to read", got)
 	}
 	token := "ghp" + "_" + random(alnum, 36)
 	decoys := strings.Repeat("ghp_ decoy ", 1000) + token
