@@ -10,6 +10,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
+	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 )
 
 func init() {
@@ -80,6 +81,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		audit {
 //			arguments
 //			claims <name>...
+//		}
+//		tool_override <tool> [<new name>] {
+//			name <new name>
+//			description <text>
 //		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -231,10 +236,59 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Approval = approvalConfig
+		case "tool_override":
+			if err := h.unmarshalToolOverride(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized mcp_policy subdirective %q", d.Val())
 		}
 	}
+	return nil
+}
+
+// unmarshalToolOverride reads one tool_override subdirective: the
+// server's name of a tool, its new name on the line or in the block, and
+// its description in the block.
+func (h *Handler) unmarshalToolOverride(d *caddyfile.Dispenser) error {
+	var tool, name string
+	switch args := d.RemainingArgs(); len(args) {
+	case 1:
+		tool = args[0]
+	case 2:
+		tool, name = args[0], args[1]
+	default:
+		return d.ArgErr()
+	}
+	if _, given := h.ToolOverrides[tool]; given {
+		return d.Errf("tool_override: tool %q is overridden twice", tool)
+	}
+	override := tooloverride.Override{Name: name}
+	given := subdirective.Once{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.Check(d, "name", "description"); err != nil {
+			return err
+		}
+		switch d.Val() {
+		case "name":
+			if name != "" {
+				return d.Errf("tool_override: tool %q is given its new name on its line and in its block", tool)
+			}
+			if !d.AllArgs(&override.Name) {
+				return d.ArgErr()
+			}
+		case "description":
+			if !d.AllArgs(&override.Description) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized tool_override subdirective %q", d.Val())
+		}
+	}
+	if h.ToolOverrides == nil {
+		h.ToolOverrides = make(map[string]tooloverride.Override)
+	}
+	h.ToolOverrides[tool] = override
 	return nil
 }
 

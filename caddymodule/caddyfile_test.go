@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpgate/mcpgate/caddymodule"
+	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -346,5 +348,45 @@ func TestCaddyfileBlockSecrets(t *testing.T) {
 		if err == nil && h.BlockSecrets != tc.want {
 			t.Errorf("%q: BlockSecrets = %v; want %v", tc.line, h.BlockSecrets, tc.want)
 		}
+	}
+}
+
+// TestCaddyfileToolOverride: tool_override names a tool by the server's
+// name and gives it a new name (on its line or in its block), a
+// description, or both; a tool overridden twice, a name given twice, or
+// an override that changes nothing is refused.
+func TestCaddyfileToolOverride(t *testing.T) {
+	for _, tc := range []struct {
+		lines   string
+		want    map[string]tooloverride.Override
+		wantErr string
+	}{
+		{"tool_override search_v2 search", map[string]tooloverride.Override{"search_v2": {Name: "search"}}, ""},
+		{"tool_override search_v2 {\n\t\tname search\n\t\tdescription \"Search the open issues.\"\n\t}",
+			map[string]tooloverride.Override{"search_v2": {Name: "search", Description: "Search the open issues."}}, ""},
+		{"tool_override read {\n\t\tdescription \"Read a file.\"\n\t}\n\ttool_override a b",
+			map[string]tooloverride.Override{"read": {Description: "Read a file."}, "a": {Name: "b"}}, ""},
+		{"tool_override", nil, "wrong argument count"},
+		{"tool_override a b c", nil, "wrong argument count"},
+		{"tool_override a b\n\ttool_override a c", nil, `tool "a" is overridden twice`},
+		{"tool_override a b {\n\t\tname c\n\t}", nil, "on its line and in its block"},
+		{"tool_override a {\n\t\tname b\n\t\tname c\n\t}", nil, "name given twice"},
+		{"tool_override a {\n\t\tcolor red\n\t}", nil, `unrecognized tool_override subdirective "color"`},
+	} {
+		var h caddymodule.Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\t" + tc.lines + "\n}"))
+		if !checkError(t, err, tc.wantErr) || err != nil {
+			continue
+		}
+		if !maps.Equal(h.ToolOverrides, tc.want) {
+			t.Errorf("%q: ToolOverrides = %v; want %v", tc.lines, h.ToolOverrides, tc.want)
+		}
+	}
+	var h caddymodule.Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\ttool_override a {\n\t}\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), `tool "a" changes neither its name nor its description`) {
+		t.Errorf("an override that changes nothing: Validate() = %v", err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/permissions"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 	"github.com/mcpgate/mcpgate/policies"
 )
 
@@ -142,6 +143,18 @@ type Handler struct {
 	// arguments hold as input.tool.secrets.
 	BlockSecrets bool `json:"block_secrets,omitempty"`
 
+	// ToolOverrides rename tools and replace their descriptions as
+	// clients see them, by the server's tool names:
+	// {"search_issues_v2": {"name": "search_issues", "description":
+	// "..."}}. A new name is 1 to 128 letters, digits, "_", "-" or ".",
+	// and no two tools may be offered under one name. Policies, the
+	// permissions table, approvals, logs and metrics name tools as the
+	// server does; a renamed tool is called by its new name alone (its
+	// old name is refused as a tool the server does not offer), and a
+	// tool of the server's that keeps a name another is renamed to is
+	// hidden (docs/tool-overrides.md).
+	ToolOverrides map[string]tooloverride.Override `json:"tool_overrides,omitempty"`
+
 	// Identity says how the gateway learns who is calling: verified JWT
 	// bearer tokens, or the user an earlier Caddy handler authenticated.
 	// The caller is given to policies as input.user, and sessions are
@@ -234,19 +247,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), engine.Close())
 	}
+	// Checked by Validate.
+	overrides, err := tooloverride.New(h.ToolOverrides)
+	if err != nil {
+		return errors.Join(fmt.Errorf("mcp_policy: %w", err), engine.Close())
+	}
 	cfg := gateway.Config{
-		Engine:       engine,
-		Server:       h.Server,
-		Upstream:     h.Upstream,
-		MaxBody:      h.MaxBody,
-		Limits:       mcpmsg.Limits{MaxDepth: h.MaxDepth, MaxValues: h.MaxValues},
-		Origins:      mcphttp.OriginPolicy{Allowed: origins},
-		LogArguments: h.LogArguments,
-		BlockSecrets: h.BlockSecrets,
-		ForwardToken: h.ForwardToken,
-		Host:         caddyHost,
-		Metrics:      metrics,
-		Logger:       h.logger,
+		Engine:        engine,
+		ToolOverrides: overrides,
+		Server:        h.Server,
+		Upstream:      h.Upstream,
+		MaxBody:       h.MaxBody,
+		Limits:        mcpmsg.Limits{MaxDepth: h.MaxDepth, MaxValues: h.MaxValues},
+		Origins:       mcphttp.OriginPolicy{Allowed: origins},
+		LogArguments:  h.LogArguments,
+		BlockSecrets:  h.BlockSecrets,
+		ForwardToken:  h.ForwardToken,
+		Host:          caddyHost,
+		Metrics:       metrics,
+		Logger:        h.logger,
 	}
 	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
@@ -483,6 +502,9 @@ func (h *Handler) Validate() error {
 		if err := h.Permissions.Validate(); err != nil {
 			return fmt.Errorf("mcp_policy: %w", err)
 		}
+	}
+	if _, err := tooloverride.New(h.ToolOverrides); err != nil {
+		return fmt.Errorf("mcp_policy: %w", err)
 	}
 	if h.MaxBody < 0 {
 		return fmt.Errorf("mcp_policy: max_body must not be negative, got %d", h.MaxBody)

@@ -73,7 +73,12 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		endMessageSpan(span, v.decision, time.Since(start))
 		return v
 	}
-	tool, listed, fetchErr := x.lookupTool(m.Tool.Name, m.Params)
+	var tool catalog.Tool
+	var listed bool
+	var fetchErr error
+	if !x.unoffered[m] {
+		tool, listed, fetchErr = x.lookupTool(m.Tool.Name, m.Params)
+	}
 	input.Tool, v.toolHash = policyTool(tool, m.Tool.Arguments), tool.Hash
 	ctx, span := x.startMessageSpan(input, m.ID)
 	v.span = span.SpanContext()

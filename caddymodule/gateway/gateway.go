@@ -35,6 +35,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
+	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 )
 
 // Next is the rest of the route: what an allowed message is passed to.
@@ -111,6 +112,9 @@ type Config struct {
 	// and withholds the answers of the server's that hold one (see
 	// withholdSecrets).
 	BlockSecrets bool
+	// ToolOverrides rename tools and replace their descriptions as
+	// clients see them (renameCalls, exposeTools); nil for none.
+	ToolOverrides *tooloverride.Set
 	// ForwardToken passes the caller's Authorization header upstream;
 	// by default it is removed when Identity is set.
 	ForwardToken bool
@@ -178,10 +182,14 @@ type Gateway struct {
 	missFetches *ttlcache.Cache[string, missFetch]
 	missLimiter *rate.Limiter
 	// unlistedWarned holds the tools the permissions table names
-	// (Engine.TableTools) already logged as unlisted: a whole tool list
-	// of the upstream that lacks one is logged, once per tool, since its
-	// entry then applies to no call (a misspelt name, most likely).
+	// (Engine.TableTools), and those the tool overrides name, already
+	// logged as unlisted (see warnUnlisted): a whole tool list of the
+	// upstream that lacks one is logged, once per tool, since its entry
+	// then applies to no call (a misspelt name, most likely).
 	unlistedWarned sync.Map
+	// shadowedWarned holds the tools of the upstream's lists logged as
+	// hidden by a tool renamed to their name (see exposeTools), once each.
+	shadowedWarned sync.Map
 	// retired is set while the gateway's configuration no longer runs
 	// (see Retire).
 	retired atomic.Bool
@@ -285,6 +293,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.host.OriginalPath == nil {
 		g.host.OriginalPath = func(*http.Request) string { return "" }
 	}
+	g.warnTableNamesRenamed()
 	if cfg.Identity != nil {
 		callers, err := newCallerIdentifier(cfg.Identity)
 		if err != nil {

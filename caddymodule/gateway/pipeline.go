@@ -40,6 +40,9 @@ type exchange struct {
 	// what is the gateway's): the body goes on as its messages, not as
 	// received.
 	rewritten bool
+	// unoffered are the tools/calls of tools the gateway does not offer
+	// under the name called (renameCalls): a renamed tool's old name.
+	unoffered map[*mcpmsg.Message]bool
 	// version is the MCP revision the messages were sent under (parse).
 	version string
 	// session is the MCP session the request belongs to, and legacy is
@@ -117,6 +120,9 @@ func (x *exchange) run() error {
 		return err
 	}
 	if err := x.parse(); err != nil {
+		return err
+	}
+	if err := x.renameCalls(); err != nil {
 		return err
 	}
 	if err := x.checkTransport(); err != nil {

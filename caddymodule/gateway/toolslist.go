@@ -156,6 +156,7 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 	base := x.baseInput(version)
 	base.Kind, base.Method = mcpmsg.KindRequest.String(), "tools/call"
 	kept := make([]json.RawMessage, 0, len(tools))
+	keptNames := make([]string, 0, len(tools))
 	for i, raw := range tools {
 		name := names[i]
 		tool, listed := described[name]
@@ -166,9 +167,13 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 		if g.hidesTool(r, base, name) {
 			continue
 		}
-		kept = append(kept, raw)
+		kept, keptNames = append(kept, raw), append(keptNames, name)
 	}
-	if len(kept) == len(tools) {
+	kept, renamed, err := g.exposeTools(kept, keptNames)
+	if err != nil {
+		return nil, fmt.Errorf("reading the upstream's tools/list: %w", err)
+	}
+	if len(kept) == len(tools) && !renamed {
 		return result, nil
 	}
 	var members map[string]json.RawMessage
@@ -278,14 +283,20 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
 	g.noteList(tools)
 	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
-	for _, name := range g.cfg.Engine.TableTools(g.cfg.Server) {
+	g.warnUnlisted(g.cfg.Engine.TableTools(g.cfg.Server), "the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)")
+	g.warnUnlisted(g.cfg.ToolOverrides.Tools(), "a tool override names a tool the upstream does not list: it changes nothing (a misspelt name?)")
+	return err
+}
+
+// warnUnlisted logs, once per tool, each of names that the upstream's
+// list, learned whole, lacks.
+func (g *Gateway) warnUnlisted(names []string, message string) {
+	for _, name := range names {
 		if _, listed := g.catalog.Lookup(g.cfg.Upstream, name); listed {
 			continue
 		}
-		if _, warned := g.unlistedWarned.LoadOrStore(name, true); !warned {
-			g.logger.Warn("the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)",
-				zap.String("server", g.cfg.Server), zap.String("tool", name))
+		if _, warned := g.unlistedWarned.LoadOrStore(message+"\x00"+name, true); !warned {
+			g.logger.Warn(message, zap.String("server", g.cfg.Server), zap.String("tool", name))
 		}
 	}
-	return err
 }

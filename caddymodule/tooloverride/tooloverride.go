@@ -1,0 +1,149 @@
+// Package tooloverride renames a server's tools and replaces their
+// descriptions as clients see them, as ToolHive's --tools-override does:
+// a tool called "search_issues_v2" upstream may be offered as
+// "search_issues", with a description written for the organization's
+// assistants. Everything behind the gateway's edge keeps the server's own
+// names: the policy and the permissions table decide, approvals show,
+// logs and metrics count, and the server runs the tool by the name the
+// server gave it. Only what the client reads (a tools list) and sends (a
+// tools/call) are translated, both ways, here.
+package tooloverride
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+)
+
+// Override is what clients see of one tool in place of what the server
+// lists: its name, its description, or both (an empty field leaves the
+// server's).
+type Override struct {
+	// Name is the name clients see and call the tool by: 1 to 128
+	// letters, digits, "_", "-" and ".", as the MCP specification
+	// (2025-11-25, server/tools, "Tool Names") advises.
+	Name string `json:"name,omitempty"`
+	// Description replaces the tool's description.
+	Description string `json:"description,omitempty"`
+}
+
+// Set is a configuration's overrides, by the server's tool names, checked
+// by New. A nil *Set overrides nothing.
+type Set struct {
+	byUpstream map[string]Override
+	// upstreamOf maps each name a tool is renamed to to the tool's name
+	// upstream.
+	upstreamOf map[string]string
+}
+
+// validName is what the MCP specification advises a tool's name to be
+// (2025-11-25, server/tools, "Tool Names"): what the gateway offers
+// clients holds to it, whatever the server's own names do.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// New checks overrides, by the server's tool names, and returns them as
+// a Set: each names a tool and overrides its name, its description or
+// both; a new name is one the specification advises; and no two tools
+// are offered under one name, whether both are renamed to it or one
+// keeps it as its own. (A tool of the server's that is not overridden
+// and has a name another tool is renamed to is hidden: see Expose. Which
+// tools the server lists is not known until it lists them.) nil when
+// there are none.
+func New(overrides map[string]Override) (*Set, error) {
+	if len(overrides) == 0 {
+		return nil, nil
+	}
+	s := &Set{byUpstream: maps.Clone(overrides), upstreamOf: make(map[string]string)}
+	var problems []error
+	for _, upstream := range slices.Sorted(maps.Keys(overrides)) {
+		o := overrides[upstream]
+		switch {
+		case upstream == "":
+			problems = append(problems, errors.New("an override names no tool"))
+		case o.Name == "" && o.Description == "":
+			problems = append(problems, fmt.Errorf("the override of tool %q changes neither its name nor its description", upstream))
+		case o.Name != "" && !validName.MatchString(o.Name):
+			problems = append(problems, fmt.Errorf("tool %q is renamed to %q: a tool's name must be 1 to 128 letters, digits, \"_\", \"-\" or \".\"", upstream, o.Name))
+		case o.Name != "":
+			if other, taken := s.upstreamOf[o.Name]; taken {
+				problems = append(problems, fmt.Errorf("tools %q and %q are both renamed to %q", other, upstream, o.Name))
+				continue
+			}
+			s.upstreamOf[o.Name] = upstream
+		}
+	}
+	for exposed, upstream := range s.upstreamOf {
+		if keeper, ok := overrides[exposed]; ok && exposed != upstream && keeper.Name == "" {
+			problems = append(problems, fmt.Errorf("tool %q is renamed to %q, which tool %q keeps as its own name (rename it too)", upstream, exposed, exposed))
+		}
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, fmt.Errorf("tool overrides: %w", err)
+	}
+	return s, nil
+}
+
+// Upstream returns the server's name of the tool a client calls by
+// name, and whether the gateway offers a tool of that name: a tool
+// renamed is called by its new name alone, so that its old name (which
+// the client was never shown, and which another tool may be renamed to)
+// offers nothing.
+func (s *Set) Upstream(name string) (upstream string, offered bool) {
+	if s == nil {
+		return name, true
+	}
+	if upstream, renamed := s.upstreamOf[name]; renamed {
+		return upstream, true
+	}
+	if s.byUpstream[name].Name != "" {
+		return "", false
+	}
+	return name, true
+}
+
+// Expose returns tool, the definition a server listed under name, as
+// clients are to see it: renamed and described as overridden, or as it
+// came. hidden reports a tool that keeps a name another tool is renamed
+// to: calls of that name reach the other, so the list does not offer it.
+// A definition that is no JSON object is returned with an error.
+func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage, hidden bool, err error) {
+	if s == nil {
+		return tool, false, nil
+	}
+	o, overridden := s.byUpstream[name]
+	if !overridden || o.Name == "" {
+		if _, shadowed := s.upstreamOf[name]; shadowed {
+			return nil, true, nil
+		}
+	}
+	if !overridden {
+		return tool, false, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(tool, &members); err != nil || members == nil {
+		return nil, false, fmt.Errorf("overriding tool %q: its definition is not an object", name)
+	}
+	for member, value := range map[string]string{"name": o.Name, "description": o.Description} {
+		if value == "" {
+			continue
+		}
+		if members[member], err = json.Marshal(value); err != nil {
+			return nil, false, fmt.Errorf("overriding tool %q: %w", name, err)
+		}
+	}
+	if exposed, err = json.Marshal(members); err != nil {
+		return nil, false, fmt.Errorf("overriding tool %q: %w", name, err)
+	}
+	return exposed, false, nil
+}
+
+// Tools returns the server's names of the tools overridden, sorted.
+func (s *Set) Tools() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(s.byUpstream))
+}
