@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
@@ -20,25 +22,13 @@ import (
 func TestToolOverrides(t *testing.T) {
 	for _, mode := range []upstreamtest.Mode{upstreamtest.StatefulJSON, upstreamtest.StatefulSSE} {
 		t.Run(mode.Name, func(t *testing.T) {
-			up := newUpstream(t, mode)
-			cfg := libraryConfig(t)
-			var err error
-			cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{
+			up, session, tools := listOverridden(t, mode, map[string]tooloverride.Override{
 				"echo":         {Name: "say", Description: "Say the text back."},
 				"delete_issue": {Name: "remove_issue"},
 				"create_issue": {Description: "File an issue (a person approves it)."},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw := serveGateway(t, cfg, up.URL)
-			session := connect(t, gw.URL, nil, "")
-			listed, err := session.ListTools(t.Context(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			descriptions := map[string]string{}
-			for _, tool := range listed.Tools {
+			for _, tool := range tools {
 				descriptions[tool.Name] = tool.Description
 			}
 			want := map[string]string{"say": "Say the text back.", "create_issue": "File an issue (a person approves it)."}
@@ -66,21 +56,9 @@ func TestToolOverrides(t *testing.T) {
 	}
 
 	t.Run("a tool renamed to another's name", func(t *testing.T) {
-		up := newUpstream(t, upstreamtest.StatefulJSON)
-		cfg := libraryConfig(t)
-		var err error
-		cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{"create_issue": {Name: "echo"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gw := serveGateway(t, cfg, up.URL)
-		session := connect(t, gw.URL, nil, "")
-		listed, err := session.ListTools(t.Context(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		up, session, tools := listOverridden(t, upstreamtest.StatefulJSON, map[string]tooloverride.Override{"create_issue": {Name: "echo"}})
 		var names []string
-		for _, tool := range listed.Tools {
+		for _, tool := range tools {
 			names = append(names, tool.Name)
 			if tool.Name == "echo" && (tool.Annotations == nil || tool.Annotations.ReadOnlyHint) {
 				t.Errorf("the echo listed is %+v; want create_issue's definition", tool)
@@ -96,4 +74,23 @@ func TestToolOverrides(t *testing.T) {
 			t.Errorf("the server's echo ran %d times; want it reached by no name", n)
 		}
 	})
+}
+
+// listOverridden starts an upstream serving upstreamTools in mode behind
+// a gateway with the library, the test's table and overrides, connects
+// a client, and returns them with the tools the client is listed.
+func listOverridden(t *testing.T, mode upstreamtest.Mode, overrides map[string]tooloverride.Override) (*upstreamtest.Upstream, *mcp.ClientSession, []*mcp.Tool) {
+	t.Helper()
+	up := newUpstream(t, mode)
+	cfg := libraryConfig(t)
+	var err error
+	if cfg.ToolOverrides, err = tooloverride.New(overrides); err != nil {
+		t.Fatal(err)
+	}
+	session := connect(t, serveGateway(t, cfg, up.URL).URL, nil, "")
+	listed, err := session.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up, session, listed.Tools
 }
