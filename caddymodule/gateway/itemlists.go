@@ -38,7 +38,7 @@ func itemListRequests(verdicts []verdict) map[string]itemList {
 	for _, v := range verdicts {
 		m := v.message
 		list, ok := itemLists[m.Method]
-		if !ok || !v.allowed() || m.Kind != mcpmsg.KindRequest {
+		if !ok || !v.forwardsRequest() {
 			continue
 		}
 		if lists == nil {

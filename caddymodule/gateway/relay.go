@@ -163,7 +163,7 @@ func (rl *relay) carried(id []byte) (answeredRequest, bool) {
 	if rl.requests == nil {
 		rl.requests = make(map[string]answeredRequest, len(rl.verdicts))
 		for _, v := range rl.verdicts {
-			if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+			if v.forwardsRequest() {
 				rl.requests[mcpmsg.CanonicalID(v.message.ID)] = v.answered()
 			}
 		}
@@ -240,7 +240,7 @@ func (rl *relay) mayAskForInput() bool {
 		return false
 	}
 	for _, v := range rl.verdicts {
-		if v.allowed() && v.message.Kind == mcpmsg.KindRequest && slices.Contains(multiRoundTripMethods, v.message.Method) {
+		if v.forwardsRequest() && slices.Contains(multiRoundTripMethods, v.message.Method) {
 			return true
 		}
 	}

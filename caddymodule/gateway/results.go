@@ -38,7 +38,7 @@ func cacheableRequests(verdicts []verdict, version string) map[string]bool {
 	var ids map[string]bool
 	for _, v := range verdicts {
 		m := v.message
-		if !v.allowed() || m.Kind != mcpmsg.KindRequest || !slices.Contains(cacheableMethods, m.Method) {
+		if !v.forwardsRequest() || !slices.Contains(cacheableMethods, m.Method) {
 			continue
 		}
 		if ids == nil {

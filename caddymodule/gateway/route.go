@@ -91,7 +91,7 @@ func (x *exchange) claimIDs(ids []string) (release func(), err error) {
 func forwardedRequestIDs(verdicts []verdict) []string {
 	var ids []string
 	for _, v := range verdicts {
-		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+		if v.forwardsRequest() {
 			ids = append(ids, mcpmsg.CanonicalID(v.message.ID))
 		}
 	}

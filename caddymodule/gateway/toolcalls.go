@@ -87,7 +87,7 @@ func (x *exchange) followToolCalls() *forwardedCalls {
 	var f *forwardedCalls
 	for _, v := range x.verdicts {
 		m := v.message
-		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Tool == nil {
+		if !v.forwardsRequest() || m.Tool == nil {
 			continue
 		}
 		if f == nil {

@@ -24,7 +24,7 @@ import (
 func toolsListRequests(verdicts []verdict) (ids [][]byte, lists map[string]bool) {
 	for _, v := range verdicts {
 		m := v.message
-		if !v.allowed() || m.Kind != mcpmsg.KindRequest || m.Method != "tools/list" {
+		if !v.forwardsRequest() || m.Method != "tools/list" {
 			continue
 		}
 		if lists == nil {

@@ -53,8 +53,15 @@ type verdict struct {
 	approvedFor *policy.Decision
 }
 
+// allowed reports whether the message goes on to the upstream.
 func (v verdict) allowed() bool {
 	return v.decision.Action == policy.ActionAllow
+}
+
+// forwardsRequest reports whether the message is a request that goes on
+// to the upstream: one whose answer the reply may carry.
+func (v verdict) forwardsRequest() bool {
+	return v.allowed() && v.message.Kind == mcpmsg.KindRequest
 }
 
 // approved is the verdict on a call that a person approved: from now on

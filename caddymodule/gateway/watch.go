@@ -176,7 +176,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		if why != "" {
 			for _, v := range x.verdicts {
 				m := v.message
-				if v.allowed() && m.Kind == mcpmsg.KindRequest && !answered[mcpmsg.CanonicalID(m.ID)] {
+				if v.forwardsRequest() && !answered[mcpmsg.CanonicalID(m.ID)] {
 					_ = replyfilter.Inject(w, mcpmsg.ErrorResponse(m.ID, mcpmsg.CodeInternalError, why))
 				}
 			}
@@ -196,7 +196,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 func (x *exchange) forwardedRequests() (sole []byte, any bool) {
 	n := 0
 	for _, v := range x.verdicts {
-		if v.allowed() && v.message.Kind == mcpmsg.KindRequest {
+		if v.forwardsRequest() {
 			n++
 			sole = v.message.ID
 		}
