@@ -131,29 +131,18 @@ func (g *Gateway) hidesItem(r *http.Request, input *policy.Input) bool {
 	if message.UnresolvedResourceURI() != "" {
 		return true
 	}
-	judges := g.judges()
-	if len(judges) == 0 {
-		return true
-	}
-	for _, h := range judges {
+	return g.hiddenByJudges(r, input, func(h *Gateway, input *policy.Input) bool {
 		if !h.cfg.Engine.DecidesWithoutArguments() {
-			continue
+			return false
 		}
-		now := *input
-		if h != g {
-			now.Request = h.requestInfo(r)
-		}
-		decision, err := h.cfg.Engine.Decide(r.Context(), &now)
+		decision, err := h.cfg.Engine.Decide(r.Context(), input)
 		if err != nil {
 			h.logger.Error("policy failed on a listed item; item hidden", zap.String("server", h.cfg.Upstream), zap.String("method", input.Method), zap.Error(err))
 		}
-		if decision.Action != policy.ActionAllow {
-			// Only tool calls are held for approval: a read that needs
-			// it is refused.
-			return true
-		}
-	}
-	return false
+		// Only tool calls are held for approval: a read that needs it
+		// is refused.
+		return decision.Action != policy.ActionAllow
+	})
 }
 
 // hideThenCheckItems filters a resources or prompts list

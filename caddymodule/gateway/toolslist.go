@@ -198,6 +198,30 @@ func (x *exchange) filterToolsList(version string, result []byte, asOf uint64, s
 // reload retired asks the gateways serving its server now (see deciders):
 // any of them hides it, and with none, every tool is hidden.
 func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) bool {
+	return g.hiddenByJudges(r, input, func(h *Gateway, input *policy.Input) bool {
+		permission, defined, err := h.cfg.Engine.ToolPermission(r.Context(), input)
+		if err != nil {
+			h.logger.Error("tool permission failed; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		}
+		if err != nil || defined && permission.Action == policy.ActionBlock {
+			return true
+		}
+		if !h.cfg.Engine.DecidesWithoutArguments() {
+			return false
+		}
+		decision, err := h.cfg.Engine.Decide(r.Context(), input)
+		if err != nil {
+			h.logger.Error("policy failed on a listed tool; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+		}
+		return decision.Action == policy.ActionBlock
+	})
+}
+
+// hiddenByJudges reports whether any of the gateways that judge what this
+// one relays now (judges: this one while its configuration runs) hides
+// what input asks for, by hides, given input with that gateway's own
+// facts of the request; with none, everything is hidden.
+func (g *Gateway) hiddenByJudges(r *http.Request, input *policy.Input, hides func(h *Gateway, input *policy.Input) bool) bool {
 	judges := g.judges()
 	if len(judges) == 0 {
 		return true
@@ -207,21 +231,7 @@ func (g *Gateway) hidesTool(r *http.Request, input *policy.Input, name string) b
 		if h != g {
 			now.Request = h.requestInfo(r)
 		}
-		permission, defined, err := h.cfg.Engine.ToolPermission(r.Context(), &now)
-		if err != nil {
-			h.logger.Error("tool permission failed; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
-		}
-		if err != nil || defined && permission.Action == policy.ActionBlock {
-			return true
-		}
-		if !h.cfg.Engine.DecidesWithoutArguments() {
-			continue
-		}
-		decision, err := h.cfg.Engine.Decide(r.Context(), &now)
-		if err != nil {
-			h.logger.Error("policy failed on a listed tool; tool hidden", zap.String("server", h.cfg.Upstream), zap.String("tool", name), zap.Error(err))
-		}
-		if decision.Action == policy.ActionBlock {
+		if hides(h, &now) {
 			return true
 		}
 	}
