@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -149,7 +150,14 @@ func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 	if cut || !complete {
 		shown += fmt.Sprintf("\n⟨more not shown: the arguments are %d bytes of JSON⟩", args.Len()-1)
 	}
-	message := fmt.Sprintf("Allow %s to run the tool %q with these arguments?\n\n%s", display.Line(v.input.Server), display.Line(v.message.Tool.Name), shown)
+	// The tool as the caller knows it: a renamed tool by the name the
+	// caller called it by (which, where tools swap names, is another
+	// tool's name on the server), with the server's.
+	tool := strconv.Quote(display.Line(x.calledName(v.message)))
+	if called := x.calledName(v.message); called != v.message.Tool.Name {
+		tool += fmt.Sprintf(" (the server's %q)", display.Line(v.message.Tool.Name))
+	}
+	message := fmt.Sprintf("Allow %s to run the tool %s with these arguments?\n\n%s", display.Line(v.input.Server), tool, shown)
 	if v.decision.Reason != "" {
 		message += "\n\nWhy you are asked: " + shownReason(v.decision.Reason)
 	}

@@ -17,6 +17,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -293,7 +294,9 @@ func New(cfg Config) (*Gateway, error) {
 	if g.host.OriginalPath == nil {
 		g.host.OriginalPath = func(*http.Request) string { return "" }
 	}
-	g.warnTableNamesRenamed()
+	if err := g.checkTableNames(); err != nil {
+		return nil, fmt.Errorf("gateway: tool overrides: %w", err)
+	}
 	if cfg.Identity != nil {
 		callers, err := newCallerIdentifier(cfg.Identity)
 		if err != nil {

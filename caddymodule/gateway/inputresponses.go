@@ -312,12 +312,18 @@ func (x *exchange) rewriteParams(m *mcpmsg.Message, edit func(params map[string]
 	if err != nil {
 		return err
 	}
+	x.replaceMessage(m, params, raw)
+	return nil
+}
+
+// replaceMessage makes params and raw the message's, and a single
+// message's raw the body forwarded (exchange.rewritten).
+func (x *exchange) replaceMessage(m *mcpmsg.Message, params map[string]any, raw []byte) {
 	m.Params, m.Raw = params, raw
 	x.rewritten = true
 	if !x.body.Batch {
 		x.raw = raw
 	}
-	return nil
 }
 
 // encodeMessage writes a request of the client's anew: numbers as they

@@ -42,7 +42,10 @@ type exchange struct {
 	rewritten bool
 	// unoffered are the tools/calls of tools the gateway does not offer
 	// under the name called (renameCalls): a renamed tool's old name.
+	// calledAs are, of the calls renameCalls renamed, the names their
+	// client called the tools by (see calledName).
 	unoffered map[*mcpmsg.Message]bool
+	calledAs  map[*mcpmsg.Message]string
 	// version is the MCP revision the messages were sent under (parse).
 	version string
 	// session is the MCP session the request belongs to, and legacy is
@@ -120,9 +123,6 @@ func (x *exchange) run() error {
 		return err
 	}
 	if err := x.parse(); err != nil {
-		return err
-	}
-	if err := x.renameCalls(); err != nil {
 		return err
 	}
 	if err := x.checkTransport(); err != nil {

@@ -1,15 +1,22 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // TestToolOverrides: a tool renamed is listed under its new name and
@@ -93,4 +100,133 @@ func listOverridden(t *testing.T, mode upstreamtest.Mode, overrides map[string]t
 		t.Fatal(err)
 	}
 	return up, session, listed.Tools
+}
+
+// TestRenamedCallOnTheWire: a renamed call goes to the server as the
+// client sent it but for its tool's name: under 2026-07-28 its Mcp-Name
+// header, checked against the name the client sent, is made the
+// server's too (go-sdk's server checks it), and a member of the message
+// the gateway does not know, and numbers as written, reach the server
+// unchanged; in a 2025-03-26 batch, each call is renamed, and a renamed
+// tool's old name refused.
+func TestRenamedCallOnTheWire(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	cfg := libraryConfig(t)
+	var err error
+	if cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{"echo": {Name: "say"}}); err != nil {
+		t.Fatal(err)
+	}
+	gw := serveGateway(t, cfg, up.URL)
+	header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"say"}}
+	got := post(t, gw.URL, header, `{"jsonrpc":"2.0","id":1,"x-vendor":{"n":1.50e2},"method":"tools/call","params":{"name":"say","arguments":{"text":"hi"},"x-n":1.0,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}`)
+	if got.status != http.StatusOK || !strings.Contains(string(got.body), "echo:hi") {
+		t.Fatalf("a 2026-07-28 call of say with Mcp-Name say: HTTP %d %s; want echo's answer", got.status, got.body)
+	}
+	received := up.ReceivedFromClients()
+	last := received[len(received)-1]
+	if name := last.Header.Get(mcphttp.HeaderName); name != "echo" {
+		t.Errorf("the server got Mcp-Name %q; want echo", name)
+	}
+	for _, want := range []string{`"name":"echo"`, `"x-vendor":{"n":1.50e2}`, `"x-n":1.0`} {
+		if !strings.Contains(string(last.Body), want) {
+			t.Errorf("the server got %s; want it to hold %s", last.Body, want)
+		}
+	}
+
+	batch := `[` + callBody("1", "say", "b1") + `,` + callBody("2", "echo", "b2") + `]`
+	got = post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250326}}, batch)
+	if !strings.Contains(string(got.body), "echo:b1") || !strings.Contains(string(got.body), `the server does not offer a tool named \"echo\"`) || up.SawBodyContaining("b2") {
+		t.Errorf("a batch of say and echo: HTTP %d %s; want say run as echo, echo refused", got.status, got.body)
+	}
+}
+
+// TestConfirmationNamesCalledTool: where tools swap names, the caller
+// asked to confirm a call is told the tool by the name they called it
+// by, beside the server's (the server's create_issue, offered as echo,
+// is no harmless echo to them).
+func TestConfirmationNamesCalledTool(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	cfg := callerConfirmsConfig(t)
+	var err error
+	if cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{"echo": {Name: "create_issue"}, "create_issue": {Name: "echo"}}); err != nil {
+		t.Fatal(err)
+	}
+	gw := serveGateway(t, cfg, up.URL)
+	asked := make(chan string, 1)
+	session := connect(t, gw.URL, &mcp.ClientOptions{ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		asked <- req.Params.Message
+		return &mcp.ElicitResult{Action: "accept"}, nil
+	}}, mcphttp.Version20251125)
+	if text, isError := callTool(t, session, "echo", "hi"); isError || text != "create_issue:hi" {
+		t.Errorf("calling echo (the server's create_issue), confirmed: %q (isError %v)", text, isError)
+	}
+	select {
+	case message := <-asked:
+		if !strings.Contains(message, `run the tool "echo" (the server's "create_issue")`) {
+			t.Errorf("the caller was asked %q; want the tool named as they called it, and as the server does", message)
+		}
+	default:
+		t.Error("the caller was never asked")
+	}
+}
+
+// TestTableEntryUnderNewNameRefused: a permissions table entry under the
+// name a tool is renamed to (not the server's name of any tool
+// overridden) would decide nothing: the gateway does not start.
+func TestTableEntryUnderNewNameRefused(t *testing.T) {
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only": "allow", "tools": map[string]any{"say": "block"},
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	if cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{"echo": {Name: "say"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gateway.New(cfg); err == nil || !strings.Contains(err.Error(), `the permissions table names tool "say", the name tool "echo" is renamed to`) {
+		t.Errorf("gateway.New = %v; want the table entry refused", err)
+	}
+}
+
+// TestRetiredGatewayRenamesAsRunning: a gateway a reload retired renames
+// the lists it still relays as the gateways serving its server now do
+// (calls are renamed by theirs): the server's echo, which the running
+// configuration hides behind create_issue renamed to echo, is not
+// offered; gateways that rename alike agree, and those that do not have
+// the list shown empty.
+func TestRetiredGatewayRenamesAsRunning(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	var now []*gateway.Gateway
+	cfg := libraryConfig(t)
+	cfg.Running = func() []*gateway.Gateway { return now }
+	old := serveGateway(t, cfg, up.URL)
+	header := http.Header{}
+	header.Set("Mcp-Session-Id", initialize(t, old.URL, header))
+	header.Set("Mcp-Protocol-Version", "2025-06-18")
+	renamed := func(overrides map[string]tooloverride.Override) *gateway.Gateway {
+		renewed := libraryConfig(t)
+		var err error
+		if renewed.ToolOverrides, err = tooloverride.New(overrides); err != nil {
+			t.Fatal(err)
+		}
+		return newGateway(t, renewed)
+	}
+	echoIsCreate := map[string]tooloverride.Override{"create_issue": {Name: "echo"}}
+	old.gateway.Retire(true)
+	for _, tt := range []struct {
+		name    string
+		running []*gateway.Gateway
+		want    string
+	}{
+		{"one running gateway", []*gateway.Gateway{renamed(echoIsCreate)}, `"readOnlyHint":false},"inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"additionalProperties":false},"name":"echo"}]`},
+		{"two that agree", []*gateway.Gateway{renamed(echoIsCreate), renamed(echoIsCreate)}, `"name":"echo"`},
+		{"two that do not", []*gateway.Gateway{renamed(echoIsCreate), renamed(nil)}, `"tools":[]`},
+	} {
+		now = tt.running
+		got := post(t, old.URL, header, `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)
+		if body := string(got.body); strings.Contains(body, `"readOnlyHint":true`) || !strings.Contains(body, tt.want) {
+			t.Errorf("%s: the retired gateway relayed %s; want it to hold %s, and not the server's echo", tt.name, body, tt.want)
+		}
+	}
 }

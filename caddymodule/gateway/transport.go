@@ -33,6 +33,10 @@ func (x *exchange) checkTransport() error {
 			return refuse(http.StatusBadRequest, mcphttp.CodeHeaderMismatch, err.Error())
 		}
 	}
+	// Once the headers are checked against the names the client sent.
+	if err := x.renameCalls(); err != nil {
+		return err
+	}
 	if !x.body.Batch {
 		// The client's answer to the gateway's own question goes no
 		// further (confirm.go).

@@ -84,6 +84,19 @@ func nameInBody(method string, params map[string]any) (string, bool) {
 	return value, true
 }
 
+// HeaderText returns value as a standard header (Mcp-Name) carries it:
+// as it is when it is printable ASCII without a space at either end, and
+// otherwise in the "=?base64?...?=" form the specification gives for
+// other values (2026-07-28, basic/transports, "Standard Headers").
+func HeaderText(value string) string {
+	plain := value != "" && strings.Trim(value, " ") == value && !strings.HasPrefix(value, "=?base64?") &&
+		strings.IndexFunc(value, func(c rune) bool { return c < 0x20 || c > 0x7e }) < 0
+	if plain {
+		return value
+	}
+	return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(value)) + "?="
+}
+
 // headerValue returns a header's single value, decoding the
 // "=?base64?...?=" form the spec uses for values that are not plain ASCII.
 // A header given more than once is an error: which copy an upstream reads

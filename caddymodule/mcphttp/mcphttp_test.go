@@ -138,3 +138,25 @@ func TestContentCoding(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderText: a standard header's value goes as it is when it is
+// printable ASCII, and base64-encoded otherwise, as CheckHeaders reads
+// it back.
+func TestHeaderText(t *testing.T) {
+	for _, tt := range []struct{ value, want string }{
+		{"search_issues", "search_issues"},
+		{"café", "=?base64?Y2Fmw6k=?="},
+		{" padded", "=?base64?IHBhZGRlZA==?="},
+		{"=?base64?x?=", "=?base64?PT9iYXNlNjQ/eD89?="},
+		{"a\tb", "=?base64?YQli?="},
+	} {
+		got := HeaderText(tt.value)
+		if got != tt.want {
+			t.Errorf("HeaderText(%q) = %q; want %q", tt.value, got, tt.want)
+		}
+		header := http.Header{HeaderName: {got}}
+		if err := CheckHeaders(header, Version20251125, BodyFacts{Method: "tools/call", Params: map[string]any{"name": tt.value}, IsRequest: true}); err != nil {
+			t.Errorf("CheckHeaders with %q for %q: %v", got, tt.value, err)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // Override is what clients see of one tool in place of what the server
@@ -47,8 +48,8 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 // New checks overrides, by the server's tool names, and returns them as
 // a Set: each names a tool and overrides its name, its description or
 // both; a new name is one the specification advises; and no two tools
-// are offered under one name, whether both are renamed to it or one
-// keeps it as its own. (A tool of the server's that is not overridden
+// are offered under one name, or names that differ only by case,
+// whether both are renamed to it or one keeps it as its own. (A tool of the server's that is not overridden
 // and has a name another tool is renamed to is hidden: see Expose. Which
 // tools the server lists is not known until it lists them.) nil when
 // there are none.
@@ -75,9 +76,21 @@ func New(overrides map[string]Override) (*Set, error) {
 			s.upstreamOf[o.Name] = upstream
 		}
 	}
-	for exposed, upstream := range s.upstreamOf {
-		if keeper, ok := overrides[exposed]; ok && exposed != upstream && keeper.Name == "" {
-			problems = append(problems, fmt.Errorf("tool %q is renamed to %q, which tool %q keeps as its own name (rename it too)", upstream, exposed, exposed))
+	// Names that differ only by case are one to a client or a model that
+	// matches names so (and to the gateway's own reading of member
+	// names); a name kept is a tool's overridden with a description alone.
+	exposed := slices.Sorted(maps.Keys(s.upstreamOf))
+	for i, name := range exposed {
+		upstream := s.upstreamOf[name]
+		for _, other := range exposed[i+1:] {
+			if strings.EqualFold(name, other) {
+				problems = append(problems, fmt.Errorf("tools %q and %q are renamed to %q and %q, which differ only by case", upstream, s.upstreamOf[other], name, other))
+			}
+		}
+		for _, kept := range slices.Sorted(maps.Keys(overrides)) {
+			if overrides[kept].Name == "" && kept != upstream && strings.EqualFold(name, kept) {
+				problems = append(problems, fmt.Errorf("tool %q is renamed to %q, which tool %q keeps as its own name, but for case (rename it too)", upstream, name, kept))
+			}
 		}
 	}
 	if err := errors.Join(problems...); err != nil {
@@ -114,10 +127,8 @@ func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage
 		return tool, false, nil
 	}
 	o, overridden := s.byUpstream[name]
-	if !overridden || o.Name == "" {
-		if _, shadowed := s.upstreamOf[name]; shadowed {
-			return nil, true, nil
-		}
+	if (!overridden || o.Name == "") && s.shadows(name) {
+		return nil, true, nil
 	}
 	if !overridden {
 		return tool, false, nil
@@ -138,6 +149,29 @@ func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage
 		return nil, false, fmt.Errorf("overriding tool %q: %w", name, err)
 	}
 	return exposed, false, nil
+}
+
+// shadows reports whether a tool is renamed to name, or to a name that
+// differs from it only by case.
+func (s *Set) shadows(name string) bool {
+	if _, renamed := s.upstreamOf[name]; renamed {
+		return true
+	}
+	for exposed := range s.upstreamOf {
+		if strings.EqualFold(exposed, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Equal reports whether two sets override the same tools alike (nil
+// sets, none).
+func (s *Set) Equal(other *Set) bool {
+	if s == nil || other == nil {
+		return s == other
+	}
+	return maps.Equal(s.byUpstream, other.byUpstream)
 }
 
 // Tools returns the server's names of the tools overridden, sorted.

@@ -28,6 +28,9 @@ func TestNew(t *testing.T) {
 		{"a name with a slash", map[string]Override{"a": {Name: "mail/send"}}, "must be 1 to 128"},
 		{"two tools renamed alike", map[string]Override{"a": {Name: "x"}, "b": {Name: "x"}}, `tools "a" and "b" are both renamed to "x"`},
 		{"a rename to a name another keeps", map[string]Override{"a": {Name: "b"}, "b": {Description: "B."}}, `tool "a" is renamed to "b", which tool "b" keeps`},
+		{"two names that differ by case", map[string]Override{"a": {Name: "X"}, "b": {Name: "x"}}, `renamed to "X" and "x", which differ only by case`},
+		{"a rename to a name another keeps but for case", map[string]Override{"a": {Name: "B"}, "b": {Description: "B."}}, `which tool "b" keeps as its own name, but for case`},
+		{"a swap by case", map[string]Override{"a": {Name: "A"}, "A": {Name: "a"}}, "which differ only by case"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,12 +86,14 @@ func TestUpstream(t *testing.T) {
 
 // TestExpose: a listed tool is renamed and described as overridden, the
 // rest of its definition kept; a tool not overridden comes as it was,
-// unless another tool is renamed to its name, when it is hidden.
+// unless another tool is renamed to its name, or to one that differs
+// from it only by case, when it is hidden.
 func TestExpose(t *testing.T) {
 	s, err := New(map[string]Override{
 		"search_v2": {Name: "search", Description: "Search the <open> issues."},
 		"read":      {Description: "Read a file."},
 		"x":         {Name: "shadow"},
+		"y":         {Name: "Echo"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +108,8 @@ func TestExpose(t *testing.T) {
 		{"read", `{"name":"read","inputSchema":{}}`, map[string]any{"name": "read", "description": "Read a file.", "inputSchema": map[string]any{}}, false},
 		{"other", `{"name":"other","description":"kept"}`, map[string]any{"name": "other", "description": "kept"}, true},
 		{"shadow", `{"name":"shadow"}`, nil, false},
+		{"echo", `{"name":"echo"}`, nil, false},
+		{"ſhadow", `{"name":"ſhadow"}`, nil, false},
 	}
 	for _, tt := range tests {
 		exposed, hidden, err := s.Expose(json.RawMessage(tt.tool), tt.name)
