@@ -170,5 +170,12 @@ func (x *exchange) passBodyless() error {
 	// DELETE ends a session: nothing for a client-side policy to see. No
 	// reply to these is an MCP message: set apart as any such reply.
 	replyfilter.Isolate(x.w.Header())
-	return x.next.ServeHTTP(x.w, r)
+	if !x.g.blocksSecrets() {
+		return x.next.ServeHTTP(x.w, r)
+	}
+	// Under block_secrets a failure's body is screened all the same (an
+	// mcp_stdio server's last line of stderr, quoted by its 404).
+	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.screenFailure, OnError: x.logReplyError})
+	err := x.next.ServeHTTP(w, r)
+	return errors.Join(err, finish())
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 )
 
@@ -244,7 +245,8 @@ func TestBlockSecretsInServerMessages(t *testing.T) {
 // replaced by the gateway's error, its status kept; an error answering a
 // request that no tool runs (logging/setLevel) is withheld as one to a
 // tool call is; a notification holding a token outside its params is
-// dropped.
+// dropped, and a response's own member holding one taken out; a DELETE's
+// failure quoting one has its body replaced, its status kept.
 func TestBlockSecretsInFailures(t *testing.T) {
 	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
 	u := upstreamtest.Unstarted("leaky", nil, upstreamTools)
@@ -255,6 +257,13 @@ func TestBlockSecretsInFailures(t *testing.T) {
 		var message struct{ ID json.RawMessage }
 		_ = json.Unmarshal(body, &message)
 		switch {
+		case r.Method == http.MethodDelete:
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, "session ended: its server exited; its last stderr line: Error: bad key %s\n", token)
+		case bytes.Contains(body, []byte(`"extra"`)):
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"ok"}]},"debug":"%s"}`, message.ID, token)
 		case bytes.Contains(body, []byte(`"status400"`)):
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
@@ -298,5 +307,11 @@ func TestBlockSecretsInFailures(t *testing.T) {
 	}
 	if got := post(t, gw.URL, header, callBody("7", "echo", "toplevel")); strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), `"ok"`) {
 		t.Errorf("a notification with a token outside its params: HTTP %d %s; want it dropped, the result relayed", got.status, got.body)
+	}
+	if got := post(t, gw.URL, header, callBody("8", "echo", "extra")); strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), `{"jsonrpc":"2.0","id":8,"result":{"content":[{"type":"text","text":"ok"}]}}`) {
+		t.Errorf("a response with a token in a member of its own: HTTP %d %s; want the member taken out, the result relayed", got.status, got.body)
+	}
+	if got := send(t, clienttest.NewRequest(t, http.MethodDelete, gw.URL, header, nil)); got.status != http.StatusNotFound || strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), withheld) {
+		t.Errorf("a DELETE answered 404 quoting a token: HTTP %d %s; want the body withheld, the status kept", got.status, got.body)
 	}
 }

@@ -92,6 +92,8 @@ func (x *exchange) stream() error {
 		}, rl, nil),
 		CheckError:    g.guardErrors(rl),
 		ScreenFailure: g.screenFailure,
+		// Under block_secrets, nothing goes out that the guards did not read.
+		ResponseMembersOnly: g.blocksSecrets(),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

@@ -53,8 +53,10 @@ func (x *exchange) renameCalls() error {
 }
 
 // renameCall replaces the name of the tool call m by upstream, in its
-// params and its bytes (every other member as it came: an edit of the
-// bytes, not a re-encoding), and in the request's Mcp-Name header.
+// params and its bytes (every other member's value as it came: members
+// the gateway does not know, numbers as written; the message is written
+// anew around them, without white space), and in the request's Mcp-Name
+// header (taken out of a batch's request).
 func (x *exchange) renameCall(m *mcpmsg.Message, upstream string) error {
 	name, err := json.Marshal(upstream)
 	if err != nil {
@@ -79,7 +81,13 @@ func (x *exchange) renameCall(m *mcpmsg.Message, upstream string) error {
 	x.calledAs[m] = m.Tool.Name
 	x.replaceMessage(m, params, raw)
 	m.Tool.Name = upstream
-	if x.r.Header.Get(mcphttp.HeaderName) != "" {
+	switch {
+	case x.body.Batch:
+		// One header for messages that may name other things (a batch,
+		// 2025-03-26, where it is optional): gone, rather than one
+		// message's.
+		x.r.Header.Del(mcphttp.HeaderName)
+	case x.r.Header.Get(mcphttp.HeaderName) != "":
 		x.r.Header.Set(mcphttp.HeaderName, mcphttp.HeaderText(upstream))
 	}
 	return nil

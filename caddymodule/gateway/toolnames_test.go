@@ -81,6 +81,16 @@ func TestToolOverrides(t *testing.T) {
 			t.Errorf("the server's echo ran %d times; want it reached by no name", n)
 		}
 	})
+
+	t.Run("a tool renamed to another's name in another case", func(t *testing.T) {
+		up, session, tools := listOverridden(t, upstreamtest.StatefulJSON, map[string]tooloverride.Override{"create_issue": {Name: "Echo"}})
+		if len(tools) != 1 || tools[0].Name != "Echo" {
+			t.Errorf("tools/list: %v; want Echo alone (the server's echo hidden)", tools)
+		}
+		if got, isError := callTool(t, session, "echo", "hi"); !isError || !strings.Contains(got, `the server does not offer a tool named "echo"`) || up.CallCount("echo") != 0 {
+			t.Errorf("calling echo: %q (isError %v, ran %d times); want it refused", got, isError, up.CallCount("echo"))
+		}
+	})
 }
 
 // listOverridden starts an upstream serving upstreamTools in mode behind
@@ -137,6 +147,14 @@ func TestRenamedCallOnTheWire(t *testing.T) {
 	got = post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250326}}, batch)
 	if !strings.Contains(string(got.body), "echo:b1") || !strings.Contains(string(got.body), `the server does not offer a tool named \"echo\"`) || up.SawBodyContaining("b2") {
 		t.Errorf("a batch of say and echo: HTTP %d %s; want say run as echo, echo refused", got.status, got.body)
+	}
+	// A batch's Mcp-Name (optional in 2025-03-26) names every message's
+	// name; renamed, it is taken out rather than made one message's.
+	batch = `[` + callBody("3", "say", "b3") + `,{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"say"}}]`
+	post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250326}, mcphttp.HeaderName: {"say"}}, batch)
+	received = up.ReceivedFromClients()
+	if last := received[len(received)-1]; !strings.Contains(string(last.Body), "b3") || last.Header.Get(mcphttp.HeaderName) != "" {
+		t.Errorf("a batch with Mcp-Name say: the server got Mcp-Name %q with %s; want none", last.Header.Get(mcphttp.HeaderName), last.Body)
 	}
 }
 

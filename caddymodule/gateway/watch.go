@@ -115,6 +115,8 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		}, rl, cacheable),
 		CheckError:    g.guardErrors(rl),
 		ScreenFailure: g.screenFailure,
+		// Under block_secrets, nothing goes out that the guards did not read.
+		ResponseMembersOnly: g.blocksSecrets(),
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -32,24 +33,43 @@ import (
 // that delimit what pages read as paths ("?next=../admin"): encoded
 // slashes there are what OAuth's redirect_uri is made of
 // ("redirect_uri=https%3A%2F%2Fapp.example%2Fcallback").
-func elicitationURLProblem(url string) string {
-	if problem := strippedOrSlashed(url); problem != "" {
+func elicitationURLProblem(address string) string {
+	if problem := strippedOrSlashed(address); problem != "" {
 		return problem
 	}
-	path, rest := url, ""
-	if i := strings.IndexAny(url, "?#"); i >= 0 {
-		path, rest = url[:i], url[i:]
+	path, rest := address, ""
+	if i := strings.IndexAny(address, "?#"); i >= 0 {
+		path, rest = address[:i], address[i:]
 	}
 	if problem := resourceURIProblem(path); problem != "" {
 		return problem
 	}
 	parts := strings.FieldsFuncSeq(encodedSlashes.Replace(strings.ToLower(rest)), func(c rune) bool { return strings.ContainsRune("/&=?#;", c) })
 	for part := range parts {
-		if strings.ReplaceAll(part, "%2e", ".") == ".." {
+		if isQueryDotDot(part) {
 			return "a dot segment"
 		}
 	}
 	return ""
+}
+
+// isQueryDotDot reports whether part, a lower-cased piece of a URL's
+// query or fragment between the characters that delimit paths, is ".."
+// to a page that decodes it ("+" a space, escapes their bytes) and hands
+// it to a WHATWG parser, which strips tabs and newlines anywhere and
+// controls and spaces at either end ("%20..", "..%09", ".%0a.").
+func isQueryDotDot(part string) bool {
+	decoded, err := url.QueryUnescape(part)
+	if err != nil {
+		decoded = strings.ReplaceAll(part, "%2e", ".")
+	}
+	decoded = strings.Map(func(c rune) rune {
+		if c == '\t' || c == '\n' || c == '\r' {
+			return -1
+		}
+		return c
+	}, decoded)
+	return strings.TrimFunc(decoded, func(c rune) bool { return c <= ' ' }) == ".."
 }
 
 // inputRequestParams are the Go types the MCP Go SDK reads the params of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -91,8 +92,69 @@ func (o *writer) inspect(data []byte) ([]byte, error) {
 
 // rewrite returns the message to forward in place of m when m is a
 // response to a watched id, with a result that RewriteResult changes or
-// fails on, or an error that CheckError refuses; otherwise nil.
+// fails on, or an error that CheckError refuses, or, with
+// Hooks.ResponseMembersOnly, a response with members JSON-RPC does not
+// define; otherwise nil.
 func (o *writer) rewrite(m *mcpmsg.Message) []byte {
+	out := o.rewriteAnswer(m)
+	if !o.hooks.ResponseMembersOnly || m.Kind != mcpmsg.KindResponse {
+		return out
+	}
+	base := out
+	if base == nil {
+		base = m.Raw
+	}
+	if trimmed := responseMembersOnly(base); trimmed != nil {
+		return trimmed
+	}
+	return out
+}
+
+// responseMembers are the members of a JSON-RPC response (JSON-RPC 2.0,
+// section 5).
+var responseMembers = []string{"jsonrpc", "id", "result", "error"}
+
+// responseMembersOnly returns response, a JSON-RPC response, without the
+// members JSON-RPC does not define, the others' values as they are; nil
+// when it has none to take out (or cannot be read, which Parse refused
+// before).
+func responseMembersOnly(response []byte) []byte {
+	decoder := jsontext.NewDecoder(bytes.NewReader(response))
+	if token, err := decoder.ReadToken(); err != nil || token.Kind() != '{' {
+		return nil
+	}
+	var out bytes.Buffer
+	encoder := jsontext.NewEncoder(&out)
+	if encoder.WriteToken(jsontext.BeginObject) != nil {
+		return nil
+	}
+	dropped := false
+	for decoder.PeekKind() == '"' {
+		token, err := decoder.ReadToken()
+		if err != nil {
+			return nil
+		}
+		name := token.String()
+		value, err := decoder.ReadValue()
+		if err != nil {
+			return nil
+		}
+		if !slices.Contains(responseMembers, name) {
+			dropped = true
+			continue
+		}
+		if encoder.WriteToken(jsontext.String(name)) != nil || encoder.WriteValue(value) != nil {
+			return nil
+		}
+	}
+	if !dropped || encoder.WriteToken(jsontext.EndObject) != nil {
+		return nil
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
+}
+
+// rewriteAnswer is rewrite's work on a response's result or error.
+func (o *writer) rewriteAnswer(m *mcpmsg.Message) []byte {
 	switch {
 	case m.Kind != mcpmsg.KindResponse || (o.hooks.RewriteResult == nil && o.hooks.CheckError == nil):
 		return nil

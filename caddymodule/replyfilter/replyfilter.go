@@ -145,6 +145,16 @@ type Hooks struct {
 	// an event stream nor JSON, or names no type, is refused rather than
 	// passed unread.
 	OpensStream bool
+	// ResponseMembersOnly takes out of each response relayed the members
+	// JSON-RPC does not define (beside "jsonrpc", "id", "result" and
+	// "error"), which clients ignore but may log or show: for a reply
+	// whose hooks read only those (a guard that must see all that goes
+	// out).
+	ResponseMembersOnly bool
+	// PassSuccesses passes every 2xx reply as it comes, unread, whatever
+	// its type: for a reply that answers no MCP message (a DELETE's),
+	// watched for what ScreenFailure screens in its failures alone.
+	PassSuccesses bool
 	// ScreenFailure, when set, is given the body of each reply that is
 	// not 2xx (held whole, whatever its type: an error page, a JSON-RPC
 	// error, a line of text) before it goes out, read or not. A
@@ -279,6 +289,9 @@ func (o *writer) WriteHeader(status int) {
 	}
 	o.status = status
 	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
+	if o.hooks.PassSuccesses && status >= 200 && status <= 299 {
+		m = modePass
+	}
 	switch m {
 	case modeJSON:
 		o.setMode(m)

@@ -204,6 +204,7 @@ func (f *finder) matches(r *rule, s string) (found, ok bool) {
 	// the budget to the other rules. (The matching reads an overlapped
 	// byte at most twice: the cost stays linear in what is charged.)
 	charged := 0
+	var ends endIndex
 	for from := 0; from < len(s); {
 		at := next.from(s, from)
 		if at < 0 {
@@ -223,7 +224,7 @@ func (f *finder) matches(r *rule, s string) (found, ok bool) {
 			if !r.block {
 				return true, true
 			}
-			follows, ok := f.blockFollows(s[start+m[1]:])
+			follows, ok := f.blockFollows(s, start+m[1], &ends)
 			if !ok || follows {
 				return follows, ok
 			}
@@ -262,29 +263,58 @@ func isPlaceholder(match string) bool {
 	return distinct <= 4
 }
 
-// blockFollows reports whether what follows a private key's BEGIN line
-// is its block: 64 characters or more, then, within 32 KiB (a 16384-bit
-// RSA key's), an END line of a private key. Written out rather than in
-// the pattern, which would make its automaton hundreds of states wide.
-// The text it looks through is charged to the budget as matched text is
-// (a string of BEGIN lines without an END would be read 32 KiB a line);
-// ok is false past the budget.
-func (f *finder) blockFollows(rest string) (follows, ok bool) {
-	rest = rest[:min(len(rest), 32<<10)]
-	end := strings.Index(rest, "-----END")
-	read := len(rest)
-	if end >= 0 {
-		read = end + len("-----END")
-	}
-	if f.budget -= read; f.budget < 0 {
+// blockFollows reports whether what follows a private key's BEGIN line,
+// s from at on, is its block: 64 characters or more, then, within 32 KiB
+// (a 16384-bit RSA key's), an END line of a private key. Written out
+// rather than in the pattern, which would make its automaton hundreds of
+// states wide. The END it looks for is found through ends, which looks
+// through each stretch of s once, however many BEGIN lines precede one
+// END (a search result quoting BEGIN lines by the hundred), and charges
+// what it looks through to the budget; ok is false past the budget.
+func (f *finder) blockFollows(s string, at int, ends *endIndex) (follows, ok bool) {
+	end, ok := ends.from(f, s, at)
+	if !ok {
 		return false, false
 	}
-	if end < 64 {
+	// The first END after the line, as a look through the next 32 KiB
+	// would find it.
+	const window = 32 << 10
+	if end < 0 || end-at < 64 || end-at+len(endMarker) > window {
 		return false, true
 	}
-	line := rest[end+len("-----END"):]
+	line := s[end+len(endMarker):]
 	line = line[:min(len(line), 120)]
 	return strings.Contains(line, "PRIVATE KEY"), true
+}
+
+// endMarker opens a private key's END line.
+const endMarker = "-----END"
+
+// endIndex is where the next endMarker of one string stands, from a
+// place on (-1: nowhere after it), remembered for the BEGIN lines that
+// follow.
+type endIndex struct {
+	known      bool
+	place, end int
+}
+
+// from returns the index of the first endMarker of s at or after at, or
+// -1, looking again only when at is before the place last looked from or
+// past the END found then, and charging f's budget what it looks
+// through; ok is false past the budget.
+func (e *endIndex) from(f *finder, s string, at int) (end int, ok bool) {
+	if e.known && at >= e.place && (e.end < 0 || e.end >= at) {
+		return e.end, true
+	}
+	e.known, e.place, e.end = true, at, -1
+	read := len(s) - at
+	if i := strings.Index(s[at:], endMarker); i >= 0 {
+		e.end, read = at+i, i+len(endMarker)
+	}
+	if f.budget -= read; f.budget < 0 {
+		return 0, false
+	}
+	return e.end, true
 }
 
 // keywordIndexes finds a rule's keywords in a string from one place on,

@@ -103,7 +103,7 @@ func New(overrides map[string]Override) (*Set, error) {
 // name, and whether the gateway offers a tool of that name: a tool
 // renamed is called by its new name alone, so that its old name (which
 // the client was never shown, and which another tool may be renamed to)
-// offers nothing.
+// offers nothing; nor does the name of a tool Expose hides.
 func (s *Set) Upstream(name string) (upstream string, offered bool) {
 	if s == nil {
 		return name, true
@@ -111,7 +111,9 @@ func (s *Set) Upstream(name string) (upstream string, offered bool) {
 	if upstream, renamed := s.upstreamOf[name]; renamed {
 		return upstream, true
 	}
-	if s.byUpstream[name].Name != "" {
+	if s.byUpstream[name].Name != "" || s.shadows(name) {
+		// A renamed tool's old name, or a tool whose name differs only
+		// by case from one a tool is renamed to (which Expose hides).
 		return "", false
 	}
 	return name, true

@@ -51,7 +51,8 @@ func TestNew(t *testing.T) {
 
 // TestUpstream: a call by a tool's new name reaches the tool; a call by
 // the old name of a renamed tool offers nothing, unless another tool is
-// renamed to it; other names are the server's own.
+// renamed to it, nor does a name that differs from a new name only by
+// case (a tool the lists hide); other names are the server's own.
 func TestUpstream(t *testing.T) {
 	s, err := New(map[string]Override{
 		"search_v2": {Name: "search"},
@@ -66,6 +67,7 @@ func TestUpstream(t *testing.T) {
 		called, upstream string
 		offered          bool
 	}{
+		{"Search", "", false},
 		{"search", "search_v2", true},
 		{"search_v2", "", false},
 		{"a", "b", true},
