@@ -175,7 +175,7 @@ func (x *exchange) passBodyless() error {
 	}
 	// Under block_secrets a failure's body is screened all the same (an
 	// mcp_stdio server's last line of stderr, quoted by its 404).
-	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.screenFailure, OnError: x.logReplyError})
+	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.failureScreen(), OnError: x.logReplyError})
 	err := x.next.ServeHTTP(w, r)
 	return errors.Join(err, finish())
 }

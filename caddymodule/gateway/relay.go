@@ -79,10 +79,12 @@ type relay struct {
 	// seal seals the state of a result that asks for input
 	// (exchange.sealRequestState).
 	seal func(state requestState) string
-	// blocksSecrets reports whether block_secrets applies now
-	// (Gateway.blocksSecrets): the server's requests and notifications to
-	// the client are then read for credentials (withholdsSecrets).
-	blocksSecrets func() bool
+	// guard is the gateway whose block_secrets applies to what the relay
+	// relays (Gateway.blocksSecrets, asked as each message comes): the
+	// server's requests and notifications to the client are then read
+	// for credentials (withholdsSecrets). (A pointer, where a method
+	// value would cost every reply an allocation.)
+	guard *Gateway
 }
 
 // newRelay returns the relay of the exchange's reply or stream.
@@ -96,9 +98,7 @@ func (x *exchange) newRelay() *relay {
 		relayed: x.g.sessions.relayed,
 		tasks:   x.g.sessions.tasks,
 		seal:    x.sealRequestState,
-		// (Only under block_secrets: the blocksSecrets of a gateway a
-		// reload retired asks those serving its server now.)
-		blocksSecrets: x.g.blocksSecrets,
+		guard:   x.g,
 		logger: func() *zap.Logger {
 			return x.g.logger.With(zap.String("upstream", x.g.cfg.Upstream), zap.String("request_id", x.g.host.RequestID(x.r)))
 		},

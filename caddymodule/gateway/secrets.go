@@ -118,16 +118,23 @@ func (g *Gateway) secretsInAnswer(method string, answer []byte) (string, error) 
 	return what, nil
 }
 
-// screenFailure is the ScreenFailure of a reply's watch: under
-// block_secrets, a reply that is not 2xx and holds a well-known
-// credential anywhere in its body (a JSON-RPC error sent with a 4xx, an
-// error page, the last line a stdio server wrote to stderr before it
-// ended) has its body replaced by the gateway's error, its status kept.
-// A body that is JSON is read as its values, any other as text.
-func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
+// failureScreen is the ScreenFailure of a reply's watch: under
+// block_secrets (as it applies when the reply starts), a reply that is
+// not 2xx and holds a well-known credential anywhere in its body (a
+// JSON-RPC error sent with a 4xx, an error page, the last line a stdio
+// server wrote to stderr before it ended) has its body replaced by the
+// gateway's error, its status kept; nil otherwise, so that a reply
+// without it costs nothing.
+func (g *Gateway) failureScreen() func(body []byte) *replyfilter.ResponseError {
 	if !g.blocksSecrets() {
 		return nil
 	}
+	return g.screenFailure
+}
+
+// screenFailure implements failureScreen. A body that is JSON is read as
+// its values, any other as text.
+func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
 	var value any
 	if json.Unmarshal(body, &value) != nil {
 		value = string(body)
@@ -157,7 +164,7 @@ func withheldAnswer(what string) *replyfilter.ResponseError {
 // request answered to the server with the refusal, and neither reaches
 // the client.
 func (rl *relay) withholdsSecrets(m *mcpmsg.Message) bool {
-	if rl.blocksSecrets == nil || !rl.blocksSecrets() {
+	if rl.guard == nil || !rl.guard.blocksSecrets() {
 		return false
 	}
 	var whole any = m.Params

@@ -91,7 +91,7 @@ func (x *exchange) stream() error {
 			return rl.checkInputRequests(id, result)
 		}, rl, nil),
 		CheckError:    g.guardErrors(rl),
-		ScreenFailure: g.screenFailure,
+		ScreenFailure: g.failureScreen(),
 		// Under block_secrets, nothing goes out that the guards did not read.
 		ResponseMembersOnly: g.blocksSecrets(),
 		Intercept: func(m *mcpmsg.Message) bool {

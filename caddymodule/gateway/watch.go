@@ -114,7 +114,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			return rl.checkInputRequests(id, result)
 		}, rl, cacheable),
 		CheckError:    g.guardErrors(rl),
-		ScreenFailure: g.screenFailure,
+		ScreenFailure: g.failureScreen(),
 		// Under block_secrets, nothing goes out that the guards did not read.
 		ResponseMembersOnly: g.blocksSecrets(),
 		// A batch's reply is read whole: it may answer, besides the
