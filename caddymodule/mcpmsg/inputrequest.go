@@ -69,7 +69,10 @@ func isQueryDotDot(part string) bool {
 		}
 		return c
 	}, decoded)
-	return strings.TrimFunc(decoded, func(c rune) bool { return c <= ' ' }) == ".."
+	// Its dots perhaps encoded again ("%252e%252e"), for a page that
+	// hands its parameter, decoded once, to the parser.
+	decoded = strings.TrimFunc(decoded, func(c rune) bool { return c <= ' ' })
+	return strings.ReplaceAll(strings.ToLower(decoded), "%2e", ".") == ".."
 }
 
 // inputRequestParams are the Go types the MCP Go SDK reads the params of

@@ -34,6 +34,7 @@ func TestCheckInputRequest(t *testing.T) {
 		{"a dot segment in the query behind a plus", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/oauth/login?next=+../admin","elicitationId":"e"}`, "holds a dot segment"},
 		{"a dot segment in the query split by a tab", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/oauth/login?next=.%09.%2Fadmin","elicitationId":"e"}`, "holds a dot segment"},
 		{"a dot segment in the fragment split by a newline", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/oauth/login#.%0a./admin","elicitationId":"e"}`, "holds a dot segment"},
+		{"a dot segment in the query encoded twice", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/oauth/login?next=%252e%252E/admin","elicitationId":"e"}`, "holds a dot segment"},
 		{"dots and a space in the query", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/search?q=what+...+next&v=1..2","elicitationId":"e"}`, ""},
 		{"a backslash in the query", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example.com/oauth/login?next=\\\\evil.example","elicitationId":"e"}`, "holds a backslash"},
 		{"a url elicitation's trailing dot segment", "elicitation/create", `{"mode":"url","message":"m","url":"https://auth.example/oauth/..","elicitationId":"e"}`, "holds a dot segment"},

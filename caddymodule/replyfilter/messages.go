@@ -115,19 +115,15 @@ func (o *writer) rewrite(m *mcpmsg.Message) []byte {
 var responseMembers = []string{"jsonrpc", "id", "result", "error"}
 
 // responseMembersOnly returns response, a JSON-RPC response, without the
-// members JSON-RPC does not define, the others' values as they are; nil
-// when it has none to take out (or cannot be read, which Parse refused
-// before).
+// members JSON-RPC does not define, the others' values as they came, to
+// the byte; nil when it has none to take out (or cannot be read, which
+// Parse refused before).
 func responseMembersOnly(response []byte) []byte {
 	decoder := jsontext.NewDecoder(bytes.NewReader(response))
 	if token, err := decoder.ReadToken(); err != nil || token.Kind() != '{' {
 		return nil
 	}
-	var out bytes.Buffer
-	encoder := jsontext.NewEncoder(&out)
-	if encoder.WriteToken(jsontext.BeginObject) != nil {
-		return nil
-	}
+	out := []byte{'{'}
 	dropped := false
 	for decoder.PeekKind() == '"' {
 		token, err := decoder.ReadToken()
@@ -143,14 +139,17 @@ func responseMembersOnly(response []byte) []byte {
 			dropped = true
 			continue
 		}
-		if encoder.WriteToken(jsontext.String(name)) != nil || encoder.WriteValue(value) != nil {
-			return nil
+		if len(out) > 1 {
+			out = append(out, ',')
 		}
+		// The names kept are plain ASCII, written as they read.
+		out = append(append(append(out, '"'), name...), '"', ':')
+		out = append(out, value...)
 	}
-	if !dropped || encoder.WriteToken(jsontext.EndObject) != nil {
+	if !dropped {
 		return nil
 	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
+	return append(out, '}')
 }
 
 // rewriteAnswer is rewrite's work on a response's result or error.

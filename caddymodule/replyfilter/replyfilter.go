@@ -152,8 +152,9 @@ type Hooks struct {
 	// out).
 	ResponseMembersOnly bool
 	// PassSuccesses passes every 2xx reply as it comes, unread, whatever
-	// its type: for a reply that answers no MCP message (a DELETE's),
-	// watched for what ScreenFailure screens in its failures alone.
+	// its type, and holds a redirect as a failure (not refused): for a
+	// reply that answers no MCP message (a DELETE's), watched for what
+	// ScreenFailure screens in its failures alone.
 	PassSuccesses bool
 	// ScreenFailure, when set, is given the body of each reply that is
 	// not 2xx (held whole, whatever its type: an error page, a JSON-RPC
@@ -289,8 +290,14 @@ func (o *writer) WriteHeader(status int) {
 	}
 	o.status = status
 	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
-	if o.hooks.PassSuccesses && status >= 200 && status <= 299 {
+	switch {
+	case !o.hooks.PassSuccesses:
+	case status >= 200 && status <= 299:
 		m = modePass
+	case status >= 300 && status <= 399:
+		// Passed as a failure is, once screened: what such a reply
+		// (a DELETE's) says is no MCP message.
+		m, err = modeJSON, nil
 	}
 	switch m {
 	case modeJSON:

@@ -985,3 +985,53 @@ func TestEndInjecting(t *testing.T) {
 		t.Error("Inject after EndInjecting wrote")
 	}
 }
+
+// TestPassSuccessesAndScreenFailure: with PassSuccesses, a 2xx reply of
+// any type passes as it came and a redirect is held as a failure, not
+// refused; ScreenFailure sees every failure's body, and a body it
+// refuses is replaced by its error, the status and other headers kept.
+func TestPassSuccessesAndScreenFailure(t *testing.T) {
+	screen := func(body []byte) *replyfilter.ResponseError {
+		if strings.Contains(string(body), "secret") {
+			return &replyfilter.ResponseError{Code: -31403, Message: "withheld"}
+		}
+		return nil
+	}
+	tests := []struct {
+		name   string
+		r      reply
+		status int
+		body   string
+	}{
+		{"a 200 of text", reply{status: 200, header: contentType("text/plain"), chunks: []string{"gone"}}, 200, "gone"},
+		{"a 204", reply{status: 204}, 204, ""},
+		{"a redirect", reply{status: 307, header: http.Header{"Location": {"/elsewhere"}}, chunks: []string{"moved"}}, 307, "moved"},
+		{"a 404 of text", reply{status: 404, header: contentType("text/plain"), chunks: []string{"no such session"}}, 404, "no such session"},
+		{"a 404 with a secret", reply{status: 404, header: contentType("text/plain"), chunks: []string{"its last line: secret"}}, 404, `{"jsonrpc":"2.0","id":null,"error":{"code":-31403,"message":"withheld"}}`},
+		{"a redirect with a secret", reply{status: 302, header: http.Header{"Location": {"/x"}}, chunks: []string{"secret"}}, 302, `"message":"withheld"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := send(t, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: screen}, tt.r)
+			if out.rec.Code != tt.status || !strings.Contains(out.rec.Body.String(), tt.body) || out.finishErr != nil {
+				t.Errorf("HTTP %d %q (finish %v); want HTTP %d with %q", out.rec.Code, out.rec.Body, out.finishErr, tt.status, tt.body)
+			}
+			if strings.Contains(tt.body, "withheld") && out.rec.Header().Get("Content-Length") != strconv.Itoa(out.rec.Body.Len()) {
+				t.Errorf("Content-Length %q for %d bytes", out.rec.Header().Get("Content-Length"), out.rec.Body.Len())
+			}
+		})
+	}
+}
+
+// TestResponseMembersOnly: with ResponseMembersOnly, a response loses
+// the members JSON-RPC does not define, its others kept to the byte
+// (escapes as written); a response without such members is not written
+// anew; requests and notifications are left as they came.
+func TestResponseMembersOnly(t *testing.T) {
+	body := `[{"jsonrpc":"2.0","id":1,"result":{"text":"caf\u00e9 \/"},"debug":"x"},{"jsonrpc":"2.0", "id":2, "result":{}},{"jsonrpc":"2.0","method":"notifications/message","params":{},"extra":1}]`
+	out := send(t, replyfilter.Hooks{ResponseMembersOnly: true, WatchAll: true}, reply{status: 200, header: contentType("application/json"), chunks: []string{body}})
+	want := `[{"jsonrpc":"2.0","id":1,"result":{"text":"caf\u00e9 \/"}},{"jsonrpc":"2.0", "id":2, "result":{}},{"jsonrpc":"2.0","method":"notifications/message","params":{},"extra":1}]`
+	if got := out.rec.Body.String(); got != want {
+		t.Errorf("relayed %s; want %s", got, want)
+	}
+}

@@ -267,19 +267,17 @@ func isPlaceholder(match string) bool {
 // s from at on, is its block: 64 characters or more, then, within 32 KiB
 // (a 16384-bit RSA key's), an END line of a private key. Written out
 // rather than in the pattern, which would make its automaton hundreds of
-// states wide. The END it looks for is found through ends, which looks
-// through each stretch of s once, however many BEGIN lines precede one
-// END (a search result quoting BEGIN lines by the hundred), and charges
-// what it looks through to the budget; ok is false past the budget.
+// states wide. The END is found through ends, which looks through each
+// byte of s once, however many BEGIN lines precede one END (a search
+// result quoting BEGIN lines by the hundred) and however the rule's
+// windows overlap, and charges what it looks through to the budget; ok
+// is false past the budget.
 func (f *finder) blockFollows(s string, at int, ends *endIndex) (follows, ok bool) {
-	end, ok := ends.from(f, s, at)
+	end, ok := ends.first(f, s, at)
 	if !ok {
 		return false, false
 	}
-	// The first END after the line, as a look through the next 32 KiB
-	// would find it.
-	const window = 32 << 10
-	if end < 0 || end-at < 64 || end-at+len(endMarker) > window {
+	if end < 0 || end-at < 64 {
 		return false, true
 	}
 	line := s[end+len(endMarker):]
@@ -287,34 +285,67 @@ func (f *finder) blockFollows(s string, at int, ends *endIndex) (follows, ok boo
 	return strings.Contains(line, "PRIVATE KEY"), true
 }
 
-// endMarker opens a private key's END line.
-const endMarker = "-----END"
+// endMarker opens a private key's END line; endWindow is how far after a
+// BEGIN line its END may start.
+const (
+	endMarker = "-----END"
+	endWindow = 32<<10 - len(endMarker)
+)
 
-// endIndex is where the next endMarker of one string stands, from a
-// place on (-1: nowhere after it), remembered for the BEGIN lines that
-// follow.
+// endIndex holds where the endMarkers of one string stand within the
+// stretch of it looked through so far, [from, to).
 type endIndex struct {
-	known      bool
-	place, end int
+	from, to int
+	ends     []int
 }
 
-// from returns the index of the first endMarker of s at or after at, or
-// -1, looking again only when at is before the place last looked from or
-// past the END found then, and charging f's budget what it looks
-// through; ok is false past the budget.
-func (e *endIndex) from(f *finder, s string, at int) (end int, ok bool) {
-	if e.known && at >= e.place && (e.end < 0 || e.end >= at) {
-		return e.end, true
+// first returns the index of the first endMarker of s that starts in
+// [at, at+endWindow], or -1, looking through only what no earlier call
+// looked through (a stretch before from, or after to; one that lies
+// apart from the last starts the index anew), and charging f's budget
+// what it looks through; ok is false past the budget.
+func (e *endIndex) first(f *finder, s string, at int) (end int, ok bool) {
+	limit := min(len(s), at+endWindow+1)
+	if at > e.to || len(e.ends) == 0 && e.from == e.to {
+		e.from, e.to, e.ends = at, at, e.ends[:0]
 	}
-	e.known, e.place, e.end = true, at, -1
-	read := len(s) - at
-	if i := strings.Index(s[at:], endMarker); i >= 0 {
-		e.end, read = at+i, i+len(endMarker)
+	if at < e.from {
+		found, ok := f.findEnds(s, at, e.from)
+		if !ok {
+			return 0, false
+		}
+		e.ends, e.from = append(found, e.ends...), at
 	}
-	if f.budget -= read; f.budget < 0 {
-		return 0, false
+	if limit > e.to {
+		found, ok := f.findEnds(s, e.to, limit)
+		if !ok {
+			return 0, false
+		}
+		e.ends, e.to = append(e.ends, found...), limit
 	}
-	return e.end, true
+	i, _ := slices.BinarySearch(e.ends, at)
+	if i == len(e.ends) || e.ends[i] >= limit {
+		return -1, true
+	}
+	return e.ends[i], true
+}
+
+// findEnds returns where the endMarkers that start in s[from:to] stand,
+// charging f's budget what it reads; ok is false past the budget.
+func (f *finder) findEnds(s string, from, to int) (ends []int, ok bool) {
+	// Read on past to by a marker's length, for one that starts before.
+	stretch := s[from:min(len(s), to+len(endMarker)-1)]
+	if f.budget -= len(stretch); f.budget < 0 {
+		return nil, false
+	}
+	for i := 0; ; {
+		j := strings.Index(stretch[i:], endMarker)
+		if j < 0 || from+i+j >= to {
+			return ends, true
+		}
+		ends = append(ends, from+i+j)
+		i += j + 1
+	}
 }
 
 // keywordIndexes finds a rule's keywords in a string from one place on,

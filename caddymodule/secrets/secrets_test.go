@@ -234,3 +234,39 @@ func BenchmarkFind(b *testing.B) {
 		}
 	}
 }
+
+// TestFindPrivateKeyBlocks: a private key's block is found however many
+// BEGIN lines, END lines or other keys' pairs stand around it; and BEGIN
+// lines the rule's overlapping windows match again, before a long text
+// without an END, have that text looked through once, not once a window
+// (it was too much to read).
+func TestFindPrivateKeyBlocks(t *testing.T) {
+	body := strings.Repeat("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n", 20)
+	for name, value := range map[string]string{
+		"BEGIN lines, then a key": strings.Repeat("-----BEGIN PRIVATE KEY-----\n", 300) + body + "-----END PRIVATE KEY-----\n",
+		"an END, then a key":      "-----END PRIVATE KEY-----\n-----BEGIN RSA PRIVATE KEY-----\n" + body + "-----END RSA PRIVATE KEY-----\n",
+		"a short pair, then a key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n" + strings.Repeat("z", 200) +
+			"-----BEGIN PRIVATE KEY-----\n" + body + "-----END PRIVATE KEY-----\n",
+		"a key amid 200 KB": strings.Repeat("q", 100000) + "-----BEGIN EC PRIVATE KEY-----\n" + body + "-----END EC PRIVATE KEY-----\n" + strings.Repeat("q", 100000),
+	} {
+		if got := Find(value); !slices.Equal(got, []Finding{{"private key", "the value itself"}}) {
+			t.Errorf("%s: %v; want the key", name, got)
+		}
+	}
+	// The rule's keyword at 200, 328 and 456, its windows reaching back
+	// 120 bytes: each matches the BEGIN lines at 340.
+	var text strings.Builder
+	pad := func(to int) { text.WriteString(strings.Repeat("x", to-text.Len())) }
+	pad(200)
+	text.WriteString("PRIVATE KEY")
+	pad(328)
+	text.WriteString("PRIVATE KEY")
+	pad(340)
+	text.WriteString("-----BEGIN PRIVATE KEY----------END\n-----BEGIN PRIVATE KEY-----")
+	pad(456)
+	text.WriteString("PRIVATE KEY")
+	text.WriteString(strings.Repeat("ordinary log line\n", (2<<20)/18))
+	if got := Find(text.String()); len(got) != 0 {
+		t.Errorf("BEGIN lines matched by three windows, then 2 MiB of log: %v; want nothing", got)
+	}
+}

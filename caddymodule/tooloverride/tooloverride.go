@@ -154,13 +154,15 @@ func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage
 }
 
 // shadows reports whether a tool is renamed to name, or to a name that
-// differs from it only by case.
+// differs from it only by case, or whether name differs only by case
+// from a renamed tool's old name (a server that matches names in any
+// case would run that tool by it).
 func (s *Set) shadows(name string) bool {
 	if _, renamed := s.upstreamOf[name]; renamed {
 		return true
 	}
-	for exposed := range s.upstreamOf {
-		if strings.EqualFold(exposed, name) {
+	for exposed, upstream := range s.upstreamOf {
+		if strings.EqualFold(exposed, name) || upstream != name && strings.EqualFold(upstream, name) {
 			return true
 		}
 	}

@@ -68,6 +68,7 @@ func TestUpstream(t *testing.T) {
 		offered          bool
 	}{
 		{"Search", "", false},
+		{"SEARCH_V2", "", false},
 		{"search", "search_v2", true},
 		{"search_v2", "", false},
 		{"a", "b", true},
