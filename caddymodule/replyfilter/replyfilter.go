@@ -295,9 +295,13 @@ func (o *writer) WriteHeader(status int) {
 	case status >= 200 && status <= 299:
 		m = modePass
 	case status >= 300 && status <= 399:
-		// Passed as a failure is, once screened: what such a reply
-		// (a DELETE's) says is no MCP message.
-		m, err = modeJSON, nil
+		// Passed as a failure is, once screened (and refused when
+		// encoded, as a failure is): what such a reply (a DELETE's)
+		// says is no MCP message.
+		m, err = modeJSON, checkIdentityEncoding(o.w.Header())
+		if err != nil {
+			m = modeFailed
+		}
 	}
 	switch m {
 	case modeJSON:

@@ -988,8 +988,9 @@ func TestEndInjecting(t *testing.T) {
 
 // TestPassSuccessesAndScreenFailure: with PassSuccesses, a 2xx reply of
 // any type passes as it came and a redirect is held as a failure, not
-// refused; ScreenFailure sees every failure's body, and a body it
-// refuses is replaced by its error, the status and other headers kept.
+// refused (unless encoded, as a failure); ScreenFailure sees every
+// failure's body, and a body it refuses is replaced by its error, the
+// status and other headers kept.
 func TestPassSuccessesAndScreenFailure(t *testing.T) {
 	screen := func(body []byte) *replyfilter.ResponseError {
 		if strings.Contains(string(body), "secret") {
@@ -1009,11 +1010,12 @@ func TestPassSuccessesAndScreenFailure(t *testing.T) {
 		{"a 404 of text", reply{status: 404, header: contentType("text/plain"), chunks: []string{"no such session"}}, 404, "no such session"},
 		{"a 404 with a secret", reply{status: 404, header: contentType("text/plain"), chunks: []string{"its last line: secret"}}, 404, `{"jsonrpc":"2.0","id":null,"error":{"code":-31403,"message":"withheld"}}`},
 		{"a redirect with a secret", reply{status: 302, header: http.Header{"Location": {"/x"}}, chunks: []string{"secret"}}, 302, `"message":"withheld"`},
+		{"a compressed redirect", reply{status: 302, header: http.Header{"Location": {"/x"}, "Content-Encoding": {"gzip"}}, chunks: []string{"\x1f\x8b"}}, 502, "Content-Encoding"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := send(t, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: screen}, tt.r)
-			if out.rec.Code != tt.status || !strings.Contains(out.rec.Body.String(), tt.body) || out.finishErr != nil {
+			if out.rec.Code != tt.status || !strings.Contains(out.rec.Body.String(), tt.body) || (out.finishErr != nil) != (tt.status == http.StatusBadGateway) {
 				t.Errorf("HTTP %d %q (finish %v); want HTTP %d with %q", out.rec.Code, out.rec.Body, out.finishErr, tt.status, tt.body)
 			}
 			if strings.Contains(tt.body, "withheld") && out.rec.Header().Get("Content-Length") != strconv.Itoa(out.rec.Body.Len()) {
