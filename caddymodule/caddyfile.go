@@ -85,6 +85,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		tool_override <tool> [<new name>] {
 //			name <new name>
 //			description <text>
+//			title <text>
 //		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -249,7 +250,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // unmarshalToolOverride reads one tool_override subdirective: the
 // server's name of a tool, its new name on the line or in the block, and
-// its description in the block.
+// its description and title in the block.
 func (h *Handler) unmarshalToolOverride(d *caddyfile.Dispenser) error {
 	var tool, name string
 	switch args := d.RemainingArgs(); len(args) {
@@ -266,7 +267,7 @@ func (h *Handler) unmarshalToolOverride(d *caddyfile.Dispenser) error {
 	override := tooloverride.Override{Name: name}
 	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := given.Check(d, "name", "description"); err != nil {
+		if err := given.Check(d, "name", "description", "title"); err != nil {
 			return err
 		}
 		switch d.Val() {
@@ -279,6 +280,10 @@ func (h *Handler) unmarshalToolOverride(d *caddyfile.Dispenser) error {
 			}
 		case "description":
 			if !d.AllArgs(&override.Description) {
+				return d.ArgErr()
+			}
+		case "title":
+			if !d.AllArgs(&override.Title) {
 				return d.ArgErr()
 			}
 		default:

@@ -362,8 +362,8 @@ func TestCaddyfileToolOverride(t *testing.T) {
 		wantErr string
 	}{
 		{"tool_override search_v2 search", map[string]tooloverride.Override{"search_v2": {Name: "search"}}, ""},
-		{"tool_override search_v2 {\n\t\tname search\n\t\tdescription \"Search the open issues.\"\n\t}",
-			map[string]tooloverride.Override{"search_v2": {Name: "search", Description: "Search the open issues."}}, ""},
+		{"tool_override search_v2 {\n\t\tname search\n\t\tdescription \"Search the open issues.\"\n\t\ttitle \"Search issues\"\n\t}",
+			map[string]tooloverride.Override{"search_v2": {Name: "search", Description: "Search the open issues.", Title: "Search issues"}}, ""},
 		{"tool_override read {\n\t\tdescription \"Read a file.\"\n\t}\n\ttool_override a b",
 			map[string]tooloverride.Override{"read": {Description: "Read a file."}, "a": {Name: "b"}}, ""},
 		{"tool_override", nil, "wrong argument count"},
@@ -386,7 +386,7 @@ func TestCaddyfileToolOverride(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mcp_policy {\n\tpolicy p\n\ttool_override a {\n\t}\n}")); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), `tool "a" changes neither its name nor its description`) {
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), `tool "a" changes neither its name, its description nor its title`) {
 		t.Errorf("an override that changes nothing: Validate() = %v", err)
 	}
 }

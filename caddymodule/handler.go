@@ -143,10 +143,10 @@ type Handler struct {
 	// arguments hold as input.tool.secrets.
 	BlockSecrets bool `json:"block_secrets,omitempty"`
 
-	// ToolOverrides rename tools and replace their descriptions as
-	// clients see them, by the server's tool names:
+	// ToolOverrides rename tools and replace their descriptions and
+	// titles as clients see them, by the server's tool names:
 	// {"search_issues_v2": {"name": "search_issues", "description":
-	// "..."}}. A new name is 1 to 128 letters, digits, "_", "-" or ".",
+	// "...", "title": "Search issues"}}. A new name is 1 to 128 letters, digits, "_", "-" or ".",
 	// and no two tools may be offered under one name. Policies, the
 	// permissions table, approvals, logs and metrics name tools as the
 	// server does; a renamed tool is called by its new name alone (its

@@ -1,5 +1,6 @@
 // Package tooloverride renames a server's tools and replaces their
-// descriptions as clients see them, as ToolHive's --tools-override does:
+// descriptions and titles as clients see them, as ToolHive's
+// --tools-override does:
 // a tool called "search_issues_v2" upstream may be offered as
 // "search_issues", with a description written for the organization's
 // assistants. Everything behind the gateway's edge keeps the server's own
@@ -20,8 +21,8 @@ import (
 )
 
 // Override is what clients see of one tool in place of what the server
-// lists: its name, its description, or both (an empty field leaves the
-// server's).
+// lists: its name, its description, its title, or several (an empty
+// field leaves the server's).
 type Override struct {
 	// Name is the name clients see and call the tool by: 1 to 128
 	// letters, digits, "_", "-" and ".", as the MCP specification
@@ -29,6 +30,10 @@ type Override struct {
 	Name string `json:"name,omitempty"`
 	// Description replaces the tool's description.
 	Description string `json:"description,omitempty"`
+	// Title replaces the tool's display name, which clients show in its
+	// name's stead: its title, and its annotations' title where it has
+	// one (2025-03-26 put it there).
+	Title string `json:"title,omitempty"`
 }
 
 // Set is a configuration's overrides, by the server's tool names, checked
@@ -64,8 +69,8 @@ func New(overrides map[string]Override) (*Set, error) {
 		switch {
 		case upstream == "":
 			problems = append(problems, errors.New("an override names no tool"))
-		case o.Name == "" && o.Description == "":
-			problems = append(problems, fmt.Errorf("the override of tool %q changes neither its name nor its description", upstream))
+		case o.Name == "" && o.Description == "" && o.Title == "":
+			problems = append(problems, fmt.Errorf("the override of tool %q changes neither its name, its description nor its title", upstream))
 		case o.Name != "" && !validName.MatchString(o.Name):
 			problems = append(problems, fmt.Errorf("tool %q is renamed to %q: a tool's name must be 1 to 128 letters, digits, \"_\", \"-\" or \".\"", upstream, o.Name))
 		case o.Name != "":
@@ -120,8 +125,8 @@ func (s *Set) Upstream(name string) (upstream string, offered bool) {
 }
 
 // Expose returns tool, the definition a server listed under name, as
-// clients are to see it: renamed and described as overridden, or as it
-// came. hidden reports a tool that keeps a name another tool is renamed
+// clients are to see it: renamed, described and titled as overridden, or
+// as it came. hidden reports a tool that keeps a name another tool is renamed
 // to: calls of that name reach the other, so the list does not offer it.
 // A definition that is no JSON object is returned with an error.
 func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage, hidden bool, err error) {
@@ -139,12 +144,21 @@ func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage
 	if err := json.Unmarshal(tool, &members); err != nil || members == nil {
 		return nil, false, fmt.Errorf("overriding tool %q: its definition is not an object", name)
 	}
-	for member, value := range map[string]string{"name": o.Name, "description": o.Description} {
+	for member, value := range map[string]string{"name": o.Name, "description": o.Description, "title": o.Title} {
 		if value == "" {
 			continue
 		}
 		if members[member], err = json.Marshal(value); err != nil {
 			return nil, false, fmt.Errorf("overriding tool %q: %w", name, err)
+		}
+	}
+	if o.Title != "" && members["annotations"] != nil {
+		var annotations map[string]json.RawMessage
+		if err := json.Unmarshal(members["annotations"], &annotations); err == nil && annotations["title"] != nil {
+			annotations["title"] = members["title"]
+			if members["annotations"], err = json.Marshal(annotations); err != nil {
+				return nil, false, fmt.Errorf("overriding tool %q: %w", name, err)
+			}
 		}
 	}
 	if exposed, err = json.Marshal(members); err != nil {

@@ -23,6 +23,7 @@ func TestNew(t *testing.T) {
 		{"a rename to a name another tool gives up", map[string]Override{"a": {Name: "b"}, "b": {Name: "c"}}, ""},
 		{"no tool named", map[string]Override{"": {Name: "x"}}, "names no tool"},
 		{"nothing changed", map[string]Override{"a": {}}, `tool "a" changes neither`},
+		{"a title alone", map[string]Override{"a": {Title: "A"}}, ""},
 		{"a name with a space", map[string]Override{"a": {Name: "send mail"}}, `renamed to "send mail": a tool's name must be`},
 		{"a name too long", map[string]Override{"a": {Name: strings.Repeat("n", 129)}}, "must be 1 to 128"},
 		{"a name with a slash", map[string]Override{"a": {Name: "mail/send"}}, "must be 1 to 128"},
@@ -96,6 +97,7 @@ func TestExpose(t *testing.T) {
 		"search_v2": {Name: "search", Description: "Search the <open> issues."},
 		"read":      {Description: "Read a file."},
 		"x":         {Name: "shadow"},
+		"titled":    {Title: "Find issues"},
 		"y":         {Name: "Echo"},
 	})
 	if err != nil {
@@ -110,6 +112,10 @@ func TestExpose(t *testing.T) {
 			map[string]any{"name": "search", "description": "Search the <open> issues.", "inputSchema": map[string]any{"type": "object"}, "annotations": map[string]any{"readOnlyHint": true}}, false},
 		{"read", `{"name":"read","inputSchema":{}}`, map[string]any{"name": "read", "description": "Read a file.", "inputSchema": map[string]any{}}, false},
 		{"other", `{"name":"other","description":"kept"}`, map[string]any{"name": "other", "description": "kept"}, true},
+		{"titled", `{"name":"titled","title":"Search v2","annotations":{"title":"Search v2","readOnlyHint":true}}`,
+			map[string]any{"name": "titled", "title": "Find issues", "annotations": map[string]any{"title": "Find issues", "readOnlyHint": true}}, false},
+		{"titled", `{"name":"titled","annotations":{"readOnlyHint":true}}`,
+			map[string]any{"name": "titled", "title": "Find issues", "annotations": map[string]any{"readOnlyHint": true}}, false},
 		{"shadow", `{"name":"shadow"}`, nil, false},
 		{"echo", `{"name":"echo"}`, nil, false},
 		{"ſhadow", `{"name":"ſhadow"}`, nil, false},
