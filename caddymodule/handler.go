@@ -146,8 +146,10 @@ type Handler struct {
 	// ToolOverrides rename tools and replace their descriptions and
 	// titles as clients see them, by the server's tool names:
 	// {"search_issues_v2": {"name": "search_issues", "description":
-	// "...", "title": "Search issues"}}. A new name is 1 to 128 letters, digits, "_", "-" or ".",
-	// and no two tools may be offered under one name. Policies, the
+	// "...", "title": "Search issues"}}. A new name is 1 to 128
+	// letters, digits, "_", "-" or ".", and no two tools may be offered
+	// under one name, or under names that differ only by case. Policies,
+	// the
 	// permissions table, approvals, logs and metrics name tools as the
 	// server does; a renamed tool is called by its new name alone (its
 	// old name is refused as a tool the server does not offer), and a

@@ -113,8 +113,9 @@ type Config struct {
 	// and withholds the answers of the server's that hold one (see
 	// withholdSecrets).
 	BlockSecrets bool
-	// ToolOverrides rename tools and replace their descriptions as
-	// clients see them (renameCalls, exposeTools); nil for none.
+	// ToolOverrides rename tools and replace their descriptions and
+	// titles as clients see them (renameCalls, exposeTools); nil for
+	// none.
 	ToolOverrides *tooloverride.Set
 	// ForwardToken passes the caller's Authorization header upstream;
 	// by default it is removed when Identity is set.

@@ -174,7 +174,9 @@ func (x *exchange) passBodyless() error {
 		return x.next.ServeHTTP(x.w, r)
 	}
 	// Under block_secrets a failure's body is screened all the same (an
-	// mcp_stdio server's last line of stderr, quoted by its 404).
+	// mcp_stdio server's last line of stderr, quoted by its 404), asked
+	// for uncompressed, as the gateway reads it.
+	readReplyUncompressed(r)
 	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.failureScreen(), OnError: x.logReplyError})
 	err := x.next.ServeHTTP(w, r)
 	return errors.Join(err, finish())

@@ -249,6 +249,7 @@ func TestBlockSecretsInServerMessages(t *testing.T) {
 // failure quoting one has its body replaced, its status kept.
 func TestBlockSecretsInFailures(t *testing.T) {
 	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	deleteEncodings := make(chan string, 1)
 	u := upstreamtest.Unstarted("leaky", nil, upstreamTools)
 	inner := upstreamtest.StatefulJSON.Handler(u.Server)
 	up := u.Start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -258,6 +259,7 @@ func TestBlockSecretsInFailures(t *testing.T) {
 		_ = json.Unmarshal(body, &message)
 		switch {
 		case r.Method == http.MethodDelete:
+			deleteEncodings <- r.Header.Get("Accept-Encoding")
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprintf(w, "session ended: its server exited; its last stderr line: Error: bad key %s\n", token)
@@ -311,7 +313,13 @@ func TestBlockSecretsInFailures(t *testing.T) {
 	if got := post(t, gw.URL, header, callBody("8", "echo", "extra")); strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), `{"jsonrpc":"2.0","id":8,"result":{"content":[{"type":"text","text":"ok"}]}}`) {
 		t.Errorf("a response with a token in a member of its own: HTTP %d %s; want the member taken out, the result relayed", got.status, got.body)
 	}
-	if got := send(t, clienttest.NewRequest(t, http.MethodDelete, gw.URL, header, nil)); got.status != http.StatusNotFound || strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), withheld) {
+	deleting := clienttest.NewRequest(t, http.MethodDelete, gw.URL, header, nil)
+	deleting.Header.Set("Accept-Encoding", "gzip")
+	if got := send(t, deleting); got.status != http.StatusNotFound || strings.Contains(string(got.body), token) || !strings.Contains(string(got.body), withheld) {
 		t.Errorf("a DELETE answered 404 quoting a token: HTTP %d %s; want the body withheld, the status kept", got.status, got.body)
+	}
+	// A failure the gateway could not read would be refused.
+	if encoding := <-deleteEncodings; encoding != "identity" {
+		t.Errorf("the DELETE reached the server accepting %q; want its reply uncompressed", encoding)
 	}
 }

@@ -127,7 +127,7 @@ func (g *Gateway) exposeTools(tools []json.RawMessage, names []string) (exposed 
 		}
 		if hidden {
 			if _, warned := g.shadowedWarned.LoadOrStore(names[i], true); !warned {
-				g.logger.Warn("the upstream lists a tool under a name another tool is renamed to: it is hidden, and calls of that name reach the renamed tool",
+				g.logger.Warn("the upstream lists a tool under a name another tool is renamed to, or that differs only by case from such a name or a renamed tool's old name: it is hidden, and calls of that name reach the renamed tool or are refused",
 					zap.String("server", g.cfg.Server), zap.String("tool", names[i]))
 			}
 			renamed = true

@@ -152,13 +152,16 @@ type Hooks struct {
 	// out).
 	ResponseMembersOnly bool
 	// PassSuccesses passes every 2xx reply as it comes, unread, whatever
-	// its type, and holds a redirect as a failure (not refused): for a
-	// reply that answers no MCP message (a DELETE's), watched for what
-	// ScreenFailure screens in its failures alone.
+	// its type, and holds a redirect as a failure (refused when encoded,
+	// as a failure is, rather than for redirecting): for a reply that
+	// answers no MCP message (a DELETE's), watched for what ScreenFailure
+	// screens in its failures alone.
 	PassSuccesses bool
-	// ScreenFailure, when set, is given the body of each reply that is
-	// not 2xx (held whole, whatever its type: an error page, a JSON-RPC
-	// error, a line of text) before it goes out, read or not. A
+	// ScreenFailure, when set, is given the body, when it has one, of
+	// each reply that is not 2xx and is not refused first (a redirect,
+	// an encoded body: see replyMode), held whole whatever its type (an
+	// error page, a JSON-RPC error, a line of text), before it goes out,
+	// read or not. A
 	// *ResponseError it returns replaces the body with that JSON-RPC
 	// error, for RefusalID, the status and the reply's other headers
 	// kept (a 401's challenge still reaches the client); nil leaves it.

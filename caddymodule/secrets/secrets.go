@@ -95,10 +95,10 @@ var rules = []rule{
 const TooMuchToRead = "more credential-like text than the gateway reads"
 
 // MaxMatched, with twice the length of a value's strings, bounds the
-// text Find matches against the rules' patterns in one value, so that a
-// value dense with keywords of many rules (a body of "ghp_ AKIA eyJ …")
-// costs the gateway a time linear in its size; past it, Find gives
-// TooMuchToRead.
+// text Find matches against the rules' patterns in one value (and looks
+// through for a private key's END line), so that a value dense with
+// keywords of many rules (a body of "ghp_ AKIA eyJ …") costs the gateway
+// a time linear in its size; past it, Find gives TooMuchToRead.
 const MaxMatched = 1 << 20
 
 // Find returns the credentials found in value, a JSON value as

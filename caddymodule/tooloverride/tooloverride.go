@@ -51,8 +51,8 @@ type Set struct {
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // New checks overrides, by the server's tool names, and returns them as
-// a Set: each names a tool and overrides its name, its description or
-// both; a new name is one the specification advises; and no two tools
+// a Set: each names a tool and overrides its name, its description, its
+// title or several; a new name is one the specification advises; and no two tools
 // are offered under one name, or names that differ only by case,
 // whether both are renamed to it or one keeps it as its own. (A tool of the server's that is not overridden
 // and has a name another tool is renamed to is hidden: see Expose. Which
@@ -93,8 +93,14 @@ func New(overrides map[string]Override) (*Set, error) {
 			}
 		}
 		for _, kept := range slices.Sorted(maps.Keys(overrides)) {
-			if overrides[kept].Name == "" && kept != upstream && strings.EqualFold(name, kept) {
+			if overrides[kept].Name != "" || kept == upstream {
+				continue
+			}
+			if strings.EqualFold(name, kept) {
 				problems = append(problems, fmt.Errorf("tool %q is renamed to %q, which tool %q keeps as its own name, but for case (rename it too)", upstream, name, kept))
+			}
+			if strings.EqualFold(upstream, kept) {
+				problems = append(problems, fmt.Errorf("tool %q keeps its name, which differs only by case from that of tool %q, renamed to %q (rename it too)", kept, upstream, name))
 			}
 		}
 	}
@@ -126,8 +132,10 @@ func (s *Set) Upstream(name string) (upstream string, offered bool) {
 
 // Expose returns tool, the definition a server listed under name, as
 // clients are to see it: renamed, described and titled as overridden, or
-// as it came. hidden reports a tool that keeps a name another tool is renamed
-// to: calls of that name reach the other, so the list does not offer it.
+// as it came. hidden reports a tool that keeps a name another tool is
+// renamed to, or one that differs from it, or from a renamed tool's old
+// name, only by case (see shadows): calls of that name reach the other,
+// or are refused, so the list does not offer it.
 // A definition that is no JSON object is returned with an error.
 func (s *Set) Expose(tool json.RawMessage, name string) (exposed json.RawMessage, hidden bool, err error) {
 	if s == nil {

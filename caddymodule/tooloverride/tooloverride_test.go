@@ -31,6 +31,7 @@ func TestNew(t *testing.T) {
 		{"a rename to a name another keeps", map[string]Override{"a": {Name: "b"}, "b": {Description: "B."}}, `tool "a" is renamed to "b", which tool "b" keeps`},
 		{"two names that differ by case", map[string]Override{"a": {Name: "X"}, "b": {Name: "x"}}, `renamed to "X" and "x", which differ only by case`},
 		{"a rename to a name another keeps but for case", map[string]Override{"a": {Name: "B"}, "b": {Description: "B."}}, `which tool "b" keeps as its own name, but for case`},
+		{"a name kept that differs by case from an old name", map[string]Override{"Echo": {Name: "say"}, "echo": {Description: "E."}}, `tool "echo" keeps its name, which differs only by case from that of tool "Echo"`},
 		{"a swap by case", map[string]Override{"a": {Name: "A"}, "A": {Name: "a"}}, "which differ only by case"},
 	}
 	for _, tt := range tests {
