@@ -48,7 +48,7 @@ func TestToolOverrides(t *testing.T) {
 			}{
 				{"say", "echo:hi", false},
 				{"echo", `the server does not offer a tool named "echo"`, true},
-				{"remove_issue", refusedDestructive, true},
+				{"remove_issue", refusedDestructive + `, and destructive tools are set to block` + "\n\n" + `The tool "remove_issue" you called is the server's "delete_issue".`, true},
 				{"delete_issue", `the server does not offer a tool named "delete_issue"`, true},
 			} {
 				got, isError := callTool(t, session, tt.tool, "hi")

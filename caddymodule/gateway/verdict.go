@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 
@@ -34,6 +35,9 @@ type verdict struct {
 	toolHash string
 	// approvals is set when the gateway holds calls for approval.
 	approvals bool
+	// calledAs is the name a renamed tools/call's client called its tool
+	// by (exchange.calledName), when it is not the server's.
+	calledAs string
 	// text, when set, is the whole refusal the client sees, in place of
 	// the one the decision makes; code the JSON-RPC error code of a
 	// refused request other than tools/call (default
@@ -149,6 +153,10 @@ func (v verdict) response() []byte {
 	switch {
 	case m.Kind != mcpmsg.KindRequest:
 		return nil
+	case m.Tool != nil && v.calledAs != "":
+		// The policy's reason names the server's tool: the caller knows
+		// it by another name (where tools swap names, another tool's).
+		return mcpmsg.ToolErrorResult(m.ID, fmt.Sprintf("%s\n\nThe tool %q you called is the server's %q.", v.refusal(), display.Line(v.calledAs), display.Line(m.Tool.Name)))
 	case m.Tool != nil:
 		return mcpmsg.ToolErrorResult(m.ID, v.refusal())
 	default:
