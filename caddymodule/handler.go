@@ -136,6 +136,8 @@ type Handler struct {
 	// BlockSecrets blocks every tool call whose arguments hold a
 	// well-known credential (a cloud or service access key, a token, a
 	// private key; docs/secrets.md), whatever the policy decides, and
+	// every prompt, completion or resource request whose params do;
+	// withholds a client's answer to the server that holds one; and
 	// withholds every result, error or failed reply the server answers,
 	// and every request or notification it sends the client, that holds
 	// one (the results describing the server, of initialize and the

@@ -66,6 +66,9 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		}
 		ctx, span := x.startMessageSpan(input, m.ID)
 		v.decision = g.evaluate(x.requestIn(ctx), input, "")
+		if v.allowed() {
+			x.withholdClientAnswer(m)
+		}
 		if followsTask && task.coveredByApproval(x.session, v.decision) {
 			// Held as the call that started the task was, and approved
 			// then (other requests needing approval are refused, as only

@@ -110,8 +110,9 @@ type Config struct {
 	LogArguments bool
 	// BlockSecrets blocks every tool call whose arguments hold a
 	// well-known credential (secrets.Find), whatever the policy decides,
-	// and withholds the answers of the server's that hold one (see
-	// withholdSecrets).
+	// and the other requests that hand the server data (blockSecrets),
+	// and withholds the answers of the client's and the server's that
+	// hold one (see withholdClientAnswer, withholdSecrets).
 	BlockSecrets bool
 	// ToolOverrides rename tools and replace their descriptions and
 	// titles as clients see them (renameCalls, exposeTools); nil for

@@ -27,22 +27,68 @@ func (g *Gateway) blocksSecrets() bool {
 	return len(judges) == 0 || slices.ContainsFunc(judges, func(h *Gateway) bool { return h.cfg.BlockSecrets })
 }
 
-// blockSecrets is the decision on a tool call once block_secrets has
-// looked at it: blocked when its arguments hold a well-known credential
-// (secrets.Find), the decision given otherwise.
+// blockSecrets is the decision on a client's request once block_secrets
+// has looked at it: blocked when what it hands the server holds a
+// well-known credential (secrets.Find), the decision given otherwise. A
+// tool call's arguments are read, and the answers a retried call brings
+// to the server's questions (inputResponses: a form filled in, a
+// sampling's completion); of the requests in dataRequests, the params.
 func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
-	if !g.cfg.BlockSecrets || input.Tool == nil || decision.Action == policy.ActionBlock {
+	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || input.Kind != mcpmsg.KindRequest.String() {
 		return decision
 	}
-	found := secrets.Find(input.Tool.Arguments)
+	var found []secrets.Finding
+	var what string
+	switch {
+	case input.Tool != nil:
+		what = fmt.Sprintf("tool %q is blocked: its arguments hold", input.Tool.Name)
+		if found = secrets.Find(input.Tool.Arguments); len(found) == 0 {
+			what = fmt.Sprintf("tool %q is blocked: the answers it brings the server (inputResponses) hold", input.Tool.Name)
+			found = secrets.Find(input.Params["inputResponses"])
+		}
+	case slices.Contains(dataRequests, input.Method):
+		what = fmt.Sprintf("%s is blocked: its params hold", input.Method)
+		found = secrets.Find(input.Params)
+	}
 	if len(found) == 0 {
 		return decision
 	}
 	return policy.Decision{
 		Action:   policy.ActionBlock,
-		Reason:   fmt.Sprintf("tool %q is blocked: its arguments hold %s; the gateway blocks credentials in tool calls (block_secrets)", input.Tool.Name, describeSecrets(found)),
+		Reason:   fmt.Sprintf("%s %s; the gateway blocks credentials in what clients send servers (block_secrets)", what, describeSecrets(found)),
 		Revision: decision.Revision,
 	}
+}
+
+// dataRequests are the requests, besides tools/call, whose params hand
+// the server what a person or a model typed: a prompt's arguments, a
+// completion's value, a resource's URI (a token in its query).
+var dataRequests = []string{"prompts/get", "completion/complete", "resources/read", "resources/subscribe", "resources/unsubscribe"}
+
+// withholdClientAnswer replaces, under block_secrets, a client's
+// response (its answer to the server's request: an elicitation's form, a
+// sampling's completion) that holds a well-known credential anywhere by
+// an error saying so, which the server gets in its stead, as the gateway
+// answers a server's request it refuses: what asked learns why at once,
+// and the client's POST goes on as any answer's.
+func (x *exchange) withholdClientAnswer(m *mcpmsg.Message) {
+	if m.Kind != mcpmsg.KindResponse || !x.g.blocksSecrets() {
+		return
+	}
+	var whole any
+	what := "what could not be read for credentials"
+	if json.Unmarshal(m.Raw, &whole) == nil {
+		found := secrets.Find(whole)
+		if len(found) == 0 {
+			return
+		}
+		what = describeSecrets(found)
+	}
+	x.g.logger.Warn("the client's answer to the server was withheld: it held what looks like a credential (block_secrets)",
+		zap.String("upstream", x.g.cfg.Upstream), zap.String("found", what))
+	x.replaceMessage(m, nil, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, fmt.Sprintf(
+		"The gateway withheld the client's answer: it held %s, and the gateway blocks credentials in what clients send servers (block_secrets).", what)))
+	m.IsError = true
 }
 
 // describingMethods are the requests whose results describe the server

@@ -8,19 +8,24 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
+	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // TestBlockSecrets: with block_secrets, a tool call whose arguments hold
@@ -321,5 +326,63 @@ func TestBlockSecretsInFailures(t *testing.T) {
 	// A failure the gateway could not read would be refused.
 	if encoding := <-deleteEncodings; encoding != "identity" {
 		t.Errorf("the DELETE reached the server accepting %q; want its reply uncompressed", encoding)
+	}
+}
+
+// TestBlockSecretsInWhatClientsSend: with block_secrets, what a client
+// hands the server besides a tool call's arguments is read too: a
+// prompt's arguments and a resource's URI with a token in its query are
+// refused, and a client's answer to the server's elicitation holding
+// one reaches the server as the gateway's error in its stead (the tool
+// that asked learns why at once); the server never sees the token.
+// Calls without one go on.
+func TestBlockSecretsInWhatClientsSend(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	u := upstreamtest.Unstarted("asking", nil, nil)
+	mcp.AddTool(u.Server, &mcp.Tool{Name: "ask", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ upstreamtest.TextInput) (*mcp.CallToolResult, any, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			text := "answered"
+			if _, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Your token?", RequestedSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{"token": {Type: "string"}}}}); err != nil {
+				text = "no answer: " + err.Error()
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
+		})
+	u.Server.AddPrompt(&mcp.Prompt{Name: "greet", Arguments: []*mcp.PromptArgument{{Name: "who"}}}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hello"}}}}, nil
+	})
+	u.Server.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "https://api.example/{path}", Name: "api"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "data"}}}, nil
+	})
+	up := u.Start(t, upstreamtest.StatefulSSE.Handler(u.Server))
+	engine, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+		"read_only": "allow", "resources": "allow", "prompts": "allow",
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.MaxBody = 64 << 10
+	cfg.BlockSecrets = true
+	gw := serveGateway(t, cfg, up.URL)
+	session := connect(t, gw.URL, &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"token": token}}, nil
+	}}, mcphttp.Version20251125)
+
+	if _, err := session.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"who": "me, " + token}}); err == nil || !strings.Contains(err.Error(), "prompts/get is blocked: its params hold what looks like a GitHub token") {
+		t.Errorf("a prompt with a token in its arguments: %v; want it blocked", err)
+	}
+	if _, err := session.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"who": "me"}}); err != nil {
+		t.Errorf("a prompt without one: %v", err)
+	}
+	if _, err := session.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "https://api.example/items?access_token=" + token}); err == nil || !strings.Contains(err.Error(), "resources/read is blocked: its params hold") {
+		t.Errorf("a resource read with a token in its URI: %v; want it blocked", err)
+	}
+	if text, isError := callTool(t, session, "ask", "x"); isError || !strings.Contains(text, "The gateway withheld the client's answer: it held what looks like a GitHub token") {
+		t.Errorf("a call whose elicitation the client answered with a token: %q (isError %v); want the answer withheld", text, isError)
+	}
+	if up.SawBodyContaining(token) {
+		t.Error("the server received the token")
 	}
 }
