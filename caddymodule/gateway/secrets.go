@@ -34,7 +34,10 @@ func (g *Gateway) blocksSecrets() bool {
 // to the server's questions (inputResponses: a form filled in, a
 // sampling's completion); of the requests in dataRequests, the params.
 func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
-	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || input.Kind != mcpmsg.KindRequest.String() {
+	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || input.Kind != mcpmsg.KindRequest.String() ||
+		input.Direction == policy.DirectionServerToClient {
+		// (The server's own requests are read as they are relayed:
+		// relay.withholdsSecrets.)
 		return decision
 	}
 	var found []secrets.Finding
