@@ -44,6 +44,7 @@ const (
 	outcomeConfirmed   = "confirmed"
 	outcomeDeclined    = "declined"
 	outcomeUnanswered  = "unanswered"
+	outcomeWithheld    = "withheld"
 )
 
 // audit writes one record: what happened to the message of v.

@@ -66,8 +66,8 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		}
 		ctx, span := x.startMessageSpan(input, m.ID)
 		v.decision = g.evaluate(x.requestIn(ctx), input, "")
-		if v.allowed() {
-			x.withholdClientAnswer(m)
+		if v.allowed() && x.withholdClientAnswer(m) {
+			v.outcome = outcomeWithheld
 		}
 		if followsTask && task.coveredByApproval(x.session, v.decision) {
 			// Held as the call that started the task was, and approved

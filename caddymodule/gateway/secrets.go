@@ -73,17 +73,18 @@ var dataRequests = []string{"prompts/get", "completion/complete", "resources/rea
 // sampling's completion) that holds a well-known credential anywhere by
 // an error saying so, which the server gets in its stead, as the gateway
 // answers a server's request it refuses: what asked learns why at once,
-// and the client's POST goes on as any answer's.
-func (x *exchange) withholdClientAnswer(m *mcpmsg.Message) {
+// and the client's POST goes on as any answer's. It reports whether it
+// withheld m.
+func (x *exchange) withholdClientAnswer(m *mcpmsg.Message) bool {
 	if m.Kind != mcpmsg.KindResponse || !x.g.blocksSecrets() {
-		return
+		return false
 	}
 	var whole any
 	what := "what could not be read for credentials"
 	if json.Unmarshal(m.Raw, &whole) == nil {
 		found := secrets.Find(whole)
 		if len(found) == 0 {
-			return
+			return false
 		}
 		what = describeSecrets(found)
 	}
@@ -92,6 +93,7 @@ func (x *exchange) withholdClientAnswer(m *mcpmsg.Message) {
 	x.replaceMessage(m, nil, mcpmsg.ErrorResponse(m.ID, CodeRefusedByPolicy, fmt.Sprintf(
 		"The gateway withheld the client's answer: it held %s, and the gateway blocks credentials in what clients send servers (block_secrets).", what)))
 	m.IsError = true
+	return true
 }
 
 // describingMethods are the requests whose results describe the server

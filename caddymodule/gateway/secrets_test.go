@@ -18,6 +18,9 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
@@ -365,6 +368,8 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
 	cfg.MaxBody = 64 << 10
 	cfg.BlockSecrets = true
+	core, audited := observer.New(zapcore.InfoLevel)
+	cfg.Audit = &gateway.Audit{Logger: zap.New(core)}
 	gw := serveGateway(t, cfg, up.URL)
 	session := connect(t, gw.URL, &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"token": token}}, nil
@@ -384,5 +389,9 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 	}
 	if up.SawBodyContaining(token) {
 		t.Error("the server received the token")
+	}
+	withheld := audited.FilterMessage("mcp message").FilterField(zap.String("outcome", "withheld")).Len()
+	if withheld != 1 {
+		t.Errorf("%d audit records of a withheld answer; want 1", withheld)
 	}
 }
