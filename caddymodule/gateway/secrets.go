@@ -79,10 +79,8 @@ func (x *exchange) withholdClientAnswer(m *mcpmsg.Message) bool {
 	if m.Kind != mcpmsg.KindResponse || !x.g.blocksSecrets() {
 		return false
 	}
-	var whole any
 	what := "what could not be read for credentials"
-	if json.Unmarshal(m.Raw, &whole) == nil {
-		found := secrets.Find(whole)
+	if found, err := secrets.FindJSON(m.Raw); err == nil {
 		if len(found) == 0 {
 			return false
 		}
@@ -155,11 +153,10 @@ func (g *Gateway) guardErrors(rl *relay) func(id, errorObject []byte) error {
 // server's (a result, or an error object) to method ("" when unknown)
 // holds; "" when it holds none. It logs what it found.
 func (g *Gateway) secretsInAnswer(method string, answer []byte) (string, error) {
-	var value any
-	if err := json.Unmarshal(answer, &value); err != nil {
+	found, err := secrets.FindJSON(answer)
+	if err != nil {
 		return "", fmt.Errorf("reading an answer for credentials: %w", err)
 	}
-	found := secrets.Find(value)
 	if len(found) == 0 {
 		return "", nil
 	}
@@ -186,11 +183,10 @@ func (g *Gateway) failureScreen() func(body []byte) *replyfilter.ResponseError {
 // screenFailure implements failureScreen. A body that is JSON is read as
 // its values, any other as text.
 func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
-	var value any
-	if json.Unmarshal(body, &value) != nil {
-		value = string(body)
+	found, err := secrets.FindJSON(body)
+	if err != nil {
+		found = secrets.Find(string(body))
 	}
-	found := secrets.Find(value)
 	if len(found) == 0 {
 		return nil
 	}
@@ -218,15 +214,12 @@ func (rl *relay) withholdsSecrets(m *mcpmsg.Message) bool {
 	if rl.guard == nil || !rl.guard.blocksSecrets() {
 		return false
 	}
-	var whole any = m.Params
-	if m.Raw != nil {
-		// The message as the client reads it (it passed the strict
-		// parse, so that it decodes).
-		if err := json.Unmarshal(m.Raw, &whole); err != nil {
-			whole = m.Params
-		}
+	// The message as the client reads it (it passed the strict parse, so
+	// that it decodes; its params otherwise).
+	found, err := secrets.FindJSON(m.Raw)
+	if err != nil {
+		found = secrets.Find(m.Params)
 	}
-	found := secrets.Find(whole)
 	if len(found) == 0 {
 		return false
 	}

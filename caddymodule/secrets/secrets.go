@@ -17,6 +17,7 @@ package secrets
 
 import (
 	"cmp"
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strconv"
@@ -116,6 +117,16 @@ func Find(value any) []Finding {
 		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Kind, b.Kind))
 	})
 	return slices.Compact(f.findings)
+}
+
+// FindJSON is Find over text, a JSON value, decoded as encoding/json
+// decodes it; an error when text is no JSON.
+func FindJSON(text []byte) ([]Finding, error) {
+	var value any
+	if err := json.Unmarshal(text, &value); err != nil {
+		return nil, err
+	}
+	return Find(value), nil
 }
 
 // finder is one Find: where it is in the value (a stack of members and

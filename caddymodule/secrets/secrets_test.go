@@ -270,3 +270,18 @@ func TestFindPrivateKeyBlocks(t *testing.T) {
 		t.Errorf("BEGIN lines matched by three windows, then 2 MiB of log: %v; want nothing", got)
 	}
 }
+
+// TestFindJSON: FindJSON finds in a JSON text what Find finds in the
+// value it decodes to, and refuses a text that is no JSON.
+func TestFindJSON(t *testing.T) {
+	token := "ghp" + "_" + random(alnum, 36)
+	if got, err := FindJSON([]byte(`{"body":["` + token + `"]}`)); err != nil || !slices.Equal(got, []Finding{{"GitHub token", "body[0]"}}) {
+		t.Errorf("FindJSON of an object holding a token = %v, %v", got, err)
+	}
+	if got, err := FindJSON([]byte(`{"body":"nothing"}`)); err != nil || len(got) != 0 {
+		t.Errorf("FindJSON of an object holding none = %v, %v", got, err)
+	}
+	if _, err := FindJSON([]byte("not JSON " + token)); err == nil {
+		t.Error("FindJSON of a text that is no JSON: no error")
+	}
+}
