@@ -153,9 +153,9 @@ func (x *exchange) confirmation(v verdict) (map[string]any, error) {
 	// The tool as the caller knows it: a renamed tool by the name the
 	// caller called it by (which, where tools swap names, is another
 	// tool's name on the server), with the server's.
-	tool := strconv.Quote(display.Line(x.calledName(v.message)))
-	if called := x.calledName(v.message); called != v.message.Tool.Name {
-		tool += fmt.Sprintf(" (the server's %q)", display.Line(v.message.Tool.Name))
+	tool := strconv.Quote(display.Line(v.message.Tool.Name))
+	if v.calledAs != "" {
+		tool = fmt.Sprintf("%q (the server's %s)", display.Line(v.calledAs), tool)
 	}
 	message := fmt.Sprintf("Allow %s to run the tool %s with these arguments?\n\n%s", display.Line(v.input.Server), tool, shown)
 	if v.decision.Reason != "" {

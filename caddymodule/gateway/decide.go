@@ -44,10 +44,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	g := x.g
 	input := x.baseInput(x.version)
 	input.Kind, input.Method, input.Params = m.Kind.String(), m.Method, m.Params
-	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil}
-	if m.Tool != nil && x.calledName(m) != m.Tool.Name {
-		v.calledAs = x.calledName(m)
-	}
+	v := verdict{message: m, input: input, approvals: g.cfg.Approvals != nil, calledAs: x.calledAs[m]}
 	start := time.Now()
 	if m.Tool == nil {
 		if reason := m.UnresolvedResourceURI(); reason != "" {

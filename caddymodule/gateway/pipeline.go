@@ -43,7 +43,7 @@ type exchange struct {
 	// unoffered are the tools/calls of tools the gateway does not offer
 	// under the name called (renameCalls): a renamed tool's old name.
 	// calledAs are, of the calls renameCalls renamed, the names their
-	// client called the tools by (see calledName).
+	// client called the tools by (see verdict.calledAs).
 	unoffered map[*mcpmsg.Message]bool
 	calledAs  map[*mcpmsg.Message]string
 	// version is the MCP revision the messages were sent under (parse).

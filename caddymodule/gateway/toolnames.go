@@ -93,22 +93,13 @@ func (x *exchange) renameCall(m *mcpmsg.Message, upstream string) error {
 	return nil
 }
 
-// calledName is the name the client called the tool of m by: the
-// server's, unless the call was renamed (renameCalls).
-func (x *exchange) calledName(m *mcpmsg.Message) string {
-	if name, renamed := x.calledAs[m]; renamed {
-		return name
-	}
-	return m.Tool.Name
-}
-
 // exposeTools returns the tools of a list (the server's definitions,
 // names[i] the name of tools[i] as the server lists it, after the policy
-// hid what it hides) as clients are to see them, renamed and described
-// as the configuration overrides them (tooloverride.Set.Expose; see
-// listOverrides); renamed reports whether any was changed. A tool that keeps a name another tool
-// is renamed to is left out, and logged once: calls of that name reach
-// the other.
+// hid what it hides) as clients are to see them, renamed, described and
+// titled as the configuration overrides them (tooloverride.Set.Expose;
+// see listOverrides); renamed reports whether any was changed. A tool
+// Expose hides (one that keeps a name another tool is renamed to) is
+// left out, and logged once: calls of that name reach the other.
 func (g *Gateway) exposeTools(tools []json.RawMessage, names []string) (exposed []json.RawMessage, renamed bool, err error) {
 	overrides, agreed := g.listOverrides()
 	if !agreed {

@@ -36,7 +36,7 @@ type verdict struct {
 	// approvals is set when the gateway holds calls for approval.
 	approvals bool
 	// calledAs is the name a renamed tools/call's client called its tool
-	// by (exchange.calledName), when it is not the server's.
+	// by (renameCalls); empty for a call not renamed.
 	calledAs string
 	// text, when set, is the whole refusal the client sees, in place of
 	// the one the decision makes; code the JSON-RPC error code of a
