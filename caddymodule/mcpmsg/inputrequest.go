@@ -14,8 +14,6 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/mcpgate/mcpgate/caddymodule/display"
 )
 
 // elicitationURLProblem names what in a URL elicitation's URL the
@@ -126,13 +124,9 @@ func CheckServerRequest(method string, params map[string]any) *Error {
 	if err := CheckParams(method, params); err != nil {
 		return err
 	}
-	if url, ok := params["url"].(string); ok && method == "elicitation/create" {
-		if problem := elicitationURLProblem(url); problem != "" {
-			shown, cut := display.Prefix(url, 200)
-			if cut {
-				shown += "…"
-			}
-			return invalidRequest(`elicitation/create "params.url" %q holds %s, which browsers resolve; send the URL resolved`, shown, problem)
+	if address, ok := params["url"].(string); ok && method == "elicitation/create" {
+		if problem := elicitationURLProblem(address); problem != "" {
+			return invalidRequest(`elicitation/create "params.url" %q holds %s, which browsers resolve; send the URL resolved`, shownURI(address), problem)
 		}
 	}
 	if t, ok := inputRequestParams[method]; ok {

@@ -170,12 +170,18 @@ func unresolvedURI(method, member string, value any) string {
 	if problem == "" {
 		return ""
 	}
+	return fmt.Sprintf(`%s "params.%s" %q holds %s, which servers resolve in different ways; send the URI resolved`,
+		method, member, shownURI(uri), problem)
+}
+
+// shownURI is a URI as a refusal quotes it: its first 200 bytes, and an
+// ellipsis when there is more.
+func shownURI(uri string) string {
 	shown, cut := display.Prefix(uri, 200)
 	if cut {
 		shown += "…"
 	}
-	return fmt.Sprintf(`%s "params.%s" %q holds %s, which servers resolve in different ways; send the URI resolved`,
-		method, member, shown, problem)
+	return shown
 }
 
 // resourceURIProblem names what in a resource's URI servers resolve in

@@ -52,19 +52,20 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // New checks overrides, by the server's tool names, and returns them as
 // a Set: each names a tool and overrides its name, its description, its
-// title or several; a new name is one the specification advises; and no two tools
-// are offered under one name, or names that differ only by case,
-// whether both are renamed to it or one keeps it as its own. (A tool of the server's that is not overridden
-// and has a name another tool is renamed to is hidden: see Expose. Which
-// tools the server lists is not known until it lists them.) nil when
-// there are none.
+// title or several; a new name is one the specification advises; and no
+// two tools are offered under one name, or names that differ only by
+// case, whether both are renamed to it or one keeps it as its own. (A
+// tool of the server's that is not overridden and has a name another
+// tool is renamed to is hidden: see Expose. Which tools the server lists
+// is not known until it lists them.) nil when there are none.
 func New(overrides map[string]Override) (*Set, error) {
 	if len(overrides) == 0 {
 		return nil, nil
 	}
 	s := &Set{byUpstream: maps.Clone(overrides), upstreamOf: make(map[string]string)}
 	var problems []error
-	for _, upstream := range slices.Sorted(maps.Keys(overrides)) {
+	upstreams := slices.Sorted(maps.Keys(overrides))
+	for _, upstream := range upstreams {
 		o := overrides[upstream]
 		switch {
 		case upstream == "":
@@ -92,7 +93,7 @@ func New(overrides map[string]Override) (*Set, error) {
 				problems = append(problems, fmt.Errorf("tools %q and %q are renamed to %q and %q, which differ only by case", upstream, s.upstreamOf[other], name, other))
 			}
 		}
-		for _, kept := range slices.Sorted(maps.Keys(overrides)) {
+		for _, kept := range upstreams {
 			if overrides[kept].Name != "" || kept == upstream {
 				continue
 			}
