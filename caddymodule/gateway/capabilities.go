@@ -27,6 +27,10 @@ const (
 // capabilities in every 2026-07-28 request.
 const metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
 
+// metaClientInfo is the _meta key that carries the client's name and
+// version on every request from 2026-07-28.
+const metaClientInfo = "io.modelcontextprotocol/clientInfo"
+
 // parseCapabilities reads a ClientCapabilities object: a feature is
 // declared by its member, whatever it holds. An elicitation member that
 // names no mode declares form mode (the only one before 2025-11-25).

@@ -98,7 +98,11 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 // unlistedReason says why a call to a tool the catalog does not know was
 // refused.
 func unlistedReason(name string, fetchErr error) string {
-	if fetchErr != nil {
+	var metaSecrets *metaSecretsError
+	switch {
+	case errors.As(fetchErr, &metaSecrets):
+		return fmt.Sprintf("tool %q is blocked: %s", name, metaSecrets)
+	case fetchErr != nil:
 		return fmt.Sprintf("the gateway could not learn the server's tools, so it cannot tell what tool %q does", name)
 	}
 	return fmt.Sprintf("the server does not offer a tool named %q (it is not in the server's tools/list)", name)
@@ -137,7 +141,12 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		// On failure the list held stays current: the call is refused on
 		// it.
-		if x.refreshList(name, params) == nil && !g.catalog.Stale(g.cfg.Upstream) {
+		err := x.refreshList(name, params)
+		if metaSecrets := (*metaSecretsError)(nil); errors.As(err, &metaSecrets) {
+			// Not fetched: refused for what the fetch would have sent.
+			return tool, false, err
+		}
+		if err == nil && !g.catalog.Stale(g.cfg.Upstream) {
 			tool, listed = g.knownTool(name)
 		}
 		g.missFetches.Add(x.session.String(), missFetch{list: g.heldList(), found: listed, at: time.Now()})
@@ -204,8 +213,11 @@ func (x *exchange) refetchOnMiss() bool {
 // knows, and logs a failure.
 func (x *exchange) refreshList(name string, params map[string]any) error {
 	g := x.g
-	meta, _ := params["_meta"].(map[string]any)
-	err := x.fetcher().refresh(g.cfg.Upstream, meta)
+	meta, err := x.fetchMeta(params)
+	if err != nil {
+		return err
+	}
+	err = x.fetcher().refresh(g.cfg.Upstream, meta)
 	if errors.Is(err, errSessionEnded) {
 		x.sessionEnded = true
 	} else if err != nil {

@@ -193,7 +193,10 @@ func (x *exchange) toolNow(name string, params map[string]any) (catalog.Tool, bo
 // toolFetched is what the upstream lists now for a tool, fetched through
 // the gateway's own route and read without being recorded.
 func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool, bool, error) {
-	meta, _ := params["_meta"].(map[string]any)
+	meta, err := x.fetchMeta(params)
+	if err != nil {
+		return notListed(name), false, err
+	}
 	raws, err := x.fetcher().list(meta)
 	if err != nil {
 		return notListed(name), false, err
@@ -209,7 +212,10 @@ func (x *exchange) toolFetched(name string, params map[string]any) (catalog.Tool
 // the upstream 100 lists, of up to 100 pages each.
 func (x *exchange) toolUnrecorded(name string, params map[string]any) (catalog.Tool, bool, error) {
 	if !x.unrecorded.fetched {
-		meta, _ := params["_meta"].(map[string]any)
+		meta, err := x.fetchMeta(params)
+		if err != nil {
+			return notListed(name), false, err
+		}
 		raws, err, _ := x.g.refreshes.Do("unrecorded "+x.session.String(), func() (any, error) {
 			return x.fetcher().list(meta)
 		})

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -27,31 +28,46 @@ func (g *Gateway) blocksSecrets() bool {
 	return len(judges) == 0 || slices.ContainsFunc(judges, func(h *Gateway) bool { return h.cfg.BlockSecrets })
 }
 
-// blockSecrets is the decision on a client's request once block_secrets
-// has looked at it: blocked when what it hands the server holds a
-// well-known credential (secrets.Find), the decision given otherwise. A
-// tool call's arguments are read, and the answers a retried call brings
-// to the server's questions (inputResponses: a form filled in, a
-// sampling's completion); of the requests in dataRequests, the params.
+// blockSecrets is the decision on a client's request or notification
+// once block_secrets has looked at it: blocked when what it hands the
+// server holds a well-known credential (secrets.Find), the decision given
+// otherwise. A tool call's arguments are read, then the answers a retried
+// call brings to the server's questions (inputResponses: a form filled
+// in, a sampling's completion), then the rest of its params; of every
+// other message the client sends, its params: a prompt's arguments, a
+// completion's value, a resource's URI (a token in its query), a
+// cancellation's or a progress notification's words, what an initialize
+// says of the client, a member of its own or of _meta. Only what the
+// client hands back as it was given is left unread (echoedParams).
 func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
-	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || input.Kind != mcpmsg.KindRequest.String() ||
+	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock ||
+		(input.Kind != mcpmsg.KindRequest.String() && input.Kind != mcpmsg.KindNotification.String()) ||
 		input.Direction == policy.DirectionServerToClient {
-		// (The server's own requests are read as they are relayed:
-		// relay.withholdsSecrets.)
+		// (The server's own requests and notifications are read as they
+		// are relayed: relay.withholdsSecrets; a client's answer to one,
+		// as it is decided: withholdClientAnswer.)
 		return decision
 	}
 	var found []secrets.Finding
 	var what string
-	switch {
-	case input.Tool != nil:
+	if input.Tool != nil {
 		what = fmt.Sprintf("tool %q is blocked: its arguments hold", input.Tool.Name)
 		if found = secrets.Find(input.Tool.Arguments); len(found) == 0 {
 			what = fmt.Sprintf("tool %q is blocked: the answers it brings the server (inputResponses) hold", input.Tool.Name)
 			found = secrets.Find(input.Params["inputResponses"])
 		}
-	case slices.Contains(dataRequests, input.Method):
+	}
+	if len(found) == 0 {
 		what = fmt.Sprintf("%s is blocked: its params hold", input.Method)
-		found = secrets.Find(input.Params)
+		var read []string
+		if input.Tool != nil {
+			read = []string{"inputResponses"}
+			if input.Method == "tools/call" {
+				read = append(read, "arguments")
+				what = fmt.Sprintf("tool %q is blocked: its params hold", input.Tool.Name)
+			}
+		}
+		found = secrets.Find(unechoedParams(input.Params, read))
 	}
 	if len(found) == 0 {
 		return decision
@@ -63,10 +79,35 @@ func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) po
 	}
 }
 
-// dataRequests are the requests, besides tools/call, whose params hand
-// the server what a person or a model typed: a prompt's arguments, a
-// completion's value, a resource's URI (a token in its query).
-var dataRequests = []string{"prompts/get", "completion/complete", "resources/read", "resources/subscribe", "resources/unsubscribe"}
+// echoedParams are the members of a client's params that it hands back
+// as it was given them, by the server or by the protocol, and that
+// block_secrets does not read: a list's cursor, a task's id, the id of
+// the request a cancellation names, a sealed requestState, and of _meta
+// the progress token. Servers may make any of these a signed token (a
+// JSON Web Token as a cursor), which is no credential of the client's.
+var echoedParams = []string{"cursor", "taskId", "requestId", "requestState"}
+
+// unechoedParams is params without echoedParams, nor the members named
+// read (read before it): what block_secrets reads of a client's message.
+// params itself is left as it is.
+func unechoedParams(params map[string]any, read []string) map[string]any {
+	kept := make(map[string]any, len(params))
+	for name, value := range params {
+		switch {
+		case slices.Contains(echoedParams, name), slices.Contains(read, name):
+		case name == "_meta":
+			if meta, ok := value.(map[string]any); ok && meta["progressToken"] != nil {
+				meta = maps.Clone(meta)
+				delete(meta, "progressToken")
+				value = meta
+			}
+			kept[name] = value
+		default:
+			kept[name] = value
+		}
+	}
+	return kept
+}
 
 // withholdClientAnswer replaces, under block_secrets, a client's
 // response (its answer to the server's request: an elicitation's form, a

@@ -395,3 +395,113 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 		t.Errorf("%d audit records of a withheld answer; want 1", withheld)
 	}
 }
+
+// TestBlockSecretsInEveryClientMessage: under block_secrets, every
+// message the client sends the server is read for credentials, not only
+// a call's arguments and the requests that name data: an initialize's
+// description of the client, a cancellation's reason, a progress
+// notification's message, a member of _meta or of the client's own, on
+// any method. What the client hands back as it was given it (a list's
+// cursor, a task's id, the request a cancellation names, a progress
+// token) is not read: a server may make a cursor a signed token.
+func TestBlockSecretsInEveryClientMessage(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJvZmZzZXQiOjEwMH0.c2lnbmF0dXJlLW9mLXRoZS1jdXJzb3I"
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	cfg := libraryConfig(t)
+	cfg.BlockSecrets = true
+	gw := serveGateway(t, cfg, up.URL)
+	header := sessionHeader(t, gw.URL)
+	tests := []struct {
+		name    string
+		body    string
+		blocked string // what the refusal says; "" when it must reach the server
+	}{
+		{"an initialize naming the client with a token",
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw ` + token + `","version":"1"}}}`,
+			`initialize is blocked: its params hold what looks like a GitHub token (at "clientInfo.name")`},
+		{"a cancellation's reason",
+			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99,"reason":"my token ` + token + `"}}`,
+			`notifications/cancelled is blocked: its params hold what looks like a GitHub token (at "reason")`},
+		{"a progress notification's message",
+			`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p1","progress":1,"message":"` + token + `"}}`,
+			`notifications/progress is blocked: its params hold what looks like a GitHub token (at "message")`},
+		{"a tools/list's _meta",
+			`{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"note":"` + token + `"}}}`,
+			`tools/list is blocked: its params hold what looks like a GitHub token (at "_meta.note")`},
+		{"a tool call's _meta, its arguments clean",
+			`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"auth":"` + token + `"}}}`,
+			`tool "echo" is blocked: its params hold what looks like a GitHub token (at "_meta.auth")`},
+		{"a ping's member of the client's own",
+			`{"jsonrpc":"2.0","id":4,"method":"ping","params":{"extra":"` + token + `"}}`,
+			`ping is blocked: its params hold what looks like a GitHub token (at "extra")`},
+		{"a list's cursor that is a signed token",
+			`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"` + jwt + `","_meta":{"progressToken":"` + jwt + `"}}}`, ""},
+		{"a cancellation without a credential",
+			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"` + jwt + `","reason":"changed my mind"}}`, ""},
+	}
+	for _, tt := range tests {
+		r := post(t, gw.URL, header, tt.body)
+		refused := strings.Contains(string(r.body), "is blocked: its params hold")
+		switch {
+		case tt.blocked != "" && !strings.Contains(strings.ReplaceAll(string(r.body), `\"`, `"`), tt.blocked):
+			t.Errorf("%s: HTTP %d %s; want it blocked, saying %s", tt.name, r.status, r.body, tt.blocked)
+		case tt.blocked != "" && strings.Contains(string(r.body), token):
+			t.Errorf("%s: the refusal quotes the token: %s", tt.name, r.body)
+		case tt.blocked == "" && (refused || r.status >= 300):
+			t.Errorf("%s: HTTP %d %s; want it forwarded", tt.name, r.status, r.body)
+		case tt.blocked == "" && !up.SawBodyContaining(jwt):
+			t.Errorf("%s: the server never received it", tt.name)
+		}
+	}
+	for _, r := range up.Received() {
+		if bytes.Contains(r.Body, []byte(token)) {
+			t.Errorf("the server received the token: %s", r.Body)
+		}
+	}
+}
+
+// TestToolListFetchRepeatsOnlyProtocolMeta: the tools/list the gateway
+// sends to decide a call repeats of the call's _meta only what 2026-07-28
+// makes every request carry (the client's revision, info and
+// capabilities), never a member of the client's own, which would reach
+// the server ahead of the call's decision (a call the policy blocks
+// included); and under block_secrets, a call whose repeated _meta holds
+// a credential is blocked without the list fetched.
+func TestToolListFetchRepeatsOnlyProtocolMeta(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	header := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {"tools/call"}, mcphttp.HeaderName: {"echo"}}
+	call := func(clientName, own string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"` + clientName + `","version":"1"},"io.modelcontextprotocol/clientCapabilities":{},"progressToken":"p","x-own":"` + own + `"}}}`
+	}
+	for _, block := range []bool{false, true} {
+		up := newUpstream(t, upstreamtest.StatelessJSON)
+		cfg := libraryConfig(t)
+		cfg.BlockSecrets = block
+		gw := serveGateway(t, cfg, up.URL)
+		if block {
+			r := post(t, gw.URL, header, call("raw "+token, "x"))
+			if !strings.Contains(string(r.body), `tool \"echo\" is blocked: its params hold what looks like a GitHub token (at \"_meta.io.modelcontextprotocol/clientInfo.name\")`) {
+				t.Errorf("block_secrets, a call whose clientInfo holds a token: HTTP %d %s; want it blocked", r.status, r.body)
+			}
+			if up.SawBodyContaining(token) {
+				t.Error("block_secrets: the server received the token")
+			}
+		}
+		r := post(t, gw.URL, header, call("raw", "own-"+token[4:]))
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), "echo:hi") {
+			t.Fatalf("block_secrets %v, a call: HTTP %d %s; want echo's answer", block, r.status, r.body)
+		}
+		for _, req := range up.Received() {
+			if !bytes.Contains(req.Body, []byte(upstreamtest.ToolsListID)) {
+				continue
+			}
+			switch {
+			case bytes.Contains(req.Body, []byte("x-own")), bytes.Contains(req.Body, []byte("progressToken")):
+				t.Errorf("block_secrets %v: the gateway's tools/list repeated the call's own _meta: %s", block, req.Body)
+			case !bytes.Contains(req.Body, []byte("io.modelcontextprotocol/clientInfo")):
+				t.Errorf("block_secrets %v: the gateway's tools/list lacks the client's info: %s", block, req.Body)
+			}
+		}
+	}
+}

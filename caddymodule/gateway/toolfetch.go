@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/secrets"
 )
 
 // maxToolPages bounds how many tools/list pages one refresh follows, so a
@@ -66,9 +67,8 @@ func (x *exchange) fetcher() *toolsFetcher {
 }
 
 // refresh fetches the upstream's tool list whole and records it. Concurrent
-// refreshes for one session share one fetch. meta is the caller's
-// params._meta: under 2026-07-28 it carries the client's revision, info
-// and capabilities, which every request must repeat.
+// refreshes for one session share one fetch. meta is what the list's
+// requests repeat of the caller's params._meta (exchange.fetchMeta).
 func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
 	key := f.session.String()
 	_, err, _ := f.refreshes.Do(key, func() (any, error) {
@@ -107,6 +107,47 @@ func (f *toolsFetcher) list(meta map[string]any) ([]json.RawMessage, error) {
 	return nil, fmt.Errorf("tools/list did not end within %d pages", maxToolPages)
 }
 
+// repeatedMeta are the members of a caller's params._meta that the
+// gateway's own tools/list repeats: under 2026-07-28 every request
+// carries the client's revision, info and capabilities there. No other
+// member is repeated: the call may yet be refused, and what the client
+// put there of its own (or a progress token, which names the call's
+// progress) must not reach the server ahead of its decision.
+var repeatedMeta = []string{mcphttp.MetaProtocolVersion, metaClientInfo, metaClientCapabilities}
+
+// fetchMeta is what the gateway's own tools/list, fetched for a call
+// whose params are params, repeats of its _meta (repeatedMeta); nil when
+// there is none. Under block_secrets it fails when that holds a
+// well-known credential, which the list would hand the server before the
+// call is decided (the call is then blocked: errMetaSecrets).
+func (x *exchange) fetchMeta(params map[string]any) (map[string]any, error) {
+	meta, _ := params["_meta"].(map[string]any)
+	var repeated map[string]any
+	for _, name := range repeatedMeta {
+		if value, ok := meta[name]; ok {
+			if repeated == nil {
+				repeated = make(map[string]any, len(repeatedMeta))
+			}
+			repeated[name] = value
+		}
+	}
+	if repeated != nil && x.g.blocksSecrets() {
+		if found := secrets.Find(map[string]any{"_meta": repeated}); len(found) > 0 {
+			return nil, &metaSecretsError{what: describeSecrets(found)}
+		}
+	}
+	return repeated, nil
+}
+
+// metaSecretsError is why a call was refused, under block_secrets, whose
+// _meta holds a credential that the gateway's own tools/list, fetched to
+// decide it, would have repeated to the server (fetchMeta).
+type metaSecretsError struct{ what string }
+
+func (e *metaSecretsError) Error() string {
+	return "its params hold " + e.what + "; the gateway blocks credentials in what clients send servers (block_secrets)"
+}
+
 // page sends one tools/list request and returns its result.
 func (f *toolsFetcher) page(cursor string, meta map[string]any) ([]byte, error) {
 	params := map[string]any{}
@@ -114,13 +155,7 @@ func (f *toolsFetcher) page(cursor string, meta map[string]any) ([]byte, error) 
 		params["cursor"] = cursor
 	}
 	if len(meta) > 0 {
-		ownMeta := make(map[string]any, len(meta))
-		for key, value := range meta {
-			if key != "progressToken" {
-				ownMeta[key] = value
-			}
-		}
-		params["_meta"] = ownMeta
+		params["_meta"] = meta
 	}
 	id := `"` + fetchedToolsIDPrefix + newNonce() + `"`
 	body, err := json.Marshal(map[string]any{
