@@ -93,7 +93,7 @@ func (x *exchange) stream() error {
 		CheckError:    g.guardErrors(rl),
 		ScreenFailure: g.failureScreen(),
 		// Under block_secrets, nothing goes out that the guards did not read.
-		ResponseMembersOnly: g.blocksSecrets(),
+		StripUnread: g.blocksSecrets(),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

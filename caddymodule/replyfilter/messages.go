@@ -93,11 +93,11 @@ func (o *writer) inspect(data []byte) ([]byte, error) {
 // rewrite returns the message to forward in place of m when m is a
 // response to a watched id, with a result that RewriteResult changes or
 // fails on, or an error that CheckError refuses, or, with
-// Hooks.ResponseMembersOnly, a response with members JSON-RPC does not
+// Hooks.StripUnread, a response with members JSON-RPC does not
 // define; otherwise nil.
 func (o *writer) rewrite(m *mcpmsg.Message) []byte {
 	out := o.rewriteAnswer(m)
-	if !o.hooks.ResponseMembersOnly || m.Kind != mcpmsg.KindResponse {
+	if !o.hooks.StripUnread || m.Kind != mcpmsg.KindResponse {
 		return out
 	}
 	base := out

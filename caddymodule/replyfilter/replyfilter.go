@@ -145,23 +145,25 @@ type Hooks struct {
 	// an event stream nor JSON, or names no type, is refused rather than
 	// passed unread.
 	OpensStream bool
-	// ResponseMembersOnly takes out of each response relayed the members
-	// JSON-RPC does not define (beside "jsonrpc", "id", "result" and
-	// "error"), which clients ignore but may log or show: for a reply
-	// whose hooks read only those (a guard that must see all that goes
-	// out).
-	ResponseMembersOnly bool
-	// PassSuccesses passes every 2xx reply as it comes, unread, whatever
-	// its type, and holds a redirect as a failure (refused when encoded,
-	// as a failure is, rather than for redirecting): for a reply that
-	// answers no MCP message (a DELETE's), watched for what ScreenFailure
-	// screens in its failures alone.
+	// StripUnread takes out of what is relayed what clients ignore but
+	// may log or show, and the hooks do not read: of each response, the
+	// members JSON-RPC does not define (beside "jsonrpc", "id", "result"
+	// and "error"); of each event, the text of its comments (each goes
+	// on empty, so that a keepalive still keeps the stream open). For a
+	// guard that must see all that goes out.
+	StripUnread bool
+	// PassSuccesses passes every 2xx reply unread, whatever its type (as
+	// it comes, or, with ScreenFailure, held and screened as a failure
+	// is), and holds a redirect as a failure (refused when encoded, as a
+	// failure is, rather than for redirecting): for a reply that answers
+	// no MCP message (a DELETE's), watched for what ScreenFailure
+	// screens alone.
 	PassSuccesses bool
 	// ScreenFailure, when set, is given the body, when it has one, of
-	// each reply that is not 2xx and is not refused first (a redirect,
-	// an encoded body: see replyMode), held whole whatever its type (an
-	// error page, a JSON-RPC error, a line of text), before it goes out,
-	// read or not. A
+	// each reply that is not 2xx (with PassSuccesses, of each reply) and
+	// is not refused first (a redirect, an encoded body: see replyMode),
+	// held whole whatever its type (an error page, a JSON-RPC error, a
+	// line of text), before it goes out, read or not. A
 	// *ResponseError it returns replaces the body with that JSON-RPC
 	// error, for RefusalID, the status and the reply's other headers
 	// kept (a 401's challenge still reaches the client); nil leaves it.
@@ -295,9 +297,9 @@ func (o *writer) WriteHeader(status int) {
 	m, err := replyMode(status, o.w.Header(), o.hooks.OpensStream)
 	switch {
 	case !o.hooks.PassSuccesses:
-	case status >= 200 && status <= 299:
+	case status >= 200 && status <= 299 && o.hooks.ScreenFailure == nil:
 		m = modePass
-	case status >= 300 && status <= 399:
+	case status >= 200 && status <= 399:
 		// Passed as a failure is, once screened (and refused when
 		// encoded, as a failure is): what such a reply (a DELETE's)
 		// says is no MCP message.
@@ -601,6 +603,10 @@ func (o *writer) writeJSON() error {
 	}
 	o.setMode(modePass)
 	o.w.WriteHeader(o.status)
+	if len(body) == 0 {
+		// (A 204's or a 304's: writing nothing to them is an error.)
+		return nil
+	}
 	if _, err := o.w.Write(body); err != nil {
 		return fmt.Errorf("writing JSON reply: %w", err)
 	}
@@ -608,10 +614,11 @@ func (o *writer) writeJSON() error {
 }
 
 // screenFailure returns what replaces the body of a reply that is not
-// 2xx, when Hooks.ScreenFailure says it must be replaced, with the
-// reply's headers set for it; nil otherwise.
+// 2xx (with Hooks.PassSuccesses, of any reply), when
+// Hooks.ScreenFailure says it must be replaced, with the reply's headers
+// set for it; nil otherwise.
 func (o *writer) screenFailure(body []byte) []byte {
-	if o.hooks.ScreenFailure == nil || len(body) == 0 || o.status >= 200 && o.status <= 299 {
+	if o.hooks.ScreenFailure == nil || len(body) == 0 || o.status >= 200 && o.status <= 299 && !o.hooks.PassSuccesses {
 		return nil
 	}
 	rerr := o.hooks.ScreenFailure(body)
@@ -639,6 +646,8 @@ func (o *writer) screenFailure(body []byte) []byte {
 func (o *writer) mustRead(body []byte) bool {
 	switch {
 	case len(body) == 0:
+		return false
+	case o.status >= 200 && o.status <= 299 && o.hooks.PassSuccesses:
 		return false
 	case o.status >= 200 && o.status <= 299:
 		return !(o.hooks.PassJSON && cannotHoldRequest(body) && namesNoFailure(body) && !namesMember(body, "cacheScope") &&
@@ -891,6 +900,11 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	// priming event it was.
 	if isEmptyObject(e.Data) {
 		e.Type, e.Data = "", ""
+	}
+	if o.hooks.StripUnread {
+		for i := range e.Comments {
+			e.Comments[i] = ""
+		}
 	}
 	if e.Data != "" {
 		out, err := o.inspect([]byte(e.Data))

@@ -987,10 +987,10 @@ func TestEndInjecting(t *testing.T) {
 }
 
 // TestPassSuccessesAndScreenFailure: with PassSuccesses, a 2xx reply of
-// any type passes as it came and a redirect is held as a failure, not
+// any type passes unread and a redirect is held as a failure, not
 // refused (unless encoded, as a failure); ScreenFailure sees every
-// failure's body, and a body it refuses is replaced by its error, the
-// status and other headers kept.
+// body, a success's too, and a body it refuses is replaced by its error,
+// the status and other headers kept.
 func TestPassSuccessesAndScreenFailure(t *testing.T) {
 	screen := func(body []byte) *replyfilter.ResponseError {
 		if strings.Contains(string(body), "secret") {
@@ -1006,6 +1006,9 @@ func TestPassSuccessesAndScreenFailure(t *testing.T) {
 	}{
 		{"a 200 of text", reply{status: 200, header: contentType("text/plain"), chunks: []string{"gone"}}, 200, "gone"},
 		{"a 204", reply{status: 204}, 204, ""},
+		{"a 200 of JSON that is no JSON-RPC", reply{status: 200, header: contentType("application/json"), chunks: []string{`{"ok":true}`}}, 200, `{"ok":true}`},
+		{"a 200 with a secret", reply{status: 200, header: contentType("text/plain"), chunks: []string{"bye, secret"}}, 200, `"message":"withheld"`},
+		{"a compressed 200", reply{status: 200, header: http.Header{"Content-Encoding": {"gzip"}}, chunks: []string{"\x1f\x8b"}}, 502, "Content-Encoding"},
 		{"a redirect", reply{status: 307, header: http.Header{"Location": {"/elsewhere"}}, chunks: []string{"moved"}}, 307, "moved"},
 		{"a 404 of text", reply{status: 404, header: contentType("text/plain"), chunks: []string{"no such session"}}, 404, "no such session"},
 		{"a 404 with a secret", reply{status: 404, header: contentType("text/plain"), chunks: []string{"its last line: secret"}}, 404, `{"jsonrpc":"2.0","id":null,"error":{"code":-31403,"message":"withheld"}}`},
@@ -1025,15 +1028,28 @@ func TestPassSuccessesAndScreenFailure(t *testing.T) {
 	}
 }
 
-// TestResponseMembersOnly: with ResponseMembersOnly, a response loses
+// TestStripUnread: with StripUnread, a response loses
 // the members JSON-RPC does not define, its others kept to the byte
 // (escapes as written); a response without such members is not written
 // anew; requests and notifications are left as they came.
-func TestResponseMembersOnly(t *testing.T) {
+func TestStripUnread(t *testing.T) {
 	body := `[{"jsonrpc":"2.0","id":1,"result":{"text":"caf\u00e9 \/"},"debug":"x"},{"jsonrpc":"2.0", "id":2, "result":{}},{"jsonrpc":"2.0","method":"notifications/message","params":{},"extra":1}]`
-	out := send(t, replyfilter.Hooks{ResponseMembersOnly: true, WatchAll: true}, reply{status: 200, header: contentType("application/json"), chunks: []string{body}})
+	out := send(t, replyfilter.Hooks{StripUnread: true, WatchAll: true}, reply{status: 200, header: contentType("application/json"), chunks: []string{body}})
 	want := `[{"jsonrpc":"2.0","id":1,"result":{"text":"caf\u00e9 \/"}},{"jsonrpc":"2.0", "id":2, "result":{}},{"jsonrpc":"2.0","method":"notifications/message","params":{},"extra":1}]`
 	if got := out.rec.Body.String(); got != want {
 		t.Errorf("relayed %s; want %s", got, want)
+	}
+	// An event stream's comments go on empty (keepalives keep): clients
+	// ignore them, but one reading the stream raw would see what the
+	// hooks never read. Without StripUnread, they go on as they came.
+	stream := ": ghp_secret\n: and more\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n: keepalive\n\n"
+	for _, strip := range []bool{true, false} {
+		out := send(t, replyfilter.Hooks{StripUnread: strip, WatchAll: true}, streamReply(stream))
+		got := out.rec.Body.String()
+		kept := strings.Contains(got, ": ghp_secret\n") && strings.Contains(got, ": keepalive\n")
+		emptied := !strings.Contains(got, "ghp_secret") && !strings.Contains(got, "keepalive") && strings.Count(got, ":\n") == 2
+		if strip && !emptied || !strip && !kept {
+			t.Errorf("StripUnread %v: relayed %q; want the comments' text kept: %v, every comment kept", strip, got, !strip)
+		}
 	}
 }
