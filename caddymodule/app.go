@@ -46,6 +46,9 @@ type names struct {
 	// realms maps each upstream to where its handler's callers' ids come
 	// from (see IdentityConfig.realm), when it identifies callers.
 	realms map[string]callerRealm
+	// guards maps each server name to what its handler decides and
+	// guards with (see Handler.guards).
+	guards map[string]string
 	// approvals maps each approval service (store and instance) to the
 	// settings its handlers gave it (see resolvedApproval.fingerprint).
 	approvals map[string]string
@@ -72,7 +75,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID: "mcpgate",
 		New: func() caddy.Module {
-			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, approvals: map[string]string{},
+			return &App{names: &names{upstreams: map[string]bool{}, servers: map[string]string{}, unnamed: map[string]bool{}, realms: map[string]callerRealm{}, guards: map[string]string{}, approvals: map[string]string{},
 				gateways: &configGateways{byServer: map[string][]*gateway.Gateway{}}}}
 		},
 	}
@@ -324,8 +327,12 @@ type callerRealm struct {
 // Handlers that front one upstream and both identify callers must take
 // caller ids from the same place (realm): "alice" of one identity
 // provider is not "alice" of another, and sessions, approvals and
-// confirmations are bound to the caller's id.
-func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) error {
+// confirmations are bound to the caller's id. Handlers that share a
+// server name share its sessions (gateway.Gateway.sessionScope), and must
+// decide and guard alike (guards: the policy, block_secrets, the tool
+// overrides): a session opened on one would have its calls decided by
+// the other and their answers guarded by the first.
+func (a *App) claim(server, upstream string, explicit bool, realm callerRealm, guards string) error {
 	claims := a.names
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -356,8 +363,13 @@ func (a *App) claim(server, upstream string, explicit bool, realm callerRealm) e
 		return fmt.Errorf("two mcp_policy handlers front the upstream %q with Caddy's authentication (%s): the gateway cannot tell whether their authentications know the same users "+
 			"(two basic_auth lists may each have an alice); if they do, say so with the same `realm <name>` under `identity caddy` in both, else give each its own upstream", upstream, realm.name)
 	}
+	if other, taken := claims.guards[server]; taken && other != guards {
+		return fmt.Errorf("two mcp_policy handlers name the server %q with different policies, block_secrets or tool overrides: "+
+			"they share its sessions, and a session opened on one could be used on the other; give each its own server name (both may keep `upstream %s`)", server, upstream)
+	}
 	claims.upstreams[upstream] = explicit
 	claims.servers[server] = upstream
+	claims.guards[server] = guards
 	if realm.name != "" {
 		claims.realms[upstream] = realm
 	}

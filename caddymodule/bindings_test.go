@@ -147,6 +147,12 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		{"a server named as another's upstream", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", "policy testdata/policy\n\t\tserver y", `name the server "y"`},
 		{"an upstream named as another's server", "policy testdata/policy\n\t\tserver y", "policy testdata/policy\n\t\tserver x\n\t\tupstream y", `name the server`},
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
+		// One server name shares its sessions: the handlers must decide
+		// and guard alike.
+		{"one server, block_secrets in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tblock_secrets", `with different policies, block_secrets or tool overrides`},
+		{"one server, two policies", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t\n\t\tupstream u", `with different policies, block_secrets or tool overrides`},
+		{"one server, a tool renamed in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\ttool_override echo say", `with different policies, block_secrets or tool overrides`},
+		{"one upstream, two servers guarding apart", "policy testdata/policy\n\t\tserver t1\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t2\n\t\tupstream u\n\t\tblock_secrets", ""},
 		{"one upstream, callers from two places", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, `identify callers from different places`},
 		{"one upstream, callers from one place", "policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity,

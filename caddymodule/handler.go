@@ -8,6 +8,7 @@ package caddymodule
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -295,6 +296,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// guards names what the handler decides and guards with: its policy (by
+// content, and the bundle it loads), block_secrets and its tool
+// overrides; handlers that share a server name must agree on it (see
+// App.claim).
+func (h *Handler) guards(engine *policy.Engine) (string, error) {
+	revision := engine.Revision()
+	if h.Bundle != nil {
+		// Named by its bundle alone: two engines may have fetched two
+		// revisions of it by now.
+		revision = ""
+	}
+	b, err := json.Marshal(struct {
+		Policy        string
+		Bundle        *BundleSource
+		BlockSecrets  bool
+		ToolOverrides map[string]tooloverride.Override
+	}{revision, h.Bundle, h.BlockSecrets, h.ToolOverrides})
+	if err != nil {
+		return "", fmt.Errorf("naming the handler's guards: %w", err)
+	}
+	return string(b), nil
+}
+
 // policyOptions are the policy engine's options for this handler.
 func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 	opts := policy.Options{
@@ -350,7 +374,11 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}); err != nil {
+	guards, err := h.guards(cfg.Engine)
+	if err != nil {
+		return err
+	}
+	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}, guards); err != nil {
 		return err
 	}
 	app.nameTableServers(cfg.Engine.TableServers())

@@ -45,3 +45,9 @@ func SetStreamWriteTimeout(d time.Duration) (restore func()) {
 	streamWriteTimeout = d
 	return func() { streamWriteTimeout = previous }
 }
+
+// SessionScope is what a gateway of the given upstream and server seals
+// its session tokens for (Gateway.sessionScope).
+func SessionScope(upstream, server string) string {
+	return (&Gateway{cfg: Config{Upstream: upstream, Server: server}}).sessionScope()
+}

@@ -38,9 +38,13 @@ import (
 const (
 	// testServer is Config.Server, the policy's input.server.
 	testServer = "test"
-	// testUpstream is Config.Upstream: what sessions are sealed for.
+	// testUpstream is Config.Upstream: what sessions are sealed for,
+	// with testServer.
 	testUpstream = "test-upstream"
 )
+
+// sessionScope is what the test gateways seal their session tokens for.
+var sessionScope = gateway.SessionScope(testUpstream, testServer)
 
 // permissionsTable is the organization's tool table the shipped library
 // decides with: read-only tools run, write tools need approval,

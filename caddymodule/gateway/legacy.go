@@ -562,7 +562,7 @@ func (x *exchange) startLegacySession(uri string) (sessionKey, *url.URL, string,
 	if err != nil {
 		return sessionKey{}, nil, "", err
 	}
-	token := x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
+	token := x.g.cfg.Sealer.Seal(x.g.sessionScope(), sessiontoken.Session{
 		Kind: sessiontoken.Legacy, Caller: session.sealedCaller(), ID: endpoint.String(),
 	})
 	client := &url.URL{

@@ -70,13 +70,17 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		// findSession
 		{"session id that is no token", "POST", session("upstream-own-id"), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
 		{"session sealed with another gateway's key", "POST",
-			session(otherSealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(otherSealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
 		{"session sealed for another upstream", "POST",
-			session(gw.sealer.Seal("other-upstream", sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(gateway.SessionScope("other-upstream", testServer), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"session sealed for another server of the upstream", "POST",
+			session(gw.sealer.Seal(gateway.SessionScope(testUpstream, "other-server"), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"session sealed for the upstream alone (before sessions were sealed for their server)", "POST",
+			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
 		{"HTTP+SSE session named in Mcp-Session-Id", "POST",
-			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Legacy, ID: "/message?sessionid=1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Legacy, ID: "/message?sessionid=1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
 		{"approval token named in Mcp-Session-Id", "GET",
-			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Approval, ID: "s1"})), nil, 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Approval, ID: "s1"})), nil, 404, codeInvalid, "unknown session"},
 		{"Mcp-Session-Id given twice", "POST", http.Header{mcphttp.HeaderSessionID: {"a", "b"}}, strings.NewReader(callEcho), 400, codeInvalid, "more than once"},
 		// the method switch
 		{"PUT", "PUT", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PUT is not used by MCP"},
@@ -303,7 +307,7 @@ func TestSessionBoundToCaller(t *testing.T) {
 		{"no user", "", alices, 401, "no authenticated user"},
 		{"a blank user (a no-break space)", "\u00a0", alices, 401, "no authenticated user"},
 		{"anonymous session presented by a user", "alice",
-			gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: upstreamID}), 403, "belongs to another user"},
+			gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: upstreamID}), 403, "belongs to another user"},
 		{"the upstream's own id", "alice", upstreamID, 404, "unknown session"},
 	}
 	for _, tt := range tests {

@@ -69,9 +69,21 @@ func (x *exchange) callerID() string {
 	return x.caller.ID
 }
 
+// sessionScope is what the session tokens the gateway hands out are
+// sealed for: its upstream and its server. Gateways that front one
+// upstream under two server names (two sites, two routes, each with its
+// policy and its guards) do not share sessions: a session opened on one
+// and used on the other would have its calls decided by the second and
+// their answers, on the first's stream, guarded by the first (its
+// block_secrets, its decisions on the server's requests), which neither
+// alone allows.
+func (g *Gateway) sessionScope() string {
+	return g.cfg.Upstream + "\x00session\x00" + g.cfg.Server
+}
+
 // openSession opens a token of the given kind and checks its caller.
 func (x *exchange) openSession(token string, kind sessiontoken.Kind) (sessiontoken.Session, error) {
-	s, err := x.g.cfg.Sealer.Open(x.g.cfg.Upstream, token)
+	s, err := x.g.cfg.Sealer.Open(x.g.sessionScope(), token)
 	if err == nil && s.Kind != kind {
 		err = sessiontoken.ErrMalformed
 	}
@@ -163,7 +175,7 @@ func (s *sessionSealer) WriteHeader(status int) {
 		header := s.Header()
 		if ids := header.Values(mcphttp.HeaderSessionID); len(ids) > 0 {
 			x := s.x
-			header.Set(mcphttp.HeaderSessionID, x.g.cfg.Sealer.Seal(x.g.cfg.Upstream, sessiontoken.Session{
+			header.Set(mcphttp.HeaderSessionID, x.g.cfg.Sealer.Seal(x.g.sessionScope(), sessiontoken.Session{
 				Kind: sessiontoken.Streamable, Caller: x.session.sealedCaller(), ID: ids[0], Capabilities: byte(x.sessionClient),
 			}))
 		}
