@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
+	"github.com/mcpgate/mcpgate/caddymodule/display"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -73,7 +75,30 @@ func (x *exchange) changedWhileHeld(v verdict, byCaller bool) string {
 	if changed := x.toolChangedWhileHeld(v); changed != "" {
 		return changed
 	}
+	if changed := x.nameChangedWhileHeld(v); changed != "" {
+		return changed
+	}
 	return x.policyChangedWhileHeld(v, byCaller)
+}
+
+// nameChangedWhileHeld says how the configuration running now no longer
+// offers a held tool call's tool under the name its client called it by
+// (a reload renamed the tool, or gave its name to another: see
+// tooloverride.Set.Upstream), or "" when each gateway serving its server
+// now does: the call, made now, would be refused or reach another tool.
+func (x *exchange) nameChangedWhileHeld(v verdict) string {
+	m := v.message
+	if m.Tool == nil {
+		return ""
+	}
+	called := cmp.Or(v.calledAs, m.Tool.Name)
+	for _, g := range x.g.deciders() {
+		if upstream, offered := g.cfg.ToolOverrides.Upstream(called); !offered || upstream != m.Tool.Name {
+			return fmt.Sprintf("the configuration running now no longer offers the server's tool %q as %q (its tool overrides changed)",
+				display.Line(m.Tool.Name), display.Line(called))
+		}
+	}
+	return ""
 }
 
 // policyChangedWhileHeld says how the policy in force now decides a call

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
+	"github.com/mcpgate/mcpgate/caddymodule/tooloverride"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/redistest"
 	"github.com/mcpgate/mcpgate/internal/testwait"
@@ -508,8 +509,10 @@ func TestHeldCallKeepsItsID(t *testing.T) {
 // again once approved: it runs when the policy now allows it or holds it
 // for the same reviewers, and is refused, its approval used up, when the
 // policy now blocks it or names other approvers, or when no gateway
-// serves its server any more. While the call's own configuration runs,
-// its own gateway decides, whatever another of the server's says.
+// serves its server any more, or when the configuration running then no
+// longer offers its tool under the name it was called by (renamed, or
+// the name given to another tool). While the call's own configuration
+// runs, its own gateway decides, whatever another of the server's says.
 func TestHeldCallDecidedAgain(t *testing.T) {
 	table := func(createIssue any) map[string]any {
 		data := permissionsTable()
@@ -532,18 +535,25 @@ func TestHeldCallDecidedAgain(t *testing.T) {
 		// call's own when own is set.
 		own     bool
 		running []any
-		wantRun bool
+		// overrides are the running gateways' tool overrides.
+		overrides map[string]tooloverride.Override
+		wantRun   bool
 	}{
-		{"unchanged", nil, false, []any{nil}, true},
-		{"now allowed", nil, false, []any{"allow"}, true},
-		{"now blocked", nil, false, []any{"block"}, false},
-		{"now for other approvers", nil, false, []any{approvers("group:leads")}, false},
-		{"no longer served", nil, false, nil, false},
-		{"its configuration running, beside another of the server's that blocks it", nil, true, []any{"block"}, true},
-		{"for the caller, who cannot be asked: unchanged", approvers("caller"), false, []any{approvers("caller")}, true},
-		{"for the caller and leads: unchanged", approvers("caller", "group:leads"), false, []any{approvers("caller", "group:leads")}, true},
-		{"for the caller and leads: now for leads alone", approvers("caller", "group:leads"), false, []any{approvers("group:leads")}, true},
-		{"for the caller and leads: now for the caller alone", approvers("caller", "group:leads"), false, []any{approvers("caller")}, false},
+		{"unchanged", nil, false, []any{nil}, nil, true},
+		{"now allowed", nil, false, []any{"allow"}, nil, true},
+		{"now blocked", nil, false, []any{"block"}, nil, false},
+		{"now for other approvers", nil, false, []any{approvers("group:leads")}, nil, false},
+		{"no longer served", nil, false, nil, nil, false},
+		{"its configuration running, beside another of the server's that blocks it", nil, true, []any{"block"}, nil, true},
+		{"for the caller, who cannot be asked: unchanged", approvers("caller"), false, []any{approvers("caller")}, nil, true},
+		{"for the caller and leads: unchanged", approvers("caller", "group:leads"), false, []any{approvers("caller", "group:leads")}, nil, true},
+		{"for the caller and leads: now for leads alone", approvers("caller", "group:leads"), false, []any{approvers("group:leads")}, nil, true},
+		{"for the caller and leads: now for the caller alone", approvers("caller", "group:leads"), false, []any{approvers("caller")}, nil, false},
+		// Called as create_issue, which the configuration now offers
+		// under another name, or gives to another tool.
+		{"now renamed", nil, false, []any{nil}, map[string]tooloverride.Override{"create_issue": {Name: "open_issue"}}, false},
+		{"its name now another tool's", nil, false, []any{nil}, map[string]tooloverride.Override{"create_issue": {Name: "open_issue"}, "echo": {Name: "create_issue"}}, false},
+		{"now described otherwise", nil, false, []any{nil}, map[string]tooloverride.Override{"create_issue": {Description: "Opens an issue."}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -574,6 +584,9 @@ func TestHeldCallDecidedAgain(t *testing.T) {
 				}
 				renewed := cfg
 				renewed.Engine, renewed.Running = engine, nil
+				if renewed.ToolOverrides, err = tooloverride.New(tt.overrides); err != nil {
+					t.Fatal(err)
+				}
 				now = append(now, newGateway(t, renewed))
 			}
 			running.Store(&now)
