@@ -86,6 +86,9 @@ type Catalog struct {
 	// an empty tool name is for a whole list (see learn).
 	recheckMu sync.Mutex
 	rechecked map[[2]string]time.Time
+
+	// now reads the clock (time.Now; the tests' own).
+	now func() time.Time
 }
 
 // maxRechecked bounds the times kept for Recheck: past it they are
@@ -142,7 +145,18 @@ type server struct {
 	listed bool
 	// asOf is the generation the last full list was requested at.
 	asOf uint64
+	// learned is when the last full list was learned; due, when the
+	// list was last found due for a fetch (see Due).
+	learned, due time.Time
 }
+
+// MaxListAge is how long a server's full tool list is current at most:
+// past it, the next decision fetches the list anew. A server that
+// restarts with other tools (another version, annotations changed)
+// announces no list_changed, and one that keeps no sessions is never
+// initialized anew: this bounds how long calls are decided by what it
+// listed before.
+const MaxListAge = time.Minute
 
 // New returns a catalog with the pins in store, which keeps the pins it
 // makes from then on.
@@ -156,7 +170,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	}
 	return &Catalog{
 		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, epochs: map[string]uint64{},
-		rechecked: map[[2]string]time.Time{},
+		rechecked: map[[2]string]time.Time{}, now: time.Now,
 	}, nil
 }
 
@@ -283,6 +297,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	}
 	if full {
 		s.listed = c.generations[name] == asOf
+		s.learned = c.now()
 	}
 	pins := c.pinsOf(name)
 	// Pins this catalog holds that the store read lacks were lost there
@@ -388,7 +403,7 @@ func (c *Catalog) storeWanted(name string, listed map[string]Tool) bool {
 // due reports whether the store may be read again for a server's tool
 // (or, with no tool name, its list), and if so records that it is.
 func (c *Catalog) due(server, tool string) bool {
-	key, now := [2]string{server, tool}, time.Now()
+	key, now := [2]string{server, tool}, c.now()
 	c.recheckMu.Lock()
 	defer c.recheckMu.Unlock()
 	if now.Sub(c.rechecked[key]) < RecheckInterval {
@@ -652,12 +667,27 @@ func (c *Catalog) Forget(server string) {
 	}
 }
 
+// Due marks a server's full tool list as due for a fetch before the next
+// decision, when it was learned before now: a client initialized a
+// session, as clients do when a server restarted (its sessions gone),
+// perhaps with other tools. Unlike Forget, it leaves current a list
+// being fetched meanwhile, which is learned after it: clients that keep
+// initializing never keep the list from becoming current.
+func (c *Catalog) Due(server string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.servers[server]; s != nil && s.listed {
+		s.due = c.now()
+	}
+}
+
 // Stale reports whether a server's tool list should be fetched before a
-// Lookup miss is taken as final: no full list of it has been learned, or it
-// has been forgotten since.
+// Lookup miss is taken as final: no full list of it has been learned, it
+// has been forgotten since, it was learned before it was found due (see
+// Due), or over MaxListAge ago.
 func (c *Catalog) Stale(server string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	s := c.servers[server]
-	return s == nil || !s.listed
+	return s == nil || !s.listed || !s.learned.After(s.due) || c.now().Sub(s.learned) > MaxListAge
 }

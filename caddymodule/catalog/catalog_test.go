@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // newTestCatalog returns a catalog over store, failing t if it cannot.
@@ -296,6 +297,39 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 			}
 			if got := c.Stale("tracker"); got != step.stale {
 				t.Errorf("Stale = %v, want %v", got, step.stale)
+			}
+		})
+	}
+}
+
+// TestDueStale: a list is stale once found due (a client initialized)
+// after it was learned, and once MaxListAge passed since; a list learned
+// after it was found due is current, as is one not yet that old.
+func TestDueStale(t *testing.T) {
+	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
+	clock := time.Unix(1_000_000, 0)
+	c.now = func() time.Time { return clock }
+	tick := func(d time.Duration) func() { return func() { clock = clock.Add(d) } }
+	steps := []struct {
+		name      string
+		do        func()
+		wantStale bool
+	}{
+		{"due before listed", func() { c.Due("tracker") }, true},
+		{"listed", func() { learn(t, c, "tracker", readTool) }, false},
+		{"due", func() { tick(time.Second)(); c.Due("tracker") }, true},
+		{"listed again", func() { tick(time.Second)(); learn(t, c, "tracker", readTool) }, false},
+		{"another server due", func() { c.Due("wiki") }, false},
+		{"all but MaxListAge later", tick(MaxListAge), false},
+		{"past MaxListAge", tick(time.Nanosecond), true},
+		{"listed once more", func() { learn(t, c, "tracker", readTool) }, false},
+		{"due in the same instant as listed", func() { c.Due("tracker") }, true},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			step.do()
+			if got := c.Stale("tracker"); got != step.wantStale {
+				t.Errorf("Stale = %v, want %v", got, step.wantStale)
 			}
 		})
 	}
