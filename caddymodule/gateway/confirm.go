@@ -425,6 +425,15 @@ func (o *ownRequests) cancelCall(session sessionKey, canonicalID string) bool {
 	return ok
 }
 
+// awaits reports whether a request of the gateway's own, in session,
+// awaits the response m (see deliver).
+func (o *ownRequests) awaits(session sessionKey, m *mcpmsg.Message) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.waiting[ownRequestKey(session, mcpmsg.CanonicalID(m.ID))]
+	return ok
+}
+
 // deliver hands the client's response m, in session, to the gateway's
 // request awaiting it, and reports whether one was: such a response is
 // the gateway's, and goes no further. An answer is taken once; a first

@@ -871,3 +871,39 @@ func TestReplacedConfigurationLearnsNothing(t *testing.T) {
 		t.Errorf("the new configuration's echo, destructive on its server: %s; want it decided on that server's list (blocked)", r.body)
 	}
 }
+
+// TestConfirmationInBatchRefused: the caller's answer to the gateway's
+// own question, sent in a batch (2025-03-26), is refused saying to send
+// it alone (it was refused as answering nothing relayed, which it does);
+// sent alone then, it is taken.
+func TestConfirmationInBatchRefused(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gw := serveGateway(t, callerConfirmsConfig(t), up.URL)
+	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, events := clienttest.PostEvents(t, ctx, gw.URL, session,
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"confirm me"}}}`)
+	var asked struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(<-events), &asked); err != nil || len(asked.ID) == 0 {
+		t.Fatalf("the caller was not asked: %v", err)
+	}
+	answer := `{"jsonrpc":"2.0","id":` + string(asked.ID) + `,"result":{"action":"accept","content":{}}}`
+	batched := http.Header{mcphttp.HeaderSessionID: session[mcphttp.HeaderSessionID], mcphttp.HeaderProtocolVersion: {"2025-03-26"}}
+	if r := post(t, gw.URL, batched, "["+answer+"]"); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "send it alone, not in a batch") {
+		t.Errorf("the confirmation in a batch: HTTP %d %s; want 400 saying to send it alone", r.status, r.body)
+	}
+	if r := post(t, gw.URL, session, answer); r.status != http.StatusAccepted {
+		t.Errorf("the confirmation alone: HTTP %d %s; want 202", r.status, r.body)
+	}
+	var last string
+	for event := range events {
+		last = event
+	}
+	if n := up.CallCount("create_issue"); n != 1 || !strings.Contains(last, "create_issue:confirm me") {
+		t.Errorf("the confirmed call: %s (ran %d times); want it run once", last, n)
+	}
+}

@@ -291,13 +291,16 @@ func relatedTask(params map[string]any) (*string, error) {
 // taskIDOf returns an object's taskId, read exactly: an error when the
 // member is missing, not a string, or named otherwise only by case.
 func taskIDOf(object map[string]any) (string, error) {
-	value, _, err := exactMember(object, "taskId")
+	value, present, err := exactMember(object, "taskId")
 	if err != nil {
 		return "", err
 	}
 	taskID, ok := value.(string)
-	if !ok {
-		return "", fmt.Errorf("taskId is %v, not a string", value)
+	switch {
+	case !present:
+		return "", errors.New("taskId is missing")
+	case !ok:
+		return "", fmt.Errorf("taskId is %s, not a string", mcpmsg.TypeName(value))
 	}
 	return taskID, nil
 }

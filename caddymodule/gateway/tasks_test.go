@@ -72,17 +72,18 @@ func TestTasksNamedOnlyByTheirCaller(t *testing.T) {
 	}))
 	gw := startGateway(t, up.URL, gatewayOptions{userHeader: "X-User"})
 	bob := http.Header{"X-User": {"bob"}, mcphttp.HeaderProtocolVersion: {"2025-11-25"}}
-	for _, tt := range []struct{ name, body string }{
-		{"a subscription to its notifications", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"taskIds":["alices-task"]}}}`},
-		{"a request in its context", `{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`},
-		{"a task id that is not a string", `{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":7}}`},
-		{"notifications in another case", `{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"Notifications":{"taskIds":["alices-task"]}}}`},
-		{"taskIds in another case", `{"jsonrpc":"2.0","id":6,"method":"subscriptions/listen","params":{"notifications":{"TaskIds":["alices-task"]}}}`},
-		{"_meta in another case", `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"_META":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`},
+	for _, tt := range []struct{ name, body, says string }{
+		{"a subscription to its notifications", `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"taskIds":["alices-task"]}}}`, ""},
+		{"a request in its context", `{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`, ""},
+		{"a task id that is not a string", `{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":7}}`, "taskId is a number, not a string"},
+		{"no task id", `{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{}}`, "taskId is missing"},
+		{"notifications in another case", `{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"Notifications":{"taskIds":["alices-task"]}}}`, ""},
+		{"taskIds in another case", `{"jsonrpc":"2.0","id":6,"method":"subscriptions/listen","params":{"notifications":{"TaskIds":["alices-task"]}}}`, ""},
+		{"_meta in another case", `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"_META":{"io.modelcontextprotocol/related-task":{"taskId":"alices-task"}}}}`, ""},
 	} {
 		before := len(up.ReceivedFromClients())
-		if r := post(t, gw.URL, bob, tt.body); r.status < 400 || len(up.ReceivedFromClients()) != before {
-			t.Errorf("%s: HTTP %d %s; want it refused before the upstream", tt.name, r.status, r.body)
+		if r := post(t, gw.URL, bob, tt.body); r.status < 400 || len(up.ReceivedFromClients()) != before || !strings.Contains(string(r.body), tt.says) {
+			t.Errorf("%s: HTTP %d %s; want it refused before the upstream, saying %q", tt.name, r.status, r.body, tt.says)
 		}
 	}
 	r := post(t, gw.URL, bob, `{"jsonrpc":"2.0","id":4,"method":"ping"}`)

@@ -56,6 +56,10 @@ func (x *exchange) checkTransport() error {
 	}
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
+		if m.Kind == mcpmsg.KindResponse && x.body.Batch && x.g.sessions.own.awaits(x.session, m) {
+			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest,
+				fmt.Sprintf("response for id %s answers the gateway's own question (a confirmation): send it alone, not in a batch", m.ID))
+		}
 		if m.Kind == mcpmsg.KindResponse && !x.g.sessions.relayed.took(x.session, m.ID) {
 			return refuse(http.StatusForbidden, mcpmsg.CodeInvalidRequest,
 				fmt.Sprintf("response for id %s answers no request the gateway relayed to this session", m.ID))

@@ -17,7 +17,7 @@ import (
 var segmentNames = [3]string{"header", "payload", "signature"}
 
 // readCompact checks that token is a JWS in compact serialization with one
-// reading only, and returns its claims. It is stricter than jws.Verify on
+// reading only, and returns its protected header and its claims. It is stricter than jws.Verify on
 // purpose: a token that different parsers could read differently (one
 // taking the first "sub", another the last; one ignoring trailing bits or
 // line breaks, another not) is refused before any key is looked up, as the
@@ -27,29 +27,27 @@ var segmentNames = [3]string{"header", "payload", "signature"}
 // form, the signature must not be empty, and the protected header and the
 // claims must each be one JSON object with no duplicate member names (at
 // any depth) and valid UTF-8.
-func readCompact(token string) (map[string]any, error) {
+func readCompact(token string) (header, claims map[string]any, err error) {
 	segments := strings.Split(token, ".")
 	if len(segments) != len(segmentNames) {
-		return nil, fmt.Errorf("%d segments, not the 3 of a JWS in compact serialization", len(segments))
+		return nil, nil, fmt.Errorf("%d segments, not the 3 of a JWS in compact serialization", len(segments))
 	}
 	var decoded [3][]byte
 	for i, segment := range segments {
-		var err error
 		if decoded[i], err = decodeSegment(segment); err != nil {
-			return nil, fmt.Errorf("%s: %w", segmentNames[i], err)
+			return nil, nil, fmt.Errorf("%s: %w", segmentNames[i], err)
 		}
 	}
 	if len(decoded[2]) == 0 {
-		return nil, errors.New("signature: empty")
+		return nil, nil, errors.New("signature: empty")
 	}
-	if _, err := decodeObject(decoded[0]); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
+	if header, err = decodeObject(decoded[0]); err != nil {
+		return nil, nil, fmt.Errorf("header: %w", err)
 	}
-	claims, err := decodeObject(decoded[1])
-	if err != nil {
-		return nil, fmt.Errorf("payload: %w", err)
+	if claims, err = decodeObject(decoded[1]); err != nil {
+		return nil, nil, fmt.Errorf("payload: %w", err)
 	}
-	return claims, nil
+	return header, claims, nil
 }
 
 // decodeSegment decodes one segment as canonical unpadded base64url.

@@ -255,9 +255,14 @@ var errWrongAudience = errors.New(`"aud" contains none of the accepted audiences
 // A rejected token yields a *TokenError; ErrKeysUnavailable means the
 // token could not be judged.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*User, error) {
-	claims, err := readCompact(token)
+	header, claims, err := readCompact(token)
 	if err != nil {
 		return nil, invalidToken("malformed token", err)
+	}
+	if crit, named := header["crit"]; named {
+		// Refused with a reason of its own: jws.Verify's refusal of it
+		// (WithCritValidation, below) reads as a bad signature.
+		return nil, invalidToken("unsupported critical header", fmt.Errorf("crit %v names extensions this gateway does not implement", crit))
 	}
 	payload, err := jws.Verify([]byte(token),
 		jws.WithCompact(),

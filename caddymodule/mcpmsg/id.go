@@ -66,7 +66,7 @@ func checkID(what string, v any) *Error {
 		return invalidRequest("%s %s is a number that JSON readers may read differently: a numeric id must be an integer "+
 			"from -%d to %d written without fraction, exponent or minus zero", what, v, maxIntegerID, maxIntegerID)
 	}
-	return invalidRequest("%s must be a string or an integer, not %s", what, typeName(v))
+	return invalidRequest("%s must be a string or an integer, not %s", what, TypeName(v))
 }
 
 // isPortableInteger reports whether n, a JSON number as written, is an

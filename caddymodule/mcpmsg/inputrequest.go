@@ -167,7 +167,7 @@ func CheckInputResponse(key string, answer any) *Error {
 	at := &path{base: "/params/inputResponses", tokens: []string{key}}
 	obj, ok := answer.(map[string]any)
 	if !ok {
-		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s must be an object, not %s", at.pointer(), typeName(answer))}
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("%s must be an object, not %s", at.pointer(), TypeName(answer))}
 	}
 	var t reflect.Type
 	var kinds []string

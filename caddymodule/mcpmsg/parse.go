@@ -162,7 +162,7 @@ func (r *bodyReader) readTop() ([]element, bool, error) {
 func (r *bodyReader) readElement() (element, error) {
 	if r.dec.PeekKind() != '{' {
 		v, err := r.readValue()
-		return element{notObject: typeName(v)}, err
+		return element{notObject: TypeName(v)}, err
 	}
 	if err := r.count(); err != nil {
 		return element{}, err

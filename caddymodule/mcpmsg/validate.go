@@ -107,7 +107,7 @@ func validateNames(m *Message) *Error {
 	for _, path := range namingMembers[m.Method] {
 		if v, ok := paramsMember(m.Params, path); ok {
 			if _, isString := v.(string); !isString {
-				return invalidRequest(`%s "params.%s" must be a string, not %s`, m.Method, strings.Join(path, "."), typeName(v))
+				return invalidRequest(`%s "params.%s" must be a string, not %s`, m.Method, strings.Join(path, "."), TypeName(v))
 			}
 		}
 	}
@@ -121,11 +121,11 @@ func validateNames(m *Message) *Error {
 	}
 	list, isList := v.([]any)
 	if !isList {
-		return invalidRequest(`%s "params.%s" must be an array of strings, not %s`, m.Method, strings.Join(path, "."), typeName(v))
+		return invalidRequest(`%s "params.%s" must be an array of strings, not %s`, m.Method, strings.Join(path, "."), TypeName(v))
 	}
 	for i, item := range list {
 		if _, isString := item.(string); !isString {
-			return invalidRequest(`%s "params.%s[%d]" must be a string, not %s`, m.Method, strings.Join(path, "."), i, typeName(item))
+			return invalidRequest(`%s "params.%s[%d]" must be a string, not %s`, m.Method, strings.Join(path, "."), i, TypeName(item))
 		}
 	}
 	return nil
@@ -303,7 +303,7 @@ func (e element) validateKind(m *Message) *Error {
 	case hasMethod:
 		name, ok := method.(string)
 		if !ok {
-			return invalidRequest(`"method" must be a string, not %s`, typeName(method))
+			return invalidRequest(`"method" must be a string, not %s`, TypeName(method))
 		}
 		if hasResult || hasError {
 			return invalidRequest(`message has both "method" and "result" or "error"`)
@@ -333,7 +333,7 @@ func (e element) validateKind(m *Message) *Error {
 		}
 		if hasError {
 			if _, ok := errorValue.(map[string]any); !ok {
-				return invalidRequest(`"error" must be an object, not %s`, typeName(errorValue))
+				return invalidRequest(`"error" must be an object, not %s`, TypeName(errorValue))
 			}
 		}
 		m.Kind = KindResponse
@@ -405,7 +405,7 @@ func objectMember(obj map[string]any, key, path string, known []string) (map[str
 	}
 	member, ok := v.(map[string]any)
 	if !ok {
-		return nil, invalidRequest(`%q must be an object, not %s`, path, typeName(v))
+		return nil, invalidRequest(`%q must be an object, not %s`, path, TypeName(v))
 	}
 	if err := checkCase(member, known, path+" "); err != nil {
 		return nil, err
@@ -438,7 +438,7 @@ func validateToolCall(m *Message) *Error {
 	if v, ok := m.Params["arguments"]; ok {
 		args, ok := v.(map[string]any)
 		if !ok {
-			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, typeName(v))
+			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, TypeName(v))
 		}
 		if err := checkNestedNames(args); err != nil {
 			return err
@@ -542,8 +542,9 @@ func simpleFoldKey(s string) string {
 	return b.String()
 }
 
-// typeName names the JSON type of a decoded value, for error messages.
-func typeName(v any) string {
+// TypeName names the JSON type of a decoded value (as encoding/json
+// decodes it, numbers as json.Number), for error messages.
+func TypeName(v any) string {
 	switch v.(type) {
 	case map[string]any:
 		return "an object"
@@ -551,11 +552,13 @@ func typeName(v any) string {
 		return "an array"
 	case string:
 		return "a string"
-	case json.Number:
+	case json.Number, float64:
 		return "a number"
 	case bool:
 		return "a boolean"
-	default:
+	case nil:
 		return "null"
+	default:
+		return fmt.Sprintf("a %T", v)
 	}
 }
