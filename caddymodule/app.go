@@ -329,9 +329,9 @@ type callerRealm struct {
 // provider is not "alice" of another, and sessions, approvals and
 // confirmations are bound to the caller's id. Handlers that share a
 // server name share its sessions (gateway.Gateway.sessionScope), and must
-// decide and guard alike (guards: the policy, block_secrets, the tool
-// overrides): a session opened on one would have its calls decided by
-// the other and their answers guarded by the first.
+// decide and guard alike (guards: Handler.guards): a session opened on
+// one would have its calls decided by the other and their answers
+// guarded by the first.
 func (a *App) claim(server, upstream string, explicit bool, realm callerRealm, guards string) error {
 	claims := a.names
 	claims.mu.Lock()
@@ -364,8 +364,9 @@ func (a *App) claim(server, upstream string, explicit bool, realm callerRealm, g
 			"(two basic_auth lists may each have an alice); if they do, say so with the same `realm <name>` under `identity caddy` in both, else give each its own upstream", upstream, realm.name)
 	}
 	if other, taken := claims.guards[server]; taken && other != guards {
-		return fmt.Errorf("two mcp_policy handlers name the server %q with different policies, block_secrets or tool overrides: "+
-			"they share its sessions, and a session opened on one could be used on the other; give each its own server name (both may keep `upstream %s`)", server, upstream)
+		return fmt.Errorf("two mcp_policy handlers name the server %q and decide or guard otherwise (their policy, decision, permissions, bundle, "+
+			"block_secrets, tool overrides or parse limits differ): they share its sessions, and a session opened on one could be used on the other; "+
+			"give each its own server name (both may keep `upstream %s`)", server, upstream)
 	}
 	claims.upstreams[upstream] = explicit
 	claims.servers[server] = upstream

@@ -149,9 +149,14 @@ func TestUpstreamNamesRefused(t *testing.T) {
 		{"one upstream declared", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", ""},
 		// One server name shares its sessions: the handlers must decide
 		// and guard alike.
-		{"one server, block_secrets in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tblock_secrets", `with different policies, block_secrets or tool overrides`},
-		{"one server, two policies", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t\n\t\tupstream u", `with different policies, block_secrets or tool overrides`},
-		{"one server, a tool renamed in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\ttool_override echo say", `with different policies, block_secrets or tool overrides`},
+		{"one server, block_secrets in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tblock_secrets", `decide or guard otherwise`},
+		{"one server, two policies", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t\n\t\tupstream u", `decide or guard otherwise`},
+		{"one server, a tool renamed in one", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\ttool_override echo say", `decide or guard otherwise`},
+		{"one server, two permissions tables", "server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
+			"server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t\tdestructive allow\n\t\t}", `decide or guard otherwise`},
+		{"one server, one table", "server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
+			"server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}", ""},
+		{"one server, its policy followed by one alone", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tdisable_watch", `decide or guard otherwise`},
 		{"one upstream, two servers guarding apart", "policy testdata/policy\n\t\tserver t1\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t2\n\t\tupstream u\n\t\tblock_secrets", ""},
 		{"one upstream, callers from two places", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",
 			"policy testdata/policy\n\t\tserver t\n\t\tupstream u" + jwtIdentity, `identify callers from different places`},

@@ -296,10 +296,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// guards names what the handler decides and guards with: its policy (by
-// content, and the bundle it loads), block_secrets and its tool
-// overrides; handlers that share a server name must agree on it (see
-// App.claim).
+// guards names what the handler decides and guards with, as configured:
+// its policy (its files, as written and by content, or its bundle, and
+// whether it follows their changes), its decision rule and timeout, its
+// permissions table, block_secrets, its tool overrides, and the limits
+// its strict parse reads messages (and replies) within (the approvals
+// they hold calls in are held to agree by App.claimApprovals, who
+// decides them by the policy); handlers that share a server name must
+// agree on it (see App.claim). By
+// configuration rather than by what the policy decides: two handlers
+// loading the same files or bundle follow their changes alike.
 func (h *Handler) guards(engine *policy.Engine) (string, error) {
 	revision := engine.Revision()
 	if h.Bundle != nil {
@@ -308,11 +314,18 @@ func (h *Handler) guards(engine *policy.Engine) (string, error) {
 		revision = ""
 	}
 	b, err := json.Marshal(struct {
-		Policy        string
+		Revision      string
+		Policies      []string
+		Decision      string
+		EvalTimeout   caddy.Duration
+		Permissions   *permissions.Table
 		Bundle        *BundleSource
+		DisableWatch  bool
 		BlockSecrets  bool
 		ToolOverrides map[string]tooloverride.Override
-	}{revision, h.Bundle, h.BlockSecrets, h.ToolOverrides})
+		MaxDepth      int
+		MaxValues     int
+	}{revision, h.Policies, h.Decision, h.EvalTimeout, h.Permissions, h.Bundle, h.DisableWatch, h.BlockSecrets, h.ToolOverrides, h.MaxDepth, h.MaxValues})
 	if err != nil {
 		return "", fmt.Errorf("naming the handler's guards: %w", err)
 	}

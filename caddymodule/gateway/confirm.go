@@ -238,7 +238,7 @@ func (x *exchange) askCallerOnStream(v verdict) error {
 	if err != nil {
 		return err
 	}
-	held := &heldCall{w: x.w, r: x.r, id: v.message.ID, logger: g.logger, requestID: g.host.RequestID(x.r)}
+	held := &heldCall{w: x.w, r: x.r, id: v.message.ID, logger: g.logger, requestID: g.host.RequestID(x.r), note: v.calledAsNote()}
 	held.startStream(v.message.ProgressToken)
 	held.writeEvent(request)
 	wait := x.startWaitSpan(v, "mcpgate.confirmation.wait")

@@ -125,7 +125,7 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 		input := *v.input
 		input.Request = g.requestInfo(x.r)
 		d, _ := g.cfg.Engine.Decide(x.r.Context(), &input)
-		d = g.blockSecrets(&input, d)
+		d = g.blockSecrets(v.message, &input, d)
 		switch {
 		case d.Action == policy.ActionAllow:
 		case d.Action == policy.ActionNeedsApproval && slices.Equal(reviewersOf(d.Approvers), reviewers) &&
@@ -326,7 +326,7 @@ func (x *exchange) hold(v verdict) (w http.ResponseWriter, finish func(), approv
 			return nil, nil, nil, writeRefusal(x.w, refused)
 		}
 	}
-	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r)}
+	held := &heldCall{w: x.w, r: r, id: m.ID, service: service, logger: x.g.logger, requestID: x.g.host.RequestID(r), note: v.calledAsNote()}
 	wait := x.startWaitSpan(v, "mcpgate.approval.wait")
 	// end records how the hold ended, in the audit trail and the trace.
 	end := func(outcome string, a *approval.Approval, err error) (http.ResponseWriter, func(), *approval.Approval, error) {
@@ -568,6 +568,8 @@ type heldCall struct {
 	token []byte
 	// sent counts the progress notifications sent.
 	sent int
+	// note ends every answer (verdict.calledAsNote).
+	note string
 }
 
 // startStream answers with an event stream, to send progress on token
@@ -628,7 +630,7 @@ func (c *heldCall) pending(result []byte) error {
 
 // answer ends the held call with a tool result that has isError and text.
 func (c *heldCall) answer(text string) error {
-	return c.end(mcpmsg.ToolErrorResult(c.id, text))
+	return c.end(mcpmsg.ToolErrorResult(c.id, text+c.note))
 }
 
 // end ends the held call with its response: the last event of the

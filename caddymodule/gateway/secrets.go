@@ -1,9 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -28,19 +28,22 @@ func (g *Gateway) blocksSecrets() bool {
 	return len(judges) == 0 || slices.ContainsFunc(judges, func(h *Gateway) bool { return h.cfg.BlockSecrets })
 }
 
-// blockSecrets is the decision on a client's request or notification
-// once block_secrets has looked at it: blocked when what it hands the
-// server holds a well-known credential (secrets.Find), the decision given
-// otherwise. A tool call's arguments are read, then the answers a retried
-// call brings to the server's questions (inputResponses: a form filled
-// in, a sampling's completion), then the rest of its params; of every
-// other message the client sends, its params: a prompt's arguments, a
-// completion's value, a resource's URI (a token in its query), a
-// cancellation's or a progress notification's words, what an initialize
-// says of the client, a member of its own or of _meta. Only what the
-// client hands back as it was given is left unread (echoedParams).
-func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) policy.Decision {
-	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock ||
+// blockSecrets is the decision on m, a client's request or notification
+// (input its policy input), once block_secrets has looked at it: blocked
+// when what it hands the server holds a well-known credential
+// (secrets.Find), the decision given otherwise. A tool call's arguments
+// are read, then the answers a retried call brings to the server's
+// questions (inputResponses: a form filled in, a sampling's completion),
+// then the rest of its params; of every other message the client sends,
+// its params: a prompt's arguments, a completion's value, a resource's
+// URI (a token in its query), a cancellation's or a progress
+// notification's words, what an initialize says of the client, a
+// progress token, a member of its own or of _meta; and then the rest of
+// the message (its id, its method, a member of its own beside params).
+// Only what the method has the client hand back as the server gave it is
+// left unread (echoedParams).
+func (g *Gateway) blockSecrets(m *mcpmsg.Message, input *policy.Input, decision policy.Decision) policy.Decision {
+	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || m == nil ||
 		(input.Kind != mcpmsg.KindRequest.String() && input.Kind != mcpmsg.KindNotification.String()) ||
 		input.Direction == policy.DirectionServerToClient {
 		// (The server's own requests and notifications are read as they
@@ -48,27 +51,7 @@ func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) po
 		// as it is decided: withholdClientAnswer.)
 		return decision
 	}
-	var found []secrets.Finding
-	var what string
-	if input.Tool != nil {
-		what = fmt.Sprintf("tool %q is blocked: its arguments hold", input.Tool.Name)
-		if found = secrets.Find(input.Tool.Arguments); len(found) == 0 {
-			what = fmt.Sprintf("tool %q is blocked: the answers it brings the server (inputResponses) hold", input.Tool.Name)
-			found = secrets.Find(input.Params["inputResponses"])
-		}
-	}
-	if len(found) == 0 {
-		what = fmt.Sprintf("%s is blocked: its params hold", input.Method)
-		var read []string
-		if input.Tool != nil {
-			read = []string{"inputResponses"}
-			if input.Method == "tools/call" {
-				read = append(read, "arguments")
-				what = fmt.Sprintf("tool %q is blocked: its params hold", input.Tool.Name)
-			}
-		}
-		found = secrets.Find(unechoedParams(input.Params, read))
-	}
+	what, found := clientSecrets(m, input)
 	if len(found) == 0 {
 		return decision
 	}
@@ -79,34 +62,97 @@ func (g *Gateway) blockSecrets(input *policy.Input, decision policy.Decision) po
 	}
 }
 
-// echoedParams are the members of a client's params that it hands back
-// as it was given them, by the server or by the protocol, and that
-// block_secrets does not read: a list's cursor, a task's id, the id of
-// the request a cancellation names, a sealed requestState, and of _meta
-// the progress token. Servers may make any of these a signed token (a
-// JSON Web Token as a cursor), which is no credential of the client's.
-var echoedParams = []string{"cursor", "taskId", "requestId", "requestState"}
+// clientSecrets finds what blockSecrets blocks m for, and says where it
+// is ("tool \"x\" is blocked: its arguments hold").
+func clientSecrets(m *mcpmsg.Message, input *policy.Input) (what string, found []secrets.Finding) {
+	var read []string
+	if input.Tool != nil {
+		what = fmt.Sprintf("tool %q is blocked: its arguments hold", input.Tool.Name)
+		if found = secrets.Find(input.Tool.Arguments); len(found) > 0 {
+			return what, found
+		}
+		what = fmt.Sprintf("tool %q is blocked: the answers it brings the server (inputResponses) hold", input.Tool.Name)
+		if found = secrets.Find(input.Params["inputResponses"]); len(found) > 0 {
+			return what, found
+		}
+		read = []string{"inputResponses"}
+		if input.Method == "tools/call" {
+			read = append(read, "arguments")
+		}
+	}
+	what = fmt.Sprintf("%s is blocked: its params hold", display.Line(input.Method))
+	if input.Method == "tools/call" && input.Tool != nil {
+		what = fmt.Sprintf("tool %q is blocked: its params hold", input.Tool.Name)
+	}
+	if found = secrets.Find(unechoedParams(input.Method, input.Params, read)); len(found) > 0 {
+		return what, found
+	}
+	what = fmt.Sprintf("%s is blocked: the message holds", display.Line(input.Method))
+	rest, err := outsideParams(m.Raw)
+	if err != nil {
+		// It passed the strict parse: it decodes.
+		return what, []secrets.Finding{{Kind: "message that could not be read for credentials", Path: err.Error()}}
+	}
+	return what, secrets.Find(rest)
+}
 
-// unechoedParams is params without echoedParams, nor the members named
-// read (read before it): what block_secrets reads of a client's message.
-// params itself is left as it is.
-func unechoedParams(params map[string]any, read []string) map[string]any {
+// echoedParams returns the members of the params of a client's message
+// of method that it hands back as the server gave them, which
+// block_secrets does not read: a list's cursor, a task's id, and the
+// requestState a retried request brings back (restored to the server's
+// own by checkInputResponses). A server may make any of these a signed
+// token (a JSON Web Token as a cursor), which is no credential of the
+// client's. Of any other method they are read as any member is.
+func echoedParams(method string) []string {
+	var echoed []string
+	if strings.HasSuffix(method, "/list") {
+		echoed = append(echoed, "cursor")
+	}
+	if strings.HasPrefix(method, "tasks/") {
+		echoed = append(echoed, "taskId")
+	}
+	if slices.Contains(multiRoundTripMethods, method) {
+		echoed = append(echoed, "requestState")
+	}
+	return echoed
+}
+
+// unechoedParams is the params of a client's message of method without
+// its echoedParams, nor the members named read (read before it): what
+// block_secrets reads of them. params itself is left as it is.
+func unechoedParams(method string, params map[string]any, read []string) map[string]any {
+	echoed := echoedParams(method)
 	kept := make(map[string]any, len(params))
 	for name, value := range params {
-		switch {
-		case slices.Contains(echoedParams, name), slices.Contains(read, name):
-		case name == "_meta":
-			if meta, ok := value.(map[string]any); ok && meta["progressToken"] != nil {
-				meta = maps.Clone(meta)
-				delete(meta, "progressToken")
-				value = meta
-			}
-			kept[name] = value
-		default:
+		if !slices.Contains(echoed, name) && !slices.Contains(read, name) {
 			kept[name] = value
 		}
 	}
 	return kept
+}
+
+// outsideParams decodes the members of a message (raw, as the strict
+// parse read it) but jsonrpc and params: its id, its method, members of
+// its own.
+func outsideParams(raw []byte) (map[string]any, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil, fmt.Errorf("decoding the message: %w", err)
+	}
+	rest := make(map[string]any, len(members))
+	for name, value := range members {
+		if name == "jsonrpc" || name == "params" {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(value))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("decoding the message's %q: %w", name, err)
+		}
+		rest[name] = v
+	}
+	return rest, nil
 }
 
 // withholdClientAnswer replaces, under block_secrets, a client's
@@ -235,6 +281,26 @@ func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
 	g.logger.Warn("the server's failure was withheld: its body held what looks like a credential (block_secrets)",
 		zap.String("upstream", g.cfg.Upstream), zap.String("found", what))
 	return withheldAnswer(what)
+}
+
+// eventFieldsScreen is the ScreenEventFields of a reply's watch: under
+// block_secrets (as it applies when the reply starts), an event whose id
+// or type holds a well-known credential cuts the stream (a server has no
+// reason to put one there, and the client keeps the id); nil otherwise.
+func (g *Gateway) eventFieldsScreen() func(id, eventType string) error {
+	if !g.blocksSecrets() {
+		return nil
+	}
+	return func(id, eventType string) error {
+		found := secrets.Find(map[string]any{"id": id, "event": eventType})
+		if len(found) == 0 {
+			return nil
+		}
+		what := describeSecrets(found)
+		g.logger.Warn("the server's event stream was cut: an event's id or type held what looks like a credential (block_secrets)",
+			zap.String("upstream", g.cfg.Upstream), zap.String("found", what))
+		return fmt.Errorf("an event's id or type holds %s (block_secrets)", what)
+	}
 }
 
 // withheldAnswer is the error that replaces an answer withheld under

@@ -401,9 +401,12 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 // a call's arguments and the requests that name data: an initialize's
 // description of the client, a cancellation's reason, a progress
 // notification's message, a member of _meta or of the client's own, on
-// any method. What the client hands back as it was given it (a list's
-// cursor, a task's id, the request a cancellation names, a progress
-// token) is not read: a server may make a cursor a signed token.
+// any method, a progress token, the message's id and members beside its
+// params. What the method has the client hand back as the server gave it
+// (a list's cursor, a task's id) is not read: a server may make a cursor
+// a signed token; on other methods, such members are read (the first
+// version of this test left them, a progress token and all but params
+// unread; found by a review).
 func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
 	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJvZmZzZXQiOjEwMH0.c2lnbmF0dXJlLW9mLXRoZS1jdXJzb3I"
@@ -435,10 +438,30 @@ func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 		{"a ping's member of the client's own",
 			`{"jsonrpc":"2.0","id":4,"method":"ping","params":{"extra":"` + token + `"}}`,
 			`ping is blocked: its params hold what looks like a GitHub token (at "extra")`},
+		// What the client chooses itself, and what it hands back as it
+		// was given on other methods than those that hand it back.
+		{"a progress token",
+			`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"progressToken":"` + token + `"}}}`,
+			`tool "echo" is blocked: its params hold what looks like a GitHub token (at "_meta.progressToken")`},
+		{"a request's id",
+			`{"jsonrpc":"2.0","id":"` + token + `","method":"ping"}`,
+			`ping is blocked: the message holds what looks like a GitHub token (at "id")`},
+		{"a member beside params",
+			`{"jsonrpc":"2.0","id":7,"method":"ping","params":{},"x-note":"` + token + `"}`,
+			`ping is blocked: the message holds what looks like a GitHub token (at "x-note")`},
+		{"a cursor on a tools/call",
+			`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"cursor":"` + token + `"}}`,
+			`tool "echo" is blocked: its params hold what looks like a GitHub token (at "cursor")`},
+		{"a requestState on a ping",
+			`{"jsonrpc":"2.0","id":9,"method":"ping","params":{"requestState":"` + token + `"}}`,
+			`ping is blocked: its params hold what looks like a GitHub token (at "requestState")`},
+		{"a taskId on a prompts/list",
+			`{"jsonrpc":"2.0","id":10,"method":"prompts/list","params":{"taskId":"` + token + `"}}`,
+			`prompts/list is blocked: its params hold what looks like a GitHub token (at "taskId")`},
 		{"a list's cursor that is a signed token",
-			`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"` + jwt + `","_meta":{"progressToken":"` + jwt + `"}}}`, ""},
+			`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"` + jwt + `"}}`, ""},
 		{"a cancellation without a credential",
-			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"` + jwt + `","reason":"changed my mind"}}`, ""},
+			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"r-` + jwt[:8] + `","reason":"changed my mind"}}`, ""},
 	}
 	for _, tt := range tests {
 		r := post(t, gw.URL, header, tt.body)
@@ -446,11 +469,12 @@ func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 		switch {
 		case tt.blocked != "" && !strings.Contains(strings.ReplaceAll(string(r.body), `\"`, `"`), tt.blocked):
 			t.Errorf("%s: HTTP %d %s; want it blocked, saying %s", tt.name, r.status, r.body, tt.blocked)
-		case tt.blocked != "" && strings.Contains(string(r.body), token):
+		case tt.blocked != "" && strings.Contains(strings.Replace(string(r.body), `"id":"`+token+`"`, "", 1), token):
+			// (A refusal answers the request's id, the client's own.)
 			t.Errorf("%s: the refusal quotes the token: %s", tt.name, r.body)
 		case tt.blocked == "" && (refused || r.status >= 300):
 			t.Errorf("%s: HTTP %d %s; want it forwarded", tt.name, r.status, r.body)
-		case tt.blocked == "" && !up.SawBodyContaining(jwt):
+		case tt.blocked == "" && !up.SawBodyContaining(tt.body[len(tt.body)-40:]):
 			t.Errorf("%s: the server never received it", tt.name)
 		}
 	}
@@ -501,6 +525,36 @@ func TestToolListFetchRepeatsOnlyProtocolMeta(t *testing.T) {
 				t.Errorf("block_secrets %v: the gateway's tools/list repeated the call's own _meta: %s", block, req.Body)
 			case !bytes.Contains(req.Body, []byte("io.modelcontextprotocol/clientInfo")):
 				t.Errorf("block_secrets %v: the gateway's tools/list lacks the client's info: %s", block, req.Body)
+			}
+		}
+	}
+}
+
+// TestBlockSecretsInEventFields: under block_secrets, an event whose id
+// or type holds a credential cuts the stream (the client keeps an
+// event's id, and sends it back): the credential never reaches the
+// client; comments go on empty. Without block_secrets, they go on as the
+// server wrote them.
+func TestBlockSecretsInEventFields(t *testing.T) {
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	for _, field := range []string{"id", "event"} {
+		for _, block := range []bool{true, false} {
+			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var request struct {
+					ID json.RawMessage `json:"id"`
+				}
+				body, _ := io.ReadAll(r.Body)
+				_ = json.Unmarshal(body, &request)
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprintf(w, ": note %s\n%s: %s\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\n\n", token, field, token, request.ID)
+			}))
+			cfg := libraryConfig(t)
+			cfg.BlockSecrets = block
+			gw := serveGateway(t, cfg, up.URL)
+			// (Cut, the stream ends with an error the client reads to.)
+			got, err := postQuietly(gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18"}}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+			if leaked := strings.Contains(got, token); leaked == block || !block && err != nil {
+				t.Errorf("an event's %s holding a token, block_secrets %v: the client read %q (%v)", field, block, got, err)
 			}
 		}
 	}

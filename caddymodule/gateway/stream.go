@@ -93,7 +93,8 @@ func (x *exchange) stream() error {
 		CheckError:    g.guardErrors(rl),
 		ScreenFailure: g.failureScreen(),
 		// Under block_secrets, nothing goes out that the guards did not read.
-		StripUnread: g.blocksSecrets(),
+		StripUnread:       g.blocksSecrets(),
+		ScreenEventFields: g.eventFieldsScreen(),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true

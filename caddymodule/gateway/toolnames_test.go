@@ -188,6 +188,26 @@ func TestConfirmationNamesCalledTool(t *testing.T) {
 	}
 }
 
+// TestHeldRenamedCallAnswerNamesCalledTool: what a held call of a
+// renamed tool ends with (here the caller declined it) names the tool as
+// they called it, beside the server's, as its refusal does.
+func TestHeldRenamedCallAnswerNamesCalledTool(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	cfg := callerConfirmsConfig(t)
+	var err error
+	if cfg.ToolOverrides, err = tooloverride.New(map[string]tooloverride.Override{"create_issue": {Name: "open_issue"}}); err != nil {
+		t.Fatal(err)
+	}
+	gw := serveGateway(t, cfg, up.URL)
+	session := connect(t, gw.URL, &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		return &mcp.ElicitResult{Action: "decline"}, nil
+	}}, mcphttp.Version20251125)
+	text, isError := callTool(t, session, "open_issue", "hi")
+	if !isError || !strings.Contains(text, "You declined this call") || !strings.Contains(text, `The tool "open_issue" you called is the server's "create_issue".`) {
+		t.Errorf("open_issue, declined: %q (isError %v); want the decline, naming the tool as called and as the server's", text, isError)
+	}
+}
+
 // TestTableEntryUnderNewNameRefused: a permissions table entry under the
 // name a tool is renamed to (not the server's name of any tool
 // overridden) would decide nothing: the gateway does not start.

@@ -153,15 +153,22 @@ func (v verdict) response() []byte {
 	switch {
 	case m.Kind != mcpmsg.KindRequest:
 		return nil
-	case m.Tool != nil && v.calledAs != "":
-		// The policy's reason names the server's tool: the caller knows
-		// it by another name (where tools swap names, another tool's).
-		return mcpmsg.ToolErrorResult(m.ID, fmt.Sprintf("%s\n\nThe tool %q you called is the server's %q.", v.refusal(), display.Line(v.calledAs), display.Line(m.Tool.Name)))
 	case m.Tool != nil:
-		return mcpmsg.ToolErrorResult(m.ID, v.refusal())
+		return mcpmsg.ToolErrorResult(m.ID, v.refusal()+v.calledAsNote())
 	default:
 		return mcpmsg.ErrorResponse(m.ID, v.errorCode(), v.refusal())
 	}
+}
+
+// calledAsNote is what the gateway's answers to a renamed tool call end
+// with: the policy's reason, and the gateway's, name the server's tool,
+// which the caller knows by another name (where tools swap names,
+// another tool's). "" for a call not renamed.
+func (v verdict) calledAsNote() string {
+	if v.calledAs == "" || v.message.Tool == nil {
+		return ""
+	}
+	return fmt.Sprintf("\n\nThe tool %q you called is the server's %q.", display.Line(v.calledAs), display.Line(v.message.Tool.Name))
 }
 
 // errorCode is the JSON-RPC error code of the verdict's refusal.

@@ -116,7 +116,8 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 		CheckError:    g.guardErrors(rl),
 		ScreenFailure: g.failureScreen(),
 		// Under block_secrets, nothing goes out that the guards did not read.
-		StripUnread: g.blocksSecrets(),
+		StripUnread:       g.blocksSecrets(),
+		ScreenEventFields: g.eventFieldsScreen(),
 		// A batch's reply is read whole: it may answer, besides the
 		// batch's allowed requests, those the gateway refused.
 		// Under block_secrets every reply is read for credentials.

@@ -152,6 +152,12 @@ type Hooks struct {
 	// on empty, so that a keepalive still keeps the stream open). For a
 	// guard that must see all that goes out.
 	StripUnread bool
+	// ScreenEventFields, when set, is given the id and the type of each
+	// event of a stream that names either (before its data is read): an
+	// error cuts the stream, as an event that cannot be relayed does.
+	// Clients keep an event's id, and send it back to resume; both go
+	// out as the server wrote them otherwise.
+	ScreenEventFields func(id, eventType string) error
 	// PassSuccesses passes every 2xx reply unread, whatever its type (as
 	// it comes, or, with ScreenFailure, held and screened as a failure
 	// is), and holds a redirect as a failure (refused when encoded, as a
@@ -904,6 +910,11 @@ func (o *writer) forwardEvent(e mcpmsg.Event) error {
 	if o.hooks.StripUnread {
 		for i := range e.Comments {
 			e.Comments[i] = ""
+		}
+	}
+	if o.hooks.ScreenEventFields != nil && (e.HasID || e.Type != "") {
+		if err := o.hooks.ScreenEventFields(e.ID, e.Type); err != nil {
+			return fmt.Errorf("event fields: %w", err)
 		}
 	}
 	if e.Data != "" {
