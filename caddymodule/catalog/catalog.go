@@ -672,14 +672,21 @@ func (c *Catalog) Forget(server string) {
 // session, as clients do when a server restarted (its sessions gone),
 // perhaps with other tools. Unlike Forget, it leaves current a list
 // being fetched meanwhile, which is learned after it: clients that keep
-// initializing never keep the list from becoming current.
+// initializing never keep the list from becoming current. A list learned
+// within MinDueAge is not made due: clients that initialize for every
+// call cost the server one more list a MinDueAge, not one a call.
 func (c *Catalog) Due(server string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s := c.servers[server]; s != nil && s.listed {
-		s.due = c.now()
+		if now := c.now(); now.Sub(s.learned) >= MinDueAge {
+			s.due = now
+		}
 	}
 }
+
+// MinDueAge is how old a list must be for Due to make it due.
+const MinDueAge = time.Second
 
 // Stale reports whether a server's tool list should be fetched before a
 // Lookup miss is taken as final: no full list of it has been learned, it

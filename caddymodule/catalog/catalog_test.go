@@ -303,8 +303,9 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 }
 
 // TestDueStale: a list is stale once found due (a client initialized)
-// after it was learned, and once MaxListAge passed since; a list learned
-// after it was found due is current, as is one not yet that old.
+// MinDueAge or more after it was learned, and once MaxListAge passed
+// since; a list learned after it was found due is current, as is one not
+// yet that old.
 func TestDueStale(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	clock := time.Unix(1_000_000, 0)
@@ -317,13 +318,13 @@ func TestDueStale(t *testing.T) {
 	}{
 		{"due before listed", func() { c.Due("tracker") }, true},
 		{"listed", func() { learn(t, c, "tracker", readTool) }, false},
-		{"due", func() { tick(time.Second)(); c.Due("tracker") }, true},
+		{"due within MinDueAge", func() { tick(MinDueAge - time.Nanosecond)(); c.Due("tracker") }, false},
+		{"due", func() { tick(time.Nanosecond)(); c.Due("tracker") }, true},
 		{"listed again", func() { tick(time.Second)(); learn(t, c, "tracker", readTool) }, false},
-		{"another server due", func() { c.Due("wiki") }, false},
-		{"all but MaxListAge later", tick(MaxListAge), false},
+		{"another server due", func() { tick(MinDueAge)(); c.Due("wiki") }, false},
+		{"all but MaxListAge after listed", tick(MaxListAge - MinDueAge), false},
 		{"past MaxListAge", tick(time.Nanosecond), true},
 		{"listed once more", func() { learn(t, c, "tracker", readTool) }, false},
-		{"due in the same instant as listed", func() { c.Due("tracker") }, true},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {

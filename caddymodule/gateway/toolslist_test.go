@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
@@ -150,6 +152,8 @@ func TestListFetchedAgainAfterInitialize(t *testing.T) {
 	if r := post(t, gw.URL, header, callBody("1", "echo", "hi")); !strings.Contains(string(r.body), "echo:hi") {
 		t.Fatalf("echo before the restart: HTTP %d %s; want it run", r.status, r.body)
 	}
+	// (A list learned within MinDueAge is not made due again.)
+	time.Sleep(catalog.MinDueAge)
 	current.Store(&after.URL)
 	header = http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
 	r := post(t, gw.URL, header, callBody("2", "echo", "hi"))
