@@ -130,6 +130,9 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 		case d.Action == policy.ActionAllow:
 		case d.Action == policy.ActionNeedsApproval && slices.Equal(reviewersOf(d.Approvers), reviewers) &&
 			(!byCaller || slices.Contains(d.Approvers, approval.PrincipalCaller)):
+		case d.Action == policy.ActionNeedsApproval:
+			// (Who they are is the organization's, not the caller's, to know.)
+			return "the policy in force now holds it for other approvers"
 		default:
 			return "the policy in force now decides it otherwise (" + refusalText(d, true) + ")"
 		}

@@ -103,8 +103,12 @@ func withNoGatewayHint(err error, addr string) error {
 // parentCommand makes cmd, a command of subcommands, refuse anything but
 // one of them: cobra would otherwise print its help and exit 0 on a
 // mistyped subcommand (`approvals aprove`), which a script reads as done.
+// The flags of a mistyped subcommand are let through, so that it is
+// refused as the unknown command it is, not for a flag its parent lacks
+// (`tools lst --address ...`).
 func parentCommand(cmd *cobra.Command) {
 	cmd.Args = cobra.NoArgs
+	cmd.FParseErrWhitelist.UnknownFlags = true
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 

@@ -117,22 +117,31 @@ func TestUnknownSubcommands(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"approvals", []string{"aprove", "apr_x"}, `unknown command "aprove" for "approvals"`},
-		{"approvals", []string{"list", "extra"}, `unknown command "extra" for "approvals list"`},
-		{"tools", []string{"acept"}, `unknown command "acept" for "tools"`},
-		{"tools", []string{"list", "extra"}, `unknown command "extra" for "tools list"`},
-		{"policy", []string{"evaluate"}, `unknown command "evaluate" for "policy"`},
+		{"approvals", []string{"aprove", "apr_x"}, `unknown command "aprove" for "mcpgate approvals"`},
+		{"approvals", []string{"list", "extra"}, `unknown command "extra" for "mcpgate approvals list"`},
+		{"approvals", []string{"lst"}, `unknown command "lst" for "mcpgate approvals"`},
+		{"tools", []string{"acept"}, `unknown command "acept" for "mcpgate tools"`},
+		{"tools", []string{"list", "extra"}, `unknown command "extra" for "mcpgate tools list"`},
+		{"tools", []string{"lst", "--address", "unix//x.sock"}, `unknown command "lst" for "mcpgate tools"`},
+		{"tools", []string{"list", "--bogus"}, `unknown flag: --bogus`},
+		{"policy", []string{"evaluate"}, `unknown command "evaluate" for "mcpgate policy"`},
+		{"policy", []string{"evl"}, `unknown command "evl" for "mcpgate policy"`},
 		{"policy", []string{"eval", "--input", "x.json", "--query", ""}, "--query is empty"},
 		{"approvals", nil, ""},
+		{"policy", nil, ""},
 	} {
 		t.Run(tt.command+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+			// A subcommand of a root, as mcpgate runs it: cobra refuses
+			// a root's unknown subcommands on its own, not another's.
+			root := &cobra.Command{Use: "mcpgate"}
 			cmd := &cobra.Command{Use: tt.command}
 			caddycmd.Commands()[tt.command].CobraFunc(cmd)
+			root.AddCommand(cmd)
 			var out bytes.Buffer
-			cmd.SetOut(&out)
-			cmd.SetErr(&out)
-			cmd.SetArgs(tt.args)
-			checkError(t, cmd.Execute(), tt.wantErr)
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(append([]string{tt.command}, tt.args...))
+			checkError(t, root.Execute(), tt.wantErr)
 		})
 	}
 }

@@ -36,6 +36,7 @@ runs.
   mcpgate policy eval --input call.json --data permissions.json
 `,
 		CobraFunc: func(cmd *cobra.Command) {
+			parentCommand(cmd)
 			testCmd := &cobra.Command{
 				Use:   "test <path>...",
 				Short: "Runs the Rego tests in the given files and folders",

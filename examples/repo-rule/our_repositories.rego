@@ -64,9 +64,11 @@ block contains sprintf("tool %q may only change repositories of %s, not of %q", 
 }
 
 # A repo or repository argument other than "name" or "owner/name" (more
-# slashes, "." or ".." segments: a server building a URL path from it could
-# be led to another owner's repository, acme/../../evil/widgets being
-# evil/widgets) is refused whatever its first part says.
+# slashes, "." or ".." segments, backslashes, percent-encoding: a server
+# building a URL path from it could be led to another owner's repository,
+# acme/../../evil/widgets being evil/widgets, and so widgets\..\..\evil\widgets
+# to a URL parser that takes a backslash for a slash) is refused whatever
+# its first part says.
 block contains sprintf("tool %q names the repository %q, which is not \"name\" or \"owner/name\"", [input.tool.name, repo]) if {
 	input.server == "github"
 	changes_a_repository
@@ -76,13 +78,14 @@ block contains sprintf("tool %q names the repository %q, which is not \"name\" o
 	not plain_repository(repo)
 }
 
-# plain_repository: "name" or "owner/name", with neither part empty, "." or
-# "..".
+# plain_repository: "name" or "owner/name", each part made of the
+# characters GitHub allows in names (letters, digits, "-", "_", "."), and
+# neither "." nor "..". An allowlist, not a list of what is refused: a
+# URL parser reads more than "/" as a separator ("\\", "%2F").
 plain_repository(repo) if {
-	parts := split(repo, "/")
-	count(parts) <= 2
-	every part in parts {
-		not part in {"", ".", ".."}
+	regex.match(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$`, repo)
+	every part in split(repo, "/") {
+		not part in {".", ".."}
 	}
 }
 

@@ -58,7 +58,7 @@ test_an_owner_hidden_in_repo_is_blocked if {
 }
 
 test_a_path_that_leaves_our_repositories_is_blocked if {
-	every repo in ["acme/../../evil/widgets", "acme/./widgets", "acme/widgets/../../evil/x", "acme//widgets", "../evil", "acme/"] {
+	every repo in ["acme/../../evil/widgets", "acme/./widgets", "acme/widgets/../../evil/x", "acme//widgets", "../evil", "acme/", `widgets\..\..\evil\widgets`, "acme%2F..%2F..%2Fevil%2Fwidgets", "acme/widgets?x=1", "acme/wid gets", ".."] {
 		d := mcp.decision with input as call("create_pull_request", "write", {"owner": "acme", "repo": repo})
 		d.action == "block"
 		contains(d.reason, "which is not \"name\" or \"owner/name\"")
