@@ -82,7 +82,7 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing approvals: %w", err)
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSERVER\tTOOL\tUSER\tWAITING\tARGUMENTS\tREASON")
+	fmt.Fprintln(tw, "ID\tSTATE\tSERVER\tTOOL\tUSER\tAPPROVERS\tWAITING\tARGUMENTS\tREASON")
 	now := time.Now()
 	for _, a := range approvals {
 		state := string(a.State)
@@ -91,8 +91,12 @@ func listApprovalsCommand(out io.Writer, address string, all bool) (int, error) 
 		}
 		// What callers, servers and policies wrote, on one line each, with
 		// what could drive the terminal or fake a row made visible.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, display.Line(state), display.Line(a.Server), display.Line(a.Tool), display.Line(a.User),
-			a.Waited(now).Round(time.Second), display.Line(string(a.Arguments)), display.Line(a.Reason))
+		approvers := "any reviewer"
+		if len(a.Approvers) > 0 {
+			approvers = strings.Join(a.Approvers, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, display.Line(state), display.Line(a.Server), display.Line(a.Tool), display.Line(a.User),
+			display.Line(approvers), a.Waited(now).Round(time.Second), display.Line(string(a.Arguments)), display.Line(a.Reason))
 	}
 	return caddy.ExitCodeSuccess, tw.Flush()
 }

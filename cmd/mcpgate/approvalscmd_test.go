@@ -79,6 +79,9 @@ func TestApprovalsCommand(t *testing.T) {
 		}
 		if strings.Contains(out.String(), "create_issue") && strings.Contains(out.String(), `"Approve me"`) {
 			id = idPattern.FindString(out.String())
+			if !strings.Contains(out.String(), "APPROVERS") {
+				t.Errorf("approvals list shows no approvers:\n%s", out.String())
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("approvals list never showed the held call:\n%s", out.String())
