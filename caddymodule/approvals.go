@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
@@ -99,6 +100,9 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 // its refusals become Caddy handler errors, for the server's error
 // handling.
 func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	// No MCP message: mcpgate's placeholders are empty here, not left as
+	// written (a site's `header >X-MCP-Decision {mcp.decision.action}`).
+	annotate(r, gateway.Facts{})
 	err := h.approvals.Serve(w, r)
 	if refused, ok := errors.AsType[*approvalhttp.Error](err); ok {
 		return caddyhttp.Error(refused.Status, refused.Err)

@@ -19,6 +19,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/intercept"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
 
 // This file checks, when a configuration starts, that no request can
@@ -57,8 +59,10 @@ func (Bypass) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.mcp_bypass", New: func() caddy.Module { return new(Bypass) }}
 }
 
-// ServeHTTP passes the request on.
+// ServeHTTP passes the request on, with mcpgate's placeholders empty (no
+// message was read), not left as written.
 func (Bypass) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	annotate(r, gateway.Facts{})
 	return next.ServeHTTP(w, r)
 }
 

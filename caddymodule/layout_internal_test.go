@@ -1,11 +1,15 @@
 package caddymodule
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
@@ -102,5 +106,27 @@ func checkLayoutCases(t *testing.T, cases []layoutCase) {
 				t.Fatalf("checked with %v; want it refused with %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestBypassPlaceholdersEmpty: behind mcp_bypass (no MCP message read),
+// mcpgate's placeholders are empty, not left as written: a site's
+// `header >X-MCP-Decision {mcp.decision.action}` wrote them literally on
+// such routes.
+func TestBypassPlaceholdersEmpty(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	r = r.WithContext(context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{}))
+	var got string
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		got = repl.ReplaceKnown("[{mcp.decision.action}{mcp.tool.name}]", "")
+		return nil
+	})
+	if err := (Bypass{}).ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+		t.Fatal(err)
+	}
+	if got != "[]" {
+		t.Errorf("behind mcp_bypass, mcpgate's placeholders read %q; want them empty", got)
 	}
 }
