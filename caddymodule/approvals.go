@@ -17,7 +17,6 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/approvalhttp"
-	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
 )
 
@@ -102,7 +101,7 @@ func (h *ApprovalsHandler) Provision(ctx caddy.Context) error {
 func (h *ApprovalsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	// No MCP message: mcpgate's placeholders are empty here, not left as
 	// written (a site's `header >X-MCP-Decision {mcp.decision.action}`).
-	annotate(r, gateway.Facts{})
+	annotateNoMessage(r)
 	err := h.approvals.Serve(w, r)
 	if refused, ok := errors.AsType[*approvalhttp.Error](err); ok {
 		return caddyhttp.Error(refused.Status, refused.Err)

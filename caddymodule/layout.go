@@ -19,8 +19,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/intercept"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-
-	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
 
 // This file checks, when a configuration starts, that no request can
@@ -62,7 +60,7 @@ func (Bypass) CaddyModule() caddy.ModuleInfo {
 // ServeHTTP passes the request on, with mcpgate's placeholders empty (no
 // message was read), not left as written.
 func (Bypass) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	annotate(r, gateway.Facts{})
+	annotateNoMessage(r)
 	return next.ServeHTTP(w, r)
 }
 

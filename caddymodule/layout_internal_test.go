@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 )
 
 // TestLayoutFollowsOwnListeners: a gated proxy to one of the
@@ -128,5 +130,13 @@ func TestBypassPlaceholdersEmpty(t *testing.T) {
 	}
 	if got != "[]" {
 		t.Errorf("behind mcp_bypass, mcpgate's placeholders read %q; want them empty", got)
+	}
+	// After an mcp_policy of the same route, they keep what it read.
+	annotate(r, gateway.Facts{Action: "allow", ToolName: "echo"})
+	if err := (Bypass{}).ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+		t.Fatal(err)
+	}
+	if got != "[allowecho]" {
+		t.Errorf("behind mcp_policy and mcp_bypass, mcpgate's placeholders read %q; want mcp_policy's", got)
 	}
 }

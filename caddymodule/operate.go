@@ -71,6 +71,19 @@ func annotate(r *http.Request, facts gateway.Facts) {
 	repl.Map(a.placeholder)
 }
 
+// annotateNoMessage annotates a request of a route that read no MCP
+// message (mcp_bypass, mcp_approvals) with empty facts, unless an
+// mcp_policy before it on the route annotated it: its placeholders read
+// empty, not as written.
+func annotateNoMessage(r *http.Request) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if _, annotated := repl.Get(annotationKey); annotated {
+			return
+		}
+	}
+	annotate(r, gateway.Facts{})
+}
+
 // annotationKey is the placeholder under which a request's replacer finds
 // its annotation; no configuration can name it.
 const annotationKey = "mcp\x00annotation"
