@@ -156,6 +156,8 @@ func TestUpstreamNamesRefused(t *testing.T) {
 			"server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t\tdestructive allow\n\t\t}", `decide or guard otherwise`},
 		{"one server, one table", "server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}",
 			"server t\n\t\tupstream u\n\t\tpermissions {\n\t\t\tread_only allow\n\t\t}", ""},
+		// Two spellings of one setting agree.
+		{"one server, one policy spelt two ways", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy ./testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\teval_timeout 1s\n\t\tdecision data.mcp.decision", ""},
 		{"one server, its policy followed by one alone", "policy testdata/policy\n\t\tserver t\n\t\tupstream u", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tdisable_watch", `decide or guard otherwise`},
 		{"one upstream, two servers guarding apart", "policy testdata/policy\n\t\tserver t1\n\t\tupstream u", "policy testdata/serverpolicy\n\t\tserver t2\n\t\tupstream u\n\t\tblock_secrets", ""},
 		{"one upstream, callers from two places", "policy testdata/policy\n\t\tserver t\n\t\tupstream u\n\t\tidentity caddy",

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -306,26 +307,45 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // agree on it (see App.claim). By
 // configuration rather than by what the policy decides: two handlers
 // loading the same files or bundle follow their changes alike.
-func (h *Handler) guards(engine *policy.Engine) (string, error) {
+func (h *Handler) guards(engine *policy.Engine, repl *caddy.Replacer) (string, error) {
 	revision := engine.Revision()
 	if h.Bundle != nil {
 		// Named by its bundle alone: two engines may have fetched two
 		// revisions of it by now.
 		revision = ""
 	}
+	// As the handler reads its settings: paths resolved (placeholders,
+	// the current folder), defaults filled in, so that two spellings of
+	// one setting agree.
+	var paths []string
+	for _, path := range h.Policies {
+		resolved, err := filepath.Abs(repl.ReplaceKnown(path, ""))
+		if err != nil {
+			return "", fmt.Errorf("resolving the policy path %q: %w", path, err)
+		}
+		paths = append(paths, resolved)
+	}
+	timeout := cmp.Or(time.Duration(h.EvalTimeout), policy.DefaultTimeout)
+	maxDepth, maxValues := h.MaxDepth, h.MaxValues
+	if maxDepth <= 0 {
+		maxDepth = mcpmsg.DefaultMaxDepth
+	}
+	if maxValues <= 0 {
+		maxValues = mcpmsg.DefaultMaxValues
+	}
 	b, err := json.Marshal(struct {
 		Revision      string
 		Policies      []string
 		Decision      string
-		EvalTimeout   caddy.Duration
+		EvalTimeout   time.Duration
 		Permissions   *permissions.Table
 		Bundle        *BundleSource
-		DisableWatch  bool
+		Watch         bool
 		BlockSecrets  bool
 		ToolOverrides map[string]tooloverride.Override
 		MaxDepth      int
 		MaxValues     int
-	}{revision, h.Policies, h.Decision, h.EvalTimeout, h.Permissions, h.Bundle, h.DisableWatch, h.BlockSecrets, h.ToolOverrides, h.MaxDepth, h.MaxValues})
+	}{revision, paths, h.decisionQuery(), timeout, h.Permissions, h.Bundle, len(paths) > 0 && !h.DisableWatch, h.BlockSecrets, h.ToolOverrides, maxDepth, maxValues})
 	if err != nil {
 		return "", fmt.Errorf("naming the handler's guards: %w", err)
 	}
@@ -387,7 +407,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	guards, err := h.guards(cfg.Engine)
+	guards, err := h.guards(cfg.Engine, repl)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,10 @@ type Catalog struct {
 	recheckMu sync.Mutex
 	rechecked map[[2]string]time.Time
 
+	// dues is, by server, when a client last initialized a session
+	// (Due).
+	dues map[string]time.Time
+
 	// now reads the clock (time.Now; the tests' own).
 	now func() time.Time
 }
@@ -145,18 +149,39 @@ type server struct {
 	listed bool
 	// asOf is the generation the last full list was requested at.
 	asOf uint64
-	// learned is when the last full list was learned; due, when the
-	// list was last found due for a fetch (see Due).
-	learned, due time.Time
+	// started is when the fetch of the last full list started.
+	started time.Time
 }
 
-// MaxListAge is how long a server's full tool list is current at most:
-// past it, the next decision fetches the list anew. A server that
-// restarts with other tools (another version, annotations changed)
-// announces no list_changed, and one that keeps no sessions is never
-// initialized anew: this bounds how long calls are decided by what it
-// listed before.
+// MaxListAge is how long a server's full tool list is current at most,
+// from when its fetch started: past it, the list is to be renewed (see
+// Freshness). A server that restarts with other tools (another version,
+// annotations changed) announces no list_changed, and one that keeps no
+// sessions is never initialized anew: this bounds how long calls are
+// decided by what it listed before.
 const MaxListAge = time.Minute
+
+// MinDueAge is how long a list is current at least, from when its fetch
+// started, whatever Due says meanwhile: clients that initialize for
+// every call cost the server one more list a MinDueAge, not one a call.
+const MinDueAge = time.Second
+
+// Freshness is whether a server's tool list may decide calls.
+type Freshness int
+
+const (
+	// Current: a full list, learned since the server was last forgotten,
+	// is held, and is neither due nor older than MaxListAge.
+	Current Freshness = iota
+	// Renewable: a full list is held, but a client initialized a session
+	// since its fetch started (Due), or it is older than MaxListAge: it
+	// is to be fetched again (Renew), and decides calls while that fails.
+	Renewable
+	// Unlisted: no full list is held, or the server announced a change
+	// since (Forget), or a reload reset it: it must be fetched before a
+	// call is decided.
+	Unlisted
+)
 
 // New returns a catalog with the pins in store, which keeps the pins it
 // makes from then on.
@@ -170,7 +195,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	}
 	return &Catalog{
 		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, epochs: map[string]uint64{},
-		rechecked: map[[2]string]time.Time{}, now: time.Now,
+		rechecked: map[[2]string]time.Time{}, dues: map[string]time.Time{}, now: time.Now,
 	}, nil
 }
 
@@ -201,7 +226,26 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // has none, so it is Changed (refused) until a later Learn or Recheck
 // saves it.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, true, asOf)
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: c.now()})
+}
+
+// LearnFetched is Learn of a list whose fetch started at started (see
+// Freshness). With renew (the list was Renewable), the tools the list
+// held before lists and this one lacks are kept: a server that lists
+// tools per caller (by the scopes of its token) lists the renewing
+// caller's, and another's would otherwise read as unlisted; a tool the
+// server no longer has is refused by the server.
+func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: started, renew: renew})
+}
+
+// learning is how learn records a list: whole (full) or a page, as of the
+// Generation asOf, fetched from started, renewing the list held.
+type learning struct {
+	full    bool
+	asOf    uint64
+	started time.Time
+	renew   bool
 }
 
 // Generation returns how many times a server's list has been forgotten: read
@@ -227,11 +271,12 @@ func (c *Catalog) Generation(server string) uint64 {
 // session (by the capabilities a client declared, the scopes of its
 // token) lists the client's own, which would otherwise read as changed.
 func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, false, asOf)
+	return c.learn(ctx, server, tools, learning{asOf: asOf})
 }
 
-// learn implements Learn (full) and LearnPage.
-func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, full bool, asOf uint64) error {
+// learn implements Learn, LearnFetched and LearnPage.
+func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, how learning) error {
+	full, asOf := how.full, how.asOf
 	listed, err := describeList(name, raws)
 	if err != nil {
 		return err
@@ -291,13 +336,17 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 			return tooManyTools(name)
 		}
 	}
+	var held map[string]Tool
+	if s != nil && full && how.renew {
+		held = s.tools
+	}
 	if s == nil || full {
 		s = &server{tools: map[string]Tool{}, asOf: asOf}
 		c.servers[name] = s
 	}
 	if full {
 		s.listed = c.generations[name] == asOf
-		s.learned = c.now()
+		s.started = how.started
 	}
 	pins := c.pinsOf(name)
 	// Pins this catalog holds that the store read lacks were lost there
@@ -316,6 +365,11 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		}
 	}
 	maps.Copy(pins, stored)
+	for toolName, t := range held {
+		if _, relisted := listed[toolName]; !relisted && len(s.tools) < MaxTools-len(listed) {
+			s.tools[toolName] = t
+		}
+	}
 	var unpinned []Tool
 	for _, t := range listed {
 		if record {
@@ -667,34 +721,34 @@ func (c *Catalog) Forget(server string) {
 	}
 }
 
-// Due marks a server's full tool list as due for a fetch before the next
-// decision, when it was learned before now: a client initialized a
-// session, as clients do when a server restarted (its sessions gone),
-// perhaps with other tools. Unlike Forget, it leaves current a list
-// being fetched meanwhile, which is learned after it: clients that keep
-// initializing never keep the list from becoming current. A list learned
-// within MinDueAge is not made due: clients that initialize for every
-// call cost the server one more list a MinDueAge, not one a call.
+// Due notes that a client initialized a session with the server, as
+// clients do when it restarted (their sessions gone), perhaps with other
+// tools: a full list whose fetch started before makes the list Renewable,
+// from MinDueAge after that fetch started.
 func (c *Catalog) Due(server string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s := c.servers[server]; s != nil && s.listed {
-		if now := c.now(); now.Sub(s.learned) >= MinDueAge {
-			s.due = now
-		}
-	}
+	c.dues[server] = c.now()
 }
 
-// MinDueAge is how old a list must be for Due to make it due.
-const MinDueAge = time.Second
-
-// Stale reports whether a server's tool list should be fetched before a
-// Lookup miss is taken as final: no full list of it has been learned, it
-// has been forgotten since, it was learned before it was found due (see
-// Due), or over MaxListAge ago.
-func (c *Catalog) Stale(server string) bool {
+// Freshness says whether a server's tool list may decide calls: it is
+// Current, Renewable or Unlisted.
+func (c *Catalog) Freshness(server string) Freshness {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	s := c.servers[server]
-	return s == nil || !s.listed || !s.learned.After(s.due) || c.now().Sub(s.learned) > MaxListAge
+	if s == nil || !s.listed {
+		return Unlisted
+	}
+	age := c.now().Sub(s.started)
+	if age > MaxListAge || c.dues[server].After(s.started) && age >= MinDueAge {
+		return Renewable
+	}
+	return Current
+}
+
+// Stale reports whether a server's tool list should be fetched before a
+// Lookup miss is taken as final: it is not Current.
+func (c *Catalog) Stale(server string) bool {
+	return c.Freshness(server) != Current
 }

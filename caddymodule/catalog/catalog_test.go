@@ -302,35 +302,65 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 	}
 }
 
-// TestDueStale: a list is stale once found due (a client initialized)
-// MinDueAge or more after it was learned, and once MaxListAge passed
-// since; a list learned after it was found due is current, as is one not
-// yet that old.
-func TestDueStale(t *testing.T) {
+// TestFreshness: a full list is Current for MinDueAge at least from when
+// its fetch started; Renewable once a client initialized after that fetch
+// started (Due, also while it was in flight) and MinDueAge passed, or once
+// MaxListAge passed; Unlisted with none held or once forgotten. A list
+// renewed keeps the tools the one before held and it lacks (another
+// caller's); a list learned otherwise does not.
+func TestFreshness(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	clock := time.Unix(1_000_000, 0)
 	c.now = func() time.Time { return clock }
-	tick := func(d time.Duration) func() { return func() { clock = clock.Add(d) } }
+	tick := func(d time.Duration) { clock = clock.Add(d) }
+	fetch := func(renew bool, defs ...string) func() {
+		return func() {
+			started := clock
+			tick(10 * time.Millisecond)
+			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), started, renew); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	steps := []struct {
 		name      string
 		do        func()
-		wantStale bool
+		want      Freshness
+		wantKnown bool // delete, which some lists lack
 	}{
-		{"due before listed", func() { c.Due("tracker") }, true},
-		{"listed", func() { learn(t, c, "tracker", readTool) }, false},
-		{"due within MinDueAge", func() { tick(MinDueAge - time.Nanosecond)(); c.Due("tracker") }, false},
-		{"due", func() { tick(time.Nanosecond)(); c.Due("tracker") }, true},
-		{"listed again", func() { tick(time.Second)(); learn(t, c, "tracker", readTool) }, false},
-		{"another server due", func() { tick(MinDueAge)(); c.Due("wiki") }, false},
-		{"all but MaxListAge after listed", tick(MaxListAge - MinDueAge), false},
-		{"past MaxListAge", tick(time.Nanosecond), true},
-		{"listed once more", func() { learn(t, c, "tracker", readTool) }, false},
+		{"never listed", func() {}, Unlisted, false},
+		{"due before listed", func() { c.Due("tracker") }, Unlisted, false},
+		{"listed", fetch(false, readTool, deleteTool), Current, true},
+		{"due within MinDueAge of the fetch", func() { c.Due("tracker") }, Current, true},
+		{"MinDueAge after the fetch", func() { tick(MinDueAge) }, Renewable, true},
+		{"renewed, without delete", fetch(true, readTool), Current, true},
+		{"another server due", func() { tick(MinDueAge); c.Due("wiki") }, Current, true},
+		{"all but MaxListAge after the fetch", func() { tick(MaxListAge - MinDueAge - 10*time.Millisecond) }, Current, true},
+		{"past MaxListAge", func() { tick(time.Nanosecond) }, Renewable, true},
+		{"due while a fetch is in flight", func() {
+			started := clock
+			tick(5 * time.Millisecond)
+			c.Due("tracker")
+			tick(5 * time.Millisecond)
+			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool), c.Generation("tracker"), started, true); err != nil {
+				t.Fatal(err)
+			}
+		}, Current, true},
+		{"MinDueAge after that fetch started", func() { tick(MinDueAge - 10*time.Millisecond) }, Renewable, true},
+		{"learned, not renewed, without delete", fetch(false, readTool), Current, false},
+		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
 			step.do()
-			if got := c.Stale("tracker"); got != step.wantStale {
-				t.Errorf("Stale = %v, want %v", got, step.wantStale)
+			if got := c.Freshness("tracker"); got != step.want {
+				t.Errorf("Freshness = %v, want %v", got, step.want)
+			}
+			if got := c.Stale("tracker"); got != (step.want != Current) {
+				t.Errorf("Stale = %v, want %v", got, step.want != Current)
+			}
+			if _, got := c.Lookup("tracker", "delete"); got != step.wantKnown {
+				t.Errorf("Lookup(delete) found = %v, want %v", got, step.wantKnown)
 			}
 		})
 	}

@@ -141,7 +141,7 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
 		// On failure the list held stays current: the call is refused on
 		// it.
-		err := x.refreshList(name, params)
+		err := x.refreshList(name, params, false)
 		if metaSecrets := (*metaSecretsError)(nil); errors.As(err, &metaSecrets) {
 			// Not fetched: refused for what the fetch would have sent.
 			return tool, false, err
@@ -209,18 +209,23 @@ func (x *exchange) refetchOnMiss() bool {
 
 // refreshList fetches the upstream's tool list in the exchange's session,
 // for a call to the named tool (params its params, whose _meta the fetch
-// repeats), and records it; it notes a session the upstream no longer
-// knows, and logs a failure.
-func (x *exchange) refreshList(name string, params map[string]any) error {
+// repeats), and records it (with renew, renewing the list held); it
+// notes a session the upstream no longer knows, and logs a failure. (A
+// renewal another session's call made is no word on this session.)
+func (x *exchange) refreshList(name string, params map[string]any, renew bool) error {
 	g := x.g
 	meta, err := x.fetchMeta(params)
 	if err != nil {
 		return err
 	}
-	err = x.fetcher().refresh(g.cfg.Upstream, meta)
-	if errors.Is(err, errSessionEnded) {
+	err, shared := x.fetcher().refresh(g.cfg.Upstream, meta, renew)
+	switch {
+	case errors.Is(err, errSessionEnded) && !(renew && shared):
 		x.sessionEnded = true
-	} else if err != nil {
+	case err != nil && renew:
+		g.logger.Warn("could not renew the upstream's tool list; the list held decides until it is",
+			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+	case err != nil:
 		g.logger.Warn("could not fetch the upstream's tool list",
 			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
 	}
@@ -232,15 +237,28 @@ func (x *exchange) refreshList(name string, params map[string]any) error {
 func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catalog.Tool, listed, fetched bool, fetchErr error) {
 	g := x.g
 	for fetches := 1; ; fetches++ {
-		if g.catalog.Stale(g.cfg.Upstream) {
+		if freshness := g.catalog.Freshness(g.cfg.Upstream); freshness != catalog.Current {
 			fetched = true
-			fetchErr = x.refreshList(name, params)
+			fetchErr = x.refreshList(name, params, freshness == catalog.Renewable)
 		}
-		if !g.catalog.Stale(g.cfg.Upstream) {
+		switch g.catalog.Freshness(g.cfg.Upstream) {
+		case catalog.Current:
 			// A list learned whose pins could not be stored is current
 			// too: its new tools are unpinned, so changed.
 			tool, listed = g.knownTool(name)
 			return tool, listed, fetched, fetchErr
+		case catalog.Renewable:
+			// The list held is whole and was current; it could not be
+			// renewed (a server briefly down, an error of its own): it
+			// decides, as it did before a client initialized or the
+			// minute passed, rather than every call being refused. (A
+			// call refused for what the fetch would have sent stays
+			// refused.)
+			if metaSecrets := (*metaSecretsError)(nil); errors.As(fetchErr, &metaSecrets) {
+				return notListed(name), false, fetched, fetchErr
+			}
+			tool, listed = g.knownTool(name)
+			return tool, listed, fetched, nil
 		}
 		// What the catalog still holds is the list a refresh was to
 		// replace (forgotten on list_changed, or learned before a

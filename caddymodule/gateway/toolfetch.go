@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -37,7 +38,7 @@ type toolsFetcher struct {
 	// (Gateway.listGeneration).
 	generation func() uint64
 	// learn records a whole tool list (Gateway.learnList).
-	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64) error
+	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error
 	refreshes *singleflight.Group
 	// send sends one request of the gateway's own and returns the reply's
 	// content type and body (see exchange.sendOwnRequest).
@@ -66,20 +67,29 @@ func (x *exchange) fetcher() *toolsFetcher {
 	}
 }
 
-// refresh fetches the upstream's tool list whole and records it. Concurrent
-// refreshes for one session share one fetch. meta is what the list's
-// requests repeat of the caller's params._meta (exchange.fetchMeta).
-func (f *toolsFetcher) refresh(server string, meta map[string]any) error {
+// refresh fetches the upstream's tool list whole and records it; with
+// renew, it renews the list held (catalog.Renewable). Concurrent
+// refreshes for one session share one fetch, and so do concurrent
+// renewals, whatever their sessions: a renewal is no list of the
+// session's own (see catalog.Catalog.LearnFetched), and a client
+// initializing, or a minute passing, costs the server one list, not one
+// per session calling. meta is what the list's requests repeat of the
+// caller's params._meta (exchange.fetchMeta). shared says the fetch was
+// another's too.
+func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) (err error, shared bool) {
 	key := f.session.String()
-	_, err, _ := f.refreshes.Do(key, func() (any, error) {
-		asOf := f.generation()
+	if renew {
+		key = "renew"
+	}
+	_, err, shared = f.refreshes.Do(key, func() (any, error) {
+		asOf, started := f.generation(), time.Now()
 		tools, err := f.list(meta)
 		if err != nil {
 			return nil, err
 		}
-		return nil, f.learn(f.r.Context(), tools, asOf)
+		return nil, f.learn(f.r.Context(), tools, asOf, started, renew)
 	})
-	return err
+	return err, shared
 }
 
 // list fetches the upstream's tool list whole, page by page.

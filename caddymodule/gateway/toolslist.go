@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -257,10 +258,11 @@ func (x *exchange) hideThenCheck(rl *relay, id []byte, version string, result []
 // stream, whose relay would wait for the fetch's own answer on itself.
 func (x *exchange) learnBeforeStray() {
 	g := x.g
-	if !g.ownsList() || !g.catalog.Stale(g.cfg.Upstream) {
+	freshness := g.catalog.Freshness(g.cfg.Upstream)
+	if !g.ownsList() || freshness == catalog.Current {
 		return
 	}
-	if err := x.fetcher().refresh(g.cfg.Upstream, nil); err != nil {
+	if err, _ := x.fetcher().refresh(g.cfg.Upstream, nil, freshness == catalog.Renewable); err != nil {
 		g.logger.Warn("could not fetch the upstream's tool list", zap.String("upstream", g.cfg.Upstream), zap.Error(err))
 	}
 }
@@ -288,11 +290,13 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 	return g.listDigest
 }
 
-// learnList records a whole tool list of the upstream, and logs, once per
-// tool, each tool the configuration names that the list lacks.
-func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64) error {
+// learnList records a whole tool list of the upstream, fetched from
+// started (renewing the list held: see catalog.Catalog.LearnFetched),
+// and logs, once per tool, each tool the configuration names that the
+// list lacks.
+func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
 	g.noteList(tools)
-	err := g.catalog.Learn(ctx, g.cfg.Upstream, tools, asOf)
+	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, started, renew)
 	g.warnUnlisted(g.cfg.Engine.TableTools(g.cfg.Server), "the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)")
 	g.warnUnlisted(g.cfg.ToolOverrides.Tools(), "a tool override names a tool the upstream does not list: it changes nothing (a misspelt name?)")
 	return err

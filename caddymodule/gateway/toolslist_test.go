@@ -4,20 +4,12 @@ import (
 	"context"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgate/mcpgate/caddymodule/catalog"
-	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
 	"github.com/mcpgate/mcpgate/policies"
@@ -126,38 +118,4 @@ func (h headerAdder) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set(name, value)
 	}
 	return http.DefaultTransport.RoundTrip(r)
-}
-
-// TestListFetchedAgainAfterInitialize: a server that restarts with other
-// tools announces no list_changed; its clients initialize anew, and the
-// next call is decided on a list fetched after that, not on what the
-// server listed before. Here echo is read-only (allowed) until the
-// server restarts with echo unannotated (destructive, which the table
-// blocks, and a definition that no longer matches its pin): a call of
-// echo in a session opened after the restart, made before any list, is
-// refused, and the restarted server never runs it.
-func TestListFetchedAgainAfterInitialize(t *testing.T) {
-	before := newUpstream(t, upstreamtest.StatefulJSON)
-	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}}, 0)
-	var current atomic.Pointer[string]
-	current.Store(&before.URL)
-	restartable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		target, _ := url.Parse(*current.Load())
-		(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}).ServeHTTP(w, r)
-	}))
-	t.Cleanup(restartable.Close)
-	gw := startGateway(t, restartable.URL, gatewayOptions{})
-
-	header := http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-	if r := post(t, gw.URL, header, callBody("1", "echo", "hi")); !strings.Contains(string(r.body), "echo:hi") {
-		t.Fatalf("echo before the restart: HTTP %d %s; want it run", r.status, r.body)
-	}
-	// (A list learned within MinDueAge is not made due again.)
-	time.Sleep(catalog.MinDueAge)
-	current.Store(&after.URL)
-	header = http.Header{mcphttp.HeaderSessionID: {initialize(t, gw.URL, nil)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-	r := post(t, gw.URL, header, callBody("2", "echo", "hi"))
-	if after.CallCount("echo") != 0 || !strings.Contains(string(r.body), `"isError":true`) {
-		t.Errorf("echo after the restart, in a new session: HTTP %d %s (ran %d times); want it refused", r.status, r.body, after.CallCount("echo"))
-	}
 }

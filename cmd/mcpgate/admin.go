@@ -103,12 +103,17 @@ func withNoGatewayHint(err error, addr string) error {
 // parentCommand makes cmd, a command of subcommands, refuse anything but
 // one of them: cobra would otherwise print its help and exit 0 on a
 // mistyped subcommand (`approvals aprove`), which a script reads as done.
-// The flags of a mistyped subcommand are let through, so that it is
-// refused as the unknown command it is, not for a flag its parent lacks
-// (`tools lst --address ...`).
+// A mistyped subcommand given flags its parent lacks (`tools lst
+// --address ...`) is refused as the unknown command it is; flags alone
+// (`tools --address ...`), as the flags they are.
 func parentCommand(cmd *cobra.Command) {
 	cmd.Args = cobra.NoArgs
-	cmd.FParseErrWhitelist.UnknownFlags = true
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if args := c.Flags().Args(); len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())
+		}
+		return err
+	})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 

@@ -127,6 +127,9 @@ func TestUnknownSubcommands(t *testing.T) {
 		{"policy", []string{"evaluate"}, `unknown command "evaluate" for "mcpgate policy"`},
 		{"policy", []string{"evl"}, `unknown command "evl" for "mcpgate policy"`},
 		{"policy", []string{"eval", "--input", "x.json", "--query", ""}, "--query is empty"},
+		{"tools", []string{"--address", "unix//x.sock"}, `unknown flag: --address`},
+		{"approvals", []string{"--address", "unix//x.sock"}, `unknown flag: --address`},
+		{"policy", []string{"--input", "x.json"}, `unknown flag: --input`},
 		{"approvals", nil, ""},
 		{"policy", nil, ""},
 	} {
