@@ -149,8 +149,12 @@ type server struct {
 	listed bool
 	// asOf is the generation the last full list was requested at.
 	asOf uint64
-	// started is when the fetch of the last full list started.
-	started time.Time
+	// started is when the fetch of the last full list started, learned
+	// when it was learned.
+	started, learned time.Time
+	// dropped are the tools the list held before a renewal, that the
+	// renewal did not list (see Dropped).
+	dropped map[string]bool
 }
 
 // MaxListAge is how long a server's full tool list is current at most,
@@ -161,9 +165,11 @@ type server struct {
 // decided by what it listed before.
 const MaxListAge = time.Minute
 
-// MinDueAge is how long a list is current at least, from when its fetch
-// started, whatever Due says meanwhile: clients that initialize for
-// every call cost the server one more list a MinDueAge, not one a call.
+// MinDueAge is how long a list is current at least, from when it was
+// learned, whatever Due says meanwhile: clients that initialize for every
+// call cost the server one more list a MinDueAge, not one a call (and
+// a fetch slower than MinDueAge is never made out of date on arrival by
+// clients initializing meanwhile).
 const MinDueAge = time.Second
 
 // Freshness is whether a server's tool list may decide calls.
@@ -174,8 +180,9 @@ const (
 	// is held, and is neither due nor older than MaxListAge.
 	Current Freshness = iota
 	// Renewable: a full list is held, but a client initialized a session
-	// since its fetch started (Due), or it is older than MaxListAge: it
-	// is to be fetched again (Renew), and decides calls while that fails.
+	// since its fetch started (Due) and it was learned MinDueAge ago or
+	// more, or it is older than MaxListAge: it is to be fetched again
+	// (LearnFetched with renew) before a call is decided.
 	Renewable
 	// Unlisted: no full list is held, or the server announced a change
 	// since (Forget), or a reload reset it: it must be fetched before a
@@ -231,10 +238,10 @@ func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMess
 
 // LearnFetched is Learn of a list whose fetch started at started (see
 // Freshness). With renew (the list was Renewable), the tools the list
-// held before lists and this one lacks are kept: a server that lists
-// tools per caller (by the scopes of its token) lists the renewing
-// caller's, and another's would otherwise read as unlisted; a tool the
-// server no longer has is refused by the server.
+// held before and this one lacks are noted as Dropped: a server that
+// lists tools per caller (by the scopes of its token) lists the renewing
+// caller's, and another caller's tool is fetched again in its own
+// session rather than refused (see the gateway's refetchOnMiss).
 func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
 	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: started, renew: renew})
 }
@@ -336,9 +343,16 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 			return tooManyTools(name)
 		}
 	}
-	var held map[string]Tool
-	if s != nil && full && how.renew {
-		held = s.tools
+	var dropped map[string]bool
+	if s != nil && full && how.renew && s.listed && c.generations[name] == asOf {
+		for toolName := range s.tools {
+			if _, relisted := listed[toolName]; !relisted {
+				if dropped == nil {
+					dropped = map[string]bool{}
+				}
+				dropped[toolName] = true
+			}
+		}
 	}
 	if s == nil || full {
 		s = &server{tools: map[string]Tool{}, asOf: asOf}
@@ -346,7 +360,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	}
 	if full {
 		s.listed = c.generations[name] == asOf
-		s.started = how.started
+		s.started, s.learned, s.dropped = how.started, c.now(), dropped
 	}
 	pins := c.pinsOf(name)
 	// Pins this catalog holds that the store read lacks were lost there
@@ -365,11 +379,6 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		}
 	}
 	maps.Copy(pins, stored)
-	for toolName, t := range held {
-		if _, relisted := listed[toolName]; !relisted && len(s.tools) < MaxTools-len(listed) {
-			s.tools[toolName] = t
-		}
-	}
 	var unpinned []Tool
 	for _, t := range listed {
 		if record {
@@ -723,8 +732,8 @@ func (c *Catalog) Forget(server string) {
 
 // Due notes that a client initialized a session with the server, as
 // clients do when it restarted (their sessions gone), perhaps with other
-// tools: a full list whose fetch started before makes the list Renewable,
-// from MinDueAge after that fetch started.
+// tools: a full list whose fetch started before is Renewable, from
+// MinDueAge after it was learned.
 func (c *Catalog) Due(server string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -740,11 +749,20 @@ func (c *Catalog) Freshness(server string) Freshness {
 	if s == nil || !s.listed {
 		return Unlisted
 	}
-	age := c.now().Sub(s.started)
-	if age > MaxListAge || c.dues[server].After(s.started) && age >= MinDueAge {
+	now := c.now()
+	if now.Sub(s.started) > MaxListAge || c.dues[server].After(s.started) && now.Sub(s.learned) >= MinDueAge {
 		return Renewable
 	}
 	return Current
+}
+
+// Dropped reports whether the last renewal of a server's list (see
+// LearnFetched) did not list a tool the list held before.
+func (c *Catalog) Dropped(server, tool string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s := c.servers[server]
+	return s != nil && s.dropped[tool]
 }
 
 // Stale reports whether a server's tool list should be fetched before a

@@ -303,11 +303,13 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 }
 
 // TestFreshness: a full list is Current for MinDueAge at least from when
-// its fetch started; Renewable once a client initialized after that fetch
-// started (Due, also while it was in flight) and MinDueAge passed, or once
-// MaxListAge passed; Unlisted with none held or once forgotten. A list
-// renewed keeps the tools the one before held and it lacks (another
-// caller's); a list learned otherwise does not.
+// it was learned; Renewable once a client initialized after its fetch
+// started (Due, also while it was in flight) and MinDueAge passed since
+// it was learned, or once MaxListAge passed since its fetch started;
+// Unlisted with none held or once forgotten. A list renewed notes the
+// tools the one before held and it lacks (Dropped), and keeps none of
+// them; a list learned otherwise, or renewing a forgotten one, notes
+// none.
 func TestFreshness(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	clock := time.Unix(1_000_000, 0)
@@ -323,32 +325,34 @@ func TestFreshness(t *testing.T) {
 		}
 	}
 	steps := []struct {
-		name      string
-		do        func()
-		want      Freshness
-		wantKnown bool // delete, which some lists lack
+		name        string
+		do          func()
+		want        Freshness
+		wantKnown   bool // delete, which some lists lack
+		wantDropped bool
 	}{
-		{"never listed", func() {}, Unlisted, false},
-		{"due before listed", func() { c.Due("tracker") }, Unlisted, false},
-		{"listed", fetch(false, readTool, deleteTool), Current, true},
-		{"due within MinDueAge of the fetch", func() { c.Due("tracker") }, Current, true},
-		{"MinDueAge after the fetch", func() { tick(MinDueAge) }, Renewable, true},
-		{"renewed, without delete", fetch(true, readTool), Current, true},
-		{"another server due", func() { tick(MinDueAge); c.Due("wiki") }, Current, true},
-		{"all but MaxListAge after the fetch", func() { tick(MaxListAge - MinDueAge - 10*time.Millisecond) }, Current, true},
-		{"past MaxListAge", func() { tick(time.Nanosecond) }, Renewable, true},
+		{"never listed", func() {}, Unlisted, false, false},
+		{"due before listed", func() { c.Due("tracker") }, Unlisted, false, false},
+		{"listed", fetch(false, readTool, deleteTool), Current, true, false},
+		{"due within MinDueAge of learning it", func() { c.Due("tracker") }, Current, true, false},
+		{"MinDueAge after learning it", func() { tick(MinDueAge) }, Renewable, true, false},
+		{"renewed, without delete", fetch(true, readTool), Current, false, true},
+		{"another server due", func() { tick(MinDueAge); c.Due("wiki") }, Current, false, true},
+		{"all but MaxListAge after the fetch started", func() { tick(MaxListAge - MinDueAge - 10*time.Millisecond) }, Current, false, true},
+		{"past MaxListAge", func() { tick(time.Nanosecond) }, Renewable, false, true},
 		{"due while a fetch is in flight", func() {
 			started := clock
 			tick(5 * time.Millisecond)
 			c.Due("tracker")
-			tick(5 * time.Millisecond)
-			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool), c.Generation("tracker"), started, true); err != nil {
+			tick(MinDueAge) // a fetch slower than MinDueAge
+			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool, deleteTool), c.Generation("tracker"), started, true); err != nil {
 				t.Fatal(err)
 			}
-		}, Current, true},
-		{"MinDueAge after that fetch started", func() { tick(MinDueAge - 10*time.Millisecond) }, Renewable, true},
-		{"learned, not renewed, without delete", fetch(false, readTool), Current, false},
-		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false},
+		}, Current, true, false},
+		{"MinDueAge after learning that list", func() { tick(MinDueAge) }, Renewable, true, false},
+		{"learned, not renewed, without delete", fetch(false, readTool), Current, false, false},
+		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false, false},
+		{"a forgotten list renewed", fetch(true, readTool), Current, false, false},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
@@ -361,6 +365,9 @@ func TestFreshness(t *testing.T) {
 			}
 			if _, got := c.Lookup("tracker", "delete"); got != step.wantKnown {
 				t.Errorf("Lookup(delete) found = %v, want %v", got, step.wantKnown)
+			}
+			if got := c.Dropped("tracker", "delete"); got != step.wantDropped {
+				t.Errorf("Dropped(delete) = %v, want %v", got, step.wantDropped)
 			}
 		})
 	}

@@ -138,7 +138,7 @@ func (x *exchange) lookupTool(name string, params map[string]any) (tool catalog.
 		return x.toolUnrecorded(name, params)
 	}
 	tool, listed, fetched, fetchErr := x.lookupCurrent(name, params)
-	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss() {
+	if !listed && fetchErr == nil && !fetched && x.refetchOnMiss(name) {
 		// On failure the list held stays current: the call is refused on
 		// it.
 		err := x.refreshList(name, params, false)
@@ -188,17 +188,21 @@ type missFetch struct {
 // did not find the tool either, no sooner than missFetchInterval (a
 // session naming tools no list has, taking turns with another whose list
 // differs, would have each fetch re-arm the other); and at most
-// missFetchesPerSecond for the whole gateway. A session whose tool another
-// session's list lacked gets it back each time; one naming tools no list
-// has costs the upstream a tools/list at most every missFetchInterval.
-func (x *exchange) refetchOnMiss() bool {
+// missFetchesPerSecond for the whole gateway, unless the list held is a
+// renewal that dropped the tool (catalog.Catalog.Dropped: a server that
+// lists tools per caller had it renewed in another caller's session, and
+// every session calling a tool of its own would otherwise be refused
+// past the limit, not once). A session whose tool another session's list
+// lacked gets it back each time; one naming tools no list has costs the
+// upstream a tools/list at most every missFetchInterval.
+func (x *exchange) refetchOnMiss(name string) bool {
 	g := x.g
 	key := x.session.String()
 	held := g.heldList()
 	if last, ok := g.missFetches.Get(key); ok && (last.list == held || !last.found && time.Since(last.at) < missFetchInterval) {
 		return false
 	}
-	if !g.missLimiter.Allow() {
+	if !g.catalog.Dropped(g.cfg.Upstream, name) && !g.missLimiter.Allow() {
 		return false
 	}
 	// Taken until the fetch is learned, when lookupTool records what it
@@ -209,25 +213,26 @@ func (x *exchange) refetchOnMiss() bool {
 
 // refreshList fetches the upstream's tool list in the exchange's session,
 // for a call to the named tool (params its params, whose _meta the fetch
-// repeats), and records it (with renew, renewing the list held); it
-// notes a session the upstream no longer knows, and logs a failure. (A
-// renewal another session's call made is no word on this session.)
+// repeats), and records it (with renew, renewing the list held: a renewal
+// another request made and failed because its session ended is made
+// again in this one's); it notes a session the upstream no longer knows,
+// and logs a failure.
 func (x *exchange) refreshList(name string, params map[string]any, renew bool) error {
 	g := x.g
 	meta, err := x.fetchMeta(params)
 	if err != nil {
 		return err
 	}
-	err, shared := x.fetcher().refresh(g.cfg.Upstream, meta, renew)
-	switch {
-	case errors.Is(err, errSessionEnded) && !(renew && shared):
+	fetcher := x.fetcher()
+	err, joined := fetcher.refresh(g.cfg.Upstream, meta, renew)
+	if renew && joined && errors.Is(err, errSessionEnded) {
+		err = fetcher.fetch(meta, renew)
+	}
+	if errors.Is(err, errSessionEnded) {
 		x.sessionEnded = true
-	case err != nil && renew:
-		g.logger.Warn("could not renew the upstream's tool list; the list held decides until it is",
-			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
-	case err != nil:
+	} else if err != nil {
 		g.logger.Warn("could not fetch the upstream's tool list",
-			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Error(err))
+			zap.String("upstream", g.cfg.Upstream), zap.String("tool", name), zap.Bool("renewal", renew), zap.Error(err))
 	}
 	return err
 }
@@ -241,24 +246,11 @@ func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catal
 			fetched = true
 			fetchErr = x.refreshList(name, params, freshness == catalog.Renewable)
 		}
-		switch g.catalog.Freshness(g.cfg.Upstream) {
-		case catalog.Current:
+		if g.catalog.Freshness(g.cfg.Upstream) == catalog.Current {
 			// A list learned whose pins could not be stored is current
 			// too: its new tools are unpinned, so changed.
 			tool, listed = g.knownTool(name)
 			return tool, listed, fetched, fetchErr
-		case catalog.Renewable:
-			// The list held is whole and was current; it could not be
-			// renewed (a server briefly down, an error of its own): it
-			// decides, as it did before a client initialized or the
-			// minute passed, rather than every call being refused. (A
-			// call refused for what the fetch would have sent stays
-			// refused.)
-			if metaSecrets := (*metaSecretsError)(nil); errors.As(fetchErr, &metaSecrets) {
-				return notListed(name), false, fetched, fetchErr
-			}
-			tool, listed = g.knownTool(name)
-			return tool, listed, fetched, nil
 		}
 		// What the catalog still holds is the list a refresh was to
 		// replace (forgotten on list_changed, or learned before a

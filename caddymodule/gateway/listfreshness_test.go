@@ -150,28 +150,36 @@ func TestListRenewalShared(t *testing.T) {
 	}
 }
 
-// TestListHeldWhenRenewalFails: a list that was current, to be renewed
-// (another client initialized), whose renewal fails (the server briefly
-// down), still decides calls, as it did before: a call is not refused
-// for it (it was: found by a review).
-func TestListHeldWhenRenewalFails(t *testing.T) {
+// TestListRenewalFailureRefuses: a list to be renewed (another client
+// initialized) whose renewal fails decides nothing: the call is refused,
+// as any call is whose list cannot be fetched (a server restarted with
+// other tools may be what fails), and runs once the list is renewed.
+// (A version that let the held list decide on a failure let a call of a
+// session opened at a restarted server run on its old list, the renewal
+// another session led having failed for that session alone: found by a
+// review; see TestListRenewalInDeadSessionRetried.)
+func TestListRenewalFailureRefuses(t *testing.T) {
 	mis, _, gw := misbehavingBehindGateway(t, nil) // list learned by a first echo
-	time.Sleep(catalog.MinDueAge + 100*time.Millisecond)
+	time.Sleep(catalog.MinDueAge)
 	post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`) // some other client initializes: Due
 	mis.toolList.Store("fail")
-	r := post(t, gw.URL, nil, callBody("2", "echo", "after"))
-	if !strings.Contains(string(r.body), "echo:after") {
-		t.Errorf("echo on a list to be renewed, its renewal failing: %s; want it run on the list held", r.body)
+	if r := post(t, gw.URL, nil, callBody("2", "echo", "during")); !strings.Contains(string(r.body), "could not learn the server's tools") {
+		t.Errorf("echo on a list to be renewed, its renewal failing: %s; want it refused", r.body)
+	}
+	mis.toolList.Store("")
+	if r := post(t, gw.URL, nil, callBody("3", "echo", "after")); !strings.Contains(string(r.body), "echo:after") {
+		t.Errorf("echo once the list is renewed: %s; want it run", r.body)
 	}
 }
 
-// TestListRenewalKeepsOthersTools: a server that lists tools per caller
+// TestListRenewalInNarrowSession: a server that lists tools per caller
 // (a narrow caller sees a subset) has the list renewed in whichever
 // session calls first once a client initialized: renewed in a narrow
-// caller's, it keeps the tools the wide list held, so that the wide
-// callers' calls are not refused as of tools the server does not offer
-// (they were: found by a review).
-func TestListRenewalKeepsOthersTools(t *testing.T) {
+// caller's, the tools it dropped are fetched again in each wide caller's
+// own session, past the gateway's limit on such fetches, so that no wide
+// caller's call is refused as of a tool the server does not offer (they
+// were: found by a review).
+func TestListRenewalInNarrowSession(t *testing.T) {
 	full := upstreamtest.Unstarted("full", nil, upstreamTools)
 	narrow := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2]) // peek alone
 	up := full.Start(t, slowLists(mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
@@ -205,5 +213,103 @@ func TestListRenewalKeepsOthersTools(t *testing.T) {
 	wg.Wait()
 	if n := refused.Load(); n > 0 {
 		t.Errorf("%d of %d wide callers' echo refused after a narrow caller initialized and called a tool both lists have; want all run", n, len(wide))
+	}
+}
+
+// TestListRenewalInDeadSessionRetried: a renewal led by a session the
+// restarted server no longer knows (404) is made again in the session of
+// each call that waited for it: a call of a session opened at the
+// restarted server is decided on its list, not refused nor decided on the
+// old one; the leader is told its session ended (404), so that its client
+// initializes anew.
+func TestListRenewalInDeadSessionRetried(t *testing.T) {
+	before := newUpstream(t, upstreamtest.StatefulJSON)
+	afterUp := upstreamtest.Unstarted("test-upstream", nil, []*mcp.Tool{{Name: "echo"}, upstreamTools[1]}) // echo now destructive
+	after := afterUp.Start(t, slowLists(upstreamtest.StatefulJSON.Handler(afterUp.Server), 600*time.Millisecond))
+	proxy, restart := restartableProxy(t, before.URL, after.URL)
+	gw := startGateway(t, proxy, gatewayOptions{})
+	old := session2025(t, gw.URL)
+	if r := post(t, gw.URL, old, callBody("1", "echo", "a")); !strings.Contains(string(r.body), "echo:a") {
+		t.Fatalf("echo before the restart: %s", r.body)
+	}
+	time.Sleep(catalog.MinDueAge)
+	restart()
+	fresh := session2025(t, gw.URL) // Due: the list is Renewable
+	var wg sync.WaitGroup
+	var leader reply
+	wg.Go(func() { leader = post(t, gw.URL, old, callBody("2", "peek", "x")) }) // leads the renewal, in a dead session
+	time.Sleep(200 * time.Millisecond)
+	r := post(t, gw.URL, fresh, callBody("3", "echo", "hi")) // waits for it
+	wg.Wait()
+	if n := after.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) || strings.Contains(string(r.body), "could not learn") {
+		t.Errorf("echo of a session opened at the restarted server: %s (ran %d times there, where it is destructive); want it refused on the restarted server's list", r.body, n)
+	}
+	if leader.status != http.StatusNotFound {
+		t.Errorf("the renewal's leader, its session gone: HTTP %d %s; want 404", leader.status, leader.body)
+	}
+}
+
+// TestListRenewalInNarrowSessionAcrossRestart: a server that lists tools
+// per caller restarts with echo destructive; the list is renewed in a
+// narrow caller's session, which does not list echo: a wide caller's
+// echo is not decided on the old definition (a version that kept the
+// tools a renewal dropped did: found by a review) but on its own
+// session's list, and refused.
+func TestListRenewalInNarrowSessionAcrossRestart(t *testing.T) {
+	serve := func(full, narrow *upstreamtest.Upstream) http.Handler {
+		return mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+			if r.Header.Get("X-Variant") == "narrow" {
+				return narrow.Server
+			}
+			return full.Server
+		}, &mcp.StreamableHTTPOptions{JSONResponse: true})
+	}
+	fullBefore := upstreamtest.Unstarted("full", nil, upstreamTools)
+	narrowBefore := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2])
+	before := fullBefore.Start(t, serve(fullBefore, narrowBefore))
+	fullAfter := upstreamtest.Unstarted("full", nil, []*mcp.Tool{{Name: "echo"}, upstreamTools[1], upstreamTools[2], upstreamTools[3]})
+	narrowAfter := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2])
+	after := fullAfter.Start(t, serve(fullAfter, narrowAfter))
+	proxy, restart := restartableProxy(t, before.URL, after.URL)
+	gw := startGateway(t, proxy, gatewayOptions{})
+	if r := post(t, gw.URL, variantSession(t, gw.URL, ""), callBody("1", "echo", "x")); !strings.Contains(string(r.body), "echo:x") {
+		t.Fatalf("echo before the restart: %s", r.body)
+	}
+	time.Sleep(catalog.MinDueAge)
+	restart()
+	wide := variantSession(t, gw.URL, "")
+	post(t, gw.URL, variantSession(t, gw.URL, "narrow"), callBody("2", "peek", "x")) // renews, in the narrow session
+	r := post(t, gw.URL, wide, callBody("3", "echo", "y"))
+	if n := fullAfter.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) {
+		t.Errorf("echo of a wide session after a renewal in a narrow one: %s (ran %d times, destructive now); want it refused", r.body, n)
+	}
+}
+
+// TestListLearnedLateRenewed: a renewal the old server answers after it
+// restarted, and after MinDueAge (a client initialized at the new one
+// meanwhile), decides calls for MinDueAge at most once learned: a call
+// after that is decided on a list fetched again.
+func TestListLearnedLateRenewed(t *testing.T) {
+	beforeUp := upstreamtest.Unstarted("test-upstream", nil, upstreamTools)
+	mis := &misbehaving{next: upstreamtest.StatefulJSON.Handler(beforeUp.Server)}
+	before := beforeUp.Start(t, mis)
+	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}}, 0) // echo now destructive
+	proxy, restart := restartableProxy(t, before.URL, after.URL)
+	gw := startGateway(t, proxy, gatewayOptions{})
+	post(t, gw.URL, session2025(t, gw.URL), callBody("1", "echo", "a"))
+	time.Sleep(catalog.MinDueAge)
+	s2 := session2025(t, gw.URL) // Due: the next call renews
+	var fresh http.Header
+	hook := func() {
+		restart()
+		fresh = session2025(t, gw.URL)
+		time.Sleep(catalog.MinDueAge + 300*time.Millisecond) // the old answer leaves late
+	}
+	mis.afterList.Store(&hook)
+	post(t, gw.URL, s2, callBody("2", "peek", "b"))
+	time.Sleep(catalog.MinDueAge)
+	r := post(t, gw.URL, fresh, callBody("3", "echo", "c"))
+	if n := after.CallCount("echo"); n != 0 {
+		t.Errorf("echo of a session opened at the restarted server, MinDueAge after the old list was learned: %s (ran %d times, destructive now); want it refused", r.body, n)
 	}
 }

@@ -70,26 +70,35 @@ func (x *exchange) fetcher() *toolsFetcher {
 // refresh fetches the upstream's tool list whole and records it; with
 // renew, it renews the list held (catalog.Renewable). Concurrent
 // refreshes for one session share one fetch, and so do concurrent
-// renewals, whatever their sessions: a renewal is no list of the
-// session's own (see catalog.Catalog.LearnFetched), and a client
-// initializing, or a minute passing, costs the server one list, not one
-// per session calling. meta is what the list's requests repeat of the
-// caller's params._meta (exchange.fetchMeta). shared says the fetch was
-// another's too.
-func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) (err error, shared bool) {
+// renewals, whatever their sessions: a client initializing, or a minute
+// passing, costs the server one list, not one per session calling. meta
+// is what the list's requests repeat of the caller's params._meta
+// (exchange.fetchMeta). joined says the fetch was another request's,
+// which this one waited for: its failure may be that request's own (its
+// session ended).
+func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) (err error, joined bool) {
 	key := f.session.String()
 	if renew {
+		// (A session's key is quoted: no session's is this.)
 		key = "renew"
 	}
-	_, err, shared = f.refreshes.Do(key, func() (any, error) {
-		asOf, started := f.generation(), time.Now()
-		tools, err := f.list(meta)
-		if err != nil {
-			return nil, err
-		}
-		return nil, f.learn(f.r.Context(), tools, asOf, started, renew)
+	led := false
+	_, err, _ = f.refreshes.Do(key, func() (any, error) {
+		led = true
+		return nil, f.fetch(meta, renew)
 	})
-	return err, shared
+	return err, !led
+}
+
+// fetch fetches the upstream's tool list whole and records it, alone (see
+// refresh).
+func (f *toolsFetcher) fetch(meta map[string]any, renew bool) error {
+	asOf, started := f.generation(), time.Now()
+	tools, err := f.list(meta)
+	if err != nil {
+		return err
+	}
+	return f.learn(f.r.Context(), tools, asOf, started, renew)
 }
 
 // list fetches the upstream's tool list whole, page by page.
