@@ -273,23 +273,7 @@ func TestCancelComingWithApproval(t *testing.T) {
 // that finds the accept and its client's notifications/cancelled both
 // there is answered as cancelled and never runs.
 func TestCancelComingWithConfirmation(t *testing.T) {
-	up := newUpstream(t, upstreamtest.StatefulSSE)
-	gw := serveGateway(t, callerConfirmsConfig(t), up.URL)
-	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
-	session := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	status, events := clienttest.PostEvents(t, ctx, gw.URL, session,
-		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"cancel me"}}}`)
-	var asked struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	first := <-events
-	if err := json.Unmarshal([]byte(first), &asked); err != nil || asked.Method != "elicitation/create" {
-		t.Fatalf("the caller was not asked: HTTP %d, first event %q (%v)", status, first, err)
-	}
+	up, gw, session, events, askedID := askCaller(t, "cancel me")
 
 	// When the held call takes the accept, its client cancels it.
 	cancelErr := make(chan error, 1)
@@ -298,7 +282,7 @@ func TestCancelComingWithConfirmation(t *testing.T) {
 		cancelErr <- err
 	})
 	defer restore()
-	if _, err := postQuietly(gw.URL, session, `{"jsonrpc":"2.0","id":`+string(asked.ID)+`,"result":{"action":"accept","content":{}}}`); err != nil {
+	if _, err := postQuietly(gw.URL, session, `{"jsonrpc":"2.0","id":`+string(askedID)+`,"result":{"action":"accept","content":{}}}`); err != nil {
 		t.Fatal(err)
 	}
 	var last string
@@ -878,21 +862,8 @@ func TestReplacedConfigurationLearnsNothing(t *testing.T) {
 // it alone (it was refused as answering nothing relayed, which it does);
 // sent alone then, it is taken.
 func TestConfirmationInBatchRefused(t *testing.T) {
-	up := newUpstream(t, upstreamtest.StatefulSSE)
-	gw := serveGateway(t, callerConfirmsConfig(t), up.URL)
-	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
-	session := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	_, events := clienttest.PostEvents(t, ctx, gw.URL, session,
-		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"confirm me"}}}`)
-	var asked struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if err := json.Unmarshal([]byte(<-events), &asked); err != nil || len(asked.ID) == 0 {
-		t.Fatalf("the caller was not asked: %v", err)
-	}
-	answer := `{"jsonrpc":"2.0","id":` + string(asked.ID) + `,"result":{"action":"accept","content":{}}}`
+	up, gw, session, events, askedID := askCaller(t, "confirm me")
+	answer := `{"jsonrpc":"2.0","id":` + string(askedID) + `,"result":{"action":"accept","content":{}}}`
 	batched := http.Header{mcphttp.HeaderSessionID: session[mcphttp.HeaderSessionID], mcphttp.HeaderProtocolVersion: {"2025-03-26"}}
 	if r := post(t, gw.URL, batched, "["+answer+"]"); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "send it alone, not in a batch") {
 		t.Errorf("the confirmation in a batch: HTTP %d %s; want 400 saying to send it alone", r.status, r.body)
@@ -907,4 +878,30 @@ func TestConfirmationInBatchRefused(t *testing.T) {
 	if n := up.CallCount("create_issue"); n != 1 || !strings.Contains(last, "create_issue:confirm me") {
 		t.Errorf("the confirmed call: %s (ran %d times); want it run once", last, n)
 	}
+}
+
+// askCaller has a raw client (2025-06-18, elicitation declared) call
+// create_issue with text through a gateway whose policy asks the caller
+// to confirm, and returns, once the caller was asked, the upstream, the
+// gateway, the session's headers, the call's events still to come, and
+// the id of the gateway's question.
+func askCaller(t *testing.T, text string) (up *upstreamtest.Upstream, gw *testGateway, session http.Header, events <-chan string, askedID json.RawMessage) {
+	t.Helper()
+	up = newUpstream(t, upstreamtest.StatefulSSE)
+	gw = serveGateway(t, callerConfirmsConfig(t), up.URL)
+	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session = http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {"2025-06-18"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	status, events := clienttest.PostEvents(t, ctx, gw.URL, session,
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"`+text+`"}}}`)
+	var asked struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	first := <-events
+	if err := json.Unmarshal([]byte(first), &asked); err != nil || asked.Method != "elicitation/create" {
+		t.Fatalf("the caller was not asked: HTTP %d, first event %q (%v)", status, first, err)
+	}
+	return up, gw, session, events, asked.ID
 }
