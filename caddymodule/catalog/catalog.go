@@ -87,9 +87,8 @@ type Catalog struct {
 	recheckMu sync.Mutex
 	rechecked map[[2]string]time.Time
 
-	// dues is, by server, when a client last initialized a session
-	// (Due).
-	dues map[string]time.Time
+	// maxListAge is MaxListAge, unless SetMaxListAge changed it.
+	maxListAge time.Duration
 
 	// now reads the clock (time.Now; the tests' own).
 	now func() time.Time
@@ -149,40 +148,31 @@ type server struct {
 	listed bool
 	// asOf is the generation the last full list was requested at.
 	asOf uint64
-	// started is when the fetch of the last full list started, learned
-	// when it was learned.
-	started, learned time.Time
+	// learned is when the last full list was learned.
+	learned time.Time
 	// dropped are the tools the list held before a renewal, that the
 	// renewal did not list (see Dropped).
 	dropped map[string]bool
 }
 
 // MaxListAge is how long a server's full tool list is current at most,
-// from when its fetch started: past it, the list is to be renewed (see
+// from when it was learned: past it, the list is to be renewed (see
 // Freshness). A server that restarts with other tools (another version,
-// annotations changed) announces no list_changed, and one that keeps no
-// sessions is never initialized anew: this bounds how long calls are
-// decided by what it listed before.
-const MaxListAge = time.Minute
-
-// MinDueAge is how long a list is current at least, from when it was
-// learned, whatever Due says meanwhile: clients that initialize for every
-// call cost the server one more list a MinDueAge, not one a call (and
-// a fetch slower than MinDueAge is never made out of date on arrival by
-// clients initializing meanwhile).
-const MinDueAge = time.Second
+// annotations changed) announces no list_changed: this bounds how long
+// calls are decided by what it listed before, for clients that call
+// before they list (a client's list tells the catalog of a change at
+// once: see LearnPage).
+const MaxListAge = 30 * time.Second
 
 // Freshness is whether a server's tool list may decide calls.
 type Freshness int
 
 const (
 	// Current: a full list, learned since the server was last forgotten,
-	// is held, and is neither due nor older than MaxListAge.
+	// is held, and is no older than MaxListAge.
 	Current Freshness = iota
-	// Renewable: a full list is held, but a client initialized a session
-	// since its fetch started (Due) and it was learned MinDueAge ago or
-	// more, or it is older than MaxListAge: it is to be fetched again
-	// (LearnFetched with renew) before a call is decided.
+	// Renewable: a full list is held, older than MaxListAge: it is to be
+	// fetched again (LearnFetched with renew) before a call is decided.
 	Renewable
 	// Unlisted: no full list is held, or the server announced a change
 	// since (Forget), or a reload reset it: it must be fetched before a
@@ -202,7 +192,7 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 	}
 	return &Catalog{
 		store: store, servers: map[string]*server{}, pins: pins, generations: map[string]uint64{}, epochs: map[string]uint64{},
-		rechecked: map[[2]string]time.Time{}, dues: map[string]time.Time{}, now: time.Now,
+		rechecked: map[[2]string]time.Time{}, maxListAge: MaxListAge, now: time.Now,
 	}, nil
 }
 
@@ -233,26 +223,25 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // has none, so it is Changed (refused) until a later Learn or Recheck
 // saves it.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: c.now()})
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf})
 }
 
-// LearnFetched is Learn of a list whose fetch started at started (see
-// Freshness). With renew (the list was Renewable), the tools the list
+// LearnFetched is Learn of a list the gateway fetched. With renew (the
+// list was Renewable: see Freshness), the tools the list
 // held before and this one lacks are noted as Dropped: a server that
 // lists tools per caller (by the scopes of its token) lists the renewing
 // caller's, and another caller's tool is fetched again in its own
 // session rather than refused (see the gateway's refetchOnMiss).
-func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
-	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: started, renew: renew})
+func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, renew bool) error {
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, renew: renew})
 }
 
 // learning is how learn records a list: whole (full) or a page, as of the
-// Generation asOf, fetched from started, renewing the list held.
+// Generation asOf, renewing the list held.
 type learning struct {
-	full    bool
-	asOf    uint64
-	started time.Time
-	renew   bool
+	full  bool
+	asOf  uint64
+	renew bool
 }
 
 // Generation returns how many times a server's list has been forgotten: read
@@ -360,7 +349,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	}
 	if full {
 		s.listed = c.generations[name] == asOf
-		s.started, s.learned, s.dropped = how.started, c.now(), dropped
+		s.learned, s.dropped = c.now(), dropped
 	}
 	pins := c.pinsOf(name)
 	// Pins this catalog holds that the store read lacks were lost there
@@ -730,14 +719,12 @@ func (c *Catalog) Forget(server string) {
 	}
 }
 
-// Due notes that a client initialized a session with the server, as
-// clients do when it restarted (their sessions gone), perhaps with other
-// tools: a full list whose fetch started before is Renewable, from
-// MinDueAge after it was learned.
-func (c *Catalog) Due(server string) {
+// SetMaxListAge makes lists current for d at most, in place of
+// MaxListAge (for tests, and servers that restart often).
+func (c *Catalog) SetMaxListAge(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dues[server] = c.now()
+	c.maxListAge = d
 }
 
 // Freshness says whether a server's tool list may decide calls: it is
@@ -749,8 +736,7 @@ func (c *Catalog) Freshness(server string) Freshness {
 	if s == nil || !s.listed {
 		return Unlisted
 	}
-	now := c.now()
-	if now.Sub(s.started) > MaxListAge || c.dues[server].After(s.started) && now.Sub(s.learned) >= MinDueAge {
+	if c.now().Sub(s.learned) > c.maxListAge {
 		return Renewable
 	}
 	return Current

@@ -302,10 +302,8 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 	}
 }
 
-// TestFreshness: a full list is Current for MinDueAge at least from when
-// it was learned; Renewable once a client initialized after its fetch
-// started (Due, also while it was in flight) and MinDueAge passed since
-// it was learned, or once MaxListAge passed since its fetch started;
+// TestFreshness: a full list is Current for MaxListAge (or what
+// SetMaxListAge says) from when it was learned, Renewable after;
 // Unlisted with none held or once forgotten. A list renewed notes the
 // tools the one before held and it lacks (Dropped), and keeps none of
 // them; a list learned otherwise, or renewing a forgotten one, notes
@@ -317,9 +315,7 @@ func TestFreshness(t *testing.T) {
 	tick := func(d time.Duration) { clock = clock.Add(d) }
 	fetch := func(renew bool, defs ...string) func() {
 		return func() {
-			started := clock
-			tick(10 * time.Millisecond)
-			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), started, renew); err != nil {
+			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), renew); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -332,26 +328,14 @@ func TestFreshness(t *testing.T) {
 		wantDropped bool
 	}{
 		{"never listed", func() {}, Unlisted, false, false},
-		{"due before listed", func() { c.Due("tracker") }, Unlisted, false, false},
 		{"listed", fetch(false, readTool, deleteTool), Current, true, false},
-		{"due within MinDueAge of learning it", func() { c.Due("tracker") }, Current, true, false},
-		{"MinDueAge after learning it", func() { tick(MinDueAge) }, Renewable, true, false},
+		{"MaxListAge after learning it", func() { tick(MaxListAge) }, Current, true, false},
+		{"past MaxListAge", func() { tick(time.Nanosecond) }, Renewable, true, false},
 		{"renewed, without delete", fetch(true, readTool), Current, false, true},
-		{"another server due", func() { tick(MinDueAge); c.Due("wiki") }, Current, false, true},
-		{"all but MaxListAge after the fetch started", func() { tick(MaxListAge - MinDueAge - 10*time.Millisecond) }, Current, false, true},
-		{"past MaxListAge", func() { tick(time.Nanosecond) }, Renewable, false, true},
-		{"due while a fetch is in flight", func() {
-			started := clock
-			tick(5 * time.Millisecond)
-			c.Due("tracker")
-			tick(MinDueAge) // a fetch slower than MinDueAge
-			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool, deleteTool), c.Generation("tracker"), started, true); err != nil {
-				t.Fatal(err)
-			}
-		}, Current, true, false},
-		{"MinDueAge after learning that list", func() { tick(MinDueAge) }, Renewable, true, false},
-		{"learned, not renewed, without delete", fetch(false, readTool), Current, false, false},
-		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false, false},
+		{"past a shorter age", func() { c.SetMaxListAge(time.Second); tick(time.Second + time.Nanosecond) }, Renewable, false, true},
+		{"renewed again, as it is", fetch(true, readTool), Current, false, false},
+		{"learned, not renewed, with delete", fetch(false, readTool, deleteTool), Current, true, false},
+		{"forgotten", func() { c.Forget("tracker") }, Unlisted, true, false},
 		{"a forgotten list renewed", fetch(true, readTool), Current, false, false},
 	}
 	for _, step := range steps {

@@ -170,6 +170,10 @@ const (
 	missFetchInterval    = 2 * time.Second
 	missFetchesPerSecond = 2
 	missFetchesBurst     = 4
+	// droppedFetchesPerSecond and droppedFetchesBurst bound the fetches
+	// for tools a renewal dropped (see refetchOnMiss).
+	droppedFetchesPerSecond = 4
+	droppedFetchesBurst     = 8
 )
 
 // missFetch is a session's last fetch of the list for a tool it lacked:
@@ -188,11 +192,12 @@ type missFetch struct {
 // did not find the tool either, no sooner than missFetchInterval (a
 // session naming tools no list has, taking turns with another whose list
 // differs, would have each fetch re-arm the other); and at most
-// missFetchesPerSecond for the whole gateway, unless the list held is a
-// renewal that dropped the tool (catalog.Catalog.Dropped: a server that
-// lists tools per caller had it renewed in another caller's session, and
-// every session calling a tool of its own would otherwise be refused
-// past the limit, not once). A session whose tool another session's list
+// missFetchesPerSecond for the whole gateway; droppedFetchesPerSecond
+// more when the list held is a renewal that dropped the tool
+// (catalog.Catalog.Dropped: a server that lists tools per caller had it
+// renewed in another caller's session, and the sessions calling a tool
+// of their own would otherwise share the first limit with every session
+// naming tools no list has). A session whose tool another session's list
 // lacked gets it back each time; one naming tools no list has costs the
 // upstream a tools/list at most every missFetchInterval.
 func (x *exchange) refetchOnMiss(name string) bool {
@@ -202,7 +207,11 @@ func (x *exchange) refetchOnMiss(name string) bool {
 	if last, ok := g.missFetches.Get(key); ok && (last.list == held || !last.found && time.Since(last.at) < missFetchInterval) {
 		return false
 	}
-	if !g.catalog.Dropped(g.cfg.Upstream, name) && !g.missLimiter.Allow() {
+	limiter := g.missLimiter
+	if g.catalog.Dropped(g.cfg.Upstream, name) {
+		limiter = g.droppedLimiter
+	}
+	if !limiter.Allow() {
 		return false
 	}
 	// Taken until the fetch is learned, when lookupTool records what it
@@ -213,21 +222,15 @@ func (x *exchange) refetchOnMiss(name string) bool {
 
 // refreshList fetches the upstream's tool list in the exchange's session,
 // for a call to the named tool (params its params, whose _meta the fetch
-// repeats), and records it (with renew, renewing the list held: a renewal
-// another request made and failed because its session ended is made
-// again in this one's); it notes a session the upstream no longer knows,
-// and logs a failure.
+// repeats), and records it (with renew, renewing the list held); it
+// notes a session the upstream no longer knows, and logs a failure.
 func (x *exchange) refreshList(name string, params map[string]any, renew bool) error {
 	g := x.g
 	meta, err := x.fetchMeta(params)
 	if err != nil {
 		return err
 	}
-	fetcher := x.fetcher()
-	err, joined := fetcher.refresh(g.cfg.Upstream, meta, renew)
-	if renew && joined && errors.Is(err, errSessionEnded) {
-		err = fetcher.fetch(meta, renew)
-	}
+	err = x.fetcher().refresh(g.cfg.Upstream, meta, renew)
 	if errors.Is(err, errSessionEnded) {
 		x.sessionEnded = true
 	} else if err != nil {

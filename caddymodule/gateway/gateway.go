@@ -184,6 +184,9 @@ type Gateway struct {
 	// fetches for the whole gateway (see refetchOnMiss).
 	missFetches *ttlcache.Cache[string, missFetch]
 	missLimiter *rate.Limiter
+	// droppedLimiter bounds those fetches for tools the last renewal of
+	// the list dropped (see refetchOnMiss).
+	droppedLimiter *rate.Limiter
 	// unlistedWarned holds the tools the permissions table names
 	// (Engine.TableTools), and those the tool overrides name, already
 	// logged as unlisted (see warnUnlisted): a whole tool list of the
@@ -281,8 +284,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, host: cfg.Host, logger: cfg.Logger, catalog: cfg.Catalog, sessions: cfg.Sessions, metrics: cfg.Metrics.of(cfg.Upstream),
-		missFetches: ttlcache.New[string, missFetch](missFetchesKept, missFetchesFor),
-		missLimiter: rate.NewLimiter(missFetchesPerSecond, missFetchesBurst),
+		missFetches:    ttlcache.New[string, missFetch](missFetchesKept, missFetchesFor),
+		missLimiter:    rate.NewLimiter(missFetchesPerSecond, missFetchesBurst),
+		droppedLimiter: rate.NewLimiter(droppedFetchesPerSecond, droppedFetchesBurst),
 	}
 	if g.host.ClientIP == nil {
 		g.host.ClientIP = func(r *http.Request) string { return hostname(r.RemoteAddr) }

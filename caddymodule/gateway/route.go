@@ -124,7 +124,6 @@ func (x *exchange) forward() error {
 		}
 		defer release()
 	}
-	x.listDueOnInitialize()
 	for _, v := range x.verdicts {
 		switch {
 		case v.allowed() && v.outcome != "":
@@ -171,22 +170,6 @@ func (x *exchange) forward() error {
 		panic(http.ErrAbortHandler)
 	}
 	return errors.Join(err, filterErr)
-}
-
-// listDueOnInitialize makes the upstream's tool list due for a fetch
-// before the next call is decided (catalog.Catalog.Due) when the POST
-// forwards an initialize: clients initialize anew when the server
-// restarted (their sessions gone), and a server that restarted with
-// other tools (another version, annotations changed) announces no
-// list_changed; without it, calls would be decided by what it listed
-// before until the list was fetched again.
-func (x *exchange) listDueOnInitialize() {
-	for _, v := range x.verdicts {
-		if v.allowed() && v.message.Kind == mcpmsg.KindRequest && v.message.Method == "initialize" && x.g.ownsList() {
-			x.g.catalog.Due(x.g.cfg.Upstream)
-			return
-		}
-	}
 }
 
 // errUpstreamAborted is why a reply ended before it was complete.

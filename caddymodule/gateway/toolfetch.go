@@ -9,7 +9,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -38,7 +37,7 @@ type toolsFetcher struct {
 	// (Gateway.listGeneration).
 	generation func() uint64
 	// learn records a whole tool list (Gateway.learnList).
-	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error
+	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64, renew bool) error
 	refreshes *singleflight.Group
 	// send sends one request of the gateway's own and returns the reply's
 	// content type and body (see exchange.sendOwnRequest).
@@ -69,36 +68,21 @@ func (x *exchange) fetcher() *toolsFetcher {
 
 // refresh fetches the upstream's tool list whole and records it; with
 // renew, it renews the list held (catalog.Renewable). Concurrent
-// refreshes for one session share one fetch, and so do concurrent
-// renewals, whatever their sessions: a client initializing, or a minute
-// passing, costs the server one list, not one per session calling. meta
-// is what the list's requests repeat of the caller's params._meta
-// (exchange.fetchMeta). joined says the fetch was another request's,
-// which this one waited for: its failure may be that request's own (its
-// session ended).
-func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) (err error, joined bool) {
-	key := f.session.String()
-	if renew {
-		// (A session's key is quoted: no session's is this.)
-		key = "renew"
-	}
-	led := false
-	_, err, _ = f.refreshes.Do(key, func() (any, error) {
-		led = true
-		return nil, f.fetch(meta, renew)
+// refreshes for one session share one fetch. meta is what the list's
+// requests repeat of the caller's params._meta (exchange.fetchMeta).
+// (Sessions do not share one: a fetch another session made can fail for
+// that session alone, its client gone, its session ended, its token not
+// allowed to list.)
+func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) error {
+	_, err, _ := f.refreshes.Do(f.session.String(), func() (any, error) {
+		asOf := f.generation()
+		tools, err := f.list(meta)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.learn(f.r.Context(), tools, asOf, renew)
 	})
-	return err, !led
-}
-
-// fetch fetches the upstream's tool list whole and records it, alone (see
-// refresh).
-func (f *toolsFetcher) fetch(meta map[string]any, renew bool) error {
-	asOf, started := f.generation(), time.Now()
-	tools, err := f.list(meta)
-	if err != nil {
-		return err
-	}
-	return f.learn(f.r.Context(), tools, asOf, started, renew)
+	return err
 }
 
 // list fetches the upstream's tool list whole, page by page.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -262,7 +261,7 @@ func (x *exchange) learnBeforeStray() {
 	if !g.ownsList() || freshness == catalog.Current {
 		return
 	}
-	if err, _ := x.fetcher().refresh(g.cfg.Upstream, nil, freshness == catalog.Renewable); err != nil {
+	if err := x.fetcher().refresh(g.cfg.Upstream, nil, freshness == catalog.Renewable); err != nil {
 		g.logger.Warn("could not fetch the upstream's tool list", zap.String("upstream", g.cfg.Upstream), zap.Error(err))
 	}
 }
@@ -290,13 +289,12 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 	return g.listDigest
 }
 
-// learnList records a whole tool list of the upstream, fetched from
-// started (renewing the list held: see catalog.Catalog.LearnFetched),
-// and logs, once per tool, each tool the configuration names that the
-// list lacks.
-func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
+// learnList records a whole tool list of the upstream (renewing the list
+// held: see catalog.Catalog.LearnFetched), and logs, once per tool, each
+// tool the configuration names that the list lacks.
+func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, renew bool) error {
 	g.noteList(tools)
-	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, started, renew)
+	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, renew)
 	g.warnUnlisted(g.cfg.Engine.TableTools(g.cfg.Server), "the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)")
 	g.warnUnlisted(g.cfg.ToolOverrides.Tools(), "a tool override names a tool the upstream does not list: it changes nothing (a misspelt name?)")
 	return err
