@@ -148,8 +148,9 @@ type server struct {
 	listed bool
 	// asOf is the generation the last full list was requested at.
 	asOf uint64
-	// learned is when the last full list was learned.
-	learned time.Time
+	// learned is when the last full list was learned, started when its
+	// fetch started.
+	learned, started time.Time
 	// dropped are the tools the list held before a renewal, that the
 	// renewal did not list (see Dropped).
 	dropped map[string]bool
@@ -223,25 +224,30 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // has none, so it is Changed (refused) until a later Learn or Recheck
 // saves it.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf})
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: c.now()})
 }
 
-// LearnFetched is Learn of a list the gateway fetched. With renew (the
-// list was Renewable: see Freshness), the tools the list
+// LearnFetched is Learn of a list the gateway fetched, whose fetch
+// started at started: of two lists fetched between the same two Forgets,
+// the one whose fetch started last stands, whichever arrives last (a
+// slow fetch the server answered before it restarted does not replace
+// the list it answered after). With renew (the list was Renewable: see
+// Freshness), the tools the list
 // held before and this one lacks are noted as Dropped: a server that
 // lists tools per caller (by the scopes of its token) lists the renewing
 // caller's, and another caller's tool is fetched again in its own
 // session rather than refused (see the gateway's refetchOnMiss).
-func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, renew bool) error {
-	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, renew: renew})
+func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
+	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: started, renew: renew})
 }
 
 // learning is how learn records a list: whole (full) or a page, as of the
-// Generation asOf, renewing the list held.
+// Generation asOf, fetched from started, renewing the list held.
 type learning struct {
-	full  bool
-	asOf  uint64
-	renew bool
+	full    bool
+	asOf    uint64
+	started time.Time
+	renew   bool
 }
 
 // Generation returns how many times a server's list has been forgotten: read
@@ -296,7 +302,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 
 	c.mu.Lock()
 	s := c.servers[name]
-	if full && s != nil && asOf < s.asOf || !full && asOf != c.generations[name] {
+	if full && s != nil && (asOf < s.asOf || asOf == s.asOf && how.started.Before(s.started)) || !full && asOf != c.generations[name] {
 		c.mu.Unlock()
 		return errors.Join(errs...)
 	}
@@ -315,7 +321,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		for toolName, t := range listed {
 			if current, ok := s.tools[toolName]; !ok || current.Hash != t.Hash {
 				c.generations[name]++
-				s.listed = false
+				s.listed, s.dropped = false, nil
 				break
 			}
 		}
@@ -349,7 +355,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 	}
 	if full {
 		s.listed = c.generations[name] == asOf
-		s.learned, s.dropped = c.now(), dropped
+		s.learned, s.started, s.dropped = c.now(), how.started, dropped
 	}
 	pins := c.pinsOf(name)
 	// Pins this catalog holds that the store read lacks were lost there
@@ -715,12 +721,12 @@ func (c *Catalog) Forget(server string) {
 	defer c.mu.Unlock()
 	c.generations[server]++
 	if s := c.servers[server]; s != nil {
-		s.listed = false
+		s.listed, s.dropped = false, nil
 	}
 }
 
 // SetMaxListAge makes lists current for d at most, in place of
-// MaxListAge (for tests, and servers that restart often).
+// MaxListAge (for tests).
 func (c *Catalog) SetMaxListAge(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

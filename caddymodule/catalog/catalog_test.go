@@ -307,7 +307,8 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 // Unlisted with none held or once forgotten. A list renewed notes the
 // tools the one before held and it lacks (Dropped), and keeps none of
 // them; a list learned otherwise, or renewing a forgotten one, notes
-// none.
+// none, and Forget drops the note. A list whose fetch started before the
+// list held's changes nothing.
 func TestFreshness(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	clock := time.Unix(1_000_000, 0)
@@ -315,7 +316,7 @@ func TestFreshness(t *testing.T) {
 	tick := func(d time.Duration) { clock = clock.Add(d) }
 	fetch := func(renew bool, defs ...string) func() {
 		return func() {
-			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), renew); err != nil {
+			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), clock, renew); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -335,7 +336,13 @@ func TestFreshness(t *testing.T) {
 		{"past a shorter age", func() { c.SetMaxListAge(time.Second); tick(time.Second + time.Nanosecond) }, Renewable, false, true},
 		{"renewed again, as it is", fetch(true, readTool), Current, false, false},
 		{"learned, not renewed, with delete", fetch(false, readTool, deleteTool), Current, true, false},
-		{"forgotten", func() { c.Forget("tracker") }, Unlisted, true, false},
+		{"a list fetched earlier, arriving later", func() {
+			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool), c.Generation("tracker"), clock.Add(-time.Second), false); err != nil {
+				t.Fatal(err)
+			}
+		}, Current, true, false},
+		{"renewed once more, without delete", func() { tick(time.Second + time.Nanosecond); fetch(true, readTool)() }, Current, false, true},
+		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false, false},
 		{"a forgotten list renewed", fetch(true, readTool), Current, false, false},
 	}
 	for _, step := range steps {

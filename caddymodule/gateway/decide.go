@@ -118,7 +118,8 @@ var errListKeptChanging = errors.New("the server's tool list kept changing while
 
 // lookupTool returns what the catalog knows of a tool, and whether the
 // upstream listed it, refreshing the upstream's tool list first when it
-// is stale (never fetched whole, or announced changed); fetchErr says why
+// is stale (never fetched whole, announced changed, or past its age:
+// catalog.Freshness); fetchErr says why
 // a refresh failed. A list that went stale again while it was fetched (a
 // reload resets it, a list_changed forgets it) is fetched again, up to
 // maxListFetches times in all: a call is decided only on a current list,

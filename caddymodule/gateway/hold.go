@@ -186,7 +186,8 @@ func reviewersOf(approvers []string) []string {
 // toolChangedWhileHeld says how the tool of a call held for a person's
 // answer is no longer the definition the call was decided on (and the
 // person asked about), or "" when it still is. Looked up again (and the
-// list fetched again, when the upstream announced it changed): a call
+// list fetched again, when the upstream announced it changed or it is past
+// its age): a call
 // decided on one definition never runs another, whatever the answer.
 func (x *exchange) toolChangedWhileHeld(v verdict) string {
 	m := v.message

@@ -232,3 +232,32 @@ func TestListRenewalInEndedSession(t *testing.T) {
 		t.Errorf("echo of a session opened at the restarted server: %s (ran %d times there, destructive now); want it refused", r.body, n)
 	}
 }
+
+// TestListOlderRenewalStandsDown: of two renewals in two sessions, the
+// one whose fetch started first, answered by the server before it
+// restarted and arriving last, does not replace the list the restarted
+// server answered (it did, and decided calls for a full age: found by a
+// review).
+func TestListOlderRenewalStandsDown(t *testing.T) {
+	beforeUp := upstreamtest.Unstarted("test-upstream", nil, upstreamTools)
+	before := beforeUp.Start(t, slowLists(upstreamtest.StatefulJSON.Handler(beforeUp.Server), 600*time.Millisecond))
+	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}, upstreamTools[1]}, 0) // echo now destructive
+	proxy, restart := restartableProxy(t, before.URL, after.URL)
+	gw := startGateway(t, proxy, gatewayOptions{})
+	gw.catalog.SetMaxListAge(testListAge)
+	a := session2025(t, gw.URL)
+	if r := post(t, gw.URL, a, callBody("1", "echo", "a")); !strings.Contains(string(r.body), "echo:a") {
+		t.Fatalf("echo before the restart: %s", r.body)
+	}
+	time.Sleep(testListAge)
+	var wg sync.WaitGroup
+	wg.Go(func() { post(t, gw.URL, a, callBody("2", "peek", "x")) }) // renews in a, slowly, at the old server
+	time.Sleep(100 * time.Millisecond)
+	restart()
+	post(t, gw.URL, session2025(t, gw.URL), callBody("3", "peek", "x")) // renews at the restarted server
+	wg.Wait()                                                           // the old list arrives
+	r := post(t, gw.URL, session2025(t, gw.URL), callBody("4", "echo", "hi"))
+	if n := after.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) {
+		t.Errorf("echo once an older renewal arrived last: %s (ran %d times at the restarted server, destructive there); want it refused", r.body, n)
+	}
+}

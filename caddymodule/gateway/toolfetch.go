@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -37,7 +38,7 @@ type toolsFetcher struct {
 	// (Gateway.listGeneration).
 	generation func() uint64
 	// learn records a whole tool list (Gateway.learnList).
-	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64, renew bool) error
+	learn     func(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error
 	refreshes *singleflight.Group
 	// send sends one request of the gateway's own and returns the reply's
 	// content type and body (see exchange.sendOwnRequest).
@@ -75,12 +76,12 @@ func (x *exchange) fetcher() *toolsFetcher {
 // allowed to list.)
 func (f *toolsFetcher) refresh(server string, meta map[string]any, renew bool) error {
 	_, err, _ := f.refreshes.Do(f.session.String(), func() (any, error) {
-		asOf := f.generation()
+		asOf, started := f.generation(), time.Now()
 		tools, err := f.list(meta)
 		if err != nil {
 			return nil, err
 		}
-		return nil, f.learn(f.r.Context(), tools, asOf, renew)
+		return nil, f.learn(f.r.Context(), tools, asOf, started, renew)
 	})
 	return err
 }

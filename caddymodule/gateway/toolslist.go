@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -251,7 +252,8 @@ func (x *exchange) hideThenCheck(rl *relay, id []byte, version string, result []
 }
 
 // learnBeforeStray has the gateway fetch the upstream's list itself when
-// its catalog's is stale, before a stray list (recorded nowhere, judged by
+// its catalog's is stale (or past its age: catalog.Freshness), before a
+// stray list (recorded nowhere, judged by
 // the pins alone) is filtered: its tools are then pinned as the server
 // lists them now, rather than all hidden as never seen. Not on an HTTP+SSE
 // stream, whose relay would wait for the fetch's own answer on itself.
@@ -289,12 +291,13 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 	return g.listDigest
 }
 
-// learnList records a whole tool list of the upstream (renewing the list
-// held: see catalog.Catalog.LearnFetched), and logs, once per tool, each
-// tool the configuration names that the list lacks.
-func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, renew bool) error {
+// learnList records a whole tool list of the upstream, whose fetch
+// started at started (renewing the list held: see
+// catalog.Catalog.LearnFetched), and logs, once per tool, each tool the
+// configuration names that the list lacks.
+func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
 	g.noteList(tools)
-	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, renew)
+	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, started, renew)
 	g.warnUnlisted(g.cfg.Engine.TableTools(g.cfg.Server), "the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)")
 	g.warnUnlisted(g.cfg.ToolOverrides.Tools(), "a tool override names a tool the upstream does not list: it changes nothing (a misspelt name?)")
 	return err
