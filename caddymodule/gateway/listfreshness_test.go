@@ -69,6 +69,34 @@ func perCallerUpstream(t *testing.T, full, narrow *upstreamtest.Upstream, delay 
 	}, &mcp.StreamableHTTPOptions{JSONResponse: true}), delay))
 }
 
+// restarting serves upstreamTools through before until restart is
+// called, then, through a server of its own, echo unannotated
+// (destructive now, and a definition its pin no longer matches) and
+// peek; it starts a gateway in front whose lists are current for
+// testListAge, has a first session's echo run (learning the list), and
+// returns the gateway, the restarted server, restart and that session.
+func restarting(t *testing.T, before *upstreamtest.Upstream) (gw *testGateway, after *upstreamtest.Upstream, restart func(), first http.Header) {
+	t.Helper()
+	after = upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}, upstreamTools[1]}, 0)
+	proxy, restart := restartableProxy(t, before.URL, after.URL)
+	gw = startGateway(t, proxy, gatewayOptions{})
+	gw.catalog.SetMaxListAge(testListAge)
+	first = session2025(t, gw.URL)
+	if r := post(t, gw.URL, first, callBody("1", "echo", "a")); !strings.Contains(string(r.body), "echo:a") {
+		t.Fatalf("echo before the restart: HTTP %d %s; want it run", r.status, r.body)
+	}
+	return gw, after, restart, first
+}
+
+// wantEchoRefused fails t unless r refused an echo call and the
+// restarted server after never ran echo.
+func wantEchoRefused(t *testing.T, what string, r reply, after *upstreamtest.Upstream) {
+	t.Helper()
+	if n := after.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) {
+		t.Errorf("%s: HTTP %d %s (ran %d times at the restarted server, destructive there); want it refused", what, r.status, r.body, n)
+	}
+}
+
 // TestListRenewedAfterRestart: a server that restarts with other tools
 // announces no list_changed: a call made past the list's age, before
 // any list, is decided on a list fetched again, not on what the server
@@ -77,20 +105,10 @@ func perCallerUpstream(t *testing.T, full, narrow *upstreamtest.Upstream, delay 
 // blocked by the table, and a definition that no longer matches its
 // pin): the restarted server never runs it.
 func TestListRenewedAfterRestart(t *testing.T) {
-	before := newUpstream(t, upstreamtest.StatefulJSON)
-	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}}, 0)
-	proxy, restart := restartableProxy(t, before.URL, after.URL)
-	gw := startGateway(t, proxy, gatewayOptions{})
-	gw.catalog.SetMaxListAge(testListAge)
-	if r := post(t, gw.URL, session2025(t, gw.URL), callBody("1", "echo", "hi")); !strings.Contains(string(r.body), "echo:hi") {
-		t.Fatalf("echo before the restart: HTTP %d %s; want it run", r.status, r.body)
-	}
+	gw, after, restart, _ := restarting(t, newUpstream(t, upstreamtest.StatefulJSON))
 	restart()
 	time.Sleep(testListAge)
-	r := post(t, gw.URL, session2025(t, gw.URL), callBody("2", "echo", "hi"))
-	if after.CallCount("echo") != 0 || !strings.Contains(string(r.body), `"isError":true`) {
-		t.Errorf("echo after the restart, in a new session: HTTP %d %s (ran %d times); want it refused", r.status, r.body, after.CallCount("echo"))
-	}
+	wantEchoRefused(t, "echo after the restart, in a new session", post(t, gw.URL, session2025(t, gw.URL), callBody("2", "echo", "hi")), after)
 }
 
 // TestListRenewalFailureRefuses: a list past its age whose renewal fails
@@ -213,24 +231,13 @@ func TestListRenewalInNarrowSessionAcrossRestart(t *testing.T) {
 // initialize anew); a session opened at the restarted server renews in
 // its own, and its call is decided on the restarted server's list.
 func TestListRenewalInEndedSession(t *testing.T) {
-	before := newUpstream(t, upstreamtest.StatefulJSON)
-	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}, upstreamTools[1]}, 0) // echo now destructive
-	proxy, restart := restartableProxy(t, before.URL, after.URL)
-	gw := startGateway(t, proxy, gatewayOptions{})
-	gw.catalog.SetMaxListAge(testListAge)
-	old := session2025(t, gw.URL)
-	if r := post(t, gw.URL, old, callBody("1", "echo", "a")); !strings.Contains(string(r.body), "echo:a") {
-		t.Fatalf("echo before the restart: %s", r.body)
-	}
+	gw, after, restart, old := restarting(t, newUpstream(t, upstreamtest.StatefulJSON))
 	restart()
 	time.Sleep(testListAge)
 	if r := post(t, gw.URL, old, callBody("2", "peek", "x")); r.status != http.StatusNotFound {
 		t.Errorf("a call renewing the list in a session the restarted server does not know: HTTP %d %s; want 404", r.status, r.body)
 	}
-	r := post(t, gw.URL, session2025(t, gw.URL), callBody("3", "echo", "hi"))
-	if n := after.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) {
-		t.Errorf("echo of a session opened at the restarted server: %s (ran %d times there, destructive now); want it refused", r.body, n)
-	}
+	wantEchoRefused(t, "echo of a session opened at the restarted server", post(t, gw.URL, session2025(t, gw.URL), callBody("3", "echo", "hi")), after)
 }
 
 // TestListOlderRenewalStandsDown: of two renewals in two sessions, the
@@ -240,15 +247,7 @@ func TestListRenewalInEndedSession(t *testing.T) {
 // review).
 func TestListOlderRenewalStandsDown(t *testing.T) {
 	beforeUp := upstreamtest.Unstarted("test-upstream", nil, upstreamTools)
-	before := beforeUp.Start(t, slowLists(upstreamtest.StatefulJSON.Handler(beforeUp.Server), 600*time.Millisecond))
-	after := upstreamtest.New(t, upstreamtest.StatefulJSON, []*mcp.Tool{{Name: "echo"}, upstreamTools[1]}, 0) // echo now destructive
-	proxy, restart := restartableProxy(t, before.URL, after.URL)
-	gw := startGateway(t, proxy, gatewayOptions{})
-	gw.catalog.SetMaxListAge(testListAge)
-	a := session2025(t, gw.URL)
-	if r := post(t, gw.URL, a, callBody("1", "echo", "a")); !strings.Contains(string(r.body), "echo:a") {
-		t.Fatalf("echo before the restart: %s", r.body)
-	}
+	gw, after, restart, a := restarting(t, beforeUp.Start(t, slowLists(upstreamtest.StatefulJSON.Handler(beforeUp.Server), 600*time.Millisecond)))
 	time.Sleep(testListAge)
 	var wg sync.WaitGroup
 	wg.Go(func() { post(t, gw.URL, a, callBody("2", "peek", "x")) }) // renews in a, slowly, at the old server
@@ -256,8 +255,5 @@ func TestListOlderRenewalStandsDown(t *testing.T) {
 	restart()
 	post(t, gw.URL, session2025(t, gw.URL), callBody("3", "peek", "x")) // renews at the restarted server
 	wg.Wait()                                                           // the old list arrives
-	r := post(t, gw.URL, session2025(t, gw.URL), callBody("4", "echo", "hi"))
-	if n := after.CallCount("echo"); n != 0 || !strings.Contains(string(r.body), `"isError":true`) {
-		t.Errorf("echo once an older renewal arrived last: %s (ran %d times at the restarted server, destructive there); want it refused", r.body, n)
-	}
+	wantEchoRefused(t, "echo once an older renewal arrived last", post(t, gw.URL, session2025(t, gw.URL), callBody("4", "echo", "hi")), after)
 }
