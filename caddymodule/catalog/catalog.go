@@ -224,20 +224,21 @@ func New(ctx context.Context, store PinStore) (*Catalog, error) {
 // has none, so it is Changed (refused) until a later Learn or Recheck
 // saves it.
 func (c *Catalog) Learn(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: c.now()})
+	_, err := c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: c.now()})
+	return err
 }
 
 // LearnFetched is Learn of a list the gateway fetched, whose fetch
-// started at started: of two lists fetched between the same two Forgets,
-// the one whose fetch started last stands, whichever arrives last (a
-// slow fetch the server answered before it restarted does not replace
-// the list it answered after). With renew (the list was Renewable: see
-// Freshness), the tools the list
+// started at started, and reports whether it stands. With renew (the
+// list was Renewable: see Freshness), a list whose fetch started before
+// that of the list held (between the same two Forgets) does not replace
+// it (a slow renewal the server answered before it restarted, arriving
+// after one it answered since), and the tools the list
 // held before and this one lacks are noted as Dropped: a server that
 // lists tools per caller (by the scopes of its token) lists the renewing
 // caller's, and another caller's tool is fetched again in its own
 // session rather than refused (see the gateway's refetchOnMiss).
-func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
+func (c *Catalog) LearnFetched(ctx context.Context, server string, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) (stood bool, err error) {
 	return c.learn(ctx, server, tools, learning{full: true, asOf: asOf, started: started, renew: renew})
 }
 
@@ -273,15 +274,17 @@ func (c *Catalog) Generation(server string) uint64 {
 // session (by the capabilities a client declared, the scopes of its
 // token) lists the client's own, which would otherwise read as changed.
 func (c *Catalog) LearnPage(ctx context.Context, server string, tools []json.RawMessage, asOf uint64) error {
-	return c.learn(ctx, server, tools, learning{asOf: asOf})
+	_, err := c.learn(ctx, server, tools, learning{asOf: asOf})
+	return err
 }
 
-// learn implements Learn, LearnFetched and LearnPage.
-func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, how learning) error {
+// learn implements Learn, LearnFetched and LearnPage; stood reports
+// that a full list replaced the list held.
+func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage, how learning) (stood bool, err error) {
 	full, asOf := how.full, how.asOf
 	listed, err := describeList(name, raws)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -302,9 +305,9 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 
 	c.mu.Lock()
 	s := c.servers[name]
-	if full && s != nil && (asOf < s.asOf || asOf == s.asOf && how.started.Before(s.started)) || !full && asOf != c.generations[name] {
+	if full && s != nil && (asOf < s.asOf || how.renew && asOf == s.asOf && how.started.Before(s.started)) || !full && asOf != c.generations[name] {
 		c.mu.Unlock()
-		return errors.Join(errs...)
+		return false, errors.Join(errs...)
 	}
 	// Past MaxPins the list is learned all the same (a page that shows a
 	// tool changed must make the list stale), but its tools never pinned
@@ -335,7 +338,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		}
 		if len(s.tools)+added > MaxTools {
 			c.mu.Unlock()
-			return tooManyTools(name)
+			return false, tooManyTools(name)
 		}
 	}
 	var dropped map[string]bool
@@ -415,7 +418,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pinning %d tools of server %q: %w", len(unpinned), name, err))
 		}
-		return errors.Join(errs...)
+		return full, errors.Join(errs...)
 	}
 	for _, t := range unpinned {
 		pin, err := c.store.PinFirst(ctx, name, t.Name, t.Hash)
@@ -426,7 +429,7 @@ func (c *Catalog) learn(ctx context.Context, name string, raws []json.RawMessage
 			errs = append(errs, fmt.Errorf("pinning tool %q of server %q: %w", t.Name, name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return full, errors.Join(errs...)
 }
 
 // settlePin records in a server's pins (under Catalog.mu) what the store

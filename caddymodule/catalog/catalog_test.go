@@ -307,8 +307,9 @@ func TestLearnReplacesAndLearnPageAdds(t *testing.T) {
 // Unlisted with none held or once forgotten. A list renewed notes the
 // tools the one before held and it lacks (Dropped), and keeps none of
 // them; a list learned otherwise, or renewing a forgotten one, notes
-// none, and Forget drops the note. A list whose fetch started before the
-// list held's changes nothing.
+// none, and Forget drops the note. A renewal whose fetch started before
+// the list held's changes nothing; a session's own fetch (no renewal)
+// stands whenever it started.
 func TestFreshness(t *testing.T) {
 	c := newTestCatalog(t, NewFilePinStore(filepath.Join(t.TempDir(), "pins.json")))
 	clock := time.Unix(1_000_000, 0)
@@ -316,7 +317,7 @@ func TestFreshness(t *testing.T) {
 	tick := func(d time.Duration) { clock = clock.Add(d) }
 	fetch := func(renew bool, defs ...string) func() {
 		return func() {
-			if err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), clock, renew); err != nil {
+			if _, err := c.LearnFetched(t.Context(), "tracker", tools(defs...), c.Generation("tracker"), clock, renew); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -336,12 +337,18 @@ func TestFreshness(t *testing.T) {
 		{"past a shorter age", func() { c.SetMaxListAge(time.Second); tick(time.Second + time.Nanosecond) }, Renewable, false, true},
 		{"renewed again, as it is", fetch(true, readTool), Current, false, false},
 		{"learned, not renewed, with delete", fetch(false, readTool, deleteTool), Current, true, false},
-		{"a list fetched earlier, arriving later", func() {
-			if err := c.LearnFetched(t.Context(), "tracker", tools(readTool), c.Generation("tracker"), clock.Add(-time.Second), false); err != nil {
-				t.Fatal(err)
+		{"a renewal fetched earlier, arriving later", func() {
+			if stood, err := c.LearnFetched(t.Context(), "tracker", tools(readTool), c.Generation("tracker"), clock.Add(-time.Second), true); err != nil || stood {
+				t.Fatalf("stood %v, %v; want it not to", stood, err)
 			}
 		}, Current, true, false},
 		{"renewed once more, without delete", func() { tick(time.Second + time.Nanosecond); fetch(true, readTool)() }, Current, false, true},
+		{"a session's own fetch, started earlier, arriving later", func() {
+			if stood, err := c.LearnFetched(t.Context(), "tracker", tools(readTool, deleteTool), c.Generation("tracker"), clock.Add(-time.Second), false); err != nil || !stood {
+				t.Fatalf("stood %v, %v; want it to", stood, err)
+			}
+		}, Current, true, false},
+		{"renewed without delete again", func() { tick(time.Second + time.Nanosecond); fetch(true, readTool)() }, Current, false, true},
 		{"forgotten", func() { c.Forget("tracker") }, Unlisted, false, false},
 		{"a forgotten list renewed", fetch(true, readTool), Current, false, false},
 	}

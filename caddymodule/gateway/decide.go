@@ -242,18 +242,25 @@ func (x *exchange) refreshList(name string, params map[string]any, renew bool) e
 }
 
 // lookupCurrent is lookupTool on the current list: fetched says whether it
-// fetched the list.
+// fetched the list in the session, and the list held is the session's
+// own. (A renewal is not: another session's list may replace it, or it
+// another's that started later, so a tool the list held after it lacks
+// is fetched for as any other: see refetchOnMiss.)
 func (x *exchange) lookupCurrent(name string, params map[string]any) (tool catalog.Tool, listed, fetched bool, fetchErr error) {
 	g := x.g
 	for fetches := 1; ; fetches++ {
+		renewed := false
 		if freshness := g.catalog.Freshness(g.cfg.Upstream); freshness != catalog.Current {
-			fetched = true
-			fetchErr = x.refreshList(name, params, freshness == catalog.Renewable)
+			fetched, renewed = true, freshness == catalog.Renewable
+			fetchErr = x.refreshList(name, params, renewed)
 		}
 		if g.catalog.Freshness(g.cfg.Upstream) == catalog.Current {
 			// A list learned whose pins could not be stored is current
 			// too: its new tools are unpinned, so changed.
 			tool, listed = g.knownTool(name)
+			if renewed && !listed && fetchErr == nil {
+				fetched = false
+			}
 			return tool, listed, fetched, fetchErr
 		}
 		// What the catalog still holds is the list a refresh was to

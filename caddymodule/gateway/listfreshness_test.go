@@ -257,3 +257,54 @@ func TestListOlderRenewalStandsDown(t *testing.T) {
 	wg.Wait()                                                           // the old list arrives
 	wantEchoRefused(t, "echo once an older renewal arrived last", post(t, gw.URL, session2025(t, gw.URL), callBody("4", "echo", "hi")), after)
 }
+
+// TestListOwnFetchOutrunStands: a server that lists tools per caller; a
+// wide session's own fetch for a tool the held (narrow) list lacks,
+// slower than a narrow session's fetch that started after it, is the
+// list the wide call is decided on: its call runs, and so do its later
+// ones (a version that let the fetch started last stand refused them,
+// and locked the session out of fetching again: found by a review). So
+// does a wide session's renewal outrun by a narrow fetch.
+func TestListOwnFetchOutrunStands(t *testing.T) {
+	full := upstreamtest.Unstarted("full", nil, upstreamTools)
+	narrow := upstreamtest.Unstarted("narrow", nil, upstreamTools[1:2]) // peek alone
+	handler := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		if r.Header.Get("X-Variant") == "narrow" {
+			return narrow.Server
+		}
+		return full.Server
+	}, &mcp.StreamableHTTPOptions{JSONResponse: true})
+	up := full.Start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if d, err := time.ParseDuration(r.Header.Get("X-List-Delay")); err == nil && bytes.Contains(body, []byte(`"tools/list"`)) {
+			time.Sleep(d)
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	for _, renewal := range []bool{false, true} {
+		post(t, gw.URL, variantSession(t, gw.URL, "narrow"), callBody("1", "peek", "x")) // a narrow list held
+		wide := variantSession(t, gw.URL, "")
+		if renewal {
+			gw.catalog.SetMaxListAge(testListAge)
+			time.Sleep(testListAge)
+		}
+		slow := wide.Clone()
+		slow.Set("X-List-Delay", "600ms")
+		var wg sync.WaitGroup
+		var first reply
+		wg.Go(func() { first = post(t, gw.URL, slow, callBody("3", "echo", "slow")) })
+		time.Sleep(150 * time.Millisecond)
+		gw.catalog.SetMaxListAge(time.Hour)
+		post(t, gw.URL, variantSession(t, gw.URL, "narrow"), callBody("4", "nosuch", "x")) // starts later, ends first
+		wg.Wait()
+		if !strings.Contains(string(first.body), "echo:slow") {
+			t.Errorf("renewal %v: a wide session's echo, its own fetch outrun: %s; want it run", renewal, first.body)
+		}
+		time.Sleep(2100 * time.Millisecond) // past missFetchInterval
+		if r := post(t, gw.URL, wide, callBody("5", "echo", "later")); !strings.Contains(string(r.body), "echo:later") {
+			t.Errorf("renewal %v: the wide session's later echo: %s; want it run", renewal, r.body)
+		}
+	}
+}

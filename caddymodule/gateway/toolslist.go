@@ -296,8 +296,12 @@ func (g *Gateway) heldList() [sha256.Size]byte {
 // catalog.Catalog.LearnFetched), and logs, once per tool, each tool the
 // configuration names that the list lacks.
 func (g *Gateway) learnList(ctx context.Context, tools []json.RawMessage, asOf uint64, started time.Time, renew bool) error {
-	g.noteList(tools)
-	err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, started, renew)
+	stood, err := g.catalog.LearnFetched(ctx, g.cfg.Upstream, tools, asOf, started, renew)
+	if stood {
+		// (The digest of the list held: not of one that did not replace
+		// it.)
+		g.noteList(tools)
+	}
 	g.warnUnlisted(g.cfg.Engine.TableTools(g.cfg.Server), "the permissions table names a tool the upstream does not list: its entry applies to no call (a misspelt name?)")
 	g.warnUnlisted(g.cfg.ToolOverrides.Tools(), "a tool override names a tool the upstream does not list: it changes nothing (a misspelt name?)")
 	return err
