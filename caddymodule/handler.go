@@ -273,7 +273,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Metrics:       metrics,
 		Logger:        h.logger,
 	}
-	if err := h.provisionShared(ctx, repl, &cfg); err != nil {
+	if err := h.provisionShared(ctx, repl, opts, &cfg); err != nil {
 		return errors.Join(fmt.Errorf("mcp_policy: %w", err), cfg.Engine.Close(), closeIdentity(cfg.Identity))
 	}
 	server := cfg.Server
@@ -297,41 +297,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// guards names what the handler decides and guards with, as configured:
-// its policy (its files, as written and by content, or its bundle, and
-// whether it follows their changes), its decision rule and timeout, its
-// permissions table, block_secrets, its tool overrides, and the limits
-// its strict parse reads messages (and replies) within (the approvals
-// they hold calls in are held to agree by App.claimApprovals, who
-// decides them by the policy); handlers that share a server name must
-// agree on it (see App.claim). By
+// guards names what the handler decides and guards with, as its engine
+// was configured (opts) and as it parses (limits): its policy (its
+// files, resolved, and by content, or its bundle, and whether it follows
+// their changes), its decision rule and timeout, its permissions table,
+// block_secrets, its tool overrides, and the limits its strict parse
+// reads messages (and replies) within, defaults filled in, so that two
+// spellings of one setting agree (the approvals they hold calls in are
+// held to agree by App.claimApprovals, who decides them by the policy);
+// handlers that share a server name must agree on it (see App.claim). By
 // configuration rather than by what the policy decides: two handlers
 // loading the same files or bundle follow their changes alike.
-func (h *Handler) guards(engine *policy.Engine, repl *caddy.Replacer) (string, error) {
+func (h *Handler) guards(opts policy.Options, engine *policy.Engine, limits mcpmsg.Limits) (string, error) {
 	revision := engine.Revision()
 	if h.Bundle != nil {
 		// Named by its bundle alone: two engines may have fetched two
 		// revisions of it by now.
 		revision = ""
 	}
-	// As the handler reads its settings: paths resolved (placeholders,
-	// the current folder), defaults filled in, so that two spellings of
-	// one setting agree.
-	var paths []string
-	for _, path := range h.Policies {
-		resolved, err := filepath.Abs(repl.ReplaceKnown(path, ""))
+	paths := make([]string, 0, len(opts.Paths))
+	for _, path := range opts.Paths {
+		resolved, err := filepath.Abs(path)
 		if err != nil {
 			return "", fmt.Errorf("resolving the policy path %q: %w", path, err)
 		}
 		paths = append(paths, resolved)
-	}
-	timeout := cmp.Or(time.Duration(h.EvalTimeout), policy.DefaultTimeout)
-	maxDepth, maxValues := h.MaxDepth, h.MaxValues
-	if maxDepth <= 0 {
-		maxDepth = mcpmsg.DefaultMaxDepth
-	}
-	if maxValues <= 0 {
-		maxValues = mcpmsg.DefaultMaxValues
 	}
 	b, err := json.Marshal(struct {
 		Revision      string
@@ -345,7 +335,8 @@ func (h *Handler) guards(engine *policy.Engine, repl *caddy.Replacer) (string, e
 		ToolOverrides map[string]tooloverride.Override
 		MaxDepth      int
 		MaxValues     int
-	}{revision, paths, h.decisionQuery(), timeout, h.Permissions, h.Bundle, len(paths) > 0 && !h.DisableWatch, h.BlockSecrets, h.ToolOverrides, maxDepth, maxValues})
+	}{revision, paths, h.decisionQuery(), cmp.Or(opts.Timeout, policy.DefaultTimeout), h.Permissions, h.Bundle, opts.Watch, h.BlockSecrets, h.ToolOverrides,
+		limits.EffectiveMaxDepth(), limits.EffectiveMaxValues()})
 	if err != nil {
 		return "", fmt.Errorf("naming the handler's guards: %w", err)
 	}
@@ -393,8 +384,10 @@ func (h *Handler) policyOptions(repl *caddy.Replacer) (policy.Options, error) {
 // outlive it or own resources: identity, catalog, session state, metrics
 // and approvals. What it attached is released by Cleanup. The names the
 // permissions table of its policy gives (the configuration's, or one in
-// the policy's data) are recorded for the app's checks (see App.Start).
-func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *gateway.Config) error {
+// the policy's data) are recorded for the app's checks (see App.Start),
+// and what it decides and guards with (opts, its engine's options: see
+// guards).
+func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, opts policy.Options, cfg *gateway.Config) error {
 	app, err := appOf(ctx)
 	if err != nil {
 		return err
@@ -407,7 +400,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, cfg *
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.Server
 	}
-	guards, err := h.guards(cfg.Engine, repl)
+	guards, err := h.guards(opts, cfg.Engine, cfg.Limits)
 	if err != nil {
 		return err
 	}

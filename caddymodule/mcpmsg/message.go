@@ -51,8 +51,8 @@ type Limits struct {
 	MaxValues int
 }
 
-// maxDepth returns the effective nesting limit.
-func (l Limits) maxDepth() int {
+// EffectiveMaxDepth returns the nesting limit Parse applies.
+func (l Limits) EffectiveMaxDepth() int {
 	if l.MaxDepth <= 0 {
 		return DefaultMaxDepth
 	}

@@ -120,7 +120,7 @@ func readBody(data []byte, lim Limits) ([]element, bool, *Error) {
 		dec.Reset(emptyReader)
 		decoders.Put(dec)
 	}()
-	r := &bodyReader{dec: dec, data: data, maxDepth: lim.maxDepth(), maxValues: lim.EffectiveMaxValues()}
+	r := &bodyReader{dec: dec, data: data, maxDepth: lim.EffectiveMaxDepth(), maxValues: lim.EffectiveMaxValues()}
 	elems, batch, err := r.readTop()
 	if err != nil {
 		return nil, false, syntaxError(err)
