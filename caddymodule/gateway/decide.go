@@ -101,7 +101,7 @@ func unlistedReason(name string, fetchErr error) string {
 	var metaSecrets *metaSecretsError
 	switch {
 	case errors.As(fetchErr, &metaSecrets):
-		return fmt.Sprintf("tool %q is blocked: %s", name, metaSecrets)
+		return metaSecrets.reason(name)
 	case fetchErr != nil:
 		return fmt.Sprintf("the gateway could not learn the server's tools, so it cannot tell what tool %q does", name)
 	}

@@ -177,7 +177,7 @@ func (x *exchange) passBodyless() error {
 	// mcp_stdio server's last line of stderr, quoted by its 404), asked
 	// for uncompressed, as the gateway reads it.
 	readReplyUncompressed(r)
-	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.failureScreen(), OnError: x.logReplyError})
+	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{PassSuccesses: true, ScreenFailure: x.g.screenFailure, OnError: x.logReplyError})
 	err := x.next.ServeHTTP(w, r)
 	return errors.Join(err, finish())
 }

@@ -55,11 +55,14 @@ func (g *Gateway) blockSecrets(m *mcpmsg.Message, input *policy.Input, decision 
 	if len(found) == 0 {
 		return decision
 	}
-	return policy.Decision{
-		Action:   policy.ActionBlock,
-		Reason:   fmt.Sprintf("%s %s; the gateway blocks credentials in what clients send servers (block_secrets)", what, describeSecrets(found)),
-		Revision: decision.Revision,
-	}
+	return policy.Decision{Action: policy.ActionBlock, Reason: clientSecretsReason(what, found), Revision: decision.Revision}
+}
+
+// clientSecretsReason is why block_secrets blocked what a client sends:
+// what says where the credentials found are ("tool \"x\" is blocked: its
+// arguments hold").
+func clientSecretsReason(what string, found []secrets.Finding) string {
+	return fmt.Sprintf("%s %s; the gateway blocks credentials in what clients send servers (block_secrets)", what, describeSecrets(found))
 }
 
 // clientSecrets finds what blockSecrets blocks m for, and says where it
@@ -253,22 +256,29 @@ func (g *Gateway) secretsInAnswer(method string, answer []byte) (string, error) 
 	return what, nil
 }
 
-// failureScreen is the ScreenFailure of a reply's watch: under
-// block_secrets (as it applies when the reply starts), a reply that is
-// not 2xx and holds a well-known credential anywhere in its body (a
-// JSON-RPC error sent with a 4xx, an error page, the last line a stdio
-// server wrote to stderr before it ended) has its body replaced by the
-// gateway's error, its status kept; nil otherwise, so that a reply
-// without it costs nothing.
-func (g *Gateway) failureScreen() func(body []byte) *replyfilter.ResponseError {
+// guardedBySecrets returns hooks, those of a reply's watch, with what
+// block_secrets (as it applies when the reply starts) adds to them: every
+// reply read, none passed unread (PassJSON); the body of a reply that is
+// not 2xx screened (screenFailure; with PassSuccesses, of any reply);
+// what clients ignore and the hooks do not read taken out (StripUnread);
+// an event whose id or type holds a credential cutting the stream
+// (screenEventFields). Without it, hooks as they are, so that a reply
+// costs nothing more.
+func (g *Gateway) guardedBySecrets(hooks replyfilter.Hooks) replyfilter.Hooks {
 	if !g.blocksSecrets() {
-		return nil
+		return hooks
 	}
-	return g.screenFailure
+	hooks.PassJSON, hooks.StripUnread = false, true
+	hooks.ScreenFailure, hooks.ScreenEventFields = g.screenFailure, g.screenEventFields
+	return hooks
 }
 
-// screenFailure implements failureScreen. A body that is JSON is read as
-// its values, any other as text.
+// screenFailure is the ScreenFailure of a reply's watch under
+// block_secrets: a reply that is not 2xx and holds a well-known
+// credential anywhere in its body (a JSON-RPC error sent with a 4xx, an
+// error page, the last line a stdio server wrote to stderr before it
+// ended) has its body replaced by the gateway's error, its status kept.
+// A body that is JSON is read as its values, any other as text.
 func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
 	found, err := secrets.FindJSON(body)
 	if err != nil {
@@ -283,24 +293,19 @@ func (g *Gateway) screenFailure(body []byte) *replyfilter.ResponseError {
 	return withheldAnswer(what)
 }
 
-// eventFieldsScreen is the ScreenEventFields of a reply's watch: under
-// block_secrets (as it applies when the reply starts), an event whose id
-// or type holds a well-known credential cuts the stream (a server has no
-// reason to put one there, and the client keeps the id); nil otherwise.
-func (g *Gateway) eventFieldsScreen() func(id, eventType string) error {
-	if !g.blocksSecrets() {
+// screenEventFields is the ScreenEventFields of a reply's watch under
+// block_secrets: an event whose id or type holds a well-known credential
+// cuts the stream (a server has no reason to put one there, and the
+// client keeps the id).
+func (g *Gateway) screenEventFields(id, eventType string) error {
+	found := secrets.Find(map[string]any{"id": id, "event": eventType})
+	if len(found) == 0 {
 		return nil
 	}
-	return func(id, eventType string) error {
-		found := secrets.Find(map[string]any{"id": id, "event": eventType})
-		if len(found) == 0 {
-			return nil
-		}
-		what := describeSecrets(found)
-		g.logger.Warn("the server's event stream was cut: an event's id or type held what looks like a credential (block_secrets)",
-			zap.String("upstream", g.cfg.Upstream), zap.String("found", what))
-		return fmt.Errorf("an event's id or type holds %s (block_secrets)", what)
-	}
+	what := describeSecrets(found)
+	g.logger.Warn("the server's event stream was cut: an event's id or type held what looks like a credential (block_secrets)",
+		zap.String("upstream", g.cfg.Upstream), zap.String("found", what))
+	return fmt.Errorf("an event's id or type holds %s (block_secrets)", what)
 }
 
 // withheldAnswer is the error that replaces an answer withheld under

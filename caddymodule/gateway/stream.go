@@ -48,7 +48,7 @@ func (x *exchange) stream() error {
 		return answering.request, answering.ok
 	}
 	var observed = x.w
-	observed, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
+	observed, finish := replyfilter.Wrap(x.w, g.guardedBySecrets(replyfilter.Hooks{
 		MaxValues:    g.replyMaxValues(),
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
@@ -90,11 +90,7 @@ func (x *exchange) stream() error {
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, nil),
-		CheckError:    g.guardErrors(rl),
-		ScreenFailure: g.failureScreen(),
-		// Under block_secrets, nothing goes out that the guards did not read.
-		StripUnread:       g.blocksSecrets(),
-		ScreenEventFields: g.eventFieldsScreen(),
+		CheckError: g.guardErrors(rl),
 		Intercept: func(m *mcpmsg.Message) bool {
 			if stream != nil && stream.deliver(m) {
 				return true
@@ -146,7 +142,7 @@ func (x *exchange) stream() error {
 			}
 		},
 		OnError: x.logReplyError,
-	})
+	}))
 	// An HTTP+SSE session ends with its stream: the requests still
 	// awaiting their answers are told none will come, before the reply
 	// finishes; deferred too, for when the proxy behind aborts the

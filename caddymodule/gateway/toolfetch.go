@@ -137,7 +137,7 @@ func (x *exchange) fetchMeta(params map[string]any) (map[string]any, error) {
 	}
 	if repeated != nil && x.g.blocksSecrets() {
 		if found := secrets.Find(map[string]any{"_meta": repeated}); len(found) > 0 {
-			return nil, &metaSecretsError{what: describeSecrets(found)}
+			return nil, &metaSecretsError{found: found}
 		}
 	}
 	return repeated, nil
@@ -146,10 +146,15 @@ func (x *exchange) fetchMeta(params map[string]any) (map[string]any, error) {
 // metaSecretsError is why a call was refused, under block_secrets, whose
 // _meta holds a credential that the gateway's own tools/list, fetched to
 // decide it, would have repeated to the server (fetchMeta).
-type metaSecretsError struct{ what string }
+type metaSecretsError struct{ found []secrets.Finding }
 
 func (e *metaSecretsError) Error() string {
-	return "its params hold " + e.what + "; the gateway blocks credentials in what clients send servers (block_secrets)"
+	return clientSecretsReason("its params hold", e.found)
+}
+
+// reason is the call's refusal, naming its tool.
+func (e *metaSecretsError) reason(tool string) string {
+	return clientSecretsReason(fmt.Sprintf("tool %q is blocked: its params hold", tool), e.found)
 }
 
 // page sends one tools/list request and returns its result.

@@ -72,7 +72,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 	var answered map[string]bool
 	strayTold := false
 	watchChanges := g.watchToolListChanges()
-	w, finish := replyfilter.Wrap(x.w, replyfilter.Hooks{
+	w, finish := replyfilter.Wrap(x.w, g.guardedBySecrets(replyfilter.Hooks{
 		MaxValues:    g.replyMaxValues(),
 		WriteTimeout: streamWriteTimeout,
 		WatchAll:     true,
@@ -113,15 +113,11 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			}
 			return rl.checkInputRequests(id, result)
 		}, rl, cacheable),
-		CheckError:    g.guardErrors(rl),
-		ScreenFailure: g.failureScreen(),
-		// Under block_secrets, nothing goes out that the guards did not read.
-		StripUnread:       g.blocksSecrets(),
-		ScreenEventFields: g.eventFieldsScreen(),
+		CheckError: g.guardErrors(rl),
 		// A batch's reply is read whole: it may answer, besides the
-		// batch's allowed requests, those the gateway refused.
-		// Under block_secrets every reply is read for credentials.
-		PassJSON:  ids == nil && cacheable == nil && itemListed == nil && !g.blocksSecrets() && !rl.mayAskForInput() && !x.body.Batch,
+		// batch's allowed requests, those the gateway refused. (Under
+		// block_secrets every reply is read: guardedBySecrets.)
+		PassJSON:  ids == nil && cacheable == nil && itemListed == nil && !rl.mayAskForInput() && !x.body.Batch,
 		AnswersOf: answersOf,
 		RefusalID: sole,
 		Intercept: func(m *mcpmsg.Message) bool {
@@ -165,7 +161,7 @@ func (x *exchange) watchReply() (http.ResponseWriter, func(upstreamErr error) er
 			watchChanges(m)
 		},
 		OnError: x.logReplyError,
-	})
+	}))
 	return w, func(upstreamErr error) error {
 		why := ""
 		switch {
