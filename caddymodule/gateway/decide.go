@@ -62,7 +62,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 			input.Tool = policyTool(known, nil)
 		}
 		ctx, span := x.startMessageSpan(input, m.ID)
-		v.decision = g.evaluate(x.requestIn(ctx), m, input, "")
+		v.decision = g.evaluate(x.requestIn(ctx), x.session, m, input, "")
 		if v.allowed() && x.withholdClientAnswer(m) {
 			v.outcome = outcomeWithheld
 		}
@@ -89,7 +89,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 		v.decision = policy.Decision{Action: policy.ActionBlock, Reason: unlistedReason(m.Tool.Name, fetchErr)}
 		g.recordRefusal(x.r, input, unlistedTool, v.decision)
 	} else {
-		v.decision = g.evaluate(x.requestIn(ctx), m, input, m.Tool.Name)
+		v.decision = g.evaluate(x.requestIn(ctx), x.session, m, input, m.Tool.Name)
 	}
 	endMessageSpan(span, v.decision, time.Since(start))
 	return v
@@ -333,13 +333,13 @@ func (g *Gateway) requestInfo(r *http.Request) policy.Request {
 }
 
 // evaluate decides one policy input, that of m (nil for a server's
-// request, whose secrets are read as it is relayed), and records the
-// decision in the metrics and the decision log.
-func (g *Gateway) evaluate(r *http.Request, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
+// request, whose secrets are read as it is relayed) sent in session, and
+// records the decision in the metrics and the decision log.
+func (g *Gateway) evaluate(r *http.Request, session sessionKey, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
 	if g.retired.Load() {
-		return g.evaluateRunning(r, m, input, toolLabel)
+		return g.evaluateRunning(r, session, m, input, toolLabel)
 	}
-	return g.evaluateOwn(r, m, input, toolLabel)
+	return g.evaluateOwn(r, session, m, input, toolLabel)
 }
 
 // evaluateRunning decides, for a gateway a reload retired, a message of a
@@ -349,7 +349,7 @@ func (g *Gateway) evaluate(r *http.Request, m *mcpmsg.Message, input *policy.Inp
 // counting and logging its decision. The strictest decision stands; one
 // held by some for other reviewers than others is refused, as a held
 // call decided again is.
-func (g *Gateway) evaluateRunning(r *http.Request, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
+func (g *Gateway) evaluateRunning(r *http.Request, session sessionKey, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
 	running := g.judges()
 	if len(running) == 0 {
 		decision := policy.Decision{Action: policy.ActionBlock, Reason: notServedReason(g.cfg.Server)}
@@ -360,7 +360,7 @@ func (g *Gateway) evaluateRunning(r *http.Request, m *mcpmsg.Message, input *pol
 	for i, h := range running {
 		now := *input
 		now.Request = h.requestInfo(r)
-		d := h.evaluateOwn(r, m, &now, toolLabel)
+		d := h.evaluateOwn(r, session, m, &now, toolLabel)
 		switch {
 		case i == 0 || actionRank[d.Action] > actionRank[strictest.Action]:
 			strictest = d
@@ -376,10 +376,10 @@ func (g *Gateway) evaluateRunning(r *http.Request, m *mcpmsg.Message, input *pol
 var actionRank = map[policy.Action]int{policy.ActionAllow: 0, policy.ActionNeedsApproval: 1, policy.ActionBlock: 2}
 
 // evaluateOwn is evaluate by the gateway's own policy.
-func (g *Gateway) evaluateOwn(r *http.Request, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
+func (g *Gateway) evaluateOwn(r *http.Request, session sessionKey, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
 	start := time.Now()
 	decision, err := g.cfg.Engine.Decide(r.Context(), input)
-	decision = g.blockSecrets(m, input, decision)
+	decision = g.blockSecrets(session, m, input, decision)
 	g.record(r, input, toolLabel, decision, time.Since(start), err)
 	return decision
 }
@@ -461,5 +461,5 @@ func (x *exchange) decideServerRequest(version, method string, params map[string
 		x.g.recordRefusal(x.r, input, "", decision)
 		return decision
 	}
-	return x.g.evaluate(x.r, nil, input, "")
+	return x.g.evaluate(x.r, x.session, nil, input, "")
 }

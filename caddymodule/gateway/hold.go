@@ -125,7 +125,7 @@ func (x *exchange) policyChangedWhileHeld(v verdict, byCaller bool) string {
 		input := *v.input
 		input.Request = g.requestInfo(x.r)
 		d, _ := g.cfg.Engine.Decide(x.r.Context(), &input)
-		d = g.blockSecrets(v.message, &input, d)
+		d = g.blockSecrets(x.session, v.message, &input, d)
 		switch {
 		case d.Action == policy.ActionAllow:
 		case d.Action == policy.ActionNeedsApproval && slices.Equal(reviewersOf(d.Approvers), reviewers) &&

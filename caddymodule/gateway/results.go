@@ -68,6 +68,9 @@ func (g *Gateway) guardResults(rewrite func(id, result []byte) ([]byte, error), 
 			if out, err = g.withholdSecrets(request, known, out); err != nil {
 				return nil, err
 			}
+			if known {
+				g.noteGivenCursor(rl.session, request.method, out)
+			}
 		}
 		return replyfilter.PrivateCacheScope(out, cacheable[mcpmsg.CanonicalID(id)])
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -40,9 +41,9 @@ func (g *Gateway) blocksSecrets() bool {
 // notification's words, what an initialize says of the client, a
 // progress token, a member of its own or of _meta; and then the rest of
 // the message (its id, its method, a member of its own beside params).
-// Only what the method has the client hand back as the server gave it is
+// Only what the client hands back as the server gave it, in session, is
 // left unread (echoedParams).
-func (g *Gateway) blockSecrets(m *mcpmsg.Message, input *policy.Input, decision policy.Decision) policy.Decision {
+func (g *Gateway) blockSecrets(session sessionKey, m *mcpmsg.Message, input *policy.Input, decision policy.Decision) policy.Decision {
 	if !g.cfg.BlockSecrets || decision.Action == policy.ActionBlock || m == nil ||
 		(input.Kind != mcpmsg.KindRequest.String() && input.Kind != mcpmsg.KindNotification.String()) ||
 		input.Direction == policy.DirectionServerToClient {
@@ -51,7 +52,7 @@ func (g *Gateway) blockSecrets(m *mcpmsg.Message, input *policy.Input, decision 
 		// as it is decided: withholdClientAnswer.)
 		return decision
 	}
-	what, found := clientSecrets(m, input)
+	what, found := clientSecrets(m, input, echoedParams(input.Method, input.Params, g.givenCursor(session)))
 	if len(found) == 0 {
 		return decision
 	}
@@ -66,9 +67,10 @@ func clientSecretsReason(what string, found []secrets.Finding) string {
 }
 
 // clientSecrets finds what blockSecrets blocks m for, and says where it
-// is ("tool \"x\" is blocked: its arguments hold").
-func clientSecrets(m *mcpmsg.Message, input *policy.Input) (what string, found []secrets.Finding) {
-	var read []string
+// is ("tool \"x\" is blocked: its arguments hold"); the params named
+// echoed are not read.
+func clientSecrets(m *mcpmsg.Message, input *policy.Input, echoed []string) (what string, found []secrets.Finding) {
+	read := echoed
 	if input.Tool != nil {
 		what = fmt.Sprintf("tool %q is blocked: its arguments hold", input.Tool.Name)
 		if found = secrets.Find(input.Tool.Arguments); len(found) > 0 {
@@ -78,7 +80,7 @@ func clientSecrets(m *mcpmsg.Message, input *policy.Input) (what string, found [
 		if found = secrets.Find(input.Params["inputResponses"]); len(found) > 0 {
 			return what, found
 		}
-		read = []string{"inputResponses"}
+		read = append(read, "inputResponses")
 		if input.Method == "tools/call" {
 			read = append(read, "arguments")
 		}
@@ -87,7 +89,7 @@ func clientSecrets(m *mcpmsg.Message, input *policy.Input) (what string, found [
 	if input.Method == "tools/call" && input.Tool != nil {
 		what = fmt.Sprintf("tool %q is blocked: its params hold", input.Tool.Name)
 	}
-	if found = secrets.Find(unechoedParams(input.Method, input.Params, read)); len(found) > 0 {
+	if found = secrets.Find(paramsBut(input.Params, read)); len(found) > 0 {
 		return what, found
 	}
 	what = fmt.Sprintf("%s is blocked: the message holds", display.Line(input.Method))
@@ -99,19 +101,23 @@ func clientSecrets(m *mcpmsg.Message, input *policy.Input) (what string, found [
 	return what, secrets.Find(rest)
 }
 
-// echoedParams returns the members of the params of a client's message
-// of method that it hands back as the server gave them, which
-// block_secrets does not read: a list's cursor, a task's id, and the
-// requestState a retried request brings back (restored to the server's
-// own by checkInputResponses). A server may make any of these a signed
+// echoedParams returns the members of params, those of a client's
+// message of method, that it hands back exactly as the server gave them,
+// which block_secrets does not read: a task's id (of taskMethods, which
+// checkTasks holds to the tasks the session's calls started), the
+// requestState a retried request brings back (of multiRoundTripMethods,
+// opened by checkInputResponses, which refuses one the gateway did not
+// seal), and a list's cursor that the server gave the session in a list
+// of the same method (given). A server may make any of these a signed
 // token (a JSON Web Token as a cursor), which is no credential of the
-// client's. Of any other method they are read as any member is.
-func echoedParams(method string) []string {
+// client's. Any other is read as any member is: a cursor the client made
+// up may carry what the server should not get.
+func echoedParams(method string, params map[string]any, given func(method, cursor string) bool) []string {
 	var echoed []string
-	if strings.HasSuffix(method, "/list") {
+	if cursor, ok := params["cursor"].(string); ok && strings.HasSuffix(method, "/list") && given(method, cursor) {
 		echoed = append(echoed, "cursor")
 	}
-	if strings.HasPrefix(method, "tasks/") {
+	if isTaskMethod(method) {
 		echoed = append(echoed, "taskId")
 	}
 	if slices.Contains(multiRoundTripMethods, method) {
@@ -120,18 +126,57 @@ func echoedParams(method string) []string {
 	return echoed
 }
 
-// unechoedParams is the params of a client's message of method without
-// its echoedParams, nor the members named read (read before it): what
-// block_secrets reads of them. params itself is left as it is.
-func unechoedParams(method string, params map[string]any, read []string) map[string]any {
-	echoed := echoedParams(method)
+// paramsBut is params without the members named read (read before, or
+// not to be read). params itself is left as it is.
+func paramsBut(params map[string]any, read []string) map[string]any {
 	kept := make(map[string]any, len(params))
 	for name, value := range params {
-		if !slices.Contains(echoed, name) && !slices.Contains(read, name) {
+		if !slices.Contains(read, name) {
 			kept[name] = value
 		}
 	}
 	return kept
+}
+
+// Bounds on the cursors remembered (Sessions.givenCursors): past them,
+// the oldest is forgotten, and a client handing it back is refused as
+// one that made it up, since it reads as a credential.
+const (
+	givenCursorsKept = 10_000
+	givenCursorsFor  = time.Hour
+)
+
+// givenCursorKey keys a cursor a list of method gave a session.
+func givenCursorKey(session sessionKey, method, cursor string) string {
+	return session.String() + "\x00" + method + "\x00" + cursor
+}
+
+// givenCursor reports, for a client's message in session, whether a
+// list of method gave the session the cursor it hands back, as far as
+// block_secrets need know: only cursors it would read as credentials are
+// remembered (noteGivenCursor); any other reads as none.
+func (g *Gateway) givenCursor(session sessionKey) func(method, cursor string) bool {
+	return func(method, cursor string) bool {
+		return g.sessions.givenCursors.Contains(givenCursorKey(session, method, cursor))
+	}
+}
+
+// noteGivenCursor remembers, under block_secrets, the cursor that result,
+// a list of method as relayed to the client in session, gives it
+// (nextCursor) when block_secrets would read it as a credential (a
+// server's signed token), so that the client may hand it back for the
+// next page (echoedParams).
+func (g *Gateway) noteGivenCursor(session sessionKey, method string, result []byte) {
+	if !strings.HasSuffix(method, "/list") {
+		return
+	}
+	// A nextCursor named otherwise but for case, or not a string, is not
+	// remembered: handed back, it is read.
+	cursor, err := stringMember(result, "nextCursor")
+	if err != nil || cursor == "" || len(secrets.Find(cursor)) == 0 {
+		return
+	}
+	g.sessions.givenCursors.Add(givenCursorKey(session, method, cursor), struct{}{})
 }
 
 // outsideParams decodes the members of a message (raw, as the strict

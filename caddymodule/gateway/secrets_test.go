@@ -403,10 +403,12 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 // notification's message, a member of _meta or of the client's own, on
 // any method, a progress token, the message's id and members beside its
 // params. What the method has the client hand back as the server gave it
-// (a list's cursor, a task's id) is not read: a server may make a cursor
-// a signed token; on other methods, such members are read (the first
-// version of this test left them, a progress token and all but params
-// unread; found by a review).
+// (a task's id, of a task it follows; a list's cursor, given to the
+// session: TestBlockSecretsReadsCursorsNotGiven) is not read: a server
+// may make a cursor a signed token; on other methods, such members are
+// read (the first version of this test left them, a progress token and
+// all but params unread; found by a review), and so is a cursor the
+// client made up (left unread until 2026-12-03's evening).
 func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
 	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJvZmZzZXQiOjEwMH0.c2lnbmF0dXJlLW9mLXRoZS1jdXJzb3I"
@@ -458,8 +460,10 @@ func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 		{"a taskId on a prompts/list",
 			`{"jsonrpc":"2.0","id":10,"method":"prompts/list","params":{"taskId":"` + token + `"}}`,
 			`prompts/list is blocked: its params hold what looks like a GitHub token (at "taskId")`},
-		{"a list's cursor that is a signed token",
-			`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"` + jwt + `"}}`, ""},
+		{"a list's cursor the server never gave the session",
+			`{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"` + jwt + `"}}`,
+			`tools/list is blocked: its params hold what looks like a JSON Web Token (at "cursor")`},
+
 		{"a cancellation without a credential",
 			`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"r-` + jwt[:8] + `","reason":"changed my mind"}}`, ""},
 	}
@@ -481,6 +485,82 @@ func TestBlockSecretsInEveryClientMessage(t *testing.T) {
 	for _, r := range up.Received() {
 		if bytes.Contains(r.Body, []byte(token)) {
 			t.Errorf("the server received the token: %s", r.Body)
+		}
+	}
+}
+
+// TestBlockSecretsReadsWhatTheServerDidNotGive: under block_secrets, a
+// list's cursor that reads as a credential (a server's signed token) is
+// handed back unread only by the session a list of the same method gave
+// it to; made up, handed back by another session or on another list, it
+// is read and blocked, and never reaches the server; and so is a taskId
+// on a method that names no task the gateway follows (one beginning
+// "tasks/" was left unread until 2026-12-03's evening).
+func TestBlockSecretsReadsWhatTheServerDidNotGive(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJvZmZzZXQiOjEwMH0.c2lnbmF0dXJlLW9mLXRoZS1jdXJzb3I"
+	madeUp := "eyJhbGciOiJIUzI1NiJ9.eyJrZXkiOiJBS0lBLi4uIn0.bWFkZS11cC1ieS10aGUtY2xpZW50"
+	token := "ghp" + "_" + "Zq8rT2mLx0Vb7Nc4Hd9Kf1Jw6Gs3Ye5Pa8Ui"
+	var sessions atomic.Int32
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		message, body := upstreamtest.ReadMessage(r)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case message.Method == "initialize":
+			w.Header().Set("Mcp-Session-Id", fmt.Sprintf("raw-%d", sessions.Add(1)))
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{},"prompts":{}},"serverInfo":{"name":"raw","version":"1"}}}`, message.ID)
+		case message.ID == nil:
+			w.WriteHeader(http.StatusAccepted)
+		case message.Method == "tools/list" && !bytes.Contains(body, []byte(`"cursor"`)):
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}}],"nextCursor":"%s"}}`, message.ID, jwt)
+		case message.Method == "tools/list":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"search","inputSchema":{"type":"object"}}]}}`, message.ID)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"prompts":[]}}`, message.ID)
+		}
+	}))
+	engine, err := policy.New(context.Background(), policy.Options{Modules: map[string]string{"p.rego": "package mcp\n\ndefault decision := {\"action\": \"allow\"}\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, engine, filepath.Join(t.TempDir(), "pins.json"))
+	cfg.BlockSecrets, cfg.MaxBody = true, 64<<10
+	gw := serveGateway(t, cfg, up.URL)
+	mine, theirs := sessionHeader(t, gw.URL), sessionHeader(t, gw.URL)
+	list := func(method, cursor string) string {
+		if cursor == "" {
+			return `{"jsonrpc":"2.0","id":2,"method":"` + method + `"}`
+		}
+		return `{"jsonrpc":"2.0","id":3,"method":"` + method + `","params":{"cursor":"` + cursor + `"}}`
+	}
+	if r := post(t, gw.URL, mine, list("tools/list", "")); !strings.Contains(string(r.body), `"nextCursor":"`+jwt+`"`) {
+		t.Fatalf("the first page: HTTP %d %s; want the server's cursor", r.status, r.body)
+	}
+	const cursorHolds = `is blocked: its params hold what looks like a JSON Web Token (at "cursor")`
+	tests := []struct {
+		name    string
+		header  http.Header
+		body    string
+		blocked string // what the refusal says; "" when it must reach the server
+	}{
+		{"the cursor handed back by the session given it", mine, list("tools/list", jwt), ""},
+		{"the cursor handed back by another session", theirs, list("tools/list", jwt), "tools/list " + cursorHolds},
+		{"the cursor handed back on another list", mine, list("prompts/list", jwt), "prompts/list " + cursorHolds},
+		{"a cursor the client made up", mine, list("tools/list", madeUp), "tools/list " + cursorHolds},
+		{"a taskId on a method that names no task", mine,
+			`{"jsonrpc":"2.0","id":4,"method":"tasks/notes","params":{"taskId":"` + token + `"}}`,
+			`tasks/notes is blocked: its params hold what looks like a GitHub token (at "taskId")`},
+	}
+	for _, tt := range tests {
+		before := len(up.Received())
+		r := post(t, gw.URL, tt.header, tt.body)
+		reached := len(up.Received()) > before
+		switch {
+		case tt.blocked == "" && (r.status != http.StatusOK || !strings.Contains(string(r.body), `"search"`)):
+			t.Errorf("%s: HTTP %d %s; want the next page", tt.name, r.status, r.body)
+		case tt.blocked != "" && !strings.Contains(strings.ReplaceAll(string(r.body), `\"`, `"`), tt.blocked):
+			t.Errorf("%s: HTTP %d %s; want it blocked, saying %s", tt.name, r.status, r.body, tt.blocked)
+		case tt.blocked != "" && reached:
+			t.Errorf("%s: the server received it", tt.name)
 		}
 	}
 }

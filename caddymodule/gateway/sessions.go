@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
+	"github.com/mcpgate/mcpgate/caddymodule/ttlcache"
 )
 
 // Bounds on what the gateway remembers of the server requests it relayed.
@@ -120,6 +121,9 @@ type Sessions struct {
 	confirmations *usedConfirmations
 	// tasks are the tasks allowed calls started (tasks.go).
 	tasks *startedTasks
+	// givenCursors are the list cursors servers gave sessions that
+	// block_secrets reads as credentials (secrets.go).
+	givenCursors *ttlcache.Cache[string, struct{}]
 }
 
 // NewSessions returns empty session state.
@@ -132,6 +136,7 @@ func NewSessions() *Sessions {
 		inFlight:      &inFlightRequests{sessions: make(map[sessionKey]map[string]int)},
 		confirmations: newUsedConfirmations(),
 		tasks:         newStartedTasks(),
+		givenCursors:  ttlcache.New[string, struct{}](givenCursorsKept, givenCursorsFor),
 	}
 }
 
