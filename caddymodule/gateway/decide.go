@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/catalog"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
@@ -348,7 +349,8 @@ func (g *Gateway) evaluate(r *http.Request, session sessionKey, m *mcpmsg.Messag
 // each reading the request as it would (its headers, its host), each
 // counting and logging its decision. The strictest decision stands; one
 // held by some for other reviewers than others is refused, as a held
-// call decided again is.
+// call decided again is, and one the caller may approve only by some is
+// held for the reviewers alone.
 func (g *Gateway) evaluateRunning(r *http.Request, session sessionKey, m *mcpmsg.Message, input *policy.Input, toolLabel string) policy.Decision {
 	running := g.judges()
 	if len(running) == 0 {
@@ -367,6 +369,12 @@ func (g *Gateway) evaluateRunning(r *http.Request, session sessionKey, m *mcpmsg
 		case d.Action == policy.ActionNeedsApproval && strictest.Action == policy.ActionNeedsApproval &&
 			!slices.Equal(reviewersOf(d.Approvers), reviewersOf(strictest.Approvers)):
 			return policy.Decision{Action: policy.ActionBlock, Reason: "the gateways serving it now hold it for different reviewers", Revision: d.Revision}
+		case d.Action == policy.ActionNeedsApproval && strictest.Action == policy.ActionNeedsApproval &&
+			!slices.Contains(d.Approvers, approval.PrincipalCaller):
+			// Held for the same reviewers: the caller may approve it
+			// only if every gateway lets them (reviewersOf leaves the
+			// caller out; found by a review).
+			strictest = d
 		}
 	}
 	return strictest

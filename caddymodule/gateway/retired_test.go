@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/internal/upstreamtest"
+	"github.com/mcpgate/mcpgate/policies"
 )
 
 // TestRetiredDecidesWithinItsRealm: a request a gateway took before a
@@ -57,6 +59,55 @@ decision := {"action": "allow", "reason": "alice"} if input.user.id == "alice"`)
 			r := post(t, old.URL, header, callBody("1", "echo", "x"))
 			if ran := up.CallCount("echo") - before; ran != tt.want {
 				t.Errorf("echo ran %d times (%s); want %d", ran, r.body, tt.want)
+			}
+		})
+	}
+}
+
+// TestRetiredHoldsForReviewersWhenOneRequiresThem: a request a retired
+// gateway decides by the gateways serving its server now, one of which
+// lets the caller approve the call and another of which holds it for a
+// reviewer (any, never the caller alone), is held for the reviewers:
+// whichever comes first, the caller is not asked to confirm it, and it
+// does not run (the caller's confirmation ran it when the one letting the
+// caller came first; found by a review).
+func TestRetiredHoldsForReviewersWhenOneRequiresThem(t *testing.T) {
+	engine := func(t *testing.T, write any) *policy.Engine {
+		e, err := policy.New(context.Background(), policy.Options{Modules: policies.Library(), Data: map[string]any{"mcp": map[string]any{"permissions": map[string]any{
+			"read_only": "allow", "write": write}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	configured := func(t *testing.T, write any) gateway.Config {
+		cfg := testConfig(t, engine(t, write), filepath.Join(t.TempDir(), "pins.json"))
+		cfg.MaxBody = 64 << 10
+		cfg.Identity = userHeaderIdentity("")
+		return cfg
+	}
+	for _, callerFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("caller first %v", callerFirst), func(t *testing.T) {
+			up := newUpstream(t, upstreamtest.StatelessJSON)
+			callerMay := newGateway(t, configured(t, map[string]any{"action": "needs_approval", "approvers": []any{"caller"}}))
+			reviewers := newGateway(t, configured(t, "needs_approval"))
+			running := []*gateway.Gateway{reviewers, callerMay}
+			if callerFirst {
+				running = []*gateway.Gateway{callerMay, reviewers}
+			}
+			cfg := configured(t, "block")
+			cfg.Running = func() []*gateway.Gateway { return running }
+			old := serveGateway(t, cfg, up.URL)
+			old.gateway.Retire(true)
+			status, answer := mrtrCreateIssue(t, old.URL, "file it", nil)
+			result, _ := answer["result"].(map[string]any)
+			if state, _ := result["requestState"].(string); state != "" {
+				t.Errorf("HTTP %d %v: the caller was asked to confirm a call a running gateway holds for reviewers", status, answer)
+				accept := map[string]any{"requestState": state, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}}
+				mrtrCreateIssue(t, old.URL, "file it", accept)
+			}
+			if n := up.CallCount("create_issue"); n != 0 {
+				t.Errorf("create_issue ran %d times", n)
 			}
 		})
 	}
