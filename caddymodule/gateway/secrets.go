@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -146,9 +147,10 @@ const (
 	givenCursorsFor  = time.Hour
 )
 
-// givenCursorKey keys a cursor a list of method gave a session.
-func givenCursorKey(session sessionKey, method, cursor string) string {
-	return session.String() + "\x00" + method + "\x00" + cursor
+// givenCursorKey keys a cursor a list of method gave a session: a digest,
+// so that what is kept stays small whatever the length of the cursor.
+func givenCursorKey(session sessionKey, method, cursor string) [sha256.Size]byte {
+	return sha256.Sum256(fmt.Appendf(nil, "%s %q %q", session, method, cursor))
 }
 
 // givenCursor reports, for a client's message in session, whether a

@@ -123,7 +123,7 @@ type Sessions struct {
 	tasks *startedTasks
 	// givenCursors are the list cursors servers gave sessions that
 	// block_secrets reads as credentials (secrets.go).
-	givenCursors *ttlcache.Cache[string, struct{}]
+	givenCursors *ttlcache.Cache[[sha256.Size]byte, struct{}]
 }
 
 // NewSessions returns empty session state.
@@ -136,7 +136,7 @@ func NewSessions() *Sessions {
 		inFlight:      &inFlightRequests{sessions: make(map[sessionKey]map[string]int)},
 		confirmations: newUsedConfirmations(),
 		tasks:         newStartedTasks(),
-		givenCursors:  ttlcache.New[string, struct{}](givenCursorsKept, givenCursorsFor),
+		givenCursors:  ttlcache.New[[sha256.Size]byte, struct{}](givenCursorsKept, givenCursorsFor),
 	}
 }
 
