@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -82,7 +84,7 @@ func sessionSecrets(endpoint string) []string {
 // digits; see uuidValue), since servers find sessions by it (Python's SDK
 // with uuid.UUID(hex=...)) however a request spells it.
 func secretForms(secret string) []string {
-	if value, ok := uuidValue(secret); ok {
+	if value, ok, _ := uuidValue(secret); ok {
 		return []string{secret, "uuid:" + value}
 	}
 	return []string{secret}
@@ -90,31 +92,77 @@ func secretForms(secret string) []string {
 
 // uuidValue reads s as Python's uuid.UUID(hex=s) does, which the Python
 // SDK finds HTTP+SSE sessions with: "urn:" and "uuid:" removed anywhere,
-// braces trimmed, hyphens removed, then 32 characters read as int(s, 16)
-// reads them (surrounding white space, a "+", a "0x" prefix, underscores
-// between digits), in any case. It returns the value as 32 lower-case hex
-// digits. Written here because no Go library reads UUIDs this leniently:
-// the point is to know every spelling a server may accept.
-func uuidValue(s string) (string, bool) {
+// braces trimmed, hyphens removed, then 32 characters (code points, not
+// bytes) read as int(s, 16) reads them: every Unicode decimal digit as
+// its value (a fullwidth "１" as 1), Unicode white space as a space
+// (int() strips what unicode.IsSpace holds, no more: checked against
+// Python 3.11, whose digits Go's tables give the same values),
+// surrounding spaces, a "+", a "0x" prefix and underscores between digits
+// allowed, in any case. It returns the value as 32 lower-case hex digits.
+// unsure is set when s holds a code point that Go's Unicode tables
+// (unicode.Version) do not assign, which a Python of a later Unicode
+// version may read as a digit: its value cannot be told. Written here
+// because no Go library reads UUIDs this leniently: the point is to know
+// every spelling a server may accept.
+func uuidValue(s string) (value string, ok, unsure bool) {
 	s = strings.ReplaceAll(strings.ReplaceAll(s, "urn:", ""), "uuid:", "")
 	s = strings.ReplaceAll(strings.Trim(s, "{}"), "-", "")
-	if len(s) != 32 {
-		return "", false
+	if utf8.RuneCountInString(s) != 32 {
+		return "", false, false
 	}
-	s = strings.TrimPrefix(strings.TrimSpace(s), "+")
-	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
-		s = s[2:]
-	}
-	s = strings.TrimLeft(strings.ReplaceAll(s, "_", ""), "0")
-	if len(s) > 32 {
-		return "", false
-	}
-	for i := range len(s) {
-		if c := s[i] | 0x20; !('0' <= s[i] && s[i] <= '9' || 'a' <= c && c <= 'f') {
-			return "", false
+	ascii := make([]byte, 0, 32)
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			ascii = append(ascii, ' ')
+		case r < utf8.RuneSelf:
+			ascii = append(ascii, byte(r))
+		case unicode.Is(unicode.Nd, r):
+			ascii = append(ascii, '0'+byte(decimalDigitValue(r)))
+		case !assigned(r):
+			return "", false, true
+		default:
+			return "", false, false
 		}
 	}
-	return strings.Repeat("0", 32-len(s)) + strings.ToLower(s), true
+	digits := strings.TrimPrefix(strings.Trim(string(ascii), " "), "+")
+	if len(digits) > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') {
+		digits = digits[2:]
+	}
+	digits = strings.TrimLeft(strings.ReplaceAll(digits, "_", ""), "0")
+	if len(digits) > 32 {
+		return "", false, false
+	}
+	for i := range len(digits) {
+		if c := digits[i] | 0x20; !('0' <= digits[i] && digits[i] <= '9' || 'a' <= c && c <= 'f') {
+			return "", false, false
+		}
+	}
+	return strings.Repeat("0", 32-len(digits)) + strings.ToLower(digits), true, false
+}
+
+// decimalDigitValue is the value of r, a decimal digit (unicode.Nd):
+// Unicode encodes decimal digits in runs of ten from zero, and the Nd
+// table's ranges are such runs side by side, so a digit's value is its
+// distance from its range's start, modulo ten.
+func decimalDigitValue(r rune) int {
+	for _, rg := range unicode.Nd.R16 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	return 0
+}
+
+// assigned reports whether Go's Unicode tables give r a category
+// (unicode.C holds the unassigned code points too; its parts do not).
+func assigned(r rune) bool {
+	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
 }
 
 func (ls *legacyStreams) open(session sessionKey, stream *legacyStream) {
@@ -144,8 +192,8 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 		if ls.secrets[v] > 0 {
 			return true
 		}
-		value, ok := uuidValue(v)
-		return ok && ls.secrets["uuid:"+value] > 0
+		value, ok, unsure := uuidValue(v)
+		return unsure || ok && ls.secrets["uuid:"+value] > 0
 	}
 	if u.RawQuery != "" {
 		for _, values := range u.Query() {

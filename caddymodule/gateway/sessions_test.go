@@ -79,9 +79,22 @@ func TestSessionSecrets(t *testing.T) {
 // TestSessionIDSpellings: a request carrying an open HTTP+SSE session's
 // UUID id in any spelling a server may accept (Python's uuid.UUID(hex=...)
 // reads case, hyphens, braces, urn:uuid:, surrounding space, a sign, a 0x
-// prefix and underscores) is known to carry it; another UUID is not.
+// prefix and underscores, and any Unicode decimal digit as its value: a
+// fullwidth or Arabic-Indic spelling posted into the session until
+// 2026-12-03's evening, found by an acceptance run) is known to carry it,
+// and so is one of 32 characters with a code point Go's Unicode tables do
+// not assign (a later Python may read it as a digit); another UUID is not.
 func TestSessionIDSpellings(t *testing.T) {
 	const id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	// digitsFrom spells id's digits from zero, the digit 0 of a script.
+	digitsFrom := func(zero rune) string {
+		return strings.Map(func(r rune) rune {
+			if '0' <= r && r <= '9' {
+				return zero + r - '0'
+			}
+			return r
+		}, id)
+	}
 	ls := &legacyStreams{streams: make(map[sessionKey]*legacyStream), secrets: make(map[string]int)}
 	session := sessionKey{legacy: true, id: "/messages/?session_id=" + id}
 	ls.open(session, &legacyStream{})
@@ -94,10 +107,23 @@ func TestSessionIDSpellings(t *testing.T) {
 		"0f1e2d3c4buuid:5a69788796a5b4c3d2e1f0",
 		" f1e2d3c4b5a69788796a5b4c3d2e1f0",
 		"+f1e2d3c4b5a69788796a5b4c3d2e1f0",
+		digitsFrom('０'),          // fullwidth
+		digitsFrom('\u0660'),     // Arabic-Indic
+		digitsFrom('\U0001D7CE'), // mathematical bold
+		"\u3000" + id[1:],        // an ideographic space
+		"\u00a0" + id[1:],        // a no-break space
 	}
 	for _, spelling := range carried {
-		if value, ok := uuidValue(spelling); !ok || value != id {
+		if value, ok, _ := uuidValue(spelling); !ok || value != id {
 			t.Errorf("uuidValue(%q) = %q, %v; want %s", spelling, value, ok, id)
+		}
+	}
+	carried = append(carried, "\U000E0080"+id[1:]) // unassigned
+	for _, other := range []string{"\x1c" + id[1:], "Ａ" + id[1:]} {
+		// What int() does not read (an information separator, a
+		// fullwidth letter).
+		if value, ok, unsure := uuidValue(other); ok || unsure {
+			t.Errorf("uuidValue(%q) = %q, %v, %v; want no UUID", other, value, ok, unsure)
 		}
 	}
 	for _, spelling := range carried {
@@ -107,7 +133,7 @@ func TestSessionIDSpellings(t *testing.T) {
 		}
 	}
 	// A "0x" prefix and an underscore, for an id of three leading zeros.
-	if value, ok := uuidValue("0x1e2d3c4b5a6978_8796a5b4c3d2e1f"); !ok || value != "0001e2d3c4b5a69788796a5b4c3d2e1f" {
+	if value, ok, _ := uuidValue("0x1e2d3c4b5a6978_8796a5b4c3d2e1f"); !ok || value != "0001e2d3c4b5a69788796a5b4c3d2e1f" {
 		t.Errorf("uuidValue of a 0x spelling = %q, %v", value, ok)
 	}
 	for _, other := range []string{"1f1e2d3c4b5a69788796a5b4c3d2e1f0", "0f1e2d3c", "not a uuid at all, but long"} {
