@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -269,7 +270,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		LogArguments:  h.LogArguments,
 		BlockSecrets:  h.BlockSecrets,
 		ForwardToken:  h.ForwardToken,
-		Host:          caddyHost,
+		Host:          h.host(),
 		Metrics:       metrics,
 		Logger:        h.logger,
 	}
@@ -692,6 +693,36 @@ func clientIP(r *http.Request) string {
 func trustedProxy(r *http.Request) bool {
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	return trusted
+}
+
+// host is caddyHost, telling the handler's gateway what Caddy knows of a
+// request, with a warning, once, the first time a request comes through
+// a trusted proxy of a server without trusted_proxies_strict: Caddy then
+// takes the client's address from the left of X-Forwarded-For, which a
+// client writes itself behind a load balancer that appends to the header
+// (as most do), so that a client_ip allowlist, a rate limit keyed by
+// {http.vars.client_ip} and a policy reading input.request.remote_ip read
+// an address the client chose. Strict, Caddy reads from the right,
+// skipping the trusted proxies: the same address behind a balancer that
+// replaces the header. (Found when a request comes, since Caddy keeps no
+// trusted_proxies of a server that the configuration's start could read.)
+func (h *Handler) host() gateway.Host {
+	host := caddyHost
+	var warned atomic.Bool
+	host.TrustedProxy = func(r *http.Request) bool {
+		trusted := trustedProxy(r)
+		if trusted && !warned.Load() {
+			if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && server.TrustedProxiesStrict == 0 &&
+				warned.CompareAndSwap(false, true) {
+				h.logger.Warn("a request came through a trusted proxy of a server without trusted_proxies_strict: Caddy takes the client's address from the left of X-Forwarded-For, "+
+					"which a client writes itself behind a load balancer that appends to the header, so client_ip matchers (an IP allowlist), "+
+					"{http.vars.client_ip} in rate limits and input.request.remote_ip read an address the client chose; add trusted_proxies_strict to the server's options",
+					zap.Strings("listen", server.Listen))
+			}
+		}
+		return trusted
+	}
+	return host
 }
 
 // hostChanged sets the Host placeholders to the request's Host, which the

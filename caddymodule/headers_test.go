@@ -169,3 +169,54 @@ func TestPolicyReadsHostAsTheUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestLooseTrustedProxiesWarned: a request through a trusted proxy of a
+// server without trusted_proxies_strict is warned of, once (Caddy then
+// reads the client's address from the left of X-Forwarded-For, which a
+// client behind an appending load balancer writes: found by an
+// acceptance run, which passed an IP allowlist so); strict, or trusting
+// none, it is not.
+func TestLooseTrustedProxiesWarned(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	const loose = "a request came through a trusted proxy of a server without trusted_proxies_strict"
+	tests := []struct {
+		name, servers string
+		warned        bool
+	}{
+		{"trusted proxies, not strict", "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", true},
+		{"trusted proxies, strict", "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\ttrusted_proxies_strict\n\t}", false},
+		{"no trusted proxies", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			logOption, logPath := warningsLog(t)
+			port := freePort(t)
+			if err := loadCaddyfile(t, globalOptions(t, logOption, tt.servers)+policySite(port, "", "permissions {\n\t\t\tread_only allow\n\t\t}\n\t\tserver test", up.URL)); err != nil {
+				t.Fatalf("loading: %v; want it loaded", err)
+			}
+			for range 2 {
+				status, body := post(t, fmt.Sprintf("http://127.0.0.1:%d/", port), http.Header{"X-Forwarded-For": {"160.79.104.9"}}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+				if status != http.StatusOK {
+					t.Fatalf("ping: HTTP %d %s", status, body)
+				}
+			}
+			entries, err := logEntries(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warned []map[string]any
+			for _, e := range entries {
+				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, loose) {
+					warned = append(warned, e)
+				}
+			}
+			switch {
+			case tt.warned && (len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0]["listen"]), fmt.Sprint(port))):
+				t.Errorf("warned %v; want one warning naming the server's listener", warned)
+			case !tt.warned && len(warned) > 0:
+				t.Errorf("warned %v; want no warning", warned)
+			}
+		})
+	}
+}
