@@ -195,13 +195,9 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 		value, ok, unsure := uuidValue(v)
 		return unsure || ok && ls.secrets["uuid:"+value] > 0
 	}
-	if u.RawQuery != "" {
-		for _, values := range u.Query() {
-			for _, v := range values {
-				if carries(v) {
-					return true
-				}
-			}
+	for _, v := range looseQueryValues(u.RawQuery) {
+		if carries(v) {
+			return true
 		}
 	}
 	for _, segment := range strings.Split(u.Path, "/") {
@@ -210,6 +206,25 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 		}
 	}
 	return false
+}
+
+// looseQueryValues are the names and values of a query as any server
+// may read them: its pairs split at "&" and at ";" (which older parsers,
+// Python's before 3.9.2 and Rack's before 3, take for a separator too,
+// where Go's url.ParseQuery drops a pair holding one), each decoded (as
+// it was sent when it does not decode).
+func looseQueryValues(rawQuery string) []string {
+	var values []string
+	for pair := range strings.FieldsFuncSeq(rawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+		name, value, _ := strings.Cut(pair, "=")
+		for _, v := range []string{name, value} {
+			if decoded, err := url.QueryUnescape(v); err == nil {
+				v = decoded
+			}
+			values = append(values, v)
+		}
+	}
+	return values
 }
 
 // close forgets the stream, unless another has taken its session since.

@@ -132,6 +132,13 @@ func TestSessionIDSpellings(t *testing.T) {
 			t.Errorf("a request with session_id %q does not carry the open session", spelling)
 		}
 	}
+	// Where Go's query parser reads nothing (it drops a pair holding a
+	// semicolon), or reads a name, as other servers may.
+	for _, query := range []string{"x=1;session_id=" + id, "session_id=" + id + ";x=1", "a=%zz&" + id} {
+		if !ls.carriesOpenSession(&url.URL{Path: "/messages/", RawQuery: query}) {
+			t.Errorf("a request with the query %q does not carry the open session", query)
+		}
+	}
 	// A "0x" prefix and an underscore, for an id of three leading zeros.
 	if value, ok, _ := uuidValue("0x1e2d3c4b5a6978_8796a5b4c3d2e1f"); !ok || value != "0001e2d3c4b5a69788796a5b4c3d2e1f" {
 		t.Errorf("uuidValue of a 0x spelling = %q, %v", value, ok)
