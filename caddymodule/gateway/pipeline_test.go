@@ -217,6 +217,17 @@ func TestToolCalls(t *testing.T) {
 					}
 				}
 
+				// A typed nil map, which the SDK sends as "arguments":
+				// null: a call without arguments, decided and answered
+				// (it was refused with 400 and no id, which the SDK's
+				// client took for the session's end).
+				if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any(nil)}); err != nil {
+					t.Errorf("a call with arguments null: %v; want the server's answer", err)
+				}
+				if text, _ := callTool(t, session, "echo", "again"); text != "echo:again" {
+					t.Errorf("after a call with arguments null: %q, want echo:again", text)
+				}
+
 				tools, err := session.ListTools(t.Context(), nil)
 				if err != nil {
 					t.Fatalf("tools/list: %v", err)
@@ -1029,6 +1040,17 @@ func TestChangedToolBlocked(t *testing.T) {
 			}
 			if tt.clientLists {
 				changed(0)
+				// A typed nil map, which the SDK sends as "arguments":
+				// null: a call without arguments, decided and answered
+				// (it was refused with 400 and no id, which the SDK's
+				// client took for the session's end).
+				if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any(nil)}); err != nil {
+					t.Errorf("a call with arguments null: %v; want the server's answer", err)
+				}
+				if text, _ := callTool(t, session, "echo", "again"); text != "echo:again" {
+					t.Errorf("after a call with arguments null: %q, want echo:again", text)
+				}
+
 				tools, err := session.ListTools(t.Context(), nil)
 				if err != nil {
 					t.Fatalf("tools/list: %v", err)

@@ -308,7 +308,6 @@ var parseCases = []parseCase{
 	{name: "tools/call empty name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":""}}`, code: CodeInvalidRequest, errText: `"params.name" must be a non-empty string`},
 	{name: "tools/call name a number", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}`, code: CodeInvalidRequest, errText: `"params.name" must be a non-empty string`},
 	{name: "tools/call arguments array", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":[]}}`, code: CodeInvalidRequest, errText: `"params.arguments" must be an object, not an array`},
-	{name: "tools/call arguments null", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":null}}`, code: CodeInvalidRequest, errText: `"params.arguments" must be an object, not null`},
 	{name: "argument names differing by case", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"repo":"a","Repo":"b"}}}`, code: CodeInvalidParams, errText: `tools/call argument names "Repo" and "repo" in /params/arguments differ only by case, Unicode compatibility form or surrounding space: upstream servers may read them as one`},
 	{name: "argument names differing by a trailing space", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"repo":"a","repo ":"b"}}}`, code: CodeInvalidParams, errText: `names "repo" and "repo " in /params/arguments`},
 	{name: "argument names differing by width", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"repo":"a","\uff52\uff45\uff50\uff4f":"b"}}}`, code: CodeInvalidParams, errText: "names \"repo\" and \"\uff52\uff45\uff50\uff4f\""},
@@ -468,6 +467,9 @@ func TestParseOptionalValues(t *testing.T) {
 	}{
 		{"no params", `{"jsonrpc":"2.0","method":"ping"}`, false, false, nil},
 		{"no arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}`, true, false, nil},
+		// As Go clients send a nil map (go-sdk's client, a typed nil
+		// in CallToolParams.Arguments): none, as servers read it.
+		{"arguments null", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":null}}`, true, false, nil},
 		{"integer progress token", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"progressToken":-3}}}`, true, true, json.Number("-3")},
 	}
 	for _, tt := range tests {

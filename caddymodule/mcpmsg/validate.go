@@ -435,7 +435,12 @@ func validateToolCall(m *Message) *Error {
 		return invalidRequest(`tools/call "params.name" is %d bytes; tool names of at most %d bytes are accepted`, len(name), MaxToolNameLength)
 	}
 	tool := &ToolCall{Name: name}
-	if v, ok := m.Params["arguments"]; ok {
+	// Arguments given as null are none: Go clients send a nil map so
+	// (go-sdk's CallToolParams.Arguments is an interface, which a typed
+	// nil map fills), and servers read it as none (go-sdk's, Python's) or
+	// refuse the call (the TypeScript SDK's); refused here, the Go SDK's
+	// client took the 400 for the session's end.
+	if v, ok := m.Params["arguments"]; ok && v != nil {
 		args, ok := v.(map[string]any)
 		if !ok {
 			return invalidRequest(`tools/call "params.arguments" must be an object, not %s`, TypeName(v))

@@ -519,7 +519,7 @@ func (in *Input) checkBuildable() error {
 	if name, given := in.Params["name"]; given && name != in.Tool.Name {
 		return fmt.Errorf("tool.name %q is not params.name %v", in.Tool.Name, name)
 	}
-	if arguments, given := in.Params["arguments"]; given && !reflect.DeepEqual(arguments, map[string]any(in.Tool.Arguments)) {
+	if arguments, given := in.Params["arguments"]; given && (arguments != nil || in.Tool.Arguments != nil) && !reflect.DeepEqual(arguments, map[string]any(in.Tool.Arguments)) {
 		return errors.New("tool.arguments differ from params.arguments")
 	}
 	// The gateway refuses a call whose argument names fold alike (an
