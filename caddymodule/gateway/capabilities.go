@@ -126,13 +126,17 @@ func (x *exchange) capabilities() (capabilities, bool) {
 // learnCapabilities takes what the parsed body declares: an initialize's
 // capabilities (which the session's sealed id will carry, and an
 // HTTP+SSE session's stream remembers), or those a 2026-07-28 request
-// repeats.
+// repeats; of a request in no session yet, those too are what the
+// session its reply opens is sealed with (a server may open one on a
+// server/discover, before initialize), so that an initialize declaring
+// the same keeps the session's token as it was: the Go SDK's client
+// refuses a session whose id changes.
 func (x *exchange) learnCapabilities() {
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
 		if c, ok := declaredCapabilities(m); ok {
 			x.client, x.clientKnown = c, true
-			if m.Method == "initialize" {
+			if m.Method == "initialize" || x.session.id == "" && x.legacy == nil {
 				x.sessionClient = c
 			}
 			if x.legacy != nil {

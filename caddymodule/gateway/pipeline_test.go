@@ -245,6 +245,57 @@ func TestToolCalls(t *testing.T) {
 	}
 }
 
+// TestSessionTokenStableFromDiscover: a server that opens its session on
+// the 2026-07-28 server/discover (as go-sdk's conformance server does)
+// names the same session on the initialize that follows and after; the
+// client must be given the same token each time, since the Go SDK's
+// client refuses a session whose id changes. The token carried what the
+// client declared, which the gateway learned at initialize only, so the
+// discover's token and the initialize's differed (found by an
+// interoperability run).
+func TestSessionTokenStableFromDiscover(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		message, _ := upstreamtest.ReadMessage(r)
+		w.Header().Set("Mcp-Session-Id", "session-1")
+		w.Header().Set("Content-Type", "application/json")
+		switch message.Method {
+		case "server/discover":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, message.ID)
+		case "initialize":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2026-07-28","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, message.ID)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, message.ID)
+		}
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	const capabilities = `{"elicitation":{}}`
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":` + capabilities +
+		`,"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"}}`
+	header := func(method, session string) http.Header {
+		h := http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20260728}, mcphttp.HeaderMethod: {method}}
+		if session != "" {
+			h.Set(mcphttp.HeaderSessionID, session)
+		}
+		return h
+	}
+	discovered := post(t, gw.URL, header("server/discover", ""), `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{`+meta+`}}`)
+	token := discovered.header.Get(mcphttp.HeaderSessionID)
+	if discovered.status != http.StatusOK || token == "" {
+		t.Fatalf("server/discover: HTTP %d %v %s; want 200 with a session", discovered.status, discovered.header, discovered.body)
+	}
+	initialized := post(t, gw.URL, header("initialize", token), `{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":`+capabilities+
+		`,"clientInfo":{"name":"raw","version":"1"},`+meta+`}}`)
+	pinged := post(t, gw.URL, header("ping", token), `{"jsonrpc":"2.0","id":3,"method":"ping","params":{`+meta+`}}`)
+	for _, r := range []struct {
+		what string
+		got  reply
+	}{{"initialize", initialized}, {"ping", pinged}} {
+		if r.got.status != http.StatusOK || r.got.header.Get(mcphttp.HeaderSessionID) != token {
+			t.Errorf("%s: HTTP %d, session %q %s; want 200 with the discover's session %q", r.what, r.got.status, r.got.header.Get(mcphttp.HeaderSessionID), r.got.body, token)
+		}
+	}
+}
+
 // TestSessionSealed checks the session stage on a stateful upstream: the
 // client is given a sealed token, never the upstream's id; the upstream
 // gets its own id back on every request of the session (POSTs, the GET
