@@ -33,7 +33,43 @@ func (x *exchange) parse() error {
 	if x.version, err = protocolVersion(x.r.Header, body, x.legacy != nil); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, err.Error())
 	}
+	if err := x.offerKnownRevision(); err != nil {
+		return err
+	}
 	x.learnCapabilities()
+	return nil
+}
+
+// offerKnownRevision makes an initialize that proposes a revision the
+// gateway does not understand (a newer one, or none it knows) propose the
+// newest it does, as a server that does not speak the client's answers
+// with one it does: the server then answers with a revision the gateway
+// reads (that one or an older), which the client takes or declines.
+// Passed on as proposed, the server could agree to it, and every request
+// of the session after initialize would be refused for its revision,
+// leaving the session open upstream and the client without one.
+func (x *exchange) offerKnownRevision() error {
+	if x.body.Batch {
+		return nil
+	}
+	m := &x.body.Messages[0]
+	proposed, ok := m.Params["protocolVersion"].(string)
+	check := mcphttp.CheckVersion
+	if x.legacy != nil {
+		check = mcphttp.CheckLegacySSEVersion
+	}
+	if m.Kind != mcpmsg.KindRequest || m.Method != "initialize" || !ok || check(proposed) == nil {
+		return nil
+	}
+	if err := x.rewriteParams(m, func(params map[string]any) error {
+		params["protocolVersion"] = mcphttp.LatestVersion
+		return nil
+	}); err != nil {
+		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
+	}
+	// (The exchange's revision stays the one proposed: its headers are
+	// held to 2025-03-26's rules, as checkTransport holds an unknown
+	// revision's.)
 	return nil
 }
 

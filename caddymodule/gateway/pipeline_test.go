@@ -183,7 +183,9 @@ func TestAcceptedAtTheEdges(t *testing.T) {
 // loses the tools the table blocks.
 func TestToolCalls(t *testing.T) {
 	for _, mode := range upstreamtest.Modes {
-		for _, version := range []string{mcphttp.Version20251125, mcphttp.Version20260728} {
+		// (2024-11-05 as the SDKs speak it over Streamable HTTP: it was
+		// refused after initialize; found by an interoperability run.)
+		for _, version := range []string{mcphttp.Version20241105, mcphttp.Version20251125, mcphttp.Version20260728} {
 			t.Run(mode.Name+" "+version, func(t *testing.T) {
 				up := newUpstream(t, mode)
 				gw := startGateway(t, up.URL, gatewayOptions{})
@@ -293,6 +295,33 @@ func TestSessionTokenStableFromDiscover(t *testing.T) {
 		if r.got.status != http.StatusOK || r.got.header.Get(mcphttp.HeaderSessionID) != token {
 			t.Errorf("%s: HTTP %d, session %q %s; want 200 with the discover's session %q", r.what, r.got.status, r.got.header.Get(mcphttp.HeaderSessionID), r.got.body, token)
 		}
+	}
+}
+
+// TestUnknownRevisionOffersLatest: an initialize proposing a revision the
+// gateway does not understand reaches the server proposing the newest it
+// does, so that the server answers with one the gateway reads, and the
+// session goes on under it (passed on as proposed, a server speaking it
+// agreed, and every request after initialize was refused for its
+// revision; found by an interoperability run).
+func TestUnknownRevisionOffersLatest(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulJSON)
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	r := post(t, gw.URL, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	var answer struct {
+		Result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(r.body, &answer); err != nil || r.status != http.StatusOK || mcphttp.CheckVersion(answer.Result.ProtocolVersion) != nil {
+		t.Fatalf("initialize: HTTP %d %s; want the server's answer with a revision the gateway reads", r.status, r.body)
+	}
+	if !up.SawBodyContaining(`"protocolVersion":"` + mcphttp.LatestVersion + `"`) || up.SawBodyContaining("2099-01-01") {
+		t.Errorf("the server was not offered %s in place of 2099-01-01", mcphttp.LatestVersion)
+	}
+	header := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {answer.Result.ProtocolVersion}}
+	if got := post(t, gw.URL, header, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); got.status != http.StatusAccepted {
+		t.Errorf("notifications/initialized under %s: HTTP %d %s; want 202", answer.Result.ProtocolVersion, got.status, got.body)
 	}
 }
 

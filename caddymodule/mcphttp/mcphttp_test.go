@@ -102,7 +102,7 @@ func TestVersions(t *testing.T) {
 			t.Errorf("CheckVersion(%s) = %v", v, err)
 		}
 	}
-	if CheckVersion("2024-11-05") == nil || CheckVersion("") == nil {
+	if CheckVersion("2024-11-05") != nil || CheckVersion("2024-10-07") == nil || CheckVersion("") == nil {
 		t.Error("CheckVersion accepted an unsupported revision")
 	}
 	if !BatchesAllowed(Version20250326) || BatchesAllowed(Version20250618) || BatchesAllowed(Version20241105) {

@@ -11,8 +11,8 @@ import (
 
 // Protocol revisions the gateway understands.
 const (
-	// Version20241105 is spoken only over the HTTP+SSE transport it
-	// defined (see LegacySSEVersions).
+	// Version20241105 defined the HTTP+SSE transport (see
+	// LegacySSEVersions); SDKs speak it over Streamable HTTP too.
 	Version20241105 = "2024-11-05"
 	Version20250326 = "2025-03-26"
 	Version20250618 = "2025-06-18"
@@ -21,8 +21,11 @@ const (
 )
 
 // SupportedVersions lists the revisions the gateway accepts on the
-// Streamable HTTP transport, oldest first.
-var SupportedVersions = []string{Version20250326, Version20250618, Version20251125, Version20260728}
+// Streamable HTTP transport, oldest first: from 2024-11-05, which the
+// transport did not exist in but which the SDKs negotiate over it (the Go
+// and TypeScript SDKs' clients and servers list it), and whose messages
+// the gateway reads as it reads them on HTTP+SSE.
+var SupportedVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125, Version20260728}
 
 // LegacySSEVersions lists the revisions the gateway accepts on the HTTP+SSE
 // transport of 2024-11-05 (deprecated by 2025-03-26, still served): that
@@ -54,6 +57,11 @@ const (
 // MetaProtocolVersion is the _meta key that carries the protocol revision
 // in every 2026-07-28 request body.
 const MetaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
+
+// LatestVersion is the newest revision the gateway understands, which it
+// offers the server in place of one it does not (see
+// gateway's offerKnownRevision).
+var LatestVersion = SupportedVersions[len(SupportedVersions)-1]
 
 // CheckVersion reports an error when version is not a supported revision.
 func CheckVersion(version string) error {
