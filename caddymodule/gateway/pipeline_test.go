@@ -316,7 +316,7 @@ func TestUnknownRevisionOffersLatest(t *testing.T) {
 	if err := json.Unmarshal(r.body, &answer); err != nil || r.status != http.StatusOK || mcphttp.CheckVersion(answer.Result.ProtocolVersion) != nil {
 		t.Fatalf("initialize: HTTP %d %s; want the server's answer with a revision the gateway reads", r.status, r.body)
 	}
-	if !up.SawBodyContaining(`"protocolVersion":"` + mcphttp.LatestVersion + `"`) || up.SawBodyContaining("2099-01-01") {
+	if !up.SawBodyContaining(`"protocolVersion":"`+mcphttp.LatestVersion+`"`) || up.SawBodyContaining("2099-01-01") {
 		t.Errorf("the server was not offered %s in place of 2099-01-01", mcphttp.LatestVersion)
 	}
 	header := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {answer.Result.ProtocolVersion}}
