@@ -712,7 +712,7 @@ func (h *Handler) host() gateway.Host {
 	host.TrustedProxy = func(r *http.Request) bool {
 		trusted := trustedProxy(r)
 		if trusted && !warned.Load() {
-			if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && server.TrustedProxiesStrict == 0 &&
+			if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && server != nil && server.TrustedProxiesStrict <= 0 &&
 				warned.CompareAndSwap(false, true) {
 				h.logger.Warn("a request came through a trusted proxy of a server without trusted_proxies_strict: Caddy takes the client's address from the left of X-Forwarded-For, "+
 					"which a client writes itself behind a load balancer that appends to the header, so client_ip matchers (an IP allowlist), "+

@@ -212,7 +212,10 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 // may read them: its pairs split at "&" and at ";" (which older parsers,
 // Python's before 3.9.2 and Rack's before 3, take for a separator too,
 // where Go's url.ParseQuery drops a pair holding one), each decoded (as
-// it was sent when it does not decode).
+// it was sent when it does not decode), and, when it holds bytes outside
+// ASCII, also read as Latin-1: Starlette decodes a query so before it
+// splits it (a raw byte 0xA0 is a no-break space there, which Python's
+// int() strips from a UUID).
 func looseQueryValues(rawQuery string) []string {
 	var values []string
 	for pair := range strings.FieldsFuncSeq(rawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
@@ -222,9 +225,26 @@ func looseQueryValues(rawQuery string) []string {
 				v = decoded
 			}
 			values = append(values, v)
+			if latin1, ok := asLatin1(v); ok {
+				values = append(values, latin1)
+			}
 		}
 	}
 	return values
+}
+
+// asLatin1 reads s byte by byte as Latin-1 (each byte the code point of
+// its value), and reports whether that differs from reading it as UTF-8:
+// whether s holds a byte outside ASCII.
+func asLatin1(s string) (string, bool) {
+	if !slices.ContainsFunc([]byte(s), func(b byte) bool { return b >= utf8.RuneSelf }) {
+		return "", false
+	}
+	runes := make([]rune, len(s))
+	for i := range len(s) {
+		runes[i] = rune(s[i])
+	}
+	return string(runes), true
 }
 
 // close forgets the stream, unless another has taken its session since.
