@@ -22,12 +22,16 @@ func (x *exchange) parse() error {
 		}
 	}
 	if err != nil {
-		code, message := mcpmsg.CodeInvalidRequest, err.Error()
+		refused := &refusal{status: http.StatusBadRequest, code: mcpmsg.CodeInvalidRequest, message: err.Error()}
 		var perr *mcpmsg.Error
 		if errors.As(err, &perr) {
-			code, message = perr.Code, perr.Message
+			refused.code, refused.message, refused.id = perr.Code, perr.Message, perr.ID
 		}
-		return refuse(http.StatusBadRequest, code, message)
+		if body != nil && !body.Batch && body.Messages[0].Kind == mcpmsg.KindRequest {
+			// Read, and refused for what its params hold.
+			refused.id = body.Messages[0].ID
+		}
+		return refused
 	}
 	x.body = body
 	if x.version, err = protocolVersion(x.r.Header, body, x.legacy != nil); err != nil {

@@ -40,7 +40,9 @@ const callEcho = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name"
 // TestRefusedBeforeForwarding sends what each stage before the policy
 // refuses (admit, findSession, the method switch, read, parse,
 // checkTransport): each is answered by the gateway with its status and a
-// JSON-RPC error without id, and the upstream sees nothing.
+// JSON-RPC error, and the upstream sees nothing. The error has no id but
+// for a 400 refusing one request whose id was read (answeredID), which it
+// answers, so that a client fails that request alone.
 func TestRefusedBeforeForwarding(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	const maxBody = 2048
@@ -121,6 +123,13 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		{"Mcp-Name disagrees under an older revision", "POST", http.Header{mcphttp.HeaderName: {"echo"}}, strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
 		{"response to a request never relayed", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":"forged-7","result":{}}`), 403, codeInvalid, "answers no request the gateway relayed"},
 	}
+	// answeredID are the cases whose refusal answers the request's id, 1.
+	answeredID := map[string]bool{
+		"escaped case variant of name": true, "params an array": true,
+		"unsupported protocol version": true, "protocol version given twice": true,
+		"Mcp-Method disagrees with the body": true, "Mcp-Name disagrees with the body": true,
+		"Mcp-Name missing under 2026-07-28": true, "Mcp-Name disagrees under an older revision": true,
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(up.ReceivedFromClients())
@@ -137,8 +146,10 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 				t.Errorf("want JSON-RPC error %d containing %q, got %s", tt.code, tt.contains, r.body)
 			case resp.Error.Code != tt.code || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.contains)):
 				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.code, tt.contains)
-			case string(resp.ID) != "null":
-				t.Errorf("error id = %s, want null: the gateway refused the request, not a message", resp.ID)
+			case answeredID[tt.name] && string(resp.ID) != "1":
+				t.Errorf("error id = %s, want 1: the request's, read before it was refused", resp.ID)
+			case !answeredID[tt.name] && string(resp.ID) != "null":
+				t.Errorf("error id = %s, want null: no request's id was read, or the refusal is not the message's", resp.ID)
 			}
 			if got := up.ReceivedFromClients()[before:]; len(got) != 0 {
 				t.Errorf("upstream received %d requests, want none; first: %s %s", len(got), got[0].Method, got[0].Body)
@@ -228,6 +239,16 @@ func TestToolCalls(t *testing.T) {
 				}
 				if text, _ := callTool(t, session, "echo", "again"); text != "echo:again" {
 					t.Errorf("after a call with arguments null: %q, want echo:again", text)
+				}
+				// A call the gateway refuses as malformed (argument names
+				// a server may read as one) is answered with its id, so
+				// that the SDK's client fails that call alone (without
+				// the id it ended the session).
+				if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "a", "Text": "b"}}); err == nil || !strings.Contains(err.Error(), "differ only by case") {
+					t.Errorf("a call with argument names that fold alike: %v; want the gateway's refusal", err)
+				}
+				if text, _ := callTool(t, session, "echo", "still"); text != "echo:still" {
+					t.Errorf("after a malformed call: %q, want echo:still", text)
 				}
 
 				tools, err := session.ListTools(t.Context(), nil)
@@ -1129,6 +1150,16 @@ func TestChangedToolBlocked(t *testing.T) {
 				}
 				if text, _ := callTool(t, session, "echo", "again"); text != "echo:again" {
 					t.Errorf("after a call with arguments null: %q, want echo:again", text)
+				}
+				// A call the gateway refuses as malformed (argument names
+				// a server may read as one) is answered with its id, so
+				// that the SDK's client fails that call alone (without
+				// the id it ended the session).
+				if _, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "a", "Text": "b"}}); err == nil || !strings.Contains(err.Error(), "differ only by case") {
+					t.Errorf("a call with argument names that fold alike: %v; want the gateway's refusal", err)
+				}
+				if text, _ := callTool(t, session, "echo", "still"); text != "echo:still" {
+					t.Errorf("after a malformed call: %q, want echo:still", text)
 				}
 
 				tools, err := session.ListTools(t.Context(), nil)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"net/http"
+
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
@@ -8,11 +10,15 @@ import (
 )
 
 // refusal is a request the gateway refuses before (or instead of)
-// policy: answered with an HTTP status and a JSON-RPC error without id.
+// policy: answered with an HTTP status and a JSON-RPC error, without id
+// but for a malformed request's (see refusedID).
 type refusal struct {
 	status  int
 	code    int
 	message string
+	// id is the id of the malformed request refused, when the parse
+	// read it (see refusedID).
+	id []byte
 }
 
 func (e *refusal) Error() string { return e.message }
@@ -37,6 +43,30 @@ func (x *exchange) reject(e *refusal) error {
 		// waiting for it) before it writes the answer.
 		x.w.Header().Set("Connection", "close")
 	}
-	mcphttp.WriteJSON(x.w, e.status, mcpmsg.ErrorResponse(nil, e.code, e.message))
+	mcphttp.WriteJSON(x.w, e.status, mcpmsg.ErrorResponse(x.refusedID(e), e.code, e.message))
+	return nil
+}
+
+// refusedID is the id a refusal answers: a malformed request's (400) when
+// the body was read as one request with an id, so that a client that
+// reads the error as that request's answer keeps its session (the Go
+// SDK's client ends one on an error without id, which JSON-RPC keeps for
+// a request whose id cannot be read); else none. A refusal of another
+// status keeps none: it concerns the exchange, not the message (404 is a
+// session gone, which the Go SDK's client reads only from an answer it
+// cannot take for a request's).
+func (x *exchange) refusedID(e *refusal) []byte {
+	if e.status != http.StatusBadRequest {
+		return nil
+	}
+	if e.id != nil {
+		return e.id
+	}
+	if x.body == nil || x.body.Batch || len(x.body.Messages) != 1 {
+		return nil
+	}
+	if m := &x.body.Messages[0]; m.Kind == mcpmsg.KindRequest {
+		return m.ID
+	}
 	return nil
 }

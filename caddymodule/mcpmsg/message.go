@@ -164,6 +164,10 @@ type Error struct {
 	Code int
 	// Message says what is wrong, in words fit for the error response.
 	Message string
+	// ID is, when the body is one request whose id was read before what
+	// is wrong was found, that id (the exact bytes), which the error
+	// response may answer; nil otherwise.
+	ID []byte
 }
 
 // Error returns the message and its JSON-RPC code.

@@ -41,6 +41,8 @@ func Parse(data []byte, lim Limits) (*Body, error) {
 		if verr := e.validate(m); verr != nil {
 			if batch {
 				verr.Message = fmt.Sprintf("batch element %d: %s", i, verr.Message)
+			} else if m.Kind == KindRequest {
+				verr.ID = m.ID
 			}
 			return nil, verr
 		}
