@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -71,9 +72,24 @@ func (s Secret) ID() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Equal reports whether both secrets hold the same key.
+// Equal reports whether both secrets sign alike: whether HMAC-SHA256
+// uses the same key for both (see hmacKey).
 func (s Secret) Equal(other Secret) bool {
-	return hmac.Equal(s.key, other.key)
+	return hmac.Equal(s.hmacKey(), other.hmacKey())
+}
+
+// hmacKey is the key HMAC-SHA256 signs with for s, as RFC 2104 makes it
+// from the key given, without the zeros it pads it with to its block (64
+// bytes): a key longer than the block is hashed first, and a shorter one
+// padded, so that a key and its SHA-256, or a key and the same with
+// zero bytes after it, are one key to HMAC.
+func (s Secret) hmacKey() []byte {
+	key := s.key
+	if len(key) > sha256.BlockSize {
+		sum := sha256.Sum256(key)
+		key = sum[:]
+	}
+	return bytes.TrimRight(key, "\x00")
 }
 
 // Sign returns the webhook-signature value for a message.

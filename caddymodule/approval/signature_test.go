@@ -1,6 +1,8 @@
 package approval
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strconv"
@@ -107,6 +109,8 @@ func TestParseSecret(t *testing.T) {
 func TestCheckDistinctSecrets(t *testing.T) {
 	a, b, c := mustSecret(t, testSecret), mustSecret(t, testDecisionSecret), mustSecret(t, "whsec_"+strings.Repeat("C", 43)+"=")
 	sameAsA := mustSecret(t, testSecret[len("whsec_"):])
+	long := Secret{key: bytes.Repeat([]byte("k"), 80)}
+	longSum := sha256.Sum256(long.key)
 	tests := []struct {
 		name              string
 		webhook, decision []Secret
@@ -116,6 +120,13 @@ func TestCheckDistinctSecrets(t *testing.T) {
 		{"several, distinct", []Secret{a, c}, []Secret{b}, ""},
 		{"same key", []Secret{a}, []Secret{a}, "webhook secret 1 is also decision secret 1"},
 		{"same key spelled otherwise", []Secret{c, a}, []Secret{b, sameAsA}, "webhook secret 2 is also decision secret 2"},
+		// Keys HMAC-SHA256 signs alike (found by an acceptance run: a
+		// webhook receiver decided approvals so): a key and the same with
+		// a zero byte after it (HMAC pads a key with zeros), a key longer
+		// than the block and its SHA-256 (HMAC hashes such a key).
+		{"a key and the same with a zero after it", []Secret{a}, []Secret{{key: append(bytes.Clone(a.key), 0)}}, "webhook secret 1 is also decision secret 1"},
+		{"a long key and its SHA-256", []Secret{long}, []Secret{{key: longSum[:]}}, "webhook secret 1 is also decision secret 1"},
+		{"a long key and its SHA-256 with a zero after it", []Secret{{key: append(longSum[:], 0)}}, []Secret{long}, "webhook secret 1 is also decision secret 1"},
 		{"no webhook secret", nil, []Secret{b}, "webhook secret is required"},
 		{"no decision secret", []Secret{a}, []Secret{}, "decision secret is required"},
 		{"unset webhook secret", []Secret{{}}, []Secret{b}, "webhook secret 1 is unset"},
