@@ -47,16 +47,18 @@ func (x *exchange) reject(e *refusal) error {
 	return nil
 }
 
-// refusedID is the id a refusal answers: a malformed request's (400) when
-// the body was read as one request with an id, so that a client that
-// reads the error as that request's answer keeps its session (the Go
-// SDK's client ends one on an error without id, which JSON-RPC keeps for
-// a request whose id cannot be read); else none. A refusal of another
-// status keeps none: it concerns the exchange, not the message (404 is a
-// session gone, which the Go SDK's client reads only from an answer it
-// cannot take for a request's).
+// refusedID is the id a refusal answers: the request's, when the body was
+// read as one request with an id and the refusal concerns the message (a
+// malformed one, 400, or its params, -32602: answers to questions not
+// asked, a task or an approval token not the caller's), so that a client
+// that reads the error as that request's answer keeps its session (the
+// Go SDK's client ends one on an error without id, which JSON-RPC keeps
+// for a request whose id cannot be read); else none. A refusal of the
+// exchange keeps none (404 is a session gone, which the Go SDK's client
+// reads only from an answer it cannot take for a request's; 403 a session
+// of another caller's or an origin not allowed).
 func (x *exchange) refusedID(e *refusal) []byte {
-	if e.status != http.StatusBadRequest {
+	if e.status != http.StatusBadRequest && e.code != mcpmsg.CodeInvalidParams {
 		return nil
 	}
 	if e.id != nil {
