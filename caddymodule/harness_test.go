@@ -117,6 +117,13 @@ func loadedWarnings(t *testing.T, sites, prefix string) []map[string]any {
 	if err := loadCaddyfile(t, globalOptions(t, logOption)+sites); err != nil {
 		t.Fatalf("loading: %v; want it loaded", err)
 	}
+	return warningsIn(t, logPath, prefix)
+}
+
+// warningsIn returns the entries of the log at logPath (see warningsLog)
+// whose message starts with prefix.
+func warningsIn(t *testing.T, logPath, prefix string) []map[string]any {
+	t.Helper()
 	entries, err := logEntries(logPath)
 	if err != nil {
 		t.Fatalf("reading the log: %v", err)

@@ -201,16 +201,7 @@ func TestLooseTrustedProxiesWarned(t *testing.T) {
 					t.Fatalf("ping: HTTP %d %s", status, body)
 				}
 			}
-			entries, err := logEntries(logPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var warned []map[string]any
-			for _, e := range entries {
-				if msg, _ := e["msg"].(string); strings.HasPrefix(msg, loose) {
-					warned = append(warned, e)
-				}
-			}
+			warned := warningsIn(t, logPath, loose)
 			switch {
 			case tt.warned && (len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0]["listen"]), fmt.Sprint(port))):
 				t.Errorf("warned %v; want one warning naming the server's listener", warned)
