@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
@@ -132,11 +133,16 @@ func (x *exchange) capabilities() (capabilities, bool) {
 // the same keeps the session's token as it was: the Go SDK's client
 // refuses a session whose id changes.
 func (x *exchange) learnCapabilities() {
+	// (A batch holding an initialize seals what the initialize declares,
+	// whatever its other messages repeat.)
+	initializes := slices.ContainsFunc(x.body.Messages, func(m mcpmsg.Message) bool {
+		return m.Kind == mcpmsg.KindRequest && m.Method == "initialize"
+	})
 	for i := range x.body.Messages {
 		m := &x.body.Messages[i]
 		if c, ok := declaredCapabilities(m); ok {
 			x.client, x.clientKnown = c, true
-			if m.Method == "initialize" || x.session.id == "" && x.legacy == nil {
+			if m.Method == "initialize" || !initializes && x.session.id == "" && x.legacy == nil {
 				x.sessionClient = c
 			}
 			if x.legacy != nil {

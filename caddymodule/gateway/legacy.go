@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,8 +230,52 @@ func looseQueryValues(rawQuery string) []string {
 				values = append(values, latin1)
 			}
 		}
+		if _, ok := asLatin1(pair); ok {
+			name, value, _ := strings.Cut(pair, "=")
+			values = append(values, starletteUnquote(name), starletteUnquote(value))
+		}
 	}
 	return values
+}
+
+// starletteUnquote reads raw, a name or value of a query holding bytes
+// outside ASCII, as Starlette does: the query decoded as Latin-1 first,
+// then each run of percent-escapes decoded as UTF-8 (invalid sequences as
+// U+FFFD) and a "+" read as a space, as Python's urllib.parse.unquote_plus
+// does, every other byte the Latin-1 character of its value. (A raw 0xA0
+// beside an escaped "%D9%A1" is a no-break space and an Arabic-Indic one
+// there, which neither reading alone gives.)
+func starletteUnquote(raw string) string {
+	var out strings.Builder
+	var escaped []byte
+	flush := func() {
+		for len(escaped) > 0 {
+			r, size := utf8.DecodeRune(escaped)
+			out.WriteRune(r)
+			escaped = escaped[size:]
+		}
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c == '%' && i+2 < len(raw) && isHex(raw[i+1]) && isHex(raw[i+2]) {
+			b, _ := strconv.ParseUint(raw[i+1:i+3], 16, 8)
+			escaped = append(escaped, byte(b))
+			i += 2
+			continue
+		}
+		flush()
+		if c == '+' {
+			c = ' '
+		}
+		out.WriteRune(rune(c))
+	}
+	flush()
+	return out.String()
+}
+
+// isHex reports whether c is a hexadecimal digit.
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f'
 }
 
 // asLatin1 reads s byte by byte as Latin-1 (each byte the code point of

@@ -46,7 +46,8 @@ func (x *exchange) parse() error {
 
 // offerKnownRevision makes an initialize that proposes a revision the
 // gateway does not understand (a newer one, or none it knows) propose the
-// newest it does, as a server that does not speak the client's answers
+// newest it does (or the one the request was sent under, if it named one
+// the gateway knows), as a server that does not speak the client's answers
 // with one it does: the server then answers with a revision the gateway
 // reads (that one or an older), which the client takes or declines.
 // Passed on as proposed, the server could agree to it, and every request
@@ -65,8 +66,15 @@ func (x *exchange) offerKnownRevision() error {
 	if m.Kind != mcpmsg.KindRequest || m.Method != "initialize" || !ok || check(proposed) == nil {
 		return nil
 	}
+	// The revision the request was sent under, when it named one the
+	// gateway knows (its header, its _meta), so that the body agrees with
+	// it; else the newest.
+	offered := mcphttp.LatestVersion
+	if x.version != proposed && check(x.version) == nil {
+		offered = x.version
+	}
 	if err := x.rewriteParams(m, func(params map[string]any) error {
-		params["protocolVersion"] = mcphttp.LatestVersion
+		params["protocolVersion"] = offered
 		return nil
 	}); err != nil {
 		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())

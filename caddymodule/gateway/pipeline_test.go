@@ -319,6 +319,28 @@ func TestSessionTokenStableFromDiscover(t *testing.T) {
 	}
 }
 
+// TestBatchSessionSealedWithInitialize: a 2025-03-26 batch that opens a
+// session with an initialize seals what the initialize declares, not what
+// another of its messages repeats in _meta (found by a review: the last
+// declaring message's stood).
+func TestBatchSessionSealedWithInitialize(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Mcp-Session-Id", "session-1")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `[{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-03-26","capabilities":{},"serverInfo":{"name":"raw","version":"1"}}},{"jsonrpc":"2.0","id":2,"result":{}}]`)
+	}))
+	gw := startGateway(t, up.URL, gatewayOptions{})
+	r := post(t, gw.URL, nil, `[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}},`+
+		`{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{},"roots":{}}}}}]`)
+	session, err := gw.sealer.Open(sessionScope, r.header.Get(mcphttp.HeaderSessionID))
+	if err != nil || r.status != http.StatusOK {
+		t.Fatalf("HTTP %d %s; want a session: %v", r.status, r.body, err)
+	}
+	if session.Capabilities != 0 {
+		t.Errorf("the session is sealed with capabilities %04b; want none, as the initialize declared", session.Capabilities)
+	}
+}
+
 // TestUnknownRevisionOffersLatest: an initialize proposing a revision the
 // gateway does not understand reaches the server proposing the newest it
 // does, so that the server answers with one the gateway reads, and the
@@ -343,6 +365,13 @@ func TestUnknownRevisionOffersLatest(t *testing.T) {
 	header := http.Header{mcphttp.HeaderSessionID: {r.header.Get(mcphttp.HeaderSessionID)}, mcphttp.HeaderProtocolVersion: {answer.Result.ProtocolVersion}}
 	if got := post(t, gw.URL, header, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); got.status != http.StatusAccepted {
 		t.Errorf("notifications/initialized under %s: HTTP %d %s; want 202", answer.Result.ProtocolVersion, got.status, got.body)
+	}
+	// Sent under a revision the gateway knows (its header), the request
+	// offers that one, so that its body agrees with it.
+	r = post(t, gw.URL, http.Header{mcphttp.HeaderProtocolVersion: {mcphttp.Version20250618}},
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2099-02-02","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	if r.status != http.StatusOK || !up.SawBodyContaining(`"protocolVersion":"`+mcphttp.Version20250618+`"`) || up.SawBodyContaining("2099-02-02") {
+		t.Errorf("initialize sent under 2025-06-18: HTTP %d %s; want the server offered 2025-06-18", r.status, r.body)
 	}
 }
 

@@ -137,7 +137,11 @@ func TestSessionIDSpellings(t *testing.T) {
 	// A raw byte 0xA0 or 0x85, which Starlette decodes as Latin-1 (a
 	// space to Python's int()).
 	for _, query := range []string{"x=1;session_id=" + id, "session_id=" + id + ";x=1", "a=%zz&" + id,
-		"session_id=\xa0" + id[1:], "session_id=" + id[1:] + "\x85"} {
+		"session_id=\xa0" + id[1:], "session_id=" + id[1:] + "\x85",
+		// A raw byte and an escaped digit of another script, as
+		// Starlette reads them together (Latin-1 first, then the escapes
+		// as UTF-8); found by a review.
+		"session_id=\xa0f%D9%A1e2d3c4b5a69788796a5b4c3d2e1f0", "session_id=\x85f%D9%A1e2d3c4b5a69788796a5b4c3d2e1f0"} {
 		if !ls.carriesOpenSession(&url.URL{Path: "/messages/", RawQuery: query}) {
 			t.Errorf("a request with the query %q does not carry the open session", query)
 		}
