@@ -332,27 +332,28 @@ func TestToolCallMetrics(t *testing.T) {
 			}
 			cancelSlow()
 			// HTTP+SSE: the answer is counted as the stream relays it, which
-			// may be a moment after the client read it.
-			var after string
+			// may be a moment after the client read it; and a scrape reads
+			// the counter and the histogram one after the other, so that
+			// one may count a call the other does not yet.
 			testwait.Until(t, 5*time.Second, func() string {
-				after = scrapeMetrics(t, metricsPort)
+				after := scrapeMetrics(t, metricsPort)
 				if got := metricValue(after, "mcpgate_tool_call_seconds_count", `tool="echo"`) - metricValue(before, "mcpgate_tool_call_seconds_count", `tool="echo"`); got != 3 {
 					return fmt.Sprintf("echo's calls timed %v times; want 3", got)
 				}
 				if got := metricValue(after, "mcpgate_tool_call_seconds_count", `tool="slow"`) - metricValue(before, "mcpgate_tool_call_seconds_count", `tool="slow"`); got != 1 {
 					return fmt.Sprintf("slow's call timed %v times; want 1", got)
 				}
+				for _, want := range []struct {
+					tool, outcome string
+					n             float64
+				}{{"echo", "ok", 2}, {"echo", "tool_error", 1}, {"slow", "cancelled", 1}, {"delete_issue", "ok", 0}, {"delete_issue", "failed", 0}} {
+					labels := fmt.Sprintf(`outcome=%q,server="test",tool=%q`, want.outcome, want.tool)
+					if got := metricValue(after, "mcpgate_tool_calls_total", labels) - metricValue(before, "mcpgate_tool_calls_total", labels); got != want.n {
+						return fmt.Sprintf("mcpgate_tool_calls_total{%s} grew by %v; want %v\n%s", labels, got, want.n, after)
+					}
+				}
 				return ""
 			})
-			for _, want := range []struct {
-				tool, outcome string
-				n             float64
-			}{{"echo", "ok", 2}, {"echo", "tool_error", 1}, {"slow", "cancelled", 1}, {"delete_issue", "ok", 0}, {"delete_issue", "failed", 0}} {
-				labels := fmt.Sprintf(`outcome=%q,server="test",tool=%q`, want.outcome, want.tool)
-				if got := metricValue(after, "mcpgate_tool_calls_total", labels) - metricValue(before, "mcpgate_tool_calls_total", labels); got != want.n {
-					t.Errorf("mcpgate_tool_calls_total{%s} grew by %v; want %v\n%s", labels, got, want.n, after)
-				}
-			}
 			// The audit trail records each end as the metrics count it.
 			testwait.Until(t, 5*time.Second, func() string {
 				entries, err := logEntries(auditLog)
