@@ -87,6 +87,13 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "a request with this id is already in progress in this session")
 			return false
 		}
+		if _, reserved := s.abandoned[id]; reserved && !s.stateless {
+			s.mu.Unlock()
+			rep.mu.Unlock()
+			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest,
+				"a request with this id was cancelled or left in this session, and the MCP server may still answer it: use another id (MCP ids are not reused in a session)")
+			return false
+		}
 	}
 	for _, msg := range msgs {
 		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
@@ -219,7 +226,7 @@ func (s *session) call(ctx context.Context, request *jsonrpc.Request) (*jsonrpc.
 		return nil, s.ended
 	case <-ctx.Done():
 		s.mu.Lock()
-		s.forgetLocked(request.ID)
+		s.abandonLocked(request.ID)
 		s.mu.Unlock()
 		return nil, ctx.Err()
 	}
@@ -250,11 +257,47 @@ func (s *session) cancelled(msg jsonrpc.Message) {
 	}
 	s.mu.Lock()
 	c := s.calls[id]
-	s.forgetLocked(id)
+	s.abandonLocked(id)
 	s.mu.Unlock()
 	if c != nil && c.reply != nil {
 		c.reply.abandon(id)
 	}
+}
+
+// maxAbandoned bounds the abandoned ids a session keeps; past it the
+// oldest is forgotten (its request's answer, should it come after all,
+// then finds a request of that id reused since).
+const maxAbandoned = 1024
+
+// abandonLocked stops waiting for the response to id, which the server
+// may still give (a cancelled request need not be answered, but may be:
+// basic/utilities/cancellation): until it does, id is not taken again.
+func (s *session) abandonLocked(id jsonrpc.ID) {
+	if s.calls[id] == nil {
+		return
+	}
+	s.forgetLocked(id)
+	if _, ok := s.abandoned[id]; ok {
+		return
+	}
+	if len(s.abandonedOrder) >= maxAbandoned {
+		delete(s.abandoned, s.abandonedOrder[0])
+		s.abandonedOrder = s.abandonedOrder[1:]
+	}
+	s.abandoned[id] = struct{}{}
+	s.abandonedOrder = append(s.abandonedOrder, id)
+}
+
+// answeredLocked takes the response to id, the server's: the request is
+// no longer awaited, nor, if it was abandoned, kept from being reused.
+func (s *session) answeredLocked(id jsonrpc.ID) *call {
+	c := s.calls[id]
+	s.forgetLocked(id)
+	if _, ok := s.abandoned[id]; ok {
+		delete(s.abandoned, id)
+		s.abandonedOrder = slices.DeleteFunc(s.abandonedOrder, func(other jsonrpc.ID) bool { return other == id })
+	}
+	return c
 }
 
 // forgetLocked stops waiting for the response to id.
@@ -277,7 +320,7 @@ func (s *session) detachLocked(rep *reply) {
 	s.posts = slices.DeleteFunc(s.posts, func(r *reply) bool { return r == rep })
 	for id, c := range s.calls {
 		if c.reply == rep {
-			s.forgetLocked(id)
+			s.abandonLocked(id)
 		}
 	}
 }

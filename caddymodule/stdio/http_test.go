@@ -1,7 +1,10 @@
 package stdio_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,22 +13,14 @@ import (
 
 	"github.com/mcpgate/mcpgate/caddymodule/stdio"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
+	"github.com/mcpgate/mcpgate/internal/testwait"
 )
 
 // post sends a JSON-RPC body as an MCP client does, with extra headers
 // (name, value pairs), and returns the status and the body.
 func post(t *testing.T, url, body string, headers ...string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := postRequest(t.Context(), t, url, body, headers...)
 	if err != nil {
 		t.Fatalf("posting %s: %v", body, err)
 	}
@@ -35,6 +30,22 @@ func post(t *testing.T, url, body string, headers ...string) (int, http.Header, 
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, string(answer)
+}
+
+// postRequest posts body as an MCP client does, with extra headers (name,
+// value pairs), within ctx, and returns the response unread.
+func postRequest(ctx context.Context, t *testing.T, url, body string, headers ...string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // initializedSession opens a 2025-06-18 session with raw posts, as a
@@ -180,4 +191,64 @@ func TestCancelledCallAnsweredAsStream(t *testing.T) {
 			t.Fatal("the cancelled call's POST never ended")
 		}
 	}
+}
+
+// TestAbandonedIDNotReused: a request whose POST the client left while
+// the server was working on it keeps its id taken until the server
+// answers: a request reusing the id is refused, so that the late answer
+// is never taken for its own (it was: a call reusing the id got the
+// abandoned call's answer; found by an acceptance run). Once the server
+// answered, the id is free again.
+func TestAbandonedIDNotReused(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	in := initializedSession(t, url)
+	// The first call, left once the server reported progress on it (so
+	// that it is in progress there), answers 300 ms later.
+	ctx, leave := context.WithCancel(t.Context())
+	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wait","arguments":{"steps":30},"_meta":{"progressToken":"p7"}}}`, in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := bufio.NewReader(resp.Body)
+	line, err := events.ReadString('\n')
+	for err == nil && !strings.Contains(line, "notifications/progress") {
+		line, err = events.ReadString('\n')
+	}
+	if err != nil {
+		t.Fatalf("the first call reported no progress: %v", err)
+	}
+	leave()
+	resp.Body.Close()
+
+	reused := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{}}}`
+	waitCtx, stop := context.WithTimeout(t.Context(), 3*time.Second)
+	defer stop()
+	status, body := postWithin(waitCtx, t, url, reused, in...)
+	switch {
+	case strings.Contains(body, "waited"):
+		t.Fatalf("the call reusing id 7 got the left call's answer: %d %s", status, body)
+	case status != http.StatusBadRequest || !strings.Contains(body, "cancelled or left"):
+		t.Errorf("the call reusing id 7: %d %s; want 400, the id still taken", status, body)
+	}
+	// Answered, the left call frees its id.
+	testwait.Until(t, 5*time.Second, func() string {
+		status, _, body := post(t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"free"}}}`, in...)
+		if status != http.StatusOK || !strings.Contains(body, "echo:free") {
+			return fmt.Sprintf("id 7 once the left call was answered: %d %s", status, body)
+		}
+		return ""
+	})
+}
+
+// postWithin posts body as post does, within ctx: a reply still open when
+// ctx ends is read as far as it came.
+func postWithin(ctx context.Context, t *testing.T, url, body string, headers ...string) (int, string) {
+	t.Helper()
+	resp, err := postRequest(ctx, t, url, body, headers...)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }

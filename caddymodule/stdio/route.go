@@ -47,8 +47,7 @@ func (s *session) route(msg jsonrpc.Message) {
 	}
 	if response, ok := msg.(*jsonrpc.Response); ok {
 		s.mu.Lock()
-		c := s.calls[response.ID]
-		s.forgetLocked(response.ID)
+		c := s.answeredLocked(response.ID)
 		s.mu.Unlock()
 		switch {
 		case c == nil:

@@ -38,6 +38,13 @@ type session struct {
 	mu sync.Mutex
 	// calls are the requests forwarded to the server and not answered yet.
 	calls map[jsonrpc.ID]*call
+	// abandoned are the ids of requests forwarded to the server whose
+	// answer no one awaits any more (cancelled by the client, or its POST
+	// gone), which the server may still answer: a request reusing one is
+	// refused, so that the late answer is never taken for its own (see
+	// abandonLocked). abandonedOrder holds them oldest first.
+	abandoned      map[jsonrpc.ID]struct{}
+	abandonedOrder []jsonrpc.ID
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
@@ -94,6 +101,7 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 		done:         make(chan struct{}),
 		stopped:      make(chan struct{}),
 		calls:        make(map[jsonrpc.ID]*call),
+		abandoned:    make(map[jsonrpc.ID]struct{}),
 		progress:     make(map[string]*reply),
 		clientTokens: make(map[string]json.RawMessage),
 	}

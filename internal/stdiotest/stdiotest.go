@@ -168,7 +168,8 @@ type Input struct {
 //   - linger: answers "lingering" at once, then, <steps>0 ms later,
 //     reports progress on the call's token with the message
 //     "late:<text>", as a server's work that outlives its answer does
-//   - wait: answers "waited" after <steps>0 ms
+//   - wait: reports progress once (when the call asks for it), then
+//     answers "waited" after <steps>0 ms
 //   - flood: reports progress <steps> times, each with a 64 KiB message,
 //     then answers "flooded"
 func Server() *mcp.Server {
@@ -324,7 +325,10 @@ func Server() *mcp.Server {
 		}
 		return "flooded", nil
 	})
-	tool("wait", readOnly, func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (string, error) {
+	tool("wait", readOnly, func(ctx context.Context, req *mcp.CallToolRequest, in Input) (string, error) {
+		if err := notifyProgress(ctx, req, 0, 1); err != nil {
+			return "", err
+		}
 		select {
 		case <-time.After(time.Duration(in.Steps) * 10 * time.Millisecond):
 			return "waited", nil
