@@ -41,6 +41,11 @@ type Config struct {
 	// MaxSessions bounds the session processes that run at once; past it,
 	// initialize is answered with HTTP 503.
 	MaxSessions int
+	// MaxSessionsPerCaller bounds the session processes one caller (as
+	// WithCaller names it) runs at once, so that one caller cannot hold
+	// them all; past it, the caller's initialize is answered with HTTP
+	// 503. Zero: none but MaxSessions.
+	MaxSessionsPerCaller int
 	// IdleTimeout ends a session that has had no POST in progress for this
 	// long. Open GET streams do not keep a session alive.
 	IdleTimeout time.Duration
@@ -130,6 +135,7 @@ func (c Config) Validate() error {
 		value int64
 	}{
 		{"max_sessions", int64(c.MaxSessions)},
+		{"max_sessions_per_caller", int64(c.MaxSessionsPerCaller)},
 		{"idle_timeout", int64(c.IdleTimeout)},
 		{"init_timeout", int64(c.InitTimeout)},
 		{"stop_grace", int64(c.StopGrace)},
@@ -139,6 +145,9 @@ func (c Config) Validate() error {
 		if bound.value < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", bound.name))
 		}
+	}
+	if most := c.withDefaults().MaxSessions; c.MaxSessionsPerCaller > most {
+		errs = append(errs, fmt.Errorf("max_sessions_per_caller (%d) is more than max_sessions (%d), which bounds every caller's together", c.MaxSessionsPerCaller, most))
 	}
 	return errors.Join(errs...)
 }

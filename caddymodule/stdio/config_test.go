@@ -46,6 +46,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no command", stdio.Config{}, "no command"},
 		{"a bad environment entry", stdio.Config{Command: stdio.Command{Path: "server", Env: []string{"=x"}}}, "not NAME=value"},
 		{"negative max_sessions", stdio.Config{Command: stdio.Command{Path: "server"}, MaxSessions: -1}, "max_sessions must not be negative"},
+		{"negative max_sessions_per_caller", stdio.Config{Command: stdio.Command{Path: "server"}, MaxSessionsPerCaller: -1}, "max_sessions_per_caller must not be negative"},
+		{"max_sessions_per_caller over max_sessions", stdio.Config{Command: stdio.Command{Path: "server"}, MaxSessions: 4, MaxSessionsPerCaller: 5}, "max_sessions_per_caller (5) is more than max_sessions (4)"},
+		{"max_sessions_per_caller over the default max_sessions", stdio.Config{Command: stdio.Command{Path: "server"}, MaxSessionsPerCaller: 33}, "is more than max_sessions (32)"},
 		{"negative stop_grace", stdio.Config{Command: stdio.Command{Path: "server"}, StopGrace: -1}, "stop_grace must not be negative"},
 	}
 	for _, tt := range tests {

@@ -252,3 +252,40 @@ func postWithin(ctx context.Context, t *testing.T, url, body string, headers ...
 	answer, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(answer)
 }
+
+// TestMaxSessionsPerCaller: with max_sessions_per_caller, a caller past
+// its share of the session processes is refused (503, as past
+// max_sessions), while another caller still starts one; a session that
+// ends gives its caller's place back.
+func TestMaxSessionsPerCaller(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{MaxSessions: 3, MaxSessionsPerCaller: 1}, nil)
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	status, header, body := post(t, url, initialize, "X-Test-Caller", "alice")
+	if status != http.StatusOK || header.Get("Mcp-Session-Id") == "" {
+		t.Fatalf("alice's first session: %d %s", status, body)
+	}
+	if status, header, body := post(t, url, initialize, "X-Test-Caller", "alice"); status != http.StatusServiceUnavailable ||
+		header.Get("Retry-After") == "" || !strings.Contains(body, "max_sessions_per_caller") {
+		t.Errorf("alice's second session: %d %v %s; want 503 for her share", status, header, body)
+	}
+	if status, _, body := post(t, url, initialize, "X-Test-Caller", "bob"); status != http.StatusOK {
+		t.Errorf("bob's session: %d %s; want it started", status, body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Mcp-Session-Id", header.Get("Mcp-Session-Id"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	testwait.Until(t, 10*time.Second, func() string {
+		status, _, body := post(t, url, initialize, "X-Test-Caller", "alice")
+		if status != http.StatusOK {
+			return fmt.Sprintf("alice's session once her first ended: %d %s", status, body)
+		}
+		return ""
+	})
+}

@@ -54,8 +54,10 @@ type Server struct {
 	// starting and pooled ones included.
 	live map[*session]struct{}
 	// processes counts the session processes (not the pool's) that
-	// started and are not reaped yet.
+	// started and are not reaped yet; byCaller, those of each caller
+	// (see WithCaller), when MaxSessionsPerCaller bounds them.
 	processes int
+	byCaller  map[string]int
 	closed    bool
 	stopped   sync.WaitGroup
 }
@@ -72,6 +74,7 @@ func New(cfg Config, logger *zap.Logger) *Server {
 		sessions: make(map[string]*session),
 		endings:  make(map[string]string),
 		live:     make(map[*session]struct{}),
+		byCaller: make(map[string]int),
 	}
 	srv.logger.Store(logger)
 	srv.pool = newPool(srv, srv.cfg.StatelessPool)
@@ -184,13 +187,14 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 // has answered; a server that does not answer within init_timeout is
 // killed.
 func (srv *Server) initialize(w http.ResponseWriter, r *http.Request, request *jsonrpc.Request) {
-	if err := srv.reserve(); err != nil {
+	caller := callerOf(r)
+	if err := srv.reserve(caller); err != nil {
 		answerFailure(w, request.ID, err)
 		return
 	}
-	s, err := srv.startSession(false, srv.unreserve)
+	s, err := srv.startSession(false, func() { srv.unreserve(caller) })
 	if err != nil {
-		srv.unreserve()
+		srv.unreserve(caller)
 		answerFailure(w, request.ID, err)
 		return
 	}
@@ -294,24 +298,55 @@ func (srv *Server) startSession(stateless bool, onStopped func()) (*session, err
 	return s, nil
 }
 
-// reserve counts a session process about to start, within max_sessions.
-func (srv *Server) reserve() error {
+// reserve counts a session process of caller about to start, within
+// max_sessions and max_sessions_per_caller.
+func (srv *Server) reserve(caller string) error {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
+	perCaller := srv.cfg.MaxSessionsPerCaller
 	switch {
 	case srv.closed:
 		return errClosed
+	case perCaller > 0 && srv.byCaller[caller] >= perCaller:
+		return &busy{fmt.Sprintf("this caller already runs %d sessions of the MCP server (max_sessions_per_caller): end one (DELETE), or retry later", perCaller)}
 	case srv.processes >= srv.cfg.MaxSessions:
 		return &busy{fmt.Sprintf("the MCP server already runs %d sessions (max_sessions); retry later", srv.cfg.MaxSessions)}
 	}
 	srv.processes++
+	if perCaller > 0 {
+		srv.byCaller[caller]++
+	}
 	return nil
 }
 
-func (srv *Server) unreserve() {
+// unreserve uncounts a session process of caller that stopped, or never
+// started.
+func (srv *Server) unreserve(caller string) {
 	srv.mu.Lock()
+	defer srv.mu.Unlock()
 	srv.processes--
-	srv.mu.Unlock()
+	if srv.cfg.MaxSessionsPerCaller > 0 {
+		if srv.byCaller[caller]--; srv.byCaller[caller] <= 0 {
+			delete(srv.byCaller, caller)
+		}
+	}
+}
+
+// callerKey is the context key of the caller WithCaller names.
+type callerKey struct{}
+
+// WithCaller returns r naming its caller (an identified user's id, or
+// else an address), whose sessions max_sessions_per_caller bounds
+// together. A request that names none is the caller "" with every other
+// such request.
+func WithCaller(r *http.Request, caller string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
+}
+
+// callerOf is the caller WithCaller named for r, "" if none.
+func callerOf(r *http.Request) string {
+	caller, _ := r.Context().Value(callerKey{}).(string)
+	return caller
 }
 
 // list makes an initialized session reachable by its id, unless it

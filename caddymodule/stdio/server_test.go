@@ -46,10 +46,16 @@ func testServer(t *testing.T, mode string, cfg stdio.Config, logger *zap.Logger)
 	return serve(t, srv)
 }
 
-// serve serves srv over HTTP until the test ends, and returns its URL.
+// serve serves srv over HTTP until the test ends, and returns its URL. A
+// request's X-Test-Caller header names its caller (stdio.WithCaller).
 func serve(t *testing.T, srv *stdio.Server) string {
 	t.Helper()
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if caller := r.Header.Get("X-Test-Caller"); caller != "" {
+			r = stdio.WithCaller(r, caller)
+		}
+		srv.ServeHTTP(w, r)
+	}))
 	t.Cleanup(ts.Close)
 	return ts.URL
 }

@@ -17,6 +17,7 @@ import (
 //		env <name> <value>
 //		dir <path>
 //		max_sessions <n>
+//		max_sessions_per_caller <n>
 //		idle_timeout <duration>
 //		init_timeout <duration>
 //		stop_grace <duration>
@@ -35,7 +36,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	var err error
 	given := subdirective.Once{}
 	for d.NextBlock(0) {
-		if err := given.Check(d, "command", "dir", "max_sessions", "stateless_pool", "idle_timeout", "init_timeout", "stop_grace", "max_message_size"); err != nil {
+		if err := given.Check(d, "command", "dir", "max_sessions", "max_sessions_per_caller", "stateless_pool", "idle_timeout", "init_timeout", "stop_grace", "max_message_size"); err != nil {
 			return err
 		}
 		switch d.Val() {
@@ -63,6 +64,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_sessions":
 			if h.MaxSessions, err = intArg(d, 1); err != nil {
+				return err
+			}
+		case "max_sessions_per_caller":
+			if h.MaxSessionsPerCaller, err = intArg(d, 1); err != nil {
 				return err
 			}
 		case "stateless_pool":

@@ -59,6 +59,7 @@ func TestCaddyfile(t *testing.T) {
 				env LOG_LEVEL debug
 				dir /srv
 				max_sessions 8
+				max_sessions_per_caller 2
 				idle_timeout 10m
 				init_timeout 1m
 				stop_grace 2s
@@ -67,15 +68,16 @@ func TestCaddyfile(t *testing.T) {
 			}`,
 			want: map[string]any{
 				"handler": "mcp_stdio", "command": "npx",
-				"args":             []any{"-y", "@modelcontextprotocol/server-filesystem", "/srv/shared"},
-				"env":              map[string]any{"GITHUB_TOKEN": "{env.GITHUB_TOKEN}", "LOG_LEVEL": "debug"},
-				"dir":              "/srv",
-				"max_sessions":     float64(8),
-				"idle_timeout":     float64(10 * 60 * 1e9),
-				"init_timeout":     float64(60 * 1e9),
-				"stop_grace":       float64(2 * 1e9),
-				"stateless_pool":   float64(2),
-				"max_message_size": float64(4 << 20),
+				"args":                    []any{"-y", "@modelcontextprotocol/server-filesystem", "/srv/shared"},
+				"env":                     map[string]any{"GITHUB_TOKEN": "{env.GITHUB_TOKEN}", "LOG_LEVEL": "debug"},
+				"dir":                     "/srv",
+				"max_sessions":            float64(8),
+				"max_sessions_per_caller": float64(2),
+				"idle_timeout":            float64(10 * 60 * 1e9),
+				"init_timeout":            float64(60 * 1e9),
+				"stop_grace":              float64(2 * 1e9),
+				"stateless_pool":          float64(2),
+				"max_message_size":        float64(4 << 20),
 			},
 		},
 	}

@@ -351,6 +351,20 @@ func TestMaxSessions(t *testing.T) {
 	}
 }
 
+// TestMaxSessionsPerCaller: past max_sessions_per_caller, a caller's
+// initialize gets the 503 of max_sessions, naming the caller's share;
+// without an identity, the caller is the client's address.
+func TestMaxSessionsPerCaller(t *testing.T) {
+	url := startGateway(t, stdiotest.ModeServe, "max_sessions 4", "max_sessions_per_caller 1")
+	stdiotest.Connect(t, url, nil)
+	resp := rawPost(t, url, "", initialize)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "max_sessions_per_caller") {
+		t.Errorf("a second session from one address: %d (Retry-After %q) %s, want 503 naming max_sessions_per_caller",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
 // TestUnknownSession: a request for a session that does not exist gets
 // 404, the client's signal to initialize anew (here from mcp_policy,
 // which opens only the session ids it sealed).

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -98,6 +99,13 @@ type Handler struct {
 	// answered with HTTP 503, a Retry-After, and a JSON-RPC error.
 	// Default: 32.
 	MaxSessions int `json:"max_sessions,omitempty"`
+	// How many session processes one caller may run at once, so that one
+	// caller cannot hold every one of max_sessions. A caller is the user
+	// mcp_policy identified ({mcp.user.id}), or else the client's address
+	// (behind trusted proxies, the client's: many users behind one
+	// address are one caller). Past it, that caller's initialize is
+	// answered as past max_sessions. Default: none but max_sessions.
+	MaxSessionsPerCaller int `json:"max_sessions_per_caller,omitempty"`
 	// How long a session may go without a POST in progress before it
 	// ends and its process stops (open GET streams do not count; clients
 	// keep a session alive with pings). Default: 30m.
@@ -183,12 +191,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Env:  stdio.Environment(env),
 			Dir:  repl.ReplaceKnown(h.Dir, ""),
 		},
-		MaxSessions:    h.MaxSessions,
-		IdleTimeout:    time.Duration(h.IdleTimeout),
-		InitTimeout:    time.Duration(h.InitTimeout),
-		StopGrace:      time.Duration(h.StopGrace),
-		StatelessPool:  h.StatelessPool,
-		MaxMessageSize: h.MaxMessageSize,
+		MaxSessions:          h.MaxSessions,
+		MaxSessionsPerCaller: h.MaxSessionsPerCaller,
+		IdleTimeout:          time.Duration(h.IdleTimeout),
+		InitTimeout:          time.Duration(h.InitTimeout),
+		StopGrace:            time.Duration(h.StopGrace),
+		StatelessPool:        h.StatelessPool,
+		MaxMessageSize:       h.MaxMessageSize,
 	}
 	key, err := poolKey(h.config)
 	if err != nil {
@@ -279,8 +288,27 @@ func (h *Handler) Validate() error {
 
 // ServeHTTP answers the request with the stdio server.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if h.MaxSessionsPerCaller > 0 {
+		r = stdio.WithCaller(r, callerOf(r))
+	}
 	h.server.ServeHTTP(w, r)
 	return nil
+}
+
+// callerOf names whose share of max_sessions_per_caller a request's
+// session counts against: the user mcp_policy identified, or else the
+// client's address as Caddy determined it (honouring trusted_proxies).
+func callerOf(r *http.Request) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, _ := repl.GetString("mcp.user.id"); id != "" {
+			return "user " + id
+		}
+	}
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		ip, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	return "address " + ip
 }
 
 // Cleanup lets go of the stdio server; when no config uses it any more,
