@@ -99,13 +99,15 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
 			raw := metaOf(request.Params)["progressToken"]
 			c := &call{reply: rep, token: progressToken(raw)}
-			if s.stateless && c.token != "" {
-				// A pooled process serves one client after another, whose
-				// tokens may be alike (SDKs count them from 0): the server
-				// gets a token of the gateway's, so that its progress
-				// about one client's request, however late, is never
-				// taken for another's.
-				own := strconv.Quote("mcpgate-progress-" + rand.Text())
+			if c.token != "" {
+				// The server gets a token of the gateway's, so that its
+				// progress about one request, however late, is never
+				// taken for another's: a pooled process serves one client
+				// after another, whose tokens may be alike (SDKs count
+				// them from 0), and a session's client may give the token
+				// of a request it cancelled or left (on which the server
+				// may still be at work) to its next (found by a review).
+				own := strconv.Quote(gatewayTokenPrefix + rand.Text())
 				if params, err := withMember(request.Params, "_meta", "progressToken", json.RawMessage(own)); err == nil {
 					request.Params = params
 					s.clientTokens[own] = raw
@@ -157,6 +159,10 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	rep.close()
 	return rep.answered()
 }
+
+// gatewayTokenPrefix begins the progress tokens the server gets in place
+// of its clients' (see post).
+const gatewayTokenPrefix = "mcpgate-progress-"
 
 // gatewayID is a request id of the gateway's own, which no client and no
 // earlier request uses.

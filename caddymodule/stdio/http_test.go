@@ -203,9 +203,10 @@ func TestAbandonedIDNotReused(t *testing.T) {
 	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
 	in := initializedSession(t, url)
 	// The first call, left once the server reported progress on it (so
-	// that it is in progress there), answers 300 ms later.
+	// that it is in progress there), answers 3 s later: long after the
+	// call reusing its id (below) is refused.
 	ctx, leave := context.WithCancel(t.Context())
-	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wait","arguments":{"steps":30},"_meta":{"progressToken":"p7"}}}`, in...)
+	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wait","arguments":{"steps":300},"_meta":{"progressToken":"p7"}}}`, in...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +221,18 @@ func TestAbandonedIDNotReused(t *testing.T) {
 	leave()
 	resp.Body.Close()
 
+	// (Until the gateway has seen the POST go, the id is in progress.)
 	reused := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{}}}`
-	waitCtx, stop := context.WithTimeout(t.Context(), 3*time.Second)
-	defer stop()
-	status, body := postWithin(waitCtx, t, url, reused, in...)
+	var status int
+	var body string
+	testwait.Until(t, 2*time.Second, func() string {
+		waitCtx, stop := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer stop()
+		if status, body = postWithin(waitCtx, t, url, reused, in...); strings.Contains(body, "already in progress") {
+			return "the left call is still in progress: " + body
+		}
+		return ""
+	})
 	switch {
 	case strings.Contains(body, "waited"):
 		t.Fatalf("the call reusing id 7 got the left call's answer: %d %s", status, body)
@@ -231,7 +240,7 @@ func TestAbandonedIDNotReused(t *testing.T) {
 		t.Errorf("the call reusing id 7: %d %s; want 400, the id still taken", status, body)
 	}
 	// Answered, the left call frees its id.
-	testwait.Until(t, 5*time.Second, func() string {
+	testwait.Until(t, 15*time.Second, func() string {
 		status, _, body := post(t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"free"}}}`, in...)
 		if status != http.StatusOK || !strings.Contains(body, "echo:free") {
 			return fmt.Sprintf("id 7 once the left call was answered: %d %s", status, body)
@@ -288,4 +297,28 @@ func TestMaxSessionsPerCaller(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestReusedProgressTokenGetsNoLateProgress: the server gets progress
+// tokens of the gateway's in a session too, so that the progress it
+// reports late on a request no longer awaited never reaches a request
+// the client gave the same token (it did: found by a review).
+func TestReusedProgressTokenGetsNoLateProgress(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	in := initializedSession(t, url)
+	// Answered at once, then reporting progress 100 ms later.
+	if status, _, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"linger","arguments":{"text":"A","steps":10},"_meta":{"progressToken":"p"}}}`, in...); status != http.StatusOK || !strings.Contains(body, "lingering") {
+		t.Fatalf("linger: %d %s", status, body)
+	}
+	// Waiting 1 s, with the same token: its stream carries its own
+	// progress, and none of linger's.
+	status, _, body := post(t, url, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"wait","arguments":{"steps":100},"_meta":{"progressToken":"p"}}}`, in...)
+	switch {
+	case status != http.StatusOK || !strings.Contains(body, "waited"):
+		t.Errorf("wait: %d %s; want its answer", status, body)
+	case strings.Contains(body, "late:A"):
+		t.Errorf("wait's stream carries linger's late progress: %s", body)
+	case !strings.Contains(body, `"progressToken":"p"`):
+		t.Errorf("wait's stream carries no progress on its own token: %s", body)
+	}
 }

@@ -3,6 +3,7 @@ package stdio
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"go.uber.org/zap"
@@ -72,21 +73,26 @@ func (s *session) route(msg jsonrpc.Message) {
 	if request.Method == "notifications/progress" {
 		token = notifiedToken(request.Params)
 	}
-	if s.stateless && token != "" {
-		// Back to the client's own token (see forward); progress on a
-		// token the gateway did not give goes to no one.
+	if token != "" {
+		// Back to the client's own token (see post). Progress on a token
+		// the gateway gave a request no longer awaited goes to no one;
+		// in a stateless session, so does progress on any token the
+		// gateway did not give. (In a session, progress on a token of
+		// the server's own goes where anything else it says unasked goes.)
 		s.mu.Lock()
 		own, ok := s.clientTokens[token]
 		s.mu.Unlock()
-		if !ok {
-			return
-		}
-		params, err := withMember(request.Params, "", "progressToken", own)
-		if err != nil {
-			return
-		}
-		request.Params = params
-		if data, err = jsonrpc.EncodeMessage(request); err != nil {
+		switch {
+		case ok:
+			params, err := withMember(request.Params, "", "progressToken", own)
+			if err != nil {
+				return
+			}
+			request.Params = params
+			if data, err = jsonrpc.EncodeMessage(request); err != nil {
+				return
+			}
+		case s.stateless || strings.HasPrefix(token, `"`+gatewayTokenPrefix):
 			return
 		}
 	}

@@ -48,9 +48,8 @@ type session struct {
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
-	// clientTokens map, in a stateless session, the progress tokens the
-	// gateway gave the server in place of its clients' (see forward) to
-	// the clients' own.
+	// clientTokens map the progress tokens the gateway gave the server in
+	// place of its clients' (see post) to the clients' own.
 	clientTokens map[string]json.RawMessage
 	// posts are the open replies to POSTs that carry what the server sends
 	// of its own accord when there is no GET stream (see route), oldest
