@@ -142,7 +142,7 @@ func (x *exchange) learnCapabilities() {
 		m := &x.body.Messages[i]
 		if c, ok := declaredCapabilities(m); ok {
 			x.client, x.clientKnown = c, true
-			if m.Method == "initialize" || !initializes && x.session.id == "" && x.legacy == nil {
+			if m.Method == "initialize" || !initializes && x.opensSession() {
 				x.sessionClient = c
 			}
 			if x.legacy != nil {
@@ -150,4 +150,10 @@ func (x *exchange) learnCapabilities() {
 			}
 		}
 	}
+}
+
+// opensSession reports whether the exchange's reply may open a Streamable
+// HTTP session: its request is in none yet.
+func (x *exchange) opensSession() bool {
+	return x.session.id == "" && x.legacy == nil
 }

@@ -299,7 +299,8 @@ func (x *exchange) restoreRequestState(m *mcpmsg.Message, original json.RawMessa
 
 // rewriteParams re-encodes a request of the body with edit applied to a
 // copy of its params, for a stage that takes out what is the gateway's own
-// (an approval token, a sealed requestState, a caller's answer): the
+// (an approval token, a sealed requestState, a caller's answer) or offers
+// the server a revision the gateway knows (offerKnownRevision): the
 // message's params and bytes become the copy's, and a single message's
 // bytes the body forwarded (exchange.rewritten).
 func (x *exchange) rewriteParams(m *mcpmsg.Message, edit func(params map[string]any) error) error {

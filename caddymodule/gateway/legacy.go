@@ -213,29 +213,43 @@ func (ls *legacyStreams) carriesOpenSession(u *url.URL) bool {
 // may read them: its pairs split at "&" and at ";" (which older parsers,
 // Python's before 3.9.2 and Rack's before 3, take for a separator too,
 // where Go's url.ParseQuery drops a pair holding one), each decoded (as
-// it was sent when it does not decode), and, when it holds bytes outside
-// ASCII, also read as Latin-1: Starlette decodes a query so before it
-// splits it (a raw byte 0xA0 is a no-break space there, which Python's
-// int() strips from a UUID).
+// it was sent when it does not decode); and, of one holding bytes outside
+// ASCII, as a server decoding escapes to Latin-1 reads it, and as
+// Starlette does (starletteUnquote).
 func looseQueryValues(rawQuery string) []string {
 	var values []string
 	for pair := range strings.FieldsFuncSeq(rawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
 		name, value, _ := strings.Cut(pair, "=")
-		for _, v := range []string{name, value} {
-			if decoded, err := url.QueryUnescape(v); err == nil {
-				v = decoded
+		for _, raw := range []string{name, value} {
+			decoded := raw
+			if d, err := url.QueryUnescape(raw); err == nil {
+				decoded = d
 			}
-			values = append(values, v)
-			if latin1, ok := asLatin1(v); ok {
-				values = append(values, latin1)
+			values = append(values, decoded)
+			if hasNonASCII(decoded) {
+				values = append(values, latin1(decoded))
 			}
-		}
-		if _, ok := asLatin1(pair); ok {
-			name, value, _ := strings.Cut(pair, "=")
-			values = append(values, starletteUnquote(name), starletteUnquote(value))
+			if hasNonASCII(raw) {
+				values = append(values, starletteUnquote(raw))
+			}
 		}
 	}
 	return values
+}
+
+// hasNonASCII reports whether s holds a byte outside ASCII.
+func hasNonASCII(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0
+}
+
+// latin1 reads s byte by byte as Latin-1: each byte the code point of its
+// value.
+func latin1(s string) string {
+	runes := make([]rune, len(s))
+	for i := range len(s) {
+		runes[i] = rune(s[i])
+	}
+	return string(runes)
 }
 
 // starletteUnquote reads raw, a name or value of a query holding bytes
@@ -276,20 +290,6 @@ func starletteUnquote(raw string) string {
 // isHex reports whether c is a hexadecimal digit.
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f'
-}
-
-// asLatin1 reads s byte by byte as Latin-1 (each byte the code point of
-// its value), and reports whether that differs from reading it as UTF-8:
-// whether s holds a byte outside ASCII.
-func asLatin1(s string) (string, bool) {
-	if !slices.ContainsFunc([]byte(s), func(b byte) bool { return b >= utf8.RuneSelf }) {
-		return "", false
-	}
-	runes := make([]rune, len(s))
-	for i := range len(s) {
-		runes[i] = rune(s[i])
-	}
-	return string(runes), true
 }
 
 // close forgets the stream, unless another has taken its session since.

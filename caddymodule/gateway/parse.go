@@ -27,10 +27,6 @@ func (x *exchange) parse() error {
 		if errors.As(err, &perr) {
 			refused.code, refused.message, refused.id = perr.Code, perr.Message, perr.ID
 		}
-		if body != nil && !body.Batch && body.Messages[0].Kind == mcpmsg.KindRequest {
-			// Read, and refused for what its params hold.
-			refused.id = body.Messages[0].ID
-		}
 		return refused
 	}
 	x.body = body
@@ -77,7 +73,8 @@ func (x *exchange) offerKnownRevision() error {
 		params["protocolVersion"] = offered
 		return nil
 	}); err != nil {
-		return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
+		// (The gateway's own failure: what it re-encodes passed the parse.)
+		return refuse(http.StatusInternalServerError, mcpmsg.CodeInternalError, fmt.Sprintf("offering the server revision %s: %v", offered, err))
 	}
 	// (The exchange's revision stays the one proposed: its headers are
 	// held to 2025-03-26's rules, as checkTransport holds an unknown

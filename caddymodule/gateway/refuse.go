@@ -11,13 +11,13 @@ import (
 
 // refusal is a request the gateway refuses before (or instead of)
 // policy: answered with an HTTP status and a JSON-RPC error, without id
-// but for a malformed request's (see refusedID).
+// but for a request's the refusal concerns (see refusedID).
 type refusal struct {
 	status  int
 	code    int
 	message string
-	// id is the id of the malformed request refused, when the parse
-	// read it (see refusedID).
+	// id is the id of the request refused, when the parse read it
+	// before it refused the body (see refusedID).
 	id []byte
 }
 
@@ -48,9 +48,10 @@ func (x *exchange) reject(e *refusal) error {
 }
 
 // refusedID is the id a refusal answers: the request's, when the body was
-// read as one request with an id and the refusal concerns the message (a
-// malformed one, 400, or its params, -32602: answers to questions not
-// asked, a task or an approval token not the caller's), so that a client
+// read as one request with an id and the refusal concerns it (400: what
+// the message holds, its headers, its revision; or -32602, its params:
+// answers to questions not asked, a task or an approval token not the
+// caller's), so that a client
 // that reads the error as that request's answer keeps its session (the
 // Go SDK's client ends one on an error without id, which JSON-RPC keeps
 // for a request whose id cannot be read); else none. A refusal of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
@@ -108,6 +109,11 @@ func TestRetiredHoldsForReviewersWhenOneRequiresThem(t *testing.T) {
 			}
 			if n := up.CallCount("create_issue"); n != 0 {
 				t.Errorf("create_issue ran %d times", n)
+			}
+			// Held for reviewers, which this gateway has none of: refused
+			// as such a hold is, not blocked.
+			if !strings.Contains(fmt.Sprint(answer), "needs approval, but no approval is configured") {
+				t.Errorf("HTTP %d %v; want it refused as a call held for reviewers on a gateway without approvals", status, answer)
 			}
 		})
 	}

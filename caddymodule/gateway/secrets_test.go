@@ -404,7 +404,7 @@ func TestBlockSecretsInWhatClientsSend(t *testing.T) {
 // any method, a progress token, the message's id and members beside its
 // params. What the method has the client hand back as the server gave it
 // (a task's id, of a task it follows; a list's cursor, given to the
-// session: TestBlockSecretsReadsCursorsNotGiven) is not read: a server
+// session: TestBlockSecretsReadsWhatTheServerDidNotGive) is not read: a server
 // may make a cursor a signed token; on other methods, such members are
 // read (the first version of this test left them, a progress token and
 // all but params unread; found by a review), and so is a cursor the

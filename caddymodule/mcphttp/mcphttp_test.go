@@ -102,7 +102,13 @@ func TestVersions(t *testing.T) {
 			t.Errorf("CheckVersion(%s) = %v", v, err)
 		}
 	}
-	if CheckVersion("2024-11-05") != nil || CheckVersion("2024-10-07") == nil || CheckVersion("") == nil {
+	if err := CheckVersion(Version20241105); err != nil {
+		t.Errorf("CheckVersion(2024-11-05) = %v: the SDKs speak it over Streamable HTTP", err)
+	}
+	if LatestVersion != SupportedVersions[len(SupportedVersions)-1] {
+		t.Errorf("LatestVersion = %s, want the newest supported, %s", LatestVersion, SupportedVersions[len(SupportedVersions)-1])
+	}
+	if CheckVersion("2024-10-07") == nil || CheckVersion("") == nil {
 		t.Error("CheckVersion accepted an unsupported revision")
 	}
 	if !BatchesAllowed(Version20250326) || BatchesAllowed(Version20250618) || BatchesAllowed(Version20241105) {

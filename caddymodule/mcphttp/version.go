@@ -29,12 +29,13 @@ var SupportedVersions = []string{Version20241105, Version20250326, Version202506
 
 // LegacySSEVersions lists the revisions the gateway accepts on the HTTP+SSE
 // transport of 2024-11-05 (deprecated by 2025-03-26, still served): that
-// revision, and the later ones SDKs negotiate over the same transport.
-// 2026-07-28 defines only stdio and Streamable HTTP, but clients still
-// propose it there (the Go SDK's does, and falls back to an earlier
+// revision, and the later ones SDKs negotiate over the same transport, as
+// over Streamable HTTP (the lists are one, the transports' defaults
+// differ). 2026-07-28 defines only stdio and Streamable HTTP, but clients
+// still propose it there (the Go SDK's does, and falls back to an earlier
 // revision when the server declines), so it is accepted too: declining is
 // the server's answer to give.
-var LegacySSEVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125, Version20260728}
+var LegacySSEVersions = SupportedVersions
 
 // LegacySSEDefaultVersion is the revision assumed for a message posted on
 // the HTTP+SSE transport that names none: the transport's own.
@@ -58,10 +59,10 @@ const (
 // in every 2026-07-28 request body.
 const MetaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
 
-// LatestVersion is the newest revision the gateway understands, which it
-// offers the server in place of one it does not (see
-// gateway's offerKnownRevision).
-var LatestVersion = SupportedVersions[len(SupportedVersions)-1]
+// LatestVersion is the newest revision the gateway understands (the last
+// of SupportedVersions), which it offers the server in place of one it
+// does not (see gateway's offerKnownRevision).
+const LatestVersion = Version20260728
 
 // CheckVersion reports an error when version is not a supported revision.
 func CheckVersion(version string) error {

@@ -234,6 +234,8 @@ func (b *Body) CheckParams() error {
 		if err := CheckParams(m.Method, m.Params); err != nil {
 			if b.Batch {
 				err.Message = fmt.Sprintf("batch element %d: %s", i, err.Message)
+			} else if m.Kind == KindRequest {
+				err.ID = m.ID
 			}
 			return err
 		}

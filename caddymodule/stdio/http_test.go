@@ -280,16 +280,9 @@ func TestMaxSessionsPerCaller(t *testing.T) {
 	if status, _, body := post(t, url, initialize, "X-Test-Caller", "bob"); status != http.StatusOK {
 		t.Errorf("bob's session: %d %s; want it started", status, body)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, url, nil)
-	if err != nil {
-		t.Fatal(err)
+	if status, err := deleteSession(t.Context(), url, header.Get("Mcp-Session-Id")); err != nil || status != http.StatusNoContent {
+		t.Fatalf("DELETE of alice's first session: %d %v", status, err)
 	}
-	req.Header.Set("Mcp-Session-Id", header.Get("Mcp-Session-Id"))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
 	testwait.Until(t, 10*time.Second, func() string {
 		status, _, body := post(t, url, initialize, "X-Test-Caller", "alice")
 		if status != http.StatusOK {
@@ -321,4 +314,20 @@ func TestReusedProgressTokenGetsNoLateProgress(t *testing.T) {
 	case !strings.Contains(body, `"progressToken":"p"`):
 		t.Errorf("wait's stream carries no progress on its own token: %s", body)
 	}
+}
+
+// deleteSession ends a session as a client does, within ctx, and returns
+// the status it was answered with.
+func deleteSession(ctx context.Context, url, session string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Mcp-Session-Id", session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

@@ -187,7 +187,7 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 // has answered; a server that does not answer within init_timeout is
 // killed.
 func (srv *Server) initialize(w http.ResponseWriter, r *http.Request, request *jsonrpc.Request) {
-	caller := callerOf(r)
+	caller := callerIn(r)
 	if err := srv.reserve(caller); err != nil {
 		answerFailure(w, request.ID, err)
 		return
@@ -343,8 +343,8 @@ func WithCaller(r *http.Request, caller string) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
 }
 
-// callerOf is the caller WithCaller named for r, "" if none.
-func callerOf(r *http.Request) string {
+// callerIn is the caller WithCaller named for r, "" if none.
+func callerIn(r *http.Request) string {
 	caller, _ := r.Context().Value(callerKey{}).(string)
 	return caller
 }

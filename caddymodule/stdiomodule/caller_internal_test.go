@@ -9,9 +9,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// TestCallerOf: a request's sessions count against the user mcp_policy
+// TestSessionOwner: a request's sessions count against the user mcp_policy
 // identified, or else the client's address.
-func TestCallerOf(t *testing.T) {
+func TestSessionOwner(t *testing.T) {
 	request := func(user string) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 		r.RemoteAddr = "192.0.2.7:5000"
@@ -22,7 +22,7 @@ func TestCallerOf(t *testing.T) {
 		return r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	}
 	for user, want := range map[string]string{"alice": "user alice", "": "address 192.0.2.7"} {
-		if got := callerOf(request(user)); got != want {
+		if got := sessionOwner(request(user)); got != want {
 			t.Errorf("the caller of a request of user %q = %q, want %q", user, got, want)
 		}
 	}

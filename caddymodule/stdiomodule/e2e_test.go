@@ -24,6 +24,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
+	"github.com/mcpgate/mcpgate/internal/clienttest"
 	"github.com/mcpgate/mcpgate/internal/stdiotest"
 	"github.com/mcpgate/mcpgate/internal/testport"
 	"github.com/mcpgate/mcpgate/internal/testwait"
@@ -352,16 +353,34 @@ func TestMaxSessions(t *testing.T) {
 }
 
 // TestMaxSessionsPerCaller: past max_sessions_per_caller, a caller's
-// initialize gets the 503 of max_sessions, naming the caller's share;
-// without an identity, the caller is the client's address.
+// initialize gets the 503 of max_sessions, naming the caller's share,
+// while another caller still starts a session; without an identity, a
+// caller is the client's address (here behind a trusted proxy, read
+// strictly).
 func TestMaxSessionsPerCaller(t *testing.T) {
-	url := startGateway(t, stdiotest.ModeServe, "max_sessions 4", "max_sessions_per_caller 1")
-	stdiotest.Connect(t, url, nil)
-	resp := rawPost(t, url, "", initialize)
-	body := readAll(t, resp)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "max_sessions_per_caller") {
-		t.Errorf("a second session from one address: %d (Retry-After %q) %s, want 503 naming max_sessions_per_caller",
-			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	port := testport.Free(t)
+	caddytest.Start(t, caddytest.GlobalOptions(t, "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\ttrusted_proxies_strict\n\t}")+
+		policySite(t, port, "", stdiotest.ModeServe, "max_sessions 4", "max_sessions_per_caller 1"))
+	caddytest.WaitForListener(t, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	initializeFrom := func(address string) (int, string) {
+		header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}, "X-Forwarded-For": {address}}
+		resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, url, header, strings.NewReader(initialize)))
+		if err != nil {
+			t.Fatalf("initialize from %s: %v", address, err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, readAll(t, resp)
+	}
+	if status, body := initializeFrom("203.0.113.1"); status != http.StatusOK {
+		t.Fatalf("a first session from 203.0.113.1: %d %s", status, body)
+	}
+	if status, body := initializeFrom("203.0.113.1"); status != http.StatusServiceUnavailable || !strings.Contains(body, "max_sessions_per_caller") {
+		t.Errorf("a second session from 203.0.113.1: %d %s, want 503 naming max_sessions_per_caller", status, body)
+	}
+	if status, body := initializeFrom("203.0.113.2"); status != http.StatusOK {
+		t.Errorf("a session from 203.0.113.2: %d %s, want it started", status, body)
 	}
 }
 

@@ -102,8 +102,9 @@ type Handler struct {
 	// How many session processes one caller may run at once, so that one
 	// caller cannot hold every one of max_sessions. A caller is the user
 	// mcp_policy identified ({mcp.user.id}), or else the client's address
-	// (behind trusted proxies, the client's: many users behind one
-	// address are one caller). Past it, that caller's initialize is
+	// (behind trusted proxies, the client's, read strictly only with
+	// trusted_proxies_strict; many users behind one address are one
+	// caller). Past it, that caller's initialize is
 	// answered as past max_sessions. Default: none but max_sessions.
 	MaxSessionsPerCaller int `json:"max_sessions_per_caller,omitempty"`
 	// How long a session may go without a POST in progress before it
@@ -289,16 +290,16 @@ func (h *Handler) Validate() error {
 // ServeHTTP answers the request with the stdio server.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if h.MaxSessionsPerCaller > 0 {
-		r = stdio.WithCaller(r, callerOf(r))
+		r = stdio.WithCaller(r, sessionOwner(r))
 	}
 	h.server.ServeHTTP(w, r)
 	return nil
 }
 
-// callerOf names whose share of max_sessions_per_caller a request's
+// sessionOwner names whose share of max_sessions_per_caller a request's
 // session counts against: the user mcp_policy identified, or else the
 // client's address as Caddy determined it (honouring trusted_proxies).
-func callerOf(r *http.Request) string {
+func sessionOwner(r *http.Request) string {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id, _ := repl.GetString("mcp.user.id"); id != "" {
 			return "user " + id
