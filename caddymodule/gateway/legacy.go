@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcpgate/mcpgate/caddymodule/boundedset"
 	"github.com/mcpgate/mcpgate/caddymodule/mcphttp"
 	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 	"github.com/mcpgate/mcpgate/caddymodule/sessiontoken"
@@ -344,11 +345,11 @@ type legacyStream struct {
 	// whose real answer would then go unfiltered).
 	inFlight map[string]answeredRequest
 	// retired are the canonical ids of requests forgotten before their
-	// answers came (cancelled, or past maxInFlight), at most maxInFlight,
-	// and retiredOrder the same ids, oldest first: a late answer to one
-	// would be taken for the answer to a request that took its id again.
-	retired      map[string]struct{}
-	retiredOrder []string
+	// answers came (cancelled, or past maxInFlight), at most maxInFlight
+	// (forgetting the oldest, which only as many requests forwarded and
+	// forgotten since can push out): a late answer to one would be taken
+	// for the answer to a request that took its id again.
+	retired *boundedset.Set[string]
 	// seq numbers the requests recorded in inFlight, one after the other.
 	seq uint64
 	// awaited are the gateway's own requests awaiting their response, by
@@ -361,7 +362,7 @@ type legacyStream struct {
 
 func newLegacyStream(write func(message []byte) error) *legacyStream {
 	return &legacyStream{write: write, done: make(chan struct{}), toolsLists: make(map[string]uint64),
-		inFlight: make(map[string]answeredRequest), retired: make(map[string]struct{}), awaited: make(map[string]chan []byte)}
+		inFlight: make(map[string]answeredRequest), retired: boundedset.New[string](maxInFlight), awaited: make(map[string]chan []byte)}
 }
 
 // toolCallEnded counts what became of a request forwarded on the session,
@@ -493,11 +494,11 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64, trail *cal
 				if _, listed := s.toolsLists[id]; !listed {
 					s.toolCallEnded(s.inFlight[id], toolFailed)
 					delete(s.inFlight, id)
-					s.retire(id)
+					s.retired.Add(id)
 				}
 			}
 			key, request := mcpmsg.CanonicalID(m.ID), v.answered().kept()
-			if _, reused := s.retired[key]; reused {
+			if s.retired.Contains(key) {
 				// A late answer to the forgotten request would read as
 				// this one's: what it asks for is bound to no request
 				// (relay.checkInputRequests refuses it). Its tool is
@@ -528,28 +529,12 @@ func (s *legacyStream) expectAnswers(verdicts []verdict, asOf uint64, trail *cal
 				default:
 					s.toolCallEnded(request, toolCancelled)
 					delete(s.inFlight, key)
-					s.retire(key)
+					s.retired.Add(key)
 				}
 			}
 		}
 	}
 	return recorded, nil
-}
-
-// retire remembers the canonical id of a request forgotten before its
-// answer came, forgetting the oldest past maxInFlight (which only as many
-// requests forwarded and forgotten since can push out). The caller holds
-// s.mu.
-func (s *legacyStream) retire(id string) {
-	if _, ok := s.retired[id]; ok {
-		return
-	}
-	if len(s.retiredOrder) >= maxInFlight {
-		delete(s.retired, s.retiredOrder[0])
-		s.retiredOrder = s.retiredOrder[1:]
-	}
-	s.retired[id] = struct{}{}
-	s.retiredOrder = append(s.retiredOrder, id)
 }
 
 // endWith ends the stream, first answering on it every request of the
@@ -593,7 +578,7 @@ func (s *legacyStream) forget(recorded map[string]uint64, retire bool) {
 			delete(s.inFlight, key)
 			delete(s.toolsLists, key)
 			if retire {
-				s.retire(key)
+				s.retired.Add(key)
 			}
 		}
 	}

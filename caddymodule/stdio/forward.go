@@ -87,7 +87,7 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "a request with this id is already in progress in this session")
 			return false
 		}
-		if _, reserved := s.abandoned[id]; reserved && !s.stateless {
+		if s.abandoned.Contains(id) && !s.stateless {
 			s.mu.Unlock()
 			rep.mu.Unlock()
 			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest,
@@ -283,15 +283,7 @@ func (s *session) abandonLocked(id jsonrpc.ID) {
 		return
 	}
 	s.forgetLocked(id)
-	if _, ok := s.abandoned[id]; ok {
-		return
-	}
-	if len(s.abandonedOrder) >= maxAbandoned {
-		delete(s.abandoned, s.abandonedOrder[0])
-		s.abandonedOrder = s.abandonedOrder[1:]
-	}
-	s.abandoned[id] = struct{}{}
-	s.abandonedOrder = append(s.abandonedOrder, id)
+	s.abandoned.Add(id)
 }
 
 // answeredLocked takes the response to id, the server's: the request is
@@ -299,10 +291,7 @@ func (s *session) abandonLocked(id jsonrpc.ID) {
 func (s *session) answeredLocked(id jsonrpc.ID) *call {
 	c := s.calls[id]
 	s.forgetLocked(id)
-	if _, ok := s.abandoned[id]; ok {
-		delete(s.abandoned, id)
-		s.abandonedOrder = slices.DeleteFunc(s.abandonedOrder, func(other jsonrpc.ID) bool { return other == id })
-	}
+	s.abandoned.Remove(id)
 	return c
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/boundedset"
 )
 
 // session is one client's conversation with one server process: the
@@ -42,9 +44,8 @@ type session struct {
 	// answer no one awaits any more (cancelled by the client, or its POST
 	// gone), which the server may still answer: a request reusing one is
 	// refused, so that the late answer is never taken for its own (see
-	// abandonLocked). abandonedOrder holds them oldest first.
-	abandoned      map[jsonrpc.ID]struct{}
-	abandonedOrder []jsonrpc.ID
+	// abandonLocked).
+	abandoned *boundedset.Set[jsonrpc.ID]
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
@@ -100,7 +101,7 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 		done:         make(chan struct{}),
 		stopped:      make(chan struct{}),
 		calls:        make(map[jsonrpc.ID]*call),
-		abandoned:    make(map[jsonrpc.ID]struct{}),
+		abandoned:    boundedset.New[jsonrpc.ID](maxAbandoned),
 		progress:     make(map[string]*reply),
 		clientTokens: make(map[string]json.RawMessage),
 	}
