@@ -27,17 +27,19 @@ func New[K comparable](limit int) *Set[K] {
 }
 
 // Add adds k, unless it is there, forgetting the oldest member when the
-// set is full.
-func (s *Set[K]) Add(k K) {
-	if _, ok := s.members[k]; ok {
-		return
+// set is full; it returns the member forgotten, if one was.
+func (s *Set[K]) Add(k K) (forgotten K, ok bool) {
+	if _, there := s.members[k]; there {
+		return forgotten, false
 	}
 	if len(s.order) >= s.limit {
-		delete(s.members, s.order[0])
+		forgotten, ok = s.order[0], true
+		delete(s.members, forgotten)
 		s.order = slices.Delete(s.order, 0, 1)
 	}
 	s.members[k] = struct{}{}
 	s.order = append(s.order, k)
+	return forgotten, ok
 }
 
 // Contains reports whether k is there.

@@ -43,3 +43,16 @@ func TestSet(t *testing.T) {
 		})
 	}
 }
+
+// TestAddReportsWhatItForgot: Add says which member the bound pushed out.
+func TestAddReportsWhatItForgot(t *testing.T) {
+	s := New[string](2)
+	for _, k := range []string{"a", "b", "a"} {
+		if forgotten, ok := s.Add(k); ok {
+			t.Errorf("adding %q forgot %q; want nothing forgotten below the bound", k, forgotten)
+		}
+	}
+	if forgotten, ok := s.Add("c"); !ok || forgotten != "a" {
+		t.Errorf("adding c past the bound forgot %q, %v; want a", forgotten, ok)
+	}
+}

@@ -286,13 +286,34 @@ func (s *session) abandonLocked(id jsonrpc.ID) {
 	s.abandoned.Add(id)
 }
 
+// maxAnswered bounds the progress tokens of answered requests a session
+// keeps (see session.answeredTokens).
+const maxAnswered = 1024
+
 // answeredLocked takes the response to id, the server's: the request is
-// no longer awaited, nor, if it was abandoned, kept from being reused.
+// no longer awaited, nor, if it was abandoned, kept from being reused; in
+// a session, the client's progress token is kept for the progress the
+// server may report after its answer.
 func (s *session) answeredLocked(id jsonrpc.ID) *call {
 	c := s.calls[id]
+	if own, ok := s.clientTokens[c.tokenOrNone()]; ok && !s.stateless {
+		s.answeredTokens[c.token] = own
+		if forgotten, ok := s.answeredOrder.Add(c.token); ok {
+			delete(s.answeredTokens, forgotten)
+		}
+	}
 	s.forgetLocked(id)
 	s.abandoned.Remove(id)
 	return c
+}
+
+// tokenOrNone is the progress token the server got for c, "" for none
+// (or no call).
+func (c *call) tokenOrNone() string {
+	if c == nil {
+		return ""
+	}
+	return c.token
 }
 
 // forgetLocked stops waiting for the response to id.

@@ -331,3 +331,42 @@ func deleteSession(ctx context.Context, url, session string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// TestProgressAfterAnswerOnTheGETStream: progress a server reports after
+// its answer (on a task its answer started, say) reaches the client on
+// its GET stream, with the client's own token, and on no request's reply.
+func TestProgressAfterAnswerOnTheGETStream(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	in := initializedSession(t, url)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	for i := 0; i+1 < len(in); i += 2 {
+		req.Header.Set(in[i], in[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if status, _, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"linger","arguments":{"text":"A","steps":10},"_meta":{"progressToken":"p"}}}`, in...); status != http.StatusOK || !strings.Contains(body, "lingering") {
+		t.Fatalf("linger: %d %s", status, body)
+	}
+	events := bufio.NewReader(resp.Body)
+	for {
+		line, err := events.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the GET stream ended before linger's late progress: %v", err)
+		}
+		if strings.Contains(line, "late:A") {
+			if !strings.Contains(line, `"progressToken":"p"`) {
+				t.Errorf("late progress with another token than the client's: %s", line)
+			}
+			return
+		}
+	}
+}

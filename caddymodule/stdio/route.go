@@ -73,14 +73,21 @@ func (s *session) route(msg jsonrpc.Message) {
 	if request.Method == "notifications/progress" {
 		token = notifiedToken(request.Params)
 	}
+	afterAnswer := false
 	if token != "" {
 		// Back to the client's own token (see post). Progress on a token
-		// the gateway gave a request no longer awaited goes to no one;
-		// in a stateless session, so does progress on any token the
-		// gateway did not give. (In a session, progress on a token of
-		// the server's own goes where anything else it says unasked goes.)
+		// of a request answered goes to the GET stream alone (see
+		// session.answeredTokens); on one the gateway gave a request no
+		// longer awaited, to no one; in a stateless session, so does
+		// progress on any token the gateway did not give. (In a session,
+		// progress on a token of the server's own goes where anything
+		// else it says unasked goes.)
 		s.mu.Lock()
 		own, ok := s.clientTokens[token]
+		if !ok {
+			own, afterAnswer = s.answeredTokens[token]
+			ok = afterAnswer
+		}
 		s.mu.Unlock()
 		switch {
 		case ok:
@@ -99,6 +106,18 @@ func (s *session) route(msg jsonrpc.Message) {
 	if s.stateless && request.IsCall() {
 		s.refuse(request, jsonrpc.CodeMethodNotFound,
 			"the client is stateless (MCP 2026-07-28) and cannot answer server requests; connect with a session to use sampling, elicitation or roots")
+		return
+	}
+	if afterAnswer {
+		s.mu.Lock()
+		stream := s.get
+		if s.ended != nil {
+			stream = nil
+		}
+		s.mu.Unlock()
+		if stream != nil {
+			_ = stream.deliver(request, data)
+		}
 		return
 	}
 	for {

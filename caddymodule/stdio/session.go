@@ -52,6 +52,13 @@ type session struct {
 	// clientTokens map the progress tokens the gateway gave the server in
 	// place of its clients' (see post) to the clients' own.
 	clientTokens map[string]json.RawMessage
+	// answeredTokens map, in a session, the tokens of requests answered
+	// to the clients' own, at most maxAnswered, oldest forgotten first
+	// (answeredOrder): a server may report progress after its answer (on
+	// a task its answer started, for as long as the task runs), which
+	// goes to the client's GET stream, never to another request's reply.
+	answeredTokens map[string]json.RawMessage
+	answeredOrder  *boundedset.Set[string]
 	// posts are the open replies to POSTs that carry what the server sends
 	// of its own accord when there is no GET stream (see route), oldest
 	// first; get is the open GET stream.
@@ -92,18 +99,20 @@ func (e *ending) Error() string { return e.message }
 
 func newSession(srv *Server, id string, proc *process, stateless bool, logger *zap.Logger, onStopped func()) *session {
 	s := &session{
-		id:           id,
-		srv:          srv,
-		proc:         proc,
-		logger:       logger,
-		stateless:    stateless,
-		onStopped:    onStopped,
-		done:         make(chan struct{}),
-		stopped:      make(chan struct{}),
-		calls:        make(map[jsonrpc.ID]*call),
-		abandoned:    boundedset.New[jsonrpc.ID](maxAbandoned),
-		progress:     make(map[string]*reply),
-		clientTokens: make(map[string]json.RawMessage),
+		id:             id,
+		srv:            srv,
+		proc:           proc,
+		logger:         logger,
+		stateless:      stateless,
+		onStopped:      onStopped,
+		done:           make(chan struct{}),
+		stopped:        make(chan struct{}),
+		calls:          make(map[jsonrpc.ID]*call),
+		abandoned:      boundedset.New[jsonrpc.ID](maxAbandoned),
+		answeredTokens: make(map[string]json.RawMessage),
+		answeredOrder:  boundedset.New[string](maxAnswered),
+		progress:       make(map[string]*reply),
+		clientTokens:   make(map[string]json.RawMessage),
 	}
 	s.idle = time.AfterFunc(srv.cfg.IdleTimeout, func() {
 		s.end(&ending{message: "the session was idle for " + srv.cfg.IdleTimeout.String() + " and has ended; initialize a new one"})
