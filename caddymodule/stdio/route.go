@@ -151,6 +151,12 @@ func (s *session) targetLocked(request *jsonrpc.Request, token string, data []by
 		if target := s.progress[token]; target != nil {
 			return target, nil
 		}
+		if strings.HasPrefix(token, `"`+gatewayTokenPrefix) {
+			// Progress on a request no longer awaited (its reply gone
+			// since route looked, or failing to take it): the request's
+			// own reply, or no one's (found by a review).
+			return nil, nil
+		}
 	}
 	if s.stateless {
 		// A pooled process serves one stateless client after another, and

@@ -101,3 +101,21 @@ func TestExitReasonQuotesTheError(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressOnAForgottenTokenGoesNowhere: progress on a token the
+// gateway gave a request whose reply is gone (its POST left, or failing
+// to take it) is dropped, never carried by another reply, the GET stream
+// or the backlog (it went to the newest asking POST's: found by a
+// review); progress on a token of the server's own goes where anything it
+// says unasked goes.
+func TestProgressOnAForgottenTokenGoesNowhere(t *testing.T) {
+	other := &reply{}
+	s := &session{progress: map[string]*reply{}, posts: []*reply{other}}
+	progress := &jsonrpc.Request{Method: "notifications/progress"}
+	if target, _ := s.targetLocked(progress, `"`+gatewayTokenPrefix+`forgotten"`, []byte("{}")); target != nil || len(s.backlog) != 0 {
+		t.Errorf("progress on a forgotten gateway token went to %p (backlog %d); want no one", target, len(s.backlog))
+	}
+	if target, _ := s.targetLocked(progress, `"the-server's-own"`, []byte("{}")); target != other {
+		t.Errorf("progress on a token of the server's own went to %p; want the newest asking POST's reply, %p", target, other)
+	}
+}
