@@ -65,70 +65,66 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		status   int
 		code     int
 		contains string
+		// answersID is set when the refusal answers the request's id,
+		// 1: one request's, read before it was refused (see refusedID).
+		answersID bool
 	}{
 		// admit
-		{"foreign origin", "POST", http.Header{"Origin": {"http://evil.example"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin"},
-		{"rebinding origin", "POST", http.Header{"Origin": {"http://attacker.example:8080"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin"},
+		{"foreign origin", "POST", http.Header{"Origin": {"http://evil.example"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin", false},
+		{"rebinding origin", "POST", http.Header{"Origin": {"http://attacker.example:8080"}}, strings.NewReader(callEcho), 403, codeInvalid, "origin", false},
 		// findSession
-		{"session id that is no token", "POST", session("upstream-own-id"), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+		{"session id that is no token", "POST", session("upstream-own-id"), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"session sealed with another gateway's key", "POST",
-			session(otherSealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(otherSealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"session sealed for another upstream", "POST",
-			session(gw.sealer.Seal(gateway.SessionScope("other-upstream", testServer), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(gateway.SessionScope("other-upstream", testServer), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"session sealed for another server of the upstream", "POST",
-			session(gw.sealer.Seal(gateway.SessionScope(testUpstream, "other-server"), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(gateway.SessionScope(testUpstream, "other-server"), sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"session sealed for the upstream alone (before sessions were sealed for their server)", "POST",
-			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(testUpstream, sessiontoken.Session{Kind: sessiontoken.Streamable, ID: "s1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"HTTP+SSE session named in Mcp-Session-Id", "POST",
-			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Legacy, ID: "/message?sessionid=1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session"},
+			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Legacy, ID: "/message?sessionid=1"})), strings.NewReader(callEcho), 404, codeInvalid, "unknown session", false},
 		{"approval token named in Mcp-Session-Id", "GET",
-			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Approval, ID: "s1"})), nil, 404, codeInvalid, "unknown session"},
-		{"Mcp-Session-Id given twice", "POST", http.Header{mcphttp.HeaderSessionID: {"a", "b"}}, strings.NewReader(callEcho), 400, codeInvalid, "more than once"},
+			session(gw.sealer.Seal(sessionScope, sessiontoken.Session{Kind: sessiontoken.Approval, ID: "s1"})), nil, 404, codeInvalid, "unknown session", false},
+		{"Mcp-Session-Id given twice", "POST", http.Header{mcphttp.HeaderSessionID: {"a", "b"}}, strings.NewReader(callEcho), 400, codeInvalid, "more than once", false},
 		// the method switch
-		{"PUT", "PUT", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PUT is not used by MCP"},
-		{"PATCH", "PATCH", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PATCH is not used by MCP"},
-		{"GET with a body", "GET", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body"},
-		{"DELETE with a body", "DELETE", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body"},
-		{"OPTIONS with a chunked body", "OPTIONS", nil, iotest.HalfReader(strings.NewReader(callEcho)), 400, codeInvalid, "must not carry a body"},
+		{"PUT", "PUT", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PUT is not used by MCP", false},
+		{"PATCH", "PATCH", nil, strings.NewReader(callEcho), 405, codeInvalid, "method PATCH is not used by MCP", false},
+		{"GET with a body", "GET", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body", false},
+		{"DELETE with a body", "DELETE", nil, strings.NewReader(callEcho), 400, codeInvalid, "must not carry a body", false},
+		{"OPTIONS with a chunked body", "OPTIONS", nil, iotest.HalfReader(strings.NewReader(callEcho)), 400, codeInvalid, "must not carry a body", false},
 		// read
-		{"content type text/plain", "POST", http.Header{"Content-Type": {"text/plain"}}, strings.NewReader(callEcho), 400, codeInvalid, "not application/json"},
-		{"content type missing", "POST", http.Header{"Content-Type": {""}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once"},
-		{"content type given twice", "POST", http.Header{"Content-Type": {"application/json", "application/json"}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once"},
-		{"content type malformed", "POST", http.Header{"Content-Type": {"application/json; charset"}}, strings.NewReader(callEcho), 400, codeInvalid, "malformed"},
-		{"charset other than UTF-8", "POST", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, strings.NewReader(callEcho), 400, codeInvalid, "charset"},
-		{"gzip encoding", "POST", http.Header{"Content-Encoding": {"gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`},
-		{"gzip after identity", "POST", http.Header{"Content-Encoding": {"identity, gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`},
-		{"declared length over max_body", "POST", nil, strings.NewReader(oversized), 413, codeInvalid, "max_body"},
-		{"chunked body over max_body", "POST", nil, iotest.HalfReader(strings.NewReader(oversized)), 413, codeInvalid, "max_body"},
+		{"content type text/plain", "POST", http.Header{"Content-Type": {"text/plain"}}, strings.NewReader(callEcho), 400, codeInvalid, "not application/json", false},
+		{"content type missing", "POST", http.Header{"Content-Type": {""}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once", false},
+		{"content type given twice", "POST", http.Header{"Content-Type": {"application/json", "application/json"}}, strings.NewReader(callEcho), 400, codeInvalid, "content type must be given once", false},
+		{"content type malformed", "POST", http.Header{"Content-Type": {"application/json; charset"}}, strings.NewReader(callEcho), 400, codeInvalid, "malformed", false},
+		{"charset other than UTF-8", "POST", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, strings.NewReader(callEcho), 400, codeInvalid, "charset", false},
+		{"gzip encoding", "POST", http.Header{"Content-Encoding": {"gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`, false},
+		{"gzip after identity", "POST", http.Header{"Content-Encoding": {"identity, gzip"}}, strings.NewReader(callEcho), 400, codeInvalid, `content encoding "gzip"`, false},
+		{"declared length over max_body", "POST", nil, strings.NewReader(oversized), 413, codeInvalid, "max_body", false},
+		{"chunked body over max_body", "POST", nil, iotest.HalfReader(strings.NewReader(oversized)), 413, codeInvalid, "max_body", false},
 		// parse
-		{"not JSON", "POST", nil, strings.NewReader(`tools/call delete_issue`), 400, codeParse, ""},
-		{"empty body", "POST", nil, strings.NewReader(``), 400, codeParse, ""},
-		{"duplicate method", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"echo"}}`), 400, codeInvalid, "duplicate"},
-		{"duplicate tool name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_issue"}}`), 400, codeInvalid, "duplicate"},
-		{"case variant of params", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"delete_issue"}}`), 400, codeInvalid, "Params"},
-		{"escaped case variant of name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\u0041me":"delete_issue"}}`), 400, codeInvalid, "nAme"},
-		{"second message after the first", "POST", nil, strings.NewReader(callEcho + callBody("2", "delete_issue", "x")), 400, codeParse, ""},
-		{"invalid UTF-8", "POST", nil, strings.NewReader("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}"), 400, codeParse, "UTF-8"},
-		{"lone surrogate", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\ud800"}}`), 400, codeParse, ""},
-		{"id with a fraction", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"echo"}}`), 400, codeInvalid, "JSON readers may read differently"},
-		{"params an array", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`), 400, codeInvalid, "params"},
-		{"jsonrpc 1.0", "POST", nil, strings.NewReader(`{"jsonrpc":"1.0","id":1,"method":"ping"}`), 400, codeInvalid, "jsonrpc"},
-		{"a request sent without an id", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`), 400, codeInvalid, "need an id"},
-		{"unsupported protocol version", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"1999-01-01"}}, strings.NewReader(callEcho), 400, codeInvalid, "unsupported"},
-		{"protocol version given twice", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18", "2025-03-26"}}, strings.NewReader(callEcho), 400, codeInvalid, "given 2 times"},
+		{"not JSON", "POST", nil, strings.NewReader(`tools/call delete_issue`), 400, codeParse, "", false},
+		{"empty body", "POST", nil, strings.NewReader(``), 400, codeParse, "", false},
+		{"duplicate method", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"echo"}}`), 400, codeInvalid, "duplicate", false},
+		{"duplicate tool name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_issue"}}`), 400, codeInvalid, "duplicate", false},
+		{"case variant of params", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"delete_issue"}}`), 400, codeInvalid, "Params", false},
+		{"escaped case variant of name", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\u0041me":"delete_issue"}}`), 400, codeInvalid, "nAme", true},
+		{"second message after the first", "POST", nil, strings.NewReader(callEcho + callBody("2", "delete_issue", "x")), 400, codeParse, "", false},
+		{"invalid UTF-8", "POST", nil, strings.NewReader("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}"), 400, codeParse, "UTF-8", false},
+		{"lone surrogate", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\ud800"}}`), 400, codeParse, "", false},
+		{"id with a fraction", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"echo"}}`), 400, codeInvalid, "JSON readers may read differently", false},
+		{"params an array", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`), 400, codeInvalid, "params", true},
+		{"jsonrpc 1.0", "POST", nil, strings.NewReader(`{"jsonrpc":"1.0","id":1,"method":"ping"}`), 400, codeInvalid, "jsonrpc", false},
+		{"a request sent without an id", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`), 400, codeInvalid, "need an id", false},
+		{"unsupported protocol version", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"1999-01-01"}}, strings.NewReader(callEcho), 400, codeInvalid, "unsupported", true},
+		{"protocol version given twice", "POST", http.Header{mcphttp.HeaderProtocolVersion: {"2025-06-18", "2025-03-26"}}, strings.NewReader(callEcho), 400, codeInvalid, "given 2 times", true},
 		// checkTransport
-		{"Mcp-Method disagrees with the body", "POST", v0728("ping", "echo"), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Method"},
-		{"Mcp-Name disagrees with the body", "POST", v0728("tools/call", "echo"), strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
-		{"Mcp-Name missing under 2026-07-28", "POST", v0728("tools/call", ""), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
-		{"Mcp-Name disagrees under an older revision", "POST", http.Header{mcphttp.HeaderName: {"echo"}}, strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name"},
-		{"response to a request never relayed", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":"forged-7","result":{}}`), 403, codeInvalid, "answers no request the gateway relayed"},
-	}
-	// answeredID are the cases whose refusal answers the request's id, 1.
-	answeredID := map[string]bool{
-		"escaped case variant of name": true, "params an array": true,
-		"unsupported protocol version": true, "protocol version given twice": true,
-		"Mcp-Method disagrees with the body": true, "Mcp-Name disagrees with the body": true,
-		"Mcp-Name missing under 2026-07-28": true, "Mcp-Name disagrees under an older revision": true,
+		{"Mcp-Method disagrees with the body", "POST", v0728("ping", "echo"), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Method", true},
+		{"Mcp-Name disagrees with the body", "POST", v0728("tools/call", "echo"), strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name", true},
+		{"Mcp-Name missing under 2026-07-28", "POST", v0728("tools/call", ""), strings.NewReader(callEcho), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name", true},
+		{"Mcp-Name disagrees under an older revision", "POST", http.Header{mcphttp.HeaderName: {"echo"}}, strings.NewReader(callBody("1", "delete_issue", "a")), 400, mcphttp.CodeHeaderMismatch, "Mcp-Name", true},
+		{"response to a request never relayed", "POST", nil, strings.NewReader(`{"jsonrpc":"2.0","id":"forged-7","result":{}}`), 403, codeInvalid, "answers no request the gateway relayed", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,9 +142,9 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 				t.Errorf("want JSON-RPC error %d containing %q, got %s", tt.code, tt.contains, r.body)
 			case resp.Error.Code != tt.code || !strings.Contains(strings.ToLower(resp.Error.Message), strings.ToLower(tt.contains)):
 				t.Errorf("error = %d %q, want %d containing %q", resp.Error.Code, resp.Error.Message, tt.code, tt.contains)
-			case answeredID[tt.name] && string(resp.ID) != "1":
+			case tt.answersID && string(resp.ID) != "1":
 				t.Errorf("error id = %s, want 1: the request's, read before it was refused", resp.ID)
-			case !answeredID[tt.name] && string(resp.ID) != "null":
+			case !tt.answersID && string(resp.ID) != "null":
 				t.Errorf("error id = %s, want null: no request's id was read, or the refusal is not the message's", resp.ID)
 			}
 			if got := up.ReceivedFromClients()[before:]; len(got) != 0 {
