@@ -716,7 +716,7 @@ func (h *Handler) host() gateway.Host {
 				warned.CompareAndSwap(false, true) {
 				h.logger.Warn("a request came through a trusted proxy of a server without trusted_proxies_strict: Caddy takes the client's address from the left of X-Forwarded-For, "+
 					"which a client writes itself behind a load balancer that appends to the header, so client_ip matchers (an IP allowlist), "+
-					"{http.vars.client_ip} in rate limits and input.request.remote_ip read an address the client chose; add trusted_proxies_strict to the server's options",
+					"{http.vars.client_ip} in rate limits, input.request.remote_ip and mcp_stdio's max_sessions_per_caller read an address the client chose; add trusted_proxies_strict to the server's options",
 					zap.Strings("listen", server.Listen))
 			}
 		}
