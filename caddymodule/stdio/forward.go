@@ -47,8 +47,7 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	}
 	if len(ids) == 0 {
 		for _, msg := range msgs {
-			s.cancelled(msg)
-			if err := s.send(msg); err != nil {
+			if err := s.send(s.cancelled(msg)); err != nil {
 				failure := writeFailure(err)
 				s.end(failure)
 				writeError(w, http.StatusBadGateway, jsonrpc.ID{}, codeServerError, failure.message)
@@ -81,17 +80,10 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 		return false
 	}
 	for _, id := range ids {
-		if s.calls[id] != nil {
+		if _, inProgress := s.inProgress[id]; inProgress {
 			s.mu.Unlock()
 			rep.mu.Unlock()
 			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest, "a request with this id is already in progress in this session")
-			return false
-		}
-		if s.abandoned.Contains(id) && !s.stateless {
-			s.mu.Unlock()
-			rep.mu.Unlock()
-			writeError(w, http.StatusBadRequest, id, jsonrpc.CodeInvalidRequest,
-				"a request with this id was cancelled or left in this session, and the MCP server may still answer it: use another id (MCP ids are not reused in a session)")
 			return false
 		}
 	}
@@ -114,15 +106,18 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 					c.token = own
 				}
 			}
-			if s.stateless {
-				// Ids too: a pooled process's answer that comes late or
-				// twice, for a client it has answered already, must find
-				// no request of the next client's, whose ids are alike
-				// (SDK clients count them from 1). The client gets its
-				// own id back with the answer (see route).
-				c.clientID = request.ID
-				request.ID = gatewayID()
-			}
+			// Ids too: an answer that comes late or twice, for a request
+			// no longer awaited, must find no request that took its id
+			// since: a pooled process serves one client after another,
+			// whose ids are alike (SDK clients count them from 1), and a
+			// session's client may reuse the id of a request it cancelled
+			// or left (the TypeScript SDK's, resuming a session with a new
+			// Client, counts from 0 again; found by an interoperability
+			// run). The client gets its own id back with the answer (see
+			// route), and a cancellation names the gateway's (cancelled).
+			c.clientID = request.ID
+			request.ID = gatewayID()
+			s.inProgress[c.clientID] = request.ID
 			s.calls[request.ID] = c
 			if c.token != "" {
 				s.progress[c.token] = rep
@@ -143,8 +138,7 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	rep.mu.Unlock()
 
 	for _, msg := range msgs {
-		s.cancelled(msg)
-		if err := s.send(msg); err != nil {
+		if err := s.send(s.cancelled(msg)); err != nil {
 			s.end(writeFailure(err))
 			break
 		}
@@ -232,7 +226,7 @@ func (s *session) call(ctx context.Context, request *jsonrpc.Request) (*jsonrpc.
 		return nil, s.ended
 	case <-ctx.Done():
 		s.mu.Lock()
-		s.abandonLocked(request.ID)
+		s.forgetLocked(request.ID)
 		s.mu.Unlock()
 		return nil, ctx.Err()
 	}
@@ -244,56 +238,60 @@ func (s *session) send(msg jsonrpc.Message) error {
 }
 
 // cancelled stops waiting for the response to a request that the client
-// cancels with msg, if msg is such a notification: a server need not
-// answer a cancelled request (basic/utilities/cancellation).
-func (s *session) cancelled(msg jsonrpc.Message) {
+// cancels with msg, if msg is such a notification (a server need not
+// answer a cancelled request: basic/utilities/cancellation), and returns
+// msg as the server gets it: naming the request by the id the gateway
+// gave it (see post). Any other message is returned as it is.
+func (s *session) cancelled(msg jsonrpc.Message) jsonrpc.Message {
 	request, ok := msg.(*jsonrpc.Request)
 	if !ok || request.IsCall() || request.Method != "notifications/cancelled" {
-		return
+		return msg
 	}
 	var params struct {
 		RequestID any `json:"requestId"`
 	}
 	if json.Unmarshal(request.Params, &params) != nil {
-		return
+		return msg
 	}
 	id, err := jsonrpc.MakeID(params.RequestID)
 	if err != nil {
-		return
+		return msg
 	}
 	s.mu.Lock()
-	c := s.calls[id]
-	s.abandonLocked(id)
+	own, inProgress := s.inProgress[id]
+	if !inProgress {
+		own, inProgress = s.left[id]
+	}
+	c := s.calls[own]
+	s.forgetLocked(own)
 	s.mu.Unlock()
+	if !inProgress {
+		return msg
+	}
 	if c != nil && c.reply != nil {
 		c.reply.abandon(id)
 	}
-}
-
-// maxAbandoned bounds the abandoned ids a session keeps; past it the
-// oldest is forgotten (its request's answer, should it come after all,
-// then finds a request of that id reused since).
-const maxAbandoned = 1024
-
-// abandonLocked stops waiting for the response to id, which the server
-// may still give (a cancelled request need not be answered, but may be:
-// basic/utilities/cancellation): until it does, id is not taken again.
-func (s *session) abandonLocked(id jsonrpc.ID) {
-	if s.calls[id] == nil {
-		return
+	raw, err := json.Marshal(own.Raw())
+	if err != nil {
+		return msg
 	}
-	s.forgetLocked(id)
-	s.abandoned.Add(id)
+	if params, err := withMember(request.Params, "", "requestId", raw); err == nil {
+		return &jsonrpc.Request{Method: request.Method, Params: params}
+	}
+	return msg
 }
 
 // maxAnswered bounds the progress tokens of answered requests a session
-// keeps (see session.answeredTokens).
-const maxAnswered = 1024
+// keeps (see session.answeredTokens), and maxLeft the ids of requests
+// left (session.left).
+const (
+	maxAnswered = 1024
+	maxLeft     = 1024
+)
 
 // answeredLocked takes the response to id, the server's: the request is
-// no longer awaited, nor, if it was abandoned, kept from being reused; in
-// a session, the client's progress token is kept for the progress the
-// server may report after its answer.
+// no longer awaited; in a session, the client's progress token is kept
+// for the progress the server may report after its answer.
 func (s *session) answeredLocked(id jsonrpc.ID) *call {
 	c := s.calls[id]
 	if own, ok := s.clientTokens[c.tokenOrNone()]; ok && !s.stateless {
@@ -303,7 +301,6 @@ func (s *session) answeredLocked(id jsonrpc.ID) *call {
 		}
 	}
 	s.forgetLocked(id)
-	s.abandoned.Remove(id)
 	return c
 }
 
@@ -316,10 +313,14 @@ func (c *call) tokenOrNone() string {
 	return c.token
 }
 
-// forgetLocked stops waiting for the response to id.
+// forgetLocked stops waiting for the response to id (the gateway's). Its
+// answer, should it come after all, reaches no one.
 func (s *session) forgetLocked(id jsonrpc.ID) {
 	if c := s.calls[id]; c != nil {
 		delete(s.calls, id)
+		if s.inProgress[c.clientID] == id {
+			delete(s.inProgress, c.clientID)
+		}
 		if c.token != "" && s.progress[c.token] == c.reply {
 			delete(s.progress, c.token)
 		}
@@ -336,7 +337,13 @@ func (s *session) detachLocked(rep *reply) {
 	s.posts = slices.DeleteFunc(s.posts, func(r *reply) bool { return r == rep })
 	for id, c := range s.calls {
 		if c.reply == rep {
-			s.abandonLocked(id)
+			if c.clientID.IsValid() {
+				s.left[c.clientID] = id
+				if forgotten, ok := s.leftOrder.Add(c.clientID); ok {
+					delete(s.left, forgotten)
+				}
+			}
+			s.forgetLocked(id)
 		}
 	}
 }

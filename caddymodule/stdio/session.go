@@ -40,12 +40,15 @@ type session struct {
 	mu sync.Mutex
 	// calls are the requests forwarded to the server and not answered yet.
 	calls map[jsonrpc.ID]*call
-	// abandoned are the ids of requests forwarded to the server whose
-	// answer no one awaits any more (cancelled by the client, or its POST
-	// gone), which the server may still answer: a request reusing one is
-	// refused, so that the late answer is never taken for its own (see
-	// abandonLocked).
-	abandoned *boundedset.Set[jsonrpc.ID]
+	// inProgress map the ids of the clients' requests awaiting their
+	// answers to the ids the server knows them by (see post); left map
+	// those of requests whose POSTs went before their answers came, at
+	// most maxLeft, oldest forgotten first (leftOrder), so that a client
+	// cancelling one after it left (as SDK clients do when a call's
+	// context ends) names it to the server as the server knows it.
+	inProgress map[jsonrpc.ID]jsonrpc.ID
+	left       map[jsonrpc.ID]jsonrpc.ID
+	leftOrder  *boundedset.Set[jsonrpc.ID]
 	// progress maps the progress tokens of those requests to the replies
 	// that carry their progress notifications.
 	progress map[string]*reply
@@ -82,8 +85,8 @@ type call struct {
 	reply  *reply
 	answer chan *jsonrpc.Response
 	token  string
-	// clientID is, in a stateless session, the id the client gave the
-	// request, which the server knows under one of the gateway's.
+	// clientID is the id the client gave the request, which the server
+	// knows under one of the gateway's (none for the gateway's own).
 	clientID jsonrpc.ID
 }
 
@@ -108,7 +111,9 @@ func newSession(srv *Server, id string, proc *process, stateless bool, logger *z
 		done:           make(chan struct{}),
 		stopped:        make(chan struct{}),
 		calls:          make(map[jsonrpc.ID]*call),
-		abandoned:      boundedset.New[jsonrpc.ID](maxAbandoned),
+		inProgress:     make(map[jsonrpc.ID]jsonrpc.ID),
+		left:           make(map[jsonrpc.ID]jsonrpc.ID),
+		leftOrder:      boundedset.New[jsonrpc.ID](maxLeft),
 		answeredTokens: make(map[string]json.RawMessage),
 		answeredOrder:  boundedset.New[string](maxAnswered),
 		progress:       make(map[string]*reply),
