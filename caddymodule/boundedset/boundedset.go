@@ -1,8 +1,8 @@
 // Package boundedset is a set that holds at most a fixed number of
 // members: past it, the member added first is forgotten. The gateway keeps
-// such sets of ids it must not take for new ones (requests forgotten
-// before their answers came), bounded so that a client cannot grow them
-// without end.
+// such sets of what it remembers of requests no longer awaited (ids not
+// to be taken again, ids and tokens to name them by), bounded so that a
+// client cannot grow them without end.
 //
 // A Set is not safe for concurrent use: its owner holds its own lock
 // around it, as it does around the state the set goes with.
