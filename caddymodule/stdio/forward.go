@@ -87,7 +87,16 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 			return false
 		}
 	}
-	for _, msg := range msgs {
+	// The requests the POST's cancellations name, as the server knows
+	// them, found in the POST's order: a cancellation before a request
+	// that takes the id it names does not cancel that request.
+	cancels := make(map[int]jsonrpc.ID)
+	for i, msg := range msgs {
+		if id, ok := cancelledID(msg); ok {
+			if own, found := s.serverIDLocked(id); found {
+				cancels[i] = own
+			}
+		}
 		if request, ok := msg.(*jsonrpc.Request); ok && request.IsCall() {
 			raw := metaOf(request.Params)["progressToken"]
 			c := &call{reply: rep, token: progressToken(raw)}
@@ -137,8 +146,11 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []jsonrpc.Me
 	}
 	rep.mu.Unlock()
 
-	for _, msg := range msgs {
-		if err := s.send(s.cancelled(msg)); err != nil {
+	for i, msg := range msgs {
+		if own, ok := cancels[i]; ok {
+			msg = s.cancel(msg, own)
+		}
+		if err := s.send(msg); err != nil {
 			s.end(writeFailure(err))
 			break
 		}
@@ -243,38 +255,62 @@ func (s *session) send(msg jsonrpc.Message) error {
 // msg as the server gets it: naming the request by the id the gateway
 // gave it (see post). Any other message is returned as it is.
 func (s *session) cancelled(msg jsonrpc.Message) jsonrpc.Message {
+	id, ok := cancelledID(msg)
+	if !ok {
+		return msg
+	}
+	s.mu.Lock()
+	own, found := s.serverIDLocked(id)
+	s.mu.Unlock()
+	if !found {
+		return msg
+	}
+	return s.cancel(msg, own)
+}
+
+// cancelledID is the id of the request msg cancels, if msg is a
+// notifications/cancelled.
+func cancelledID(msg jsonrpc.Message) (jsonrpc.ID, bool) {
 	request, ok := msg.(*jsonrpc.Request)
 	if !ok || request.IsCall() || request.Method != "notifications/cancelled" {
-		return msg
+		return jsonrpc.ID{}, false
 	}
 	var params struct {
 		RequestID any `json:"requestId"`
 	}
 	if json.Unmarshal(request.Params, &params) != nil {
-		return msg
+		return jsonrpc.ID{}, false
 	}
 	id, err := jsonrpc.MakeID(params.RequestID)
-	if err != nil {
-		return msg
+	return id, err == nil
+}
+
+// serverIDLocked is the id the server knows the client's request id by:
+// of a request in progress, or else of one left (see session.left).
+func (s *session) serverIDLocked(id jsonrpc.ID) (jsonrpc.ID, bool) {
+	if own, ok := s.inProgress[id]; ok {
+		return own, true
 	}
+	own, ok := s.left[id]
+	return own, ok
+}
+
+// cancel stops waiting for the response to the request the server knows
+// as own, which msg, a notifications/cancelled, cancels, and returns msg
+// naming it so.
+func (s *session) cancel(msg jsonrpc.Message, own jsonrpc.ID) jsonrpc.Message {
 	s.mu.Lock()
-	own, inProgress := s.inProgress[id]
-	if !inProgress {
-		own, inProgress = s.left[id]
-	}
 	c := s.calls[own]
 	s.forgetLocked(own)
 	s.mu.Unlock()
-	if !inProgress {
-		return msg
-	}
 	if c != nil && c.reply != nil {
-		c.reply.abandon(id)
+		c.reply.abandon(c.clientID)
 	}
 	raw, err := json.Marshal(own.Raw())
 	if err != nil {
 		return msg
 	}
+	request := msg.(*jsonrpc.Request)
 	if params, err := withMember(request.Params, "", "requestId", raw); err == nil {
 		return &jsonrpc.Request{Method: request.Method, Params: params}
 	}

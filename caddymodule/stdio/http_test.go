@@ -237,22 +237,26 @@ func TestLateAnswerNotTakenForAReusedID(t *testing.T) {
 	if strings.Contains(body, "waited") {
 		t.Fatalf("the call reusing id 7 got the left call's answer: %d %s", status, body)
 	}
-	// A call cancelled by the id the client gave it: the server is told
-	// the id it knows the call by, and the call ends.
-	blocked := make(chan string, 1)
-	go func() {
-		_, _, body := post(t, url, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p9"}}}`, in...)
-		blocked <- body
-	}()
-	testwait.Until(t, 10*time.Second, func() string {
-		post(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`, in...)
-		select {
-		case <-blocked:
-			return ""
-		case <-time.After(100 * time.Millisecond):
-			return "the cancelled call's POST has not ended"
-		}
-	})
+	// A call cancelled by the id the client gave it, once the server is at
+	// work on it (it reported progress): the server is told the id it
+	// knows the call by, and the call ends.
+	blocked, err := postRequest(t.Context(), t, url, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p9"}}}`, in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocked.Body.Close()
+	events = bufio.NewReader(blocked.Body)
+	line, err = events.ReadString('\n')
+	for err == nil && !strings.Contains(line, "notifications/progress") {
+		line, err = events.ReadString('\n')
+	}
+	if err != nil {
+		t.Fatalf("the blocking call reported no progress: %v", err)
+	}
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`, in...)
+	if _, err := io.ReadAll(events); err != nil {
+		t.Errorf("the cancelled call's POST: %v; want it ended", err)
+	}
 	testwait.Until(t, 5*time.Second, func() string {
 		if _, _, body := post(t, url, `{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"cancellations","arguments":{}}}`, in...); !strings.Contains(body, `"text":"1"`) {
 			return "the server counted no cancellation: " + body
@@ -381,4 +385,51 @@ func TestProgressAfterAnswerOnTheGETStream(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestBatchCancelBeforeReuse: in a 2025-03-26 batch, a cancellation of a
+// left request, placed before a request that takes its id again, cancels
+// the left request, not the new one (it cancelled the new one, whose
+// answer then reached no one: found by a review).
+func TestBatchCancelBeforeReuse(t *testing.T) {
+	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
+	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	if status != http.StatusOK {
+		t.Fatalf("initialize: %d %s", status, body)
+	}
+	in := []string{"Mcp-Session-Id", header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version", "2025-03-26"}
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
+	// A blocking call, left once the server is at work on it.
+	ctx, leave := context.WithCancel(t.Context())
+	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p7"}}}`, in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := bufio.NewReader(resp.Body)
+	line, err := events.ReadString('\n')
+	for err == nil && !strings.Contains(line, "notifications/progress") {
+		line, err = events.ReadString('\n')
+	}
+	if err != nil {
+		t.Fatalf("the blocking call reported no progress: %v", err)
+	}
+	leave()
+	resp.Body.Close()
+	testwait.Until(t, 5*time.Second, func() string {
+		status, _, body := post(t, url, `[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}},`+
+			`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"new"}}}]`, in...)
+		switch {
+		case strings.Contains(body, "already in progress"):
+			return "the left call is still in progress: " + body
+		case status != http.StatusOK || !strings.Contains(body, "echo:new"):
+			t.Fatalf("the batch: %d %s; want the new call's answer", status, body)
+		}
+		return ""
+	})
+	testwait.Until(t, 5*time.Second, func() string {
+		if _, _, body := post(t, url, `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"cancellations","arguments":{}}}`, in...); !strings.Contains(body, `"text":"1"`) {
+			return "the left call was not cancelled: " + body
+		}
+		return ""
+	})
 }
