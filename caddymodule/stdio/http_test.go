@@ -53,12 +53,18 @@ func postRequest(ctx context.Context, t *testing.T, url, body string, headers ..
 // the headers (name, value pairs) of a request in it.
 func initializedSession(t *testing.T, url string) []string {
 	t.Helper()
-	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	return initializedSessionAt(t, url, "2025-06-18")
+}
+
+// initializedSessionAt is initializedSession under the given revision.
+func initializedSessionAt(t *testing.T, url, version string) []string {
+	t.Helper()
+	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+version+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
 	session := header.Get("Mcp-Session-Id")
 	if status != http.StatusOK || session == "" {
 		t.Fatalf("initialize: %d %s", status, body)
 	}
-	in := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", "2025-06-18"}
+	in := []string{"Mcp-Session-Id", session, "Mcp-Protocol-Version", version}
 	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
 	return in
 }
@@ -205,18 +211,7 @@ func TestLateAnswerNotTakenForAReusedID(t *testing.T) {
 	// The first call, left once the server reported progress on it (so
 	// that it is in progress there), answers 1 s later.
 	ctx, leave := context.WithCancel(t.Context())
-	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wait","arguments":{"steps":100},"_meta":{"progressToken":"p7"}}}`, in...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := bufio.NewReader(resp.Body)
-	line, err := events.ReadString('\n')
-	for err == nil && !strings.Contains(line, "notifications/progress") {
-		line, err = events.ReadString('\n')
-	}
-	if err != nil {
-		t.Fatalf("the first call reported no progress: %v", err)
-	}
+	resp, _ := callInProgress(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wait","arguments":{"steps":100},"_meta":{"progressToken":"p7"}}}`, in...)
 	leave()
 	resp.Body.Close()
 
@@ -240,19 +235,8 @@ func TestLateAnswerNotTakenForAReusedID(t *testing.T) {
 	// A call cancelled by the id the client gave it, once the server is at
 	// work on it (it reported progress): the server is told the id it
 	// knows the call by, and the call ends.
-	blocked, err := postRequest(t.Context(), t, url, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p9"}}}`, in...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blocked, events := callInProgress(t.Context(), t, url, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p9"}}}`, in...)
 	defer blocked.Body.Close()
-	events = bufio.NewReader(blocked.Body)
-	line, err = events.ReadString('\n')
-	for err == nil && !strings.Contains(line, "notifications/progress") {
-		line, err = events.ReadString('\n')
-	}
-	if err != nil {
-		t.Fatalf("the blocking call reported no progress: %v", err)
-	}
 	post(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`, in...)
 	if _, err := io.ReadAll(events); err != nil {
 		t.Errorf("the cancelled call's POST: %v; want it ended", err)
@@ -393,26 +377,10 @@ func TestProgressAfterAnswerOnTheGETStream(t *testing.T) {
 // answer then reached no one: found by a review).
 func TestBatchCancelBeforeReuse(t *testing.T) {
 	url := testServer(t, stdiotest.ModeServe, stdio.Config{}, nil)
-	status, header, body := post(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
-	if status != http.StatusOK {
-		t.Fatalf("initialize: %d %s", status, body)
-	}
-	in := []string{"Mcp-Session-Id", header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version", "2025-03-26"}
-	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, in...)
+	in := initializedSessionAt(t, url, "2025-03-26")
 	// A blocking call, left once the server is at work on it.
 	ctx, leave := context.WithCancel(t.Context())
-	resp, err := postRequest(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p7"}}}`, in...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := bufio.NewReader(resp.Body)
-	line, err := events.ReadString('\n')
-	for err == nil && !strings.Contains(line, "notifications/progress") {
-		line, err = events.ReadString('\n')
-	}
-	if err != nil {
-		t.Fatalf("the blocking call reported no progress: %v", err)
-	}
+	resp, _ := callInProgress(ctx, t, url, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"block","arguments":{},"_meta":{"progressToken":"p7"}}}`, in...)
 	leave()
 	resp.Body.Close()
 	testwait.Until(t, 5*time.Second, func() string {
@@ -432,4 +400,25 @@ func TestBatchCancelBeforeReuse(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// callInProgress posts call (a tools/call asking for progress) within
+// ctx, and returns its reply and the reply's event stream once the server
+// reported progress on it: the call is in progress there.
+func callInProgress(ctx context.Context, t *testing.T, url, call string, headers ...string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	resp, err := postRequest(ctx, t, url, call, headers...)
+	if err != nil {
+		t.Fatalf("posting %s: %v", call, err)
+	}
+	events := bufio.NewReader(resp.Body)
+	line, err := events.ReadString('\n')
+	for err == nil && !strings.Contains(line, "notifications/progress") {
+		line, err = events.ReadString('\n')
+	}
+	if err != nil {
+		resp.Body.Close()
+		t.Fatalf("the call reported no progress: %v", err)
+	}
+	return resp, events
 }
