@@ -358,12 +358,8 @@ func TestMaxSessions(t *testing.T) {
 // caller is the client's address (here behind a trusted proxy, read
 // strictly).
 func TestMaxSessionsPerCaller(t *testing.T) {
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	port := testport.Free(t)
-	caddytest.Start(t, caddytest.GlobalOptions(t, "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\ttrusted_proxies_strict\n\t}")+
-		policySite(t, port, "", stdiotest.ModeServe, "max_sessions 4", "max_sessions_per_caller 1"))
-	caddytest.WaitForListener(t, port)
-	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	url := startGatewayWith(t, "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\ttrusted_proxies_strict\n\t}", "",
+		stdiotest.ModeServe, "max_sessions 4", "max_sessions_per_caller 1")
 	initializeFrom := func(address string) (int, string) {
 		header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}, "X-Forwarded-For": {address}}
 		resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, url, header, strings.NewReader(initialize)))

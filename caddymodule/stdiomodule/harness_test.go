@@ -116,9 +116,16 @@ func startGateway(t testing.TB, mode string, extra ...string) string {
 // block (see policySite).
 func startPolicyGateway(t testing.TB, policyLines, mode string, extra ...string) string {
 	t.Helper()
+	return startGatewayWith(t, "", policyLines, mode, extra...)
+}
+
+// startGatewayWith is startPolicyGateway with global, lines of Caddy's
+// global options.
+func startGatewayWith(t testing.TB, global, policyLines, mode string, extra ...string) string {
+	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // mcp_policy keeps tool pins in Caddy's data directory
 	port := testport.Free(t)
-	caddytest.Start(t, caddytest.GlobalOptions(t)+policySite(t, port, policyLines, mode, extra...))
+	caddytest.Start(t, caddytest.GlobalOptions(t, global)+policySite(t, port, policyLines, mode, extra...))
 	caddytest.WaitForListener(t, port)
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }
