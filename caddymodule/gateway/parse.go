@@ -55,10 +55,7 @@ func (x *exchange) offerKnownRevision() error {
 	}
 	m := &x.body.Messages[0]
 	proposed, ok := m.Params["protocolVersion"].(string)
-	check := mcphttp.CheckVersion
-	if x.legacy != nil {
-		check = mcphttp.CheckLegacySSEVersion
-	}
+	check, _ := versionRules(x.legacy != nil)
 	if m.Kind != mcpmsg.KindRequest || m.Method != "initialize" || !ok || check(proposed) == nil {
 		return nil
 	}
@@ -102,10 +99,7 @@ func versionHeader(header http.Header) (version string, given bool, err error) {
 // spec's default for requests without the header. legacy is set for the
 // HTTP+SSE transport, which has revisions and a default of its own.
 func protocolVersion(header http.Header, body *mcpmsg.Body, legacy bool) (string, error) {
-	check, fallback := mcphttp.CheckVersion, mcphttp.DefaultVersion
-	if legacy {
-		check, fallback = mcphttp.CheckLegacySSEVersion, mcphttp.LegacySSEDefaultVersion
-	}
+	check, fallback := versionRules(legacy)
 	if version, given, err := versionHeader(header); given || err != nil {
 		if err != nil {
 			return "", err
@@ -143,4 +137,14 @@ func metaProtocolVersion(m *mcpmsg.Message) string {
 	meta, _ := m.Params["_meta"].(map[string]any)
 	version, _ := meta[mcphttp.MetaProtocolVersion].(string)
 	return version
+}
+
+// versionRules are the revision rules of a transport (legacy: HTTP+SSE,
+// else Streamable HTTP): how a revision is checked, and the one assumed
+// when a request names none.
+func versionRules(legacy bool) (check func(string) error, fallback string) {
+	if legacy {
+		return mcphttp.CheckLegacySSEVersion, mcphttp.LegacySSEDefaultVersion
+	}
+	return mcphttp.CheckVersion, mcphttp.DefaultVersion
 }
