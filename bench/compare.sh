@@ -45,6 +45,7 @@ function median(list,    n, v, i, j, t) {
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 function row(site, label) {
+	if (values[site "-µs/median"] == "") return
 	printf "%-30s %10.0f %10.0f %10.2f %12.0f %10.2f   %s\n", label,
 		median(values[site "-µs/median"]), median(values[site "-added-µs"]),
 		median(values[site "-µs/median"]) / median(values["bare-µs/median"]),
@@ -62,6 +63,24 @@ END {
 	row("rule-uncached", "table + rule, cache off")
 	row("table", "table alone, cache on")
 	row("table-uncached", "table alone, cache off")
+	row("allow-uncached", "allows everything, cache off")
+
+	printf "\nprocessor time of a call at 16 clients, µs (medians): in Caddy'"'"'s process (its clients included), in the upstream'"'"'s\n\n"
+	printf "%-30s %10s %10s %10s %10s %10s\n", "", "Caddy", "upstream", "total", "added", "ratio"
+	cpurow("bare", "bare reverse_proxy")
+	cpurow("rule", "table + rule, cache on")
+	cpurow("rule-uncached", "table + rule, cache off")
+	cpurow("table", "table alone, cache on")
+	cpurow("table-uncached", "table alone, cache off")
+	cpurow("allow-uncached", "allows everything, cache off")
+}
+function cpurow(site, label,    own, upstream, bareTotal) {
+	if (values[site "-cpu-µs/call"] == "") return
+	own = median(values[site "-cpu-µs/call"])
+	upstream = median(values[site "-upstream-cpu-µs/call"])
+	bareTotal = median(values["bare-cpu-µs/call"]) + median(values["bare-upstream-cpu-µs/call"])
+	printf "%-30s %10.0f %10.0f %10.0f %10.0f %10.2f\n", label, own, upstream, own + upstream,
+		own + upstream - bareTotal, (own + upstream) / bareTotal
 }'
 echo
 echo "runs kept in $keep"

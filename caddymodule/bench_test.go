@@ -310,11 +310,18 @@ func benchmarkMessagePath(b *testing.B, c benchConfig, sameRepo bool) {
 // figures are its metrics: the median latency of each site and, for each
 // gateway, the difference (added-µs), and the median calls per second of
 // each at benchClients concurrent clients and the median of the rounds'
-// gateway/bare ratios (throughput-ratio).
+// gateway/bare ratios (throughput-ratio). At benchClients clients the
+// processors are busy, so a site's calls per second follow the processor
+// time a call takes; that time is measured too, in Caddy's process (the
+// test's, with its clients: cpu-µs/call) and in the upstream's
+// (upstream-cpu-µs/call), for where a gateway's lower throughput comes
+// from.
 func BenchmarkEndToEnd(b *testing.B) {
-	sites := startBenchSites(b, startBenchUpstream(b))
+	upstream := startBenchUpstream(b)
+	sites := startBenchSites(b, upstream.Line)
 	bare := sites[0]
 	client := newBenchClient(b)
+	client.upstream = upstream
 	for _, site := range sites {
 		if err := client.call(site.url); err != nil {
 			b.Fatalf("first call through %s: %v", site.name, err)
@@ -352,11 +359,15 @@ func BenchmarkEndToEnd(b *testing.B) {
 	bareMedian := median(bare.latencies)
 	b.ReportMetric(bareMedian, "bare-µs/median")
 	b.ReportMetric(median(bare.rates), "bare-calls/s")
+	b.ReportMetric(median(bare.cpu), "bare-cpu-µs/call")
+	b.ReportMetric(median(bare.upstreamCPU), "bare-upstream-cpu-µs/call")
 	for _, site := range sites[1:] {
 		b.ReportMetric(median(site.latencies), site.name+"-µs/median")
 		b.ReportMetric(median(site.latencies)-bareMedian, site.name+"-added-µs")
 		b.ReportMetric(median(site.rates), site.name+"-calls/s")
 		b.ReportMetric(median(site.ratios), site.name+"-throughput-ratio")
+		b.ReportMetric(median(site.cpu), site.name+"-cpu-µs/call")
+		b.ReportMetric(median(site.upstreamCPU), site.name+"-upstream-cpu-µs/call")
 	}
 }
 
@@ -371,6 +382,10 @@ type benchSite struct {
 	rates []float64
 	// ratios are the rates over bare reverse_proxy's of the same round.
 	ratios []float64
+	// cpu and upstreamCPU are the processor time a concurrent call took
+	// in µs, one per round: in Caddy's process (the test's, its clients
+	// included) and in the upstream's.
+	cpu, upstreamCPU []float64
 }
 
 // benchInput is echo's arguments; repo is there for the policy's argument
@@ -404,14 +419,14 @@ func serveBenchUpstream() {
 }
 
 // startBenchUpstream runs the benchmark's upstream in a process of its own
-// (this test binary, see TestMain) and returns its URL. In production the
+// (this test binary, see TestMain); its Line is its URL. In production the
 // upstream never shares the gateway's process; sharing it here would charge
 // the gateway for the upstream's garbage collection (the go-sdk server
 // allocates hundreds of KiB per call), since one Go runtime collects for
 // both.
-func startBenchUpstream(b *testing.B) string {
+func startBenchUpstream(b *testing.B) *childtest.Child {
 	b.Helper()
-	return childtest.Start(b, benchUpstreamEnv).Line
+	return childtest.Start(b, benchUpstreamEnv)
 }
 
 // startBenchSites runs one Caddy config in front of upstream with a site
@@ -465,6 +480,9 @@ type benchClient struct {
 	client *http.Client
 	// calls numbers the calls made, so that each asks for its own text.
 	calls atomic.Int64
+	// upstream is the upstream's process, whose processor time throughput
+	// measures.
+	upstream *childtest.Child
 }
 
 func newBenchClient(b *testing.B) *benchClient {
@@ -523,20 +541,47 @@ func (c *benchClient) alternate(sites []*benchSite, calls int) error {
 // sites (and which goes first), and records each site's calls per second.
 func (c *benchClient) throughput(sites []*benchSite, round int) error {
 	busy := make([]time.Duration, len(sites))
+	cpu := make([]time.Duration, len(sites))
+	upstreamCPU := make([]time.Duration, len(sites))
 	for slice := range benchSlices {
 		for i := range sites {
 			j := (round + slice + i) % len(sites)
+			ownBefore, upstreamBefore, err := c.cpuTimes()
+			if err != nil {
+				return err
+			}
 			elapsed, err := c.concurrently(sites[j].url, benchConcurrentCalls/benchSlices)
 			if err != nil {
 				return err
 			}
+			ownAfter, upstreamAfter, err := c.cpuTimes()
+			if err != nil {
+				return err
+			}
 			busy[j] += elapsed
+			cpu[j] += ownAfter - ownBefore
+			upstreamCPU[j] += upstreamAfter - upstreamBefore
 		}
 	}
+	perCall := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / benchConcurrentCalls }
 	for i, site := range sites {
 		site.rates = append(site.rates, benchConcurrentCalls/busy[i].Seconds())
+		site.cpu = append(site.cpu, perCall(cpu[i]))
+		site.upstreamCPU = append(site.upstreamCPU, perCall(upstreamCPU[i]))
 	}
 	return nil
+}
+
+// cpuTimes returns the processor time Caddy's process (this one) and the
+// upstream's have had so far.
+func (c *benchClient) cpuTimes() (own, upstream time.Duration, err error) {
+	if own, err = childtest.ProcessCPUTime(os.Getpid()); err != nil {
+		return 0, 0, err
+	}
+	if upstream, err = c.upstream.CPUTime(); err != nil {
+		return 0, 0, err
+	}
+	return own, upstream, nil
 }
 
 // concurrently makes calls from benchClients concurrent clients, an equal
