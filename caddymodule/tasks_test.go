@@ -80,6 +80,78 @@ func TestTasksBoundToTheirCaller(t *testing.T) {
 	}
 }
 
+// TestTasksBoundToTheirServer: two server names guarding one stateless
+// upstream apart (each its own policy) keep a caller's tasks apart too,
+// as they keep its sessions: a task one server name's policy let start is
+// not followed under another's, whose policy would have blocked its call
+// (a task request is decided by its tool, without the call's arguments).
+func TestTasksBoundToTheirServer(t *testing.T) {
+	upstream := typeScriptServerScript(t, "tasks.mjs")
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := blockRule(t, `"s2 does not report on dave" if {
+	input.tool.name == "report"
+	input.tool.arguments.who == "dave"
+}`)
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	site := func(port int, policy string) string {
+		return fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	basic_auth {
+		alice %s
+	}
+	mcp_policy {
+		%s
+		upstream u
+		identity caddy {
+			realm staff
+		}
+		permissions {
+			read_only allow
+		}
+	}
+	reverse_proxy %s
+}
+`, port, hash, policy, strings.TrimPrefix(upstream, "http://"))
+	}
+	s1, s2 := freePort(t), freePort(t)
+	startCaddy(t, globalOptions(t)+site(s1, "policy ../policies\n\t\tserver s1")+site(s2, "policy ../policies "+rules+"\n\t\tserver s2"))
+	waitForListener(t, s1)
+	waitForListener(t, s2)
+	at := func(port int, body string) (int, string) {
+		t.Helper()
+		status, reply := post(t, fmt.Sprintf("http://127.0.0.1:%d/mcp", port), http.Header{
+			"Authorization":        {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw"))},
+			"Mcp-Protocol-Version": {"2025-11-25"},
+		}, body)
+		return status, string(reply)
+	}
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"report","arguments":{"who":"dave"},"task":{"ttl":60000}}}`
+	if _, reply := at(s2, call); !strings.Contains(reply, "s2 does not report on dave") {
+		t.Fatalf("alice's call on s2: %s; want it blocked", reply)
+	}
+	_, reply := at(s1, call)
+	taskID := createdTaskID(t, reply)
+	testwait.Until(t, 10*time.Second, func() string {
+		if _, reply := at(s1, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":%q}}`, taskID)); !strings.Contains(reply, `"completed"`) {
+			return "the task is not completed: " + reply
+		}
+		return ""
+	})
+	for _, method := range []string{"tasks/get", "tasks/result", "tasks/cancel"} {
+		status, reply := at(s2, fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":%q,"params":{"taskId":%q}}`, method, taskID))
+		if status != http.StatusForbidden || !strings.Contains(reply, "was not started by a call of this caller") {
+			t.Errorf("alice's %s on s2 of the task started on s1: %d %s; want it refused", method, status, reply)
+		}
+	}
+	if _, reply := at(s1, fmt.Sprintf(`{"jsonrpc":"2.0","id":4,"method":"tasks/result","params":{"taskId":%q}}`, taskID)); !strings.Contains(reply, "report on dave") {
+		t.Errorf("alice's tasks/result on s1: %s; want her call's result", reply)
+	}
+}
+
 // TestTasksDecidedAsTheirTool: anonymous callers of a stateless upstream
 // share one session, so the gateway cannot tell their tasks apart; a
 // request following a task is decided with the tool whose call started

@@ -26,7 +26,7 @@ const legacySessionParam = "mcpgate_session"
 // in a restart, or never knew, on another replica). The session ids in
 // the upstream's replies are sealed in turn.
 func (x *exchange) findSession() error {
-	x.session = sessionKey{upstream: x.g.cfg.Upstream, caller: x.callerID(), realm: x.g.identityRealm()}
+	x.session = sessionKey{upstream: x.g.cfg.Upstream, server: x.g.cfg.Server, caller: x.callerID(), realm: x.g.identityRealm()}
 	headers := x.r.Header.Values(mcphttp.HeaderSessionID)
 	var legacyTokens []string
 	if x.r.URL.RawQuery != "" {

@@ -32,10 +32,17 @@ const (
 	pendingTTL = 30 * time.Minute
 )
 
-// sessionKey names one MCP session: with one upstream, of one caller.
+// sessionKey names one MCP session: with one upstream, under one server
+// name, of one caller.
 type sessionKey struct {
 	// upstream is the gateway's upstream (Config.Upstream).
 	upstream string
+	// server is the gateway's server name (Config.Server): handlers of
+	// one upstream under two server names guard it apart, each by its own
+	// policy, so that what one lets start (a task, a request relayed to
+	// the client) is not carried on under the other, as the session
+	// tokens each seals are not (sessionScope).
+	server string
 	// caller is the identified caller's id, "" without identity: the
 	// requests of a stateless upstream's callers are kept apart too.
 	caller string
@@ -76,7 +83,7 @@ func sealedCallerID(sealed string) string {
 
 // String spells the key unambiguously, for maps outside this package.
 func (k sessionKey) String() string {
-	return fmt.Sprintf("%q %q %q %t %q", k.upstream, k.realm, k.caller, k.legacy, k.id)
+	return fmt.Sprintf("%q %q %q %q %t %q", k.upstream, k.server, k.realm, k.caller, k.legacy, k.id)
 }
 
 // names reports whether the key tells its caller's requests apart from
