@@ -35,6 +35,7 @@ var placeholders = map[string]func(gateway.Facts) string{
 	"mcp.server":           func(f gateway.Facts) string { return f.Server },
 	"mcp.session":          func(f gateway.Facts) string { return f.Session },
 	"mcp.user.id":          func(f gateway.Facts) string { return f.UserID },
+	"mcp.user.realm":       func(f gateway.Facts) string { return f.UserRealm },
 	"mcp.decision.action":  func(f gateway.Facts) string { return f.Action },
 	"mcp.decision.reason":  func(f gateway.Facts) string { return f.Reason },
 	"mcp.protocol_version": func(f gateway.Facts) string { return f.ProtocolVersion },

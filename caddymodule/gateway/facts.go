@@ -16,8 +16,10 @@ type Facts struct {
 	// ToolName and ToolCategory are a tools/call's tool and its category.
 	ToolName, ToolCategory string
 	// Server is the upstream's name (input.server); Session the
-	// upstream's session id; UserID the identified caller.
-	Server, Session, UserID string
+	// upstream's session id; UserID the identified caller, and UserRealm
+	// where its id comes from (the JWT issuer, or the realm of Caddy's
+	// authentication): callers of one id from two realms are two callers.
+	Server, Session, UserID, UserRealm string
 	// ProtocolVersion is the MCP revision the message was sent under.
 	ProtocolVersion string
 	// Action and Reason are what the gateway does with the message
@@ -33,6 +35,7 @@ func (x *exchange) factsOf(v verdict) Facts {
 		Server:          x.g.cfg.Server,
 		Session:         x.session.shown(),
 		UserID:          x.session.caller,
+		UserRealm:       x.callerRealm(),
 		ProtocolVersion: x.version,
 		Action:          string(v.decision.Action),
 		Reason:          v.decision.Reason,
@@ -67,7 +70,7 @@ func (x *exchange) annotate() {
 		return strings.Join(values, ",")
 	}
 	first := x.factsOf(x.verdicts[0])
-	joined.Server, joined.Session, joined.UserID, joined.ProtocolVersion = first.Server, first.Session, first.UserID, first.ProtocolVersion
+	joined.Server, joined.Session, joined.UserID, joined.UserRealm, joined.ProtocolVersion = first.Server, first.Session, first.UserID, first.UserRealm, first.ProtocolVersion
 	joined.Method = parts(func(f Facts) string { return f.Method })
 	joined.ToolName = parts(func(f Facts) string { return f.ToolName })
 	joined.ToolCategory = parts(func(f Facts) string { return f.ToolCategory })
@@ -83,7 +86,7 @@ func (x *exchange) annotateRejection(e *refusal) {
 		return
 	}
 	x.g.host.Annotate(x.r, Facts{
-		Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller,
+		Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, UserRealm: x.callerRealm(),
 		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
 	})
 }
@@ -101,7 +104,17 @@ func (x *exchange) annotateBodyless() {
 	if mcphttp.CheckVersion(version) != nil {
 		version = ""
 	}
-	x.g.host.Annotate(x.r, Facts{Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, ProtocolVersion: version})
+	x.g.host.Annotate(x.r, Facts{Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, UserRealm: x.callerRealm(),
+		ProtocolVersion: version})
+}
+
+// callerRealm is the realm of the identified caller; "" for an anonymous
+// one.
+func (x *exchange) callerRealm() string {
+	if x.session.caller == "" {
+		return ""
+	}
+	return x.session.realm
 }
 
 // actionReject is the action of a request refused before policy.

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgate/mcpgate/internal/caddytest"
 	"github.com/mcpgate/mcpgate/internal/clienttest"
@@ -377,6 +378,69 @@ func TestMaxSessionsPerCaller(t *testing.T) {
 	}
 	if status, body := initializeFrom("203.0.113.2"); status != http.StatusOK {
 		t.Errorf("a session from 203.0.113.2: %d %s, want it started", status, body)
+	}
+}
+
+// TestMaxSessionsPerCallerInItsRealm: identical mcp_stdio blocks share
+// one server, and its max_sessions_per_caller; behind handlers that
+// identify callers from two realms (two basic_auth lists), "alice" of one
+// is not "alice" of the other, and has a share of her own.
+func TestMaxSessionsPerCallerInItsRealm(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	site := func(port int, realm, password string) string {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	basic_auth {
+		alice %s
+	}
+	mcp_policy {
+		server stdio-%s
+		identity caddy {
+			realm %s
+		}
+		%s
+	}
+	mcp_stdio {
+		command %q
+		env %s %s
+		max_sessions 4
+		max_sessions_per_caller 1
+	}
+}
+`, port, hash, realm, realm, permissions, self, stdiotest.EnvMode, stdiotest.ModeServe)
+	}
+	a, b := testport.Free(t), testport.Free(t)
+	caddytest.Start(t, caddytest.GlobalOptions(t)+site(a, "tenant-a", "pw-a")+site(b, "tenant-b", "pw-b"))
+	caddytest.WaitForListener(t, a)
+	caddytest.WaitForListener(t, b)
+	initializeAt := func(port int, password string) (int, string) {
+		req := clienttest.NewRequest(t, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/mcp", port),
+			http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}, strings.NewReader(initialize))
+		req.SetBasicAuth("alice", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, readAll(t, resp)
+	}
+	if status, body := initializeAt(b, "pw-b"); status != http.StatusOK {
+		t.Fatalf("tenant-b's alice's first session: %d %s", status, body)
+	}
+	if status, body := initializeAt(a, "pw-a"); status != http.StatusOK {
+		t.Errorf("tenant-a's alice's first session: %d %s; want it started (tenant-b's alice is another caller)", status, body)
+	}
+	if status, body := initializeAt(a, "pw-a"); status != http.StatusServiceUnavailable || !strings.Contains(body, "max_sessions_per_caller") {
+		t.Errorf("tenant-a's alice's second session: %d %s; want 503 naming max_sessions_per_caller", status, body)
 	}
 }
 

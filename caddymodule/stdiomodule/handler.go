@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -297,12 +298,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 }
 
 // sessionOwner names whose share of max_sessions_per_caller a request's
-// session counts against: the user mcp_policy identified, or else the
-// client's address as Caddy determined it (honouring trusted_proxies).
+// session counts against: the user mcp_policy identified, in its realm
+// (identical mcp_stdio blocks share one server, and their mcp_policy
+// handlers may identify callers from two realms, whose "alice"s are two
+// people), or else the client's address as Caddy determined it
+// (honouring trusted_proxies).
 func sessionOwner(r *http.Request) string {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id, _ := repl.GetString("mcp.user.id"); id != "" {
-			return "user " + id
+			realm, _ := repl.GetString("mcp.user.realm")
+			return "user " + strconv.Quote(realm) + " " + strconv.Quote(id)
 		}
 	}
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
