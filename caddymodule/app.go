@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mcpgate/mcpgate/caddymodule/approval"
 	"github.com/mcpgate/mcpgate/caddymodule/gateway"
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
@@ -55,6 +56,9 @@ type names struct {
 	// approvalUses are the handlers' uses of those services (see
 	// claimApprovals).
 	approvalUses []approvalUse
+	// approvalSecrets maps each approval service to its handlers'
+	// secrets, for checkCrossedSecrets.
+	approvalSecrets map[string]approvalSecrets
 	// approvalsServed are the instances the mcp_approvals handlers serve,
 	// "" for every one (see serveApprovals).
 	approvalsServed []string
@@ -391,8 +395,47 @@ func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []pol
 		return errors.New("two mcp_policy handlers share an approval service (one store and instance) with different approval settings: " +
 			"it would run with one of them, announcing and letting be decided the other's calls by its webhooks and secrets; give each its own `instance`")
 	}
+	for other, secrets := range claims.approvalSecrets {
+		if other == key {
+			continue
+		}
+		if err := checkCrossedSecrets(r.settings.WebhookSecrets, secrets.decision); err != nil {
+			return err
+		}
+		if err := checkCrossedSecrets(secrets.webhook, r.settings.DecisionSecrets); err != nil {
+			return err
+		}
+	}
 	claims.approvals[key] = fingerprint
+	if claims.approvalSecrets == nil {
+		claims.approvalSecrets = make(map[string]approvalSecrets)
+	}
+	claims.approvalSecrets[key] = approvalSecrets{webhook: r.settings.WebhookSecrets, decision: r.settings.DecisionSecrets}
 	claims.approvalUses = append(claims.approvalUses, approvalUse{server: server, instance: r.instance, store: r.store, approvers: approvers})
+	return nil
+}
+
+// approvalSecrets are an approval service's secrets: those that sign its
+// webhooks, and those that sign the decisions it takes.
+type approvalSecrets struct {
+	webhook, decision []approval.Secret
+}
+
+// checkCrossedSecrets refuses one approval service's webhook secret that
+// signs as another's decision secret does (approval.Secret.Equal): whoever
+// receives the first's approval requests, to verify them, could sign the
+// second's decisions. (A service's own secrets are checked when its
+// settings are read; mcp_approvals takes a decision signed with any
+// secret of the service it names.)
+func checkCrossedSecrets(webhook, decision []approval.Secret) error {
+	for _, w := range webhook {
+		for _, d := range decision {
+			if w.Equal(d) {
+				return fmt.Errorf("a webhook secret of one mcp_policy handler's approvals is a decision secret of another's (key %s), "+
+					"or signs as one: whoever receives the first's approval requests could decide the second's calls; use distinct secrets", d.ID())
+			}
+		}
+	}
 	return nil
 }
 

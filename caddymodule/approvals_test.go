@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -1432,10 +1433,17 @@ func TestSecretRotation(t *testing.T) {
 // TestApprovalSettingsOfOneServiceAgree: handlers that share an approval
 // service (one store and instance) with different approval settings are
 // refused at load, since the service would run with one of them; with an
-// instance each, or with the same settings, they load.
+// instance each, or with the same settings, they load. Handlers of two
+// services, one's webhook secret signing as the other's decision secret,
+// are refused too.
 func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 	up := newUpstream(t, upstreamtest.StatelessJSON)
 	redisAddress := redistest.Start(t)
+	// A secret, and one whose key is the same with a zero byte after it,
+	// which HMAC signs with alike.
+	crossedKey := []byte("a secret of one handler's approvals, 32+")
+	crossed := "whsec_" + base64.StdEncoding.EncodeToString(crossedKey)
+	crossedWithZero := "whsec_" + base64.StdEncoding.EncodeToString(append(crossedKey, 0))
 	tests := []struct {
 		name          string
 		first, second []string
@@ -1451,6 +1459,16 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 			[]string{"timeout 2m", "store redis redis://" + redisAddress + "/1"}, ""},
 		{"one Redis, two passwords", []string{"store redis redis://:one@" + redisAddress},
 			[]string{"store redis redis://:two@" + redisAddress}, "different approval settings"},
+		// Whoever receives one's approval requests could decide the
+		// other's calls.
+		{"one's decision secret the other's webhook secret, an instance each", []string{"instance a", "decision_secret " + crossed},
+			[]string{"instance b", "webhook_secret " + crossed}, "could decide the second's calls"},
+		{"the same the other way", []string{"instance a", "webhook_secret " + crossed},
+			[]string{"instance b", "decision_secret " + crossed}, "could decide the second's calls"},
+		{"one's decision secret signing as the other's webhook secret", []string{"instance a", "decision_secret " + crossed},
+			[]string{"instance b", "webhook_secret " + crossedWithZero}, "could decide the second's calls"},
+		{"one decision secret for both, an instance each", []string{"instance a", "decision_secret " + crossed},
+			[]string{"instance b", "decision_secret " + crossed}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
