@@ -2,11 +2,13 @@ package caddymodule
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 
 	"github.com/mcpgate/mcpgate/caddymodule/policy"
 	"github.com/mcpgate/mcpgate/caddymodule/subdirective"
@@ -27,6 +29,14 @@ type BundleSource struct {
 	MaxDelay caddy.Duration `json:"max_delay,omitempty"`
 	// Token is a bearer token sent to the bundle server.
 	Token string `json:"token,omitempty"`
+	// DownloadTimeout bounds one download, the bundle's last byte
+	// included: a server that stalls fails the download, and the polling
+	// goes on. Default: 30s (policy.DefaultBundleDownloadTimeout).
+	DownloadTimeout caddy.Duration `json:"download_timeout,omitempty"`
+	// MaxSize bounds the bundle in bytes, compressed and once
+	// decompressed: a larger one is refused before OPA reads it. Default:
+	// 16 MiB (policy.DefaultBundleMaxSize).
+	MaxSize int64 `json:"max_size,omitempty"`
 	// Verification, when set, activates only bundles signed with its key
 	// (see policy.BundleVerification).
 	Verification *BundleVerificationSource `json:"verification,omitempty"`
@@ -54,6 +64,9 @@ func (b *BundleSource) config(repl *caddy.Replacer) (*policy.BundleConfig, error
 		MinDelay: time.Duration(b.MinDelay),
 		MaxDelay: time.Duration(b.MaxDelay),
 		Token:    repl.ReplaceKnown(b.Token, ""),
+
+		DownloadTimeout: time.Duration(b.DownloadTimeout),
+		MaxSize:         b.MaxSize,
 	}
 	if v := b.Verification; v != nil {
 		file := repl.ReplaceKnown(v.KeyFile, "")
@@ -67,7 +80,8 @@ func (b *BundleSource) config(repl *caddy.Replacer) (*policy.BundleConfig, error
 }
 
 // unmarshalBundle parses `bundle <service_url> <resource> { polling <min>
-// <max>; token <token>; verify <key_id> <key_file> [<algorithm>] }`.
+// <max>; token <token>; verify <key_id> <key_file> [<algorithm>];
+// download_timeout <duration>; max_size <size> }`.
 func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 	b := new(BundleSource)
 	if !d.Args(&b.ServiceURL, &b.Resource) {
@@ -78,7 +92,7 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 	}
 	given := subdirective.Once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := given.Check(d, "polling", "token", "verify"); err != nil {
+		if err := given.Check(d, "polling", "token", "verify", "download_timeout", "max_size"); err != nil {
 			return nil, err
 		}
 		switch d.Val() {
@@ -100,6 +114,26 @@ func unmarshalBundle(d *caddyfile.Dispenser) (*BundleSource, error) {
 			if !d.AllArgs(&b.Token) {
 				return nil, d.ArgErr()
 			}
+		case "download_timeout":
+			var timeout string
+			if !d.AllArgs(&timeout) {
+				return nil, d.ArgErr()
+			}
+			t, err := caddy.ParseDuration(timeout)
+			if err != nil || t <= 0 {
+				return nil, d.Errf("bundle download_timeout: invalid duration %q: a positive duration", timeout)
+			}
+			b.DownloadTimeout = caddy.Duration(t)
+		case "max_size":
+			var size string
+			if !d.AllArgs(&size) {
+				return nil, d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(size)
+			if err != nil || n == 0 || n > math.MaxInt64 {
+				return nil, d.Errf("bundle max_size: invalid size %q", size)
+			}
+			b.MaxSize = int64(n)
 		case "verify":
 			args := d.RemainingArgs()
 			if len(args) < 2 || len(args) > 3 {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,12 @@ const (
 	DefaultBundleMinDelay          = 10 * time.Second
 	DefaultBundleMaxDelay          = 20 * time.Second
 	DefaultBundleActivationTimeout = 30 * time.Second
+	// DefaultBundleDownloadTimeout bounds one download, from the request
+	// to the last byte of the bundle.
+	DefaultBundleDownloadTimeout = 30 * time.Second
+	// DefaultBundleMaxSize bounds a bundle in bytes, compressed and
+	// uncompressed (the sum of its files and the archive's own headers).
+	DefaultBundleMaxSize = 16 << 20
 )
 
 // bundleName names the one bundle (and its service) in the OPA
@@ -53,6 +60,14 @@ type BundleConfig struct {
 	// when its context has no deadline; DefaultBundleActivationTimeout
 	// when zero.
 	ActivationTimeout time.Duration
+	// DownloadTimeout bounds one download, the bundle's last byte
+	// included (a download that takes longer fails, and the polling goes
+	// on); DefaultBundleDownloadTimeout when zero.
+	DownloadTimeout time.Duration
+	// MaxSize bounds the bundle in bytes, compressed and once
+	// decompressed (a larger one fails, unread by OPA);
+	// DefaultBundleMaxSize when zero.
+	MaxSize int64
 	// Verification, when set, activates only bundles signed with its key
 	// (OPA's bundle signatures: a .signatures.json whose JWT names the
 	// key and covers every file): an unsigned bundle, or one whose files
@@ -107,6 +122,8 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 	if err != nil {
 		return nil, err
 	}
+	downloads := &bundleDownloads{token: cfg.Token, timeout: cmp.Or(cfg.DownloadTimeout, DefaultBundleDownloadTimeout),
+		maxSize: cmp.Or(cfg.MaxSize, DefaultBundleMaxSize)}
 	// OPA's own log lines are printf-style; the engine logs each outcome
 	// with fields instead, from the plugin's status.
 	quiet := logging.NewNoOpLogger()
@@ -125,6 +142,7 @@ func startBundle(ctx, background context.Context, e *Engine, cfg *BundleConfig) 
 		b.stop()
 		return nil, fmt.Errorf("configuring policy bundle: %w", err)
 	}
+	manager.Register(downloadsPluginName, downloads)
 	plugin := bundleplugin.New(parsed, manager)
 	plugin.Register(bundleName, b.statusChanged)
 	manager.Register(bundleplugin.Name, plugin)
@@ -178,13 +196,17 @@ func pluginConfig(cfg *BundleConfig) ([]byte, error) {
 	if maxDelay < minDelay {
 		return nil, fmt.Errorf("policy bundle polling: max delay %s is less than min delay %s", maxDelay, minDelay)
 	}
-	service := map[string]any{"url": cfg.URL}
-	if cfg.Token != "" {
-		service["credentials"] = map[string]any{"bearer": map[string]any{"token": cfg.Token}}
+	if cfg.DownloadTimeout < 0 || cfg.MaxSize < 0 {
+		return nil, fmt.Errorf("policy bundle: the download timeout (%s) and the max size (%d) must not be negative; zero means the default", cfg.DownloadTimeout, cfg.MaxSize)
 	}
+	// The service's HTTP client, with the token, is bundleDownloads'.
+	service := map[string]any{"url": cfg.URL, "credentials": map[string]any{"plugin": downloadsPluginName}}
 	source := map[string]any{
 		"service":  bundleName,
 		"resource": cfg.Resource,
+		// Each file's bound, as OPA reads it (bundleDownloads bounds the
+		// whole first).
+		"size_limit_bytes": cmp.Or(cfg.MaxSize, DefaultBundleMaxSize),
 		"polling": map[string]any{
 			"min_delay_seconds": wholeSeconds(minDelay),
 			"max_delay_seconds": wholeSeconds(maxDelay),

@@ -1,12 +1,16 @@
 package policy
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -27,6 +31,11 @@ type bundleServer struct {
 	revision string
 	tarball  []byte
 	auth     string
+	// stalling, when set, makes a download stall: the headers and a few
+	// bytes of the bundle are sent, then nothing until the client gives
+	// up; stalled counts the downloads that did.
+	stalling bool
+	stalled  int
 }
 
 // serve makes a bundle of modules (path to source) and data the one served.
@@ -79,6 +88,17 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	etag := `"` + s.revision + `"`
+	if s.stalling {
+		s.stalled++
+		w.Header().Set("ETag", `"stalled"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(s.tarball)))
+		_, _ = w.Write(s.tarball[:16])
+		w.(http.Flusher).Flush()
+		s.mu.Unlock()
+		<-r.Context().Done()
+		s.mu.Lock()
+		return
+	}
 	if r.Header.Get("If-None-Match") == etag {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -86,6 +106,22 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/gzip")
 	_, _ = w.Write(s.tarball)
+}
+
+// serveRaw makes raw, as it is, the bundle served as revision.
+func (s *bundleServer) serveRaw(revision string, raw []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revision, s.tarball = revision, raw
+}
+
+// stall makes the downloads stall, or not (see bundleServer.stalling),
+// and returns how many stalled so far.
+func (s *bundleServer) stall(stalling bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalling = stalling
+	return s.stalled
 }
 
 // start serves s until the test ends.
@@ -151,6 +187,77 @@ func TestBundle(t *testing.T) {
 	if !decidesAs(engine, ActionBlock, "two (library)")() {
 		t.Error("after a broken revision the previous policy no longer decides")
 	}
+}
+
+// TestBundleDownloadsBounded: a download that stalls past the download
+// timeout, and a bundle larger than the max size (compressed, or once
+// decompressed, the way a small archive can hold gigabytes), fail, are
+// logged, and leave the previous policy deciding; the polling goes on,
+// and the next good revision is activated.
+func TestBundleDownloadsBounded(t *testing.T) {
+	const maxSize = 1 << 20
+	var random [2 * maxSize]byte
+	_, _ = rand.Read(random[:])
+	tests := []struct {
+		name    string
+		serve   func(*bundleServer)
+		wantErr string
+	}{
+		{"a download that stalls", func(s *bundleServer) { s.stall(true) }, "took longer than its download_timeout (500ms)"},
+		{"a bundle larger than the max size", func(s *bundleServer) { s.serveRaw("big", random[:]) }, "more than 1048576 bytes (max_size)"},
+		{"a small archive larger than the max size once decompressed", func(s *bundleServer) {
+			s.serveRaw("bomb", tarball(t, "data.json", bytes.Repeat([]byte("0"), 4*maxSize)))
+		}, "decompresses to more than 1048576 bytes (max_size)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server := &bundleServer{}
+			server.serve(t, "1", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "one"})
+			ts := server.start(t)
+			core, logs := observer.New(zap.InfoLevel)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			engine := newEngine(t, ctx, Options{
+				Modules: map[string]string{"lib.rego": "package mcp.lib\nreason := \"(library)\"\n"},
+				Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}},
+				Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", MinDelay: time.Second, MaxDelay: time.Second,
+					DownloadTimeout: 500 * time.Millisecond, MaxSize: maxSize},
+				Logger: zap.New(core),
+			})
+			tt.serve(server)
+			failed := func() []observer.LoggedEntry {
+				return logs.FilterMessage("policy bundle failed; keeping the previous policy").All()
+			}
+			eventually(t, "the download to fail", func() bool { return len(failed()) > 0 })
+			if err := failed()[0].ContextMap()["error"]; !strings.Contains(fmt.Sprint(err), tt.wantErr) {
+				t.Errorf("logged %v, want an error saying %q", err, tt.wantErr)
+			}
+			if !decidesAs(engine, ActionAllow, "one (library)")() {
+				t.Error("after the failed download the previous policy no longer decides")
+			}
+			server.stall(false)
+			server.serve(t, "2", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "two"})
+			eventually(t, "the next revision to be activated", decidesAs(engine, ActionAllow, "two (library)"))
+		})
+	}
+}
+
+// tarball returns a gzipped tar archive of one file, as a bundle is.
+func tarball(t *testing.T, name string, content []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(tw.Close(), zw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // TestBundleNeverActivates checks that New gives up, within its context,
