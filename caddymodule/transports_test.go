@@ -1188,6 +1188,70 @@ func TestInputResponsesBoundToWhatWasAsked(t *testing.T) {
 	}
 }
 
+// TestInputResponsesUnderThePolicyThatLetTheRequestsThrough: answers to
+// the upstream's input requests go back to it only under the policy that
+// let the requests through: after a reload whose policy blocks them, and
+// on a handler of another server name (another policy) in front of the
+// same upstream, the retry is refused, and the upstream never gets the
+// answer.
+func TestInputResponsesUnderThePolicyThatLetTheRequestsThrough(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	global := globalOptions(t)
+	site := func(port int, server, policy string) string {
+		return fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	mcp_policy {
+		policy %s
+		server %s
+		upstream shared
+		permissions {
+			read_only allow
+		}
+	}
+	reverse_proxy %s
+}
+`, port, policy, server, strings.TrimPrefix(up.URL, "http://"))
+	}
+	a, b := freePort(t), freePort(t)
+	const blocking = "../policies testdata/transportrules" // blocks elicitations of passwords
+	startCaddy(t, global+site(a, "a", "../policies")+site(b, "b", blocking))
+	waitForListener(t, a)
+	waitForListener(t, b)
+	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/mcp", port) }
+	asked := func(port int) string {
+		t.Helper()
+		_, reply := mrtrCall(t, url(port), "confirm", "your password?", nil)
+		result, _ := reply["result"].(map[string]any)
+		state, _ := result["requestState"].(string)
+		if state == "" {
+			t.Fatalf("the question was not relayed: %v", reply)
+		}
+		return state
+	}
+	answer := func(port int, state, password string) (int, map[string]any) {
+		t.Helper()
+		return mrtrCall(t, url(port), "confirm", "your password?", map[string]any{
+			"requestState":   state,
+			"inputResponses": map[string]any{"confirm": map[string]any{"action": "accept", "content": map[string]any{"password": password}}},
+		})
+	}
+	if _, fresh := mrtrCall(t, url(b), "confirm", "your password?", nil); !strings.Contains(fmt.Sprint(fresh), "elicitation of passwords is blocked") {
+		t.Fatalf("server b lets the question through: %v", fresh)
+	}
+	if status, reply := answer(b, asked(a), "hunter2"); status != http.StatusForbidden || up.SawBodyContaining("hunter2") {
+		t.Errorf("server b's retry of a question server a let through: %d %v (upstream got it: %t); want 403, not forwarded",
+			status, reply, up.SawBodyContaining("hunter2"))
+	}
+	state := asked(a)
+	startCaddy(t, global+site(a, "a", blocking)+site(b, "b", blocking)) // a reload: a now blocks it too
+	if status, reply := answer(a, state, "swordfish"); status != http.StatusConflict || up.SawBodyContaining("swordfish") {
+		t.Errorf("the retry after a reload whose policy blocks the question: %d %v (upstream got it: %t); want 409, not forwarded",
+			status, reply, up.SawBodyContaining("swordfish"))
+	}
+}
+
 // TestInputRequestsOfAnUnnamedRequestRefused: a result asking for input
 // that comes on a GET stream answers a request the gateway cannot name;
 // its requestState, sealed, would be bound to no request and could carry

@@ -60,6 +60,12 @@ type requestState struct {
 	// ToolHash is the definition of the tool asked about: the answer runs
 	// no other.
 	ToolHash string `json:"h,omitempty"`
+	// Policy is the revision of the policy that let the upstream's input
+	// requests through (policy.Engine.Revision): answers retried under
+	// another are refused, since the policy in force may block what they
+	// answer. (The gateway's own question, whose answer is decided again
+	// under the policy in force, has none.)
+	Policy string `json:"r,omitempty"`
 }
 
 // requestStateTTL is how long a sealed requestState is good for: an
@@ -85,18 +91,22 @@ const claimLifetime = requestStateTTL + time.Hour
 // confirmations are claimed in the same place (claimScope), so that no
 // handler, replica or restarted process that would not know the
 // confirmation ran already runs its call again; an upstream's own state
-// opens in any of the upstream's handlers and replicas, as the upstream
-// expects of its stateless retries.
+// opens in any of the upstream's handlers and replicas of the same
+// server name, as the upstream expects of its stateless retries (under
+// another server name, another policy decided what it asks).
 func (x *exchange) requestStateScope(confirms bool) string {
 	if confirms {
 		return x.g.cfg.Upstream + "\x00requestState\x00confirmation\x00" + x.claimScope()
 	}
-	return x.g.cfg.Upstream + "\x00requestState"
+	return x.g.cfg.Upstream + "\x00requestState\x00" + x.g.cfg.Server
 }
 
 // sealRequestState seals state for the exchange's caller.
 func (x *exchange) sealRequestState(state requestState) string {
 	state.Issued = time.Now().Unix()
+	if state.Binding == "" {
+		state.Policy = x.g.cfg.Engine.Revision()
+	}
 	payload, _ := json.Marshal(state)
 	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.Binding != ""), sessiontoken.Session{
 		Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload),
@@ -174,6 +184,10 @@ func (x *exchange) checkInputResponses() error {
 				return refuse(http.StatusForbidden, mcpmsg.CodeInvalidParams,
 					errUnboundAnswers.Error()+": the requestState was given for the same request with other params (its arguments)")
 			}
+		}
+		if hasResponses && state.Binding == "" && state.Policy != x.g.cfg.Engine.Revision() {
+			return refuse(http.StatusConflict, mcpmsg.CodeInvalidParams,
+				"the gateway's policy changed since the server's input requests were let through, and may block what these answers answer: make the request anew")
 		}
 		if hasResponses {
 			answers, ok := responses.(map[string]any)
