@@ -873,6 +873,40 @@ func typeScriptServerScript(t *testing.T, script string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
+// TestServerRequestOnInitializeAnswered: a server may ping before the
+// session it opens is initialized, on initialize's own reply; the
+// client's answer, posted in the new session, reaches the server, and the
+// same answer outside any session is refused.
+func TestServerRequestOnInitializeAnswered(t *testing.T) {
+	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := upstreamtest.ReadMessage(r)
+		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
+		switch {
+		case r.Method != http.MethodPost:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		case m.Method == "initialize":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"init-ping-1\",\"method\":\"ping\"}\n\n")
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n\n", m.ID)
+		case m.Method == "tools/list":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+	session := initializeSession(t, gateway)
+	const answer = `{"jsonrpc":"2.0","id":"init-ping-1","result":{}}`
+	if status, body := post(t, gateway, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}, answer); status != http.StatusForbidden {
+		t.Errorf("the answer outside any session: %d %s; want 403", status, body)
+	}
+	status, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}, answer)
+	if status != http.StatusAccepted || !up.SawBodyContaining(`"id":"init-ping-1","result"`) {
+		t.Errorf("the answer in its session: %d %s; want 202, forwarded", status, body)
+	}
+}
+
 // TestRefusedServerRequestIsAnOrdinaryError: a server whose request the
 // policy refuses gets an ordinary JSON-RPC error (code -31403) with the
 // reason, which its SDK reports as such (the Go SDK read -32003 as its

@@ -27,6 +27,9 @@ type exchange struct {
 	// from the session (findSession), or from the message (parse).
 	client      capabilities
 	clientKnown bool
+	// relay relays the server's messages of the reply or stream, once
+	// made (newRelay).
+	relay *relay
 	// sessionClient is what the session's client declared when it opened
 	// it, which its sealed id carries: the capabilities in the token the
 	// request came with, or those of an initialize.

@@ -89,7 +89,7 @@ type relay struct {
 
 // newRelay returns the relay of the exchange's reply or stream.
 func (x *exchange) newRelay() *relay {
-	return &relay{
+	x.relay = &relay{
 		decide:       x.decideServerRequest,
 		capabilities: x.capabilities,
 		answer: func(endpoint *url.URL, message []byte) error {
@@ -106,6 +106,7 @@ func (x *exchange) newRelay() *relay {
 		session:  x.session,
 		endpoint: x.r.URL,
 	}
+	return x.relay
 }
 
 // answeredRequest is a request whose response a reply carries.

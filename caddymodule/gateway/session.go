@@ -175,6 +175,12 @@ func (s *sessionSealer) WriteHeader(status int) {
 		header := s.Header()
 		if ids := header.Values(mcphttp.HeaderSessionID); len(ids) > 0 {
 			x := s.x
+			if x.relay != nil && x.session.id == "" && !x.session.legacy {
+				// The reply opens the session (initialize's): what the
+				// server asks on it (a ping before the session is
+				// initialized) is the new session's, answered in it.
+				x.relay.session.id = ids[0]
+			}
 			header.Set(mcphttp.HeaderSessionID, x.g.cfg.Sealer.Seal(x.g.sessionScope(), sessiontoken.Session{
 				Kind: sessiontoken.Streamable, Caller: x.session.sealedCaller(), ID: ids[0], Capabilities: byte(x.sessionClient),
 			}))
