@@ -392,8 +392,9 @@ func (a *App) claimApprovals(r *resolvedApproval, server string, approvers []pol
 	defer claims.mu.Unlock()
 	key, fingerprint := r.poolKey(), r.fingerprint()
 	if other, taken := claims.approvals[key]; taken && other != fingerprint {
-		return errors.New("two mcp_policy handlers share an approval service (one store and instance) with different approval settings: " +
-			"it would run with one of them, announcing and letting be decided the other's calls by its webhooks and secrets; give each its own `instance`")
+		return errors.New("two mcp_policy handlers share an approval service (one store and instance) with different approval settings " +
+			"(webhooks, secrets, URLs, durations, store, or `audit` on in one and not the other): it would run with one of them, announcing and " +
+			"letting be decided the other's calls by its webhooks and secrets, and writing the audit records of approvals settled or not; give each its own `instance`")
 	}
 	for other, secrets := range claims.approvalSecrets {
 		if other == key {

@@ -367,6 +367,10 @@ type resolvedApproval struct {
 	// how (approval.RedisDatabase).
 	redisDatabase, redisConnection string
 	instance                       string
+	// audited says whether the handler writes audit records: the service
+	// writes the records of approvals settled with the audit logger of
+	// whichever of its handlers loaded last.
+	audited bool
 }
 
 // resolve replaces placeholders, applies defaults and checks the values.
@@ -522,5 +526,6 @@ func (r *resolvedApproval) fingerprint() string {
 	// One service connects one way: handlers naming its Redis with TLS
 	// and without, or with two passwords, disagree.
 	fmt.Fprintf(&b, "redis %s\n", r.redisConnection)
+	fmt.Fprintf(&b, "audit %t\n", r.audited)
 	return b.String()
 }

@@ -20,6 +20,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1443,6 +1444,8 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 	// which HMAC signs with alike.
 	crossedKey := []byte("a secret of one handler's approvals, 32+")
 	crossed := "whsec_" + base64.StdEncoding.EncodeToString(crossedKey)
+	// auditSecond, among a handler's lines, turns its audit on.
+	const auditSecond = "(audit)"
 	crossedWithZero := "whsec_" + base64.StdEncoding.EncodeToString(append(crossedKey, 0))
 	tests := []struct {
 		name          string
@@ -1467,6 +1470,10 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 			[]string{"instance b", "decision_secret " + crossed}, "could decide the second's calls"},
 		{"one's decision secret signing as the other's webhook secret", []string{"instance a", "decision_secret " + crossed},
 			[]string{"instance b", "webhook_secret " + crossedWithZero}, "could decide the second's calls"},
+		// The service writes the audit records of approvals settled,
+		// with one handler's audit logger.
+		{"audit in one handler only", nil, []string{auditSecond}, "different approval settings"},
+		{"audit in one handler only, an instance each", []string{"instance a"}, []string{"instance b", auditSecond}, ""},
 		{"one decision secret for both, an instance each", []string{"instance a", "decision_secret " + crossed},
 			[]string{"instance b", "decision_secret " + crossed}, ""},
 	}
@@ -1477,8 +1484,12 @@ func TestApprovalSettingsOfOneServiceAgree(t *testing.T) {
 			// cannot reach (TLS, a password) before the settings are
 			// compared: handlers provision in no fixed order.
 			site := func(lines []string) string {
-				return approvalSiteWith(freePort(t), testPolicy+"\n\t\tpins_file "+filepath.Join(t.TempDir(), "pins.json"), up,
-					"http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", lines...)
+				policy := testPolicy + "\n\t\tpins_file " + filepath.Join(t.TempDir(), "pins.json")
+				if i := slices.Index(lines, auditSecond); i >= 0 {
+					lines = slices.Delete(slices.Clone(lines), i, i+1)
+					policy += "\n\t\taudit"
+				}
+				return approvalSiteWith(freePort(t), policy, up, "http://127.0.0.1:9/hook", "http://127.0.0.1:9/approvals", lines...)
 			}
 			err := loadCaddyfile(t, globalOptions(t)+site(tt.first)+site(tt.second))
 			switch {

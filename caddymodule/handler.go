@@ -424,6 +424,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, opts 
 		if resolved, err = h.Approval.resolve(repl); err != nil {
 			return err
 		}
+		resolved.audited = h.Audit != nil
 		if err := app.claimApprovals(resolved, cfg.Server, cfg.Engine.TableApprovers(cfg.Server)); err != nil {
 			return err
 		}
