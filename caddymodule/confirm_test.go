@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -550,5 +551,28 @@ func TestCallerInResultToolChanged(t *testing.T) {
 	text, _ := json.Marshal(answer)
 	if n := up.CallCount("create_issue"); n != 0 || !strings.Contains(string(text), "changed while the call waited") {
 		t.Errorf("the retry with an accept given for the old definition: %s, the call ran %d times; want it refused as changed", text, n)
+	}
+}
+
+// TestPlaceholdersOnTheCallersAnswer: the POST that carries the caller's
+// answer to the gateway's question, which goes no further, has the
+// placeholders of its server set, not left as written.
+func TestPlaceholdersOnTheCallersAnswer(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatefulSSE)
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: callerTable,
+		before: "header >X-MCP-Seen \"method={mcp.method} server={mcp.server} action={mcp.decision.action}\""})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	session, id, events := askedOnStream(t, ctx, gateway, "placeholders")
+	resp, err := http.DefaultClient.Do(clienttest.NewRequest(t, http.MethodPost, gateway, session,
+		strings.NewReader(fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{"action":"accept"}}`, id))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	<-events
+	if seen := resp.Header.Get("X-MCP-Seen"); resp.StatusCode != http.StatusAccepted || seen != "method= server=test action=" {
+		t.Errorf("the answer's POST: %d, X-MCP-Seen %q; want 202 and the placeholders of server test", resp.StatusCode, seen)
 	}
 }

@@ -495,3 +495,37 @@ func TestAuditTrail(t *testing.T) {
 		t.Error("the refused call ran")
 	}
 }
+
+// TestAuditTrailOfLaterRefusals: a request refused once its body was read
+// (here, an Mcp-Name header naming another tool than the body's) has a
+// record naming its message, and a call a rate limit refused after the
+// policy allowed it has a record with the policy's decision and revision,
+// the limit's refusal beside them.
+func TestAuditTrailOfLaterRefusals(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	global := []string{fmt.Sprintf("log audit {\n\t\toutput file %s\n\t\tformat json\n\t\tinclude mcpgate.audit\n\t}", auditLog)}
+	gateway := startGateway(t, up.URL, gatewayOptions{global: global, policy: openTable + "\n\t\taudit\n\t\trate_limit {mcp.server} 1/1h"})
+	header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}, "Mcp-Name": {"echo"}, "Mcp-Method": {"tools/call"}}
+	if status, body := post(t, gateway, header, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_issue","arguments":{"text":"x"}}}`); status != http.StatusBadRequest {
+		t.Fatalf("a call whose Mcp-Name names another tool: %d %s; want 400", status, body)
+	}
+	rejected := logLine(t, auditLog, func(r map[string]any) bool { return r["outcome"] == "rejected" })
+	if rejected["kind"] != "request" || rejected["method"] != "tools/call" || rejected["id"] != "7" || rejected["tool"] != "delete_issue" ||
+		!strings.Contains(fmt.Sprint(rejected["refusal"]), "Mcp-Name") {
+		t.Errorf("rejected record %v; want the message read (kind, method, id 7, tool delete_issue) and the refusal", rejected)
+	}
+	for range 2 {
+		post(t, gateway, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}, callEcho)
+	}
+	forwarded := logLine(t, auditLog, func(r map[string]any) bool { return r["outcome"] == "forwarded" })
+	limited := logLine(t, auditLog, func(r map[string]any) bool { return r["outcome"] == "rate_limited" })
+	if limited["action"] != "allow" || limited["reason"] != forwarded["reason"] || limited["policy_revision"] != forwarded["policy_revision"] ||
+		!strings.Contains(fmt.Sprint(limited["refusal"]), "Rate limit") {
+		t.Errorf("rate_limited record %v; want the policy's decision (allow, %q, revision %q) and the limit's refusal",
+			limited, forwarded["reason"], forwarded["policy_revision"])
+	}
+	if up.CallCount("delete_issue") != 0 || up.CallCount("echo") != 1 {
+		t.Errorf("the upstream ran delete_issue %d and echo %d times; want 0 and 1", up.CallCount("delete_issue"), up.CallCount("echo"))
+	}
+}

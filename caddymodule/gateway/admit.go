@@ -49,6 +49,7 @@ func (x *exchange) admit() error {
 		// to a page of any origin too (Access-Control-Allow-Origin: *),
 		// before the origin check, which keeps pages of other origins
 		// from the MCP endpoint and has nothing to keep from this.
+		x.annotateUndecided("")
 		c.writeMetadata(x.w)
 		return errDone
 	}
@@ -60,6 +61,7 @@ func (x *exchange) admit() error {
 		cors := withCORS(x.w, origin)
 		x.w = cors
 		if origin != "" && isPreflight(x.r) {
+			x.annotateUndecided("")
 			answerPreflight(cors, x.r)
 			return errDone
 		}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpgate/mcpgate/caddymodule/approval"
+	"github.com/mcpgate/mcpgate/caddymodule/policy"
 )
 
 // Audit is the audit trail: one record per message the gateway decided
@@ -82,9 +83,9 @@ func (x *exchange) audit(v verdict, outcome string, a *approval.Approval) {
 			}
 		}
 	}
-	if v.decision.Action != "" {
-		fields = append(fields, zap.String("action", string(v.decision.Action)), zap.String("reason", v.decision.Reason),
-			zap.String("policy_revision", v.decision.Revision))
+	if decision := v.auditedDecision(); decision.Action != "" {
+		fields = append(fields, zap.String("action", string(decision.Action)), zap.String("reason", decision.Reason),
+			zap.String("policy_revision", decision.Revision))
 	}
 	if v.text != "" {
 		fields = append(fields, zap.String("refusal", v.text))
@@ -183,7 +184,36 @@ func argumentsDigest(arguments map[string]any) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// auditRejection records a request refused before it was understood.
+// auditRejection records a request refused before the policy decided
+// it: one record for each of its messages, once its body was read (a
+// refusal of what the message holds, its headers, its session), else one
+// for the request.
 func (x *exchange) auditRejection(e *refusal) {
-	x.audit(verdict{text: e.message}, outcomeRejected, nil)
+	for _, v := range x.rejectedVerdicts(e) {
+		x.audit(v, outcomeRejected, nil)
+	}
+}
+
+// rejectedVerdicts are the verdicts of a request refused before the
+// policy decided it: one per message read, none decided, each with the
+// refusal's text; one without a message when none was read.
+func (x *exchange) rejectedVerdicts(e *refusal) []verdict {
+	if x.body == nil || len(x.body.Messages) == 0 {
+		return []verdict{{text: e.message}}
+	}
+	verdicts := make([]verdict, len(x.body.Messages))
+	for i := range x.body.Messages {
+		verdicts[i] = verdict{message: &x.body.Messages[i], text: e.message}
+	}
+	return verdicts
+}
+
+// auditedDecision is the decision an audit record shows: the policy's,
+// even when the gateway then refused the message for another cause (a
+// rate limit, an id in flight), which the record's refusal says.
+func (v verdict) auditedDecision() policy.Decision {
+	if v.decided {
+		return v.policyDecision
+	}
+	return v.decision
 }

@@ -85,10 +85,22 @@ func (x *exchange) annotateRejection(e *refusal) {
 	if x.g.host.Annotate == nil {
 		return
 	}
-	x.g.host.Annotate(x.r, Facts{
+	facts := Facts{
 		Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, UserRealm: x.callerRealm(),
 		ProtocolVersion: x.version, Action: actionReject, Reason: e.message,
-	})
+	}
+	// What was read of the messages, joined as a batch's facts are.
+	if x.body != nil && len(x.body.Messages) > 0 {
+		methods, tools := make([]string, len(x.body.Messages)), make([]string, len(x.body.Messages))
+		for i, m := range x.body.Messages {
+			methods[i] = m.Method
+			if m.Tool != nil {
+				tools[i] = m.Tool.Name
+			}
+		}
+		facts.Method, facts.ToolName = strings.Join(methods, ","), strings.Join(tools, ",")
+	}
+	x.g.host.Annotate(x.r, facts)
 }
 
 // annotateBodyless tells the host what the gateway knows of a request
@@ -97,12 +109,22 @@ func (x *exchange) annotateRejection(e *refusal) {
 // rest of the route reads them as "" rather than finding no placeholder
 // (a header of {mcp.tool.name} sent as written).
 func (x *exchange) annotateBodyless() {
-	if x.g.host.Annotate == nil {
-		return
-	}
 	version := x.r.Header.Get(mcphttp.HeaderProtocolVersion)
 	if mcphttp.CheckVersion(version) != nil {
 		version = ""
+	}
+	x.annotateUndecided(version)
+}
+
+// annotateUndecided tells the host what the gateway knows of a request
+// that it answered, or passes, with nothing decided (one without a
+// message; a client's answer to the gateway's own question; the public
+// metadata or a preflight, answered before the session is known): its
+// server, session, caller and revision as far as known, the facts of a
+// message empty.
+func (x *exchange) annotateUndecided(version string) {
+	if x.g.host.Annotate == nil {
+		return
 	}
 	x.g.host.Annotate(x.r, Facts{Server: x.g.cfg.Server, Session: x.session.shown(), UserID: x.session.caller, UserRealm: x.callerRealm(),
 		ProtocolVersion: version})

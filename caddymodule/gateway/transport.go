@@ -41,6 +41,7 @@ func (x *exchange) checkTransport() error {
 		// The client's answer to the gateway's own question goes no
 		// further (confirm.go).
 		if m := &x.body.Messages[0]; m.Kind == mcpmsg.KindResponse && x.g.sessions.own.deliver(x.session, m) {
+			x.annotateUndecided(x.version)
 			x.w.WriteHeader(http.StatusAccepted)
 			return errDone
 		}

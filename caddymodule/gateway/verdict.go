@@ -46,6 +46,11 @@ type verdict struct {
 	code int
 	// rateLimited is set when a rate limit refused the message.
 	rateLimited bool
+	// policyDecision, once the gateway refused the message for another
+	// cause than the policy's (refusedWith), is what the policy decided,
+	// for the audit trail; decided says it is set.
+	policyDecision policy.Decision
+	decided        bool
 	// span is the message's trace span, when traced.
 	span trace.SpanContext
 	// outcome is what the audit trail records of a forwarded message
@@ -139,7 +144,10 @@ func (v verdict) refusal() string {
 
 // refusedWith is the verdict refusing the message with text.
 func (v verdict) refusedWith(text string) verdict {
-	v.decision = policy.Decision{Action: policy.ActionBlock, Reason: v.decision.Reason}
+	if !v.decided && v.decision.Action != "" {
+		v.policyDecision, v.decided = v.decision, true
+	}
+	v.decision = policy.Decision{Action: policy.ActionBlock, Reason: v.decision.Reason, Revision: v.decision.Revision}
 	v.text = text
 	return v
 }
