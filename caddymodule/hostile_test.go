@@ -30,8 +30,15 @@ func post(t *testing.T, url string, header http.Header, body string) (int, []byt
 // initialize and returns the session id the client is given.
 func initializeSession(t *testing.T, gateway string) string {
 	t.Helper()
+	return initializeDeclaring(t, gateway, "2025-06-18", `{}`)
+}
+
+// initializeDeclaring is initializeSession under revision, the client
+// declaring capabilities (a JSON object).
+func initializeDeclaring(t *testing.T, gateway, revision, capabilities string) string {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, gateway, strings.NewReader(
-		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}`))
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+revision+`","capabilities":`+capabilities+`,"clientInfo":{"name":"test","version":"1"}}}`))
 	if err != nil {
 		t.Fatalf("building initialize: %v", err)
 	}

@@ -907,6 +907,60 @@ func TestServerRequestOnInitializeAnswered(t *testing.T) {
 	}
 }
 
+// TestServerRequestsNeedTheirSubCapabilities: a server's request that
+// needs more than its method's capability (a sampling request with tools,
+// or asking for context; a request about the client's tasks, or made a
+// task) reaches only a client that declared it, whatever the policy says.
+func TestServerRequestsNeedTheirSubCapabilities(t *testing.T) {
+	sampling := `{"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":5`
+	tests := []struct {
+		name, request, declared string
+		relayed                 bool
+	}{
+		{"sampling with tools", `"sampling/createMessage","params":` + sampling + `,"tools":[{"name":"x","inputSchema":{"type":"object"}}],"toolChoice":{"mode":"required"}}}`, `{"sampling":{}}`, false},
+		{"sampling with tools, declared", `"sampling/createMessage","params":` + sampling + `,"tools":[{"name":"x","inputSchema":{"type":"object"}}]}}`, `{"sampling":{"tools":{}}}`, true},
+		{"sampling with every server's context", `"sampling/createMessage","params":` + sampling + `,"includeContext":"allServers"}}`, `{"sampling":{}}`, false},
+		{"sampling with no context", `"sampling/createMessage","params":` + sampling + `,"includeContext":"none"}}`, `{"sampling":{}}`, true},
+		{"sampling with context, declared", `"sampling/createMessage","params":` + sampling + `,"includeContext":"thisServer"}}`, `{"sampling":{"context":{}}}`, true},
+		{"tasks/list", `"tasks/list","params":{}}`, `{"elicitation":{}}`, false},
+		{"tasks/cancel", `"tasks/cancel","params":{"taskId":"client-task-1"}}`, `{"elicitation":{}}`, false},
+		{"tasks/list, declared", `"tasks/list","params":{}}`, `{"tasks":{"list":{}}}`, true},
+		{"an elicitation made a task", `"elicitation/create","params":{"message":"hi","requestedSchema":{"type":"object","properties":{}},"task":{"ttl":60000}}}`, `{"elicitation":{}}`, false},
+		{"an elicitation made a task, declared", `"elicitation/create","params":{"message":"hi","requestedSchema":{"type":"object","properties":{}},"task":{"ttl":60000}}}`, `{"elicitation":{},"tasks":{"requests":{"elicitation":{"create":{}}}}}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			request := `{"jsonrpc":"2.0","id":"s1","method":` + tt.request
+			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				m, _ := upstreamtest.ReadMessage(r)
+				w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
+				switch {
+				case r.Method != http.MethodPost:
+					w.WriteHeader(http.StatusMethodNotAllowed)
+				case m.Method == "initialize":
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
+				case m.Method == "tools/list":
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
+				case m.Method == "tools/call":
+					w.Header().Set("Content-Type", "text/event-stream")
+					fmt.Fprintf(w, "data: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", request, m.ID)
+				default:
+					w.WriteHeader(http.StatusAccepted)
+				}
+			}))
+			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
+			session := initializeDeclaring(t, gateway, "2025-11-25", tt.declared)
+			_, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-11-25"}},
+				`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`)
+			if relayed := strings.Contains(string(body), `"id":"s1"`); relayed != tt.relayed || !strings.Contains(string(body), "done") {
+				t.Errorf("a client that declared %s got %s; want the server's request relayed: %t, and the call's result", tt.declared, body, tt.relayed)
+			}
+		})
+	}
+}
+
 // TestRefusedServerRequestIsAnOrdinaryError: a server whose request the
 // policy refuses gets an ordinary JSON-RPC error (code -31403) with the
 // reason, which its SDK reports as such (the Go SDK read -32003 as its

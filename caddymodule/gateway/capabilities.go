@@ -22,6 +22,16 @@ const (
 	capElicitationForm
 	capElicitationURL
 	capRoots
+	// capSamplingTools and capSamplingContext are sampling's
+	// sub-capabilities (2025-11-25): a sampling request may carry tools
+	// and toolChoice, or an includeContext other than "none", only to a
+	// client that declared them.
+	capSamplingTools
+	capSamplingContext
+	// capTasks is a client's tasks capability (2025-11-25): a server may
+	// ask it about its tasks (tasks/*) or make a request of it a task
+	// (params.task) only if it declared tasks.
+	capTasks
 )
 
 // metaClientCapabilities is the _meta key that carries the client's
@@ -37,8 +47,17 @@ const metaClientInfo = "io.modelcontextprotocol/clientInfo"
 // names no mode declares form mode (the only one before 2025-11-25).
 func parseCapabilities(object map[string]any) capabilities {
 	var c capabilities
-	if _, ok := object["sampling"].(map[string]any); ok {
+	if sampling, ok := object["sampling"].(map[string]any); ok {
 		c |= capSampling
+		if _, ok := sampling["tools"].(map[string]any); ok {
+			c |= capSamplingTools
+		}
+		if _, ok := sampling["context"].(map[string]any); ok {
+			c |= capSamplingContext
+		}
+	}
+	if _, ok := object["tasks"].(map[string]any); ok {
+		c |= capTasks
 	}
 	if _, ok := object["roots"].(map[string]any); ok {
 		c |= capRoots
@@ -76,11 +95,22 @@ func declaredCapabilities(m *mcpmsg.Message) (c capabilities, ok bool) {
 
 // required returns what a server's request needs the client to have
 // declared, and its name; zero for requests that need nothing declared
-// (ping, tasks).
+// (ping). A request made a task (params.task) needs tasks, beside what
+// its method needs (see undeclared).
 func required(method string, params map[string]any) (capabilities, string) {
 	switch method {
 	case "sampling/createMessage":
+		_, tools := params["tools"]
+		_, toolChoice := params["toolChoice"]
+		if tools || toolChoice {
+			return capSampling | capSamplingTools, "sampling (with tools)"
+		}
+		if context, present := params["includeContext"]; present && context != "none" {
+			return capSampling | capSamplingContext, "sampling (with context)"
+		}
 		return capSampling, "sampling"
+	case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
+		return capTasks, "tasks"
 	case "roots/list":
 		return capRoots, "roots"
 	case "elicitation/create":
@@ -96,7 +126,10 @@ func required(method string, params map[string]any) (capabilities, string) {
 // declared capability, "" when the client declared what it needs.
 func (c capabilities) undeclared(method string, params map[string]any) string {
 	need, name := required(method, params)
-	if need == 0 || c&need != 0 {
+	if _, task := params["task"]; task && need != 0 {
+		need, name = need|capTasks, name+" as a task"
+	}
+	if need == 0 || c&need == need {
 		return ""
 	}
 	return fmt.Sprintf("the client did not declare the %s capability, so the server may not ask it for %s", name, method)
@@ -105,8 +138,11 @@ func (c capabilities) undeclared(method string, params map[string]any) string {
 // input is the capabilities as policies see them (input.client).
 func (c capabilities) input() *policy.Client {
 	return &policy.Client{Capabilities: policy.ClientCapabilities{
-		Sampling: c&capSampling != 0,
-		Roots:    c&capRoots != 0,
+		Sampling:        c&capSampling != 0,
+		SamplingTools:   c&capSamplingTools != 0,
+		SamplingContext: c&capSamplingContext != 0,
+		Tasks:           c&capTasks != 0,
+		Roots:           c&capRoots != 0,
 		Elicitation: policy.ElicitationCapability{
 			Form: c&capElicitationForm != 0,
 			URL:  c&capElicitationURL != 0,

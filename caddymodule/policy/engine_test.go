@@ -485,7 +485,7 @@ func TestParseInputMatchesValue(t *testing.T) {
 		"tool":{"name":"t","arguments":{"n":1.50},"argument_names":{"n":"n"},"annotations":{"readOnlyHint":true},"category":"read_only","changed":true,"secrets":[]},
 		"server":"s","session":"x","protocol_version":"2025-06-18",
 		"user":{"id":"u","claims":{"groups":["g"]}},
-		"client":{"capabilities":{"sampling":true,"roots":false,"elicitation":{"form":true,"url":false}}},
+		"client":{"capabilities":{"sampling":true,"sampling_tools":true,"sampling_context":false,"tasks":true,"roots":false,"elicitation":{"form":true,"url":false}}},
 		"request":{"remote_ip":"10.0.0.1","host":"h","path":"/mcp","headers":{"user-agent":"a"}}}`
 	in, err := ParseInput([]byte(raw))
 	if err != nil {

@@ -103,9 +103,17 @@ type Client struct {
 
 // ClientCapabilities say which client features a client declared.
 type ClientCapabilities struct {
-	Sampling    bool                  `json:"sampling"`
-	Roots       bool                  `json:"roots"`
-	Elicitation ElicitationCapability `json:"elicitation"`
+	Sampling bool `json:"sampling"`
+	// SamplingTools and SamplingContext are sampling's sub-capabilities
+	// (2025-11-25): tools and toolChoice in a sampling request, and an
+	// includeContext other than "none".
+	SamplingTools   bool                  `json:"sampling_tools"`
+	SamplingContext bool                  `json:"sampling_context"`
+	Roots           bool                  `json:"roots"`
+	Elicitation     ElicitationCapability `json:"elicitation"`
+	// Tasks is set when the client declared tasks (2025-11-25): a server
+	// may ask it about its tasks, or make a request a task.
+	Tasks bool `json:"tasks"`
 }
 
 // ElicitationCapability says which modes of elicitation a client
@@ -355,6 +363,9 @@ func (c *Client) value() ast.Object {
 	return ast.NewObject(
 		ast.Item(ast.StringTerm("capabilities"), ast.NewTerm(ast.NewObject(
 			ast.Item(ast.StringTerm("sampling"), flag(c.Capabilities.Sampling)),
+			ast.Item(ast.StringTerm("sampling_tools"), flag(c.Capabilities.SamplingTools)),
+			ast.Item(ast.StringTerm("sampling_context"), flag(c.Capabilities.SamplingContext)),
+			ast.Item(ast.StringTerm("tasks"), flag(c.Capabilities.Tasks)),
 			ast.Item(ast.StringTerm("roots"), flag(c.Capabilities.Roots)),
 			ast.Item(ast.StringTerm("elicitation"), ast.NewTerm(ast.NewObject(
 				ast.Item(ast.StringTerm("form"), flag(c.Capabilities.Elicitation.Form)),
