@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -153,4 +154,27 @@ func attributes(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 		m[kv.Key] = kv.Value.String()
 	}
 	return m
+}
+
+// TestRateLimitedSpan: a message a rate limit refused after the policy
+// allowed it has a span that shows the refusal (block, status Error, the
+// limit's text), as {mcp.decision.action} does.
+func TestRateLimitedSpan(t *testing.T) {
+	up := newUpstream(t, upstreamtest.StatelessJSON)
+	gateway := startGateway(t, up.URL, gatewayOptions{before: "route {\n\t\ttest_trace\n\t}", policy: openTable + `
+		rate_limit {mcp.server}/{mcp.tool.name} 1/1h`})
+	header := http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue","arguments":{"text":"x"}}}`
+	for i, want := range []bool{false, true} {
+		if _, body := post(t, gateway, header, call); strings.Contains(string(body), "Rate limit") != want {
+			t.Fatalf("call %d: %s; want rate limited: %t", i+1, body, want)
+		}
+	}
+	span := findSpan(t, "tools/call create_issue")
+	attrs := attributes(span)
+	if attrs["mcpgate.decision.action"] != "block" || span.Status().Code != codes.Error || !strings.Contains(span.Status().Description, "Rate limit") ||
+		!strings.Contains(fmt.Sprint(attrs["mcpgate.refusal"]), "Rate limit") {
+		t.Errorf("the rate-limited call's span: action %v, refusal %v, status %v; want block, status Error and the limit's refusal",
+			attrs["mcpgate.decision.action"], attrs["mcpgate.refusal"], span.Status())
+	}
 }

@@ -73,8 +73,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 			// a tools/call is held).
 			v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "the call that started the task was approved", Revision: v.decision.Revision}
 		}
-		v.span = span.SpanContext()
-		endMessageSpan(span, v.decision, time.Since(start))
+		v.span, v.openSpan, v.evaluated = span.SpanContext(), span, time.Since(start)
 		return v
 	}
 	var tool catalog.Tool
@@ -92,7 +91,7 @@ func (x *exchange) decideMessage(m *mcpmsg.Message) verdict {
 	} else {
 		v.decision = g.evaluate(x.requestIn(ctx), x.session, m, input, m.Tool.Name)
 	}
-	endMessageSpan(span, v.decision, time.Since(start))
+	v.openSpan, v.evaluated = span, time.Since(start)
 	return v
 }
 

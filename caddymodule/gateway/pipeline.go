@@ -94,6 +94,7 @@ type exchange struct {
 // policy allowed.
 func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, next Next) error {
 	x := &exchange{g: g, w: w, r: r, next: next, started: time.Now()}
+	defer x.endMessageSpans() // on a run that ended before the limits
 	defer x.stopWatchingCancel()
 	defer x.unclaimAnswers()
 	err := x.run()
@@ -135,6 +136,7 @@ func (x *exchange) run() error {
 		return err
 	}
 	x.limit()
+	x.endMessageSpans()
 	x.annotate()
 	return x.route()
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"time"
@@ -94,10 +95,28 @@ func (x *exchange) requestIn(ctx context.Context) *http.Request {
 	return x.r.WithContext(ctx)
 }
 
-// endMessageSpan records the decision on the span, and ends it.
-func endMessageSpan(span trace.Span, d policy.Decision, elapsed time.Duration) {
+// endMessageSpans ends the spans of the exchange's messages, once their
+// verdicts are final: the policy's decision, or the refusal that took its
+// place (a rate limit's, a declined confirmation's). A span ended already
+// is left.
+func (x *exchange) endMessageSpans() {
+	for i := range x.verdicts {
+		v := &x.verdicts[i]
+		if v.openSpan != nil {
+			endMessageSpan(v.openSpan, *v)
+			v.openSpan = nil
+		}
+	}
+}
+
+// endMessageSpan records the verdict on the span, and ends it.
+func endMessageSpan(span trace.Span, v verdict) {
 	if !span.IsRecording() {
 		return
+	}
+	d, elapsed := v.decision, v.evaluated
+	if v.text != "" {
+		span.SetAttributes(attribute.String("mcpgate.refusal", bounded(v.text)))
 	}
 	span.SetAttributes(
 		attribute.String("mcpgate.decision.action", string(d.Action)),
@@ -107,7 +126,7 @@ func endMessageSpan(span trace.Span, d policy.Decision, elapsed time.Duration) {
 		attribute.String("mcpgate.policy.revision", d.Revision),
 	)
 	if d.Action == policy.ActionBlock {
-		span.SetStatus(codes.Error, bounded(d.Reason))
+		span.SetStatus(codes.Error, bounded(cmp.Or(v.text, d.Reason)))
 	}
 	span.End()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -51,8 +52,12 @@ type verdict struct {
 	// for the audit trail; decided says it is set.
 	policyDecision policy.Decision
 	decided        bool
-	// span is the message's trace span, when traced.
-	span trace.SpanContext
+	// span is the message's trace span, when traced; openSpan the span
+	// itself until it ends (endMessageSpans), and evaluated how long the
+	// decision took.
+	span      trace.SpanContext
+	openSpan  trace.Span
+	evaluated time.Duration
 	// outcome is what the audit trail records of a forwarded message
 	// (default "forwarded"), and approval the approval that let it pass.
 	outcome  string
