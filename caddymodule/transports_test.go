@@ -1340,6 +1340,30 @@ func TestInputResponsesUnderThePolicyThatLetTheRequestsThrough(t *testing.T) {
 	}
 }
 
+// TestApprovedCallThatAsksForInput: a call its caller confirmed, whose
+// server then asks for input (2026-07-28), is retried with the answers as
+// the same call: the caller is not asked again (the Go SDK's client gave
+// up after ten rounds of the gateway asking), and the server gets them.
+func TestApprovedCallThatAsksForInput(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: `policy ../policies testdata/transportrules
+		server test
+		permissions {
+			read_only allow
+			tool confirm needs_approval caller
+		}`})
+	client := clientHandlers{action: "accept"}
+	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), mcphttp.Version20260728)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "confirm", Arguments: map[string]any{"text": "Deploy?"}})
+	_, asked := client.seen()
+	if err != nil || !strings.Contains(resultText(res), "confirmed:accept") || len(asked) != 2 {
+		t.Errorf("a confirmed call whose server asks for input: %v, %v; the client was asked %d times (%q); want the server's answer, "+
+			"the client asked twice (the gateway's question, then the server's)", res, err, len(asked), asked)
+	}
+}
+
 // TestInputRequestsOfAnUnnamedRequestRefused: a result asking for input
 // that comes on a GET stream answers a request the gateway cannot name;
 // its requestState, sealed, would be bound to no request and could carry

@@ -28,7 +28,7 @@ func (x *exchange) decide() error {
 	x.watchCancel()
 	x.verdicts = make([]verdict, len(x.body.Messages))
 	for i := range x.body.Messages {
-		x.verdicts[i] = x.confirmedByCaller(x.decideMessage(&x.body.Messages[i]))
+		x.verdicts[i] = x.confirmedByCaller(x.coveredByEarlierApproval(x.decideMessage(&x.body.Messages[i])))
 	}
 	if x.sessionEnded {
 		return refuse(http.StatusNotFound, mcpmsg.CodeInvalidRequest, "unknown session: the server ended it; initialize a new one")

@@ -66,6 +66,44 @@ type requestState struct {
 	// answer. (The gateway's own question, whose answer is decided again
 	// under the policy in force, has none.)
 	Policy string `json:"r,omitempty"`
+	// Approved is, of a call that ran once approved (by reviewers, or
+	// its caller) and whose server then asked for input, what was
+	// approved (approvedScope): its retry with the answers is the same
+	// call, not asked about again when the policy asks for the same
+	// approval of the same tool (coveredByEarlierApproval).
+	Approved string `json:"a,omitempty"`
+}
+
+// approvedScope names an approval a call ran on: the decision that asked
+// for it (its reason and approvers) and the tool's definition; "" for a
+// call that needed none.
+func approvedScope(asked *policy.Decision, toolHash string) string {
+	if asked == nil {
+		return ""
+	}
+	h := sha256.New()
+	for _, part := range append([]string{asked.Reason, toolHash}, slices.Sorted(slices.Values(asked.Approvers))...) {
+		fmt.Fprintf(h, "%d:%s", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// coveredByEarlierApproval is the verdict on a call retried with the
+// answers its server asked for after the call ran once approved: allowed
+// as approved, when the policy asks now for the same approval of the same
+// tool (the requestState, sealed for the caller and bound to the call's
+// arguments and the policy's revision, says it was given); as it is
+// otherwise. Without it, a retry would be held, or its caller asked,
+// again, and the answers never reach the server.
+func (x *exchange) coveredByEarlierApproval(v verdict) verdict {
+	scope, ok := x.approvedBefore[v.message]
+	if !ok || v.decision.Action != policy.ActionNeedsApproval || scope != approvedScope(&v.decision, v.toolHash) {
+		return v
+	}
+	asked := v.decision
+	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved before its server asked for input", Revision: v.decision.Revision}
+	v.approvedFor = &asked
+	return v
 }
 
 // requestStateTTL is how long a sealed requestState is good for: an
@@ -208,7 +246,15 @@ func (x *exchange) checkInputResponses() error {
 			if err := x.takeCallerAnswer(m, state, responses); err != nil {
 				return err
 			}
-		} else if err := x.restoreRequestState(m, state.Original); err != nil {
+			continue
+		}
+		if state.Approved != "" {
+			if x.approvedBefore == nil {
+				x.approvedBefore = make(map[*mcpmsg.Message]string)
+			}
+			x.approvedBefore[m] = state.Approved
+		}
+		if err := x.restoreRequestState(m, state.Original); err != nil {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
 		}
 	}

@@ -74,6 +74,10 @@ type exchange struct {
 	// callerAnswers are the answers retried calls bring to the gateway's
 	// own question, whether the caller confirms them (checkTransport).
 	callerAnswers map[*mcpmsg.Message]callerAnswer
+	// approvedBefore holds, of the calls retried with the answers their
+	// server asked for after they ran once approved, what was approved
+	// (see coveredByEarlierApproval).
+	approvedBefore map[*mcpmsg.Message]string
 	// approvalTokens are what the approval tokens of the body's calls
 	// say (pending.go).
 	approvalTokens map[*mcpmsg.Message]approvalToken

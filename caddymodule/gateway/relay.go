@@ -122,8 +122,10 @@ type answeredRequest struct {
 	digest    string
 	digestErr error
 	// approvedFor is, of a call that ran once approved (by reviewers,
-	// or its caller), the decision that asked for the approval.
+	// or its caller), the decision that asked for the approval, and
+	// toolHash the definition of the tool approved.
 	approvedFor *policy.Decision
+	toolHash    string
 	// cancelled: the client cancelled the request (HTTP+SSE sessions keep
 	// a cancelled tools/list awaiting its answer).
 	cancelled bool
@@ -177,7 +179,7 @@ func (rl *relay) carried(id []byte) (answeredRequest, bool) {
 func (v verdict) answered() answeredRequest {
 	return answeredRequest{
 		method: v.message.Method, name: requestName(v.message), params: v.message.Params,
-		approvedFor: v.approvedFor, tool: toolName(v.message),
+		approvedFor: v.approvedFor, toolHash: v.toolHash, tool: toolName(v.message),
 	}
 }
 
@@ -390,6 +392,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	}
 	sealed, err := json.Marshal(rl.seal(requestState{
 		Keys: keys, Method: answered.method, Name: stateName(answered.name), Params: digest, Original: state,
+		Approved: approvedScope(answered.approvedFor, answered.toolHash),
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sealing requestState: %w", err)
