@@ -416,6 +416,15 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, opts 
 		if cfg.Identity, err = h.Identity.gatewayIdentity(ctx, repl); err != nil {
 			return err
 		}
+		if !h.Identity.realmShared() {
+			// A realm no other handler may share (Caddy's
+			// authentication without `realm`) is this upstream's alone:
+			// "alice" of two sites' basic_auth lists is two callers in
+			// whatever counts callers across upstreams
+			// (max_sessions_per_caller, the bounds of what is kept per
+			// caller).
+			cfg.Identity.Realm += " upstream " + strconv.Quote(cfg.Upstream)
+		}
 	}
 	// The approval settings are checked against the other handlers' before
 	// anything connects to the store they name.

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -873,21 +874,22 @@ func typeScriptServerScript(t *testing.T, script string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
-// TestServerRequestOnInitializeAnswered: a server may ping before the
-// session it opens is initialized, on initialize's own reply; the
-// client's answer, posted in the new session, reaches the server, and the
-// same answer outside any session is refused.
-func TestServerRequestOnInitializeAnswered(t *testing.T) {
-	up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// rawSessionUpstreamWith is a raw upstream that opens a session on every
+// reply, answers a request with handle when it says it did, and otherwise
+// initialize (2025-11-25), tools/list (echo, read-only), another POST with
+// 202, and another method with 405.
+func rawSessionUpstreamWith(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, m upstreamtest.Message) bool) *upstreamtest.Upstream {
+	t.Helper()
+	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m, _ := upstreamtest.ReadMessage(r)
 		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
 		switch {
+		case handle(w, r, m):
 		case r.Method != http.MethodPost:
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		case m.Method == "initialize":
-			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"init-ping-1\",\"method\":\"ping\"}\n\n")
-			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n\n", m.ID)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
 		case m.Method == "tools/list":
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
@@ -895,6 +897,31 @@ func TestServerRequestOnInitializeAnswered(t *testing.T) {
 			w.WriteHeader(http.StatusAccepted)
 		}
 	}))
+}
+
+// TestServerRequestOnInitializeAnswered: a server may ping before the
+// session it opens is initialized, on initialize's own reply; the
+// client's answer, posted in the new session, reaches the server, and the
+// same answer outside any session is refused. A request the gateway
+// refuses there (roots, which the client did not declare) is answered in
+// the new session too.
+func TestServerRequestOnInitializeAnswered(t *testing.T) {
+	var refusedIn atomic.Value
+	up := rawSessionUpstreamWith(t, func(w http.ResponseWriter, r *http.Request, m upstreamtest.Message) bool {
+		if strings.Contains(string(m.ID), "init-roots-1") {
+			refusedIn.Store(r.Header.Get("Mcp-Session-Id"))
+			w.WriteHeader(http.StatusAccepted)
+			return true
+		}
+		if m.Method != "initialize" {
+			return false
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"init-ping-1\",\"method\":\"ping\"}\n\n")
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"init-roots-1\",\"method\":\"roots/list\"}\n\n")
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n\n", m.ID)
+		return true
+	})
 	gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
 	session := initializeSession(t, gateway)
 	const answer = `{"jsonrpc":"2.0","id":"init-ping-1","result":{}}`
@@ -904,6 +931,9 @@ func TestServerRequestOnInitializeAnswered(t *testing.T) {
 	status, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"}}, answer)
 	if status != http.StatusAccepted || !up.SawBodyContaining(`"id":"init-ping-1","result"`) {
 		t.Errorf("the answer in its session: %d %s; want 202, forwarded", status, body)
+	}
+	if in, _ := refusedIn.Load().(string); in != "up-session-0123456789" {
+		t.Errorf("the gateway's refusal of the server's roots/list went with session %q; want the session initialize opened", in)
 	}
 }
 
@@ -919,9 +949,10 @@ func TestServerRequestsNeedTheirSubCapabilities(t *testing.T) {
 	}{
 		{"sampling with tools", `"sampling/createMessage","params":` + sampling + `,"tools":[{"name":"x","inputSchema":{"type":"object"}}],"toolChoice":{"mode":"required"}}}`, `{"sampling":{}}`, false},
 		{"sampling with tools, declared", `"sampling/createMessage","params":` + sampling + `,"tools":[{"name":"x","inputSchema":{"type":"object"}}]}}`, `{"sampling":{"tools":{}}}`, true},
-		{"sampling with every server's context", `"sampling/createMessage","params":` + sampling + `,"includeContext":"allServers"}}`, `{"sampling":{}}`, false},
-		{"sampling with no context", `"sampling/createMessage","params":` + sampling + `,"includeContext":"none"}}`, `{"sampling":{}}`, true},
-		{"sampling with context, declared", `"sampling/createMessage","params":` + sampling + `,"includeContext":"thisServer"}}`, `{"sampling":{"context":{}}}`, true},
+		{"sampling with null tools", `"sampling/createMessage","params":` + sampling + `,"tools":null}}`, `{"sampling":{}}`, true},
+		// Discouraged without sampling.context, which no client before
+		// 2025-11-25 could declare: left to policies.
+		{"sampling with this server's context", `"sampling/createMessage","params":` + sampling + `,"includeContext":"thisServer"}}`, `{"sampling":{}}`, true},
 		{"tasks/list", `"tasks/list","params":{}}`, `{"elicitation":{}}`, false},
 		{"tasks/cancel", `"tasks/cancel","params":{"taskId":"client-task-1"}}`, `{"elicitation":{}}`, false},
 		{"tasks/list, declared", `"tasks/list","params":{}}`, `{"tasks":{"list":{}}}`, true},
@@ -931,25 +962,14 @@ func TestServerRequestsNeedTheirSubCapabilities(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			request := `{"jsonrpc":"2.0","id":"s1","method":` + tt.request
-			up := upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				m, _ := upstreamtest.ReadMessage(r)
-				w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
-				switch {
-				case r.Method != http.MethodPost:
-					w.WriteHeader(http.StatusMethodNotAllowed)
-				case m.Method == "initialize":
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-				case m.Method == "tools/list":
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-				case m.Method == "tools/call":
-					w.Header().Set("Content-Type", "text/event-stream")
-					fmt.Fprintf(w, "data: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", request, m.ID)
-				default:
-					w.WriteHeader(http.StatusAccepted)
+			up := rawSessionUpstreamWith(t, func(w http.ResponseWriter, _ *http.Request, m upstreamtest.Message) bool {
+				if m.Method != "tools/call" {
+					return false
 				}
-			}))
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprintf(w, "data: %s\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", request, m.ID)
+				return true
+			})
 			gateway := startGateway(t, up.URL, gatewayOptions{policy: transportPolicy})
 			session := initializeDeclaring(t, gateway, "2025-11-25", tt.declared)
 			_, body := post(t, gateway, http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-11-25"}},
@@ -1441,29 +1461,18 @@ func askingResult(first string) string {
 // callResult, and answers a GET with onGet (nil: none).
 func rawSessionUpstream(t *testing.T, onGet func(http.ResponseWriter), callResult string) *upstreamtest.Upstream {
 	t.Helper()
-	return upstreamtest.Raw(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Mcp-Session-Id", "up-session-0123456789")
-		if r.Method == http.MethodGet && onGet != nil {
+	return rawSessionUpstreamWith(t, func(w http.ResponseWriter, r *http.Request, m upstreamtest.Message) bool {
+		switch {
+		case r.Method == http.MethodGet && onGet != nil:
 			onGet(w)
-			return
-		}
-		m, _ := upstreamtest.ReadMessage(r)
-		w.Header().Set("Content-Type", "application/json")
-		switch m.Method {
-		case "initialize":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"raw","version":"1"}}}`, m.ID)
-		case "tools/list":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]}}`, m.ID)
-		case "tools/call":
-			if callResult != "" {
-				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, callResult)
-				return
-			}
-			fallthrough
+		case m.Method == "tools/call" && callResult != "":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, callResult)
 		default:
-			w.WriteHeader(http.StatusAccepted)
+			return false
 		}
-	}))
+		return true
+	})
 }
 
 // TestResourceAllowListAgainstResolvingServer: the TypeScript SDK's

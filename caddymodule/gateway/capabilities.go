@@ -24,8 +24,11 @@ const (
 	capRoots
 	// capSamplingTools and capSamplingContext are sampling's
 	// sub-capabilities (2025-11-25): a sampling request may carry tools
-	// and toolChoice, or an includeContext other than "none", only to a
-	// client that declared them.
+	// and toolChoice only to a client that declared sampling.tools (a
+	// MUST). An includeContext other than "none" without sampling.context
+	// is only discouraged (a SHOULD NOT; before 2025-11-25 no client
+	// could declare it, and SDK servers send it), so it is shown to
+	// policies, not refused.
 	capSamplingTools
 	capSamplingContext
 	// capTasks is a client's tasks capability (2025-11-25): a server may
@@ -100,13 +103,9 @@ func declaredCapabilities(m *mcpmsg.Message) (c capabilities, ok bool) {
 func required(method string, params map[string]any) (capabilities, string) {
 	switch method {
 	case "sampling/createMessage":
-		_, tools := params["tools"]
-		_, toolChoice := params["toolChoice"]
-		if tools || toolChoice {
+		// (A member set to null is absent, as the SDKs read it.)
+		if params["tools"] != nil || params["toolChoice"] != nil {
 			return capSampling | capSamplingTools, "sampling (with tools)"
-		}
-		if context, present := params["includeContext"]; present && context != "none" {
-			return capSampling | capSamplingContext, "sampling (with context)"
 		}
 		return capSampling, "sampling"
 	case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":

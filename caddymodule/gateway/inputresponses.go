@@ -142,9 +142,6 @@ func (x *exchange) requestStateScope(confirms bool) string {
 // sealRequestState seals state for the exchange's caller.
 func (x *exchange) sealRequestState(state requestState) string {
 	state.Issued = time.Now().Unix()
-	if state.Binding == "" {
-		state.Policy = x.g.cfg.Engine.Revision()
-	}
 	payload, _ := json.Marshal(state)
 	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.Binding != ""), sessiontoken.Session{
 		Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload),
@@ -223,7 +220,7 @@ func (x *exchange) checkInputResponses() error {
 					errUnboundAnswers.Error()+": the requestState was given for the same request with other params (its arguments)")
 			}
 		}
-		if hasResponses && state.Binding == "" && state.Policy != x.g.cfg.Engine.Revision() {
+		if hasResponses && state.Binding == "" && (state.Policy == "" || state.Policy != x.g.cfg.Engine.Revision()) {
 			return refuse(http.StatusConflict, mcpmsg.CodeInvalidParams,
 				"the gateway's policy changed since the server's input requests were let through, and may block what these answers answer: make the request anew")
 		}

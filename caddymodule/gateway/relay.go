@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -93,7 +94,7 @@ func (x *exchange) newRelay() *relay {
 		decide:       x.decideServerRequest,
 		capabilities: x.capabilities,
 		answer: func(endpoint *url.URL, message []byte) error {
-			return postAnswer(x.next, x.r, endpoint, message)
+			return postAnswer(x.next, x.answerRequest(), endpoint, message)
 		},
 		relayed: x.g.sessions.relayed,
 		tasks:   x.g.sessions.tasks,
@@ -107,6 +108,19 @@ func (x *exchange) newRelay() *relay {
 		endpoint: x.r.URL,
 	}
 	return x.relay
+}
+
+// answerRequest is the request the gateway's answers to the server's
+// requests of the exchange's reply go with: the exchange's own, in the
+// session the reply opened when it opened one (a server may ask things
+// on initialize's reply), whose id the request does not carry.
+func (x *exchange) answerRequest() *http.Request {
+	if x.relay == nil || x.relay.session.id == "" || x.session.id != "" || x.session.legacy {
+		return x.r
+	}
+	r := x.r.Clone(x.r.Context())
+	r.Header.Set(mcphttp.HeaderSessionID, x.relay.session.id)
+	return r
 }
 
 // answeredRequest is a request whose response a reply carries.
@@ -364,7 +378,11 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 		return nil, &replyfilter.ResponseError{Code: CodeRefusedByPolicy, Message: errUnnamedInputRequests}
 	}
 	keys := slices.Sorted(maps.Keys(requests))
-	for _, key := range keys {
+	// revision is the policy's that let every request through: "" when
+	// two revisions decided them (a reload in between), which no policy
+	// in force then matches.
+	revision := ""
+	for i, key := range keys {
 		request := requests[key]
 		var refusal string
 		if rl.aboutForeignTask(&mcpmsg.Message{Kind: mcpmsg.KindRequest, Method: request.Method, Params: request.Params}) {
@@ -372,6 +390,11 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 		} else if decision := rl.decideRequest(request.Method, request.Params); decision.Action != policy.ActionAllow {
 			refusal = refusalText(decision, false)
 		} else {
+			if i == 0 {
+				revision = decision.Revision
+			} else if decision.Revision != revision {
+				revision = ""
+			}
 			continue
 		}
 		if answered.method != "tools/call" {
@@ -392,7 +415,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	}
 	sealed, err := json.Marshal(rl.seal(requestState{
 		Keys: keys, Method: answered.method, Name: stateName(answered.name), Params: digest, Original: state,
-		Approved: approvedScope(answered.approvedFor, answered.toolHash),
+		Approved: approvedScope(answered.approvedFor, answered.toolHash), Policy: revision,
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sealing requestState: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -328,10 +329,40 @@ func (b *policyBundle) build() (*preparedQueries, error) {
 		if !ok {
 			return fmt.Errorf("bundle data is %s, want an object", jsonKind(value))
 		}
-		queries, err = b.engine.builder.build(b.ctx, modules, data, "the bundle "+b.location)
+		queries, err = b.engine.builder.build(b.ctx, modules, withoutETags(data), "the bundle "+b.location)
 		return err
 	})
 	return queries, err
+}
+
+// withoutETags returns data without the ETags OPA's bundle plugin records
+// under system.bundles (data.system.bundles.<name>.etag): an HTTP detail
+// of the server a bundle came from, not the policy, which would give one
+// bundle as many revisions (Engine.Revision) as the servers or uploads
+// that serve it have ETags. data is the store's, and is not changed: what
+// is on the way to an ETag is copied.
+func withoutETags(data map[string]any) map[string]any {
+	system, _ := data["system"].(map[string]any)
+	bundles, _ := system["bundles"].(map[string]any)
+	if len(bundles) == 0 {
+		return data
+	}
+	strippedBundles := make(map[string]any, len(bundles))
+	for name, value := range bundles {
+		if entry, ok := value.(map[string]any); ok {
+			if _, has := entry["etag"]; has {
+				entry = maps.Clone(entry)
+				delete(entry, "etag")
+			}
+			value = entry
+		}
+		strippedBundles[name] = value
+	}
+	strippedSystem := maps.Clone(system)
+	strippedSystem["bundles"] = strippedBundles
+	stripped := maps.Clone(data)
+	stripped["system"] = strippedSystem
+	return stripped
 }
 
 // stop stops polling.

@@ -36,6 +36,8 @@ type bundleServer struct {
 	// up; stalled counts the downloads that did.
 	stalling bool
 	stalled  int
+	// polls counts the requests for the bundle.
+	polls int
 }
 
 // serve makes a bundle of modules (path to source) and data the one served.
@@ -83,6 +85,7 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.auth = r.Header.Get("Authorization")
+	s.polls++
 	if r.URL.Path != "/bundles/mcp.tar.gz" {
 		http.NotFound(w, r)
 		return
@@ -106,6 +109,13 @@ func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/gzip")
 	_, _ = w.Write(s.tarball)
+}
+
+// pollCount returns how many requests for the bundle s has had.
+func (s *bundleServer) pollCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polls
 }
 
 // serveRaw makes raw, as it is, the bundle served as revision.
@@ -144,26 +154,32 @@ const bundlePolicy = `package mcp
 decision := {"action": data.mcp.permissions.tools[input.tool.name], "reason": concat(" ", [data.revision_note, data.mcp.lib.reason])}
 `
 
-// TestBundle polls a bundle server: the first bundle is in force when New
-// returns, combined with Options.Modules and Options.Data, and a new
-// revision replaces it.
-func TestBundle(t *testing.T) {
+// startBundleEngine serves revision 1 of bundlePolicy ("one") from a
+// bundle server, and starts an engine polling it as cfg says (its URL and
+// resource set), with a library module and a tool table of its own; it
+// returns the server, the engine and its logs.
+func startBundleEngine(t *testing.T, cfg BundleConfig) (*bundleServer, *Engine, *observer.ObservedLogs) {
+	t.Helper()
 	server := &bundleServer{}
 	server.serve(t, "1", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "one"})
-	ts := server.start(t)
-
+	cfg.URL, cfg.Resource = server.start(t).URL, "bundles/mcp.tar.gz"
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	engine := newEngine(t, ctx, Options{
 		Modules: map[string]string{"lib.rego": "package mcp.lib\nreason := \"(library)\"\n"},
 		Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}},
-		Bundle: &BundleConfig{
-			URL: ts.URL, Resource: "bundles/mcp.tar.gz", Token: "s3cret",
-			MinDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond,
-		},
-		Logger: zap.New(core),
+		Bundle:  &cfg,
+		Logger:  zap.New(core),
 	})
+	return server, engine, logs
+}
+
+// TestBundle polls a bundle server: the first bundle is in force when New
+// returns, combined with Options.Modules and Options.Data, and a new
+// revision replaces it.
+func TestBundle(t *testing.T) {
+	server, engine, logs := startBundleEngine(t, BundleConfig{Token: "s3cret", MinDelay: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond})
 	if !decidesAs(engine, ActionAllow, "one (library)")() {
 		d, err := engine.Decide(context.Background(), toolInput("t"))
 		t.Fatalf("decision = %+v (err %v), want allow with reason %q", d, err, "one (library)")
@@ -211,19 +227,8 @@ func TestBundleDownloadsBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			server := &bundleServer{}
-			server.serve(t, "1", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "one"})
-			ts := server.start(t)
-			core, logs := observer.New(zap.InfoLevel)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			engine := newEngine(t, ctx, Options{
-				Modules: map[string]string{"lib.rego": "package mcp.lib\nreason := \"(library)\"\n"},
-				Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}},
-				Bundle: &BundleConfig{URL: ts.URL, Resource: "bundles/mcp.tar.gz", MinDelay: time.Second, MaxDelay: time.Second,
-					DownloadTimeout: 500 * time.Millisecond, MaxSize: maxSize},
-				Logger: zap.New(core),
-			})
+			server, engine, logs := startBundleEngine(t, BundleConfig{MinDelay: time.Second, MaxDelay: time.Second,
+				DownloadTimeout: 500 * time.Millisecond, MaxSize: maxSize})
 			tt.serve(server)
 			failed := func() []observer.LoggedEntry {
 				return logs.FilterMessage("policy bundle failed; keeping the previous policy").All()
@@ -239,6 +244,37 @@ func TestBundleDownloadsBounded(t *testing.T) {
 			server.serve(t, "2", map[string]string{"/mcp/policy.rego": bundlePolicy}, map[string]any{"revision_note": "two"})
 			eventually(t, "the next revision to be activated", decidesAs(engine, ActionAllow, "two (library)"))
 		})
+	}
+}
+
+// TestBundleRevisionIgnoresETags: one bundle is one revision of the
+// policy, whatever ETag its server gives it: served by two servers that
+// give two, or by one under a new ETag with the same bytes.
+func TestBundleRevisionIgnoresETags(t *testing.T) {
+	a, first, _ := startBundleEngine(t, BundleConfig{MinDelay: time.Second, MaxDelay: time.Second})
+	a.mu.Lock()
+	same := bytes.Clone(a.tarball)
+	a.mu.Unlock()
+	b := &bundleServer{}
+	b.serveRaw("another-etag", same)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	second := newEngine(t, ctx, Options{
+		Modules: map[string]string{"lib.rego": "package mcp.lib\nreason := \"(library)\"\n"},
+		Data:    map[string]any{"mcp": map[string]any{"permissions": map[string]any{"tools": map[string]any{"t": "allow"}}}},
+		Bundle:  &BundleConfig{URL: b.start(t).URL, Resource: "bundles/mcp.tar.gz", MinDelay: time.Second, MaxDelay: time.Second},
+	})
+	if first.Revision() != second.Revision() {
+		t.Errorf("one bundle from two servers giving it two ETags: revisions %s and %s; want one", first.Revision(), second.Revision())
+	}
+	before := first.Revision()
+	a.serveRaw("1-touched", same)
+	// Two polls after it: the downloader handles one before it makes the
+	// next.
+	polled := a.pollCount()
+	eventually(t, "two more polls", func() bool { return a.pollCount() >= polled+2 })
+	if after := first.Revision(); after != before {
+		t.Errorf("the same bundle under a new ETag: revision %s became %s; want it kept", before, after)
 	}
 }
 

@@ -383,15 +383,27 @@ func TestMaxSessionsPerCaller(t *testing.T) {
 
 // TestMaxSessionsPerCallerInItsRealm: identical mcp_stdio blocks share
 // one server, and its max_sessions_per_caller; behind handlers that
-// identify callers from two realms (two basic_auth lists), "alice" of one
-// is not "alice" of the other, and has a share of her own.
+// identify callers from two realms (two basic_auth lists, named or not),
+// "alice" of one is not "alice" of the other, and has a share of her own.
 func TestMaxSessionsPerCallerInItsRealm(t *testing.T) {
+	for _, named := range []bool{true, false} {
+		t.Run(fmt.Sprintf("realms named: %t", named), func(t *testing.T) {
+			maxSessionsPerCallerInItsRealm(t, named)
+		})
+	}
+}
+
+func maxSessionsPerCallerInItsRealm(t *testing.T, named bool) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	site := func(port int, realm, password string) string {
+		identity := fmt.Sprintf("identity caddy {\n\t\t\trealm %s\n\t\t}", realm)
+		if !named {
+			identity = "identity caddy"
+		}
 		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
@@ -404,9 +416,7 @@ func TestMaxSessionsPerCallerInItsRealm(t *testing.T) {
 	}
 	mcp_policy {
 		server stdio-%s
-		identity caddy {
-			realm %s
-		}
+		%s
 		%s
 	}
 	mcp_stdio {
@@ -416,7 +426,7 @@ func TestMaxSessionsPerCallerInItsRealm(t *testing.T) {
 		max_sessions_per_caller 1
 	}
 }
-`, port, hash, realm, realm, permissions, self, stdiotest.EnvMode, stdiotest.ModeServe)
+`, port, hash, realm, identity, permissions, self, stdiotest.EnvMode, stdiotest.ModeServe)
 	}
 	a, b := testport.Free(t), testport.Free(t)
 	caddytest.Start(t, caddytest.GlobalOptions(t)+site(a, "tenant-a", "pw-a")+site(b, "tenant-b", "pw-b"))
