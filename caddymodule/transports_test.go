@@ -1384,6 +1384,55 @@ func TestApprovedCallThatAsksForInput(t *testing.T) {
 	}
 }
 
+// TestApprovedRetryRunsOnce: the state sealed for a confirmed call whose
+// server asked for input covers one retry with the answers: the same
+// retry again, or one without answers, is asked about anew (the caller's
+// confirmation), never run on the earlier approval.
+func TestApprovedRetryRunsOnce(t *testing.T) {
+	up := newTransportUpstream(t, streamableHandler(&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	gateway := startGateway(t, up.URL, gatewayOptions{policy: `policy ../policies testdata/transportrules
+		server test
+		permissions {
+			read_only allow
+			tool confirm needs_approval caller
+		}`})
+	stateOf := func(reply map[string]any) string {
+		result, _ := reply["result"].(map[string]any)
+		state, _ := result["requestState"].(string)
+		return state
+	}
+	_, reply := mrtrCall(t, gateway, "confirm", "Deploy?", nil) // the gateway asks the caller
+	own := stateOf(reply)
+	if own == "" {
+		t.Fatalf("no confirmation asked: %v", reply)
+	}
+	_, reply = mrtrCall(t, gateway, "confirm", "Deploy?", map[string]any{
+		"requestState": own, "inputResponses": map[string]any{"io.mcpgate/approve": map[string]any{"action": "accept"}}})
+	approved := stateOf(reply) // the server asks for input
+	if approved == "" {
+		t.Fatalf("the server's question was not relayed: %v", reply)
+	}
+	answers := map[string]any{"requestState": approved, "inputResponses": map[string]any{"confirm": map[string]any{"action": "accept"}}}
+	if _, reply := mrtrCall(t, gateway, "confirm", "Deploy?", map[string]any{"requestState": approved}); !strings.Contains(fmt.Sprint(reply), "io.mcpgate/approve") {
+		t.Errorf("a retry without the answers: %v; want the caller asked to confirm anew, not the call run on the approval", reply)
+	}
+	for i := range 3 {
+		_, reply := mrtrCall(t, gateway, "confirm", "Deploy?", answers)
+		if ran := strings.Contains(fmt.Sprint(reply), "confirmed:accept"); ran != (i == 0) {
+			t.Errorf("retry %d with the answers: %v; want it run the first time alone (then asked about anew)", i+1, reply)
+		}
+	}
+	n := 0
+	for _, r := range up.Received() {
+		if strings.Contains(string(r.Body), `"inputResponses"`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the upstream got the answers %d times; want once", n)
+	}
+}
+
 // TestInputRequestsOfAnUnnamedRequestRefused: a result asking for input
 // that comes on a GET stream answers a request the gateway cannot name;
 // its requestState, sealed, would be bound to no request and could carry

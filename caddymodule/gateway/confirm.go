@@ -566,14 +566,28 @@ func confirmationClaim(nonce string) string {
 // unclaimAnswers gives back the confirmations the exchange claimed for
 // calls it did not forward after all (refused by a rate limit, by the
 // policy, at the last moment): they ran nothing, and their caller may
-// retry them with the same answer. One that cannot be given back stays
-// used, which refuses the retry, never runs a call twice.
+// retry them with the same answer; so are the uses of approvals claimed
+// for retries with the answers their server asked for
+// (coveredByEarlierApproval). One that cannot be given back stays used,
+// which refuses the retry, never runs a call twice.
 func (x *exchange) unclaimAnswers() {
+	if len(x.callerAnswers) == 0 && len(x.approvedBefore) == 0 {
+		return
+	}
+	nonces := make(map[*mcpmsg.Message]string, len(x.callerAnswers)+len(x.approvedBefore))
 	for m, answer := range x.callerAnswers {
-		if answer.nonce == "" || x.passed && x.forwards(m) {
+		nonces[m] = answer.nonce
+	}
+	for m, earlier := range x.approvedBefore {
+		if earlier.claimed {
+			nonces[m] = earlier.nonce
+		}
+	}
+	for m, nonce := range nonces {
+		if nonce == "" || x.passed && x.forwards(m) {
 			continue
 		}
-		if err := x.unclaimAnswer(answer.nonce); err != nil {
+		if err := x.unclaimAnswer(nonce); err != nil {
 			x.g.logger.Warn("could not give back the confirmation of a call that did not run; its caller must confirm it anew",
 				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))
 		}

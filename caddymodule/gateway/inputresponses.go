@@ -70,8 +70,36 @@ type requestState struct {
 	// its caller) and whose server then asked for input, what was
 	// approved (approvedScope): its retry with the answers is the same
 	// call, not asked about again when the policy asks for the same
-	// approval of the same tool (coveredByEarlierApproval).
+	// approval of the same tool (coveredByEarlierApproval), once: its
+	// Nonce is claimed as a confirmation's is, and the state is sealed
+	// where the claims are shared, as a confirmation's.
 	Approved string `json:"a,omitempty"`
+}
+
+// claimed reports whether the state's use is claimed (its Nonce): the
+// gateway's own question to the caller, or a call that ran approved. Such
+// a state opens only where the claims are (requestStateScope).
+func (s requestState) claimed() bool {
+	return s.Binding != "" || s.Approved != ""
+}
+
+// approvedNonce is the nonce of a state sealed for a call that ran
+// approved (see requestState.Approved); "" for a call that needed no
+// approval.
+func approvedNonce(asked *policy.Decision) string {
+	if asked == nil {
+		return ""
+	}
+	return newNonce()
+}
+
+// earlierApproval is what a retry's requestState says of the approval its
+// call ran on (see coveredByEarlierApproval).
+type earlierApproval struct {
+	scope, nonce string
+	// claimed is set once its nonce is claimed, to be given back if the
+	// retry is not forwarded.
+	claimed bool
 }
 
 // approvedScope names an approval a call ran on: the decision that asked
@@ -95,14 +123,25 @@ func approvedScope(asked *policy.Decision, toolHash string) string {
 // arguments and the policy's revision, says it was given); as it is
 // otherwise. Without it, a retry would be held, or its caller asked,
 // again, and the answers never reach the server.
+//
+// The approval covers one retry: its nonce is claimed (a replay is asked
+// about again), and the retry's own state, if its server asks again,
+// carries no approval (the next round is asked about).
 func (x *exchange) coveredByEarlierApproval(v verdict) verdict {
-	scope, ok := x.approvedBefore[v.message]
-	if !ok || v.decision.Action != policy.ActionNeedsApproval || scope != approvedScope(&v.decision, v.toolHash) {
+	earlier, ok := x.approvedBefore[v.message]
+	if !ok || v.decision.Action != policy.ActionNeedsApproval || earlier.scope != approvedScope(&v.decision, v.toolHash) {
 		return v
 	}
-	asked := v.decision
+	if err := x.claimAnswer(earlier.nonce); err != nil {
+		if !errors.Is(err, approval.ErrReplayed) {
+			x.g.logger.Error("could not record the use of an approval a call ran on; its retry is asked about again",
+				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))
+		}
+		return v
+	}
+	earlier.claimed = true
+	x.approvedBefore[v.message] = earlier
 	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved before its server asked for input", Revision: v.decision.Revision}
-	v.approvedFor = &asked
 	return v
 }
 
@@ -134,7 +173,7 @@ const claimLifetime = requestStateTTL + time.Hour
 // another server name, another policy decided what it asks).
 func (x *exchange) requestStateScope(confirms bool) string {
 	if confirms {
-		return x.g.cfg.Upstream + "\x00requestState\x00confirmation\x00" + x.claimScope()
+		return x.g.cfg.Upstream + "\x00requestState\x00confirmation\x00" + x.g.cfg.Server + "\x00" + x.claimScope()
 	}
 	return x.g.cfg.Upstream + "\x00requestState\x00" + x.g.cfg.Server
 }
@@ -143,7 +182,7 @@ func (x *exchange) requestStateScope(confirms bool) string {
 func (x *exchange) sealRequestState(state requestState) string {
 	state.Issued = time.Now().Unix()
 	payload, _ := json.Marshal(state)
-	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.Binding != ""), sessiontoken.Session{
+	return x.g.cfg.Sealer.Seal(x.requestStateScope(state.claimed()), sessiontoken.Session{
 		Kind: sessiontoken.RequestState, Caller: x.session.sealedCaller(), ID: string(payload),
 	})
 }
@@ -245,11 +284,13 @@ func (x *exchange) checkInputResponses() error {
 			}
 			continue
 		}
-		if state.Approved != "" {
+		if state.Approved != "" && hasResponses {
+			// (Only a retry with the answers is the call approved: one
+			// without asks the server nothing new.)
 			if x.approvedBefore == nil {
-				x.approvedBefore = make(map[*mcpmsg.Message]string)
+				x.approvedBefore = make(map[*mcpmsg.Message]earlierApproval)
 			}
-			x.approvedBefore[m] = state.Approved
+			x.approvedBefore[m] = earlierApproval{scope: state.Approved, nonce: state.Nonce}
 		}
 		if err := x.restoreRequestState(m, state.Original); err != nil {
 			return refuse(http.StatusBadRequest, mcpmsg.CodeInvalidParams, err.Error())
@@ -324,7 +365,7 @@ func (x *exchange) openRequestState(value any) (requestState, error) {
 		return requestState{}, errors.New("requestState was issued to another user")
 	}
 	var state requestState
-	if err := json.Unmarshal([]byte(s.ID), &state); err != nil || (state.Binding != "") != confirms {
+	if err := json.Unmarshal([]byte(s.ID), &state); err != nil || state.claimed() != confirms {
 		return requestState{}, errors.New("requestState was not issued by this gateway")
 	}
 	switch age := time.Since(time.Unix(state.Issued, 0)); {

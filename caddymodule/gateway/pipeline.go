@@ -77,7 +77,7 @@ type exchange struct {
 	// approvedBefore holds, of the calls retried with the answers their
 	// server asked for after they ran once approved, what was approved
 	// (see coveredByEarlierApproval).
-	approvedBefore map[*mcpmsg.Message]string
+	approvedBefore map[*mcpmsg.Message]earlierApproval
 	// approvalTokens are what the approval tokens of the body's calls
 	// say (pending.go).
 	approvalTokens map[*mcpmsg.Message]approvalToken

@@ -415,7 +415,7 @@ func (rl *relay) checkInputRequests(id, result []byte) ([]byte, error) {
 	}
 	sealed, err := json.Marshal(rl.seal(requestState{
 		Keys: keys, Method: answered.method, Name: stateName(answered.name), Params: digest, Original: state,
-		Approved: approvedScope(answered.approvedFor, answered.toolHash), Policy: revision,
+		Approved: approvedScope(answered.approvedFor, answered.toolHash), Nonce: approvedNonce(answered.approvedFor), Policy: revision,
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sealing requestState: %w", err)
