@@ -134,6 +134,22 @@ func addConfirmTool(server *mcp.Server) {
 				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
 			}}}, nil, nil
 		})
+	// confirm_twice asks two questions, one round each.
+	mcp.AddTool(server, &mcp.Tool{Name: "confirm_twice", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(_ context.Context, req *mcp.CallToolRequest, in askInput) (*mcp.CallToolResult, any, error) {
+			ask := func(state, key string) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{RequestState: state, InputRequests: mcp.InputRequestMap{key: &mcp.ElicitParams{
+					Message: in.Text + " " + key, RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
+				}}}, nil, nil
+			}
+			switch req.Params.RequestState {
+			case "":
+				return ask("round-1", "first")
+			case "round-1":
+				return ask("round-2", "second")
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "confirmed twice"}}}, nil, nil
+		})
 }
 
 // clientHandlers answers a server's sampling and elicitation requests and
@@ -1371,16 +1387,27 @@ func TestApprovedCallThatAsksForInput(t *testing.T) {
 		permissions {
 			read_only allow
 			tool confirm needs_approval caller
+			tool confirm_twice needs_approval caller
 		}`})
-	client := clientHandlers{action: "accept"}
-	session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), mcphttp.Version20260728)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "confirm", Arguments: map[string]any{"text": "Deploy?"}})
-	_, asked := client.seen()
-	if err != nil || !strings.Contains(resultText(res), "confirmed:accept") || len(asked) != 2 {
-		t.Errorf("a confirmed call whose server asks for input: %v, %v; the client was asked %d times (%q); want the server's answer, "+
-			"the client asked twice (the gateway's question, then the server's)", res, err, len(asked), asked)
+	for _, tt := range []struct {
+		tool, want string
+		// asked is how often the client is asked: the gateway's question,
+		// then the server's.
+		asked int
+	}{
+		{"confirm", "confirmed:accept", 2},
+		{"confirm_twice", "confirmed twice", 3},
+	} {
+		client := clientHandlers{action: "accept"}
+		session := connectOver(t, &mcp.StreamableClientTransport{Endpoint: gateway}, client.options(), mcphttp.Version20260728)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: tt.tool, Arguments: map[string]any{"text": "Deploy?"}})
+		cancel()
+		_, asked := client.seen()
+		if err != nil || !strings.Contains(resultText(res), tt.want) || len(asked) != tt.asked {
+			t.Errorf("a confirmed call of %s whose server asks for input: %v, %v; the client was asked %d times (%q); want %q, the client asked %d times",
+				tt.tool, res, err, len(asked), asked, tt.want, tt.asked)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -67,8 +68,8 @@ type memoryStore struct {
 	// scope is the store's Scope, random.
 	scope string
 	// claims are the keys claimed, each until its time is up, at most
-	// maxMemoryClaims of them (the oldest claimed first out); it locks on
-	// its own.
+	// maxMemoryClaims of them (past it, no key is claimed until one's
+	// time is up); it locks on its own.
 	claims *ttlcache.Cache[string, struct{}]
 
 	mu        sync.Mutex
@@ -228,15 +229,22 @@ func (s *memoryStore) CountPending(context.Context) (int, error) {
 	return n, nil
 }
 
-// maxMemoryClaims bounds the keys a memory store keeps claimed, as the
-// gateway bounds the confirmations it remembers without a store: past it,
-// the key claimed longest ago could be claimed again (a confirmation
-// nonce, which only its own caller holds, who could as well confirm the
-// call anew).
+// maxMemoryClaims bounds the keys a memory store keeps claimed. Past it,
+// a new key is refused (ErrTooManyClaims) rather than an older one
+// forgotten: a claim may stand for a reviewer's approval used (a retry
+// run on it), which must not run again once forgotten.
 const maxMemoryClaims = 100_000
 
+// ErrTooManyClaims is Claim's error when a memory store holds as many
+// keys claimed as it may.
+var ErrTooManyClaims = errors.New("the approval store holds as many one-time keys as it may; retry later")
+
 func (s *memoryStore) Claim(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	return s.claims.AddIfAbsentFor(key, struct{}{}, ttl), nil
+	added, full := s.claims.AddIfAbsentWithin(key, struct{}{}, ttl)
+	if full {
+		return false, ErrTooManyClaims
+	}
+	return added, nil
 }
 
 func (s *memoryStore) Unclaim(_ context.Context, key string) error {

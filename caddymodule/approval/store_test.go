@@ -276,19 +276,30 @@ func TestRedisAddressNamesAServer(t *testing.T) {
 }
 
 // TestMemoryStoreClaimsBounded: a memory store keeps at most
-// maxMemoryClaims keys claimed, whatever their time (each caller
-// confirmation claims one for 30 minutes).
+// maxMemoryClaims keys claimed; past it, a new key is refused rather than
+// a live one forgotten (which could then be claimed again), until one's
+// time is up.
 func TestMemoryStoreClaimsBounded(t *testing.T) {
 	store := NewMemoryStore(nil).(*memoryStore)
-	for i := range maxMemoryClaims + 1000 {
-		if fresh, err := store.Claim(context.Background(), strconv.Itoa(i), time.Hour); err != nil || !fresh {
+	now := time.Now()
+	store.claims.SetClock(func() time.Time { return now })
+	ctx := context.Background()
+	for i := range maxMemoryClaims {
+		if fresh, err := store.Claim(ctx, strconv.Itoa(i), time.Hour); err != nil || !fresh {
 			t.Fatalf("Claim %d = %v (%v), want fresh", i, fresh, err)
 		}
+	}
+	if fresh, err := store.Claim(ctx, "one more", time.Hour); fresh || !errors.Is(err, ErrTooManyClaims) {
+		t.Errorf("a claim past the bound = %v (%v); want ErrTooManyClaims", fresh, err)
+	}
+	if fresh, err := store.Claim(ctx, "0", time.Hour); fresh || err != nil {
+		t.Errorf("the first key claimed again = %v (%v); want it still claimed", fresh, err)
 	}
 	if n := store.claims.Len(); n > maxMemoryClaims {
 		t.Errorf("%d claims kept; want at most %d", n, maxMemoryClaims)
 	}
-	if fresh, _ := store.Claim(context.Background(), strconv.Itoa(maxMemoryClaims+999), time.Hour); fresh {
-		t.Error("the last key claimed was fresh again")
+	now = now.Add(2 * time.Hour)
+	if fresh, err := store.Claim(ctx, "one more", time.Hour); !fresh || err != nil {
+		t.Errorf("a claim once the others' time is up = %v (%v); want fresh", fresh, err)
 	}
 }

@@ -125,8 +125,8 @@ func approvedScope(asked *policy.Decision, toolHash string) string {
 // again, and the answers never reach the server.
 //
 // The approval covers one retry: its nonce is claimed (a replay is asked
-// about again), and the retry's own state, if its server asks again,
-// carries no approval (the next round is asked about).
+// about again); the retry's own state, if its server asks again, carries
+// the approval on under a nonce of its own.
 func (x *exchange) coveredByEarlierApproval(v verdict) verdict {
 	earlier, ok := x.approvedBefore[v.message]
 	if !ok || v.decision.Action != policy.ActionNeedsApproval || earlier.scope != approvedScope(&v.decision, v.toolHash) {
@@ -141,7 +141,12 @@ func (x *exchange) coveredByEarlierApproval(v verdict) verdict {
 	}
 	earlier.claimed = true
 	x.approvedBefore[v.message] = earlier
+	asked := v.decision
 	v.decision = policy.Decision{Action: policy.ActionAllow, Reason: "approved before its server asked for input", Revision: v.decision.Revision}
+	// A further round of questions is of the same approved call: its
+	// state carries the approval on, with a nonce of its own, claimed
+	// once in turn (only a forwarded retry mints one).
+	v.approvedFor = &asked
 	return v
 }
 

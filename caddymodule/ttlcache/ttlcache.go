@@ -48,6 +48,14 @@ func New[K comparable, V any](size int, ttl time.Duration) *Cache[K, V] {
 	return &Cache[K, V]{entries: entries, size: size, ttl: ttl, now: time.Now}
 }
 
+// SetClock replaces the clock the cache reads (time.Now), for the tests
+// of code that keeps one.
+func (c *Cache[K, V]) SetClock(now func() time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
+}
+
 // Add adds or replaces the value of key, for ttl from now, evicting the
 // least recently used entry when the cache is full.
 func (c *Cache[K, V]) Add(key K, value V) {
@@ -93,6 +101,29 @@ func (c *Cache[K, V]) AddIfAbsentFor(key K, value V, ttl time.Duration) bool {
 	}
 	c.add(key, value, ttl)
 	return true
+}
+
+// AddIfAbsentWithin is AddIfAbsentFor that gives no live entry's place
+// away: with the cache full of entries that have not expired (as far as
+// the least recently used end shows), it adds nothing and reports full.
+// For a cache whose entries must not be forgotten before their time (a
+// one-time key claimed, which could be claimed again).
+func (c *Cache[K, V]) AddIfAbsentWithin(key K, value V, ttl time.Duration) (added, full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries.Peek(key); ok && !c.expired(key, e) {
+		return false, false
+	}
+	now := c.now()
+	for c.entries.Len() >= c.size {
+		oldest, e, ok := c.entries.GetOldest()
+		if !ok || now.Before(e.expires) {
+			return false, true
+		}
+		c.entries.Remove(oldest)
+	}
+	c.entries.Add(key, entry[V]{value: value, expires: now.Add(ttl)})
+	return true, false
 }
 
 // add adds key for ttl, first dropping the expired entries at the least
