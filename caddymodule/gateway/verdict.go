@@ -17,13 +17,9 @@ import (
 
 // CodeRefusedByPolicy is the JSON-RPC error code of the errors the gateway
 // answers refused requests with (other than tools/call, which get an
-// isError result): to clients, and to servers whose requests it refuses.
-// It lies outside the range JSON-RPC 2.0 reserves (-32768 to -32000),
-// where the SDKs give codes meanings of their own (in the Go SDK -32003
-// is "client is closing", which a server would take for a disconnect;
-// the TypeScript SDK's -32000 and -32001 are a closed connection and a
-// timeout), so that every SDK reports it as the ordinary error it is.
-const CodeRefusedByPolicy = -31403
+// isError result): to clients, and to servers whose requests it refuses
+// (see mcpmsg.CodeRefused).
+const CodeRefusedByPolicy = mcpmsg.CodeRefused
 
 // verdict is the policy's decision on one message.
 type verdict struct {

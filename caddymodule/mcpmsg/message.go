@@ -158,6 +158,15 @@ const (
 	CodeInternalError = -32603
 )
 
+// CodeRefused is the JSON-RPC error code of the errors mcpgate answers
+// the requests it refuses with, to clients and to servers alike. It lies
+// outside the range JSON-RPC 2.0 reserves (-32768 to -32000), where the
+// SDKs give codes meanings of their own (in the Go SDK -32003 is "client
+// is closing", which a server would take for a disconnect; the
+// TypeScript SDK's -32000 and -32001 are a closed connection and a
+// timeout), so that every SDK reports it as the ordinary error it is.
+const CodeRefused = -31403
+
 // Error is a parse or validation failure, mapped to a JSON-RPC error code.
 type Error struct {
 	// Code is the JSON-RPC error code, one of the Code constants.

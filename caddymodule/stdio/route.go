@@ -7,6 +7,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"go.uber.org/zap"
+
+	"github.com/mcpgate/mcpgate/caddymodule/mcpmsg"
 )
 
 // maxBacklog and maxBacklogBytes bound the messages a server sends while
@@ -104,7 +106,7 @@ func (s *session) route(msg jsonrpc.Message) {
 		}
 	}
 	if s.stateless && request.IsCall() {
-		s.refuse(request, jsonrpc.CodeMethodNotFound,
+		s.refuse(request, mcpmsg.CodeRefused,
 			"the client is stateless (MCP 2026-07-28) and cannot answer server requests; connect with a session to use sampling, elicitation or roots")
 		return
 	}
@@ -125,7 +127,7 @@ func (s *session) route(msg jsonrpc.Message) {
 		target, dropped := s.targetLocked(request, token, data)
 		s.mu.Unlock()
 		for _, request := range dropped {
-			s.refuse(request, codeServerError, "the client had no stream open to receive this request")
+			s.refuse(request, mcpmsg.CodeRefused, "the client had no stream open to receive this request")
 		}
 		if target == nil || target.deliver(request, data) == nil {
 			return
@@ -192,7 +194,8 @@ func (s *session) takeBacklogLocked() []backlogged {
 	return backlog
 }
 
-// refuse answers a request from the server on the client's behalf.
+// refuse answers a request from the server on the client's behalf (with
+// mcpmsg.CodeRefused, which no SDK reads as a disconnect).
 func (s *session) refuse(request *jsonrpc.Request, code int64, message string) {
 	response := &jsonrpc.Response{ID: request.ID, Error: &jsonrpc.Error{Code: code, Message: message}}
 	if err := s.send(response); err != nil {

@@ -592,8 +592,9 @@ func TestStateless(t *testing.T) {
 	if text, isError := stdiotest.Call(t, session, "ask", nil); !isError || !strings.Contains(text, "does not support elicitation") {
 		t.Errorf("ask answered %q (isError %v), want the server's refusal to elicit", text, isError)
 	}
-	if text, isError := stdiotest.Call(t, session, "ping_client", nil); !isError || !strings.Contains(text, "stateless") {
-		t.Errorf("ping_client answered %q (isError %v), want an error saying a stateless client cannot be asked", text, isError)
+	// (With mcpgate's own code, which no SDK reads as a disconnect.)
+	if text, isError := stdiotest.Call(t, session, "ping_client", nil); !isError || !strings.Contains(text, "stateless") || !strings.Contains(text, "code -31403") {
+		t.Errorf("ping_client answered %q (isError %v), want an error of code -31403 saying a stateless client cannot be asked", text, isError)
 	}
 	first, second := stdiotest.PID(t, session), stdiotest.PID(t, session)
 	if first != second {

@@ -282,6 +282,9 @@ func Server() *mcp.Server {
 	})
 	tool("ping_client", readOnly, func(ctx context.Context, req *mcp.CallToolRequest, _ Input) (string, error) {
 		if err := req.Session.Ping(ctx, nil); err != nil {
+			if wire, ok := errors.AsType[*jsonrpc.Error](err); ok {
+				return "", fmt.Errorf("code %d: %w", wire.Code, err)
+			}
 			return "", err
 		}
 		return "pong", nil
