@@ -405,7 +405,7 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, opts 
 	if err != nil {
 		return err
 	}
-	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl), shared: h.Identity.realmShared()}, guards); err != nil {
+	if err := app.claim(cfg.Server, cfg.Upstream, h.Upstream != "", callerRealm{name: h.Identity.realm(repl, cfg.Upstream), shared: h.Identity.realmShared()}, guards); err != nil {
 		return err
 	}
 	app.nameTableServers(cfg.Engine.TableServers())
@@ -413,17 +413,8 @@ func (h *Handler) provisionShared(ctx caddy.Context, repl *caddy.Replacer, opts 
 		return err
 	}
 	if h.Identity != nil {
-		if cfg.Identity, err = h.Identity.gatewayIdentity(ctx, repl); err != nil {
+		if cfg.Identity, err = h.Identity.gatewayIdentity(ctx, repl, cfg.Upstream); err != nil {
 			return err
-		}
-		if !h.Identity.realmShared() {
-			// A realm no other handler may share (Caddy's
-			// authentication without `realm`) is this upstream's alone:
-			// "alice" of two sites' basic_auth lists is two callers in
-			// whatever counts callers across upstreams
-			// (max_sessions_per_caller, the bounds of what is kept per
-			// caller).
-			cfg.Identity.Realm += " upstream " + strconv.Quote(cfg.Upstream)
 		}
 	}
 	// The approval settings are checked against the other handlers' before

@@ -67,7 +67,7 @@ type IdentityConfig struct {
 // gatewayIdentity resolves the configuration into the gateway's
 // identity: a JWT verifier with the metadata it advertises, or the user
 // an earlier handler authenticated, read from a placeholder.
-func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Replacer) (*gateway.Identity, error) {
+func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Replacer, upstream string) (*gateway.Identity, error) {
 	switch cfg.Source {
 	case IdentityCaddy:
 		key, err := userPlaceholder(cfg.User)
@@ -80,7 +80,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 				zap.String("placeholder", "{"+key+"}"))
 		}
 		fromAuthentication := strings.HasPrefix(key, "http.auth.user.")
-		return &gateway.Identity{Realm: cfg.realm(repl), AuthenticatedUser: func(r *http.Request) string {
+		return &gateway.Identity{Realm: cfg.realm(repl, upstream), AuthenticatedUser: func(r *http.Request) string {
 			if !fromAuthentication && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && len(r.TLS.VerifiedChains) == 0 {
 				// Caddy fills its TLS client placeholders from any
 				// certificate the client presented, verified or not
@@ -138,7 +138,7 @@ func (cfg *IdentityConfig) gatewayIdentity(ctx context.Context, repl *caddy.Repl
 		servers = []string{issuer}
 	}
 	return &gateway.Identity{
-		Realm:    cfg.realm(repl),
+		Realm:    cfg.realm(repl, upstream),
 		Verifier: verifier,
 		Metadata: &identity.ProtectedResourceMetadata{
 			Resource:               resource,
@@ -274,8 +274,12 @@ func (cfg *IdentityConfig) issuer(repl *caddy.Replacer) string {
 // Caddy's authentication and the placeholder read ("" without an
 // identity). Two Caddy authentication providers on different routes that
 // set the same placeholder read alike: they are the operator's to keep to
-// one namespace of user ids.
-func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
+// one namespace of user ids. A realm no other upstream's handler may
+// share (Caddy's authentication without `realm`, see realmShared) is
+// the upstream's alone: "alice" of two sites' basic_auth lists is two
+// callers in whatever counts callers across upstreams
+// (max_sessions_per_caller, the bounds of what is kept per caller).
+func (cfg *IdentityConfig) realm(repl *caddy.Replacer, upstream string) string {
 	switch {
 	case cfg == nil:
 		return ""
@@ -290,7 +294,7 @@ func (cfg *IdentityConfig) realm(repl *caddy.Replacer) string {
 		// The placeholder says which handler's user it is (a header
 		// anyone may set is not an authentication's user).
 		key, _ := userPlaceholder(cfg.User)
-		return cfg.Source + " " + strconv.Quote(key)
+		return cfg.Source + " " + strconv.Quote(key) + " upstream " + strconv.Quote(upstream)
 	}
 }
 
