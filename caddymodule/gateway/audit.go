@@ -212,8 +212,8 @@ func (x *exchange) rejectedVerdicts(e *refusal) []verdict {
 // even when the gateway then refused the message for another cause (a
 // rate limit, an id in flight), which the record's refusal says.
 func (v verdict) auditedDecision() policy.Decision {
-	if v.decided {
-		return v.policyDecision
+	if v.policyDecision != nil {
+		return *v.policyDecision
 	}
 	return v.decision
 }

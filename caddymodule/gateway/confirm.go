@@ -571,22 +571,19 @@ func confirmationClaim(nonce string) string {
 // (coveredByEarlierApproval). One that cannot be given back stays used,
 // which refuses the retry, never runs a call twice.
 func (x *exchange) unclaimAnswers() {
-	if len(x.callerAnswers) == 0 && len(x.approvedBefore) == 0 {
-		return
-	}
-	nonces := make(map[*mcpmsg.Message]string, len(x.callerAnswers)+len(x.approvedBefore))
 	for m, answer := range x.callerAnswers {
-		nonces[m] = answer.nonce
+		x.giveBackUnsent(m, answer.nonce)
 	}
 	for m, earlier := range x.approvedBefore {
 		if earlier.claimed {
-			nonces[m] = earlier.nonce
+			x.giveBackUnsent(m, earlier.nonce)
 		}
 	}
-	for m, nonce := range nonces {
-		if nonce == "" || x.passed && x.forwards(m) {
-			continue
-		}
+}
+
+// giveBackUnsent gives back nonce, claimed for m, unless m was forwarded.
+func (x *exchange) giveBackUnsent(m *mcpmsg.Message, nonce string) {
+	if nonce != "" && !(x.passed && x.forwards(m)) {
 		if err := x.unclaimAnswer(nonce); err != nil {
 			x.g.logger.Warn("could not give back the confirmation of a call that did not run; its caller must confirm it anew",
 				zap.String("request_id", x.g.host.RequestID(x.r)), zap.Error(err))

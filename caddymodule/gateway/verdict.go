@@ -45,9 +45,8 @@ type verdict struct {
 	rateLimited bool
 	// policyDecision, once the gateway refused the message for another
 	// cause than the policy's (refusedWith), is what the policy decided,
-	// for the audit trail; decided says it is set.
-	policyDecision policy.Decision
-	decided        bool
+	// for the audit trail; nil otherwise.
+	policyDecision *policy.Decision
 	// span is the message's trace span, when traced; openSpan the span
 	// itself until it ends (endMessageSpans), and evaluated how long the
 	// decision took.
@@ -145,8 +144,9 @@ func (v verdict) refusal() string {
 
 // refusedWith is the verdict refusing the message with text.
 func (v verdict) refusedWith(text string) verdict {
-	if !v.decided && v.decision.Action != "" {
-		v.policyDecision, v.decided = v.decision, true
+	if v.policyDecision == nil && v.decision.Action != "" {
+		decided := v.decision
+		v.policyDecision = &decided
 	}
 	v.decision = policy.Decision{Action: policy.ActionBlock, Reason: v.decision.Reason, Revision: v.decision.Revision}
 	v.text = text
