@@ -430,11 +430,9 @@ type approvalSecrets struct {
 // secret of the service it names.)
 func checkCrossedSecrets(webhook, decision []approval.Secret) error {
 	for _, w := range webhook {
-		for _, d := range decision {
-			if w.Equal(d) {
-				return fmt.Errorf("a webhook secret of one mcp_policy handler's approvals is a decision secret of another's (key %s), "+
-					"or signs as one: whoever receives the first's approval requests could decide the second's calls; use distinct secrets", d.ID())
-			}
+		if j, ok := approval.SignsAs(decision, w); ok {
+			return fmt.Errorf("a webhook secret of one mcp_policy handler's approvals is a decision secret of another's (key %s), "+
+				"or signs as one: whoever receives the first's approval requests could decide the second's calls; use distinct secrets", decision[j].ID())
 		}
 	}
 	return nil

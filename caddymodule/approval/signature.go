@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,14 +149,19 @@ func CheckDistinctSecrets(webhook, decision []Secret) error {
 		if len(d.key) == 0 {
 			return fmt.Errorf("decision secret %d is unset", j+1)
 		}
-		for i, w := range webhook {
-			if w.Equal(d) {
-				return fmt.Errorf("webhook secret %d is also decision secret %d (key %s): "+
-					"whoever receives approval requests could decide them; use distinct secrets", i+1, j+1, d.ID())
-			}
+		if i, ok := SignsAs(webhook, d); ok {
+			return fmt.Errorf("webhook secret %d is also decision secret %d (key %s): "+
+				"whoever receives approval requests could decide them; use distinct secrets", i+1, j+1, d.ID())
 		}
 	}
 	return nil
+}
+
+// SignsAs returns the index of the first of secrets that signs as s does
+// (Equal), if one does.
+func SignsAs(secrets []Secret, s Secret) (int, bool) {
+	i := slices.IndexFunc(secrets, s.Equal)
+	return i, i >= 0
 }
 
 func (s Secret) mac(id, timestamp string, body []byte) []byte {
